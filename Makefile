@@ -1,0 +1,42 @@
+# Every target installs what it needs into .venv first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE ?= samples/chelsea.png
+
+.PHONY: install demo test bench fuzz clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# A stamp per extra, remade when pyproject.toml changes.
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.installed-test
+
+demo: install
+	@mkdir -p demo
+	$(BIN)/kmq compress $(SAMPLE) -k 16 -o demo/sample.kmq -f
+	$(BIN)/kmq decompress demo/sample.kmq -o demo/sample.kmq.png -f
+	$(BIN)/kmq stats demo/sample.kmq
+	@echo "demo: wrote demo/sample.kmq and demo/sample.kmq.png"
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-bench
+	@mkdir -p bench/results
+	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/codecs.py
+	cat bench/results/speed.md bench/results/codecs.md > bench/RESULTS.md
+	@echo "bench: wrote bench/RESULTS.md"
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info .pytest_cache

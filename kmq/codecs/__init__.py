@@ -1,0 +1,45 @@
+"""Payload codecs: how the labels of a .kmq file are turned into payload bytes and back.
+
+Each codec is a module with ``encode(labels, k) -> bytes`` and ``decode(payload, width, height, k) -> labels``,
+``labels`` being a (height, width) uint16 array of values < k. ``decode`` must raise FormatError, never another
+exception, on any payload, and must not allocate more than the image's own size warrants.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from ..errors import FormatError
+from . import raw
+
+# id in the header -> (name, module). Ids are never reused: files written before must still read.
+_CODECS: dict[int, tuple[str, ModuleType]] = {
+    0: ("raw", raw),
+}
+
+NAMES: tuple[str, ...] = tuple(name for name, _ in _CODECS.values())
+
+
+def codec_id(name: str) -> int:
+    for cid, (cname, _) in _CODECS.items():
+        if cname == name:
+            return cid
+    raise ValueError(f"unknown codec {name!r}; choose from {', '.join(NAMES)}")
+
+
+def codec_name(cid: int) -> str:
+    return _module(cid)[0]
+
+
+def _module(cid: int) -> tuple[str, ModuleType]:
+    try:
+        return _CODECS[cid]
+    except KeyError:
+        raise FormatError(f"unknown codec {cid}") from None
+
+
+def encode(cid: int, labels, k: int) -> bytes:
+    return _module(cid)[1].encode(labels, k)
+
+
+def decode(cid: int, payload: bytes, width: int, height: int, k: int):
+    return _module(cid)[1].decode(payload, width, height, k)
