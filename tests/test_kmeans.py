@@ -1,0 +1,196 @@
+"""Correctness of kmq.kmeans: exact distinct colours, exact nearest palette entry, weighted K-Means.
+
+No timing here: speed is measured by bench/speed.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmq import kmeans as km
+
+
+def brute_nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = ((points.astype(np.int64)[:, None, :] - palette.astype(np.int64)[None, :, :]) ** 2).sum(axis=2)
+    lab = np.argmin(d, axis=1)  # first minimum: the lower index on ties
+    return lab, d[np.arange(len(points)), lab]
+
+
+def weighted_j(colors: np.ndarray, counts: np.ndarray, centroids: np.ndarray) -> float:
+    """Distortion of float centroids: weighted mean squared distance to the nearest centroid."""
+    d = ((colors.astype(np.float64)[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2).min(axis=1)
+    return float(counts @ d / counts.sum())
+
+
+def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: int) -> np.ndarray:
+    c = np.array(centres, dtype=np.int64)
+    pts = c[rng.integers(0, len(c), n)] + rng.integers(-spread, spread + 1, (n, c.shape[1]))
+    return np.clip(pts, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- distinct
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_distinct_colors_exact(channels: int) -> None:
+    rng = np.random.default_rng(1)
+    px = rng.integers(0, 6, (5000, channels)).astype(np.uint8) * 50  # many repeats
+    colors, counts, inverse = km.distinct_colors(px)
+    assert colors.dtype == np.uint8 and counts.dtype == np.int64 and inverse.dtype == np.intp
+    assert np.array_equal(colors[inverse], px)
+    ref, ref_counts = np.unique(px, axis=0, return_counts=True)  # lexicographic order
+    assert np.array_equal(colors, ref)
+    assert np.array_equal(counts, ref_counts)
+    assert counts.sum() == len(px)
+
+
+def test_distinct_colors_rgba_constant_alpha_and_extremes() -> None:
+    px = np.array([[255, 255, 255, 7], [0, 0, 0, 7], [255, 255, 255, 7], [1, 2, 3, 7]], dtype=np.uint8)
+    colors, counts, inverse = km.distinct_colors(px)
+    assert colors.tolist() == [[0, 0, 0, 7], [1, 2, 3, 7], [255, 255, 255, 7]]
+    assert counts.tolist() == [1, 1, 2]
+    assert inverse.tolist() == [2, 0, 2, 1]
+
+
+def test_distinct_colors_single_pixel_and_full_range_grey() -> None:
+    colors, counts, inverse = km.distinct_colors(np.array([[9, 8, 7]], dtype=np.uint8))
+    assert colors.tolist() == [[9, 8, 7]] and counts.tolist() == [1] and inverse.tolist() == [0]
+    grey = np.arange(256, dtype=np.uint8)[::-1, None]
+    colors, counts, inverse = km.distinct_colors(grey)
+    assert np.array_equal(colors[:, 0], np.arange(256)) and np.array_equal(colors[inverse], grey)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.sampled_from([1, 3, 4]), st.integers(0, 2**32 - 1))
+def test_distinct_colors_property(n: int, channels: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    px = rng.integers(0, 256, (n, channels)).astype(np.uint8)
+    if seed % 2:
+        px = px // 64 * 64
+    colors, counts, inverse = km.distinct_colors(px)
+    assert np.array_equal(colors[inverse], px)
+    ref, ref_counts = np.unique(px, axis=0, return_counts=True)
+    assert np.array_equal(colors, ref) and np.array_equal(counts, ref_counts)
+
+
+# ---------------------------------------------------------------------------------------------- nearest
+
+
+def test_nearest_ties_go_to_lower_index() -> None:
+    palette = np.array([[10, 0, 0], [0, 0, 0], [20, 0, 0], [10, 0, 0]], dtype=np.uint8)
+    points = np.array([[5, 0, 0], [15, 0, 0], [10, 0, 0], [0, 0, 0]], dtype=np.uint8)
+    labels, dist = km.nearest(points, palette)
+    # 5 is 5 away from entries 0 and 1 -> 0; 15 from 0, 2 and 3 -> 0; 10 equals 0 and 3 -> 0.
+    assert labels.tolist() == [0, 0, 0, 1]
+    assert dist.tolist() == [25, 25, 0, 0]
+
+
+@pytest.mark.parametrize("channels,k,m", [(1, 5, 300), (1, 200, 1000), (3, 16, 4000), (3, 300, 5000),
+                                          (3, 2000, 20000), (4, 64, 3000), (4, 700, 6000)])
+def test_nearest_equals_brute_force(channels: int, k: int, m: int) -> None:
+    rng = np.random.default_rng(k + m)
+    # Coarse values make exact ties frequent, which is what could go wrong.
+    palette = (rng.integers(0, 16, (k, channels)) * 17).astype(np.uint8)
+    points = rng.integers(0, 256, (m, channels)).astype(np.uint8)
+    points[: m // 4] = points[: m // 4] // 17 * 17
+    labels, dist = km.nearest(points, palette)
+    ref_lab, ref_dist = brute_nearest(points, palette)
+    assert labels.dtype == np.intp
+    assert np.array_equal(dist, ref_dist)
+    assert np.array_equal(labels, ref_lab)
+
+
+def test_nearest_extreme_colours_are_exact() -> None:
+    palette = np.array([[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0]], dtype=np.uint8)
+    points = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 0, 255, 1]], dtype=np.uint8)
+    labels, dist = km.nearest(points, palette)
+    assert labels.tolist() == [1, 0, 2] and dist.tolist() == [0, 0, 1]
+
+
+# ---------------------------------------------------------------------------------------------- fit
+
+
+def test_k1_is_the_weighted_mean() -> None:
+    colors = np.array([[0, 0, 0], [100, 50, 20]], dtype=np.uint8)
+    counts = np.array([3, 1], dtype=np.int64)
+    c = km.fit(colors, counts, 1)
+    assert c.shape == (1, 3) and c.dtype == np.float64
+    np.testing.assert_allclose(c[0], [25.0, 12.5, 5.0])
+
+
+def test_two_separated_groups_give_their_means() -> None:
+    colors = np.array([[0, 0, 0], [2, 0, 0], [200, 100, 0], [200, 110, 0], [200, 120, 0]], dtype=np.uint8)
+    counts = np.array([1, 3, 1, 1, 2], dtype=np.int64)
+    c = km.fit(colors, counts, 2, seed=3)
+    c = c[np.argsort(c[:, 0])]
+    np.testing.assert_allclose(c, [[1.5, 0, 0], [200, 112.5, 0]])
+
+
+def test_weights_matter_and_equal_repeated_pixels() -> None:
+    rng = np.random.default_rng(7)
+    colors = np.unique(rng.integers(0, 256, (60, 3)).astype(np.uint8), axis=0)
+    counts = rng.integers(1, 6, len(colors)).astype(np.int64)
+    pixels = np.repeat(colors, counts, axis=0)
+    d_colors, d_counts, _ = km.distinct_colors(pixels)
+    assert np.array_equal(d_colors, colors) and np.array_equal(d_counts, counts)
+    for k in (2, 5, 12):
+        weighted = km.fit(colors, counts, k, seed=1)
+        # Plain Lloyd on the repeated pixels from the same start reaches the same centroids.
+        start = km.fit(colors, counts, k, seed=1, max_iter=0)
+        px_f = pixels.astype(np.float64)
+        repeated, _ = km._lloyd(px_f, np.ones(len(px_f)), start, 300, 0.0)
+        plain, _ = km._lloyd(colors.astype(np.float64), counts.astype(np.float64), start, 300, 0.0)
+        np.testing.assert_allclose(repeated, plain, atol=1e-9)
+        assert weighted_j(colors, counts, weighted) <= weighted_j(colors, counts, plain) * (1 + 1e-9)
+    # The weights do move the answer: a heavy colour pulls its centroid onto itself.
+    heavy = np.array([[0, 0, 0], [90, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    c = km.fit(heavy, np.array([1000, 1, 1], dtype=np.int64), 2)
+    c = c[np.argsort(c[:, 0])]
+    np.testing.assert_allclose(c[0], [90 / 1001, 0, 0])
+
+
+def test_fit_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    colors, counts, _ = km.distinct_colors(blobs(rng, [[10, 20, 30], [200, 30, 90], [90, 220, 40]], 5000, 40))
+    for k in (3, 16):
+        a = km.fit(colors, counts, k, seed=5)
+        b = km.fit(colors.copy(), counts.copy(), k, seed=5)
+        assert np.array_equal(a, b)
+    assert not np.array_equal(km.fit(colors, counts, 16, seed=5), km.fit(colors, counts, 16, seed=6))
+
+
+def test_empty_clusters_are_reseeded_with_duplicate_heavy_data() -> None:
+    # One colour holds almost all the weight and k is close to M: k-means++ and Lloyd both meet clusters
+    # that lose every point; every centroid must still end on real data, distinct from the others.
+    colors = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [255, 255, 255]], dtype=np.uint8)
+    counts = np.array([10**6, 1, 1, 1, 1, 1], dtype=np.int64)
+    for k in (2, 4, 5):
+        c = km.fit(colors, counts, k, seed=0)
+        assert c.shape == (k, 3) and np.all(np.isfinite(c))
+        assert len(np.unique(np.round(c, 9), axis=0)) == k
+        # The far white colour always deserves its own centroid.
+        assert np.any(np.all(c == 255, axis=1))
+
+
+def test_k_equal_m_minus_one_gives_near_zero_distortion() -> None:
+    rng = np.random.default_rng(3)
+    colors = np.unique(rng.integers(0, 256, (40, 3)).astype(np.uint8), axis=0)
+    counts = rng.integers(1, 100, len(colors)).astype(np.int64)
+    k = len(colors) - 1
+    c = km.fit(colors, counts, k, seed=2)
+    assert c.shape == (k, 3) and np.all(np.isfinite(c))
+    # Optimal: merge the cheapest pair; anything sensible is within a few times of it.
+    assert weighted_j(colors, counts, c) < 0.05 * weighted_j(colors, counts, c[:1])
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_fit_shapes_and_range(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    px = rng.integers(0, 256, (3000, channels)).astype(np.uint8)
+    colors, counts, _ = km.distinct_colors(px)
+    c = km.fit(colors, counts, 8, seed=0)
+    assert c.shape == (8, channels) and c.dtype == np.float64
+    assert np.all(c >= 0) and np.all(c <= 255)
