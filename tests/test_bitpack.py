@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from kmq import bitpack
+
+
+def test_three_bit_labels_by_hand():
+    # 5, 1, 7 -> 101 001 111 -> 1010 0111 | 1000 0000
+    assert bitpack.pack(np.array([5, 1, 7]), 3) == bytes([0xA7, 0x80])
+
+
+@pytest.mark.parametrize("k, bits", [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (16, 4), (17, 5), (256, 8),
+                                     (257, 9), (65536, 16)])
+def test_bits_for(k, bits):
+    assert bitpack.bits_for(k) == bits
+
+
+@pytest.mark.parametrize("bits", range(17))
+@pytest.mark.parametrize("count", [1, 3, 8, 13, 1000, (1 << 20) + 5])
+def test_round_trip(bits, count):
+    labels = np.random.default_rng(bits * 7 + count).integers(0, 1 << bits, count)
+    packed = bitpack.pack(labels, bits)
+    assert len(packed) == bitpack.packed_size(count, bits)
+    unpacked, padding_is_zero = bitpack.unpack(packed, bits, count)
+    assert padding_is_zero
+    assert unpacked.dtype == np.uint16
+    np.testing.assert_array_equal(unpacked, labels)
+
+
+def test_unpack_reports_nonzero_padding():
+    _, padding_is_zero = bitpack.unpack(bytes([0xA7, 0x81]), 3, 3)
+    assert not padding_is_zero
+
+
+def test_unpack_rejects_wrong_length():
+    with pytest.raises(ValueError, match="expected 2 bytes, got 1"):
+        bitpack.unpack(b"\xa7", 3, 3)

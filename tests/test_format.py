@@ -1,0 +1,179 @@
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmq import ChecksumError, FormatError, KmqImage, compress
+from kmq.format import HEADER_SIZE
+
+FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
+
+
+def tiny() -> KmqImage:
+    """The spec's example: 3x1 RGB red, blue, red at K = 2."""
+    return compress(np.array([[[255, 0, 0], [0, 0, 255], [255, 0, 0]]], np.uint8), k=2)
+
+
+def documented_dump() -> bytes:
+    """The bytes of the hex dump in docs/FORMAT.md, so the spec and the code cannot drift apart."""
+    block = re.search(r"## A tiny file.*?```\n(.*?)```", FORMAT_MD.read_text(), re.S).group(1)
+    hex_bytes = [re.sub(r"\|.*", "", line)[10:] for line in block.splitlines()]
+    return bytes.fromhex(" ".join(hex_bytes))
+
+
+def test_tiny_file_matches_the_spec_hex_dump():
+    img = tiny()
+    np.testing.assert_array_equal(img.palette, [[255, 0, 0], [0, 0, 255]])
+    np.testing.assert_array_equal(img.labels, [[0, 1, 0]])
+    assert img.to_bytes() == documented_dump()
+    assert len(documented_dump()) == 70
+
+
+def reforge(data: bytes, offset: int, fmt: str, value) -> bytes:
+    """Overwrite one header field and fix the CRC, so only the field itself is wrong."""
+    body = bytearray(data[:-4])
+    struct.pack_into(fmt, body, offset, value)
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def random_image(bits: int, width: int, height: int, channels: int, seed: int = 0) -> KmqImage:
+    rng = np.random.default_rng(seed)
+    k = 1 if bits == 0 else (1 << (bits - 1)) + 1 + int(rng.integers(0, 1 << (bits - 1)))
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    labels = rng.integers(0, k, (height, width)).astype(np.uint16)
+    labels.flat[0] = k - 1  # the largest label is always exercised
+    return KmqImage(palette, labels, {"distortion": 1.5, "seed": seed})
+
+
+@pytest.mark.parametrize("bits", range(17))
+@pytest.mark.parametrize("width, height", [(1, 1), (3, 5), (7, 3), (17, 2)])
+def test_round_trip_every_bit_width(bits, width, height):
+    img = random_image(bits, width, height, channels=3, seed=bits)
+    assert img.bits_per_label == bits
+    data = img.to_bytes()
+    back = KmqImage.from_bytes(data)
+    assert back == img
+    assert back.labels.dtype == np.uint16 and back.palette.dtype == np.uint8
+    # header + palette + metadata + labels + crc; labels end mid-byte for these sizes unless bits*w*h % 8 == 0
+    meta = len(b'{"distortion":1.5,"seed":%d}' % bits)
+    assert len(data) == HEADER_SIZE + img.k * 3 + meta + (width * height * bits + 7) // 8 + 4
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_round_trip_every_channel_count(channels):
+    img = random_image(5, 9, 4, channels)
+    assert KmqImage.from_bytes(img.to_bytes()) == img
+    assert img.decode().shape == ((4, 9) if channels == 1 else (4, 9, channels))
+
+
+def test_k_65536():
+    img = random_image(16, 300, 2, 3)
+    img = KmqImage(np.zeros((65536, 3), np.uint8), img.labels)
+    assert KmqImage.from_bytes(img.to_bytes()) == img
+
+
+def test_no_metadata_reads_as_unknown():
+    img = KmqImage(np.zeros((1, 3), np.uint8), np.zeros((2, 2), np.uint16))
+    back = KmqImage.from_bytes(img.to_bytes())
+    assert back.distortion is None and back.seed is None
+
+
+# ---- corrupted files -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def good() -> bytes:
+    return random_image(4, 10, 7, 3).to_bytes()
+
+
+def test_empty():
+    with pytest.raises(FormatError, match="empty file"):
+        KmqImage.from_bytes(b"")
+
+
+def test_bad_magic():
+    with pytest.raises(FormatError, match=r"not a \.kmq file: bad magic 6a 75 6e 6b"):
+        KmqImage.from_bytes(b"junk")
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 20, 31])
+def test_truncated_header(good, cut):
+    with pytest.raises(FormatError, match=f"truncated header: expected 32 bytes, got {cut}"):
+        KmqImage.from_bytes(good[:cut])
+
+
+@pytest.mark.parametrize("missing", [1, 4, 5, 20, 40])
+def test_truncated_file(good, missing):
+    with pytest.raises(FormatError, match=f"truncated file: expected {len(good)} bytes, got {len(good) - missing}"):
+        KmqImage.from_bytes(good[:-missing])
+
+
+def test_trailing_bytes(good):
+    with pytest.raises(FormatError, match=f"trailing bytes: expected {len(good)} bytes, got {len(good) + 3}"):
+        KmqImage.from_bytes(good + b"abc")
+
+
+@pytest.mark.parametrize("position", [32, 40, 60, -40, -5, -1])
+def test_bit_flip_is_a_checksum_error(good, position):
+    flipped = bytearray(good)
+    flipped[position] ^= 0x10
+    with pytest.raises(ChecksumError, match=r"checksum mismatch: stored 0x[0-9A-F]{8}, computed 0x[0-9A-F]{8}"):
+        KmqImage.from_bytes(bytes(flipped))
+
+
+@pytest.mark.parametrize("offset, fmt, value, message", [
+    (4, "<B", 2, r"unsupported \.kmq version 2 \(this kmq reads version 1\)"),
+    (5, "<B", 2, "header: channels is 2, must be 1, 3 or 4"),
+    (6, "<B", 99, "unknown codec 99"),
+    (7, "<B", 5, "header: bits is 5, must be 4 for k="),
+    (8, "<I", 0, "header: width is 0, must be 1 to"),
+    (12, "<I", 0, "header: height is 0, must be 1 to"),
+    (16, "<I", 70000, "header: k is 70000, must be 1 to 65536"),
+    (20, "<I", 70000, "header: meta_len is 70000, must be 0 to 65535"),
+    (8, "<I", 100000, r"image of 100000x7 = 700000 pixels exceeds the limit of 1000 pixels"),
+    (24, "<Q", 2**63, r"truncated file: expected \d+ bytes"),
+    (8, "<I", 11, r"raw labels: expected 39 bytes for 11x7 at 4 bits, got 35"),
+])
+def test_forged_header_fields(good, offset, fmt, value, message):
+    limit = 1000 if "limit" in message else 10**9
+    with pytest.raises(FormatError, match=message):
+        KmqImage.from_bytes(reforge(good, offset, fmt, value), max_pixels=limit)
+
+
+def test_label_out_of_range():
+    img = KmqImage(np.zeros((3, 3), np.uint8), np.array([[0, 1, 2, 2]], np.uint16))
+    data = bytearray(img.to_bytes())
+    data[-5] = 0b00011100  # labels 0, 1, 3, 0: 3 is not < k = 3
+    data[-4:] = struct.pack("<I", zlib.crc32(data[:-4]))
+    with pytest.raises(FormatError, match=r"label 3 at pixel \(2, 0\) is out of range for k=3"):
+        KmqImage.from_bytes(bytes(data))
+
+
+def test_nonzero_padding():
+    img = KmqImage(np.zeros((2, 1), np.uint8), np.array([[0, 1, 0]], np.uint16))
+    data = bytearray(img.to_bytes())
+    data[-5] |= 0x01
+    data[-4:] = struct.pack("<I", zlib.crc32(data[:-4]))
+    with pytest.raises(FormatError, match="raw labels: non-zero padding bits in the last byte"):
+        KmqImage.from_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("meta, message", [(b"\xff\xfe", "metadata is not UTF-8 JSON"),
+                                           (b"[1,2]", "metadata must be a JSON object, got list"),
+                                           (b'{"distortion":"x"}', "metadata: distortion must be a finite number")])
+def test_bad_metadata(meta, message):
+    palette = np.zeros((1, 1), np.uint8)
+    body = struct.pack("<4sBBBBIIIIQ", b"\x89KMQ", 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + palette.tobytes() + meta
+    with pytest.raises(FormatError, match=message):
+        KmqImage.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_invalid_images_are_refused_at_construction():
+    with pytest.raises(ValueError, match="labels must lie in 0..1"):
+        KmqImage(np.zeros((2, 3), np.uint8), np.array([[0, 2]]))
+    with pytest.raises(ValueError, match="palette must be"):
+        KmqImage(np.zeros((2, 2), np.uint8), np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="unknown codec 'zip'"):
+        KmqImage(np.zeros((2, 3), np.uint8), np.array([[0, 1]]), codec="zip")
