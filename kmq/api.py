@@ -1,0 +1,121 @@
+"""The public functions: compress pixels into a KmqImage, read and write .kmq files.
+
+These validate; kmq.kmeans computes.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import kmeans
+from .codecs import NAMES as CODECS
+from .errors import KmqError, KmqWarning
+from .fileio import read_bytes, write_atomic
+from .format import DEFAULT_MAX_PIXELS, MAX_K, KmqImage
+from .imageio import ImageSource, load_image, to_array
+
+__all__ = ["compress", "read", "write", "quantize"]
+
+
+def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
+             max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+    """Quantize an image to at most k colours.
+
+    image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
+    bytes of an image file.
+    Returns a KmqImage whose palette has k entries, or fewer (with a KmqWarning) when the image has fewer
+    distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
+
+    >>> img = compress(np.zeros((2, 2, 3), np.uint8), k=1)
+    >>> img.k, img.distortion
+    (1, 0.0)
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+    pixels = _as_pixels(image, max_pixels)
+    height, width, channels = pixels.shape
+    palette, labels, distortion = quantize(pixels.reshape(-1, channels), int(k), seed=int(seed),
+                                           max_iter=max_iter, tol=tol)
+    return KmqImage(palette, labels.reshape(height, width),
+                    {"distortion": distortion, "seed": int(seed)}, codec)
+
+
+def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
+             tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, float]:
+    """pixels (N, C) uint8 -> (palette (k', C) uint8, labels (N,) uint16, distortion J), k' <= k.
+
+    K-Means runs over the distinct colours weighted by their counts (the same result as over the pixels, much
+    cheaper); the centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
+    labelled with its nearest palette entry, so J is that of the stored palette.
+    """
+    colors, counts, inverse = kmeans.distinct_colors(pixels)
+    if len(colors) <= k:
+        if len(colors) < k:
+            warnings.warn(f"the image has only {len(colors)} distinct colours, fewer than k={k}: "
+                          f"using k={len(colors)}, lossless", KmqWarning, stacklevel=3)
+        palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
+    else:
+        centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol)
+        palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
+        if len(palette) < k:
+            warnings.warn(f"{k - len(palette)} centroids rounded to the same colour as another: "
+                          f"using k={len(palette)}", KmqWarning, stacklevel=3)
+        color_labels, sq_dist = kmeans.nearest(colors, palette)
+    palette, color_labels = _by_share(palette, color_labels, counts)
+    distortion = float(np.dot(np.asarray(sq_dist, np.float64), counts) / counts.sum())
+    return palette, color_labels.astype(np.uint16)[inverse], distortion
+
+
+def _by_share(palette: np.ndarray, color_labels: np.ndarray,
+              counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order palette entries by decreasing pixel count, ties by colour, and relabel to match."""
+    share = np.bincount(color_labels, weights=counts, minlength=len(palette))
+    # lexsort's last key is the primary one; palette columns break ties in colour order.
+    order = np.lexsort((*palette.T[::-1], -share))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return palette[order], rank[color_labels]
+
+
+def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -> np.ndarray:
+    """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4."""
+    if isinstance(image, Image.Image):
+        pixels = to_array(image)
+    elif isinstance(image, np.ndarray):
+        pixels = image
+        if pixels.dtype != np.uint8:
+            raise ValueError(f"pixel arrays must be uint8, got {pixels.dtype}")
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"pixel arrays must be (h, w) or (h, w, 1|3|4), got {pixels.shape}")
+        if 0 in pixels.shape[:2]:
+            raise ValueError(f"the image is empty: {pixels.shape}")
+        if pixels.shape[0] * pixels.shape[1] > max_pixels:
+            raise KmqError(f"{pixels.shape[1]}x{pixels.shape[0]} pixels exceed the limit of {max_pixels}")
+    else:
+        pixels = load_image(image, max_pixels=max_pixels)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+
+
+def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+    """Read and validate a .kmq file. Raises KmqError (FormatError for a malformed file)."""
+    return KmqImage.from_bytes(read_bytes(path), max_pixels=max_pixels)
+
+
+def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:
+    """Write img to path atomically (a temporary file, then a rename). Returns the bytes written.
+
+    Refuses to replace an existing file unless overwrite is true (KmqError).
+    """
+    data = img.to_bytes()
+    write_atomic(path, data, overwrite=overwrite)
+    return len(data)

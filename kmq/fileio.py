@@ -1,0 +1,144 @@
+"""Reading inputs and writing outputs safely: clean errors, atomic replacement, no clobbering, `-` for pipes."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+from .errors import KmqError
+
+STDIO = "-"
+Content = Union[bytes, Callable[[BinaryIO], None]]
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The whole content of a file, or of stdin for "-". Raises KmqError with the path and the reason."""
+    if str(path) == STDIO:
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise KmqError(f"{path}: {reason(e)}") from None
+
+
+def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False) -> None:
+    """Write bytes (or whatever a writer callback writes) to path, all or nothing.
+
+    The data goes to a temporary file in the target's folder, which is then renamed over the target, so a
+    failure at any point (full disk, Ctrl-C, an exception in the writer) leaves no file at the target and no
+    temporary file. "-" writes to stdout instead.
+    """
+    if str(path) == STDIO:
+        _write_stdout(content)
+        return
+    path = Path(path)
+    if _is_special(path):
+        _write_special(path, content)
+        return
+    if path.is_dir():
+        raise KmqError(f"cannot write {path}: is a directory")
+    if not overwrite and os.path.lexists(path):
+        raise KmqError(f"{path} already exists (use -f to overwrite)")
+    folder = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise KmqError(f"cannot write {path}: {reason(e)}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _fill(f, content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        _publish(tmp, path, overwrite)
+    except OSError as e:
+        _remove(tmp)
+        raise KmqError(f"cannot write {path}: {reason(e)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _is_special(path: Path) -> bool:
+    """A device or a FIFO (/dev/null, /dev/stdout, a named pipe): written in place, never renamed over."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISBLK(mode)
+
+
+def _write_special(path: Path, content: Content) -> None:
+    try:
+        with open(path, "wb") as f:
+            _fill(f, content)
+    except OSError as e:
+        raise KmqError(f"cannot write {path}: {reason(e)}") from None
+
+
+def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    # A hard link fails if the target appeared meanwhile, so another writer is never clobbered.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise KmqError(f"{path} already exists (use -f to overwrite)") from None
+    except OSError:
+        if os.path.lexists(path):
+            raise KmqError(f"{path} already exists (use -f to overwrite)") from None
+        os.replace(tmp, path)  # the file system has no hard links
+        return
+    os.unlink(tmp)
+
+
+def _fill(f: BinaryIO, content: Content) -> None:
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        f.write(content)
+    else:
+        content(f)
+
+
+def _write_stdout(content: Content) -> None:
+    out = sys.stdout.buffer
+    try:
+        _fill(out, content)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing more to say, and Python must not complain at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        raise KmqError("stdout: broken pipe") from None
+    except OSError as e:
+        raise KmqError(f"cannot write to stdout: {reason(e)}") from None
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def reason(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if e.errno == errno.ENOSPC:
+        return "no space left on device"
+    return e.strerror or str(e)

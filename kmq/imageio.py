@@ -1,0 +1,117 @@
+"""Pillow at the edge: image files to pixel arrays and back.
+
+kmq works on three layouts only: L (1 channel), RGB (3) and RGBA (4). Every other mode Pillow opens is mapped to
+the nearest of them here, once, so the rest of the package never sees a Pillow mode.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import KmqError, KmqWarning
+from .fileio import reason
+from .format import DEFAULT_MAX_PIXELS
+
+ImageSource = Union[str, Path, BinaryIO, bytes]
+
+# Modes that carry transparency become RGBA; grey modes become L; everything else RGB.
+_TO_RGBA = {"RGBA", "LA", "La", "RGBa", "PA"}
+_TO_L = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file into (height, width) uint8 for grey or (height, width, 3|4) uint8 for RGB/RGBA.
+
+    EXIF orientation is applied. A multi-frame image gives its first frame, with a KmqWarning.
+    Raises KmqError for anything that is not a readable image within max_pixels.
+    """
+    name = _describe(source)
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with _no_pillow_bomb_limit(), Image.open(source) as im:
+            pixels = im.width * im.height
+            if pixels > max_pixels:
+                raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
+                               f"{max_pixels} pixels (raise it with --max-pixels)")
+            if getattr(im, "n_frames", 1) > 1:
+                warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
+            im.load()
+            return to_array(ImageOps.exif_transpose(im))
+    except KmqError:
+        raise
+    except UnidentifiedImageError:
+        raise KmqError(f"{name}: not an image Pillow can read") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise KmqError(f"{name}: {reason(e)}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise KmqError(f"{name}: cannot read image: {e}") from None
+
+
+def to_array(im: Image.Image) -> np.ndarray:
+    """A Pillow image as (height, width) uint8 (grey) or (height, width, 3|4) uint8."""
+    mode = im.mode
+    if mode == "P":
+        mode = "PA" if "transparency" in im.info else "RGB"
+    if mode in _TO_L:
+        return _grey(im)
+    if mode in _TO_RGBA:
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"))
+
+
+def _grey(im: Image.Image) -> np.ndarray:
+    if im.mode in ("1", "L"):
+        return np.asarray(im.convert("L"))
+    if im.mode == "F":
+        return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
+    # 16-bit (and Pillow's 32-bit "I", which is how 16-bit PNGs open): scale 0..65535 to 0..255, rounding.
+    wide = np.asarray(im).astype(np.int64)
+    return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str) -> None:
+    """Write (h, w) or (h, w, 3|4) uint8 pixels to an open binary file in a format Pillow writes ("PNG", ...)."""
+    im = Image.fromarray(pixels)
+    options = {"compress_level": 6} if format.upper() == "PNG" else {}
+    try:
+        im.save(target, format=format, **options)
+    except (KeyError, ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise  # a failed write, not a format problem: the caller reports it
+        raise KmqError(f"cannot write {im.mode} pixels as {format}: {e}") from None
+
+
+def format_for(path: str | Path) -> str:
+    """The Pillow format name for an output path's extension, e.g. "out.webp" -> "WEBP"."""
+    ext = Path(path).suffix.lower()
+    registered = Image.registered_extensions()
+    if ext not in registered:
+        raise KmqError(f"{path}: unknown image extension {ext or '(none)'!r}; use e.g. .png")
+    return registered[ext]
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return getattr(source, "name", None) or "<stdin>"
+
+
+@contextmanager
+def _no_pillow_bomb_limit() -> Iterator[None]:
+    # We enforce our own max_pixels before decoding, so Pillow's fixed limit (and its warning) would only
+    # stop a user who raised ours on purpose.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved

@@ -1,0 +1,203 @@
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq.cli import main
+from kmq.stats import FIELDS
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def image(tmp_path, samples):
+    path = tmp_path / "c.png"
+    shutil.copy(samples / "ihc-303x227.png", path)
+    return path
+
+
+def run(runner, *args, **kwargs):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+def test_compress_then_decompress_with_default_names(runner, image, tmp_path):
+    result = run(runner, "compress", image, "-k", "16")
+    assert result.exit_code == 0, result.output
+    kmq_path = tmp_path / "c.kmq"
+    size = kmq_path.stat().st_size
+    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(kmq_path))}: k=16, 4 bits/label, "
+                        rf"ratio 0\.17, {size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
+    result = run(runner, "decompress", kmq_path)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "c.kmq.png"
+    assert re.fullmatch(rf"{re.escape(str(kmq_path))} -> {re.escape(str(out))}: 303x227 PNG, \d+\.\d\d s\n",
+                        result.output)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), kmq.read(kmq_path).decode())
+
+
+def test_quiet_prints_nothing(runner, image):
+    result = run(runner, "compress", image, "-q")
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_no_clobber_without_force(runner, image, tmp_path):
+    assert run(runner, "compress", image, "-q").exit_code == 0
+    kmq_path = tmp_path / "c.kmq"
+    before = kmq_path.read_bytes()
+    result = run(runner, "compress", image, "-k", "2", "-q")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {kmq_path} already exists (use -f to overwrite)\n"
+    assert kmq_path.read_bytes() == before
+    assert run(runner, "compress", image, "-k", "2", "-q", "-f").exit_code == 0
+    assert kmq_path.read_bytes() != before
+    assert list(tmp_path.glob(".*tmp")) == []
+
+
+def test_decompress_no_clobber(runner, image, tmp_path):
+    run(runner, "compress", image, "-q")
+    (tmp_path / "c.kmq.png").write_bytes(b"keep")
+    result = run(runner, "decompress", tmp_path / "c.kmq")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'c.kmq.png'} already exists (use -f to overwrite)\n"
+    assert (tmp_path / "c.kmq.png").read_bytes() == b"keep"
+
+
+def test_output_format_follows_extension(runner, image, tmp_path):
+    run(runner, "compress", image, "-q")
+    assert run(runner, "decompress", tmp_path / "c.kmq", "-o", tmp_path / "c.bmp", "-q").exit_code == 0
+    assert Image.open(tmp_path / "c.bmp").format == "BMP"
+    result = run(runner, "decompress", tmp_path / "c.kmq", "-o", tmp_path / "c.xyz")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'c.xyz'}: unknown image extension '.xyz'; use e.g. .png\n"
+
+
+def test_junk_kmq_is_a_clean_error_and_writes_nothing(runner, tmp_path):
+    junk = tmp_path / "j.kmq"
+    junk.write_bytes(b"junk")
+    result = run(runner, "decompress", junk, "-o", tmp_path / "j.png")
+    assert result.exit_code == 1
+    assert result.output == "Error: not a .kmq file: bad magic 6a 75 6e 6b\n"
+    assert not (tmp_path / "j.png").exists()
+
+
+def test_truncated_kmq(runner, image, tmp_path):
+    run(runner, "compress", image, "-q", "-k", "2")
+    data = (tmp_path / "c.kmq").read_bytes()
+    (tmp_path / "c.kmq").write_bytes(data[:500])
+    result = run(runner, "decompress", tmp_path / "c.kmq")
+    assert result.exit_code == 1
+    assert result.output == f"Error: truncated file: expected {len(data)} bytes, got 500\n"
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress", "stats"])
+def test_missing_input(runner, tmp_path, command):
+    result = run(runner, command, tmp_path / "nope.png")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'nope.png'}: no such file or directory\n"
+
+
+def test_not_an_image(runner, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("hello")
+    result = run(runner, "compress", path)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: not an image Pillow can read\n"
+    assert not (tmp_path / "notes.kmq").exists()
+
+
+@pytest.mark.parametrize("k", ["0", "65537", "two"])
+def test_k_out_of_range_is_a_usage_error(runner, image, k):
+    result = run(runner, "compress", image, "-k", k)
+    assert result.exit_code == 2
+    assert "Invalid value for '-k'" in result.output
+
+
+def test_unknown_option_is_a_usage_error(runner, image):
+    assert run(runner, "compress", image, "--frobnicate").exit_code == 2
+
+
+def test_fewer_colours_than_k_warns(runner, tmp_path):
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (5, 4), (9, 8, 7)).save(path)
+    result = run(runner, "compress", path, "-q")
+    assert result.exit_code == 0
+    assert result.output == ("Warning: the image has only 1 distinct colours, fewer than k=16: using k=1, "
+                             "lossless\n")
+
+
+def test_stats_json_has_exactly_the_documented_keys(runner, image):
+    result = run(runner, "stats", image, "-k", "2", "-k", "3", "-k", "6", "-k", "16", "--format", "json")
+    assert result.exit_code == 0
+    records = json.loads(result.output)
+    assert [list(r) for r in records] == [list(FIELDS)] * 4
+    assert [(r["k"], r["original_bits"], r["labels_bits"], r["codebook_bits"], r["compressed_bits"])
+            for r in records] == [(2, 1650744, 68781, 48, 68829), (3, 1650744, 137562, 72, 137634),
+                                  (6, 1650744, 206343, 144, 206487), (16, 1650744, 275124, 384, 275508)]
+    assert [f"{r['ratio']:.2f}" for r in records] == ["0.04", "0.08", "0.13", "0.17"]
+
+
+def test_stats_tsv_and_csv_of_a_kmq_file(runner, image, tmp_path):
+    run(runner, "compress", image, "-k", "6", "-q")
+    path = tmp_path / "c.kmq"
+    img = kmq.read(path)
+    psnr = 10 * np.log10(255**2 / (img.distortion / 3))
+    row = [str(path), "303", "227", "3", "6", "3", "1650744", "206343", "144", "206487", str(206487 / 1650744),
+           str(path.stat().st_size), str(img.distortion), str(float(psnr))]
+    tsv = run(runner, "stats", path, "--format", "tsv").output
+    assert tsv == "\t".join(FIELDS) + "\n" + "\t".join(row) + "\n"
+    csv = run(runner, "stats", path, "--format", "csv").output
+    assert csv == ",".join(FIELDS) + "\n" + ",".join(row) + "\n"
+
+
+def test_stats_table_uses_the_tutorial_names(runner, image):
+    result = run(runner, "stats", image, "-k", "2")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for name, value in [("Original size", "1650744"), ("Compressed Image size", "68781"),
+                        ("Centroids size", "48"), ("Compressed size", "68829"), ("Compression ratio", "0.04")]:
+        (line,) = [line for line in lines if line.startswith(f"│ {name} ")]
+        assert line.split("│")[2].strip() == value
+    assert any(line.startswith("│ Distortion J ") for line in lines)
+    assert any(re.match(r"│ PSNR +│ +\d+\.\d\d dB │", line) for line in lines)
+
+
+def test_stats_psnr_of_a_lossless_file_is_null_in_json(runner, tmp_path):
+    path = tmp_path / "two.png"
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(path)
+    (record,) = json.loads(run(runner, "stats", path, "-k", "2", "--format", "json").output)
+    assert record["distortion"] == 0.0 and record["psnr"] is None
+
+
+def test_version(runner):
+    result = run(runner, "--version")
+    assert result.output == f"kmq, version {kmq.__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["compress"], ["decompress"], ["stats"]])
+def test_help_has_an_example(runner, command):
+    result = run(runner, *command, "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "kmq " in result.output
+
+
+def test_python_dash_m(image):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "kmq", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("kmq, version")
+
+
+def test_pipes(runner, image):
+    kmq_bytes = runner.invoke(main, ["compress", "-", "-k", "8", "-o", "-"], input=image.read_bytes())
+    assert kmq_bytes.exit_code == 0
+    assert kmq_bytes.stdout_bytes.startswith(b"\x89KMQ")
+    png = runner.invoke(main, ["decompress", "-", "-o", "-", "-q"], input=kmq_bytes.stdout_bytes)
+    assert png.exit_code == 0 and png.stdout_bytes.startswith(b"\x89PNG")

@@ -1,0 +1,179 @@
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import KmqImage, KmqWarning, stats
+from kmq.imageio import load_image
+
+# The tutorial's tables for its 227 x 303 slide (bits; ratio to two decimals).
+TUTORIAL = {2: (1650744, 68781, 48, 68829, "0.04"), 3: (1650744, 137562, 72, 137634, "0.08"),
+            6: (1650744, 206343, 144, 206487, "0.13"), 16: (1650744, 275124, 384, 275508, "0.17")}
+
+
+def table_row(r):
+    return r["original_bits"], r["labels_bits"], r["codebook_bits"], r["compressed_bits"], f"{r['ratio']:.2f}"
+
+
+def test_two_by_two_two_colours_by_hand():
+    pixels = np.array([[[10, 20, 30], [200, 100, 0]], [[200, 100, 0], [200, 100, 0]]], np.uint8)
+    img = kmq.compress(pixels, k=2)
+    # the more frequent colour is entry 0
+    np.testing.assert_array_equal(img.palette, [[200, 100, 0], [10, 20, 30]])
+    np.testing.assert_array_equal(img.labels, [[1, 0], [0, 0]])
+    assert img.distortion == 0.0 and img.seed == 0
+    # 4 labels of 1 bit: 1000 padded -> 0x80
+    assert img.to_bytes()[-5] == 0x80
+    np.testing.assert_array_equal(img.decode(), pixels)
+
+
+def test_one_dimensional_clusters_by_hand():
+    # 0, 2 | 10, 12 (twice each): K = 2 centroids 1 and 11; every pixel is 1 away: J = 1
+    pixels = np.array([[0, 2, 10, 12, 0, 2, 10, 12]], np.uint8)
+    img = kmq.compress(pixels, k=2)
+    assert sorted(img.palette.ravel().tolist()) == [1, 11]
+    assert img.distortion == pytest.approx(1.0)
+    assert img.decode().shape == (1, 8)
+
+
+@pytest.mark.parametrize("k", sorted(TUTORIAL))
+def test_tutorial_table_from_image_and_from_file(samples, tmp_path, k):
+    image = samples / "ihc-303x227.png"
+    (from_image,) = stats.measure(image, [k])
+    assert table_row(from_image) == TUTORIAL[k]
+    path = tmp_path / "ihc.kmq"
+    kmq.write(path, kmq.compress(image, k))
+    (from_file,) = stats.measure(path)
+    assert table_row(from_file) == TUTORIAL[k]
+    assert from_file["file_bytes"] == from_image["file_bytes"] == path.stat().st_size
+    assert from_file["distortion"] == from_image["distortion"]
+    # at most 128 bytes beyond the tutorial's bits
+    assert path.stat().st_size - from_file["compressed_bits"] / 8 <= 128
+
+
+def test_distortion_is_the_mean_squared_distance_to_the_stored_palette(rgb_small):
+    img = kmq.compress(rgb_small, k=5, seed=3)
+    diff = rgb_small.astype(float) - img.decode()
+    assert img.distortion == pytest.approx((diff**2).sum(axis=2).mean())
+
+
+def test_each_label_is_the_nearest_palette_entry(rgb_small):
+    img = kmq.compress(rgb_small, k=6)
+    d2 = ((rgb_small[:, :, None, :].astype(int) - img.palette[None, None].astype(int)) ** 2).sum(axis=3)
+    np.testing.assert_array_equal(d2.min(axis=2), np.take_along_axis(d2, img.labels[..., None].astype(int), 2)[..., 0])
+
+
+def test_same_seed_same_bytes_other_seed_may_differ(samples):
+    a = kmq.compress(samples / "chelsea.png", k=16, seed=7).to_bytes()
+    b = kmq.compress(samples / "chelsea.png", k=16, seed=7).to_bytes()
+    assert a == b
+
+
+def test_fewer_colours_than_k_is_exact_with_a_warning():
+    pixels = np.array([[[1, 2, 3], [4, 5, 6], [1, 2, 3]]], np.uint8)
+    with pytest.warns(KmqWarning, match="only 2 distinct colours, fewer than k=16: using k=2, lossless"):
+        img = kmq.compress(pixels, k=16)
+    assert img.k == 2 and img.bits_per_label == 1 and img.distortion == 0
+    np.testing.assert_array_equal(img.decode(), pixels)
+
+
+def test_k_equal_to_distinct_colours_is_exact_without_warning():
+    pixels = np.array([[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = kmq.compress(pixels, k=3)
+    np.testing.assert_array_equal(img.decode(), pixels)
+
+
+def test_k_one_has_no_label_payload(rgb_small):
+    img = kmq.compress(rgb_small, k=1)
+    assert img.k == 1 and img.bits_per_label == 0
+    assert KmqImage.from_bytes(img.to_bytes()) == img
+    np.testing.assert_allclose(img.palette[0], rgb_small.reshape(-1, 3).mean(axis=0), atol=0.5)
+
+
+@pytest.mark.parametrize("bad, message", [(0, "k must be an integer from 1 to 65536"),
+                                          (65537, "k must be an integer"), (2.5, "k must be an integer")])
+def test_bad_k(rgb_small, bad, message):
+    with pytest.raises(ValueError, match=message):
+        kmq.compress(rgb_small, k=bad)
+
+
+def test_bad_arrays():
+    with pytest.raises(ValueError, match="must be uint8"):
+        kmq.compress(np.zeros((2, 2, 3)), k=2)
+    with pytest.raises(ValueError, match=r"must be \(h, w\) or \(h, w, 1\|3\|4\)"):
+        kmq.compress(np.zeros((2, 2, 2), np.uint8), k=2)
+
+
+# ---- modes ------------------------------------------------------------------------------------------------
+
+def png_bytes(im: Image.Image, **options) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=options.pop("format", "PNG"), **options)
+    return buf.getvalue()
+
+
+def test_rgb_l_rgba_round_trip_exactly_when_k_covers_the_colours(samples):
+    for name, channels in [("chelsea.png", 3), ("camera.png", 1), ("logo.png", 4)]:
+        pixels = load_image(samples / name)[:20, :20]
+        distinct = len(np.unique(pixels.reshape(20 * 20, -1), axis=0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KmqWarning)
+            img = kmq.compress(pixels, k=min(distinct, 65536))
+        assert img.channels == channels
+        back = KmqImage.from_bytes(img.to_bytes())
+        np.testing.assert_array_equal(back.decode(), pixels)
+
+
+@pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1), ("RGBA", 4), ("LA", 4), ("1", 1),
+                                            ("CMYK", 3), ("I;16", 1), ("YCbCr", 3)])
+def test_modes_map_to_l_rgb_or_rgba(rgb_small, mode, channels):
+    im = Image.fromarray(rgb_small).convert(mode if mode != "I;16" else "I")
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(rgb_small[:, :, 0]).astype(np.uint16) * 257))
+    fmt = {"CMYK": "JPEG", "YCbCr": "JPEG"}.get(mode, "PNG")
+    pixels = load_image(png_bytes(im, format=fmt))
+    assert pixels.dtype == np.uint8
+    assert (pixels.shape[2] if pixels.ndim == 3 else 1) == channels
+    if mode == "I;16":  # 16-bit values v * 257 scale back to exactly v
+        np.testing.assert_array_equal(pixels, rgb_small[:, :, 0])
+
+
+def test_palette_with_transparency_becomes_rgba():
+    im = Image.new("P", (4, 2))
+    im.putpalette([255, 0, 0, 0, 255, 0])
+    im.putpixel((1, 1), 1)
+    pixels = load_image(png_bytes(im, transparency=0))
+    assert pixels.shape == (2, 4, 4)
+    assert pixels[0, 0, 3] == 0 and tuple(pixels[1, 1]) == (0, 255, 0, 255)
+
+
+def test_palette_without_transparency_becomes_rgb():
+    im = Image.new("P", (4, 2))
+    im.putpalette([255, 0, 0, 0, 255, 0])
+    assert load_image(png_bytes(im)).shape == (2, 4, 3)
+
+
+def test_exif_orientation_is_applied():
+    pixels = np.zeros((2, 3, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left white
+    im = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    loaded = load_image(png_bytes(im, exif=exif))
+    assert loaded.shape == (3, 2, 3)
+    assert loaded[0, 1].tolist() == [255, 255, 255]
+
+
+def test_rgba_alpha_is_clustered_with_colour():
+    # the same red, opaque and transparent: only alpha tells the two clusters apart
+    pixels = np.zeros((2, 2, 4), np.uint8)
+    pixels[:, 0] = [255, 0, 0, 255]
+    pixels[:, 1] = [255, 0, 0, 0]
+    img = kmq.compress(pixels, k=2)
+    assert img.k == 2 and img.channels == 4
+    np.testing.assert_array_equal(img.decode(), pixels)
