@@ -198,7 +198,7 @@ def _as_table(records: list[dict[str, Any]]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Sizes in bits (as the tutorial counts them)")
+    table = Table(title="Sizes in bits")
     table.add_column("Metric")
     for r in records:
         table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
