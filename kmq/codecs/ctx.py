@@ -1,19 +1,19 @@
 """The ``ctx`` payload codec (id 2): context modelling of the label map, entropy coded with interleaved rANS.
 
-Labels are visited coarse to fine (docs/CODECS.md, "Pass order"): a first pixel, then per level a
-*diagonal* pass (pixels whose 4 diagonal neighbours are known) and an *edge* pass (pixels whose 4 axial
-neighbours are known). Every pixel of a pass thus sees 4 already-decoded neighbours, and a whole pass can be
+Labels are visited coarse to fine (docs/CODECS.md, "Pass order"): the first pixel, then per level a
+*diagonal* pass (pixels whose 4 diagonal neighbours are known) and two *edge* passes (pixels whose 4 axial
+neighbours are known). Every pixel of a pass sees already-decoded neighbours only, so a whole pass is
 modelled and coded with array operations.
 
-Each label is coded as (1) which of its neighbours' distinct labels it equals, ranked by how many neighbours
-carry it, or "escape", in a context made of the neighbours' equality pattern; (2) on escape, the label itself,
-in the context of the most common neighbour label. The statistics are counts of what was already coded (an
-adaptive model: nothing of it is stored), refreshed between *pieces* of a pass.
+Each label is coded as (1) which of its 4 neighbours' distinct labels it equals, ranked by how many
+neighbours carry it, or "escape"; then (2) on escape, the label itself, bit by bit down a binary tree whose
+branch counts pool those of every neighbour label. The statistics are counts of what was already coded (an
+adaptive model: none of it is stored), refreshed between *pieces* of a pass.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -22,25 +22,32 @@ from . import rans
 
 _WHAT = "ctx payload"
 _MAX_LANES_LOG2 = 12
-_ESC = 4  # symbol of stage 1 meaning "none of the neighbours' labels"
+_ESC = 4  # stage 1 symbol meaning "none of the neighbours' labels"
 _N_SYM = 5  # stage 1 alphabet: rank 0..3 among the distinct neighbour labels, or escape
-_KINDS = 3  # pass kinds: 0 first pixel, 1 diagonal, 2 edge
-_SPLIT = 256  # above this k an escaped label is coded as a high and a low byte
+_KINDS = 4  # pass kinds: 0 first pixel, 1 diagonal, 2 edge (x odd), 3 edge (y odd)
+_N_FEAT = 5  # how many of a pixel's extra neighbours hold its rank-0 label, scaled to 0..4
+_NO_NB = 64  # pattern of a pixel without neighbours (the first pixel)
+_SPLIT = 256  # above this k an escaped label is coded as a high byte, then a low byte
+_PRIOR = 1  # weight, in counts, of the order-0 tree in an escape's prediction
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Neighbour equality patterns
 
-def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
-    """For each 6-bit equality pattern of 4 neighbours: the neighbour holding each rank, and the rank count.
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
-    Bit b of the pattern is set when the pair ``_PAIRS[b]`` of neighbours holds equal labels. The distinct
+
+def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
+    """For each 6-bit equality pattern of 4 neighbours (plus pattern 64: no neighbours): the neighbour
+    holding each rank, and the number of ranks.
+
+    Bit b of a pattern is set when the pair ``_PAIRS[b]`` of neighbours hold equal labels. The distinct
     labels are ranked by how many neighbours hold them (more first), ties by the first neighbour holding
-    them. Returns ``rank_pos`` (64, 4) int64 (position of a neighbour holding rank r, 0 where unused) and
-    ``n_ranks`` (64,) int64. Patterns that equality cannot produce get a harmless answer.
+    them. Returns ``rank_pos`` (65, 4) int64 (a neighbour holding rank r; 0 where unused) and ``n_ranks``
+    (65,) int64. Patterns that equality cannot produce get a harmless answer.
     """
-    rank_pos = np.zeros((64, 4), dtype=np.int64)
-    n_ranks = np.zeros(64, dtype=np.int64)
+    rank_pos = np.zeros((65, 4), dtype=np.int64)
+    n_ranks = np.zeros(65, dtype=np.int64)
     for code in range(64):
         group = list(range(4))
         for b, (i, j) in enumerate(_PAIRS):
@@ -53,23 +60,19 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
     return rank_pos, n_ranks
 
 
-_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 _RANK_POS, _N_RANKS = _pattern_tables()
-# Which stage-1 symbols a pattern allows: its ranks, and escape.
-_VALID1 = np.zeros((64, _N_SYM), dtype=bool)
-for _code in range(64):
-    _VALID1[_code, :_N_RANKS[_code]] = True
-    _VALID1[_code, _ESC] = True
+_VALID1 = np.arange(_N_SYM)[None, :] < _N_RANKS[:, None]
+_VALID1[:, _ESC] = True
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Pass order
+# Pass order and neighbourhoods
 
 
 @dataclass(frozen=True)
 class _Pass:
-    kind: int  # 0 first pixel, 1 diagonal, 2 edge
-    step: int  # the grid spacing s of the level; the pass fills in points at offset s/2
+    kind: int  # 0 first pixel, 1 diagonal, 2 edge at (s/2, 0), 3 edge at (0, s/2)
+    step: int  # the level's grid spacing s; the pass fills in points at offset s/2
 
 
 def _top_step(width: int, height: int) -> int:
@@ -84,63 +87,68 @@ def _passes(width: int, height: int) -> Iterator[_Pass]:
     s = _top_step(width, height)
     yield _Pass(0, s)
     while s > 1:
-        yield _Pass(1, s)
-        yield _Pass(2, s)
+        for kind in (1, 2, 3):
+            yield _Pass(kind, s)
         s >>= 1
 
 
-def _edge_pad(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    return np.pad(a, ((top, bottom), (left, right)), mode="edge")
-
-
-def _gather(canvas: np.ndarray, p: _Pass) -> tuple[list[tuple[slice, slice]], np.ndarray]:
-    """The pixels of pass ``p`` and their 4 neighbours, read from the decoded part of ``canvas``.
-
-    Returns the pass's pixel regions (each a pair of strided slices into the (H, W) canvas, in coding
-    order, each coded in raster order) and ``nb`` (4, n) int64: for a diagonal pass the top-left,
-    top-right, bottom-left and bottom-right neighbours; for an edge pass the two neighbours on the coarse
-    grid, then the two from the diagonal pass. A neighbour outside the image is replaced by its mirror
-    image through the pixel, which is always inside.
-    """
-    if p.kind == 0:
-        return [(slice(0, 1), slice(0, 1))], np.zeros((4, 0), dtype=np.int64)
+def _region(p: _Pass) -> tuple[slice, slice]:
+    """The pixels of pass ``p`` as (row, column) slices of the (H, W) label map, coded in raster order."""
     s, h = p.step, p.step // 2
-    height, width = canvas.shape
+    return {0: (slice(0, 1), slice(0, 1)), 1: (slice(h, None, s), slice(h, None, s)),
+            2: (slice(0, None, s), slice(h, None, s)), 3: (slice(h, None, s), slice(0, None, s))}[p.kind]
+
+
+def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]) -> list[np.ndarray]:
+    """``a[i + di, j + dj]`` for i < rows, j < cols and each (di, dj) in ``offsets``, reading outside ``a``
+    as its nearest edge element (which mirrors a missing neighbour through the pixel, or near enough)."""
+    lo_r = max(0, -min(d for d, _ in offsets))
+    lo_c = max(0, -min(d for _, d in offsets))
+    hi_r = max(0, rows + max(d for d, _ in offsets) - a.shape[0])
+    hi_c = max(0, cols + max(d for _, d in offsets) - a.shape[1])
+    pad = np.pad(a, ((lo_r, hi_r), (lo_c, hi_c)), mode="edge")
+    return [pad[lo_r + di:lo_r + di + rows, lo_c + dj:lo_c + dj + cols] for di, dj in offsets]
+
+
+def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
+
+    Returns ``nb`` (4, n) and ``extra`` (E, n) int64, n the pass's pixel count in raster order. Main
+    neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
+    an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
+    away or from the previous edge pass (see docs/CODECS.md).
+    """
+    s, h = p.step, p.step // 2
     grid = canvas[0::s, 0::s].astype(np.int64)
-    gh, gw = grid.shape
-    dh, dw = len(range(h, height, s)), len(range(h, width, s))
-    if p.kind == 1:
-        if dh == 0 or dw == 0:
-            return [], np.zeros((4, 0), dtype=np.int64)
-        g = _edge_pad(grid, 0, dh + 1 - gh, 0, dw + 1 - gw)
-        nb = [g[:dh, :dw], g[:dh, 1:], g[1:, :dw], g[1:, 1:]]
-        return [(slice(h, None, s), slice(h, None, s))], np.stack([a.reshape(-1) for a in nb])
+    rows_cols = canvas[_region(p)].shape
+    r, c = rows_cols
+    if r * c == 0:
+        return np.zeros((4, 0), np.int64), np.zeros((0, 0), np.int64)
     diag = canvas[h::s, h::s].astype(np.int64)
-    regions, parts = [], []
-    if dw:  # points (x = h mod s, y = 0 mod s): left/right on the grid, up/down from the diagonal pass
-        g = _edge_pad(grid, 0, 0, 0, dw + 1 - gw)
-        left, right = g[:, :dw], g[:, 1:]
-        if dh:
-            d = _edge_pad(diag, 1, gh - dh, 0, 0)
-            up, down = d[:gh], d[1:]
+    if p.kind == 1:
+        main = _shifted(grid, r, c, [(0, 0), (0, 1), (1, 0), (1, 1)])
+        extra = _shifted(grid, r, c, [(-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2)])
+    elif p.kind == 2:
+        left, right = _shifted(grid, r, c, [(0, 0), (0, 1)])
+        if diag.size:
+            up, down = _shifted(diag, r, c, [(-1, 0), (0, 0)])
+            extra = _shifted(diag, r, c, [(-1, -1), (-1, 1), (0, -1), (0, 1)])
         else:
-            up, down = left, right
-        regions.append((slice(0, None, s), slice(h, None, s)))
-        parts.append([left, right, up, down])
-    if dh:  # points (x = 0 mod s, y = h mod s): up/down on the grid, left/right from the diagonal pass
-        g = _edge_pad(grid, 0, dh + 1 - gh, 0, 0)
-        up, down = g[:dh], g[1:]
-        if dw:
-            d = _edge_pad(diag, 0, 0, 1, gw - dw)
-            left, right = d[:, :gw], d[:, 1:]
+            up, down, extra = left, right, []
+        main = [left, right, up, down]
+        extra = extra + _shifted(grid, r, c, [(-1, 0), (-1, 1), (1, 0), (1, 1)])
+    else:
+        up, down = _shifted(grid, r, c, [(0, 0), (1, 0)])
+        edge = canvas[0::s, h::s].astype(np.int64)
+        if diag.size:
+            left, right = _shifted(diag, r, c, [(0, -1), (0, 0)])
+            extra = _shifted(edge, r, c, [(0, -1), (0, 0), (1, -1), (1, 0)])
         else:
-            left, right = up, down
-        regions.append((slice(h, None, s), slice(0, None, s)))
-        parts.append([up, down, left, right])
-    if not parts:
-        return [], np.zeros((4, 0), dtype=np.int64)
-    nb = np.concatenate([np.stack([a.reshape(-1) for a in part]) for part in parts], axis=1)
-    return regions, nb
+            left, right, extra = up, down, []
+        main = [up, down, left, right]
+    nb = np.stack([a.reshape(-1) for a in main])
+    ex = np.stack([a.reshape(-1) for a in extra]) if extra else np.zeros((0, r * c), np.int64)
+    return nb, ex
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -153,68 +161,241 @@ def _pieces(n: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+@dataclass
+class _Context:
+    """What both sides know about the pixels of a pass before coding them; arrays of length n."""
+    pattern: np.ndarray  # (n,) equality pattern of the main neighbours, 0..64
+    cand: np.ndarray  # (4, n) ranked distinct neighbour labels (rank r valid when r < n_ranks)
+    n_ranks: np.ndarray  # (n,)
+    feature: np.ndarray  # (n,) 0..4: share of the extra neighbours holding the rank-0 label
+
+
+def _context(kind: int, nb: np.ndarray, extra: np.ndarray) -> _Context:
+    n = nb.shape[1]
+    if kind == 0:
+        z = np.zeros(n, np.int64)
+        return _Context(np.full(n, _NO_NB, np.int64), np.zeros((4, n), np.int64), z, z)
+    pattern = np.zeros(n, dtype=np.int64)
+    for b, (i, j) in enumerate(_PAIRS):
+        pattern |= (nb[i] == nb[j]).astype(np.int64) << b
+    cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
+    if len(extra):
+        same = (extra == cand[0][None, :]).sum(axis=0)
+        feature = same * (_N_FEAT - 1) // len(extra)
+    else:
+        feature = np.zeros(n, np.int64)
+    return _Context(pattern, cand, _N_RANKS[pattern], feature)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entropy coding sides: the same model code drives both
+
+
+class _Coder(Protocol):
+    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        """Code one batch: symbol i with probabilities proportional to ``weights[i]`` (n, A)."""
+
+
+class _Encoder:
+    def __init__(self) -> None:
+        self.freqs: list[np.ndarray] = []
+        self.cums: list[np.ndarray] = []
+
+    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        assert sym is not None
+        if len(sym):
+            f, c = rans.cdf_tables(weights)
+            idx = np.arange(len(sym))
+            self.freqs.append(f[idx, sym])
+            self.cums.append(c[idx, sym])
+        return sym
+
+
+class _Decoder:
+    def __init__(self, dec: rans.Decoder) -> None:
+        self.dec = dec
+
+    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        if len(weights) == 0:
+            return np.zeros(0, np.int64)
+        f, c = rans.cdf_tables(weights)
+        return self.dec.decode(np.arange(len(weights)), f, c)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The model
 
 
+class _Tree:
+    """Counts for coding a value < ``n_leaves`` as ``bits`` binary decisions, MSB first, per context row.
+
+    ``counts[row, node, bit]``: node 1 is the root, node 2n + b the child of n along bit b. ``order0`` is
+    the same over all rows. A branch with no leaf < n_leaves under it gets probability 0.
+    """
+
+    def __init__(self, n_rows: int, n_leaves: int) -> None:
+        self.bits = max(1, (n_leaves - 1).bit_length())
+        size = 1 << self.bits
+        self.counts = np.zeros((n_rows, size, 2), dtype=np.int64)
+        self.order0 = np.zeros((size, 2), dtype=np.int64)
+        node = np.arange(size)
+        depth = np.zeros(size, np.int64)
+        for d in range(1, self.bits + 1):
+            depth[1 << (d - 1):] = d - 1
+        # leaves < n_leaves under child b of node n: the child spans [first, first + width)
+        width = np.int64(1) << (self.bits - depth - 1)
+        first = np.stack([(2 * node + b - (np.int64(1) << (depth + 1))) * width for b in (0, 1)], axis=1)
+        self.leaves = np.clip(n_leaves - first, 0, width[:, None])
+        self.leaves[0] = 0
+
+    def weights(self, rows: np.ndarray, row_weight: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """(m, 2) weights of the next bit, for m values at ``node`` (m,), pooling the counts of context
+        rows ``rows`` (R, m), each weighted by ``row_weight`` (R, m) (0 to leave a row out)."""
+        pooled = np.zeros((len(node), 2), np.int64)
+        for r, w in zip(rows, row_weight):
+            pooled += self.counts[r, node] * w[:, None]
+        lv = self.leaves[node]
+        o0 = self.order0[node] + lv
+        prior = (_PRIOR * 64 * o0) // o0.sum(axis=1, keepdims=True)
+        return (pooled * 64 + prior + (lv > 0)) * (lv > 0)
+
+    def learn(self, rows: np.ndarray, row_weight: np.ndarray, value: np.ndarray) -> None:
+        """Count the decisions of ``value`` (m,) in every row of ``rows`` (R, m) whose weight is > 0."""
+        n_nodes = self.counts.shape[1]
+        shift = np.arange(self.bits - 1, -1, -1)
+        bit = (value[None, :] >> shift[:, None]) & 1  # (bits, m), root decision first
+        node = (value[None, :] + (1 << self.bits)) >> (shift[:, None] + 1)  # the node each decision is at
+        at = node * 2 + bit
+        keep = row_weight > 0
+        flat = (rows[keep][:, None] * (2 * n_nodes) + at[:, keep.nonzero()[1]].T).reshape(-1)
+        self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
+        self.order0 += np.bincount(at.reshape(-1), minlength=self.order0.size).reshape(self.order0.shape)
+
+    def code(self, coder: _Coder, rows: np.ndarray, row_weight: np.ndarray, value: np.ndarray | None
+             ) -> np.ndarray:
+        """Code m values (given to the encoder, found by the decoder) bit by bit; returns them (m,)."""
+        m = rows.shape[1]
+        node = np.ones(m, np.int64)
+        for d in range(self.bits - 1, -1, -1):
+            bit = None if value is None else (value >> d) & 1
+            bit = coder.code(self.weights(rows, row_weight, node), bit)
+            node = 2 * node + bit
+        return node - (1 << self.bits)
+
+
+
 class _Model:
-    """Adaptive statistics shared by encoder and decoder; both call the same methods in the same order."""
+    """Adaptive statistics; encoder and decoder call the same methods in the same order."""
 
     def __init__(self, k: int) -> None:
         self.k = k
         self.split = k > _SPLIT
-        self.rank = np.zeros((_KINDS * 64, _N_SYM), dtype=np.int64)
+        self.rank = np.zeros((_KINDS * 65 * _N_FEAT, _N_SYM), dtype=np.int64)
         if self.split:
             self.n_hi = (k + 255) >> 8
-            self.esc_hi = np.zeros((257, self.n_hi), dtype=np.int64)
-            self.esc_lo = np.zeros((self.n_hi, 256), dtype=np.int64)
+            self.hi = _Tree(257, self.n_hi)
+            self.lo = _Tree(self.n_hi, 256)
         else:
-            self.esc = np.zeros((k + 1, k), dtype=np.int64)
+            self.tree = _Tree(k + 1, k)
 
-    # Stage 1: the rank among the neighbours' labels -------------------------------------------------------
-    def rank_rows(self, kind: int, pattern: np.ndarray) -> np.ndarray:
-        return kind * 64 + pattern
 
-    def rank_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        valid = np.tile(_VALID1, (_KINDS, 1))
-        return rans.cdf_tables(np.where(valid, 2 * self.rank + 1, 0))
+    # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
+    def _rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
+        return (kind * 65 + cx.pattern) * _N_FEAT + cx.feature
 
-    def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape) * 2
+    def rank_weights(self, kind: int, cx: _Context) -> np.ndarray:
+        """(n, 5) weights: twice the counts of the pixel's context, plus 1 for every possible symbol."""
+        valid = _VALID1[cx.pattern]
+        return (2 * self.rank[self._rank_rows(kind, cx)] + 1) * valid
+
+    def learn_rank(self, kind: int, cx: _Context, sym: np.ndarray) -> None:
+        rows = self._rank_rows(kind, cx)
+        self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
 
     # Stage 2: an escaped label ---------------------------------------------------------------------------
-    def esc_tables(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row r: 8 x its own counts, plus a prior of 2 samples' worth of the column totals, plus 1."""
-        order0 = counts.sum(axis=0) + 1
-        prior = (16 * order0) // order0.sum()
-        return rans.cdf_tables(8 * counts + prior[None, :] + 1)
+    def _esc_rows(self, cx: _Context) -> tuple[np.ndarray, np.ndarray]:
+        """Context rows (4, m) and weights (4, m) of escaped pixels: their distinct neighbour labels, the
+        most common one counting double; pixels without neighbours use row k (resp. 256) alone."""
+        m = cx.cand.shape[1]
+        valid = np.arange(4)[:, None] < cx.n_ranks[None, :]
+        weight = valid * np.array([2, 1, 1, 1])[:, None]
+        none = cx.n_ranks == 0
+        if self.split:
+            rows = np.where(valid, cx.cand >> 8, 256)
+        else:
+            rows = np.where(valid, cx.cand, self.k)
+        weight[0, none] = 1
+        rows[0, none] = 256 if self.split else self.k
+        return rows, weight.astype(np.int64) if m else np.zeros((4, 0), np.int64)
 
-    def learn_esc(self, counts: np.ndarray, rows: np.ndarray, sym: np.ndarray) -> None:
-        counts += np.bincount(rows * counts.shape[1] + sym, minlength=counts.size).reshape(counts.shape)
+    def code_escapes(self, coder: _Coder, cx: _Context, value: np.ndarray | None) -> np.ndarray:
+        rows, weight = self._esc_rows(cx)
+        if not self.split:
+            out = self.tree.code(coder, rows, weight, value)
+            self.tree.learn(rows, weight, out)
+            return out
+        hi = self.hi.code(coder, rows, weight, None if value is None else value >> 8)
+        one = np.ones((1, len(hi)), np.int64)
+        lo = self.lo.code(coder, hi[None, :], one, None if value is None else value & 255)
+        self.hi.learn(rows, weight, hi)
+        self.lo.learn(hi[None, :], one, lo)
+        return (hi << 8) | lo
 
-    def age(self) -> None:
-        """Halve all counts at each new level: finer levels have different statistics."""
-        self.rank >>= 1
-        for t in (self.esc_hi, self.esc_lo) if self.split else (self.esc,):
-            t >>= 1
+
+def _subset(cx: _Context, sel) -> _Context:
+    return _Context(cx.pattern[sel], cx.cand[:, sel], cx.n_ranks[sel], cx.feature[sel])
 
 
-def _contexts(nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Equality pattern (n,) and ranked candidate labels (4, n) of neighbour labels ``nb`` (4, n)."""
-    pattern = np.zeros(nb.shape[1], dtype=np.int64)
-    for b, (i, j) in enumerate(_PAIRS):
-        pattern |= (nb[i] == nb[j]).astype(np.int64) << b
-    cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-    return pattern, cand
+def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.ndarray | None
+               ) -> np.ndarray:
+    """Code the labels of one pass (given to the encoder, found by the decoder), piece by piece.
+
+    Returns the labels (n,) int64; values >= k are possible only from a corrupt payload with k > 256.
+    """
+    n = len(cx.pattern)
+    out = np.empty(n, np.int64)
+    for a, b in _pieces(n):
+        part = _subset(cx, slice(a, b))
+        sym = None
+        if truth is not None:
+            hit = (part.cand == truth[a:b][None, :]) & (np.arange(4)[:, None] < part.n_ranks[None, :])
+            sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
+        sym = coder.code(model.rank_weights(kind, part), sym)
+        esc = sym == _ESC
+        value = np.take_along_axis(part.cand, np.minimum(sym, 3)[None, :], axis=0)[0]
+        value[esc] = model.code_escapes(coder, _subset(part, esc), None if truth is None else truth[a:b][esc])
+        model.learn_rank(kind, part, sym)
+        out[a:b] = value
+    return out
+
+
+def _run(canvas: np.ndarray, coder: _Coder, k: int, encoding: bool) -> None:
+    """Visit every pass: code the labels of ``canvas`` (encoding), or fill ``canvas`` in (decoding)."""
+    height, width = canvas.shape
+    model = _Model(k)
+    for p in _passes(width, height):
+        region = canvas[_region(p)]
+        if region.size == 0:
+            continue
+        nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 1), np.int64), None)
+        cx = _context(p.kind, nb, extra)
+        truth = region.reshape(-1).astype(np.int64) if encoding else None
+        out = _code_pass(model, coder, p.kind, cx, truth)
+        if not encoding:
+            if int(out.max()) >= k:
+                bad = int(np.argmax(out >= k))
+                raise FormatError(f"{_WHAT}: corrupt: decoded label {int(out[bad])} is not < k = {k} "
+                                  f"(pass kind {p.kind} at spacing {p.step}, pixel {bad} of the pass)")
+            region[...] = out.reshape(region.shape)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Public interface
 
 
-def _lanes_log2(n_pixels: int) -> int:
-    """Lanes: enough that a 12 MP image takes a few thousand coder steps, few enough that the 5-byte
-    states stay well under 1 % of the payload."""
+def lanes_log2(n_pixels: int) -> int:
+    """The encoder's lane count (log2): enough that a 12 MP image takes a few thousand coder steps, few
+    enough that the 5-byte lane states stay well under 1 % of the payload."""
     lg = 0
     while lg < _MAX_LANES_LOG2 and (n_pixels >> (lg + 1)) >= 8192:
         lg += 1
@@ -224,71 +405,14 @@ def _lanes_log2(n_pixels: int) -> int:
 def encode(labels: np.ndarray, k: int) -> bytes:
     """Encode a (height, width) uint16 label map with values < k into a ctx payload."""
     labels = np.ascontiguousarray(labels, dtype=np.uint16)
-    height, width = labels.shape
     if k == 1:
         return b""
-    model = _Model(k)
-    freqs: list[np.ndarray] = []
-    cums: list[np.ndarray] = []
-
-    def emit(rows: np.ndarray, sym: np.ndarray, table: tuple[np.ndarray, np.ndarray]) -> None:
-        f, c = table
-        freqs.append(f[rows, sym])
-        cums.append(c[rows, sym])
-
-    level = None
-    for p in _passes(width, height):
-        if p.kind != 0 and p.step != level:
-            if level is not None:
-                model.age()
-            level = p.step
-        regions, nb = _gather(labels, p)
-        if not regions:
-            continue
-        truth = np.concatenate([labels[r].reshape(-1) for r in regions]).astype(np.int64)
-        pattern, cand = _contexts(nb) if p.kind else (np.zeros(1, np.int64), np.zeros((4, 1), np.int64))
-        n_ranks = _N_RANKS[pattern] if p.kind else np.zeros(1, np.int64)
-        hit = cand == truth[None, :]
-        hit &= np.arange(4)[:, None] < n_ranks[None, :]
-        sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
-        rows = model.rank_rows(p.kind, pattern) if p.kind else np.full(1, 0, np.int64)
-        for a, b in _pieces(len(truth)):
-            emit(rows[a:b], sym[a:b], model.rank_tables())
-            esc = sym[a:b] == _ESC
-            erow = np.where(n_ranks[a:b] > 0, cand[0, a:b], k)[esc]
-            _code_escapes(model, erow, truth[a:b][esc], emit)
-            model.learn_rank(rows[a:b], sym[a:b])
-    freq = np.concatenate(freqs)
-    cum = np.concatenate(cums)
-    lg = _lanes_log2(width * height)
+    enc = _Encoder()
+    _run(labels, enc, k, encoding=True)
+    lg = lanes_log2(labels.size)
+    freq = np.concatenate(enc.freqs) if enc.freqs else np.zeros(0, np.int64)
+    cum = np.concatenate(enc.cums) if enc.cums else np.zeros(0, np.int64)
     return bytes([lg]) + rans.encode(freq, cum, 1 << lg)
-
-
-def _code_escapes(model: _Model, erow: np.ndarray, value: np.ndarray, emit) -> None:
-    """Encoder side of stage 2: code escaped labels ``value`` in the context of labels ``erow`` (k: none)."""
-    if not model.split:
-        emit(erow, value, model.esc_tables(model.esc))
-        model.learn_esc(model.esc, erow, value)
-        return
-    hrow = np.where(erow < model.k, erow >> 8, 256)
-    hi, lo = value >> 8, value & 255
-    emit(hrow, hi, model.esc_tables(model.esc_hi))
-    emit(hi, lo, model.esc_tables(model.esc_lo))
-    model.learn_esc(model.esc_hi, hrow, hi)
-    model.learn_esc(model.esc_lo, hi, lo)
-
-
-def _decode_escapes(model: _Model, dec: rans.Decoder, erow: np.ndarray) -> np.ndarray:
-    if not model.split:
-        value = dec.decode(erow, *model.esc_tables(model.esc))
-        model.learn_esc(model.esc, erow, value)
-        return value
-    hrow = np.where(erow < model.k, erow >> 8, 256)
-    hi = dec.decode(hrow, *model.esc_tables(model.esc_hi))
-    lo = dec.decode(hi, *model.esc_tables(model.esc_lo))
-    model.learn_esc(model.esc_hi, hrow, hi)
-    model.learn_esc(model.esc_lo, hi, lo)
-    return (hi << 8) | lo
 
 
 def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
@@ -307,37 +431,6 @@ def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
     if lg > _MAX_LANES_LOG2:
         raise FormatError(f"{_WHAT}: byte 0 (log2 of the lane count) is {lg}, above {_MAX_LANES_LOG2}")
     dec = rans.Decoder(data[1:], 1 << lg, what=_WHAT)
-    model = _Model(k)
-    level = None
-    for p in _passes(width, height):
-        if p.kind != 0 and p.step != level:
-            if level is not None:
-                model.age()
-            level = p.step
-        regions, nb = _gather(labels, p)
-        if not regions:
-            continue
-        pattern, cand = _contexts(nb) if p.kind else (np.zeros(1, np.int64), np.zeros((4, 1), np.int64))
-        n_ranks = _N_RANKS[pattern] if p.kind else np.zeros(1, np.int64)
-        rows = model.rank_rows(p.kind, pattern) if p.kind else np.full(1, 0, np.int64)
-        out = np.empty(len(rows), dtype=np.int64)
-        for a, b in _pieces(len(rows)):
-            sym = dec.decode(rows[a:b], *model.rank_tables())
-            esc = sym == _ESC
-            ranked = np.take_along_axis(cand[:, a:b], np.minimum(sym, 3)[None, :], axis=0)[0]
-            erow = np.where(n_ranks[a:b] > 0, cand[0, a:b], k)[esc]
-            value = _decode_escapes(model, dec, erow)
-            ranked[esc] = value
-            out[a:b] = ranked
-            model.learn_rank(rows[a:b], sym)
-        if int(out.max()) >= k:
-            bad = int(np.argmax(out >= k))
-            raise FormatError(f"{_WHAT}: corrupt: decoded label {int(out[bad])} is not < k = {k} "
-                              f"(pass {p.kind} at spacing {p.step}, pixel {bad} of the pass)")
-        at = 0
-        for r in regions:
-            view = labels[r]
-            view[...] = out[at:at + view.size].reshape(view.shape)
-            at += view.size
+    _run(labels, _Decoder(dec), k, encoding=False)
     dec.finish()
     return labels

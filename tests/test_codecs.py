@@ -1,0 +1,249 @@
+"""The lzma and ctx payload codecs: exact round trips, determinism, and FormatError on any bad payload."""
+from __future__ import annotations
+
+import lzma
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmq import codecs
+from kmq.codecs import ctx, lzma_codec, rans
+from kmq.errors import FormatError
+
+CODECS = [lzma_codec, ctx]
+IDS = ["lzma", "ctx"]
+KS = [1, 2, 3, 16, 17, 256, 257, 65536]
+SIZES = [(1, 1), (1, 9), (9, 1), (7, 5), (33, 17), (64, 64)]
+
+
+def blobs(height: int, width: int, k: int, seed: int = 0) -> np.ndarray:
+    """A label map like a quantized photo: smooth regions, edges, some noise. (height, width) uint16 < k."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    field = np.sin(x / 5.0 + seed) + np.cos(y / 7.0) + 0.3 * rng.standard_normal((height, width))
+    levels = np.floor((field + 2.6) / 5.2 * min(k, 24)).astype(np.int64) % k
+    # spread the few levels over the whole label range, so large k exercises large labels
+    spread = (levels * 7919 + seed) % k if k > 24 else levels
+    return spread.astype(np.uint16)
+
+
+def roundtrip(codec, labels: np.ndarray, k: int) -> bytes:
+    payload = codec.encode(labels, k)
+    out = codec.decode(payload, labels.shape[1], labels.shape[0], k)
+    assert out.dtype == np.uint16 and out.shape == labels.shape
+    np.testing.assert_array_equal(out, labels)
+    return payload
+
+
+# --- registry ---------------------------------------------------------------------------------------------
+
+def test_registered_ids():
+    assert codecs.codec_id("lzma") == 1 and codecs.codec_id("ctx") == 2
+    assert codecs.codec_name(1) == "lzma" and codecs.codec_name(2) == "ctx"
+
+
+# --- hand-computed toy cases --------------------------------------------------------------------------------
+
+def test_lzma_payload_is_a_raw_lzma2_stream_of_label_bytes():
+    labels = np.array([[0, 1, 2], [2, 1, 0]], np.uint16)
+    payload = lzma_codec.encode(labels, 3)
+    filters = [{"id": lzma.FILTER_LZMA2, "dict_size": 4096}]
+    assert lzma.decompress(payload, format=lzma.FORMAT_RAW, filters=filters) == bytes([0, 1, 2, 2, 1, 0])
+
+
+def test_lzma_wide_labels_are_little_endian_u16():
+    labels = np.array([[0x1234, 1]], np.uint16)
+    payload = lzma_codec.encode(labels, 65536)
+    filters = [{"id": lzma.FILTER_LZMA2, "dict_size": 4096}]
+    assert lzma.decompress(payload, format=lzma.FORMAT_RAW, filters=filters) == b"\x34\x12\x01\x00"
+
+
+def test_lzma_dict_size_follows_the_image():
+    assert lzma_codec.dict_size(1) == 4096
+    assert lzma_codec.dict_size(4097) == 8192
+    assert lzma_codec.dict_size(1 << 40) == 64 << 20
+
+
+def test_ctx_k1_payload_is_empty():
+    assert ctx.encode(np.zeros((3, 4), np.uint16), 1) == b""
+    np.testing.assert_array_equal(ctx.decode(b"", 4, 3, 1), np.zeros((3, 4), np.uint16))
+
+
+def test_ctx_single_pixel_layout():
+    # one pixel, k = 2, label 1: stage 1 can only say "escape" (probability 1, no output); the label is then one
+    # binary decision with weights (0: 1+1, 1: 1+1) -> freq 32768 each. rANS: x = 2**24 -> 2**25 + 32768.
+    payload = ctx.encode(np.array([[1]], np.uint16), 2)
+    x = (((1 << 24) // 32768) << 16) + (1 << 24) % 32768 + 32768
+    assert payload == bytes([0]) + x.to_bytes(5, "little")
+    assert ctx.decode(payload, 1, 1, 2)[0, 0] == 1
+
+
+def test_ctx_constant_image_is_tiny():
+    labels = np.full((64, 64), 5, np.uint16)
+    payload = roundtrip(ctx, labels, 16)
+    assert len(payload) < 40
+
+
+def test_ctx_beats_lzma_on_smooth_labels():
+    labels = blobs(96, 128, 16)
+    assert len(roundtrip(ctx, labels, 16)) < len(roundtrip(lzma_codec, labels, 16))
+
+
+# --- exact round trips --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_roundtrip(codec, k, size):
+    roundtrip(codec, blobs(*size, k), k)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@pytest.mark.parametrize("k", [2, 256, 257, 65536])
+def test_roundtrip_noise_and_extremes(codec, k):
+    rng = np.random.default_rng(k)
+    roundtrip(codec, rng.integers(0, k, (19, 23)).astype(np.uint16), k)
+    roundtrip(codec, np.full((6, 5), k - 1, np.uint16), k)
+    roundtrip(codec, np.zeros((5, 6), np.uint16), k)
+
+
+def test_ctx_many_lanes():
+    labels = blobs(200, 330, 64, seed=3)  # 66 000 pixels: 8 lanes
+    assert ctx.lanes_log2(labels.size) == 3
+    roundtrip(ctx, labels, 64)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+def test_deterministic(codec):
+    labels = blobs(40, 50, 17, seed=2)
+    assert codec.encode(labels, 17) == codec.encode(labels.copy(), 17)
+
+
+# --- the rANS coder alone -----------------------------------------------------------------------------------
+
+def test_rans_tables_sum_to_m_and_zero_weight_is_zero():
+    freq, cum = rans.cdf_tables(np.array([[5, 0, 1], [0, 0, 0], [1, 1, 1]]))
+    assert (freq.sum(axis=1) == rans.M).all()
+    assert freq[0, 1] == 0 and freq[0, 2] >= 1
+    assert (cum[:, -1] == rans.M).all()
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 16])
+def test_rans_roundtrip_in_uneven_batches(lanes):
+    rng = np.random.default_rng(lanes)
+    freq, cum = rans.cdf_tables(rng.integers(0, 9, (6, 7)) + np.eye(6, 7, dtype=np.int64))
+    rows = rng.integers(0, 6, 3000)
+    sym = np.array([rng.choice(7, p=freq[r] / rans.M) for r in rows])
+    data = rans.encode(freq[rows, sym], cum[rows, sym], lanes)
+    dec = rans.Decoder(data, lanes)
+    cuts = [0, 1, 2, 50, 51, 1000, 3000]
+    got = np.concatenate([dec.decode(rows[a:b], freq, cum) for a, b in zip(cuts, cuts[1:])])
+    dec.finish()
+    np.testing.assert_array_equal(got, sym)
+
+
+# --- corruption ---------------------------------------------------------------------------------------------
+
+def decode_or_format_error(codec, payload: bytes, labels: np.ndarray, k: int) -> None:
+    """A bad payload must raise FormatError, or decode to valid labels (then of the right shape, < k)."""
+    try:
+        out = codec.decode(payload, labels.shape[1], labels.shape[0], k)
+    except FormatError as exc:
+        assert str(exc)
+        return
+    assert out.shape == labels.shape and out.dtype == np.uint16
+    assert int(out.max(initial=0)) < k
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@pytest.mark.parametrize("k", [2, 17, 300])
+def test_truncated_payloads(codec, k):
+    labels = blobs(21, 26, k, seed=5)
+    payload = codec.encode(labels, k)
+    for cut in sorted({0, 1, 2, 3, 5, 6, len(payload) // 2, len(payload) - 2, len(payload) - 1}):
+        if 0 <= cut < len(payload):
+            with pytest.raises(FormatError, match=r"payload"):
+                codec.decode(payload[:cut], 26, 21, k)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+def test_trailing_junk(codec):
+    labels = blobs(17, 13, 16, seed=6)
+    payload = codec.encode(labels, 16)
+    for junk in (b"\x00", b"\x00\x00", b"junk!!"):
+        with pytest.raises(FormatError, match=r"trailing|unused|corrupt|odd|more"):
+            codec.decode(payload + junk, 13, 17, 16)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@pytest.mark.parametrize("k", [3, 64, 65536])
+def test_bit_flips(codec, k):
+    labels = blobs(23, 19, k, seed=7)
+    payload = bytearray(codec.encode(labels, k))
+    for i in range(0, len(payload) * 8, max(1, len(payload) * 8 // 97)):
+        bad = bytearray(payload)
+        bad[i // 8] ^= 1 << (i % 8)
+        decode_or_format_error(codec, bytes(bad), labels, k)
+
+
+def test_ctx_errors_say_what():
+    with pytest.raises(FormatError, match=r"ctx payload: empty"):
+        ctx.decode(b"", 3, 3, 4)
+    with pytest.raises(FormatError, match=r"lane count\) is 200"):
+        ctx.decode(bytes([200]) + bytes(10), 3, 3, 4)
+    with pytest.raises(FormatError, match=r"below the minimum"):
+        ctx.decode(bytes(6), 3, 3, 4)
+    with pytest.raises(FormatError, match=r"k = 1 needs an empty payload"):
+        ctx.decode(b"\x00", 3, 3, 1)
+    with pytest.raises(FormatError, match=r"odd number of bytes"):
+        ctx.decode(bytes([0]) + (1 << 30).to_bytes(5, "little") + b"\x01", 3, 3, 4)
+
+
+def test_ctx_forged_label_above_k_is_rejected():
+    # k = 300 codes an escaped label as a high byte (0 or 1) and a low byte (0..255): 1/255 is 511 >= 300.
+    labels = np.full((1, 1), 299, np.uint16)
+    good = ctx.encode(labels, 300)
+    seen = 0
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        forged = good[:1] + rng.integers(0, 256, len(good) - 1, dtype=np.uint8).tobytes()
+        try:
+            ctx.decode(forged, 1, 1, 300)
+        except FormatError as exc:
+            seen += "not < k" in str(exc)
+    assert seen > 0
+
+
+def test_lzma_errors_say_what():
+    with pytest.raises(FormatError, match=r"lzma payload: corrupt"):
+        lzma_codec.decode(b"\xff" * 20, 4, 4, 16)
+    too_short = lzma_codec.encode(np.zeros((2, 2), np.uint16), 16)
+    with pytest.raises(FormatError, match=r"only 4 bytes, expected 6"):
+        lzma_codec.decode(too_short, 3, 2, 16)
+    with pytest.raises(FormatError, match=r"more bytes, expected 3"):
+        lzma_codec.decode(too_short, 3, 1, 16)
+    forged = lzma.compress(bytes([0, 1, 99]), format=lzma.FORMAT_RAW,
+                           filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}])
+    with pytest.raises(FormatError, match=r"label 99 at pixel \(2, 0\) is not < k = 16"):
+        lzma_codec.decode(forged, 3, 1, 16)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=200), k=st.sampled_from([2, 16, 256, 257]),
+       w=st.integers(1, 12), h=st.integers(1, 12))
+def test_random_bytes_never_crash(codec, data, k, w, h):
+    decode_or_format_error(codec, data, np.zeros((h, w), np.uint16), k)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 300), w=st.integers(1, 20), h=st.integers(1, 20))
+def test_fuzz_roundtrip(seed, k, w, h):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, (h, w)).astype(np.uint16)
+    if seed % 2:
+        labels = blobs(h, w, k, seed=seed % 1000)
+    for codec in CODECS:
+        roundtrip(codec, labels, k)
