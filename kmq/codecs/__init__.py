@@ -9,11 +9,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import FormatError
-from . import raw
+from . import ctx, lzma_codec, raw
 
 # id in the header -> (name, module). Ids are never reused: files written before must still read.
 _CODECS: dict[int, tuple[str, ModuleType]] = {
     0: ("raw", raw),
+    1: ("lzma", lzma_codec),
+    2: ("ctx", ctx),
 }
 
 NAMES: tuple[str, ...] = tuple(name for name, _ in _CODECS.values())
