@@ -88,32 +88,57 @@ def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 # --------------------------------------------------------------------------------------------------
+# squared distances by table look-up
+
+
+def _columns(points: np.ndarray) -> list[np.ndarray]:
+    """(M, C) uint8 -> C contiguous (M,) uint8 columns, the operands of `_lut_dist2`."""
+    return [np.ascontiguousarray(points[:, c]) for c in range(points.shape[1])]
+
+
+def _tables(centres: np.ndarray, dtype: type) -> list[np.ndarray]:
+    """Per channel, the (256, K) table of (v - centre)^2 for every uint8 value v."""
+    v = np.arange(256, dtype=np.float64)[:, None]
+    return [((v - centres[None, :, c].astype(np.float64)) ** 2).astype(dtype) for c in range(centres.shape[1])]
+
+
+def _lut_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
+    """Squared distances (m, K) from the uint8 points `cols[c][rows]` to the centres behind `tables`.
+
+    Summing rows gathered from small per-channel tables beats both a matrix product (whose inner dimension
+    of 3 BLAS handles badly) and broadcast subtraction. With integer centres and int32 tables it is exact.
+    """
+    d = np.take(tables[0], cols[0][rows], axis=0)
+    for c in range(1, len(cols)):
+        d += np.take(tables[c], cols[c][rows], axis=0)
+    return d
+
+
+# --------------------------------------------------------------------------------------------------
 # nearest palette entry (exact, integer arithmetic)
 
 
-def _nearest_brute(points: np.ndarray, palette: np.ndarray, index: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest of `palette` (or of its rows `index`, ascending) for each of `points` (uint8).
+def _nearest_brute(cols: list[np.ndarray], rows: slice | np.ndarray, m: int, palette: np.ndarray,
+                   index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest of `palette` (or of its rows `index`, ascending) for the m points `cols[c][rows]`.
 
-    The squared distance is |p|^2 - 2 p.c + |c|^2. With uint8 operands every product and partial sum is an
-    integer below 2**24, so float32 matrix products are exact and the argmin (first minimum, hence the lower
-    index on ties) is the true one. Returns (labels (M,) intp, squared distances (M,) int64).
+    int32 tables make every distance exact, and argmin takes the first minimum, hence the lower index on
+    ties. Returns (labels (m,) intp, squared distances (m,) int64).
     """
     cand = palette if index is None else palette[index]
-    cf = cand.astype(np.float32)
-    cc = np.einsum("kc,kc->k", cf, cf)
-    m = points.shape[0]
+    tables = _tables(cand, np.int32)
+    k = cand.shape[0]
     labels = np.empty(m, dtype=np.intp)
     dist = np.empty(m, dtype=np.int64)
-    step = max(1, _BLOCK // max(1, cand.shape[0]))
-    for start in range(0, m, step):
-        p = points[start:start + step].astype(np.float32)
-        d = p @ (-2.0 * cf.T)
-        d += cc
+    step = max(1, _BLOCK // k)
+    base = np.arange(m) if isinstance(rows, slice) else rows
+    if isinstance(rows, slice):
+        base = base + (rows.start or 0)
+    for s in range(0, m, step):
+        d = _lut_dist2(cols, base[s:s + step], tables)
         lab = np.argmin(d, axis=1)
-        pp = np.einsum("mc,mc->m", p, p)
-        dist[start:start + step] = (d[np.arange(lab.shape[0]), lab] + pp).astype(np.int64)
-        labels[start:start + step] = lab
+        labels[s:s + step] = lab
+        dist[s:s + step] = d[np.arange(lab.shape[0]), lab]
     if index is not None:
         labels = index[labels]
     return labels, dist
@@ -128,11 +153,12 @@ def _nearest_cells(points: np.ndarray, palette: np.ndarray, per_axis: int) -> tu
     entry outside it is strictly farther than some entry inside, ties still go to the lowest index.
     """
     m, channels = points.shape
+    cols = _columns(points)
     width = 256.0 / per_axis
-    cell_coord = (points.astype(np.int32) * per_axis) >> 8  # (M, C) in 0..per_axis-1
     cell_id = np.zeros(m, dtype=np.int64)
     for c in range(channels):
-        cell_id = cell_id * per_axis + cell_coord[:, c]
+        cell_id *= per_axis
+        cell_id += (cols[c].astype(np.int32) * per_axis) >> 8
     order = np.argsort(cell_id, kind="stable")
     ids, starts, sizes = np.unique(cell_id[order], return_index=True, return_counts=True)
     coords = np.empty((ids.shape[0], channels), dtype=np.int64)
@@ -140,7 +166,8 @@ def _nearest_cells(points: np.ndarray, palette: np.ndarray, per_axis: int) -> tu
     for c in range(channels - 1, -1, -1):
         coords[:, c] = rest % per_axis
         rest //= per_axis
-    centres = (coords + 0.5) * width - 0.5  # colour values 0..255 sit at the centres of unit bins
+    # Colour value v covers [v - 0.5, v + 0.5], so a cell's values j*w .. (j+1)*w - 1 centre at (j+0.5)w - 0.5.
+    centres = (coords + 0.5) * width - 0.5
     half_diag = 0.5 * width * math.sqrt(channels)
 
     pal = palette.astype(np.float64)
@@ -151,16 +178,14 @@ def _nearest_cells(points: np.ndarray, palette: np.ndarray, per_axis: int) -> tu
     for b0 in range(0, ids.shape[0], cells_per_block):
         z = centres[b0:b0 + cells_per_block]
         d2 = np.einsum("mc,mc->m", z, z)[:, None] - 2.0 * (z @ pal.T) + pp[None, :]
-        np.maximum(d2, 0.0, out=d2)
-        d = np.sqrt(d2)
-        # The small slack only widens the candidate set, so rounding in the float bound can never drop the
-        # true nearest entry.
+        d = np.sqrt(np.maximum(d2, 0.0))
+        # The slack only widens the candidate set, so float rounding in the bound never drops the nearest.
         radius = d.min(axis=1) + 2.0 * half_diag + 1e-6
         keep = d <= radius[:, None]
         for i in range(z.shape[0]):
             cell = b0 + i
             rows = order[starts[cell]:starts[cell] + sizes[cell]]
-            lab, dd = _nearest_brute(points[rows], palette, np.flatnonzero(keep[i]))
+            lab, dd = _nearest_brute(cols, rows, rows.shape[0], palette, np.flatnonzero(keep[i]))
             labels[rows] = lab
             dist[rows] = dd
     return labels, dist
@@ -178,12 +203,10 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
     m, channels = points.shape
     k = palette.shape[0]
-    if k <= 32 or m < 4 * k:
-        return _nearest_brute(points, palette)
-    # Aim for ~8 entries per cell, within what a cell table of that size costs.
-    per_axis = int(min(16, max(2, round((k / 8.0) ** (1.0 / channels)))))
-    if per_axis <= 2 and channels == 1:
-        return _nearest_brute(points, palette)
+    if channels == 1 or k <= 64 or m < 8 * k:
+        return _nearest_brute(_columns(points), slice(0, m), m, palette)
+    # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
+    per_axis = int(min(16, max(2, round((k / 4.0) ** (1.0 / channels)))))
     return _nearest_cells(points, palette, per_axis)
 
 
@@ -191,37 +214,64 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
 # K-Means
 
 
-def _sq_dist_block(x: np.ndarray, xx: np.ndarray, c: np.ndarray, cc: np.ndarray) -> np.ndarray:
-    """Squared distances (m, k) float64 between float rows x (with |x|^2 = xx) and centroids c (|c|^2 = cc)."""
-    d = x @ (-2.0 * c.T)
-    d += xx[:, None]
-    d += cc[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
+class _Points:
+    """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
+    colours, their columns for table look-up distances (else broadcasting over the few channels)."""
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.w = np.ascontiguousarray(w, dtype=np.float64)
+        self.m = self.x.shape[0]
+        self.cols = _columns(u8) if u8 is not None else None
+
+    def dist2(self, rows: slice | np.ndarray, centres: np.ndarray, tables: list[np.ndarray] | None = None
+              ) -> np.ndarray:
+        """Squared distances (rows, K) to the centres (float32 for colours, float64 otherwise)."""
+        if self.cols is not None:
+            return _lut_dist2(self.cols, rows, tables if tables is not None else _tables(centres, np.float32))
+        x = self.x[rows]
+        d = (x[:, 0, None] - centres[None, :, 0]) ** 2
+        for c in range(1, x.shape[1]):
+            d += (x[:, c, None] - centres[None, :, c]) ** 2
+        return d
+
+    def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
+        return _tables(centres, np.float32) if self.cols is not None else None
 
 
-def _assign(x: np.ndarray, xx: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of each row: (labels (m,) intp, squared distance (m,) float64). Chunked."""
-    m, k = x.shape[0], c.shape[0]
-    cc = np.einsum("kc,kc->k", c, c)
+def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second: bool = False
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Nearest centroid of each point (of `rows`, default all), chunked.
+
+    Returns (labels intp, squared distance to the nearest float64, squared distance to the second nearest
+    float64 or None unless `second`).
+    """
+    m = pts.m if rows is None else rows.shape[0]
+    k = c.shape[0]
+    tables = pts.tables(c)
     labels = np.empty(m, dtype=np.intp)
     best = np.empty(m, dtype=np.float64)
+    nxt = np.empty(m, dtype=np.float64) if second else None
     step = max(1, _BLOCK // k)
     for s in range(0, m, step):
-        d = _sq_dist_block(x[s:s + step], xx[s:s + step], c, cc)
+        sel = slice(s, s + step) if rows is None else rows[s:s + step]
+        d = pts.dist2(sel, c, tables)
         lab = np.argmin(d, axis=1)
+        r = np.arange(lab.shape[0])
         labels[s:s + step] = lab
-        best[s:s + step] = d[np.arange(lab.shape[0]), lab]
-    return labels, best
+        best[s:s + step] = d[r, lab]
+        if nxt is not None:
+            d[r, lab] = np.inf
+            nxt[s:s + step] = d.min(axis=1)
+    return labels, best, nxt
 
 
-def _weighted_means(x: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(sums / weights (k, C) with NaN rows for empty clusters, total weight (k,))."""
-    wsum = np.bincount(labels, weights=w, minlength=k)
-    sums = np.empty((k, x.shape[1]), dtype=np.float64)
-    for c in range(x.shape[1]):
-        sums[:, c] = np.bincount(labels, weights=w * x[:, c], minlength=k)
+def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sums / weights (k, C), NaN rows for empty clusters; total weight (k,))."""
+    wsum = np.bincount(labels, weights=pts.w, minlength=k)
+    sums = np.empty((k, pts.x.shape[1]), dtype=np.float64)
+    for c in range(pts.x.shape[1]):
+        sums[:, c] = np.bincount(labels, weights=pts.w * pts.x[:, c], minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / wsum[:, None]
     return means, wsum
@@ -240,27 +290,27 @@ def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: 
     centroids[empty] = x[far]
 
 
-def _kmeanspp(x: np.ndarray, xx: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy weighted k-means++ (as scikit-learn): each new centroid is the best, by total weighted
-    potential, of 2 + floor(ln k) candidates sampled with probability proportional to weight x D^2.
+    potential, of 2 + floor(ln k) candidates drawn with probability proportional to weight x D^2.
     Returns (k, C) float64."""
-    m = x.shape[0]
+    x, w, m = pts.x, pts.w, pts.m
     trials = 2 + int(math.log(k))
     centroids = np.empty((k, x.shape[1]), dtype=np.float64)
     cw = np.cumsum(w)
     first = min(int(np.searchsorted(cw, rng.random() * cw[-1], side="right")), m - 1)
     centroids[0] = x[first]
-    closest = _sq_dist_block(x, xx, x[first:first + 1], xx[first:first + 1])[:, 0]
+    closest = pts.dist2(slice(0, m), x[first:first + 1])[:, 0].astype(np.float64)
     for i in range(1, k):
         pot = np.cumsum(w * closest)
         total = pot[-1]
         if total <= 0.0:
-            # Every point already sits on a centroid (only with duplicate rows): take unused rows in order.
+            # Every point already sits on a centroid (only with duplicate rows): take rows in order.
             centroids[i] = x[i % m]
             continue
         cand = np.searchsorted(pot, rng.random(trials) * total, side="right")
         np.minimum(cand, m - 1, out=cand)
-        d = _sq_dist_block(x, xx, x[cand], xx[cand])  # (m, trials)
+        d = pts.dist2(slice(0, m), x[cand]).astype(np.float64)  # (m, trials)
         np.minimum(d, closest[:, None], out=d)
         best = int(np.argmin(w @ d))
         centroids[i] = x[cand[best]]
@@ -268,24 +318,149 @@ def _kmeanspp(x: np.ndarray, xx: np.ndarray, w: np.ndarray, k: int, rng: np.rand
     return centroids
 
 
-def _lloyd(x: np.ndarray, w: np.ndarray, centroids: np.ndarray, max_iter: int, tol_abs: float
-           ) -> tuple[np.ndarray, float]:
-    """Plain weighted Lloyd from `centroids` until the summed squared centroid shift is <= tol_abs, the
-    labels stop changing, or max_iter. Returns (centroids (k, C) float64, weighted inertia)."""
+def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -> tuple[np.ndarray, float]:
+    """Plain weighted Lloyd, the reference the fast path is tested against: from `centroids` until the
+    summed squared centroid shift is <= tol_abs, the labels stop changing, or max_iter updates.
+    Returns (centroids (k, C) float64, weighted inertia of the last assignment)."""
     k = centroids.shape[0]
-    xx = np.einsum("mc,mc->m", x, x)
-    labels, dist = _assign(x, xx, centroids)
+    labels, dist, _ = _assign(pts, centroids)
     for _ in range(max_iter):
-        new, wsum = _weighted_means(x, w, labels, k)
-        _reseed_empty(new, wsum, x, dist)
+        new, wsum = _weighted_means(pts, labels, k)
+        _reseed_empty(new, wsum, pts.x, dist)
         shift = float(((new - centroids) ** 2).sum())
         centroids = new
-        new_labels, dist = _assign(x, xx, centroids)
+        new_labels, dist, _ = _assign(pts, centroids)
         changed = bool(np.any(new_labels != labels))
         labels = new_labels
         if not changed or shift <= tol_abs:
             break
-    return centroids, float(w @ dist)
+    return centroids, float(pts.w @ dist)
+
+
+def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -> tuple[np.ndarray, float]:
+    """Weighted Lloyd from `centroids`, the same iterations as `_lloyd`, with Hamerly's bounds.
+
+    Each point keeps an upper bound u on the distance to its centroid and a lower bound l on the distance
+    to every other one; after the centroids move, u grows by its centroid's move and l shrinks by the
+    largest other move. A point whose u is below both l and half the distance from its centroid to the
+    nearest other one cannot change cluster, so late iterations compute distances for only a few points.
+    Stops when the summed squared centroid shift is <= tol_abs or after max_iter updates.
+    Returns (centroids (k, C) float64, weighted inertia of the final labels around them).
+    """
+    k = centroids.shape[0]
+    x = pts.x
+    labels, upper, lower = _assign(pts, centroids, second=True)
+    np.sqrt(upper, out=upper)
+    np.sqrt(lower, out=lower)
+    for _ in range(max_iter):
+        new, wsum = _weighted_means(pts, labels, k)
+        if np.any(wsum == 0):
+            _reseed_empty(new, wsum, x, ((x - centroids[labels]) ** 2).sum(axis=1))
+        delta = np.sqrt(((new - centroids) ** 2).sum(axis=1))
+        centroids = new
+        if float(delta @ delta) <= tol_abs:
+            break
+        upper += delta[labels]
+        far = int(np.argmax(delta))
+        second = float(np.partition(delta, k - 2)[k - 2])
+        lower -= np.where(labels == far, second, delta[far])
+        sep = np.sqrt(((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        np.fill_diagonal(sep, np.inf)
+        bound = np.maximum(0.5 * sep.min(axis=1)[labels], lower)
+        cand = np.flatnonzero(upper > bound)
+        if cand.size == 0:
+            continue
+        upper[cand] = np.sqrt(((x[cand] - centroids[labels[cand]]) ** 2).sum(axis=1))
+        still = cand[upper[cand] > bound[cand]]
+        if still.size == 0:
+            continue
+        lab, up, lo = _assign(pts, centroids, rows=still, second=True)
+        labels[still] = lab
+        upper[still] = np.sqrt(up)
+        lower[still] = np.sqrt(lo)
+    inertia = float(pts.w @ ((x - centroids[labels]) ** 2).sum(axis=1))
+    return centroids, inertia
+
+
+def _coarse(colors: np.ndarray, counts: np.ndarray, bits: int) -> _Points:
+    """A histogram of the colours with `bits` bits per channel, each occupied bin standing for all its
+    colours by their weighted mean and total weight.
+
+    K-Means on it differs from K-Means on the colours only by the spread inside bins and by bins that
+    straddle a cluster boundary, so it gives a near-optimal start at a fraction of the cost."""
+    channels = colors.shape[1]
+    bin_id = np.zeros(colors.shape[0], dtype=np.intp)
+    for c in range(channels):
+        bin_id <<= bits
+        bin_id |= colors[:, c] >> (8 - bits)
+    full = np.bincount(bin_id)
+    occupied = np.flatnonzero(full)
+    rank = np.zeros(full.shape[0], dtype=np.intp)
+    rank[occupied] = np.arange(occupied.shape[0])
+    inverse = rank[bin_id]
+    w = counts.astype(np.float64)
+    weights = np.bincount(inverse, weights=w)
+    means = np.empty((weights.shape[0], channels), dtype=np.float64)
+    for c in range(channels):
+        means[:, c] = np.bincount(inverse, weights=w * colors[:, c]) / weights
+    return _Points(means, weights)
+
+
+def _kmeans_1d(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """Globally optimal weighted K-Means in one dimension, by dynamic programming over the sorted values.
+
+    In 1-D every optimal cluster is a run of consecutive values, so the best split of the first j values
+    into i clusters is the best split of the first t into i - 1 plus the run t..j-1. With at most 256 grey
+    levels this is O(k M^2) vectorised work. values (M,) ascending, M > k >= 2. Returns (k, 1) float64.
+    """
+    v = values.astype(np.float64)
+    w = weights.astype(np.float64)
+    m = v.shape[0]
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cwv = np.concatenate([[0.0], np.cumsum(w * v)])
+    cwvv = np.concatenate([[0.0], np.cumsum(w * v * v)])
+    t = np.arange(m + 1)[:, None]
+    j = np.arange(m + 1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sw = cw[j] - cw[t]
+        cost = (cwvv[j] - cwvv[t]) - (cwv[j] - cwv[t]) ** 2 / sw
+    cost = np.where(j > t, np.maximum(cost, 0.0), np.inf)  # cost[t, j]: run t..j-1, empty runs forbidden
+    best = cost[0].copy()  # best[j]: first j values in one cluster
+    back = np.zeros((k, m + 1), dtype=np.intp)
+    for i in range(1, k):
+        total = best[:, None] + cost
+        back[i] = np.argmin(total, axis=0)  # first minimum: deterministic
+        best = total[back[i], np.arange(m + 1)]
+    # b[i] .. b[i+1]-1 is cluster i; back[i][j] is where the last of i+1 clusters over the first j starts.
+    b = [0] * (k + 1)
+    b[k] = m
+    for i in range(k - 1, 0, -1):
+        b[i] = int(back[i, b[i + 1]])
+    lo, hi = np.array(b[:-1]), np.array(b[1:])
+    centroids = ((cwv[hi] - cwv[lo]) / (cw[hi] - cw[lo]))[:, None]
+    return centroids
+
+
+# Above this many distinct colours, fit's restarts run on a coarse histogram rather than on the colours.
+_COARSE_ABOVE = 20000
+_COARSE_BITS = 5
+
+
+def _restarts(k: int) -> int:
+    """How many k-means++ + Lloyd restarts to run: many for small k, where runs differ most and are cheap."""
+    return int(min(16, max(3, 2048 // k)))
+
+
+def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int,
+                      tol_abs: float) -> np.ndarray:
+    """`restarts` runs of k-means++ then Lloyd on pts; the centroids of the lowest-inertia run."""
+    best, best_j = None, np.inf
+    for _ in range(restarts):
+        cent, j = _hamerly(pts, _kmeanspp(pts, k, rng), max_iter, tol_abs)
+        if j < best_j:  # strict: a tie keeps the earlier run
+            best, best_j = cent, j
+    assert best is not None
+    return best
 
 
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
@@ -293,21 +468,31 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     """Weighted K-Means over distinct colours, which is K-Means over the pixels they stand for.
 
     colors: (M, C) uint8 distinct colours; counts: (M,) pixel count of each (the weights); M > k >= 1.
-    k-means++ start from ``np.random.default_rng(seed)``, then Lloyd iterations, at most `max_iter`.
-    tol is relative, as in scikit-learn: iterations stop once the sum over centroids of the squared shift
-    (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours,
-    or once no label changes. An empty cluster takes the point farthest from its centroid.
     Returns centroids (k, C) float64. Same input, k and seed -> identical output.
+
+    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts each
+    finished by Lloyd, the best kept. With many distinct colours the restarts run on a coarse histogram
+    (5 bits per channel, each bin its colours' weighted mean), which costs little and lands near the
+    optimum. Then Lloyd on the colours themselves, with Hamerly's bounds, at most `max_iter` updates.
+    tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
+    (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
+    An empty cluster takes the colour farthest from its centroid.
+    Grey (C == 1, at most 256 distinct levels) is solved exactly instead: 1-D K-Means has a global optimum
+    that dynamic programming finds, and the seed does not matter.
     """
-    x = np.ascontiguousarray(colors, dtype=np.float64)
-    w = np.ascontiguousarray(counts, dtype=np.float64)
+    pts = _Points(colors, counts, colors)
+    x, w = pts.x, pts.w
     if k == 1:
         return ((w @ x) / w.sum())[None, :]
+    if x.shape[1] == 1:
+        return _kmeans_1d(x[:, 0], w, k)
     mean = (w @ x) / w.sum()
-    var = (w @ ((x - mean) ** 2)) / w.sum()
-    tol_abs = float(tol * var.mean())
+    tol_abs = float(tol * ((w @ ((x - mean) ** 2)) / w.sum()).mean())
     rng = np.random.default_rng(seed)
-    xx = np.einsum("mc,mc->m", x, x)
-    centroids = _kmeanspp(x, xx, w, k, rng)
-    centroids, _ = _lloyd(x, w, centroids, max_iter, tol_abs)
-    return centroids
+    restarts = _restarts(k)
+    if pts.m > _COARSE_ABOVE:
+        coarse = _coarse(colors, counts, _COARSE_BITS)
+        if coarse.m > 4 * k:
+            start = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs)
+            return _hamerly(pts, start, max_iter, tol_abs)[0]
+    return _best_of_restarts(pts, k, rng, restarts, max_iter, tol_abs)

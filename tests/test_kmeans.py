@@ -139,10 +139,10 @@ def test_weights_matter_and_equal_repeated_pixels() -> None:
     for k in (2, 5, 12):
         weighted = km.fit(colors, counts, k, seed=1)
         # Plain Lloyd on the repeated pixels from the same start reaches the same centroids.
-        start = km.fit(colors, counts, k, seed=1, max_iter=0)
+        start = km._kmeanspp(km._Points(colors, counts, colors), k, np.random.default_rng(1))
         px_f = pixels.astype(np.float64)
-        repeated, _ = km._lloyd(px_f, np.ones(len(px_f)), start, 300, 0.0)
-        plain, _ = km._lloyd(colors.astype(np.float64), counts.astype(np.float64), start, 300, 0.0)
+        repeated, _ = km._lloyd(km._Points(pixels, np.ones(len(pixels))), start, 300, 0.0)
+        plain, _ = km._lloyd(km._Points(colors, counts), start, 300, 0.0)
         np.testing.assert_allclose(repeated, plain, atol=1e-9)
         assert weighted_j(colors, counts, weighted) <= weighted_j(colors, counts, plain) * (1 + 1e-9)
     # The weights do move the answer: a heavy colour pulls its centroid onto itself.
