@@ -61,8 +61,10 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _RANK_POS, _N_RANKS = _pattern_tables()
+_RANK_POS_U8 = _RANK_POS.astype(np.uint8)
 _VALID1 = np.arange(_N_SYM)[None, :] < _N_RANKS[:, None]
 _VALID1[:, _ESC] = True
+_VALID_ROWS = _VALID1[(np.arange(_KINDS * 65 * _N_FEAT) // _N_FEAT) % 65]  # by stage 1 context row
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,21 +112,18 @@ def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]
     return [pad[lo_r + di:lo_r + di + rows, lo_c + dj:lo_c + dj + cols] for di, dj in offsets]
 
 
-def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, np.ndarray]:
+def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns ``nb`` (4, n) and ``extra`` (E, n) int64, n the pass's pixel count in raster order. Main
+    Returns the 4 main and the E extra neighbour labels, each (n,) uint16 in the pass's raster order. Main
     neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
     an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
     away or from the previous edge pass (see docs/CODECS.md).
     """
     s, h = p.step, p.step // 2
-    grid = canvas[0::s, 0::s].astype(np.int64)
-    rows_cols = canvas[_region(p)].shape
-    r, c = rows_cols
-    if r * c == 0:
-        return np.zeros((4, 0), np.int64), np.zeros((0, 0), np.int64)
-    diag = canvas[h::s, h::s].astype(np.int64)
+    grid = canvas[0::s, 0::s]
+    r, c = canvas[_region(p)].shape
+    diag = canvas[h::s, h::s]
     if p.kind == 1:
         main = _shifted(grid, r, c, [(0, 0), (0, 1), (1, 0), (1, 1)])
         extra = _shifted(grid, r, c, [(-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2)])
@@ -139,16 +138,14 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, np.ndarray]:
         extra = extra + _shifted(grid, r, c, [(-1, 0), (-1, 1), (1, 0), (1, 1)])
     else:
         up, down = _shifted(grid, r, c, [(0, 0), (1, 0)])
-        edge = canvas[0::s, h::s].astype(np.int64)
+        edge = canvas[0::s, h::s]
         if diag.size:
             left, right = _shifted(diag, r, c, [(0, -1), (0, 0)])
             extra = _shifted(edge, r, c, [(0, -1), (0, 0), (1, -1), (1, 0)])
         else:
             left, right, extra = up, down, []
         main = [up, down, left, right]
-    nb = np.stack([a.reshape(-1) for a in main])
-    ex = np.stack([a.reshape(-1) for a in extra]) if extra else np.zeros((0, r * c), np.int64)
-    return nb, ex
+    return [a.reshape(-1) for a in main], [a.reshape(-1) for a in extra]
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -164,26 +161,27 @@ def _pieces(n: int) -> list[tuple[int, int]]:
 @dataclass
 class _Context:
     """What both sides know about the pixels of a pass before coding them; arrays of length n."""
-    pattern: np.ndarray  # (n,) equality pattern of the main neighbours, 0..64
-    cand: np.ndarray  # (4, n) ranked distinct neighbour labels (rank r valid when r < n_ranks)
-    n_ranks: np.ndarray  # (n,)
-    feature: np.ndarray  # (n,) 0..4: share of the extra neighbours holding the rank-0 label
+    pattern: np.ndarray  # (n,) uint8 equality pattern of the main neighbours, 0..64
+    cand: np.ndarray  # (4, n) uint16 ranked distinct neighbour labels (rank r valid when r < n_ranks)
+    n_ranks: np.ndarray  # (n,) int64
+    feature: np.ndarray  # (n,) uint8 0..4: share of the extra neighbours holding the rank-0 label
 
 
-def _context(kind: int, nb: np.ndarray, extra: np.ndarray) -> _Context:
-    n = nb.shape[1]
+def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray]) -> _Context:
     if kind == 0:
-        z = np.zeros(n, np.int64)
-        return _Context(np.full(n, _NO_NB, np.int64), np.zeros((4, n), np.int64), z, z)
-    pattern = np.zeros(n, dtype=np.int64)
+        return _Context(np.full(1, _NO_NB, np.uint8), np.zeros((4, 1), np.uint16), np.zeros(1, np.int64),
+                        np.zeros(1, np.uint8))
+    n = len(nb[0])
+    # small dtypes: at 12 MP every byte per pixel of these temporaries costs 12 MB and time
+    pattern = np.zeros(n, dtype=np.uint8)
     for b, (i, j) in enumerate(_PAIRS):
-        pattern |= (nb[i] == nb[j]).astype(np.int64) << b
-    cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-    if len(extra):
-        same = (extra == cand[0][None, :]).sum(axis=0)
-        feature = same * (_N_FEAT - 1) // len(extra)
-    else:
-        feature = np.zeros(n, np.int64)
+        pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
+    stacked = np.stack(nb)
+    cand = np.take_along_axis(stacked, _RANK_POS_U8[pattern].T, axis=0)
+    same = np.zeros(n, np.uint8)
+    for e in extra:
+        same += e == cand[0]
+    feature = (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
     return _Context(pattern, cand, _N_RANKS[pattern], feature)
 
 
@@ -192,8 +190,9 @@ def _context(kind: int, nb: np.ndarray, extra: np.ndarray) -> _Context:
 
 
 class _Coder(Protocol):
-    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        """Code one batch: symbol i with probabilities proportional to ``weights[i]`` (n, A)."""
+    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
+        """Code one batch: symbol i with probabilities proportional to ``weights[rows[i]]`` (R, A), or to
+        ``weights[i]`` when ``rows`` is None. Returns the symbols (given to the encoder, decoded)."""
 
 
 class _Encoder:
@@ -201,11 +200,11 @@ class _Encoder:
         self.freqs: list[np.ndarray] = []
         self.cums: list[np.ndarray] = []
 
-    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
         if len(sym):
             f, c = rans.cdf_tables(weights)
-            idx = np.arange(len(sym))
+            idx = np.arange(len(sym)) if rows is None else rows
             self.freqs.append(f[idx, sym])
             self.cums.append(c[idx, sym])
         return sym
@@ -215,11 +214,12 @@ class _Decoder:
     def __init__(self, dec: rans.Decoder) -> None:
         self.dec = dec
 
-    def code(self, weights: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        if len(weights) == 0:
+    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
+        n = len(weights) if rows is None else len(rows)
+        if n == 0:
             return np.zeros(0, np.int64)
         f, c = rans.cdf_tables(weights)
-        return self.dec.decode(np.arange(len(weights)), f, c)
+        return self.dec.decode(np.arange(n) if rows is None else rows, f, c)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class _Tree:
         node = np.ones(m, np.int64)
         for d in range(self.bits - 1, -1, -1):
             bit = None if value is None else (value >> d) & 1
-            bit = coder.code(self.weights(rows, row_weight, node), bit)
+            bit = coder.code(self.weights(rows, row_weight, node), None, bit)
             node = 2 * node + bit
         return node - (1 << self.bits)
 
@@ -301,12 +301,11 @@ class _Model:
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
     def _rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
-        return (kind * 65 + cx.pattern) * _N_FEAT + cx.feature
+        return (kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature
 
-    def rank_weights(self, kind: int, cx: _Context) -> np.ndarray:
-        """(n, 5) weights: twice the counts of the pixel's context, plus 1 for every possible symbol."""
-        valid = _VALID1[cx.pattern]
-        return (2 * self.rank[self._rank_rows(kind, cx)] + 1) * valid
+    def rank_weights(self) -> np.ndarray:
+        """(contexts, 5) weights: twice the counts of the context, plus 1 for every possible symbol."""
+        return (2 * self.rank + 1) * _VALID_ROWS
 
     def learn_rank(self, kind: int, cx: _Context, sym: np.ndarray) -> None:
         rows = self._rank_rows(kind, cx)
@@ -317,13 +316,14 @@ class _Model:
         """Context rows (4, m) and weights (4, m) of escaped pixels: their distinct neighbour labels, the
         most common one counting double; pixels without neighbours use row k (resp. 256) alone."""
         m = cx.cand.shape[1]
+        cand = cx.cand.astype(np.int64)
         valid = np.arange(4)[:, None] < cx.n_ranks[None, :]
         weight = valid * np.array([2, 1, 1, 1])[:, None]
         none = cx.n_ranks == 0
         if self.split:
-            rows = np.where(valid, cx.cand >> 8, 256)
+            rows = np.where(valid, cand >> 8, 256)
         else:
-            rows = np.where(valid, cx.cand, self.k)
+            rows = np.where(valid, cand, self.k)
         weight[0, none] = 1
         rows[0, none] = 256 if self.split else self.k
         return rows, weight.astype(np.int64) if m else np.zeros((4, 0), np.int64)
@@ -358,11 +358,11 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
         part = _subset(cx, slice(a, b))
         sym = None
         if truth is not None:
-            hit = (part.cand == truth[a:b][None, :]) & (np.arange(4)[:, None] < part.n_ranks[None, :])
+            hit = (part.cand.astype(np.int64) == truth[a:b][None, :]) & (np.arange(4)[:, None] < part.n_ranks[None, :])
             sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
-        sym = coder.code(model.rank_weights(kind, part), sym)
+        sym = coder.code(model.rank_weights(), model._rank_rows(kind, part), sym)
         esc = sym == _ESC
-        value = np.take_along_axis(part.cand, np.minimum(sym, 3)[None, :], axis=0)[0]
+        value = np.take_along_axis(part.cand, np.minimum(sym, 3)[None, :], axis=0)[0].astype(np.int64)
         value[esc] = model.code_escapes(coder, _subset(part, esc), None if truth is None else truth[a:b][esc])
         model.learn_rank(kind, part, sym)
         out[a:b] = value
@@ -377,7 +377,7 @@ def _run(canvas: np.ndarray, coder: _Coder, k: int, encoding: bool) -> None:
         region = canvas[_region(p)]
         if region.size == 0:
             continue
-        nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 1), np.int64), None)
+        nb, extra = _neighbours(canvas, p) if p.kind else ([], [])
         cx = _context(p.kind, nb, extra)
         truth = region.reshape(-1).astype(np.int64) if encoding else None
         out = _code_pass(model, coder, p.kind, cx, truth)
@@ -394,12 +394,10 @@ def _run(canvas: np.ndarray, coder: _Coder, k: int, encoding: bool) -> None:
 
 
 def lanes_log2(n_pixels: int) -> int:
-    """The encoder's lane count (log2): enough that a 12 MP image takes a few thousand coder steps, few
-    enough that the 5-byte lane states stay well under 1 % of the payload."""
-    lg = 0
-    while lg < _MAX_LANES_LOG2 and (n_pixels >> (lg + 1)) >= 8192:
-        lg += 1
-    return lg
+    """The encoder's lane count (log2). Up to 1 MP one lane per 8192 pixels keeps the 5-byte lane states
+    near 0.5 % of the payload; above, lanes grow faster (up to 4096 at 12 MP) to bound the coder steps."""
+    size = max(1, n_pixels).bit_length() - 1
+    return max(0, min(_MAX_LANES_LOG2, max(size - 13, 2 * size - 33)))
 
 
 def encode(labels: np.ndarray, k: int) -> bytes:

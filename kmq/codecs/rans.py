@@ -37,14 +37,30 @@ def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     symbol 0. Needs A <= M.
     """
     w = np.asarray(weights, dtype=np.int64)
-    valid = w > 0
-    n_valid = valid.sum(axis=1, keepdims=True)
-    total = np.maximum(w.sum(axis=1, keepdims=True), 1)
-    freq = np.where(valid, 1 + (w * (M - n_valid)) // total, 0)
+    n_rows, n_sym = w.shape
+    if n_sym <= 8:
+        # Column by column: numpy's reductions along a short axis are slow on millions of rows.
+        cols = [w[:, a] for a in range(n_sym)]
+        n_valid = sum((col > 0).astype(np.int64) for col in cols)
+        total = np.maximum(sum(cols), 1)
+        best = np.zeros(n_rows, np.int64)
+        top = cols[0]
+        for a in range(1, n_sym):
+            better = cols[a] > top
+            best[better] = a
+            top = np.maximum(top, cols[a])
+        freq = np.stack([np.where(col > 0, 1 + (col * (M - n_valid)) // total, 0) for col in cols], axis=1)
+        rest = M - sum(freq[:, a] for a in range(n_sym))
+    else:
+        valid = w > 0
+        n_valid = valid.sum(axis=1, keepdims=True)
+        total = np.maximum(w.sum(axis=1, keepdims=True), 1)
+        freq = np.where(valid, 1 + (w * (M - n_valid)) // total, 0)
+        best = np.argmax(w, axis=1)
+        rest = M - freq.sum(axis=1)
     # Rounding down leaves a few units over; the likeliest symbol takes them, where they cost least.
-    rest = M - freq.sum(axis=1)
-    freq[np.arange(len(w)), np.argmax(w, axis=1)] += rest
-    cum = np.zeros((len(w), w.shape[1] + 1), dtype=np.int64)
+    freq[np.arange(n_rows), best] += rest
+    cum = np.zeros((n_rows, n_sym + 1), dtype=np.int64)
     np.cumsum(freq, axis=1, out=cum[:, 1:])
     return freq, cum
 
@@ -93,12 +109,12 @@ class Decoder:
             raise FormatError(f"{what}: rANS word stream has an odd number of bytes ({len(data) - head})")
         raw = np.zeros((lanes, 8), dtype=np.uint8)
         raw[:, :STATE_BYTES] = np.frombuffer(data, dtype=np.uint8, count=head).reshape(lanes, STATE_BYTES)
-        self.x = raw.view("<u8").reshape(lanes).astype(_U64)
+        self.x = raw.view("<u8").reshape(lanes).astype(np.int64)
         bad = np.flatnonzero(self.x < LOW)
         if len(bad):
             raise FormatError(f"{what}: rANS state of lane {int(bad[0])} is {int(self.x[bad[0]])}, "
                               f"below the minimum {LOW}")
-        self.words = np.frombuffer(data, dtype="<u2", offset=head).astype(_U64)
+        self.words = np.frombuffer(data, dtype="<u2", offset=head).astype(np.int64)
         self.pos = 0
         self.index = 0  # global index of the next symbol; its lane is index % lanes
 
@@ -115,8 +131,8 @@ class Decoder:
         n_rows, width = cum.shape
         # One sorted array for all rows, so one searchsorted call finds every symbol whatever its row.
         flat = (cum + np.arange(n_rows, dtype=np.int64)[:, None] * (M + 1)).reshape(-1)
-        fflat = freq.reshape(-1).astype(_U64)
-        cflat = cum.reshape(-1).astype(_U64)
+        fflat = freq.reshape(-1)
+        cflat = cum.reshape(-1)
         rows = np.asarray(rows, dtype=np.int64)
         base = rows * (M + 1)
         rbase = rows * width
@@ -126,21 +142,20 @@ class Decoder:
             lane0 = self.index % self.lanes
             m = min(n - i, self.lanes - lane0)
             x = self.x[lane0:lane0 + m]
-            slot = x & _U64(M - 1)
-            at = np.searchsorted(flat, base[i:i + m] + slot.astype(np.int64), side="right") - 1
-            sym = at - rbase[i:i + m]
-            fpos = at - rows[i:i + m]  # index into the (R, A) freq table
-            x = fflat[fpos] * (x >> _U64(SCALE_BITS)) + slot - cflat[at]
-            low = x < _U64(LOW)
+            slot = x & (M - 1)
+            at = np.searchsorted(flat, base[i:i + m] + slot, side="right") - 1
+            out[i:i + m] = at - rbase[i:i + m]
+            # states stay below 2**40, so int64 holds every intermediate value
+            x = fflat[at - rows[i:i + m]] * (x >> SCALE_BITS) + slot - cflat[at]
+            low = x < LOW
             need = int(np.count_nonzero(low))
             if need:
                 if self.pos + need > len(words):
                     raise FormatError(f"{self.what}: truncated: rANS word stream ends after "
                                       f"{len(words)} words, at symbol {self.index}")
-                x[low] = (x[low] << _U64(_WORD_BITS)) | words[self.pos:self.pos + need]
+                x[low] = (x[low] << _WORD_BITS) | words[self.pos:self.pos + need]
                 self.pos += need
             self.x[lane0:lane0 + m] = x
-            out[i:i + m] = sym
             i += m
             self.index += m
         return out
@@ -150,7 +165,7 @@ class Decoder:
         if self.pos != len(self.words):
             raise FormatError(f"{self.what}: {len(self.words) - self.pos} unused rANS words "
                               f"({2 * (len(self.words) - self.pos)} trailing bytes)")
-        bad = np.flatnonzero(self.x != _U64(LOW))
+        bad = np.flatnonzero(self.x != LOW)
         if len(bad):
             raise FormatError(f"{self.what}: corrupt: rANS lane {int(bad[0])} ends in state "
                               f"{int(self.x[bad[0]])}, not {LOW}")
