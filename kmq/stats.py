@@ -1,15 +1,16 @@
 """The size tables of the tutorial, for images and .kmq files, as plain records scripts can rely on."""
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .api import compress
+import numpy as np
+
+from .api import compress, load
+from .codecs import codec_name
 from .fileio import read_bytes
-from .format import DEFAULT_MAX_PIXELS, MAGIC, KmqImage
-from .imageio import load_image
+from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 
 # The record keys, in order. Scripts parse these: never rename or reorder them.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
@@ -43,13 +44,63 @@ def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, cod
             max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
     """Stats records for one input: a .kmq file (one record, as stored; ks do not apply) or an image
     (compressed in memory once per k in ks). The kind is told by the file's first bytes, not its name."""
-    data = read_bytes(source)
+    loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
-    if data.startswith(MAGIC):
-        return [record(KmqImage.from_bytes(data, max_pixels=max_pixels), name, len(data))]
-    pixels = load_image(io.BytesIO(data) if name == "-" else source, max_pixels=max_pixels)
+    if isinstance(loaded, KmqImage):
+        return [record(loaded, name, size)]
+    pixels = loaded
     records = []
     for k in ks:
         img = compress(pixels, k, seed=seed, codec=codec)
         records.append(record(img, name, len(img.to_bytes())))
     return records
+
+
+# `kmq info --format json`: the keys of the object, in order, and of each palette entry (RGBA adds "alpha").
+INFO_FIELDS = ("file", "file_bytes", "version", "width", "height", "channels", "mode", "codec", "k",
+               "bits_per_label", "meta_bytes", "payload_bytes", "ratio", "distortion", "psnr", "seed",
+               "metadata", "palette")
+PALETTE_FIELDS = ("index", "hex", "rgb", "share")
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def shares(labels: np.ndarray, k: int) -> np.ndarray:
+    """(k,) float64: the fraction of the pixels (labels, any shape) carrying each label 0..k-1; sums to 1."""
+    return np.bincount(labels.ravel(), minlength=k) / labels.size
+
+
+def palette_entries(palette: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
+    """One record per palette entry (keys PALETTE_FIELDS, plus "alpha" for RGBA) with its share of the pixels.
+
+    palette: (k, 1|3|4) uint8; labels: (h, w) integers < k. hex is "#rrggbb" ("#rrggbbaa" for RGBA); rgb is
+    [r, g, b] (for grey, the level three times); share is the fraction of pixels, the shares summing to 1.
+    """
+    k, channels = palette.shape
+    share = shares(labels, k)
+    colours = np.repeat(palette, 3, axis=1) if channels == 1 else palette  # RGB or RGBA, as hex spells it
+    entries = []
+    for i, colour in enumerate(colours.tolist()):
+        entry = {"index": i, "hex": "#" + bytes(colour).hex(), "rgb": colour[:3], "share": float(share[i])}
+        if channels == 4:
+            entry["alpha"] = colour[3]
+        entries.append(entry)
+    return entries
+
+
+def describe(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    """Everything a .kmq file says about itself (keys INFO_FIELDS): header, codec, metadata and palette.
+
+    Raises FormatError for anything that is not a valid .kmq file.
+    """
+    data = read_bytes(source)
+    header = parse_header(data, max_pixels=max_pixels)
+    img = KmqImage.from_bytes(data, max_pixels=max_pixels)
+    r = record(img, str(source), len(data))
+    return {
+        "file": str(source), "file_bytes": len(data), "version": header.version, "width": img.width,
+        "height": img.height, "channels": img.channels, "mode": MODES[img.channels],
+        "codec": codec_name(header.codec), "k": img.k, "bits_per_label": img.bits_per_label,
+        "meta_bytes": header.meta_len, "payload_bytes": header.payload_len, "ratio": r["ratio"],
+        "distortion": img.distortion, "psnr": r["psnr"], "seed": img.seed, "metadata": img.metadata,
+        "palette": palette_entries(img.palette, img.labels),
+    }

@@ -1,0 +1,295 @@
+"""Seeing the clusters: segmentation views, the montage of reconstructions per K, and palette swatches.
+
+Everything here returns uint8 (or uint16) arrays and plain records; numpy does the per-pixel work, Pillow only
+draws text and converts colour spaces. The CLI writes what these functions return.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .api import compress, load
+from .errors import KmqError
+from .fileio import reason, write_atomic
+from .format import DEFAULT_MAX_PIXELS, KmqImage
+from .imageio import save_image
+from .stats import record
+
+STYLES = ("overlay", "labels", "mean", "boundaries")
+OVERLAY_ALPHA = 0.3
+BOUNDARY_COLOR = (255, 255, 0)
+
+# scikit-image's label2rgb default colours, as CSS defines them (red, blue, yellow, magenta, green, indigo,
+# darkorange, cyan, pink, yellowgreen): the first clusters, the ones people tell apart by eye, get these.
+_FIRST_COLORS = np.array([
+    (255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 128, 0),
+    (75, 0, 130), (255, 140, 0), (0, 255, 255), (255, 192, 203), (154, 205, 50),
+], np.uint8)
+_PLASTIC = 1.324717957244746  # the generalised golden ratio in 3-D (Roberts' R3 sequence)
+
+
+def label_colors(k: int) -> np.ndarray:
+    """(k, 3) uint8 colours, all different, for labels 0..k-1 (k <= 65536); the same k always gives the same."""
+    return _color_table()[:k]
+
+
+@functools.lru_cache(maxsize=1)
+def _color_table() -> np.ndarray:
+    # After the fixed ten: a low-discrepancy walk over bright, saturated hues (well spread for any prefix),
+    # then the same walk over the whole RGB cube, which is only there to keep 65536 colours unique.
+    steps = 1 / _PLASTIC ** np.arange(1, 4)
+
+    def walk(n: int) -> np.ndarray:
+        return (0.5 + np.arange(n)[:, None] * steps) % 1
+
+    x = walk(4096)
+    hsv = np.stack([x[:, 0] * 256, 150 + 105 * x[:, 1], 170 + 85 * x[:, 2]], axis=1).astype(np.uint8)
+    vivid = np.asarray(Image.fromarray(hsv[None], "HSV").convert("RGB"))[0]
+    candidates = np.concatenate([_FIRST_COLORS, vivid, (walk(1 << 17) * 256).astype(np.uint8)])
+    _, first = np.unique(candidates, axis=0, return_index=True)
+    table = candidates[np.sort(first)][:65536]
+    assert len(table) == 65536
+    return table
+
+
+def opaque_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(h, w) or (h, w, 1|3|4) uint8 -> (h, w, 3) uint8: grey repeated, alpha composited over white."""
+    pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+    if pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if pixels.shape[2] == 3:
+        return pixels
+    alpha = pixels[:, :, 3:].astype(np.float32) / 255
+    return np.rint(pixels[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+
+
+def grey(pixels: np.ndarray) -> np.ndarray:
+    """(h, w[, c]) uint8 -> (h, w) float32 luma in 0..255 (ITU-R 601 weights, as Pillow's "L")."""
+    rgb = opaque_rgb(pixels).astype(np.float32)
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def overlay(labels: np.ndarray, base: np.ndarray, k: int, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """Each cluster's colour blended over the grey image: (h, w) labels, (h, w[, c]) uint8 -> (h, w, 3) uint8.
+
+    Like scikit-image's label2rgb(labels, image, alpha=0.3, bg_label=None): alpha * colour + (1 - alpha) * grey.
+    """
+    colors = label_colors(k).astype(np.float32)
+    blended = alpha * colors[labels] + (1 - alpha) * grey(base)[:, :, None]
+    return np.rint(blended).astype(np.uint8)
+
+
+def label_map(labels: np.ndarray, k: int) -> np.ndarray:
+    """The labels as an image whose pixel values are the labels: (h, w) uint8 when k <= 256, else uint16."""
+    return labels.astype(np.uint8 if k <= 256 else np.uint16)
+
+
+def edges(labels: np.ndarray) -> np.ndarray:
+    """(h, w) bool: pixels whose right or lower neighbour is in another cluster.
+
+    Marking one side of each edge only keeps the lines 1 px wide, so busy textures stay visible under them.
+    """
+    edge = np.zeros(labels.shape, bool)
+    edge[:, :-1] |= labels[:, 1:] != labels[:, :-1]
+    edge[:-1, :] |= labels[1:, :] != labels[:-1, :]
+    return edge
+
+
+def boundaries(labels: np.ndarray, base: np.ndarray, color: tuple[int, int, int] = BOUNDARY_COLOR) -> np.ndarray:
+    """The cluster edges drawn in `color` over the image: -> (h, w, 3) uint8."""
+    out = opaque_rgb(base).copy()
+    out[edges(labels)] = color
+    return out
+
+
+def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
+    """One (h, w) bool mask per palette entry 0..k-1, in order; exactly one is true at every pixel."""
+    for i in range(k):
+        yield labels == i
+
+
+def quantized(source: str | Path, k: int = 16, *, seed: int = 0,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage, np.ndarray]:
+    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k) or a
+    .kmq file (its stored labels; the pixels are then its reconstruction). Told apart by the magic bytes."""
+    loaded, _ = load(source, max_pixels=max_pixels)
+    if isinstance(loaded, KmqImage):
+        return loaded, loaded.decode()
+    return compress(loaded, k, seed=seed), loaded
+
+
+def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
+    """Write one 1-bit PNG per cluster, folder/<stem>-cluster-<i>.png (white where the label is i).
+
+    Creates folder if needed. Checks every name first, so an existing mask (without overwrite) stops the
+    run before anything is written. Returns the paths written, in label order.
+    """
+    folder = Path(folder)
+    paths = [folder / f"{stem}-cluster-{i}.png" for i in range(img.k)]
+    if not overwrite:
+        for path in paths:
+            if os.path.lexists(path):
+                raise KmqError(f"{path} already exists (use -f to overwrite)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KmqError(f"cannot create folder {folder}: {reason(e)}") from None
+    for path, mask in zip(paths, masks(img.labels, img.k)):
+        write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
+    return paths
+
+
+def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
+    """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries."""
+    if style == "overlay":
+        return overlay(img.labels, base, img.k)
+    if style == "labels":
+        return label_map(img.labels, img.k)
+    if style == "mean":
+        return img.decode()
+    if style == "boundaries":
+        return boundaries(img.labels, base)
+    raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+
+
+# --- the montage -------------------------------------------------------------------------------------------
+
+PANEL_MIN = 240   # narrower images are enlarged (by a whole factor, nearest neighbour) so titles fit
+PANEL_MAX = 640   # wider ones are reduced, so five panels still fit a screen
+_GAP = 12
+_TITLE_SIZE = 22
+_SUBTITLE_SIZE = 15
+_HEAD = 10 + _TITLE_SIZE + 6 + _SUBTITLE_SIZE + 10
+_INK = (34, 34, 34)
+_MUTED = (96, 96, 96)
+
+
+@dataclass
+class Panel:
+    """One cell of a montage: its titles, its image's box (x0, y0, x1, y1) in the montage, and for a
+    reconstruction its stats record (kmq.stats.FIELDS; None for the original)."""
+    title: str
+    subtitle: str
+    box: tuple[int, int, int, int]
+    record: dict[str, Any] | None = None
+
+
+@dataclass
+class Montage:
+    """pixels: (H, W, 3) uint8, the whole figure; panels: the original first, then one per K, in order."""
+    pixels: np.ndarray
+    panels: list[Panel] = field(default_factory=list)
+
+
+def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None) -> Montage:
+    """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
+
+    pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
+    unless columns is given; images narrower than PANEL_MIN or wider than PANEL_MAX are scaled.
+    """
+    h, w = pixels.shape[:2]
+    images = [opaque_rgb(pixels)]
+    titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
+    for k in ks:
+        img = compress(pixels, k, seed=seed)
+        r = record(img, "", len(img.to_bytes()))
+        images.append(opaque_rgb(img.decode()))
+        psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
+        titles.append((f"K = {r['k']}", f"ratio {r['ratio']:.3f}, {psnr}", r))
+    n = len(images)
+    columns = columns or math.ceil(n / math.ceil(n / 4))
+    rows = math.ceil(n / columns)
+    pw, ph = _panel_size(w, h)
+    canvas = Image.new("RGB", (_GAP + columns * (pw + _GAP), _GAP + rows * (_HEAD + ph + _GAP)), "white")
+    draw = ImageDraw.Draw(canvas)
+    title_font, subtitle_font = _font(_TITLE_SIZE), _font(_SUBTITLE_SIZE)
+    panels = []
+    for i, (image, (title, subtitle, r)) in enumerate(zip(images, titles)):
+        x = _GAP + (i % columns) * (pw + _GAP)
+        y = _GAP + (i // columns) * (_HEAD + ph + _GAP)
+        draw.text((x, y + 10), title, fill=_INK, font=title_font)
+        draw.text((x, y + 10 + _TITLE_SIZE + 6), subtitle, fill=_MUTED, font=subtitle_font)
+        canvas.paste(_scaled(image, pw, ph), (x, y + _HEAD))
+        panels.append(Panel(title, subtitle, (x, y + _HEAD, x + pw, y + _HEAD + ph), r))
+    return Montage(np.asarray(canvas), panels)
+
+
+_MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
+
+
+def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Montage:
+    """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
+    loaded, _ = load(source, max_pixels=max_pixels)
+    if isinstance(loaded, KmqImage):
+        raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
+    return montage(loaded, ks, seed=seed, columns=columns)
+
+
+def _panel_size(w: int, h: int) -> tuple[int, int]:
+    if w < PANEL_MIN:
+        factor = math.ceil(PANEL_MIN / w)
+        return w * factor, h * factor
+    if w > PANEL_MAX:
+        return PANEL_MAX, max(1, round(h * PANEL_MAX / w))
+    return w, h
+
+
+def _scaled(rgb: np.ndarray, pw: int, ph: int) -> Image.Image:
+    im = Image.fromarray(rgb)
+    if im.size == (pw, ph):
+        return im
+    # Enlarging keeps the palette's hard edges; reducing averages, as any viewer would.
+    return im.resize((pw, ph), Image.Resampling.NEAREST if pw > im.width else Image.Resampling.LANCZOS)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow ships this font (no download); without FreeType it falls back to its small bitmap font.
+    try:
+        return ImageFont.load_default(size=size)
+    except (ImportError, OSError, TypeError):
+        return ImageFont.load_default()
+
+
+# --- palette swatches --------------------------------------------------------------------------------------
+
+SWATCH_CELL = 48
+SWATCH_COLUMNS = 16
+_SWATCH_GUTTER = 2
+PROPORTIONAL_SIZE = (768, 96)
+
+
+def swatch(palette: np.ndarray, shares: np.ndarray | None = None, *, proportional: bool = False) -> np.ndarray:
+    """The palette as a picture, in the palette's channels: (k, c) uint8 -> (H, W) or (H, W, c) uint8.
+
+    Default: one SWATCH_CELL square per entry, SWATCH_COLUMNS to a row, white gutters (transparent for
+    RGBA). proportional: one PROPORTIONAL_SIZE bar, each entry as wide as its share of the pixels
+    ((k,) floats summing to 1), rounded so the widths add up exactly; an entry too rare for a pixel is not drawn.
+    """
+    k, c = palette.shape
+    if proportional:
+        if shares is None:
+            raise ValueError("a proportional swatch needs the shares")
+        width, height = PROPORTIONAL_SIZE
+        bounds = np.rint(np.concatenate([[0], np.cumsum(shares)]) * width).astype(np.int64)
+        bounds[-1] = width
+        columns = np.repeat(np.arange(k), np.diff(bounds))
+        index = np.broadcast_to(columns, (height, width))
+    else:
+        cols = min(k, SWATCH_COLUMNS)
+        rows = math.ceil(k / cols)
+        step = SWATCH_CELL + _SWATCH_GUTTER
+        y, x = np.mgrid[0:rows * step + _SWATCH_GUTTER, 0:cols * step + _SWATCH_GUTTER]
+        entry = (y // step) * cols + x // step
+        inside = (y % step >= _SWATCH_GUTTER) & (x % step >= _SWATCH_GUTTER) & (entry < k)
+        index = np.where(inside, entry, k)  # k is the gutter colour appended below
+    background = np.array([[255] * c if c != 4 else [255, 255, 255, 0]], np.uint8)
+    pixels = np.concatenate([palette, background])[index]
+    return pixels[:, :, 0] if c == 1 else pixels
