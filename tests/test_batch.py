@@ -1,0 +1,135 @@
+"""The bulk runner: which files a folder gives, where their outputs go, and that one failure spares the rest."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import batch
+from kmq.errors import KmqError
+
+
+@pytest.fixture
+def tree(tmp_path, rgb_small) -> Path:
+    """photos/{a.png, b.jpg, notes.txt, .hidden.png, .cache/c.png, sub/a.png, sub/broken.png}"""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    Image.fromarray(rgb_small).save(root / "a.png")
+    Image.fromarray(rgb_small[::-1]).save(root / "b.jpg")
+    Image.fromarray(rgb_small[:, ::-1]).save(root / "sub" / "a.png")
+    Image.fromarray(rgb_small).save(root / ".hidden.png")
+    Image.fromarray(rgb_small).save(root / ".cache" / "c.png")
+    (root / "notes.txt").write_text("not an image")
+    (root / "sub" / "broken.png").write_bytes(b"\x89PNG but not really")
+    return root
+
+
+def relative(jobs, base):
+    return [(str(j.source.relative_to(base)), str(j.target.relative_to(base))) for j in jobs]
+
+
+def test_a_folder_gives_its_images_recursively_keeping_relative_paths(tree, tmp_path):
+    jobs = batch.plan_compress([tree], tmp_path / "out")
+    assert relative(jobs, tmp_path) == [
+        ("photos/a.png", "out/a.kmq"), ("photos/b.jpg", "out/b.kmq"),
+        ("photos/sub/a.png", "out/sub/a.kmq"), ("photos/sub/broken.png", "out/sub/broken.kmq")]
+    assert [j.index for j in jobs] == [0, 1, 2, 3] and not any(j.problem for j in jobs)
+    assert jobs[0].size == (tree / "a.png").stat().st_size
+
+
+def test_without_an_output_folder_outputs_go_beside_their_inputs(tree):
+    jobs = batch.plan_compress([tree / "sub" / "a.png", tree / "b.jpg"])
+    assert [j.target for j in jobs] == [tree / "sub" / "a.kmq", tree / "b.kmq"]
+
+
+def test_two_inputs_claiming_one_output_fail_the_second(tree, tmp_path):
+    (tree / "a.gif").write_bytes(b"")
+    jobs = batch.plan_compress([tree / "a.png", tree / "sub" / "a.png", tree / "a.gif"], tmp_path / "out")
+    assert jobs[0].problem is None
+    assert jobs[1].problem == f"{tmp_path / 'out' / 'a.kmq'} is already the output of {tree / 'a.png'}"
+    assert jobs[2].problem is not None
+
+
+def test_stdin_cannot_be_one_of_several_inputs(tree):
+    jobs = batch.plan_compress(["-", tree / "a.png"], tree / "out")
+    assert jobs[0].problem and jobs[1].problem is None
+
+
+def test_an_output_that_is_a_file_is_refused(tree):
+    with pytest.raises(KmqError, match="is not a folder"):
+        batch.plan_compress([tree], tree / "a.png")
+
+
+def test_an_empty_folder_warns(tmp_path):
+    with pytest.warns(kmq.KmqWarning, match="no files to convert"):
+        assert batch.plan_compress([tmp_path]) == []
+
+
+def test_decompress_plans_kmq_files_named_like_the_single_file_default(tmp_path, rgb_small):
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    kmq.write(tmp_path / "in" / "deep" / "x.kmq", kmq.compress(rgb_small, 4))
+    (tmp_path / "in" / "x.png").write_bytes(b"")
+    jobs = batch.plan_decompress([tmp_path / "in"], tmp_path / "out", "JPEG")
+    assert relative(jobs, tmp_path) == [("in/deep/x.kmq", "out/deep/x.kmq.jpeg")]
+
+
+def test_suffix_for_a_format():
+    assert batch.suffix_for("png") == ".png" and batch.suffix_for("JPEG") == ".jpeg"
+    with pytest.raises(KmqError, match="unknown image format 'NOPE'"):
+        batch.suffix_for("nope")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_broken_file_fails_alone_and_the_rest_are_written(tree, tmp_path, workers):
+    jobs = batch.plan_compress([tree], tmp_path / "out")
+    results = sorted(batch.run(jobs, batch.CompressTask(k=4), workers), key=lambda r: r.job.index)
+    assert [r.ok for r in results] == [True, True, True, False]
+    assert results[3].error == f"{tree / 'sub' / 'broken.png'}: not an image Pillow can read"
+    assert not results[3].job.target.exists()
+    for r in results[:3]:
+        assert kmq.read(r.job.target) == kmq.compress(r.job.source, 4)
+        assert r.bytes_after == r.job.target.stat().st_size and r.record["k"] == 4
+    summary = batch.summarize(results)
+    assert list(summary) == list(batch.SUMMARY_FIELDS)
+    assert (summary["files"], summary["succeeded"], summary["failed"]) == (4, 3, 1)
+    assert summary["bytes_after"] == sum(r.bytes_after for r in results[:3])
+    assert summary["mean_ratio"] == pytest.approx(np.mean([r.record["ratio"] for r in results[:3]]))
+
+
+def test_existing_outputs_are_kept_without_overwrite(tree, tmp_path):
+    jobs = batch.plan_compress([tree / "a.png"], tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.kmq").write_bytes(b"keep")
+    (result,) = batch.run(jobs, batch.CompressTask(k=2), 1)
+    assert result.error == f"{tree / 'a.png'}: {tmp_path / 'out' / 'a.kmq'} already exists (use -f to overwrite)"
+    assert (tmp_path / "out" / "a.kmq").read_bytes() == b"keep"
+    (result,) = batch.run(jobs, batch.CompressTask(k=2, overwrite=True), 1)
+    assert result.ok and kmq.read(tmp_path / "out" / "a.kmq").k == 2
+
+
+def test_decompress_task_writes_the_decoded_pixels(tmp_path, rgb_small):
+    img = kmq.compress(rgb_small, 3)
+    kmq.write(tmp_path / "q.kmq", img)
+    jobs = batch.plan_decompress([tmp_path / "q.kmq", tmp_path / "missing.kmq"], tmp_path / "out")
+    results = sorted(batch.run(jobs, batch.DecompressTask(), 2), key=lambda r: r.job.index)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "q.kmq.png")), img.decode())
+    assert results[0].job.size == (tmp_path / "q.kmq").stat().st_size
+    assert results[1].error == f"{tmp_path / 'missing.kmq'}: no such file or directory"
+
+
+def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(tmp_path / "two.png")
+    (result,) = batch.run(batch.plan_compress([tmp_path / "two.png"]), batch.CompressTask(k=2), 1)
+    record = result.as_dict()
+    assert list(record) == list(batch.RESULT_FIELDS)
+    assert record["ok"] and record["psnr"] is None and record["k"] == 2
+    assert batch.summarize([result])["mean_psnr"] is None
+
+
+def test_warnings_are_collected_per_file(tmp_path):
+    Image.new("RGB", (3, 2), (1, 2, 3)).save(tmp_path / "flat.png")
+    (result,) = batch.run(batch.plan_compress([tmp_path / "flat.png"]), batch.CompressTask(k=4), 1)
+    assert result.ok and result.warnings == [
+        f"{tmp_path / 'flat.png'}: the image has only 1 distinct colours, fewer than k=4: using k=1, lossless"]
