@@ -283,7 +283,6 @@ class _Tree:
         return node - (1 << self.bits)
 
 
-
 class _Model:
     """Adaptive statistics; encoder and decoder call the same methods in the same order."""
 
@@ -297,7 +296,6 @@ class _Model:
             self.lo = _Tree(self.n_hi, 256)
         else:
             self.tree = _Tree(k + 1, k)
-
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
     def _rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
@@ -358,7 +356,8 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
         part = _subset(cx, slice(a, b))
         sym = None
         if truth is not None:
-            hit = (part.cand.astype(np.int64) == truth[a:b][None, :]) & (np.arange(4)[:, None] < part.n_ranks[None, :])
+            hit = part.cand.astype(np.int64) == truth[a:b][None, :]
+            hit &= np.arange(4)[:, None] < part.n_ranks[None, :]
             sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
         sym = coder.code(model.rank_weights(), model._rank_rows(kind, part), sym)
         esc = sym == _ESC

@@ -1,0 +1,172 @@
+"""Payload codecs against the usual palette-image formats, at identical pixels.
+
+For each sample photo and K in 16, 64, 256: kmq quantizes once; the same labels and palette are then written
+as .kmq with each codec (raw, lzma, ctx), as a PNG-8 (Pillow, optimize=True), as lossless WebP (Pillow,
+method 6) of the decoded image, and, when `pngquant` is on PATH, by pngquant fed the decoded image (pngquant
+re-quantizes, so its pixels may differ: its bytes are reported as they come). Also times the codec stage
+(labels -> payload -> labels) at 12 MP. Prints a Markdown table and writes it to bench/results/codecs.md.
+
+Run: .venv/bin/python bench/codecs.py   (about 2-4 minutes on 2 cores)
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import kmq  # noqa: E402
+from kmq import codecs  # noqa: E402
+
+SAMPLES = ["astronaut", "chelsea", "coffee", "ihc", "camera"]
+KS = [16, 64, 256]
+TARGET_WEBP, TARGET_PNG = 0.80, 0.60
+BIG = (4000, 3000)
+
+
+def decoded_image(img) -> Image.Image:
+    pixels = img.decode()
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+
+def png8_bytes(img) -> int:
+    pal = img.palette if img.channels == 3 else np.repeat(img.palette[:, :1], 3, axis=1)
+    if img.k > 256 or img.channels == 4:
+        return 0
+    im = Image.fromarray(img.labels.astype(np.uint8), "P")
+    im.putpalette(pal.reshape(-1).tolist())
+    buf = io.BytesIO()
+    im.save(buf, "PNG", optimize=True)
+    return len(buf.getvalue())
+
+
+def webp_bytes(img) -> int:
+    buf = io.BytesIO()
+    decoded_image(img).save(buf, "WEBP", lossless=True, method=6)
+    return len(buf.getvalue())
+
+
+def pngquant_bytes(img, k: int) -> int | None:
+    exe = shutil.which("pngquant")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.png"
+        decoded_image(img).convert("RGB").save(src)
+        out = Path(tmp) / "out.png"
+        subprocess.run([exe, "--nofs", "--speed", "1", "--force", "--output", str(out), str(k), str(src)],
+                       check=False, capture_output=True)
+        return out.stat().st_size if out.exists() else None
+
+
+def file_bytes(img, codec: str) -> int:
+    return len(dataclasses.replace(img, codec=codec).to_bytes())
+
+
+def codec_times(labels: np.ndarray, k: int, codec: str) -> tuple[float, float]:
+    """Seconds to encode and to decode the labels with ``codec`` (checking the round trip)."""
+    cid = codecs.codec_id(codec)
+    t0 = time.perf_counter()
+    payload = codecs.encode(cid, labels, k)
+    t1 = time.perf_counter()
+    out = codecs.decode(cid, payload, labels.shape[1], labels.shape[0], k)
+    t2 = time.perf_counter()
+    assert np.array_equal(out, labels)
+    return t1 - t0, t2 - t1
+
+
+def decode_peak(payload: bytes, labels: np.ndarray, k: int, codec: str) -> int:
+    """Peak bytes numpy and Python allocate while decoding (a separate run: tracing slows numpy down)."""
+    tracemalloc.start()
+    codecs.decode(codecs.codec_id(codec), payload, labels.shape[1], labels.shape[0], k)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def main() -> None:
+    has_pngquant = shutil.which("pngquant") is not None
+    head = ["image", "K", "raw", "lzma", "ctx", "PNG-8", "pngquant", "WebP", "ctx/WebP", "ctx/PNG-8",
+            "ctx enc s", "ctx dec s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    r_webp, r_png = [], []
+    for name in SAMPLES:
+        for k in KS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                img = kmq.compress(ROOT / "samples" / f"{name}.png", k)
+            sizes = {c: file_bytes(img, c) for c in ("raw", "lzma", "ctx")}
+            png, webp = png8_bytes(img), webp_bytes(img)
+            pq = pngquant_bytes(img, k) if has_pngquant else None
+            enc, dec = codec_times(img.labels, img.k, "ctx")
+            r_webp.append(sizes["ctx"] / webp)
+            r_png.append(sizes["ctx"] / png)
+            row = [name, str(img.k), *(f"{sizes[c]:,}" for c in ("raw", "lzma", "ctx")), f"{png:,}",
+                   "-" if pq is None else f"{pq:,}", f"{webp:,}", f"{r_webp[-1]:.3f}", f"{r_png[-1]:.3f}",
+                   f"{enc:.2f}", f"{dec:.2f}"]
+            lines.append("| " + " | ".join(row) + " |")
+            print(lines[-1], flush=True)
+    gw, gp = geomean(r_webp), geomean(r_png)
+    summary = [
+        "",
+        f"Geometric means over the {len(r_webp)} rows: ctx/WebP = {gw:.3f} (target <= {TARGET_WEBP}: "
+        f"{'met' if gw <= TARGET_WEBP else 'NOT met'}), ctx/PNG-8 = {gp:.3f} (target <= {TARGET_PNG}: "
+        f"{'met' if gp <= TARGET_PNG else 'NOT met'}).",
+        "",
+        "Sizes are whole files in bytes at identical pixels (kmq's K-Means labels and palette), except "
+        + ("pngquant, which re-quantizes the decoded image with `--nofs` and K colours, so its pixels differ."
+           if has_pngquant else "pngquant, not on PATH here, so skipped."),
+        "",
+    ]
+    big = big_rows()
+    text = "\n".join(["## Payload codecs", "", *lines, *summary, *big]) + "\n"
+    print("\n".join(summary + big))
+    out = ROOT / "bench" / "results" / "codecs.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def big_rows() -> list[str]:
+    """Codec-stage times at 12 MP: a sample upscaled to 4000x3000, quantized by Pillow (median cut, no
+    dither) to keep the bench short; the labels' statistics are those of a smooth photo."""
+    with Image.open(ROOT / "samples" / "coffee.png") as im:
+        big = im.convert("RGB").resize(BIG, Image.Resampling.LANCZOS)
+    lines = [f"Codec stage at {BIG[0]}x{BIG[1]} ({BIG[0] * BIG[1] / 1e6:.0f} MP, coffee.png upscaled, "
+             "Pillow median-cut labels); targets: encode <= 3 s, decode <= 2 s.", "",
+             "| K | codec | payload bytes | encode s | decode s | decode peak MB (numpy, traced) |",
+             "|---|---|---|---|---|---|"]
+    for k in (16, 256):
+        q = big.quantize(k, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        labels = np.asarray(q).astype(np.uint16)
+        kk = int(labels.max()) + 1
+        for codec in ("lzma", "ctx"):
+            cid = codecs.codec_id(codec)
+            payload = codecs.encode(cid, labels, kk)
+            enc, dec = codec_times(labels, kk, codec)
+            peak = decode_peak(payload, labels, kk, codec)
+            size = len(payload)
+            lines.append(f"| {kk} | {codec} | {size:,} | {enc:.2f} | {dec:.2f} | {peak / 1e6:.0f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    main()
