@@ -80,6 +80,14 @@ def test_ctx_single_pixel_layout():
     assert ctx.decode(payload, 1, 1, 2)[0, 0] == 1
 
 
+def test_ctx_worked_example_of_the_spec():
+    # docs/CODECS.md, "Worked example": traced by hand, pass by pass.
+    labels = np.array([[0, 1], [1, 1]], np.uint16)
+    payload = ctx.encode(labels, 2)
+    assert payload == bytes.fromhex("00 CB 4A 6F 6A 00")
+    np.testing.assert_array_equal(ctx.decode(payload, 2, 2, 2), labels)
+
+
 def test_ctx_constant_image_is_tiny():
     labels = np.full((64, 64), 5, np.uint16)
     payload = roundtrip(ctx, labels, 16)
