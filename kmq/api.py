@@ -5,6 +5,7 @@ These validate; kmq.kmeans computes.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from PIL import Image
 from . import kmeans
 from .codecs import NAMES as CODECS
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, read_bytes, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
+from .fileio import STDIO, open_input, write_atomic
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import ImageSource, load_image, to_array
 
 __all__ = ["compress", "read", "write", "quantize", "load"]
@@ -109,7 +110,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -
 
 def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
     """Read and validate a .kmq file. Raises KmqError (FormatError for a malformed file)."""
-    return KmqImage.from_bytes(read_bytes(path), max_pixels=max_pixels)
+    with open_input(path) as f:
+        return KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels), max_pixels=max_pixels)
 
 
 def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage | np.ndarray, int]:
@@ -118,12 +120,16 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     A .kmq file gives a validated KmqImage; any other file is read as an image: (h, w) or (h, w, 3|4) uint8.
     "-" reads stdin.
     """
-    data = read_bytes(source)
-    if data.startswith(MAGIC):
-        return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
-    # Pillow names the file in its errors only when it opens it itself; stdin has no name to give.
-    image = io.BytesIO(data) if str(source) == STDIO else source
-    return load_image(image, max_pixels=max_pixels), len(data)
+    with open_input(source) as f:
+        head = f.read(len(MAGIC))
+        if head == MAGIC:
+            data = read_kmq(f, max_pixels=max_pixels, head=head)
+            return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
+        if str(source) != STDIO:
+            # Pillow names the file in its errors, and reads only what it needs: /dev/zero is refused at once.
+            return load_image(source, max_pixels=max_pixels), os.fstat(f.fileno()).st_size
+        data = head + f.read()
+    return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
 
 
 def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:

@@ -204,7 +204,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
     with _reported():
         for source in inputs:
             records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels)
-    click.echo(_RENDER[fmt](records), nl=fmt != "csv")
+        # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
+        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
 
 
 def _db(value: float | None) -> str:

@@ -3,27 +3,44 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 from .errors import KmqError
 
 STDIO = "-"
+# What link() says on a file system without hard links; only then is the no-clobber rename done without one.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 Content = Union[bytes, Callable[[BinaryIO], None]]
+
+
+@contextmanager
+def open_input(path: str | Path) -> Iterator[BinaryIO]:
+    """An input opened for binary reading: stdin for "-". Raises KmqError with the path and the reason."""
+    if str(path) == STDIO:
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise KmqError(f"{path}: {reason(e)}") from None
+    with f:
+        yield f
 
 
 def read_bytes(path: str | Path) -> bytes:
     """The whole content of a file, or of stdin for "-". Raises KmqError with the path and the reason."""
-    if str(path) == STDIO:
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as f:
+    with open_input(path) as f:
+        try:
             return f.read()
-    except OSError as e:
-        raise KmqError(f"{path}: {reason(e)}") from None
+        except OSError as e:
+            raise KmqError(f"{path}: {reason(e)}") from None
 
 
 def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False) -> None:
@@ -44,9 +61,13 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
         raise KmqError(f"cannot write {path}: is a directory")
     if not overwrite and os.path.lexists(path):
         raise KmqError(f"{path} already exists (use -f to overwrite)")
-    folder = path.parent
+    with _sigterm_unwinds():
+        _write_via_temporary(path, content, overwrite)
+
+
+def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise KmqError(f"cannot write {path}: {reason(e)}") from None
     try:
@@ -62,6 +83,35 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
     except BaseException:
         _remove(tmp)
         raise
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived during a write: raised so the temporary file is removed before the process ends."""
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While writing, SIGTERM raises Terminated, so the temporary file is removed; then it is re-delivered.
+
+    By default SIGTERM ends Python at once, skipping every cleanup and leaving the temporary file behind.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action ends the process as the sender meant
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_special(path: Path) -> bool:
@@ -90,10 +140,12 @@ def _publish(tmp: str, path: Path, overwrite: bool) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise KmqError(f"{path} already exists (use -f to overwrite)") from None
-    except OSError:
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise  # a full disk, a vanished folder: the caller reports it and removes tmp
         if os.path.lexists(path):
             raise KmqError(f"{path} already exists (use -f to overwrite)") from None
-        os.replace(tmp, path)  # the file system has no hard links
+        os.replace(tmp, path)  # the file system has no hard links (FAT, some network mounts)
         return
     os.unlink(tmp)
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -26,6 +28,13 @@ MAX_SIDE = 2**31 - 1
 MAX_META = 65535
 # Pillow refuses images over twice its MAX_IMAGE_PIXELS (2 x 89,478,485) as decompression bombs; so do we.
 DEFAULT_MAX_PIXELS = 178_956_970
+
+# No codec needs more than 4 bytes a pixel (twice the uncompressed 16-bit labels) plus a fixed overhead; the
+# bound lets a reader refuse a forged payload_len before reading it, even from a pipe that never ends.
+PAYLOAD_BYTES_PER_PIXEL = 4
+PAYLOAD_OVERHEAD = 65536
+_READ_CHUNK = 1 << 20
+_DECODE_CHUNK = 1 << 18
 
 _HEADER = struct.Struct("<4sBBBBIIIIQ")
 HEADER_SIZE = _HEADER.size  # 32
@@ -47,6 +56,18 @@ class Header(NamedTuple):
     @property
     def file_size(self) -> int:
         return HEADER_SIZE + self.k * self.channels + self.meta_len + self.payload_len + CRC_SIZE
+
+
+def _field_offsets() -> dict[str, tuple[int, str]]:
+    offsets, at = {}, len(MAGIC)
+    for name, code in zip(Header._fields, _HEADER.format.removeprefix("<4s")):
+        offsets[name] = (at, "<" + code)
+        at += struct.calcsize("<" + code)
+    return offsets
+
+
+#: Where each header field after the magic lives, name -> (offset, struct format): for tools that forge headers.
+HEADER_FIELDS = _field_offsets()
 
 
 @dataclass(eq=False)
@@ -110,8 +131,15 @@ class KmqImage:
 
     def decode(self) -> np.ndarray:
         """The reconstructed pixels: (height, width) uint8 for L, (height, width, channels) uint8 otherwise."""
-        pixels = self.palette[self.labels]
-        return pixels[:, :, 0] if self.channels == 1 else pixels
+        flat = self.labels.reshape(-1)
+        pixels = np.empty((flat.size, self.channels), np.uint8)
+        # In slices: indexing casts the labels to intp, and a whole image's worth (8 bytes a pixel) of that
+        # temporary makes a large decode several times slower than the gather itself.
+        for start in range(0, flat.size, _DECODE_CHUNK):
+            part = slice(start, start + _DECODE_CHUNK)
+            np.take(self.palette, flat[part], axis=0, out=pixels[part])
+        shape = (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
+        return pixels.reshape(shape)
 
     def to_bytes(self) -> bytes:
         """The whole .kmq file."""
@@ -120,6 +148,9 @@ class KmqImage:
             raise ValueError(f"metadata is {len(meta)} bytes, more than {MAX_META}")
         cid = codecs.codec_id(self.codec)
         payload = codecs.encode(cid, self.labels, self.k)
+        if len(payload) > max_payload(self.width, self.height):
+            raise ValueError(f"codec {self.codec} made a {len(payload)}-byte payload for {self.width}x{self.height}"
+                             f" pixels, more than the {max_payload(self.width, self.height)} a reader accepts")
         header = _HEADER.pack(MAGIC, VERSION, self.channels, cid, self.bits_per_label, self.width,
                               self.height, self.k, len(meta), len(payload))
         body = b"".join([header, self.palette.tobytes(), meta, payload])
@@ -149,8 +180,64 @@ class KmqImage:
 
 def parse_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
     """Validate the header against the rules of docs/FORMAT.md and the size of `data`; allocate nothing."""
-    if data[:len(MAGIC)] != MAGIC[:len(data)] or len(data) == 0:
-        raise FormatError("not a .kmq file: bad magic " + data[:4].hex(" ") if data else "empty file")
+    header = _parse_fields(data, max_pixels)
+    _check_size(header, len(data))
+    return header
+
+
+def max_payload(width: int, height: int) -> int:
+    """The largest payload_len a reader accepts for a width x height image, whatever the codec."""
+    return PAYLOAD_BYTES_PER_PIXEL * width * height + PAYLOAD_OVERHEAD
+
+
+def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes = b"") -> bytes:
+    """The bytes of one .kmq file read from a binary stream, whose first bytes `head` were already read.
+
+    Only the header is read before its declared sizes are checked against the pixel limit and, for a regular
+    file, against the bytes on disk; the rest is read in chunks up to the declared size plus one byte, so a
+    forged header, a huge file or an endless stream (/dev/zero, a pipe) costs no more memory than the image
+    the header may declare. The result still needs KmqImage.from_bytes (CRC, payload, labels).
+    """
+    head += _read_up_to(f, HEADER_SIZE - len(head))
+    header = _parse_fields(head, max_pixels)
+    on_disk = _remaining_on_disk(f)
+    if on_disk is not None:
+        _check_size(header, len(head) + on_disk)
+    rest = _read_up_to(f, header.file_size - len(head) + 1)
+    if len(head) + len(rest) > header.file_size:
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got more")
+    data = head + rest
+    _check_size(header, len(data))
+    return data
+
+
+def _read_up_to(f: BinaryIO, n: int) -> bytes:
+    # In chunks: read(n) with a huge n may reserve n bytes before the stream turns out to be short.
+    parts = []
+    while n > 0:
+        part = f.read(min(n, _READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
+def _remaining_on_disk(f: BinaryIO) -> int | None:
+    """Bytes left in a regular file from the current position, or None for a pipe, a device, a buffer."""
+    try:
+        st = os.fstat(f.fileno())
+        return st.st_size - f.tell() if stat.S_ISREG(st.st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _parse_fields(data: bytes, max_pixels: int) -> Header:
+    """The header's fields, each checked on its own and against max_pixels, from at least its first 32 bytes."""
+    if not data:
+        raise FormatError("not a .kmq file: empty file")
+    if data[:len(MAGIC)] != MAGIC[:len(data)]:
+        raise FormatError("not a .kmq file: bad magic " + data[:len(MAGIC)].hex(" "))
     if len(data) < HEADER_SIZE:
         raise FormatError(f"truncated header: expected {HEADER_SIZE} bytes, got {len(data)}")
     _, *fields = _HEADER.unpack_from(data)
@@ -170,11 +257,15 @@ def parse_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header
     if pixels > max_pixels:
         raise FormatError(f"image of {header.width}x{header.height} = {pixels} pixels exceeds the limit of "
                           f"{max_pixels} pixels")
-    if len(data) < header.file_size:
-        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(data)}")
-    if len(data) > header.file_size:
-        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got {len(data)}")
+    _check_range("payload_len", header.payload_len, 0, max_payload(header.width, header.height))
     return header
+
+
+def _check_size(header: Header, size: int) -> None:
+    if size < header.file_size:
+        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {size}")
+    if size > header.file_size:
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got {size}")
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -196,16 +287,33 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         metadata = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"metadata is not UTF-8 JSON: {e}") from None
+    except RecursionError:
+        # 64 KiB of "[" nests deeper than Python's json parser recurses.
+        raise FormatError("metadata is not UTF-8 JSON: nested too deeply") from None
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     distortion = metadata.get("distortion")
-    if distortion is not None and not (isinstance(distortion, (int, float)) and math.isfinite(distortion)):
-        raise FormatError(f"metadata: distortion must be a finite number, got {distortion!r}")
+    if distortion is not None and not _is_distortion(distortion):
+        raise FormatError(f"metadata: distortion must be a finite number >= 0, got {_short(distortion)}")
     return metadata
 
 
+def _is_distortion(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_labels(labels: np.ndarray, header: Header) -> None:
-    too_big = labels >= header.k
-    if too_big.any():
-        y, x = np.unravel_index(int(np.argmax(too_big)), labels.shape)
-        raise FormatError(f"label {int(labels[y, x])} at pixel ({x}, {y}) is out of range for k={header.k}")
+    if header.k > int(labels.max()):
+        return
+    y, x = np.unravel_index(int(np.argmax(labels >= header.k)), labels.shape)
+    raise FormatError(f"label {int(labels[y, x])} at pixel ({x}, {y}) is out of range for k={header.k}")

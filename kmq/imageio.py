@@ -50,8 +50,12 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise KmqError(f"{name}: not an image Pillow can read") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise KmqError(f"{name}: {reason(e)}") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise KmqError(f"{name}: {e} (raise the limit with --max-pixels)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise KmqError(f"{name}: cannot read image: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
+        raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
 
 
 def to_array(im: Image.Image) -> np.ndarray:

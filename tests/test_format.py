@@ -133,7 +133,8 @@ def test_bit_flip_is_a_checksum_error(good, position):
     (16, "<I", 70000, "header: k is 70000, must be 1 to 65536"),
     (20, "<I", 70000, "header: meta_len is 70000, must be 0 to 65535"),
     (8, "<I", 100000, r"image of 100000x7 = 700000 pixels exceeds the limit of 1000 pixels"),
-    (24, "<Q", 2**63, r"truncated file: expected \d+ bytes"),
+    (24, "<Q", 2**63, r"header: payload_len is 9223372036854775808, must be 0 to 65816"),
+    (24, "<Q", 65816, r"truncated file: expected \d+ bytes"),
     (8, "<I", 11, r"raw labels: expected 39 bytes for 11x7 at 4 bits, got 35"),
 ])
 def test_forged_header_fields(good, offset, fmt, value, message):
