@@ -38,5 +38,10 @@ bench: $(VENV)/.installed-bench
 	cat bench/results/speed.md bench/results/codecs.md > bench/RESULTS.md
 	@echo "bench: wrote bench/RESULTS.md"
 
+# The decoder against FUZZ_CASES mutated .kmq files on 2 cores; exits non-zero on any failure (tools/fuzz.py).
+FUZZ_CASES ?= 100000
+fuzz: install
+	$(BIN)/python tools/fuzz.py -n $(FUZZ_CASES) --jobs 2
+
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache
