@@ -112,7 +112,9 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
          rename: Callable[[Path], Path]) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
-    module's folder rules). Raises KmqError only if output exists and is not a folder."""
+    module's folder rules). Raises KmqError only if output is "-" or exists and is not a folder."""
+    if output is not None and str(output) == STDIO:
+        raise KmqError("-o - (stdout) takes one input; with several inputs, -o names a folder")
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise KmqError(f"{out} is not a folder; with several inputs, -o names a folder")

@@ -57,9 +57,11 @@ def test_stdin_cannot_be_one_of_several_inputs(tree):
     assert jobs[0].problem and jobs[1].problem is None
 
 
-def test_an_output_that_is_a_file_is_refused(tree):
+def test_an_output_that_is_a_file_or_stdout_is_refused(tree):
     with pytest.raises(KmqError, match="is not a folder"):
         batch.plan_compress([tree], tree / "a.png")
+    with pytest.raises(KmqError, match="takes one input"):
+        batch.plan_decompress([tree], "-")
 
 
 def test_an_empty_folder_warns(tmp_path):
