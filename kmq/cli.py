@@ -185,20 +185,23 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
               show_default=True, help="table for people; tsv, csv or json for scripts.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
-@click.option("--codec", type=click.Choice(CODECS), default="raw", show_default=True,
-              help="Codec whose file size image inputs report.")
+@click.option("--codec", type=click.Choice([*CODECS, "all"]),
+              help="Report file_bytes with this codec, or with each codec ('all'). Default: images as raw, "
+                   ".kmq files as stored.")
 @_max_pixels_option
-def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: int, codec: str,
+def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: int, codec: str | None,
                   max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
-    compressed_bits, ratio, file_bytes, distortion, psnr. An image is compressed in memory once per -k.
+    compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel. An image is compressed in
+    memory once per -k.
 
     \b
     Example:
       kmq stats photo.png -k 2 -k 3 -k 6 -k 16
       kmq stats photo.kmq --format json
+      kmq stats photo.png -k 64 --codec all   # raw vs lzma vs ctx
     """
     records: list[dict[str, Any]] = []
     with _reported():
@@ -249,7 +252,9 @@ _TABLE_ROWS = (
     ("Centroids size", lambda r: f"{r['codebook_bits']}"),
     ("Compressed size", lambda r: f"{r['compressed_bits']}"),
     ("Compression ratio", lambda r: f"{r['ratio']:.2f}"),
+    ("Codec", lambda r: r["codec"]),
     ("File size (bytes)", lambda r: f"{r['file_bytes']}"),
+    ("Bits per pixel (file)", lambda r: f"{r['bits_per_pixel']:.3f}"),
     ("Distortion J", lambda r: "unknown" if r["distortion"] is None else f"{r['distortion']:.2f}"),
     ("PSNR", lambda r: _db(r["psnr"])),
 )

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .api import compress, load
+from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 
-# The record keys, in order. Scripts parse these: never rename or reorder them.
+# The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
-          "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr")
+          "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr", "codec",
+          "bits_per_pixel")
 
 
 def psnr(distortion: float | None, channels: int) -> float | None:
@@ -36,23 +39,33 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
         "bits_per_label": img.bits_per_label, "original_bits": original_bits, "labels_bits": labels_bits,
         "codebook_bits": codebook_bits, "compressed_bits": compressed_bits,
         "ratio": compressed_bits / original_bits, "file_bytes": file_bytes,
-        "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels),
+        "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels), "codec": img.codec,
+        "bits_per_pixel": file_bytes * 8 / (img.width * img.height),
     }
 
 
-def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str = "raw",
+def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
-    """Stats records for one input: a .kmq file (one record, as stored; ks do not apply) or an image
-    (compressed in memory once per k in ks). The kind is told by the file's first bytes, not its name."""
+    """Stats records for one input, told apart by the file's first bytes, not its name.
+
+    A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
+    ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
+    codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
+    chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
-        return [record(loaded, name, size)]
-    pixels = loaded
+        if not chosen:
+            return [record(loaded, name, size)]
+        quantized = [loaded]
+    else:
+        quantized = [compress(loaded, k, seed=seed) for k in ks]
     records = []
-    for k in ks:
-        img = compress(pixels, k, seed=seed, codec=codec)
-        records.append(record(img, name, len(img.to_bytes())))
+    for img in quantized:
+        for name_of_codec in chosen or ["raw"]:
+            encoded = replace(img, codec=name_of_codec)
+            records.append(record(encoded, name, len(encoded.to_bytes())))
     return records
 
 

@@ -150,11 +150,34 @@ def test_stats_tsv_and_csv_of_a_kmq_file(runner, image, tmp_path):
     img = kmq.read(path)
     psnr = 10 * np.log10(255**2 / (img.distortion / 3))
     row = [str(path), "303", "227", "3", "6", "3", "1650744", "206343", "144", "206487", str(206487 / 1650744),
-           str(path.stat().st_size), str(img.distortion), str(float(psnr))]
+           str(path.stat().st_size), str(img.distortion), str(float(psnr)), "raw",
+           str(path.stat().st_size * 8 / (303 * 227))]
     tsv = run(runner, "stats", path, "--format", "tsv").output
     assert tsv == "\t".join(FIELDS) + "\n" + "\t".join(row) + "\n"
     csv = run(runner, "stats", path, "--format", "csv").output
     assert csv == ",".join(FIELDS) + "\n" + ",".join(row) + "\n"
+
+
+def test_stats_codec_all_compares_codecs_on_the_same_labels(runner, image):
+    result = run(runner, "stats", image, "-k", "16", "--codec", "all", "--format", "json")
+    records = json.loads(result.output)
+    assert [r["codec"] for r in records] == list(kmq.codecs.NAMES)
+    # the same quantization: only the payload differs
+    assert len({(r["labels_bits"], r["distortion"]) for r in records}) == 1
+    for r in records:
+        assert r["bits_per_pixel"] == r["file_bytes"] * 8 / (303 * 227)
+    sizes = {r["codec"]: r["file_bytes"] for r in records}
+    assert sizes["raw"] == kmq.compress(image, 16).to_bytes().__len__()
+    assert sizes["ctx"] < sizes["lzma"] < sizes["raw"]
+
+
+def test_stats_of_a_kmq_file_reencoded_with_another_codec(runner, image, tmp_path):
+    run(runner, "compress", image, "-k", "6", "-q")
+    (stored,) = json.loads(run(runner, "stats", tmp_path / "c.kmq", "--format", "json").output)
+    (lzma,) = json.loads(run(runner, "stats", tmp_path / "c.kmq", "--codec", "lzma", "--format", "json").output)
+    assert (stored["codec"], lzma["codec"]) == ("raw", "lzma")
+    assert stored["file_bytes"] == (tmp_path / "c.kmq").stat().st_size
+    assert lzma["file_bytes"] < stored["file_bytes"] and lzma["distortion"] == stored["distortion"]
 
 
 def test_stats_table_uses_the_tutorial_names(runner, image):
