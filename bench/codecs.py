@@ -76,22 +76,22 @@ def file_bytes(img, codec: str) -> int:
     return len(dataclasses.replace(img, codec=codec).to_bytes())
 
 
-def codec_times(labels: np.ndarray, k: int, codec: str) -> tuple[float, float]:
+def codec_times(labels: np.ndarray, palette: np.ndarray, codec: str) -> tuple[float, float]:
     """Seconds to encode and to decode the labels with ``codec`` (checking the round trip)."""
     cid = codecs.codec_id(codec)
     t0 = time.perf_counter()
-    payload = codecs.encode(cid, labels, k)
+    payload = codecs.encode(cid, labels, palette)
     t1 = time.perf_counter()
-    out = codecs.decode(cid, payload, labels.shape[1], labels.shape[0], k)
+    out = codecs.decode(cid, payload, labels.shape[1], labels.shape[0], palette)
     t2 = time.perf_counter()
     assert np.array_equal(out, labels)
     return t1 - t0, t2 - t1
 
 
-def decode_peak(payload: bytes, labels: np.ndarray, k: int, codec: str) -> int:
+def decode_peak(payload: bytes, labels: np.ndarray, palette: np.ndarray, codec: str) -> int:
     """Peak bytes numpy and Python allocate while decoding (a separate run: tracing slows numpy down)."""
     tracemalloc.start()
-    codecs.decode(codecs.codec_id(codec), payload, labels.shape[1], labels.shape[0], k)
+    codecs.decode(codecs.codec_id(codec), payload, labels.shape[1], labels.shape[0], palette)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
@@ -115,7 +115,7 @@ def main() -> None:
             sizes = {c: file_bytes(img, c) for c in ("raw", "lzma", "ctx")}
             png, webp = png8_bytes(img), webp_bytes(img)
             pq = pngquant_bytes(img, k) if has_pngquant else None
-            enc, dec = codec_times(img.labels, img.k, "ctx")
+            enc, dec = codec_times(img.labels, img.palette, "ctx")
             r_webp.append(sizes["ctx"] / webp)
             r_png.append(sizes["ctx"] / png)
             row = [name, str(img.k), *(f"{sizes[c]:,}" for c in ("raw", "lzma", "ctx")), f"{png:,}",
@@ -157,11 +157,12 @@ def big_rows() -> list[str]:
         q = big.quantize(k, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         labels = np.asarray(q).astype(np.uint16)
         kk = int(labels.max()) + 1
+        palette = np.array(q.getpalette()[:3 * kk], np.uint8).reshape(kk, 3)
         for codec in ("lzma", "ctx"):
             cid = codecs.codec_id(codec)
-            payload = codecs.encode(cid, labels, kk)
-            enc, dec = codec_times(labels, kk, codec)
-            peak = decode_peak(payload, labels, kk, codec)
+            payload = codecs.encode(cid, labels, palette)
+            enc, dec = codec_times(labels, palette, codec)
+            peak = decode_peak(payload, labels, palette, codec)
             size = len(payload)
             lines.append(f"| {kk} | {codec} | {size:,} | {enc:.2f} | {dec:.2f} | {peak / 1e6:.0f} |")
             print(lines[-1], flush=True)

@@ -147,7 +147,7 @@ class KmqImage:
         if len(meta) > MAX_META:
             raise ValueError(f"metadata is {len(meta)} bytes, more than {MAX_META}")
         cid = codecs.codec_id(self.codec)
-        payload = codecs.encode(cid, self.labels, self.k)
+        payload = codecs.encode(cid, self.labels, self.palette)
         if len(payload) > max_payload(self.width, self.height):
             raise ValueError(f"codec {self.codec} made a {len(payload)}-byte payload for {self.width}x{self.height}"
                              f" pixels, more than the {max_payload(self.width, self.height)} a reader accepts")
@@ -166,7 +166,8 @@ class KmqImage:
         metadata = _parse_metadata(data[palette_end:palette_end + header.meta_len])
         payload_start = palette_end + header.meta_len
         payload = data[payload_start:payload_start + header.payload_len]
-        labels = codecs.decode(header.codec, payload, header.width, header.height, header.k)
+        labels = codecs.decode(header.codec, payload, header.width, header.height,
+                               palette.reshape(header.k, header.channels))
         _check_labels(labels, header)
         return cls(palette.reshape(header.k, header.channels).copy(), labels, metadata,
                    codecs.codec_name(header.codec))

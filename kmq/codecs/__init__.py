@@ -1,8 +1,10 @@
 """Payload codecs: how the labels of a .kmq file are turned into payload bytes and back.
 
-Each codec is a module with ``encode(labels, k) -> bytes`` and ``decode(payload, width, height, k) -> labels``,
-``labels`` being a (height, width) uint16 array of values < k. ``decode`` must raise FormatError, never another
-exception, on any payload, and must not allocate more than the image's own size warrants.
+Each codec is a module with ``encode(labels, palette) -> bytes`` and
+``decode(payload, width, height, palette) -> labels``: ``palette`` is the file's (k, channels) uint8 palette
+(k = len(palette), so a codec may model labels by their colours) and ``labels`` a (height, width) uint16 array
+of values < k. ``decode`` must raise FormatError, never another exception, on any payload, and must not
+allocate more than the image's own size warrants.
 """
 from __future__ import annotations
 
@@ -39,9 +41,11 @@ def _module(cid: int) -> tuple[str, ModuleType]:
         raise FormatError(f"unknown codec {cid}") from None
 
 
-def encode(cid: int, labels, k: int) -> bytes:
-    return _module(cid)[1].encode(labels, k)
+def encode(cid: int, labels, palette) -> bytes:
+    """Encode (height, width) labels, each < len(palette), with codec ``cid``."""
+    return _module(cid)[1].encode(labels, palette)
 
 
-def decode(cid: int, payload: bytes, width: int, height: int, k: int):
-    return _module(cid)[1].decode(payload, width, height, k)
+def decode(cid: int, payload: bytes, width: int, height: int, palette):
+    """Decode a payload of codec ``cid`` into (height, width) uint16 labels < len(palette)."""
+    return _module(cid)[1].decode(payload, width, height, palette)

@@ -27,8 +27,9 @@ _N_SYM = 5  # stage 1 alphabet: rank 0..3 among the distinct neighbour labels, o
 _KINDS = 4  # pass kinds: 0 first pixel, 1 diagonal, 2 edge (x odd), 3 edge (y odd)
 _N_FEAT = 5  # how many of a pixel's extra neighbours hold its rank-0 label, scaled to 0..4
 _NO_NB = 64  # pattern of a pixel without neighbours (the first pixel)
-_SPLIT = 256  # above this k an escaped label is coded as a high byte, then a low byte
-_PRIOR = 1  # weight, in counts, of the order-0 tree in an escape's prediction
+_N_ACT = 8  # colour spread classes of the main neighbours
+_NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tables); above, by label
+_CHUNK = 1 << 14  # escapes whose reference colour is searched at once (bounds a (chunk, k) array)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -62,9 +63,14 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _RANK_POS, _N_RANKS = _pattern_tables()
 _RANK_POS_U8 = _RANK_POS.astype(np.uint8)
-_VALID1 = np.arange(_N_SYM)[None, :] < _N_RANKS[:, None]
-_VALID1[:, _ESC] = True
-_VALID_ROWS = _VALID1[(np.arange(_KINDS * 65 * _N_FEAT) // _N_FEAT) % 65]  # by stage 1 context row
+_ROW_RANKS = _N_RANKS[(np.arange(_KINDS * 65 * _N_FEAT * _N_ACT) // (_N_FEAT * _N_ACT)) % 65]  # by row
+
+
+def _valid_rows(k: int) -> np.ndarray:
+    """(stage 1 rows, 5) bool: rank r is possible when r < R; escape when a label is left (R < k)."""
+    valid = np.arange(_N_SYM)[None, :] < _ROW_RANKS[:, None]
+    valid[:, _ESC] = _ROW_RANKS < k
+    return valid
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -158,6 +164,32 @@ def _pieces(n: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+_POW2 = np.int64(1) << np.arange(63, dtype=np.int64)
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Number of bits of each non-negative integer (0 for 0), exactly (no floating point)."""
+    return np.searchsorted(_POW2, x, side="right")
+
+
+def _activity(pal: np.ndarray, nb: list[np.ndarray], pattern: np.ndarray) -> np.ndarray:
+    """(n,) uint8 0 .. _N_ACT-1: how far apart the 4 main neighbours' colours are.
+
+    ``spread`` = the sum over the 6 pairs of main neighbours of their colours' squared distance;
+    activity = min(_N_ACT - 1, bit_length(spread) // 2), 0 when all four are equal.
+    """
+    act = np.zeros(len(pattern), np.uint8)
+    busy = np.flatnonzero(pattern != 63)
+    if len(busy):
+        cols = [pal[a[busy]] for a in nb]
+        spread = np.zeros(len(busy), np.int64)
+        for i, j in _PAIRS:
+            d = cols[i] - cols[j]
+            spread += (d * d).sum(axis=1)
+        act[busy] = np.minimum(_N_ACT - 1, _bit_length(spread) // 2)
+    return act
+
+
 @dataclass
 class _Context:
     """What both sides know about the pixels of a pass before coding them; arrays of length n."""
@@ -165,12 +197,14 @@ class _Context:
     cand: np.ndarray  # (4, n) uint16 ranked distinct neighbour labels (rank r valid when r < n_ranks)
     n_ranks: np.ndarray  # (n,) int64
     feature: np.ndarray  # (n,) uint8 0..4: share of the extra neighbours holding the rank-0 label
+    act: np.ndarray  # (n,) uint8 0.._N_ACT-1: colour spread of the main neighbours
+    nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
 
-def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray]) -> _Context:
+def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], pal: np.ndarray) -> _Context:
     if kind == 0:
         return _Context(np.full(1, _NO_NB, np.uint8), np.zeros((4, 1), np.uint16), np.zeros(1, np.int64),
-                        np.zeros(1, np.uint8))
+                        np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros((4, 1), np.uint16))
     n = len(nb[0])
     # small dtypes: at 12 MP every byte per pixel of these temporaries costs 12 MB and time
     pattern = np.zeros(n, dtype=np.uint8)
@@ -182,7 +216,12 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray]) -> _Conte
     for e in extra:
         same += e == cand[0]
     feature = (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
-    return _Context(pattern, cand, _N_RANKS[pattern], feature)
+    return _Context(pattern, cand, _N_RANKS[pattern], feature, _activity(pal, nb, pattern), stacked)
+
+
+def _subset(cx: _Context, sel) -> _Context:
+    return _Context(cx.pattern[sel], cx.cand[:, sel], cx.n_ranks[sel], cx.feature[sel], cx.act[sel],
+                    cx.nb[:, sel])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,9 +229,12 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray]) -> _Conte
 
 
 class _Coder(Protocol):
-    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
-        """Code one batch: symbol i with probabilities proportional to ``weights[rows[i]]`` (R, A), or to
-        ``weights[i]`` when ``rows`` is None. Returns the symbols (given to the encoder, decoded)."""
+    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        """Code one batch: symbol i with probabilities proportional to ``weights[rows[i]]`` (R, A).
+        Returns the symbols (given to the encoder, decoded)."""
+
+    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        """Code one batch: symbol i uniform over 0 .. sizes[i] - 1."""
 
 
 class _Encoder:
@@ -200,13 +242,20 @@ class _Encoder:
         self.freqs: list[np.ndarray] = []
         self.cums: list[np.ndarray] = []
 
-    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
         if len(sym):
             f, c = rans.cdf_tables(weights)
-            idx = np.arange(len(sym)) if rows is None else rows
-            self.freqs.append(f[idx, sym])
-            self.cums.append(c[idx, sym])
+            self.freqs.append(f[rows, sym])
+            self.cums.append(c[rows, sym])
+        return sym
+
+    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        assert sym is not None
+        if len(sym):
+            f, c = rans.uniform(sym, sizes)
+            self.freqs.append(f)
+            self.cums.append(c)
         return sym
 
 
@@ -214,142 +263,123 @@ class _Decoder:
     def __init__(self, dec: rans.Decoder) -> None:
         self.dec = dec
 
-    def code(self, weights: np.ndarray, rows: np.ndarray | None, sym: np.ndarray | None) -> np.ndarray:
-        n = len(weights) if rows is None else len(rows)
-        if n == 0:
+    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        if len(rows) == 0:
             return np.zeros(0, np.int64)
         f, c = rans.cdf_tables(weights)
-        return self.dec.decode(np.arange(n) if rows is None else rows, f, c)
+        return self.dec.decode(rows, f, c)
+
+    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        return self.dec.decode_uniform(sizes)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The model
 
 
-class _Tree:
-    """Counts for coding a value < ``n_leaves`` as ``bits`` binary decisions, MSB first, per context row.
+def _bucket(rank: np.ndarray) -> np.ndarray:
+    """Bucket of an escape rank: r itself below 4, else 2·L + (bit L-1 of r), L = bit_length(r) - 1."""
+    L = _bit_length(rank) - 1
+    return np.where(rank < 4, rank, 2 * L + ((rank >> np.maximum(L - 1, 0)) & 1))
 
-    ``counts[row, node, bit]``: node 1 is the root, node 2n + b the child of n along bit b. ``order0`` is
-    the same over all rows. A branch with no leaf < n_leaves under it gets probability 0.
-    """
 
-    def __init__(self, n_rows: int, n_leaves: int) -> None:
-        self.bits = max(1, (n_leaves - 1).bit_length())
-        size = 1 << self.bits
-        self.counts = np.zeros((n_rows, size, 2), dtype=np.int64)
-        self.order0 = np.zeros((size, 2), dtype=np.int64)
-        node = np.arange(size)
-        depth = np.zeros(size, np.int64)
-        for d in range(1, self.bits + 1):
-            depth[1 << (d - 1):] = d - 1
-        # leaves < n_leaves under child b of node n: the child spans [first, first + width)
-        width = np.int64(1) << (self.bits - depth - 1)
-        first = np.stack([(2 * node + b - (np.int64(1) << (depth + 1))) * width for b in (0, 1)], axis=1)
-        self.leaves = np.clip(n_leaves - first, 0, width[:, None])
-        self.leaves[0] = 0
-
-    def weights(self, rows: np.ndarray, row_weight: np.ndarray, node: np.ndarray) -> np.ndarray:
-        """(m, 2) weights of the next bit, for m values at ``node`` (m,), pooling the counts of context
-        rows ``rows`` (R, m), each weighted by ``row_weight`` (R, m) (0 to leave a row out)."""
-        pooled = np.zeros((len(node), 2), np.int64)
-        for r, w in zip(rows, row_weight):
-            pooled += self.counts[r, node] * w[:, None]
-        lv = self.leaves[node]
-        o0 = self.order0[node] + lv
-        prior = (_PRIOR * 64 * o0) // o0.sum(axis=1, keepdims=True)
-        return (pooled * 64 + prior + (lv > 0)) * (lv > 0)
-
-    def learn(self, rows: np.ndarray, row_weight: np.ndarray, value: np.ndarray) -> None:
-        """Count the decisions of ``value`` (m,) in every row of ``rows`` (R, m) whose weight is > 0."""
-        n_nodes = self.counts.shape[1]
-        shift = np.arange(self.bits - 1, -1, -1)
-        bit = (value[None, :] >> shift[:, None]) & 1  # (bits, m), root decision first
-        node = (value[None, :] + (1 << self.bits)) >> (shift[:, None] + 1)  # the node each decision is at
-        at = node * 2 + bit
-        keep = row_weight > 0
-        flat = (rows[keep][:, None] * (2 * n_nodes) + at[:, keep.nonzero()[1]].T).reshape(-1)
-        self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
-        self.order0 += np.bincount(at.reshape(-1), minlength=self.order0.size).reshape(self.order0.shape)
-
-    def code(self, coder: _Coder, rows: np.ndarray, row_weight: np.ndarray, value: np.ndarray | None
-             ) -> np.ndarray:
-        """Code m values (given to the encoder, found by the decoder) bit by bit; returns them (m,)."""
-        m = rows.shape[1]
-        node = np.ones(m, np.int64)
-        for d in range(self.bits - 1, -1, -1):
-            bit = None if value is None else (value >> d) & 1
-            bit = coder.code(self.weights(rows, row_weight, node), None, bit)
-            node = 2 * node + bit
-        return node - (1 << self.bits)
+def _bucket_base_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First rank and number of ranks of bucket b."""
+    b = np.asarray(b, np.int64)
+    L = b >> 1
+    half = np.maximum(L - 1, 0)
+    base = np.where(b < 4, b, (2 + (b & 1)) << half)
+    size = np.where(b < 4, 1, np.int64(1) << half)
+    return base, size
 
 
 class _Model:
     """Adaptive statistics; encoder and decoder call the same methods in the same order."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
-        self.split = k > _SPLIT
-        self.rank = np.zeros((_KINDS * 65 * _N_FEAT, _N_SYM), dtype=np.int64)
-        if self.split:
-            self.n_hi = (k + 255) >> 8
-            self.hi = _Tree(257, self.n_hi)
-            self.lo = _Tree(self.n_hi, 256)
-        else:
-            self.tree = _Tree(k + 1, k)
+        self.pal = palette.astype(np.int64)
+        self.rank = np.zeros((_KINDS * 65 * _N_FEAT * _N_ACT, _N_SYM), dtype=np.int64)
+        self.rank_valid = _valid_rows(k)
+        self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
+        self.esc = np.zeros((_KINDS * _N_ACT, self.n_buckets), dtype=np.int64)
+        base, _ = _bucket_base_size(np.arange(self.n_buckets))
+        # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
+        self.esc_valid = base[None, :] < (k - np.arange(5))[:, None]
+        if k <= _NN_MAX:
+            # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
+            # pos[r, l] = where label l is in order[r].
+            d = self.pal[:, None, :] - self.pal[None, :, :]
+            key = (d * d).sum(axis=2) * k + np.arange(k)[None, :]
+            self.order = np.argsort(key, axis=1).astype(np.int64)
+            self.pos = np.empty_like(self.order)
+            np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
+            self.pal_f = self.pal.astype(np.float32)
+            self.sq16 = 16 * (self.pal * self.pal).sum(axis=1).astype(np.float32)
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
-    def _rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
-        return (kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature
+    def rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
+        return ((kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature) * _N_ACT + cx.act
 
     def rank_weights(self) -> np.ndarray:
         """(contexts, 5) weights: twice the counts of the context, plus 1 for every possible symbol."""
-        return (2 * self.rank + 1) * _VALID_ROWS
+        return (2 * self.rank + 1) * self.rank_valid
 
-    def learn_rank(self, kind: int, cx: _Context, sym: np.ndarray) -> None:
-        rows = self._rank_rows(kind, cx)
+    def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
         self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
 
-    # Stage 2: an escaped label ---------------------------------------------------------------------------
-    def _esc_rows(self, cx: _Context) -> tuple[np.ndarray, np.ndarray]:
-        """Context rows (4, m) and weights (4, m) of escaped pixels: their distinct neighbour labels, the
-        most common one counting double; pixels without neighbours use row k (resp. 256) alone."""
-        m = cx.cand.shape[1]
-        cand = cx.cand.astype(np.int64)
-        valid = np.arange(4)[:, None] < cx.n_ranks[None, :]
-        weight = valid * np.array([2, 1, 1, 1])[:, None]
-        none = cx.n_ranks == 0
-        if self.split:
-            rows = np.where(valid, cand >> 8, 256)
-        else:
-            rows = np.where(valid, cand, self.k)
-        weight[0, none] = 1
-        rows[0, none] = 256 if self.split else self.k
-        return rows, weight.astype(np.int64) if m else np.zeros((4, 0), np.int64)
+    # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
+    def _reference(self, cx: _Context) -> np.ndarray:
+        """(m,) the palette entry nearest the mean colour of the main neighbours (lowest on ties)."""
+        m = cx.nb.shape[1]
+        ref = np.zeros(m, np.int64)
+        if self.k > _NN_MAX:
+            return ref
+        for a in range(0, m, _CHUNK):
+            nb = cx.nb[:, a:a + _CHUNK]
+            s = self.pal[nb[0]] + self.pal[nb[1]] + self.pal[nb[2]] + self.pal[nb[3]]  # (c, ch)
+            # |4p - s|^2 - |s|^2 = 16|p|^2 - 8 p.s: integers below 2^24, so float32 is exact
+            d = self.sq16[None, :] - 8 * (s.astype(np.float32) @ self.pal_f.T)
+            ref[a:a + _CHUNK] = np.argmin(d, axis=1)
+        return ref
 
-    def code_escapes(self, coder: _Coder, cx: _Context, value: np.ndarray | None) -> np.ndarray:
-        rows, weight = self._esc_rows(cx)
-        if not self.split:
-            out = self.tree.code(coder, rows, weight, value)
-            self.tree.learn(rows, weight, out)
-            return out
-        hi = self.hi.code(coder, rows, weight, None if value is None else value >> 8)
-        one = np.ones((1, len(hi)), np.int64)
-        lo = self.lo.code(coder, hi[None, :], one, None if value is None else value & 255)
-        self.hi.learn(rows, weight, hi)
-        self.lo.learn(hi[None, :], one, lo)
-        return (hi << 8) | lo
+    def _positions(self, ref: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return labels if self.k > _NN_MAX else self.pos[ref, labels]
 
-
-def _subset(cx: _Context, sel) -> _Context:
-    return _Context(cx.pattern[sel], cx.cand[:, sel], cx.n_ranks[sel], cx.feature[sel])
+    def code_escapes(self, coder: _Coder, kind: int, cx: _Context, value: np.ndarray | None) -> np.ndarray:
+        m = len(cx.pattern)
+        if m == 0:
+            return np.zeros(0, np.int64)
+        ref = self._reference(cx)
+        n_ranks = cx.n_ranks
+        # positions of the excluded candidates in ref's order; k where there is no candidate
+        excl = np.full((4, m), self.k, np.int64)
+        for r in range(4):
+            ok = r < n_ranks
+            excl[r, ok] = self._positions(ref[ok], cx.cand[r, ok].astype(np.int64))
+        excl.sort(axis=0)
+        rank = None
+        if value is not None:
+            p = self._positions(ref, value)
+            rank = p - (excl < p).sum(axis=0)
+        rows = kind * _N_ACT + cx.act.astype(np.int64)
+        weights = ((2 * self.esc + 1)[:, None, :] * self.esc_valid[None, :, :]).reshape(-1, self.n_buckets)
+        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else _bucket(rank))
+        base, size = _bucket_base_size(bucket)
+        size = np.minimum(size, self.k - n_ranks - base)
+        off = coder.uniform(size, None if rank is None else rank - base)
+        self.esc += np.bincount(rows * self.n_buckets + bucket, minlength=self.esc.size).reshape(self.esc.shape)
+        if value is not None:
+            return value
+        p = base + off
+        for r in range(4):  # skip over the excluded positions, lowest first
+            p += excl[r] <= p
+        return p if self.k > _NN_MAX else self.order[ref, p]
 
 
 def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.ndarray | None
                ) -> np.ndarray:
-    """Code the labels of one pass (given to the encoder, found by the decoder), piece by piece.
-
-    Returns the labels (n,) int64; values >= k are possible only from a corrupt payload with k > 256.
-    """
+    """Code the labels of one pass (given to the encoder, found by the decoder), piece by piece."""
     n = len(cx.pattern)
     out = np.empty(n, np.int64)
     for a, b in _pieces(n):
@@ -359,32 +389,31 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
             hit = part.cand.astype(np.int64) == truth[a:b][None, :]
             hit &= np.arange(4)[:, None] < part.n_ranks[None, :]
             sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
-        sym = coder.code(model.rank_weights(), model._rank_rows(kind, part), sym)
+        rows = model.rank_rows(kind, part)
+        sym = coder.code(model.rank_weights(), rows, sym)
         esc = sym == _ESC
         value = np.take_along_axis(part.cand, np.minimum(sym, 3)[None, :], axis=0)[0].astype(np.int64)
-        value[esc] = model.code_escapes(coder, _subset(part, esc), None if truth is None else truth[a:b][esc])
-        model.learn_rank(kind, part, sym)
+        value[esc] = model.code_escapes(coder, kind, _subset(part, esc),
+                                        None if truth is None else truth[a:b][esc])
+        model.learn_rank(rows, sym)
         out[a:b] = value
     return out
 
 
-def _run(canvas: np.ndarray, coder: _Coder, k: int, encoding: bool) -> None:
+def _run(canvas: np.ndarray, coder: _Coder, palette: np.ndarray, encoding: bool) -> None:
     """Visit every pass: code the labels of ``canvas`` (encoding), or fill ``canvas`` in (decoding)."""
     height, width = canvas.shape
-    model = _Model(k)
+    model = _Model(len(palette), palette)
+    pal = model.pal
     for p in _passes(width, height):
         region = canvas[_region(p)]
         if region.size == 0:
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else ([], [])
-        cx = _context(p.kind, nb, extra)
+        cx = _context(p.kind, nb, extra, pal)
         truth = region.reshape(-1).astype(np.int64) if encoding else None
         out = _code_pass(model, coder, p.kind, cx, truth)
         if not encoding:
-            if int(out.max()) >= k:
-                bad = int(np.argmax(out >= k))
-                raise FormatError(f"{_WHAT}: corrupt: decoded label {int(out[bad])} is not < k = {k} "
-                                  f"(pass kind {p.kind} at spacing {p.step}, pixel {bad} of the pass)")
             region[...] = out.reshape(region.shape)
 
 
@@ -399,23 +428,33 @@ def lanes_log2(n_pixels: int) -> int:
     return max(0, min(_MAX_LANES_LOG2, max(size - 13, 2 * size - 33)))
 
 
-def encode(labels: np.ndarray, k: int) -> bytes:
-    """Encode a (height, width) uint16 label map with values < k into a ctx payload."""
+def _check_palette(palette: np.ndarray) -> np.ndarray:
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or not 1 <= len(palette) <= 65536 or palette.dtype != np.uint8:
+        raise ValueError(f"{_WHAT}: the palette must be (k, channels) uint8 with 1 <= k <= 65536")
+    return palette
+
+
+def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
+    """Encode a (height, width) uint16 label map with values < k = len(palette) into a ctx payload."""
     labels = np.ascontiguousarray(labels, dtype=np.uint16)
-    if k == 1:
+    palette = _check_palette(palette)
+    if len(palette) == 1:
         return b""
     enc = _Encoder()
-    _run(labels, enc, k, encoding=True)
+    _run(labels, enc, palette, encoding=True)
     lg = lanes_log2(labels.size)
     freq = np.concatenate(enc.freqs) if enc.freqs else np.zeros(0, np.int64)
     cum = np.concatenate(enc.cums) if enc.cums else np.zeros(0, np.int64)
     return bytes([lg]) + rans.encode(freq, cum, 1 << lg)
 
 
-def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
+def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
     """Decode a ctx payload into a (height, width) uint16 label map; FormatError on any malformed input."""
-    if not 1 <= k <= 65536:
-        raise FormatError(f"{_WHAT}: k = {k} is outside 1 .. 65536")
+    palette = np.asarray(palette)
+    k = len(palette)
+    if not 1 <= k <= 65536 or palette.ndim != 2 or palette.dtype != np.uint8:
+        raise FormatError(f"{_WHAT}: the palette must be (k, channels) uint8 with k in 1 .. 65536")
     labels = np.zeros((height, width), dtype=np.uint16)
     if k == 1:
         if len(payload):
@@ -428,6 +467,6 @@ def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
     if lg > _MAX_LANES_LOG2:
         raise FormatError(f"{_WHAT}: byte 0 (log2 of the lane count) is {lg}, above {_MAX_LANES_LOG2}")
     dec = rans.Decoder(data[1:], 1 << lg, what=_WHAT)
-    _run(labels, _Decoder(dec), k, encoding=False)
+    _run(labels, _Decoder(dec), palette, encoding=False)
     dec.finish()
     return labels

@@ -41,8 +41,9 @@ def _filters(n_bytes: int, preset: int | None = None) -> list[dict]:
     return [spec]
 
 
-def encode(labels: np.ndarray, k: int) -> bytes:
+def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     """Compress a (height, width) uint16 label map with values < k into a raw LZMA2 stream."""
+    k = len(palette)  # only the palette size matters to this codec
     labels = np.asarray(labels)
     if k <= 256:
         data = labels.astype(np.uint8).tobytes()
@@ -54,8 +55,9 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
 
 
-def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
+def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
     """Decompress a raw LZMA2 stream into a (height, width) uint16 label map; FormatError on any bad input."""
+    k = len(palette)  # only the palette size matters to this codec
     n_bytes = width * height * label_bytes(k)
     decomp = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_filters(n_bytes))
     try:

@@ -65,6 +65,16 @@ def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return freq, cum
 
 
+def uniform(sym: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(freq, cum) of symbols ``sym`` each uniform over 0 .. sizes - 1 (1 <= sizes <= M): every symbol gets
+    ``q = M // size``, and symbol 0 also the remainder ``M - size·q``."""
+    sym = np.asarray(sym, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    q = M // sizes
+    extra = M - sizes * q
+    return np.where(sym == 0, q + extra, q), np.where(sym == 0, 0, sym * q + extra)
+
+
 def encode(freq: np.ndarray, cum: np.ndarray, lanes: int) -> bytes:
     """Code a stream of symbols, given as each one's ``freq`` and ``cum`` (1-D int arrays, same length).
 
@@ -124,10 +134,6 @@ class Decoder:
         ``rows``: 1-D int array of indices into ``freq`` (R, A) and ``cum`` (R, A + 1). Returns the symbols,
         int64 in 0 .. A-1, each one of non-zero frequency in its row.
         """
-        n = len(rows)
-        out = np.empty(n, dtype=np.int64)
-        if n == 0:
-            return out
         n_rows, width = cum.shape
         # One sorted array for all rows, so one searchsorted call finds every symbol whatever its row.
         flat = (cum + np.arange(n_rows, dtype=np.int64)[:, None] * (M + 1)).reshape(-1)
@@ -136,6 +142,29 @@ class Decoder:
         rows = np.asarray(rows, dtype=np.int64)
         base = rows * (M + 1)
         rbase = rows * width
+
+        def find(a: int, b: int, slot: np.ndarray):
+            at = np.searchsorted(flat, base[a:b] + slot, side="right") - 1
+            return at - rbase[a:b], fflat[at - rows[a:b]], cflat[at]
+
+        return self._run(len(rows), find)
+
+    def decode_uniform(self, sizes: np.ndarray) -> np.ndarray:
+        """Decode ``len(sizes)`` symbols, symbol i uniform over 0 .. sizes[i] - 1 (see ``uniform``)."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        q = M // sizes
+        extra = M - sizes * q
+
+        def find(a: int, b: int, slot: np.ndarray):
+            qq, ee = q[a:b], extra[a:b]
+            sym = np.where(slot < qq + ee, 0, (slot - ee) // qq)
+            return sym, np.where(sym == 0, qq + ee, qq), np.where(sym == 0, 0, sym * qq + ee)
+
+        return self._run(len(sizes), find)
+
+    def _run(self, n: int, find) -> np.ndarray:
+        """Decode n symbols; ``find(a, b, slot)`` gives symbols a..b-1's (symbol, freq, cum) from their slots."""
+        out = np.empty(n, dtype=np.int64)
         words = self.words
         i = 0
         while i < n:
@@ -143,10 +172,10 @@ class Decoder:
             m = min(n - i, self.lanes - lane0)
             x = self.x[lane0:lane0 + m]
             slot = x & (M - 1)
-            at = np.searchsorted(flat, base[i:i + m] + slot, side="right") - 1
-            out[i:i + m] = at - rbase[i:i + m]
+            sym, f, c = find(i, i + m, slot)
+            out[i:i + m] = sym
             # states stay below 2**40, so int64 holds every intermediate value
-            x = fflat[at - rows[i:i + m]] * (x >> SCALE_BITS) + slot - cflat[at]
+            x = f * (x >> SCALE_BITS) + slot - c
             low = x < LOW
             need = int(np.count_nonzero(low))
             if need:

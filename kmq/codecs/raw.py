@@ -7,13 +7,15 @@ from .. import bitpack
 from ..errors import FormatError
 
 
-def encode(labels: np.ndarray, k: int) -> bytes:
+def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     """labels (height, width) uint16, values < k -> ceil(width·height·bits / 8) bytes."""
+    k = len(palette)  # only the palette size matters to this codec
     return bitpack.pack(labels.ravel(), bitpack.bits_for(k))
 
 
-def decode(payload: bytes, width: int, height: int, k: int) -> np.ndarray:
+def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
     """payload bytes -> labels (height, width) uint16. Raises FormatError on a wrong length or padding."""
+    k = len(palette)  # only the palette size matters to this codec
     bits = bitpack.bits_for(k)
     expected = bitpack.packed_size(width * height, bits)
     if len(payload) != expected:
