@@ -29,7 +29,9 @@ _N_FEAT = 5  # how many of a pixel's extra neighbours hold its rank-0 label, sca
 _NO_NB = 64  # pattern of a pixel without neighbours (the first pixel)
 _N_ACT = 8  # colour spread classes of the main neighbours
 _NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tables); above, by label
-_CHUNK = 1 << 14  # escapes whose reference colour is searched at once (bounds a (chunk, k) array)
+_SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
+_CHUNK = 1 << 12  # rows of a (chunk, k) distance array at once
+_CELL_SHIFT = {1: 0, 2: 3, 3: 5, 4: 6}  # per channel count: S >> shift gives the mean-colour cell  # escapes whose reference colour is searched at once (bounds a (chunk, k) array)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POW2, x, side="right")
 
 
-def _activity(pal: np.ndarray, nb: list[np.ndarray], pattern: np.ndarray) -> np.ndarray:
+def _activity(model: "_Model", nb: list[np.ndarray], pattern: np.ndarray) -> np.ndarray:
     """(n,) uint8 0 .. _N_ACT-1: how far apart the 4 main neighbours' colours are.
 
     ``spread`` = the sum over the 6 pairs of main neighbours of their colours' squared distance;
@@ -181,11 +183,10 @@ def _activity(pal: np.ndarray, nb: list[np.ndarray], pattern: np.ndarray) -> np.
     act = np.zeros(len(pattern), np.uint8)
     busy = np.flatnonzero(pattern != 63)
     if len(busy):
-        cols = [pal[a[busy]] for a in nb]
+        labels = [a[busy].astype(np.int32) for a in nb]
         spread = np.zeros(len(busy), np.int64)
         for i, j in _PAIRS:
-            d = cols[i] - cols[j]
-            spread += (d * d).sum(axis=1)
+            spread += model.dist2(labels[i], labels[j])
         act[busy] = np.minimum(_N_ACT - 1, _bit_length(spread) // 2)
     return act
 
@@ -201,7 +202,7 @@ class _Context:
     nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
 
-def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], pal: np.ndarray) -> _Context:
+def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_Model") -> _Context:
     if kind == 0:
         return _Context(np.full(1, _NO_NB, np.uint8), np.zeros((4, 1), np.uint16), np.zeros(1, np.int64),
                         np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros((4, 1), np.uint16))
@@ -216,7 +217,7 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], pal: np.n
     for e in extra:
         same += e == cand[0]
     feature = (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
-    return _Context(pattern, cand, _N_RANKS[pattern], feature, _activity(pal, nb, pattern), stacked)
+    return _Context(pattern, cand, _N_RANKS[pattern], feature, _activity(model, nb, pattern), stacked)
 
 
 def _subset(cx: _Context, sel) -> _Context:
@@ -278,19 +279,19 @@ class _Decoder:
 
 
 def _bucket(rank: np.ndarray) -> np.ndarray:
-    """Bucket of an escape rank: r itself below 4, else 2·L + (bit L-1 of r), L = bit_length(r) - 1."""
-    L = _bit_length(rank) - 1
-    return np.where(rank < 4, rank, 2 * L + ((rank >> np.maximum(L - 1, 0)) & 1))
+    """Bucket of an escape rank r: r itself below 2^(S+1) (S = _SUB_BITS); else, with L = bit_length(r) - 1,
+    2^S·(L - S) + (r >> (L - S)): each octave [2^L, 2^(L+1)) split into 2^S buckets of equal size."""
+    rank = np.asarray(rank, np.int64)
+    shift = np.maximum(_bit_length(rank) - 1 - _SUB_BITS, 0)
+    return np.where(rank < (2 << _SUB_BITS), rank, (shift << _SUB_BITS) + (rank >> shift))
 
 
 def _bucket_base_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First rank and number of ranks of bucket b."""
     b = np.asarray(b, np.int64)
-    L = b >> 1
-    half = np.maximum(L - 1, 0)
-    base = np.where(b < 4, b, (2 + (b & 1)) << half)
-    size = np.where(b < 4, 1, np.int64(1) << half)
-    return base, size
+    shift = np.maximum((b >> _SUB_BITS) - 1, 0)
+    top = b - (shift << _SUB_BITS)
+    return top << shift, np.int64(1) << shift
 
 
 class _Model:
@@ -314,34 +315,59 @@ class _Model:
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
-            self.pal_f = self.pal.astype(np.float32)
-            self.sq16 = 16 * (self.pal * self.pal).sum(axis=1).astype(np.float32)
+            self.d2 = (d * d).sum(axis=2).astype(np.int32).reshape(-1)
+            self.cells: np.ndarray | None = None  # reference entry of every mean-colour cell, made on first use
+
+    def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Squared colour distance of labels a and b (int32 arrays of equal shape)."""
+        if self.k <= _NN_MAX:
+            return self.d2[a * self.k + b]
+        d = self.pal[a] - self.pal[b]
+        return (d * d).sum(axis=1)
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
     def rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
         return ((kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature) * _N_ACT + cx.act
 
     def rank_weights(self) -> np.ndarray:
-        """(contexts, 5) weights: twice the counts of the context, plus 1 for every possible symbol."""
-        return (2 * self.rank + 1) * self.rank_valid
+        """(contexts, 5) weights: the counts of the context, plus 1 for every possible symbol."""
+        return (self.rank + 1) * self.rank_valid
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
         self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, cx: _Context) -> np.ndarray:
-        """(m,) the palette entry nearest the mean colour of the main neighbours (lowest on ties)."""
+        """(m,) the reference entry of escaped pixels: the one nearest the centre of the cell of their main
+        neighbours' summed colour S (see _cell_table); 0 when k > _NN_MAX."""
         m = cx.nb.shape[1]
-        ref = np.zeros(m, np.int64)
-        if self.k > _NN_MAX:
-            return ref
-        for a in range(0, m, _CHUNK):
-            nb = cx.nb[:, a:a + _CHUNK]
-            s = self.pal[nb[0]] + self.pal[nb[1]] + self.pal[nb[2]] + self.pal[nb[3]]  # (c, ch)
-            # |4p - s|^2 - |s|^2 = 16|p|^2 - 8 p.s: integers below 2^24, so float32 is exact
-            d = self.sq16[None, :] - 8 * (s.astype(np.float32) @ self.pal_f.T)
-            ref[a:a + _CHUNK] = np.argmin(d, axis=1)
-        return ref
+        if self.k > _NN_MAX or m == 0:
+            return np.zeros(m, np.int64)
+        ch = self.pal.shape[1]
+        shift = _CELL_SHIFT[ch]
+        if self.cells is None:
+            self.cells = self._cell_table(shift)
+        levels = (1020 >> shift) + 1
+        cell = np.zeros(m, np.int64)
+        for c in range(ch):
+            cell = cell * levels + (sum(self.pal[cx.nb[i], c] for i in range(4)) >> shift)
+        return self.cells[cell]
+
+    def _cell_table(self, shift: int) -> np.ndarray:
+        """For every cell of summed colours S (each channel's S >> shift), the palette entry nearest its centre
+        C = (S >> shift << shift) + (1 << shift >> 1): least |4·p - C|^2, lowest entry on ties."""
+        ch = self.pal.shape[1]
+        levels = (1020 >> shift) + 1
+        axis = (np.arange(levels, dtype=np.int64) << shift) + ((1 << shift) >> 1)
+        centre = np.stack(np.meshgrid(*[axis] * ch, indexing="ij"), axis=-1).reshape(-1, ch)
+        pal_f = self.pal.astype(np.float32)
+        sq16 = 16 * (self.pal * self.pal).sum(axis=1).astype(np.float32)
+        out = np.empty(len(centre), np.int64)
+        for a in range(0, len(centre), _CHUNK):
+            # |4p - C|^2 - |C|^2 = 16|p|^2 - 8 p.C: integers below 2^24, so float32 is exact
+            d = sq16[None, :] - 8 * (centre[a:a + _CHUNK].astype(np.float32) @ pal_f.T)
+            out[a:a + _CHUNK] = np.argmin(d, axis=1)
+        return out
 
     def _positions(self, ref: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return labels if self.k > _NN_MAX else self.pos[ref, labels]
@@ -404,13 +430,12 @@ def _run(canvas: np.ndarray, coder: _Coder, palette: np.ndarray, encoding: bool)
     """Visit every pass: code the labels of ``canvas`` (encoding), or fill ``canvas`` in (decoding)."""
     height, width = canvas.shape
     model = _Model(len(palette), palette)
-    pal = model.pal
     for p in _passes(width, height):
         region = canvas[_region(p)]
         if region.size == 0:
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else ([], [])
-        cx = _context(p.kind, nb, extra, pal)
+        cx = _context(p.kind, nb, extra, model)
         truth = region.reshape(-1).astype(np.int64) if encoding else None
         out = _code_pass(model, coder, p.kind, cx, truth)
         if not encoding:
