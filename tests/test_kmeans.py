@@ -34,8 +34,16 @@ def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: in
 # ---------------------------------------------------------------------------------------------- distinct
 
 
+@pytest.fixture(params=["sort", "bincount"])
+def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through both ways distinct_colors works: sorting (small images) and bincount (large)."""
+    if request.param == "bincount":
+        monkeypatch.setattr(km, "_SORT_BELOW", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_distinct_colors_exact(channels: int) -> None:
+def test_distinct_colors_exact(channels: int, distinct_path: str) -> None:
     rng = np.random.default_rng(1)
     px = rng.integers(0, 6, (5000, channels)).astype(np.uint8) * 50  # many repeats
     colors, counts, inverse = km.distinct_colors(px)
@@ -47,7 +55,7 @@ def test_distinct_colors_exact(channels: int) -> None:
     assert counts.sum() == len(px)
 
 
-def test_distinct_colors_rgba_constant_alpha_and_extremes() -> None:
+def test_distinct_colors_rgba_constant_alpha_and_extremes(distinct_path: str) -> None:
     px = np.array([[255, 255, 255, 7], [0, 0, 0, 7], [255, 255, 255, 7], [1, 2, 3, 7]], dtype=np.uint8)
     colors, counts, inverse = km.distinct_colors(px)
     assert colors.tolist() == [[0, 0, 0, 7], [1, 2, 3, 7], [255, 255, 255, 7]]
@@ -55,7 +63,7 @@ def test_distinct_colors_rgba_constant_alpha_and_extremes() -> None:
     assert inverse.tolist() == [2, 0, 2, 1]
 
 
-def test_distinct_colors_single_pixel_and_full_range_grey() -> None:
+def test_distinct_colors_single_pixel_and_full_range_grey(distinct_path: str) -> None:
     colors, counts, inverse = km.distinct_colors(np.array([[9, 8, 7]], dtype=np.uint8))
     assert colors.tolist() == [[9, 8, 7]] and counts.tolist() == [1] and inverse.tolist() == [0]
     grey = np.arange(256, dtype=np.uint8)[::-1, None]
@@ -194,3 +202,64 @@ def test_fit_shapes_and_range(channels: int) -> None:
     c = km.fit(colors, counts, 8, seed=0)
     assert c.shape == (8, channels) and c.dtype == np.float64
     assert np.all(c >= 0) and np.all(c <= 255)
+
+
+# ---------------------------------------------------------------------------------------------- fast path
+
+
+def photo_like(seed: int, n: int = 60000) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct colours and counts of a synthetic 'photo': smooth blobs plus noise, > 20 000 colours so that
+    fit takes its histogram path."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(30, 226, (12, 3))
+    px = centres[rng.integers(0, 12, n)] + rng.normal(0, 18, (n, 3))
+    colors, counts, _ = km.distinct_colors(np.clip(np.rint(px), 0, 255).astype(np.uint8))
+    return colors, counts
+
+
+@pytest.mark.parametrize("k", [5, 40])
+def test_hamerly_equals_plain_lloyd(k: int) -> None:
+    # Same start, same stopping rule: the bounds only skip work, so the iterations are the same.
+    colors, counts = photo_like(1, 20000)
+    pts = km._Points(colors, counts, colors)
+    start = km._kmeanspp(pts, k, np.random.default_rng(0))
+    plain, j_plain = km._lloyd(pts, start, 300, 0.0)
+    fast, j_fast = km._hamerly(pts, start, 300, 0.0)
+    np.testing.assert_allclose(fast, plain, atol=1e-6)
+    # _lloyd reports the inertia of its last assignment, _hamerly that around the final centroids.
+    assert j_fast == pytest.approx(j_plain, rel=1e-6)
+
+
+@pytest.mark.parametrize("k", [4, 16])
+def test_fast_fit_is_at_least_as_good_as_plain_lloyd(k: int) -> None:
+    colors, counts = photo_like(2)
+    assert len(colors) > km._COARSE_ABOVE
+    fast = km.fit(colors, counts, k, seed=0)
+    pts = km._Points(colors, counts, colors)
+    plain, _ = km._lloyd(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)
+    # Best of several restarts finished on the colours: no worse than one plain run, within 0.5 %.
+    assert weighted_j(colors, counts, fast) <= 1.005 * weighted_j(colors, counts, plain)
+
+
+def test_coarse_histogram_keeps_weight_and_mean() -> None:
+    colors, counts = photo_like(3, 5000)
+    coarse = km._coarse(colors, counts, 5)
+    assert coarse.w.sum() == counts.sum()
+    np.testing.assert_allclose(coarse.w @ coarse.x, counts @ colors.astype(np.float64))
+    # Each bin's mean lies inside its 8-wide bin.
+    assert np.all(coarse.x >= 0) and np.all(coarse.x <= 255)
+
+
+def test_grey_is_solved_exactly() -> None:
+    rng = np.random.default_rng(4)
+    values = np.sort(rng.choice(256, 9, replace=False)).astype(np.uint8)
+    counts = rng.integers(1, 50, 9).astype(np.int64)
+    k = 3
+    got = weighted_j(values[:, None], counts, km.fit(values[:, None], counts, k))
+    # Brute force over every split of the sorted values into k runs (optimal 1-D clusters are runs).
+    best = np.inf
+    for a in range(1, 8):
+        for b in range(a + 1, 9):
+            cent = [np.average(values[s:e].astype(float), weights=counts[s:e]) for s, e in ((0, a), (a, b), (b, 9))]
+            best = min(best, weighted_j(values[:, None], counts, np.array(cent)[:, None]))
+    assert got == pytest.approx(best, rel=1e-9)
