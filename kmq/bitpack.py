@@ -1,15 +1,16 @@
 """Fixed-width label packing: each label as `bits` bits, most significant bit first, zero-padded last byte.
 
-The bulk work is numpy (spreading each uint16 into its 16 bits) and bitarray (turning one byte per bit into packed
-bits and back). Work is done in chunks of whole bytes so memory stays bounded for any image size.
+The bit stream repeats with a short period: with g = gcd(bits, 8), every group of bits/g bytes holds exactly
+8/g labels, and label j of a group always starts at the same bit offset j·bits. So the labels are handled as a
+(groups, 8/g) array and the bytes as a (groups, bits/g) array, and each of the at most 8 label columns is moved
+with a few whole-array shifts: no per-label work in Python, and no one-byte-per-bit intermediate. (A label of at
+most 16 bits starting at any bit offset lies within 3 bytes, hence the 24-bit window below.)
 """
 from __future__ import annotations
 
-import numpy as np
-from bitarray import bitarray
+from math import gcd
 
-# Labels per chunk: a multiple of 8, so every chunk ends on a byte boundary whatever `bits` is.
-_CHUNK = 1 << 20
+import numpy as np
 
 
 def bits_for(k: int) -> int:
@@ -22,24 +23,42 @@ def packed_size(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
 
 
+def _layout(count: int, bits: int) -> tuple[int, int, int]:
+    """(groups, bytes per group, labels per group) for count labels of bits bits."""
+    g = gcd(bits, 8)
+    per_group = 8 // g
+    return -(-count // per_group), bits // g, per_group
+
+
+def _window(j: int, bits: int) -> tuple[int, int]:
+    """Label j of a group: the first byte of its 24-bit window, and the right shift that aligns it."""
+    offset = j * bits
+    return offset >> 3, 24 - (offset & 7) - bits
+
+
 def pack(labels: np.ndarray, bits: int) -> bytes:
     """labels: 1-D integer array, every value < 2**bits. Returns packed_size(len(labels), bits) bytes."""
     labels = np.asarray(labels)
+    count = labels.size
     if bits == 0:
         return b""
     if bits == 8:
         return labels.astype(np.uint8).tobytes()
     if bits == 16:
         return labels.astype(">u2").tobytes()
-    out = bytearray()
-    for start in range(0, labels.size, _CHUNK):
-        big_endian = labels[start:start + _CHUNK].astype(">u2")
-        # One byte (0 or 1) per bit: row i holds label i's 16 bits, most significant first.
-        bit_rows = np.unpackbits(big_endian.view(np.uint8).reshape(-1, 2), axis=1)
-        stream = bitarray(endian="big")
-        stream.pack(np.ascontiguousarray(bit_rows[:, 16 - bits:]).tobytes())
-        out += stream.tobytes()
-    return bytes(out)
+    groups, group_bytes, per_group = _layout(count, bits)
+    columns = np.zeros(groups * per_group, np.uint32)
+    columns[:count] = labels
+    columns = columns.reshape(groups, per_group)
+    # Two spare bytes per group so every 24-bit window fits; they are always zero and are dropped.
+    out = np.zeros((groups, group_bytes + 2), np.uint8)
+    for j in range(per_group):
+        first, shift = _window(j, bits)
+        window = columns[:, j] << shift
+        out[:, first] |= (window >> 16).astype(np.uint8)
+        out[:, first + 1] |= (window >> 8).astype(np.uint8)
+        out[:, first + 2] |= window.astype(np.uint8)
+    return out[:, :group_bytes].tobytes()[:packed_size(count, bits)]
 
 
 def unpack(data: bytes, bits: int, count: int) -> tuple[np.ndarray, bool]:
@@ -55,16 +74,19 @@ def unpack(data: bytes, bits: int, count: int) -> tuple[np.ndarray, bool]:
         return np.frombuffer(data, np.uint8).astype(np.uint16), True
     if bits == 16:
         return np.frombuffer(data, ">u2").astype(np.uint16), True
-    labels = np.empty(count, np.uint16)
-    for start in range(0, count, _CHUNK):
-        n = min(_CHUNK, count - start)
-        offset = start * bits // 8
-        stream = bitarray(endian="big")
-        stream.frombytes(data[offset:offset + packed_size(n, bits)])
-        bit_rows = np.frombuffer(stream.unpack(), np.uint8)[: n * bits].reshape(n, bits)
-        padded = np.zeros((n, 16), np.uint8)
-        padded[:, 16 - bits:] = bit_rows
-        labels[start:start + n] = np.packbits(padded, axis=1).view(">u2").ravel()
+    groups, group_bytes, per_group = _layout(count, bits)
+    raw = np.zeros(groups * group_bytes, np.uint8)
+    raw[:len(data)] = np.frombuffer(data, np.uint8)
+    padded = np.zeros((groups, group_bytes + 2), np.uint8)
+    padded[:, :group_bytes] = raw.reshape(groups, group_bytes)
+    labels = np.empty((groups, per_group), np.uint16)
+    mask = (1 << bits) - 1
+    for j in range(per_group):
+        first, shift = _window(j, bits)
+        window = padded[:, first].astype(np.uint32) << 16
+        window |= padded[:, first + 1].astype(np.uint32) << 8
+        window |= padded[:, first + 2]
+        labels[:, j] = (window >> shift) & mask
     tail_bits = count * bits % 8
     padding_is_zero = tail_bits == 0 or (data[-1] & ((1 << (8 - tail_bits)) - 1)) == 0
-    return labels, padding_is_zero
+    return labels.reshape(-1)[:count], padding_is_zero

@@ -1,6 +1,9 @@
 import numpy as np
 import pytest
 
+from bitarray import bitarray
+from bitarray.util import int2ba
+
 from kmq import bitpack
 
 
@@ -25,6 +28,18 @@ def test_round_trip(bits, count):
     assert padding_is_zero
     assert unpacked.dtype == np.uint16
     np.testing.assert_array_equal(unpacked, labels)
+
+
+@pytest.mark.parametrize("bits", range(1, 17))
+@pytest.mark.parametrize("count", [1, 5, 77])
+def test_matches_a_bit_stream_built_label_by_label(bits, count):
+    # An independent oracle for the spec's definition: each label's bits, MSB first, appended to one big-endian
+    # bit stream, zero-padded to a whole byte. bitarray does the appending and padding.
+    labels = np.random.default_rng(bits).integers(0, 1 << bits, count)
+    stream = bitarray(endian="big")
+    for value in labels.tolist():
+        stream.extend(int2ba(value, length=bits, endian="big"))
+    assert bitpack.pack(labels, bits) == stream.tobytes()
 
 
 def test_unpack_reports_nonzero_padding():
