@@ -17,9 +17,9 @@ from .codecs import NAMES as CODECS
 from .errors import KmqError, KmqWarning
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
-from .imageio import ImageSource, load_image, to_array
+from .imageio import ImageSource, format_for, load_image, save_quantized, to_array
 
-__all__ = ["compress", "read", "write", "quantize", "load"]
+__all__ = ["compress", "read", "write", "export", "quantize", "load"]
 
 
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
@@ -130,6 +130,20 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
             return load_image(source, max_pixels=max_pixels), os.fstat(f.fileno()).st_size
         data = head + f.read()
     return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
+
+
+def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwrite: bool = False,
+           truecolor: bool = False) -> str:
+    """Write img's pixels as an image file, atomically ("-" for stdout). Returns the Pillow format used.
+
+    format: a Pillow format name; by default the one path's extension names (PNG for stdout). With K <= 256 a
+    PNG or GIF is written as a palette image (the same pixels, about a third of the bytes) unless truecolor.
+    Refuses to replace an existing file unless overwrite is true (KmqError).
+    """
+    fmt = format.upper() if format else ("PNG" if str(path) == STDIO else format_for(path))
+    write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor),
+                 overwrite=overwrite)
+    return fmt
 
 
 def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:

@@ -27,11 +27,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from .api import compress, write
+from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, read_bytes, reason, write_atomic
-from .format import DEFAULT_MAX_PIXELS, KmqImage
-from .imageio import save_image
+from .fileio import STDIO, reason
+from .format import DEFAULT_MAX_PIXELS
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
@@ -204,14 +203,13 @@ class DecompressTask(_Task):
     fmt: str = "PNG"
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    truecolor: bool = False
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        data = read_bytes(job.source)
-        img = KmqImage.from_bytes(data, max_pixels=self.max_pixels)
-        pixels = img.decode()
+        img = read(job.source, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
-        write_atomic(job.target, lambda f: save_image(pixels, f, format=self.fmt), overwrite=self.overwrite)
-        return _size(job.target), record(img, str(job.source), len(data))
+        export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
+        return _size(job.target), record(img, str(job.source), _size(job.source))
 
 
 def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Result:

@@ -136,12 +136,15 @@ def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], s
                    "With several inputs or a folder, the output folder (default: beside each input).")
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
+@click.option("--truecolor", is_flag=True,
+              help="Write RGB(A) pixels even when K <= 256 (by default PNG and GIF get a palette image: "
+                   "the same pixels in fewer bytes).")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--summary")
-def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, max_pixels: int, force: bool,
-               quiet: bool, workers: int | None, summary: str | None) -> None:
+def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, truecolor: bool, max_pixels: int,
+               force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Decode each .kmq FILE back to an image.
 
     Several files or folders (searched recursively for *.kmq) are decoded in parallel, as for compress;
@@ -157,7 +160,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, max_
         fmt = fmt.upper() if fmt else "PNG"
         with _reported():
             jobs = batch.plan_decompress(files, output, fmt)
-        task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force)
+        task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   lambda file, out, r, size, seconds: _decompressed_line(file, out, r, fmt, seconds))
         return
@@ -165,11 +168,10 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, max_
     output = output or (STDIO if file == STDIO else file + ".png")
     started = time.perf_counter()
     with _reported():
-        fmt = fmt.upper() if fmt else ("PNG" if output == STDIO else format_for(output))
-        pixels = api.read(file, max_pixels=max_pixels).decode()
-        write_atomic(output, lambda f: save_image(pixels, f, format=fmt), overwrite=force)
+        img = api.read(file, max_pixels=max_pixels)
+        fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
-        size = {"width": pixels.shape[1], "height": pixels.shape[0]}
+        size = {"width": img.width, "height": img.height}
         click.echo(_decompressed_line(file, output, size, fmt, time.perf_counter() - started),
                    err=output == STDIO)
 

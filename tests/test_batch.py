@@ -8,6 +8,7 @@ from PIL import Image
 import kmq
 from kmq import batch
 from kmq.errors import KmqError
+from imagefiles import pixels_of
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_decompress_task_writes_the_decoded_pixels(tmp_path, rgb_small):
     kmq.write(tmp_path / "q.kmq", img)
     jobs = batch.plan_decompress([tmp_path / "q.kmq", tmp_path / "missing.kmq"], tmp_path / "out")
     results = sorted(batch.run(jobs, batch.DecompressTask(), 2), key=lambda r: r.job.index)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "q.kmq.png")), img.decode())
+    np.testing.assert_array_equal(pixels_of(tmp_path / "out" / "q.kmq.png"), img.decode())
     assert results[0].job.size == (tmp_path / "q.kmq").stat().st_size
     assert results[1].error == f"{tmp_path / 'missing.kmq'}: no such file or directory"
 

@@ -10,6 +10,7 @@ from PIL import Image
 import kmq
 from kmq.cli import main
 from kmq.stats import FIELDS
+from imagefiles import pixels_of
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_compress_then_decompress_with_default_names(runner, image, tmp_path):
     out = tmp_path / "c.kmq.png"
     assert re.fullmatch(rf"{re.escape(str(kmq_path))} -> {re.escape(str(out))}: 303x227 PNG, \d+\.\d\d s\n",
                         result.output)
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), kmq.read(kmq_path).decode())
+    np.testing.assert_array_equal(pixels_of(out), kmq.read(kmq_path).decode())
 
 
 def test_quiet_prints_nothing(runner, image):
@@ -224,3 +225,25 @@ def test_pipes(runner, image):
     assert kmq_bytes.stdout_bytes.startswith(b"\x89KMQ")
     png = runner.invoke(main, ["decompress", "-", "-o", "-", "-q"], input=kmq_bytes.stdout_bytes)
     assert png.exit_code == 0 and png.stdout_bytes.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("channels, k, ext, mode", [(3, 16, "png", "P"), (4, 5, "png", "P"), (1, 8, "png", "L"),
+                                                    (3, 300, "png", "RGB"), (3, 16, "gif", "P"),
+                                                    (3, 16, "bmp", "RGB")])
+def test_decompress_writes_a_palette_image_when_it_can(runner, tmp_path, channels, k, ext, mode):
+    rng = np.random.default_rng(channels)
+    palette = np.unique(rng.integers(0, 256, (k + 20, channels), dtype=np.uint8), axis=0)[:k]
+    img = kmq.KmqImage(palette, rng.integers(0, k, (9, 7)))
+    kmq.write(tmp_path / "p.kmq", img)
+    out = tmp_path / f"p.{ext}"
+    assert run(runner, "decompress", tmp_path / "p.kmq", "-o", out, "-q").exit_code == 0
+    assert Image.open(out).mode == mode
+    np.testing.assert_array_equal(pixels_of(out), img.decode())
+
+
+def test_truecolor_writes_the_pixels(runner, image, tmp_path):
+    run(runner, "compress", image, "-q")
+    assert run(runner, "decompress", tmp_path / "c.kmq", "--truecolor", "-q").exit_code == 0
+    out = tmp_path / "c.kmq.png"
+    assert Image.open(out).mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), kmq.read(tmp_path / "c.kmq").decode())

@@ -12,6 +12,7 @@ import kmq
 from kmq import batch, segment
 from kmq.cli import main
 from kmq.stats import INFO_FIELDS, PALETTE_FIELDS
+from imagefiles import pixels_of
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ def test_bulk_decompress_a_folder(runner, tmp_path, folder):
     assert result.exit_code == 0
     assert json.loads(result.stdout)["succeeded"] == 2
     for name in ("a", "x/a"):
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back" / f"{name}.kmq.png")),
+        np.testing.assert_array_equal(pixels_of(tmp_path / "back" / f"{name}.kmq.png"),
                                       kmq.read(tmp_path / "kmqs" / f"{name}.kmq").decode())
 
 

@@ -17,6 +17,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from imagefiles import pixels_of
+
 import kmq
 from kmq import fileio
 from kmq.cli import main
@@ -231,11 +233,11 @@ def test_an_output_that_is_a_folder(runner, kmq_file, tmp_path):
 
 
 def test_a_failed_write_leaves_no_output(runner, kmq_file, tmp_path, monkeypatch):
-    def broken(pixels, target, *, format):
+    def broken(palette, labels, target, *, format, truecolor):
         target.write(b"\x89PNG half")
         raise kmq.KmqError("disk on fire")
 
-    monkeypatch.setattr("kmq.cli.save_image", broken)
+    monkeypatch.setattr("kmq.api.save_quantized", broken)
     result = run(runner, "decompress", kmq_file, "-o", tmp_path / "x.png")
     assert (result.exit_code, result.output) == (1, "Error: disk on fire\n")
     assert not (tmp_path / "x.png").exists() and leftovers(tmp_path) == []
@@ -270,7 +272,7 @@ def test_compress_and_decompress_through_a_pipe(png, tmp_path):
     assert second.stderr.decode().startswith("- -> -: 11x13 PNG")
     (tmp_path / "b.png").write_bytes(second.stdout)
     expected = kmq.compress(png, k=8).decode()
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), expected)
+    np.testing.assert_array_equal(pixels_of(tmp_path / "b.png"), expected)
 
 
 def test_compress_to_stdout_keeps_messages_on_stderr(png):
