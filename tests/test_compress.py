@@ -177,3 +177,14 @@ def test_rgba_alpha_is_clustered_with_colour():
     img = kmq.compress(pixels, k=2)
     assert img.k == 2 and img.channels == 4
     np.testing.assert_array_equal(img.decode(), pixels)
+
+
+def test_export_writes_the_decoded_pixels(tmp_path, rgb_small):
+    from imagefiles import pixels_of
+    img = kmq.compress(rgb_small, k=4)
+    assert kmq.export(img, tmp_path / "a.png") == "PNG"
+    assert kmq.export(img, tmp_path / "a.bmp") == "BMP"
+    for name in ("a.png", "a.bmp"):
+        np.testing.assert_array_equal(pixels_of(tmp_path / name), img.decode())
+    with pytest.raises(kmq.KmqError, match="already exists"):
+        kmq.export(img, tmp_path / "a.png")
