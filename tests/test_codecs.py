@@ -262,3 +262,34 @@ def test_fuzz_roundtrip(seed, k, w, h):
         labels = blobs(h, w, k, seed=seed % 1000)
     for codec in CODECS:
         roundtrip(codec, labels, k)
+
+
+# --- the payload size bound (docs/CODECS.md): checked before anything in proportion to the image -----------
+
+def test_ctx_min_payload_bytes():
+    assert ctx.min_payload_bytes(1, 0) == 6 and ctx.min_payload_bytes((1 << 20) + 1, 0) == 6
+    assert ctx.min_payload_bytes((1 << 20) + 2, 0) == 8
+    assert ctx.min_payload_bytes(178_956_970, 0) == 1 + 5 + 2 * (171 - 1)
+    assert ctx.min_payload_bytes(178_956_970, 12) == 1 + 5 * 4096
+
+
+def test_ctx_refuses_a_payload_too_short_for_the_image_before_allocating_it():
+    good = ctx.encode(np.full((4, 5), 3, np.uint16), pal(16))
+    assert len(good) == 6  # lg = 0, one state, no word
+    with pytest.raises(FormatError, match=r"ctx payload of 6 bytes is too short for 178956970 labels "
+                                          r"\(at least 346 bytes with lg = 0\)"):
+        ctx.decode(good, 178_956_970, 1, pal(16))
+    with pytest.raises(FormatError, match=r"too short for 2097153 labels \(at least 8 bytes"):
+        ctx.decode(good, 2_097_153, 1, pal(16))
+
+
+@pytest.mark.parametrize("k, runs", [(16, False), (2, True)])
+def test_ctx_the_cheapest_12mp_images_still_decode(k, runs):
+    # The best case for the bound: a constant image (every symbol near probability 1), and k = 2 in long runs.
+    labels = np.full((3000, 4000), k - 1, np.uint16)
+    if runs:
+        labels[:, 1000:3000] = 0
+        labels[1500:] ^= 1
+    payload = ctx.encode(labels, pal(k))
+    assert len(payload) >= ctx.min_payload_bytes(labels.size, ctx.lanes_log2(labels.size))
+    np.testing.assert_array_equal(ctx.decode(payload, 4000, 3000, pal(k)), labels)

@@ -13,7 +13,7 @@ adaptive model: none of it is stored), refreshed between *pieces* of a pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -230,12 +230,29 @@ def _subset(cx: _Context, sel) -> _Context:
 
 
 class _Coder(Protocol):
-    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        """Code one batch: symbol i with probabilities proportional to ``weights[rows[i]]`` (R, A).
+    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+        """Code one batch: symbol i with probabilities proportional to row ``rows[i]`` of ``weights``.
         Returns the symbols (given to the encoder, decoded)."""
 
     def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         """Code one batch: symbol i uniform over 0 .. sizes[i] - 1."""
+
+
+@dataclass
+class _Weights:
+    """A table of symbol weights, ``rows`` rows, made on demand: ``make(ids)`` gives the rows ``ids`` (or all
+    of them for None) as a (len(ids), A) int64 array."""
+    rows: int
+    make: Callable[[np.ndarray | None], np.ndarray]
+
+
+def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rANS tables for the rows a batch uses, and the batch's rows renumbered into them. A small batch gets the
+    rows it uses only: a whole table costs more than coding a few symbols."""
+    if 4 * len(rows) < weights.rows:
+        ids, rows = np.unique(rows, return_inverse=True)
+        return (*rans.cdf_tables(weights.make(ids)), rows.reshape(-1))
+    return (*rans.cdf_tables(weights.make(None)), rows)
 
 
 class _Encoder:
@@ -243,10 +260,10 @@ class _Encoder:
         self.freqs: list[np.ndarray] = []
         self.cums: list[np.ndarray] = []
 
-    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
         if len(sym):
-            f, c = rans.cdf_tables(weights)
+            f, c, rows = _tables(weights, rows)
             self.freqs.append(f[rows, sym])
             self.cums.append(c[rows, sym])
         return sym
@@ -264,10 +281,10 @@ class _Decoder:
     def __init__(self, dec: rans.Decoder) -> None:
         self.dec = dec
 
-    def code(self, weights: np.ndarray, rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros(0, np.int64)
-        f, c = rans.cdf_tables(weights)
+        f, c, rows = _tables(weights, rows)
         return self.dec.decode(rows, f, c)
 
     def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
@@ -329,9 +346,13 @@ class _Model:
     def rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
         return ((kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature) * _N_ACT + cx.act
 
-    def rank_weights(self) -> np.ndarray:
+    def rank_weights(self) -> _Weights:
         """(contexts, 5) weights: the counts of the context, plus 1 for every possible symbol."""
-        return (self.rank + 1) * self.rank_valid
+        def make(ids: np.ndarray | None) -> np.ndarray:
+            if ids is None:
+                return (self.rank + 1) * self.rank_valid
+            return (self.rank[ids] + 1) * self.rank_valid[ids]
+        return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
         self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
@@ -389,7 +410,11 @@ class _Model:
             p = self._positions(ref, value)
             rank = p - (excl < p).sum(axis=0)
         rows = kind * _N_ACT + cx.act.astype(np.int64)
-        weights = ((2 * self.esc + 1)[:, None, :] * self.esc_valid[None, :, :]).reshape(-1, self.n_buckets)
+        def make(ids: np.ndarray | None) -> np.ndarray:
+            if ids is None:
+                ids = np.arange(len(self.esc) * 5)
+            return (2 * self.esc[ids // 5] + 1) * self.esc_valid[ids % 5]
+        weights = _Weights(len(self.esc) * 5, make)
         bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else _bucket(rank))
         base, size = _bucket_base_size(bucket)
         size = np.minimum(size, self.k - n_ranks - base)
@@ -453,6 +478,20 @@ def lanes_log2(n_pixels: int) -> int:
     return max(0, min(_MAX_LANES_LOG2, max(size - 13, 2 * size - 33)))
 
 
+# Every label but the first costs a stage-1 symbol of frequency <= M - 1, which shrinks its lane's state by a
+# factor below 1 - (256/257)/M, i.e. by more than 2^-20 of the 16 bits a word (or a lane's initial state) adds
+# (docs/CODECS.md, "Payload size bound").
+_LABELS_PER_WORD_LOG2 = 20
+
+
+def min_payload_bytes(n_pixels: int, lg: int) -> int:
+    """The fewest payload bytes (lane byte, states, words) that can code n_pixels labels (k >= 2) on 2^lg
+    lanes: the labels after the first need lanes + words >= ceil((n_pixels - 1) / 2^20)."""
+    lanes = 1 << lg
+    units = -(-max(0, n_pixels - 1) >> _LABELS_PER_WORD_LOG2)
+    return 1 + rans.STATE_BYTES * lanes + 2 * max(0, units - lanes)
+
+
 def _check_palette(palette: np.ndarray) -> np.ndarray:
     palette = np.asarray(palette)
     if palette.ndim != 2 or not 1 <= len(palette) <= 65536 or palette.dtype != np.uint8:
@@ -480,11 +519,10 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
     k = len(palette)
     if not 1 <= k <= 65536 or palette.ndim != 2 or palette.dtype != np.uint8:
         raise FormatError(f"{_WHAT}: the palette must be (k, channels) uint8 with k in 1 .. 65536")
-    labels = np.zeros((height, width), dtype=np.uint16)
     if k == 1:
         if len(payload):
             raise FormatError(f"{_WHAT}: k = 1 needs an empty payload, got {len(payload)} bytes")
-        return labels
+        return np.zeros((height, width), dtype=np.uint16)
     data = memoryview(bytes(payload))
     if len(data) < 1:
         raise FormatError(f"{_WHAT}: empty, expected at least the lane-count byte")
@@ -492,6 +530,12 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
     if lg > _MAX_LANES_LOG2:
         raise FormatError(f"{_WHAT}: byte 0 (log2 of the lane count) is {lg}, above {_MAX_LANES_LOG2}")
     dec = rans.Decoder(data[1:], 1 << lg, what=_WHAT)
+    # Before anything in proportion to the pixels: can this many bytes code this many labels at all?
+    need = min_payload_bytes(width * height, lg)
+    if len(data) < need:
+        raise FormatError(f"{_WHAT} of {len(data)} bytes is too short for {width * height} labels "
+                          f"(at least {need} bytes with lg = {lg})")
+    labels = np.zeros((height, width), dtype=np.uint16)
     _run(labels, _Decoder(dec), palette, encoding=False)
     dec.finish()
     return labels
