@@ -174,55 +174,68 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POW2, x, side="right")
 
 
-def _activity(model: "_Model", nb: list[np.ndarray], pattern: np.ndarray) -> np.ndarray:
+# activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), which is _N_ACT - 1 from 2^(2·_N_ACT - 3) on
+_ACT_CAP = 1 << (2 * _N_ACT - 3)
+_ACT_OF = np.minimum(_N_ACT - 1, _bit_length(np.arange(_ACT_CAP + 1)) // 2).astype(np.uint8)
+
+
+def _activity(model: "_Model", nb: list[np.ndarray]) -> np.ndarray:
     """(n,) uint8 0 .. _N_ACT-1: how far apart the 4 main neighbours' colours are.
 
     ``spread`` = the sum over the 6 pairs of main neighbours of their colours' squared distance;
     activity = min(_N_ACT - 1, bit_length(spread) // 2), 0 when all four are equal.
     """
-    act = np.zeros(len(pattern), np.uint8)
-    busy = np.flatnonzero(pattern != 63)
-    if len(busy):
-        labels = [a[busy].astype(np.int32) for a in nb]
-        spread = np.zeros(len(busy), np.int64)
-        for i, j in _PAIRS:
-            spread += model.dist2(labels[i], labels[j])
-        act[busy] = np.minimum(_N_ACT - 1, _bit_length(spread) // 2)
-    return act
+    spread = np.zeros(len(nb[0]), np.int32 if model.k <= _NN_MAX else np.int64)  # at most 6·4·255²
+    for i, j in _PAIRS:
+        spread += model.dist2(nb[i], nb[j])
+    return _ACT_OF[np.minimum(spread, _ACT_CAP)]
+
+
+# For a pattern p and a 4-bit mask m of the main neighbours holding a label: its stage-1 symbol, the rank of
+# the neighbour group it is in (or escape when no neighbour holds it).
+_SYM_OF_MATCH = np.full(65 * 16, _ESC, np.uint8)
+for _p in range(65):
+    for _m in range(1, 16):
+        for _r in range(int(_N_RANKS[_p]) - 1, -1, -1):
+            if _m >> int(_RANK_POS[_p, _r]) & 1:
+                _SYM_OF_MATCH[_p * 16 + _m] = _r
+# For a pattern p and a symbol s < 4: the main neighbour holding the label of rank s.
+_POS_OF_SYM = _RANK_POS_U8.reshape(-1)
 
 
 @dataclass
 class _Context:
     """What both sides know about the pixels of a pass before coding them; arrays of length n."""
     pattern: np.ndarray  # (n,) uint8 equality pattern of the main neighbours, 0..64
-    cand: np.ndarray  # (4, n) uint16 ranked distinct neighbour labels (rank r valid when r < n_ranks)
-    n_ranks: np.ndarray  # (n,) int64
-    feature: np.ndarray  # (n,) uint8 0..4: share of the extra neighbours holding the rank-0 label
+    rows: np.ndarray  # (n,) uint16 stage-1 row: ((kind·65 + pattern)·_N_FEAT + feature)·_N_ACT + act
     act: np.ndarray  # (n,) uint8 0.._N_ACT-1: colour spread of the main neighbours
     nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
 
 def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_Model") -> _Context:
     if kind == 0:
-        return _Context(np.full(1, _NO_NB, np.uint8), np.zeros((4, 1), np.uint16), np.zeros(1, np.int64),
-                        np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros((4, 1), np.uint16))
+        pattern = np.full(1, _NO_NB, np.uint8)
+        return _Context(pattern, (pattern.astype(np.uint16) * (_N_FEAT * _N_ACT)), np.zeros(1, np.uint8),
+                        np.zeros((4, 1), np.uint16))
     n = len(nb[0])
     # small dtypes: at 12 MP every byte per pixel of these temporaries costs 12 MB and time
     pattern = np.zeros(n, dtype=np.uint8)
     for b, (i, j) in enumerate(_PAIRS):
         pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
     stacked = np.stack(nb)
-    cand = np.take_along_axis(stacked, _RANK_POS_U8[pattern].T, axis=0)
+    # the rank-0 label, then how many extra neighbours hold it
+    top = stacked.reshape(-1)[_POS_OF_SYM[pattern.astype(np.intp) << 2] * np.intp(n) + np.arange(n)]
     same = np.zeros(n, np.uint8)
     for e in extra:
-        same += e == cand[0]
-    feature = (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
-    return _Context(pattern, cand, _N_RANKS[pattern], feature, _activity(model, nb, pattern), stacked)
-
-
-def _subset(cx: _Context, sel) -> _Context:
-    return _Context(cx.pattern[sel], cx.cand[:, sel], cx.n_ranks[sel], cx.feature[sel], cx.act[sel],
-                    cx.nb[:, sel])
+        same += e == top
+    act = _activity(model, nb)
+    rows = pattern.astype(np.uint16)
+    rows += np.uint16(kind * 65)
+    rows *= np.uint16(_N_FEAT)
+    rows += (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
+    rows *= np.uint16(_N_ACT)
+    rows += act
+    return _Context(pattern, rows, act, stacked)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -332,20 +345,20 @@ class _Model:
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
-            self.d2 = (d * d).sum(axis=2).astype(np.int32).reshape(-1)
+            # d2[(a << 8) | b]: squared distance of labels a and b, indexed by a uint16
+            d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
+            d2[:k, :k] = (d * d).sum(axis=2)
+            self.d2 = d2.reshape(-1)
             self.cells: np.ndarray | None = None  # reference entry of every mean-colour cell, made on first use
 
     def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Squared colour distance of labels a and b (int32 arrays of equal shape)."""
+        """Squared colour distance of labels a and b (uint16 arrays of equal shape)."""
         if self.k <= _NN_MAX:
-            return self.d2[a * self.k + b]
+            return self.d2[(a << np.uint16(8)) | b]
         d = self.pal[a] - self.pal[b]
         return (d * d).sum(axis=1)
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
-    def rank_rows(self, kind: int, cx: _Context) -> np.ndarray:
-        return ((kind * 65 + cx.pattern.astype(np.int64)) * _N_FEAT + cx.feature) * _N_ACT + cx.act
-
     def rank_weights(self) -> _Weights:
         """(contexts, 5) weights: the counts of the context, plus 1 for every possible symbol."""
         def make(ids: np.ndarray | None) -> np.ndarray:
@@ -355,13 +368,13 @@ class _Model:
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        self.rank += np.bincount(rows * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
+        self.rank += np.bincount(rows.astype(np.intp) * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
-    def _reference(self, cx: _Context) -> np.ndarray:
+    def _reference(self, nb: np.ndarray) -> np.ndarray:
         """(m,) the reference entry of escaped pixels: the one nearest the centre of the cell of their main
         neighbours' summed colour S (see _cell_table); 0 when k > _NN_MAX."""
-        m = cx.nb.shape[1]
+        m = nb.shape[1]
         if self.k > _NN_MAX or m == 0:
             return np.zeros(m, np.int64)
         ch = self.pal.shape[1]
@@ -371,7 +384,7 @@ class _Model:
         levels = (1020 >> shift) + 1
         cell = np.zeros(m, np.int64)
         for c in range(ch):
-            cell = cell * levels + (sum(self.pal[cx.nb[i], c] for i in range(4)) >> shift)
+            cell = cell * levels + (sum(self.pal[nb[i], c] for i in range(4)) >> shift)
         return self.cells[cell]
 
     def _cell_table(self, shift: int) -> np.ndarray:
@@ -393,23 +406,28 @@ class _Model:
     def _positions(self, ref: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return labels if self.k > _NN_MAX else self.pos[ref, labels]
 
-    def code_escapes(self, coder: _Coder, kind: int, cx: _Context, value: np.ndarray | None) -> np.ndarray:
-        m = len(cx.pattern)
+    def code_escapes(self, coder: _Coder, kind: int, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray,
+                     value: np.ndarray | None) -> np.ndarray:
+        """Code the labels of escaped pixels, given their context (pattern, (4, m) main neighbours, activity);
+        returns them (given to the encoder, found by the decoder)."""
+        m = len(pattern)
         if m == 0:
             return np.zeros(0, np.int64)
-        ref = self._reference(cx)
-        n_ranks = cx.n_ranks
+        ref = self._reference(nb)
+        n_ranks = _N_RANKS[pattern]
+        cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
         # positions of the excluded candidates in ref's order; k where there is no candidate
         excl = np.full((4, m), self.k, np.int64)
         for r in range(4):
             ok = r < n_ranks
-            excl[r, ok] = self._positions(ref[ok], cx.cand[r, ok].astype(np.int64))
+            excl[r, ok] = self._positions(ref[ok], cand[r, ok].astype(np.int64))
         excl.sort(axis=0)
         rank = None
         if value is not None:
             p = self._positions(ref, value)
             rank = p - (excl < p).sum(axis=0)
-        rows = kind * _N_ACT + cx.act.astype(np.int64)
+        rows = kind * _N_ACT + act.astype(np.int64)
+
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
                 ids = np.arange(len(self.esc) * 5)
@@ -429,25 +447,31 @@ class _Model:
 
 
 def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.ndarray | None
-               ) -> np.ndarray:
-    """Code the labels of one pass (given to the encoder, found by the decoder), piece by piece."""
+               ) -> np.ndarray | None:
+    """Code the labels of one pass piece by piece: given to the encoder (returns None), or found by the
+    decoder (returns them, (n,) uint16)."""
     n = len(cx.pattern)
-    out = np.empty(n, np.int64)
+    sym_all = None
+    if truth is not None:
+        # which main neighbours hold the label, as a 4-bit mask; with the pattern it names the symbol
+        match = np.zeros(n, np.uint16)
+        for i in range(4):
+            match |= (cx.nb[i] == truth).view(np.uint8) << np.uint8(i)
+        match |= cx.pattern.astype(np.uint16) << np.uint16(4)
+        sym_all = _SYM_OF_MATCH[match]
+    out = None if truth is not None else np.empty(n, np.uint16)
+    flat_nb = cx.nb.reshape(-1)
     for a, b in _pieces(n):
-        part = _subset(cx, slice(a, b))
-        sym = None
-        if truth is not None:
-            hit = part.cand.astype(np.int64) == truth[a:b][None, :]
-            hit &= np.arange(4)[:, None] < part.n_ranks[None, :]
-            sym = np.where(hit.any(axis=0), np.argmax(hit, axis=0), _ESC)
-        rows = model.rank_rows(kind, part)
-        sym = coder.code(model.rank_weights(), rows, sym)
-        esc = sym == _ESC
-        value = np.take_along_axis(part.cand, np.minimum(sym, 3)[None, :], axis=0)[0].astype(np.int64)
-        value[esc] = model.code_escapes(coder, kind, _subset(part, esc),
-                                        None if truth is None else truth[a:b][esc])
+        rows = cx.rows[a:b]
+        sym = coder.code(model.rank_weights(), rows, None if sym_all is None else sym_all[a:b])
+        at = np.flatnonzero(sym == _ESC) + a
+        escaped = model.code_escapes(coder, kind, cx.pattern[at], cx.nb[:, at], cx.act[at],
+                                     None if truth is None else truth[at].astype(np.int64))
+        if out is not None:
+            pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
+            out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
+            out[at] = escaped
         model.learn_rank(rows, sym)
-        out[a:b] = value
     return out
 
 
@@ -461,9 +485,8 @@ def _run(canvas: np.ndarray, coder: _Coder, palette: np.ndarray, encoding: bool)
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else ([], [])
         cx = _context(p.kind, nb, extra, model)
-        truth = region.reshape(-1).astype(np.int64) if encoding else None
-        out = _code_pass(model, coder, p.kind, cx, truth)
-        if not encoding:
+        out = _code_pass(model, coder, p.kind, cx, region.reshape(-1) if encoding else None)
+        if out is not None:
             region[...] = out.reshape(region.shape)
 
 

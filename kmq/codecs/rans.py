@@ -26,6 +26,7 @@ LOW = 1 << 24
 STATE_BYTES = 5
 _WORD_BITS = 16
 _U64 = np.uint64
+_COMPARE_MAX = 8  # alphabets up to this size are decoded by comparisons, larger ones by a binary search
 
 
 def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,11 +136,27 @@ class Decoder:
         int64 in 0 .. A-1, each one of non-zero frequency in its row.
         """
         n_rows, width = cum.shape
-        # One sorted array for all rows, so one searchsorted call finds every symbol whatever its row.
-        flat = (cum + np.arange(n_rows, dtype=np.int64)[:, None] * (M + 1)).reshape(-1)
+        rows = np.asarray(rows, dtype=np.int64)
         fflat = freq.reshape(-1)
         cflat = cum.reshape(-1)
-        rows = np.asarray(rows, dtype=np.int64)
+        if width <= _COMPARE_MAX + 1:
+            # Few symbols: the symbol is the number of inner boundaries cum[1..A-1] at or below the slot
+            # (a symbol of frequency 0 shares its boundary with the next, so it is skipped), found by one
+            # gather and comparison per boundary: far cheaper than a binary search over every row.
+            bounds = [np.ascontiguousarray(cum[:, a]) for a in range(1, width - 1)]
+            rf = rows * (width - 1)
+            rc = rows * width
+
+            def find_few(a: int, b: int, slot: np.ndarray):
+                r = rows[a:b]
+                sym = np.zeros(b - a, np.int64)
+                for col in bounds:
+                    sym += col[r] <= slot
+                return sym, fflat[rf[a:b] + sym], cflat[rc[a:b] + sym]
+
+            return self._run(len(rows), find_few)
+        # One sorted array for all rows, so one searchsorted call finds every symbol whatever its row.
+        flat = (cum + np.arange(n_rows, dtype=np.int64)[:, None] * (M + 1)).reshape(-1)
         base = rows * (M + 1)
         rbase = rows * width
 
