@@ -6,9 +6,13 @@ neighbours are known). Every pixel of a pass sees already-decoded neighbours onl
 modelled and coded with array operations.
 
 Each label is coded as (1) which of its 4 neighbours' distinct labels it equals, ranked by how many
-neighbours carry it, or "escape"; then (2) on escape, the label itself, bit by bit down a binary tree whose
-branch counts pool those of every neighbour label. The statistics are counts of what was already coded (an
-adaptive model: none of it is stored), refreshed between *pieces* of a pass.
+neighbours carry it, or "escape"; then (2) on escape, its rank by colour distance from the palette entry
+nearest the neighbours' mean colour (the candidates left out), as a bucket and a uniform offset. The
+statistics are counts of what was already coded (an adaptive model: none of it is stored), refreshed
+between *pieces* of a pass.
+
+A decoder first checks that the payload is long enough for the declared image at all (docs/CODECS.md,
+"Payload size bound"), so a forged header cannot make it allocate the image for a payload of a few bytes.
 """
 from __future__ import annotations
 
