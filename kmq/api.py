@@ -60,7 +60,8 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
     cheaper); the centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
     labelled with its nearest palette entry, so J is that of the stored palette.
     """
-    colors, counts, inverse = kmeans.distinct_colors(pixels)
+    distinct = kmeans.distinct(pixels)
+    colors, counts = distinct.colors, distinct.counts
     if len(colors) <= k:
         if len(colors) < k:
             warnings.warn(f"the image has only {len(colors)} distinct colours, fewer than k={k}: "
@@ -75,7 +76,8 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
         color_labels, sq_dist = kmeans.nearest(colors, palette)
     palette, color_labels = _by_share(palette, color_labels, counts)
     distortion = float(np.dot(np.asarray(sq_dist, np.float64), counts) / counts.sum())
-    return palette, color_labels.astype(np.uint16)[inverse], distortion
+    # One table look-up per pixel from its colour to its label: no (N,) index array is ever built.
+    return palette, distinct.spread(color_labels.astype(np.uint16)), distortion
 
 
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,

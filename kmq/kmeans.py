@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-__all__ = ["distinct_colors", "fit", "nearest"]
+__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "nearest"]
 
 # Cap on the elements of one (points x centroids) block of distances, so that memory stays bounded
 # (2**21 float64 = 16 MiB) whatever the number of points or K.
@@ -46,24 +46,66 @@ def _unpack(packed: np.ndarray, channels: int) -> np.ndarray:
     return ((packed[:, None] >> shifts[None, :]) & 0xFF).astype(np.uint8)
 
 
-def _distinct_packed_small(packed: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct values of a packed array whose values are < 2**24, by a bincount (no sort)."""
-    full_len = 1 << (8 * channels)
-    full = np.bincount(packed, minlength=full_len)
-    present = full != 0
-    values = np.flatnonzero(present)
-    counts = full[values].astype(np.int64, copy=False)
-    del full  # the largest temporary (2**24 int64 = 128 MiB at worst): free it before the rank table
-    del present
-    # np.zeros is lazily zeroed memory, so scattering M ranks costs far less than a cumsum over 2**24.
-    rank = np.zeros(full_len, dtype=np.int32)
-    rank[values] = np.arange(values.shape[0], dtype=np.int32)
-    inverse = rank[packed].astype(np.intp)
-    return _unpack(values, channels), counts, inverse
+class Distinct:
+    """The distinct colours of an image and the way back from them to its pixels.
+
+    colors (M, C) uint8 in ascending lexicographic order (channel 0 first); counts (M,) int64, the pixels
+    of each colour. `spread` maps a per-colour array to a per-pixel one without ever building an (N,)
+    index array: each pixel's packed colour key looks its value up in a table (or, for RGBA with varying
+    alpha, a binary search over the sorted keys).
+    """
+
+    def __init__(self, colors: np.ndarray, counts: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
+        self.colors = colors
+        self.counts = counts
+        self._keys = keys  # (N,) uint32 packed colour of every pixel
+        self._values = values  # (M,) uint32 ascending: the packed key of each distinct colour
+
+    def spread(self, per_color: np.ndarray) -> np.ndarray:
+        """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
+        size = int(self._values[-1]) + 1
+        if size <= _TABLE_MAX:
+            # Only the M cells written are ever touched among the lazily zeroed pages of the table.
+            table = np.zeros(size, dtype=per_color.dtype)
+            table[self._values] = per_color
+            return table[self._keys]
+        return per_color[np.searchsorted(self._values, self._keys)]
 
 
-# Below this many pixels distinct_colors sorts; above, the linear bincount is cheaper.
-_SORT_BELOW = 1 << 21
+# Largest look-up table `Distinct.spread` builds (the 2**24 of packed RGB); 32-bit RGBA keys search instead.
+_TABLE_MAX = 1 << 24
+
+
+def distinct(pixels: np.ndarray) -> Distinct:
+    """The distinct colours of (N, C) uint8 pixels, C in {1, 3, 4}, exactly (see `Distinct`).
+
+    The packed keys are sorted (numpy's vectorised sort of uint32: ~0.06 s for 12 MP) and the runs of equal
+    keys are the colours; an RGBA image whose alpha is the same everywhere is keyed on RGB only.
+    """
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    n, channels = pixels.shape
+    alpha = None
+    if channels == 4 and np.all(pixels[:, 3] == pixels[0, 3]):
+        alpha = pixels[0, 3]
+        keys = _pack(pixels[:, :3])
+    else:
+        keys = _pack(pixels)
+    ordered = np.sort(keys)
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
+    values = ordered[starts]
+    del ordered
+    counts = np.diff(starts, append=n).astype(np.int64)
+    if alpha is None:
+        colors = _unpack(values, channels)
+    else:
+        colors = np.empty((values.shape[0], 4), dtype=np.uint8)
+        colors[:, :3] = _unpack(values, 3)
+        colors[:, 3] = alpha
+    return Distinct(colors, counts, keys, values)
 
 
 def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,31 +114,10 @@ def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     pixels: (N, C) uint8, C in {1, 3, 4}.
     Returns (colors (M, C) uint8, counts (M,) int64, inverse (N,) intp) with ``colors[inverse] == pixels``
     and ``counts[i]`` the number of pixels of colour i. Colours come in ascending lexicographic order
-    (channel 0 first), which is ascending packed value.
-
-    Small images (under 2**21 pixels) sort the packed values: milliseconds. Larger ones with C <= 3 (or RGBA
-    whose alpha is the same everywhere) use a bincount over the packed 24-bit value, linear with no sort;
-    large RGBA with varying alpha sorts the packed 32-bit values.
+    (channel 0 first), which is ascending packed value. `distinct` is the same without the (N,) inverse.
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    n, channels = pixels.shape
-    if n < _SORT_BELOW:
-        # Sorting a few hundred thousand values takes milliseconds, less than touching a 2**24 table.
-        values, inverse, counts = np.unique(_pack(pixels), return_inverse=True, return_counts=True)
-        return (_unpack(values, channels), counts.astype(np.int64),
-                inverse.reshape(n).astype(np.intp, copy=False))
-    if channels <= 3:
-        return _distinct_packed_small(_pack(pixels), channels)
-    # C == 4: an opaque (or uniformly translucent) image is really a 3-channel one.
-    alpha = pixels[0, 3]
-    if np.all(pixels[:, 3] == alpha):
-        rgb, counts, inverse = _distinct_packed_small(_pack(pixels[:, :3]), 3)
-        colors = np.empty((rgb.shape[0], 4), dtype=np.uint8)
-        colors[:, :3] = rgb
-        colors[:, 3] = alpha
-        return colors, counts, inverse
-    values, inverse, counts = np.unique(_pack(pixels), return_inverse=True, return_counts=True)
-    return _unpack(values, 4), counts.astype(np.int64), inverse.reshape(n).astype(np.intp, copy=False)
+    d = distinct(pixels)
+    return d.colors, d.counts, d.spread(np.arange(d.colors.shape[0], dtype=np.intp))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,6 +256,7 @@ class _Points:
         self.w = np.ascontiguousarray(w, dtype=np.float64)
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
+        self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
 
     def dist2(self, rows: slice | np.ndarray, centres: np.ndarray, tables: list[np.ndarray] | None = None
               ) -> np.ndarray:
@@ -302,32 +324,39 @@ def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: 
     centroids[empty] = x[far]
 
 
-def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> np.ndarray:
     """Greedy weighted k-means++ (as scikit-learn): each new centroid is the best, by total weighted
     potential, of 2 + floor(ln k) candidates drawn with probability proportional to weight x D^2.
-    Returns (k, C) float64."""
+
+    `runs` independent seedings advance together, one vectorised step per centroid for all of them, so
+    that many restarts cost little more Python overhead than one. Returns (k, C) float64 for runs == 1,
+    else (runs, k, C).
+    """
     x, w, m = pts.x, pts.w, pts.m
     trials = 2 + int(math.log(k))
-    centroids = np.empty((k, x.shape[1]), dtype=np.float64)
+    centroids = np.empty((runs, k, x.shape[1]), dtype=np.float64)
     cw = np.cumsum(w)
-    first = min(int(np.searchsorted(cw, rng.random() * cw[-1], side="right")), m - 1)
-    centroids[0] = x[first]
-    closest = pts.dist2(slice(0, m), x[first:first + 1])[:, 0].astype(np.float64)
+    first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
+    centroids[:, 0] = x[first]
+    closest = pts.dist2(slice(0, m), x[first]).astype(np.float64)  # (m, runs)
+    run_ix = np.arange(runs)
     for i in range(1, k):
-        pot = np.cumsum(w * closest)
-        total = pot[-1]
-        if total <= 0.0:
-            # Every point already sits on a centroid (only with duplicate rows): take rows in order.
-            centroids[i] = x[i % m]
-            continue
-        cand = np.searchsorted(pot, rng.random(trials) * total, side="right")
-        np.minimum(cand, m - 1, out=cand)
-        d = pts.dist2(slice(0, m), x[cand]).astype(np.float64)  # (m, trials)
-        np.minimum(d, closest[:, None], out=d)
-        best = int(np.argmin(w @ d))
-        centroids[i] = x[cand[best]]
-        closest = d[:, best].copy()
-    return centroids
+        pot = np.cumsum(w[:, None] * closest, axis=0)  # (m, runs)
+        total = pot[-1].copy()
+        # One searchsorted for every run: run j's cumulative potential is shifted past runs 0..j-1.
+        base = np.concatenate([[0.0], np.cumsum(total)[:-1]])
+        flat = (pot + base[None, :]).T.ravel()
+        draws = rng.random((runs, trials)) * total[:, None] + base[:, None]
+        cand = np.searchsorted(flat, draws.ravel(), side="right").reshape(runs, trials) - run_ix[:, None] * m
+        np.clip(cand, 0, m - 1, out=cand)
+        # Every point already on a centroid (only with duplicate rows): that run takes rows in order.
+        cand[total <= 0.0] = i % m
+        d = pts.dist2(slice(0, m), x[cand.ravel()]).astype(np.float64).reshape(m, runs, trials)
+        np.minimum(d, closest[:, :, None], out=d)
+        best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
+        centroids[:, i] = x[cand[run_ix, best]]
+        closest = d[:, run_ix, best]
+    return centroids[0] if runs == 1 else centroids
 
 
 def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -> tuple[np.ndarray, float]:
@@ -349,8 +378,19 @@ def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -
     return centroids, float(pts.w @ dist)
 
 
+_SEP_SCALE = 128.0  # 255 * sqrt(4) * 128 < 65535
+
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
+
+
+def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between matching rows of a and b (..., C) -> (...), channel by channel: numpy's
+    reduction over a last axis of 3 is several times slower than three element-wise passes."""
+    d = (a[..., 0] - b[..., 0]) ** 2
+    for c in range(1, a.shape[-1]):
+        d += (a[..., c] - b[..., c]) ** 2
+    return d
 
 
 def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: np.ndarray,
@@ -364,27 +404,39 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
     the first n is at least |c_i - c_j| - |x - c_j| away, which bounds the second-nearest from below.
     """
     k = centroids.shape[0]
-    own = sep.copy()
-    np.fill_diagonal(own, 0.0)  # so that each centroid comes first in its own list
-    nbr = np.argsort(own, axis=1, kind="stable")  # (k, k)
-    nsep = np.take_along_axis(own, nbr, axis=1)
     lab = labels[rows]
     u = upper[rows]
+    # Only the lists of the centroids these points belong to are sorted (late on, a few of them).
+    used = np.unique(lab)
+    slot = np.searchsorted(used, lab)  # each point's row among the used centroids
+    # Lists are sorted by separation rounded down to 1/128 (a uint16 key: a radix sort, ~8x faster than
+    # sorting floats). Rounded-down separations keep both uses exact: every centroid with separation < 2u
+    # is still in the first n, and the separation after them still bounds the rest from below. The key
+    # of each centroid itself is 0 and every other key at least 1, so each list starts with its own.
+    key = np.minimum(np.floor(sep[used] * _SEP_SCALE) + 1.0, 65535.0).astype(np.uint16)
+    key[np.arange(used.shape[0]), used] = 0
+    order = np.argsort(key, axis=1, kind="stable")  # (used, k)
+    nsep = np.take_along_axis(key, order, axis=1).astype(np.float64)
+    nsep = np.maximum(nsep - 1.0, 0.0) * (1.0 / _SEP_SCALE)
     # n = how many of the sorted list lie within 2u: counting per row via a flat searchsorted.
-    offset = np.arange(k, dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(u.max()) + 1.0)
+    offset = np.arange(used.shape[0], dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(u.max()) + 1.0)
     flat = (nsep + offset[:, None]).ravel()
-    n = np.searchsorted(flat, 2.0 * u + offset[lab], side="left") - lab * k
+    n = np.searchsorted(flat, 2.0 * u + offset[slot], side="left") - slot * k
     width = np.maximum(2, 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     np.minimum(width, k, out=width)
     x = pts.x
+    cols = [np.ascontiguousarray(centroids[:, c]) for c in range(x.shape[1])]
     for L in np.unique(width).tolist():
         sel = np.flatnonzero(width == L)
         step = max(1, _BLOCK // (L * x.shape[1]))
         for s0 in range(0, sel.shape[0], step):
             part = sel[s0:s0 + step]
             r = rows[part]
-            cand = nbr[lab[part], :L]  # (m, L), ascending separation from the point's own centroid
-            d = ((x[r][:, None, :] - centroids[cand]) ** 2).sum(axis=2)
+            cand = order[slot[part], :L]  # (m, L), ascending separation from the point's own centroid
+            xr = x[r]
+            d = (xr[:, None, 0] - cols[0][cand]) ** 2
+            for c in range(1, x.shape[1]):
+                d += (xr[:, None, c] - cols[c][cand]) ** 2
             best = np.argmin(d, axis=1)
             i = np.arange(best.shape[0])
             upper[r] = np.sqrt(d[i, best])
@@ -392,11 +444,12 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
             d[i, best] = np.inf
             nxt = np.sqrt(d.min(axis=1))
             if L < k:
-                np.minimum(nxt, nsep[lab[part], L] - u[part], out=nxt)
+                np.minimum(nxt, nsep[slot[part], L] - u[part], out=nxt)
             lower[r] = nxt
 
 
-def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -> tuple[np.ndarray, float]:
+def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
+             guess: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
     """Weighted Lloyd from `centroids`, the same iterations as `_lloyd`, with Hamerly's bounds.
 
     Each point keeps an upper bound u on the distance to its centroid and a lower bound l on the distance
@@ -404,18 +457,29 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float)
     largest other move. A point whose u is below both l and half the distance from its centroid to the
     nearest other one cannot change cluster, so late iterations compute distances for only a few points.
     Stops when the summed squared centroid shift is <= tol_abs or after max_iter updates.
-    Returns (centroids (k, C) float64, weighted inertia of the final labels around them).
+
+    guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
+    exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
+    `_reassign_near`), instead of measuring all k for every point.
+    Returns (centroids (k, C) float64, weighted inertia of the final labels around them, those labels).
     """
     k = centroids.shape[0]
     x = pts.x
-    labels, upper, lower = _assign(pts, centroids, second=True)
-    np.sqrt(upper, out=upper)
-    np.sqrt(lower, out=lower)
+    if guess is None or k < _GROUPED_FROM:  # with few centroids, measuring them all is cheaper
+        labels, upper, lower = _assign(pts, centroids, second=True)
+        np.sqrt(upper, out=upper)
+        np.sqrt(lower, out=lower)
+    else:
+        labels = guess.astype(np.intp, copy=True)
+        upper = np.sqrt(_sq(x, centroids[labels]))
+        lower = np.empty_like(upper)
+        sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
+        _reassign_near(pts, centroids, sep, np.arange(pts.m), labels, upper, lower)
     for _ in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
-            _reseed_empty(new, wsum, x, ((x - centroids[labels]) ** 2).sum(axis=1))
-        delta = np.sqrt(((new - centroids) ** 2).sum(axis=1))
+            _reseed_empty(new, wsum, x, _sq(x, centroids[labels]))
+        delta = np.sqrt(_sq(new, centroids))
         centroids = new
         if float(delta @ delta) <= tol_abs:
             break
@@ -423,13 +487,13 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float)
         far = int(np.argmax(delta))
         second = float(np.partition(delta, k - 2)[k - 2])
         lower -= np.where(labels == far, second, delta[far])
-        sep = np.sqrt(((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
         np.fill_diagonal(sep, np.inf)
         bound = np.maximum(0.5 * sep.min(axis=1)[labels], lower)
         cand = np.flatnonzero(upper > bound)
         if cand.size == 0:
             continue
-        upper[cand] = np.sqrt(((x[cand] - centroids[labels[cand]]) ** 2).sum(axis=1))
+        upper[cand] = np.sqrt(_sq(x[cand], centroids[labels[cand]]))
         still = cand[upper[cand] > bound[cand]]
         if still.size == 0:
             continue
@@ -440,32 +504,64 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float)
             labels[still] = lab
             upper[still] = np.sqrt(up)
             lower[still] = np.sqrt(lo)
-    inertia = float(pts.w @ ((x - centroids[labels]) ** 2).sum(axis=1))
-    return centroids, inertia
+    inertia = float(pts.w @ _sq(x, centroids[labels]))
+    return centroids, inertia, labels
 
 
-def _coarse(colors: np.ndarray, counts: np.ndarray, bits: int) -> _Points:
-    """A histogram of the colours with `bits` bits per channel, each occupied bin standing for all its
-    colours by their weighted mean and total weight.
-
-    K-Means on it differs from K-Means on the colours only by the spread inside bins and by bins that
-    straddle a cluster boundary, so it gives a near-optimal start at a fraction of the cost."""
-    channels = colors.shape[1]
-    bin_id = np.zeros(colors.shape[0], dtype=np.intp)
-    for c in range(channels):
-        bin_id <<= bits
-        bin_id |= colors[:, c] >> (8 - bits)
-    full = np.bincount(bin_id)
+def _histogram(ids: np.ndarray, w: np.ndarray, wx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """Merge items by bin id: ids (n,) non-negative, w (n,) weights, wx (n, C) weighted colour sums.
+    Returns (bin of each item (n,), occupied bin ids ascending, their weights, their weighted sums)."""
+    full = np.bincount(ids)
     occupied = np.flatnonzero(full)
     rank = np.zeros(full.shape[0], dtype=np.intp)
     rank[occupied] = np.arange(occupied.shape[0])
-    inverse = rank[bin_id]
-    w = counts.astype(np.float64)
+    inverse = rank[ids]
     weights = np.bincount(inverse, weights=w)
-    means = np.empty((weights.shape[0], channels), dtype=np.float64)
+    sums = np.empty((occupied.shape[0], wx.shape[1]), dtype=np.float64)
+    for c in range(wx.shape[1]):
+        sums[:, c] = np.bincount(inverse, weights=wx[:, c])
+    return inverse, occupied, weights, sums
+
+
+def _pyramid(colors: np.ndarray, counts: np.ndarray, levels: tuple[int, ...]) -> list[_Points]:
+    """Histograms of the colours with `levels` bits per channel (ascending), each occupied bin standing for
+    all its colours by their weighted mean and total weight; each level's ``inverse`` is the bin of every
+    colour. The finest is built from the colours, each coarser one from the bins of the next finer.
+
+    K-Means on a histogram differs from K-Means on the colours only by the spread inside bins and by bins
+    that straddle a cluster boundary, so it gives a near-optimal start at a fraction of the cost."""
+    channels = colors.shape[1]
+    top = levels[-1]
+    ids = np.zeros(colors.shape[0], dtype=np.intp)
     for c in range(channels):
-        means[:, c] = np.bincount(inverse, weights=w * colors[:, c]) / weights
-    return _Points(means, weights)
+        ids <<= top
+        ids |= colors[:, c] >> (8 - top)
+    w = counts.astype(np.float64)
+    wx = colors * w[:, None]
+    inverse, ids, w, wx = _histogram(ids, w, wx)
+    out = []
+    bits = top
+    for b in levels[::-1]:
+        while bits > b:  # one bit less per channel: re-pack the bin ids of the finer level
+            drop = bits - b
+            mask = (1 << bits) - 1
+            coarse = np.zeros(ids.shape[0], dtype=np.intp)
+            for c in range(channels):
+                coarse <<= b
+                coarse |= ((ids >> (bits * (channels - 1 - c))) & mask) >> drop
+            up, ids, w, wx = _histogram(coarse, w, wx)
+            inverse = up[inverse]
+            bits = b
+        pts = _Points(wx / w[:, None], w)
+        pts.inverse = inverse
+        out.append(pts)
+    return out[::-1]
+
+
+def _coarse(colors: np.ndarray, counts: np.ndarray, bits: int) -> _Points:
+    """The histogram of the colours with `bits` bits per channel (see `_pyramid`)."""
+    return _pyramid(colors, counts, (bits,))[0]
 
 
 def _kmeans_1d(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
@@ -510,6 +606,8 @@ _REFINE_BITS = (6, 7)
 # Point-iterations allowed on the distinct colours after the histogram levels (~24 iterations at 850 000
 # colours): the tail beyond moves J by hundredths of a percent and would dominate the time at large K.
 _FULL_WORK = 20_000_000
+_LEVEL_TOL = 1.0
+_RESTART_ITER = 10
 
 
 def _restarts(k: int) -> int:
@@ -518,15 +616,20 @@ def _restarts(k: int) -> int:
 
 
 def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int,
-                      tol_abs: float) -> np.ndarray:
-    """`restarts` runs of k-means++ then Lloyd on pts; the centroids of the lowest-inertia run."""
+                      tol_abs: float) -> tuple[np.ndarray, np.ndarray]:
+    """`restarts` runs of k-means++ then Lloyd on pts; (centroids, labels) of the lowest-inertia run.
+
+    The runs are compared after at most `_RESTART_ITER` Lloyd updates (by then the ranking is settled:
+    the samples pick the same run as with full runs) and only the best one is run to convergence.
+    """
+    starts = _kmeanspp(pts, k, rng, restarts)
     best, best_j = None, np.inf
-    for _ in range(restarts):
-        cent, j = _hamerly(pts, _kmeanspp(pts, k, rng), max_iter, tol_abs)
+    for start in starts:
+        cent, j, lab = _hamerly(pts, start, min(max_iter, _RESTART_ITER), tol_abs)
         if j < best_j:  # strict: a tie keeps the earlier run
-            best, best_j = cent, j
+            best, best_j, best_lab = cent, j, lab
     assert best is not None
-    return best
+    return _hamerly(pts, best, max_iter, tol_abs, best_lab)[::2]
 
 
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
@@ -558,16 +661,21 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     rng = np.random.default_rng(seed)
     restarts = _restarts(k)
     if pts.m > _COARSE_ABOVE:
-        coarse = _coarse(colors, counts, _COARSE_BITS)
+        coarse, *refine = _pyramid(colors, counts, (_COARSE_BITS, *_REFINE_BITS))
         if coarse.m > 4 * k:
-            start = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs)
-            # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points.
-            for bits in _REFINE_BITS:
-                finer = _coarse(colors, counts, bits)
+            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL)
+            # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each
+            # level starts from the labels of the bin its points fell in one level up.
+            prev = coarse
+            for finer in refine:
                 if finer.m * 2 > pts.m:
                     break
-                start = _hamerly(finer, start, max_iter, tol_abs)[0]
+                colour_of = np.empty(finer.m, dtype=np.intp)
+                colour_of[finer.inverse] = np.arange(pts.m)  # some colour of each finer bin
+                start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL,
+                                            labels[prev.inverse[colour_of]])
+                prev = finer
             # The colours themselves only polish what the histograms found: a bounded amount of work.
             full_iter = min(max_iter, max(2, _FULL_WORK // pts.m))
-            return _hamerly(pts, start, full_iter, tol_abs)[0]
-    return _best_of_restarts(pts, k, rng, restarts, max_iter, tol_abs)
+            return _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse])[0]
+    return _best_of_restarts(pts, k, rng, restarts, max_iter, tol_abs)[0]

@@ -34,11 +34,12 @@ def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: in
 # ---------------------------------------------------------------------------------------------- distinct
 
 
-@pytest.fixture(params=["sort", "bincount"])
+@pytest.fixture(params=["table", "search"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through both ways distinct_colors works: sorting (small images) and bincount (large)."""
-    if request.param == "bincount":
-        monkeypatch.setattr(km, "_SORT_BELOW", 0)
+    """Run a test through both ways pixels find their colour: a look-up table (keys < 2**24) and a binary
+    search over the sorted keys (RGBA with varying alpha)."""
+    if request.param == "search":
+        monkeypatch.setattr(km, "_TABLE_MAX", 0)
     return request.param
 
 
@@ -224,7 +225,7 @@ def test_hamerly_equals_plain_lloyd(k: int) -> None:
     pts = km._Points(colors, counts, colors)
     start = km._kmeanspp(pts, k, np.random.default_rng(0))
     plain, j_plain = km._lloyd(pts, start, 300, 0.0)
-    fast, j_fast = km._hamerly(pts, start, 300, 0.0)
+    fast, j_fast, _ = km._hamerly(pts, start, 300, 0.0)
     np.testing.assert_allclose(fast, plain, atol=1e-6)
     # _lloyd reports the inertia of its last assignment, _hamerly that around the final centroids.
     assert j_fast == pytest.approx(j_plain, rel=1e-6)
@@ -263,3 +264,59 @@ def test_grey_is_solved_exactly() -> None:
             cent = [np.average(values[s:e].astype(float), weights=counts[s:e]) for s, e in ((0, a), (a, b), (b, 9))]
             best = min(best, weighted_j(values[:, None], counts, np.array(cent)[:, None]))
     assert got == pytest.approx(best, rel=1e-9)
+
+
+def test_pyramid_levels_equal_histograms_built_from_the_colours() -> None:
+    colors, counts = photo_like(5, 8000)
+    levels = km._pyramid(colors, counts, (4, 5, 7))
+    for bits, level in zip((4, 5, 7), levels):
+        bins = [tuple(c) for c in (colors >> (8 - bits)).tolist()]
+        ref_ids, inverse = np.unique(np.array(bins), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        w = np.bincount(inverse, weights=counts)
+        means = np.stack([np.bincount(inverse, weights=counts * colors[:, c]) for c in range(3)], 1) / w[:, None]
+        assert np.array_equal(level.inverse, inverse)
+        np.testing.assert_allclose(level.w, w)
+        np.testing.assert_allclose(level.x, means, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [40, 120])
+def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
+    # The first assignment of a level starts from guessed labels (here deliberately poor: all in cluster 0,
+    # or random): it must still find a nearest centroid, its exact distance and a valid lower bound on the
+    # distance to every other centroid (ties may go to either of the tied centroids).
+    colors, counts = photo_like(6, 20000)
+    pts = km._Points(colors, counts, colors)
+    cent = km._kmeanspp(pts, k, np.random.default_rng(0)) + np.random.default_rng(3).normal(0, 0.3, (k, 3))
+    d = np.sqrt(((pts.x[:, None, :] - cent[None]) ** 2).sum(axis=2))
+    nearest = d.min(axis=1)
+    sep = np.sqrt(((cent[:, None, :] - cent[None]) ** 2).sum(axis=2))
+    np.fill_diagonal(sep, np.inf)
+    rng = np.random.default_rng(1)
+    for guess in (np.zeros(pts.m, dtype=np.intp), rng.integers(0, k, pts.m)):
+        labels = guess.copy()
+        upper = d[np.arange(pts.m), labels].copy()
+        lower = np.empty(pts.m)
+        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, lower)
+        rows = np.arange(pts.m)
+        np.testing.assert_allclose(d[rows, labels], nearest, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(upper, nearest, rtol=0, atol=1e-9)
+        others = d.copy()
+        others[rows, labels] = np.inf
+        assert np.all(lower <= others.min(axis=1) + 1e-9)
+    # And a whole fit step from a guess reaches the same centroids as one from scratch here.
+    got = km._hamerly(pts, cent, 30, 0.0, np.zeros(pts.m, dtype=np.intp))[1]
+    ref = km._hamerly(pts, cent, 30, 0.0)[1]
+    assert got == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+def test_batched_kmeanspp_gives_distinct_data_points(runs: int) -> None:
+    colors, counts = photo_like(7, 5000)
+    pts = km._Points(colors, counts, colors)
+    c = km._kmeanspp(pts, 24, np.random.default_rng(2), runs)
+    c = c.reshape(runs, 24, 3)
+    present = {tuple(p) for p in colors.tolist()}
+    for run in c:
+        assert len({tuple(p) for p in run.tolist()}) == 24
+        assert all(tuple(int(v) for v in p) in present for p in run.tolist())
