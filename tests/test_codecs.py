@@ -273,14 +273,21 @@ def test_ctx_min_payload_bytes():
     assert ctx.min_payload_bytes(178_956_970, 12) == 1 + 5 * 4096
 
 
-def test_ctx_refuses_a_payload_too_short_for_the_image_before_allocating_it():
+def test_ctx_refuses_a_forged_lane_count_before_allocating_the_image():
+    # A valid 4x5 payload (lg = 0) declared for a huge image: one lane would mean one coder step per label.
     good = ctx.encode(np.full((4, 5), 3, np.uint16), pal(16))
     assert len(good) == 6  # lg = 0, one state, no word
-    with pytest.raises(FormatError, match=r"ctx payload of 6 bytes is too short for 178956970 labels "
-                                          r"\(at least 346 bytes with lg = 0\)"):
+    with pytest.raises(FormatError, match=r"ctx payload: byte 0 \(log2 of the lane count\) is 0, must be 12 "
+                                          r"for 178956970 pixels"):
         ctx.decode(good, 178_956_970, 1, pal(16))
-    with pytest.raises(FormatError, match=r"too short for 2097153 labels \(at least 8 bytes"):
+    with pytest.raises(FormatError, match=r"is 0, must be 9 for 2097153 pixels"):
         ctx.decode(good, 2_097_153, 1, pal(16))
+
+
+def test_ctx_refuses_a_payload_too_short_for_the_image():
+    # With the lane count right, the states alone already bound the labels; a short payload fails there.
+    with pytest.raises(FormatError, match="ctx payload"):
+        ctx.decode(bytes([12]) + bytes(100), 178_956_970, 1, pal(16))
 
 
 @pytest.mark.parametrize("k, runs", [(16, False), (2, True)])

@@ -554,8 +554,11 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
     if len(data) < 1:
         raise FormatError(f"{_WHAT}: empty, expected at least the lane-count byte")
     lg = data[0]
-    if lg > _MAX_LANES_LOG2:
-        raise FormatError(f"{_WHAT}: byte 0 (log2 of the lane count) is {lg}, above {_MAX_LANES_LOG2}")
+    # The lane count is fixed by the image size: a forged small one would make the coder take one Python
+    # step per label (minutes for a huge image) instead of one per 2^lg labels.
+    if lg != lanes_log2(width * height):
+        raise FormatError(f"{_WHAT}: byte 0 (log2 of the lane count) is {lg}, must be "
+                          f"{lanes_log2(width * height)} for {width * height} pixels")
     dec = rans.Decoder(data[1:], 1 << lg, what=_WHAT)
     # Before anything in proportion to the pixels: can this many bytes code this many labels at all?
     need = min_payload_bytes(width * height, lg)
