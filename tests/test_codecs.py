@@ -90,7 +90,7 @@ def test_ctx_single_pixel_layout():
 
 
 def test_ctx_worked_example_of_the_spec():
-    # docs/CODECS.md, "Worked example": traced by hand, pass by pass.
+    # docs/FORMAT.md, "Worked example": traced by hand, pass by pass.
     labels = np.array([[0, 1], [1, 1]], np.uint16)
     payload = ctx.encode(labels, RED_BLUE)
     assert payload == bytes.fromhex("00 00 00 07 10 00")
@@ -264,7 +264,7 @@ def test_fuzz_roundtrip(seed, k, w, h):
         roundtrip(codec, labels, k)
 
 
-# --- the payload size bound (docs/CODECS.md): checked before anything in proportion to the image -----------
+# --- the payload size bound (docs/FORMAT.md): checked before anything in proportion to the image -----------
 
 def test_ctx_min_payload_bytes():
     assert ctx.min_payload_bytes(1, 0) == 6 and ctx.min_payload_bytes((1 << 20) + 1, 0) == 6

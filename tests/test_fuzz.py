@@ -164,7 +164,7 @@ def test_a_k1_file_may_declare_the_largest_image():
 
 def test_found_by_make_fuzz_ctx_allocates_the_declared_image_first():
     # 2 x 89,478,485 pixels, k = 16, a 44-byte ctx payload: was refused ("truncated rANS word stream") only after
-    # allocating 341 MiB, in 0.2 to 1.8 s; now first, by the payload size bound of docs/CODECS.md. The exact
+    # allocating 341 MiB, in 0.2 to 1.8 s; now first, by the payload size bound of docs/FORMAT.md. The exact
     # input, from tools/fuzz.py -n 100000 --seed 0, case 93806:
     data = bytes.fromhex(
         "894b4d51010402040200000055555505100000001b0000002c00000000000000bc2c8c60b72a28d54fee9d6651467fc960ed0351"

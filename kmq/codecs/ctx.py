@@ -1,6 +1,6 @@
 """The ``ctx`` payload codec (id 2): context modelling of the label map, entropy coded with interleaved rANS.
 
-Labels are visited coarse to fine (docs/CODECS.md, "Pass order"): the first pixel, then per level a
+Labels are visited coarse to fine (docs/FORMAT.md, "Pass order"): the first pixel, then per level a
 *diagonal* pass (pixels whose 4 diagonal neighbours are known) and two *edge* passes (pixels whose 4 axial
 neighbours are known). Every pixel of a pass sees already-decoded neighbours only, so a whole pass is
 modelled and coded with array operations.
@@ -11,7 +11,7 @@ nearest the neighbours' mean colour (the candidates left out), as a bucket and a
 statistics are counts of what was already coded (an adaptive model: none of it is stored), refreshed
 between *pieces* of a pass.
 
-A decoder first checks that the payload is long enough for the declared image at all (docs/CODECS.md,
+A decoder first checks that the payload is long enough for the declared image at all (docs/FORMAT.md,
 "Payload size bound"), so a forged header cannot make it allocate the image for a payload of a few bytes.
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], list[np
     Returns the 4 main and the E extra neighbour labels, each (n,) uint16 in the pass's raster order. Main
     neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
     an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
-    away or from the previous edge pass (see docs/CODECS.md).
+    away or from the previous edge pass (see docs/FORMAT.md).
     """
     s, h = p.step, p.step // 2
     grid = canvas[0::s, 0::s]
@@ -507,7 +507,7 @@ def lanes_log2(n_pixels: int) -> int:
 
 # Every label but the first costs a stage-1 symbol of frequency <= M - 1, which shrinks its lane's state by a
 # factor below 1 - (256/257)/M, i.e. by more than 2^-20 of the 16 bits a word (or a lane's initial state) adds
-# (docs/CODECS.md, "Payload size bound").
+# (docs/FORMAT.md, "Payload size bound").
 _LABELS_PER_WORD_LOG2 = 20
 
 

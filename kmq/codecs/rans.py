@@ -2,7 +2,7 @@
 
 Symbol j of a stream goes to lane ``j % lanes``; each Python-level step codes one symbol on each of up to
 ``lanes`` lanes at once, so a stream of n symbols costs about n / lanes steps. All lanes share one stream of
-16-bit words. Parameters (see docs/CODECS.md):
+16-bit words. Parameters (see docs/FORMAT.md):
 
 - probabilities are integers ``freq`` out of ``M = 2**SCALE_BITS`` (65536), with ``cum`` the sum of the
   frequencies of the symbols before it;
