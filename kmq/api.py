@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import kmeans
 from .codecs import NAMES as CODECS
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import ImageSource, format_for, load_image, save_quantized, to_array
@@ -112,7 +112,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -
 
 def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
     """Read and validate a .kmq file. Raises KmqError (FormatError for a malformed file)."""
-    with open_input(path) as f:
+    with open_input(path) as f, naming(path):
         return KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels), max_pixels=max_pixels)
 
 
@@ -125,8 +125,9 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     with open_input(source) as f:
         head = f.read(len(MAGIC))
         if head == MAGIC:
-            data = read_kmq(f, max_pixels=max_pixels, head=head)
-            return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
+            with naming(source):
+                data = read_kmq(f, max_pixels=max_pixels, head=head)
+                return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
         if str(source) != STDIO:
             # Pillow names the file in its errors, and reads only what it needs: /dev/zero is refused at once.
             return load_image(source, max_pixels=max_pixels), os.fstat(f.fileno()).st_size

@@ -3,6 +3,11 @@
 KmqError is the base of everything kmq raises on bad input; FormatError means a .kmq file (or bytes) is
 malformed; ChecksumError is the FormatError for a CRC mismatch.
 """
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 class KmqError(Exception):
@@ -19,3 +24,15 @@ class ChecksumError(FormatError):
 
 class KmqWarning(UserWarning):
     """Degenerate but usable input, e.g. fewer distinct colours than K."""
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Prefix the message of a FormatError raised inside with the file it is about ("a.kmq: truncated ...").
+
+    The container code sees only bytes; this is where a file name is known. "-" is named <stdin>.
+    """
+    try:
+        yield
+    except FormatError as e:
+        raise type(e)(f"{'<stdin>' if str(path) == '-' else path}: {e}") from None

@@ -11,6 +11,7 @@ import numpy as np
 from .api import compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
+from .errors import naming
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 
@@ -106,8 +107,9 @@ def describe(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dic
     Raises FormatError for anything that is not a valid .kmq file.
     """
     data = read_bytes(source)
-    header = parse_header(data, max_pixels=max_pixels)
-    img = KmqImage.from_bytes(data, max_pixels=max_pixels)
+    with naming(source):
+        header = parse_header(data, max_pixels=max_pixels)
+        img = KmqImage.from_bytes(data, max_pixels=max_pixels)
     r = record(img, str(source), len(data))
     return {
         "file": str(source), "file_bytes": len(data), "version": header.version, "width": img.width,

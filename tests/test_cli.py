@@ -85,7 +85,7 @@ def test_junk_kmq_is_a_clean_error_and_writes_nothing(runner, tmp_path):
     junk.write_bytes(b"junk")
     result = run(runner, "decompress", junk, "-o", tmp_path / "j.png")
     assert result.exit_code == 1
-    assert result.output == "Error: not a .kmq file: bad magic 6a 75 6e 6b\n"
+    assert result.output == f"Error: {junk}: not a .kmq file: bad magic 6a 75 6e 6b\n"
     assert not (tmp_path / "j.png").exists()
 
 
@@ -95,7 +95,7 @@ def test_truncated_kmq(runner, image, tmp_path):
     (tmp_path / "c.kmq").write_bytes(data[:500])
     result = run(runner, "decompress", tmp_path / "c.kmq")
     assert result.exit_code == 1
-    assert result.output == f"Error: truncated file: expected {len(data)} bytes, got 500\n"
+    assert result.output == f"Error: {tmp_path / 'c.kmq'}: truncated file: expected {len(data)} bytes, got 500\n"
 
 
 @pytest.mark.parametrize("command", ["compress", "decompress", "stats"])

@@ -346,7 +346,8 @@ def test_a_malformed_kmq_is_one_clean_line(runner, kmq_file, tmp_path, command, 
     data, message = _malformed(kmq_file.read_bytes())[case]
     bad = tmp_path / "bad.kmq"
     if command in _IMAGE_TOO and not data.startswith(MAGIC):
-        message = f"{bad}: not an image Pillow can read"
+        message = "not an image Pillow can read"
+    message = f"{bad}: {message}"
     bad.write_bytes(data)
     out = tmp_path / "out.png"
     extra = [a.format(out=out) for a in _READERS[command]]
@@ -361,8 +362,8 @@ def test_a_malformed_kmq_is_one_clean_line(runner, kmq_file, tmp_path, command, 
 @pytest.mark.parametrize("command", ["decompress", "stats"])
 def test_an_endless_input_is_refused_at_once(command, tmp_path):
     out = kmq_run(command, "/dev/zero", *(["-o", tmp_path / "z.png"] if command == "decompress" else []))
-    message = "not a .kmq file: bad magic 00 00 00 00" if command == "decompress" else \
-        "/dev/zero: not an image Pillow can read"
+    message = "/dev/zero: " + ("not a .kmq file: bad magic 00 00 00 00" if command == "decompress" else
+                               "not an image Pillow can read")
     assert (out.returncode, out.stderr.decode()) == (1, f"Error: {message}\n")
 
 
@@ -379,7 +380,7 @@ def test_a_valid_header_then_an_endless_pipe(command, kmq_file):
     except BrokenPipeError:
         pass
     assert child.wait(timeout=30) == 1
-    expected = f"Error: trailing bytes: expected {len(good)} bytes, got more\n"
+    expected = f"Error: <stdin>: trailing bytes: expected {len(good)} bytes, got more\n"
     assert (child.stdout.read(), child.stderr.read().decode()) == (b"", expected)
 
 
@@ -388,13 +389,13 @@ def test_a_forged_payload_length_is_refused_before_reading(kmq_file):
     struct.pack_into("<Q", data, 24, 1 << 60)
     out = kmq_run("decompress", "-", "-o", "-", input=bytes(data[:32]))
     assert out.returncode == 1
-    assert out.stderr.decode() == "Error: header: payload_len is 1152921504606846976, must be 0 to 66108\n"
+    assert out.stderr.decode() == "Error: <stdin>: header: payload_len is 1152921504606846976, must be 0 to 66108\n"
 
 
 def test_the_pixel_limit_applies_to_kmq_files(runner, kmq_file, tmp_path):
     result = run(runner, "decompress", kmq_file, "-o", tmp_path / "x.png", "--max-pixels", "100")
     assert (result.exit_code, result.output) == (
-        1, "Error: image of 11x13 = 143 pixels exceeds the limit of 100 pixels\n")
+        1, f"Error: {kmq_file}: image of 11x13 = 143 pixels exceeds the limit of 100 pixels\n")
     assert run(runner, "decompress", kmq_file, "-o", tmp_path / "x.png", "--max-pixels", "143").exit_code == 0
 
 
@@ -408,7 +409,7 @@ def test_metadata_that_used_to_escape_as_another_exception(runner, tmp_path, met
     body = struct.pack("<4sBBBBIIIIQ", MAGIC, 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + b"\x00" + meta
     (tmp_path / "m.kmq").write_bytes(_with_crc(body))
     result = run(runner, "stats", tmp_path / "m.kmq")
-    assert result.exit_code == 1 and result.output.startswith(f"Error: {message}")
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {tmp_path / 'm.kmq'}: {message}")
 
 
 # --------------------------------------------------------------------------------------------------
