@@ -85,6 +85,21 @@ def test_distinct_colors_property(n: int, channels: int, seed: int) -> None:
     assert np.array_equal(colors, ref) and np.array_equal(counts, ref_counts)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_pack_every_layout(n: int, channels: int) -> None:
+    """The overlapping-word fast paths (contiguous RGB, RGBA) equal the channel-by-channel packing."""
+    rng = np.random.default_rng(n)
+    wide = rng.integers(0, 256, (n, 6)).astype(np.uint8)
+    for px in (np.ascontiguousarray(wide[:, :channels]), wide[:, :channels], np.asfortranarray(wide[:, :channels])):
+        ref = np.zeros(n, dtype=np.uint64)
+        for c in range(channels):
+            ref = ref * 256 + px[:, c]
+        packed = km._pack(px)
+        assert packed.dtype == np.uint32 and np.array_equal(packed, ref)
+        assert np.array_equal(km._unpack(packed, channels), px)
+
+
 # ---------------------------------------------------------------------------------------------- nearest
 
 
