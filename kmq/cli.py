@@ -11,16 +11,19 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
-from . import __version__, api, batch, segment, stats
+from . import __version__, api, segment, stats
 from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image
+
+if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
+    from . import batch
 
 K_RANGE = click.IntRange(1, MAX_K)
 
@@ -105,6 +108,8 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
       kmq compress a.png photos/ -k 16 -o out/ -j 4
     """
     if _is_bulk(images, output, summary):
+        from . import batch
+
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force)
         with _reported():
@@ -157,6 +162,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
       kmq decompress out/ -o restored/ --summary json
     """
     if _is_bulk(files, output, summary):
+        from . import batch
+
         fmt = fmt.upper() if fmt else "PNG"
         with _reported():
             jobs = batch.plan_decompress(files, output, fmt)
@@ -290,6 +297,8 @@ _RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _as_json}
 
 def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, quiet: bool, line: Any) -> None:
     """Run the jobs, reporting each file as it finishes, then the summary; exit 1 if any file failed."""
+    from . import batch
+
     results: list[batch.Result] = []
     with _progress(jobs, quiet) as (say, advance):
         for result in batch.run(jobs, task, workers):

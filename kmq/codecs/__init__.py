@@ -8,16 +8,17 @@ allocate more than the image's own size warrants.
 """
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 from ..errors import FormatError
-from . import ctx, lzma_codec, raw
 
-# id in the header -> (name, module). Ids are never reused: files written before must still read.
-_CODECS: dict[int, tuple[str, ModuleType]] = {
-    0: ("raw", raw),
-    1: ("lzma", lzma_codec),
-    2: ("ctx", ctx),
+# id in the header -> (name, module name). Ids are never reused: files written before must still read.
+# A codec's module is imported when first used, so that `kmq compress` (raw) does not pay for the others.
+_CODECS: dict[int, tuple[str, str]] = {
+    0: ("raw", "raw"),
+    1: ("lzma", "lzma_codec"),
+    2: ("ctx", "ctx"),
 }
 
 NAMES: tuple[str, ...] = tuple(name for name, _ in _CODECS.values())
@@ -31,14 +32,15 @@ def codec_id(name: str) -> int:
 
 
 def codec_name(cid: int) -> str:
-    return _module(cid)[0]
+    try:
+        return _CODECS[cid][0]
+    except KeyError:
+        raise FormatError(f"unknown codec {cid}") from None
 
 
 def _module(cid: int) -> tuple[str, ModuleType]:
-    try:
-        return _CODECS[cid]
-    except KeyError:
-        raise FormatError(f"unknown codec {cid}") from None
+    name = codec_name(cid)
+    return name, importlib.import_module(f".{_CODECS[cid][1]}", __name__)
 
 
 def encode(cid: int, labels, palette) -> bytes:
