@@ -628,6 +628,11 @@ _RESTART_ITER = 10
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
 _POLISH_MAX = 500_000
+# Above _POLISH_MAX colours, the 6-bit histogram is the last level when it has at least this many bins per
+# centroid: clusters then span hundreds of bins and the 7-bit level moves J by under 0.1 % (12 MP photo,
+# K=16: 37 000 bins, J +0.07 %, 0.1 s saved of ~1 s end to end), while with fewer bins per centroid (K=64:
+# +0.4 %, K=256: +2.8 %) it is kept. Smaller images always refine to 7 bits.
+_FINE_ENOUGH = 1000
 
 
 def _restarts(k: int) -> int:
@@ -664,7 +669,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     (5 bits per channel, each bin its colours' weighted mean), which costs little and lands near the
     optimum; Lloyd then continues on 6- and 7-bit histograms and finally on the colours themselves, with
     Hamerly's bounds, at most `max_iter` updates per level (on the colours, also at most ~2e7 / M, and
-    none above 500 000 colours, where the 7-bit histogram is as good).
+    none above 500 000 colours, where the 7-bit histogram is as good; there the 7-bit level itself is
+    skipped when the 6-bit one has 1 000 bins per centroid or more, see `_FINE_ENOUGH`).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
@@ -682,7 +688,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     rng = np.random.default_rng(seed)
     restarts = _restarts(k)
     if pts.m > _COARSE_ABOVE:
-        coarse, *refine = _pyramid(colors, counts, (_COARSE_BITS, *_REFINE_BITS))
+        if pts.m > _POLISH_MAX:  # large image: the 7-bit level only where the 6-bit one is coarse for k
+            coarse, *refine = _pyramid(colors, counts, (_COARSE_BITS, *_REFINE_BITS[:-1]))
+            if refine[-1].m < _FINE_ENOUGH * k:
+                refine.append(_coarse(colors, counts, _REFINE_BITS[-1]))
+        else:
+            coarse, *refine = _pyramid(colors, counts, (_COARSE_BITS, *_REFINE_BITS))
         if coarse.m > 4 * k:
             start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL)
             # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each
