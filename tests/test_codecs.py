@@ -300,3 +300,17 @@ def test_ctx_the_cheapest_12mp_images_still_decode(k, runs):
     payload = ctx.encode(labels, pal(k))
     assert len(payload) >= ctx.min_payload_bytes(labels.size, ctx.lanes_log2(labels.size))
     np.testing.assert_array_equal(ctx.decode(payload, 4000, 3000, pal(k)), labels)
+
+
+def test_ctx_stage1_weights_are_the_counts_plus_the_base_rows_prior():
+    # docs/FORMAT.md, "Weights": 4096·N1[q][s] + 32·(1 + ⌊4096·P[s] / T⌋), P = B[q mod 10400] + 1 if possible.
+    model = ctx._Model(3, RED_BLUE[[0, 1, 0]] // np.array([[1, 1, 1], [1, 1, 1], [2, 2, 2]], np.uint8))
+    base_row = ((1 * 65 + 33) * 5 + 2) * 8 + 7  # a diagonal pass, p = 33: R = 2, so ranks 0, 1 and escape
+    q = (2 * 4 + 3) * 10400 + base_row
+    other = (1 * 4 + 0) * 10400 + base_row  # same base row
+    model.learn_rank(np.array([q, q, other, other, other], np.uint32), np.array([1, 4, 0, 0, 1]))
+    w = model.rank_weights().make(np.array([q]))[0]
+    p = [3, 3, 0, 0, 2]  # base counts + 1 where possible
+    expected = [4096 * n + 32 * (1 + 4096 * pp // 8) if pp else 0 for n, pp in zip([0, 1, 0, 0, 1], p)]
+    assert w.tolist() == expected
+    np.testing.assert_array_equal(model.rank_weights().make(None)[q], w)

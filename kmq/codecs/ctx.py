@@ -9,7 +9,9 @@ Each label is coded as (1) which of its 4 neighbours' distinct labels it equals,
 neighbours carry it, or "escape"; then (2) on escape, its rank by colour distance from the palette entry
 nearest the neighbours' mean colour (the candidates left out), as a bucket and a uniform offset. The
 statistics are counts of what was already coded (an adaptive model: none of it is stored), refreshed
-between *pieces* of a pass.
+between *pieces* of a pass. Stage 1 counts per fine context (the base context refined by how many extra
+neighbours hold the rank-1 label and how far its colour is from the rank-0 one), with the base context's
+estimate as a prior worth _BETA pixels, so sparse fine contexts lean on well-filled coarse ones.
 
 A decoder first checks that the payload is long enough for the declared image at all (docs/FORMAT.md,
 "Payload size bound"), so a forged header cannot make it allocate the image for a payload of a few bytes.
@@ -32,6 +34,12 @@ _KINDS = 4  # pass kinds: 0 first pixel, 1 diagonal, 2 edge (x odd), 3 edge (y o
 _N_FEAT = 5  # how many of a pixel's extra neighbours hold its rank-0 label, scaled to 0..4
 _NO_NB = 64  # pattern of a pixel without neighbours (the first pixel)
 _N_ACT = 8  # colour spread classes of the main neighbours
+_N_SEC = 3  # how many extra neighbours hold the rank-1 label, scaled to 0..2
+_N_DC = 4  # how far apart the colours of the rank-0 and rank-1 labels are: bitlen(d) // _DCS, at most 3
+_DCS = 4
+_BASE_ROWS = _KINDS * 65 * _N_FEAT * _N_ACT  # the base context, whose statistics are the full one's prior
+_PRIOR_BITS = 12  # the base context's probabilities, in units of 2^-12
+_BETA = 32  # weight of the prior, in pixels
 _NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tables); above, by label
 _SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
 _CHUNK = 1 << 12  # rows of a (chunk, k) distance array at once
@@ -69,7 +77,7 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _RANK_POS, _N_RANKS = _pattern_tables()
 _RANK_POS_U8 = _RANK_POS.astype(np.uint8)
-_ROW_RANKS = _N_RANKS[(np.arange(_KINDS * 65 * _N_FEAT * _N_ACT) // (_N_FEAT * _N_ACT)) % 65]  # by row
+_ROW_RANKS = _N_RANKS[(np.arange(_BASE_ROWS) // (_N_FEAT * _N_ACT)) % 65]  # by base row
 
 
 def _valid_rows(k: int) -> np.ndarray:
@@ -211,7 +219,8 @@ _POS_OF_SYM = _RANK_POS_U8.reshape(-1)
 class _Context:
     """What both sides know about the pixels of a pass before coding them; arrays of length n."""
     pattern: np.ndarray  # (n,) uint8 equality pattern of the main neighbours, 0..64
-    rows: np.ndarray  # (n,) uint16 stage-1 row: ((kind·65 + pattern)·_N_FEAT + feature)·_N_ACT + act
+    rows: np.ndarray  # (n,) uint32 stage-1 row: (second·_N_DC + apart)·_BASE_ROWS + base row, the base row
+    #                   ((kind·65 + pattern)·_N_FEAT + feature)·_N_ACT + act
     act: np.ndarray  # (n,) uint8 0.._N_ACT-1: colour spread of the main neighbours
     nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
@@ -219,7 +228,7 @@ class _Context:
 def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_Model") -> _Context:
     if kind == 0:
         pattern = np.full(1, _NO_NB, np.uint8)
-        return _Context(pattern, (pattern.astype(np.uint16) * (_N_FEAT * _N_ACT)), np.zeros(1, np.uint8),
+        return _Context(pattern, (pattern.astype(np.uint32) * (_N_FEAT * _N_ACT)), np.zeros(1, np.uint8),
                         np.zeros((4, 1), np.uint16))
     n = len(nb[0])
     # small dtypes: at 12 MP every byte per pixel of these temporaries costs 12 MB and time
@@ -233,11 +242,21 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_
     for e in extra:
         same += e == top
     act = _activity(model, nb)
-    rows = pattern.astype(np.uint16)
-    rows += np.uint16(kind * 65)
-    rows *= np.uint16(_N_FEAT)
+    # the rank-1 label (c0 again when R = 1): how many extra neighbours hold it, how far from c0's colour
+    sec = stacked.reshape(-1)[_POS_OF_SYM[(pattern.astype(np.intp) << 2) + 1] * np.intp(n) + np.arange(n)]
+    same2 = np.zeros(n, np.uint8)
+    for e in extra:
+        same2 += e == sec
+    n_extra = np.uint8(max(1, len(extra)))
+    rows = np.minimum(_N_SEC - 1, (same2 * np.uint8(4)) // n_extra).astype(np.uint32)
+    rows *= np.uint32(_N_DC)
+    rows += model.apart(top, sec)
+    rows *= np.uint32(_KINDS * 65)
+    rows += pattern
+    rows += np.uint32(kind * 65)
+    rows *= np.uint32(_N_FEAT)
     rows += (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
-    rows *= np.uint16(_N_ACT)
+    rows *= np.uint32(_N_ACT)
     rows += act
     return _Context(pattern, rows, act, stacked)
 
@@ -269,7 +288,12 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if 4 * len(rows) < weights.rows:
         ids, rows = np.unique(rows, return_inverse=True)
         return (*rans.cdf_tables(weights.make(ids)), rows.reshape(-1))
-    return (*rans.cdf_tables(weights.make(None)), rows)
+    used = np.bincount(rows, minlength=weights.rows) > 0
+    ids = np.flatnonzero(used)
+    if 2 * len(ids) > weights.rows:
+        return (*rans.cdf_tables(weights.make(None)), rows)
+    remap = np.cumsum(used) - 1
+    return (*rans.cdf_tables(weights.make(ids)), remap[rows])
 
 
 class _Encoder:
@@ -334,8 +358,9 @@ class _Model:
     def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
         self.pal = palette.astype(np.int64)
-        self.rank = np.zeros((_KINDS * 65 * _N_FEAT * _N_ACT, _N_SYM), dtype=np.int64)
-        self.rank_valid = _valid_rows(k)
+        self.rank = np.zeros((_N_SEC * _N_DC * _BASE_ROWS, _N_SYM), dtype=np.int64)
+        self.base = np.zeros((_BASE_ROWS, _N_SYM), dtype=np.int64)
+        self.base_valid = _valid_rows(k)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
         self.esc = np.zeros((_KINDS * _N_ACT, self.n_buckets), dtype=np.int64)
         base, _ = _bucket_base_size(np.arange(self.n_buckets))
@@ -353,7 +378,14 @@ class _Model:
             d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
             d2[:k, :k] = (d * d).sum(axis=2)
             self.d2 = d2.reshape(-1)
+            self.apart_of = np.minimum(_N_DC - 1, _bit_length(self.d2) // _DCS).astype(np.uint8)
             self.cells: np.ndarray | None = None  # reference entry of every mean-colour cell, made on first use
+
+    def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """How far apart the colours of labels a and b are: min(_N_DC - 1, bitlen(d(a, b)) // _DCS)."""
+        if self.k <= _NN_MAX:
+            return self.apart_of[(a << np.uint16(8)) | b]
+        return np.minimum(_N_DC - 1, _bit_length(self.dist2(a, b)) // _DCS).astype(np.uint8)
 
     def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Squared colour distance of labels a and b (uint16 arrays of equal shape)."""
@@ -364,15 +396,24 @@ class _Model:
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
     def rank_weights(self) -> _Weights:
-        """(contexts, 5) weights: the counts of the context, plus 1 for every possible symbol."""
+        """(contexts, 5) weights: the counts of the full context plus _BETA pixels' worth of the base
+        context's probabilities (its counts plus 1, in units of 2^-_PRIOR_BITS), 0 for impossible symbols."""
+        valid = self.base_valid
+        prior_w = (self.base + 1) * valid
+        prior = (1 + (prior_w << _PRIOR_BITS) // prior_w.sum(axis=1, keepdims=True)) * valid * _BETA
+
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
-                return (self.rank + 1) * self.rank_valid
-            return (self.rank[ids] + 1) * self.rank_valid[ids]
+                return ((self.rank.reshape(-1, _BASE_ROWS, _N_SYM) << _PRIOR_BITS) * valid
+                        + prior).reshape(-1, _N_SYM)
+            b = ids % _BASE_ROWS
+            return (self.rank[ids] << _PRIOR_BITS) * valid[b] + prior[b]
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        self.rank += np.bincount(rows.astype(np.intp) * _N_SYM + sym, minlength=self.rank.size).reshape(self.rank.shape)
+        counts = np.bincount(rows.astype(np.intp) * _N_SYM + sym, minlength=self.rank.size)
+        self.rank += counts.reshape(self.rank.shape)
+        self.base += counts.reshape(-1, *self.base.shape).sum(axis=0)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, nb: np.ndarray) -> np.ndarray:
