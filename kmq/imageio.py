@@ -43,7 +43,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
             im.load()
-            return to_array(ImageOps.exif_transpose(im))
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
+            return to_array(im)
     except KmqError:
         raise
     except UnidentifiedImageError:
@@ -65,9 +66,10 @@ def to_array(im: Image.Image) -> np.ndarray:
         mode = "PA" if "transparency" in im.info else "RGB"
     if mode in _TO_L:
         return _grey(im)
+    # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
     if mode in _TO_RGBA:
-        return np.asarray(im.convert("RGBA"))
-    return np.asarray(im.convert("RGB"))
+        return np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 def _grey(im: Image.Image) -> np.ndarray:
