@@ -40,6 +40,7 @@ _DCS = 4
 _BASE_ROWS = _KINDS * 65 * _N_FEAT * _N_ACT  # the base context, whose statistics are the full one's prior
 _PRIOR_BITS = 12  # the base context's probabilities, in units of 2^-12
 _BETA = 32  # weight of the prior, in pixels
+_N_NEAR = 8  # escape rows: how near the reference the nearest candidate is, min(7, bitlen(its position))
 _NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tables); above, by label
 _SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
 _CHUNK = 1 << 12  # rows of a (chunk, k) distance array at once
@@ -362,7 +363,7 @@ class _Model:
         self.base = np.zeros((_BASE_ROWS, _N_SYM), dtype=np.int64)
         self.base_valid = _valid_rows(k)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
-        self.esc = np.zeros((_KINDS * _N_ACT, self.n_buckets), dtype=np.int64)
+        self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
         base, _ = _bucket_base_size(np.arange(self.n_buckets))
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = base[None, :] < (k - np.arange(5))[:, None]
@@ -471,7 +472,9 @@ class _Model:
         if value is not None:
             p = self._positions(ref, value)
             rank = p - (excl < p).sum(axis=0)
-        rows = kind * _N_ACT + act.astype(np.int64)
+        # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
+        near = np.minimum(_N_NEAR - 1, _bit_length(excl[0])) if self.k <= _NN_MAX else 0
+        rows = (kind * _N_ACT + act.astype(np.int64)) * _N_NEAR + near
 
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
