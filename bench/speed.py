@@ -4,6 +4,9 @@ quantizers and pngquant; the pixel-scaling table; `kmq decompress` against a pla
 Run from the repository root with the bench extra installed (`make bench`, or `.venv/bin/python
 bench/speed.py`). Prints Markdown and writes it to bench/results/speed.md.
 
+kmq's modules are byte-compiled first (`compileall`), as `pip install` does: without it, an environment
+with PYTHONDONTWRITEBYTECODE=1 recompiles them in every process, ~0.1 s that no installed kmq pays.
+
 Every measurement is a fresh child process: its wall time is the end-to-end time a user sees (interpreter
 start, imports, decode, work, file written) and its peak memory is the child's own ru_maxrss (os.wait4).
 Distortion J is the mean over pixels of the squared Euclidean distance (0..255 units, summed over
@@ -235,6 +238,9 @@ def main() -> None:
         print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     run_reaped([sys.executable, "-c", "pass"])  # start the launcher while this process is still small
+    # An installed kmq has its bytecode (pip compiles it); an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would recompile every module in every process (~0.1 s), which no user pays.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "kmq")], check=True)
     with tempfile.TemporaryDirectory(prefix="kmq-speed-") as tmpdir:
         tmp = Path(tmpdir)
         images = {label: make_image(tmp, label, w, h) for label, w, h in SIZES}
@@ -304,7 +310,8 @@ def main() -> None:
     lines.append(f"Measured by `bench/speed.py` ({platform.machine()}, {ncpu} cores, Python "
                  f"{platform.python_version()}, numpy {np.__version__}); reproduce with `make bench`. "
                  "Every time is the wall time of a fresh process, end to end (start-up, decode, work, file "
-                 "written); fast contenders take the best of 3 runs because the machine is shared. Peak "
+                 "written, with kmq's bytecode compiled beforehand as an installed package's is); fast "
+                 "contenders take the best of 3 runs because the machine is shared. Peak "
                  "memory is that process's own maximum resident set. J is the distortion of the decoded "
                  "output (mean squared error per pixel, summed over channels, 0..255 units).")
     lines.append("")
