@@ -19,7 +19,9 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
+# Byte-compile up front: where PYTHONDONTWRITEBYTECODE is set, every kmq run would otherwise recompile it.
 install: $(VENV)/.installed-test
+	@$(BIN)/python -m compileall -q kmq
 
 demo: install
 	@mkdir -p demo
