@@ -399,20 +399,28 @@ class _Model:
     def rank_weights(self) -> _Weights:
         """(contexts, 5) weights: the counts of the full context plus _BETA pixels' worth of the base
         context's probabilities (its counts plus 1, in units of 2^-_PRIOR_BITS), 0 for impossible symbols."""
-        valid = self.base_valid
-        prior_w = (self.base + 1) * valid
-        prior = (1 + (prior_w << _PRIOR_BITS) // prior_w.sum(axis=1, keepdims=True)) * valid * _BETA
+        def prior(base: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            w = (base + 1) * valid
+            return (1 + (w << _PRIOR_BITS) // w.sum(axis=1, keepdims=True)) * valid * _BETA
 
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
+                valid = self.base_valid
                 return ((self.rank.reshape(-1, _BASE_ROWS, _N_SYM) << _PRIOR_BITS) * valid
-                        + prior).reshape(-1, _N_SYM)
+                        + prior(self.base, valid)).reshape(-1, _N_SYM)
             b = ids % _BASE_ROWS
-            return (self.rank[ids] << _PRIOR_BITS) * valid[b] + prior[b]
+            valid = self.base_valid[b]
+            return (self.rank[ids] << _PRIOR_BITS) * valid + prior(self.base[b], valid)
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        counts = np.bincount(rows.astype(np.intp) * _N_SYM + sym, minlength=self.rank.size)
+        at = rows.astype(np.intp) * _N_SYM + sym
+        if 16 * len(at) < self.rank.size:  # a small piece: skip the bincount over every row
+            at, counts = np.unique(at, return_counts=True)
+            self.rank.reshape(-1)[at] += counts
+            np.add.at(self.base.reshape(-1), at % self.base.size, counts)
+            return
+        counts = np.bincount(at, minlength=self.rank.size)
         self.rank += counts.reshape(self.rank.shape)
         self.base += counts.reshape(-1, *self.base.shape).sum(axis=0)
 
