@@ -306,16 +306,17 @@ class _Encoder:
         assert sym is not None
         if len(sym):
             f, c, rows = _tables(weights, rows)
-            self.freqs.append(f[rows, sym])
-            self.cums.append(c[rows, sym])
+            # uint32 (values <= M): at 12 MP these arrays are the encoder's largest
+            self.freqs.append(f.astype(np.uint32)[rows, sym])
+            self.cums.append(c.astype(np.uint32)[rows, sym])
         return sym
 
     def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
         if len(sym):
             f, c = rans.uniform(sym, sizes)
-            self.freqs.append(f)
-            self.cums.append(c)
+            self.freqs.append(f.astype(np.uint32))
+            self.cums.append(c.astype(np.uint32))
         return sym
 
 
@@ -587,8 +588,8 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     enc = _Encoder()
     _run(labels, enc, palette, encoding=True)
     lg = lanes_log2(labels.size)
-    freq = np.concatenate(enc.freqs) if enc.freqs else np.zeros(0, np.int64)
-    cum = np.concatenate(enc.cums) if enc.cums else np.zeros(0, np.int64)
+    freq = np.concatenate(enc.freqs) if enc.freqs else np.zeros(0, np.uint32)
+    cum = np.concatenate(enc.cums) if enc.cums else np.zeros(0, np.uint32)
     return bytes([lg]) + rans.encode(freq, cum, 1 << lg)
 
 

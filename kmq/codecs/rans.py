@@ -82,15 +82,15 @@ def encode(freq: np.ndarray, cum: np.ndarray, lanes: int) -> bytes:
     Returns the lanes' final states (``lanes`` x 5 bytes, little-endian) followed by the words (u16 LE) in
     the order the decoder reads them.
     """
-    freq = np.asarray(freq, dtype=_U64)
-    cum = np.asarray(cum, dtype=_U64)
+    freq = np.asarray(freq)  # converted to uint64 a step at a time: no copy of the whole stream
+    cum = np.asarray(cum)
     n = len(freq)
     x = np.full(lanes, LOW, dtype=_U64)
     chunks: list[np.ndarray] = []
     # rANS is last-in first-out: code the stream backwards so the decoder reads it forwards.
     for start in range(((n - 1) // lanes) * lanes if n else -1, -1, -lanes):
-        f = freq[start:start + lanes]
-        c = cum[start:start + lanes]
+        f = freq[start:start + lanes].astype(_U64)
+        c = cum[start:start + lanes].astype(_U64)
         m = len(f)
         xs = x[:m]
         emit = xs >= (f << _U64(24))
