@@ -667,6 +667,21 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
     return _hamerly(pts, best, max_iter, tol_abs, best_lab)[::2]
 
 
+def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-channel variance of the pixels, (C,) float64, from exact integer sums of counts x value and
+    counts x value^2 (at most 255^2 x 2^31 per channel: no overflow), a few times faster than the float
+    (x - mean)^2 matrix (12 MP: ~5 ms instead of ~30 ms)."""
+    n = int(counts.sum())
+    var = np.empty(colors.shape[1], dtype=np.float64)
+    for c in range(colors.shape[1]):
+        v = colors[:, c].astype(np.int64)
+        s1 = int(counts @ v)
+        v *= v
+        s2 = int(counts @ v)
+        var[c] = (s2 * n - s1 * s1) / (n * n)  # Python integers: exact up to the one division
+    return var
+
+
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
         tol: float = 1e-4) -> np.ndarray:
     """Weighted K-Means over distinct colours, which is K-Means over the pixels they stand for.
@@ -693,8 +708,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         return ((w @ x) / w.sum())[None, :]
     if x.shape[1] == 1:
         return _kmeans_1d(x[:, 0], w, k)
-    mean = (w @ x) / w.sum()
-    tol_abs = float(tol * ((w @ ((x - mean) ** 2)) / w.sum()).mean())
+    tol_abs = float(tol * _variance(colors, counts).mean())
     rng = np.random.default_rng(seed)
     restarts = _restarts(k)
     if pts.m > _COARSE_ABOVE:

@@ -273,6 +273,14 @@ def test_large_image_path_is_at_least_as_good_as_plain_lloyd(fine_enough: int, m
     assert weighted_j(colors, counts, fast) <= 1.01 * weighted_j(colors, counts, plain)
 
 
+def test_variance_from_integer_sums() -> None:
+    colors, counts = photo_like(6, 3000)
+    x, w = colors.astype(np.float64), counts.astype(np.float64)
+    mean = (w @ x) / w.sum()
+    np.testing.assert_allclose(km._variance(colors, counts), (w @ ((x - mean) ** 2)) / w.sum(), rtol=1e-12)
+    assert np.array_equal(km._variance(np.full((2, 3), 255, np.uint8), np.array([2**31, 5])), np.zeros(3))
+
+
 def test_coarse_histogram_keeps_weight_and_mean() -> None:
     colors, counts = photo_like(3, 5000)
     coarse = km._coarse(colors, counts, 5)
