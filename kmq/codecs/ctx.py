@@ -381,7 +381,7 @@ class _Model:
             d2[:k, :k] = (d * d).sum(axis=2)
             self.d2 = d2.reshape(-1)
             self.apart_of = np.minimum(_N_DC - 1, _bit_length(self.d2) // _DCS).astype(np.uint8)
-            self.cells: np.ndarray | None = None  # reference entry of every mean-colour cell, made on first use
+            self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """How far apart the colours of labels a and b are: min(_N_DC - 1, bitlen(d(a, b)) // _DCS)."""
@@ -428,27 +428,32 @@ class _Model:
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, nb: np.ndarray) -> np.ndarray:
         """(m,) the reference entry of escaped pixels: the one nearest the centre of the cell of their main
-        neighbours' summed colour S (see _cell_table); 0 when k > _NN_MAX."""
+        neighbours' summed colour S (see _nearest_to_cells); 0 when k > _NN_MAX."""
         m = nb.shape[1]
         if self.k > _NN_MAX or m == 0:
             return np.zeros(m, np.int64)
         ch = self.pal.shape[1]
         shift = _CELL_SHIFT[ch]
-        if self.cells is None:
-            self.cells = self._cell_table(shift)
         levels = (1020 >> shift) + 1
+        if self.cells is None:
+            self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
         cell = np.zeros(m, np.int64)
         for c in range(ch):
             cell = cell * levels + (sum(self.pal[nb[i], c] for i in range(4)) >> shift)
+        missing = cell[self.cells[cell] < 0]
+        if len(missing):
+            # a few escapes (small images): only their cells; many: every cell at once, no sort
+            todo = np.unique(missing) if 8 * len(missing) < len(self.cells) else np.arange(len(self.cells))
+            self.cells[todo] = self._nearest_to_cells(shift, todo)
         return self.cells[cell]
 
-    def _cell_table(self, shift: int) -> np.ndarray:
-        """For every cell of summed colours S (each channel's S >> shift), the palette entry nearest its centre
-        C = (S >> shift << shift) + (1 << shift >> 1): least |4·p - C|^2, lowest entry on ties."""
+    def _nearest_to_cells(self, shift: int, cells: np.ndarray) -> np.ndarray:
+        """For cells of summed colours S (each channel's S >> shift, as one index), the palette entry nearest
+        its centre C = (S >> shift << shift) + (1 << shift >> 1): least |4·p - C|^2, lowest entry on ties."""
         ch = self.pal.shape[1]
         levels = (1020 >> shift) + 1
-        axis = (np.arange(levels, dtype=np.int64) << shift) + ((1 << shift) >> 1)
-        centre = np.stack(np.meshgrid(*[axis] * ch, indexing="ij"), axis=-1).reshape(-1, ch)
+        digits = [(cells // levels ** (ch - 1 - c)) % levels for c in range(ch)]
+        centre = np.stack([(d << shift) + ((1 << shift) >> 1) for d in digits], axis=-1)
         pal_f = self.pal.astype(np.float32)
         sq16 = 16 * (self.pal * self.pal).sum(axis=1).astype(np.float32)
         out = np.empty(len(centre), np.int64)
