@@ -164,7 +164,6 @@ def test_weights_matter_and_equal_repeated_pixels() -> None:
         weighted = km.fit(colors, counts, k, seed=1)
         # Plain Lloyd on the repeated pixels from the same start reaches the same centroids.
         start = km._kmeanspp(km._Points(colors, counts, colors), k, np.random.default_rng(1))
-        px_f = pixels.astype(np.float64)
         repeated, _ = km._lloyd(km._Points(pixels, np.ones(len(pixels))), start, 300, 0.0)
         plain, _ = km._lloyd(km._Points(colors, counts), start, 300, 0.0)
         np.testing.assert_allclose(repeated, plain, atol=1e-9)
