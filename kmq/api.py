@@ -140,7 +140,7 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     """Write img's pixels as an image file, atomically ("-" for stdout). Returns the Pillow format used.
 
     format: a Pillow format name; by default the one path's extension names (PNG for stdout). With K <= 256 a
-    PNG or GIF is written as a palette image (the same pixels, about a third of the bytes) unless truecolor.
+    PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
     fmt = format.upper() if format else ("PNG" if str(path) == STDIO else format_for(path))

@@ -18,7 +18,7 @@ import click
 from . import __version__, api, segment, stats
 from .codecs import NAMES as CODECS
 from .errors import KmqError
-from .fileio import STDIO, write_atomic
+from .fileio import STDIO, check_distinct, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image
 
@@ -120,12 +120,19 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
     output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
     started = time.perf_counter()
     with _reported():
+        _check_output(output, image)
         img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
                            codec=codec, max_pixels=max_pixels)
         size = api.write(output, img, overwrite=force)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
                                     time.perf_counter() - started), err=output == STDIO)
+
+
+def _check_output(output: str, source: str) -> None:
+    if output == STDIO and sys.stdout.isatty():
+        raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
+    check_distinct(output, source)
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
@@ -175,6 +182,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     output = output or (STDIO if file == STDIO else file + ".png")
     started = time.perf_counter()
     with _reported():
+        _check_output(output, file)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
@@ -379,7 +387,7 @@ def _clustering_options(f):
 
 
 @main.command("segment")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
 @_clustering_options
 @click.option("-o", "--output", type=click.Path(allow_dash=True),
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
@@ -406,11 +414,14 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
     if output is None and masks_dir is None:
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
     with _reported():
+        if output is not None and output != STDIO and not force and os.path.lexists(output):
+            raise KmqError(f"{output} already exists (use -f to overwrite)")
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels)
-        if output is not None:
-            _save(output, segment.render(img, base, style), force)
+        # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing.
         masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
                                                                   overwrite=force)
+        if output is not None:
+            _save(output, segment.render(img, base, style), force)
     if quiet:
         return
     if output is not None:
@@ -421,7 +432,7 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
 
 
 @main.command()
-@click.argument("image", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("image", type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-k", "ks", type=K_RANGE, multiple=True,
               help="A K to show; repeat it (default: 2, 3, 6 and 16, as the tutorial).")
 @click.option("-o", "--output", type=click.Path(allow_dash=True), required=True,
@@ -450,7 +461,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people (with colour swatches on a terminal); json for scripts.")
 @_max_pixels_option
@@ -509,7 +520,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 
 
 @main.command("palette")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
 @_clustering_options
 @click.option("-o", "--output", type=click.Path(allow_dash=True),
               help="Write the swatch image here (its extension picks the format); without -o, print text.")

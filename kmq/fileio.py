@@ -43,6 +43,18 @@ def read_bytes(path: str | Path) -> bytes:
             raise KmqError(f"{path}: {reason(e)}") from None
 
 
+def check_distinct(output: str | Path, source: str | Path) -> None:
+    """Refuse to write an output over its own input, even with -f: that would destroy the data being read."""
+    if STDIO in (str(output), str(source)):
+        return
+    try:
+        same = os.path.samefile(output, source)
+    except OSError:
+        return  # the output does not exist yet (or the input is missing: reading will say so)
+    if same:
+        raise KmqError(f"{output} is the input file; choose another output")
+
+
 def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False) -> None:
     """Write bytes (or whatever a writer callback writes) to path, all or nothing.
 

@@ -101,6 +101,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     otherwise the pixels themselves are written. Either way the decoded pixels are the same.
     """
     k, channels = palette.shape
+    if format.upper() == "GIF" and k > 256:
+        warnings.warn(f"GIF holds at most 256 colours: Pillow reduces these {k}", KmqWarning, stacklevel=2)
     if truecolor or channels == 1 or k > 256 or format.upper() not in _PALETTE_FORMATS:
         pixels = palette[labels]
         save_image(pixels[:, :, 0] if channels == 1 else pixels, target, format=format)
@@ -113,7 +115,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
 
 def _save(im: Image.Image, target: BinaryIO, format: str) -> None:
     # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
-    options = {"compress_level": 6} if format.upper() == "PNG" else {}
+    # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
+    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True}}.get(format.upper(), {})
     try:
         im.save(target, format=format, **options)
     except (KeyError, ValueError, OSError) as e:

@@ -247,3 +247,27 @@ def test_truecolor_writes_the_pixels(runner, image, tmp_path):
     out = tmp_path / "c.kmq.png"
     assert Image.open(out).mode == "RGB"
     np.testing.assert_array_equal(np.asarray(Image.open(out)), kmq.read(tmp_path / "c.kmq").decode())
+
+
+@pytest.mark.parametrize("command, out", [("compress", "c.png"), ("decompress", "c.kmq")])
+def test_output_over_its_own_input_is_refused_even_with_force(runner, image, tmp_path, command, out):
+    run(runner, "compress", image, "-q")
+    source = tmp_path / ("c.png" if command == "compress" else "c.kmq")
+    before = source.read_bytes()
+    result = run(runner, command, source, "-o", tmp_path / out, "--format" if command == "decompress" else "-q",
+                 *(["PNG"] if command == "decompress" else []), "-f")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {source} is the input file; choose another output\n"
+    assert source.read_bytes() == before
+
+
+def test_webp_output_is_lossless(runner, image, tmp_path):
+    run(runner, "compress", image, "-q")
+    assert run(runner, "decompress", tmp_path / "c.kmq", "-o", tmp_path / "c.webp", "-q").exit_code == 0
+    np.testing.assert_array_equal(pixels_of(tmp_path / "c.webp"), kmq.read(tmp_path / "c.kmq").decode())
+
+
+def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path):
+    for command in (["info"], ["palette"], ["segment", "-o", str(tmp_path / "x.png")]):
+        result = run(runner, command[0], tmp_path, *command[1:])
+        assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output

@@ -251,3 +251,11 @@ def test_one_file_with_an_output_folder_is_a_bulk_run(runner, tmp_path, folder):
     assert re.match(rf"{re.escape(str(folder / 'a.png'))} -> {re.escape(str(tmp_path / 'o' / 'a.kmq'))}: k=2, ",
                     result.stdout)
     assert "Summary" in result.stdout
+
+
+def test_segment_refused_by_an_existing_output_writes_no_masks(runner, tmp_path, samples):
+    out = tmp_path / "seg.png"
+    out.write_bytes(b"keep")
+    result = run(runner, "segment", samples / "ihc-303x227.png", "-k", "3", "-o", out, "--masks", tmp_path / "m")
+    assert result.exit_code == 1 and result.output == f"Error: {out} already exists (use -f to overwrite)\n"
+    assert out.read_bytes() == b"keep" and not (tmp_path / "m").exists()
