@@ -143,6 +143,9 @@ class KmqImage:
 
     def to_bytes(self) -> bytes:
         """The whole .kmq file."""
+        problem = metadata_problem(self.metadata)
+        if problem:  # a file kmq writes must be one kmq reads
+            raise ValueError(f"metadata: {problem}")
         meta = json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         if len(meta) > MAX_META:
             raise ValueError(f"metadata is {len(meta)} bytes, more than {MAX_META}")
@@ -210,6 +213,26 @@ def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes =
     data = head + rest
     _check_size(header, len(data))
     return data
+
+
+def read_front(f: BinaryIO, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, np.ndarray, dict[str, Any]]:
+    """The header, the (k, channels) palette and the metadata of a .kmq file read from the start of a stream.
+
+    For readers that show what a file is before decoding it (the Pillow plugin): the sizes are checked as by
+    read_kmq (against the bytes on disk for a regular file), at most 32 + 65536·4 + 65535 bytes are read, and
+    the payload and CRC are left for KmqImage.from_bytes. max_pixels None: no pixel limit (the caller's own).
+    """
+    head = _read_up_to(f, HEADER_SIZE)
+    header = _parse_fields(head, MAX_SIDE * MAX_SIDE if max_pixels is None else max_pixels)
+    on_disk = _remaining_on_disk(f)
+    if on_disk is not None:
+        _check_size(header, len(head) + on_disk)
+    palette_len = header.k * header.channels
+    front = _read_up_to(f, palette_len + header.meta_len)
+    if len(front) < palette_len + header.meta_len:
+        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(head) + len(front)}")
+    palette = np.frombuffer(front, np.uint8, palette_len).reshape(header.k, header.channels)
+    return header, palette, _parse_metadata(front[palette_len:])
 
 
 def _read_up_to(f: BinaryIO, n: int) -> bytes:
@@ -282,10 +305,15 @@ def _check_crc(data: bytes) -> None:
 
 
 def _parse_metadata(raw: bytes) -> dict[str, Any]:
+    """The metadata by the rules of docs/FORMAT.md: strict RFC 8259 JSON in UTF-8, a top-level object, and
+    valid values for the keys kmq defines (distortion, seed); other keys may hold any JSON value."""
     if not raw:
         return {}
     try:
-        metadata = json.loads(raw.decode("utf-8"))
+        metadata = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float,
+                              object_pairs_hook=_unique_keys)
+    except _NotStrict as e:
+        raise FormatError(f"metadata is not strict JSON: {e}") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"metadata is not UTF-8 JSON: {e}") from None
     except RecursionError:
@@ -293,10 +321,44 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         raise FormatError("metadata is not UTF-8 JSON: nested too deeply") from None
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a JSON object, got {type(metadata).__name__}")
-    distortion = metadata.get("distortion")
-    if distortion is not None and not _is_distortion(distortion):
-        raise FormatError(f"metadata: distortion must be a finite number >= 0, got {_short(distortion)}")
+    problem = metadata_problem(metadata)
+    if problem:
+        raise FormatError(f"metadata: {problem}")
     return metadata
+
+
+def metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """What is wrong with the values of the keys kmq defines, or None. null means unknown, as an absent key."""
+    distortion, seed = metadata.get("distortion"), metadata.get("seed")
+    if distortion is not None and not _is_distortion(distortion):
+        return f"distortion must be a finite number >= 0, got {_short(distortion)}"
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return f"seed must be an integer >= 0, got {_short(seed)}"
+    return None
+
+
+class _NotStrict(ValueError):
+    """Python's json accepts what RFC 8259 does not (NaN, Infinity, duplicate keys, numbers past a double)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrict(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would read as inf and could never be written back
+        raise _NotStrict(f"number {text[:40]} is out of the range of a double")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _NotStrict(f"duplicate key {_short(key)}")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _is_distortion(value: Any) -> bool:

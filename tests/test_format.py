@@ -161,14 +161,61 @@ def test_nonzero_padding():
         KmqImage.from_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("meta, message", [(b"\xff\xfe", "metadata is not UTF-8 JSON"),
-                                           (b"[1,2]", "metadata must be a JSON object, got list"),
-                                           (b'{"distortion":"x"}', "metadata: distortion must be a finite number")])
+def with_metadata(meta: bytes) -> bytes:
+    """A valid 1x1 grey file whose metadata is exactly `meta`."""
+    body = struct.pack("<4sBBBBIIIIQ", b"\x89KMQ", 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + b"\x00" + meta
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("meta, message", [
+    (b"\xff\xfe", "metadata is not UTF-8 JSON: 'utf-8' codec can't decode byte 0xff"),
+    (b"\xef\xbb\xbf{}", "metadata is not UTF-8 JSON: Unexpected UTF-8 BOM"),
+    (b'{"seed":0', "metadata is not UTF-8 JSON: Expecting ',' delimiter"),
+    (b"[1,2]", "metadata must be a JSON object, got list"),
+    (b'"distortion"', "metadata must be a JSON object, got str"),
+    (b"null", "metadata must be a JSON object, got NoneType"),
+    # Python's json reads these; RFC 8259 does not, so neither does kmq, in any key, at any depth.
+    (b'{"distortion":NaN}', "metadata is not strict JSON: NaN is not a JSON number"),
+    (b'{"x":[1,{"y":Infinity}]}', "metadata is not strict JSON: Infinity is not a JSON number"),
+    (b'{"x":-Infinity}', "metadata is not strict JSON: -Infinity is not a JSON number"),
+    (b'{"x":1e999}', "metadata is not strict JSON: number 1e999 is out of the range of a double"),
+    (b'{"seed":1,"seed":2}', "metadata is not strict JSON: duplicate key 'seed'"),
+    (b'{"x":{"a":1,"a":1}}', "metadata is not strict JSON: duplicate key 'a'"),
+    (b'{"distortion":-0.5}', r"metadata: distortion must be a finite number >= 0, got -0\.5"),
+    (b'{"distortion":"1.5"}', "metadata: distortion must be a finite number >= 0, got '1.5'"),
+    (b'{"distortion":true}', "metadata: distortion must be a finite number >= 0, got True"),
+    (b'{"distortion":[1]}', r"metadata: distortion must be a finite number >= 0, got \[1\]"),
+    (b'{"seed":-1}', "metadata: seed must be an integer >= 0, got -1"),
+    (b'{"seed":2.0}', r"metadata: seed must be an integer >= 0, got 2\.0"),
+    (b'{"seed":1e3}', r"metadata: seed must be an integer >= 0, got 1000\.0"),
+    (b'{"seed":"7"}', "metadata: seed must be an integer >= 0, got '7'"),
+    (b'{"seed":false}', "metadata: seed must be an integer >= 0, got False"),
+])
 def test_bad_metadata(meta, message):
-    palette = np.zeros((1, 1), np.uint8)
-    body = struct.pack("<4sBBBBIIIIQ", b"\x89KMQ", 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + palette.tobytes() + meta
-    with pytest.raises(FormatError, match=message):
-        KmqImage.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(FormatError, match=f"^{message}"):
+        KmqImage.from_bytes(with_metadata(meta))
+
+
+@pytest.mark.parametrize("meta, expected", [
+    (b"{}", {}),
+    (b'{"distortion":null,"seed":null}', {"distortion": None, "seed": None}),
+    (b'{"distortion":0,"seed":18446744073709551616}', {"distortion": 0, "seed": 2**64}),
+    (b' {"distortion":1e308, "x":[null,true,"\\u00e9",-1.5e-300,{"y":{}}]} ', {"distortion": 1e308, "x": [
+        None, True, "\u00e9", -1.5e-300, {"y": {}}]}),
+])
+def test_valid_metadata(meta, expected):
+    img = KmqImage.from_bytes(with_metadata(meta))
+    assert img.metadata == expected
+    assert img.distortion == (None if expected.get("distortion") is None else float(expected["distortion"]))
+    assert img.seed == expected.get("seed")
+
+
+@pytest.mark.parametrize("metadata, message", [({"seed": -1}, "metadata: seed must be an integer >= 0, got -1"),
+                                               ({"distortion": float("inf")}, "metadata: distortion must be"),
+                                               ({"x": float("nan")}, "Out of range float values")])
+def test_kmq_never_writes_metadata_it_would_not_read(metadata, message):
+    with pytest.raises(ValueError, match=message):
+        KmqImage(np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.uint16), metadata).to_bytes()
 
 
 def test_invalid_images_are_refused_at_construction():
