@@ -12,3 +12,28 @@ from .format import KmqImage
 __version__ = "1.0.0"
 __all__ = ["compress", "read", "write", "export", "KmqImage", "KmqError", "FormatError", "ChecksumError", "KmqWarning",
            "__version__"]
+
+
+def _register_with_pillow() -> None:
+    """Image.open, im.save and Image.registered_extensions know .kmq (kmq/pilplugin.py); the plugin module,
+    and PIL.ImageFile with it, is imported only when Pillow first opens or saves a .kmq."""
+    from PIL import Image
+
+    from .format import MAGIC
+    from .imageio import KMQ_FORMAT
+
+    def open_kmq(fp, filename=None):  # noqa: ANN001, ANN202 - Pillow's factory signature
+        from .pilplugin import KmqImageFile
+        return KmqImageFile(fp, filename)
+
+    def save_kmq(im, fp, filename):  # noqa: ANN001, ANN202
+        from .pilplugin import save
+        save(im, fp, filename)
+
+    Image.register_open(KMQ_FORMAT, open_kmq, lambda prefix: prefix[:len(MAGIC)] == MAGIC)
+    Image.register_save(KMQ_FORMAT, save_kmq)
+    Image.register_extension(KMQ_FORMAT, ".kmq")
+    Image.register_mime(KMQ_FORMAT, "image/x-kmq")
+
+
+_register_with_pillow()

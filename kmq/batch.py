@@ -31,6 +31,7 @@ from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
 from .fileio import STDIO, reason
 from .format import DEFAULT_MAX_PIXELS
+from .imageio import KMQ_FORMAT
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
@@ -43,14 +44,16 @@ RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after"
 def image_suffixes() -> frozenset[str]:
     """The file extensions (lower case, with the dot) of every format this Pillow can open."""
     Image.init()
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    # Not .kmq, though Pillow opens it since `import kmq`: a folder's .kmq files are outputs, not inputs.
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and fmt != KMQ_FORMAT)
 
 
 def suffix_for(fmt: str) -> str:
     """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG"."""
     Image.init()
     fmt = fmt.upper()
-    if fmt not in Image.SAVE:
+    if fmt not in Image.SAVE or fmt == KMQ_FORMAT:
         raise KmqError(f"unknown image format {fmt!r}; use e.g. PNG, WEBP or BMP")
     suffixes = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
     preferred = "." + fmt.lower()

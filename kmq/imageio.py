@@ -20,6 +20,10 @@ from .format import DEFAULT_MAX_PIXELS
 
 ImageSource = Union[str, Path, BinaryIO, bytes]
 
+# `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
+# outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
+KMQ_FORMAT = "KMQ"
+
 # Modes that carry transparency become RGBA; grey modes become L; everything else RGB.
 _TO_RGBA = {"RGBA", "LA", "La", "RGBa", "PA"}
 _TO_L = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -114,6 +118,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
 
 
 def _save(im: Image.Image, target: BinaryIO, format: str) -> None:
+    if format.upper() == KMQ_FORMAT:
+        raise KmqError("KMQ is not an image format to decode to (kmq compress writes .kmq); use e.g. PNG")
     # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
     options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True}}.get(format.upper(), {})
@@ -129,7 +135,7 @@ def format_for(path: str | Path) -> str:
     """The Pillow format name for an output path's extension, e.g. "out.webp" -> "WEBP"."""
     ext = Path(path).suffix.lower()
     registered = Image.registered_extensions()
-    if ext not in registered:
+    if ext not in registered or registered[ext] == KMQ_FORMAT:
         raise KmqError(f"{path}: unknown image extension {ext or '(none)'!r}; use e.g. .png")
     return registered[ext]
 

@@ -1,0 +1,115 @@
+"""The .kmq format as a Pillow plugin: after `import kmq`, every program built on Pillow opens and saves .kmq.
+
+    >>> from PIL import Image
+    >>> im = Image.open("photo.kmq")          # reads the header, palette and metadata only
+    >>> im.mode, im.info["distortion"]        # P for K <= 256 colour, L for grey, RGB/RGBA above 256
+    >>> im.save("small.kmq", k=16, codec="ctx")
+
+kmq/__init__.py registers the format with factories that import this module on first use, so `import kmq`
+does not pay for PIL.ImageFile. Errors follow Pillow's conventions with kmq's message: a file that starts like
+a .kmq but whose header, palette or metadata is malformed raises UnidentifiedImageError (an OSError) from
+Image.open, one over the pixel limit DecompressionBombError, and a payload or CRC that fails on load() OSError;
+a file is never loaded in part (LOAD_TRUNCATED_IMAGES does not apply).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImagePalette, UnidentifiedImageError
+
+from .api import compress
+from .errors import FormatError
+from .format import KmqImage, read_front, read_kmq
+from .imageio import KMQ_FORMAT
+_DECODER = "kmq"
+
+# Keys Pillow itself gives a meaning in im.info (savers read some of them back): a file's metadata key of
+# that name is not copied there, so a forged .kmq cannot make a later im.save() misbehave. kmq defines none.
+_PILLOW_INFO_KEYS = frozenset({
+    "transparency", "icc_profile", "exif", "xmp", "dpi", "duration", "loop", "background", "comment",
+    "gamma", "aspect", "compression", "interlace", "progressive", "jfif", "adobe", "srgb", "chromaticity",
+    "version", "extension", "disposal", "blend", "default_image", "bbox",
+})
+
+
+def _limit() -> int | None:
+    # Pillow's own decompression-bomb limit (an error above twice MAX_IMAGE_PIXELS, the same 178,956,970
+    # pixels as kmq's default): in a Pillow program, Image.MAX_IMAGE_PIXELS is the knob users know and set.
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+def _named(filename: str | bytes, message: object) -> str:
+    name = filename.decode(errors="replace") if isinstance(filename, bytes) else filename
+    return f"{name}: {message}" if name else str(message)
+
+
+class KmqImageFile(ImageFile.ImageFile):
+    """A .kmq file opened by Pillow: the header, palette and metadata at open, the labels on load()."""
+
+    format = KMQ_FORMAT
+    format_description = "kmq K-Means quantized image"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        try:
+            header, palette, metadata = read_front(self.fp, max_pixels=None)
+        except FormatError as e:
+            raise UnidentifiedImageError(_named(self.filename, e)) from e
+        pixels, limit = header.width * header.height, _limit()
+        if limit is not None and pixels > limit:
+            raise Image.DecompressionBombError(_named(
+                self.filename, f"image of {header.width}x{header.height} = {pixels} pixels exceeds the limit of "
+                               f"{limit} pixels (Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})"))
+        self._size = (header.width, header.height)
+        self.info.update((key, value) for key, value in metadata.items() if key not in _PILLOW_INFO_KEYS)
+        if header.channels == 1:
+            self._mode = "L"
+        elif header.k > 256:
+            self._mode = "RGBA" if header.channels == 4 else "RGB"
+        else:
+            # As a PNG-8 opens (what `kmq decompress` writes): an RGB palette, the alpha of each entry as bytes
+            # in info["transparency"], which convert("RGBA") and PNG/GIF/WebP savers understand.
+            self._mode = "P"
+            self.palette = ImagePalette.raw("RGB", palette[:, :3].tobytes())
+            if header.channels == 4:
+                self.info["transparency"] = palette[:, 3].tobytes()
+        # A plain tuple (not ImageFile._Tile) for Pillow 10; the palette as bytes, which compare as a value.
+        self.tile = [(_DECODER, (0, 0) + self.size, 0, (self.filename, header, palette.tobytes()))]
+
+
+class _Decoder(ImageFile.PyDecoder):
+    """Reads and checks the whole file (CRC, payload, labels) before setting a single pixel."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        filename, header, palette = self.args
+        assert self.fd is not None
+        try:
+            # The header admitted at open is the limit: a file that grew since cannot decode more pixels.
+            pixels = header.width * header.height
+            img = KmqImage.from_bytes(read_kmq(self.fd, max_pixels=pixels), max_pixels=pixels)
+        except FormatError as e:
+            raise OSError(_named(filename, e)) from e
+        if (img.width, img.height, img.k, img.channels) != (header.width, header.height, header.k,
+                                                            header.channels) \
+                or img.palette.tobytes() != palette:
+            raise OSError(_named(filename, "the file changed between Image.open and load()"))
+        if self.mode == "P":
+            self.set_as_raw(img.labels.astype(np.uint8).tobytes(), "P")
+        else:
+            self.set_as_raw(img.decode().tobytes(), self.mode)
+        return -1, 0
+
+
+def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """im.save(path, k=16, codec="ctx", seed=0, ...): any keyword kmq.compress takes; others are ignored, as
+    Pillow's savers ignore options they do not know."""
+    accepted = set(inspect.signature(compress).parameters) - {"image"}
+    options: dict[str, Any] = {key: value for key, value in im.encoderinfo.items() if key in accepted}
+    fp.write(compress(im, **options).to_bytes())
+
+
+Image.register_decoder(_DECODER, _Decoder)
