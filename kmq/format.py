@@ -215,7 +215,8 @@ def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes =
     return data
 
 
-def read_front(f: BinaryIO, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, np.ndarray, dict[str, Any]]:
+def read_front(f: BinaryIO, *,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, np.ndarray, dict[str, Any]]:
     """The header, the (k, channels) palette and the metadata of a .kmq file read from the start of a stream.
 
     For readers that show what a file is before decoding it (the Pillow plugin): the sizes are checked as by

@@ -273,6 +273,16 @@ def test_ctx_min_payload_bytes():
     assert ctx.min_payload_bytes(178_956_970, 12) == 1 + 5 * 4096
 
 
+def test_ctx_bound_asks_for_more_than_the_states_only_from_2_to_the_32_plus_2_pixels():
+    # docs/FORMAT.md, "Payload size bound": with lg fixed by its formula, below that the states suffice.
+    def extra(n):
+        lg = ctx.lanes_log2(n)
+        return ctx.min_payload_bytes(n, lg) - (1 + 5 * (1 << lg))
+    below = [n for e in range(33) for n in ((1 << e) - 1, 1 << e, (1 << e) + 1)]
+    assert [extra(n) for n in below + [2**32 + 1]] == [0] * (len(below) + 1)
+    assert extra(2**32 + 2) == 2 and extra((2**31 - 1) ** 2) > 0
+
+
 def test_ctx_refuses_a_forged_lane_count_before_allocating_the_image():
     # A valid 4x5 payload (lg = 0) declared for a huge image: one lane would mean one coder step per label.
     good = ctx.encode(np.full((4, 5), 3, np.uint16), pal(16))
@@ -303,14 +313,15 @@ def test_ctx_the_cheapest_12mp_images_still_decode(k, runs):
 
 
 def test_ctx_stage1_weights_are_the_counts_plus_the_base_rows_prior():
-    # docs/FORMAT.md, "Weights": 4096·N1[q][s] + 32·(1 + ⌊4096·P[s] / T⌋), P = B[q mod 10400] + 1 if possible.
+    # docs/FORMAT.md, "Weights": 4096·N1[r1][σ] + 32·(1 + ⌊4096·P[σ] / Psum⌋),
+    # P = B[r1 mod 10400] + 1 if possible.
     model = ctx._Model(3, RED_BLUE[[0, 1, 0]] // np.array([[1, 1, 1], [1, 1, 1], [2, 2, 2]], np.uint8))
     base_row = ((1 * 65 + 33) * 5 + 2) * 8 + 7  # a diagonal pass, p = 33: R = 2, so ranks 0, 1 and escape
-    q = (2 * 4 + 3) * 10400 + base_row
+    r1 = (2 * 4 + 3) * 10400 + base_row
     other = (1 * 4 + 0) * 10400 + base_row  # same base row
-    model.learn_rank(np.array([q, q, other, other, other], np.uint32), np.array([1, 4, 0, 0, 1]))
-    w = model.rank_weights().make(np.array([q]))[0]
+    model.learn_rank(np.array([r1, r1, other, other, other], np.uint32), np.array([1, 4, 0, 0, 1]))
+    w = model.rank_weights().make(np.array([r1]))[0]
     p = [3, 3, 0, 0, 2]  # base counts + 1 where possible
     expected = [4096 * n + 32 * (1 + 4096 * pp // 8) if pp else 0 for n, pp in zip([0, 1, 0, 0, 1], p)]
     assert w.tolist() == expected
-    np.testing.assert_array_equal(model.rank_weights().make(None)[q], w)
+    np.testing.assert_array_equal(model.rank_weights().make(None)[r1], w)
