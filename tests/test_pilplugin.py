@@ -1,7 +1,11 @@
 """`import kmq` makes .kmq a Pillow format: Image.open reads it as `kmq decompress` writes it, im.save writes it."""
+import collections
 import io
+import random
 import struct
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,10 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 import kmq
 from kmq.cli import main
-from kmq.format import HEADER_FIELDS, HEADER_SIZE
+from kmq.format import HEADER_FIELDS, HEADER_SIZE, MAGIC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import fuzz  # noqa: E402
 
 
 def stored(channels: int, k: int, codec: str, seed: int = 0) -> kmq.KmqImage:
@@ -144,6 +151,38 @@ def test_a_forged_huge_header_is_refused_before_reading_on(good):
     struct.pack_into(fmt, forged, offset, 2**31 - 1)
     with pytest.raises(Image.DecompressionBombError, match="exceeds the limit of 178956970 pixels"):
         Image.open(io.BytesIO(fix_crc(forged) + bytes(10**6)))
+
+
+def pixels(im: Image.Image) -> np.ndarray:
+    if im.mode == "P":
+        return np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
+    return np.asarray(im)
+
+
+def test_mutated_files_open_as_kmq_reads_them_or_fail_cleanly():
+    """tools/fuzz.py's mutations: where kmq reads a file, Pillow shows the same pixels; where kmq refuses it,
+    Pillow raises one of its usual errors, before or on load(), never anything else and never an image."""
+    corpus = [data for codec in ("raw", "lzma", "ctx") for data in fuzz.corpus(codec)]
+    rng, outcomes = random.Random(1), collections.Counter()
+    for _ in range(1500):
+        data = fuzz.mutate(rng, rng.choice(corpus))
+        if not data.startswith(MAGIC) or not 0 < fuzz.declared_pixels(data) <= 10**5:
+            continue  # not for this plugin, or a huge k = 1 image: too slow for a test
+        try:
+            expected = kmq.KmqImage.from_bytes(data).decode()
+        except kmq.KmqError:
+            expected = None
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                got = pixels(im)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
+            got = None
+        assert (got is None) == (expected is None), data.hex()
+        if got is not None:
+            np.testing.assert_array_equal(got, expected)
+        outcomes["refused" if got is None else "decoded"] += 1
+    assert outcomes["refused"] > 500 and outcomes["decoded"] > 50, outcomes
 
 
 def test_pillow_keys_in_metadata_do_not_reach_info(tmp_path):
