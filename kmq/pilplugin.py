@@ -62,6 +62,7 @@ class KmqImageFile(ImageFile.ImageFile):
             raise Image.DecompressionBombError(_named(
                 self.filename, f"image of {header.width}x{header.height} = {pixels} pixels exceeds the limit of "
                                f"{limit} pixels (Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})"))
+        # _size and _mode: Pillow >= 10.1's way for a plugin to set them (pyproject.toml requires it).
         self._size = (header.width, header.height)
         self.info.update((key, value) for key, value in metadata.items() if key not in _PILLOW_INFO_KEYS)
         if header.channels == 1:
@@ -69,12 +70,16 @@ class KmqImageFile(ImageFile.ImageFile):
         elif header.k > 256:
             self._mode = "RGBA" if header.channels == 4 else "RGB"
         else:
-            # As a PNG-8 opens (what `kmq decompress` writes): an RGB palette, the alpha of each entry as bytes
-            # in info["transparency"], which convert("RGBA") and PNG/GIF/WebP savers understand.
+            # As a PNG-8 opens (what `kmq decompress` writes): an RGB palette, the alpha of each entry in
+            # info["transparency"], which convert("RGBA") and PNG/GIF/WebP savers understand.
             self._mode = "P"
             self.palette = ImagePalette.raw("RGB", palette[:, :3].tobytes())
             if header.channels == 4:
-                self.info["transparency"] = palette[:, 3].tobytes()
+                alpha = palette[:, 3]
+                # Like PNG's reader: one fully transparent entry among opaque ones is its index (GIF keeps it).
+                clear = np.flatnonzero(alpha == 0)
+                simple = len(clear) == 1 and np.count_nonzero(alpha == 255) == len(alpha) - 1
+                self.info["transparency"] = int(clear[0]) if simple else alpha.tobytes()
         # A plain tuple (not ImageFile._Tile) for Pillow 10; the palette as bytes, which compare as a value.
         self.tile = [(_DECODER, (0, 0) + self.size, 0, (self.filename, header, palette.tobytes()))]
 

@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import fuzz  # noqa: E402
 
 
-def stored(channels: int, k: int, codec: str, seed: int = 0) -> kmq.KmqImage:
+def stored(channels: int, k: int, codec: str, seed: int = 0, alpha: list[int] | None = None) -> kmq.KmqImage:
     """A 23x17 image of k random colours (every one used) with metadata, as kmq would write it."""
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    if alpha is not None:
+        palette[:, 3] = alpha
     labels = rng.integers(0, k, (17, 23)).astype(np.uint16)
     labels.flat[:k] = np.arange(k)
     return kmq.KmqImage(palette, labels, {"distortion": 1.5, "seed": 7, "note": "kept"}, codec)
@@ -34,10 +36,12 @@ def fix_crc(data: bytes | bytearray) -> bytes:
 
 
 @pytest.mark.parametrize("codec", ["raw", "lzma", "ctx"])
-@pytest.mark.parametrize("channels, k, mode", [(1, 5, "L"), (3, 5, "P"), (4, 5, "P"), (3, 1, "P"),
-                                               (1, 300, "L"), (3, 300, "RGB"), (4, 300, "RGBA")])
-def test_open_equals_kmq_decompress(tmp_path, codec, channels, k, mode):
-    img = stored(channels, k, codec)
+@pytest.mark.parametrize("channels, k, mode, alpha", [
+    (1, 5, "L", None), (3, 5, "P", None), (4, 5, "P", None), (3, 1, "P", None), (1, 300, "L", None),
+    (3, 300, "RGB", None), (4, 300, "RGBA", None),
+    (4, 3, "P", [255, 255, 255]), (4, 3, "P", [255, 0, 255]), (4, 3, "P", [0, 0, 255])])
+def test_open_equals_kmq_decompress(tmp_path, codec, channels, k, mode, alpha):
+    img = stored(channels, k, codec, alpha=alpha)
     kmq.write(tmp_path / "x.kmq", img)
     result = CliRunner().invoke(main, ["decompress", str(tmp_path / "x.kmq"), "-q"])
     assert result.exit_code == 0, result.output
