@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
-from . import __version__, api, segment, stats
+from . import __version__, api, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
@@ -64,7 +64,18 @@ def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -
             or (output is not None and output.endswith(("/", os.sep))))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # One guard for every command: a full, closed or vanished stdout is one clean error (or a quiet end).
+        with stdout.guarded():
+            return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with stdout.watched():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="kmq")
 def main() -> None:
     """Compress images by K-Means vector quantization into .kmq files.
