@@ -20,7 +20,7 @@ from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
-from .imageio import format_for, save_image
+from .imageio import format_for, save_image, writable_format
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
     from . import batch
@@ -182,8 +182,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     if _is_bulk(files, output, summary):
         from . import batch
 
-        fmt = fmt.upper() if fmt else "PNG"
         with _reported():
+            fmt = writable_format(fmt or "PNG")
             jobs = batch.plan_decompress(files, output, fmt)
         task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
@@ -383,7 +383,8 @@ def _summary_table(s: dict[str, Any]) -> str:
 def _save(output: str, pixels: Any, force: bool) -> None:
     """Write pixels as an image whose format the output's extension picks (PNG on stdout)."""
     fmt = "PNG" if output == STDIO else format_for(output)
-    write_atomic(output, lambda f: save_image(pixels, f, format=fmt), overwrite=force)
+    name = "<stdout>" if output == STDIO else output
+    write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
 
 def _stem(path: str) -> str:

@@ -19,7 +19,7 @@ from .api import compress, load
 from .errors import KmqError
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
-from .imageio import save_image
+from .imageio import over_white, save_image
 from .stats import record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
@@ -66,8 +66,7 @@ def opaque_rgb(pixels: np.ndarray) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     if pixels.shape[2] == 3:
         return pixels
-    alpha = pixels[:, :, 3:].astype(np.float32) / 255
-    return np.rint(pixels[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return over_white(pixels)
 
 
 def grey(pixels: np.ndarray) -> np.ndarray:

@@ -145,3 +145,83 @@ def test_segment_views_are_the_image_size(runner, tmp_path, height, width):
     assert result.exit_code == 0
     with Image.open(tmp_path / "s.png") as im:
         assert im.size == (width, height)
+
+
+# --------------------------------------------------------------------------------------------------
+# alpha into formats without it (GIF's one transparent colour, JPEG, BMP), and format names
+
+# Opaque, two fully transparent entries (merged into GIF's one transparent colour), half transparent, opaque.
+_RGBA_PALETTE = np.array([[10, 20, 30, 255], [200, 0, 0, 0], [0, 200, 0, 0], [0, 0, 200, 128], [5, 5, 5, 255]],
+                         np.uint8)
+_RGBA_LABELS = np.array([[0, 1, 2, 3, 4, 0], [4, 3, 2, 1, 0, 0]], np.uint16)
+
+
+def _rgba_kmq(tmp_path, palette=_RGBA_PALETTE):
+    path = tmp_path / "rgba.kmq"
+    kmq.write(path, kmq.KmqImage(palette, _RGBA_LABELS))
+    return path
+
+
+def test_alpha_into_gif_keeps_alpha_0_as_its_transparent_colour(runner, tmp_path):
+    result = run(runner, "decompress", _rgba_kmq(tmp_path), "-o", tmp_path / "x.gif", "-q")
+    assert (result.exit_code, result.output) == (
+        0, f"Warning: {tmp_path / 'x.gif'}: GIF keeps only alpha 0 (as its transparent colour): partial alpha "
+           "(1 of 5 colours) composited over white (PNG or WebP keep alpha)\n")
+    with Image.open(tmp_path / "x.gif") as im:
+        assert im.mode == "P" and "transparency" in im.info
+        got = np.asarray(im.convert("RGBA"))
+    # Alpha 0 is transparent, 255 exact, 128 composited over white: 255 - (255 - 200) * 128/255 = 227.4.
+    expected_rgb = {0: [10, 20, 30], 3: [127, 127, 227], 4: [5, 5, 5]}
+    for label in range(5):
+        where = _RGBA_LABELS == label
+        assert (got[where][:, 3] == (0 if label in (1, 2) else 255)).all()
+        if label in expected_rgb:
+            assert (got[where][:, :3] == expected_rgb[label]).all()
+
+
+def test_alpha_0_and_255_into_gif_lose_nothing_and_say_nothing(runner, tmp_path):
+    palette = _RGBA_PALETTE.copy()
+    palette[3, 3] = 255
+    result = run(runner, "decompress", _rgba_kmq(tmp_path, palette), "-o", tmp_path / "x.gif", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+    with Image.open(tmp_path / "x.gif") as im:
+        got = np.asarray(im.convert("RGBA"))
+    visible = palette[_RGBA_LABELS][:, :, 3] == 255
+    np.testing.assert_array_equal(got[visible], palette[_RGBA_LABELS][visible])
+    assert (got[~visible][:, 3] == 0).all()
+
+
+@pytest.mark.parametrize("args, out", [(["decompress", "{kmq}", "-o", "{out}"], "x.jpg"),
+                                       (["decompress", "{kmq}", "-o", "{out}", "--truecolor"], "x.bmp"),
+                                       (["segment", "{kmq}", "--style", "mean", "-o", "{out}"], "x.jpg"),
+                                       (["palette", "{kmq}", "-o", "{out}"], "x.jpg")])
+def test_rgba_into_a_format_without_alpha_is_composited_over_white_with_a_warning(runner, tmp_path, args, out):
+    out, source = tmp_path / out, _rgba_kmq(tmp_path)
+    result = run(runner, *[a.format(kmq=source, out=out) for a in args], "-q")
+    fmt = "JPEG" if out.suffix == ".jpg" else "BMP"
+    assert (result.exit_code, result.output) == (
+        0, f"Warning: {out}: {fmt} has no alpha: transparent pixels are composited over white (PNG or WebP keep "
+           "alpha)\n")
+    with Image.open(out) as im:
+        assert im.mode == "RGB"
+        if fmt == "BMP":  # lossless: exactly what a white page shows
+            np.testing.assert_array_equal(np.asarray(im), segment.opaque_rgb(_RGBA_PALETTE[_RGBA_LABELS]))
+
+
+def test_opaque_rgba_into_jpeg_needs_no_warning(runner, tmp_path):
+    palette = _RGBA_PALETTE.copy()
+    palette[:, 3] = 255
+    result = run(runner, "decompress", _rgba_kmq(tmp_path, palette), "-o", tmp_path / "x.jpg", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["decompress", "{kmq}", "--format", "xyz", "-o", "-"],
+     "unknown image format 'xyz'; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF"),
+    (["decompress", "{kmq}", "--format", "xyz", "-o", "{tmp}/out/"],
+     "unknown image format 'xyz'; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF"),
+    (["decompress", "{kmq}", "-o", "{tmp}/x.psd"], "{tmp}/x.psd: Pillow reads PSD files but cannot write them; "
+                                                   "use e.g. .png")])
+def test_unknown_and_unwritable_formats(runner, kmq_file, tmp_path, args, message):
+    result = run(runner, *[a.format(kmq=kmq_file, tmp=tmp_path) for a in args])
+    assert (result.exit_code, result.output) == (1, f"Error: {message.format(tmp=tmp_path)}\n")
