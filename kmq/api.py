@@ -17,7 +17,7 @@ from .codecs import NAMES as CODECS
 from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
-from .imageio import ImageSource, format_for, load_image, save_quantized, to_array
+from .imageio import ImageSource, format_for, load_image, save_quantized, to_array, writable_format
 
 __all__ = ["compress", "read", "write", "export", "quantize", "load"]
 
@@ -143,9 +143,10 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
-    fmt = format.upper() if format else ("PNG" if str(path) == STDIO else format_for(path))
-    write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor),
-                 overwrite=overwrite)
+    fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
+    name = "<stdout>" if str(path) == STDIO else str(path)
+    write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
+                                                name=name), overwrite=overwrite)
     return fmt
 
 

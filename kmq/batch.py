@@ -31,7 +31,7 @@ from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
 from .fileio import STDIO, reason
 from .format import DEFAULT_MAX_PIXELS
-from .imageio import KMQ_FORMAT
+from .imageio import KMQ_FORMAT, writable_format
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
@@ -51,10 +51,7 @@ def image_suffixes() -> frozenset[str]:
 
 def suffix_for(fmt: str) -> str:
     """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG"."""
-    Image.init()
-    fmt = fmt.upper()
-    if fmt not in Image.SAVE or fmt == KMQ_FORMAT:
-        raise KmqError(f"unknown image format {fmt!r}; use e.g. PNG, WEBP or BMP")
+    fmt = writable_format(fmt)
     suffixes = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
     preferred = "." + fmt.lower()
     return preferred if preferred in suffixes else suffixes[0]

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
-from . import __version__, api, segment, stats
+from . import __version__, api, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
-from .imageio import format_for, save_image
+from .imageio import format_for, save_image, writable_format
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
     from . import batch
@@ -64,7 +64,18 @@ def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -
             or (output is not None and output.endswith(("/", os.sep))))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # One guard for every command: a full, closed or vanished stdout is one clean error (or a quiet end).
+        with stdout.guarded():
+            return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with stdout.watched():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="kmq")
 def main() -> None:
     """Compress images by K-Means vector quantization into .kmq files.
@@ -171,8 +182,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     if _is_bulk(files, output, summary):
         from . import batch
 
-        fmt = fmt.upper() if fmt else "PNG"
         with _reported():
+            fmt = writable_format(fmt or "PNG")
             jobs = batch.plan_decompress(files, output, fmt)
         task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
@@ -372,7 +383,8 @@ def _summary_table(s: dict[str, Any]) -> str:
 def _save(output: str, pixels: Any, force: bool) -> None:
     """Write pixels as an image whose format the output's extension picks (PNG on stdout)."""
     fmt = "PNG" if output == STDIO else format_for(output)
-    write_atomic(output, lambda f: save_image(pixels, f, format=fmt), overwrite=force)
+    name = "<stdout>" if output == STDIO else output
+    write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
 
 def _stem(path: str) -> str:

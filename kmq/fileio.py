@@ -174,12 +174,9 @@ def _write_stdout(content: Content) -> None:
     try:
         _fill(out, content)
         out.flush()
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): nothing more to say, and Python must not complain at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
-        raise KmqError("stdout: broken pipe") from None
     except OSError as e:
+        if e.errno == errno.EPIPE:
+            raise  # the reader went away (`| head`): not an error to report; the CLI ends quietly (kmq.stdout)
         raise KmqError(f"cannot write to stdout: {reason(e)}") from None
 
 
@@ -205,4 +202,6 @@ def reason(e: OSError) -> str:
         return "permission denied"
     if e.errno == errno.ENOSPC:
         return "no space left on device"
+    if e.errno == errno.EBADF:
+        return "not open for writing"  # e.g. stdout closed with `>&-`
     return e.strerror or str(e)

@@ -86,43 +86,117 @@ def _grey(im: Image.Image) -> np.ndarray:
     return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str) -> None:
-    """Write (h, w) or (h, w, 3|4) uint8 pixels to an open binary file in a format Pillow writes ("PNG", ...)."""
+def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str = "the output") -> None:
+    """Write (h, w) or (h, w, 3|4) uint8 pixels to an open binary file in a format Pillow writes ("PNG", ...).
+
+    RGBA goes to a format without alpha as save_quantized says; name is the file the warning names.
+    """
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and format.upper() not in ALPHA_FORMATS:
+        if format.upper() == "GIF":
+            # As a palette image, GIF can keep alpha 0: possible when there are few enough colours.
+            words = np.ascontiguousarray(pixels).view(np.uint32)[:, :, 0]
+            colours, labels = np.unique(words, return_inverse=True)
+            if len(colours) <= 256:
+                palette = colours.view(np.uint8).reshape(-1, 4)
+                save_quantized(palette, labels.reshape(words.shape), target, format=format, name=name)
+                return
+        pixels = _flattened(pixels, format, name)
     _save(Image.fromarray(pixels), target, format)
 
 
 # Formats that store a palette image exactly: writing the palette and one index per pixel keeps every pixel
 # and is far smaller and faster than RGB (GIF would otherwise requantize RGB itself, losing colours).
 _PALETTE_FORMATS = {"PNG", "GIF"}
+# The formats Pillow writes (and reads back) with a whole alpha channel. Any other gets RGBA composited over
+# white, with a warning, rather than alpha dropped silently (GIF, BMP, PPM) or a refusal (JPEG); GIF keeps
+# alpha 0 as its one transparent colour.
+ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "TGA", "AVIF", "JPEG2000", "ICO", "ICNS", "DDS", "IM",
+                           "QOI", "SGI"})
 
 
 def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *, format: str,
-                   truecolor: bool = False) -> None:
+                   truecolor: bool = False, name: str = "the output") -> None:
     """Write the image palette[labels] to an open binary file in a Pillow format.
 
     palette (k, 1|3|4) uint8, labels (h, w) integers < k. With k <= 256, RGB or RGBA, and a format that
     stores palettes (PNG, GIF), the file is a palette image (PNG-8; alpha per entry in tRNS) unless truecolor;
-    otherwise the pixels themselves are written. Either way the decoded pixels are the same.
+    otherwise the pixels themselves are written. Either way the decoded pixels are the same, except for alpha
+    in a format without it (not in ALPHA_FORMATS): the colours are composited over white, and a KmqWarning
+    naming `name` says so when that changes any; GIF (always a palette image when k <= 256) makes the
+    palette entries with alpha 0 its transparent colour and composites the others.
     """
     k, channels = palette.shape
-    if format.upper() == "GIF" and k > 256:
-        warnings.warn(f"GIF holds at most 256 colours: Pillow reduces these {k}", KmqWarning, stacklevel=2)
-    if truecolor or channels == 1 or k > 256 or format.upper() not in _PALETTE_FORMATS:
+    fmt = format.upper()
+    if fmt == "GIF" and k > 256:
+        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k}", KmqWarning,
+                      stacklevel=2)
+    transparent = None
+    if channels == 4 and fmt not in ALPHA_FORMATS:
+        if fmt == "GIF" and k <= 256:
+            palette, labels, transparent = _gif_transparency(palette, labels, name)
+            truecolor = False
+        else:
+            palette = _flattened(palette[None], fmt, name)[0]
+        channels = 3
+    if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         pixels = palette[labels]
-        save_image(pixels[:, :, 0] if channels == 1 else pixels, target, format=format)
+        _save(Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels), target, format)
         return
     height, width = labels.shape
     im = Image.frombytes("P", (width, height), labels.astype(np.uint8).tobytes())
     im.putpalette(palette.tobytes(), "RGBA" if channels == 4 else "RGB")
-    _save(im, target, format)
+    _save(im, target, format, transparency=transparent)
 
 
-def _save(im: Image.Image, target: BinaryIO, format: str) -> None:
+def _flattened(rgba: np.ndarray, fmt: str, name: str) -> np.ndarray:
+    """(..., 4) uint8 -> (..., 3) uint8 composited over white, with a warning if any alpha was below 255."""
+    if (rgba[..., 3] < 255).any():
+        warnings.warn(f"{name}: {fmt} has no alpha: transparent pixels are composited over white "
+                      "(PNG or WebP keep alpha)", KmqWarning, stacklevel=3)
+    return over_white(rgba)
+
+
+def over_white(rgba: np.ndarray) -> np.ndarray:
+    """(..., 4) uint8 -> (..., 3) uint8: the colours composited over white, as a page shows them."""
+    alpha = rgba[..., 3:].astype(np.float32) / 255
+    return np.rint(rgba[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+
+
+def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
+                      name: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """GIF's alpha: one transparent index. (k, 4) palette -> (k, 3) palette, labels with every alpha-0 entry
+    mapped to the first one (then the transparent index, or None without any); partial alpha is composited
+    over white, with a warning."""
+    alpha = palette[:, 3]
+    partial = int(((alpha > 0) & (alpha < 255)).sum())
+    if partial:
+        warnings.warn(f"{name}: GIF keeps only alpha 0 (as its transparent colour): partial alpha ({partial} "
+                      f"of {len(palette)} colours) composited over white (PNG or WebP keep alpha)", KmqWarning,
+                      stacklevel=3)
+    clear = np.flatnonzero(alpha == 0)
+    if len(clear) == 0:
+        return over_white(palette), labels, None
+    remap = np.arange(len(palette))
+    remap[clear] = clear[0]
+    return over_white(palette), remap[labels], int(clear[0])
+
+
+def writable_format(name: str) -> str:
+    """The Pillow format name for a user's format name ("png" -> "PNG"); KmqError if Pillow cannot write it."""
+    Image.init()
+    fmt = name.upper()
+    if fmt not in Image.SAVE or fmt == KMQ_FORMAT:
+        raise KmqError(f"unknown image format {name!r}; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF")
+    return fmt
+
+
+def _save(im: Image.Image, target: BinaryIO, format: str, **extra: object) -> None:
     if format.upper() == KMQ_FORMAT:
         raise KmqError("KMQ is not an image format to decode to (kmq compress writes .kmq); use e.g. PNG")
     # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
     options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True}}.get(format.upper(), {})
+    options.update({key: value for key, value in extra.items() if value is not None})
     try:
         im.save(target, format=format, **options)
     except (KeyError, ValueError, OSError) as e:
@@ -137,6 +211,8 @@ def format_for(path: str | Path) -> str:
     registered = Image.registered_extensions()
     if ext not in registered or registered[ext] == KMQ_FORMAT:
         raise KmqError(f"{path}: unknown image extension {ext or '(none)'!r}; use e.g. .png")
+    if registered[ext] not in Image.SAVE:
+        raise KmqError(f"{path}: Pillow reads {registered[ext]} files but cannot write them; use e.g. .png")
     return registered[ext]
 
 

@@ -19,7 +19,7 @@ from .api import compress, load
 from .errors import KmqError
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
-from .imageio import save_image
+from .imageio import over_white, save_image
 from .stats import record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
@@ -66,8 +66,7 @@ def opaque_rgb(pixels: np.ndarray) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     if pixels.shape[2] == 3:
         return pixels
-    alpha = pixels[:, :, 3:].astype(np.float32) / 255
-    return np.rint(pixels[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return over_white(pixels)
 
 
 def grey(pixels: np.ndarray) -> np.ndarray:
@@ -162,7 +161,7 @@ def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
 # --- the montage -------------------------------------------------------------------------------------------
 
 PANEL_MIN = 240   # narrower images are enlarged (by a whole factor, nearest neighbour) so titles fit
-PANEL_MAX = 640   # wider ones are reduced, so five panels still fit a screen
+PANEL_MAX = 640   # no panel is wider or taller (larger images are reduced), so five panels still fit a screen
 _GAP = 12
 _TITLE_SIZE = 22
 _SUBTITLE_SIZE = 15
@@ -188,13 +187,25 @@ class Montage:
     panels: list[Panel] = field(default_factory=list)
 
 
-def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None) -> Montage:
+def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Montage:
     """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
-    unless columns is given; images narrower than PANEL_MIN or wider than PANEL_MAX are scaled.
+    unless columns is given (at most one per panel); an image is reduced to fit PANEL_MAX x PANEL_MAX, or one
+    narrower than PANEL_MIN enlarged by a whole factor within that box; a panel's cell is at least PANEL_MIN
+    wide, for its titles. Raises KmqError, before any clustering, if the figure would exceed max_pixels.
     """
     h, w = pixels.shape[:2]
+    n = len(ks) + 1
+    columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
+    rows = math.ceil(n / columns)
+    pw, ph = _panel_size(w, h)
+    cw = max(pw, PANEL_MIN)
+    size = (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
+    if size[0] * size[1] > max_pixels:
+        raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
+                       f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
     for k in ks:
@@ -203,16 +214,12 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
         images.append(opaque_rgb(img.decode()))
         psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
         titles.append((f"K = {r['k']}", f"ratio {r['ratio']:.3f}, {psnr}", r))
-    n = len(images)
-    columns = columns or math.ceil(n / math.ceil(n / 4))
-    rows = math.ceil(n / columns)
-    pw, ph = _panel_size(w, h)
-    canvas = Image.new("RGB", (_GAP + columns * (pw + _GAP), _GAP + rows * (_HEAD + ph + _GAP)), "white")
+    canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
     title_font, subtitle_font = _font(_TITLE_SIZE), _font(_SUBTITLE_SIZE)
     panels = []
     for i, (image, (title, subtitle, r)) in enumerate(zip(images, titles)):
-        x = _GAP + (i % columns) * (pw + _GAP)
+        x = _GAP + (i % columns) * (cw + _GAP)
         y = _GAP + (i // columns) * (_HEAD + ph + _GAP)
         draw.text((x, y + 10), title, fill=_INK, font=title_font)
         draw.text((x, y + 10 + _TITLE_SIZE + 6), subtitle, fill=_MUTED, font=subtitle_font)
@@ -230,16 +237,16 @@ def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, column
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns)
+    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:
-    if w < PANEL_MIN:
-        factor = math.ceil(PANEL_MIN / w)
-        return w * factor, h * factor
-    if w > PANEL_MAX:
-        return PANEL_MAX, max(1, round(h * PANEL_MAX / w))
-    return w, h
+    if w > PANEL_MAX or h > PANEL_MAX:
+        scale = PANEL_MAX / max(w, h)
+        return max(1, round(w * scale)), max(1, round(h * scale))
+    # Enlarging is capped by the height too: a 1 x 500 column enlarged to 240 px wide would be 120,000 px tall.
+    factor = max(1, min(math.ceil(PANEL_MIN / w), PANEL_MAX // w, PANEL_MAX // h))
+    return w * factor, h * factor
 
 
 def _scaled(rgb: np.ndarray, pw: int, ph: int) -> Image.Image:
@@ -262,6 +269,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 SWATCH_CELL = 48
 SWATCH_COLUMNS = 16
+SWATCH_MAX = 800  # above 256 entries, more columns of smaller cells keep the grid within this many px a side
 _SWATCH_GUTTER = 2
 PROPORTIONAL_SIZE = (768, 96)
 
@@ -270,7 +278,7 @@ def swatch(palette: np.ndarray, shares: np.ndarray | None = None, *, proportiona
     """The palette as a picture, in the palette's channels: (k, c) uint8 -> (H, W) or (H, W, c) uint8.
 
     Default: one SWATCH_CELL square per entry, SWATCH_COLUMNS to a row, white gutters (transparent for
-    RGBA). proportional: one PROPORTIONAL_SIZE bar, each entry as wide as its share of the pixels
+    RGBA); above 256 entries, a square grid of smaller cells about SWATCH_MAX px a side (3 px each at 65536). proportional: one PROPORTIONAL_SIZE bar, each entry as wide as its share of the pixels
     ((k,) floats summing to 1), rounded so the widths add up exactly; an entry too rare for a pixel is not drawn.
     """
     k, c = palette.shape
@@ -283,12 +291,14 @@ def swatch(palette: np.ndarray, shares: np.ndarray | None = None, *, proportiona
         columns = np.repeat(np.arange(k), np.diff(bounds))
         index = np.broadcast_to(columns, (height, width))
     else:
-        cols = min(k, SWATCH_COLUMNS)
+        cols = min(k, max(SWATCH_COLUMNS, math.ceil(math.sqrt(k))))
         rows = math.ceil(k / cols)
-        step = SWATCH_CELL + _SWATCH_GUTTER
-        y, x = np.mgrid[0:rows * step + _SWATCH_GUTTER, 0:cols * step + _SWATCH_GUTTER]
+        step = min(SWATCH_CELL + _SWATCH_GUTTER, SWATCH_MAX // cols)
+        gutter = _SWATCH_GUTTER if step >= 5 * _SWATCH_GUTTER else 0  # tiny cells need all their pixels
+        y = np.arange(rows * step + gutter)[:, None]
+        x = np.arange(cols * step + gutter)[None, :]
         entry = (y // step) * cols + x // step
-        inside = (y % step >= _SWATCH_GUTTER) & (x % step >= _SWATCH_GUTTER) & (entry < k)
+        inside = (y % step >= gutter) & (x % step >= gutter) & (entry < k)
         index = np.where(inside, entry, k)  # k is the gutter colour appended below
     background = np.array([[255] * c if c != 4 else [255, 255, 255, 0]], np.uint8)
     pixels = np.concatenate([palette, background])[index]

@@ -17,3 +17,27 @@ def rgb_small() -> np.ndarray:
     from PIL import Image
     with Image.open(SAMPLES / "chelsea.png") as im:
         return np.asarray(im.convert("RGB"))[100:113, 200:211].copy()
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+    return CliRunner()
+
+
+@pytest.fixture
+def png(tmp_path, rgb_small) -> Path:
+    """rgb_small as tmp_path/a.png."""
+    from PIL import Image
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb_small).save(path)
+    return path
+
+
+@pytest.fixture
+def kmq_file(tmp_path, rgb_small) -> Path:
+    """rgb_small compressed at K = 4 into tmp_path/a.kmq."""
+    import kmq
+    path = tmp_path / "a.kmq"
+    kmq.write(path, kmq.compress(rgb_small, k=4))
+    return path

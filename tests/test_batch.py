@@ -80,7 +80,7 @@ def test_decompress_plans_kmq_files_named_like_the_single_file_default(tmp_path,
 
 def test_suffix_for_a_format():
     assert batch.suffix_for("png") == ".png" and batch.suffix_for("JPEG") == ".jpeg"
-    with pytest.raises(KmqError, match="unknown image format 'NOPE'"):
+    with pytest.raises(KmqError, match="unknown image format 'nope'"):
         batch.suffix_for("nope")
 
 

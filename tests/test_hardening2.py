@@ -1,0 +1,227 @@
+"""Hardening, round 2: stdout full, closed or gone; runaway view sizes; alpha into GIF and JPEG; wording.
+
+The stdout tests run the real program (a subprocess each): what they check happens in the interpreter's own
+streams, which click's CliRunner replaces.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import segment
+from kmq.errors import KmqError
+from kmq.cli import main
+
+KMQ = [sys.executable, "-m", "kmq"]
+
+
+def run(runner, *args, **kwargs):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# stdout: full, closed, or its reader gone
+
+# Every way a command writes to stdout: text by click, tables by rich, bytes by fileio, images by Pillow
+# (which writes to the descriptor itself), the line a command prints after writing a file, help, a bulk summary.
+_STDOUT_WRITERS = {
+    "info": ["info", "{kmq}"],
+    "info json": ["info", "{kmq}", "--format", "json"],
+    "palette": ["palette", "{kmq}"],
+    "stats": ["stats", "{kmq}"],
+    "decompress": ["decompress", "{kmq}", "-o", "-"],
+    "compress": ["compress", "{png}", "-k", "2", "-o", "-"],
+    "compress line": ["compress", "{png}", "-k", "2", "-o", "{tmp}/c.kmq"],
+    "segment": ["segment", "{png}", "-k", "2", "-o", "-"],
+    "montage": ["montage", "{png}", "-k", "2", "-o", "-"],
+    "palette swatch": ["palette", "{png}", "-k", "2", "-o", "-"],
+    "help": ["--help"],
+    "bulk summary": ["decompress", "{kmq}", "-o", "{tmp}/out/", "--summary", "json", "-j", "1"],
+}
+
+
+def _stdout_run(args, png, kmq_file, tmp_path, **streams):
+    args = [a.format(png=png, kmq=kmq_file, tmp=tmp_path) for a in args]
+    return subprocess.run([*KMQ, *args], stderr=subprocess.PIPE, timeout=60, **streams)
+
+
+def _clean(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text and "Exception ignored" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("name", _STDOUT_WRITERS)
+def test_a_full_stdout_is_one_error(name, png, kmq_file, tmp_path):
+    with open("/dev/full", "wb") as full:
+        out = _stdout_run(_STDOUT_WRITERS[name], png, kmq_file, tmp_path, stdout=full)
+    assert out.returncode == 1
+    assert _clean(out.stderr).splitlines()[-1] == "Error: cannot write to stdout: no space left on device"
+
+
+@pytest.mark.parametrize("name", ["info", "palette", "stats", "decompress", "compress", "bulk summary"])
+def test_a_closed_stdout_is_one_error(name, png, kmq_file, tmp_path):
+    out = _stdout_run(_STDOUT_WRITERS[name], png, kmq_file, tmp_path, preexec_fn=lambda: os.close(1))
+    assert out.returncode == 1
+    assert _clean(out.stderr).splitlines()[-1] == "Error: cannot write to stdout: not open for writing"
+
+
+@pytest.mark.parametrize("name", ["info", "stats", "decompress", "help"])
+def test_a_reader_gone_ends_quietly_by_sigpipe(name, png, kmq_file, tmp_path):
+    reading, writing = os.pipe()
+    os.close(reading)  # the reader is gone before the first byte: every write fails with EPIPE
+    try:
+        out = _stdout_run(_STDOUT_WRITERS[name], png, kmq_file, tmp_path, stdout=writing)
+    finally:
+        os.close(writing)
+    assert (out.returncode, _clean(out.stderr)) == (-signal.SIGPIPE, "")
+
+
+def test_a_command_that_writes_nothing_to_stdout_does_not_mind_it_closed(png, tmp_path):
+    out = _stdout_run(["compress", "{png}", "-k", "2", "-o", "{tmp}/q.kmq", "-q"], png, None, tmp_path,
+                      preexec_fn=lambda: os.close(1))
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert kmq.read(tmp_path / "q.kmq").k == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# runaway sizes: every view stays within a bound, whatever the image's shape
+
+def _noise(height, width):
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+
+
+@pytest.mark.parametrize("height, width, panel", [(500, 1, (1, 500)), (1, 500, (500, 1)), (3000, 2, (1, 640)),
+                                                  (13, 11, (242, 286)), (700, 100, (91, 640))])
+def test_montage_panels_fit_a_box_whatever_the_shape(height, width, panel):
+    figure = segment.montage(_noise(height, width), [2, 3])
+    for p in figure.panels:
+        x0, y0, x1, y1 = p.box
+        assert (x1 - x0, y1 - y0) == panel
+    h, w = figure.pixels.shape[:2]
+    # Three cells of at least PANEL_MIN (the titles need it) and at most PANEL_MAX, in one row.
+    assert w == 12 + 3 * (max(panel[0], segment.PANEL_MIN) + 12) and h <= 12 + 63 + segment.PANEL_MAX + 12
+    if panel == (width, height):  # unscaled: the original is in its panel as it is
+        x0, y0, x1, y1 = figure.panels[0].box
+        np.testing.assert_array_equal(figure.pixels[y0:y1, x0:x1], _noise(height, width))
+
+
+def test_a_montage_over_the_pixel_limit_is_refused_before_clustering(monkeypatch):
+    monkeypatch.setattr(segment, "compress", lambda *a, **k: pytest.fail("clustered a refused montage"))
+    with pytest.raises(KmqError, match=r"^a montage of 3 panels would be 774x373 = 288702 pixels, over the "
+                                       r"limit of 200000 \(fewer -k, or raise --max-pixels\)$"):
+        segment.montage(_noise(13, 11), [2, 3], max_pixels=200_000)
+
+
+def test_montage_columns_beyond_the_panels_add_no_empty_columns(rgb_small):
+    assert segment.montage(rgb_small, [2], columns=50).pixels.shape[1] == 12 + 2 * (242 + 12)
+
+
+def test_the_montage_of_a_column_image_through_the_cli(runner, tmp_path):
+    Image.fromarray(_noise(500, 1)).save(tmp_path / "col.png")
+    result = run(runner, "montage", tmp_path / "col.png", "-o", tmp_path / "m.png")
+    assert result.output == f"{tmp_path / 'col.png'} -> {tmp_path / 'm.png'}: original and K = 2, 3, 6, 16, 768x1162\n"
+
+
+@pytest.mark.parametrize("k, shape", [(16, (52, 802)), (256, (802, 802)), (257, (754, 801)),
+                                      (4096, (770, 770)), (65536, (768, 768))])
+def test_swatches_of_large_palettes_stay_within_a_screen(k, shape):
+    palette = segment.label_colors(k)
+    out = segment.swatch(palette)
+    assert out.shape == (*shape, 3)
+    if k == 65536:  # 3 px cells, no gutters: every entry in order, row by row
+        np.testing.assert_array_equal(out[::3, ::3].reshape(-1, 3), palette)
+
+
+@pytest.mark.parametrize("height, width", [(500, 1), (1, 500), (3000, 2)])
+def test_segment_views_are_the_image_size(runner, tmp_path, height, width):
+    Image.fromarray(_noise(height, width)).save(tmp_path / "in.png")
+    result = run(runner, "segment", tmp_path / "in.png", "-k", "3", "-o", tmp_path / "s.png", "-q")
+    assert result.exit_code == 0
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == (width, height)
+
+
+# --------------------------------------------------------------------------------------------------
+# alpha into formats without it (GIF's one transparent colour, JPEG, BMP), and format names
+
+# Opaque, two fully transparent entries (merged into GIF's one transparent colour), half transparent, opaque.
+_RGBA_PALETTE = np.array([[10, 20, 30, 255], [200, 0, 0, 0], [0, 200, 0, 0], [0, 0, 200, 128], [5, 5, 5, 255]],
+                         np.uint8)
+_RGBA_LABELS = np.array([[0, 1, 2, 3, 4, 0], [4, 3, 2, 1, 0, 0]], np.uint16)
+
+
+def _rgba_kmq(tmp_path, palette=_RGBA_PALETTE):
+    path = tmp_path / "rgba.kmq"
+    kmq.write(path, kmq.KmqImage(palette, _RGBA_LABELS))
+    return path
+
+
+def test_alpha_into_gif_keeps_alpha_0_as_its_transparent_colour(runner, tmp_path):
+    result = run(runner, "decompress", _rgba_kmq(tmp_path), "-o", tmp_path / "x.gif", "-q")
+    assert (result.exit_code, result.output) == (
+        0, f"Warning: {tmp_path / 'x.gif'}: GIF keeps only alpha 0 (as its transparent colour): partial alpha "
+           "(1 of 5 colours) composited over white (PNG or WebP keep alpha)\n")
+    with Image.open(tmp_path / "x.gif") as im:
+        assert im.mode == "P" and "transparency" in im.info
+        got = np.asarray(im.convert("RGBA"))
+    # Alpha 0 is transparent, 255 exact, 128 composited over white: 255 - (255 - 200) * 128/255 = 227.4.
+    expected_rgb = {0: [10, 20, 30], 3: [127, 127, 227], 4: [5, 5, 5]}
+    for label in range(5):
+        where = _RGBA_LABELS == label
+        assert (got[where][:, 3] == (0 if label in (1, 2) else 255)).all()
+        if label in expected_rgb:
+            assert (got[where][:, :3] == expected_rgb[label]).all()
+
+
+def test_alpha_0_and_255_into_gif_lose_nothing_and_say_nothing(runner, tmp_path):
+    palette = _RGBA_PALETTE.copy()
+    palette[3, 3] = 255
+    result = run(runner, "decompress", _rgba_kmq(tmp_path, palette), "-o", tmp_path / "x.gif", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+    with Image.open(tmp_path / "x.gif") as im:
+        got = np.asarray(im.convert("RGBA"))
+    visible = palette[_RGBA_LABELS][:, :, 3] == 255
+    np.testing.assert_array_equal(got[visible], palette[_RGBA_LABELS][visible])
+    assert (got[~visible][:, 3] == 0).all()
+
+
+@pytest.mark.parametrize("args, out", [(["decompress", "{kmq}", "-o", "{out}"], "x.jpg"),
+                                       (["decompress", "{kmq}", "-o", "{out}", "--truecolor"], "x.bmp"),
+                                       (["segment", "{kmq}", "--style", "mean", "-o", "{out}"], "x.jpg"),
+                                       (["palette", "{kmq}", "-o", "{out}"], "x.jpg")])
+def test_rgba_into_a_format_without_alpha_is_composited_over_white_with_a_warning(runner, tmp_path, args, out):
+    out, source = tmp_path / out, _rgba_kmq(tmp_path)
+    result = run(runner, *[a.format(kmq=source, out=out) for a in args], "-q")
+    fmt = "JPEG" if out.suffix == ".jpg" else "BMP"
+    assert (result.exit_code, result.output) == (
+        0, f"Warning: {out}: {fmt} has no alpha: transparent pixels are composited over white (PNG or WebP keep "
+           "alpha)\n")
+    with Image.open(out) as im:
+        assert im.mode == "RGB"
+        if fmt == "BMP":  # lossless: exactly what a white page shows
+            np.testing.assert_array_equal(np.asarray(im), segment.opaque_rgb(_RGBA_PALETTE[_RGBA_LABELS]))
+
+
+def test_opaque_rgba_into_jpeg_needs_no_warning(runner, tmp_path):
+    palette = _RGBA_PALETTE.copy()
+    palette[:, 3] = 255
+    result = run(runner, "decompress", _rgba_kmq(tmp_path, palette), "-o", tmp_path / "x.jpg", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["decompress", "{kmq}", "--format", "xyz", "-o", "-"],
+     "unknown image format 'xyz'; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF"),
+    (["decompress", "{kmq}", "--format", "xyz", "-o", "{tmp}/out/"],
+     "unknown image format 'xyz'; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF"),
+    (["decompress", "{kmq}", "-o", "{tmp}/x.psd"], "{tmp}/x.psd: Pillow reads PSD files but cannot write them; "
+                                                   "use e.g. .png")])
+def test_unknown_and_unwritable_formats(runner, kmq_file, tmp_path, args, message):
+    result = run(runner, *[a.format(kmq=kmq_file, tmp=tmp_path) for a in args])
+    assert (result.exit_code, result.output) == (1, f"Error: {message.format(tmp=tmp_path)}\n")
