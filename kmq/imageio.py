@@ -107,10 +107,43 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         pixels = palette[labels]
         save_image(pixels[:, :, 0] if channels == 1 else pixels, target, format=format)
         return
+    _save(_palette_image(palette, labels), target, format)
+
+
+def _palette_image(palette: np.ndarray, labels: np.ndarray) -> Image.Image:
+    """A Pillow "P" image of palette (k <= 256, 3|4 channels; alpha per entry) and labels (h, w)."""
     height, width = labels.shape
     im = Image.frombytes("P", (width, height), labels.astype(np.uint8).tobytes())
-    im.putpalette(palette.tobytes(), "RGBA" if channels == 4 else "RGB")
-    _save(im, target, format)
+    im.putpalette(palette.tobytes(), "RGBA" if palette.shape[1] == 4 else "RGB")
+    return im
+
+
+# lossless WebP stores at most 16383 pixels a side (libwebp's limit).
+WEBP_MAX_SIDE = 16383
+
+
+def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
+    """The image palette[labels] as a PNG-8, the way a careful user would save it: a palette image (RGBA
+    alpha per entry in tRNS) for RGB and RGBA, 8-bit grey for grey, Pillow's optimize=True. None above
+    k = 256, which no 8-bit PNG holds."""
+    k, channels = palette.shape
+    if k > 256:
+        return None
+    im = Image.fromarray(palette[labels][:, :, 0]) if channels == 1 else _palette_image(palette, labels)
+    out = io.BytesIO()
+    im.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def webp_lossless_bytes(pixels: np.ndarray) -> bytes | None:
+    """(h, w) or (h, w, 3|4) uint8 pixels as lossless WebP at libwebp's most thorough setting (method 6),
+    keeping the colour under transparent pixels too (exact), so the file holds exactly these pixels.
+    None when a side exceeds WEBP_MAX_SIDE."""
+    if max(pixels.shape[:2]) > WEBP_MAX_SIDE:
+        return None
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="WEBP", lossless=True, method=6, exact=True)
+    return out.getvalue()
 
 
 def _save(im: Image.Image, target: BinaryIO, format: str) -> None:
