@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,7 +19,7 @@ FORMATS = ("png", "svg", "pdf")
 # The reference formats of `stats --reference`: record key, legend name, marker.
 _REFERENCES = (("png8_bytes", "PNG-8", "s"), ("webp_bytes", "WebP lossless", "^"))
 _LINE_STYLES = ("-", "--", "-.", ":")
-_BPP_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8, 16, 32)
+_BPP_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
 def available() -> bool:
@@ -35,7 +36,7 @@ def check_target(path: str | Path, *, overwrite: bool = False) -> str:
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise KmqError(f"{path}: a chart is written as .png, .svg or .pdf, not {Path(path).suffix or '(none)'!r}")
-    if not overwrite and Path(path).exists():
+    if not overwrite and os.path.lexists(path):
         raise KmqError(f"{path} already exists (use -f to overwrite)")
     return fmt
 
@@ -99,7 +100,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
             marks = sorted((r[key] * 8 / (r["width"] * r["height"]), r["psnr"]) for r in by_k.values()
                            if r.get(key) is not None)
             if marks:
-                ax.plot(*zip(*marks), ":", marker=marker, markersize=5, linewidth=0.8, color=colours[name],
+                ax.plot(*zip(*marks), style, marker=marker, markersize=5, linewidth=0.7, color=colours[name],
                         markerfacecolor="none", label=f"{name} (same pixels){suffix}")
     # Log bits per pixel: halving the rate is the same step at K = 2 as at K = 256; ticks in plain numbers.
     ax.set_xscale("log")
@@ -112,5 +113,10 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     ax.set_title(title or ("Rate–distortion: " + (Path(inputs[0]).name if len(inputs) == 1 else
                                                    f"{len(inputs)} inputs")) + " (K at the points)")
     ax.grid(True, which="both", linewidth=0.4, alpha=0.5)
-    ax.legend(fontsize=8, loc="lower right")
+    # A long legend (several inputs) goes beside the axes, where it hides no point.
+    if len(ax.get_legend_handles_labels()[1]) > 5:
+        figure.set_size_inches(10, 4.8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, loc="lower right")
     return figure

@@ -170,3 +170,20 @@ def test_plot_without_matplotlib_says_how_to_install_it(crop, tmp_path, monkeypa
     with pytest.raises(kmq.KmqError, match=r"^plotting needs matplotlib: pip install 'kmq\[plot\]'$"):
         plot.write_chart(records, tmp_path / "rd.png")
     assert not (tmp_path / "rd.png").exists()
+
+
+def test_bd_rate_of_the_bench_on_hand_made_curves():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("rd", Path(__file__).parent.parent / "bench" / "rd.py")
+    rd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rd)
+    reference = [(1000 * 2**i, 25 + 3 * i + 0.1 * i * i) for i in range(6)]
+    assert rd.bd_rate(reference, reference) == pytest.approx(0, abs=1e-9)
+    assert rd.bd_rate(reference, [(b / 2, q) for b, q in reference]) == pytest.approx(-50)
+    # A curve 1 dB better, where 1 dB is worth about log2 bytes / 3 dB: about 2^(-1/3) - 1 = -21 % at the
+    # bottom of the range, less where the curve flattens; between the two.
+    assert -21 < rd.bd_rate(reference, [(b, q + 1) for b, q in reference]) < -15
+    # no shared PSNR range, or too few points for a cubic: no value
+    assert rd.bd_rate(reference, [(b, q + 100) for b, q in reference]) is None
+    assert rd.bd_rate(reference, reference[:3]) is None
