@@ -4,7 +4,8 @@ For every image, each coder gives a curve of (bytes, PSNR) points over K = 8, 16
 - kmq ctx (plain): kmq.compress(..., codec="ctx"), PSNR from its recorded J;
 - kmq ctx --rdo 2 and the target mode (kmq.compress_to(psnr=...) aimed at each plain point's PSNR), when this
   build has them (they come from another branch; otherwise a row says so);
-- PNG-8 of kmq's plain pixels (Pillow, optimize=True; grey as 8-bit grey): the same PSNR as plain ctx;
+- PNG-8 of kmq's plain pixels (kmq.imageio.png8_bytes: Pillow optimize=True, palette ordered by luminance;
+  grey: the smaller of that and 8-bit grey): the same PSNR as plain ctx;
 - pngquant --nofs --speed 1 with K colours (when `pngquant` is on PATH), PSNR of its output against the input.
 
 BD-rate (Bjontegaard delta rate, VCEG-M33) of a test curve against a reference curve: fit log(bytes) as a
@@ -231,7 +232,8 @@ def main() -> None:
         "cover (numpy polyfit/polyint); negative = fewer bytes at equal PSNR. Worst = the largest (least "
         "negative) value. Points that came out lossless (fewer colours than K) are left out.",
         "- pngquant: `--nofs --speed 1` and K colours; its PSNR is that of its own output against the input. "
-        "PNG-8: Pillow optimize=True of kmq's plain pixels (8-bit grey for grey images).",
+        "PNG-8: kmq's plain pixels as `stats --reference` saves them (Pillow optimize=True, palette ordered by "
+        "luminance; grey: the smaller of that and 8-bit grey).",
         "- Generated images (320 x 240): gen-smooth (gradients), gen-noisy (the same plus Gaussian noise, "
         "sigma 16), gen-graphics (saturated shapes and text, anti-aliased), gen-grey (blurred-noise texture "
         "under soft light, one channel).",

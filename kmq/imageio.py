@@ -123,13 +123,29 @@ WEBP_MAX_SIDE = 16383
 
 
 def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
-    """The image palette[labels] as a PNG-8, the way a careful user would save it: a palette image (RGBA
-    alpha per entry in tRNS) for RGB and RGBA, 8-bit grey for grey, Pillow's optimize=True. None above
-    k = 256, which no 8-bit PNG holds."""
+    """The image palette[labels] as a PNG-8 made with care (Pillow, optimize=True); None above k = 256, which no
+    8-bit PNG holds.
+
+    A palette image (RGBA: alpha per entry in tRNS) whose entries are ordered by luminance (grey: by level):
+    the same pixels, and at K <= 16, where PNG packs 2 to 8 indices per byte, about 10 % fewer bytes than in
+    kmq's order by share. Grey: the smaller of that and an 8-bit grey PNG, which wins from about K = 128
+    (PNG filters the levels, never palette indices).
+    """
     k, channels = palette.shape
     if k > 256:
         return None
-    im = Image.fromarray(palette[labels][:, :, 0]) if channels == 1 else _palette_image(palette, labels)
+    luma = palette[:, 0] if channels == 1 else palette[:, :3].astype(np.float64) @ (0.299, 0.587, 0.114)
+    order = np.argsort(luma, kind="stable")
+    rank = np.empty(k, np.uint8)
+    rank[order] = np.arange(k)
+    colours = np.repeat(palette[order], 3, axis=1) if channels == 1 else palette[order]
+    candidates = [_palette_image(colours, rank[labels])]
+    if channels == 1:
+        candidates.append(Image.fromarray(palette[labels][:, :, 0]))
+    return min((_optimized_png(im) for im in candidates), key=len)
+
+
+def _optimized_png(im: Image.Image) -> bytes:
     out = io.BytesIO()
     im.save(out, format="PNG", optimize=True)
     return out.getvalue()

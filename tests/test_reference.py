@@ -29,10 +29,18 @@ def crop(tmp_path, samples):
 
 
 def pillow_png8(palette, labels):
-    """Pillow's own way to a palette PNG, pixel by pixel through putdata: the yardstick for png8_bytes."""
+    """Pillow's own way to a palette PNG, pixel by pixel through putdata, its entries darkest first (ties in
+    index order): the yardstick for png8_bytes."""
+    rgb = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
+    order = sorted(range(len(rgb)), key=lambda i: (0.299 * rgb[i, 0] + 0.587 * rgb[i, 1] + 0.114 * rgb[i, 2], i))
+    rank = {old: new for new, old in enumerate(order)}
     im = Image.new("P", (labels.shape[1], labels.shape[0]))
-    im.putpalette(palette.reshape(-1).tolist(), "RGBA" if palette.shape[1] == 4 else "RGB")
-    im.putdata(labels.ravel().tolist())
+    im.putpalette(rgb[order].reshape(-1).tolist(), "RGBA" if palette.shape[1] == 4 else "RGB")
+    im.putdata([rank[label] for label in labels.ravel().tolist()])
+    return png_of(im)
+
+
+def png_of(im):
     out = io.BytesIO()
     im.save(out, "PNG", optimize=True)
     return out.getvalue()
@@ -67,10 +75,16 @@ def test_png8_of_rgba_keeps_alpha_in_trns_and_grey_stays_8_bit_grey():
     np.testing.assert_array_equal(pixels, palette[labels])
     _, webp = decoded(webp_lossless_bytes(palette[labels]))
     np.testing.assert_array_equal(webp, palette[labels])  # exact: even the colour under alpha 0 is kept
-    grey = np.array([[0], [200], [17]], np.uint8)
-    mode, pixels = decoded(png8_bytes(grey, labels))
-    assert mode == "L"
-    np.testing.assert_array_equal(pixels, grey[labels][:, :, 0])
+    # grey: the smaller of a palette PNG and an 8-bit grey PNG, the same pixels either way
+    for size, mode_of_smaller in [(2, "P"), (256, "L")]:
+        grey = np.arange(size, dtype=np.uint8)[::-1, None]
+        labels = np.add.outer(np.arange(64), np.arange(64)) % size
+        data = png8_bytes(grey, labels)
+        as_grey = png_of(Image.fromarray(grey[labels][:, :, 0]))
+        assert len(data) == min(len(pillow_png8(grey, labels)), len(as_grey))
+        mode, pixels = decoded(data)
+        assert mode == mode_of_smaller
+        np.testing.assert_array_equal(pixels[..., 0] if pixels.ndim == 3 else pixels, grey[labels][:, :, 0])
 
 
 def test_no_png8_above_256_colours():
