@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
-from . import __version__, api, segment, stats, stdout
+from . import __version__, api, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
@@ -210,33 +210,55 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
               "for several (default 16). Ignored for .kmq inputs, which report their own.")
+@click.option("--sweep", is_flag=True, help="Also K = 2, 4, 8, ..., 256 (powers of two): a rate-distortion "
+              "curve.")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
               show_default=True, help="table for people; tsv, csv or json for scripts.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
 @click.option("--codec", type=click.Choice([*CODECS, "all"]),
               help="Report file_bytes with this codec, or with each codec ('all'). Default: images as raw, "
                    ".kmq files as stored.")
+@click.option("--reference", is_flag=True, help="Also the bytes of the same pixels as PNG-8 and as lossless "
+              "WebP (png8_bytes, webp_bytes).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also draw the records as a rate-distortion chart (PSNR against bits per pixel) into FILE "
+                   "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
+@click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
 @_max_pixels_option
-def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: int, codec: str | None,
+def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
+                  codec: str | None, reference: bool, plot_path: str | None, force: bool,
                   max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
-    compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel. An image is compressed in
-    memory once per -k.
+    compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel, png8_bytes, webp_bytes
+    (the last two null unless --reference). An image is compressed in memory once per -k.
 
     \b
     Example:
       kmq stats photo.png -k 2 -k 3 -k 6 -k 16
       kmq stats photo.kmq --format json
       kmq stats photo.png -k 64 --codec all   # raw vs lzma vs ctx
+      kmq stats photo.png --sweep --codec ctx --reference --plot rd.png
     """
+    if plot_path == STDIO:
+        raise click.UsageError("--plot needs a file name: stdout carries the records")
+    if plot_path is not None and not plot.available():
+        raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
+    ks = tuple(sorted({*ks, *stats.SWEEP})) if sweep else ks or (16,)
     records: list[dict[str, Any]] = []
     with _reported():
+        if plot_path is not None:
+            plot.check_target(plot_path, overwrite=force)
         for source in inputs:
-            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels)
+            records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
+                                     max_pixels=max_pixels)
+        if plot_path is not None:
+            drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+    if plot_path is not None:
+        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} points", err=True)
 
 
 def _db(value: float | None) -> str:
@@ -286,6 +308,11 @@ _TABLE_ROWS = (
     ("Distortion J", lambda r: "unknown" if r["distortion"] is None else f"{r['distortion']:.2f}"),
     ("PSNR", lambda r: _db(r["psnr"])),
 )
+# Shown only when some record has them (stats --reference).
+_REFERENCE_ROWS = (
+    ("PNG-8 (bytes)", "png8_bytes"),
+    ("WebP lossless (bytes)", "webp_bytes"),
+)
 
 
 def _as_table(records: list[dict[str, Any]]) -> str:
@@ -297,6 +324,9 @@ def _as_table(records: list[dict[str, Any]]) -> str:
         table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
+    for name, key in _REFERENCE_ROWS:
+        if any(r[key] is not None for r in records):
+            table.add_row(name, *("-" if r[key] is None else f"{r[key]}" for r in records))
     return _text(table, max(80, 26 + 16 * len(records)))
 
 

@@ -14,11 +14,15 @@ from .codecs import codec_name
 from .errors import naming
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
+from .imageio import png8_bytes, webp_lossless_bytes
 
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
           "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr", "codec",
-          "bits_per_pixel")
+          "bits_per_pixel", "png8_bytes", "webp_bytes")
+
+# `kmq stats --sweep`: the Ks of a rate-distortion curve, powers of two from 2 to 256.
+SWEEP = tuple(2**b for b in range(1, 9))
 
 
 def psnr(distortion: float | None, channels: int) -> float | None:
@@ -30,7 +34,10 @@ def psnr(distortion: float | None, channels: int) -> float | None:
 
 
 def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
-    """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes."""
+    """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes.
+
+    The reference sizes (png8_bytes, webp_bytes) are None: measure(reference=True) fills them in.
+    """
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
     codebook_bits = img.k * img.channels * 8
@@ -42,31 +49,47 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
         "ratio": compressed_bits / original_bits, "file_bytes": file_bytes,
         "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels), "codec": img.codec,
         "bits_per_pixel": file_bytes * 8 / (img.width * img.height),
+        "png8_bytes": None, "webp_bytes": None,
     }
 
 
+def reference_sizes(img: KmqImage) -> dict[str, int | None]:
+    """The bytes of img's very pixels in the usual lossless formats: {"png8_bytes", "webp_bytes"}.
+
+    PNG-8: a palette PNG ordered by luminance (alpha in tRNS; grey: or 8-bit grey, whichever is smaller),
+    Pillow optimize=True; None above K = 256. WebP: lossless, method 6, exact; None above 16383 pixels a side.
+    Both decode to exactly img.decode() (kmq.imageio.png8_bytes, webp_lossless_bytes).
+    """
+    png = png8_bytes(img.palette, img.labels)
+    webp = webp_lossless_bytes(img.decode())
+    return {"png8_bytes": None if png is None else len(png), "webp_bytes": None if webp is None else len(webp)}
+
+
 def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
+            reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
     ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
     codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
         if not chosen:
-            return [record(loaded, name, size)]
+            return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
     else:
         quantized = [compress(loaded, k, seed=seed) for k in ks]
     records = []
     for img in quantized:
+        # The same pixels whatever the codec: measured once per quantization.
+        sizes = reference_sizes(img) if reference else {}
         for name_of_codec in chosen or ["raw"]:
             encoded = replace(img, codec=name_of_codec)
-            records.append(record(encoded, name, len(encoded.to_bytes())))
+            records.append({**record(encoded, name, len(encoded.to_bytes())), **sizes})
     return records
 
 

@@ -152,7 +152,7 @@ def test_stats_tsv_and_csv_of_a_kmq_file(runner, image, tmp_path):
     psnr = 10 * np.log10(255**2 / (img.distortion / 3))
     row = [str(path), "303", "227", "3", "6", "3", "1650744", "206343", "144", "206487", str(206487 / 1650744),
            str(path.stat().st_size), str(img.distortion), str(float(psnr)), "raw",
-           str(path.stat().st_size * 8 / (303 * 227))]
+           str(path.stat().st_size * 8 / (303 * 227)), "", ""]
     tsv = run(runner, "stats", path, "--format", "tsv").output
     assert tsv == "\t".join(FIELDS) + "\n" + "\t".join(row) + "\n"
     csv = run(runner, "stats", path, "--format", "csv").output

@@ -1,0 +1,122 @@
+"""Rate-distortion charts of stats records: PSNR against bits per pixel, drawn with matplotlib.
+
+matplotlib is an optional extra (`pip install 'kmq[plot]'`), imported here only when a chart is drawn. The
+figure is rendered off-screen by the Agg canvas (no display, no pyplot global state) and written atomically.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import KmqError
+from .fileio import write_atomic
+
+INSTALL = "pip install 'kmq[plot]'"
+FORMATS = ("png", "svg", "pdf")
+# The reference formats of `stats --reference`: record key, legend name, marker.
+_REFERENCES = (("png8_bytes", "PNG-8", "s"), ("webp_bytes", "WebP lossless", "^"))
+_LINE_STYLES = ("-", "--", "-.", ":")
+_BPP_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # a module set to None in sys.modules: as good as missing
+        return False
+
+
+def check_target(path: str | Path, *, overwrite: bool = False) -> str:
+    """The chart format path's extension names ("png", "svg", "pdf"); KmqError for another extension or
+    an existing file without overwrite. Checked before any work, so a refusal costs nothing."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise KmqError(f"{path}: a chart is written as .png, .svg or .pdf, not {Path(path).suffix or '(none)'!r}")
+    if not overwrite and os.path.lexists(path):
+        raise KmqError(f"{path} already exists (use -f to overwrite)")
+    return fmt
+
+
+def points(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a chart can place: those with a finite PSNR (a lossless record has no place on it)."""
+    return [r for r in records if r["psnr"] is not None and math.isfinite(r["psnr"])]
+
+
+def write_chart(records: list[dict[str, Any]], path: str | Path, *, overwrite: bool = False,
+                title: str | None = None) -> int:
+    """Draw the records as a rate-distortion chart into path (.png, .svg or .pdf), atomically.
+
+    One line per (input, codec) through its records ordered by bits per pixel, each point labelled with its
+    K; with reference sizes (stats --reference), PNG-8 and WebP marks at the same PSNR (the same pixels).
+    Returns the number of kmq points drawn. KmqError when no record has a finite PSNR.
+    """
+    fmt = check_target(path, overwrite=overwrite)
+    placed = points(records)
+    if not placed:
+        raise KmqError("nothing to plot: every record is lossless (PSNR inf)")
+    figure = _figure(placed, title)
+    write_atomic(path, lambda f: figure.savefig(f, format=fmt, metadata=_METADATA[fmt]), overwrite=overwrite)
+    return len(placed)
+
+
+# No software version or date in the file: the same records give the same bytes.
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+
+
+def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    except ImportError:
+        raise KmqError(f"plotting needs matplotlib: {INSTALL}") from None
+    inputs = list(dict.fromkeys(r["file"] for r in records))
+    codecs = list(dict.fromkeys(r["codec"] for r in records))
+    figure = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    colours = {name: f"C{i}" for i, name in enumerate([*codecs, *(name for _, name, _ in _REFERENCES)])}
+    for n, file in enumerate(inputs):
+        style = _LINE_STYLES[n % len(_LINE_STYLES)]
+        suffix = f" · {Path(file).name}" if len(inputs) > 1 else ""
+        mine = [r for r in records if r["file"] == file]
+        for codec in codecs:
+            line = sorted((r for r in mine if r["codec"] == codec), key=lambda r: r["bits_per_pixel"])
+            if not line:
+                continue
+            xs, ys = [r["bits_per_pixel"] for r in line], [r["psnr"] for r in line]
+            ax.plot(xs, ys, style, marker="o", markersize=4, color=colours[codec], label=f"kmq {codec}{suffix}")
+            for r in line:
+                ax.annotate(str(r["k"]), (r["bits_per_pixel"], r["psnr"]), textcoords="offset points",
+                            xytext=(0, 5), ha="center", fontsize=7, color=colours[codec])
+        # One mark per distinct quantization: every codec's record of it carries the same reference sizes.
+        by_k = {(r["k"], r["distortion"]): r for r in mine}
+        for key, name, marker in _REFERENCES:
+            marks = sorted((r[key] * 8 / (r["width"] * r["height"]), r["psnr"]) for r in by_k.values()
+                           if r.get(key) is not None)
+            if marks:
+                ax.plot(*zip(*marks), style, marker=marker, markersize=5, linewidth=0.7, color=colours[name],
+                        markerfacecolor="none", label=f"{name} (same pixels){suffix}")
+    # Log bits per pixel: halving the rate is the same step at K = 2 as at K = 256; ticks in plain numbers.
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    ax.xaxis.set_major_locator(FixedLocator([t for t in _BPP_TICKS if low <= t <= high]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("bits per pixel (file)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title or ("Rate–distortion: " + (Path(inputs[0]).name if len(inputs) == 1 else
+                                                   f"{len(inputs)} inputs")) + " (K at the points)")
+    ax.grid(True, which="both", linewidth=0.4, alpha=0.5)
+    # A long legend (several inputs) goes beside the axes, where it hides no point.
+    if len(ax.get_legend_handles_labels()[1]) > 5:
+        figure.set_size_inches(10, 4.8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, loc="lower right")
+    return figure

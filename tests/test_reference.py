@@ -1,0 +1,203 @@
+"""`kmq stats --reference` (the same pixels as PNG-8 and WebP), `--sweep` and `--plot` (rate-distortion charts)."""
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq import plot, stats
+from kmq.cli import main
+from kmq.imageio import png8_bytes, webp_lossless_bytes
+from kmq.stats import FIELDS
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def crop(tmp_path, samples):
+    """A 64 x 48 crop of a photo: thousands of colours, small enough for a K sweep in a second."""
+    path = tmp_path / "crop.png"
+    with Image.open(samples / "chelsea.png") as im:
+        im.convert("RGB").crop((200, 100, 264, 148)).save(path)
+    return path
+
+
+def pillow_png8(palette, labels):
+    """Pillow's own way to a palette PNG, pixel by pixel through putdata, its entries darkest first (ties in
+    index order): the yardstick for png8_bytes."""
+    rgb = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
+    order = sorted(range(len(rgb)), key=lambda i: (0.299 * rgb[i, 0] + 0.587 * rgb[i, 1] + 0.114 * rgb[i, 2], i))
+    rank = {old: new for new, old in enumerate(order)}
+    im = Image.new("P", (labels.shape[1], labels.shape[0]))
+    im.putpalette(rgb[order].reshape(-1).tolist(), "RGBA" if palette.shape[1] == 4 else "RGB")
+    im.putdata([rank[label] for label in labels.ravel().tolist()])
+    return png_of(im)
+
+
+def png_of(im):
+    out = io.BytesIO()
+    im.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def decoded(data):
+    with Image.open(io.BytesIO(data)) as im:
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        pixels = np.asarray(im)
+    return mode, pixels
+
+
+def test_reference_bytes_are_what_pillow_gives_for_the_same_pixels(crop):
+    (r,) = stats.measure(crop, [8], reference=True)
+    img = kmq.compress(crop, 8)
+    assert r["png8_bytes"] == len(pillow_png8(img.palette, img.labels))
+    out = io.BytesIO()
+    Image.fromarray(img.decode()).save(out, "WEBP", lossless=True, method=6, exact=True)
+    assert r["webp_bytes"] == len(out.getvalue())
+    # and both files hold exactly the decoded pixels
+    for data in (png8_bytes(img.palette, img.labels), webp_lossless_bytes(img.decode())):
+        np.testing.assert_array_equal(decoded(data)[1], img.decode())
+
+
+def test_png8_of_rgba_keeps_alpha_in_trns_and_grey_stays_8_bit_grey():
+    palette = np.array([[255, 0, 0, 255], [0, 0, 255, 0], [9, 9, 9, 128]], np.uint8)
+    labels = np.array([[0, 1, 2], [2, 1, 0]])
+    mode, pixels = decoded(png8_bytes(palette, labels))
+    assert mode == "P"
+    np.testing.assert_array_equal(pixels, palette[labels])
+    _, webp = decoded(webp_lossless_bytes(palette[labels]))
+    np.testing.assert_array_equal(webp, palette[labels])  # exact: even the colour under alpha 0 is kept
+    # grey: the smaller of a palette PNG and an 8-bit grey PNG, the same pixels either way
+    for size, mode_of_smaller in [(2, "P"), (256, "L")]:
+        grey = np.arange(size, dtype=np.uint8)[::-1, None]
+        labels = np.add.outer(np.arange(64), np.arange(64)) % size
+        data = png8_bytes(grey, labels)
+        as_grey = png_of(Image.fromarray(grey[labels][:, :, 0]))
+        assert len(data) == min(len(pillow_png8(grey, labels)), len(as_grey))
+        mode, pixels = decoded(data)
+        assert mode == mode_of_smaller
+        np.testing.assert_array_equal(pixels[..., 0] if pixels.ndim == 3 else pixels, grey[labels][:, :, 0])
+
+
+def test_no_png8_above_256_colours():
+    rng = np.random.default_rng(0)
+    palette = np.unique(rng.integers(0, 256, (400, 3), dtype=np.uint8), axis=0)[:300]
+    img = kmq.KmqImage(palette, np.arange(300).reshape(15, 20), {"distortion": 1.0})
+    sizes = stats.reference_sizes(img)
+    assert sizes["png8_bytes"] is None and sizes["webp_bytes"] > 0
+
+
+def test_reference_keys_come_last_and_are_null_unless_asked(crop, tmp_path):
+    plain = json.loads(run("stats", crop, "-k", "4", "--format", "json").output)
+    asked = json.loads(run("stats", crop, "-k", "4", "--codec", "all", "--reference", "--format", "json").output)
+    assert list(FIELDS[-2:]) == ["png8_bytes", "webp_bytes"]
+    assert [list(r) for r in plain + asked] == [list(FIELDS)] * 4
+    assert (plain[0]["png8_bytes"], plain[0]["webp_bytes"]) == (None, None)
+    # one quantization, so the same reference bytes on every codec's record
+    assert len({(r["png8_bytes"], r["webp_bytes"]) for r in asked}) == 1 and asked[0]["png8_bytes"] > 0
+    tsv = run("stats", crop, "-k", "4", "--reference", "--format", "tsv").output.splitlines()
+    assert tsv[0].split("\t") == list(FIELDS)
+    row = dict(zip(FIELDS, tsv[1].split("\t")))
+    assert (row["png8_bytes"], row["webp_bytes"]) == (str(asked[0]["png8_bytes"]), str(asked[0]["webp_bytes"]))
+    assert run("stats", crop, "-k", "4", "--format", "tsv").output.splitlines()[1].endswith("\t\t")
+
+
+def test_reference_of_a_kmq_file_is_of_its_stored_pixels(crop, tmp_path):
+    img = kmq.compress(crop, 5)
+    kmq.write(tmp_path / "c.kmq", img)
+    (r,) = stats.measure(tmp_path / "c.kmq", reference=True)
+    assert r["png8_bytes"] == len(pillow_png8(img.palette, img.labels))
+
+
+def test_table_shows_the_reference_rows_only_when_asked(crop):
+    assert "PNG-8" not in run("stats", crop, "-k", "4").output
+    r = json.loads(run("stats", crop, "-k", "4", "--reference", "--format", "json").output)[0]
+    lines = run("stats", crop, "-k", "4", "--reference").output.splitlines()
+    assert [line.split("│")[2].strip() for line in lines if line.startswith(("│ PNG-8 ", "│ WebP "))] == \
+        [str(r["png8_bytes"]), str(r["webp_bytes"])]
+
+
+def test_sweep_is_the_powers_of_two_and_joins_k(crop):
+    records = json.loads(run("stats", crop, "--sweep", "-k", "3", "--format", "json").output)
+    assert [r["k"] for r in records] == [2, 3, 4, 8, 16, 32, 64, 128, 256]
+    psnrs = [r["psnr"] for r in records]
+    assert psnrs == sorted(psnrs)
+
+
+def test_plot_writes_a_png_chart_and_says_so(crop, tmp_path):
+    out = tmp_path / "rd.png"
+    result = CliRunner().invoke(main, ["stats", str(crop), "-k", "4", "-k", "16", "--codec", "all", "--reference",
+                                       "--format", "json", "--plot", str(out)])
+    assert result.exit_code == 0
+    assert len(json.loads(result.stdout)) == 6  # the records still go to stdout
+    assert result.stderr == f"rate-distortion chart -> {out}: 6 points\n"
+    with Image.open(out) as im:
+        assert (im.format, im.size) == ("PNG", (750, 480))
+        # a drawn chart, not a blank page: many colours (lines, marks, anti-aliased text)
+        assert len(im.convert("RGB").getcolors(1 << 16)) > 50
+    assert 10_000 < out.stat().st_size < 200_000
+    # same records, same bytes
+    again = tmp_path / "again.png"
+    run("stats", crop, "-k", "4", "-k", "16", "--codec", "all", "--reference", "--plot", again)
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_plot_never_clobbers_without_force(crop, tmp_path):
+    out = tmp_path / "rd.png"
+    out.write_bytes(b"mine")
+    result = run("stats", crop, "-k", "4", "--plot", out)
+    assert (result.exit_code, result.output) == (1, f"Error: {out} already exists (use -f to overwrite)\n")
+    assert out.read_bytes() == b"mine"
+    assert run("stats", crop, "-k", "4", "--plot", out, "-f").exit_code == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_refuses_bad_targets_and_lossless_records(tmp_path, crop):
+    result = run("stats", crop, "--plot", tmp_path / "rd.jpg")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {tmp_path / 'rd.jpg'}: a chart is written as .png, .svg or .pdf, not '.jpg'\n")
+    result = run("stats", crop, "--plot", "-")
+    assert result.exit_code == 2 and "--plot needs a file name: stdout carries the records" in result.output
+    two = tmp_path / "two.png"
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(two)
+    result = run("stats", two, "-k", "2", "--plot", tmp_path / "rd.png")
+    assert result.output.endswith("Error: nothing to plot: every record is lossless (PSNR inf)\n")
+    assert result.exit_code == 1 and not (tmp_path / "rd.png").exists()
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(crop, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an import sees when it is not installed
+    result = run("stats", crop, "-k", "4", "--plot", tmp_path / "rd.png")
+    assert (result.exit_code, result.output) == (1, "Error: --plot needs matplotlib: pip install 'kmq[plot]'\n")
+    assert not (tmp_path / "rd.png").exists()
+    records = stats.measure(crop, [4])
+    with pytest.raises(kmq.KmqError, match=r"^plotting needs matplotlib: pip install 'kmq\[plot\]'$"):
+        plot.write_chart(records, tmp_path / "rd.png")
+    assert not (tmp_path / "rd.png").exists()
+
+
+def test_bd_rate_of_the_bench_on_hand_made_curves():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("rd", Path(__file__).parent.parent / "bench" / "rd.py")
+    rd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rd)
+    reference = [(1000 * 2**i, 25 + 3 * i + 0.1 * i * i) for i in range(6)]
+    assert rd.bd_rate(reference, reference) == pytest.approx(0, abs=1e-9)
+    assert rd.bd_rate(reference, [(b / 2, q) for b, q in reference]) == pytest.approx(-50)
+    # A curve 1 dB better, where 1 dB is worth about log2 bytes / 3 dB: about 2^(-1/3) - 1 = -21 % at the
+    # bottom of the range, less where the curve flattens; between the two.
+    assert -21 < rd.bd_rate(reference, [(b, q + 1) for b, q in reference]) < -15
+    # no shared PSNR range, or too few points for a cubic: no value
+    assert rd.bd_rate(reference, [(b, q + 100) for b, q in reference]) is None
+    assert rd.bd_rate(reference, reference[:3]) is None
