@@ -195,7 +195,8 @@ def _writers(png, kmq_file, out):
             "decompress": ["decompress", kmq_file, "-o", out],
             "segment": ["segment", png, "-k", "3", "-o", out],
             "montage": ["montage", png, "-k", "2", "-o", out],
-            "palette": ["palette", png, "-k", "3", "-o", out]}
+            "palette": ["palette", png, "-k", "3", "-o", out],
+            "stats": ["stats", png, "-k", "3", "--plot", out]}
 
 
 def test_every_command_that_writes_is_covered(png, kmq_file, tmp_path):
@@ -204,17 +205,18 @@ def test_every_command_that_writes_is_covered(png, kmq_file, tmp_path):
     assert writers <= set(_writers(png, kmq_file, tmp_path / "x")), "add the new command to _writers"
 
 
-@pytest.mark.parametrize("command", ["compress", "decompress", "segment", "montage", "palette"])
+@pytest.mark.parametrize("command", ["compress", "decompress", "segment", "montage", "palette", "stats"])
 def test_no_command_replaces_a_file_without_force(runner, png, kmq_file, tmp_path, command):
     if command not in main.commands:
         pytest.skip(f"no {command} command")
     out = tmp_path / ("out.kmq" if command == "compress" else "out.png")
     out.write_bytes(b"keep me")
-    args = _writers(png, kmq_file, out)[command]
-    result = run(runner, *args, "-q")
+    # stats prints its records on stdout whatever happens to --plot: it has no -q
+    args = [*_writers(png, kmq_file, out)[command], *([] if command == "stats" else ["-q"])]
+    result = run(runner, *args)
     assert (result.exit_code, result.output) == (1, f"Error: {out} already exists (use -f to overwrite)\n")
     assert out.read_bytes() == b"keep me" and leftovers(tmp_path) == []
-    result = run(runner, *args, "-q", "-f")
+    result = run(runner, *args, "-f")
     assert result.exit_code == 0, result.output
     assert out.read_bytes() != b"keep me" and leftovers(tmp_path) == []
 
