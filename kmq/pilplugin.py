@@ -23,6 +23,7 @@ from .api import compress
 from .errors import FormatError
 from .format import KmqImage, read_front, read_kmq
 from .imageio import KMQ_FORMAT
+
 _DECODER = "kmq"
 
 # Keys Pillow itself gives a meaning in im.info (savers read some of them back): a file's metadata key of
@@ -98,9 +99,9 @@ class _Decoder(ImageFile.PyDecoder):
             img = KmqImage.from_bytes(read_kmq(self.fd, max_pixels=pixels), max_pixels=pixels)
         except FormatError as e:
             raise OSError(_named(filename, e)) from e
-        if (img.width, img.height, img.k, img.channels) != (header.width, header.height, header.k,
-                                                            header.channels) \
-                or img.palette.tobytes() != palette:
+        as_opened = (img.width, img.height, img.k, img.channels) == (header.width, header.height, header.k,
+                                                                     header.channels)
+        if not as_opened or img.palette.tobytes() != palette:
             raise OSError(_named(filename, "the file changed between Image.open and load()"))
         if self.mode == "P":
             self.set_as_raw(img.labels.astype(np.uint8).tobytes(), "P")

@@ -138,6 +138,15 @@ def test_truncated_stream_fails_on_load(good):
         im.load()
 
 
+def test_a_file_changed_between_open_and_load_is_refused():
+    f = io.BytesIO(stored(3, 5, "raw", seed=0).to_bytes())
+    im = Image.open(f)
+    f.seek(0)
+    f.write(stored(3, 5, "raw", seed=1).to_bytes())  # as long, as valid, another palette
+    with pytest.raises(OSError, match=r"^the file changed between Image\.open and load\(\)"):
+        im.load()
+
+
 def test_pixel_limit_is_pillows(tmp_path, monkeypatch, good):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)
     (tmp_path / "x.kmq").write_bytes(good)
