@@ -9,7 +9,7 @@ kmq/__init__.py registers the format with factories that import this module on f
 does not pay for PIL.ImageFile. Errors follow Pillow's conventions with kmq's message: a file that starts like
 a .kmq but whose header, palette or metadata is malformed raises UnidentifiedImageError (an OSError) from
 Image.open, one over the pixel limit DecompressionBombError, and a payload or CRC that fails on load() OSError;
-a file is never loaded in part (LOAD_TRUNCATED_IMAGES does not apply).
+a file is never loaded in part (LOAD_TRUNCATED_IMAGES does not apply). verify() checks the size and CRC.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from PIL import Image, ImageFile, ImagePalette, UnidentifiedImageError
 
 from .api import compress
 from .errors import FormatError
-from .format import KmqImage, read_front, read_kmq
+from .format import KmqImage, check_crc, read_front, read_kmq
 from .imageio import KMQ_FORMAT
+
 _DECODER = "kmq"
 
 # Keys Pillow itself gives a meaning in im.info (savers read some of them back): a file's metadata key of
@@ -83,6 +84,27 @@ class KmqImageFile(ImageFile.ImageFile):
         # A plain tuple (not ImageFile._Tile) for Pillow 10; the palette as bytes, which compare as a value.
         self.tile = [(_DECODER, (0, 0) + self.size, 0, (self.filename, header, palette.tobytes()))]
 
+    def verify(self) -> None:
+        """Check the file's size and CRC without decoding its labels, as Pillow's verify() promises. A broken
+        file raises SyntaxError, as a PNG with a bad checksum does; reopen the file to load it afterwards."""
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        self.fp.seek(0)
+        try:
+            check_crc(read_kmq(self.fp, max_pixels=self.width * self.height))
+        except FormatError as e:
+            raise SyntaxError(_named(self.filename, e)) from e
+        finally:
+            if self._exclusive_fp:
+                self.fp.close()
+            self.fp = None
+
+    def load_read(self, read_bytes: int) -> bytes:
+        # Never called (the decoder reads the file itself); its presence tells ImageFile.Parser that a .kmq
+        # cannot be decoded chunk by chunk, so it keeps the bytes fed to it and opens them whole on close().
+        assert self.fp is not None
+        return self.fp.read(read_bytes)
+
 
 class _Decoder(ImageFile.PyDecoder):
     """Reads and checks the whole file (CRC, payload, labels) before setting a single pixel."""
@@ -98,9 +120,9 @@ class _Decoder(ImageFile.PyDecoder):
             img = KmqImage.from_bytes(read_kmq(self.fd, max_pixels=pixels), max_pixels=pixels)
         except FormatError as e:
             raise OSError(_named(filename, e)) from e
-        if (img.width, img.height, img.k, img.channels) != (header.width, header.height, header.k,
-                                                            header.channels) \
-                or img.palette.tobytes() != palette:
+        as_opened = (img.width, img.height, img.k, img.channels) == (header.width, header.height, header.k,
+                                                                     header.channels)
+        if not as_opened or img.palette.tobytes() != palette:
             raise OSError(_named(filename, "the file changed between Image.open and load()"))
         if self.mode == "P":
             self.set_as_raw(img.labels.astype(np.uint8).tobytes(), "P")

@@ -68,6 +68,15 @@ def test_open_reads_only_header_palette_and_metadata(tmp_path):
     assert f.tell() == len(data)
 
 
+def test_imagefile_parser_reads_kmq_fed_in_chunks():
+    img = stored(4, 5, "ctx")
+    data, parser = img.to_bytes(), ImageFile.Parser()
+    for start in range(0, len(data), 7):
+        parser.feed(data[start:start + 7])
+    with parser.close() as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGBA")), img.decode())
+
+
 def test_save_then_open_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
@@ -132,9 +141,28 @@ def test_corrupt_payload_raises_oserror_on_load(tmp_path, monkeypatch, good, cor
             im.load()
 
 
+def test_verify_checks_size_and_crc_without_decoding(good):
+    Image.open(io.BytesIO(good)).verify()
+    flipped = good[:-6] + bytes([good[-6] ^ 1]) + good[-5:]
+    for broken, message in [(flipped, "checksum mismatch: stored 0x"), (good[:-5], "truncated file: expected")]:
+        with pytest.raises(SyntaxError, match=f"^{message}"):
+            Image.open(io.BytesIO(broken)).verify()
+    # A payload that fails to decode behind a matching CRC is load()'s to find: verify() does not decode.
+    Image.open(io.BytesIO(fix_crc(flipped))).verify()
+
+
 def test_truncated_stream_fails_on_load(good):
     im = Image.open(io.BytesIO(good[:-5]))  # not a regular file: its size is known only when read
     with pytest.raises(OSError, match=rf"^truncated file: expected {len(good)} bytes, got {len(good) - 5}"):
+        im.load()
+
+
+def test_a_file_changed_between_open_and_load_is_refused():
+    f = io.BytesIO(stored(3, 5, "raw", seed=0).to_bytes())
+    im = Image.open(f)
+    f.seek(0)
+    f.write(stored(3, 5, "raw", seed=1).to_bytes())  # as long, as valid, another palette
+    with pytest.raises(OSError, match=r"^the file changed between Image\.open and load\(\)"):
         im.load()
 
 
