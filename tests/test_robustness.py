@@ -195,7 +195,8 @@ def _writers(png, kmq_file, out):
             "decompress": ["decompress", kmq_file, "-o", out],
             "segment": ["segment", png, "-k", "3", "-o", out],
             "montage": ["montage", png, "-k", "2", "-o", out],
-            "palette": ["palette", png, "-k", "3", "-o", out]}
+            "palette": ["palette", png, "-k", "3", "-o", out],
+            "stats": ["stats", png, "-k", "3", "--format", "json", "--plot", out]}
 
 
 def test_every_command_that_writes_is_covered(png, kmq_file, tmp_path):
@@ -204,7 +205,7 @@ def test_every_command_that_writes_is_covered(png, kmq_file, tmp_path):
     assert writers <= set(_writers(png, kmq_file, tmp_path / "x")), "add the new command to _writers"
 
 
-@pytest.mark.parametrize("command", ["compress", "decompress", "segment", "montage", "palette"])
+@pytest.mark.parametrize("command", ["compress", "decompress", "segment", "montage", "palette", "stats"])
 def test_no_command_replaces_a_file_without_force(runner, png, kmq_file, tmp_path, command):
     if command not in main.commands:
         pytest.skip(f"no {command} command")
