@@ -248,7 +248,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
     if plot_path is not None and not quiet:
-        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} points", err=True)
+        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} point{'' if drawn == 1 else 's'}", err=True)
 
 
 def _db(value: float | None) -> str:
