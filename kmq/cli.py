@@ -224,9 +224,10 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
               help="Also draw the records as a rate-distortion chart (PSNR against bits per pixel) into FILE "
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
-                  codec: str | None, reference: bool, plot_path: str | None, force: bool,
+                  codec: str | None, reference: bool, plot_path: str | None, force: bool, quiet: bool,
                   max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
@@ -257,8 +258,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
-    if plot_path is not None:
-        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} points", err=True)
+    if plot_path is not None and not quiet:
+        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} point{'' if drawn == 1 else 's'}", err=True)
 
 
 def _db(value: float | None) -> str:

@@ -156,8 +156,12 @@ def test_plot_never_clobbers_without_force(crop, tmp_path):
     result = run("stats", crop, "-k", "4", "--plot", out)
     assert (result.exit_code, result.output) == (1, f"Error: {out} already exists (use -f to overwrite)\n")
     assert out.read_bytes() == b"mine"
-    assert run("stats", crop, "-k", "4", "--plot", out, "-f").exit_code == 0
+    result = run("stats", crop, "-k", "4", "--format", "tsv", "--plot", out, "-f", "-q")
+    assert (result.exit_code, result.stderr) == (0, "")  # -q: no message, the records still printed
+    assert result.stdout.startswith("\t".join(FIELDS) + "\n")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = run("stats", crop, "-k", "4", "--format", "json", "--plot", out, "-f")
+    assert result.stderr == f"rate-distortion chart -> {out}: 1 point\n"
 
 
 def test_plot_refuses_bad_targets_and_lossless_records(tmp_path, crop):
