@@ -188,3 +188,18 @@ def test_export_writes_the_decoded_pixels(tmp_path, rgb_small):
         np.testing.assert_array_equal(pixels_of(tmp_path / name), img.decode())
     with pytest.raises(kmq.KmqError, match="already exists"):
         kmq.export(img, tmp_path / "a.png")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_bincount_and_sort_paths_give_identical_files(samples, monkeypatch, channels):
+    """Large images count colours with bincount, small ones sort: the file must not depend on which."""
+    from kmq import kmeans
+
+    px = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:120, :160]
+    px = {1: px[:, :, 0], 3: px, 4: np.dstack([px, np.full(px.shape[:2], 200, np.uint8)])}[channels]
+    files = []
+    for bincount_from, chunk in [(1 << 62, 1 << 23), (1, 1 << 23), (1, 1000)]:
+        monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", bincount_from)
+        monkeypatch.setattr(kmeans, "_CHUNK", chunk)
+        files.append(kmq.compress(px, k=16, seed=3).to_bytes())
+    assert files[0] == files[1] == files[2]
