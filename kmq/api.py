@@ -24,13 +24,15 @@ __all__ = ["compress", "read", "write", "export", "quantize", "load"]
 
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
              max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
-             max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+             max_pixels: int = DEFAULT_MAX_PIXELS, progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
 
     image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
     bytes of an image file.
     Returns a KmqImage whose palette has k entries, or fewer (with a KmqWarning) when the image has fewer
     distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
+    progress: an optional callable(done, total), called now and then by a long K-Means (large k), e.g. to
+    draw a bar; it does not change the result.
 
     >>> img = compress(np.zeros((2, 2, 3), np.uint8), k=1)
     >>> img.k, img.distortion
@@ -42,18 +44,20 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be callable or None, got {progress!r}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
     palette, labels, distortion = quantize(pixels.reshape(-1, channels), int(k), seed=int(seed),
-                                           max_iter=max_iter, tol=tol)
+                                           max_iter=max_iter, tol=tol, progress=progress)
     return KmqImage(palette, labels.reshape(height, width),
                     {"distortion": distortion, "seed": int(seed)}, codec)
 
 
 def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
-             tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, float]:
+             tol: float = 1e-4, progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """pixels (N, C) uint8 -> (palette (k', C) uint8, labels (N,) uint16, distortion J), k' <= k.
 
     K-Means runs over the distinct colours weighted by their counts (the same result as over the pixels, much
@@ -68,7 +72,7 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=3)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
-        centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol)
+        centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress)
         palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
         if len(palette) < k:
             warnings.warn(f"{k - len(palette)} centroids rounded to the same colour as another: "

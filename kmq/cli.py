@@ -132,12 +132,40 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
     started = time.perf_counter()
     with _reported():
         _check_output(output, image)
-        img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
-                           codec=codec, max_pixels=max_pixels)
+        with _fit_progress(quiet) as progress:
+            img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
+                               codec=codec, max_pixels=max_pixels, progress=progress)
         size = api.write(output, img, overwrite=force)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
                                     time.perf_counter() - started), err=output == STDIO)
+
+
+@contextmanager
+def _fit_progress(quiet: bool) -> Iterator[Any]:
+    """A progress callback for one long K-Means: on a terminal, a transient rich bar on stderr that appears
+    at the fit's first report (short fits never report, so they draw nothing); None when quiet or piped."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    bar: dict[str, Any] = {}
+
+    def report(done: int, total: int) -> None:
+        if not bar:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            bar["p"] = Progress(TextColumn("K-Means"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            bar["p"].start()
+            bar["task"] = bar["p"].add_task("fit", total=total)
+        bar["p"].update(bar["task"], completed=done, total=total)
+
+    try:
+        yield report
+    finally:
+        if bar:
+            bar["p"].stop()
 
 
 def _check_output(output: str, source: str) -> None:

@@ -188,3 +188,61 @@ def test_export_writes_the_decoded_pixels(tmp_path, rgb_small):
         np.testing.assert_array_equal(pixels_of(tmp_path / name), img.decode())
     with pytest.raises(kmq.KmqError, match="already exists"):
         kmq.export(img, tmp_path / "a.png")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_bincount_and_sort_paths_give_identical_files(samples, monkeypatch, channels):
+    """Large images count colours with bincount, small ones sort: the file must not depend on which."""
+    from kmq import kmeans
+
+    px = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:120, :160]
+    px = {1: px[:, :, 0], 3: px, 4: np.dstack([px, np.full(px.shape[:2], 200, np.uint8)])}[channels]
+    files = []
+    for bincount_from, chunk in [(1 << 62, 1 << 23), (1, 1 << 23), (1, 1000)]:
+        monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", bincount_from)
+        monkeypatch.setattr(kmeans, "_CHUNK", chunk)
+        files.append(kmq.compress(px, k=16, seed=3).to_bytes())
+    assert files[0] == files[1] == files[2]
+
+
+def test_large_k_on_a_small_image_reports_progress_and_keeps_the_bytes(samples):
+    px = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:100, :150]  # ~12 000 colours
+    calls = []
+    img = kmq.compress(px, k=1024, progress=lambda done, total: calls.append((done, total)))
+    assert img.k == 1024 and calls and all(0 < d <= t for d, t in calls)
+    assert img.to_bytes() == kmq.compress(px, k=1024).to_bytes()
+    # Exact: every label is the nearest entry, and J falls as K grows.
+    flat = px.reshape(-1, 3).astype(np.int64)
+    d = ((flat[:, None, :] - img.palette.astype(np.int64)[None]) ** 2).sum(axis=2)
+    assert np.array_equal(d[np.arange(len(flat)), img.labels.reshape(-1)], d.min(axis=1))
+    assert kmq.compress(px, k=4096).distortion < img.distortion < kmq.compress(px, k=256).distortion
+
+
+def test_large_k_with_few_colours_is_exact(samples):
+    px = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:40, :40]
+    n = len(np.unique(px.reshape(-1, 3), axis=0))
+    img = kmq.compress(px, k=min(65536, n))
+    assert img.distortion == 0.0 and np.array_equal(img.decode().reshape(px.shape), px)
+
+
+def test_bad_progress():
+    with pytest.raises(ValueError, match="progress must be callable"):
+        kmq.compress(np.zeros((2, 2, 3), np.uint8), k=1, progress=3)
+
+
+def test_rgba_with_varying_alpha_stays_small(samples):
+    """A real alpha vignette over a photo: the 4-channel histogram must not allocate 2**28 bins (3 GB)."""
+    import tracemalloc
+
+    rgb = np.asarray(Image.open(samples / "coffee.png").convert("RGB"))[:200, :200]
+    yy, xx = np.mgrid[0:200, 0:200]
+    alpha = np.clip(300 - np.hypot(yy - 100, xx - 100) * 3, 0, 255).astype(np.uint8)
+    px = np.dstack([rgb, alpha])
+    assert len(np.unique(px.reshape(-1, 4), axis=0)) > 20000  # the histogram path
+    tracemalloc.start()
+    img = kmq.compress(px, k=16)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 << 20
+    assert img.palette.shape == (16, 4) and len(np.unique(img.palette[:, 3])) > 2
+    assert img.distortion < kmq.compress(px, k=4).distortion

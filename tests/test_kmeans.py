@@ -34,12 +34,15 @@ def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: in
 # ---------------------------------------------------------------------------------------------- distinct
 
 
-@pytest.fixture(params=["table", "search"])
+@pytest.fixture(params=["sort", "bincount", "search"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through both ways pixels find their colour: a look-up table (keys < 2**24) and a binary
-    search over the sorted keys (RGBA with varying alpha)."""
+    """Run a test through every way of finding the colours: sorting the keys then a look-up table from
+    pixel to colour (small images), counting keys < 2**24 with bincount in chunks of 7 pixels (large
+    images), and sorting then a binary search from pixel to colour (RGBA with varying alpha)."""
     if request.param == "search":
         monkeypatch.setattr(km, "_TABLE_MAX", 0)
+    monkeypatch.setattr(km, "_BINCOUNT_FROM", 1 if request.param == "bincount" else 1 << 62)
+    monkeypatch.setattr(km, "_CHUNK", 7)
     return request.param
 
 
@@ -358,3 +361,71 @@ def test_batched_kmeanspp_gives_distinct_data_points(runs: int) -> None:
     for run in c:
         assert len({tuple(p) for p in run.tolist()}) == 24
         assert all(tuple(int(v) for v in p) in present for p in run.tolist())
+
+
+# ---------------------------------------------------------------------------------------------- large K
+
+
+def test_nearest_tree_with_a_dense_palette_resolves_every_tie() -> None:
+    # Every lattice colour 0, 2, 4, ... in a cube: a point at odd coordinates has up to 8 entries at the
+    # same least distance, more than the tree's first query asks for.
+    axis = np.arange(0, 32, 2)
+    palette = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3).astype(np.uint8)
+    palette = palette[np.random.default_rng(0).permutation(len(palette))]  # indices not in colour order
+    points = np.random.default_rng(1).integers(0, 34, (3000, 3)).astype(np.uint8)
+    labels, dist = km.nearest(points, palette)
+    ref_lab, ref_dist = brute_nearest(points, palette)
+    assert len(palette) >= km._LARGE_K
+    assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_large_k_fit_keeps_lowering_j_and_is_deterministic(channels: int) -> None:
+    colors, counts = photo_like(5, 30000)
+    if channels == 4:  # a varying alpha as a fourth coordinate
+        colors = np.concatenate([colors, (colors[:, :1] // 2 + 60)], axis=1)
+    js = []
+    for k in (256, 600, 2000):
+        c = km.fit(colors, counts, k, seed=1)
+        assert c.shape == (k, channels) and np.all(np.isfinite(c))
+        assert np.all(c >= 0) and np.all(c <= 255)
+        js.append(weighted_j(colors[:5000], counts[:5000], c))
+    assert js[0] > js[1] > js[2]
+    assert np.array_equal(km.fit(colors, counts, 2000, seed=1), km.fit(colors, counts, 2000, seed=1))
+
+
+def test_large_k_progress_reports_rise_to_their_total() -> None:
+    colors, counts = photo_like(6, 20000)
+    calls: list[tuple[int, int]] = []
+    km.fit(colors, counts, 1000, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 5
+    assert all(0 < d <= t for d, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_split_cuts_where_the_error_is() -> None:
+    # Two tight groups, one holding 9x the weight and spread: three boxes go 2 to the heavy one.
+    x = np.array([[0, 0, 0], [10, 0, 0], [20, 0, 0], [30, 0, 0], [200, 200, 200], [201, 200, 200]], float)
+    w = np.array([9, 9, 9, 9, 1, 1], float)
+    c = km._split(x, w, 3)
+    assert sorted(c[:, 0].tolist()) == [5.0, 25.0, 200.5]
+
+
+def test_histogram_of_sparse_bins_is_bounded_by_the_items() -> None:
+    """7 bits of 4 channels are 2**28 bins: merging must not allocate by bin (RGBA with varying alpha)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 1 << 28, 5000)
+    ids[:100] = ids[100:200]  # some shared bins
+    w = rng.random(5000)
+    wx = rng.random((5000, 4))
+    tracemalloc.start()
+    inverse, occupied, weights, sums = km._histogram(ids, w, wx)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 << 20
+    ref, ref_inv = np.unique(ids, return_inverse=True)
+    assert np.array_equal(occupied, ref) and np.array_equal(inverse, ref_inv)
+    np.testing.assert_allclose(weights, np.bincount(ref_inv, weights=w))
+    np.testing.assert_allclose(sums[:, 2], np.bincount(ref_inv, weights=wx[:, 2]))
