@@ -296,7 +296,8 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     no entry is dropped. Layouts meet without losing anything (see `layout`); the stored palette is the
     given one in that layout, so its entries are the same colours in the same order.
     """
-    distinct = kmeans.distinct(pixels)
+    # Counting beats sorting for the key space of grey and RGB; RGBA's 2^32 keys are sorted.
+    distinct = kmeans.distinct_dense(pixels) if pixels.shape[1] < 4 else kmeans.distinct(pixels)
     colors, counts = distinct.colors, distinct.counts
     channels = layout(colors, palette, image=image, source=source)
     colors, stored = convert(colors, channels), convert(palette, channels)
