@@ -296,8 +296,11 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     no entry is dropped. Layouts meet without losing anything (see `layout`); the stored palette is the
     given one in that layout, so its entries are the same colours in the same order.
     """
-    # Counting beats sorting for the key space of grey and RGB; RGBA's 2^32 keys are sorted.
-    distinct = kmeans.distinct_dense(pixels) if pixels.shape[1] < 4 else kmeans.distinct(pixels)
+    # Counting beats sorting for grey's 256 keys, and for RGB's 2^24 once the pixels are many enough to pay
+    # for the 128 MiB of counts; RGBA's 2^32 keys are sorted.
+    n, channels = pixels.shape
+    dense = channels == 1 or (channels == 3 and n >= _DENSE_FROM)
+    distinct = kmeans.distinct_dense(pixels) if dense else kmeans.distinct(pixels)
     colors, counts = distinct.colors, distinct.counts
     channels = layout(colors, palette, image=image, source=source)
     colors, stored = convert(colors, channels), convert(palette, channels)
@@ -306,13 +309,17 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     return stored, distinct.spread(color_labels.astype(np.uint16)), distortion
 
 
+_DENSE_FROM = 1 << 22
+
+
 def layout(colors: np.ndarray, palette: np.ndarray, *, image: str = "the image",
            source: str = "the palette") -> int:
     """The channels (1, 3 or 4) in which colors (an image's, (M, C)) meet palette ((k, C')).
 
-    The least layout that holds both exactly: grey if every colour on both sides is grey (R = G = B, alpha
-    255), RGBA if either side has real transparency, else RGB. Grey becomes R = G = B and opaque alpha 255,
-    so nothing is lost. The one mismatch that would lose something, an image with transparency and a
+    The least layout that holds both exactly: RGBA if either side has real transparency (alpha below 255
+    somewhere), else RGB if the image is RGB(A) or the palette has a colour that is not grey, else grey (a
+    grey image with a palette of greys, R = G = B, as a .gpl of a grey series has). Grey becomes R = G = B
+    and opaque alpha 255, so nothing is lost. The one mismatch that would lose something, an image with transparency and a
     palette without alpha, is a KmqError naming both.
     """
     img_alpha = _has_alpha(colors)
@@ -320,7 +327,7 @@ def layout(colors: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     if img_alpha and palette.shape[1] != 4:
         raise KmqError(f"{image} has transparency (RGBA) but {source} has no alpha; give a palette with "
                        f"#rrggbbaa entries (.txt, .hex, .json) or flatten the image")
-    colour = _has_colour(colors) or _has_colour(palette)
+    colour = colors.shape[1] >= 3 or _has_colour(palette)
     return 4 if img_alpha or pal_alpha else 3 if colour else 1
 
 
