@@ -103,15 +103,21 @@ def test_a_bad_palette_array_is_a_value_error():
             kmq.compress(np.zeros((2, 2, 3), np.uint8), palette=bad)
 
 
-def test_counting_gives_the_same_distinct_colours_as_sorting(rgb_small):
+@pytest.mark.parametrize("channels, target", [(3, 3), (1, 1), (1, 3)])
+def test_the_table_path_for_large_images_gives_what_the_distinct_colours_give(channels, target, rgb_small):
     rng = np.random.default_rng(3)
-    for pixels in (rgb_small.reshape(-1, 3), rng.integers(0, 256, (5000, 3), dtype=np.uint8),
-                   rng.integers(0, 8, (999, 1), dtype=np.uint8)):
-        a, b = kmeans.distinct(pixels), kmeans.distinct_dense(pixels)
-        np.testing.assert_array_equal(a.colors, b.colors)
-        np.testing.assert_array_equal(a.counts, b.counts)
-        per_colour = np.arange(len(a.colors), dtype=np.uint16)
-        np.testing.assert_array_equal(a.spread(per_colour), b.spread(per_colour))
+    pixels = rng.integers(0, 256, (20000, channels), dtype=np.uint8)
+    pixels[:500] = pixels[500:1000]  # repeated colours too
+    palette = rng.integers(0, 256, (40, target), dtype=np.uint8)
+    palette[1] = palette[0]  # a tie: the lower index must win
+    wide = palettes.convert(pixels, target)
+    labels, distortion = palettes._by_table(wide, palette)
+    expected, sq_dist = kmeans.nearest(wide, palette)
+    np.testing.assert_array_equal(labels, expected)
+    assert labels.dtype == np.uint16 and distortion == sq_dist.mean()
+    stored, labels, distortion = palettes.apply(pixels, palette)  # small: through the distinct colours
+    np.testing.assert_array_equal(labels, expected)
+    assert distortion == pytest.approx(sq_dist.mean(), rel=1e-12)
 
 
 # --- palette files: reading and writing exactly ----------------------------------------------------------
