@@ -8,11 +8,12 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from . import kmeans
+from . import kmeans, palettes
 from .codecs import NAMES as CODECS
 from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
@@ -24,7 +25,8 @@ __all__ = ["compress", "read", "write", "export", "quantize", "load"]
 
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
              max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
-             max_pixels: int = DEFAULT_MAX_PIXELS, progress: kmeans.Progress | None = None) -> KmqImage:
+             max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None,
+             progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
 
     image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
@@ -33,6 +35,12 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
     progress: an optional callable(done, total), called now and then by a long K-Means (large k), e.g. to
     draw a bar; it does not change the result.
+
+    palette: a given palette instead of K-Means: an (n, 1|3|4) uint8 array, a palette file's path (.gpl,
+    .txt, .hex, .json or .kmq, see kmq.palettes) or a kmq.palettes.Palette. Every pixel then gets its nearest
+    entry (ties to the lower index), in the palette's order, all n entries kept (k, seed, max_iter and tol
+    are not used); metadata holds "distortion" and "palette_source" ({"name", "sha256"}). Grey, RGB and
+    RGBA meet as kmq.palettes.layout says; an image with transparency needs a palette with alpha (KmqError).
 
     >>> img = compress(np.zeros((2, 2, 3), np.uint8), k=1)
     >>> img.k, img.distortion
@@ -48,6 +56,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
         raise ValueError(f"progress must be callable or None, got {progress!r}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+    if palette is not None:
+        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels)
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
     palette, labels, distortion = quantize(pixels.reshape(-1, channels), int(k), seed=int(seed),
@@ -56,32 +66,55 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
                     {"distortion": distortion, "seed": int(seed)}, codec)
 
 
+def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int) -> KmqImage:
+    pixels = _as_pixels(image, max_pixels)
+    height, width, channels = pixels.shape
+    named = str(image) if isinstance(image, (str, Path)) else "the image"
+    palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors, image=named,
+                                                 source=given.name)
+    return KmqImage(palette, labels.reshape(height, width),
+                    {"distortion": distortion, "palette_source": given.source}, codec)
+
+
 def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
              tol: float = 1e-4, progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """pixels (N, C) uint8 -> (palette (k', C) uint8, labels (N,) uint16, distortion J), k' <= k.
 
     K-Means runs over the distinct colours weighted by their counts (the same result as over the pixels, much
-    cheaper); the centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
-    labelled with its nearest palette entry, so J is that of the stored palette.
+    cheaper); see `quantize_colors`.
     """
     distinct = kmeans.distinct(pixels)
-    colors, counts = distinct.colors, distinct.counts
+    palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
+                                                        max_iter=max_iter, tol=tol, what="the image",
+                                                        progress=progress)
+    # One table look-up per pixel from its colour to its label: no (N,) index array is ever built.
+    return palette, distinct.spread(color_labels.astype(np.uint16)), distortion
+
+
+def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
+                    tol: float = 1e-4, what: str = "the image",
+                    progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Distinct colours (M, C) uint8 with their pixel counts (M,) -> (palette (k', C) uint8 in decreasing
+    share, each colour's label (M,), distortion J over the pixels), k' <= k.
+
+    The centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
+    labelled with its nearest palette entry, so J is that of the stored palette.
+    """
     if len(colors) <= k:
         if len(colors) < k:
-            warnings.warn(f"the image has only {len(colors)} distinct colours, fewer than k={k}: "
-                          f"using k={len(colors)}, lossless", KmqWarning, stacklevel=3)
+            warnings.warn(f"{what} has only {len(colors)} distinct colours, fewer than k={k}: "
+                          f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress)
         palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
         if len(palette) < k:
             warnings.warn(f"{k - len(palette)} centroids rounded to the same colour as another: "
-                          f"using k={len(palette)}", KmqWarning, stacklevel=3)
+                          f"using k={len(palette)}", KmqWarning, stacklevel=4)
         color_labels, sq_dist = kmeans.nearest(colors, palette)
     palette, color_labels = _by_share(palette, color_labels, counts)
     distortion = float(np.dot(np.asarray(sq_dist, np.float64), counts) / counts.sum())
-    # One table look-up per pixel from its colour to its label: no (N,) index array is ever built.
-    return palette, distinct.spread(color_labels.astype(np.uint16)), distortion
+    return palette, color_labels, distortion
 
 
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,

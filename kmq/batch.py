@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -32,6 +32,7 @@ from .errors import KmqError, KmqWarning
 from .fileio import STDIO, reason
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, writable_format
+from .palettes import Palette
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
@@ -106,6 +107,22 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
     suffix = suffix_for(fmt)
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() == KMQ_SUFFIX,
                 rename=lambda p: p.with_name(p.name + suffix))
+
+
+def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> list[Job]:
+    """Jobs that only read (target = source) every wanted file among inputs; a file given twice (also through
+    its folder) is read once, with a warning."""
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for job in plan(inputs, None, wanted=wanted, rename=lambda p: p):
+        if str(job.source) != STDIO:
+            key = job.source.resolve()
+            if key in seen:
+                warnings.warn(f"{job.source}: given more than once; read once", KmqWarning, stacklevel=2)
+                continue
+            seen.add(key)
+        jobs.append(replace(job, index=len(jobs)))
+    return jobs
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
@@ -188,10 +205,11 @@ class CompressTask(_Task):
     codec: str = "raw"
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                       max_pixels=self.max_pixels)
+                       max_pixels=self.max_pixels, palette=self.palette)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
         return size, record(img, str(job.target), size)
@@ -210,6 +228,19 @@ class DecompressTask(_Task):
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
         return _size(job.target), record(img, str(job.source), _size(job.source))
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """Read one Job's input with `read` (a module-level function or a partial of one, so it pickles) and write
+    nothing: the Result's record is what read returns, bytes_after 0."""
+    read: Callable[[Path], dict[str, Any]]
+
+    def __call__(self, job: Job) -> Result:
+        return _attempt(job, self._work)
+
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
+        return 0, self.read(job.source)
 
 
 def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Result:

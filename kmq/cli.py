@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import click
+from click.core import ParameterSource
 
-from . import __version__, api, plot, segment, stats, stdout
+from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
@@ -75,6 +76,26 @@ class _Main(click.Group):
             return super().invoke(ctx)
 
 
+def _palette_option(f):
+    return click.option("--palette", "palette_file", type=click.Path(dir_okay=False),
+                        help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
+                             "of K-Means: K is its size, its order is kept. Not with -k or --seed.")(f)
+
+
+def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
+    """The --palette file read, or None; an option in excluded given on the command line is a usage error."""
+    if palette_file is None:
+        return None
+    ctx = click.get_current_context()
+    for name in excluded:
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
+            option = next(o for p in ctx.command.params if p.name == name for o in p.opts)
+            raise click.UsageError(f"{option} cannot be used with --palette (the palette gives K; "
+                                   f"no K-Means runs)")
+    with _reported():
+        return palettes.read(palette_file, max_pixels=max_pixels)
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="kmq")
 def main() -> None:
@@ -101,28 +122,33 @@ def main() -> None:
               help="Most Lloyd iterations.")
 @click.option("--codec", type=click.Choice(CODECS), default="raw", show_default=True,
               help="How the labels are stored.")
+@_palette_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
 def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max_iter: int, codec: str,
-             max_pixels: int, force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
+             palette_file: str | None, max_pixels: int, force: bool, quiet: bool, workers: int | None,
+             summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
     Several files or folders (searched recursively for images Pillow reads) are compressed in parallel,
     with a progress bar on a terminal and a summary at the end; a failed file does not stop the others.
+    With --palette, no K-Means: every pixel gets its nearest entry of the given palette, the same in every file.
 
     \b
     Example:
       kmq compress photo.png -k 16           # writes photo.kmq
       kmq compress - -k 8 -o - < a.png > a.kmq
       kmq compress a.png photos/ -k 16 -o out/ -j 4
+      kmq compress slides/ --palette stain.gpl -o out/
     """
+    palette = _given_palette(palette_file, max_pixels, "k", "seed", "max_iter")
     if _is_bulk(images, output, summary):
         from . import batch
 
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
-                                  overwrite=force)
+                                  overwrite=force, palette=palette)
         with _reported():
             jobs = batch.plan_compress(images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
@@ -134,7 +160,7 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
         _check_output(output, image)
         with _fit_progress(quiet) as progress:
             img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
-                               codec=codec, max_pixels=max_pixels, progress=progress)
+                               codec=codec, max_pixels=max_pixels, palette=palette, progress=progress)
         size = api.write(output, img, overwrite=force)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
@@ -253,10 +279,11 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
+@_palette_option
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
                   codec: str | None, reference: bool, plot_path: str | None, force: bool, quiet: bool,
-                  max_pixels: int) -> None:
+                  palette_file: str | None, max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
@@ -269,7 +296,9 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats photo.kmq --format json
       kmq stats photo.png -k 64 --codec all   # raw vs lzma vs ctx
       kmq stats photo.png --sweep --codec ctx --reference --plot rd.png
+      kmq stats slides/*.png --palette stain.gpl
     """
+    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep")
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if plot_path is not None and not plot.available():
@@ -281,7 +310,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                     max_pixels=max_pixels)
+                                     max_pixels=max_pixels, palette=palette)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
@@ -467,11 +496,12 @@ def _clustering_options(f):
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
 @click.option("--masks", "masks_dir", type=click.Path(file_okay=False),
               help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png.")
+@_palette_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 def segment_command(input_path: str, k: int, seed: int, output: str | None, style: str, masks_dir: str | None,
-                    max_pixels: int, force: bool, quiet: bool) -> None:
+                    palette_file: str | None, max_pixels: int, force: bool, quiet: bool) -> None:
     """Show the clusters of INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
 
     The labels style is an 8-bit PNG (16-bit above K = 256) whose pixel values are the labels; the masks
@@ -481,13 +511,15 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
     Example:
       kmq segment photo.png -k 3 -o clusters.png
       kmq segment photo.kmq --style labels -o labels.png --masks masks/
+      kmq segment slide1.png --palette stain.gpl --masks masks/   # mask i: the same colour in every slide
     """
     if output is None and masks_dir is None:
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
+    palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
         if output is not None and output != STDIO and not force and os.path.lexists(output):
             raise KmqError(f"{output} already exists (use -f to overwrite)")
-        img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels)
+        img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
         # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing.
         masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
                                                                   overwrite=force)
@@ -510,25 +542,30 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
+@_palette_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, seed: int, max_pixels: int,
-            force: bool, quiet: bool) -> None:
+def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, seed: int,
+            palette_file: str | None, max_pixels: int, force: bool, quiet: bool) -> None:
     """Draw IMAGE beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     \b
     Example:
       kmq montage photo.png -k 2 -k 3 -k 6 -k 16 -o grid.png
+      kmq montage slide1.png --palette stain.gpl -o check.png   # the original beside its shared palette
     """
+    palette = _given_palette(palette_file, max_pixels, "ks", "seed")
     ks = ks or (2, 3, 6, 16)
     with _reported():
-        figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels)
+        figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
+                                      palette=palette)
         _save(output, figure.pixels, force)
     if not quiet:
         height, width = figure.pixels.shape[:2]
-        click.echo(f"{image} -> {output}: original and K = {', '.join(map(str, ks))}, {width}x{height}",
-                   err=output == STDIO)
+        shown = (f"K = {', '.join(map(str, ks))}" if palette is None
+                 else f"K = {len(palette.colors)} ({palette.name})")
+        click.echo(f"{image} -> {output}: original and {shown}, {width}x{height}", err=output == STDIO)
 
 
 @main.command()
@@ -591,33 +628,89 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 
 
 @main.command("palette")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                type=click.Path(dir_okay=True, allow_dash=True))
 @_clustering_options
 @click.option("-o", "--output", type=click.Path(allow_dash=True),
-              help="Write the swatch image here (its extension picks the format); without -o, print text.")
-@click.option("--proportional", is_flag=True, help="One bar, each colour as wide as its share of the pixels.")
+              help="Write the palette here, in the format of its extension: .gpl (GIMP), .txt or .hex (one "
+                   "#rrggbb a line), .json (as kmq info), or an image extension for a swatch. Without -o, "
+                   "print text.")
+@click.option("--proportional", is_flag=True,
+              help="Swatch: one bar, each colour as wide as its share of the pixels.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def palette_command(input_path: str, k: int, seed: int, output: str | None, proportional: bool,
-                    max_pixels: int, force: bool, quiet: bool) -> None:
-    """The palette of INPUT (an image, clustered at K, or a .kmq file) as a swatch image, or as text.
+@click.option("-j", "--jobs", "workers", type=click.IntRange(1), default=None,
+              help="Worker processes reading several inputs (default: one per core).")
+def palette_command(inputs: tuple[str, ...], k: int, seed: int, output: str | None, proportional: bool,
+                    max_pixels: int, force: bool, quiet: bool, workers: int | None) -> None:
+    """The palette of INPUT (an image, clustered at K, or a .kmq file), or one palette fitted over several
+    inputs (images, .kmq files, folders): K-Means over all their pixels together.
 
-    Without -o, one line per palette entry: its hex code and its share of the pixels (the shares sum to 1).
+    Entries come in decreasing share of the pixels. Without -o, one line per entry: its hex code and its
+    share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
+    so that label i means the same colour in every image.
 
     \b
     Example:
       kmq palette photo.png -k 8                        # hex codes and shares
       kmq palette photo.kmq -o swatch.png --proportional
+      kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for the whole series
     """
+    if proportional and output is not None and _is_palette_file(output):
+        raise click.UsageError("--proportional draws a swatch image; a palette file has no bar to draw")
+    single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
-        img, _ = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels)
-        share = stats.shares(img.labels, img.k)
+        if single:
+            if output is not None:
+                check_distinct(output, inputs[0])
+            img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels)
+            colors, share, about = img.palette, stats.shares(img.labels, img.k), inputs[0]
+            described = f"{Path(inputs[0]).name if inputs[0] != STDIO else 'stdin'}"
+        else:
+            fitted = _fit_shared(inputs, k, seed, output, max_pixels, workers, quiet)
+            colors, share = fitted.palette, fitted.shares
+            about = f"{fitted.files} files ({fitted.pixels:,} pixels, {fitted.colours:,} colours)"
+            described = f"{fitted.files} files, {fitted.pixels:,} pixels, J {fitted.distortion:.2f}"
         if output is not None:
-            _save(output, segment.swatch(img.palette, share, proportional=proportional), force)
+            _write_palette(output, colors, share, proportional, force,
+                           f"kmq {__version__}: {len(colors)} colours of {described}, seed {seed}; "
+                           f"in decreasing share of the pixels")
     if output is None:
-        for entry in stats.palette_entries(img.palette, img.labels):
+        for entry in palettes.entries(colors, share):
             click.echo(f"{entry['hex']} {entry['share']:.4f}")
     elif not quiet:
-        click.echo(f"{input_path} -> {output}: {img.k} colours{', proportional' if proportional else ''}",
+        extra = f", J {fitted.distortion:.2f}" if not single else ""
+        click.echo(f"{about} -> {output}: {len(colors)} colours{extra}{', proportional' if proportional else ''}",
                    err=output == STDIO)
+
+
+def _is_palette_file(output: str) -> bool:
+    return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
+
+
+def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, max_pixels: int,
+                workers: int | None, quiet: bool) -> Any:
+    """shared.fit over the inputs' files with the bulk runs' progress bar; each unreadable file reported."""
+    from . import shared
+
+    jobs = shared.plan(inputs)
+    for job in jobs:
+        if output is not None:
+            check_distinct(output, job.source)
+    with _progress(jobs, quiet) as (say, advance):
+        def on_read(result: batch.Result) -> None:
+            for warning in result.warnings:
+                say(f"Warning: {warning}", True)
+            if result.error:
+                say(f"Error: {result.error}", True)
+            advance(result.job)
+
+        return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read)
+
+
+def _write_palette(output: str, colors: Any, share: Any, proportional: bool, force: bool, comment: str) -> None:
+    if _is_palette_file(output):
+        palettes.write(output, colors, share, name=Path(output).stem, comment=comment, overwrite=force)
+    else:
+        _save(output, segment.swatch(colors, share, proportional=proportional), force)

@@ -382,3 +382,11 @@ def _check_labels(labels: np.ndarray, header: Header) -> None:
         return
     y, x = np.unravel_index(int(np.argmax(labels >= header.k)), labels.shape)
     raise FormatError(f"label {int(labels[y, x])} at pixel ({x}, {y}) is out of range for k={header.k}")
+
+
+def palette_of(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The palette ((k, channels) uint8) of a whole .kmq file's bytes, checked (header, sizes, CRC) without
+    decoding the labels. Raises FormatError."""
+    header = parse_header(data, max_pixels=max_pixels)
+    _check_crc(data)
+    return np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE).reshape(header.k, -1).copy()

@@ -20,6 +20,7 @@ from .errors import KmqError
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import over_white, save_image
+from .palettes import Palette
 from .stats import record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
@@ -114,14 +115,15 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
         yield labels == i
 
 
-def quantized(source: str | Path, k: int = 16, *, seed: int = 0,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage, np.ndarray]:
-    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k) or a
-    .kmq file (its stored labels; the pixels are then its reconstruction). Told apart by the magic bytes."""
+def quantized(source: str | Path, k: int = 16, *, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+              palette: Any = None) -> tuple[KmqImage, np.ndarray]:
+    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, or mapped
+    onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels are then
+    its reconstruction). Told apart by the magic bytes."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         return loaded, loaded.decode()
-    return compress(loaded, k, seed=seed), loaded
+    return compress(loaded, k, seed=seed, palette=palette), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -188,16 +190,17 @@ class Montage:
 
 
 def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Montage:
+            max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None) -> Montage:
     """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
     unless columns is given (at most one per panel); an image is reduced to fit PANEL_MAX x PANEL_MAX, or one
     narrower than PANEL_MIN enlarged by a whole factor within that box; a panel's cell is at least PANEL_MIN
     wide, for its titles. Raises KmqError, before any clustering, if the figure would exceed max_pixels.
+    palette: instead of the ks, one reconstruction with this given palette, titled with its name.
     """
     h, w = pixels.shape[:2]
-    n = len(ks) + 1
+    n = (1 if palette is not None else len(ks)) + 1
     columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
     rows = math.ceil(n / columns)
     pw, ph = _panel_size(w, h)
@@ -208,12 +211,14 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
                        f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
-    for k in ks:
-        img = compress(pixels, k, seed=seed)
+    quantized = ([compress(pixels, palette=palette)] if palette is not None
+                 else [compress(pixels, k, seed=seed) for k in ks])
+    for img in quantized:
         r = record(img, "", len(img.to_bytes()))
         images.append(opaque_rgb(img.decode()))
         psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
-        titles.append((f"K = {r['k']}", f"ratio {r['ratio']:.3f}, {psnr}", r))
+        name = "" if palette is None else f" ({palette.name})"
+        titles.append((f"K = {r['k']}{name}", f"ratio {r['ratio']:.3f}, {psnr}", r))
     canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
     title_font, subtitle_font = _font(_TITLE_SIZE), _font(_SUBTITLE_SIZE)
@@ -232,12 +237,12 @@ _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Montage:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None) -> Montage:
     """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels)
+    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import palettes
 from .api import compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
@@ -66,12 +67,14 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 
 
 def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
-            reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
+            reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+            palette: Any = None) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
-    A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
-    ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
-    codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    A .kmq file gives one record, as stored (ks and palette do not apply). An image is compressed in memory
+    once per k in ks, or once with palette (see kmq.compress) when one is given. codec: None keeps a .kmq
+    file's own codec and stores images raw; a codec name, or "all" for every codec, re-encodes the labels
+    and reports the size the file would have with it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     """
     loaded, size = load(source, max_pixels=max_pixels)
@@ -81,6 +84,8 @@ def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, cod
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
+    elif palette is not None:
+        quantized = [compress(loaded, palette=palette)]
     else:
         quantized = [compress(loaded, k, seed=seed) for k in ks]
     records = []
@@ -112,16 +117,7 @@ def palette_entries(palette: np.ndarray, labels: np.ndarray) -> list[dict[str, A
     palette: (k, 1|3|4) uint8; labels: (h, w) integers < k. hex is "#rrggbb" ("#rrggbbaa" for RGBA); rgb is
     [r, g, b] (for grey, the level three times); share is the fraction of pixels, the shares summing to 1.
     """
-    k, channels = palette.shape
-    share = shares(labels, k)
-    colours = np.repeat(palette, 3, axis=1) if channels == 1 else palette  # RGB or RGBA, as hex spells it
-    entries = []
-    for i, colour in enumerate(colours.tolist()):
-        entry = {"index": i, "hex": "#" + bytes(colour).hex(), "rgb": colour[:3], "share": float(share[i])}
-        if channels == 4:
-            entry["alpha"] = colour[3]
-        entries.append(entry)
-    return entries
+    return palettes.entries(palette, shares(labels, palette.shape[0]))
 
 
 def describe(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:

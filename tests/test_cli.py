@@ -268,6 +268,11 @@ def test_webp_output_is_lossless(runner, image, tmp_path):
 
 
 def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path):
-    for command in (["info"], ["palette"], ["segment", "-o", str(tmp_path / "x.png")]):
+    for command in (["info"], ["segment", "-o", str(tmp_path / "x.png")]):
         result = run(runner, command[0], tmp_path, *command[1:])
         assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+    # palette reads a folder's images, as bulk runs do: an empty one has none to fit.
+    result = run(runner, "palette", tmp_path)
+    assert result.exit_code == 1
+    assert result.output == (f"Warning: {tmp_path}: no files to convert in this folder\n"
+                             "Error: no images or .kmq files among the inputs; no palette written\n")

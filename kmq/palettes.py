@@ -1,0 +1,384 @@
+"""Palette files people already use, read and written exactly, and pixels mapped onto a given palette.
+
+Formats, chosen by the file's extension (a .kmq file by its magic bytes, whatever its name):
+
+- `.gpl`: a GIMP palette (GIMP, Inkscape, Krita, Aseprite): the line `GIMP Palette`, then `Name:` and
+  `Columns:` lines, `#` comments and one `R G B name` line per colour. RGB only.
+- `.txt` / `.hex`: one `#rrggbb` or `#rrggbbaa` per line (the `#` may be left out, as Lospec's .hex files
+  do); anything after the colour must be a number (the share `kmq palette` prints beside it); blank lines and
+  `;` comments are skipped. One `#rrggbbaa` line makes the palette RGBA, the others opaque.
+- `.json`: the `palette` list of `kmq info --format json` (the whole object or the list; each entry's `hex`,
+  or its `rgb` and `alpha`), or a list of `#rrggbb[aa]` strings or of `[r, g, b(, a)]` lists.
+- `.kmq`: its palette (read without decoding the labels; the checksum is still verified).
+
+Reading trusts nothing: every failure is a KmqError naming the file and the line (or entry) at fault.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import kmeans
+from .errors import KmqError, KmqWarning, naming
+from .fileio import open_input, write_atomic
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq
+
+TEXT_SUFFIXES = (".gpl", ".txt", ".hex", ".json")
+# No honest palette file comes near this (65,536 .json entries as `kmq info` writes them: ~6 MB); a larger
+# input is refused before it is parsed, so /dev/zero or a huge file costs no memory.
+MAX_FILE_BYTES = 64 << 20
+GPL_HEADER = "GIMP Palette"
+GPL_COLUMNS = 16
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+
+
+@dataclass(frozen=True, eq=False)
+class Palette:
+    """colors: (n, 1|3|4) uint8, in the file's order; name: where they came from (the file's name)."""
+    colors: np.ndarray
+    name: str
+
+    @property
+    def sha256(self) -> str:
+        """The hash of the colours as the file gives them: n x channels bytes, in order."""
+        return hashlib.sha256(np.ascontiguousarray(self.colors).tobytes()).hexdigest()
+
+    @property
+    def source(self) -> dict[str, str]:
+        """The `palette_source` metadata of a .kmq made with this palette."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+def as_palette(palette: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Palette:
+    """A Palette from a Palette, a palette file's path, or an (n, 1|3|4) uint8 array (named "<array>")."""
+    if isinstance(palette, Palette):
+        return palette
+    if isinstance(palette, (str, Path)):
+        return read(palette, max_pixels=max_pixels)
+    colors = np.asarray(palette)
+    if colors.dtype != np.uint8 or colors.ndim != 2 or colors.shape[1] not in (1, 3, 4):
+        raise ValueError(f"a palette must be an (n, 1|3|4) uint8 array, got {colors.shape} {colors.dtype}")
+    if not 1 <= len(colors) <= MAX_K:
+        raise ValueError(f"a palette must have 1 to {MAX_K} entries, got {len(colors)}")
+    return Palette(colors.copy(), "<array>")
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Palette:
+    """Read a palette file (see the module's formats). Raises KmqError "<file>: <what> (line N)"."""
+    with open_input(path) as f:
+        head = f.read(len(MAGIC))
+        if head == MAGIC:
+            with naming(path):
+                return _checked(palette_of(read_kmq(f, max_pixels=max_pixels, head=head),
+                                           max_pixels=max_pixels), path)
+        data = head + f.read(MAX_FILE_BYTES + 1 - len(head))
+    suffix = Path(path).suffix.lower()
+    if suffix == ".kmq":
+        raise KmqError(f"{path}: not a .kmq file: bad magic {head.hex(' ') or '(empty file)'}")
+    if suffix not in TEXT_SUFFIXES:
+        raise KmqError(f"{path}: not a palette file: give a .gpl, .txt, .hex, .json or .kmq file")
+    if len(data) > MAX_FILE_BYTES:
+        raise KmqError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, too large for a palette file")
+    try:
+        colors = parse(data, suffix)
+    except _Bad as e:
+        raise KmqError(f"{path}: {e}") from None
+    return _checked(colors, path)
+
+
+def parse(data: bytes, suffix: str) -> np.ndarray:
+    """The colours of a text palette file's bytes, suffix one of TEXT_SUFFIXES: (n, 3|4) uint8.
+
+    Raises _Bad (a KmqError) saying what is wrong and where, without the file's name.
+    """
+    text = _text(data)
+    if suffix == ".gpl":
+        rows = _parse_gpl(text)
+    elif suffix == ".json":
+        rows = _parse_json(text)
+    else:
+        rows = _parse_hex(text)
+    if not rows:
+        raise _Bad("no colours in the file")
+    width = max(len(r) for r in rows)
+    # A #rrggbb line among #rrggbbaa ones is opaque.
+    return np.array([r + [255] * (width - len(r)) for r in rows], np.uint8)
+
+
+class _Bad(KmqError):
+    """What is wrong with a palette file's content; read() adds the file's name."""
+
+
+def _checked(colors: np.ndarray, path: str | Path) -> Palette:
+    if len(colors) > MAX_K:
+        raise KmqError(f"{path}: {len(colors):,} colours, more than the {MAX_K:,} a palette may have")
+    _, first = np.unique(colors, axis=0, return_index=True)
+    if len(first) < len(colors):
+        repeated = np.setdiff1d(np.arange(len(colors)), first)
+        warnings.warn(f"{path}: {len(repeated)} entries repeat an earlier colour (first: entry {repeated[0]}); "
+                      f"no pixel gets them", KmqWarning, stacklevel=3)
+    return Palette(colors, "<stdin>" if str(path) == "-" else Path(path).name)
+
+
+def _text(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise _Bad(f"line {line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+    if "\x00" in text:
+        raise _Bad(f"line {text[:text.index(chr(0))].count(chr(10)) + 1}: not text (a NUL byte)")
+    return text.removeprefix("\ufeff")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped line) for every line that is neither blank nor a comment."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _limit(rows: list[list[int]], where: str) -> None:
+    if len(rows) > MAX_K:
+        raise _Bad(f"{where}: more than {MAX_K:,} colours")
+
+
+def _parse_gpl(text: str) -> list[list[int]]:
+    lines = _lines(text)
+    if not lines or lines[0][0] != 1 or lines[0][1] != GPL_HEADER:
+        raise _Bad(f"line 1: not a GIMP palette: the first line must be '{GPL_HEADER}'")
+    rows = []
+    for n, line in lines[1:]:
+        if line.startswith("#") or re.match(r"(Name|Columns)\s*:", line):
+            continue
+        fields = line.split(None, 3)
+        if len(fields) < 3 or not all(re.fullmatch(r"\d{1,9}", v) for v in fields[:3]):
+            raise _Bad(f"line {n}: expected 'R G B name' (three integers 0..255), got {_quote(line)}")
+        rows.append([_byte(int(v), n) for v in fields[:3]])
+        _limit(rows, f"line {n}")
+    return rows
+
+
+def _parse_hex(text: str) -> list[list[int]]:
+    rows = []
+    for n, line in _lines(text):
+        if line.startswith(";"):
+            continue
+        colour, *rest = line.split()
+        match = _HEX.fullmatch(colour)
+        if not match or len(rest) > 1 or (rest and not _is_number(rest[0])):
+            raise _Bad(f"line {n}: expected #rrggbb or #rrggbbaa (optionally followed by a number), "
+                       f"got {_quote(line)}")
+        rows.append(list(bytes.fromhex(match.group(1))))
+        _limit(rows, f"line {n}")
+    return rows
+
+
+def _parse_json(text: str) -> list[list[int]]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _Bad(f"line {e.lineno}: not JSON: {e.msg}") from None
+    except RecursionError:
+        raise _Bad("not JSON: nested too deeply") from None
+    entries = doc.get("palette") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        raise _Bad("expected a list of colours, or an object whose 'palette' is one (kmq info --format json)")
+    rows = []
+    for i, entry in enumerate(entries):
+        rows.append(_json_colour(entry, i))
+        _limit(rows, f"entry {i}")
+    return rows
+
+
+def _json_colour(entry: Any, i: int) -> list[int]:
+    """One JSON palette entry: "#rrggbb[aa]", [r, g, b(, a)], or an object with "hex" or "rgb" (+ "alpha")."""
+    if isinstance(entry, dict):
+        if "hex" in entry:
+            entry = entry["hex"]
+        elif "rgb" in entry and isinstance(entry["rgb"], list):
+            entry = entry["rgb"] + ([entry["alpha"]] if "alpha" in entry else [])
+    if isinstance(entry, str) and _HEX.fullmatch(entry):
+        return list(bytes.fromhex(entry.lstrip("#")))
+    if (isinstance(entry, list) and len(entry) in (3, 4)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in entry)):
+        return [_byte(v, i, "entry") for v in entry]
+    raise _Bad(f"entry {i}: expected '#rrggbb', '#rrggbbaa', [r, g, b(, a)] or an object with 'hex' or 'rgb', "
+               f"got {_quote(json.dumps(entry))}")
+
+
+def _byte(value: int, where: int, what: str = "line") -> int:
+    if not 0 <= value <= 255:
+        raise _Bad(f"{what} {where}: {value} is not a colour value (0..255)")
+    return value
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _quote(line: str) -> str:
+    return repr(line if len(line) <= 40 else line[:37] + "...")
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+def write(path: str | Path, palette: np.ndarray, shares: np.ndarray | None = None, *, name: str = "kmq",
+          comment: str = "", overwrite: bool = False) -> None:
+    """Write palette ((k, 1|3|4) uint8, in order) to path, atomically, in the format of its extension
+    (TEXT_SUFFIXES). shares ((k,), summing to 1) go into .gpl entry names and .json entries. A grey palette is
+    written as R = G = B; an RGBA one cannot be a .gpl (KmqError)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TEXT_SUFFIXES:
+        raise KmqError(f"{path}: a palette file is .gpl, .txt, .hex or .json")
+    rgb = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
+    if suffix == ".gpl":
+        if rgb.shape[1] == 4:
+            raise KmqError(f"{path}: a GIMP palette has no alpha and this palette is RGBA; write .txt, .hex or "
+                           f".json")
+        text = _gpl(rgb, shares, name, comment)
+    elif suffix == ".json":
+        text = json.dumps({"palette": entries(palette, shares)}, indent=2) + "\n"
+    else:
+        text = "".join(f"#{bytes(c).hex()}\n" for c in rgb.tolist())
+    write_atomic(path, text.encode(), overwrite=overwrite)
+
+
+def entries(palette: np.ndarray, shares: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The `palette` list of `kmq info --format json`: {index, hex, rgb, share} (+ alpha for RGBA) per entry.
+
+    hex is "#rrggbb" ("#rrggbbaa" for RGBA, the level three times for grey); share is None without shares.
+    """
+    k, channels = palette.shape
+    colours = np.repeat(palette, 3, axis=1) if channels == 1 else palette
+    out = []
+    for i, colour in enumerate(colours.tolist()):
+        entry = {"index": i, "hex": "#" + bytes(colour).hex(), "rgb": colour[:3],
+                 "share": None if shares is None else float(shares[i])}
+        if channels == 4:
+            entry["alpha"] = colour[3]
+        out.append(entry)
+    return out
+
+
+def _gpl(rgb: np.ndarray, shares: np.ndarray | None, name: str, comment: str) -> str:
+    lines = [GPL_HEADER, f"Name: {_one_line(name)}", f"Columns: {min(len(rgb), GPL_COLUMNS)}"]
+    lines += [f"# {_one_line(c)}" for c in comment.splitlines()]
+    for i, colour in enumerate(rgb.tolist()):
+        label = "#" + bytes(colour).hex() + ("" if shares is None else f" {shares[i]:.2%}")
+        lines.append(f"{colour[0]:3d} {colour[1]:3d} {colour[2]:3d}\t{label}")
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- mapping pixels onto a palette -----------------------------------------------------------------------
+
+def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
+          source: str = "the palette") -> tuple[np.ndarray, np.ndarray, float]:
+    """pixels (N, C) uint8 -> (palette as stored (k, C') uint8, labels (N,) uint16, distortion J).
+
+    No K-Means: each pixel gets its nearest entry (exact; ties to the lower index), the order is kept and
+    no entry is dropped. Layouts meet without losing anything (see `layout`); the stored palette is the
+    given one in that layout, so its entries are the same colours in the same order.
+    """
+    n, channels = pixels.shape
+    if channels < 4 and len(palette) <= _TABLE_K and (channels == 1 or n >= _TABLE_FROM):
+        # A grey or RGB image's layout does not depend on its colours: no need to find them first.
+        target = layout(pixels[:0], palette, image=image, source=source)
+        if target < 4:
+            stored = convert(palette, target)
+            labels, distortion = _by_table(convert(pixels, target), stored)
+            return stored, labels, distortion
+    distinct = kmeans.distinct(pixels)
+    colors, counts = distinct.colors, distinct.counts
+    target = layout(colors, palette, image=image, source=source)
+    colors, stored = convert(colors, target), convert(palette, target)
+    color_labels, sq_dist = kmeans.nearest(colors, stored)
+    distortion = float(np.dot(sq_dist.astype(np.float64), counts) / counts.sum())
+    return stored, distinct.spread(color_labels.astype(np.uint16)), distortion
+
+
+# The table path packs a colour's label (< 2^14) and squared distance (< 3 x 255^2 < 2^18) in one uint32.
+_LABEL_BITS = 14
+_TABLE_K = 1 << _LABEL_BITS
+# From this many pixels the table path's fixed cost (80 MiB of tables for RGB) is below that of sorting.
+_TABLE_FROM = 1 << 21
+
+
+def _by_table(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, float]:
+    """Labels and J of grey or RGB pixels ((N, 1|3) uint8; palette (k <= 2^14, same channels) uint8)
+    through tables indexed by the packed colour: which colours occur (a bool per colour), then per colour its
+    label and squared distance, gathered once per pixel. Neither the colours' counts nor a sort of the pixels
+    is needed (12 MP on this machine: ~0.3 s of CPU against ~0.9 s for `kmeans.distinct`)."""
+    channels = pixels.shape[1]
+    keys = kmeans._pack(np.ascontiguousarray(pixels))
+    present = np.zeros(1 << (8 * channels), dtype=bool)
+    present[keys] = True
+    values = np.flatnonzero(present)
+    del present
+    labels, sq_dist = kmeans.nearest(kmeans._unpack(values, channels), palette)
+    table = np.empty(1 << (8 * channels), dtype=np.uint32)
+    table[values] = (sq_dist.astype(np.uint32) << _LABEL_BITS) | labels.astype(np.uint32)
+    both = table[keys]
+    del keys, table
+    pixel_labels = both.astype(np.uint16)  # the low 16 bits; in place from here on, no 48 MB temporaries
+    pixel_labels &= _TABLE_K - 1
+    both >>= _LABEL_BITS
+    return pixel_labels, int(both.sum(dtype=np.uint64)) / len(both)
+
+
+def layout(colors: np.ndarray, palette: np.ndarray, *, image: str = "the image",
+           source: str = "the palette") -> int:
+    """The channels (1, 3 or 4) in which colors (an image's, (M, C)) meet palette ((k, C')).
+
+    The least layout that holds both exactly: RGBA if either side has real transparency (alpha below 255
+    somewhere), else RGB if the image is RGB(A) or the palette has a colour that is not grey, else grey (a
+    grey image with a palette of greys, R = G = B, as a .gpl of a grey series has). Grey becomes R = G = B
+    and opaque alpha 255, so nothing is lost. The one mismatch that would lose something, an image with transparency and a
+    palette without alpha, is a KmqError naming both.
+    """
+    img_alpha = _has_alpha(colors)
+    pal_alpha = _has_alpha(palette)
+    if img_alpha and palette.shape[1] != 4:
+        raise KmqError(f"{image} has transparency (RGBA) but {source} has no alpha; give a palette with "
+                       f"#rrggbbaa entries (.txt, .hex, .json) or flatten the image")
+    colour = colors.shape[1] >= 3 or _has_colour(palette)
+    return 4 if img_alpha or pal_alpha else 3 if colour else 1
+
+
+def convert(colors: np.ndarray, channels: int) -> np.ndarray:
+    """(M, C) uint8 colours in another layout that `layout` chose for them (no information is lost)."""
+    have = colors.shape[1]
+    if have == channels:
+        return colors
+    if channels == 1:
+        return np.ascontiguousarray(colors[:, :1])
+    rgb = np.repeat(colors, 3, axis=1) if have == 1 else colors[:, :3]
+    if channels == 3:
+        return np.ascontiguousarray(rgb)
+    return np.concatenate([rgb, colors[:, 3:] if have == 4 else np.full((len(colors), 1), 255, np.uint8)],
+                          axis=1)
+
+
+def _has_alpha(colors: np.ndarray) -> bool:
+    return colors.shape[1] == 4 and bool(np.any(colors[:, 3] != 255))
+
+
+def _has_colour(colors: np.ndarray) -> bool:
+    return colors.shape[1] >= 3 and bool(np.any(colors[:, 0] != colors[:, 1]) or
+                                         np.any(colors[:, 1] != colors[:, 2]))
