@@ -388,5 +388,5 @@ def palette_of(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     """The palette ((k, channels) uint8) of a whole .kmq file's bytes, checked (header, sizes, CRC) without
     decoding the labels. Raises FormatError."""
     header = parse_header(data, max_pixels=max_pixels)
-    _check_crc(data)
+    check_crc(data)
     return np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE).reshape(header.k, -1).copy()
