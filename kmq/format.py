@@ -160,7 +160,7 @@ class KmqImage:
     def from_bytes(cls, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
         """Parse and validate a whole .kmq file. Raises FormatError (ChecksumError for a CRC mismatch)."""
         header = parse_header(data, max_pixels=max_pixels)
-        _check_crc(data)
+        check_crc(data)
         palette_end = HEADER_SIZE + header.k * header.channels
         palette = np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE)
         metadata = _parse_metadata(data[palette_end:palette_end + header.meta_len])
@@ -274,7 +274,8 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
         raise FormatError(f"header: {name} is {value}, must be {low} to {high}")
 
 
-def _check_crc(data: bytes) -> None:
+def check_crc(data: bytes) -> None:
+    """Raise ChecksumError unless the CRC-32 in the last 4 bytes of a whole file matches the bytes before."""
     stored = struct.unpack_from("<I", data, len(data) - CRC_SIZE)[0]
     computed = zlib.crc32(memoryview(data)[:-CRC_SIZE])
     if stored != computed:
@@ -324,5 +325,5 @@ def palette_of(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     """The palette ((k, channels) uint8) of a whole .kmq file's bytes, checked (header, sizes, CRC) without
     decoding the labels. Raises FormatError."""
     header = parse_header(data, max_pixels=max_pixels)
-    _check_crc(data)
+    check_crc(data)
     return np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE).reshape(header.k, -1).copy()
