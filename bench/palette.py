@@ -156,7 +156,9 @@ def report(speed: list[dict], pooled: list[dict]) -> str:
         f"Measured by `bench/palette.py` ({platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}); reproduce with `make bench`. Times: wall time of "
         f"a fresh `kmq` process end to end, best of 3 on a shared machine; memory: that process's peak resident "
-        f"set. J: the distortion (mean squared error per pixel over the channels, 0..255 units).",
+        f"set. J: the distortion (mean squared error per pixel over the channels, 0..255 units). Load average "
+        f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, wall "
+        f"times are inflated; the CPU time, user + system, is the steadier figure).",
         "",
         "## Targets",
         "",

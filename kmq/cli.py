@@ -599,6 +599,13 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
 _INFO_ROWS_SHOWN = 256
 
 
+def _seed_or_palette(d: dict[str, Any]) -> tuple[str, str]:
+    source = d["metadata"].get("palette_source")
+    if d["seed"] is None and isinstance(source, dict):  # made with a given palette: no K-Means, no seed
+        return "Palette", f"{source.get('name')} (sha256 {str(source.get('sha256'))[:16]}...)"
+    return "Seed", "unknown" if d["seed"] is None else str(d["seed"])
+
+
 def _info_tables(d: dict[str, Any]) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
@@ -612,7 +619,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),
-            ("Seed", "unknown" if d["seed"] is None else str(d["seed"]))]:
+            _seed_or_palette(d)]:
         header.add_row(name, value)
     palette = Table(title="Palette", title_justify="left")
     for name in ("#", "colour", "hex", "rgb", "share"):

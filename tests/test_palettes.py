@@ -421,3 +421,10 @@ def test_stats_segment_and_montage_use_the_palette(tmp_path, series):
 def test_a_proportional_palette_file_is_a_usage_error(series, tmp_path):
     result = run("palette", *series, "-o", tmp_path / "p.gpl", "--proportional")
     assert result.exit_code == 2 and "--proportional draws a swatch image" in result.output
+
+
+def test_info_names_the_palette_instead_of_a_seed(tmp_path, series):
+    palettes.write(tmp_path / "p.txt", np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
+    assert run("compress", series[0], "--palette", tmp_path / "p.txt", "-o", tmp_path / "x.kmq").exit_code == 0
+    digest = hashlib.sha256(bytes([0, 0, 0, 255, 255, 255])).hexdigest()
+    assert f"│ Palette      │ p.txt (sha256 {digest[:16]}...)" in run("info", tmp_path / "x.kmq").output
