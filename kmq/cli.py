@@ -147,8 +147,14 @@ def _check_output(output: str, source: str) -> None:
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
-    return (f"{image} -> {output}: k={r['k']}, {r['bits_per_label']} bits/label, ratio {r['ratio']:.2f}, "
-            f"{size:,} bytes, PSNR {_db(r['psnr'])}, {seconds:.2f} s")
+    psnr = _db(r["psnr"])
+    return (f"{image} -> {output}: k={r['k']}, {_plural(r['bits_per_label'], 'bit')}/label, "
+            f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
+            f"{seconds:.2f} s")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @main.command()
@@ -209,7 +215,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @main.command("stats")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
-              "for several (default 16). Ignored for .kmq inputs, which report their own.")
+              "for several (default 16). A .kmq input reports its own (with a warning if -k differs).")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
               show_default=True, help="table for people; tsv, csv or json for scripts.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -234,7 +240,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
     records: list[dict[str, Any]] = []
     with _reported():
         for source in inputs:
-            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels)
+            records += stats.measure(source, ks, seed=seed, codec=codec, max_pixels=max_pixels)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
 
@@ -242,7 +248,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
 def _db(value: float | None) -> str:
     if value is None:
         return "unknown"
-    return "inf dB" if math.isinf(value) else f"{value:.2f} dB"
+    return "lossless" if math.isinf(value) else f"{value:.2f} dB"
 
 
 def _plain(value: Any) -> str:
@@ -394,8 +400,9 @@ def _stem(path: str) -> str:
 def _clustering_options(f):
     """-k and --seed for commands whose INPUT is an image (clustered first) or a .kmq (used as stored)."""
     f = click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")(f)
-    return click.option("-k", "k", type=K_RANGE, default=16, show_default=True,
-                        help="Palette size for an image INPUT (a .kmq INPUT has its own).")(f)
+    return click.option("-k", "k", type=K_RANGE, default=None,
+                        help="Palette size for an image INPUT (default 16; a .kmq INPUT has its own, and a "
+                             "warning says so if -k differs).")(f)
 
 
 @main.command("segment")
@@ -411,7 +418,7 @@ def _clustering_options(f):
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def segment_command(input_path: str, k: int, seed: int, output: str | None, style: str, masks_dir: str | None,
+def segment_command(input_path: str, k: int | None, seed: int, output: str | None, style: str, masks_dir: str | None,
                     max_pixels: int, force: bool, quiet: bool) -> None:
     """Show the clusters of INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
 
@@ -439,7 +446,7 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
     if output is not None:
         click.echo(f"{input_path} -> {output}: {style}, k={img.k}, {img.width}x{img.height}", err=output == STDIO)
     if masks:
-        click.echo(f"{input_path} -> {masks_dir}: {len(masks)} masks, {masks[0].name} .. {masks[-1].name}",
+        click.echo(f"{input_path} -> {masks_dir}: {_plural(len(masks), 'mask')}, {masks[0].name} .. {masks[-1].name}",
                    err=output == STDIO)
 
 
@@ -511,7 +518,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     for name, value in [
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
-            ("K", f"{d['k']} ({d['bits_per_label']} bits per label)"),
+            ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
             ("Codec", f"{d['codec']}: payload {d['payload_bytes']:,} bytes, metadata {d['meta_bytes']} bytes"),
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
@@ -540,7 +547,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def palette_command(input_path: str, k: int, seed: int, output: str | None, proportional: bool,
+def palette_command(input_path: str, k: int | None, seed: int, output: str | None, proportional: bool,
                     max_pixels: int, force: bool, quiet: bool) -> None:
     """The palette of INPUT (an image, clustered at K, or a .kmq file) as a swatch image, or as text.
 
@@ -560,5 +567,5 @@ def palette_command(input_path: str, k: int, seed: int, output: str | None, prop
         for entry in stats.palette_entries(img.palette, img.labels):
             click.echo(f"{entry['hex']} {entry['share']:.4f}")
     elif not quiet:
-        click.echo(f"{input_path} -> {output}: {img.k} colours{', proportional' if proportional else ''}",
+        click.echo(f"{input_path} -> {output}: {_plural(img.k, 'colour')}{', proportional' if proportional else ''}",
                    err=output == STDIO)

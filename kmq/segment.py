@@ -20,7 +20,7 @@ from .errors import KmqError
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import over_white, save_image
-from .stats import record
+from .stats import DEFAULT_K, ignored_k, record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
 OVERLAY_ALPHA = 0.3
@@ -114,14 +114,16 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
         yield labels == i
 
 
-def quantized(source: str | Path, k: int = 16, *, seed: int = 0,
+def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage, np.ndarray]:
-    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k) or a
-    .kmq file (its stored labels; the pixels are then its reconstruction). Told apart by the magic bytes."""
+    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None)
+    or a .kmq file (its stored labels; the pixels are then its reconstruction). Told apart by the magic bytes.
+    A k given for a .kmq of another K does not apply: a KmqWarning says so."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
+        ignored_k(source, loaded, [] if k is None else [k])
         return loaded, loaded.decode()
-    return compress(loaded, k, seed=seed), loaded
+    return compress(loaded, DEFAULT_K if k is None else k, seed=seed), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:

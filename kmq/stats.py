@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,14 +12,23 @@ import numpy as np
 from .api import compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import naming
+from .errors import KmqWarning, naming
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 
+DEFAULT_K = 16  # for an image input when no K is given
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
           "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr", "codec",
           "bits_per_pixel")
+
+
+def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
+    """Warn that Ks asked for a .kmq input do not apply, when they differ from the K it holds."""
+    if any(k != img.k for k in ks):
+        asked = ", ".join(f"-k {k}" for k in ks)
+        warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} does not apply", KmqWarning,
+                      stacklevel=3)
 
 
 def psnr(distortion: float | None, channels: int) -> float | None:
@@ -45,23 +55,25 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
     }
 
 
-def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
+def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
-    """Stats records for one input, told apart by the file's first bytes, not its name.
+    """Stats records for one input, told apart by the file's first bytes (and a .kmq name), see api.load.
 
-    A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
-    ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
-    codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    A .kmq file gives one record, as stored (ks do not apply: a KmqWarning says so if they differ from its K).
+    An image is compressed in memory once per k in ks (DEFAULT_K if none). codec: None keeps a .kmq file's own
+    codec and stores images raw; a codec name, or "all" for every codec, re-encodes the labels and reports the
+    size the file would have with it (one record per codec).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
+        ignored_k(source, loaded, ks)
         if not chosen:
             return [record(loaded, name, size)]
         quantized = [loaded]
     else:
-        quantized = [compress(loaded, k, seed=seed) for k in ks]
+        quantized = [compress(loaded, k, seed=seed) for k in ks or [DEFAULT_K]]
     records = []
     for img in quantized:
         for name_of_codec in chosen or ["raw"]:

@@ -225,3 +225,52 @@ def test_opaque_rgba_into_jpeg_needs_no_warning(runner, tmp_path):
 def test_unknown_and_unwritable_formats(runner, kmq_file, tmp_path, args, message):
     result = run(runner, *[a.format(kmq=kmq_file, tmp=tmp_path) for a in args])
     assert (result.exit_code, result.output) == (1, f"Error: {message.format(tmp=tmp_path)}\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# wording, junk named .kmq, -k for a .kmq
+
+def test_lossless_and_singular_wording(runner, tmp_path):
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (3, 2), (9, 9, 9)).save(flat)
+    two = tmp_path / "two.png"
+    Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)).save(two)
+    result = run(runner, "compress", two, "-k", "2", "-o", tmp_path / "two.kmq")
+    assert result.output.startswith(f"{two} -> {tmp_path / 'two.kmq'}: k=2, 1 bit/label, ratio ")
+    assert ", lossless, " in result.output and "inf" not in result.output
+    result = run(runner, "palette", flat, "-k", "3", "-o", tmp_path / "p.png")
+    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=3: using k=1, lossless\n"
+                             f"{flat} -> {tmp_path / 'p.png'}: 1 colour\n")
+    result = run(runner, "segment", flat, "--masks", tmp_path / "m", "-q")
+    assert result.exit_code == 0
+    result = run(runner, "segment", tmp_path / "two.kmq", "--masks", tmp_path / "m2")
+    assert result.output.endswith(f"{tmp_path / 'm2'}: 2 masks, two-cluster-0.png .. two-cluster-1.png\n")
+    assert _rows(run(runner, "stats", tmp_path / "two.kmq").output)["PSNR"] == "lossless"
+    rows = _rows(run(runner, "info", tmp_path / "two.kmq").output)
+    assert rows["K"] == "2 (1 bit per label)" and rows["PSNR"] == "lossless"
+
+
+def _rows(table: str) -> dict[str, str]:
+    """A two-column rich table's rows: first cell -> second cell."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.splitlines()
+            if line.count("│") == 3}
+
+
+@pytest.mark.parametrize("command", ["stats", "palette", "segment", "info", "decompress"])
+def test_junk_named_kmq_is_not_a_valid_kmq_for_every_command(runner, tmp_path, command):
+    junk = tmp_path / "junk.kmq"
+    junk.write_bytes(b"junk, not a .kmq")
+    args = ["-o", tmp_path / "out.png"] if command in ("segment", "decompress") else []
+    result = run(runner, command, junk, *args)
+    assert (result.exit_code, result.output) == (1, f"Error: {junk}: not a .kmq file: bad magic 6a 75 6e 6b\n")
+
+
+@pytest.mark.parametrize("command", ["stats", "palette", "segment"])
+def test_a_k_that_does_not_apply_to_a_kmq_is_a_warning(runner, kmq_file, tmp_path, command):
+    extra = ["-o", tmp_path / "s.png", "-q", "-f"] if command == "segment" else []
+    result = run(runner, command, kmq_file, "-k", "8", *extra)
+    assert result.exit_code == 0
+    assert result.stderr == f"Warning: {kmq_file}: a .kmq keeps its own K (4); -k 8 does not apply\n"
+    # Its own K, or none at all, says nothing.
+    for same in (["-k", "4"], []):
+        assert run(runner, command, kmq_file, *same, *extra).stderr == ""
