@@ -18,7 +18,7 @@ import click
 from . import __version__, api, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
-from .fileio import STDIO, check_distinct, write_atomic
+from .fileio import STDIO, check_distinct, check_writable, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
 
@@ -386,9 +386,13 @@ def _summary_table(s: dict[str, Any]) -> str:
 
 # --- seeing the clusters ---------------------------------------------------------------------------------
 
+def _format_of(output: str) -> str:
+    return "PNG" if output == STDIO else format_for(output)
+
+
 def _save(output: str, pixels: Any, force: bool) -> None:
     """Write pixels as an image whose format the output's extension picks (PNG on stdout)."""
-    fmt = "PNG" if output == STDIO else format_for(output)
+    fmt = _format_of(output)
     name = "<stdout>" if output == STDIO else output
     write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
@@ -433,9 +437,14 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     if output is None and masks_dir is None:
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
     with _reported():
-        if output is not None and output != STDIO and not force and os.path.lexists(output):
-            raise KmqError(f"{output} already exists (use -f to overwrite)")
+        fmt = None if output is None else _format_of(output)
+        if output is not None:
+            check_writable(output, overwrite=force)  # before the clustering, which may take a while
+            if style == "labels":
+                segment.check_label_map_format(output, fmt)
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels)
+        if output is not None and style == "labels":
+            segment.check_label_map_format(output, fmt, img.k)
         # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing.
         masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
                                                                   overwrite=force)

@@ -147,6 +147,22 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
+# A label map is data: its format must give back every value. JPEG and AVIF are lossy; above K = 256 the
+# labels are 16-bit grey, which only these store exactly (GIF, WebP, BMP... reduce or refuse it).
+_LOSSY = frozenset({"JPEG", "MPO", "AVIF"})
+_EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
+
+
+def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> None:
+    """Refuse (KmqError) a Pillow format that would not keep a label map's values exactly; k None: the part
+    of the check that holds for any K, to be done before clustering."""
+    if fmt in _LOSSY:
+        raise KmqError(f"{name}: {fmt} is lossy and would change the labels; write the label map as PNG")
+    if k is not None and k > 256 and fmt not in _EXACT_16_BIT:
+        raise KmqError(f"{name}: the labels of K = {k} are 16-bit, which {fmt} cannot store exactly; "
+                       "write the label map as PNG")
+
+
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
     """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries."""
     if style == "overlay":

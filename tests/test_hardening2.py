@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import kmq
+import kmq.imageio
 from kmq import segment
 from kmq.errors import KmqError
 from kmq.cli import main
@@ -274,3 +275,57 @@ def test_a_k_that_does_not_apply_to_a_kmq_is_a_warning(runner, kmq_file, tmp_pat
     # Its own K, or none at all, says nothing.
     for same in (["-k", "4"], []):
         assert run(runner, command, kmq_file, *same, *extra).stderr == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# /dev/full as -o, label maps in lossy formats, 32-bit grey
+
+@pytest.mark.parametrize("command", ["compress", "segment", "montage", "palette"])
+def test_dev_full_as_the_output_is_one_message_for_every_command(runner, png, command):
+    result = run(runner, command, png, "-k", "2", "-o", "/dev/full", "-q")
+    assert (result.exit_code, result.output) == (1, "Error: cannot write /dev/full: no space left on device\n")
+
+
+@pytest.mark.parametrize("k, out, message", [
+    (3, "l.jpg", "{out}: JPEG is lossy and would change the labels; write the label map as PNG"),
+    (300, "l.webp", "{out}: the labels of K = 300 are 16-bit, which WEBP cannot store exactly; write the label "
+                    "map as PNG")])
+def test_a_label_map_is_refused_in_a_format_that_would_change_it(runner, tmp_path, k, out, message):
+    src = tmp_path / "n.png"
+    Image.fromarray(_noise(40, 30)).save(src)
+    out = tmp_path / out
+    result = run(runner, "segment", src, "-k", k, "--style", "labels", "-o", out)
+    assert (result.exit_code, result.output) == (1, f"Error: {message.format(out=out)}\n")
+    assert not out.exists()
+
+
+def test_a_label_map_above_256_in_png_keeps_every_label(runner, tmp_path):
+    src = tmp_path / "n.png"
+    Image.fromarray(_noise(40, 30)).save(src)
+    result = run(runner, "segment", src, "-k", "300", "--style", "labels", "-o", tmp_path / "l.png", "-q")
+    assert result.exit_code == 0
+    with Image.open(tmp_path / "l.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), kmq.compress(_noise(40, 30), 300).labels)
+
+
+def test_32_bit_grey_holding_8_bit_levels_is_not_darkened(tmp_path):
+    levels = (np.arange(600).reshape(20, 30) % 256).astype(np.int32)
+    Image.fromarray(levels).save(tmp_path / "i.tif")
+    with Image.open(tmp_path / "i.tif") as im:
+        assert im.mode == "I"
+    np.testing.assert_array_equal(kmq.imageio.load_image(tmp_path / "i.tif"), levels)
+
+
+def test_32_bit_grey_beyond_16_bits_is_stretched_from_its_range_with_a_warning(tmp_path):
+    values = np.array([[-5, 0], [70_000, 140_005]], np.int32)
+    Image.fromarray(values).save(tmp_path / "w.tif")
+    with pytest.warns(kmq.KmqWarning, match=r"w.tif: 32-bit grey values span -5..140005: scaled from that range"):
+        got = kmq.imageio.load_image(tmp_path / "w.tif")
+    # (v + 5) * 255 / 140010, rounded: 0, 0.009, 127.5 -> 128 (halves up), 255.
+    assert got.tolist() == [[0, 0], [128, 255]]
+
+
+def test_16_bit_grey_in_mode_i_still_scales_as_16_bit(tmp_path):
+    values = np.array([[0, 257], [65535, 32896]], np.int32)  # levels 0, 1, 255, 128 at 16 bits
+    Image.fromarray(values).save(tmp_path / "s.tif")
+    assert kmq.imageio.load_image(tmp_path / "s.tif").tolist() == [[0, 1], [255, 128]]
