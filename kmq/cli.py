@@ -295,15 +295,46 @@ _TABLE_ROWS = (
 
 
 def _as_table(records: list[dict[str, Any]]) -> str:
+    """One column per record, as the tutorial has them; records that would not fit the terminal's width (80
+    when stdout is not a terminal) go on to further tables below, each as wide as fits."""
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    groups: list[list[dict[str, Any]]] = [[]]
+    used = _natural_width(_sizes_table([]))
+    for r in records:
+        extra = _natural_width(_sizes_table([r])) - _natural_width(_sizes_table([]))
+        if groups[-1] and used + extra > width:
+            groups.append([])
+            used = _natural_width(_sizes_table([]))
+        groups[-1].append(r)
+        used += extra
+    if len(groups) == 1:
+        return _text(_sizes_table(records), width)
+    tables, first = [], 1
+    for group in groups:
+        title = f"Sizes in bits ({first}-{first + len(group) - 1} of {len(records)})"
+        tables.append(_text(_sizes_table(group, title), width))
+        first += len(group)
+    return "\n\n".join(tables)
+
+
+def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") -> Any:
     from rich.table import Table
 
-    table = Table(title="Sizes in bits")
+    table = Table(title=title)
     table.add_column("Metric")
     for r in records:
         table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
-    return _text(table, max(80, 26 + 16 * len(records)))
+    return table
+
+
+def _natural_width(renderable: Any) -> int:
+    from rich.console import Console
+
+    return Console(width=100_000).measure(renderable).maximum
 
 
 def _text(renderable: Any, width: int = 80) -> str:

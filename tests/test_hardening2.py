@@ -4,6 +4,7 @@ The stdout tests run the real program (a subprocess each): what they check happe
 streams, which click's CliRunner replaces.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -329,3 +330,21 @@ def test_16_bit_grey_in_mode_i_still_scales_as_16_bit(tmp_path):
     values = np.array([[0, 257], [65535, 32896]], np.int32)  # levels 0, 1, 255, 128 at 16 bits
     Image.fromarray(values).save(tmp_path / "s.tif")
     assert kmq.imageio.load_image(tmp_path / "s.tif").tolist() == [[0, 1], [255, 128]]
+
+
+# --------------------------------------------------------------------------------------------------
+# the stats table fits the terminal
+
+@pytest.mark.parametrize("columns, tables", [("80", 2), ("300", 1), ("40", 10)])
+def test_the_stats_table_fits_the_terminal(runner, png, monkeypatch, columns, tables):
+    monkeypatch.setenv("COLUMNS", columns)
+    ks = [str(k) for k in range(2, 12)]
+    result = run(runner, "stats", png, *[a for k in ks for a in ("-k", k)])
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= max(int(columns), 43)  # one record's table is 43 wide, whatever the terminal
+    titles = [line.strip() for line in lines if "Sizes in bits" in line]
+    assert len(titles) == tables
+    if tables > 1:
+        assert titles[0].startswith("Sizes in bits (1-") and titles[-1].endswith(" of 10)")
+    # Every K once, in order, across the tables.
+    assert re.findall(r"K=(\d+)", result.output) == ks
