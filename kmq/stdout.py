@@ -80,6 +80,8 @@ def _die_of_sigpipe() -> None:
     """End as a Unix tool does when its reader is gone: killed by SIGPIPE, silently (the shell shows 141)."""
     if sys.stderr is not None:
         sys.stderr.flush()
+    if not hasattr(signal, "SIGPIPE"):  # Windows has none: end quietly all the same
+        sys.exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
 
