@@ -241,7 +241,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
     with _reported():
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, max_pixels=max_pixels)
-        # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
+        # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
 
 
@@ -301,12 +301,12 @@ def _as_table(records: list[dict[str, Any]]) -> str:
 
     width = shutil.get_terminal_size((80, 24)).columns
     groups: list[list[dict[str, Any]]] = [[]]
-    used = _natural_width(_sizes_table([]))
+    used = metric = _natural_width(_sizes_table([]))
     for r in records:
-        extra = _natural_width(_sizes_table([r])) - _natural_width(_sizes_table([]))
+        extra = _natural_width(_sizes_table([r])) - metric  # this record's column, borders included
         if groups[-1] and used + extra > width:
             groups.append([])
-            used = _natural_width(_sizes_table([]))
+            used = metric
         groups[-1].append(r)
         used += extra
     if len(groups) == 1:
