@@ -102,14 +102,16 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     """
     if len(colors) <= k:
         if len(colors) < k:
-            warnings.warn(f"{what} has only {len(colors)} distinct colours, fewer than k={k}: "
+            colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors)} distinct colours"
+            warnings.warn(f"{what} has only {colours}, fewer than k={k}: "
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress)
         palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
         if len(palette) < k:
-            warnings.warn(f"{k - len(palette)} centroids rounded to the same colour as another: "
+            merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
+            warnings.warn(f"{merged} rounded to the same colour as another: "
                           f"using k={len(palette)}", KmqWarning, stacklevel=4)
         color_labels, sq_dist = kmeans.nearest(colors, palette)
     palette, color_labels = _by_share(palette, color_labels, counts)
@@ -157,11 +159,12 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     """Either kind of input, told apart by its first bytes (not its name), and its size in bytes.
 
     A .kmq file gives a validated KmqImage; any other file is read as an image: (h, w) or (h, w, 3|4) uint8.
-    "-" reads stdin.
+    A file named *.kmq is held to be one, so a damaged one is reported as such (FormatError), not as "not an
+    image". "-" reads stdin.
     """
     with open_input(source) as f:
         head = f.read(len(MAGIC))
-        if head == MAGIC:
+        if head == MAGIC or (str(source) != STDIO and Path(source).suffix.lower() == ".kmq"):
             with naming(source):
                 data = read_kmq(f, max_pixels=max_pixels, head=head)
                 return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)

@@ -19,7 +19,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .errors import KmqError
-from .fileio import STDIO, check_distinct, write_atomic
+from .fileio import STDIO, check_distinct, check_writable, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
 
@@ -201,8 +201,14 @@ def _check_output(output: str, source: str) -> None:
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
-    return (f"{image} -> {output}: k={r['k']}, {r['bits_per_label']} bits/label, ratio {r['ratio']:.2f}, "
-            f"{size:,} bytes, PSNR {_db(r['psnr'])}, {seconds:.2f} s")
+    psnr = _db(r["psnr"])
+    return (f"{image} -> {output}: k={r['k']}, {_plural(r['bits_per_label'], 'bit')}/label, "
+            f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
+            f"{seconds:.2f} s")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @main.command()
@@ -263,7 +269,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @main.command("stats")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
-              "for several (default 16). Ignored for .kmq inputs, which report their own.")
+              "for several (default 16). A .kmq input reports its own (with a warning if -k differs).")
 @click.option("--sweep", is_flag=True, help="Also K = 2, 4, 8, ..., 256 (powers of two): a rate-distortion "
               "curve.")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
@@ -303,7 +309,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
-    ks = tuple(sorted({*ks, *stats.SWEEP})) if sweep else ks or (16,)
+    ks = tuple(sorted({*ks, *stats.SWEEP})) if sweep else ks
     records: list[dict[str, Any]] = []
     with _reported():
         if plot_path is not None:
@@ -313,7 +319,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
                                      max_pixels=max_pixels, palette=palette)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
-        # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
+        # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
     if plot_path is not None and not quiet:
         click.echo(f"rate-distortion chart -> {plot_path}: {drawn} point{'' if drawn == 1 else 's'}", err=True)
@@ -322,7 +328,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
 def _db(value: float | None) -> str:
     if value is None:
         return "unknown"
-    return "inf dB" if math.isinf(value) else f"{value:.2f} dB"
+    return "lossless" if math.isinf(value) else f"{value:.2f} dB"
 
 
 def _plain(value: Any) -> str:
@@ -374,9 +380,34 @@ _REFERENCE_ROWS = (
 
 
 def _as_table(records: list[dict[str, Any]]) -> str:
+    """One column per record, as the tutorial has them; records that would not fit the terminal's width (80
+    when stdout is not a terminal) go on to further tables below, each as wide as fits."""
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    groups: list[list[dict[str, Any]]] = [[]]
+    used = metric = _natural_width(_sizes_table([]))
+    for r in records:
+        extra = _natural_width(_sizes_table([r])) - metric  # this record's column, borders included
+        if groups[-1] and used + extra > width:
+            groups.append([])
+            used = metric
+        groups[-1].append(r)
+        used += extra
+    if len(groups) == 1:
+        return _text(_sizes_table(records), width)
+    tables, first = [], 1
+    for group in groups:
+        title = f"Sizes in bits ({first}-{first + len(group) - 1} of {len(records)})"
+        tables.append(_text(_sizes_table(group, title), width))
+        first += len(group)
+    return "\n\n".join(tables)
+
+
+def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") -> Any:
     from rich.table import Table
 
-    table = Table(title="Sizes in bits")
+    table = Table(title=title)
     table.add_column("Metric")
     for r in records:
         table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
@@ -385,7 +416,13 @@ def _as_table(records: list[dict[str, Any]]) -> str:
     for name, key in _REFERENCE_ROWS:
         if any(r[key] is not None for r in records):
             table.add_row(name, *("-" if r[key] is None else f"{r[key]}" for r in records))
-    return _text(table, max(80, 26 + 16 * len(records)))
+    return table
+
+
+def _natural_width(renderable: Any) -> int:
+    from rich.console import Console
+
+    return Console(width=100_000).measure(renderable).maximum
 
 
 def _text(renderable: Any, width: int = 80) -> str:
@@ -468,9 +505,13 @@ def _summary_table(s: dict[str, Any]) -> str:
 
 # --- seeing the clusters ---------------------------------------------------------------------------------
 
+def _format_of(output: str) -> str:
+    return "PNG" if output == STDIO else format_for(output)
+
+
 def _save(output: str, pixels: Any, force: bool) -> None:
     """Write pixels as an image whose format the output's extension picks (PNG on stdout)."""
-    fmt = "PNG" if output == STDIO else format_for(output)
+    fmt = _format_of(output)
     name = "<stdout>" if output == STDIO else output
     write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
@@ -482,8 +523,9 @@ def _stem(path: str) -> str:
 def _clustering_options(f):
     """-k and --seed for commands whose INPUT is an image (clustered first) or a .kmq (used as stored)."""
     f = click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")(f)
-    return click.option("-k", "k", type=K_RANGE, default=16, show_default=True,
-                        help="Palette size for an image INPUT (a .kmq INPUT has its own).")(f)
+    return click.option("-k", "k", type=K_RANGE, default=None,
+                        help="Palette size for an image INPUT (default 16; a .kmq INPUT has its own, and a "
+                             "warning says so if -k differs).")(f)
 
 
 @main.command("segment")
@@ -500,8 +542,9 @@ def _clustering_options(f):
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def segment_command(input_path: str, k: int, seed: int, output: str | None, style: str, masks_dir: str | None,
-                    palette_file: str | None, max_pixels: int, force: bool, quiet: bool) -> None:
+def segment_command(input_path: str, k: int | None, seed: int, output: str | None, style: str,
+                    masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
+                    quiet: bool) -> None:
     """Show the clusters of INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
 
     The labels style is an 8-bit PNG (16-bit above K = 256) whose pixel values are the labels; the masks
@@ -517,9 +560,14 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
-        if output is not None and output != STDIO and not force and os.path.lexists(output):
-            raise KmqError(f"{output} already exists (use -f to overwrite)")
+        fmt = None if output is None else _format_of(output)
+        if output is not None:
+            check_writable(output, overwrite=force)  # before the clustering, which may take a while
+            if style == "labels":
+                segment.check_label_map_format(output, fmt)
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
+        if output is not None and style == "labels":
+            segment.check_label_map_format(output, fmt, img.k)
         # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing.
         masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
                                                                   overwrite=force)
@@ -530,7 +578,7 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
     if output is not None:
         click.echo(f"{input_path} -> {output}: {style}, k={img.k}, {img.width}x{img.height}", err=output == STDIO)
     if masks:
-        click.echo(f"{input_path} -> {masks_dir}: {len(masks)} masks, {masks[0].name} .. {masks[-1].name}",
+        click.echo(f"{input_path} -> {masks_dir}: {_plural(len(masks), 'mask')}, {masks[0].name} .. {masks[-1].name}",
                    err=output == STDIO)
 
 
@@ -614,7 +662,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     for name, value in [
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
-            ("K", f"{d['k']} ({d['bits_per_label']} bits per label)"),
+            ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
             ("Codec", f"{d['codec']}: payload {d['payload_bytes']:,} bytes, metadata {d['meta_bytes']} bytes"),
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
@@ -649,7 +697,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @click.option("-j", "--jobs", "workers", type=click.IntRange(1), default=None,
               help="Worker processes reading several inputs (default: one per core).")
-def palette_command(inputs: tuple[str, ...], k: int, seed: int, output: str | None, proportional: bool,
+def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, proportional: bool,
                     max_pixels: int, force: bool, quiet: bool, workers: int | None) -> None:
     """The palette of INPUT (an image, clustered at K, or a .kmq file), or one palette fitted over several
     inputs (images, .kmq files, folders): K-Means over all their pixels together.
@@ -675,7 +723,8 @@ def palette_command(inputs: tuple[str, ...], k: int, seed: int, output: str | No
             colors, share, about = img.palette, stats.shares(img.labels, img.k), inputs[0]
             described = f"{Path(inputs[0]).name if inputs[0] != STDIO else 'stdin'}"
         else:
-            fitted = _fit_shared(inputs, k, seed, output, max_pixels, workers, quiet)
+            fitted = _fit_shared(inputs, stats.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
+                                 quiet)
             colors, share = fitted.palette, fitted.shares
             about = f"{fitted.files} files ({fitted.pixels:,} pixels, {fitted.colours:,} colours)"
             described = f"{fitted.files} files, {fitted.pixels:,} pixels, J {fitted.distortion:.2f}"
@@ -688,7 +737,8 @@ def palette_command(inputs: tuple[str, ...], k: int, seed: int, output: str | No
             click.echo(f"{entry['hex']} {entry['share']:.4f}")
     elif not quiet:
         extra = f", J {fitted.distortion:.2f}" if not single else ""
-        click.echo(f"{about} -> {output}: {len(colors)} colours{extra}{', proportional' if proportional else ''}",
+        click.echo(f"{about} -> {output}: {_plural(len(colors), 'colour')}{extra}"
+                   f"{', proportional' if proportional else ''}",
                    err=output == STDIO)
 
 

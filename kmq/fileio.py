@@ -66,15 +66,24 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
         _write_stdout(content)
         return
     path = Path(path)
-    if _is_special(path):
+    check_writable(path, overwrite=overwrite)
+    if is_special(path):
         _write_special(path, content)
         return
-    if path.is_dir():
+    with _sigterm_unwinds():
+        _write_via_temporary(path, content, overwrite)
+
+
+def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
+    """What write_atomic refuses before writing, for a caller who must know before long work: a folder, or
+    an existing file without overwrite. stdout and devices (/dev/null, /dev/full) pass: they are written in
+    place, and a full one says so when written."""
+    if str(path) == STDIO or is_special(path):
+        return
+    if Path(path).is_dir():
         raise KmqError(f"cannot write {path}: is a directory")
     if not overwrite and os.path.lexists(path):
         raise KmqError(f"{path} already exists (use -f to overwrite)")
-    with _sigterm_unwinds():
-        _write_via_temporary(path, content, overwrite)
 
 
 def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
@@ -126,10 +135,10 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _is_special(path: Path) -> bool:
+def is_special(path: str | Path) -> bool:
     """A device or a FIFO (/dev/null, /dev/stdout, a named pipe): written in place, never renamed over."""
     try:
-        mode = path.stat().st_mode
+        mode = os.stat(path).st_mode
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISBLK(mode)

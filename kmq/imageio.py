@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import KmqError, KmqWarning
-from .fileio import reason
+from .fileio import is_special, reason
 from .format import DEFAULT_MAX_PIXELS
 
 ImageSource = Union[str, Path, BinaryIO, bytes]
@@ -48,7 +48,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                 warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
-            return to_array(im)
+            return to_array(im, name)
     except KmqError:
         raise
     except UnidentifiedImageError:
@@ -63,26 +63,37 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
 
 
-def to_array(im: Image.Image) -> np.ndarray:
-    """A Pillow image as (height, width) uint8 (grey) or (height, width, 3|4) uint8."""
+def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
+    """A Pillow image as (height, width) uint8 (grey) or (height, width, 3|4) uint8; name is for warnings."""
     mode = im.mode
     if mode == "P":
         mode = "PA" if "transparency" in im.info else "RGB"
     if mode in _TO_L:
-        return _grey(im)
+        return _grey(im, name)
     # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
     if mode in _TO_RGBA:
         return np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
-def _grey(im: Image.Image) -> np.ndarray:
+def _grey(im: Image.Image, name: str) -> np.ndarray:
     if im.mode in ("1", "L"):
         return np.asarray(im.convert("L"))
     if im.mode == "F":
         return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
-    # 16-bit (and Pillow's 32-bit "I", which is how 16-bit PNGs open): scale 0..65535 to 0..255, rounding.
     wide = np.asarray(im).astype(np.int64)
+    if im.mode == "I":
+        # 32-bit grey says nothing of its range: a TIFF may hold 8-bit levels, a PGM 16-bit ones, a scientific
+        # image anything. Levels within 0..255 are kept as they are (not made near-black as 16-bit would);
+        # beyond 16 bits (or negative), the data's own range is stretched to 0..255, with a warning.
+        lo, hi = int(wide.min()), int(wide.max())
+        if lo >= 0 and hi <= 255:
+            return wide.astype(np.uint8)
+        if lo < 0 or hi > 65535:
+            warnings.warn(f"{name}: 32-bit grey values span {lo}..{hi}: scaled from that range to 0..255", KmqWarning,
+                          stacklevel=4)
+            return (((wide - lo) * 255 + (hi - lo) // 2) // (hi - lo)).astype(np.uint8)
+    # 16-bit: scale 0..65535 to 0..255, rounding.
     return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
 
 
@@ -255,8 +266,10 @@ def _save(im: Image.Image, target: BinaryIO, format: str, **extra: object) -> No
 
 
 def format_for(path: str | Path) -> str:
-    """The Pillow format name for an output path's extension, e.g. "out.webp" -> "WEBP"."""
+    """The Pillow format name for an output path's extension, e.g. "out.webp" -> "WEBP" (PNG for a device)."""
     ext = Path(path).suffix.lower()
+    if not ext and is_special(path):
+        return "PNG"  # /dev/stdout, /dev/full, a named pipe: as on stdout
     registered = Image.registered_extensions()
     if ext not in registered or registered[ext] == KMQ_FORMAT:
         raise KmqError(f"{path}: unknown image extension {ext or '(none)'!r}; use e.g. .png")

@@ -21,7 +21,7 @@ from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import over_white, save_image
 from .palettes import Palette
-from .stats import record
+from .stats import DEFAULT_K, ignored_k, record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
 OVERLAY_ALPHA = 0.3
@@ -115,15 +115,17 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
         yield labels == i
 
 
-def quantized(source: str | Path, k: int = 16, *, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-              palette: Any = None) -> tuple[KmqImage, np.ndarray]:
-    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, or mapped
-    onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels are then
-    its reconstruction). Told apart by the magic bytes."""
+def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
+              max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None) -> tuple[KmqImage, np.ndarray]:
+    """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
+    or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
+    are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K does not
+    apply: a KmqWarning says so."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
+        ignored_k(source, loaded, [] if k is None else [k])
         return loaded, loaded.decode()
-    return compress(loaded, k, seed=seed, palette=palette), loaded
+    return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -145,6 +147,22 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     for path, mask in zip(paths, masks(img.labels, img.k)):
         write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
     return paths
+
+
+# A label map is data: its format must give back every value. JPEG and AVIF are lossy; above K = 256 the
+# labels are 16-bit grey, which only these store exactly (GIF, WebP, BMP... reduce or refuse it).
+_LOSSY = frozenset({"JPEG", "MPO", "AVIF"})
+_EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
+
+
+def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> None:
+    """Refuse (KmqError) a Pillow format that would not keep a label map's values exactly; k None: the part
+    of the check that holds for any K, to be done before clustering."""
+    if fmt in _LOSSY:
+        raise KmqError(f"{name}: {fmt} is lossy and would change the labels; write the label map as PNG")
+    if k is not None and k > 256 and fmt not in _EXACT_16_BIT:
+        raise KmqError(f"{name}: the labels of K = {k} are 16-bit, which {fmt} cannot store exactly; "
+                       "write the label map as PNG")
 
 
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,11 +13,12 @@ from . import palettes
 from .api import compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import naming
+from .errors import KmqWarning, naming
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 from .imageio import png8_bytes, webp_lossless_bytes
 
+DEFAULT_K = 16  # for an image input when no K is given
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
           "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr", "codec",
@@ -24,6 +26,14 @@ FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "origina
 
 # `kmq stats --sweep`: the Ks of a rate-distortion curve, powers of two from 2 to 256.
 SWEEP = tuple(2**b for b in range(1, 9))
+
+
+def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
+    """Warn that Ks asked for a .kmq input do not apply, when they differ from the K it holds."""
+    if any(k != img.k for k in ks):
+        asked = ", ".join(f"-k {k}" for k in ks)
+        warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} does not apply", KmqWarning,
+                      stacklevel=3)
 
 
 def psnr(distortion: float | None, channels: int) -> float | None:
@@ -66,13 +76,13 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
     return {"png8_bytes": None if png is None else len(png), "webp_bytes": None if webp is None else len(webp)}
 
 
-def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
+def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
             palette: Any = None) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
-    A .kmq file gives one record, as stored (ks and palette do not apply). An image is compressed in memory
-    once per k in ks, or once with palette (see kmq.compress) when one is given. codec: None keeps a .kmq
+    A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
+    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none), or once with palette (see kmq.compress) when one is given. codec: None keeps a .kmq
     file's own codec and stores images raw; a codec name, or "all" for every codec, re-encodes the labels
     and reports the size the file would have with it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
@@ -81,13 +91,14 @@ def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, cod
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
+        ignored_k(source, loaded, ks)
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
     elif palette is not None:
         quantized = [compress(loaded, palette=palette)]
     else:
-        quantized = [compress(loaded, k, seed=seed) for k in ks]
+        quantized = [compress(loaded, k, seed=seed) for k in ks or [DEFAULT_K]]
     records = []
     for img in quantized:
         # The same pixels whatever the codec: measured once per quantization.

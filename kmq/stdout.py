@@ -47,7 +47,10 @@ _installed: _Stdout | None = None
 
 
 def _discard_output() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return  # no /dev/null (a bare chroot): buffered output may then fail once more, at exit
     os.dup2(devnull, 1)
     os.close(devnull)
 
@@ -75,7 +78,10 @@ def _install() -> _Stdout | None:
 
 def _die_of_sigpipe() -> None:
     """End as a Unix tool does when its reader is gone: killed by SIGPIPE, silently (the shell shows 141)."""
-    sys.stderr.flush()
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    if not hasattr(signal, "SIGPIPE"):  # Windows has none: end quietly all the same
+        sys.exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGPIPE)
 

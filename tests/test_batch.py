@@ -135,4 +135,4 @@ def test_warnings_are_collected_per_file(tmp_path):
     Image.new("RGB", (3, 2), (1, 2, 3)).save(tmp_path / "flat.png")
     (result,) = batch.run(batch.plan_compress([tmp_path / "flat.png"]), batch.CompressTask(k=4), 1)
     assert result.ok and result.warnings == [
-        f"{tmp_path / 'flat.png'}: the image has only 1 distinct colours, fewer than k=4: using k=1, lossless"]
+        f"{tmp_path / 'flat.png'}: the image has only 1 distinct colour, fewer than k=4: using k=1, lossless"]

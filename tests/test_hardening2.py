@@ -4,6 +4,7 @@ The stdout tests run the real program (a subprocess each): what they check happe
 streams, which click's CliRunner replaces.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 import kmq
+import kmq.imageio
 from kmq import segment
 from kmq.errors import KmqError
 from kmq.cli import main
@@ -97,7 +99,7 @@ def _noise(height, width):
 
 
 @pytest.mark.parametrize("height, width, panel", [(500, 1, (1, 500)), (1, 500, (500, 1)), (3000, 2, (1, 640)),
-                                                  (13, 11, (242, 286)), (700, 100, (91, 640))])
+                                                  (13, 11, (242, 286)), (700, 10, (9, 640))])
 def test_montage_panels_fit_a_box_whatever_the_shape(height, width, panel):
     figure = segment.montage(_noise(height, width), [2, 3])
     for p in figure.panels:
@@ -225,3 +227,124 @@ def test_opaque_rgba_into_jpeg_needs_no_warning(runner, tmp_path):
 def test_unknown_and_unwritable_formats(runner, kmq_file, tmp_path, args, message):
     result = run(runner, *[a.format(kmq=kmq_file, tmp=tmp_path) for a in args])
     assert (result.exit_code, result.output) == (1, f"Error: {message.format(tmp=tmp_path)}\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# wording, junk named .kmq, -k for a .kmq
+
+def test_lossless_and_singular_wording(runner, tmp_path):
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (3, 2), (9, 9, 9)).save(flat)
+    two = tmp_path / "two.png"
+    Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)).save(two)
+    result = run(runner, "compress", two, "-k", "2", "-o", tmp_path / "two.kmq")
+    assert result.output.startswith(f"{two} -> {tmp_path / 'two.kmq'}: k=2, 1 bit/label, ratio ")
+    assert ", lossless, " in result.output and "inf" not in result.output
+    result = run(runner, "palette", flat, "-k", "3", "-o", tmp_path / "p.png")
+    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=3: using k=1, lossless\n"
+                             f"{flat} -> {tmp_path / 'p.png'}: 1 colour\n")
+    result = run(runner, "segment", flat, "--masks", tmp_path / "m", "-q")
+    assert result.exit_code == 0
+    result = run(runner, "segment", tmp_path / "two.kmq", "--masks", tmp_path / "m2")
+    assert result.output.endswith(f"{tmp_path / 'm2'}: 2 masks, two-cluster-0.png .. two-cluster-1.png\n")
+    assert _rows(run(runner, "stats", tmp_path / "two.kmq").output)["PSNR"] == "lossless"
+    rows = _rows(run(runner, "info", tmp_path / "two.kmq").output)
+    assert rows["K"] == "2 (1 bit per label)" and rows["PSNR"] == "lossless"
+
+
+def _rows(table: str) -> dict[str, str]:
+    """A two-column rich table's rows: first cell -> second cell."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.splitlines()
+            if line.count("│") == 3}
+
+
+@pytest.mark.parametrize("command", ["stats", "palette", "segment", "info", "decompress"])
+def test_junk_named_kmq_is_not_a_valid_kmq_for_every_command(runner, tmp_path, command):
+    junk = tmp_path / "junk.kmq"
+    junk.write_bytes(b"junk, not a .kmq")
+    args = ["-o", tmp_path / "out.png"] if command in ("segment", "decompress") else []
+    result = run(runner, command, junk, *args)
+    assert (result.exit_code, result.output) == (1, f"Error: {junk}: not a .kmq file: bad magic 6a 75 6e 6b\n")
+
+
+@pytest.mark.parametrize("command", ["stats", "palette", "segment"])
+def test_a_k_that_does_not_apply_to_a_kmq_is_a_warning(runner, kmq_file, tmp_path, command):
+    extra = ["-o", tmp_path / "s.png", "-q", "-f"] if command == "segment" else []
+    result = run(runner, command, kmq_file, "-k", "8", *extra)
+    assert result.exit_code == 0
+    assert result.stderr == f"Warning: {kmq_file}: a .kmq keeps its own K (4); -k 8 does not apply\n"
+    # Its own K, or none at all, says nothing.
+    for same in (["-k", "4"], []):
+        assert run(runner, command, kmq_file, *same, *extra).stderr == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# /dev/full as -o, label maps in lossy formats, 32-bit grey
+
+@pytest.mark.parametrize("command", ["compress", "segment", "montage", "palette"])
+def test_dev_full_as_the_output_is_one_message_for_every_command(runner, png, command):
+    result = run(runner, command, png, "-k", "2", "-o", "/dev/full", "-q")
+    assert (result.exit_code, result.output) == (1, "Error: cannot write /dev/full: no space left on device\n")
+
+
+@pytest.mark.parametrize("k, out, message", [
+    (3, "l.jpg", "{out}: JPEG is lossy and would change the labels; write the label map as PNG"),
+    (300, "l.webp", "{out}: the labels of K = 300 are 16-bit, which WEBP cannot store exactly; write the label "
+                    "map as PNG")])
+def test_a_label_map_is_refused_in_a_format_that_would_change_it(runner, tmp_path, k, out, message):
+    src = tmp_path / "n.png"
+    Image.fromarray(_noise(40, 30)).save(src)
+    out = tmp_path / out
+    result = run(runner, "segment", src, "-k", k, "--style", "labels", "-o", out)
+    assert (result.exit_code, result.output) == (1, f"Error: {message.format(out=out)}\n")
+    assert not out.exists()
+
+
+def test_a_label_map_above_256_in_png_keeps_every_label(runner, tmp_path):
+    src = tmp_path / "n.png"
+    Image.fromarray(_noise(40, 30)).save(src)
+    result = run(runner, "segment", src, "-k", "300", "--style", "labels", "-o", tmp_path / "l.png", "-q")
+    assert result.exit_code == 0
+    with Image.open(tmp_path / "l.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), kmq.compress(_noise(40, 30), 300).labels)
+
+
+def test_32_bit_grey_holding_8_bit_levels_is_not_darkened(tmp_path):
+    levels = (np.arange(600).reshape(20, 30) % 256).astype(np.int32)
+    Image.fromarray(levels).save(tmp_path / "i.tif")
+    with Image.open(tmp_path / "i.tif") as im:
+        assert im.mode == "I"
+    np.testing.assert_array_equal(kmq.imageio.load_image(tmp_path / "i.tif"), levels)
+
+
+def test_32_bit_grey_beyond_16_bits_is_stretched_from_its_range_with_a_warning(tmp_path):
+    values = np.array([[-5, 0], [70_000, 140_005]], np.int32)
+    Image.fromarray(values).save(tmp_path / "w.tif")
+    with pytest.warns(kmq.KmqWarning, match=r"w.tif: 32-bit grey values span -5..140005: scaled from that range"):
+        got = kmq.imageio.load_image(tmp_path / "w.tif")
+    # (v + 5) * 255 / 140010, rounded: 0, 0.009, 127.5 -> 128 (halves up), 255.
+    assert got.tolist() == [[0, 0], [128, 255]]
+
+
+def test_16_bit_grey_in_mode_i_still_scales_as_16_bit(tmp_path):
+    values = np.array([[0, 257], [65535, 32896]], np.int32)  # levels 0, 1, 255, 128 at 16 bits
+    Image.fromarray(values).save(tmp_path / "s.tif")
+    assert kmq.imageio.load_image(tmp_path / "s.tif").tolist() == [[0, 1], [255, 128]]
+
+
+# --------------------------------------------------------------------------------------------------
+# the stats table fits the terminal
+
+@pytest.mark.parametrize("columns, tables", [("80", 2), ("300", 1), ("40", 10)])
+def test_the_stats_table_fits_the_terminal(runner, png, monkeypatch, columns, tables):
+    monkeypatch.setenv("COLUMNS", columns)
+    ks = [str(k) for k in range(2, 12)]
+    result = run(runner, "stats", png, *[a for k in ks for a in ("-k", k)])
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= max(int(columns), 43)  # one record's table is 43 wide, whatever the terminal
+    titles = [line.strip() for line in lines if "Sizes in bits" in line]
+    assert len(titles) == tables
+    if tables > 1:
+        assert titles[0].startswith("Sizes in bits (1-") and titles[-1].endswith(" of 10)")
+    # Every K once, in order, across the tables.
+    assert re.findall(r"K=(\d+)", result.output) == ks

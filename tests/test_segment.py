@@ -7,7 +7,7 @@ from PIL import Image
 
 import kmq
 from kmq import segment
-from kmq.errors import KmqError
+from kmq.errors import KmqError, KmqWarning
 from kmq.stats import palette_entries, shares
 
 
@@ -95,7 +95,8 @@ def test_write_masks_refuses_before_writing_anything(tmp_path, quantized):
 def test_a_kmq_input_is_told_by_its_magic_and_keeps_its_labels(tmp_path, quantized):
     disguised = tmp_path / "looks-like.png"
     kmq.write(disguised, quantized)
-    img, base = segment.quantized(disguised, k=2)
+    with pytest.warns(KmqWarning, match=r"looks-like.png: a .kmq keeps its own K \(4\); -k 2 does not apply$"):
+        img, base = segment.quantized(disguised, k=2)
     assert img == quantized
     np.testing.assert_array_equal(base, quantized.decode())
     np.testing.assert_array_equal(segment.render(img, base, "mean"), quantized.decode())
