@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,7 +31,7 @@ from PIL import Image
 
 from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, reason
+from .fileio import STDIO, ignore_signal, reason
 from .format import DEFAULT_MAX_PIXELS
 from .stats import record
 
@@ -260,18 +262,112 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         for job in todo:
             yield task(job)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals, initargs=(_ignored_signals(),))
     try:
-        futures = {pool.submit(task, job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield future.result()
-            except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
-                yield Result(job, error=_about(job.source, f"worker failed: {e}"))
+        with _WorkersEndFirst(pool) as signals:
+            futures = {pool.submit(task, job): job for job in todo}
+            for future in as_completed(futures):
+                signals.check()
+                job = futures[future]
+                try:
+                    yield future.result()
+                except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
+                    yield Result(job, error=_about(job.source, f"worker failed: {e}"))
+            signals.check()
+    except BaseException:
+        # Ctrl-C, SIGTERM or an abandoned iteration: running jobs stop now, queued ones never start.
+        _end_workers(pool)
+        raise
     finally:
-        # On Ctrl-C or an abandoned iteration, queued jobs are dropped rather than waited for.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Signals that end a bulk run: the parent ends its workers first (see _WorkersEndFirst).
+_ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long a worker may take to remove its temporary file after SIGTERM before it is killed outright.
+_GRACE_SECONDS = 5.0
+
+
+def _ignored_signals() -> tuple[int, ...]:
+    return tuple(int(sig) for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN)
+
+
+def _worker_signals(ignored: tuple[int, ...]) -> None:
+    """In each worker, SIGINT and SIGTERM end the process at once (a write in progress first removes its
+    temporary file: kmq.fileio), unless the parent ignores them. With Python's KeyboardInterrupt instead, the
+    pool would send the interrupt back as the job's result and the worker would start its next job."""
+    for sig in _ENDING_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+
+
+class _WorkersEndFirst:
+    """While the pool runs, SIGINT and SIGTERM end its workers (and wait for them) before acting as they did
+    before: KeyboardInterrupt, or the end of the process. So no output is started after the signal, even when
+    it reaches only this process (`kill PID`).
+
+    Python may swallow the KeyboardInterrupt, depending on where it strikes (e.g. in a fork hook while a worker
+    starts), so check() acts on the signal again: call it after each wait."""
+
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
+        self.pool = pool
+        self.owner = os.getpid()
+        self.before: dict[int, Any] = {}
+        self.received: int | None = None
+        self.checked = False
+
+    def __enter__(self) -> _WorkersEndFirst:
+        if threading.current_thread() is threading.main_thread():
+            self.before = {sig: signal.getsignal(sig) for sig in _ENDING_SIGNALS
+                           if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+        for sig in self.before:
+            signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, action in self.before.items():
+            signal.signal(sig, action)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.owner:  # a worker forked before it set its own handlers: end as a worker
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        for sig in self.before:  # a second Ctrl-C must not cut the ending short
+            signal.signal(sig, ignore_signal)
+        self.received = signum
+        _end_workers(self.pool)
+        self._act()
+
+    def check(self) -> None:
+        """If a signal came and its KeyboardInterrupt was lost, raise it again (once)."""
+        if self.received is not None and not self.checked:
+            self.checked = True
+            self._act()
+
+    def _act(self) -> None:
+        """Do what the signal received did before the pool: raise KeyboardInterrupt or end the process."""
+        assert self.received is not None
+        previous = self.before[self.received]
+        if callable(previous):
+            previous(self.received, None)
+        else:
+            signal.signal(self.received, previous)
+            os.kill(os.getpid(), self.received)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to every worker, then wait for them: each removes the temporary file it may be writing."""
+    # ProcessPoolExecutor can stop its running workers only since Python 3.14 (terminate_workers), and
+    # shutdown(cancel_futures=True) still lets each finish its current job, and the jobs queued for it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + _GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def summarize(results: Sequence[Result]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -64,7 +65,25 @@ def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -
             or (output is not None and output.endswith(("/", os.sep))))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Kmq(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # End as killed by SIGINT, as Python itself and SIGTERM do (status 130 in a shell), so a shell loop
+            # or make running kmq stops too; click would print "Aborted!" and exit 1, which they take for a
+            # handled interrupt. Every output was already cleaned up on the way here.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            raise
+
+
+@click.group(cls=_Kmq, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="kmq")
 def main() -> None:
     """Compress images by K-Means vector quantization into .kmq files.

@@ -4,7 +4,6 @@ Every failure must be one line `Error: ...` with exit code 1, leave no output an
 """
 import errno
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -160,29 +159,6 @@ def test_the_new_file_has_the_usual_permissions(tmp_path):
 def test_dev_full_is_a_clean_error():
     with pytest.raises(kmq.KmqError, match="^cannot write /dev/full: no space left on device$"):
         fileio.write_atomic("/dev/full", b"x" * 100_000)
-
-
-_SLOW_WRITE = """
-import sys, time
-from kmq.fileio import write_atomic
-def writer(f):
-    f.write(b"half")
-    f.flush()
-    print("writing", flush=True)
-    time.sleep(30)
-write_atomic(sys.argv[1], writer)
-"""
-
-
-def test_sigterm_during_a_write_leaves_nothing(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, str(tmp_path / "out.kmq")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stdout.readline() == b"writing\n"
-    assert len(leftovers(tmp_path)) == 1  # the temporary file, about to be cleaned up
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=10) == -signal.SIGTERM
-    assert child.stderr.read() == b""
-    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------------
