@@ -11,14 +11,17 @@ Folder rules (documented in the README):
 - with an output folder, each output keeps its path relative to the folder given (or just its name, for a
   file given directly), so `a/x.png` and `b/x.png` under one folder stay apart; without one, each output
   goes beside its input;
-- two inputs that would write the same output (`x.png` and `x.jpg`) both stay in the plan, the second as a
-  failure that names the first.
+- inputs that are one file (`x.png ./x.png`, or a folder and a file in it) are planned once, where first met;
+  two inputs that would write the same output (`x.png` and `x.jpg`) both stay in the plan, the second as a
+  failure that names the first;
+- stdin ("-") may be the only input; its output is named as if it were "stdin" (stdin.kmq, stdin.kmq.png).
 """
 from __future__ import annotations
 
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -31,11 +34,13 @@ from PIL import Image
 
 from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, ignore_signal, reason
+from .fileio import STDIO, check_distinct, ignore_signal, reason
 from .format import DEFAULT_MAX_PIXELS
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
+# What stdin ("-") is called when its output needs a name: stdin.kmq, stdin.kmq.png.
+STDIN_NAME = "stdin"
 # The keys of `summarize`, and of each entry of its "results" (Result.as_dict), in order.
 SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr")
 RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after", "k", "ratio", "psnr",
@@ -99,7 +104,7 @@ def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None
     """Jobs compressing every image among inputs (files, and folders searched recursively) to .kmq."""
     suffixes = image_suffixes()
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() in suffixes,
-                rename=lambda p: p.with_suffix(KMQ_SUFFIX))
+                rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME)
 
 
 def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = None,
@@ -107,40 +112,63 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
     """Jobs decoding every .kmq among inputs to an image named like the single-file default (x.kmq.png)."""
     suffix = suffix_for(fmt)
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() == KMQ_SUFFIX,
-                rename=lambda p: p.with_name(p.name + suffix))
+                rename=lambda p: p.with_name(p.name + suffix), stdin_name=STDIN_NAME + KMQ_SUFFIX)
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
-         rename: Callable[[Path], Path]) -> list[Job]:
+         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
-    module's folder rules). Raises KmqError only if output is "-" or exists and is not a folder."""
+    module's folder rules); stdin ("-") is named stdin_name. Raises KmqError only if output is "-" or exists
+    and is not a folder."""
     if output is not None and str(output) == STDIO:
-        raise KmqError("-o - (stdout) takes one input; with several inputs, -o names a folder")
+        raise KmqError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise KmqError(f"{out} is not a folder; with several inputs, -o names a folder")
-    pairs: list[tuple[Path, Path]] = []
-    for given in inputs:
-        path = Path(given)
-        if path.is_dir():
-            found = _files_in(path, wanted)
-            if not found:
-                warnings.warn(f"{path}: no files to convert in this folder", KmqWarning, stacklevel=2)
-            pairs += [(f, f.relative_to(path)) for f in found]
-        else:
-            pairs.append((path, Path(path.name)))
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
-    for index, (source, relative) in enumerate(pairs):
+    pairs = list(_unique(_found(inputs, wanted)))
+    for source, relative in pairs:
+        if str(source) == STDIO:
+            relative = Path(stdin_name)
         target = (out / rename(relative)) if out is not None else source.with_name(rename(relative).name)
         problem = None
-        if str(source) == STDIO:
+        if str(source) == STDIO and len(pairs) > 1:
             problem = "stdin can only be read as the one and only input"
         elif target in claimed:
             problem = f"{target} is already the output of {claimed[target]}"
         claimed.setdefault(target, source)
-        jobs.append(Job(index, source, target, _size(source), problem))
+        jobs.append(Job(len(jobs), source, target, _size(source), problem))
     return jobs
+
+
+def single(source: str | Path, target: str | Path) -> list[Job]:
+    """The plan for one input whose output is named."""
+    return [Job(0, Path(source), Path(target), _size(Path(source)))]
+
+
+def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> Iterator[tuple[Path, Path]]:
+    """(file, its path relative to the folder it was found in, or its name) for each input."""
+    for given in inputs:
+        path = Path(given)
+        if str(given) != STDIO and path.is_dir():
+            found = _files_in(path, wanted)
+            if not found:
+                warnings.warn(f"{path}: no files to convert in this folder", KmqWarning, stacklevel=4)
+            yield from ((f, f.relative_to(path)) for f in found)
+        else:
+            yield path, Path(path.name)
+
+
+def _unique(pairs: Iterable[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
+    """The pairs whose file was not met before: `x.png ./x.png`, or a folder and a file in it, name one file,
+    to be done once (where it first appears)."""
+    seen: set[str] = set()
+    for source, relative in pairs:
+        key = STDIO if str(source) == STDIO else os.path.realpath(source)
+        if key not in seen:
+            seen.add(key)
+            yield source, relative
 
 
 def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
@@ -157,6 +185,8 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
 
 
 def _size(path: Path) -> int:
+    if str(path) == STDIO:
+        return 0  # unknown until read
     try:
         return path.stat().st_size
     except OSError:
@@ -171,6 +201,7 @@ class _Task:
         return _attempt(job, self._checked)
 
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
+        check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
         if not self.overwrite and os.path.lexists(job.target):
             raise KmqError(f"{job.target} already exists (use -f to overwrite)")
@@ -192,7 +223,7 @@ class CompressTask(_Task):
     overwrite: bool = False
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
+        img = compress(sys.stdin.buffer if str(job.source) == STDIO else job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
                        max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)

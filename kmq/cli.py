@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs
     from . import batch
 
 K_RANGE = click.IntRange(1, MAX_K)
+# A file or folder; "-" for stdin or stdout. Not checked here (click would make an unreadable input a usage
+# error, exit 2, and stop a bulk run before it starts): each is checked where it is opened, so it fails alone
+# with one `Error:` line.
+PATH = click.Path(allow_dash=True, readable=False)
 
 
 @contextmanager
@@ -99,9 +103,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
-                type=click.Path(dir_okay=True, allow_dash=True))
+                type=PATH)
 @click.option("-k", "k", type=K_RANGE, default=16, show_default=True, help="Palette size (1 to 65536).")
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
                    "with several inputs or a folder, the output folder (default: beside each input).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -131,14 +135,14 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
 
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force)
-        with _reported():
-            jobs = batch.plan_compress(images, output)
+        jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
         return
     (image,) = images
-    output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
     started = time.perf_counter()
     with _reported():
+        _refuse_folder(output)
+        output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
         _check_output(output, image)
         img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
                            codec=codec, max_pixels=max_pixels)
@@ -146,6 +150,29 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
                                     time.perf_counter() - started), err=output == STDIO)
+
+
+def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> list[batch.Job]:
+    """The jobs of a bulk run. With one input that is not a folder, -o names the output file (as it does
+    without --summary) unless it ends in "/"."""
+    from . import batch
+
+    with _reported():
+        if _names_a_file(inputs, output):
+            _refuse_folder(output)
+            return batch.single(inputs[0], output)
+        return planner(inputs, output)
+
+
+def _names_a_file(inputs: tuple[str, ...], output: str | None) -> bool:
+    return (output is not None and output != STDIO and not output.endswith(("/", os.sep)) and len(inputs) == 1
+            and (inputs[0] == STDIO or not Path(inputs[0]).is_dir()))
+
+
+def _refuse_folder(output: str | None) -> None:
+    """-o names a file here: if it is a folder, say how to write into it."""
+    if output is not None and output != STDIO and Path(output).is_dir():
+        raise KmqError(f"{output} is a folder: to write into it, end -o with a slash ({output}/)")
 
 
 def _check_output(output: str, source: str) -> None:
@@ -161,8 +188,8 @@ def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], s
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
-                type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+                type=PATH)
+@click.option("-o", "--output", type=PATH,
               help="Output image (default: FILE + .png; '-' for stdout). Its extension picks the format. "
                    "With several inputs or a folder, the output folder (default: beside each input).")
 @click.option("--format", "fmt", metavar="NAME",
@@ -190,17 +217,22 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     if _is_bulk(files, output, summary):
         from . import batch
 
-        fmt = fmt.upper() if fmt else "PNG"
         with _reported():
-            jobs = batch.plan_decompress(files, output, fmt)
+            # One file with -o FILE: the format from its extension, as without --summary; else PNG.
+            if _names_a_file(files, output):
+                _refuse_folder(output)
+                fmt = fmt or format_for(output)
+            fmt = fmt.upper() if fmt else "PNG"
+        jobs = _bulk_plan(lambda inputs, out: batch.plan_decompress(inputs, out, fmt), files, output)
         task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   lambda file, out, r, size, seconds: _decompressed_line(file, out, r, fmt, seconds))
         return
     (file,) = files
-    output = output or (STDIO if file == STDIO else file + ".png")
     started = time.perf_counter()
     with _reported():
+        _refuse_folder(output)
+        output = output or (STDIO if file == STDIO else file + ".png")
         _check_output(output, file)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
@@ -215,7 +247,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 
 
 @main.command("stats")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("inputs", nargs=-1, required=True, type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
               "for several (default 16). Ignored for .kmq inputs, which report their own.")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
@@ -406,9 +438,9 @@ def _clustering_options(f):
 
 
 @main.command("segment")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
@@ -451,10 +483,10 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
 
 
 @main.command()
-@click.argument("image", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("image", type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True,
               help="A K to show; repeat it (default: 2, 3, 6 and 16, as the tutorial).")
-@click.option("-o", "--output", type=click.Path(allow_dash=True), required=True,
+@click.option("-o", "--output", type=PATH, required=True,
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -480,7 +512,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("file", type=PATH)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people (with colour swatches on a terminal); json for scripts.")
 @_max_pixels_option
@@ -539,9 +571,9 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 
 
 @main.command("palette")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Write the swatch image here (its extension picks the format); without -o, print text.")
 @click.option("--proportional", is_flag=True, help="One bar, each colour as wide as its share of the pixels.")
 @_max_pixels_option

@@ -205,7 +205,8 @@ def test_compress_from_stdin_does_not_replace_either(runner, png, tmp_path):
 def test_an_output_that_is_a_folder(runner, kmq_file, tmp_path):
     (tmp_path / "d.png").mkdir()
     result = run(runner, "decompress", kmq_file, "-o", tmp_path / "d.png", "-f")
-    assert (result.exit_code, result.output) == (1, f"Error: cannot write {tmp_path / 'd.png'}: is a directory\n")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {tmp_path / 'd.png'} is a folder: to write into it, end -o with a slash ({tmp_path / 'd.png'}/)\n")
 
 
 def test_a_failed_write_leaves_no_output(runner, kmq_file, tmp_path, monkeypatch):
