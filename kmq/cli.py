@@ -287,21 +287,49 @@ def _db(value: float | None) -> str:
 
 def _plain(value: Any) -> str:
     """A value as scripts read it in tsv/csv: full precision, empty for unknown."""
-    return "" if value is None else str(value)
+    return "" if value is None else _unicode(str(value))
 
 
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    # JSON has no infinity: a lossless file's psnr is null, recognisable by its distortion of 0.
-    return {key: (None if isinstance(v, float) and math.isinf(v) else v) for key, v in record.items()}
+def _unicode(text: str) -> str:
+    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates) become the four characters \\xNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
 
 
-def _as_json(records: list[dict[str, Any]]) -> str:
-    return json.dumps([_finite(r) for r in records], indent=2)
+def _jsonable(value: Any) -> Any:
+    """value ready for strict JSON: strings valid Unicode (_unicode); infinity and NaN, which JSON lacks, null
+    (a lossless file's psnr is null, recognisable by its distortion of 0)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return _unicode(value)
+    if isinstance(value, dict):
+        return {_jsonable(key): _jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_jsonable(value), indent=2)
+
+
+# In TSV the backslash escapes (as in PostgreSQL's COPY text format): a field never holds a raw tab or line
+# break, so `cut -f` and line-based tools see every record whole.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_field(value: Any) -> str:
+    return _plain(None if value is None else str(value).translate(_TSV_ESCAPES))
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
     lines = ["\t".join(stats.FIELDS)]
-    lines += ["\t".join(_plain(r[key]) for key in stats.FIELDS) for r in records]
+    lines += ["\t".join(_tsv_field(r[key]) for key in stats.FIELDS) for r in records]
     return "\n".join(lines)
 
 
@@ -334,7 +362,7 @@ def _as_table(records: list[dict[str, Any]]) -> str:
     table = Table(title="Sizes in bits")
     table.add_column("Metric")
     for r in records:
-        table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
+        table.add_column(f"{_unicode(Path(r['file']).name)}\nK={r['k']}", justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     return _text(table, max(80, 26 + 16 * len(records)))
@@ -349,7 +377,7 @@ def _text(renderable: Any, width: int = 80) -> str:
     return out.getvalue().rstrip("\n")
 
 
-_RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _as_json}
+_RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _json}
 
 
 # --- bulk runs -------------------------------------------------------------------------------------------
@@ -373,7 +401,7 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
-        click.echo(json.dumps({**summary, "results": [r.as_dict() for r in results]}, indent=2))
+        click.echo(_json({**summary, "results": [r.as_dict() for r in results]}))
     elif not quiet:
         click.echo(_summary_table(summary))
     if summary["failed"]:
@@ -532,7 +560,7 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
     with _reported():
         described = stats.describe(file, max_pixels=max_pixels)
     if fmt == "json":
-        click.echo(json.dumps(_finite(described), indent=2))
+        click.echo(_json(described))
         return
     from rich.console import Console
 
@@ -546,7 +574,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    header = Table(title=f"{d['file']}", show_header=False, title_justify="left")
+    header = Table(title=_unicode(d["file"]), show_header=False, title_justify="left")
     for name, value in [
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
