@@ -280,7 +280,11 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
     """Yield task(job) for every job, in the order they finish, using up to `workers` processes.
 
     workers: None for one per core; with 1 (or a single job) everything runs in this process. Jobs with a
-    known problem fail at once without running; a worker that dies fails its job and the rest go on.
+    known problem fail at once without running. A worker that dies (killed, out of memory) breaks the pool:
+    every job not finished by then fails with "worker failed".
+
+    SIGINT and SIGTERM (received in the main thread) end the workers at once, then act as they would have:
+    no job starts and no output is written after them (see _WorkersEndFirst).
     """
     todo: list[Job] = []
     for job in jobs:
