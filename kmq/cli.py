@@ -107,7 +107,7 @@ def main() -> None:
 @click.option("-k", "k", type=K_RANGE, default=16, show_default=True, help="Palette size (1 to 65536).")
 @click.option("-o", "--output", type=PATH,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
-                   "with several inputs or a folder, the output folder (default: beside each input).")
+                   "with several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
 @click.option("--max-iter", type=click.IntRange(1), default=300, show_default=True,
               help="Most Lloyd iterations.")
@@ -191,7 +191,7 @@ def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], s
                 type=PATH)
 @click.option("-o", "--output", type=PATH,
               help="Output image (default: FILE + .png; '-' for stdout). Its extension picks the format. "
-                   "With several inputs or a folder, the output folder (default: beside each input).")
+                   "With several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
 @click.option("--truecolor", is_flag=True,

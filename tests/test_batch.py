@@ -267,3 +267,11 @@ def test_one_file_with_a_summary_keeps_o_as_its_output_file(runner, tmp_path, rg
     result = run(runner, "compress", tmp_path / "a.png", "-o", "-", "--summary", "json")
     assert (result.exit_code, result.output) == (
         1, "Error: -o - (stdout) cannot be used with several inputs, a folder or a summary\n")
+
+
+def test_a_bulk_run_never_writes_over_its_own_input_even_with_overwrite(tmp_path, rgb_small):
+    kmq.write(tmp_path / "x.kmq", kmq.compress(rgb_small, 2))
+    before = (tmp_path / "x.kmq").read_bytes()
+    (result,) = batch.run(batch.plan_compress([tmp_path / "x.kmq"]), batch.CompressTask(k=3, overwrite=True), 1)
+    assert result.error == f"{tmp_path / 'x.kmq'}: {tmp_path / 'x.kmq'} is the input file; choose another output"
+    assert (tmp_path / "x.kmq").read_bytes() == before
