@@ -11,13 +11,18 @@ Folder rules (documented in the README):
 - with an output folder, each output keeps its path relative to the folder given (or just its name, for a
   file given directly), so `a/x.png` and `b/x.png` under one folder stay apart; without one, each output
   goes beside its input;
-- two inputs that would write the same output (`x.png` and `x.jpg`) both stay in the plan, the second as a
-  failure that names the first.
+- inputs that are one file (`x.png ./x.png`, or a folder and a file in it) are planned once, where first met;
+  two inputs that would write the same output (`x.png` and `x.jpg`) both stay in the plan, the second as a
+  failure that names the first;
+- stdin ("-") may be the only input; its output is named as if it were "stdin" (stdin.kmq, stdin.kmq.png).
 """
 from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,13 +34,15 @@ from PIL import Image
 
 from .api import compress, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, reason
+from .fileio import STDIO, check_distinct, ignore_signal, reason
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, writable_format
 from .palettes import Palette
 from .stats import record
 
 KMQ_SUFFIX = ".kmq"
+# What stdin ("-") is called when its output needs a name: stdin.kmq, stdin.kmq.png.
+STDIN_NAME = "stdin"
 # The keys of `summarize`, and of each entry of its "results" (Result.as_dict), in order.
 SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr")
 RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after", "k", "ratio", "psnr",
@@ -98,7 +105,7 @@ def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None
     """Jobs compressing every image among inputs (files, and folders searched recursively) to .kmq."""
     suffixes = image_suffixes()
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() in suffixes,
-                rename=lambda p: p.with_suffix(KMQ_SUFFIX))
+                rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME)
 
 
 def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = None,
@@ -106,56 +113,68 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
     """Jobs decoding every .kmq among inputs to an image named like the single-file default (x.kmq.png)."""
     suffix = suffix_for(fmt)
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() == KMQ_SUFFIX,
-                rename=lambda p: p.with_name(p.name + suffix))
+                rename=lambda p: p.with_name(p.name + suffix), stdin_name=STDIN_NAME + KMQ_SUFFIX)
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> list[Job]:
-    """Jobs that only read (target = source) every wanted file among inputs; a file given twice (also through
-    its folder) is read once, with a warning."""
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-    for job in plan(inputs, None, wanted=wanted, rename=lambda p: p):
-        if str(job.source) != STDIO:
-            key = job.source.resolve()
-            if key in seen:
-                warnings.warn(f"{job.source}: given more than once; read once", KmqWarning, stacklevel=2)
-                continue
-            seen.add(key)
-        jobs.append(replace(job, index=len(jobs)))
-    return jobs
+    """Jobs that only read (target = source) every wanted file among inputs, each file once (see plan)."""
+    return plan(inputs, None, wanted=wanted, rename=lambda p: p)
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
-         rename: Callable[[Path], Path]) -> list[Job]:
+         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
-    module's folder rules). Raises KmqError only if output is "-" or exists and is not a folder."""
+    module's folder rules); stdin ("-") is named stdin_name. Raises KmqError only if output is "-" or exists
+    and is not a folder."""
     if output is not None and str(output) == STDIO:
-        raise KmqError("-o - (stdout) takes one input; with several inputs, -o names a folder")
+        raise KmqError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise KmqError(f"{out} is not a folder; with several inputs, -o names a folder")
-    pairs: list[tuple[Path, Path]] = []
-    for given in inputs:
-        path = Path(given)
-        if path.is_dir():
-            found = _files_in(path, wanted)
-            if not found:
-                warnings.warn(f"{path}: no files to convert in this folder", KmqWarning, stacklevel=2)
-            pairs += [(f, f.relative_to(path)) for f in found]
-        else:
-            pairs.append((path, Path(path.name)))
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
-    for index, (source, relative) in enumerate(pairs):
+    pairs = list(_unique(_found(inputs, wanted)))
+    for source, relative in pairs:
+        if str(source) == STDIO:
+            relative = Path(stdin_name)
         target = (out / rename(relative)) if out is not None else source.with_name(rename(relative).name)
         problem = None
-        if str(source) == STDIO:
+        if str(source) == STDIO and len(pairs) > 1:
             problem = "stdin can only be read as the one and only input"
         elif target in claimed:
             problem = f"{target} is already the output of {claimed[target]}"
         claimed.setdefault(target, source)
-        jobs.append(Job(index, source, target, _size(source), problem))
+        jobs.append(Job(len(jobs), source, target, _size(source), problem))
     return jobs
+
+
+def single(source: str | Path, target: str | Path) -> list[Job]:
+    """The plan for one input whose output is named."""
+    return [Job(0, Path(source), Path(target), _size(Path(source)))]
+
+
+def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> Iterator[tuple[Path, Path]]:
+    """(file, its path relative to the folder it was found in, or its name) for each input."""
+    for given in inputs:
+        path = Path(given)
+        if str(given) != STDIO and path.is_dir():
+            found = _files_in(path, wanted)
+            if not found:
+                warnings.warn(f"{path}: no files to convert in this folder", KmqWarning, stacklevel=4)
+            yield from ((f, f.relative_to(path)) for f in found)
+        else:
+            yield path, Path(path.name)
+
+
+def _unique(pairs: Iterable[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
+    """The pairs whose file was not met before: `x.png ./x.png`, or a folder and a file in it, name one file,
+    to be done once (where it first appears)."""
+    seen: set[str] = set()
+    for source, relative in pairs:
+        key = STDIO if str(source) == STDIO else os.path.realpath(source)
+        if key not in seen:
+            seen.add(key)
+            yield source, relative
 
 
 def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
@@ -172,6 +191,8 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
 
 
 def _size(path: Path) -> int:
+    if str(path) == STDIO:
+        return 0  # unknown until read
     try:
         return path.stat().st_size
     except OSError:
@@ -186,6 +207,7 @@ class _Task:
         return _attempt(job, self._checked)
 
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
+        check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
         if not self.overwrite and os.path.lexists(job.target):
             raise KmqError(f"{job.target} already exists (use -f to overwrite)")
@@ -208,8 +230,8 @@ class CompressTask(_Task):
     palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                       max_pixels=self.max_pixels, palette=self.palette)
+        img = compress(sys.stdin.buffer if str(job.source) == STDIO else job.source, self.k, seed=self.seed,
+                       max_iter=self.max_iter, codec=self.codec, max_pixels=self.max_pixels, palette=self.palette)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
         return size, record(img, str(job.target), size)
@@ -278,7 +300,11 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
     """Yield task(job) for every job, in the order they finish, using up to `workers` processes.
 
     workers: None for one per core; with 1 (or a single job) everything runs in this process. Jobs with a
-    known problem fail at once without running; a worker that dies fails its job and the rest go on.
+    known problem fail at once without running. A worker that dies (killed, out of memory) breaks the pool:
+    every job not finished by then fails with "worker failed".
+
+    SIGINT and SIGTERM (received in the main thread) end the workers at once, then act as they would have:
+    no job starts and no output is written after them (see _WorkersEndFirst).
     """
     todo: list[Job] = []
     for job in jobs:
@@ -291,18 +317,112 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         for job in todo:
             yield task(job)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals, initargs=(_ignored_signals(),))
     try:
-        futures = {pool.submit(task, job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield future.result()
-            except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
-                yield Result(job, error=_about(job.source, f"worker failed: {e}"))
+        with _WorkersEndFirst(pool) as signals:
+            futures = {pool.submit(task, job): job for job in todo}
+            for future in as_completed(futures):
+                signals.check()
+                job = futures[future]
+                try:
+                    yield future.result()
+                except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
+                    yield Result(job, error=_about(job.source, f"worker failed: {e}"))
+            signals.check()
+    except BaseException:
+        # Ctrl-C, SIGTERM or an abandoned iteration: running jobs stop now, queued ones never start.
+        _end_workers(pool)
+        raise
     finally:
-        # On Ctrl-C or an abandoned iteration, queued jobs are dropped rather than waited for.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Signals that end a bulk run: the parent ends its workers first (see _WorkersEndFirst).
+_ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long a worker may take to remove its temporary file after SIGTERM before it is killed outright.
+_GRACE_SECONDS = 5.0
+
+
+def _ignored_signals() -> tuple[int, ...]:
+    return tuple(int(sig) for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN)
+
+
+def _worker_signals(ignored: tuple[int, ...]) -> None:
+    """In each worker, SIGINT and SIGTERM end the process at once (a write in progress first removes its
+    temporary file: kmq.fileio), unless the parent ignores them. With Python's KeyboardInterrupt instead, the
+    pool would send the interrupt back as the job's result and the worker would start its next job."""
+    for sig in _ENDING_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+
+
+class _WorkersEndFirst:
+    """While the pool runs, SIGINT and SIGTERM end its workers (and wait for them) before acting as they did
+    before: KeyboardInterrupt, or the end of the process. So no output is started after the signal, even when
+    it reaches only this process (`kill PID`).
+
+    Python may swallow the KeyboardInterrupt, depending on where it strikes (e.g. in a fork hook while a worker
+    starts), so check() acts on the signal again: call it after each wait."""
+
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
+        self.pool = pool
+        self.owner = os.getpid()
+        self.before: dict[int, Any] = {}
+        self.received: int | None = None
+        self.checked = False
+
+    def __enter__(self) -> _WorkersEndFirst:
+        if threading.current_thread() is threading.main_thread():
+            self.before = {sig: signal.getsignal(sig) for sig in _ENDING_SIGNALS
+                           if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
+        for sig in self.before:
+            signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, action in self.before.items():
+            signal.signal(sig, action)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.owner:  # a worker forked before it set its own handlers: end as a worker
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        for sig in self.before:  # a second Ctrl-C must not cut the ending short
+            signal.signal(sig, ignore_signal)
+        self.received = signum
+        _end_workers(self.pool)
+        self._act()
+
+    def check(self) -> None:
+        """If a signal came and its KeyboardInterrupt was lost, raise it again (once)."""
+        if self.received is not None and not self.checked:
+            self.checked = True
+            self._act()
+
+    def _act(self) -> None:
+        """Do what the signal received did before the pool: raise KeyboardInterrupt or end the process."""
+        assert self.received is not None
+        previous = self.before[self.received]
+        if callable(previous):
+            previous(self.received, None)
+        else:
+            signal.signal(self.received, previous)
+            os.kill(os.getpid(), self.received)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to every worker, then wait for them: each removes the temporary file it may be writing."""
+    # ProcessPoolExecutor can stop its running workers only since Python 3.14 (terminate_workers), and
+    # shutdown(cancel_futures=True) still lets each finish its current job, and the jobs queued for it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + _GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def summarize(results: Sequence[Result]) -> dict[str, Any]:

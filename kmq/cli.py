@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -27,6 +28,10 @@ if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs
     from . import batch
 
 K_RANGE = click.IntRange(1, MAX_K)
+# A file or folder; "-" for stdin or stdout. Not checked here (click would make an unreadable input a usage
+# error, exit 2, and stop a bulk run before it starts): each is checked where it is opened, so it fails alone
+# with one `Error:` line.
+PATH = click.Path(allow_dash=True, readable=False)
 
 
 @contextmanager
@@ -72,8 +77,21 @@ class _Main(click.Group):
             return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with stdout.watched():
-            return super().invoke(ctx)
+        try:
+            with stdout.watched():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # End as killed by SIGINT, as Python itself and SIGTERM do (status 130 in a shell), so a shell loop
+            # or make running kmq stops too; click would print "Aborted!" and exit 1, which they take for a
+            # handled interrupt. Every output was already cleaned up on the way here.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            raise
 
 
 def _palette_option(f):
@@ -112,11 +130,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
-                type=click.Path(dir_okay=True, allow_dash=True))
+                type=PATH)
 @click.option("-k", "k", type=K_RANGE, default=16, show_default=True, help="Palette size (1 to 65536).")
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
-                   "with several inputs or a folder, the output folder (default: beside each input).")
+                   "with several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
 @click.option("--max-iter", type=click.IntRange(1), default=300, show_default=True,
               help="Most Lloyd iterations.")
@@ -149,14 +167,14 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
 
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force, palette=palette)
-        with _reported():
-            jobs = batch.plan_compress(images, output)
+        jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
         return
     (image,) = images
-    output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
     started = time.perf_counter()
     with _reported():
+        _refuse_folder(output)
+        output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
         _check_output(output, image)
         with _fit_progress(quiet) as progress:
             img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
@@ -194,6 +212,29 @@ def _fit_progress(quiet: bool) -> Iterator[Any]:
             bar["p"].stop()
 
 
+def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> list[batch.Job]:
+    """The jobs of a bulk run. With one input that is not a folder, -o names the output file (as it does
+    without --summary) unless it ends in "/"."""
+    from . import batch
+
+    with _reported():
+        if _names_a_file(inputs, output):
+            _refuse_folder(output)
+            return batch.single(inputs[0], output)
+        return planner(inputs, output)
+
+
+def _names_a_file(inputs: tuple[str, ...], output: str | None) -> bool:
+    return (output is not None and output != STDIO and not output.endswith(("/", os.sep)) and len(inputs) == 1
+            and (inputs[0] == STDIO or not Path(inputs[0]).is_dir()))
+
+
+def _refuse_folder(output: str | None) -> None:
+    """-o names a file here: if it is a folder, say how to write into it."""
+    if output is not None and output != STDIO and Path(output).is_dir():
+        raise KmqError(f"{output} is a folder: to write into it, end -o with a slash ({output}/)")
+
+
 def _check_output(output: str, source: str) -> None:
     if output == STDIO and sys.stdout.isatty():
         raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
@@ -213,10 +254,10 @@ def _plural(n: int, word: str) -> str:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
-                type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+                type=PATH)
+@click.option("-o", "--output", type=PATH,
               help="Output image (default: FILE + .png; '-' for stdout). Its extension picks the format. "
-                   "With several inputs or a folder, the output folder (default: beside each input).")
+                   "With several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
 @click.option("--truecolor", is_flag=True,
@@ -243,16 +284,21 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
         from . import batch
 
         with _reported():
+            # One file with -o FILE: the format from its extension, as without --summary; else PNG.
+            if _names_a_file(files, output):
+                _refuse_folder(output)
+                fmt = fmt or format_for(output)
             fmt = writable_format(fmt or "PNG")
-            jobs = batch.plan_decompress(files, output, fmt)
+        jobs = _bulk_plan(lambda inputs, out: batch.plan_decompress(inputs, out, fmt), files, output)
         task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   lambda file, out, r, size, seconds: _decompressed_line(file, out, r, fmt, seconds))
         return
     (file,) = files
-    output = output or (STDIO if file == STDIO else file + ".png")
     started = time.perf_counter()
     with _reported():
+        _refuse_folder(output)
+        output = output or (STDIO if file == STDIO else file + ".png")
         _check_output(output, file)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
@@ -267,7 +313,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 
 
 @main.command("stats")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("inputs", nargs=-1, required=True, type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
               "for several (default 16). A .kmq input reports its own (with a warning if -k differs).")
 @click.option("--sweep", is_flag=True, help="Also K = 2, 4, 8, ..., 256 (powers of two): a rate-distortion "
@@ -333,21 +379,49 @@ def _db(value: float | None) -> str:
 
 def _plain(value: Any) -> str:
     """A value as scripts read it in tsv/csv: full precision, empty for unknown."""
-    return "" if value is None else str(value)
+    return "" if value is None else _unicode(str(value))
 
 
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    # JSON has no infinity: a lossless file's psnr is null, recognisable by its distortion of 0.
-    return {key: (None if isinstance(v, float) and math.isinf(v) else v) for key, v in record.items()}
+def _unicode(text: str) -> str:
+    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates) become the four characters \\xNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
 
 
-def _as_json(records: list[dict[str, Any]]) -> str:
-    return json.dumps([_finite(r) for r in records], indent=2)
+def _jsonable(value: Any) -> Any:
+    """value ready for strict JSON: strings valid Unicode (_unicode); infinity and NaN, which JSON lacks, null
+    (a lossless file's psnr is null, recognisable by its distortion of 0)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return _unicode(value)
+    if isinstance(value, dict):
+        return {_jsonable(key): _jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_jsonable(value), indent=2)
+
+
+# In TSV the backslash escapes (as in PostgreSQL's COPY text format): a field never holds a raw tab or line
+# break, so `cut -f` and line-based tools see every record whole.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_field(value: Any) -> str:
+    return _plain(None if value is None else str(value).translate(_TSV_ESCAPES))
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
     lines = ["\t".join(stats.FIELDS)]
-    lines += ["\t".join(_plain(r[key]) for key in stats.FIELDS) for r in records]
+    lines += ["\t".join(_tsv_field(r[key]) for key in stats.FIELDS) for r in records]
     return "\n".join(lines)
 
 
@@ -410,7 +484,7 @@ def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") ->
     table = Table(title=title)
     table.add_column("Metric")
     for r in records:
-        table.add_column(f"{Path(r['file']).name}\nK={r['k']}", justify="right")
+        table.add_column(f"{_unicode(Path(r['file']).name)}\nK={r['k']}", justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     for name, key in _REFERENCE_ROWS:
@@ -434,7 +508,7 @@ def _text(renderable: Any, width: int = 80) -> str:
     return out.getvalue().rstrip("\n")
 
 
-_RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _as_json}
+_RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _json}
 
 
 # --- bulk runs -------------------------------------------------------------------------------------------
@@ -458,7 +532,7 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
-        click.echo(json.dumps({**summary, "results": [r.as_dict() for r in results]}, indent=2))
+        click.echo(_json({**summary, "results": [r.as_dict() for r in results]}))
     elif not quiet:
         click.echo(_summary_table(summary))
     if summary["failed"]:
@@ -529,9 +603,9 @@ def _clustering_options(f):
 
 
 @main.command("segment")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("input_path", metavar="INPUT", type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
@@ -583,10 +657,10 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
 
 
 @main.command()
-@click.argument("image", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("image", type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True,
               help="A K to show; repeat it (default: 2, 3, 6 and 16, as the tutorial).")
-@click.option("-o", "--output", type=click.Path(allow_dash=True), required=True,
+@click.option("-o", "--output", type=PATH, required=True,
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -617,7 +691,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("file", type=PATH)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people (with colour swatches on a terminal); json for scripts.")
 @_max_pixels_option
@@ -637,7 +711,7 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
     with _reported():
         described = stats.describe(file, max_pixels=max_pixels)
     if fmt == "json":
-        click.echo(json.dumps(_finite(described), indent=2))
+        click.echo(_json(described))
         return
     from rich.console import Console
 
@@ -658,7 +732,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    header = Table(title=f"{d['file']}", show_header=False, title_justify="left")
+    header = Table(title=_unicode(d["file"]), show_header=False, title_justify="left")
     for name, value in [
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
@@ -684,9 +758,9 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 
 @main.command("palette")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
-                type=click.Path(dir_okay=True, allow_dash=True))
+                type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=click.Path(allow_dash=True),
+@click.option("-o", "--output", type=PATH,
               help="Write the palette here, in the format of its extension: .gpl (GIMP), .txt or .hex (one "
                    "#rrggbb a line), .json (as kmq info), or an image extension for a swatch. Without -o, "
                    "print text.")

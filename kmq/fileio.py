@@ -70,7 +70,7 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
     if is_special(path):
         _write_special(path, content)
         return
-    with _sigterm_unwinds():
+    with _signals_unwind():
         _write_via_temporary(path, content, overwrite)
 
 
@@ -87,11 +87,10 @@ def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
 
 
 def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise KmqError(f"cannot write {path}: {reason(e)}") from None
-    try:
+        with _signals_held():  # a signal between creating the file and learning its name would leave it behind
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             _fill(f, content)
             f.flush()
@@ -107,32 +106,67 @@ def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived during a write: raised so the temporary file is removed before the process ends."""
+    """A signal arrived during a write that would otherwise end the process at once: raised so the temporary
+    file is removed; the signal is then delivered again."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# SIGINT is here for processes where it ends the process outright (kmq.batch's workers); in a normal Python
+# process it raises KeyboardInterrupt, which unwinds the write by itself.
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """While writing, SIGTERM raises Terminated, so the temporary file is removed; then it is re-delivered.
+def _signals_unwind() -> Iterator[None]:
+    """While writing, a signal whose action is to end the process raises Terminated, so the temporary file is
+    removed; then the signal is delivered again and ends the process as the sender meant.
 
     By default SIGTERM ends Python at once, skipping every cleanup and leaving the temporary file behind.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated()
+        for sig in caught:  # a second signal (the group's SIGINT, then the pool's SIGTERM) must not cut the cleanup
+            signal.signal(sig, ignore_signal)
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    caught = [sig for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
+    for sig in caught:
+        signal.signal(sig, handler)
     try:
         yield
-    except Terminated:
-        signal.signal(signal.SIGTERM, previous)
-        os.kill(os.getpid(), signal.SIGTERM)  # the default action ends the process as the sender meant
+    except Terminated as e:
+        if e.signum in caught:  # else an outer handler raised it and delivers it again itself
+            for sig in caught:
+                signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), e.signum)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig in caught:
+            signal.signal(sig, signal.SIG_DFL)
+
+
+def ignore_signal(signum: int, frame: object) -> None:
+    """A signal handler that does nothing. (With SIG_IGN instead, Python raises OSError for a signal that was
+    already on its way.)"""
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (where the platform can hold them back)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def is_special(path: str | Path) -> bool:
@@ -189,7 +223,9 @@ def _write_stdout(content: Content) -> None:
         raise KmqError(f"cannot write to stdout: {reason(e)}") from None
 
 
-def _remove(tmp: str) -> None:
+def _remove(tmp: str | None) -> None:
+    if tmp is None:
+        return
     try:
         os.unlink(tmp)
     except OSError:

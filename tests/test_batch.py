@@ -1,4 +1,8 @@
 """The bulk runner: which files a folder gives, where their outputs go, and that one failure spares the rest."""
+import builtins
+import errno
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +13,7 @@ import kmq
 from kmq import batch
 from kmq.errors import KmqError
 from imagefiles import pixels_of
+from test_cli import run, runner  # noqa: F401 - runner is a fixture
 
 
 @pytest.fixture
@@ -61,7 +66,7 @@ def test_stdin_cannot_be_one_of_several_inputs(tree):
 def test_an_output_that_is_a_file_or_stdout_is_refused(tree):
     with pytest.raises(KmqError, match="is not a folder"):
         batch.plan_compress([tree], tree / "a.png")
-    with pytest.raises(KmqError, match="takes one input"):
+    with pytest.raises(KmqError, match="cannot be used with several inputs"):
         batch.plan_decompress([tree], "-")
 
 
@@ -136,3 +141,137 @@ def test_warnings_are_collected_per_file(tmp_path):
     (result,) = batch.run(batch.plan_compress([tmp_path / "flat.png"]), batch.CompressTask(k=4), 1)
     assert result.ok and result.warnings == [
         f"{tmp_path / 'flat.png'}: the image has only 1 distinct colour, fewer than k=4: using k=1, lossless"]
+
+
+def test_inputs_that_are_one_file_are_planned_once(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tree)
+    (tree / "link.png").symlink_to(tree / "b.jpg")
+    jobs = batch.plan_compress(["a.png", "./a.png", str(tree / "a.png"), "sub/../a.png", ".", "sub/a.png",
+                                "link.png"], tmp_path / "out")
+    # The folder gives b.jpg, sub/a.png, sub/broken.png; link.png is b.jpg; a.png is named first.
+    assert [(str(j.source), str(j.target.relative_to(tmp_path))) for j in jobs] == [
+        ("a.png", "out/a.kmq"), ("b.jpg", "out/b.kmq"), ("sub/a.png", "out/sub/a.kmq"),
+        ("sub/broken.png", "out/sub/broken.kmq")]
+    assert [j.index for j in jobs] == [0, 1, 2, 3] and not any(j.problem for j in jobs)
+
+
+def test_stdin_alone_is_named_stdin(tmp_path):
+    assert [(str(j.source), j.target, j.problem) for j in batch.plan_compress(["-"], tmp_path)] == [
+        ("-", tmp_path / "stdin.kmq", None)]
+    assert [j.target for j in batch.plan_decompress(["-", "-"], tmp_path, "WEBP")] == [
+        tmp_path / "stdin.kmq.webp"]
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.fixture
+def deny(monkeypatch):
+    """deny(path): reading path fails with "permission denied". As root (the tests' usual user) chmod denies
+    nothing, so the refusal is simulated where the file is checked (os.access, as click does) and opened."""
+    def deny(path):
+        if os.geteuid() != 0:
+            path.chmod(0)
+            return
+        real_access, real_open = os.access, builtins.open
+
+        def access(p, mode, *args, **kwargs):
+            return False if str(p) == str(path) else real_access(p, mode, *args, **kwargs)
+
+        def opener(p, *args, **kwargs):
+            if str(p) == str(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(p, *args, **kwargs)
+
+        monkeypatch.setattr(os, "access", access)
+        monkeypatch.setattr(builtins, "open", opener)
+    return deny
+
+
+@pytest.mark.parametrize("command", [["compress", "-o", "{out}.kmq"], ["decompress", "-o", "{out}.png"],
+                                     ["stats"], ["segment", "-o", "{out}.png"], ["montage", "-o", "{out}.png"],
+                                     ["info"], ["palette"]])
+def test_an_unreadable_input_is_an_error_not_a_usage_error(runner, tmp_path, rgb_small, deny, command):
+    png, stored = tmp_path / "a.png", tmp_path / "a.kmq"
+    Image.fromarray(rgb_small).save(png)
+    kmq.write(stored, kmq.compress(rgb_small, 2))
+    source = stored if command[0] in ("decompress", "info") else png
+    deny(source)
+    result = run(runner, command[0], source, *(a.format(out=tmp_path / "out") for a in command[1:]))
+    assert (result.exit_code, result.output) == (1, f"Error: {source}: permission denied\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.kmq", "a.png"]
+
+
+def test_an_unreadable_input_fails_alone_in_a_bulk_run(runner, tmp_path, tree, deny):
+    deny(tree / "a.png")
+    result = run(runner, "compress", tree / "a.png", tree / "b.jpg", "-k", "2", "-o", tmp_path / "out",
+                 "-q", "-j", "1")
+    assert (result.exit_code, result.output) == (1, f"Error: {tree / 'a.png'}: permission denied\n")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.kmq"]
+    assert kmq.read(tmp_path / "out" / "b.kmq") == kmq.compress(tree / "b.jpg", 2)
+
+
+def test_a_file_named_twice_is_done_once_silently(runner, tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    result = run(runner, "compress", "a.png", "a.png", "./a.png", ".", "sub/a.png", "-k", "2", "-o", "out/",
+                 "--summary", "json")
+    assert result.exit_code == 1 and result.stderr == "Error: sub/broken.png: not an image Pillow can read\n"
+    summary = json.loads(result.stdout)
+    assert [r["input"] for r in summary["results"]] == ["a.png", "b.jpg", "sub/a.png", "sub/broken.png"]
+    assert (summary["files"], summary["failed"]) == (4, 1)
+    assert sorted(str(p.relative_to(tree / "out")) for p in (tree / "out").rglob("*.kmq")) == [
+        "a.kmq", "b.kmq", "sub/a.kmq"]
+
+
+@pytest.mark.parametrize("command, source, name, fmt", [
+    ("compress", "a.png", "stdin.kmq", None), ("decompress", "a.kmq", "stdin.kmq.png", "PNG")])
+def test_stdin_as_the_only_input_of_a_bulk_run(runner, tmp_path, rgb_small, command, source, name, fmt):
+    Image.fromarray(rgb_small).save(tmp_path / "a.png")
+    kmq.write(tmp_path / "a.kmq", kmq.compress(rgb_small, 4))
+    data = (tmp_path / source).read_bytes()
+    result = run(runner, command, "-", "-k" if command == "compress" else "--truecolor", *(
+        ["4"] if command == "compress" else []), "-o", f"{tmp_path / 'out'}/", "-q", input=data)
+    assert (result.exit_code, result.output) == (0, "")
+    (written,) = (tmp_path / "out").iterdir()
+    assert written.name == name
+    if fmt is None:
+        assert kmq.read(written) == kmq.compress(rgb_small, 4)
+    else:
+        np.testing.assert_array_equal(pixels_of(written), kmq.read(tmp_path / "a.kmq").decode())
+
+
+@pytest.mark.parametrize("summary", [[], ["--summary", "json"]])
+@pytest.mark.parametrize("command, source", [("compress", "a.png"), ("decompress", "a.kmq")])
+def test_an_output_folder_without_a_slash_is_refused_with_the_slash_suggested(runner, tmp_path, rgb_small,
+                                                                              command, source, summary):
+    Image.fromarray(rgb_small).save(tmp_path / "a.png")
+    kmq.write(tmp_path / "a.kmq", kmq.compress(rgb_small, 4))
+    (tmp_path / "d").mkdir()
+    result = run(runner, command, tmp_path / source, "-o", tmp_path / "d", *summary)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {tmp_path / 'd'} is a folder: to write into it, end -o with a slash ({tmp_path / 'd'}/)\n")
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_one_file_with_a_summary_keeps_o_as_its_output_file(runner, tmp_path, rgb_small):
+    Image.fromarray(rgb_small).save(tmp_path / "a.png")
+    result = run(runner, "compress", tmp_path / "a.png", "-k", "3", "-o", tmp_path / "x.kmq", "--summary", "json")
+    assert result.exit_code == 0
+    assert [r["output"] for r in json.loads(result.stdout)["results"]] == [str(tmp_path / "x.kmq")]
+    assert kmq.read(tmp_path / "x.kmq") == kmq.compress(rgb_small, 3)
+    result = run(runner, "decompress", tmp_path / "x.kmq", "-o", tmp_path / "x.webp", "--summary", "json")
+    assert result.exit_code == 0
+    with Image.open(tmp_path / "x.webp") as im:
+        assert im.format == "WEBP"
+    result = run(runner, "compress", tmp_path / "a.png", "-o", "-", "--summary", "json")
+    assert (result.exit_code, result.output) == (
+        1, "Error: -o - (stdout) cannot be used with several inputs, a folder or a summary\n")
+
+
+def test_a_bulk_run_never_writes_over_its_own_input_even_with_overwrite(tmp_path, rgb_small):
+    kmq.write(tmp_path / "x.kmq", kmq.compress(rgb_small, 2))
+    before = (tmp_path / "x.kmq").read_bytes()
+    (result,) = batch.run(batch.plan_compress([tmp_path / "x.kmq"]), batch.CompressTask(k=3, overwrite=True), 1)
+    assert result.error == f"{tmp_path / 'x.kmq'}: {tmp_path / 'x.kmq'} is the input file; choose another output"
+    assert (tmp_path / "x.kmq").read_bytes() == before
