@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from .api import compress, export, read, write
+from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning
 from .fileio import STDIO, reason
 from .format import DEFAULT_MAX_PIXELS
@@ -188,13 +188,22 @@ class CompressTask(_Task):
     codec: str = "raw"
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    rdo: float = 0.0
+    psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
+    max_bytes: int | None = None  # if k_given
+    k_given: bool = True
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                       max_pixels=self.max_pixels)
+        if self.psnr is None and self.max_bytes is None:
+            img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
+                           max_pixels=self.max_pixels, rdo=self.rdo)
+        else:
+            img = compress_to(job.source, psnr=self.psnr, max_bytes=self.max_bytes,
+                              k=self.k if self.k_given else None, codec=self.codec, seed=self.seed,
+                              max_iter=self.max_iter, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
-        return size, record(img, str(job.target), size)
+        return size, record(img, str(job.target), size, rdo=True)
 
 
 @dataclass(frozen=True)

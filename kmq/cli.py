@@ -78,10 +78,49 @@ def main() -> None:
     """
 
 
+class ByteSize(click.ParamType):
+    """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
+    fractions allowed (1.5M), rounded down to whole bytes; at least 1."""
+    name = "SIZE"
+    _UNITS = {"": 1, "B": 1, "k": 10**3, "kB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+              "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            size = value
+        else:
+            text = str(value).strip()
+            number = text.rstrip("kMGBi")
+            unit = text[len(number):]
+            try:
+                amount = float(number) if unit in self._UNITS and number else math.nan
+            except ValueError:
+                amount = math.nan
+            if not math.isfinite(amount):
+                self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
+                          f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
+            size = math.floor(amount * self._UNITS[unit])
+        if size < 1:
+            self.fail(f"{value!r} is less than 1 byte", param, ctx)
+        return size
+
+
+RDO_OPTION = click.option("--rdo", type=click.FloatRange(min=0), default=0.0, metavar="PCT",
+                          help="Let J rise by up to PCT % over the nearest-colour J where that makes the "
+                               "labels cheaper (ctx, lzma). Default 0: off.")
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
                 type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-k", "k", type=K_RANGE, default=16, show_default=True, help="Palette size (1 to 65536).")
+@click.option("-k", "k", type=K_RANGE, default=None,
+              help="Palette size (1 to 65536; default 16). With --psnr or --max-bytes, the largest K allowed.")
+@RDO_OPTION
+@click.option("--psnr", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+              help="Write the smallest file whose PSNR is at least DB: kmq chooses K (and the rdo).")
+@click.option("--max-bytes", type=ByteSize(),
+              help="Write the best-PSNR file of at most SIZE bytes (200000, 200k, 1.5M, 64KiB): kmq chooses "
+                   "K (and the rdo).")
 @click.option("-o", "--output", type=click.Path(allow_dash=True),
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
                    "with several inputs or a folder, the output folder (default: beside each input).")
@@ -94,24 +133,31 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
-def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max_iter: int, codec: str,
-             max_pixels: int, force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
+def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | None, max_bytes: int | None,
+             output: str | None, seed: int, max_iter: int, codec: str, max_pixels: int, force: bool, quiet: bool,
+             workers: int | None, summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
     Several files or folders (searched recursively for images Pillow reads) are compressed in parallel,
     with a progress bar on a terminal and a summary at the end; a failed file does not stop the others.
+    With --psnr or --max-bytes kmq chooses K (and, for ctx and lzma, the --rdo strength) to meet the target.
 
     \b
     Example:
       kmq compress photo.png -k 16           # writes photo.kmq
       kmq compress - -k 8 -o - < a.png > a.kmq
       kmq compress a.png photos/ -k 16 -o out/ -j 4
+      kmq compress photo.png -k 16 --codec ctx --rdo 2
+      kmq compress photo.png --codec ctx --psnr 32
+      kmq compress photo.png --codec ctx --max-bytes 50k
     """
+    _check_rdo_options(rdo, psnr, max_bytes, codec)
     if _is_bulk(images, output, summary):
         from . import batch
 
-        task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
-                                  overwrite=force)
+        task = batch.CompressTask(k=k or 16, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
+                                  overwrite=force, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
+                                  k_given=k is not None)
         with _reported():
             jobs = batch.plan_compress(images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
@@ -121,12 +167,27 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
     started = time.perf_counter()
     with _reported():
         _check_output(output, image)
-        img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
-                           codec=codec, max_pixels=max_pixels)
+        source = sys.stdin.buffer if image == STDIO else image
+        if psnr is None and max_bytes is None:
+            img = api.compress(source, k or 16, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
+                               rdo=rdo)
+        else:
+            img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
+                                  max_iter=max_iter, max_pixels=max_pixels)
         size = api.write(output, img, overwrite=force)
     if not quiet:
-        click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
+        click.echo(_compressed_line(image, output, stats.record(img, output, size, rdo=True), size,
                                     time.perf_counter() - started), err=output == STDIO)
+
+
+def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, codec: str | None) -> None:
+    if psnr is not None and max_bytes is not None:
+        raise click.UsageError("give --psnr or --max-bytes, not both")
+    if rdo and (psnr is not None or max_bytes is not None):
+        raise click.UsageError("--rdo cannot be combined with --psnr or --max-bytes: the target chooses the "
+                               "rdo strength")
+    if rdo and codec in (None, "raw"):
+        raise click.UsageError(api.RAW_RDO)
 
 
 def _check_output(output: str, source: str) -> None:
@@ -136,7 +197,8 @@ def _check_output(output: str, source: str) -> None:
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
-    return (f"{image} -> {output}: k={r['k']}, {r['bits_per_label']} bits/label, ratio {r['ratio']:.2f}, "
+    chosen = f", rdo {r['rdo']:g}%" if r.get("rdo") is not None else ""
+    return (f"{image} -> {output}: k={r['k']}{chosen}, {r['bits_per_label']} bits/label, ratio {r['ratio']:.2f}, "
             f"{size:,} bytes, PSNR {_db(r['psnr'])}, {seconds:.2f} s")
 
 
@@ -205,9 +267,10 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("--codec", type=click.Choice([*CODECS, "all"]),
               help="Report file_bytes with this codec, or with each codec ('all'). Default: images as raw, "
                    ".kmq files as stored.")
+@RDO_OPTION
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: int, codec: str | None,
-                  max_pixels: int) -> None:
+                  rdo: float, max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
@@ -219,11 +282,14 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
       kmq stats photo.png -k 2 -k 3 -k 6 -k 16
       kmq stats photo.kmq --format json
       kmq stats photo.png -k 64 --codec all   # raw vs lzma vs ctx
+      kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
+    _check_rdo_options(rdo, None, None, codec)
     records: list[dict[str, Any]] = []
     with _reported():
         for source in inputs:
-            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels)
+            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels,
+                                     rdo=rdo)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
 

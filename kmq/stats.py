@@ -29,8 +29,9 @@ def psnr(distortion: float | None, channels: int) -> float | None:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
-    """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes."""
+def record(img: KmqImage, file: str, file_bytes: int, *, rdo: bool = False) -> dict[str, Any]:
+    """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes.
+    rdo: also the key "rdo" (the metadata's rdo strength, or None), for the compress summary lines."""
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
     codebook_bits = img.k * img.channels * 8
@@ -42,16 +43,17 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
         "ratio": compressed_bits / original_bits, "file_bytes": file_bytes,
         "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels), "codec": img.codec,
         "bits_per_pixel": file_bytes * 8 / (img.width * img.height),
-    }
+    } | ({"rdo": img.metadata.get("rdo")} if rdo else {})
 
 
 def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
+            max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
     ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
     codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
@@ -61,7 +63,8 @@ def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, cod
             return [record(loaded, name, size)]
         quantized = [loaded]
     else:
-        quantized = [compress(loaded, k, seed=seed) for k in ks]
+        # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
+        quantized = [compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo) for k in ks]
     records = []
     for img in quantized:
         for name_of_codec in chosen or ["raw"]:
