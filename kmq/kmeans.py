@@ -79,7 +79,8 @@ class Distinct:
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
         size = int(self._values[-1]) + 1
-        if size <= _TABLE_MAX:
+        # A table costs in proportion to its size (page faults), a search to the pixels: small images search.
+        if size <= _TABLE_MAX and len(self._keys) * 32 >= size:
             # Only the M cells written are ever touched among the lazily zeroed pages of the table.
             table = np.zeros(size, dtype=per_color.dtype)
             table[self._values] = per_color

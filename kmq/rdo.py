@@ -68,19 +68,25 @@ def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.nda
     return d
 
 
-def _nearest(distinct: kmeans.Distinct, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel (flat): the nearest palette entry (int32) and its squared distance (int32)."""
-    labels, sq = kmeans.nearest(distinct.colors, palette)
-    # One spread of both (a distance is below 2^18: 4 channels of 255^2), as spreading costs per pixel.
-    both = distinct.spread((labels.astype(np.int64) << 18) | sq)
-    return (both >> 18).astype(np.int32), (both & ((1 << 18) - 1)).astype(np.int32)
+class _Colours:
+    """An image's distinct colours and, per pixel, the index of its colour (found once: the nearest entry of
+    every pixel is then one gather per palette)."""
+
+    def __init__(self, distinct: kmeans.Distinct) -> None:
+        self.colors = distinct.colors
+        self.index = distinct.spread(np.arange(len(distinct.colors), dtype=np.int32))
+
+    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel (flat): the nearest palette entry and its squared distance, both int32."""
+        labels, sq = kmeans.nearest(self.colors, palette)
+        return labels.astype(np.int32)[self.index], sq.astype(np.int32)[self.index]
 
 
-def _start(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
+def _start(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray,
            labels: np.ndarray | None = None) -> _State:
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels).astype(np.int32)
-    near, dnear = _nearest(distinct, palette)
+    near, dnear = distinct.nearest(palette)
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
     padded[1:-1, 1:-1] = near.reshape(height, width) if labels is None else labels
     dcur = dnear.copy() if labels is None else _dist(flat, palette, padded[1:-1, 1:-1].reshape(-1))
@@ -149,7 +155,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     return changed
 
 
-def _refine(s: _State, distinct: kmeans.Distinct) -> None:
+def _refine(s: _State, distinct: _Colours) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
     the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
     labels and the current distances are brought up to date."""
@@ -166,11 +172,11 @@ def _refine(s: _State, distinct: kmeans.Distinct) -> None:
             sums = np.bincount(labels, weights=s.pixels[:, ch], minlength=k)
         palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
     s.palette = palette
-    s.near, s.dnear = _nearest(distinct, palette)
+    s.near, s.dnear = distinct.nearest(palette)
     s.dcur = _dist(s.pixels, palette, labels)
 
 
-def _run(s: _State, distinct: kmeans.Distinct, lam: float) -> None:
+def _run(s: _State, distinct: _Colours, lam: float) -> None:
     for _ in range(_ROUNDS):
         todo = None
         for _ in range(_SWEEPS):
@@ -199,7 +205,7 @@ def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float) -> float:
     log lambda (J grows with lambda)."""
     sample = _sample(pixels)
     channels = sample.shape[2]
-    distinct = kmeans.distinct(sample.reshape(-1, channels))
+    distinct = _Colours(kmeans.distinct(sample.reshape(-1, channels)))
     base = _start(sample, distinct, palette)
     j0 = float(base.dnear.sum())
     if j0 == 0:
@@ -226,12 +232,13 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
     lam = _calibrate(pixels, palette, 1 + _OVERSHOOT * (ratio - 1))
-    s = _start(pixels, distinct, palette)
+    colours = _Colours(distinct)
+    s = _start(pixels, colours, palette)
     j0 = int(s.dnear.sum(dtype=np.int64))
     budget = math.floor(j0 * ratio)
     original = (palette, s.near, s.dnear)  # never changed in place: _refine makes new arrays
     if lam > 0:
-        _run(s, distinct, lam)
+        _run(s, colours, lam)
     if int(s.dnear.sum(dtype=np.int64)) > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
         s.palette, s.near, s.dnear = original
