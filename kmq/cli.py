@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -89,17 +90,11 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            text = str(value).strip()
-            number = text.rstrip("kMGBi")
-            unit = text[len(number):]
-            try:
-                amount = float(number) if unit in self._UNITS and number else math.nan
-            except ValueError:
-                amount = math.nan
-            if not math.isfinite(amount):
+            match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
+            if match is None or match.group(2) not in self._UNITS:
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
-            size = math.floor(amount * self._UNITS[unit])
+            size = math.floor(float(match.group(1)) * self._UNITS[match.group(2)])
         if size < 1:
             self.fail(f"{value!r} is less than 1 byte", param, ctx)
         return size

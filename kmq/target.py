@@ -153,8 +153,14 @@ def _pct(ratio: float) -> float:
 def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     smallest = s.size(1)
     if smallest > max_bytes:
+        # The file records the target itself, so the smallest possible size is the least n whose file,
+        # recording n, fits in n bytes.
+        base = smallest - len(str(max_bytes))
+        need = base + 1
+        while base + len(str(need)) > need:
+            need += 1
         raise KmqError(f"no .kmq file of this image fits in {max_bytes:,} bytes: the smallest possible is "
-                       f"{smallest:,} bytes (K=1)")
+                       f"{need:,} bytes (K=1)")
 
     def ok(k: int) -> bool:  # "meets" here means "does not fit": the curve grows with K
         return s.size(k) > max_bytes
