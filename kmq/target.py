@@ -3,11 +3,15 @@
 Both searches lean on two near-monotone curves: J falls and the file grows as K grows. The image's distinct
 colours are found once and every K is fitted at most once. A search brackets the answer between a K that
 misses and one that meets the target and narrows the bracket by interpolating in log K (log J, or log bytes,
-is close to linear in it), never by less than a quarter of the bracket, down to neighbouring K. For ctx
-and lzma the rdo strength then spends what is left: under a PSNR target, the slack between the chosen K's J
-and the target's; under a byte budget, the PSNR a larger K gains, traded for the bytes rdo saves.
-With raw the size depends on K only through ceil(log2 K) and the palette, so the byte budget is solved from
-that formula first.
+is close to linear in it), never by less than a quarter of the bracket, down to neighbouring K.
+
+For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
+larger K with a strong rdo. Under a PSNR target, K* (the smallest K whose plain file reaches it) is found,
+then 1.5 K* and 2 K* with the slack between their J and the target's spent on rdo; the smallest file wins.
+Under a byte budget, the PSNR is searched: for a PSNR p the file is 2 K*(p) with rdo up to p, and p is
+narrowed by interpolating log bytes, from the plain best's PSNR up. The plain K is kept whenever it is
+better. With raw the size depends on K only through ceil(log2 K) and the palette, so the byte budget is
+solved from that formula.
 """
 from __future__ import annotations
 
@@ -77,18 +81,21 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int) -> tuple[int, int]:
-    """Narrow (lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, to neighbours (or as far as
-    _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none meets. value(k) is the curve
-    whose logarithm is interpolated (J or bytes), goal its value at the target."""
-    lo, hi = 0, k_hi + 1
-    k = max(1, min(start, k_hi))
+             start: int, known: tuple[int, int] | None = None, coarse: float = 1.0) -> tuple[int, int]:
+    """Narrow (lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, to neighbours, or to
+    hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
+    meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target.
+    known: a bracket found before, to narrow further."""
+    lo, hi = known or (0, k_hi + 1)
+    k = max(1, min(start, k_hi)) if known is None else _between(lo, hi, value, goal)
     for _ in range(_MAX_STEPS):
+        if hi - lo <= 1 or (known is not None and k is None):
+            break
         if ok(k):
             hi = k
         else:
             lo = k
-        if hi - lo <= 1:
+        if hi - lo <= 1 or (1 <= lo and hi <= k_hi and hi <= coarse * lo):
             break
         if lo == 0:
             k = max(1, min(hi - 1, _towards(k, value(k), 1, goal)))
@@ -167,31 +174,69 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
     if s.codec == "raw":
         return _raw_bytes(s, max_bytes)
-    lo, hi = _bracket(s.k_hi, ok, s.size, max_bytes, 16)
-    best = max(lo, 1)
-    img, _ = s.file(best)
-    if s.codec == "raw" or hi > s.k_hi:
-        return img
-    # A larger K whose extra PSNR pays for rdo: at rdo = J(best) / J(K) - 1 the PSNR equals the plain best's,
-    # and rdo saves bytes at a far lower price in PSNR than a smaller K does. Where that fits with room to
-    # spare, a weaker rdo (interpolated between the plain and that file's sizes) buys back PSNR.
-    found: list[tuple[int, float, int]] = []
-    for k in sorted({min(s.k_hi, max(hi, round(best * 1.5))), min(s.k_hi, max(hi, 2 * best))}):
-        if s.j(k) <= 0 or s.j(k) >= s.j(best):
-            continue
-        top = _pct(s.j(best) / s.j(k) * 0.999)
-        cand, size = s.file(k, top)
-        if size <= max_bytes and cand.distortion < img.distortion:
-            img = cand
-            found.append((k, top, size))
-    for k, top, size in found[-1:]:
-        plain = s.size(k)
-        if plain > max_bytes > size:
-            rdo = _pct(1 + top / 100 * min(1.0, 1.1 * (plain - max_bytes) / (plain - size)))
-            cand, cand_size = s.file(k, rdo)
-            if cand_size <= max_bytes and cand.distortion < img.distortion:
-                img = cand
-    return img
+    # A coarse bracket first: a larger K with rdo usually beats every plain K, and then the plain K need not
+    # be known exactly. Only when it does not is the bracket narrowed to neighbouring K.
+    lo, hi = _bracket(s.k_hi, ok, s.size, max_bytes, 16, coarse=1.5)
+    if hi > s.k_hi:  # every K allowed fits
+        return s.file(max(lo, 1))[0]
+    cand = _by_psnr(s, max_bytes, s.psnr(s.j(max(lo, 1))))
+    if cand is not None and cand.distortion < s.j(hi):
+        return cand  # better than the smallest K that does not fit, so than every plain K that does
+    lo, hi = _bracket(s.k_hi, ok, s.size, max_bytes, 16, known=(lo, hi))
+    img = s.file(max(lo, 1))[0]
+    return cand if cand is not None and cand.distortion < img.distortion else img
+
+
+_DB_SLOPE = 0.18  # typical growth of log bytes per dB along the best files (K and rdo chosen together)
+_DB_STEPS = 3
+
+
+def _by_psnr(s: _Search, max_bytes: int, db: float) -> KmqImage | None:
+    """The best file that fits found by searching the PSNR: for a PSNR p, the file of 2 K*(p) with rdo up to
+    p (K*(p) the smallest K whose plain file reaches p), as the PSNR target's search makes; p narrowed by
+    interpolating log bytes (starting from the plain best's PSNR, which such a file reaches in fewer
+    bytes). None if nothing fits."""
+    best: KmqImage | None = None
+    lo: tuple[float, float] | None = None  # (p, log bytes) that fits
+    hi: tuple[float, float] | None = None  # that does not
+    p = db
+    for _ in range(_DB_STEPS):
+        img, size = _at_psnr(s, p)
+        if img is None:
+            break
+        if size <= max_bytes:
+            if best is None or img.distortion < best.distortion:
+                best = img
+            lo = (p, math.log(size))
+        else:
+            hi = (p, math.log(size))
+        goal = math.log(max_bytes)
+        if lo and hi:
+            p = lo[0] + (goal - lo[1]) / (hi[1] - lo[1]) * (hi[0] - lo[0])
+        elif lo:
+            p = lo[0] + (goal - lo[1]) / _DB_SLOPE
+        else:
+            assert hi is not None
+            p = hi[0] + (goal - hi[1]) / _DB_SLOPE
+    return best
+
+
+def _at_psnr(s: _Search, db: float) -> tuple[KmqImage | None, int]:
+    j_goal = s.channels * 255**2 / 10 ** (db / 10)
+    def ok(k: int) -> bool:
+        return s.psnr(s.j(k)) >= db
+
+    # Start from the K fitted so far: each search of this kind mostly narrows a bracket already known.
+    below = [k for k in s.fits if not ok(k)]
+    above = [k for k in s.fits if ok(k)]
+    known = (max(below), min(above)) if below and above and max(below) < min(above) else None
+    _, hi = _bracket(s.k_hi, ok, s.j, j_goal, 16, known=known, coarse=1.2)
+    if hi > s.k_hi:
+        return None, 0
+    k = min(s.k_hi, 2 * hi)
+    if s.j(k) <= 0:
+        return s.file(k)
+    return s.file(k, _pct(j_goal / s.j(k)))
 
 
 def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:
