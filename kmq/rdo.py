@@ -34,9 +34,6 @@ _ROUNDS = 1  # rounds of sweeps + palette refinement
 _SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
 _TILE = 64  # side of the sample's tiles
 _BISECT = 6  # trials when calibrating lambda
-_HIST_K = 4096  # up to this k, palette means come from (label, level) histograms
-_OVERSHOOT = 1.0  # calibrate for more than the budget: trimming the excess on the whole image is cheap and
-#                   keeps the moves that buy most, while a lambda found too low cannot be made up for
 
 
 @dataclass
@@ -49,6 +46,7 @@ class _State:
     width: int
     palette: np.ndarray
     padded: np.ndarray
+    near_c: np.ndarray  # the nearest entry of each distinct colour
     near: np.ndarray
     dnear: np.ndarray
     dcur: np.ndarray
@@ -69,28 +67,29 @@ def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.nda
 
 
 class _Colours:
-    """An image's distinct colours and, per pixel, the index of its colour (found once: the nearest entry of
-    every pixel is then one gather per palette)."""
+    """An image's distinct colours (with their pixel counts) and, per pixel, the index of its colour (found
+    once: the nearest entry of every pixel is then one gather per palette)."""
 
     def __init__(self, distinct: kmeans.Distinct) -> None:
         self.colors = distinct.colors
+        self.counts = distinct.counts
         self.index = distinct.spread(np.arange(len(distinct.colors), dtype=np.int32))
 
-    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel (flat): the nearest palette entry and its squared distance, both int32."""
+    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nearest palette entry of each colour, then of each pixel (flat) and its squared distance."""
         labels, sq = kmeans.nearest(self.colors, palette)
-        return labels.astype(np.int32)[self.index], sq.astype(np.int32)[self.index]
+        labels = labels.astype(np.int32)
+        return labels, labels[self.index], sq.astype(np.int32)[self.index]
 
 
-def _start(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray,
-           labels: np.ndarray | None = None) -> _State:
+def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State:
+    """The nearest-colour labelling."""
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels).astype(np.int32)
-    near, dnear = distinct.nearest(palette)
+    near_c, near, dnear = colours.nearest(palette)
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
-    padded[1:-1, 1:-1] = near.reshape(height, width) if labels is None else labels
-    dcur = dnear.copy() if labels is None else _dist(flat, palette, padded[1:-1, 1:-1].reshape(-1))
-    return _State(flat, height, width, palette, padded, near, dnear, dcur)
+    padded[1:-1, 1:-1] = near.reshape(height, width)
+    return _State(flat, height, width, palette, padded, near_c, near, dnear, dnear.copy())
 
 
 def _around(s: _State, mask: np.ndarray) -> np.ndarray:
@@ -155,25 +154,32 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     return changed
 
 
-def _refine(s: _State, distinct: _Colours) -> None:
+def _refine(s: _State, colours: _Colours) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
     the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
-    labels and the current distances are brought up to date."""
-    k = len(s.palette)
+    labels and the current distances are brought up to date.
+
+    The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
+    that moved: a small share of the image, so nothing here costs a pass over every pixel's channels."""
+    k, channels = s.palette.shape
     labels = s.labels.reshape(-1)
-    counts = np.bincount(labels, minlength=k)
+    moved = np.flatnonzero(labels != s.near)
+    to, away = labels[moved], s.near[moved]
+    counts = np.bincount(s.near_c, weights=colours.counts, minlength=k)
+    counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
     palette = s.palette.copy()
     used = counts > 0
-    for ch in range(s.pixels.shape[1]):
-        if k <= _HIST_K:  # an integer histogram of (label, level) is much cheaper than float weights
-            hist = np.bincount(labels * 256 + s.pixels[:, ch], minlength=k * 256).reshape(k, 256)
-            sums = hist @ np.arange(256, dtype=np.int64)
-        else:
-            sums = np.bincount(labels, weights=s.pixels[:, ch], minlength=k)
+    for ch in range(channels):
+        sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.counts, minlength=k)
+        level = s.pixels[moved, ch]
+        sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
         palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
+    # Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
+    per_colour = _dist(colours.colors.astype(np.int32), palette, s.near_c)
+    s.dcur = per_colour[colours.index]
+    s.dcur[moved] = _dist(s.pixels[moved], palette, to)
     s.palette = palette
-    s.near, s.dnear = distinct.nearest(palette)
-    s.dcur = _dist(s.pixels, palette, labels)
+    s.near_c, s.near, s.dnear = colours.nearest(palette)
 
 
 def _run(s: _State, distinct: _Colours, lam: float) -> None:
@@ -231,17 +237,17 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k)."""
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
-    lam = _calibrate(pixels, palette, 1 + _OVERSHOOT * (ratio - 1))
+    lam = _calibrate(pixels, palette, ratio)
     colours = _Colours(distinct)
     s = _start(pixels, colours, palette)
     j0 = int(s.dnear.sum(dtype=np.int64))
     budget = math.floor(j0 * ratio)
-    original = (palette, s.near, s.dnear)  # never changed in place: _refine makes new arrays
+    original = (palette, s.near_c, s.near, s.dnear)  # never changed in place: _refine makes new arrays
     if lam > 0:
         _run(s, colours, lam)
     if int(s.dnear.sum(dtype=np.int64)) > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
-        s.palette, s.near, s.dnear = original
+        s.palette, s.near_c, s.near, s.dnear = original
         s.dcur = _dist(s.pixels, s.palette, s.labels.reshape(-1))
     _back_off(s, budget)
     labels = s.labels.reshape(-1)
@@ -251,15 +257,14 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
 
 
 def _back_off(s: _State, budget: int) -> None:
-    """Return the relabelled pixels that cost the most distortion to their nearest entry until the total
-    distortion is within budget (possible whenever the nearest labelling is)."""
+    """Return relabelled pixels to their nearest entry until the total distortion is within budget (possible
+    whenever the nearest labelling is): first those that bought the least agreement per unit of distortion,
+    as a lower lambda would."""
     excess = int(s.dcur.sum(dtype=np.int64)) - budget
     if excess <= 0:
         return
     delta = s.dcur - s.dnear
     moved = np.flatnonzero(delta > 0)
-    # As lowering lambda would: first the moves that bought the least neighbour agreement per unit of
-    # distortion (a move that bought none first of all).
     pidx = moved + 2 * (moved // s.width) + s.width + 3
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near[moved]
@@ -280,6 +285,8 @@ def _compact(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     """Drop unused entries and merge equal ones."""
     used = np.bincount(labels, minlength=len(palette)) > 0
     kept, inverse = np.unique(palette[used], axis=0, return_inverse=True)
+    if len(kept) == len(palette):
+        return palette, labels  # nothing to drop: spare a pass over the pixels
     remap = np.zeros(len(palette), np.int64)
     remap[used] = inverse.reshape(-1)
     return kept, remap[labels]
