@@ -29,7 +29,7 @@ from . import kmeans
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
-_SWEEPS = 3  # sweeps of every parity class per round
+_SWEEPS = 2  # sweeps of every parity class per round
 _ROUNDS = 1  # rounds of sweeps + palette refinement
 _SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
 _TILE = 64  # side of the sample's tiles
