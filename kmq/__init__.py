@@ -5,12 +5,12 @@
 >>> kmq.KmqImage.from_bytes(img.to_bytes()) == img
 True
 """
-from .api import compress, export, read, write
+from .api import compress, compress_to, export, read, write
 from .errors import ChecksumError, FormatError, KmqError, KmqWarning
 from .format import KmqImage
 
 __version__ = "1.0.0"
-__all__ = ["compress", "read", "write", "export", "KmqImage", "KmqError", "FormatError", "ChecksumError", "KmqWarning",
+__all__ = ["compress", "compress_to", "read", "write", "export", "KmqImage", "KmqError", "FormatError", "ChecksumError", "KmqWarning",
            "__version__"]
 
 

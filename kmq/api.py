@@ -5,6 +5,7 @@ These validate; kmq.kmeans computes.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -20,12 +21,12 @@ from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import ImageSource, format_for, load_image, save_quantized, to_array, writable_format
 
-__all__ = ["compress", "read", "write", "export", "quantize", "load"]
+__all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
 
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
              max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
-             max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None,
+             max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
              progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
 
@@ -33,6 +34,11 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     bytes of an image file.
     Returns a KmqImage whose palette has k entries, or fewer (with a KmqWarning) when the image has fewer
     distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
+    rdo: a percentage (default 0, off). Labels (and then the palette) may move where that makes them cheaper
+    for the codec (ctx or lzma; with raw every labelling costs the same, so rdo > 0 is a ValueError), for a
+    distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo". Unused or
+    coinciding entries are dropped, so k may shrink.
+
     progress: an optional callable(done, total), called now and then by a long K-Means (large k), e.g. to
     draw a bar; it does not change the result.
 
@@ -46,24 +52,97 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     >>> img.k, img.distortion
     (1, 0.0)
     """
+    _check_k(k)
+    _check_common(seed, max_iter, codec)
+    _check_rdo(rdo, codec)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be callable or None, got {progress!r}")
+    if palette is not None:
+        if rdo > 0:
+            raise ValueError(PALETTE_RDO)
+        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels)
+    pixels = _as_pixels(image, max_pixels)
+    distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
+    return quantized(pixels, distinct, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
+                     rdo=float(rdo), progress=progress)
+
+
+def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
+                max_bytes: int | None = None, k: int | None = None, codec: str = "ctx", seed: int = 0,
+                max_iter: int = 300, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+    """Compress to a target instead of a K: exactly one of psnr (dB: the smallest file whose decoded PSNR is at
+    least this) and max_bytes (the best-PSNR file of at most this many bytes).
+
+    kmq chooses K (1 .. k, default 65536) and, for ctx and lzma, the rdo strength; metadata records
+    "target" ({"psnr": DB} or {"max_bytes": N}) and "rdo". KmqError when no file meets the target, saying
+    the best that can be done.
+    """
+    if (psnr is None) == (max_bytes is None):
+        raise ValueError("give exactly one target: psnr or max_bytes")
+    if psnr is not None and (isinstance(psnr, bool) or not isinstance(psnr, (int, float, np.number))
+                             or not math.isfinite(psnr) or psnr <= 0):
+        raise ValueError(f"psnr must be a number of dB above 0, got {psnr!r}")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer))
+                                  or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if k is not None:
+        _check_k(k)
+    _check_common(seed, max_iter, codec)
+    from . import target
+
+    pixels = _as_pixels(image, max_pixels)
+    return target.search(pixels, psnr=None if psnr is None else float(psnr),
+                         max_bytes=None if max_bytes is None else int(max_bytes), k_max=int(k or MAX_K),
+                         codec=codec, seed=int(seed), max_iter=max_iter)
+
+
+def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+
+
+def _check_common(seed: int, max_iter: int, codec: str) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be callable or None, got {progress!r}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
-    if palette is not None:
-        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels)
-    pixels = _as_pixels(image, max_pixels)
+
+
+RAW_RDO = "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx (or lzma)"
+# rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
+PALETTE_RDO = "--rdo refines the palette it fits; a given --palette is kept exactly, so they cannot be combined"
+
+
+def _check_rdo(rdo: float, codec: str) -> None:
+    if isinstance(rdo, bool) or not isinstance(rdo, (int, float, np.number)) or not math.isfinite(rdo) \
+            or rdo < 0:
+        raise ValueError(f"rdo must be a percentage >= 0, got {rdo!r}")
+    if rdo > 0 and codec == "raw":
+        raise ValueError(RAW_RDO)
+
+
+def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: int, max_iter: int,
+              tol: float = 1e-4, codec: str, rdo: float = 0.0, fit: tuple | None = None,
+              extra: dict | None = None, progress: kmeans.Progress | None = None) -> KmqImage:
+    """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo applied.
+    fit: a (palette, labels, J) of quantize_distinct already computed for this k; extra: more metadata."""
     height, width, channels = pixels.shape
-    palette, labels, distortion = quantize(pixels.reshape(-1, channels), int(k), seed=int(seed),
-                                           max_iter=max_iter, tol=tol, progress=progress)
-    return KmqImage(palette, labels.reshape(height, width),
-                    {"distortion": distortion, "seed": int(seed)}, codec)
+    palette, labels, distortion = fit or quantize_distinct(distinct, k, seed=seed, max_iter=max_iter, tol=tol,
+                                                           progress=progress)
+    meta: dict = {"distortion": distortion, "seed": seed}
+    if rdo > 0 or extra:
+        meta["rdo"] = rdo
+        if rdo > 0 and distortion > 0:
+            from . import rdo as rdo_module
+
+            palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo)
+            palette, flat = _by_share(palette, flat.reshape(-1), None)
+            labels = flat.astype(np.uint16)
+            meta["distortion"] = distortion
+    meta.update(extra or {})
+    return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
 def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int) -> KmqImage:
@@ -83,7 +162,14 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
     K-Means runs over the distinct colours weighted by their counts (the same result as over the pixels, much
     cheaper); see `quantize_colors`.
     """
-    distinct = kmeans.distinct(pixels)
+    return quantize_distinct(kmeans.distinct(pixels), k, seed=seed, max_iter=max_iter, tol=tol,
+                             progress=progress)
+
+
+def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_iter: int = 300,
+                      tol: float = 1e-4, progress: kmeans.Progress | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
+    """quantize, given the image's distinct colours (so that several k can share them)."""
     palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
                                                         max_iter=max_iter, tol=tol, what="the image",
                                                         progress=progress)
@@ -120,8 +206,9 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 
 
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,
-              counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order palette entries by decreasing pixel count, ties by colour, and relabel to match."""
+              counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
+    counts: the pixels of each labelled colour (None: each label is one pixel)."""
     share = np.bincount(color_labels, weights=counts, minlength=len(palette))
     # lexsort's last key is the primary one; palette columns break ties in colour order.
     order = np.lexsort((*palette.T[::-1], -share))

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from .api import compress, export, read, write
+from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning
 from .fileio import STDIO, check_distinct, ignore_signal, reason
 from .format import DEFAULT_MAX_PIXELS
@@ -228,13 +228,23 @@ class CompressTask(_Task):
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
     palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)
+    rdo: float = 0.0
+    psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
+    max_bytes: int | None = None  # if k_given
+    k_given: bool = True
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = compress(sys.stdin.buffer if str(job.source) == STDIO else job.source, self.k, seed=self.seed,
-                       max_iter=self.max_iter, codec=self.codec, max_pixels=self.max_pixels, palette=self.palette)
+        source = sys.stdin.buffer if str(job.source) == STDIO else job.source
+        if self.psnr is None and self.max_bytes is None:
+            img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
+                           max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo)
+        else:
+            img = compress_to(source, psnr=self.psnr, max_bytes=self.max_bytes,
+                              k=self.k if self.k_given else None, codec=self.codec, seed=self.seed,
+                              max_iter=self.max_iter, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
-        return size, record(img, str(job.target), size)
+        return size, record(img, str(job.target), size, rdo=True)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -108,8 +109,8 @@ def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) ->
     for name in excluded:
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
             option = next(o for p in ctx.command.params if p.name == name for o in p.opts)
-            raise click.UsageError(f"{option} cannot be used with --palette (the palette gives K; "
-                                   f"no K-Means runs)")
+            raise click.UsageError(f"{option} cannot be used with --palette (the palette is used exactly "
+                                   f"as given: its size is K, no K-Means runs)")
     with _reported():
         return palettes.read(palette_file, max_pixels=max_pixels)
 
@@ -128,10 +129,43 @@ def main() -> None:
     """
 
 
+class ByteSize(click.ParamType):
+    """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
+    fractions allowed (1.5M), rounded down to whole bytes; at least 1."""
+    name = "SIZE"
+    _UNITS = {"": 1, "B": 1, "k": 10**3, "kB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+              "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            size = value
+        else:
+            match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
+            if match is None or match.group(2) not in self._UNITS:
+                self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
+                          f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
+            size = math.floor(float(match.group(1)) * self._UNITS[match.group(2)])
+        if size < 1:
+            self.fail(f"{value!r} is less than 1 byte", param, ctx)
+        return size
+
+
+RDO_OPTION = click.option("--rdo", type=click.FloatRange(min=0), default=0.0, metavar="PCT",
+                          help="Let J rise by up to PCT % over the nearest-colour J where that makes the "
+                               "labels cheaper (ctx, lzma). Default 0: off.")
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
                 type=PATH)
-@click.option("-k", "k", type=K_RANGE, default=16, show_default=True, help="Palette size (1 to 65536).")
+@click.option("-k", "k", type=K_RANGE, default=None,
+              help="Palette size (1 to 65536; default 16). With --psnr or --max-bytes, the largest K allowed.")
+@RDO_OPTION
+@click.option("--psnr", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+              help="Write the smallest file whose PSNR is at least DB: kmq chooses K (and the rdo).")
+@click.option("--max-bytes", type=ByteSize(),
+              help="Write the best-PSNR file of at most SIZE bytes (200000, 200k, 1.5M, 64KiB): kmq chooses "
+                   "K (and the rdo).")
 @click.option("-o", "--output", type=PATH,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
                    "with several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
@@ -145,14 +179,15 @@ def main() -> None:
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
-def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max_iter: int, codec: str,
-             palette_file: str | None, max_pixels: int, force: bool, quiet: bool, workers: int | None,
-             summary: str | None) -> None:
+def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | None, max_bytes: int | None,
+             output: str | None, seed: int, max_iter: int, codec: str, palette_file: str | None, max_pixels: int,
+             force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
     Several files or folders (searched recursively for images Pillow reads) are compressed in parallel,
     with a progress bar on a terminal and a summary at the end; a failed file does not stop the others.
     With --palette, no K-Means: every pixel gets its nearest entry of the given palette, the same in every file.
+    With --psnr or --max-bytes kmq chooses K (and, for ctx and lzma, the --rdo strength) to meet the target.
 
     \b
     Example:
@@ -160,13 +195,18 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
       kmq compress - -k 8 -o - < a.png > a.kmq
       kmq compress a.png photos/ -k 16 -o out/ -j 4
       kmq compress slides/ --palette stain.gpl -o out/
+      kmq compress photo.png -k 16 --codec ctx --rdo 2
+      kmq compress photo.png --codec ctx --psnr 32
+      kmq compress photo.png --codec ctx --max-bytes 50k
     """
-    palette = _given_palette(palette_file, max_pixels, "k", "seed", "max_iter")
+    _check_rdo_options(rdo, psnr, max_bytes, codec)
+    palette = _given_palette(palette_file, max_pixels, "k", "seed", "max_iter", "rdo", "psnr", "max_bytes")
     if _is_bulk(images, output, summary):
         from . import batch
 
-        task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
-                                  overwrite=force, palette=palette)
+        task = batch.CompressTask(k=k or 16, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
+                                  overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
+                                  k_given=k is not None)
         jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
         return
@@ -176,12 +216,17 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
         _refuse_folder(output)
         output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
         _check_output(output, image)
-        with _fit_progress(quiet) as progress:
-            img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
-                               codec=codec, max_pixels=max_pixels, palette=palette, progress=progress)
+        source = sys.stdin.buffer if image == STDIO else image
+        if psnr is None and max_bytes is None:
+            with _fit_progress(quiet) as progress:
+                img = api.compress(source, k or 16, seed=seed, max_iter=max_iter, codec=codec,
+                                   max_pixels=max_pixels, rdo=rdo, palette=palette, progress=progress)
+        else:
+            img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
+                                  max_iter=max_iter, max_pixels=max_pixels)
         size = api.write(output, img, overwrite=force)
     if not quiet:
-        click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
+        click.echo(_compressed_line(image, output, stats.record(img, output, size, rdo=True), size,
                                     time.perf_counter() - started), err=output == STDIO)
 
 
@@ -235,6 +280,16 @@ def _refuse_folder(output: str | None) -> None:
         raise KmqError(f"{output} is a folder: to write into it, end -o with a slash ({output}/)")
 
 
+def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, codec: str | None) -> None:
+    if psnr is not None and max_bytes is not None:
+        raise click.UsageError("give --psnr or --max-bytes, not both")
+    if rdo and (psnr is not None or max_bytes is not None):
+        raise click.UsageError("--rdo cannot be combined with --psnr or --max-bytes: the target chooses the "
+                               "rdo strength")
+    if rdo and codec in (None, "raw"):
+        raise click.UsageError(api.RAW_RDO)
+
+
 def _check_output(output: str, source: str) -> None:
     if output == STDIO and sys.stdout.isatty():
         raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
@@ -243,7 +298,8 @@ def _check_output(output: str, source: str) -> None:
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
     psnr = _db(r["psnr"])
-    return (f"{image} -> {output}: k={r['k']}, {_plural(r['bits_per_label'], 'bit')}/label, "
+    chosen = f", rdo {r['rdo']:g}%" if r.get("rdo") is not None else ""
+    return (f"{image} -> {output}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")
 
@@ -331,11 +387,12 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
+@RDO_OPTION
 @_palette_option
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
                   codec: str | None, reference: bool, plot_path: str | None, force: bool, quiet: bool,
-                  palette_file: str | None, max_pixels: int) -> None:
+                  rdo: float, palette_file: str | None, max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
@@ -349,8 +406,10 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats photo.png -k 64 --codec all   # raw vs lzma vs ctx
       kmq stats photo.png --sweep --codec ctx --reference --plot rd.png
       kmq stats slides/*.png --palette stain.gpl
+      kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
-    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep")
+    _check_rdo_options(rdo, None, None, codec)
+    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if plot_path is not None and not plot.available():
@@ -362,7 +421,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                     max_pixels=max_pixels, palette=palette)
+                                     max_pixels=max_pixels, palette=palette, rdo=rdo)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).

@@ -101,7 +101,8 @@ class Distinct:
         size = int(self._values[-1]) + 1
         n = self._keys.shape[0] if self._keys is not None else self._pixels.shape[0]
         out = np.empty(n, dtype=per_color.dtype)
-        if size <= _TABLE_MAX:
+        # A table costs in proportion to its size (page faults), a search to the pixels: small images search.
+        if size <= _TABLE_MAX and n * 32 >= size:
             # Only the M cells written are ever touched among the lazily zeroed pages of the table.
             table = np.zeros(size, dtype=per_color.dtype)
             table[self._values] = per_color

@@ -44,10 +44,11 @@ def psnr(distortion: float | None, channels: int) -> float | None:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
+def record(img: KmqImage, file: str, file_bytes: int, *, rdo: bool = False) -> dict[str, Any]:
     """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes.
 
     The reference sizes (png8_bytes, webp_bytes) are None: measure(reference=True) fills them in.
+    rdo: also the key "rdo" (the metadata's rdo strength, or None), for the compress summary lines.
     """
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
@@ -61,7 +62,7 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
         "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels), "codec": img.codec,
         "bits_per_pixel": file_bytes * 8 / (img.width * img.height),
         "png8_bytes": None, "webp_bytes": None,
-    }
+    } | ({"rdo": img.metadata.get("rdo")} if rdo else {})
 
 
 def reference_sizes(img: KmqImage) -> dict[str, int | None]:
@@ -78,14 +79,16 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 
 def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-            palette: Any = None) -> list[dict[str, Any]]:
+            palette: Any = None, rdo: float = 0.0) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
-    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none), or once with palette (see kmq.compress) when one is given. codec: None keeps a .kmq
-    file's own codec and stores images raw; a codec name, or "all" for every codec, re-encodes the labels
-    and reports the size the file would have with it (one record per codec).
+    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none), or once with palette
+    (see kmq.compress) when one is given. codec: None keeps a .kmq file's own codec and stores images raw; a
+    codec name, or "all" for every codec, re-encodes the labels and reports the size the file would have with
+    it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
+    rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
@@ -98,7 +101,9 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     elif palette is not None:
         quantized = [compress(loaded, palette=palette)]
     else:
-        quantized = [compress(loaded, k, seed=seed) for k in ks or [DEFAULT_K]]
+        # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
+        quantized = [compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo)
+                     for k in ks or [DEFAULT_K]]
     records = []
     for img in quantized:
         # The same pixels whatever the codec: measured once per quantization.

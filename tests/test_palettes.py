@@ -376,13 +376,15 @@ def test_one_input_writes_a_palette_file_of_its_own_palette(tmp_path, samples):
 
 def test_k_or_seed_with_palette_is_a_usage_error(tmp_path, series):
     palettes.write(tmp_path / "p.txt", np.zeros((2, 3), np.uint8))
-    for command, option in (["compress", "-k"], ["compress", "--seed"], ["stats", "-k"], ["segment", "-k"],
-                            ["montage", "-k"]):
+    for command, option in (["compress", "-k"], ["compress", "--seed"], ["compress", "--rdo"],
+                            ["compress", "--psnr"], ["compress", "--max-bytes"], ["stats", "-k"], ["stats", "--rdo"],
+                            ["segment", "-k"], ["montage", "-k"]):
         output = [] if command == "stats" else ["-o", tmp_path / "x.png"]
-        result = run(command, series[0], option, "3", "--palette", tmp_path / "p.txt", *output)
+        codec = ["--codec", "ctx"] if option in ("--rdo", "--psnr", "--max-bytes") else []
+        result = run(command, series[0], option, "3", "--palette", tmp_path / "p.txt", *codec, *output)
         assert result.exit_code == 2
-        assert result.output.endswith(f"Error: {option} cannot be used with --palette (the palette gives K; "
-                                      f"no K-Means runs)\n")
+        assert result.output.endswith(f"Error: {option} cannot be used with --palette (the palette is used "
+                                      f"exactly as given: its size is K, no K-Means runs)\n"), result.output
     assert not (tmp_path / "x.png").exists()
 
 

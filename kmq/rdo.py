@@ -1,0 +1,292 @@
+"""Rate-distortion optimised labels: spend a stated share of extra distortion where it buys the most bytes.
+
+Plain quantization gives every pixel its nearest palette colour, whatever that costs to store. The ctx codec
+(and, less sharply, lzma) codes a label cheaply when it repeats its neighbours' labels and dearly when it
+breaks a run, so a pixel whose colour is almost as close to a neighbour's label is often worth relabelling.
+This module minimises, for a multiplier lambda,
+
+    E = sum over pixels of d(pixel, palette[label]) + lambda * sum over neighbour pairs of w * [labels differ]
+
+(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
+each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
+cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
+of them are neighbours and E never rises. Each round of sweeps is followed by a palette refinement (every
+entry becomes the rounded mean of its pixels, which never raises J for fixed labels). lambda is found by
+bisection on a sample of the image so that J lands at the budget; on the whole image the final J is then
+measured exactly and, when above the budget, the relabelled pixels that cost the most distortion return to
+their nearest entry until it is not. Everything is array work over whole parity classes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kmeans
+
+# (row, column) offsets of the neighbours and their weights in the Potts term. Diagonal neighbours count
+# too because ctx's finest diagonal pass predicts a pixel from exactly those.
+_OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+_WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
+_SWEEPS = 2  # sweeps of every parity class per round
+_ROUNDS = 1  # rounds of sweeps + palette refinement
+_SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
+_TILE = 64  # side of the sample's tiles
+_BISECT = 6  # trials when calibrating lambda
+
+
+@dataclass
+class _State:
+    """A labelling in progress. labels are stored padded by one pixel of sentinel k, so every pixel has 8
+    neighbours; pixels (H*W, C) int32; near / dnear the nearest label and its distance; dcur the distance
+    of the current label."""
+    pixels: np.ndarray
+    height: int
+    width: int
+    palette: np.ndarray
+    padded: np.ndarray
+    near_c: np.ndarray  # the nearest entry of each distinct colour
+    near: np.ndarray
+    dnear: np.ndarray
+    dcur: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.padded[1:-1, 1:-1]
+
+
+def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Squared distance of each pixel (m, C) int32 to palette[labels], int32."""
+    d = np.zeros(len(labels), np.int32)
+    for ch in range(pixels.shape[1]):
+        diff = palette[:, ch].astype(np.int32)[labels]
+        diff -= pixels[:, ch]
+        d += diff * diff
+    return d
+
+
+class _Colours:
+    """An image's distinct colours (with their pixel counts) and, per pixel, the index of its colour (found
+    once: the nearest entry of every pixel is then one gather per palette)."""
+
+    def __init__(self, distinct: kmeans.Distinct) -> None:
+        self.colors = distinct.colors
+        self.counts = distinct.counts
+        self.index = distinct.spread(np.arange(len(distinct.colors), dtype=np.int32))
+
+    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nearest palette entry of each colour, then of each pixel (flat) and its squared distance."""
+        labels, sq = kmeans.nearest(self.colors, palette)
+        labels = labels.astype(np.int32)
+        return labels, labels[self.index], sq.astype(np.int32)[self.index]
+
+
+def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State:
+    """The nearest-colour labelling."""
+    height, width, channels = pixels.shape
+    flat = pixels.reshape(-1, channels).astype(np.int32)
+    near_c, near, dnear = colours.nearest(palette)
+    padded = np.full((height + 2, width + 2), len(palette), np.int32)
+    padded[1:-1, 1:-1] = near.reshape(height, width)
+    return _State(flat, height, width, palette, padded, near_c, near, dnear, dnear.copy())
+
+
+def _around(s: _State, mask: np.ndarray) -> np.ndarray:
+    """mask (H, W) bool grown by one pixel in all 8 directions."""
+    pad = np.pad(mask, 1)
+    out = mask.copy()
+    for di, dj in _OFFSETS:
+        out |= pad[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
+    return out
+
+
+def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
+    """One pass over the four parity classes, visiting the pixels of ``todo`` (all if None) that could gain
+    from a move; returns the (H, W) bool map of the labels that changed."""
+    k = len(s.palette)
+    wp = s.width + 2
+    flat = s.padded.reshape(-1)
+    offsets = [di * wp + dj for di, dj in _OFFSETS]
+    # Only pixels at a label boundary, or not at their nearest label, can gain from a move.
+    lab = s.labels
+    moving = (lab != s.near.reshape(lab.shape))
+    for di, dj in _OFFSETS[:4]:
+        moving |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
+    if todo is not None:
+        moving &= todo
+    changed = np.zeros_like(moving)
+    for pi in (0, 1):
+        for pj in (0, 1):
+            sub = np.zeros_like(moving)
+            sub[pi::2, pj::2] = moving[pi::2, pj::2]
+            idx = np.flatnonzero(sub)
+            if len(idx) == 0:
+                continue
+            pidx = idx + 2 * (idx // s.width) + wp + 1
+            nbs = [flat[pidx + off] for off in offsets]
+            cur = flat[pidx]
+            px = s.pixels[idx]
+            cands = [cur, s.near[idx], *nbs[:4]]
+            best = None
+            for c in cands:
+                agree = np.zeros(len(idx), np.int8)
+                for nb, w in zip(nbs, _WEIGHTS):
+                    agree += (nb == c).view(np.int8) << np.int8(w - 1)
+                if c is cur:
+                    d = s.dcur[idx]
+                else:
+                    safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
+                    d = _dist(px, s.palette, safe)
+                cost = d - np.float32(lam) * agree
+                if c is not cur and c is not cands[1]:
+                    cost[c == k] = np.inf
+                if best is None:
+                    best, best_c, best_d = cost, cur, d
+                else:
+                    better = cost < best
+                    best = np.where(better, cost, best)
+                    best_c = np.where(better, c, best_c)
+                    best_d = np.where(better, d, best_d)
+            changed.reshape(-1)[idx] = best_c != cur
+            flat[pidx] = best_c
+            s.dcur[idx] = best_d
+    return changed
+
+
+def _refine(s: _State, colours: _Colours) -> None:
+    """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
+    the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
+    labels and the current distances are brought up to date.
+
+    The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
+    that moved: a small share of the image, so nothing here costs a pass over every pixel's channels."""
+    k, channels = s.palette.shape
+    labels = s.labels.reshape(-1)
+    moved = np.flatnonzero(labels != s.near)
+    to, away = labels[moved], s.near[moved]
+    counts = np.bincount(s.near_c, weights=colours.counts, minlength=k)
+    counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
+    palette = s.palette.copy()
+    used = counts > 0
+    for ch in range(channels):
+        sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.counts, minlength=k)
+        level = s.pixels[moved, ch]
+        sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
+        palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
+    # Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
+    per_colour = _dist(colours.colors.astype(np.int32), palette, s.near_c)
+    s.dcur = per_colour[colours.index]
+    s.dcur[moved] = _dist(s.pixels[moved], palette, to)
+    s.palette = palette
+    s.near_c, s.near, s.dnear = colours.nearest(palette)
+
+
+def _run(s: _State, distinct: _Colours, lam: float) -> None:
+    for _ in range(_ROUNDS):
+        todo = None
+        for _ in range(_SWEEPS):
+            changed = _sweep(s, lam, todo)
+            if not changed.any():
+                break
+            todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
+        _refine(s, distinct)
+
+
+def _sample(pixels: np.ndarray) -> np.ndarray:
+    """The image itself when small, else a mosaic of tiles spread evenly over it (about _SAMPLE pixels)."""
+    height, width = pixels.shape[:2]
+    if height * width <= 2 * _SAMPLE or height < _TILE or width < _TILE:
+        return pixels
+    n = max(1, _SAMPLE // (_TILE * _TILE))
+    side = math.isqrt(n)
+    rows = np.linspace(0, height - _TILE, side).astype(int)
+    cols = np.linspace(0, width - _TILE, side).astype(int)
+    return np.concatenate([np.concatenate([pixels[r:r + _TILE, c:c + _TILE] for c in cols], axis=1)
+                           for r in rows], axis=0)
+
+
+def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float) -> float:
+    """The lambda at which a run on a sample of the image raises J by the factor ``ratio``, by bisection on
+    log lambda (J grows with lambda)."""
+    sample = _sample(pixels)
+    channels = sample.shape[2]
+    distinct = _Colours(kmeans.distinct(sample.reshape(-1, channels)))
+    base = _start(sample, distinct, palette)
+    j0 = float(base.dnear.sum())
+    if j0 == 0:
+        return 0.0
+    target = j0 * ratio
+    lo, hi = 0.0, None
+    lam = j0 / len(base.dnear) * (ratio - 1) * 4 + 1.0
+    for _ in range(_BISECT):
+        s = _start(sample, distinct, palette)
+        _run(s, distinct, lam)
+        if float(s.dcur.sum()) > target:
+            hi = lam
+        else:
+            lo = lam
+        lam = lam * 4 if hi is None else (math.sqrt(lo * hi) if lo > 0 else hi / 4)
+    return lo
+
+
+def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
+    ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
+    int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k)."""
+    height, width, channels = pixels.shape
+    ratio = 1 + pct / 100
+    lam = _calibrate(pixels, palette, ratio)
+    colours = _Colours(distinct)
+    s = _start(pixels, colours, palette)
+    j0 = int(s.dnear.sum(dtype=np.int64))
+    budget = math.floor(j0 * ratio)
+    original = (palette, s.near_c, s.near, s.dnear)  # never changed in place: _refine makes new arrays
+    if lam > 0:
+        _run(s, colours, lam)
+    if int(s.dnear.sum(dtype=np.int64)) > budget:
+        # The refined palette's own nearest labelling is over budget: go back to the first palette.
+        s.palette, s.near_c, s.near, s.dnear = original
+        s.dcur = _dist(s.pixels, s.palette, s.labels.reshape(-1))
+    _back_off(s, budget)
+    labels = s.labels.reshape(-1)
+    total = int(s.dcur.sum(dtype=np.int64))
+    palette, labels = _compact(s.palette, labels)
+    return palette, labels.reshape(height, width), total / len(labels)
+
+
+def _back_off(s: _State, budget: int) -> None:
+    """Return relabelled pixels to their nearest entry until the total distortion is within budget (possible
+    whenever the nearest labelling is): first those that bought the least agreement per unit of distortion,
+    as a lower lambda would."""
+    excess = int(s.dcur.sum(dtype=np.int64)) - budget
+    if excess <= 0:
+        return
+    delta = s.dcur - s.dnear
+    moved = np.flatnonzero(delta > 0)
+    pidx = moved + 2 * (moved // s.width) + s.width + 3
+    flat = s.padded.reshape(-1)
+    cur, near = flat[pidx], s.near[moved]
+    gain = np.zeros(len(moved), np.int32)
+    for (di, dj), w in zip(_OFFSETS, _WEIGHTS):
+        nb = flat[pidx + di * (s.width + 2) + dj]
+        gain += ((nb == cur).view(np.int8) - (nb == near).view(np.int8)) * w
+    worth = np.where(gain > 0, gain / np.maximum(delta[moved], 1), -1.0)
+    order = moved[np.argsort(worth, kind="stable")]
+    undo = order[:int(np.searchsorted(np.cumsum(delta[order], dtype=np.int64), excess)) + 1]
+    labels = s.labels.reshape(-1).copy()
+    labels[undo] = s.near[undo]
+    s.labels[...] = labels.reshape(s.height, s.width)
+    s.dcur[undo] = s.dnear[undo]
+
+
+def _compact(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unused entries and merge equal ones."""
+    used = np.bincount(labels, minlength=len(palette)) > 0
+    kept, inverse = np.unique(palette[used], axis=0, return_inverse=True)
+    if len(kept) == len(palette):
+        return palette, labels  # nothing to drop: spare a pass over the pixels
+    remap = np.zeros(len(palette), np.int64)
+    remap[used] = inverse.reshape(-1)
+    return kept, remap[labels]

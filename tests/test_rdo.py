@@ -1,0 +1,133 @@
+"""--rdo: cheaper labels for a bounded rise of the distortion J."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq import kmeans, rdo
+from kmq.cli import main
+
+
+@pytest.fixture
+def crop(samples) -> np.ndarray:
+    with Image.open(samples / "chelsea.png") as im:
+        return np.asarray(im.convert("RGB"))[60:124, 150:214].copy()
+
+
+def true_j(img: kmq.KmqImage, pixels: np.ndarray) -> float:
+    decoded = img.decode().reshape(pixels.shape).astype(np.int64)
+    return float(((decoded - pixels.astype(np.int64)) ** 2).reshape(-1, img.channels).sum(axis=1).mean())
+
+
+def test_toy_row_gives_the_odd_pixel_its_neighbours_label_then_refines_the_palette():
+    # Palette 0 and 100: the 52 is nearest 100 (2304 against 2704). Taking the label of its neighbours
+    # costs 400 more, within 20 %; then entry 100 is unused and entry 0 becomes the mean, 52/7 -> 7.
+    pixels = np.array([[0, 0, 0, 52, 0, 0, 0]], np.uint8)[..., None]
+    distinct = kmeans.distinct(pixels.reshape(-1, 1))
+    palette, labels, j = rdo.optimise(pixels, distinct, np.array([[0], [100]], np.uint8), 20.0)
+    np.testing.assert_array_equal(palette, [[7]])
+    np.testing.assert_array_equal(labels, np.zeros((1, 7)))
+    assert j == (6 * 7**2 + 45**2) / 7
+
+
+def test_toy_row_keeps_the_odd_label_when_the_budget_is_too_small_and_refines_it():
+    # 400 more is above 0.5 % of 2304: the 52 keeps its own label, whose entry becomes its mean, 52 (J = 0).
+    pixels = np.array([[0, 0, 0, 52, 0, 0, 0]], np.uint8)[..., None]
+    distinct = kmeans.distinct(pixels.reshape(-1, 1))
+    palette, labels, j = rdo.optimise(pixels, distinct, np.array([[0], [100]], np.uint8), 0.5)
+    assert j == 0
+    np.testing.assert_array_equal(palette[labels[0]].reshape(-1), [0, 0, 0, 52, 0, 0, 0])
+
+
+@pytest.mark.parametrize("codec", ["ctx", "lzma"])
+@pytest.mark.parametrize("k", [8, 32])
+def test_rdo_bound_true_j_and_fewer_bytes(crop, codec, k):
+    plain = kmq.compress(crop, k, codec=codec)
+    img = kmq.compress(crop, k, codec=codec, rdo=2)
+    assert img.distortion <= plain.distortion * 1.02
+    assert img.distortion == pytest.approx(true_j(img, crop), rel=1e-12)
+    assert img.metadata["rdo"] == 2.0 and "rdo" not in plain.metadata
+    assert len(img.to_bytes()) < len(plain.to_bytes())
+    again = kmq.KmqImage.from_bytes(img.to_bytes())
+    assert again == img
+
+
+def test_same_input_and_options_give_the_same_bytes(crop):
+    first = kmq.compress(crop, 16, codec="ctx", rdo=3, seed=2).to_bytes()
+    assert kmq.compress(crop, 16, codec="ctx", rdo=3, seed=2).to_bytes() == first
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_grey_and_rgba(crop, channels):
+    pixels = crop[..., :1] if channels == 1 else np.dstack([crop, crop[..., 1:2] // 2 + 100])
+    plain = kmq.compress(pixels, 12, codec="ctx")
+    img = kmq.compress(pixels, 12, codec="ctx", rdo=5)
+    assert img.channels == channels
+    assert img.distortion <= plain.distortion * 1.05
+    assert img.distortion == pytest.approx(true_j(img, pixels), rel=1e-12)
+
+
+def test_lossless_image_is_left_alone():
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[:, 4:] = 200
+    img = kmq.compress(pixels, 2, codec="ctx", rdo=10)
+    assert img.distortion == 0 and img.k == 2 and img.metadata["rdo"] == 10.0
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "2"])
+def test_bad_rdo_values(crop, bad):
+    with pytest.raises(ValueError, match="rdo must be a percentage >= 0"):
+        kmq.compress(crop, 4, codec="ctx", rdo=bad)
+
+
+def test_raw_refuses_rdo(crop):
+    with pytest.raises(ValueError, match="every labelling costs the same bytes with raw"):
+        kmq.compress(crop, 4, rdo=2)
+
+
+@pytest.fixture
+def image(tmp_path, crop):
+    path = tmp_path / "c.png"
+    Image.fromarray(crop).save(path)
+    return path
+
+
+USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rdo", "-1", "--codec", "ctx"], "Invalid value for '--rdo': -1.0 is not in the range x>=0."),
+    (["--rdo", "2"], "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx "
+                     "(or lzma)"),
+    (["--rdo", "2", "--codec", "raw"], "every labelling costs the same bytes with raw, so --rdo cannot help; "
+                                       "use --codec ctx (or lzma)"),
+])
+def test_cli_rdo_usage_errors(image, args, message):
+    result = CliRunner().invoke(main, ["compress", str(image), *args], prog_name="kmq")
+    assert result.exit_code == 2
+    assert result.output == USAGE + f"Error: {message}\n"
+    assert not image.with_suffix(".kmq").exists()
+
+
+def test_cli_stats_refuses_rdo_with_raw(image):
+    result = CliRunner().invoke(main, ["stats", str(image), "--rdo", "2"])
+    assert result.exit_code == 2
+    assert result.output.endswith("Error: every labelling costs the same bytes with raw, so --rdo cannot help; "
+                                  "use --codec ctx (or lzma)\n")
+
+
+def test_cli_compress_and_stats_with_rdo(image, tmp_path):
+    out = tmp_path / "c.kmq"
+    result = CliRunner().invoke(main, ["compress", str(image), "-k", "8", "--codec", "ctx", "--rdo", "2",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{image} -> {out}: k=8, rdo 2%, 3 bits/label, " in result.output
+    img = kmq.read(out)
+    assert img.metadata["rdo"] == 2.0
+    result = CliRunner().invoke(main, ["stats", str(image), "-k", "8", "--codec", "ctx", "--rdo", "2",
+                                       "--format", "tsv"])
+    assert result.exit_code == 0, result.output
+    row = dict(zip(*[line.split("\t") for line in result.output.splitlines()]))
+    assert int(row["file_bytes"]) == out.stat().st_size
+    assert float(row["distortion"]) == img.distortion

@@ -1,0 +1,170 @@
+"""--psnr / --max-bytes: kmq chooses K (and the rdo strength) to meet a target."""
+import re
+import warnings
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq.cli import ByteSize, main
+from kmq.stats import psnr as psnr_of
+
+KS = range(1, 25)
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    from conftest import SAMPLES
+    with Image.open(SAMPLES / "chelsea.png") as im:
+        return np.asarray(im.convert("RGB"))[80:112, 180:212].copy()
+
+
+@pytest.fixture(scope="module")
+def fits(crop):
+    """The plain image at every K in KS."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [kmq.compress(crop, k) for k in KS]
+
+
+def plain(fits, codec, target):
+    """(bytes, psnr) of the plain file at every K in KS, carrying the metadata a target's file carries."""
+    out = []
+    for img in fits:
+        meta = {**img.metadata, "rdo": 0.0, "target": target}
+        out.append((len(kmq.KmqImage(img.palette, img.labels, meta, codec).to_bytes()), db(img)))
+    return out
+
+
+def db(img: kmq.KmqImage) -> float:
+    return psnr_of(img.distortion, img.channels)
+
+
+@pytest.mark.parametrize("codec, target", [("raw", 31.0), ("ctx", 26.0), ("lzma", 29.0)])
+def test_psnr_target_met_no_larger_than_the_best_plain_k(crop, fits, codec, target):
+    img = kmq.compress_to(crop, psnr=target, codec=codec)
+    decoded = img.decode().astype(np.int64)
+    assert 10 * np.log10(255**2 / np.mean((decoded - crop) ** 2)) >= target  # from the decoded pixels
+    assert db(img) >= target
+    assert img.metadata["target"] == {"psnr": target}
+    assert img.metadata["rdo"] == 0 if codec == "raw" else img.metadata["rdo"] >= 0
+    best = min(size for size, p in plain(fits, codec, {"psnr": target}) if p >= target)
+    assert len(img.to_bytes()) <= best
+
+
+@pytest.mark.parametrize("codec, budget", [("raw", 800), ("ctx", 450)])
+def test_max_bytes_target_fits_no_worse_than_the_best_plain_k(crop, fits, codec, budget):
+    img = kmq.compress_to(crop, max_bytes=budget, codec=codec)
+    assert len(img.to_bytes()) <= budget
+    assert img.metadata["target"] == {"max_bytes": budget}
+    best = max(p for size, p in plain(fits, codec, {"max_bytes": budget}) if size <= budget)
+    assert db(img) >= best
+
+
+def test_k_bounds_the_search(crop):
+    img = kmq.compress_to(crop, psnr=20, k=3, codec="ctx")
+    assert img.k <= 3
+
+
+def test_impossible_psnr_says_the_best_reachable(crop):
+    best = db(kmq.compress(crop, 4))
+    with pytest.raises(kmq.KmqError) as e:
+        kmq.compress_to(crop, psnr=60, k=4)
+    assert str(e.value) == f"PSNR 60 dB is out of reach: the best is {best:.2f} dB (K=4, the most -k allows)"
+
+
+def test_impossible_size_says_the_smallest_possible(crop):
+    with pytest.raises(kmq.KmqError) as e:
+        kmq.compress_to(crop, max_bytes=50)
+    m = re.fullmatch(r"no \.kmq file of this image fits in 50 bytes: the smallest possible is (\d+) bytes \(K=1\)",
+                     str(e.value))
+    assert m
+    smallest = int(m.group(1))
+    img = kmq.compress_to(crop, max_bytes=smallest)
+    assert img.k == 1 and len(img.to_bytes()) == smallest
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "give exactly one target: psnr or max_bytes"),
+    ({"psnr": 30, "max_bytes": 1000}, "give exactly one target: psnr or max_bytes"),
+    ({"psnr": 0}, "psnr must be a number of dB above 0, got 0"),
+    ({"psnr": float("nan")}, "psnr must be a number of dB above 0, got nan"),
+    ({"max_bytes": 0}, "max_bytes must be a positive integer, got 0"),
+    ({"max_bytes": 1.5}, "max_bytes must be a positive integer, got 1.5"),
+])
+def test_bad_targets(crop, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kmq.compress_to(crop, **kwargs)
+
+
+@pytest.mark.parametrize("text, size", [("200000", 200000), ("200k", 200000), ("200kB", 200000),
+                                        ("1.5M", 1500000), ("64KiB", 65536), ("2MiB", 2097152),
+                                        ("1G", 10**9), ("1.0005k", 1000)])
+def test_byte_sizes(text, size):
+    assert ByteSize().convert(text, None, None) == size
+
+
+@pytest.mark.parametrize("text", ["12q", "0", "k", "-5", "inf", "1e-9", "12 MB MB", "nan"])
+def test_bad_byte_sizes(text):
+    with pytest.raises(click.BadParameter):
+        ByteSize().convert(text, None, None)
+
+
+@pytest.fixture
+def image(tmp_path, crop):
+    path = tmp_path / "c.png"
+    Image.fromarray(crop).save(path)
+    return path
+
+
+USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--psnr", "0"], "Invalid value for '--psnr': 0.0 is not in the range x>0."),
+    (["--max-bytes", "0"], "Invalid value for '--max-bytes': '0' is less than 1 byte"),
+    (["--max-bytes", "12q"], "Invalid value for '--max-bytes': '12q' is not a size: use bytes (200000), "
+                             "k/M/G (200k, 1.5M: 1000s) or KiB/MiB/GiB (64KiB: 1024s)"),
+    (["--psnr", "30", "--max-bytes", "1k"], "give --psnr or --max-bytes, not both"),
+    (["--psnr", "30", "--rdo", "2", "--codec", "ctx"],
+     "--rdo cannot be combined with --psnr or --max-bytes: the target chooses the rdo strength"),
+])
+def test_cli_usage_errors(image, args, message):
+    result = CliRunner().invoke(main, ["compress", str(image), *args], prog_name="kmq")
+    assert result.exit_code == 2
+    assert result.output == USAGE + f"Error: {message}\n"
+    assert not image.with_suffix(".kmq").exists()
+
+
+def test_cli_psnr(image, tmp_path):
+    out = tmp_path / "c.kmq"
+    result = CliRunner().invoke(main, ["compress", str(image), "--codec", "ctx", "--psnr", "27", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    img = kmq.read(out)
+    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, "
+                        rf"rdo {img.metadata['rdo']:g}%, \d+ bits/label, ratio \d\.\d\d, "
+                        rf"{out.stat().st_size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
+    assert db(img) >= 27
+
+
+def test_cli_impossible_target_is_an_error(image, crop):
+    best = db(kmq.compress(crop, 2))
+    result = CliRunner().invoke(main, ["compress", str(image), "--psnr", "70", "-k", "2"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: PSNR 70 dB is out of reach: the best is {best:.2f} dB (K=2, the most -k allows)\n"
+    assert not image.with_suffix(".kmq").exists()
+
+
+def test_bulk_run_with_a_target(tmp_path, crop):
+    for name, part in (("a.png", crop), ("b.png", crop[::-1].copy())):
+        Image.fromarray(part).save(tmp_path / name)
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--codec",
+                                       "lzma", "--psnr", "28", "-o", str(tmp_path / "out") + "/", "-j", "1",
+                                       "--summary", "json"])
+    assert result.exit_code == 0, result.output
+    for name in ("a", "b"):
+        img = kmq.read(tmp_path / "out" / f"{name}.kmq")
+        assert db(img) >= 28 and img.metadata["target"] == {"psnr": 28.0}
