@@ -188,10 +188,11 @@ class CompressTask(_Task):
     codec: str = "raw"
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         img = compress(job.source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                       max_pixels=self.max_pixels)
+                       max_pixels=self.max_pixels, dither=self.dither)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
         return size, record(img, str(job.target), size)

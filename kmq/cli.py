@@ -17,6 +17,7 @@ import click
 
 from . import __version__, api, segment, stats
 from .codecs import NAMES as CODECS
+from .dither import METHODS as DITHERS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
@@ -45,6 +46,12 @@ def _reported() -> Iterator[None]:
 def _max_pixels_option(f):
     return click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
                         help="Refuse images (and .kmq files) with more pixels than this.")(f)
+
+
+def _dither_option(f):
+    return click.option("--dither", type=click.Choice(DITHERS), default="none", show_default=True,
+                        help="fs: Floyd–Steinberg error diffusion onto the palette: smooth gradients instead "
+                             "of bands, at a higher J and a larger file with lzma or ctx.")(f)
 
 
 def _bulk_options(*summary_names: str):
@@ -90,12 +97,14 @@ def main() -> None:
               help="Most Lloyd iterations.")
 @click.option("--codec", type=click.Choice(CODECS), default="raw", show_default=True,
               help="How the labels are stored.")
+@_dither_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
 def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max_iter: int, codec: str,
-             max_pixels: int, force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
+             dither: str, max_pixels: int, force: bool, quiet: bool, workers: int | None,
+             summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
     Several files or folders (searched recursively for images Pillow reads) are compressed in parallel,
@@ -106,12 +115,13 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
       kmq compress photo.png -k 16           # writes photo.kmq
       kmq compress - -k 8 -o - < a.png > a.kmq
       kmq compress a.png photos/ -k 16 -o out/ -j 4
+      kmq compress sky.png -k 16 --dither fs # gradients without bands
     """
     if _is_bulk(images, output, summary):
         from . import batch
 
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
-                                  overwrite=force)
+                                  overwrite=force, dither=dither)
         with _reported():
             jobs = batch.plan_compress(images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
@@ -122,7 +132,7 @@ def compress(images: tuple[str, ...], k: int, output: str | None, seed: int, max
     with _reported():
         _check_output(output, image)
         img = api.compress(sys.stdin.buffer if image == STDIO else image, k, seed=seed, max_iter=max_iter,
-                           codec=codec, max_pixels=max_pixels)
+                           codec=codec, max_pixels=max_pixels, dither=dither)
         size = api.write(output, img, overwrite=force)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size), size,
@@ -205,9 +215,10 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("--codec", type=click.Choice([*CODECS, "all"]),
               help="Report file_bytes with this codec, or with each codec ('all'). Default: images as raw, "
                    ".kmq files as stored.")
+@_dither_option
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: int, codec: str | None,
-                  max_pixels: int) -> None:
+                  dither: str, max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
@@ -223,7 +234,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], fmt: str, seed: 
     records: list[dict[str, Any]] = []
     with _reported():
         for source in inputs:
-            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels)
+            records += stats.measure(source, ks or (16,), seed=seed, codec=codec, max_pixels=max_pixels,
+                                     dither=dither)
         # Through fileio, so a full disk or a closed pipe on stdout is one clean error, not a traceback.
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
 
@@ -439,11 +451,12 @@ def segment_command(input_path: str, k: int, seed: int, output: str | None, styl
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
+@_dither_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, seed: int, max_pixels: int,
-            force: bool, quiet: bool) -> None:
+def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, seed: int, dither: str,
+            max_pixels: int, force: bool, quiet: bool) -> None:
     """Draw IMAGE beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     \b
@@ -452,7 +465,8 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     """
     ks = ks or (2, 3, 6, 16)
     with _reported():
-        figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels)
+        figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
+                                      dither=dither)
         _save(output, figure.pixels, force)
     if not quiet:
         height, width = figure.pixels.shape[:2]

@@ -188,17 +188,19 @@ class Montage:
     panels: list[Panel] = field(default_factory=list)
 
 
-def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None) -> Montage:
+def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
+            dither: str = "none") -> Montage:
     """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
-    unless columns is given; images narrower than PANEL_MIN or wider than PANEL_MAX are scaled.
+    unless columns is given; images narrower than PANEL_MIN or wider than PANEL_MAX are scaled. dither: as
+    kmq.compress.
     """
     h, w = pixels.shape[:2]
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
     for k in ks:
-        img = compress(pixels, k, seed=seed)
+        img = compress(pixels, k, seed=seed, dither=dither)
         r = record(img, "", len(img.to_bytes()))
         images.append(opaque_rgb(img.decode()))
         psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
@@ -225,12 +227,12 @@ _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Montage:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, dither: str = "none") -> Montage:
     """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns)
+    return montage(loaded, ks, seed=seed, columns=columns, dither=dither)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

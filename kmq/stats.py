@@ -46,12 +46,13 @@ def record(img: KmqImage, file: str, file_bytes: int) -> dict[str, Any]:
 
 
 def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, codec: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
+            max_pixels: int = DEFAULT_MAX_PIXELS, dither: str = "none") -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks do not apply). An image is compressed in memory once per k in
     ks. codec: None keeps a .kmq file's own codec and stores images raw; a codec name, or "all" for every
     codec, re-encodes the labels and reports the size the file would have with it (one record per codec).
+    dither: as kmq.compress, for images (a .kmq file is reported as stored).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
@@ -61,7 +62,7 @@ def measure(source: str | Path, ks: Sequence[int] = (16,), *, seed: int = 0, cod
             return [record(loaded, name, size)]
         quantized = [loaded]
     else:
-        quantized = [compress(loaded, k, seed=seed) for k in ks]
+        quantized = [compress(loaded, k, seed=seed, dither=dither) for k in ks]
     records = []
     for img in quantized:
         for name_of_codec in chosen or ["raw"]:
