@@ -37,7 +37,8 @@ bench: $(VENV)/.installed-bench
 	@mkdir -p bench/results
 	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/codecs.py
-	cat bench/results/speed.md bench/results/codecs.md > bench/RESULTS.md
+	$(BIN)/python bench/dither.py
+	cat bench/results/speed.md bench/results/codecs.md bench/results/dither.md > bench/RESULTS.md
 	@echo "bench: wrote bench/RESULTS.md"
 
 # The decoder against FUZZ_CASES mutated .kmq files on 2 cores; exits non-zero on any failure (tools/fuzz.py).

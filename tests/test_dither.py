@@ -38,13 +38,18 @@ def _wave(pixels, palette):
 
 # --- hand-computed ----------------------------------------------------------------------------------------
 
+def _as_rgb(pixels, palette):
+    return np.repeat(pixels, 3, axis=2), np.repeat(palette, 3, axis=1)
+
+
 def test_one_row_by_hand_both_paths():
     # 100 -> 0 (error 100); 100 + 700/16 = 143 -> 255 (-112); 100 - 784/16 = 51 -> 0 (51);
     # 100 + 357/16 = 122 -> 0.
     pixels = np.full((1, 4, 1), 100, np.uint8)
     expected = [[0, 1, 0, 0]]
-    np.testing.assert_array_equal(dither.wavefront(pixels, GREY_01, dither.Matcher(GREY_01)), expected)
     np.testing.assert_array_equal(dither.floyd_steinberg(pixels, GREY_01), expected)
+    # The same grey as RGB goes through Pillow, whose cache sees 100, 140, 48, 120: the same entries.
+    np.testing.assert_array_equal(dither.floyd_steinberg(*_as_rgb(pixels, GREY_01)), expected)
 
 
 def test_two_by_two_by_hand_and_pillows_last_column():
@@ -56,7 +61,8 @@ def test_two_by_two_by_hand_and_pillows_last_column():
     np.testing.assert_array_equal(values.ravel(), [100, 143, 110, 119])
     # Pillow hands the last column the blue channel's terms from the row above in every channel: green and
     # blue get (770 - 112)/16 = 41, so (1, 1) is (119, 141, 141), nearer white. Documented in kmq.dither.
-    np.testing.assert_array_equal(dither.floyd_steinberg(pixels, GREY_01), [[0, 1], [0, 1]])
+    np.testing.assert_array_equal(dither.floyd_steinberg(pixels, GREY_01), [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(dither.floyd_steinberg(*_as_rgb(pixels, GREY_01)), [[0, 1], [0, 1]])
 
 
 def test_one_entry_and_exact_palette_colours():
@@ -215,3 +221,11 @@ def test_cli_rejects_an_unknown_dither(image):
     result = _run("compress", image, "--dither", "ordered")
     assert result.exit_code == 2
     assert "Invalid value for '--dither': 'ordered' is not one of 'none', 'fs'." in result.output
+
+
+def test_fine_grey_palettes_gain_too(samples):
+    # Pillow's colour cache works in steps of 4 levels, as coarse as a 64-entry grey palette: grey takes the
+    # exact path, so dithering lowers the blurred error there as well.
+    grey = kmq.api.load(samples / "camera.png")[0][100:228, 200:328]
+    plain, fs = kmq.compress(grey, 64), kmq.compress(grey, 64, dither="fs")
+    assert _blurred_mse(grey, fs.decode()) < _blurred_mse(grey, plain.decode())
