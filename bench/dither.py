@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -136,7 +136,7 @@ def speed() -> list[tuple[str, float]]:
              ("RGBA", with_alpha(big))]
     for mode, pixels in modes:
         palette, _, _ = kmq.api.quantize(pixels.reshape(-1, pixels.shape[2]), 16, seed=SEED)
-        path = "Pillow" if mode != "RGBA" else "wavefront"
+        path = "Pillow" if mode == "RGB" else "wavefront"
         rows.append((f"12 MP {mode} K=16: floyd_steinberg alone ({path})",
                      best_of(1 if mode == "RGBA" else 2, lambda: dither.floyd_steinberg(pixels, palette))))
     small = big[::2, ::2][:1224, :1632].copy()
@@ -169,7 +169,7 @@ def figure() -> None:
     draw = ImageDraw.Draw(canvas)
     for i, (crop, caption) in enumerate(panels):
         x = gap + i * (w + gap)
-        draw.text((x, 8), caption, fill=(34, 34, 34))
+        draw.text((x, 6), caption, fill=(34, 34, 34), font=ImageFont.load_default(size=15))
         canvas.paste(crop, (x, head))
     canvas.save(FIGURE, optimize=True)
     print(f"wrote {FIGURE.relative_to(ROOT)}: {FIGURE.stat().st_size:,} bytes")
