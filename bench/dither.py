@@ -91,7 +91,8 @@ def geomean(values: list[float]) -> float:
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| image | K | blurred error none → fs | ratio | J none → fs | ratio | ctx bytes none → fs | ratio |",
+    lines = ["| image | K | blurred error none → fs | ratio | J none → fs | ratio | ctx bytes none → fs "
+             "| ratio |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['image']} | {r['k']} | {r['blur_plain']:.2f} → {r['blur_fs']:.2f} | "
@@ -212,7 +213,8 @@ def main() -> None:
         f"**{'met' if sp['below'] == sp['n'] else 'not met'}** |",
         f"| photos: geometric mean of the ratio ≤ 0.85 | {sp['blur_gm']:.3f} | "
         f"**{'met' if sp['blur_gm'] <= 0.85 else 'not met'}** |",
-        f"| 12 MP RGB, K = 16: dithering adds ≤ 1 s | {added:+.2f} s ({timings[0][1]:.2f} s → {timings[1][1]:.2f} s) | "
+        f"| 12 MP RGB, K = 16: dithering adds ≤ 1 s | {added:+.2f} s "
+        f"({timings[0][1]:.2f} s → {timings[1][1]:.2f} s) | "
         f"**{'met' if added <= 1 else 'not met'}** |",
         "",
         "## Summary",

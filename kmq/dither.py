@@ -11,10 +11,11 @@ value, and its error is the value minus that entry.
   lower index), and its last column receives the blue channel's error from the row above in every channel.
   So its labels differ slightly from the exact path's (on the sample photos its blurred error is 2-3 %
   higher); both are tested against their own definition.
-- Everything else (L, RGBA, K > 256) runs a wavefront (grey too: Pillow would copy L values as indices, and
-  through RGB its cache's 4-level steps are as coarse as a 64-entry grey palette): pixel (y, x) depends only on pixels of steps
-  t − 1 .. t − 3 where t = x + 2y, so all the pixels of one step are diffused at once by numpy, with an exact
-  nearest-entry search per step (ties to the lower index). No per-pixel Python loop.
+- Everything else (L, RGBA, K > 256) runs a wavefront. Grey too: Pillow would copy L values as indices, and
+  through RGB its cache's 4-level steps are as coarse as a 64-entry grey palette (dithering at K = 64 then
+  came out worse than none). Pixel (y, x) depends only on pixels of steps t − 1 .. t − 3 where t = x + 2y,
+  so all the pixels of one step are diffused at once by numpy, with an exact nearest-entry search per step
+  (ties to the lower index). No per-pixel Python loop.
 """
 from __future__ import annotations
 
