@@ -16,6 +16,9 @@ from PIL import Image
 
 from . import kmeans, palettes
 from .codecs import NAMES as CODECS
+from .dither import METHODS as DITHERS
+from .dither import distortion as dither_distortion
+from .dither import floyd_steinberg
 from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
@@ -27,7 +30,7 @@ __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "lo
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
              max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
              max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
-             progress: kmeans.Progress | None = None) -> KmqImage:
+             dither: str = "none", progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
 
     image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
@@ -48,6 +51,10 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     are not used); metadata holds "distortion" and "palette_source" ({"name", "sha256"}). Grey, RGB and
     RGBA meet as kmq.palettes.layout says; an image with transparency needs a palette with alpha (KmqError).
 
+    dither: "none", or "fs" for Floyd–Steinberg error diffusion onto the palette (metadata "dither": "fs";
+    the distortion is then that of the dithered labels, higher than the nearest entries' but smoother to the
+    eye).
+
     >>> img = compress(np.zeros((2, 2, 3), np.uint8), k=1)
     >>> img.k, img.distortion
     (1, 0.0)
@@ -57,14 +64,19 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     _check_rdo(rdo, codec)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be callable or None, got {progress!r}")
+    if dither not in DITHERS:
+        raise ValueError(f"unknown dither {dither!r}; choose from {', '.join(DITHERS)}")
+    if dither != "none" and rdo > 0:
+        raise ValueError(DITHER_RDO)
     if palette is not None:
         if rdo > 0:
             raise ValueError(PALETTE_RDO)
-        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels)
+        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels,
+                             dither)
     pixels = _as_pixels(image, max_pixels)
     distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
     return quantized(pixels, distinct, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
-                     rdo=float(rdo), progress=progress)
+                     rdo=float(rdo), dither=dither, progress=progress)
 
 
 def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
@@ -113,6 +125,8 @@ def _check_common(seed: int, max_iter: int, codec: str) -> None:
 RAW_RDO = "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx (or lzma)"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
 PALETTE_RDO = "--rdo refines the palette it fits; a given --palette is kept exactly, so they cannot be combined"
+DITHER_RDO = ("--dither fs cannot be combined with --rdo or a target: rdo moves labels into runs the codec "
+              "stores cheaply, dithering spreads them into noise, and each undoes the other")
 
 
 def _check_rdo(rdo: float, codec: str) -> None:
@@ -125,9 +139,11 @@ def _check_rdo(rdo: float, codec: str) -> None:
 
 def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: int, max_iter: int,
               tol: float = 1e-4, codec: str, rdo: float = 0.0, fit: tuple | None = None,
-              extra: dict | None = None, progress: kmeans.Progress | None = None) -> KmqImage:
-    """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo applied.
-    fit: a (palette, labels, J) of quantize_distinct already computed for this k; extra: more metadata."""
+              extra: dict | None = None, dither: str = "none",
+              progress: kmeans.Progress | None = None) -> KmqImage:
+    """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo (or dither)
+    applied. fit: a (palette, labels, J) of quantize_distinct already computed for this k; extra: more
+    metadata."""
     height, width, channels = pixels.shape
     palette, labels, distortion = fit or quantize_distinct(distinct, k, seed=seed, max_iter=max_iter, tol=tol,
                                                            progress=progress)
@@ -141,18 +157,29 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             palette, flat = _by_share(palette, flat.reshape(-1), None)
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion
+    if dither == "fs":
+        flat = floyd_steinberg(pixels, palette)
+        palette, flat = _by_share(palette, flat.ravel(), None)
+        labels = flat.astype(np.uint16)
+        meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
     meta.update(extra or {})
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
-def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int) -> KmqImage:
+def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int,
+                  dither: str = "none") -> KmqImage:
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
     named = str(image) if isinstance(image, (str, Path)) else "the image"
     palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors, image=named,
                                                  source=given.name)
-    return KmqImage(palette, labels.reshape(height, width),
-                    {"distortion": distortion, "palette_source": given.source}, codec)
+    meta = {"distortion": distortion, "palette_source": given.source}
+    if dither == "fs":
+        # Onto the palette as stored, in its layout and order: a given palette is never re-sorted.
+        pixels = palettes.convert(pixels.reshape(-1, channels), palette.shape[1]).reshape(height, width, -1)
+        labels = floyd_steinberg(pixels, palette)
+        meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
+    return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
 def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
@@ -208,13 +235,15 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,
               counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
-    counts: the pixels of each labelled colour (None: each label is one pixel)."""
+
+
+    color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel."""
     share = np.bincount(color_labels, weights=counts, minlength=len(palette))
     # lexsort's last key is the primary one; palette columns break ties in colour order.
     order = np.lexsort((*palette.T[::-1], -share))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return palette[order], rank[color_labels]
+    return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -> np.ndarray:

@@ -232,12 +232,14 @@ class CompressTask(_Task):
     psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
     max_bytes: int | None = None  # if k_given
     k_given: bool = True
+    dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         source = sys.stdin.buffer if str(job.source) == STDIO else job.source
         if self.psnr is None and self.max_bytes is None:
             img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                           max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo)
+                           max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,
+                           dither=self.dither)
         else:
             img = compress_to(source, psnr=self.psnr, max_bytes=self.max_bytes,
                               k=self.k if self.k_given else None, codec=self.codec, seed=self.seed,

@@ -20,6 +20,7 @@ from click.core import ParameterSource
 
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
+from .dither import METHODS as DITHERS
 from .errors import KmqError
 from .fileio import STDIO, check_distinct, check_writable, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
@@ -52,6 +53,12 @@ def _reported() -> Iterator[None]:
 def _max_pixels_option(f):
     return click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
                         help="Refuse images (and .kmq files) with more pixels than this.")(f)
+
+
+def _dither_option(f):
+    return click.option("--dither", type=click.Choice(DITHERS), default="none", show_default=True,
+                        help="fs: Floyd–Steinberg error diffusion onto the palette: smooth gradients instead "
+                             "of bands, at a higher J and a larger file with lzma or ctx.")(f)
 
 
 def _bulk_options(*summary_names: str):
@@ -175,12 +182,14 @@ RDO_OPTION = click.option("--rdo", type=click.FloatRange(min=0), default=0.0, me
 @click.option("--codec", type=click.Choice(CODECS), default="raw", show_default=True,
               help="How the labels are stored.")
 @_palette_option
+@_dither_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
 def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | None, max_bytes: int | None,
-             output: str | None, seed: int, max_iter: int, codec: str, palette_file: str | None, max_pixels: int,
+             output: str | None, seed: int, max_iter: int, codec: str, palette_file: str | None,
+             dither: str, max_pixels: int,
              force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
@@ -198,15 +207,16 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
       kmq compress photo.png -k 16 --codec ctx --rdo 2
       kmq compress photo.png --codec ctx --psnr 32
       kmq compress photo.png --codec ctx --max-bytes 50k
+      kmq compress sky.png -k 16 --dither fs # gradients without bands
     """
-    _check_rdo_options(rdo, psnr, max_bytes, codec)
+    _check_rdo_options(rdo, psnr, max_bytes, codec, dither)
     palette = _given_palette(palette_file, max_pixels, "k", "seed", "max_iter", "rdo", "psnr", "max_bytes")
     if _is_bulk(images, output, summary):
         from . import batch
 
         task = batch.CompressTask(k=k or 16, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
-                                  k_given=k is not None)
+                                  k_given=k is not None, dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
         return
@@ -220,7 +230,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress:
                 img = api.compress(source, k or 16, seed=seed, max_iter=max_iter, codec=codec,
-                                   max_pixels=max_pixels, rdo=rdo, palette=palette, progress=progress)
+                                   max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
+                                   progress=progress)
         else:
             img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
                                   max_iter=max_iter, max_pixels=max_pixels)
@@ -280,7 +291,10 @@ def _refuse_folder(output: str | None) -> None:
         raise KmqError(f"{output} is a folder: to write into it, end -o with a slash ({output}/)")
 
 
-def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, codec: str | None) -> None:
+def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, codec: str | None,
+                       dither: str = "none") -> None:
+    if dither != "none" and (rdo or psnr is not None or max_bytes is not None):
+        raise click.UsageError(api.DITHER_RDO)
     if psnr is not None and max_bytes is not None:
         raise click.UsageError("give --psnr or --max-bytes, not both")
     if rdo and (psnr is not None or max_bytes is not None):
@@ -389,10 +403,11 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
 @RDO_OPTION
 @_palette_option
+@_dither_option
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
                   codec: str | None, reference: bool, plot_path: str | None, force: bool, quiet: bool,
-                  rdo: float, palette_file: str | None, max_pixels: int) -> None:
+                  rdo: float, palette_file: str | None, dither: str, max_pixels: int) -> None:
     """Print the size tables (in bits, as the tutorial counts them) for images and .kmq files.
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
@@ -408,7 +423,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
-    _check_rdo_options(rdo, None, None, codec)
+    _check_rdo_options(rdo, None, None, codec, dither)
     palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
@@ -421,7 +436,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                     max_pixels=max_pixels, palette=palette, rdo=rdo)
+                                     max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
@@ -724,11 +739,12 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
 @_palette_option
+@_dither_option
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, seed: int,
-            palette_file: str | None, max_pixels: int, force: bool, quiet: bool) -> None:
+            palette_file: str | None, dither: str, max_pixels: int, force: bool, quiet: bool) -> None:
     """Draw IMAGE beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     \b
@@ -740,7 +756,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     ks = ks or (2, 3, 6, 16)
     with _reported():
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
-                                      palette=palette)
+                                      palette=palette, dither=dither)
         _save(output, figure.pixels, force)
     if not quiet:
         height, width = figure.pixels.shape[:2]

@@ -208,7 +208,8 @@ class Montage:
 
 
 def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None) -> Montage:
+            max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
+            dither: str = "none") -> Montage:
     """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
@@ -216,6 +217,7 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     narrower than PANEL_MIN enlarged by a whole factor within that box; a panel's cell is at least PANEL_MIN
     wide, for its titles. Raises KmqError, before any clustering, if the figure would exceed max_pixels.
     palette: instead of the ks, one reconstruction with this given palette, titled with its name.
+    dither: as kmq.compress.
     """
     h, w = pixels.shape[:2]
     n = (1 if palette is not None else len(ks)) + 1
@@ -229,8 +231,8 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
                        f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
-    quantized = ([compress(pixels, palette=palette)] if palette is not None
-                 else [compress(pixels, k, seed=seed) for k in ks])
+    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
+                 else [compress(pixels, k, seed=seed, dither=dither) for k in ks])
     for img in quantized:
         r = record(img, "", len(img.to_bytes()))
         images.append(opaque_rgb(img.decode()))
@@ -255,12 +257,14 @@ _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None) -> Montage:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
+                 dither: str = "none") -> Montage:
     """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette)
+    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
+                   dither=dither)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

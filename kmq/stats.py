@@ -79,7 +79,7 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 
 def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-            palette: Any = None, rdo: float = 0.0) -> list[dict[str, Any]]:
+            palette: Any = None, rdo: float = 0.0, dither: str = "none") -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
@@ -89,6 +89,7 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
+    dither: as kmq.compress, for images (a .kmq file is reported as stored).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
@@ -99,10 +100,11 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
     elif palette is not None:
-        quantized = [compress(loaded, palette=palette)]
+        quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
         # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
-        quantized = [compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo)
+        quantized = [compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
+                             dither=dither)
                      for k in ks or [DEFAULT_K]]
     records = []
     for img in quantized:
