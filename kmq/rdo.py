@@ -29,7 +29,8 @@ from . import kmeans
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
-_SWEEPS = 2  # sweeps of every parity class per round
+_SWEEPS = 2  # sweeps of every parity class per round; strong rdo (above _MANY_AT %) moves many more pixels,
+_MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % smaller files at 50 %)
 _ROUNDS = 1  # rounds of sweeps + palette refinement
 _SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
 _TILE = 64  # side of the sample's tiles
@@ -182,10 +183,10 @@ def _refine(s: _State, colours: _Colours) -> None:
     s.near_c, s.near, s.dnear = colours.nearest(palette)
 
 
-def _run(s: _State, distinct: _Colours, lam: float) -> None:
+def _run(s: _State, distinct: _Colours, lam: float, sweeps: int) -> None:
     for _ in range(_ROUNDS):
         todo = None
-        for _ in range(_SWEEPS):
+        for _ in range(sweeps):
             changed = _sweep(s, lam, todo)
             if not changed.any():
                 break
@@ -206,7 +207,7 @@ def _sample(pixels: np.ndarray) -> np.ndarray:
                            for r in rows], axis=0)
 
 
-def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float) -> float:
+def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float, sweeps: int) -> float:
     """The lambda at which a run on a sample of the image raises J by the factor ``ratio``, by bisection on
     log lambda (J grows with lambda)."""
     sample = _sample(pixels)
@@ -221,7 +222,7 @@ def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float) -> float:
     lam = j0 / len(base.dnear) * (ratio - 1) * 4 + 1.0
     for _ in range(_BISECT):
         s = _start(sample, distinct, palette)
-        _run(s, distinct, lam)
+        _run(s, distinct, lam, sweeps)
         if float(s.dcur.sum()) > target:
             hi = lam
         else:
@@ -237,14 +238,15 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k)."""
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
-    lam = _calibrate(pixels, palette, ratio)
+    sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
+    lam = _calibrate(pixels, palette, ratio, sweeps)
     colours = _Colours(distinct)
     s = _start(pixels, colours, palette)
     j0 = int(s.dnear.sum(dtype=np.int64))
     budget = math.floor(j0 * ratio)
     original = (palette, s.near_c, s.near, s.dnear)  # never changed in place: _refine makes new arrays
     if lam > 0:
-        _run(s, colours, lam)
+        _run(s, colours, lam, sweeps)
     if int(s.dnear.sum(dtype=np.int64)) > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
         s.palette, s.near_c, s.near, s.dnear = original
