@@ -308,7 +308,8 @@ def check_crc(data: bytes) -> None:
 
 def _parse_metadata(raw: bytes) -> dict[str, Any]:
     """The metadata by the rules of docs/FORMAT.md: strict RFC 8259 JSON in UTF-8, a top-level object, and
-    valid values for the keys kmq defines (distortion, seed); other keys may hold any JSON value."""
+    valid values for the keys kmq defines (distortion, seed, rdo, target, palette_source, dither); other keys
+    may hold any JSON value."""
     if not raw:
         return {}
     try:
@@ -330,13 +331,35 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
 
 
 def metadata_problem(metadata: dict[str, Any]) -> str | None:
-    """What is wrong with the values of the keys kmq defines, or None. null means unknown, as an absent key."""
+    """What is wrong with the values of the keys kmq defines (docs/FORMAT.md's table), or None. null means
+    unknown, as an absent key."""
     distortion, seed = metadata.get("distortion"), metadata.get("seed")
     if distortion is not None and not _is_distortion(distortion):
         return f"distortion must be a finite number >= 0, got {_short(distortion)}"
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         return f"seed must be an integer >= 0, got {_short(seed)}"
+    rdo, target = metadata.get("rdo"), metadata.get("target")
+    if rdo is not None and not _is_distortion(rdo):
+        return f"rdo must be a finite number >= 0, got {_short(rdo)}"
+    if target is not None and not _is_target(target):
+        return f'target must be {{"psnr": a number > 0}} or {{"max_bytes": an integer >= 1}}, got {_short(target)}'
+    source = metadata.get("palette_source")
+    if source is not None and not (isinstance(source, dict) and isinstance(source.get("name"), str)
+                                   and isinstance(source.get("sha256"), str)):
+        return f'palette_source must be {{"name": a string, "sha256": a string}}, got {_short(source)}'
+    dither = metadata.get("dither")
+    if dither is not None and dither != "fs":
+        return f'dither must be "fs", got {_short(dither)}'
     return None
+
+
+def _is_target(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((key, number),) = value.items()
+    if key == "psnr":
+        return _is_distortion(number) and number > 0
+    return key == "max_bytes" and isinstance(number, int) and not isinstance(number, bool) and number >= 1
 
 
 class _NotStrict(ValueError):

@@ -225,3 +225,27 @@ def test_invalid_images_are_refused_at_construction():
         KmqImage(np.zeros((2, 2), np.uint8), np.array([[0, 1]]))
     with pytest.raises(ValueError, match="unknown codec 'zip'"):
         KmqImage(np.zeros((2, 3), np.uint8), np.array([[0, 1]]), codec="zip")
+
+
+@pytest.mark.parametrize("meta, message", [
+    (b'{"rdo":-1}', r"metadata: rdo must be a finite number >= 0, got -1"),
+    (b'{"rdo":"2"}', r"metadata: rdo must be a finite number >= 0, got '2'"),
+    (b'{"target":{"psnr":0}}', r"metadata: target must be"),
+    (b'{"target":{"max_bytes":1.5}}', r"metadata: target must be"),
+    (b'{"target":{"psnr":30,"max_bytes":9}}', r"metadata: target must be"),
+    (b'{"target":[30]}', r"metadata: target must be"),
+    (b'{"palette_source":{"name":"p.gpl"}}', r"metadata: palette_source must be"),
+    (b'{"palette_source":"p.gpl"}', r"metadata: palette_source must be"),
+    (b'{"dither":"atkinson"}', r"metadata: dither must be \"fs\", got 'atkinson'"),
+])
+def test_bad_values_of_the_newer_keys(meta, message):
+    with pytest.raises(FormatError, match=f"^{message}"):
+        KmqImage.from_bytes(with_metadata(meta))
+
+
+def test_the_newer_keys_read_back():
+    meta = (b'{"dither":"fs","palette_source":{"name":"p.gpl","sha256":"ab"},"rdo":2.5,'
+            b'"target":{"max_bytes":5000}}')
+    img = KmqImage.from_bytes(with_metadata(meta))
+    assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": "ab"}, "rdo": 2.5,
+                            "target": {"max_bytes": 5000}}
