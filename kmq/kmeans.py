@@ -747,7 +747,8 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
     third less work). The run that wins at `_RESTART_ITER` is then the same unless it was in the worse
     half that early: on the 12 MP photo at K=16 (seeds 0..5) it ranked at worst 5th of 16 there.
     """
-    starts = list(_kmeanspp(pts, k, rng, restarts))
+    seeds = _kmeanspp(pts, k, rng, restarts)
+    starts = list(seeds) if restarts > 1 else [seeds]
     budget = min(max_iter, _RESTART_ITER)
     if prune and len(starts) >= 4 and budget > _PRUNE_AFTER:
         early = [_hamerly(pts, start, _PRUNE_AFTER, tol_abs) for start in starts]
