@@ -368,7 +368,10 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     started = time.perf_counter()
     with _reported():
         _refuse_folder(output)
-        output = output or (STDIO if file == STDIO else file + ".png")
+        if output is None:
+            from .batch import suffix_for
+
+            output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
