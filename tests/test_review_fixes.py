@@ -4,8 +4,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
+
+import kmq
 
 from kmq.cli import main
 
@@ -49,3 +52,50 @@ def test_decompress_default_name_follows_format(runner, kmq_file, fmt, suffix):
     with Image.open(out) as im:
         assert im.format == fmt.upper()
     assert sorted(p.name for p in kmq_file.parent.iterdir()) == ["a.kmq", out.name]
+
+
+# 3. A label map only in a format that gives back every label: lossy ones never, 8-bit-only ones up to K = 256.
+@pytest.fixture(scope="module")
+def k300_file(tmp_path_factory):
+    """A .kmq at K = 300: 400 distinct noise colours, so every cluster is used."""
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("k300") / "b.kmq"
+    kmq.write(path, kmq.compress(pixels, k=300, max_iter=5))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_label_map_in_8_bit_format_keeps_every_label_at_k4(runner, kmq_file, suffix):
+    out = kmq_file.parent / f"lab{suffix}"
+    result = run(runner, "segment", kmq_file, "--style", "labels", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{kmq_file} -> {out}: labels, k=4, 11x13\n"
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("L")), kmq.read(kmq_file).labels)
+
+
+@pytest.mark.parametrize("suffix, k, message", [
+    (".jpg", 4, "JPEG is lossy and would change the labels"),
+    (".jpg", 300, "JPEG is lossy and would change the labels"),
+    (".avif", 4, "AVIF is lossy and would change the labels"),
+    (".ico", 4, "ICO cannot store the labels exactly"),
+    (".gif", 300, "the labels of K = 300 are 16-bit, which GIF cannot store exactly"),
+    (".webp", 300, "the labels of K = 300 are 16-bit, which WEBP cannot store exactly"),
+    (".bmp", 300, "the labels of K = 300 are 16-bit, which BMP cannot store exactly"),
+])
+def test_label_map_refused_where_labels_would_change(runner, kmq_file, k300_file, suffix, k, message):
+    source = kmq_file if k == 4 else k300_file
+    out = source.parent / f"lab{suffix}"
+    result = run(runner, "segment", source, "--style", "labels", "-o", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: {message}; write the label map as PNG\n"
+    assert not out.exists()
+
+
+def test_label_map_at_k300_in_png_keeps_every_label(runner, k300_file):
+    out = k300_file.parent / "lab.png"
+    result = run(runner, "segment", k300_file, "--style", "labels", "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im).astype(np.int64), kmq.read(k300_file).labels)
+    out.unlink()
