@@ -151,7 +151,7 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
 
 # A label map is data: its format must give back every value. Both sets are allowlists, checked by writing
 # labels 0..255 (and 0..299 as 16-bit) through save_image and reading them back: any other format loses them
-# (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS resize) or cannot write grey at all. Above K = 256 the labels
+# (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS hold icon sizes only) or cannot write grey at all. Above K = 256 the labels
 # are 16-bit grey, which only the second set stores exactly (GIF, WebP, BMP... reduce or refuse it).
 _LOSSY = frozenset({"JPEG", "MPO", "AVIF", "PDF"})
 _EXACT_8_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM", "GIF", "WEBP", "BMP", "DIB", "TGA", "PCX",

@@ -99,3 +99,43 @@ def test_label_map_at_k300_in_png_keeps_every_label(runner, k300_file):
     with Image.open(out) as im:
         np.testing.assert_array_equal(np.asarray(im).astype(np.int64), kmq.read(k300_file).labels)
     out.unlink()
+
+
+# 4. Icons: written at the image's own size when the format holds it, refused (naming the limit) when not.
+def _rgba_kmq(path, width, height):
+    pixels = np.random.default_rng(1).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    kmq.write(path, kmq.compress(pixels, k=4, max_iter=5))
+    return path
+
+
+@pytest.mark.parametrize("suffix, size, message", [
+    (".ico", (400, 300), "ICO holds at most 256x256 pixels, not 400x300; use e.g. PNG"),
+    (".ico", (257, 10), "ICO holds at most 256x256 pixels, not 257x10; use e.g. PNG"),
+    (".icns", (400, 300), "ICNS holds only square icons of 32, 64, 128, 256, 512, 1024 pixels a side, "
+                          "not 400x300; use e.g. PNG"),
+    (".icns", (100, 100), "ICNS holds only square icons of 32, 64, 128, 256, 512, 1024 pixels a side, "
+                          "not 100x100; use e.g. PNG"),
+])
+def test_icon_too_large_or_odd_is_refused(runner, tmp_path, suffix, size, message):
+    source = _rgba_kmq(tmp_path / "rgba.kmq", *size)
+    out = tmp_path / f"r{suffix}"
+    result = run(runner, "decompress", source, "-o", out)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out}: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.kmq"]
+
+
+@pytest.mark.parametrize("suffix, size", [(".ico", (200, 100)), (".ico", (256, 256)), (".icns", (64, 64))])
+def test_icon_that_fits_keeps_size_and_pixels(runner, tmp_path, suffix, size):
+    source = _rgba_kmq(tmp_path / "rgba.kmq", *size)
+    out = tmp_path / f"r{suffix}"
+    result = run(runner, "decompress", source, "-o", out)
+    assert result.exit_code == 0, result.output
+    fmt = suffix[1:].upper()
+    assert re.fullmatch(rf"{re.escape(str(source))} -> {re.escape(str(out))}: {size[0]}x{size[1]} {fmt}, "
+                        rf"\d+\.\d\d s\n", result.output)
+    with Image.open(out) as im:
+        if fmt == "ICNS":  # it opens at its largest entry; the image's own is read as 32x32 at scale 2
+            im.size = (size[0] // 2, size[1] // 2)
+            im.load(scale=2)
+        np.testing.assert_array_equal(np.asarray(im.convert("RGBA")), kmq.read(source).decode())
