@@ -139,8 +139,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     k, channels = palette.shape
     fmt = format.upper()
     if fmt == "GIF" and k > 256:
-        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k}", KmqWarning,
-                      stacklevel=2)
+        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256",
+                      KmqWarning, stacklevel=2)
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
         if fmt == "GIF" and k <= 256:

@@ -139,3 +139,38 @@ def test_icon_that_fits_keeps_size_and_pixels(runner, tmp_path, suffix, size):
             im.size = (size[0] // 2, size[1] // 2)
             im.load(scale=2)
         np.testing.assert_array_equal(np.asarray(im.convert("RGBA")), kmq.read(source).decode())
+
+
+# 5. Warnings in whole sentences: the verb agrees with "the image(s)", and GIF's reduction says to what.
+def _flat_pngs(folder, *colours):
+    folder.mkdir()
+    for i, colour in enumerate(colours):
+        Image.new("RGB", (4, 3), colour).save(folder / f"s{i}.png")
+    return folder
+
+
+def test_shared_palette_with_few_colours_warns_in_plural(runner, tmp_path):
+    slides = _flat_pngs(tmp_path / "slides", (255, 0, 0), (0, 0, 255))
+    result = run(runner, "palette", slides, "-k", "5", "-o", tmp_path / "p.gpl")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("Warning: the images have only 2 distinct colours, fewer than k=5: using k=2, "
+                             f"lossless\n2 files (24 pixels, 2 colours) -> {tmp_path / 'p.gpl'}: 2 colours, "
+                             "J 0.00\n")
+
+
+def test_one_image_with_few_colours_warns_in_singular(runner, tmp_path):
+    slides = _flat_pngs(tmp_path / "slides", (255, 0, 0))
+    result = run(runner, "palette", slides / "s0.png", "-k", "5", "-o", tmp_path / "p.gpl")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=5: using k=1, "
+                             f"lossless\n{slides / 's0.png'} -> {tmp_path / 'p.gpl'}: 1 colour\n")
+
+
+def test_gif_above_256_colours_says_what_pillow_reduces_them_to(runner, k300_file):
+    out = k300_file.parent / "b.gif"
+    result = run(runner, "decompress", k300_file, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(rf"Warning: {re.escape(str(out))}: GIF holds at most 256 colours: Pillow reduces these "
+                        rf"300 colours to 256\n{re.escape(str(k300_file))} -> {re.escape(str(out))}: 20x20 GIF, "
+                        rf"\d+\.\d\d s\n", result.output)
+    out.unlink()
