@@ -198,25 +198,26 @@ def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_i
                       ) -> tuple[np.ndarray, np.ndarray, float]:
     """quantize, given the image's distinct colours (so that several k can share them)."""
     palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
-                                                        max_iter=max_iter, tol=tol, what="the image",
+                                                        max_iter=max_iter, tol=tol, what="the image has",
                                                         progress=progress)
     # One table look-up per pixel from its colour to its label: no (N,) index array is ever built.
     return palette, distinct.spread(color_labels.astype(np.uint16)), distortion
 
 
 def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
-                    tol: float = 1e-4, what: str = "the image",
+                    tol: float = 1e-4, what: str = "the image has",
                     progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Distinct colours (M, C) uint8 with their pixel counts (M,) -> (palette (k', C) uint8 in decreasing
     share, each colour's label (M,), distortion J over the pixels), k' <= k.
 
     The centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
-    labelled with its nearest palette entry, so J is that of the stored palette.
+    labelled with its nearest palette entry, so J is that of the stored palette. what: the subject and verb
+    of the warning when there are fewer colours than k ("the images have").
     """
     if len(colors) <= k:
         if len(colors) < k:
             colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors)} distinct colours"
-            warnings.warn(f"{what} has only {colours}, fewer than k={k}: "
+            warnings.warn(f"{what} only {colours}, fewer than k={k}: "
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, check_distinct, ignore_signal, reason
+from .fileio import STDIO, check_distinct, ignore_signal, reason, stdin
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, writable_format
 from .palettes import Palette
@@ -235,7 +235,7 @@ class CompressTask(_Task):
     dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        source = sys.stdin.buffer if str(job.source) == STDIO else job.source
+        source = stdin() if str(job.source) == STDIO else job.source
         if self.psnr is None and self.max_bytes is None:
             img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
                            max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,

@@ -22,7 +22,7 @@ from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import KmqError
-from .fileio import STDIO, check_distinct, check_writable, write_atomic
+from .fileio import STDIO, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
 
@@ -226,7 +226,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         _refuse_folder(output)
         output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
         _check_output(output, image)
-        source = sys.stdin.buffer if image == STDIO else image
+        source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress:
                 img = api.compress(source, k or 16, seed=seed, max_iter=max_iter, codec=codec,
@@ -368,7 +368,10 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     started = time.perf_counter()
     with _reported():
         _refuse_folder(output)
-        output = output or (STDIO if file == STDIO else file + ".png")
+        if output is None:
+            from .batch import suffix_for
+
+            output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)

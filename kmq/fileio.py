@@ -20,11 +20,19 @@ _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, er
 Content = Union[bytes, Callable[[BinaryIO], None]]
 
 
+def stdin() -> BinaryIO:
+    """stdin for binary reading. Raises KmqError if the process was started with it closed (`<&-`): Python then
+    has no sys.stdin at all."""
+    if sys.stdin is None:
+        raise KmqError("cannot read stdin: not open")
+    return sys.stdin.buffer
+
+
 @contextmanager
 def open_input(path: str | Path) -> Iterator[BinaryIO]:
     """An input opened for binary reading: stdin for "-". Raises KmqError with the path and the reason."""
     if str(path) == STDIO:
-        yield sys.stdin.buffer
+        yield stdin()
         return
     try:
         f = open(path, "rb")

@@ -112,7 +112,7 @@ def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str =
                 save_quantized(palette, labels.reshape(words.shape), target, format=format, name=name)
                 return
         pixels = _flattened(pixels, format, name)
-    _save(Image.fromarray(pixels), target, format)
+    _save(Image.fromarray(pixels), target, format, name)
 
 
 # Formats that store a palette image exactly: writing the palette and one index per pixel keeps every pixel
@@ -139,8 +139,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     k, channels = palette.shape
     fmt = format.upper()
     if fmt == "GIF" and k > 256:
-        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k}", KmqWarning,
-                      stacklevel=2)
+        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256",
+                      KmqWarning, stacklevel=2)
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
         if fmt == "GIF" and k <= 256:
@@ -151,9 +151,9 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         channels = 3
     if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         pixels = palette[labels]
-        _save(Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels), target, format)
+        _save(Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels), target, format, name)
         return
-    _save(_palette_image(palette, labels), target, format, transparency=transparent)
+    _save(_palette_image(palette, labels), target, format, name, transparency=transparent)
 
 
 def _palette_image(palette: np.ndarray, labels: np.ndarray) -> Image.Image:
@@ -250,12 +250,13 @@ def writable_format(name: str) -> str:
     return fmt
 
 
-def _save(im: Image.Image, target: BinaryIO, format: str, **extra: object) -> None:
+def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the output", **extra: object) -> None:
     if format.upper() == KMQ_FORMAT:
         raise KmqError("KMQ is not an image format to decode to (kmq compress writes .kmq); use e.g. PNG")
     # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
     options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True}}.get(format.upper(), {})
+    options.update(_icon_sizes(im, format.upper(), name))
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
         im.save(target, format=format, **options)
@@ -263,6 +264,26 @@ def _save(im: Image.Image, target: BinaryIO, format: str, **extra: object) -> No
         if isinstance(e, OSError) and e.errno is not None:
             raise  # a failed write, not a format problem: the caller reports it
         raise KmqError(f"cannot write {im.mode} pixels as {format}: {e}") from None
+
+
+# Icon formats hold fixed sizes, and Pillow silently shrinks (ICO: 400x300 -> 256x192, even 100x100 -> 64x64)
+# or stretches (ICNS: everything -> 1024x1024) to them. ICO holds any size up to 256x256 exactly when asked
+# for that one size; ICNS holds only its square sizes, of which Pillow writes all, each resized from the image.
+ICO_MAX_SIDE = 256
+ICNS_SIDES = (32, 64, 128, 256, 512, 1024)  # the ones Pillow writes
+
+
+def _icon_sizes(im: Image.Image, format: str, name: str) -> dict[str, object]:
+    """The save options that keep an icon's pixels at their own size; KmqError for a size it cannot hold."""
+    w, h = im.size
+    if format == "ICO":
+        if max(w, h) > ICO_MAX_SIDE:
+            raise KmqError(f"{name}: ICO holds at most {ICO_MAX_SIDE}x{ICO_MAX_SIDE} pixels, not {w}x{h}; use e.g. PNG")
+        return {"sizes": [(w, h)]}
+    if format == "ICNS" and not (w == h and w in ICNS_SIDES):
+        raise KmqError(f"{name}: ICNS holds only square icons of {', '.join(map(str, ICNS_SIDES))} pixels a side, "
+                       f"not {w}x{h}; use e.g. PNG")
+    return {}
 
 
 def format_for(path: str | Path) -> str:

@@ -149,9 +149,13 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
-# A label map is data: its format must give back every value. JPEG and AVIF are lossy; above K = 256 the
-# labels are 16-bit grey, which only these store exactly (GIF, WebP, BMP... reduce or refuse it).
-_LOSSY = frozenset({"JPEG", "MPO", "AVIF"})
+# A label map is data: its format must give back every value. Both sets are allowlists, checked by writing
+# labels 0..255 (and 0..299 as 16-bit) through save_image and reading them back: any other format loses them
+# (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS hold icon sizes only) or cannot write grey at all. Above K = 256 the labels
+# are 16-bit grey, which only the second set stores exactly (GIF, WebP, BMP... reduce or refuse it).
+_LOSSY = frozenset({"JPEG", "MPO", "AVIF", "PDF"})
+_EXACT_8_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM", "GIF", "WEBP", "BMP", "DIB", "TGA", "PCX",
+                          "SGI", "DDS"})
 _EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
 
 
@@ -160,6 +164,8 @@ def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> 
     of the check that holds for any K, to be done before clustering."""
     if fmt in _LOSSY:
         raise KmqError(f"{name}: {fmt} is lossy and would change the labels; write the label map as PNG")
+    if fmt not in _EXACT_8_BIT:
+        raise KmqError(f"{name}: {fmt} cannot store the labels exactly; write the label map as PNG")
     if k is not None and k > 256 and fmt not in _EXACT_16_BIT:
         raise KmqError(f"{name}: the labels of K = {k} are 16-bit, which {fmt} cannot store exactly; "
                        "write the label map as PNG")

@@ -133,6 +133,6 @@ def fit(jobs: Sequence[Job], k: int, *, seed: int = 0, max_iter: int = 300, tol:
         raise KmqError(f"{len(failed)} of {len(jobs)} inputs could not be read{first}; no palette written")
     colors, counts = pool.colours()
     palette, color_labels, distortion = quantize_colors(colors, counts, k, seed=seed, max_iter=max_iter,
-                                                        tol=tol, what="the images")
+                                                        tol=tol, what="the images have")
     shares = np.bincount(color_labels, weights=counts, minlength=len(palette)) / counts.sum()
     return SharedPalette(palette, shares, distortion, pool.files, int(counts.sum()), len(colors))
