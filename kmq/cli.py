@@ -58,7 +58,8 @@ def _max_pixels_option(f):
 def _dither_option(f):
     return click.option("--dither", type=click.Choice(DITHERS), default="none", show_default=True,
                         help="fs: Floyd–Steinberg error diffusion onto the palette: smooth gradients instead "
-                             "of bands, at a higher J and a larger file with lzma or ctx.")(f)
+                             "of bands, at a higher J and a larger file with lzma or ctx. Not with --rdo or a "
+                             "target.")(f)
 
 
 def _bulk_options(*summary_names: str):
@@ -105,7 +106,8 @@ class _Main(click.Group):
 def _palette_option(f):
     return click.option("--palette", "palette_file", type=click.Path(dir_okay=False),
                         help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
-                             "of K-Means: K is its size, its order is kept. Not with -k or --seed.")(f)
+                             "of K-Means: K is its size, its order is kept. Not with -k, --seed, --max-iter, --rdo, "
+                             "--psnr, --max-bytes or --sweep.")(f)
 
 
 def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
@@ -157,7 +159,17 @@ class ByteSize(click.ParamType):
         return size
 
 
-RDO_OPTION = click.option("--rdo", type=click.FloatRange(min=0), default=0.0, metavar="PCT",
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses nan (which compares false with every bound, so passes FloatRange)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, metavar="PCT",
                           help="Let J rise by up to PCT % over the nearest-colour J where that makes the "
                                "labels cheaper (ctx, lzma). Default 0: off.")
 
@@ -166,13 +178,14 @@ RDO_OPTION = click.option("--rdo", type=click.FloatRange(min=0), default=0.0, me
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
                 type=PATH)
 @click.option("-k", "k", type=K_RANGE, default=None,
-              help="Palette size (1 to 65536; default 16). With --psnr or --max-bytes, the largest K allowed.")
+              help="Palette size (1 to 65536; default 16). With --psnr or --max-bytes: the largest K the search "
+                   "may choose (default 65536).")
 @RDO_OPTION
-@click.option("--psnr", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+@click.option("--psnr", type=_Finite(0, api.MAX_PSNR, min_open=True), metavar="DB",
               help="Write the smallest file whose PSNR is at least DB: kmq chooses K (and the rdo).")
 @click.option("--max-bytes", type=ByteSize(),
-              help="Write the best-PSNR file of at most SIZE bytes (200000, 200k, 1.5M, 64KiB): kmq chooses "
-                   "K (and the rdo).")
+              help="Write the best-PSNR file its search finds of at most SIZE bytes (200000, 200k, 1.5M, "
+                   "64KiB): kmq chooses K (and the rdo).")
 @click.option("-o", "--output", type=PATH,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
                    "with several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
@@ -225,7 +238,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     with _reported():
         _refuse_folder(output)
         output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
-        _check_output(output, image)
+        _check_output(output, image, force)
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress:
@@ -304,10 +317,12 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
         raise click.UsageError(api.RAW_RDO)
 
 
-def _check_output(output: str, source: str) -> None:
+def _check_output(output: str, source: str, force: bool = False) -> None:
+    """What would refuse the output, checked before the work (a target's search can take seconds)."""
     if output == STDIO and sys.stdout.isatty():
         raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
     check_distinct(output, source)
+    check_writable(output, overwrite=force)
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
@@ -372,7 +387,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
             from .batch import suffix_for
 
             output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
-        _check_output(output, file)
+        _check_output(output, file, force)
         img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:

@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageFile, ImagePalette, UnidentifiedImageError
 
-from .api import compress
+from .api import compress, compress_to
 from .errors import FormatError
 from .format import KmqImage, check_crc, read_front, read_kmq
 from .imageio import KMQ_FORMAT
@@ -132,11 +132,14 @@ class _Decoder(ImageFile.PyDecoder):
 
 
 def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """im.save(path, k=16, codec="ctx", seed=0, ...): any keyword kmq.compress takes; others are ignored, as
-    Pillow's savers ignore options they do not know."""
-    accepted = set(inspect.signature(compress).parameters) - {"image"}
-    options: dict[str, Any] = {key: value for key, value in im.encoderinfo.items() if key in accepted}
-    fp.write(compress(im, **options).to_bytes())
+    """im.save(path, k=16, codec="ctx", seed=0, ...): any keyword kmq.compress takes, or psnr= / max_bytes=
+    with kmq.compress_to's keywords (a target instead of k); others are ignored, as Pillow's savers ignore
+    options they do not know."""
+    info = im.encoderinfo
+    encode = compress_to if info.get("psnr") is not None or info.get("max_bytes") is not None else compress
+    accepted = set(inspect.signature(encode).parameters) - {"image"}
+    options: dict[str, Any] = {key: value for key, value in info.items() if key in accepted}
+    fp.write(encode(im, **options).to_bytes())
 
 
 Image.register_decoder(_DECODER, _Decoder)

@@ -241,3 +241,11 @@ def test_kmq_outputs_are_not_image_outputs(tmp_path, rgb_small):
     assert result.output == f"Error: {tmp_path / 'b.kmq'}: unknown image extension '.kmq'; use e.g. .png\n"
     result = CliRunner().invoke(main, ["compress", str(tmp_path), "-k", "4", "-q"])
     assert result.output == f"Warning: {tmp_path}: no files to convert in this folder\n"
+
+
+def test_save_with_a_psnr_target_goes_through_compress_to(tmp_path):
+    rng = np.random.default_rng(5)
+    pixels = np.repeat(np.repeat(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), 4, 0), 4, 1)
+    Image.fromarray(pixels).save(tmp_path / "x.kmq", codec="ctx", psnr=30)
+    img = kmq.read(tmp_path / "x.kmq")
+    assert img.metadata["target"] == {"psnr": 30} and kmq.stats.psnr(img.distortion, 3) >= 30

@@ -75,9 +75,9 @@ def test_lossless_image_is_left_alone():
     assert img.distortion == 0 and img.k == 2 and img.metadata["rdo"] == 10.0
 
 
-@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "2"])
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), 1e308, 1000.5, True, "2"])
 def test_bad_rdo_values(crop, bad):
-    with pytest.raises(ValueError, match="rdo must be a percentage >= 0"):
+    with pytest.raises(ValueError, match="rdo must be a percentage from 0 to 1000"):
         kmq.compress(crop, 4, codec="ctx", rdo=bad)
 
 
@@ -97,7 +97,10 @@ USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for h
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rdo", "-1", "--codec", "ctx"], "Invalid value for '--rdo': -1.0 is not in the range x>=0."),
+    (["--rdo", "-1", "--codec", "ctx"], "Invalid value for '--rdo': -1.0 is not in the range 0<=x<=1000.0."),
+    (["--rdo", "1e308", "--codec", "ctx"], "Invalid value for '--rdo': 1e+308 is not in the range 0<=x<=1000.0."),
+    (["--rdo", "nan", "--codec", "ctx"], "Invalid value for '--rdo': 'nan' is not a number"),
+    (["--rdo", "nan"], "Invalid value for '--rdo': 'nan' is not a number"),
     (["--rdo", "2"], "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx "
                      "(or lzma)"),
     (["--rdo", "2", "--codec", "raw"], "every labelling costs the same bytes with raw, so --rdo cannot help; "

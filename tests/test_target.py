@@ -90,8 +90,9 @@ def test_impossible_size_says_the_smallest_possible(crop):
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "give exactly one target: psnr or max_bytes"),
     ({"psnr": 30, "max_bytes": 1000}, "give exactly one target: psnr or max_bytes"),
-    ({"psnr": 0}, "psnr must be a number of dB above 0, got 0"),
-    ({"psnr": float("nan")}, "psnr must be a number of dB above 0, got nan"),
+    ({"psnr": 0}, "psnr must be a number of dB above 0 and at most 1000, got 0"),
+    ({"psnr": float("nan")}, "psnr must be a number of dB above 0 and at most 1000, got nan"),
+    ({"psnr": 1e308}, "psnr must be a number of dB above 0 and at most 1000, got 1e"),
     ({"max_bytes": 0}, "max_bytes must be a positive integer, got 0"),
     ({"max_bytes": 1.5}, "max_bytes must be a positive integer, got 1.5"),
 ])
@@ -124,7 +125,9 @@ USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for h
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--psnr", "0"], "Invalid value for '--psnr': 0.0 is not in the range x>0."),
+    (["--psnr", "0"], "Invalid value for '--psnr': 0.0 is not in the range 0<x<=1000.0."),
+    (["--psnr", "inf"], "Invalid value for '--psnr': inf is not in the range 0<x<=1000.0."),
+    (["--psnr", "nan"], "Invalid value for '--psnr': 'nan' is not a number"),
     (["--max-bytes", "0"], "Invalid value for '--max-bytes': '0' is less than 1 byte"),
     (["--max-bytes", "12q"], "Invalid value for '--max-bytes': '12q' is not a size: use bytes (200000), "
                              "k/M/G (200k, 1.5M: 1000s) or KiB/MiB/GiB (64KiB: 1024s)"),
@@ -168,3 +171,16 @@ def test_bulk_run_with_a_target(tmp_path, crop):
     for name in ("a", "b"):
         img = kmq.read(tmp_path / "out" / f"{name}.kmq")
         assert db(img) >= 28 and img.metadata["target"] == {"psnr": 28.0}
+
+
+def test_an_output_that_exists_is_refused_before_the_search(image, monkeypatch):
+    image.with_suffix(".kmq").write_bytes(b"keep")
+
+    def searched(*args, **kwargs):
+        raise AssertionError("the search ran before the output was checked")
+
+    monkeypatch.setattr(kmq.api, "compress_to", searched)
+    result = CliRunner().invoke(main, ["compress", str(image), "--codec", "ctx", "--psnr", "30"], prog_name="kmq")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {image.with_suffix('.kmq')} already exists (use -f to overwrite)\n")
+    assert image.with_suffix(".kmq").read_bytes() == b"keep"
