@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+COMPRESS_USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
 
 
 @pytest.fixture
@@ -40,4 +41,13 @@ def kmq_file(tmp_path, rgb_small) -> Path:
     import kmq
     path = tmp_path / "a.kmq"
     kmq.write(path, kmq.compress(rgb_small, k=4))
+    return path
+
+
+@pytest.fixture
+def image(tmp_path, crop) -> Path:
+    """The module's `crop` fixture as tmp_path/c.png."""
+    from PIL import Image
+    path = tmp_path / "c.png"
+    Image.fromarray(crop).save(path)
     return path

@@ -5,6 +5,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
+from conftest import COMPRESS_USAGE as USAGE
 from kmq import kmeans, rdo
 from kmq.cli import main
 
@@ -86,14 +87,6 @@ def test_raw_refuses_rdo(crop):
         kmq.compress(crop, 4, rdo=2)
 
 
-@pytest.fixture
-def image(tmp_path, crop):
-    path = tmp_path / "c.png"
-    Image.fromarray(crop).save(path)
-    return path
-
-
-USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
+from conftest import COMPRESS_USAGE as USAGE
 from kmq.cli import ByteSize, main
 from kmq.stats import psnr as psnr_of
 
@@ -114,14 +115,6 @@ def test_bad_byte_sizes(text):
         ByteSize().convert(text, None, None)
 
 
-@pytest.fixture
-def image(tmp_path, crop):
-    path = tmp_path / "c.png"
-    Image.fromarray(crop).save(path)
-    return path
-
-
-USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
 
 
 @pytest.mark.parametrize("args, message", [
