@@ -85,13 +85,14 @@ class Distinct:
         self._pixels = pixels
         self._shift = shift  # RGBA with one alpha: keys are RGB only
 
-    def _key_chunks(self):
+    def _key_chunks(self, step: int = 0):
         if self._keys is not None:
             yield 0, self._keys
             return
         assert self._pixels is not None
-        for s in range(0, self._pixels.shape[0], _CHUNK):
-            keys = _pack(self._pixels[s:s + _CHUNK])
+        step = step or _CHUNK
+        for s in range(0, self._pixels.shape[0], step):
+            keys = _pack(self._pixels[s:s + step])
             if self._shift:
                 keys >>= self._shift
             yield s, keys
@@ -122,6 +123,7 @@ _BINCOUNT_FROM = 1 << 19
 # Pixels packed per pass where keys are made on the fly: bincount converts its input to intp, so a chunk
 # costs 12 bytes a pixel (96 MB) besides the 128 MB count array, and larger chunks gain nothing.
 _CHUNK = 1 << 23
+_ONE_PASS = 1 << 24
 
 
 def _colors_of(values: np.ndarray, channels: int, alpha: int | None) -> np.ndarray:
@@ -153,7 +155,10 @@ def distinct(pixels: np.ndarray) -> Distinct:
         d = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
                      pixels=pixels, shift=shift)
         full = None
-        for _, keys in d._key_chunks():
+        # Up to _ONE_PASS pixels in one bincount: each further pass faults in another 2**24-entry count
+        # array, which costs more on this kind of machine than the counting (12 MP: 0.14 s in one pass,
+        # 0.8 s in two). Larger images keep the chunks, which bound the memory.
+        for _, keys in d._key_chunks(n if n <= _ONE_PASS else _CHUNK):
             part = np.bincount(keys, minlength=1 << keyed)
             if full is None:
                 full = part
