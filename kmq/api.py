@@ -147,8 +147,13 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     applied. fit: a (palette, labels, J) of quantize_distinct already computed for this k; extra: more
     metadata."""
     height, width, channels = pixels.shape
-    palette, labels, distortion = fit or quantize_distinct(distinct, k, seed=seed, max_iter=max_iter, tol=tol,
-                                                           progress=progress)
+    labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
+    if fit is None:
+        palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
+                                                            max_iter=max_iter, tol=tol, what="the image has",
+                                                            progress=progress)
+    else:
+        palette, labels, distortion = fit
     meta: dict = {"distortion": distortion, "seed": seed}
     if rdo > 0 or extra:
         meta["rdo"] = rdo
@@ -164,6 +169,8 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
         palette, flat = _by_share(palette, flat.ravel(), None)
         labels = flat.astype(np.uint16)
         meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
+    if labels is None:
+        labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
@@ -238,7 +245,6 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,
               counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
-
 
     color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel."""
     share = np.bincount(color_labels, weights=counts, minlength=len(palette))

@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -34,9 +33,9 @@ from PIL import Image
 
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, check_distinct, ignore_signal, reason, stdin
+from .fileio import ENDING_SIGNALS, STDIO, check_distinct, check_writable, ignore_signal, reason, stdin
 from .format import DEFAULT_MAX_PIXELS
-from .imageio import KMQ_FORMAT, writable_format
+from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
 from .stats import record
 
@@ -55,14 +54,6 @@ def image_suffixes() -> frozenset[str]:
     # Not .kmq, though Pillow opens it since `import kmq`: a folder's .kmq files are outputs, not inputs.
     return frozenset(ext for ext, fmt in Image.registered_extensions().items()
                      if fmt in Image.OPEN and fmt != KMQ_FORMAT)
-
-
-def suffix_for(fmt: str) -> str:
-    """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG"."""
-    fmt = writable_format(fmt)
-    suffixes = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
-    preferred = "." + fmt.lower()
-    return preferred if preferred in suffixes else suffixes[0]
 
 
 @dataclass(frozen=True)
@@ -209,8 +200,7 @@ class _Task:
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
-        if not self.overwrite and os.path.lexists(job.target):
-            raise KmqError(f"{job.target} already exists (use -f to overwrite)")
+        check_writable(job.target, overwrite=self.overwrite)
         return self._work(job)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
@@ -350,20 +340,19 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
 
 
 # Signals that end a bulk run: the parent ends its workers first (see _WorkersEndFirst).
-_ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How long a worker may take to remove its temporary file after SIGTERM before it is killed outright.
 _GRACE_SECONDS = 5.0
 
 
 def _ignored_signals() -> tuple[int, ...]:
-    return tuple(int(sig) for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN)
+    return tuple(int(sig) for sig in ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN)
 
 
 def _worker_signals(ignored: tuple[int, ...]) -> None:
     """In each worker, SIGINT and SIGTERM end the process at once (a write in progress first removes its
     temporary file: kmq.fileio), unless the parent ignores them. With Python's KeyboardInterrupt instead, the
     pool would send the interrupt back as the job's result and the worker would start its next job."""
-    for sig in _ENDING_SIGNALS:
+    for sig in ENDING_SIGNALS:
         signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
 
 
@@ -384,7 +373,7 @@ class _WorkersEndFirst:
 
     def __enter__(self) -> _WorkersEndFirst:
         if threading.current_thread() is threading.main_thread():
-            self.before = {sig: signal.getsignal(sig) for sig in _ENDING_SIGNALS
+            self.before = {sig: signal.getsignal(sig) for sig in ENDING_SIGNALS
                            if signal.getsignal(sig) not in (signal.SIG_IGN, None)}
         for sig in self.before:
             signal.signal(sig, self._handler)

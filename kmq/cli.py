@@ -227,9 +227,9 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     if _is_bulk(images, output, summary):
         from . import batch
 
-        task = batch.CompressTask(k=k or 16, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
-                                  overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
-                                  k_given=k is not None, dither=dither)
+        task = batch.CompressTask(k=stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter,
+                                  codec=codec, max_pixels=max_pixels, overwrite=force, palette=palette, rdo=rdo,
+                                  psnr=psnr, max_bytes=max_bytes, k_given=k is not None, dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
         return
@@ -242,7 +242,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress:
-                img = api.compress(source, k or 16, seed=seed, max_iter=max_iter, codec=codec,
+                img = api.compress(source, stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter, codec=codec,
                                    max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
                                    progress=progress)
         else:
@@ -384,7 +384,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     with _reported():
         _refuse_folder(output)
         if output is None:
-            from .batch import suffix_for
+            from .imageio import suffix_for
 
             output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file, force)
@@ -460,7 +460,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
     if plot_path is not None and not quiet:
-        click.echo(f"rate-distortion chart -> {plot_path}: {drawn} point{'' if drawn == 1 else 's'}", err=True)
+        click.echo(f"rate-distortion chart -> {plot_path}: {_plural(drawn, 'point')}", err=True)
 
 
 def _db(value: float | None) -> str:

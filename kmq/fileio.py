@@ -124,7 +124,7 @@ class Terminated(BaseException):
 
 # SIGINT is here for processes where it ends the process outright (kmq.batch's workers); in a normal Python
 # process it raises KeyboardInterrupt, which unwinds the write by itself.
-_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
@@ -143,7 +143,7 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(sig, ignore_signal)
         raise Terminated(signum)
 
-    caught = [sig for sig in _ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
+    caught = [sig for sig in ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_DFL]
     for sig in caught:
         signal.signal(sig, handler)
     try:
@@ -170,7 +170,7 @@ def _signals_held() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING_SIGNALS)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
     try:
         yield
     finally:

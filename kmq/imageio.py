@@ -241,6 +241,14 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
     return over_white(palette), remap[labels], int(clear[0])
 
 
+def suffix_for(fmt: str) -> str:
+    """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG"."""
+    fmt = writable_format(fmt)
+    suffixes = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
+    preferred = "." + fmt.lower()
+    return preferred if preferred in suffixes else suffixes[0]
+
+
 def writable_format(name: str) -> str:
     """The Pillow format name for a user's format name ("png" -> "PNG"); KmqError if Pillow cannot write it."""
     Image.init()
