@@ -75,15 +75,20 @@ class Distinct:
     """
 
     def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, *,
-                 keys: np.ndarray | None = None, pixels: np.ndarray | None = None, shift: int = 0) -> None:
+                 keys: np.ndarray | None = None, pixels: np.ndarray | None = None, shift: int = 0,
+                 inverse: np.ndarray | None = None, rank: np.ndarray | None = None) -> None:
         self.colors = colors
         self.counts = counts
         self._values = values  # (M,) uint32 ascending: the packed key of each distinct colour
-        # Either the (N,) uint32 packed keys of every pixel, or the pixels to re-pack them from in chunks
-        # (the bincount path: at 48 MP that spares 192 MB of keys for 0.02 s per 12 MP of packing).
+        # The way back from colours to pixels, one of: the (N,) uint32 colour index of every pixel
+        # (`inverse`); the pixels to re-pack in chunks plus a table from packed key to colour index (`rank`,
+        # for images above _ONE_PASS pixels, where an (N,) array would cost 4 bytes a pixel); or the (N,)
+        # packed keys to look up in `values` (small images and RGBA with varying alpha).
         self._keys = keys
         self._pixels = pixels
         self._shift = shift  # RGBA with one alpha: keys are RGB only
+        self._inverse = inverse
+        self._rank = rank
 
     def _key_chunks(self, step: int = 0):
         if self._keys is not None:
@@ -97,8 +102,25 @@ class Distinct:
                 keys >>= self._shift
             yield s, keys
 
+    def _index_chunks(self):
+        """(start, colour index of each pixel from start on) in chunks of at most _CHUNK pixels."""
+        if self._inverse is not None:
+            for s in range(0, self._inverse.shape[0], _CHUNK):
+                yield s, self._inverse[s:s + _CHUNK]
+            return
+        for s, keys in self._key_chunks():
+            yield s, np.take(self._rank, keys, mode="clip")
+
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
+        if self._inverse is not None or self._rank is not None:
+            n = self._inverse.shape[0] if self._inverse is not None else self._pixels.shape[0]
+            out = np.empty(n, dtype=per_color.dtype)
+            # A gather from the M colours, which stay in cache, in chunks whose intp copy of the indices
+            # is recycled memory rather than fresh pages.
+            for s, index in self._index_chunks():
+                np.take(per_color, index, out=out[s:s + index.shape[0]], mode="clip")
+            return out
         size = int(self._values[-1]) + 1
         n = self._keys.shape[0] if self._keys is not None else self._pixels.shape[0]
         out = np.empty(n, dtype=per_color.dtype)
@@ -117,12 +139,14 @@ class Distinct:
 
 # Largest look-up table `Distinct.spread` builds (the 2**24 of packed RGB); 32-bit RGBA keys search instead.
 _TABLE_MAX = 1 << 24
-# From this many pixels on, keys below 2**24 are counted by np.bincount over the whole key space (12 MP:
-# ~0.2 s) instead of sorted (~0.5 s); below it a sort of the few keys beats touching a 2**24-entry array.
+# From this many pixels on, keys below 2**24 are found through tables over the whole key space (12 MP:
+# ~0.3 s of CPU) instead of sorted (~0.5 s); below it a sort of the few keys beats touching 2**24 entries.
 _BINCOUNT_FROM = 1 << 19
-# Pixels packed per pass where keys are made on the fly: bincount converts its input to intp, so a chunk
-# costs 12 bytes a pixel (96 MB) besides the 128 MB count array, and larger chunks gain nothing.
-_CHUNK = 1 << 23
+# Pixels per pass where keys or indices go through numpy in chunks: numpy copies uint32 indices to intp
+# (8 bytes a pixel), and chunks of up to 32 MB are recycled by the allocator instead of faulted in afresh.
+_CHUNK = 1 << 21
+# Up to this many pixels the table path keeps each pixel's colour index (4 bytes a pixel); larger images
+# re-pack their keys from the pixels whenever they need them (48 MP: 192 MB spared).
 _ONE_PASS = 1 << 24
 
 
@@ -139,7 +163,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
     """The distinct colours of (N, C) uint8 pixels, C in {1, 3, 4}, exactly (see `Distinct`).
 
     Keys below 2**24 (grey, RGB, RGBA with one alpha, which is keyed on RGB only) of a large image are
-    counted by np.bincount over the key space, whose non-zero bins are the colours in ascending order;
+    found through tables over the key space (`_distinct_by_table`), in ascending order;
     otherwise the packed keys are sorted (numpy's vectorised sort of uint32) and the runs of equal keys
     are the colours. Both give the same colours, counts and order.
     """
@@ -152,26 +176,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
         shift = 8
     keyed = 8 * channels - shift
     if keyed <= 24 and n >= _BINCOUNT_FROM:
-        d = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
-                     pixels=pixels, shift=shift)
-        full = None
-        # Up to _ONE_PASS pixels in one bincount: each further pass faults in another 2**24-entry count
-        # array, which costs more on this kind of machine than the counting (12 MP: 0.14 s in one pass,
-        # 0.8 s in two). Larger images keep the chunks, which bound the memory.
-        for _, keys in d._key_chunks(n if n <= _ONE_PASS else _CHUNK):
-            part = np.bincount(keys, minlength=1 << keyed)
-            if full is None:
-                full = part
-            else:
-                full += part
-            del part
-        assert full is not None
-        values = np.flatnonzero(full).astype(np.uint32)
-        d.counts = full[values].astype(np.int64)
-        del full
-        d._values = values
-        d.colors = _colors_of(values, channels, alpha)
-        return d
+        return _distinct_by_table(pixels, keyed, alpha, shift)
     keys = _pack(pixels)
     if shift:
         keys >>= shift
@@ -185,6 +190,44 @@ def distinct(pixels: np.ndarray) -> Distinct:
     del ordered
     counts = np.diff(starts, append=n).astype(np.int64)
     return Distinct(_colors_of(values, channels, alpha), counts, values, keys=keys)
+
+
+def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int) -> Distinct:
+    """`distinct` for keys below 2**24 through tables over the key space rather than a sort.
+
+    A byte per key marks the colours present (16 MB at 24 bits); its non-zero cells are the colours in
+    ascending order. A table from key to colour index (written only at those cells, so only their pages
+    are ever touched) turns each pixel's key into its colour index, and counting those indices gives the
+    counts. A count array over the whole key space would do it in one np.bincount, but 2**24 int64 counts
+    plus bincount's intp copy of 12 M keys are ~220 MB of fresh pages, which on machines with costly page
+    faults took 0.1-0.6 s at 12 MP against ~0.3 s for this path's ~130 MB, most of it recycled.
+    """
+    n, channels = pixels.shape
+    source = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
+                      pixels=pixels, shift=shift)
+    seen = np.zeros(1 << keyed, dtype=np.uint8)
+    inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
+    for s, keys in source._key_chunks():
+        seen[keys] = 1
+        if inverse is not None:
+            inverse[s:s + keys.shape[0]] = keys
+    values = np.flatnonzero(seen).astype(np.uint32)
+    del seen
+    m = values.shape[0]
+    rank = np.empty(1 << keyed, dtype=np.uint32)
+    rank[values] = np.arange(m, dtype=np.uint32)
+    counts = np.zeros(m, dtype=np.int64)
+    if inverse is not None:
+        for s in range(0, n, _CHUNK):
+            part = inverse[s:s + _CHUNK]
+            np.take(rank, part, out=part, mode="clip")  # in place: take reads a converted copy of the keys
+            counts += np.bincount(part, minlength=m)
+        del rank
+        return Distinct(_colors_of(values, channels, alpha), counts, values, inverse=inverse)
+    for _, keys in source._key_chunks():
+        counts += np.bincount(np.take(rank, keys, mode="clip"), minlength=m)
+    return Distinct(_colors_of(values, channels, alpha), counts, values, pixels=pixels, shift=shift,
+                    rank=rank)
 
 
 def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -198,11 +198,13 @@ def test_bincount_and_sort_paths_give_identical_files(samples, monkeypatch, chan
     px = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:120, :160]
     px = {1: px[:, :, 0], 3: px, 4: np.dstack([px, np.full(px.shape[:2], 200, np.uint8)])}[channels]
     files = []
-    for bincount_from, chunk in [(1 << 62, 1 << 23), (1, 1 << 23), (1, 1000)]:
+    for bincount_from, chunk, one_pass in [(1 << 62, 1 << 23, 1 << 24), (1, 1 << 23, 1 << 24),
+                                           (1, 1000, 1 << 24), (1, 1000, 0)]:
         monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", bincount_from)
         monkeypatch.setattr(kmeans, "_CHUNK", chunk)
+        monkeypatch.setattr(kmeans, "_ONE_PASS", one_pass)
         files.append(kmq.compress(px, k=16, seed=3).to_bytes())
-    assert files[0] == files[1] == files[2]
+    assert files[0] == files[1] == files[2] == files[3]
 
 
 def test_large_k_on_a_small_image_reports_progress_and_keeps_the_bytes(samples):
