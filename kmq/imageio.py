@@ -72,8 +72,22 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
         return _grey(im, name)
     # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
     if mode in _TO_RGBA:
-        return np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
+        rgba = np.asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
+        if not opaque(rgba):
+            return rgba
+        return np.ascontiguousarray(rgba[:, :, 0]) if mode in ("LA", "La") else drop_alpha(rgba)
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def opaque(pixels: np.ndarray) -> bool:
+    """Whether (h, w, 4) pixels have alpha 255 everywhere: no transparency to keep."""
+    return bool(pixels[:, :, 3].min() == 255)
+
+
+def drop_alpha(pixels: np.ndarray) -> np.ndarray:
+    """(h, w, 4) pixels opaque everywhere -> (h, w, 3): an alpha channel that says nothing is not stored,
+    so it neither costs palette bytes nor counts in the PSNR (whose J is per channel)."""
+    return np.ascontiguousarray(pixels[:, :, :3])
 
 
 def _grey(im: Image.Image, name: str) -> np.ndarray:

@@ -117,9 +117,19 @@ def png_bytes(im: Image.Image, **options) -> bytes:
     return buf.getvalue()
 
 
+def with_alpha_ramp(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) -> (h, w, 4) with alpha rising from 0 to 255 across the columns: real transparency."""
+    alpha = np.broadcast_to(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), rgb.shape[:2])
+    return np.dstack([rgb, alpha])
+
+
 def test_rgb_l_rgba_round_trip_exactly_when_k_covers_the_colours(samples):
-    for name, channels in [("chelsea.png", 3), ("camera.png", 1), ("logo.png", 4)]:
-        pixels = load_image(samples / name)[:20, :20]
+    for name, channels in [("chelsea.png", 3), ("camera.png", 1), ("logo.png", 3), ("alpha", 4)]:
+        if name == "alpha":
+            pixels = load_image(png_bytes(Image.fromarray(with_alpha_ramp(load_image(samples / "logo.png")))))
+        else:
+            pixels = load_image(samples / name)  # logo.png is RGBA but opaque everywhere: stored as RGB
+        pixels = pixels[:20, 230:250]
         distinct = len(np.unique(pixels.reshape(20 * 20, -1), axis=0))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", KmqWarning)
@@ -130,9 +140,14 @@ def test_rgb_l_rgba_round_trip_exactly_when_k_covers_the_colours(samples):
 
 
 @pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1), ("RGBA", 4), ("LA", 4), ("1", 1),
-                                            ("CMYK", 3), ("I;16", 1), ("YCbCr", 3)])
+                                            ("CMYK", 3), ("I;16", 1), ("YCbCr", 3),
+                                            ("RGBA opaque", 3), ("LA opaque", 1)])
 def test_modes_map_to_l_rgb_or_rgba(rgb_small, mode, channels):
-    im = Image.fromarray(rgb_small).convert(mode if mode != "I;16" else "I")
+    """Alpha is kept where it says something: an alpha of 255 everywhere is dropped (RGBA -> RGB, LA -> L)."""
+    if mode in ("RGBA", "LA"):
+        im = Image.fromarray(with_alpha_ramp(rgb_small)).convert(mode)
+    else:
+        im = Image.fromarray(rgb_small).convert(mode.split()[0] if mode != "I;16" else "I")
     if mode == "I;16":
         im = Image.fromarray((np.asarray(rgb_small[:, :, 0]).astype(np.uint16) * 257))
     fmt = {"CMYK": "JPEG", "YCbCr": "JPEG"}.get(mode, "PNG")
@@ -248,3 +263,14 @@ def test_rgba_with_varying_alpha_stays_small(samples):
     assert peak < 64 << 20
     assert img.palette.shape == (16, 4) and len(np.unique(img.palette[:, 3])) > 2
     assert img.distortion < kmq.compress(px, k=4).distortion
+
+
+def test_opaque_rgba_is_stored_as_rgb_byte_for_byte(rgb_small):
+    """An alpha of 255 everywhere says nothing: the file is the RGB image's, so the PSNR is not inflated by a
+    fourth, always exact channel and the palette does not pay a byte per entry for it."""
+    rgba = np.dstack([rgb_small, np.full(rgb_small.shape[:2], 255, np.uint8)])
+    assert kmq.compress(rgba, k=4).to_bytes() == kmq.compress(rgb_small, k=4).to_bytes()
+    assert kmq.compress(Image.fromarray(rgba), k=4).to_bytes() == kmq.compress(rgb_small, k=4).to_bytes()
+    one_transparent = rgba.copy()
+    one_transparent[0, 0, 3] = 254
+    assert kmq.compress(one_transparent, k=4).channels == 4
