@@ -327,7 +327,8 @@ def _check_output(output: str, source: str, force: bool = False) -> None:
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
     psnr = _db(r["psnr"])
-    chosen = f", rdo {r['rdo']:g}%" if r.get("rdo") is not None else ""
+    chosen = (f", rdo {r['rdo']:g}%" if r.get("rdo") is not None else "") + \
+        (f", dither {r['dither']}" if r.get("dither") else "")
     return (f"{image} -> {output}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")
@@ -821,6 +822,20 @@ def _seed_or_palette(d: dict[str, Any]) -> tuple[str, str]:
     return "Seed", "unknown" if d["seed"] is None else str(d["seed"])
 
 
+def _made_with(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for the choices the metadata records beyond K and seed (the reader has checked their types)."""
+    rows = []
+    target = meta.get("target")
+    if isinstance(target, dict):
+        rows.append(("Target", f"PSNR >= {target['psnr']:g} dB" if "psnr" in target
+                     else f"at most {target['max_bytes']:,} bytes"))
+    if meta.get("rdo"):
+        rows.append(("RDO", f"J up to {meta['rdo']:g} % over the nearest colours'"))
+    if meta.get("dither") == "fs":
+        rows.append(("Dither", "Floyd-Steinberg (fs)"))
+    return rows
+
+
 def _info_tables(d: dict[str, Any]) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
@@ -834,7 +849,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),
-            _seed_or_palette(d)]:
+            _seed_or_palette(d), *_made_with(d["metadata"])]:
         header.add_row(name, value)
     palette = Table(title="Palette", title_justify="left")
     for name in ("#", "colour", "hex", "rgb", "share"):

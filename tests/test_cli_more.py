@@ -259,3 +259,21 @@ def test_segment_refused_by_an_existing_output_writes_no_masks(runner, tmp_path,
     result = run(runner, "segment", samples / "ihc-303x227.png", "-k", "3", "-o", out, "--masks", tmp_path / "m")
     assert result.exit_code == 1 and result.output == f"Error: {out} already exists (use -f to overwrite)\n"
     assert out.read_bytes() == b"keep" and not (tmp_path / "m").exists()
+
+
+def test_info_table_shows_target_rdo_and_dither(runner, crop, tmp_path):
+    """What the metadata records beyond K and seed is in the table too, not only in --format json."""
+    crop = crop[0]
+    target, dithered = tmp_path / "t.kmq", tmp_path / "d.kmq"
+    assert run(runner, "compress", crop, "--codec", "ctx", "--psnr", "25", "-o", target).exit_code == 0
+    assert run(runner, "compress", crop, "-k", "4", "--dither", "fs", "-o", dithered).exit_code == 0
+    rows = {}
+    for path in (target, dithered):
+        lines = run(runner, "info", path).output.splitlines()
+        rows[path] = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in lines
+                      if line.count("│") == 3}
+    rdo = kmq.read(target).metadata["rdo"]
+    assert rows[target]["Target"] == "PSNR >= 25 dB"
+    assert rows[target].get("RDO") == (f"J up to {rdo:g} % over the nearest colours'" if rdo else None)
+    assert rows[dithered]["Dither"] == "Floyd-Steinberg (fs)"
+    assert "Target" not in rows[dithered] and "RDO" not in rows[dithered]
