@@ -94,6 +94,17 @@ def detailed(w: int = W, h: int = H) -> Image.Image:
     return im
 
 
+def logo_cutout() -> np.ndarray:
+    """samples/logo.png (500x500, RGBA but opaque everywhere) cut out along its disc: alpha 0 outside, 255
+    inside, anti-aliased over ~1.5 px at the rim: an icon or sprite with real transparency, (500, 500, 4)."""
+    rgb = np.asarray(Image.open(SAMPLES / "logo.png").convert("RGB"))
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2)
+    alpha = np.clip((w / 2 - 4 - r) / 1.5 * 255, 0, 255)
+    return np.dstack([rgb, np.rint(alpha).astype(np.uint8)])
+
+
 KINDS = {"astronaut": astronaut, "smooth": smooth, "noisy": noisy, "saturated": saturated,
          "detailed": detailed}
 
