@@ -15,7 +15,6 @@ Reading trusts nothing: every failure is a KmqError naming the file and the line
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -49,6 +48,8 @@ class Palette:
     @property
     def sha256(self) -> str:
         """The hash of the colours as the file gives them: n x channels bytes, in order."""
+        import hashlib  # only for a given palette: kept out of every command's start-up
+
         return hashlib.sha256(np.ascontiguousarray(self.colors).tobytes()).hexdigest()
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .api import compress, load
 from .errors import KmqError
@@ -245,6 +245,8 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
         psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
         name = "" if palette is None else f" ({palette.name})"
         titles.append((f"K = {r['k']}{name}", f"ratio {r['ratio']:.3f}, {psnr}", r))
+    from PIL import ImageDraw  # with its fonts, only where a montage is drawn: every command loads this module
+
     canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
     title_font, subtitle_font = _font(_TITLE_SIZE), _font(_SUBTITLE_SIZE)
@@ -290,7 +292,9 @@ def _scaled(rgb: np.ndarray, pw: int, ph: int) -> Image.Image:
     return im.resize((pw, ph), Image.Resampling.NEAREST if pw > im.width else Image.Resampling.LANCZOS)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
     # Pillow ships this font (no download); without FreeType it falls back to its small bitmap font.
     try:
         return ImageFont.load_default(size=size)
