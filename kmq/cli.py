@@ -406,7 +406,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
               "for several (default 16). A .kmq input reports its own (with a warning if -k differs).")
 @click.option("--sweep", is_flag=True, help="Also K = 2, 4, 8, ..., 256 (powers of two): a rate-distortion "
-              "curve.")
+              "curve, up to the first lossless K.")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "csv", "json"]), default="table",
               show_default=True, help="table for people; tsv, csv or json for scripts.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -455,7 +455,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                     max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither)
+                                     max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
+                                     until_lossless=sweep)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).

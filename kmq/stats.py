@@ -89,7 +89,8 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 
 def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-            palette: Any = None, rdo: float = 0.0, dither: str = "none") -> list[dict[str, Any]]:
+            palette: Any = None, rdo: float = 0.0, dither: str = "none",
+            until_lossless: bool = False) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
@@ -100,6 +101,8 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
+    until_lossless: take ks in ascending order and stop at the first that is lossless (J = 0): every larger K
+    would give the same record again (a sweep over an image with few colours).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
@@ -113,10 +116,13 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     elif palette is not None:
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
-        # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
-        quantized = [compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
-                             dither=dither)
-                     for k in ks or [DEFAULT_K]]
+        quantized = []
+        for k in sorted(ks) if until_lossless else ks or [DEFAULT_K]:
+            # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
+            quantized.append(compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
+                                      dither=dither))
+            if until_lossless and quantized[-1].distortion == 0:
+                break
     records = []
     for img in quantized:
         # The same pixels whatever the codec: measured once per quantization.

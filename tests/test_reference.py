@@ -132,6 +132,20 @@ def test_sweep_is_the_powers_of_two_and_joins_k(crop):
     assert psnrs == sorted(psnrs)
 
 
+def test_sweep_stops_at_the_first_lossless_k(tmp_path):
+    """Five colours: K = 2, 4 lossy, 8 lossless (k = 5); 16 .. 256 would repeat that row, one warning each."""
+    pixels = np.zeros((8, 10, 3), np.uint8)
+    pixels[:, 4:] = (255, 0, 0)
+    pixels[:, 7:] = (0, 0, 255)
+    pixels[:2] = (0, 255, 0)
+    pixels[6:, 8:] = (9, 9, 9)
+    Image.fromarray(pixels).save(tmp_path / "few.png")
+    result = run("stats", tmp_path / "few.png", "--sweep", "--format", "json")
+    assert [(r["k"], r["psnr"] is None) for r in json.loads(result.stdout)] == [(2, False), (4, False), (5, True)]
+    assert result.stderr == ("Warning: the image has only 5 distinct colours, fewer than k=8: using k=5, "
+                             "lossless\n")
+
+
 def test_plot_writes_a_png_chart_and_says_so(crop, tmp_path):
     out = tmp_path / "rd.png"
     result = CliRunner().invoke(main, ["stats", str(crop), "-k", "4", "-k", "16", "--codec", "all", "--reference",
