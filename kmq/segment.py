@@ -19,7 +19,7 @@ from .api import compress, load
 from .errors import KmqError
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
-from .imageio import over_white, save_image
+from .imageio import LOSSY_FORMATS, over_white, save_image
 from .palettes import Palette
 from .stats import DEFAULT_K, ignored_k, record
 
@@ -153,7 +153,6 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
 # labels 0..255 (and 0..299 as 16-bit) through save_image and reading them back: any other format loses them
 # (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS hold icon sizes only) or cannot write grey at all. Above K = 256 the labels
 # are 16-bit grey, which only the second set stores exactly (GIF, WebP, BMP... reduce or refuse it).
-_LOSSY = frozenset({"JPEG", "MPO", "AVIF", "PDF"})
 _EXACT_8_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM", "GIF", "WEBP", "BMP", "DIB", "TGA", "PCX",
                           "SGI", "DDS"})
 _EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
@@ -162,7 +161,7 @@ _EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
 def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> None:
     """Refuse (KmqError) a Pillow format that would not keep a label map's values exactly; k None: the part
     of the check that holds for any K, to be done before clustering."""
-    if fmt in _LOSSY:
+    if fmt in LOSSY_FORMATS:
         raise KmqError(f"{name}: {fmt} is lossy and would change the labels; write the label map as PNG")
     if fmt not in _EXACT_8_BIT:
         raise KmqError(f"{name}: {fmt} cannot store the labels exactly; write the label map as PNG")

@@ -1,4 +1,5 @@
 """The CLI beyond one file: segment, montage, info, palette, and bulk compress / decompress."""
+import io
 import json
 import re
 import shutil
@@ -277,3 +278,20 @@ def test_info_table_shows_target_rdo_and_dither(runner, crop, tmp_path):
     assert rows[target].get("RDO") == (f"J up to {rdo:g} % over the nearest colours'" if rdo else None)
     assert rows[dithered]["Dither"] == "Floyd-Steinberg (fs)"
     assert "Target" not in rows[dithered] and "RDO" not in rows[dithered]
+
+
+def test_decompress_png8_orders_its_palette_by_luminance(runner, crop, tmp_path):
+    """Nearby indices for nearby colours: PNG's filters and deflate store them in fewer bytes."""
+    path = tmp_path / "x.kmq"
+    assert run(runner, "compress", crop[0], "-k", "16", "-o", path).exit_code == 0
+    assert run(runner, "decompress", path, "-o", tmp_path / "x.png").exit_code == 0
+    img = kmq.read(path)
+    with Image.open(tmp_path / "x.png") as png:
+        assert png.mode == "P"
+        entries = np.array(png.getpalette()[:48]).reshape(16, 3)
+        np.testing.assert_array_equal(np.asarray(png.convert("RGB")), img.decode())
+    luma = entries @ (0.299, 0.587, 0.114)
+    assert np.all(np.diff(luma) >= 0)
+    by_share = io.BytesIO()
+    kmq.imageio._palette_image(img.palette, img.labels).save(by_share, format="PNG", compress_level=6)
+    assert (tmp_path / "x.png").stat().st_size < len(by_share.getvalue())
