@@ -206,8 +206,8 @@ WEBP_MAX_SIDE = 16383
 
 
 def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
-    """The image palette[labels] as a PNG-8 made with care (Pillow, optimize=True); None above k = 256, which no
-    8-bit PNG holds.
+    """The image palette[labels] as a PNG-8 made with care (Pillow: the smaller of optimize=True and zlib level
+    6); None above k = 256, which no 8-bit PNG holds.
 
     A palette image (RGBA: alpha per entry in tRNS) whose entries are ordered by luminance (grey: by level):
     the same pixels, and at K <= 16, where PNG packs 2 to 8 indices per byte, about 10 % fewer bytes than in
@@ -222,12 +222,17 @@ def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     candidates = [_palette_image(colours, rank[labels])]
     if channels == 1:
         candidates.append(Image.fromarray(palette[labels][:, :, 0]))
-    return min((_optimized_png(im) for im in candidates), key=len)
+    return min((_png(im, **options) for im in candidates for options in _PNG8_SETTINGS), key=len)
 
 
-def _optimized_png(im: Image.Image) -> bytes:
+# Pillow's optimize=True is not always its smallest: at K = 16 zlib's level 6 on luminance-ordered indices is
+# up to 3 % smaller (ihc: 18,211 bytes against 18,709), and decompress writes that.
+_PNG8_SETTINGS = ({"optimize": True}, {"compress_level": 6})
+
+
+def _png(im: Image.Image, **options: object) -> bytes:
     out = io.BytesIO()
-    im.save(out, format="PNG", optimize=True)
+    im.save(out, format="PNG", **options)
     return out.getvalue()
 
 
