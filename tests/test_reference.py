@@ -41,9 +41,12 @@ def pillow_png8(palette, labels):
 
 
 def png_of(im):
-    out = io.BytesIO()
-    im.save(out, "PNG", optimize=True)
-    return out.getvalue()
+    """The smaller of Pillow's optimize=True and zlib level 6 (either can win)."""
+    outs = []
+    for options in ({"optimize": True}, {"compress_level": 6}):
+        outs.append(io.BytesIO())
+        im.save(outs[-1], "PNG", **options)
+    return min((out.getvalue() for out in outs), key=len)
 
 
 def decoded(data):
