@@ -131,6 +131,11 @@ class _Decoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+def _same(value: Any, default: Any) -> bool:
+    """value == default for the plain values of keyword defaults; an array (a palette) is never a default."""
+    return not isinstance(value, np.ndarray) and bool(value == default)
+
+
 def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """im.save(path, k=16, codec="ctx", seed=0, ...): any keyword kmq.compress takes, or psnr= / max_bytes=
     with kmq.compress_to's keywords (a target instead of k); others are ignored, as Pillow's savers ignore
@@ -138,6 +143,14 @@ def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     encode = compress_to if info.get("psnr") is not None or info.get("max_bytes") is not None else compress
     accepted = set(inspect.signature(encode).parameters) - {"image"}
+    if encode is compress_to:
+        # A target chooses K and the rdo itself; options only compress knows would be silently dropped.
+        defaults = {name: p.default for name, p in inspect.signature(compress).parameters.items()}
+        clash = sorted(key for key in info if key in defaults and key not in accepted
+                       and not (info[key] is defaults[key] or _same(info[key], defaults[key])))
+        if clash:
+            raise ValueError(f"{', '.join(f'{key}=' for key in clash)} cannot be combined with a target (psnr= or "
+                             f"max_bytes=): the target chooses K and the rdo")
     options: dict[str, Any] = {key: value for key, value in info.items() if key in accepted}
     fp.write(encode(im, **options).to_bytes())
 

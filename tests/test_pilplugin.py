@@ -2,6 +2,7 @@
 import collections
 import io
 import random
+import re
 import struct
 import sys
 import zlib
@@ -252,3 +253,15 @@ def test_save_with_a_psnr_target_goes_through_compress_to(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "x.kmq", codec="ctx", psnr=30)
     img = kmq.read(tmp_path / "x.kmq")
     assert img.metadata["target"] == {"psnr": 30} and kmq.stats.psnr(img.distortion, 3) >= 30
+
+
+@pytest.mark.parametrize("extra, named", [({"palette": np.zeros((2, 3), np.uint8)}, "palette="),
+                                          ({"dither": "fs"}, "dither="), ({"rdo": 2.0}, "rdo="),
+                                          ({"rdo": 2.0, "dither": "fs"}, "dither=, rdo=")])
+def test_save_refuses_what_a_target_would_silently_drop(tmp_path, extra, named):
+    """A target chooses K and the rdo: a palette, dithering or an rdo of one's own cannot come along unseen."""
+    im = Image.fromarray(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=rf"^{re.escape(named)} cannot be combined with a target"):
+        im.save(tmp_path / "x.kmq", codec="ctx", psnr=30, **extra)
+    assert not (tmp_path / "x.kmq").exists() or (tmp_path / "x.kmq").stat().st_size == 0
+    im.save(tmp_path / "y.kmq", codec="ctx", psnr=30, dither="none", rdo=0.0)  # the defaults say nothing
