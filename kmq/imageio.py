@@ -94,7 +94,7 @@ def _grey(im: Image.Image, name: str) -> np.ndarray:
     if im.mode in ("1", "L"):
         return np.asarray(im.convert("L"))
     if im.mode == "F":
-        return np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8)
+        return _float_grey(np.asarray(im, dtype=np.float64), name)
     wide = np.asarray(im).astype(np.int64)
     if im.mode == "I":
         # 32-bit grey says nothing of its range: a TIFF may hold 8-bit levels, a PGM 16-bit ones, a scientific
@@ -109,6 +109,25 @@ def _grey(im: Image.Image, name: str) -> np.ndarray:
             return (((wide - lo) * 255 + (hi - lo) // 2) // (hi - lo)).astype(np.uint8)
     # 16-bit: scale 0..65535 to 0..255, rounding.
     return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _float_grey(values: np.ndarray, name: str) -> np.ndarray:
+    """32-bit float grey (mode F, e.g. TIFF) -> uint8 levels. Floats have no set range either: 0..1 is the
+    usual normalised one (scaled by 255), 0..255 levels are kept (rounded), anything else is stretched from
+    its own range; a warning says which whenever values are scaled. NaN or infinity is a KmqError."""
+    if not np.isfinite(values).all():
+        raise KmqError(f"{name}: float grey values include NaN or infinity; kmq needs finite levels")
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 1:
+        if hi > 0:
+            warnings.warn(f"{name}: float grey values span {lo:g}..{hi:g}: read as 0..1, scaled to 0..255", KmqWarning,
+                          stacklevel=5)
+        return np.rint(values * 255).astype(np.uint8)
+    if lo >= 0 and hi <= 255:
+        return np.rint(values).astype(np.uint8)
+    warnings.warn(f"{name}: float grey values span {lo:g}..{hi:g}: scaled from that range to 0..255", KmqWarning,
+                  stacklevel=5)
+    return np.rint((values - lo) * (255 / (hi - lo))).astype(np.uint8)
 
 
 def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str = "the output") -> None:

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -364,3 +365,31 @@ def test_the_stats_table_fits_the_terminal(runner, png, monkeypatch, columns, ta
         assert titles[0].startswith("Sizes in bits (1-") and titles[-1].endswith(" of 10)")
     # Every K once, in order, across the tables.
     assert re.findall(r"K=(\d+)", result.output) == ks
+
+
+@pytest.mark.parametrize("values, expected, warned", [
+    ([[0.0, 0.25], [0.5, 1.0]], [[0, 64], [128, 255]], r"float grey values span 0..1: read as 0..1, scaled to 0..255"),
+    ([[0.0, 0.0], [0.0, 0.0]], [[0, 0], [0, 0]], None),
+    ([[0.0, 7.4], [200.6, 255.0]], [[0, 7], [201, 255]], None),
+    ([[-1000.0, 0.0], [1500.0, 5000.0]], [[0, 42], [106, 255]],
+     r"float grey values span -1000..5000: scaled from that range to 0..255"),
+])
+def test_float_grey_is_read_by_its_range_not_clipped(tmp_path, values, expected, warned):
+    """Mode F had been clipped to 0..255: 0..1 data became black and white, and wider data lost its range."""
+    Image.fromarray(np.array(values, np.float32), "F").save(tmp_path / "f.tif")
+    if warned:
+        with pytest.warns(kmq.KmqWarning, match=r"f.tif: " + warned):
+            got = kmq.imageio.load_image(tmp_path / "f.tif")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = kmq.imageio.load_image(tmp_path / "f.tif")
+    assert got.tolist() == expected
+
+
+def test_float_grey_with_nan_is_an_error(runner, tmp_path):
+    Image.fromarray(np.array([[0.0, np.nan]], np.float32), "F").save(tmp_path / "f.tif")
+    result = run(runner, "compress", tmp_path / "f.tif", "-k", "2", "-o", tmp_path / "f.kmq")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {tmp_path / 'f.tif'}: float grey values include NaN or infinity; kmq needs finite levels\n")
+    assert not (tmp_path / "f.kmq").exists()
