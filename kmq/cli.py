@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import click
+from PIL import Image
 from click.core import ParameterSource
 
 from . import __version__, api, palettes, plot, segment, stats, stdout
@@ -290,7 +291,21 @@ def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> lis
         if _names_a_file(inputs, output):
             _refuse_folder(output)
             return batch.single(inputs[0], output)
+        _check_bulk_output(output)
         return planner(inputs, output)
+
+
+def _check_bulk_output(output: str | None) -> None:
+    """A bulk run's -o is a folder: stdout cannot be one (usage error, as other options that do not go
+    together), and a new one named like a file (x.kmq, x.png) is a slip, not a wish for a folder."""
+    if output == STDIO:
+        raise click.UsageError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
+    if output is None or output.endswith(("/", os.sep)) or Path(output).exists():
+        return
+    suffix = Path(output).suffix.lower()
+    if suffix == ".kmq" or suffix in Image.registered_extensions():
+        raise click.UsageError(f"-o {output} names a file, but a bulk run writes one file per input into a "
+                               f"folder; end -o with a slash ({output}/) if that is the folder you want")
 
 
 def _names_a_file(inputs: tuple[str, ...], output: str | None) -> bool:

@@ -265,8 +265,21 @@ def test_one_file_with_a_summary_keeps_o_as_its_output_file(runner, tmp_path, rg
     with Image.open(tmp_path / "x.webp") as im:
         assert im.format == "WEBP"
     result = run(runner, "compress", tmp_path / "a.png", "-o", "-", "--summary", "json")
-    assert (result.exit_code, result.output) == (
-        1, "Error: -o - (stdout) cannot be used with several inputs, a folder or a summary\n")
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, "Error: -o - (stdout) cannot be used with several inputs, a folder or a summary")
+
+
+def test_a_new_bulk_output_named_like_a_file_is_a_usage_error(runner, tmp_path, rgb_small):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rgb_small).save(tmp_path / name)
+    result = run(runner, "compress", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out.kmq")
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, f"Error: -o {tmp_path / 'out.kmq'} names a file, but a bulk run writes one file per input into a "
+           f"folder; end -o with a slash ({tmp_path / 'out.kmq'}/) if that is the folder you want")
+    assert not (tmp_path / "out.kmq").exists()
+    assert run(runner, "compress", tmp_path / "a.png", tmp_path / "b.png", "-o", f"{tmp_path / 'out.kmq'}/",
+               "-q").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out.kmq").iterdir()) == ["a.kmq", "b.kmq"]
 
 
 def test_a_bulk_run_never_writes_over_its_own_input_even_with_overwrite(tmp_path, rgb_small):
