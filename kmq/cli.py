@@ -463,7 +463,6 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
-    ks = tuple(sorted({*ks, *stats.SWEEP})) if sweep else ks
     records: list[dict[str, Any]] = []
     with _reported():
         if plot_path is not None:
@@ -471,7 +470,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         for source in inputs:
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
                                      max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
-                                     until_lossless=sweep)
+                                     sweep=sweep)
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).

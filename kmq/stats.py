@@ -32,13 +32,14 @@ def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
     """Warn that Ks asked for a .kmq input do not apply, when they differ from the K it holds."""
     if any(k != img.k for k in ks):
         asked = ", ".join(f"-k {k}" for k in ks)
-        warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} does not apply", KmqWarning,
+        verb = "does" if len(ks) == 1 else "do"
+        warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} {verb} not apply", KmqWarning,
                       stacklevel=3)
 
 
-def _ignored_options(source: str | Path, *, palette: bool, rdo: float, dither: str) -> None:
+def _ignored_options(source: str | Path, *, palette: bool, rdo: float, dither: str, sweep: bool) -> None:
     """Warn that options which make a new quantization do not apply to a .kmq, reported as stored."""
-    asked = [o for o, on in (("--palette", palette), (f"--rdo {rdo:g}", rdo > 0),
+    asked = [o for o, on in (("--sweep", sweep), ("--palette", palette), (f"--rdo {rdo:g}", rdo > 0),
                              (f"--dither {dither}", dither != "none")) if on]
     if asked:
         verb = "does" if len(asked) == 1 else "do"
@@ -90,7 +91,7 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
             palette: Any = None, rdo: float = 0.0, dither: str = "none",
-            until_lossless: bool = False) -> list[dict[str, Any]]:
+            sweep: bool = False) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
@@ -101,15 +102,15 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
-    until_lossless: take ks in ascending order and stop at the first that is lossless (J = 0): every larger K
-    would give the same record again (a sweep over an image with few colours).
+    sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order up to the first lossless one (J = 0):
+    every larger K would give the same record again (an image with few colours).
     """
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
         ignored_k(source, loaded, ks)
-        _ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither)
+        _ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep)
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
@@ -117,11 +118,11 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
         quantized = []
-        for k in sorted(ks) if until_lossless else ks or [DEFAULT_K]:
+        for k in sorted({*ks, *SWEEP}) if sweep else ks or [DEFAULT_K]:
             # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
             quantized.append(compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
                                       dither=dither))
-            if until_lossless and quantized[-1].distortion == 0:
+            if sweep and quantized[-1].distortion == 0:
                 break
     records = []
     for img in quantized:
