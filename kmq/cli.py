@@ -141,7 +141,7 @@ def main() -> None:
 
 class ByteSize(click.ParamType):
     """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
-    fractions allowed (1.5M), rounded down to whole bytes; at least 1."""
+    fractions allowed with a unit (1.5M), rounded down to whole bytes; at least 1."""
     name = "SIZE"
     _UNITS = {"": 1, "B": 1, "k": 10**3, "kB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
               "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
@@ -154,6 +154,8 @@ class ByteSize(click.ParamType):
             if match is None or match.group(2) not in self._UNITS:
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
+            if self._UNITS[match.group(2)] == 1 and "." in match.group(1) and float(match.group(1)) % 1:
+                self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
             size = math.floor(float(match.group(1)) * self._UNITS[match.group(2)])
         if size < 1:
             self.fail(f"{value!r} is less than 1 byte", param, ctx)

@@ -4,11 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
+import click
 from click.testing import CliRunner
 from PIL import Image
 
 import kmq
-from kmq.cli import main
+from kmq.cli import ByteSize, main
 from kmq.stats import FIELDS
 from imagefiles import pixels_of
 
@@ -276,3 +277,14 @@ def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path
     assert result.exit_code == 1
     assert result.output == (f"Warning: {tmp_path}: no files to convert in this folder\n"
                              "Error: no images or .kmq files among the inputs; no palette written\n")
+
+
+@pytest.mark.parametrize("text, size", [("1.9", None), ("10000.5", None), ("0.5", None), ("10000.0", 10000),
+                                        ("1.5k", 1500), ("2.5KiB", 2560), ("200kB", 200_000), ("7B", 7)])
+def test_max_bytes_takes_fractions_only_with_a_unit(text, size):
+    """1.9 bytes was read as 1 (and 0.5 refused as "less than 1 byte"): a bare number counts whole bytes."""
+    if size is None:
+        with pytest.raises(click.BadParameter, match=rf"'{re.escape(text)}' is not a whole number of bytes"):
+            ByteSize().convert(text, None, None)
+    else:
+        assert ByteSize().convert(text, None, None) == size
