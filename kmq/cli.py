@@ -473,10 +473,11 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
                                      max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
                                      sweep=sweep)
-        if plot_path is not None:
-            drawn = plot.write_chart(records, plot_path, overwrite=force)
+        # The records first: they stand even when the chart cannot be drawn (every record lossless).
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
         write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        if plot_path is not None:
+            drawn = plot.write_chart(records, plot_path, overwrite=force)
     if plot_path is not None and not quiet:
         click.echo(f"rate-distortion chart -> {plot_path}: {_plural(drawn, 'point')}", err=True)
 

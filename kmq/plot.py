@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import KmqError
+from .errors import KmqError, KmqWarning
 from .fileio import write_atomic
 
 INSTALL = "pip install 'kmq[plot]'"
@@ -58,6 +59,10 @@ def write_chart(records: list[dict[str, Any]], path: str | Path, *, overwrite: b
     placed = points(records)
     if not placed:
         raise KmqError("nothing to plot: every record is lossless (PSNR inf)")
+    shown = {r["file"] for r in placed}
+    for file in dict.fromkeys(r["file"] for r in records if r["file"] not in shown):
+        warnings.warn(f"{file}: lossless at every K asked (or J unknown): no line on the chart", KmqWarning,
+                      stacklevel=2)
     figure = _figure(placed, title)
     write_atomic(path, lambda f: figure.savefig(f, format=fmt, metadata=_METADATA[fmt]), overwrite=overwrite)
     return len(placed)

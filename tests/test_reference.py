@@ -189,9 +189,15 @@ def test_plot_refuses_bad_targets_and_lossless_records(tmp_path, crop):
     assert result.exit_code == 2 and "--plot needs a file name: stdout carries the records" in result.output
     two = tmp_path / "two.png"
     Image.fromarray(np.array([[0, 255]], np.uint8)).save(two)
-    result = run("stats", two, "-k", "2", "--plot", tmp_path / "rd.png")
-    assert result.output.endswith("Error: nothing to plot: every record is lossless (PSNR inf)\n")
+    result = run("stats", two, "-k", "2", "--plot", tmp_path / "rd.png", "--format", "tsv")
+    assert result.stderr.endswith("Error: nothing to plot: every record is lossless (PSNR inf)\n")
     assert result.exit_code == 1 and not (tmp_path / "rd.png").exists()
+    assert result.stdout.splitlines()[1].startswith(f"{two}\t2\t1\t1\t2\t")  # the records still come out
+    # With a lossy input too, the chart is drawn and the lossless one is named, not dropped unseen.
+    result = run("stats", two, crop, "-k", "2", "--plot", tmp_path / "rd.png", "--format", "tsv")
+    assert result.exit_code == 0
+    assert result.stderr == (f"Warning: {two}: lossless at every K asked (or J unknown): no line on the chart\n"
+                             f"rate-distortion chart -> {tmp_path / 'rd.png'}: 1 point\n")
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(crop, tmp_path, monkeypatch):
