@@ -797,7 +797,9 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         _save(output, figure.pixels, force)
     if not quiet:
         height, width = figure.pixels.shape[:2]
-        shown = (f"K = {', '.join(map(str, ks))}" if palette is None
+        # The Ks the panels show: fewer colours than a K asked give that K's panel a smaller one.
+        drawn = [str(p.record["k"]) for p in figure.panels if p.record is not None]
+        shown = (f"K = {', '.join(drawn)}" if palette is None
                  else f"K = {len(palette.colors)} ({palette.name})")
         click.echo(f"{image} -> {output}: original and {shown}, {width}x{height}", err=output == STDIO)
 

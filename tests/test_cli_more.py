@@ -295,3 +295,10 @@ def test_decompress_png8_orders_its_palette_by_luminance(runner, crop, tmp_path)
     by_share = io.BytesIO()
     kmq.imageio._palette_image(img.palette, img.labels).save(by_share, format="PNG", compress_level=6)
     assert (tmp_path / "x.png").stat().st_size < len(by_share.getvalue())
+
+
+def test_montage_line_names_the_ks_its_panels_show(runner, tmp_path):
+    Image.new("RGB", (50, 40), (10, 20, 30)).save(tmp_path / "one.png")
+    result = run(runner, "montage", tmp_path / "one.png", "-k", "2", "-k", "3", "-o", tmp_path / "m.png")
+    assert result.exit_code == 0
+    assert re.search(r": original and K = 1, 1, \d+x\d+\n$", result.stdout)
