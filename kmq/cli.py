@@ -56,11 +56,19 @@ def _max_pixels_option(f):
                         help="Refuse images (and .kmq files) with more pixels than this.")(f)
 
 
-def _dither_option(f):
+def _not_with(options: tuple[str, ...]) -> str:
+    """' Not with A, B or C.' for a help text (empty for none)."""
+    if not options:
+        return ""
+    return " Not with " + (options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}") + "."
+
+
+def _dither_option(*conflicts: str, files: bool = True):
+    """--dither, its help naming only what the command has: the file cost and the options it excludes."""
+    cost = "a higher J and a larger file with lzma or ctx" if files else "a higher J"
     return click.option("--dither", type=click.Choice(DITHERS), default="none", show_default=True,
-                        help="fs: Floyd–Steinberg error diffusion onto the palette: smooth gradients instead "
-                             "of bands, at a higher J and a larger file with lzma or ctx. Not with --rdo or a "
-                             "target.")(f)
+                        help=f"fs: Floyd–Steinberg error diffusion onto the palette: smooth gradients instead "
+                             f"of bands, at {cost}.{_not_with(conflicts)}")
 
 
 def _bulk_options(*summary_names: str):
@@ -104,11 +112,11 @@ class _Main(click.Group):
             raise
 
 
-def _palette_option(f):
+def _palette_option(*conflicts: str):
+    """--palette, its help naming the command's own options that it excludes (as _given_palette refuses)."""
     return click.option("--palette", "palette_file", type=click.Path(dir_okay=False),
                         help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
-                             "of K-Means: K is its size, its order is kept. Not with -k, --seed, --max-iter, --rdo, "
-                             "--psnr, --max-bytes or --sweep.")(f)
+                             "of K-Means: K is its size, its order is kept." + _not_with(conflicts))
 
 
 def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
@@ -197,8 +205,8 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, me
               help="Most Lloyd iterations.")
 @click.option("--codec", type=click.Choice(CODECS), default="raw", show_default=True,
               help="How the labels are stored.")
-@_palette_option
-@_dither_option
+@_palette_option("-k", "--seed", "--max-iter", "--rdo", "--psnr", "--max-bytes")
+@_dither_option("--rdo", "--psnr", "--max-bytes")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
@@ -439,8 +447,8 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
 @RDO_OPTION
-@_palette_option
-@_dither_option
+@_palette_option("-k", "--seed", "--sweep", "--rdo")
+@_dither_option("--rdo")
 @_max_pixels_option
 def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt: str, seed: int,
                   codec: str | None, reference: bool, plot_path: str | None, force: bool, quiet: bool,
@@ -724,7 +732,7 @@ def _clustering_options(f):
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
 @click.option("--masks", "masks_dir", type=click.Path(file_okay=False),
               help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png.")
-@_palette_option
+@_palette_option("-k", "--seed")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
@@ -776,8 +784,8 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
-@_palette_option
-@_dither_option
+@_palette_option("-k", "--seed")
+@_dither_option(files=False)
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")

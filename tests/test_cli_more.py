@@ -302,3 +302,16 @@ def test_montage_line_names_the_ks_its_panels_show(runner, tmp_path):
     result = run(runner, "montage", tmp_path / "one.png", "-k", "2", "-k", "3", "-o", tmp_path / "m.png")
     assert result.exit_code == 0
     assert re.search(r": original and K = 1, 1, \d+x\d+\n$", result.stdout)
+
+
+@pytest.mark.parametrize("command", ["compress", "stats", "segment", "montage", "palette", "decompress"])
+def test_help_names_only_options_the_command_has(command):
+    """Shared option helps once listed --sweep on compress, --psnr on stats, --rdo on montage."""
+    from kmq.cli import main as cli
+
+    cmd = cli.commands[command]
+    own = {o for p in cmd.params for o in p.opts}
+    for p in cmd.params:
+        for clause in re.findall(r"Not with ([^.]*)\.", p.help or ""):
+            named = re.findall(r"-{1,2}[a-z][a-z-]*", clause)
+            assert named and set(named) <= own, (p.name, clause)
