@@ -226,7 +226,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     """
     if len(colors) <= k:
         if len(colors) < k:
-            colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors)} distinct colours"
+            colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors):,} distinct colours"
             warnings.warn(f"{what} only {colours}, fewer than k={k}: "
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))

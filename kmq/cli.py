@@ -364,6 +364,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _plural_bytes(n: int) -> str:
+    return "1 byte" if n == 1 else f"{n:,} bytes"
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=PATH)
@@ -874,7 +878,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
             ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
-            ("Codec", f"{d['codec']}: payload {d['payload_bytes']:,} bytes, metadata {d['meta_bytes']} bytes"),
+            ("Codec", f"{d['codec']}: payload {_plural_bytes(d['payload_bytes'])}, metadata {_plural_bytes(d['meta_bytes'])}"),
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),
