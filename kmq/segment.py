@@ -132,12 +132,15 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     """Write one 1-bit PNG per cluster, folder/<stem>-cluster-<i>.png (white where the label is i).
 
     Creates folder if needed. Checks every name first, so an existing mask (without overwrite) stops the
-    run before anything is written. Returns the paths written, in label order.
+    run before anything is written. With overwrite, masks of the same stem beyond this K (left by a run at a
+    larger K) are removed once the new ones are written, so the folder's masks always partition the image.
+    Returns the paths written, in label order.
     """
     folder = Path(folder)
     paths = [folder / f"{stem}-cluster-{i}.png" for i in range(img.k)]
+    stale = _stale_masks(folder, stem, img.k)
     if not overwrite:
-        for path in paths:
+        for path in paths + stale:
             if os.path.lexists(path):
                 raise KmqError(f"{path} already exists (use -f to overwrite)")
     try:
@@ -146,7 +149,26 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         raise KmqError(f"cannot create folder {folder}: {reason(e)}") from None
     for path, mask in zip(paths, masks(img.labels, img.k)):
         write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
+    for path in stale:
+        try:
+            path.unlink()
+        except OSError as e:
+            raise KmqError(f"cannot remove the stale mask {path}: {reason(e)}") from None
     return paths
+
+
+def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
+    """The masks <stem>-cluster-<i>.png in folder with i >= k (none if folder does not exist yet)."""
+    if not folder.is_dir():
+        return []
+    prefix = f"{stem}-cluster-"
+    found = []
+    for entry in os.scandir(folder):
+        number = entry.name[len(prefix):-len(".png")] if entry.name.startswith(prefix) and \
+            entry.name.endswith(".png") else ""
+        if number.isdigit() and str(int(number)) == number and int(number) >= k:
+            found.append(folder / entry.name)
+    return sorted(found, key=lambda p: int(p.name[len(prefix):-len(".png")]))
 
 
 # A label map is data: its format must give back every value. Both sets are allowlists, checked by writing
