@@ -329,7 +329,7 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     except (KeyError, ValueError, OSError) as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise  # a failed write, not a format problem: the caller reports it
-        raise KmqError(f"cannot write {im.mode} pixels as {format}: {e}") from None
+        raise KmqError(f"{name}: cannot write {im.mode} pixels as {format}: {e}") from None
 
 
 # Icon formats hold fixed sizes, and Pillow silently shrinks (ICO: 400x300 -> 256x192, even 100x100 -> 64x64)
