@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import KmqError
+from .errors import KmqError, KmqWarning
 from .fileio import STDIO, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
@@ -260,6 +260,10 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
             img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
                                   max_iter=max_iter, max_pixels=max_pixels)
         size = api.write(output, img, overwrite=force)
+        suffix = Path(output).suffix.lower()
+        if output != STDIO and suffix != ".kmq" and suffix in Image.registered_extensions():
+            warnings.warn(f"{output}: a .kmq file named like an image; kmq decompress writes images",
+                          KmqWarning, stacklevel=1)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size, rdo=True), size,
                                     time.perf_counter() - started), err=output == STDIO)

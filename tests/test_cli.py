@@ -288,3 +288,11 @@ def test_max_bytes_takes_fractions_only_with_a_unit(text, size):
             ByteSize().convert(text, None, None)
     else:
         assert ByteSize().convert(text, None, None) == size
+
+
+def test_compress_to_an_image_name_warns(tmp_path, samples):
+    result = CliRunner().invoke(main, ["compress", str(samples / "ihc-303x227.png"), "-k", "4", "-q", "-o",
+                                       str(tmp_path / "out.png")])
+    assert (result.exit_code, result.output) == (
+        0, f"Warning: {tmp_path / 'out.png'}: a .kmq file named like an image; kmq decompress writes images\n")
+    assert kmq.read(tmp_path / "out.png").k == 4
