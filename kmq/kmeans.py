@@ -208,8 +208,9 @@ _SPLIT_FROM = 1 << 19
 # Bytes per pixel `_alpha_masks` may spend on one flag byte per (RGB, alpha) pair, which is ~2x faster than
 # setting the bits directly with np.bitwise_or.at (12 MP photo: 125 MB of flags for 490 000 RGB colours).
 _FLAG_BYTES = 16
-# Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache.
-_INDEX_CHUNK = 1 << 20
+# Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache (12 MP: 2x faster
+# than chunks of 2**20).
+_INDEX_CHUNK = 1 << 16
 _BIT = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))  # _BIT[i] = 1 << i
 _BELOW = _BIT - np.uint64(1)  # the bits below bit i
 
@@ -247,8 +248,8 @@ def _distinct_rgba(pixels: np.ndarray, keys: np.ndarray) -> _Indexed:
 
 class _BitRank:
     """The rank among the set flags of a boolean table, by bit counts: the flags packed into uint64 words
-    (1/8 of a byte each) and the running count before each word, so that a table of 2**24 flags takes
-    2 MB + 2 MB instead of a 64 MB rank table, and stays in cache while the pixels look it up."""
+    and the running count before each word, so that 2**24 flags take 2 MB + 1 MB instead of a 64 MB rank
+    table, which stay in cache while the pixels look them up."""
 
     def __init__(self, flags: np.ndarray | None = None, *, words: np.ndarray | None = None) -> None:
         if words is None:
@@ -256,18 +257,19 @@ class _BitRank:
             words = np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
         self.words = words
         per_word = np.bitwise_count(words)
-        self.before = np.cumsum(per_word, dtype=np.intp)
-        self.count = int(self.before[-1]) if self.before.shape[0] else 0
-        self.before -= per_word
+        before = np.cumsum(per_word, dtype=np.int64)
+        self.count = int(before[-1]) if before.shape[0] else 0
+        before -= per_word
+        self.before = before.astype(np.int32) if self.count < 1 << 31 else before
 
-    def rank(self, i: np.ndarray) -> np.ndarray:
-        """The number of set flags before each (set) flag i, intp."""
+    def rank(self, i: np.ndarray, out: np.ndarray) -> None:
+        """out[:] = the number of set flags before each (set) flag i; i and out of `_INDEX_CHUNK` or fewer
+        items, so that the temporaries stay in cache."""
         word = i >> 6
         bits = self.words[word]
         bits &= _BELOW[i & 63]
-        out = self.before[word]
+        out[:] = self.before[word]
         out += np.bitwise_count(bits)
-        return out
 
 
 def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
@@ -299,14 +301,15 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     pos = keys.view(np.int32)  # each pixel's 256 r + a, over its own key
     alpha = pixels[:, 3]
     for s in range(0, n, _INDEX_CHUNK):
-        r = rgbs.rank(keys[s:s + _INDEX_CHUNK] >> 8)
-        r <<= 8
-        r |= alpha[s:s + _INDEX_CHUNK]
-        pos[s:s + _INDEX_CHUNK] = r
+        p = pos[s:s + _INDEX_CHUNK]
+        rgbs.rank(keys[s:s + _INDEX_CHUNK] >> 8, p)
+        p <<= 8
+        p |= alpha[s:s + _INDEX_CHUNK]
     colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
+    # intp, which np.bincount would otherwise copy the whole index to
     index = np.empty(n, dtype=np.intp)
     for s in range(0, n, _INDEX_CHUNK):
-        index[s:s + _INDEX_CHUNK] = colours.rank(pos[s:s + _INDEX_CHUNK])
+        colours.rank(pos[s:s + _INDEX_CHUNK], index[s:s + _INDEX_CHUNK])
     del pos, keys
     m = colours.count
     counts = np.bincount(index, minlength=m)
@@ -1096,6 +1099,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     Hamerly's bounds, at most `max_iter` updates per level (on the colours, also at most ~2e7 / M, and
     none above 500 000 colours, where the 7-bit histogram is as good; there the 7-bit level itself is
     skipped when the 6-bit one has 1 000 bins per centroid or more, see `_FINE_ENOUGH`).
+    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
+    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
@@ -1130,7 +1135,16 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # RGBA with varying alpha: a fourth channel multiplies the bins, so the restarts' level is a bit
         # coarser (2**16 cells) and Lloyd climbs one more level.
         first = (_COARSE_BITS,) if colors.shape[1] < 4 else (4, _COARSE_BITS)
-        if m > _POLISH_MAX:  # large image: the 7-bit level only where the 6-bit one is coarse for k
+        if m > _POLISH_MAX and colors.shape[1] == 4:
+            # Its 5-bit level has as many bins as an RGB photo's 6-bit one (12 MP: 42 000 and 23 000), so the
+            # same rule stops there: finer levels, each made from the colours, only while the last is coarse
+            # for k (12 MP photo at K=16: J +0.03 %, 0.3 s less).
+            coarse, *refine = _pyramid(colors, counts, first)
+            for bits in _REFINE_BITS:
+                if refine[-1].m >= _FINE_ENOUGH * k:
+                    break
+                refine.append(_coarse(colors, counts, bits))
+        elif m > _POLISH_MAX:  # large image: the 7-bit level only where the 6-bit one is coarse for k
             coarse, *refine = _pyramid(colors, counts, (*first, *_REFINE_BITS[:-1]))
             if refine[-1].m < _FINE_ENOUGH * k:
                 refine.append(_coarse(colors, counts, _REFINE_BITS[-1]))

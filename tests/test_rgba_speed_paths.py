@@ -108,7 +108,9 @@ def test_bit_rank_counts_the_set_flags_before_each():
     br = km._BitRank(flags)
     at = np.flatnonzero(flags)
     assert br.count == flags.sum()
-    assert np.array_equal(br.rank(at), np.arange(at.size))
+    out = np.full(at.size, -1, np.intp)
+    br.rank(at, out)
+    assert np.array_equal(out, np.arange(at.size))
 
 
 @pytest.mark.parametrize("channels,bits", [(3, 5), (3, 7), (4, 4), (4, 6), (4, 7)])
