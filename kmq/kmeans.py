@@ -265,10 +265,12 @@ class _BitRank:
     def rank(self, i: np.ndarray, out: np.ndarray) -> None:
         """out[:] = the number of set flags before each (set) flag i; i and out of `_INDEX_CHUNK` or fewer
         items, so that the temporaries stay in cache."""
+        i = i.astype(np.intp)  # np.take with intp indices: the fastest gather (~25 % here)
         word = i >> 6
-        bits = self.words[word]
-        bits &= _BELOW[i & 63]
-        out[:] = self.before[word]
+        bits = np.take(self.words, word)
+        i &= 63
+        bits &= np.take(_BELOW, i)
+        out[:] = np.take(self.before, word)
         out += np.bitwise_count(bits)
 
 
