@@ -308,16 +308,22 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
         p <<= 8
         p |= alpha[s:s + _INDEX_CHUNK]
     colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
-    # intp, which np.bincount would otherwise copy the whole index to
-    index = np.empty(n, dtype=np.intp)
-    for s in range(0, n, _INDEX_CHUNK):
-        colours.rank(pos[s:s + _INDEX_CHUNK], index[s:s + _INDEX_CHUNK])
-    del pos, keys
     m = colours.count
-    counts = np.bincount(index, minlength=m)
+    index = np.empty(n, dtype=np.int32 if m < 1 << 31 else np.intp)
+    counts = np.zeros(m, dtype=np.int64)
     # The pixels' own 4 bytes, as one native uint32, land on their colour's slot: no unpacking.
     words = np.empty(m, dtype=np.uint32)
-    words[index] = pixels.view(np.uint32).reshape(n)
+    native = pixels.view(np.uint32).reshape(n)
+    chunk = np.empty(_INDEX_CHUNK, dtype=np.intp)
+    # Counted and written chunk by chunk while the indices are in cache: no second pass over them, and
+    # no intp copy of them all (np.bincount's).
+    for s in range(0, n, _INDEX_CHUNK):
+        part = chunk[:min(_INDEX_CHUNK, n - s)]
+        colours.rank(pos[s:s + _INDEX_CHUNK], part)
+        np.add.at(counts, part, 1)
+        words[part] = native[s:s + _INDEX_CHUNK]
+        index[s:s + _INDEX_CHUNK] = part
+    del pos, keys
     colors = words.view(np.uint8).reshape(m, 4)
     values = colors.view(">u4").reshape(m).astype(np.uint32)
     return _Indexed(colors, counts, values, index)
