@@ -191,7 +191,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
 
 class _Indexed(Distinct):
     """`Distinct` holding the index of every pixel's colour, (N,) int32: `spread` is then one gather (12 MP:
-    ~0.03 s, where a binary search of each pixel's key among 4.5 M colours took ~5 s)."""
+    ~0.1 s, where a binary search of each pixel's key among 4.5 M colours took ~5 s)."""
 
     def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, index: np.ndarray) -> None:
         super().__init__(colors, counts, values)
@@ -205,9 +205,10 @@ class _Indexed(Distinct):
 # From this many pixels on, RGBA colours with varying alpha are found by `_distinct_by_rgb`; below it one
 # argsort of the few keys is cheaper than touching the 2**24-entry RGB tables.
 _SPLIT_FROM = 1 << 19
-# Bytes per pixel `_alpha_masks` may spend on one flag byte per (RGB, alpha) pair, which is ~2x faster than
-# setting the bits directly with np.bitwise_or.at (12 MP photo: 125 MB of flags for 490 000 RGB colours).
+# Bytes per pixel, and in all, that `_alpha_masks` may spend on one flag byte per (RGB, alpha) pair, which
+# is ~2x faster than setting the bits with np.bitwise_or.at (12 MP photo: 125 MB for 490 000 RGB colours).
 _FLAG_BYTES = 16
+_FLAGS_MAX = 1 << 28
 # Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache (12 MP: 2x faster
 # than chunks of 2**20).
 _INDEX_CHUNK = 1 << 16
@@ -240,8 +241,8 @@ def _distinct_rgba(pixels: np.ndarray, keys: np.ndarray) -> _Indexed:
     starts = np.flatnonzero(first)
     values = ordered[starts]
     del ordered
-    index = np.empty(n, dtype=np.intp)
-    index[order] = np.cumsum(first) - 1
+    index = np.empty(n, dtype=np.int32 if n < 1 << 31 else np.intp)
+    index[order] = np.cumsum(first, dtype=index.dtype) - 1
     counts = np.diff(starts, append=n).astype(np.int64)
     return _Indexed(_unpack(values, 4), counts, values, index)
 
@@ -278,7 +279,7 @@ def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """(rgbs * 4,) uint64: bit a of word 4r + a // 64 (bit a % 64) set where some pixel has RGB colour r
     and alpha a; pos is each pixel's 256 r + a."""
     n = pos.shape[0]
-    if rgbs * 256 <= _FLAG_BYTES * n:
+    if rgbs * 256 <= min(_FLAG_BYTES * n, _FLAGS_MAX):
         flags = np.zeros(rgbs * 256, dtype=np.uint8)
         flags[pos] = 1
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
