@@ -232,8 +232,8 @@ def _distinct_rgba(pixels: np.ndarray, keys: np.ndarray) -> _Indexed:
     n = keys.shape[0]
     if n >= _SPLIT_FROM:
         seen = np.zeros(1 << 24, dtype=bool)
-        for s in range(0, n, _INDEX_CHUNK):
-            seen[keys[s:s + _INDEX_CHUNK] >> 8] = True
+        for s in range(0, n, _INDEX_CHUNK):  # intp indices a chunk at a time: ~2x faster than uint32 ones
+            seen[(keys[s:s + _INDEX_CHUNK] >> 8).astype(np.intp)] = True
         rgbs = _BitRank(seen)
         # The alpha sets cost 32 bytes per RGB colour: with more than one RGB colour in two pixels, sort.
         if 2 * rgbs.count <= n and rgbs.count < 1 << 23:
@@ -286,11 +286,13 @@ def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     n = pos.shape[0]
     if rgbs * 256 <= min(_FLAG_BYTES * n, _FLAGS_MAX):
         flags = np.zeros(rgbs * 256, dtype=np.uint8)
-        flags[pos] = 1
+        for s in range(0, n, _INDEX_CHUNK):
+            flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
     masks = np.zeros(rgbs * 4, dtype=np.uint64)
     for s in range(0, n, _INDEX_CHUNK):
         p = pos[s:s + _INDEX_CHUNK]
+        p = p.astype(np.intp)
         np.bitwise_or.at(masks, p >> 6, _BIT[p & 63])
     return masks
 
