@@ -776,14 +776,14 @@ def _bins(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(bin of each item (n,) intp, occupied bin ids ascending) of non-negative ids (n,)."""
     top = int(ids.max()) + 1
     if top <= max(_HIST_TABLE, 4 * ids.shape[0]):
-        # 5 bytes a bin (a flag, an int32 rank), not 16 (a count, an intp rank): at 2**24 bins that is
-        # 80 MB of fresh pages instead of 256 MB, and first touching pages is much of the cost here.
+        # A flag and a rank per bin, not a count: at 2**24 bins (int32 ranks there) that is 80 MB of fresh
+        # pages instead of 256 MB, and first touching pages is much of the cost here.
         seen = np.zeros(top, dtype=bool)
         seen[ids] = True
         occupied = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.int32)
+        rank = np.cumsum(seen, dtype=np.intp if top <= _HIST_TABLE else np.int32)
         del seen
-        inverse = rank[ids].astype(np.intp)
+        inverse = np.take(rank, ids).astype(np.intp, copy=False)
         inverse -= 1
         return inverse, occupied
     # sparse ids - a sort, memory bounded by the items
@@ -831,8 +831,10 @@ def _colour_histogram(colors: np.ndarray, counts: np.ndarray, bits: int) -> tupl
     w = counts.astype(np.float64)
     weights = np.bincount(inverse, weights=w)
     sums = np.empty((occupied.shape[0], channels), dtype=np.float64)
+    wx = np.empty(m, dtype=np.float64)  # one buffer for every channel: each new one would be fresh pages
     for c in range(channels):
-        sums[:, c] = np.bincount(inverse, weights=w * colors[:, c])
+        np.multiply(w, colors[:, c], out=wx)
+        sums[:, c] = np.bincount(inverse, weights=wx)
     return inverse, occupied, weights, sums
 
 
