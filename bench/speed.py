@@ -96,9 +96,10 @@ def _worker(name: str, image: str, k: int, out: str) -> None:
         import kmq
 
         pixels = np.asarray(Image.open(image).convert("RGBA" if out == "rgba" else "RGB"))
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         img = kmq.compress(pixels, k=k)
-        print(json.dumps({"inner": time.perf_counter() - t, "j": img.distortion}))
+        print(json.dumps({"inner": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+                          "j": img.distortion}))
     elif name == "decode":
         t = time.perf_counter()
         np.asarray(Image.open(image).convert("RGB"))
@@ -331,6 +332,9 @@ def _aa_graphics(w: int, h: int) -> np.ndarray:
     return px
 
 
+RGBA_REPS = 3
+
+
 def bench_rgba(tmp: Path, log) -> list[dict]:
     """The same photo with a varying alpha (a radial vignette) and without, at each size, in fresh processes;
     plus uniform noise, the worst case for the histograms. Then other kinds, outside the target's series:
@@ -361,10 +365,18 @@ def bench_rgba(tmp: Path, log) -> list[dict]:
         path = tmp / "rgba.png"
         Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
         row = {"case": label, "series": kind in ("noise", "vignette")}
-        for mode in ("rgb", "rgba"):
-            log(f"RGBA {label}: {mode}")
-            wall, mem, out = best_of(2, worker_cmd("rgba", path, 16, Path(mode)))
-            row[mode] = {"time": wall, "mem": mem, **json.loads(out)}
+        # The two modes take turns, so that both meet the same load on a shared machine; each keeps its
+        # fastest run, and the least CPU time of its runs.
+        for rep in range(RGBA_REPS):
+            for mode in ("rgb", "rgba"):
+                log(f"RGBA {label}: {mode} ({rep + 1}/{RGBA_REPS})")
+                wall, mem, out = run_reaped(worker_cmd("rgba", path, 16, Path(mode)))
+                run = {"time": wall, "mem": mem, **json.loads(out)}
+                best = row.get(mode)
+                if best is None or run["inner"] < best["inner"]:
+                    row[mode] = {**run, "cpu": min(run["cpu"], best["cpu"]) if best else run["cpu"]}
+                else:
+                    best["cpu"] = min(best["cpu"], run["cpu"])
         rows.append(row)
     return rows
 
@@ -468,21 +480,26 @@ def report_bulk(bulk: dict, inproc: dict, have_pngquant: bool, targets: list) ->
 def report_rgba(rows: list[dict], targets: list) -> list[str]:
     out = ["## RGBA with varying alpha, K = 16", "",
            "The same pixels with a radial alpha vignette (RGBA) and without it (RGB): kmq.compress in a fresh "
-           "process, best of 2; the time is the compress call, memory the process's peak. The last rows are "
-           "other kinds, outside the target's series.", "",
-           "| image | RGB time | RGBA time | time ratio | RGB peak | RGBA peak | memory ratio | RGBA J |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           f"process, best of {RGBA_REPS} (the two taking turns); the time is the compress call's wall time, "
+           "the CPU ratio that of its CPU time (least of the runs: less disturbed by other jobs on a shared "
+           "machine), memory the process's peak. The last rows are other kinds, outside the target's "
+           "series.", "",
+           "| image | RGB time | RGBA time | time ratio | CPU ratio | RGB peak | RGBA peak | memory ratio | "
+           "RGBA J |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         a, b = r["rgb"], r["rgba"]
         r["tr"], r["mr"] = b["inner"] / a["inner"], b["mem"] / a["mem"]
-        out.append(f"| {r['case']} | {fmt_t(a['inner'])} | {fmt_t(b['inner'])} | {r['tr']:.2f}x | {a['mem']:.0f} MB "
-                   f"| {b['mem']:.0f} MB | {r['mr']:.2f}x | {b['j']:.2f} |")
+        out.append(f"| {r['case']} | {fmt_t(a['inner'])} | {fmt_t(b['inner'])} | {r['tr']:.2f}x | "
+                   f"{b['cpu'] / a['cpu']:.2f}x | {a['mem']:.0f} MB | {b['mem']:.0f} MB | {r['mr']:.2f}x | "
+                   f"{b['j']:.2f} |")
     series = [r for r in rows if r.get("series", True)]
     tr, mr = [r["tr"] for r in series], [r["mr"] for r in series]
+    cr = [r["rgba"]["cpu"] / r["rgb"]["cpu"] for r in series]
     out.append("")
     targets.append(("RGBA with varying alpha: time within ~2x of RGB at every size",
-                    f"worst {max(tr):.2f}x ({series[int(np.argmax(tr))]['case']})", f"{len(series)} sizes",
-                    max(tr) <= 2.2))
+                    f"worst {max(tr):.2f}x ({series[int(np.argmax(tr))]['case']}); CPU time: worst {max(cr):.2f}x "
+                    f"({series[int(np.argmax(cr))]['case']})", f"{len(series)} sizes", max(tr) <= 2.2))
     targets.append(("RGBA with varying alpha: memory within ~2x of RGB at every size",
                     f"worst {max(mr):.2f}x ({series[int(np.argmax(mr))]['case']})", "", max(mr) <= 2.2))
     return out
