@@ -142,6 +142,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
     counted by np.bincount over the key space, whose non-zero bins are the colours in ascending order;
     otherwise the packed keys are sorted (numpy's vectorised sort of uint32) and the runs of equal keys
     are the colours. Both give the same colours, counts and order.
+    RGBA with varying alpha goes through its RGB colours instead (`_distinct_rgba`), with the same result.
     """
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     n, channels = pixels.shape
@@ -291,8 +292,7 @@ def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
     masks = np.zeros(rgbs * 4, dtype=np.uint64)
     for s in range(0, n, _INDEX_CHUNK):
-        p = pos[s:s + _INDEX_CHUNK]
-        p = p.astype(np.intp)
+        p = pos[s:s + _INDEX_CHUNK].astype(np.intp)
         np.bitwise_or.at(masks, p >> 6, _BIT[p & 63])
     return masks
 
