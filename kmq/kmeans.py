@@ -173,11 +173,11 @@ def distinct(pixels: np.ndarray) -> Distinct:
         d._values = values
         d.colors = _colors_of(values, channels, alpha)
         return d
+    if keyed > 24:  # RGBA with varying alpha: no table spans 2**32 keys
+        return _distinct_rgba(pixels)
     keys = _pack(pixels)
     if shift:
         keys >>= shift
-    if keyed > 24:  # RGBA with varying alpha: no table spans 2**32 keys
-        return _distinct_rgba(pixels, keys)
     ordered = np.sort(keys)
     first = np.empty(n, dtype=bool)
     first[0] = True
@@ -222,15 +222,17 @@ _BIT = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))  # _BIT[i] = 
 _BELOW = _BIT - np.uint64(1)  # the bits below bit i
 
 
-def _distinct_rgba(pixels: np.ndarray, keys: np.ndarray) -> _Indexed:
-    """`distinct` of (N, 4) pixels whose alpha varies, keys their packed 32-bit colours.
+def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
+    """`distinct` of (N, 4) contiguous pixels whose alpha varies.
 
     Sorting 12 M 32-bit keys costs ~0.6 s and mapping the pixels back by binary search ~5 s; splitting each
     key into its RGB (a 2**24 key space, as RGB images are counted) and its alpha avoids both when the RGB
     colours are few relative to the pixels (`_distinct_by_rgb`); otherwise (noise) one argsort does it.
     Both give the colours, counts and order of `distinct`'s sort of the keys.
     """
-    n = keys.shape[0]
+    n = pixels.shape[0]
+    # Each pixel's 4 bytes read as one big-endian word are its packed key (`_pack`), with no copy made.
+    keys = pixels.view(">u4").reshape(n)
     if n >= _SPLIT_FROM:
         seen = np.zeros(1 << 24, dtype=bool)
         for s in range(0, n, _INDEX_CHUNK):  # intp indices a chunk at a time: ~2x faster than uint32 ones
@@ -239,6 +241,7 @@ def _distinct_rgba(pixels: np.ndarray, keys: np.ndarray) -> _Indexed:
         # The alpha sets cost 32 bytes per RGB colour: with more than one RGB colour in two pixels, sort.
         if 2 * rgbs.count <= n and rgbs.count < 1 << 23:
             return _distinct_by_rgb(pixels, keys, rgbs)
+    keys = keys.astype(np.uint32)
     order = np.argsort(keys)
     ordered = keys[order]
     first = np.empty(n, dtype=bool)
@@ -301,14 +304,14 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     """The distinct colours of (N, 4) pixels through their RGB colours and, per RGB colour, the set of its
     alphas as a 256-bit mask.
 
-    keys: the pixels' packed colours (reused in place); rgbs: the RGB colours present, as a rank over the
-    2**24 RGB keys. Colour (r, a) is numbered by the colours before it: those of the RGB colours below r
+    keys: the pixels' packed colours (a big-endian view of them); rgbs: the RGB colours present, as a rank
+    over the 2**24 RGB keys. Colour (r, a) is numbered by the colours before it: those of the RGB colours below r
     (a running sum of the masks' bit counts) plus the alphas below a in r's mask (a bit count), which is
     ascending RGBA, the order of the sorted keys. So a pixel's colour index costs a few look-ups and bit
     counts; the colours are then written by their pixels, every pixel of a colour writing the same.
     """
     n = keys.shape[0]
-    pos = keys.view(np.int32)  # each pixel's 256 r + a, over its own key
+    pos = np.empty(n, dtype=np.int32)  # each pixel's 256 r + a
     alpha = pixels[:, 3]
     for s in range(0, n, _INDEX_CHUNK):
         p = pos[s:s + _INDEX_CHUNK]
@@ -331,7 +334,7 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
         np.add.at(counts, part, 1)
         words[part] = native[s:s + _INDEX_CHUNK]
         index[s:s + _INDEX_CHUNK] = part
-    del pos, keys
+    del pos
     colors = words.view(np.uint8).reshape(m, 4)
     values = colors.view(">u4").reshape(m).astype(np.uint32)
     return _Indexed(colors, counts, values, index)
