@@ -96,9 +96,10 @@ def _worker(name: str, image: str, k: int, out: str) -> None:
         import kmq
 
         pixels = np.asarray(Image.open(image).convert("RGBA" if out == "rgba" else "RGB"))
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         img = kmq.compress(pixels, k=k)
-        print(json.dumps({"inner": time.perf_counter() - t, "j": img.distortion}))
+        print(json.dumps({"inner": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+                          "j": img.distortion}))
     elif name == "decode":
         t = time.perf_counter()
         np.asarray(Image.open(image).convert("RGB"))
@@ -315,28 +316,67 @@ def bench_bulk(tmp: Path, log, have_pngquant: bool) -> dict:
     return res
 
 
+def _aa_graphics(w: int, h: int) -> np.ndarray:
+    """Flat shapes of four colours under an alpha of soft-edged discs (edges ~2 pixels wide): few RGB
+    colours, each with every alpha along the edges."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    px = np.zeros((h, w, 4), np.uint8)
+    px[..., :3] = [250, 250, 250]
+    px[yy < h / 2, :3] = [200, 30, 30]
+    px[(xx > w / 2) & (yy > h / 3), :3] = [20, 90, 200]
+    px[((xx // (w / 8)) + (yy // (h / 6))) % 2 == 0, :3] = [240, 200, 20]
+    a = np.zeros((h, w), np.float32)
+    for cx, cy, r in [(0.3, 0.4, 0.2), (0.7, 0.6, 0.25), (0.5, 0.5, 0.45)]:
+        a = np.maximum(a, np.clip((r * h - np.hypot(xx - cx * w, yy - cy * h)) / 2.0, 0, 1))
+    px[..., 3] = (a * 255).astype(np.uint8)
+    return px
+
+
+RGBA_REPS = 3
+
+
 def bench_rgba(tmp: Path, log) -> list[dict]:
     """The same photo with a varying alpha (a radial vignette) and without, at each size, in fresh processes;
-    plus uniform noise, the worst case for the histograms."""
+    plus uniform noise, the worst case for the histograms. Then other kinds, outside the target's series:
+    graphics with anti-aliased alpha edges, and the photo under uniformly random alpha (nearly every pixel
+    a colour of its own: the worst case for distinct colours)."""
     rows = []
     src = Image.open(ROOT / "samples" / "coffee.png").convert("RGB")
-    cases = [("noise 200x200", None, 200, 200), ("coffee 640x427", src, 640, 427),
-             ("coffee 1632x1224", src, 1632, 1224), ("coffee 4000x3000", src, 4000, 3000)]
-    for label, im, w, h in cases:
-        if im is None:
-            rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cases = [("noise 200x200", "noise", 200, 200), ("coffee 640x427", "vignette", 640, 427),
+             ("coffee 1632x1224", "vignette", 1632, 1224), ("coffee 4000x3000", "vignette", 4000, 3000),
+             ("graphics 4000x3000, anti-aliased alpha", "graphics", 4000, 3000),
+             ("coffee 1632x1224, random alpha", "random", 1632, 1224),
+             ("coffee 4000x3000, random alpha", "random", 4000, 3000)]
+    for label, kind, w, h in cases:
+        if kind == "graphics":
+            rgba = _aa_graphics(w, h)
         else:
-            rgb = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS))
-        yy, xx = np.mgrid[0:h, 0:w]
-        r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
-        alpha = np.clip(255 * (1.2 - r), 0, 255).astype(np.uint8)
+            if kind == "noise":
+                rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+            else:
+                rgb = np.asarray(src.resize((w, h), Image.Resampling.LANCZOS))
+            if kind == "random":
+                alpha = np.random.default_rng(1).integers(0, 256, (h, w), dtype=np.uint8)
+            else:
+                yy, xx = np.mgrid[0:h, 0:w]
+                r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
+                alpha = np.clip(255 * (1.2 - r), 0, 255).astype(np.uint8)
+            rgba = np.dstack([rgb, alpha])
         path = tmp / "rgba.png"
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path, compress_level=1)
-        row = {"case": label}
-        for mode in ("rgb", "rgba"):
-            log(f"RGBA {label}: {mode}")
-            wall, mem, out = best_of(2, worker_cmd("rgba", path, 16, Path(mode)))
-            row[mode] = {"time": wall, "mem": mem, **json.loads(out)}
+        Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
+        row = {"case": label, "series": kind in ("noise", "vignette")}
+        # The two modes take turns, so that both meet the same load on a shared machine; each keeps its
+        # fastest run, and the least CPU time of its runs.
+        for rep in range(RGBA_REPS):
+            for mode in ("rgb", "rgba"):
+                log(f"RGBA {label}: {mode} ({rep + 1}/{RGBA_REPS})")
+                wall, mem, out = run_reaped(worker_cmd("rgba", path, 16, Path(mode)))
+                run = {"time": wall, "mem": mem, **json.loads(out)}
+                best = row.get(mode)
+                if best is None or run["inner"] < best["inner"]:
+                    row[mode] = {**run, "cpu": min(run["cpu"], best["cpu"]) if best else run["cpu"]}
+                else:
+                    best["cpu"] = min(best["cpu"], run["cpu"])
         rows.append(row)
     return rows
 
@@ -440,22 +480,28 @@ def report_bulk(bulk: dict, inproc: dict, have_pngquant: bool, targets: list) ->
 def report_rgba(rows: list[dict], targets: list) -> list[str]:
     out = ["## RGBA with varying alpha, K = 16", "",
            "The same pixels with a radial alpha vignette (RGBA) and without it (RGB): kmq.compress in a fresh "
-           "process, best of 2; the time is the compress call, memory the process's peak.", "",
-           "| image | RGB time | RGBA time | time ratio | RGB peak | RGBA peak | memory ratio | RGBA J |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    tr, mr = [], []
+           f"process, best of {RGBA_REPS} (the two taking turns); the time is the compress call's wall time, "
+           "the CPU ratio that of its CPU time (least of the runs: less disturbed by other jobs on a shared "
+           "machine), memory the process's peak. The last rows are other kinds, outside the target's "
+           "series.", "",
+           "| image | RGB time | RGBA time | time ratio | CPU ratio | RGB peak | RGBA peak | memory ratio | "
+           "RGBA J |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         a, b = r["rgb"], r["rgba"]
-        tr.append(b["inner"] / a["inner"])
-        mr.append(b["mem"] / a["mem"])
-        out.append(f"| {r['case']} | {fmt_t(a['inner'])} | {fmt_t(b['inner'])} | {tr[-1]:.2f}x | {a['mem']:.0f} MB "
-                   f"| {b['mem']:.0f} MB | {mr[-1]:.2f}x | {b['j']:.2f} |")
+        r["tr"], r["mr"] = b["inner"] / a["inner"], b["mem"] / a["mem"]
+        out.append(f"| {r['case']} | {fmt_t(a['inner'])} | {fmt_t(b['inner'])} | {r['tr']:.2f}x | "
+                   f"{b['cpu'] / a['cpu']:.2f}x | {a['mem']:.0f} MB | {b['mem']:.0f} MB | {r['mr']:.2f}x | "
+                   f"{b['j']:.2f} |")
+    series = [r for r in rows if r.get("series", True)]
+    tr, mr = [r["tr"] for r in series], [r["mr"] for r in series]
+    cr = [r["rgba"]["cpu"] / r["rgb"]["cpu"] for r in series]
     out.append("")
     targets.append(("RGBA with varying alpha: time within ~2x of RGB at every size",
-                    f"worst {max(tr):.2f}x ({rows[int(np.argmax(tr))]['case']})", f"{len(rows)} sizes",
-                    max(tr) <= 2.2))
+                    f"worst {max(tr):.2f}x ({series[int(np.argmax(tr))]['case']}); CPU time: worst {max(cr):.2f}x "
+                    f"({series[int(np.argmax(cr))]['case']})", f"{len(series)} sizes", max(tr) <= 2.2))
     targets.append(("RGBA with varying alpha: memory within ~2x of RGB at every size",
-                    f"worst {max(mr):.2f}x ({rows[int(np.argmax(mr))]['case']})", "", max(mr) <= 2.2))
+                    f"worst {max(mr):.2f}x ({series[int(np.argmax(mr))]['case']})", "", max(mr) <= 2.2))
     return out
 
 

@@ -1,0 +1,168 @@
+"""RGBA with varying alpha: every way of finding its distinct colours gives the same colours, counts, pixel
+mapping and file, and the labels stay each pixel's exact nearest palette entry.
+
+The paths are chosen by size (`_SPLIT_FROM`, `_FLAG_BYTES`, the RGB colours per pixel); the tests force
+each on small images. No timing here: speed is measured by bench/speed_rgba.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import kmeans as km
+
+
+def vignette(rgb: np.ndarray) -> np.ndarray:
+    """rgb with a radial alpha (opaque centre, transparent corners), as bench/speed.py makes it."""
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
+    alpha = np.clip(255 * (1.2 - r), 0, 255).astype(np.uint8)
+    return np.dstack([rgb, alpha])
+
+
+def graphics(h: int = 90, w: int = 120) -> np.ndarray:
+    """Flat shapes of a few colours whose alpha edges are anti-aliased (alpha ramps over 3 pixels)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    px = np.zeros((h, w, 4), np.uint8)
+    px[..., :3] = [250, 250, 250]
+    px[yy < h // 2, :3] = [200, 30, 30]
+    px[(xx > w // 2) & (yy > h // 3), :3] = [20, 90, 200]
+    disc = np.hypot(yy - h / 2, xx - w / 2)
+    px[..., 3] = np.clip((h / 2.5 - disc) * 85, 0, 255).astype(np.uint8)
+    return px
+
+
+def noise(h: int = 60, w: int = 80, levels: int = 256, seed: int = 0) -> np.ndarray:
+    """Uniform RGBA noise; few RGB levels make many alphas per RGB colour."""
+    rng = np.random.default_rng(seed)
+    px = (rng.integers(0, levels, (h, w, 4)) * (255 // max(1, levels - 1))).astype(np.uint8)
+    px[..., 3] = rng.integers(0, 256, (h, w))
+    return px
+
+
+@pytest.fixture
+def photo(samples) -> np.ndarray:
+    return vignette(np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:120, :160])
+
+
+# Each way `distinct` can take for RGBA whose alpha varies: (forced settings, the path it must take).
+PATHS = {
+    "argsort": {"_SPLIT_FROM": 1 << 62},
+    "flags": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 1 << 20, "_INDEX_CHUNK": 7},
+    "bitwise-or": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 0, "_INDEX_CHUNK": 1000},
+}
+
+
+def force(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(km, name, value)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("kind", ["photo", "graphics", "noise", "few-rgb-noise", "one-pixel-per-rgb"])
+def test_distinct_rgba_is_exact_on_every_path(monkeypatch, photo, path, kind):
+    px = {"photo": photo, "graphics": graphics(), "noise": noise(), "few-rgb-noise": noise(levels=3),
+          "one-pixel-per-rgb": noise(levels=256, h=4, w=8)}[kind].reshape(-1, 4)
+    force(monkeypatch, path)
+    d = km.distinct(px)
+    ref, inverse, counts = np.unique(px, axis=0, return_inverse=True, return_counts=True)
+    assert np.array_equal(d.colors, ref) and d.colors.dtype == np.uint8
+    assert np.array_equal(d.counts, counts) and d.counts.dtype == np.int64
+    assert np.array_equal(d._values, km._pack(ref))
+    assert np.array_equal(d.spread(np.arange(len(ref))), inverse.ravel())
+    assert np.array_equal(d.spread(np.arange(len(ref), dtype=np.uint16)), inverse.ravel().astype(np.uint16))
+
+
+def test_split_path_falls_back_to_sorting_when_rgb_colours_are_many(monkeypatch):
+    """Noise with one pixel per RGB colour would cost 32 bytes a pixel in alpha sets: it is sorted."""
+    monkeypatch.setattr(km, "_SPLIT_FROM", 1)
+    calls = []
+    monkeypatch.setattr(km, "_distinct_by_rgb", lambda *a: calls.append(a))
+    d = km.distinct(noise().reshape(-1, 4))
+    assert calls == [] and d.counts.sum() == 60 * 80
+    km.distinct(noise(levels=3).reshape(-1, 4))
+    assert len(calls) == 1
+
+
+def test_extreme_colours_and_alphas(monkeypatch):
+    """Alpha 0, 63, 64 and 255 fall at the edges of the 64-bit words; RGB 0 and 2**24 - 1 at the table's."""
+    px = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 255, 255, 0], [0, 0, 0, 63], [0, 0, 0, 64],
+                   [0, 0, 0, 255], [255, 255, 255, 255], [0, 0, 0, 64]], np.uint8)
+    for path in PATHS:
+        force(monkeypatch, path)
+        d = km.distinct(px)
+        assert d.colors.tolist() == [[0, 0, 0, 0], [0, 0, 0, 63], [0, 0, 0, 64], [0, 0, 0, 255],
+                                     [255, 255, 255, 0], [255, 255, 255, 255]]
+        assert d.counts.tolist() == [1, 1, 2, 1, 1, 2]
+        assert d.spread(np.arange(6)).tolist() == [5, 0, 4, 1, 2, 3, 5, 2]
+
+
+def test_bit_rank_counts_the_set_flags_before_each():
+    rng = np.random.default_rng(3)
+    flags = rng.random(64 * 50) < 0.3
+    flags[[0, 63, 64, 64 * 50 - 1]] = True
+    br = km._BitRank(flags)
+    at = np.flatnonzero(flags)
+    assert br.count == flags.sum()
+    out = np.full(at.size, -1, np.intp)
+    br.rank(at, out)
+    assert np.array_equal(out, np.arange(at.size))
+
+
+@pytest.mark.parametrize("channels,bits", [(3, 5), (3, 7), (4, 4), (4, 6), (4, 7)])
+def test_colour_histogram_equals_merging_by_full_bin_ids(channels, bits):
+    """The 4-channel bins ranked through their first three channels are the bins of the full ids."""
+    rng = np.random.default_rng(bits)
+    colors = np.unique(rng.integers(0, 256, (3000, channels)).astype(np.uint8), axis=0)
+    counts = rng.integers(1, 50, len(colors)).astype(np.int64)
+    ids = np.zeros(len(colors), np.int64)
+    for c in range(channels):
+        ids = (ids << bits) | (colors[:, c] >> (8 - bits))
+    occupied, inverse = np.unique(ids, return_inverse=True)
+    w = counts.astype(np.float64)
+    sums = np.stack([np.bincount(inverse, weights=w * colors[:, c]) for c in range(channels)], axis=1)
+    got = km._colour_histogram(colors, counts, bits)
+    assert np.array_equal(got[0], inverse.ravel()) and np.array_equal(got[1], occupied)
+    assert np.array_equal(got[2], np.bincount(inverse, weights=w)) and np.array_equal(got[3], sums)
+
+
+def brute_labels(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(squared distance of every pixel to every entry, each pixel's least)."""
+    d = ((pixels.astype(np.int64)[:, None, :] - palette.astype(np.int64)[None]) ** 2).sum(axis=2)
+    return d, d.min(axis=1)
+
+
+@pytest.mark.parametrize("kind", ["photo", "graphics", "noise"])
+def test_rgba_labels_are_exact_nearest_and_files_identical_on_every_path(monkeypatch, photo, kind):
+    px = {"photo": photo[30:90, 40:120], "graphics": graphics(), "noise": noise()}[kind]
+    files = []
+    for path in PATHS:
+        force(monkeypatch, path)
+        img = kmq.compress(px, k=16, seed=2)
+        files.append(img.to_bytes())
+    assert all(f == files[0] for f in files[1:])
+    assert kmq.compress(px, k=16, seed=2).to_bytes() == files[0]  # deterministic
+    flat = px.reshape(-1, 4)
+    d, best = brute_labels(flat, img.palette)
+    labels = img.labels.reshape(-1).astype(np.intp)
+    assert np.array_equal(d[np.arange(len(flat)), labels], best)
+    assert img.distortion == pytest.approx(float(best.mean()), rel=1e-12)
+
+
+def test_rgba_through_the_histogram_levels_matches_across_paths(monkeypatch, photo):
+    """With many colours the fit runs on histograms (4-channel bins ranked through RGB bins), and above
+    _POLISH_MAX on them alone: both are reached here by lowering the thresholds."""
+    px = np.concatenate([photo[:60, :80], vignette(noise(60, 80, levels=64, seed=5)[..., :3])], axis=1)
+    assert len(km.distinct(px.reshape(-1, 4)).counts) > 8000
+    monkeypatch.setattr(km, "_COARSE_ABOVE", 2000)
+    for polish_max in (1 << 30, 4000):
+        monkeypatch.setattr(km, "_POLISH_MAX", polish_max)
+        files = []
+        for path in PATHS:
+            force(monkeypatch, path)
+            files.append(kmq.compress(px, k=8, seed=1).to_bytes())
+        assert files[0] == files[1] == files[2]
