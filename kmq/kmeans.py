@@ -76,13 +76,13 @@ class Distinct:
 
     def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, *,
                  keys: np.ndarray | None = None, pixels: np.ndarray | None = None, shift: int = 0,
-                 rank: np.ndarray | None = None) -> None:
+                 rank: _BitRank | None = None) -> None:
         self.colors = colors
         self.counts = counts
         self._values = values  # (M,) uint32 ascending: the packed key of each distinct colour
-        # The way back from colours to pixels, one of: the pixels to re-pack in chunks plus a table from
-        # packed key to colour index (`rank`, for images above _ONE_PASS pixels, where an (N,) index would
-        # cost 4 bytes a pixel); or the (N,) packed keys to look up in `values` (small images). `_Indexed`
+        # The way back from colours to pixels, one of: the pixels to re-pack in chunks plus the rank of each
+        # packed key among the colours' (`rank`, for images above _ONE_PASS pixels, where an (N,) index
+        # would cost 4 bytes a pixel); or the (N,) packed keys to look up in `values` (small images). `_Indexed`
         # holds each pixel's colour index instead.
         self._keys = keys
         self._pixels = pixels
@@ -101,14 +101,20 @@ class Distinct:
                 keys >>= self._shift
             yield s, keys
 
+    def _index_chunks(self, ranks: _BitRank):
+        """(start, int32 colour index of each pixel from there) in chunks of `_INDEX_CHUNK` pixels, from the
+        pixels' keys packed again and ranked among the colours' (`ranks`)."""
+        for s, keys in self._key_chunks(_INDEX_CHUNK):
+            index = np.empty(keys.shape[0], dtype=np.int32)
+            ranks.rank(keys, index)
+            yield s, index
+
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
         if self._rank is not None:
             out = np.empty(self._pixels.shape[0], dtype=per_color.dtype)
-            # Each chunk's keys to colour indices, then a gather from the M colours, which stay in cache.
-            for s, keys in self._key_chunks():
-                np.take(per_color, np.take(self._rank, keys, mode="clip"), out=out[s:s + keys.shape[0]],
-                        mode="clip")
+            for s, index in self._index_chunks(self._rank):
+                np.take(per_color, index.astype(np.intp), out=out[s:s + index.shape[0]])
             return out
         size = int(self._values[-1]) + 1
         n = self._keys.shape[0] if self._keys is not None else self._pixels.shape[0]
@@ -185,41 +191,40 @@ def distinct(pixels: np.ndarray) -> Distinct:
 
 
 def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int) -> Distinct:
-    """`distinct` for keys below 2**24 through tables over the key space rather than a sort.
+    """`distinct` for keys below 2**24 through a table over the key space rather than a sort.
 
-    A byte per key marks the colours present (16 MB at 24 bits); its non-zero cells are the colours in
-    ascending order. A table from key to colour index (written only at those cells, so only their pages
-    are ever touched) turns each pixel's key into its colour index, and counting those indices gives the
+    A flag per key marks the colours present (16 MB at 24 bits); its set flags are the colours in ascending
+    order, and a colour's index is the number of flags set before its own, which `_BitRank` counts from the
+    flags packed into bits (2 MB + 1 MB, so the look-ups stay in cache). Counting the indices gives the
     counts. A count array over the whole key space would do it in one np.bincount, but 2**24 int64 counts
     plus bincount's intp copy of 12 M keys are ~220 MB of fresh pages, which on machines with costly page
-    faults took 0.1-0.6 s at 12 MP against ~0.3 s for this path's ~130 MB, most of it recycled.
+    faults took 0.1-0.6 s at 12 MP; a 64 MB table of ranks instead of the bit counts, 0.3-0.6 s of CPU.
     """
     n, channels = pixels.shape
     source = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
                       pixels=pixels, shift=shift)
-    seen = np.zeros(1 << keyed, dtype=np.uint8)
+    seen = np.zeros(1 << keyed, dtype=bool)
     inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
     for s, keys in source._key_chunks():
-        seen[keys] = 1
+        seen[keys] = True
         if inverse is not None:
             inverse[s:s + keys.shape[0]] = keys
     values = np.flatnonzero(seen).astype(np.uint32)
+    ranks = _BitRank(seen)
     del seen
     m = values.shape[0]
-    rank = np.empty(1 << keyed, dtype=np.uint32)
-    rank[values] = np.arange(m, dtype=np.uint32)
     counts = np.zeros(m, dtype=np.int64)
-    if inverse is not None:
-        for s in range(0, n, _CHUNK):
-            part = inverse[s:s + _CHUNK]
-            np.take(rank, part, out=part, mode="clip")  # in place: take reads a converted copy of the keys
-            counts += np.bincount(part, minlength=m)
-        del rank
-        return _Indexed(_colors_of(values, channels, alpha), counts, values, inverse)
-    for _, keys in source._key_chunks():
-        counts += np.bincount(np.take(rank, keys, mode="clip"), minlength=m)
-    return Distinct(_colors_of(values, channels, alpha), counts, values, pixels=pixels, shift=shift,
-                    rank=rank)
+    colors = _colors_of(values, channels, alpha)
+    if inverse is None:  # above _ONE_PASS pixels: the keys are packed again whenever they are needed
+        for _, index in source._index_chunks(ranks):
+            counts += np.bincount(index, minlength=m)
+        return Distinct(colors, counts, values, pixels=pixels, shift=shift, rank=ranks)
+    index = inverse.view(np.int32)  # each key replaced by its colour's index, in place (M < 2**24)
+    for s in range(0, n, _INDEX_CHUNK):
+        ranks.rank(inverse[s:s + _INDEX_CHUNK], index[s:s + _INDEX_CHUNK])
+    for s in range(0, n, _CHUNK):
+        counts += np.bincount(index[s:s + _CHUNK], minlength=m)
+    return _Indexed(colors, counts, values, index)
 
 
 class _Indexed(Distinct):
