@@ -21,7 +21,7 @@ from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
 from .palettes import Palette
-from .stats import DEFAULT_K, ignored_k, record
+from .stats import DEFAULT_K, ignored_k, ignored_options, record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
 OVERLAY_ALPHA = 0.3
@@ -119,11 +119,12 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
               max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None) -> tuple[KmqImage, np.ndarray]:
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
-    are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K does not
-    apply: a KmqWarning says so."""
+    are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
+    palette, does not apply: a KmqWarning says so."""
     loaded, _ = load(source, max_pixels=max_pixels)
     if isinstance(loaded, KmqImage):
         ignored_k(source, loaded, [] if k is None else [k])
+        ignored_options(source, palette=palette is not None)
         return loaded, loaded.decode()
     return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
 

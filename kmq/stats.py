@@ -37,13 +37,14 @@ def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
                       stacklevel=3)
 
 
-def _ignored_options(source: str | Path, *, palette: bool, rdo: float, dither: str, sweep: bool) -> None:
+def ignored_options(source: str | Path, *, palette: bool, rdo: float = 0.0, dither: str = "none",
+                    sweep: bool = False) -> None:
     """Warn that options which make a new quantization do not apply to a .kmq, reported as stored."""
     asked = [o for o, on in (("--sweep", sweep), ("--palette", palette), (f"--rdo {rdo:g}", rdo > 0),
                              (f"--dither {dither}", dither != "none")) if on]
     if asked:
         verb = "does" if len(asked) == 1 else "do"
-        warnings.warn(f"{source}: a .kmq is reported as stored; {', '.join(asked)} {verb} not apply", KmqWarning,
+        warnings.warn(f"{source}: a .kmq is used as stored; {', '.join(asked)} {verb} not apply", KmqWarning,
                       stacklevel=3)
 
 
@@ -110,7 +111,7 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
         ignored_k(source, loaded, ks)
-        _ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep)
+        ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep)
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]

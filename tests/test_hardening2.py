@@ -289,14 +289,14 @@ def test_stats_options_that_make_a_new_quantization_do_not_apply_to_a_kmq(runner
     gpl.write_text("GIMP Palette\n0 0 0 black\n255 255 255 white\n")
     result = run(runner, "stats", kmq_file, "--codec", "ctx", "--rdo", "2", "--format", "tsv")
     assert result.exit_code == 0
-    assert result.stderr == f"Warning: {kmq_file}: a .kmq is reported as stored; --rdo 2 does not apply\n"
+    assert result.stderr == f"Warning: {kmq_file}: a .kmq is used as stored; --rdo 2 does not apply\n"
     result = run(runner, "stats", kmq_file, "--palette", gpl, "--dither", "fs", "--format", "tsv")
-    assert result.stderr == (f"Warning: {kmq_file}: a .kmq is reported as stored; --palette, --dither fs do not "
+    assert result.stderr == (f"Warning: {kmq_file}: a .kmq is used as stored; --palette, --dither fs do not "
                              f"apply\n")
     # The sweep's own Ks are not the user's -k: named as the option given.
     result = run(runner, "stats", kmq_file, "--sweep", "-k", "3", "-k", "5", "--format", "tsv")
     assert result.stderr == (f"Warning: {kmq_file}: a .kmq keeps its own K (4); -k 3, -k 5 do not apply\n"
-                             f"Warning: {kmq_file}: a .kmq is reported as stored; --sweep does not apply\n")
+                             f"Warning: {kmq_file}: a .kmq is used as stored; --sweep does not apply\n")
 
 
 # --------------------------------------------------------------------------------------------------

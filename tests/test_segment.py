@@ -183,3 +183,10 @@ def test_write_masks_at_a_smaller_k_leaves_no_stale_masks(tmp_path, quantized):
     segment.write_masks(quantized, tmp_path, "crop", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"crop-cluster-{i}.png" for i in range(quantized.k)] + ["crop-cluster-07.png", "other-cluster-9.png"])
+
+
+def test_a_palette_does_not_apply_to_a_kmq_input(tmp_path, quantized):
+    kmq.write(tmp_path / "q.kmq", quantized)
+    with pytest.warns(KmqWarning, match=r"q.kmq: a .kmq is used as stored; --palette does not apply$"):
+        img, _ = segment.quantized(tmp_path / "q.kmq", palette=np.zeros((2, 3), np.uint8))
+    assert img == quantized
