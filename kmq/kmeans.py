@@ -359,7 +359,7 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
 
 class _Points:
     """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else broadcasting over the few channels)."""
+    colours, their columns for table look-up distances (else a matrix product over the few channels)."""
 
     def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float64)
@@ -367,17 +367,30 @@ class _Points:
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
+        self._wx: list[np.ndarray] | None = None
+        self._norm: np.ndarray | None = None
+
+    @property
+    def wx(self) -> list[np.ndarray]:
+        """Per channel, the contiguous (m,) weight x coordinate: every Lloyd update sums them by cluster."""
+        if self._wx is None:
+            self._wx = [self.w * self.x[:, c] for c in range(self.x.shape[1])]
+        return self._wx
 
     def dist2(self, rows: slice | np.ndarray, centres: np.ndarray, tables: list[np.ndarray] | None = None
               ) -> np.ndarray:
         """Squared distances (rows, K) to the centres (float32 for colours, float64 otherwise)."""
         if self.cols is not None:
             return _lut_dist2(self.cols, rows, tables if tables is not None else _tables(centres, np.float32))
-        x = self.x[rows]
-        d = (x[:, 0, None] - centres[None, :, 0]) ** 2
-        for c in range(1, x.shape[1]):
-            d += (x[:, c, None] - centres[None, :, c]) ** 2
-        return d
+        # |x|^2 - 2 x.c + |c|^2: one small matrix product, several times faster than broadcasting each
+        # channel over (rows, K) for the float points of a histogram (their distances need not be exact:
+        # only the colours' are, and those take the table path above).
+        if self._norm is None:
+            self._norm = np.einsum("mc,mc->m", self.x, self.x)
+        d = self.x[rows] @ (-2.0 * centres.T)
+        d += self._norm[rows][:, None]
+        d += np.einsum("kc,kc->k", centres, centres)[None, :]
+        return np.maximum(d, 0.0, out=d)
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
@@ -414,8 +427,8 @@ def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarra
     """(sums / weights (k, C), NaN rows for empty clusters; total weight (k,))."""
     wsum = np.bincount(labels, weights=pts.w, minlength=k)
     sums = np.empty((k, pts.x.shape[1]), dtype=np.float64)
-    for c in range(pts.x.shape[1]):
-        sums[:, c] = np.bincount(labels, weights=pts.w * pts.x[:, c], minlength=k)
+    for c, wx in enumerate(pts.wx):
+        sums[:, c] = np.bincount(labels, weights=wx, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / wsum[:, None]
     return means, wsum
@@ -489,7 +502,9 @@ def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -
 
 
 _SEP_SCALE = 128.0  # 255 * sqrt(4) * 128 < 65535
+_REACH = 2.5
 
+_NEIGHBOURS = 16
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
 
@@ -504,21 +519,25 @@ def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: np.ndarray,
-                   labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> None:
+                   labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
+                   lower: np.ndarray) -> None:
     """Nearest centroid (and bounds) for the points `rows`, whose upper[rows] are exact distances to their
-    current centroid j; updates labels, upper and lower in place.
+    current centroid j; updates in place labels and upper (the nearest and its exact distance), runner and
+    near (another centroid and its exact distance, the second nearest among those measured) and lower (a
+    bound from below on the distance to every centroid but those two).
 
     A centroid i can only beat j for x if |c_i - c_j| < 2|x - c_j| (triangle inequality). Each centroid's
     others are sorted by separation, so a point needs only the first n of its centroid's list; points are
-    bucketed by n rounded up to a power of two and each bucket is one vectorised step. Any centroid past
-    the first n is at least |c_i - c_j| - |x - c_j| away, which bounds the second-nearest from below.
+    bucketed by n rounded up to a power of two (at least 2) and each bucket is one vectorised step. Any
+    centroid past the first n is at least |c_i - c_j| - |x - c_j| away, which bounds the rest from below.
     """
     k = centroids.shape[0]
     lab = labels[rows]
     u = upper[rows]
     # Only the lists of the centroids these points belong to are sorted (late on, a few of them).
-    used = np.unique(lab)
-    slot = np.searchsorted(used, lab)  # each point's row among the used centroids
+    present = np.bincount(lab, minlength=k) > 0
+    used = np.flatnonzero(present)
+    slot = (np.cumsum(present) - 1)[lab]  # each point's row among the used centroids
     # Lists are sorted by separation rounded down to 1/128 (a uint16 key: a radix sort, ~8x faster than
     # sorting floats). Rounded-down separations keep both uses exact: every centroid with separation < 2u
     # is still in the first n, and the separation after them still bounds the rest from below. The key
@@ -531,7 +550,7 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
     # n = how many of the sorted list lie within 2u: counting per row via a flat searchsorted.
     offset = np.arange(used.shape[0], dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(u.max()) + 1.0)
     flat = (nsep + offset[:, None]).ravel()
-    n = np.searchsorted(flat, 2.0 * u + offset[slot], side="left") - slot * k
+    n = np.searchsorted(flat, _REACH * u + offset[slot], side="left") - slot * k
     width = np.maximum(2, 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     np.minimum(width, k, out=width)
     x = pts.x
@@ -547,15 +566,19 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
             d = (xr[:, None, 0] - cols[0][cand]) ** 2
             for c in range(1, x.shape[1]):
                 d += (xr[:, None, c] - cols[c][cand]) ** 2
+            i = np.arange(part.shape[0])
             best = np.argmin(d, axis=1)
-            i = np.arange(best.shape[0])
             upper[r] = np.sqrt(d[i, best])
             labels[r] = cand[i, best]
             d[i, best] = np.inf
-            nxt = np.sqrt(d.min(axis=1))
+            nxt = np.argmin(d, axis=1)
+            near[r] = np.sqrt(d[i, nxt])
+            runner[r] = cand[i, nxt]
+            d[i, nxt] = np.inf
+            rest = np.sqrt(d.min(axis=1)) if L > 2 else np.full(part.shape[0], np.inf)
             if L < k:
-                np.minimum(nxt, nsep[slot[part], L] - u[part], out=nxt)
-            lower[r] = nxt
+                np.minimum(rest, nsep[slot[part], L] - u[part], out=rest)
+            lower[r] = rest
 
 
 def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
@@ -568,6 +591,12 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     nearest other one cannot change cluster, so late iterations compute distances for only a few points.
     Stops when the summed squared centroid shift is <= tol_abs or after max_iter updates.
 
+    From `_GROUPED_FROM` centroids, each point also keeps its runner-up centroid with its own lower bound,
+    and l covers only the others (Hamerly's bounds with two nearest, as Drake and Hamerly's adaptive
+    bounds): at K = 256 a quarter of the colours fail the single bound in each late iteration, mostly
+    points near the boundary with one neighbour, which the runner-up's exact distance settles without
+    looking at any other centroid; only points nearer to a third one go through `_reassign_near`.
+
     guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
     exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
     `_reassign_near`), instead of measuring all k for every point.
@@ -575,16 +604,22 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     """
     k = centroids.shape[0]
     x = pts.x
-    if guess is None or k < _GROUPED_FROM:  # with few centroids, measuring them all is cheaper
+    grouped = k >= _GROUPED_FROM
+    if not grouped:  # with few centroids, measuring them all is cheaper
         labels, upper, lower = _assign(pts, centroids, second=True)
         np.sqrt(upper, out=upper)
         np.sqrt(lower, out=lower)
     else:
-        labels = guess.astype(np.intp, copy=True)
+        if guess is None:
+            labels = _assign(pts, centroids)[0]
+        else:
+            labels = guess.astype(np.intp, copy=True)
         upper = np.sqrt(_sq(x, centroids[labels]))
         lower = np.empty_like(upper)
+        runner = np.empty_like(labels)
+        near = np.empty_like(upper)
         sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
-        _reassign_near(pts, centroids, sep, np.arange(pts.m), labels, upper, lower)
+        _reassign_near(pts, centroids, sep, np.arange(pts.m), labels, upper, runner, near, lower)
     for _ in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -596,10 +631,24 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         upper += delta[labels]
         far = int(np.argmax(delta))
         second = float(np.partition(delta, k - 2)[k - 2])
-        lower -= np.where(labels == far, second, delta[far])
         sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
         np.fill_diagonal(sep, np.inf)
-        bound = np.maximum(0.5 * sep.min(axis=1)[labels], lower)
+        half = 0.5 * sep.min(axis=1)
+        if not grouped:
+            lower -= np.where(labels == far, second, delta[far])
+            bound = np.maximum(half[labels], lower)
+        else:
+            # lower covers every centroid but a point's own and its runner-up. Those among the own
+            # centroid's nearest neighbours moved at most their largest move; any other is at least its
+            # separation from the own centroid minus u away. So a few centroids still moving late no
+            # longer lower the bound of every point, only of those whose centroid they neighbour.
+            nb = np.argpartition(sep, _NEIGHBOURS, axis=1)
+            moved = delta[nb[:, :_NEIGHBOURS]].max(axis=1)
+            beyond = sep[np.arange(k), nb[:, _NEIGHBOURS]]
+            lower -= moved[labels]
+            np.minimum(lower, beyond[labels] - upper, out=lower)
+            near -= delta[runner]
+            bound = np.maximum(half[labels], np.minimum(near, lower))
         cand = np.flatnonzero(upper > bound)
         if cand.size == 0:
             continue
@@ -607,13 +656,27 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         still = cand[upper[cand] > bound[cand]]
         if still.size == 0:
             continue
-        if k >= _GROUPED_FROM:
-            _reassign_near(pts, centroids, sep, still, labels, upper, lower)
-        else:
+        if not grouped:
             lab, up, lo = _assign(pts, centroids, rows=still, second=True)
             labels[still] = lab
             upper[still] = np.sqrt(up)
             lower[still] = np.sqrt(lo)
+            continue
+        # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
+        # two is the nearest (ties keep the centroid) and the other is the new runner-up.
+        ru = runner[still]
+        d2 = np.sqrt(_sq(x[still], centroids[ru]))
+        up = upper[still]
+        settled = np.minimum(up, d2) <= lower[still]
+        swap = settled & (d2 < up)
+        s_rows, s_ru = still[swap], ru[swap]
+        runner[s_rows] = labels[s_rows]
+        labels[s_rows] = s_ru
+        upper[still] = np.where(swap, d2, up)
+        near[still] = np.where(swap, up, d2)
+        rest = still[~settled]
+        if rest.size:
+            _reassign_near(pts, centroids, sep, rest, labels, upper, runner, near, lower)
     inertia = float(pts.w @ _sq(x, centroids[labels]))
     return centroids, inertia, labels
 

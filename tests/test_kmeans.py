@@ -337,13 +337,18 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
     for guess in (np.zeros(pts.m, dtype=np.intp), rng.integers(0, k, pts.m)):
         labels = guess.copy()
         upper = d[np.arange(pts.m), labels].copy()
-        lower = np.empty(pts.m)
-        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, lower)
+        lower, near = np.empty(pts.m), np.empty(pts.m)
+        runner = np.empty(pts.m, dtype=np.intp)
+        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, runner, near, lower)
         rows = np.arange(pts.m)
         np.testing.assert_allclose(d[rows, labels], nearest, rtol=0, atol=1e-9)
         np.testing.assert_allclose(upper, nearest, rtol=0, atol=1e-9)
+        # The runner-up is another centroid at its exact distance, and lower bounds all the rest.
+        assert np.all(runner != labels)
+        np.testing.assert_allclose(near, d[rows, runner], rtol=0, atol=1e-9)
         others = d.copy()
         others[rows, labels] = np.inf
+        others[rows, runner] = np.inf
         assert np.all(lower <= others.min(axis=1) + 1e-9)
     # And a whole fit step from a guess reaches the same centroids as one from scratch here.
     got = km._hamerly(pts, cent, 30, 0.0, np.zeros(pts.m, dtype=np.intp))[1]
