@@ -437,6 +437,71 @@ def report_bulk(bulk: dict, inproc: dict, have_pngquant: bool, targets: list) ->
     return out
 
 
+def bench_samples(tmp: Path, log, have_pngquant: bool) -> dict[tuple[str, int, str], dict]:
+    """Every contender on every sample at every K of KS (kmq and the fast ones: best of 3)."""
+    rows: dict[tuple[str, int, str], dict] = {}
+    for s in SAMPLES:
+        path = ROOT / "samples" / f"{s}.png"
+        px = load_pixels(path)
+        for k in KS:
+            for name in ["kmq", "tutorial", "mediancut", "fastoctree", "pngquant"]:
+                if name == "pngquant" and not have_pngquant:
+                    continue
+                log(f"{s} K={k}: {name}")
+                rows[(s, k, name)] = measure(name, path, k, tmp, px, 3 if name != "tutorial" else 1)
+    return rows
+
+
+def report_samples(sample_rows: dict, have_pngquant: bool, targets: list) -> list[str]:
+    out: list[str] = []
+    out.append("## Samples")
+    out.append("")
+    out.append("J (and time) per sample and K. scikit-learn's J is measured like kmq's (palette rounded to "
+               "uint8, every pixel relabelled to its nearest entry); its own figure (inertia / pixels, "
+               "float centroids) is in brackets. Pillow's and pngquant's J are of their output as "
+               "written (no dithering).")
+    out.append("")
+    names = ["kmq", "tutorial", "mediancut", "fastoctree"] + (["pngquant"] if have_pngquant else [])
+    out.append("| sample | K | " + " | ".join(names) + " | kmq J / sklearn J |")
+    out.append("|---|---:|" + "---:|" * len(names) + "---:|")
+    ratios = []
+    pq_ok = True
+    pq_detail = []
+    for s in SAMPLES:
+        for k in KS:
+            cells = []
+            for name in names:
+                r = sample_rows[(s, k, name)]
+                extra = f" [{r['j_tutorial']:.2f}]" if "j_tutorial" in r else ""
+                cells.append(f"{r['j']:.2f}{extra} / {fmt_t(r['time'])}")
+            kj, sj = sample_rows[(s, k, "kmq")]["j"], sample_rows[(s, k, "tutorial")]["j"]
+            if kj == 0:
+                # Fewer distinct colours than K: kmq keeps them all (lossless); no ratio to speak of.
+                out.append(f"| {s} | {k} | " + " | ".join(cells) + " | lossless |")
+            else:
+                ratio = kj / sj
+                ratios.append(ratio)
+                out.append(f"| {s} | {k} | " + " | ".join(cells) + f" | {ratio:.4f} |")
+            if have_pngquant:
+                p = sample_rows[(s, k, "pngquant")]
+                q = sample_rows[(s, k, "kmq")]
+                ok = q["time"] < p["time"] and q["j"] < p["j"]
+                pq_ok &= ok
+                if not ok:
+                    pq_detail.append(f"{s} K={k}")
+    gm = float(np.exp(np.mean(np.log(ratios))))
+    out.append("")
+    targets.append(("Samples × K: geometric mean of kmq J / sklearn J ≤ 1.000", f"{gm:.4f}", f"{len(ratios)} lossy cases", gm <= 1.0))
+    targets.append(("Samples × K: no case above 1.01x", f"worst {max(ratios):.4f}", "", max(ratios) <= 1.01))
+    if have_pngquant:
+        targets.append(("Faster than pngquant at lower J on every sample", "every case" if pq_ok else
+                        "fails: " + ", ".join(pq_detail), "all samples × K", pq_ok))
+    else:
+        targets.append(("Faster than pngquant at lower J on every sample", "pngquant not on PATH: skipped",
+                        "", False))
+    return out
+
+
 def report_rgba(rows: list[dict], targets: list) -> list[str]:
     out = ["## RGBA with varying alpha, K = 16", "",
            "The same pixels with a radial alpha vignette (RGBA) and without it (RGB): kmq.compress in a fresh "
@@ -526,16 +591,7 @@ def main() -> None:
         large_src, large_colours, large_rows, few_row = bench_large_k(tmp, log)
 
         # ---------------------------------------------------------------- samples
-        sample_rows: dict[tuple[str, int, str], dict] = {}
-        for s in SAMPLES:
-            path = ROOT / "samples" / f"{s}.png"
-            px = load_pixels(path)
-            for k in KS:
-                for name in ["kmq", "tutorial", "mediancut", "fastoctree", "pngquant"]:
-                    if name == "pngquant" and not have_pngquant:
-                        continue
-                    log(f"{s} K={k}: {name}")
-                    sample_rows[(s, k, name)] = measure(name, path, k, tmp, px, 3 if name != "tutorial" else 1)
+        sample_rows = bench_samples(tmp, log, have_pngquant)
 
         # ---------------------------------------------------------------- scaling
         scaling: dict[str, dict] = {}
@@ -615,52 +671,7 @@ def main() -> None:
     targets.append(("12 MP peak memory ≤ 600 MB", f"{peak:.0f} MB (tutorial: {tu['mem']:.0f} MB)", "",
                     peak <= 600))
 
-    # samples
-    lines.append("## Samples")
-    lines.append("")
-    lines.append("J (and time) per sample and K. scikit-learn's J is measured like kmq's (palette rounded to "
-                 "uint8, every pixel relabelled to its nearest entry); its own figure (inertia / pixels, "
-                 "float centroids) is in brackets. Pillow's and pngquant's J are of their output as "
-                 "written (no dithering).")
-    lines.append("")
-    names = ["kmq", "tutorial", "mediancut", "fastoctree"] + (["pngquant"] if have_pngquant else [])
-    lines.append("| sample | K | " + " | ".join(names) + " | kmq J / sklearn J |")
-    lines.append("|---|---:|" + "---:|" * len(names) + "---:|")
-    ratios = []
-    pq_ok = True
-    pq_detail = []
-    for s in SAMPLES:
-        for k in KS:
-            cells = []
-            for name in names:
-                r = sample_rows[(s, k, name)]
-                extra = f" [{r['j_tutorial']:.2f}]" if "j_tutorial" in r else ""
-                cells.append(f"{r['j']:.2f}{extra} / {fmt_t(r['time'])}")
-            kj, sj = sample_rows[(s, k, "kmq")]["j"], sample_rows[(s, k, "tutorial")]["j"]
-            if kj == 0:
-                # Fewer distinct colours than K: kmq keeps them all (lossless); no ratio to speak of.
-                lines.append(f"| {s} | {k} | " + " | ".join(cells) + " | lossless |")
-            else:
-                ratio = kj / sj
-                ratios.append(ratio)
-                lines.append(f"| {s} | {k} | " + " | ".join(cells) + f" | {ratio:.4f} |")
-            if have_pngquant:
-                p = sample_rows[(s, k, "pngquant")]
-                q = sample_rows[(s, k, "kmq")]
-                ok = q["time"] < p["time"] and q["j"] < p["j"]
-                pq_ok &= ok
-                if not ok:
-                    pq_detail.append(f"{s} K={k}")
-    gm = float(np.exp(np.mean(np.log(ratios))))
-    lines.append("")
-    targets.append(("Samples × K: geometric mean of kmq J / sklearn J ≤ 1.000", f"{gm:.4f}", f"{len(ratios)} lossy cases", gm <= 1.0))
-    targets.append(("Samples × K: no case above 1.01x", f"worst {max(ratios):.4f}", "", max(ratios) <= 1.01))
-    if have_pngquant:
-        targets.append(("Faster than pngquant at lower J on every sample", "every case" if pq_ok else
-                        "fails: " + ", ".join(pq_detail), "all samples × K", pq_ok))
-    else:
-        targets.append(("Faster than pngquant at lower J on every sample", "pngquant not on PATH: skipped",
-                        "", False))
+    lines.extend(report_samples(sample_rows, have_pngquant, targets))
 
     # scaling
     lines.append("## Cost against pixels (K = 16)")
@@ -714,11 +725,70 @@ def main() -> None:
     log(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
+# ------------------------------------------------------------------------------------------------ parts
+
+
+def splice(text: str, sections: list[str], targets: list[tuple[str, str, str, bool]]) -> str:
+    """text (speed.md) with each "## " section of `sections` (a list of lines) put in place of the one of the
+    same title, and each target row replaced by the new row of the same target."""
+    lines = text.split("\n")
+    new_rows = {t: f"| {t} | {m} | {how} | {mark(ok)} |" for t, m, how, ok in targets}
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and line.split(" | ")[0][2:] in new_rows:
+            lines[i] = new_rows[line.split(" | ")[0][2:]]
+    text = "\n".join(lines)
+    for block in sections:
+        title = block[0]
+        start = text.index(title + "\n")
+        end = text.find("\n## ", start + len(title))
+        text = text[:start] + "\n".join(block).rstrip("\n") + "\n" + ("" if end < 0 else text[end:])
+    return text
+
+
+def main_parts(parts: list[str]) -> None:
+    """Only the named parts ("bulk": the 48 small photos and the in-process K-Means; "samples"), their
+    sections and target rows rewritten in bench/results/speed.md and the rest left as measured before."""
+    have_pngquant = shutil.which("pngquant") is not None
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    load_start = machine_load()
+    run_reaped([sys.executable, "-c", "pass"])
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "kmq")], check=True)
+    targets: list[tuple[str, str, str, bool]] = []
+    sections: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="kmq-speed-") as tmpdir:
+        tmp = Path(tmpdir)
+        if "bulk" in parts:
+            bulk = bench_bulk(tmp, log, have_pngquant)
+            small = make_image(tmp, "small", 256, 256)
+            log("in-process K-Means of a 256x256 photo")
+            inproc = json.loads(run_reaped(worker_cmd("inproc", small, 0, tmp / "x"))[2])
+            sections.append(report_bulk(bulk, inproc, have_pngquant, targets))
+        if "samples" in parts:
+            sections.append(report_samples(bench_samples(tmp, log, have_pngquant), have_pngquant, targets))
+    note = f"Measured on their own by `bench/speed.py --only {' '.join(parts)}` ({load_start} at the start, " \
+           f"{machine_load()} at the end)."
+    for block in sections:
+        block.insert(2, note)
+        block.insert(3, "")
+    text = splice(RESULTS.read_text(), sections, targets)
+    print(text)
+    RESULTS.write_text(text)
+    log(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", nargs=4, metavar=("NAME", "IMAGE", "K", "OUT"))
+    ap.add_argument("--only", nargs="+", choices=["bulk", "samples"],
+                    help="run only these parts and update their sections of the results file")
     a = ap.parse_args()
     if a.worker:
         _worker(a.worker[0], a.worker[1], int(a.worker[2]), a.worker[3])
+    elif a.only:
+        main_parts(a.only)
     else:
         main()

@@ -357,9 +357,27 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
 # K-Means
 
 
+def _float_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared distances (m, K) float32 from the points `cols[c][rows]` (float32 columns) to the centres.
+
+    Element-wise float32 passes over (m, K), several times faster than float64 ones here (half the memory
+    traffic) and than a matrix product, which would hand these thin products (inner dimension C) to a
+    multi-threaded BLAS that, with `-j 2` on two cores, spent more time waiting than working. Element-wise
+    IEEE operations also give the same bits on every machine.
+    """
+    c32 = centres.astype(np.float32)
+    d = np.subtract.outer(cols[0][rows], c32[:, 0])
+    np.square(d, out=d)
+    for c in range(1, len(cols)):
+        t = np.subtract.outer(cols[c][rows], c32[:, c])
+        np.square(t, out=t)
+        d += t
+    return d
+
+
 class _Points:
     """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else a matrix product over the few channels)."""
+    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`)."""
 
     def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float64)
@@ -368,7 +386,7 @@ class _Points:
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
         self._wx: list[np.ndarray] | None = None
-        self._norm: np.ndarray | None = None
+        self._cols32: list[np.ndarray] | None = None
 
     @property
     def wx(self) -> list[np.ndarray]:
@@ -379,18 +397,17 @@ class _Points:
 
     def dist2(self, rows: slice | np.ndarray, centres: np.ndarray, tables: list[np.ndarray] | None = None
               ) -> np.ndarray:
-        """Squared distances (rows, K) to the centres (float32 for colours, float64 otherwise)."""
+        """Squared distances (rows, K) to the centres, float32."""
         if self.cols is not None:
             return _lut_dist2(self.cols, rows, tables if tables is not None else _tables(centres, np.float32))
-        # |x|^2 - 2 x.c + |c|^2: one small matrix product, several times faster than broadcasting each
-        # channel over (rows, K) for the float points of a histogram (their distances need not be exact:
-        # only the colours' are, and those take the table path above).
-        if self._norm is None:
-            self._norm = np.einsum("mc,mc->m", self.x, self.x)
-        d = self.x[rows] @ (-2.0 * centres.T)
-        d += self._norm[rows][:, None]
-        d += np.einsum("kc,kc->k", centres, centres)[None, :]
-        return np.maximum(d, 0.0, out=d)
+        return _float_dist2(self.cols32, rows, centres)
+
+    @property
+    def cols32(self) -> list[np.ndarray]:
+        """Per channel, the contiguous float32 (m,) coordinates that `_float_dist2` reads."""
+        if self._cols32 is None:
+            self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
+        return self._cols32
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
@@ -810,31 +827,25 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Plain weighted Lloyd for several runs at once, to rank them: starts (R, k, C) float64.
 
-    One matrix product gives every point's distances to the centroids of all live runs (float32,
-    |x|^2 - 2 x.c + |c|^2), one bincount every run's sums, so R runs cost a few large numpy calls per
-    update instead of R passes of bounds bookkeeping (16 runs at K=64 on a 5-bit histogram: ~3x faster
-    than one `_hamerly` per run). Float32 only decides near-ties, and only which run wins: the winner is
-    finished by the exact `_hamerly`. A run stops, like `_hamerly`, once its summed squared centroid shift
+    One pass gives every point's float32 distances to the centroids of all live runs, one bincount every
+    run's sums, so R runs cost a few large numpy calls per update instead of R passes of bounds
+    bookkeeping (16 runs at K=64 on a 5-bit histogram: ~2x faster than one `_hamerly` per run). The
+    winner is finished by `_hamerly`. A run stops, like `_hamerly`, once its summed squared centroid shift
     is <= tol_abs or after max_iter updates.
     Returns (centroids (R, k, C), inertia (R,) of each run's last labels around its final centroids,
     labels (R, m)).
     """
     runs, k, channels = starts.shape
     m = pts.m
-    x32 = pts.x.astype(np.float32)
-    norm = np.einsum("mc,mc->m", x32, x32)[:, None]
     cent = starts.copy()
     labels = np.empty((runs, m), dtype=np.intp)
     dist = np.empty((runs, m), dtype=np.float32)
 
     def assign(live: np.ndarray) -> None:
-        flat = cent[live].reshape(-1, channels).astype(np.float32)
-        neg2, cc = -2.0 * flat.T, np.einsum("kc,kc->k", flat, flat)[None, :]
+        flat = cent[live].reshape(-1, channels)
         step = max(1, _BLOCK // flat.shape[0])
         for s in range(0, m, step):
-            d = x32[s:s + step] @ neg2
-            d += norm[s:s + step]
-            d += cc
+            d = _float_dist2(pts.cols32, slice(s, s + step), flat)
             d = d.reshape(d.shape[0], live.shape[0], k)
             lab = np.argmin(d, axis=2)  # first minimum: the lower index
             labels[live, s:s + step] = lab.T
