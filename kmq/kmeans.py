@@ -478,7 +478,8 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     cw = np.cumsum(w)
     first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
     centroids[:, 0] = x[first]
-    closest = pts.dist2(slice(0, m), x[first]).astype(np.float64)  # (m, runs)
+    # (m, runs) float32 like the distances: the minimum of float32 values needs no float64 copy of them.
+    closest = pts.dist2(slice(0, m), x[first])
     run_ix = np.arange(runs)
     for i in range(1, k):
         pot = np.cumsum(w[:, None] * closest, axis=0)  # (m, runs)
@@ -491,7 +492,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         np.clip(cand, 0, m - 1, out=cand)
         # Every point already on a centroid (only with duplicate rows): that run takes rows in order.
         cand[total <= 0.0] = i % m
-        d = pts.dist2(slice(0, m), x[cand.ravel()]).astype(np.float64, copy=False).reshape(m, runs, trials)
+        d = pts.dist2(slice(0, m), x[cand.ravel()]).reshape(m, runs, trials)
         np.minimum(d, closest[:, :, None], out=d)
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
