@@ -1054,13 +1054,16 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     colors: (M, C) uint8 distinct colours; counts: (M,) pixel count of each (the weights); M > k >= 1.
     Returns centroids (k, C) float64. Same input, k and seed -> identical output.
 
-    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts each
-    finished by Lloyd, the best kept. With many distinct colours the restarts run on a coarse histogram
-    (5 bits per channel, each bin its colours' weighted mean), which costs little and lands near the
-    optimum; Lloyd then continues on 6- and 7-bit histograms and finally on the colours themselves, with
-    Hamerly's bounds, at most `max_iter` updates per level (on the colours, also at most ~2e7 / M, and
-    none above 500 000 colours, where the 7-bit histogram is as good; there the 7-bit level itself is
-    skipped when the 6-bit one has 1 000 bins per centroid or more, see `_FINE_ENOUGH`).
+    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts
+    (`_restarts`) ranked after a few Lloyd updates run together (`_lloyd_runs`), the best finished by
+    Lloyd. With many distinct colours (over 20 000, or over 2**20 colours x centroids) the restarts run on
+    a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
+    5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
+    there are colours. That costs little and lands near the optimum; Lloyd then continues on the finer
+    6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
+    `max_iter` updates per level (on the colours, also at most ~2e7 / M, and none above 500 000 colours,
+    where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
+    1 000 bins per centroid or more, see `_FINE_ENOUGH`).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
