@@ -1115,8 +1115,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         levels = _pyramid(colors, counts, (*first, *_REFINE_BITS[:-1]))
         # The 7-bit level only where it can serve: on a large image where the 6-bit one is coarse for k;
         # otherwise unless the 6-bit level already has half as many bins as colours, when the 7-bit one
-        # (at least as many) would be skipped below. A 256x256 photo is always such a case, and its 7-bit
-        # table of 2**21 bins was a fifth of the fit at K=16.
+        # (at least as many) would be skipped below. The 256x256 astronaut is such a case, and its 7-bit
+        # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
         if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else levels[-1].m * 2 <= m:
             levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
         # The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
