@@ -27,6 +27,9 @@ Progress = Callable[[int, int], None]
 # Cap on the elements of one (points x centroids) block of distances, so that memory stays bounded
 # (2**21 float64 = 16 MiB) whatever the number of points or K.
 _BLOCK = 1 << 21
+# Elements of the blocks of `_lloyd_runs`: each pass over a block then stays in the cache (2824 points x
+# 1024 centroids: 7 ms a pass instead of 12 in 16 MiB blocks).
+_CACHE_BLOCK = 1 << 17
 
 
 # --------------------------------------------------------------------------------------------------
@@ -547,9 +550,27 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
 # K-Means
 
 
+def _float_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared distances (m, K) float32 from the points `cols[c][rows]` (float32 columns) to the centres.
+
+    Element-wise float32 passes over (m, K), several times faster than float64 ones here (half the memory
+    traffic) and than a matrix product, which would hand these thin products (inner dimension C) to a
+    multi-threaded BLAS that, with `-j 2` on two cores, spent more time waiting than working. Element-wise
+    IEEE operations also give the same bits on every machine.
+    """
+    c32 = centres.astype(np.float32)
+    d = np.subtract.outer(cols[0][rows], c32[:, 0])
+    np.square(d, out=d)
+    for c in range(1, len(cols)):
+        t = np.subtract.outer(cols[c][rows], c32[:, c])
+        np.square(t, out=t)
+        d += t
+    return d
+
+
 class _Points:
     """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else broadcasting over the few channels)."""
+    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`)."""
 
     def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float64)
@@ -557,17 +578,29 @@ class _Points:
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
+        self._wx: list[np.ndarray] | None = None
+        self._cols32: list[np.ndarray] | None = None
+
+    @property
+    def wx(self) -> list[np.ndarray]:
+        """Per channel, the contiguous (m,) weight x coordinate: every Lloyd update sums them by cluster."""
+        if self._wx is None:
+            self._wx = [self.w * self.x[:, c] for c in range(self.x.shape[1])]
+        return self._wx
 
     def dist2(self, rows: slice | np.ndarray, centres: np.ndarray, tables: list[np.ndarray] | None = None
               ) -> np.ndarray:
-        """Squared distances (rows, K) to the centres (float32 for colours, float64 otherwise)."""
+        """Squared distances (rows, K) to the centres, float32."""
         if self.cols is not None:
             return _lut_dist2(self.cols, rows, tables if tables is not None else _tables(centres, np.float32))
-        x = self.x[rows]
-        d = (x[:, 0, None] - centres[None, :, 0]) ** 2
-        for c in range(1, x.shape[1]):
-            d += (x[:, c, None] - centres[None, :, c]) ** 2
-        return d
+        return _float_dist2(self.cols32, rows, centres)
+
+    @property
+    def cols32(self) -> list[np.ndarray]:
+        """Per channel, the contiguous float32 (m,) coordinates that `_float_dist2` reads."""
+        if self._cols32 is None:
+            self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
+        return self._cols32
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
@@ -600,12 +633,18 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
     return labels, best, nxt
 
 
+def _wsum(w: np.ndarray, v: np.ndarray) -> float:
+    """w . v for long float vectors without BLAS: numpy's dot hands n > 10 000 to multi-threaded OpenBLAS,
+    which under `-j 2` on two cores spent ~6 ms of CPU on one 58 000-long product (einsum: 0.05 ms)."""
+    return float(np.einsum("m,m->", w, v))
+
+
 def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(sums / weights (k, C), NaN rows for empty clusters; total weight (k,))."""
     wsum = np.bincount(labels, weights=pts.w, minlength=k)
     sums = np.empty((k, pts.x.shape[1]), dtype=np.float64)
-    for c in range(pts.x.shape[1]):
-        sums[:, c] = np.bincount(labels, weights=pts.w * pts.x[:, c], minlength=k)
+    for c, wx in enumerate(pts.wx):
+        sums[:, c] = np.bincount(labels, weights=wx, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / wsum[:, None]
     return means, wsum
@@ -638,7 +677,8 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     cw = np.cumsum(w)
     first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
     centroids[:, 0] = x[first]
-    closest = pts.dist2(slice(0, m), x[first]).astype(np.float64)  # (m, runs)
+    # (m, runs) float32 like the distances: the minimum of float32 values needs no float64 copy of them.
+    closest = pts.dist2(slice(0, m), x[first])
     run_ix = np.arange(runs)
     for i in range(1, k):
         pot = np.cumsum(w[:, None] * closest, axis=0)  # (m, runs)
@@ -651,7 +691,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         np.clip(cand, 0, m - 1, out=cand)
         # Every point already on a centroid (only with duplicate rows): that run takes rows in order.
         cand[total <= 0.0] = i % m
-        d = pts.dist2(slice(0, m), x[cand.ravel()]).astype(np.float64).reshape(m, runs, trials)
+        d = pts.dist2(slice(0, m), x[cand.ravel()]).reshape(m, runs, trials)
         np.minimum(d, closest[:, :, None], out=d)
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
@@ -675,11 +715,17 @@ def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -
         labels = new_labels
         if not changed or shift <= tol_abs:
             break
-    return centroids, float(pts.w @ dist)
+    return centroids, _wsum(pts.w, dist)
 
 
 _SEP_SCALE = 128.0  # 255 * sqrt(4) * 128 < 65535
-
+# How far out `_reassign_near` measures, in units of a point's distance u to its own centroid: 2u is all
+# that the nearest needs, but then the bound on the centroids beyond is only u and fails at the next move;
+# from 2.5u it is 1.5u (K=256 on a 256x256 photo: a late iteration re-measures ~2k colours, not ~5k).
+_REACH = 2.5
+# A point's bound on the centroids but its own and the runner-up drops by the largest move among its
+# centroid's this many nearest others, not among all (see `_hamerly`).
+_NEIGHBOURS = 16
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
 
@@ -694,21 +740,26 @@ def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: np.ndarray,
-                   labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> None:
+                   labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
+                   lower: np.ndarray) -> None:
     """Nearest centroid (and bounds) for the points `rows`, whose upper[rows] are exact distances to their
-    current centroid j; updates labels, upper and lower in place.
+    current centroid j; updates in place labels and upper (the nearest and its exact distance), runner and
+    near (another centroid and its exact distance, the second nearest among those measured) and lower (a
+    bound from below on the distance to every centroid but those two).
 
     A centroid i can only beat j for x if |c_i - c_j| < 2|x - c_j| (triangle inequality). Each centroid's
-    others are sorted by separation, so a point needs only the first n of its centroid's list; points are
-    bucketed by n rounded up to a power of two and each bucket is one vectorised step. Any centroid past
-    the first n is at least |c_i - c_j| - |x - c_j| away, which bounds the second-nearest from below.
+    others are sorted by separation, so a point needs only the first n of its centroid's list (those
+    within `_REACH` |x - c_j|, so that the bound on the rest stays above the nearest for a while); points are
+    bucketed by n rounded up to a power of two (at least 2) and each bucket is one vectorised step. Any
+    centroid past the first n is at least |c_i - c_j| - |x - c_j| away, which bounds the rest from below.
     """
     k = centroids.shape[0]
     lab = labels[rows]
     u = upper[rows]
     # Only the lists of the centroids these points belong to are sorted (late on, a few of them).
-    used = np.unique(lab)
-    slot = np.searchsorted(used, lab)  # each point's row among the used centroids
+    present = np.bincount(lab, minlength=k) > 0
+    used = np.flatnonzero(present)
+    slot = (np.cumsum(present) - 1)[lab]  # each point's row among the used centroids
     # Lists are sorted by separation rounded down to 1/128 (a uint16 key: a radix sort, ~8x faster than
     # sorting floats). Rounded-down separations keep both uses exact: every centroid with separation < 2u
     # is still in the first n, and the separation after them still bounds the rest from below. The key
@@ -721,7 +772,7 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
     # n = how many of the sorted list lie within 2u: counting per row via a flat searchsorted.
     offset = np.arange(used.shape[0], dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(u.max()) + 1.0)
     flat = (nsep + offset[:, None]).ravel()
-    n = np.searchsorted(flat, 2.0 * u + offset[slot], side="left") - slot * k
+    n = np.searchsorted(flat, _REACH * u + offset[slot], side="left") - slot * k
     width = np.maximum(2, 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     np.minimum(width, k, out=width)
     x = pts.x
@@ -737,15 +788,19 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, sep: np.ndarray, rows: n
             d = (xr[:, None, 0] - cols[0][cand]) ** 2
             for c in range(1, x.shape[1]):
                 d += (xr[:, None, c] - cols[c][cand]) ** 2
+            i = np.arange(part.shape[0])
             best = np.argmin(d, axis=1)
-            i = np.arange(best.shape[0])
             upper[r] = np.sqrt(d[i, best])
             labels[r] = cand[i, best]
             d[i, best] = np.inf
-            nxt = np.sqrt(d.min(axis=1))
+            nxt = np.argmin(d, axis=1)
+            near[r] = np.sqrt(d[i, nxt])
+            runner[r] = cand[i, nxt]
+            d[i, nxt] = np.inf
+            rest = np.sqrt(d.min(axis=1)) if L > 2 else np.full(part.shape[0], np.inf)
             if L < k:
-                np.minimum(nxt, nsep[slot[part], L] - u[part], out=nxt)
-            lower[r] = nxt
+                np.minimum(rest, nsep[slot[part], L] - u[part], out=rest)
+            lower[r] = rest
 
 
 def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
@@ -758,6 +813,15 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     nearest other one cannot change cluster, so late iterations compute distances for only a few points.
     Stops when the summed squared centroid shift is <= tol_abs or after max_iter updates.
 
+    From `_GROUPED_FROM` centroids, where a quarter of the colours failed that single bound in each late
+    iteration (K = 256 on a 256x256 photo: ~10k of 39k colours re-measured, now ~1-2k), three changes:
+    each point also keeps its runner-up centroid with its exact distance, and l covers only the others
+    (as in Drake and Hamerly's adaptive bounds), so a point on the boundary with one neighbour is settled
+    by one distance; l shrinks only by the largest move among its centroid's `_NEIGHBOURS` nearest
+    others, or becomes the separation to the next one beyond them minus u if that is less, so a few
+    centroids still moving late no longer lower every point's bound; and `_reassign_near` measures out
+    to `_REACH` u. Only points that a third centroid may win go through `_reassign_near`.
+
     guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
     exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
     `_reassign_near`), instead of measuring all k for every point.
@@ -765,16 +829,22 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     """
     k = centroids.shape[0]
     x = pts.x
-    if guess is None or k < _GROUPED_FROM:  # with few centroids, measuring them all is cheaper
+    grouped = k >= _GROUPED_FROM
+    if not grouped:  # with few centroids, measuring them all is cheaper
         labels, upper, lower = _assign(pts, centroids, second=True)
         np.sqrt(upper, out=upper)
         np.sqrt(lower, out=lower)
     else:
-        labels = guess.astype(np.intp, copy=True)
+        if guess is None:
+            labels = _assign(pts, centroids)[0]
+        else:
+            labels = guess.astype(np.intp, copy=True)
         upper = np.sqrt(_sq(x, centroids[labels]))
         lower = np.empty_like(upper)
+        runner = np.empty_like(labels)
+        near = np.empty_like(upper)
         sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
-        _reassign_near(pts, centroids, sep, np.arange(pts.m), labels, upper, lower)
+        _reassign_near(pts, centroids, sep, np.arange(pts.m), labels, upper, runner, near, lower)
     for _ in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -786,10 +856,24 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         upper += delta[labels]
         far = int(np.argmax(delta))
         second = float(np.partition(delta, k - 2)[k - 2])
-        lower -= np.where(labels == far, second, delta[far])
         sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
         np.fill_diagonal(sep, np.inf)
-        bound = np.maximum(0.5 * sep.min(axis=1)[labels], lower)
+        half = 0.5 * sep.min(axis=1)
+        if not grouped:
+            lower -= np.where(labels == far, second, delta[far])
+            bound = np.maximum(half[labels], lower)
+        else:
+            # lower covers every centroid but a point's own and its runner-up. Those among the own
+            # centroid's nearest neighbours moved at most their largest move; any other is at least its
+            # separation from the own centroid minus u away. So a few centroids still moving late no
+            # longer lower the bound of every point, only of those whose centroid they neighbour.
+            nb = np.argpartition(sep, _NEIGHBOURS, axis=1)
+            moved = delta[nb[:, :_NEIGHBOURS]].max(axis=1)
+            beyond = sep[np.arange(k), nb[:, _NEIGHBOURS]]
+            lower -= moved[labels]
+            np.minimum(lower, beyond[labels] - upper, out=lower)
+            near -= delta[runner]
+            bound = np.maximum(half[labels], np.minimum(near, lower))
         cand = np.flatnonzero(upper > bound)
         if cand.size == 0:
             continue
@@ -797,14 +881,28 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         still = cand[upper[cand] > bound[cand]]
         if still.size == 0:
             continue
-        if k >= _GROUPED_FROM:
-            _reassign_near(pts, centroids, sep, still, labels, upper, lower)
-        else:
+        if not grouped:
             lab, up, lo = _assign(pts, centroids, rows=still, second=True)
             labels[still] = lab
             upper[still] = np.sqrt(up)
             lower[still] = np.sqrt(lo)
-    inertia = float(pts.w @ _sq(x, centroids[labels]))
+            continue
+        # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
+        # two is the nearest (ties keep the centroid) and the other is the new runner-up.
+        ru = runner[still]
+        d2 = np.sqrt(_sq(x[still], centroids[ru]))
+        up = upper[still]
+        settled = np.minimum(up, d2) <= lower[still]
+        swap = settled & (d2 < up)
+        s_rows, s_ru = still[swap], ru[swap]
+        runner[s_rows] = labels[s_rows]
+        labels[s_rows] = s_ru
+        upper[still] = np.where(swap, d2, up)
+        near[still] = np.where(swap, up, d2)
+        rest = still[~settled]
+        if rest.size:
+            _reassign_near(pts, centroids, sep, rest, labels, upper, runner, near, lower)
+    inertia = _wsum(pts.w, _sq(x, centroids[labels]))
     return centroids, inertia, labels
 
 
@@ -947,8 +1045,11 @@ def _kmeans_1d(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
     return centroids
 
 
-# Above this many distinct colours, fit's restarts run on a coarse histogram rather than on the colours.
+# Above this many distinct colours, fit's restarts run on a coarse histogram rather than on the colours;
+# also above this many colours x centroids, where k-means++ and the restarts on the colours cost ~1 s
+# (20 000 colours at K=256: 2.4 s, against 0.3 s from the histograms, J within 1 %).
 _COARSE_ABOVE = 20000
+_COARSE_WORK = 1 << 20
 _COARSE_BITS = 5
 _REFINE_BITS = (6, 7)
 # Point-iterations allowed on the distinct colours after the histogram levels (~24 iterations at 850 000
@@ -956,7 +1057,7 @@ _REFINE_BITS = (6, 7)
 _FULL_WORK = 20_000_000
 _LEVEL_TOL = 1.0
 _RESTART_ITER = 10
-_PRUNE_AFTER = 3  # large images: the restarts' first cut (see `_best_of_restarts`)
+_PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -973,31 +1074,78 @@ def _restarts(k: int) -> int:
     return int(min(16, max(3, 1024 // k)))
 
 
+def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plain weighted Lloyd for several runs at once, to rank them: starts (R, k, C) float64.
+
+    One pass gives every point's float32 distances to the centroids of all live runs, one bincount every
+    run's sums, so R runs cost a few large numpy calls per update instead of R passes of bounds
+    bookkeeping (16 runs at K=64 on a 5-bit histogram: ~2x faster than one `_hamerly` per run). The
+    winner is finished by `_hamerly`. A run stops, like `_hamerly`, once its summed squared centroid shift
+    is <= tol_abs or after max_iter updates.
+    Returns (centroids (R, k, C), inertia (R,) of each run's last labels around its final centroids,
+    labels (R, m)).
+    """
+    runs, k, channels = starts.shape
+    m = pts.m
+    cent = starts.copy()
+    labels = np.empty((runs, m), dtype=np.intp)
+    dist = np.empty((runs, m), dtype=np.float32)
+
+    def assign(live: np.ndarray) -> None:
+        flat = cent[live].reshape(-1, channels)
+        step = max(1, _CACHE_BLOCK // flat.shape[0])
+        for s in range(0, m, step):
+            d = _float_dist2(pts.cols32, slice(s, s + step), flat)
+            d = d.reshape(d.shape[0], live.shape[0], k)
+            lab = np.argmin(d, axis=2)  # first minimum: the lower index
+            labels[live, s:s + step] = lab.T
+            dist[live, s:s + step] = np.take_along_axis(d, lab[:, :, None], axis=2)[:, :, 0].T
+
+    live = np.arange(runs)
+    assign(live)
+    for _ in range(max_iter):
+        r = live.shape[0]
+        ids = (labels[live] + (np.arange(r) * k)[:, None]).ravel()
+        wsum = np.bincount(ids, weights=np.tile(pts.w, r), minlength=r * k).reshape(r, k)
+        sums = np.stack([np.bincount(ids, weights=np.tile(wx, r), minlength=r * k) for wx in pts.wx], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new = sums.reshape(r, k, channels) / wsum[:, :, None]
+        for i in np.flatnonzero((wsum == 0).any(axis=1)):
+            _reseed_empty(new[i], wsum[i], pts.x, dist[live[i]].astype(np.float64))
+        shift = ((new - cent[live]) ** 2).sum(axis=(1, 2))
+        cent[live] = new
+        live = live[shift > tol_abs]
+        if live.size == 0:
+            break
+        assign(live)
+    inertia = np.array([_wsum(pts.w, _sq(pts.x, cent[i][labels[i]])) for i in range(runs)])
+    return cent, inertia, labels
+
+
 def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int,
-                      tol_abs: float, prune: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      tol_abs: float) -> tuple[np.ndarray, np.ndarray]:
     """`restarts` runs of k-means++ then Lloyd on pts; (centroids, labels) of the lowest-inertia run.
 
-    The runs are compared after at most `_RESTART_ITER` Lloyd updates (by then the ranking is settled:
-    the samples pick the same run as with full runs) and only the best one is run to convergence.
-    prune: after `_PRUNE_AFTER` updates only the better half of the runs goes on to `_RESTART_ITER` (a
-    third less work). The run that wins at `_RESTART_ITER` is then the same unless it was in the worse
-    half that early: on the 12 MP photo at K=16 (seeds 0..5) it ranked at worst 5th of 16 there.
+    The runs are compared after at most `_RESTART_ITER` Lloyd updates, all runs together (`_lloyd_runs`;
+    by then the ranking is settled: the samples pick the same run as with full runs) and only the best
+    one is run to convergence, exactly, by `_hamerly`.
+    After `_PRUNE_AFTER` updates only the better half of the runs goes on to `_RESTART_ITER` (a third less
+    work). The run that wins at `_RESTART_ITER` is then the same unless it was in the worse half that
+    early: on the 12 MP photo at K=16 (seeds 0..5) it ranked at worst 5th of 16 there; the samples at
+    K=16, 64 and 256 keep the same J, the 48 bulk tiles' mean J moves by under 0.02 %.
     """
     seeds = _kmeanspp(pts, k, rng, restarts)
-    starts = list(seeds) if restarts > 1 else [seeds]
+    if restarts == 1:
+        seeds = seeds[None]
     budget = min(max_iter, _RESTART_ITER)
-    if prune and len(starts) >= 4 and budget > _PRUNE_AFTER:
-        early = [_hamerly(pts, start, _PRUNE_AFTER, tol_abs) for start in starts]
-        order = np.argsort([j for _, j, _ in early], kind="stable")
-        starts = [early[i][0] for i in np.sort(order[: len(starts) // 2])]  # in their first order: ties as before
+    if restarts >= 4 and budget > _PRUNE_AFTER:
+        early, j, _ = _lloyd_runs(pts, seeds, _PRUNE_AFTER, tol_abs)
+        seeds = early[np.sort(np.argsort(j, kind="stable")[: restarts // 2])]  # first order: ties as before
         budget -= _PRUNE_AFTER
-    best, best_j = None, np.inf
-    for start in starts:
-        cent, j, lab = _hamerly(pts, start, budget, tol_abs)
-        if j < best_j:  # strict: a tie keeps the earlier run
-            best, best_j, best_lab = cent, j, lab
-    assert best is not None
-    return _hamerly(pts, best, max_iter, tol_abs, best_lab)[::2]
+    cent, j, labels = _lloyd_runs(pts, seeds, budget, tol_abs)
+    best = int(np.argmin(j))  # a tie keeps the earlier run
+    return _hamerly(pts, cent[best], max_iter, tol_abs, labels[best])[::2]
 
 
 def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -1150,13 +1298,16 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     colors: (M, C) uint8 distinct colours; counts: (M,) pixel count of each (the weights); M > k >= 1.
     Returns centroids (k, C) float64. Same input, k and seed -> identical output.
 
-    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts each
-    finished by Lloyd, the best kept. With many distinct colours the restarts run on a coarse histogram
-    (5 bits per channel, each bin its colours' weighted mean), which costs little and lands near the
-    optimum; Lloyd then continues on 6- and 7-bit histograms and finally on the colours themselves, with
-    Hamerly's bounds, at most `max_iter` updates per level (on the colours, also at most ~2e7 / M, and
-    none above 500 000 colours, where the 7-bit histogram is as good; there the 7-bit level itself is
-    skipped when the 6-bit one has 1 000 bins per centroid or more, see `_FINE_ENOUGH`).
+    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts
+    (`_restarts`) ranked after a few Lloyd updates run together (`_lloyd_runs`), the best finished by
+    Lloyd. With many distinct colours (over 20 000, or over 2**20 colours x centroids) the restarts run on
+    a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
+    5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
+    there are colours. That costs little and lands near the optimum; Lloyd then continues on the finer
+    6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
+    `max_iter` updates per level (on the colours, also at most ~2e7 / M, and none above 500 000 colours,
+    where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
+    1 000 bins per centroid or more, see `_FINE_ENOUGH`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
@@ -1171,7 +1322,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     m = colors.shape[0]
     if k == 1:
         w = counts.astype(np.float64)
-        return ((w @ colors.astype(np.float64)) / w.sum())[None, :]
+        return (np.einsum("m,mc->c", w, colors.astype(np.float64)) / w.sum())[None, :]
     if colors.shape[1] == 1:
         return _kmeans_1d(colors[:, 0], counts, k)
     # The colours as float points (40 bytes each for RGBA) only where they are clustered themselves: above
@@ -1189,7 +1340,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         return _lloyd_tree(fine, start, iters, tol_abs, progress, rounds)
     rng = np.random.default_rng(seed)
     restarts = _restarts(k)
-    if m > _COARSE_ABOVE:
+    if m > _COARSE_ABOVE or m * k > _COARSE_WORK:
         # RGBA with varying alpha: a fourth channel multiplies the bins, so the restarts' level is a bit
         # coarser (2**16 cells) and Lloyd climbs one more level.
         first = (_COARSE_BITS,) if colors.shape[1] < 4 else (4, _COARSE_BITS)
@@ -1197,24 +1348,30 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # Its 5-bit level has as many bins as an RGB photo's 6-bit one (12 MP: 42 000 and 23 000), so the
             # same rule stops there: finer levels, each made from the colours, only while the last is coarse
             # for k (12 MP photo at K=16: J +0.03 %, 0.3 s less).
-            coarse, *refine = _pyramid(colors, counts, first)
+            levels = _pyramid(colors, counts, first)
             for bits in _REFINE_BITS:
-                if refine[-1].m >= _FINE_ENOUGH * k:
+                if levels[-1].m >= _FINE_ENOUGH * k:
                     break
-                refine.append(_coarse(colors, counts, bits))
-        elif m > _POLISH_MAX:  # large image: the 7-bit level only where the 6-bit one is coarse for k
-            coarse, *refine = _pyramid(colors, counts, (*first, *_REFINE_BITS[:-1]))
-            if refine[-1].m < _FINE_ENOUGH * k:
-                refine.append(_coarse(colors, counts, _REFINE_BITS[-1]))
+                levels.append(_coarse(colors, counts, bits))
         else:
-            coarse, *refine = _pyramid(colors, counts, (*first, *_REFINE_BITS))
-        if coarse.m > 4 * k:
-            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL,
-                                              prune=m > _POLISH_MAX)
+            levels = _pyramid(colors, counts, (*first, *_REFINE_BITS[:-1]))
+            # The 7-bit level only where it can serve: on a large image where the 6-bit one is coarse for k;
+            # otherwise unless the 6-bit level already has half as many bins as colours, when the 7-bit one
+            # (at least as many) would be skipped below. The 256x256 astronaut is such a case, and its 7-bit
+            # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
+            if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else levels[-1].m * 2 <= m:
+                levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
+        # The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
+        # colours. A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at
+        # K=256) used to fall back to restarts on every colour, 4 s instead of 0.3.
+        at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
+        if at < len(levels) and levels[at].m * 2 <= m:
+            coarse = levels[at]
+            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL)
             # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each
             # level starts from the labels of the bin its points fell in one level up.
             prev = coarse
-            for finer in refine:
+            for finer in levels[at + 1:]:
                 if finer.m * 2 > m:
                     break
                 colour_of = np.empty(finer.m, dtype=np.intp)

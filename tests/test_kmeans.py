@@ -340,13 +340,18 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
     for guess in (np.zeros(pts.m, dtype=np.intp), rng.integers(0, k, pts.m)):
         labels = guess.copy()
         upper = d[np.arange(pts.m), labels].copy()
-        lower = np.empty(pts.m)
-        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, lower)
+        lower, near = np.empty(pts.m), np.empty(pts.m)
+        runner = np.empty(pts.m, dtype=np.intp)
+        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, runner, near, lower)
         rows = np.arange(pts.m)
         np.testing.assert_allclose(d[rows, labels], nearest, rtol=0, atol=1e-9)
         np.testing.assert_allclose(upper, nearest, rtol=0, atol=1e-9)
+        # The runner-up is another centroid at its exact distance, and lower bounds all the rest.
+        assert np.all(runner != labels)
+        np.testing.assert_allclose(near, d[rows, runner], rtol=0, atol=1e-9)
         others = d.copy()
         others[rows, labels] = np.inf
+        others[rows, runner] = np.inf
         assert np.all(lower <= others.min(axis=1) + 1e-9)
     # And a whole fit step from a guess reaches the same centroids as one from scratch here.
     got = km._hamerly(pts, cent, 30, 0.0, np.zeros(pts.m, dtype=np.intp))[1]
@@ -432,3 +437,65 @@ def test_histogram_of_sparse_bins_is_bounded_by_the_items() -> None:
     assert np.array_equal(occupied, ref) and np.array_equal(inverse, ref_inv)
     np.testing.assert_allclose(weights, np.bincount(ref_inv, weights=w))
     np.testing.assert_allclose(sums[:, 2], np.bincount(ref_inv, weights=wx[:, 2]))
+
+
+def test_lloyd_runs_ranks_runs_by_their_own_lloyd() -> None:
+    # Pairs of points at 0/1, 10/11, 20/21 on one axis, k = 3. Run 0 starts on the pairs and settles on their
+    # means (inertia 6 x 0.25); run 1 starts with two centroids on the first pair and is stuck with the
+    # other four points around 15.5 (inertia 5.5^2 + 4.5^2 + 4.5^2 + 5.5^2 = 101).
+    x = np.zeros((6, 3))
+    x[:, 0] = [0, 1, 10, 11, 20, 21]
+    pts = km._Points(x, np.ones(6))
+    starts = np.zeros((2, 3, 3))
+    starts[0, :, 0] = [0, 10, 20]
+    starts[1, :, 0] = [0, 1, 15]
+    cent, inertia, labels = km._lloyd_runs(pts, starts, 10, 0.0)
+    np.testing.assert_allclose(cent[0, :, 0], [0.5, 10.5, 20.5])
+    np.testing.assert_allclose(cent[1, :, 0], [0.0, 1.0, 15.5])
+    np.testing.assert_allclose(inertia, [1.5, 101.0])
+    assert labels.tolist() == [[0, 0, 1, 1, 2, 2], [0, 1, 2, 2, 2, 2]]
+    # The best of the two is then finished exactly.
+    best, best_labels = km._best_of_restarts(pts, 3, np.random.default_rng(0), 4, 300, 0.0)
+    assert weighted_j(x.astype(np.uint8), np.ones(6), best) == pytest.approx(0.25)
+
+
+def test_hamerly_equals_plain_lloyd_when_one_centroid_moves_far() -> None:
+    # The bound of the others only drops by the moves of a centroid's neighbours; a centroid started far
+    # from every colour moves a long way through the others' neighbourhoods, and the iterations must
+    # still be those of plain Lloyd.
+    colors, counts = photo_like(4, 20000)
+    pts = km._Points(colors, counts, colors)
+    start = km._kmeanspp(pts, 48, np.random.default_rng(0))
+    start[7] = [255.0, 0.0, 255.0]
+    plain, j_plain = km._lloyd(pts, start, 300, 0.0)
+    fast, j_fast, _ = km._hamerly(pts, start, 300, 0.0)
+    np.testing.assert_allclose(fast, plain, atol=1e-6)
+    assert j_fast == pytest.approx(j_plain, rel=1e-6)
+
+
+def few_hues(seed: int, n: int = 60000) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth photo of few hues: many distinct colours inside a small part of the cube, so that its 5-bit
+    histogram has fewer than 4 bins per centroid at k = 128."""
+    rng = np.random.default_rng(seed)
+    px = np.stack([rng.normal(130, 14, n), rng.normal(120, 12, n), rng.normal(110, 5, n)], axis=1)
+    return km.distinct_colors(np.clip(np.rint(px), 0, 255).astype(np.uint8))[:2]
+
+
+@pytest.mark.parametrize("case", ["few hues", "colours x k"])
+def test_histogram_restarts_match_restarts_on_the_colours(case: str) -> None:
+    # "few hues": the 5-bit level is too coarse for k, so the restarts climb to the 6-bit one instead of
+    # running on every colour; "colours x k": under 20 000 colours but many centroids, the histograms too.
+    if case == "few hues":
+        colors, counts = few_hues(5)
+        k = 128
+        assert len(colors) > km._COARSE_ABOVE and km._coarse(colors, counts, 5).m <= 4 * k
+    else:
+        colors, counts = photo_like(3, 14000)
+        k = 128
+        assert len(colors) <= km._COARSE_ABOVE and len(colors) * k > km._COARSE_WORK
+    fast = km.fit(colors, counts, k, seed=0)
+    assert np.array_equal(fast, km.fit(colors, counts, k, seed=0))
+    # No worse than one k-means++ run finished by Lloyd on the colours themselves (within 0.5 %).
+    pts = km._Points(colors, counts, colors)
+    ref = km._hamerly(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)[0]
+    assert weighted_j(colors, counts, fast) <= 1.005 * weighted_j(colors, counts, ref)
