@@ -239,7 +239,8 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
                           f"using k={len(palette)}", KmqWarning, stacklevel=4)
         color_labels, sq_dist = kmeans.nearest(colors, palette)
     palette, color_labels = _by_share(palette, color_labels, counts)
-    distortion = float(np.dot(np.asarray(sq_dist, np.float64), counts) / counts.sum())
+    # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).
+    distortion = int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
     return palette, color_labels, distortion
 
 

@@ -310,7 +310,7 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     target = layout(colors, palette, image=image, source=source)
     colors, stored = convert(colors, target), convert(palette, target)
     color_labels, sq_dist = kmeans.nearest(colors, stored)
-    distortion = float(np.dot(sq_dist.astype(np.float64), counts) / counts.sum())
+    distortion = int(np.dot(sq_dist.astype(np.int64), counts)) / int(counts.sum())  # exact, and no BLAS
     return stored, distinct.spread(color_labels.astype(np.uint16)), distortion
 
 
