@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kmeans
+from .codecs import ctx
 
 # (row, column) offsets of the neighbours and their weights in the Potts term. Diagonal neighbours count
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
@@ -207,18 +208,28 @@ def _sample(pixels: np.ndarray) -> np.ndarray:
                            for r in rows], axis=0)
 
 
-def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float, sweeps: int) -> float:
+@dataclass
+class _Trial:
+    """The calibration's outcome: lambda, the sample, its nearest labelling and its labelling at lambda."""
+    lam: float
+    sample: np.ndarray
+    plain: _State
+    kept: _State | None
+
+
+def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, ratio: float, sweeps: int
+               ) -> _Trial:
     """The lambda at which a run on a sample of the image raises J by the factor ``ratio``, by bisection on
-    log lambda (J grows with lambda)."""
+    log lambda (J grows with lambda), with that run's state (None if no lambda > 0 keeps J in bounds)."""
     sample = _sample(pixels)
-    channels = sample.shape[2]
-    distinct = _Colours(kmeans.distinct(sample.reshape(-1, channels)))
+    if sample is not pixels:
+        distinct = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
     base = _start(sample, distinct, palette)
     j0 = float(base.dnear.sum())
+    lo, hi, kept = 0.0, None, None
     if j0 == 0:
-        return 0.0
+        return _Trial(lo, sample, base, kept)
     target = j0 * ratio
-    lo, hi = 0.0, None
     lam = j0 / len(base.dnear) * (ratio - 1) * 4 + 1.0
     for _ in range(_BISECT):
         s = _start(sample, distinct, palette)
@@ -226,36 +237,62 @@ def _calibrate(pixels: np.ndarray, palette: np.ndarray, ratio: float, sweeps: in
         if float(s.dcur.sum()) > target:
             hi = lam
         else:
-            lo = lam
+            lo, kept = lam, s
         lam = lam * 4 if hi is None else (math.sqrt(lo * hi) if lo > 0 else hi / 4)
-    return lo
+    return _Trial(lo, sample, base, kept)
+
+
+def _ctx_bytes(s: _State, palette: np.ndarray, labels: np.ndarray) -> int:
+    """The ctx payload bytes of (H, W) ``labels`` (any shape with s's pixels) into ``palette``."""
+    palette, labels = _compact(palette, labels.reshape(-1))
+    return len(ctx.encode(labels.reshape(s.height, s.width).astype(np.uint16), palette))
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float
              ) -> tuple[np.ndarray, np.ndarray, float]:
     """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
     ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
-    int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k)."""
+    int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
+
+    The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
+    where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own sample, so there both payloads
+    are compared exactly; a larger one is judged by its sample's (both encodings cost a small share of a
+    12 MP compress)."""
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
-    lam = _calibrate(pixels, palette, ratio, sweeps)
     colours = _Colours(distinct)
-    s = _start(pixels, colours, palette)
-    j0 = int(s.dnear.sum(dtype=np.int64))
+    trial = _calibrate(pixels, colours, palette, ratio, sweeps)
+    whole = trial.sample is pixels
+    plain = trial.plain if whole else _start(pixels, colours, palette)
+    j0 = int(plain.dnear.sum(dtype=np.int64))
     budget = math.floor(j0 * ratio)
-    original = (palette, s.near_c, s.near, s.dnear)  # never changed in place: _refine makes new arrays
-    if lam > 0:
-        _run(s, colours, lam, sweeps)
+    original = (palette, plain.near_c, plain.near, plain.dnear)  # never changed in place
+    if trial.kept is None:
+        return _nearest(plain, j0)
+    # The sample's run at the lambda found is the image's own when the image is its sample.
+    s = trial.kept if whole else plain
+    if not whole:
+        _run(s, colours, trial.lam, sweeps)
     if int(s.dnear.sum(dtype=np.int64)) > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
         s.palette, s.near_c, s.near, s.dnear = original
         s.dcur = _dist(s.pixels, s.palette, s.labels.reshape(-1))
     _back_off(s, budget)
+    judged = s if whole else trial.kept
+    if ((_ctx_bytes(judged, judged.palette, judged.labels), int(judged.dcur.sum(dtype=np.int64)))
+            >= (_ctx_bytes(trial.plain, palette, trial.plain.near), int(trial.plain.dnear.sum(dtype=np.int64)))):
+        return _nearest(_start(pixels, colours, palette) if not whole else trial.plain, j0)
     labels = s.labels.reshape(-1)
     total = int(s.dcur.sum(dtype=np.int64))
     palette, labels = _compact(s.palette, labels)
     return palette, labels.reshape(height, width), total / len(labels)
+
+
+def _nearest(s: _State, total: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The nearest labelling of the palette ``s`` started from, as optimise returns it."""
+    palette, labels = _compact(s.palette, s.near)
+    return palette, labels.reshape(s.height, s.width), total / len(labels)
 
 
 def _back_off(s: _State, budget: int) -> None:
