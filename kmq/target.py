@@ -4,17 +4,19 @@ Both searches lean on two near-monotone curves: J falls and the file grows as K 
 colours are found once and every K is fitted at most once (its palette and per-colour labels kept, never
 per-pixel ones). A search brackets the answer between a K that misses and one that meets the target and
 narrows the bracket by interpolating in log K (log J, or log bytes, is close to linear in it), never by less
-than a quarter of the bracket.
+than a quarter of the bracket; beyond it, a probe goes where the line through the last two reaches the
+target. While bracketing bytes with ctx, sizes are estimated from the information the payload codes
+(ctx.information, about half an encoding); the bracket's ends are then checked exactly.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
   - PSNR: the file of 2 hi with the slack between its J and the target's spent on rdo. It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); only otherwise is the bracket narrowed to neighbouring K, the smaller file kept.
-  - bytes: the file of K_r = 2 lo (lo the largest K found whose plain file fits) with the rdo strength
-    searched: first at the J of lo, then by interpolating log bytes in log J, at most _RDO_STEPS files.
-    It beats every plain K that fits when its J is below that of hi (which does not fit); otherwise the
-    bracket is narrowed and the better file kept.
+  - bytes: the file of K_r = 3 lo (lo the largest K found whose plain file fits) with the rdo strength
+    searched: first at the J of hi (the smallest K found that does not fit), then on a line in (log of
+    the J rdo adds, log bytes), at most _RDO_STEPS files. It beats every plain K that fits when its J is
+    below that of hi; otherwise the bracket is narrowed and the better file kept.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import kmeans
 from .codecs import ctx, rans
-from .api import quantize_colors, quantized
+from .api import MAX_RDO, quantize_colors, quantized
 from .errors import KmqError
 from .format import KmqImage
 from .stats import psnr as psnr_of
@@ -36,6 +38,9 @@ from .stats import psnr as psnr_of
 _MAX_STEPS = 12  # K probes of one bracket search, at most
 _COARSE = 1.25  # the plain bracket's width (hi / lo) before rdo files are tried
 _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
+_RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
+_INSIDE = 0.015  # and aimed this much (in log bytes) inside it
+_RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 
 
@@ -236,7 +241,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         lo, hi = _bracket(k_cap, ok, s.size, max_bytes, 16, coarse=_COARSE)
     if hi > k_cap:  # every K allowed fits
         return s.file(max(lo, 1))[0]
-    cand = _rdo_in_bytes(s, max_bytes, lo, k_cap) if lo >= 1 else None
+    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if lo >= 1 else None
     if cand is not None and cand.distortion < s.j(hi):
         return cand  # better than the smallest K that does not fit, so than every plain K that does
     lo, hi = _bracket(k_cap, ok, s.size, max_bytes, 16, known=(lo, hi))
@@ -244,39 +249,44 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     return cand if cand is not None and cand.distortion < best.distortion else best
 
 
-def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, k_cap: int) -> KmqImage | None:
-    """The best file of K_r = 2 lo with rdo that fits, None if none found: the rdo strength is first that
-    of lo's J (such a file is usually well within the budget), then found by interpolating log bytes in
-    log J between the files that fit and those that do not (the plain file of K_r being one of them)."""
-    k = min(k_cap, 2 * lo)
-    if k <= lo or s.j(k) <= 0:
+def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> KmqImage | None:
+    """The best file of K_r = _RDO_K x lo (lo the largest K found whose plain file fits, hi the smallest that
+    does not) with rdo that fits, None if none found. The rdo strength is first that of hi's J (rdo at a
+    larger K usually fits there, and then beats every plain K that fits), then found on the line through
+    the last two files in (log of the J rdo adds, log bytes), along which rdo files lie close to a line of
+    slope about _RDO_SLOPE (the first step takes that slope)."""
+    k = min(k_cap, _RDO_K * lo)
+    if k <= hi or s.j(k) <= 0:
         return None
     j_k = s.j(k)
-    goal = math.log(max_bytes)
-    fit: tuple[float, float] | None = None  # (log J, log bytes) of the best file that fits
-    miss: tuple[float, float] | None = None  # of the file with the least J that does not
+    if s.guess(k) <= max_bytes and s.size(k) <= max_bytes:
+        return s.file(k)[0]
+    goal = math.log(max_bytes) - _INSIDE  # aimed a little inside the budget: a file over it is wasted
     best: KmqImage | None = None
-    x = math.log(s.j(lo))
-    for step in range(_RDO_STEPS):
-        pct = _pct(math.exp(x) / j_k)
+    points: list[tuple[float, float]] = []  # (log added J, log bytes) of the files tried
+    added = s.j(hi) - j_k
+    for _ in range(_RDO_STEPS):
+        pct = min(MAX_RDO, _pct((j_k + added) / j_k))
         if pct <= 0:
             break
         img, size = s.file(k, pct)
-        point = (math.log(img.distortion), math.log(size))
-        if size <= max_bytes:
-            if best is None or img.distortion < best.distortion:
-                best, fit = img, point
-        elif miss is None or point[0] > miss[0]:
-            miss = point
-        if fit is None:
-            break  # not even lo's J fits at K_r: rdo at this K cannot beat lo
-        if miss is None:
-            miss = (math.log(j_k), math.log(s.guess(k)))
-            if s.guess(k) <= max_bytes and s.size(k) <= max_bytes:
-                return s.file(k)[0]
-        x = fit[0] + (goal - fit[1]) * (miss[0] - fit[0]) / (miss[1] - fit[1]) if miss[1] != fit[1] else fit[0]
-        if x >= fit[0] - 1e-3:
+        if img.distortion <= j_k:
             break
+        points.append((math.log(img.distortion - j_k), math.log(size)))
+        if size <= max_bytes and (best is None or img.distortion < best.distortion):
+            best = img
+        # The line through the nearest files either side of the budget once there are both, else the last two.
+        over = [p for p in points if p[1] > math.log(max_bytes)]
+        under = [p for p in points if p[1] <= math.log(max_bytes)]
+        if over and under:
+            (u1, y1), (u0, y0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
+        else:
+            (u1, y1), (u0, y0) = points[-1], points[-2] if len(points) > 1 else (math.nan, math.nan)
+        slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
+        nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
+        if abs(math.log(nxt) - u1) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
+            break
+        added = nxt
     return best
 
 
