@@ -127,3 +127,56 @@ def test_cli_compress_and_stats_with_rdo(image, tmp_path):
     row = dict(zip(*[line.split("\t") for line in result.output.splitlines()]))
     assert int(row["file_bytes"]) == out.stat().st_size
     assert float(row["distortion"]) == img.distortion
+
+
+def test_rdo_that_costs_bytes_falls_back_to_the_nearest_labelling(crop, monkeypatch):
+    # A run that scatters labels (what is left of it within the J budget costs escapes) would store a
+    # larger payload: the nearest labelling comes back instead, with the palette as fitted.
+    def scatter(s, *args):
+        other = (s.near + 1) % len(s.palette)
+        extra = rdo._dist(s.pixels, s.palette, other) - s.dnear
+        order = np.argsort(extra, kind="stable")
+        moved = order[np.cumsum(extra[order]) <= s.dnear.sum() // 100]
+        labels = s.labels.reshape(-1).copy()
+        labels[moved] = other[moved]
+        s.labels[...] = labels.reshape(s.labels.shape)
+        s.dcur = rdo._dist(s.pixels, s.palette, labels)
+        assert len(moved) > 50
+
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, j = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    monkeypatch.setattr(rdo, "_run", scatter)
+    got_palette, got_labels, got_j = rdo.optimise(crop, distinct, palette, 2.0)
+    assert got_j == j
+    nearest = kmeans.nearest(crop.reshape(-1, 3), palette)[0]
+    np.testing.assert_array_equal(got_palette[got_labels].reshape(-1, 3), palette[nearest])
+
+
+@pytest.mark.parametrize("kind", ["noise", "gradient", "flat shapes with noise"])
+def test_rdo_payload_never_larger_than_plain(kind):
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:48, 0:64]
+    gradient = np.dstack([x * 4, y * 5, (x + y) * 2]).astype(np.uint8)
+    pixels = {"noise": rng.integers(0, 256, (48, 64, 3)).astype(np.uint8), "gradient": gradient,
+              "flat shapes with noise": np.clip((x // 16 * 60 + y // 12 * 20)[..., None].repeat(3, 2)
+                                                + rng.integers(-3, 4, (48, 64, 3)), 0, 255).astype(np.uint8)}[kind]
+    for k in (4, 16):
+        plain = kmq.compress(pixels, k, codec="ctx")
+        img = kmq.compress(pixels, k, codec="ctx", rdo=2)
+        assert img.distortion <= plain.distortion * 1.02
+        assert len(kmq.codecs.ctx.encode(img.labels, img.palette)) <= len(
+            kmq.codecs.ctx.encode(plain.labels, plain.palette))
+
+
+def test_ctx_information_is_the_payload_but_the_lane_states():
+    # rdo judges its result by the bits ctx codes, / 8: short of the payload by the lane byte and the lane
+    # states, less the information the states hold (up to all their bytes).
+    from kmq.codecs import ctx, rans
+    rng = np.random.default_rng(3)
+    labels = np.repeat(rng.integers(0, 6, (40, 30)), 3, axis=1).astype(np.uint16)
+    palette = rng.integers(0, 256, (6, 3)).astype(np.uint8)
+    payload = len(ctx.encode(labels, palette))
+    lanes = 1 << ctx.lanes_log2(labels.size)
+    info = ctx.information(labels, palette) / 8
+    assert 1 <= payload - info <= 1 + rans.STATE_BYTES * lanes
+    assert ctx.information(labels[:1, :1], palette[:1]) == 0

@@ -177,3 +177,40 @@ def test_an_output_that_exists_is_refused_before_the_search(image, monkeypatch):
     assert (result.exit_code, result.output) == (
         1, f"Error: {image.with_suffix('.kmq')} already exists (use -f to overwrite)\n")
     assert image.with_suffix(".kmq").read_bytes() == b"keep"
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The K of every K-Means fit and the strength of every rdo run a search makes."""
+    from kmq import rdo, target
+    seen = {"fits": [], "rdo": []}
+    fit, optimise = target.quantize_colors, rdo.optimise
+
+    def counting_fit(colors, counts, k, **kwargs):
+        seen["fits"].append(k)
+        return fit(colors, counts, k, **kwargs)
+
+    def counting_optimise(pixels, distinct, palette, pct):
+        seen["rdo"].append(pct)
+        return optimise(pixels, distinct, palette, pct)
+    monkeypatch.setattr(target, "quantize_colors", counting_fit)
+    monkeypatch.setattr(rdo, "optimise", counting_optimise)
+    return seen
+
+
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 6, 1), ({"max_bytes": 700}, 9, 3)])
+def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
+    # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
+    # compress at its K, and each K is fitted once.
+    img = kmq.compress_to(crop, codec="ctx", **spec)
+    assert len(counted["fits"]) <= fits and len(set(counted["fits"])) == len(counted["fits"])
+    assert len(counted["rdo"]) <= runs
+    assert db(img) >= spec["psnr"] if "psnr" in spec else len(img.to_bytes()) <= spec["max_bytes"]
+
+
+def test_a_byte_budget_never_fits_k_whose_palette_alone_does_not_fit(crop, counted):
+    # A 32x32 crop has 1020 colours; 400 bytes hold at most ~100 RGB entries beside the rest of a K = 1 file.
+    img = kmq.compress_to(crop, codec="ctx", max_bytes=400)
+    room = (400 - len(kmq.compress(crop, 1, codec="ctx").to_bytes())) // 3 + 1
+    assert len(img.to_bytes()) <= 400
+    assert max(counted["fits"]) <= room < len(np.unique(crop.reshape(-1, 3), axis=0))

@@ -598,6 +598,19 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     return bytes([lg]) + rans.encode(freq, cum, 1 << lg)
 
 
+def information(labels: np.ndarray, palette: np.ndarray) -> float:
+    """The bits ``encode`` codes for these labels (the sum of -log2 of each symbol's coded probability),
+    without coding them: about half the work. The payload is this / 8 plus the lane byte and states, within
+    a few bytes per lane."""
+    labels = np.ascontiguousarray(labels, dtype=np.uint16)
+    palette = _check_palette(palette)
+    if len(palette) == 1:
+        return 0.0
+    enc = _Encoder()
+    _run(labels, enc, palette, encoding=True)
+    return float(sum(rans.SCALE_BITS * len(f) - np.log2(f).sum() for f in enc.freqs))
+
+
 def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
     """Decode a ctx payload into a (height, width) uint16 label map; FormatError on any malformed input."""
     palette = np.asarray(palette)
