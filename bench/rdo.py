@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import kmq  # noqa: E402
+import photos  # noqa: E402
 from kmq import rdo as rdo_module  # noqa: E402
 from kmq import target  # noqa: E402
 from kmq.format import KmqImage  # noqa: E402
@@ -53,7 +54,7 @@ def made() -> dict[str, np.ndarray]:
         x0, y0 = rng.integers(0, 320), rng.integers(0, 200)
         graphics[y0:y0 + rng.integers(20, 90), x0:x0 + rng.integers(20, 120)] = rng.choice([0, 255], 3)
     graphics[(x - 192) ** 2 + (y - 128) ** 2 < 60 ** 2] = (230, 30, 30)
-    logo = load("logo")  # RGBA with real alpha
+    logo = photos.logo_cutout()  # logo.png itself is opaque everywhere: cut out, it has real alpha
     return {"smooth (gradient)": smooth, "noisy (gradient + noise)": noisy, "graphics (flat shapes)": graphics,
             "grey (camera)": load("camera"), "RGBA (logo, alpha)": logo}
 

@@ -156,7 +156,9 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     else:
         palette, labels, distortion = fit
     meta: dict = {"distortion": distortion, "seed": seed}
-    if rdo > 0 or extra:
+    # A lossless image leaves rdo nothing to trade, so its file is the plain one, byte for byte (a target
+    # still records the rdo it chose, 0 included).
+    if (rdo > 0 and distortion > 0) or extra:
         meta["rdo"] = rdo
         if rdo > 0 and distortion > 0:
             from . import rdo as rdo_module
