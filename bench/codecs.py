@@ -1,7 +1,8 @@
 """Payload codecs against the usual palette-image formats, at identical pixels.
 
 For each sample photo and K in 16, 64, 256: kmq quantizes once; the same labels and palette are then written
-as .kmq with each codec (raw, lzma, ctx), as a PNG-8 (Pillow, optimize=True), as lossless WebP (Pillow,
+as .kmq with each codec (raw, lzma, ctx), as a PNG-8 made with care (kmq.imageio.png8_bytes, as `stats
+--reference`), as lossless WebP (Pillow,
 method 6) of the decoded image, and, when `pngquant` is on PATH, by pngquant fed the decoded image (pngquant
 re-quantizes, so its pixels may differ: its bytes are reported as they come). Also times the codec stage
 (labels -> payload -> labels) at 12 MP. Prints a Markdown table and writes it to bench/results/codecs.md.
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import kmq  # noqa: E402
 from kmq import codecs  # noqa: E402
+from kmq.imageio import png8_bytes as careful_png8  # noqa: E402
 
 SAMPLES = ["astronaut", "chelsea", "coffee", "ihc", "camera"]
 KS = [16, 64, 256]
@@ -43,14 +45,10 @@ def decoded_image(img) -> Image.Image:
 
 
 def png8_bytes(img) -> int:
-    pal = img.palette if img.channels == 3 else np.repeat(img.palette[:, :1], 3, axis=1)
-    if img.k > 256 or img.channels == 4:
-        return 0
-    im = Image.fromarray(img.labels.astype(np.uint8), "P")
-    im.putpalette(pal.reshape(-1).tolist())
-    buf = io.BytesIO()
-    im.save(buf, "PNG", optimize=True)
-    return len(buf.getvalue())
+    """The same pixels as a PNG-8 made with care: kmq.imageio.png8_bytes, the `stats --reference` one
+    (luminance order, the smaller of Pillow's optimize=True and level 6; RGBA with tRNS). 0 above K = 256."""
+    data = careful_png8(img.palette, img.labels)
+    return 0 if data is None else len(data)
 
 
 def webp_bytes(img) -> int:
