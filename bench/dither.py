@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import kmq  # noqa: E402
-import photos  # noqa: E402
+import photos as kinds  # noqa: E402  (dither.py has its own photos())
 from kmq import dither  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dither.md"
@@ -70,7 +70,7 @@ def others() -> list[tuple[str, np.ndarray]]:
         draw.rectangle((80 * i, 1200 - 60 * i, 400 + 80 * i, 1500), fill=colour[::-1])
     graphics = np.asarray(big.resize((512, 384), Image.Resampling.LANCZOS))
     ramp = np.broadcast_to(np.linspace(0, 255, 512)[None, :], (128, 512)).astype(np.uint8)
-    logo = photos.logo_cutout()  # logo.png itself is opaque: cut out, it has real alpha
+    logo = kinds.logo_cutout()  # logo.png itself is opaque: cut out, it has real alpha
     return [("gradient RGB", gradient), ("noise RGB", noise), ("graphics RGB", graphics), ("ramp L", ramp),
             ("logo RGBA", logo)]
 
