@@ -72,9 +72,10 @@ class Distinct:
     """The distinct colours of an image and the way back from them to its pixels.
 
     colors (M, C) uint8 in ascending lexicographic order (channel 0 first); counts (M,) int64, the pixels
-    of each colour. `spread` maps a per-colour array to a per-pixel one without ever building an (N,)
-    index array: each pixel's packed colour key looks its value up in a table (or, for RGBA with varying
-    alpha, a binary search over the sorted keys).
+    of each colour. `spread` maps a per-colour array to a per-pixel one: through each pixel's colour index
+    where it is kept (`_Indexed`: large images up to 2**24 pixels, RGBA with varying alpha), else from each
+    pixel's packed key, ranked among the colours' (larger images) or looked up in a table of the keys
+    present (small images; a binary search over them for 32-bit keys).
     """
 
     def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, *,
