@@ -236,7 +236,7 @@ class CompressTask(_Task):
                               max_iter=self.max_iter, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
-        return size, record(img, str(job.target), size, rdo=True)
+        return size, record(img, str(job.target), size, choices=True)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def _not_with(options: tuple[str, ...]) -> str:
     """' Not with A, B or C.' for a help text (empty for none)."""
     if not options:
         return ""
-    return " Not with " + (options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}") + "."
+    listed = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+    return f" Not with {listed}."
 
 
 def _dither_option(*conflicts: str, files: bool = True):
@@ -260,12 +261,11 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
             img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
                                   max_iter=max_iter, max_pixels=max_pixels)
         size = api.write(output, img, overwrite=force)
-        suffix = Path(output).suffix.lower()
-        if output != STDIO and suffix != ".kmq" and suffix in Image.registered_extensions():
+        if output != STDIO and _named_like_an_image(output):
             warnings.warn(f"{output}: a .kmq file named like an image; kmq decompress writes images",
                           KmqWarning, stacklevel=1)
     if not quiet:
-        click.echo(_compressed_line(image, output, stats.record(img, output, size, rdo=True), size,
+        click.echo(_compressed_line(image, output, stats.record(img, output, size, choices=True), size,
                                     time.perf_counter() - started), err=output == STDIO)
 
 
@@ -309,6 +309,12 @@ def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> lis
         return planner(inputs, output)
 
 
+def _named_like_an_image(path: str) -> bool:
+    """Whether path ends in an image format's extension (.kmq is not one here, though Pillow knows it)."""
+    suffix = Path(path).suffix.lower()
+    return suffix != ".kmq" and suffix in Image.registered_extensions()
+
+
 def _check_bulk_output(output: str | None) -> None:
     """A bulk run's -o is a folder: stdout cannot be one (usage error, as other options that do not go
     together), and a new one named like a file (x.kmq, x.png) is a slip, not a wish for a folder."""
@@ -316,8 +322,7 @@ def _check_bulk_output(output: str | None) -> None:
         raise click.UsageError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
     if output is None or output.endswith(("/", os.sep)) or Path(output).exists():
         return
-    suffix = Path(output).suffix.lower()
-    if suffix == ".kmq" or suffix in Image.registered_extensions():
+    if Path(output).suffix.lower() == ".kmq" or _named_like_an_image(output):
         raise click.UsageError(f"-o {output} names a file, but a bulk run writes one file per input into a "
                                f"folder; end -o with a slash ({output}/) if that is the folder you want")
 
@@ -882,7 +887,8 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
             ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
-            ("Codec", f"{d['codec']}: payload {_plural_bytes(d['payload_bytes'])}, metadata {_plural_bytes(d['meta_bytes'])}"),
+            ("Codec", f"{d['codec']}: payload {_plural_bytes(d['payload_bytes'])}, "
+                      f"metadata {_plural_bytes(d['meta_bytes'])}"),
             ("Ratio", f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),

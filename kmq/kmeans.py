@@ -113,6 +113,10 @@ class Distinct:
             ranks.rank(keys, index)
             yield s, index
 
+    def index(self) -> np.ndarray:
+        """(N,) int32: the index of each pixel's colour (shared where it is kept: read it, never write it)."""
+        return self.spread(np.arange(self.colors.shape[0], dtype=np.int32))
+
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
         if self._rank is not None:
@@ -232,12 +236,16 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
 
 
 class _Indexed(Distinct):
-    """`Distinct` holding the index of every pixel's colour, (N,) int32 or uint32: `spread` is then one
-    gather (12 MP: ~0.1 s, where a binary search of each pixel's key among 4.5 M colours took ~5 s)."""
+    """`Distinct` holding the index of every pixel's colour, (N,) int32 (intp from 2**31 colours): `spread`
+    is then one gather (12 MP: ~0.1 s, where a binary search of each pixel's key among 4.5 M colours took
+    ~5 s)."""
 
     def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, index: np.ndarray) -> None:
         super().__init__(colors, counts, values)
         self._index = index
+
+    def index(self) -> np.ndarray:
+        return self._index if self._index.dtype == np.int32 else super().index()
 
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         # np.take over intp indices made a chunk at a time: ~2x faster than fancy indexing with the int32

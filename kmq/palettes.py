@@ -126,7 +126,8 @@ def _checked(colors: np.ndarray, path: str | Path) -> Palette:
     _, first = np.unique(colors, axis=0, return_index=True)
     if len(first) < len(colors):
         repeated = np.setdiff1d(np.arange(len(colors)), first)
-        warnings.warn(f"{path}: {'1 entry repeats' if len(repeated) == 1 else f'{len(repeated):,} entries repeat'} an earlier colour (first: entry {repeated[0]}); "
+        which = "1 entry repeats" if len(repeated) == 1 else f"{len(repeated):,} entries repeat"
+        warnings.warn(f"{path}: {which} an earlier colour (first: entry {repeated[0]}); "
                       f"no pixel gets them", KmqWarning, stacklevel=3)
     return Palette(colors, "<stdin>" if str(path) == "-" else Path(path).name)
 

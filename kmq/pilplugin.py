@@ -147,7 +147,7 @@ def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         # A target chooses K and the rdo itself; options only compress knows would be silently dropped.
         defaults = {name: p.default for name, p in inspect.signature(compress).parameters.items()}
         clash = sorted(key for key in info if key in defaults and key not in accepted
-                       and not (info[key] is defaults[key] or _same(info[key], defaults[key])))
+                       and not _same(info[key], defaults[key]))
         if clash:
             raise ValueError(f"{', '.join(f'{key}=' for key in clash)} cannot be combined with a target (psnr= or "
                              f"max_bytes=): the target chooses K and the rdo")

@@ -88,7 +88,7 @@ class _Colours:
     def __init__(self, distinct: kmeans.Distinct) -> None:
         self.colors = distinct.colors
         self.counts = distinct.counts
-        self.index = distinct.spread(np.arange(len(distinct.colors), dtype=np.int32))
+        self.index = distinct.index()  # kept by distinct for large images: no copy made
 
     def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nearest palette entry of each colour, then of each pixel (flat) and its squared distance."""

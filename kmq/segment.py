@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -162,14 +163,13 @@ def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
     """The masks <stem>-cluster-<i>.png in folder with i >= k (none if folder does not exist yet)."""
     if not folder.is_dir():
         return []
-    prefix = f"{stem}-cluster-"
-    found = []
+    name = re.compile(rf"{re.escape(stem)}-cluster-(0|[1-9][0-9]*)\.png")  # the names write_masks gives
+    found = {}
     for entry in os.scandir(folder):
-        number = entry.name[len(prefix):-len(".png")] if entry.name.startswith(prefix) and \
-            entry.name.endswith(".png") else ""
-        if number.isdigit() and str(int(number)) == number and int(number) >= k:
-            found.append(folder / entry.name)
-    return sorted(found, key=lambda p: int(p.name[len(prefix):-len(".png")]))
+        match = name.fullmatch(entry.name)
+        if match and int(match[1]) >= k:
+            found[int(match[1])] = folder / entry.name
+    return [found[i] for i in sorted(found)]
 
 
 # A label map is data: its format must give back every value. Both sets are allowlists, checked by writing

@@ -56,11 +56,11 @@ def psnr(distortion: float | None, channels: int) -> float | None:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def record(img: KmqImage, file: str, file_bytes: int, *, rdo: bool = False) -> dict[str, Any]:
+def record(img: KmqImage, file: str, file_bytes: int, *, choices: bool = False) -> dict[str, Any]:
     """One stats record (keys FIELDS) for a quantized image stored (or storable) in file_bytes bytes.
 
     The reference sizes (png8_bytes, webp_bytes) are None: measure(reference=True) fills them in.
-    rdo: also the keys "rdo" and "dither" (the metadata's, or None), for the compress summary lines.
+    choices: also the keys "rdo" and "dither" (the metadata's, or None), for the compress summary lines.
     """
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
@@ -74,7 +74,7 @@ def record(img: KmqImage, file: str, file_bytes: int, *, rdo: bool = False) -> d
         "distortion": img.distortion, "psnr": psnr(img.distortion, img.channels), "codec": img.codec,
         "bits_per_pixel": file_bytes * 8 / (img.width * img.height),
         "png8_bytes": None, "webp_bytes": None,
-    } | ({"rdo": img.metadata.get("rdo"), "dither": img.metadata.get("dither")} if rdo else {})
+    } | ({"rdo": img.metadata.get("rdo"), "dither": img.metadata.get("dither")} if choices else {})
 
 
 def reference_sizes(img: KmqImage) -> dict[str, int | None]:

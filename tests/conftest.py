@@ -7,6 +7,18 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 COMPRESS_USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
 
 
+def assert_compress_usage_error(image: Path, args: list[str], message: str) -> None:
+    """`kmq compress image *args` exits 2 with the usage and `Error: message`, and writes no .kmq."""
+    from click.testing import CliRunner
+
+    from kmq.cli import main
+
+    result = CliRunner().invoke(main, ["compress", str(image), *args], prog_name="kmq")
+    assert result.exit_code == 2
+    assert result.output == COMPRESS_USAGE + f"Error: {message}\n"
+    assert not image.with_suffix(".kmq").exists()
+
+
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
-from conftest import COMPRESS_USAGE as USAGE
+from conftest import assert_compress_usage_error
 from kmq import kmeans, rdo
 from kmq.cli import main
 
@@ -101,10 +101,7 @@ def test_raw_refuses_rdo(crop):
                                        "use --codec ctx (or lzma)"),
 ])
 def test_cli_rdo_usage_errors(image, args, message):
-    result = CliRunner().invoke(main, ["compress", str(image), *args], prog_name="kmq")
-    assert result.exit_code == 2
-    assert result.output == USAGE + f"Error: {message}\n"
-    assert not image.with_suffix(".kmq").exists()
+    assert_compress_usage_error(image, args, message)
 
 
 def test_cli_stats_refuses_rdo_with_raw(image):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
-from conftest import COMPRESS_USAGE as USAGE
+from conftest import assert_compress_usage_error
 from kmq.cli import ByteSize, main
 from kmq.stats import psnr as psnr_of
 
@@ -129,10 +129,7 @@ def test_bad_byte_sizes(text):
      "--rdo cannot be combined with --psnr or --max-bytes: the target chooses the rdo strength"),
 ])
 def test_cli_usage_errors(image, args, message):
-    result = CliRunner().invoke(main, ["compress", str(image), *args], prog_name="kmq")
-    assert result.exit_code == 2
-    assert result.output == USAGE + f"Error: {message}\n"
-    assert not image.with_suffix(".kmq").exists()
+    assert_compress_usage_error(image, args, message)
 
 
 def test_cli_psnr(image, tmp_path):
