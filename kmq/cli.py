@@ -485,6 +485,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
+    if inputs.count(STDIO) > 1:
+        raise click.UsageError("stdin (-) can be read only once: give it once among the inputs")
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
     records: list[dict[str, Any]] = []
@@ -592,6 +594,7 @@ def _as_table(records: list[dict[str, Any]]) -> str:
     import shutil
 
     width = shutil.get_terminal_size((80, 24)).columns
+    records = [r | {"title": t} for r, t in zip(records, _titles(records))]
     groups: list[list[dict[str, Any]]] = [[]]
     used = metric = _natural_width(_sizes_table([]))
     for r in records:
@@ -617,13 +620,23 @@ def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") ->
     table = Table(title=title)
     table.add_column("Metric")
     for r in records:
-        table.add_column(f"{_unicode(Path(r['file']).name)}\nK={r['k']}", justify="right")
+        table.add_column(f"{r['title']}\nK={r['k']}", justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     for name, key in _REFERENCE_ROWS:
         if any(r[key] is not None for r in records):
             table.add_row(name, *("-" if r[key] is None else f"{r[key]}" for r in records))
     return table
+
+
+def _titles(records: list[dict[str, Any]]) -> list[str]:
+    """Each record's column title: its file's base name, or the whole path as given where two different
+    files share a base name (bulk/a.png and bulk/sub/a.png)."""
+    names: dict[str, set[str]] = {}
+    for r in records:
+        names.setdefault(Path(r["file"]).name, set()).add(r["file"])
+    return [_unicode(Path(r["file"]).name if len(names[Path(r["file"]).name]) == 1 else r["file"])
+            for r in records]
 
 
 def _natural_width(renderable: Any) -> int:

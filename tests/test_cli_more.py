@@ -315,3 +315,22 @@ def test_help_names_only_options_the_command_has(command):
         for clause in re.findall(r"Not with ([^.]*)\.", p.help or ""):
             named = re.findall(r"-{1,2}[a-z][a-z-]*", clause)
             assert named and set(named) <= own, (p.name, clause)
+
+
+def test_stats_refuses_stdin_twice_before_reading_it(runner, crop):
+    """The second '-' would find stdin already empty; say so instead of 'not an image'."""
+    result = runner.invoke(main, ["stats", "-", str(crop[0]), "-"], input=crop[0].read_bytes())
+    assert result.exit_code == 2
+    assert "Error: stdin (-) can be read only once: give it once among the inputs" in result.output
+    assert "Sizes" not in result.output
+
+
+def test_stats_table_titles_tell_apart_files_of_one_base_name(runner, tmp_path, crop):
+    (tmp_path / "sub").mkdir()
+    shutil.copy(crop[0], tmp_path / "sub" / "c.png")
+    shutil.copy(crop[0], tmp_path / "d.png")
+    inputs = [str(crop[0]), str(tmp_path / "sub" / "c.png"), str(tmp_path / "d.png")]
+    result = runner.invoke(main, ["stats", *inputs, "-k", "2"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    titles = [cell.strip() for cell in result.output.splitlines()[2].split("┃")[2:-1]]
+    assert titles == [inputs[0], inputs[1], "d.png"]
