@@ -39,7 +39,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
     rdo: a percentage (default 0, off). Labels (and then the palette) may move where that makes them cheaper
     for the codec (ctx or lzma; with raw every labelling costs the same, so rdo > 0 is a ValueError), for a
-    distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo". Unused or
+    distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo" (not when rdo keeps
+    the nearest labelling: the file is then the plain one, byte for byte). Unused or
     coinciding entries are dropped, so k may shrink.
 
     progress: an optional callable(done, total), called now and then by a long K-Means (large k), e.g. to
@@ -163,10 +164,13 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
         if rdo > 0 and distortion > 0:
             from . import rdo as rdo_module
 
+            nearest = (palette, distortion)
             palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo)
             palette, flat = _by_share(palette, flat.reshape(-1), None)
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion
+            if not extra and distortion == nearest[1] and np.array_equal(palette, nearest[0]):
+                del meta["rdo"]  # rdo kept the nearest labelling: the plain file, not 10 bytes more
     if dither == "fs":
         flat = floyd_steinberg(pixels, palette)
         palette, flat = _by_share(palette, flat.ravel(), None)

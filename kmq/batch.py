@@ -122,6 +122,10 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise KmqError(f"{out} is not a folder; with several inputs, -o names a folder")
+    # Found now, not once per input after its work: a file where the output folder would need a folder.
+    blocking = next((p for p in out.parents if p.exists()), None) if out is not None else None
+    if blocking is not None and not blocking.is_dir():
+        raise KmqError(f"cannot create the folder {out}: {blocking} is a file")
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
     pairs = list(_unique(_found(inputs, wanted)))

@@ -34,7 +34,17 @@ K_RANGE = click.IntRange(1, MAX_K)
 # A file or folder; "-" for stdin or stdout. Not checked here (click would make an unreadable input a usage
 # error, exit 2, and stop a bulk run before it starts): each is checked where it is opened, so it fails alone
 # with one `Error:` line.
-PATH = click.Path(allow_dash=True, readable=False)
+class _Path(click.Path):
+    """click.Path that refuses an empty name: pathlib reads "" as ".", so an unset shell variable
+    (`kmq compress "$f"`) would otherwise run over the whole current folder."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value == "":
+            self.fail("an empty path names no file", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATH = _Path(allow_dash=True, readable=False)
 
 
 @contextmanager
@@ -115,7 +125,7 @@ class _Main(click.Group):
 
 def _palette_option(*conflicts: str):
     """--palette, its help naming the command's own options that it excludes (as _given_palette refuses)."""
-    return click.option("--palette", "palette_file", type=click.Path(dir_okay=False),
+    return click.option("--palette", "palette_file", type=_Path(dir_okay=False),
                         help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
                              "of K-Means: K is its size, its order is kept." + _not_with(conflicts))
 
@@ -301,6 +311,8 @@ def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> lis
     without --summary) unless it ends in "/"."""
     from . import batch
 
+    if STDIO in inputs and len(inputs) > 1:
+        raise click.UsageError("stdin (-) can only be the one and only input")
     with _reported():
         if _names_a_file(inputs, output):
             _refuse_folder(output)
@@ -454,7 +466,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
                    ".kmq files as stored.")
 @click.option("--reference", is_flag=True, help="Also the bytes of the same pixels as PNG-8 and as lossless "
               "WebP (png8_bytes, webp_bytes).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--plot", "plot_path", type=_Path(dir_okay=False), metavar="FILE",
               help="Also draw the records as a rate-distortion chart (PSNR against bits per pixel) into FILE "
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
@@ -481,7 +493,10 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
-    _check_rdo_options(rdo, None, None, codec, dither)
+    # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
+    # only images would be reported raw by default.
+    stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
+    _check_rdo_options(rdo, None, None, "ctx" if stored else codec, dither)
     palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
@@ -756,7 +771,7 @@ def _clustering_options(f):
 @click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
-@click.option("--masks", "masks_dir", type=click.Path(file_okay=False),
+@click.option("--masks", "masks_dir", type=_Path(file_okay=False),
               help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png.")
 @_palette_option("-k", "--seed")
 @_max_pixels_option
@@ -952,6 +967,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     """
     if proportional and output is not None and _is_palette_file(output):
         raise click.UsageError("--proportional draws a swatch image; a palette file has no bar to draw")
+    if STDIO in inputs and len(inputs) > 1:
+        raise click.UsageError("stdin (-) can only be the one and only input")
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
         if single:

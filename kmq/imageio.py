@@ -323,7 +323,11 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
         raise KmqError("KMQ is not an image format to decode to (kmq compress writes .kmq); use e.g. PNG")
     # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
-    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True}}.get(format.upper(), {})
+    # exact: libwebp would otherwise replace the colour under alpha 0, and the file would not hold the decoded
+    # pixels (nor match stats --reference, which measures them with exact).
+    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True, "exact": True}}.get(format.upper(), {})
+    if format.upper() == "QOI" and im.mode == "L":
+        im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
     options.update(_icon_sizes(im, format.upper(), name))
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
@@ -336,9 +340,10 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
 
 # Icon formats hold fixed sizes, and Pillow silently shrinks (ICO: 400x300 -> 256x192, even 100x100 -> 64x64)
 # or stretches (ICNS: everything -> 1024x1024) to them. ICO holds any size up to 256x256 exactly when asked
-# for that one size; ICNS holds only its square sizes, of which Pillow writes all, each resized from the image.
+# for that one size. Pillow writes every ICNS size, each scaled from the image, and readers open the largest:
+# only a 1024x1024 image is that entry itself (a 64x64 one would open stretched to 1024x1024).
 ICO_MAX_SIDE = 256
-ICNS_SIDES = (32, 64, 128, 256, 512, 1024)  # the ones Pillow writes
+ICNS_SIDE = 1024
 
 
 def _icon_sizes(im: Image.Image, format: str, name: str) -> dict[str, object]:
@@ -348,9 +353,9 @@ def _icon_sizes(im: Image.Image, format: str, name: str) -> dict[str, object]:
         if max(w, h) > ICO_MAX_SIDE:
             raise KmqError(f"{name}: ICO holds at most {ICO_MAX_SIDE}x{ICO_MAX_SIDE} pixels, not {w}x{h}; use e.g. PNG")
         return {"sizes": [(w, h)]}
-    if format == "ICNS" and not (w == h and w in ICNS_SIDES):
-        raise KmqError(f"{name}: ICNS holds only square icons of {', '.join(map(str, ICNS_SIDES))} pixels a side, "
-                       f"not {w}x{h}; use e.g. PNG")
+    if format == "ICNS" and (w, h) != (ICNS_SIDE, ICNS_SIDE):
+        raise KmqError(f"{name}: ICNS opens at {ICNS_SIDE}x{ICNS_SIDE} (its other sizes are scaled copies), "
+                       f"so only a {ICNS_SIDE}x{ICNS_SIDE} image is kept as it is, not {w}x{h}; use e.g. PNG")
     return {}
 
 

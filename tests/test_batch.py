@@ -70,6 +70,20 @@ def test_an_output_that_is_a_file_or_stdout_is_refused(tree):
         batch.plan_decompress([tree], "-")
 
 
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tree):
+    with pytest.raises(KmqError, match=r"^cannot create the folder .*a\.png/x/y: .*a\.png is a file$"):
+        batch.plan_compress([tree], tree / "a.png" / "x" / "y")
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress", "palette"])
+def test_stdin_among_several_inputs_is_a_usage_error_before_any_work(runner, tree, tmp_path, command):
+    result = run(runner, command, "-", tree / "a.png", "-o", tmp_path / ("o.gpl" if command == "palette" else "o/"),
+                 input=b"")
+    assert result.exit_code == 2
+    assert result.output.endswith("Error: stdin (-) can only be the one and only input\n")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.gpl").exists()
+
+
 def test_an_empty_folder_warns(tmp_path):
     with pytest.warns(kmq.KmqWarning, match="no files to convert"):
         assert batch.plan_compress([tmp_path]) == []

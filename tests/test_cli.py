@@ -296,3 +296,33 @@ def test_compress_to_an_image_name_warns(tmp_path, samples):
     assert (result.exit_code, result.output) == (
         0, f"Warning: {tmp_path / 'out.png'}: a .kmq file named like an image; kmq decompress writes images\n")
     assert kmq.read(tmp_path / "out.png").k == 4
+
+
+def test_webp_and_qoi_keep_every_decoded_pixel_also_under_alpha_0_and_grey(runner, tmp_path):
+    """libwebp replaced the colour of transparent pixels unless told exact; QOI refused grey pixels."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
+    rgba[:, :16, 3] = 0
+    grey = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    for name, pixels in (("rgba", rgba), ("grey", grey)):
+        kmq.write(tmp_path / f"{name}.kmq", kmq.compress(pixels, 16))
+        for suffix in (".webp", ".qoi"):
+            out = tmp_path / f"{name}{suffix}"
+            result = run(runner, "decompress", tmp_path / f"{name}.kmq", "-o", out, "-q")
+            assert result.exit_code == 0, result.output
+            decoded = kmq.read(tmp_path / f"{name}.kmq").decode()
+            with Image.open(out) as im:
+                back = np.asarray(im)
+            np.testing.assert_array_equal(back if back.ndim == decoded.ndim else back[:, :, 0], decoded)
+
+
+@pytest.mark.parametrize("args", [["compress", ""], ["decompress", ""], ["palette", "", "-k", "2"],
+                                  ["stats", ""], ["compress", "IMG", "-o", ""]])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(runner, image, tmp_path, monkeypatch, args):
+    """pathlib reads "" as ".": an unset $f in `kmq compress "$f"` compressed the whole tree."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run(runner, *[str(image) if a == "IMG" else a for a in args])
+    assert result.exit_code == 2
+    assert result.output.endswith(": an empty path names no file\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

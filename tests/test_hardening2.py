@@ -287,9 +287,10 @@ def test_a_k_that_does_not_apply_to_a_kmq_is_a_warning(runner, kmq_file, tmp_pat
 def test_stats_options_that_make_a_new_quantization_do_not_apply_to_a_kmq(runner, kmq_file, tmp_path):
     gpl = tmp_path / "p.gpl"
     gpl.write_text("GIMP Palette\n0 0 0 black\n255 255 255 white\n")
-    result = run(runner, "stats", kmq_file, "--codec", "ctx", "--rdo", "2", "--format", "tsv")
-    assert result.exit_code == 0
-    assert result.stderr == f"Warning: {kmq_file}: a .kmq is used as stored; --rdo 2 does not apply\n"
+    for codec in (["--codec", "ctx"], []):  # without --codec too: a .kmq is not reported raw, as images are
+        result = run(runner, "stats", kmq_file, *codec, "--rdo", "2", "--format", "tsv")
+        assert result.exit_code == 0
+        assert result.stderr == f"Warning: {kmq_file}: a .kmq is used as stored; --rdo 2 does not apply\n"
     result = run(runner, "stats", kmq_file, "--palette", gpl, "--dither", "fs", "--format", "tsv")
     assert result.stderr == (f"Warning: {kmq_file}: a .kmq is used as stored; --palette, --dither fs do not "
                              f"apply\n")

@@ -114,10 +114,10 @@ def _rgba_kmq(path, width, height):
 @pytest.mark.parametrize("suffix, size, message", [
     (".ico", (400, 300), "ICO holds at most 256x256 pixels, not 400x300; use e.g. PNG"),
     (".ico", (257, 10), "ICO holds at most 256x256 pixels, not 257x10; use e.g. PNG"),
-    (".icns", (400, 300), "ICNS holds only square icons of 32, 64, 128, 256, 512, 1024 pixels a side, "
-                          "not 400x300; use e.g. PNG"),
-    (".icns", (100, 100), "ICNS holds only square icons of 32, 64, 128, 256, 512, 1024 pixels a side, "
-                          "not 100x100; use e.g. PNG"),
+    (".icns", (400, 300), "ICNS opens at 1024x1024 (its other sizes are scaled copies), so only a 1024x1024 "
+                          "image is kept as it is, not 400x300; use e.g. PNG"),
+    (".icns", (64, 64), "ICNS opens at 1024x1024 (its other sizes are scaled copies), so only a 1024x1024 "
+                        "image is kept as it is, not 64x64; use e.g. PNG"),
 ])
 def test_icon_too_large_or_odd_is_refused(runner, tmp_path, suffix, size, message):
     source = _rgba_kmq(tmp_path / "rgba.kmq", *size)
@@ -128,7 +128,7 @@ def test_icon_too_large_or_odd_is_refused(runner, tmp_path, suffix, size, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rgba.kmq"]
 
 
-@pytest.mark.parametrize("suffix, size", [(".ico", (200, 100)), (".ico", (256, 256)), (".icns", (64, 64))])
+@pytest.mark.parametrize("suffix, size", [(".ico", (200, 100)), (".ico", (256, 256)), (".icns", (1024, 1024))])
 def test_icon_that_fits_keeps_size_and_pixels(runner, tmp_path, suffix, size):
     source = _rgba_kmq(tmp_path / "rgba.kmq", *size)
     out = tmp_path / f"r{suffix}"
@@ -138,9 +138,6 @@ def test_icon_that_fits_keeps_size_and_pixels(runner, tmp_path, suffix, size):
     assert re.fullmatch(rf"{re.escape(str(source))} -> {re.escape(str(out))}: {size[0]}x{size[1]} {fmt}, "
                         rf"\d+\.\d\d s\n", result.output)
     with Image.open(out) as im:
-        if fmt == "ICNS":  # it opens at its largest entry; the image's own is read as 32x32 at scale 2
-            im.size = (size[0] // 2, size[1] // 2)
-            im.load(scale=2)
         np.testing.assert_array_equal(np.asarray(im.convert("RGBA")), kmq.read(source).decode())
 
 
