@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from PIL import Image
 
 from .api import compress, compress_to, export, read, write
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, KmqWarning, about
 from .fileio import ENDING_SIGNALS, STDIO, check_distinct, check_writable, ignore_signal, reason, stdin
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, suffix_for
@@ -280,10 +280,10 @@ def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Res
         try:
             result.bytes_after, result.record = work(job)
         except KmqError as e:
-            result.error = _about(job.source, str(e))
+            result.error = about(job.source, str(e))
         except Exception as e:  # a bug or an odd file must still not cost the user the rest of the batch
-            result.error = _about(job.source, f"unexpected {type(e).__name__}: {e}")
-    result.warnings = [_about(job.source, str(w.message)) for w in caught]
+            result.error = about(job.source, f"unexpected {type(e).__name__}: {e}")
+    result.warnings = [about(job.source, str(w.message)) for w in caught]
     result.seconds = time.perf_counter() - started
     return result
 
@@ -294,12 +294,6 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise KmqError(f"cannot create folder {folder}: {reason(e)}") from None
-
-
-def _about(source: Path, message: str) -> str:
-    """Prefix a message with the input's name, unless the message already starts with it."""
-    name = str(source)
-    return message if message.startswith(name + ":") else f"{name}: {message}"
 
 
 def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None = None) -> Iterator[Result]:
@@ -315,7 +309,7 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
     todo: list[Job] = []
     for job in jobs:
         if job.problem:
-            yield Result(job, error=_about(job.source, job.problem))
+            yield Result(job, error=about(job.source, job.problem))
         else:
             todo.append(job)
     workers = min(workers or os.cpu_count() or 1, len(todo))
@@ -333,7 +327,7 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
                 try:
                     yield future.result()
                 except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
-                    yield Result(job, error=_about(job.source, f"worker failed: {e}"))
+                    yield Result(job, error=about(job.source, f"worker failed: {e}"))
             signals.check()
     except BaseException:
         # Ctrl-C, SIGTERM or an abandoned iteration: running jobs stop now, queued ones never start.

@@ -5,6 +5,7 @@ malformed; ChecksumError is the FormatError for a CRC mismatch.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,3 +37,20 @@ def naming(path: str | Path) -> Iterator[None]:
         yield
     except FormatError as e:
         raise type(e)(f"{'<stdin>' if str(path) == '-' else path}: {e}") from None
+
+
+def about(path: str | Path, message: str) -> str:
+    """message prefixed with the file it is about, unless it already starts with that name."""
+    name = "<stdin>" if str(path) == "-" else str(path)
+    return message if message.startswith(name + ":") else f"{name}: {message}"
+
+
+@contextmanager
+def warnings_about(path: str | Path) -> Iterator[None]:
+    """Warnings raised inside, raised again naming the file they are about: with several inputs, "the image
+    has only 2 distinct colours" must say which image."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn(about(path, str(w.message)), w.category, stacklevel=3)

@@ -13,7 +13,7 @@ from . import palettes
 from .api import compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import KmqWarning, naming
+from .errors import KmqWarning, naming, warnings_about
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 from .imageio import png8_bytes, webp_lossless_bytes
@@ -105,7 +105,15 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
     sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order up to the first lossless one (J = 0):
     every larger K would give the same record again (an image with few colours).
+    Warnings name the input.
     """
+    with warnings_about(source):
+        return _measure(source, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
+                        palette=palette, rdo=rdo, dither=dither, sweep=sweep)
+
+
+def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | None, reference: bool,
+             max_pixels: int, palette: Any, rdo: float, dither: str, sweep: bool) -> list[dict[str, Any]]:
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []

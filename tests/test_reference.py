@@ -148,8 +148,8 @@ def test_sweep_stops_at_the_first_lossless_k(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "few.png")
     result = run("stats", tmp_path / "few.png", "--sweep", "--format", "json")
     assert [(r["k"], r["psnr"] is None) for r in json.loads(result.stdout)] == [(2, False), (4, False), (5, True)]
-    assert result.stderr == ("Warning: the image has only 5 distinct colours, fewer than k=8: using k=5, "
-                             "lossless\n")
+    assert result.stderr == (f"Warning: {tmp_path / 'few.png'}: the image has only 5 distinct colours, fewer "
+                             "than k=8: using k=5, lossless\n")
 
 
 def test_plot_writes_a_png_chart_and_says_so(crop, tmp_path):
