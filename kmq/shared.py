@@ -45,7 +45,21 @@ def plan(inputs: Sequence[str | Path]) -> list[Job]:
     from . import batch
 
     suffixes = batch.image_suffixes() | {KMQ_SUFFIX}
-    return batch.plan_read(inputs, lambda p: p.suffix.lower() in suffixes)
+    jobs = batch.plan_read(inputs, lambda p: p.suffix.lower() in suffixes)
+    _warn_copies(jobs)
+    return jobs
+
+
+def _warn_copies(jobs: list[Job]) -> None:
+    """`kmq compress slides/` leaves x.kmq beside x.png, and a later fit over slides/ would pool both: each
+    image twice, once quantized. Said, not skipped: the user may mean it."""
+    images = {(p.parent, p.stem): p for p in (Path(j.source) for j in jobs) if p.suffix.lower() != KMQ_SUFFIX}
+    for job in jobs:
+        path = Path(job.source)
+        twin = images.get((path.parent, path.stem)) if path.suffix.lower() == KMQ_SUFFIX else None
+        if twin is not None:
+            warnings.warn(f"{path}: pooled as well as {twin.name}, of which it looks like the compressed "
+                          f"copy; give only one of them to count those pixels once", KmqWarning, stacklevel=3)
 
 
 def colours_of(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:

@@ -320,6 +320,22 @@ def test_the_pool_merges_layouts_and_kmq_files(tmp_path):
     assert counts.tolist() == [3, 5, 1]
 
 
+def test_a_kmq_beside_its_image_is_pooled_with_a_warning(tmp_path):
+    """After `kmq compress slides/`, a fit over slides/ would count each image twice, once quantized."""
+    (tmp_path / "s").mkdir()
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    Image.fromarray(pixels).save(tmp_path / "s" / "a.png")
+    Image.fromarray(pixels[::-1]).save(tmp_path / "s" / "b.png")
+    kmq.write(tmp_path / "s" / "a.kmq", kmq.compress(pixels, 2))
+    kmq.write(tmp_path / "s" / "c.kmq", kmq.compress(pixels, 2))
+    with pytest.warns(kmq.KmqWarning) as caught:
+        jobs = shared.plan([tmp_path / "s"])
+    assert len(jobs) == 4
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 's' / 'a.kmq'}: pooled as well as a.png, of which it looks like the compressed copy; give "
+        "only one of them to count those pixels once"]
+
+
 def test_an_unreadable_file_fails_the_whole_fit(series, tmp_path):
     (tmp_path / "slides" / "bad.png").write_bytes(b"not an image")
     with pytest.raises(KmqError, match=r"^1 of 4 inputs could not be read \(.*bad\.png: not an image Pillow "
