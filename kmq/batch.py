@@ -121,7 +121,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
         raise KmqError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
-        raise KmqError(f"{out} is not a folder; with several inputs, -o names a folder")
+        raise KmqError(f"{out} is not a folder; with several inputs, a folder or -o ending in /, -o names a folder")
     # Found now, not once per input after its work: a file where the output folder would need a folder.
     blocking = next((p for p in out.parents if p.exists()), None) if out is not None else None
     if blocking is not None and not blocking.is_dir():
