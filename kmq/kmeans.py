@@ -260,15 +260,14 @@ class _Indexed(Distinct):
 # From this many pixels on, RGBA colours with varying alpha are found by `_distinct_by_rgb`; below it one
 # argsort of the few keys is cheaper than touching the 2**24-entry RGB tables.
 _SPLIT_FROM = 1 << 19
-# Bytes per pixel, and in all, that `_alpha_masks` may spend on one flag byte per (RGB, alpha) pair, which
-# is ~2x faster than setting the bits with np.bitwise_or.at (12 MP photo: 125 MB for 490 000 RGB colours).
-_FLAG_BYTES = 16
-_FLAGS_MAX = 1 << 28
+# Up to this many, `_alpha_masks` sets one flag byte per (RGB, alpha) pair and packs them; above, it sets the
+# masks' bits directly: 125 MB of flags for the 490 000 RGB colours of a 12 MP photo cost 0.1-0.4 s of
+# system time in fresh pages (the bits: ~0.17 s of CPU in all, np.bitwise_or.at ~0.2-0.5 s).
+_FLAGS_MAX = 1 << 24
 # Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache (12 MP: 2x faster
 # than chunks of 2**20).
 _INDEX_CHUNK = 1 << 16
-_BIT = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))  # _BIT[i] = 1 << i
-_BELOW = _BIT - np.uint64(1)  # the bits below bit i
+_BELOW = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64)) - np.uint64(1)  # the bits below bit i
 
 
 def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
@@ -335,18 +334,30 @@ class _BitRank:
 
 def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """(rgbs * 4,) uint64: bit a of word 4r + a // 64 (bit a % 64) set where some pixel has RGB colour r
-    and alpha a; pos is each pixel's 256 r + a."""
+    and alpha a; pos is each pixel's 256 r + a.
+
+    Above `_FLAGS_MAX` flags, the masks' bytes are written in place a chunk of pixels at a time, each pixel
+    OR-ing its bit (a % 8 of little-endian byte 32 r + a // 8) into the byte as it was before the chunk:
+    where several pixels of a chunk write one byte only the last one's write stays, so the pixels whose bit
+    is then missing write again, until none is. Every round sets a bit missing from each byte still
+    written and never clears one, so there are at most 8 rounds, nearly all of them on few pixels.
+    """
     n = pos.shape[0]
-    if rgbs * 256 <= min(_FLAG_BYTES * n, _FLAGS_MAX):
+    if rgbs * 256 <= _FLAGS_MAX:
         flags = np.zeros(rgbs * 256, dtype=np.uint8)
         for s in range(0, n, _INDEX_CHUNK):
             flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
-    masks = np.zeros(rgbs * 4, dtype=np.uint64)
+    table = np.zeros(rgbs * 32, dtype=np.uint8)
     for s in range(0, n, _INDEX_CHUNK):
-        p = pos[s:s + _INDEX_CHUNK].astype(np.intp)
-        np.bitwise_or.at(masks, p >> 6, _BIT[p & 63])
-    return masks
+        p = pos[s:s + _INDEX_CHUNK]
+        at = (p >> 3).astype(np.intp)
+        bit = np.left_shift(np.uint8(1), (p & 7).astype(np.uint8))
+        while at.size:
+            table[at] = np.take(table, at) | bit
+            lost = np.flatnonzero((np.take(table, at) & bit) == 0)
+            at, bit = at[lost], bit[lost]
+    return table.view("<u8").astype(np.uint64, copy=False)
 
 
 def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _Indexed:
@@ -384,7 +395,7 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
         words[part] = native[s:s + _INDEX_CHUNK]
         index[s:s + _INDEX_CHUNK] = part
     colors = words.view(np.uint8).reshape(m, 4)
-    values = colors.view(">u4").reshape(m).astype(np.uint32)
+    values = colors.view(">u4").reshape(m)  # the packed keys, as a big-endian view: no 18 MB copy at 12 MP
     return _Indexed(colors, counts, values, index)
 
 
@@ -559,17 +570,19 @@ def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     first += np.arange(k, dtype=np.int32)
     last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
     pairs = points.view(">u2").reshape(m, 2)  # big-endian: channel 0 (or 2) is the high byte
-    best = np.empty(m, dtype=np.int32)
+    labels = np.empty(m, dtype=np.intp)
+    dist = np.empty(m, dtype=np.int64)
     block = np.empty((k, _PAIRS_BLOCK), dtype=np.int32)
+    least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
     for s in range(0, m, _PAIRS_BLOCK):
         d = np.take(first, pairs[s:s + _PAIRS_BLOCK, 0], axis=0)
         d += np.take(last, pairs[s:s + _PAIRS_BLOCK, 1], axis=0)
-        t = block[:, :d.shape[0]]
+        t, b = block[:, :d.shape[0]], least[:d.shape[0]]
         np.copyto(t, d.T)
-        np.minimum.reduce(t, axis=0, out=best[s:s + _PAIRS_BLOCK])
-    labels = (best & ((1 << shift) - 1)).astype(np.intp)
-    best >>= shift
-    return labels, best.astype(np.int64)
+        np.minimum.reduce(t, axis=0, out=b)
+        np.bitwise_and(b, (1 << shift) - 1, out=labels[s:s + _PAIRS_BLOCK])
+        np.right_shift(b, shift, out=dist[s:s + _PAIRS_BLOCK])
+    return labels, dist
 
 
 def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """RGBA with varying alpha: every way of finding its distinct colours gives the same colours, counts, pixel
 mapping and file, and the labels stay each pixel's exact nearest palette entry.
 
-The paths are chosen by size (`_SPLIT_FROM`, `_FLAG_BYTES`, the RGB colours per pixel); the tests force
+The paths are chosen by size (`_SPLIT_FROM`, `_FLAGS_MAX`, the RGB colours per pixel); the tests force
 each on small images. No timing here: speed is measured by bench/speed_rgba.py.
 """
 
@@ -52,8 +52,8 @@ def photo(samples) -> np.ndarray:
 # Each way `distinct` can take for RGBA whose alpha varies: (forced settings, the path it must take).
 PATHS = {
     "argsort": {"_SPLIT_FROM": 1 << 62},
-    "flags": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 1 << 20, "_INDEX_CHUNK": 7},
-    "bitwise-or": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 0, "_INDEX_CHUNK": 1000},
+    "flags": {"_SPLIT_FROM": 1, "_FLAGS_MAX": 1 << 40, "_INDEX_CHUNK": 7},
+    "mask-bytes": {"_SPLIT_FROM": 1, "_FLAGS_MAX": 0, "_INDEX_CHUNK": 1000},
 }
 
 
@@ -99,6 +99,25 @@ def test_extreme_colours_and_alphas(monkeypatch):
                                      [255, 255, 255, 0], [255, 255, 255, 255]]
         assert d.counts.tolist() == [1, 1, 2, 1, 1, 2]
         assert d.spread(np.arange(6)).tolist() == [5, 0, 4, 1, 2, 3, 5, 2]
+
+
+@pytest.mark.parametrize("rgbs", [1, 3, 40])
+def test_alpha_mask_bytes_equal_the_packed_flags_when_pixels_of_a_chunk_share_bytes(monkeypatch, rgbs):
+    """Every alpha of a few RGB colours in one chunk: up to 8 pixels per byte, each with another bit, so
+    the rounds that write again are all needed; the result is the flags' packed bits."""
+    rng = np.random.default_rng(rgbs)
+    pos = (rng.integers(0, rgbs, 5000) * 256 + rng.integers(0, 256, 5000)).astype(np.int32)
+    pos[:256] = np.arange(256)  # RGB colour 0 with every alpha
+    flags = np.zeros(rgbs * 256, bool)
+    flags[pos] = True
+    ref = np.packbits(flags, bitorder="little").view("<u8")
+    for chunk in (5000, 64, 1):
+        monkeypatch.setattr(km, "_INDEX_CHUNK", chunk)
+        monkeypatch.setattr(km, "_FLAGS_MAX", 0)
+        got = km._alpha_masks(pos, rgbs)
+        assert got.dtype == np.uint64 and np.array_equal(got, ref)
+        monkeypatch.setattr(km, "_FLAGS_MAX", 1 << 40)
+        assert np.array_equal(km._alpha_masks(pos, rgbs), ref)
 
 
 def test_bit_rank_counts_the_set_flags_before_each():
