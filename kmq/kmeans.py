@@ -982,12 +982,12 @@ def _bins_in_place(ids: np.ndarray) -> np.ndarray:
     """`_bins` of ids (n,) intp with each id replaced by its bin, in place; returns the occupied ids."""
     top = int(ids.max()) + 1
     if top <= max(_HIST_TABLE, 4 * ids.shape[0]):
-        # A flag and a rank per bin, not a count: at 2**24 bins (int32 ranks there) that is 80 MB of fresh
-        # pages instead of 256 MB, and first touching pages is much of the cost here.
+        # A flag and an int32 rank per bin, not a count: at 2**24 bins that is 80 MB of fresh pages instead
+        # of 256 MB, and first touching pages is much of the cost here.
         seen = np.zeros(top, dtype=bool)
         seen[ids] = True
         occupied = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.intp if top <= _HIST_TABLE else np.int32)
+        rank = np.cumsum(seen, dtype=np.int32)
         del seen
         rank -= 1
         for s in range(0, ids.shape[0], _INDEX_CHUNK):  # chunks: no second (n,) array
