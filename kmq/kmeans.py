@@ -175,7 +175,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
     n, channels = pixels.shape
     alpha = None
     shift = 0
-    if channels == 4 and np.all(pixels[:, 3] == pixels[0, 3]):
+    if channels == 4 and not any(_alpha_varies(pixels[:, 3])):
         alpha = int(pixels[0, 3])
         shift = 8
     keyed = 8 * channels - shift
@@ -196,6 +196,13 @@ def distinct(pixels: np.ndarray) -> Distinct:
     del ordered
     counts = np.diff(starts, append=n).astype(np.int64)
     return Distinct(_colors_of(values, channels, alpha), counts, values, keys=keys)
+
+
+def _alpha_varies(alpha: np.ndarray):
+    """Yields, a chunk of pixels at a time, whether some alpha differs from the first: varying alpha nearly
+    always shows in the first chunk, so `any` stops there without a pass over the whole image."""
+    for s in range(0, alpha.shape[0], _CHUNK):
+        yield bool(np.any(alpha[s:s + _CHUNK] != alpha[0]))
 
 
 def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int) -> Distinct:

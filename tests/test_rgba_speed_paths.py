@@ -216,3 +216,17 @@ def test_pair_tables_give_the_same_file_as_the_brute_force(monkeypatch, photo):
         monkeypatch.setattr(km, "_PAIRS_FROM", pairs_from)
         files.append(kmq.compress(px, k=16, seed=3).to_bytes())
     assert files[0] == files[1]
+
+
+def test_alpha_varying_only_in_the_last_chunk_is_still_varying(monkeypatch):
+    """The alpha check stops at the first chunk that varies; one that varies only at the end is still seen."""
+    monkeypatch.setattr(km, "_CHUNK", 4)
+    px = np.zeros((11, 4), np.uint8)
+    px[:, 0] = np.arange(11)
+    px[:, 3] = 200
+    d = km.distinct(px)
+    assert d.colors[:, 3].tolist() == [200] * 11
+    assert d._values.tolist() == [i << 16 for i in range(11)]  # one alpha: keyed on RGB
+    px[-1, 3] = 7
+    d = km.distinct(px)
+    assert d._values.tolist() == [(i << 24) | 200 for i in range(10)] + [(10 << 24) | 7]
