@@ -1467,7 +1467,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                 if finer.m * 2 > m:
                     break
                 colour_of = np.empty(finer.m, dtype=np.intp)
-                colour_of[finer.inverse] = np.arange(m)  # some colour of each finer bin
+                for s in range(0, m, _CHUNK):  # some colour of each finer bin, without an (M,) arange
+                    colour_of[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, m))
                 start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL,
                                             labels[prev.inverse[colour_of]])
                 prev = finer
