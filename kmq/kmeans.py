@@ -598,7 +598,8 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     points: (M, C) uint8; palette: (K, C) uint8.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; for large K the colour cube is cut into cells and each
-    cell only compares against the entries that can be nearest to some colour in it.
+    cell only compares against the entries that can be nearest to some colour in it. Many RGBA points at
+    K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`), with the same result.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
