@@ -271,6 +271,10 @@ _SPLIT_FROM = 1 << 19
 # masks' bits directly: 125 MB of flags for the 490 000 RGB colours of a 12 MP photo cost 0.1-0.4 s of
 # system time in fresh pages (the bits: ~0.17 s of CPU in all, np.bitwise_or.at ~0.2-0.5 s).
 _FLAGS_MAX = 1 << 24
+# Up to this many (RGB, alpha) pairs (a 1 MB table of int32 ranks), `_distinct_by_rgb` numbers the colours by
+# one look-up per pixel (`_TableRank`) instead of bit counts: graphics of a few RGB colours under
+# anti-aliased alpha (12 MP: ~0.1 s less).
+_RANK_TABLE = 1 << 18
 # Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache (12 MP: 2x faster
 # than chunks of 2**20).
 _INDEX_CHUNK = 1 << 16
@@ -339,6 +343,28 @@ class _BitRank:
         out += np.bitwise_count(bits)
 
 
+def _alpha_flags(pos: np.ndarray, rgbs: int) -> np.ndarray:
+    """(rgbs * 256,) uint8: 1 where some pixel has RGB colour r and alpha a, at 256 r + a (= pos)."""
+    flags = np.zeros(rgbs * 256, dtype=np.uint8)
+    for s in range(0, pos.shape[0], _INDEX_CHUNK):
+        flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
+    return flags
+
+
+class _TableRank:
+    """The rank among the set flags as one int32 per flag: a single look-up where `_BitRank` counts bits,
+    for flag tables small enough (`_RANK_TABLE`) that the ranks stay in cache."""
+
+    def __init__(self, flags: np.ndarray) -> None:
+        self.table = np.cumsum(flags, dtype=np.int32)
+        self.count = int(self.table[-1])
+        self.table -= 1
+
+    def rank(self, i: np.ndarray, out: np.ndarray) -> None:
+        """out[:] = the number of set flags before each (set) flag i."""
+        out[:] = np.take(self.table, i)
+
+
 def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """(rgbs * 4,) uint64: bit a of word 4r + a // 64 (bit a % 64) set where some pixel has RGB colour r
     and alpha a; pos is each pixel's 256 r + a.
@@ -351,9 +377,7 @@ def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """
     n = pos.shape[0]
     if rgbs * 256 <= _FLAGS_MAX:
-        flags = np.zeros(rgbs * 256, dtype=np.uint8)
-        for s in range(0, n, _INDEX_CHUNK):
-            flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
+        flags = _alpha_flags(pos, rgbs)
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
     table = np.zeros(rgbs * 32, dtype=np.uint8)
     for s in range(0, n, _INDEX_CHUNK):
@@ -385,7 +409,10 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
         rgbs.rank(keys[s:s + _INDEX_CHUNK] >> 8, p)
         p <<= 8
         p |= alpha[s:s + _INDEX_CHUNK]
-    colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
+    if rgbs.count * 256 <= _RANK_TABLE:  # few RGB colours (graphics): a colour's index is one look-up
+        colours: _BitRank | _TableRank = _TableRank(_alpha_flags(pos, rgbs.count))
+    else:
+        colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
     m = colours.count
     index = pos  # each pixel's 256 r + a replaced by its colour's index, in place (M < 2**31: r < 2**23)
     counts = np.zeros(m, dtype=np.int64)
@@ -398,7 +425,10 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     for s in range(0, n, _INDEX_CHUNK):
         part = chunk[:min(_INDEX_CHUNK, n - s)]
         colours.rank(pos[s:s + _INDEX_CHUNK], part)
-        np.add.at(counts, part, 1)
+        if m <= _INDEX_CHUNK:  # few colours: a count array as short as the chunk, ~4x faster than add.at
+            counts += np.bincount(part, minlength=m)
+        else:
+            np.add.at(counts, part, 1)
         words[part] = native[s:s + _INDEX_CHUNK]
         index[s:s + _INDEX_CHUNK] = part
     colors = words.view(np.uint8).reshape(m, 4)
