@@ -581,8 +581,9 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     return labels, sq
 
 
-# From this many 4-channel points on (K <= 64), `_nearest_pairs` labels them: its two 65536 x K tables cost
-# ~1 ms per 16 entries to make, about what the brute force spends on 2**16 points at K = 16.
+# From this many 4-channel points on (K <= 64), `_nearest_pairs` labels them. Its two tables take 4 MB per
+# 16 entries, which stay in cache because distinct colours come in ascending order (the first table's rows
+# are read in turn); below this, or on points in random order up to ~2**20, the brute force is as fast.
 _PAIRS_FROM = 1 << 18
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
