@@ -175,7 +175,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
     n, channels = pixels.shape
     alpha = None
     shift = 0
-    if channels == 4 and np.all(pixels[:, 3] == pixels[0, 3]):
+    if channels == 4 and not any(_alpha_varies(pixels[:, 3])):
         alpha = int(pixels[0, 3])
         shift = 8
     keyed = 8 * channels - shift
@@ -196,6 +196,13 @@ def distinct(pixels: np.ndarray) -> Distinct:
     del ordered
     counts = np.diff(starts, append=n).astype(np.int64)
     return Distinct(_colors_of(values, channels, alpha), counts, values, keys=keys)
+
+
+def _alpha_varies(alpha: np.ndarray):
+    """Yields, a chunk of pixels at a time, whether some alpha differs from the first: varying alpha nearly
+    always shows in the first chunk, so `any` stops there without a pass over the whole image."""
+    for s in range(0, alpha.shape[0], _CHUNK):
+        yield bool(np.any(alpha[s:s + _CHUNK] != alpha[0]))
 
 
 def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int) -> Distinct:
@@ -260,15 +267,18 @@ class _Indexed(Distinct):
 # From this many pixels on, RGBA colours with varying alpha are found by `_distinct_by_rgb`; below it one
 # argsort of the few keys is cheaper than touching the 2**24-entry RGB tables.
 _SPLIT_FROM = 1 << 19
-# Bytes per pixel, and in all, that `_alpha_masks` may spend on one flag byte per (RGB, alpha) pair, which
-# is ~2x faster than setting the bits with np.bitwise_or.at (12 MP photo: 125 MB for 490 000 RGB colours).
-_FLAG_BYTES = 16
-_FLAGS_MAX = 1 << 28
+# Up to this many, `_alpha_masks` sets one flag byte per (RGB, alpha) pair and packs them; above, it sets the
+# masks' bits directly: 125 MB of flags for the 490 000 RGB colours of a 12 MP photo cost 0.1-0.4 s of
+# system time in fresh pages (the bits: ~0.17 s of CPU in all, np.bitwise_or.at ~0.2-0.5 s).
+_FLAGS_MAX = 1 << 24
+# Up to this many (RGB, alpha) pairs (a 1 MB table of int32 ranks), `_distinct_by_rgb` numbers the colours by
+# one look-up per pixel (`_TableRank`) instead of bit counts: graphics of a few RGB colours under
+# anti-aliased alpha (12 MP: ~0.1 s less).
+_RANK_TABLE = 1 << 18
 # Pixels per chunk where per-pixel temporaries are made: small enough to stay in cache (12 MP: 2x faster
 # than chunks of 2**20).
 _INDEX_CHUNK = 1 << 16
-_BIT = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))  # _BIT[i] = 1 << i
-_BELOW = _BIT - np.uint64(1)  # the bits below bit i
+_BELOW = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64)) - np.uint64(1)  # the bits below bit i
 
 
 def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
@@ -333,20 +343,52 @@ class _BitRank:
         out += np.bitwise_count(bits)
 
 
+def _alpha_flags(pos: np.ndarray, rgbs: int) -> np.ndarray:
+    """(rgbs * 256,) uint8: 1 where some pixel has RGB colour r and alpha a, at 256 r + a (= pos)."""
+    flags = np.zeros(rgbs * 256, dtype=np.uint8)
+    for s in range(0, pos.shape[0], _INDEX_CHUNK):
+        flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
+    return flags
+
+
+class _TableRank:
+    """The rank among the set flags as one int32 per flag: a single look-up where `_BitRank` counts bits,
+    for flag tables small enough (`_RANK_TABLE`) that the ranks stay in cache."""
+
+    def __init__(self, flags: np.ndarray) -> None:
+        self.table = np.cumsum(flags, dtype=np.int32)
+        self.count = int(self.table[-1])
+        self.table -= 1
+
+    def rank(self, i: np.ndarray, out: np.ndarray) -> None:
+        """out[:] = the number of set flags before each (set) flag i."""
+        out[:] = np.take(self.table, i)
+
+
 def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """(rgbs * 4,) uint64: bit a of word 4r + a // 64 (bit a % 64) set where some pixel has RGB colour r
-    and alpha a; pos is each pixel's 256 r + a."""
+    and alpha a; pos is each pixel's 256 r + a.
+
+    Above `_FLAGS_MAX` flags, the masks' bytes are written in place a chunk of pixels at a time, each pixel
+    OR-ing its bit (a % 8 of little-endian byte 32 r + a // 8) into the byte as it was before the chunk:
+    where several pixels of a chunk write one byte only the last one's write stays, so the pixels whose bit
+    is then missing write again, until none is. Every round sets a bit missing from each byte still
+    written and never clears one, so there are at most 8 rounds, nearly all of them on few pixels.
+    """
     n = pos.shape[0]
-    if rgbs * 256 <= min(_FLAG_BYTES * n, _FLAGS_MAX):
-        flags = np.zeros(rgbs * 256, dtype=np.uint8)
-        for s in range(0, n, _INDEX_CHUNK):
-            flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
+    if rgbs * 256 <= _FLAGS_MAX:
+        flags = _alpha_flags(pos, rgbs)
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
-    masks = np.zeros(rgbs * 4, dtype=np.uint64)
+    table = np.zeros(rgbs * 32, dtype=np.uint8)
     for s in range(0, n, _INDEX_CHUNK):
-        p = pos[s:s + _INDEX_CHUNK].astype(np.intp)
-        np.bitwise_or.at(masks, p >> 6, _BIT[p & 63])
-    return masks
+        p = pos[s:s + _INDEX_CHUNK]
+        at = (p >> 3).astype(np.intp)
+        bit = np.left_shift(np.uint8(1), (p & 7).astype(np.uint8))
+        while at.size:
+            table[at] = np.take(table, at) | bit
+            lost = np.flatnonzero((np.take(table, at) & bit) == 0)
+            at, bit = at[lost], bit[lost]
+    return table.view("<u8").astype(np.uint64, copy=False)
 
 
 def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _Indexed:
@@ -367,9 +409,12 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
         rgbs.rank(keys[s:s + _INDEX_CHUNK] >> 8, p)
         p <<= 8
         p |= alpha[s:s + _INDEX_CHUNK]
-    colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
+    if rgbs.count * 256 <= _RANK_TABLE:  # few RGB colours (graphics): a colour's index is one look-up
+        colours: _BitRank | _TableRank = _TableRank(_alpha_flags(pos, rgbs.count))
+    else:
+        colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
     m = colours.count
-    index = np.empty(n, dtype=np.int32 if m < 1 << 31 else np.intp)
+    index = pos  # each pixel's 256 r + a replaced by its colour's index, in place (M < 2**31: r < 2**23)
     counts = np.zeros(m, dtype=np.int64)
     # The pixels' own 4 bytes, as one native uint32, land on their colour's slot: no unpacking.
     words = np.empty(m, dtype=np.uint32)
@@ -380,12 +425,14 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     for s in range(0, n, _INDEX_CHUNK):
         part = chunk[:min(_INDEX_CHUNK, n - s)]
         colours.rank(pos[s:s + _INDEX_CHUNK], part)
-        np.add.at(counts, part, 1)
+        if m <= _INDEX_CHUNK:  # few colours: a count array as short as the chunk, ~4x faster than add.at
+            counts += np.bincount(part, minlength=m)
+        else:
+            np.add.at(counts, part, 1)
         words[part] = native[s:s + _INDEX_CHUNK]
         index[s:s + _INDEX_CHUNK] = part
-    del pos
     colors = words.view(np.uint8).reshape(m, 4)
-    values = colors.view(">u4").reshape(m).astype(np.uint32)
+    values = colors.view(">u4").reshape(m)  # the packed keys, as a big-endian view: no 18 MB copy at 12 MP
     return _Indexed(colors, counts, values, index)
 
 
@@ -534,13 +581,56 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     return labels, sq
 
 
+# From this many 4-channel points on (K <= 64), `_nearest_pairs` labels them. Its two tables take 4 MB per
+# 16 entries, which stay in cache because distinct colours come in ascending order (the first table's rows
+# are read in turn); below this, or on points in random order up to ~2**20, the brute force is as fast.
+_PAIRS_FROM = 1 << 18
+# Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
+_PAIRS_BLOCK = 1 << 13
+
+
+def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest` for (M, 4) contiguous uint8 points and K <= 64 entries, with the same labels and distances.
+
+    A colour's first two channels and its last two, each read as one 16-bit number, index two tables of
+    (v0 - e0)^2 + (v1 - e1)^2 for every entry e, so two gathers and one sum give all K distances (the
+    brute force: four gathers and three sums). Each distance is shifted left by the bits of an entry index,
+    which the first table adds: the least sum is then the least distance with ties to the lower index, and
+    a minimum replaces argmin, whose loop over rows of K was most of the brute force's time (12 MP RGBA
+    photo, 4.5 M colours, K = 16: 0.14 s instead of 0.30). numpy reduces along short rows slowly, so each
+    block is transposed first. Sums stay below 4 x 255^2 x 64 < 2**31.
+    """
+    m, k = points.shape[0], palette.shape[0]
+    shift = max(1, (k - 1).bit_length())
+    v = np.arange(256, dtype=np.int32)[:, None]
+    sq = [(v - palette[None, :, c].astype(np.int32)) ** 2 for c in range(4)]  # (256, K) each
+    first = ((sq[0][:, None, :] + sq[1][None, :, :]) << shift).reshape(1 << 16, k)
+    first += np.arange(k, dtype=np.int32)
+    last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
+    pairs = points.view(">u2").reshape(m, 2)  # big-endian: channel 0 (or 2) is the high byte
+    labels = np.empty(m, dtype=np.intp)
+    dist = np.empty(m, dtype=np.int64)
+    block = np.empty((k, _PAIRS_BLOCK), dtype=np.int32)
+    least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
+    for s in range(0, m, _PAIRS_BLOCK):
+        d = np.take(first, pairs[s:s + _PAIRS_BLOCK, 0], axis=0)
+        d += np.take(last, pairs[s:s + _PAIRS_BLOCK, 1], axis=0)
+        t, b = block[:, :d.shape[0]], least[:d.shape[0]]
+        np.copyto(t, d.T)
+        np.minimum.reduce(t, axis=0, out=b)
+        np.bitwise_and(b, (1 << shift) - 1, out=labels[s:s + _PAIRS_BLOCK])
+        np.right_shift(b, shift, out=dist[s:s + _PAIRS_BLOCK])
+    return labels, dist
+
+
 def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact nearest palette entry of each point.
 
     points: (M, C) uint8; palette: (K, C) uint8.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; for large K the colour cube is cut into cells and each
-    cell only compares against the entries that can be nearest to some colour in it.
+    cell only compares against the entries that can be nearest to some colour in it. Many RGBA points at
+    K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`), with the same result.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -548,6 +638,8 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     k = palette.shape[0]
     if channels > 1 and k >= _LARGE_K:
         return _nearest_tree(points, palette)
+    if channels == 4 and k <= 64 and m >= _PAIRS_FROM:
+        return _nearest_pairs(points, palette)
     if channels == 1 or k <= 64 or m < 8 * k:
         return _nearest_brute(_columns(points), slice(0, m), m, palette)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
@@ -921,21 +1013,29 @@ _HIST_TABLE = 1 << 22
 
 def _bins(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(bin of each item (n,) intp, occupied bin ids ascending) of non-negative ids (n,)."""
+    inverse = ids.astype(np.intp)
+    return inverse, _bins_in_place(inverse)
+
+
+def _bins_in_place(ids: np.ndarray) -> np.ndarray:
+    """`_bins` of ids (n,) intp with each id replaced by its bin, in place; returns the occupied ids."""
     top = int(ids.max()) + 1
     if top <= max(_HIST_TABLE, 4 * ids.shape[0]):
-        # A flag and a rank per bin, not a count: at 2**24 bins (int32 ranks there) that is 80 MB of fresh
-        # pages instead of 256 MB, and first touching pages is much of the cost here.
+        # A flag and an int32 rank per bin, not a count: at 2**24 bins that is 80 MB of fresh pages instead
+        # of 256 MB, and first touching pages is much of the cost here.
         seen = np.zeros(top, dtype=bool)
         seen[ids] = True
         occupied = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.intp if top <= _HIST_TABLE else np.int32)
+        rank = np.cumsum(seen, dtype=np.int32)
         del seen
-        inverse = np.take(rank, ids).astype(np.intp, copy=False)
-        inverse -= 1
-        return inverse, occupied
+        rank -= 1
+        for s in range(0, ids.shape[0], _INDEX_CHUNK):  # chunks: no second (n,) array
+            ids[s:s + _INDEX_CHUNK] = np.take(rank, ids[s:s + _INDEX_CHUNK])
+        return occupied
     # sparse ids - a sort, memory bounded by the items
     occupied, inverse = np.unique(ids, return_inverse=True)
-    return inverse, occupied
+    ids[:] = inverse.reshape(-1)
+    return occupied
 
 
 def _histogram(ids: np.ndarray, w: np.ndarray, wx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -950,6 +1050,10 @@ def _histogram(ids: np.ndarray, w: np.ndarray, wx: np.ndarray) -> tuple[np.ndarr
     return inverse, occupied, weights, sums
 
 
+# Colours per chunk of `_colour_histogram`'s weighted sums (2 MB of float64: memory the allocator reuses).
+_HIST_CHUNK = 1 << 18
+
+
 def _colour_histogram(colors: np.ndarray, counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray,
                                                                                   np.ndarray, np.ndarray]:
     """`_histogram` of the colours themselves at `bits` per channel, (inverse, occupied, weights, sums).
@@ -957,31 +1061,37 @@ def _colour_histogram(colors: np.ndarray, counts: np.ndarray, bits: int) -> tupl
     With 4 channels the bin ids span 2**(4 bits) (2**28 at 7 bits), but few of the leading three channels'
     bins are occupied: those are ranked first through a table of 2**(3 bits), so the ids to merge are
     rank x 2**bits + the last channel's bin, in the same order as the full ids (the rank is monotone), and
-    the occupied ones are mapped back. The weighted sums are made a channel at a time (no (M, C) floats: 4.5
-    M RGBA colours would take 144 MB). Every sum is of integers below 2**53, so exact in any order.
+    the occupied ones are mapped back. Every sum is of integers below 2**53, so exact in any order.
+    Fresh pages cost as much as the work here (12 MP RGBA photo, 4.5 M colours: 180 MB of them at 5 bits,
+    ~0.1 s of system time), so the ids become bins in place in the one (M,) array returned, and the weights
+    and sums are made a chunk of colours at a time.
     """
     m, channels = colors.shape
     drop = 8 - bits
-    ids = np.zeros(m, dtype=np.intp)
+    inverse = np.zeros(m, dtype=np.intp)
     for c in range(channels - 1):
-        ids <<= bits
-        ids |= colors[:, c] >> drop
+        inverse <<= bits
+        inverse |= colors[:, c] >> drop
     lead = None
     if channels * bits > 21:
-        ids, lead = _bins(ids)
-    ids <<= bits
-    ids |= colors[:, -1] >> drop
-    inverse, occupied = _bins(ids)
-    del ids
+        lead = _bins_in_place(inverse)
+    inverse <<= bits
+    inverse |= colors[:, -1] >> drop
+    occupied = _bins_in_place(inverse)
     if lead is not None:
         occupied = (lead[occupied >> bits] << bits) | (occupied & ((1 << bits) - 1))
-    w = counts.astype(np.float64)
-    weights = np.bincount(inverse, weights=w)
-    sums = np.empty((occupied.shape[0], channels), dtype=np.float64)
-    wx = np.empty(m, dtype=np.float64)  # one buffer for every channel: each new one would be fresh pages
-    for c in range(channels):
-        np.multiply(w, colors[:, c], out=wx)
-        sums[:, c] = np.bincount(inverse, weights=wx)
+    bins = occupied.shape[0]
+    weights = np.zeros(bins, dtype=np.float64)
+    sums = np.zeros((bins, channels), dtype=np.float64)
+    step = max(_HIST_CHUNK, bins)  # each chunk's bincounts are `bins` long
+    for s in range(0, m, step):
+        part = inverse[s:s + step]
+        w = counts[s:s + step].astype(np.float64)
+        weights += np.bincount(part, weights=w, minlength=bins)
+        wx = np.empty_like(w)
+        for c in range(channels):
+            np.multiply(w, colors[s:s + step, c], out=wx)
+            sums[:, c] += np.bincount(part, weights=wx, minlength=bins)
     return inverse, occupied, weights, sums
 
 
@@ -1164,10 +1274,15 @@ def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
     n = int(counts.sum())
     var = np.empty(colors.shape[1], dtype=np.float64)
     for c in range(colors.shape[1]):
-        v = colors[:, c].astype(np.int64)
-        s1 = int(counts @ v)
-        v *= v
-        s2 = int(counts @ v)
+        s1 = s2 = 0
+        # int64 copies a chunk at a time: one of the whole column is fresh pages each time (12 MP RGBA
+        # photo, 4.5 M colours: 138 MB of page faults, ~0.1 s of system time).
+        for s in range(0, colors.shape[0], _INDEX_CHUNK):
+            v = colors[s:s + _INDEX_CHUNK, c].astype(np.int64)
+            w = counts[s:s + _INDEX_CHUNK]
+            s1 += int(w @ v)
+            v *= v
+            s2 += int(w @ v)
         var[c] = (s2 * n - s1 * s1) / (n * n)  # Python integers: exact up to the one division
     return var
 
@@ -1384,7 +1499,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                 if finer.m * 2 > m:
                     break
                 colour_of = np.empty(finer.m, dtype=np.intp)
-                colour_of[finer.inverse] = np.arange(m)  # some colour of each finer bin
+                for s in range(0, m, _CHUNK):  # some colour of each finer bin, without an (M,) arange
+                    colour_of[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, m))
                 start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL,
                                             labels[prev.inverse[colour_of]])
                 prev = finer

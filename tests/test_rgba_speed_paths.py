@@ -1,7 +1,7 @@
 """RGBA with varying alpha: every way of finding its distinct colours gives the same colours, counts, pixel
 mapping and file, and the labels stay each pixel's exact nearest palette entry.
 
-The paths are chosen by size (`_SPLIT_FROM`, `_FLAG_BYTES`, the RGB colours per pixel); the tests force
+The paths are chosen by size (`_SPLIT_FROM`, `_RANK_TABLE`, `_FLAGS_MAX`, the RGB colours per pixel); the tests force
 each on small images. No timing here: speed is measured by bench/speed_rgba.py.
 """
 
@@ -52,8 +52,10 @@ def photo(samples) -> np.ndarray:
 # Each way `distinct` can take for RGBA whose alpha varies: (forced settings, the path it must take).
 PATHS = {
     "argsort": {"_SPLIT_FROM": 1 << 62},
-    "flags": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 1 << 20, "_INDEX_CHUNK": 7},
-    "bitwise-or": {"_SPLIT_FROM": 1, "_FLAG_BYTES": 0, "_INDEX_CHUNK": 1000},
+    "flags": {"_SPLIT_FROM": 1, "_RANK_TABLE": 0, "_FLAGS_MAX": 1 << 40, "_INDEX_CHUNK": 7},
+    "mask-bytes": {"_SPLIT_FROM": 1, "_RANK_TABLE": 0, "_FLAGS_MAX": 0, "_INDEX_CHUNK": 1000},
+    # ranks from one table; counts by bincount where the colours are no more than a chunk, else add.at
+    "rank-table": {"_SPLIT_FROM": 1, "_RANK_TABLE": 1 << 40, "_INDEX_CHUNK": 1000},
 }
 
 
@@ -99,6 +101,25 @@ def test_extreme_colours_and_alphas(monkeypatch):
                                      [255, 255, 255, 0], [255, 255, 255, 255]]
         assert d.counts.tolist() == [1, 1, 2, 1, 1, 2]
         assert d.spread(np.arange(6)).tolist() == [5, 0, 4, 1, 2, 3, 5, 2]
+
+
+@pytest.mark.parametrize("rgbs", [1, 3, 40])
+def test_alpha_mask_bytes_equal_the_packed_flags_when_pixels_of_a_chunk_share_bytes(monkeypatch, rgbs):
+    """Every alpha of a few RGB colours in one chunk: up to 8 pixels per byte, each with another bit, so
+    the rounds that write again are all needed; the result is the flags' packed bits."""
+    rng = np.random.default_rng(rgbs)
+    pos = (rng.integers(0, rgbs, 5000) * 256 + rng.integers(0, 256, 5000)).astype(np.int32)
+    pos[:256] = np.arange(256)  # RGB colour 0 with every alpha
+    flags = np.zeros(rgbs * 256, bool)
+    flags[pos] = True
+    ref = np.packbits(flags, bitorder="little").view("<u8")
+    for chunk in (5000, 64, 1):
+        monkeypatch.setattr(km, "_INDEX_CHUNK", chunk)
+        monkeypatch.setattr(km, "_FLAGS_MAX", 0)
+        got = km._alpha_masks(pos, rgbs)
+        assert got.dtype == np.uint64 and np.array_equal(got, ref)
+        monkeypatch.setattr(km, "_FLAGS_MAX", 1 << 40)
+        assert np.array_equal(km._alpha_masks(pos, rgbs), ref)
 
 
 def test_bit_rank_counts_the_set_flags_before_each():
@@ -165,4 +186,49 @@ def test_rgba_through_the_histogram_levels_matches_across_paths(monkeypatch, pho
         for path in PATHS:
             force(monkeypatch, path)
             files.append(kmq.compress(px, k=8, seed=1).to_bytes())
-        assert files[0] == files[1] == files[2]
+        assert all(f == files[0] for f in files[1:])
+
+
+@pytest.mark.parametrize("k", [1, 2, 15, 16, 17, 64])
+def test_pair_tables_label_like_brute_force_with_ties_and_extremes(monkeypatch, k):
+    """`_nearest_pairs` (4 channels, K <= 64, many points) gives the brute force's labels and distances:
+    ties to the lower index (repeated and equidistant entries), channel values 0 and 255 at the tables'
+    edges, and the largest distance (4 x 255^2) shifted by the bits of K entries."""
+    rng = np.random.default_rng(k)
+    palette = (rng.integers(0, 16, (k, 4)) * 17).astype(np.uint8)
+    palette[0] = 255
+    if k > 2:
+        palette[-1] = palette[1]  # a repeated entry: the lower index must win
+    points = rng.integers(0, 256, (5000, 4)).astype(np.uint8)
+    points[:1000] = points[:1000] // 17 * 17  # on the palette's grid: exact ties between entries
+    points[1000:1010] = [[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0], [0, 255, 0, 255]] * 2 + [[0] * 4] * 2
+    d, best = brute_labels(points, palette)
+    ref = np.argmin(d, axis=1)  # the first minimum
+    labels, dist = km._nearest_pairs(points, palette)
+    assert labels.dtype == np.intp and dist.dtype == np.int64
+    assert np.array_equal(labels, ref) and np.array_equal(dist, best)
+    monkeypatch.setattr(km, "_PAIRS_FROM", 1)  # and through `nearest`, on the sorted colours it gets
+    assert all(np.array_equal(a, b) for a, b in zip(km.nearest(points, palette), (labels, dist)))
+
+
+def test_pair_tables_give_the_same_file_as_the_brute_force(monkeypatch, photo):
+    px = photo[:80, :100]
+    files = []
+    for pairs_from in (1 << 62, 1):
+        monkeypatch.setattr(km, "_PAIRS_FROM", pairs_from)
+        files.append(kmq.compress(px, k=16, seed=3).to_bytes())
+    assert files[0] == files[1]
+
+
+def test_alpha_varying_only_in_the_last_chunk_is_still_varying(monkeypatch):
+    """The alpha check stops at the first chunk that varies; one that varies only at the end is still seen."""
+    monkeypatch.setattr(km, "_CHUNK", 4)
+    px = np.zeros((11, 4), np.uint8)
+    px[:, 0] = np.arange(11)
+    px[:, 3] = 200
+    d = km.distinct(px)
+    assert d.colors[:, 3].tolist() == [200] * 11
+    assert d._values.tolist() == [i << 16 for i in range(11)]  # one alpha: keyed on RGB
+    px[-1, 3] = 7
+    d = km.distinct(px)
+    assert d._values.tolist() == [(i << 24) | 200 for i in range(10)] + [(10 << 24) | 7]
