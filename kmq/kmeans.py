@@ -480,11 +480,16 @@ def _nearest_brute(cols: list[np.ndarray], rows: slice | np.ndarray, m: int, pal
     base = np.arange(m) if isinstance(rows, slice) else rows
     if isinstance(rows, slice):
         base = base + (rows.start or 0)
-    for s in range(0, m, step):
-        d = _lut_dist2(cols, base[s:s + step], tables)
-        lab = np.argmin(d, axis=1)
-        labels[s:s + step] = lab
-        dist[s:s + step] = d[np.arange(lab.shape[0]), lab]
+
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            d = _lut_dist2(cols, base[s:e], tables)
+            lab = np.argmin(d, axis=1)
+            labels[s:e] = lab
+            dist[s:e] = d[np.arange(lab.shape[0]), lab]
+
+    parallel.map_parts(part, m, k)
     if index is not None:
         labels = index[labels]
     return labels, dist

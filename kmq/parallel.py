@@ -28,16 +28,17 @@ def serial() -> None:
     _threads = 1
 
 
-def parts(n: int) -> list[tuple[int, int]]:
-    """[start, stop) ranges covering 0..n in order, one per thread, each at least MIN_PART long."""
-    step = max(1, -(-n // max(1, min(_threads, n // MIN_PART))))
+def parts(n: int, cost: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering 0..n in order, one per thread, each of at least MIN_PART items' work
+    where one item costs `cost` (e.g. its distances to K centres)."""
+    step = max(1, -(-n // max(1, min(_threads, n * cost // MIN_PART))))
     return [(s, min(s + step, n)) for s in range(0, n, step)] or [(0, n)]
 
 
-def map_parts(fn: Callable[[int, int], T], n: int) -> list[T]:
-    """[fn(start, stop) for each of `parts(n)`], the parts run at once in threads (the first in the calling
-    one). An exception in any part is raised here, after every part has ended."""
-    bounds = parts(n)
+def map_parts(fn: Callable[[int, int], T], n: int, cost: int = 1) -> list[T]:
+    """[fn(start, stop) for each of `parts(n, cost)`], the parts run at once in threads (the first in the
+    calling one). An exception in any part is raised here, after every part has ended."""
+    bounds = parts(n, cost)
     results: list = [None] * len(bounds)
     errors: list[BaseException] = []
 

@@ -25,6 +25,7 @@ def test_parts_cover_the_range_in_order(threads) -> None:
     assert parallel.parts(999) == [(0, 999)]
     assert parallel.parts(2500) == [(0, 1250), (1250, 2500)]  # no part under MIN_PART
     assert parallel.parts(3001) == [(0, 1001), (1001, 2002), (2002, 3001)]
+    assert parallel.parts(100, cost=25) == [(0, 50), (50, 100)]  # 2500 items' work: 2 parts
     threads(1)
     assert parallel.parts(10 ** 6) == [(0, 10 ** 6)]
 
