@@ -39,21 +39,15 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        decoded, into = prefetch.take(source)
-        with _no_pillow_bomb_limit(), decoded or Image.open(source) as im:
+        with _no_pillow_bomb_limit(), prefetch.take(source) or Image.open(source) as im:
             pixels = im.width * im.height
             if pixels > max_pixels:
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
-            if decoded is None and im.mode == "RGB":
-                into = prefetch.Into.setup(im, np.empty((im.height, im.width, 4), np.uint8))
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
-            if into is not None and into.done(im):
-                # RGB as a view of the RGBX rows (pixel stride 4), which kmq.kmeans reads as aligned words.
-                return np.frombuffer(into.buffer, np.uint8).reshape(im.height, im.width, 4)[:, :, :3]
             return to_array(im, name)
     except KmqError:
         raise

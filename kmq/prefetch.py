@@ -6,19 +6,16 @@ command line names, before importing anything else, and decodes it in a thread. 
 takes that image instead of opening the file again. It is a head start only: whenever the guess is wrong or
 anything goes amiss (an error, a warning, a file changed meanwhile), load_image reads the file itself and
 reports as usual. No numpy here, nor anything else heavy.
-
-It also holds the way an RGB image decodes with no copy (`Into`), which load_image uses too.
 """
 from __future__ import annotations
 
-import mmap
 import os
 import stat
 import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 # Formats Pillow identifies without loading all its plugins, whose decoders release the GIL; GIF is left out
 # (counting its frames reads the whole file).
@@ -28,33 +25,6 @@ _FORMATS = ("PNG", "JPEG", "BMP", "PPM")
 _SWITCH = 0.0005
 
 _started: dict[str, tuple[tuple[int, ...], threading.Thread, list, float]] = {}
-
-
-class Into(NamedTuple):
-    """An RGB image set to decode into `buffer` (height x width x 4 bytes, RGBX) instead of Pillow's own memory.
-
-    Pillow keeps RGB as 4 bytes a pixel, RGBX; an RGBX image made over our buffer (Image.frombuffer shares
-    it) takes the decoder's rows in its place, so the pixels are read where they land: np.asarray(im) would
-    copy them twice (Image.tobytes: 0.05 s of CPU and 72 MB at 12 MP). Pillow allocates an image's memory
-    at load only if it has none; `done` says whether the rows did land in the buffer (not, e.g., when the
-    file was memory-mapped instead, or the image transposed afterwards), else the image is read as usual.
-    """
-    buffer: Any
-    core: Any
-
-    @classmethod
-    def setup(cls, im: Any, buffer: Any) -> Into | None:
-        """For a not yet loaded single-frame RGB image (else None)."""
-        from PIL import Image
-
-        if im.mode != "RGB" or not getattr(im, "tile", None) or getattr(im, "n_frames", 1) != 1:
-            return None
-        core = Image.frombuffer("RGBX", im.size, buffer, "raw", "RGBX", 0, 1).im
-        im.im = core
-        return cls(buffer, core)
-
-    def done(self, im: Any) -> bool:
-        return im.im is self.core
 
 
 def start(args: list[str]) -> None:
@@ -83,9 +53,8 @@ def start(args: list[str]) -> None:
 
     def decode() -> None:
         try:
-            into = Into.setup(im, mmap.mmap(-1, im.width * im.height * 4)) if im.mode == "RGB" else None
             im.load()
-            box.append((im, into))
+            box.append(im)
         except Exception:  # noqa: BLE001 - as above
             im.close()
 
@@ -96,11 +65,10 @@ def start(args: list[str]) -> None:
     _started[path] = (_identity(info), thread, box, switch)
 
 
-def take(source: Any) -> tuple[Any, Into | None]:
-    """(the image decoded for `source` (a path as given on the command line), loaded, and the `Into` it
-    decoded into if any), or (None, None)."""
+def take(source: Any) -> Any:
+    """The image decoded for `source` (a path as given on the command line), loaded, or None."""
     if not isinstance(source, (str, Path)) or str(source) not in _started:
-        return None, None
+        return None
     identity, thread, box, switch = _started.pop(str(source))
     thread.join()
     sys.setswitchinterval(switch)
@@ -109,8 +77,8 @@ def take(source: Any) -> tuple[Any, Into | None]:
     except OSError:
         same = False
     if box and not same:
-        box[0][0].close()
-    return box[0] if box and same else (None, None)
+        box[0].close()
+    return box[0] if box and same else None
 
 
 def _identity(info: os.stat_result) -> tuple[int, ...]:
