@@ -30,6 +30,12 @@ def test_the_image_named_on_the_command_line(args: list[str], image: str | None)
     assert prefetch._the_image(args) == image
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_started():
+    yield
+    prefetch._started.clear()
+
+
 @pytest.fixture
 def photo(tmp_path: Path, rgb_small: np.ndarray) -> Path:
     path = tmp_path / "p.png"
