@@ -5,22 +5,54 @@
 >>> kmq.KmqImage.from_bytes(img.to_bytes()) == img
 True
 """
-from .api import compress, compress_to, export, read, write
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import ChecksumError, FormatError, KmqError, KmqWarning
-from .format import KmqImage
+
+if TYPE_CHECKING:
+    from .api import compress, compress_to, export, read, write
+    from .format import KmqImage
 
 __version__ = "1.0.0"
 __all__ = ["compress", "compress_to", "read", "write", "export", "KmqImage", "KmqError", "FormatError", "ChecksumError", "KmqWarning",
            "__version__"]
 
+# The name Pillow knows .kmq by (kmq.imageio).
+KMQ_FORMAT = "KMQ"
+
+# The public functions and KmqImage load numpy and the library on first use (PEP 562), not at `import kmq`:
+# so the `kmq` command (kmq/__main__.py) can start decoding its input image first, in a thread, while they
+# load (kmq.prefetch).
+_LAZY = {"compress": "api", "compress_to": "api", "export": "api", "read": "api", "write": "api",
+         "KmqImage": "format"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'kmq' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 def _register_with_pillow() -> None:
     """Image.open, im.save and Image.registered_extensions know .kmq (kmq/pilplugin.py); the plugin module,
-    and PIL.ImageFile with it, is imported only when Pillow first opens or saves a .kmq."""
+    and PIL.ImageFile with it, is imported only when Pillow first opens or saves a .kmq, and kmq.format (numpy)
+    only when Pillow first asks whether a file is one."""
     from PIL import Image
 
-    from .format import MAGIC
-    from .imageio import KMQ_FORMAT
+    def accept(prefix: bytes) -> bool:
+        from .format import MAGIC
+
+        return prefix[:len(MAGIC)] == MAGIC
 
     def open_kmq(fp, filename=None):  # noqa: ANN001, ANN202 - Pillow's factory signature
         from .pilplugin import KmqImageFile
@@ -30,7 +62,7 @@ def _register_with_pillow() -> None:
         from .pilplugin import save
         save(im, fp, filename)
 
-    Image.register_open(KMQ_FORMAT, open_kmq, lambda prefix: prefix[:len(MAGIC)] == MAGIC)
+    Image.register_open(KMQ_FORMAT, open_kmq, accept)
     Image.register_save(KMQ_FORMAT, save_kmq)
     Image.register_extension(KMQ_FORMAT, ".kmq")
     Image.register_mime(KMQ_FORMAT, "image/x-kmq")

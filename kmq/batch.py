@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from PIL import Image
 
+from . import parallel
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about
 from .fileio import ENDING_SIGNALS, STDIO, check_distinct, check_writable, ignore_signal, reason, stdin
@@ -317,7 +318,7 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         for job in todo:
             yield task(job)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals, initargs=(_ignored_signals(),))
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_ignored_signals(),))
     try:
         with _WorkersEndFirst(pool) as signals:
             futures = {pool.submit(task, job): job for job in todo}
@@ -344,6 +345,13 @@ _GRACE_SECONDS = 5.0
 
 def _ignored_signals() -> tuple[int, ...]:
     return tuple(int(sig) for sig in ENDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN)
+
+
+def _worker_start(ignored: tuple[int, ...]) -> None:
+    """Each worker: its signals as below, and one thread for its numpy work (kmq.parallel), since the other
+    workers already use the other cores."""
+    _worker_signals(ignored)
+    parallel.serial()
 
 
 def _worker_signals(ignored: tuple[int, ...]) -> None:

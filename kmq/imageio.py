@@ -14,15 +14,15 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import prefetch
+# `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
+# outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
+from . import KMQ_FORMAT
 from .errors import KmqError, KmqWarning
 from .fileio import is_special, reason
 from .format import DEFAULT_MAX_PIXELS
 
 ImageSource = Union[str, Path, BinaryIO, bytes]
-
-# `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
-# outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
-KMQ_FORMAT = "KMQ"
 
 # Modes that carry transparency become RGBA; grey modes become L; everything else RGB.
 _TO_RGBA = {"RGBA", "LA", "La", "RGBa", "PA"}
@@ -39,7 +39,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with _no_pillow_bomb_limit(), Image.open(source) as im:
+        with _no_pillow_bomb_limit(), prefetch.take(source) or Image.open(source) as im:
             pixels = im.width * im.height
             if pixels > max_pixels:
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "

@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import parallel
+
 __all__ = ["Distinct", "distinct", "distinct_colors", "fit", "nearest"]
 
 # progress(done, total): called now and then by long fits, e.g. to draw a bar; never required.
@@ -36,25 +38,26 @@ _CACHE_BLOCK = 1 << 17
 # distinct colours
 
 
-def _pack(pixels: np.ndarray) -> np.ndarray:
+def _pack(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(N, C) uint8 -> (N,) uint32 with channel 0 in the most significant byte, so that ascending packed
-    value is the lexicographic order of the colours.
+    value is the lexicographic order of the colours; written into `out` if given.
 
     Contiguous RGB is read in one pass: pixel i's 3 bytes and the next pixel's first byte, seen as one
     big-endian uint32 at byte offset 3i (an unaligned, overlapping view, no copy), shifted right by 8.
     That is ~3x faster than assembling the key channel by channel (12 MP: 0.02 s instead of 0.055 s).
     """
     n, channels = pixels.shape
+    packed = np.empty(n, dtype=np.uint32) if out is None else out
     if channels == 3 and n > 1 and pixels.flags.c_contiguous:
-        packed = np.empty(n, dtype=np.uint32)
         words = np.ndarray((n - 1,), dtype=">u4", buffer=pixels, strides=(3,))
         np.right_shift(words, 8, out=packed[:-1], dtype=np.uint32, casting="unsafe")
         r, g, b = (int(v) for v in pixels[-1])  # the last pixel has no byte after it
         packed[-1] = (r << 16) | (g << 8) | b
         return packed
     if channels == 4 and pixels.flags.c_contiguous:  # each pixel is one aligned big-endian uint32
-        return np.ndarray((n,), dtype=">u4", buffer=pixels, strides=(4,)).astype(np.uint32)
-    packed = pixels[:, 0].astype(np.uint32)
+        packed[:] = np.ndarray((n,), dtype=">u4", buffer=pixels, strides=(4,))
+        return packed
+    packed[:] = pixels[:, 0]
     for c in range(1, pixels.shape[1]):
         packed <<= 8
         packed |= pixels[:, c]
@@ -62,10 +65,11 @@ def _pack(pixels: np.ndarray) -> np.ndarray:
 
 
 def _unpack(packed: np.ndarray, channels: int) -> np.ndarray:
-    """Inverse of `_pack`: (M,) integer -> (M, channels) uint8."""
-    packed = packed.astype(np.uint32, copy=False)
-    shifts = np.arange(channels - 1, -1, -1, dtype=np.uint32) * 8
-    return ((packed[:, None] >> shifts[None, :]) & 0xFF).astype(np.uint8)
+    """Inverse of `_pack`: (M,) integer -> (M, channels) uint8.
+
+    Each key as a big-endian uint32 is its channels' bytes after 4 - channels zero bytes: one copy of the
+    bytes wanted (1.5 M colours: 0.01 s, half the time of shifting and masking each channel)."""
+    return np.ascontiguousarray(packed.astype(">u4").view(np.uint8).reshape(-1, 4)[:, 4 - channels:])
 
 
 class Distinct:
@@ -100,18 +104,25 @@ class Distinct:
         assert self._pixels is not None
         step = step or _CHUNK
         for s in range(0, self._pixels.shape[0], step):
-            keys = _pack(self._pixels[s:s + step])
-            if self._shift:
-                keys >>= self._shift
-            yield s, keys
+            yield s, self._packed(s, s + step)
 
-    def _index_chunks(self, ranks: _BitRank):
-        """(start, int32 colour index of each pixel from there) in chunks of `_INDEX_CHUNK` pixels, from the
-        pixels' keys packed again and ranked among the colours' (`ranks`)."""
-        for s, keys in self._key_chunks(_INDEX_CHUNK):
-            index = np.empty(keys.shape[0], dtype=np.int32)
-            ranks.rank(keys, index)
-            yield s, index
+    def _packed(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The keys of pixels start..stop, packed again from the pixels (into `out` if given)."""
+        keys = _pack(self._pixels[start:stop], out)
+        if self._shift:
+            keys >>= self._shift
+        return keys
+
+    def _rank_part(self, ranks: _BitRank, start: int, stop: int, index: np.ndarray, packed: bool) -> None:
+        """index[:] = the colour index of pixels start..stop (int32), their keys ranked among the colours'
+        (`ranks`) in place, `_INDEX_CHUNK` at a time so that the temporaries stay in cache. packed: index
+        already holds their keys (as uint32); else they are packed into it from the pixels first."""
+        for s in range(start, stop, _INDEX_CHUNK):
+            part = index[s - start:min(s + _INDEX_CHUNK, stop) - start]
+            keys = part.view(np.uint32)
+            if not packed:
+                self._packed(s, s + part.shape[0], keys)
+            ranks.rank(keys, part)
 
     def index(self) -> np.ndarray:
         """(N,) int32: the index of each pixel's colour (shared where it is kept: read it, never write it)."""
@@ -121,8 +132,15 @@ class Distinct:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
         if self._rank is not None:
             out = np.empty(self._pixels.shape[0], dtype=per_color.dtype)
-            for s, index in self._index_chunks(self._rank):
-                np.take(per_color, index.astype(np.intp), out=out[s:s + index.shape[0]])
+
+            def part(start: int, stop: int) -> None:
+                index = np.empty(_INDEX_CHUNK, dtype=np.int32)
+                for s in range(start, stop, _INDEX_CHUNK):
+                    chunk = index[:min(_INDEX_CHUNK, stop - s)]
+                    self._rank_part(self._rank, s, s + chunk.shape[0], chunk, packed=False)
+                    np.take(per_color, chunk.astype(np.intp), out=out[s:s + chunk.shape[0]])
+
+            parallel.map_parts(part, out.shape[0])
             return out
         size = int(self._values[-1]) + 1
         n = self._keys.shape[0] if self._keys is not None else self._pixels.shape[0]
@@ -219,27 +237,38 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
     source = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
                       pixels=pixels, shift=shift)
     seen = np.zeros(1 << keyed, dtype=bool)
+    # Up to _ONE_PASS pixels, each pixel's key, then its colour index in the same place (M < 2**24).
     inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
-    for s, keys in source._key_chunks():
-        seen[keys] = True
-        if inverse is not None:
-            inverse[s:s + keys.shape[0]] = keys
+
+    def mark(start: int, stop: int) -> None:
+        for s in range(start, stop, _INDEX_CHUNK):
+            e = min(s + _INDEX_CHUNK, stop)
+            keys = source._packed(s, e, None if inverse is None else inverse[s:e])
+            # Stored through intp indices: 2.5x faster than through the uint32 keys (12 MP: 0.017 s, 0.04 s).
+            seen[keys.astype(np.intp)] = True
+
+    parallel.map_parts(mark, n)  # threads that set the same flag both write True: no race that matters
     values = np.flatnonzero(seen).astype(np.uint32)
     ranks = _BitRank(seen)
     del seen
     m = values.shape[0]
-    counts = np.zeros(m, dtype=np.int64)
     colors = _colors_of(values, channels, alpha)
-    if inverse is None:  # above _ONE_PASS pixels: the keys are packed again whenever they are needed
-        for _, index in source._index_chunks(ranks):
+
+    def count(start: int, stop: int) -> np.ndarray:
+        counts = np.zeros(m, dtype=np.int64)
+        # Above _ONE_PASS pixels the keys are packed again, a chunk at a time, whenever they are needed.
+        chunk = np.empty(_CHUNK, dtype=np.int32) if inverse is None else None
+        for s in range(start, stop, _CHUNK):
+            e = min(s + _CHUNK, stop)
+            index = inverse[s:e].view(np.int32) if chunk is None else chunk[:e - s]
+            source._rank_part(ranks, s, e, index, packed=chunk is None)
             counts += np.bincount(index, minlength=m)
+        return counts
+
+    counts = sum(parallel.map_parts(count, n))
+    if inverse is None:
         return Distinct(colors, counts, values, pixels=pixels, shift=shift, rank=ranks)
-    index = inverse.view(np.int32)  # each key replaced by its colour's index, in place (M < 2**24)
-    for s in range(0, n, _INDEX_CHUNK):
-        ranks.rank(inverse[s:s + _INDEX_CHUNK], index[s:s + _INDEX_CHUNK])
-    for s in range(0, n, _CHUNK):
-        counts += np.bincount(index[s:s + _CHUNK], minlength=m)
-    return _Indexed(colors, counts, values, index)
+    return _Indexed(colors, counts, values, inverse.view(np.int32))
 
 
 class _Indexed(Distinct):
@@ -257,10 +286,14 @@ class _Indexed(Distinct):
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         # np.take over intp indices made a chunk at a time: ~2x faster than fancy indexing with the int32
         # ones, and no intp copy of them all.
-        n = self._index.shape[0]
-        out = np.empty(n, dtype=per_color.dtype)
-        for s in range(0, n, _INDEX_CHUNK):
-            np.take(per_color, self._index[s:s + _INDEX_CHUNK].astype(np.intp), out=out[s:s + _INDEX_CHUNK])
+        out = np.empty(self._index.shape[0], dtype=per_color.dtype)
+
+        def part(start: int, stop: int) -> None:
+            for s in range(start, stop, _INDEX_CHUNK):
+                e = min(s + _INDEX_CHUNK, stop)
+                np.take(per_color, self._index[s:e].astype(np.intp), out=out[s:e])
+
+        parallel.map_parts(part, out.shape[0])
         return out
 
 
@@ -495,11 +528,16 @@ def _nearest_brute(cols: list[np.ndarray], rows: slice | np.ndarray, m: int, pal
     base = np.arange(m) if isinstance(rows, slice) else rows
     if isinstance(rows, slice):
         base = base + (rows.start or 0)
-    for s in range(0, m, step):
-        d = _lut_dist2(cols, base[s:s + step], tables)
-        lab = np.argmin(d, axis=1)
-        labels[s:s + step] = lab
-        dist[s:s + step] = d[np.arange(lab.shape[0]), lab]
+
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            d = _lut_dist2(cols, base[s:e], tables)
+            lab = np.argmin(d, axis=1)
+            labels[s:e] = lab
+            dist[s:e] = d[np.arange(lab.shape[0]), lab]
+
+    parallel.map_parts(part, m, k)
     if index is not None:
         labels = index[labels]
     return labels, dist

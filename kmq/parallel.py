@@ -1,0 +1,59 @@
+"""Bulk numpy work over large arrays split between the machine's cores by threads.
+
+numpy releases the GIL inside its bulk loops (gathers, fancy-index stores, casts, element-wise ufuncs,
+argmin), so threads over disjoint parts of the pixels run side by side. Each part writes only its own
+slice of the outputs, and whatever is combined afterwards (integer counts) is exact in any order: the
+results are those of one thread, byte for byte, whatever the number of parts.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+# Below this many items in a part a thread costs more than it saves (starting one: ~0.1 ms).
+MIN_PART = 1 << 20
+# Past a few cores these passes are bound by memory bandwidth, not by arithmetic.
+_MAX_THREADS = 4
+_threads = max(1, min(_MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
+def serial() -> None:
+    """One thread from now on: in a process-pool worker (`kmq compress -j N`), whose siblings already use
+    the other cores."""
+    global _threads
+    _threads = 1
+
+
+def parts(n: int, cost: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering 0..n in order, one per thread, each of at least MIN_PART items' work
+    where one item costs `cost` (e.g. its distances to K centres)."""
+    step = max(1, -(-n // max(1, min(_threads, n * cost // MIN_PART))))
+    return [(s, min(s + step, n)) for s in range(0, n, step)] or [(0, n)]
+
+
+def map_parts(fn: Callable[[int, int], T], n: int, cost: int = 1) -> list[T]:
+    """[fn(start, stop) for each of `parts(n, cost)`], the parts run at once in threads (the first in the
+    calling one). An exception in any part is raised here, after every part has ended."""
+    bounds = parts(n, cost)
+    results: list = [None] * len(bounds)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(*bounds[i])
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(bounds))]
+    for t in threads:
+        t.start()
+    run(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

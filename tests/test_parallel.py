@@ -1,0 +1,72 @@
+"""kmq.parallel: work split between threads gives exactly the one-thread results."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import kmeans, parallel
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch):
+    """set(n): split work into up to n parts of at least 1000 items (tiny, so small images split too)."""
+    monkeypatch.setattr(parallel, "MIN_PART", 1000)
+
+    def set_threads(n: int) -> None:
+        monkeypatch.setattr(parallel, "_threads", n)
+    return set_threads
+
+
+def test_parts_cover_the_range_in_order(threads) -> None:
+    threads(3)
+    assert parallel.parts(0) == [(0, 0)]
+    assert parallel.parts(999) == [(0, 999)]
+    assert parallel.parts(2500) == [(0, 1250), (1250, 2500)]  # no part under MIN_PART
+    assert parallel.parts(3001) == [(0, 1001), (1001, 2002), (2002, 3001)]
+    assert parallel.parts(100, cost=25) == [(0, 50), (50, 100)]  # 2500 items' work: 2 parts
+    threads(1)
+    assert parallel.parts(10 ** 6) == [(0, 10 ** 6)]
+
+
+def test_map_parts_returns_in_order_and_raises_a_part_error(threads) -> None:
+    threads(4)
+    assert parallel.map_parts(lambda a, b: (a, b), 4000) == [(0, 1000), (1000, 2000), (2000, 3000),
+                                                             (3000, 4000)]
+
+    def fail_late(a: int, b: int) -> int:
+        if a == 3000:
+            raise MemoryError("part 4")
+        return a
+
+    with pytest.raises(MemoryError, match="part 4"):
+        parallel.map_parts(fail_late, 4000)
+
+
+def test_serial_means_one_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "_threads", 2)
+    parallel.serial()
+    assert parallel._threads == 1 and parallel.parts(10 ** 8) == [(0, 10 ** 8)]
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb", "rgba one alpha", "rgba"])
+@pytest.mark.parametrize("one_pass", [1 << 24, 0])  # colour index kept, or keys packed again when needed
+def test_threads_give_the_one_thread_colours_and_files(samples, threads, monkeypatch, kind, one_pass) -> None:
+    rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:100, :150]
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    px = {"grey": rgb[:, :, 0], "rgb": rgb, "rgba one alpha": np.dstack([rgb, np.full(rgb.shape[:2], 9, np.uint8)]),
+          "rgba": np.dstack([rgb, alpha])}[kind]
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)  # the table path, at this size
+    monkeypatch.setattr(kmeans, "_SPLIT_FROM", 1)
+    monkeypatch.setattr(kmeans, "_ONE_PASS", one_pass)
+    flat = px.reshape(px.shape[0] * px.shape[1], -1)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        d = kmeans.distinct(flat)
+        results.append((d.colors.tobytes(), d.counts.tobytes(), d.index().tobytes(),
+                        kmq.compress(px, k=16, seed=1).to_bytes()))
+    assert results[0] == results[1] == results[2]
+    colors, counts = np.unique(flat, axis=0, return_counts=True)
+    assert results[0][:2] == (colors.tobytes(), counts.tobytes())
