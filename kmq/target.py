@@ -2,21 +2,25 @@
 
 Both searches lean on two near-monotone curves: J falls and the file grows as K grows. The image's distinct
 colours are found once and every K is fitted at most once (its palette and per-colour labels kept, never
-per-pixel ones). A search brackets the answer between a K that misses and one that meets the target and
-narrows the bracket by interpolating in log K (log J, or log bytes, is close to linear in it), never by less
-than a quarter of the bracket; beyond it, a probe goes where the line through the last two reaches the
-target. While bracketing bytes with ctx, sizes are estimated from the information the payload codes
-(ctx.information, about half an encoding); the bracket's ends are then checked exactly.
+per-pixel ones). A search brackets the answer between a K that misses and one that meets the target: beyond
+the bracket a probe goes where the line through the last two (log J, or log bytes, against log K) reaches
+the target; within it, where the line between its ends does, and after an end moves, at the farthest K
+that would close the bracket if it fell on the other side. ctx files are sized by bounds from the
+information their payload codes (ctx.payload_bounds: about half an encoding, about 0.5 % wide) and encoded
+only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
   - PSNR: the file of 1.5 hi with the slack between its J and the target's spent on rdo. It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
-    misses it); only otherwise is the bracket narrowed to neighbouring K, the smaller file kept.
-  - bytes: the file of K_r = 3 lo (lo the largest K found whose plain file fits) with the rdo strength
-    searched: first at the J of hi (the smallest K found that does not fit), then on a line in (log of
-    the J rdo adds, log bytes), at most _RDO_STEPS files. It beats every plain K that fits when its J is
-    below that of hi; otherwise the bracket is narrowed and the better file kept.
+    misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
+    reaches neighbouring K and the smaller file is kept.
+  - bytes: the file of K_r = 3 x (the K where the plain sizes reach the budget) with the rdo strength
+    searched: first where the plain curve times _RDO_SHARE meets the budget (at most hi's J, hi the
+    smallest K found that does not fit), then on a line in (log of the J rdo adds, log bytes), until a
+    file fits within _CLOSE of the budget (at most _RDO_STEPS files, and one at hi's J if none fit). It
+    beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
+    the bracket reaches neighbours and the better file is kept.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """

@@ -613,8 +613,8 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     """Bounds (low, high) on ``len(encode(labels, palette))`` from the information it codes, without coding
     it (about half the work). rANS codes the information exactly but for two terms: the lane states, which
     hold 0 to 2 of their 5 bytes as information already coded, and the integer arithmetic's rounding, each
-    symbol of probability p within a factor 1 +- (1 - p) / 256 of its share (the state before a symbol is
-    at least its frequency times 2^8; docs/FORMAT.md)."""
+    symbol of probability p within a factor 1 +- (1 - p) / 256 of its share (before coding a symbol the
+    encoder's state is at least its frequency times 2^8: docs/FORMAT.md, "6. rANS")."""
     labels = np.ascontiguousarray(labels, dtype=np.uint16)
     palette = _check_palette(palette)
     if len(palette) == 1:
