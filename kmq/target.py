@@ -334,7 +334,7 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
     if slope < 0:
         aim = min(j_hi, math.exp(math.log(j_hi) + (goal - math.log(_RDO_SHARE) - math.log(s.estimate(hi))) / slope))
     best: tuple[int, float] | None = None
-    points: list[tuple[float, float]] = []  # (log added J, log bytes) of the files tried
+    points: list[tuple[float, float, float]] = []  # (log added J, log bytes, log J) of the files tried
     asked: list[float] = []  # the J each rdo run was given
     added = max(aim - j_k, 1e-3 * j_k)
     for step in range(_RDO_STEPS + 1):
@@ -351,23 +351,28 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
         img = s.file(k, pct)
         if img.distortion <= j_k:
             break
-        points.append((math.log(img.distortion - j_k), math.log(s.estimate(k, pct))))
+        points.append((math.log(img.distortion - j_k), math.log(s.estimate(k, pct)), math.log(img.distortion)))
         if s.fits(k, max_bytes, pct) and (best is None or img.distortion < s.file(*best).distortion):
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
         if step >= _RDO_STEPS - 1:
             continue
-        # The line through the nearest files either side of the budget once there are both, else the last two.
         over = [p for p in points if p[1] > math.log(max_bytes)]
         under = [p for p in points if p[1] <= math.log(max_bytes)]
         if over and under:
-            (u1, y1), (u0, y0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
+            # Between the nearest files either side of the budget, log bytes is close to linear in log J.
+            (u1, y1, v1), (_, y0, v0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
+            t = (goal - y1) / (y0 - y1) if y0 != y1 else 0.5
+            nxt = math.exp(v1 + min(1.0, max(0.0, t)) * (v0 - v1)) - j_k
+        elif not under and max(asked) < j_hi:
+            nxt = j_hi - j_k  # every file over the budget: hi's J, where one that fits beats every plain K
         else:
-            (u1, y1), (u0, y0) = points[-1], points[-2] if len(points) > 1 else (math.nan, math.nan)
-        slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
-        nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
-        if abs(math.log(nxt) - u1) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
+            # On the line through the last two in (log added J, log bytes), or of slope _RDO_SLOPE.
+            (u1, y1, _), (u0, y0, _) = points[-1], points[-2] if len(points) > 1 else (math.nan,) * 3
+            slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
+            nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
+        if nxt <= 0 or abs(math.log(nxt) - points[-1][0]) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
             break
         added = nxt
     return best
