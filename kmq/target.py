@@ -49,9 +49,9 @@ _PSNR_K = 1.5
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the K where the plain files reach it
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
-# rdo files at that K are about this share of the plain files of the same J (0.69 to 0.76 on camera,
-# chelsea and coffee at their budgets), which aims the first rdo strength
-_RDO_SHARE = 0.72
+# rdo files at that K are about this share of the plain files of the same J (0.69 to 0.77 on camera,
+# chelsea and coffee at 1 bpp, up to 0.88 on chelsea at 2.3 bpp), which aims the first rdo strength
+_RDO_SHARE = 0.75
 _CLOSE = 0.03  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 
@@ -365,8 +365,8 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
             (u1, y1, v1), (_, y0, v0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
             t = (goal - y1) / (y0 - y1) if y0 != y1 else 0.5
             nxt = math.exp(v1 + min(1.0, max(0.0, t)) * (v0 - v1)) - j_k
-        elif not under and max(asked) < j_hi:
-            nxt = j_hi - j_k  # every file over the budget: hi's J, where one that fits beats every plain K
+        elif not under and max(asked) < j_hi and points[-1][1] > math.log(max_bytes) + 2 * _CLOSE:
+            nxt = j_hi - j_k  # every file well over the budget: hi's J, where one that fits beats every plain K
         else:
             # On the line through the last two in (log added J, log bytes), or of slope _RDO_SLOPE.
             (u1, y1, _), (u0, y0, _) = points[-1], points[-2] if len(points) > 1 else (math.nan,) * 3
