@@ -15,7 +15,7 @@ larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi 
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
     reaches neighbouring K and the smaller file is kept.
-  - bytes: the file of K_r = 3 x (the K where the plain sizes reach the budget) with the rdo strength
+  - bytes: the file of K_r = 3 lo (lo the largest K found whose plain file fits) with the rdo strength
     searched: first where the plain curve times _RDO_SHARE meets the budget (at most hi's J, hi the
     smallest K found that does not fit), then on a line in (log of the J rdo adds, log bytes), until a
     file fits within _CLOSE of the budget (at most _RDO_STEPS files, and one at hi's J if none fit). It
@@ -46,13 +46,13 @@ _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
 _PSNR_K = 1.5
-_RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the K where the plain files reach it
+_RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
 # rdo files at that K are about this share of the plain files of the same J (0.69 to 0.77 on camera,
 # chelsea and coffee at 1 bpp, up to 0.88 on chelsea at 2.3 bpp), which aims the first rdo strength
 _RDO_SHARE = 0.75
-_CLOSE = 0.03  # a fitting rdo file this close to the budget (in log bytes) ends the search
+_CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 
 
@@ -314,15 +314,14 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
 
 def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> tuple[int, float] | None:
-    """The best file of K_r with rdo that fits, as (K_r, rdo), None if none found. K_r is _RDO_K times the K
-    where the plain files' sizes, interpolated between lo (the largest K found whose plain file fits) and
-    hi (the smallest that does not), reach the budget. The first rdo strength is where the
+    """The best file of K_r = _RDO_K x lo (lo the largest K found whose plain file fits, hi the smallest that
+    does not) with rdo that fits, as (K_r, rdo), None if none found. The first rdo strength is where the
     plain files' curve (log bytes against log J, through hi and K_r) times _RDO_SHARE meets the budget,
     at most hi's J (rdo at a larger K usually fits there, and then beats every plain K that fits); the next
     are found on the line through the last two files in (log of the J rdo adds, log bytes), along which rdo
     files lie close to a line of slope about _RDO_SLOPE (the first step takes that slope). The search stops
     at a file within _CLOSE of the budget."""
-    k = min(k_cap, round(_RDO_K * _crossing(lo, hi, s.estimate, max_bytes)))
+    k = min(k_cap, _RDO_K * lo)
     if k <= hi or s.j(k) <= 0:
         return None
     if s.fits(k, max_bytes):
