@@ -141,12 +141,19 @@ class KmqImage:
         shape = (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
         return pixels.reshape(shape)
 
+    def _meta(self) -> bytes:
+        return json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    def overhead(self) -> int:
+        """The file's bytes besides the payload (header, palette, metadata, checksum), without encoding it."""
+        return HEADER_SIZE + self.k * self.channels + len(self._meta()) + CRC_SIZE
+
     def to_bytes(self) -> bytes:
         """The whole .kmq file."""
         problem = metadata_problem(self.metadata)
         if problem:  # a file kmq writes must be one kmq reads
             raise ValueError(f"metadata: {problem}")
-        meta = json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        meta = self._meta()
         if len(meta) > MAX_META:
             raise ValueError(f"metadata is {len(meta)} bytes, more than {MAX_META}")
         cid = codecs.codec_id(self.codec)

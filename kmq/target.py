@@ -2,21 +2,25 @@
 
 Both searches lean on two near-monotone curves: J falls and the file grows as K grows. The image's distinct
 colours are found once and every K is fitted at most once (its palette and per-colour labels kept, never
-per-pixel ones). A search brackets the answer between a K that misses and one that meets the target and
-narrows the bracket by interpolating in log K (log J, or log bytes, is close to linear in it), never by less
-than a quarter of the bracket; beyond it, a probe goes where the line through the last two reaches the
-target. While bracketing bytes with ctx, sizes are estimated from the information the payload codes
-(ctx.information, about half an encoding); the bracket's ends are then checked exactly.
+per-pixel ones). A search brackets the answer between a K that misses and one that meets the target: beyond
+the bracket a probe goes where the line through the last two (log J, or log bytes, against log K) reaches
+the target; within it, where the line between its ends does, and after an end moves, at the farthest K
+that would close the bracket if it fell on the other side. ctx files are sized by bounds from the
+information their payload codes (ctx.payload_bounds: about half an encoding, about 0.5 % wide) and encoded
+only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
   - PSNR: the file of 1.5 hi with the slack between its J and the target's spent on rdo. It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
-    misses it); only otherwise is the bracket narrowed to neighbouring K, the smaller file kept.
+    misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
+    reaches neighbouring K and the smaller file is kept.
   - bytes: the file of K_r = 3 lo (lo the largest K found whose plain file fits) with the rdo strength
-    searched: first at the J of hi (the smallest K found that does not fit), then on a line in (log of
-    the J rdo adds, log bytes), at most _RDO_STEPS files. It beats every plain K that fits when its J is
-    below that of hi; otherwise the bracket is narrowed and the better file kept.
+    searched: first where the plain curve times _RDO_SHARE meets the budget (at most hi's J, hi the
+    smallest K found that does not fit), then on a line in (log of the J rdo adds, log bytes), until a
+    file fits within _CLOSE of the budget (at most _RDO_STEPS files, and one at hi's J if none fit). It
+    beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
+    the bracket reaches neighbours and the better file is kept.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -45,11 +49,16 @@ _PSNR_K = 1.5
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
+# rdo files at that K are about this share of the plain files of the same J (0.69 to 0.77 on camera,
+# chelsea and coffee at 1 bpp, up to 0.88 on chelsea at 2.3 bpp), which aims the first rdo strength
+_RDO_SHARE = 0.75
+_CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 
 
 class _Search:
-    """One image's fits and files, each computed at most once."""
+    """One image's fits and files, each computed at most once; a file's size is bounded from the information
+    its payload codes (ctx) and encoded only where the bounds cannot decide."""
 
     def __init__(self, pixels: np.ndarray, k_max: int, codec: str, seed: int, max_iter: int,
                  target: dict) -> None:
@@ -59,55 +68,65 @@ class _Search:
         # Above the number of distinct colours every K is lossless: no need to look there.
         self.k_hi = min(k_max, len(self.distinct.colors))
         self.codec, self.seed, self.max_iter, self.target = codec, seed, max_iter, target
-        self.fits: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # palette, per-colour labels, J
-        self.files: dict[tuple[int, float], tuple[KmqImage, int]] = {}
-        self.guesses: dict[int, float] = {}
+        self.fitted: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # palette, per-colour labels, J
+        self.files: dict[tuple[int, float], KmqImage] = {}
+        self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
 
     def j(self, k: int) -> float:
-        if k not in self.fits:
+        if k not in self.fitted:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
-                self.fits[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
+                self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
                                                max_iter=self.max_iter)
-        return self.fits[k][2]
+        return self.fitted[k][2]
 
     def psnr(self, j: float) -> float:
         return psnr_of(j, self.channels)
 
-    def file(self, k: int, rdo: float = 0.0) -> tuple[KmqImage, int]:
-        """The image at k with rdo, and its size in bytes (with the metadata it will carry)."""
+    def file(self, k: int, rdo: float = 0.0) -> KmqImage:
+        """The image at k with rdo, carrying the metadata it will be written with (not encoded here)."""
         key = (k, rdo)
         if key not in self.files:
             self.j(k)
-            palette, color_labels, j = self.fits[k]
+            palette, color_labels, j = self.fitted[k]
             fit = (palette, self.distinct.spread(color_labels.astype(np.uint16)), j)
-            img = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
-                            codec=self.codec, rdo=rdo, fit=fit, extra={"target": self.target})
-            self.files[key] = (img, len(img.to_bytes()))
+            self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
+                                        codec=self.codec, rdo=rdo, fit=fit, extra={"target": self.target})
         return self.files[key]
 
-    def size(self, k: int) -> int:
-        return self.file(k)[1]
+    def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
+        """Bounds on the file's size in bytes: for ctx from the information its payload codes (about half an
+        encoding, within about 0.5 %), otherwise (or once known) exact."""
+        key = (k, rdo)
+        if key not in self.sizes:
+            img = self.file(k, rdo)
+            if self.codec == "ctx":
+                low, high = ctx.payload_bounds(img.labels, img.palette)
+                self.sizes[key] = (img.overhead() + low, img.overhead() + high)
+            else:
+                self.size(k, rdo)
+        return self.sizes[key]
 
-    def guess(self, k: int) -> float:
-        """The plain file's size at k: exact for lzma (or once known); for ctx estimated from the information
-        its payload codes, without coding it (within a few bytes per coder lane, ample for a bracket)."""
-        if self.codec != "ctx" or (k, 0.0) in self.files or k == 1:
-            return self.size(k)
-        if k not in self.guesses:
-            self.guesses[k] = self._guess(k)
-        return self.guesses[k]
+    def size(self, k: int, rdo: float = 0.0) -> int:
+        """The file's size in bytes, exactly (encoded if not known)."""
+        key = (k, rdo)
+        low, high = self.sizes.get(key, (0, -1))
+        if low != high:
+            low = len(self.file(k, rdo).to_bytes())
+            self.sizes[key] = (low, low)
+        return low
 
-    def _guess(self, k: int) -> float:
-        self.j(k)
-        palette, color_labels, _ = self.fits[k]
-        labels = self.distinct.spread(color_labels.astype(np.uint16))
-        height, width = self.pixels.shape[:2]
-        lanes = 1 << ctx.lanes_log2(height * width)
-        # K = 1's file is all but the payload and the other entries; the coder's lane byte and states add
-        # 1 + 5 bytes a lane, of which about one byte a lane is information already counted.
-        return (self.size(1) + (len(palette) - 1) * self.channels + 1 + (rans.STATE_BYTES - 1) * lanes
-                + ctx.information(labels.reshape(height, width), palette) / 8)
+    def estimate(self, k: int, rdo: float = 0.0) -> float:
+        return sum(self.bounds(k, rdo)) / 2
+
+    def fits(self, k: int, budget: int, rdo: float = 0.0) -> bool:
+        low, high = self.bounds(k, rdo)
+        return high <= budget or (low <= budget and self.size(k, rdo) <= budget)
+
+    def no_larger(self, a: tuple[int, float], b: tuple[int, float]) -> bool:
+        """Whether file a is no larger than file b (keys (k, rdo))."""
+        (a_low, a_high), (b_low, b_high) = self.bounds(*a), self.bounds(*b)
+        return a_high <= b_low or (a_low <= b_high and self.size(*a) <= self.size(*b))
 
 
 def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str,
@@ -122,34 +141,74 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int, known: tuple[int, int] | None = None, coarse: float = 1.0) -> tuple[int, int]:
-    """Narrow (lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, to neighbours, or to
+             start: int, coarse: float = 1.0) -> tuple[int, int]:
+    """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
-    meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target.
-    known: a bracket found before, to narrow further."""
-    lo, hi = known or (0, k_hi + 1)
-    k = max(1, min(start, k_hi)) if known is None else _between(lo, hi, value, goal)
+    meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target."""
+    lo, hi = 0, k_hi + 1
+    k = max(1, min(start, k_hi))
     prev: tuple[int, float] | None = None
     for _ in range(_MAX_STEPS):
-        if hi - lo <= 1 or (known is not None and k is None):
-            break
         if ok(k):
             hi = k
         else:
             lo = k
-        if hi - lo <= 1 or (1 <= lo and hi <= k_hi and hi <= coarse * lo):
+        if hi - lo <= 1 or (1 <= lo and hi <= k_hi):
             break
         v = value(k)
         if lo == 0:
             k_next = _extrapolate(k, v, prev, goal) or _towards(k, v, 1, goal)
             k_next = max(1, min(hi - 1, k_next))
-        elif hi == k_hi + 1:
+        else:
             k_next = _extrapolate(k, v, prev, goal) or _towards(lo, value(lo), lo * 4, goal)
             k_next = min(k_hi, max(lo + 1, k_next))
-        else:
-            k_next = _between(lo, hi, value, goal)
         prev, k = (k, v), k_next
+    if 1 <= lo and hi <= k_hi:
+        lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse)
     return lo, hi
+
+
+def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
+            enough: Callable[[int, int], bool], up: bool, coarse: float = 1.0) -> tuple[int, int]:
+    """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse is 1), or until
+    enough(lo, hi). The first probe goes where log value, interpolated linearly in log K, reaches the goal
+    (rounded up or down: which end the caller would rather move). After an end moves, the next probe is the
+    farthest K from it that would end the narrowing if it fell on the other side (when that is still on
+    the far side of the crossing), else the crossing again; after two moves of the same end, the crossing
+    rounded towards the other; after three, the bracket's geometric middle."""
+    moved: list[bool] = []  # whether each probe moved hi
+    for _ in range(_MAX_STEPS):
+        if hi - lo <= 1 or (coarse > 1 and hi <= coarse * lo) or enough(lo, hi):
+            break
+        x = _crossing(lo, hi, value, goal)
+        if len(moved) >= 3 and moved[-1] == moved[-2] == moved[-3]:
+            k = round(math.sqrt(lo * hi))
+        elif len(moved) >= 2 and moved[-1] == moved[-2]:
+            k = math.floor(x) if moved[-1] else math.ceil(x)
+        elif moved and moved[-1]:
+            close = math.ceil(hi / coarse) if coarse > 1 else hi - 1
+            k = close if close <= x else math.ceil(x)
+        elif moved:
+            close = math.floor(coarse * lo) if coarse > 1 else lo + 1
+            k = close if close >= x else math.floor(x)
+        else:
+            k = math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
+        k = min(hi - 1, max(lo + 1, k))
+        moved.append(ok(k))
+        if moved[-1]:
+            hi = k
+        else:
+            lo = k
+    return lo, hi
+
+
+def _crossing(lo: int, hi: int, value: Callable[[int], float], goal: float) -> float:
+    """Where between lo and hi log value, linear in log K, reaches the goal."""
+    a, b = value(lo), value(hi)
+    if a > 0 and b > 0 and goal > 0 and a != b:
+        t = (math.log(goal) - math.log(a)) / (math.log(b) - math.log(a))
+        return math.exp(math.log(lo) + min(1.0, max(0.0, t)) * (math.log(hi) - math.log(lo)))
+    return math.sqrt(lo * hi)
 
 
 def _extrapolate(k: int, v: float, prev: tuple[int, float] | None, goal: float) -> int | None:
@@ -175,18 +234,6 @@ def _towards(k: int, v: float, far: int, goal: float) -> int:
     return int(round(k / factor)) if far < k else int(round(k * factor))
 
 
-def _between(lo: int, hi: int, value: Callable[[int], float], goal: float) -> int:
-    """Interpolate log value linearly in log K between lo and hi, kept in the middle half of the bracket."""
-    a, b = value(lo), value(hi)
-    if a > 0 and b > 0 and goal > 0 and a != b:
-        t = (math.log(goal) - math.log(a)) / (math.log(b) - math.log(a))
-        k = math.exp(math.log(lo) + min(1.0, max(0.0, t)) * (math.log(hi) - math.log(lo)))
-    else:
-        k = math.sqrt(lo * hi)
-    quarter = (hi - lo) / 4
-    return int(min(hi - 1, max(lo + 1, round(min(hi - quarter, max(lo + quarter, k))))))
-
-
 def _for_psnr(s: _Search, db: float) -> KmqImage:
     j_goal = s.channels * 255**2 / 10 ** (db / 10)
 
@@ -200,18 +247,30 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
                        f"{', the most -k allows' if s.k_hi < len(s.distinct.colors) else ''})")
     if s.codec == "raw" or lo == 0:
-        return s.file(hi)[0]
-    # A larger K with the slack between its J and the target's spent on rdo is usually smaller than any
-    # plain K that meets the target: rdo saves bytes at a far lower price in PSNR than a smaller K does.
+        return s.file(hi)
+    cand = _rdo_for_psnr(s, db, j_goal, hi)
+
+    def beaten(lo: int, hi: int) -> bool:  # no larger than a plain K that misses, so than every one that meets
+        return cand is not None and s.no_larger(cand, (lo, 0.0))
+
+    # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
+    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
+    if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
+        return s.file(*cand)
+    return s.file(hi)
+
+
+def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, float] | None:
+    """A larger K than the bracket's top with the slack between its J and the target's spent on rdo: usually
+    smaller than any plain K that meets the target, as rdo saves bytes at a far lower price in PSNR than a
+    smaller K does. None where there is no slack to spend (a plain larger K is never smaller)."""
     k = min(s.k_hi, round(_PSNR_K * hi))
-    cand, size = s.file(k, _pct(j_goal / s.j(k)) if s.j(k) > 0 else 0.0)
-    if s.psnr(cand.distortion) < db:
-        cand, size = None, 0
-    if cand is not None and size <= s.size(lo):
-        return cand  # no larger than a plain K that misses, so than every plain K that meets
-    lo, hi = _bracket(s.k_hi, ok, s.j, j_goal, 16, known=(lo, hi))
-    img, plain = s.file(hi)
-    return cand if cand is not None and size < plain else img
+    if k <= hi or s.j(k) <= 0:
+        return None
+    pct = _pct(j_goal / s.j(k))
+    if pct <= 0 or s.psnr(s.file(k, pct).distortion) < db:
+        return None
+    return k, pct
 
 
 def _pct(ratio: float) -> float:
@@ -236,59 +295,83 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     k_cap = max(1, min(s.k_hi, (max_bytes - smallest) // s.channels + 1))
 
     def ok(k: int) -> bool:  # "meets" here means "does not fit": the curve grows with K
-        return s.size(k) > max_bytes
+        return not s.fits(k, max_bytes)
 
-    # The bracket on estimated sizes first; only its ends are then coded, and only if they disagree is it
-    # narrowed on exact ones.
-    lo, hi = _bracket(k_cap, lambda k: s.guess(k) > max_bytes, s.guess, max_bytes, 16, coarse=_COARSE)
-    if (lo >= 1 and ok(lo)) or (hi <= k_cap and not ok(hi)):
-        lo, hi = _bracket(k_cap, ok, s.size, max_bytes, 16, coarse=_COARSE)
+    lo, hi = _bracket(k_cap, ok, s.estimate, max_bytes, 16, coarse=_COARSE)
     if hi > k_cap:  # every K allowed fits
-        return s.file(max(lo, 1))[0]
+        return s.file(max(lo, 1))
     cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if lo >= 1 else None
-    if cand is not None and cand.distortion < s.j(hi):
-        return cand  # better than the smallest K that does not fit, so than every plain K that does
-    lo, hi = _bracket(k_cap, ok, s.size, max_bytes, 16, known=(lo, hi))
-    best = s.file(max(lo, 1))[0]
-    return cand if cand is not None and cand.distortion < best.distortion else best
+
+    def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
+        return cand is not None and s.file(*cand).distortion < s.j(hi)
+
+    # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
+    lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
+    if beaten(lo, hi):
+        return s.file(*cand)
+    best = s.file(max(lo, 1))
+    return s.file(*cand) if cand is not None and s.file(*cand).distortion < best.distortion else best
 
 
-def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> KmqImage | None:
+def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> tuple[int, float] | None:
     """The best file of K_r = _RDO_K x lo (lo the largest K found whose plain file fits, hi the smallest that
-    does not) with rdo that fits, None if none found. The rdo strength is first that of hi's J (rdo at a
-    larger K usually fits there, and then beats every plain K that fits), then found on the line through
-    the last two files in (log of the J rdo adds, log bytes), along which rdo files lie close to a line of
-    slope about _RDO_SLOPE (the first step takes that slope)."""
+    does not) with rdo that fits, as (K_r, rdo), None if none found. The first rdo strength is where the
+    plain files' curve (log bytes against log J, through hi and K_r) times _RDO_SHARE meets the budget,
+    at most hi's J (rdo at a larger K usually fits there, and then beats every plain K that fits); the next
+    are found on the line through the last two files in (log of the J rdo adds, log bytes), along which rdo
+    files lie close to a line of slope about _RDO_SLOPE (the first step takes that slope). The search stops
+    at a file within _CLOSE of the budget."""
     k = min(k_cap, _RDO_K * lo)
     if k <= hi or s.j(k) <= 0:
         return None
-    j_k = s.j(k)
-    if s.guess(k) <= max_bytes and s.size(k) <= max_bytes:
-        return s.file(k)[0]
+    if s.fits(k, max_bytes):
+        return k, 0.0
+    j_k, j_hi = s.j(k), s.j(hi)
     goal = math.log(max_bytes) - _INSIDE  # aimed a little inside the budget: a file over it is wasted
-    best: KmqImage | None = None
-    points: list[tuple[float, float]] = []  # (log added J, log bytes) of the files tried
-    added = s.j(hi) - j_k
-    for _ in range(_RDO_STEPS):
+    slope = (math.log(s.estimate(k)) - math.log(s.estimate(hi))) / (math.log(j_k) - math.log(j_hi))
+    aim = j_hi
+    if slope < 0:
+        aim = min(j_hi, math.exp(math.log(j_hi) + (goal - math.log(_RDO_SHARE) - math.log(s.estimate(hi))) / slope))
+    best: tuple[int, float] | None = None
+    points: list[tuple[float, float, float]] = []  # (log added J, log bytes, log J) of the files tried
+    asked: list[float] = []  # the J each rdo run was given
+    added = max(aim - j_k, 1e-3 * j_k)
+    for step in range(_RDO_STEPS + 1):
+        if step == _RDO_STEPS:
+            # An rdo run may land well below the J it is given (its lambda is calibrated in a few trials), which
+            # can leave every file over the budget: then hi's J, where a file that fits beats every plain one.
+            if best is not None or max(asked) >= j_hi:
+                break
+            added = j_hi - j_k
         pct = min(MAX_RDO, _pct((j_k + added) / j_k))
         if pct <= 0:
             break
-        img, size = s.file(k, pct)
+        asked.append(j_k + added)
+        img = s.file(k, pct)
         if img.distortion <= j_k:
             break
-        points.append((math.log(img.distortion - j_k), math.log(size)))
-        if size <= max_bytes and (best is None or img.distortion < best.distortion):
-            best = img
-        # The line through the nearest files either side of the budget once there are both, else the last two.
+        points.append((math.log(img.distortion - j_k), math.log(s.estimate(k, pct)), math.log(img.distortion)))
+        if s.fits(k, max_bytes, pct) and (best is None or img.distortion < s.file(*best).distortion):
+            best = (k, pct)
+        if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
+            break
+        if step >= _RDO_STEPS - 1:
+            continue
         over = [p for p in points if p[1] > math.log(max_bytes)]
         under = [p for p in points if p[1] <= math.log(max_bytes)]
         if over and under:
-            (u1, y1), (u0, y0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
+            # Between the nearest files either side of the budget, log bytes is close to linear in log J.
+            (u1, y1, v1), (_, y0, v0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
+            t = (goal - y1) / (y0 - y1) if y0 != y1 else 0.5
+            nxt = math.exp(v1 + min(1.0, max(0.0, t)) * (v0 - v1)) - j_k
+        elif not under and max(asked) < j_hi and points[-1][1] > math.log(max_bytes) + 2 * _CLOSE:
+            nxt = j_hi - j_k  # every file well over the budget: hi's J, where one that fits beats every plain K
         else:
-            (u1, y1), (u0, y0) = points[-1], points[-2] if len(points) > 1 else (math.nan, math.nan)
-        slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
-        nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
-        if abs(math.log(nxt) - u1) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
+            # On the line through the last two in (log added J, log bytes), or of slope _RDO_SLOPE.
+            (u1, y1, _), (u0, y0, _) = points[-1], points[-2] if len(points) > 1 else (math.nan,) * 3
+            slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
+            nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
+        if nxt <= 0 or abs(math.log(nxt) - points[-1][0]) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
             break
         added = nxt
     return best
@@ -308,4 +391,4 @@ def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:
         k = fits
     while k > 1 and s.size(k) > max_bytes:  # a J with more digits than K = 1's: a few bytes more
         k -= max(1, -(-(s.size(k) - max_bytes) // s.channels))
-    return s.file(max(1, k))[0]
+    return s.file(max(1, k))

@@ -211,3 +211,27 @@ def test_a_byte_budget_never_fits_k_whose_palette_alone_does_not_fit(crop, count
     room = (400 - len(kmq.compress(crop, 1, codec="ctx").to_bytes())) // 3 + 1
     assert len(img.to_bytes()) <= 400
     assert max(counted["fits"]) <= room < len(np.unique(crop.reshape(-1, 3), axis=0))
+
+
+@pytest.mark.parametrize("kind, k", [("runs", 2), ("runs", 6), ("noise", 16), ("noise", 300), ("gradient", 40)])
+def test_ctx_payload_bounds_hold_the_payload_closely(kind, k):
+    # A search sizes ctx files by these bounds and encodes only where they cannot decide: they must hold,
+    # and be tight enough to decide (the lane states' 2 bytes a lane, plus well under 1 % of the payload).
+    from kmq.codecs import ctx, rans
+    rng = np.random.default_rng(k)
+    shape = (96, 130)
+    labels = {"runs": np.repeat(rng.integers(0, k, (96, 13)), 10, axis=1),
+              "noise": rng.integers(0, k, shape),
+              "gradient": (np.add.outer(np.arange(96), np.arange(130)) * k // 226 + rng.integers(0, 2, shape)) % k
+              }[kind].astype(np.uint16)
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
+    low, high = ctx.payload_bounds(labels, palette)
+    payload = len(ctx.encode(labels, palette))
+    assert low <= payload <= high
+    assert high - low <= 2 * rans.STATE_BYTES * (1 << ctx.lanes_log2(labels.size)) + 0.01 * payload
+    assert ctx.payload_bounds(labels[:1, :1], palette[:1]) == (0, 0)
+
+
+def test_overhead_is_the_file_but_the_payload(crop):
+    img = kmq.compress_to(crop, psnr=28, codec="ctx")
+    assert img.overhead() + len(kmq.codecs.ctx.encode(img.labels, img.palette)) == len(img.to_bytes())
