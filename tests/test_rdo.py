@@ -131,14 +131,17 @@ def test_rdo_that_costs_bytes_falls_back_to_the_nearest_labelling(crop, monkeypa
     # A run that scatters labels (what is left of it within the J budget costs escapes) would store a
     # larger payload: the nearest labelling comes back instead, with the palette as fitted.
     def scatter(s, *args):
-        other = (s.near + 1) % len(s.palette)
-        extra = rdo._dist(s.pixels, s.palette, other) - s.dnear
+        every = np.arange(len(s.pixels))
+        near, dnear = s.near(every), s.dnear(every)
+        other = (near + 1) % len(s.palette)
+        extra = rdo._dist(s.pixels, s.palette, other) - dnear
         order = np.argsort(extra, kind="stable")
-        moved = order[np.cumsum(extra[order]) <= s.dnear.sum() // 100]
+        moved = order[np.cumsum(extra[order]) <= dnear.sum() // 100]
         labels = s.labels.reshape(-1).copy()
         labels[moved] = other[moved]
         s.labels[...] = labels.reshape(s.labels.shape)
-        s.dcur = rdo._dist(s.pixels, s.palette, labels)
+        s.moved = np.sort(moved)
+        s.total = int(rdo._dist(s.pixels, s.palette, labels).sum())
         assert len(moved) > 50
 
     distinct = kmeans.distinct(crop.reshape(-1, 3))
