@@ -57,8 +57,9 @@ class _State:
     """A labelling in progress. labels are stored padded by one pixel of sentinel k, so every pixel has 8
     neighbours; pixels (H*W, C) uint8. Nothing else is kept per pixel (at 12 MP every such array costs
     48 MB and the time to fill it): the nearest entry and its distance are kept per distinct colour
-    (near_c, dnear_c), ``moved`` holds (sorted, flat) every pixel that may not be at its nearest entry, and
-    ``total`` is the summed distortion of the labels."""
+    (near_c, dnear_c), ``moved`` holds (sorted, flat) every pixel that may not be at its nearest entry (with
+    the pixels of the colours flagged in ``pending``, whose nearest entry changed: found only when needed),
+    ``total`` is the summed distortion of the labels and ``counts`` the pixels of each entry."""
     pixels: np.ndarray
     height: int
     width: int
@@ -69,6 +70,8 @@ class _State:
     dnear_c: np.ndarray
     moved: np.ndarray
     total: int
+    counts: np.ndarray
+    pending: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -128,9 +131,27 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State
     near_c, dnear_c = colours.nearest(palette)
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
     padded[1:-1, 1:-1] = colours.distinct.spread(near_c).reshape(height, width)
-    s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0)
+    counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
+    s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0, counts)
     s.total = s.nearest_total()
     return s
+
+
+def _settle(s: _State) -> None:
+    """Add the pixels of the colours in s.pending that are not at their nearest entry to s.moved."""
+    if s.pending is None:
+        return
+    mask = s.colours.distinct.spread(s.pending)
+    mask[s.moved] = True
+    moved = np.flatnonzero(mask)
+    s.moved = moved[s.current(moved) != s.near(moved)]
+    s.pending = None
+
+
+def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
+    """Bring s.counts up to date for pixels whose labels went from ``away`` to ``to``."""
+    k = len(s.palette)
+    s.counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
 
 
 def _around(s: _State, changed: np.ndarray) -> np.ndarray:
@@ -146,6 +167,7 @@ def _around(s: _State, changed: np.ndarray) -> np.ndarray:
 def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
     that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
+    _settle(s)
     k = len(s.palette)
     wp = s.width + 2
     flat = s.padded.reshape(-1)
@@ -176,15 +198,17 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         nbs = [flat[pidx + off] for off in offsets]
         cur = flat[pidx]
         agree = _agreement(nbs, cur)
-        near = s.near(idx)
         # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
-        # agrees with at most the other half and is no nearer.
-        live = (agree < _HALF) | (cur != near)
+        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
+        live = agree < _HALF
+        if len(s.moved):
+            live |= np.isin(idx, s.moved, assume_unique=True)
         if not live.all():
-            idx, pidx, cur, agree, near = idx[live], pidx[live], cur[live], agree[live], near[live]
+            idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
             nbs = [nb[live] for nb in nbs]
             if len(idx) == 0:
                 continue
+        near = s.near(idx)
         px = s.pixels[idx]
         dcur = _dist(px, s.palette, cur)
         best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
@@ -200,7 +224,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             best_d = np.where(better, d, best_d)
         flat[pidx] = best_c
         s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
-        changed.append(idx[best_c != cur])
+        moves = best_c != cur
+        _recount(s, best_c[moves], cur[moves])
+        changed.append(idx[moves])
     out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
     s.moved = np.union1d(s.moved, out)
     return out
@@ -221,12 +247,12 @@ def _refine(s: _State) -> None:
 
     The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
     that moved: a small share of the image, so nothing here costs a pass over every pixel."""
+    _settle(s)
     colours = s.colours
     k, channels = s.palette.shape
     moved = s.moved[s.current(s.moved) != s.near(s.moved)]
     to, away = s.current(moved), s.near(moved)
-    counts = np.bincount(s.near_c, weights=colours.counts, minlength=k)
-    counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
+    counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
     for ch in range(channels):
@@ -247,12 +273,9 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64) - away
                   + _dist(s.pixels[moved], palette, s.current(moved)).sum(dtype=np.int64))
     near_c, s.dnear_c = colours.nearest(palette)
-    shifted = np.flatnonzero(near_c != s.near_c)
-    if len(shifted):
-        # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
-        hit = np.zeros(len(near_c), bool)
-        hit[shifted] = True
-        moved = np.union1d(moved, np.flatnonzero(colours.distinct.spread(hit)))
+    shifted = near_c != s.near_c
+    # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
+    s.pending = shifted if shifted.any() else None
     s.palette, s.near_c = palette, near_c
     s.moved = moved[s.current(moved) != s.near(moved)]
 
@@ -402,14 +425,14 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     judged = s if whole else trial.kept
     if _worse(trial, judged, palette):
         return _nearest(_start(pixels, colours, palette) if not whole else trial.plain)
-    palette, labels = _compact(s.palette, s.labels.reshape(-1))
-    return palette, labels.reshape(height, width), s.total / len(labels)
+    palette, labels = _compact(s.palette, s.labels, s.counts)
+    return palette, labels, s.total / labels.size
 
 
 def _nearest(s: _State) -> tuple[np.ndarray, np.ndarray, float]:
     """The nearest labelling of a state just started, as optimise returns it."""
-    palette, labels = _compact(s.palette, s.labels.reshape(-1))
-    return palette, labels.reshape(s.height, s.width), s.total / len(labels)
+    palette, labels = _compact(s.palette, s.labels, s.counts)
+    return palette, labels, s.total / labels.size
 
 
 def _back_off(s: _State, budget: int) -> None:
@@ -419,6 +442,7 @@ def _back_off(s: _State, budget: int) -> None:
     excess = s.total - budget
     if excess <= 0:
         return
+    _settle(s)
     pidx = _padded_at(s, s.moved)
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near(s.moved)
@@ -433,13 +457,17 @@ def _back_off(s: _State, budget: int) -> None:
     order = np.argsort(worth, kind="stable")
     undo = order[:int(np.searchsorted(np.cumsum(delta[order], dtype=np.int64), excess)) + 1]
     flat[pidx[undo]] = near[undo]
+    _recount(s, near[undo], cur[undo])
     s.total -= int(delta[undo].sum(dtype=np.int64))
     s.moved = np.setdiff1d(s.moved, moved[undo], assume_unique=True)
 
 
-def _compact(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop unused entries and merge equal ones."""
-    used = np.bincount(labels, minlength=len(palette)) > 0
+def _compact(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unused entries and merge equal ones; counts: the pixels of each entry, if known."""
+    if counts is None:
+        counts = np.bincount(labels.reshape(-1), minlength=len(palette))
+    used = counts > 0
     kept, inverse = np.unique(palette[used], axis=0, return_inverse=True)
     if len(kept) == len(palette):
         return palette, labels  # nothing to drop: spare a pass over the pixels
