@@ -10,13 +10,18 @@ This module minimises, for a multiplier lambda,
 (a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
 each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
 cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
-of them are neighbours and E never rises. Each round of sweeps is followed by a palette refinement (every
-entry becomes the rounded mean of its pixels, which never raises J for fixed labels). lambda is found on
-a sample of the image (the image itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the
-whole image the final J is then measured exactly and, when above the budget, the relabelled pixels that
-bought the least agreement per unit of distortion return to their nearest entry until it is not. Last, the
-result's ctx payload is compared with the nearest labelling's (on the sample) and the nearest labelling is
-returned when rdo saved nothing. Everything is array work over whole parity classes.
+of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
+boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
+holding less than half the neighbour weight (any other label holds at most the other half, and is no
+nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
+itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
+measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
+of distortion return to their nearest entry until it is not. Last, the result's ctx payload is compared
+with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing.
+Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
+nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
+per-pixel array would cost 48 MB and the time to fill it.
 
 Tried and dropped (--rdo 2 bytes over plain on the 4 sample photos at K = 16 and 64, geometric mean; this
 Potts model with 6 bisection steps: 0.868): a rate model of ctx's finest level (the bits of a label given
@@ -24,7 +29,17 @@ the equality pattern of its 4 main neighbours, learnt from the labelling, for th
 it predicts) alone, 0.922 (0.898 with the coarser level's too), or added to the Potts term, 0.869; an
 escape term (the rank ctx gives a label none of its main neighbours holds), 0.866; relabelling whole small
 regions, 0.865 at 3x the time; 3 sweeps 0.868, 2 rounds 0.867, 8 candidates 0.868, a falling lambda 0.870.
-The secant calibration gave 0.866 at 4 runs.
+The secant calibration gave 0.866 at 4 runs; aiming at 99 % of the budget 0.866, 6 runs 0.866 (1.5x the
+calibration time).
+Where ctx spends the bytes: the coarse levels (a quarter of the pixels, coded from neighbours 2+ pixels
+away) hold 37 % of a plain chelsea K = 16 payload, and rdo cuts them by 10 % against 22 % at the finest
+level. Aimed at them, on chelsea and ihc at K = 16 and 64 (this model: 0.892): Potts terms between the
+pixels of the even grid at distance 2, weight 1 0.893, weight 2 0.901; a 5 x 5 neighbourhood (outer ring
+weight 0.25 / 0.5 / 1) 0.892 / 0.895 / 0.901; lambda x0.7 or x1.3 for the even-grid pixels 0.894 / 0.891,
+for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx predicts across them
+(odd-odd with even-even) 0.892; starting from the nearest labels of a 3 x 3 smoothed image (weight 0.3 /
+0.6 / 1) 0.892. A better start for J: Lloyd steps from the fitted palette lower J by < 0.03 % (the fit has
+converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
 """
 from __future__ import annotations
 
