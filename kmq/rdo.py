@@ -39,8 +39,8 @@ weight 0.25 / 0.5 / 1) 0.892 / 0.895 / 0.901; lambda x0.7 or x1.3 for the even-g
 for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx predicts across them
 (odd-odd with even-even) 0.892; starting from the nearest labels of a 3 x 3 smoothed image (weight 0.3 /
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
-2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J by < 0.03 % (the fit has
-converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
+2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
+by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
 """
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
     padded[1:-1, 1:-1] = colours.distinct.spread(near_c).reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
-    s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0, counts)
+    s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
+               counts)
     s.total = s.nearest_total()
     return s
 
@@ -387,7 +388,8 @@ def _margin(s: _State) -> float:
     return rans.STATE_BYTES * (1 << ctx.lanes_log2(s.height * s.width)) + 1
 
 
-_PLAIN: dict[bytes, float] = {}  # the estimate for the last nearest labelling judged (a target tries several rdo)
+# the estimate for the last nearest labelling judged (a target tries several rdo)
+_PLAIN: dict[bytes, float] = {}
 
 
 def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
@@ -413,9 +415,9 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
 
     The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
-    where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own sample, so there both payloads
-    are compared exactly; a larger one is judged by its sample's (both encodings cost a small share of a
-    12 MP compress)."""
+    where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
+    sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
+    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels)."""
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
