@@ -181,3 +181,70 @@ def test_ctx_information_is_the_payload_but_the_lane_states():
     info = ctx.information(labels, palette) / 8
     assert 1 <= payload - info <= 1 + rans.STATE_BYTES * lanes
     assert ctx.information(labels[:1, :1], palette[:1]) == 0
+
+
+def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float,
+                 todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
+    pixel that at the sweep's start is at a label boundary (4 axial neighbours) or away from its nearest
+    entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest and
+    its 4 axial neighbours'. Nothing else is skipped (rdo also skips pixels that hold half the Potts weight
+    at their nearest entry): returns the labels and the (H, W) map of the changed ones."""
+    height, width = labels.shape
+    k = len(palette)
+    sq = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
+    near = sq.argmin(-1)
+    offsets = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+    weights = [2, 2, 2, 2, 1, 1, 1, 1]
+    padded = np.pad(labels, 1, constant_values=k)
+    visit = labels != near
+    for di, dj in offsets[:4]:
+        visit |= labels != padded[1 + di:1 + di + height, 1 + dj:1 + dj + width]
+    if todo is not None:
+        visit &= todo
+    start = labels.copy()
+    for pi in (0, 1):
+        for pj in (0, 1):
+            rows, cols = np.mgrid[pi:height:2, pj:width:2]
+            rows, cols = rows[visit[rows, cols]], cols[visit[rows, cols]]
+            nbs = [padded[rows + 1 + di, cols + 1 + dj] for di, dj in offsets]
+            cur = padded[rows + 1, cols + 1]
+            best_c, best = cur, None
+            for i, c in enumerate([cur, near[rows, cols], *nbs[:4]]):
+                agree = sum(w * (nb == c) for nb, w in zip(nbs, weights))
+                cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree.astype(np.float32)
+                if i >= 2:
+                    cost = np.where(c == k, np.inf, cost)
+                if best is None:
+                    best = cost
+                else:
+                    best_c, best = np.where(cost < best, c, best_c), np.minimum(cost, best)
+            padded[rows + 1, cols + 1] = best_c
+    labels = padded[1:-1, 1:-1]
+    return labels, labels != start
+
+
+@pytest.mark.parametrize("lam", [30.0, 300.0, 3000.0])
+def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam):
+    pixels = crop[:37, :45]
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    s = rdo._start(pixels, rdo._Colours(distinct), palette)
+    want, todo, want_todo, moves = s.labels.copy(), None, None, 0
+    for _ in range(4):
+        changed = rdo._sweep(s, lam, todo)
+        want, want_changed = _plain_sweep(want, pixels, palette, lam, want_todo)
+        np.testing.assert_array_equal(s.labels, want)
+        np.testing.assert_array_equal(changed, np.flatnonzero(want_changed))
+        moves += len(changed)
+        todo = rdo._around(s, changed)
+        grown = np.pad(want_changed, 1)
+        want_todo = np.zeros(want.shape, bool)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                want_todo |= grown[1 + di:1 + di + want.shape[0], 1 + dj:1 + dj + want.shape[1]]
+    assert moves > 20
+    flat = want.reshape(-1)
+    assert s.total == rdo._dist(pixels.reshape(-1, 3), palette, flat).sum()
+    np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(palette)))
+    assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
