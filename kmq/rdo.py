@@ -131,7 +131,6 @@ class _Colours:
     def __init__(self, distinct: kmeans.Distinct) -> None:
         self.colors = distinct.colors
         self.counts = distinct.counts
-        self.distinct = distinct
         self.index = distinct.index()  # kept by distinct for large images: no copy made
 
     def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +145,7 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
     near_c, dnear_c = colours.nearest(palette)
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
-    padded[1:-1, 1:-1] = colours.distinct.spread(near_c).reshape(height, width)
+    padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
     s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
                counts)
@@ -158,7 +157,7 @@ def _settle(s: _State) -> None:
     """Add the pixels of the colours in s.pending that are not at their nearest entry to s.moved."""
     if s.pending is None:
         return
-    mask = s.colours.distinct.spread(s.pending)
+    mask = s.pending[s.colours.index]
     mask[s.moved] = True
     moved = np.flatnonzero(mask)
     s.moved = moved[s.current(moved) != s.near(moved)]
