@@ -248,3 +248,24 @@ def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam):
     assert s.total == rdo._dist(pixels.reshape(-1, 3), palette, flat).sum()
     np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(palette)))
     assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
+
+
+def test_back_off_lands_within_the_budget_after_a_refinement(crop):
+    # A strong run, then its palette refined (some colours' nearest entry changes, so the pixels away from
+    # their nearest entry include ones that never moved): the back-off returns pixels to their nearest
+    # entries until J is within the budget, and the running J and counts stay exact.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    s = rdo._start(crop, rdo._Colours(distinct), palette)
+    budget = s.total * 102 // 100
+    rdo._run(s, 200.0, 2)
+    assert s.pending is not None and s.nearest_total() <= budget < s.total
+    before = s.labels.copy()
+    rdo._back_off(s, budget)
+    flat = s.labels.reshape(-1)
+    # it stops at the first pixel that brings J within budget, whose move bought at most lambda * 12
+    assert budget - 200 * 12 < s.total == rdo._dist(crop.reshape(-1, 3), s.palette, flat).sum() <= budget
+    np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(s.palette)))
+    back = flat != before.reshape(-1)
+    np.testing.assert_array_equal(flat[back], s.near(np.flatnonzero(back)))
+    assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
