@@ -263,7 +263,7 @@ def test_back_off_lands_within_the_budget_after_a_refinement(crop):
     before = s.labels.copy()
     rdo._back_off(s, budget)
     flat = s.labels.reshape(-1)
-    # it stops at the first pixel that brings J within budget, whose move bought at most lambda * 12
+    # it stops at the first pixel that brings J within budget (each pixel adds less than lambda * 12 here)
     assert budget - 200 * 12 < s.total == rdo._dist(crop.reshape(-1, 3), s.palette, flat).sum() <= budget
     np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(s.palette)))
     back = flat != before.reshape(-1)
