@@ -188,18 +188,19 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     wp = s.width + 2
     flat = s.padded.reshape(-1)
     offsets = [di * wp + dj for di, dj in _OFFSETS]
+    away = np.zeros(s.height * s.width, bool)  # the pixels that may be away from their nearest entry
+    away[s.moved] = True
     # Only pixels at a label boundary, or not at their nearest label, can gain from a move.
     if todo is None:
         lab = s.labels
-        boundary = np.zeros(lab.shape, bool)
+        boundary = away.reshape(lab.shape).copy()
         for di, dj in _OFFSETS[:4]:
             boundary |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
-        boundary.reshape(-1)[s.moved] = True
         candidates = np.flatnonzero(boundary)
     else:
         at = _padded_at(s, todo)
         cur = flat[at]
-        moving = cur != s.near(todo)
+        moving = away[todo]  # a superset of those away from their nearest: the rest are skipped below
         for off in offsets[:4]:
             moving |= cur != flat[at + off]
         candidates = todo[moving]
@@ -216,10 +217,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         agree = _agreement(nbs, cur)
         # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
         # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
-        live = agree < _HALF
-        if len(s.moved):
-            live |= np.isin(idx, s.moved, assume_unique=True)
-        if not live.all():
+        live = (agree < _HALF) | away[idx]
+        # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
+        if 2 * np.count_nonzero(live) < len(live):
             idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
             nbs = [nb[live] for nb in nbs]
             if len(idx) == 0:
@@ -244,7 +244,8 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         _recount(s, best_c[moves], cur[moves])
         changed.append(idx[moves])
     out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
-    s.moved = np.union1d(s.moved, out)
+    away[out] = True
+    s.moved = np.flatnonzero(away)
     return out
 
 
