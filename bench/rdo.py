@@ -91,25 +91,30 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - started, out
 
 
-def big_rows() -> tuple[list[str], float, float, float]:
+def big_rows() -> tuple[list[str], float, float, float, float]:
+    """Plain and --rdo 2 compresses of one 12 MP image, alternating, best of 3 each by wall and by CPU time
+    (on 2 shared cores wall time swings with the other jobs; a compress runs on one thread, so its CPU time
+    is the steadier measure). Returns the lines, the CPU and wall time ratios, the bytes ratio and the plain
+    CPU time."""
     with Image.open(ROOT / "samples" / "astronaut.png") as im:
         pixels = np.asarray(im.convert("RGB").resize(BIG, Image.Resampling.LANCZOS))
     lines = [f"12 MP ({BIG[0]}x{BIG[1]}, astronaut upscaled), K = 16, whole compress in process "
-             f"(fit, rdo, ctx encode; best of 2, alternating):", "",
-             "| run | time | bytes | J |", "|---|---:|---:|---:|"]
-    best = {"plain": math.inf, "rdo": math.inf}
+             f"(fit, rdo, ctx encode; best of 3, alternating):", "",
+             "| run | CPU time | wall time | bytes | J |", "|---|---:|---:|---:|---:|"]
+    best = {name: [math.inf, math.inf] for name in ("plain", "rdo")}
     out = {}
-    for _ in range(2):
+    for _ in range(3):
         for name, rdo in (("plain", 0.0), ("rdo", PCT)):
-            t, data = timed(lambda: kmq.compress(pixels, 16, codec="ctx", rdo=rdo))
-            n = len(data.to_bytes())
-            t = t + timed(lambda: data.to_bytes())[0]
-            best[name] = min(best[name], t)
-            out[name] = (n, data.distortion)
+            def run() -> tuple[int, float]:
+                img = kmq.compress(pixels, 16, codec="ctx", rdo=rdo)
+                return len(img.to_bytes()), img.distortion
+            wall, (t, out[name]) = timed(lambda: cpu(run))
+            best[name] = [min(best[name][0], t), min(best[name][1], wall)]
     for name in ("plain", "rdo"):
-        lines.append(f"| {'--rdo 2' if name == 'rdo' else 'plain'} | {best[name]:.2f} s | {out[name][0]:,} | "
-                     f"{out[name][1]:.2f} |")
-    return lines, best["rdo"] / best["plain"], out["rdo"][0] / out["plain"][0], best["plain"]
+        lines.append(f"| {'--rdo 2' if name == 'rdo' else 'plain'} | {best[name][0]:.2f} s | "
+                     f"{best[name][1]:.2f} s | {out[name][0]:,} | {out[name][1]:.2f} |")
+    return (lines, best["rdo"][0] / best["plain"][0], best["rdo"][1] / best["plain"][1],
+            out["rdo"][0] / out["plain"][0], best["plain"][0])
 
 
 class _Counter:
@@ -198,13 +203,13 @@ def target_rows() -> tuple[list[str], float, float, int]:
 
 def main() -> None:
     size_lines, summary = sizes_rows()
-    big_lines, time_ratio, big_bytes, t_plain = big_rows()
+    big_lines, time_ratio, wall_ratio, big_bytes, t_plain = big_rows()
     target_lines, target_cost, target_worst, misses = target_rows()
     photos = summary["photos"]
     status = "**met**" if photos[0] <= LIMIT and photos[2] <= J_LIMIT else "**not met**"
     out = [
         "# --rdo and targets", "",
-        "Measured by `bench/rdo.py` (2 shared cores; times are wall times in one process). `--rdo 2`: labels "
+        "Measured by `bench/rdo.py` (2 shared cores; times in one process). `--rdo 2`: labels "
         "may move for cheaper ctx labels while J rises by at most 2 %.", "",
         "## Targets", "",
         "| target | measured | status |", "|---|---|---|",
@@ -215,8 +220,9 @@ def main() -> None:
         f"{'**met**' if max(s[2] for s in summary.values()) <= J_LIMIT else '**not met**'} |",
         f"| other kinds (smooth, noisy, graphics, grey, RGBA) | {summary['other kinds'][0]:.3f} "
         f"(worst {summary['other kinds'][1]:.3f}) | |",
-        f"| 12 MP: --rdo 2 compress ≤ 2x plain ctx compress | {time_ratio:.2f}x (plain {t_plain:.2f} s; "
-        f"bytes {big_bytes:.3f}x) | {'**met**' if time_ratio <= 2 else '**not met**'} |",
+        f"| 12 MP: --rdo 2 compress ≤ 2x plain ctx compress | {time_ratio:.2f}x CPU time (plain "
+        f"{t_plain:.2f} s; wall time {wall_ratio:.2f}x; bytes {big_bytes:.3f}x) | "
+        f"{'**met**' if time_ratio <= 2 else '**not met**'} |",
         f"| a target costs ≤ ~8 plain compresses | {target_cost:.1f}x geomean, worst {target_worst:.1f}x "
         f"(CPU time, the runs below) | {'**met**' if target_worst <= 8 else '**not met**'} |",
         f"| every target met | {'all' if not misses else f'{misses} missed'} | "

@@ -10,13 +10,18 @@ This module minimises, for a multiplier lambda,
 (a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
 each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
 cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
-of them are neighbours and E never rises. Each round of sweeps is followed by a palette refinement (every
-entry becomes the rounded mean of its pixels, which never raises J for fixed labels). lambda is found on
-a sample of the image (the image itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the
-whole image the final J is then measured exactly and, when above the budget, the relabelled pixels that
-bought the least agreement per unit of distortion return to their nearest entry until it is not. Last, the
-result's ctx payload is compared with the nearest labelling's (on the sample) and the nearest labelling is
-returned when rdo saved nothing. Everything is array work over whole parity classes.
+of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
+boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
+holding less than half the neighbour weight (any other label holds at most the other half, and is no
+nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
+itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
+measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
+of distortion return to their nearest entry until it is not. Last, the result's ctx payload is compared
+with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing.
+Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
+nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
+per-pixel array would cost 48 MB and the time to fill it.
 
 Tried and dropped (--rdo 2 bytes over plain on the 4 sample photos at K = 16 and 64, geometric mean; this
 Potts model with 6 bisection steps: 0.868): a rate model of ctx's finest level (the bits of a label given
@@ -24,7 +29,18 @@ the equality pattern of its 4 main neighbours, learnt from the labelling, for th
 it predicts) alone, 0.922 (0.898 with the coarser level's too), or added to the Potts term, 0.869; an
 escape term (the rank ctx gives a label none of its main neighbours holds), 0.866; relabelling whole small
 regions, 0.865 at 3x the time; 3 sweeps 0.868, 2 rounds 0.867, 8 candidates 0.868, a falling lambda 0.870.
-The secant calibration gave 0.866 at 4 runs.
+The secant calibration gave 0.866 at 4 runs; aiming at 99 % of the budget 0.866, 6 runs 0.866 (1.5x the
+calibration time).
+Where ctx spends the bytes: the coarse levels (a quarter of the pixels, coded from neighbours 2+ pixels
+away) hold 37 % of a plain chelsea K = 16 payload, and rdo cuts them by 10 % against 22 % at the finest
+level. Aimed at them, on chelsea and ihc at K = 16 and 64 (this model: 0.892): Potts terms between the
+pixels of the even grid at distance 2, weight 1 0.893, weight 2 0.901; a 5 x 5 neighbourhood (outer ring
+weight 0.25 / 0.5 / 1) 0.892 / 0.895 / 0.901; lambda x0.7 or x1.3 for the even-grid pixels 0.894 / 0.891,
+for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx predicts across them
+(odd-odd with even-even) 0.892; starting from the nearest labels of a 3 x 3 smoothed image (weight 0.3 /
+0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
+2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
+by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
 """
 from __future__ import annotations
 
@@ -41,6 +57,7 @@ from .codecs import ctx, rans
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
+_HALF = sum(_WEIGHTS) // 2
 _SWEEPS = 2  # sweeps of every parity class per round; strong rdo (above _MANY_AT %) moves many more pixels,
 _MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % smaller files at 50 %)
 _ROUNDS = 1  # rounds of sweeps + palette refinement
@@ -54,21 +71,47 @@ _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
 @dataclass
 class _State:
     """A labelling in progress. labels are stored padded by one pixel of sentinel k, so every pixel has 8
-    neighbours; pixels (H*W, C) uint8; near / dnear the nearest label and its distance; dcur the distance
-    of the current label."""
+    neighbours; pixels (H*W, C) uint8. Nothing else is kept per pixel (at 12 MP every such array costs
+    48 MB and the time to fill it): the nearest entry and its distance are kept per distinct colour
+    (near_c, dnear_c), ``moved`` holds (sorted, flat) every pixel that may not be at its nearest entry (with
+    the pixels of the colours flagged in ``pending``, whose nearest entry changed: found only when needed),
+    ``total`` is the summed distortion of the labels and ``counts`` the pixels of each entry."""
     pixels: np.ndarray
     height: int
     width: int
     palette: np.ndarray
     padded: np.ndarray
-    near_c: np.ndarray  # the nearest entry of each distinct colour
-    near: np.ndarray
-    dnear: np.ndarray
-    dcur: np.ndarray
+    colours: _Colours
+    near_c: np.ndarray
+    dnear_c: np.ndarray
+    moved: np.ndarray
+    total: int
+    counts: np.ndarray
+    pending: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
         return self.padded[1:-1, 1:-1]
+
+    def near(self, idx: np.ndarray) -> np.ndarray:
+        """The nearest entry of the pixels idx (flat)."""
+        return self.near_c[self.colours.index[idx]]
+
+    def dnear(self, idx: np.ndarray) -> np.ndarray:
+        return self.dnear_c[self.colours.index[idx]]
+
+    def current(self, idx: np.ndarray) -> np.ndarray:
+        """The labels of the pixels idx (flat)."""
+        return self.padded.reshape(-1)[_padded_at(self, idx)]
+
+    def nearest_total(self) -> int:
+        """The distortion of the nearest labelling."""
+        return int(self.dnear_c.astype(np.int64) @ self.colours.counts.astype(np.int64))
+
+
+def _padded_at(s: _State, idx: np.ndarray) -> np.ndarray:
+    """Positions in the flat padded labels of the pixels idx (flat)."""
+    return idx + 2 * (idx // s.width) + s.width + 3
 
 
 def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -90,98 +133,143 @@ class _Colours:
         self.counts = distinct.counts
         self.index = distinct.index()  # kept by distinct for large images: no copy made
 
-    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The nearest palette entry of each colour, then of each pixel (flat) and its squared distance."""
+    def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The nearest palette entry of each colour and its squared distance, int32."""
         labels, sq = kmeans.nearest(self.colors, palette)
-        labels = labels.astype(np.int32)
-        return labels, labels[self.index], sq.astype(np.int32)[self.index]
+        return labels.astype(np.int32), sq.astype(np.int32)
 
 
 def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State:
     """The nearest-colour labelling."""
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
-    near_c, near, dnear = colours.nearest(palette)
+    near_c, dnear_c = colours.nearest(palette)
     padded = np.full((height + 2, width + 2), len(palette), np.int32)
-    padded[1:-1, 1:-1] = near.reshape(height, width)
-    return _State(flat, height, width, palette, padded, near_c, near, dnear, dnear.copy())
+    padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
+    counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
+    s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
+               counts)
+    s.total = s.nearest_total()
+    return s
 
 
-def _around(s: _State, mask: np.ndarray) -> np.ndarray:
-    """mask (H, W) bool grown by one pixel in all 8 directions."""
-    pad = np.pad(mask, 1)
-    out = mask.copy()
-    for di, dj in _OFFSETS:
-        out |= pad[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
-    return out
+def _settle(s: _State) -> None:
+    """Add the pixels of the colours in s.pending that are not at their nearest entry to s.moved."""
+    if s.pending is None:
+        return
+    mask = s.pending[s.colours.index]
+    mask[s.moved] = True
+    moved = np.flatnonzero(mask)
+    s.moved = moved[s.current(moved) != s.near(moved)]
+    s.pending = None
+
+
+def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
+    """Bring s.counts up to date for pixels whose labels went from ``away`` to ``to``."""
+    k = len(s.palette)
+    s.counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
+
+
+def _around(s: _State, changed: np.ndarray) -> np.ndarray:
+    """The pixels (flat) within one pixel, in all 8 directions, of the pixels ``changed`` (flat), sorted."""
+    mask = np.zeros((s.height + 2, s.width + 2), bool)
+    flat = mask.reshape(-1)
+    at = _padded_at(s, changed)
+    for di, dj in ((0, 0), *_OFFSETS):
+        flat[at + di * (s.width + 2) + dj] = True
+    return np.flatnonzero(mask[1:-1, 1:-1])
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
-    """One pass over the four parity classes, visiting the pixels of ``todo`` (all if None) that could gain
-    from a move; returns the (H, W) bool map of the labels that changed."""
+    """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
+    that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
+    _settle(s)
     k = len(s.palette)
     wp = s.width + 2
     flat = s.padded.reshape(-1)
     offsets = [di * wp + dj for di, dj in _OFFSETS]
+    away = np.zeros(s.height * s.width, bool)  # the pixels that may be away from their nearest entry
+    away[s.moved] = True
     # Only pixels at a label boundary, or not at their nearest label, can gain from a move.
-    lab = s.labels
-    moving = (lab != s.near.reshape(lab.shape))
-    for di, dj in _OFFSETS[:4]:
-        moving |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
-    if todo is not None:
-        moving &= todo
-    changed = np.zeros_like(moving)
-    for pi in (0, 1):
-        for pj in (0, 1):
-            sub = np.zeros_like(moving)
-            sub[pi::2, pj::2] = moving[pi::2, pj::2]
-            idx = np.flatnonzero(sub)
+    if todo is None:
+        lab = s.labels
+        boundary = away.reshape(lab.shape).copy()
+        for di, dj in _OFFSETS[:4]:
+            boundary |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
+        candidates = np.flatnonzero(boundary)
+    else:
+        at = _padded_at(s, todo)
+        cur = flat[at]
+        moving = away[todo]  # a superset of those away from their nearest: the rest are skipped below
+        for off in offsets[:4]:
+            moving |= cur != flat[at + off]
+        candidates = todo[moving]
+    changed = []
+    row, col = np.divmod(candidates, s.width)
+    parity = (row & 1) * 2 + (col & 1)
+    for cls in range(4):
+        idx = candidates[parity == cls]
+        if len(idx) == 0:
+            continue
+        pidx = _padded_at(s, idx)
+        nbs = [flat[pidx + off] for off in offsets]
+        cur = flat[pidx]
+        agree = _agreement(nbs, cur)
+        # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
+        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
+        live = (agree < _HALF) | away[idx]
+        # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
+        if 2 * np.count_nonzero(live) < len(live):
+            idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
+            nbs = [nb[live] for nb in nbs]
             if len(idx) == 0:
                 continue
-            pidx = idx + 2 * (idx // s.width) + wp + 1
-            nbs = [flat[pidx + off] for off in offsets]
-            cur = flat[pidx]
-            px = s.pixels[idx]
-            cands = [cur, s.near[idx], *nbs[:4]]
-            best = None
-            for c in cands:
-                agree = np.zeros(len(idx), np.int8)
-                for nb, w in zip(nbs, _WEIGHTS):
-                    agree += (nb == c).view(np.int8) << np.int8(w - 1)
-                if c is cur:
-                    d = s.dcur[idx]
-                else:
-                    safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
-                    d = _dist(px, s.palette, safe)
-                cost = d - np.float32(lam) * agree
-                if c is not cur and c is not cands[1]:
-                    cost[c == k] = np.inf
-                if best is None:
-                    best, best_c, best_d = cost, cur, d
-                else:
-                    better = cost < best
-                    best = np.where(better, cost, best)
-                    best_c = np.where(better, c, best_c)
-                    best_d = np.where(better, d, best_d)
-            changed.reshape(-1)[idx] = best_c != cur
-            flat[pidx] = best_c
-            s.dcur[idx] = best_d
-    return changed
+        near = s.near(idx)
+        px = s.pixels[idx]
+        dcur = _dist(px, s.palette, cur)
+        best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
+        for i, c in enumerate([near, *nbs[:4]]):
+            safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
+            d = _dist(px, s.palette, safe)
+            cost = d - np.float32(lam) * _agreement(nbs, c)
+            if i:
+                cost[c == k] = np.inf
+            better = cost < best
+            best = np.where(better, cost, best)
+            best_c = np.where(better, c, best_c)
+            best_d = np.where(better, d, best_d)
+        flat[pidx] = best_c
+        s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
+        moves = best_c != cur
+        _recount(s, best_c[moves], cur[moves])
+        changed.append(idx[moves])
+    out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
+    away[out] = True
+    s.moved = np.flatnonzero(away)
+    return out
 
 
-def _refine(s: _State, colours: _Colours) -> None:
+def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
+    """The Potts weight of the neighbours ``nbs`` holding label c, int8."""
+    agree = np.zeros(len(c), np.int8)
+    for nb, w in zip(nbs, _WEIGHTS):
+        agree += (nb == c).view(np.int8) << np.int8(w - 1)
+    return agree
+
+
+def _refine(s: _State) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
     the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
-    labels and the current distances are brought up to date.
+    entries and the distortion are brought up to date.
 
     The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
-    that moved: a small share of the image, so nothing here costs a pass over every pixel's channels."""
+    that moved: a small share of the image, so nothing here costs a pass over every pixel."""
+    _settle(s)
+    colours = s.colours
     k, channels = s.palette.shape
-    labels = s.labels.reshape(-1)
-    moved = np.flatnonzero(labels != s.near)
-    to, away = labels[moved], s.near[moved]
-    counts = np.bincount(s.near_c, weights=colours.counts, minlength=k)
-    counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
+    moved = s.moved[s.current(s.moved) != s.near(s.moved)]
+    to, away = s.current(moved), s.near(moved)
+    counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
     for ch in range(channels):
@@ -189,23 +277,35 @@ def _refine(s: _State, colours: _Colours) -> None:
         level = s.pixels[moved, ch]
         sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
         palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
-    # Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
+    _repalette(s, palette, moved)
+
+
+def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
+    """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) being the pixels not at
+    their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
+    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour."""
+    colours = s.colours
     per_colour = _dist(colours.colors.astype(np.int32), palette, s.near_c)
-    s.dcur = per_colour[colours.index]
-    s.dcur[moved] = _dist(s.pixels[moved], palette, to)
-    s.palette = palette
-    s.near_c, s.near, s.dnear = colours.nearest(palette)
+    away = per_colour[colours.index[moved]].sum(dtype=np.int64)
+    s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64) - away
+                  + _dist(s.pixels[moved], palette, s.current(moved)).sum(dtype=np.int64))
+    near_c, s.dnear_c = colours.nearest(palette)
+    shifted = near_c != s.near_c
+    # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
+    s.pending = shifted if shifted.any() else None
+    s.palette, s.near_c = palette, near_c
+    s.moved = moved[s.current(moved) != s.near(moved)]
 
 
-def _run(s: _State, distinct: _Colours, lam: float, sweeps: int) -> None:
+def _run(s: _State, lam: float, sweeps: int) -> None:
     for _ in range(_ROUNDS):
         todo = None
         for _ in range(sweeps):
             changed = _sweep(s, lam, todo)
-            if not changed.any():
+            if len(changed) == 0:
                 break
             todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
-        _refine(s, distinct)
+        _refine(s)
 
 
 def _sample(pixels: np.ndarray) -> np.ndarray:
@@ -240,17 +340,17 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     if sample is not pixels:
         distinct = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
     base = _start(sample, distinct, palette)
-    j0 = float(base.dnear.sum())
+    j0 = float(base.total)
     lo, hi, kept = 0.0, None, None
     if j0 == 0:
         return _Trial(lo, sample, base, kept)
     target = j0 * ratio
-    lam = j0 / len(base.dnear) * (ratio - 1) * 4 + 1.0
+    lam = j0 / len(base.pixels) * (ratio - 1) * 4 + 1.0
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for _ in range(_TRIALS):
         s = _start(sample, distinct, palette)
-        _run(s, distinct, lam, sweeps)
-        j = float(s.dcur.sum())
+        _run(s, lam, sweeps)
+        j = float(s.total)
         if j > target:
             hi = lam
         elif lam > lo:
@@ -288,7 +388,8 @@ def _margin(s: _State) -> float:
     return rans.STATE_BYTES * (1 << ctx.lanes_log2(s.height * s.width)) + 1
 
 
-_PLAIN: dict[bytes, float] = {}  # the estimate for the last nearest labelling judged (a target tries several rdo)
+# the estimate for the last nearest labelling judged (a target tries several rdo)
+_PLAIN: dict[bytes, float] = {}
 
 
 def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
@@ -299,12 +400,12 @@ def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
                           ).digest()
     if key not in _PLAIN:
         _PLAIN.clear()
-        _PLAIN[key] = _ctx_bytes(plain, palette, plain.near, exact=False)
+        _PLAIN[key] = _ctx_bytes(plain, palette, plain.labels, exact=False)
     a, b = _ctx_bytes(judged, judged.palette, judged.labels, exact=False), _PLAIN[key]
     if abs(a - b) <= _margin(plain):
         a, b = (_ctx_bytes(judged, judged.palette, judged.labels, exact=True),
-                _ctx_bytes(plain, palette, plain.near, exact=True))
-    return (a, int(judged.dcur.sum(dtype=np.int64))) >= (b, int(plain.dnear.sum(dtype=np.int64)))
+                _ctx_bytes(plain, palette, plain.labels, exact=True))
+    return (a, judged.total) >= (b, plain.total)
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float
@@ -314,9 +415,9 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
 
     The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
-    where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own sample, so there both payloads
-    are compared exactly; a larger one is judged by its sample's (both encodings cost a small share of a
-    12 MP compress)."""
+    where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
+    sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
+    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels)."""
     height, width, channels = pixels.shape
     ratio = 1 + pct / 100
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
@@ -324,66 +425,70 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     trial = _calibrate(pixels, colours, palette, ratio, sweeps)
     whole = trial.sample is pixels
     plain = trial.plain if whole else _start(pixels, colours, palette)
-    j0 = int(plain.dnear.sum(dtype=np.int64))
+    j0 = plain.total
     budget = math.floor(j0 * ratio)
-    original = (palette, plain.near_c, plain.near, plain.dnear)  # never changed in place
     if trial.kept is None:
-        return _nearest(plain, j0)
+        return _nearest(plain)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else plain
     if not whole:
-        _run(s, colours, trial.lam, sweeps)
-    if int(s.dnear.sum(dtype=np.int64)) > budget:
+        _run(s, trial.lam, sweeps)
+    if s.nearest_total() > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
-        s.palette, s.near_c, s.near, s.dnear = original
-        s.dcur = _dist(s.pixels, s.palette, s.labels.reshape(-1))
+        back = _start(pixels, colours, palette)  # only its nearest entries are read
+        s.near_c, s.dnear_c = back.near_c, back.dnear_c
+        labels = s.labels.reshape(-1)
+        _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
     judged = s if whole else trial.kept
     if _worse(trial, judged, palette):
-        return _nearest(_start(pixels, colours, palette) if not whole else trial.plain, j0)
-    labels = s.labels.reshape(-1)
-    total = int(s.dcur.sum(dtype=np.int64))
-    palette, labels = _compact(s.palette, labels)
-    return palette, labels.reshape(height, width), total / len(labels)
+        return _nearest(_start(pixels, colours, palette) if not whole else trial.plain)
+    palette, labels = _compact(s.palette, s.labels, s.counts)
+    return palette, labels, s.total / labels.size
 
 
-def _nearest(s: _State, total: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The nearest labelling of the palette ``s`` started from, as optimise returns it."""
-    palette, labels = _compact(s.palette, s.near)
-    return palette, labels.reshape(s.height, s.width), total / len(labels)
+def _nearest(s: _State) -> tuple[np.ndarray, np.ndarray, float]:
+    """The nearest labelling of a state just started, as optimise returns it."""
+    palette, labels = _compact(s.palette, s.labels, s.counts)
+    return palette, labels, s.total / labels.size
 
 
 def _back_off(s: _State, budget: int) -> None:
     """Return relabelled pixels to their nearest entry until the total distortion is within budget (possible
     whenever the nearest labelling is): first those that bought the least agreement per unit of distortion,
     as a lower lambda would."""
-    excess = int(s.dcur.sum(dtype=np.int64)) - budget
+    excess = s.total - budget
     if excess <= 0:
         return
-    delta = s.dcur - s.dnear
-    moved = np.flatnonzero(delta > 0)
-    pidx = moved + 2 * (moved // s.width) + s.width + 3
+    _settle(s)
+    pidx = _padded_at(s, s.moved)
     flat = s.padded.reshape(-1)
-    cur, near = flat[pidx], s.near[moved]
+    cur, near = flat[pidx], s.near(s.moved)
+    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear(s.moved)
+    gone = delta > 0
+    moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     gain = np.zeros(len(moved), np.int32)
     for (di, dj), w in zip(_OFFSETS, _WEIGHTS):
         nb = flat[pidx + di * (s.width + 2) + dj]
         gain += ((nb == cur).view(np.int8) - (nb == near).view(np.int8)) * w
-    worth = np.where(gain > 0, gain / np.maximum(delta[moved], 1), -1.0)
-    order = moved[np.argsort(worth, kind="stable")]
+    worth = np.where(gain > 0, gain / np.maximum(delta, 1), -1.0)
+    order = np.argsort(worth, kind="stable")
     undo = order[:int(np.searchsorted(np.cumsum(delta[order], dtype=np.int64), excess)) + 1]
-    labels = s.labels.reshape(-1).copy()
-    labels[undo] = s.near[undo]
-    s.labels[...] = labels.reshape(s.height, s.width)
-    s.dcur[undo] = s.dnear[undo]
+    flat[pidx[undo]] = near[undo]
+    _recount(s, near[undo], cur[undo])
+    s.total -= int(delta[undo].sum(dtype=np.int64))
+    s.moved = np.setdiff1d(s.moved, moved[undo], assume_unique=True)
 
 
-def _compact(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop unused entries and merge equal ones."""
-    used = np.bincount(labels, minlength=len(palette)) > 0
+def _compact(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Drop unused entries and merge equal ones; counts: the pixels of each entry, if known."""
+    if counts is None:
+        counts = np.bincount(labels.reshape(-1), minlength=len(palette))
+    used = counts > 0
     kept, inverse = np.unique(palette[used], axis=0, return_inverse=True)
     if len(kept) == len(palette):
         return palette, labels  # nothing to drop: spare a pass over the pixels
-    remap = np.zeros(len(palette), np.int64)
+    remap = np.zeros(len(palette), np.int32)
     remap[used] = inverse.reshape(-1)
     return kept, remap[labels]

@@ -131,14 +131,17 @@ def test_rdo_that_costs_bytes_falls_back_to_the_nearest_labelling(crop, monkeypa
     # A run that scatters labels (what is left of it within the J budget costs escapes) would store a
     # larger payload: the nearest labelling comes back instead, with the palette as fitted.
     def scatter(s, *args):
-        other = (s.near + 1) % len(s.palette)
-        extra = rdo._dist(s.pixels, s.palette, other) - s.dnear
+        every = np.arange(len(s.pixels))
+        near, dnear = s.near(every), s.dnear(every)
+        other = (near + 1) % len(s.palette)
+        extra = rdo._dist(s.pixels, s.palette, other) - dnear
         order = np.argsort(extra, kind="stable")
-        moved = order[np.cumsum(extra[order]) <= s.dnear.sum() // 100]
+        moved = order[np.cumsum(extra[order]) <= dnear.sum() // 100]
         labels = s.labels.reshape(-1).copy()
         labels[moved] = other[moved]
         s.labels[...] = labels.reshape(s.labels.shape)
-        s.dcur = rdo._dist(s.pixels, s.palette, labels)
+        s.moved = np.sort(moved)
+        s.total = int(rdo._dist(s.pixels, s.palette, labels).sum())
         assert len(moved) > 50
 
     distinct = kmeans.distinct(crop.reshape(-1, 3))
@@ -187,3 +190,91 @@ def test_rdo_that_keeps_the_nearest_labels_writes_the_plain_file_byte_for_byte()
     img = kmq.compress(pixels, 16, codec="ctx", rdo=2)
     assert "rdo" not in img.metadata
     assert img.to_bytes() == plain.to_bytes()
+
+
+def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float,
+                 todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
+    pixel that at the sweep's start is at a label boundary (4 axial neighbours) or away from its nearest
+    entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest and
+    its 4 axial neighbours'. Nothing else is skipped (rdo also skips pixels that hold half the Potts weight
+    at their nearest entry): returns the labels and the (H, W) map of the changed ones."""
+    height, width = labels.shape
+    k = len(palette)
+    sq = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
+    near = sq.argmin(-1)
+    offsets = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+    weights = [2, 2, 2, 2, 1, 1, 1, 1]
+    padded = np.pad(labels, 1, constant_values=k)
+    visit = labels != near
+    for di, dj in offsets[:4]:
+        visit |= labels != padded[1 + di:1 + di + height, 1 + dj:1 + dj + width]
+    if todo is not None:
+        visit &= todo
+    start = labels.copy()
+    for pi in (0, 1):
+        for pj in (0, 1):
+            rows, cols = np.mgrid[pi:height:2, pj:width:2]
+            rows, cols = rows[visit[rows, cols]], cols[visit[rows, cols]]
+            nbs = [padded[rows + 1 + di, cols + 1 + dj] for di, dj in offsets]
+            cur = padded[rows + 1, cols + 1]
+            best_c, best = cur, None
+            for i, c in enumerate([cur, near[rows, cols], *nbs[:4]]):
+                agree = sum(w * (nb == c) for nb, w in zip(nbs, weights))
+                cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree.astype(np.float32)
+                if i >= 2:
+                    cost = np.where(c == k, np.inf, cost)
+                if best is None:
+                    best = cost
+                else:
+                    best_c, best = np.where(cost < best, c, best_c), np.minimum(cost, best)
+            padded[rows + 1, cols + 1] = best_c
+    labels = padded[1:-1, 1:-1]
+    return labels, labels != start
+
+
+@pytest.mark.parametrize("lam", [30.0, 300.0, 3000.0])
+def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam):
+    pixels = crop[:37, :45]
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    s = rdo._start(pixels, rdo._Colours(distinct), palette)
+    want, todo, want_todo, moves = s.labels.copy(), None, None, 0
+    for _ in range(4):
+        changed = rdo._sweep(s, lam, todo)
+        want, want_changed = _plain_sweep(want, pixels, palette, lam, want_todo)
+        np.testing.assert_array_equal(s.labels, want)
+        np.testing.assert_array_equal(changed, np.flatnonzero(want_changed))
+        moves += len(changed)
+        todo = rdo._around(s, changed)
+        grown = np.pad(want_changed, 1)
+        want_todo = np.zeros(want.shape, bool)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                want_todo |= grown[1 + di:1 + di + want.shape[0], 1 + dj:1 + dj + want.shape[1]]
+    assert moves > 20
+    flat = want.reshape(-1)
+    assert s.total == rdo._dist(pixels.reshape(-1, 3), palette, flat).sum()
+    np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(palette)))
+    assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
+
+
+def test_back_off_lands_within_the_budget_after_a_refinement(crop):
+    # A strong run, then its palette refined (some colours' nearest entry changes, so the pixels away from
+    # their nearest entry include ones that never moved): the back-off returns pixels to their nearest
+    # entries until J is within the budget, and the running J and counts stay exact.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    s = rdo._start(crop, rdo._Colours(distinct), palette)
+    budget = s.total * 102 // 100
+    rdo._run(s, 200.0, 2)
+    assert s.pending is not None and s.nearest_total() <= budget < s.total
+    before = s.labels.copy()
+    rdo._back_off(s, budget)
+    flat = s.labels.reshape(-1)
+    # it stops at the first pixel that brings J within budget (each pixel adds less than lambda * 12 here)
+    assert budget - 200 * 12 < s.total == rdo._dist(crop.reshape(-1, 3), s.palette, flat).sum() <= budget
+    np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(s.palette)))
+    back = flat != before.reshape(-1)
+    np.testing.assert_array_equal(flat[back], s.near(np.flatnonzero(back)))
+    assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
