@@ -342,7 +342,8 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
         upper = d[np.arange(pts.m), labels].copy()
         lower, near = np.empty(pts.m), np.empty(pts.m)
         runner = np.empty(pts.m, dtype=np.intp)
-        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, runner, near, lower)
+        km._reassign_near(pts, cent, *km._by_separation(sep), np.arange(pts.m), labels, upper, runner, near,
+                          lower)
         rows = np.arange(pts.m)
         np.testing.assert_allclose(d[rows, labels], nearest, rtol=0, atol=1e-9)
         np.testing.assert_allclose(upper, nearest, rtol=0, atol=1e-9)
@@ -437,6 +438,19 @@ def test_histogram_of_sparse_bins_is_bounded_by_the_items() -> None:
     assert np.array_equal(occupied, ref) and np.array_equal(inverse, ref_inv)
     np.testing.assert_allclose(weights, np.bincount(ref_inv, weights=w))
     np.testing.assert_allclose(sums[:, 2], np.bincount(ref_inv, weights=wx[:, 2]))
+
+
+def test_bins_by_table_and_by_sort_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 000 items in 2**21 bins (a small photo's 7-bit level) are sorted, not tabled: the same answer.
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 1 << 21, 2000)
+    ids[:300] = ids[300:600]
+    assert int(ids.max()) + 1 > km._TABLE_PER_ITEM * ids.shape[0]  # the sorting path
+    by_sort = km._bins(ids)
+    monkeypatch.setattr(km, "_TABLE_PER_ITEM", 1 << 22)
+    by_table = km._bins(ids)
+    for a, b in zip(by_sort, by_table):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
 def test_lloyd_runs_ranks_runs_by_their_own_lloyd() -> None:
