@@ -1089,8 +1089,16 @@ _FINE_ENOUGH = 1000
 
 
 def _restarts(k: int) -> int:
-    """How many k-means++ + Lloyd restarts to run: many for small k, where runs differ most and are cheap."""
-    return int(min(16, max(3, 1024 // k)))
+    """How many k-means++ + Lloyd restarts to run: 4096 / k^1.5 rounded, at least 1 and at most 16.
+
+    Restarts hedge against an unlucky seeding. Each costs ~k seeding steps, and what the best of them gains
+    is the spread of J between seedings, which shrinks relative to J about as 1/sqrt(k) (each of the k
+    clusters is a smaller share of J); so the runs worth their cost fall as k^-1.5. K=16 and 32 keep 16,
+    K=64 has 8, K=128 3, K=256 1. Measured on chelsea, ihc, coffee and astronaut, 4 seeds each: at K=256 one
+    run averages 1.0011x scikit-learn's J, four runs 1.0012x; at K=64 eight runs are level with sixteen
+    (four were up to 0.6 % worse).
+    """
+    return int(min(16, max(1, round(4096 / k ** 1.5))))
 
 
 def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
@@ -1155,8 +1163,8 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
     K=16, 64 and 256 keep the same J, the 48 bulk tiles' mean J moves by under 0.02 %.
     """
     seeds = _kmeanspp(pts, k, rng, restarts)
-    if restarts == 1:
-        seeds = seeds[None]
+    if restarts == 1:  # nothing to rank
+        return _hamerly(pts, seeds, max_iter, tol_abs)[::2]
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
         early, j, _ = _lloyd_runs(pts, seeds, _PRUNE_AFTER, tol_abs)
