@@ -1325,8 +1325,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     colors: (M, C) uint8 distinct colours; counts: (M,) pixel count of each (the weights); M > k >= 1.
     Returns centroids (k, C) float64. Same input, k and seed -> identical output.
 
-    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, several restarts
-    (`_restarts`) ranked after a few Lloyd updates run together (`_lloyd_runs`), the best finished by
+    Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, as many restarts as pay
+    at this k (`_restarts`: 16 up to K=32, falling as k^-1.5 to one from K=200) ranked after a few Lloyd
+    updates run together (`_lloyd_runs`), the best finished by
     Lloyd. With many distinct colours (over 20 000, or over 2**20 colours x centroids) the restarts run on
     a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
     5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
