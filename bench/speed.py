@@ -81,15 +81,16 @@ def _worker(name: str, image: str, k: int, out: str) -> None:
         # K-Means of one small photo in process (no start-up, no decode): the best of 5 per K.
         import kmq
 
+        # Its CPU time too (least of the 5): on a shared machine the wall time also counts other jobs' turns.
         pixels = np.asarray(Image.open(image))
-        times = {}
+        times: dict[str, dict[int, float]] = {"wall": {}, "cpu": {}}
         for kk in (16, 64, 256):
-            best = math.inf
+            wall = cpu = math.inf
             for _ in range(5):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 kmq.compress(pixels, k=kk)
-                best = min(best, time.perf_counter() - t)
-            times[kk] = best
+                wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
+            times["wall"][kk], times["cpu"][kk] = wall, cpu
         print(json.dumps(times))
     elif name == "rgba":
         # kmq.compress of an image in process, alpha kept or dropped (out = "rgb" | "rgba"): time and J.
@@ -484,10 +485,12 @@ def report_bulk(bulk: dict, inproc: dict, have_pngquant: bool, targets: list) ->
         targets.append((f"Bulk 48 x 256x256, K={k}: J below pngquant's", f"mean {qj:.2f} vs {pj:.2f}; "
                         f"lower on {wins}/48", "", qj < pj))
     out += ["", "In process, K-Means of one 256x256 photo (astronaut resampled, `kmq.compress` on the pixels, "
-                "best of 5): " + ", ".join(f"K = {k}: {float(v):.3f} s" for k, v in inproc.items()) + ".", ""]
-    t256 = float(inproc["256"])
-    targets.append(("K-Means of a 65,536-pixel photo at K=256 ≤ 0.1 s in process", f"{t256:.3f} s", "",
-                    t256 <= 0.1))
+                "best of 5; in brackets the least CPU time of the 5): "
+                + ", ".join(f"K = {k}: {float(v):.3f} s ({float(inproc['cpu'][k]):.3f} s)"
+                            for k, v in inproc["wall"].items()) + ".", ""]
+    t256, c256 = float(inproc["wall"]["256"]), float(inproc["cpu"]["256"])
+    targets.append(("K-Means of a 65,536-pixel photo at K=256 ≤ 0.1 s in process", f"{t256:.3f} s",
+                    f"CPU time {c256:.3f} s", t256 <= 0.1))
     return out
 
 

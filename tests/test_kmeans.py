@@ -342,7 +342,8 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
         upper = d[np.arange(pts.m), labels].copy()
         lower, near = np.empty(pts.m), np.empty(pts.m)
         runner = np.empty(pts.m, dtype=np.intp)
-        km._reassign_near(pts, cent, sep, np.arange(pts.m), labels, upper, runner, near, lower)
+        km._reassign_near(pts, cent, *km._by_separation(sep), np.arange(pts.m), labels, upper, runner, near,
+                          lower)
         rows = np.arange(pts.m)
         np.testing.assert_allclose(d[rows, labels], nearest, rtol=0, atol=1e-9)
         np.testing.assert_allclose(upper, nearest, rtol=0, atol=1e-9)
@@ -439,6 +440,24 @@ def test_histogram_of_sparse_bins_is_bounded_by_the_items() -> None:
     np.testing.assert_allclose(sums[:, 2], np.bincount(ref_inv, weights=wx[:, 2]))
 
 
+def test_restarts_fall_as_k_to_the_minus_one_and_a_half() -> None:
+    # 4096 / k^1.5 rounded, within 1..16: 4096 / 512 = 8 at K=64, 4096 / 1448.2 = 2.83 at K=128.
+    assert [km._restarts(k) for k in (2, 16, 32, 64, 128, 256, 511)] == [16, 16, 16, 8, 3, 1, 1]
+
+
+def test_bins_by_table_and_by_sort_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 000 items in 2**21 bins (a small photo's 7-bit level) are sorted, not tabled: the same answer.
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 1 << 21, 2000)
+    ids[:300] = ids[300:600]
+    assert int(ids.max()) + 1 > km._TABLE_PER_ITEM * ids.shape[0]  # the sorting path
+    by_sort = km._bins(ids)
+    monkeypatch.setattr(km, "_TABLE_PER_ITEM", 1 << 22)
+    by_table = km._bins(ids)
+    for a, b in zip(by_sort, by_table):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
 def test_lloyd_runs_ranks_runs_by_their_own_lloyd() -> None:
     # Pairs of points at 0/1, 10/11, 20/21 on one axis, k = 3. Run 0 starts on the pairs and settles on their
     # means (inertia 6 x 0.25); run 1 starts with two centroids on the first pair and is stuck with the
@@ -495,7 +514,7 @@ def test_histogram_restarts_match_restarts_on_the_colours(case: str) -> None:
         assert len(colors) <= km._COARSE_ABOVE and len(colors) * k > km._COARSE_WORK
     fast = km.fit(colors, counts, k, seed=0)
     assert np.array_equal(fast, km.fit(colors, counts, k, seed=0))
-    # No worse than one k-means++ run finished by Lloyd on the colours themselves (within 0.5 %).
+    # No worse than as many restarts run on the colours themselves (within 0.5 %).
     pts = km._Points(colors, counts, colors)
-    ref = km._hamerly(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)[0]
+    ref = km._best_of_restarts(pts, k, np.random.default_rng(0), km._restarts(k), 300, 0.0)[0]
     assert weighted_j(colors, counts, fast) <= 1.005 * weighted_j(colors, counts, ref)
