@@ -1277,12 +1277,17 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     def assign(live: np.ndarray) -> None:
         flat = cent[live].reshape(-1, channels)
         step = max(1, _CACHE_BLOCK // flat.shape[0])
-        for s in range(0, m, step):
-            d = _float_dist2(pts.cols32, slice(s, s + step), flat)
-            d = d.reshape(d.shape[0], live.shape[0], k)
-            lab = np.argmin(d, axis=2)  # first minimum: the lower index
-            labels[live, s:s + step] = lab.T
-            dist[live, s:s + step] = np.take_along_axis(d, lab[:, :, None], axis=2)[:, :, 0].T
+
+        def part(start: int, stop: int) -> None:  # points in parts, as in `_assign`: the same bits
+            for s in range(start, stop, step):
+                e = min(s + step, stop)
+                d = _float_dist2(pts.cols32, slice(s, e), flat)
+                d = d.reshape(d.shape[0], live.shape[0], k)
+                lab = np.argmin(d, axis=2)  # first minimum: the lower index
+                labels[live, s:e] = lab.T
+                dist[live, s:e] = np.take_along_axis(d, lab[:, :, None], axis=2)[:, :, 0].T
+
+        parallel.map_parts(part, m, flat.shape[0])
 
     live = np.arange(runs)
     assign(live)

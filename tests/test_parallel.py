@@ -93,3 +93,16 @@ def test_assign_in_parts_gives_the_one_pass_nearest_and_runner_up(threads, monke
     labels, best, second = kmeans._assign(pts, centres, second=True)
     assert np.array_equal(labels, d.argmin(axis=1))
     assert np.allclose(best, d.min(axis=1), rtol=1e-5) and np.allclose(second, np.sort(d, axis=1)[:, 1], rtol=1e-5)
+
+
+def test_lloyd_runs_in_parts_give_the_one_pass_runs(threads, monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    pts = kmeans._Points(rng.random((3000, 3)) * 255, rng.integers(1, 9, 3000).astype(np.float64))
+    starts = rng.random((3, 5, 3)) * 255
+    monkeypatch.setattr(kmeans, "_CACHE_BLOCK", 15 * 200)  # blocks of 200 points, which the parts cut mid-block
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        assert len(parallel.parts(3000, 15)) == n
+        results.append([a.tobytes() for a in kmeans._lloyd_runs(pts, starts, 20, 0.0)])
+    assert results[0] == results[1] == results[2]
