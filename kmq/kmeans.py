@@ -759,16 +759,23 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
     best = np.empty(m, dtype=np.float64)
     nxt = np.empty(m, dtype=np.float64) if second else None
     step = max(1, _BLOCK // k)
-    for s in range(0, m, step):
-        sel = slice(s, s + step) if rows is None else rows[s:s + step]
-        d = pts.dist2(sel, c, tables)
-        lab = np.argmin(d, axis=1)
-        r = np.arange(lab.shape[0])
-        labels[s:s + step] = lab
-        best[s:s + step] = d[r, lab]
-        if nxt is not None:
-            d[r, lab] = np.inf
-            nxt[s:s + step] = d.min(axis=1)
+
+    # Each point's row of distances is its own, however the points are blocked: the parts (threads, each
+    # writing its own slices) give the labels and distances of one pass, bit for bit.
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            sel = slice(s, e) if rows is None else rows[s:e]
+            d = pts.dist2(sel, c, tables)
+            lab = np.argmin(d, axis=1)
+            r = np.arange(lab.shape[0])
+            labels[s:e] = lab
+            best[s:e] = d[r, lab]
+            if nxt is not None:
+                d[r, lab] = np.inf
+                nxt[s:e] = d.min(axis=1)
+
+    parallel.map_parts(part, m, k)
     return labels, best, nxt
 
 
@@ -1270,12 +1277,17 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     def assign(live: np.ndarray) -> None:
         flat = cent[live].reshape(-1, channels)
         step = max(1, _CACHE_BLOCK // flat.shape[0])
-        for s in range(0, m, step):
-            d = _float_dist2(pts.cols32, slice(s, s + step), flat)
-            d = d.reshape(d.shape[0], live.shape[0], k)
-            lab = np.argmin(d, axis=2)  # first minimum: the lower index
-            labels[live, s:s + step] = lab.T
-            dist[live, s:s + step] = np.take_along_axis(d, lab[:, :, None], axis=2)[:, :, 0].T
+
+        def part(start: int, stop: int) -> None:  # points in parts, as in `_assign`: the same bits
+            for s in range(start, stop, step):
+                e = min(s + step, stop)
+                d = _float_dist2(pts.cols32, slice(s, e), flat)
+                d = d.reshape(d.shape[0], live.shape[0], k)
+                lab = np.argmin(d, axis=2)  # first minimum: the lower index
+                labels[live, s:e] = lab.T
+                dist[live, s:e] = np.take_along_axis(d, lab[:, :, None], axis=2)[:, :, 0].T
+
+        parallel.map_parts(part, m, flat.shape[0])
 
     live = np.arange(runs)
     assign(live)

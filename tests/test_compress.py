@@ -274,3 +274,20 @@ def test_opaque_rgba_is_stored_as_rgb_byte_for_byte(rgb_small):
     one_transparent = rgba.copy()
     one_transparent[0, 0, 3] = 254
     assert kmq.compress(one_transparent, k=4).channels == 4
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "1", "P"])
+def test_to_array_gives_pillows_array_and_leaves_maxblock_as_it_was(mode) -> None:
+    from PIL import ImageFile
+
+    from kmq.imageio import to_array
+
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (300, 701, 4), dtype=np.uint8)  # 4 x 210,300 bytes: many 64 KiB pieces
+    im = Image.fromarray(rgba, "RGBA").convert(mode)
+    expected = {"RGB": np.asarray(im), "RGBA": np.asarray(im), "L": np.asarray(im),
+                "1": np.asarray(im.convert("L")), "P": np.asarray(im.convert("RGB"))}[mode]
+    before = ImageFile.MAXBLOCK
+    got = to_array(im)
+    assert ImageFile.MAXBLOCK == before
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)

@@ -70,3 +70,39 @@ def test_threads_give_the_one_thread_colours_and_files(samples, threads, monkeyp
     assert results[0] == results[1] == results[2]
     colors, counts = np.unique(flat, axis=0, return_counts=True)
     assert results[0][:2] == (colors.tobytes(), counts.tobytes())
+
+
+@pytest.mark.parametrize("exact", [True, False])  # uint8 colours (table look-ups) or float points (a histogram)
+def test_assign_in_parts_gives_the_one_pass_nearest_and_runner_up(threads, monkeypatch, exact) -> None:
+    rng = np.random.default_rng(3)
+    colors = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+    x = colors.astype(np.float64) + (0 if exact else rng.random((5000, 3)))
+    pts = kmeans._Points(x, rng.integers(1, 9, 5000).astype(np.float64), colors if exact else None)
+    centres = rng.random((7, 3)) * 255
+    monkeypatch.setattr(kmeans, "_BLOCK", 7 * 300)  # blocks of 300 points, which the parts cut mid-block
+    rows = np.flatnonzero(rng.random(5000) < 0.5)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        assert len(parallel.parts(5000, 7)) == n
+        full = kmeans._assign(pts, centres, second=True)
+        some = kmeans._assign(pts, centres, rows=rows)
+        results.append([a.tobytes() for a in (*full, *some[:2])] + [some[2]])
+    assert results[0] == results[1] == results[2]
+    d = ((x.astype(np.float32)[:, None, :] - centres.astype(np.float32)[None]) ** 2).sum(axis=2)
+    labels, best, second = kmeans._assign(pts, centres, second=True)
+    assert np.array_equal(labels, d.argmin(axis=1))
+    assert np.allclose(best, d.min(axis=1), rtol=1e-5) and np.allclose(second, np.sort(d, axis=1)[:, 1], rtol=1e-5)
+
+
+def test_lloyd_runs_in_parts_give_the_one_pass_runs(threads, monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    pts = kmeans._Points(rng.random((3000, 3)) * 255, rng.integers(1, 9, 3000).astype(np.float64))
+    starts = rng.random((3, 5, 3)) * 255
+    monkeypatch.setattr(kmeans, "_CACHE_BLOCK", 15 * 200)  # blocks of 200 points, which the parts cut mid-block
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        assert len(parallel.parts(3000, 15)) == n
+        results.append([a.tobytes() for a in kmeans._lloyd_runs(pts, starts, 20, 0.0)])
+    assert results[0] == results[1] == results[2]
