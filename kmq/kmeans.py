@@ -487,6 +487,10 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     words = np.empty(m, dtype=np.uint32)
     native = pixels.view(np.uint32).reshape(n)
 
+    # np.add.at holds the GIL, so threads count many colours by np.bincount after numbering their pixels,
+    # over runs of at least M of them (each count array costs M); one thread counts as it goes.
+    add_at = m > _INDEX_CHUNK and len(parallel.parts(n)) == 1
+
     def number(start: int, stop: int) -> np.ndarray:
         """Counts of the colours of pixels start..stop, whose indices are written over their pos."""
         counts = np.zeros(m, dtype=np.int64)
@@ -499,10 +503,13 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
             colours.rank(pos[s:e], part)
             if m <= _INDEX_CHUNK:  # few colours: a count array as short as the chunk, ~4x faster than add.at
                 counts += np.bincount(part, minlength=m)
-            else:
+            elif add_at:
                 np.add.at(counts, part, 1)
             words[part] = native[s:e]
             index[s:e] = part
+        if m > _INDEX_CHUNK and not add_at:
+            for s in range(start, stop, max(_CHUNK, m)):
+                counts += np.bincount(index[s:min(s + max(_CHUNK, m), stop)], minlength=m)
         return counts
 
     counts = functools.reduce(np.add, parallel.map_parts(number, n))  # integer sums: exact in any order
