@@ -14,6 +14,7 @@ the job of the public ``kmq.compress``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -327,8 +328,12 @@ def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
     keys = pixels.view(">u4").reshape(n)
     if n >= _SPLIT_FROM:
         seen = np.zeros(1 << 24, dtype=bool)
-        for s in range(0, n, _INDEX_CHUNK):  # intp indices a chunk at a time: ~2x faster than uint32 ones
-            seen[(keys[s:s + _INDEX_CHUNK] >> 8).astype(np.intp)] = True
+
+        def mark(start: int, stop: int) -> None:
+            for s in range(start, stop, _INDEX_CHUNK):  # intp indices a chunk at a time: ~2x faster than uint32
+                seen[(keys[s:min(s + _INDEX_CHUNK, stop)] >> 8).astype(np.intp)] = True
+
+        parallel.map_parts(mark, n)  # threads that set the same flag both write True: no race that matters
         rgbs = _BitRank(seen)
         # The alpha sets cost 32 bytes per RGB colour: with more than one RGB colour in two pixels, sort.
         if 2 * rgbs.count <= n and rgbs.count < 1 << 23:
@@ -379,8 +384,12 @@ class _BitRank:
 def _alpha_flags(pos: np.ndarray, rgbs: int) -> np.ndarray:
     """(rgbs * 256,) uint8: 1 where some pixel has RGB colour r and alpha a, at 256 r + a (= pos)."""
     flags = np.zeros(rgbs * 256, dtype=np.uint8)
-    for s in range(0, pos.shape[0], _INDEX_CHUNK):
-        flags[pos[s:s + _INDEX_CHUNK].astype(np.intp)] = 1
+
+    def mark(start: int, stop: int) -> None:
+        for s in range(start, stop, _INDEX_CHUNK):
+            flags[pos[s:min(s + _INDEX_CHUNK, stop)].astype(np.intp)] = 1
+
+    parallel.map_parts(mark, pos.shape[0])  # threads that set the same flag both write 1
     return flags
 
 
@@ -407,20 +416,40 @@ def _alpha_masks(pos: np.ndarray, rgbs: int) -> np.ndarray:
     where several pixels of a chunk write one byte only the last one's write stays, so the pixels whose bit
     is then missing write again, until none is. Every round sets a bit missing from each byte still
     written and never clears one, so there are at most 8 rounds, nearly all of them on few pixels.
+    Threads over parts of the pixels do the same, but one thread can write a byte back as it was before
+    another's bit: so afterwards every pixel's bit is checked (in threads, reading only) and those missing
+    are written again in this thread alone. The masks are then every pixel's bit, whatever the threads.
     """
     n = pos.shape[0]
     if rgbs * 256 <= _FLAGS_MAX:
         flags = _alpha_flags(pos, rgbs)
         return np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
     table = np.zeros(rgbs * 32, dtype=np.uint8)
-    for s in range(0, n, _INDEX_CHUNK):
-        p = pos[s:s + _INDEX_CHUNK]
-        at = (p >> 3).astype(np.intp)
-        bit = np.left_shift(np.uint8(1), (p & 7).astype(np.uint8))
+
+    def byte_bit(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (p >> 3).astype(np.intp), np.left_shift(np.uint8(1), (p & 7).astype(np.uint8))
+
+    def write(at: np.ndarray, bit: np.ndarray) -> None:
         while at.size:
             table[at] = np.take(table, at) | bit
             lost = np.flatnonzero((np.take(table, at) & bit) == 0)
             at, bit = at[lost], bit[lost]
+
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, _INDEX_CHUNK):
+            write(*byte_bit(pos[s:min(s + _INDEX_CHUNK, stop)]))
+
+    def missing(start: int, stop: int) -> list[np.ndarray]:
+        out = []
+        for s in range(start, stop, _INDEX_CHUNK):
+            p = pos[s:min(s + _INDEX_CHUNK, stop)]
+            at, bit = byte_bit(p)
+            out.append(p[(np.take(table, at) & bit) == 0])
+        return out
+
+    if len(parallel.map_parts(part, n)) > 1:
+        lost = np.concatenate([p for ps in parallel.map_parts(missing, n) for p in ps])
+        write(*byte_bit(lost))
     return table.view("<u8").astype(np.uint64, copy=False)
 
 
@@ -437,33 +466,53 @@ def _distinct_by_rgb(pixels: np.ndarray, keys: np.ndarray, rgbs: _BitRank) -> _I
     n = keys.shape[0]
     pos = np.empty(n, dtype=np.int32)  # each pixel's 256 r + a
     alpha = pixels[:, 3]
-    for s in range(0, n, _INDEX_CHUNK):
-        p = pos[s:s + _INDEX_CHUNK]
-        rgbs.rank(keys[s:s + _INDEX_CHUNK] >> 8, p)
-        p <<= 8
-        p |= alpha[s:s + _INDEX_CHUNK]
+
+    def place(start: int, stop: int) -> None:
+        for s in range(start, stop, _INDEX_CHUNK):
+            e = min(s + _INDEX_CHUNK, stop)
+            p = pos[s:e]
+            rgbs.rank(keys[s:e] >> 8, p)
+            p <<= 8
+            p |= alpha[s:e]
+
+    parallel.map_parts(place, n)
     if rgbs.count * 256 <= _RANK_TABLE:  # few RGB colours (graphics): a colour's index is one look-up
         colours: _BitRank | _TableRank = _TableRank(_alpha_flags(pos, rgbs.count))
     else:
         colours = _BitRank(words=_alpha_masks(pos, rgbs.count))
     m = colours.count
     index = pos  # each pixel's 256 r + a replaced by its colour's index, in place (M < 2**31: r < 2**23)
-    counts = np.zeros(m, dtype=np.int64)
-    # The pixels' own 4 bytes, as one native uint32, land on their colour's slot: no unpacking.
+    # The pixels' own 4 bytes, as one native uint32, land on their colour's slot: no unpacking. Threads
+    # writing one slot write the same bytes.
     words = np.empty(m, dtype=np.uint32)
     native = pixels.view(np.uint32).reshape(n)
-    chunk = np.empty(_INDEX_CHUNK, dtype=np.intp)
-    # Counted and written chunk by chunk while the indices are in cache: no second pass over them, and
-    # no intp copy of them all (np.bincount's).
-    for s in range(0, n, _INDEX_CHUNK):
-        part = chunk[:min(_INDEX_CHUNK, n - s)]
-        colours.rank(pos[s:s + _INDEX_CHUNK], part)
-        if m <= _INDEX_CHUNK:  # few colours: a count array as short as the chunk, ~4x faster than add.at
-            counts += np.bincount(part, minlength=m)
-        else:
-            np.add.at(counts, part, 1)
-        words[part] = native[s:s + _INDEX_CHUNK]
-        index[s:s + _INDEX_CHUNK] = part
+
+    # np.add.at holds the GIL, so threads count many colours by np.bincount after numbering their pixels,
+    # over runs of at least M of them (each count array costs M); one thread counts as it goes.
+    add_at = m > _INDEX_CHUNK and len(parallel.parts(n)) == 1
+
+    def number(start: int, stop: int) -> np.ndarray:
+        """Counts of the colours of pixels start..stop, whose indices are written over their pos."""
+        counts = np.zeros(m, dtype=np.int64)
+        chunk = np.empty(_INDEX_CHUNK, dtype=np.intp)
+        # Counted and written chunk by chunk while the indices are in cache: no second pass over them, and
+        # no intp copy of them all (np.bincount's).
+        for s in range(start, stop, _INDEX_CHUNK):
+            e = min(s + _INDEX_CHUNK, stop)
+            part = chunk[:e - s]
+            colours.rank(pos[s:e], part)
+            if m <= _INDEX_CHUNK:  # few colours: a count array as short as the chunk, ~4x faster than add.at
+                counts += np.bincount(part, minlength=m)
+            elif add_at:
+                np.add.at(counts, part, 1)
+            words[part] = native[s:e]
+            index[s:e] = part
+        if m > _INDEX_CHUNK and not add_at:
+            for s in range(start, stop, max(_CHUNK, m)):
+                counts += np.bincount(index[s:min(s + max(_CHUNK, m), stop)], minlength=m)
+        return counts
+
+    counts = functools.reduce(np.add, parallel.map_parts(number, n))  # integer sums: exact in any order
     colors = words.view(np.uint8).reshape(m, 4)
     values = colors.view(">u4").reshape(m)  # the packed keys, as a big-endian view: no 18 MB copy at 12 MP
     return _Indexed(colors, counts, values, index)
@@ -648,16 +697,21 @@ def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     pairs = points.view(">u2").reshape(m, 2)  # big-endian: channel 0 (or 2) is the high byte
     labels = np.empty(m, dtype=np.intp)
     dist = np.empty(m, dtype=np.int64)
-    block = np.empty((k, _PAIRS_BLOCK), dtype=np.int32)
-    least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
-    for s in range(0, m, _PAIRS_BLOCK):
-        d = np.take(first, pairs[s:s + _PAIRS_BLOCK, 0], axis=0)
-        d += np.take(last, pairs[s:s + _PAIRS_BLOCK, 1], axis=0)
-        t, b = block[:, :d.shape[0]], least[:d.shape[0]]
-        np.copyto(t, d.T)
-        np.minimum.reduce(t, axis=0, out=b)
-        np.bitwise_and(b, (1 << shift) - 1, out=labels[s:s + _PAIRS_BLOCK])
-        np.right_shift(b, shift, out=dist[s:s + _PAIRS_BLOCK])
+
+    def part(start: int, stop: int) -> None:
+        block = np.empty((k, _PAIRS_BLOCK), dtype=np.int32)
+        least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
+        for s in range(start, stop, _PAIRS_BLOCK):
+            e = min(s + _PAIRS_BLOCK, stop)
+            d = np.take(first, pairs[s:e, 0], axis=0)
+            d += np.take(last, pairs[s:e, 1], axis=0)
+            t, b = block[:, :d.shape[0]], least[:d.shape[0]]
+            np.copyto(t, d.T)
+            np.minimum.reduce(t, axis=0, out=b)
+            np.bitwise_and(b, (1 << shift) - 1, out=labels[s:e])
+            np.right_shift(b, shift, out=dist[s:e])
+
+    parallel.map_parts(part, m, k)
     return labels, dist
 
 

@@ -232,3 +232,48 @@ def test_alpha_varying_only_in_the_last_chunk_is_still_varying(monkeypatch):
     px[-1, 3] = 7
     d = km.distinct(px)
     assert d._values.tolist() == [(i << 24) | 200 for i in range(10)] + [(10 << 24) | 7]
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch):
+    """set(n): split work into up to n parts of at least 50 items, so that these small images split too."""
+    from kmq import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PART", 50)
+    return lambda n: monkeypatch.setattr(parallel, "_threads", n)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("kind", ["photo", "graphics", "few-rgb-noise"])
+def test_threads_give_the_one_thread_colours_labels_and_files_on_every_path(monkeypatch, threads, photo, path,
+                                                                              kind):
+    px = {"photo": photo[:60, :80], "graphics": graphics(), "few-rgb-noise": noise(levels=3)}[kind]
+    flat = px.reshape(-1, 4)
+    force(monkeypatch, path)
+    monkeypatch.setattr(km, "_PAIRS_FROM", 1)
+    palette = flat[np.random.default_rng(4).choice(len(flat), 16)]
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        d = km.distinct(flat)
+        labels, dist = km.nearest(d.colors, palette)
+        results.append((d.colors.tobytes(), d.counts.tobytes(), d.index().tobytes(), labels.tobytes(),
+                        dist.tobytes(), kmq.compress(px, k=16, seed=1).to_bytes()))
+    assert results[0] == results[1] == results[2]
+    ref, counts = np.unique(flat, axis=0, return_counts=True)
+    assert results[0][:2] == (ref.tobytes(), counts.tobytes())
+
+
+def test_alpha_mask_bytes_in_threads_equal_the_packed_flags(monkeypatch, threads):
+    """Parts of the pixels share mask bytes (three RGB colours, every alpha): the bits are all there,
+    whatever the number of threads."""
+    rng = np.random.default_rng(8)
+    pos = (rng.integers(0, 3, 20000) * 256 + rng.integers(0, 256, 20000)).astype(np.int32)
+    flags = np.zeros(3 * 256, bool)
+    flags[pos] = True
+    ref = np.packbits(flags, bitorder="little").view("<u8")
+    monkeypatch.setattr(km, "_FLAGS_MAX", 0)
+    monkeypatch.setattr(km, "_INDEX_CHUNK", 64)
+    for n in (1, 2, 3):
+        threads(n)
+        assert np.array_equal(km._alpha_masks(pos, 3), ref)
