@@ -277,3 +277,29 @@ def test_alpha_mask_bytes_in_threads_equal_the_packed_flags(monkeypatch, threads
     for n in (1, 2, 3):
         threads(n)
         assert np.array_equal(km._alpha_masks(pos, 3), ref)
+
+
+def test_alpha_masks_write_again_the_bits_a_thread_lost(monkeypatch):
+    """Threads OR-ing bits into shared bytes can write a byte back without another's bit; the check after
+    them must restore every such bit. Here the whole second part's writes are lost, deterministically."""
+    from kmq import kmeans, parallel
+
+    rng = np.random.default_rng(5)
+    rgbs = 40
+    pos = rng.integers(0, rgbs * 256, 5000).astype(np.int32)
+    expected = np.zeros(rgbs * 256, bool)
+    expected[pos] = True
+    real, calls = parallel.map_parts, []
+
+    def lossy(fn, n, cost=1):
+        calls.append(fn)
+        if len(calls) == 1:  # the writing pass: only the first half's writes land
+            fn(0, n // 2)
+            return [None, None]
+        return real(fn, n, cost)
+
+    monkeypatch.setattr(kmeans, "_FLAGS_MAX", 0)  # the in-place bit path
+    monkeypatch.setattr(kmeans.parallel, "map_parts", lossy)
+    masks = kmeans._alpha_masks(pos, rgbs)
+    np.testing.assert_array_equal(masks, np.packbits(expected, bitorder="little").view("<u8"))
+    assert len(calls) == 2
