@@ -24,7 +24,7 @@ _FORMATS = ("PNG", "JPEG", "BMP", "PPM")
 # asking, instead of Python's default 5 ms, so that it never waits longer than a decode call lasts.
 _SWITCH = 0.0005
 
-_started: dict[str, tuple[tuple[int, ...], threading.Thread, list, float]] = {}
+_started: dict[str, tuple[tuple[int, ...], threading.Thread, list]] = {}
 
 
 def start(args: list[str]) -> None:
@@ -51,27 +51,31 @@ def start(args: list[str]) -> None:
         return
     box: list = []
 
+    switch = sys.getswitchinterval()
+
     def decode() -> None:
         try:
             im.load()
             box.append(im)
         except Exception:  # noqa: BLE001 - as above
             im.close()
+        finally:
+            # Here rather than in take(): the image may never be taken (load_image given the path in
+            # another spelling, or an error first), and the short interval would slow the rest of the run.
+            sys.setswitchinterval(switch)
 
     thread = threading.Thread(target=decode, daemon=True)
-    switch = sys.getswitchinterval()
     sys.setswitchinterval(_SWITCH)
     thread.start()
-    _started[path] = (_identity(info), thread, box, switch)
+    _started[_key(path)] = (_identity(info), thread, box)
 
 
 def take(source: Any) -> Any:
     """The image decoded for `source` (a path as given on the command line), loaded, or None."""
-    if not isinstance(source, (str, Path)) or str(source) not in _started:
+    if not isinstance(source, (str, Path)) or _key(source) not in _started:
         return None
-    identity, thread, box, switch = _started.pop(str(source))
+    identity, thread, box = _started.pop(_key(source))
     thread.join()
-    sys.setswitchinterval(switch)
     try:
         same = _identity(os.stat(source)) == identity
     except OSError:
@@ -79,6 +83,11 @@ def take(source: Any) -> Any:
     if box and not same:
         box[0].close()
     return box[0] if box and same else None
+
+
+def _key(path: str | Path) -> str:
+    """One spelling per path: the CLI hands load_image `a.png` for `./a.png` (pathlib)."""
+    return os.path.normpath(path)
 
 
 def _identity(info: os.stat_result) -> tuple[int, ...]:

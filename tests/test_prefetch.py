@@ -51,6 +51,20 @@ def test_the_decoded_image_is_taken_once(photo: Path) -> None:
     assert prefetch.take(str(photo)) is None  # a second read opens the file
 
 
+def test_another_spelling_of_the_path_is_taken(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(photo.parent)
+    prefetch.start(["compress", "./p.png"])
+    assert prefetch.take(Path("./p.png")) is not None  # pathlib spells it "p.png"
+
+
+def test_the_switch_interval_comes_back_though_nobody_takes_the_image(photo: Path) -> None:
+    before = sys.getswitchinterval()
+    prefetch.start(["compress", str(photo)])
+    for _, thread, _ in prefetch._started.values():
+        thread.join()
+    assert sys.getswitchinterval() == before
+
+
 def test_a_file_changed_meanwhile_is_read_again(photo: Path, rgb_small: np.ndarray) -> None:
     prefetch.start(["compress", str(photo)])
     Image.fromarray(rgb_small[::-1].copy()).save(photo)
