@@ -49,8 +49,13 @@ def about(path: str | Path, message: str) -> str:
 def warnings_about(path: str | Path) -> Iterator[None]:
     """Warnings raised inside, raised again naming the file they are about: with several inputs, "the image
     has only 2 distinct colours" must say which image."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        warnings.warn(about(path, str(w.message)), w.category, stacklevel=3)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        # Also when an error follows them (a warning says why the error came), and only once the recording
+        # has stopped: warned inside it, each would be recorded again while this loop reads the list.
+        for w in caught:
+            warnings.warn(about(path, str(w.message)), w.category, stacklevel=3)

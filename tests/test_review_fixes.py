@@ -174,3 +174,17 @@ def test_gif_above_256_colours_says_what_pillow_reduces_them_to(runner, k300_fil
                         rf"300 colours to 256\n{re.escape(str(k300_file))} -> {re.escape(str(out))}: 20x20 GIF, "
                         rf"\d+\.\d\d s\n", result.output)
     out.unlink()
+
+
+def test_warnings_about_names_warnings_that_an_error_follows() -> None:
+    import warnings as w
+
+    from kmq.errors import KmqError, KmqWarning, warnings_about
+
+    with w.catch_warnings(record=True) as seen:
+        w.simplefilter("always")
+        with pytest.raises(KmqError, match="broken"):
+            with warnings_about("a.png"):
+                w.warn("only 2 distinct colours", KmqWarning)
+                raise KmqError("broken")
+    assert [str(x.message) for x in seen] == ["a.png: only 2 distinct colours"]
