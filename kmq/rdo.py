@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kmeans
-from .codecs import ctx, rans
+from .codecs import ctx
 
 # (row, column) offsets of the neighbours and their weights in the Potts term. Diagonal neighbours count
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
@@ -372,40 +372,41 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     return _Trial(lo, sample, base, kept)
 
 
-def _ctx_bytes(s: _State, palette: np.ndarray, labels: np.ndarray, exact: bool) -> float:
-    """The ctx payload bytes of ``labels`` (s's pixels, any shape) into ``palette``: exactly, or estimated
-    from the information the codec codes (within _margin)."""
+def _ctx_bytes(s: _State, palette: np.ndarray, labels: np.ndarray) -> int:
+    """The ctx payload bytes of ``labels`` (s's pixels, any shape) into ``palette``."""
     palette, labels = _compact(palette, labels.reshape(-1))
-    labels = labels.reshape(s.height, s.width)
-    if exact:
-        return len(ctx.encode(labels, palette))
-    return ctx.information(labels, palette) / 8
+    return len(ctx.encode(labels.reshape(s.height, s.width), palette))
 
 
-def _margin(s: _State) -> float:
-    """How far apart two estimates of _ctx_bytes may be while the payloads compare the other way: a payload
-    is its estimate plus 1 to 1 + 5 bytes per coder lane (the states, less the information they hold)."""
-    return rans.STATE_BYTES * (1 << ctx.lanes_log2(s.height * s.width)) + 1
+def _ctx_bounds(s: _State, palette: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """Guaranteed bounds on _ctx_bytes at about half its cost (ctx.payload_bounds)."""
+    palette, labels = _compact(palette, labels.reshape(-1))
+    return ctx.payload_bounds(labels.reshape(s.height, s.width), palette)
 
 
-# the estimate for the last nearest labelling judged (a target tries several rdo)
-_PLAIN: dict[bytes, float] = {}
+# the bounds for the last nearest labelling judged (a target tries several rdo)
+_PLAIN: dict[bytes, tuple[int, int]] = {}
 
 
 def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
     """Whether the labelling ``judged`` of the sample costs more ctx bytes than its nearest labelling (or as
-    many at no lower J); estimated first, and encoded only when the estimates are too close to tell."""
+    many at no lower J); from bounds first, and encoded only when the bounds overlap."""
     plain = trial.plain
     key = hashlib.blake2b(trial.sample.tobytes() + palette.tobytes() + bytes(str(trial.sample.shape), "ascii")
                           ).digest()
-    if key not in _PLAIN:
+    # read once: a bulk run's threads may replace the entry meanwhile
+    b = _PLAIN.get(key)
+    if b is None:
+        b = _ctx_bounds(plain, palette, plain.labels)
         _PLAIN.clear()
-        _PLAIN[key] = _ctx_bytes(plain, palette, plain.labels, exact=False)
-    a, b = _ctx_bytes(judged, judged.palette, judged.labels, exact=False), _PLAIN[key]
-    if abs(a - b) <= _margin(plain):
-        a, b = (_ctx_bytes(judged, judged.palette, judged.labels, exact=True),
-                _ctx_bytes(plain, palette, plain.labels, exact=True))
-    return (a, judged.total) >= (b, plain.total)
+        _PLAIN[key] = b
+    a = _ctx_bounds(judged, judged.palette, judged.labels)
+    if a[1] < b[0]:
+        return False
+    if a[0] > b[1]:
+        return True
+    return (_ctx_bytes(judged, judged.palette, judged.labels), judged.total) >= (
+        _ctx_bytes(plain, palette, plain.labels), plain.total)
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float

@@ -169,20 +169,6 @@ def test_rdo_payload_never_larger_than_plain(kind):
             kmq.codecs.ctx.encode(plain.labels, plain.palette))
 
 
-def test_ctx_information_is_the_payload_but_the_lane_states():
-    # rdo judges its result by the bits ctx codes, / 8: short of the payload by the lane byte and the lane
-    # states, less the information the states hold (up to all their bytes).
-    from kmq.codecs import ctx, rans
-    rng = np.random.default_rng(3)
-    labels = np.repeat(rng.integers(0, 6, (40, 30)), 3, axis=1).astype(np.uint16)
-    palette = rng.integers(0, 256, (6, 3)).astype(np.uint8)
-    payload = len(ctx.encode(labels, palette))
-    lanes = 1 << ctx.lanes_log2(labels.size)
-    info = ctx.information(labels, palette) / 8
-    assert 1 <= payload - info <= 1 + rans.STATE_BYTES * lanes
-    assert ctx.information(labels[:1, :1], palette[:1]) == 0
-
-
 def test_rdo_that_keeps_the_nearest_labels_writes_the_plain_file_byte_for_byte():
     """Recording "rdo" there made the file 10 bytes larger than plain for nothing."""
     pixels = np.random.default_rng(0).integers(0, 256, (1, 50, 3), dtype=np.uint8)

@@ -598,17 +598,6 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     return bytes([lg]) + rans.encode(freq, cum, 1 << lg)
 
 
-def information(labels: np.ndarray, palette: np.ndarray) -> float:
-    """The bits ``encode`` codes for these labels (the sum of -log2 of each symbol's coded probability),
-    without coding them: about half the work. The payload is this / 8 plus the lane byte and states, within
-    a few bytes per lane."""
-    labels = np.ascontiguousarray(labels, dtype=np.uint16)
-    palette = _check_palette(palette)
-    if len(palette) == 1:
-        return 0.0
-    return float(sum(rans.SCALE_BITS * len(f) - np.log2(f).sum() for f in _coded(labels, palette)))
-
-
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     """Bounds (low, high) on ``len(encode(labels, palette))`` from the information it codes, without coding
     it (about half the work). rANS codes the information exactly but for two terms: the lane states, which
