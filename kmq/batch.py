@@ -34,7 +34,7 @@ from PIL import Image
 from . import parallel
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about
-from .fileio import ENDING_SIGNALS, STDIO, check_distinct, check_writable, ignore_signal, reason, stdin
+from .fileio import ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, ignore_signal, reason, stdin
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
@@ -119,7 +119,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     module's folder rules); stdin ("-") is named stdin_name. Raises KmqError only if output is "-" or exists
     and is not a folder."""
     if output is not None and str(output) == STDIO:
-        raise KmqError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
+        raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise KmqError(f"{out} is not a folder; with several inputs, a folder or -o ending in /, -o names a folder")
@@ -136,7 +136,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
         target = (out / rename(relative)) if out is not None else source.with_name(rename(relative).name)
         problem = None
         if str(source) == STDIO and len(pairs) > 1:
-            problem = "stdin can only be read as the one and only input"
+            problem = STDIN_ALONE
         elif target in claimed:
             problem = f"{target} is already the output of {claimed[target]}"
         claimed.setdefault(target, source)

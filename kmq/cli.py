@@ -23,7 +23,7 @@ from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import KmqError, KmqWarning
-from .fileio import STDIO, check_distinct, check_writable, stdin, write_atomic
+from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
 
@@ -312,7 +312,7 @@ def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> lis
     from . import batch
 
     if STDIO in inputs and len(inputs) > 1:
-        raise click.UsageError("stdin (-) can only be the one and only input")
+        raise click.UsageError(STDIN_ALONE)
     with _reported():
         if _names_a_file(inputs, output):
             _refuse_folder(output)
@@ -331,7 +331,7 @@ def _check_bulk_output(output: str | None) -> None:
     """A bulk run's -o is a folder: stdout cannot be one (usage error, as other options that do not go
     together), and a new one named like a file (x.kmq, x.png) is a slip, not a wish for a folder."""
     if output == STDIO:
-        raise click.UsageError("-o - (stdout) cannot be used with several inputs, a folder or a summary")
+        raise click.UsageError(STDOUT_NOT_BULK)
     if output is None or output.endswith(("/", os.sep)) or Path(output).exists():
         return
     if Path(output).suffix.lower() == ".kmq" or _named_like_an_image(output):
@@ -968,7 +968,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     if proportional and output is not None and _is_palette_file(output):
         raise click.UsageError("--proportional draws a swatch image; a palette file has no bar to draw")
     if STDIO in inputs and len(inputs) > 1:
-        raise click.UsageError("stdin (-) can only be the one and only input")
+        raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
         if single:

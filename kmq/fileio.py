@@ -15,6 +15,9 @@ from typing import BinaryIO, Callable, Iterator, Union
 from .errors import KmqError
 
 STDIO = "-"
+# One wording wherever a run cannot take stdin or stdout (the CLI's usage errors, the library's KmqError).
+STDIN_ALONE = "stdin (-) can only be the one and only input"
+STDOUT_NOT_BULK = "-o - (stdout) cannot be used with several inputs, a folder or a summary"
 # What link() says on a file system without hard links; only then is the no-clobber rename done without one.
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 Content = Union[bytes, Callable[[BinaryIO], None]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from typing import Callable
 
 import numpy as np
@@ -773,6 +774,7 @@ class _Points:
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
         self._wx: list[np.ndarray] | None = None
         self._cols32: list[np.ndarray] | None = None
+        self._lock = threading.Lock()
 
     @property
     def wx(self) -> list[np.ndarray]:
@@ -791,8 +793,10 @@ class _Points:
     @property
     def cols32(self) -> list[np.ndarray]:
         """Per channel, the contiguous float32 (m,) coordinates that `_float_dist2` reads."""
-        if self._cols32 is None:
-            self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
+        # Asked for first inside the threads of a pass: one of them builds it, the others wait for it.
+        with self._lock:
+            if self._cols32 is None:
+                self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
         return self._cols32
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
