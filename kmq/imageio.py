@@ -83,7 +83,8 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
 # Pillow hands numpy an image's bytes from `Image.tobytes`, which makes them in ImageFile.MAXBLOCK pieces
 # (64 KiB) and joins those: two copies of the pixels. With one piece as large as the image, join returns
 # that piece itself: one copy (12 MP RGB: 0.03 s instead of 0.06). The lock keeps threads from restoring
-# each other's value; any Pillow makes the same array either way.
+# each other's value; any Pillow makes the same array either way. The value is global: a Pillow call in
+# another thread meanwhile (a save in a bulk run) sees it too, where it only sizes that call's buffer.
 _MAXBLOCK_LOCK = threading.Lock()
 
 
