@@ -160,22 +160,24 @@ def main() -> None:
 
 class ByteSize(click.ParamType):
     """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
-    fractions allowed with a unit (1.5M), rounded down to whole bytes; at least 1."""
+    fractions allowed with a unit (1.5M), rounded down to whole bytes; at least 1. Units in any case (50KB
+    and 50kb are 50kB, as people write them)."""
     name = "SIZE"
-    _UNITS = {"": 1, "B": 1, "k": 10**3, "kB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
-              "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+    _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         if isinstance(value, int):
             size = value
         else:
             match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
-            if match is None or match.group(2) not in self._UNITS:
+            if match is None or match.group(2).lower() not in self._UNITS:
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
-            if self._UNITS[match.group(2)] == 1 and "." in match.group(1) and float(match.group(1)) % 1:
+            unit = self._UNITS[match.group(2).lower()]
+            if unit == 1 and "." in match.group(1) and float(match.group(1)) % 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
-            size = math.floor(float(match.group(1)) * self._UNITS[match.group(2)])
+            size = math.floor(float(match.group(1)) * unit)
         if size < 1:
             self.fail(f"{value!r} is less than 1 byte", param, ctx)
         return size
