@@ -30,7 +30,7 @@ BITS = 6
 # From this many pixels on (varying alpha, k < kmeans._LARGE_K), compress takes this path when the
 # histogram has the bins fit needs (`usable`). Below it the exact distinct colours cost little more than
 # the histogram (640x427: ~0.05 s) and fit also polishes on them.
-FROM = 1 << 21
+FROM = 1 << 20
 # Pixels per chunk of the per-pixel passes: the temporaries stay in cache.
 _CHUNK = 1 << 16
 # Pixels per bincount: each makes B counts, so runs are at least as long as there are bins.
@@ -73,15 +73,26 @@ class Histogram:
         keys = self.index.view(np.uint32)  # each pixel's key, then its bin in the same place
         seen = np.zeros(1 << (4 * BITS), dtype=bool)
 
-        def mark(start: int, stop: int) -> None:
+        def mark(start: int, stop: int) -> list[int]:
+            squares = [0, 0, 0, 0]
             for s in range(start, stop, _CHUNK):
                 e = min(s + _CHUNK, stop)
                 key = keys[s:e]
-                np.take(_FIRST, pairs[s:e, 0], out=key)
-                key |= np.take(_LAST, pairs[s:e, 1])
+                for p, table in enumerate((_FIRST, _LAST)):
+                    pair = pairs[s:e, p].astype(np.intp)  # np.take would make this copy for each table
+                    if p:
+                        key |= np.take(table, pair)
+                    else:
+                        np.take(table, pair, out=key)
+                    both = int(np.take(_SQUARES, pair).sum(dtype=np.uint64))
+                    squares[2 * p] += both >> 32
+                    squares[2 * p + 1] += both & 0xFFFFFFFF
                 seen[key.astype(np.intp)] = True  # threads that set one flag both write True
+            return squares
 
-        parallel.map_parts(mark, n)
+        # Integer sums of the parts: exact, so the same in any number of threads.
+        squares = parallel.map_parts(mark, n)
+        self.square_sums = [sum(part[c] for part in squares) for c in range(4)]
         ranks = _BitRank(seen)
         self.bins = ranks.count
         self.ids = np.flatnonzero(seen) if self.bins >= min_bins else None
@@ -90,10 +101,9 @@ class Histogram:
             return
         b = self.bins
 
-        def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
             counts = np.zeros(b, dtype=np.int64)
             low = np.zeros((b, 4), dtype=np.int64)
-            squares = [0, 0, 0, 0]
             step = max(_RUN, b)
             weights = np.empty((2, min(step, stop - start)), dtype=np.float64)
             for r in range(start, stop, step):
@@ -103,23 +113,17 @@ class Histogram:
                     ranks.rank(keys[s:e], self.index[s:e])
                     for p in range(2):
                         np.take(_LOW, pairs[s:e, p], out=weights[p, s - r:e - r])
-                        both = int(np.take(_SQUARES, pairs[s:e, p]).sum(dtype=np.uint64))
-                        squares[2 * p] += both >> 32
-                        squares[2 * p + 1] += both & 0xFFFFFFFF
                 index = self.index[r:re]
                 counts += np.bincount(index, minlength=b)
                 for p in range(2):
                     packed = np.bincount(index, weights=weights[p, :re - r], minlength=b).astype(np.int64)
                     low[:, 2 * p] += packed >> _PACK
                     low[:, 2 * p + 1] += packed & ((1 << _PACK) - 1)
-            return counts, low, squares
+            return counts, low
 
-        # Integer sums of the parts: exact, so the same in any number of threads.
         parts = parallel.map_parts(count, n)
         self.counts = functools.reduce(np.add, [p[0] for p in parts])
-        low = functools.reduce(np.add, [p[1] for p in parts])
-        self.square_sums = [sum(p[2][c] for p in parts) for c in range(4)]
-        self.sums = low
+        self.sums = functools.reduce(np.add, [p[1] for p in parts])
         for c in range(4):  # a pixel's value is 4 x its bin's 6 bits + its own low 2
             self.sums[:, c] += (self.cell(c) << (8 - BITS)) * self.counts
 
@@ -154,30 +158,44 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.
 def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
     """(B,) uint16: the entry nearer than every other to every value of each bin's cell, or `_LABEL_NONE`.
 
-    A cell spans 4 values per channel; per channel and entry, the least and the greatest squared distance
-    from those values to the entry's. An entry whose greatest distance over the cell is below every other
-    entry's least is strictly the nearest for each of the cell's colours (no tie to break).
+    A cell spans 4 values per channel: per entry, the greatest squared distance from the cell to it and the
+    least. An entry whose greatest is below every other entry's least is strictly the nearest for each of
+    the cell's colours (no tie to break). The sums come from tables over a cell's first two channels and
+    its last two (its key's 12-bit halves), entries x bins so that the reductions run across rows (numpy
+    reduces short rows slowly); each greatest distance carries its entry's index in its low bits, so one
+    minimum gives both the least greatest distance and its entry. Sums stay below 4 x 255^2 x 2**9 < 2**31.
     """
     k = palette.shape[0]
-    lo = np.arange(1 << BITS, dtype=np.int64)[:, None] << (8 - BITS)
+    shift = max(1, (k - 1).bit_length())
+    lo = np.arange(1 << BITS, dtype=np.int32)[None, :] << (8 - BITS)
     hi = lo + (1 << (8 - BITS)) - 1
     near, far = [], []
     for c in range(4):
-        e = palette[None, :, c].astype(np.int64)
-        near.append(np.maximum(np.maximum(lo - e, e - hi), 0) ** 2)  # (64, K)
+        e = palette[:, c, None].astype(np.int32)
+        near.append(np.maximum(np.maximum(lo - e, e - hi), 0) ** 2)  # (K, 64)
         far.append(np.maximum(e - lo, hi - e) ** 2)
-    cells = [hist.cell(c) for c in range(4)]
+    side = 1 << BITS
+
+    def pairs(t: list[np.ndarray], c: int) -> np.ndarray:  # (K, 4096): channels c and c + 1 of a cell
+        return (t[c][:, :, None] + t[c + 1][:, None, :]).reshape(k, side * side)
+
+    least = [pairs(near, 0), pairs(near, 2)]
+    greatest = [pairs(far, 0) << shift, pairs(far, 2) << shift]
+    greatest[0] += np.arange(k, dtype=np.int32)[:, None]
+    half = 2 * BITS
     out = np.empty(hist.bins, dtype=np.uint16)
     step = max(1, kmeans._BLOCK // k)
     for s in range(0, hist.bins, step):
-        part = [cell[s:s + step] for cell in cells]
-        greatest = sum(np.take(far[c], part[c], axis=0) for c in range(4))
-        least = sum(np.take(near[c], part[c], axis=0) for c in range(4))
-        best = np.argmin(greatest, axis=1)
-        rows = np.arange(best.shape[0])
-        bound = greatest[rows, best]
-        least[rows, best] = np.iinfo(np.int64).max
-        out[s:s + step] = np.where(bound < least.min(axis=1), best, _LABEL_NONE)
+        ids = hist.ids[s:s + step]
+        first, last = ids >> half, ids & ((1 << half) - 1)
+        g = np.take(greatest[0], first, axis=1)
+        g += np.take(greatest[1], last, axis=1)
+        best = g.min(axis=0)
+        d = np.take(least[0], first, axis=1)
+        d += np.take(least[1], last, axis=1)
+        # The entry's own least is at most its greatest: alone at or below it means every other is above.
+        alone = np.count_nonzero(d <= (best >> shift), axis=0) == 1
+        out[s:s + step] = np.where(alone, best & ((1 << shift) - 1), _LABEL_NONE)
     return out
 
 
