@@ -174,13 +174,23 @@ def test_both_sides_of_the_pixel_threshold_give_valid_files(monkeypatch, histogr
         assert_nearest(back, photo)
 
 
+def test_both_sides_of_the_k_threshold_give_valid_files(monkeypatch, histograms_only, photo):
+    made = spy(monkeypatch)
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 100)
+    for k, histogram in ((coreset.K_MAX, True), (coreset.K_MAX + 1, False)):
+        made.clear()
+        img = kmq.compress(photo[::2, ::2], k=k)
+        assert bool(made) == histogram and img.k == k
+        assert_nearest(img, photo[::2, ::2])
+
+
 def test_too_few_bins_constant_alpha_large_k_rdo_and_dither_take_the_distinct_colours(monkeypatch, histograms_only,
                                                                                         photo):
     made = spy(monkeypatch)
     opaque = photo.copy()
     opaque[..., 3] = 200
     kmq.compress(opaque, k=16)  # one alpha: RGB keys already
-    kmq.compress(photo[:60, :80], k=km._LARGE_K)
+    kmq.compress(photo, k=coreset.K_MAX + 1)
     kmq.compress(photo[:60, :80], k=16, rdo=1.0, codec="ctx")
     kmq.compress(photo[:60, :80], k=16, dither="fs")
     assert made == []
