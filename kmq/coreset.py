@@ -35,14 +35,16 @@ FROM = 1 << 20
 # 21 % of its pixels, 1.0 s). Above, `kmeans.nearest`'s cells: labelling 43 % of the pixels at K = 256 took
 # longer (4.4 s) than labelling the 4.5 M distinct colours, and the fit costs the same either way.
 K_MAX = 64
-# Pixels per chunk of the per-pixel passes: the temporaries stay in cache.
+# Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
 _CHUNK = 1 << 16
+# About 2**this pixels are sampled before the passes over all of them (see `Histogram`).
+_SAMPLE_BITS = 18
 # Pixels per bincount: each makes B counts, so runs are at least as long as there are bins.
 _RUN = 1 << 21
 # Each pixel's low 2 bits of two channels packed in one float64 weight, so that one bincount sums both:
 # a run of at most 2**24 pixels sums each to under 3 x 2**24 < 2**26, and 52 bits stay exact in a double.
 _PACK = 26
-_LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k < 2**16 - 1 here)
+_LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
 
 def _pair_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +70,8 @@ class Histogram:
 
     ids (B,) occupied keys ascending (channel 0's bits most significant); counts (B,) int64; sums (B, 4)
     int64, the exact sums of their pixels' values; square_sums (4,) Python ints, of the pixels' squared
-    values per channel; index (N,) int32, each pixel's bin."""
+    values per channel; index (N,) int32, each pixel's bin. With fewer than min_bins bins, ids is None
+    and the rest is not made (bins is None too when a sample of the pixels already shows too few)."""
 
     def __init__(self, pixels: np.ndarray, *, min_bins: int = 0) -> None:
         n = pixels.shape[0]
@@ -76,6 +79,15 @@ class Histogram:
         self.index = np.empty(n, dtype=np.int32)
         keys = self.index.view(np.uint32)  # each pixel's key, then its bin in the same place
         seen = np.zeros(1 << (4 * BITS), dtype=bool)
+        # Every `step`-th pixel first (~2**18 of them, a few ms): when those already fill too few bins, so may
+        # the image (graphics of a few colours under anti-aliased alpha), and the caller is told before the
+        # passes over every pixel (12 MP: ~0.15 s). With enough, they are counted again in those passes.
+        step = max(1, n >> _SAMPLE_BITS)
+        sample = pixels[::step].view(">u2").reshape(-1, 2)
+        seen[(np.take(_FIRST, sample[:, 0]) | np.take(_LAST, sample[:, 1])).astype(np.intp)] = True
+        if min_bins and np.count_nonzero(seen) < min_bins:
+            self.bins, self.ids = None, None
+            return
 
         def mark(start: int, stop: int) -> list[int]:
             squares = [0, 0, 0, 0]
@@ -231,18 +243,14 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     rest = np.concatenate(parallel.map_parts(spread, n))  # in pixel order, whatever the threads
     p = palette.astype(np.int64)
     squares = sum(hist.square_sums)  # of the pixels of whole bins, once those of the others are taken off
-    err = 0
+    err = squares - 2 * int((p * sums.astype(np.int64)).sum()) + int((count * (p * p).sum(axis=1)).sum())
     if rest.size:
         points = pixels[rest]
         one, dist = kmeans.nearest(points, palette)
         labels[rest] = one
-        err = int(dist.sum())
+        flat = points.reshape(-1).astype(np.int64)
+        err += int(dist.sum()) - int(flat @ flat)
         count += np.bincount(one, minlength=k)
-        for c in range(4):
-            v = points[:, c].astype(np.int64)
-            squares -= int(v @ v)
-    err += squares - 2 * int((p * sums.astype(np.int64)).sum()) + int(((p * p).sum(axis=1) * (
-        count - (np.bincount(one, minlength=k) if rest.size else 0))).sum())
     return labels, count, err
 
 

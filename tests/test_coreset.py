@@ -54,7 +54,8 @@ def test_histogram_of_a_few_pixels_by_hand():
     assert h.sums.tolist() == [[5, 4, 3, 6], [4, 0, 0, 255], [255, 255, 255, 255]]
     assert h.index.tolist() == [0, 0, 1, 2, 0]
     assert h.square_sums == [9 + 16 + 255 ** 2 + 4, 9 + 255 ** 2 + 1, 9 + 255 ** 2, 9 + 255 ** 2 * 2 + 9]
-    assert coreset.Histogram(px, min_bins=4).ids is None  # too few bins: no counting
+    few = coreset.Histogram(px, min_bins=4)  # too few bins, seen in the sample (here every pixel): no counting
+    assert few.ids is None and few.bins is None
 
 
 def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
@@ -212,3 +213,17 @@ def test_centroids_rounded_together_warn_at_the_callers_line(monkeypatch, histog
     with pytest.warns(kmq.KmqWarning, match="^1 centroid rounded to the same colour as another: using k=2$") as w:
         img = kmq.compress(photo, k=3)
     assert w[0].filename == __file__ and img.k == 2
+
+
+def test_a_sample_with_too_few_bins_leaves_the_image_to_the_distinct_colours(monkeypatch, histograms_only, photo):
+    """Every (n >> _SAMPLE_BITS)-th pixel is looked at first: 17 of them here, 17 bins at most, fewer than
+    the 16 000 asked, so the image goes the distinct colours' way although it has 47 000 bins."""
+    made = spy(monkeypatch)
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 4)
+    img = kmq.compress(photo, k=16, seed=4)
+    assert made == [photo.shape[0] * photo.shape[1]]
+    assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).ids is None
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 18)
+    assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).bins == 47483
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(photo, k=16, seed=4).to_bytes() == img.to_bytes()
