@@ -22,7 +22,7 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "nearest"]
+__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "fit_histogram", "nearest"]
 
 # progress(done, total): called now and then by long fits, e.g. to draw a bar; never required.
 Progress = Callable[[int, int], None]
