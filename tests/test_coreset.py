@@ -223,7 +223,7 @@ def test_a_sample_with_too_few_bins_leaves_the_image_to_the_distinct_colours(mon
     img = kmq.compress(photo, k=16, seed=4)
     assert made == [photo.shape[0] * photo.shape[1]]
     assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).ids is None
-    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 18)
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 19)
     assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).bins == 47483
     monkeypatch.setattr(coreset, "FROM", 1 << 62)
     assert kmq.compress(photo, k=16, seed=4).to_bytes() == img.to_bytes()
