@@ -191,7 +191,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     """compress of a large RGBA image whose alpha varies through its 6-bit histogram (kmq.coreset), or None
     when that histogram has too few bins for k (the distinct colours are then the way)."""
     height, width, channels = pixels.shape
-    flat = pixels.reshape(-1, channels)
+    flat = np.ascontiguousarray(pixels.reshape(-1, channels))  # each pixel's 4 bytes read as one word
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
     if hist.ids is None:
         return None

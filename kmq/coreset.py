@@ -75,6 +75,7 @@ class Histogram:
     and the rest is not made (bins is None too when a sample of the pixels already shows too few)."""
 
     def __init__(self, pixels: np.ndarray, *, min_bins: int = 0) -> None:
+        pixels = np.ascontiguousarray(pixels)  # each pixel's 4 bytes are read as two 16-bit words
         n = pixels.shape[0]
         pairs = pixels.view(">u2").reshape(n, 2)
         self.index = np.empty(n, dtype=np.int32)

@@ -227,3 +227,14 @@ def test_a_sample_with_too_few_bins_leaves_the_image_to_the_distinct_colours(mon
     assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).bins == 47483
     monkeypatch.setattr(coreset, "FROM", 1 << 62)
     assert kmq.compress(photo, k=16, seed=4).to_bytes() == img.to_bytes()
+
+
+def test_pixels_in_any_memory_layout_give_the_same_file(monkeypatch, histograms_only, photo):
+    """Reversed channels, Fortran order, a reversed and strided view: the path reads each pixel's 4 bytes as
+    words, so it must see them contiguous, as the distinct colours' path does."""
+    made = spy(monkeypatch)
+    for view in (photo[..., ::-1], np.asfortranarray(photo), photo[::-1, ::2]):
+        made.clear()
+        img = kmq.compress(view, k=16, seed=5)
+        assert made and img.to_bytes() == kmq.compress(np.ascontiguousarray(view), k=16, seed=5).to_bytes()
+        assert_nearest(img, np.ascontiguousarray(view))
