@@ -1673,6 +1673,8 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     Requires k < `_LARGE_K` and B >= `_FINE_ENOUGH` k (the finest level `fit` could want).
     """
     b, channels = sums.shape
+    if k == 1:  # as fit: the mean, of exact integer sums
+        return (sums.sum(axis=0).astype(np.float64) / float(counts.sum()))[None, :]
     first = (_COARSE_BITS,) if channels < 4 else (4, _COARSE_BITS)
     w = counts.astype(np.float64)
     wx = sums.astype(np.float64)

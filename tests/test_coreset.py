@@ -122,12 +122,12 @@ def histograms_only(monkeypatch):
     monkeypatch.setattr(coreset, "FROM", 1)
 
 
-@pytest.mark.parametrize("k", [8, 16])
+@pytest.mark.parametrize("k", [1, 8, 16])
 def test_same_file_as_through_the_distinct_colours(monkeypatch, histograms_only, photo, k):
     d = km.distinct(photo.reshape(-1, 4))
     fives = km._coarse(d.colors, d.counts, 5).m
-    # k = 8: the 5-bit level is fine enough; k = 16: fit climbs to the 6-bit level as well.
-    assert (fives >= 1000 * k) == (k == 8) and len(d.counts) > 2 * coreset.Histogram(photo.reshape(-1, 4)).bins
+    # k = 1: the mean; k = 8: the 5-bit level is fine enough; k = 16: fit climbs to the 6-bit level as well.
+    assert (fives >= 1000 * k) == (k < 16) and len(d.counts) > 2 * coreset.Histogram(photo.reshape(-1, 4)).bins
     seen = []
     monkeypatch.setattr(api, "_from_histogram", lambda *a, **kw: seen.append(1) or FROM_HISTOGRAM(*a, **kw))
     img = kmq.compress(photo, k=k, seed=3)
