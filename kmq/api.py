@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import kmeans, palettes
+from . import coreset, kmeans, palettes
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
@@ -75,6 +75,10 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
         return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels,
                              dither)
     pixels = _as_pixels(image, max_pixels)
+    if rdo == 0 and dither == "none" and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):
+        done = _from_histogram(pixels, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec)
+        if done is not None:
+            return done
     distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
     return quantized(pixels, distinct, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
                      rdo=float(rdo), dither=dither, progress=progress)
@@ -182,6 +186,23 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
+def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol: float,
+                    codec: str) -> KmqImage | None:
+    """compress of a large RGBA image whose alpha varies through its 6-bit histogram (kmq.coreset), or None
+    when that histogram has too few bins for k (the distinct colours are then the way)."""
+    height, width, channels = pixels.shape
+    flat = np.ascontiguousarray(pixels.reshape(-1, channels))  # each pixel's 4 bytes read as one word
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    if hist.ids is None:
+        return None
+    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3)
+    labels, count, err = coreset.label(flat, hist, palette)
+    order, rank = _share_order(palette, count)
+    coreset.renumber(labels, rank.astype(np.uint16))
+    meta = {"distortion": err / flat.shape[0], "seed": seed}
+    return KmqImage(palette[order], labels.reshape(height, width), meta, codec)
+
+
 def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int,
                   dither: str = "none") -> KmqImage:
     pixels = _as_pixels(image, max_pixels)
@@ -238,11 +259,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress)
-        palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
-        if len(palette) < k:
-            merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
-            warnings.warn(f"{merged} rounded to the same colour as another: "
-                          f"using k={len(palette)}", KmqWarning, stacklevel=4)
+        palette = _rounded(centroids, k, 4)
         color_labels, sq_dist = kmeans.nearest(colors, palette)
     palette, color_labels = _by_share(palette, color_labels, counts)
     # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).
@@ -250,17 +267,33 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     return palette, color_labels, distortion
 
 
+def _rounded(centroids: np.ndarray, k: int, stacklevel: int) -> np.ndarray:
+    """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning at the
+    caller `stacklevel` frames up from the caller of this), sorted."""
+    palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
+    if len(palette) < k:
+        merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
+        warnings.warn(f"{merged} rounded to the same colour as another: "
+                      f"using k={len(palette)}", KmqWarning, stacklevel=stacklevel + 1)
+    return palette
+
+
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,
               counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
 
     color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel."""
-    share = np.bincount(color_labels, weights=counts, minlength=len(palette))
+    order, rank = _share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
+    return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
+
+
+def _share_order(palette: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank): the entries by decreasing share (pixels), ties by colour, and each entry's place."""
     # lexsort's last key is the primary one; palette columns break ties in colour order.
     order = np.lexsort((*palette.T[::-1], -share))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
+    return order, rank
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "nearest"]
+__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "fit_histogram", "nearest"]
 
 # progress(done, total): called now and then by long fits, e.g. to draw a bar; never required.
 Progress = Callable[[int, int], None]
@@ -1215,9 +1215,14 @@ def _pyramid(colors: np.ndarray, counts: np.ndarray, levels: tuple[int, ...]) ->
 
     K-Means on a histogram differs from K-Means on the colours only by the spread inside bins and by bins
     that straddle a cluster boundary, so it gives a near-optimal start at a fraction of the cost."""
-    channels = colors.shape[1]
-    top = levels[-1]
-    inverse, ids, w, wx = _colour_histogram(colors, counts, top)
+    return _levels(*_colour_histogram(colors, counts, levels[-1]), levels[-1], levels)
+
+
+def _levels(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray, top: int,
+            levels: tuple[int, ...]) -> list[_Points]:
+    """`_pyramid` from the histogram at `top` bits per channel (top >= levels[-1]): each item's bin
+    (inverse), the occupied bin ids ascending, their weights and weighted sums (B, C)."""
+    channels = wx.shape[1]
     out = []
     bits = top
     for b in levels[::-1]:
@@ -1409,8 +1414,14 @@ def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
             s1 += int(w @ v)
             v *= v
             s2 += int(w @ v)
-        var[c] = (s2 * n - s1 * s1) / (n * n)  # Python integers: exact up to the one division
+        var[c] = _variance_of(s1, s2, n)
     return var
+
+
+def _variance_of(s1: int, s2: int, n: int) -> float:
+    """The variance of n values whose sum is s1 and sum of squares s2 (Python integers: exact up to the
+    one division)."""
+    return (s2 * n - s1 * s1) / (n * n)
 
 
 # From this K on, fit starts from a variance split of the colour space and runs Lloyd with a k-d tree:
@@ -1590,7 +1601,6 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                        lambda done, _: progress(done, rounds + iters))
         return _lloyd_tree(fine, start, iters, tol_abs, progress, rounds)
     rng = np.random.default_rng(seed)
-    restarts = _restarts(k)
     if m > _COARSE_ABOVE or m * k > _COARSE_WORK:
         # RGBA with varying alpha: a fourth channel multiplies the bins, so the restarts' level is a bit
         # coarser (2**16 cells) and Lloyd climbs one more level.
@@ -1612,28 +1622,72 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
             if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else levels[-1].m * 2 <= m:
                 levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
-        # The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
-        # colours. A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at
-        # K=256) used to fall back to restarts on every colour, 4 s instead of 0.3.
-        at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
-        if at < len(levels) and levels[at].m * 2 <= m:
-            coarse = levels[at]
-            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL)
-            # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each
-            # level starts from the labels of the bin its points fell in one level up.
-            prev = coarse
-            for finer in levels[at + 1:]:
-                if finer.m * 2 > m:
-                    break
-                colour_of = np.empty(finer.m, dtype=np.intp)
-                for s in range(0, m, _CHUNK):  # some colour of each finer bin, without an (M,) arange
-                    colour_of[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, m))
-                start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL,
-                                            labels[prev.inverse[colour_of]])
-                prev = finer
+        climbed = _climb(levels, m, k, rng, max_iter, tol_abs)
+        if climbed is not None:
+            start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
             if pts is None:
                 return start
             full_iter = min(max_iter, max(2, _FULL_WORK // m))
             return _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse])[0]
-    return _best_of_restarts(pts or _Points(colors, counts, colors), k, rng, restarts, max_iter, tol_abs)[0]
+    return _best_of_restarts(pts or _Points(colors, counts, colors), k, rng, _restarts(k), max_iter, tol_abs)[0]
+
+
+def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float
+           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+    """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
+    its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
+    level above. Returns (centroids, the last level's labels, that level), or None when no level is both
+    fine enough for k and coarse enough to save work over the m colours themselves.
+
+    The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
+    colours. A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at K=256)
+    used to fall back to restarts on every colour, 4 s instead of 0.3.
+    """
+    at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
+    if at == len(levels) or levels[at].m * 2 > m:
+        return None
+    coarse = levels[at]
+    start, labels = _best_of_restarts(coarse, k, rng, _restarts(k), max_iter, tol_abs * _LEVEL_TOL)
+    # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
+    # starts from the labels of the bin its points fell in one level up.
+    prev = coarse
+    items = coarse.inverse.shape[0]
+    for finer in levels[at + 1:]:
+        if finer.m * 2 > m:
+            break
+        colour_of = np.empty(finer.m, dtype=np.intp)
+        for s in range(0, items, _CHUNK):  # some colour of each finer bin, without an (M,) arange
+            colour_of[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
+        start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL, labels[prev.inverse[colour_of]])
+        prev = finer
+    return start, labels, prev
+
+
+def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: int, k: int, *,
+                  variance: np.ndarray, seed: int = 0, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+    """`fit` of an image given only its histogram at `bits` per channel: ids (B,) the occupied bins
+    ascending (channel 0's bits most significant), counts (B,) their pixels, sums (B, C) the exact sums of
+    their pixels' values; variance (C,) the pixels' per-channel variance (for tol).
+
+    It runs exactly as `fit` runs above `_POLISH_MAX` colours: restarts and Lloyd on the 4- (RGBA) and
+    5-bit histograms, then this one only where the 5-bit one has fewer than `_FINE_ENOUGH` bins per
+    centroid. Where `fit` would stop at or before `bits` too (its colours over `_POLISH_MAX` and twice the
+    bins), the levels are the same sums merged the same way, so the centroids are the same, bit for bit.
+    Requires k < `_LARGE_K` and B >= `_FINE_ENOUGH` k (the finest level `fit` could want).
+    """
+    b, channels = sums.shape
+    if k == 1:  # as fit: the mean, of exact integer sums
+        return (sums.sum(axis=0).astype(np.float64) / float(counts.sum()))[None, :]
+    first = (_COARSE_BITS,) if channels < 4 else (4, _COARSE_BITS)
+    w = counts.astype(np.float64)
+    wx = sums.astype(np.float64)
+    levels = _levels(np.arange(b), ids, w, wx, bits, first)
+    if levels[-1].m < _FINE_ENOUGH * k:
+        top = _Points(wx / w[:, None], w)
+        top.inverse = np.arange(b)
+        levels.append(top)
+    tol_abs = float(tol * variance.mean())
+    climbed = _climb(levels, math.inf, k, np.random.default_rng(seed), max_iter, tol_abs)
+    assert climbed is not None  # the finest level has over 4 bins per centroid (B >= _FINE_ENOUGH k)
+    return climbed[0]

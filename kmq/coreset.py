@@ -1,0 +1,267 @@
+"""K-Means of a large RGBA image whose alpha varies, from a histogram of its pixels rather than from its
+distinct colours, with every pixel still labelled by its exact nearest palette entry.
+
+Why: such an image has a great many distinct colours (a 12 MP photo under an alpha vignette: 4.5 M), and
+finding them exactly (`kmeans.distinct`: two ranking passes, alpha masks, counting and writing each
+colour) cost ~1.5 s of CPU where the same photo's 0.49 M RGB colours cost 0.5. Yet above `_POLISH_MAX`
+colours `kmeans.fit` never looks at the colours themselves, only at their histograms of at most 6 bits
+per channel when that one has `_FINE_ENOUGH` bins per centroid. That histogram is made here straight from
+the pixels: 6 bits of each channel are a 24-bit key, numbered through a table over the key space as RGB
+colours are (`kmeans._BitRank`), and each bin's exact pixel count and channel sums come from bincounts.
+`kmeans.fit_histogram` then runs fit's own steps on it, so the palette is the one the exact path finds
+whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over twice the bins).
+The labels are exact: a whole bin takes an entry when every value of its cell (4 per channel) is nearer
+that entry than any other, the other pixels are labelled one by one (`kmeans.nearest`), and J comes
+from exact integer sums, so it is the labelling's J to the last bit.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import kmeans, parallel
+from .kmeans import _BitRank, _variance_of
+
+# Bits kept per channel: 4 x 6 = 24-bit keys, whose table of flags (16 MB) and bit ranks (3 MB) are the
+# ones RGB images use.
+BITS = 6
+# From this many pixels on (varying alpha, k <= K_MAX), compress takes this path when the histogram has
+# the bins fit needs (`min_bins`). Below, the distinct colours are often under kmeans._POLISH_MAX, where fit
+# also polishes on them (640x427 photo: J 0.05 % lower than from the histogram, 200x200 noise 0.8 %).
+FROM = 1 << 20
+# Up to this k the pixels of bins not labelled whole go through `kmeans._nearest_pairs` (12 MP photo, K = 64:
+# 21 % of its pixels, 1.0 s). Above, `kmeans.nearest`'s cells: labelling 43 % of the pixels at K = 256 took
+# longer (4.4 s) than labelling the 4.5 M distinct colours, and the fit costs the same either way.
+K_MAX = 64
+# Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
+_CHUNK = 1 << 16
+# About 2**this pixels are sampled before the passes over all of them (see `Histogram`): enough to see the
+# 64 000 bins K = 64 needs on the 12 MP photos that have them (2**18 showed 62 000 of a smooth one's 115 000).
+_SAMPLE_BITS = 19
+# Pixels per bincount: each makes B counts, so runs are at least as long as there are bins.
+_RUN = 1 << 21
+# Each pixel's low 2 bits of two channels packed in one float64 weight, so that one bincount sums both:
+# a run of at most 2**24 pixels sums each to under 3 x 2**24 < 2**26, and 52 bits stay exact in a double.
+_PACK = 26
+_LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
+
+
+def _pair_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tables over the 65536 values of a pixel's first two channels (or last two) read as one big-endian
+    uint16 (hi, lo): that pair's part of the 24-bit key, for the first and the last pair; its low 2 bits
+    packed as `_PACK` says; and its squares, hi^2 << 32 | lo^2 (a chunk of 2**16 pixels sums each to under
+    255^2 x 2**16 < 2**32)."""
+    v = np.arange(256, dtype=np.uint32)
+    hi, lo = v[:, None], v[None, :]
+    drop = 8 - BITS
+    first = (((hi >> drop) << (3 * BITS)) | ((lo >> drop) << (2 * BITS))).ravel()
+    last = (((hi >> drop) << BITS) | (lo >> drop)).ravel()
+    low = (((hi & 3).astype(np.float64) * 2.0 ** _PACK) + (lo & 3)).ravel()
+    squares = (((hi.astype(np.uint64) ** 2) << np.uint64(32)) | lo.astype(np.uint64) ** 2).ravel()
+    return first, last, low, squares
+
+
+_FIRST, _LAST, _LOW, _SQUARES = _pair_tables()
+
+
+class Histogram:
+    """The 6-bit histogram of (N, 4) pixels and each pixel's bin.
+
+    ids (B,) occupied keys ascending (channel 0's bits most significant); counts (B,) int64; sums (B, 4)
+    int64, the exact sums of their pixels' values; square_sums (4,) Python ints, of the pixels' squared
+    values per channel; index (N,) int32, each pixel's bin. With fewer than min_bins bins, ids is None
+    and the rest is not made (bins is None too when a sample of the pixels already shows too few)."""
+
+    def __init__(self, pixels: np.ndarray, *, min_bins: int = 0) -> None:
+        pixels = np.ascontiguousarray(pixels)  # each pixel's 4 bytes are read as two 16-bit words
+        n = pixels.shape[0]
+        pairs = pixels.view(">u2").reshape(n, 2)
+        self.index = np.empty(n, dtype=np.int32)
+        keys = self.index.view(np.uint32)  # each pixel's key, then its bin in the same place
+        seen = np.zeros(1 << (4 * BITS), dtype=bool)
+        # Every `step`-th pixel first (~2**19 of them, a few ms): when those already fill too few bins, so may
+        # the image (graphics of a few colours under anti-aliased alpha), and the caller is told before the
+        # passes over every pixel (12 MP: ~0.15 s). With enough, they are counted again in those passes.
+        step = max(1, n >> _SAMPLE_BITS)
+        sample = pixels[::step].view(">u2").reshape(-1, 2)
+        seen[(np.take(_FIRST, sample[:, 0]) | np.take(_LAST, sample[:, 1])).astype(np.intp)] = True
+        if min_bins and np.count_nonzero(seen) < min_bins:
+            self.bins, self.ids = None, None
+            return
+
+        def mark(start: int, stop: int) -> list[int]:
+            squares = [0, 0, 0, 0]
+            for s in range(start, stop, _CHUNK):
+                e = min(s + _CHUNK, stop)
+                key = keys[s:e]
+                for p, table in enumerate((_FIRST, _LAST)):
+                    pair = pairs[s:e, p].astype(np.intp)  # np.take would make this copy for each table
+                    if p:
+                        key |= np.take(table, pair)
+                    else:
+                        np.take(table, pair, out=key)
+                    both = int(np.take(_SQUARES, pair).sum(dtype=np.uint64))
+                    squares[2 * p] += both >> 32
+                    squares[2 * p + 1] += both & 0xFFFFFFFF
+                seen[key.astype(np.intp)] = True  # threads that set one flag both write True
+            return squares
+
+        # Integer sums of the parts: exact, so the same in any number of threads.
+        squares = parallel.map_parts(mark, n)
+        self.square_sums = [sum(part[c] for part in squares) for c in range(4)]
+        ranks = _BitRank(seen)
+        self.bins = ranks.count
+        self.ids = np.flatnonzero(seen) if self.bins >= min_bins else None
+        del seen
+        if self.ids is None:  # too few bins for the caller: the counting pass is spared
+            return
+        b = self.bins
+
+        def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            counts = np.zeros(b, dtype=np.int64)
+            low = np.zeros((b, 4), dtype=np.int64)
+            step = max(_RUN, b)
+            weights = np.empty((2, min(step, stop - start)), dtype=np.float64)
+            for r in range(start, stop, step):
+                re = min(r + step, stop)
+                for s in range(r, re, _CHUNK):
+                    e = min(s + _CHUNK, re)
+                    ranks.rank(keys[s:e], self.index[s:e])
+                    for p in range(2):
+                        np.take(_LOW, pairs[s:e, p], out=weights[p, s - r:e - r])
+                index = self.index[r:re]
+                counts += np.bincount(index, minlength=b)
+                for p in range(2):
+                    packed = np.bincount(index, weights=weights[p, :re - r], minlength=b).astype(np.int64)
+                    low[:, 2 * p] += packed >> _PACK
+                    low[:, 2 * p + 1] += packed & ((1 << _PACK) - 1)
+            return counts, low
+
+        parts = parallel.map_parts(count, n)
+        self.counts = functools.reduce(np.add, [p[0] for p in parts])
+        self.sums = functools.reduce(np.add, [p[1] for p in parts])
+        for c in range(4):  # a pixel's value is 4 x its bin's 6 bits + its own low 2
+            self.sums[:, c] += (self.cell(c) << (8 - BITS)) * self.counts
+
+    def cell(self, c: int) -> np.ndarray:
+        """(B,) int64: the 6 bits of channel c of each bin."""
+        return (self.ids >> (BITS * (3 - c))) & ((1 << BITS) - 1)
+
+    def variance(self) -> np.ndarray:
+        """(4,) float64, the pixels' per-channel variance, as `kmeans._variance` computes it."""
+        n = int(self.counts.sum())
+        return np.array([_variance_of(int(self.sums[:, c].sum()), self.square_sums[c], n) for c in range(4)])
+
+
+def applies(pixels: np.ndarray, k: int) -> bool:
+    """Whether compress may take this path for (N, C) pixels at k (then only if `Histogram` finds the
+    bins `min_bins` asks): RGBA from `FROM` pixels whose alpha varies, k up to `K_MAX`."""
+    return (pixels.shape[1] == 4 and pixels.shape[0] >= FROM and k <= K_MAX
+            and any(kmeans._alpha_varies(pixels[:, 3])))
+
+
+def min_bins(k: int) -> int:
+    """The bins a histogram needs for k (see `kmeans.fit_histogram`)."""
+    return kmeans._FINE_ENOUGH * k
+
+
+def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
+    """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`)."""
+    return kmeans.fit_histogram(hist.ids, hist.counts, hist.sums, BITS, k, variance=hist.variance(), seed=seed,
+                                max_iter=max_iter, tol=tol)
+
+
+def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
+    """(B,) uint16: the entry nearer than every other to every value of each bin's cell, or `_LABEL_NONE`.
+
+    A cell spans 4 values per channel: per entry, the greatest squared distance from the cell to it and the
+    least. An entry whose greatest is below every other entry's least is strictly the nearest for each of
+    the cell's colours (no tie to break). The sums come from tables over a cell's first two channels and
+    its last two (its key's 12-bit halves), entries x bins so that the reductions run across rows (numpy
+    reduces short rows slowly); each greatest distance carries its entry's index in its low bits, so one
+    minimum gives both the least greatest distance and its entry. Sums stay below 4 x 255^2 x 2**9 < 2**31.
+    """
+    k = palette.shape[0]
+    shift = max(1, (k - 1).bit_length())
+    lo = np.arange(1 << BITS, dtype=np.int32)[None, :] << (8 - BITS)
+    hi = lo + (1 << (8 - BITS)) - 1
+    near, far = [], []
+    for c in range(4):
+        e = palette[:, c, None].astype(np.int32)
+        near.append(np.maximum(np.maximum(lo - e, e - hi), 0) ** 2)  # (K, 64)
+        far.append(np.maximum(e - lo, hi - e) ** 2)
+    side = 1 << BITS
+
+    def pairs(t: list[np.ndarray], c: int) -> np.ndarray:  # (K, 4096): channels c and c + 1 of a cell
+        return (t[c][:, :, None] + t[c + 1][:, None, :]).reshape(k, side * side)
+
+    least = [pairs(near, 0), pairs(near, 2)]
+    greatest = [pairs(far, 0) << shift, pairs(far, 2) << shift]
+    greatest[0] += np.arange(k, dtype=np.int32)[:, None]
+    half = 2 * BITS
+    out = np.empty(hist.bins, dtype=np.uint16)
+    step = max(1, kmeans._BLOCK // k)
+    for s in range(0, hist.bins, step):
+        ids = hist.ids[s:s + step]
+        first, last = ids >> half, ids & ((1 << half) - 1)
+        g = np.take(greatest[0], first, axis=1)
+        g += np.take(greatest[1], last, axis=1)
+        best = g.min(axis=0)
+        d = np.take(least[0], first, axis=1)
+        d += np.take(least[1], last, axis=1)
+        # The entry's own least is at most its greatest: alone at or below it means every other is above.
+        alone = np.count_nonzero(d <= (best >> shift), axis=0) == 1
+        out[s:s + step] = np.where(alone, best & ((1 << shift) - 1), _LABEL_NONE)
+    return out
+
+
+def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each pixel's exact nearest palette entry (ties to the lower index, as `kmeans.nearest`).
+
+    Returns (labels (N,) uint16, pixels per entry (K,) int64, the sum over pixels of the squared distance
+    to their entry, exact). For the bins labelled whole, their counts and sums per entry give that sum
+    without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p.
+    """
+    k = palette.shape[0]
+    n = pixels.shape[0]
+    per_bin = _bin_labels(hist, palette)
+    whole = np.flatnonzero(per_bin != _LABEL_NONE)
+    lab = per_bin[whole].astype(np.intp)
+    # Integers below 2**53 summed as doubles: exact.
+    count = np.bincount(lab, weights=hist.counts[whole], minlength=k).astype(np.int64)
+    sums = np.stack([np.bincount(lab, weights=hist.sums[whole, c], minlength=k) for c in range(4)], 1)
+    labels = np.empty(n, dtype=np.uint16)
+
+    def spread(start: int, stop: int) -> np.ndarray:
+        rest = []
+        for s in range(start, stop, _CHUNK):
+            e = min(s + _CHUNK, stop)
+            np.take(per_bin, hist.index[s:e], out=labels[s:e])
+            rest.append(s + np.flatnonzero(labels[s:e] == _LABEL_NONE))
+        return np.concatenate(rest)
+
+    rest = np.concatenate(parallel.map_parts(spread, n))  # in pixel order, whatever the threads
+    p = palette.astype(np.int64)
+    squares = sum(hist.square_sums)  # of the pixels of whole bins, once those of the others are taken off
+    err = squares - 2 * int((p * sums.astype(np.int64)).sum()) + int((count * (p * p).sum(axis=1)).sum())
+    if rest.size:
+        points = pixels[rest]
+        one, dist = kmeans.nearest(points, palette)
+        labels[rest] = one
+        flat = points.reshape(-1).astype(np.int64)
+        err += int(dist.sum()) - int(flat @ flat)
+        count += np.bincount(one, minlength=k)
+    return labels, count, err
+
+
+def renumber(labels: np.ndarray, rank: np.ndarray) -> None:
+    """labels[:] = rank[labels], in place, a chunk at a time (no intp copy of them all)."""
+
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, _CHUNK):
+            part = labels[s:min(s + _CHUNK, stop)]
+            np.take(rank, part, out=part)
+
+    parallel.map_parts(part, labels.shape[0])

@@ -1,0 +1,240 @@
+"""Large RGBA with varying alpha through a 6-bit histogram of the pixels (kmq.coreset): exact sums, exact
+labels and J, the same file as through the distinct colours wherever fit would only use the histograms,
+the same file in any number of threads, and both sides of each threshold.
+
+The thresholds are lowered so that small images take the path; no timing here (bench/speed_rgba.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import api, coreset, parallel
+from kmq import kmeans as km
+
+
+def vignette(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
+    return np.dstack([rgb, np.clip(255 * (1.2 - r), 0, 255).astype(np.uint8)])
+
+
+@pytest.fixture
+def photo(samples) -> np.ndarray:
+    """chelsea (300x451) under an alpha vignette: 120 000 distinct colours in 47 000 6-bit bins."""
+    return vignette(np.asarray(Image.open(samples / "chelsea.png").convert("RGB")))
+
+
+def nearest_j(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, float]:
+    """Brute force: each pixel's nearest entry (first minimum) and J."""
+    d = ((pixels.astype(np.int64)[:, None, :] - palette.astype(np.int64)[None]) ** 2).sum(axis=2)
+    return np.argmin(d, axis=1), float(d.min(axis=1).sum()) / len(pixels)
+
+
+def assert_nearest(img: kmq.KmqImage, pixels: np.ndarray) -> None:
+    """Every label of img is a nearest entry of its pixel (a file's palette is in share order, so a tie may
+    go to either entry), and its distortion is that labelling's J."""
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    ref, j = nearest_j(flat, img.palette)
+    sq = lambda lab: ((flat.astype(np.int64) - img.palette[lab].astype(np.int64)) ** 2).sum(axis=1)
+    assert np.array_equal(sq(img.labels.reshape(-1)), sq(ref)) and img.distortion == j
+
+
+def test_histogram_of_a_few_pixels_by_hand():
+    px = np.array([[0, 0, 0, 0], [3, 3, 3, 3], [4, 0, 0, 255], [255, 255, 255, 255], [2, 1, 0, 3]], np.uint8)
+    h = coreset.Histogram(px)
+    # 6 bits per channel, channel 0 first: (0,0,0,0); (1,0,0,63); (63,63,63,63).
+    assert h.ids.tolist() == [0, (1 << 18) | 63, (1 << 24) - 1]
+    assert h.bins == 3
+    assert h.counts.tolist() == [3, 1, 1]
+    assert h.sums.tolist() == [[5, 4, 3, 6], [4, 0, 0, 255], [255, 255, 255, 255]]
+    assert h.index.tolist() == [0, 0, 1, 2, 0]
+    assert h.square_sums == [9 + 16 + 255 ** 2 + 4, 9 + 255 ** 2 + 1, 9 + 255 ** 2, 9 + 255 ** 2 * 2 + 9]
+    few = coreset.Histogram(px, min_bins=4)  # too few bins, seen in the sample (here every pixel): no counting
+    assert few.ids is None and few.bins is None
+
+
+def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
+    """Low bits packed two to a double and summed run by run stay exact, whatever the runs and threads."""
+    flat = photo.reshape(-1, 4)
+    keys = ((flat >> 2).astype(np.int64) << np.array([18, 12, 6, 0])).sum(axis=1)
+    ids, index, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    sums = np.stack([np.bincount(index, weights=flat[:, c], minlength=len(ids)) for c in range(4)], 1)
+    for run, chunk, n in [(1 << 21, 1 << 16, 1), (5000, 777, 1), (5000, 777, 3)]:
+        monkeypatch.setattr(coreset, "_RUN", run)
+        monkeypatch.setattr(coreset, "_CHUNK", chunk)
+        threads(n)
+        h = coreset.Histogram(flat)
+        assert np.array_equal(h.ids, ids) and np.array_equal(h.counts, counts)
+        assert np.array_equal(h.sums, sums.astype(np.int64)) and np.array_equal(h.index, index)
+        assert h.square_sums == [int((flat[:, c].astype(np.int64) ** 2).sum()) for c in range(4)]
+        assert np.array_equal(h.variance(), km._variance(*km.distinct_colors(flat)[:2]))
+
+
+def test_a_bin_is_labelled_whole_only_where_one_entry_is_nearest_to_all_its_cell():
+    # Cells of 4 values per channel: 0..3; 8..11 then 0..3; 124..127, 128..131 and 252..255 in every channel.
+    px = np.array([[0] * 4, [9, 0, 0, 0], [125] * 4, [130] * 4, [253] * 4], np.uint8)
+    h = coreset.Histogram(px)
+    two = np.array([[0] * 4, [255] * 4], np.uint8)
+    # 124..127 is nearer 0 even at its worst corner (4 x 127^2 < 4 x 128^2), 128..131 nearer 255.
+    assert coreset._bin_labels(h, two).tolist() == [0, 0, 0, 1, 1]
+    tie = np.array([[0] * 4, [6, 0, 0, 0], [255] * 4], np.uint8)
+    # 0..3: entries 0 and 6 tie at 3, so pixel by pixel. 8..11: at most 5^2 + 3 x 3^2 = 52 from (6, 0, 0, 0),
+    # at least 8^2 = 64 from 0. The test is by bounds: 124..127 and 128..131 have no entry whose farthest
+    # corner is nearer than every other entry's nearest (though (6, 0, 0, 0) beats 0 everywhere there).
+    assert coreset._bin_labels(h, tie).tolist() == [0xFFFF, 1, 0xFFFF, 0xFFFF, 2]
+    labels, count, err = coreset.label(np.array([[3, 0, 0, 0], [0] * 4], np.uint8),
+                                       coreset.Histogram(np.array([[3, 0, 0, 0], [0] * 4], np.uint8)), tie)
+    assert labels.tolist() == [0, 0] and count.tolist() == [2, 0, 0] and err == 9  # the tie to the lower
+
+
+@pytest.mark.parametrize("k", [2, 16, 40])
+def test_labels_are_each_pixels_nearest_entry_and_j_exact(photo, k):
+    flat = photo[::2, ::2].reshape(-1, 4)
+    palette = np.unique(flat[np.random.default_rng(k).choice(len(flat), k)], axis=0)
+    palette[0] = [255, 255, 255, 0]  # an entry at the cube's edge
+    h = coreset.Histogram(flat)
+    labels, count, err = coreset.label(flat, h, palette)
+    ref, j = nearest_j(flat, palette)
+    assert labels.dtype == np.uint16 and np.array_equal(labels, ref)
+    assert count.tolist() == np.bincount(ref, minlength=len(palette)).tolist()
+    assert err / len(flat) == j
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch):
+    """set(n): split work into up to n parts of at least 50 items, so that these small images split too."""
+    monkeypatch.setattr(parallel, "MIN_PART", 50)
+    return lambda n: monkeypatch.setattr(parallel, "_threads", n)
+
+
+@pytest.fixture
+def histograms_only(monkeypatch):
+    """Thresholds under which fit of this small photo works on its histograms alone, stopping at 5 bits
+    (k = 8) or 6 bits (k = 16), as it does on a 12 MP photo; and the histogram path from 1 pixel on."""
+    monkeypatch.setattr(km, "_COARSE_ABOVE", 2000)
+    monkeypatch.setattr(km, "_POLISH_MAX", 20000)
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 1000)
+    monkeypatch.setattr(coreset, "FROM", 1)
+
+
+@pytest.mark.parametrize("k", [1, 8, 16])
+def test_same_file_as_through_the_distinct_colours(monkeypatch, histograms_only, photo, k):
+    d = km.distinct(photo.reshape(-1, 4))
+    fives = km._coarse(d.colors, d.counts, 5).m
+    # k = 1: the mean; k = 8: the 5-bit level is fine enough; k = 16: fit climbs to the 6-bit level as well.
+    assert (fives >= 1000 * k) == (k < 16) and len(d.counts) > 2 * coreset.Histogram(photo.reshape(-1, 4)).bins
+    seen = []
+    monkeypatch.setattr(api, "_from_histogram", lambda *a, **kw: seen.append(1) or FROM_HISTOGRAM(*a, **kw))
+    img = kmq.compress(photo, k=k, seed=3)
+    assert seen == [1] and img.k == k
+    monkeypatch.setattr(coreset, "FROM", len(d.counts) ** 2)
+    assert kmq.compress(photo, k=k, seed=3).to_bytes() == img.to_bytes()
+    assert_nearest(img, photo)
+
+
+FROM_HISTOGRAM = api._from_histogram
+
+
+def test_same_file_in_any_number_of_threads(threads, histograms_only, photo):
+    files = []
+    for n in (1, 2, 3):
+        threads(n)
+        files.append(kmq.compress(photo, k=16, seed=1).to_bytes())
+    assert files[1] == files[0] and files[2] == files[0]
+
+
+def spy(monkeypatch) -> list[int]:
+    """Records the number of pixels of each histogram made."""
+    made: list[int] = []
+    real = coreset.Histogram.__init__
+
+    def init(self, pixels, **kw):
+        made.append(len(pixels))
+        real(self, pixels, **kw)
+
+    monkeypatch.setattr(coreset.Histogram, "__init__", init)
+    return made
+
+
+def test_both_sides_of_the_pixel_threshold_give_valid_files(monkeypatch, histograms_only, photo, tmp_path):
+    made = spy(monkeypatch)
+    n = photo.shape[0] * photo.shape[1]
+    for at, histogram in ((n + 1, False), (n, True)):
+        monkeypatch.setattr(coreset, "FROM", at)
+        made.clear()
+        img = kmq.compress(photo, k=16)
+        assert bool(made) == histogram
+        kmq.write(tmp_path / "a.kmq", img, overwrite=True)
+        back = kmq.read(tmp_path / "a.kmq")
+        assert back.to_bytes() == img.to_bytes()
+        assert_nearest(back, photo)
+
+
+def test_both_sides_of_the_k_threshold_give_valid_files(monkeypatch, histograms_only, photo):
+    made = spy(monkeypatch)
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 100)
+    for k, histogram in ((coreset.K_MAX, True), (coreset.K_MAX + 1, False)):
+        made.clear()
+        img = kmq.compress(photo[::2, ::2], k=k)
+        assert bool(made) == histogram and img.k == k
+        assert_nearest(img, photo[::2, ::2])
+
+
+def test_too_few_bins_constant_alpha_large_k_rdo_and_dither_take_the_distinct_colours(monkeypatch, histograms_only,
+                                                                                        photo):
+    made = spy(monkeypatch)
+    opaque = photo.copy()
+    opaque[..., 3] = 200
+    kmq.compress(opaque, k=16)  # one alpha: RGB keys already
+    kmq.compress(photo, k=coreset.K_MAX + 1)
+    kmq.compress(photo[:60, :80], k=16, rdo=1.0, codec="ctx")
+    kmq.compress(photo[:60, :80], k=16, dither="fs")
+    assert made == []
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 10_000)  # more bins needed than the photo has: counted, then left
+    img = kmq.compress(photo, k=16, seed=2)
+    assert made == [photo.shape[0] * photo.shape[1]]
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(photo, k=16, seed=2).to_bytes() == img.to_bytes()
+
+
+@pytest.mark.parametrize("through", ["histogram", "distinct colours"])
+def test_centroids_rounded_together_warn_at_the_callers_line(monkeypatch, histograms_only, photo, through):
+    def fit(*args, **kwargs):  # two centroids 0.2 apart: one palette entry
+        return np.array([[10.0, 10, 10, 10], [10.2, 10, 10, 10], [200, 200, 200, 200]])
+
+    monkeypatch.setattr(coreset if through == "histogram" else km, "fit", fit)
+    if through != "histogram":
+        monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    with pytest.warns(kmq.KmqWarning, match="^1 centroid rounded to the same colour as another: using k=2$") as w:
+        img = kmq.compress(photo, k=3)
+    assert w[0].filename == __file__ and img.k == 2
+
+
+def test_a_sample_with_too_few_bins_leaves_the_image_to_the_distinct_colours(monkeypatch, histograms_only, photo):
+    """Every (n >> _SAMPLE_BITS)-th pixel is looked at first: 17 of them here, 17 bins at most, fewer than
+    the 16 000 asked, so the image goes the distinct colours' way although it has 47 000 bins."""
+    made = spy(monkeypatch)
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 4)
+    img = kmq.compress(photo, k=16, seed=4)
+    assert made == [photo.shape[0] * photo.shape[1]]
+    assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).ids is None
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 19)
+    assert coreset.Histogram(photo.reshape(-1, 4), min_bins=16_000).bins == 47483
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(photo, k=16, seed=4).to_bytes() == img.to_bytes()
+
+
+def test_pixels_in_any_memory_layout_give_the_same_file(monkeypatch, histograms_only, photo):
+    """Reversed channels, Fortran order, a reversed and strided view: the path reads each pixel's 4 bytes as
+    words, so it must see them contiguous, as the distinct colours' path does."""
+    made = spy(monkeypatch)
+    for view in (photo[..., ::-1], np.asfortranarray(photo), photo[::-1, ::2]):
+        made.clear()
+        img = kmq.compress(view, k=16, seed=5)
+        assert made and img.to_bytes() == kmq.compress(np.ascontiguousarray(view), k=16, seed=5).to_bytes()
+        assert_nearest(img, np.ascontiguousarray(view))
