@@ -1,6 +1,7 @@
 """kmq.prefetch (the input of `kmq compress` decoded while kmq loads) and the light `import kmq` it needs."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from kmq import prefetch
+from kmq.errors import KmqError
 from kmq.imageio import load_image
 
 
@@ -87,3 +89,75 @@ def test_the_command_with_a_head_start_writes_the_same_file(tmp_path: Path, phot
     subprocess.run([sys.executable, "-m", "kmq", "compress", str(photo), "-k", "4", "-o", str(tmp_path / "b.kmq"), "-q"],
                    check=True)
     assert (tmp_path / "a.kmq").read_bytes() == (tmp_path / "b.kmq").read_bytes()
+
+
+def _rechunked_png(data: bytes, size: int) -> bytes:
+    """The same PNG with its image data cut into IDAT chunks of `size` bytes (encoders differ: libpng
+    writes 8 KiB ones, Pillow 64 KiB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    pos, head, idat, tail = 8, [], [], []
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        (idat.append(body) if kind == b"IDAT" else (tail if idat else head).append(chunk(kind, body)))
+        pos += 12 + length
+    stream = b"".join(idat)
+    pieces = [chunk(b"IDAT", stream[i:i + size]) for i in range(0, len(stream), size)]
+    return data[:8] + b"".join(head + pieces + tail)
+
+
+@pytest.mark.parametrize("size", [1, 97, 5000])
+def test_png_data_in_many_chunks_is_taken_in_few_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       size: int) -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=0)
+    path = tmp_path / "chunks.png"
+    path.write_bytes(_rechunked_png(buf.getvalue(), size))
+    monkeypatch.setattr(prefetch, "_STEP", 4096)  # several steps, each joining chunks (or cutting one)
+    calls: list[int] = []
+    real = prefetch._gathered
+
+    def counted(read):
+        gathered = real(read)
+
+        def load_read(n: int) -> bytes:
+            piece = gathered(n)
+            calls.append(len(piece))
+            return piece
+        return load_read
+
+    monkeypatch.setattr(prefetch, "_gathered", counted)
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels)
+    assert "load_read" not in im.__dict__  # no cycle keeps the image's memory alive
+    # Every step but the last is a full one: 12,600 bytes of pixels in 4096-byte steps, not `size`-byte ones.
+    assert len(calls) <= -(-pixels.size // 4096) + 2 and all(c == 4096 for c in calls[:-2])
+
+
+def test_a_truncated_png_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
+    path = tmp_path / "cut.png"
+    path.write_bytes(_rechunked_png(photo.read_bytes(), 50)[:-200])
+    prefetch.start(["compress", str(path)])
+    assert prefetch.take(str(path)) is None
+    with pytest.raises(KmqError, match="cut.png: cannot read image"):
+        load_image(str(path))
+
+
+def test_the_command_ends_at_once_with_its_output_flushed(tmp_path: Path, photo: Path) -> None:
+    # `kmq` ends by os._exit after a success (kmq/__main__.py): stdout must still hold the whole file, and
+    # an error still exits 1 with its message.
+    run = subprocess.run([sys.executable, "-m", "kmq", "compress", str(photo), "-k", "4", "-o", "-"],
+                         capture_output=True, check=True)
+    from kmq.api import compress
+
+    assert run.stdout == compress(str(photo), 4).to_bytes() and run.stderr.startswith(b"%s -> -: k=4" % bytes(photo))
+    bad = subprocess.run([sys.executable, "-m", "kmq", "compress", str(tmp_path / "none.png")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and bad.stderr == f"Error: {tmp_path / 'none.png'}: no such file or directory\n"
