@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -111,34 +112,104 @@ def _rechunked_png(data: bytes, size: int) -> bytes:
     return data[:8] + b"".join(head + pieces + tail)
 
 
-@pytest.mark.parametrize("size", [1, 97, 5000])
-def test_png_data_in_many_chunks_is_taken_in_few_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       size: int) -> None:
-    pixels = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+def _png(pixels: np.ndarray, **options) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=0)
+    Image.fromarray(pixels).save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+def _with_height(data: bytes, height: int) -> bytes:
+    """The PNG with its IHDR saying `height` rows (its image data unchanged)."""
+    import struct
+    import zlib
+
+    ihdr = data[12:16] + data[16:20] + struct.pack(">I", height) + data[24:29]
+    return data[:8] + data[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The prefetch with tiny inflated pieces, few waiting; the sizes of the pieces the decoder took."""
+    monkeypatch.setattr(prefetch, "_PIECE", 1000)
+    monkeypatch.setattr(prefetch, "_AHEAD", 2)
+    taken: list[int] = []
+    real = prefetch._Inflated.__call__
+
+    def counted(self, n: int) -> bytes:
+        piece = real(self, n)
+        taken.append(len(piece))
+        return piece
+
+    monkeypatch.setattr(prefetch._Inflated, "__call__", counted)
+    return taken
+
+
+@pytest.mark.parametrize("stdlib", [False, True])  # ISA-L's zlib (a dependency) or Python's own
+@pytest.mark.parametrize("size, options", [(1, {}), (97, {"compress_level": 0}), (5000, {"compress_level": 9}),
+                                           (300, {"optimize": True})])
+def test_png_data_is_inflated_ahead_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              small_pieces: list[int], size: int, options: dict,
+                                              stdlib: bool) -> None:
+    if stdlib:
+        import zlib
+
+        monkeypatch.setattr(prefetch, "_zlib", lambda: zlib)
+    pixels = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    pixels[20:40] = pixels[20]  # some rows compress well
     path = tmp_path / "chunks.png"
-    path.write_bytes(_rechunked_png(buf.getvalue(), size))
-    monkeypatch.setattr(prefetch, "_STEP", 4096)  # several steps, each joining chunks (or cutting one)
-    calls: list[int] = []
-    real = prefetch._gathered
-
-    def counted(read):
-        gathered = real(read)
-
-        def load_read(n: int) -> bytes:
-            piece = gathered(n)
-            calls.append(len(piece))
-            return piece
-        return load_read
-
-    monkeypatch.setattr(prefetch, "_gathered", counted)
+    path.write_bytes(_rechunked_png(_png(pixels, **options), size))
+    threads = threading.active_count()
     prefetch.start(["compress", str(path)])
     im = prefetch.take(str(path))
     assert im is not None and np.array_equal(np.asarray(im), pixels)
     assert "load_read" not in im.__dict__  # no cycle keeps the image's memory alive
-    # Every step but the last is a full one: 12,600 bytes of pixels in 4096-byte steps, not `size`-byte ones.
-    assert len(calls) <= -(-pixels.size // 4096) + 2 and all(c == 4096 for c in calls[:-2])
+    assert threading.active_count() == threads  # the inflating thread has ended too
+    # 60 rows of 1 + 70 * 3 bytes inflated: 12 pieces of 1000 bytes in a stored block (a 5-byte header; the
+    # first after the 2-byte zlib header), whatever the chunks' size, then the last 660 bytes with the last
+    # (empty) block and the checksum; the decoder, done, asks no more.
+    assert small_pieces == [1007] + [1005] * 11 + [5 + 660 + 5 + 4]
+
+
+def test_an_image_that_ends_before_its_data_lets_the_inflating_thread_end(tmp_path: Path,
+                                                                          small_pieces: list[int]) -> None:
+    pixels = np.random.default_rng(2).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    path = tmp_path / "short.png"
+    path.write_bytes(_with_height(_png(pixels), 10))  # the decoder stops after 10 of the 60 rows
+    threads = threading.active_count()
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels[:10])
+    assert threading.active_count() == threads and len(small_pieces) < 5
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "LA", "RGBA", "I;16"])
+def test_pngs_of_every_mode_decode_alike(tmp_path: Path, rgb_small: np.ndarray, mode: str) -> None:
+    path = tmp_path / "m.png"
+    image = Image.fromarray(rgb_small)
+    if mode == "I;16":
+        image = Image.fromarray(rgb_small[:, :, 0].astype(np.uint16) * 257)
+    (image.quantize(7) if mode == "P" else image.convert(mode) if mode != "I;16" else image).save(path)
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), np.asarray(Image.open(path)))
+    assert im.mode == Image.open(path).mode
+
+
+def test_corrupt_png_data_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
+    import struct
+    import zlib
+
+    data = bytearray(_rechunked_png(photo.read_bytes(), 1 << 20))
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    data[start + length // 2] ^= 0xFF  # damage the deflate stream, with the chunk's CRC made to match
+    data[start + length:start + length + 4] = struct.pack(">I", zlib.crc32(bytes(data[start - 4:start + length])))
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    prefetch.start(["compress", str(path)])
+    assert prefetch.take(str(path)) is None
+    with pytest.raises(KmqError, match="bad.png: cannot read image"):
+        load_image(str(path))
 
 
 def test_a_truncated_png_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
