@@ -134,8 +134,9 @@ class _Inflated:
         if self._compressed is None:
             # Every IDAT chunk first, here: Pillow goes on reading the file (the chunks after them) once the
             # image is decoded, which may be before the last bytes of the stream (its checksum) are inflated.
-            self._compressed = list(iter(lambda: self._read(_STEP), b""))
-            threading.Thread(target=self._inflate, daemon=True).start()
+            chunks = list(iter(lambda: self._read(_STEP), b""))
+            threading.Thread(target=self._inflate, args=(chunks,), daemon=True).start()
+            self._compressed = chunks  # only once the thread runs: close() then waits for its last piece
         if self._ended:
             return b""
         piece = self._out.get()
@@ -153,14 +154,14 @@ class _Inflated:
             piece = self._out.get()
             self._ended = not piece or isinstance(piece, BaseException)
 
-    def _inflate(self) -> None:
+    def _inflate(self, chunks: list[bytes]) -> None:
         try:
             zlib = _zlib()
             inflater = zlib.decompressobj()
             adler = 1
             out = [b"\x78\x01"]  # zlib's header (deflate, 32 KiB window, no dictionary), then stored blocks
             size = 0  # inflated bytes in out
-            for compressed in self._groups():
+            for compressed in _groups(chunks):
                 while not self._stop:
                     # _PIECE inflated bytes at a time at most: a flat image inflates a thousandfold. Output cut
                     # short may still be pending with all the input taken (ISA-L holds input itself): ask
@@ -186,20 +187,19 @@ class _Inflated:
         except BaseException as e:  # noqa: BLE001 - raised in the decoding thread
             self._out.put(e)
 
-    def _groups(self) -> Iterator[bytes]:
-        """The IDAT chunks' data joined into pieces of about _STEP bytes (one inflate call each, not one per
-        chunk), each chunk's memory freed once joined."""
-        chunks = self._compressed
-        assert chunks is not None
-        group: list[bytes] = []
-        size = 0
-        for i in range(len(chunks)):
-            group.append(chunks[i])
-            size += len(chunks[i])
-            chunks[i] = b""
-            if size >= _STEP or i == len(chunks) - 1:
-                yield b"".join(group)
-                group, size = [], 0
+
+def _groups(chunks: list[bytes]) -> Iterator[bytes]:
+    """The IDAT chunks' data joined into pieces of about _STEP bytes (one inflate call each, not one per
+    chunk), each chunk's memory freed once joined."""
+    group: list[bytes] = []
+    size = 0
+    for i in range(len(chunks)):
+        group.append(chunks[i])
+        size += len(chunks[i])
+        chunks[i] = b""
+        if size >= _STEP or i == len(chunks) - 1:
+            yield b"".join(group)
+            group, size = [], 0
 
 
 def _zlib() -> Any:
