@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -92,23 +94,22 @@ def test_the_command_with_a_head_start_writes_the_same_file(tmp_path: Path, phot
     assert (tmp_path / "a.kmq").read_bytes() == (tmp_path / "b.kmq").read_bytes()
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def _rechunked_png(data: bytes, size: int) -> bytes:
     """The same PNG with its image data cut into IDAT chunks of `size` bytes (encoders differ: libpng
     writes 8 KiB ones, Pillow 64 KiB)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     pos, head, idat, tail = 8, [], [], []
     while pos < len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         body = data[pos + 8:pos + 8 + length]
-        (idat.append(body) if kind == b"IDAT" else (tail if idat else head).append(chunk(kind, body)))
+        (idat.append(body) if kind == b"IDAT" else (tail if idat else head).append(_chunk(kind, body)))
         pos += 12 + length
     stream = b"".join(idat)
-    pieces = [chunk(b"IDAT", stream[i:i + size]) for i in range(0, len(stream), size)]
+    pieces = [_chunk(b"IDAT", stream[i:i + size]) for i in range(0, len(stream), size)]
     return data[:8] + b"".join(head + pieces + tail)
 
 
@@ -120,9 +121,6 @@ def _png(pixels: np.ndarray, **options) -> bytes:
 
 def _with_height(data: bytes, height: int) -> bytes:
     """The PNG with its IHDR saying `height` rows (its image data unchanged)."""
-    import struct
-    import zlib
-
     ihdr = data[12:16] + data[16:20] + struct.pack(">I", height) + data[24:29]
     return data[:8] + data[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
 
@@ -151,8 +149,6 @@ def test_png_data_is_inflated_ahead_in_pieces(tmp_path: Path, monkeypatch: pytes
                                               small_pieces: list[int], size: int, options: dict,
                                               stdlib: bool) -> None:
     if stdlib:
-        import zlib
-
         monkeypatch.setattr(prefetch, "_zlib", lambda: zlib)
     pixels = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
     pixels[20:40] = pixels[20]  # some rows compress well
@@ -184,19 +180,13 @@ def test_an_image_that_ends_before_its_data_lets_the_inflating_thread_end(tmp_pa
 
 def _adam7_png(pixels: np.ndarray) -> bytes:
     """An interlaced (Adam7) RGB PNG of pixels, made by hand: Pillow reads these but writes none."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     height, width = pixels.shape[:2]
     passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
     rows = [b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx]
             if pixels[y0::dy, x0::dx].size]
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
-            + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + _chunk(b"IEND", b""))
 
 
 def test_an_interlaced_png_is_inflated_ahead_alike(tmp_path: Path, small_pieces: list[int]) -> None:
@@ -223,9 +213,6 @@ def test_pngs_of_every_mode_decode_alike(tmp_path: Path, rgb_small: np.ndarray, 
 
 
 def test_corrupt_png_data_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
-    import struct
-    import zlib
-
     data = bytearray(_rechunked_png(photo.read_bytes(), 1 << 20))
     start = data.index(b"IDAT") + 4
     length = struct.unpack(">I", data[start - 8:start - 4])[0]
