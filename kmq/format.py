@@ -93,7 +93,8 @@ class KmqImage:
             raise ValueError(f"palette must have 1 to {MAX_K} entries, got {self.palette.shape[0]}")
         if self.labels.ndim != 2 or 0 in self.labels.shape or self.labels.dtype.kind not in "ui":
             raise ValueError(f"labels must be a non-empty (height, width) integer array, got {self.labels.shape}")
-        if self.labels.min() < 0 or self.labels.max() >= self.k:
+        # Unsigned labels (kmq's own, uint16) cannot be negative: one pass over them instead of two.
+        if (self.labels.dtype.kind == "i" and self.labels.min() < 0) or self.labels.max() >= self.k:
             raise ValueError(f"labels must lie in 0..{self.k - 1}")
         self.labels = self.labels.astype(np.uint16, copy=False)
         codecs.codec_id(self.codec)  # raises ValueError for an unknown name
@@ -163,8 +164,10 @@ class KmqImage:
                              f" pixels, more than the {max_payload(self.width, self.height)} a reader accepts")
         header = _HEADER.pack(MAGIC, VERSION, self.channels, cid, self.bits_per_label, self.width,
                               self.height, self.k, len(meta), len(payload))
-        body = b"".join([header, self.palette.tobytes(), meta, payload])
-        return body + struct.pack("<I", zlib.crc32(body))
+        head = b"".join([header, self.palette.tobytes(), meta])
+        # The CRC over head and payload in turn, and one copy of the payload into the file's bytes, not two.
+        crc = zlib.crc32(payload, zlib.crc32(head))
+        return b"".join([head, payload, struct.pack("<I", crc)])
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:

@@ -1,9 +1,13 @@
 """kmq.prefetch (the input of `kmq compress` decoded while kmq loads) and the light `import kmq` it needs."""
 from __future__ import annotations
 
+import io
 import os
+import struct
 import subprocess
 import sys
+import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,7 @@ import pytest
 from PIL import Image
 
 from kmq import prefetch
+from kmq.errors import KmqError
 from kmq.imageio import load_image
 
 
@@ -101,3 +106,157 @@ def test_the_command_with_a_head_start_writes_the_same_file(tmp_path: Path, phot
     subprocess.run([sys.executable, "-m", "kmq", "compress", str(photo), "-k", "4", "-o", str(tmp_path / "b.kmq"), "-q"],
                    check=True)
     assert (tmp_path / "a.kmq").read_bytes() == (tmp_path / "b.kmq").read_bytes()
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _rechunked_png(data: bytes, size: int) -> bytes:
+    """The same PNG with its image data cut into IDAT chunks of `size` bytes (encoders differ: libpng
+    writes 8 KiB ones, Pillow 64 KiB)."""
+    pos, head, idat, tail = 8, [], [], []
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        (idat.append(body) if kind == b"IDAT" else (tail if idat else head).append(_chunk(kind, body)))
+        pos += 12 + length
+    stream = b"".join(idat)
+    pieces = [_chunk(b"IDAT", stream[i:i + size]) for i in range(0, len(stream), size)]
+    return data[:8] + b"".join(head + pieces + tail)
+
+
+def _png(pixels: np.ndarray, **options) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+def _with_height(data: bytes, height: int) -> bytes:
+    """The PNG with its IHDR saying `height` rows (its image data unchanged)."""
+    ihdr = data[12:16] + data[16:20] + struct.pack(">I", height) + data[24:29]
+    return data[:8] + data[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The prefetch with tiny inflated pieces, few waiting; the sizes of the pieces the decoder took."""
+    monkeypatch.setattr(prefetch, "_PIECE", 1000)
+    monkeypatch.setattr(prefetch, "_AHEAD", 2)
+    taken: list[int] = []
+    real = prefetch._Inflated.__call__
+
+    def counted(self, n: int) -> bytes:
+        piece = real(self, n)
+        taken.append(len(piece))
+        return piece
+
+    monkeypatch.setattr(prefetch._Inflated, "__call__", counted)
+    return taken
+
+
+@pytest.mark.parametrize("stdlib", [False, True])  # ISA-L's zlib (a dependency) or Python's own
+@pytest.mark.parametrize("size, options", [(1, {}), (97, {"compress_level": 0}), (5000, {"compress_level": 9}),
+                                           (300, {"optimize": True})])
+def test_png_data_is_inflated_ahead_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              small_pieces: list[int], size: int, options: dict,
+                                              stdlib: bool) -> None:
+    if stdlib:
+        monkeypatch.setattr(prefetch, "_zlib", lambda: zlib)
+    pixels = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    pixels[20:40] = pixels[20]  # some rows compress well
+    path = tmp_path / "chunks.png"
+    path.write_bytes(_rechunked_png(_png(pixels, **options), size))
+    threads = threading.active_count()
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels)
+    assert "load_read" not in im.__dict__  # no cycle keeps the image's memory alive
+    assert threading.active_count() == threads  # the inflating thread has ended too
+    # 60 rows of 1 + 70 * 3 bytes inflated: 12 pieces of 1000 bytes in a stored block (a 5-byte header; the
+    # first after the 2-byte zlib header), whatever the chunks' size, then the last 660 bytes with the last
+    # (empty) block and the checksum; the decoder, done, asks no more.
+    assert small_pieces == [1007] + [1005] * 11 + [5 + 660 + 5 + 4]
+
+
+def test_an_image_that_ends_before_its_data_lets_the_inflating_thread_end(tmp_path: Path,
+                                                                          small_pieces: list[int]) -> None:
+    pixels = np.random.default_rng(2).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    path = tmp_path / "short.png"
+    path.write_bytes(_with_height(_png(pixels), 10))  # the decoder stops after 10 of the 60 rows
+    threads = threading.active_count()
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels[:10])
+    assert threading.active_count() == threads and len(small_pieces) < 5
+
+
+def _adam7_png(pixels: np.ndarray) -> bytes:
+    """An interlaced (Adam7) RGB PNG of pixels, made by hand: Pillow reads these but writes none."""
+    height, width = pixels.shape[:2]
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    rows = [b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx]
+            if pixels[y0::dy, x0::dx].size]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + _chunk(b"IEND", b""))
+
+
+def test_an_interlaced_png_is_inflated_ahead_alike(tmp_path: Path, small_pieces: list[int]) -> None:
+    pixels = np.random.default_rng(4).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    path = tmp_path / "adam7.png"
+    path.write_bytes(_adam7_png(pixels))
+    assert Image.open(path).info.get("interlace") == 1 and np.array_equal(np.asarray(Image.open(path)), pixels)
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels) and len(small_pieces) > 3
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "LA", "RGBA", "I;16"])
+def test_pngs_of_every_mode_decode_alike(tmp_path: Path, rgb_small: np.ndarray, mode: str) -> None:
+    path = tmp_path / "m.png"
+    image = Image.fromarray(rgb_small)
+    if mode == "I;16":
+        image = Image.fromarray(rgb_small[:, :, 0].astype(np.uint16) * 257)
+    (image.quantize(7) if mode == "P" else image.convert(mode) if mode != "I;16" else image).save(path)
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), np.asarray(Image.open(path)))
+    assert im.mode == Image.open(path).mode
+
+
+def test_corrupt_png_data_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
+    data = bytearray(_rechunked_png(photo.read_bytes(), 1 << 20))
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    data[start + length // 2] ^= 0xFF  # damage the deflate stream, with the chunk's CRC made to match
+    data[start + length:start + length + 4] = struct.pack(">I", zlib.crc32(bytes(data[start - 4:start + length])))
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    prefetch.start(["compress", str(path)])
+    assert prefetch.take(str(path)) is None
+    with pytest.raises(KmqError, match="bad.png: cannot read image"):
+        load_image(str(path))
+
+
+def test_a_truncated_png_is_left_to_load_image(tmp_path: Path, photo: Path) -> None:
+    path = tmp_path / "cut.png"
+    path.write_bytes(_rechunked_png(photo.read_bytes(), 50)[:-200])
+    prefetch.start(["compress", str(path)])
+    assert prefetch.take(str(path)) is None
+    with pytest.raises(KmqError, match="cut.png: cannot read image"):
+        load_image(str(path))
+
+
+def test_the_command_ends_at_once_with_its_output_flushed(tmp_path: Path, photo: Path) -> None:
+    # `kmq` ends by os._exit after a success (kmq/__main__.py): stdout must still hold the whole file, and
+    # an error still exits 1 with its message.
+    run = subprocess.run([sys.executable, "-m", "kmq", "compress", str(photo), "-k", "4", "-o", "-"],
+                         capture_output=True, check=True)
+    from kmq.api import compress
+
+    assert run.stdout == compress(str(photo), 4).to_bytes() and run.stderr.startswith(b"%s -> -: k=4" % bytes(photo))
+    bad = subprocess.run([sys.executable, "-m", "kmq", "compress", str(tmp_path / "none.png")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and bad.stderr == f"Error: {tmp_path / 'none.png'}: no such file or directory\n"
