@@ -7,9 +7,11 @@ This module minimises, for a multiplier lambda,
 
     E = sum over pixels of d(pixel, palette[label]) + lambda * sum over neighbour pairs of w * [labels differ]
 
-(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
-each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
-cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
+(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones), plus, outside the even grid, an
+escape term: lambda * 0.5 * (1 + log2(1 + r)) for a label none of the pixel's 4 main neighbours in ctx's
+finest level holds, r its rank by colour distance from the entry ctx ranks that escape from (about what ctx
+spends on it), by iterated conditional modes: each pixel takes whichever of its current label, its nearest
+label, its neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
 of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
 boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
@@ -41,12 +43,24 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
 2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
+Later (4 photos, payloads: 0.866 before the escape term, 0.864 with it; on chelsea and ihc 0.892 and 0.890):
+the escape term without the reference entry as a candidate was the 0.866 above, weight 0.3 0.864, 1 0.891
+and 2 0.894 on the two; 6 calibration runs aimed at 99.5 % of the budget 0.863 at 1.4x rdo's time;
+weights 3 / 1, 4 / 1, 3 / 2 0.891 / 0.891 / 0.893; a bonus for the label ctx ranks first among the main
+neighbours (ties: the first neighbour) 0.892 / 0.895 at 0.5 / 1.5. A much better optimiser of the same
+energy buys little: exact row and column dynamic programming (Viterbi over 5 candidates per pixel, each
+line given the others, 2 sweeps, bisected to J 1.0199) 0.888 against 0.891 for this at the same J, at 10x
+the time. A lower-J palette would widen the budget (the marginal rate is 2.5 % bytes per 1 % J: --rdo 3
+gives 0.841), but swap moves (the cheapest entry to remove, reseeded in the costliest cluster, then Lloyd)
+lower J by 0.5 % at K = 64 only and nothing at K = 16, for seconds; other seeds' fits by up to 1.2 %.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -58,6 +72,13 @@ from .codecs import ctx, rans
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
 _HALF = sum(_WEIGHTS) // 2
+# ctx codes a label none of a pixel's 4 main neighbours holds (an escape) by its rank in colour distance from
+# the entry nearest their mean colour, a few bits more the farther it is: per (row, column) parity class, the
+# _OFFSETS of those neighbours in ctx's finest level (docs/FORMAT.md, "Pass order"; the even grid is coded at
+# coarser levels, from neighbours 2+ pixels away: left out). Each pixel may also take that entry, and pays
+# _ESCAPE Potts weight per bit of an escape's rank; up to k = 256 (above, ctx ranks by label).
+_MAIN = {1: (0, 1, 2, 3), 2: (0, 1, 2, 3), 3: (4, 5, 6, 7)}
+_ESCAPE = 0.5
 _SWEEPS = 2  # sweeps of every parity class per round; strong rdo (above _MANY_AT %) moves many more pixels,
 _MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % smaller files at 50 %)
 _ROUNDS = 1  # rounds of sweeps + palette refinement
@@ -205,6 +226,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             moving |= cur != flat[at + off]
         candidates = todo[moving]
     changed = []
+    escapes = _Escapes.of(s.palette)
     row, col = np.divmod(candidates, s.width)
     parity = (row & 1) * 2 + (col & 1)
     for cls in range(4):
@@ -215,23 +237,29 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         nbs = [flat[pidx + off] for off in offsets]
         cur = flat[pidx]
         agree = _agreement(nbs, cur)
-        # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
-        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
+        main = [nbs[i] for i in _MAIN[cls]] if escapes is not None and cls in _MAIN else None
+        # A pixel at its nearest label that agrees with half the weight or more keeps it (unless that label
+        # is an escape): any other label agrees with at most the other half and is no nearer. Pixels not in
+        # s.moved are at their nearest.
         live = (agree < _HALF) | away[idx]
+        if main is not None:
+            live |= ~_held(main, cur)
         # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
         if 2 * np.count_nonzero(live) < len(live):
             idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
             nbs = [nb[live] for nb in nbs]
+            main = None if main is None else [m[live] for m in main]
             if len(idx) == 0:
                 continue
         near = s.near(idx)
         px = s.pixels[idx]
         dcur = _dist(px, s.palette, cur)
-        best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
-        for i, c in enumerate([near, *nbs[:4]]):
+        ref = escapes.reference(main) if main is not None else None
+        best, best_c, best_d = dcur - np.float32(lam) * (agree - _escape(escapes, main, ref, cur)), cur, dcur
+        for i, c in enumerate([near, *nbs[:4], *([] if ref is None else [ref])]):
             safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
             d = _dist(px, s.palette, safe)
-            cost = d - np.float32(lam) * _agreement(nbs, c)
+            cost = d - np.float32(lam) * (_agreement(nbs, c) - _escape(escapes, main, ref, safe))
             if i:
                 cost[c == k] = np.inf
             better = cost < best
@@ -247,6 +275,49 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     away[out] = True
     s.moved = np.flatnonzero(away)
     return out
+
+
+_ESCAPES = threading.local()  # the last palette's _Escapes (a cache per thread: its cells fill in as used)
+
+
+@dataclass
+class _Escapes:
+    """ctx's escape ranking for one palette (k <= 256): ``reference`` gives the entry an escape is ranked
+    from, from the 4 main neighbours' labels (the sentinel counts as the last entry); ``cost[r, c]`` is
+    _ESCAPE x (1 + log2(1 + the rank of c from r)), about the bits an escape to c costs in Potts weight."""
+    find: Callable[[np.ndarray], np.ndarray]
+    cost: np.ndarray
+
+    @staticmethod
+    def of(palette: np.ndarray) -> _Escapes | None:
+        """The palette's, kept from the last call in this thread (every sweep of a run has the same palette,
+        and the reference of each mean-colour cell costs a (cells, k) search the first time)."""
+        key = palette.tobytes() + bytes(str(palette.shape), "ascii")
+        last = getattr(_ESCAPES, "last", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        ranked = ctx.escapes(palette)
+        out = None
+        if ranked is not None:
+            find, rank = ranked
+            out = _Escapes(find, (np.float32(_ESCAPE) * (1 + np.log2(1 + rank))).astype(np.float32))
+        _ESCAPES.last = (key, out)
+        return out
+
+    def reference(self, main: list[np.ndarray]) -> np.ndarray:
+        top = len(self.cost) - 1
+        return self.find(np.stack([np.minimum(m, top) for m in main]).astype(np.uint16))
+
+
+def _escape(escapes: _Escapes | None, main: list[np.ndarray] | None, ref: np.ndarray | None, c: np.ndarray):
+    """The escape term of label c (0 where a main neighbour holds it, or where there is none)."""
+    if main is None:
+        return np.float32(0)
+    return np.where(_held(main, c), np.float32(0), escapes.cost[ref, c])
+
+
+def _held(main: list[np.ndarray], c: np.ndarray) -> np.ndarray:
+    return (c == main[0]) | (c == main[1]) | (c == main[2]) | (c == main[3])
 
 
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
