@@ -7,15 +7,16 @@ This module minimises, for a multiplier lambda,
 
     E = sum over pixels of d(pixel, palette[label]) + lambda * sum over neighbour pairs of w * [labels differ]
 
-(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones), plus, outside the even grid, an
-escape term: lambda * 0.5 * (1 + log2(1 + r)) for a label none of the pixel's 4 main neighbours in ctx's
-finest level holds, r its rank by colour distance from the entry ctx ranks that escape from (about what ctx
-spends on it), by iterated conditional modes: each pixel takes whichever of its current label, its nearest
-label, its neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
-of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
-boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
-holding less than half the neighbour weight (any other label holds at most the other half, and is no
-nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones), plus an escape term: lambda *
+0.5 * (1 + log2(1 + r)) for a label none of the 4 neighbours ctx codes the pixel from holds, r its rank by
+colour distance from the entry ctx ranks that escape from (about the bits ctx spends on it). It minimises by
+iterated conditional modes: each pixel takes whichever of its current label, its nearest label, its
+neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those
+of one of the four (row, column) parity classes, so no two of them are neighbours and the Potts part never
+rises (the escape term is charged to the pixel only, not to the neighbours whose moves change it). Only
+pixels that can move are visited: those at a label boundary (or next to a pixel that just moved) and,
+among those at their nearest label, only the escapes and the ones holding less than half the neighbour
+weight (any other label holds at most the other half, and is no nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
 its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
 itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
 measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
@@ -43,8 +44,8 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
 2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
-Later (4 photos, payloads: 0.866 before the escape term, 0.864 with it; on chelsea and ihc 0.892 and 0.890):
-the escape term without the reference entry as a candidate was the 0.866 above, weight 0.3 0.864, 1 0.891
+Later (4 photos, payloads: 0.866 before the escape term, 0.864 with it at the finest level only, 0.862 at
+every level; on chelsea and ihc 0.892 before, 0.890 at the finest level): the escape term without the reference entry as a candidate was the 0.866 above, weight 0.3 0.864, 1 0.891
 and 2 0.894 on the two; 6 calibration runs aimed at 99.5 % of the budget 0.863 at 1.4x rdo's time;
 weights 3 / 1, 4 / 1, 3 / 2 0.891 / 0.891 / 0.893; a bonus for the label ctx ranks first among the main
 neighbours (ties: the first neighbour) 0.892 / 0.895 at 0.5 / 1.5. A much better optimiser of the same
@@ -74,8 +75,8 @@ _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
 _HALF = sum(_WEIGHTS) // 2
 # ctx codes a label none of a pixel's 4 main neighbours holds (an escape) by its rank in colour distance from
 # the entry nearest their mean colour, a few bits more the farther it is: per (row, column) parity class, the
-# _OFFSETS of those neighbours in ctx's finest level (docs/FORMAT.md, "Pass order"; the even grid is coded at
-# coarser levels, from neighbours 2+ pixels away: left out). Each pixel may also take that entry, and pays
+# _OFFSETS of those neighbours in ctx's finest level (docs/FORMAT.md, "Pass order"; the even grid, coded at
+# coarser levels from neighbours 2+ pixels away: _coarse_main). Each pixel may also take that entry, and pays
 # _ESCAPE Potts weight per bit of an escape's rank; up to k = 256 (above, ctx ranks by label).
 _MAIN = {1: (0, 1, 2, 3), 2: (0, 1, 2, 3), 3: (4, 5, 6, 7)}
 _ESCAPE = 0.5
@@ -237,7 +238,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         nbs = [flat[pidx + off] for off in offsets]
         cur = flat[pidx]
         agree = _agreement(nbs, cur)
-        main = [nbs[i] for i in _MAIN[cls]] if escapes is not None and cls in _MAIN else None
+        main = None if escapes is None else [nbs[i] for i in _MAIN[cls]] if cls else _coarse_main(s, idx)
         # A pixel at its nearest label that agrees with half the weight or more keeps it (unless that label
         # is an escape): any other label agrees with at most the other half and is no nearer. Pixels not in
         # s.moved are at their nearest.
@@ -307,6 +308,24 @@ class _Escapes:
     def reference(self, main: list[np.ndarray]) -> np.ndarray:
         top = len(self.cost) - 1
         return self.find(np.stack([np.minimum(m, top) for m in main]).astype(np.uint16))
+
+
+def _coarse_main(s: _State, idx: np.ndarray) -> list[np.ndarray]:
+    """The 4 main neighbours, in ctx's pass order, of the even-grid pixels idx (flat): a pixel whose row and
+    column have t as their lowest set bit between them is coded from the 4 pixels at distance t,
+    diagonal when both have bit t set, axial otherwise; k outside the image (and all 4 for the first pixel)."""
+    row, col = np.divmod(idx, s.width)
+    both = row | col
+    t = both & -both
+    diagonal = (row & t > 0) & (col & t > 0)
+    k = len(s.palette)
+    main = []
+    for (ai, aj), (di, dj) in zip(((0, -1), (0, 1), (-1, 0), (1, 0)), _OFFSETS[4:]):
+        r = row + np.where(diagonal, di, ai) * t
+        c = col + np.where(diagonal, dj, aj) * t
+        inside = (r >= 0) & (r < s.height) & (c >= 0) & (c < s.width) & (t > 0)
+        main.append(np.where(inside, s.labels[np.clip(r, 0, s.height - 1), np.clip(c, 0, s.width - 1)], k))
+    return main
 
 
 def _escape(escapes: _Escapes | None, main: list[np.ndarray] | None, ref: np.ndarray | None, c: np.ndarray):

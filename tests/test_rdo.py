@@ -198,13 +198,13 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
     """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
     pixel that at the sweep's start is at a label boundary (4 axial neighbours) or away from its nearest
     entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest, its 4
-    axial neighbours' and (outside the even grid) ctx's reference entry for its 4 main neighbours in ctx's
-    finest level (axial for the edge pixels, diagonal for the odd-odd ones; outside the image: the last
-    entry): the entry p least |4 p - C|^2 (lowest on ties) for C the centre of the 32-level cell of their
-    summed colour S, C = (S >> 5 << 5) + 16. There a label none of them holds pays rdo._ESCAPE x (1 +
-    log2(1 + its rank by colour distance from the reference)) Potts weight. Nothing else is skipped (rdo also skips
-    pixels that hold half the Potts weight at their nearest entry): returns the labels and the (H, W) map of
-    the changed ones."""
+    axial neighbours' and ctx's reference entry for its 4 main neighbours in ctx's pass order (at distance t,
+    the lowest set bit of row | column: diagonal where both have bit t, else axial; outside the image, and
+    all 4 of pixel (0, 0): the last entry): the entry p least |4 p - C|^2 (lowest on ties) for C the centre
+    of the 32-level cell of their summed colour S, C = (S >> 5 << 5) + 16. A label none of them holds pays
+    rdo._ESCAPE x (1 + log2(1 + its rank by colour distance from the reference)) Potts weight. Nothing else
+    is skipped (rdo also skips pixels that hold half the Potts weight at their nearest entry): returns the
+    labels and the (H, W) map of the changed ones."""
     height, width = labels.shape
     k = len(palette)
     sq = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
@@ -227,19 +227,23 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
             rows, cols = rows[visit[rows, cols]], cols[visit[rows, cols]]
             nbs = [padded[rows + 1 + di, cols + 1 + dj] for di, dj in offsets]
             cur = padded[rows + 1, cols + 1]
-            main = None if (pi, pj) == (0, 0) else nbs[4:] if (pi, pj) == (1, 1) else nbs[:4]
-            cands = [cur, near[rows, cols], *nbs[:4]]
-            if main is not None:
-                centre = (sum(palette[np.minimum(m, k - 1)].astype(np.int64) for m in main) >> 5 << 5) + 16
-                ref = ((4 * palette[None].astype(np.int64) - centre[:, None, :]) ** 2).sum(-1).argmin(-1)
-                cands.append(ref)
+            main = []
+            for axial, diagonal in zip([(0, -1), (0, 1), (-1, 0), (1, 0)], offsets[4:]):
+                nb = []
+                for r, c in zip(rows, cols):
+                    t = (r | c) & -(r | c)
+                    di, dj = diagonal if r & t and c & t else axial
+                    inside = t and 0 <= r + di * t < height and 0 <= c + dj * t < width
+                    nb.append(padded[r + di * t + 1, c + dj * t + 1] if inside else k)
+                main.append(np.array(nb, int))
+            centre = (sum(palette[np.minimum(m, k - 1)].astype(np.int64) for m in main) >> 5 << 5) + 16
+            ref = ((4 * palette[None].astype(np.int64) - centre[:, None, :]) ** 2).sum(-1).argmin(-1)
             best_c, best = cur, None
-            for i, c in enumerate(cands):
+            for i, c in enumerate([cur, near[rows, cols], *nbs[:4], ref]):
                 agree = sum(w * (nb == c) for nb, w in zip(nbs, weights)).astype(np.float32)
-                if main is not None:
-                    held = sum(m == c for m in main) > 0
-                    esc = rdo._ESCAPE * (1 + np.log2(1 + rank[ref, np.minimum(c, k - 1)]))
-                    agree -= np.where(held, 0, esc).astype(np.float32)
+                held = sum(m == c for m in main) > 0
+                esc = rdo._ESCAPE * (1 + np.log2(1 + rank[ref, np.minimum(c, k - 1)]))
+                agree -= np.where(held, 0, esc).astype(np.float32)
                 cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree
                 if i >= 2:
                     cost = np.where(c == k, np.inf, cost)
