@@ -11,20 +11,20 @@ This module minimises, for a multiplier lambda,
 0.5 * (1 + log2(1 + r)) for a label none of the 4 neighbours ctx codes the pixel from holds, r its rank by
 colour distance from the entry ctx ranks that escape from (about the bits ctx spends on it). It minimises by
 iterated conditional modes: each pixel takes whichever of its current label, its nearest label, its
-neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those
-of one of the four (row, column) parity classes, so no two of them are neighbours and the Potts part never
-rises (the escape term is charged to the pixel only, not to the neighbours whose moves change it). Only
-pixels that can move are visited: those at a label boundary (or next to a pixel that just moved) and,
-among those at their nearest label, only the escapes and the ones holding less than half the neighbour
-weight (any other label holds at most the other half, and is no nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
-its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
-itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
-measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
-of distortion return to their nearest entry until it is not. Last, the result's ctx payload is compared
-with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing.
-Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
-nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
-per-pixel array would cost 48 MB and the time to fill it.
+neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those of
+one of the four (row, column) parity classes, so no two of them are neighbours and each move lowers E (but for
+the escape terms of the pixels coded from the one that moved: those are charged to them, not to it). Only
+pixels that can move are visited: those at a label boundary (or next to a pixel that just moved) and, among
+those at their nearest label, only the escapes and the ones holding less than half the neighbour weight (any
+other label holds at most the other half, and is no nearer). Each round of sweeps is followed by a palette
+refinement (every entry becomes the rounded mean of its pixels, which never raises J for fixed labels). lambda
+is found on a sample of the image (the image itself up to 2 * _SAMPLE pixels) so that J lands at the budget;
+on the whole image the final J is then measured exactly and, when above the budget, the relabelled pixels that
+bought the least agreement per unit of distortion return to their nearest entry until it is not. Last, the
+result's ctx payload is compared with the nearest labelling's (on the sample) and the nearest labelling is
+returned when rdo saved nothing. Everything is array work over whole parity classes, and nothing is kept per
+pixel but the labels (the nearest entries per distinct colour, the moved pixels as a list, J as a running
+total): at 12 MP each per-pixel array would cost 48 MB and the time to fill it.
 
 Tried and dropped (--rdo 2 bytes over plain on the 4 sample photos at K = 16 and 64, geometric mean; this
 Potts model with 6 bisection steps: 0.868): a rate model of ctx's finest level (the bits of a label given
@@ -44,9 +44,11 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
 2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
-Later (4 photos, payloads: 0.866 before the escape term, 0.864 with it at the finest level only, 0.862 at
-every level; on chelsea and ihc 0.892 before, 0.890 at the finest level): the escape term without the reference entry as a candidate was the 0.866 above, weight 0.3 0.864, 1 0.891
-and 2 0.894 on the two; 6 calibration runs aimed at 99.5 % of the budget 0.863 at 1.4x rdo's time;
+Later, payload ratios on the 4 photos (the escape term at every level: 0.862; before it 0.866; at the finest
+level only 0.864) and on chelsea and ihc (before it 0.892): escape weight 0.35 / 0.7 0.863 / 0.862; 6
+calibration runs aimed at 99.5 % of the budget 0.863 (finest level only) at 1.4x rdo's time; the coarse
+pixels' own 4 neighbours' labels as candidates 0.862; a bonus for a label that ends the escape of a finest-
+level pixel coded from this one (weight 1 / 2) 0.863 / 0.865. Without the escape term, on chelsea and ihc:
 weights 3 / 1, 4 / 1, 3 / 2 0.891 / 0.891 / 0.893; a bonus for the label ctx ranks first among the main
 neighbours (ties: the first neighbour) 0.892 / 0.895 at 0.5 / 1.5. A much better optimiser of the same
 energy buys little: exact row and column dynamic programming (Viterbi over 5 candidates per pixel, each
