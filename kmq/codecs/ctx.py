@@ -619,6 +619,18 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     return max(0, int(np.ceil(low))), int(np.floor(high))
 
 
+def escapes(palette: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray] | None:
+    """What an escape costs depends on (for rdo): a function giving the reference entry of pixels from their
+    4 main neighbours' labels ((4, m) uint16, each < k), and the (k, k) rank of each label by colour distance
+    from each reference (ties: lower label first), an escape's rank before the neighbours' labels are left
+    out. None above k = 256, where escapes are ranked by label."""
+    palette = _check_palette(palette)
+    if len(palette) > _NN_MAX:
+        return None
+    model = _Model(len(palette), palette)
+    return model._reference, model.pos
+
+
 def _coded(labels: np.ndarray, palette: np.ndarray) -> list[np.ndarray]:
     """The frequencies of every symbol ``encode`` codes for these labels, in pieces."""
     enc = _Encoder()
