@@ -22,7 +22,9 @@ larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi 
     beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
     the bracket reaches neighbours and the better file is kept.
 With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above). An rdo run that adds
-less than half the J it was given has topped out: asking for more is not tried.
+less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
+rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
+the plain bytes rdo reached at K_r says a file could fit below hi's J there).
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
