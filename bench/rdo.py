@@ -59,6 +59,20 @@ def made() -> dict[str, np.ndarray]:
             "grey (camera)": load("camera"), "RGBA (logo, alpha)": logo}
 
 
+def street_like() -> np.ndarray:
+    """A 1200x900 photo-like image: smooth shaded shapes over a noisy sky (a kind where rdo's K once crossed
+    K = 256 and a byte budget cost 11x a plain compress)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:900, 0:1200].astype(np.float64)
+    img = np.dstack([120 + 60 * y / 900, 160 + 40 * y / 900, 230 - 30 * y / 900]) + rng.normal(0, 6, (900, 1200, 3))
+    for _ in range(14):
+        cx, cy, rx, ry = rng.uniform(0, 1200), rng.uniform(350, 900), rng.uniform(60, 300), rng.uniform(40, 200)
+        inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
+        shade = 0.7 + 0.3 * np.clip((x - cx + rx) / (2 * rx), 0, 1)
+        img[inside] = (rng.uniform(20, 235, 3) * shade[inside, None])
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -170,6 +184,8 @@ def target_images() -> list[tuple[str, np.ndarray, list[dict]]]:
     out.append(("graphics (flat shapes)", other["graphics (flat shapes)"], [{"psnr": 40.0}, {"max_bytes": 450}]))
     out.append(("noisy (gradient + noise)", other["noisy (gradient + noise)"],
                 [{"psnr": 30.0}, {"max_bytes": 20000}]))
+    out.append(("1200x900 shapes over a noisy sky", street_like(), [{"psnr": 34.0}, {"max_bytes": 40000}]))
+    out.append(("RGBA (logo, alpha)", other["RGBA (logo, alpha)"], [{"max_bytes": 15000}]))
     return out
 
 

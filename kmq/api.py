@@ -150,8 +150,8 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
               extra: dict | None = None, dither: str = "none",
               progress: kmeans.Progress | None = None) -> KmqImage:
     """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo (or dither)
-    applied. fit: a (palette, labels, J) of quantize_distinct already computed for this k; extra: more
-    metadata."""
+    applied. fit: a (palette, per-colour labels, J) of quantize_colors already computed for this k (its labels
+    are spread to the pixels only if neither rdo nor dithering replaces them); extra: more metadata."""
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
     if fit is None:
@@ -159,7 +159,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                                                             max_iter=max_iter, tol=tol, what="the image has",
                                                             progress=progress)
     else:
-        palette, labels, distortion = fit
+        palette, color_labels, distortion = fit
     meta: dict = {"distortion": distortion, "seed": seed}
     # A lossless image leaves rdo nothing to trade, so its file is the plain one, byte for byte (a target
     # still records the rdo it chose, 0 included).

@@ -6,7 +6,7 @@ per-pixel ones). A search brackets the answer between a K that misses and one th
 the bracket a probe goes where the line through the last two (log J, or log bytes, against log K) reaches
 the target; within it, where the line between its ends does, and after an end moves, at the farthest K
 that would close the bracket if it fell on the other side. ctx files are sized by bounds from the
-information their payload codes (ctx.payload_bounds: about half an encoding, about 0.5 % wide) and encoded
+information their payload codes (ctx.payload_bounds: 0.65 to 0.85 of an encoding's time, about 0.5 % wide) and encoded
 only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
@@ -21,6 +21,10 @@ larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi 
     file fits within _CLOSE of the budget (at most _RDO_STEPS files, and one at hi's J if none fit). It
     beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
     the bracket reaches neighbours and the better file is kept.
+With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above). An rdo run that adds
+less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
+rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
+the plain bytes rdo reached at K_r says a file could fit below hi's J there).
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -34,7 +38,7 @@ import numpy as np
 
 from . import kmeans
 from .api import MAX_RDO, quantize_colors, quantized
-from .codecs import ctx, rans
+from .codecs import ctx
 from .errors import KmqError
 from .format import KmqImage
 from .stats import psnr as psnr_of
@@ -52,6 +56,8 @@ _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
 # rdo files at that K are about this share of the plain files of the same J (0.69 to 0.77 on camera,
 # chelsea and coffee at 1 bpp, up to 0.88 on chelsea at 2.3 bpp), which aims the first rdo strength
 _RDO_SHARE = 0.75
+_LANDED = 0.8  # an rdo file that adds less than this share of the J it was given landed short of it
+_SHORT = 0.5  # an rdo file that adds less than this share of the J it was given has topped out
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 
@@ -88,10 +94,8 @@ class _Search:
         key = (k, rdo)
         if key not in self.files:
             self.j(k)
-            palette, color_labels, j = self.fitted[k]
-            fit = (palette, self.distinct.spread(color_labels.astype(np.uint16)), j)
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
-                                        codec=self.codec, rdo=rdo, fit=fit, extra={"target": self.target})
+                                        codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target})
         return self.files[key]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
@@ -264,13 +268,23 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     """A larger K than the bracket's top with the slack between its J and the target's spent on rdo: usually
     smaller than any plain K that meets the target, as rdo saves bytes at a far lower price in PSNR than a
     smaller K does. None where there is no slack to spend (a plain larger K is never smaller)."""
-    k = min(s.k_hi, round(_PSNR_K * hi))
+    k = _rdo_k(s, hi, _PSNR_K, s.k_hi)
     if k <= hi or s.j(k) <= 0:
         return None
     pct = _pct(j_goal / s.j(k))
     if pct <= 0 or s.psnr(s.file(k, pct).distortion) < db:
         return None
     return k, pct
+
+
+def _rdo_k(s: _Search, base: int, factor: float, cap: int) -> int:
+    """The K rdo is tried at: factor x base, but with ctx not across the K above which escapes are ranked by
+    label (from base at or below it): a photo's plain file nearly doubles from K = 256 to 384, more than rdo
+    wins back (street 1200x900 at 40 kB: rdo at 384 never fit, at 256 it saved 3.3 dB)."""
+    k = min(cap, round(factor * base))
+    if s.codec == "ctx" and base <= ctx.RANKED_K_MAX < k:
+        k = ctx.RANKED_K_MAX
+    return k
 
 
 def _pct(ratio: float) -> float:
@@ -314,33 +328,65 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
 
 def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> tuple[int, float] | None:
-    """The best file of K_r = _RDO_K x lo (lo the largest K found whose plain file fits, hi the smallest that
-    does not) with rdo that fits, as (K_r, rdo), None if none found. The first rdo strength is where the
-    plain files' curve (log bytes against log J, through hi and K_r) times _RDO_SHARE meets the budget,
+    """The best rdo file found that fits, as (K, rdo), None if none: at K_r = _RDO_K x lo (lo the largest K
+    found whose plain file fits, hi the smallest that does not), and if none there beats hi's J, at the
+    geometric middle of hi and K_r with the rdo runs left (of _RDO_STEPS): a K_r too large for rdo to reach
+    the budget below hi's J would leave the plain K (logo cut out, 15 kB: K_r = 63 does not fit at hi's J,
+    K = 40 with rdo 20 % fits at half that J, 44 dB against the plain K's 41.1)."""
+    k = _rdo_k(s, lo, _RDO_K, k_cap)
+    best, runs, share = _rdo_at(s, k, max_bytes, lo, hi, _RDO_STEPS, _RDO_SHARE)
+    k_mid = round(math.sqrt(k * hi))
+    # Only where the share of the plain bytes rdo reached at K_r would let a file fit below hi's J (it is no
+    # help on a noisy grey photo: 1.1x the plain file of the same J at K = 21, grey 1200x900 at 200 kB).
+    if (best is None or s.file(*best).distortion >= s.j(hi)) and runs < _RDO_STEPS and hi < k_mid < k \
+            and share is not None and _rdo_aim(s, hi, k, math.log(max_bytes) - _INSIDE, share) < s.j(hi):
+        # Aimed as K_r was: rdo does more at a smaller K (logo cut out: 0.84 of the plain bytes at 63, about
+        # 0.7 at 40), so its share at K_r would aim too strong an rdo there.
+        again, _, _ = _rdo_at(s, k_mid, max_bytes, lo, hi, _RDO_STEPS - runs, min(share, _RDO_SHARE))
+        if again is not None and (best is None or s.file(*again).distortion < s.file(*best).distortion):
+            best = again
+    return best
+
+
+def _plain_slope(s: _Search, hi: int, k: int) -> float:
+    """d log bytes / d log J of the plain files, from hi to k (k's size from the trend: not encoded)."""
+    return (_plain_trend(s, k) - math.log(s.estimate(hi))) / (math.log(s.j(k)) - math.log(s.j(hi)))
+
+
+def _rdo_aim(s: _Search, hi: int, k: int, goal: float, share: float) -> float:
+    """The J at which the plain files' curve (through hi and k) times share reaches the goal (log bytes),
+    at most hi's J."""
+    slope, j_hi = _plain_slope(s, hi, k), s.j(hi)
+    if slope >= 0:
+        return j_hi
+    return min(j_hi, math.exp(math.log(j_hi) + (goal - math.log(share) - math.log(s.estimate(hi))) / slope))
+
+
+def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, share: float
+            ) -> tuple[tuple[int, float] | None, int, float | None]:
+    """The best file of k with rdo that fits, as (k, rdo), None if none found; the rdo runs made (at most
+    steps, and one more at hi's J); the least share of the plain bytes of the same J an rdo file reached
+    (None if none was made). The first rdo strength is where the
+    plain files' curve (log bytes against log J, through hi and K_r) times share meets the budget,
     at most hi's J (rdo at a larger K usually fits there, and then beats every plain K that fits); the next
     are found on the line through the last two files in (log of the J rdo adds, log bytes), along which rdo
     files lie close to a line of slope about _RDO_SLOPE (the first step takes that slope). The search stops
     at a file within _CLOSE of the budget."""
-    k = min(k_cap, _RDO_K * lo)
     if k <= hi or s.j(k) <= 0:
-        return None
-    if s.fits(k, max_bytes):
-        return k, 0.0
+        return None, 0, None
     j_k, j_hi = s.j(k), s.j(hi)
     goal = math.log(max_bytes) - _INSIDE  # aimed a little inside the budget: a file over it is wasted
-    slope = (math.log(s.estimate(k)) - math.log(s.estimate(hi))) / (math.log(j_k) - math.log(j_hi))
-    aim = j_hi
-    if slope < 0:
-        aim = min(j_hi, math.exp(math.log(j_hi) + (goal - math.log(_RDO_SHARE) - math.log(s.estimate(hi))) / slope))
+    aim = _rdo_aim(s, hi, k, goal, share)
     best: tuple[int, float] | None = None
     points: list[tuple[float, float, float]] = []  # (log added J, log bytes, log J) of the files tried
     asked: list[float] = []  # the J each rdo run was given
+    short = False  # whether the last rdo run landed short of the J it was given
     added = max(aim - j_k, 1e-3 * j_k)
-    for step in range(_RDO_STEPS + 1):
-        if step == _RDO_STEPS:
+    for step in range(steps + 1):
+        if step == steps:
             # An rdo run may land well below the J it is given (its lambda is calibrated in a few trials), which
             # can leave every file over the budget: then hi's J, where a file that fits beats every plain one.
-            if best is not None or max(asked) >= j_hi:
+            if best is not None or not asked or max(asked) >= j_hi or not short:
                 break
             added = j_hi - j_k
         pct = min(MAX_RDO, _pct((j_k + added) / j_k))
@@ -350,12 +396,18 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
         img = s.file(k, pct)
         if img.distortion <= j_k:
             break
+        short = img.distortion - j_k < _LANDED * added
         points.append((math.log(img.distortion - j_k), math.log(s.estimate(k, pct)), math.log(img.distortion)))
         if s.fits(k, max_bytes, pct) and (best is None or img.distortion < s.file(*best).distortion):
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
-        if step >= _RDO_STEPS - 1:
+        if best is None and img.distortion - j_k < _SHORT * added:
+            # rdo stopped far short of the J it was given (it tops out where no lambda tried moves more), and
+            # the file is over the budget: asking for more J buys nothing (street at K=384: +112 % gave +60 %,
+            # +133 % gave +68 %, both 58 kB for 40).
+            break
+        if step >= steps - 1:
             continue
         over = [p for p in points if p[1] > math.log(max_bytes)]
         under = [p for p in points if p[1] <= math.log(max_bytes)]
@@ -364,17 +416,36 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
             (u1, y1, v1), (_, y0, v0) = max(under, key=lambda p: p[1]), min(over, key=lambda p: p[1])
             t = (goal - y1) / (y0 - y1) if y0 != y1 else 0.5
             nxt = math.exp(v1 + min(1.0, max(0.0, t)) * (v0 - v1)) - j_k
-        elif not under and max(asked) < j_hi and points[-1][1] > math.log(max_bytes) + 2 * _CLOSE:
-            nxt = j_hi - j_k  # every file well over the budget: hi's J, where one that fits beats every plain K
         else:
             # On the line through the last two in (log added J, log bytes), or of slope _RDO_SLOPE.
             (u1, y1, _), (u0, y0, _) = points[-1], points[-2] if len(points) > 1 else (math.nan,) * 3
             slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
             nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
+            if not under and max(asked) < j_hi < j_k + nxt and points[-1][1] > math.log(max_bytes) + 2 * _CLOSE:
+                # Every file well over the budget and the line needs more than hi's J: only if rdo landed short of
+                # the J it was given, hi's J (where a file that fits beats every plain K); else no rdo file here
+                # beats hi (grey 1200x900 at 200 kB: +237 % at K=21 was 287 kB, +508 % still 227 kB).
+                if not short:
+                    break
+                nxt = j_hi - j_k
         if nxt <= 0 or abs(math.log(nxt) - points[-1][0]) < 1e-3 or (best is None and nxt > s.j(lo) - j_k):
             break
         added = nxt
-    return best
+    slope = _plain_slope(s, hi, k)
+    shares = [math.exp(y - math.log(s.estimate(hi)) - slope * (v - math.log(j_hi))) for _, y, v in points]
+    return best, len(asked), min(shares) if shares and slope < 0 else None
+
+
+def _plain_trend(s: _Search, k: int) -> float:
+    """log bytes of the plain file at k on the least-squares line (log bytes against log K) through the plain
+    files sized so far (K >= 2; a file's size moves up to ~10 % from one K to the next, so a line through
+    all is steadier than one through the nearest two)."""
+    known = [(math.log(kk), math.log(sum(b) / 2)) for (kk, r), b in s.sizes.items() if r == 0 and kk >= 2]
+    x, y = np.array([p[0] for p in known]), np.array([p[1] for p in known])
+    if len(known) < 2 or np.ptp(x) == 0:
+        return float(y.mean() + 0.6 * (math.log(k) - x.mean()))  # a doubling of K: about 1.5x the bytes
+    slope = float(np.polyfit(x, y, 1)[0])
+    return float(y.mean() + slope * (math.log(k) - x.mean()))
 
 
 def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:

@@ -236,3 +236,25 @@ def test_ctx_payload_bounds_hold_the_payload_closely(kind, k):
 def test_overhead_is_the_file_but_the_payload(crop):
     img = kmq.compress_to(crop, psnr=28, codec="ctx")
     assert img.overhead() + len(kmq.codecs.ctx.encode(img.labels, img.palette)) == len(img.to_bytes())
+
+
+@pytest.mark.parametrize("codec, base, factor, expected", [
+    ("ctx", 100, 3, 256),  # from below the K where escapes turn costly, rdo's K stops there
+    ("ctx", 60, 3, 180), ("ctx", 256, 1.5, 256), ("ctx", 300, 1.5, 450),  # already above: no limit
+    ("lzma", 100, 3, 300), ("ctx", 100, 3, 200 - 1)])
+def test_the_k_rdo_is_tried_at(codec, base, factor, expected):
+    from types import SimpleNamespace
+
+    from kmq import target
+    cap = 199 if expected == 199 else 65536
+    assert target._rdo_k(SimpleNamespace(codec=codec), base, factor, cap) == expected
+
+
+def test_a_fit_passed_per_colour_gives_the_plain_file(crop):
+    # A search keeps each K's per-colour fit and hands it on; the file must be the plain compress's.
+    from kmq import kmeans
+    from kmq.api import quantize_colors, quantized
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    fit = quantize_colors(distinct.colors, distinct.counts, 7)
+    img = quantized(crop, distinct, 7, seed=0, max_iter=300, codec="ctx", fit=fit)
+    assert img.to_bytes() == kmq.compress(crop, 7, codec="ctx").to_bytes()
