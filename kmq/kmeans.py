@@ -795,6 +795,21 @@ class _Points:
             self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
         return self._cols32
 
+    def dist2_to(self, centres: np.ndarray) -> np.ndarray:
+        """Squared distances (K, m) float32 from the few `centres` to every point: the same values as
+        `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's outer
+        loops over rows of 7 took 280 us, along rows of 2 824 60 us)."""
+        if self.cols is not None:  # table look-ups: as fast either way round
+            return self.dist2(slice(0, self.m), centres).T
+        c32 = centres.astype(np.float32)
+        d = np.subtract.outer(c32[:, 0], self.cols32[0])
+        np.square(d, out=d)
+        for c in range(1, len(self.cols32)):
+            t = np.subtract.outer(c32[:, c], self.cols32[c])
+            np.square(t, out=t)
+            d += t
+        return d
+
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
 
@@ -871,6 +886,8 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     that many restarts cost little more Python overhead than one. Returns (k, C) float64 for runs == 1,
     else (runs, k, C).
     """
+    if runs == 1:
+        return _kmeanspp_one(pts, k, rng)
     x, w, m = pts.x, pts.w, pts.m
     trials = 2 + int(math.log(k))
     centroids = np.empty((runs, k, x.shape[1]), dtype=np.float64)
@@ -897,6 +914,36 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         centroids[:, i] = x[cand[run_ix, best]]
         closest = d[:, run_ix, best]
     return centroids[0] if runs == 1 else centroids
+
+
+def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
+    """`_kmeanspp` for one run, with the same draws, arithmetic and so the same centroids, in under half
+    the time: the distances to the candidates are laid out along the points (`_Points.dist2_to`), and
+    the one run's potentials need no shifting, so each step is ~12 numpy calls on contiguous rows."""
+    x, w, m = pts.x, pts.w, pts.m
+    trials = 2 + int(math.log(k))
+    centroids = np.empty((k, x.shape[1]), dtype=np.float64)
+    cw = np.cumsum(w)
+    first = min(int(np.searchsorted(cw, rng.random(1)[0] * cw[-1], side="right")), m - 1)
+    centroids[0] = x[first]
+    closest = pts.dist2_to(x[first:first + 1])[0]
+    wc = np.empty(m, dtype=np.float64)
+    for i in range(1, k):
+        np.multiply(w, closest, out=wc)
+        pot = np.cumsum(wc)
+        total = pot[-1]
+        if total > 0.0:
+            cand = np.searchsorted(pot, rng.random(trials) * total, side="right")
+            np.minimum(cand, m - 1, out=cand)
+        else:  # every point already on a centroid (only with duplicate rows): take rows in order
+            rng.random(trials)
+            cand = np.full(trials, i % m)
+        d = pts.dist2_to(x[cand])
+        np.minimum(d, closest, out=d)
+        best = int(np.argmin(np.einsum("tm,m->t", d, w)))  # first minimum: the earlier candidate
+        centroids[i] = x[cand[best]]
+        closest = d[best]
+    return centroids
 
 
 def _lloyd(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float) -> tuple[np.ndarray, float]:
@@ -926,6 +973,9 @@ _REACH = 2.5
 # A point's bound on the centroids but its own and the runner-up drops by the largest move among its
 # centroid's this many nearest others, not among all (see `_hamerly`).
 _NEIGHBOURS = 16
+# `_hamerly` sorts the centroids' separations again once one has drifted this share of the median nearest
+# separation since the last sort.
+_RESORT = 0.1
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
 
@@ -952,14 +1002,15 @@ def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     key = np.minimum(np.floor(sep * _SEP_SCALE) + 1.0, 65535.0).astype(np.uint16)
     np.fill_diagonal(key, 0)
     order = np.argsort(key, axis=1, kind="stable")
-    nsep = np.take_along_axis(key, order, axis=1).astype(np.float64)
+    # A flat gather: 2.5x faster than np.take_along_axis here.
+    nsep = np.take(key.ravel(), order + np.arange(0, key.size, key.shape[1])[:, None]).astype(np.float64)
     nsep = np.maximum(nsep - 1.0, 0.0) * (1.0 / _SEP_SCALE)
     return order, nsep
 
 
 def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, rows: np.ndarray,
                    labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
-                   lower: np.ndarray) -> None:
+                   lower: np.ndarray, slack: np.ndarray | None = None) -> None:
     """Nearest centroid (and bounds) for the points `rows`, whose upper[rows] are exact distances to their
     current centroid j; updates in place labels and upper (the nearest and its exact distance), runner and
     near (another centroid and its exact distance, the second nearest among those measured) and lower (a
@@ -971,14 +1022,20 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     nearest for a while); points are bucketed by n rounded up to a power of two (at least 2) and each bucket
     is one vectorised step. Any centroid past the first n is at least |c_i - c_j| - |x - c_j| away, which
     bounds the rest from below.
+    slack (k,): when order and nsep were sorted before the centroids last moved, centroid j's separations
+    may since have shrunk by up to slack[j] (its own move plus the largest other's); each list is then
+    read that much further out and the bound on the rest lowered by as much, so the answer stays exact.
     """
     k = centroids.shape[0]
     lab = labels[rows]
     u = upper[rows]
-    # n = how many of the sorted list lie within _REACH u: counting per row via a flat searchsorted.
-    offset = np.arange(k, dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(u.max()) + 1.0)
+    reach = _REACH * u
+    if slack is not None:
+        reach += slack[lab]
+    # n = how many of the sorted list lie within reach: counting per row via a flat searchsorted.
+    offset = np.arange(k, dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(reach.max()) + 1.0)
     flat = (nsep + offset[:, None]).ravel()
-    n = np.searchsorted(flat, _REACH * u + offset[lab], side="left") - lab * k
+    n = np.searchsorted(flat, reach + offset[lab], side="left") - lab * k
     width = np.maximum(2, 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
     np.minimum(width, k, out=width)
     x = pts.x
@@ -1005,7 +1062,10 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
             d[i, nxt] = np.inf
             rest = np.sqrt(d.min(axis=1)) if L > 2 else np.full(part.shape[0], np.inf)
             if L < k:
-                np.minimum(rest, nsep[lab[part], L] - u[part], out=rest)
+                beyond = nsep[lab[part], L] - u[part]
+                if slack is not None:
+                    beyond -= slack[lab[part]]
+                np.minimum(rest, beyond, out=rest)
             lower[r] = rest
 
 
@@ -1051,6 +1111,9 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         near = np.empty_like(upper)
         order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
         _reassign_near(pts, centroids, order, nsep, np.arange(pts.m), labels, upper, runner, near, lower)
+        drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
+        resort = _RESORT * float(np.median(nsep[:, 1]))
+    slack = None
     for _ in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -1060,12 +1123,12 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         if float(delta @ delta) <= tol_abs:
             break
         upper += delta[labels]
-        far = int(np.argmax(delta))
-        second = float(np.partition(delta, k - 2)[k - 2])
-        sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
-        np.fill_diagonal(sep, np.inf)
-        half = 0.5 * sep.min(axis=1)
         if not grouped:
+            far = int(np.argmax(delta))
+            second = float(np.partition(delta, k - 2)[k - 2])
+            sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
+            np.fill_diagonal(sep, np.inf)
+            half = 0.5 * sep.min(axis=1)
             lower -= np.where(labels == far, second, delta[far])
             bound = np.maximum(half[labels], lower)
         else:
@@ -1073,9 +1136,22 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             # centroid's nearest neighbours moved at most their largest move; any other is at least its
             # separation from the own centroid minus u away. So a few centroids still moving late no
             # longer lower the bound of every point, only of those whose centroid they neighbour.
-            order, nsep = _by_separation(sep)
-            moved = delta[order[:, 1:_NEIGHBOURS + 1]].max(axis=1)
-            beyond = nsep[:, _NEIGHBOURS + 1]
+            # The lists by separation are sorted again only once some centroid has drifted `_RESORT` of
+            # a typical nearest separation since: until then each separation read from them is lowered by
+            # both ends' drift (`slack`), which keeps every bound true (256 centroids: the sort was a
+            # third of an update's fixed cost).
+            drift += delta
+            if drift.max() > resort:
+                order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
+                drift[:] = 0.0
+                slack = None
+            else:
+                slack = drift + drift.max()
+            nb = order[:, 1:_NEIGHBOURS + 1]
+            moved = delta[nb].max(axis=1)
+            beyond = nsep[:, _NEIGHBOURS + 1] if slack is None else nsep[:, _NEIGHBOURS + 1] - slack
+            # Half the separation to the nearest other centroid: among the listed neighbours, measured.
+            half = 0.5 * np.minimum(np.sqrt(_sq(centroids[:, None, :], centroids[nb])).min(axis=1), beyond)
             lower -= moved[labels]
             np.minimum(lower, beyond[labels] - upper, out=lower)
             near -= delta[runner]
@@ -1107,7 +1183,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         near[still] = np.where(swap, up, d2)
         rest = still[~settled]
         if rest.size:
-            _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower)
+            _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
     inertia = _wsum(pts.w, _sq(x, centroids[labels]))
     return centroids, inertia, labels
 
