@@ -975,7 +975,7 @@ _REACH = 2.5
 _NEIGHBOURS = 16
 # `_hamerly` sorts the centroids' separations again once one has drifted this share of the median nearest
 # separation since the last sort.
-_RESORT = 0.1
+_RESORT = 0.6
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
 
