@@ -865,6 +865,36 @@ def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarra
     return means, wsum
 
 
+class _Sums:
+    """Weight and weighted coordinate sums by cluster, kept up to date as points change cluster.
+
+    Exact only where every sum is an integer below 2**53 (uint8 colours, integer counts): then the running
+    sums equal those made afresh (`_weighted_means`) bit for bit, in any order of updates."""
+
+    def __init__(self, pts: _Points, labels: np.ndarray, k: int) -> None:
+        self.pts, self.k = pts, k
+        self.wsum = np.bincount(labels, weights=pts.w, minlength=k)
+        self.sums = np.stack([np.bincount(labels, weights=wx, minlength=k) for wx in pts.wx], axis=1)
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        """As `_weighted_means`: (sums / weights, NaN rows for empty clusters; weights)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums / self.wsum[:, None], self.wsum.copy()
+
+    def move(self, rows: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Points `rows` went from clusters `old` to `new` (either may be equal)."""
+        moved = old != new
+        if not moved.any():
+            return
+        rows, old, new = rows[moved], old[moved], new[moved]
+        k = self.k
+        w = self.pts.w[rows]
+        self.wsum += np.bincount(new, weights=w, minlength=k) - np.bincount(old, weights=w, minlength=k)
+        for c, wx in enumerate(self.pts.wx):
+            v = wx[rows]
+            self.sums[:, c] += np.bincount(new, weights=v, minlength=k) - np.bincount(old, weights=v, minlength=k)
+
+
 def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: np.ndarray) -> None:
     """Move each empty centroid onto one of the points farthest from their centroid, in place.
 
@@ -1114,8 +1144,12 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
         resort = _RESORT * float(np.median(nsep[:, 1]))
     slack = None
+    # On exact colours (integer weights and coordinates) every sum by cluster is an exact integer, so the
+    # sums can follow the few points that change cluster instead of being made again from all of them
+    # each update, with the same bits (4 bincounts over 38 732 colours were ~15 % of an update at K=256).
+    sums = _Sums(pts, labels, k) if pts.cols is not None else None
     for _ in range(max_iter):
-        new, wsum = _weighted_means(pts, labels, k)
+        new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
             _reseed_empty(new, wsum, x, _sq(x, centroids[labels]))
         delta = np.sqrt(_sq(new, centroids))
@@ -1163,11 +1197,14 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         still = cand[upper[cand] > bound[cand]]
         if still.size == 0:
             continue
+        before = labels[still]
         if not grouped:
             lab, up, lo = _assign(pts, centroids, rows=still, second=True)
             labels[still] = lab
             upper[still] = np.sqrt(up)
             lower[still] = np.sqrt(lo)
+            if sums is not None:
+                sums.move(still, before, lab)
             continue
         # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
         # two is the nearest (ties keep the centroid) and the other is the new runner-up.
@@ -1184,6 +1221,8 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         rest = still[~settled]
         if rest.size:
             _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
+        if sums is not None:
+            sums.move(still, before, labels[still])
     inertia = _wsum(pts.w, _sq(x, centroids[labels]))
     return centroids, inertia, labels
 
