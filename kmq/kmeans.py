@@ -1348,6 +1348,18 @@ def _pyramid(colors: np.ndarray, counts: np.ndarray, levels: tuple[int, ...]) ->
     return out[::-1]
 
 
+def _occupied(colors: np.ndarray, bits: int) -> int:
+    """How many bins the histogram of (M, C <= 3) colours at `bits` per channel has (a flag per bin: 2 MB
+    at 7 bits for RGB; 4 channels would need 256 MB, so they are not counted this way)."""
+    ids = np.zeros(colors.shape[0], dtype=np.intp)
+    for c in range(colors.shape[1]):
+        ids <<= bits
+        ids |= colors[:, c] >> (8 - bits)
+    seen = np.zeros(1 << (bits * colors.shape[1]), dtype=bool)
+    seen[ids] = True
+    return int(np.count_nonzero(seen))
+
+
 def _coarse(colors: np.ndarray, counts: np.ndarray, bits: int) -> _Points:
     """The histogram of the colours with `bits` bits per channel (see `_pyramid`)."""
     return _pyramid(colors, counts, (bits,))[0]
@@ -1399,6 +1411,8 @@ _REFINE_BITS = (6, 7)
 # colours): the tail beyond moves J by hundredths of a percent and would dominate the time at large K.
 _FULL_WORK = 20_000_000
 _LEVEL_TOL = 1.0
+# Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
+_WARM_TOL = 100.0
 _RESTART_ITER = 10
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
@@ -1721,7 +1735,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # otherwise unless the 6-bit level already has half as many bins as colours, when the 7-bit one
             # (at least as many) would be skipped below. The 256x256 astronaut is such a case, and its 7-bit
             # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
-            if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else levels[-1].m * 2 <= m:
+            # Nor is it built when its bins would be more than half the colours, so skipped: counting them
+            # first costs 0.4 ms, building it ~5 ms (256x256 astronaut: 21 841 bins for 38 732 colours).
+            if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else (
+                    levels[-1].m * 2 <= m and (colors.shape[1] > 3 or _occupied(colors, _REFINE_BITS[-1]) * 2 <= m)):
                 levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
         # The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
         # colours. A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at
@@ -1729,7 +1746,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
         if at < len(levels) and levels[at].m * 2 <= m:
             coarse = levels[at]
-            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, tol_abs * _LEVEL_TOL)
+            # With one run (large k) every histogram level only warms up the next one, which moves the
+            # centroids by more than that level's tail of small moves would have (256x256 photo, K=256: the
+            # colours took 33 updates after a fully converged 6-bit level, 36 after one stopped early), so
+            # those levels stop at a looser tolerance; the last level, the colours', keeps `tol`.
+            warm = tol_abs * (_LEVEL_TOL if restarts > 1 or pts is None else _WARM_TOL)
+            start, labels = _best_of_restarts(coarse, k, rng, restarts, max_iter, warm)
             # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each
             # level starts from the labels of the bin its points fell in one level up.
             prev = coarse
@@ -1739,8 +1761,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                 colour_of = np.empty(finer.m, dtype=np.intp)
                 for s in range(0, m, _CHUNK):  # some colour of each finer bin, without an (M,) arange
                     colour_of[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, m))
-                start, _, labels = _hamerly(finer, start, max_iter, tol_abs * _LEVEL_TOL,
-                                            labels[prev.inverse[colour_of]])
+                start, _, labels = _hamerly(finer, start, max_iter, warm, labels[prev.inverse[colour_of]])
                 prev = finer
             # The colours themselves only polish what the histograms found: a bounded amount of work.
             if pts is None:

@@ -560,3 +560,29 @@ def test_one_run_kmeanspp_equals_a_plain_greedy_kmeanspp(level: str) -> None:
     pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
     got = km._kmeanspp(pts, 40, np.random.default_rng(4))
     np.testing.assert_array_equal(got, plain_kmeanspp(pts.x, pts.w, 40, np.random.default_rng(4)))
+
+
+def test_occupied_counts_the_bins_of_a_histogram() -> None:
+    # Hand-computed: at 7 bits, 0 and 1 share a bin, 2 does not; 255 is alone.
+    colors = np.array([[0, 0, 0], [1, 1, 1], [2, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    assert km._occupied(colors, 7) == 3
+    assert km._occupied(colors, 1) == 2
+    colors, counts = photo_like(10, 20000)
+    for bits in (5, 6, 7):
+        assert km._occupied(colors, bits) == km._coarse(colors, counts, bits).m
+
+
+def test_one_run_warm_levels_stay_near_fully_converged_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With one run (k = 256) the histogram levels stop early and the colours' own Lloyd finishes: J within
+    # 0.5 % of the fit whose every level converges, and the same centroids on a second call.
+    colors, counts = photo_like(11, 25000)
+    k = 256
+    assert km._restarts(k) == 1 and len(colors) * k > km._COARSE_WORK
+    fast = km.fit(colors, counts, k, seed=0)
+    assert np.array_equal(fast, km.fit(colors, counts, k, seed=0))
+    monkeypatch.setattr(km, "_WARM_TOL", km._LEVEL_TOL)
+    full = km.fit(colors, counts, k, seed=0)
+    assert not np.array_equal(fast, full)  # the warm levels did stop early
+    pts = km._Points(colors, counts, colors)
+    j_fast, j_full = (float(counts @ km._assign(pts, c)[1]) for c in (fast, full))
+    assert j_fast <= 1.005 * j_full
