@@ -946,10 +946,13 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     return centroids[0] if runs == 1 else centroids
 
 
-def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
+                  labels: np.ndarray | None = None) -> np.ndarray:
     """`_kmeanspp` for one run, with the same draws, arithmetic and so the same centroids, in under half
     the time: the distances to the candidates are laid out along the points (`_Points.dist2_to`), and
-    the one run's potentials need no shifting, so each step is ~12 numpy calls on contiguous rows."""
+    the one run's potentials need no shifting, so each step is ~12 numpy calls on contiguous rows.
+    labels (m,), if given, receives each point's nearest centroid (the first of equals), which Lloyd can
+    start from instead of measuring all k again."""
     x, w, m = pts.x, pts.w, pts.m
     trials = 2 + int(math.log(k))
     centroids = np.empty((k, x.shape[1]), dtype=np.float64)
@@ -958,6 +961,9 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
     centroids[0] = x[first]
     closest = pts.dist2_to(x[first:first + 1])[0]
     wc = np.empty(m, dtype=np.float64)
+    won = np.empty(m, dtype=bool)
+    if labels is not None:
+        labels[:] = 0
     for i in range(1, k):
         np.multiply(w, closest, out=wc)
         pot = np.cumsum(wc)
@@ -972,6 +978,9 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator) -> np.ndarray:
         np.minimum(d, closest, out=d)
         best = int(np.argmin(np.einsum("tm,m->t", d, w)))  # first minimum: the earlier candidate
         centroids[i] = x[cand[best]]
+        if labels is not None:
+            np.less(d[best], closest, out=won)
+            labels[won] = i
         closest = d[best]
     return centroids
 
@@ -1505,9 +1514,10 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
     early: on the 12 MP photo at K=16 (seeds 0..5) it ranked at worst 5th of 16 there; the samples at
     K=16, 64 and 256 keep the same J, the 48 bulk tiles' mean J moves by under 0.02 %.
     """
+    if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
+        labels = np.empty(pts.m, dtype=np.intp)
+        return _hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)[::2]
     seeds = _kmeanspp(pts, k, rng, restarts)
-    if restarts == 1:  # nothing to rank
-        return _hamerly(pts, seeds, max_iter, tol_abs)[::2]
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
         early, j, _ = _lloyd_runs(pts, seeds, _PRUNE_AFTER, tol_abs)

@@ -586,3 +586,12 @@ def test_one_run_warm_levels_stay_near_fully_converged_levels(monkeypatch: pytes
     pts = km._Points(colors, counts, colors)
     j_fast, j_full = (float(counts @ km._assign(pts, c)[1]) for c in (fast, full))
     assert j_fast <= 1.005 * j_full
+
+
+@pytest.mark.parametrize("level", ["colours", "histogram"])
+def test_one_run_kmeanspp_labels_are_the_nearest_centroids(level: str) -> None:
+    colors, counts = photo_like(12, 6000)
+    pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
+    labels = np.full(pts.m, -1, dtype=np.intp)
+    cent = km._kmeanspp_one(pts, 40, np.random.default_rng(5), labels)
+    np.testing.assert_array_equal(labels, km._assign(pts, cent)[0])
