@@ -1017,6 +1017,8 @@ _NEIGHBOURS = 16
 # that drift, so it must stay small next to u (measured against the nearest separation instead, a noisy
 # 256x256 tile at K=256 took 1.7 s instead of 0.65 s; 0.6 of the median u: 0.75 s).
 _RESORT = 0.4
+# ... that median taken over every 64th point: over all 38 732 colours it cost 0.55 ms a sort.
+_MEDIAN_STEP = 64
 # From this K on, Hamerly's full re-assignments only look at the centroids near each point's own.
 _GROUPED_FROM = 32
 
@@ -1159,7 +1161,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
         _reassign_near(pts, centroids, order, nsep, np.arange(pts.m), labels, upper, runner, near, lower)
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
-        resort = _RESORT * float(np.median(upper))
+        resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
     slack = None
     # On exact colours (integer weights and coordinates) every sum by cluster is an exact integer, so the
     # sums can follow the few points that change cluster instead of being made again from all of them
@@ -1195,7 +1197,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             if drift.max() > resort:
                 order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
                 drift[:] = 0.0
-                resort = _RESORT * float(np.median(upper))
+                resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
                 slack = None
             else:
                 slack = drift + drift.max()
