@@ -518,3 +518,80 @@ def test_histogram_restarts_match_restarts_on_the_colours(case: str) -> None:
     pts = km._Points(colors, counts, colors)
     ref = km._best_of_restarts(pts, k, np.random.default_rng(0), km._restarts(k), 300, 0.0)[0]
     assert weighted_j(colors, counts, fast) <= 1.005 * weighted_j(colors, counts, ref)
+
+
+@pytest.mark.parametrize("resort", [0.0, 0.1, 1e9])
+def test_hamerly_with_stale_separation_lists_equals_plain_lloyd(resort: float, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    # The lists of centroids by separation are sorted again every update (0), now and then (0.1) or
+    # never (1e9, every bound then widened by the drift since the first sort): the iterations must be
+    # those of plain Lloyd each way.
+    monkeypatch.setattr(km, "_RESORT", resort)
+    colors, counts = photo_like(8, 20000)
+    pts = km._Points(colors, counts, colors)
+    start = km._kmeanspp(pts, 160, np.random.default_rng(0))
+    plain, j_plain = km._lloyd(pts, start, 40, 0.0)
+    fast, j_fast, _ = km._hamerly(pts, start, 40, 0.0)
+    np.testing.assert_allclose(fast, plain, atol=1e-6)
+    assert j_fast == pytest.approx(j_plain, rel=1e-6)
+
+
+def plain_kmeanspp(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy weighted k-means++ written plainly (float64, one candidate at a time)."""
+    trials = 2 + int(np.log(k))
+    cw = np.cumsum(w)
+    chosen = [x[min(int(np.searchsorted(cw, rng.random(1)[0] * cw[-1], side="right")), len(x) - 1)]]
+    closest = ((x - chosen[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        pot = np.cumsum(w * closest)
+        cand = np.minimum(np.searchsorted(pot, rng.random(trials) * pot[-1], side="right"), len(x) - 1)
+        options = [np.minimum(closest, ((x - x[c]) ** 2).sum(axis=1)) for c in cand]
+        best = int(np.argmin([w @ o for o in options]))
+        chosen.append(x[cand[best]])
+        closest = options[best]
+    return np.array(chosen)
+
+
+@pytest.mark.parametrize("level", ["colours", "histogram"])
+def test_one_run_kmeanspp_equals_a_plain_greedy_kmeanspp(level: str) -> None:
+    # One run has its own leaner loop (distances laid out along the points); it must draw and choose as
+    # the plain algorithm does, on the colours (table distances) and on a histogram (float distances).
+    colors, counts = photo_like(9, 6000)
+    pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
+    got = km._kmeanspp(pts, 40, np.random.default_rng(4))
+    np.testing.assert_array_equal(got, plain_kmeanspp(pts.x, pts.w, 40, np.random.default_rng(4)))
+
+
+def test_occupied_counts_the_bins_of_a_histogram() -> None:
+    # Hand-computed: at 7 bits, 0 and 1 share a bin, 2 does not; 255 is alone.
+    colors = np.array([[0, 0, 0], [1, 1, 1], [2, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    assert km._occupied(colors, 7) == 3
+    assert km._occupied(colors, 1) == 2
+    colors, counts = photo_like(10, 20000)
+    for bits in (5, 6, 7):
+        assert km._occupied(colors, bits) == km._coarse(colors, counts, bits).m
+
+
+def test_one_run_warm_levels_stay_near_fully_converged_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With one run (k = 256) the histogram levels stop early and the colours' own Lloyd finishes: J within
+    # 0.5 % of the fit whose every level converges, and the same centroids on a second call.
+    colors, counts = photo_like(11, 25000)
+    k = 256
+    assert km._restarts(k) == 1 and len(colors) * k > km._COARSE_WORK
+    fast = km.fit(colors, counts, k, seed=0)
+    assert np.array_equal(fast, km.fit(colors, counts, k, seed=0))
+    monkeypatch.setattr(km, "_WARM_TOL", km._LEVEL_TOL)
+    full = km.fit(colors, counts, k, seed=0)
+    assert not np.array_equal(fast, full)  # the warm levels did stop early
+    pts = km._Points(colors, counts, colors)
+    j_fast, j_full = (float(counts @ km._assign(pts, c)[1]) for c in (fast, full))
+    assert j_fast <= 1.005 * j_full
+
+
+@pytest.mark.parametrize("level", ["colours", "histogram"])
+def test_one_run_kmeanspp_labels_are_the_nearest_centroids(level: str) -> None:
+    colors, counts = photo_like(12, 6000)
+    pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
+    labels = np.full(pts.m, -1, dtype=np.intp)
+    cent = km._kmeanspp_one(pts, 40, np.random.default_rng(5), labels)
+    np.testing.assert_array_equal(labels, km._assign(pts, cent)[0])
