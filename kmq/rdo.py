@@ -7,24 +7,21 @@ This module minimises, for a multiplier lambda,
 
     E = sum over pixels of d(pixel, palette[label]) + lambda * sum over neighbour pairs of w * [labels differ]
 
-(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones), plus an escape term: lambda *
-0.5 * (1 + log2(1 + r)) for a label none of the 4 neighbours ctx codes the pixel from holds, r its rank by
-colour distance from the entry ctx ranks that escape from (about the bits ctx spends on it). It minimises by
-iterated conditional modes: each pixel takes whichever of its current label, its nearest label, its
-neighbours' labels and that reference entry has the lowest cost, the pixels updated together being those of
-one of the four (row, column) parity classes, so no two of them are neighbours and each move lowers E (but for
-the escape terms of the pixels coded from the one that moved: those are charged to them, not to it). Only
-pixels that can move are visited: those at a label boundary (or next to a pixel that just moved) and, among
-those at their nearest label, only the escapes and the ones holding less than half the neighbour weight (any
-other label holds at most the other half, and is no nearer). Each round of sweeps is followed by a palette
-refinement (every entry becomes the rounded mean of its pixels, which never raises J for fixed labels). lambda
-is found on a sample of the image (the image itself up to 2 * _SAMPLE pixels) so that J lands at the budget;
-on the whole image the final J is then measured exactly and, when above the budget, the relabelled pixels that
-bought the least agreement per unit of distortion return to their nearest entry until it is not. Last, the
-result's ctx payload is compared with the nearest labelling's (on the sample) and the nearest labelling is
-returned when rdo saved nothing. Everything is array work over whole parity classes, and nothing is kept per
-pixel but the labels (the nearest entries per distinct colour, the moved pixels as a list, J as a running
-total): at 12 MP each per-pixel array would cost 48 MB and the time to fill it.
+(a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
+each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
+cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
+of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
+boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
+holding less than half the neighbour weight (any other label holds at most the other half, and is no
+nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
+itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
+measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
+of distortion return to their nearest entry until it is not. Last, the result's ctx payload is compared
+with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing.
+Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
+nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
+per-pixel array would cost 48 MB and the time to fill it.
 
 Tried and dropped (--rdo 2 bytes over plain on the 4 sample photos at K = 16 and 64, geometric mean; this
 Potts model with 6 bisection steps: 0.868): a rate model of ctx's finest level (the bits of a label given
@@ -44,26 +41,12 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
 2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
-Later, payload ratios on the 4 photos (the escape term at every level: 0.862; before it 0.866; at the finest
-level only 0.864) and on chelsea and ihc (before it 0.892): escape weight 0.35 / 0.7 0.863 / 0.862; 6
-calibration runs aimed at 99.5 % of the budget 0.863 (finest level only) at 1.4x rdo's time; the coarse
-pixels' own 4 neighbours' labels as candidates 0.862; a bonus for a label that ends the escape of a finest-
-level pixel coded from this one (weight 1 / 2) 0.863 / 0.865. Without the escape term, on chelsea and ihc:
-weights 3 / 1, 4 / 1, 3 / 2 0.891 / 0.891 / 0.893; a bonus for the label ctx ranks first among the main
-neighbours (ties: the first neighbour) 0.892 / 0.895 at 0.5 / 1.5. A much better optimiser of the same
-energy buys little: exact row and column dynamic programming (Viterbi over 5 candidates per pixel, each
-line given the others, 2 sweeps, bisected to J 1.0199) 0.888 against 0.891 for this at the same J, at 10x
-the time. A lower-J palette would widen the budget (the marginal rate is 2.5 % bytes per 1 % J: --rdo 3
-gives 0.841), but swap moves (the cheapest entry to remove, reseeded in the costliest cluster, then Lloyd)
-lower J by 0.5 % at K = 64 only and nothing at K = 16, for seconds; other seeds' fits by up to 1.2 %.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -75,13 +58,6 @@ from .codecs import ctx
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 _WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
 _HALF = sum(_WEIGHTS) // 2
-# ctx codes a label none of a pixel's 4 main neighbours holds (an escape) by its rank in colour distance from
-# the entry nearest their mean colour, a few bits more the farther it is: per (row, column) parity class, the
-# _OFFSETS of those neighbours in ctx's finest level (docs/FORMAT.md, "Pass order"; the even grid, coded at
-# coarser levels from neighbours 2+ pixels away: _coarse_main). Each pixel may also take that entry, and pays
-# _ESCAPE Potts weight per bit of an escape's rank; up to k = 256 (above, ctx ranks by label).
-_MAIN = {1: (0, 1, 2, 3), 2: (0, 1, 2, 3), 3: (4, 5, 6, 7)}
-_ESCAPE = 0.5
 _SWEEPS = 2  # sweeps of every parity class per round; strong rdo (above _MANY_AT %) moves many more pixels,
 _MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % smaller files at 50 %)
 _ROUNDS = 1  # rounds of sweeps + palette refinement
@@ -90,7 +66,6 @@ _TILE = 64  # side of the sample's tiles
 _TRIALS = 4  # runs when calibrating lambda
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
-_REFILL = 0.99  # a sampled image whose run used less of the J allowance than this gets one more sweep
 
 
 @dataclass
@@ -230,7 +205,6 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             moving |= cur != flat[at + off]
         candidates = todo[moving]
     changed = []
-    escapes = _Escapes.of(s.palette)
     row, col = np.divmod(candidates, s.width)
     parity = (row & 1) * 2 + (col & 1)
     for cls in range(4):
@@ -241,29 +215,23 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         nbs = [flat[pidx + off] for off in offsets]
         cur = flat[pidx]
         agree = _agreement(nbs, cur)
-        main = None if escapes is None else [nbs[i] for i in _MAIN[cls]] if cls else _coarse_main(s, idx)
-        # A pixel at its nearest label that agrees with half the weight or more keeps it (unless that label
-        # is an escape): any other label agrees with at most the other half and is no nearer. Pixels not in
-        # s.moved are at their nearest.
+        # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
+        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
         live = (agree < _HALF) | away[idx]
-        if main is not None:
-            live |= ~_held(main, cur)
         # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
         if 2 * np.count_nonzero(live) < len(live):
             idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
             nbs = [nb[live] for nb in nbs]
-            main = None if main is None else [m[live] for m in main]
             if len(idx) == 0:
                 continue
         near = s.near(idx)
         px = s.pixels[idx]
         dcur = _dist(px, s.palette, cur)
-        ref = escapes.reference(main) if main is not None else None
-        best, best_c, best_d = dcur - np.float32(lam) * (agree - _escape(escapes, main, ref, cur)), cur, dcur
-        for i, c in enumerate([near, *nbs[:4], *([] if ref is None else [ref])]):
+        best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
+        for i, c in enumerate([near, *nbs[:4]]):
             safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
             d = _dist(px, s.palette, safe)
-            cost = d - np.float32(lam) * (_agreement(nbs, c) - _escape(escapes, main, ref, safe))
+            cost = d - np.float32(lam) * _agreement(nbs, c)
             if i:
                 cost[c == k] = np.inf
             better = cost < best
@@ -279,67 +247,6 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     away[out] = True
     s.moved = np.flatnonzero(away)
     return out
-
-
-_ESCAPES = threading.local()  # the last palette's _Escapes (a cache per thread: its cells fill in as used)
-
-
-@dataclass
-class _Escapes:
-    """ctx's escape ranking for one palette (k <= 256): ``reference`` gives the entry an escape is ranked
-    from, from the 4 main neighbours' labels (the sentinel counts as the last entry); ``cost[r, c]`` is
-    _ESCAPE x (1 + log2(1 + the rank of c from r)), about the bits an escape to c costs in Potts weight."""
-    find: Callable[[np.ndarray], np.ndarray]
-    cost: np.ndarray
-
-    @staticmethod
-    def of(palette: np.ndarray) -> _Escapes | None:
-        """The palette's, kept from the last call in this thread (every sweep of a run has the same palette,
-        and the reference of each mean-colour cell costs a (cells, k) search the first time)."""
-        key = palette.tobytes() + bytes(str(palette.shape), "ascii")
-        last = getattr(_ESCAPES, "last", None)
-        if last is not None and last[0] == key:
-            return last[1]
-        ranked = ctx.escapes(palette)
-        out = None
-        if ranked is not None:
-            find, rank = ranked
-            out = _Escapes(find, (np.float32(_ESCAPE) * (1 + np.log2(1 + rank))).astype(np.float32))
-        _ESCAPES.last = (key, out)
-        return out
-
-    def reference(self, main: list[np.ndarray]) -> np.ndarray:
-        top = len(self.cost) - 1
-        return self.find(np.stack([np.minimum(m, top) for m in main]).astype(np.uint16))
-
-
-def _coarse_main(s: _State, idx: np.ndarray) -> list[np.ndarray]:
-    """The 4 main neighbours, in ctx's pass order, of the even-grid pixels idx (flat): a pixel whose row and
-    column have t as their lowest set bit between them is coded from the 4 pixels at distance t,
-    diagonal when both have bit t set, axial otherwise; k outside the image (and all 4 for the first pixel)."""
-    row, col = np.divmod(idx, s.width)
-    both = row | col
-    t = both & -both
-    diagonal = (row & t > 0) & (col & t > 0)
-    k = len(s.palette)
-    main = []
-    for (ai, aj), (di, dj) in zip(((0, -1), (0, 1), (-1, 0), (1, 0)), _OFFSETS[4:]):
-        r = row + np.where(diagonal, di, ai) * t
-        c = col + np.where(diagonal, dj, aj) * t
-        inside = (r >= 0) & (r < s.height) & (c >= 0) & (c < s.width) & (t > 0)
-        main.append(np.where(inside, s.labels[np.clip(r, 0, s.height - 1), np.clip(c, 0, s.width - 1)], k))
-    return main
-
-
-def _escape(escapes: _Escapes | None, main: list[np.ndarray] | None, ref: np.ndarray | None, c: np.ndarray):
-    """The escape term of label c (0 where a main neighbour holds it, or where there is none)."""
-    if main is None:
-        return np.float32(0)
-    return np.where(_held(main, c), np.float32(0), escapes.cost[ref, c])
-
-
-def _held(main: list[np.ndarray], c: np.ndarray) -> np.ndarray:
-    return (c == main[0]) | (c == main[1]) | (c == main[2]) | (c == main[3])
 
 
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
@@ -533,13 +440,6 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         s.near_c, s.dnear_c = back.near_c, back.dnear_c
         labels = s.labels.reshape(-1)
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
-    if not whole and s.total - j0 < _REFILL * (budget - j0):
-        # The sample's lambda can leave the whole image under budget (astronaut upscaled to 12 MP: J 1.012x
-        # where 1.02x is allowed): one more sweep, with the refined palette, spends some of the rest (there
-        # J 1.014x, 0.857x the plain payload instead of 0.875x; coffee upscaled to 1.5 MP, from 1.0195x:
-        # 1.020x, 0.765x instead of 0.775x); _back_off undoes any excess. Where the budget is spent already
-        # it would not pay (the 4 photos side by side, 0.54 MP: +0.1 % bytes).
-        _sweep(s, trial.lam, None)
     _back_off(s, budget)
     judged = s if whole else trial.kept
     if _worse(trial, judged, palette):

@@ -7,7 +7,6 @@ from PIL import Image
 import kmq
 from conftest import assert_compress_usage_error
 from kmq import kmeans, rdo
-from kmq.codecs import ctx
 from kmq.cli import main
 
 
@@ -183,14 +182,9 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
                  todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
     pixel that at the sweep's start is at a label boundary (4 axial neighbours) or away from its nearest
-    entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest, its 4
-    axial neighbours' and ctx's reference entry for its 4 main neighbours in ctx's pass order (at distance t,
-    the lowest set bit of row | column: diagonal where both have bit t, else axial; outside the image, and
-    all 4 of pixel (0, 0): the last entry): the entry p least |4 p - C|^2 (lowest on ties) for C the centre
-    of the 32-level cell of their summed colour S, C = (S >> 5 << 5) + 16. A label none of them holds pays
-    rdo._ESCAPE x (1 + log2(1 + its rank by colour distance from the reference)) Potts weight. Nothing else
-    is skipped (rdo also skips pixels that hold half the Potts weight at their nearest entry): returns the
-    labels and the (H, W) map of the changed ones."""
+    entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest and
+    its 4 axial neighbours'. Nothing else is skipped (rdo also skips pixels that hold half the Potts weight
+    at their nearest entry): returns the labels and the (H, W) map of the changed ones."""
     height, width = labels.shape
     k = len(palette)
     sq = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
@@ -204,33 +198,16 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
     if todo is not None:
         visit &= todo
     start = labels.copy()
-    apart = ((palette[:, None, :].astype(np.int64) - palette[None].astype(np.int64)) ** 2).sum(-1)
-    rank = np.array([[sorted(range(k), key=lambda c: (apart[r, c], c)).index(c) for c in range(k)]
-                     for r in range(k)])
     for pi in (0, 1):
         for pj in (0, 1):
             rows, cols = np.mgrid[pi:height:2, pj:width:2]
             rows, cols = rows[visit[rows, cols]], cols[visit[rows, cols]]
             nbs = [padded[rows + 1 + di, cols + 1 + dj] for di, dj in offsets]
             cur = padded[rows + 1, cols + 1]
-            main = []
-            for axial, diagonal in zip([(0, -1), (0, 1), (-1, 0), (1, 0)], offsets[4:]):
-                nb = []
-                for r, c in zip(rows, cols):
-                    t = (r | c) & -(r | c)
-                    di, dj = diagonal if r & t and c & t else axial
-                    inside = t and 0 <= r + di * t < height and 0 <= c + dj * t < width
-                    nb.append(padded[r + di * t + 1, c + dj * t + 1] if inside else k)
-                main.append(np.array(nb, int))
-            centre = (sum(palette[np.minimum(m, k - 1)].astype(np.int64) for m in main) >> 5 << 5) + 16
-            ref = ((4 * palette[None].astype(np.int64) - centre[:, None, :]) ** 2).sum(-1).argmin(-1)
             best_c, best = cur, None
-            for i, c in enumerate([cur, near[rows, cols], *nbs[:4], ref]):
-                agree = sum(w * (nb == c) for nb, w in zip(nbs, weights)).astype(np.float32)
-                held = sum(m == c for m in main) > 0
-                esc = rdo._ESCAPE * (1 + np.log2(1 + rank[ref, np.minimum(c, k - 1)]))
-                agree -= np.where(held, 0, esc).astype(np.float32)
-                cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree
+            for i, c in enumerate([cur, near[rows, cols], *nbs[:4]]):
+                agree = sum(w * (nb == c) for nb, w in zip(nbs, weights))
+                cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree.astype(np.float32)
                 if i >= 2:
                     cost = np.where(c == k, np.inf, cost)
                 if best is None:
@@ -246,7 +223,7 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
 def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam):
     pixels = crop[:37, :45]
     distinct = kmeans.distinct(pixels.reshape(-1, 3))
-    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
     s = rdo._start(pixels, rdo._Colours(distinct), palette)
     want, todo, want_todo, moves = s.labels.copy(), None, None, 0
     for _ in range(4):
@@ -287,13 +264,3 @@ def test_back_off_lands_within_the_budget_after_a_refinement(crop):
     back = flat != before.reshape(-1)
     np.testing.assert_array_equal(flat[back], s.near(np.flatnonzero(back)))
     assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
-
-
-def test_ctx_escapes_reference_and_ranks_by_hand():
-    # grey entries 0, 10, 30: from 10 the nearest are 10 (0), then 0 (d 100), then 30 (d 400)
-    find, rank = ctx.escapes(np.array([[0], [10], [30]], np.uint8))
-    np.testing.assert_array_equal(rank, [[0, 1, 2], [1, 0, 2], [2, 1, 0]])
-    # main neighbours 0, 0, 10, 30: summed colour 40, and |4 x 10 - 40| = 0; 0, 30, 30, 30: 90, 4 x 30 nearest
-    main = np.array([[0, 0], [0, 2], [1, 2], [2, 2]], np.uint16)
-    np.testing.assert_array_equal(find(main), [1, 2])
-    assert ctx.escapes(np.zeros((257, 3), np.uint8)) is None  # ranked by label above k = 256

@@ -47,7 +47,7 @@ _NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tabl
 RANKED_K_MAX = _NN_MAX
 _SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
 _CHUNK = 1 << 12  # rows of a (chunk, k) distance array at once
-_CELL_SHIFT = {1: 0, 2: 3, 3: 5, 4: 6}  # per channel count: S >> shift gives the mean-colour cell  # escapes whose reference colour is searched at once (bounds a (chunk, k) array)
+_CELL_SHIFT = {1: 0, 2: 3, 3: 5, 4: 6}  # per channel count: S >> shift gives the mean-colour cell
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -620,18 +620,6 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     low = 1 + (rans.STATE_BYTES - 2) * lanes + (bits - rounding) / 8 - 1
     high = 1 + rans.STATE_BYTES * lanes + (bits + rounding) / 8 + 1
     return max(0, int(np.ceil(low))), int(np.floor(high))
-
-
-def escapes(palette: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray] | None:
-    """What an escape costs depends on (for rdo): a function giving the reference entry of pixels from their
-    4 main neighbours' labels ((4, m) uint16, each < k), and the (k, k) rank of each label by colour distance
-    from each reference (ties: lower label first), an escape's rank before the neighbours' labels are left
-    out. None above k = 256, where escapes are ranked by label."""
-    palette = _check_palette(palette)
-    if len(palette) > _NN_MAX:
-        return None
-    model = _Model(len(palette), palette)
-    return model._reference, model.pos
 
 
 def _coded(labels: np.ndarray, palette: np.ndarray) -> list[np.ndarray]:
