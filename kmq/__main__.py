@@ -1,6 +1,18 @@
 """The `kmq` command (and `python -m kmq`): its input image starts decoding before the rest of kmq loads
-(kmq.prefetch), then kmq.cli runs, and a command that succeeded ends without the interpreter's teardown."""
+(kmq.prefetch), then kmq.cli runs, and a command that succeeded ends without the interpreter's teardown
+(`run`, the console script; `main` raises SystemExit as click does, for a program that runs kmq inside its
+own process)."""
 import sys
+
+
+def run() -> None:
+    """`main`, then, when the command succeeded, the end of the process at once (see `_end_now`)."""
+    try:
+        main()
+    except SystemExit as e:
+        if e.code in (0, None):
+            _end_now()
+        raise
 
 
 def main() -> None:
@@ -16,12 +28,7 @@ def main() -> None:
     prefetch.start(sys.argv[1:])
     from .cli import main as cli
 
-    try:
-        cli()
-    except SystemExit as e:
-        if e.code in (0, None):
-            _end_now()
-        raise
+    cli()
 
 
 def _end_now() -> None:
@@ -51,4 +58,6 @@ def _end_now() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m kmq` is the process; runpy.run_module("kmq") from a host program (argv[0] the host's), or
+    # `python -i`, must get SystemExit back, not an ended process.
+    run() if sys.argv[0] == __file__ and not sys.flags.inspect else main()

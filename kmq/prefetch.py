@@ -170,12 +170,16 @@ class _Inflated:
             out = [b"\x78\x01"]  # zlib's header (deflate, 32 KiB window, no dictionary), then stored blocks
             size = 0  # inflated bytes in out
             for compressed in _groups(chunks):
+                if inflater.eof:  # what follows the stream is junk, which Pillow ignores too
+                    break
                 while not self._stop:
                     # _PIECE inflated bytes at a time at most: a flat image inflates a thousandfold. Output cut
                     # short may still be pending with all the input taken (ISA-L holds input itself): ask
                     # again until an answer falls short.
                     want = _PIECE - size
                     raw = inflater.decompress(compressed, want)
+                    if not raw and compressed and len(inflater.unconsumed_tail) == len(compressed):
+                        raise zlib.error("the image data makes no progress")  # never a hang: Pillow decides
                     compressed = inflater.unconsumed_tail
                     adler = zlib.adler32(raw, adler)
                     out += _stored(raw)
@@ -183,7 +187,9 @@ class _Inflated:
                     if size == _PIECE:
                         self._out.put(b"".join(out))
                         out, size = [], 0
-                    if not compressed and len(raw) < want:
+                    # At the stream's end Python's zlib may keep what follows it as an unconsumed tail for
+                    # ever: the end, not an empty tail, ends the loop there.
+                    if inflater.eof or (not compressed and len(raw) < want):
                         break
             if not self._stop:
                 if not inflater.eof:

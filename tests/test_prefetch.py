@@ -180,6 +180,33 @@ def test_png_data_is_inflated_ahead_in_pieces(tmp_path: Path, monkeypatch: pytes
     assert small_pieces == [1007] + [1005] * 11 + [5 + 660 + 5 + 4]
 
 
+@pytest.mark.parametrize("stdlib", [False, True])
+@pytest.mark.parametrize("junk", [b"JUNK", bytes(2000)])
+def test_bytes_after_the_zlib_stream_are_ignored_as_pillow_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                small_pieces: list[int], stdlib: bool,
+                                                                junk: bytes) -> None:
+    """Python's zlib kept the bytes after the stream as an unconsumed tail for ever: the inflating thread
+    spun and `kmq compress` hung, where Pillow alone reads the file."""
+    if stdlib:
+        monkeypatch.setattr(prefetch, "_zlib", lambda: zlib)
+    pixels = np.random.default_rng(4).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    data = _rechunked_png(_png(pixels), 10**6)  # one IDAT chunk, then IEND
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at:at + 4])[0]
+    body = data[at + 8:at + 8 + length] + junk
+    path = tmp_path / "junk.png"
+    path.write_bytes(data[:at] + _chunk(b"IDAT", body) + data[at + 12 + length:])
+    assert np.array_equal(np.asarray(Image.open(path)), pixels)
+    threads = threading.active_count()
+    prefetch.start(["compress", str(path)])
+    (_, decoding, _), = prefetch._started.values()
+    decoding.join(timeout=30)
+    assert not decoding.is_alive(), "the decode hangs"
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels)
+    assert threading.active_count() == threads
+
+
 def test_an_image_that_ends_before_its_data_lets_the_inflating_thread_end(tmp_path: Path,
                                                                           small_pieces: list[int]) -> None:
     pixels = np.random.default_rng(2).integers(0, 256, (60, 70, 3), dtype=np.uint8)
@@ -260,3 +287,17 @@ def test_the_command_ends_at_once_with_its_output_flushed(tmp_path: Path, photo:
     bad = subprocess.run([sys.executable, "-m", "kmq", "compress", str(tmp_path / "none.png")], capture_output=True,
                          text=True)
     assert bad.returncode == 1 and bad.stderr == f"Error: {tmp_path / 'none.png'}: no such file or directory\n"
+
+
+def test_a_program_that_runs_kmq_inside_its_own_process_goes_on_after_it() -> None:
+    """The quick exit is the command's own: runpy (IPython's %run -m, a wrapper) gets SystemExit back."""
+    code = ("import runpy, sys; sys.argv = ['kmq', '--version']\n"
+            "try:\n    runpy.run_module('kmq', run_name='__main__')\n"
+            "except SystemExit as e:\n    print('SystemExit', e.code)\n"
+            "from kmq.__main__ import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('SystemExit', e.code)\n"
+            "print('the host goes on')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from kmq import __version__
+
+    assert out.splitlines() == [f"kmq, version {__version__}", "SystemExit 0"] * 2 + ["the host goes on"]
