@@ -1123,7 +1123,7 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
 
 
 def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
-             guess: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+             guess: np.ndarray | None = None, relax: float = 1.0) -> tuple[np.ndarray, float, np.ndarray]:
     """Weighted Lloyd from `centroids`, the same iterations as `_lloyd`, with Hamerly's bounds.
 
     Each point keeps an upper bound u on the distance to its centroid and a lower bound l on the distance
@@ -1144,6 +1144,10 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
     exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
     `_reassign_near`), instead of measuring all k for every point.
+    relax: each update moves a centroid relax times the way to its cluster's mean (over-relaxation). For
+    fixed labels J is a quadratic in each centroid with its minimum at the mean, so any step factor in
+    (0, 2) still lowers it and J never rises; past the mean, the centroids follow Lloyd's slow drift
+    (a boundary creeping a little each update) in fewer updates. The last labels' means are returned.
     Returns (centroids (k, C) float64, weighted inertia of the final labels around them, those labels).
     """
     k = centroids.shape[0]
@@ -1175,6 +1179,10 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
             _reseed_empty(new, wsum, x, _sq(x, centroids[labels]))
+        elif relax != 1.0:
+            new -= centroids
+            new *= relax
+            new += centroids
         delta = np.sqrt(_sq(new, centroids))
         centroids = new
         if float(delta @ delta) <= tol_abs:
@@ -1247,6 +1255,9 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
         if sums is not None:
             sums.move(still, before, labels[still])
+    if relax != 1.0:  # the labels' own means: J lower still
+        new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
+        centroids = np.where(wsum[:, None] > 0, new, centroids)
     inertia = _wsum(pts.w, _sq(x, centroids[labels]))
     return centroids, inertia, labels
 
@@ -1440,6 +1451,12 @@ _REFINE_BITS = (6, 7)
 # colours): the tail beyond moves J by hundredths of a percent and would dominate the time at large K.
 _FULL_WORK = 20_000_000
 _LEVEL_TOL = 1.0
+# With one run (large k), the colours' Lloyd over-relaxed (see `_hamerly`) at most this many updates: on the
+# samples at K=256 J is lower after 12 such updates than after the ~36 plain ones to tol (256x256 astronaut:
+# 1.0067x scikit-learn's J at 36, 1.0067x at 12 over-relaxed, 1.0004x at 20; chelsea 1.0080x, 1.0054x).
+# Over-relaxing the histogram levels too made them take longer to reach their tolerance and ended worse.
+_RELAX = 1.8
+_RELAXED_ITER = 12
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
 _RESTART_ITER = 10
@@ -1782,7 +1799,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             if pts is None:
                 return start
             full_iter = min(max_iter, max(2, _FULL_WORK // m))
-            return _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse])[0]
+            relax = 1.0
+            if _restarts(k) == 1:
+                full_iter, relax = min(full_iter, _RELAXED_ITER), _RELAX
+            return _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse], relax)[0]
     return _best_of_restarts(pts or _Points(colors, counts, colors), k, rng, _restarts(k), max_iter, tol_abs)[0]
 
 
