@@ -1079,11 +1079,14 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     reach = _REACH * u
     if slack is not None:
         reach += slack[lab]
-    # n = how many of the sorted list lie within reach: counting per row via a flat searchsorted.
-    offset = np.arange(k, dtype=np.float64) * (4.0 * float(nsep.max()) + 4.0 * float(reach.max()) + 1.0)
-    flat = (nsep + offset[:, None]).ravel()
-    n = np.searchsorted(flat, reach + offset[lab], side="left") - lab * k
-    width = np.maximum(2, 1 << np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64))
+    # width = the least power of two L >= 2 (at most k) whose first L of the sorted list hold all that lie
+    # within reach: the list is ascending, so that is when its entry L is out of reach. One comparison per
+    # power of two (7 at k = 256) instead of a binary search over all k x k separations (0.3 ms a call).
+    width = np.full(lab.shape[0], 2, dtype=np.int64)
+    L = 2
+    while L < k:
+        width <<= np.less(nsep[:, L][lab], reach)
+        L <<= 1
     np.minimum(width, k, out=width)
     x = pts.x
     cols = [np.ascontiguousarray(centroids[:, c]) for c in range(x.shape[1])]
