@@ -890,13 +890,15 @@ class _Sums:
         moved = old != new
         if not moved.any():
             return
-        rows, old, new = rows[moved], old[moved], new[moved]
-        k = self.k
-        w = self.pts.w[rows]
-        self.wsum += np.bincount(new, weights=w, minlength=k) - np.bincount(old, weights=w, minlength=k)
-        for c, wx in enumerate(self.pts.wx):
-            v = wx[rows]
-            self.sums[:, c] += np.bincount(new, weights=v, minlength=k) - np.bincount(old, weights=v, minlength=k)
+        rows = rows[moved]
+        # One bincount per sum: each point's weight into its new cluster and out of its old one.
+        to = np.concatenate((new[moved], old[moved]))
+        k, n = self.k, rows.shape[0]
+        v = np.empty(2 * n)
+        for total, col in ((self.wsum, self.pts.w), *((self.sums[:, c], wx) for c, wx in enumerate(self.pts.wx))):
+            np.take(col, rows, out=v[:n])
+            np.negative(v[:n], out=v[n:])
+            total += np.bincount(to, weights=v, minlength=k)
 
 
 def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: np.ndarray) -> None:
