@@ -791,12 +791,12 @@ class _Points:
         return _float_dist2(self.cols32, rows, centres)
 
     @property
-    def cols32(self) -> list[np.ndarray]:
-        """Per channel, the contiguous float32 (m,) coordinates that `_float_dist2` reads."""
+    def cols32(self) -> np.ndarray:
+        """(C, m) float32: per channel, the contiguous coordinates that `_float_dist2` reads."""
         # Asked for first inside the threads of a pass: one of them builds it, the others wait for it.
         with self._lock:
             if self._cols32 is None:
-                self._cols32 = [self.x[:, c].astype(np.float32) for c in range(self.x.shape[1])]
+                self._cols32 = np.ascontiguousarray(self.x.T, dtype=np.float32)
         return self._cols32
 
     def dist2_to(self, centres: np.ndarray) -> np.ndarray:
@@ -805,14 +805,13 @@ class _Points:
         loops over rows of 7 took 280 us, along rows of 2 824 60 us)."""
         if self.cols is not None:  # table look-ups: as fast either way round
             return self.dist2(slice(0, self.m), centres).T
-        c32 = centres.astype(np.float32)
-        d = np.subtract.outer(c32[:, 0], self.cols32[0])
+        # All channels in one pass each, (C, K, m), then summed in channel order: the same float32 values as
+        # channel by channel, in 4 numpy calls instead of 8 (k-means++ makes one such call per centroid).
+        d = np.subtract(centres.T.astype(np.float32)[:, :, None], self.cols32[:, None, :])
         np.square(d, out=d)
-        for c in range(1, len(self.cols32)):
-            t = np.subtract.outer(c32[:, c], self.cols32[c])
-            np.square(t, out=t)
-            d += t
-        return d
+        for c in range(1, d.shape[0]):
+            d[0] += d[c]
+        return d[0]
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
