@@ -1454,7 +1454,7 @@ _REFINE_BITS = (6, 7)
 # colours): the tail beyond moves J by hundredths of a percent and would dominate the time at large K.
 _FULL_WORK = 20_000_000
 _LEVEL_TOL = 1.0
-# With one run (large k), the colours' Lloyd over-relaxed (see `_hamerly`) at most this many updates: on the
+# With one run (K >= 196), the colours' Lloyd over-relaxed (see `_hamerly`) at most this many updates: on the
 # samples at K=256 J is lower after 12 such updates than after the ~36 plain ones to tol (256x256 astronaut:
 # 1.0067x scikit-learn's J at 36, 1.0067x at 12 over-relaxed, 1.0004x at 20; chelsea 1.0080x, 1.0054x).
 # Over-relaxing the histogram levels too made them take longer to reach their tolerance and ended worse.
@@ -1737,7 +1737,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
     there are colours. That costs little and lands near the optimum; Lloyd then continues on the finer
     6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
-    `max_iter` updates per level (on the colours, also at most ~2e7 / M, and none above 500 000 colours,
+    `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
+    `_RELAXED_ITER` over-relaxed ones (see `_hamerly`), and none above 500 000 colours,
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
