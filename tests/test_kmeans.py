@@ -251,6 +251,31 @@ def test_hamerly_equals_plain_lloyd(k: int) -> None:
     assert j_fast == pytest.approx(j_plain, rel=1e-6)
 
 
+@pytest.mark.parametrize("k", [5, 40])
+def test_over_relaxed_hamerly_equals_plain_over_relaxed_lloyd(k: int) -> None:
+    # Steps 1.8x the way to the means move the centroids nearly twice as far as Lloyd's: the bounds must
+    # still hold (the same labels after every update as measuring every distance), J must never rise, and
+    # the result is the means of the last labels.
+    colors, counts = photo_like(3, 20000)
+    pts = km._Points(colors, counts, colors)
+    start = km._kmeanspp(pts, k, np.random.default_rng(0))
+    c = start
+    labels = km._assign(pts, c)[0]
+    js = [weighted_j(colors, counts, c)]
+    for _ in range(8):
+        mean, wsum = km._weighted_means(pts, labels, k)
+        assert np.all(wsum > 0)
+        c = c + 1.8 * (mean - c)
+        labels = km._assign(pts, c)[0]
+        js.append(weighted_j(colors, counts, c))
+    mean = km._weighted_means(pts, labels, k)[0]
+    fast, j_fast, fast_labels = km._hamerly(pts, start, 8, 0.0, relax=1.8)
+    assert np.array_equal(fast_labels, labels)
+    np.testing.assert_allclose(fast, mean, atol=1e-6)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(js, js[1:]))
+    assert j_fast / counts.sum() <= js[-1] * (1 + 1e-12)
+
+
 @pytest.mark.parametrize("k", [4, 16])
 def test_fast_fit_is_at_least_as_good_as_plain_lloyd(k: int) -> None:
     colors, counts = photo_like(2)
