@@ -34,7 +34,8 @@ from PIL import Image
 from . import parallel
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about
-from .fileio import ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, ignore_signal, reason, stdin
+from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
+                     ignore_signal, reason, stdin)
 from .format import DEFAULT_MAX_PIXELS
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette

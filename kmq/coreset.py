@@ -261,7 +261,7 @@ def renumber(labels: np.ndarray, rank: np.ndarray) -> None:
 
     def part(start: int, stop: int) -> None:
         for s in range(start, stop, _CHUNK):
-            part = labels[s:min(s + _CHUNK, stop)]
-            np.take(rank, part, out=part)
+            chunk = labels[s:min(s + _CHUNK, stop)]
+            np.take(rank, chunk, out=chunk)
 
     parallel.map_parts(part, labels.shape[0])

@@ -948,7 +948,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
         closest = d[:, run_ix, best]
-    return centroids[0] if runs == 1 else centroids
+    return centroids
 
 
 def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,

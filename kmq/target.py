@@ -366,8 +366,8 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             ) -> tuple[tuple[int, float] | None, int, float | None]:
     """The best file of k with rdo that fits, as (k, rdo), None if none found; the rdo runs made (at most
     steps, and one more at hi's J); the least share of the plain bytes of the same J an rdo file reached
-    (None if none was made). The first rdo strength is where the
-    plain files' curve (log bytes against log J, through hi and K_r) times share meets the budget,
+    (None if none was made). The first rdo strength is where the plain files' curve (log bytes against
+    log J, through hi and k) times share meets the budget,
     at most hi's J (rdo at a larger K usually fits there, and then beats every plain K that fits); the next
     are found on the line through the last two files in (log of the J rdo adds, log bytes), along which rdo
     files lie close to a line of slope about _RDO_SLOPE (the first step takes that slope). The search stops

@@ -603,8 +603,8 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
 
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     """Bounds (low, high) on ``len(encode(labels, palette))`` from the information it codes, without coding
-    it (0.65 to 0.85 of the time on photos). rANS codes the information exactly but for two terms: the lane states, which
-    hold 0 to 2 of their 5 bytes as information already coded, and the integer arithmetic's rounding, each
+    it (0.65 to 0.85 of the time on photos). rANS codes the information exactly but for two terms: the lane
+    states, which hold 0 to 2 of their 5 bytes as information already coded, and the integer arithmetic's rounding, each
     symbol of probability p within a factor 1 +- (1 - p) / 256 of its share (before coding a symbol the
     encoder's state is at least its frequency times 2^8: docs/FORMAT.md, "6. rANS")."""
     labels = np.ascontiguousarray(labels, dtype=np.uint16)
