@@ -1037,22 +1037,44 @@ def _sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d
 
 
+def _separations(centroids: np.ndarray) -> np.ndarray:
+    """(k, k) float64 distances between the centroids: the same bits as sqrt(`_sq`) over broadcast rows,
+    but along contiguous columns (256 centroids: ~20 % faster)."""
+    cols = np.ascontiguousarray(centroids.T)
+    d = np.subtract(cols[:, :, None], cols[:, None, :])
+    d *= d
+    sep = d[0]
+    for c in range(1, d.shape[0]):
+        sep += d[c]
+    return np.sqrt(sep, out=sep)
+
+
 def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each centroid's list of all centroids by ascending separation from it, itself first: (order (k, k),
     the separations in that order (k, k) float64, rounded down to 1/128).
 
-    Sorted by separation rounded down to 1/128 (a uint16 key: a radix sort, ~8x faster than sorting
-    floats). Rounded-down separations keep every use exact: a centroid with separation < s is among those
-    listed before the first rounded value >= s, and a listed value still bounds every later one from below.
-    The key of each centroid itself is 0 and every other key at least 1, so each list starts with its own.
-    One sort per Lloyd update serves both `_hamerly`'s neighbour bound and `_reassign_near`.
+    Sorted by separation rounded down to 1/128, a 16-bit key, with the centroid's index in the bits below
+    it: one sort of uint32 rows gives the order, ties by ascending index (as a stable sort), and the keys in
+    that order, with no argsort and no gather (256 centroids: 0.35 ms instead of 1.2 ms; this sort runs
+    about once per Lloyd update). Rounded-down separations keep every use exact: a centroid with
+    separation < s is among those listed before the first rounded value >= s, and a listed value still
+    bounds every later one from below. The key of each centroid itself is 0 and every other key at least 1,
+    so each list starts with its own. One sort per Lloyd update serves both `_hamerly`'s neighbour bound
+    and `_reassign_near`. k <= 2**16.
     """
-    key = np.minimum(np.floor(sep * _SEP_SCALE) + 1.0, 65535.0).astype(np.uint16)
+    k = sep.shape[0]
+    bits = max(1, (k - 1).bit_length())
+    key = np.minimum(np.floor(sep * _SEP_SCALE) + 1.0, 65535.0).astype(np.uint32)
     np.fill_diagonal(key, 0)
-    order = np.argsort(key, axis=1, kind="stable")
-    # A flat gather: 2.5x faster than np.take_along_axis here.
-    nsep = np.take(key.ravel(), order + np.arange(0, key.size, key.shape[1])[:, None]).astype(np.float64)
-    nsep = np.maximum(nsep - 1.0, 0.0) * (1.0 / _SEP_SCALE)
+    key <<= bits
+    key |= np.arange(k, dtype=np.uint32)
+    key.sort(axis=1)
+    order = (key & np.uint32((1 << bits) - 1)).astype(np.intp)
+    key >>= bits
+    nsep = key.astype(np.float64)
+    nsep -= 1.0
+    np.maximum(nsep, 0.0, out=nsep)
+    nsep *= 1.0 / _SEP_SCALE
     return order, nsep
 
 
@@ -1170,7 +1192,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         lower = np.empty_like(upper)
         runner = np.empty_like(labels)
         near = np.empty_like(upper)
-        order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
+        order, nsep = _by_separation(_separations(centroids))
         _reassign_near(pts, centroids, order, nsep, np.arange(pts.m), labels, upper, runner, near, lower)
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
         resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
@@ -1211,7 +1233,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             # third of an update's fixed cost).
             drift += delta
             if drift.max() > resort:
-                order, nsep = _by_separation(np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :])))
+                order, nsep = _by_separation(_separations(centroids))
                 drift[:] = 0.0
                 resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
                 slack = None

@@ -385,6 +385,26 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
     assert got == pytest.approx(ref, rel=1e-9)
 
 
+def test_by_separation_lists_each_centroid_by_rounded_separation_ties_by_index() -> None:
+    # Hand-made: centroids 0 and 2 coincide, 1 and 3 are 1.0 and 1/256 from 0. Rounded down to 1/128 the
+    # last is 0: it still lists after 0's own entry (keys 0, then at least 1), with the lower index first.
+    cent = np.array([[10.0, 0, 0], [11.0, 0, 0], [10.0, 0, 0], [10.0 + 1 / 256, 0, 0]])
+    order, nsep = km._by_separation(km._separations(cent))
+    assert order.tolist() == [[0, 2, 3, 1], [1, 3, 0, 2], [2, 0, 3, 1], [3, 0, 2, 1]]
+    assert nsep[0].tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert nsep[1].tolist() == [0.0, 127 / 128, 1.0, 1.0]
+    # On many centroids with many equal separations: a stable argsort of the rounded keys, as defined.
+    cent = np.random.default_rng(0).integers(0, 12, (300, 3)).astype(np.float64)
+    sep = np.sqrt(((cent[:, None, :] - cent[None]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(km._separations(cent), sep)
+    key = np.minimum(np.floor(sep * 128) + 1, 65535)
+    np.fill_diagonal(key, 0)
+    ref = np.argsort(key, axis=1, kind="stable")
+    order, nsep = km._by_separation(sep)
+    np.testing.assert_array_equal(order, ref)
+    np.testing.assert_array_equal(nsep, np.maximum(np.take_along_axis(key, ref, 1) - 1, 0) / 128)
+
+
 @pytest.mark.parametrize("runs", [1, 3])
 def test_batched_kmeanspp_gives_distinct_data_points(runs: int) -> None:
     colors, counts = photo_like(7, 5000)
