@@ -716,14 +716,137 @@ def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     return labels, dist
 
 
+class _Neighbours:
+    """A palette's entries, each with all entries listed by ascending exact squared separation from it (ties
+    by index): the lists that `_nearest_from` reads out only as far as a point's guess needs."""
+
+    def __init__(self, palette: np.ndarray) -> None:
+        k = palette.shape[0]
+        self.cols = [palette[:, c].astype(np.int32) for c in range(palette.shape[1])]
+        sep = np.zeros((k, k), dtype=np.int32)
+        for col in self.cols:
+            d = np.subtract.outer(col, col)
+            d *= d
+            sep += d
+        # Each entry's index in the bits below its separation (< 2**18): one sort of uint32 rows.
+        self.bits = max(1, (k - 1).bit_length())
+        key = sep.astype(np.uint32) << self.bits
+        key |= np.arange(k, dtype=np.uint32)
+        key.sort(axis=1)
+        self.order = (key & np.uint32((1 << self.bits) - 1)).astype(np.intp)
+        key >>= self.bits
+        self.sep = key.view(np.int32)
+
+
+def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest entry (ties to the lower index) of the int32 points `cols` given an entry `guess` of
+    each, near it: with u the point's distance to its guess g, an entry e with |e - g| > 2u is farther than
+    u from the point (|x - e| >= |e - g| - u), so farther than g; the rest, the first of g's list, are
+    measured. Each point reads its list out to the least power of two that covers 2u, and points of one
+    width go together; each distance carries its entry's index in the low bits, so one minimum finds the
+    nearest and breaks ties (squared distances < 2**18, indices < 2**9 here: int32).
+    Returns (labels (m,) intp, squared distances (m,) int64)."""
+    m, k = guess.shape[0], nb.order.shape[0]
+    labels = np.empty(m, dtype=np.intp)
+    dist = np.empty(m, dtype=np.int64)
+
+    def part(start: int, stop: int) -> None:
+        g = guess[start:stop]
+        u2 = None
+        for col, pc in zip(cols, nb.cols):
+            t = pc[g] - col[start:stop]
+            t *= t
+            u2 = t if u2 is None else u2 + t
+        reach = u2 << 2
+        width = np.ones(g.shape[0], dtype=np.intp)
+        w = 1
+        while w < k:  # the list is ascending: width doubles while its entry `w` is within reach
+            width <<= np.less_equal(nb.sep[:, w][g], reach)
+            w <<= 1
+        np.minimum(width, k, out=width)
+        by_width = np.argsort(width, kind="stable")
+        cuts = np.flatnonzero(np.diff(width[by_width])) + 1
+        for rows in np.split(by_width, cuts):
+            w = int(width[rows[0]])
+            for s in range(0, rows.shape[0], max(1, _BLOCK // w)):
+                r = rows[s:s + max(1, _BLOCK // w)]
+                cand = np.ascontiguousarray(nb.order[g[r], :w].T)  # (w, points): each pass along the points
+                key = None
+                for col, pc in zip(cols, nb.cols):
+                    t = pc[cand] - col[start + r]
+                    t *= t
+                    key = t if key is None else key + t
+                key <<= nb.bits
+                key |= cand.astype(np.int32)
+                least = key.min(axis=0)
+                labels[start + r] = least & ((1 << nb.bits) - 1)
+                dist[start + r] = least >> nb.bits
+
+    parallel.map_parts(part, m, 16)
+    return labels, dist
+
+
+def _cells(cols: list[np.ndarray], bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the cell of each point (m,) intp, the occupied cells' centres (cells, C) uint8) of uint8 columns
+    in cells of 2**(8 - bits) values per channel."""
+    ids = np.zeros(cols[0].shape[0], dtype=np.intp)
+    for col in cols:
+        ids <<= bits
+        ids |= col >> (8 - bits)
+    inverse, occupied = _bins(ids)
+    centres = np.empty((occupied.shape[0], len(cols)), dtype=np.uint8)
+    for c in range(len(cols)):
+        shift = bits * (len(cols) - 1 - c)
+        centres[:, c] = (((occupied >> shift) & ((1 << bits) - 1)) << (8 - bits)) | (1 << (7 - bits))
+    return inverse, centres
+
+
+def _nearest_local(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest` for RGB points and 64 < K < `_LARGE_K`, from a guess near each point (`_nearest_from`).
+
+    The guess is the nearest entry to the centre of the point's cell of 8^3 values, those centres' nearest
+    found the same way from their 16^3 cells' centres (nearest by brute force, then the best of each one's
+    `_DESCENT` nearest entries). A 256x256 photo's 38 732 colours at K=256 then measure ~10 entries each
+    instead of the ~100 of a fixed grid of cells (`_nearest_cells`): 6 ms instead of 12 ms; a noisy one's
+    59 691, 9 ms instead of 23 ms.
+    """
+    nb = _Neighbours(palette)
+    cols = _columns(points)
+    fine, centres = _cells(cols, 5)
+    centre_cols = _columns(centres)
+    coarse, guesses = _cells(centre_cols, 4)
+    guess = _nearest_brute(_columns(guesses), slice(0, guesses.shape[0]), guesses.shape[0], palette)[0][coarse]
+    centre32 = [c.astype(np.int32) for c in centre_cols]
+    # One step towards the centre's own nearest: the best of its guess's nearest entries.
+    cand = np.ascontiguousarray(nb.order[guess, :min(_DESCENT, palette.shape[0])].T)
+    d = None
+    for col, pc in zip(centre32, nb.cols):
+        t = pc[cand] - col
+        t *= t
+        d = t if d is None else d + t
+    guess = cand[np.argmin(d, axis=0), np.arange(guess.shape[0])]
+    guess = _nearest_from(centre32, nb, guess)[0][fine]
+    return _nearest_from([c.astype(np.int32) for c in cols], nb, guess)
+
+
+# Entries among which `_nearest_local` moves each cell centre's first guess.
+_DESCENT = 8
+# Up to this many points `nearest` goes through `_nearest_local`; above, its guesses from cells of 8^3 values
+# are poorer than the cells' own candidate lists pay for (12 MP noisy photo, 1.5 M colours at K=256: 0.45 s
+# of CPU against 0.34 s; the 12 MP astronaut's 850 000: 0.15 s either way).
+_LOCAL_MAX = 1 << 18
+
+
 def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact nearest palette entry of each point.
 
     points: (M, C) uint8; palette: (K, C) uint8.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
-    Memory is bounded by chunking over the points; for large K the colour cube is cut into cells and each
-    cell only compares against the entries that can be nearest to some colour in it. Many RGBA points at
-    K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`), with the same result.
+    Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only
+    the entries near a guess (`_nearest_local`), other points those that can be nearest to some colour of
+    their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGBA
+    points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`). Every way gives
+    the same labels and distances.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -735,6 +858,8 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
         return _nearest_pairs(points, palette)
     if channels == 1 or k <= 64 or m < 8 * k:
         return _nearest_brute(_columns(points), slice(0, m), m, palette)
+    if channels == 3 and m <= _LOCAL_MAX:
+        return _nearest_local(points, palette)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
     per_axis = int(min(16, max(2, round((k / 4.0) ** (1.0 / channels)))))
     return _nearest_cells(points, palette, per_axis)

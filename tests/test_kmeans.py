@@ -133,6 +133,29 @@ def test_nearest_equals_brute_force(channels: int, k: int, m: int) -> None:
     assert np.array_equal(labels, ref_lab)
 
 
+@pytest.mark.parametrize("k", [65, 256, 511])
+def test_nearest_from_a_local_guess_equals_the_cells_and_brute_force(k: int) -> None:
+    # RGB points from 65 entries on measure only the entries near a guess from coarse cells: a photo's
+    # colours, a palette with repeated entries and entries on the cube's corners (cells at its edges),
+    # and a lattice palette in random order, where many points lie at equal distances from several.
+    rng = np.random.default_rng(k)
+    colors, _ = photo_like(k, 9000)
+    palette = colors[rng.choice(len(colors), k, replace=False)]
+    palette[:4] = palette[4:8]
+    palette[8:10] = [[0, 0, 0], [255, 255, 255]]
+    axis = np.arange(0, 256, 51)
+    lattice = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    lattice = np.concatenate([lattice, lattice])[rng.permutation(2 * len(lattice))][:k].astype(np.uint8)
+    points = np.concatenate([colors, rng.integers(0, 256, (8 * k, 3)).astype(np.uint8)])
+    for pal in (palette, lattice):
+        assert len(points) >= 8 * k and len(points) <= km._LOCAL_MAX
+        labels, dist = km.nearest(points, pal)
+        ref_lab, ref_dist = brute_nearest(points, pal)
+        assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
+        cells = km._nearest_cells(points, pal, 4)
+        assert np.array_equal(cells[0], labels) and np.array_equal(cells[1], dist)
+
+
 def test_nearest_extreme_colours_are_exact() -> None:
     palette = np.array([[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0]], dtype=np.uint8)
     points = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 0, 255, 1]], dtype=np.uint8)
