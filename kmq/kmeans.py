@@ -899,6 +899,7 @@ class _Points:
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
         self._wx: list[np.ndarray] | None = None
         self._cols32: list[np.ndarray] | None = None
+        self._xt: np.ndarray | None = None
         self._lock = threading.Lock()
 
     @property
@@ -923,6 +924,13 @@ class _Points:
             if self._cols32 is None:
                 self._cols32 = np.ascontiguousarray(self.x.T, dtype=np.float32)
         return self._cols32
+
+    @property
+    def xt(self) -> np.ndarray:
+        """(C, m) float64: per channel, the contiguous coordinates that `_reassign_near` gathers."""
+        if self._xt is None:
+            self._xt = np.ascontiguousarray(self.x.T)
+        return self._xt
 
     def dist2_to(self, centres: np.ndarray) -> np.ndarray:
         """Squared distances (K, m) float32 from the few `centres` to every point: the same values as
@@ -1194,10 +1202,12 @@ def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     key <<= bits
     key |= np.arange(k, dtype=np.uint32)
     key.sort(axis=1)
-    order = (key & np.uint32((1 << bits) - 1)).astype(np.intp)
+    # Column-major: `_reassign_near` reads the first L entries of many lists at once, i.e. rows of order.T.
+    order = np.empty((k, k), dtype=np.intp, order="F")
+    np.bitwise_and(key, np.uint32((1 << bits) - 1), out=order, casting="unsafe")
     key >>= bits
-    nsep = key.astype(np.float64)
-    nsep -= 1.0
+    nsep = np.empty((k, k), dtype=np.float64, order="F")
+    np.subtract(key, 1.0, out=nsep)
     np.maximum(nsep, 0.0, out=nsep)
     nsep *= 1.0 / _SEP_SCALE
     return order, nsep
@@ -1229,46 +1239,53 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
         reach += slack[lab]
     # width = the least power of two L >= 2 (at most k) whose first L of the sorted list hold all that lie
     # within reach: the list is ascending, so that is when its entry L is out of reach. One comparison per
-    # power of two (7 at k = 256) instead of a binary search over all k x k separations (0.3 ms a call).
-    width = np.full(lab.shape[0], 2, dtype=np.int64)
-    L = 2
-    while L < k:
-        width <<= np.less(nsep[:, L][lab], reach)
-        L <<= 1
-    np.minimum(width, k, out=width)
+    # power of two (7 at k = 256), each a row of one (powers, points) table of flags, summed down.
+    powers = np.ascontiguousarray(nsep[:, 2 << np.arange(max(0, (k - 1).bit_length() - 1))].T)
+    doublings = np.add.reduce(np.less(np.take(powers, lab, axis=1), reach), axis=0, dtype=np.uint8)
     x = pts.x
+    xt = pts.xt
     cols = [np.ascontiguousarray(centroids[:, c]) for c in range(x.shape[1])]
-    for L in np.unique(width).tolist():
-        sel = np.flatnonzero(width == L)
+    lists = order.T  # (k, k): row j holds every centroid's j-th nearest
+    by_width = np.argsort(doublings, kind="stable")  # the points of each width in ascending order
+    cuts = np.flatnonzero(np.diff(doublings[by_width])) + 1
+    for sel in np.split(by_width, cuts):
+        L = min(2 << int(doublings[sel[0]]), k)
         step = max(1, _BLOCK // (L * x.shape[1]))
         for s0 in range(0, sel.shape[0], step):
             part = sel[s0:s0 + step]
             r = rows[part]
+            lp = lab[part]
             # (L, m): candidate j of every point in row j, ascending separation from the point's own
             # centroid. Laid out this way each pass runs along the points, not along rows of L (L = 4: 2.6x
             # faster), and the first minimum down a column is still the earliest candidate.
-            cand = np.ascontiguousarray(order[lab[part], :L].T)
-            xr = x[r]
-            d = cols[0][cand] - xr[:, 0]
+            cand = np.take(lists[:L], lp, axis=1)
+            d = np.take(cols[0], cand)
+            d -= np.take(xt[0], r)
             d *= d
             for c in range(1, x.shape[1]):
-                t = cols[c][cand] - xr[:, c]
+                t = np.take(cols[c], cand)
+                t -= np.take(xt[c], r)
                 t *= t
                 d += t
-            i = np.arange(part.shape[0])
-            best = np.argmin(d, axis=0)
-            upper[r] = np.sqrt(d[best, i])
-            labels[r] = cand[best, i]
-            d[best, i] = np.inf
-            nxt = np.argmin(d, axis=0)
-            near[r] = np.sqrt(d[nxt, i])
-            runner[r] = cand[nxt, i]
-            d[nxt, i] = np.inf
-            rest = np.sqrt(d.min(axis=0)) if L > 2 else np.full(part.shape[0], np.inf)
+            n = part.shape[0]
+            at = np.argmin(d, axis=0)
+            at *= n
+            at += np.arange(n)  # flat index of each point's nearest in d and cand
+            upper[r] = np.sqrt(np.take(d, at))
+            labels[r] = np.take(cand, at)
+            np.put(d, at, np.inf)
+            at = np.argmin(d, axis=0)
+            at *= n
+            at += np.arange(n)
+            near[r] = np.sqrt(np.take(d, at))
+            runner[r] = np.take(cand, at)
+            np.put(d, at, np.inf)
+            rest = np.sqrt(d.min(axis=0)) if L > 2 else np.full(n, np.inf)
             if L < k:
-                beyond = nsep[lab[part], L] - u[part]
+                beyond = np.take(nsep[:, L], lp)
+                beyond -= u[part]
                 if slack is not None:
-                    beyond -= slack[lab[part]]
+                    beyond -= slack[lp]
                 np.minimum(rest, beyond, out=rest)
             lower[r] = rest
 
