@@ -933,15 +933,16 @@ class _Points:
             self._xt = np.ascontiguousarray(self.x.T)
         return self._xt
 
-    def dist2_to(self, centres: np.ndarray) -> np.ndarray:
+    def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Squared distances (K, m) float32 from the few `centres` to every point: the same values as
         `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's outer
-        loops over rows of 7 took 280 us, along rows of 2 824 60 us)."""
+        loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer for
+        float points, whose first row is then returned."""
         if self.cols is not None:  # table look-ups: as fast either way round
             return self.dist2(slice(0, self.m), centres).T
         # All channels in one pass each, (C, K, m), then summed in channel order: the same float32 values as
         # channel by channel, in 4 numpy calls instead of 8 (k-means++ makes one such call per centroid).
-        d = np.subtract(centres.T.astype(np.float32)[:, :, None], self.cols32[:, None, :])
+        d = np.subtract(centres.T.astype(np.float32)[:, :, None], self.cols32[:, None, :], out=out)
         np.square(d, out=d)
         for c in range(1, d.shape[0]):
             d[0] += d[c]
@@ -1100,12 +1101,16 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
     centroids[0] = x[first]
     closest = pts.dist2_to(x[first:first + 1])[0]
     wc = np.empty(m, dtype=np.float64)
+    pot = np.empty(m, dtype=np.float64)
     won = np.empty(m, dtype=bool)
+    # Float points (a histogram level): every step's distances in one reused buffer instead of fresh
+    # arrays (256x256 photo, K=256: 18 ms instead of 23 ms).
+    buf = np.empty((x.shape[1], trials, m), dtype=np.float32) if pts.cols is None else None
     if labels is not None:
         labels[:] = 0
     for i in range(1, k):
         np.multiply(w, closest, out=wc)
-        pot = np.cumsum(wc)
+        np.cumsum(wc, out=pot)
         total = pot[-1]
         if total > 0.0:
             cand = np.searchsorted(pot, rng.random(trials) * total, side="right")
@@ -1113,14 +1118,14 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
         else:  # every point already on a centroid (only with duplicate rows): take rows in order
             rng.random(trials)
             cand = np.full(trials, i % m)
-        d = pts.dist2_to(x[cand])
+        d = pts.dist2_to(x[cand], buf)
         np.minimum(d, closest, out=d)
         best = int(np.argmin(np.einsum("tm,m->t", d, w)))  # first minimum: the earlier candidate
         centroids[i] = x[cand[best]]
         if labels is not None:
             np.less(d[best], closest, out=won)
             labels[won] = i
-        closest = d[best]
+        closest = d[best].copy()  # d may be the reused buffer
     return centroids
 
 
