@@ -133,6 +133,29 @@ def test_nearest_equals_brute_force(channels: int, k: int, m: int) -> None:
     assert np.array_equal(labels, ref_lab)
 
 
+@pytest.mark.parametrize("k", [65, 256, 511])
+def test_nearest_from_a_local_guess_equals_the_cells_and_brute_force(k: int) -> None:
+    # RGB points from 65 entries on measure only the entries near a guess from coarse cells: a photo's
+    # colours, a palette with repeated entries and entries on the cube's corners (cells at its edges),
+    # and a lattice palette in random order, where many points lie at equal distances from several.
+    rng = np.random.default_rng(k)
+    colors, _ = photo_like(k, 9000)
+    palette = colors[rng.choice(len(colors), k, replace=False)]
+    palette[:4] = palette[4:8]
+    palette[8:10] = [[0, 0, 0], [255, 255, 255]]
+    axis = np.arange(0, 256, 51)
+    lattice = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    lattice = np.concatenate([lattice, lattice])[rng.permutation(2 * len(lattice))][:k].astype(np.uint8)
+    points = np.concatenate([colors, rng.integers(0, 256, (8 * k, 3)).astype(np.uint8)])
+    for pal in (palette, lattice):
+        assert len(points) >= 8 * k and len(points) <= km._LOCAL_MAX
+        labels, dist = km.nearest(points, pal)
+        ref_lab, ref_dist = brute_nearest(points, pal)
+        assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
+        cells = km._nearest_cells(points, pal, 4)
+        assert np.array_equal(cells[0], labels) and np.array_equal(cells[1], dist)
+
+
 def test_nearest_extreme_colours_are_exact() -> None:
     palette = np.array([[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0]], dtype=np.uint8)
     points = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 0, 255, 1]], dtype=np.uint8)
@@ -383,6 +406,26 @@ def test_reassign_near_from_a_guess_is_exact(k: int) -> None:
     got = km._hamerly(pts, cent, 30, 0.0, np.zeros(pts.m, dtype=np.intp))[1]
     ref = km._hamerly(pts, cent, 30, 0.0)[1]
     assert got == pytest.approx(ref, rel=1e-9)
+
+
+def test_by_separation_lists_each_centroid_by_rounded_separation_ties_by_index() -> None:
+    # Hand-made: centroids 0 and 2 coincide, 1 and 3 are 1.0 and 1/256 from 0. Rounded down to 1/128 the
+    # last is 0: it still lists after 0's own entry (keys 0, then at least 1), with the lower index first.
+    cent = np.array([[10.0, 0, 0], [11.0, 0, 0], [10.0, 0, 0], [10.0 + 1 / 256, 0, 0]])
+    order, nsep = km._by_separation(km._separations(cent))
+    assert order.tolist() == [[0, 2, 3, 1], [1, 3, 0, 2], [2, 0, 3, 1], [3, 0, 2, 1]]
+    assert nsep[0].tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert nsep[1].tolist() == [0.0, 127 / 128, 1.0, 1.0]
+    # On many centroids with many equal separations: a stable argsort of the rounded keys, as defined.
+    cent = np.random.default_rng(0).integers(0, 12, (300, 3)).astype(np.float64)
+    sep = np.sqrt(((cent[:, None, :] - cent[None]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(km._separations(cent), sep)
+    key = np.minimum(np.floor(sep * 128) + 1, 65535)
+    np.fill_diagonal(key, 0)
+    ref = np.argsort(key, axis=1, kind="stable")
+    order, nsep = km._by_separation(sep)
+    np.testing.assert_array_equal(order, ref)
+    np.testing.assert_array_equal(nsep, np.maximum(np.take_along_axis(key, ref, 1) - 1, 0) / 128)
 
 
 @pytest.mark.parametrize("runs", [1, 3])
