@@ -672,33 +672,47 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     return labels, sq
 
 
-# From this many 4-channel points on (K <= 64), `_nearest_pairs` labels them. Its two tables take 4 MB per
+# From this many RGB or RGBA points on (K <= 64), `_nearest_pairs` labels them. Its tables take 4 MB per
 # 16 entries, which stay in cache because distinct colours come in ascending order (the first table's rows
 # are read in turn); below this, or on points in random order up to ~2**20, the brute force is as fast.
 _PAIRS_FROM = 1 << 18
+# Largest K `_nearest_pairs` takes, by channels: its first table is 4 MB per 16 entries; RGB, with one
+# gather and sum fewer than RGBA to save, gains up to K = 32 (12 MP photos: 0.057 s instead of 0.097 at
+# K = 32) but loses at 64 on some (0.22 s instead of 0.20), the table out of cache.
+_PAIRS_MAX_K = {3: 32, 4: 64}
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
 
 
 def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`nearest` for (M, 4) contiguous uint8 points and K <= 64 entries, with the same labels and distances.
+    """`nearest` for (M, 3|4) contiguous uint8 points and up to `_PAIRS_MAX_K` entries, with the same labels
+    and distances.
 
-    A colour's first two channels and its last two, each read as one 16-bit number, index two tables of
-    (v0 - e0)^2 + (v1 - e1)^2 for every entry e, so two gathers and one sum give all K distances (the
-    brute force: four gathers and three sums). Each distance is shifted left by the bits of an entry index,
-    which the first table adds: the least sum is then the least distance with ties to the lower index, and
-    a minimum replaces argmin, whose loop over rows of K was most of the brute force's time (12 MP RGBA
-    photo, 4.5 M colours, K = 16: 0.14 s instead of 0.30). numpy reduces along short rows slowly, so each
-    block is transposed first. Sums stay below 4 x 255^2 x 64 < 2**31.
+    A colour's first two channels, read as one 16-bit number, index a table of (v0 - e0)^2 + (v1 - e1)^2
+    for every entry e, and its last two (RGBA, also as one number) or its last one (RGB) a second table
+    alike, so two gathers and one sum give all K distances (the brute force: C gathers and C - 1 sums).
+    Each distance is shifted left by the bits of an entry index, which the first table adds: the least sum
+    is then the least distance with ties to the lower index, and a minimum replaces argmin, whose loop over
+    rows of K was most of the brute force's time (12 MP RGBA photo, 4.5 M colours, K = 16: 0.14 s instead
+    of 0.30; the 12 MP astronaut's 848 000 RGB colours: 0.05 s instead of 0.11). numpy reduces along short
+    rows slowly, so each block is transposed first. Sums stay below 4 x 255^2 x 64 < 2**31.
     """
-    m, k = points.shape[0], palette.shape[0]
+    m, channels = points.shape
+    k = palette.shape[0]
     shift = max(1, (k - 1).bit_length())
     v = np.arange(256, dtype=np.int32)[:, None]
-    sq = [(v - palette[None, :, c].astype(np.int32)) ** 2 for c in range(4)]  # (256, K) each
+    sq = [(v - palette[None, :, c].astype(np.int32)) ** 2 for c in range(channels)]  # (256, K) each
     first = ((sq[0][:, None, :] + sq[1][None, :, :]) << shift).reshape(1 << 16, k)
     first += np.arange(k, dtype=np.int32)
-    last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
-    pairs = points.view(">u2").reshape(m, 2)  # big-endian: channel 0 (or 2) is the high byte
+    # Big-endian 16-bit numbers: channel 0 (or 2) is the high byte. RGB's pairs overlap the next colour's
+    # bytes (stride 3), which the view reads without a copy.
+    if channels == 4:
+        last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
+        pairs = points.view(">u2").reshape(m, 2)
+        head, tail = pairs[:, 0], pairs[:, 1]
+    else:
+        last = sq[2] << shift
+        head, tail = np.ndarray((m,), dtype=">u2", buffer=points, strides=(3,)), points[:, 2]
     labels = np.empty(m, dtype=np.intp)
     dist = np.empty(m, dtype=np.int64)
 
@@ -707,8 +721,8 @@ def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
         least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
         for s in range(start, stop, _PAIRS_BLOCK):
             e = min(s + _PAIRS_BLOCK, stop)
-            d = np.take(first, pairs[s:e, 0], axis=0)
-            d += np.take(last, pairs[s:e, 1], axis=0)
+            d = np.take(first, head[s:e], axis=0)
+            d += np.take(last, tail[s:e], axis=0)
             t, b = block[:, :d.shape[0]], least[:d.shape[0]]
             np.copyto(t, d.T)
             np.minimum.reduce(t, axis=0, out=b)
@@ -725,8 +739,8 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     points: (M, C) uint8; palette: (K, C) uint8.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; for large K the colour cube is cut into cells and each
-    cell only compares against the entries that can be nearest to some colour in it. Many RGBA points at
-    K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`), with the same result.
+    cell only compares against the entries that can be nearest to some colour in it. Many RGB or RGBA points
+    at small K read two channels at a time from tables of pairs (`_nearest_pairs`), with the same result.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -734,7 +748,7 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     k = palette.shape[0]
     if channels > 1 and k >= _LARGE_K:
         return _nearest_tree(points, palette)
-    if channels == 4 and k <= 64 and m >= _PAIRS_FROM:
+    if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
         return _nearest_pairs(points, palette)
     if channels == 1 or k <= 64 or m < 8 * k:
         return _nearest_brute(_columns(points), slice(0, m), m, palette)
