@@ -319,6 +319,28 @@ def test_large_image_path_is_at_least_as_good_as_plain_lloyd(fine_enough: int, m
     assert weighted_j(colors, counts, fast) <= 1.01 * weighted_j(colors, counts, plain)
 
 
+@pytest.mark.parametrize("bins_per_centroid, polished", [(10**9, True), (1, False)])
+def test_colours_are_polished_unless_the_finest_level_is_fine_enough(bins_per_centroid: int, polished: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Images from _POLISH_FINE_FROM colours skip the polish on the colours when the finest histogram level
+    # has _POLISH_FINE_BINS bins per centroid, made to run on a small case; the result stays near plain Lloyd's.
+    rng = np.random.default_rng(2)  # photo_like with less noise: a 7-bit level of under half the colours
+    centres = rng.integers(30, 226, (12, 3))
+    px = centres[rng.integers(0, 12, 150000)] + rng.normal(0, 6, (150000, 3))
+    colors, counts, _ = km.distinct_colors(np.clip(np.rint(px), 0, 255).astype(np.uint8))
+    monkeypatch.setattr(km, "_POLISH_FINE_FROM", km._COARSE_ABOVE)
+    monkeypatch.setattr(km, "_POLISH_FINE_BINS", bins_per_centroid)
+    fitted: list[int] = []
+    real = km._hamerly
+    monkeypatch.setattr(km, "_hamerly", lambda pts, *a, **kw: fitted.append(pts.m) or real(pts, *a, **kw))
+    k = 8
+    fast = km.fit(colors, counts, k, seed=0)
+    assert (len(colors) in fitted) == polished
+    pts = km._Points(colors, counts, colors)
+    plain, _ = km._lloyd(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)
+    assert weighted_j(colors, counts, fast) <= 1.01 * weighted_j(colors, counts, plain)
+
+
 def test_variance_from_integer_sums() -> None:
     colors, counts = photo_like(6, 3000)
     x, w = colors.astype(np.float64), counts.astype(np.float64)
