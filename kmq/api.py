@@ -74,7 +74,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
             raise ValueError(PALETTE_RDO)
         return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels,
                              dither)
-    pixels = _as_pixels(image, max_pixels)
+    # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout.
+    pixels = _as_pixels(image, max_pixels, padded=rdo == 0 and dither == "none")
     if rdo == 0 and dither == "none" and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):
         done = _from_histogram(pixels, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec)
         if done is not None:
@@ -296,8 +297,9 @@ def _share_order(palette: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np
     return order, rank
 
 
-def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -> np.ndarray:
-    """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4."""
+def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:
+    """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded: see
+    load_image)."""
     if isinstance(image, Image.Image):
         pixels = to_array(image)
     elif isinstance(image, np.ndarray):
@@ -313,7 +315,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int) -
         if pixels.ndim == 3 and pixels.shape[2] == 4 and opaque(pixels):
             pixels = drop_alpha(pixels)
     else:
-        pixels = load_image(image, max_pixels=max_pixels)
+        pixels = load_image(image, max_pixels=max_pixels, padded=padded)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 

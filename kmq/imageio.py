@@ -30,11 +30,14 @@ _TO_RGBA = {"RGBA", "LA", "La", "RGBa", "PA"}
 _TO_L = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
-def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, padded: bool = False) -> np.ndarray:
     """Read an image file into (height, width) uint8 for grey or (height, width, 3|4) uint8 for RGB/RGBA.
 
     EXIF orientation is applied. A multi-frame image gives its first frame, with a KmqWarning.
     Raises KmqError for anything that is not a readable image within max_pixels.
+    padded: a large RGB image (or RGBA opaque everywhere) may come as a view of three of every four bytes
+    (strides (4 width, 4, 1)), the layout it was decoded in, rather than a contiguous copy (see
+    kmq.prefetch.map_pixels); for a caller that reads it with numpy only (kmq.compress's K-Means).
     """
     name = _describe(source)
     if isinstance(source, bytes):
@@ -47,9 +50,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
+            prefetch.map_pixels(im)
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
-            return to_array(im, name)
+            mapped = prefetch.pixels(im)
+            if mapped is None:
+                return to_array(im, name)
+            return _mapped_array(im, *mapped, padded=padded, name=name)
     except KmqError:
         raise
     except UnidentifiedImageError:
@@ -62,6 +69,21 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
+
+
+def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bool, name: str) -> np.ndarray:
+    """The pixels of an image decoded into memory of kmq's own (kmq.prefetch.map_pixels), as to_array gives
+    them, without a copy where the layout allows: grey and RGBA with transparency always, RGB (stored as
+    RGBX) when padded."""
+    whole = np.frombuffer(memory, dtype=np.uint8).reshape(im.height, im.width, per_pixel)
+    if per_pixel == 1:
+        return whole[:, :, 0]
+    if im.mode == "RGBA" and not opaque(whole):
+        return whole
+    if not padded:
+        # Pillow packs RGBX into RGB at ~1 GB/s; numpy's copy of three bytes in four is half as fast.
+        return to_array(im, name)
+    return whole[:, :, :3]
 
 
 def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:

@@ -45,15 +45,17 @@ def _pack(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(N, C) uint8 -> (N,) uint32 with channel 0 in the most significant byte, so that ascending packed
     value is the lexicographic order of the colours; written into `out` if given.
 
-    Contiguous RGB is read in one pass: pixel i's 3 bytes and the next pixel's first byte, seen as one
-    big-endian uint32 at byte offset 3i (an unaligned, overlapping view, no copy), shifted right by 8.
-    That is ~3x faster than assembling the key channel by channel (12 MP: 0.02 s instead of 0.055 s).
+    RGB is read in one pass: pixel i's 3 bytes and the byte after them (the next pixel's first, or the
+    padding of RGBX, see kmq.imageio.load_image), seen as one big-endian uint32 (an unaligned, overlapping
+    view where contiguous, no copy), shifted right by 8. That is ~3x faster than assembling the key channel
+    by channel (12 MP: 0.02 s instead of 0.055 s). The last pixel's fourth byte may lie beyond the array.
     """
     n, channels = pixels.shape
     packed = np.empty(n, dtype=np.uint32) if out is None else out
-    if channels == 3 and n > 1 and pixels.flags.c_contiguous:
-        words = np.ndarray((n - 1,), dtype=">u4", buffer=pixels, strides=(3,))
-        np.right_shift(words, 8, out=packed[:-1], dtype=np.uint32, casting="unsafe")
+    if channels == 3 and n > 1 and pixels.strides[1] == 1 and pixels.strides[0] in (3, 4):
+        quads = np.lib.stride_tricks.as_strided(pixels, shape=(n - 1, 4), strides=(pixels.strides[0], 1),
+                                                writeable=False)
+        np.right_shift(quads.view(">u4")[:, 0], 8, out=packed[:-1], dtype=np.uint32, casting="unsafe")
         r, g, b = (int(v) for v in pixels[-1])  # the last pixel has no byte after it
         packed[-1] = (r << 16) | (g << 8) | b
         return packed
@@ -192,7 +194,8 @@ def distinct(pixels: np.ndarray) -> Distinct:
     are the colours. Both give the same colours, counts and order.
     RGBA with varying alpha goes through its RGB colours instead (`_distinct_rgba`), with the same result.
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if not (pixels.dtype == np.uint8 and pixels.shape[1] == 3 and pixels.strides == (4, 1)):
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)  # RGB padded to RGBX is read as it is (`_pack`)
     n, channels = pixels.shape
     alpha = None
     shift = 0
@@ -669,33 +672,47 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     return labels, sq
 
 
-# From this many 4-channel points on (K <= 64), `_nearest_pairs` labels them. Its two tables take 4 MB per
+# From this many RGB or RGBA points on (K <= 64), `_nearest_pairs` labels them. Its tables take 4 MB per
 # 16 entries, which stay in cache because distinct colours come in ascending order (the first table's rows
 # are read in turn); below this, or on points in random order up to ~2**20, the brute force is as fast.
 _PAIRS_FROM = 1 << 18
+# Largest K `_nearest_pairs` takes, by channels: its first table is 4 MB per 16 entries; RGB, with one
+# gather and sum fewer than RGBA to save, gains up to K = 32 (12 MP photos: 0.057 s instead of 0.097 at
+# K = 32) but loses at 64 on some (0.22 s instead of 0.20), the table out of cache.
+_PAIRS_MAX_K = {3: 32, 4: 64}
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
 
 
 def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`nearest` for (M, 4) contiguous uint8 points and K <= 64 entries, with the same labels and distances.
+    """`nearest` for (M, 3|4) contiguous uint8 points and up to `_PAIRS_MAX_K` entries, with the same labels
+    and distances.
 
-    A colour's first two channels and its last two, each read as one 16-bit number, index two tables of
-    (v0 - e0)^2 + (v1 - e1)^2 for every entry e, so two gathers and one sum give all K distances (the
-    brute force: four gathers and three sums). Each distance is shifted left by the bits of an entry index,
-    which the first table adds: the least sum is then the least distance with ties to the lower index, and
-    a minimum replaces argmin, whose loop over rows of K was most of the brute force's time (12 MP RGBA
-    photo, 4.5 M colours, K = 16: 0.14 s instead of 0.30). numpy reduces along short rows slowly, so each
-    block is transposed first. Sums stay below 4 x 255^2 x 64 < 2**31.
+    A colour's first two channels, read as one 16-bit number, index a table of (v0 - e0)^2 + (v1 - e1)^2
+    for every entry e, and its last two (RGBA, also as one number) or its last one (RGB) a second table
+    alike, so two gathers and one sum give all K distances (the brute force: C gathers and C - 1 sums).
+    Each distance is shifted left by the bits of an entry index, which the first table adds: the least sum
+    is then the least distance with ties to the lower index, and a minimum replaces argmin, whose loop over
+    rows of K was most of the brute force's time (12 MP RGBA photo, 4.5 M colours, K = 16: 0.14 s instead
+    of 0.30; the 12 MP astronaut's 848 000 RGB colours: 0.05 s instead of 0.11). numpy reduces along short
+    rows slowly, so each block is transposed first. Sums stay below 4 x 255^2 x 64 < 2**31.
     """
-    m, k = points.shape[0], palette.shape[0]
+    m, channels = points.shape
+    k = palette.shape[0]
     shift = max(1, (k - 1).bit_length())
     v = np.arange(256, dtype=np.int32)[:, None]
-    sq = [(v - palette[None, :, c].astype(np.int32)) ** 2 for c in range(4)]  # (256, K) each
+    sq = [(v - palette[None, :, c].astype(np.int32)) ** 2 for c in range(channels)]  # (256, K) each
     first = ((sq[0][:, None, :] + sq[1][None, :, :]) << shift).reshape(1 << 16, k)
     first += np.arange(k, dtype=np.int32)
-    last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
-    pairs = points.view(">u2").reshape(m, 2)  # big-endian: channel 0 (or 2) is the high byte
+    # Big-endian 16-bit numbers: channel 0 (or 2) is the high byte. RGB's pairs overlap the next colour's
+    # bytes (stride 3), which the view reads without a copy.
+    if channels == 4:
+        last = ((sq[2][:, None, :] + sq[3][None, :, :]) << shift).reshape(1 << 16, k)
+        pairs = points.view(">u2").reshape(m, 2)
+        head, tail = pairs[:, 0], pairs[:, 1]
+    else:
+        last = sq[2] << shift
+        head, tail = np.ndarray((m,), dtype=">u2", buffer=points, strides=(3,)), points[:, 2]
     labels = np.empty(m, dtype=np.intp)
     dist = np.empty(m, dtype=np.int64)
 
@@ -704,8 +721,8 @@ def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
         least = np.empty(_PAIRS_BLOCK, dtype=np.int32)
         for s in range(start, stop, _PAIRS_BLOCK):
             e = min(s + _PAIRS_BLOCK, stop)
-            d = np.take(first, pairs[s:e, 0], axis=0)
-            d += np.take(last, pairs[s:e, 1], axis=0)
+            d = np.take(first, head[s:e], axis=0)
+            d += np.take(last, tail[s:e], axis=0)
             t, b = block[:, :d.shape[0]], least[:d.shape[0]]
             np.copyto(t, d.T)
             np.minimum.reduce(t, axis=0, out=b)
@@ -845,9 +862,9 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only
     the entries near a guess (`_nearest_local`), other points those that can be nearest to some colour of
-    their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGBA
-    points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`). Every way gives
-    the same labels and distances.
+    their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB
+    points at K <= 32 and RGBA points at K <= 64 read two channels at a time from tables of pairs
+    (`_nearest_pairs`). Every way gives the same labels and distances.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -855,7 +872,7 @@ def nearest(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nda
     k = palette.shape[0]
     if channels > 1 and k >= _LARGE_K:
         return _nearest_tree(points, palette)
-    if channels == 4 and k <= 64 and m >= _PAIRS_FROM:
+    if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
         return _nearest_pairs(points, palette)
     if channels == 1 or k <= 64 or m < 8 * k:
         return _nearest_brute(_columns(points), slice(0, m), m, palette)
@@ -1667,6 +1684,13 @@ _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
 _POLISH_MAX = 500_000
+# From this many colours up to _POLISH_MAX, the polish is skipped too where the finest histogram level has
+# _POLISH_FINE_BINS bins per centroid. The 12 MP photos at K = 16: smooth, 297 000 colours in 51 200 7-bit
+# bins, the same palette and file, 0.06 s less CPU; detailed, 247 000 in 99 700, J +0.02 %, 0.06 s less;
+# detailed at K = 32 +0.23 %. With 1 000 bins per centroid smooth at K = 32 lost 0.67 %, detailed at 64
+# 0.26 %, so those keep it.
+_POLISH_FINE_FROM = 200_000
+_POLISH_FINE_BINS = 3000
 # Above _POLISH_MAX colours, the 6-bit histogram is the last level when it has at least this many bins per
 # centroid: clusters then span hundreds of bins and the 7-bit level moves J by under 0.1 % (12 MP photo,
 # K=16: 37 000 bins, J +0.07 %, 0.1 s saved of ~1 s end to end), while with fewer bins per centroid (K=64:
@@ -1948,7 +1972,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
     `_RELAXED_ITER` over-relaxed ones (see `_hamerly`), and none above 500 000 colours,
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
-    1 000 bins per centroid or more, see `_FINE_ENOUGH`).
+    1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
+    has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
@@ -2004,11 +2029,14 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else (
                     levels[-1].m * 2 <= m and (colors.shape[1] > 3 or _occupied(colors, _REFINE_BITS[-1]) * 2 <= m)):
                 levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
-        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=pts is not None)
+        # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
+        polish = pts is not None and not (m > _POLISH_FINE_FROM and levels[-1].m >= _POLISH_FINE_BINS * k
+                                          and levels[-1].m * 2 <= m)
+        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
-            if pts is None:
+            if not polish:
                 return start
             full_iter = min(max_iter, max(2, _FULL_WORK // m))
             relax = 1.0

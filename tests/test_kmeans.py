@@ -78,6 +78,20 @@ def test_distinct_colors_single_pixel_and_full_range_grey(distinct_path: str) ->
     assert np.array_equal(colors[:, 0], np.arange(256)) and np.array_equal(colors[inverse], grey)
 
 
+def test_distinct_colors_of_rgb_padded_to_four_bytes(distinct_path: str) -> None:
+    """RGB read in place from RGBX memory (strides (4, 1)), the fourth byte anything: the same colours, counts
+    and pixel map as from a contiguous copy, whichever way they are found."""
+    rng = np.random.default_rng(2)
+    rgbx = rng.integers(0, 4, (3000, 4)).astype(np.uint8) * 80
+    rgbx[:, 3] = rng.integers(0, 256, 3000)
+    view = rgbx[:, :3]
+    assert view.strides == (4, 1)
+    for got, want in zip(km.distinct_colors(view), km.distinct_colors(np.ascontiguousarray(view))):
+        assert np.array_equal(got, want)
+    colors, _, inverse = km.distinct_colors(view)
+    assert np.array_equal(colors[inverse], view)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 300), st.sampled_from([1, 3, 4]), st.integers(0, 2**32 - 1))
 def test_distinct_colors_property(n: int, channels: int, seed: int) -> None:
@@ -97,7 +111,9 @@ def test_pack_every_layout(n: int, channels: int) -> None:
     """The overlapping-word fast paths (contiguous RGB, RGBA) equal the channel-by-channel packing."""
     rng = np.random.default_rng(n)
     wide = rng.integers(0, 256, (n, 6)).astype(np.uint8)
-    for px in (np.ascontiguousarray(wide[:, :channels]), wide[:, :channels], np.asfortranarray(wide[:, :channels])):
+    padded = wide[:, :4][:, :channels]  # RGB as decoded into RGBX (kmq.imageio.load_image(padded=True))
+    for px in (np.ascontiguousarray(wide[:, :channels]), wide[:, :channels], np.asfortranarray(wide[:, :channels]),
+               padded):
         ref = np.zeros(n, dtype=np.uint64)
         for c in range(channels):
             ref = ref * 256 + px[:, c]
@@ -321,6 +337,28 @@ def test_large_image_path_is_at_least_as_good_as_plain_lloyd(fine_enough: int, m
     k = 8
     fast = km.fit(colors, counts, k, seed=0)
     assert np.array_equal(fast, km.fit(colors, counts, k, seed=0))
+    pts = km._Points(colors, counts, colors)
+    plain, _ = km._lloyd(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)
+    assert weighted_j(colors, counts, fast) <= 1.01 * weighted_j(colors, counts, plain)
+
+
+@pytest.mark.parametrize("bins_per_centroid, polished", [(10**9, True), (1, False)])
+def test_colours_are_polished_unless_the_finest_level_is_fine_enough(bins_per_centroid: int, polished: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Images from _POLISH_FINE_FROM colours skip the polish on the colours when the finest histogram level
+    # has _POLISH_FINE_BINS bins per centroid, made to run on a small case; the result stays near plain Lloyd's.
+    rng = np.random.default_rng(2)  # photo_like with less noise: a 7-bit level of under half the colours
+    centres = rng.integers(30, 226, (12, 3))
+    px = centres[rng.integers(0, 12, 150000)] + rng.normal(0, 6, (150000, 3))
+    colors, counts, _ = km.distinct_colors(np.clip(np.rint(px), 0, 255).astype(np.uint8))
+    monkeypatch.setattr(km, "_POLISH_FINE_FROM", km._COARSE_ABOVE)
+    monkeypatch.setattr(km, "_POLISH_FINE_BINS", bins_per_centroid)
+    fitted: list[int] = []
+    real = km._hamerly
+    monkeypatch.setattr(km, "_hamerly", lambda pts, *a, **kw: fitted.append(pts.m) or real(pts, *a, **kw))
+    k = 8
+    fast = km.fit(colors, counts, k, seed=0)
+    assert (len(colors) in fitted) == polished
     pts = km._Points(colors, counts, colors)
     plain, _ = km._lloyd(pts, km._kmeanspp(pts, k, np.random.default_rng(0)), 300, 0.0)
     assert weighted_j(colors, counts, fast) <= 1.01 * weighted_j(colors, counts, plain)

@@ -301,3 +301,66 @@ def test_a_program_that_runs_kmq_inside_its_own_process_goes_on_after_it() -> No
     from kmq import __version__
 
     assert out.splitlines() == [f"kmq, version {__version__}", "SystemExit 0"] * 2 + ["the host goes on"]
+
+
+def _in_mapped_memory(pixels: np.ndarray) -> bool:
+    """Whether pixels view the memory kmq.prefetch.map_pixels decodes into (not a copy from Pillow)."""
+    import mmap
+
+    base = pixels
+    while isinstance(base, (np.ndarray, memoryview)):
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    return isinstance(base, mmap.mmap)
+
+
+@pytest.fixture
+def map_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prefetch, "_MAP_FROM", 1)  # every image, however small, decodes into kmq's memory
+
+
+@pytest.mark.parametrize("through_prefetch", [False, True])
+@pytest.mark.parametrize("mode, ext", [("RGB", "png"), ("RGB", "jpg"), ("RGBA", "png"), ("L", "png"),
+                                       ("opaque RGBA", "png")])
+def test_an_image_decoded_into_kmq_memory_gives_the_same_pixels(tmp_path: Path, rgb_small: np.ndarray,
+                                                                map_all: None, mode: str, ext: str,
+                                                                through_prefetch: bool) -> None:
+    rgba = np.dstack([rgb_small, np.arange(rgb_small[:, :, 0].size, dtype=np.uint8).reshape(rgb_small.shape[:2])])
+    image = {"RGB": Image.fromarray(rgb_small), "RGBA": Image.fromarray(rgba), "L": Image.fromarray(rgb_small[:, :, 1]),
+             "opaque RGBA": Image.fromarray(rgb_small).convert("RGBA")}[mode]
+    path = tmp_path / f"m.{ext}"
+    image.save(path)
+    with Image.open(path) as im:
+        # As load_image always gave them: opaque RGBA without its alpha, through Pillow's own memory.
+        want = np.asarray(im.convert("RGB") if mode == "opaque RGBA" else im)
+    for padded in (False, True):
+        if through_prefetch:
+            prefetch.start(["compress", str(path)])
+        got = load_image(str(path), padded=padded)
+        assert got.dtype == np.uint8 and np.array_equal(got, want)
+        # Only RGB stays in its RGBX layout, and only when the caller asked for it; grey and RGBA with
+        # transparency come as they are, anything else as a contiguous copy.
+        assert _in_mapped_memory(got) == (padded or mode in ("L", "RGBA"))
+        assert got.flags.c_contiguous == (not padded or mode in ("L", "RGBA"))
+
+
+def test_an_image_turned_by_its_exif_orientation_is_read_from_pillow(tmp_path: Path, map_all: None) -> None:
+    pixels = np.zeros((2, 3, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "turned.png"
+    Image.fromarray(pixels).save(path, exif=exif)
+    prefetch.start(["compress", str(path)])
+    got = load_image(str(path), padded=True)
+    assert got.shape == (3, 2, 3) and got[0, 1].tolist() == [255, 255, 255] and not _in_mapped_memory(got)
+
+
+def test_compress_of_an_image_in_its_rgbx_layout_writes_the_same_file(tmp_path: Path, map_all: None) -> None:
+    import kmq
+
+    rng = np.random.default_rng(3)
+    pixels = (rng.integers(0, 8, (40, 30, 3)) * 36).astype(np.uint8)
+    path = tmp_path / "p.png"
+    Image.fromarray(pixels).save(path)
+    assert _in_mapped_memory(load_image(str(path), padded=True))
+    assert kmq.compress(str(path), k=5).to_bytes() == kmq.compress(pixels, k=5).to_bytes()

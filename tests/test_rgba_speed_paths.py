@@ -189,19 +189,21 @@ def test_rgba_through_the_histogram_levels_matches_across_paths(monkeypatch, pho
         assert all(f == files[0] for f in files[1:])
 
 
-@pytest.mark.parametrize("k", [1, 2, 15, 16, 17, 64])
-def test_pair_tables_label_like_brute_force_with_ties_and_extremes(monkeypatch, k):
-    """`_nearest_pairs` (4 channels, K <= 64, many points) gives the brute force's labels and distances:
-    ties to the lower index (repeated and equidistant entries), channel values 0 and 255 at the tables'
-    edges, and the largest distance (4 x 255^2) shifted by the bits of K entries."""
+@pytest.mark.parametrize("channels, k", [(4, 1), (4, 2), (4, 15), (4, 16), (4, 17), (4, 64),
+                                         (3, 1), (3, 2), (3, 16), (3, 17), (3, 32)])
+def test_pair_tables_label_like_brute_force_with_ties_and_extremes(monkeypatch, channels, k):
+    """`_nearest_pairs` (RGBA up to K = 64, RGB up to 32, many points) gives the brute force's labels and
+    distances: ties to the lower index (repeated and equidistant entries), channel values 0 and 255 at the
+    tables' edges, and the largest distance (C x 255^2) shifted by the bits of K entries."""
     rng = np.random.default_rng(k)
-    palette = (rng.integers(0, 16, (k, 4)) * 17).astype(np.uint8)
+    palette = (rng.integers(0, 16, (k, channels)) * 17).astype(np.uint8)
     palette[0] = 255
     if k > 2:
         palette[-1] = palette[1]  # a repeated entry: the lower index must win
-    points = rng.integers(0, 256, (5000, 4)).astype(np.uint8)
+    points = rng.integers(0, 256, (5000, channels)).astype(np.uint8)
     points[:1000] = points[:1000] // 17 * 17  # on the palette's grid: exact ties between entries
-    points[1000:1010] = [[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0], [0, 255, 0, 255]] * 2 + [[0] * 4] * 2
+    corners = [[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0], [0, 255, 0, 255]] * 2 + [[0] * 4] * 2
+    points[1000:1010] = np.array(corners)[:, :channels]
     d, best = brute_labels(points, palette)
     ref = np.argmin(d, axis=1)  # the first minimum
     labels, dist = km._nearest_pairs(points, palette)
@@ -211,8 +213,9 @@ def test_pair_tables_label_like_brute_force_with_ties_and_extremes(monkeypatch, 
     assert all(np.array_equal(a, b) for a, b in zip(km.nearest(points, palette), (labels, dist)))
 
 
-def test_pair_tables_give_the_same_file_as_the_brute_force(monkeypatch, photo):
-    px = photo[:80, :100]
+@pytest.mark.parametrize("channels", [3, 4])
+def test_pair_tables_give_the_same_file_as_the_brute_force(monkeypatch, photo, channels):
+    px = np.ascontiguousarray(photo[:80, :100, :channels])
     files = []
     for pairs_from in (1 << 62, 1):
         monkeypatch.setattr(km, "_PAIRS_FROM", pairs_from)
