@@ -66,6 +66,7 @@ _TILE = 64  # side of the sample's tiles
 _TRIALS = 4  # runs when calibrating lambda
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
+_DENSE = 3  # a sweep reads the whole labels as views when its todo is over 1 / _DENSE of the pixels
 
 
 @dataclass
@@ -116,10 +117,10 @@ def _padded_at(s: _State, idx: np.ndarray) -> np.ndarray:
 
 def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Squared distance of each pixel (m, C) integers to palette[labels], int32."""
-    d = np.zeros(len(labels), np.int32)
-    for ch in range(pixels.shape[1]):
+    d = np.zeros(labels.shape, np.int32)
+    for ch in range(pixels.shape[-1]):
         diff = palette[:, ch].astype(np.int32)[labels]
-        diff -= pixels[:, ch]
+        diff -= pixels[..., ch]
         d += diff * diff
     return d
 
@@ -134,9 +135,15 @@ class _Colours:
         self.index = distinct.index()  # kept by distinct for large images: no copy made
 
     def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest palette entry of each colour and its squared distance, int32."""
+        """The nearest palette entry of each colour (as _label_type) and its squared distance, int32."""
         labels, sq = kmeans.nearest(self.colors, palette)
-        return labels.astype(np.int32), sq.astype(np.int32)
+        return labels.astype(_label_type(len(palette))), sq.astype(np.int32)
+
+
+def _label_type(k: int) -> type:
+    """The smallest integer type that holds labels 0..k (k: the padding's sentinel): the sweeps' gathers
+    and comparisons move a quarter of the bytes at K <= 255 that they would as int32."""
+    return np.uint8 if k <= 255 else np.uint16 if k <= 65535 else np.int32
 
 
 def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State:
@@ -144,7 +151,7 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
     near_c, dnear_c = colours.nearest(palette)
-    padded = np.full((height + 2, width + 2), len(palette), np.int32)
+    padded = np.full((height + 2, width + 2), len(palette), _label_type(len(palette)))
     padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
     s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
@@ -184,60 +191,61 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
     that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
     _settle(s)
-    k = len(s.palette)
-    wp = s.width + 2
+    height, width = s.height, s.width
     flat = s.padded.reshape(-1)
-    offsets = [di * wp + dj for di, dj in _OFFSETS]
-    away = np.zeros(s.height * s.width, bool)  # the pixels that may be away from their nearest entry
+    offsets = [di * (width + 2) + dj for di, dj in _OFFSETS]
+    away = np.zeros(height * width, bool)  # the pixels that may be away from their nearest entry
     away[s.moved] = True
-    # Only pixels at a label boundary, or not at their nearest label, can gain from a move.
-    if todo is None:
-        lab = s.labels
-        boundary = away.reshape(lab.shape).copy()
-        for di, dj in _OFFSETS[:4]:
-            boundary |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
-        candidates = np.flatnonzero(boundary)
+    # When todo is most of the image, the pixels worth visiting are found on strided views of the whole
+    # labels (those outside todo masked out): far cheaper than gathering todo's neighbours by index.
+    dense = todo is None or len(todo) * _DENSE > height * width
+    if dense:
+        away2 = away.reshape(height, width)
+        if todo is not None:
+            visit = np.zeros((height, width), bool)
+            visit.reshape(-1)[todo] = True
     else:
-        at = _padded_at(s, todo)
-        cur = flat[at]
-        moving = away[todo]  # a superset of those away from their nearest: the rest are skipped below
-        for off in offsets[:4]:
-            moving |= cur != flat[at + off]
-        candidates = todo[moving]
+        row, col = np.divmod(todo, width)
+        parity = (row & 1) * 2 + (col & 1)
     changed = []
-    row, col = np.divmod(candidates, s.width)
-    parity = (row & 1) * 2 + (col & 1)
     for cls in range(4):
-        idx = candidates[parity == cls]
+        a, b = divmod(cls, 2)
+        if dense:
+            cur = s.padded[1 + a:1 + height:2, 1 + b:1 + width:2]
+            agree = _agreement([s.padded[1 + a + di:1 + height + di:2, 1 + b + dj:1 + width + dj:2]
+                                for di, dj in _OFFSETS], cur)
+            # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
+            # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
+            # with all of it). Pixels not in s.moved are at their nearest.
+            live = (agree < _HALF) | away2[a::2, b::2]
+            if todo is not None:
+                live &= visit[a::2, b::2]
+            at = np.flatnonzero(live)
+            rows = at // live.shape[1]
+            idx = (2 * rows + a) * width + 2 * (at - rows * live.shape[1]) + b
+            pidx = _padded_at(s, idx)
+            cur, agree = flat[pidx], agree.reshape(-1)[at]
+            nbs = [flat[pidx + off] for off in offsets]
+        else:
+            idx = todo[parity == cls]
+            pidx = _padded_at(s, idx)
+            cur = flat[pidx]
+            # Only pixels at a label boundary, or away from their nearest entry, can move (read before
+            # the other 4 neighbours: at low rdo most of todo is neither).
+            moving = away[idx]
+            for off in offsets[:4]:
+                moving |= cur != flat[pidx + off]
+            idx, pidx, cur = idx[moving], pidx[moving], cur[moving]
+            nbs = [flat[pidx + off] for off in offsets]
+            agree = _agreement(nbs, cur)
+            live = (agree < _HALF) | away[idx]
+            # (filtering costs a copy of every array: worth it only when it drops most pixels)
+            if 2 * np.count_nonzero(live) < len(live):
+                idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
+                nbs = [nb[live] for nb in nbs]
         if len(idx) == 0:
             continue
-        pidx = _padded_at(s, idx)
-        nbs = [flat[pidx + off] for off in offsets]
-        cur = flat[pidx]
-        agree = _agreement(nbs, cur)
-        # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
-        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
-        live = (agree < _HALF) | away[idx]
-        # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
-        if 2 * np.count_nonzero(live) < len(live):
-            idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
-            nbs = [nb[live] for nb in nbs]
-            if len(idx) == 0:
-                continue
-        near = s.near(idx)
-        px = s.pixels[idx]
-        dcur = _dist(px, s.palette, cur)
-        best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
-        for i, c in enumerate([near, *nbs[:4]]):
-            safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
-            d = _dist(px, s.palette, safe)
-            cost = d - np.float32(lam) * _agreement(nbs, c)
-            if i:
-                cost[c == k] = np.inf
-            better = cost < best
-            best = np.where(better, cost, best)
-            best_c = np.where(better, c, best_c)
-            best_d = np.where(better, d, best_d)
+        best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, s.near(idx), nbs, agree)
         flat[pidx] = best_c
         s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
         moves = best_c != cur
@@ -249,9 +257,33 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray,
+            nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lowest-cost label of each pixel px (m, C) among its current label cur (agreeing with ``agree``
+    of the Potts weight), its nearest entry and its 4 axial neighbours' labels (the first 4 of nbs; the
+    sentinel k never); returns that label, its distance and the current label's distance. Costs are
+    float32 (distances below 2^18 are exact; a tie within rounding goes to the earlier candidate)."""
+    k = len(palette)
+    lam = np.float32(lam)
+    dcur = _dist(px, palette, cur)
+    best, best_c, best_d = dcur.astype(np.float32), cur, dcur
+    best -= lam * agree
+    for i, c in enumerate([near, *nbs[:4]]):
+        d = _dist(px, palette, np.minimum(c, k - 1) if i else c)  # the sentinel k: made impossible below
+        cost = d.astype(np.float32)
+        cost -= lam * _agreement(nbs, c)
+        if i:
+            cost[c == k] = np.inf
+        better = cost < best
+        np.copyto(best, cost, where=better)
+        best_c = np.where(better, c, best_c)
+        best_d = np.where(better, d, best_d)
+    return best_c, best_d, dcur
+
+
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
     """The Potts weight of the neighbours ``nbs`` holding label c, int8."""
-    agree = np.zeros(len(c), np.int8)
+    agree = np.zeros(c.shape, np.int8)
     for nb, w in zip(nbs, _WEIGHTS):
         agree += (nb == c).view(np.int8) << np.int8(w - 1)
     return agree

@@ -181,10 +181,10 @@ def test_rdo_that_keeps_the_nearest_labels_writes_the_plain_file_byte_for_byte()
 def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float,
                  todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
-    pixel that at the sweep's start is at a label boundary (4 axial neighbours) or away from its nearest
-    entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its nearest and
-    its 4 axial neighbours'. Nothing else is skipped (rdo also skips pixels that hold half the Potts weight
-    at their nearest entry): returns the labels and the (H, W) map of the changed ones."""
+    pixel that when its class is visited is at a label boundary (4 axial neighbours) or away from its
+    nearest entry, and in ``todo`` ((H, W) bool, all if None), takes the lowest-cost of its label, its
+    nearest and its 4 axial neighbours'. Nothing else is skipped (rdo also skips pixels that hold half the
+    Potts weight at their nearest entry): returns the labels and the (H, W) map of the changed ones."""
     height, width = labels.shape
     k = len(palette)
     sq = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
@@ -192,14 +192,15 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
     offsets = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
     weights = [2, 2, 2, 2, 1, 1, 1, 1]
     padded = np.pad(labels, 1, constant_values=k)
-    visit = labels != near
-    for di, dj in offsets[:4]:
-        visit |= labels != padded[1 + di:1 + di + height, 1 + dj:1 + dj + width]
-    if todo is not None:
-        visit &= todo
     start = labels.copy()
     for pi in (0, 1):
         for pj in (0, 1):
+            now = padded[1:-1, 1:-1]
+            visit = now != near
+            for di, dj in offsets[:4]:
+                visit |= now != padded[1 + di:1 + di + height, 1 + dj:1 + dj + width]
+            if todo is not None:
+                visit &= todo
             rows, cols = np.mgrid[pi:height:2, pj:width:2]
             rows, cols = rows[visit[rows, cols]], cols[visit[rows, cols]]
             nbs = [padded[rows + 1 + di, cols + 1 + dj] for di, dj in offsets]
@@ -207,7 +208,8 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
             best_c, best = cur, None
             for i, c in enumerate([cur, near[rows, cols], *nbs[:4]]):
                 agree = sum(w * (nb == c) for nb, w in zip(nbs, weights))
-                cost = sq[rows, cols, np.minimum(c, k - 1)] - np.float32(lam) * agree.astype(np.float32)
+                cost = (sq[rows, cols, np.minimum(c, k - 1)].astype(np.float32)
+                        - np.float32(lam) * agree.astype(np.float32))
                 if i >= 2:
                     cost = np.where(c == k, np.inf, cost)
                 if best is None:
