@@ -66,7 +66,7 @@ _TILE = 64  # side of the sample's tiles
 _TRIALS = 4  # runs when calibrating lambda
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
-_DENSE = 3  # a sweep reads the whole labels as views when its todo is over 1 / _DENSE of the pixels
+_DENSE = 10  # a sweep finds its pixels on views of the whole labels when todo holds over 1 / _DENSE of them
 
 
 @dataclass
@@ -329,7 +329,7 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     s.moved = moved[s.current(moved) != s.near(moved)]
 
 
-def _run(s: _State, lam: float, sweeps: int) -> None:
+def _run(s: _State, lam: float, sweeps: int, refine: bool = True) -> None:
     for _ in range(_ROUNDS):
         todo = None
         for _ in range(sweeps):
@@ -337,7 +337,8 @@ def _run(s: _State, lam: float, sweeps: int) -> None:
             if len(changed) == 0:
                 break
             todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
-        _refine(s)
+        if refine:
+            _refine(s)
 
 
 def _sample(pixels: np.ndarray) -> np.ndarray:
@@ -381,7 +382,7 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for _ in range(_TRIALS):
         s = _start(sample, distinct, palette)
-        _run(s, lam, sweeps)
+        _run(s, lam, sweeps, refine=sample is pixels)
         j = float(s.total)
         if j > target:
             hi = lam
@@ -460,7 +461,9 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     plain = trial.plain if whole else _start(pixels, colours, palette)
     j0 = plain.total
     budget = math.floor(j0 * ratio)
-    if trial.kept is None:
+    # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
+    # labelling: spare the whole image's run.
+    if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else plain

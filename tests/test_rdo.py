@@ -130,7 +130,7 @@ def test_cli_compress_and_stats_with_rdo(image, tmp_path):
 def test_rdo_that_costs_bytes_falls_back_to_the_nearest_labelling(crop, monkeypatch):
     # A run that scatters labels (what is left of it within the J budget costs escapes) would store a
     # larger payload: the nearest labelling comes back instead, with the palette as fitted.
-    def scatter(s, *args):
+    def scatter(s, *args, **kwargs):
         every = np.arange(len(s.pixels))
         near, dnear = s.near(every), s.dnear(every)
         other = (near + 1) % len(s.palette)
@@ -221,8 +221,10 @@ def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, la
     return labels, labels != start
 
 
+@pytest.mark.parametrize("dense", [1, 10**9])  # todo's pixels gathered by index / found on views of all
 @pytest.mark.parametrize("lam", [30.0, 300.0, 3000.0])
-def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam):
+def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam, dense, monkeypatch):
+    monkeypatch.setattr(rdo, "_DENSE", dense)
     pixels = crop[:37, :45]
     distinct = kmeans.distinct(pixels.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
