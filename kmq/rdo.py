@@ -203,10 +203,13 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     offsets = [di * (width + 2) + dj for di, dj in _OFFSETS]
     away = np.zeros(height * width, bool)  # the pixels that may be away from their nearest entry
     away[s.moved] = True
-    # When todo is most of the image, the pixels worth visiting are found on strided views of the whole
-    # labels (those outside todo masked out): far cheaper than gathering todo's neighbours by index.
+    # When todo is much of the image, the pixels worth visiting are found on views of the whole labels
+    # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
+    # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
+    # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
     dense = todo is None or len(todo) * _DENSE > height * width
     if dense:
+        phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
         away2 = away.reshape(height, width)
         if todo is not None:
             visit = np.zeros((height, width), bool)
@@ -218,9 +221,13 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     for cls in range(4):
         a, b = divmod(cls, 2)
         if dense:
-            cur = s.padded[1 + a:1 + height:2, 1 + b:1 + width:2]
-            agree = _agreement([s.padded[1 + a + di:1 + height + di:2, 1 + b + dj:1 + width + dj:2]
-                                for di, dj in _OFFSETS], cur)
+            shape = ((height - a + 1) // 2, (width - b + 1) // 2)
+
+            def part(di: int, dj: int) -> np.ndarray:
+                """The labels at (di, dj) from each pixel of the class, as a view of a polyphase part."""
+                r, c = 1 + a + di, 1 + b + dj
+                return phases[r % 2][c % 2][r // 2:r // 2 + shape[0], c // 2:c // 2 + shape[1]]
+            agree = _agreement([part(di, dj) for di, dj in _OFFSETS], part(0, 0))
             # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
             # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
             # with all of it). Pixels not in s.moved are at their nearest.
@@ -228,8 +235,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             if todo is not None:
                 live &= visit[a::2, b::2]
             at = np.flatnonzero(live)
-            rows = at // live.shape[1]
-            idx = (2 * rows + a) * width + 2 * (at - rows * live.shape[1]) + b
+            rows = at // shape[1]
+            cols = at - rows * shape[1]
+            idx = (2 * rows + a) * width + 2 * cols + b
             pidx = _padded_at(s, idx)
             cur, agree = flat[pidx], agree.reshape(-1)[at]
             nbs = [flat[pidx + off] for off in offsets]
@@ -256,6 +264,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         flat[pidx] = best_c
         s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
         moves = best_c != cur
+        if dense:
+            own = phases[(1 + a) % 2][(1 + b) % 2]
+            own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = best_c[moves]
         _recount(s, best_c[moves], cur[moves])
         changed.append(idx[moves])
     out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
@@ -514,7 +525,7 @@ def _back_off(s: _State, budget: int) -> None:
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near(s.moved)
     delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear(s.moved)
-    gone = delta > 0
+    gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
     moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     gain = np.zeros(len(moved), np.int32)
     for (di, dj), w in zip(_OFFSETS, _WEIGHTS):
@@ -526,7 +537,7 @@ def _back_off(s: _State, budget: int) -> None:
     flat[pidx[undo]] = near[undo]
     _recount(s, near[undo], cur[undo])
     s.total -= int(delta[undo].sum(dtype=np.int64))
-    s.moved = np.setdiff1d(s.moved, moved[undo], assume_unique=True)
+    s.moved = np.delete(s.moved, gone[undo])
 
 
 def _compact(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray | None = None
