@@ -260,7 +260,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
                 nbs = [nb[live] for nb in nbs]
         if len(idx) == 0:
             continue
-        best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, s.near(idx), nbs, agree)
+        # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
+        near = s.near(idx) if len(s.moved) else None
+        best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, near, nbs, agree)
         flat[pidx] = best_c
         s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
         moves = best_c != cur
@@ -275,24 +277,25 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray,
+def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray | None,
             nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The lowest-cost label of each pixel px (m, C) among its current label cur (agreeing with ``agree``
-    of the Potts weight), its nearest entry and its 4 axial neighbours' labels (the first 4 of nbs; the
-    sentinel k never); returns that label, its distance and the current label's distance. Costs are
-    float32 (distances below 2^18 are exact; a tie within rounding goes to the earlier candidate)."""
+    of the Potts weight), its nearest entry (None: cur is) and its 4 axial neighbours' labels (the first 4
+    of nbs; the sentinel k never); returns that label, its distance and the current label's distance.
+    Costs are float32 (distances below 2^18 are exact; a tie within rounding goes to the earlier
+    candidate, cur first)."""
     k = len(palette)
     lam = np.float32(lam)
     channels = _channels(px)
     dcur = _dist(px, palette, cur, channels)
     best, best_c, best_d = dcur.astype(np.float32), cur, dcur
     best -= lam * agree
-    for i, c in enumerate([near, *nbs[:4]]):
-        # the sentinel k: made impossible below
-        d = _dist(px, palette, np.minimum(c, k - 1) if i else c, channels)
+    for c in ([] if near is None else [near]) + nbs[:4]:
+        edge = c is not near  # a neighbour's label can be the sentinel k: made impossible below
+        d = _dist(px, palette, np.minimum(c, k - 1) if edge else c, channels)
         cost = d.astype(np.float32)
         cost -= lam * _agreement(nbs, c)
-        if i:
+        if edge:
             cost[c == k] = np.inf
         better = cost < best
         np.copyto(best, cost, where=better)
