@@ -268,3 +268,48 @@ def test_back_off_lands_within_the_budget_after_a_refinement(crop):
     back = flat != before.reshape(-1)
     np.testing.assert_array_equal(flat[back], s.near(np.flatnonzero(back)))
     assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(s.moved)
+
+
+@pytest.fixture
+def small_sample(monkeypatch):
+    """rdo's sample made small (4 tiles of 16 x 16, for images over 2048 pixels), so a 64 x 64 image is
+    judged and calibrated on a sample as a 12 MP one is."""
+    monkeypatch.setattr(rdo, "_SAMPLE", 1 << 10)
+    monkeypatch.setattr(rdo, "_TILE", 16)
+
+
+def test_calibration_on_a_sample_sweeps_without_refining_and_the_image_lands_within_budget(crop, small_sample,
+                                                                                          monkeypatch):
+    # The sample's own means would fit the palette to the sample and make its J look lower than the image's
+    # run gives (12 MP noisy: -2.7 % against +3.8 %): lambda came out too high. Only the image is refined.
+    refined = []
+    original = rdo._refine
+    monkeypatch.setattr(rdo, "_refine", lambda s: (refined.append(s.labels.size), original(s))[1])
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, j = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    assert rdo._sample(crop).shape == (32, 32, 3)
+    got_palette, labels, got_j = rdo.optimise(crop, distinct, palette, 5.0)
+    assert refined == [crop.shape[0] * crop.shape[1]]
+    assert j < got_j <= j * 1.05
+    assert got_j * labels.size == rdo._dist(crop.reshape(-1, 3), got_palette, labels.reshape(-1)).sum()
+
+
+def test_nothing_moved_on_the_sample_gives_the_nearest_labels_without_a_run_on_the_image(small_sample,
+                                                                                        monkeypatch):
+    # The sample's 4 corner tiles are flat (J > 0: their colour is off the palette) and cannot gain from
+    # a move; the middle could, but the sample judges the image's payload, and it would tie: the image is
+    # not swept at all.
+    rng = np.random.default_rng(5)
+    pixels = np.full((64, 64, 3), 101, np.uint8)
+    pixels[16:48, 16:48] = rng.integers(0, 256, (32, 32, 3))
+    runs = []
+    original = rdo._run
+    monkeypatch.setattr(rdo, "_run", lambda s, *args, **kwargs: (runs.append(s.labels.size),
+                                                                  original(s, *args, **kwargs))[1])
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette = np.array([[100, 100, 100], [40, 200, 90], [200, 40, 160]], np.uint8)
+    got_palette, labels, got_j = rdo.optimise(pixels, distinct, palette, 50.0)
+    assert runs and set(runs) == {32 * 32}
+    nearest = kmeans.nearest(pixels.reshape(-1, 3), palette)[0]
+    np.testing.assert_array_equal(got_palette[labels].reshape(-1, 3), palette[nearest])
+    assert got_j == rdo._dist(pixels.reshape(-1, 3), palette, nearest).sum() / labels.size
