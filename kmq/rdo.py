@@ -15,13 +15,12 @@ boundary (or next to a pixel that just moved) and, among those at their nearest 
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
 nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
 its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
-itself up to 2 * _SAMPLE pixels) so that J lands at the budget; a sample's runs are its sweeps only (its
-own means would fit the palette to the sample: on a 12 MP noisy photo the sample's J fell 2.7 % below the
-nearest labelling's where the whole image's refinement gives back 0.03 %, and lambda came out 1.4x too
-high: 38 against 27). On the whole image the final J is then measured exactly and, when above the budget, the relabelled
-pixels that bought the least agreement per unit of distortion return to their nearest entry until it is
-not. Last, the result's ctx payload is compared with the nearest labelling's (on the sample) and the
-nearest labelling is returned when rdo saved nothing (at once, when nothing moved on the sample).
+itself up to 2 * _SAMPLE pixels) so that J lands at the budget (a sample's refinement only shifts the
+entries as the moves shift its means: see _refine). On the whole image the final J is then measured exactly
+and, when above the budget, the relabelled pixels that bought the least agreement per unit of distortion
+return to their nearest entry until it is not. Last, the result's ctx payload is compared with the nearest
+labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing (at once, when
+nothing moved on the sample).
 Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
 nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
 per-pixel array would cost 48 MB and the time to fill it.
@@ -321,10 +320,16 @@ def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
     return agree
 
 
-def _refine(s: _State) -> None:
+def _refine(s: _State, sample: bool = False) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
     the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
     entries and the distortion are brought up to date.
+
+    On a sample of the image (``sample``), an entry moves instead by as much as the moves shifted the mean
+    of its pixels (from the nearest labelling's to the labels'): the palette was fitted to the whole image,
+    whose entries are the means of their nearest pixels, and the sample's own means would fit it to the
+    sample (12 MP noisy at --rdo 2: J 2.7 % below the nearest labelling's, where the whole image's
+    refinement gives back 0.03 %; lambda came out 1.4x too high), while strong rdo does move the means.
 
     The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
     that moved: a small share of the image, so nothing here costs a pass over every pixel."""
@@ -336,11 +341,16 @@ def _refine(s: _State) -> None:
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
+    had = np.bincount(s.near_c, weights=colours.counts, minlength=k)[used]  # pixels nearest each entry
     for ch in range(channels):
         sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.counts, minlength=k)
+        nearest = sums[used] / np.maximum(had, 1)
         level = s.pixels[moved, ch]
         sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
-        palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
+        mean = sums[used] / counts[used]
+        if sample:
+            mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
+        palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     _repalette(s, palette, moved)
 
 
@@ -361,7 +371,8 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     s.moved = moved[s.current(moved) != s.near(moved)]
 
 
-def _run(s: _State, lam: float, sweeps: int, refine: bool = True) -> None:
+def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
+    """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
     for _ in range(_ROUNDS):
         todo = None
         for _ in range(sweeps):
@@ -369,8 +380,7 @@ def _run(s: _State, lam: float, sweeps: int, refine: bool = True) -> None:
             if len(changed) == 0:
                 break
             todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
-        if refine:
-            _refine(s)
+        _refine(s, sample)
 
 
 def _sample(pixels: np.ndarray) -> np.ndarray:
@@ -414,7 +424,7 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for _ in range(_TRIALS):
         s = _start(sample, distinct, palette)
-        _run(s, lam, sweeps, refine=sample is pixels)
+        _run(s, lam, sweeps, sample=sample is not pixels)
         j = float(s.total)
         if j > target:
             hi = lam

@@ -278,20 +278,35 @@ def small_sample(monkeypatch):
     monkeypatch.setattr(rdo, "_TILE", 16)
 
 
-def test_calibration_on_a_sample_sweeps_without_refining_and_the_image_lands_within_budget(crop, small_sample,
-                                                                                          monkeypatch):
+def test_calibration_on_a_sample_refines_by_shifts_and_the_image_lands_within_budget(crop, small_sample,
+                                                                                     monkeypatch):
     # The sample's own means would fit the palette to the sample and make its J look lower than the image's
-    # run gives (12 MP noisy: -2.7 % against +3.8 %): lambda came out too high. Only the image is refined.
+    # run gives (12 MP noisy: -2.7 % against +3.8 %): lambda came out too high. Only the image is refined
+    # to its means.
     refined = []
     original = rdo._refine
-    monkeypatch.setattr(rdo, "_refine", lambda s: (refined.append(s.labels.size), original(s))[1])
+    monkeypatch.setattr(rdo, "_refine", lambda s, sample=False: (refined.append((s.labels.size, sample)),
+                                                                 original(s, sample))[1])
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, j = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
     assert rdo._sample(crop).shape == (32, 32, 3)
     got_palette, labels, got_j = rdo.optimise(crop, distinct, palette, 5.0)
-    assert refined == [crop.shape[0] * crop.shape[1]]
+    assert refined[-1] == (64 * 64, False) and set(refined[:-1]) == {(32 * 32, True)}
     assert j < got_j <= j * 1.05
     assert got_j * labels.size == rdo._dist(crop.reshape(-1, 3), got_palette, labels.reshape(-1)).sum()
+
+
+@pytest.mark.parametrize("sample, want", [(False, [[1], [41]]), (True, [[2], [35]])])
+def test_refine_to_the_means_or_by_the_shift_of_the_means(sample, want):
+    # Nearest: 0 2 10 -> entry 5 (mean 4), 52 60 -> entry 50 (mean 56). The 10 moves to entry 50: the means
+    # become 1 and 122 / 3 = 40.67; on a sample the entries move by as much: 5 - 3 = 2, 50 - 15.33 -> 35.
+    pixels = np.array([[0, 2, 10, 52, 60]], np.uint8)[..., None]
+    s = rdo._start(pixels, rdo._Colours(kmeans.distinct(pixels.reshape(-1, 1))), np.array([[5], [50]], np.uint8))
+    s.labels[0, 2] = 1
+    s.moved, s.counts = np.array([2]), np.array([2, 3])
+    rdo._refine(s, sample)
+    np.testing.assert_array_equal(s.palette, want)
+    assert s.total == rdo._dist(pixels.reshape(-1, 1), s.palette, s.labels.reshape(-1)).sum()
 
 
 def test_nothing_moved_on_the_sample_gives_the_nearest_labels_without_a_run_on_the_image(small_sample,
