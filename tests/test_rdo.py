@@ -328,3 +328,17 @@ def test_nothing_moved_on_the_sample_gives_the_nearest_labels_without_a_run_on_t
     nearest = kmeans.nearest(pixels.reshape(-1, 3), palette)[0]
     np.testing.assert_array_equal(got_palette[labels].reshape(-1, 3), palette[nearest])
     assert got_j == rdo._dist(pixels.reshape(-1, 3), palette, nearest).sum() / labels.size
+
+
+@pytest.mark.parametrize("share, skewed", [(0.001, False), (0.01, True), (0.3, False), (1.0, False),
+                                           (2.0, False)])
+def test_cheapest_is_the_prefix_of_the_stable_order_by_worth(share, skewed):
+    # Few distinct worths, so ties straddle every threshold; skewed: the least worth move the least J, so
+    # the partition's first count falls short and grows; 2.0: more than there is (all of them).
+    rng = np.random.default_rng(4)
+    worth = rng.integers(0, 40, 20000) / 8 - 1
+    delta = np.where(worth < 1, 1, 100) if skewed else rng.integers(1, 100, 20000)
+    excess = int(delta.sum() * share)
+    order = np.argsort(worth, kind="stable")
+    want = order[:int(np.searchsorted(np.cumsum(delta[order]), excess)) + 1]
+    np.testing.assert_array_equal(rdo._cheapest(worth, delta, excess), want)
