@@ -2,7 +2,8 @@
 
 1. Plain ctx against `--rdo 2` ctx at K = 16 and 64: file bytes and J, on the sample photos and on images of
    other kinds made here (a smooth gradient, noise, saturated graphics, grey, RGBA with real alpha).
-2. Time of a whole compress (fit, rdo, ctx encode) at 12 MP, plain and `--rdo 2`.
+2. Time of a whole compress (fit, rdo, ctx encode) at 12 MP, plain and `--rdo 2`, on each of the five 12 MP
+   photos of bench/photos.py (the requirement holds for every one: the status is the worst's).
 3. Target mode (`--psnr`, `--max-bytes`) on sample photos, an RGBA image with varying alpha, grey, graphics and
    noise: the K and rdo chosen, how many K-Means fits, file encodings and rdo runs the search took, its CPU
    time against one plain ctx compress at the K chosen, and accuracy.
@@ -105,30 +106,31 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - started, out
 
 
-def big_rows() -> tuple[list[str], float, float, float, float]:
-    """Plain and --rdo 2 compresses of one 12 MP image, alternating, best of 3 each by wall and by CPU time
-    (on 2 shared cores wall time swings with the other jobs; a compress runs on one thread, so its CPU time
-    is the steadier measure). Returns the lines, the CPU and wall time ratios, the bytes ratio and the plain
-    CPU time."""
-    with Image.open(ROOT / "samples" / "astronaut.png") as im:
-        pixels = np.asarray(im.convert("RGB").resize(BIG, Image.Resampling.LANCZOS))
-    lines = [f"12 MP ({BIG[0]}x{BIG[1]}, astronaut upscaled), K = 16, whole compress in process "
-             f"(fit, rdo, ctx encode; best of 3, alternating):", "",
-             "| run | CPU time | wall time | bytes | J |", "|---|---:|---:|---:|---:|"]
-    best = {name: [math.inf, math.inf] for name in ("plain", "rdo")}
-    out = {}
-    for _ in range(3):
-        for name, rdo in (("plain", 0.0), ("rdo", PCT)):
-            def run() -> tuple[int, float]:
-                img = kmq.compress(pixels, 16, codec="ctx", rdo=rdo)
-                return len(img.to_bytes()), img.distortion
-            wall, (t, out[name]) = timed(lambda: cpu(run))
-            best[name] = [min(best[name][0], t), min(best[name][1], wall)]
-    for name in ("plain", "rdo"):
-        lines.append(f"| {'--rdo 2' if name == 'rdo' else 'plain'} | {best[name][0]:.2f} s | "
-                     f"{best[name][1]:.2f} s | {out[name][0]:,} | {out[name][1]:.2f} |")
-    return (lines, best["rdo"][0] / best["plain"][0], best["rdo"][1] / best["plain"][1],
-            out["rdo"][0] / out["plain"][0], best["plain"][0])
+def big_rows() -> tuple[list[str], dict[str, float]]:
+    """Plain and --rdo 2 compresses of each 12 MP photo of bench/photos.py, alternating, best of 3 each by
+    wall and by CPU time (on 2 shared cores wall time swings with the other jobs; a compress runs on one
+    thread, so its CPU time is the steadier measure). Returns the lines and, per photo, the CPU time ratio."""
+    lines = [f"12 MP ({BIG[0]}x{BIG[1]}, the five photos of bench/photos.py), K = 16, whole compress in process "
+             "(fit, rdo, ctx encode; best of 3, alternating); CPU and wall: --rdo 2 over plain:", "",
+             "| photo | plain CPU | --rdo 2 CPU | CPU ratio | wall ratio | plain bytes | --rdo 2 bytes | bytes ratio | "
+             "J ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = {}
+    for kind, make in photos.KINDS.items():
+        pixels = np.asarray(make(*BIG).convert("RGB"))
+        best = {name: [math.inf, math.inf] for name in ("plain", "rdo")}
+        out = {}
+        for _ in range(3):
+            for name, rdo in (("plain", 0.0), ("rdo", PCT)):
+                def run() -> tuple[int, float]:
+                    img = kmq.compress(pixels, 16, codec="ctx", rdo=rdo)
+                    return len(img.to_bytes()), img.distortion
+                wall, (t, out[name]) = timed(lambda: cpu(run))
+                best[name] = [min(best[name][0], t), min(best[name][1], wall)]
+        ratios[kind] = best["rdo"][0] / best["plain"][0]
+        (a, ja), (b, jb) = out["plain"], out["rdo"]
+        lines.append(f"| {kind} | {best['plain'][0]:.2f} s | {best['rdo'][0]:.2f} s | {ratios[kind]:.2f} | "
+                     f"{best['rdo'][1] / best['plain'][1]:.2f} | {a:,} | {b:,} | {b / a:.3f} | {jb / ja:.4f} |")
+    return lines, ratios
 
 
 class _Counter:
@@ -219,7 +221,8 @@ def target_rows() -> tuple[list[str], float, float, int]:
 
 def main() -> None:
     size_lines, summary = sizes_rows()
-    big_lines, time_ratio, wall_ratio, big_bytes, t_plain = big_rows()
+    big_lines, ratios = big_rows()
+    worst = max(ratios, key=ratios.get)
     target_lines, target_cost, target_worst, misses = target_rows()
     photos = summary["photos"]
     status = "**met**" if photos[0] <= LIMIT and photos[2] <= J_LIMIT else "**not met**"
@@ -236,9 +239,9 @@ def main() -> None:
         f"{'**met**' if max(s[2] for s in summary.values()) <= J_LIMIT else '**not met**'} |",
         f"| other kinds (smooth, noisy, graphics, grey, RGBA) | {summary['other kinds'][0]:.3f} "
         f"(worst {summary['other kinds'][1]:.3f}) | |",
-        f"| 12 MP: --rdo 2 compress ≤ 2x plain ctx compress | {time_ratio:.2f}x CPU time (plain "
-        f"{t_plain:.2f} s; wall time {wall_ratio:.2f}x; bytes {big_bytes:.3f}x) | "
-        f"{'**met**' if time_ratio <= 2 else '**not met**'} |",
+        f"| 12 MP: --rdo 2 compress ≤ 2x plain ctx compress, every photo | worst {ratios[worst]:.2f}x CPU time "
+        f"({worst}), geomean {geomean(list(ratios.values())):.2f}x over the 5 photos | "
+        f"{'**met**' if ratios[worst] <= 2 else '**not met**'} |",
         f"| a target costs ≤ ~8 plain compresses | {target_cost:.1f}x geomean, worst {target_worst:.1f}x "
         f"(CPU time, the runs below) | {'**met**' if target_worst <= 8 else '**not met**'} |",
         f"| every target met | {'all' if not misses else f'{misses} missed'} | "

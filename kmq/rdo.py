@@ -15,10 +15,12 @@ boundary (or next to a pixel that just moved) and, among those at their nearest 
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
 nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
 its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
-itself up to 2 * _SAMPLE pixels) so that J lands at the budget; on the whole image the final J is then
-measured exactly and, when above the budget, the relabelled pixels that bought the least agreement per unit
-of distortion return to their nearest entry until it is not. Last, the result's ctx payload is compared
-with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing.
+itself up to 2 * _SAMPLE pixels) so that J lands at the budget (a sample's refinement only shifts the
+entries as the moves shift its means: see _refine). On the whole image the final J is then measured exactly
+and, when above the budget, the relabelled pixels that bought the least agreement per unit of distortion
+return to their nearest entry until it is not. Last, the result's ctx payload is compared with the nearest
+labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing (at once, when
+nothing moved on the sample).
 Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
 nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
 per-pixel array would cost 48 MB and the time to fill it.
@@ -41,6 +43,8 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 0.6 / 1) 0.892; a concave weight of agreement (12 (a / 12)^g for the Potts a, g = 0.3 / 0.5 / 0.7 / 1.5 /
 2) 0.896 / 0.891 / 0.890 / 0.896 / 0.899. A better start for J: Lloyd steps from the fitted palette lower J
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
+With the sweeps as now (0.8667): Potts weights (axial, diagonal) (1, 1) 0.869, (3, 1) 0.866, (4, 1) 0.867,
+(3, 2) 0.867; 3 sweeps 0.866 (K = 64 alone: 0.896 as with 2), 1 sweep 0.872.
 """
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ from .codecs import ctx
 # (row, column) offsets of the neighbours and their weights in the Potts term. Diagonal neighbours count
 # too because ctx's finest diagonal pass predicts a pixel from exactly those.
 _OFFSETS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
-_WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)
+_WEIGHTS = (2, 2, 2, 2, 1, 1, 1, 1)  # (_agreement relies on this layout)
 _HALF = sum(_WEIGHTS) // 2
 _SWEEPS = 2  # sweeps of every parity class per round; strong rdo (above _MANY_AT %) moves many more pixels,
 _MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % smaller files at 50 %)
@@ -66,6 +70,7 @@ _TILE = 64  # side of the sample's tiles
 _TRIALS = 4  # runs when calibrating lambda
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
+_DENSE = 10  # a sweep finds its pixels on views of the whole labels when todo holds over 1 / _DENSE of them
 
 
 @dataclass
@@ -114,14 +119,21 @@ def _padded_at(s: _State, idx: np.ndarray) -> np.ndarray:
     return idx + 2 * (idx // s.width) + s.width + 3
 
 
-def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Squared distance of each pixel (m, C) integers to palette[labels], int32."""
-    d = np.zeros(len(labels), np.int32)
-    for ch in range(pixels.shape[1]):
-        diff = palette[:, ch].astype(np.int32)[labels]
-        diff -= pixels[:, ch]
-        d += diff * diff
+def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray,
+          channels: list[np.ndarray] | None = None) -> np.ndarray:
+    """Squared distance of each pixel (m, C) integers 0..255 to palette[labels], int32; channels: the pixels'
+    _channels, when made once for several calls."""
+    d = np.zeros(labels.shape, np.int32)
+    for ch, level in enumerate(_channels(pixels) if channels is None else channels):
+        diff = np.take(palette[:, ch].astype(np.int16), labels)
+        diff -= level
+        d += np.square(diff, dtype=np.int32)
     return d
+
+
+def _channels(pixels: np.ndarray) -> list[np.ndarray]:
+    """The channels of pixels (m, C) as int16 arrays, as _dist subtracts them."""
+    return [pixels[:, ch].astype(np.int16) for ch in range(pixels.shape[1])]
 
 
 class _Colours:
@@ -134,9 +146,15 @@ class _Colours:
         self.index = distinct.index()  # kept by distinct for large images: no copy made
 
     def nearest(self, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest palette entry of each colour and its squared distance, int32."""
+        """The nearest palette entry of each colour (as _label_type) and its squared distance, int32."""
         labels, sq = kmeans.nearest(self.colors, palette)
-        return labels.astype(np.int32), sq.astype(np.int32)
+        return labels.astype(_label_type(len(palette))), sq.astype(np.int32)
+
+
+def _label_type(k: int) -> type:
+    """The smallest integer type that holds labels 0..k (k: the padding's sentinel): the sweeps' gathers
+    and comparisons move a quarter of the bytes at K <= 255 that they would as int32."""
+    return np.uint8 if k <= 255 else np.uint16 if k <= 65535 else np.int32
 
 
 def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State:
@@ -144,7 +162,7 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray) -> _State
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
     near_c, dnear_c = colours.nearest(palette)
-    padded = np.full((height + 2, width + 2), len(palette), np.int32)
+    padded = np.full((height + 2, width + 2), len(palette), _label_type(len(palette)))
     padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
     s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
@@ -184,63 +202,77 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
     that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
     _settle(s)
-    k = len(s.palette)
-    wp = s.width + 2
+    height, width = s.height, s.width
     flat = s.padded.reshape(-1)
-    offsets = [di * wp + dj for di, dj in _OFFSETS]
-    away = np.zeros(s.height * s.width, bool)  # the pixels that may be away from their nearest entry
+    offsets = [di * (width + 2) + dj for di, dj in _OFFSETS]
+    away = np.zeros(height * width, bool)  # the pixels that may be away from their nearest entry
     away[s.moved] = True
-    # Only pixels at a label boundary, or not at their nearest label, can gain from a move.
-    if todo is None:
-        lab = s.labels
-        boundary = away.reshape(lab.shape).copy()
-        for di, dj in _OFFSETS[:4]:
-            boundary |= lab != s.padded[1 + di:1 + di + s.height, 1 + dj:1 + dj + s.width]
-        candidates = np.flatnonzero(boundary)
+    # When todo is much of the image, the pixels worth visiting are found on views of the whole labels
+    # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
+    # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
+    # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
+    dense = todo is None or len(todo) * _DENSE > height * width
+    if dense:
+        phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
+        away2 = away.reshape(height, width)
+        if todo is not None:
+            visit = np.zeros((height, width), bool)
+            visit.reshape(-1)[todo] = True
     else:
-        at = _padded_at(s, todo)
-        cur = flat[at]
-        moving = away[todo]  # a superset of those away from their nearest: the rest are skipped below
-        for off in offsets[:4]:
-            moving |= cur != flat[at + off]
-        candidates = todo[moving]
+        row, col = np.divmod(todo, width)
+        parity = (row & 1) * 2 + (col & 1)
     changed = []
-    row, col = np.divmod(candidates, s.width)
-    parity = (row & 1) * 2 + (col & 1)
     for cls in range(4):
-        idx = candidates[parity == cls]
+        a, b = divmod(cls, 2)
+        if dense:
+            shape = ((height - a + 1) // 2, (width - b + 1) // 2)
+
+            def part(di: int, dj: int) -> np.ndarray:
+                """The labels at (di, dj) from each pixel of the class, as a view of a polyphase part."""
+                r, c = 1 + a + di, 1 + b + dj
+                return phases[r % 2][c % 2][r // 2:r // 2 + shape[0], c // 2:c // 2 + shape[1]]
+            agree = _agreement([part(di, dj) for di, dj in _OFFSETS], part(0, 0))
+            # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
+            # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
+            # with all of it). Pixels not in s.moved are at their nearest.
+            live = (agree < _HALF) | away2[a::2, b::2]
+            if todo is not None:
+                live &= visit[a::2, b::2]
+            at = np.flatnonzero(live)
+            rows = at // shape[1]
+            cols = at - rows * shape[1]
+            idx = (2 * rows + a) * width + 2 * cols + b
+            pidx = _padded_at(s, idx)
+            cur, agree = flat[pidx], agree.reshape(-1)[at]
+            nbs = [flat[pidx + off] for off in offsets]
+        else:
+            idx = todo[parity == cls]
+            pidx = _padded_at(s, idx)
+            cur = flat[pidx]
+            # Only pixels at a label boundary, or away from their nearest entry, can move (read before
+            # the other 4 neighbours: at low rdo most of todo is neither).
+            moving = away[idx]
+            for off in offsets[:4]:
+                moving |= cur != flat[pidx + off]
+            idx, pidx, cur = idx[moving], pidx[moving], cur[moving]
+            nbs = [flat[pidx + off] for off in offsets]
+            agree = _agreement(nbs, cur)
+            live = (agree < _HALF) | away[idx]
+            # (filtering costs a copy of every array: worth it only when it drops most pixels)
+            if 2 * np.count_nonzero(live) < len(live):
+                idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
+                nbs = [nb[live] for nb in nbs]
         if len(idx) == 0:
             continue
-        pidx = _padded_at(s, idx)
-        nbs = [flat[pidx + off] for off in offsets]
-        cur = flat[pidx]
-        agree = _agreement(nbs, cur)
-        # A pixel at its nearest label that agrees with half the weight or more keeps it: any other label
-        # agrees with at most the other half and is no nearer. Pixels not in s.moved are at their nearest.
-        live = (agree < _HALF) | away[idx]
-        # (filtering costs a copy of every array: worth it only when it drops most pixels, as at low rdo)
-        if 2 * np.count_nonzero(live) < len(live):
-            idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
-            nbs = [nb[live] for nb in nbs]
-            if len(idx) == 0:
-                continue
-        near = s.near(idx)
-        px = s.pixels[idx]
-        dcur = _dist(px, s.palette, cur)
-        best, best_c, best_d = dcur - np.float32(lam) * agree, cur, dcur
-        for i, c in enumerate([near, *nbs[:4]]):
-            safe = np.minimum(c, k - 1)  # the sentinel k: made impossible below
-            d = _dist(px, s.palette, safe)
-            cost = d - np.float32(lam) * _agreement(nbs, c)
-            if i:
-                cost[c == k] = np.inf
-            better = cost < best
-            best = np.where(better, cost, best)
-            best_c = np.where(better, c, best_c)
-            best_d = np.where(better, d, best_d)
+        # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
+        near = s.near(idx) if len(s.moved) else None
+        best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, near, nbs, agree)
         flat[pidx] = best_c
         s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
         moves = best_c != cur
+        if dense:
+            own = phases[(1 + a) % 2][(1 + b) % 2]
+            own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = best_c[moves]
         _recount(s, best_c[moves], cur[moves])
         changed.append(idx[moves])
     out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
@@ -249,18 +281,55 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray | None,
+            nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lowest-cost label of each pixel px (m, C) among its current label cur (agreeing with ``agree``
+    of the Potts weight), its nearest entry (None: cur is) and its 4 axial neighbours' labels (the first 4
+    of nbs; the sentinel k never); returns that label, its distance and the current label's distance.
+    Costs are float32 (distances below 2^18 are exact; a tie within rounding goes to the earlier
+    candidate, cur first)."""
+    k = len(palette)
+    lam = np.float32(lam)
+    channels = _channels(px)
+    dcur = _dist(px, palette, cur, channels)
+    best, best_c, best_d = dcur.astype(np.float32), cur, dcur
+    best -= lam * agree
+    for c in ([] if near is None else [near]) + nbs[:4]:
+        edge = c is not near  # a neighbour's label can be the sentinel k: made impossible below
+        d = _dist(px, palette, np.minimum(c, k - 1) if edge else c, channels)
+        cost = d.astype(np.float32)
+        cost -= lam * _agreement(nbs, c)
+        if edge:
+            cost[c == k] = np.inf
+        better = cost < best
+        np.copyto(best, cost, where=better)
+        best_c = np.where(better, c, best_c)
+        best_d = np.where(better, d, best_d)
+    return best_c, best_d, dcur
+
+
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
-    """The Potts weight of the neighbours ``nbs`` holding label c, int8."""
-    agree = np.zeros(len(c), np.int8)
-    for nb, w in zip(nbs, _WEIGHTS):
-        agree += (nb == c).view(np.int8) << np.int8(w - 1)
+    """The Potts weight of the neighbours ``nbs`` holding label c, int8: the axial ones (first 4) count
+    2, the diagonal ones 1, as _WEIGHTS says (summed, then doubled once: a third fewer array passes)."""
+    agree = np.equal(nbs[0], c).view(np.int8)
+    for nb in nbs[1:4]:
+        agree += np.equal(nb, c).view(np.int8)
+    agree += agree
+    for nb in nbs[4:]:
+        agree += np.equal(nb, c).view(np.int8)
     return agree
 
 
-def _refine(s: _State) -> None:
+def _refine(s: _State, sample: bool = False) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
     the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
     entries and the distortion are brought up to date.
+
+    On a sample of the image (``sample``), an entry moves instead by as much as the moves shifted the mean
+    of its pixels (from the nearest labelling's to the labels'): the palette was fitted to the whole image,
+    whose entries are the means of their nearest pixels, and the sample's own means would fit it to the
+    sample (12 MP noisy at --rdo 2: J 2.7 % below the nearest labelling's, where the whole image's
+    refinement gives back 0.03 %; lambda came out 1.4x too high), while strong rdo does move the means.
 
     The means start from the nearest labelling, summed over distinct colours, and correct for the pixels
     that moved: a small share of the image, so nothing here costs a pass over every pixel."""
@@ -272,11 +341,16 @@ def _refine(s: _State) -> None:
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
+    had = np.bincount(s.near_c, weights=colours.counts, minlength=k)[used]  # pixels nearest each entry
     for ch in range(channels):
         sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.counts, minlength=k)
+        nearest = sums[used] / np.maximum(had, 1)
         level = s.pixels[moved, ch]
         sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
-        palette[used, ch] = np.clip(np.rint(sums[used] / counts[used]), 0, 255).astype(np.uint8)
+        mean = sums[used] / counts[used]
+        if sample:
+            mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
+        palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     _repalette(s, palette, moved)
 
 
@@ -285,7 +359,7 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
     date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour."""
     colours = s.colours
-    per_colour = _dist(colours.colors.astype(np.int32), palette, s.near_c)
+    per_colour = _dist(colours.colors, palette, s.near_c)
     away = per_colour[colours.index[moved]].sum(dtype=np.int64)
     s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64) - away
                   + _dist(s.pixels[moved], palette, s.current(moved)).sum(dtype=np.int64))
@@ -297,7 +371,8 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     s.moved = moved[s.current(moved) != s.near(moved)]
 
 
-def _run(s: _State, lam: float, sweeps: int) -> None:
+def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
+    """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
     for _ in range(_ROUNDS):
         todo = None
         for _ in range(sweeps):
@@ -305,7 +380,7 @@ def _run(s: _State, lam: float, sweeps: int) -> None:
             if len(changed) == 0:
                 break
             todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
-        _refine(s)
+        _refine(s, sample)
 
 
 def _sample(pixels: np.ndarray) -> np.ndarray:
@@ -349,7 +424,7 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for _ in range(_TRIALS):
         s = _start(sample, distinct, palette)
-        _run(s, lam, sweeps)
+        _run(s, lam, sweeps, sample=sample is not pixels)
         j = float(s.total)
         if j > target:
             hi = lam
@@ -428,7 +503,9 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     plain = trial.plain if whole else _start(pixels, colours, palette)
     j0 = plain.total
     budget = math.floor(j0 * ratio)
-    if trial.kept is None:
+    # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
+    # labelling: spare the whole image's run.
+    if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else plain
@@ -466,19 +543,36 @@ def _back_off(s: _State, budget: int) -> None:
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near(s.moved)
     delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear(s.moved)
-    gone = delta > 0
+    gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
     moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     gain = np.zeros(len(moved), np.int32)
     for (di, dj), w in zip(_OFFSETS, _WEIGHTS):
         nb = flat[pidx + di * (s.width + 2) + dj]
         gain += ((nb == cur).view(np.int8) - (nb == near).view(np.int8)) * w
     worth = np.where(gain > 0, gain / np.maximum(delta, 1), -1.0)
-    order = np.argsort(worth, kind="stable")
-    undo = order[:int(np.searchsorted(np.cumsum(delta[order], dtype=np.int64), excess)) + 1]
+    undo = _cheapest(worth, delta, excess)
     flat[pidx[undo]] = near[undo]
     _recount(s, near[undo], cur[undo])
     s.total -= int(delta[undo].sum(dtype=np.int64))
-    s.moved = np.setdiff1d(s.moved, moved[undo], assume_unique=True)
+    s.moved = np.delete(s.moved, gone[undo])
+
+
+def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
+    """The shortest prefix of the positions in order of worth (ties by position) whose delta sums to at
+    least excess (all, if none does). Only as many of the least worth as may be needed are sorted (a
+    12 MP back-off undoes a few % of a million moved pixels): those up to a threshold found by
+    partition, whose count grows 4x until their delta covers the excess."""
+    m = max(1024, int(4 * len(worth) * excess / max(1, int(delta.sum(dtype=np.int64)))))
+    while True:
+        if m >= len(worth):
+            order = np.argsort(worth, kind="stable")
+            break
+        least = np.flatnonzero(worth <= np.partition(worth, m)[m])  # (every tie of the threshold too)
+        if delta[least].sum(dtype=np.int64) >= excess:
+            order = least[np.argsort(worth[least], kind="stable")]
+            break
+        m *= 4
+    return order[:int(np.searchsorted(np.cumsum(delta[order], dtype=np.int64), excess)) + 1]
 
 
 def _compact(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray | None = None
