@@ -6,7 +6,9 @@ import sys
 
 
 def run() -> None:
-    """`main`, then, when the command succeeded, the end of the process at once (see `_end_now`)."""
+    """`main`, then, when the command succeeded, the end of the process at once (see `_end_now`). Only
+    here, where kmq owns the process, does malloc keep freed memory (`_keep_freed_memory`)."""
+    _keep_freed_memory()
     try:
         main()
     except SystemExit as e:
@@ -23,7 +25,6 @@ def main() -> None:
     # decode the image meanwhile. kmq splits its own work between threads (kmq.parallel) and hands BLAS only
     # tiny products, so one BLAS thread loses nothing; a value set by the user stays.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _keep_freed_memory()
     from . import prefetch
 
     prefetch.start(sys.argv[1:])
@@ -44,8 +45,9 @@ def _keep_freed_memory() -> None:
     """Have malloc reuse freed memory for blocks up to _MMAP_THRESHOLD from the start, as it does by itself
     after the first large free: a 12 MP compress then faults in ~20 000 pages instead of ~50 000 (its
     allocations no longer wait for Pillow to free its copy of the image, which kmq no longer makes; see
-    kmq.prefetch.map_pixels), ~0.1 s less CPU. The command owns its process, so this is set here, never by
-    the library. Elsewhere than glibc (no mallopt) nothing changes."""
+    kmq.prefetch.map_pixels), ~0.1 s less CPU. Set by `run` only, which owns its process: never by the
+    library, nor by `main`, which a program may call inside its own. Elsewhere than glibc (no mallopt)
+    nothing changes."""
     try:
         import ctypes
 

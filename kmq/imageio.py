@@ -76,6 +76,7 @@ def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bo
     them, without a copy where the layout allows: grey and RGBA with transparency always, RGB (stored as
     RGBX) when padded."""
     whole = np.frombuffer(memory, dtype=np.uint8).reshape(im.height, im.width, per_pixel)
+    whole.flags.writeable = False  # read-only, as Pillow's own arrays are: callers never write into input
     if per_pixel == 1:
         return whole[:, :, 0]
     if im.mode == "RGBA" and not opaque(whole):

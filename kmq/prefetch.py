@@ -39,6 +39,10 @@ _AHEAD = 8
 # Modes whose pixels Pillow keeps as numpy reads them, and the bytes a pixel takes there: RGB padded to four
 # (RGBX), so that `pixels` views three of every four bytes.
 _MAPPED = {"L": 1, "RGB": 4, "RGBA": 4}
+# Formats whose plugins decode through ImageFile.load into the image memory they find (checked pixel for
+# pixel against Pillow's own). Others may not: ICNS and GBR skip decoding when memory exists (a blank
+# image), and Pillow 13 decodes a rotated TIFF at its unrotated size (an error).
+_MAP_FORMATS = {"PNG", "JPEG", "BMP", "PPM", "WEBP"}
 # Images from this many bytes of pixels are decoded into memory of kmq's own (see `map_pixels`); below,
 # the mapping would cost more than the page faults it spares.
 _MAP_FROM = 4 << 20
@@ -135,7 +139,8 @@ def map_pixels(im: Any) -> None:
     own, an EXIF rotation) is simply read from Pillow as before (see `pixels`).
     """
     per_pixel = _MAPPED.get(im.mode)
-    if per_pixel is None or _core(im) is not None or im.width * im.height * per_pixel < _MAP_FROM:
+    if (per_pixel is None or im.format not in _MAP_FORMATS or _core(im) is not None
+            or im.width * im.height * per_pixel < _MAP_FROM):
         return
     try:
         from PIL import Image

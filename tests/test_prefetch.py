@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from kmq import prefetch
 from kmq.errors import KmqError
@@ -364,3 +364,39 @@ def test_compress_of_an_image_in_its_rgbx_layout_writes_the_same_file(tmp_path: 
     Image.fromarray(pixels).save(path)
     assert _in_mapped_memory(load_image(str(path), padded=True))
     assert kmq.compress(str(path), k=5).to_bytes() == kmq.compress(pixels, k=5).to_bytes()
+
+
+@pytest.mark.parametrize("ext, mode, extra", [("tif", "RGB", {"tiff_rotated": 8}),
+                                              ("tif", "RGBA", {"compression": "tiff_lzw", "tiff_rotated": 6}),
+                                              ("icns", "RGBA", {}), ("gbr", "L", {})])
+def test_formats_that_may_not_decode_into_given_memory_are_read_from_pillow(tmp_path: Path, map_all: None,
+                                                                          ext: str, mode: str, extra: dict) -> None:
+    # Pillow 13 decodes a rotated TIFF at its unrotated size (an error in memory of the turned size), and the
+    # ICNS and GBR plugins skip decoding into memory that already exists (a blank image): none is mapped.
+    rng = np.random.default_rng(5)
+    shape = (32, 32) if ext == "icns" else (20, 28)  # a TIFF turned a quarter changes its shape
+    pixels = rng.integers(0, 256, (*shape, len(mode)), dtype=np.uint8)
+    image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels)
+    path = tmp_path / f"f.{ext}"
+    rotated = extra.pop("tiff_rotated", None)
+    if rotated:
+        exif = Image.Exif()
+        exif[0x0112] = rotated
+        extra["exif"] = exif
+    if ext == "gbr":
+        _write_gbr(path, pixels[:, :, 0])
+    else:
+        image.save(path, **extra)
+    with Image.open(path) as im:
+        want = np.asarray(ImageOps.exif_transpose(im))
+    if want.ndim == 3 and want.shape[2] == 4 and (want[:, :, 3] == 255).all():
+        want = want[:, :, :3]
+    got = load_image(str(path), padded=True)
+    assert np.array_equal(got, want) and not _in_mapped_memory(got)
+
+
+def _write_gbr(path: Path, grey: np.ndarray) -> None:
+    """A GIMP brush (version 2, one byte per pixel), the format Pillow reads but does not write."""
+    h, w = grey.shape
+    name = b"kmq\0"
+    path.write_bytes(struct.pack(">IIIII4sI", 28 + len(name), 2, w, h, 1, b"GIMP", 10) + name + grey.tobytes())
