@@ -375,8 +375,10 @@ def _check_output(output: str, source: str, force: bool = False) -> None:
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
     psnr = _db(r["psnr"])
+    # A target records the rdo it chose, 0 included: "rdo off" says it chose none (a "0%" read as a bug).
     # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing.
-    chosen = (f", rdo {r['rdo']:g}%" if r.get("rdo") is not None and r["codec"] != "raw" else "") + \
+    rdo = r.get("rdo")
+    chosen = ("" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off") + \
         (f", dither {r['dither']}" if r.get("dither") else "")
     return (f"{image} -> {output}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "

@@ -138,10 +138,26 @@ def test_cli_psnr(image, tmp_path):
     result = CliRunner().invoke(main, ["compress", str(image), "--codec", "ctx", "--psnr", "27", "-o", str(out)])
     assert result.exit_code == 0, result.output
     img = kmq.read(out)
+    chosen = f"rdo {img.metadata['rdo']:g}%" if img.metadata["rdo"] else "rdo off"
     assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, "
-                        rf"rdo {img.metadata['rdo']:g}%, \d+ bits/label, ratio \d\.\d\d, "
+                        rf"{chosen}, \d+ bits/label, ratio \d\.\d\d, "
                         rf"{out.stat().st_size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
     assert db(img) >= 27
+
+
+def test_cli_a_target_that_chose_no_rdo_says_rdo_off(tmp_path):
+    # Four colours: the target is met losslessly at K = 4, with nothing for rdo to trade.
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[:4] = 200
+    pixels[:, :3, 1] = 90
+    Image.fromarray(pixels).save(tmp_path / "four.png")
+    out = tmp_path / "four.kmq"
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "four.png"), "--codec", "ctx", "--psnr", "60",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert kmq.read(out).metadata["rdo"] == 0
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'four.png'))} -> {re.escape(str(out))}: k=4, rdo off, "
+                        rf"2 bits/label, ratio 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
 
 
 def test_cli_impossible_target_is_an_error(image, crop):
