@@ -45,6 +45,9 @@ from .stats import psnr as psnr_of
 
 _MAX_STEPS = 12  # K probes of one bracket search, at most
 _COARSE = 1.25  # the plain bracket's width (hi / lo) before rdo files are tried
+# and its width at the end: neighbours below K = 64; above, K within 1/64 (~1.3 % of J, 0.05 dB) is not
+# worth a fit that costs seconds (a 0.96 MP photo at 1.5 MB: K = 48 438 after 17 fits of ~9 s each)
+_FINE = 1 + 1 / 64
 _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # Under a PSNR target, rdo is tried at this multiple of the bracket's top: the best multiple is 1.25 to 2
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
@@ -60,6 +63,11 @@ _LANDED = 0.8  # an rdo file that adds less than this share of the J it was give
 _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given has topped out
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
+_LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
+_FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves room for a larger K
+_UP_STEPS = 3  # larger K tried then, at most
+_UP_MAX = 8.0  # each at most this multiple of the best's K
+_UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
 
 
 class _Search:
@@ -127,6 +135,12 @@ class _Search:
         low, high = self.bounds(k, rdo)
         return high <= budget or (low <= budget and self.size(k, rdo) <= budget)
 
+    def lossless(self) -> int:
+        """The K of the lossless file when the search may choose it and it is cheap to look at (no K-Means:
+        one K per colour, at most _LOSSLESS_K of them), else 0."""
+        k = len(self.distinct.colors)
+        return k if k <= min(self.k_hi, _LOSSLESS_K) else 0
+
     def no_larger(self, a: tuple[int, float], b: tuple[int, float]) -> bool:
         """Whether file a is no larger than file b (keys (k, rdo))."""
         (a_low, a_high), (b_low, b_high) = self.bounds(*a), self.bounds(*b)
@@ -145,7 +159,7 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int, coarse: float = 1.0) -> tuple[int, int]:
+             start: int, coarse: float = _FINE) -> tuple[int, int]:
     """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
     meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target."""
@@ -173,8 +187,8 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
 
 
 def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-            enough: Callable[[int, int], bool], up: bool, coarse: float = 1.0) -> tuple[int, int]:
-    """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse is 1), or until
+            enough: Callable[[int, int], bool], up: bool, coarse: float = _FINE) -> tuple[int, int]:
+    """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse * lo < lo + 1), or until
     enough(lo, hi). The first probe goes where log value, interpolated linearly in log K, reaches the goal
     (rounded up or down: which end the caller would rather move). After an end moves, the next probe is the
     farthest K from it that would end the narrowing if it fell on the other side (when that is still on
@@ -244,7 +258,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     def ok(k: int) -> bool:
         return s.psnr(s.j(k)) >= db
 
-    coarse = 1.0 if s.codec == "raw" else _COARSE
+    coarse = _FINE if s.codec == "raw" else _COARSE
     lo, hi = _bracket(s.k_hi, ok, s.j, j_goal, 16, coarse=coarse)
     if hi > s.k_hi:
         best = s.psnr(s.j(s.k_hi))
@@ -261,7 +275,14 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return s.file(*cand)
-    return s.file(hi)
+    # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
+    # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
+    # colours: 172 bytes, K = 3 174).
+    best = (hi, 0.0)
+    for k in (hi + 1, s.lossless()):
+        if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
+            best = (k, 0.0)
+    return s.file(*best)
 
 
 def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, float] | None:
@@ -321,10 +342,58 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
     lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
-    if beaten(lo, hi):
-        return s.file(*cand)
-    best = s.file(max(lo, 1))
-    return s.file(*cand) if cand is not None and s.file(*cand).distortion < best.distortion else best
+    if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0:
+        # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
+        # its plain one and lo's.
+        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
+    _walk_up(s, max_bytes, k_cap)
+    if s.lossless() and s.lossless() <= k_cap:
+        s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
+    return s.file(*_best_fitting(s, max_bytes))
+
+
+def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
+    """The least-J file sized so far that fits (encoded only where its bounds cannot tell): the search
+    never returns a file worse than one it knows fits. K = 1 always fits here."""
+    for key in sorted(s.sizes, key=lambda key: (s.file(*key).distortion, s.sizes[key][1], key)):
+        if s.fits(key[0], max_bytes, key[1]):
+            return key
+    raise AssertionError("K = 1 fits")  # checked by _for_bytes before any search
+
+
+def _try_rdo(s: _Search, k: int, pct: float) -> None:
+    """Make and size the file of k with rdo pct (nothing when pct rounds to 0)."""
+    if pct > 0:
+        s.bounds(k, min(MAX_RDO, pct))
+
+
+def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
+    """Larger K while the best file found lands far under the budget (by more than _FAR in log bytes): rdo
+    that tops out at a small J (noise, which its labels smooth away) leaves files a fraction of the plain
+    ones (a noisy 1200x800 photo at K = 12: 3.2 kB at +3 % J where the plain file is 34 kB), so a K several
+    times larger fits with rdo. Each step's K is from the room left (bytes ~ K^0.6 along such files, at most
+    _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the geometric middle of its plain J
+    and the best's J, then, if that file is over the budget, up to just under the best's J; a K over the
+    budget at both caps the next steps, which go to the geometric middle. At most _UP_STEPS K."""
+    ceiling = k_cap + 1  # the least K found too large
+    for _ in range(_UP_STEPS):
+        best = _best_fitting(s, max_bytes)
+        room = math.log(max_bytes) - math.log(s.estimate(*best))
+        if room < _FAR:
+            return
+        k_b, j_b = best[0], s.file(*best).distortion
+        k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / 0.6))), k_cap)
+        if k >= ceiling:
+            k = round(math.sqrt(k_b * ceiling))
+        if k <= k_b or k >= ceiling or s.j(k) >= j_b:
+            return
+        for pct in (_pct(math.sqrt(j_b / s.j(k))), _pct(_UNDER * j_b / s.j(k))):
+            _try_rdo(s, k, pct)
+            if pct <= 0 or s.fits(k, max_bytes, pct) or s.file(k, pct).distortion - s.j(k) < _SHORT * (
+                    pct / 100 * s.j(k)):
+                break  # fits, or rdo topped out short of the J it was given: more would buy nothing
+        if _best_fitting(s, max_bytes)[0] != k:
+            ceiling = k
 
 
 def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> tuple[int, float] | None:
@@ -402,6 +471,8 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
+        if best is not None and math.log(s.estimate(*best)) < math.log(max_bytes) - _FAR and short:
+            break  # rdo topped out far under the budget: a larger K spends the room better (_walk_up)
         if best is None and img.distortion - j_k < _SHORT * added:
             # rdo stopped far short of the J it was given (it tops out where no lambda tried moves more), and
             # the file is over the budget: asking for more J buys nothing (street at K=384: +112 % gave +60 %,

@@ -212,7 +212,8 @@ def counted(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 6, 1), ({"max_bytes": 700}, 9, 3)])
+# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K).
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9, 3)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
