@@ -25,6 +25,11 @@ With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more abo
 less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
 rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
 the plain bytes rdo reached at K_r says a file could fit below hi's J there).
+When the best file found still lands far under the byte budget (rdo topped out: on noise its labels
+smooth away most of the bytes for a few % of J), larger K are tried with rdo (_walk_up). The file returned
+is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
+the bracket, the next K and, for images of few colours, the lossless file). Brackets end at neighbouring
+K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -43,16 +48,20 @@ from .errors import KmqError
 from .format import KmqImage
 from .stats import psnr as psnr_of
 
+# progress(done, None) after each fit or rdo run: how many a search makes is known only at its end
+Progress = Callable[[int, "int | None"], None]
 _MAX_STEPS = 12  # K probes of one bracket search, at most
 _COARSE = 1.25  # the plain bracket's width (hi / lo) before rdo files are tried
 # and its width at the end: neighbours below K = 64; above, K within 1/64 (~1.3 % of J, 0.05 dB) is not
 # worth a fit that costs seconds (a 0.96 MP photo at 1.5 MB: K = 48 438 after 17 fits of ~9 s each)
 _FINE = 1 + 1 / 64
+_FINE_FROM = 64  # K from which that is wider than neighbours (and narrowing aims past the crossing: _near)
 _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # Under a PSNR target, rdo is tried at this multiple of the bracket's top: the best multiple is 1.25 to 2
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
 _PSNR_K = 1.5
+_RDO_ROOM = 1.5  # and only when that is at least this multiple of the smallest plain K that does not fit
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
@@ -75,7 +84,7 @@ class _Search:
     its payload codes (ctx) and encoded only where the bounds cannot decide."""
 
     def __init__(self, pixels: np.ndarray, k_max: int, codec: str, seed: int, max_iter: int,
-                 target: dict) -> None:
+                 target: dict, progress: Progress | None = None) -> None:
         self.pixels = pixels
         self.channels = pixels.shape[2]
         self.distinct = kmeans.distinct(pixels.reshape(-1, self.channels))
@@ -85,6 +94,12 @@ class _Search:
         self.fitted: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # palette, per-colour labels, J
         self.files: dict[tuple[int, float], KmqImage] = {}
         self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
+        self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
+
+    def _made(self) -> None:
+        self.made += 1
+        if self.progress is not None:
+            self.progress(self.made, None)
 
     def j(self, k: int) -> float:
         if k not in self.fitted:
@@ -92,6 +107,7 @@ class _Search:
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
                 self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
                                                max_iter=self.max_iter)
+            self._made()
         return self.fitted[k][2]
 
     def psnr(self, j: float) -> float:
@@ -104,6 +120,8 @@ class _Search:
             self.j(k)
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
                                         codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target})
+            if rdo > 0:
+                self._made()
         return self.files[key]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
@@ -148,10 +166,10 @@ class _Search:
 
 
 def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str,
-           seed: int, max_iter: int) -> KmqImage:
+           seed: int, max_iter: int, progress: Progress | None = None) -> KmqImage:
     """kmq.compress_to's work (arguments already checked)."""
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
-    s = _Search(pixels, k_max, codec, seed, max_iter, target)
+    s = _Search(pixels, k_max, codec, seed, max_iter, target, progress)
     if psnr is not None:
         return _for_psnr(s, psnr)
     assert max_bytes is not None
@@ -205,10 +223,10 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
             k = math.floor(x) if moved[-1] else math.ceil(x)
         elif moved and moved[-1]:
             close = math.ceil(hi / coarse) if coarse > 1 else hi - 1
-            k = close if close <= x else math.ceil(x)
+            k = max(close, _near(x, 1 / math.sqrt(_FINE), lo)) if close <= x else math.ceil(x)
         elif moved:
             close = math.floor(coarse * lo) if coarse > 1 else lo + 1
-            k = close if close >= x else math.floor(x)
+            k = min(close, _near(x, math.sqrt(_FINE), lo)) if close >= x else math.floor(x)
         else:
             k = math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
         k = min(hi - 1, max(lo + 1, k))
@@ -218,6 +236,14 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
         else:
             lo = k
     return lo, hi
+
+
+def _near(x: float, factor: float, lo: int) -> int:
+    """With fits that cost seconds (lo >= _FINE_FROM), the probe after an end moved goes half the final
+    width the far side of the crossing x (x * factor), not to the K that merely closes the coarse bracket:
+    there curves are smooth and crossings close (0.96 MP photo at 1.5 MB: 48 627 aimed, 48 438 true), so
+    the bracket often closes to its final width at once. Below, the K that closes it."""
+    return round(x * factor) if lo >= _FINE_FROM else (0 if factor < 1 else 1 << 62)
 
 
 def _crossing(lo: int, hi: int, value: Callable[[int], float], goal: float) -> float:
@@ -335,7 +361,10 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     lo, hi = _bracket(k_cap, ok, s.estimate, max_bytes, 16, coarse=_COARSE)
     if hi > k_cap:  # every K allowed fits
         return s.file(max(lo, 1))
-    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if lo >= 1 else None
+    # rdo at a K barely above hi (-k or the colours cap it) cannot pay for itself: rdo at hi, below, is the
+    # cheaper try (0.96 MP photo at 1.5 MB: 3 rdo runs at K = 65 536 over the budget, 4 s each).
+    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if 1 <= lo and _rdo_k(s, lo, _RDO_K, k_cap) >= _RDO_ROOM * hi \
+        else None
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
         return cand is not None and s.file(*cand).distortion < s.j(hi)

@@ -275,3 +275,40 @@ def test_a_fit_passed_per_colour_gives_the_plain_file(crop):
     fit = quantize_colors(distinct.colors, distinct.counts, 7)
     img = quantized(crop, distinct, 7, seed=0, max_iter=300, codec="ctx", fit=fit)
     assert img.to_bytes() == kmq.compress(crop, 7, codec="ctx").to_bytes()
+
+
+def test_progress_counts_each_fit_and_rdo_run_and_keeps_the_bytes(crop, counted):
+    calls = []
+    img = kmq.compress_to(crop, max_bytes=700, codec="ctx", progress=lambda done, total: calls.append((done, total)))
+    made = len(counted["fits"]) + len(counted["rdo"])
+    assert calls == [(n, None) for n in range(1, made + 1)]
+    assert img.to_bytes() == kmq.compress_to(crop, max_bytes=700, codec="ctx").to_bytes()
+    with pytest.raises(ValueError, match="progress must be callable or None, got 3"):
+        kmq.compress_to(crop, psnr=30, progress=3)
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("after, drawn", [(0.0, True), (60.0, False)])
+def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeypatch, after, drawn):
+    from kmq import cli
+    terminal = _Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    with cli._fit_progress(False, "Target search", after=after) as report:
+        report(1, None)
+        report(2, None)
+    assert ("Target search" in "".join(terminal.text)) == drawn
