@@ -73,6 +73,7 @@ _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
+_TOPPED = 0.05  # an rdo file whose J is at most this much over its K's plain J: rdo topped out (_walk_up)
 _FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves room for a larger K
 _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
@@ -396,27 +397,50 @@ def _try_rdo(s: _Search, k: int, pct: float) -> None:
         s.bounds(k, min(MAX_RDO, pct))
 
 
+def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool = True) -> bool:
+    """Whether the file of key (K, rdo) fits far under the budget (by _FAR in log bytes) with rdo that added
+    little J (at most _TOPPED): rdo smoothed away noise, and a larger K with rdo may fit (a noisy 1200x800
+    photo at 20 kB: K = 12 with rdo +3 % J was 3.2 kB; K = 256 fits at 29.7 dB against 20.0). Not where
+    rdo paid for its bytes in J (shapes over a noisy sky at 40 kB: K = 30, +25 % J for 23.5 kB; at
+    K = 40 to 93, no rdo file fitted). Not strict: rdo added less than _SHORT of the J it was given (a noisy
+    grey 1200x800 photo at 20 kB: K = 9, +53 % J of 442 % for 6.1 kB; 34.1 dB at K = 24 against 31.1)."""
+    k, rdo = key
+    added = s.file(*key).distortion / s.j(k) - 1 if rdo > 0 else math.inf
+    return (added <= (_TOPPED if strict else _SHORT * rdo / 100)
+            and math.log(max_bytes) - math.log(s.estimate(*key)) >= _FAR)
+
+
 def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
-    """Larger K while the best file found lands far under the budget (by more than _FAR in log bytes): rdo
-    that tops out at a small J (noise, which its labels smooth away) leaves files a fraction of the plain
-    ones (a noisy 1200x800 photo at K = 12: 3.2 kB at +3 % J where the plain file is 34 kB), so a K several
-    times larger fits with rdo. Each step's K is from the room left (bytes ~ K^0.6 along such files, at most
-    _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the geometric middle of its plain J
+    """Larger K, when the best file found is an rdo file that topped out far under the budget, for as long
+    as the best lands far under it (by _FAR in log bytes): rdo that
+    adds little J (noise, which its labels smooth away) leaves files a fraction of the plain ones (a noisy
+    1200x800 photo at K = 12: 3.2 kB at +3 % J where the plain file is 34 kB), so a K several times larger
+    fits with rdo. Each step's K is from the room left (bytes growing with K as the plain files' do, at
+    least as K^0.15; at most _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the geometric middle of its plain J
     and the best's J, then, if that file is over the budget, up to just under the best's J; a K over the
     budget at both caps the next steps, which go to the geometric middle. At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
+    if not _topped_out(s, _best_fitting(s, max_bytes), max_bytes, strict=False):
+        return
     for _ in range(_UP_STEPS):
         best = _best_fitting(s, max_bytes)
         room = math.log(max_bytes) - math.log(s.estimate(*best))
         if room < _FAR:
             return
         k_b, j_b = best[0], s.file(*best).distortion
-        k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / 0.6))), k_cap)
+        # Along rdo files that topped out, bytes grow with K about as the plain files do (noisy photo:
+        # ~K^0.2, 8 to 32; noisy grey ~K^1).
+        k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / max(0.15, _plain_line(s)[2])))), k_cap)
         if k >= ceiling:
             k = round(math.sqrt(k_b * ceiling))
         if k <= k_b or k >= ceiling or s.j(k) >= j_b:
             return
+        tried = 0.0
         for pct in (_pct(math.sqrt(j_b / s.j(k))), _pct(_UNDER * j_b / s.j(k))):
+            pct = min(MAX_RDO, pct)
+            if pct <= tried:
+                break
+            tried = pct
             _try_rdo(s, k, pct)
             if pct <= 0 or s.fits(k, max_bytes, pct) or s.file(k, pct).distortion - s.j(k) < _SHORT * (
                     pct / 100 * s.j(k)):
@@ -500,8 +524,8 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
-        if best is not None and math.log(s.estimate(*best)) < math.log(max_bytes) - _FAR and short:
-            break  # rdo topped out far under the budget: a larger K spends the room better (_walk_up)
+        if best is not None and _topped_out(s, best, max_bytes):
+            break  # a larger K spends the room better (_walk_up) than weaker rdo here
         if best is None and img.distortion - j_k < _SHORT * added:
             # rdo stopped far short of the J it was given (it tops out where no lambda tried moves more), and
             # the file is over the budget: asking for more J buys nothing (street at K=384: +112 % gave +60 %,
@@ -540,12 +564,19 @@ def _plain_trend(s: _Search, k: int) -> float:
     """log bytes of the plain file at k on the least-squares line (log bytes against log K) through the plain
     files sized so far (K >= 2; a file's size moves up to ~10 % from one K to the next, so a line through
     all is steadier than one through the nearest two)."""
+    x, y, slope = _plain_line(s)
+    return y + slope * (math.log(k) - x)
+
+
+def _plain_line(s: _Search) -> tuple[float, float, float]:
+    """(mean log K, mean log bytes, slope) of that line; the slope 0.6 (a doubling of K: about 1.5x the
+    bytes) when fewer than two K are known."""
     known = [(math.log(kk), math.log(sum(b) / 2)) for (kk, r), b in s.sizes.items() if r == 0 and kk >= 2]
+    if not known:
+        known = [(0.0, math.log(s.estimate(1)))]
     x, y = np.array([p[0] for p in known]), np.array([p[1] for p in known])
-    if len(known) < 2 or np.ptp(x) == 0:
-        return float(y.mean() + 0.6 * (math.log(k) - x.mean()))  # a doubling of K: about 1.5x the bytes
-    slope = float(np.polyfit(x, y, 1)[0])
-    return float(y.mean() + slope * (math.log(k) - x.mean()))
+    slope = float(np.polyfit(x, y, 1)[0]) if len(known) >= 2 and np.ptp(x) > 0 else 0.6
+    return float(x.mean()), float(y.mean()), slope
 
 
 def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:
