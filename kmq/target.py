@@ -74,6 +74,7 @@ _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
 _TOPPED = 0.05  # an rdo file whose J is at most this much over its K's plain J: rdo topped out (_walk_up)
+_FILL_NEAR = 2.0  # ... from a file over the budget by at most this factor (beyond, the middle is a guess)
 _FILL_STEPS = 2  # rdo runs spent filling a budget the best file leaves far from full, at most
 _FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves room for a larger K
 _UP_STEPS = 3  # larger K tried then, at most
@@ -401,7 +402,8 @@ def _try_rdo(s: _Search, k: int, pct: float) -> None:
 
 def _fill(s: _Search, max_bytes: int) -> None:
     """Spend what the best file leaves of the budget (when it lands more than _FAR under it) on weaker rdo at
-    its K: the geometric middle of its rdo and that of the nearest file of that K over the budget, at most
+    its K: the geometric middle of its rdo and that of the nearest file of that K over the budget (by at
+    most _FILL_NEAR x; shapes over a noisy sky at 40 kB: 2 runs missed from 23.5 kB and 3x over), at most
     _FILL_STEPS runs. Bytes fall steeply and unevenly with rdo there, so a line through the two aims too
     close to the file over the budget (a noisy 160x120 crop at 2 kB: K = 15 with rdo 71 % was 823 bytes,
     29.2 dB, 29.7 % over; the line's 34 % was over too)."""
@@ -410,7 +412,8 @@ def _fill(s: _Search, max_bytes: int) -> None:
         k, rdo = best
         if rdo <= 0 or math.log(max_bytes) - math.log(s.estimate(*best)) < _FAR:
             return
-        over = [r for (kk, r) in s.sizes if kk == k and r < rdo and not s.fits(k, max_bytes, r)]
+        over = [r for (kk, r) in s.sizes if kk == k and r < rdo and not s.fits(k, max_bytes, r)
+                and s.estimate(k, r) <= _FILL_NEAR * max_bytes]
         if not over:
             return
         near = max(over)

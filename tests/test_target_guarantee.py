@@ -91,3 +91,15 @@ def test_a_psnr_target_is_no_larger_than_every_plain_k_that_meets_it(plain_fits,
         best = min(size for size, p in _plain(plain_fits, name, codec, {"psnr": db}) if p >= db)
         assert _db(img) >= db
         assert len(img.to_bytes()) <= best, (db, img.k, img.metadata["rdo"])
+
+
+def test_a_budget_is_not_left_far_unused_where_rdo_tops_out():
+    # Noise: rdo smooths labels away for little J, so its first file landed far under a budget (491 of 1500
+    # bytes at K = 18, 21.3 dB) and the search stopped there; now it fills the budget (weaker rdo, or a
+    # larger K).
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:96, 0:128]
+    base = np.stack([x * 2, y * 2 + 40, 255 - x - y], -1)
+    noisy = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype(np.uint8)
+    img = kmq.compress_to(noisy, max_bytes=1500, codec="ctx")
+    assert 1200 <= len(img.to_bytes()) <= 1500
