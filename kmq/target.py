@@ -73,7 +73,7 @@ _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
-_TOPPED = 0.05  # an rdo file whose J is at most this much over its K's plain J: rdo topped out (_walk_up)
+_TOPPED = 0.05  # an rdo file this much over its K's plain J at most topped out: _rdo_at stops there
 _FILL_NEAR = 2.0  # ... from a file over the budget by at most this factor (beyond, the middle is a guess)
 _FILL_STEPS = 2  # rdo runs spent filling a budget the best file leaves far from full, at most
 _FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves room for a larger K
@@ -438,13 +438,13 @@ def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool
 
 def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
     """Larger K, when the best file found is an rdo file that topped out far under the budget, for as long
-    as the best lands far under it (by _FAR in log bytes): rdo that
-    adds little J (noise, which its labels smooth away) leaves files a fraction of the plain ones (a noisy
-    1200x800 photo at K = 12: 3.2 kB at +3 % J where the plain file is 34 kB), so a K several times larger
-    fits with rdo. Each step's K is from the room left (bytes growing with K as the plain files' do, at
-    least as K^0.15; at most _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the geometric middle of its plain J
-    and the best's J, then, if that file is over the budget, up to just under the best's J; a K over the
-    budget at both caps the next steps, which go to the geometric middle. At most _UP_STEPS K."""
+    as the best lands far under it (by _FAR in log bytes): rdo that adds little J (noise, which its labels
+    smooth away) leaves files a fraction of the plain ones (a noisy 1200x800 photo at K = 12: 3.2 kB at
+    +3 % J where the plain file is 34 kB), so a K several times larger fits with rdo. Each step's K is from the room left (bytes growing with K as the plain files' do, at
+    least as K^0.15; at most _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the
+    geometric middle of its plain J and the best's J, then, if that file is over the budget, up to just
+    under the best's J; a K over the budget at both caps the next steps, which go to the geometric middle.
+    At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
     if not _topped_out(s, _best_fitting(s, max_bytes), max_bytes, strict=False):
         return
