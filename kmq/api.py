@@ -63,8 +63,7 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     _check_k(k)
     _check_common(seed, max_iter, codec)
     _check_rdo(rdo, codec)
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be callable or None, got {progress!r}")
+    _check_progress(progress)
     if dither not in DITHERS:
         raise ValueError(f"unknown dither {dither!r}; choose from {', '.join(DITHERS)}")
     if dither != "none" and rdo > 0:
@@ -87,13 +86,17 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
 
 def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
                 max_bytes: int | None = None, k: int | None = None, codec: str = "ctx", seed: int = 0,
-                max_iter: int = 300, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+                max_iter: int = 300, max_pixels: int = DEFAULT_MAX_PIXELS,
+                progress: Any = None) -> KmqImage:
     """Compress to a target instead of a K: exactly one of psnr (dB: the smallest file whose decoded PSNR is at
     least this) and max_bytes (the best-PSNR file of at most this many bytes).
 
     kmq chooses K (1 .. k, default 65536) and, for ctx and lzma, the rdo strength; metadata records
     "target" ({"psnr": DB} or {"max_bytes": N}) and "rdo". KmqError when no file meets the target, saying
     the best that can be done.
+
+    progress: an optional callable(done, total), called after each K-Means fit and rdo run of the search
+    (total None: the search decides as it goes how many it needs), e.g. to show that a long search lives.
     """
     if (psnr is None) == (max_bytes is None):
         raise ValueError("give exactly one target: psnr or max_bytes")
@@ -106,17 +109,23 @@ def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | 
     if k is not None:
         _check_k(k)
     _check_common(seed, max_iter, codec)
+    _check_progress(progress)
     from . import target
 
     pixels = _as_pixels(image, max_pixels)
     return target.search(pixels, psnr=None if psnr is None else float(psnr),
                          max_bytes=None if max_bytes is None else int(max_bytes), k_max=int(k or MAX_K),
-                         codec=codec, seed=int(seed), max_iter=max_iter)
+                         codec=codec, seed=int(seed), max_iter=max_iter, progress=progress)
 
 
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+
+
+def _check_progress(progress: Any) -> None:
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be callable or None, got {progress!r}")
 
 
 def _check_common(seed: int, max_iter: int, codec: str) -> None:

@@ -270,8 +270,9 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                                    max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
                                    progress=progress)
         else:
-            img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
-                                  max_iter=max_iter, max_pixels=max_pixels)
+            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress:
+                img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
+                                      max_iter=max_iter, max_pixels=max_pixels, progress=progress)
         size = api.write(output, img, overwrite=force)
         if output != STDIO and _named_like_an_image(output):
             warnings.warn(f"{output}: a .kmq file named like an image; kmq decompress writes images",
@@ -281,21 +282,28 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                                     time.perf_counter() - started), err=output == STDIO)
 
 
+_QUICK = 1.0  # seconds: a target search that reports before this draws nothing (most take less)
+
+
 @contextmanager
-def _fit_progress(quiet: bool) -> Iterator[Any]:
-    """A progress callback for one long K-Means: on a terminal, a transient rich bar on stderr that appears
-    at the fit's first report (short fits never report, so they draw nothing); None when quiet or piped."""
+def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0) -> Iterator[Any]:
+    """A progress callback for one long K-Means (or a target's search): on a terminal, a transient rich bar
+    on stderr that appears at the first report made `after` seconds or more in (short fits never report, so
+    they draw nothing; a total of None draws a count without an end); None when quiet or piped."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
     bar: dict[str, Any] = {}
+    started = time.perf_counter()
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int | None) -> None:
         if not bar:
+            if time.perf_counter() - started < after:
+                return
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            bar["p"] = Progress(TextColumn("K-Means"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            bar["p"] = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                 console=Console(stderr=True), transient=True)
             bar["p"].start()
             bar["task"] = bar["p"].add_task("fit", total=total)
@@ -375,8 +383,10 @@ def _check_output(output: str, source: str, force: bool = False) -> None:
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
     psnr = _db(r["psnr"])
+    # A target records the rdo it chose, 0 included: "rdo off" says it chose none (a "0%" read as a bug).
     # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing.
-    chosen = (f", rdo {r['rdo']:g}%" if r.get("rdo") is not None and r["codec"] != "raw" else "") + \
+    rdo = r.get("rdo")
+    chosen = ("" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off") + \
         (f", dither {r['dither']}" if r.get("dither") else "")
     return (f"{image} -> {output}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "

@@ -25,6 +25,11 @@ With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more abo
 less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
 rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
 the plain bytes rdo reached at K_r says a file could fit below hi's J there).
+When the best file found still lands far under the byte budget (rdo topped out: on noise its labels
+smooth away most of the bytes for a few % of J), larger K are tried with rdo (_walk_up). The file returned
+is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
+the bracket, the next K and, for images of few colours, the lossless file). Brackets end at neighbouring
+K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -43,13 +48,20 @@ from .errors import KmqError
 from .format import KmqImage
 from .stats import psnr as psnr_of
 
+# progress(done, None) after each fit or rdo run: how many a search makes is known only at its end
+Progress = Callable[[int, "int | None"], None]
 _MAX_STEPS = 12  # K probes of one bracket search, at most
 _COARSE = 1.25  # the plain bracket's width (hi / lo) before rdo files are tried
+# and its width at the end: neighbours below K = 64; above, K within 1/64 (~1.3 % of J, 0.05 dB) is not
+# worth a fit that costs seconds (a 0.96 MP photo at 1.5 MB: K = 48 438 after 17 fits of ~9 s each)
+_FINE = 1 + 1 / 64
+_FINE_FROM = 64  # K from which that is wider than neighbours (and narrowing aims past the crossing: _near)
 _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # Under a PSNR target, rdo is tried at this multiple of the bracket's top: the best multiple is 1.25 to 2
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
 _PSNR_K = 1.5
+_RDO_ROOM = 1.5  # and only when that is at least this multiple of the smallest plain K that does not fit
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
@@ -60,6 +72,14 @@ _LANDED = 0.8  # an rdo file that adds less than this share of the J it was give
 _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given has topped out
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
+_LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
+_TOPPED = 0.05  # an rdo file this much over its K's plain J at most topped out: _rdo_at stops there
+_FILL_NEAR = 2.0  # ... from a file over the budget by at most this factor (beyond, the middle is a guess)
+_FILL_STEPS = 2  # rdo runs spent filling a budget the best file leaves far from full, at most
+_FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves room for a larger K
+_UP_STEPS = 3  # larger K tried then, at most
+_UP_MAX = 8.0  # each at most this multiple of the best's K
+_UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
 
 
 class _Search:
@@ -67,7 +87,7 @@ class _Search:
     its payload codes (ctx) and encoded only where the bounds cannot decide."""
 
     def __init__(self, pixels: np.ndarray, k_max: int, codec: str, seed: int, max_iter: int,
-                 target: dict) -> None:
+                 target: dict, progress: Progress | None = None) -> None:
         self.pixels = pixels
         self.channels = pixels.shape[2]
         self.distinct = kmeans.distinct(pixels.reshape(-1, self.channels))
@@ -77,6 +97,12 @@ class _Search:
         self.fitted: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # palette, per-colour labels, J
         self.files: dict[tuple[int, float], KmqImage] = {}
         self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
+        self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
+
+    def _made(self) -> None:
+        self.made += 1
+        if self.progress is not None:
+            self.progress(self.made, None)
 
     def j(self, k: int) -> float:
         if k not in self.fitted:
@@ -84,6 +110,7 @@ class _Search:
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
                 self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
                                                max_iter=self.max_iter)
+            self._made()
         return self.fitted[k][2]
 
     def psnr(self, j: float) -> float:
@@ -96,6 +123,8 @@ class _Search:
             self.j(k)
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
                                         codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target})
+            if rdo > 0:
+                self._made()
         return self.files[key]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
@@ -127,6 +156,12 @@ class _Search:
         low, high = self.bounds(k, rdo)
         return high <= budget or (low <= budget and self.size(k, rdo) <= budget)
 
+    def lossless(self) -> int:
+        """The K of the lossless file when the search may choose it and it is cheap to look at (no K-Means:
+        one K per colour, at most _LOSSLESS_K of them), else 0."""
+        k = len(self.distinct.colors)
+        return k if k <= min(self.k_hi, _LOSSLESS_K) else 0
+
     def no_larger(self, a: tuple[int, float], b: tuple[int, float]) -> bool:
         """Whether file a is no larger than file b (keys (k, rdo))."""
         (a_low, a_high), (b_low, b_high) = self.bounds(*a), self.bounds(*b)
@@ -134,10 +169,10 @@ class _Search:
 
 
 def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str,
-           seed: int, max_iter: int) -> KmqImage:
+           seed: int, max_iter: int, progress: Progress | None = None) -> KmqImage:
     """kmq.compress_to's work (arguments already checked)."""
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
-    s = _Search(pixels, k_max, codec, seed, max_iter, target)
+    s = _Search(pixels, k_max, codec, seed, max_iter, target, progress)
     if psnr is not None:
         return _for_psnr(s, psnr)
     assert max_bytes is not None
@@ -145,7 +180,7 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int, coarse: float = 1.0) -> tuple[int, int]:
+             start: int, coarse: float = _FINE) -> tuple[int, int]:
     """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
     meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target."""
@@ -173,8 +208,8 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
 
 
 def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-            enough: Callable[[int, int], bool], up: bool, coarse: float = 1.0) -> tuple[int, int]:
-    """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse is 1), or until
+            enough: Callable[[int, int], bool], up: bool, coarse: float = _FINE) -> tuple[int, int]:
+    """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse * lo < lo + 1), or until
     enough(lo, hi). The first probe goes where log value, interpolated linearly in log K, reaches the goal
     (rounded up or down: which end the caller would rather move). After an end moves, the next probe is the
     farthest K from it that would end the narrowing if it fell on the other side (when that is still on
@@ -191,10 +226,10 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
             k = math.floor(x) if moved[-1] else math.ceil(x)
         elif moved and moved[-1]:
             close = math.ceil(hi / coarse) if coarse > 1 else hi - 1
-            k = close if close <= x else math.ceil(x)
+            k = max(close, _near(x, 1 / math.sqrt(_FINE), lo)) if close <= x else math.ceil(x)
         elif moved:
             close = math.floor(coarse * lo) if coarse > 1 else lo + 1
-            k = close if close >= x else math.floor(x)
+            k = min(close, _near(x, math.sqrt(_FINE), lo)) if close >= x else math.floor(x)
         else:
             k = math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
         k = min(hi - 1, max(lo + 1, k))
@@ -204,6 +239,14 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
         else:
             lo = k
     return lo, hi
+
+
+def _near(x: float, factor: float, lo: int) -> int:
+    """With fits that cost seconds (lo >= _FINE_FROM), the probe after an end moved goes half the final
+    width the far side of the crossing x (x * factor), not to the K that merely closes the coarse bracket:
+    there curves are smooth and crossings close (0.96 MP photo at 1.5 MB: 48 627 aimed, 48 438 true), so
+    the bracket often closes to its final width at once. Below, the K that closes it."""
+    return round(x * factor) if lo >= _FINE_FROM else (0 if factor < 1 else 1 << 62)
 
 
 def _crossing(lo: int, hi: int, value: Callable[[int], float], goal: float) -> float:
@@ -244,7 +287,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     def ok(k: int) -> bool:
         return s.psnr(s.j(k)) >= db
 
-    coarse = 1.0 if s.codec == "raw" else _COARSE
+    coarse = _FINE if s.codec == "raw" else _COARSE
     lo, hi = _bracket(s.k_hi, ok, s.j, j_goal, 16, coarse=coarse)
     if hi > s.k_hi:
         best = s.psnr(s.j(s.k_hi))
@@ -261,7 +304,14 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return s.file(*cand)
-    return s.file(hi)
+    # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
+    # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
+    # colours: 172 bytes, K = 3 174).
+    best = (hi, 0.0)
+    for k in (hi + 1, s.lossless()):
+        if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
+            best = (k, 0.0)
+    return s.file(*best)
 
 
 def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, float] | None:
@@ -314,17 +364,115 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     lo, hi = _bracket(k_cap, ok, s.estimate, max_bytes, 16, coarse=_COARSE)
     if hi > k_cap:  # every K allowed fits
         return s.file(max(lo, 1))
-    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if lo >= 1 else None
+    # rdo at a K barely above hi (-k or the colours cap it) cannot pay for itself: rdo at hi, below, is the
+    # cheaper try (0.96 MP photo at 1.5 MB: 3 rdo runs at K = 65 536 over the budget, 4 s each).
+    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if 1 <= lo and _rdo_k(s, lo, _RDO_K, k_cap) >= _RDO_ROOM * hi \
+        else None
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
         return cand is not None and s.file(*cand).distortion < s.j(hi)
 
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
     lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
-    if beaten(lo, hi):
-        return s.file(*cand)
-    best = s.file(max(lo, 1))
-    return s.file(*cand) if cand is not None and s.file(*cand).distortion < best.distortion else best
+    if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0:
+        # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
+        # its plain one and lo's.
+        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
+    _walk_up(s, max_bytes, k_cap)
+    _fill(s, max_bytes)
+    if s.lossless() and s.lossless() <= k_cap:
+        s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
+    return s.file(*_best_fitting(s, max_bytes))
+
+
+def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
+    """The least-J file sized so far that fits (encoded only where its bounds cannot tell): the search
+    never returns a file worse than one it knows fits. K = 1 always fits here."""
+    for key in sorted(s.sizes, key=lambda key: (s.file(*key).distortion, s.sizes[key][1], key)):
+        if s.fits(key[0], max_bytes, key[1]):
+            return key
+    raise AssertionError("K = 1 fits")  # checked by _for_bytes before any search
+
+
+def _try_rdo(s: _Search, k: int, pct: float) -> None:
+    """Make and size the file of k with rdo pct (nothing when pct rounds to 0)."""
+    if pct > 0:
+        s.bounds(k, min(MAX_RDO, pct))
+
+
+def _fill(s: _Search, max_bytes: int) -> None:
+    """Spend what the best file leaves of the budget (when it lands more than _FAR under it) on weaker rdo at
+    its K: the geometric middle of its rdo and that of the nearest file of that K over the budget (by at
+    most _FILL_NEAR x; shapes over a noisy sky at 40 kB: 2 runs missed from 23.5 kB and 3x over), at most
+    _FILL_STEPS runs. Bytes fall steeply and unevenly with rdo there, so a line through the two aims too
+    close to the file over the budget (a noisy 160x120 crop at 2 kB: K = 15 with rdo 71 % was 823 bytes,
+    29.2 dB, 29.7 % over; the line's 34 % was over too)."""
+    for _ in range(_FILL_STEPS):
+        best = _best_fitting(s, max_bytes)
+        k, rdo = best
+        if rdo <= 0 or math.log(max_bytes) - math.log(s.estimate(*best)) < _FAR:
+            return
+        over = [r for (kk, r) in s.sizes if kk == k and r < rdo and not s.fits(k, max_bytes, r)
+                and s.estimate(k, r) <= _FILL_NEAR * max_bytes]
+        if not over:
+            return
+        near = max(over)
+        pct = _pct(1 + math.sqrt(max(near, 1e-3) * rdo) / 100)
+        if not near < pct < rdo:
+            return
+        _try_rdo(s, k, pct)
+
+
+def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool = True) -> bool:
+    """Whether the file of key (K, rdo) fits far under the budget (by _FAR in log bytes) with rdo that added
+    little J (at most _TOPPED): rdo smoothed away noise, and a larger K with rdo may fit (a noisy 1200x800
+    photo at 20 kB: K = 12 with rdo +3 % J was 3.2 kB; K = 256 fits at 29.7 dB against 20.0). Not where
+    rdo paid for its bytes in J (shapes over a noisy sky at 40 kB: K = 30, +25 % J for 23.5 kB; at
+    K = 40 to 93, no rdo file fitted). Not strict: rdo added less than _SHORT of the J it was given (a noisy
+    grey 1200x800 photo at 20 kB: K = 9, +53 % J of 442 % for 6.1 kB; 34.1 dB at K = 24 against 31.1)."""
+    k, rdo = key
+    added = s.file(*key).distortion / s.j(k) - 1 if rdo > 0 else math.inf
+    return (added <= (_TOPPED if strict else _SHORT * rdo / 100)
+            and math.log(max_bytes) - math.log(s.estimate(*key)) >= _FAR)
+
+
+def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
+    """Larger K, when the best file found is an rdo file that topped out far under the budget, for as long
+    as the best lands far under it (by _FAR in log bytes): rdo that adds little J (noise, which its labels
+    smooth away) leaves files a fraction of the plain ones (a noisy 1200x800 photo at K = 12: 3.2 kB at
+    +3 % J where the plain file is 34 kB), so a K several times larger fits with rdo. Each step's K is from the room left (bytes growing with K as the plain files' do, at
+    least as K^0.15; at most _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the
+    geometric middle of its plain J and the best's J, then, if that file is over the budget, up to just
+    under the best's J; a K over the budget at both caps the next steps, which go to the geometric middle.
+    At most _UP_STEPS K."""
+    ceiling = k_cap + 1  # the least K found too large
+    if not _topped_out(s, _best_fitting(s, max_bytes), max_bytes, strict=False):
+        return
+    for _ in range(_UP_STEPS):
+        best = _best_fitting(s, max_bytes)
+        room = math.log(max_bytes) - math.log(s.estimate(*best))
+        if room < _FAR:
+            return
+        k_b, j_b = best[0], s.file(*best).distortion
+        # Along rdo files that topped out, bytes grow with K about as the plain files do (noisy photo:
+        # ~K^0.2, 8 to 32; noisy grey ~K^1).
+        k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / max(0.15, _plain_line(s)[2])))), k_cap)
+        if k >= ceiling:
+            k = round(math.sqrt(k_b * ceiling))
+        if k <= k_b or k >= ceiling or s.j(k) >= j_b:
+            return
+        tried = 0.0
+        for pct in (_pct(math.sqrt(j_b / s.j(k))), _pct(_UNDER * j_b / s.j(k))):
+            pct = min(MAX_RDO, pct)
+            if pct <= tried:
+                break
+            tried = pct
+            _try_rdo(s, k, pct)
+            if pct <= 0 or s.fits(k, max_bytes, pct) or s.file(k, pct).distortion - s.j(k) < _SHORT * (
+                    pct / 100 * s.j(k)):
+                break  # fits, or rdo topped out short of the J it was given: more would buy nothing
+        if _best_fitting(s, max_bytes)[0] != k:
+            ceiling = k
 
 
 def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> tuple[int, float] | None:
@@ -402,6 +550,8 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
+        if best is not None and _topped_out(s, best, max_bytes):
+            break  # a larger K spends the room better (_walk_up) than weaker rdo here
         if best is None and img.distortion - j_k < _SHORT * added:
             # rdo stopped far short of the J it was given (it tops out where no lambda tried moves more), and
             # the file is over the budget: asking for more J buys nothing (street at K=384: +112 % gave +60 %,
@@ -440,12 +590,19 @@ def _plain_trend(s: _Search, k: int) -> float:
     """log bytes of the plain file at k on the least-squares line (log bytes against log K) through the plain
     files sized so far (K >= 2; a file's size moves up to ~10 % from one K to the next, so a line through
     all is steadier than one through the nearest two)."""
+    x, y, slope = _plain_line(s)
+    return y + slope * (math.log(k) - x)
+
+
+def _plain_line(s: _Search) -> tuple[float, float, float]:
+    """(mean log K, mean log bytes, slope) of that line; the slope 0.6 (a doubling of K: about 1.5x the
+    bytes) when fewer than two K are known."""
     known = [(math.log(kk), math.log(sum(b) / 2)) for (kk, r), b in s.sizes.items() if r == 0 and kk >= 2]
+    if not known:
+        known = [(0.0, math.log(s.estimate(1)))]
     x, y = np.array([p[0] for p in known]), np.array([p[1] for p in known])
-    if len(known) < 2 or np.ptp(x) == 0:
-        return float(y.mean() + 0.6 * (math.log(k) - x.mean()))  # a doubling of K: about 1.5x the bytes
-    slope = float(np.polyfit(x, y, 1)[0])
-    return float(y.mean() + slope * (math.log(k) - x.mean()))
+    slope = float(np.polyfit(x, y, 1)[0]) if len(known) >= 2 and np.ptp(x) > 0 else 0.6
+    return float(x.mean()), float(y.mean()), slope
 
 
 def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:

@@ -138,10 +138,26 @@ def test_cli_psnr(image, tmp_path):
     result = CliRunner().invoke(main, ["compress", str(image), "--codec", "ctx", "--psnr", "27", "-o", str(out)])
     assert result.exit_code == 0, result.output
     img = kmq.read(out)
+    chosen = f"rdo {img.metadata['rdo']:g}%" if img.metadata["rdo"] else "rdo off"
     assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, "
-                        rf"rdo {img.metadata['rdo']:g}%, \d+ bits/label, ratio \d\.\d\d, "
+                        rf"{chosen}, \d+ bits/label, ratio \d\.\d\d, "
                         rf"{out.stat().st_size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
     assert db(img) >= 27
+
+
+def test_cli_a_target_that_chose_no_rdo_says_rdo_off(tmp_path):
+    # Four colours: the target is met losslessly at K = 4, with nothing for rdo to trade.
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[:4] = 200
+    pixels[:, :3, 1] = 90
+    Image.fromarray(pixels).save(tmp_path / "four.png")
+    out = tmp_path / "four.kmq"
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "four.png"), "--codec", "ctx", "--psnr", "60",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert kmq.read(out).metadata["rdo"] == 0
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'four.png'))} -> {re.escape(str(out))}: k=4, rdo off, "
+                        rf"2 bits/label, ratio 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
 
 
 def test_cli_impossible_target_is_an_error(image, crop):
@@ -196,7 +212,8 @@ def counted(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 6, 1), ({"max_bytes": 700}, 9, 3)])
+# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K).
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9, 3)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
@@ -258,3 +275,40 @@ def test_a_fit_passed_per_colour_gives_the_plain_file(crop):
     fit = quantize_colors(distinct.colors, distinct.counts, 7)
     img = quantized(crop, distinct, 7, seed=0, max_iter=300, codec="ctx", fit=fit)
     assert img.to_bytes() == kmq.compress(crop, 7, codec="ctx").to_bytes()
+
+
+def test_progress_counts_each_fit_and_rdo_run_and_keeps_the_bytes(crop, counted):
+    calls = []
+    img = kmq.compress_to(crop, max_bytes=700, codec="ctx", progress=lambda done, total: calls.append((done, total)))
+    made = len(counted["fits"]) + len(counted["rdo"])
+    assert calls == [(n, None) for n in range(1, made + 1)]
+    assert img.to_bytes() == kmq.compress_to(crop, max_bytes=700, codec="ctx").to_bytes()
+    with pytest.raises(ValueError, match="progress must be callable or None, got 3"):
+        kmq.compress_to(crop, psnr=30, progress=3)
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("after, drawn", [(0.0, True), (60.0, False)])
+def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeypatch, after, drawn):
+    from kmq import cli
+    terminal = _Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    with cli._fit_progress(False, "Target search", after=after) as report:
+        report(1, None)
+        report(2, None)
+    assert ("Target search" in "".join(terminal.text)) == drawn
