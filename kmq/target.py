@@ -374,7 +374,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
     lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
-    if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0:
+    # (Not at a lossless hi: rdo has no J to spend there.)
+    if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0 and s.j(hi) > 0:
         # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
         # its plain one and lo's.
         _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
@@ -431,7 +432,7 @@ def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool
     K = 40 to 93, no rdo file fitted). Not strict: rdo added less than _SHORT of the J it was given (a noisy
     grey 1200x800 photo at 20 kB: K = 9, +53 % J of 442 % for 6.1 kB; 34.1 dB at K = 24 against 31.1)."""
     k, rdo = key
-    added = s.file(*key).distortion / s.j(k) - 1 if rdo > 0 else math.inf
+    added = s.file(*key).distortion / s.j(k) - 1 if rdo > 0 and s.j(k) > 0 else math.inf
     return (added <= (_TOPPED if strict else _SHORT * rdo / 100)
             and math.log(max_bytes) - math.log(s.estimate(*key)) >= _FAR)
 
@@ -459,7 +460,7 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
         k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / max(0.15, _plain_line(s)[2])))), k_cap)
         if k >= ceiling:
             k = round(math.sqrt(k_b * ceiling))
-        if k <= k_b or k >= ceiling or s.j(k) >= j_b:
+        if k <= k_b or k >= ceiling or s.j(k) >= j_b or s.j(k) <= 0:
             return
         tried = 0.0
         for pct in (_pct(math.sqrt(j_b / s.j(k))), _pct(_UNDER * j_b / s.j(k))):

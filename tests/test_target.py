@@ -312,3 +312,17 @@ def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeyp
         report(1, None)
         report(2, None)
     assert ("Target search" in "".join(terminal.text)) == drawn
+
+
+@pytest.mark.parametrize("colours, codec, max_bytes", [(2, "ctx", 120), (2, "lzma", 150), (3, "ctx", None)])
+def test_a_budget_between_a_lossy_k_and_the_lossless_one_is_met(colours: int, codec: str,
+                                                                max_bytes: int | None) -> None:
+    # The smallest K that does not fit is the lossless one (J = 0): rdo there has nothing to spend, and the
+    # search once divided by its J (ZeroDivisionError) instead of returning the lossy K that fits.
+    rng = np.random.default_rng(7)
+    levels = np.linspace(0, 255, colours).astype(np.uint8)
+    img = levels[rng.integers(0, colours, (20, 20))][:, :, None].repeat(3, 2)
+    if max_bytes is None:  # just under the lossless file
+        max_bytes = len(kmq.compress(img, k=colours, codec=codec).to_bytes()) - 1
+    out = kmq.compress_to(img, max_bytes=max_bytes, codec=codec)
+    assert len(out.to_bytes()) <= max_bytes and out.k < colours
