@@ -81,14 +81,17 @@ _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
 _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
 # The search's work budget, in plain compresses at the K a step is for (issue 9: "a target costs at most
-# about 8 plain compresses"; 7 leaves room for the step that crosses it and the model's error). Work is
-# counted from a model, never from a clock, so the same input always takes the same steps: a fit costs
-# about _FIT_COST s per distinct colour, channel and bit of K (1 + log2 K; a 0.96 MP photo's 642 695
-# colours: 0.2 s at K = 2, 0.6 at 16, 0.8 to 1.4 at 96 to 256), a ctx size bound _BOUND_COST s per pixel, an encoding (or the rest
-# of a plain compress: labels, encoding) _ENCODE_COST, an rdo run _RDO_COST per pixel and channel; ctx
-# above RANKED_K_MAX (escapes) costs _ESCAPES x per pixel (RGBA 600x400 at K = 285: 0.19 s a bound).
-_BUDGET = 7.0
+# about 8 plain compresses"; 6.5 leaves room for the steps every search makes past it and for the model's
+# error). Work is counted from a model, never from a clock, so the same input always takes the same steps:
+# a fit costs about _FIT_COST s per distinct colour, channel and bit of K (1 + log2 K, at most _FIT_BITS;
+# a 0.96 MP photo's 642 695 colours: 0.2 s at K = 2, 0.6 at 16, 0.9 to 1.0 at 69 to 122, 0.73 at 256),
+# a ctx size bound _BOUND_COST s
+# per pixel, an encoding (or the rest of a plain compress: labels, encoding) _ENCODE_COST, an rdo run
+# _RDO_COST per pixel and channel; ctx above RANKED_K_MAX (escapes) costs _ESCAPES x per pixel (RGBA
+# 600x400 at K = 285: 0.19 s a bound, 0.9 s an rdo run).
+_BUDGET = 6.5
 _FIT_COST = 0.06e-6
+_FIT_BITS = 7.5
 _BOUND_COST = 0.2e-6
 _ENCODE_COST = 0.5e-6
 _RDO_COST = 0.28e-6
@@ -118,7 +121,7 @@ class _Search:
         return self.pixels.shape[0] * self.pixels.shape[1] * cost * scale
 
     def _fit_cost(self, k: int) -> float:
-        return len(self.distinct.colors) * self.channels * _FIT_COST * (1 + math.log2(max(1, k)))
+        return len(self.distinct.colors) * self.channels * _FIT_COST * min(_FIT_BITS, 1 + math.log2(max(1, k)))
 
     def plain(self, k: int) -> float:
         """A plain compress at k, in the model's seconds."""
@@ -428,7 +431,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0:
         # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
         # its plain one and lo's.
-        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
+        # Within the budget at lo, where the file stays if it does not pay off.
+        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))), at=lo)
     _walk_up(s, max_bytes, k_cap)
     _fill(s, max_bytes)
     if s.lossless() and s.lossless() <= k_cap and s.affords((s.lossless(), 0.0), at=_best_fitting(s, max_bytes)[0]):
@@ -445,11 +449,11 @@ def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
     raise AssertionError("K = 1 fits")  # checked by _for_bytes before any search
 
 
-def _try_rdo(s: _Search, k: int, pct: float) -> bool:
-    """Make and size the file of k with rdo pct (nothing when pct rounds to 0, or the budget does not allow
-    it: then False)."""
+def _try_rdo(s: _Search, k: int, pct: float, at: int = 0) -> bool:
+    """Make and size the file of k with rdo pct (nothing when pct rounds to 0, or the budget, in plain
+    compresses at K = at (default k), does not allow it: then False)."""
     pct = min(MAX_RDO, pct)
-    if pct <= 0 or not s.affords((k, pct)):
+    if pct <= 0 or not s.affords((k, pct), at=at):
         return False
     s.bounds(k, pct)
     return True
