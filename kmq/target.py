@@ -81,7 +81,7 @@ _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
 _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
 # The search's work budget, in plain compresses at the K a step is for (issue 9: "a target costs at most
-# about 8 plain compresses"; 6.5 leaves room for the steps every search makes past it and for the model's
+# about 8 plain compresses"; 7 leaves room for the steps every search makes past it and for the model's
 # error). Work is counted from a model, never from a clock, so the same input always takes the same steps:
 # a fit costs about _FIT_COST s per distinct colour, channel and bit of K (1 + log2 K, at most _FIT_BITS;
 # a 0.96 MP photo's 642 695 colours: 0.2 s at K = 2, 0.6 at 16, 0.9 to 1.0 at 69 to 122, 0.73 at 256),
@@ -89,7 +89,7 @@ _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the bes
 # per pixel, an encoding (or the rest of a plain compress: labels, encoding) _ENCODE_COST, an rdo run
 # _RDO_COST per pixel and channel; ctx above RANKED_K_MAX (escapes) costs _ESCAPES x per pixel (RGBA
 # 600x400 at K = 285: 0.19 s a bound, 0.9 s an rdo run).
-_BUDGET = 6.5
+_BUDGET = 7.0
 _FIT_COST = 0.06e-6
 _FIT_BITS = 7.5
 _BOUND_COST = 0.2e-6

@@ -49,7 +49,7 @@ def test_the_model_counts_each_fit_bound_and_rdo_run_once():
     assert s._per_pixel(target.ctx.RANKED_K_MAX + 1, 1.0) == 20 * target._ESCAPES
 
 
-@pytest.mark.parametrize("grey, budget", [(False, 1500), (True, 1500), (False, 800)])
+@pytest.mark.parametrize("grey, budget", [(False, 500), (False, 1000), (True, 500), (True, 800)])
 def test_optional_steps_stop_at_the_budget(searches, monkeypatch, grey, budget):
     # Noise: rdo tops out far under the budget, so the walk up to larger K and the filling with weaker rdo
     # would go on; they stop where the next would pass the budget, which the steps every search must make
