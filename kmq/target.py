@@ -80,22 +80,6 @@ _FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves roo
 _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
 _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
-# The search's work budget, in plain compresses at the K a step is for (issue 9: "a target costs at most
-# about 8 plain compresses"; 7 leaves room for the steps every search makes past it and for the model's
-# error). Work is counted from a model, never from a clock, so the same input always takes the same steps:
-# a fit costs about _FIT_COST s per distinct colour, channel and bit of K (1 + log2 K, at most _FIT_BITS;
-# a 0.96 MP photo's 642 695 colours: 0.2 s at K = 2, 0.6 at 16, 0.9 to 1.0 at 69 to 122, 0.73 at 256),
-# a ctx size bound _BOUND_COST s
-# per pixel, an encoding (or the rest of a plain compress: labels, encoding) _ENCODE_COST, an rdo run
-# _RDO_COST per pixel and channel; ctx above RANKED_K_MAX (escapes) costs _ESCAPES x per pixel (RGBA
-# 600x400 at K = 285: 0.19 s a bound, 0.9 s an rdo run).
-_BUDGET = 7.0
-_FIT_COST = 0.06e-6
-_FIT_BITS = 7.5
-_BOUND_COST = 0.2e-6
-_ENCODE_COST = 0.5e-6
-_RDO_COST = 0.28e-6
-_ESCAPES = 3.5
 
 
 class _Search:
@@ -114,40 +98,6 @@ class _Search:
         self.files: dict[tuple[int, float], KmqImage] = {}
         self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
         self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
-        self.spent = 0.0  # the work done, in the model's seconds (_BUDGET)
-
-    def _per_pixel(self, k: int, cost: float) -> float:
-        scale = _ESCAPES if self.codec == "ctx" and k > ctx.RANKED_K_MAX else 1.0
-        return self.pixels.shape[0] * self.pixels.shape[1] * cost * scale
-
-    def _fit_cost(self, k: int) -> float:
-        return len(self.distinct.colors) * self.channels * _FIT_COST * min(_FIT_BITS, 1 + math.log2(max(1, k)))
-
-    def plain(self, k: int) -> float:
-        """A plain compress at k, in the model's seconds."""
-        return self._fit_cost(k) + self._per_pixel(k, _ENCODE_COST)
-
-    def cost(self, k: int, rdo: float = 0.0) -> float:
-        """The work that sizing the file of k with rdo would add (nothing for what is already done)."""
-        out = 0.0 if k in self.fitted else self._fit_cost(k)
-        if (k, rdo) not in self.sizes:
-            if rdo > 0 and (k, rdo) not in self.files:
-                out += self._per_pixel(k, _RDO_COST * self.channels)
-            out += self._per_pixel(k, _BOUND_COST if self.codec == "ctx" else _ENCODE_COST)
-        return out
-
-    def affords(self, *files: tuple[int, float], at: int = 0) -> bool:
-        """Whether sizing these files (K, rdo) keeps the search within _BUDGET plain compresses at K = at (by
-        default their largest K: where the file returned will be if they pay off)."""
-        k = at or max(k for k, _ in files)
-        return self.spent + sum(self.cost(*f) for f in files) <= _BUDGET * self.plain(k)
-
-    def spent_all(self, lo: int, hi: int, at: int) -> bool:
-        """Whether a bracket (lo, hi) may end wider than its final width: from _FINE_FROM, where that width is
-        itself a compromise (below, neighbours, as the search promises), when the budget (of plain
-        compresses at the K the search would return now) leaves no room for one more plain K (RGBA 600x400
-        at 20 kB: 5 K from 234 to 290, 3 plain compresses, for 0.7 dB)."""
-        return lo >= _FINE_FROM and not self.affords((hi - 1, 0.0), at=at)
 
     def _made(self) -> None:
         self.made += 1
@@ -160,7 +110,6 @@ class _Search:
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
                 self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
                                                max_iter=self.max_iter)
-            self.spent += self._fit_cost(k)
             self._made()
         return self.fitted[k][2]
 
@@ -175,7 +124,6 @@ class _Search:
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
                                         codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target})
             if rdo > 0:
-                self.spent += self._per_pixel(k, _RDO_COST * self.channels)
                 self._made()
         return self.files[key]
 
@@ -187,7 +135,6 @@ class _Search:
             img = self.file(k, rdo)
             if self.codec == "ctx":
                 low, high = ctx.payload_bounds(img.labels, img.palette)
-                self.spent += self._per_pixel(k, _BOUND_COST)
                 self.sizes[key] = (img.overhead() + low, img.overhead() + high)
             else:
                 self.size(k, rdo)
@@ -199,7 +146,6 @@ class _Search:
         low, high = self.sizes.get(key, (0, -1))
         if low != high:
             low = len(self.file(k, rdo).to_bytes())
-            self.spent += self._per_pixel(k, _ENCODE_COST)
             self.sizes[key] = (low, low)
         return low
 
@@ -355,7 +301,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         return cand is not None and s.no_larger(cand, (lo, 0.0))
 
     # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
-    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, lambda lo, hi: beaten(lo, hi) or s.spent_all(lo, hi, hi), up=False)
+    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return s.file(*cand)
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
@@ -363,7 +309,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     # colours: 172 bytes, K = 3 174).
     best = (hi, 0.0)
     for k in (hi + 1, s.lossless()):
-        if hi < k <= s.k_hi and s.affords((k, 0.0)) and ok(k) and not s.no_larger(best, (k, 0.0)):
+        if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
             best = (k, 0.0)
     return s.file(*best)
 
@@ -424,7 +370,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         else None
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
-        return cand is not None and s.file(*cand).distortion < s.j(hi) or s.spent_all(lo, hi, lo)
+        return cand is not None and s.file(*cand).distortion < s.j(hi)
 
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
     lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
@@ -432,11 +378,10 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0 and s.j(hi) > 0:
         # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
         # its plain one and lo's.
-        # Within the budget at lo, where the file stays if it does not pay off.
-        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))), at=lo)
+        _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
     _walk_up(s, max_bytes, k_cap)
     _fill(s, max_bytes)
-    if s.lossless() and s.lossless() <= k_cap and s.affords((s.lossless(), 0.0), at=_best_fitting(s, max_bytes)[0]):
+    if s.lossless() and s.lossless() <= k_cap:
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     return s.file(*_best_fitting(s, max_bytes))
 
@@ -450,14 +395,10 @@ def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
     raise AssertionError("K = 1 fits")  # checked by _for_bytes before any search
 
 
-def _try_rdo(s: _Search, k: int, pct: float, at: int = 0) -> bool:
-    """Make and size the file of k with rdo pct (nothing when pct rounds to 0, or the budget, in plain
-    compresses at K = at (default k), does not allow it: then False)."""
-    pct = min(MAX_RDO, pct)
-    if pct <= 0 or not s.affords((k, pct), at=at):
-        return False
-    s.bounds(k, pct)
-    return True
+def _try_rdo(s: _Search, k: int, pct: float) -> None:
+    """Make and size the file of k with rdo pct (nothing when pct rounds to 0)."""
+    if pct > 0:
+        s.bounds(k, min(MAX_RDO, pct))
 
 
 def _fill(s: _Search, max_bytes: int) -> None:
@@ -478,8 +419,9 @@ def _fill(s: _Search, max_bytes: int) -> None:
             return
         near = max(over)
         pct = _pct(1 + math.sqrt(max(near, 1e-3) * rdo) / 100)
-        if not near < pct < rdo or not _try_rdo(s, k, pct):
+        if not near < pct < rdo:
             return
+        _try_rdo(s, k, pct)
 
 
 def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool = True) -> bool:
@@ -518,7 +460,7 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
         k = _rdo_k(s, k_b, min(_UP_MAX, max(1.5, math.exp(room / max(0.15, _plain_line(s)[2])))), k_cap)
         if k >= ceiling:
             k = round(math.sqrt(k_b * ceiling))
-        if k <= k_b or k >= ceiling or not s.affords((k, 1.0)) or s.j(k) >= j_b or s.j(k) <= 0:
+        if k <= k_b or k >= ceiling or s.j(k) >= j_b or s.j(k) <= 0:
             return
         tried = 0.0
         for pct in (_pct(math.sqrt(j_b / s.j(k))), _pct(_UNDER * j_b / s.j(k))):
@@ -526,7 +468,8 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
             if pct <= tried:
                 break
             tried = pct
-            if not _try_rdo(s, k, pct) or s.fits(k, max_bytes, pct) or s.file(k, pct).distortion - s.j(k) < _SHORT * (
+            _try_rdo(s, k, pct)
+            if pct <= 0 or s.fits(k, max_bytes, pct) or s.file(k, pct).distortion - s.j(k) < _SHORT * (
                     pct / 100 * s.j(k)):
                 break  # fits, or rdo topped out short of the J it was given: more would buy nothing
         if _best_fitting(s, max_bytes)[0] != k:
@@ -598,8 +541,6 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
         pct = min(MAX_RDO, _pct((j_k + added) / j_k))
         if pct <= 0:
             break
-        if step > 0 and not s.affords((k, pct)):
-            break
         asked.append(j_k + added)
         img = s.file(k, pct)
         if img.distortion <= j_k:
@@ -610,10 +551,8 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             best = (k, pct)
         if best is not None and math.log(s.estimate(*best)) >= math.log(max_bytes) - _CLOSE:
             break
-        if best is not None and _topped_out(s, best, max_bytes, strict=False):
-            # A larger K spends the room better (_walk_up) than weaker rdo here, and the budget may not allow
-            # both (a noisy grey 1200x800 photo at 20 kB: rdo 0.8 and 23 % at K = 9 left no room for K = 24).
-            break
+        if best is not None and _topped_out(s, best, max_bytes):
+            break  # a larger K spends the room better (_walk_up) than weaker rdo here
         if best is None and img.distortion - j_k < _SHORT * added:
             # rdo stopped far short of the J it was given (it tops out where no lambda tried moves more), and
             # the file is over the budget: asking for more J buys nothing (street at K=384: +112 % gave +60 %,
