@@ -447,7 +447,11 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
     under the best's J; a K over the budget at both caps the next steps, which go to the geometric middle.
     At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
-    if not _topped_out(s, _best_fitting(s, max_bytes), max_bytes, strict=False):
+    # Either sense of topped out: a file that used the little J it was given but added under _TOPPED is as
+    # far from paying for its bytes in J (vignette RGBA in 3,000 bytes: K = 15, rdo 0.099 % fit in 2,622
+    # where the plain file is 3,743, and the walk did not start: 20.9 dB, against 26.4 at 2,800 bytes).
+    best = _best_fitting(s, max_bytes)
+    if not (_topped_out(s, best, max_bytes) or _topped_out(s, best, max_bytes, strict=False)):
         return
     for _ in range(_UP_STEPS):
         best = _best_fitting(s, max_bytes)
