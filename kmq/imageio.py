@@ -79,8 +79,10 @@ def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bo
     whole.flags.writeable = False  # read-only, as Pillow's own arrays are: callers never write into input
     if per_pixel == 1:
         return whole[:, :, 0]
-    if im.mode == "RGBA" and not opaque(whole):
-        return whole
+    if im.mode == "RGBA":
+        if not opaque(whole):
+            return whole
+        return whole[:, :, :3] if padded else drop_alpha(whole)  # to_array would read Pillow's copy again
     if not padded:
         # Pillow packs RGBX into RGB at ~1 GB/s; numpy's copy of three bytes in four is half as fast.
         return to_array(im, name)

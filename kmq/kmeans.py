@@ -1402,7 +1402,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         if not grouped:
             far = int(np.argmax(delta))
             second = float(np.partition(delta, k - 2)[k - 2])
-            sep = np.sqrt(_sq(centroids[:, None, :], centroids[None, :, :]))
+            sep = _separations(centroids)
             np.fill_diagonal(sep, np.inf)
             half = 0.5 * sep.min(axis=1)
             lower -= np.where(labels == far, second, delta[far])

@@ -341,10 +341,12 @@ def _refine(s: _State, sample: bool = False) -> None:
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
-    had = np.bincount(s.near_c, weights=colours.counts, minlength=k)[used]  # pixels nearest each entry
+    if sample:
+        had = np.bincount(s.near_c, weights=colours.counts, minlength=k)[used]  # pixels nearest each entry
     for ch in range(channels):
         sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.counts, minlength=k)
-        nearest = sums[used] / np.maximum(had, 1)
+        if sample:
+            nearest = sums[used] / np.maximum(had, 1)
         level = s.pixels[moved, ch]
         sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
         mean = sums[used] / counts[used]

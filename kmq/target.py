@@ -429,11 +429,12 @@ def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool
     little J (at most _TOPPED): rdo smoothed away noise, and a larger K with rdo may fit (a noisy 1200x800
     photo at 20 kB: K = 12 with rdo +3 % J was 3.2 kB; K = 256 fits at 29.7 dB against 20.0). Not where
     rdo paid for its bytes in J (shapes over a noisy sky at 40 kB: K = 30, +25 % J for 23.5 kB; at
-    K = 40 to 93, no rdo file fitted). Not strict: rdo added less than _SHORT of the J it was given (a noisy
-    grey 1200x800 photo at 20 kB: K = 9, +53 % J of 442 % for 6.1 kB; 34.1 dB at K = 24 against 31.1)."""
+    K = 40 to 93, no rdo file fitted). Not strict: also where rdo added less than _SHORT of the J it was
+    given (a noisy grey 1200x800 photo at 20 kB: K = 9, +53 % J of 442 % for 6.1 kB; 34.1 dB at K = 24
+    against 31.1)."""
     k, rdo = key
     added = s.file(*key).distortion / s.j(k) - 1 if rdo > 0 and s.j(k) > 0 else math.inf
-    return (added <= (_TOPPED if strict else _SHORT * rdo / 100)
+    return (added <= (_TOPPED if strict else max(_TOPPED, _SHORT * rdo / 100))
             and math.log(max_bytes) - math.log(s.estimate(*key)) >= _FAR)
 
 
@@ -447,11 +448,10 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
     under the best's J; a K over the budget at both caps the next steps, which go to the geometric middle.
     At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
-    # Either sense of topped out: a file that used the little J it was given but added under _TOPPED is as
-    # far from paying for its bytes in J (vignette RGBA in 3,000 bytes: K = 15, rdo 0.099 % fit in 2,622
-    # where the plain file is 3,743, and the walk did not start: 20.9 dB, against 26.4 at 2,800 bytes).
-    best = _best_fitting(s, max_bytes)
-    if not (_topped_out(s, best, max_bytes) or _topped_out(s, best, max_bytes, strict=False)):
+    # Not strict, which includes strict: a file that used the little J it was given but added under _TOPPED
+    # is as far from paying for its bytes in J (vignette RGBA in 3,000 bytes: K = 15, rdo 0.099 % fit in
+    # 2,622 where the plain file is 3,743, and the walk did not start: 20.9 dB, against 26.4 at 2,800 bytes).
+    if not _topped_out(s, _best_fitting(s, max_bytes), max_bytes, strict=False):
         return
     for _ in range(_UP_STEPS):
         best = _best_fitting(s, max_bytes)
