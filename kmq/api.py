@@ -21,8 +21,8 @@ from .dither import floyd_steinberg
 from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
-from .imageio import (ImageSource, drop_alpha, format_for, load_image, opaque, save_quantized, to_array,
-                      writable_format)
+from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
+                      to_array, writable_format)
 
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
@@ -321,8 +321,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             raise ValueError(f"the image is empty: {pixels.shape}")
         if pixels.shape[0] * pixels.shape[1] > max_pixels:
             raise KmqError(f"{pixels.shape[1]}x{pixels.shape[0]} pixels exceed the limit of {max_pixels}")
-        if pixels.ndim == 3 and pixels.shape[2] == 4 and opaque(pixels):
-            pixels = drop_alpha(pixels)
+        if pixels.ndim == 3 and pixels.shape[2] == 4:
+            pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
     else:
         pixels = load_image(image, max_pixels=max_pixels, padded=padded)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)

@@ -76,6 +76,8 @@ def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bo
     them, without a copy where the layout allows: grey and RGBA with transparency always, RGB (stored as
     RGBX) when padded."""
     whole = np.frombuffer(memory, dtype=np.uint8).reshape(im.height, im.width, per_pixel)
+    if im.mode == "RGBA" and not opaque(whole):
+        _clear_hidden(whole)  # kmq's own memory: cleared in place, no second copy of a large image
     whole.flags.writeable = False  # read-only, as Pillow's own arrays are: callers never write into input
     if per_pixel == 1:
         return whole[:, :, 0]
@@ -100,7 +102,7 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
     if mode in _TO_RGBA:
         rgba = _asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
         if not opaque(rgba):
-            return rgba
+            return clear_transparent(rgba)
         return np.ascontiguousarray(rgba[:, :, 0]) if mode in ("LA", "La") else drop_alpha(rgba)
     return _asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
@@ -127,6 +129,25 @@ def _asarray(im: Image.Image) -> np.ndarray:
 def opaque(pixels: np.ndarray) -> bool:
     """Whether (h, w, 4) pixels have alpha 255 everywhere: no transparency to keep."""
     return bool(pixels[:, :, 3].min() == 255)
+
+
+def clear_transparent(pixels: np.ndarray) -> np.ndarray:
+    """(h, w, 4) pixels with every fully transparent one (alpha 0) as (0, 0, 0, 0); a copy only if any changes.
+
+    Nobody sees the colour under alpha 0, yet it would count in J like any other: K-Means spent most of a
+    cut-out's palette on it (a photo on a transparent background at K = 8: 6 entries, and the background
+    decoded with alpha 1-2). PNG-8 quantizers and lossless WebP drop that colour too.
+    """
+    hidden = pixels[:, :, 3] == 0
+    if not pixels[hidden].any():
+        return pixels
+    pixels = pixels.copy()
+    _clear_hidden(pixels)
+    return pixels
+
+
+def _clear_hidden(pixels: np.ndarray) -> None:
+    pixels[pixels[:, :, 3] == 0] = 0
 
 
 def drop_alpha(pixels: np.ndarray) -> np.ndarray:

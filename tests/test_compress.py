@@ -185,13 +185,31 @@ def test_exif_orientation_is_applied():
 
 
 def test_rgba_alpha_is_clustered_with_colour():
-    # the same red, opaque and transparent: only alpha tells the two clusters apart
+    # the same red, opaque and half transparent: only alpha tells the two clusters apart
     pixels = np.zeros((2, 2, 4), np.uint8)
     pixels[:, 0] = [255, 0, 0, 255]
-    pixels[:, 1] = [255, 0, 0, 0]
+    pixels[:, 1] = [255, 0, 0, 128]
     img = kmq.compress(pixels, k=2)
     assert img.k == 2 and img.channels == 4
     np.testing.assert_array_equal(img.decode(), pixels)
+
+
+def test_the_colour_under_alpha_0_is_not_kept_nor_counted(tmp_path):
+    # A cut-out: a gradient on a fully transparent background whose hidden colours vary. By hand: the
+    # background reads as (0, 0, 0, 0), one entry, exact; the visible half gets the other entries.
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    pixels[:, :4, 3] = 0
+    pixels[:, 4:] = np.arange(4, dtype=np.uint8)[None, :, None] * 60 + [[[0, 0, 0, 75]]]
+    before = pixels.copy()
+    img = kmq.compress(pixels, k=5)
+    np.testing.assert_array_equal(pixels, before)  # the caller's array is not written
+    want = pixels.copy()
+    want[:, :4] = 0
+    np.testing.assert_array_equal(img.decode(), want)
+    assert img.distortion == 0.0
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "cut.png")
+    assert kmq.compress(tmp_path / "cut.png", k=5).to_bytes() == img.to_bytes()
 
 
 def test_export_writes_the_decoded_pixels(tmp_path, rgb_small):
@@ -280,13 +298,14 @@ def test_opaque_rgba_is_stored_as_rgb_byte_for_byte(rgb_small):
 def test_to_array_gives_pillows_array_and_leaves_maxblock_as_it_was(mode) -> None:
     from PIL import ImageFile
 
-    from kmq.imageio import to_array
+    from kmq.imageio import clear_transparent, to_array
 
     rng = np.random.default_rng(5)
     rgba = rng.integers(0, 256, (300, 701, 4), dtype=np.uint8)  # 4 x 210,300 bytes: many 64 KiB pieces
     im = Image.fromarray(rgba, "RGBA").convert(mode)
     expected = {"RGB": np.asarray(im), "RGBA": np.asarray(im), "L": np.asarray(im),
                 "1": np.asarray(im.convert("L")), "P": np.asarray(im.convert("RGB"))}[mode]
+    expected = clear_transparent(expected) if mode == "RGBA" else expected  # alpha 0 reads as (0, 0, 0, 0)
     before = ImageFile.MAXBLOCK
     got = to_array(im)
     assert ImageFile.MAXBLOCK == before

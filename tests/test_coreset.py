@@ -14,6 +14,7 @@ from PIL import Image
 import kmq
 from kmq import api, coreset, parallel
 from kmq import kmeans as km
+from kmq.imageio import clear_transparent
 
 
 def vignette(rgb: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def nearest_j(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, floa
 def assert_nearest(img: kmq.KmqImage, pixels: np.ndarray) -> None:
     """Every label of img is a nearest entry of its pixel (a file's palette is in share order, so a tie may
     go to either entry), and its distortion is that labelling's J."""
-    flat = pixels.reshape(-1, pixels.shape[-1])
+    flat = clear_transparent(pixels).reshape(-1, pixels.shape[-1])  # as kmq reads them
     ref, j = nearest_j(flat, img.palette)
     sq = lambda lab: ((flat.astype(np.int64) - img.palette[lab].astype(np.int64)) ** 2).sum(axis=1)
     assert np.array_equal(sq(img.labels.reshape(-1)), sq(ref)) and img.distortion == j

@@ -13,6 +13,7 @@ from PIL import Image
 
 import kmq
 from kmq import kmeans as km
+from kmq.imageio import clear_transparent
 
 
 def vignette(rgb: np.ndarray) -> np.ndarray:
@@ -167,7 +168,7 @@ def test_rgba_labels_are_exact_nearest_and_files_identical_on_every_path(monkeyp
         files.append(img.to_bytes())
     assert all(f == files[0] for f in files[1:])
     assert kmq.compress(px, k=16, seed=2).to_bytes() == files[0]  # deterministic
-    flat = px.reshape(-1, 4)
+    flat = clear_transparent(px).reshape(-1, 4)  # as kmq reads them: alpha 0 as (0, 0, 0, 0)
     d, best = brute_labels(flat, img.palette)
     labels = img.labels.reshape(-1).astype(np.intp)
     assert np.array_equal(d[np.arange(len(flat)), labels], best)

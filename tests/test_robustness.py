@@ -505,7 +505,7 @@ def _palette_with_transparency(path):
     im.save(path, transparency=0)
     expected = np.zeros((2, 4, 4), np.uint8)
     expected[1, 1] = (0, 0, 255, 255)
-    expected[..., 0][expected[..., 3] == 0] = 255  # the transparent entry keeps its colour, red
+    # the transparent entry's colour (red) is not kept: alpha 0 reads as (0, 0, 0, 0)
     return expected
 
 
