@@ -188,3 +188,13 @@ def test_warnings_about_names_warnings_that_an_error_follows() -> None:
                 w.warn("only 2 distinct colours", KmqWarning)
                 raise KmqError("broken")
     assert [str(x.message) for x in seen] == ["a.png: only 2 distinct colours"]
+
+
+def test_about_names_the_file_once():
+    from kmq.errors import about
+
+    # A bulk run's warning was "b/anim.gif: b/anim.gif has 3 frames; using the first" (new-user trial).
+    assert about("b/anim.gif", "b/anim.gif has 3 frames; using the first") == "b/anim.gif has 3 frames; using the first"
+    assert about("b/a.png", "b/a.png: not an image") == "b/a.png: not an image"
+    assert about("b/a.png", "b/a.pngx is odd") == "b/a.png: b/a.pngx is odd"
+    assert about("-", "k too large") == "<stdin>: k too large"
