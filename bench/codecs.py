@@ -2,8 +2,7 @@
 
 For each sample photo and K in 16, 64, 256: kmq quantizes once; the same labels and palette are then written
 as .kmq with each codec (raw, lzma, ctx), as a PNG-8 made with care (kmq.imageio.png8_bytes, as `stats
---reference`), as lossless WebP (Pillow,
-method 6) of the decoded image, and, when `pngquant` is on PATH, by pngquant fed the decoded image (pngquant
+--reference`), as lossless WebP (the `stats --reference` one too: method 6, quality 100) of the decoded image, and, when `pngquant` is on PATH, by pngquant fed the decoded image (pngquant
 re-quantizes, so its pixels may differ: its bytes are reported as they come). Also times the codec stage
 (labels -> payload -> labels) at 12 MP. Prints a Markdown table and writes it to bench/results/codecs.md.
 
@@ -12,7 +11,6 @@ Run: .venv/bin/python bench/codecs.py   (about 2-4 minutes on 2 cores)
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import shutil
 import subprocess
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import kmq  # noqa: E402
 from kmq import codecs  # noqa: E402
-from kmq.imageio import png8_bytes as careful_png8  # noqa: E402
+from kmq.imageio import png8_bytes as careful_png8, webp_lossless_bytes  # noqa: E402
 
 SAMPLES = ["astronaut", "chelsea", "coffee", "ihc", "camera"]
 KS = [16, 64, 256]
@@ -52,9 +50,9 @@ def png8_bytes(img) -> int:
 
 
 def webp_bytes(img) -> int:
-    buf = io.BytesIO()
-    decoded_image(img).save(buf, "WEBP", lossless=True, method=6)
-    return len(buf.getvalue())
+    """The same pixels as lossless WebP at libwebp's most thorough setting: kmq.imageio.webp_lossless_bytes,
+    the `stats --reference` one (method 6, quality 100: `cwebp -lossless -z 9`)."""
+    return len(webp_lossless_bytes(img.decode()))
 
 
 def pngquant_bytes(img, k: int) -> int | None:
