@@ -126,9 +126,10 @@ def _checked(colors: np.ndarray, path: str | Path) -> Palette:
     _, first = np.unique(colors, axis=0, return_index=True)
     if len(first) < len(colors):
         repeated = np.setdiff1d(np.arange(len(colors)), first)
-        which = "1 entry repeats" if len(repeated) == 1 else f"{len(repeated):,} entries repeat"
+        which, them = (("1 entry repeats", "it") if len(repeated) == 1
+                       else (f"{len(repeated):,} entries repeat", "them"))
         warnings.warn(f"{path}: {which} an earlier colour (first: entry {repeated[0]}); "
-                      f"no pixel gets them", KmqWarning, stacklevel=3)
+                      f"no pixel gets {them}", KmqWarning, stacklevel=3)
     return Palette(colors, "<stdin>" if str(path) == "-" else Path(path).name)
 
 
