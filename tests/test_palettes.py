@@ -237,10 +237,12 @@ def test_a_truncated_kmq_palette(tmp_path, rgb_small):
 def test_repeated_entries_warn(tmp_path):
     path = tmp_path / "r.txt"
     path.write_text("#000000\n#ffffff\n#000000\n")
-    with pytest.warns(KmqWarning, match=r"r\.txt: 1 entry repeats an earlier colour \(first: entry 2\); no pixel gets it$"):
+    with pytest.warns(KmqWarning, match=r"r\.txt: 1 entry repeats an earlier colour \(first: entry 2\); "
+                                        r"no pixel gets it$"):
         assert len(palettes.read(path).colors) == 3
     path.write_text("#000000\n#ffffff\n#000000\n#ffffff\n")
-    with pytest.warns(KmqWarning, match=r"r\.txt: 2 entries repeat an earlier colour \(first: entry 2\); no pixel gets them$"):
+    with pytest.warns(KmqWarning, match=r"r\.txt: 2 entries repeat an earlier colour \(first: entry 2\); "
+                                        r"no pixel gets them$"):
         assert len(palettes.read(path).colors) == 4
 
 
