@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, KmqWarning, about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
@@ -517,16 +517,29 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
     records: list[dict[str, Any]] = []
+    failed = []
     with _reported():
         if plot_path is not None:
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
-            records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                     max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
-                                     sweep=sweep)
+            # One unreadable input among many costs its own records only, as in a bulk compress.
+            try:
+                records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
+                                         max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
+                                         sweep=sweep)
+            except KmqError as e:
+                if len(inputs) == 1:
+                    raise
+                failed.append(about(source, str(e)))
+                click.echo(f"Error: {failed[-1]}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
-        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        if records:
+            write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        if failed:
+            # No chart of some of the inputs: a chart is written whole or not at all.
+            raise click.ClickException(f"{_plural(len(failed), 'input')} of {len(inputs)} failed"
+                                       + ("; no chart" if plot_path is not None else ""))
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
     if plot_path is not None and not quiet:

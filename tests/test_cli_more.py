@@ -334,3 +334,20 @@ def test_stats_table_titles_tell_apart_files_of_one_base_name(runner, tmp_path, 
     assert result.exit_code == 0, result.output
     titles = [cell.strip() for cell in result.output.splitlines()[2].split("┃")[2:-1]]
     assert titles == [inputs[0], inputs[1], "d.png"]
+
+
+def test_stats_reports_the_good_inputs_when_one_fails(runner, tmp_path, rgb_small):
+    # One bad file among many used to cost every record (new-user trial): now only its own, and exit 1.
+    good = tmp_path / "good.png"
+    Image.fromarray(rgb_small).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    result = run(runner, "stats", good, bad, good, "-k", "2", "--format", "tsv")
+    assert result.exit_code == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["file", str(good), str(good)]
+    assert result.stderr == f"Error: {bad}: not an image Pillow can read\nError: 1 input of 3 failed\n"
+    result = run(runner, "stats", good, bad, "-k", "2", "--plot", tmp_path / "rd.png")
+    assert result.exit_code == 1 and result.stderr.endswith("Error: 1 input of 2 failed; no chart\n")
+    assert not (tmp_path / "rd.png").exists()
+    result = run(runner, "stats", bad, "-k", "2")  # alone: just its error, as before
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {bad}: not an image Pillow can read\n")
