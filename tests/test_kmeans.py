@@ -34,14 +34,12 @@ def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: in
 # ---------------------------------------------------------------------------------------------- distinct
 
 
-@pytest.fixture(params=["sort", "bincount", "bincount-repack", "search"])
+@pytest.fixture(params=["sort", "bincount", "bincount-repack"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through every way of finding the colours: sorting the keys then a look-up table from
-    pixel to colour (small images), tables over the keys < 2**24 in chunks of 7 pixels (large images; each
-    pixel's colour index kept, or its key re-packed when needed as above _ONE_PASS pixels), and sorting then
-    a binary search from pixel to colour (RGBA with varying alpha)."""
-    if request.param == "search":
-        monkeypatch.setattr(km, "_TABLE_MAX", 0)
+    """Run a test through every way of finding the colours: an argsort of the keys giving each pixel's
+    colour index (small images, RGBA with varying alpha), and tables over the keys < 2**24 in chunks of 7
+    pixels (large images; each pixel's colour index kept, or its key re-packed when needed as above
+    _ONE_PASS pixels)."""
     if request.param == "bincount-repack":
         monkeypatch.setattr(km, "_ONE_PASS", 0)
     monkeypatch.setattr(km, "_BINCOUNT_FROM", 1 if request.param.startswith("bincount") else 1 << 62)
