@@ -192,9 +192,13 @@ def _sorted_keys(keys: np.ndarray, kind: str = "stable") -> tuple[np.ndarray, np
     """The distinct values of keys (N,) ascending, their counts (int64) and the index of each key's value
     among them ((N,) int32, intp from 2**31 keys), by one argsort of that kind. A stable one (numpy merges
     the runs it finds) for small images: the default one took 40x longer on keys of few values (a 256x256
-    graphic of 3 colours: 8.6 ms instead of 0.2; a photo's: 3.3 ms either way)."""
+    graphic of 3 colours: 8.6 ms instead of 0.2; a photo's: 3.3 ms either way). Keys below 2**16 (grey) are
+    argsorted as uint16, which numpy's stable sort does by radix (256x256 grey photo: 0.2 ms, not 2.1)."""
     n = keys.shape[0]
-    order = np.argsort(keys, kind=kind)
+    if kind == "stable" and int(keys.max()) < 1 << 16:
+        order = np.argsort(keys.astype(np.uint16), kind=kind)
+    else:
+        order = np.argsort(keys, kind=kind)
     ordered = keys[order]
     first = np.empty(n, dtype=bool)
     first[0] = True
