@@ -183,7 +183,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
         keys >>= shift
     # Each pixel's colour index from the same sort that finds the colours: `spread` is then one gather,
     # where a binary search of every key among the colours' took longer than the sort (256x256 photo,
-    # 38 732 colours: ~4 ms against ~2 ms more for an argsort than a sort).
+    # 38 732 colours: ~4 ms, the radix argsort under 1 ms).
     values, counts, index = _sorted_keys(keys)
     return _Indexed(_colors_of(values, channels, alpha), counts, values, index)
 
@@ -766,7 +766,9 @@ def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) ->
             width <<= np.less_equal(nb.sep[:, w][g], reach)
             w <<= 1
         np.minimum(width, k, out=width)
-        by_width = np.argsort(width, kind="stable")
+        # Widths are at most k < 2**16: as uint16 numpy's stable argsort is a radix sort (38 732 points: 0.3 ms,
+        # 1 ms as intp).
+        by_width = np.argsort(width.astype(np.uint16), kind="stable")
         cuts = np.flatnonzero(np.diff(width[by_width])) + 1
         for rows in np.split(by_width, cuts):
             w = int(width[rows[0]])
