@@ -205,7 +205,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
     if hist.ids is None:
         return None
-    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3)
+    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3)[0]
     labels, count, err = coreset.label(flat, hist, palette)
     order, rank = _share_order(palette, count)
     coreset.renumber(labels, rank.astype(np.uint16))
@@ -268,24 +268,28 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
-        centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress)
-        palette = _rounded(centroids, k, 4)
-        color_labels, sq_dist = kmeans.nearest(colors, palette)
+        clusters = np.full(len(colors), -1, dtype=np.intp)
+        centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
+                               clusters=clusters)
+        palette, entry = _rounded(centroids, k, 4)
+        # Each colour's cluster, as its palette entry, is a near guess of its nearest entry.
+        guess = entry[clusters] if clusters.min() >= 0 else None
+        color_labels, sq_dist = kmeans.nearest(colors, palette, guess)
     palette, color_labels = _by_share(palette, color_labels, counts)
     # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).
     distortion = int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
     return palette, color_labels, distortion
 
 
-def _rounded(centroids: np.ndarray, k: int, stacklevel: int) -> np.ndarray:
+def _rounded(centroids: np.ndarray, k: int, stacklevel: int) -> tuple[np.ndarray, np.ndarray]:
     """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning at the
-    caller `stacklevel` frames up from the caller of this), sorted."""
-    palette = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0)
+    caller `stacklevel` frames up from the caller of this), sorted; and each centroid's entry in it."""
+    palette, entry = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0, return_inverse=True)
     if len(palette) < k:
         merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
         warnings.warn(f"{merged} rounded to the same colour as another: "
                       f"using k={len(palette)}", KmqWarning, stacklevel=stacklevel + 1)
-    return palette
+    return palette, entry.reshape(-1)
 
 
 def _by_share(palette: np.ndarray, color_labels: np.ndarray,

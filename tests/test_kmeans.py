@@ -34,14 +34,12 @@ def blobs(rng: np.random.Generator, centres: list[list[int]], n: int, spread: in
 # ---------------------------------------------------------------------------------------------- distinct
 
 
-@pytest.fixture(params=["sort", "bincount", "bincount-repack", "search"])
+@pytest.fixture(params=["sort", "bincount", "bincount-repack"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through every way of finding the colours: sorting the keys then a look-up table from
-    pixel to colour (small images), tables over the keys < 2**24 in chunks of 7 pixels (large images; each
-    pixel's colour index kept, or its key re-packed when needed as above _ONE_PASS pixels), and sorting then
-    a binary search from pixel to colour (RGBA with varying alpha)."""
-    if request.param == "search":
-        monkeypatch.setattr(km, "_TABLE_MAX", 0)
+    """Run a test through every way of finding the colours: an argsort of the keys giving each pixel's
+    colour index (small images, RGBA with varying alpha), and tables over the keys < 2**24 in chunks of 7
+    pixels (large images; each pixel's colour index kept, or its key re-packed when needed as above
+    _ONE_PASS pixels)."""
     if request.param == "bincount-repack":
         monkeypatch.setattr(km, "_ONE_PASS", 0)
     monkeypatch.setattr(km, "_BINCOUNT_FROM", 1 if request.param.startswith("bincount") else 1 << 62)
@@ -60,6 +58,20 @@ def test_distinct_colors_exact(channels: int, distinct_path: str) -> None:
     assert np.array_equal(colors, ref)
     assert np.array_equal(counts, ref_counts)
     assert counts.sum() == len(px)
+
+
+@pytest.mark.parametrize("top", [1 << 8, 1 << 16, 1 << 24, 1 << 32])
+def test_sorted_keys_by_radix_and_by_argsort_equal_unique(top: int) -> None:
+    # Keys below and above 2**16 (one radix pass or two), many repeats, the extremes.
+    rng = np.random.default_rng(top % 1000)
+    keys = rng.integers(0, top, 3000, dtype=np.uint64).astype(np.uint32)
+    keys[::7] = keys[1::7][: len(keys[::7])]
+    keys[:2] = [0, top - 1]
+    ref, ref_inverse, ref_counts = np.unique(keys, return_inverse=True, return_counts=True)
+    for radix in (True, False):
+        values, counts, index = km._sorted_keys(keys, radix=radix)
+        assert np.array_equal(values, ref) and np.array_equal(counts, ref_counts)
+        assert index.dtype == np.int32 and np.array_equal(index, ref_inverse)
 
 
 def test_distinct_colors_rgba_constant_alpha_and_extremes(distinct_path: str) -> None:
@@ -172,6 +184,24 @@ def test_nearest_from_a_local_guess_equals_the_cells_and_brute_force(k: int) -> 
         assert np.array_equal(cells[0], labels) and np.array_equal(cells[1], dist)
 
 
+@pytest.mark.parametrize("k", [65, 256])
+def test_nearest_from_a_given_guess_is_exact_whatever_the_guess(k: int) -> None:
+    # The guess only says where to start: the exact nearest (ties to the lower index) from a good guess, a
+    # random one and the same entry for every point, on a lattice palette full of ties.
+    rng = np.random.default_rng(k)
+    colors, _ = photo_like(k, 9000)
+    axis = np.arange(0, 256, 51)
+    lattice = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    lattice = np.concatenate([lattice, lattice])[rng.permutation(2 * len(lattice))][:k].astype(np.uint8)
+    points = np.concatenate([colors, rng.integers(0, 256, (8 * k, 3)).astype(np.uint8)])
+    for pal in (colors[rng.choice(len(colors), k, replace=False)], lattice):
+        ref_lab, ref_dist = brute_nearest(points, pal)
+        near = np.clip(ref_lab + rng.integers(-1, 2, len(points)), 0, k - 1)
+        for guess in (ref_lab, near, rng.integers(0, k, len(points)), np.full(len(points), k - 1)):
+            labels, dist = km.nearest(points, pal, guess.astype(np.intp))
+            assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
+
+
 def test_nearest_extreme_colours_are_exact() -> None:
     palette = np.array([[0, 0, 0, 0], [255, 255, 255, 255], [255, 0, 255, 0]], dtype=np.uint8)
     points = np.array([[255, 255, 255, 255], [0, 0, 0, 0], [255, 0, 255, 1]], dtype=np.uint8)
@@ -252,6 +282,28 @@ def test_k_equal_m_minus_one_gives_near_zero_distortion() -> None:
     assert c.shape == (k, 3) and np.all(np.isfinite(c))
     # Optimal: merge the cheapest pair; anything sensible is within a few times of it.
     assert weighted_j(colors, counts, c) < 0.05 * weighted_j(colors, counts, c[:1])
+
+
+@pytest.mark.parametrize("k", [16, 256])
+def test_fit_clusters_are_each_colours_cluster_at_the_end(k: int) -> None:
+    # On the colours (restarts) and through the histograms then the colours (K = 256, over-relaxed): the
+    # clusters are those the final centroids are the means of, so the same fit gives the same centroids.
+    colors, counts = photo_like(7, 30000 if k == 256 else 3000)
+    clusters = np.full(len(colors), -1, dtype=np.intp)
+    c = km.fit(colors, counts, k, seed=1, clusters=clusters)
+    assert np.array_equal(c, km.fit(colors, counts, k, seed=1))
+    assert clusters.min() >= 0 and clusters.max() < k
+    w = counts.astype(np.float64)
+    for ch in range(3):
+        sums = np.bincount(clusters, weights=w * colors[:, ch], minlength=k)
+        np.testing.assert_allclose(sums / np.bincount(clusters, weights=w, minlength=k), c[:, ch], rtol=1e-12)
+
+
+def test_fit_leaves_clusters_as_given_where_it_has_none() -> None:
+    grey = np.arange(0, 250, 5, dtype=np.uint8)[:, None]  # solved exactly in 1-D, no clusters kept
+    clusters = np.full(len(grey), -1, dtype=np.intp)
+    km.fit(grey, np.ones(len(grey), dtype=np.int64), 4, clusters=clusters)
+    assert (clusters == -1).all()
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
