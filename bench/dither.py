@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import kmq  # noqa: E402
 import photos as kinds  # noqa: E402  (dither.py has its own photos())
 from kmq import dither  # noqa: E402
+from kmq.imageio import clear_transparent  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dither.md"
 SAMPLES = ROOT / "samples"
@@ -80,8 +81,10 @@ def case(name: str, pixels: np.ndarray, k: int) -> dict | None:
     if plain.distortion == 0:
         return None  # lossless at this K: nothing to dither
     fs = kmq.compress(pixels, k, seed=SEED, codec="ctx", dither="fs")
-    blur_plain = dither.blurred_error(pixels, plain.decode().reshape(pixels.shape))
-    blur_fs = dither.blurred_error(pixels, fs.decode().reshape(pixels.shape))
+    # Against the pixels as kmq reads them: alpha 0 as (0, 0, 0, 0), its hidden colour not kept.
+    seen = clear_transparent(pixels) if pixels.ndim == 3 and pixels.shape[2] == 4 else pixels
+    blur_plain = dither.blurred_error(seen, plain.decode().reshape(pixels.shape))
+    blur_fs = dither.blurred_error(seen, fs.decode().reshape(pixels.shape))
     return {"image": name, "k": plain.k, "j_plain": plain.distortion, "j_fs": fs.distortion,
             "blur_plain": blur_plain, "blur_fs": blur_fs, "bytes_plain": len(plain.to_bytes()),
             "bytes_fs": len(fs.to_bytes())}

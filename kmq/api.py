@@ -233,6 +233,8 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
              tol: float = 1e-4, progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """pixels (N, C) uint8 -> (palette (k', C) uint8, labels (N,) uint16, distortion J), k' <= k.
 
+    The pixels are taken as given: `compress` reads alpha 0 as (0, 0, 0, 0) before it calls this.
+
     K-Means runs over the distinct colours weighted by their counts (the same result as over the pixels, much
     cheaper); see `quantize_colors`.
     """

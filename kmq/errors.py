@@ -40,10 +40,9 @@ def naming(path: str | Path) -> Iterator[None]:
 
 
 def about(path: str | Path, message: str) -> str:
-    """message prefixed with the file it is about, unless it already starts with that name ("x.gif: ..." or
-    "x.gif has 3 frames; ...")."""
+    """message prefixed with the file it is about, unless it already starts with that name and a colon."""
     name = "<stdin>" if str(path) == "-" else str(path)
-    return message if message.startswith((name + ":", name + " ")) else f"{name}: {message}"
+    return message if message.startswith(name + ":") else f"{name}: {message}"
 
 
 @contextmanager

@@ -63,7 +63,7 @@ def check_distinct(output: str | Path, source: str | Path) -> None:
     except OSError:
         return  # the output does not exist yet (or the input is missing: reading will say so)
     if same:
-        raise KmqError(f"{output} is the input file; choose another output")
+        raise KmqError(f"{output}: the input file itself; choose another output")
 
 
 def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False) -> None:

@@ -49,7 +49,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
-                warnings.warn(f"{name} has {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
+                warnings.warn(f"{name}: {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
             prefetch.map_pixels(im)
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image

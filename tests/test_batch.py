@@ -300,5 +300,5 @@ def test_a_bulk_run_never_writes_over_its_own_input_even_with_overwrite(tmp_path
     kmq.write(tmp_path / "x.kmq", kmq.compress(rgb_small, 2))
     before = (tmp_path / "x.kmq").read_bytes()
     (result,) = batch.run(batch.plan_compress([tmp_path / "x.kmq"]), batch.CompressTask(k=3, overwrite=True), 1)
-    assert result.error == f"{tmp_path / 'x.kmq'} is the input file; choose another output"  # named once
+    assert result.error == f"{tmp_path / 'x.kmq'}: the input file itself; choose another output"  # named once
     assert (tmp_path / "x.kmq").read_bytes() == before

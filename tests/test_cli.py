@@ -258,7 +258,7 @@ def test_output_over_its_own_input_is_refused_even_with_force(runner, image, tmp
     result = run(runner, command, source, "-o", tmp_path / out, "--format" if command == "decompress" else "-q",
                  *(["PNG"] if command == "decompress" else []), "-f")
     assert result.exit_code == 1
-    assert result.output == f"Error: {source} is the input file; choose another output\n"
+    assert result.output == f"Error: {source}: the input file itself; choose another output\n"
     assert source.read_bytes() == before
 
 

@@ -190,11 +190,14 @@ def test_warnings_about_names_warnings_that_an_error_follows() -> None:
     assert [str(x.message) for x in seen] == ["a.png: only 2 distinct colours"]
 
 
+
 def test_about_names_the_file_once():
     from kmq.errors import about
 
-    # A bulk run's warning was "b/anim.gif: b/anim.gif has 3 frames; using the first" (new-user trial).
-    assert about("b/anim.gif", "b/anim.gif has 3 frames; using the first") == "b/anim.gif has 3 frames; using the first"
+    # A bulk run's warning was "b/anim.gif: b/anim.gif has 3 frames; using the first" (new-user trial):
+    # the messages that name their file say it first, with a colon.
     assert about("b/a.png", "b/a.png: not an image") == "b/a.png: not an image"
-    assert about("b/a.png", "b/a.pngx is odd") == "b/a.png: b/a.pngx is odd"
+    # and only then: a file named "the" or "1" keeps its name before a message that starts with that word
+    assert about("the", "the image has only 1 distinct colour") == "the: the image has only 1 distinct colour"
+    assert about("1", "1 centroid rounded") == "1: 1 centroid rounded"
     assert about("-", "k too large") == "<stdin>: k too large"

@@ -510,8 +510,8 @@ def _palette_with_transparency(path):
 
 
 @pytest.mark.parametrize("name, make, warning", [
-    ("anim.gif", lambda p: _frames(p, "GIF"), "anim.gif has 3 frames; using the first"),
-    ("pages.tif", lambda p: _frames(p, "TIFF"), "pages.tif has 3 frames; using the first"),
+    ("anim.gif", lambda p: _frames(p, "GIF"), "anim.gif: 3 frames; using the first"),
+    ("pages.tif", lambda p: _frames(p, "TIFF"), "pages.tif: 3 frames; using the first"),
     ("grey16.png", _sixteen_bit_grey, None),
     ("rgb16.png", _sixteen_bit_rgb, None),
     ("cmyk.jpg", _cmyk_jpeg, None),
