@@ -270,12 +270,12 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
                           f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
-        clusters = np.full(len(colors), -1, dtype=np.intp)
+        clusters = (np.full(len(colors), -1, dtype=np.intp) if kmeans.takes_guess(*colors.shape, k) else None)
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
                                clusters=clusters)
         palette, entry = _rounded(centroids, k, 4)
         # Each colour's cluster, as its palette entry, is a near guess of its nearest entry.
-        guess = entry[clusters] if clusters.min() >= 0 else None
+        guess = entry[clusters] if clusters is not None and clusters.min() >= 0 else None
         color_labels, sq_dist = kmeans.nearest(colors, palette, guess)
     palette, color_labels = _by_share(palette, color_labels, counts)
     # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).

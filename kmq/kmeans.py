@@ -841,6 +841,22 @@ _DESCENT = 8
 _LOCAL_MAX = 1 << 18
 
 
+def _nearest_way(m: int, channels: int, k: int) -> str:
+    if channels > 1 and k >= _LARGE_K:
+        return "tree"
+    if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
+        return "pairs"
+    if channels == 1 or k <= 64 or m < 8 * k:
+        return "brute"
+    return "local" if channels == 3 and m <= _LOCAL_MAX else "cells"
+
+
+def takes_guess(m: int, channels: int, k: int) -> bool:
+    """Whether `nearest` of m points of this many channels onto k entries would use a guess: only then is
+    one worth making (an (M,) array of clusters at millions of colours costs ~0.1 s and 8 bytes a colour)."""
+    return _nearest_way(m, channels, k) == "local"
+
+
 def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """The exact nearest palette entry of each point.
@@ -859,13 +875,14 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
     m, channels = points.shape
     k = palette.shape[0]
-    if channels > 1 and k >= _LARGE_K:
+    way = _nearest_way(m, channels, k)
+    if way == "tree":
         return _nearest_tree(points, palette)
-    if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
+    if way == "pairs":
         return _nearest_pairs(points, palette)
-    if channels == 1 or k <= 64 or m < 8 * k:
+    if way == "brute":
         return _nearest_brute(_columns(points), slice(0, m), m, palette)
-    if channels == 3 and m <= _LOCAL_MAX:
+    if way == "local":
         if guess is None:
             return _nearest_local(points, palette)
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)

@@ -788,3 +788,13 @@ def test_near_tied_restarts_all_climb_and_the_finest_level_decides(monkeypatch: 
     monkeypatch.setattr(km, "_TIE_RUNS", 1)
     first = kmq.compress(px, 16, seed=4).distortion
     assert both < first
+
+
+def test_a_guess_is_asked_for_only_where_nearest_uses_it():
+    # RGB, 64 < K, at least 8 colours an entry, up to 2^18 colours: the local search; elsewhere the guess
+    # would be an (M,) array made for nothing (millions of colours at 12 MP).
+    assert km.takes_guess(65_536, 3, 256) and km.takes_guess(1 << 18, 3, 65)
+    assert not km.takes_guess(65_536, 3, 64)          # brute force at small K
+    assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
+    assert not km.takes_guess((1 << 18) + 1, 3, 256)   # cells of the colour cube
+    assert not km.takes_guess(65_536, 1, 256) and not km.takes_guess(65_536, 4, 256)
