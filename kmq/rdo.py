@@ -45,6 +45,18 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
 With the sweeps as now (0.8667): Potts weights (axial, diagonal) (1, 1) 0.869, (3, 1) 0.866, (4, 1) 0.867,
 (3, 2) 0.867; 3 sweeps 0.866 (K = 64 alone: 0.896 as with 2), 1 sweep 0.872.
+With the calibration as now (0.8650; it was 0.8667 returning the largest lambda under the budget): aiming
+the trials at 103 % / 108 % / 130 % / 180 % of the J allowed, then backing off, 0.8648 / 0.8647 / 0.8649 /
+0.8661; backing off runs up to 1.3x or 4x the J allowed instead of 2x, 0.8650 either way. Before that
+change: each trial kept a quarter (a tenth) of the bracket in log lambda inside it, 0.874 (0.869); the
+parity classes swept in another order (3210, 0312, 3012), 0.8666 / 0.8665 / 0.8664. Entropy-
+constrained palettes (rarely used entries dropped, so escapes rank among fewer): dropping the 2 cheapest
+entries of a K = 64 palette, then Lloyd, already costs 2.9 % (chelsea) and 2.7 % (ihc) of J, over the whole
+budget: the fitted entries are balanced, each worth about 1.4 % of J. The palette's local optimum matters
+more than its J: at K = 16, K-Means seeds 0-5 give plain ctx files 0.969x-1.000x (ihc) and 0.984x-1.004x
+(chelsea) of seed 0's at J within 0.3 %, and rdo keeps its own ratio (0.888-0.898, 0.823-0.840); picking
+the best of 4 seeds' palettes for rdo gave 0.854x seed 0's plain file, but that is a search over fits
+(4x the fit at 12 MP) that a plain compress could make as well, so not done here.
 """
 from __future__ import annotations
 
