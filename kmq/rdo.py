@@ -45,6 +45,18 @@ for the diagonal pass's 0.892 / 0.892; diagonal pairs weighted only where ctx pr
 by < 0.03 % (the fit has converged), and a smaller K buys 0.6 % bytes per 1 % of J where rdo buys 4-5 %.
 With the sweeps as now (0.8667): Potts weights (axial, diagonal) (1, 1) 0.869, (3, 1) 0.866, (4, 1) 0.867,
 (3, 2) 0.867; 3 sweeps 0.866 (K = 64 alone: 0.896 as with 2), 1 sweep 0.872.
+With the calibration as now (0.8650; it was 0.8667 returning the largest lambda under the budget): aiming
+the trials at 103 % / 108 % / 130 % / 180 % of the J allowed, then backing off, 0.8648 / 0.8647 / 0.8649 /
+0.8661; backing off runs up to 1.3x or 4x the J allowed instead of 2x, 0.8650 either way. Before that
+change: each trial kept a quarter (a tenth) of the bracket in log lambda inside it, 0.874 (0.869); the
+parity classes swept in another order (3210, 0312, 3012), 0.8666 / 0.8665 / 0.8664. Entropy-
+constrained palettes (rarely used entries dropped, so escapes rank among fewer): dropping the 2 cheapest
+entries of a K = 64 palette, then Lloyd, already costs 2.9 % (chelsea) and 2.7 % (ihc) of J, over the whole
+budget: the fitted entries are balanced, each worth about 1.4 % of J. The palette's local optimum matters
+more than its J: at K = 16, K-Means seeds 0-5 give plain ctx files 0.969x-1.000x (ihc) and 0.984x-1.004x
+(chelsea) of seed 0's at J within 0.3 %, and rdo keeps its own ratio (0.888-0.898, 0.823-0.840); picking
+the best of 4 seeds' palettes for rdo gave 0.854x seed 0's plain file, but that is a search over fits
+(4x the fit at 12 MP) that a plain compress could make as well, so not done here.
 """
 from __future__ import annotations
 
@@ -68,6 +80,12 @@ _ROUNDS = 1  # rounds of sweeps + palette refinement
 _SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
 _TILE = 64  # side of the sample's tiles
 _TRIALS = 4  # runs when calibrating lambda
+# Where J jumps with lambda (grey, flat graphics at large K), the secant can end with every trial far over
+# or far under the budget: up to _EXTRA more trials, halving the bracket in log lambda, while the best run
+# under the budget adds less than _SHORT of the J allowed (photos converge in _TRIALS: no extra run).
+_EXTRA = 2
+_SHORT = 0.5
+_OVER = 2  # a run that added at most this many times the J allowed is backed off to the budget (_calibrate)
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
 _DENSE = 10  # a sweep finds its pixels on views of the whole labels when todo holds over 1 / _DENSE of them
@@ -409,27 +427,44 @@ class _Trial:
 
 def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, ratio: float, sweeps: int
                ) -> _Trial:
-    """The largest lambda tried at which a run on a sample of the image raises J by at most the factor
-    ``ratio``, with that run's state (None if none does). The J a run adds grows about as a power of lambda,
-    so each trial is aimed by the line through the last two in log-log (a secant: 4 trials land closer to
-    the budget than 6 of bisection did)."""
+    """The lambda of the run on a sample of the image that lands J at the factor ``ratio``, with that run's
+    state (None if none does): the run that added the least J over that bound, backed off to it (_back_off),
+    when it added at most _OVER times the J allowed; else the largest lambda tried that stays within it.
+    Backing off a run over the budget keeps the moves worth most, which a run aimed under it leaves out as
+    well as the least worth (the sample photos at K = 16 and 64: 0.8650x plain bytes against 0.8667x; a grey
+    photo 1200x800 at K = 64, where J jumps with lambda, 0.962x against 0.978x). Only for weak rdo (up to
+    _MANY_AT %): a strong one moves many neighbouring pixels together, which the back-off judges one by one
+    (a target's 1200x900 shapes at K = 46 and 61.5 %: 58,039 bytes against 55,257; camera at K = 21 and
+    368 %: 20,712 against 19,867). The J a run adds grows
+    about as a power of lambda, so each trial is aimed by the line through the last two in log-log (a
+    secant: 4 trials land closer to the budget than 6 of bisection did). Where that line would aim at or
+    below the bracket's bottom, the trial halves the bracket in log lambda instead; and while the best run
+    under the budget adds less than _SHORT of the J allowed, up to _EXTRA more trials do the same (a noisy
+    grey 1200x800 at K = 16 ended at 1.0000x the J, 0.993x the bytes, with three of its four trials over the
+    budget; now 1.020x, 0.929x)."""
     sample = _sample(pixels)
     if sample is not pixels:
         distinct = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
     base = _start(sample, distinct, palette)
     j0 = float(base.total)
-    lo, hi, kept = 0.0, None, None
+    lo, hi, kept, over = 0.0, None, None, None
     if j0 == 0:
         return _Trial(lo, sample, base, kept)
     target = j0 * ratio
     lam = j0 / len(base.pixels) * (ratio - 1) * 4 + 1.0
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
-    for _ in range(_TRIALS):
+    for trial in range(_TRIALS + _EXTRA):
+        if trial >= _TRIALS:
+            if hi is None or (kept is not None and kept.total - j0 >= _SHORT * (target - j0)):
+                break
+            lam = math.sqrt(lo * hi) if lo > 0 else hi / 4
         s = _start(sample, distinct, palette)
         _run(s, lam, sweeps, sample=sample is not pixels)
         j = float(s.total)
         if j > target:
             hi = lam
+            if over is None or j < over[1].total:
+                over = (lam, s)
         elif lam > lo:
             lo, kept = lam, s
         # The added J grows about as a power of lambda: aim the line through the last two trials at just
@@ -442,10 +477,18 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
         else:
             nxt = lam * 4 if hi is None else lam / 4
         if hi is not None and lo > 0:
-            nxt = min(max(nxt, lo * _INSIDE), hi / _INSIDE) if hi > lo * _INSIDE**2 else math.sqrt(lo * hi)
+            if hi <= lo * _INSIDE**2 or nxt <= lo * _INSIDE:
+                nxt = math.sqrt(lo * hi)
+            else:
+                nxt = min(nxt, hi / _INSIDE)
         elif hi is not None:
             nxt = min(nxt, hi / 2)
         last, lam = point, nxt
+    if over is not None and over[1].total - j0 <= _OVER * (target - j0) and ratio <= 1 + _MANY_AT / 100:
+        _back_off(over[1], math.floor(target))
+        # (pixels moved to an entry the refinement made their nearest cannot go back: it may stay over)
+        if over[1].total <= math.floor(target):
+            return _Trial(over[0], sample, base, over[1])
     return _Trial(lo, sample, base, kept)
 
 

@@ -342,3 +342,36 @@ def test_cheapest_is_the_prefix_of_the_stable_order_by_worth(share, skewed):
     order = np.argsort(worth, kind="stable")
     want = order[:int(np.searchsorted(np.cumsum(delta[order]), excess)) + 1]
     np.testing.assert_array_equal(rdo._cheapest(worth, delta, excess), want)
+
+
+def test_calibration_that_overshoots_twice_still_spends_its_budget():
+    # A noisy grey ring: J jumps with lambda, and the secant's 4 trials kept none of their moves (J 1.000x,
+    # the file 0.986x plain). Halving the bracket while the best run under the budget used less than half
+    # of the J allowed, then backing the least J over the budget off to it, lands at 1.020x the J, 0.893x
+    # the bytes.
+    y, x = np.mgrid[0:160, 0:240]
+    noise = np.random.default_rng(0).normal(0, 4, x.shape)
+    pixels = np.clip(np.hypot(x - 120, y - 80) * 1.7 + noise, 0, 255).astype(np.uint8)
+    plain = kmq.compress(pixels, 16, codec="ctx")
+    img = kmq.compress(pixels, 16, codec="ctx", rdo=2)
+    assert 1.01 * plain.distortion <= img.distortion <= 1.02 * plain.distortion
+    assert len(img.to_bytes()) < 0.95 * len(plain.to_bytes())
+
+
+def test_calibration_keeps_the_run_just_over_the_budget_backed_off_to_it(crop, monkeypatch):
+    # Of the trials, the one that added the least J over the budget (here within 2x of the J allowed) is
+    # backed off to the budget and returned with its lambda, not the largest lambda that stayed under it.
+    runs = []
+    original = rdo._run
+    monkeypatch.setattr(rdo, "_run", lambda s, lam, sweeps, sample=False: (original(s, lam, sweeps, sample),
+                                                                          runs.append((lam, s.total)))[0])
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    colours = rdo._Colours(distinct)
+    j0 = rdo._start(crop, colours, palette).total
+    budget = j0 * 102 // 100
+    trial = rdo._calibrate(crop, colours, palette, 1.02, 2)
+    over = [(total, lam) for lam, total in runs if total > j0 * 1.02]
+    assert over and min(over)[0] - j0 <= 2 * (j0 * 1.02 - j0)
+    assert trial.lam == min(over)[1] and trial.kept.total <= budget
+    assert trial.kept.total == rdo._dist(crop.reshape(-1, 3), trial.kept.palette, trial.kept.labels.reshape(-1)).sum()
