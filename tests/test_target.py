@@ -212,8 +212,9 @@ def counted(monkeypatch):
     return seen
 
 
-# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K).
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9, 3)])
+# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K); a byte
+# budget's search over (K, rdo) adds at most 4 K and 3 rdo runs at each.
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9 + 4, 3 + 3 * 4)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
@@ -352,3 +353,11 @@ def test_a_nearly_plain_rdo_file_far_under_the_budget_walks_up_in_k() -> None:
     img = _noisy_vignette(600, 400)
     out = kmq.compress_to(img, max_bytes=3000, codec="ctx")
     assert len(out.to_bytes()) <= 3000 and out.k > 30 and db(out) > 25
+
+
+def test_a_larger_budget_is_not_worse_where_the_search_stopped_at_a_small_k() -> None:
+    # 3,500 bytes gave K = 30 with rdo 0.158 % at 24.03 dB, while 2,800 bytes gave K = 70 at 26.4 dB: the
+    # steps before the search over (K, rdo) model bytes along K and along rdo apart, and stopped at K = 30.
+    img = _noisy_vignette(600, 400)
+    out = kmq.compress_to(img, max_bytes=3500, codec="ctx")
+    assert len(out.to_bytes()) <= 3500 and db(out) > 26.4
