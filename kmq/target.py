@@ -30,6 +30,13 @@ smooth away most of the bytes for a few % of J), larger K are tried with rdo (_w
 is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
 the bracket, the next K and, for images of few colours, the lossless file). Brackets end at neighbouring
 K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
+Last, a byte budget's search goes over (K, rdo) from the best file found (_plane): a model of bytes and J in
+both, fitted on the files the search made (plain J and bytes along K, rdo's share of the plain bytes against
+the J it added at the nearest K where it ran), predicts the least J each K around the best's reaches in the
+budget; the most promising K is fitted and given the rdo predicted to fill the budget (asked from how rdo's
+runs at that K landed against what they were asked), at most _PLANE_STEPS K. The cascade before it models
+bytes along K and along rdo apart, and left budgets a third unused or stopped below K = 256 where a larger
+K with rdo was far better.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -83,6 +90,7 @@ _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the bes
 _PLANE_STEPS = 4  # K tried by the search over (K, rdo), at most
 _PLANE_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # its candidate K, as multiples of the best's
 _PLANE_CLOSE = 0.06  # a fitting file this close to the budget (in log bytes) ends the tries at its K
+_ASK_MAX = 2.0  # rdo is asked for at most this multiple of the J wanted beyond its runs
 _GAIN = 0.99  # it tries a K predicted to beat the best's J by this factor
 
 
@@ -726,7 +734,7 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
             cands.add(ctx.RANKED_K_MAX)
         if math.log(max_bytes) - math.log(s.estimate(*best)) < _CLOSE:
             cands.discard(k_b)
-        cands = {k for k in cands if k not in tried and k <= s.k_hi}
+        cands = {k for k in cands if k not in tried and k <= s.k_hi and not _barren(s, k)}
         if not cands:
             return
         k = min(cands, key=lambda kk: (_predict(s, kk, goal), kk))
@@ -736,29 +744,65 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
         s.bounds(k)  # the plain J and bytes of k, now known
         if s.j(k) <= 0:
             continue  # lossless: no J for rdo to spend
-        for _ in range(3):
+        for run in range(4):
             pred = _predict(s, k, goal)
             pct = min(MAX_RDO, _pct(1 + _asked(s, k, pred / s.j(k) - 1))) if math.isfinite(pred) else 0.0
+            between = _between(s, k, max_bytes, goal)
+            if run == 3 and not between:
+                break  # a fourth run only between two that straddle the budget
+            pct = between or pct
             if not pred < _GAIN * j_best or pct <= 0 or any(
                     kk == k and abs(math.log(max(r, 1e-6) / pct)) < 0.02 for kk, r in s.sizes):
                 break
             _try_rdo(s, k, pct)
-            if s.fits(k, max_bytes, pct) and math.log(max_bytes) - math.log(s.estimate(k, pct)) < _PLANE_CLOSE:
+            if _barren(s, k) or (s.fits(k, max_bytes, pct)
+                                 and math.log(max_bytes) - math.log(s.estimate(k, pct)) < _PLANE_CLOSE):
                 break
 
 
 
+def _between(s: _Search, k: int, max_bytes: int, goal: float) -> float:
+    """With rdo runs at k both over the budget and under it, the strength between the nearest two where
+    log bytes, linear in log strength, meets the goal (rdo's J can jump with its strength, its bytes less:
+    a noisy photo's JPEG at K = 188, +10.6 % gave 69.7 kB, +48 % and +82 % 11.1 kB for 30); else 0."""
+    runs = [(r, math.log(s.estimate(k, r))) for kk, r in s.sizes if kk == k and r > 0]
+    over = [p for p in runs if p[1] > math.log(max_bytes)]
+    under = [p for p in runs if p[1] <= math.log(max_bytes)]
+    if not over or not under:
+        return 0.0
+    (r0, y0), (r1, y1) = max(over), min(under)
+    if not r0 < r1 or y0 == y1:
+        return 0.0
+    t = min(1.0, max(0.0, (goal - y0) / (y1 - y0)))
+    return _pct(1 + math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0))) / 100)
+
+
+def _barren(s: _Search, k: int) -> bool:
+    """Whether an rdo run at k saved under 1 % of its plain file (flat graphics: nothing to move), so more
+    runs there would buy nothing."""
+    return (k, 0.0) in s.sizes and any(kk == k and r > 0 and s.estimate(k, r) >= 0.99 * s.estimate(k)
+                                       for kk, r in s.sizes)
+
+
 def _asked(s: _Search, k: int, added: float) -> float:
-    """The J share to ask rdo for at k so that it adds about added: an rdo run can land far short of the J
-    it is given (shapes over a noisy sky at K = 30: +17.8 % asked, +6.9 % added), so the ask is scaled by
-    what the run at k that added the nearest to that share landed at."""
-    runs = [((s.file(k, r).distortion / s.j(k) - 1), r / 100) for kk, r in s.sizes if kk == k and r > 0]
-    runs = sorted((math.log(got), math.log(ask)) for got, ask in runs if got > 0)
-    if not runs:
+    """The J share to ask rdo for at k so that it adds about added (_ask_from the runs made at k)."""
+    return _ask_from([(s.file(k, r).distortion / s.j(k) - 1, r / 100) for kk, r in s.sizes if kk == k and r > 0],
+                     added)
+
+
+def _ask_from(runs: list[tuple[float, float]], added: float) -> float:
+    """The J share to ask rdo for so that it adds about added, from runs (J share added, J share asked): an
+    rdo run can land far short of the J it is given and jump (shapes over a noisy sky at K = 30: +17.4 %
+    asked added 6.5 %, +28 % added 28 %), so the ask is interpolated (log against log) between the runs that
+    added less and more, or scaled by the nearest run's shortfall beyond them, by at most _ASK_MAX (a noisy
+    photo's JPEG at K = 188: +10.6 % asked added 1 %; 10x that, 227 %, fell off a cliff to 11 of 30 kB at
+    30.1 dB where +18 % is 24.5 kB at 30.9); never less than added."""
+    pts = sorted((math.log(got), math.log(ask)) for got, ask in runs if got > 0)
+    if not pts:
         return added
     x = math.log(added)
-    for (x0, y0), (x1, y1) in zip(runs, runs[1:]):
-        if x0 < x <= x1:  # between two runs (rdo can jump: +17.4 % asked added 6.5 %, +28 % added 28 %)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 < x <= x1:
             return max(added, math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0)))
-    got, ask = min(runs, key=lambda p: abs(p[0] - x))
-    return added * max(1.0, math.exp(ask - got))
+    got, ask = min(pts, key=lambda p: abs(p[0] - x))
+    return added * min(_ASK_MAX, max(1.0, math.exp(ask - got)))
