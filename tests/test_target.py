@@ -347,21 +347,15 @@ def _noisy_vignette(width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, "RGBA").resize((width, height)))
 
 
-def test_a_nearly_plain_rdo_file_far_under_the_budget_walks_up_in_k() -> None:
-    # rdo at K = 15 with 0.099 % J fit in 2,622 bytes where the plain file is 3,743: it used the little J it
-    # was given, so it did not count as topped out, and the search returned it (20.9 dB) where 2,800 bytes
-    # gave 26.4 dB at K = 70.
-    img = _noisy_vignette(600, 400)
-    out = kmq.compress_to(img, max_bytes=3000, codec="ctx")
-    assert len(out.to_bytes()) <= 3000 and out.k > 30 and db(out) > 25
-
-
 def test_a_larger_budget_is_not_worse_where_the_search_stopped_at_a_small_k() -> None:
     # 3,500 bytes gave K = 30 with rdo 0.158 % at 24.03 dB, while 2,800 bytes gave K = 70 at 26.4 dB: the
     # steps before the search over (K, rdo) model bytes along K and along rdo apart, and stopped at K = 30.
+    # (Before that, at 3,000 bytes: rdo at K = 15 with 0.099 % J fit in 2,622 bytes where the plain file is
+    # 3,743; it used the little J it was given, so it did not count as topped out, and the search returned
+    # it, 20.9 dB: one image at one budget checks both, the suite's time being what it is.)
     img = _noisy_vignette(600, 400)
     out = kmq.compress_to(img, max_bytes=3500, codec="ctx")
-    assert len(out.to_bytes()) <= 3500 and db(out) > 26.4
+    assert len(out.to_bytes()) <= 3500 and out.k > 30 and db(out) > 26.4
 
 
 @pytest.mark.parametrize("runs, added, asked", [
