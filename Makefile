@@ -41,7 +41,8 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/palette.py
 	$(BIN)/python bench/rdo.py
 	$(BIN)/python bench/dither.py
-	cat bench/results/speed.md bench/results/codecs.md bench/results/rd.md bench/results/palette.md bench/results/rdo.md bench/results/dither.md > bench/RESULTS.md
+	$(BIN)/python bench/targets.py
+	cat bench/results/speed.md bench/results/codecs.md bench/results/rd.md bench/results/palette.md bench/results/rdo.md bench/results/dither.md bench/results/targets.md > bench/RESULTS.md
 	@echo "bench: wrote bench/RESULTS.md"
 
 # The decoder against FUZZ_CASES mutated .kmq files on 2 cores; exits non-zero on any failure (tools/fuzz.py).

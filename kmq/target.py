@@ -30,6 +30,13 @@ smooth away most of the bytes for a few % of J), larger K are tried with rdo (_w
 is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
 the bracket, the next K and, for images of few colours, the lossless file). Brackets end at neighbouring
 K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
+Last, a byte budget's search goes over (K, rdo) from the best file found (_plane): a model of bytes and J in
+both, fitted on the files the search made (plain J and bytes along K, rdo's share of the plain bytes against
+the J it added at the nearest K where it ran), predicts the least J each K around the best's reaches in the
+budget; the most promising K is fitted and given the rdo predicted to fill the budget (asked from how rdo's
+runs at that K landed against what they were asked), at most _PLANE_STEPS K. The cascade before it models
+bytes along K and along rdo apart, and left budgets a third unused or stopped below K = 256 where a larger
+K with rdo was far better.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -80,6 +87,11 @@ _FAR = 0.1  # a best file this far under a byte budget (in log bytes) leaves roo
 _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
 _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
+_PLANE_STEPS = 4  # K tried by the search over (K, rdo), at most
+_PLANE_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # its candidate K, as multiples of the best's
+_PLANE_CLOSE = 0.06  # a fitting file this close to the budget (in log bytes) ends the tries at its K
+_ASK_MAX = 2.0  # rdo is asked for at most this multiple of the J wanted beyond its runs
+_GAIN = 0.99  # it tries a K predicted to beat the best's J by this factor
 
 
 class _Search:
@@ -381,6 +393,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
     _walk_up(s, max_bytes, k_cap)
     _fill(s, max_bytes)
+    _plane(s, max_bytes, k_cap)
     if s.lossless() and s.lossless() <= k_cap:
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     return s.file(*_best_fitting(s, max_bytes))
@@ -625,3 +638,171 @@ def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:
     while k > 1 and s.size(k) > max_bytes:  # a J with more digits than K = 1's: a few bytes more
         k -= max(1, -(-(s.size(k) - max_bytes) // s.channels))
     return s.file(max(1, k))
+
+
+def _log_interp(points: list[tuple[float, float]], x: float) -> float:
+    """y at x on the polyline through points (x sorted, distinct), extended by its end segments."""
+    if len(points) == 1:
+        return points[0][1]
+    i = min(len(points) - 2, max(0, int(np.searchsorted([p[0] for p in points], x)) - 1))
+    (x0, y0), (x1, y1) = points[i], points[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def _plain_j(s: _Search, k: int) -> float:
+    """The plain J of k: fitted if it is, else on the line (log J against log K) through the fitted K."""
+    if k in s.fitted:
+        return s.j(k)
+    known = sorted((math.log(kk), math.log(v[2])) for kk, v in s.fitted.items() if v[2] > 0 and kk >= 2)
+    if not known:
+        return math.inf
+    if len(known) == 1:  # a doubling of K divides J by about 1.8
+        return math.exp(known[0][1] - math.log(1.8) / math.log(2) * (math.log(k) - known[0][0]))
+    return math.exp(_log_interp(known, math.log(k)))
+
+
+def _plain_bytes(s: _Search, k: int) -> float:
+    """log bytes of the plain file of k: sized if it is, else on the polyline through the sized plain files
+    (log bytes against log K)."""
+    if (k, 0.0) in s.sizes:
+        return math.log(s.estimate(k))
+    known = sorted((math.log(kk), math.log(s.estimate(kk))) for (kk, r) in s.sizes if r == 0 and kk >= 2)
+    if len(known) < 2:
+        return _plain_trend(s, k)
+    return _log_interp(known, math.log(k))
+
+
+def _shares(s: _Search, k: int) -> list[tuple[float, float]]:
+    """rdo's behaviour at the K nearest k (in log K) where rdo files were sized: (log J ratio, log bytes
+    ratio) of each file against its K's plain one, from (0, 0), with bytes made non-increasing in J (a
+    stronger rdo that gave more bytes is no better than a weaker one)."""
+    ks = {kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and s.j(kk) > 0}
+    if not ks:
+        return [(0.0, 0.0)]
+    near = min(ks, key=lambda kk: (abs(math.log(kk / k)), kk))
+    base_j, base_b = math.log(s.j(near)), _plain_bytes(s, near)
+    pts = sorted((math.log(s.file(near, r).distortion) - base_j, math.log(s.estimate(near, r)) - base_b)
+                 for (kk, r) in s.sizes if kk == near and r > 0)
+    out = [(0.0, 0.0)]
+    for x, y in pts:
+        if x > out[-1][0] + 1e-6:
+            out.append((x, min(y, out[-1][1])))
+    return out
+
+
+def _predict(s: _Search, k: int, goal: float) -> float:
+    """The least J a file of k is predicted to reach in goal (log bytes): its plain J when its plain file
+    fits, else that J times the ratio rdo needed for the bytes share the goal leaves (from _shares:
+    interpolated, or past the last file on the last segment, or at the typical slope); inf when rdo is not
+    expected to get there."""
+    j, y = _plain_j(s, k), goal - _plain_bytes(s, k)
+    if y >= 0 or not math.isfinite(j):
+        return j
+    pts = _shares(s, k)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if y1 <= y <= y0:
+            return j * math.exp(x0 + (x1 - x0) * (y - y0) / (y1 - y0) if y0 != y1 else x0)
+    # Past the last file: rdo's bytes fall more slowly the more J it spends (log bytes about linear in the
+    # log of the J it adds, slope _RDO_SLOPE).
+    x1, y1 = pts[-1]
+    added = math.expm1(x1) if x1 > 0 else 1e-3
+    ratio = 1 + added * math.exp((y - y1) / _RDO_SLOPE)
+    return j * ratio if ratio <= 1 + MAX_RDO / 100 else math.inf
+
+
+def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
+    """A local search over (K, rdo) from the best file found: each step predicts, for K around the best's
+    (and the best's own when it leaves room), the least J a file of that K reaches in the budget (_predict:
+    plain J along K, plain bytes along K, rdo's share of the plain bytes from the nearest K where rdo ran),
+    and tries the most promising K at the rdo predicted to fill the budget, then once more from what that
+    file showed. It stops when no K is predicted to beat the best by _GAIN. The cascade of steps before
+    models bytes along K and along rdo separately and left budgets far from full (photo at 30 kB: 23.9 kB,
+    29.0 dB where K = 128 with rdo 8 % is 29.2 kB, 29.9 dB) and did not cross K = 256 (vignette at 20 kB:
+    33.2 dB where K = 600 with rdo 10 % is 35.4 dB in 15 kB)."""
+    goal = math.log(max_bytes) - _INSIDE
+    tried: set[int] = set()
+    for _ in range(_PLANE_STEPS):
+        best = _best_fitting(s, max_bytes)
+        j_best = s.file(*best).distortion
+        if j_best <= 0:
+            return
+        k_b = best[0]
+        cands = {min(k_cap, max(2, round(k_b * f))) for f in _PLANE_FACTORS}
+        if s.codec == "ctx" and k_b * min(_PLANE_FACTORS) <= ctx.RANKED_K_MAX <= min(k_cap, k_b * max(_PLANE_FACTORS)):
+            # the last K before ctx's escapes cost far more: a factor's step past it misses it (a noisy
+            # photo's JPEG at 30 kB: K = 188 at 30.9 dB, 256 with rdo 32 % 31.4)
+            cands.add(ctx.RANKED_K_MAX)
+        if math.log(max_bytes) - math.log(s.estimate(*best)) < _CLOSE:
+            cands.discard(k_b)
+        cands = {k for k in cands if k not in tried and k <= s.k_hi and not _barren(s, k)}
+        if not cands:
+            return
+        k = min(cands, key=lambda kk: (_predict(s, kk, goal), kk))
+        if not _predict(s, k, goal) < _GAIN * j_best:
+            return
+        tried.add(k)
+        s.bounds(k)  # the plain J and bytes of k, now known
+        if s.j(k) <= 0:
+            continue  # lossless: no J for rdo to spend
+        for run in range(4):
+            pred = _predict(s, k, goal)
+            pct = min(MAX_RDO, _pct(1 + _asked(s, k, pred / s.j(k) - 1))) if math.isfinite(pred) else 0.0
+            between = _between(s, k, max_bytes, goal)
+            if run == 3 and not between:
+                break  # a fourth run only between two that straddle the budget
+            pct = between or pct
+            if not pred < _GAIN * j_best or pct <= 0 or any(
+                    kk == k and abs(math.log(max(r, 1e-6) / pct)) < 0.02 for kk, r in s.sizes):
+                break
+            _try_rdo(s, k, pct)
+            if _barren(s, k) or (s.fits(k, max_bytes, pct)
+                                 and math.log(max_bytes) - math.log(s.estimate(k, pct)) < _PLANE_CLOSE):
+                break
+
+
+
+def _between(s: _Search, k: int, max_bytes: int, goal: float) -> float:
+    """With rdo runs at k both over the budget and under it, the strength between the nearest two where
+    log bytes, linear in log strength, meets the goal (rdo's J can jump with its strength, its bytes less:
+    a noisy photo's JPEG at K = 188, +10.6 % gave 69.7 kB, +48 % and +82 % 11.1 kB for 30); else 0."""
+    runs = [(r, math.log(s.estimate(k, r))) for kk, r in s.sizes if kk == k and r > 0]
+    over = [p for p in runs if p[1] > math.log(max_bytes)]
+    under = [p for p in runs if p[1] <= math.log(max_bytes)]
+    if not over or not under:
+        return 0.0
+    (r0, y0), (r1, y1) = max(over), min(under)
+    if not r0 < r1 or y0 == y1:
+        return 0.0
+    t = min(1.0, max(0.0, (goal - y0) / (y1 - y0)))
+    return _pct(1 + math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0))) / 100)
+
+
+def _barren(s: _Search, k: int) -> bool:
+    """Whether an rdo run at k saved under 1 % of its plain file (flat graphics: nothing to move), so more
+    runs there would buy nothing."""
+    return (k, 0.0) in s.sizes and any(kk == k and r > 0 and s.estimate(k, r) >= 0.99 * s.estimate(k)
+                                       for kk, r in s.sizes)
+
+
+def _asked(s: _Search, k: int, added: float) -> float:
+    """The J share to ask rdo for at k so that it adds about added (_ask_from the runs made at k)."""
+    return _ask_from([(s.file(k, r).distortion / s.j(k) - 1, r / 100) for kk, r in s.sizes if kk == k and r > 0],
+                     added)
+
+
+def _ask_from(runs: list[tuple[float, float]], added: float) -> float:
+    """The J share to ask rdo for so that it adds about added, from runs (J share added, J share asked): an
+    rdo run can land far short of the J it is given and jump (shapes over a noisy sky at K = 30: +17.4 %
+    asked added 6.5 %, +28 % added 28 %), so the ask is interpolated (log against log) between the runs that
+    added less and more, or scaled by the nearest run's shortfall beyond them, by at most _ASK_MAX (a noisy
+    photo's JPEG at K = 188: +10.6 % asked added 1 %; 10x that, 227 %, fell off a cliff to 11 of 30 kB at
+    30.1 dB where +18 % is 24.5 kB at 30.9); never less than added."""
+    pts = sorted((math.log(got), math.log(ask)) for got, ask in runs if got > 0)
+    if not pts:
+        return added
+    x = math.log(added)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 < x <= x1:
+            return max(added, math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0)))
+    got, ask = min(pts, key=lambda p: abs(p[0] - x))
+    return added * min(_ASK_MAX, max(1.0, math.exp(ask - got)))

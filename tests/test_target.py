@@ -1,4 +1,5 @@
 """--psnr / --max-bytes: kmq chooses K (and the rdo strength) to meet a target."""
+import math
 import re
 import warnings
 
@@ -212,8 +213,9 @@ def counted(monkeypatch):
     return seen
 
 
-# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K).
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9, 3)])
+# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K); a byte
+# budget's search over (K, rdo) adds at most 4 K and 4 rdo runs at each.
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9 + 4, 3 + 4 * 4)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
@@ -345,10 +347,25 @@ def _noisy_vignette(width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, "RGBA").resize((width, height)))
 
 
-def test_a_nearly_plain_rdo_file_far_under_the_budget_walks_up_in_k() -> None:
-    # rdo at K = 15 with 0.099 % J fit in 2,622 bytes where the plain file is 3,743: it used the little J it
-    # was given, so it did not count as topped out, and the search returned it (20.9 dB) where 2,800 bytes
-    # gave 26.4 dB at K = 70.
+def test_a_larger_budget_is_not_worse_where_the_search_stopped_at_a_small_k() -> None:
+    # 3,500 bytes gave K = 30 with rdo 0.158 % at 24.03 dB, while 2,800 bytes gave K = 70 at 26.4 dB: the
+    # steps before the search over (K, rdo) model bytes along K and along rdo apart, and stopped at K = 30.
+    # (Before that, at 3,000 bytes: rdo at K = 15 with 0.099 % J fit in 2,622 bytes where the plain file is
+    # 3,743; it used the little J it was given, so it did not count as topped out, and the search returned
+    # it, 20.9 dB: one image at one budget checks both, the suite's time being what it is.)
     img = _noisy_vignette(600, 400)
-    out = kmq.compress_to(img, max_bytes=3000, codec="ctx")
-    assert len(out.to_bytes()) <= 3000 and out.k > 30 and db(out) > 25
+    out = kmq.compress_to(img, max_bytes=3500, codec="ctx")
+    assert len(out.to_bytes()) <= 3500 and out.k > 30 and db(out) > 26.4
+
+
+@pytest.mark.parametrize("runs, added, asked", [
+    ([], 0.1, 0.1),  # no run yet: ask for what is wanted
+    ([(0.05, 0.075)], 0.1, 0.15),  # one run landed at 2/3 of its ask: ask 1.5x
+    ([(0.05, 0.2)], 0.1, 0.2),  # at a quarter: at most 2x
+    ([(0.2, 0.1)], 0.1, 0.1),  # one that overshot: never ask for less than is wanted
+    ([(0.04, 0.16), (0.16, 0.32)], 0.08, math.sqrt(0.16 * 0.32)),  # between two: log against log
+    ([(0.0, 0.3), (0.05, 0.075)], 0.1, 0.15),  # a run that added nothing says nothing
+])
+def test_rdo_is_asked_for_j_from_how_its_runs_landed(runs, added, asked):
+    from kmq.target import _ask_from
+    assert _ask_from(runs, added) == pytest.approx(asked)

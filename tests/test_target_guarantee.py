@@ -96,10 +96,11 @@ def test_a_psnr_target_is_no_larger_than_every_plain_k_that_meets_it(plain_fits,
 def test_a_budget_is_not_left_far_unused_where_rdo_tops_out():
     # Noise: rdo smooths labels away for little J, so its first file landed far under a budget (491 of 1500
     # bytes at K = 18, 21.3 dB) and the search stopped there; now it fills the budget (weaker rdo, or a
-    # larger K).
+    # larger K: K = 18, rdo 27.5 %, 1,262 bytes at 22.26 dB; the search over (K, rdo) then finds K = 25 with
+    # rdo 36.7 %: 1,148 bytes at 22.59 dB, a better file in fewer bytes).
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:96, 0:128]
     base = np.stack([x * 2, y * 2 + 40, 255 - x - y], -1)
     noisy = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype(np.uint8)
     img = kmq.compress_to(noisy, max_bytes=1500, codec="ctx")
-    assert 1200 <= len(img.to_bytes()) <= 1500
+    assert len(img.to_bytes()) <= 1500 and _db(img) > 22.5
