@@ -451,3 +451,20 @@ def test_info_names_the_palette_instead_of_a_seed(tmp_path, series):
     assert run("compress", series[0], "--palette", tmp_path / "p.txt", "-o", tmp_path / "x.kmq").exit_code == 0
     digest = hashlib.sha256(bytes([0, 0, 0, 255, 255, 255])).hexdigest()
     assert f"│ Palette      │ p.txt (sha256 {digest[:16]}...)" in run("info", tmp_path / "x.kmq").output
+
+
+def test_the_readmes_slide_series_example_is_what_kmq_prints(tmp_path, monkeypatch):
+    # The README shows the output of its own recipe; a change to the fit must show up here, not in a user's
+    # terminal (the new-user trial found it stale).
+    readme = (SAMPLES.parent / "README.md").read_text()
+    start = readme.index("$ kmq palette slides/ -k 6 -o stain.gpl -j 2\n")
+    shown = readme[start:readme.index("```", start)].splitlines()
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    with Image.open(SAMPLES / "ihc.png") as im:
+        for i, (x, y) in enumerate([(0, 0), (256, 0), (0, 256), (256, 256)]):
+            im.crop((x, y, x + 256, y + 256)).save(slides / f"s{i}.png")
+    monkeypatch.chdir(tmp_path)
+    result = run("palette", "slides/", "-k", "6", "-o", "stain.gpl", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert [shown[1], *shown[3:]] == [*result.output.splitlines(), *(tmp_path / "stain.gpl").read_text().splitlines()]
