@@ -448,9 +448,9 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     base = _start(sample, distinct, palette)
     j0 = float(base.total)
     lo, hi, kept, over = 0.0, None, None, None
-    if j0 == 0:
-        return _Trial(lo, sample, base, kept)
     target = j0 * ratio
+    if target <= j0:  # a lossless sample, or --rdo 1e-15: 1 + 1e-17 is 1.0 in floating point
+        return _Trial(lo, sample, base, kept)
     lam = j0 / len(base.pixels) * (ratio - 1) * 4 + 1.0
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for trial in range(_TRIALS + _EXTRA):

@@ -54,6 +54,14 @@ def test_rdo_bound_true_j_and_fewer_bytes(crop, codec, k):
     assert again == img
 
 
+def test_an_rdo_too_small_to_count_adds_no_j(crop):
+    # 1 + 1e-15 / 100 is 1.0 in floating point: the calibration took the log of 0 (review). Only moves
+    # between equidistant entries are left (ties), so J is the plain J exactly.
+    plain = kmq.compress(crop, 16, codec="ctx")
+    img = kmq.compress(crop, 16, codec="ctx", rdo=1e-15)
+    assert img.distortion == plain.distortion and len(img.to_bytes()) <= len(plain.to_bytes())
+
+
 def test_same_input_and_options_give_the_same_bytes(crop):
     first = kmq.compress(crop, 16, codec="ctx", rdo=3, seed=2).to_bytes()
     assert kmq.compress(crop, 16, codec="ctx", rdo=3, seed=2).to_bytes() == first
