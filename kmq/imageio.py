@@ -138,16 +138,26 @@ def clear_transparent(pixels: np.ndarray) -> np.ndarray:
     cut-out's palette on it (a photo on a transparent background at K = 8: 6 entries, and the background
     decoded with alpha 1-2). PNG-8 quantizers and lossless WebP drop that colour too.
     """
-    hidden = pixels[:, :, 3] == 0
-    if not pixels[hidden].any():
+    if not pixels.flags.c_contiguous:
+        pixels = np.ascontiguousarray(pixels)
+    # A pixel as one little-endian uint32: alpha is its top byte. Two passes of whole words, no boolean
+    # indexing of 12 M rows (which cost 0.1-0.3 s at 12 MP).
+    words = _words(pixels)
+    if not ((words != 0) & (words < _ALPHA_1)).any():
         return pixels
-    pixels = pixels.copy()
-    _clear_hidden(pixels)
-    return pixels
+    return np.where(words < _ALPHA_1, np.uint32(0), words).view(np.uint8).reshape(pixels.shape)
+
+
+_ALPHA_1 = np.uint32(1 << 24)  # the least word with alpha 1
+
+
+def _words(pixels: np.ndarray) -> np.ndarray:
+    return pixels.view("<u4").reshape(pixels.shape[:2])
 
 
 def _clear_hidden(pixels: np.ndarray) -> None:
-    pixels[pixels[:, :, 3] == 0] = 0
+    words = _words(pixels)
+    np.copyto(words, 0, where=words < _ALPHA_1)
 
 
 def drop_alpha(pixels: np.ndarray) -> np.ndarray:
