@@ -47,7 +47,7 @@ STDIN_NAME = "stdin"
 # The keys of `summarize`, and of each entry of its "results" (Result.as_dict), in order.
 SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr")
 RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after", "k", "ratio", "psnr",
-                 "seconds")
+                 "seconds", "rdo")
 
 
 def image_suffixes() -> frozenset[str]:
@@ -85,13 +85,15 @@ class Result:
         return self.error is None
 
     def as_dict(self) -> dict[str, Any]:
-        """Keys RESULT_FIELDS; k, ratio and psnr are None for a failure, psnr also for a lossless file."""
+        """Keys RESULT_FIELDS; k, ratio and psnr are None for a failure, psnr also for a lossless file; rdo is
+        the strength a compressed file used (--rdo, or a target's choice), else None."""
         r = self.record or {}
         psnr = r.get("psnr")
         return {"input": str(self.job.source), "output": str(self.job.target), "ok": self.ok,
                 "error": self.error, "bytes_before": self.job.size, "bytes_after": self.bytes_after,
                 "k": r.get("k"), "ratio": r.get("ratio"),
-                "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds}
+                "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
+                "rdo": r.get("rdo")}
 
 
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:

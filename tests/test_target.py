@@ -1,4 +1,5 @@
 """--psnr / --max-bytes: kmq chooses K (and the rdo strength) to meet a target."""
+import json
 import math
 import re
 import warnings
@@ -176,9 +177,12 @@ def test_bulk_run_with_a_target(tmp_path, crop):
                                        "lzma", "--psnr", "28", "-o", str(tmp_path / "out") + "/", "-j", "1",
                                        "--summary", "json"])
     assert result.exit_code == 0, result.output
-    for name in ("a", "b"):
+    summary = json.loads(result.stdout)
+    for name, entry in zip(("a", "b"), summary["results"]):
         img = kmq.read(tmp_path / "out" / f"{name}.kmq")
         assert db(img) >= 28 and img.metadata["target"] == {"psnr": 28.0}
+        # what the target chose, for a script (second trial: only k was there)
+        assert (entry["k"], entry["rdo"]) == (img.k, img.metadata.get("rdo"))
 
 
 def test_an_output_that_exists_is_refused_before_the_search(image, monkeypatch):
