@@ -380,11 +380,12 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
 
 
 def suffix_for(fmt: str) -> str:
-    """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG"."""
-    fmt = writable_format(fmt)
-    suffixes = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
-    preferred = "." + fmt.lower()
-    return preferred if preferred in suffixes else suffixes[0]
+    """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG", and
+    the extension itself where fmt is one ("jpg" -> ".jpg", as the user typed it)."""
+    name = writable_format(fmt)
+    suffixes = [ext for ext, of in Image.registered_extensions().items() if of == name]
+    typed = "." + fmt.lower()
+    return typed if typed in suffixes else suffixes[0]
 
 
 def writable_format(name: str) -> str:

@@ -99,6 +99,7 @@ def test_decompress_plans_kmq_files_named_like_the_single_file_default(tmp_path,
 
 def test_suffix_for_a_format():
     assert batch.suffix_for("png") == ".png" and batch.suffix_for("JPEG") == ".jpeg"
+    assert batch.suffix_for("jpg") == ".jpg" and batch.suffix_for("TIF") == ".tif"  # an extension, as typed
     with pytest.raises(KmqError, match="unknown image format 'nope'"):
         batch.suffix_for("nope")
 
