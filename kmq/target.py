@@ -376,10 +376,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     lo, hi = _bracket(k_cap, ok, s.estimate, max_bytes, 16, coarse=_COARSE)
     if hi > k_cap:  # every K allowed fits
         return s.file(max(lo, 1))
-    # rdo at a K barely above hi (-k or the colours cap it) cannot pay for itself: rdo at hi, below, is the
-    # cheaper try (0.96 MP photo at 1.5 MB: 3 rdo runs at K = 65 536 over the budget, 4 s each).
-    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap) if 1 <= lo and _rdo_k(s, lo, _RDO_K, k_cap) >= _RDO_ROOM * hi \
-        else None
+    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
         return cand is not None and s.file(*cand).distortion < s.j(hi)
@@ -387,7 +384,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
     lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
     # (Not at a lossless hi: rdo has no J to spend there.)
-    if lo >= 1 and hi <= k_cap and _best_fitting(s, max_bytes)[1] == 0 and s.j(hi) > 0:
+    if _best_fitting(s, max_bytes)[1] == 0 and s.j(hi) > 0:
         # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
         # its plain one and lo's.
         _try_rdo(s, hi, _pct(math.sqrt(s.j(lo) / s.j(hi))))
@@ -500,6 +497,10 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
     the budget below hi's J would leave the plain K (logo cut out, 15 kB: K_r = 63 does not fit at hi's J,
     K = 40 with rdo 20 % fits at half that J, 44 dB against the plain K's 41.1)."""
     k = _rdo_k(s, lo, _RDO_K, k_cap)
+    if k < _RDO_ROOM * hi:
+        # rdo at a K barely above hi (-k or the colours cap it; lo = 0: none) cannot pay for itself: rdo at
+        # hi, below, is the cheaper try (0.96 MP photo at 1.5 MB: 3 rdo runs at K = 65 536 over the budget).
+        return None
     best, runs, share = _rdo_at(s, k, max_bytes, lo, hi, _RDO_STEPS, _RDO_SHARE)
     k_mid = round(math.sqrt(k * hi))
     # Only where the share of the plain bytes rdo reached at K_r would let a file fit below hi's J (it is no
