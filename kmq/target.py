@@ -754,7 +754,7 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
                 between = _beyond(s, k, max_bytes, goal)
                 if not between:
                     break  # a fourth run only between two that straddle the budget, or just beyond three near it
-            pct = between or pct
+            pct = min(MAX_RDO, between or pct)  # _beyond may step past the cap: the key must be what is made
             if not pred < _GAIN * j_best or pct <= 0 or any(
                     kk == k and abs(math.log(max(r, 1e-6) / pct)) < 0.02 for kk, r in s.sizes):
                 break
