@@ -256,6 +256,18 @@ def test_stdin_as_the_only_input_of_a_bulk_run(runner, tmp_path, rgb_small, comm
         np.testing.assert_array_equal(pixels_of(written), kmq.read(tmp_path / "a.kmq").decode())
 
 
+def test_stdin_in_a_summary_counts_the_bytes_it_held(runner, tmp_path, rgb_small):
+    # Its size is unknown until read: it was reported as 0 bytes before.
+    Image.fromarray(rgb_small).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    result = run(runner, "compress", "-", "-k", "4", "-o", tmp_path / "x.kmq", "--summary", "json", input=data)
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    written = (tmp_path / "x.kmq").stat().st_size
+    assert (summary["bytes_before"], summary["bytes_after"]) == (len(data), written)
+    assert [(r["bytes_before"], r["bytes_after"]) for r in summary["results"]] == [(len(data), written)]
+
+
 @pytest.mark.parametrize("summary", [[], ["--summary", "json"]])
 @pytest.mark.parametrize("command, source", [("compress", "a.png"), ("decompress", "a.kmq")])
 def test_an_output_folder_without_a_slash_is_refused_with_the_slash_suggested(runner, tmp_path, rgb_small,
