@@ -13,6 +13,10 @@ seed, so the bench sees the same pixels on every run.
   pasted as a grid over it: saturated graphics, hard edges, clipped channels.
 - ``detailed``: a mosaic of 1:1 crops of every sample (astronaut, ihc, coffee, chelsea, camera as grey), each
   flipped/rotated differently: high-frequency detail everywhere, no resampling blur.
+- ``phone`` (the speed bench's 12 MP series only, not its bulk tiles): ihc.png at 1200x900 with noise (sigma
+  14, seed 1), upscaled (Lanczos): grain of a few pixels, as a phone's denoised sensor noise; saved as a JPEG
+  (quality 90, 4:2:0) as a phone would: ~480 000 distinct colours once decoded. The tutorial's pipeline
+  decodes the same JPEG.
 """
 
 from __future__ import annotations
@@ -105,11 +109,28 @@ def logo_cutout() -> np.ndarray:
     return np.dstack([rgb, np.rint(alpha).astype(np.uint8)])
 
 
+def phone(w: int = W, h: int = H) -> Image.Image:
+    # Noise added at 0.3x the size, so that JPEG's quantization keeps it, as it keeps a phone's grain.
+    small = (max(1, w * 3 // 10), max(1, h * 3 // 10))
+    a = np.asarray(_sample("ihc").resize(small, Image.Resampling.LANCZOS)).astype(np.float32)
+    a += np.random.default_rng(1).normal(0.0, 14.0, a.shape).astype(np.float32)
+    noisy = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    return noisy.resize((w, h), Image.Resampling.LANCZOS)
+
+
 KINDS = {"astronaut": astronaut, "smooth": smooth, "noisy": noisy, "saturated": saturated,
          "detailed": detailed}
+# Written as JPEG by `make`: the 12 MP series holds them too (TWELVE_MP), the bulk tiles do not.
+JPEG_KINDS = {"phone": phone}
+TWELVE_MP = [*KINDS, *JPEG_KINDS]
 
 
 def make(kind: str, path: Path, w: int = W, h: int = H) -> Path:
-    """Write photo `kind` at w x h as a fast-to-decode PNG (compress_level 1); returns path."""
-    KINDS[kind](w, h).save(path, compress_level=1)
+    """Write photo `kind` at w x h as a fast-to-decode PNG (compress_level 1), or for a JPEG kind as a JPEG of
+    quality 90 named with .jpg; returns the path written."""
+    if kind in JPEG_KINDS:
+        path = path.with_suffix(".jpg")
+        JPEG_KINDS[kind](w, h).save(path, quality=90, subsampling=2)
+    else:
+        KINDS[kind](w, h).save(path, compress_level=1)
     return path
