@@ -1685,6 +1685,13 @@ _RESTART_ITER = 10
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
+# The restarts' stand-in (see `_thinned`): from this many bins on the restarts' level, its bins under this
+# share of the pixels merged. 12 MP JPEGs, K = 16: a noisy photo (16 781 bins) J +0.001 %, the saturated one
+# under noise (15 877) +0.01 %, a gradient under strong noise (12 987) the same J over six seeds. A gradient
+# under lighter noise (9 434 bins) ended +0.9 % at seed 0 (+0.13 % over six seeds: on a gradient the
+# restarts end 1 % apart whatever ranks them), so levels that small, where the restarts cost less, keep them.
+_THIN_FROM = 12000
+_THIN_SHARE = 1e-5
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -1786,23 +1793,52 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
 
 
 def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int, tol_abs: float,
-               near: float = 0.0, most: int = 1) -> list[tuple[np.ndarray, float, np.ndarray]]:
+               near: float = 0.0, most: int = 1, ranked: _Points | None = None
+               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """The runs of `_best_of_restarts`, each run to convergence as `_hamerly` returns it (centroids,
     inertia, labels): the best, then, up to `most` in all, those whose inertia after `_RESTART_ITER`
-    updates is within a factor 1 + near of the best's, in that order."""
+    updates is within a factor 1 + near of the best's, in that order.
+    ranked: fewer points standing for pts (its ``inverse`` maps each of pts to one of them, see `_thinned`)
+    on which the restarts are seeded and ranked; the chosen runs are still finished on pts."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
         labels = np.empty(pts.m, dtype=np.intp)
         return [_hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)]
-    seeds = _kmeanspp(pts, k, rng, restarts)
+    on = pts if ranked is None else ranked
+    seeds = _kmeanspp(on, k, rng, restarts)
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
-        early, j, _ = _lloyd_runs(pts, seeds, _PRUNE_AFTER, tol_abs)
+        early, j, _ = _lloyd_runs(on, seeds, _PRUNE_AFTER, tol_abs)
         seeds = early[np.sort(np.argsort(j, kind="stable")[: restarts // 2])]  # first order: ties as before
         budget -= _PRUNE_AFTER
-    cent, j, labels = _lloyd_runs(pts, seeds, budget, tol_abs)
+    cent, j, labels = _lloyd_runs(on, seeds, budget, tol_abs)
     order = np.argsort(j, kind="stable")  # a tie keeps the earlier run first
     chosen = [int(i) for i in order[:most] if j[i] <= j[order[0]] * (1 + near)]
+    if ranked is not None:  # each point of pts starts from the label of the one that stood for it
+        labels = labels[:, ranked.inverse]
     return [_hamerly(pts, cent[i], max_iter, tol_abs, labels[i]) for i in chosen]
+
+
+def _thinned(level: _Points) -> _Points | None:
+    """The restarts' stand-in for a large RGB histogram level (over `_THIN_FROM` bins): its bins holding
+    under `_THIN_SHARE` of the pixels merged by 4-bit cell (weighted mean, summed weight), the others kept;
+    ``inverse`` maps each bin of the level to its stand-in. None where that would not halve the work.
+
+    A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
+    of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
+    bins that light barely move either. The chosen runs are then finished on every bin."""
+    if level.m <= _THIN_FROM or level.x.shape[1] != 3:
+        return None
+    sparse = level.w < _THIN_SHARE * level.w.sum()
+    ids = np.arange(level.m)
+    # A 5-bit bin's mean lies inside the bin, so its 4-bit cell is that of its mean, rounded down.
+    cell = np.minimum(level.x[sparse] // 16, 15).astype(np.intp)
+    ids[sparse] = level.m + ((cell[:, 0] << 8) | (cell[:, 1] << 4) | cell[:, 2])
+    inverse, _, w, wx = _histogram(ids, level.w, np.stack(level.wx, axis=1))
+    if w.shape[0] * 4 > level.m * 3:
+        return None
+    thin = _Points(wx / w[:, None], w)
+    thin.inverse = inverse
+    return thin
 
 
 def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -1972,7 +2008,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     Lloyd. With many distinct colours (over 20 000, or over 2**20 colours x centroids) the restarts run on
     a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
     5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
-    there are colours. That costs little and lands near the optimum; Lloyd then continues on the finer
+    there are colours (RGB from 12 000 bins, as in a noisy photo: seeded and ranked on a stand-in with the
+    light bins merged, see `_thinned`). That costs little and lands near the optimum; Lloyd then continues on the finer
     6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
     `_RELAXED_ITER` over-relaxed ones (see `_hamerly`), and none above 500 000 colours,
@@ -2070,7 +2107,7 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     fine enough for k and coarse enough to save work over the m colours themselves.
 
     The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
-    colours. A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at K=256)
+    colours (seeded and ranked on its `_thinned` stand-in where it has one). A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at K=256)
     used to fall back to restarts on every colour, 4 s instead of 0.3.
 
     With one run (large k) and the colours' own Lloyd to follow (colours_follow), every histogram level only
@@ -2087,7 +2124,8 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     # Restarts that tie on the coarse level can end apart by more than the coarse level shows (chelsea
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
     # scikit-learn's J), so near ties all climb and the finest level decides.
-    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, _TIE_NEAR, _TIE_RUNS)
+    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, _TIE_NEAR, _TIE_RUNS,
+                      _thinned(coarse) if restarts > 1 else None)
     # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
     # starts from the labels of the bin its points fell in one level up.
     finer_levels = list(itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:]))

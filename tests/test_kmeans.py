@@ -797,3 +797,39 @@ def test_a_guess_is_asked_for_only_where_nearest_uses_it():
     assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
     assert not km.takes_guess((1 << 18) + 1, 3, 256)   # cells of the colour cube
     assert not km.takes_guess(65_536, 1, 256) and not km.takes_guess(65_536, 4, 256)
+
+
+def test_thinned_merges_the_light_bins_by_4_bit_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(km, "_THIN_FROM", 3)
+    monkeypatch.setattr(km, "_THIN_SHARE", 0.1)  # under 16.2 of the 162 pixels: light
+    x = np.array([[4, 4, 4], [3, 3, 3], [12, 12, 12], [200, 20, 20], [100, 100, 100], [5, 9, 14]], np.float64)
+    w = np.array([100, 1, 3, 2, 50, 6], np.float64)
+    thin = km._thinned(km._Points(x, w))
+    # The heavy bins first, in order; then the light ones by 4-bit cell: (0,0,0) holds 1, 2 and 5; (12,1,1) 3.
+    assert thin.inverse.tolist() == [0, 2, 2, 3, 1, 2]
+    assert thin.w.tolist() == [100, 50, 10, 2]
+    merged = (np.array([3, 3, 3]) * 1 + np.array([12, 12, 12]) * 3 + np.array([5, 9, 14]) * 6) / 10
+    np.testing.assert_allclose(thin.x, [[4, 4, 4], [100, 100, 100], merged, [200, 20, 20]], rtol=1e-15)
+    # Not at or below _THIN_FROM bins, nor with 4 channels, nor where fewer than a quarter of the bins go.
+    assert km._thinned(km._Points(x[:3], w[:3])) is None
+    assert km._thinned(km._Points(np.hstack([x, x[:, :1]]), w)) is None
+    assert km._thinned(km._Points(x, np.full(6, 10.0))) is None
+
+
+def test_thinned_restarts_are_finished_on_every_bin_and_end_near(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rule made to fire on a small noisy case: two thirds of its 10 882 5-bit bins are light.
+    colors, counts = photo_like(2)
+    k = 16
+    whole = km.fit(colors, counts, k, seed=0)
+    monkeypatch.setattr(km, "_THIN_FROM", 4096)
+    monkeypatch.setattr(km, "_THIN_SHARE", 1e-4)
+    thinned, finished = [], []
+    real_thinned, real_hamerly = km._thinned, km._hamerly
+    monkeypatch.setattr(km, "_thinned", lambda level: thinned.append(real_thinned(level)) or thinned[-1])
+    monkeypatch.setattr(km, "_hamerly", lambda pts, *a, **kw: finished.append(pts.m) or real_hamerly(pts, *a, **kw))
+    thin = km.fit(colors, counts, k, seed=0)
+    coarse = km._coarse(colors, counts, km._COARSE_BITS)
+    assert thinned[0] is not None and thinned[0].m < 0.6 * coarse.m
+    assert finished[0] == coarse.m  # the chosen run finished on the whole level, not its stand-in
+    assert np.array_equal(thin, km.fit(colors, counts, k, seed=0))
+    assert weighted_j(colors, counts, thin) <= 1.005 * weighted_j(colors, counts, whole)
