@@ -79,19 +79,27 @@ def _worker(name: str, image: str, k: int, out: str) -> None:
         method = Image.Quantize.MEDIANCUT if name == "mediancut" else Image.Quantize.FASTOCTREE
         rgb.quantize(colors=k, method=method, dither=Image.Dither.NONE).save(out, compress_level=PNG_LEVEL)
     elif name == "inproc":
-        # K-Means of one small photo in process (no start-up, no decode): the best of 5 per K.
+        # K-Means of small photos in process (no start-up, no decode): the best of 5 per tile and K. The tiles:
+        # IMAGE (the 256x256 astronaut) and the centre 256x256 of each kind made at 1024x768, as make_bulk cuts
+        # them, since one photo's time said little of another's (noise: twice the astronaut's).
         import kmq
+        from kmq import kmeans
 
+        tiles = {"astronaut 256x256": np.asarray(Image.open(image))}
+        for kind, make in photos.KINDS.items():
+            tiles[f"{kind} centre"] = np.asarray(make(1024, 768).crop((384, 256, 640, 512)))
         # Its CPU time too (least of the 5): on a shared machine the wall time also counts other jobs' turns.
-        pixels = np.asarray(Image.open(image))
-        times: dict[str, dict[int, float]] = {"wall": {}, "cpu": {}}
-        for kk in (16, 64, 256):
-            wall = cpu = math.inf
-            for _ in range(5):
-                t, c = time.perf_counter(), time.process_time()
-                kmq.compress(pixels, k=kk)
-                wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
-            times["wall"][kk], times["cpu"][kk] = wall, cpu
+        times: dict[str, dict] = {}
+        for label, pixels in tiles.items():
+            row: dict = {"colours": len(kmeans.distinct(pixels.reshape(-1, 3)).counts), "wall": {}, "cpu": {}}
+            for kk in (16, 64, 256):
+                wall = cpu = math.inf
+                for _ in range(5):
+                    t, c = time.perf_counter(), time.process_time()
+                    kmq.compress(pixels, k=kk)
+                    wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
+                row["wall"][kk], row["cpu"][kk] = wall, cpu
+            times[label] = row
         print(json.dumps(times))
     elif name == "rgba":
         # kmq.compress of an image in process, alpha kept or dropped (out = "rgb" | "rgba"): time and J.
@@ -486,13 +494,21 @@ def report_bulk(bulk: dict, inproc: dict, have_pngquant: bool, targets: list) ->
                         f"({fmt_t(q['time'])} vs {fmt_t(p['time'])})", "goal: 1x", ratio <= 2))
         targets.append((f"Bulk 48 x 256x256, K={k}: J below pngquant's", f"mean {qj:.2f} vs {pj:.2f}; "
                         f"lower on {wins}/48", "", qj < pj))
-    out += ["", "In process, K-Means of one 256x256 photo (astronaut resampled, `kmq.compress` on the pixels, "
-                "best of 5; in brackets the least CPU time of the 5): "
-                + ", ".join(f"K = {k}: {float(v):.3f} s ({float(inproc['cpu'][k]):.3f} s)"
-                            for k, v in inproc["wall"].items()) + ".", ""]
-    t256, c256 = float(inproc["wall"]["256"]), float(inproc["cpu"]["256"])
-    targets.append(("K-Means of a 65,536-pixel photo at K=256 ≤ 0.1 s in process", f"{t256:.3f} s",
-                    f"CPU time {c256:.3f} s", t256 <= 0.1))
+    out += ["", "In process, K-Means of a 256x256 photo (`kmq.compress` on the pixels, best of 5 per tile and K; in "
+                "brackets the least CPU time of the 5): the astronaut resampled, and the centre 256x256 of each "
+                "kind made at 1024x768 (as the bulk tiles are cut).", "",
+            "| tile | colours | K = 16 | K = 64 | K = 256 |", "|---|---:|---:|---:|---:|"]
+    for label, row in inproc.items():
+        out.append(f"| {label} | {row['colours']:,} | "
+                   + " | ".join(f"{float(v):.3f} s ({float(row['cpu'][k]):.3f} s)" for k, v in row["wall"].items())
+                   + " |")
+    # The target on the slowest tile, by CPU time: the wall time on this shared machine also counts other jobs.
+    worst = max(inproc, key=lambda label: float(inproc[label]["cpu"]["256"]))
+    t256, c256 = float(inproc[worst]["wall"]["256"]), float(inproc[worst]["cpu"]["256"])
+    out.append("")
+    targets.append(("K-Means of a 65,536-pixel photo at K=256 ≤ 0.1 s in process",
+                    f"{t256:.3f} s, the slowest of {len(inproc)} tiles ({worst})",
+                    f"CPU time {c256:.3f} s (judged on it: the wall time counts other jobs)", c256 <= 0.1))
     return out
 
 
