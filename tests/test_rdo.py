@@ -186,6 +186,32 @@ def test_rdo_that_keeps_the_nearest_labels_writes_the_plain_file_byte_for_byte()
     assert img.to_bytes() == plain.to_bytes()
 
 
+@pytest.mark.parametrize("codec", ["lzma", "ctx"])
+def test_rdo_never_writes_a_larger_file_than_plain(codec):
+    """rdo judged only ctx's payload: on this gradient it saved 2 bytes of it and cost 10 of metadata (ctx 259
+    bytes against 257, lzma 454 against 446), each at a higher J. The plain file is written instead."""
+    y, x = np.mgrid[0:120, 0:160]
+    pixels = np.dstack([x * 255 // 159, y * 255 // 119, (x + y) * 255 // 278]).astype(np.uint8)
+    plain = kmq.compress(pixels, 8, codec=codec)
+    assert kmq.compress(pixels, 8, codec=codec, rdo=2).to_bytes() == plain.to_bytes()
+
+
+def test_rdo_with_lzma_is_judged_on_a_band_through_the_middle_of_a_large_image(monkeypatch):
+    # Above api._JUDGED pixels (lowered here) only a band of _JUDGED pixels is encoded. Outside it, rdo's
+    # labels here are all 0 (far smaller whole), inside the same as plain's, at a higher J: judged on the band,
+    # the payloads tie and the higher J loses; judged whole, rdo's would win.
+    monkeypatch.setattr(kmq.api, "_JUDGED", 40 * 10)
+    labels = np.random.default_rng(0).integers(0, 8, (40, 40)).astype(np.uint16)
+    moved_labels = np.zeros_like(labels)
+    moved_labels[15:25] = labels[15:25]  # the band: (40 - 10) // 2 = 15 .. 25
+    palette = np.arange(24, dtype=np.uint8).reshape(8, 3)
+    plain = kmq.KmqImage(palette, labels, {"distortion": 1.0, "seed": 0}, "lzma")
+    moved = kmq.KmqImage(palette, moved_labels, {"distortion": 1.01, "seed": 0, "rdo": 2.0}, "lzma")
+    assert not kmq.api._smaller(moved, plain)
+    monkeypatch.setattr(kmq.api, "_JUDGED", 40 * 40)  # whole
+    assert kmq.api._smaller(moved, plain)
+
+
 def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float,
                  todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
