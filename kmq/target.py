@@ -761,6 +761,11 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
             cands.add(ctx.RANKED_K_MAX)
         if math.log(max_bytes) - math.log(s.estimate(*best)) < _CLOSE:
             cands.discard(k_b)
+        if s.codec == "ctx" and k_b <= ctx.RANKED_K_MAX:
+            # nor past it from below, as _rdo_k: escapes nearly double the plain bytes there, and a fit
+            # above it costs several plain compresses at the best's K (a noisy photo at 30 kB: K = 512
+            # cost 4.7 and its rdo file did not fit)
+            cands = {k for k in cands if k <= ctx.RANKED_K_MAX}
         cands = {k for k in cands if k not in tried and k <= s.k_hi and not _barren(s, k)}
         if not cands:
             return
