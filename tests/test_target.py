@@ -12,6 +12,7 @@ from PIL import Image
 
 import kmq
 from conftest import assert_compress_usage_error
+from kmq import target
 from kmq.cli import ByteSize, main
 from kmq.stats import psnr as psnr_of
 
@@ -218,8 +219,8 @@ def counted(monkeypatch):
 
 
 # psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K); a byte
-# budget's search over (K, rdo) adds at most 4 K and 4 rdo runs at each.
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9 + 4, 3 + 4 * 4)])
+# budget's search over (K, rdo) adds at most 4 K, and the whole search makes at most _RUNS_MAX rdo runs.
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9 + 4, target._RUNS_MAX)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
@@ -374,6 +375,28 @@ def test_a_larger_budget_is_not_worse_where_the_search_stopped_at_a_small_k() ->
 def test_rdo_is_asked_for_j_from_how_its_runs_landed(runs, added, asked):
     from kmq.target import _ask_from
     assert _ask_from(runs, added) == pytest.approx(asked)
+
+
+@pytest.mark.parametrize("runs, expected", [
+    # 2 % and 8 % straddle 1000 bytes (log 1100, log 950): the line in (log strength, log bytes) meets the goal
+    ([(2.0, math.log(1100)), (8.0, math.log(950))], 2 * 4 ** (math.log(1100 / 990) / math.log(1100 / 950))),
+    # 8 % fell off a cliff to 500 bytes: the line would aim next to 2 % again; the middle in log strength
+    ([(2.0, math.log(1100)), (8.0, math.log(500))], 4.0),
+    ([(2.0, math.log(1100)), (8.0, math.log(1050))], 0.0),  # nothing under the budget: nothing between
+])
+def test_rdo_between_two_runs_that_straddle_the_budget(runs, expected):
+    assert target._between_runs(runs, 1000, math.log(990)) == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_larger_budget_never_gives_a_worse_file(samples):
+    # A budget ladder on a camera crop: with at most 10 rdo runs, 3,400 bytes gave 32.95 dB (K = 20, after
+    # 4 runs there) where 3,200 gave 33.42 (K = 13); the search may not trade a larger budget's file for cost.
+    with Image.open(samples / "camera.png") as im:
+        grey = np.asarray(im.crop((150, 100, 350, 250)))
+    ladder = [kmq.compress_to(grey, max_bytes=b, codec="ctx") for b in (2800, 3200, 3400, 3600)]
+    assert all(len(img.to_bytes()) <= b for img, b in zip(ladder, (2800, 3200, 3400, 3600)))
+    dbs = [db(img) for img in ladder]
+    assert dbs == sorted(dbs) and dbs[0] > 31
 
 
 def test_three_near_misses_from_above_get_a_fourth_run_beyond_them(samples):
