@@ -31,10 +31,15 @@ BITS = 6
 # the bins fit needs (`min_bins`). Below, the distinct colours are often under kmeans._POLISH_MAX, where fit
 # also polishes on them (640x427 photo: J 0.05 % lower than from the histogram, 200x200 noise 0.8 %).
 FROM = 1 << 20
-# Up to this k the pixels of bins not labelled whole go through `kmeans._nearest_pairs` (12 MP photo, K = 64:
-# 21 % of its pixels, 1.0 s). Above, `kmeans.nearest`'s cells: labelling 43 % of the pixels at K = 256 took
-# longer (4.4 s) than labelling the 4.5 M distinct colours, and the fit costs the same either way.
-K_MAX = 64
+# Up to this k (below kmeans._LARGE_K, where fit turns to a split and k-d trees). The pixels of bins not
+# labelled whole measure only the entries that can be nearest to some value of their bin's cell.
+K_MAX = kmeans._LARGE_K - 1
+# Up to this k the fit is `kmeans.fit`'s on the exact path, bit for bit. Above, with fewer restarts, its
+# Lloyd on the 6-bit level runs to tol (12 MP photo under a vignette at K = 256: 2.9 s of CPU, twice the
+# whole RGB compress), so that level ends with a few over-relaxed updates instead, as fit's polish of the
+# colours does with one run (`kmeans._RELAXED_ITER`).
+EXACT_FIT_MAX = 64
+_FINISH = (kmeans._RELAXED_ITER, kmeans._RELAX)
 # Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
 _CHUNK = 1 << 16
 # About 2**this pixels are sampled before the passes over all of them (see `Histogram`): enough to see the
@@ -87,7 +92,8 @@ class Histogram:
         step = max(1, n >> _SAMPLE_BITS)
         sample = pixels[::step].view(">u2").reshape(-1, 2)
         seen[(np.take(_FIRST, sample[:, 0]) | np.take(_LAST, sample[:, 1])).astype(np.intp)] = True
-        if min_bins and np.count_nonzero(seen) < min_bins:
+        # Above 2**16 bins asked for, a sample sees too few of them to judge: only that far.
+        if min_bins and np.count_nonzero(seen) < min(min_bins, 1 << 16):
             self.bins, self.ids = None, None
             return
 
@@ -170,18 +176,38 @@ def min_bins(k: int) -> int:
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`)."""
     return kmeans.fit_histogram(hist.ids, hist.counts, hist.sums, BITS, k, variance=hist.variance(), seed=seed,
-                                max_iter=max_iter, tol=tol)
+                                max_iter=max_iter, tol=tol, last=_FINISH if k > EXACT_FIT_MAX else None)
 
 
-def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
-    """(B,) uint16: the entry nearer than every other to every value of each bin's cell, or `_LABEL_NONE`.
+class _Candidates:
+    """Per bin of a histogram, the palette entries that can be nearest to some value of its cell.
+
+    per_bin (B,) uint16: the one entry of a bin whose every value it is nearest to, or `_LABEL_NONE`.
+    For the other bins: their class (the narrowest of `_WIDTHS` their candidates fit, or len(_WIDTHS) when
+    more, left to `kmeans.nearest`) and their row in that class's table (rows, W) uint16 of candidates
+    ascending, padded with the last one (a copy never wins a tie from an earlier entry, and is the same
+    entry anyway)."""
+
+    def __init__(self, per_bin: np.ndarray, klass: np.ndarray, row: np.ndarray, tables: list[np.ndarray]) -> None:
+        self.per_bin, self.klass, self.row, self.tables = per_bin, klass, row, tables
+
+
+# Widths of the candidate tables: a pixel of a bin not labelled whole measures only its bin's candidates,
+# as many as the narrowest width they fit (12 MP photo under a vignette at K = 256: 2 to 8 for most).
+_WIDTHS = (2, 4, 8, 16, 32)
+
+
+def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
+    """The entries that can be nearest to each bin's cell (see `_Candidates`).
 
     A cell spans 4 values per channel: per entry, the greatest squared distance from the cell to it and the
     least. An entry whose greatest is below every other entry's least is strictly the nearest for each of
-    the cell's colours (no tie to break). The sums come from tables over a cell's first two channels and
-    its last two (its key's 12-bit halves), entries x bins so that the reductions run across rows (numpy
-    reduces short rows slowly); each greatest distance carries its entry's index in its low bits, so one
-    minimum gives both the least greatest distance and its entry. Sums stay below 4 x 255^2 x 2**9 < 2**31.
+    the cell's colours (no tie to break); otherwise the candidates are the entries whose least is at most
+    the least greatest (any other is farther than that entry from every value of the cell). The sums come
+    from tables over a cell's first two channels and its last two (its key's 12-bit halves), entries x bins
+    so that the reductions run across rows (numpy reduces short rows slowly); each greatest distance
+    carries its entry's index in its low bits, so one minimum gives both the least greatest distance and
+    its entry. Sums stay below 4 x 255^2 x 2**(shift) < 2**31 (k <= 2**12).
     """
     k = palette.shape[0]
     shift = max(1, (k - 1).bit_length())
@@ -201,7 +227,9 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
     greatest = [pairs(far, 0) << shift, pairs(far, 2) << shift]
     greatest[0] += np.arange(k, dtype=np.int32)[:, None]
     half = 2 * BITS
-    out = np.empty(hist.bins, dtype=np.uint16)
+    per_bin = np.empty(hist.bins, dtype=np.uint16)
+    many = np.empty(hist.bins, dtype=np.int32)  # each bin's number of candidates
+    found = []  # (bin, entry) of the bins not labelled whole, by bin then entry
     step = max(1, kmeans._BLOCK // k)
     for s in range(0, hist.bins, step):
         ids = hist.ids[s:s + step]
@@ -212,9 +240,57 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
         d = np.take(least[0], first, axis=1)
         d += np.take(least[1], last, axis=1)
         # The entry's own least is at most its greatest: alone at or below it means every other is above.
-        alone = np.count_nonzero(d <= (best >> shift), axis=0) == 1
-        out[s:s + step] = np.where(alone, best & ((1 << shift) - 1), _LABEL_NONE)
-    return out
+        can = d <= (best >> shift)
+        count = np.count_nonzero(can, axis=0)
+        many[s:s + step] = count
+        per_bin[s:s + step] = np.where(count == 1, best & ((1 << shift) - 1), _LABEL_NONE)
+        shared = np.flatnonzero(count > 1)
+        if shared.size:
+            b, e = np.nonzero(can[:, shared].T)
+            found.append((s + shared[b], e.astype(np.uint16)))
+    bins = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.intp)
+    entries = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.uint16)
+    klass = np.full(hist.bins, len(_WIDTHS), dtype=np.uint8)
+    row = np.zeros(hist.bins, dtype=np.int32)
+    starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else np.empty(0, np.intp)
+    owners = bins[starts]
+    counts = many[owners]
+    tables = []
+    for c, width in enumerate(_WIDTHS):
+        mine = np.flatnonzero((counts <= width) & (counts > (_WIDTHS[c - 1] if c else 1)))
+        klass[owners[mine]] = c
+        row[owners[mine]] = np.arange(mine.size, dtype=np.int32)
+        at = starts[mine, None] + np.minimum(np.arange(width), counts[mine, None] - 1)
+        tables.append(entries[at])
+    return _Candidates(per_bin, klass, row, tables)
+
+
+def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,
+                   palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the (M, 4) pixels, each of whose bins (index, (M,)) has its candidates at `row` of `table`: the
+    nearest candidate (ties to the lower entry) and its squared distance, int64."""
+    m = pixels.shape[0]
+    labels = np.empty(m, dtype=np.uint16)
+    dist = np.empty(m, dtype=np.int64)
+    pal = [palette[:, c].astype(np.int32) for c in range(4)]
+    step = max(1, _CHUNK // table.shape[1] * 4)
+
+    def part(start: int, stop: int) -> None:
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            cand = table[np.take(row, index[s:e])]  # (n, W) entries
+            d = None
+            for c in range(4):
+                diff = np.take(pal[c], cand)
+                diff -= pixels[s:e, c, None]
+                diff *= diff
+                d = diff if d is None else d.__iadd__(diff)
+            at = d.argmin(axis=1)
+            labels[s:e] = np.take_along_axis(cand, at[:, None], 1)[:, 0]
+            dist[s:e] = np.take_along_axis(d, at[:, None], 1)[:, 0]
+
+    parallel.map_parts(part, m, table.shape[1])
+    return labels, dist
 
 
 def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -222,11 +298,13 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
 
     Returns (labels (N,) uint16, pixels per entry (K,) int64, the sum over pixels of the squared distance
     to their entry, exact). For the bins labelled whole, their counts and sums per entry give that sum
-    without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p.
+    without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p. The other pixels
+    measure only their bin's candidates.
     """
     k = palette.shape[0]
     n = pixels.shape[0]
-    per_bin = _bin_labels(hist, palette)
+    cands = _bin_labels(hist, palette)
+    per_bin = cands.per_bin
     whole = np.flatnonzero(per_bin != _LABEL_NONE)
     lab = per_bin[whole].astype(np.intp)
     # Integers below 2**53 summed as doubles: exact.
@@ -247,12 +325,22 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     squares = sum(hist.square_sums)  # of the pixels of whole bins, once those of the others are taken off
     err = squares - 2 * int((p * sums.astype(np.int64)).sum()) + int((count * (p * p).sum(axis=1)).sum())
     if rest.size:
-        points = pixels[rest]
-        one, dist = kmeans.nearest(points, palette)
-        labels[rest] = one
-        flat = points.reshape(-1).astype(np.int64)
-        err += int(dist.sum()) - int(flat @ flat)
-        count += np.bincount(one, minlength=k)
+        index = hist.index[rest]
+        klass = np.take(cands.klass, index)
+        for c in range(len(_WIDTHS) + 1):
+            mine = np.flatnonzero(klass == c)
+            if not mine.size:
+                continue
+            at = rest[mine]
+            points = pixels[at]
+            if c < len(_WIDTHS):
+                one, dist = _nearest_among(points, index[mine], cands.tables[c], cands.row, palette)
+            else:
+                one, dist = kmeans.nearest(points, palette)
+            labels[at] = one
+            flat = points.reshape(-1).astype(np.int64)
+            err += int(dist.sum()) - int(flat @ flat)
+            count += np.bincount(one, minlength=k)
     return labels, count, err
 
 
