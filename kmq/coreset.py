@@ -188,7 +188,7 @@ class _Candidates:
 
     per_bin (B,) uint16: the one entry of a bin whose every value it is nearest to, or `_LABEL_NONE`.
     For the other bins: their class (the narrowest of `_WIDTHS` their candidates fit, or len(_WIDTHS) when
-    more, left to `kmeans.nearest`) and their row in that class's table (rows, W) uint16 of candidates
+    more, left to `kmeans.nearest`; whole bins have that class too) and their row in that class's table (rows, W) uint16 of candidates
     ascending, padded with the last one (a copy never wins a tie from an earlier entry, and is the same
     entry anyway)."""
 
@@ -232,7 +232,7 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
     greatest[0] += np.arange(k, dtype=np.int32)[:, None]
     half = 2 * BITS
     per_bin = np.empty(hist.bins, dtype=np.uint16)
-    many = np.empty(hist.bins, dtype=np.int32)  # each bin's number of candidates
+    ncand = np.empty(hist.bins, dtype=np.int32)  # each bin's number of candidates
     found = []  # (bin, entry) of the bins not labelled whole, by bin then entry
     step = max(1, kmeans._BLOCK // k)
     for s in range(0, hist.bins, step):
@@ -246,7 +246,7 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
         # The entry's own least is at most its greatest: alone at or below it means every other is above.
         can = d <= (best >> shift)
         count = np.count_nonzero(can, axis=0)
-        many[s:s + step] = count
+        ncand[s:s + step] = count
         per_bin[s:s + step] = np.where(count == 1, best & ((1 << shift) - 1), _LABEL_NONE)
         shared = np.flatnonzero(count > 1)
         if shared.size:
@@ -258,7 +258,7 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
     row = np.zeros(hist.bins, dtype=np.int32)
     starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else np.empty(0, np.intp)
     owners = bins[starts]
-    counts = many[owners]
+    counts = ncand[owners]
     tables = []
     for c, width in enumerate(_WIDTHS):
         mine = np.flatnonzero((counts <= width) & (counts > (_WIDTHS[c - 1] if c else 1)))
@@ -277,18 +277,18 @@ def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row
     labels = np.empty(m, dtype=np.uint16)
     dist = np.empty(m, dtype=np.int64)
     pal = [palette[:, c].astype(np.int32) for c in range(4)]
-    step = max(1, _CHUNK // table.shape[1] * 4)
+    step = max(1, 4 * _CHUNK // table.shape[1])  # 2**18 distances a chunk
 
     def part(start: int, stop: int) -> None:
         for s in range(start, stop, step):
             e = min(s + step, stop)
             cand = table[np.take(row, index[s:e])]  # (n, W) entries
-            d = None
+            d = np.zeros(cand.shape, dtype=np.int32)
             for c in range(4):
                 diff = np.take(pal[c], cand)
                 diff -= pixels[s:e, c, None]
                 diff *= diff
-                d = diff if d is None else d.__iadd__(diff)
+                d += diff
             at = d.argmin(axis=1)
             labels[s:e] = np.take_along_axis(cand, at[:, None], 1)[:, 0]
             dist[s:e] = np.take_along_axis(d, at[:, None], 1)[:, 0]
