@@ -271,34 +271,20 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
 
 
 def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,
-                   palette: np.ndarray) -> tuple[np.ndarray, int]:
+                   norms: np.ndarray, twice: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """For the (M, 4) pixels, each of whose bins (index, (M,)) has its candidates at `row` of `table`: the
     nearest candidate (ties to the lower entry), and the sum over the pixels of their squared distance to
-    it less their squared norm. Each candidate p is measured as |p|^2 - 2 x . p, which orders the entries
-    as |x - p|^2 does and needs no (M, 4) int64 copy of the pixels to take |x|^2 off afterwards."""
-    m = pixels.shape[0]
-    labels = np.empty(m, dtype=np.uint16)
-    p = palette.astype(np.int32)
-    norms = (p * p).sum(axis=1)
-    twice = [2 * p[:, c] for c in range(4)]
-    step = max(1, 4 * _CHUNK // table.shape[1])  # 2**18 distances a chunk
-
-    def part(start: int, stop: int) -> int:
-        total = 0
-        for s in range(start, stop, step):
-            e = min(s + step, stop)
-            cand = table[np.take(row, index[s:e])]  # (n, W) entries
-            d = np.take(norms, cand)
-            for c in range(4):
-                dot = np.take(twice[c], cand)
-                dot *= pixels[s:e, c, None]
-                d -= dot
-            at = d.argmin(axis=1)[:, None]
-            labels[s:e] = np.take_along_axis(cand, at, 1)[:, 0]
-            total += int(np.take_along_axis(d, at, 1).sum(dtype=np.int64))
-        return total
-
-    return labels, sum(parallel.map_parts(part, m, table.shape[1]))
+    it less their squared norm. Each candidate p is measured as |p|^2 - 2 x . p (norms, and twice each
+    channel of the palette), which orders the entries as |x - p|^2 does and needs no int64 copy of the
+    pixels to take |x|^2 off afterwards."""
+    cand = table[np.take(row, index)]  # (M, W) entries
+    d = np.take(norms, cand)
+    for c in range(4):
+        dot = np.take(twice[c], cand)
+        dot *= pixels[:, c, None]
+        d -= dot
+    at = d.argmin(axis=1)[:, None]
+    return np.take_along_axis(cand, at, 1)[:, 0], int(np.take_along_axis(d, at, 1).sum(dtype=np.int64))
 
 
 def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -307,7 +293,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     Returns (labels (N,) uint16, pixels per entry (K,) int64, the sum over pixels of the squared distance
     to their entry, exact). For the bins labelled whole, their counts and sums per entry give that sum
     without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p. The other pixels
-    measure only their bin's candidates.
+    measure only their bin's candidates, a chunk at a time in the same pass.
     """
     k = palette.shape[0]
     n = pixels.shape[0]
@@ -319,37 +305,49 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     count = np.bincount(lab, weights=hist.counts[whole], minlength=k).astype(np.int64)
     sums = np.stack([np.bincount(lab, weights=hist.sums[whole, c], minlength=k) for c in range(4)], 1)
     labels = np.empty(n, dtype=np.uint16)
+    p = palette.astype(np.int32)
+    norms = (p * p).sum(axis=1)
+    twice = [2 * p[:, c] for c in range(4)]
+    widths = len(_WIDTHS)
 
-    def spread(start: int, stop: int) -> np.ndarray:
-        rest = []
+    def part(start: int, stop: int) -> tuple[np.ndarray, int, np.ndarray]:
+        counts = np.zeros(k, dtype=np.int64)
+        excess = 0
+        many = []  # pixels of bins with more candidates than the widest table: kmeans.nearest, at the end
         for s in range(start, stop, _CHUNK):
             e = min(s + _CHUNK, stop)
             np.take(per_bin, hist.index[s:e], out=labels[s:e])
-            rest.append(s + np.flatnonzero(labels[s:e] == _LABEL_NONE))
-        return np.concatenate(rest)
-
-    rest = np.concatenate(parallel.map_parts(spread, n))  # in pixel order, whatever the threads
-    p = palette.astype(np.int64)
-    squares = sum(hist.square_sums)  # of the pixels of whole bins, once those of the others are taken off
-    err = squares - 2 * int((p * sums.astype(np.int64)).sum()) + int((count * (p * p).sum(axis=1)).sum())
-    if rest.size:
-        index = hist.index[rest]
-        klass = np.take(cands.klass, index)
-        for c in range(len(_WIDTHS) + 1):
-            mine = np.flatnonzero(klass == c)
-            if not mine.size:
+            rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
+            if not rest.size:
                 continue
-            at = rest[mine]
-            points = pixels[at]
-            if c < len(_WIDTHS):
-                one, excess = _nearest_among(points, index[mine], cands.tables[c], cands.row, palette)
-            else:
-                one, dist = kmeans.nearest(points, palette)
-                flat = points.reshape(-1).astype(np.int64)
-                excess = int(dist.sum()) - int(flat @ flat)
-            labels[at] = one
-            err += excess
-            count += np.bincount(one, minlength=k)
+            index = hist.index[rest]
+            klass = np.take(cands.klass, index)
+            for c in np.flatnonzero(np.bincount(klass, minlength=widths + 1)).tolist():
+                mine = np.flatnonzero(klass == c)
+                if c == widths:
+                    many.append(rest[mine])
+                    continue
+                at = rest[mine]
+                one, more = _nearest_among(pixels[at], index[mine], cands.tables[c], cands.row, norms, twice)
+                labels[at] = one
+                excess += more
+                counts += np.bincount(one, minlength=k)
+        return counts, excess, np.concatenate(many) if many else np.empty(0, np.intp)
+
+    parts = parallel.map_parts(part, n)
+    pv = palette.astype(np.int64)
+    # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
+    err = (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())
+           + int((count * (pv * pv).sum(axis=1)).sum()) + sum(q[1] for q in parts))
+    count += functools.reduce(np.add, [q[0] for q in parts])
+    at = np.concatenate([q[2] for q in parts])
+    if at.size:
+        points = pixels[at]
+        one, dist = kmeans.nearest(points, palette)
+        labels[at] = one
+        flat = points.reshape(-1).astype(np.int64)
+        err += int(dist.sum()) - int(flat @ flat)
+        count += np.bincount(one, minlength=k)
     return labels, count, err
 
 
