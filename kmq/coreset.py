@@ -8,11 +8,13 @@ colours `kmeans.fit` never looks at the colours themselves, only at their histog
 per channel when that one has `_FINE_ENOUGH` bins per centroid. That histogram is made here straight from
 the pixels: 6 bits of each channel are a 24-bit key, numbered through a table over the key space as RGB
 colours are (`kmeans._BitRank`), and each bin's exact pixel count and channel sums come from bincounts.
-`kmeans.fit_histogram` then runs fit's own steps on it, so the palette is the one the exact path finds
-whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over twice the bins).
+`kmeans.fit_histogram` then runs fit's own steps on it, so up to `EXACT_FIT_MAX` the palette is the one
+the exact path finds whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over
+twice the bins); above, the 6-bit level ends in a few over-relaxed updates (J up to ~0.4 % above it).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 per channel) is nearer
-that entry than any other, the other pixels are labelled one by one (`kmeans.nearest`), and J comes
-from exact integer sums, so it is the labelling's J to the last bit.
+that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
+some value of their cell (2 to 8 for most at K = 256), and J comes from exact integer sums, so it is the
+labelling's J to the last bit.
 """
 
 from __future__ import annotations
@@ -31,10 +33,18 @@ BITS = 6
 # the bins fit needs (`min_bins`). Below, the distinct colours are often under kmeans._POLISH_MAX, where fit
 # also polishes on them (640x427 photo: J 0.05 % lower than from the histogram, 200x200 noise 0.8 %).
 FROM = 1 << 20
-# Up to this k the pixels of bins not labelled whole go through `kmeans._nearest_pairs` (12 MP photo, K = 64:
-# 21 % of its pixels, 1.0 s). Above, `kmeans.nearest`'s cells: labelling 43 % of the pixels at K = 256 took
-# longer (4.4 s) than labelling the 4.5 M distinct colours, and the fit costs the same either way.
-K_MAX = 64
+# Up to this k (below kmeans._LARGE_K, where fit turns to a split and k-d trees). The pixels of bins not
+# labelled whole measure only the entries that can be nearest to some value of their bin's cell.
+K_MAX = kmeans._LARGE_K - 1
+# Up to this k the fit is `kmeans.fit`'s on the exact path, bit for bit. Above, with fewer restarts, its
+# Lloyd on the 6-bit level runs to tol (12 MP photo under a vignette at K = 256: 2.9 s of CPU, twice the
+# whole RGB compress), so that level ends with `_FINISH` over-relaxed updates instead, as fit's polish of
+# the colours does with one run (see `kmeans._RELAX`). 11 as there left 2 MP under random alpha at K = 256
+# (1 100 bins per centroid) 0.66 % above the exact path, 16 0.35 %, 20 0.25 %; 12 MP under random alpha at
+# K = 500 (1 050) 16 0.53 %, 20 0.41 %; 12 MP under a vignette at K = 256 +0.28 %, +0.11 %, +0.00 % with
+# the fit taking 1.0 s, 1.3 s and 1.5 s of CPU.
+EXACT_FIT_MAX = 64
+_FINISH = (20, kmeans._RELAX)
 # Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
 _CHUNK = 1 << 16
 # About 2**this pixels are sampled before the passes over all of them (see `Histogram`): enough to see the
@@ -87,7 +97,8 @@ class Histogram:
         step = max(1, n >> _SAMPLE_BITS)
         sample = pixels[::step].view(">u2").reshape(-1, 2)
         seen[(np.take(_FIRST, sample[:, 0]) | np.take(_LAST, sample[:, 1])).astype(np.intp)] = True
-        if min_bins and np.count_nonzero(seen) < min_bins:
+        # Above 2**16 bins asked for, a sample sees too few of them to judge: only that far.
+        if min_bins and np.count_nonzero(seen) < min(min_bins, 1 << 16):
             self.bins, self.ids = None, None
             return
 
@@ -170,18 +181,38 @@ def min_bins(k: int) -> int:
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`)."""
     return kmeans.fit_histogram(hist.ids, hist.counts, hist.sums, BITS, k, variance=hist.variance(), seed=seed,
-                                max_iter=max_iter, tol=tol)
+                                max_iter=max_iter, tol=tol, last=_FINISH if k > EXACT_FIT_MAX else None)
 
 
-def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
-    """(B,) uint16: the entry nearer than every other to every value of each bin's cell, or `_LABEL_NONE`.
+class _Candidates:
+    """Per bin of a histogram, the palette entries that can be nearest to some value of its cell.
+
+    per_bin (B,) uint16: the one entry of a bin whose every value it is nearest to, or `_LABEL_NONE`.
+    For the other bins: their class (the narrowest of `_WIDTHS` their candidates fit, or len(_WIDTHS) when
+    more, left to `kmeans.nearest`; whole bins have that class too) and their row in that class's table (rows, W) uint16 of candidates
+    ascending, padded with the last one (a copy never wins a tie from an earlier entry, and is the same
+    entry anyway)."""
+
+    def __init__(self, per_bin: np.ndarray, klass: np.ndarray, row: np.ndarray, tables: list[np.ndarray]) -> None:
+        self.per_bin, self.klass, self.row, self.tables = per_bin, klass, row, tables
+
+
+# Widths of the candidate tables: a pixel of a bin not labelled whole measures only its bin's candidates,
+# as many as the narrowest width they fit (12 MP photo under a vignette at K = 256: 2 to 8 for most).
+_WIDTHS = (2, 4, 8, 16, 32)
+
+
+def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
+    """The entries that can be nearest to each bin's cell (see `_Candidates`).
 
     A cell spans 4 values per channel: per entry, the greatest squared distance from the cell to it and the
     least. An entry whose greatest is below every other entry's least is strictly the nearest for each of
-    the cell's colours (no tie to break). The sums come from tables over a cell's first two channels and
-    its last two (its key's 12-bit halves), entries x bins so that the reductions run across rows (numpy
-    reduces short rows slowly); each greatest distance carries its entry's index in its low bits, so one
-    minimum gives both the least greatest distance and its entry. Sums stay below 4 x 255^2 x 2**9 < 2**31.
+    the cell's colours (no tie to break); otherwise the candidates are the entries whose least is at most
+    the least greatest (any other is farther than that entry from every value of the cell). The sums come
+    from tables over a cell's first two channels and its last two (its key's 12-bit halves), entries x bins
+    so that the reductions run across rows (numpy reduces short rows slowly); each greatest distance
+    carries its entry's index in its low bits, so one minimum gives both the least greatest distance and
+    its entry. Sums stay below 4 x 255^2 x 2**(shift) < 2**31 (k <= 2**12).
     """
     k = palette.shape[0]
     shift = max(1, (k - 1).bit_length())
@@ -201,7 +232,9 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
     greatest = [pairs(far, 0) << shift, pairs(far, 2) << shift]
     greatest[0] += np.arange(k, dtype=np.int32)[:, None]
     half = 2 * BITS
-    out = np.empty(hist.bins, dtype=np.uint16)
+    per_bin = np.empty(hist.bins, dtype=np.uint16)
+    ncand = np.empty(hist.bins, dtype=np.int32)  # each bin's number of candidates
+    found = []  # (bin, entry) of the bins not labelled whole, by bin then entry
     step = max(1, kmeans._BLOCK // k)
     for s in range(0, hist.bins, step):
         ids = hist.ids[s:s + step]
@@ -212,9 +245,46 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> np.ndarray:
         d = np.take(least[0], first, axis=1)
         d += np.take(least[1], last, axis=1)
         # The entry's own least is at most its greatest: alone at or below it means every other is above.
-        alone = np.count_nonzero(d <= (best >> shift), axis=0) == 1
-        out[s:s + step] = np.where(alone, best & ((1 << shift) - 1), _LABEL_NONE)
-    return out
+        can = d <= (best >> shift)
+        count = np.count_nonzero(can, axis=0)
+        ncand[s:s + step] = count
+        per_bin[s:s + step] = np.where(count == 1, best & ((1 << shift) - 1), _LABEL_NONE)
+        shared = np.flatnonzero(count > 1)
+        if shared.size:
+            b, e = np.nonzero(can[:, shared].T)
+            found.append((s + shared[b], e.astype(np.uint16)))
+    bins = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.intp)
+    entries = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.uint16)
+    klass = np.full(hist.bins, len(_WIDTHS), dtype=np.uint8)
+    row = np.zeros(hist.bins, dtype=np.int32)
+    starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else np.empty(0, np.intp)
+    owners = bins[starts]
+    counts = ncand[owners]
+    tables = []
+    for c, width in enumerate(_WIDTHS):
+        mine = np.flatnonzero((counts <= width) & (counts > (_WIDTHS[c - 1] if c else 1)))
+        klass[owners[mine]] = c
+        row[owners[mine]] = np.arange(mine.size, dtype=np.int32)
+        at = starts[mine, None] + np.minimum(np.arange(width), counts[mine, None] - 1)
+        tables.append(entries[at])
+    return _Candidates(per_bin, klass, row, tables)
+
+
+def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,
+                   norms: np.ndarray, twice: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """For the (M, 4) pixels, each of whose bins (index, (M,)) has its candidates at `row` of `table`: the
+    nearest candidate (ties to the lower entry), and the sum over the pixels of their squared distance to
+    it less their squared norm. Each candidate p is measured as |p|^2 - 2 x . p (norms, and twice each
+    channel of the palette), which orders the entries as |x - p|^2 does and needs no int64 copy of the
+    pixels to take |x|^2 off afterwards."""
+    cand = table[np.take(row, index)]  # (M, W) entries
+    d = np.take(norms, cand)
+    for c in range(4):
+        dot = np.take(twice[c], cand)
+        dot *= pixels[:, c, None]
+        d -= dot
+    at = d.argmin(axis=1)[:, None]
+    return np.take_along_axis(cand, at, 1)[:, 0], int(np.take_along_axis(d, at, 1).sum(dtype=np.int64))
 
 
 def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -222,34 +292,59 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
 
     Returns (labels (N,) uint16, pixels per entry (K,) int64, the sum over pixels of the squared distance
     to their entry, exact). For the bins labelled whole, their counts and sums per entry give that sum
-    without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p.
+    without a pass over their pixels: sum |x|^2 - 2 p . sum x + n |p|^2 for entry p. The other pixels
+    measure only their bin's candidates, a chunk at a time in the same pass.
     """
     k = palette.shape[0]
     n = pixels.shape[0]
-    per_bin = _bin_labels(hist, palette)
+    cands = _bin_labels(hist, palette)
+    per_bin = cands.per_bin
     whole = np.flatnonzero(per_bin != _LABEL_NONE)
     lab = per_bin[whole].astype(np.intp)
     # Integers below 2**53 summed as doubles: exact.
     count = np.bincount(lab, weights=hist.counts[whole], minlength=k).astype(np.int64)
     sums = np.stack([np.bincount(lab, weights=hist.sums[whole, c], minlength=k) for c in range(4)], 1)
     labels = np.empty(n, dtype=np.uint16)
+    p = palette.astype(np.int32)
+    norms = (p * p).sum(axis=1)
+    twice = [2 * p[:, c] for c in range(4)]
+    widths = len(_WIDTHS)
 
-    def spread(start: int, stop: int) -> np.ndarray:
-        rest = []
+    def part(start: int, stop: int) -> tuple[np.ndarray, int, np.ndarray]:
+        counts = np.zeros(k, dtype=np.int64)
+        excess = 0
+        many = []  # pixels of bins with more candidates than the widest table: kmeans.nearest, at the end
         for s in range(start, stop, _CHUNK):
             e = min(s + _CHUNK, stop)
             np.take(per_bin, hist.index[s:e], out=labels[s:e])
-            rest.append(s + np.flatnonzero(labels[s:e] == _LABEL_NONE))
-        return np.concatenate(rest)
+            rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
+            if not rest.size:
+                continue
+            index = hist.index[rest]
+            klass = np.take(cands.klass, index)
+            for c in np.flatnonzero(np.bincount(klass, minlength=widths + 1)).tolist():
+                mine = np.flatnonzero(klass == c)
+                if c == widths:
+                    many.append(rest[mine])
+                    continue
+                at = rest[mine]
+                one, more = _nearest_among(pixels[at], index[mine], cands.tables[c], cands.row, norms, twice)
+                labels[at] = one
+                excess += more
+                counts += np.bincount(one, minlength=k)
+        return counts, excess, np.concatenate(many) if many else np.empty(0, np.intp)
 
-    rest = np.concatenate(parallel.map_parts(spread, n))  # in pixel order, whatever the threads
-    p = palette.astype(np.int64)
-    squares = sum(hist.square_sums)  # of the pixels of whole bins, once those of the others are taken off
-    err = squares - 2 * int((p * sums.astype(np.int64)).sum()) + int((count * (p * p).sum(axis=1)).sum())
-    if rest.size:
-        points = pixels[rest]
+    parts = parallel.map_parts(part, n)
+    pv = palette.astype(np.int64)
+    # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
+    err = (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())
+           + int((count * (pv * pv).sum(axis=1)).sum()) + sum(q[1] for q in parts))
+    count += functools.reduce(np.add, [q[0] for q in parts])
+    at = np.concatenate([q[2] for q in parts])
+    if at.size:
+        points = pixels[at]
         one, dist = kmeans.nearest(points, palette)
-        labels[rest] = one
+        labels[at] = one
         flat = points.reshape(-1).astype(np.int64)
         err += int(dist.sum()) - int(flat @ flat)
         count += np.bincount(one, minlength=k)

@@ -2148,7 +2148,8 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
 
 
 def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: int, k: int, *,
-                  variance: np.ndarray, seed: int = 0, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+                  variance: np.ndarray, seed: int = 0, max_iter: int = 300, tol: float = 1e-4,
+                  last: tuple[int, float] | None = None) -> np.ndarray:
     """`fit` of an image given only its histogram at `bits` per channel: ids (B,) the occupied bins
     ascending (channel 0's bits most significant), counts (B,) their pixels, sums (B, C) the exact sums of
     their pixels' values; variance (C,) the pixels' per-channel variance (for tol).
@@ -2158,6 +2159,9 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     centroid. Where `fit` would stop at or before `bits` too (its colours over `_POLISH_MAX` and twice the
     bins), the levels are the same sums merged the same way, so the centroids are the same, bit for bit.
     Requires k < `_LARGE_K` and B >= `_FINE_ENOUGH` k (the finest level `fit` could want).
+    last: (updates, relax) to end on this histogram itself, when it is a level, with at most that many
+    over-relaxed updates (see `_hamerly`) after the coarser levels only warmed it up, as `fit` polishes
+    the colours with one run: no longer the same centroids as `fit`.
     """
     b, channels = sums.shape
     if k == 1:  # as fit: the mean, of exact integer sums
@@ -2166,11 +2170,17 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     w = counts.astype(np.float64)
     wx = sums.astype(np.float64)
     levels = _levels(np.arange(b), ids, w, wx, bits, first)
+    tol_abs = float(tol * variance.mean())
+    rng = np.random.default_rng(seed)
     if levels[-1].m < _FINE_ENOUGH * k:
         top = _Points(wx / w[:, None], w)
+        if last is not None:
+            climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True)
+            if climbed is not None:
+                start, labels, prev = climbed
+                return _hamerly(top, start, min(max_iter, last[0]), tol_abs, labels[prev.inverse], last[1])[0]
         top.inverse = np.arange(b)
         levels.append(top)
-    tol_abs = float(tol * variance.mean())
-    climbed = _climb(levels, math.inf, k, np.random.default_rng(seed), max_iter, tol_abs)
+    climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs)
     assert climbed is not None  # the finest level has over 4 bins per centroid (B >= _FINE_ENOUGH k)
     return climbed[0]

@@ -32,7 +32,7 @@ def photo(samples) -> np.ndarray:
 
 def nearest_j(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, float]:
     """Brute force: each pixel's nearest entry (first minimum) and J."""
-    d = ((pixels.astype(np.int64)[:, None, :] - palette.astype(np.int64)[None]) ** 2).sum(axis=2)
+    d = sum((pixels[:, c, None].astype(np.int64) - palette[None, :, c]) ** 2 for c in range(pixels.shape[1]))
     return np.argmin(d, axis=1), float(d.min(axis=1).sum()) / len(pixels)
 
 
@@ -82,18 +82,25 @@ def test_a_bin_is_labelled_whole_only_where_one_entry_is_nearest_to_all_its_cell
     h = coreset.Histogram(px)
     two = np.array([[0] * 4, [255] * 4], np.uint8)
     # 124..127 is nearer 0 even at its worst corner (4 x 127^2 < 4 x 128^2), 128..131 nearer 255.
-    assert coreset._bin_labels(h, two).tolist() == [0, 0, 0, 1, 1]
+    assert coreset._bin_labels(h, two).per_bin.tolist() == [0, 0, 0, 1, 1]
     tie = np.array([[0] * 4, [6, 0, 0, 0], [255] * 4], np.uint8)
     # 0..3: entries 0 and 6 tie at 3, so pixel by pixel. 8..11: at most 5^2 + 3 x 3^2 = 52 from (6, 0, 0, 0),
     # at least 8^2 = 64 from 0. The test is by bounds: 124..127 and 128..131 have no entry whose farthest
     # corner is nearer than every other entry's nearest (though (6, 0, 0, 0) beats 0 everywhere there).
-    assert coreset._bin_labels(h, tie).tolist() == [0xFFFF, 1, 0xFFFF, 0xFFFF, 2]
+    cands = coreset._bin_labels(h, tie)
+    assert cands.per_bin.tolist() == [0xFFFF, 1, 0xFFFF, 0xFFFF, 2]
+    # The bins left to their pixels list the entries whose least distance to the cell is at most the least
+    # greatest: 124..127, (6, 0, 0, 0) at most 121^2 + 3 x 127^2 = 63028 away, 0 at least 4 x 124^2 = 61504,
+    # 255 at least 4 x 128^2 = 65536; 128..131, 255 at most 4 x 127^2 = 64516, (6, 0, 0, 0) at least
+    # 122^2 + 3 x 128^2 = 64036, 0 at least 65536.
+    assert cands.klass[[0, 2, 3]].tolist() == [0, 0, 0]
+    assert [cands.tables[0][cands.row[b]].tolist() for b in (0, 2, 3)] == [[0, 1], [0, 1], [1, 2]]
     labels, count, err = coreset.label(np.array([[3, 0, 0, 0], [0] * 4], np.uint8),
                                        coreset.Histogram(np.array([[3, 0, 0, 0], [0] * 4], np.uint8)), tie)
     assert labels.tolist() == [0, 0] and count.tolist() == [2, 0, 0] and err == 9  # the tie to the lower
 
 
-@pytest.mark.parametrize("k", [2, 16, 40])
+@pytest.mark.parametrize("k", [2, 16, 40, 100, 300])
 def test_labels_are_each_pixels_nearest_entry_and_j_exact(photo, k):
     flat = photo[::2, ::2].reshape(-1, 4)
     palette = np.unique(flat[np.random.default_rng(k).choice(len(flat), k)], axis=0)
@@ -104,6 +111,25 @@ def test_labels_are_each_pixels_nearest_entry_and_j_exact(photo, k):
     assert labels.dtype == np.uint16 and np.array_equal(labels, ref)
     assert count.tolist() == np.bincount(ref, minlength=len(palette)).tolist()
     assert err / len(flat) == j
+
+
+def test_pixels_of_shared_bins_measure_only_their_candidates_and_the_ties_go_low():
+    """A bin's candidates, padded to the width of their class with the last one; more than the widest class
+    holds go to kmeans.nearest. Here bin 0..3 has 40 candidates (entries 0..39, all within 6 of it) and bin
+    64..67 two, entries 40 and 41, equidistant from 64 and 66 in every channel."""
+    near = np.array([[i % 4, (i // 4) % 4, (i // 16) % 4, 0] for i in range(40)], np.uint8)
+    palette = np.vstack([near, [[64, 64, 64, 64], [66, 66, 66, 66], [250] * 4]]).astype(np.uint8)
+    px = np.array([[2, 1, 3, 3], [65, 65, 65, 65], [66, 65, 64, 67], [3, 3, 3, 0]], np.uint8)
+    h = coreset.Histogram(px)
+    cands = coreset._bin_labels(h, palette)
+    assert cands.per_bin.tolist() == [0xFFFF, 0xFFFF] and cands.klass.tolist() == [len(coreset._WIDTHS), 0]
+    assert cands.tables[0].tolist() == [[40, 41]]
+    labels, count, err = coreset.label(px, h, palette)
+    # (2, 1, 3, 3): entry 38 = (2, 1, 2, 0) at 1 + 9; (65,) x 4: 4 from each of 40 and 41, the lower wins;
+    # (66, 65, 64, 67): 14 from 40, 6 from 41; (3, 3, 3, 0): (3, 3, 2, 0) would be entry 47, so entry
+    # 31 = (3, 3, 1, 0) at 4 rather than 39 = (3, 1, 2, 0) at 5.
+    assert labels.tolist() == [38, 40, 41, 31] and err == 10 + 4 + 6 + 4
+    assert np.flatnonzero(count).tolist() == [31, 38, 40, 41] and count.sum() == 4
 
 
 @pytest.fixture
@@ -179,6 +205,7 @@ def test_both_sides_of_the_pixel_threshold_give_valid_files(monkeypatch, histogr
 def test_both_sides_of_the_k_threshold_give_valid_files(monkeypatch, histograms_only, photo):
     made = spy(monkeypatch)
     monkeypatch.setattr(km, "_FINE_ENOUGH", 100)
+    monkeypatch.setattr(coreset, "K_MAX", 24)
     for k, histogram in ((coreset.K_MAX, True), (coreset.K_MAX + 1, False)):
         made.clear()
         img = kmq.compress(photo[::2, ::2], k=k)
@@ -192,6 +219,7 @@ def test_too_few_bins_constant_alpha_large_k_rdo_and_dither_take_the_distinct_co
     opaque = photo.copy()
     opaque[..., 3] = 200
     kmq.compress(opaque, k=16)  # one alpha: RGB keys already
+    monkeypatch.setattr(coreset, "K_MAX", 24)
     kmq.compress(photo, k=coreset.K_MAX + 1)
     kmq.compress(photo[:60, :80], k=16, rdo=1.0, codec="ctx")
     kmq.compress(photo[:60, :80], k=16, dither="fs")
@@ -239,3 +267,23 @@ def test_pixels_in_any_memory_layout_give_the_same_file(monkeypatch, histograms_
         img = kmq.compress(view, k=16, seed=5)
         assert made and img.to_bytes() == kmq.compress(np.ascontiguousarray(view), k=16, seed=5).to_bytes()
         assert_nearest(img, np.ascontiguousarray(view))
+
+
+@pytest.mark.parametrize("k", [16, 24])
+def test_above_the_exact_fits_k_the_last_level_ends_in_a_few_updates(monkeypatch, threads, histograms_only, photo,
+                                                                     k):
+    """Above EXACT_FIT_MAX (lowered here) the 6-bit level ends with `_FINISH` over-relaxed updates: another
+    palette than through the distinct colours, J within 0.5 % of theirs, still exact nearest labels and the
+    same file in any number of threads."""
+    monkeypatch.setattr(coreset, "EXACT_FIT_MAX", 8)
+    made = spy(monkeypatch)
+    files = []
+    for n in (1, 3):
+        threads(n)
+        files.append(kmq.compress(photo, k=k, seed=6))
+    assert made and files[1].to_bytes() == files[0].to_bytes()
+    img = files[0]
+    assert_nearest(img, photo)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    exact = kmq.compress(photo, k=k, seed=6)
+    assert exact.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * exact.distortion
