@@ -27,8 +27,13 @@ from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, lo
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
 
+# K-Means' defaults: a file records max_iter and tol only when they differ (_fit_meta).
+MAX_ITER = 300
+TOL = 1e-4
+
+
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
-             max_iter: int = 300, tol: float = 1e-4, codec: str = "raw",
+             max_iter: int = MAX_ITER, tol: float = TOL, codec: str = "raw",
              max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
              dither: str = "none", progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
@@ -86,7 +91,7 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
 
 def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
                 max_bytes: int | None = None, k: int | None = None, codec: str = "ctx", seed: int = 0,
-                max_iter: int = 300, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_iter: int = MAX_ITER, max_pixels: int = DEFAULT_MAX_PIXELS,
                 progress: Any = None) -> KmqImage:
     """Compress to a target instead of a K: exactly one of psnr (dB: the smallest file whose decoded PSNR is at
     least this) and max_bytes (the best-PSNR file of at most this many bytes).
@@ -158,7 +163,7 @@ def _check_rdo(rdo: float, codec: str) -> None:
 
 
 def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: int, max_iter: int,
-              tol: float = 1e-4, codec: str, rdo: float = 0.0, fit: tuple | None = None,
+              tol: float = TOL, codec: str, rdo: float = 0.0, fit: tuple | None = None,
               extra: dict | None = None, dither: str = "none",
               progress: kmeans.Progress | None = None) -> KmqImage:
     """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo (or dither)
@@ -172,7 +177,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                                                             progress=progress)
     else:
         palette, color_labels, distortion = fit
-    meta: dict = {"distortion": distortion, "seed": seed}
+    meta = _fit_meta(distortion, seed, max_iter, tol)
     # A lossless image leaves rdo nothing to trade, so its file is the plain one, byte for byte (a target
     # still records the rdo it chose, 0 included).
     if (rdo > 0 and distortion > 0) or extra:
@@ -206,6 +211,17 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
+def _fit_meta(distortion: float, seed: int, max_iter: int, tol: float) -> dict:
+    """The metadata of a K-Means palette: J and what the fit was started with; max_iter and tol only when not
+    the defaults, so that a file made with them can be made again (and a default file stays as it was)."""
+    meta: dict = {"distortion": distortion, "seed": seed}
+    if max_iter != MAX_ITER:
+        meta["max_iter"] = int(max_iter)
+    if tol != TOL:
+        meta["tol"] = float(tol)
+    return meta
+
+
 def _smaller(moved: KmqImage, plain: KmqImage) -> bool:
     """Whether rdo's file is smaller than the nearest labelling's (or as small at a lower J). rdo judges its
     moves by ctx's payload, which misses what a small file is made of (recording "rdo" costs 10 bytes: a
@@ -237,7 +253,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     labels, count, err = coreset.label(flat, hist, palette)
     order, rank = _share_order(palette, count)
     coreset.renumber(labels, rank.astype(np.uint16))
-    meta = {"distortion": err / flat.shape[0], "seed": seed}
+    meta = _fit_meta(err / flat.shape[0], seed, max_iter, tol)
     return KmqImage(palette[order], labels.reshape(height, width), meta, codec)
 
 
@@ -257,8 +273,8 @@ def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: i
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 
-def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
-             tol: float = 1e-4, progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = MAX_ITER,
+             tol: float = TOL, progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """pixels (N, C) uint8 -> (palette (k', C) uint8, labels (N,) uint16, distortion J), k' <= k.
 
     The pixels are taken as given: `compress` reads alpha 0 as (0, 0, 0, 0) before it calls this.
@@ -270,8 +286,8 @@ def quantize(pixels: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
                              progress=progress)
 
 
-def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_iter: int = 300,
-                      tol: float = 1e-4, progress: kmeans.Progress | None = None
+def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_iter: int = MAX_ITER,
+                      tol: float = TOL, progress: kmeans.Progress | None = None
                       ) -> tuple[np.ndarray, np.ndarray, float]:
     """quantize, given the image's distinct colours (so that several k can share them)."""
     palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
@@ -281,8 +297,8 @@ def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_i
     return palette, distinct.spread(color_labels.astype(np.uint16)), distortion
 
 
-def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
-                    tol: float = 1e-4, what: str = "the image has",
+def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = MAX_ITER,
+                    tol: float = TOL, what: str = "the image has",
                     progress: kmeans.Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Distinct colours (M, C) uint8 with their pixel counts (M,) -> (palette (k', C) uint8 in decreasing
     share, each colour's label (M,), distortion J over the pixels), k' <= k.

@@ -348,6 +348,11 @@ def metadata_problem(metadata: dict[str, Any]) -> str | None:
         return f"distortion must be a finite number >= 0, got {_short(distortion)}"
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         return f"seed must be an integer >= 0, got {_short(seed)}"
+    max_iter, tol = metadata.get("max_iter"), metadata.get("tol")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
+        return f"max_iter must be an integer >= 1, got {_short(max_iter)}"
+    if tol is not None and not _is_distortion(tol):
+        return f"tol must be a finite number >= 0, got {_short(tol)}"
     rdo, target = metadata.get("rdo"), metadata.get("target")
     if rdo is not None and not _is_distortion(rdo):
         return f"rdo must be a finite number >= 0, got {_short(rdo)}"

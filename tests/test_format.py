@@ -190,6 +190,9 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"seed":1e3}', r"metadata: seed must be an integer >= 0, got 1000\.0"),
     (b'{"seed":"7"}', "metadata: seed must be an integer >= 0, got '7'"),
     (b'{"seed":false}', "metadata: seed must be an integer >= 0, got False"),
+    (b'{"max_iter":0}', "metadata: max_iter must be an integer >= 1, got 0"),
+    (b'{"max_iter":5.0}', r"metadata: max_iter must be an integer >= 1, got 5\.0"),
+    (b'{"tol":-1e-3}', r"metadata: tol must be a finite number >= 0, got -0\.001"),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):
@@ -249,3 +252,15 @@ def test_the_newer_keys_read_back():
     img = KmqImage.from_bytes(with_metadata(meta))
     assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": "ab"}, "rdo": 2.5,
                             "target": {"max_bytes": 5000}}
+
+
+def test_max_iter_and_tol_recorded_only_when_not_the_defaults():
+    # Without them a file made with --max-iter 1 could not be made again from what it records.
+    import kmq
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    assert kmq.compress(pixels, 4).metadata.keys() == {"distortion", "seed"}
+    img = kmq.compress(pixels, 4, max_iter=1, tol=0.0)
+    assert (img.metadata["max_iter"], img.metadata["tol"]) == (1, 0.0)
+    assert KmqImage.from_bytes(img.to_bytes()) == img
+    assert kmq.compress(pixels, 4, max_iter=img.metadata["max_iter"], tol=img.metadata["tol"]) == img
