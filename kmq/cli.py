@@ -517,7 +517,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
     records: list[dict[str, Any]] = []
-    failed = []
+    failed: list[KmqError] = []
     with _reported():
         if plot_path is not None:
             plot.check_target(plot_path, overwrite=force)
@@ -528,14 +528,16 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
                                          max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
                                          sweep=sweep)
             except KmqError as e:
-                if len(inputs) == 1:
-                    raise
-                failed.append(about(source, str(e)))
-                click.echo(f"Error: {failed[-1]}", err=True)
+                failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
+                if len(inputs) > 1:
+                    click.echo(f"Error: {failed[-1]}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
+        # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
-        if records:
+        if records or fmt != "table":
             write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        if len(inputs) == 1 and failed:
+            raise failed[0]
         if failed:
             # No chart of some of the inputs: a chart is written whole or not at all.
             raise click.ClickException(f"{_plural(len(failed), 'input')} of {len(inputs)} failed"

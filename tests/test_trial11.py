@@ -1,0 +1,31 @@
+"""Fixes from a new user's trial of the CLI: each test is the reported case, with the exact output."""
+import pytest
+
+from kmq import stats
+from kmq.cli import main
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# 1. A script reading json, tsv or csv gets valid output even when every input fails.
+HEADER_TSV = "\t".join(stats.FIELDS) + "\n"
+HEADER_CSV = ",".join(stats.FIELDS) + "\n"
+
+
+@pytest.mark.parametrize("fmt, empty", [("json", "[]\n"), ("tsv", HEADER_TSV), ("csv", HEADER_CSV),
+                                        ("table", "")])
+def test_stats_with_every_input_failed_prints_empty_records(runner, tmp_path, fmt, empty):
+    (tmp_path / "bad.kmq").write_bytes(b"garbage\n")
+    bad, missing = tmp_path / "bad.kmq", tmp_path / "nope.kmq"
+    result = run(runner, "stats", bad, missing, "--format", fmt)
+    assert result.exit_code == 1
+    assert result.stdout == empty
+    assert result.stderr == (f"Error: {bad}: not a .kmq file: bad magic 67 61 72 62\n"
+                             f"Error: {missing}: no such file or directory\n"
+                             f"Error: 2 inputs of 2 failed\n")
+    one = run(runner, "stats", bad, "--format", fmt)
+    assert one.exit_code == 1
+    assert one.stdout == empty
+    assert one.stderr == f"Error: {bad}: not a .kmq file: bad magic 67 61 72 62\n"
