@@ -29,3 +29,18 @@ def test_stats_with_every_input_failed_prints_empty_records(runner, tmp_path, fm
     assert one.exit_code == 1
     assert one.stdout == empty
     assert one.stderr == f"Error: {bad}: not a .kmq file: bad magic 67 61 72 62\n"
+
+
+# 2. A folder holding nothing to do is a mistaken path, not a run of "0 of 0" files.
+@pytest.mark.parametrize("command, kind", [("compress", "images"), ("decompress", ".kmq files")])
+@pytest.mark.parametrize("summary", [[], ["--summary", "json"]])
+def test_bulk_run_over_an_empty_folder_is_an_error(runner, tmp_path, command, kind, summary):
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "emptydir" / "notes.txt").write_text("neither an image nor a .kmq")
+    folder = f"{tmp_path / 'emptydir'}/"
+    result = run(runner, command, folder, *summary)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"Error: {folder}: no {kind} found (searched recursively; names starting with . "
+                             f"are skipped)\n")
+    assert sorted(p.name for p in (tmp_path / "emptydir").iterdir()) == ["notes.txt"]
