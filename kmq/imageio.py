@@ -223,7 +223,16 @@ def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str =
                 save_quantized(palette, labels.reshape(words.shape), target, format=format, name=name)
                 return
         pixels = _flattened(pixels, format, name)
+    warn_lossy(format.upper(), name)
     _save(Image.fromarray(pixels), target, format, name)
+
+
+def warn_lossy(fmt: str, name: str) -> None:
+    """A KmqWarning naming the output when its format (a Pillow name) changes the pixels it is given:
+    every image kmq writes (decompress, segment, montage, swatch) says so in the same words."""
+    if fmt in LOSSY_FORMATS:
+        warnings.warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
+                      "WebP keep them)", KmqWarning, stacklevel=3)
 
 
 # Formats that store a palette image exactly: writing the palette and one index per pixel keeps every pixel
@@ -260,9 +269,7 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         else:
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3
-    if fmt in LOSSY_FORMATS:
-        warnings.warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
-                      "WebP keep them)", KmqWarning, stacklevel=2)
+    warn_lossy(fmt, name)
     if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         pixels = palette[labels]
         _save(Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels), target, format, name)

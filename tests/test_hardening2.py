@@ -203,7 +203,7 @@ def test_rgba_into_a_format_without_alpha_is_composited_over_white_with_a_warnin
     result = run(runner, *[a.format(kmq=source, out=out) for a in args], "-q")
     fmt = "JPEG" if out.suffix == ".jpg" else "BMP"
     lossy = (f"Warning: {out}: JPEG is lossy: the pixels written are not exactly the decoded ones (PNG or WebP "
-             "keep them)\n") if args[0] == "decompress" and fmt == "JPEG" else ""
+             "keep them)\n") if fmt == "JPEG" else ""
     assert (result.exit_code, result.output) == (
         0, f"Warning: {out}: {fmt} has no alpha: transparent pixels are composited over white (PNG or WebP keep "
            "alpha)\n" + lossy)

@@ -44,3 +44,20 @@ def test_bulk_run_over_an_empty_folder_is_an_error(runner, tmp_path, command, ki
     assert result.stderr == (f"Error: {folder}: no {kind} found (searched recursively; names starting with . "
                              f"are skipped)\n")
     assert sorted(p.name for p in (tmp_path / "emptydir").iterdir()) == ["notes.txt"]
+
+
+# 3. Every image kmq writes in a lossy format says so, in the words decompress uses.
+def lossy(out):
+    return f"Warning: {out}: JPEG is lossy: the pixels written are not exactly the decoded ones (PNG or WebP keep them)\n"
+
+
+def test_segment_montage_and_swatch_to_jpeg_warn_as_decompress_does(runner, tmp_path, png, kmq_file):
+    out = tmp_path / "x.jpg"
+    decompressed = run(runner, "decompress", kmq_file, "-o", out, "-q")
+    assert (decompressed.exit_code, decompressed.stderr) == (0, lossy(out))
+    for args in (["segment", png, "-k", "4", "--style", "mean"], ["montage", png, "-k", "2"],
+                 ["palette", kmq_file]):
+        result = run(runner, *args, "-o", out, "-f", "-q")
+        assert (result.exit_code, result.stderr) == (0, lossy(out)), args
+    png_out = run(runner, "segment", png, "-k", "4", "--style", "mean", "-o", tmp_path / "m.png", "-q")
+    assert (png_out.exit_code, png_out.stderr) == (0, "")
