@@ -410,8 +410,8 @@ def _plural_bytes(n: int) -> str:
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
 @click.option("--truecolor", is_flag=True,
-              help="Write RGB(A) pixels even when K <= 256 (by default PNG and GIF get a palette image: "
-                   "the same pixels in fewer bytes).")
+              help="Write RGB(A) pixels even when K <= 256 (by default PNG gets a palette image: "
+                   "the same pixels in fewer bytes). Not for GIF, always a palette image.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")

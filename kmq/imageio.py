@@ -250,7 +250,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     """Write the image palette[labels] to an open binary file in a Pillow format.
 
     palette (k, 1|3|4) uint8, labels (h, w) integers < k. With k <= 256, RGB or RGBA, and a format that
-    stores palettes (PNG, GIF), the file is a palette image (PNG-8; alpha per entry in tRNS) unless truecolor;
+    stores palettes (PNG, GIF), the file is a palette image (PNG-8; alpha per entry in tRNS) unless truecolor
+    (which GIF ignores, with a KmqWarning: it is always a palette image);
     otherwise the pixels themselves are written. Either way the decoded pixels are the same, except for alpha
     in a format without it (not in ALPHA_FORMATS): the colours are composited over white, and a KmqWarning
     naming `name` says so when that changes any; GIF (always a palette image when k <= 256) makes the
@@ -261,11 +262,15 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     if fmt == "GIF" and k > 256:
         warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256",
                       KmqWarning, stacklevel=2)
+    if fmt == "GIF" and truecolor:
+        # Pillow would requantize RGB pixels for GIF itself: written as the palette image they are instead.
+        warnings.warn(f"{name}: --truecolor does not apply to GIF, which is always a palette image", KmqWarning,
+                      stacklevel=2)
+        truecolor = False
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
         if fmt == "GIF" and k <= 256:
             palette, labels, transparent = _gif_transparency(palette, labels, name)
-            truecolor = False
         else:
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3

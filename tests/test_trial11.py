@@ -1,6 +1,9 @@
 """Fixes from a new user's trial of the CLI: each test is the reported case, with the exact output."""
+import numpy as np
 import pytest
+from imagefiles import pixels_of
 
+import kmq
 from kmq import stats
 from kmq.cli import main
 
@@ -61,3 +64,15 @@ def test_segment_montage_and_swatch_to_jpeg_warn_as_decompress_does(runner, tmp_
         assert (result.exit_code, result.stderr) == (0, lossy(out)), args
     png_out = run(runner, "segment", png, "-k", "4", "--style", "mean", "-o", tmp_path / "m.png", "-q")
     assert (png_out.exit_code, png_out.stderr) == (0, "")
+
+
+# 4. --truecolor cannot make a GIF anything but a palette image: said, and the exact pixels written.
+def test_truecolor_gif_warns_and_keeps_the_pixels(runner, tmp_path, kmq_file):
+    out = tmp_path / "x.gif"
+    result = run(runner, "decompress", kmq_file, "--truecolor", "-o", out, "-q")
+    assert (result.exit_code, result.stderr) == (
+        0, f"Warning: {out}: --truecolor does not apply to GIF, which is always a palette image\n")
+    np.testing.assert_array_equal(pixels_of(out), kmq.read(kmq_file).decode())
+    plain = run(runner, "decompress", kmq_file, "-o", tmp_path / "y.gif", "-q")
+    assert (plain.exit_code, plain.stderr) == (0, "")
+    assert (tmp_path / "y.gif").read_bytes() == out.read_bytes()
