@@ -466,6 +466,16 @@ def format_for(path: str | Path) -> str:
     return registered[ext]
 
 
+def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
+    """A KmqWarning when an output's extension names an image format other than fmt, the format chosen for it
+    (out.png written as WebP): said, not refused, since the format was asked for explicitly."""
+    ext = Path(path).suffix.lower()
+    named = Image.registered_extensions().get(ext)
+    if named is not None and named != fmt:
+        warnings.warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}", KmqWarning,
+                      stacklevel=3)
+
+
 def _describe(source: ImageSource) -> str:
     if isinstance(source, (str, Path)):
         return str(source)

@@ -1,6 +1,7 @@
 """Fixes from a new user's trial of the CLI: each test is the reported case, with the exact output."""
 import numpy as np
 import pytest
+from PIL import Image
 from imagefiles import pixels_of
 
 import kmq
@@ -76,3 +77,18 @@ def test_truecolor_gif_warns_and_keeps_the_pixels(runner, tmp_path, kmq_file):
     plain = run(runner, "decompress", kmq_file, "-o", tmp_path / "y.gif", "-q")
     assert (plain.exit_code, plain.stderr) == (0, "")
     assert (tmp_path / "y.gif").read_bytes() == out.read_bytes()
+
+
+# 5. --format is obeyed, but an extension naming another format is said.
+@pytest.mark.parametrize("name, fmt, warning", [
+    ("out.png", "webp", "{out}: written as WEBP, as asked, though its extension .png says PNG"),
+    ("out.jpeg", "jpg", None), ("out.TIF", "tiff", None), ("out.bin", "png", None)])
+def test_decompress_format_against_the_extension(runner, tmp_path, kmq_file, name, fmt, warning):
+    out = tmp_path / name
+    result = run(runner, "decompress", kmq_file, "-o", out, "--format", fmt, "-q")
+    lossy = "" if fmt not in ("jpg",) else (f"Warning: {out}: JPEG is lossy: the pixels written are not exactly "
+                                            f"the decoded ones (PNG or WebP keep them)\n")
+    assert (result.exit_code, result.stderr) == (
+        0, lossy + ("" if warning is None else f"Warning: {warning.format(out=out)}\n"))
+    with Image.open(out) as im:
+        assert im.format == kmq.imageio.writable_format(fmt)
