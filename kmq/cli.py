@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import KmqError, KmqWarning, about
+from .errors import KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
@@ -55,10 +55,10 @@ def _reported() -> Iterator[None]:
         try:
             yield
         except KmqError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_one_line(str(e))) from None
         finally:
             for w in caught:
-                click.echo(f"Warning: {w.message}", err=True)
+                click.echo(f"Warning: {_one_line(str(w.message))}", err=True)
 
 
 def _max_pixels_option(f):
@@ -265,12 +265,13 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         _check_output(output, image, force)
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
-            with _fit_progress(quiet) as progress:
+            with _fit_progress(quiet) as progress, warnings_about(image):
                 img = api.compress(source, stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter, codec=codec,
                                    max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
                                    progress=progress)
         else:
-            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress:
+            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress, \
+                    warnings_about(image):
                 img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
                                       max_iter=max_iter, max_pixels=max_pixels, progress=progress)
         size = api.write(output, img, overwrite=force)
@@ -530,7 +531,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             except KmqError as e:
                 failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
                 if len(inputs) > 1:
-                    click.echo(f"Error: {failed[-1]}", err=True)
+                    click.echo(f"Error: {_one_line(str(failed[-1]))}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
         # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
@@ -593,7 +594,13 @@ _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 
 def _tsv_field(value: Any) -> str:
-    return _plain(None if value is None else str(value).translate(_TSV_ESCAPES))
+    return "" if value is None else _one_line(str(value))
+
+
+def _one_line(text: str) -> str:
+    """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode: how every
+    `Warning:` and `Error:` line names files, so that each stays one line on stderr as records do on stdout."""
+    return _unicode(text.translate(_TSV_ESCAPES))
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
@@ -709,11 +716,8 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     with _progress(jobs, quiet) as (say, advance):
         for result in batch.run(jobs, task, workers):
             results.append(result)
-            for warning in result.warnings:
-                say(f"Warning: {warning}", True)
-            if result.error:
-                say(f"Error: {result.error}", True)
-            elif not quiet and fmt == "table":
+            _say_problems(result, say)
+            if not result.error and not quiet and fmt == "table":
                 say(line(result.job.source, result.job.target, result.record, result.bytes_after,
                          result.seconds), False)
             advance(result.job)
@@ -725,6 +729,14 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
         click.echo(_summary_table(summary))
     if summary["failed"]:
         click.get_current_context().exit(1)
+
+
+def _say_problems(result: batch.Result, say: Any) -> None:
+    """A bulk run's file's warnings and error, each one line on stderr."""
+    for warning in result.warnings:
+        say(f"Warning: {_one_line(warning)}", True)
+    if result.error:
+        say(f"Error: {_one_line(result.error)}", True)
 
 
 @contextmanager
@@ -1039,10 +1051,7 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
             check_distinct(output, job.source)
     with _progress(jobs, quiet) as (say, advance):
         def on_read(result: batch.Result) -> None:
-            for warning in result.warnings:
-                say(f"Warning: {warning}", True)
-            if result.error:
-                say(f"Error: {result.error}", True)
+            _say_problems(result, say)
             advance(result.job)
 
         return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import KmqError
+from .errors import KmqError, warnings_about
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
@@ -121,13 +121,14 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
     are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
-    palette, does not apply: a KmqWarning says so."""
-    loaded, _ = load(source, max_pixels=max_pixels)
-    if isinstance(loaded, KmqImage):
-        ignored_k(source, loaded, [] if k is None else [k])
-        ignored_options(source, palette=palette is not None)
-        return loaded, loaded.decode()
-    return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
+    palette, does not apply: a KmqWarning says so. Warnings name the source."""
+    with warnings_about(source):
+        loaded, _ = load(source, max_pixels=max_pixels)
+        if isinstance(loaded, KmqImage):
+            ignored_k(source, loaded, [] if k is None else [k])
+            ignored_options(source, palette=palette is not None)
+            return loaded, loaded.decode()
+        return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -289,12 +290,14 @@ _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
                  dither: str = "none") -> Montage:
-    """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
-    loaded, _ = load(source, max_pixels=max_pixels)
-    if isinstance(loaded, KmqImage):
-        raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
-                   dither=dither)
+    """montage() of an image file. A .kmq file is refused: it holds one K and not the original. Warnings
+    name the source."""
+    with warnings_about(source):
+        loaded, _ = load(source, max_pixels=max_pixels)
+        if isinstance(loaded, KmqImage):
+            raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
+        return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
+                       dither=dither)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

@@ -131,8 +131,8 @@ def test_fewer_colours_than_k_warns(runner, tmp_path):
     Image.new("RGB", (5, 4), (9, 8, 7)).save(path)
     result = run(runner, "compress", path, "-q")
     assert result.exit_code == 0
-    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=16: using k=1, "
-                             "lossless\n")
+    assert result.output == (f"Warning: {path}: the image has only 1 distinct colour, fewer than k=16: using "
+                             "k=1, lossless\n")
 
 
 def test_stats_json_has_exactly_the_documented_keys(runner, image):

@@ -92,3 +92,42 @@ def test_decompress_format_against_the_extension(runner, tmp_path, kmq_file, nam
         0, lossy + ("" if warning is None else f"Warning: {warning.format(out=out)}\n"))
     with Image.open(out) as im:
         assert im.format == kmq.imageio.writable_format(fmt)
+
+
+# 6. Every warning names its file, as bulk runs and stats do; a name with a tab or a line break is escaped
+# on stderr as TSV escapes it on stdout, so each warning and error stays one line.
+FEW = "the image has only 1 distinct colour, fewer than k={k}: using k=1, lossless"
+
+
+@pytest.mark.parametrize("args, ks", [(["compress", "-q"], [16]), (["montage", "-k", "3", "-o", "m.png", "-q"], [3]),
+                                      (["segment", "-k", "3", "-o", "s.png", "-q"], [3]),
+                                      (["palette", "-k", "3"], [3])])
+def test_single_file_warnings_name_the_file_escaped(runner, tmp_path, monkeypatch, args, ks):
+    monkeypatch.chdir(tmp_path)
+    name = "flat\tone\nline.png"
+    Image.new("RGB", (5, 4), (9, 8, 7)).save(tmp_path / name)
+    result = run(runner, args[0], name, *args[1:])
+    assert result.exit_code == 0
+    assert result.stderr == "".join(f"Warning: flat\\tone\\nline.png: {FEW.format(k=k)}\n" for k in ks)
+
+
+def test_stdin_warnings_name_stdin(runner, tmp_path):
+    Image.new("RGB", (5, 4), (9, 8, 7)).save(tmp_path / "flat.png")
+    result = runner.invoke(main, ["compress", "-", "-o", str(tmp_path / "x.kmq"), "-q"],
+                           input=(tmp_path / "flat.png").read_bytes())
+    assert (result.exit_code, result.stderr) == (0, f"Warning: <stdin>: {FEW.format(k=16)}\n")
+
+
+def test_errors_escape_the_names_they_give(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (5, 4), (9, 8, 7)).save(tmp_path / "ok.png")
+    one = run(runner, "compress", "no\tsuch\n.png")
+    assert (one.exit_code, one.stderr) == (1, "Error: no\\tsuch\\n.png: no such file or directory\n")
+    bulk = run(runner, "compress", "no\tsuch\n.png", "ok.png", "-o", "out/", "-q")
+    assert bulk.exit_code == 1
+    assert sorted(bulk.stderr.splitlines()) == ["Error: no\\tsuch\\n.png: no such file or directory",
+                                                f"Warning: ok.png: {FEW.format(k=16)}"]
+    stats = run(runner, "stats", "no\tsuch\n.png", "ok.png", "--format", "json")
+    assert stats.exit_code == 1
+    assert stats.stderr == ("Error: no\\tsuch\\n.png: no such file or directory\n"
+                            f"Warning: ok.png: {FEW.format(k=16)}\nError: 1 input of 2 failed\n")
