@@ -231,7 +231,8 @@ class Panel:
 
 @dataclass
 class Montage:
-    """pixels: (H, W, 3) uint8, the whole figure; panels: the original first, then one per K, in order."""
+    """pixels: (H, W, 3) uint8, the whole figure; panels: the original first, then one per K, in order (a K
+    giving the same picture as one before it has none: see montage)."""
     pixels: np.ndarray
     panels: list[Panel] = field(default_factory=list)
 
@@ -247,21 +248,24 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     wide, for its titles. Raises KmqError, before any clustering, if the figure would exceed max_pixels.
     palette: instead of the ks, one reconstruction with this given palette, titled with its name.
     dither: as kmq.compress.
+    Each picture is drawn once: a K repeated, or a K at or above the image's number of distinct colours
+    (every such K gives the same lossless picture), has one panel, where its first K stands.
     """
     h, w = pixels.shape[:2]
-    n = (1 if palette is not None else len(ks)) + 1
-    columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
-    rows = math.ceil(n / columns)
-    pw, ph = _panel_size(w, h)
-    cw = max(pw, PANEL_MIN)
-    size = (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
+    asked = list(dict.fromkeys(int(k) for k in ks))
+    n = (1 if palette is not None else len(asked)) + 1
+    # Checked for every K asked, before the clustering finds which coincide: at most that many panels.
+    columns, size = _layout(n, columns, w, h)
     if size[0] * size[1] > max_pixels:
         raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                        f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
+    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
+                 else _distinct_pictures(pixels, asked, seed, dither))
+    columns, size = _layout(len(quantized) + 1, columns, w, h)
+    pw, ph = _panel_size(w, h)
+    cw = max(pw, PANEL_MIN)
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
-    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
-                 else [compress(pixels, k, seed=seed, dither=dither) for k in ks])
     for img in quantized:
         r = record(img, "", len(img.to_bytes()))
         images.append(opaque_rgb(img.decode()))
@@ -285,6 +289,31 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
 
 
 _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
+
+
+def _layout(n: int, columns: int | None, w: int, h: int) -> tuple[int, tuple[int, int]]:
+    """(columns, (width, height) of the figure) for n panels of a w x h image."""
+    columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
+    rows = math.ceil(n / columns)
+    pw, ph = _panel_size(w, h)
+    cw = max(pw, PANEL_MIN)
+    return columns, (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
+
+
+def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str) -> list[KmqImage]:
+    """compress(pixels) at each of the distinct ks, in their order, each picture once: the largest K first,
+    so that an image with fewer colours than it is found lossless at once (one warning, naming that K), and
+    every K at or above its number of colours shares that one picture instead of being fitted again."""
+    made: dict[int, KmqImage] = {}
+    lossless: KmqImage | None = None
+    for k in sorted(ks, reverse=True):
+        if lossless is not None and k >= lossless.k:
+            made[k] = lossless
+            continue
+        made[k] = compress(pixels, k, seed=seed, dither=dither)
+        if made[k].distortion == 0:
+            lossless = made[k]
+    return list({id(made[k]): made[k] for k in ks}.values())
 
 
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,

@@ -5,7 +5,7 @@ from PIL import Image
 from imagefiles import pixels_of
 
 import kmq
-from kmq import stats
+from kmq import segment, stats
 from kmq.cli import main
 
 
@@ -131,3 +131,27 @@ def test_errors_escape_the_names_they_give(runner, tmp_path, monkeypatch):
     assert stats.exit_code == 1
     assert stats.stderr == ("Error: no\\tsuch\\n.png: no such file or directory\n"
                             f"Warning: ok.png: {FEW.format(k=16)}\nError: 1 input of 2 failed\n")
+
+
+# 7. A montage shows each picture once: Ks repeated, or at or above the image's colours, coincide.
+@pytest.mark.parametrize("ks, shown, warned", [
+    ([], "1", 16), (["-k", "4", "-k", "4"], "1", 4), (["-k", "1", "-k", "3"], "1", 3)])
+def test_montage_of_a_one_colour_image_shows_k_1_once(runner, tmp_path, ks, shown, warned):
+    path = tmp_path / "one.png"
+    Image.new("RGB", (5, 4), (9, 8, 7)).save(path)
+    out = tmp_path / "m.png"
+    result = run(runner, "montage", path, *ks, "-o", out)
+    assert result.exit_code == 0
+    assert result.stderr == f"Warning: {path}: {FEW.format(k=warned)}\n"
+    assert result.stdout == f"{path} -> {out}: original and K = {shown}, 516x279\n"
+
+
+def test_montage_panels_in_the_order_asked_each_picture_once(rgb_small):
+    colours = len(np.unique(rgb_small.reshape(-1, 3), axis=0))
+    with pytest.warns(kmq.KmqWarning, match=f"only {colours} distinct colours, fewer than k=300"):
+        figure = segment.montage(rgb_small, [4, 2, 4, colours + 5, 2, colours, 300], seed=0)
+    assert [p.title for p in figure.panels] == ["original", "K = 4", "K = 2", f"K = {colours}"]
+    lossless = figure.panels[-1].record
+    assert (lossless["k"], lossless["distortion"]) == (colours, 0)
+    alone = segment.montage(rgb_small, [4, 2], seed=0)
+    assert [p.record for p in alone.panels] == [p.record for p in figure.panels[:3]]
