@@ -30,7 +30,21 @@ from .imageio import format_for, save_image, writable_format
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
     from . import batch
 
-K_RANGE = click.IntRange(1, MAX_K)
+class _K(click.IntRange):
+    """-k: a whole number from 1 to MAX_K. Anything else says what a K is (click's own "not a valid integer
+    range" reads as if a range A..B were wanted)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            number = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            number = None
+        if number is None or not 1 <= number <= MAX_K:
+            self.fail(f"{value!r} is not a K: give a whole number from 1 to {MAX_K}", param, ctx)
+        return number
+
+
+K_RANGE = _K(1, MAX_K)
 # A file or folder; "-" for stdin or stdout. Not checked here (click would make an unreadable input a usage
 # error, exit 2, and stop a bulk run before it starts): each is checked where it is opened, so it fails alone
 # with one `Error:` line.
@@ -881,6 +895,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     palette = _given_palette(palette_file, max_pixels, "ks", "seed")
     ks = ks or (2, 3, 6, 16)
     with _reported():
+        _format_of(output)  # an output name without an image format refused before the clustering
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
         _save(output, figure.pixels, force)
@@ -1010,6 +1025,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
+        if output is not None and output != STDIO:
+            palettes.check_output(output)  # before the fit, which may take a while
         if single:
             if output is not None:
                 check_distinct(output, inputs[0])

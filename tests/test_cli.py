@@ -78,7 +78,8 @@ def test_output_format_follows_extension(runner, image, tmp_path):
     assert Image.open(tmp_path / "c.bmp").format == "BMP"
     result = run(runner, "decompress", tmp_path / "c.kmq", "-o", tmp_path / "c.xyz")
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path / 'c.xyz'}: unknown image extension '.xyz'; use e.g. .png\n"
+    assert result.output == (f"Error: {tmp_path / 'c.xyz'}: unknown image extension '.xyz'; use e.g. .png, .webp, "
+                             f".gif, .tiff, .bmp or .jpg\n")
 
 
 def test_junk_kmq_is_a_clean_error_and_writes_nothing(runner, tmp_path):

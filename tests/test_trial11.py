@@ -1,4 +1,8 @@
 """Fixes from a new user's trial of the CLI: each test is the reported case, with the exact output."""
+import shlex
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -52,7 +56,8 @@ def test_bulk_run_over_an_empty_folder_is_an_error(runner, tmp_path, command, ki
 
 # 3. Every image kmq writes in a lossy format says so, in the words decompress uses.
 def lossy(out):
-    return f"Warning: {out}: JPEG is lossy: the pixels written are not exactly the decoded ones (PNG or WebP keep them)\n"
+    return (f"Warning: {out}: JPEG is lossy: the pixels written are not exactly the decoded ones (PNG or WebP keep "
+            "them)\n")
 
 
 def test_segment_montage_and_swatch_to_jpeg_warn_as_decompress_does(runner, tmp_path, png, kmq_file):
@@ -155,3 +160,60 @@ def test_montage_panels_in_the_order_asked_each_picture_once(rgb_small):
     assert (lossless["k"], lossless["distortion"]) == (colours, 0)
     alone = segment.montage(rgb_small, [4, 2], seed=0)
     assert [p.record for p in alone.panels] == [p.record for p in figure.panels[:3]]
+
+
+# 8. Messages that say what the option or the output takes.
+@pytest.mark.parametrize("command, value", [("compress", "abc"), ("compress", "0"), ("stats", "1.5"),
+                                            ("montage", "70000"), ("segment", "-3")])
+def test_a_bad_k_says_what_a_k_is(runner, png, command, value):
+    result = run(runner, command, png, "-k", value, *([] if command == "stats" else ["-o", png.with_name("o.png")]))
+    assert result.exit_code == 2
+    assert result.stderr.endswith(f"Error: Invalid value for '-k': '{value}' is not a K: give a whole number "
+                                  f"from 1 to 65536\n")
+
+
+IMAGES = ".png, .webp, .gif, .tiff, .bmp or .jpg"
+
+
+@pytest.mark.parametrize("command, name, message", [
+    ("decompress", "x.kmq", "{out}: .kmq is kmq's own compressed format (kmq compress writes it), not an image "
+                            f"format; this writes images: use e.g. {IMAGES}"),
+    ("decompress", "noext", "{out}: the name has no extension to choose the image format by; give it one, e.g. "
+                            f"{IMAGES}"),
+    ("montage", "noext", f"{{out}}: the name has no extension to choose the image format by; give it one, e.g. "
+                         f"{IMAGES}"),
+    ("palette", "p.xyz", "{out}: '.xyz' names neither a palette file nor an image kmq writes; write .gpl (GIMP), "
+                         f".txt, .hex or .json for a palette file, or e.g. {IMAGES} for a swatch"),
+    ("palette", "p", "{out}: no extension; write .gpl (GIMP), .txt, .hex or .json for a palette file, or e.g. "
+                     f"{IMAGES} for a swatch")])
+def test_output_names_without_a_format_say_which_ones_work(runner, tmp_path, png, kmq_file, command, name,
+                                                           message):
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    result = run(runner, command, kmq_file if command == "decompress" else png, "-o", out)
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {message.format(out=out)}\n")
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["compress", "-", "-o", "{tmp}/x.kmq"], ["stats", "-"],
+                                     ["palette", "-"], ["segment", "-", "-o", "{tmp}/s.png"],
+                                     ["montage", "-", "-o", "{tmp}/m.png"]])
+def test_empty_stdin_says_it_is_empty(runner, tmp_path, command):
+    result = runner.invoke(main, [a.format(tmp=tmp_path) for a in command], input=b"")
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", "Error: <stdin>: empty (0 bytes): no image "
+                                                                       "to read\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_pipe_and_an_empty_file_say_so_too(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    kmq_cli = [sys.executable, "-m", "kmq", "compress"]
+    piped = subprocess.run(f"printf '' | {shlex.join(kmq_cli)} - -o x.kmq", shell=True, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stderr) == (1, "Error: <stdin>: empty (0 bytes): no image to read\n")
+    files = subprocess.run([*kmq_cli, "empty.png", "junk.png", "-o", "out/"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    assert files.returncode == 1
+    assert sorted(files.stderr.splitlines()) == ["Error: empty.png: empty (0 bytes): no image to read",
+                                                 "Error: junk.png: not an image Pillow can read"]
