@@ -22,7 +22,7 @@ from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
-                      to_array, writable_format)
+                      to_array, warn_extension_mismatch, writable_format)
 
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
@@ -408,7 +408,8 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
            truecolor: bool = False) -> str:
     """Write img's pixels as an image file, atomically ("-" for stdout). Returns the Pillow format used.
 
-    format: a Pillow format name; by default the one path's extension names (PNG for stdout). With K <= 256 a
+    format: a Pillow format name; by default the one path's extension names (PNG for stdout). Given, and the
+    extension names another format, a KmqWarning says so (the file is written as format). With K <= 256 a
     PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
@@ -416,6 +417,8 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     name = "<stdout>" if str(path) == STDIO else str(path)
     write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
                                                 name=name), overwrite=overwrite)
+    if format and str(path) != STDIO:
+        warn_extension_mismatch(path, fmt)
     return fmt
 
 

@@ -7,7 +7,8 @@ Result with an error, never an exception, so one bad file never stops the others
 Folder rules (documented in the README):
 - a folder contributes, recursively, the files whose extension Pillow reads (compress) or `.kmq`
   (decompress); hidden files and folders (names starting with ".") are skipped and links to folders are
-  not followed;
+  not followed; inputs that are all folders without such a file are an error (nothing to do), an empty
+  folder among other inputs a warning;
 - with an output folder, each output keeps its path relative to the folder given (or just its name, for a
   file given directly), so `a/x.png` and `b/x.png` under one folder stay apart; without one, each output
   goes beside its input;
@@ -106,7 +107,7 @@ def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None
     """Jobs compressing every image among inputs (files, and folders searched recursively) to .kmq."""
     suffixes = image_suffixes()
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() in suffixes,
-                rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME)
+                rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME, kind="images")
 
 
 def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = None,
@@ -114,7 +115,8 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
     """Jobs decoding every .kmq among inputs to an image named like the single-file default (x.kmq.png)."""
     suffix = suffix_for(fmt)
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() == KMQ_SUFFIX,
-                rename=lambda p: p.with_name(p.name + suffix), stdin_name=STDIN_NAME + KMQ_SUFFIX)
+                rename=lambda p: p.with_name(p.name + suffix), stdin_name=STDIN_NAME + KMQ_SUFFIX,
+                kind=".kmq files")
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> list[Job]:
@@ -123,10 +125,11 @@ def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> l
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
-         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME) -> list[Job]:
+         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME, kind: str | None = None) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
-    module's folder rules); stdin ("-") is named stdin_name. Raises KmqError only if output is "-" or exists
-    and is not a folder."""
+    module's folder rules); stdin ("-") is named stdin_name. Raises KmqError if output is "-" or exists
+    and is not a folder, or, given the kind of file wanted ("images"), if the inputs are folders holding none
+    (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning."""
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
@@ -138,7 +141,13 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
         raise KmqError(f"cannot create the folder {out}: {blocking} is a file")
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
-    pairs = list(_unique(_found(inputs, wanted)))
+    empty: list[Path] = []
+    pairs = list(_unique(_found(inputs, wanted, empty)))
+    if not pairs and kind is not None:
+        folders = ", ".join(dict.fromkeys(str(i) for i in inputs))
+        raise KmqError(f"{folders}: no {kind} found (searched recursively; names starting with . are skipped)")
+    for folder in empty:
+        warnings.warn(f"{folder}: no files to convert in this folder", KmqWarning, stacklevel=3)
     for source, relative in pairs:
         if str(source) == STDIO:
             relative = Path(stdin_name)
@@ -158,14 +167,16 @@ def single(source: str | Path, target: str | Path) -> list[Job]:
     return [Job(0, Path(source), Path(target), _size(Path(source)))]
 
 
-def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> Iterator[tuple[Path, Path]]:
-    """(file, its path relative to the folder it was found in, or its name) for each input."""
+def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool],
+           empty: list[Path]) -> Iterator[tuple[Path, Path]]:
+    """(file, its path relative to the folder it was found in, or its name) for each input; the folders
+    holding no wanted file are appended to empty."""
     for given in inputs:
         path = Path(given)
         if str(given) != STDIO and path.is_dir():
             found = _files_in(path, wanted)
             if not found:
-                warnings.warn(f"{path}: no files to convert in this folder", KmqWarning, stacklevel=4)
+                empty.append(path)
             yield from ((f, f.relative_to(path)) for f in found)
         else:
             yield path, Path(path.name)

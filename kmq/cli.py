@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import KmqError, KmqWarning, about
+from .errors import KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
@@ -30,7 +30,21 @@ from .imageio import format_for, save_image, writable_format
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
     from . import batch
 
-K_RANGE = click.IntRange(1, MAX_K)
+class _K(click.IntRange):
+    """-k: a whole number from 1 to MAX_K. Anything else says what a K is (click's own "not a valid integer
+    range" reads as if a range A..B were wanted)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            number = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            number = None
+        if number is None or not 1 <= number <= MAX_K:
+            self.fail(f"{value!r} is not a K: give a whole number from 1 to {MAX_K}", param, ctx)
+        return number
+
+
+K_RANGE = _K(1, MAX_K)
 # A file or folder; "-" for stdin or stdout. Not checked here (click would make an unreadable input a usage
 # error, exit 2, and stop a bulk run before it starts): each is checked where it is opened, so it fails alone
 # with one `Error:` line.
@@ -55,10 +69,10 @@ def _reported() -> Iterator[None]:
         try:
             yield
         except KmqError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_one_line(str(e))) from None
         finally:
             for w in caught:
-                click.echo(f"Warning: {w.message}", err=True)
+                click.echo(f"Warning: {_one_line(str(w.message))}", err=True)
 
 
 def _max_pixels_option(f):
@@ -265,12 +279,13 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         _check_output(output, image, force)
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
-            with _fit_progress(quiet) as progress:
+            with _fit_progress(quiet) as progress, warnings_about(image):
                 img = api.compress(source, stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter, codec=codec,
                                    max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
                                    progress=progress)
         else:
-            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress:
+            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress, \
+                    warnings_about(image):
                 img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
                                       max_iter=max_iter, max_pixels=max_pixels, progress=progress)
         size = api.write(output, img, overwrite=force)
@@ -410,8 +425,8 @@ def _plural_bytes(n: int) -> str:
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
 @click.option("--truecolor", is_flag=True,
-              help="Write RGB(A) pixels even when K <= 256 (by default PNG and GIF get a palette image: "
-                   "the same pixels in fewer bytes).")
+              help="Write RGB(A) pixels even when K <= 256 (by default PNG gets a palette image: "
+                   "the same pixels in fewer bytes). Not for GIF, always a palette image.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
@@ -517,7 +532,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
     records: list[dict[str, Any]] = []
-    failed = []
+    failed: list[KmqError] = []
     with _reported():
         if plot_path is not None:
             plot.check_target(plot_path, overwrite=force)
@@ -528,14 +543,16 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
                                          max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
                                          sweep=sweep)
             except KmqError as e:
-                if len(inputs) == 1:
-                    raise
-                failed.append(about(source, str(e)))
-                click.echo(f"Error: {failed[-1]}", err=True)
+                failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
+                if len(inputs) > 1:
+                    click.echo(f"Error: {_one_line(str(failed[-1]))}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
+        # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
-        if records:
+        if records or fmt != "table":
             write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        if len(inputs) == 1 and failed:
+            raise failed[0]
         if failed:
             # No chart of some of the inputs: a chart is written whole or not at all.
             raise click.ClickException(f"{_plural(len(failed), 'input')} of {len(inputs)} failed"
@@ -591,7 +608,13 @@ _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 
 def _tsv_field(value: Any) -> str:
-    return _plain(None if value is None else str(value).translate(_TSV_ESCAPES))
+    return "" if value is None else _one_line(str(value))
+
+
+def _one_line(text: str) -> str:
+    """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode: how every
+    `Warning:` and `Error:` line names files, so that each stays one line on stderr as records do on stdout."""
+    return _unicode(text.translate(_TSV_ESCAPES))
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
@@ -707,11 +730,8 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     with _progress(jobs, quiet) as (say, advance):
         for result in batch.run(jobs, task, workers):
             results.append(result)
-            for warning in result.warnings:
-                say(f"Warning: {warning}", True)
-            if result.error:
-                say(f"Error: {result.error}", True)
-            elif not quiet and fmt == "table":
+            _say_problems(result, say)
+            if not result.error and not quiet and fmt == "table":
                 say(line(result.job.source, result.job.target, result.record, result.bytes_after,
                          result.seconds), False)
             advance(result.job)
@@ -723,6 +743,14 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
         click.echo(_summary_table(summary))
     if summary["failed"]:
         click.get_current_context().exit(1)
+
+
+def _say_problems(result: batch.Result, say: Any) -> None:
+    """A bulk run's file's warnings and error, each one line on stderr."""
+    for warning in result.warnings:
+        say(f"Warning: {_one_line(warning)}", True)
+    if result.error:
+        say(f"Error: {_one_line(result.error)}", True)
 
 
 @contextmanager
@@ -867,6 +895,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     palette = _given_palette(palette_file, max_pixels, "ks", "seed")
     ks = ks or (2, 3, 6, 16)
     with _reported():
+        _format_of(output)  # an output name without an image format refused before the clustering
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
         _save(output, figure.pixels, force)
@@ -996,6 +1025,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
+        if output is not None and output != STDIO:
+            palettes.check_output(output)  # before the fit, which may take a while
         if single:
             if output is not None:
                 check_distinct(output, inputs[0])
@@ -1037,10 +1068,7 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
             check_distinct(output, job.source)
     with _progress(jobs, quiet) as (say, advance):
         def on_read(result: batch.Result) -> None:
-            for warning in result.warnings:
-                say(f"Warning: {warning}", True)
-            if result.error:
-                say(f"Error: {result.error}", True)
+            _say_problems(result, say)
             advance(result.job)
 
         return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read)

@@ -6,6 +6,8 @@ the nearest of them here, once, so the rest of the package never sees a Pillow m
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 import warnings
 from contextlib import contextmanager
@@ -40,8 +42,9 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     kmq.prefetch.map_pixels); for a caller that reads it with numpy only (kmq.compress's K-Means).
     """
     name = _describe(source)
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
+    if isinstance(source, bytes) or (not isinstance(source, (str, Path)) and not _seekable(source)):
+        # As Pillow itself would read a pipe; here too so that an empty one can be told from a non-image.
+        source = io.BytesIO(source if isinstance(source, bytes) else source.read())
     try:
         with _no_pillow_bomb_limit(), prefetch.take(source) or Image.open(source) as im:
             pixels = im.width * im.height
@@ -60,6 +63,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     except KmqError:
         raise
     except UnidentifiedImageError:
+        if _empty(source):  # most often a pipe or redirect that brought nothing: say so, not "not an image"
+            raise KmqError(f"{name}: empty (0 bytes): no image to read") from None
         raise KmqError(f"{name}: not an image Pillow can read") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise KmqError(f"{name}: {reason(e)}") from None
@@ -69,6 +74,25 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _empty(source: str | Path | BinaryIO) -> bool:
+    """Whether an image source Pillow could not identify holds no bytes at all: a regular file of size 0, or
+    a seekable stream with nothing in it."""
+    try:
+        if isinstance(source, (str, Path)):
+            info = os.stat(source)
+            return stat.S_ISREG(info.st_mode) and info.st_size == 0
+        return source.seek(0, io.SEEK_END) == 0
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bool, name: str) -> np.ndarray:
@@ -223,7 +247,16 @@ def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str =
                 save_quantized(palette, labels.reshape(words.shape), target, format=format, name=name)
                 return
         pixels = _flattened(pixels, format, name)
+    warn_lossy(format.upper(), name)
     _save(Image.fromarray(pixels), target, format, name)
+
+
+def warn_lossy(fmt: str, name: str) -> None:
+    """A KmqWarning naming the output when its format (a Pillow name) changes the pixels it is given:
+    every image kmq writes (decompress, segment, montage, swatch) says so in the same words."""
+    if fmt in LOSSY_FORMATS:
+        warnings.warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
+                      "WebP keep them)", KmqWarning, stacklevel=3)
 
 
 # Formats that store a palette image exactly: writing the palette and one index per pixel keeps every pixel
@@ -241,7 +274,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     """Write the image palette[labels] to an open binary file in a Pillow format.
 
     palette (k, 1|3|4) uint8, labels (h, w) integers < k. With k <= 256, RGB or RGBA, and a format that
-    stores palettes (PNG, GIF), the file is a palette image (PNG-8; alpha per entry in tRNS) unless truecolor;
+    stores palettes (PNG, GIF), the file is a palette image (PNG-8; alpha per entry in tRNS) unless truecolor
+    (which GIF ignores, with a KmqWarning: it is always a palette image);
     otherwise the pixels themselves are written. Either way the decoded pixels are the same, except for alpha
     in a format without it (not in ALPHA_FORMATS): the colours are composited over white, and a KmqWarning
     naming `name` says so when that changes any; GIF (always a palette image when k <= 256) makes the
@@ -252,17 +286,19 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     if fmt == "GIF" and k > 256:
         warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256",
                       KmqWarning, stacklevel=2)
+    if fmt == "GIF" and truecolor:
+        # Pillow would requantize RGB pixels for GIF itself: written as the palette image they are instead.
+        warnings.warn(f"{name}: --truecolor does not apply to GIF, which is always a palette image", KmqWarning,
+                      stacklevel=2)
+        truecolor = False
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
         if fmt == "GIF" and k <= 256:
             palette, labels, transparent = _gif_transparency(palette, labels, name)
-            truecolor = False
         else:
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3
-    if fmt in LOSSY_FORMATS:
-        warnings.warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
-                      "WebP keep them)", KmqWarning, stacklevel=2)
+    warn_lossy(fmt, name)
     if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         pixels = palette[labels]
         _save(Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels), target, format, name)
@@ -447,11 +483,32 @@ def format_for(path: str | Path) -> str:
     if not ext and is_special(path):
         return "PNG"  # /dev/stdout, /dev/full, a named pipe: as on stdout
     registered = Image.registered_extensions()
-    if ext not in registered or registered[ext] == KMQ_FORMAT:
-        raise KmqError(f"{path}: unknown image extension {ext or '(none)'!r}; use e.g. .png")
+    if not ext:
+        raise KmqError(f"{path}: the name has no extension to choose the image format by; give it one, e.g. "
+                       f"{SUGGESTED_EXTENSIONS}")
+    if registered.get(ext) == KMQ_FORMAT:
+        raise KmqError(f"{path}: .kmq is kmq's own compressed format (kmq compress writes it), not an image "
+                       f"format; this writes images: use e.g. {SUGGESTED_EXTENSIONS}")
+    if ext not in registered:
+        raise KmqError(f"{path}: unknown image extension {ext!r}; use e.g. {SUGGESTED_EXTENSIONS}")
     if registered[ext] not in Image.SAVE:
         raise KmqError(f"{path}: Pillow reads {registered[ext]} files but cannot write them; use e.g. .png")
     return registered[ext]
+
+
+# The image extensions an error suggests: the formats most people write, all of which kmq writes exactly
+# but JPEG.
+SUGGESTED_EXTENSIONS = ".png, .webp, .gif, .tiff, .bmp or .jpg"
+
+
+def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
+    """A KmqWarning when an output's extension names an image format other than fmt, the format chosen for it
+    (out.png written as WebP): said, not refused, since the format was asked for explicitly."""
+    ext = Path(path).suffix.lower()
+    named = Image.registered_extensions().get(ext)
+    if named is not None and named != fmt:
+        warnings.warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}", KmqWarning,
+                      stacklevel=3)
 
 
 def _describe(source: ImageSource) -> str:

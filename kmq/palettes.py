@@ -238,6 +238,22 @@ def _quote(line: str) -> str:
 
 # --- writing -------------------------------------------------------------------------------------------
 
+def check_output(path: str | Path) -> None:
+    """KmqError unless path's extension names a palette file (TEXT_SUFFIXES) or an image format kmq writes
+    (a swatch), the message listing both."""
+    from .imageio import SUGGESTED_EXTENSIONS, format_for
+
+    if Path(path).suffix.lower() in TEXT_SUFFIXES:
+        return
+    try:
+        format_for(path)
+    except KmqError:
+        ext = Path(path).suffix
+        what = f"{ext!r} names neither a palette file nor an image kmq writes" if ext else "no extension"
+        raise KmqError(f"{path}: {what}; write .gpl (GIMP), .txt, .hex or .json for a palette file, or "
+                       f"e.g. {SUGGESTED_EXTENSIONS} for a swatch") from None
+
+
 def write(path: str | Path, palette: np.ndarray, shares: np.ndarray | None = None, *, name: str = "kmq",
           comment: str = "", overwrite: bool = False) -> None:
     """Write palette ((k, 1|3|4) uint8, in order) to path, atomically, in the format of its extension

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import KmqError
+from .errors import KmqError, warnings_about
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
@@ -121,13 +121,14 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
     are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
-    palette, does not apply: a KmqWarning says so."""
-    loaded, _ = load(source, max_pixels=max_pixels)
-    if isinstance(loaded, KmqImage):
-        ignored_k(source, loaded, [] if k is None else [k])
-        ignored_options(source, palette=palette is not None)
-        return loaded, loaded.decode()
-    return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
+    palette, does not apply: a KmqWarning says so. Warnings name the source."""
+    with warnings_about(source):
+        loaded, _ = load(source, max_pixels=max_pixels)
+        if isinstance(loaded, KmqImage):
+            ignored_k(source, loaded, [] if k is None else [k])
+            ignored_options(source, palette=palette is not None)
+            return loaded, loaded.decode()
+        return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -230,7 +231,8 @@ class Panel:
 
 @dataclass
 class Montage:
-    """pixels: (H, W, 3) uint8, the whole figure; panels: the original first, then one per K, in order."""
+    """pixels: (H, W, 3) uint8, the whole figure; panels: the original first, then one per K, in order (a K
+    giving the same picture as one before it has none: see montage)."""
     pixels: np.ndarray
     panels: list[Panel] = field(default_factory=list)
 
@@ -246,21 +248,24 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     wide, for its titles. Raises KmqError, before any clustering, if the figure would exceed max_pixels.
     palette: instead of the ks, one reconstruction with this given palette, titled with its name.
     dither: as kmq.compress.
+    Each picture is drawn once: a K repeated, or a K at or above the image's number of distinct colours
+    (every such K gives the same lossless picture), has one panel, where its first K stands.
     """
     h, w = pixels.shape[:2]
-    n = (1 if palette is not None else len(ks)) + 1
-    columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
-    rows = math.ceil(n / columns)
-    pw, ph = _panel_size(w, h)
-    cw = max(pw, PANEL_MIN)
-    size = (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
+    asked = list(dict.fromkeys(int(k) for k in ks))
+    n = (1 if palette is not None else len(asked)) + 1
+    # Checked for every K asked, before the clustering finds which coincide: at most that many panels.
+    columns, size = _layout(n, columns, w, h)
     if size[0] * size[1] > max_pixels:
         raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                        f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
+    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
+                 else _distinct_pictures(pixels, asked, seed, dither))
+    columns, size = _layout(len(quantized) + 1, columns, w, h)
+    pw, ph = _panel_size(w, h)
+    cw = max(pw, PANEL_MIN)
     images = [opaque_rgb(pixels)]
     titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
-    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
-                 else [compress(pixels, k, seed=seed, dither=dither) for k in ks])
     for img in quantized:
         r = record(img, "", len(img.to_bytes()))
         images.append(opaque_rgb(img.decode()))
@@ -286,15 +291,42 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
 _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
 
+def _layout(n: int, columns: int | None, w: int, h: int) -> tuple[int, tuple[int, int]]:
+    """(columns, (width, height) of the figure) for n panels of a w x h image."""
+    columns = min(columns, n) if columns else math.ceil(n / math.ceil(n / 4))
+    rows = math.ceil(n / columns)
+    pw, ph = _panel_size(w, h)
+    cw = max(pw, PANEL_MIN)
+    return columns, (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
+
+
+def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str) -> list[KmqImage]:
+    """compress(pixels) at each of the distinct ks, in their order, each picture once: the largest K first,
+    so that an image with fewer colours than it is found lossless at once (one warning, naming that K), and
+    every K at or above its number of colours shares that one picture instead of being fitted again."""
+    made: dict[int, KmqImage] = {}
+    lossless: KmqImage | None = None
+    for k in sorted(ks, reverse=True):
+        if lossless is not None and k >= lossless.k:
+            made[k] = lossless
+            continue
+        made[k] = compress(pixels, k, seed=seed, dither=dither)
+        if made[k].distortion == 0:
+            lossless = made[k]
+    return list({id(made[k]): made[k] for k in ks}.values())
+
+
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
                  dither: str = "none") -> Montage:
-    """montage() of an image file. A .kmq file is refused: it holds one K and not the original."""
-    loaded, _ = load(source, max_pixels=max_pixels)
-    if isinstance(loaded, KmqImage):
-        raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-    return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
-                   dither=dither)
+    """montage() of an image file. A .kmq file is refused: it holds one K and not the original. Warnings
+    name the source."""
+    with warnings_about(source):
+        loaded, _ = load(source, max_pixels=max_pixels)
+        if isinstance(loaded, KmqImage):
+            raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
+        return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
+                       dither=dither)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

@@ -3,6 +3,7 @@ import builtins
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,22 @@ def test_stdin_among_several_inputs_is_a_usage_error_before_any_work(runner, tre
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.gpl").exists()
 
 
-def test_an_empty_folder_warns(tmp_path):
-    with pytest.warns(kmq.KmqWarning, match="no files to convert"):
-        assert batch.plan_compress([tmp_path]) == []
+def test_an_empty_folder_among_other_inputs_warns(tmp_path, rgb_small):
+    (tmp_path / "empty").mkdir()
+    Image.fromarray(rgb_small).save(tmp_path / "a.png")
+    with pytest.warns(kmq.KmqWarning, match="empty: no files to convert"):
+        assert [j.source for j in batch.plan_compress([tmp_path / "empty", tmp_path / "a.png"])] == [
+            tmp_path / "a.png"]
+
+
+def test_only_empty_folders_are_an_error(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.txt").write_text("no image")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    with pytest.raises(kmq.KmqError, match=rf"^{re.escape(str(tmp_path))}: no images found \(searched"):
+        batch.plan_compress([tmp_path])
+    with pytest.raises(kmq.KmqError, match=r": no \.kmq files found"):
+        batch.plan_decompress([tmp_path, tmp_path / "sub"])
 
 
 def test_decompress_plans_kmq_files_named_like_the_single_file_default(tmp_path, rgb_small):

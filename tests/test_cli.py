@@ -78,7 +78,8 @@ def test_output_format_follows_extension(runner, image, tmp_path):
     assert Image.open(tmp_path / "c.bmp").format == "BMP"
     result = run(runner, "decompress", tmp_path / "c.kmq", "-o", tmp_path / "c.xyz")
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path / 'c.xyz'}: unknown image extension '.xyz'; use e.g. .png\n"
+    assert result.output == (f"Error: {tmp_path / 'c.xyz'}: unknown image extension '.xyz'; use e.g. .png, .webp, "
+                             f".gif, .tiff, .bmp or .jpg\n")
 
 
 def test_junk_kmq_is_a_clean_error_and_writes_nothing(runner, tmp_path):
@@ -131,8 +132,8 @@ def test_fewer_colours_than_k_warns(runner, tmp_path):
     Image.new("RGB", (5, 4), (9, 8, 7)).save(path)
     result = run(runner, "compress", path, "-q")
     assert result.exit_code == 0
-    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=16: using k=1, "
-                             "lossless\n")
+    assert result.output == (f"Warning: {path}: the image has only 1 distinct colour, fewer than k=16: using "
+                             "k=1, lossless\n")
 
 
 def test_stats_json_has_exactly_the_documented_keys(runner, image):

@@ -301,7 +301,7 @@ def test_montage_line_names_the_ks_its_panels_show(runner, tmp_path):
     Image.new("RGB", (50, 40), (10, 20, 30)).save(tmp_path / "one.png")
     result = run(runner, "montage", tmp_path / "one.png", "-k", "2", "-k", "3", "-o", tmp_path / "m.png")
     assert result.exit_code == 0
-    assert re.search(r": original and K = 1, 1, \d+x\d+\n$", result.stdout)
+    assert re.search(r": original and K = 1, \d+x\d+\n$", result.stdout)  # one picture: one panel
 
 
 @pytest.mark.parametrize("command", ["compress", "stats", "segment", "montage", "palette", "decompress"])

@@ -242,9 +242,13 @@ def test_kmq_outputs_are_not_image_outputs(tmp_path, rgb_small):
     """kmq itself never "decodes" to .kmq (it would quantize again), and a folder's .kmq are not inputs."""
     kmq.write(tmp_path / "a.kmq", kmq.compress(rgb_small, 4))
     result = CliRunner().invoke(main, ["decompress", str(tmp_path / "a.kmq"), "-o", str(tmp_path / "b.kmq")])
-    assert result.output == f"Error: {tmp_path / 'b.kmq'}: unknown image extension '.kmq'; use e.g. .png\n"
+    assert result.output == (f"Error: {tmp_path / 'b.kmq'}: .kmq is kmq's own compressed format (kmq compress writes "
+                             "it), not an image format; this writes images: use e.g. .png, .webp, .gif, .tiff, .bmp "
+                             "or .jpg\n")
     result = CliRunner().invoke(main, ["compress", str(tmp_path), "-k", "4", "-q"])
-    assert result.output == f"Warning: {tmp_path}: no files to convert in this folder\n"
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path}: no images found (searched recursively; names starting with . "
+                             f"are skipped)\n")
 
 
 def test_save_with_a_psnr_target_goes_through_compress_to(tmp_path):

@@ -162,8 +162,8 @@ def test_one_image_with_few_colours_warns_in_singular(runner, tmp_path):
     slides = _flat_pngs(tmp_path / "slides", (255, 0, 0))
     result = run(runner, "palette", slides / "s0.png", "-k", "5", "-o", tmp_path / "p.gpl")
     assert result.exit_code == 0, result.output
-    assert result.output == ("Warning: the image has only 1 distinct colour, fewer than k=5: using k=1, "
-                             f"lossless\n{slides / 's0.png'} -> {tmp_path / 'p.gpl'}: 1 colour\n")
+    assert result.output == (f"Warning: {slides / 's0.png'}: the image has only 1 distinct colour, fewer than k=5: "
+                             f"using k=1, lossless\n{slides / 's0.png'} -> {tmp_path / 'p.gpl'}: 1 colour\n")
 
 
 def test_gif_above_256_colours_says_what_pillow_reduces_them_to(runner, k300_file):

@@ -402,7 +402,7 @@ def _truncated(path: Path, fmt: str, rgb: np.ndarray) -> None:
     ("notes.png", lambda p, rgb: p.write_text("hello"), "{p}: not an image Pillow can read"),
     ("cut.png", lambda p, rgb: _truncated(p, "PNG", rgb), "{p}: cannot read image: image file is truncated"),
     ("cut.jpg", lambda p, rgb: _truncated(p, "JPEG", rgb), "{p}: cannot read image: image file is truncated"),
-    ("empty.png", lambda p, rgb: p.write_bytes(b""), "{p}: not an image Pillow can read"),
+    ("empty.png", lambda p, rgb: p.write_bytes(b""), "{p}: empty (0 bytes): no image to read"),
     ("folder.png", lambda p, rgb: p.mkdir(), "{p}: is a directory"),
     ("missing.png", lambda p, rgb: None, "{p}: no such file or directory"),
 ])
