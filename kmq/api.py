@@ -5,6 +5,7 @@ These validate; kmq.kmeans computes.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -66,7 +67,7 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     (1, 0.0)
     """
     _check_k(k)
-    _check_common(seed, max_iter, codec)
+    _check_common(seed, max_iter, codec, tol)
     _check_rdo(rdo, codec)
     _check_progress(progress)
     if dither not in DITHERS:
@@ -133,11 +134,14 @@ def _check_progress(progress: Any) -> None:
         raise ValueError(f"progress must be callable or None, got {progress!r}")
 
 
-def _check_common(seed: int, max_iter: int, codec: str) -> None:
+def _check_common(seed: int, max_iter: int, codec: str, tol: float = TOL) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer of at least 1, got {max_iter!r}")
+    # Checked before the fit: a file records a tol that is not the default, and a file's tol must be finite.
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or not 0 <= tol < math.inf:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
 

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -63,12 +63,14 @@ def image_suffixes() -> frozenset[str]:
 @dataclass(frozen=True)
 class Job:
     """One input file and the output it should become. size: the input's bytes (0 if it cannot be read).
-    problem: why it must fail without running (e.g. another input already claims its output)."""
+    problem: why it must fail without running (e.g. another input already claims its output); data: stdin's
+    bytes once a CompressTask has read them (its size is unknown until then)."""
     index: int
     source: Path
     target: Path
     size: int
     problem: str | None = None
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -81,11 +83,6 @@ class Result:
     record: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    bytes_read: int | None = None  # what stdin held, known only once read (the Job's size is 0 then)
-
-    @property
-    def bytes_before(self) -> int:
-        return self.job.size if self.bytes_read is None else self.bytes_read
 
     @property
     def ok(self) -> bool:
@@ -97,7 +94,7 @@ class Result:
         r = self.record or {}
         psnr = r.get("psnr")
         return {"input": str(self.job.source), "output": str(self.job.target), "ok": self.ok,
-                "error": self.error, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "error": self.error, "bytes_before": self.job.size, "bytes_after": self.bytes_after,
                 "k": r.get("k"), "ratio": r.get("ratio"),
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
                 "rdo": r.get("rdo")}
@@ -222,15 +219,14 @@ class _Task:
     def __call__(self, job: Job) -> Result:
         return _attempt(job, self._checked)
 
-    def _checked(self, job: Job) -> tuple[int, dict[str, Any], int | None]:
+    def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
         check_writable(job.target, overwrite=self.overwrite)
         return self._work(job)
 
-    def _work(self, job: Job) -> tuple[int, dict[str, Any], int | None]:
-        """Convert job.source to job.target: (bytes written, the stats record, the bytes read if the input was
-        stdin, else None)."""
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
+        """Convert job.source to job.target: (bytes written, the stats record)."""
         raise NotImplementedError
 
 
@@ -250,10 +246,18 @@ class CompressTask(_Task):
     k_given: bool = True
     dither: str = "none"
 
-    def _work(self, job: Job) -> tuple[int, dict[str, Any], int | None]:
-        # stdin is read whole first, so that its size can be reported as a file's is.
-        data = read_bytes(STDIO) if str(job.source) == STDIO else None
-        source = job.source if data is None else io.BytesIO(data)
+    def __call__(self, job: Job) -> Result:
+        # stdin is read whole first, so that its size is reported as a file's is, failure or not.
+        if str(job.source) == STDIO and job.data is None:
+            try:
+                data = read_bytes(STDIO)
+            except KmqError as e:
+                return Result(job, error=about(job.source, str(e)))
+            job = replace(job, size=len(data), data=data)
+        return super().__call__(job)
+
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
+        source = job.source if job.data is None else io.BytesIO(job.data)
         if self.psnr is None and self.max_bytes is None:
             img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
                            max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,
@@ -264,7 +268,7 @@ class CompressTask(_Task):
                               max_iter=self.max_iter, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
-        return size, record(img, str(job.target), size, choices=True), None if data is None else len(data)
+        return size, record(img, str(job.target), size, choices=True)
 
 
 @dataclass(frozen=True)
@@ -275,11 +279,11 @@ class DecompressTask(_Task):
     overwrite: bool = False
     truecolor: bool = False
 
-    def _work(self, job: Job) -> tuple[int, dict[str, Any], int | None]:
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         img = read(job.source, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
-        return _size(job.target), record(img, str(job.source), _size(job.source)), None
+        return _size(job.target), record(img, str(job.source), _size(job.source))
 
 
 @dataclass(frozen=True)
@@ -291,18 +295,18 @@ class ReadTask:
     def __call__(self, job: Job) -> Result:
         return _attempt(job, self._work)
 
-    def _work(self, job: Job) -> tuple[int, dict[str, Any], int | None]:
-        return 0, self.read(job.source), None
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
+        return 0, self.read(job.source)
 
 
-def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any], int | None]]) -> Result:
+def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Result:
     """Run work(job), turning any failure into a Result that says what went wrong with which file."""
     started = time.perf_counter()
     result = Result(job)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result.bytes_after, result.record, result.bytes_read = work(job)
+            result.bytes_after, result.record = work(job)
         except KmqError as e:
             result.error = about(job.source, str(e))
         except Exception as e:  # a bug or an odd file must still not cost the user the rest of the batch
@@ -463,6 +467,6 @@ def summarize(results: Sequence[Result]) -> dict[str, Any]:
     ratios = [r.record["ratio"] for r in done]
     psnrs = [r.record["psnr"] for r in done if r.record["psnr"] is not None and math.isfinite(r.record["psnr"])]
     return {"files": len(results), "succeeded": len(done), "failed": len(results) - len(done),
-            "bytes_before": sum(r.bytes_before for r in done), "bytes_after": sum(r.bytes_after for r in done),
+            "bytes_before": sum(r.job.size for r in done), "bytes_after": sum(r.bytes_after for r in done),
             "mean_ratio": sum(ratios) / len(ratios) if ratios else None,
             "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None}

@@ -1821,7 +1821,7 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
 def _thinned(level: _Points) -> _Points | None:
     """The restarts' stand-in for a large RGB histogram level (over `_THIN_FROM` bins): its bins holding
     under `_THIN_SHARE` of the pixels merged by 4-bit cell (weighted mean, summed weight), the others kept;
-    ``inverse`` maps each bin of the level to its stand-in. None where that would not halve the work.
+    ``inverse`` maps each bin of the level to its stand-in. None where it would keep over 3/4 of the bins.
 
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while

@@ -280,6 +280,10 @@ def test_stdin_in_a_summary_counts_the_bytes_it_held(runner, tmp_path, rgb_small
     written = (tmp_path / "x.kmq").stat().st_size
     assert (summary["bytes_before"], summary["bytes_after"]) == (len(data), written)
     assert [(r["bytes_before"], r["bytes_after"]) for r in summary["results"]] == [(len(data), written)]
+    # and when it is not an image (review: the size was counted only for a success)
+    result = run(runner, "compress", "-", "-o", tmp_path / "y.kmq", "--summary", "json", input=b"not an image")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["results"][0]["bytes_before"] == len(b"not an image")
 
 
 @pytest.mark.parametrize("summary", [[], ["--summary", "json"]])

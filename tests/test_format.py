@@ -264,3 +264,19 @@ def test_max_iter_and_tol_recorded_only_when_not_the_defaults():
     assert (img.metadata["max_iter"], img.metadata["tol"]) == (1, 0.0)
     assert KmqImage.from_bytes(img.to_bytes()) == img
     assert kmq.compress(pixels, 4, max_iter=img.metadata["max_iter"], tol=img.metadata["tol"]) == img
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0, "0.1", True])
+def test_a_tol_no_file_could_record_is_refused_before_the_fit(bad):
+    import kmq
+
+    with pytest.raises(ValueError, match="^tol must be a finite number >= 0, got "):
+        kmq.compress(np.zeros((2, 3, 3), np.uint8), 1, tol=bad)
+
+
+@pytest.mark.parametrize("bad", [2.5, 0, True])
+def test_max_iter_must_be_a_whole_number(bad):
+    import kmq
+
+    with pytest.raises(ValueError, match="^max_iter must be an integer of at least 1, got "):
+        kmq.compress(np.zeros((2, 3, 3), np.uint8), 1, max_iter=bad)
