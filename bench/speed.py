@@ -80,8 +80,9 @@ def _worker(name: str, image: str, k: int, out: str) -> None:
         rgb.quantize(colors=k, method=method, dither=Image.Dither.NONE).save(out, compress_level=PNG_LEVEL)
     elif name == "inproc":
         # K-Means of small photos in process (no start-up, no decode): the best of 5 per tile and K. The tiles:
-        # IMAGE (the 256x256 astronaut) and the centre 256x256 of each kind made at 1024x768, as make_bulk cuts
-        # them, since one photo's time said little of another's (noise: twice the astronaut's).
+        # IMAGE (the 256x256 astronaut) and the centre 256x256 of each kind made at 1024x768 (the bulk set's
+        # kinds, not one of its tiles), since one photo's time said little of another's (noise: twice the
+        # astronaut's).
         import kmq
         from kmq import kmeans
 
