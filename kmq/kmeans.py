@@ -2071,14 +2071,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         if m > _POLISH_MAX and colors.shape[1] == 4:
             # Its 5-bit level has as many bins as an RGB photo's 6-bit one (12 MP: 42 000 and 23 000), so the
             # same rule stops there: finer levels, each made from the colours, only while the last is coarse
-            # for k (12 MP photo at K=16: J +0.03 %, 0.3 s less). The 6-bit level comes with the coarser ones
-            # from one pass over the colours (sums of integers, exact: the same levels as from the colours
-            # themselves; 2 MP photo under a vignette, 1.3 M colours, K = 256: 0.15 s of CPU less).
-            levels = _pyramid(colors, counts, (*first, _REFINE_BITS[0]))
-            if levels[-2].m >= _FINE_ENOUGH * k:
-                levels.pop()
-            elif levels[-1].m < _FINE_ENOUGH * k:
-                levels.append(_coarse(colors, counts, _REFINE_BITS[1]))
+            # for k (12 MP photo at K=16: J +0.03 %, 0.3 s less).
+            levels = _pyramid(colors, counts, first)
+            for bits in _REFINE_BITS:
+                if levels[-1].m >= _FINE_ENOUGH * k:
+                    break
+                levels.append(_coarse(colors, counts, bits))
         else:
             levels = _pyramid(colors, counts, (*first, *_REFINE_BITS[:-1]))
             # The 7-bit level only where it can serve: on a large image where the 6-bit one is coarse for k;
