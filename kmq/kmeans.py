@@ -1690,6 +1690,12 @@ _RELAXED_ITER = 11
 # 11 +0.61 %, 15 +0.44 %, 20 +0.15 %, 30 +0.06 %.
 _FINISH_ABOVE = 64
 _FINISH = (20, _RELAX)
+# ... after levels run to this tolerance (times tol) with one run. The colours' `_WARM_TOL` left 1 MP of RGB
+# noise under a vignette at K = 256 (its 5-bit level last, warmed up by the 4-bit one alone) 0.67 % above the
+# levels run to tol; 10 +0.02 %, 30 +0.15 % (2 MP photos under a vignette, a gradient or random alpha: +0.04
+# to +0.34 % at 30, +0.15 to +0.36 % at 100, -0.03 to +0.54 % at 10; 2 MP under a vignette: 2.3 s of CPU at
+# 30, 2.3 at 100, 2.6 at 10, 3.2 at 1).
+_FINISH_WARM_TOL = 30.0
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
 _RESTART_ITER = 10
@@ -2093,7 +2099,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                                           and levels[-1].m * 2 <= m)
         # RGBA above _POLISH_MAX colours: no polish follows, and the finest level (7 bits on a 2 MP photo
         # under a vignette: 612 000 bins) run to tol was two thirds of the CPU at K = 256; it ends as
-        # `fit_histogram` ends its own from `_FINISH_ABOVE` (there 4.7 s -> 3.0 s, J +0.15 %).
+        # `fit_histogram` ends its own from `_FINISH_ABOVE` (there 4.7 s -> 2.3 s of CPU, J -0.04 % to +0.34 %
+        # on 2 MP photos and noise, see `_FINISH_WARM_TOL`).
         last = _FINISH if pts is None and colors.shape[1] == 4 and k > _FINISH_ABOVE else None
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last)
         if climbed is not None:
@@ -2132,9 +2139,12 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     warms up the next one, which moves the centroids by more than that level's tail of small moves would
     have (256x256 photo, K=256: the colours took 33 updates after a fully converged 6-bit level, 36 after
     one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`.
+    last: (updates, relax) for the finest level when no polish follows (RGBA over `_POLISH_MAX` colours, see
+    `fit`): it ends in that many over-relaxed updates, the levels below at `_FINISH_WARM_TOL` with one run.
     """
     restarts = _restarts(k)
-    warm = tol_abs * (_WARM_TOL if restarts == 1 and (colours_follow or last) else _LEVEL_TOL)
+    warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
+                      _FINISH_WARM_TOL if last else _LEVEL_TOL)
     at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
     if at == len(levels) or levels[at].m * 2 > m:
         return None
