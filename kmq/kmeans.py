@@ -737,7 +737,8 @@ class _Neighbours:
         self.sep = key.view(np.int32)
 
 
-def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray, block: int = _BLOCK
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest entry (ties to the lower index) of the int32 points `cols` given an entry `guess` of
     each, near it: with u the point's distance to its guess g, an entry e with |e - g| > 2u is farther than
     u from the point (|x - e| >= |e - g| - u), so farther than g; the rest, the first of g's list, are
@@ -769,8 +770,8 @@ def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) ->
         cuts = np.flatnonzero(np.diff(width[by_width])) + 1
         for rows in np.split(by_width, cuts):
             w = int(width[rows[0]])
-            for s in range(0, rows.shape[0], max(1, _BLOCK // w)):
-                r = rows[s:s + max(1, _BLOCK // w)]
+            for s in range(0, rows.shape[0], max(1, block // w)):
+                r = rows[s:s + max(1, block // w)]
                 cand = np.take(nb.lists[:w], g[r], axis=1)  # (w, points): each pass along the points
                 key = None
                 for col, pc in zip(cols, nb.cols):
@@ -886,8 +887,10 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
         if guess is None:
             return _nearest_local(points, palette)
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
-    if guess is not None:  # RGBA (see `takes_guess`)
-        return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
+    if guess is not None:  # RGBA (see `takes_guess`), in blocks that stay in the cache: a noisy image's
+        # points read most of their lists (1 MP of noise under a vignette at K = 256: 90 MB more in 2**21).
+        return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess,
+                             _CACHE_BLOCK)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
     per_axis = int(min(16, max(2, round((k / 4.0) ** (1.0 / channels)))))
     return _nearest_cells(points, palette, per_axis)
