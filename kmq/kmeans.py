@@ -2039,7 +2039,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
-    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits).
+    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), and above K = 64
+    (`_FINISH_ABOVE`) it ends in `_FINISH` over-relaxed updates after the levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
