@@ -38,13 +38,9 @@ FROM = 1 << 20
 K_MAX = kmeans._LARGE_K - 1
 # Up to this k the fit is `kmeans.fit`'s on the exact path, bit for bit. Above, with fewer restarts, its
 # Lloyd on the 6-bit level runs to tol (12 MP photo under a vignette at K = 256: 2.9 s of CPU, twice the
-# whole RGB compress), so that level ends with `_FINISH` over-relaxed updates instead, as fit's polish of
-# the colours does with one run (see `kmeans._RELAX`). 11 as there left 2 MP under random alpha at K = 256
-# (1 100 bins per centroid) 0.66 % above the exact path, 16 0.35 %, 20 0.25 %; 12 MP under random alpha at
-# K = 500 (1 050) 16 0.53 %, 20 0.41 %; 12 MP under a vignette at K = 256 +0.28 %, +0.11 %, +0.00 % with
-# the fit taking 1.0 s, 1.3 s and 1.5 s of CPU.
-EXACT_FIT_MAX = 64
-_FINISH = (20, kmeans._RELAX)
+# whole RGB compress), so that level ends with `kmeans._FINISH` over-relaxed updates instead, as fit's own
+# finest level of RGBA without a polish does (the measurements are there).
+EXACT_FIT_MAX = kmeans._FINISH_ABOVE
 # Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
 _CHUNK = 1 << 16
 # About 2**this pixels are sampled before the passes over all of them (see `Histogram`): enough to see the
@@ -181,7 +177,7 @@ def min_bins(k: int) -> int:
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`)."""
     return kmeans.fit_histogram(hist.ids, hist.counts, hist.sums, BITS, k, variance=hist.variance(), seed=seed,
-                                max_iter=max_iter, tol=tol, last=_FINISH if k > EXACT_FIT_MAX else None)
+                                max_iter=max_iter, tol=tol, last=kmeans._FINISH if k > EXACT_FIT_MAX else None)
 
 
 class _Candidates:

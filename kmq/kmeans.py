@@ -737,7 +737,8 @@ class _Neighbours:
         self.sep = key.view(np.int32)
 
 
-def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray, block: int = _BLOCK
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest entry (ties to the lower index) of the int32 points `cols` given an entry `guess` of
     each, near it: with u the point's distance to its guess g, an entry e with |e - g| > 2u is farther than
     u from the point (|x - e| >= |e - g| - u), so farther than g; the rest, the first of g's list, are
@@ -769,8 +770,8 @@ def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray) ->
         cuts = np.flatnonzero(np.diff(width[by_width])) + 1
         for rows in np.split(by_width, cuts):
             w = int(width[rows[0]])
-            for s in range(0, rows.shape[0], max(1, _BLOCK // w)):
-                r = rows[s:s + max(1, _BLOCK // w)]
+            for s in range(0, rows.shape[0], max(1, block // w)):
+                r = rows[s:s + max(1, block // w)]
                 cand = np.take(nb.lists[:w], g[r], axis=1)  # (w, points): each pass along the points
                 key = None
                 for col, pc in zip(cols, nb.cols):
@@ -851,7 +852,10 @@ def _nearest_way(m: int, channels: int, k: int) -> str:
 def takes_guess(m: int, channels: int, k: int) -> bool:
     """Whether `nearest` of m points of this many channels onto k entries would use a guess: only then is
     one worth making (an (M,) array of clusters at millions of colours costs ~0.1 s and 8 bytes a colour)."""
-    return _nearest_way(m, channels, k) == "local"
+    way = _nearest_way(m, channels, k)
+    # RGBA's cells are coarse (3 per channel at K = 256: ~100 entries each), a fit's guess reads far fewer
+    # (2 MP photo under a vignette, 1.3 M colours at K = 256: 0.53 s of CPU, 0.16 from the guess).
+    return way == "local" or (way == "cells" and channels == 4)
 
 
 def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = None
@@ -883,6 +887,10 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
         if guess is None:
             return _nearest_local(points, palette)
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
+    if guess is not None:  # RGBA (see `takes_guess`), in blocks that stay in the cache: a noisy image's
+        # points read most of their lists (1 MP of noise under a vignette at K = 256: 90 MB more in 2**21).
+        return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess,
+                             _CACHE_BLOCK)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
     per_axis = int(min(16, max(2, round((k / 4.0) ** (1.0 / channels)))))
     return _nearest_cells(points, palette, per_axis)
@@ -1677,6 +1685,20 @@ _LEVEL_TOL = 1.0
 # the samples at K=256 +0.00 to +0.11 %. 10 at 1.9x or 1.95x: up to +0.33 % and +0.30 %.
 _RELAX = 1.9
 _RELAXED_ITER = 11
+# Above this k, the last histogram level of RGBA without a polish on the colours (see `fit`, and
+# `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
+# 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
+# run to tol, 16 0.35 %, 20 0.25 %; 12 MP under random alpha at K = 500 (1 050) 16 0.53 %, 20 0.41 %; 12 MP
+# under a vignette at K = 256 +0.28 %, +0.11 %, +0.00 %; 2 MP under a vignette at K = 256 (its 7-bit level)
+# 11 +0.61 %, 15 +0.44 %, 20 +0.15 %, 30 +0.06 %.
+_FINISH_ABOVE = 64
+_FINISH = (20, _RELAX)
+# ... after levels run to this tolerance (times tol) with one run. The colours' `_WARM_TOL` left 1 MP of RGB
+# noise under a vignette at K = 256 (its 5-bit level last, warmed up by the 4-bit one alone) 0.67 % above the
+# levels run to tol; 10 +0.02 %, 30 +0.15 % (2 MP photos under a vignette, a gradient or random alpha: +0.04
+# to +0.34 % at 30, +0.15 to +0.36 % at 100, -0.03 to +0.54 % at 10; 2 MP under a vignette: 2.3 s of CPU at
+# 30, 2.3 at 100, 2.6 at 10, 3.2 at 1).
+_FINISH_WARM_TOL = 30.0
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
 _RESTART_ITER = 10
@@ -2017,7 +2039,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
-    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits).
+    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), and above K = 64
+    (`_FINISH_ABOVE`) it ends in `_FINISH` over-relaxed updates after the levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
@@ -2078,7 +2101,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
         polish = pts is not None and not (m > _POLISH_FINE_FROM and levels[-1].m >= _POLISH_FINE_BINS * k
                                           and levels[-1].m * 2 <= m)
-        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish)
+        # RGBA above _POLISH_MAX colours: no polish follows, and the finest level (7 bits on a 2 MP photo
+        # under a vignette: 612 000 bins) run to tol was two thirds of the CPU at K = 256; it ends as
+        # `fit_histogram` ends its own from `_FINISH_ABOVE` (there 4.7 s -> 2.3 s of CPU, J -0.04 % to +0.34 %
+        # on 2 MP photos and noise, see `_FINISH_WARM_TOL`).
+        last = _FINISH if pts is None and colors.shape[1] == 4 and k > _FINISH_ABOVE else None
+        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -2100,7 +2128,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
 
 
 def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
-           colours_follow: bool = False) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           colours_follow: bool = False, last: tuple[int, float] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -2114,9 +2143,12 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     warms up the next one, which moves the centroids by more than that level's tail of small moves would
     have (256x256 photo, K=256: the colours took 33 updates after a fully converged 6-bit level, 36 after
     one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`.
+    last: (updates, relax) for the finest level when no polish follows (RGBA over `_POLISH_MAX` colours, see
+    `fit`): it ends in that many over-relaxed updates, the levels below at `_FINISH_WARM_TOL` with one run.
     """
     restarts = _restarts(k)
-    warm = tol_abs * (_WARM_TOL if restarts == 1 and colours_follow else _LEVEL_TOL)
+    warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
+                      _FINISH_WARM_TOL if last else _LEVEL_TOL)
     at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
     if at == len(levels) or levels[at].m * 2 > m:
         return None
@@ -2139,8 +2171,12 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     best = None
     for start, inertia, labels in runs:
         prev = coarse
-        for finer, first in zip(finer_levels, colour_of):
-            start, inertia, labels = _hamerly(finer, start, max_iter, warm, labels[prev.inverse[first]])
+        for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
+            guess = labels[prev.inverse[first]]
+            if last is not None and i == len(finer_levels) - 1:
+                start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1])
+            else:
+                start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
             prev = finer
         if best is None or inertia < best[1]:  # a tie keeps the better-ranked run
             best = (start, inertia, labels)

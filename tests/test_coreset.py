@@ -287,3 +287,46 @@ def test_above_the_exact_fits_k_the_last_level_ends_in_a_few_updates(monkeypatch
     monkeypatch.setattr(coreset, "FROM", 1 << 62)
     exact = kmq.compress(photo, k=k, seed=6)
     assert exact.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * exact.distortion
+
+
+def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_updates(monkeypatch,
+                                                                                         histograms_only, photo):
+    """Above `kmeans._FINISH_ABOVE` (lowered here) fit of RGBA over `_POLISH_MAX` colours (lowered too) ends
+    its finest level (6 bits at k = 16) with `kmeans._FINISH` over-relaxed updates, the levels below only
+    warmed up: another palette, J within 0.5 % of the levels run to tol, labels still exact nearest. Not at
+    or below that k, nor for RGB: the same files as before."""
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)  # through the distinct colours
+    before = {k: kmq.compress(photo, k=k, seed=6) for k in (8, 16)}
+    rgb = kmq.compress(photo[..., :3], k=16, seed=6).to_bytes()
+    monkeypatch.setattr(km, "_FINISH_ABOVE", 8)
+    runs = []
+    real = km._hamerly
+    monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a: runs.append((pts.m, it, a[1] if len(a) > 1 else 1.0))
+                        or real(pts, c, it, tol, *a))
+    img = kmq.compress(photo, k=16, seed=6)
+    six = coreset.Histogram(clear_transparent(photo).reshape(-1, 4)).bins  # as kmq reads them
+    # The last run is on the 6-bit level: km._FINISH's updates, over-relaxed.
+    assert runs[-1][0] == six and runs[-1][1] == km._FINISH[0] and runs[-1][2] == km._FINISH[1]
+    assert len(runs) > 1 and all(r[2] == 1.0 for r in runs[:-1])
+    assert img.to_bytes() != before[16].to_bytes() and img.distortion <= 1.005 * before[16].distortion
+    assert_nearest(img, photo)
+    assert kmq.compress(photo, k=8, seed=6).to_bytes() == before[8].to_bytes()
+    assert kmq.compress(photo[..., :3], k=16, seed=6).to_bytes() == rgb
+
+
+def test_rgba_nearest_from_a_guess_is_exact_and_ties_go_low():
+    """RGBA at K > 64 measures only the entries near a guess (`kmeans.takes_guess`): any guess, even a bad
+    one, gives the labels and distances of the cells of the colour cube, ties to the lower entry."""
+    rng = np.random.default_rng(5)
+    palette = np.unique(rng.integers(0, 256, (90, 4), dtype=np.uint8), axis=0)
+    points = rng.integers(0, 256, (2000, 4), dtype=np.uint8)
+    # Midway between entries 0 and 1 (their sum even in every channel): a tie, which entry 0 wins.
+    palette[1] = palette[0] ^ np.uint8(2)
+    points[0] = (palette[0].astype(int) + palette[1]) // 2
+    assert km.takes_guess(len(points), 4, len(palette))
+    cells = km.nearest(points, palette)
+    ref, _ = nearest_j(points, palette)
+    assert np.array_equal(cells[0], ref) and cells[0][0] == 0
+    for guess in (rng.integers(0, len(palette), len(points)), np.full(len(points), 1)):
+        got = km.nearest(points, palette, guess.astype(np.intp))
+        assert np.array_equal(got[0], cells[0]) and np.array_equal(got[1], cells[1])

@@ -796,7 +796,10 @@ def test_a_guess_is_asked_for_only_where_nearest_uses_it():
     assert not km.takes_guess(65_536, 3, 64)          # brute force at small K
     assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
     assert not km.takes_guess((1 << 18) + 1, 3, 256)   # cells of the colour cube
-    assert not km.takes_guess(65_536, 1, 256) and not km.takes_guess(65_536, 4, 256)
+    assert not km.takes_guess(65_536, 1, 256)
+    # RGBA from K = 65 (its cells are coarse): the guess's neighbour lists; pairs of channels up to 64.
+    assert km.takes_guess(65_536, 4, 256) and km.takes_guess(1 << 20, 4, 65)
+    assert not km.takes_guess(1 << 20, 4, 64) and not km.takes_guess(1_000, 4, 256)
 
 
 def test_thinned_merges_the_light_bins_by_4_bit_cell(monkeypatch: pytest.MonkeyPatch) -> None:
