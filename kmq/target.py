@@ -52,6 +52,7 @@ import numpy as np
 
 from . import kmeans
 from .api import MAX_RDO, quantize_colors, quantized
+from . import rdo as rdo_module
 from .codecs import ctx
 from .errors import KmqError
 from .format import KmqImage
@@ -108,6 +109,7 @@ _CASCADE_RUNS = 7  # of which the steps before the search over (K, rdo) may make
 # rdo runs per K of the search over (K, rdo), at most (the last only between two that straddle the budget,
 # or beyond near misses)
 _PLANE_RUNS = 4
+_PREPARED = 4  # Ks whose rdo starting state is kept (rdo.prepare): a search's rdo runs sit at a few Ks
 
 
 class _Search:
@@ -124,6 +126,7 @@ class _Search:
         self.codec, self.seed, self.max_iter, self.target = codec, seed, max_iter, target
         self.fitted: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # palette, per-colour labels, J
         self.files: dict[tuple[int, float], KmqImage] = {}
+        self.prepared: dict[int, rdo_module.Prepared] = {}  # per K: the nearest labellings its rdo runs start from
         self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
         self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
         self.runs, self.cap = 0, _RUNS_MAX  # the rdo runs made, and how many the search may make
@@ -155,11 +158,20 @@ class _Search:
         if key not in self.files:
             self.j(k)
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
-                                        codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target})
+                                        codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target},
+                                        prepared=self._prepared(k) if rdo > 0 and self.fitted[k][2] > 0 else None)
             if rdo > 0:
                 self.runs += 1
                 self._made()
         return self.files[key]
+
+    def _prepared(self, k: int) -> rdo_module.Prepared:
+        """rdo's starting state at k's palette, made once per K (a few kept: 12 MP costs ~40 MB a K)."""
+        if k not in self.prepared:
+            if len(self.prepared) >= _PREPARED:
+                del self.prepared[next(iter(self.prepared))]  # the K prepared longest ago
+            self.prepared[k] = rdo_module.prepare(self.pixels, self.distinct, self.fitted[k][0])
+        return self.prepared[k]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
         """Bounds on the file's size in bytes: for ctx from the information its payload codes (about half an

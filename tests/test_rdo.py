@@ -401,10 +401,10 @@ def test_calibration_keeps_the_run_just_over_the_budget_backed_off_to_it(crop, m
                                                                           runs.append((lam, s.total)))[0])
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
-    colours = rdo._Colours(distinct)
-    j0 = rdo._start(crop, colours, palette).total
+    prepared = rdo.prepare(crop, distinct, palette)
+    j0 = prepared.plain.total
     budget = j0 * 102 // 100
-    trial = rdo._calibrate(crop, colours, palette, 1.02, 2)
+    trial = rdo._calibrate(prepared, 1.02, 2)
     over = [(total, lam) for lam, total in runs if total > j0 * 1.02]
     assert over and min(over)[0] - j0 <= 2 * (j0 * 1.02 - j0)
     assert trial.lam == min(over)[1] and trial.kept.total <= budget
