@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -450,6 +450,8 @@ class Prepared:
     sample: np.ndarray
     base: _State  # the sample's nearest labelling (plain itself when whole)
     bounds: tuple[int, int] | None = None  # ctx payload bounds of base's labels, once _worse needs them
+    # _ctx_bounds of the sample's labellings judged (by digest): runs at two strengths can end at the same
+    judged: dict[bytes, tuple[int, int]] = field(default_factory=dict)
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray) -> Prepared:
@@ -556,13 +558,22 @@ def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepare
     b = prepared.bounds
     if b is None:
         b = prepared.bounds = _plain_bounds(trial, palette)
-    a = _ctx_bounds(judged, judged.palette, judged.labels)
+    at = digest(judged.palette, judged.labels)
+    if at not in prepared.judged:
+        prepared.judged[at] = _ctx_bounds(judged, judged.palette, judged.labels)
+    a = prepared.judged[at]
     if a[1] < b[0]:
         return False
     if a[0] > b[1]:
         return True
     return (_ctx_bytes(judged, judged.palette, judged.labels), judged.total) >= (
         _ctx_bytes(plain, palette, plain.labels), plain.total)
+
+
+def digest(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    """A digest of a palette and labels: what a payload codes."""
+    return hashlib.blake2b(bytes(str(palette.shape), "ascii") + palette.tobytes()
+                           + np.ascontiguousarray(labels).tobytes()).digest()
 
 
 def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
