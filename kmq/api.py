@@ -169,10 +169,11 @@ def _check_rdo(rdo: float, codec: str) -> None:
 def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: int, max_iter: int,
               tol: float = TOL, codec: str, rdo: float = 0.0, fit: tuple | None = None,
               extra: dict | None = None, dither: str = "none",
-              progress: kmeans.Progress | None = None) -> KmqImage:
+              progress: kmeans.Progress | None = None, prepared=None) -> KmqImage:
     """The KmqImage of (H, W, C) pixels (whose distinct colours are ``distinct``) at k, with rdo (or dither)
     applied. fit: a (palette, per-colour labels, J) of quantize_colors already computed for this k (its labels
-    are spread to the pixels only if neither rdo nor dithering replaces them); extra: more metadata."""
+    are spread to the pixels only if neither rdo nor dithering replaces them); extra: more metadata;
+    prepared: rdo.prepare for fit's palette, when several rdo strengths are tried at this k."""
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
     if fit is None:
@@ -190,7 +191,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             from . import rdo as rdo_module
 
             nearest = (palette, distortion)
-            palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo)
+            palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo, prepared)
             palette, flat = _by_share(palette, flat.reshape(-1), None)
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -438,8 +438,41 @@ class _Trial:
     kept: _State | None
 
 
-def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, ratio: float, sweeps: int
-               ) -> _Trial:
+@dataclass
+class Prepared:
+    """What every rdo run with one palette on one image starts from (prepare): a target's search makes
+    several runs at the same K, and the nearest labelling is 15-25 % of a run on photos (the nearest entry
+    of every distinct colour). States here are never run on: each run works on a _copy."""
+    palette: np.ndarray
+    colours: _Colours
+    plain: _State  # the image's nearest labelling
+    whole: bool  # whether the image is its own sample
+    sample: np.ndarray
+    base: _State  # the sample's nearest labelling (plain itself when whole)
+    bounds: tuple[int, int] | None = None  # ctx payload bounds of base's labels, once _worse needs them
+    # _ctx_bounds of the sample's labellings judged (by digest): runs at two strengths can end at the same
+    judged: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+
+
+def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray) -> Prepared:
+    """The state optimise starts from for (H, W, C) pixels (whose distinct colours are ``distinct``) and
+    ``palette``, to pass to each of its calls with those three (the same result as without it)."""
+    colours = _Colours(distinct)
+    plain = _start(pixels, colours, palette)
+    sample = _sample(pixels)
+    if sample is pixels:
+        return Prepared(palette, colours, plain, True, sample, plain)
+    sampled = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
+    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette))
+
+
+def _copy(s: _State) -> _State:
+    """A state to run on from one just started: a run writes only the labels and the counts in place (the
+    rest it replaces), so a copy of those two spares a nearest-entry search (5-15 % of an rdo call)."""
+    return replace(s, padded=s.padded.copy(), counts=s.counts.copy())
+
+
+def _calibrate(prepared: Prepared, ratio: float, sweeps: int) -> _Trial:
     """The lambda of the run on a sample of the image that lands J at the factor ``ratio``, with that run's
     state (None if none does): the run that added the least J over that bound, backed off to it (_back_off),
     when it added at most _OVER times the J allowed; else the largest lambda tried that stays within it.
@@ -455,10 +488,7 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
     under the budget adds less than _SHORT of the J allowed, up to _EXTRA more trials do the same (a noisy
     grey 1200x800 at K = 16 ended at 1.0000x the J, 0.993x the bytes, with three of its four trials over the
     budget; now 1.020x, 0.929x)."""
-    sample = _sample(pixels)
-    if sample is not pixels:
-        distinct = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
-    base = _start(sample, distinct, palette)
+    sample, base = prepared.sample, prepared.base
     j0 = float(base.total)
     lo, hi, kept, over = 0.0, None, None, None
     target = j0 * ratio
@@ -471,10 +501,8 @@ def _calibrate(pixels: np.ndarray, distinct: _Colours, palette: np.ndarray, rati
             if hi is None or (kept is not None and kept.total - j0 >= _SHORT * (target - j0)):
                 break
             lam = math.sqrt(lo * hi) if lo > 0 else hi / 4
-        # base's labelling again: a run writes only the labels and the counts in place (the rest it replaces),
-        # so a copy of those two spares a nearest-entry search per trial (5-15 % of an rdo call).
-        s = replace(base, padded=base.padded.copy(), counts=base.counts.copy())
-        _run(s, lam, sweeps, sample=sample is not pixels)
+        s = _copy(base)
+        _run(s, lam, sweeps, sample=not prepared.whole)
         j = float(s.total)
         if j > target:
             hi = lam
@@ -523,9 +551,34 @@ def _ctx_bounds(s: _State, palette: np.ndarray, labels: np.ndarray) -> tuple[int
 _PLAIN: dict[bytes, tuple[int, int]] = {}
 
 
-def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
+def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepared) -> bool:
     """Whether the labelling ``judged`` of the sample costs more ctx bytes than its nearest labelling (or as
     many at no lower J); from bounds first, and encoded only when the bounds overlap."""
+    plain = trial.plain
+    b = prepared.bounds
+    if b is None:
+        b = prepared.bounds = _plain_bounds(trial, palette)
+    at = digest(judged.palette, judged.labels)
+    if at not in prepared.judged:
+        prepared.judged[at] = _ctx_bounds(judged, judged.palette, judged.labels)
+    a = prepared.judged[at]
+    if a[1] < b[0]:
+        return False
+    if a[0] > b[1]:
+        return True
+    return (_ctx_bytes(judged, judged.palette, judged.labels), judged.total) >= (
+        _ctx_bytes(plain, palette, plain.labels), plain.total)
+
+
+def digest(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    """A digest of a palette and labels: what a payload codes."""
+    return hashlib.blake2b(bytes(str(palette.shape), "ascii") + palette.tobytes()
+                           + np.ascontiguousarray(labels).tobytes()).digest()
+
+
+def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
+    """_ctx_bounds of the sample's nearest labelling, kept for the last sample and palette asked about (calls
+    of optimise without a shared Prepared, e.g. one bulk run's files at several --rdo)."""
     plain = trial.plain
     key = hashlib.blake2b(trial.sample.tobytes() + palette.tobytes() + bytes(str(trial.sample.shape), "ascii")
                           ).digest()
@@ -535,17 +588,11 @@ def _worse(trial: _Trial, judged: _State, palette: np.ndarray) -> bool:
         b = _ctx_bounds(plain, palette, plain.labels)
         _PLAIN.clear()
         _PLAIN[key] = b
-    a = _ctx_bounds(judged, judged.palette, judged.labels)
-    if a[1] < b[0]:
-        return False
-    if a[0] > b[1]:
-        return True
-    return (_ctx_bytes(judged, judged.palette, judged.labels), judged.total) >= (
-        _ctx_bytes(plain, palette, plain.labels), plain.total)
+    return b
 
 
-def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float
-             ) -> tuple[np.ndarray, np.ndarray, float]:
+def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float,
+             prepared: Prepared | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
     ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
@@ -553,14 +600,18 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
     where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
-    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels)."""
-    height, width, channels = pixels.shape
+    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels, and
+    of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
+    several calls with these three (a target's search: the same result, without the nearest labellings)."""
     ratio = 1 + pct / 100
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
-    colours = _Colours(distinct)
-    trial = _calibrate(pixels, colours, palette, ratio, sweeps)
-    whole = trial.sample is pixels
-    plain = trial.plain if whole else _start(pixels, colours, palette)
+    if prepared is None:
+        prepared = prepare(pixels, distinct, palette)
+    elif prepared.palette is not palette and not np.array_equal(prepared.palette, palette):
+        raise ValueError("rdo.optimise: prepared for another palette")
+    trial = _calibrate(prepared, ratio, sweeps)
+    whole = prepared.whole
+    plain = prepared.plain
     j0 = plain.total
     budget = math.floor(j0 * ratio)
     # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
@@ -568,19 +619,19 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain)
     # The sample's run at the lambda found is the image's own when the image is its sample.
-    s = trial.kept if whole else plain
+    s = trial.kept if whole else _copy(plain)
     if not whole:
         _run(s, trial.lam, sweeps)
     if s.nearest_total() > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
-        back = _start(pixels, colours, palette)  # only its nearest entries are read
+        back = plain  # only its nearest entries are read
         s.near_c, s.dnear_c = back.near_c, back.dnear_c
         labels = s.labels.reshape(-1)
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
     judged = s if whole else trial.kept
-    if _worse(trial, judged, palette):
-        return _nearest(_start(pixels, colours, palette) if not whole else trial.plain)
+    if _worse(trial, judged, palette, prepared):
+        return _nearest(plain)
     palette, labels = _compact(s.palette, s.labels, s.counts)
     return palette, labels, s.total / labels.size
 

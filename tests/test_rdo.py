@@ -401,11 +401,34 @@ def test_calibration_keeps_the_run_just_over_the_budget_backed_off_to_it(crop, m
                                                                           runs.append((lam, s.total)))[0])
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
-    colours = rdo._Colours(distinct)
-    j0 = rdo._start(crop, colours, palette).total
+    prepared = rdo.prepare(crop, distinct, palette)
+    j0 = prepared.plain.total
     budget = j0 * 102 // 100
-    trial = rdo._calibrate(crop, colours, palette, 1.02, 2)
+    trial = rdo._calibrate(prepared, 1.02, 2)
     over = [(total, lam) for lam, total in runs if total > j0 * 1.02]
     assert over and min(over)[0] - j0 <= 2 * (j0 * 1.02 - j0)
     assert trial.lam == min(over)[1] and trial.kept.total <= budget
     assert trial.kept.total == rdo._dist(crop.reshape(-1, 3), trial.kept.palette, trial.kept.labels.reshape(-1)).sum()
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_prepared_state_shared_by_several_runs_gives_each_run_its_own_result(crop, small_sample, sampled,
+                                                                                monkeypatch):
+    # A target's search makes several rdo runs at one K from one rdo.prepare: no run may leave a trace in it
+    # (a run writes labels and counts in place), so each gives the result it gives alone, byte for byte.
+    if not sampled:
+        monkeypatch.setattr(rdo, "_SAMPLE", 1 << 17)  # the crop is its own sample
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    prepared = rdo.prepare(crop, distinct, palette)
+    assert prepared.whole is not sampled
+    before = prepared.plain.labels.copy()
+    for pct in (2.0, 50.0, 0.5, 2.0):
+        shared = rdo.optimise(crop, distinct, palette, pct, prepared)
+        alone = rdo.optimise(crop, distinct, palette, pct)
+        np.testing.assert_array_equal(shared[0], alone[0])
+        np.testing.assert_array_equal(shared[1], alone[1])
+        assert shared[2] == alone[2]
+    np.testing.assert_array_equal(prepared.plain.labels, before)
+    with pytest.raises(ValueError, match="another palette"):
+        rdo.optimise(crop, distinct, palette[::-1].copy(), 2.0, prepared)
