@@ -7,6 +7,8 @@ The thresholds are lowered so that small images take the path; no timing here (b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -330,3 +332,22 @@ def test_rgba_nearest_from_a_guess_is_exact_and_ties_go_low():
     for guess in (rng.integers(0, len(palette), len(points)), np.full(len(points), 1)):
         got = km.nearest(points, palette, guess.astype(np.intp))
         assert np.array_equal(got[0], cells[0]) and np.array_equal(got[1], cells[1])
+
+
+def test_above_k_64_a_histogram_level_that_does_not_halve_the_bins_is_skipped(monkeypatch):
+    # RGBA noise: its 5-bit level holds nearly as many bins as the 6-bit histogram, and Lloyd to tol there
+    # took 7x the distinct colours' time (review). Above K = 64 (last given) the climb is asked to skip it.
+    px = np.random.default_rng(0).integers(0, 256, (40_000, 4)).astype(np.uint16)
+    ids = ((px[:, 0] >> 2) << 18) | ((px[:, 1] >> 2) << 12) | ((px[:, 2] >> 2) << 6) | (px[:, 3] >> 2)
+    ids, inverse, counts = np.unique(ids.astype(np.int64), return_inverse=True, return_counts=True)
+    sums = np.zeros((ids.size, 4), np.int64)
+    np.add.at(sums, inverse, px.astype(np.int64))
+    seen = []
+    climb = km._climb
+    monkeypatch.setattr(km, "_climb", lambda levels, m, *a, **kw: seen.append(m) or climb(levels, m, *a, **kw))
+    variance = px.astype(np.float64).var(axis=0)
+    km.fit_histogram(ids, counts, sums, 6, 8, variance=variance, last=(20, 1.9))
+    assert seen[0] == ids.size
+    seen.clear()
+    km.fit_histogram(ids, counts, sums, 6, 8, variance=variance)  # as fit: the same levels whatever m
+    assert seen == [math.inf]
