@@ -5,6 +5,7 @@ These validate; kmq.kmeans computes.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import warnings
@@ -150,7 +151,8 @@ def _check_common(seed: int, max_iter: int, codec: str, tol: float = TOL) -> Non
 # rarely passes 300 %; 8-bit images top out near 140 dB short of lossless).
 MAX_RDO = 1000.0
 MAX_PSNR = 1000.0
-# Pixels up to which rdo's file and the nearest labelling's are both made whole to keep the smaller (_smaller).
+# Pixels up to which rdo's lzma file and the nearest labelling's are both made whole to keep the smaller
+# (_smaller).
 _JUDGED = 1 << 18
 RAW_RDO = "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx (or lzma)"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
@@ -191,18 +193,20 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             from . import rdo as rdo_module
 
             nearest = (palette, distortion)
-            palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo, prepared)
+            # ctx's own judgement counts the bytes recording rdo costs (and 2 for J's digits); lzma's below.
+            margin = 0 if extra or codec != "ctx" else len(json.dumps({"rdo": float(rdo)}, separators=",:")) + 1
+            palette, flat, distortion = rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin)
             palette, flat = _by_share(palette, flat.reshape(-1), None)
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion
             # A target's search weighs the plain file against this one itself, exactly.
-            if not extra and (codec != "ctx" or labels.size <= _JUDGED):
+            if not extra and codec != "ctx":
                 near = distinct.spread(color_labels.astype(np.uint16)).reshape(height, width)
                 kept = {key: v for key, v in meta.items() if key != "rdo"}
                 plain = KmqImage(nearest[0], near, {**kept, "distortion": nearest[1]}, codec)
                 if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain):
                     palette, labels, distortion = plain.palette, near, nearest[1]
-            meta["distortion"] = distortion
+                    meta["distortion"] = distortion
             if not extra and distortion == nearest[1] and np.array_equal(palette, nearest[0]):
                 del meta["rdo"]  # rdo kept the nearest labelling: the plain file, not 10 bytes more
     if dither == "fs":
@@ -228,12 +232,11 @@ def _fit_meta(distortion: float, seed: int, max_iter: int, tol: float) -> dict:
 
 
 def _smaller(moved: KmqImage, plain: KmqImage) -> bool:
-    """Whether rdo's file is smaller than the nearest labelling's (or as small at a lower J). rdo judges its
-    moves by ctx's payload, which misses what a small file is made of (recording "rdo" costs 10 bytes: a
-    160x120 gradient at K = 8 saved 2 bytes of payload) and what lzma does with labels (mostly the same,
-    not always: a 600x400 gradient at K = 16 made 1,493 bytes against 1,461, at a higher J). Up to _JUDGED
-    pixels the whole files are compared; above (lzma only) both payloads on a band of rows through the
-    middle of the image of _JUDGED pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
+    """Whether rdo's lzma file is smaller than the nearest labelling's (or as small at a lower J). rdo judges
+    its moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a
+    600x400 gradient at K = 16 made 1,493 bytes against 1,461, at a higher J). Up to _JUDGED pixels the whole
+    files are compared; above, both payloads on a band of rows through the middle of the image of _JUDGED
+    pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
     if moved.labels.size <= _JUDGED:
         ours, theirs = len(moved.to_bytes()), len(plain.to_bytes())
     else:

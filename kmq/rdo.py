@@ -551,9 +551,10 @@ def _ctx_bounds(s: _State, palette: np.ndarray, labels: np.ndarray) -> tuple[int
 _PLAIN: dict[bytes, tuple[int, int]] = {}
 
 
-def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepared) -> bool:
+def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepared, margin: int = 0) -> bool:
     """Whether the labelling ``judged`` of the sample costs more ctx bytes than its nearest labelling (or as
-    many at no lower J); from bounds first, and encoded only when the bounds overlap."""
+    many at no lower J), margin bytes added to its own; from bounds first, and encoded only when the bounds
+    overlap."""
     plain = trial.plain
     b = prepared.bounds
     if b is None:
@@ -562,11 +563,11 @@ def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepare
     if at not in prepared.judged:
         prepared.judged[at] = _ctx_bounds(judged, judged.palette, judged.labels)
     a = prepared.judged[at]
-    if a[1] < b[0]:
+    if a[1] + margin < b[0]:
         return False
-    if a[0] > b[1]:
+    if a[0] + margin > b[1]:
         return True
-    return (_ctx_bytes(judged, judged.palette, judged.labels), judged.total) >= (
+    return (_ctx_bytes(judged, judged.palette, judged.labels) + margin, judged.total) >= (
         _ctx_bytes(plain, palette, plain.labels), plain.total)
 
 
@@ -592,7 +593,7 @@ def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float,
-             prepared: Prepared | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+             prepared: Prepared | None = None, margin: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
     ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
@@ -602,7 +603,9 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
     encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels, and
     of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
-    several calls with these three (a target's search: the same result, without the nearest labellings)."""
+    several calls with these three (a target's search: the same result, without the nearest labellings).
+    margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
+    payload must save on top where the image is its own sample (above, the payloads dwarf it)."""
     ratio = 1 + pct / 100
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
     if prepared is None:
@@ -630,7 +633,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
     judged = s if whole else trial.kept
-    if _worse(trial, judged, palette, prepared):
+    if _worse(trial, judged, palette, prepared, margin if whole else 0):
         return _nearest(plain)
     palette, labels = _compact(s.palette, s.labels, s.counts)
     return palette, labels, s.total / labels.size

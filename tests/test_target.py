@@ -210,9 +210,9 @@ def counted(monkeypatch):
         seen["fits"].append(k)
         return fit(colors, counts, k, **kwargs)
 
-    def counting_optimise(pixels, distinct, palette, pct, prepared=None):
+    def counting_optimise(pixels, distinct, palette, pct, prepared=None, margin=0):
         seen["rdo"].append(pct)
-        return optimise(pixels, distinct, palette, pct, prepared)
+        return optimise(pixels, distinct, palette, pct, prepared, margin)
     monkeypatch.setattr(target, "quantize_colors", counting_fit)
     monkeypatch.setattr(rdo, "optimise", counting_optimise)
     return seen
