@@ -199,7 +199,7 @@ def test_bulk_compress_writes_all_but_the_broken_file_and_exits_1(runner, tmp_pa
     lines = result.stdout.splitlines()
     assert sorted(line.split(":")[0] for line in lines if " -> " in line) == [
         f"{folder / 'a.png'} -> {out / 'a.kmq'}", f"{folder / 'x' / 'a.png'} -> {out / 'x' / 'a.kmq'}"]
-    assert "│ Files        │ 2 of 3 (1 failed) │" in lines
+    assert "│ Files                     │ 2 of 3 (1 failed) │" in lines
 
 
 def test_bulk_summary_json(runner, tmp_path, folder):
