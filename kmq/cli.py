@@ -64,12 +64,20 @@ PATH = _Path(allow_dash=True, readable=False)
 @contextmanager
 def _reported() -> Iterator[None]:
     """Library errors become `Error: ...` with exit 1; library warnings become `Warning: ...` on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _warned():
         try:
             yield
         except KmqError as e:
             raise click.ClickException(_shown(str(e))) from None
+
+
+@contextmanager
+def _warned() -> Iterator[None]:
+    """Library warnings raised inside become `Warning: ...` lines on stderr when it ends, error or not."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
         finally:
             for w in caught:
                 click.echo(f"Warning: {_shown(str(w.message))}", err=True)
@@ -553,10 +561,12 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             # One unreadable input among many costs its own records only, as in a bulk compress.
+            # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
             try:
-                records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                         max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
-                                         sweep=sweep)
+                with _warned():
+                    records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
+                                             max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
+                                             sweep=sweep)
             except KmqError as e:
                 failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
                 if len(inputs) > 1:
