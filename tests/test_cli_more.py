@@ -152,7 +152,8 @@ def test_info_table(runner, stored):
 
 def test_info_of_an_image_is_an_error(runner, crop):
     result = run(runner, "info", crop[0])
-    assert result.exit_code == 1 and result.output == f"Error: {crop[0]}: not a .kmq file: bad magic 89 50 4e 47\n"
+    assert result.exit_code == 1 and result.output == (f"Error: {crop[0]}: not a .kmq file: bad magic 89 50 4e 47 "
+                                                       f"(it is a PNG image: kmq stats and kmq palette take images)\n")
 
 
 def test_palette_prints_hex_codes_and_shares(runner, stored):

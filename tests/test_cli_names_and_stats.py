@@ -142,3 +142,27 @@ def test_a_byte_budget_out_of_reach_names_the_file(six, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {six}: no .kmq file of this image fits in 10 bytes: ")
     assert not (tmp_path / "x.kmq").exists()
+
+
+def test_info_and_decompress_of_an_image_say_what_takes_images(six, tmp_path):
+    result = run("info", six)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {six}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq stats "
+                             f"and kmq palette take images)\n")
+    result = run("decompress", six)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {six}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq "
+                             f"compress takes images)\n")
+    assert not (tmp_path / "six.png.png").exists()
+
+
+def test_a_damaged_kmq_is_not_called_an_image(six, tmp_path):
+    # kmq's own Pillow plugin opens a .kmq whose checksum fails: it must not be "a KMQ image".
+    assert run("compress", six, "-k", "2", "-q").exit_code == 0
+    data = bytearray((tmp_path / "six.kmq").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "six.kmq").write_bytes(bytes(data))
+    result = run("info", tmp_path / "six.kmq")
+    assert result.exit_code == 1
+    assert re.fullmatch(rf"Error: {re.escape(str(tmp_path / 'six.kmq'))}: checksum mismatch: stored 0x[0-9A-F]{{8}}, "
+                        r"computed 0x[0-9A-F]{8}\n", result.stderr)
