@@ -914,7 +914,8 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     if quiet:
         return
     if output is not None:
-        click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}", err=output == STDIO)
+        click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}",
+                   err=output == STDIO)
     if masks:
         click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, "
                    f"{_shown(masks[0].name)} .. {_shown(masks[-1].name)}",
