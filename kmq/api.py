@@ -335,10 +335,20 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     return palette, color_labels, distortion
 
 
+# An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
+OPAQUE_FROM = 253
+
+
 def _rounded(centroids: np.ndarray, k: int, stacklevel: int) -> tuple[np.ndarray, np.ndarray]:
     """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning at the
     caller `stacklevel` frames up from the caller of this), sorted; and each centroid's entry in it."""
-    palette, entry = np.unique(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), axis=0, return_inverse=True)
+    rounded = np.clip(np.rint(centroids), 0, 255)
+    if rounded.shape[1] == 4:
+        # An opaque region's centroid takes in a few rim pixels of lower alpha and rounds to 253 or 254: its
+        # pixels, ~97 % of them opaque in the cut-outs measured, decoded see-through. 255 costs J at most
+        # +0.15 % there (K = 8..256) and keeps opaque pixels opaque.
+        rounded[:, 3] = np.where(rounded[:, 3] >= OPAQUE_FROM, 255, rounded[:, 3])
+    palette, entry = np.unique(rounded.astype(np.uint8), axis=0, return_inverse=True)
     if len(palette) < k:
         merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
         warnings.warn(f"{merged} rounded to the same colour as another: "

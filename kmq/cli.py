@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import KmqError, KmqWarning, about, warnings_about
+from .errors import FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K
 from .imageio import format_for, save_image, writable_format
@@ -64,15 +64,23 @@ PATH = _Path(allow_dash=True, readable=False)
 @contextmanager
 def _reported() -> Iterator[None]:
     """Library errors become `Error: ...` with exit 1; library warnings become `Warning: ...` on stderr."""
+    with _warned():
+        try:
+            yield
+        except KmqError as e:
+            raise click.ClickException(_shown(str(e))) from None
+
+
+@contextmanager
+def _warned() -> Iterator[None]:
+    """Library warnings raised inside become `Warning: ...` lines on stderr when it ends, error or not."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
-        except KmqError as e:
-            raise click.ClickException(_one_line(str(e))) from None
         finally:
             for w in caught:
-                click.echo(f"Warning: {_one_line(str(w.message))}", err=True)
+                click.echo(f"Warning: {_shown(str(w.message))}", err=True)
 
 
 def _max_pixels_option(f):
@@ -212,7 +220,7 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, me
                                "labels cheaper (ctx, lzma). Default 0: off.")
 
 
-@main.command()
+@main.command(short_help="Quantize images to K colours, into .kmq files.")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...",
                 type=PATH)
 @click.option("-k", "k", type=K_RANGE, default=None,
@@ -286,8 +294,11 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         else:
             with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress, \
                     warnings_about(image):
-                img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
-                                      max_iter=max_iter, max_pixels=max_pixels, progress=progress)
+                try:
+                    img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
+                                          max_iter=max_iter, max_pixels=max_pixels, progress=progress)
+                except KmqError as e:  # "no file fits in N bytes" names no file, as a bulk run's errors do
+                    raise type(e)(about(image, str(e))) from None
         size = api.write(output, img, overwrite=force)
         if output != STDIO and _named_like_an_image(output):
             warnings.warn(f"{output}: a .kmq file named like an image; kmq decompress writes images",
@@ -403,9 +414,16 @@ def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], s
     rdo = r.get("rdo")
     chosen = ("" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off") + \
         (f", dither {r['dither']}" if r.get("dither") else "")
-    return (f"{image} -> {output}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
-            f"ratio {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
+    return (f"{_shown(image)} -> {_shown(output)}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
+            f"{_RATIO.lower()} {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")
+
+
+# The tutorial's ratio (labels packed at bits_per_label plus the palette, over 8 bits per channel), as people
+# read it: a bare "ratio" beside a file's bytes reads as bytes after / before, which it is not (ctx files are
+# far smaller than their packed bits, and the input file is usually compressed already). Machine keys keep
+# the name "ratio".
+_RATIO = "Packed/original bits"
 
 
 def _plural(n: int, word: str) -> str:
@@ -416,7 +434,7 @@ def _plural_bytes(n: int) -> str:
     return "1 byte" if n == 1 else f"{n:,} bytes"
 
 
-@main.command()
+@main.command(short_help="Decode .kmq files back to images.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=PATH)
 @click.option("-o", "--output", type=PATH,
@@ -467,7 +485,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
 
             output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file, force)
-        img = api.read(file, max_pixels=max_pixels)
+        with _told_if_image(file, "kmq compress takes images"):
+            img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
         size = {"width": img.width, "height": img.height}
@@ -476,10 +495,10 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
 
 
 def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], fmt: str, seconds: float) -> str:
-    return f"{file} -> {output}: {r['width']}x{r['height']} {fmt}, {seconds:.2f} s"
+    return f"{_shown(file)} -> {_shown(output)}: {r['width']}x{r['height']} {fmt}, {seconds:.2f} s"
 
 
-@main.command("stats")
+@main.command("stats", short_help="Size tables in bits and bytes, J and PSNR, per K.")
 @click.argument("inputs", nargs=-1, required=True, type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True, help="Palette size for image inputs; repeat it "
               "for several (default 16). A .kmq input reports its own (with a warning if -k differs).")
@@ -509,7 +528,9 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
     compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel, png8_bytes, webp_bytes
-    (the last two null unless --reference). An image is compressed in memory once per -k.
+    (the last two null unless --reference). An image is compressed in memory once per -k; a repeated -k,
+    and every -k from the image's number of colours on (all the same lossless record), give one record.
+    Folders are searched recursively for images and .kmq files.
 
     \b
     Example:
@@ -520,6 +541,9 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
+    if any(i != STDIO and Path(i).is_dir() for i in inputs):
+        with _reported():
+            inputs = _stats_inputs(inputs)
     # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
     # only images would be reported raw by default.
     stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
@@ -538,14 +562,16 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             # One unreadable input among many costs its own records only, as in a bulk compress.
+            # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
             try:
-                records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                         max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
-                                         sweep=sweep)
+                with _warned():
+                    records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
+                                             max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
+                                             sweep=sweep)
             except KmqError as e:
                 failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
                 if len(inputs) > 1:
-                    click.echo(f"Error: {_one_line(str(failed[-1]))}", err=True)
+                    click.echo(f"Error: {_shown(str(failed[-1]))}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
         # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
         # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
@@ -560,7 +586,17 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         if plot_path is not None:
             drawn = plot.write_chart(records, plot_path, overwrite=force)
     if plot_path is not None and not quiet:
-        click.echo(f"rate-distortion chart -> {plot_path}: {_plural(drawn, 'point')}", err=True)
+        click.echo(f"rate-distortion chart -> {_shown(plot_path)}: {_plural(drawn, 'point')}", err=True)
+
+
+def _stats_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """The inputs with each folder replaced by its images and .kmq files, found as bulk runs find them."""
+    from . import batch
+
+    suffixes = batch.image_suffixes() | {batch.KMQ_SUFFIX}
+    jobs = batch.plan(inputs, None, wanted=lambda p: p.suffix.lower() in suffixes, rename=lambda p: p,
+                      kind="images or .kmq files")
+    return tuple(str(job.source) for job in jobs)
 
 
 def _db(value: float | None) -> str:
@@ -612,9 +648,21 @@ def _tsv_field(value: Any) -> str:
 
 
 def _one_line(text: str) -> str:
-    """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode: how every
-    `Warning:` and `Error:` line names files, so that each stays one line on stderr as records do on stdout."""
+    """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode, so that
+    a record stays one line on stdout (human output goes further: _shown)."""
     return _unicode(text.translate(_TSV_ESCAPES))
+
+
+# The control characters _one_line leaves: an escape sequence in a file name would drive the terminal
+# (colours, cursor moves, a cleared screen) from a line that only reports on the file.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str | Path) -> str:
+    """text as human output shows it (file names in the line after each file, tables, Warning: and Error:
+    lines): one line as _one_line escapes it, other control characters as \\xNN, so no name can garble or
+    restyle a line. Records for scripts (tsv, csv, json) keep their own documented escapes."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
@@ -679,11 +727,13 @@ def _as_table(records: list[dict[str, Any]]) -> str:
 
 def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     table.add_column("Metric")
     for r in records:
-        table.add_column(f"{r['title']}\nK={r['k']}", justify="right")
+        # Text, not a str: rich would read a name's "[...]" as markup and drop it.
+        table.add_column(Text(f"{r['title']}\nK={r['k']}"), justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     for name, key in _REFERENCE_ROWS:
@@ -698,7 +748,7 @@ def _titles(records: list[dict[str, Any]]) -> list[str]:
     names: dict[str, set[str]] = {}
     for r in records:
         names.setdefault(Path(r["file"]).name, set()).add(r["file"])
-    return [_unicode(Path(r["file"]).name if len(names[Path(r["file"]).name]) == 1 else r["file"])
+    return [_shown(Path(r["file"]).name if len(names[Path(r["file"]).name]) == 1 else r["file"])
             for r in records]
 
 
@@ -748,9 +798,9 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
 def _say_problems(result: batch.Result, say: Any) -> None:
     """A bulk run's file's warnings and error, each one line on stderr."""
     for warning in result.warnings:
-        say(f"Warning: {_one_line(warning)}", True)
+        say(f"Warning: {_shown(warning)}", True)
     if result.error:
-        say(f"Error: {_one_line(result.error)}", True)
+        say(f"Error: {_shown(result.error)}", True)
 
 
 @contextmanager
@@ -785,7 +835,7 @@ def _summary_table(s: dict[str, Any]) -> str:
     failed = f" ({s['failed']} failed)" if s["failed"] else ""
     for name, value in [("Files", f"{s['succeeded']} of {s['files']}{failed}"),
                         ("Bytes before", f"{s['bytes_before']:,}"), ("Bytes after", f"{s['bytes_after']:,}"),
-                        ("Mean ratio", "unknown" if s["mean_ratio"] is None else f"{s['mean_ratio']:.2f}"),
+                        (f"Mean {_RATIO.lower()}", "unknown" if s["mean_ratio"] is None else f"{s['mean_ratio']:.2f}"),
                         ("Mean PSNR", _db(s["mean_psnr"]))]:
         table.add_row(name, value)
     return _text(table)
@@ -816,7 +866,7 @@ def _clustering_options(f):
                              "warning says so if -k differs).")(f)
 
 
-@main.command("segment")
+@main.command("segment", short_help="Draw the clusters of an image or a .kmq.")
 @click.argument("input_path", metavar="INPUT", type=PATH)
 @_clustering_options
 @click.option("-o", "--output", type=PATH,
@@ -864,13 +914,15 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     if quiet:
         return
     if output is not None:
-        click.echo(f"{input_path} -> {output}: {style}, k={img.k}, {img.width}x{img.height}", err=output == STDIO)
+        click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}",
+                   err=output == STDIO)
     if masks:
-        click.echo(f"{input_path} -> {masks_dir}: {_plural(len(masks), 'mask')}, {masks[0].name} .. {masks[-1].name}",
+        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, "
+                   f"{_shown(masks[0].name)} .. {_shown(masks[-1].name)}",
                    err=output == STDIO)
 
 
-@main.command()
+@main.command(short_help="An image beside its reconstruction at each K.")
 @click.argument("image", type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True,
               help="A K to show; repeat it (default: 2, 3, 6 and 16, as the tutorial).")
@@ -905,10 +957,10 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         drawn = [str(p.record["k"]) for p in figure.panels if p.record is not None]
         shown = (f"K = {', '.join(drawn)}" if palette is None
                  else f"K = {len(palette.colors)} ({palette.name})")
-        click.echo(f"{image} -> {output}: original and {shown}, {width}x{height}", err=output == STDIO)
+        click.echo(f"{_shown(image)} -> {_shown(output)}: original and {shown}, {width}x{height}", err=output == STDIO)
 
 
-@main.command()
+@main.command(short_help="What a .kmq holds: header, codec, J, palette.")
 @click.argument("file", type=PATH)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people (with colour swatches on a terminal); json for scripts.")
@@ -927,7 +979,8 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
       kmq info photo.kmq --format json
     """
     with _reported():
-        described = stats.describe(file, max_pixels=max_pixels)
+        with _told_if_image(file, "kmq stats and kmq palette take images"):
+            described = stats.describe(file, max_pixels=max_pixels)
     if fmt == "json":
         click.echo(_json(described))
         return
@@ -939,10 +992,35 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
 _INFO_ROWS_SHOWN = 256
 
 
+@contextmanager
+def _told_if_image(file: str, instead: str) -> Iterator[None]:
+    """A .kmq reader's refusal of a file that is an image says so and what to run on it: "bad magic ff d8
+    ff e0" alone leaves a new user guessing."""
+    try:
+        yield
+    except FormatError as e:
+        kind = None if file == STDIO else _image_format(file)
+        if kind is None:
+            raise
+        raise FormatError(f"{e} (it is a {kind} image: {instead})") from None
+
+
+def _image_format(path: str) -> str | None:
+    """The format name of an image Pillow opens at path, or None (also for a .kmq: kmq's own plugin opens
+    one whose payload the reader refused)."""
+    from . import KMQ_FORMAT
+
+    try:
+        with Image.open(path) as im:
+            return None if im.format == KMQ_FORMAT else im.format
+    except Exception:  # anything Pillow cannot open is simply not an image here
+        return None
+
+
 def _seed_or_palette(d: dict[str, Any]) -> tuple[str, str]:
     source = d["metadata"].get("palette_source")
     if d["seed"] is None and isinstance(source, dict):  # made with a given palette: no K-Means, no seed
-        return "Palette", f"{source.get('name')} (sha256 {str(source.get('sha256'))[:16]}...)"
+        return "Palette", f"{_shown(str(source.get('name')))} (sha256 {str(source.get('sha256'))[:16]}...)"
     return "Seed", "unknown" if d["seed"] is None else str(d["seed"])
 
 
@@ -964,18 +1042,18 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    header = Table(title=_unicode(d["file"]), show_header=False, title_justify="left")
+    header = Table(title=Text(_shown(d["file"])), show_header=False, title_justify="left")
     for name, value in [
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
             ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
             ("Codec", f"{d['codec']}: payload {_plural_bytes(d['payload_bytes'])}, "
                       f"metadata {_plural_bytes(d['meta_bytes'])}"),
-            ("Ratio", f"{d['ratio']:.2f}"),
+            (_RATIO, f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),
             _seed_or_palette(d), *_made_with(d["metadata"])]:
-        header.add_row(name, value)
+        header.add_row(name, Text(value))  # Text: a palette file's "[...]" is not markup
     palette = Table(title="Palette", title_justify="left")
     for name in ("#", "colour", "hex", "rgb", "share"):
         palette.add_column(name, justify="right" if name in ("#", "share") else "left")
@@ -989,7 +1067,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
     return [header, palette]
 
 
-@main.command("palette")
+@main.command("palette", short_help="The palette of images or .kmq files; fit one for many.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
                 type=PATH)
 @_clustering_options
@@ -1031,7 +1109,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             if output is not None:
                 check_distinct(output, inputs[0])
             img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels)
-            colors, share, about = img.palette, stats.shares(img.labels, img.k), inputs[0]
+            colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             described = f"{Path(inputs[0]).name if inputs[0] != STDIO else 'stdin'}"
         else:
             fitted = _fit_shared(inputs, stats.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
@@ -1048,7 +1126,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             click.echo(f"{entry['hex']} {entry['share']:.4f}")
     elif not quiet:
         extra = f", J {fitted.distortion:.2f}" if not single else ""
-        click.echo(f"{about} -> {output}: {_plural(len(colors), 'colour')}{extra}"
+        click.echo(f"{about} -> {_shown(output)}: {_plural(len(colors), 'colour')}{extra}"
                    f"{', proportional' if proportional else ''}",
                    err=output == STDIO)
 

@@ -97,7 +97,9 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
-    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none), or once with palette
+    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none; a repeated k once, and
+    the ks from its number of distinct colours on once, all the same lossless record, with a KmqWarning
+    naming the ks left out), or once with palette
     (see kmq.compress) when one is given. codec: None keeps a .kmq file's own codec and stores images raw; a
     codec name, or "all" for every codec, re-encodes the labels and reports the size the file would have with
     it (one record per codec).
@@ -128,12 +130,25 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
         quantized = []
-        for k in sorted({*ks, *SWEEP}) if sweep else ks or [DEFAULT_K]:
+        # Once a K is lossless, the image has at most that many colours (J = 0 only when every colour is an
+        # entry), and every K from there on gives the very same record: each is reported once, as --sweep
+        # and montage do, and a K asked for with -k that is left out says so.
+        every_colour: int | None = None
+        repeated: list[int] = []
+        for k in sorted({*ks, *SWEEP}) if sweep else list(dict.fromkeys(ks)) or [DEFAULT_K]:
+            if every_colour is not None and k >= every_colour:
+                repeated += [k] if k in ks else []
+                continue
             # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
             quantized.append(compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
                                       dither=dither))
-            if sweep and quantized[-1].distortion == 0:
-                break
+            if quantized[-1].distortion == 0 and every_colour is None:
+                every_colour = quantized[-1].k
+        if repeated:
+            asked = ", ".join(f"-k {k}" for k in repeated)
+            warnings.warn(f"{asked} {'gives' if len(repeated) == 1 else 'give'} the same lossless record as "
+                          f"k={every_colour} (every colour of the image): reported once", KmqWarning,
+                          stacklevel=3)
     records = []
     for img in quantized:
         # The same pixels whatever the codec: measured once per quantization.

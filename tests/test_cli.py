@@ -36,7 +36,7 @@ def test_compress_then_decompress_with_default_names(runner, image, tmp_path):
     kmq_path = tmp_path / "c.kmq"
     size = kmq_path.stat().st_size
     assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(kmq_path))}: k=16, 4 bits/label, "
-                        rf"ratio 0\.17, {size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
+                        rf"packed/original bits 0\.17, {size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
     result = run(runner, "decompress", kmq_path)
     assert result.exit_code == 0, result.output
     out = tmp_path / "c.kmq.png"

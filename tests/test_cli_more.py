@@ -152,7 +152,8 @@ def test_info_table(runner, stored):
 
 def test_info_of_an_image_is_an_error(runner, crop):
     result = run(runner, "info", crop[0])
-    assert result.exit_code == 1 and result.output == f"Error: {crop[0]}: not a .kmq file: bad magic 89 50 4e 47\n"
+    assert result.exit_code == 1 and result.output == (f"Error: {crop[0]}: not a .kmq file: bad magic 89 50 4e 47 "
+                                                       f"(it is a PNG image: kmq stats and kmq palette take images)\n")
 
 
 def test_palette_prints_hex_codes_and_shares(runner, stored):
@@ -199,7 +200,7 @@ def test_bulk_compress_writes_all_but_the_broken_file_and_exits_1(runner, tmp_pa
     lines = result.stdout.splitlines()
     assert sorted(line.split(":")[0] for line in lines if " -> " in line) == [
         f"{folder / 'a.png'} -> {out / 'a.kmq'}", f"{folder / 'x' / 'a.png'} -> {out / 'x' / 'a.kmq'}"]
-    assert "│ Files        │ 2 of 3 (1 failed) │" in lines
+    assert "│ Files                     │ 2 of 3 (1 failed) │" in lines
 
 
 def test_bulk_summary_json(runner, tmp_path, folder):

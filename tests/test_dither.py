@@ -194,7 +194,7 @@ def test_cli_compress_dithers(image, tmp_path):
     assert img == kmq.compress(str(image), 16, dither="fs")
     size = out.stat().st_size
     psnr = f"{kmq.stats.psnr(img.distortion, 3):.2f}"
-    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k=16, dither fs, 4 bits/label, ratio 0\.17, "
+    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k=16, dither fs, 4 bits/label, packed/original bits 0\.17, "
                         rf"{size:,} bytes, PSNR {psnr} dB, \d+\.\d\d s\n", result.output)
 
 

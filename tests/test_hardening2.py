@@ -256,7 +256,7 @@ def test_lossless_and_singular_wording(runner, tmp_path):
     two = tmp_path / "two.png"
     Image.fromarray(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)).save(two)
     result = run(runner, "compress", two, "-k", "2", "-o", tmp_path / "two.kmq")
-    assert result.output.startswith(f"{two} -> {tmp_path / 'two.kmq'}: k=2, 1 bit/label, ratio ")
+    assert result.output.startswith(f"{two} -> {tmp_path / 'two.kmq'}: k=2, 1 bit/label, packed/original bits ")
     assert ", lossless, " in result.output and "inf" not in result.output
     result = run(runner, "palette", flat, "-k", "3", "-o", tmp_path / "p.png")
     assert result.output == (f"Warning: {flat}: the image has only 1 distinct colour, fewer than k=3: using k=1, "

@@ -450,7 +450,7 @@ def test_info_names_the_palette_instead_of_a_seed(tmp_path, series):
     palettes.write(tmp_path / "p.txt", np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
     assert run("compress", series[0], "--palette", tmp_path / "p.txt", "-o", tmp_path / "x.kmq").exit_code == 0
     digest = hashlib.sha256(bytes([0, 0, 0, 255, 255, 255])).hexdigest()
-    assert f"│ Palette      │ p.txt (sha256 {digest[:16]}...)" in run("info", tmp_path / "x.kmq").output
+    assert f"│ Palette              │ p.txt (sha256 {digest[:16]}...)" in run("info", tmp_path / "x.kmq").output
 
 
 def test_the_readmes_slide_series_example_is_what_kmq_prints(tmp_path, monkeypatch):

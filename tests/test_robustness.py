@@ -410,7 +410,9 @@ def test_a_bad_image_is_one_clean_line(runner, tmp_path, rgb_small, name, make, 
     path = tmp_path / name
     make(path, rgb_small)
     out = tmp_path / "out.kmq"
-    # compress takes a folder of images (and compresses none from an empty one); stats wants files.
+    # compress and stats take a folder of images (and do nothing with an empty one: an error of its own).
+    if path.is_dir():
+        message = "{p}: no images or .kmq files found (searched recursively; names starting with . are skipped)"
     commands = [["stats", path]] if path.is_dir() else [["compress", path, "-o", out], ["stats", path]]
     for command in commands:
         result = run(runner, *command)

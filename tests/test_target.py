@@ -143,7 +143,7 @@ def test_cli_psnr(image, tmp_path):
     img = kmq.read(out)
     chosen = f"rdo {img.metadata['rdo']:g}%" if img.metadata["rdo"] else "rdo off"
     assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, "
-                        rf"{chosen}, \d+ bits/label, ratio \d\.\d\d, "
+                        rf"{chosen}, \d+ bits/label, packed/original bits \d\.\d\d, "
                         rf"{out.stat().st_size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
     assert db(img) >= 27
 
@@ -160,14 +160,14 @@ def test_cli_a_target_that_chose_no_rdo_says_rdo_off(tmp_path):
     assert result.exit_code == 0, result.output
     assert kmq.read(out).metadata["rdo"] == 0
     assert re.fullmatch(rf"{re.escape(str(tmp_path / 'four.png'))} -> {re.escape(str(out))}: k=4, rdo off, "
-                        rf"2 bits/label, ratio 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
+                        rf"2 bits/label, packed/original bits 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
 
 
 def test_cli_impossible_target_is_an_error(image, crop):
     best = db(kmq.compress(crop, 2))
     result = CliRunner().invoke(main, ["compress", str(image), "--psnr", "70", "-k", "2"])
     assert result.exit_code == 1
-    assert result.output == f"Error: PSNR 70 dB is out of reach: the best is {best:.2f} dB (K=2, the most -k allows)\n"
+    assert result.output == f"Error: {image}: PSNR 70 dB is out of reach: the best is {best:.2f} dB (K=2, the most -k allows)\n"
     assert not image.with_suffix(".kmq").exists()
 
 

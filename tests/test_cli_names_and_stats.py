@@ -1,0 +1,168 @@
+"""A new user's pass over the CLI (round 12): --help, names in human output, stats over folders, stats rows
+per K, the ratio's label."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kmq.cli import main
+
+# Six distinct colours, 3 x 2: every K from 6 on is the same lossless record.
+SIX = np.array([[[0, 0, 0], [255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 0], [255, 255, 255]]], np.uint8)
+
+
+def run(*args, **kwargs):
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="kmq", **kwargs)
+
+
+@pytest.fixture
+def six(tmp_path):
+    path = tmp_path / "six.png"
+    Image.fromarray(SIX).save(path)
+    return path
+
+
+def test_help_lists_every_command_with_its_whole_summary():
+    result = run("--help", terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:\n", 1)[1]
+    assert commands == (
+        "  compress    Quantize images to K colours, into .kmq files.\n"
+        "  decompress  Decode .kmq files back to images.\n"
+        "  info        What a .kmq holds: header, codec, J, palette.\n"
+        "  montage     An image beside its reconstruction at each K.\n"
+        "  palette     The palette of images or .kmq files; fit one for many.\n"
+        "  segment     Draw the clusters of an image or a .kmq.\n"
+        "  stats       Size tables in bits and bytes, J and PSNR, per K.\n")
+
+
+def test_the_compress_line_says_which_ratio(six, tmp_path):
+    # 6 pixels at 3 bits plus 6 RGB entries = 162 bits of 144: 1.12, although the file is 84 bytes.
+    result = run("compress", six, "-k", "16")
+    assert result.exit_code == 0
+    assert re.fullmatch(rf"{re.escape(str(six))} -> {re.escape(str(tmp_path / 'six.kmq'))}: k=6, 3 bits/label, "
+                        r"packed/original bits 1\.12, 84 bytes, lossless, \d+\.\d\d s\n", result.stdout)
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("new\nline", "new\\nline"),                     # would split the line in two
+    ("esc\x1b[31mred", "esc\\x1b[31mred"),           # would turn the terminal red
+    ("tab\tand\\slash", "tab\\tand\\\\slash"),
+])
+def test_human_lines_escape_names_as_warnings_do(tmp_path, name, shown):
+    image = tmp_path / f"{name}.png"
+    Image.fromarray(SIX).save(image)
+    folder = str(tmp_path)
+    result = run("compress", image, "-k", "2")
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"{folder}/{shown}.png -> {folder}/{shown}.kmq: k=2, 1 bit/label, ")
+    assert result.stdout.count("\n") == 1
+    result = run("decompress", tmp_path / f"{name}.kmq")
+    assert result.exit_code == 0
+    assert re.fullmatch(rf"{re.escape(f'{folder}/{shown}.kmq -> {folder}/{shown}.kmq.png')}: 3x2 PNG, "
+                        r"\d+\.\d\d s\n", result.stdout)
+    result = run("segment", tmp_path / f"{name}.kmq", "-o", tmp_path / "s.png")
+    assert result.stdout == f"{folder}/{shown}.kmq -> {folder}/s.png: overlay, k=2, 3x2\n"
+    # An error names it the same way, on one line.
+    result = run("compress", image, "-k", "2")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {folder}/{shown}.kmq already exists (use -f to overwrite)\n"
+
+
+def test_tables_show_a_name_with_brackets_as_it_is(tmp_path, monkeypatch):
+    # rich reads "[bold]" in a str as markup: the name lost it.
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(SIX).save("[bold]x.png")
+    table = run("stats", "[bold]x.png", "-k", "2", env={"COLUMNS": "80"}).stdout
+    assert "┃                       ┃ [bold]x.png ┃" in table
+    assert run("compress", "[bold]x.png", "-k", "2", "-q").exit_code == 0
+    assert run("info", "[bold]x.kmq").stdout.startswith("[bold]x.kmq ")
+
+
+def test_stats_takes_a_folder_as_compress_does(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    for path in (folder / "a.png", folder / "sub" / "b.png", folder / ".hidden" / "c.png", folder / ".d.png"):
+        Image.fromarray(SIX).save(path)
+    (folder / "notes.txt").write_text("not an image")
+    assert run("compress", folder / "a.png", "-k", "2", "-o", folder / "sub" / "a.kmq").exit_code == 0
+    (folder / "sub" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    result = run("stats", folder, "-k", "4", "--format", "tsv")
+    assert result.exit_code == 1
+    rows = [line.split("\t")[:5] for line in result.stdout.splitlines()[1:]]
+    # Sorted as a bulk run finds them; the .kmq keeps its own K (with the warning of a .kmq input).
+    assert rows == [[f"{folder}/a.png", "3", "2", "3", "4"], [f"{folder}/sub/a.kmq", "3", "2", "3", "2"],
+                    [f"{folder}/sub/b.png", "3", "2", "3", "4"]]
+    # Each input's warnings and error as it is met (the warnings used to come after every Error: line).
+    assert result.stderr == (f"Warning: {folder}/sub/a.kmq: a .kmq keeps its own K (2); -k 4 does not apply\n"
+                             f"Error: {folder}/sub/bad.png: not an image Pillow can read\n"
+                             f"Error: 1 input of 4 failed\n")
+
+
+def test_stats_of_an_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("stats", tmp_path / "empty", "--format", "json")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (f"Error: {tmp_path}/empty: no images or .kmq files found (searched recursively; "
+                             f"names starting with . are skipped)\n")
+
+
+def test_stats_gives_one_record_per_distinct_result(six):
+    # -k 8 and -k 16 would both be the image's 6 colours: one record, said once; a repeated -k is one K.
+    result = run("stats", six, "-k", "2", "-k", "8", "-k", "16", "-k", "8", "-k", "32", "--format", "tsv")
+    assert result.exit_code == 0
+    assert [line.split("\t")[4] for line in result.stdout.splitlines()] == ["k", "2", "6"]
+    assert result.stderr == (
+        f"Warning: {six}: the image has only 6 distinct colours, fewer than k=8: using k=6, lossless\n"
+        f"Warning: {six}: -k 16, -k 32 give the same lossless record as k=6 (every colour of the image): "
+        f"reported once\n")
+
+
+def test_stats_keeps_a_smaller_k_asked_after_a_lossless_one(six):
+    result = run("stats", six, "-k", "6", "-k", "2", "-k", "7", "--format", "tsv")
+    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["6", "2"]
+    assert result.stderr == (f"Warning: {six}: -k 7 gives the same lossless record as k=6 (every colour of "
+                             f"the image): reported once\n")
+
+
+def test_sweep_names_a_k_asked_beyond_the_lossless_one(six):
+    result = run("stats", six, "--sweep", "-k", "300", "--format", "tsv")
+    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["2", "4", "6"]
+    assert result.stderr.endswith(f"Warning: {six}: -k 300 gives the same lossless record as k=6 (every colour "
+                                  f"of the image): reported once\n")
+
+
+def test_a_byte_budget_out_of_reach_names_the_file(six, tmp_path):
+    result = run("compress", six, "--codec", "ctx", "--max-bytes", "10", "-o", tmp_path / "x.kmq")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {six}: no .kmq file of this image fits in 10 bytes: ")
+    assert not (tmp_path / "x.kmq").exists()
+
+
+def test_info_and_decompress_of_an_image_say_what_takes_images(six, tmp_path):
+    result = run("info", six)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {six}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq stats "
+                             f"and kmq palette take images)\n")
+    result = run("decompress", six)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {six}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq "
+                             f"compress takes images)\n")
+    assert not (tmp_path / "six.png.png").exists()
+
+
+def test_a_damaged_kmq_is_not_called_an_image(six, tmp_path):
+    # kmq's own Pillow plugin opens a .kmq whose checksum fails: it must not be "a KMQ image".
+    assert run("compress", six, "-k", "2", "-q").exit_code == 0
+    data = bytearray((tmp_path / "six.kmq").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "six.kmq").write_bytes(bytes(data))
+    result = run("info", tmp_path / "six.kmq")
+    assert result.exit_code == 1
+    assert re.fullmatch(rf"Error: {re.escape(str(tmp_path / 'six.kmq'))}: checksum mismatch: stored 0x[0-9A-F]{{8}}, "
+                        r"computed 0x[0-9A-F]{8}\n", result.stderr)
