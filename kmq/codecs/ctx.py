@@ -320,6 +320,37 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (*rans.cdf_tables(weights.make(ids)), remap[rows])
 
 
+@dataclass
+class _Pairs:
+    """The distinct (row, symbol) pairs of a batch of known stage-1 symbols, as keys row·_N_SYM + symbol
+    (sorted), with each symbol's index into them and how often each occurs: one sort (or count) serves both
+    the batch's tables and learning it."""
+    keys: np.ndarray
+    inverse: np.ndarray  # (n,) intp
+    counts: np.ndarray
+
+
+def _pairs(key: np.ndarray, size: int) -> _Pairs:
+    """The pairs of ``key`` (intp keys < size); a large batch counts every key instead of sorting."""
+    if 16 * len(key) < size:
+        return _Pairs(*np.unique(key, return_inverse=True, return_counts=True))
+    counts = np.bincount(key, minlength=size)
+    keys = np.flatnonzero(counts)
+    remap = np.empty(size, np.intp)
+    remap[keys] = np.arange(len(keys))
+    return _Pairs(keys, remap[key], counts[keys])
+
+
+def _pair_tables(weights: _Weights, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(freq, cum) of each pair of ``keys`` (sorted row·_N_SYM + symbol), from the tables of its rows only."""
+    rows, syms = np.divmod(keys, _N_SYM)
+    first = np.ones(len(rows), bool)
+    first[1:] = rows[1:] != rows[:-1]
+    at = np.cumsum(first) - 1
+    f, c = rans.cdf_tables(weights.make(rows[first]))
+    return f[at, syms], c[at, syms]
+
+
 class _Encoder:
     def __init__(self) -> None:
         self.freqs: list[np.ndarray] = []
@@ -333,6 +364,16 @@ class _Encoder:
             self.freqs.append(f.astype(np.uint32)[rows, sym])
             self.cums.append(c.astype(np.uint32)[rows, sym])
         return sym
+
+    def code_pairs(self, weights: "_Weights", pairs: _Pairs, used: np.ndarray) -> None:
+        """Code a batch of stage-1 symbols given as their pairs (the same stream as ``code``): pairs.inverse
+        indexes a larger set of pairs, of which ``used`` (sorted) are the batch's."""
+        f, c = _pair_tables(weights, pairs.keys)
+        size = len(used) and int(used[-1]) + 1
+        fs, cs = np.zeros(size, np.uint32), np.zeros(size, np.uint32)
+        fs[used], cs[used] = f, c
+        self.freqs.append(fs[pairs.inverse])
+        self.cums.append(cs[pairs.inverse])
 
     def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
@@ -438,15 +479,11 @@ class _Model:
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        at = rows.astype(np.intp) * _N_SYM + sym
-        if 16 * len(at) < self.rank.size:  # a small piece: skip the bincount over every row
-            at, counts = np.unique(at, return_counts=True)
-            self.rank.reshape(-1)[at] += counts
-            np.add.at(self.base.reshape(-1), at % self.base.size, counts)
-            return
-        counts = np.bincount(at, minlength=self.rank.size)
-        self.rank += counts.reshape(self.rank.shape)
-        self.base += counts.reshape(-1, *self.base.shape).sum(axis=0)
+        self.learn_pairs(_pairs(rows.astype(np.intp) * _N_SYM + sym, self.rank.size))
+
+    def learn_pairs(self, pairs: _Pairs) -> None:
+        self.rank.reshape(-1)[pairs.keys] += pairs.counts
+        np.add.at(self.base.reshape(-1), pairs.keys % self.base.size, pairs.counts)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, nb: np.ndarray) -> np.ndarray:
@@ -546,9 +583,21 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
         sym_all = _SYM_OF_MATCH[match]
     out = None if truth is not None else np.empty(n, np.uint16)
     flat_nb = cx.nb.reshape(-1)
+    # The encoder knows every symbol: the pass's distinct (row, symbol) pairs are found once (one count or
+    # sort of the pass, not one a piece), and a piece counts its pairs among them.
+    known = None if sym_all is None else _pairs(cx.rows.astype(np.intp) * _N_SYM + sym_all, model.rank.size)
     for a, b in _pieces(n):
         rows = cx.rows[a:b]
-        sym = coder.code(model.rank_weights(), rows, None if sym_all is None else sym_all[a:b])
+        if known is None:
+            sym = coder.code(model.rank_weights(), rows, None)
+            pairs = _pairs(rows.astype(np.intp) * _N_SYM + sym, model.rank.size)
+        else:
+            sym = sym_all[a:b]
+            index = known.inverse[a:b]
+            counts = np.bincount(index, minlength=len(known.keys))
+            used = np.flatnonzero(counts)
+            pairs = _Pairs(known.keys[used], index, counts[used])
+            coder.code_pairs(model.rank_weights(), pairs, used)  # type: ignore[attr-defined]  (the encoder)
         at = np.flatnonzero(sym == _ESC) + a
         escaped = model.code_escapes(coder, kind, cx.pattern[at], cx.nb[:, at], cx.act[at],
                                      None if truth is None else truth[at].astype(np.int64))
@@ -556,7 +605,7 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
             pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
             out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
             out[at] = escaped
-        model.learn_rank(rows, sym)
+        model.learn_pairs(pairs)
     return out
 
 
