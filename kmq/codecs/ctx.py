@@ -228,6 +228,10 @@ def _pick(nb: np.ndarray, which: np.ndarray) -> np.ndarray:
     return out
 
 
+# near of an escape (k <= _NN_MAX) from its nearest candidate's position p <= k: min(_N_NEAR - 1, bit_length(p))
+_NEAR_OF = np.minimum(_N_NEAR - 1, _bit_length(np.arange(_NN_MAX + 1)))
+
+
 # For a pattern p and a 4-bit mask m of the main neighbours holding a label: its stage-1 symbol, the rank of
 # the neighbour group it is in (or escape when no neighbour holds it).
 _SYM_OF_MATCH = np.full(65 * 16, _ESC, np.uint8)
@@ -424,12 +428,15 @@ class _Model:
     def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
         self.pal = palette.astype(np.int64)
+        self.pal_cols = [np.ascontiguousarray(self.pal[:, c]) for c in range(self.pal.shape[1])]
         self.rank = np.zeros((_N_SEC * _N_DC * _BASE_ROWS, _N_SYM), dtype=np.int64)
         self.base = np.zeros((_BASE_ROWS, _N_SYM), dtype=np.int64)
         self.base_valid = _valid_rows(k)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
         self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
-        base, _ = _bucket_base_size(np.arange(self.n_buckets))
+        base, size = _bucket_base_size(np.arange(self.n_buckets))
+        self.bucket_base, self.bucket_size = base, size
+        self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = base[None, :] < (k - np.arange(5))[:, None]
         if k <= _NN_MAX:
@@ -440,6 +447,7 @@ class _Model:
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
+            self.pos_flat = self.pos.reshape(-1)
             # d2[(a << 8) | b]: squared distance of labels a and b, indexed by a uint16
             d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
             d2[:k, :k] = (d * d).sum(axis=2)
@@ -498,14 +506,20 @@ class _Model:
         if self.cells is None:
             self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
         cell = np.zeros(m, np.int64)
-        for c in range(ch):
-            cell = cell * levels + (sum(self.pal[nb[i], c] for i in range(4)) >> shift)
-        missing = cell[self.cells[cell] < 0]
+        for col in self.pal_cols:
+            total = col[nb[0]]
+            for i in (1, 2, 3):
+                total += col[nb[i]]
+            cell *= levels
+            cell += total >> shift
+        ref = self.cells[cell]
+        missing = cell[ref < 0]
         if len(missing):
             # a few escapes (small images): only their cells; many: every cell at once, no sort
             todo = np.unique(missing) if 8 * len(missing) < len(self.cells) else np.arange(len(self.cells))
             self.cells[todo] = self._nearest_to_cells(shift, todo)
-        return self.cells[cell]
+            ref = self.cells[cell]
+        return ref
 
     def _nearest_to_cells(self, shift: int, cells: np.ndarray) -> np.ndarray:
         """For cells of summed colours S (each channel's S >> shift, as one index), the palette entry nearest
@@ -536,18 +550,23 @@ class _Model:
         ref = self._reference(nb)
         n_ranks = _N_RANKS[pattern]
         cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-        # positions of the excluded candidates in ref's order; k where there is no candidate
-        excl = np.full((4, m), self.k, np.int64)
-        for r in range(4):
-            ok = r < n_ranks
-            excl[r, ok] = self._positions(ref[ok], cand[r, ok].astype(np.int64))
-        excl.sort(axis=0)
+        # positions of the excluded candidates in ref's order; k where there is no candidate (the rank-r
+        # column names some neighbour where r >= R, so it is looked up for every pixel and then replaced)
+        if self.k <= _NN_MAX:
+            at = ref * self.k
+            excl = [np.where(r < n_ranks, self.pos_flat[at + cand[r]], self.k) for r in range(4)]
+            for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):  # sorted by a network of 5 exchanges
+                excl[i], excl[j] = np.minimum(excl[i], excl[j]), np.maximum(excl[i], excl[j])
+            excl = np.stack(excl)
+        else:
+            excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
+            excl.sort(axis=0)
         rank = None
         if value is not None:
             p = self._positions(ref, value)
             rank = p - (excl < p).sum(axis=0)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
-        near = np.minimum(_N_NEAR - 1, _bit_length(excl[0])) if self.k <= _NN_MAX else 0
+        near = _NEAR_OF[excl[0]] if self.k <= _NN_MAX else 0
         rows = (kind * _N_ACT + act.astype(np.int64)) * _N_NEAR + near
 
         def make(ids: np.ndarray | None) -> np.ndarray:
@@ -555,9 +574,9 @@ class _Model:
                 ids = np.arange(len(self.esc) * 5)
             return (2 * self.esc[ids // 5] + 1) * self.esc_valid[ids % 5]
         weights = _Weights(len(self.esc) * 5, make)
-        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else _bucket(rank))
-        base, size = _bucket_base_size(bucket)
-        size = np.minimum(size, self.k - n_ranks - base)
+        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else self.bucket_of[rank])
+        base = self.bucket_base[bucket]
+        size = np.minimum(self.bucket_size[bucket], self.k - n_ranks - base)
         off = coder.uniform(size, None if rank is None else rank - base)
         self.esc += np.bincount(rows * self.n_buckets + bucket, minlength=self.esc.size).reshape(self.esc.shape)
         if value is not None:
