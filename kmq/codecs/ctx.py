@@ -330,16 +330,22 @@ class _Pairs:
     (sorted), with each symbol's index into them and how often each occurs: one sort (or count) serves both
     the batch's tables and learning it."""
     keys: np.ndarray
-    inverse: np.ndarray  # (n,) intp
+    inverse: np.ndarray | None  # (n,) intp
     counts: np.ndarray
 
 
-def _pairs(key: np.ndarray, size: int) -> _Pairs:
-    """The pairs of ``key`` (intp keys < size); a large batch counts every key instead of sorting."""
+def _pairs(key: np.ndarray, size: int, inverse: bool = True) -> _Pairs:
+    """The pairs of ``key`` (intp keys < size); inverse None unless asked for (learning reads the counts
+    only, and a sort that tracks where each key went costs more). A large batch counts every key instead."""
     if 16 * len(key) < size:
-        return _Pairs(*np.unique(key, return_inverse=True, return_counts=True))
+        if inverse:
+            return _Pairs(*np.unique(key, return_inverse=True, return_counts=True))
+        keys, counts = np.unique(key, return_counts=True)
+        return _Pairs(keys, None, counts)
     counts = np.bincount(key, minlength=size)
     keys = np.flatnonzero(counts)
+    if not inverse:
+        return _Pairs(keys, None, counts[keys])
     remap = np.empty(size, np.intp)
     remap[keys] = np.arange(len(keys))
     return _Pairs(keys, remap[key], counts[keys])
@@ -487,7 +493,7 @@ class _Model:
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        self.learn_pairs(_pairs(rows.astype(np.intp) * _N_SYM + sym, self.rank.size))
+        self.learn_pairs(_pairs(rows.astype(np.intp) * _N_SYM + sym, self.rank.size, inverse=False))
 
     def learn_pairs(self, pairs: _Pairs) -> None:
         self.rank.reshape(-1)[pairs.keys] += pairs.counts
@@ -609,7 +615,7 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
         rows = cx.rows[a:b]
         if known is None:
             sym = coder.code(model.rank_weights(), rows, None)
-            pairs = _pairs(rows.astype(np.intp) * _N_SYM + sym, model.rank.size)
+            pairs = _pairs(rows.astype(np.intp) * _N_SYM + sym, model.rank.size, inverse=False)
         else:
             sym = sym_all[a:b]
             index = known.inverse[a:b]
