@@ -1,6 +1,7 @@
 """The lzma and ctx payload codecs: exact round trips, determinism, and FormatError on any bad payload."""
 from __future__ import annotations
 
+import hashlib
 import lzma
 
 import numpy as np
@@ -140,6 +141,24 @@ def test_deterministic(codec):
     assert codec.encode(labels, pal(17)) == codec.encode(labels.copy(), pal(17))
 
 
+# Payloads written by the ctx coder of round 11 (before its encoder and model were made cheaper): the same
+# labels must give these bytes and these bounds forever (files already written must decode; same input, same file).
+PINNED = [((33, 17), 3, 1, 0, 70, "59af8ad85e2edcce", (69, 72)),  # 1 lane, grey
+          ((64, 64), 2, 3, 1, 262, "2e0dff4892da19e6", (260, 264)),
+          ((200, 330), 64, 3, 3, 37719, "0eb4a5cb5ab98554", (37642, 37791)),  # 8 lanes, last step short
+          ((45, 61), 16, 4, 4, 1134, "6a72b32e56f980e7", (1130, 1138)),  # RGBA
+          ((37, 29), 257, 3, 5, 812, "255f3ae4d705a4b0", (809, 814)),  # escapes ranked by label
+          ((130, 127), 256, 1, 6, 12015, "ba978535399201e2", (11994, 12035))]
+
+
+@pytest.mark.parametrize("size, k, channels, seed, n_bytes, digest, bounds", PINNED)
+def test_ctx_payload_digests_are_pinned(size, k, channels, seed, n_bytes, digest, bounds):
+    labels, palette = blobs(*size, k, seed), pal(k, channels, seed)
+    payload = ctx.encode(labels, palette)
+    assert (len(payload), hashlib.sha256(payload).hexdigest()[:16]) == (n_bytes, digest)
+    assert ctx.payload_bounds(labels, palette) == bounds
+
+
 # --- the rANS coder alone -----------------------------------------------------------------------------------
 
 def test_rans_tables_sum_to_m_and_zero_weight_is_zero():
@@ -161,6 +180,33 @@ def test_rans_roundtrip_in_uneven_batches(lanes):
     got = np.concatenate([dec.decode(rows[a:b], freq, cum) for a, b in zip(cuts, cuts[1:])])
     dec.finish()
     np.testing.assert_array_equal(got, sym)
+
+
+def rans_reference(freq, cum, lanes: int) -> bytes:
+    """docs/FORMAT.md's rANS encoder, one symbol at a time with Python integers."""
+    x = [rans.LOW] * lanes
+    steps = []
+    for start in range((len(freq) - 1) // lanes * lanes, -1, -lanes):
+        words = []
+        for lane in range(min(lanes, len(freq) - start)):
+            f, c, s = int(freq[start + lane]), int(cum[start + lane]), x[lane]
+            if s >= f << 24:
+                words.append(s & 0xFFFF)
+                s >>= 16
+            x[lane] = (s // f << 16) + s % f + c
+        steps.append(words)
+    words = [w for step in reversed(steps) for w in step]
+    return b"".join(s.to_bytes(5, "little") for s in x) + b"".join(w.to_bytes(2, "little") for w in words)
+
+
+@pytest.mark.parametrize("lanes, n", [(1, 700), (4, 1001), (8, 8), (16, 65), (64, 1)])
+def test_rans_encoder_matches_the_reference_across_blocks(monkeypatch, lanes, n):
+    # blocks of 32 symbols: most streams span several, and the last step is short unless lanes divides n
+    monkeypatch.setattr(rans, "_BLOCK_SYMBOLS", 32)
+    rng = np.random.default_rng(n)
+    freq, cum = rans.cdf_tables(rng.integers(0, 50, (5, 9)) ** 3 + 1)
+    rows, sym = rng.integers(0, 5, n), rng.integers(0, 9, n)
+    assert rans.encode(freq[rows, sym], cum[rows, sym], lanes) == rans_reference(freq[rows, sym], cum[rows, sym], lanes)
 
 
 # --- corruption ---------------------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _RANK_POS, _N_RANKS = _pattern_tables()
 _RANK_POS_U8 = _RANK_POS.astype(np.uint8)
+_TOP_POS, _SEC_POS = _RANK_POS_U8[:, 0].copy(), _RANK_POS_U8[:, 1].copy()  # the neighbour of rank 0, of rank 1
 _ROW_RANKS = _N_RANKS[(np.arange(_BASE_ROWS) // (_N_FEAT * _N_ACT)) % 65]  # by base row
 
 
@@ -132,14 +133,22 @@ def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]
     lo_c = max(0, -min(d for _, d in offsets))
     hi_r = max(0, rows + max(d for d, _ in offsets) - a.shape[0])
     hi_c = max(0, cols + max(d for _, d in offsets) - a.shape[1])
-    pad = np.pad(a, ((lo_r, hi_r), (lo_c, hi_c)), mode="edge")
+    # np.pad(mode="edge") by hand: np.pad's own overhead is most of a small pass's neighbours
+    h, w = a.shape
+    pad = np.empty((lo_r + h + hi_r, lo_c + w + hi_c), a.dtype)
+    pad[lo_r:lo_r + h, lo_c:lo_c + w] = a
+    pad[:lo_r, lo_c:lo_c + w] = a[:1]
+    pad[lo_r + h:, lo_c:lo_c + w] = a[-1:]
+    pad[:, :lo_c] = pad[:, lo_c:lo_c + 1]
+    pad[:, lo_c + w:] = pad[:, lo_c + w - 1:lo_c + w]
     return [pad[lo_r + di:lo_r + di + rows, lo_c + dj:lo_c + dj + cols] for di, dj in offsets]
 
 
-def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, list[np.ndarray]]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns the 4 main and the E extra neighbour labels, each (n,) uint16 in the pass's raster order. Main
+    Returns the 4 main labels as one (4, n) uint16 array and the E extra ones as (n,) uint16 arrays, in the
+    pass's raster order. Main
     neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
     an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
     away or from the previous edge pass (see docs/FORMAT.md).
@@ -169,7 +178,10 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], list[np
         else:
             left, right, extra = up, down, []
         main = [up, down, left, right]
-    return [a.reshape(-1) for a in main], [a.reshape(-1) for a in extra]
+    stacked = np.empty((4, r, c), np.uint16)  # copied once, into the array the coding reads as well
+    for i in range(4):
+        stacked[i] = main[i]
+    return stacked.reshape(4, -1), [a.reshape(-1) for a in extra]
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -195,7 +207,7 @@ _ACT_CAP = 1 << (2 * _N_ACT - 3)
 _ACT_OF = np.minimum(_N_ACT - 1, _bit_length(np.arange(_ACT_CAP + 1)) // 2).astype(np.uint8)
 
 
-def _activity(model: "_Model", nb: list[np.ndarray]) -> np.ndarray:
+def _activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
     """(n,) uint8 0 .. _N_ACT-1: how far apart the 4 main neighbours' colours are.
 
     ``spread`` = the sum over the 6 pairs of main neighbours of their colours' squared distance;
@@ -205,6 +217,19 @@ def _activity(model: "_Model", nb: list[np.ndarray]) -> np.ndarray:
     for i, j in _PAIRS:
         spread += model.dist2(nb[i], nb[j])
     return _ACT_OF[np.minimum(spread, _ACT_CAP)]
+
+
+def _pick(nb: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """(n,) uint16: nb[which[i]][i], the label of the main neighbour ``which`` names (masked copies: three
+    times cheaper than one gather from the stacked neighbours by int64 index)."""
+    out = nb[0].copy()
+    for i in (1, 2, 3):
+        np.copyto(out, nb[i], where=which == i)
+    return out
+
+
+# near of an escape (k <= _NN_MAX) from its nearest candidate's position p <= k: min(_N_NEAR - 1, bit_length(p))
+_NEAR_OF = np.minimum(_N_NEAR - 1, _bit_length(np.arange(_NN_MAX + 1)))
 
 
 # For a pattern p and a 4-bit mask m of the main neighbours holding a label: its stage-1 symbol, the rank of
@@ -229,7 +254,7 @@ class _Context:
     nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
 
-def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_Model") -> _Context:
+def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model") -> _Context:
     if kind == 0:
         pattern = np.full(1, _NO_NB, np.uint8)
         return _Context(pattern, (pattern.astype(np.uint32) * (_N_FEAT * _N_ACT)), np.zeros(1, np.uint8),
@@ -239,15 +264,14 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_
     pattern = np.zeros(n, dtype=np.uint8)
     for b, (i, j) in enumerate(_PAIRS):
         pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
-    stacked = np.stack(nb)
     # the rank-0 label, then how many extra neighbours hold it
-    top = stacked.reshape(-1)[_POS_OF_SYM[pattern.astype(np.intp) << 2] * np.intp(n) + np.arange(n)]
+    top = _pick(nb, _TOP_POS[pattern])
     same = np.zeros(n, np.uint8)
     for e in extra:
         same += e == top
     act = _activity(model, nb)
     # the rank-1 label (c0 again when R = 1): how many extra neighbours hold it, how far from c0's colour
-    sec = stacked.reshape(-1)[_POS_OF_SYM[(pattern.astype(np.intp) << 2) + 1] * np.intp(n) + np.arange(n)]
+    sec = _pick(nb, _SEC_POS[pattern])
     same2 = np.zeros(n, np.uint8)
     for e in extra:
         same2 += e == sec
@@ -262,7 +286,7 @@ def _context(kind: int, nb: list[np.ndarray], extra: list[np.ndarray], model: "_
     rows += (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
     rows *= np.uint32(_N_ACT)
     rows += act
-    return _Context(pattern, rows, act, stacked)
+    return _Context(pattern, rows, act, nb)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -300,6 +324,43 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (*rans.cdf_tables(weights.make(ids)), remap[rows])
 
 
+@dataclass
+class _Pairs:
+    """The distinct (row, symbol) pairs of a batch of known stage-1 symbols, as keys row·_N_SYM + symbol
+    (sorted), with each symbol's index into them and how often each occurs: one sort (or count) serves both
+    the batch's tables and learning it."""
+    keys: np.ndarray
+    inverse: np.ndarray | None  # (n,) intp
+    counts: np.ndarray
+
+
+def _pairs(key: np.ndarray, size: int, inverse: bool = True) -> _Pairs:
+    """The pairs of ``key`` (intp keys < size); inverse None unless asked for (learning reads the counts
+    only, and a sort that tracks where each key went costs more). A large batch counts every key instead."""
+    if 16 * len(key) < size:
+        if inverse:
+            return _Pairs(*np.unique(key, return_inverse=True, return_counts=True))
+        keys, counts = np.unique(key, return_counts=True)
+        return _Pairs(keys, None, counts)
+    counts = np.bincount(key, minlength=size)
+    keys = np.flatnonzero(counts)
+    if not inverse:
+        return _Pairs(keys, None, counts[keys])
+    remap = np.empty(size, np.intp)
+    remap[keys] = np.arange(len(keys))
+    return _Pairs(keys, remap[key], counts[keys])
+
+
+def _pair_tables(weights: _Weights, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(freq, cum) of each pair of ``keys`` (sorted row·_N_SYM + symbol), from the tables of its rows only."""
+    rows, syms = np.divmod(keys, _N_SYM)
+    first = np.ones(len(rows), bool)
+    first[1:] = rows[1:] != rows[:-1]
+    at = np.cumsum(first) - 1
+    f, c = rans.cdf_tables(weights.make(rows[first]))
+    return f[at, syms], c[at, syms]
+
+
 class _Encoder:
     def __init__(self) -> None:
         self.freqs: list[np.ndarray] = []
@@ -313,6 +374,16 @@ class _Encoder:
             self.freqs.append(f.astype(np.uint32)[rows, sym])
             self.cums.append(c.astype(np.uint32)[rows, sym])
         return sym
+
+    def code_pairs(self, weights: "_Weights", pairs: _Pairs, used: np.ndarray) -> None:
+        """Code a batch of stage-1 symbols given as their pairs (the same stream as ``code``): pairs.inverse
+        indexes a larger set of pairs, of which ``used`` (sorted) are the batch's."""
+        f, c = _pair_tables(weights, pairs.keys)
+        size = len(used) and int(used[-1]) + 1
+        fs, cs = np.zeros(size, np.uint32), np.zeros(size, np.uint32)
+        fs[used], cs[used] = f, c
+        self.freqs.append(fs[pairs.inverse])
+        self.cums.append(cs[pairs.inverse])
 
     def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
         assert sym is not None
@@ -363,12 +434,15 @@ class _Model:
     def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
         self.pal = palette.astype(np.int64)
+        self.pal_cols = [np.ascontiguousarray(self.pal[:, c]) for c in range(self.pal.shape[1])]
         self.rank = np.zeros((_N_SEC * _N_DC * _BASE_ROWS, _N_SYM), dtype=np.int64)
         self.base = np.zeros((_BASE_ROWS, _N_SYM), dtype=np.int64)
         self.base_valid = _valid_rows(k)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
         self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
-        base, _ = _bucket_base_size(np.arange(self.n_buckets))
+        base, size = _bucket_base_size(np.arange(self.n_buckets))
+        self.bucket_base, self.bucket_size = base, size
+        self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = base[None, :] < (k - np.arange(5))[:, None]
         if k <= _NN_MAX:
@@ -379,6 +453,7 @@ class _Model:
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
+            self.pos_flat = self.pos.reshape(-1)
             # d2[(a << 8) | b]: squared distance of labels a and b, indexed by a uint16
             d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
             d2[:k, :k] = (d * d).sum(axis=2)
@@ -418,15 +493,11 @@ class _Model:
         return _Weights(len(self.rank), make)
 
     def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        at = rows.astype(np.intp) * _N_SYM + sym
-        if 16 * len(at) < self.rank.size:  # a small piece: skip the bincount over every row
-            at, counts = np.unique(at, return_counts=True)
-            self.rank.reshape(-1)[at] += counts
-            np.add.at(self.base.reshape(-1), at % self.base.size, counts)
-            return
-        counts = np.bincount(at, minlength=self.rank.size)
-        self.rank += counts.reshape(self.rank.shape)
-        self.base += counts.reshape(-1, *self.base.shape).sum(axis=0)
+        self.learn_pairs(_pairs(rows.astype(np.intp) * _N_SYM + sym, self.rank.size, inverse=False))
+
+    def learn_pairs(self, pairs: _Pairs) -> None:
+        self.rank.reshape(-1)[pairs.keys] += pairs.counts
+        np.add.at(self.base.reshape(-1), pairs.keys % self.base.size, pairs.counts)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, nb: np.ndarray) -> np.ndarray:
@@ -441,14 +512,20 @@ class _Model:
         if self.cells is None:
             self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
         cell = np.zeros(m, np.int64)
-        for c in range(ch):
-            cell = cell * levels + (sum(self.pal[nb[i], c] for i in range(4)) >> shift)
-        missing = cell[self.cells[cell] < 0]
+        for col in self.pal_cols:
+            total = col[nb[0]]
+            for i in (1, 2, 3):
+                total += col[nb[i]]
+            cell *= levels
+            cell += total >> shift
+        ref = self.cells[cell]
+        missing = cell[ref < 0]
         if len(missing):
             # a few escapes (small images): only their cells; many: every cell at once, no sort
             todo = np.unique(missing) if 8 * len(missing) < len(self.cells) else np.arange(len(self.cells))
             self.cells[todo] = self._nearest_to_cells(shift, todo)
-        return self.cells[cell]
+            ref = self.cells[cell]
+        return ref
 
     def _nearest_to_cells(self, shift: int, cells: np.ndarray) -> np.ndarray:
         """For cells of summed colours S (each channel's S >> shift, as one index), the palette entry nearest
@@ -479,18 +556,23 @@ class _Model:
         ref = self._reference(nb)
         n_ranks = _N_RANKS[pattern]
         cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-        # positions of the excluded candidates in ref's order; k where there is no candidate
-        excl = np.full((4, m), self.k, np.int64)
-        for r in range(4):
-            ok = r < n_ranks
-            excl[r, ok] = self._positions(ref[ok], cand[r, ok].astype(np.int64))
-        excl.sort(axis=0)
+        # positions of the excluded candidates in ref's order; k where there is no candidate (the rank-r
+        # column names some neighbour where r >= R, so it is looked up for every pixel and then replaced)
+        if self.k <= _NN_MAX:
+            at = ref * self.k
+            excl = [np.where(r < n_ranks, self.pos_flat[at + cand[r]], self.k) for r in range(4)]
+            for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):  # sorted by a network of 5 exchanges
+                excl[i], excl[j] = np.minimum(excl[i], excl[j]), np.maximum(excl[i], excl[j])
+            excl = np.stack(excl)
+        else:
+            excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
+            excl.sort(axis=0)
         rank = None
         if value is not None:
             p = self._positions(ref, value)
             rank = p - (excl < p).sum(axis=0)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
-        near = np.minimum(_N_NEAR - 1, _bit_length(excl[0])) if self.k <= _NN_MAX else 0
+        near = _NEAR_OF[excl[0]] if self.k <= _NN_MAX else 0
         rows = (kind * _N_ACT + act.astype(np.int64)) * _N_NEAR + near
 
         def make(ids: np.ndarray | None) -> np.ndarray:
@@ -498,9 +580,9 @@ class _Model:
                 ids = np.arange(len(self.esc) * 5)
             return (2 * self.esc[ids // 5] + 1) * self.esc_valid[ids % 5]
         weights = _Weights(len(self.esc) * 5, make)
-        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else _bucket(rank))
-        base, size = _bucket_base_size(bucket)
-        size = np.minimum(size, self.k - n_ranks - base)
+        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else self.bucket_of[rank])
+        base = self.bucket_base[bucket]
+        size = np.minimum(self.bucket_size[bucket], self.k - n_ranks - base)
         off = coder.uniform(size, None if rank is None else rank - base)
         self.esc += np.bincount(rows * self.n_buckets + bucket, minlength=self.esc.size).reshape(self.esc.shape)
         if value is not None:
@@ -526,9 +608,21 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
         sym_all = _SYM_OF_MATCH[match]
     out = None if truth is not None else np.empty(n, np.uint16)
     flat_nb = cx.nb.reshape(-1)
+    # The encoder knows every symbol: the pass's distinct (row, symbol) pairs are found once (one count or
+    # sort of the pass, not one a piece), and a piece counts its pairs among them.
+    known = None if sym_all is None else _pairs(cx.rows.astype(np.intp) * _N_SYM + sym_all, model.rank.size)
     for a, b in _pieces(n):
         rows = cx.rows[a:b]
-        sym = coder.code(model.rank_weights(), rows, None if sym_all is None else sym_all[a:b])
+        if known is None:
+            sym = coder.code(model.rank_weights(), rows, None)
+            pairs = _pairs(rows.astype(np.intp) * _N_SYM + sym, model.rank.size, inverse=False)
+        else:
+            sym = sym_all[a:b]
+            index = known.inverse[a:b]
+            counts = np.bincount(index, minlength=len(known.keys))
+            used = np.flatnonzero(counts)
+            pairs = _Pairs(known.keys[used], index, counts[used])
+            coder.code_pairs(model.rank_weights(), pairs, used)  # type: ignore[attr-defined]  (the encoder)
         at = np.flatnonzero(sym == _ESC) + a
         escaped = model.code_escapes(coder, kind, cx.pattern[at], cx.nb[:, at], cx.act[at],
                                      None if truth is None else truth[at].astype(np.int64))
@@ -536,7 +630,7 @@ def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.
             pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
             out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
             out[at] = escaped
-        model.learn_rank(rows, sym)
+        model.learn_pairs(pairs)
     return out
 
 
@@ -548,7 +642,7 @@ def _run(canvas: np.ndarray, coder: _Coder, palette: np.ndarray, encoding: bool)
         region = canvas[_region(p)]
         if region.size == 0:
             continue
-        nb, extra = _neighbours(canvas, p) if p.kind else ([], [])
+        nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 0), np.uint16), [])
         cx = _context(p.kind, nb, extra, model)
         out = _code_pass(model, coder, p.kind, cx, region.reshape(-1) if encoding else None)
         if out is not None:
