@@ -11,7 +11,9 @@ only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
-  - PSNR: the file of 1.5 hi with the slack between its J and the target's spent on rdo. It is no larger
+  - PSNR: the smallest file of a line search over K from 1.5 hi (steps of 1.5x, up first, down to hi
+    when that fails or rdo topped out there), each K's slack between its J and the target's spent on
+    rdo (_rdo_for_psnr). It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
     reaches neighbouring K and the smaller file is kept.
