@@ -11,9 +11,9 @@ only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
-  - PSNR: the smallest file of a line search over K from 1.5 hi (up in steps of 1.5x first, down to hi in
-    steps of 1.25x when that fails or rdo topped out there), each K's slack between its J and the target's spent on
-    rdo (_rdo_for_psnr). It is no larger
+  - PSNR: the smallest file of a line search over K from 1.5 hi (up in steps of 1.5x first, down to hi
+    in steps of 1.25x when that fails or rdo topped out there), each K's slack between its J and the
+    target's spent on rdo (_rdo_for_psnr). It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
     reaches neighbouring K and the smaller file is kept.
@@ -386,7 +386,8 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     image (noisy600 at 22 dB: K = 3 with rdo 50 % is 3.9 kB, K = 4 with rdo 53 % 5.1 kB: rdo tops out, its
     file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi, first
     upwards in steps of _PSNR_STEP, then down towards hi in steps of _PSNR_DOWN, while files get smaller,
-    at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best by exact sizes."""
+    at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
+    by exact sizes."""
     tried: list[tuple[int, float]] = []
 
     def at(k: int) -> float:

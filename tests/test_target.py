@@ -432,7 +432,8 @@ def test_a_psnr_target_is_no_larger_than_a_small_k_rdo_grid(grey_crop, target):
         fit = quantize_colors(distinct.colors, distinct.counts, k, seed=0, max_iter=300)
         for pct in (0.0, 20.0, 80.0):
             # as the target's file would be written: its metadata records the target
-            g = quantized(pixels, distinct, k, seed=0, max_iter=300, codec="ctx", rdo=pct, fit=fit, extra={"target": spec})
+            g = quantized(pixels, distinct, k, seed=0, max_iter=300, codec="ctx", rdo=pct, fit=fit,
+                          extra={"target": spec})
             if db(g) >= target:
                 grid.append(len(g.to_bytes()))
     assert len(img.to_bytes()) <= 1.02 * min(grid)  # (a line search in K: within 2 % of the grid's best)
