@@ -11,7 +11,9 @@ only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
-  - PSNR: the file of 1.5 hi with the slack between its J and the target's spent on rdo. It is no larger
+  - PSNR: the smallest file of a line search over K from 1.5 hi (up in steps of 1.5x first, down to hi
+    in steps of 1.25x when that fails or rdo topped out there), each K's slack between its J and the
+    target's spent on rdo (_rdo_for_psnr). It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
     reaches neighbouring K and the smaller file is kept.
@@ -71,6 +73,11 @@ _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
 _PSNR_K = 1.5
+_PSNR_STEP = 1.5  # then in steps of this factor in K, while the files get smaller
+_PSNR_DOWN = 1.25  # and down, where rdo lands unevenly (a JPEG crop at 26 dB: K = 8 with rdo 151 % was
+# 5.7 kB, 5 with 5 % 10.2 kB, 6 with 40 % 2.6 kB)
+_PSNR_NEAR = 1.2  # but not to a K closer than this factor (where ctx's K = 256 cuts the step short)
+_PSNR_RUNS = 4  # at most this many rdo runs (each, with sizing its file, about a plain compress)
 _RDO_ROOM = 1.5  # and only when that is at least this multiple of the smallest plain K that does not fit
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
@@ -370,16 +377,58 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
 
 
 def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, float] | None:
-    """A larger K than the bracket's top with the slack between its J and the target's spent on rdo: usually
-    smaller than any plain K that meets the target, as rdo saves bytes at a far lower price in PSNR than a
-    smaller K does. None where there is no slack to spend (a plain larger K is never smaller)."""
-    k = _rdo_k(s, hi, _PSNR_K, s.k_hi)
-    if k <= hi or s.j(k) <= 0:
+    """The smallest file found of a K from the bracket's top up with the slack between its plain J and the
+    target's spent on rdo: usually smaller than any plain K that meets the target, as rdo saves bytes at a far
+    lower price in PSNR than a smaller K does. None where there is no slack to spend (a plain larger K is
+    never smaller).
+
+    Bytes against log K (the slack spent at each K) fall, then rise, and where they turn depends on the
+    image (noisy600 at 22 dB: K = 3 with rdo 50 % is 3.9 kB, K = 4 with rdo 53 % 5.1 kB: rdo tops out, its
+    file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi, first
+    upwards in steps of _PSNR_STEP, then down towards hi in steps of _PSNR_DOWN, while files get smaller,
+    at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
+    by exact sizes."""
+    tried: list[tuple[int, float]] = []
+
+    def at(k: int) -> float:
+        """The estimated bytes of k's file with the slack spent (inf when there is none, or no run left)."""
+        if k < hi or k > s.k_hi or s.j(k) <= 0 or not s.can_run():
+            return math.inf
+        pct = min(MAX_RDO, _pct(j_goal / s.j(k)))
+        if pct <= 0 or s.psnr(s.file(k, pct).distortion) < db:
+            return math.inf
+        tried.append((k, pct))
+        return s.estimate(k, pct)
+
+    s.cap = s.runs + _PSNR_RUNS
+    k0 = _rdo_k(s, hi, _PSNR_K, s.k_hi)
+    if k0 <= hi:
         return None
-    pct = _pct(j_goal / s.j(k))
-    if pct <= 0 or s.psnr(s.file(k, pct).distortion) < db:
+    best_k, best = k0, at(k0)
+    if not math.isfinite(best):
         return None
-    return k, pct
+    # An rdo run that landed well short of the slack it was given has topped out there: a larger K would
+    # top out further from the target, so only smaller K are tried (smooth crop at 34 dB: K = 22 landed at
+    # 0.53 of the target's J; hi = 15 at 0.79 was 21 % smaller). Otherwise larger K first: their gains are
+    # small (noisy600 at 26 dB: K = 18 2.7 % under K0 = 12) but smaller K win only on graphics (logo at 34 dB).
+    topped = s.file(*tried[0]).distortion < _LANDED * j_goal
+    for direction in ((-1,) if topped else (1, -1)):
+        k = best_k
+        while s.can_run():
+            nxt = _rdo_k(s, k, _PSNR_STEP, s.k_hi) if direction > 0 else max(hi, round(k / _PSNR_DOWN))
+            if abs(math.log(nxt / k)) < math.log(_PSNR_NEAR) or any(kk == nxt for kk, _ in tried):
+                break  # (a step cut short by ctx's K = 256 moves the bytes too little for its fit and run)
+            size = at(nxt)
+            if not size < best:
+                break
+            best_k, best, k = nxt, size, nxt
+        if best_k != k0:
+            break  # moved up: down from k0 was not better than k0 itself (one turn)
+    key = tried[0]
+    for other in tried[1:]:
+        if s.no_larger(other, key) and other != key:
+            key = other
+    return key
 
 
 def _rdo_k(s: _Search, base: int, factor: float, cap: int) -> int:

@@ -12,7 +12,8 @@ from PIL import Image
 
 import kmq
 from conftest import assert_compress_usage_error
-from kmq import target
+from kmq import kmeans, target
+from kmq.api import quantize_colors, quantized
 from kmq.cli import ByteSize, main
 from kmq.stats import psnr as psnr_of
 
@@ -218,9 +219,10 @@ def counted(monkeypatch):
     return seen
 
 
-# psnr 30 chooses a plain K, then also fits the next K (plain files are only nearly monotone in K); a byte
-# budget's search over (K, rdo) adds at most 4 K, and the whole search makes at most _RUNS_MAX rdo runs.
-@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 7, 1), ({"max_bytes": 700}, 9 + 4, target._RUNS_MAX)])
+# psnr 30's bracket fits 6 K and its line search over K (the slack spent on rdo) at most _PSNR_RUNS more;
+# a byte budget's search over (K, rdo) adds at most 4 K, and the whole search makes at most _RUNS_MAX rdo runs.
+@pytest.mark.parametrize("spec, fits, runs", [({"psnr": 30.0}, 6 + target._PSNR_RUNS, target._PSNR_RUNS),
+                                              ({"max_bytes": 700}, 9 + 4, target._RUNS_MAX)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.
@@ -406,3 +408,39 @@ def test_three_near_misses_from_above_get_a_fourth_run_beyond_them(samples):
         grey = np.asarray(im.crop((150, 100, 350, 250)))
     small, large = (kmq.compress_to(grey, max_bytes=b, codec="ctx") for b in (2600, 2700))
     assert len(large.to_bytes()) <= 2700 and db(large) >= db(small) > 31
+
+
+@pytest.fixture(scope="module")
+def grey_crop():
+    from conftest import SAMPLES
+    with Image.open(SAMPLES / "camera.png") as im:
+        return np.asarray(im.crop((150, 100, 350, 250)))
+
+
+@pytest.mark.parametrize("target", [22.0, 34.0])
+def test_a_psnr_target_is_no_larger_than_a_small_k_rdo_grid(grey_crop, target):
+    # The file of K = 1.5x the bracket's top alone: 22 dB gave 1,216 bytes (K = 6, rdo 280 %, 22.81 dB: rdo
+    # topped out far short of the slack) where K = 4 with rdo 80 % meets 22 dB in 837; 34 dB 3,572 (K = 20)
+    # where K = 13 with rdo 17.5 % is 3,382.
+    spec = {"psnr": target}
+    img = kmq.compress_to(grey_crop, codec="ctx", **spec)
+    assert db(img) >= target
+    pixels = grey_crop[..., None]
+    distinct = kmeans.distinct(pixels.reshape(-1, 1))
+    grid = []
+    for k in (3, 4, 5, 6, 8, 12, 16, 24):
+        fit = quantize_colors(distinct.colors, distinct.counts, k, seed=0, max_iter=300)
+        for pct in (0.0, 20.0, 80.0):
+            # as the target's file would be written: its metadata records the target
+            g = quantized(pixels, distinct, k, seed=0, max_iter=300, codec="ctx", rdo=pct, fit=fit,
+                          extra={"target": spec})
+            if db(g) >= target:
+                grid.append(len(g.to_bytes()))
+    assert len(img.to_bytes()) <= 1.02 * min(grid)  # (a line search in K: within 2 % of the grid's best)
+
+
+def test_a_higher_psnr_target_never_gives_a_smaller_file(grey_crop):
+    ladder = [kmq.compress_to(grey_crop, psnr=t, codec="ctx") for t in (24.0, 28.0, 30.0, 32.0, 36.0)]
+    assert all(db(img) >= t for img, t in zip(ladder, (24.0, 28.0, 30.0, 32.0, 36.0)))
+    sizes = [len(img.to_bytes()) for img in ladder]
+    assert sizes == sorted(sizes)
