@@ -854,8 +854,10 @@ def takes_guess(m: int, channels: int, k: int) -> bool:
     one worth making (an (M,) array of clusters at millions of colours costs ~0.1 s and 8 bytes a colour)."""
     way = _nearest_way(m, channels, k)
     # RGBA's cells are coarse (3 per channel at K = 256: ~100 entries each), a fit's guess reads far fewer
-    # (2 MP photo under a vignette, 1.3 M colours at K = 256: 0.53 s of CPU, 0.16 from the guess).
-    return way == "local" or (way == "cells" and channels == 4)
+    # (2 MP photo under a vignette, 1.3 M colours at K = 256: 0.53 s of CPU, 0.16 from the guess). RGB's
+    # cells are finer, but the guess still halves the search at 12 MP, K = 256 (astronaut, 848 000 colours:
+    # 0.20 s of CPU, 0.11 from the guess; a noisy photo's 1.5 M colours 0.41 s, 0.24).
+    return way in ("local", "cells")
 
 
 def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = None
@@ -867,8 +869,8 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only
     the entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead
-    of 6.7), other points those that can be nearest to some colour of their cell of the colour cube
-    (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at K <= 32 and RGBA
+    of 6.7), more points the entries near the guess given, else those that can be nearest to some colour
+    of their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at K <= 32 and RGBA
     points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`). Every way, and
     every guess, gives the same labels and distances.
     """
@@ -887,8 +889,8 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
         if guess is None:
             return _nearest_local(points, palette)
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
-    if guess is not None:  # RGBA (see `takes_guess`), in blocks that stay in the cache: a noisy image's
-        # points read most of their lists (1 MP of noise under a vignette at K = 256: 90 MB more in 2**21).
+    if guess is not None:  # in blocks that stay in the cache: a noisy image's points read most of their
+        # lists (1 MP of RGBA noise under a vignette at K = 256: 90 MB more in 2**21).
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess,
                              _CACHE_BLOCK)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
