@@ -854,8 +854,10 @@ def takes_guess(m: int, channels: int, k: int) -> bool:
     one worth making (an (M,) array of clusters at millions of colours costs ~0.1 s and 8 bytes a colour)."""
     way = _nearest_way(m, channels, k)
     # RGBA's cells are coarse (3 per channel at K = 256: ~100 entries each), a fit's guess reads far fewer
-    # (2 MP photo under a vignette, 1.3 M colours at K = 256: 0.53 s of CPU, 0.16 from the guess).
-    return way == "local" or (way == "cells" and channels == 4)
+    # (2 MP photo under a vignette, 1.3 M colours at K = 256: 0.53 s of CPU, 0.16 from the guess). RGB's
+    # cells are finer, but the guess still halves the search at 12 MP, K = 256 (astronaut, 848 000 colours:
+    # 0.20 s of CPU, 0.11 from the guess; a noisy photo's 1.5 M colours 0.41 s, 0.24).
+    return way in ("local", "cells")
 
 
 def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = None
@@ -867,8 +869,8 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only
     the entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead
-    of 6.7), other points those that can be nearest to some colour of their cell of the colour cube
-    (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at K <= 32 and RGBA
+    of 6.7), more points the entries near the guess given, else those that can be nearest to some colour
+    of their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at K <= 32 and RGBA
     points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`). Every way, and
     every guess, gives the same labels and distances.
     """
@@ -887,8 +889,8 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
         if guess is None:
             return _nearest_local(points, palette)
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
-    if guess is not None:  # RGBA (see `takes_guess`), in blocks that stay in the cache: a noisy image's
-        # points read most of their lists (1 MP of noise under a vignette at K = 256: 90 MB more in 2**21).
+    if guess is not None:  # in blocks that stay in the cache: a noisy image's points read most of their
+        # lists (1 MP of RGBA noise under a vignette at K = 256: 90 MB more in 2**21).
         return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess,
                              _CACHE_BLOCK)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
@@ -1685,7 +1687,7 @@ _LEVEL_TOL = 1.0
 # the samples at K=256 +0.00 to +0.11 %. 10 at 1.9x or 1.95x: up to +0.33 % and +0.30 %.
 _RELAX = 1.9
 _RELAXED_ITER = 11
-# Above this k, the last histogram level of RGBA without a polish on the colours (see `fit`, and
+# Above this k, the last histogram level without a polish on the colours (see `fit`, and
 # `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
 # 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
 # run to tol, 16 0.35 %, 20 0.25 %; 12 MP under random alpha at K = 500 (1 050) 16 0.53 %, 20 0.41 %; 12 MP
@@ -2039,8 +2041,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
-    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), and above K = 64
-    (`_FINISH_ABOVE`) it ends in `_FINISH` over-relaxed updates after the levels below run to a looser tol.
+    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits). Above 500 000 colours and
+    K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates after the
+    levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
@@ -2101,11 +2104,13 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
         polish = pts is not None and not (m > _POLISH_FINE_FROM and levels[-1].m >= _POLISH_FINE_BINS * k
                                           and levels[-1].m * 2 <= m)
-        # RGBA above _POLISH_MAX colours: no polish follows, and the finest level (7 bits on a 2 MP photo
+        # Above _POLISH_MAX colours no polish follows, and the finest level (7 bits on a 2 MP RGBA photo
         # under a vignette: 612 000 bins) run to tol was two thirds of the CPU at K = 256; it ends as
         # `fit_histogram` ends its own from `_FINISH_ABOVE` (there 4.7 s -> 2.3 s of CPU, J -0.04 % to +0.34 %
-        # on 2 MP photos and noise, see `_FINISH_WARM_TOL`).
-        last = _FINISH if pts is None and colors.shape[1] == 4 and k > _FINISH_ABOVE else None
+        # on 2 MP photos and noise, see `_FINISH_WARM_TOL`). RGB too: 12 MP at K = 256, the noisy photo's
+        # 7-bit level (284 000 bins) 7.7 -> 2.9 s of CPU, J +0.11 %; the astronaut 1.26 -> 0.83 s, J -0.18 %
+        # (K = 128: 1.06 -> 0.98 s, J -0.27 %).
+        last = _FINISH if pts is None and k > _FINISH_ABOVE else None
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last)
         if climbed is not None:
             start, labels, prev = climbed

@@ -296,10 +296,10 @@ def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_
     """Above `kmeans._FINISH_ABOVE` (lowered here) fit of RGBA over `_POLISH_MAX` colours (lowered too) ends
     its finest level (6 bits at k = 16) with `kmeans._FINISH` over-relaxed updates, the levels below only
     warmed up: another palette, J within 0.5 % of the levels run to tol, labels still exact nearest. Not at
-    or below that k, nor for RGB: the same files as before."""
+    or below that k: the same files as before. RGB over `_POLISH_MAX` colours ends the same way."""
     monkeypatch.setattr(coreset, "FROM", 1 << 62)  # through the distinct colours
     before = {k: kmq.compress(photo, k=k, seed=6) for k in (8, 16)}
-    rgb = kmq.compress(photo[..., :3], k=16, seed=6).to_bytes()
+    rgb = kmq.compress(photo[..., :3], k=16, seed=6)
     monkeypatch.setattr(km, "_FINISH_ABOVE", 8)
     runs = []
     real = km._hamerly
@@ -313,7 +313,14 @@ def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_
     assert img.to_bytes() != before[16].to_bytes() and img.distortion <= 1.005 * before[16].distortion
     assert_nearest(img, photo)
     assert kmq.compress(photo, k=8, seed=6).to_bytes() == before[8].to_bytes()
-    assert kmq.compress(photo[..., :3], k=16, seed=6).to_bytes() == rgb
+    runs.clear()
+    img = kmq.compress(photo[..., :3], k=16, seed=6)
+    assert runs[-1][1] == km._FINISH[0] and runs[-1][2] == km._FINISH[1]
+    assert img.to_bytes() != rgb.to_bytes() and img.distortion <= 1.005 * rgb.distortion
+    flat = photo[..., :3].reshape(-1, 3)
+    sq = ((flat.astype(np.int64) - img.palette[img.labels.reshape(-1)].astype(np.int64)) ** 2).sum(axis=1)
+    ref, j = nearest_j(flat, img.palette)
+    assert np.array_equal(sq, ((flat.astype(np.int64) - img.palette[ref]) ** 2).sum(axis=1)) and img.distortion == j
 
 
 def test_rgba_nearest_from_a_guess_is_exact_and_ties_go_low():

@@ -790,16 +790,45 @@ def test_near_tied_restarts_all_climb_and_the_finest_level_decides(monkeypatch: 
 
 
 def test_a_guess_is_asked_for_only_where_nearest_uses_it():
-    # RGB, 64 < K, at least 8 colours an entry, up to 2^18 colours: the local search; elsewhere the guess
-    # would be an (M,) array made for nothing (millions of colours at 12 MP).
+    # RGB, 64 < K < 512, at least 8 colours an entry: the local search up to 2^18 colours, the guess's
+    # neighbour lists above; elsewhere the guess would be an (M,) array made for nothing.
     assert km.takes_guess(65_536, 3, 256) and km.takes_guess(1 << 18, 3, 65)
+    assert km.takes_guess((1 << 18) + 1, 3, 256) and km.takes_guess(12_000_000, 3, 65)
     assert not km.takes_guess(65_536, 3, 64)          # brute force at small K
     assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
-    assert not km.takes_guess((1 << 18) + 1, 3, 256)   # cells of the colour cube
+    assert not km.takes_guess(1 << 20, 3, 512)         # the k-d tree at large K
     assert not km.takes_guess(65_536, 1, 256)
     # RGBA from K = 65 (its cells are coarse): the guess's neighbour lists; pairs of channels up to 64.
     assert km.takes_guess(65_536, 4, 256) and km.takes_guess(1 << 20, 4, 65)
     assert not km.takes_guess(1 << 20, 4, 64) and not km.takes_guess(1_000, 4, 256)
+
+
+def test_rgb_over_local_max_takes_a_guess_with_the_labels_of_the_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RGB above `_LOCAL_MAX` colours at 64 < K < 512 reads the entries near a guess (the fit's clusters):
+    any guess, even a bad one, gives the labels and distances of the cells of the colour cube, ties to
+    the lower entry; and the file is the one made without the guess."""
+    import kmq
+
+    monkeypatch.setattr(km, "_LOCAL_MAX", 1000)
+    rng = np.random.default_rng(7)
+    palette = np.unique(rng.integers(0, 256, (100, 3), dtype=np.uint8), axis=0)
+    points = rng.integers(0, 256, (3000, 3), dtype=np.uint8)
+    # Midway between entries 0 and 1 (their sum even in every channel): a tie, which entry 0 wins.
+    palette[1] = palette[0] ^ np.uint8(2)
+    points[0] = (palette[0].astype(int) + palette[1]) // 2
+    assert km._nearest_way(len(points), 3, len(palette)) == "cells" and km.takes_guess(len(points), 3, len(palette))
+    cells = km.nearest(points, palette)
+    d = sum((points[:, c, None].astype(np.int64) - palette[None, :, c]) ** 2 for c in range(3))
+    assert np.array_equal(cells[0], np.argmin(d, axis=1)) and cells[0][0] == 0
+    assert np.array_equal(cells[1], d.min(axis=1))
+    for guess in (rng.integers(0, len(palette), len(points)), np.full(len(points), len(palette) - 1)):
+        got = km.nearest(points, palette, guess.astype(np.intp))
+        assert np.array_equal(got[0], cells[0]) and np.array_equal(got[1], cells[1])
+    # Through compress: 4 096 colours at K = 80, with the fit's guess and without.
+    px = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    guessed = kmq.compress(px, k=80, seed=3).to_bytes()
+    monkeypatch.setattr(km, "takes_guess", lambda m, channels, k: False)
+    assert kmq.compress(px, k=80, seed=3).to_bytes() == guessed
 
 
 def test_thinned_merges_the_light_bins_by_4_bit_cell(monkeypatch: pytest.MonkeyPatch) -> None:
