@@ -624,6 +624,10 @@ def _nearest_cells(points: np.ndarray, palette: np.ndarray, per_axis: int) -> tu
     return labels, dist
 
 
+# Points per query of `_nearest_tree`.
+_TREE_BLOCK = 1 << 18
+
+
 def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest palette entry by a k-d tree, for large K (see `_lloyd_tree` for why scipy).
 
@@ -636,20 +640,26 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
 
     k = palette.shape[0]
     tree = cKDTree(palette.astype(np.float64))
-    x = points.astype(np.float64)
     labels = np.empty(points.shape[0], dtype=np.intp)
-    rows = np.arange(points.shape[0])
-    ties = 4
-    while rows.size:
-        ties = min(ties, k)
-        dist, idx = tree.query(x[rows], k=ties)
-        dist, idx = dist.reshape(rows.size, ties), idx.reshape(rows.size, ties)
-        tied = dist == dist[:, :1]
-        # The lowest index among the entries at the least distance: the farther ones masked by K.
-        labels[rows] = np.where(tied, idx, k).min(axis=1)
-        rows = rows[tied[:, -1]] if ties < k else rows[:0]
-        ties *= 4
-    sq = _sq(points.astype(np.int64), palette[labels].astype(np.int64))
+    sq = np.empty(points.shape[0], dtype=np.int64)
+    # A block of points at a time: float copies, distances and indices of them all cost ~200 bytes a point
+    # (a noisy 12 MP photo under an alpha vignette: 6 M colours, 1.4 GB at K = 512).
+    for s in range(0, points.shape[0], _TREE_BLOCK):
+        block = points[s:s + _TREE_BLOCK]
+        lab = labels[s:s + _TREE_BLOCK]
+        x = block.astype(np.float64)
+        rows = np.arange(block.shape[0])
+        ties = 4
+        while rows.size:
+            ties = min(ties, k)
+            dist, idx = tree.query(x[rows], k=ties)
+            dist, idx = dist.reshape(rows.size, ties), idx.reshape(rows.size, ties)
+            tied = dist == dist[:, :1]
+            # The lowest index among the entries at the least distance: the farther ones masked by K.
+            lab[rows] = np.where(tied, idx, k).min(axis=1)
+            rows = rows[tied[:, -1]] if ties < k else rows[:0]
+            ties *= 4
+        sq[s:s + _TREE_BLOCK] = _sq(block.astype(np.int64), palette[lab].astype(np.int64))
     return labels, sq
 
 
@@ -2019,6 +2029,18 @@ def _lloyd_tree(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: flo
     return centroids
 
 
+def _large_k_level(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points:
+    """The histogram level the split and the k-d tree Lloyd of more than `_POLISH_MAX` colours run on: the
+    7-bit one, or for RGBA with varying alpha the 6-bit one where it has `_FINE_ENOUGH` bins per centroid,
+    as the histograms of smaller k stop there. A fourth channel multiplies the 7-bit bins (a noisy 12 MP
+    photo under a vignette: millions), and both steps cost in proportion to the points."""
+    if colors.shape[1] == 4:
+        six = _coarse(colors, counts, _REFINE_BITS[0])
+        if six.m >= _FINE_ENOUGH * k:
+            return six
+    return _coarse(colors, counts, _REFINE_BITS[-1])
+
+
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
         tol: float = 1e-4, progress: Progress | None = None, clusters: np.ndarray | None = None) -> np.ndarray:
     """Weighted K-Means over distinct colours, which is K-Means over the pixels they stand for.
@@ -2067,8 +2089,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     pts = _Points(colors, counts, colors) if m <= _POLISH_MAX else None
     tol_abs = float(tol * _variance(colors, counts).mean())
     if k >= _LARGE_K:
-        # Over the 7-bit histogram when the colours are many: each update is one query of every point.
-        fine = pts if pts is not None else _coarse(colors, counts, _REFINE_BITS[-1])
+        # Over a histogram (`_large_k_level`) when the colours are many: an update queries every point.
+        fine = pts if pts is not None else _large_k_level(colors, counts, k)
         if fine.m < 4 * k:  # too few bins to place k centroids well
             fine = _Points(colors, counts, colors)
         iters, rounds = min(max_iter, _TREE_ITER), _split_rounds(k)

@@ -102,6 +102,46 @@ def test_a_bin_is_labelled_whole_only_where_one_entry_is_nearest_to_all_its_cell
     assert labels.tolist() == [0, 0] and count.tolist() == [2, 0, 0] and err == 9  # the tie to the lower
 
 
+def candidate_sets(cells: coreset._Cells) -> dict[int, list[int]]:
+    """Each cell with several candidates: its entries, in the order listed."""
+    out: dict[int, list[int]] = {}
+    for b, e in zip(cells.bins.tolist(), cells.entries.tolist()):
+        out.setdefault(b, []).append(e)
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 16, 100, 300])
+def test_candidates_through_coarser_cells_are_those_from_every_entry(monkeypatch, photo, k):
+    flat = photo.reshape(-1, 4)
+    palette = np.unique(flat[np.random.default_rng(k).choice(len(flat), k)], axis=0)
+    h = coreset.Histogram(flat)
+    monkeypatch.setattr(coreset, "_ALL_ENTRIES_CELLS", 1 << 30)
+    every = coreset._cell_candidates(h.ids, coreset.BITS, palette)
+    monkeypatch.setattr(coreset, "_ALL_ENTRIES_CELLS", 0)  # down to 3-bit cells
+    coarse = coreset._cell_candidates(h.ids, coreset.BITS, palette)
+    assert np.array_equal(coarse.single, every.single) and np.array_equal(coarse.count, every.count)
+    assert candidate_sets(coarse) == candidate_sets(every)
+    assert all(e == sorted(e) for e in candidate_sets(coarse).values())
+
+
+def test_a_finer_cell_inherits_its_coarser_cells_one_entry_and_measures_only_its_candidates(monkeypatch):
+    """Entries (0, 0, 0, 0) and (64, 0, 0, 0); every pixel 0 in channels 1-3. 5-bit cells (8 values) 0..7
+    and 96..103 of channel 0 are whole (0 at most 4 x 7^2 = 196 from 0..7, 64 at least 57^2; 64 at most
+    39^2 + 3 x 7^2 from 96..103, 0 at least 96^2), so the 6-bit cells inside them take that entry. 32..39
+    has both (64 at most 32^2 + 147, 0 at least 32^2); of its 6-bit cells 32..35 keeps both (64 at most
+    32^2 + 3 x 3^2 = 1051, 0 at least 1024) and 36..39 is whole for 64 (at most 28^2 + 27 = 811 < 36^2)."""
+    monkeypatch.setattr(coreset, "_ALL_ENTRIES_CELLS", 0)
+    monkeypatch.setattr(coreset, "_ALL_ENTRIES_BITS", coreset.BITS - 1)
+    px = np.array([[v, 0, 0, 0] for v in (0, 5, 33, 37, 100)], np.uint8)
+    h = coreset.Histogram(px)
+    two = np.array([[0] * 4, [64, 0, 0, 0]], np.uint8)
+    cells = coreset._cell_candidates(h.ids, coreset.BITS, two)
+    assert cells.single.tolist() == [0, 0, -1, 1, 1] and cells.count.tolist() == [1, 1, 2, 1, 1]
+    assert candidate_sets(cells) == {2: [0, 1]}
+    labels, count, err = coreset.label(px, h, two)
+    assert labels.tolist() == [0, 0, 1, 1, 1] and err == 5 ** 2 + 31 ** 2 + 27 ** 2 + 36 ** 2
+
+
 @pytest.mark.parametrize("k", [2, 16, 40, 100, 300])
 def test_labels_are_each_pixels_nearest_entry_and_j_exact(photo, k):
     flat = photo[::2, ::2].reshape(-1, 4)

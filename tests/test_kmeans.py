@@ -545,6 +545,34 @@ def test_nearest_tree_with_a_dense_palette_resolves_every_tie() -> None:
     assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
 
 
+def test_nearest_tree_in_blocks_is_the_one_query_answer(monkeypatch) -> None:
+    # Blocks of 7 points: ties asked again within each block, the blocks' labels and distances in place.
+    axis = np.arange(0, 32, 2)
+    palette = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3).astype(np.uint8)
+    palette = palette[np.random.default_rng(0).permutation(len(palette))]
+    points = np.random.default_rng(2).integers(0, 34, (1000, 3)).astype(np.uint8)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 7)
+    labels, dist = km.nearest(points, palette)
+    ref_lab, ref_dist = brute_nearest(points, palette)
+    assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
+
+
+@pytest.mark.parametrize("channels, fine_enough, bits", [(4, 8, [6]), (4, 10 ** 6, [6, 7]), (3, 8, [7])])
+def test_large_k_over_many_colours_runs_on_6_bits_for_rgba_when_they_are_fine_enough(
+        monkeypatch, channels: int, fine_enough: int, bits: list[int]) -> None:
+    colors, counts = photo_like(5, 30000)
+    if channels == 4:  # a varying alpha as a fourth coordinate
+        colors = np.concatenate([colors, (colors[:, :1] // 2 + 60)], axis=1)
+    monkeypatch.setattr(km, "_POLISH_MAX", 1000)  # the histograms' side of the fit
+    monkeypatch.setattr(km, "_FINE_ENOUGH", fine_enough)
+    made = []
+    coarse = km._coarse
+    monkeypatch.setattr(km, "_coarse", lambda c, w, b: made.append(b) or coarse(c, w, b))
+    c = km.fit(colors, counts, 600, seed=1)
+    assert made == bits and c.shape == (600, channels) and np.all((c >= 0) & (c <= 255))
+    assert np.array_equal(c, km.fit(colors, counts, 600, seed=1))
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 def test_large_k_fit_keeps_lowering_j_and_is_deterministic(channels: int) -> None:
     colors, counts = photo_like(5, 30000)
