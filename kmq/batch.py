@@ -38,7 +38,7 @@ from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason)
-from .format import DEFAULT_MAX_PIXELS
+from .format import DEFAULT_MAX_PIXELS, told_if_image
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
 from .stats import record
@@ -280,7 +280,8 @@ class DecompressTask(_Task):
     truecolor: bool = False
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = read(job.source, max_pixels=self.max_pixels)
+        with told_if_image():
+            img = read(job.source, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
         return _size(job.target), record(img, str(job.source), _size(job.source))

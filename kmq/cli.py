@@ -24,7 +24,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAX_K
+from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
@@ -485,7 +485,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
 
             output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file, force)
-        with _told_if_image(file, "kmq compress takes images"):
+        with told_if_image():
             img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
@@ -979,7 +979,7 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
       kmq info photo.kmq --format json
     """
     with _reported():
-        with _told_if_image(file, "kmq stats and kmq palette take images"):
+        with told_if_image("kmq stats and kmq palette take images"):
             described = stats.describe(file, max_pixels=max_pixels)
     if fmt == "json":
         click.echo(_json(described))
@@ -990,31 +990,6 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
 
 
 _INFO_ROWS_SHOWN = 256
-
-
-@contextmanager
-def _told_if_image(file: str, instead: str) -> Iterator[None]:
-    """A .kmq reader's refusal of a file that is an image says so and what to run on it: "bad magic ff d8
-    ff e0" alone leaves a new user guessing."""
-    try:
-        yield
-    except FormatError as e:
-        kind = None if file == STDIO else _image_format(file)
-        if kind is None:
-            raise
-        raise FormatError(f"{e} (it is a {kind} image: {instead})") from None
-
-
-def _image_format(path: str) -> str | None:
-    """The format name of an image Pillow opens at path, or None (also for a .kmq: kmq's own plugin opens
-    one whose payload the reader refused)."""
-    from . import KMQ_FORMAT
-
-    try:
-        with Image.open(path) as im:
-            return None if im.format == KMQ_FORMAT else im.format
-    except Exception:  # anything Pillow cannot open is simply not an image here
-        return None
 
 
 def _seed_or_palette(d: dict[str, Any]) -> tuple[str, str]:

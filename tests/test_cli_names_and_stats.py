@@ -2,7 +2,13 @@
 per K, the ratio's label."""
 from __future__ import annotations
 
+import os
 import re
+import struct
+import subprocess
+import sys
+import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from kmq.cli import main
+from kmq.format import image_format
 
 # Six distinct colours, 3 x 2: every K from 6 on is the same lossless record.
 SIX = np.array([[[0, 0, 0], [255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 0], [255, 255, 255]]], np.uint8)
@@ -166,3 +173,62 @@ def test_a_damaged_kmq_is_not_called_an_image(six, tmp_path):
     assert result.exit_code == 1
     assert re.fullmatch(rf"Error: {re.escape(str(tmp_path / 'six.kmq'))}: checksum mismatch: stored 0x[0-9A-F]{{8}}, "
                         r"computed 0x[0-9A-F]{8}\n", result.stderr)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of only its signature, IHDR and IEND: Pillow opens it (and warns of a decompression bomb when
+    it is large) without pixels to decode."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("head, name", [
+    (b"\x89PNG\r\n\x1a\n\0\0", "PNG"), (b"\xff\xd8\xff\xe0\0\x10JFIF", "JPEG"), (b"GIF89a\x01\0", "GIF"),
+    (b"RIFF\x10\0\0\0WEBPVP8L", "WEBP"), (b"BM\x36\0\0\0", "BMP"), (b"II*\0\x08\0\0\0", "TIFF"),
+    (b"MM\0*\0\0\0\x08", "TIFF"), (b"RIFF\x10\0\0\0WAVEfmt ", None), (b"\x89KMQ", None), (b"", None),
+    (b"# notes", None)])
+def test_an_image_is_named_from_its_first_bytes(head, name):
+    assert image_format(head) == name
+
+
+def test_info_of_an_image_says_so_without_opening_it_again(tmp_path):
+    # Pillow opened the path a second time: a large image's header made it warn of a decompression bomb.
+    (tmp_path / "big.png").write_bytes(_png_header(10000, 10000))
+    result = run("info", tmp_path / "big.png")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {tmp_path}/big.png: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG "
+                             f"image: kmq stats and kmq palette take images)\n")
+    # Stdin's bytes are named too (there was no path to open again).
+    result = run("info", "-", input=(tmp_path / "big.png").read_bytes())
+    assert result.stderr.endswith("(it is a PNG image: kmq stats and kmq palette take images)\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_info_of_an_image_in_a_named_pipe_does_not_wait_for_ever(six, tmp_path):
+    # A second open of the pipe, once its writer is gone, waits for another writer: kmq hung there.
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(six.read_bytes())
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    result = subprocess.run([sys.executable, "-m", "kmq", "info", str(fifo)], capture_output=True, text=True,
+                            timeout=60)
+    writer.join()
+    assert result.returncode == 1
+    assert result.stderr == (f"Error: {fifo}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq "
+                             f"stats and kmq palette take images)\n")
+
+
+def test_bulk_decompress_of_images_says_what_takes_them(six, tmp_path):
+    (tmp_path / "noise.png").write_bytes(six.read_bytes())
+    result = run("decompress", six, tmp_path / "noise.png", "-o", f"{tmp_path}/outd/", "-q", "-j", "1")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[:2] == [
+        f"Error: {name}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq compress takes images)"
+        for name in (six, tmp_path / "noise.png")]
