@@ -528,8 +528,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
     compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel, png8_bytes, webp_bytes
-    (the last two null unless --reference). An image is compressed in memory once per -k; a repeated -k,
-    and every -k from the image's number of colours on (all the same lossless record), give one record.
+    (the last two null unless --reference). An image gives one record per -k, in the order given (a repeated
+    -k, and a -k past the first lossless one, repeat a record: compressed in memory once).
     Folders are searched recursively for images and .kmq files.
 
     \b

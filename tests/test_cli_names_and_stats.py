@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from kmq import KmqWarning, stats
 from kmq.cli import main
+from kmq.codecs import NAMES as CODECS
 from kmq.format import image_format
 
 # Six distinct colours, 3 x 2: every K from 6 on is the same lossless record.
@@ -119,29 +121,42 @@ def test_stats_of_an_empty_folder_is_an_error(tmp_path):
                              f"names starting with . are skipped)\n")
 
 
-def test_stats_gives_one_record_per_distinct_result(six):
-    # -k 8 and -k 16 would both be the image's 6 colours: one record, said once; a repeated -k is one K.
+def test_stats_gives_one_record_per_k_asked_in_order(six):
+    # -k 16 and -k 32 would both be the image's 6 colours, as -k 8 is: its record again, said once; a
+    # repeated -k is a repeated record (scripts pair the rows with the Ks they asked for).
     result = run("stats", six, "-k", "2", "-k", "8", "-k", "16", "-k", "8", "-k", "32", "--format", "tsv")
     assert result.exit_code == 0
-    assert [line.split("\t")[4] for line in result.stdout.splitlines()] == ["k", "2", "6"]
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[4] for row in rows] == ["k", "2", "6", "6", "6", "6"]
+    assert rows[2] == rows[3] == rows[4] == rows[5] and rows[2][12] == "0.0"
     assert result.stderr == (
         f"Warning: {six}: the image has only 6 distinct colours, fewer than k=8: using k=6, lossless\n"
-        f"Warning: {six}: -k 16, -k 32 give the same lossless record as k=6 (every colour of the image): "
-        f"reported once\n")
+        f"Warning: {six}: -k 16, -k 32 give the same lossless record as -k 8 (k=6, every colour of the "
+        f"image)\n")
+
+
+def test_stats_measure_gives_one_record_per_k_asked(six):
+    with pytest.warns(KmqWarning) as caught:
+        records = stats.measure(six, [16, 2, 7, 16], codec="all")
+    assert [str(w.message) for w in caught] == [
+        f"{six}: the image has only 6 distinct colours, fewer than k=16: using k=6, lossless",
+        f"{six}: -k 7 gives the same lossless record as -k 16 (k=6, every colour of the image)"]
+    assert [(r["k"], r["codec"]) for r in records] == [(k, c) for k in (6, 2, 6, 6) for c in CODECS]
+    assert records[0] == records[2 * len(CODECS)] and records[0] is not records[2 * len(CODECS)]
 
 
 def test_stats_keeps_a_smaller_k_asked_after_a_lossless_one(six):
     result = run("stats", six, "-k", "6", "-k", "2", "-k", "7", "--format", "tsv")
-    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["6", "2"]
-    assert result.stderr == (f"Warning: {six}: -k 7 gives the same lossless record as k=6 (every colour of "
-                             f"the image): reported once\n")
+    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["6", "2", "6"]
+    assert result.stderr == (f"Warning: {six}: -k 7 gives the same lossless record as -k 6 (k=6, every colour "
+                             f"of the image)\n")
 
 
-def test_sweep_names_a_k_asked_beyond_the_lossless_one(six):
+def test_sweep_stops_at_its_lossless_k_but_not_at_one_asked(six):
     result = run("stats", six, "--sweep", "-k", "300", "--format", "tsv")
-    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["2", "4", "6"]
-    assert result.stderr.endswith(f"Warning: {six}: -k 300 gives the same lossless record as k=6 (every colour "
-                                  f"of the image): reported once\n")
+    assert [line.split("\t")[4] for line in result.stdout.splitlines()[1:]] == ["2", "4", "6", "6"]
+    assert result.stderr.endswith(f"Warning: {six}: -k 300 gives the same lossless record as -k 8 (k=6, every "
+                                  f"colour of the image)\n")
 
 
 def test_a_byte_budget_out_of_reach_names_the_file(six, tmp_path):
