@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import signal
 import sys
 import time
@@ -541,20 +542,25 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
-    if any(i != STDIO and Path(i).is_dir() for i in inputs):
-        with _reported():
-            inputs = _stats_inputs(inputs)
-    # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
-    # only images would be reported raw by default.
-    stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
-    _check_rdo_options(rdo, None, None, "ctx" if stored else codec, dither)
-    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
+    # The usage checks before a folder is walked (a big tree costs time), on the inputs as given.
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if inputs.count(STDIO) > 1:
         raise click.UsageError("stdin (-) can be read only once: give it once among the inputs")
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
+    if any(i != STDIO and Path(i).is_dir() for i in inputs):
+        with _reported():
+            try:
+                inputs = _stats_inputs(inputs)
+            except KmqError:  # folders with nothing to report: still [] or the header line for a script
+                _print_records([], fmt)
+                raise
+    # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
+    # only images would be reported raw by default.
+    stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
+    _check_rdo_options(rdo, None, None, "ctx" if stored else codec, dither)
+    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     records: list[dict[str, Any]] = []
     failed: list[KmqError] = []
     with _reported():
@@ -573,10 +579,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
                 if len(inputs) > 1:
                     click.echo(f"Error: {_shown(str(failed[-1]))}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
-        # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
-        # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
-        if records or fmt != "table":
-            write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        _print_records(records, fmt)
         if len(inputs) == 1 and failed:
             raise failed[0]
         if failed:
@@ -589,13 +592,21 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         click.echo(f"rate-distortion chart -> {_shown(plot_path)}: {_plural(drawn, 'point')}", err=True)
 
 
+def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
+    # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
+    # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
+    if records or fmt != "table":
+        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+
+
 def _stats_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
-    """The inputs with each folder replaced by its images and .kmq files, found as bulk runs find them."""
+    """The inputs with each folder replaced by its images and .kmq files, found as bulk runs find them, but
+    every input kept as given (a file given twice is reported twice, as without a folder)."""
     from . import batch
 
     suffixes = batch.image_suffixes() | {batch.KMQ_SUFFIX}
     jobs = batch.plan(inputs, None, wanted=lambda p: p.suffix.lower() in suffixes, rename=lambda p: p,
-                      kind="images or .kmq files")
+                      kind="images or .kmq files", once=False)
     return tuple(str(job.source) for job in jobs)
 
 
@@ -660,9 +671,21 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 def _shown(text: str | Path) -> str:
     """text as human output shows it (file names in the line after each file, tables, Warning: and Error:
-    lines): one line as _one_line escapes it, other control characters as \\xNN, so no name can garble or
+    lines): one line as _one_line escapes it, other control characters as \\xNN, invisible format characters
+    and line or paragraph separators (Unicode Cf, Zl, Zp) as \\uXXXX, so no name can garble, reorder or
     restyle a line. Records for scripts (tsv, csv, json) keep their own documented escapes."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
+    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
+    return "".join(_escaped_format(c) for c in shown) if not shown.isascii() else shown
+
+
+# Invisible characters that reorder (U+202E) or break (U+2028) the rest of a line: shown as \uXXXX.
+_FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+
+
+def _escaped_format(c: str) -> str:
+    if unicodedata.category(c) not in _FORMAT_CATEGORIES:
+        return c
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:

@@ -113,10 +113,14 @@ def test_stats_takes_a_folder_as_compress_does(tmp_path):
                              f"Error: 1 input of 4 failed\n")
 
 
-def test_stats_of_an_empty_folder_is_an_error(tmp_path):
+@pytest.mark.parametrize("fmt, stdout", [("json", "[]\n"), ("tsv", "file\twidth\theight"),
+                                         ("csv", "file,width,height")])
+def test_stats_of_an_empty_folder_is_an_error(tmp_path, fmt, stdout):
+    # The records a script parses are there as when every input failed: [] or the header line.
     (tmp_path / "empty").mkdir()
-    result = run("stats", tmp_path / "empty", "--format", "json")
-    assert result.exit_code == 1 and result.stdout == ""
+    result = run("stats", tmp_path / "empty", "--format", fmt)
+    assert result.exit_code == 1 and result.stdout.startswith(stdout)
+    assert result.stdout.count("\n") == 1
     assert result.stderr == (f"Error: {tmp_path}/empty: no images or .kmq files found (searched recursively; "
                              f"names starting with . are skipped)\n")
 
@@ -247,3 +251,37 @@ def test_bulk_decompress_of_images_says_what_takes_them(six, tmp_path):
     assert result.stderr.splitlines()[:2] == [
         f"Error: {name}: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq compress takes images)"
         for name in (six, tmp_path / "noise.png")]
+
+
+def test_an_empty_folder_among_stats_inputs_says_what_it_lacks(six, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("stats", tmp_path / "empty", six, "-k", "2", "--format", "tsv")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 2
+    assert result.stderr == f"Warning: {tmp_path}/empty: no images or .kmq files in this folder\n"
+
+
+def test_stats_with_a_folder_keeps_every_input_as_given(six, tmp_path):
+    # A file given twice is reported twice, as without a folder; so is a folder given twice.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.png").write_bytes(six.read_bytes())
+    result = run("stats", six, six, tmp_path / "d", tmp_path / "d", "-k", "2", "--format", "tsv")
+    assert result.exit_code == 0
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()[1:]] == [
+        str(six), str(six), f"{tmp_path}/d/a.png", f"{tmp_path}/d/a.png"]
+
+
+def test_stats_reads_stdin_once_with_a_folder_too(six, tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
+    walked = []
+    monkeypatch.setattr("kmq.batch._files_in", lambda folder, wanted: walked.append(folder) or [])
+    result = run("stats", "-", "-", tmp_path / "d", input=six.read_bytes())
+    assert result.exit_code == 2 and "stdin (-) can be read only once" in result.stderr
+    assert walked == []  # refused before the folder is walked
+
+
+@pytest.mark.parametrize("char, shown", [("\u202e", "\\u202e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"),
+                                         ("\u200b", "\\u200b"), ("\U000e0001", "\\U000e0001"), ("é", "é")])
+def test_human_lines_escape_invisible_format_characters(tmp_path, char, shown):
+    result = run("stats", tmp_path / f"a{char}b.png")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {tmp_path}/a{shown}b.png: no such file or directory\n"
