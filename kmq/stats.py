@@ -148,16 +148,16 @@ def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: 
     it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K."""
     done: dict[int, KmqImage] = {}
     lossless: tuple[int, KmqImage] | None = None  # the first K found lossless, and its quantization
-    beyond: list[int] = []  # the Ks past it, given its record
-    order = [k for k in sorted({*ks, *SWEEP})] if sweep else list(ks) or [DEFAULT_K]
+    beyond: list[int] = []  # the Ks asked past it, given its record
+    order = sorted({*ks, *SWEEP}) if sweep else list(ks) or [DEFAULT_K]
     quantized = []
     for k in order:
         # Once a K is lossless, the image has at most that many colours (J = 0 only when every colour is an
         # entry), and every larger K would make the very same quantization: it is copied, not made again.
         if k not in done and lossless is not None and k >= lossless[1].k:
-            beyond += [k] if k not in beyond else []
-            if sweep and k not in ks:
+            if k not in ks:
                 continue  # --sweep stops at its first lossless K
+            beyond.append(k)
             done[k] = lossless[1]
         if k not in done:
             # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
@@ -165,10 +165,9 @@ def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: 
             if done[k].distortion == 0 and lossless is None:
                 lossless = k, done[k]
         quantized.append(done[k])
-    named = [k for k in beyond if k in ks]
-    if named and lossless is not None:
-        asked = ", ".join(f"-k {k}" for k in named)
-        warnings.warn(f"{asked} {'gives' if len(named) == 1 else 'give'} the same lossless record as -k "
+    if beyond and lossless is not None:
+        asked = ", ".join(f"-k {k}" for k in beyond)
+        warnings.warn(f"{asked} {'gives' if len(beyond) == 1 else 'give'} the same lossless record as -k "
                       f"{lossless[0]} (k={lossless[1].k}, every colour of the image)", KmqWarning, stacklevel=4)
     return quantized
 
