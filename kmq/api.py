@@ -257,7 +257,8 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
     if hist.ids is None:
         return None
-    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3)[0]
+    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3,
+                       opaque=bool(flat[:, 3].max() == 255))[0]
     labels, count, err = coreset.label(flat, hist, palette)
     order, rank = _share_order(palette, count)
     coreset.renumber(labels, rank.astype(np.uint16))
@@ -325,7 +326,8 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
         clusters = (np.full(len(colors), -1, dtype=np.intp) if kmeans.takes_guess(*colors.shape, k) else None)
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
                                clusters=clusters)
-        palette, entry = _rounded(centroids, k, 4)
+        opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
+        palette, entry = _rounded(centroids, k, 4, opaque=opaque)
         # Each colour's cluster, as its palette entry, is a near guess of its nearest entry.
         guess = entry[clusters] if clusters is not None and clusters.min() >= 0 else None
         color_labels, sq_dist = kmeans.nearest(colors, palette, guess)
@@ -339,11 +341,14 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 OPAQUE_FROM = 253
 
 
-def _rounded(centroids: np.ndarray, k: int, stacklevel: int) -> tuple[np.ndarray, np.ndarray]:
+def _rounded(centroids: np.ndarray, k: int, stacklevel: int, *,
+             opaque: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning at the
-    caller `stacklevel` frames up from the caller of this), sorted; and each centroid's entry in it."""
+    caller `stacklevel` frames up from the caller of this), sorted; and each centroid's entry in it.
+    opaque: the image has opaque (alpha 255) pixels, which an entry of alpha OPAQUE_FROM or more is then made."""
     rounded = np.clip(np.rint(centroids), 0, 255)
-    if rounded.shape[1] == 4:
+    # Only where there are opaque pixels for the rim to pull down: an image all of alpha 254 keeps its 254.
+    if rounded.shape[1] == 4 and opaque:
         # An opaque region's centroid takes in a few rim pixels of lower alpha and rounds to 253 or 254: its
         # pixels, ~97 % of them opaque in the cut-outs measured, decoded see-through. 255 costs J at most
         # +0.15 % there (K = 8..256) and keeps opaque pixels opaque.

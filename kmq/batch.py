@@ -38,7 +38,7 @@ from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason)
-from .format import DEFAULT_MAX_PIXELS
+from .format import DEFAULT_MAX_PIXELS, told_if_image
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
 from .stats import record
@@ -122,11 +122,14 @@ def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> l
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
-         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME, kind: str | None = None) -> list[Job]:
+         rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME, kind: str | None = None,
+         once: bool = True) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
     module's folder rules); stdin ("-") is named stdin_name. Raises KmqError if output is "-" or exists
     and is not a folder, or, given the kind of file wanted ("images"), if the inputs are folders holding none
-    (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning."""
+    (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning
+    ("no files to convert"; with once=False, "no <kind>").
+    once=False keeps every input, each file as often as it is met (for runs that only read, as kmq stats)."""
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
@@ -139,12 +142,15 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
     empty: list[Path] = []
-    pairs = list(_unique(_found(inputs, wanted, empty)))
+    found = _found(inputs, wanted, empty)
+    pairs = list(_unique(found) if once else found)
     if not pairs and kind is not None:
         folders = ", ".join(dict.fromkeys(str(i) for i in inputs))
         raise KmqError(f"{folders}: no {kind} found (searched recursively; names starting with . are skipped)")
     for folder in empty:
-        warnings.warn(f"{folder}: no files to convert in this folder", KmqWarning, stacklevel=3)
+        # A run that keeps every input only reads: it converts nothing.
+        nothing = "files to convert" if once else kind or "files"
+        warnings.warn(f"{folder}: no {nothing} in this folder", KmqWarning, stacklevel=3)
     for source, relative in pairs:
         if str(source) == STDIO:
             relative = Path(stdin_name)
@@ -280,7 +286,8 @@ class DecompressTask(_Task):
     truecolor: bool = False
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img = read(job.source, max_pixels=self.max_pixels)
+        with told_if_image():
+            img = read(job.source, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
         return _size(job.target), record(img, str(job.source), _size(job.source))

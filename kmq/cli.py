@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAX_K
+from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
@@ -485,7 +486,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
 
             output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
         _check_output(output, file, force)
-        with _told_if_image(file, "kmq compress takes images"):
+        with told_if_image():
             img = api.read(file, max_pixels=max_pixels)
         fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
@@ -528,8 +529,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
 
     Keys: file, width, height, channels, k, bits_per_label, original_bits, labels_bits, codebook_bits,
     compressed_bits, ratio, file_bytes, distortion, psnr, codec, bits_per_pixel, png8_bytes, webp_bytes
-    (the last two null unless --reference). An image is compressed in memory once per -k; a repeated -k,
-    and every -k from the image's number of colours on (all the same lossless record), give one record.
+    (the last two null unless --reference). An image gives one record per -k, in the order given (a repeated
+    -k, and a -k past the first lossless one, repeat a record: compressed in memory once).
     Folders are searched recursively for images and .kmq files.
 
     \b
@@ -541,20 +542,25 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
-    if any(i != STDIO and Path(i).is_dir() for i in inputs):
-        with _reported():
-            inputs = _stats_inputs(inputs)
-    # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
-    # only images would be reported raw by default.
-    stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
-    _check_rdo_options(rdo, None, None, "ctx" if stored else codec, dither)
-    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
+    # The usage checks before a folder is walked (a big tree costs time), on the inputs as given.
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
     if inputs.count(STDIO) > 1:
         raise click.UsageError("stdin (-) can be read only once: give it once among the inputs")
     if plot_path is not None and not plot.available():
         raise click.ClickException(f"--plot needs matplotlib: {plot.INSTALL}")
+    if any(i != STDIO and Path(i).is_dir() for i in inputs):
+        with _reported():
+            try:
+                inputs = _stats_inputs(inputs)
+            except KmqError:  # folders with nothing to report: still [] or the header line for a script
+                _print_records([], fmt)
+                raise
+    # .kmq files are reported as stored (with a warning that --rdo does not apply), whatever their codec:
+    # only images would be reported raw by default.
+    stored = codec is None and all(i != STDIO and Path(i).suffix.lower() == ".kmq" for i in inputs)
+    _check_rdo_options(rdo, None, None, "ctx" if stored else codec, dither)
+    palette = _given_palette(palette_file, max_pixels, "ks", "seed", "sweep", "rdo")
     records: list[dict[str, Any]] = []
     failed: list[KmqError] = []
     with _reported():
@@ -573,10 +579,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
                 if len(inputs) > 1:
                     click.echo(f"Error: {_shown(str(failed[-1]))}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
-        # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
-        # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
-        if records or fmt != "table":
-            write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        _print_records(records, fmt)
         if len(inputs) == 1 and failed:
             raise failed[0]
         if failed:
@@ -589,13 +592,21 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
         click.echo(f"rate-distortion chart -> {_shown(plot_path)}: {_plural(drawn, 'point')}", err=True)
 
 
+def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
+    # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
+    # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
+    if records or fmt != "table":
+        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+
+
 def _stats_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
-    """The inputs with each folder replaced by its images and .kmq files, found as bulk runs find them."""
+    """The inputs with each folder replaced by its images and .kmq files, found as bulk runs find them, but
+    every input kept as given (a file given twice is reported twice, as without a folder)."""
     from . import batch
 
     suffixes = batch.image_suffixes() | {batch.KMQ_SUFFIX}
     jobs = batch.plan(inputs, None, wanted=lambda p: p.suffix.lower() in suffixes, rename=lambda p: p,
-                      kind="images or .kmq files")
+                      kind="images or .kmq files", once=False)
     return tuple(str(job.source) for job in jobs)
 
 
@@ -660,9 +671,21 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 def _shown(text: str | Path) -> str:
     """text as human output shows it (file names in the line after each file, tables, Warning: and Error:
-    lines): one line as _one_line escapes it, other control characters as \\xNN, so no name can garble or
+    lines): one line as _one_line escapes it, other control characters as \\xNN, invisible format characters
+    and line or paragraph separators (Unicode Cf, Zl, Zp) as \\uXXXX, so no name can garble, reorder or
     restyle a line. Records for scripts (tsv, csv, json) keep their own documented escapes."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
+    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
+    return "".join(_escaped_format(c) for c in shown) if not shown.isascii() else shown
+
+
+# Invisible characters that reorder (U+202E) or break (U+2028) the rest of a line: shown as \uXXXX.
+_FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+
+
+def _escaped_format(c: str) -> str:
+    if unicodedata.category(c) not in _FORMAT_CATEGORIES:
+        return c
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
@@ -979,7 +1002,7 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
       kmq info photo.kmq --format json
     """
     with _reported():
-        with _told_if_image(file, "kmq stats and kmq palette take images"):
+        with told_if_image("kmq stats and kmq palette take images"):
             described = stats.describe(file, max_pixels=max_pixels)
     if fmt == "json":
         click.echo(_json(described))
@@ -990,31 +1013,6 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
 
 
 _INFO_ROWS_SHOWN = 256
-
-
-@contextmanager
-def _told_if_image(file: str, instead: str) -> Iterator[None]:
-    """A .kmq reader's refusal of a file that is an image says so and what to run on it: "bad magic ff d8
-    ff e0" alone leaves a new user guessing."""
-    try:
-        yield
-    except FormatError as e:
-        kind = None if file == STDIO else _image_format(file)
-        if kind is None:
-            raise
-        raise FormatError(f"{e} (it is a {kind} image: {instead})") from None
-
-
-def _image_format(path: str) -> str | None:
-    """The format name of an image Pillow opens at path, or None (also for a .kmq: kmq's own plugin opens
-    one whose payload the reader refused)."""
-    from . import KMQ_FORMAT
-
-    try:
-        with Image.open(path) as im:
-            return None if im.format == KMQ_FORMAT else im.format
-    except Exception:  # anything Pillow cannot open is simply not an image here
-        return None
 
 
 def _seed_or_palette(d: dict[str, Any]) -> tuple[str, str]:

@@ -16,7 +16,10 @@ class KmqError(Exception):
 
 
 class FormatError(KmqError):
-    """A .kmq file or byte string is malformed (truncated, forged, unknown version or codec, ...)."""
+    """A .kmq file or byte string is malformed (truncated, forged, unknown version or codec, ...).
+
+    image_format: when the bytes are an image's instead (Pillow's name of its format: "PNG"), else None."""
+    image_format: str | None = None
 
 
 class ChecksumError(FormatError):
@@ -36,7 +39,9 @@ def naming(path: str | Path) -> Iterator[None]:
     try:
         yield
     except FormatError as e:
-        raise type(e)(f"{'<stdin>' if str(path) == '-' else path}: {e}") from None
+        named = type(e)(f"{'<stdin>' if str(path) == '-' else path}: {e}")
+        named.__dict__.update(e.__dict__)  # image_format
+        raise named from None
 
 
 def about(path: str | Path, message: str) -> str:

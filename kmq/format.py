@@ -12,7 +12,8 @@ import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, NamedTuple
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
@@ -267,12 +268,42 @@ def _remaining_on_disk(f: BinaryIO) -> int | None:
         return None
 
 
+# The signatures of the image formats a .kmq reader is most often handed by mistake, with Pillow's names.
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+                     (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
+                     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"), (b"\xff\x4f\xff\x51", "JPEG2000"),
+                     (b"qoif", "QOI"), (b"\x00\x00\x01\x00", "ICO"))
+
+
+def image_format(head: bytes) -> str | None:
+    """The format (Pillow's name: PNG, JPEG, WEBP, ...) of the image whose first bytes are head, or None.
+
+    From the bytes already read: a path may be a pipe, which a second open would wait on for ever."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in _IMAGE_SIGNATURES if head.startswith(signature)), None)
+
+
+@contextmanager
+def told_if_image(instead: str = "kmq compress takes images") -> Iterator[None]:
+    """A .kmq reader's refusal of bytes that are an image says so and what to run on it: "bad magic ff d8
+    ff e0" alone leaves a new user guessing."""
+    try:
+        yield
+    except FormatError as e:
+        if e.image_format is None:
+            raise
+        raise FormatError(f"{e} (it is a {e.image_format} image: {instead})") from None
+
+
 def _parse_fields(data: bytes, max_pixels: int) -> Header:
     """The header's fields, each checked on its own and against max_pixels, from at least its first 32 bytes."""
     if not data:
         raise FormatError("not a .kmq file: empty file")
     if data[:len(MAGIC)] != MAGIC[:len(data)]:
-        raise FormatError("not a .kmq file: bad magic " + data[:len(MAGIC)].hex(" "))
+        refused = FormatError("not a .kmq file: bad magic " + data[:len(MAGIC)].hex(" "))
+        refused.image_format = image_format(data)  # for a hint of what takes it, without opening it again
+        raise refused
     if len(data) < HEADER_SIZE:
         raise FormatError(f"truncated header: expected {HEADER_SIZE} bytes, got {len(data)}")
     _, *fields = _HEADER.unpack_from(data)

@@ -97,17 +97,18 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
-    from its K). An image is compressed in memory once per k in ks (DEFAULT_K if none; a repeated k once, and
-    the ks from its number of distinct colours on once, all the same lossless record, with a KmqWarning
-    naming the ks left out), or once with palette
+    from its K). An image gives one record per k in ks, in that order (DEFAULT_K if none), compressed in memory
+    once per distinct k: a repeated k repeats its record, and a k past the first lossless one gives that
+    record again (its k is the image's number of colours; a KmqWarning names these ks), or once with palette
     (see kmq.compress) when one is given. codec: None keeps a .kmq file's own codec and stores images raw; a
     codec name, or "all" for every codec, re-encodes the labels and reports the size the file would have with
     it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
     rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
-    sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order up to the first lossless one (J = 0):
-    every larger K would give the same record again (an image with few colours).
+    sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order, each once, up to the first lossless one
+    (J = 0): every larger K would give the same record again (an image with few colours); a k of ks past it
+    still gives its record.
     Warnings name the input.
     """
     with warnings_about(source):
@@ -129,34 +130,46 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     elif palette is not None:
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
-        quantized = []
-        # Once a K is lossless, the image has at most that many colours (J = 0 only when every colour is an
-        # entry), and every K from there on gives the very same record: each is reported once, as --sweep
-        # and montage do, and a K asked for with -k that is left out says so.
-        every_colour: int | None = None
-        repeated: list[int] = []
-        for k in sorted({*ks, *SWEEP}) if sweep else list(dict.fromkeys(ks)) or [DEFAULT_K]:
-            if every_colour is not None and k >= every_colour:
-                repeated += [k] if k in ks else []
-                continue
-            # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
-            quantized.append(compress(loaded, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo,
-                                      dither=dither))
-            if quantized[-1].distortion == 0 and every_colour is None:
-                every_colour = quantized[-1].k
-        if repeated:
-            asked = ", ".join(f"-k {k}" for k in repeated)
-            warnings.warn(f"{asked} {'gives' if len(repeated) == 1 else 'give'} the same lossless record as "
-                          f"k={every_colour} (every colour of the image): reported once", KmqWarning,
-                          stacklevel=3)
-    records = []
+        quantized = _quantized(loaded, ks, seed=seed, rdo=rdo, dither=dither, sweep=sweep)
+    # A quantization listed again (a repeated -k, a K past the lossless one) repeats its records, measured once.
+    measured: dict[int, list[dict[str, Any]]] = {}
     for img in quantized:
-        # The same pixels whatever the codec: measured once per quantization.
-        sizes = reference_sizes(img) if reference else {}
-        for name_of_codec in chosen or ["raw"]:
-            encoded = replace(img, codec=name_of_codec)
-            records.append({**record(encoded, name, len(encoded.to_bytes())), **sizes})
-    return records
+        if id(img) not in measured:
+            # The same pixels whatever the codec: measured once per quantization.
+            sizes = reference_sizes(img) if reference else {}
+            encoded = [replace(img, codec=name_of_codec) for name_of_codec in chosen or ["raw"]]
+            measured[id(img)] = [{**record(e, name, len(e.to_bytes())), **sizes} for e in encoded]
+    return [dict(r) for img in quantized for r in measured[id(img)]]
+
+
+def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: str,
+               sweep: bool) -> list[KmqImage]:
+    """The image quantized at each K asked, in the order asked (DEFAULT_K if none), each K once however often
+    it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K."""
+    done: dict[int, KmqImage] = {}
+    lossless: tuple[int, KmqImage] | None = None  # the first K found lossless, and its quantization
+    beyond: list[int] = []  # the Ks asked past it, given its record
+    order = sorted({*ks, *SWEEP}) if sweep else list(ks) or [DEFAULT_K]
+    quantized = []
+    for k in order:
+        # Once a K is lossless, the image has at most that many colours (J = 0 only when every colour is an
+        # entry), and every larger K would make the very same quantization: it is copied, not made again.
+        if k not in done and lossless is not None and k >= lossless[1].k:
+            if k not in ks:
+                continue  # --sweep stops at its first lossless K
+            beyond.append(k)
+            done[k] = lossless[1]
+        if k not in done:
+            # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
+            done[k] = compress(image, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo, dither=dither)
+            if done[k].distortion == 0 and lossless is None:
+                lossless = k, done[k]
+        quantized.append(done[k])
+    if beyond and lossless is not None:
+        asked = ", ".join(f"-k {k}" for k in beyond)
+        warnings.warn(f"{asked} {'gives' if len(beyond) == 1 else 'give'} the same lossless record as -k "
+                      f"{lossless[0]} (k={lossless[1].k}, every colour of the image)", KmqWarning, stacklevel=4)
+    return quantized
 
 
 # `kmq info --format json`: the keys of the object, in order, and of each palette entry (RGBA adds "alpha").

@@ -30,3 +30,13 @@ def test_an_entry_below_253_keeps_its_alpha():
     img = kmq.compress(_image(96, 180, 4), 1)
     assert img.palette.tolist() == [[10, 20, 30, 252]]
     assert img.distortion == pytest.approx(216.0)
+
+
+def test_an_image_all_of_alpha_254_keeps_it():
+    # No opaque pixel for a rim to pull down: the entry keeps the pixels' own alpha (was 255: J + 1).
+    rgba = _image(0, 254, 10)
+    rgba[0, 5:, :3] = (200, 100, 50)  # two colours, K = 1: a lossy fit, so the snap is reached
+    img = kmq.compress(rgba, 1)
+    # Centroid (105, 60, 40, 254): every pixel 95^2 + 40^2 + 10^2 = 10725 away; alpha 255 would add 1.
+    assert img.palette.tolist() == [[105, 60, 40, 254]]
+    assert img.distortion == pytest.approx(10725.0)
