@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from .format import KmqImage
 
 __version__ = "1.0.0"
-__all__ = ["compress", "compress_to", "read", "write", "export", "KmqImage", "KmqError", "FormatError", "ChecksumError", "KmqWarning",
-           "__version__"]
+__all__ = ["compress", "compress_to", "read", "write", "export", "KmqImage", "KmqError", "FormatError",
+           "ChecksumError", "KmqWarning", "__version__"]
 
 # The name Pillow knows .kmq by (kmq.imageio).
 KMQ_FORMAT = "KMQ"

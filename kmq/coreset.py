@@ -185,9 +185,9 @@ class _Candidates:
 
     per_bin (B,) uint16: the one entry of a bin whose every value it is nearest to, or `_LABEL_NONE`.
     For the other bins: their class (the narrowest of `_WIDTHS` their candidates fit, or len(_WIDTHS) when
-    more, left to `kmeans.nearest`; whole bins have that class too) and their row in that class's table (rows, W) uint16 of candidates
-    ascending, padded with the last one (a copy never wins a tie from an earlier entry, and is the same
-    entry anyway)."""
+    more, left to `kmeans.nearest`; whole bins have that class too) and their row in that class's table
+    (rows, W) uint16 of candidates ascending, padded with the last one (a copy never wins a tie from an
+    earlier entry, and is the same entry anyway)."""
 
     def __init__(self, per_bin: np.ndarray, klass: np.ndarray, row: np.ndarray, tables: list[np.ndarray]) -> None:
         self.per_bin, self.klass, self.row, self.tables = per_bin, klass, row, tables
@@ -369,7 +369,6 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     if not found:
         return _Cells(single, count, np.empty(0, np.intp), np.empty(0, np.intp))
     return _Cells(single, count, np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
-    return _Cells(single, count, bins, entries)
 
 
 def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,

@@ -877,12 +877,12 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     points: (M, C) uint8; palette: (K, C) uint8; guess: optionally, an entry (M,) intp near each point
     (e.g. its cluster from `fit`, mapped to the palette), which saves finding one.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
-    Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only
-    the entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead
-    of 6.7), more points the entries near the guess given, else those that can be nearest to some colour
-    of their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at K <= 32 and RGBA
-    points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`). Every way, and
-    every guess, gives the same labels and distances.
+    Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only the
+    entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead of
+    6.7), more points the entries near the guess given, else those that can be nearest to some colour of their
+    cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at
+    K <= 32 and RGBA points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`).
+    Every way, and every guess, gives the same labels and distances.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -2031,9 +2031,10 @@ def _lloyd_tree(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: flo
 
 def _large_k_level(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points:
     """The histogram level the split and the k-d tree Lloyd of more than `_POLISH_MAX` colours run on: the
-    7-bit one, or for RGBA with varying alpha the 6-bit one where it has `_FINE_ENOUGH` bins per centroid,
-    as the histograms of smaller k stop there. A fourth channel multiplies the 7-bit bins (a noisy 12 MP
-    photo under a vignette: millions), and both steps cost in proportion to the points."""
+    7-bit one, or with four channels (RGBA with transparency: an opaque image is fitted as RGB) the
+    6-bit one where it has `_FINE_ENOUGH` bins per centroid, as the histograms of smaller k stop there. A
+    fourth channel multiplies the 7-bit bins (a noisy 12 MP photo under a vignette: millions), and both
+    steps cost in proportion to the points; the 6-bit one, made first to be judged, is a small part of that."""
     if colors.shape[1] == 4:
         six = _coarse(colors, counts, _REFINE_BITS[0])
         if six.m >= _FINE_ENOUGH * k:
@@ -2055,8 +2056,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
     5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
     there are colours (RGB from 12 000 bins, as in a noisy photo: seeded and ranked on a stand-in with the
-    light bins merged, see `_thinned`). That costs little and lands near the optimum; Lloyd then continues on the finer
-    6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
+    light bins merged, see `_thinned`). That costs little and lands near the optimum; Lloyd then continues on
+    the finer 6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
     `_RELAXED_ITER` over-relaxed ones (see `_hamerly`), and none above 500 000 colours,
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
@@ -2163,8 +2164,9 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     fine enough for k and coarse enough to save work over the m colours themselves.
 
     The restarts run on the coarsest level with more than 4 bins per centroid that still halves the
-    colours (seeded and ranked on its `_thinned` stand-in where it has one). A photo of few hues (a smooth 256x256 tile: 40 000 colours in under 4k 5-bit bins at K=256)
-    used to fall back to restarts on every colour, 4 s instead of 0.3.
+    colours (seeded and ranked on its `_thinned` stand-in where it has one). A photo of few hues (a smooth
+    256x256 tile: 40 000 colours in under 4k 5-bit bins at K=256) used to fall back to restarts on every
+    colour, 4 s instead of 0.3.
 
     With one run (large k) and the colours' own Lloyd to follow (colours_follow), every histogram level only
     warms up the next one, which moves the centroids by more than that level's tail of small moves would

@@ -385,8 +385,8 @@ def layout(colors: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     The least layout that holds both exactly: RGBA if either side has real transparency (alpha below 255
     somewhere), else RGB if the image is RGB(A) or the palette has a colour that is not grey, else grey (a
     grey image with a palette of greys, R = G = B, as a .gpl of a grey series has). Grey becomes R = G = B
-    and opaque alpha 255, so nothing is lost. The one mismatch that would lose something, an image with transparency and a
-    palette without alpha, is a KmqError naming both.
+    and opaque alpha 255, so nothing is lost. The one mismatch that would lose something, an image with
+    transparency and a palette without alpha, is a KmqError naming both.
     """
     img_alpha = _has_alpha(colors)
     pal_alpha = _has_alpha(palette)

@@ -87,6 +87,7 @@ _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
 _RDO_SHARE = 0.75
 _LANDED = 0.8  # an rdo file that adds less than this share of the J it was given landed short of it
 _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given has topped out
+_PSNR_UNDER = 0.8  # --psnr: a first rdo file whose J is under this share of the target's J topped out there
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
@@ -407,11 +408,11 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     best_k, best = k0, at(k0)
     if not math.isfinite(best):
         return None
-    # An rdo run that landed well short of the slack it was given has topped out there: a larger K would
-    # top out further from the target, so only smaller K are tried (smooth crop at 34 dB: K = 22 landed at
-    # 0.53 of the target's J; hi = 15 at 0.79 was 21 % smaller). Otherwise larger K first: their gains are
+    # A first rdo file whose J lands well under the target's (the whole J, not the share of the slack) has
+    # topped out there: a larger K would top out further from the target, so only smaller K are tried (smooth
+    # crop at 34 dB: K = 22 landed at 0.53 of the target's J; hi = 15 at 0.79 was 21 % smaller). Otherwise larger K first: their gains are
     # small (noisy600 at 26 dB: K = 18 2.7 % under K0 = 12) but smaller K win only on graphics (logo at 34 dB).
-    topped = s.file(*tried[0]).distortion < _LANDED * j_goal
+    topped = s.file(*tried[0]).distortion < _PSNR_UNDER * j_goal
     for direction in ((-1,) if topped else (1, -1)):
         k = best_k
         while s.can_run():
@@ -545,14 +546,14 @@ def _topped_out(s: _Search, key: tuple[int, float], max_bytes: int, strict: bool
 
 
 def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
-    """Larger K, when the best file found is an rdo file that topped out far under the budget, for as long
-    as the best lands far under it (by _FAR in log bytes): rdo that adds little J (noise, which its labels
-    smooth away) leaves files a fraction of the plain ones (a noisy 1200x800 photo at K = 12: 3.2 kB at
-    +3 % J where the plain file is 34 kB), so a K several times larger fits with rdo. Each step's K is from the room left (bytes growing with K as the plain files' do, at
-    least as K^0.15; at most _UP_MAX x, with ctx not across K = 256 from below), given rdo up to the
-    geometric middle of its plain J and the best's J, then, if that file is over the budget, up to just
-    under the best's J; a K over the budget at both caps the next steps, which go to the geometric middle.
-    At most _UP_STEPS K."""
+    """Larger K, when the best file found is an rdo file that topped out far under the budget, for as long as
+    the best lands far under it (by _FAR in log bytes): rdo that adds little J (noise, which its labels smooth
+    away) leaves files a fraction of the plain ones (a noisy 1200x800 photo at K = 12: 3.2 kB at +3 % J where
+    the plain file is 34 kB), so a K several times larger fits with rdo. Each step's K is from the room left
+    (bytes growing with K as the plain files' do, at least as K^0.15; at most _UP_MAX x, with ctx not across K
+    = 256 from below), given rdo up to the geometric middle of its plain J and the best's J, then, if that
+    file is over the budget, up to just under the best's J; a K over the budget at both caps the next steps,
+    which go to the geometric middle. At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
     # Not strict, which includes strict: a file that used the little J it was given but added under _TOPPED
     # is as far from paying for its bytes in J (vignette RGBA in 3,000 bytes: K = 15, rdo 0.099 % fit in

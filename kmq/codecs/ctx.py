@@ -129,6 +129,8 @@ def _region(p: _Pass) -> tuple[slice, slice]:
 def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]) -> list[np.ndarray]:
     """``a[i + di, j + dj]`` for i < rows, j < cols and each (di, dj) in ``offsets``, reading outside ``a``
     as its nearest edge element (which mirrors a missing neighbour through the pixel, or near enough)."""
+    if not a.size:  # no edge to read: the padding below would fill with whatever np.empty held
+        raise ValueError("no labels to take neighbours of")
     lo_r = max(0, -min(d for d, _ in offsets))
     lo_c = max(0, -min(d for _, d in offsets))
     hi_r = max(0, rows + max(d for d, _ in offsets) - a.shape[0])
