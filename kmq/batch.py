@@ -469,11 +469,14 @@ def _end_workers(pool: ProcessPoolExecutor) -> None:
 def summarize(results: Sequence[Result]) -> dict[str, Any]:
     """Totals over results (keys SUMMARY_FIELDS). Bytes, ratio and PSNR count succeeded files only; the ratio
     is compressed_bits / original_bits as in kmq.stats; lossless files (infinite PSNR) stay out of the mean
-    PSNR. A mean over no files is None."""
+    PSNR, which is infinite when every file whose PSNR is known is lossless (json: null, as a lossless
+    record's), not None, which a table shows as unknown. A mean over no files is None."""
     done = [r for r in results if r.ok and r.record is not None]
     ratios = [r.record["ratio"] for r in done]
-    psnrs = [r.record["psnr"] for r in done if r.record["psnr"] is not None and math.isfinite(r.record["psnr"])]
+    known = [r.record["psnr"] for r in done if r.record["psnr"] is not None]
+    psnrs = [psnr for psnr in known if math.isfinite(psnr)]
+    mean_psnr = sum(psnrs) / len(psnrs) if psnrs else math.inf if known else None
     return {"files": len(results), "succeeded": len(done), "failed": len(results) - len(done),
             "bytes_before": sum(r.job.size for r in done), "bytes_after": sum(r.bytes_after for r in done),
             "mean_ratio": sum(ratios) / len(ratios) if ratios else None,
-            "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None}
+            "mean_psnr": mean_psnr}

@@ -162,7 +162,7 @@ def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
     record = result.as_dict()
     assert list(record) == list(batch.RESULT_FIELDS)
     assert record["ok"] and record["psnr"] is None and record["k"] == 2 and record["rdo"] is None
-    assert batch.summarize([result])["mean_psnr"] is None
+    assert batch.summarize([result])["mean_psnr"] == float("inf")  # lossless, not unknown (json: null)
 
 
 def test_warnings_are_collected_per_file(tmp_path):
