@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -193,7 +194,7 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
+            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+))\s*([A-Za-z]*)\s*", str(value))
             if match is None or match.group(2).lower() not in self._UNITS:
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
@@ -210,6 +211,11 @@ class _Finite(click.FloatRange):
     """A FloatRange that also refuses nan (which compares false with every bound, so passes FloatRange)."""
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        # FloatRange's own word for a non-number, "not a valid float range", reads as if a range was asked for.
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
         number = super().convert(value, param, ctx)
         if math.isnan(number):
             self.fail(f"{value!r} is not a number", param, ctx)
@@ -278,7 +284,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                                   codec=codec, max_pixels=max_pixels, overwrite=force, palette=palette, rdo=rdo,
                                   psnr=psnr, max_bytes=max_bytes, k_given=k is not None, dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
-        _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
+        _run_bulk(jobs, task, workers, summary or "table", quiet, partial(_compressed_line, rdo_asked=rdo))
         return
     (image,) = images
     started = time.perf_counter()
@@ -306,7 +312,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                           KmqWarning, stacklevel=1)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size, choices=True), size,
-                                    time.perf_counter() - started), err=output == STDIO)
+                                    time.perf_counter() - started, rdo_asked=rdo), err=output == STDIO)
 
 
 _QUICK = 1.0  # seconds: a target search that reports before this draws nothing (most take less)
@@ -408,13 +414,18 @@ def _check_output(output: str, source: str, force: bool = False) -> None:
     check_writable(output, overwrite=force)
 
 
-def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
+def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float,
+                     rdo_asked: float = 0.0) -> str:
     psnr = _db(r["psnr"])
     # A target records the rdo it chose, 0 included: "rdo off" says it chose none (a "0%" read as a bug).
-    # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing.
+    # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing. An --rdo whose
+    # labels saved nothing leaves the plain file, which records no rdo: said, or --rdo 1000 looks ignored.
     rdo = r.get("rdo")
-    chosen = ("" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off") + \
-        (f", dither {r['dither']}" if r.get("dither") else "")
+    if rdo is None and rdo_asked:
+        chosen = f", rdo {rdo_asked:g}% saved nothing (the plain file)"
+    else:
+        chosen = "" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off"
+    chosen += f", dither {r['dither']}" if r.get("dither") else ""
     return (f"{_shown(image)} -> {_shown(output)}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"{_RATIO.lower()} {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")
@@ -940,8 +951,8 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
         click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}",
                    err=output == STDIO)
     if masks:
-        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, "
-                   f"{_shown(masks[0].name)} .. {_shown(masks[-1].name)}",
+        names = _shown(masks[0].name) + ("" if len(masks) == 1 else f" .. {_shown(masks[-1].name)}")
+        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, {names}",
                    err=output == STDIO)
 
 
