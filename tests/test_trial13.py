@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmq import batch
+import kmq
+from kmq import batch, imageio
 from kmq.cli import main
 
 
@@ -77,3 +78,35 @@ def test_rdo_that_saved_nothing_says_so(runner, tmp_path, ramp):
                                     f"file), 4 bits/label, packed/original bits 0.51, 348 bytes, PSNR 35.12 dB, ")
     bulk = run(runner, "compress", ramp, "--codec", "ctx", "--rdo", "100", "-o", f"{tmp_path}/out/")
     assert bulk.stdout.startswith(f"{ramp} -> {tmp_path / 'out' / 'ramp.kmq'}: k=16, rdo 100% saved nothing")
+
+
+# 6. A grey or RGB PNG with a colour key (tRNS) lost its transparency: the keyed pixels were stored opaque,
+# and the file reported "lossless". It becomes RGBA, as LA and palette images with transparency do.
+KEYED = [("RGB", np.array([[255, 0, 0], [0, 0, 255]], np.uint8), (255, 0, 0), [0, 0, 255, 255]),
+         ("L", np.array([7, 200], np.uint8), 7, [200, 200, 200, 255]),
+         ("I;16", np.array([1000, 2570], np.uint16), 1000, [10, 10, 10, 255])]
+
+
+@pytest.mark.parametrize("mode, two, key, seen", KEYED, ids=[k[0] for k in KEYED])
+@pytest.mark.parametrize("half", [2, 1050], ids=["small", "decoded-into-kmq-memory"])  # 4.4 MP: >= 4 MiB of L
+def test_a_colour_key_is_transparency(tmp_path, mode, two, key, seen, half):
+    pixels = np.repeat(np.repeat(two[None], 2 * half, axis=0), half, axis=1)  # left half keyed, right seen
+    Image.fromarray(pixels).save(tmp_path / "keyed.png", transparency=key)
+    assert Image.open(tmp_path / "keyed.png").mode == mode
+    got = imageio.load_image(tmp_path / "keyed.png")
+    assert got.shape == (2 * half, 2 * half, 4)
+    assert not got[:, :half].any()
+    assert (got[:, half:] == seen).all()
+
+
+def test_a_colour_key_that_no_pixel_has_changes_nothing(tmp_path):
+    Image.new("RGB", (3, 2), (1, 2, 3)).save(tmp_path / "rgb.png", transparency=(9, 9, 9))
+    np.testing.assert_array_equal(imageio.load_image(tmp_path / "rgb.png"), np.full((2, 3, 3), [1, 2, 3]))
+
+
+def test_compress_keeps_a_colour_key(runner, tmp_path):
+    Image.fromarray(np.array([[7, 7, 200]], np.uint8)).save(tmp_path / "k.png", transparency=7)
+    result = run(runner, "compress", tmp_path / "k.png", "-k", "2", "-q")
+    assert result.exit_code == 0
+    img = kmq.read(tmp_path / "k.kmq")
+    np.testing.assert_array_equal(img.decode(), [[[0, 0, 0, 0], [0, 0, 0, 0], [200, 200, 200, 255]]])
