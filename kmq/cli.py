@@ -576,6 +576,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     failed: list[KmqError] = []
     with _reported():
         if plot_path is not None:
+            for source in inputs:
+                check_distinct(plot_path, source)
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             # One unreadable input among many costs its own records only, as in a bulk compress.
@@ -934,6 +936,7 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     with _reported():
         fmt = None if output is None else _format_of(output)
         if output is not None:
+            check_distinct(output, input_path)
             check_writable(output, overwrite=force)  # before the clustering, which may take a while
             if style == "labels":
                 segment.check_label_map_format(output, fmt)
@@ -982,6 +985,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     ks = ks or (2, 3, 6, 16)
     with _reported():
         _format_of(output)  # an output name without an image format refused before the clustering
+        check_distinct(output, image)
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
         _save(output, figure.pixels, force)

@@ -110,3 +110,22 @@ def test_compress_keeps_a_colour_key(runner, tmp_path):
     assert result.exit_code == 0
     img = kmq.read(tmp_path / "k.kmq")
     np.testing.assert_array_equal(img.decode(), [[[0, 0, 0, 0], [0, 0, 0, 0], [200, 200, 200, 255]]])
+
+
+# 7. segment, montage and stats --plot wrote over their own input image with -f (compress, decompress and
+# palette refuse that, -f or not): `kmq montage cc.png -o cc.png -f` replaced the photo with the montage.
+@pytest.mark.parametrize("args", [("montage", "{in}", "-o", "{out}"), ("segment", "{in}", "-o", "{out}"),
+                                  ("stats", "{other}", "{in}", "--plot", "{out}")],
+                         ids=["montage", "segment", "stats"])
+def test_an_image_command_never_writes_over_its_input(runner, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    photo = np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5
+    Image.fromarray(photo).save("in.png")
+    Image.fromarray(photo[:2]).save("other.png")
+    before = (tmp_path / "in.png").read_bytes()
+    given = [a.format(**{"in": "in.png", "out": "./in.png", "other": "other.png"}) for a in args]
+    result = run(runner, *given, "-f")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == "Error: ./in.png: the input file itself; choose another output\n"
+    assert (tmp_path / "in.png").read_bytes() == before
