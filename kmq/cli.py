@@ -932,6 +932,9 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     """
     if output is None and masks_dir is None:
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
+    if output is not None and masks_dir is not None and segment.is_mask(output, masks_dir, _stem(input_path)):
+        # The masks are written first: the picture would then replace one, or be refused as existing.
+        raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
         fmt = None if output is None else _format_of(output)

@@ -129,3 +129,24 @@ def test_an_image_command_never_writes_over_its_input(runner, tmp_path, monkeypa
     assert result.stdout == ""
     assert result.stderr == "Error: ./in.png: the input file itself; choose another output\n"
     assert (tmp_path / "in.png").read_bytes() == before
+
+
+# 8. segment -o naming one of its own --masks: the masks were written, then "-o ... already exists" (kmq had
+# just written it), exit 1 with the masks left; with -f the picture replaced mask 0.
+@pytest.mark.parametrize("force", [[], ["-f"]], ids=["plain", "force"])
+def test_segment_output_that_is_one_of_its_masks_is_refused_before_writing(runner, tmp_path, monkeypatch, force):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 14).save("p.png")
+    result = run(runner, "segment", "p.png", "-k", "2", "-o", "m/p-cluster-7.png", "--masks", "./m/", *force)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == "Error: -o m/p-cluster-7.png is one of the --masks files; write it elsewhere"
+    assert not (tmp_path / "m").exists()
+    assert run(runner, "segment", "p.png", "-k", "2", "-o", "m/p-clusters.png", "--masks", "m").exit_code == 0
+
+
+def test_is_mask(tmp_path):
+    from kmq import segment
+    assert segment.is_mask(tmp_path / "m" / "a-cluster-12.png", tmp_path / "m" / ".", "a")
+    assert not segment.is_mask(tmp_path / "m" / "a-cluster-1.png", tmp_path, "a")
+    assert not segment.is_mask(tmp_path / "m" / "b-cluster-1.png", tmp_path / "m", "a")
+    assert not segment.is_mask(tmp_path / "m" / "a-cluster-x.png", tmp_path / "m", "a")
