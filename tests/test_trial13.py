@@ -150,3 +150,19 @@ def test_is_mask(tmp_path):
     assert not segment.is_mask(tmp_path / "m" / "a-cluster-1.png", tmp_path, "a")
     assert not segment.is_mask(tmp_path / "m" / "b-cluster-1.png", tmp_path / "m", "a")
     assert not segment.is_mask(tmp_path / "m" / "a-cluster-x.png", tmp_path / "m", "a")
+
+
+# 9. An empty folder among other inputs warned "no files to convert in this folder", where the same folder
+# alone is "no images found" (and stats says "no images or .kmq files in this folder").
+@pytest.mark.parametrize("command, kind", [("compress", "images"), ("decompress", ".kmq files")])
+def test_an_empty_folder_among_inputs_is_named_as_alone(runner, tmp_path, one, command, kind):
+    (tmp_path / "e").mkdir()
+    given = one if command == "compress" else tmp_path / "one.kmq"
+    if command == "decompress":
+        run(runner, "compress", one, "-q")
+    result = run(runner, command, tmp_path / "e", given, "-o", f"{tmp_path}/out/", "-q")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0] == f"Warning: {tmp_path / 'e'}: no {kind} in this folder"
+    alone = run(runner, command, tmp_path / "e")
+    assert alone.stderr == (f"Error: {tmp_path / 'e'}: no {kind} found (searched recursively; names starting "
+                            f"with . are skipped)\n")
