@@ -408,10 +408,15 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
 
 def _check_output(output: str, source: str, force: bool = False) -> None:
     """What would refuse the output, checked before the work (a target's search can take seconds)."""
-    if output == STDIO and sys.stdout.isatty():
-        raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
+    _refuse_terminal(output)
     check_distinct(output, source)
     check_writable(output, overwrite=force)
+
+
+def _refuse_terminal(output: str | None) -> None:
+    """-o - on a terminal: the bytes of a file would garble it, so they need stdout redirected."""
+    if output == STDIO and sys.stdout.isatty():
+        raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float,
@@ -939,6 +944,7 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     with _reported():
         fmt = None if output is None else _format_of(output)
         if output is not None:
+            _refuse_terminal(output)
             check_distinct(output, input_path)
             check_writable(output, overwrite=force)  # before the clustering, which may take a while
             if style == "labels":
@@ -988,6 +994,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     ks = ks or (2, 3, 6, 16)
     with _reported():
         _format_of(output)  # an output name without an image format refused before the clustering
+        _refuse_terminal(output)
         check_distinct(output, image)
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
@@ -1119,6 +1126,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
+        _refuse_terminal(output)
         if output is not None and output != STDIO:
             palettes.check_output(output)  # before the fit, which may take a while
         if single:

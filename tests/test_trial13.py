@@ -166,3 +166,43 @@ def test_an_empty_folder_among_inputs_is_named_as_alone(runner, tmp_path, one, c
     alone = run(runner, command, tmp_path / "e")
     assert alone.stderr == (f"Error: {tmp_path / 'e'}: no {kind} found (searched recursively; names starting "
                             f"with . are skipped)\n")
+
+
+# 10. segment, montage and palette -o - wrote PNG bytes to a terminal (compress and decompress refuse).
+@pytest.mark.parametrize("command", [["segment", "{png}", "-o", "-"], ["montage", "{png}", "-o", "-"],
+                                     ["palette", "{png}", "-o", "-"], ["palette", "{png}", "{png}", "-o", "-"]],
+                         ids=["segment", "montage", "palette", "palette-fit"])
+def test_binary_output_is_not_written_to_a_terminal(tmp_path, one, command):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "kmq", *(a.format(png=one) for a in command)],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=60)
+        os.close(follower)
+        written = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the pty reports EIO once the writer is gone
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines()[-1] == (
+        "Error: not writing binary data to a terminal; redirect stdout or give -o FILE")
+    assert b"PNG" not in written
+
+
+# 11. A write into a path under a file said "Not a directory", capitalised unlike every other reason.
+def test_a_write_under_a_file_says_not_a_directory_in_lower_case(runner, tmp_path, one):
+    run(runner, "compress", one, "-q")
+    result = run(runner, "decompress", tmp_path / "one.kmq", "-o", tmp_path / "one.png" / "x.png")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {tmp_path / 'one.png' / 'x.png'}: not a directory\n"
