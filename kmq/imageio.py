@@ -136,7 +136,7 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
 
 # Grey and RGB PNGs can mark one colour transparent (tRNS): Pillow keeps it only in info["transparency"], in
 # the image's own sample values (16-bit ones for I;16), and its convert("RGBA") makes a 16-bit key opaque.
-_KEYED = {"L", "RGB", "I", "I;16", "I;16L", "I;16B", "I;16N"}
+_KEYED = {"1", "L", "RGB", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 def _colour_keyed(im: Image.Image, name: str) -> np.ndarray:

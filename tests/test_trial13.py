@@ -99,6 +99,13 @@ def test_a_colour_key_is_transparency(tmp_path, mode, two, key, seen, half):
     assert (got[:, half:] == seen).all()
 
 
+def test_a_bilevel_colour_key_is_transparency(tmp_path):
+    im = Image.new("1", (3, 1), 0)
+    im.putpixel((2, 0), 1)
+    im.save(tmp_path / "b.png", transparency=0)
+    np.testing.assert_array_equal(imageio.load_image(tmp_path / "b.png"), [[[0] * 4, [0] * 4, [255] * 4]])
+
+
 def test_a_colour_key_that_no_pixel_has_changes_nothing(tmp_path):
     Image.new("RGB", (3, 2), (1, 2, 3)).save(tmp_path / "rgb.png", transparency=(9, 9, 9))
     np.testing.assert_array_equal(imageio.load_image(tmp_path / "rgb.png"), np.full((2, 3, 3), [1, 2, 3]))
