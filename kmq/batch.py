@@ -128,7 +128,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     module's folder rules); stdin ("-") is named stdin_name. Raises KmqError if output is "-" or exists
     and is not a folder, or, given the kind of file wanted ("images"), if the inputs are folders holding none
     (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning
-    ("no files to convert"; with once=False, "no <kind>").
+    ("no <kind> in this folder"; without a kind, "no files to read").
     once=False keeps every input, each file as often as it is met (for runs that only read, as kmq stats)."""
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
@@ -148,9 +148,8 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
         folders = ", ".join(dict.fromkeys(str(i) for i in inputs))
         raise KmqError(f"{folders}: no {kind} found (searched recursively; names starting with . are skipped)")
     for folder in empty:
-        # A run that keeps every input only reads: it converts nothing.
-        nothing = "files to convert" if once else kind or "files"
-        warnings.warn(f"{folder}: no {nothing} in this folder", KmqWarning, stacklevel=3)
+        # Named as the error for folders that are all the inputs names them ("no images found").
+        warnings.warn(f"{folder}: no {kind or 'files to read'} in this folder", KmqWarning, stacklevel=3)
     for source, relative in pairs:
         if str(source) == STDIO:
             relative = Path(stdin_name)
@@ -469,11 +468,14 @@ def _end_workers(pool: ProcessPoolExecutor) -> None:
 def summarize(results: Sequence[Result]) -> dict[str, Any]:
     """Totals over results (keys SUMMARY_FIELDS). Bytes, ratio and PSNR count succeeded files only; the ratio
     is compressed_bits / original_bits as in kmq.stats; lossless files (infinite PSNR) stay out of the mean
-    PSNR. A mean over no files is None."""
+    PSNR, which is infinite when every file whose PSNR is known is lossless (json: null, as a lossless
+    record's), not None, which a table shows as unknown. A mean over no files is None."""
     done = [r for r in results if r.ok and r.record is not None]
     ratios = [r.record["ratio"] for r in done]
-    psnrs = [r.record["psnr"] for r in done if r.record["psnr"] is not None and math.isfinite(r.record["psnr"])]
+    known = [r.record["psnr"] for r in done if r.record["psnr"] is not None]
+    psnrs = [psnr for psnr in known if math.isfinite(psnr)]
+    mean_psnr = sum(psnrs) / len(psnrs) if psnrs else math.inf if known else None
     return {"files": len(results), "succeeded": len(done), "failed": len(results) - len(done),
             "bytes_before": sum(r.job.size for r in done), "bytes_after": sum(r.bytes_after for r in done),
             "mean_ratio": sum(ratios) / len(ratios) if ratios else None,
-            "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None}
+            "mean_psnr": mean_psnr}

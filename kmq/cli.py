@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -193,7 +194,7 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
+            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+))\s*([A-Za-z]*)\s*", str(value))
             if match is None or match.group(2).lower() not in self._UNITS:
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
@@ -210,6 +211,11 @@ class _Finite(click.FloatRange):
     """A FloatRange that also refuses nan (which compares false with every bound, so passes FloatRange)."""
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        # FloatRange's own word for a non-number, "not a valid float range", reads as if a range was asked for.
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
         number = super().convert(value, param, ctx)
         if math.isnan(number):
             self.fail(f"{value!r} is not a number", param, ctx)
@@ -278,7 +284,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                                   codec=codec, max_pixels=max_pixels, overwrite=force, palette=palette, rdo=rdo,
                                   psnr=psnr, max_bytes=max_bytes, k_given=k is not None, dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
-        _run_bulk(jobs, task, workers, summary or "table", quiet, _compressed_line)
+        _run_bulk(jobs, task, workers, summary or "table", quiet, partial(_compressed_line, rdo_asked=rdo))
         return
     (image,) = images
     started = time.perf_counter()
@@ -306,7 +312,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                           KmqWarning, stacklevel=1)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size, choices=True), size,
-                                    time.perf_counter() - started), err=output == STDIO)
+                                    time.perf_counter() - started, rdo_asked=rdo), err=output == STDIO)
 
 
 _QUICK = 1.0  # seconds: a target search that reports before this draws nothing (most take less)
@@ -402,19 +408,29 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
 
 def _check_output(output: str, source: str, force: bool = False) -> None:
     """What would refuse the output, checked before the work (a target's search can take seconds)."""
-    if output == STDIO and sys.stdout.isatty():
-        raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
+    _refuse_terminal(output)
     check_distinct(output, source)
     check_writable(output, overwrite=force)
 
 
-def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float) -> str:
+def _refuse_terminal(output: str | None) -> None:
+    """-o - on a terminal: the bytes of a file would garble it, so they need stdout redirected."""
+    if output == STDIO and sys.stdout.isatty():
+        raise KmqError("not writing binary data to a terminal; redirect stdout or give -o FILE")
+
+
+def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float,
+                     rdo_asked: float = 0.0) -> str:
     psnr = _db(r["psnr"])
     # A target records the rdo it chose, 0 included: "rdo off" says it chose none (a "0%" read as a bug).
-    # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing.
+    # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing. An --rdo whose
+    # labels saved nothing leaves the plain file, which records no rdo: said, or --rdo 1000 looks ignored.
     rdo = r.get("rdo")
-    chosen = ("" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off") + \
-        (f", dither {r['dither']}" if r.get("dither") else "")
+    if rdo is None and rdo_asked:
+        chosen = f", rdo {rdo_asked:g}% saved nothing (the plain file)"
+    else:
+        chosen = "" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off"
+    chosen += f", dither {r['dither']}" if r.get("dither") else ""
     return (f"{_shown(image)} -> {_shown(output)}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"{_RATIO.lower()} {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")
@@ -565,6 +581,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
     failed: list[KmqError] = []
     with _reported():
         if plot_path is not None:
+            for source in inputs:
+                check_distinct(plot_path, source)
             plot.check_target(plot_path, overwrite=force)
         for source in inputs:
             # One unreadable input among many costs its own records only, as in a bulk compress.
@@ -919,10 +937,15 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
     """
     if output is None and masks_dir is None:
         raise click.UsageError("give -o OUT.png, --masks DIR, or both")
+    if output is not None and masks_dir is not None and segment.is_mask(output, masks_dir, _stem(input_path)):
+        # The masks are written first: the picture would then replace one, or be refused as existing.
+        raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
         fmt = None if output is None else _format_of(output)
         if output is not None:
+            _refuse_terminal(output)
+            check_distinct(output, input_path)
             check_writable(output, overwrite=force)  # before the clustering, which may take a while
             if style == "labels":
                 segment.check_label_map_format(output, fmt)
@@ -940,8 +963,8 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
         click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}",
                    err=output == STDIO)
     if masks:
-        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, "
-                   f"{_shown(masks[0].name)} .. {_shown(masks[-1].name)}",
+        names = _shown(masks[0].name) + ("" if len(masks) == 1 else f" .. {_shown(masks[-1].name)}")
+        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, {names}",
                    err=output == STDIO)
 
 
@@ -971,6 +994,8 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     ks = ks or (2, 3, 6, 16)
     with _reported():
         _format_of(output)  # an output name without an image format refused before the clustering
+        _refuse_terminal(output)
+        check_distinct(output, image)
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
         _save(output, figure.pixels, force)
@@ -1101,6 +1126,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     with _reported():
+        _refuse_terminal(output)
         if output is not None and output != STDIO:
             palettes.check_output(output)  # before the fit, which may take a while
         if single:

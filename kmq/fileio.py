@@ -260,4 +260,6 @@ def reason(e: OSError) -> str:
         return "no space left on device"
     if e.errno == errno.EBADF:
         return "not open for writing"  # e.g. stdout closed with `>&-`
-    return e.strerror or str(e)
+    if e.strerror:  # "Not a directory", "Read-only file system": lower case, as the reasons above
+        return e.strerror[0].lower() + e.strerror[1:]
+    return str(e)

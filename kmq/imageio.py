@@ -57,7 +57,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             mapped = prefetch.pixels(im)
-            if mapped is None:
+            if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
                 return to_array(im, name)
             return _mapped_array(im, *mapped, padded=padded, name=name)
     except KmqError:
@@ -121,6 +121,8 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
     mode = im.mode
     if mode == "P":
         mode = "PA" if "transparency" in im.info else "RGB"
+    if mode in _KEYED and im.info.get("transparency") is not None:
+        return _colour_keyed(im, name)
     if mode in _TO_L:
         return _grey(im, name)
     # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
@@ -130,6 +132,33 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
             return clear_transparent(rgba)
         return np.ascontiguousarray(rgba[:, :, 0]) if mode in ("LA", "La") else drop_alpha(rgba)
     return _asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+# Grey and RGB PNGs can mark one colour transparent (tRNS): Pillow keeps it only in info["transparency"], in
+# the image's own sample values (16-bit ones for I;16), and its convert("RGBA") makes a 16-bit key opaque.
+_KEYED = {"1", "L", "RGB", "I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _colour_keyed(im: Image.Image, name: str) -> np.ndarray:
+    """A grey or RGB image with a colour key as to_array gives it, but RGBA, its keyed pixels (0, 0, 0, 0),
+    when the key occurs (as an LA image is); otherwise as without the key."""
+    pixels = _asarray(im) if im.mode == "RGB" else _grey(im, name)
+    raw = pixels if im.mode in ("L", "RGB") else np.asarray(im)
+    key = im.info["transparency"]
+    if raw.ndim == 3:
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return pixels
+        hidden = (raw == np.array(key)).all(axis=2)
+    else:
+        if not isinstance(key, int):
+            return pixels
+        hidden = raw == key
+    if not hidden.any():
+        return pixels
+    colour = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+    rgba = np.dstack([colour, np.full(hidden.shape, 255, np.uint8)])
+    rgba[hidden] = 0
+    return rgba
 
 
 # Pillow hands numpy an image's bytes from `Image.tobytes`, which makes them in ImageFile.MAXBLOCK pieces

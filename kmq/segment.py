@@ -160,6 +160,14 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
+def is_mask(path: str | Path, folder: str | Path, stem: str) -> bool:
+    """Whether path names one of the masks folder/<stem>-cluster-<i>.png, at any K (write_masks writes or
+    removes every one of them)."""
+    path = Path(path)
+    return (re.fullmatch(re.escape(stem) + r"-cluster-\d+\.png", path.name) is not None
+            and os.path.realpath(path.parent) == os.path.realpath(folder))
+
+
 def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
     """The masks <stem>-cluster-<i>.png in folder with i >= k (none if folder does not exist yet)."""
     if not folder.is_dir():

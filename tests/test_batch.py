@@ -88,7 +88,7 @@ def test_stdin_among_several_inputs_is_a_usage_error_before_any_work(runner, tre
 def test_an_empty_folder_among_other_inputs_warns(tmp_path, rgb_small):
     (tmp_path / "empty").mkdir()
     Image.fromarray(rgb_small).save(tmp_path / "a.png")
-    with pytest.warns(kmq.KmqWarning, match="empty: no files to convert"):
+    with pytest.warns(kmq.KmqWarning, match="empty: no images in this folder"):
         assert [j.source for j in batch.plan_compress([tmp_path / "empty", tmp_path / "a.png"])] == [
             tmp_path / "a.png"]
 
@@ -162,7 +162,7 @@ def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
     record = result.as_dict()
     assert list(record) == list(batch.RESULT_FIELDS)
     assert record["ok"] and record["psnr"] is None and record["k"] == 2 and record["rdo"] is None
-    assert batch.summarize([result])["mean_psnr"] is None
+    assert batch.summarize([result])["mean_psnr"] == float("inf")  # lossless, not unknown (json: null)
 
 
 def test_warnings_are_collected_per_file(tmp_path):

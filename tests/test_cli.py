@@ -276,7 +276,7 @@ def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path
     # palette reads a folder's images, as bulk runs do: an empty one has none to fit.
     result = run(runner, "palette", tmp_path)
     assert result.exit_code == 1
-    assert result.output == (f"Warning: {tmp_path}: no files to convert in this folder\n"
+    assert result.output == (f"Warning: {tmp_path}: no files to read in this folder\n"
                              "Error: no images or .kmq files among the inputs; no palette written\n")
 
 
