@@ -207,8 +207,13 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                 if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain):
                     palette, labels, distortion = plain.palette, near, nearest[1]
                     meta["distortion"] = distortion
-            if not extra and distortion == nearest[1] and np.array_equal(palette, nearest[0]):
-                del meta["rdo"]  # rdo kept the nearest labelling: the plain file, not 10 bytes more
+            if distortion == nearest[1] and np.array_equal(palette, nearest[0]):
+                # rdo kept the nearest labelling: the plain file, not 10 bytes more; a target's file records
+                # the rdo it used, 0 (a 64x48 ramp's --psnr 30 file said rdo 169 % with plain K = 15's pixels)
+                if extra:
+                    meta["rdo"] = 0.0
+                else:
+                    del meta["rdo"]
     if dither == "fs":
         flat = floyd_steinberg(pixels, palette)
         palette, flat = _by_share(palette, flat.ravel(), None)

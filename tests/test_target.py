@@ -448,3 +448,16 @@ def test_a_higher_psnr_target_never_gives_a_smaller_file(grey_crop):
     assert all(db(img) >= t for img, t in zip(ladder, targets))
     sizes = [len(img.to_bytes()) for img in ladder]
     assert sizes == sorted(sizes)
+
+
+def test_a_target_file_whose_rdo_kept_the_nearest_labels_records_rdo_0():
+    # A 64x48 ramp at K = 15: rdo finds nothing cheaper, so the file holds plain K = 15's pixels; its --psnr 30
+    # file said rdo 169.184 % (the strength asked, not used) and was 4 bytes larger for it.
+    ramp = np.tile(np.linspace(0, 255, 64).round().astype(np.uint8), (48, 1))[..., None]
+    distinct = kmeans.distinct(ramp.reshape(-1, 1))
+    plain = quantized(ramp, distinct, 15, seed=0, max_iter=300, codec="ctx")
+    img = quantized(ramp, distinct, 15, seed=0, max_iter=300, codec="ctx", rdo=169.184,
+                    extra={"target": {"psnr": 30.0}})
+    assert np.array_equal(img.labels, plain.labels) and np.array_equal(img.palette, plain.palette)
+    assert img.metadata["rdo"] == 0 and img.metadata["target"] == {"psnr": 30.0}
+    assert kmq.compress_to(ramp[..., 0], psnr=30, codec="ctx").metadata["rdo"] == 0
