@@ -199,21 +199,28 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             palette, flat = _by_share(palette, flat.reshape(-1), None)
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion
+            kept = {key: v for key, v in meta.items() if key != "rdo"}
             # A target's search weighs the plain file against this one itself, exactly.
             if not extra and codec != "ctx":
                 near = distinct.spread(color_labels.astype(np.uint16)).reshape(height, width)
-                kept = {key: v for key, v in meta.items() if key != "rdo"}
                 plain = KmqImage(nearest[0], near, {**kept, "distortion": nearest[1]}, codec)
                 if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain):
                     palette, labels, distortion = plain.palette, near, nearest[1]
                     meta["distortion"] = distortion
             if distortion == nearest[1] and np.array_equal(palette, nearest[0]):
-                # rdo kept the nearest labelling: the plain file, not 10 bytes more; a target's file records
-                # the rdo it used, 0 (a 64x48 ramp's --psnr 30 file said rdo 169 % with plain K = 15's pixels)
-                if extra:
-                    meta["rdo"] = 0.0
-                else:
-                    del meta["rdo"]
+                # Same palette and J: rdo moved nothing, or only pixels tied between two entries, which may
+                # make the labels cheaper or (rdo judges ctx's bytes roughly) dearer. Unless they are smaller,
+                # the plain file, not 10 bytes more; a target's file records the rdo it used, 0 (a 64x48
+                # ramp's --psnr 30 file said rdo 169 % with plain K = 15's pixels).
+                near = distinct.spread(color_labels.astype(np.uint16))
+                if np.array_equal(labels.ravel(), near) or not _smaller(
+                        KmqImage(palette, labels.reshape(height, width), meta, codec),
+                        KmqImage(palette, near.reshape(height, width), kept, codec)):
+                    labels = near
+                    if extra:
+                        meta["rdo"] = 0.0
+                    else:
+                        del meta["rdo"]
     if dither == "fs":
         flat = floyd_steinberg(pixels, palette)
         palette, flat = _by_share(palette, flat.ravel(), None)
@@ -237,9 +244,10 @@ def _fit_meta(distortion: float, seed: int, max_iter: int, tol: float) -> dict:
 
 
 def _smaller(moved: KmqImage, plain: KmqImage) -> bool:
-    """Whether rdo's lzma file is smaller than the nearest labelling's (or as small at a lower J). rdo judges
-    its moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a
-    600x400 gradient at K = 16 made 1,493 bytes against 1,461, at a higher J). Up to _JUDGED pixels the whole
+    """Whether rdo's file is smaller than the nearest labelling's (or as small at a lower J). rdo judges its
+    moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a 600x400
+    gradient at K = 16 made 1,493 bytes against 1,461, at a higher J), and moves between tied entries may
+    cost ctx bytes too. Up to _JUDGED pixels the whole
     files are compared; above, both payloads on a band of rows through the middle of the image of _JUDGED
     pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
     if moved.labels.size <= _JUDGED:

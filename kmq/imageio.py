@@ -53,6 +53,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name}: {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
+            _key_in_levels(im, name)
             prefetch.map_pixels(im)
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
@@ -139,11 +140,29 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
 _KEYED = {"1", "L", "RGB", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
+def _key_in_levels(im: Image.Image, name: str) -> None:
+    """Make a PNG's colour key name what Pillow will decode (before im.load, while the raw layout is known).
+    Pillow keeps a 2- or 4-bit grey key in sample units but decodes the samples scaled to 0..255; and it
+    decodes 16-bit RGB to its high bytes, so a 16-bit key cannot be matched exactly: then no pixel is keyed
+    (opaque, as Pillow's own convert("RGBA") makes it), with a warning."""
+    key = im.info.get("transparency")
+    if key is None or im.format != "PNG" or not im.tile:
+        return
+    rawmode = im.tile[0].args if isinstance(im.tile[0].args, str) else im.tile[0].args[0]
+    if rawmode in ("L;2", "L;4") and isinstance(key, int):
+        im.info["transparency"] = key * (85 if rawmode == "L;2" else 17)
+    elif rawmode.startswith("RGB;16") and isinstance(key, tuple):
+        del im.info["transparency"]
+        warnings.warn(f"{name}: a 16-bit colour key (tRNS {key}) cannot be matched on 8-bit pixels: "
+                      "no pixel made transparent", KmqWarning, stacklevel=3)
+
+
 def _colour_keyed(im: Image.Image, name: str) -> np.ndarray:
     """A grey or RGB image with a colour key as to_array gives it, but RGBA, its keyed pixels (0, 0, 0, 0),
     when the key occurs (as an LA image is); otherwise as without the key."""
     pixels = _asarray(im) if im.mode == "RGB" else _grey(im, name)
-    raw = pixels if im.mode in ("L", "RGB") else np.asarray(im)
+    # A bilevel image's key is 0 or 255 (Pillow scales it), as its L pixels are; np.asarray would be bool.
+    raw = pixels if im.mode in ("1", "L", "RGB") else np.asarray(im)
     key = im.info["transparency"]
     if raw.ndim == 3:
         if not (isinstance(key, tuple) and len(key) == 3):

@@ -1,5 +1,7 @@
 """Fixes from round 13's new-user pass over the CLI: each test is the reported case, with the exact output."""
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -80,6 +82,22 @@ def test_rdo_that_saved_nothing_says_so(runner, tmp_path, ramp):
     assert bulk.stdout.startswith(f"{ramp} -> {tmp_path / 'out' / 'ramp.kmq'}: k=16, rdo 100% saved nothing")
 
 
+# From the review: rdo that moved only tied pixels (each label as near as the other) kept the palette and J,
+# and was taken for "saved nothing" and the plain file's metadata, though its labels were 24 bytes cheaper.
+def test_rdo_that_moved_only_ties_is_rdo_not_the_plain_file(tmp_path):
+    pixels = np.zeros((64, 64), np.uint8)
+    pixels[:, 32:] = 10
+    spots = np.random.default_rng(1).integers(0, 64, (2, 40))
+    pixels[spots[0], spots[1]] = 5  # halfway between the two palette colours: a tie
+    plain = kmq.compress(pixels, 2, codec="ctx")
+    moved = kmq.compress(pixels, 2, codec="ctx", rdo=1)
+    np.testing.assert_array_equal(moved.palette, plain.palette)
+    assert moved.metadata["distortion"] == plain.metadata["distortion"]
+    assert (moved.labels != plain.labels).any()
+    assert moved.metadata["rdo"] == 1
+    assert kmq.write(tmp_path / "moved.kmq", moved) < kmq.write(tmp_path / "plain.kmq", plain)
+
+
 # 6. A grey or RGB PNG with a colour key (tRNS) lost its transparency: the keyed pixels were stored opaque,
 # and the file reported "lossless". It becomes RGBA, as LA and palette images with transparency do.
 KEYED = [("RGB", np.array([[255, 0, 0], [0, 0, 255]], np.uint8), (255, 0, 0), [0, 0, 255, 255]),
@@ -104,6 +122,46 @@ def test_a_bilevel_colour_key_is_transparency(tmp_path):
     im.putpixel((2, 0), 1)
     im.save(tmp_path / "b.png", transparency=0)
     np.testing.assert_array_equal(imageio.load_image(tmp_path / "b.png"), [[[0] * 4, [0] * 4, [255] * 4]])
+
+
+def png(path, width, height, depth, colour_type, rows, trns):
+    """A PNG of bytes as the spec lays them out: Pillow writes no 2- or 4-bit grey and no 16-bit RGB key."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    head = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    body = zlib.compress(b"".join(b"\0" + row for row in rows))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"tRNS", trns) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+# From the review of the colour-key change: a bilevel key of 1 (white) was compared with numpy's bool pixels,
+# a 2- or 4-bit grey key in sample units with pixels scaled to 0..255, and a 16-bit RGB key with 8-bit pixels.
+def test_a_bilevel_key_of_white_is_transparency(tmp_path):
+    png(tmp_path / "w.png", 8, 2, 1, 0, [b"\xff", b"\x00"], struct.pack(">H", 1))
+    got = imageio.load_image(tmp_path / "w.png")
+    assert not got[0].any()
+    assert (got[1] == [0, 0, 0, 255]).all()
+
+
+@pytest.mark.parametrize("depth, row, levels", [(2, b"\x1b", [0, 85, 170]), (4, b"\x01\x23\x45\x67\x89\xab\xcd\xef",
+                                                                              list(range(0, 255, 17)))],
+                         ids=["2-bit", "4-bit"])
+def test_a_key_of_a_low_bit_depth_grey_is_in_its_sample_units(tmp_path, depth, row, levels):
+    png(tmp_path / "g.png", 2 ** depth, 1, depth, 0, [row], struct.pack(">H", 2 ** depth - 1))  # key: white
+    got = imageio.load_image(tmp_path / "g.png")
+    np.testing.assert_array_equal(got[0, :-1], [[v, v, v, 255] for v in levels])
+    assert not got[0, -1].any()
+
+
+@pytest.mark.parametrize("key", [(0xFFFF, 0, 0), (0x00FF, 0, 0)])
+def test_a_16_bit_rgb_key_that_8_bit_pixels_cannot_match_keys_nothing_and_says_so(tmp_path, key):
+    row = struct.pack(">6H", 0xFFFF, 0, 0, 0x00FF, 0, 0)  # red, and a near-black whose 8-bit red is 0
+    png(tmp_path / "c.png", 2, 1, 16, 2, [row], struct.pack(">3H", *key))
+    with pytest.warns(kmq.KmqWarning, match=r"c\.png: a 16-bit colour key \(tRNS \(\d+, 0, 0\)\) cannot be "
+                      "matched on 8-bit pixels: no pixel made transparent"):
+        got = imageio.load_image(tmp_path / "c.png")
+    np.testing.assert_array_equal(got, [[[255, 0, 0], [0, 0, 0]]])
 
 
 def test_a_colour_key_that_no_pixel_has_changes_nothing(tmp_path):
