@@ -184,8 +184,8 @@ def main() -> None:
 
 class ByteSize(click.ParamType):
     """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
-    fractions allowed with a unit (1.5M), rounded down to whole bytes; at least 1. Units in any case (50KB
-    and 50kb are 50kB, as people write them)."""
+    fractions allowed with a unit (1.5M), rounded down to whole bytes, and exponents (1e6, 2.5e5); at least 1.
+    Units in any case (50KB and 50kb are 50kB, as people write them)."""
     name = "SIZE"
     _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
               "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -194,12 +194,13 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+))\s*([A-Za-z]*)\s*", str(value))
-            if match is None or match.group(2).lower() not in self._UNITS:
+            # 1e6 too, as scripts print sizes
+            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", str(value))
+            if match is None or match.group(2).lower() not in self._UNITS or not math.isfinite(float(match.group(1))):
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
             unit = self._UNITS[match.group(2).lower()]
-            if unit == 1 and "." in match.group(1) and float(match.group(1)) % 1:
+            if unit == 1 and float(match.group(1)) % 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
             size = math.floor(float(match.group(1)) * unit)
         if size < 1:

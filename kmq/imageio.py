@@ -483,7 +483,10 @@ def writable_format(name: str) -> str:
     Image.init()
     # An extension's name too ("jpg", "tif"), as -o x.jpg would take it.
     fmt = Image.registered_extensions().get("." + name.lower(), name.upper())
-    if fmt not in Image.SAVE or fmt == KMQ_FORMAT:
+    if fmt == KMQ_FORMAT:
+        raise KmqError(f"{name!r} is kmq's compressed format, not an image format to write; use e.g. PNG, WEBP, "
+                       "GIF, JPEG, BMP or TIFF")
+    if fmt not in Image.SAVE:
         raise KmqError(f"unknown image format {name!r}; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF")
     return fmt
 

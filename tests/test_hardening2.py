@@ -239,8 +239,8 @@ def test_unknown_and_unwritable_formats(runner, kmq_file, tmp_path, args, messag
 def test_format_takes_an_extensions_name_as_o_does(runner, kmq_file, tmp_path, name, fmt):
     result = run(runner, "decompress", kmq_file, "--format", name, "-o", tmp_path / "out", "-q")
     if fmt is None:
-        assert (result.exit_code, result.output) == (1, "Error: unknown image format 'kmq'; use e.g. PNG, WEBP, "
-                                                        "GIF, JPEG, BMP or TIFF\n")
+        assert (result.exit_code, result.output) == (1, "Error: 'kmq' is kmq's compressed format, not an image "
+                                                        "format to write; use e.g. PNG, WEBP, GIF, JPEG, BMP or TIFF\n")
         return
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out") as im:

@@ -109,12 +109,13 @@ def test_bad_targets(crop, kwargs, message):
 @pytest.mark.parametrize("text, size", [("200000", 200000), ("200k", 200000), ("200kB", 200000),
                                         ("1.5M", 1500000), ("64KiB", 65536), ("2MiB", 2097152),
                                         ("1G", 10**9), ("1.0005k", 1000), ("50KB", 50000), ("50kb", 50000),
-                                        ("3K", 3000), ("64kib", 65536), ("1mb", 10**6)])
+                                        ("3K", 3000), ("64kib", 65536), ("1mb", 10**6), ("1e6", 10**6),
+                                        ("2.5E5", 250000), ("1.5e3k", 1500000)])
 def test_byte_sizes(text, size):
     assert ByteSize().convert(text, None, None) == size
 
 
-@pytest.mark.parametrize("text", ["12q", "0", "k", "-5", "inf", "1e-9", "12 MB MB", "nan"])
+@pytest.mark.parametrize("text", ["12q", "0", "k", "-5", "inf", "1e-9", "12 MB MB", "nan", "1e999k", "1e", "e6"])
 def test_bad_byte_sizes(text):
     with pytest.raises(click.BadParameter):
         ByteSize().convert(text, None, None)
