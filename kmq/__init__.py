@@ -29,7 +29,15 @@ _LAZY = {"compress": "api", "compress_to": "api", "export": "api", "read": "api"
          "KmqImage": "format"}
 
 
+# Modules whose functions the docs name as kmq.<module>.<function> (docs/OUTPUT.md: kmq.stats.measure).
+_MODULES = {"stats"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        from importlib import import_module
+
+        return import_module(f".{name}", __name__)
     if name not in _LAZY:
         raise AttributeError(f"module 'kmq' has no attribute {name!r}")
     from importlib import import_module

@@ -395,6 +395,8 @@ def _share_order(palette: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:
     """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded: see
     load_image)."""
+    if isinstance(image, KmqImage):
+        image = image.decode()  # quantized again, as `kmq compress x.kmq` does
     if isinstance(image, Image.Image):
         pixels = to_array(image)
     elif isinstance(image, np.ndarray):
@@ -409,8 +411,11 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             raise KmqError(f"{pixels.shape[1]}x{pixels.shape[0]} pixels exceed the limit of {max_pixels}")
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
-    else:
+    elif isinstance(image, (str, Path, bytes)) or hasattr(image, "read"):
         pixels = load_image(image, max_pixels=max_pixels, padded=padded)
+    else:
+        raise TypeError(f"an image is a path, a file object, bytes, a uint8 numpy array, a Pillow image or a "
+                        f"KmqImage; got {type(image).__name__}")
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
@@ -449,6 +454,8 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
+    _check_image(img)
+    img.validate()  # its fields may have been replaced or edited since it was made
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
     name = "<stdout>" if str(path) == STDIO else str(path)
     write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
@@ -463,6 +470,12 @@ def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:
 
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
+    _check_image(img)
     data = img.to_bytes()
     write_atomic(path, data, overwrite=overwrite)
     return len(data)
+
+
+def _check_image(img: Any) -> None:
+    if not isinstance(img, KmqImage):
+        raise TypeError(f"img must be a KmqImage (kmq.compress or kmq.read make one), got {type(img).__name__}")

@@ -1121,8 +1121,9 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
       kmq palette photo.kmq -o swatch.png --proportional
       kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for the whole series
     """
-    if proportional and output is not None and _is_palette_file(output):
-        raise click.UsageError("--proportional draws a swatch image; a palette file has no bar to draw")
+    if proportional and (output is None or _is_palette_file(output)):
+        printed = "the printed palette" if output is None else "a palette file"
+        raise click.UsageError(f"--proportional draws a swatch image (-o swatch.png); {printed} has no bar to draw")
     if STDIO in inputs and len(inputs) > 1:
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())

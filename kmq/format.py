@@ -86,6 +86,16 @@ class KmqImage:
     codec: str = "raw"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError (TypeError for a field of the wrong kind) unless the fields make a valid image, and
+        make the labels uint16. Run at creation and again by to_bytes and kmq.export: the fields can be
+        replaced or edited in place since (raw would cut a label of 9 at K = 4 to 2 bits without a word)."""
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(self.metadata).__name__}")
+        if not isinstance(self.codec, str):
+            raise TypeError(f"codec must be a codec's name (str), got {type(self.codec).__name__}")
         self.palette = np.asarray(self.palette)
         self.labels = np.asarray(self.labels)
         if self.palette.dtype != np.uint8 or self.palette.ndim != 2 or self.palette.shape[1] not in CHANNELS:
@@ -151,7 +161,8 @@ class KmqImage:
         return HEADER_SIZE + self.k * self.channels + len(self._meta()) + CRC_SIZE
 
     def to_bytes(self) -> bytes:
-        """The whole .kmq file."""
+        """The whole .kmq file. Raises ValueError (TypeError) for fields that no longer make a valid image."""
+        self.validate()
         problem = metadata_problem(self.metadata)
         if problem:  # a file kmq writes must be one kmq reads
             raise ValueError(f"metadata: {problem}")
@@ -172,7 +183,13 @@ class KmqImage:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
-        """Parse and validate a whole .kmq file. Raises FormatError (ChecksumError for a CRC mismatch)."""
+        """Parse and validate a whole .kmq file (bytes, or any bytes-like object: bytearray, memoryview, a
+        uint8 array). Raises FormatError (ChecksumError for a CRC mismatch)."""
+        if not isinstance(data, bytes):
+            try:
+                data = memoryview(data).tobytes()
+            except TypeError:
+                raise TypeError(f"a .kmq file is bytes, got {type(data).__name__}") from None
         header = parse_header(data, max_pixels=max_pixels)
         check_crc(data)
         palette_end = HEADER_SIZE + header.k * header.channels
@@ -322,7 +339,7 @@ def _parse_fields(data: bytes, max_pixels: int) -> Header:
     pixels = header.width * header.height
     if pixels > max_pixels:
         raise FormatError(f"image of {header.width}x{header.height} = {pixels} pixels exceeds the limit of "
-                          f"{max_pixels} pixels")
+                          f"{max_pixels} pixels (raise it with --max-pixels)")  # as an image's says
     _check_range("payload_len", header.payload_len, 0, max_payload(header.width, header.height))
     return header
 

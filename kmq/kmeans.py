@@ -2025,6 +2025,8 @@ def _lloyd_tree(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: flo
         if progress is not None:
             progress(done + it + 1, done + max_iter)
         if shift <= tol_abs:
+            if progress is not None and it + 1 < max_iter:
+                progress(done + max_iter, done + max_iter)  # converged early: a bar built on total ends full
             break
     return centroids
 

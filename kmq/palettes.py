@@ -8,7 +8,8 @@ Formats, chosen by the file's extension (a .kmq file by its magic bytes, whateve
   do); anything after the colour must be a number (the share `kmq palette` prints beside it); blank lines and
   `;` comments are skipped. One `#rrggbbaa` line makes the palette RGBA, the others opaque.
 - `.json`: the `palette` list of `kmq info --format json` (the whole object or the list; each entry's `hex`,
-  or its `rgb` and `alpha`), or a list of `#rrggbb[aa]` strings or of `[r, g, b(, a)]` lists.
+  or its `rgb` and `alpha`; given both, they must agree), or a list of `#rrggbb[aa]` strings or of
+  `[r, g, b(, a)]` lists.
 - `.kmq`: its palette (read without decoding the labels; the checksum is still verified).
 
 Reading trusts nothing: every failure is a KmqError naming the file and the line (or entry) at fault.
@@ -204,11 +205,8 @@ def _parse_json(text: str) -> list[list[int]]:
 
 def _json_colour(entry: Any, i: int) -> list[int]:
     """One JSON palette entry: "#rrggbb[aa]", [r, g, b(, a)], or an object with "hex" or "rgb" (+ "alpha")."""
-    if isinstance(entry, dict):
-        if "hex" in entry:
-            entry = entry["hex"]
-        elif "rgb" in entry and isinstance(entry["rgb"], list):
-            entry = entry["rgb"] + ([entry["alpha"]] if "alpha" in entry else [])
+    if isinstance(entry, dict) and ("hex" in entry or "rgb" in entry):
+        return _json_object(entry, i)
     if isinstance(entry, str) and _HEX.fullmatch(entry):
         return list(bytes.fromhex(entry.lstrip("#")))
     if (isinstance(entry, list) and len(entry) in (3, 4)
@@ -216,6 +214,26 @@ def _json_colour(entry: Any, i: int) -> list[int]:
         return [_byte(v, i, "entry") for v in entry]
     raise _Bad(f"entry {i}: expected '#rrggbb', '#rrggbbaa', [r, g, b(, a)] or an object with 'hex' or 'rgb', "
                f"got {_quote(json.dumps(entry))}")
+
+
+def _json_object(entry: dict, i: int) -> list[int]:
+    """An entry of `kmq info --format json`'s palette, which says its colour twice (hex, and rgb + alpha):
+    someone who edits one must not have the edit ignored, so every form given must name the same colour."""
+    forms = {key: _json_colour(entry[key], i) for key in ("hex", "rgb") if key in entry}
+    agree = True
+    if "alpha" in entry:
+        alpha = entry["alpha"]
+        if not isinstance(alpha, int) or isinstance(alpha, bool):
+            raise _Bad(f"entry {i}: alpha {_quote(json.dumps(alpha))} is not a number 0..255")
+        alpha = _byte(alpha, i, "entry")
+        # A colour of three values takes the alpha; one of four must already have it.
+        forms = {key: colour + [alpha] if len(colour) == 3 else colour for key, colour in forms.items()}
+        agree = all(colour[3] == alpha for colour in forms.values())
+    if not agree or len({tuple(colour + [255] * (4 - len(colour))) for colour in forms.values()}) > 1:
+        said = [f"{key} {json.dumps(entry[key])}" for key in ("hex", "rgb", "alpha") if key in entry]
+        raise _Bad(f"entry {i}: its {', '.join(said[:-1])} and {said[-1]} are not one colour; edit them "
+                   "together, or give only one")
+    return max(forms.values(), key=len)
 
 
 def _byte(value: int, where: int, what: str = "line") -> int:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import palettes
-from .api import compress, load
+from .api import RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqWarning, naming, warnings_about
@@ -104,7 +104,8 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     codec name, or "all" for every codec, re-encodes the labels and reports the size the file would have with
     it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
-    rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them).
+    rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them;
+    with codec None or "raw", a ValueError, as kmq.compress's).
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
     sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order, each once, up to the first lossless one
     (J = 0): every larger K would give the same record again (an image with few colours); a k of ks past it
@@ -130,6 +131,8 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     elif palette is not None:
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
+        if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing
+            raise ValueError(RAW_RDO)
         quantized = _quantized(loaded, ks, seed=seed, rdo=rdo, dither=dither, sweep=sweep)
     # A quantization listed again (a repeated -k, a K past the lossless one) repeats its records, measured once.
     measured: dict[int, list[dict[str, Any]]] = {}

@@ -371,7 +371,8 @@ def test_a_forged_payload_length_is_refused_before_reading(kmq_file):
 def test_the_pixel_limit_applies_to_kmq_files(runner, kmq_file, tmp_path):
     result = run(runner, "decompress", kmq_file, "-o", tmp_path / "x.png", "--max-pixels", "100")
     assert (result.exit_code, result.output) == (
-        1, f"Error: {kmq_file}: image of 11x13 = 143 pixels exceeds the limit of 100 pixels\n")
+        1, f"Error: {kmq_file}: image of 11x13 = 143 pixels exceeds the limit of 100 pixels (raise it with "
+           "--max-pixels)\n")
     assert run(runner, "decompress", kmq_file, "-o", tmp_path / "x.png", "--max-pixels", "143").exit_code == 0
 
 

@@ -1,0 +1,175 @@
+"""Fixes from round 14's new-user pass over the Python API and palette files: each test is the reported case."""
+import json
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import palettes
+from kmq.cli import main
+from kmq.errors import KmqError
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="kmq")
+
+
+@pytest.fixture
+def grad():
+    """16x12 RGB gradient: many colours, fast to fit."""
+    y, x = np.mgrid[0:12, 0:16]
+    return np.dstack([x * 16, y * 20, (x + y) * 9]).astype(np.uint8)
+
+
+# 1. A KmqImage was checked only when made: labels edited in place or fields replaced afterwards were written
+# without a word (raw cut a label of 9 at K = 4 to 2 bits; lzma wrote a file kmq refuses; ctx an IndexError).
+@pytest.mark.parametrize("codec", ["raw", "ctx", "lzma"])
+def test_labels_edited_after_the_fact_are_refused_when_written(tmp_path, grad, codec):
+    img = kmq.compress(grad, 4, codec=codec)
+    img.labels[0, 0] = 9
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.3"):
+        img.to_bytes()
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.3"):
+        kmq.write(tmp_path / "x.kmq", img)
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.3"):
+        kmq.export(img, tmp_path / "x.png")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda img: setattr(img, "palette", np.zeros((4, 2), np.uint8)), ValueError,
+     r"palette must be \(k, 1\|3\|4\) uint8, got \(4, 2\) uint8"),
+    (lambda img: setattr(img, "palette", img.palette.astype(np.int64) * 100), ValueError,
+     r"palette must be \(k, 1\|3\|4\) uint8, got \(4, 3\) int64"),
+    (lambda img: setattr(img, "labels", img.labels.astype(np.int64) - 1), ValueError, r"labels must lie in 0\.\.3"),
+    (lambda img: setattr(img, "metadata", [1, 2]), TypeError, "metadata must be a dict, got list"),
+    (lambda img: setattr(img, "codec", 2), TypeError, r"codec must be a codec's name \(str\), got int"),
+], ids=["channels", "wide palette", "negative labels", "metadata", "codec"])
+def test_fields_replaced_after_the_fact_are_refused_when_written(grad, change, error, message):
+    img = kmq.compress(grad, 4)
+    change(img)
+    with pytest.raises(error, match=message):
+        img.to_bytes()
+
+
+def test_a_valid_edit_is_written(tmp_path, grad):
+    img = kmq.compress(grad, 4)
+    img.labels[0, 0] = 3
+    img.labels = img.labels.astype(np.int64)  # the same values, another type: made uint16 again
+    kmq.write(tmp_path / "x.kmq", img)
+    assert kmq.read(tmp_path / "x.kmq").labels[0, 0] == 3
+
+
+# 3. Inputs of the wrong type met internal AttributeErrors.
+@pytest.mark.parametrize("call, message", [
+    (lambda: kmq.compress([[1, 2], [3, 4]], 2), "an image is a path, a file object, bytes, a uint8 numpy array, "
+                                                "a Pillow image or a KmqImage; got list"),
+    (lambda: kmq.write("never.kmq", "notimg"), r"img must be a KmqImage \(kmq\.compress or kmq\.read make one\), "
+                                               "got str"),
+    (lambda: kmq.export(np.zeros((4, 4, 3), np.uint8), "never.png"), "img must be a KmqImage .*got ndarray"),
+    (lambda: kmq.KmqImage(np.zeros((2, 3), np.uint8), np.zeros((2, 2), np.uint16), [1, 2]),
+     "metadata must be a dict, got list"),
+    (lambda: kmq.KmqImage.from_bytes("abc"), r"a \.kmq file is bytes, got str"),
+])
+def test_the_wrong_type_of_input_is_a_type_error(tmp_path, monkeypatch, call, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=message):
+        call()
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)],
+                         ids=["bytearray", "memoryview", "uint8 array"])
+def test_from_bytes_takes_any_bytes_like_object(grad, wrap):
+    img = kmq.compress(grad, 4)
+    assert kmq.KmqImage.from_bytes(wrap(img.to_bytes())) == img
+
+
+def test_compress_takes_a_kmq_image_as_the_cli_takes_a_kmq_file(grad):
+    img = kmq.compress(grad, 8)
+    again = kmq.compress(img, 4)
+    np.testing.assert_array_equal(again.decode(), kmq.compress(img.decode(), 4).decode())
+
+
+# 2. A JSON palette entry with "hex" ignored its "rgb" and "alpha": an edit of either (the realistic case, in
+# `kmq palette x.kmq -o p.json`'s output) was dropped without a word, and alpha 300 was accepted.
+@pytest.mark.parametrize("entry, colour", [
+    ({"hex": "#112233", "alpha": 128}, [17, 34, 51, 128]),
+    ({"hex": "#112233", "rgb": [17, 34, 51]}, [17, 34, 51]),
+    ({"hex": "#112233ff", "rgb": [17, 34, 51]}, [17, 34, 51, 255]),
+    ({"hex": "#11223380", "rgb": [17, 34, 51], "alpha": 128}, [17, 34, 51, 128]),
+    ({"rgb": [17, 34, 51], "alpha": 7}, [17, 34, 51, 7]),
+])
+def test_a_json_entry_that_says_its_colour_twice_alike_is_read(tmp_path, entry, colour):
+    (tmp_path / "p.json").write_text(json.dumps({"palette": [entry]}))
+    np.testing.assert_array_equal(palettes.read(tmp_path / "p.json").colors, [colour])
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"hex": "#112233", "rgb": [200, 200, 200]},
+     "entry 0: its hex \"#112233\" and rgb [200, 200, 200] are not one colour; edit them together, or give "
+     "only one"),
+    ({"hex": "#11223380", "rgb": [17, 34, 51], "alpha": 129},
+     "entry 0: its hex \"#11223380\", rgb [17, 34, 51] and alpha 129 are not one colour"),
+    ({"hex": "#112233", "rgb": [17, 34, 51, 0]}, "entry 0: its hex \"#112233\" and rgb [17, 34, 51, 0] are not one"),
+    ({"hex": "#112233", "alpha": 300}, "entry 0: 300 is not a colour value (0..255)"),
+    ({"hex": "#112233", "alpha": "80"}, "entry 0: alpha '\"80\"' is not a number 0..255"),
+], ids=["rgb", "alpha", "rgba", "alpha 300", "alpha text"])
+def test_a_json_entry_whose_colours_differ_is_refused(tmp_path, entry, message):
+    (tmp_path / "p.json").write_text(json.dumps([entry]))
+    with pytest.raises(KmqError, match=re.escape(message)):
+        palettes.read(tmp_path / "p.json")
+
+
+def test_an_edited_palette_from_kmq_palette_is_refused_not_ignored(runner, tmp_path, grad):
+    Image.fromarray(grad).save(tmp_path / "g.png")
+    assert run(runner, "compress", tmp_path / "g.png", "-k", "4", "-q").exit_code == 0
+    assert run(runner, "palette", tmp_path / "g.kmq", "-o", tmp_path / "p.json").exit_code == 0
+    doc = json.loads((tmp_path / "p.json").read_text())
+    doc["palette"][0]["rgb"] = [1, 2, 3]
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    result = run(runner, "compress", tmp_path / "g.png", "--palette", tmp_path / "p.json", "-o", tmp_path / "e.kmq")
+    assert result.exit_code == 1
+    assert "entry 0: its hex" in result.output and "and rgb [1, 2, 3] are not one colour" in result.output
+    assert not (tmp_path / "e.kmq").exists()
+
+
+# 5. kmq.stats.measure took rdo with raw records, which the CLI and kmq.compress refuse.
+def test_measure_refuses_rdo_with_raw(tmp_path, grad):
+    Image.fromarray(grad).save(tmp_path / "g.png")
+    for codec in (None, "raw"):
+        with pytest.raises(ValueError, match="every labelling costs the same bytes with raw, so --rdo cannot help"):
+            kmq.stats.measure(tmp_path / "g.png", [4], rdo=2, codec=codec)
+    assert kmq.stats.measure(tmp_path / "g.png", [4], rdo=2, codec="ctx")[0]["codec"] == "ctx"
+
+
+# 6. progress(done, total) stopped short of total when the large-K Lloyd converged early (a bar ended at 89 %).
+def test_progress_ends_at_its_total():
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmq.compress(pixels, 600, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert all(done <= total for done, total in calls)
+
+
+# 9. `kmq palette --proportional` without -o ignored the flag; kmq.stats needed its own import.
+def test_proportional_without_a_swatch_is_a_usage_error(runner, tmp_path, grad):
+    Image.fromarray(grad).save(tmp_path / "g.png")
+    result = run(runner, "palette", tmp_path / "g.png", "-k", "4", "--proportional")
+    assert result.exit_code == 2
+    assert result.output.endswith("Error: --proportional draws a swatch image (-o swatch.png); the printed palette "
+                                  "has no bar to draw\n")
+
+
+def test_kmq_stats_is_there_after_import_kmq():
+    # A fresh interpreter: in this one, other tests have imported kmq.stats already.
+    code = "import kmq; print(callable(kmq.stats.measure))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
