@@ -916,7 +916,7 @@ def _clustering_options(f):
 @click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
-@click.option("--masks", "masks_dir", type=_Path(file_okay=False),
+@click.option("--masks", "masks_dir", type=_Path(),
               help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png.")
 @_palette_option("-k", "--seed")
 @_max_pixels_option
@@ -948,6 +948,9 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
             _refuse_terminal(output)
             check_distinct(output, input_path)
             check_writable(output, overwrite=force)  # before the clustering, which may take a while
+        if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
+            # An output problem (exit 1), as README lists them, found before any work or file.
+            raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
             if style == "labels":
                 segment.check_label_map_format(output, fmt)
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)

@@ -173,3 +173,15 @@ def test_kmq_stats_is_there_after_import_kmq():
     code = "import kmq; print(callable(kmq.stats.measure))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
+# 9. `segment --masks FILE` (a file where the folder goes) was click's usage error, exit 2: an output problem
+# is exit 1 (README), found before any work, with -o's picture not written either.
+def test_masks_into_a_file_is_an_output_error(runner, tmp_path, grad):
+    Image.fromarray(grad).save(tmp_path / "g.png")
+    (tmp_path / "taken").write_text("x")
+    result = run(runner, "segment", tmp_path / "g.png", "-k", "2", "--masks", tmp_path / "taken",
+                 "-o", tmp_path / "seg.png")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: cannot write masks into {tmp_path / 'taken'}: it is a file, not a folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "taken"]
