@@ -932,15 +932,21 @@ def _float_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, centres: np.n
 
 class _Points:
     """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`)."""
+    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`).
+    sums: the exact weighted sums (m, C) the points are the means of (a histogram's bins, integers below
+    2**53): the sums by cluster then start from them rather than from w x, which rounds."""
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None,
+                 sums: np.ndarray | None = None) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float64)
         self.w = np.ascontiguousarray(w, dtype=np.float64)
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
-        self._wx: list[np.ndarray] | None = None
+        # Integer weights and weighted sums: every sum by cluster is exact, in any order (see `_Sums`).
+        self.exact = u8 is not None or sums is not None
+        self._wx: list[np.ndarray] | None = (None if sums is None else
+                                             [np.ascontiguousarray(sums[:, c]) for c in range(sums.shape[1])])
         self._cols32: list[np.ndarray] | None = None
         self._xt: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -975,16 +981,18 @@ class _Points:
             self._xt = np.ascontiguousarray(self.x.T)
         return self._xt
 
-    def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Squared distances (K, m) float32 from the few `centres` to every point: the same values as
-        `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's outer
-        loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer for
-        float points, whose first row is then returned."""
+    def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None,
+                 rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Squared distances (K, m) float32 from the few `centres` to every point (or to `rows`): the same
+        values as `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's
+        outer loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer
+        for float points, whose first row is then returned."""
         if self.cols is not None:  # table look-ups: as fast either way round
-            return self.dist2(slice(0, self.m), centres).T
+            return self.dist2(slice(0, self.m) if rows is None else rows, centres).T
         # All channels in one pass each, (C, K, m), then summed in channel order: the same float32 values as
         # channel by channel, in 4 numpy calls instead of 8 (k-means++ makes one such call per centroid).
-        d = np.subtract(centres.T.astype(np.float32)[:, :, None], self.cols32[:, None, :], out=out)
+        cols = self.cols32 if rows is None else self.cols32[:, rows]
+        d = np.subtract(centres.T.astype(np.float32)[:, :, None], cols[:, None, :], out=out)
         np.square(d, out=d)
         for c in range(1, d.shape[0]):
             d[0] += d[c]
@@ -992,6 +1000,10 @@ class _Points:
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
+
+
+# Up to this K `_assign` lays a full pass's distances along the points (at K = 64 it took longer).
+_ALONG_MAX = 32
 
 
 def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second: bool = False
@@ -1008,6 +1020,11 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
     best = np.empty(m, dtype=np.float64)
     nxt = np.empty(m, dtype=np.float64) if second else None
     step = max(1, _BLOCK // k)
+    # A full pass over float points with few centroids: its distances laid out (K, m), along the points, are
+    # the same float32 values in under half the time, and the minimum down each column is one element-wise
+    # pass where a reduction over rows of K was slow (99 700 7-bit bins, K = 16, with the second
+    # nearest: 9 ms instead of 16). Over a subset of rows the gather made it slower.
+    along = tables is None and rows is None and k <= _ALONG_MAX
 
     # Each point's row of distances is its own, however the points are blocked: the parts (threads, each
     # writing its own slices) give the labels and distances of one pass, bit for bit.
@@ -1015,14 +1032,15 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
         for s in range(start, stop, step):
             e = min(s + step, stop)
             sel = slice(s, e) if rows is None else rows[s:e]
-            d = pts.dist2(sel, c, tables)
-            lab = np.argmin(d, axis=1)
+            d = pts.dist2_to(c, rows=sel) if along else pts.dist2(sel, c, tables)
+            lab = np.argmin(d, axis=1 - along)
             r = np.arange(lab.shape[0])
+            at = (lab, r) if along else (r, lab)
             labels[s:e] = lab
-            best[s:e] = d[r, lab]
+            best[s:e] = d[at]
             if nxt is not None:
-                d[r, lab] = np.inf
-                nxt[s:e] = d.min(axis=1)
+                d[at] = np.inf
+                nxt[s:e] = d.min(axis=1 - along)
 
     parallel.map_parts(part, m, k)
     return labels, best, nxt
@@ -1048,8 +1066,9 @@ def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarra
 class _Sums:
     """Weight and weighted coordinate sums by cluster, kept up to date as points change cluster.
 
-    Exact only where every sum is an integer below 2**53 (uint8 colours, integer counts): then the running
-    sums equal those made afresh (`_weighted_means`) bit for bit, in any order of updates."""
+    Exact only where every sum is an integer below 2**53 (uint8 colours or a histogram's exact sums, integer
+    counts: `_Points.exact`): then the running sums equal those made afresh (`_weighted_means`) bit for bit,
+    in any order of updates."""
 
     def __init__(self, pts: _Points, labels: np.ndarray, k: int) -> None:
         self.pts, self.k = pts, k
@@ -1407,10 +1426,11 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
         resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
     slack = None
-    # On exact colours (integer weights and coordinates) every sum by cluster is an exact integer, so the
-    # sums can follow the few points that change cluster instead of being made again from all of them
-    # each update, with the same bits (4 bincounts over 38 732 colours were ~15 % of an update at K=256).
-    sums = _Sums(pts, labels, k) if pts.cols is not None else None
+    # On exact colours or histogram bins (integer weights, coordinates or sums) every sum by cluster is an
+    # exact integer, so the sums can follow the few points that change cluster instead of being made again
+    # from all of them each update, with the same bits (4 bincounts over 38 732 colours were ~15 % of an
+    # update at K=256; over 99 700 7-bit bins at K = 16, 2 ms of each ~6 ms update).
+    sums = _Sums(pts, labels, k) if pts.exact else None
     for _ in range(max_iter):
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -1618,7 +1638,7 @@ def _levels(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
             up, ids, w, wx = _histogram(coarse, w, wx)
             inverse = up[inverse]
             bits = b
-        pts = _Points(wx / w[:, None], w)
+        pts = _Points(wx / w[:, None], w, sums=wx)
         pts.inverse = inverse
         out.append(pts)
     return out[::-1]
@@ -1870,7 +1890,7 @@ def _thinned(level: _Points) -> _Points | None:
     inverse, _, w, wx = _histogram(ids, level.w, np.stack(level.wx, axis=1))
     if w.shape[0] * 4 > level.m * 3:
         return None
-    thin = _Points(wx / w[:, None], w)
+    thin = _Points(wx / w[:, None], w, sums=wx if level.exact else None)
     thin.inverse = inverse
     return thin
 
@@ -2238,7 +2258,7 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     tol_abs = float(tol * variance.mean())
     rng = np.random.default_rng(seed)
     if levels[-1].m < _FINE_ENOUGH * k:
-        top = _Points(wx / w[:, None], w)
+        top = _Points(wx / w[:, None], w, sums=wx)
         if last is not None:
             climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True)
             if climbed is not None:
