@@ -1831,6 +1831,24 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     return cent, inertia, labels
 
 
+# Point-centroid pairs per pass from which `_split_runs` halves the runs between two threads (from twice
+# parallel.MIN_PART each pass is split between threads already).
+_SPLIT_RUNS_FROM = 1 << 19
+
+
+def _split_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_lloyd_runs`, half of the runs in a thread of its own: each run's distances, sums and stop are its
+    own, so the halves give the same bits as all runs together."""
+    runs, k, _ = starts.shape
+    if runs < 2 or not _SPLIT_RUNS_FROM <= pts.m * runs * k < 2 * parallel.MIN_PART:
+        return _lloyd_runs(pts, starts, max_iter, tol_abs)
+    half = runs // 2
+    rest = parallel.later(lambda: _lloyd_runs(pts, starts[half:], max_iter, tol_abs))
+    first = _lloyd_runs(pts, starts[:half], max_iter, tol_abs)
+    return tuple(np.concatenate(pair) for pair in zip(first, rest()))
+
+
 def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int,
                       tol_abs: float) -> tuple[np.ndarray, np.ndarray]:
     """`restarts` runs of k-means++ then Lloyd on pts; (centroids, labels) of the lowest-inertia run.
@@ -1861,10 +1879,10 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     seeds = _kmeanspp(on, k, rng, restarts)
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
-        early, j, _ = _lloyd_runs(on, seeds, _PRUNE_AFTER, tol_abs)
+        early, j, _ = _split_runs(on, seeds, _PRUNE_AFTER, tol_abs)
         seeds = early[np.sort(np.argsort(j, kind="stable")[: restarts // 2])]  # first order: ties as before
         budget -= _PRUNE_AFTER
-    cent, j, labels = _lloyd_runs(on, seeds, budget, tol_abs)
+    cent, j, labels = _split_runs(on, seeds, budget, tol_abs)
     order = np.argsort(j, kind="stable")  # a tie keeps the earlier run first
     chosen = [int(i) for i in order[:most] if j[i] <= j[order[0]] * (1 + near)]
     if ranked is not None:  # each point of pts starts from the label of the one that stood for it
