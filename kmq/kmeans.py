@@ -932,15 +932,21 @@ def _float_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, centres: np.n
 
 class _Points:
     """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`)."""
+    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`).
+    sums: the exact weighted sums (m, C) the points are the means of (a histogram's bins, integers below
+    2**53): the sums by cluster then start from them rather than from w x, which rounds."""
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None,
+                 sums: np.ndarray | None = None) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float64)
         self.w = np.ascontiguousarray(w, dtype=np.float64)
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
-        self._wx: list[np.ndarray] | None = None
+        # Integer weights and weighted sums: every sum by cluster is exact, in any order (see `_Sums`).
+        self.exact = u8 is not None or sums is not None
+        self._wx: list[np.ndarray] | None = (None if sums is None else
+                                             [np.ascontiguousarray(sums[:, c]) for c in range(sums.shape[1])])
         self._cols32: list[np.ndarray] | None = None
         self._xt: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -975,16 +981,18 @@ class _Points:
             self._xt = np.ascontiguousarray(self.x.T)
         return self._xt
 
-    def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Squared distances (K, m) float32 from the few `centres` to every point: the same values as
-        `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's outer
-        loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer for
-        float points, whose first row is then returned."""
+    def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None,
+                 rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Squared distances (K, m) float32 from the few `centres` to every point (or to `rows`): the same
+        values as `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's
+        outer loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer
+        for float points, whose first row is then returned."""
         if self.cols is not None:  # table look-ups: as fast either way round
-            return self.dist2(slice(0, self.m), centres).T
+            return self.dist2(slice(0, self.m) if rows is None else rows, centres).T
         # All channels in one pass each, (C, K, m), then summed in channel order: the same float32 values as
         # channel by channel, in 4 numpy calls instead of 8 (k-means++ makes one such call per centroid).
-        d = np.subtract(centres.T.astype(np.float32)[:, :, None], self.cols32[:, None, :], out=out)
+        cols = self.cols32 if rows is None else self.cols32[:, rows]
+        d = np.subtract(centres.T.astype(np.float32)[:, :, None], cols[:, None, :], out=out)
         np.square(d, out=d)
         for c in range(1, d.shape[0]):
             d[0] += d[c]
@@ -992,6 +1000,10 @@ class _Points:
 
     def tables(self, centres: np.ndarray) -> list[np.ndarray] | None:
         return _tables(centres, np.float32) if self.cols is not None else None
+
+
+# Up to this K `_assign` lays a full pass's distances along the points (at K = 64 it took longer).
+_ALONG_MAX = 32
 
 
 def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second: bool = False
@@ -1008,6 +1020,11 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
     best = np.empty(m, dtype=np.float64)
     nxt = np.empty(m, dtype=np.float64) if second else None
     step = max(1, _BLOCK // k)
+    # A full pass over float points with few centroids: its distances laid out (K, m), along the points, are
+    # the same float32 values in under half the time, and the minimum down each column is one element-wise
+    # pass where a reduction over rows of K was slow (99 700 7-bit bins, K = 16, with the second
+    # nearest: 9 ms instead of 16). Over a subset of rows the gather made it slower.
+    along = tables is None and rows is None and k <= _ALONG_MAX
 
     # Each point's row of distances is its own, however the points are blocked: the parts (threads, each
     # writing its own slices) give the labels and distances of one pass, bit for bit.
@@ -1015,14 +1032,15 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
         for s in range(start, stop, step):
             e = min(s + step, stop)
             sel = slice(s, e) if rows is None else rows[s:e]
-            d = pts.dist2(sel, c, tables)
-            lab = np.argmin(d, axis=1)
+            d = pts.dist2_to(c, rows=sel) if along else pts.dist2(sel, c, tables)
+            lab = np.argmin(d, axis=1 - along)
             r = np.arange(lab.shape[0])
+            at = (lab, r) if along else (r, lab)
             labels[s:e] = lab
-            best[s:e] = d[r, lab]
+            best[s:e] = d[at]
             if nxt is not None:
-                d[r, lab] = np.inf
-                nxt[s:e] = d.min(axis=1)
+                d[at] = np.inf
+                nxt[s:e] = d.min(axis=1 - along)
 
     parallel.map_parts(part, m, k)
     return labels, best, nxt
@@ -1048,8 +1066,9 @@ def _weighted_means(pts: _Points, labels: np.ndarray, k: int) -> tuple[np.ndarra
 class _Sums:
     """Weight and weighted coordinate sums by cluster, kept up to date as points change cluster.
 
-    Exact only where every sum is an integer below 2**53 (uint8 colours, integer counts): then the running
-    sums equal those made afresh (`_weighted_means`) bit for bit, in any order of updates."""
+    Exact only where every sum is an integer below 2**53 (uint8 colours or a histogram's exact sums, integer
+    counts: `_Points.exact`): then the running sums equal those made afresh (`_weighted_means`) bit for bit,
+    in any order of updates."""
 
     def __init__(self, pts: _Points, labels: np.ndarray, k: int) -> None:
         self.pts, self.k = pts, k
@@ -1407,10 +1426,11 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
         resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
     slack = None
-    # On exact colours (integer weights and coordinates) every sum by cluster is an exact integer, so the
-    # sums can follow the few points that change cluster instead of being made again from all of them
-    # each update, with the same bits (4 bincounts over 38 732 colours were ~15 % of an update at K=256).
-    sums = _Sums(pts, labels, k) if pts.cols is not None else None
+    # On exact colours or histogram bins (integer weights, coordinates or sums) every sum by cluster is an
+    # exact integer, so the sums can follow the few points that change cluster instead of being made again
+    # from all of them each update, with the same bits (4 bincounts over 38 732 colours were ~15 % of an
+    # update at K=256; over 99 700 7-bit bins at K = 16, 2 ms of each ~6 ms update).
+    sums = _Sums(pts, labels, k) if pts.exact else None
     for _ in range(max_iter):
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -1618,7 +1638,7 @@ def _levels(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
             up, ids, w, wx = _histogram(coarse, w, wx)
             inverse = up[inverse]
             bits = b
-        pts = _Points(wx / w[:, None], w)
+        pts = _Points(wx / w[:, None], w, sums=wx)
         pts.inverse = inverse
         out.append(pts)
     return out[::-1]
@@ -1811,6 +1831,24 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     return cent, inertia, labels
 
 
+# Point-centroid pairs per pass from which `_split_runs` halves the runs between two threads (from twice
+# parallel.MIN_PART each pass is split between threads already).
+_SPLIT_RUNS_FROM = 1 << 19
+
+
+def _split_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_lloyd_runs`, half of the runs in a thread of its own: each run's distances, sums and stop are its
+    own, so the halves give the same bits as all runs together."""
+    runs, k, _ = starts.shape
+    if runs < 2 or not _SPLIT_RUNS_FROM <= pts.m * runs * k < 2 * parallel.MIN_PART:
+        return _lloyd_runs(pts, starts, max_iter, tol_abs)
+    half = runs // 2
+    rest = parallel.later(lambda: _lloyd_runs(pts, starts[half:], max_iter, tol_abs))
+    first = _lloyd_runs(pts, starts[:half], max_iter, tol_abs)
+    return tuple(np.concatenate(pair) for pair in zip(first, rest()))
+
+
 def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int,
                       tol_abs: float) -> tuple[np.ndarray, np.ndarray]:
     """`restarts` runs of k-means++ then Lloyd on pts; (centroids, labels) of the lowest-inertia run.
@@ -1841,10 +1879,10 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     seeds = _kmeanspp(on, k, rng, restarts)
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
-        early, j, _ = _lloyd_runs(on, seeds, _PRUNE_AFTER, tol_abs)
+        early, j, _ = _split_runs(on, seeds, _PRUNE_AFTER, tol_abs)
         seeds = early[np.sort(np.argsort(j, kind="stable")[: restarts // 2])]  # first order: ties as before
         budget -= _PRUNE_AFTER
-    cent, j, labels = _lloyd_runs(on, seeds, budget, tol_abs)
+    cent, j, labels = _split_runs(on, seeds, budget, tol_abs)
     order = np.argsort(j, kind="stable")  # a tie keeps the earlier run first
     chosen = [int(i) for i in order[:most] if j[i] <= j[order[0]] * (1 + near)]
     if ranked is not None:  # each point of pts starts from the label of the one that stood for it
@@ -1870,7 +1908,7 @@ def _thinned(level: _Points) -> _Points | None:
     inverse, _, w, wx = _histogram(ids, level.w, np.stack(level.wx, axis=1))
     if w.shape[0] * 4 > level.m * 3:
         return None
-    thin = _Points(wx / w[:, None], w)
+    thin = _Points(wx / w[:, None], w, sums=wx if level.exact else None)
     thin.inverse = inverse
     return thin
 
@@ -2123,9 +2161,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
             # Nor is it built when its bins would be more than half the colours, so skipped: counting them
             # first costs 0.4 ms, building it ~5 ms (256x256 astronaut: 21 841 bins for 38 732 colours).
-            if levels[-1].m < _FINE_ENOUGH * k if m > _POLISH_MAX else (
-                    levels[-1].m * 2 <= m and (colors.shape[1] > 3 or _occupied(colors, _REFINE_BITS[-1]) * 2 <= m)):
-                levels.append(_coarse(colors, counts, _REFINE_BITS[-1]))
+            finest = _finest(colors, counts, k, levels[-1].m)
+            if finest is not None:
+                levels.append(finest)
         # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
         polish = pts is not None and not (m > _POLISH_FINE_FROM and levels[-1].m >= _POLISH_FINE_BINS * k
                                           and levels[-1].m * 2 <= m)
@@ -2157,7 +2195,37 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     return centroids
 
 
-def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
+def _finest(colors: np.ndarray, counts: np.ndarray, k: int, six: int) -> _Points | _Pending | None:
+    """The 7-bit level of `fit` for M colours whose 6-bit level has `six` bins, or None (see there)."""
+    m = colors.shape[0]
+    if m > _POLISH_MAX:
+        return _coarse(colors, counts, _REFINE_BITS[-1]) if six < _FINE_ENOUGH * k else None
+    if six * 2 > m:
+        return None
+    if colors.shape[1] > 3:
+        return _coarse(colors, counts, _REFINE_BITS[-1])
+    bins = _occupied(colors, _REFINE_BITS[-1])
+    if bins * 2 > m:
+        return None
+    # Built in a thread while the restarts run on the coarser levels, as it is climbed only after them (the
+    # detailed 12 MP photo at K = 16: ~0.035 s of a 0.2 s fit).
+    return _Pending(bins, lambda: _coarse(colors, counts, _REFINE_BITS[-1]))
+
+
+class _Pending:
+    """A histogram level of m bins being built (`parallel.later`): `_climb` waits for it only once it needs
+    its points."""
+
+    def __init__(self, m: int, build: Callable[[], _Points]) -> None:
+        self.m = m
+        self.get = parallel.later(build)
+
+
+def _ready(level: _Points | _Pending) -> _Points:
+    return level.get() if isinstance(level, _Pending) else level
+
+
+def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None
            ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
@@ -2183,7 +2251,7 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
     at = next((i for i, level in enumerate(levels) if level.m > 4 * k), len(levels))
     if at == len(levels) or levels[at].m * 2 > m:
         return None
-    coarse = levels[at]
+    coarse = _ready(levels[at])
     # Restarts that tie on the coarse level can end apart by more than the coarse level shows (chelsea
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
     # scikit-learn's J), so near ties all climb and the finest level decides.
@@ -2191,7 +2259,7 @@ def _climb(levels: list[_Points], m: float, k: int, rng: np.random.Generator, ma
                       _thinned(coarse) if restarts > 1 else None)
     # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
     # starts from the labels of the bin its points fell in one level up.
-    finer_levels = list(itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:]))
+    finer_levels = [_ready(f) for f in itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:])]
     items = coarse.inverse.shape[0]
     colour_of = []
     for finer in finer_levels:
@@ -2240,7 +2308,7 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     tol_abs = float(tol * variance.mean())
     rng = np.random.default_rng(seed)
     if levels[-1].m < _FINE_ENOUGH * k:
-        top = _Points(wx / w[:, None], w)
+        top = _Points(wx / w[:, None], w, sums=wx)
         if last is not None:
             climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True)
             if climbed is not None:

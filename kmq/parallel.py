@@ -57,3 +57,30 @@ def map_parts(fn: Callable[[int, int], T], n: int, cost: int = 1) -> list[T]:
     if errors:
         raise errors[0]
     return results
+
+
+def later(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start fn() in a thread and return what waits for its result (raising its exception, if any), so that
+    the calling thread can do other work meanwhile; with one thread (`serial`), fn runs here first."""
+    if _threads == 1:
+        result = fn()
+        return lambda: result
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            box.append((False, e))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    return wait
