@@ -329,7 +329,9 @@ def test_a_malformed_kmq_is_one_clean_line(runner, kmq_file, tmp_path, command, 
     extra = [a.format(out=out) for a in _READERS[command]]
     started = time.perf_counter()
     result = run(runner, command, bad, *extra)
-    assert time.perf_counter() - started < 1
+    # Not a speed goal (those are the bench's): a guard against a forged size that makes kmq read or allocate
+    # gigabytes before refusing, which takes tens of seconds; generous for a loaded CI machine (~0.05 s here).
+    assert time.perf_counter() - started < 5
     assert result.exit_code == 1
     assert result.stdout == "" and result.stderr.startswith(f"Error: {message}") and result.stderr.count("\n") == 1
     assert not out.exists() and leftovers(tmp_path) == []
