@@ -245,9 +245,11 @@ def test_binary_output_is_not_written_to_a_terminal(tmp_path, one, command):
 
     leader, follower = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "kmq", *(a.format(png=one) for a in command)],
-                              stdout=follower, stderr=subprocess.PIPE, timeout=60)
-        os.close(follower)
+        try:
+            done = subprocess.run([sys.executable, "-m", "kmq", *(a.format(png=one) for a in command)],
+                                  stdout=follower, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(follower)  # then the leader reads to the end; closed on a timeout too
         written = b""
         while True:
             try:
