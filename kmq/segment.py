@@ -164,15 +164,21 @@ def is_mask(path: str | Path, folder: str | Path, stem: str) -> bool:
     """Whether path names one of the masks folder/<stem>-cluster-<i>.png, at any K (write_masks writes or
     removes every one of them)."""
     path = Path(path)
-    return (re.fullmatch(re.escape(stem) + r"-cluster-\d+\.png", path.name) is not None
+    return (_mask_name(stem).fullmatch(path.name) is not None
             and os.path.realpath(path.parent) == os.path.realpath(folder))
+
+
+def _mask_name(stem: str) -> re.Pattern:
+    """The names write_masks gives, <stem>-cluster-<i>.png, i in ASCII digits without leading zeros: a
+    photo-cluster-01.png or -٣.png is not one of them, never written or removed."""
+    return re.compile(rf"{re.escape(stem)}-cluster-(0|[1-9][0-9]*)\.png")
 
 
 def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
     """The masks <stem>-cluster-<i>.png in folder with i >= k (none if folder does not exist yet)."""
     if not folder.is_dir():
         return []
-    name = re.compile(rf"{re.escape(stem)}-cluster-(0|[1-9][0-9]*)\.png")  # the names write_masks gives
+    name = _mask_name(stem)
     found = {}
     for entry in os.scandir(folder):
         match = name.fullmatch(entry.name)

@@ -215,6 +215,10 @@ def test_is_mask(tmp_path):
     assert not segment.is_mask(tmp_path / "m" / "a-cluster-1.png", tmp_path, "a")
     assert not segment.is_mask(tmp_path / "m" / "b-cluster-1.png", tmp_path / "m", "a")
     assert not segment.is_mask(tmp_path / "m" / "a-cluster-x.png", tmp_path / "m", "a")
+    # Only names write_masks gives (review: \d+ took these, which kmq never writes or removes).
+    assert segment.is_mask(tmp_path / "a-cluster-0.png", tmp_path, "a")
+    for name in ("a-cluster-01.png", "a-cluster-\u0663.png", "a-cluster-00.png"):
+        assert not segment.is_mask(tmp_path / name, tmp_path, "a")
 
 
 # 9. An empty folder among other inputs warned "no files to convert in this folder", where the same folder
