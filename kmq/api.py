@@ -213,9 +213,11 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                 # the plain file, not 10 bytes more; a target's file records the rdo it used, 0 (a 64x48
                 # ramp's --psnr 30 file said rdo 169 % with plain K = 15's pixels).
                 near = distinct.spread(color_labels.astype(np.uint16))
+                # A target's file records its rdo either way: the plain one as 0.
+                plain_meta = {**kept, "rdo": 0.0} if extra else kept
                 if np.array_equal(labels.ravel(), near) or not _smaller(
                         KmqImage(palette, labels.reshape(height, width), meta, codec),
-                        KmqImage(palette, near.reshape(height, width), kept, codec)):
+                        KmqImage(palette, near.reshape(height, width), plain_meta, codec)):
                     labels = near
                     if extra:
                         meta["rdo"] = 0.0
@@ -396,6 +398,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
     """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded: see
     load_image)."""
     if isinstance(image, KmqImage):
+        if image.width * image.height > max_pixels:
+            raise KmqError(f"{image.width}x{image.height} pixels exceed the limit of {max_pixels}")
         image = image.decode()  # quantized again, as `kmq compress x.kmq` does
     if isinstance(image, Image.Image):
         pixels = to_array(image)

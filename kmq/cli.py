@@ -196,13 +196,14 @@ class ByteSize(click.ParamType):
         else:
             # 1e6 too, as scripts print sizes
             match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", str(value))
-            if match is None or match.group(2).lower() not in self._UNITS or not math.isfinite(float(match.group(1))):
+            unit = self._UNITS.get(match.group(2).lower()) if match else None
+            number = float(match.group(1)) if match else math.nan
+            if unit is None or not math.isfinite(number * unit):  # 1e308k overflows to inf
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
-            unit = self._UNITS[match.group(2).lower()]
-            if unit == 1 and float(match.group(1)) % 1:
+            if unit == 1 and number % 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
-            size = math.floor(float(match.group(1)) * unit)
+            size = math.floor(number * unit)
         if size < 1:
             self.fail(f"{value!r} is less than 1 byte", param, ctx)
         return size
@@ -948,11 +949,11 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
             _refuse_terminal(output)
             check_distinct(output, input_path)
             check_writable(output, overwrite=force)  # before the clustering, which may take a while
+            if style == "labels":
+                segment.check_label_map_format(output, fmt)
         if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
-            if style == "labels":
-                segment.check_label_map_format(output, fmt)
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
         if output is not None and style == "labels":
             segment.check_label_map_format(output, fmt, img.k)

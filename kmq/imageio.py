@@ -12,7 +12,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -53,13 +53,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{name}: {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
-            _key_in_levels(im, name)
+            key = _key_of(im, name)  # while the undecoded layout is known
             prefetch.map_pixels(im)
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             mapped = prefetch.pixels(im)
             if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
-                return to_array(im, name)
+                return to_array(im, name, key=key)
             return _mapped_array(im, *mapped, padded=padded, name=name)
     except KmqError:
         raise
@@ -117,13 +117,20 @@ def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bo
     return whole[:, :, :3]
 
 
-def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
-    """A Pillow image as (height, width) uint8 (grey) or (height, width, 3|4) uint8; name is for warnings."""
+_UNREAD = object()  # to_array's key when the caller has not read it
+
+
+def to_array(im: Image.Image, name: str = "the image", *, key: Any = _UNREAD) -> np.ndarray:
+    """A Pillow image as (height, width) uint8 (grey) or (height, width, 3|4) uint8; name is for warnings.
+    key: the colour key as `_key_of` gave it before the image was loaded; by default read here (exactly so
+    only while the image is not loaded yet)."""
     mode = im.mode
     if mode == "P":
         mode = "PA" if "transparency" in im.info else "RGB"
-    if mode in _KEYED and im.info.get("transparency") is not None:
-        return _colour_keyed(im, name)
+    if mode in _KEYED:
+        key = _key_of(im, name) if key is _UNREAD else key
+        if key is not None:
+            return _colour_keyed(im, name, key)
     if mode in _TO_L:
         return _grey(im, name)
     # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
@@ -140,30 +147,31 @@ def to_array(im: Image.Image, name: str = "the image") -> np.ndarray:
 _KEYED = {"1", "L", "RGB", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
-def _key_in_levels(im: Image.Image, name: str) -> None:
-    """Make a PNG's colour key name what Pillow will decode (before im.load, while the raw layout is known).
-    Pillow keeps a 2- or 4-bit grey key in sample units but decodes the samples scaled to 0..255; and it
-    decodes 16-bit RGB to its high bytes, so a 16-bit key cannot be matched exactly: then no pixel is keyed
-    (opaque, as Pillow's own convert("RGBA") makes it), with a warning."""
+def _key_of(im: Image.Image, name: str) -> int | tuple | None:
+    """A grey or RGB image's colour key as its decoded pixels hold it, or None for none. Exact for a PNG only
+    before im.load, while its raw layout is known: Pillow keeps a 2- or 4-bit grey key in sample units but
+    decodes the samples scaled to 0..255, and decodes 16-bit RGB to its high bytes, where a 16-bit key cannot
+    be matched exactly: then no pixel is keyed (opaque, as Pillow's own convert("RGBA") makes it), with a
+    warning. The image is not changed (it may be the caller's)."""
     key = im.info.get("transparency")
-    if key is None or im.format != "PNG" or not im.tile:
-        return
+    if key is None or im.mode not in _KEYED or im.format != "PNG" or not im.tile:
+        return key
     rawmode = im.tile[0].args if isinstance(im.tile[0].args, str) else im.tile[0].args[0]
     if rawmode in ("L;2", "L;4") and isinstance(key, int):
-        im.info["transparency"] = key * (85 if rawmode == "L;2" else 17)
-    elif rawmode.startswith("RGB;16") and isinstance(key, tuple):
-        del im.info["transparency"]
+        return key * (85 if rawmode == "L;2" else 17)
+    if rawmode.startswith("RGB;16") and isinstance(key, tuple):
         warnings.warn(f"{name}: a 16-bit colour key (tRNS {key}) cannot be matched on 8-bit pixels: "
                       "no pixel made transparent", KmqWarning, stacklevel=3)
+        return None
+    return key
 
 
-def _colour_keyed(im: Image.Image, name: str) -> np.ndarray:
-    """A grey or RGB image with a colour key as to_array gives it, but RGBA, its keyed pixels (0, 0, 0, 0),
-    when the key occurs (as an LA image is); otherwise as without the key."""
+def _colour_keyed(im: Image.Image, name: str, key: int | tuple) -> np.ndarray:
+    """A grey or RGB image with a colour key (`_key_of`) as to_array gives it, but RGBA, its keyed pixels
+    (0, 0, 0, 0), when the key occurs (as an LA image is); otherwise as without the key."""
     pixels = _asarray(im) if im.mode == "RGB" else _grey(im, name)
     # A bilevel image's key is 0 or 255 (Pillow scales it), as its L pixels are; np.asarray would be bool.
     raw = pixels if im.mode in ("1", "L", "RGB") else np.asarray(im)
-    key = im.info["transparency"]
     if raw.ndim == 3:
         if not (isinstance(key, tuple) and len(key) == 3):
             return pixels

@@ -219,7 +219,13 @@ def _json_colour(entry: Any, i: int) -> list[int]:
 def _json_object(entry: dict, i: int) -> list[int]:
     """An entry of `kmq info --format json`'s palette, which says its colour twice (hex, and rgb + alpha):
     someone who edits one must not have the edit ignored, so every form given must name the same colour."""
-    forms = {key: _json_colour(entry[key], i) for key in ("hex", "rgb") if key in entry}
+    # Each form as kmq writes it: hex a string, rgb a list (a nested object is no colour, however deep).
+    kinds = {"hex": str, "rgb": list}
+    for key, kind in kinds.items():
+        if key in entry and not isinstance(entry[key], kind):
+            raise _Bad(f"entry {i}: its {key} {_quote(json.dumps(entry[key]))} is not a "
+                       f"{'#rrggbb[aa] string' if kind is str else 'list [r, g, b(, a)]'}")
+    forms = {key: _json_colour(entry[key], i) for key in kinds if key in entry}
     agree = True
     if "alpha" in entry:
         alpha = entry["alpha"]

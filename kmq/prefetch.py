@@ -72,8 +72,9 @@ def start(args: list[str]) -> None:
             warnings.simplefilter("always")
             im = Image.open(f, formats=_FORMATS)
         # Pillow refuses twice its MAX_IMAGE_PIXELS, kmq's default limit, and warns above it: with anything to
-        # say, load_image says it.
-        if caught or getattr(im, "n_frames", 1) != 1:
+        # say, load_image says it. A grey or RGB colour key (tRNS) must be read against the undecoded layout
+        # (kmq.imageio._key_of), before the load: such images are rare, and load_image reads them itself.
+        if caught or getattr(im, "n_frames", 1) != 1 or (im.mode != "P" and "transparency" in im.info):
             im.close()
             f.close()
             return

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import palettes
-from .api import RAW_RDO, compress, load
+from .api import PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqWarning, naming, warnings_about
@@ -129,6 +129,8 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
     elif palette is not None:
+        if rdo:  # as kmq.compress: rdo refines the palette it fits
+            raise ValueError(PALETTE_RDO)
         quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
         if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing

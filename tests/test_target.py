@@ -115,7 +115,8 @@ def test_byte_sizes(text, size):
     assert ByteSize().convert(text, None, None) == size
 
 
-@pytest.mark.parametrize("text", ["12q", "0", "k", "-5", "inf", "1e-9", "12 MB MB", "nan", "1e999k", "1e", "e6"])
+@pytest.mark.parametrize("text", ["12q", "0", "k", "-5", "inf", "1e-9", "12 MB MB", "nan", "1e999k", "1e", "e6",
+                                  "1e308k", "1e300G"])
 def test_bad_byte_sizes(text):
     with pytest.raises(click.BadParameter):
         ByteSize().convert(text, None, None)

@@ -185,3 +185,67 @@ def test_masks_into_a_file_is_an_output_error(runner, tmp_path, grad):
     assert (result.exit_code, result.output) == (
         1, f"Error: cannot write masks into {tmp_path / 'taken'}: it is a file, not a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "taken"]
+
+
+# From the review of this round's changes. The colour key of a 2-bit grey PNG was read in sample units by
+# `kmq compress IMAGE` (its decode starts in a thread before kmq loads, kmq.prefetch) and for a Pillow image
+# handed to the API unloaded: only the library's own open scaled it.
+@pytest.fixture
+def two_bit(tmp_path):
+    from test_trial13 import png
+    return png(tmp_path / "g2.png", 4, 1, 2, 0, [b"\x1b"], b"\x00\x01")  # levels 0, 1, 2, 3; key 1 (85)
+
+
+KEYED_PALETTE = [[0, 0, 0, 0], [0, 0, 0, 255], [170, 170, 170, 255], [255, 255, 255, 255]]
+
+
+def test_the_command_line_keys_a_2_bit_grey_png_as_the_library_does(tmp_path, two_bit):
+    done = subprocess.run([sys.executable, "-m", "kmq", "compress", str(two_bit), "-k", "4", "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert kmq.read(tmp_path / "g2.kmq").palette.tolist() == KEYED_PALETTE
+
+
+def test_an_unloaded_pillow_image_is_keyed_as_its_file_is(two_bit):
+    with Image.open(two_bit) as im:
+        assert kmq.compress(im, 4).palette.tolist() == KEYED_PALETTE
+        assert im.info["transparency"] == 1  # the caller's image is left as it was
+
+
+def test_segment_refuses_a_lossy_label_map_before_reading_the_image(runner, tmp_path):
+    (tmp_path / "not.png").write_bytes(b"not an image")
+    result = run(runner, "segment", tmp_path / "not.png", "--style", "labels", "-o", tmp_path / "out.jpg")
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {tmp_path / 'out.jpg'}: JPEG is lossy and would change the labels; write the label map as PNG\n")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"rgb": {"hex": "#112233"}}, "entry 0: its rgb '{\"hex\": \"#112233\"}' is not a list [r, g, b(, a)]"),
+    ({"hex": "#112233", "rgb": "#112233"}, "entry 0: its rgb '\"#112233\"' is not a list [r, g, b(, a)]"),
+    ({"hex": [17, 34, 51]}, "entry 0: its hex '[17, 34, 51]' is not a #rrggbb[aa] string"),
+], ids=["nested", "rgb string", "hex list"])
+def test_a_json_entry_takes_each_form_as_kmq_writes_it(tmp_path, entry, message):
+    (tmp_path / "p.json").write_text(json.dumps([entry]))
+    with pytest.raises(KmqError, match=re.escape(message)):
+        palettes.read(tmp_path / "p.json")
+
+
+def test_a_deeply_nested_json_entry_is_one_clean_error(tmp_path):
+    entry = "#112233"
+    for _ in range(450):
+        entry = {"rgb": entry}
+    (tmp_path / "p.json").write_text(json.dumps([entry]))
+    with pytest.raises(KmqError, match=r"entry 0: its rgb .* is not a list"):
+        palettes.read(tmp_path / "p.json")
+
+
+def test_measure_refuses_rdo_with_a_given_palette(tmp_path, grad):
+    Image.fromarray(grad).save(tmp_path / "g.png")
+    with pytest.raises(ValueError, match="--rdo refines the palette it fits"):
+        kmq.stats.measure(tmp_path / "g.png", palette=np.array([[0, 0, 0], [255, 255, 255]], np.uint8),
+                          rdo=2, codec="ctx")
+
+
+def test_a_kmq_image_over_the_pixel_limit_is_refused_before_decoding(grad):
+    with pytest.raises(KmqError, match=r"16x12 pixels exceed the limit of 100"):
+        kmq.compress(kmq.compress(grad, 4), 2, max_pixels=100)
