@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 
 class KmqError(Exception):
@@ -50,10 +50,21 @@ def about(path: str | Path, message: str) -> str:
     return message if message.startswith(name + ":") else f"{name}: {message}"
 
 
-@contextmanager
-def warnings_about(path: str | Path) -> Iterator[None]:
+def warnings_at_caller() -> ContextManager[None]:
+    """Warnings raised inside, raised again as the caller's of the function this decorates (or whose body it
+    wraps): a warning from deep in a load or a write (several frames, a lossy format) would otherwise name
+    kmq's own line. Levels: the generator, contextlib's __exit__, the wrapped function, its caller."""
+    return _raised_again(str, 4)
+
+
+def warnings_about(path: str | Path) -> ContextManager[None]:
     """Warnings raised inside, raised again naming the file they are about: with several inputs, "the image
     has only 2 distinct colours" must say which image."""
+    return _raised_again(lambda message: about(path, message), 3)
+
+
+@contextmanager
+def _raised_again(said: Callable[[str], str], stacklevel: int) -> Iterator[None]:
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -63,4 +74,4 @@ def warnings_about(path: str | Path) -> Iterator[None]:
         # Also when an error follows them (a warning says why the error came), and only once the recording
         # has stopped: warned inside it, each would be recorded again while this loop reads the list.
         for w in caught:
-            warnings.warn(about(path, str(w.message)), w.category, stacklevel=3)
+            warnings.warn(said(str(w.message)), w.category, stacklevel=stacklevel)

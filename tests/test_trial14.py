@@ -249,3 +249,23 @@ def test_measure_refuses_rdo_with_a_given_palette(tmp_path, grad):
 def test_a_kmq_image_over_the_pixel_limit_is_refused_before_decoding(grad):
     with pytest.raises(KmqError, match=r"16x12 pixels exceed the limit of 100"):
         kmq.compress(kmq.compress(grad, 4), 2, max_pixels=100)
+
+
+# The library's warnings name the caller's line, whatever depth they are raised at: a lossy or alpha-less
+# format warned from inside the write, a multi-frame file from inside the load, named kmq/api.py.
+def test_export_warnings_name_the_callers_line(tmp_path):
+    img = kmq.compress(np.array([[[0, 0, 0, 100], [255, 255, 255, 255]]], np.uint8), 2)
+    for name in ("x.jpg", "x.bmp"):
+        with pytest.warns(kmq.KmqWarning, match="lossy|no alpha") as caught:
+            kmq.export(img, tmp_path / name)
+        assert {w.filename for w in caught} == {__file__}
+
+
+def test_load_warnings_name_the_callers_line(tmp_path):
+    frames = [Image.fromarray((np.arange(48).reshape(4, 4, 3) * 5 + i).astype(np.uint8)) for i in range(3)]
+    path = tmp_path / "a.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    for compress in (lambda: kmq.compress(path, 4), lambda: kmq.compress_to(path, psnr=30)):
+        with pytest.warns(kmq.KmqWarning, match="3 frames; using the first") as caught:
+            compress()
+        assert {w.filename for w in caught} == {__file__}
