@@ -70,6 +70,28 @@ Palette and labels optimised together (rounds of sweeps and refinement at each t
 calibration spends the J each refinement gives back): 2 / 3 / 5 / 8 rounds 0.8646 / 0.8637 / 0.8635 /
 0.8635, at 1.15x / 1.3x / 1.7x / 2.3x the CPU time of rdo and the file's encoding: the alternation converges
 within 3 rounds, 0.15 % smaller files for 30 % more time, not kept.
+Against 0.8650 (the file's own J budget as the lever: --rdo 1.5 / 2.5 / 3 give 0.8806 / 0.8514 / 0.8396, so
+0.85 at --rdo 2 needs about a quarter more bytes per unit of J): a metric Potts term, a pair of labels a, b
+costing (d(a, b) / median d)^g instead of 1 (close colours' boundaries, which ctx codes in their own apart and
+activity contexts, cheaper), g = 0.12 / 0.18 / 0.25 / 0.35 / 0.5 0.8640 / 0.8634 / 0.8640 / 0.8657 / 0.8704, g
+= -0.25 0.8701, log(1 + d / (c median d)) 0.8757-0.8994, d capped at 1x / 0.5x / 2x the median (g = 0.18 / 0.3
+/ 0.25) 0.8632 / 0.8651 / 0.8640; an escape term lambda A log2(1 + the rank ctx gives the label from its
+reference entry), with the 1 / 3 entries nearest the reference as candidates: A = 0.5 / 1 / 2, 0.8648 / 0.8646
+/ 0.8647; A = 1 with 3, 0.8640; plus lambda for any escape, 0.8649; a stage-1 cost by the rank among the main
+neighbours' labels (ctx's order: by count, ties to the first neighbour) of lambda x (0, .1, .1, .1) / (0, .1,
+.2, .3, escape .5) / (0, .3, .6, .9) / (0, 1, 2, 3) 0.8650 / 0.8652 / 0.8658 / 0.8681, rank 0 lambda / 2
+cheaper 0.8660; lambda weighted by the nearest labelling's boundary density in a 5 x 5 window ((1 + b / B)^-G
+normalised, the back-off weighted alike), G = 0.5 / -0.5 (B = 0.2) / 1 (B = 0.1) 0.8660 / 0.8654 / 0.8686; the
+first of two sweeps at lambda x 0.5 / 0.75 / 1.3 0.8695 / 0.8658 / 0.8655. These stack: the metric (g = 0.18,
+axial weight 2.5) with the escape term (A = 1, 3 candidates, for the even-even pixels too from their
+neighbours at ctx's own level and distance: alone 0.8631) and 2 / 3 joint rounds 0.8583 / 0.8580 (dropping any
+one of the three: 0.8610-0.8617), with 2 rounds at 2.7x the CPU time of rdo and the encode on the samples. At
+12 MP (K = 16) they do not carry over: detailed 1,012,937 bytes with 1 round, 1,005,901 with 2, against
+1,008,017 (the metric alone 1,009,070, the escape term alone 1,005,015, 2 rounds alone 1,019,183: a sample's
+refinement is not the whole image's); noisy, against 1,384,356, 1,381,645 / 1,380,160 / 1,383,721 (the same
+three alone); and a compress cost 6.5 s / 8.1 s of CPU against 3.9 s (2.8x / 3.5x a plain one, over the 2x
+allowed). Not kept. The K = 64 fits of seeds 0-3 differ by up to 1 % in J (seed 0's budget is 2 %): a palette
+of lower J would leave rdo more to spend, but that is K-Means' job, for plain files as much.
 """
 from __future__ import annotations
 
