@@ -48,6 +48,10 @@ _CHUNK = 1 << 16
 _SAMPLE_BITS = 19
 # Pixels per bincount: each makes B counts, so runs are at least as long as there are bins.
 _RUN = 1 << 21
+# np.take's mode for gathers into an `out` with indices always in range: under the default "raise" numpy
+# gathers into a buffer and copies it to out; "clip" writes straight to out (12 MP: the two weights of the
+# count pass 0.058 s of CPU -> 0.040).
+_INTO = "clip"
 # Each pixel's low 2 bits of two channels packed in one float64 weight, so that one bincount sums both:
 # a run of at most 2**24 pixels sums each to under 3 x 2**24 < 2**26, and 52 bits stay exact in a double.
 _PACK = 26
@@ -108,7 +112,7 @@ class Histogram:
                     if p:
                         key |= np.take(table, pair)
                     else:
-                        np.take(table, pair, out=key)
+                        np.take(table, pair, out=key, mode=_INTO)
                     both = int(np.take(_SQUARES, pair).sum(dtype=np.uint64))
                     squares[2 * p] += both >> 32
                     squares[2 * p + 1] += both & 0xFFFFFFFF
@@ -137,7 +141,7 @@ class Histogram:
                     e = min(s + _CHUNK, re)
                     ranks.rank(keys[s:e], self.index[s:e])
                     for p in range(2):
-                        np.take(_LOW, pairs[s:e, p], out=weights[p, s - r:e - r])
+                        np.take(_LOW, pairs[s:e, p], out=weights[p, s - r:e - r], mode=_INTO)
                 index = self.index[r:re]
                 counts += np.bincount(index, minlength=b)
                 for p in range(2):
@@ -417,7 +421,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
         many = []  # pixels of bins with more candidates than the widest table: kmeans.nearest, at the end
         for s in range(start, stop, _CHUNK):
             e = min(s + _CHUNK, stop)
-            np.take(per_bin, hist.index[s:e], out=labels[s:e])
+            np.take(per_bin, hist.index[s:e], out=labels[s:e], mode=_INTO)
             rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
             if not rest.size:
                 continue
