@@ -470,28 +470,38 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
         counts = np.zeros(k, dtype=np.int64)
         excess = 0
         many = []  # pixels of bins with more candidates than the widest table: kmeans.nearest, at the end
-        for s in range(start, stop, _CHUNK):
-            e = min(s + _CHUNK, stop)
-            np.take(per_bin, hist.index[s:e], out=labels[s:e], mode=_INTO)
-            rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
-            if not rest.size:
-                continue
-            index = hist.index[rest]
+
+        def measure(at: np.ndarray) -> None:
+            nonlocal excess, counts
+            index = hist.index[at]
             klass = np.take(cands.klass, index)
             for c in np.flatnonzero(np.bincount(klass, minlength=widths + 1)).tolist():
                 mine = np.flatnonzero(klass == c)
                 if c == widths:
-                    many.append(rest[mine])
+                    many.append(at[mine])
                     continue
-                at = rest[mine]
-                points = np.take(words, at).view(np.uint8).reshape(-1, 4)
+                points = np.take(words, at[mine]).view(np.uint8).reshape(-1, 4)
                 if c:
                     one, more = _nearest_among(points, index[mine], cands.tables[c], cands.row, norms, twice)
                 else:
                     one, more = pairs.nearest(points, index[mine], cands.row)
-                labels[at] = one
+                labels[at[mine]] = one
                 excess += more
                 counts += np.bincount(one, minlength=k)
+
+        # The pixels of the bins not labelled whole are measured once a chunk's worth of them has gathered
+        # (12 MP photo under a vignette at K = 16: one in ten), not a few thousand at a time per chunk of
+        # the image, where numpy's cost per call outweighed the work (label 0.16 s of CPU -> 0.12).
+        waiting, gathered = [], 0
+        for s in range(start, stop, _CHUNK):
+            e = min(s + _CHUNK, stop)
+            np.take(per_bin, hist.index[s:e], out=labels[s:e], mode=_INTO)
+            rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
+            waiting.append(rest)
+            gathered += rest.size
+            if gathered >= _CHUNK or (e == stop and gathered):
+                measure(np.concatenate(waiting))
+                waiting, gathered = [], 0
         return counts, excess, np.concatenate(many) if many else np.empty(0, np.intp)
 
     parts = parallel.map_parts(part, n)
