@@ -836,6 +836,13 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
     33.2 dB where K = 600 with rdo 10 % is 35.4 dB in 15 kB)."""
     goal = math.log(max_bytes) - _INSIDE
     tried: set[int] = set()
+    ran = {k for k, r in s.files if r > 0}
+    if len(ran) >= 2 and all(_barren(s, k) or all(s.file(k, r).distortion <= s.j(k) for kk, r in s.files
+                                                  if kk == k and r > 0) for k in ran):
+        # rdo moved nothing or saved under 1 % at every K it ran at, two or more: flat graphics, where it has
+        # nothing to move at any K (450 bytes: K = 6, 3, then 4, each run 3 to 4 plain compresses at the K
+        # chosen, 2)
+        return
     for _ in range(_PLANE_STEPS):
         if not s.can_run():
             return  # (a K is fitted only to be given rdo)

@@ -492,3 +492,20 @@ def test_a_byte_budget_does_not_size_a_lossless_file_a_smaller_k_shows_far_over_
     img = kmq.compress_to(_camera(), max_bytes=15000, codec="ctx")
     assert len(img.to_bytes()) <= 15000
     assert len(np.unique(_camera())) not in counted["fits"]
+
+
+def test_a_byte_budget_spends_no_more_rdo_runs_where_rdo_moves_nothing_at_two_k(counted):
+    # Flat shapes (bench/rdo.py's graphics) in 450 bytes, between K = 2's plain file and K = 3's: rdo kept the
+    # nearest labels at K = 6 and saved nothing at K = 3, and a third run at K = 4 (each 3 to 4 plain compresses
+    # at K = 2) saved nothing either.
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:256, 0:384]
+    img = np.zeros((256, 384, 3), np.uint8)
+    img[:] = (250, 250, 245)
+    for _ in range(12):
+        x0, y0 = rng.integers(0, 320), rng.integers(0, 200)
+        img[y0:y0 + rng.integers(20, 90), x0:x0 + rng.integers(20, 120)] = rng.choice([0, 255], 3)
+    img[(x - 192) ** 2 + (y - 128) ** 2 < 60 ** 2] = (230, 30, 30)
+    out = kmq.compress_to(img, max_bytes=450, codec="ctx")
+    assert len(out.to_bytes()) <= 450 and out.k == 2
+    assert len(counted["rdo"]) <= 2
