@@ -1875,11 +1875,14 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
 
     live = np.arange(runs)
     assign(live)
+    # Every run's weights end to end, made once: the first r runs' are a prefix of them.
+    tiles = [np.tile(v, runs) for v in (pts.w, *pts.wx)]
     for _ in range(max_iter):
         r = live.shape[0]
         ids = (labels[live] + (np.arange(r) * k)[:, None]).ravel()
-        wsum = np.bincount(ids, weights=np.tile(pts.w, r), minlength=r * k).reshape(r, k)
-        sums = np.stack([np.bincount(ids, weights=np.tile(wx, r), minlength=r * k) for wx in pts.wx], axis=1)
+        wsum, *sums = [np.bincount(ids, weights=t[:r * m], minlength=r * k) for t in tiles]
+        wsum = wsum.reshape(r, k)
+        sums = np.stack(sums, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             new = sums.reshape(r, k, channels) / wsum[:, :, None]
         for i in np.flatnonzero((wsum == 0).any(axis=1)):
