@@ -1025,8 +1025,8 @@ def _assign(pts: _Points, c: np.ndarray, rows: np.ndarray | None = None, second:
     best = np.empty(m, dtype=np.float64)
     nxt = np.empty(m, dtype=np.float64) if second else None
     # A full pass over float points with few centroids: its distances laid out (K, m), along the points, are
-    # the same float32 values in under half the time, and the minimum down each column is one element-wise
-    # pass where a reduction over rows of K was slow (99 700 7-bit bins, K = 16, with the second
+    # the same float32 values in under half the time, and the minimum down each column is element-wise
+    # passes (`_down`) where a reduction over rows of K was slow (99 700 7-bit bins, K = 16, with the second
     # nearest: 9 ms instead of 16). Over a subset of rows the gather made it slower.
     along = tables is None and rows is None and k <= _ALONG_MAX
     step = max(1, (_ALONG_BLOCK if along else _BLOCK) // k)
