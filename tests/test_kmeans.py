@@ -894,3 +894,31 @@ def test_thinned_restarts_are_finished_on_every_bin_and_end_near(monkeypatch: py
     assert finished[0] == coarse.m  # the chosen run finished on the whole level, not its stand-in
     assert np.array_equal(thin, km.fit(colors, counts, k, seed=0))
     assert weighted_j(colors, counts, thin) <= 1.005 * weighted_j(colors, counts, whole)
+
+
+@pytest.mark.parametrize("k", [1, 2, 16, 33])
+def test_down_matches_argmin_and_runner_up_with_ties(k):
+    """`_down` (the element-wise walk down (K, n) distances) gives argmin's first-of-equals label, the
+    least value, and the least of the others, as the reductions it replaced; ties made on purpose."""
+    rng = np.random.default_rng(k)
+    d = rng.integers(0, 6, (k, 500)).astype(np.float32)  # few values: many ties
+    lab, near, two = km._down(d, second=True)
+    assert np.array_equal(lab, np.argmin(d, axis=0))
+    assert np.array_equal(near, d.min(axis=0))
+    rest = d.copy()
+    rest[lab, np.arange(d.shape[1])] = np.inf
+    assert np.array_equal(two, rest.min(axis=0))
+    assert km._down(d, second=False)[2] is None
+
+
+def test_lloyd_runs_labels_are_argmin_of_float_distances():
+    """`_lloyd_runs`'s passes laid along the points label each point as argmin over its run's float32
+    distances would (first of equals), here on a histogram-like float level with duplicate points."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 8, (700, 4)).astype(np.float64) * 9.5  # coarse grid: equal distances happen
+    pts = km._Points(x, rng.integers(1, 50, 700).astype(np.float64))
+    starts = x[rng.integers(0, 700, (5, 6))]
+    cent, _, labels = km._lloyd_runs(pts, starts, 0, 0.0)
+    for r in range(5):
+        d = km._float_dist2(pts.cols32, slice(0, pts.m), cent[r])
+        assert np.array_equal(labels[r], np.argmin(d, axis=1))
