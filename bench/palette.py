@@ -31,6 +31,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "palette.md"
+# This checkout's kmq, here and in every process started from here (workers, the kmq command), also where
+# the venv's editable install is another checkout's (a git worktree measured with the main tree's venv).
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 KMQ = str(Path(sys.executable).parent / "kmq")
 SAMPLES = ROOT / "samples"
 TARGET_SECONDS = 0.6

@@ -44,6 +44,10 @@ import photos  # noqa: E402  (bench/photos.py, beside this script)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "speed.md"
+# This checkout's kmq, here and in every process started from here (workers, the kmq command), also where
+# the venv's editable install is another checkout's (a git worktree measured with the main tree's venv).
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 BIN = Path(sys.executable).parent
 SAMPLES = ["astronaut", "chelsea", "coffee", "ihc", "camera"]
 KS = [16, 64, 256]
