@@ -20,7 +20,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming, warnings_at_caller
+from .errors import KmqError, KmqWarning, naming
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
@@ -34,7 +34,6 @@ MAX_ITER = 300
 TOL = 1e-4
 
 
-@warnings_at_caller()
 def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
              max_iter: int = MAX_ITER, tol: float = TOL, codec: str = "raw",
              max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
@@ -92,7 +91,6 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
                      rdo=float(rdo), dither=dither, progress=progress)
 
 
-@warnings_at_caller()
 def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
                 max_bytes: int | None = None, k: int | None = None, codec: str = "ctx", seed: int = 0,
                 max_iter: int = MAX_ITER, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -451,7 +449,6 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
 
 
-@warnings_at_caller()
 def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwrite: bool = False,
            truecolor: bool = False) -> str:
     """Write img's pixels as an image file, atomically ("-" for stdout). Returns the Pillow format used.

@@ -5,10 +5,12 @@ malformed; ChecksumError is the FormatError for a CRC mismatch.
 """
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
+from typing import Iterator
 
 
 class KmqError(Exception):
@@ -28,6 +30,20 @@ class ChecksumError(FormatError):
 
 class KmqWarning(UserWarning):
     """Degenerate but usable input, e.g. fewer distinct colours than K."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str) -> None:
+    """A KmqWarning at the first frame outside kmq: raised several frames deep (in a load, in a write's
+    callback), a warning with a fixed stacklevel named one of kmq's own lines. Warned at once, not recorded
+    and raised again later, so a warnings filter set to "error" still stops the work before any file is
+    written, and nothing process-wide is swapped (threads calling kmq keep their warnings)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, KmqWarning, stacklevel=level)
 
 
 @contextmanager
@@ -50,21 +66,10 @@ def about(path: str | Path, message: str) -> str:
     return message if message.startswith(name + ":") else f"{name}: {message}"
 
 
-def warnings_at_caller() -> ContextManager[None]:
-    """Warnings raised inside, raised again as the caller's of the function this decorates (or whose body it
-    wraps): a warning from deep in a load or a write (several frames, a lossy format) would otherwise name
-    kmq's own line. Levels: the generator, contextlib's __exit__, the wrapped function, its caller."""
-    return _raised_again(str, 4)
-
-
-def warnings_about(path: str | Path) -> ContextManager[None]:
+@contextmanager
+def warnings_about(path: str | Path) -> Iterator[None]:
     """Warnings raised inside, raised again naming the file they are about: with several inputs, "the image
     has only 2 distinct colours" must say which image."""
-    return _raised_again(lambda message: about(path, message), 3)
-
-
-@contextmanager
-def _raised_again(said: Callable[[str], str], stacklevel: int) -> Iterator[None]:
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -74,4 +79,4 @@ def _raised_again(said: Callable[[str], str], stacklevel: int) -> Iterator[None]
         # Also when an error follows them (a warning says why the error came), and only once the recording
         # has stopped: warned inside it, each would be recorded again while this loop reads the list.
         for w in caught:
-            warnings.warn(said(str(w.message)), w.category, stacklevel=stacklevel)
+            warnings.warn(about(path, str(w.message)), w.category, stacklevel=3)

@@ -21,7 +21,7 @@ from . import prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, warn
 from .fileio import is_special, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -52,7 +52,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
                                f"{max_pixels} pixels (raise it with --max-pixels)")
             if getattr(im, "n_frames", 1) > 1:
-                warnings.warn(f"{name}: {im.n_frames} frames; using the first", KmqWarning, stacklevel=2)
+                warn(f"{name}: {im.n_frames} frames; using the first")
             key = _key_of(im, name)  # while the undecoded layout is known
             prefetch.map_pixels(im)
             im.load()
@@ -160,8 +160,8 @@ def _key_of(im: Image.Image, name: str) -> int | tuple | None:
     if rawmode in ("L;2", "L;4") and isinstance(key, int):
         return key * (85 if rawmode == "L;2" else 17)
     if rawmode.startswith("RGB;16") and isinstance(key, tuple):
-        warnings.warn(f"{name}: a 16-bit colour key (tRNS {key}) cannot be matched on 8-bit pixels: "
-                      "no pixel made transparent", KmqWarning, stacklevel=3)
+        warn(f"{name}: a 16-bit colour key (tRNS {key}) cannot be matched on 8-bit pixels: "
+             "no pixel made transparent")
         return None
     return key
 
@@ -286,8 +286,7 @@ def _grey(im: Image.Image, name: str) -> np.ndarray:
         if lo >= 0 and hi <= 255:
             return wide.astype(np.uint8)
         if lo < 0 or hi > 65535:
-            warnings.warn(f"{name}: 32-bit grey values span {lo}..{hi}: scaled from that range to 0..255", KmqWarning,
-                          stacklevel=4)
+            warn(f"{name}: 32-bit grey values span {lo}..{hi}: scaled from that range to 0..255")
             return (((wide - lo) * 255 + (hi - lo) // 2) // (hi - lo)).astype(np.uint8)
     # 16-bit: scale 0..65535 to 0..255, rounding.
     return ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
@@ -302,13 +301,11 @@ def _float_grey(values: np.ndarray, name: str) -> np.ndarray:
     lo, hi = float(values.min()), float(values.max())
     if lo >= 0 and hi <= 1:
         if hi > 0:
-            warnings.warn(f"{name}: float grey values span {lo:g}..{hi:g}: read as 0..1, scaled to 0..255", KmqWarning,
-                          stacklevel=5)
+            warn(f"{name}: float grey values span {lo:g}..{hi:g}: read as 0..1, scaled to 0..255")
         return np.rint(values * 255).astype(np.uint8)
     if lo >= 0 and hi <= 255:
         return np.rint(values).astype(np.uint8)
-    warnings.warn(f"{name}: float grey values span {lo:g}..{hi:g}: scaled from that range to 0..255", KmqWarning,
-                  stacklevel=5)
+    warn(f"{name}: float grey values span {lo:g}..{hi:g}: scaled from that range to 0..255")
     return np.rint((values - lo) * (255 / (hi - lo))).astype(np.uint8)
 
 
@@ -335,8 +332,8 @@ def warn_lossy(fmt: str, name: str) -> None:
     """A KmqWarning naming the output when its format (a Pillow name) changes the pixels it is given:
     every image kmq writes (decompress, segment, montage, swatch) says so in the same words."""
     if fmt in LOSSY_FORMATS:
-        warnings.warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
-                      "WebP keep them)", KmqWarning, stacklevel=3)
+        warn(f"{name}: {fmt} is lossy: the pixels written are not exactly the decoded ones (PNG or "
+             "WebP keep them)")
 
 
 # Formats that store a palette image exactly: writing the palette and one index per pixel keeps every pixel
@@ -364,12 +361,10 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     k, channels = palette.shape
     fmt = format.upper()
     if fmt == "GIF" and k > 256:
-        warnings.warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256",
-                      KmqWarning, stacklevel=2)
+        warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256")
     if fmt == "GIF" and truecolor:
         # Pillow would requantize RGB pixels for GIF itself: written as the palette image they are instead.
-        warnings.warn(f"{name}: --truecolor does not apply to GIF, which is always a palette image", KmqWarning,
-                      stacklevel=2)
+        warn(f"{name}: --truecolor does not apply to GIF, which is always a palette image")
         truecolor = False
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
@@ -467,8 +462,8 @@ def webp_lossless_bytes(pixels: np.ndarray) -> bytes | None:
 def _flattened(rgba: np.ndarray, fmt: str, name: str) -> np.ndarray:
     """(..., 4) uint8 -> (..., 3) uint8 composited over white, with a warning if any alpha was below 255."""
     if (rgba[..., 3] < 255).any():
-        warnings.warn(f"{name}: {fmt} has no alpha: transparent pixels are composited over white "
-                      "(PNG or WebP keep alpha)", KmqWarning, stacklevel=3)
+        warn(f"{name}: {fmt} has no alpha: transparent pixels are composited over white "
+             "(PNG or WebP keep alpha)")
     return over_white(rgba)
 
 
@@ -486,9 +481,8 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
     alpha = palette[:, 3]
     partial = int(((alpha > 0) & (alpha < 255)).sum())
     if partial:
-        warnings.warn(f"{name}: GIF keeps only alpha 0 (as its transparent colour): partial alpha ({partial} "
-                      f"of {len(palette)} colours) composited over white (PNG or WebP keep alpha)", KmqWarning,
-                      stacklevel=3)
+        warn(f"{name}: GIF keeps only alpha 0 (as its transparent colour): partial alpha ({partial} "
+             f"of {len(palette)} colours) composited over white (PNG or WebP keep alpha)")
     clear = np.flatnonzero(alpha == 0)
     if len(clear) == 0:
         return over_white(palette), labels, None
@@ -590,8 +584,7 @@ def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
     ext = Path(path).suffix.lower()
     named = Image.registered_extensions().get(ext)
     if named is not None and named != fmt:
-        warnings.warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}", KmqWarning,
-                      stacklevel=3)
+        warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}")
 
 
 def _describe(source: ImageSource) -> str:

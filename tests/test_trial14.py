@@ -269,3 +269,18 @@ def test_load_warnings_name_the_callers_line(tmp_path):
         with pytest.warns(kmq.KmqWarning, match="3 frames; using the first") as caught:
             compress()
         assert {w.filename for w in caught} == {__file__}
+
+
+# Review of the above (366b2da): the warnings were recorded and raised again after the call, so under a filter
+# of "error" export wrote (or replaced) the file and only then raised. Warned at once, the write stops first.
+def test_a_warning_made_an_error_stops_export_before_writing(tmp_path):
+    img = kmq.compress(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8), 2)
+    kept, new = tmp_path / "kept.jpg", tmp_path / "new.jpg"
+    kept.write_bytes(b"precious")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kmq.KmqWarning)
+        for path, overwrite in ((kept, True), (new, False)):
+            with pytest.raises(kmq.KmqWarning, match="JPEG is lossy"):
+                kmq.export(img, path, overwrite=overwrite)
+    assert kept.read_bytes() == b"precious" and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jpg"]
