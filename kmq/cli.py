@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import FormatError, KmqError, KmqWarning, about, warnings_about
+from .errors import OVERWRITE_HINT, FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
@@ -70,7 +70,7 @@ def _reported() -> Iterator[None]:
         try:
             yield
         except KmqError as e:
-            raise click.ClickException(_shown(str(e))) from None
+            raise click.ClickException(_error(e)) from None
 
 
 @contextmanager
@@ -597,7 +597,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             except KmqError as e:
                 failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
                 if len(inputs) > 1:
-                    click.echo(f"Error: {_shown(str(failed[-1]))}", err=True)
+                    click.echo(f"Error: {_error(failed[-1])}", err=True)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
         _print_records(records, fmt)
         if len(inputs) == 1 and failed:
@@ -687,6 +687,11 @@ def _one_line(text: str) -> str:
 # The control characters _one_line leaves: an escape sequence in a file name would drive the terminal
 # (colours, cursor moves, a cleared screen) from a line that only reports on the file.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _error(e: KmqError | str) -> str:
+    """A library error as the command line says it: its hint at overwrite=True is -f here."""
+    return _shown(str(e).replace(OVERWRITE_HINT, "(use -f to overwrite)"))
 
 
 def _shown(text: str | Path) -> str:
@@ -843,7 +848,7 @@ def _say_problems(result: batch.Result, say: Any) -> None:
     for warning in result.warnings:
         say(f"Warning: {_shown(warning)}", True)
     if result.error:
-        say(f"Error: {_shown(result.error)}", True)
+        say(f"Error: {_error(result.error)}", True)
 
 
 @contextmanager

@@ -28,6 +28,15 @@ class ChecksumError(FormatError):
     """The CRC-32 stored in a .kmq file does not match its bytes."""
 
 
+# The library's words for a refused replacement; the CLI says its own (-f) in their place.
+OVERWRITE_HINT = "(overwrite=True replaces it)"
+
+
+def exists(path: str | Path) -> KmqError:
+    """The error for an output that exists when overwrite was not asked for."""
+    return KmqError(f"{path} already exists {OVERWRITE_HINT}")
+
+
 class KmqWarning(UserWarning):
     """Degenerate but usable input, e.g. fewer distinct colours than K."""
 

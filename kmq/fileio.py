@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Union
 
-from .errors import KmqError
+from .errors import KmqError, exists
 
 STDIO = "-"
 # One wording wherever a run cannot take stdin or stdout (the CLI's usage errors, the library's KmqError).
@@ -94,7 +94,7 @@ def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
     if Path(path).is_dir():
         raise KmqError(f"cannot write {path}: is a directory")
     if not overwrite and os.path.lexists(path):
-        raise KmqError(f"{path} already exists (use -f to overwrite)")
+        raise exists(path)
 
 
 def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
@@ -205,12 +205,12 @@ def _publish(tmp: str, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise KmqError(f"{path} already exists (use -f to overwrite)") from None
+        raise exists(path) from None
     except OSError as e:
         if e.errno not in _NO_HARD_LINKS:
             raise  # a full disk, a vanished folder: the caller reports it and removes tmp
         if os.path.lexists(path):
-            raise KmqError(f"{path} already exists (use -f to overwrite)") from None
+            raise exists(path) from None
         os.replace(tmp, path)  # the file system has no hard links (FAT, some network mounts)
         return
     os.unlink(tmp)

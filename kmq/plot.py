@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, KmqWarning, exists
 from .fileio import write_atomic
 
 INSTALL = "pip install 'kmq[plot]'"
@@ -38,7 +38,7 @@ def check_target(path: str | Path, *, overwrite: bool = False) -> str:
     if fmt not in FORMATS:
         raise KmqError(f"{path}: a chart is written as .png, .svg or .pdf, not {Path(path).suffix or '(none)'!r}")
     if not overwrite and os.path.lexists(path):
-        raise KmqError(f"{path} already exists (use -f to overwrite)")
+        raise exists(path)
     return fmt
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import KmqError, warnings_about
+from .errors import KmqError, exists, warnings_about
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
@@ -145,7 +145,7 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     if not overwrite:
         for path in paths + stale:
             if os.path.lexists(path):
-                raise KmqError(f"{path} already exists (use -f to overwrite)")
+                raise exists(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

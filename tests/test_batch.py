@@ -140,7 +140,7 @@ def test_existing_outputs_are_kept_without_overwrite(tree, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.kmq").write_bytes(b"keep")
     (result,) = batch.run(jobs, batch.CompressTask(k=2), 1)
-    assert result.error == f"{tree / 'a.png'}: {tmp_path / 'out' / 'a.kmq'} already exists (use -f to overwrite)"
+    assert result.error == f"{tree / 'a.png'}: {tmp_path / 'out' / 'a.kmq'} already exists (overwrite=True replaces it)"
     assert (tmp_path / "out" / "a.kmq").read_bytes() == b"keep"
     (result,) = batch.run(jobs, batch.CompressTask(k=2, overwrite=True), 1)
     assert result.ok and kmq.read(tmp_path / "out" / "a.kmq").k == 2

@@ -219,7 +219,8 @@ def test_export_writes_the_decoded_pixels(tmp_path, rgb_small):
     assert kmq.export(img, tmp_path / "a.bmp") == "BMP"
     for name in ("a.png", "a.bmp"):
         np.testing.assert_array_equal(pixels_of(tmp_path / name), img.decode())
-    with pytest.raises(kmq.KmqError, match="already exists"):
+    # The library's caller passes overwrite=True: -f is the command line's word, not the library's.
+    with pytest.raises(kmq.KmqError, match=r"a\.png already exists \(overwrite=True replaces it\)$"):
         kmq.export(img, tmp_path / "a.png")
 
 
