@@ -690,8 +690,18 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _error(e: KmqError | str) -> str:
-    """A library error as the command line says it: its hint at overwrite=True is -f here."""
-    return _shown(str(e).replace(OVERWRITE_HINT, "(use -f to overwrite)"))
+    """A library error as an Error: line says it: in the command line's words (_reworded), shown."""
+    return _shown(_reworded(str(e)))
+
+
+def _reworded(message: str) -> str:
+    """A library message in the command line's words: the library's hint at overwrite=True is -f here."""
+    return message.replace(OVERWRITE_HINT, "(use -f to overwrite)")
+
+
+def _cli_words(result: dict[str, Any]) -> dict[str, Any]:
+    """A bulk run's result for --summary json, its error as the Error: line on stderr says it."""
+    return {**result, "error": _reworded(result["error"])} if result["error"] else result
 
 
 def _shown(text: str | Path) -> str:
@@ -836,7 +846,7 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
-        click.echo(_json({**summary, "results": [r.as_dict() for r in results]}))
+        click.echo(_json({**summary, "results": [_cli_words(r.as_dict()) for r in results]}))
     elif not quiet:
         click.echo(_summary_table(summary))
     if summary["failed"]:

@@ -232,6 +232,10 @@ def test_bulk_keeps_two_same_names_apart_and_refuses_to_clobber(runner, tmp_path
         f"Error: {folder / name}.png: {out / name}.kmq already exists (use -f to overwrite)\n"
         for name in ("a", "x/a"))
     assert (out / "a.kmq").read_bytes() == before
+    # A script reading --summary json is told what stderr says, in the command line's words.
+    result = run(runner, "compress", folder, "-k", "3", "-o", out, "-j", "1", "--summary", "json")
+    errors = [r["error"] for r in json.loads(result.stdout)["results"]]
+    assert [f"Error: {e}\n" for e in errors] == result.stderr.splitlines(keepends=True)
     assert run(runner, "compress", folder, "-k", "3", "-o", out, "-q", "-f").exit_code == 0
     assert kmq.read(out / "x" / "a.kmq").k == 3
 
