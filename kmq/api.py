@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -442,9 +443,10 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
             with naming(source):
                 data = read_kmq(f, max_pixels=max_pixels, head=head)
                 return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
-        if str(source) != STDIO:
+        if str(source) != STDIO and not stat.S_ISFIFO(os.fstat(f.fileno()).st_mode):
             # Pillow names the file in its errors, and reads only what it needs: /dev/zero is refused at once.
             return load_image(source, max_pixels=max_pixels), os.fstat(f.fileno()).st_size
+        # stdin and pipes (<(...), mkfifo) are read once: opened again, they hold what is left or nothing
         data = head + f.read()
     return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
 

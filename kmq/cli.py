@@ -25,7 +25,7 @@ from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import OVERWRITE_HINT, FormatError, KmqError, KmqWarning, about, warnings_about
-from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, stdin, write_atomic
+from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
 
@@ -292,7 +292,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     started = time.perf_counter()
     with _reported():
         _refuse_folder(output)
-        output = output or (STDIO if image == STDIO else str(Path(image).with_suffix(".kmq")))
+        output = output or (STDIO if image == STDIO else _beside(image, str(Path(image).with_suffix(".kmq"))))
         _check_output(output, image, force)
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
@@ -364,6 +364,14 @@ def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> lis
             return batch.single(inputs[0], output)
         _check_bulk_output(output)
         return planner(inputs, output)
+
+
+def _beside(source: str, output: str) -> str:
+    """output, the default name beside source, unless source is a pipe or a device (<(...), /dev/stdin):
+    /dev/fd/63.kmq cannot be made, and /dev/stdin.kmq would be a file in /dev."""
+    if is_special(source):
+        raise click.UsageError(f"{_shown(source)} is a pipe or a device: name the output with -o")
+    return output
 
 
 def _named_like_an_image(path: str) -> bool:
@@ -502,7 +510,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
         if output is None:
             from .imageio import suffix_for
 
-            output = STDIO if file == STDIO else file + suffix_for(fmt or "PNG")
+            output = STDIO if file == STDIO else _beside(file, file + suffix_for(fmt or "PNG"))
         _check_output(output, file, force)
         with told_if_image():
             img = api.read(file, max_pixels=max_pixels)

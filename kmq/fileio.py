@@ -189,6 +189,14 @@ def is_special(path: str | Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISBLK(mode)
 
 
+def is_pipe(path: str | Path) -> bool:
+    """A named pipe (mkfifo, <(...), /dev/stdin on a pipe): what it holds can be read only once."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _write_special(path: Path, content: Content) -> None:
     try:
         with open(path, "wb") as f:

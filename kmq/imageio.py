@@ -22,7 +22,7 @@ from . import prefetch
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
 from .errors import KmqError, warn
-from .fileio import is_special, reason
+from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
 ImageSource = Union[str, Path, BinaryIO, bytes]
@@ -45,6 +45,9 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     if isinstance(source, bytes) or (not isinstance(source, (str, Path)) and not _seekable(source)):
         # As Pillow itself would read a pipe; here too so that an empty one can be told from a non-image.
         source = io.BytesIO(source if isinstance(source, bytes) else source.read())
+    elif isinstance(source, (str, Path)) and is_pipe(source):
+        # Pillow reads a named pipe (<(...), /dev/stdin) into memory too, but leaves the file it opened open
+        source = io.BytesIO(read_bytes(source))
     try:
         with _no_pillow_bomb_limit(), prefetch.take(source) or Image.open(source) as im:
             pixels = im.width * im.height

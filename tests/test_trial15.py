@@ -1,0 +1,99 @@
+"""Fixes from round 16's new-user trial: each test is the reported case."""
+import gc
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq.cli import main
+from kmq.imageio import load_image
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="kmq")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def png_bytes(tmp_path):
+    y, x = np.mgrid[0:12, 0:16]
+    Image.fromarray(np.dstack([x * 16, y * 20, (x + y) * 9]).astype(np.uint8)).save(tmp_path / "g.png")
+    return (tmp_path / "g.png").read_bytes()
+
+
+@pytest.fixture
+def fifo(tmp_path, png_bytes):
+    """A named pipe a thread fills with the PNG once, when a reader first opens it (as <(cat g.png) would).
+    A reader opening it again gets end of file at once (the writer is gone), never a wait for a writer."""
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def fill():
+        try:
+            with open(path, "wb") as f:  # blocks until the reader opens its end
+                f.write(png_bytes)
+        except BrokenPipeError:
+            pass  # the reader closed after a peek
+        while not done.wait(0.01):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # a reader waiting: it reads nothing
+            except OSError:
+                pass  # no reader
+
+    writer = threading.Thread(target=fill, daemon=True)
+    writer.start()
+    yield path
+    done.set()
+    if writer.is_alive():
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the writer's first open, if nothing read the pipe
+        writer.join(5)
+        os.close(fd)
+
+
+# 1. stats, segment, montage and palette read an image input twice (a peek at its first bytes, then Pillow):
+# a pipe was empty the second time ("not an image Pillow can read").
+@pytest.mark.parametrize("command", [["stats", "--format", "tsv"], ["segment", "-k", "2", "-o", "{out}"],
+                                     ["montage", "-o", "{out}"], ["palette", "-k", "2"]])
+def test_a_pipe_is_an_image_for_every_command(runner, tmp_path, fifo, command):
+    out = tmp_path / "out.png"
+    result = run(runner, *[a.format(out=out) for a in command[:1]], fifo,
+                 *[a.format(out=out) for a in command[1:]])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr
+
+
+# 1. Pillow reads a named pipe into memory when given its path, leaving the file it opened unclosed: every
+# command printed "Warning: ...: unclosed file <_io.BufferedReader ...>".
+def test_loading_a_pipe_leaves_no_file_open(fifo, png_bytes):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = load_image(str(fifo))
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert pixels.shape == (12, 16, 3)
+
+
+# 1. With no -o, the output was named after the pipe: /dev/fd/63.kmq failed after the whole compress, and
+# /dev/stdin.kmq was written into /dev.
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_pipe_without_o_is_a_usage_error_before_any_work(runner, tmp_path, fifo, command):
+    result = run(runner, command, fifo)
+    assert result.exit_code == 2
+    assert result.stderr.endswith(f"Error: {fifo} is a pipe or a device: name the output with -o\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "pipe"]
+
+
+def test_a_pipe_with_o_compresses(runner, tmp_path, fifo):
+    result = run(runner, "compress", fifo, "-k", "3", "-o", tmp_path / "x.kmq", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert kmq.read(tmp_path / "x.kmq").k == 3
