@@ -227,7 +227,7 @@ class _Task:
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
-        check_writable(job.target, overwrite=self.overwrite)
+        check_writable(job.target, overwrite=self.overwrite, folder=False)  # its folder is made for it
         return self._work(job)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:

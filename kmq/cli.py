@@ -971,7 +971,9 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
         if output is not None:
             _refuse_terminal(output)
             check_distinct(output, input_path)
-            check_writable(output, overwrite=force)  # before the clustering, which may take a while
+            # before the clustering, which may take a while; the folder of the --masks is made first
+            check_writable(output, overwrite=force, folder=masks_dir is None
+                           or Path(output).parent.resolve() != Path(masks_dir).resolve())
             if style == "labels":
                 segment.check_label_map_format(output, fmt)
         if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
@@ -1024,6 +1026,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         _format_of(output)  # an output name without an image format refused before the clustering
         _refuse_terminal(output)
         check_distinct(output, image)
+        check_writable(output, overwrite=force)  # before the clusterings
         figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                       palette=palette, dither=dither)
         _save(output, figure.pixels, force)
@@ -1158,6 +1161,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         _refuse_terminal(output)
         if output is not None and output != STDIO:
             palettes.check_output(output)  # before the fit, which may take a while
+            check_writable(output, overwrite=force)
         if single:
             if output is not None:
                 check_distinct(output, inputs[0])

@@ -85,16 +85,31 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
         _write_via_temporary(path, content, overwrite)
 
 
-def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
+def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = True) -> None:
     """What write_atomic refuses before writing, for a caller who must know before long work: a folder, or
-    an existing file without overwrite. stdout and devices (/dev/null, /dev/full) pass: they are written in
-    place, and a full one says so when written."""
+    an existing file without overwrite, and (folder) a folder to write it in that is missing or takes no
+    new files (a bulk run, which makes its folders, passes False). stdout and devices (/dev/null,
+    /dev/full) pass: they are written in place, and a full one says so when written."""
     if str(path) == STDIO or is_special(path):
         return
     if Path(path).is_dir():
         raise KmqError(f"cannot write {path}: is a directory")
     if not overwrite and os.path.lexists(path):
         raise exists(path)
+    if folder:
+        _check_folder(path)
+
+
+def _check_folder(path: str | Path) -> None:
+    parent = Path(path).parent
+    try:
+        mode = os.stat(parent).st_mode
+    except OSError as e:
+        raise KmqError(f"cannot write {path}: {reason(e)}") from None
+    if not stat.S_ISDIR(mode):
+        raise KmqError(f"cannot write {path}: not a directory")  # as the write itself would say
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise KmqError(f"cannot write {path}: permission denied")
 
 
 def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import KmqError, KmqWarning, exists
-from .fileio import write_atomic
+from .errors import KmqError, KmqWarning
+from .fileio import check_writable, write_atomic
 
 INSTALL = "pip install 'kmq[plot]'"
 FORMATS = ("png", "svg", "pdf")
@@ -37,8 +36,7 @@ def check_target(path: str | Path, *, overwrite: bool = False) -> str:
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise KmqError(f"{path}: a chart is written as .png, .svg or .pdf, not {Path(path).suffix or '(none)'!r}")
-    if not overwrite and os.path.lexists(path):
-        raise exists(path)
+    check_writable(path, overwrite=overwrite)
     return fmt
 
 

@@ -97,3 +97,29 @@ def test_a_pipe_with_o_compresses(runner, tmp_path, fifo):
     result = run(runner, "compress", fifo, "-k", "3", "-o", tmp_path / "x.kmq", "-q")
     assert result.exit_code == 0 and result.stderr == ""
     assert kmq.read(tmp_path / "x.kmq").k == 3
+
+
+# 12. A missing output folder (or a file where the folder should be) was found only when the file was
+# written, after the whole work (a --psnr search: seconds); an existing output was refused up front.
+@pytest.mark.parametrize("command", [["compress", "{image}", "-k", "2"], ["compress", "{image}", "--psnr", "20"],
+                                     ["decompress", "{kmq}"], ["segment", "{image}", "-k", "2"],
+                                     ["montage", "{image}"], ["palette", "{image}", "-k", "2"],
+                                     ["stats", "{image}", "--plot"]])
+@pytest.mark.parametrize("where", ["missing", "a file"])
+def test_an_output_folder_that_cannot_take_it_is_refused_before_the_work(runner, tmp_path, png_bytes, monkeypatch,
+                                                                         command, where):
+    image, kmq_file = tmp_path / "g.png", tmp_path / "g.kmq"
+    kmq.write(kmq_file, kmq.compress(image, 2))
+    if where == "a file":
+        (tmp_path / "nodir").write_bytes(b"")
+    out = tmp_path / "nodir" / ("x.kmq" if command[0] == "compress" else "x.png")
+    from kmq import api, segment, stats
+    def never(*args, **kwargs):
+        raise AssertionError("the work started")
+    for module, name in [(api, "compress"), (api, "compress_to"), (api, "read"), (segment, "quantized"),
+                         (segment, "montage_file"), (stats, "measure")]:
+        monkeypatch.setattr(module, name, never)
+    args = [a.format(image=image, kmq=kmq_file) for a in command] + ([] if command[0] == "stats" else ["-o"])
+    result = run(runner, *args, out)
+    reason = "no such file or directory" if where == "missing" else "not a directory"
+    assert (result.exit_code, result.stderr) == (1, f"Error: cannot write {out}: {reason}\n")
