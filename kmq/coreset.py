@@ -417,19 +417,31 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
 
 def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,
                    norms: np.ndarray, twice: list[np.ndarray]) -> tuple[np.ndarray, int]:
-    """For the (M, 4) pixels, each of whose bins (index, (M,)) has its candidates at `row` of `table`: the
-    nearest candidate (ties to the lower entry), and the sum over the pixels of their squared distance to
-    it less their squared norm. Each candidate p is measured as |p|^2 - 2 x . p (norms, and twice each
-    channel of the palette), which orders the entries as |x - p|^2 does and needs no int64 copy of the
-    pixels to take |x|^2 off afterwards."""
-    cand = table[np.take(row, index)]  # (M, W) entries
-    d = np.take(norms, cand)
-    for c in range(4):
-        dot = np.take(twice[c], cand)
-        dot *= pixels[:, c, None]
-        d -= dot
-    at = d.argmin(axis=1)[:, None]
-    return np.take_along_axis(cand, at, 1)[:, 0], int(np.take_along_axis(d, at, 1).sum(dtype=np.int64))
+    """For the (M, 4) pixels, each of whose bins (index, (M,)) has its candidates in column `row` of `table`
+    (W, R), a candidate table of `_Candidates` transposed: the nearest candidate (ties to the lower entry),
+    and the sum over the pixels of their squared distance to it less their squared norm. Each candidate p
+    is measured as |p|^2 - 2 x . p (norms, and twice each channel of the palette), which orders the entries
+    as |x - p|^2 does and needs no int64 copy of the pixels to take |x|^2 off afterwards. The candidates
+    are measured one column at a time, the nearest kept by element-wise passes (a later one only where
+    strictly nearer: ties to the lower entry), where an argmin over rows of W was slow (12 MP photo under
+    random alpha, K = 256: label 1.17 s of CPU -> 0.96)."""
+    rows = np.take(row, index).astype(np.intp)
+    x = [np.ascontiguousarray(pixels[:, c]) for c in range(4)]
+    one = least = None
+    for column in table:
+        cand = np.take(column, rows)
+        d = np.take(norms, cand)
+        for c in range(4):
+            dot = np.take(twice[c], cand)
+            dot *= x[c]
+            d -= dot
+        if least is None:
+            one, least = cand, d
+        else:
+            nearer = d < least
+            np.copyto(one, cand, where=nearer)
+            np.minimum(least, d, out=least)
+    return one, int(least.sum(dtype=np.int64))
 
 
 class _Pairs:
@@ -500,6 +512,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # rows of 4 bytes (numpy's fancy indexing of short rows is slow).
     words = pixels.view(np.uint32).reshape(-1)
     pairs = _Pairs(cands.tables[0], palette)
+    columns = [np.ascontiguousarray(t.T) for t in cands.tables]  # each candidate's column, contiguous
 
     def part(start: int, stop: int) -> tuple[np.ndarray, int, np.ndarray]:
         counts = np.zeros(k, dtype=np.int64)
@@ -517,7 +530,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
                     continue
                 points = np.take(words, at[mine]).view(np.uint8).reshape(-1, 4)
                 if c:
-                    one, more = _nearest_among(points, index[mine], cands.tables[c], cands.row, norms, twice)
+                    one, more = _nearest_among(points, index[mine], columns[c], cands.row, norms, twice)
                 else:
                     one, more = pairs.nearest(points, index[mine], cands.row)
                 labels[at[mine]] = one
