@@ -270,7 +270,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     when that histogram has too few bins for k (the distinct colours are then the way)."""
     height, width, channels = pixels.shape
     flat = np.ascontiguousarray(pixels.reshape(-1, channels))  # each pixel's 4 bytes read as one word
-    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k), coarse_bins=coreset.coarse_bins(k))
     if hist.ids is None:
         return None
     palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3,

@@ -317,7 +317,8 @@ def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
 
     Sorting 12 M 32-bit keys costs ~0.6 s and mapping the pixels back by binary search ~5 s; splitting each
     key into its RGB (a 2**24 key space, as RGB images are counted) and its alpha avoids both when the RGB
-    colours are few relative to the pixels (`_distinct_by_rgb`); otherwise (noise) one argsort does it.
+    colours are few relative to the pixels (`_distinct_by_rgb`, or `_distinct_few_rgb` for very few, as in
+    graphics); otherwise (noise) one argsort does it.
     Both give the colours, counts and order of `distinct`'s sort of the keys.
     """
     n = pixels.shape[0]
@@ -332,11 +333,62 @@ def _distinct_rgba(pixels: np.ndarray) -> _Indexed:
 
         parallel.map_parts(mark, n)  # threads that set the same flag both write True: no race that matters
         rgbs = _BitRank(seen)
+        if rgbs.count <= _FEW_RGB:
+            return _distinct_few_rgb(pixels, keys, np.flatnonzero(seen))
         # The alpha sets cost 32 bytes per RGB colour: with more than one RGB colour in two pixels, sort.
         if 2 * rgbs.count <= n and rgbs.count < 1 << 23:
             return _distinct_by_rgb(pixels, keys, rgbs)
     values, counts, index = _sorted_keys(keys.astype(np.uint32))
     return _Indexed(_unpack(values, 4), counts, values, index)
+
+
+# Up to this many RGB colours (256 alphas each: a count array no longer than a chunk of pixels),
+# `_distinct_few_rgb` counts the (RGB, alpha) pairs directly.
+_FEW_RGB = _INDEX_CHUNK >> 8
+
+
+def _distinct_few_rgb(pixels: np.ndarray, keys: np.ndarray, rgb: np.ndarray) -> _Indexed:
+    """`_distinct_by_rgb` for images of at most `_FEW_RGB` RGB colours rgb (ascending keys), such as graphics
+    under anti-aliased alpha.
+
+    Each pixel's 256 r + a (r its RGB colour's rank) comes from one look-up in a table over the 2**24 RGB
+    keys, of which only the few pages holding these colours are ever touched, where bit counts took three
+    look-ups and more; the pairs are counted chunk by chunk as they are made (r x 256 counts, no longer than
+    the chunk), so the present ones, their counts and their colours come from those counts, with no pass
+    that marks them or writes each colour from its pixels. The order, ascending r then a, is that of the
+    sorted keys."""
+    n = keys.shape[0]
+    size = rgb.shape[0] << 8
+    table = np.zeros(1 << 24, dtype=np.int32)  # calloc'd: untouched pages cost nothing
+    table[rgb] = np.arange(rgb.shape[0], dtype=np.int32) << 8
+    pos = np.empty(n, dtype=np.int32)  # each pixel's 256 r + a, then its colour's index in the same place
+    alpha = pixels[:, 3]
+
+    def place(start: int, stop: int) -> np.ndarray:
+        counts = np.zeros(size, dtype=np.int64)
+        at = np.empty(_INDEX_CHUNK, dtype=np.intp)
+        for s in range(start, stop, _INDEX_CHUNK):
+            e = min(s + _INDEX_CHUNK, stop)
+            p, q = at[:e - s], pos[s:e]
+            np.right_shift(keys[s:e], 8, out=p, casting="unsafe")
+            np.take(table, p, out=q, mode="clip")  # indices below 2**24: "clip" writes straight to q
+            q |= alpha[s:e]
+            counts += np.bincount(q, minlength=size)
+        return counts
+
+    counts = functools.reduce(np.add, parallel.map_parts(place, n))  # integer sums: exact in any order
+    present = np.flatnonzero(counts)
+    rank = np.cumsum(counts > 0, dtype=np.int32)
+    rank -= 1
+
+    def number(start: int, stop: int) -> None:
+        for s in range(start, stop, _INDEX_CHUNK):
+            e = min(s + _INDEX_CHUNK, stop)
+            np.take(rank, pos[s:e], out=pos[s:e])
+
+    parallel.map_parts(number, n)
+    values = ((rgb[present >> 8] << 8) | (present & 255)).astype(np.uint32)
+    return _Indexed(_unpack(values, 4), counts[present], values, pos)
 
 
 class _BitRank:

@@ -209,6 +209,26 @@ def test_same_file_as_through_the_distinct_colours(monkeypatch, histograms_only,
 FROM_HISTOGRAM = api._from_histogram
 
 
+@pytest.mark.parametrize("k", [2, 8])
+def test_a_histogram_whose_5_bit_level_is_fine_enough_stops_there_with_the_same_file(monkeypatch, histograms_only,
+                                                                                     photo, k):
+    """fit at k <= EXACT_FIT_MAX never looks finer than a 5-bit level of 1000 k bins: the histogram is then made
+    at 5 bits, whose sums are the 6-bit ones merged, and the file is the one through the 6-bit histogram."""
+    flat = photo.reshape(-1, 4)
+    five = coreset.Histogram(flat, min_bins=coreset.min_bins(k), coarse_bins=coreset.coarse_bins(k))
+    six = coreset.Histogram(flat)
+    assert (five.bits, six.bits) == (5, 6) and coreset.coarse_bins(coreset.EXACT_FIT_MAX + 1) == 0
+    parent = sum(((six.ids >> (6 * (3 - c) + 1)) & 31) << (5 * (3 - c)) for c in range(4))
+    ids, up = np.unique(parent, return_inverse=True)
+    assert np.array_equal(five.ids, ids) and np.array_equal(five.index, up[six.index])
+    assert np.array_equal(five.counts, np.bincount(up, weights=six.counts).astype(np.int64))
+    assert np.array_equal(five.sums, np.stack([np.bincount(up, weights=six.sums[:, c]) for c in range(4)], 1))
+    assert five.square_sums == six.square_sums
+    img = kmq.compress(photo, k=k, seed=2)
+    monkeypatch.setattr(coreset, "coarse_bins", lambda k: 0)
+    assert kmq.compress(photo, k=k, seed=2).to_bytes() == img.to_bytes()
+
+
 def test_same_file_in_any_number_of_threads(threads, histograms_only, photo):
     files = []
     for n in (1, 2, 3):

@@ -53,10 +53,12 @@ def photo(samples) -> np.ndarray:
 # Each way `distinct` can take for RGBA whose alpha varies: (forced settings, the path it must take).
 PATHS = {
     "argsort": {"_SPLIT_FROM": 1 << 62},
-    "flags": {"_SPLIT_FROM": 1, "_RANK_TABLE": 0, "_FLAGS_MAX": 1 << 40, "_INDEX_CHUNK": 7},
-    "mask-bytes": {"_SPLIT_FROM": 1, "_RANK_TABLE": 0, "_FLAGS_MAX": 0, "_INDEX_CHUNK": 1000},
+    "flags": {"_SPLIT_FROM": 1, "_FEW_RGB": 0, "_RANK_TABLE": 0, "_FLAGS_MAX": 1 << 40, "_INDEX_CHUNK": 7},
+    "mask-bytes": {"_SPLIT_FROM": 1, "_FEW_RGB": 0, "_RANK_TABLE": 0, "_FLAGS_MAX": 0, "_INDEX_CHUNK": 1000},
     # ranks from one table; counts by bincount where the colours are no more than a chunk, else add.at
-    "rank-table": {"_SPLIT_FROM": 1, "_RANK_TABLE": 1 << 40, "_INDEX_CHUNK": 1000},
+    "rank-table": {"_SPLIT_FROM": 1, "_FEW_RGB": 0, "_RANK_TABLE": 1 << 40, "_INDEX_CHUNK": 1000},
+    # (RGB, alpha) pairs counted as they are made, whatever the RGB colours (`_distinct_few_rgb`)
+    "few-rgb": {"_SPLIT_FROM": 1, "_FEW_RGB": 1 << 40, "_INDEX_CHUNK": 1000},
 }
 
 
@@ -83,6 +85,7 @@ def test_distinct_rgba_is_exact_on_every_path(monkeypatch, photo, path, kind):
 def test_split_path_falls_back_to_sorting_when_rgb_colours_are_many(monkeypatch):
     """Noise with one pixel per RGB colour would cost 32 bytes a pixel in alpha sets: it is sorted."""
     monkeypatch.setattr(km, "_SPLIT_FROM", 1)
+    monkeypatch.setattr(km, "_FEW_RGB", 0)  # noise of 27 RGB colours would be counted pair by pair
     calls = []
     monkeypatch.setattr(km, "_distinct_by_rgb", lambda *a: calls.append(a))
     d = km.distinct(noise().reshape(-1, 4))
