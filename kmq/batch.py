@@ -27,9 +27,10 @@ import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
 from PIL import Image
 
@@ -334,8 +335,9 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
     """Yield task(job) for every job, in the order they finish, using up to `workers` processes.
 
     workers: None for one per core; with 1 (or a single job) everything runs in this process. Jobs with a
-    known problem fail at once without running. A worker that dies (killed, out of memory) breaks the pool:
-    every job not finished by then fails with "worker failed".
+    known problem fail at once without running. A worker that dies (killed, out of memory) breaks the pool,
+    and every job not finished then is run again in a new one; after a second break, each of those runs in
+    a pool of its own, so the job that kills its worker fails alone ("worker failed") and the rest finish.
 
     SIGINT and SIGTERM (received in the main thread) end the workers at once, then act as they would have:
     no job starts and no output is written after them (see _WorkersEndFirst).
@@ -351,16 +353,35 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         for job in todo:
             yield task(job)
         return
+    for _ in range(_POOL_TRIES):
+        todo = yield from _pooled(todo, task, workers)
+    for job in todo:
+        for lost in (yield from _pooled([job], task, 1)):
+            yield Result(lost, error=about(lost.source, _DIED))
+
+
+# Pools that a dead worker may break before the jobs left run one pool each (a job that kills its worker,
+# out of memory, would do so again, taking the jobs beside it down with it).
+_POOL_TRIES = 2
+_DIED = "worker failed: its process ended abruptly (out of memory? killed?)"
+
+
+def _pooled(jobs: list[Job], task: Callable[[Job], Result], workers: int) -> Generator[Result, None, list[Job]]:
+    """Yield task(job) for the jobs from a pool of `workers` processes; return (as the generator's value) the
+    jobs a dead worker's broken pool left unfinished, in their order."""
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_ignored_signals(),))
+    lost: list[Job] = []
     try:
         with _WorkersEndFirst(pool) as signals:
-            futures = {pool.submit(task, job): job for job in todo}
+            futures = {pool.submit(task, job): job for job in jobs}
             for future in as_completed(futures):
                 signals.check()
                 job = futures[future]
                 try:
                     yield future.result()
-                except Exception as e:  # BrokenProcessPool: the worker was killed (out of memory, a signal)
+                except BrokenProcessPool:
+                    lost.append(job)
+                except Exception as e:  # noqa: BLE001 - the job's result could not be sent back
                     yield Result(job, error=about(job.source, f"worker failed: {e}"))
             signals.check()
     except BaseException:
@@ -369,6 +390,7 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return sorted(lost, key=lambda job: job.index)
 
 
 # Signals that end a bulk run: the parent ends its workers first (see _WorkersEndFirst).

@@ -1,6 +1,7 @@
 """Fixes from round 16's new-user trial: each test is the reported case."""
 import gc
 import os
+import signal
 import threading
 import warnings
 
@@ -123,3 +124,29 @@ def test_an_output_folder_that_cannot_take_it_is_refused_before_the_work(runner,
     result = run(runner, *args, out)
     reason = "no such file or directory" if where == "missing" else "not a directory"
     assert (result.exit_code, result.stderr) == (1, f"Error: cannot write {out}: {reason}\n")
+
+
+class _DiesOn:
+    """A bulk task whose worker process is killed (as by the out-of-memory killer) on one file's job."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, job):
+        from kmq import batch
+        if os.path.basename(job.source) == self.name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return batch.Result(job, bytes_after=1)
+
+
+# 6. One worker killed (out of memory) broke the pool, and every file not finished by then failed with
+# "worker failed: A process in the process pool was terminated abruptly", queued ones too.
+def test_a_killed_worker_fails_its_own_file_only(tmp_path, png_bytes):
+    from kmq import batch
+    names = [f"{c}.png" for c in "abcdefgh"]
+    for name in names:
+        (tmp_path / name).write_bytes(png_bytes)
+    jobs = batch.plan_compress([tmp_path / n for n in names], tmp_path / "out")
+    results = sorted(batch.run(jobs, _DiesOn("c.png"), 2), key=lambda r: r.job.index)
+    assert [r.error for r in results] == [None, None] + [
+        f"{tmp_path / 'c.png'}: worker failed: its process ended abruptly (out of memory? killed?)"] + [None] * 5
