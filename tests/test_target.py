@@ -535,3 +535,14 @@ def test_a_first_rdo_file_that_topped_out_far_under_the_budget_ends_the_runs_at_
     out = kmq.compress_to(img, max_bytes=9375, codec="ctx")
     assert len(out.to_bytes()) <= 9375 and db(out) > 32.3
     assert ks.count(ks[0]) == 1 and len(ks) <= 6
+
+
+def test_the_search_over_k_and_rdo_leaves_a_k_once_another_is_predicted_better(counted, samples):
+    # chelsea in 16,912 bytes (bench/rdo.py's 1 bpp): after K = 54's first run (68 %, 19.1 kB) K = 38 was
+    # predicted better, but a second run at 54 (111 %, 16.7 kB at a worse J) came first; the file is the same
+    # (K = 38, rdo 51.563 %, 32.61 dB) in 6 runs, not 7.
+    with Image.open(samples / "chelsea.png") as im:
+        img = np.asarray(im.convert("RGB"))
+    out = kmq.compress_to(img, max_bytes=16912, codec="ctx")
+    assert len(out.to_bytes()) <= 16912 and db(out) > 32.6
+    assert len(counted["rdo"]) <= 6
