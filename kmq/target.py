@@ -903,7 +903,8 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
             if _barren(s, k) or (s.fits(k, max_bytes, pct)
                                  and math.log(max_bytes) - math.log(s.estimate(k, pct)) < _PLANE_CLOSE):
                 break
-            if any(_predict(s, kk, goal) < _GAIN * _predict(s, k, goal) for kk in cands if kk != k and kk not in tried):
+            if any(_predict(s, kk, goal) < _GAIN * _predict(s, k, goal)
+                   for kk in cands if kk != k and kk not in tried):
                 break  # another K is now predicted better than this one: the next step tries it
 
 
