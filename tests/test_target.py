@@ -509,3 +509,40 @@ def test_a_byte_budget_spends_no_more_rdo_runs_where_rdo_moves_nothing_at_two_k(
     out = kmq.compress_to(img, max_bytes=450, codec="ctx")
     assert len(out.to_bytes()) <= 450 and out.k == 2
     assert len(counted["rdo"]) <= 2
+
+
+def _trial_jpeg(width: int, height: int) -> np.ndarray:
+    """The new-user trial's noisy photo (as _noisy_vignette, without alpha) saved as JPEG at quality 90, resized."""
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(_noisy_vignette(1200, 800)[..., :3]).save(buf, "JPEG", quality=90)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB").resize((width, height), Image.Resampling.BOX))
+
+
+def test_a_first_rdo_file_that_topped_out_far_under_the_budget_ends_the_runs_at_its_k(monkeypatch):
+    # The trial's JPEG at 750x500 in 9,375 bytes: K_r = 96 with rdo 74 % added 16.5 % and gave 3.7 kB; four more
+    # runs there (weaker rdo, then filling the budget) lost to K = 256, 13 runs in all; now the walk up goes
+    # there at once: 5 runs, 32.36 dB against 32.58 (the plain K that fits: 25.2).
+    from kmq import rdo
+    img = _trial_jpeg(750, 500)
+    ks, optimise = [], rdo.optimise
+
+    def counting(pixels, distinct, palette, pct, prepared=None, margin=0):
+        ks.append(len(palette))
+        return optimise(pixels, distinct, palette, pct, prepared, margin)
+    monkeypatch.setattr(rdo, "optimise", counting)
+    out = kmq.compress_to(img, max_bytes=9375, codec="ctx")
+    assert len(out.to_bytes()) <= 9375 and db(out) > 32.3
+    assert ks.count(ks[0]) == 1 and len(ks) <= 6
+
+
+def test_the_search_over_k_and_rdo_leaves_a_k_once_another_is_predicted_better(counted, samples):
+    # chelsea in 16,912 bytes (bench/rdo.py's 1 bpp): after K = 54's first run (68 %, 19.1 kB) K = 38 was
+    # predicted better, but a second run at 54 (111 %, 16.7 kB at a worse J) came first; the file is the same
+    # (K = 38, rdo 51.563 %, 32.61 dB) in 6 runs, not 7.
+    with Image.open(samples / "chelsea.png") as im:
+        img = np.asarray(im.convert("RGB"))
+    out = kmq.compress_to(img, max_bytes=16912, codec="ctx")
+    assert len(out.to_bytes()) <= 16912 and db(out) > 32.6
+    assert len(counted["rdo"]) <= 6
