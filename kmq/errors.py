@@ -44,13 +44,15 @@ class KmqWarning(UserWarning):
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def warn(message: str) -> None:
-    """A KmqWarning at the first frame outside kmq: raised several frames deep (in a load, in a write's
-    callback), a warning with a fixed stacklevel named one of kmq's own lines. Warned at once, not recorded
-    and raised again later, so a warnings filter set to "error" still stops the work before any file is
-    written, and nothing process-wide is swapped (threads calling kmq keep their warnings)."""
+def warn(message: str, also: tuple[str, ...] = ()) -> None:
+    """A KmqWarning at the first frame outside kmq (and outside the folders `also`: Pillow's, for its
+    plugin): raised several frames deep (in a load, in a write's callback), a warning with a fixed
+    stacklevel named one of kmq's own lines. Warned at once, not recorded and raised again later, so a
+    warnings filter set to "error" still stops the work before any file is written, and nothing
+    process-wide is swapped (threads calling kmq keep their warnings)."""
+    inside = (_PACKAGE, *also)
     frame, level = sys._getframe(1), 2
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, KmqWarning, stacklevel=level)
 

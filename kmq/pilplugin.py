@@ -13,14 +13,16 @@ a file is never loaded in part (LOAD_TRUNCATED_IMAGES does not apply). verify() 
 """
 from __future__ import annotations
 
+import difflib
 import inspect
+import os
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImagePalette, UnidentifiedImageError
 
 from .api import compress, compress_to
-from .errors import FormatError
+from .errors import FormatError, warn
 from .format import KmqImage, check_crc, read_front, read_kmq
 from .imageio import KMQ_FORMAT
 
@@ -139,7 +141,7 @@ def _same(value: Any, default: Any) -> bool:
 def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """im.save(path, k=16, codec="ctx", seed=0, ...): any keyword kmq.compress takes, or psnr= / max_bytes=
     with kmq.compress_to's keywords (a target instead of k); others are ignored, as Pillow's savers ignore
-    options they do not know."""
+    options they do not know, with a KmqWarning naming them."""
     info = im.encoderinfo
     encode = compress_to if info.get("psnr") is not None or info.get("max_bytes") is not None else compress
     accepted = set(inspect.signature(encode).parameters) - {"image"}
@@ -152,7 +154,24 @@ def save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             raise ValueError(f"{', '.join(f'{key}=' for key in clash)} cannot be combined with a target (psnr= or "
                              f"max_bytes=): the target chooses K and the rdo")
     options: dict[str, Any] = {key: value for key, value in info.items() if key in accepted}
+    _ignored(info)
     fp.write(encode(im, **options).to_bytes())
+
+
+def _ignored(info: dict[str, Any]) -> None:
+    """Options kmq does not know are ignored, as Pillow's savers do, but not silently: K=8 or a JPEG's
+    quality= wrote a K = 16 file without a word."""
+    known = sorted((set(inspect.signature(compress).parameters) | set(inspect.signature(compress_to).parameters))
+                   - {"image"})
+    unknown = [str(key) for key in info if key not in known]
+    if unknown:
+        named = [key + "=" + "".join(f" (did you mean {m}=?)" for m in difflib.get_close_matches(key.lower(), known, 1))
+                 for key in unknown]
+        warn(f"kmq ignores {', '.join(named)}; it takes {', '.join(key + '=' for key in known)}",
+             also=(_PIL_DIR,))
+
+
+_PIL_DIR = os.path.dirname(os.path.abspath(Image.__file__)) + os.sep
 
 
 Image.register_decoder(_DECODER, _Decoder)

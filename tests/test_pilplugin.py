@@ -84,7 +84,8 @@ def test_imagefile_parser_reads_kmq_fed_in_chunks():
 def test_save_then_open_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "a.kmq", k=16, codec="ctx", seed=3, unknown_option=1)
+    with pytest.warns(kmq.KmqWarning, match="kmq ignores unknown_option="):  # ignored, as Pillow's savers do
+        Image.fromarray(pixels).save(tmp_path / "a.kmq", k=16, codec="ctx", seed=3, unknown_option=1)
     expected = kmq.compress(pixels, 16, codec="ctx", seed=3)
     assert kmq.read(tmp_path / "a.kmq") == expected
     with Image.open(tmp_path / "a.kmq") as im:

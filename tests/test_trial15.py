@@ -150,3 +150,14 @@ def test_a_killed_worker_fails_its_own_file_only(tmp_path, png_bytes):
     results = sorted(batch.run(jobs, _DiesOn("c.png"), 2), key=lambda r: r.job.index)
     assert [r.error for r in results] == [None, None] + [
         f"{tmp_path / 'c.png'}: worker failed: its process ended abruptly (out of memory? killed?)"] + [None] * 5
+
+
+# 10. The Pillow plugin ignored options it does not know without a word: im.save("x.kmq", K=8) wrote K = 16.
+def test_pillow_save_warns_of_options_it_ignores(tmp_path, png_bytes):
+    im = Image.open(tmp_path / "g.png")
+    with pytest.warns(kmq.KmqWarning, match=r"^kmq ignores K= \(did you mean k=\?\), quality=; it takes codec=, ") as w:
+        im.save(tmp_path / "x.kmq", K=3, quality=50)
+    assert w[0].filename == __file__ and kmq.read(tmp_path / "x.kmq").k == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        im.save(tmp_path / "y.kmq", k=3, codec="ctx")
