@@ -10,6 +10,7 @@ import math
 import os
 import stat
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming
+from .errors import KmqError, KmqWarning, naming, naming_errors
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
@@ -286,9 +287,9 @@ def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: i
                   dither: str = "none") -> KmqImage:
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
-    named = str(image) if isinstance(image, (str, Path)) else "the image"
-    palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors, image=named,
-                                                 source=given.name)
+    with naming_errors(image) if isinstance(image, (str, Path)) else nullcontext():
+        palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors,
+                                                     source=given.name)
     meta = {"distortion": distortion, "palette_source": given.source}
     if dither == "fs":
         # Onto the palette as stored, in its layout and order: a given palette is never re-sorted.

@@ -71,6 +71,17 @@ def naming(path: str | Path) -> Iterator[None]:
         raise named from None
 
 
+@contextmanager
+def naming_errors(path: str | Path) -> Iterator[None]:
+    """As naming, for every KmqError raised inside: the palette's checks see pixels, not a file."""
+    try:
+        yield
+    except KmqError as e:
+        named = type(e)(about(path, str(e)))
+        named.__dict__.update(e.__dict__)
+        raise named from None
+
+
 def about(path: str | Path, message: str) -> str:
     """message prefixed with the file it is about, unless it already starts with that name and a colon."""
     name = "<stdin>" if str(path) == "-" else str(path)

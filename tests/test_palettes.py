@@ -91,8 +91,8 @@ def test_layouts_meet_without_losing_anything(image, palette, channels, stored):
 def test_transparency_with_a_palette_without_alpha_is_an_error_naming_both(tmp_path):
     path = tmp_path / "t.png"
     Image.fromarray(np.array([[[0, 0, 0, 0], [9, 9, 9, 255]]], np.uint8)).save(path)
-    with pytest.raises(KmqError, match=rf"^{path} has transparency \(RGBA\) but <array> has no alpha; give a "
-                                       r"palette with #rrggbbaa entries \(\.txt, \.hex, \.json\) or flatten"):
+    with pytest.raises(KmqError, match=rf"^{path}: the image has transparency \(RGBA\) but <array> has no alpha; "
+                                       r"give a palette with #rrggbbaa entries \(\.txt, \.hex, \.json\) or flatten"):
         kmq.compress(path, palette=np.zeros((2, 3), np.uint8))
 
 

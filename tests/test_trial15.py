@@ -161,3 +161,21 @@ def test_pillow_save_warns_of_options_it_ignores(tmp_path, png_bytes):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         im.save(tmp_path / "y.kmq", k=3, codec="ctx")
+
+
+# 8. An image with transparency and a palette without alpha: segment, stats and montage did not name the file,
+# a bulk compress named it twice ("in/la.png: in/la.png has transparency").
+@pytest.mark.parametrize("command", [["compress", "{image}", "-o", "{out}.kmq"],
+                                     ["segment", "{image}", "-o", "{out}.png"], ["stats", "{image}"],
+                                     ["montage", "{image}", "-o", "{out}.png"],
+                                     ["compress", "{folder}", "-o", "{out}/", "-q"]])
+def test_an_rgba_image_with_a_palette_without_alpha_is_named_once(runner, tmp_path, command):
+    (tmp_path / "in").mkdir()
+    image = tmp_path / "in" / "la.png"
+    Image.fromarray(np.dstack([np.arange(64, dtype=np.uint8).reshape(8, 8)] * 2), "LA").save(image)
+    (tmp_path / "p.gpl").write_text("GIMP Palette\nName: p\n#\n  0   0   0 black\n255 255 255 white\n")
+    args = [a.format(image=image, folder=tmp_path / "in", out=tmp_path / "out") for a in command]
+    result = run(runner, *args, "--palette", tmp_path / "p.gpl")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {image}: the image has transparency (RGBA) but p.gpl has no alpha; give a "
+                             f"palette with #rrggbbaa entries (.txt, .hex, .json) or flatten the image\n")
