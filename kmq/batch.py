@@ -36,10 +36,10 @@ from PIL import Image
 
 from . import parallel
 from .api import compress, compress_to, export, read, write
-from .errors import KmqError, KmqWarning, about
+from .errors import KmqError, KmqWarning, about, naming
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason)
-from .format import DEFAULT_MAX_PIXELS, told_if_image
+from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
 from .stats import record
@@ -223,6 +223,13 @@ class _Task:
     overwrite: bool
 
     def __call__(self, job: Job) -> Result:
+        # stdin is read whole first, so that its size is reported as a file's is, failure or not.
+        if str(job.source) == STDIO and job.data is None:
+            try:
+                data = read_bytes(STDIO)
+            except KmqError as e:
+                return Result(job, error=about(job.source, str(e)))
+            job = replace(job, size=len(data), data=data)
         return _attempt(job, self._checked)
 
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
@@ -252,16 +259,6 @@ class CompressTask(_Task):
     k_given: bool = True
     dither: str = "none"
 
-    def __call__(self, job: Job) -> Result:
-        # stdin is read whole first, so that its size is reported as a file's is, failure or not.
-        if str(job.source) == STDIO and job.data is None:
-            try:
-                data = read_bytes(STDIO)
-            except KmqError as e:
-                return Result(job, error=about(job.source, str(e)))
-            job = replace(job, size=len(data), data=data)
-        return super().__call__(job)
-
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         source = job.source if job.data is None else io.BytesIO(job.data)
         if self.psnr is None and self.max_bytes is None:
@@ -287,10 +284,14 @@ class DecompressTask(_Task):
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         with told_if_image():
-            img = read(job.source, max_pixels=self.max_pixels)
+            if job.data is None:
+                img = read(job.source, max_pixels=self.max_pixels)
+            else:
+                with naming(job.source):
+                    img = KmqImage.from_bytes(job.data, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
-        return _size(job.target), record(img, str(job.source), _size(job.source))
+        return _size(job.target), record(img, str(job.source), _size(job.source) if job.data is None else job.size)
 
 
 @dataclass(frozen=True)

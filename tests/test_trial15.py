@@ -1,5 +1,6 @@
 """Fixes from round 16's new-user trial: each test is the reported case."""
 import gc
+import json
 import os
 import signal
 import threading
@@ -15,8 +16,8 @@ from kmq.cli import main
 from kmq.imageio import load_image
 
 
-def run(runner, *args):
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="kmq")
+def run(runner, *args, **kwargs):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="kmq", **kwargs)
 
 
 @pytest.fixture
@@ -179,3 +180,15 @@ def test_an_rgba_image_with_a_palette_without_alpha_is_named_once(runner, tmp_pa
     assert result.exit_code == 1
     assert result.stderr == (f"Error: {image}: the image has transparency (RGBA) but p.gpl has no alpha; give a "
                              f"palette with #rrggbbaa entries (.txt, .hex, .json) or flatten the image\n")
+
+
+# 5. A bulk decompress of stdin reported bytes_before 0 (a bulk compress of stdin reported what it read).
+def test_a_bulk_decompress_of_stdin_reports_the_bytes_it_read(runner, tmp_path, png_bytes):
+    data = kmq.compress(tmp_path / "g.png", 3).to_bytes()
+    result = run(runner, "decompress", "-", "-o", f"{tmp_path / 'out'}/", "--summary", "json", input=data)
+    summary = json.loads(result.stdout)
+    assert (summary["bytes_before"], summary["results"][0]["bytes_before"]) == (len(data), len(data))
+    result = run(runner, "decompress", "-", "-o", f"{tmp_path / 'out2'}/", "--summary", "json", input=png_bytes)
+    assert json.loads(result.stdout)["results"][0]["bytes_before"] == len(png_bytes)
+    assert result.stderr == ("Error: <stdin>: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq compress "
+                             "takes images)\n")
