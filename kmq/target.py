@@ -31,7 +31,8 @@ the plain bytes rdo reached at K_r says a file could fit below hi's J there).
 When the best file found still lands far under the byte budget (rdo topped out: on noise its labels
 smooth away most of the bytes for a few % of J), larger K are tried with rdo (_walk_up). The file returned
 is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
-the bracket, the next K and, for images of few colours, the lossless file). Brackets end at neighbouring
+the bracket, the next K and, for images of few colours, the lossless file; with raw too, as its J = 0
+takes fewer bytes in the metadata than a lossy J). Brackets end at neighbouring
 K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
 Last, a byte budget's search goes over (K, rdo) from the best file found (_plane): a model of bytes and J in
 both, fitted on the files the search made (plain J and bytes along K, rdo's share of the plain bytes against
@@ -43,6 +44,11 @@ bytes along K and along rdo apart, and left budgets a third unused or stopped be
 K with rdo was far better.
 A byte budget's search makes at most _RUNS_MAX rdo runs, _CASCADE_RUNS of them before the search over
 (K, rdo), so its cost is bounded by counting (same input, same files), not by time.
+On images of at most _SCAN_PIXELS pixels (a plain compress costs tens of milliseconds) the plain files of
+the K past the bracket's top are sized too, up to _SCAN_MAX of them (_scan: from one K to the next a plain file moves by
+up to ~10 %; a 64x64 grey ramp with ctx is 384 bytes at K = 13, 352 at 14): the least K that meets a PSNR is
+not always the smallest plain file that does, nor the largest K that fits a budget the best. Above, files
+are taken to grow with K.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 """
@@ -54,7 +60,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import kmeans
+from . import bitpack, kmeans
 from .api import MAX_RDO, quantize_colors, quantized
 from . import rdo as rdo_module
 from .codecs import ctx
@@ -93,6 +99,14 @@ _PSNR_UNDER = 0.8  # --psnr: a first rdo file whose J is under this share of the
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
+_J_DIGITS = 21  # bytes a J's record in the metadata takes beyond J = 0's ("0.0"; repr of a float: up to 24)
+# Images of at most this many pixels (a plain compress costs tens of milliseconds) have the plain files of the
+# K past the bracket's top sized (_scan), up to _SCAN_SPAN x it (plain files move by up to ~10 % from one K to
+# the next, and grow over a doubling of K by ~1.5x)
+_SCAN_PIXELS = 64 * 64
+_SCAN_SPAN = 2.0
+_SCAN_MAX = 8  # plain files sized by one scan, at most (each a plain compress: 64x64, 0.05-0.1 s)
+_DROP = 1.3  # but not past a K whose plain file is over this multiple of the file to beat (or the budget)
 _TOPPED = 0.05  # an rdo file this much over its K's plain J at most topped out: _rdo_at stops there
 _FILL_NEAR = 2.0  # ... from a file over the budget by at most this factor (beyond, the middle is a guess)
 _FILL_STEPS = 2  # rdo runs spent filling a budget the best file leaves far from full, at most
@@ -362,7 +376,13 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
                        f"{', the most -k allows' if s.k_hi < len(s.distinct.colors) else ''})")
     if s.codec == "raw" or lo == 0:
-        return s.file(hi)
+        pick = (hi, 0.0)
+        if s.codec == "raw" and _raw_could_beat(s, s.lossless(), hi):
+            # J = 0 is recorded in 3 bytes, a lossy J in up to 24: in hi's bit width the lossless file is
+            # at times the smaller (1x41 grey, 39 levels, at 60 dB: K = 37 180 bytes, lossless 168)
+            if not s.no_larger(pick, (s.lossless(), 0.0)):
+                pick = (s.lossless(), 0.0)
+        return s.file(*_smallest_scanned(s, db, pick, hi))
     cand = _rdo_for_psnr(s, db, j_goal, hi)
 
     def beaten(lo: int, hi: int) -> bool:  # no larger than a plain K that misses, so than every one that meets
@@ -371,7 +391,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
     lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
-        return s.file(*cand)
+        return s.file(*_smallest_scanned(s, db, cand, hi))
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
     # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
     # colours: 172 bytes, K = 3 174).
@@ -379,7 +399,74 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     for k in (hi + 1, s.lossless()):
         if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
             best = (k, 0.0)
-    return s.file(*best)
+    return s.file(*_smallest_scanned(s, db, best, hi))
+
+
+def _small(s: _Search) -> bool:
+    """Whether a plain compress of the image is cheap enough to size the plain files of a window of K (_scan)."""
+    return s.pixels.shape[0] * s.pixels.shape[1] <= _SCAN_PIXELS
+
+
+def _scan(s: _Search, first: int, last: int, wanted: Callable[[int], bool], bound: int) -> None:
+    """Size the plain file of each K from first to last (within 1 .. k_hi) that wanted(k) (from its fit)
+    says could be chosen, until a plain file of a smaller K is known over _DROP x bound bytes, or
+    _SCAN_MAX files are sized: no plain file is assumed smaller than 1 / _DROP of a smaller K's, so none
+    beyond is within bound (the most seen with ctx at K <= 96: 1.09 on 64x64 crops of astronaut and camera,
+    1.29 on a 64x64 grey ramp, K = 21 800 bytes, 29 621). _SCAN_MAX bounds the cost where files grow slowly
+    (a 32x32 crop at 700 bytes: K = 50 to 68 are 2 to 16 % over; all of them doubled the search's cost)."""
+    def far(k: int) -> bool:
+        return any(r == 0 and kk < k and low > _DROP * bound for (kk, r), (low, _) in s.sizes.items())
+
+    sized = 0
+    for k in range(max(1, first), min(s.k_hi, last) + 1):
+        if far(k) or sized >= _SCAN_MAX:
+            return
+        if wanted(k) and (k, 0.0) not in s.sizes:
+            s.bounds(k)
+            sized += 1
+
+
+def _first_below(s: _Search, first: int, last: int, j_best: float) -> int:
+    """The least K from first to last whose plain J is under j_best, by bisection (J falls with K, as the
+    whole search assumes), last + 1 if none: K of no better J need not be sized, nor fitted one by one."""
+    if first > last or s.j(first) < j_best:
+        return first  # (the usual case: lo + 1, past a plain best)
+    if s.j(last) >= j_best:
+        return last + 1
+    while first < last:
+        mid = (first + last) // 2
+        if s.j(mid) < j_best:
+            last = mid
+        else:
+            first = mid + 1
+    return first
+
+
+def _smallest_scanned(s: _Search, db: float, pick: tuple[int, float], hi: int) -> tuple[int, float]:
+    """pick, or on a small image the smallest file that meets db once the plain files of K from hi (the least
+    K found to meet it) to _SCAN_SPAN x hi are sized (_scan): from one K to the next plain files move by up to
+    ~10 % (64x64 grey ramp with ctx: K = 13 384 bytes, 14 352, 15 394), so the bracket's top is not always
+    the smallest plain file that meets a target."""
+    if not _small(s):
+        return pick
+    _scan(s, hi, math.floor(_SCAN_SPAN * hi), lambda k: s.psnr(s.j(k)) >= db, s.bounds(*pick)[1])
+    for key in sorted(s.sizes):
+        if key != pick and s.psnr(s.file(*key).distortion) >= db and not s.no_larger(pick, key):
+            pick = key
+    return pick
+
+
+def _raw_could_beat(s: _Search, k: int, base: int) -> bool:
+    """Whether raw's plain file of k (> base) may be smaller than base's: its payload and palette grow by
+    less than a J's digits can shrink the metadata."""
+    if not base < k <= s.k_hi:
+        return False
+    n = s.pixels.shape[0] * s.pixels.shape[1]
+
+    def payload(kk: int) -> int:
+        return -(-n * bitpack.bits_for(kk) // 8)
+
+    return payload(k) - payload(base) + s.channels * (k - base) < _J_DIGITS
 
 
 def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, float] | None:
@@ -497,6 +584,12 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _plane(s, max_bytes, k_cap)
     if s.lossless() and s.lossless() <= k_cap and not _far_over(s, s.lossless(), max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
+    if _small(s):
+        # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
+        # (64x64 grey ramp with ctx in 400 bytes: K = 9 fit, 10 to 13 did not, 14 does at 3.8 dB more)
+        j_best = s.file(*_best_fitting(s, max_bytes)).distortion
+        last = min(k_cap, math.floor(_SCAN_SPAN * hi))
+        _scan(s, _first_below(s, lo + 1, last, j_best), last, lambda k: s.j(k) < j_best, max_bytes)
     return s.file(*_best_fitting(s, max_bytes))
 
 
@@ -763,9 +856,22 @@ def _raw_bytes(s: _Search, max_bytes: int) -> KmqImage:
         if fits <= 1 << (bits - 1):
             break
         k = fits
+    top = k
     while k > 1 and s.size(k) > max_bytes:  # a J with more digits than K = 1's: a few bytes more
         k -= max(1, -(-(s.size(k) - max_bytes) // s.channels))
-    return s.file(max(1, k))
+    k = max(1, k)
+    lossless = s.lossless()
+    if _raw_could_beat(s, lossless, top):
+        # J = 0 is recorded in 3 bytes, a lossy J in up to 24: the lossless file can fit where lossy K of
+        # its bit width do not (1x41 grey, 39 levels, in 170 bytes: lossless 170, K = 28 169 at 53.8 dB)
+        if s.size(lossless) <= max_bytes:
+            return s.file(lossless)
+    if _small(s):
+        # and any K the formula's K and the steps down from it passed over, a J shorter than theirs
+        j_best = s.j(k)
+        _scan(s, k + 1, top + _J_DIGITS // s.channels, lambda kk: s.j(kk) < j_best, max_bytes)
+        return s.file(*_best_fitting(s, max_bytes))
+    return s.file(k)
 
 
 def _log_interp(points: list[tuple[float, float]], x: float) -> float:
