@@ -138,7 +138,8 @@ def to_array(im: Image.Image, name: str = "the image", *, key: Any = _UNREAD) ->
         return _grey(im, name)
     # convert() to the image's own mode would copy it (36 MB at 12 MP) for nothing.
     if mode in _TO_RGBA:
-        rgba = _asarray(im if im.mode == "RGBA" else im.convert("RGBA"))
+        # Pillow has no La -> RGBA conversion (premultiplied grey): through LA, which undoes the premultiplying
+        rgba = _asarray(im if im.mode == "RGBA" else (im.convert("LA") if im.mode == "La" else im).convert("RGBA"))
         if not opaque(rgba):
             return clear_transparent(rgba)
         return np.ascontiguousarray(rgba[:, :, 0]) if mode in ("LA", "La") else drop_alpha(rgba)

@@ -192,3 +192,13 @@ def test_a_bulk_decompress_of_stdin_reports_the_bytes_it_read(runner, tmp_path, 
     assert json.loads(result.stdout)["results"][0]["bytes_before"] == len(png_bytes)
     assert result.stderr == ("Error: <stdin>: not a .kmq file: bad magic 89 50 4e 47 (it is a PNG image: kmq compress "
                              "takes images)\n")
+
+
+# 11. A Pillow image in mode La (premultiplied grey and alpha) failed with Pillow's own ValueError
+# ("conversion from La to L not supported"); RGBa worked.
+def test_a_premultiplied_grey_image_is_read_as_grey_and_alpha():
+    with pytest.warns(kmq.KmqWarning, match="only 1 distinct colour"):
+        img = kmq.compress(Image.new("La", (4, 4), (100, 50)), k=4)
+    assert img.palette.tolist() == [[255, 255, 255, 50]]  # 100 / (50 / 255), clipped: LA's own reading
+    with pytest.warns(kmq.KmqWarning, match="only 1 distinct colour"):
+        assert kmq.compress(Image.new("La", (4, 4), (20, 255)), k=4).palette.tolist() == [[20]]
