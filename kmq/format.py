@@ -372,9 +372,13 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         metadata = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float,
-                              object_pairs_hook=_unique_keys)
+                              parse_int=_int, object_pairs_hook=_unique_keys)
     except _NotStrict as e:
         raise FormatError(f"metadata is not strict JSON: {e}") from None
+    except json.JSONDecodeError as e:
+        # json's own words would tell a user to "decode using utf-8-sig"
+        what = "it starts with a byte-order mark (ef bb bf)" if raw.startswith(b"\xef\xbb\xbf") else e.msg
+        raise FormatError(f"metadata is not UTF-8 JSON: {what} at character {e.pos}") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise FormatError(f"metadata is not UTF-8 JSON: {e}") from None
     except RecursionError:
@@ -431,6 +435,16 @@ class _NotStrict(ValueError):
 
 def _no_constant(name: str) -> Any:
     raise _NotStrict(f"{name} is not a JSON number")
+
+
+def _int(text: str) -> int:
+    # Python refuses longer integers with advice about sys.set_int_max_str_digits; no field needs them
+    if len(text.lstrip("-")) > _INT_DIGITS:
+        raise _NotStrict(f"an integer of {len(text.lstrip('-')):,} digits (at most {_INT_DIGITS:,})")
+    return int(text)
+
+
+_INT_DIGITS = 4300
 
 
 def _finite_float(text: str) -> float:

@@ -169,8 +169,12 @@ def with_metadata(meta: bytes) -> bytes:
 
 @pytest.mark.parametrize("meta, message", [
     (b"\xff\xfe", "metadata is not UTF-8 JSON: 'utf-8' codec can't decode byte 0xff"),
-    (b"\xef\xbb\xbf{}", "metadata is not UTF-8 JSON: Unexpected UTF-8 BOM"),
-    (b'{"seed":0', "metadata is not UTF-8 JSON: Expecting ',' delimiter"),
+    # json's own words for these name Python (utf-8-sig, sys.set_int_max_str_digits): kmq says what is wrong
+    (b"\xef\xbb\xbf{}", r"metadata is not UTF-8 JSON: it starts with a byte-order mark \(ef bb bf\) at character 0$"),
+    (b'{"seed":0', "metadata is not UTF-8 JSON: Expecting ',' delimiter at character 9$"),
+    (b'{"seed":' + b"1" * 4301 + b"}",
+     r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
+    (b'{"x":-' + b"1" * 4301 + b"}", r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
     (b"[1,2]", "metadata must be a JSON object, got list"),
     (b'"distortion"', "metadata must be a JSON object, got str"),
     (b"null", "metadata must be a JSON object, got NoneType"),
