@@ -22,9 +22,9 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming, naming_errors
+from .errors import KmqError, KmqWarning, naming, naming_errors, warn
 from .fileio import STDIO, open_input, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, read_kmq
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
                       to_array, warn_extension_mismatch, writable_format)
 
@@ -436,11 +436,13 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
 
     A .kmq file gives a validated KmqImage; any other file is read as an image: (h, w) or (h, w, 3|4) uint8.
     A file named *.kmq is held to be one, so a damaged one is reported as such (FormatError), not as "not an
-    image". "-" reads stdin.
+    image", unless it starts as an image does (a PNG renamed): that is read as an image, with a KmqWarning.
+    "-" reads stdin.
     """
     with open_input(source) as f:
         head = f.read(len(MAGIC))
-        if head == MAGIC or (str(source) != STDIO and Path(source).suffix.lower() == ".kmq"):
+        if head == MAGIC or (str(source) != STDIO and Path(source).suffix.lower() == ".kmq"
+                             and not _misnamed(source, head + f.peek(12)[:12 - len(head)])):
             with naming(source):
                 data = read_kmq(f, max_pixels=max_pixels, head=head)
                 return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
@@ -450,6 +452,14 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
         # stdin and pipes (<(...), mkfifo) are read once: opened again, they hold what is left or nothing
         data = head + f.read()
     return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
+
+
+def _misnamed(source: str | Path, head: bytes) -> bool:
+    """An image named *.kmq (kmq info suggests reading it with stats or palette): warned, and read as one."""
+    fmt = image_format(head)
+    if fmt is not None:
+        warn(f"{source}: named .kmq but a {fmt} image; read as an image")
+    return fmt is not None
 
 
 def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwrite: bool = False,

@@ -202,3 +202,16 @@ def test_a_premultiplied_grey_image_is_read_as_grey_and_alpha():
     assert img.palette.tolist() == [[255, 255, 255, 50]]  # 100 / (50 / 255), clipped: LA's own reading
     with pytest.warns(kmq.KmqWarning, match="only 1 distinct colour"):
         assert kmq.compress(Image.new("La", (4, 4), (20, 255)), k=4).palette.tolist() == [[20]]
+
+
+# 13. kmq info of a PNG named .kmq suggested "kmq stats and kmq palette take images", and stats then refused
+# it as a bad .kmq file (a file named .kmq was held to be one, whatever it starts with).
+def test_an_image_named_kmq_is_read_as_an_image_with_a_warning(runner, tmp_path, png_bytes):
+    (tmp_path / "x.kmq").write_bytes(png_bytes)
+    result = run(runner, "info", tmp_path / "x.kmq")
+    assert result.stderr.endswith("(it is a PNG image: kmq stats and kmq palette take images)\n")
+    result = run(runner, "stats", tmp_path / "x.kmq", "-k", "2", "--format", "tsv")
+    assert result.exit_code == 0 and result.stdout.splitlines()[1].startswith(f"{tmp_path / 'x.kmq'}\t16\t12\t3\t2\t")
+    assert result.stderr == f"Warning: {tmp_path / 'x.kmq'}: named .kmq but a PNG image; read as an image\n"
+    (tmp_path / "y.kmq").write_bytes(b"\x89KMQ" + png_bytes[4:])  # a damaged .kmq is still reported as one
+    assert run(runner, "stats", tmp_path / "y.kmq").stderr.startswith(f"Error: {tmp_path / 'y.kmq'}: ")
