@@ -497,8 +497,9 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
             if _names_a_file(files, output):
                 _refuse_folder(output)
                 fmt = fmt or format_for(output)
-            fmt = writable_format(fmt or "PNG")
-        jobs = _bulk_plan(lambda inputs, out: batch.plan_decompress(inputs, out, fmt), files, output)
+            typed = fmt or "PNG"  # names the outputs as the user spelt it (--format jpg: x.kmq.jpg)
+            fmt = writable_format(typed)
+        jobs = _bulk_plan(lambda inputs, out: batch.plan_decompress(inputs, out, typed), files, output)
         task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   lambda file, out, r, size, seconds: _decompressed_line(file, out, r, fmt, seconds))

@@ -215,3 +215,11 @@ def test_an_image_named_kmq_is_read_as_an_image_with_a_warning(runner, tmp_path,
     assert result.stderr == f"Warning: {tmp_path / 'x.kmq'}: named .kmq but a PNG image; read as an image\n"
     (tmp_path / "y.kmq").write_bytes(b"\x89KMQ" + png_bytes[4:])  # a damaged .kmq is still reported as one
     assert run(runner, "stats", tmp_path / "y.kmq").stderr.startswith(f"Error: {tmp_path / 'y.kmq'}: ")
+
+
+# Nit: a bulk decompress with --format jpg wrote x.kmq.jpeg (a single file got x.kmq.jpg, as typed).
+def test_a_bulk_decompress_names_its_outputs_as_the_format_was_typed(runner, tmp_path, png_bytes):
+    (tmp_path / "in").mkdir()
+    kmq.write(tmp_path / "in" / "a.kmq", kmq.compress(tmp_path / "g.png", 2))
+    result = run(runner, "decompress", tmp_path / "in", "-o", f"{tmp_path / 'out'}/", "--format", "jpg", "-q")
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a.kmq.jpg"]
