@@ -117,9 +117,9 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
                 kind=".kmq files")
 
 
-def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool]) -> list[Job]:
+def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind: str | None = None) -> list[Job]:
     """Jobs that only read (target = source) every wanted file among inputs, each file once (see plan)."""
-    return plan(inputs, None, wanted=wanted, rename=lambda p: p)
+    return plan(inputs, None, wanted=wanted, rename=lambda p: p, kind=kind)
 
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],

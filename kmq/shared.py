@@ -45,7 +45,8 @@ def plan(inputs: Sequence[str | Path]) -> list[Job]:
     from . import batch
 
     suffixes = batch.image_suffixes() | {KMQ_SUFFIX}
-    jobs = batch.plan_read(inputs, lambda p: p.suffix.lower() in suffixes)
+    # kind: folders holding nothing to pool are an error, as for stats, not a warning before one
+    jobs = batch.plan_read(inputs, lambda p: p.suffix.lower() in suffixes, kind="images or .kmq files")
     _warn_copies(jobs)
     return jobs
 
