@@ -225,7 +225,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                         meta["rdo"] = 0.0
                     else:
                         del meta["rdo"]
-    if dither == "fs":
+    if _dithers(dither, palette, distortion):
         flat = floyd_steinberg(pixels, palette)
         palette, flat = _by_share(palette, flat.ravel(), None)
         labels = flat.astype(np.uint16)
@@ -234,6 +234,12 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
         labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
+
+
+def _dithers(dither: str, palette: np.ndarray, distortion: float) -> bool:
+    """Whether dithering can change a label: not where every pixel has its exact colour (J = 0) or the
+    palette one entry, whose file would only record "dither" (14 bytes) over the same labels."""
+    return dither == "fs" and distortion > 0 and palette.shape[0] > 1
 
 
 def _fit_meta(distortion: float, seed: int, max_iter: int, tol: float) -> dict:
@@ -291,7 +297,7 @@ def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: i
         palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors,
                                                      source=given.name)
     meta = {"distortion": distortion, "palette_source": given.source}
-    if dither == "fs":
+    if _dithers(dither, palette, distortion):
         # Onto the palette as stored, in its layout and order: a given palette is never re-sorted.
         pixels = palettes.convert(pixels.reshape(-1, channels), palette.shape[1]).reshape(height, width, -1)
         labels = floyd_steinberg(pixels, palette)

@@ -223,3 +223,14 @@ def test_a_bulk_decompress_names_its_outputs_as_the_format_was_typed(runner, tmp
     kmq.write(tmp_path / "in" / "a.kmq", kmq.compress(tmp_path / "g.png", 2))
     result = run(runner, "decompress", tmp_path / "in", "-o", f"{tmp_path / 'out'}/", "--format", "jpg", "-q")
     assert result.exit_code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a.kmq.jpg"]
+
+
+# Nit: --dither fs on a lossless image or at K = 1 changed no label but recorded "dither" (14 bytes more).
+@pytest.mark.parametrize("k", [1, 500])
+def test_dithering_that_moves_nothing_is_not_recorded(tmp_path, png_bytes, k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer colours than k = 500
+        plain, dithered = (kmq.compress(tmp_path / "g.png", k, dither=d) for d in ("none", "fs"))
+    assert "dither" not in dithered.metadata and dithered.to_bytes() == plain.to_bytes()
+    palette = kmq.compress(tmp_path / "g.png", 2).palette[:1]
+    assert "dither" not in kmq.compress(tmp_path / "g.png", palette=palette, dither="fs").metadata
