@@ -22,7 +22,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming, naming_errors, warn
+from .errors import KmqError, KmqWarning, naming, warn
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
@@ -293,7 +293,7 @@ def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: i
                   dither: str = "none") -> KmqImage:
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
-    with naming_errors(image) if isinstance(image, (str, Path)) else nullcontext():
+    with naming(image, KmqError) if isinstance(image, (str, Path)) else nullcontext():
         palette, labels, distortion = palettes.apply(pixels.reshape(-1, channels), given.colors,
                                                      source=given.name)
     meta = {"distortion": distortion, "palette_source": given.source}
@@ -452,9 +452,10 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
             with naming(source):
                 data = read_kmq(f, max_pixels=max_pixels, head=head)
                 return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
-        if str(source) != STDIO and not stat.S_ISFIFO(os.fstat(f.fileno()).st_mode):
+        info = None if str(source) == STDIO else os.fstat(f.fileno())
+        if info is not None and not stat.S_ISFIFO(info.st_mode):
             # Pillow names the file in its errors, and reads only what it needs: /dev/zero is refused at once.
-            return load_image(source, max_pixels=max_pixels), os.fstat(f.fileno()).st_size
+            return load_image(source, max_pixels=max_pixels), info.st_size
         # stdin and pipes (<(...), mkfifo) are read once: opened again, they hold what is left or nothing
         data = head + f.read()
     return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)

@@ -69,8 +69,8 @@ _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k
 def _pair_tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tables over the 65536 values of a pixel's first two channels (or last two) read as one big-endian
     uint16 (hi, lo): that pair's part of the key of `bits` per channel, for the first and the last pair; its
-    low 8 - bits bits packed as `_PACK` says; and its squares, hi^2 << 32 | lo^2 (a chunk of 2**16 pixels sums each to under
-    255^2 x 2**16 < 2**32)."""
+    low 8 - bits bits packed as `_PACK` says; and its squares, hi^2 << 32 | lo^2 (a chunk of 2**16 pixels
+    sums each to under 255^2 x 2**16 < 2**32)."""
     v = np.arange(256, dtype=np.uint32)
     hi, lo = v[:, None], v[None, :]
     drop = 8 - bits
@@ -80,8 +80,6 @@ def _pair_tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     low = (((hi & below).astype(np.float64) * 2.0 ** _PACK) + (lo & below)).ravel()
     squares = (((hi.astype(np.uint64) ** 2) << np.uint64(32)) | lo.astype(np.uint64) ** 2).ravel()
     return first, last, low, squares
-
-
 
 
 class Histogram:

@@ -58,27 +58,18 @@ def warn(message: str, also: tuple[str, ...] = ()) -> None:
 
 
 @contextmanager
-def naming(path: str | Path) -> Iterator[None]:
-    """Prefix the message of a FormatError raised inside with the file it is about ("a.kmq: truncated ...").
+def naming(path: str | Path, kind: type[KmqError] = FormatError) -> Iterator[None]:
+    """Prefix the message of a FormatError (or another kind of KmqError) raised inside with the file it is
+    about ("a.kmq: truncated ..."), unless it names it already.
 
-    The container code sees only bytes; this is where a file name is known. "-" is named <stdin>.
+    The container code sees only bytes, the palette's checks only pixels; this is where a file name is
+    known. "-" is named <stdin>.
     """
     try:
         yield
-    except FormatError as e:
-        named = type(e)(f"{'<stdin>' if str(path) == '-' else path}: {e}")
-        named.__dict__.update(e.__dict__)  # image_format
-        raise named from None
-
-
-@contextmanager
-def naming_errors(path: str | Path) -> Iterator[None]:
-    """As naming, for every KmqError raised inside: the palette's checks see pixels, not a file."""
-    try:
-        yield
-    except KmqError as e:
+    except kind as e:
         named = type(e)(about(path, str(e)))
-        named.__dict__.update(e.__dict__)
+        named.__dict__.update(e.__dict__)  # image_format
         raise named from None
 
 

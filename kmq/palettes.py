@@ -331,7 +331,7 @@ def _one_line(text: str) -> str:
 
 # --- mapping pixels onto a palette -----------------------------------------------------------------------
 
-def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
+def apply(pixels: np.ndarray, palette: np.ndarray, *,
           source: str = "the palette") -> tuple[np.ndarray, np.ndarray, float]:
     """pixels (N, C) uint8 -> (palette as stored (k, C') uint8, labels (N,) uint16, distortion J).
 
@@ -342,14 +342,14 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *, image: str = "the image",
     n, channels = pixels.shape
     if channels < 4 and len(palette) <= _TABLE_K and (channels == 1 or n >= _TABLE_FROM):
         # A grey or RGB image's layout does not depend on its colours: no need to find them first.
-        target = layout(pixels[:0], palette, image=image, source=source)
+        target = layout(pixels[:0], palette, source=source)
         if target < 4:
             stored = convert(palette, target)
             labels, distortion = _by_table(convert(pixels, target), stored)
             return stored, labels, distortion
     distinct = kmeans.distinct(pixels)
     colors, counts = distinct.colors, distinct.counts
-    target = layout(colors, palette, image=image, source=source)
+    target = layout(colors, palette, source=source)
     colors, stored = convert(colors, target), convert(palette, target)
     color_labels, sq_dist = kmeans.nearest(colors, stored)
     distortion = int(np.dot(sq_dist.astype(np.int64), counts)) / int(counts.sum())  # exact, and no BLAS
@@ -402,20 +402,20 @@ def _by_table(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, floa
 _CHUNK = 1 << 20
 
 
-def layout(colors: np.ndarray, palette: np.ndarray, *, image: str = "the image",
-           source: str = "the palette") -> int:
+def layout(colors: np.ndarray, palette: np.ndarray, *, source: str = "the palette") -> int:
     """The channels (1, 3 or 4) in which colors (an image's, (M, C)) meet palette ((k, C')).
 
     The least layout that holds both exactly: RGBA if either side has real transparency (alpha below 255
     somewhere), else RGB if the image is RGB(A) or the palette has a colour that is not grey, else grey (a
     grey image with a palette of greys, R = G = B, as a .gpl of a grey series has). Grey becomes R = G = B
     and opaque alpha 255, so nothing is lost. The one mismatch that would lose something, an image with
-    transparency and a palette without alpha, is a KmqError naming both.
+    transparency and a palette without alpha, is a KmqError naming the palette (callers that know the
+    image's file name it: errors.naming).
     """
     img_alpha = _has_alpha(colors)
     pal_alpha = _has_alpha(palette)
     if img_alpha and palette.shape[1] != 4:
-        raise KmqError(f"{image} has transparency (RGBA) but {source} has no alpha; give a palette with "
+        raise KmqError(f"the image has transparency (RGBA) but {source} has no alpha; give a palette with "
                        f"#rrggbbaa entries (.txt, .hex, .json) or flatten the image")
     colour = colors.shape[1] >= 3 or _has_colour(palette)
     return 4 if img_alpha or pal_alpha else 3 if colour else 1

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import KmqError, exists, naming_errors, warnings_about
+from .errors import KmqError, exists, naming, warnings_about
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
@@ -128,7 +128,7 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
             ignored_k(source, loaded, [] if k is None else [k])
             ignored_options(source, palette=palette is not None)
             return loaded, loaded.decode()
-        with naming_errors(source):  # the palette's checks see pixels, not the file
+        with naming(source, KmqError):  # the palette's checks see pixels, not the file
             return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
 
 
@@ -340,7 +340,7 @@ def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, column
         loaded, _ = load(source, max_pixels=max_pixels)
         if isinstance(loaded, KmqImage):
             raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-        with naming_errors(source):  # the palette's checks see pixels, not the file
+        with naming(source, KmqError):  # the palette's checks see pixels, not the file
             return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
                            dither=dither)
 

@@ -13,7 +13,7 @@ from . import palettes
 from .api import PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import KmqWarning, naming, naming_errors, warnings_about
+from .errors import KmqError, KmqWarning, naming, warnings_about
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 from .imageio import png8_bytes, webp_lossless_bytes
@@ -131,7 +131,7 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     elif palette is not None:
         if rdo:  # as kmq.compress: rdo refines the palette it fits
             raise ValueError(PALETTE_RDO)
-        with naming_errors(source):  # the palette's checks see pixels, not the file
+        with naming(source, KmqError):  # the palette's checks see pixels, not the file
             quantized = [compress(loaded, palette=palette, dither=dither)]
     else:
         if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing

@@ -414,12 +414,9 @@ def _scan(s: _Search, first: int, last: int, wanted: Callable[[int], bool], boun
     beyond is within bound (the most seen with ctx at K <= 96: 1.09 on 64x64 crops of astronaut and camera,
     1.29 on a 64x64 grey ramp, K = 21 800 bytes, 29 621). _SCAN_MAX bounds the cost where files grow slowly
     (a 32x32 crop at 700 bytes: K = 50 to 68 are 2 to 16 % over; all of them doubled the search's cost)."""
-    def far(k: int) -> bool:
-        return any(r == 0 and kk < k and low > _DROP * bound for (kk, r), (low, _) in s.sizes.items())
-
     sized = 0
     for k in range(max(1, first), min(s.k_hi, last) + 1):
-        if far(k) or sized >= _SCAN_MAX:
+        if _sized_over(s, k, _DROP * bound) or sized >= _SCAN_MAX:
             return
         if wanted(k) and (k, 0.0) not in s.sizes:
             s.bounds(k)
@@ -582,7 +579,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _fill(s, max_bytes)
     s.cap = _RUNS_MAX
     _plane(s, max_bytes, k_cap)
-    if s.lossless() and s.lossless() <= k_cap and not _far_over(s, s.lossless(), max_bytes):
+    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
         # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
@@ -593,11 +590,11 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     return s.file(*_best_fitting(s, max_bytes))
 
 
-def _far_over(s: _Search, k: int, max_bytes: int) -> bool:
-    """Whether a plain file of fewer colours than k was sized at over _FAR_OVER x the budget: plain files
-    grow with K but for a few bytes (graphics' lossless file a few bytes under a lossy K's), so k's cannot
-    fit, and sizing it (a grey 1200x800 photo at 30 kB: 233 colours, 411 kB) costs 1.4 plain compresses."""
-    return any(r == 0 and kk < k and low > _FAR_OVER * max_bytes for (kk, r), (low, _) in s.sizes.items())
+def _sized_over(s: _Search, k: int, limit: float) -> bool:
+    """Whether the plain file of a K under k was sized at over limit bytes (its lower bound): plain files
+    grow with K but for a few bytes or %, so past _FAR_OVER x a budget k's cannot fit, and sizing it (a grey
+    1200x800 photo at 30 kB: the lossless file, 233 colours, 411 kB) costs 1.4 plain compresses."""
+    return any(r == 0 and kk < k and low > limit for (kk, r), (low, _) in s.sizes.items())
 
 
 _FAR_OVER = 2.0

@@ -497,9 +497,9 @@ def test_a_byte_budget_does_not_size_a_lossless_file_a_smaller_k_shows_far_over_
 
 
 def test_a_byte_budget_spends_no_more_rdo_runs_where_rdo_moves_nothing_at_two_k(counted):
-    # Flat shapes (bench/rdo.py's graphics) in 450 bytes, between K = 2's plain file and K = 3's: rdo kept the
-    # nearest labels at K = 6 and saved nothing at K = 3, and a third run at K = 4 (each 3 to 4 plain compresses
-    # at K = 2) saved nothing either.
+    # Flat shapes (bench/rdo.py's recipe for graphics, from a fresh generator: other shapes) in 450 bytes,
+    # between K = 2's plain file and K = 3's: rdo kept the nearest labels at K = 6 and saved nothing at K = 3,
+    # and a third run at K = 4 (each 3 to 4 plain compresses at K = 2) saved nothing either.
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:256, 0:384]
     img = np.zeros((256, 384, 3), np.uint8)
