@@ -78,6 +78,9 @@ def _warned() -> Iterator[None]:
     """Library warnings raised inside become `Warning: ...` lines on stderr when it ends, error or not."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Python's own about unclosed files (a Ctrl-C in the middle of an import, a file Pillow left open) is
+        # for developers, and ignored by default: not a Warning: line for the user.
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
             yield
         finally:

@@ -234,3 +234,20 @@ def test_dithering_that_moves_nothing_is_not_recorded(tmp_path, png_bytes, k):
     assert "dither" not in dithered.metadata and dithered.to_bytes() == plain.to_bytes()
     palette = kmq.compress(tmp_path / "g.png", 2).palette[:1]
     assert "dither" not in kmq.compress(tmp_path / "g.png", palette=palette, dither="fs").metadata
+
+
+# A Ctrl-C during one of numpy's lazy imports left a .pyc file unclosed, and the ResourceWarning Python
+# raises for it (ignored by default) came out as "Warning: big.png: unclosed file <...extras.cpython-311.pyc>"
+# (tests/test_signals.py, now and then).
+def test_python_resource_warnings_are_not_shown_as_kmq_warnings(runner, tmp_path, png_bytes, monkeypatch):
+    from kmq import api
+    compress = api.compress
+
+    def leaky(*args, **kwargs):
+        warnings.warn("unclosed file <_io.BufferedReader name='x.pyc'>", ResourceWarning)
+        warnings.warn("a kmq warning", kmq.KmqWarning)
+        return compress(*args, **kwargs)
+
+    monkeypatch.setattr(api, "compress", leaky)
+    result = run(runner, "compress", tmp_path / "g.png", "-k", "2", "-q")
+    assert (result.exit_code, result.stderr) == (0, f"Warning: {tmp_path / 'g.png'}: a kmq warning\n")
