@@ -319,7 +319,7 @@ def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Res
             result.error = about(job.source, str(e))
         except Exception as e:  # a bug or an odd file must still not cost the user the rest of the batch
             result.error = about(job.source, f"unexpected {type(e).__name__}: {e}")
-    result.warnings = [about(job.source, str(w.message)) for w in caught]
+    result.warnings = list(dict.fromkeys(about(job.source, str(w.message)) for w in caught))  # once each, as cli's
     result.seconds = time.perf_counter() - started
     return result
 

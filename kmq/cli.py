@@ -84,8 +84,9 @@ def _warned() -> Iterator[None]:
         try:
             yield
         finally:
-            for w in caught:
-                click.echo(f"Warning: {_shown(str(w.message))}", err=True)
+            # Once each: Pillow warns on every open of a deprecated format (IM: four lines for one compress).
+            for message in dict.fromkeys(_shown(str(w.message)) for w in caught):
+                click.echo(f"Warning: {message}", err=True)
 
 
 def _max_pixels_option(f):

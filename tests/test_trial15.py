@@ -251,3 +251,41 @@ def test_python_resource_warnings_are_not_shown_as_kmq_warnings(runner, tmp_path
     monkeypatch.setattr(api, "compress", leaky)
     result = run(runner, "compress", tmp_path / "g.png", "-k", "2", "-q")
     assert (result.exit_code, result.stderr) == (0, f"Warning: {tmp_path / 'g.png'}: a kmq warning\n")
+
+
+
+@pytest.fixture
+def warning_pillow_repeats(monkeypatch):
+    # Pillow 13 warns four times in one open of an IM file (at each header line it parses); a stand-in
+    # that does so for any format keeps the tests independent of Pillow's version.
+    opened = Image.open
+
+    def open_deprecated(*args, **kwargs):
+        for _ in range(4):
+            warnings.warn("XY image format is deprecated", DeprecationWarning, stacklevel=2)
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", open_deprecated)
+
+
+def shown_warnings(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+
+
+@pytest.mark.usefixtures("warning_pillow_repeats")
+def test_a_warning_pillow_repeats_is_shown_once(runner, tmp_path, png_bytes):
+    (tmp_path / "a.png").write_bytes(png_bytes)
+    result = run(runner, "compress", tmp_path / "a.png", "-k", "4")
+    assert result.exit_code == 0, result.output
+    assert shown_warnings(result) == [f"Warning: {tmp_path / 'a.png'}: XY image format is deprecated"]
+
+
+@pytest.mark.usefixtures("warning_pillow_repeats")
+def test_a_bulk_run_shows_a_repeated_warning_once_per_file(runner, tmp_path, png_bytes):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(png_bytes)
+    result = run(runner, "compress", tmp_path / "a.png", tmp_path / "b.png", "-k", "4", "-j", "1",
+                 "--summary", "json")
+    assert result.exit_code == 0, result.output
+    assert shown_warnings(result) == [f"Warning: {tmp_path / n}: XY image format is deprecated"
+                                      for n in ("a.png", "b.png")]
