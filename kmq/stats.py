@@ -30,9 +30,10 @@ SWEEP = tuple(2**b for b in range(1, 9))
 
 def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
     """Warn that Ks asked for a .kmq input do not apply, when they differ from the K it holds."""
-    if any(k != img.k for k in ks):
-        asked = ", ".join(f"-k {k}" for k in ks)
-        verb = "does" if len(ks) == 1 else "do"
+    other = list(dict.fromkeys(k for k in ks if k != img.k))
+    if other:
+        asked = ", ".join(f"-k {k}" for k in other)
+        verb = "does" if len(other) == 1 else "do"
         warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} {verb} not apply", KmqWarning,
                       stacklevel=3)
 

@@ -291,9 +291,12 @@ def test_a_k_that_does_not_apply_to_a_kmq_is_a_warning(runner, kmq_file, tmp_pat
     result = run(runner, command, kmq_file, "-k", "8", *extra)
     assert result.exit_code == 0
     assert result.stderr == f"Warning: {kmq_file}: a .kmq keeps its own K (4); -k 8 does not apply\n"
-    # Its own K, or none at all, says nothing.
+    # Its own K, or none at all, says nothing; among others it is not named (nor a K twice).
     for same in (["-k", "4"], []):
         assert run(runner, command, kmq_file, *same, *extra).stderr == ""
+    if command == "stats":
+        result = run(runner, command, kmq_file, "-k", "2", "-k", "4", "-k", "2", "-k", "8")
+        assert result.stderr == f"Warning: {kmq_file}: a .kmq keeps its own K (4); -k 2, -k 8 do not apply\n"
 
 
 def test_stats_options_that_make_a_new_quantization_do_not_apply_to_a_kmq(runner, kmq_file, tmp_path):
