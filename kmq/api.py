@@ -34,9 +34,10 @@ __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "lo
 # K-Means' defaults: a file records max_iter and tol only when they differ (_fit_meta).
 MAX_ITER = 300
 TOL = 1e-4
+DEFAULT_K = 16  # K when none is given (with a palette, K is its size)
 
 
-def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed: int = 0,
+def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None, *, seed: int = 0,
              max_iter: int = MAX_ITER, tol: float = TOL, codec: str = "raw",
              max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
              dither: str = "none", progress: kmeans.Progress | None = None) -> KmqImage:
@@ -44,22 +45,23 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
 
     image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
     bytes of an image file.
-    Returns a KmqImage whose palette has k entries, or fewer (with a KmqWarning) when the image has fewer
-    distinct colours than k; each label is the nearest palette entry; metadata holds "distortion" and "seed".
+    k: the palette's size (16 if None). Returns a KmqImage whose palette has k entries, or fewer (with a
+    KmqWarning) when the image has fewer distinct colours than k; each label is the nearest palette entry;
+    metadata holds "distortion" and "seed".
     rdo: a percentage (default 0, off). Labels (and then the palette) may move where that makes them cheaper
     for the codec (ctx or lzma; with raw every labelling costs the same, so rdo > 0 is a ValueError), for a
-    distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo" (not when rdo keeps
-    the nearest labelling: the file is then the plain one, byte for byte). Unused or
-    coinciding entries are dropped, so k may shrink.
+    distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo" (not when
+    rdo keeps the nearest labelling: the file is then the plain one, byte for byte). Unused or coinciding
+    entries are dropped, so k may shrink.
 
     progress: an optional callable(done, total), called now and then by a long K-Means (large k), e.g. to
     draw a bar; it does not change the result.
 
     palette: a given palette instead of K-Means: an (n, 1|3|4) uint8 array, a palette file's path (.gpl,
     .txt, .hex, .json or .kmq, see kmq.palettes) or a kmq.palettes.Palette. Every pixel then gets its nearest
-    entry (ties to the lower index), in the palette's order, all n entries kept (k, seed, max_iter and tol
-    are not used); metadata holds "distortion" and "palette_source" ({"name", "sha256"}). Grey, RGB and
-    RGBA meet as kmq.palettes.layout says; an image with transparency needs a palette with alpha (KmqError).
+    entry (ties to the lower index), in the palette's order, all n entries kept (a k other than n is a
+    ValueError; seed, max_iter and tol are not used); metadata holds "distortion" and "palette_source"
+    ({"name", "sha256"}). Grey, RGB and RGBA meet as kmq.palettes.layout says; an image with transparency needs a palette with alpha (KmqError).
 
     dither: "none", or "fs" for Floyd–Steinberg error diffusion onto the palette (metadata "dither": "fs";
     the distortion is then that of the dithered labels, higher than the nearest entries' but smoother to the
@@ -69,7 +71,7 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     >>> img.k, img.distortion
     (1, 0.0)
     """
-    _check_k(k)
+    _check_k(DEFAULT_K if k is None else k)
     _check_common(seed, max_iter, codec, tol)
     _check_rdo(rdo, codec)
     _check_progress(progress)
@@ -80,8 +82,12 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int = 16, *, seed
     if palette is not None:
         if rdo > 0:
             raise ValueError(PALETTE_RDO)
-        return _with_palette(image, palettes.as_palette(palette, max_pixels=max_pixels), codec, max_pixels,
-                             dither)
+        given = palettes.as_palette(palette, max_pixels=max_pixels)
+        if k is not None and k != len(given.colors):
+            raise ValueError(f"k={k} cannot be used with a palette of {len(given.colors)} entries (the palette is used "
+                             f"exactly as given: its size is K)")
+        return _with_palette(image, given, codec, max_pixels, dither)
+    k = DEFAULT_K if k is None else k
     # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout.
     pixels = _as_pixels(image, max_pixels, padded=rdo == 0 and dither == "none")
     if rdo == 0 and dither == "none" and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):

@@ -262,8 +262,8 @@ class CompressTask(_Task):
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         source = job.source if job.data is None else io.BytesIO(job.data)
         if self.psnr is None and self.max_bytes is None:
-            img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
-                           max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,
+            img = compress(source, self.k if self.k_given else None, seed=self.seed, max_iter=self.max_iter,
+                           codec=self.codec, max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,
                            dither=self.dither)
         else:
             img = compress_to(source, psnr=self.psnr, max_bytes=self.max_bytes,

@@ -286,7 +286,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     if _is_bulk(images, output, summary):
         from . import batch
 
-        task = batch.CompressTask(k=stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter,
+        task = batch.CompressTask(k=api.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter,
                                   codec=codec, max_pixels=max_pixels, overwrite=force, palette=palette, rdo=rdo,
                                   psnr=psnr, max_bytes=max_bytes, k_given=k is not None, dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
@@ -301,7 +301,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress, warnings_about(image):
-                img = api.compress(source, stats.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter, codec=codec,
+                img = api.compress(source, k, seed=seed, max_iter=max_iter, codec=codec,
                                    max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
                                    progress=progress)
         else:
@@ -1174,7 +1174,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             described = f"{Path(inputs[0]).name if inputs[0] != STDIO else 'stdin'}"
         else:
-            fitted = _fit_shared(inputs, stats.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
+            fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
             colors, share = fitted.palette, fitted.shares
             about = f"{fitted.files} files ({fitted.pixels:,} pixels, {fitted.colours:,} colours)"

@@ -16,13 +16,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .api import compress, load
+from .api import DEFAULT_K, compress, load
 from .errors import KmqError, exists, naming, warnings_about
 from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
 from .palettes import Palette
-from .stats import DEFAULT_K, ignored_k, ignored_options, record
+from .stats import ignored_k, ignored_options, record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
 OVERLAY_ALPHA = 0.3
@@ -129,7 +129,7 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
             ignored_options(source, palette=palette is not None)
             return loaded, loaded.decode()
         with naming(source, KmqError):  # the palette's checks see pixels, not the file
-            return compress(loaded, DEFAULT_K if k is None else k, seed=seed, palette=palette), loaded
+            return compress(loaded, k, seed=seed, palette=palette), loaded
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import palettes
-from .api import PALETTE_RDO, RAW_RDO, compress, load
+from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqError, KmqWarning, naming, warnings_about
@@ -18,7 +18,6 @@ from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 from .imageio import png8_bytes, webp_lossless_bytes
 
-DEFAULT_K = 16  # for an image input when no K is given
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
           "codebook_bits", "compressed_bits", "ratio", "file_bytes", "distortion", "psnr", "codec",

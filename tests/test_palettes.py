@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import kmq
-from kmq import kmeans, palettes, shared
+from kmq import KmqWarning, kmeans, palettes, shared
 from kmq.cli import main
 from kmq.errors import KmqError, KmqWarning
 
@@ -101,6 +101,16 @@ def test_a_bad_palette_array_is_a_value_error():
                 np.zeros((65537, 3), np.uint8)):
         with pytest.raises(ValueError, match="a palette must"):
             kmq.compress(np.zeros((2, 2, 3), np.uint8), palette=bad)
+
+
+def test_a_k_other_than_the_palettes_size_is_a_value_error():
+    # The CLI refuses -k with --palette; the library took k=4 and wrote the palette's 3 entries, silently.
+    pixels, palette = np.zeros((2, 2, 3), np.uint8), np.array([[0, 0, 0], [9, 9, 9], [99, 99, 99]], np.uint8)
+    with pytest.raises(ValueError, match=r"^k=4 cannot be used with a palette of 3 entries \(the palette is used "):
+        kmq.compress(pixels, 4, palette=palette)
+    assert kmq.compress(pixels, 3, palette=palette).palette.shape == kmq.compress(pixels, palette=palette).palette.shape
+    with pytest.warns(KmqWarning, match="fewer than k=16"):  # no k, no palette: K = 16
+        kmq.compress(pixels)
 
 
 @pytest.mark.parametrize("channels, target", [(3, 3), (1, 1), (1, 3)])
