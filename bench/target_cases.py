@@ -1,9 +1,10 @@
 """The target cases of bench/targets.py (15 byte budgets) and bench/rdo.py (8 PSNR targets): the file each
 search finds (K, rdo, bytes, PSNR, sha256), its counts (fits, rdo runs, payload sizings) and its cost (CPU
 time of the search over one plain ctx compress at the K chosen, best of 2), as JSON lines. Quicker than the
-two benches (no grid, no 12 MP rows), for comparing two checkouts: run it from each with PYTHONPATH set to it.
+two benches (no grid, no 12 MP rows), for comparing two checkouts: run each one's copy (it imports the kmq of
+its own checkout, whatever the working directory or PYTHONPATH).
 
-Run: PYTHONPATH=. .venv/bin/python bench/target_cases.py [--bytes] [substring of a case's name ...]
+Run: .venv/bin/python bench/target_cases.py [--bytes] [substring of a case's name ...]
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+# Its own checkout's kmq first: a worktree's copy run with another venv (main's has kmq installed from the
+# main tree) imported main's kmq, and an A/B of two checkouts measured main twice.
+sys.path.insert(0, str(ROOT))
 
 import kmq  # noqa: E402
 from kmq import target  # noqa: E402
