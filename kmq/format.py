@@ -163,7 +163,7 @@ class KmqImage:
     def to_bytes(self) -> bytes:
         """The whole .kmq file. Raises ValueError (TypeError) for fields that no longer make a valid image."""
         self.validate()
-        problem = metadata_problem(self.metadata)
+        problem = _not_json(self.metadata) or metadata_problem(self.metadata)
         if problem:  # a file kmq writes must be one kmq reads
             raise ValueError(f"metadata: {problem}")
         meta = self._meta()
@@ -377,13 +377,15 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         raise FormatError(f"metadata is not strict JSON: {e}") from None
     except json.JSONDecodeError as e:
         # json's own words would tell a user to "decode using utf-8-sig"
-        what = "it starts with a byte-order mark (ef bb bf)" if raw.startswith(b"\xef\xbb\xbf") else e.msg
-        raise FormatError(f"metadata is not UTF-8 JSON: {what} at character {e.pos}") from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"metadata is not UTF-8 JSON: {e}") from None
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise FormatError("metadata is not UTF-8 JSON: it starts with a byte-order mark (ef bb bf)") from None
+        what = e.msg.removesuffix(" at")  # "Invalid control character at"
+        raise FormatError(f"metadata is not valid JSON: {what} at character {e.pos}") from None
+    except UnicodeDecodeError as e:
+        raise FormatError(f"metadata is not UTF-8: byte 0x{raw[e.start]:02x} at {e.start} ({e.reason})") from None
     except RecursionError:
         # 64 KiB of "[" nests deeper than Python's json parser recurses.
-        raise FormatError("metadata is not UTF-8 JSON: nested too deeply") from None
+        raise FormatError("metadata is not valid JSON: nested too deeply") from None
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     problem = metadata_problem(metadata)
@@ -411,13 +413,42 @@ def metadata_problem(metadata: dict[str, Any]) -> str | None:
     if target is not None and not _is_target(target):
         return f'target must be {{"psnr": a number > 0}} or {{"max_bytes": an integer >= 1}}, got {_short(target)}'
     source = metadata.get("palette_source")
-    if source is not None and not (isinstance(source, dict) and isinstance(source.get("name"), str)
-                                   and isinstance(source.get("sha256"), str)):
-        return f'palette_source must be {{"name": a string, "sha256": a string}}, got {_short(source)}'
+    if source is not None and not _is_palette_source(source):
+        return (f'palette_source must be {{"name": a string, "sha256": 64 lowercase hex digits}}, '
+                f'got {_short(source)}')
     dither = metadata.get("dither")
     if dither is not None and dither != "fs":
         return f'dither must be "fs", got {_short(dither)}'
     return None
+
+
+def _not_json(value: Any, where: str = "") -> str | None:
+    """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
+    or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"key {_short(key)}{' in ' + where if where else ''} is not a string, as JSON keys are"
+            problem = _not_json(item, f"{where}[{key!r}]" if where else key)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        return next(filter(None, (_not_json(item, f"{where}[{i}]") for i, item in enumerate(value))), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value!r}, not a JSON number"
+    if isinstance(value, int) and abs(value) >= 10 ** _INT_DIGITS:
+        return f"{where} is an integer of more than {_INT_DIGITS:,} digits"
+    if value is not None and not isinstance(value, (str, int, float)):
+        return f"{where} is {type(value).__name__}, not a JSON value"
+    return None
+
+
+def _is_palette_source(value: Any) -> bool:
+    # exactly its two keys, as target holds exactly one: a defined key's object has no room for others
+    return (isinstance(value, dict) and value.keys() == {"name", "sha256"} and isinstance(value["name"], str)
+            and isinstance(value["sha256"], str) and len(value["sha256"]) == 64
+            and set(value["sha256"]) <= set("0123456789abcdef"))
 
 
 def _is_target(value: Any) -> bool:
@@ -451,6 +482,8 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e400 would read as inf and could never be written back
         raise _NotStrict(f"number {text[:40]} is out of the range of a double")
+    if value == 0 and any(c in "123456789" for c in text.partition("e")[0].partition("E")[0]):
+        raise _NotStrict(f"number {text[:40]} is too small for a double (it would read as 0)")
     return value
 
 

@@ -168,10 +168,11 @@ def with_metadata(meta: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("meta, message", [
-    (b"\xff\xfe", "metadata is not UTF-8 JSON: 'utf-8' codec can't decode byte 0xff"),
+    (b'{"x":"\xff\xfe"}', r"metadata is not UTF-8: byte 0xff at 6 \(invalid start byte\)$"),
     # json's own words for these name Python (utf-8-sig, sys.set_int_max_str_digits): kmq says what is wrong
-    (b"\xef\xbb\xbf{}", r"metadata is not UTF-8 JSON: it starts with a byte-order mark \(ef bb bf\) at character 0$"),
-    (b'{"seed":0', "metadata is not UTF-8 JSON: Expecting ',' delimiter at character 9$"),
+    (b"\xef\xbb\xbf{}", r"metadata is not UTF-8 JSON: it starts with a byte-order mark \(ef bb bf\)$"),
+    (b'{"seed":0', "metadata is not valid JSON: Expecting ',' delimiter at character 9$"),
+    (b'{"x":"a\tb"}', "metadata is not valid JSON: Invalid control character at character 7$"),
     (b'{"seed":' + b"1" * 4301 + b"}",
      r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
     (b'{"x":-' + b"1" * 4301 + b"}", r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
@@ -183,6 +184,7 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"x":[1,{"y":Infinity}]}', "metadata is not strict JSON: Infinity is not a JSON number"),
     (b'{"x":-Infinity}', "metadata is not strict JSON: -Infinity is not a JSON number"),
     (b'{"x":1e999}', "metadata is not strict JSON: number 1e999 is out of the range of a double"),
+    (b'{"x":[1e-400]}', r"metadata is not strict JSON: number 1e-400 is too small for a double \(it would read as 0\)"),
     (b'{"seed":1,"seed":2}', "metadata is not strict JSON: duplicate key 'seed'"),
     (b'{"x":{"a":1,"a":1}}', "metadata is not strict JSON: duplicate key 'a'"),
     (b'{"distortion":-0.5}', r"metadata: distortion must be a finite number >= 0, got -0\.5"),
@@ -197,6 +199,12 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"max_iter":0}', "metadata: max_iter must be an integer >= 1, got 0"),
     (b'{"max_iter":5.0}', r"metadata: max_iter must be an integer >= 1, got 5\.0"),
     (b'{"tol":-1e-3}', r"metadata: tol must be a finite number >= 0, got -0\.001"),
+    # A defined key's object holds exactly its keys (target already held exactly one); sha256 is a SHA-256.
+    (b'{"palette_source":{"name":"a","sha256":"' + b"0" * 64 + b'","x":1}}', "metadata: palette_source must be"),
+    (b'{"palette_source":{"name":"a","sha256":"zz"}}', r'metadata: palette_source must be \{"name": a string, '
+                                                       r'"sha256": 64 lowercase hex digits\}, got '),
+    (b'{"palette_source":{"name":"a","sha256":"' + b"A" * 64 + b'"}}', "metadata: palette_source must be"),
+    (b'{"target":{"psnr":30,"x":1}}', "metadata: target must be"),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):
@@ -217,9 +225,16 @@ def test_valid_metadata(meta, expected):
     assert img.seed == expected.get("seed")
 
 
-@pytest.mark.parametrize("metadata, message", [({"seed": -1}, "metadata: seed must be an integer >= 0, got -1"),
-                                               ({"distortion": float("inf")}, "metadata: distortion must be"),
-                                               ({"x": float("nan")}, "Out of range float values")])
+@pytest.mark.parametrize("metadata, message", [
+    ({"seed": -1}, "metadata: seed must be an integer >= 0, got -1"),
+    ({"distortion": float("inf")}, r"^metadata: distortion is inf, not a JSON number$"),
+    ({"x": float("nan")}, r"^metadata: x is nan, not a JSON number$"),
+    ({"x": [1, {"y": float("-inf")}]}, r"^metadata: x\[1\]\['y'\] is -inf, not a JSON number$"),
+    ({1: 2}, r"^metadata: key 1 is not a string, as JSON keys are$"),
+    ({"a": {2: 3}}, r"^metadata: key 2 in a is not a string, as JSON keys are$"),
+    ({"x": 10 ** 4300}, r"^metadata: x is an integer of more than 4,300 digits$"),
+    ({"x": np.int64(3)}, r"^metadata: x is int64, not a JSON value$"),
+])
 def test_kmq_never_writes_metadata_it_would_not_read(metadata, message):
     with pytest.raises(ValueError, match=message):
         KmqImage(np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.uint16), metadata).to_bytes()
@@ -251,10 +266,11 @@ def test_bad_values_of_the_newer_keys(meta, message):
 
 
 def test_the_newer_keys_read_back():
-    meta = (b'{"dither":"fs","palette_source":{"name":"p.gpl","sha256":"ab"},"rdo":2.5,'
+    sha = "0123456789abcdef" * 4
+    meta = (b'{"dither":"fs","palette_source":{"name":"p.gpl","sha256":"' + sha.encode() + b'"},"rdo":2.5,'
             b'"target":{"max_bytes":5000}}')
     img = KmqImage.from_bytes(with_metadata(meta))
-    assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": "ab"}, "rdo": 2.5,
+    assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": sha}, "rdo": 2.5,
                             "target": {"max_bytes": 5000}}
 
 
