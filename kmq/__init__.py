@@ -48,7 +48,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # not the names this file imports for its own annotations
+    return sorted((set(globals()) | set(_LAZY)) - {"annotations", "Any", "TYPE_CHECKING"})
 
 
 def _register_with_pillow() -> None:

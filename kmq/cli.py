@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import OVERWRITE_HINT, FormatError, KmqError, KmqWarning, about, warnings_about
+from .errors import MAX_PIXELS_HINT, OVERWRITE_HINT, FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
@@ -708,8 +708,10 @@ def _error(e: KmqError | str) -> str:
 
 
 def _reworded(message: str) -> str:
-    """A library message in the command line's words: the library's hint at overwrite=True is -f here."""
-    return message.replace(OVERWRITE_HINT, "(use -f to overwrite)")
+    """A library message in the command line's words: the library's hints at overwrite=True and max_pixels
+    are -f and --max-pixels here."""
+    return message.replace(OVERWRITE_HINT, "(use -f to overwrite)").replace(MAX_PIXELS_HINT,
+                                                                            "(raise it with --max-pixels)")
 
 
 def _cli_words(result: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class ChecksumError(FormatError):
 
 # The library's words for a refused replacement; the CLI says its own (-f) in their place.
 OVERWRITE_HINT = "(overwrite=True replaces it)"
+# How to allow a larger image, in the library's words (the command line says --max-pixels: cli._reworded).
+MAX_PIXELS_HINT = "(raise max_pixels to allow it)"
 
 
 def exists(path: str | Path) -> KmqError:

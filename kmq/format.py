@@ -19,7 +19,7 @@ import numpy as np
 
 from . import codecs
 from .bitpack import bits_for
-from .errors import ChecksumError, FormatError
+from .errors import MAX_PIXELS_HINT, ChecksumError, FormatError
 
 MAGIC = b"\x89KMQ"
 VERSION = 1
@@ -339,7 +339,7 @@ def _parse_fields(data: bytes, max_pixels: int) -> Header:
     pixels = header.width * header.height
     if pixels > max_pixels:
         raise FormatError(f"image of {header.width}x{header.height} = {pixels} pixels exceeds the limit of "
-                          f"{max_pixels} pixels (raise it with --max-pixels)")  # as an image's says
+                          f"{max_pixels} pixels {MAX_PIXELS_HINT}")  # as an image's says
     _check_range("payload_len", header.payload_len, 0, max_payload(header.width, header.height))
     return header
 

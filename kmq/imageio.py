@@ -21,7 +21,7 @@ from . import prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import KmqError, warn
+from .errors import MAX_PIXELS_HINT, KmqError, warn
 from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -53,7 +53,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             pixels = im.width * im.height
             if pixels > max_pixels:
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
-                               f"{max_pixels} pixels (raise it with --max-pixels)")
+                               f"{max_pixels} pixels {MAX_PIXELS_HINT}")
             if getattr(im, "n_frames", 1) > 1:
                 warn(f"{name}: {im.n_frames} frames; using the first")
             key = _key_of(im, name)  # while the undecoded layout is known
@@ -73,7 +73,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise KmqError(f"{name}: {reason(e)}") from None
     except Image.DecompressionBombError as e:
-        raise KmqError(f"{name}: {e} (raise the limit with --max-pixels)") from None
+        raise KmqError(f"{name}: {e} {MAX_PIXELS_HINT}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways

@@ -442,7 +442,7 @@ def test_an_unreadable_image(runner, tmp_path, png, monkeypatch):
 
 @pytest.mark.parametrize("where, error, message", [
     ("open", Image.DecompressionBombError("Image size (999999999 pixels) exceeds limit"),
-     "Image size (999999999 pixels) exceeds limit (raise the limit with --max-pixels)"),
+     "Image size (999999999 pixels) exceeds limit (raise it with --max-pixels)"),
     ("exif_transpose", struct.error("unpack requires a buffer of 4 bytes"),
      "cannot read image: error: unpack requires a buffer of 4 bytes"),
 ])

@@ -1,0 +1,24 @@
+"""Defects a new user found in round 16, each with the test that failed before its fix."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmq
+from kmq import KmqError, KmqImage
+
+
+def test_the_pixel_limit_is_told_in_the_librarys_words(tmp_path):
+    # The library said "raise it with --max-pixels", a flag a Python caller does not have (the CLI still says it).
+    Image.fromarray(np.zeros((13, 11, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(KmqError, match=r"11x13 = 143 pixels exceeds the limit of 142 pixels \(raise max_pixels "
+                                       r"to allow it\)$"):
+        kmq.compress(tmp_path / "a.png", max_pixels=142)
+    data = kmq.compress(np.zeros((13, 11, 3), np.uint8), 1).to_bytes()
+    with pytest.raises(KmqError, match=r"pixels \(raise max_pixels to allow it\)$"):
+        KmqImage.from_bytes(data, max_pixels=142)
+
+
+def test_dir_shows_kmqs_names_not_its_typing_imports():
+    names = dir(kmq)
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(names)
+    assert set(kmq.__all__) <= set(names)
