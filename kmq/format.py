@@ -429,7 +429,7 @@ def _not_json(value: Any, where: str = "") -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"key {_short(key)}{' in ' + where if where else ''} is not a string, as JSON keys are"
-            problem = _not_json(item, f"{where}[{key!r}]" if where else key)
+            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key)
             if problem:
                 return problem
         return None
@@ -506,7 +506,11 @@ def _is_distortion(value: Any) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """value as JSON writes it (true, "7"), where the message is about a file's JSON, cut to 40 characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON at all: to_bytes's _not_json says so
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -382,7 +382,7 @@ def test_the_pixel_limit_applies_to_kmq_files(runner, kmq_file, tmp_path):
     (b"[" * 60000, "metadata is not valid JSON: nested too deeply"),
     (b'{"distortion":' + b"9" * 400 + b"}", "metadata: distortion must be a finite number >= 0, got 99999"),
     (b'{"distortion":-1}', "metadata: distortion must be a finite number >= 0, got -1"),
-    (b'{"distortion":true}', "metadata: distortion must be a finite number >= 0, got True"),
+    (b'{"distortion":true}', "metadata: distortion must be a finite number >= 0, got true"),
 ])
 def test_metadata_that_used_to_escape_as_another_exception(runner, tmp_path, meta, message):
     body = struct.pack("<4sBBBBIIIIQ", MAGIC, 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + b"\x00" + meta
