@@ -231,14 +231,15 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.
 
 
 # Above `EXACT_FIT_MAX` the 6-bit level that fit_histogram ends on in `kmeans._FINISH` over-relaxed updates
-# has its bins of under this share of the pixels (under 16 at 12 MP) merged per 5-bit cell. Under random
-# alpha most bins are light: a 12 MP photo's 527 000 bins, 400 000 of them under 16 pixels holding 12 % of
-# them, become 200 000 points, and that level, three quarters of the CPU at K = 256 (3.9 s), costs under half.
-# 12 MP photos at K = 256 (J against the whole level, the exact path's): coffee, grace_hopper, astronaut,
-# chelsea, ihc under random alpha +0.04, +0.14, +0.09, +0.05, +0.06 %; coffee, grace_hopper, astronaut under a
-# vignette +0.02, +0.04, +0.16 %; coffee at K = 128 under each -0.00, -0.06 %; 2 MP under random alpha +0.05 %.
-# Coffee under random alpha at 1e-6: J +0.05 %, fit 2.1 s against 1.8; at 2e-6 +0.11 %, at 4e-6 +0.19 %, no faster.
-_LIGHT_SHARE = 1.3e-6
+# has its bins of under this share of the pixels (under 12 at 12 MP) merged per 5-bit cell. Under random
+# alpha most bins are light: a 12 MP photo's 526 000 bins, 380 000 of them under 12 pixels (9.6 % of the
+# pixels), become 216 000 points, and that level, three quarters of the CPU at K = 256 (3.9 s), costs under
+# half. 12 MP photos at K = 256, seed 0, J against the whole level (the exact path's): under random alpha
+# coffee +0.04 %, grace_hopper +0.20 % (fit 9.6 -> 3.4 s; seeds 1 and 2 +0.11, +0.21 % at 1.3e-6), astronaut
+# +0.10 %; under a vignette coffee -0.01 %, grace_hopper +0.10 %. At 1.3e-6 (16 pixels) no faster: grace_hopper +0.23 %,
+# astronaut +0.17 %; 0.7e-6 grace_hopper +0.18 %; 4 more updates on the merged level did not win it back
+# (+0.21 % at 28): the merge, not the updates, costs that J.
+_LIGHT_SHARE = 1e-6
 # Up to this k (16 restarts), the restarts' stand-in (see `_thinned`). At K = 64 (8 restarts) a 12 MP noisy
 # photo under random alpha took 44 s of fit over seeds 0-5 where the whole level took 34: near ties on the
 # stand-in sent more runs up a 5-bit level of 189 000 bins (~4 s each); at K = 16 those climbs cost little.
