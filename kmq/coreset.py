@@ -12,7 +12,9 @@ Where fit would stop at the 5-bit level (k up to `EXACT_FIT_MAX`, that level fin
 histogram is made at 5 bits instead: the same sums, far fewer bins to count.
 `kmeans.fit_histogram` then runs fit's own steps on it, so up to `EXACT_FIT_MAX` the palette is the one
 the exact path finds whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over
-twice the bins); above, the 6-bit level ends in a few over-relaxed updates (J up to ~0.4 % above it).
+twice the bins), unless its 4-bit level has over `kmeans._THIN_FROM` bins: the restarts are then seeded
+and ranked on a stand-in, as RGB's are (`_thinned`). Above, the 6-bit level, its light bins merged
+(`_light_merged`), ends in a few over-relaxed updates (J up to ~0.4 % above the whole level run to tol).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 or 8 per channel) is nearer
 that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
 some value of their cell (2 to 8 for most at K = 256), and J comes from exact integer sums, so it is the
@@ -217,9 +219,89 @@ def coarse_bins(k: int) -> int:
 
 
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
-    """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`)."""
-    return kmeans.fit_histogram(hist.ids, hist.counts, hist.sums, hist.bits, k, variance=hist.variance(), seed=seed,
-                                max_iter=max_iter, tol=tol, last=kmeans._FINISH if k > EXACT_FIT_MAX else None)
+    """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`): above `EXACT_FIT_MAX`
+    with the light bins of its last level merged (`_light_merged`), up to `STAND_IN_MAX` with the restarts
+    seeded and ranked on a stand-in (`_thinned`)."""
+    ids, counts, sums = hist.ids, hist.counts, hist.sums
+    if k > EXACT_FIT_MAX and hist.bits == BITS:
+        ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k)
+    return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
+                                max_iter=max_iter, tol=tol, last=kmeans._FINISH if k > EXACT_FIT_MAX else None,
+                                stand_in=_thinned if k <= STAND_IN_MAX else None)
+
+
+# Above `EXACT_FIT_MAX` the 6-bit level that fit_histogram ends on in `kmeans._FINISH` over-relaxed updates
+# has its bins of under this share of the pixels (under 12 at 12 MP) merged per 5-bit cell. Under random
+# alpha most bins are light: a 12 MP photo's 526 000 bins, 380 000 of them under 12 pixels (9.6 % of the
+# pixels), become 216 000 points, and that level, three quarters of the CPU at K = 256 (3.9 s), costs under
+# half. 12 MP photos at K = 256, seed 0, J against the whole level (the exact path's): under random alpha
+# coffee +0.04 %, grace_hopper +0.20 % (fit 9.6 -> 3.4 s; seeds 1 and 2 +0.11, +0.21 % at 1.3e-6), astronaut
+# +0.10 %; under a vignette coffee -0.01 %, grace_hopper +0.10 %. At 1.3e-6 (16 pixels) no faster: grace_hopper +0.23 %,
+# astronaut +0.17 %; 0.7e-6 grace_hopper +0.18 %; 4 more updates on the merged level did not win it back
+# (+0.21 % at 28): the merge, not the updates, costs that J.
+_LIGHT_SHARE = 1e-6
+# Up to this k, the restarts' stand-in (see `_thinned`). At K = 32 the file's J moved more than the mean
+# over seeds: grace_hopper and a noisy photo under random alpha +0.33 and +0.36 % at seed 0, -0.04 and
+# +0.16 % over seeds 0-7 (fit 1.68 -> 1.09 s and 2.76 -> 1.63). At K = 64 (8 restarts) the noisy photo took
+# 44 s of fit over seeds 0-5 where the whole level took 34: near ties on the stand-in sent more runs up a
+# 5-bit level of 189 000 bins (~4 s each).
+STAND_IN_MAX = 16
+
+
+def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: int, k: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 6-bit histogram (ids ascending, counts, sums) with its bins of fewer than `below` pixels merged
+    per 5-bit cell, each merged bin keyed by the least key of its parts (a key of that cell, and unique):
+    the 5- and 4-bit levels fit_histogram makes of it are the same sums, so the same centroids reach this
+    one. Unchanged where fit does not climb to it (a 5-bit level of `kmeans._FINE_ENOUGH` bins per centroid)."""
+    parent = np.zeros(ids.shape[0], dtype=np.intp)
+    for c in range(4):
+        parent <<= BITS - 1
+        parent |= (ids >> (BITS * (3 - c) + 1)) & ((1 << (BITS - 1)) - 1)
+    seen = np.zeros(1 << (4 * (BITS - 1)), dtype=bool)
+    seen[parent] = True
+    light = counts < below
+    if np.count_nonzero(seen) >= kmeans._FINE_ENOUGH * k or not light.any():
+        return ids, counts, sums
+    # Parts in key order: the first of each cell is its least key.
+    _, first, group = np.unique(parent[light], return_index=True, return_inverse=True)
+    # Integers below 2**53 summed as doubles: exact.
+    merged_counts = np.bincount(group, weights=counts[light]).astype(np.int64)
+    merged_sums = np.stack([np.bincount(group, weights=sums[light, c]) for c in range(4)], 1).astype(np.int64)
+    heavy = ~light
+    keys = np.concatenate([ids[heavy], ids[light][first]])
+    order = np.argsort(keys, kind="stable")
+    return (keys[order], np.concatenate([counts[heavy], merged_counts])[order],
+            np.concatenate([sums[heavy], merged_sums])[order])
+
+
+def _thinned(level: kmeans._Points) -> kmeans._Points | None:
+    """The restarts' stand-in for a large 4-bit RGBA level, as `kmeans._thinned` is for RGB: over
+    `kmeans._THIN_FROM` bins, those under `_STAND_IN_SHARE` of the pixels merged by 3-bit cell; None where
+    it would keep over 3/4 of the bins. The chosen runs are still finished on every bin."""
+    if level.m <= kmeans._THIN_FROM:
+        return None
+    sparse = level.w < _STAND_IN_SHARE * level.w.sum()
+    ids = np.arange(level.m)
+    # A 4-bit bin's mean lies inside the bin, so its 3-bit cell is that of its mean, rounded down.
+    cell = np.minimum(level.x[sparse] // 32, 7).astype(np.intp)
+    ids[sparse] = level.m + ((cell[:, 0] << 9) | (cell[:, 1] << 6) | (cell[:, 2] << 3) | cell[:, 3])
+    inverse, _, w, wx = kmeans._histogram(ids, level.w, np.stack(level.wx, axis=1))
+    if w.shape[0] * 4 > level.m * 3:
+        return None
+    thin = kmeans._Points(wx / w[:, None], w, sums=wx)
+    thin.inverse = inverse
+    return thin
+
+
+# Random alpha spreads a photo over many more 4-bit bins (grace_hopper at 12 MP: 18 300, against coffee's
+# 9 800), and its 16 restarts were 0.45 s of CPU, most of the fit at K = 16. Its bins under this share of the
+# pixels (36 at 12 MP) merged: 10 600 points, fit 0.79 -> 0.46 s; J over seeds 0-7 against the whole level
+# +0.03 % in the mean (seed 0 -0.03 %), a noisy photo +0.08 % (-0.31 %), astronaut -0.03 % (-0.01 %), while
+# single seeds move by up to 1 % either way, as between seeds. RGB's share (1e-5) merged more and ranked
+# worse: grace_hopper +0.44 % in the mean, 7 seeds of 8 above; 2e-6 +0.17 %, 5e-6 +0.18 %; merging 4-bit
+# colours by 2-bit alpha rather than 3-bit cells +0.34 %.
+_STAND_IN_SHARE = 3e-6
 
 
 class _Candidates:

@@ -2337,7 +2337,8 @@ def _ready(level: _Points | _Pending) -> _Points:
 
 
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
-           colours_follow: bool = False, last: tuple[int, float] | None = None
+           colours_follow: bool = False, last: tuple[int, float] | None = None,
+           stand_in: Callable[[_Points], _Points | None] | None = None
            ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
@@ -2355,6 +2356,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`.
     last: (updates, relax) for the finest level when no polish follows (RGBA over `_POLISH_MAX` colours, see
     `fit`): it ends in that many over-relaxed updates, the levels below at `_FINISH_WARM_TOL` with one run.
+    stand_in: makes the restarts' level's stand-in, or None (`_thinned` where not given).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -2367,7 +2369,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
     # scikit-learn's J), so near ties all climb and the finest level decides.
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, _TIE_NEAR, _TIE_RUNS,
-                      _thinned(coarse) if restarts > 1 else None)
+                      (stand_in or _thinned)(coarse) if restarts > 1 else None)
     # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
     # starts from the labels of the bin its points fell in one level up.
     finer_levels = [_ready(f) for f in itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:])]
@@ -2395,7 +2397,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
 
 def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: int, k: int, *,
                   variance: np.ndarray, seed: int = 0, max_iter: int = 300, tol: float = 1e-4,
-                  last: tuple[int, float] | None = None) -> np.ndarray:
+                  last: tuple[int, float] | None = None,
+                  stand_in: Callable[[_Points], _Points | None] | None = None) -> np.ndarray:
     """`fit` of an image given only its histogram at `bits` per channel: ids (B,) the occupied bins
     ascending (channel 0's bits most significant), counts (B,) their pixels, sums (B, C) the exact sums of
     their pixels' values; variance (C,) the pixels' per-channel variance (for tol).
@@ -2408,6 +2411,7 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     last: (updates, relax) to end on this histogram itself, when it is a level, with at most that many
     over-relaxed updates (see `_hamerly`) after the coarser levels only warmed it up, as `fit` polishes
     the colours with one run: no longer the same centroids as `fit`.
+    stand_in: makes the restarts' level's stand-in (see `_climb`), where `fit` has `_thinned`.
     """
     b, channels = sums.shape
     if k == 1:  # as fit: the mean, of exact integer sums
@@ -2421,7 +2425,7 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     if levels[-1].m < _FINE_ENOUGH * k:
         top = _Points(wx / w[:, None], w, sums=wx)
         if last is not None:
-            climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True)
+            climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True, stand_in=stand_in)
             if climbed is not None:
                 start, labels, prev = climbed
                 return _hamerly(top, start, min(max_iter, last[0]), tol_abs, labels[prev.inverse], last[1])[0]
@@ -2430,8 +2434,8 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     # Above K = 64 (last given) a level that does not halve the bins is skipped, as fit skips one that does
     # not halve the colours: on 1 MP of RGBA noise at K = 128 the 5-bit level's 630 000 bins ran Lloyd to
     # tol, 70 s of CPU where the distinct colours took 9.7 s (review). Photos' 5-bit levels halve theirs.
-    climbed = _climb(levels, b, k, rng, max_iter, tol_abs) if last is not None else None
+    climbed = _climb(levels, b, k, rng, max_iter, tol_abs, stand_in=stand_in) if last is not None else None
     if climbed is None:
-        climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs)
+        climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, stand_in=stand_in)
     assert climbed is not None  # the finest level has over 4 bins per centroid (B >= _FINE_ENOUGH k)
     return climbed[0]

@@ -418,3 +418,86 @@ def test_above_k_64_a_histogram_level_that_does_not_halve_the_bins_is_skipped(mo
     seen.clear()
     km.fit_histogram(ids, counts, sums, 6, 8, variance=variance)  # as fit: the same levels whatever m
     assert seen == [math.inf]
+
+
+def parents(ids: np.ndarray) -> np.ndarray:
+    """Each 6-bit key's 5-bit cell."""
+    return sum(((ids >> (6 * (3 - c) + 1)) & 31) << (5 * (3 - c)) for c in range(4))
+
+
+def test_light_bins_merge_by_5_bit_cell_keeping_the_coarser_levels(photo):
+    """Above EXACT_FIT_MAX the last level is the 6-bit histogram with its light bins merged per 5-bit cell:
+    the same 5-bit (so 4-bit) sums, keys unique and ascending, each merged bin keyed inside its cell."""
+    six = coreset.Histogram(photo.reshape(-1, 4))
+    below = 3
+    light = six.counts < below
+    assert 0 < light.sum() < six.bins
+    ids, counts, sums = coreset._light_merged(six.ids, six.counts, six.sums, below, 100)
+    assert np.all(np.diff(ids) > 0) and np.isin(ids, six.ids).all()
+    heavy = np.isin(ids, six.ids[~light])
+    assert np.array_equal(ids[heavy], six.ids[~light]) and np.array_equal(counts[heavy], six.counts[~light])
+    assert np.array_equal(sums[heavy], six.sums[~light])
+    assert (~heavy).sum() == len(np.unique(parents(six.ids[light])))
+    for h_ids, h_counts, h_sums in ((ids, counts, sums), (six.ids, six.counts, six.sums)):
+        up, at = np.unique(parents(h_ids), return_inverse=True)
+        merged = (up, np.bincount(at, weights=h_counts), np.stack([np.bincount(at, weights=h_sums[:, c])
+                                                                    for c in range(4)], 1))
+        if h_ids is ids:
+            got = merged
+        else:
+            assert all(np.array_equal(a, b) for a, b in zip(got, merged))
+    # Where the 5-bit level already has the bins fit needs for k, fit never climbs to this one: unchanged.
+    fives = len(np.unique(parents(six.ids)))
+    assert coreset._light_merged(six.ids, six.counts, six.sums, below, fives // km._FINE_ENOUGH)[0] is six.ids
+
+
+def test_above_the_exact_fits_k_the_last_level_is_fitted_with_its_light_bins_merged(monkeypatch, histograms_only,
+                                                                                    photo):
+    monkeypatch.setattr(coreset, "EXACT_FIT_MAX", 8)
+    monkeypatch.setattr(coreset, "_LIGHT_SHARE", 3 / (photo.shape[0] * photo.shape[1]))
+    given = []
+    real = km.fit_histogram
+    monkeypatch.setattr(km, "fit_histogram", lambda ids, *a, **kw: given.append(len(ids)) or real(ids, *a, **kw))
+    img = kmq.compress(photo, k=16, seed=6)
+    six = coreset.Histogram(clear_transparent(photo).reshape(-1, 4))
+    assert given[0] < six.bins - (six.counts < 3).sum() / 2
+    assert_nearest(img, photo)
+    monkeypatch.setattr(coreset, "_LIGHT_SHARE", 0.0)
+    whole = kmq.compress(photo, k=16, seed=6)
+    assert given[-1] == six.bins and img.distortion <= 1.005 * whole.distortion
+
+
+def test_rgba_restarts_are_seeded_and_ranked_on_the_4_bit_levels_light_bins_merged_by_3_bit_cell(monkeypatch):
+    monkeypatch.setattr(km, "_THIN_FROM", 3)
+    monkeypatch.setattr(coreset, "_STAND_IN_SHARE", 0.1)  # under 16.2 of the 162 pixels: light
+    x = np.array([[4, 4, 4, 4], [3, 3, 3, 30], [12, 12, 12, 12], [200, 20, 20, 40], [100, 100, 100, 100],
+                  [5, 9, 14, 0]], np.float64)
+    w = np.array([100, 1, 3, 2, 50, 6], np.float64)
+    thin = coreset._thinned(km._Points(x, w))
+    # The heavy bins first, in order; then the light ones by 3-bit cell: (0,0,0,0) holds 1, 2 and 5; (6,0,0,1) 3.
+    assert thin.inverse.tolist() == [0, 2, 2, 3, 1, 2]
+    assert thin.w.tolist() == [100, 50, 10, 2]
+    merged = (np.array([3, 3, 3, 30]) * 1 + np.array([12, 12, 12, 12]) * 3 + np.array([5, 9, 14, 0]) * 6) / 10
+    np.testing.assert_allclose(thin.x, [[4, 4, 4, 4], [100, 100, 100, 100], merged, [200, 20, 20, 40]], rtol=1e-15)
+    # Not at or below _THIN_FROM bins, nor where fewer than a quarter of the bins go.
+    assert coreset._thinned(km._Points(x[:3], w[:3])) is None
+    assert coreset._thinned(km._Points(x, np.full(6, 10.0))) is None
+
+
+def test_rgba_restarts_through_the_histogram_rank_on_the_stand_in_and_end_near(monkeypatch, histograms_only, photo):
+    # The photo's 4-bit level: 1 773 bins, 1 079 of them under 3e-4 of the pixels.
+    monkeypatch.setattr(km, "_THIN_FROM", 500)
+    monkeypatch.setattr(coreset, "_STAND_IN_SHARE", 3e-4)
+    ranked = []
+    real = km._best_runs
+    monkeypatch.setattr(km, "_best_runs", lambda pts, *a, **kw: ranked.append((pts.m, a[-1].m if a[-1] else None))
+                        or real(pts, *a, **kw))
+    img = kmq.compress(photo, k=16, seed=4)
+    assert ranked[0][1] is not None and ranked[0][1] < 0.75 * ranked[0][0]
+    assert_nearest(img, photo)
+    # Above STAND_IN_MAX the restarts rank on the whole level.
+    ranked.clear()
+    monkeypatch.setattr(coreset, "STAND_IN_MAX", 15)
+    whole = kmq.compress(photo, k=16, seed=4)
+    assert ranked[0][1] is None
+    assert whole.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * whole.distortion
