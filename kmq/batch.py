@@ -147,7 +147,18 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
         claimed.setdefault(prefix, job.source)
         planned.append(replace(job, target=job.target if output is not None else prefix.parent, masks=prefix,
                                problem=problem))
+    if output is not None:
+        planned = [_picture_not_a_mask(job, claimed) for job in planned]
     return planned
+
+
+def _picture_not_a_mask(job: Job, masks: dict[Path, Path]) -> Job:
+    """job, failing if its picture would be one of another input's masks (-o and --masks one folder, and an
+    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse."""
+    for prefix, source in masks.items():
+        if job.problem is None and segment.is_mask(job.target, prefix.parent, prefix.name):
+            return replace(job, problem=f"{job.target} is one of the masks of {source}")
+    return job
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind: str | None = None) -> list[Job]:

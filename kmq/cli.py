@@ -979,14 +979,15 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     bulk = _is_bulk(inputs, output, summary)
     if output is None and masks_dir is None:
         raise click.UsageError(f"give -o {'DIR/' if bulk else 'OUT.png'}, --masks DIR, or both")
+    if (output is not None and masks_dir is not None and len(inputs) == 1
+            and segment.is_mask(output, masks_dir, _stem(inputs[0]))):
+        # The masks are written first: the picture would then replace one, or be refused as existing.
+        raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
     if bulk:
         _segment_bulk(inputs, k, seed, output, fmt, style, masks_dir, palette_file, max_pixels, force, quiet,
                       workers, summary)
         return
     (input_path,) = inputs
-    if output is not None and masks_dir is not None and segment.is_mask(output, masks_dir, _stem(input_path)):
-        # The masks are written first: the picture would then replace one, or be refused as existing.
-        raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
         fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)

@@ -178,3 +178,22 @@ def test_one_input_keeps_its_lines_and_names_its_padded_masks(runner, colours16)
     result = run(runner, "segment", "p.png", "p.png", "-k", "2")
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == "Error: give -o DIR/, --masks DIR, or both"
+
+
+def test_a_picture_that_would_be_another_inputs_mask_fails_alone(runner, slides):
+    (slides / "a-cluster-1.png").write_bytes((slides / "slides" / "b.png").read_bytes())
+    result = run(runner, "segment", "slides/a.png", "a-cluster-1.png", "-k", "2", "-o", "out/", "--masks", "out",
+                 "-j", "1", "-q", "-f")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: a-cluster-1.png: out/a-cluster-1.png is one of the masks of slides/a.png\n"
+    assert sorted(p.name for p in (slides / "out").iterdir()) == ["a-cluster-0.png", "a-cluster-1.png", "a.png"]
+    assert np.asarray(Image.open(slides / "out" / "a-cluster-1.png")).dtype == bool  # the mask, not a picture
+
+
+def test_one_named_output_that_is_one_of_its_masks_is_refused_with_a_summary_too(runner, colours16):
+    result = run(runner, "segment", "p.png", "-k", "2", "-o", "m/p-cluster-1.png", "--masks", "m", "--summary",
+                 "json")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: -o m/p-cluster-1.png is one of the --masks files; "
+                                              "write it elsewhere")
+    assert not (colours16 / "m").exists()
