@@ -1,8 +1,9 @@
 """Many files at once: plan which inputs go where, run them in worker processes, summarise.
 
-`plan_compress` / `plan_decompress` turn files and folders into Jobs (input -> output path); `run` executes a
-task on every Job and yields one Result per Job as each finishes; `summarize` totals them. A failure is a
-Result with an error, never an exception, so one bad file never stops the others. Nothing here prints.
+`plan_compress` / `plan_decompress` / `plan_segment` turn files and folders into Jobs (input -> output path);
+`run` executes a task on every Job and yields one Result per Job as each finishes; `summarize` totals them. A
+failure is a Result with an error, never an exception, so one bad file never stops the others. Nothing here
+prints.
 
 Folder rules (documented in the README):
 - a folder contributes, recursively, the files whose extension Pillow reads (compress) or `.kmq`

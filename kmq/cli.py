@@ -965,6 +965,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 
     The labels style is an 8-bit PNG (16-bit above K = 256) whose pixel values are the labels; the masks
     partition the image (each pixel is white in exactly one).
+
     Several files or folders (searched recursively for images and .kmq files) are drawn in parallel, as for
     compress. Each image is clustered on its own unless --palette maps them all onto one: only then does
     label i mean the same colour in every file (make the palette with kmq palette).
