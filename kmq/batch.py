@@ -1,8 +1,9 @@
 """Many files at once: plan which inputs go where, run them in worker processes, summarise.
 
-`plan_compress` / `plan_decompress` turn files and folders into Jobs (input -> output path); `run` executes a
-task on every Job and yields one Result per Job as each finishes; `summarize` totals them. A failure is a
-Result with an error, never an exception, so one bad file never stops the others. Nothing here prints.
+`plan_compress` / `plan_decompress` / `plan_segment` turn files and folders into Jobs (input -> output path);
+`run` executes a task on every Job and yields one Result per Job as each finishes; `summarize` totals them. A
+failure is a Result with an error, never an exception, so one bad file never stops the others. Nothing here
+prints.
 
 Folder rules (documented in the README):
 - a folder contributes, recursively, the files whose extension Pillow reads (compress) or `.kmq`
@@ -19,6 +20,7 @@ Folder rules (documented in the README):
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -34,13 +36,13 @@ from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
 from PIL import Image
 
-from . import parallel
+from . import parallel, segment
 from .api import compress, compress_to, export, read, write
-from .errors import KmqError, KmqWarning, about, naming
+from .errors import KmqError, KmqWarning, about, exists, naming
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
-                     ignore_signal, read_bytes, reason)
+                     ignore_signal, read_bytes, reason, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
-from .imageio import KMQ_FORMAT, suffix_for
+from .imageio import KMQ_FORMAT, save_image, suffix_for
 from .palettes import Palette
 from .stats import record
 
@@ -72,6 +74,7 @@ class Job:
     size: int
     problem: str | None = None
     data: bytes | None = field(default=None, repr=False, compare=False)
+    masks: Path | None = None  # segment --masks: FOLDER/STEM, for FOLDER/STEM-cluster-<i>.png
 
 
 @dataclass
@@ -115,6 +118,48 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
     return plan(inputs, output, wanted=lambda p: p.suffix.lower() == KMQ_SUFFIX,
                 rename=lambda p: p.with_name(p.name + suffix), stdin_name=STDIN_NAME + KMQ_SUFFIX,
                 kind=".kmq files")
+
+
+def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None, masks: str | Path | None = None,
+                 fmt: str = "PNG") -> list[Job]:
+    """Jobs drawing every image and .kmq among inputs: with output, the picture output/<stem>.<fmt's suffix>;
+    with masks, the masks masks/<stem>-cluster-<i>.png (a file found in a folder keeps its relative folder
+    under both, as in the module's folder rules). Without output, a Job's target is its masks' folder. Two
+    inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure."""
+    if masks is not None and os.path.exists(masks) and not os.path.isdir(masks):
+        raise KmqError(f"cannot write masks into {masks}: it is a file, not a folder")
+    suffix = suffix_for(fmt)
+    root = output if output is not None else masks
+    suffixes = image_suffixes() | {KMQ_SUFFIX}
+    jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
+                rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
+                kind="images or .kmq files")
+    if masks is None:
+        return jobs
+    planned: list[Job] = []
+    claimed: dict[Path, Path] = {}
+    for job in jobs:
+        relative = job.target.relative_to(root) if root is not None else Path(job.target.name)
+        prefix = Path(masks) / relative.with_suffix("")
+        # Without pictures, plan's clash of two targets is the masks' clash, said below in their words.
+        problem = job.problem if output is not None or job.problem == STDIN_ALONE else None
+        if problem is None and prefix in claimed:
+            problem = f"{prefix}-cluster-*.png are already the masks of {claimed[prefix]}"
+        claimed.setdefault(prefix, job.source)
+        planned.append(replace(job, target=job.target if output is not None else prefix.parent, masks=prefix,
+                               problem=problem))
+    if output is not None:
+        planned = [_picture_not_a_mask(job, claimed) for job in planned]
+    return planned
+
+
+def _picture_not_a_mask(job: Job, masks: dict[Path, Path]) -> Job:
+    """job, failing if its picture would be one of another input's masks (-o and --masks one folder, and an
+    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse."""
+    for prefix, source in masks.items():
+        if job.problem is None and segment.is_mask(job.target, prefix.parent, prefix.name):
+            return replace(job, problem=f"{job.target} is one of the masks of {source}")
+    return job
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind: str | None = None) -> list[Job]:
@@ -292,6 +337,62 @@ class DecompressTask(_Task):
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
         return _size(job.target), record(img, str(job.source), _size(job.source) if job.data is None else job.size)
+
+
+@dataclass(frozen=True)
+class SegmentTask(_Task):
+    """Draw one Job's clusters (kmq.segment): the picture job.target in style and Pillow format fmt when
+    picture, the masks at job.masks (or masks/<stem>, for a Job planned as one file) when masks is given.
+    Options as kmq.segment.quantized. Picklable, for worker processes."""
+    k: int | None = None
+    seed: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    palette: Palette | None = None
+    style: str = "overlay"
+    fmt: str = "PNG"
+    picture: bool = True
+    masks: str | None = None
+    overwrite: bool = False
+
+    def __call__(self, job: Job) -> Result:
+        # stdin, the only input when it is one, is read by segment.quantized itself (it takes a path).
+        return _attempt(job, self._checked)
+
+    def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
+        prefix = self._prefix(job)
+        if not self.overwrite and prefix is not None:
+            # Any mask of the stem, at any K, would stop write_masks: found now, before the clustering.
+            found = segment.existing_masks(prefix.parent, prefix.name)
+            if found:
+                raise exists(found[0])
+        if self.picture:
+            return super()._checked(job)
+        return self._work(job)
+
+    def _prefix(self, job: Job) -> Path | None:
+        if self.masks is None:
+            return None
+        if job.masks is not None:
+            return job.masks
+        return Path(self.masks) / (STDIN_NAME if str(job.source) == STDIO else Path(job.source).stem)
+
+    def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
+        img, base = segment.quantized(job.source, self.k, seed=self.seed, max_pixels=self.max_pixels,
+                                      palette=self.palette)
+        if self.picture and self.style == "labels":
+            segment.check_label_map_format(job.target, self.fmt, img.k)
+        prefix = self._prefix(job)
+        written = [] if prefix is None else segment.write_masks(img, prefix.parent, prefix.name,
+                                                                 overwrite=self.overwrite)
+        if self.picture:
+            _make_folder(job.target.parent)
+            pixels = segment.render(img, base, self.style)
+            write_atomic(job.target, functools.partial(save_image, pixels, format=self.fmt, name=str(job.target)),
+                         overwrite=self.overwrite)
+        size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)
+        r = record(img, str(job.target), size)
+        return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],
+                      "masks_folder": None if prefix is None else str(prefix.parent)}
 
 
 @dataclass(frozen=True)

@@ -920,9 +920,9 @@ def _format_of(output: str) -> str:
     return "PNG" if output == STDIO else format_for(output)
 
 
-def _save(output: str, pixels: Any, force: bool) -> None:
-    """Write pixels as an image whose format the output's extension picks (PNG on stdout)."""
-    fmt = _format_of(output)
+def _save(output: str, pixels: Any, force: bool, fmt: str | None = None) -> None:
+    """Write pixels as an image in fmt, or the format the output's extension picks (PNG on stdout)."""
+    fmt = fmt or _format_of(output)
     name = "<stdout>" if output == STDIO else output
     write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
@@ -939,42 +939,61 @@ def _clustering_options(f):
                              "warning says so if -k differs).")(f)
 
 
-@main.command("segment", short_help="Draw the clusters of an image or a .kmq.")
-@click.argument("input_path", metavar="INPUT", type=PATH)
+@main.command("segment", short_help="Draw the clusters of images or .kmq files.")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", type=PATH)
 @_clustering_options
 @click.option("-o", "--output", type=PATH,
-              help="Output image; its extension picks the format ('-' for PNG on stdout).")
+              help="Output image; its extension picks the format ('-' for PNG on stdout). With several inputs "
+                   "or a folder, or ending in '/', the output folder: one DIR/<stem>.png per input (or the "
+                   "--format's extension).")
+@click.option("--format", "fmt", metavar="NAME",
+              help="Image format of the pictures (e.g. PNG, WEBP, TIFF): for stdout, over -o's extension, or "
+                   "for a bulk run's pictures (default PNG).")
 @click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
 @click.option("--masks", "masks_dir", type=_Path(),
-              help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png.")
+              help="Also write one binary PNG per cluster to this folder: STEM-cluster-I.png, I zero-padded to "
+                   "the digits of K - 1 (K = 16: 00 .. 15), so the names sort in label order.")
 @_palette_option("-k", "--seed")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
-def segment_command(input_path: str, k: int | None, seed: int, output: str | None, style: str,
-                    masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
-                    quiet: bool) -> None:
-    """Show the clusters of INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
+@_bulk_options("--summary")
+def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,
+                    style: str, masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
+                    quiet: bool, workers: int | None, summary: str | None) -> None:
+    """Show the clusters of each INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
 
     The labels style is an 8-bit PNG (16-bit above K = 256) whose pixel values are the labels; the masks
     partition the image (each pixel is white in exactly one).
+
+    Several files or folders (searched recursively for images and .kmq files) are drawn in parallel, as for
+    compress. Each image is clustered on its own unless --palette maps them all onto one: only then does
+    label i mean the same colour in every file (make the palette with kmq palette).
 
     \b
     Example:
       kmq segment photo.png -k 3 -o clusters.png
       kmq segment photo.kmq --style labels -o labels.png --masks masks/
       kmq segment slide1.png --palette stain.gpl --masks masks/   # mask i: the same colour in every slide
+      kmq segment slides/ --palette stain.gpl -o seen/ --masks masks/ -j 2
     """
+    bulk = _is_bulk(inputs, output, summary)
     if output is None and masks_dir is None:
-        raise click.UsageError("give -o OUT.png, --masks DIR, or both")
-    if output is not None and masks_dir is not None and segment.is_mask(output, masks_dir, _stem(input_path)):
+        raise click.UsageError(f"give -o {'DIR/' if bulk else 'OUT.png'}, --masks DIR, or both")
+    if (output is not None and masks_dir is not None and len(inputs) == 1
+            and segment.is_mask(output, masks_dir, _stem(inputs[0]))):
         # The masks are written first: the picture would then replace one, or be refused as existing.
         raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
+    if bulk:
+        _segment_bulk(inputs, k, seed, output, fmt, style, masks_dir, palette_file, max_pixels, force, quiet,
+                      workers, summary)
+        return
+    (input_path,) = inputs
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
-        fmt = None if output is None else _format_of(output)
+        fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)
         if output is not None:
             _refuse_terminal(output)
             check_distinct(output, input_path)
@@ -993,16 +1012,51 @@ def segment_command(input_path: str, k: int | None, seed: int, output: str | Non
         masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
                                                                   overwrite=force)
         if output is not None:
-            _save(output, segment.render(img, base, style), force)
+            _save(output, segment.render(img, base, style), force, fmt)
     if quiet:
         return
+    for line in _segmented_lines(input_path, output, style, (img.k, img.width, img.height), masks_dir,
+                                 [m.name for m in masks]):
+        click.echo(line, err=output == STDIO)
+
+
+def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,
+                  style: str, masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
+                  quiet: bool, workers: int | None, summary: str | None) -> None:
+    """segment over several inputs or a folder: kmq.batch's runner, as compress's bulk run."""
+    from . import batch
+
+    palette = _given_palette(palette_file, max_pixels, "k", "seed")
+    with _reported():
+        # One file with -o FILE: the format from its extension, as without --summary; else PNG.
+        if output is not None and _names_a_file(inputs, output):
+            fmt = fmt or format_for(output)
+        typed = fmt or "PNG"  # names the pictures as the user spelt it (--format tif: x.tif)
+        fmt = writable_format(typed)
+        if output is not None and style == "labels":
+            segment.check_label_map_format(_shown(output), fmt)
+    jobs = _bulk_plan(lambda found, out: batch.plan_segment(found, out, masks_dir, typed), inputs, output)
+    task = batch.SegmentTask(k=k, seed=seed, max_pixels=max_pixels, palette=palette, style=style, fmt=fmt,
+                             picture=output is not None, masks=masks_dir, overwrite=force)
+    _run_bulk(jobs, task, workers, summary or "table", quiet, _segmented_line)
+
+
+def _segmented_line(source: Any, target: Any, r: dict[str, Any], size: int, seconds: float) -> str:
+    """A bulk run's line(s) for one drawn file: as a single run's, the picture's then the masks'."""
+    return "\n".join(_segmented_lines(source, None if r["style"] is None else target, r["style"],
+                                       (r["k"], r["width"], r["height"]), r["masks_folder"], r["masks"]))
+
+
+def _segmented_lines(source: Any, output: Any, style: str, shape: tuple[int, int, int], masks_dir: Any,
+                     masks: list[str]) -> list[str]:
+    """What segment says of one input: the picture's line, then the masks'. shape: (k, width, height)."""
+    lines = []
     if output is not None:
-        click.echo(f"{_shown(input_path)} -> {_shown(output)}: {style}, k={img.k}, {img.width}x{img.height}",
-                   err=output == STDIO)
+        lines.append(f"{_shown(source)} -> {_shown(output)}: {style}, k={shape[0]}, {shape[1]}x{shape[2]}")
     if masks:
-        names = _shown(masks[0].name) + ("" if len(masks) == 1 else f" .. {_shown(masks[-1].name)}")
-        click.echo(f"{_shown(input_path)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, {names}",
-                   err=output == STDIO)
+        names = _shown(masks[0]) + ("" if len(masks) == 1 else f" .. {_shown(masks[-1])}")
+        lines.append(f"{_shown(source)} -> {_shown(masks_dir)}: {_plural(len(masks), 'mask')}, {names}")
+    return lines
 
 
 @main.command(short_help="An image beside its reconstruction at each K.")

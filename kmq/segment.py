@@ -19,7 +19,7 @@ from PIL import Image
 from .api import DEFAULT_K, compress, load
 from .errors import KmqError, exists, naming, warnings_about
 from .fileio import reason, write_atomic
-from .format import DEFAULT_MAX_PIXELS, KmqImage
+from .format import DEFAULT_MAX_PIXELS, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
 from .palettes import Palette
 from .stats import ignored_k, ignored_options, record
@@ -133,15 +133,17 @@ def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
-    """Write one 1-bit PNG per cluster, folder/<stem>-cluster-<i>.png (white where the label is i).
+    """Write one 1-bit PNG per cluster, folder/<stem>-cluster-<i>.png (white where the label is i), i
+    zero-padded to the digits of K - 1 (mask_names), so that the names sort in label order.
 
     Creates folder if needed. Checks every name first, so an existing mask (without overwrite) stops the
-    run before anything is written. With overwrite, masks of the same stem beyond this K (left by a run at a
-    larger K) are removed once the new ones are written, so the folder's masks always partition the image.
-    Returns the paths written, in label order.
+    run before anything is written. Masks of the same stem that this K does not write (left by a run at a
+    larger K, or named another way by an older kmq: -cluster-3 where K = 16 now writes -cluster-03) count as
+    existing; with overwrite they are removed once the new ones are written, so the folder's masks always
+    partition the image. Returns the paths written, in label order.
     """
     folder = Path(folder)
-    paths = [folder / f"{stem}-cluster-{i}.png" for i in range(img.k)]
+    paths = [folder / name for name in mask_names(stem, img.k)]
     stale = _stale_masks(folder, stem, img.k)
     if not overwrite:
         for path in paths + stale:
@@ -161,31 +163,52 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
+def mask_names(stem: str, k: int) -> list[str]:
+    """The names of the k masks of stem, in label order: <stem>-cluster-<i>.png, i padded with zeros to the
+    digits of k - 1 (k = 16: -cluster-00 .. -cluster-15; k <= 10: -cluster-0 .. -cluster-9)."""
+    width = len(str(k - 1))
+    return [f"{stem}-cluster-{i:0{width}d}.png" for i in range(k)]
+
+
 def is_mask(path: str | Path, folder: str | Path, stem: str) -> bool:
-    """Whether path names one of the masks folder/<stem>-cluster-<i>.png, at any K (write_masks writes or
-    removes every one of them)."""
+    """Whether path names one of the masks folder/<stem>-cluster-<i>.png, at any K, padded or in an older
+    kmq's unpadded naming (write_masks writes or removes every one of them)."""
     path = Path(path)
-    return (_mask_name(stem).fullmatch(path.name) is not None
+    return (_mask_index(_mask_name(stem).fullmatch(path.name)) is not None
             and os.path.realpath(path.parent) == os.path.realpath(folder))
 
 
+def existing_masks(folder: str | Path, stem: str) -> list[Path]:
+    """The masks of stem (any K, any naming kmq used) in folder, in name order: without overwrite, any of
+    them stops write_masks, whatever its K."""
+    return _stale_masks(Path(folder), stem, 0)
+
+
 def _mask_name(stem: str) -> re.Pattern:
-    """The names write_masks gives, <stem>-cluster-<i>.png, i in ASCII digits without leading zeros: a
-    photo-cluster-01.png or -٣.png is not one of them, never written or removed."""
-    return re.compile(rf"{re.escape(stem)}-cluster-(0|[1-9][0-9]*)\.png")
+    """The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one)."""
+    return re.compile(rf"{re.escape(stem)}-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png")
+
+
+def _mask_index(match: re.Match | None) -> int | None:
+    """The label a mask name's match stands for, or None: an index no K reaches (-cluster-99999.png) is not
+    a name kmq writes, padded (K = 16: -cluster-03) or not (before padding: -cluster-3)."""
+    if match is None or int(match[1]) >= MAX_K:
+        return None
+    return int(match[1])
 
 
 def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
-    """The masks <stem>-cluster-<i>.png in folder with i >= k (none if folder does not exist yet)."""
+    """The masks of stem in folder that K = k does not write (none if folder does not exist yet), by label
+    then name."""
     if not folder.is_dir():
         return []
-    name = _mask_name(stem)
-    found = {}
+    name, ours = _mask_name(stem), set(mask_names(stem, k)) if k else set()
+    found = []
     for entry in os.scandir(folder):
-        match = name.fullmatch(entry.name)
-        if match and int(match[1]) >= k:
-            found[int(match[1])] = folder / entry.name
-    return [found[i] for i in sorted(found)]
+        index = _mask_index(name.fullmatch(entry.name))
+        if index is not None and entry.name not in ours:
+            found.append((index, entry.name))
+    return [folder / n for _, n in sorted(found)]
 
 
 # A label map is data: its format must give back every value. Both sets are allowlists, checked by writing

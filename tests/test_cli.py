@@ -270,15 +270,15 @@ def test_webp_output_is_lossless(runner, image, tmp_path):
 
 
 def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path):
-    for command in (["info"], ["segment", "-o", str(tmp_path / "x.png")]):
+    result = run(runner, "info", tmp_path)
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+    # palette and segment read a folder's images, as bulk runs do: an empty one has none, one Error: as for
+    # stats (it was a Warning about the folder, then an Error: the new-user trial).
+    for command in (["palette"], ["segment", "--masks", str(tmp_path / "m")]):
         result = run(runner, command[0], tmp_path, *command[1:])
-        assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
-    # palette reads a folder's images, as bulk runs do: an empty one has none to fit, one Error: as for stats
-    # (it was a Warning about the folder, then an Error: the new-user trial).
-    result = run(runner, "palette", tmp_path)
-    assert result.exit_code == 1
-    assert result.output == (f"Error: {tmp_path}: no images or .kmq files found (searched recursively; names "
-                             "starting with . are skipped)\n")
+        assert result.exit_code == 1
+        assert result.output == (f"Error: {tmp_path}: no images or .kmq files found (searched recursively; names "
+                                 "starting with . are skipped)\n")
 
 
 @pytest.mark.parametrize("text, size", [("1.9", None), ("10000.5", None), ("0.5", None), ("10000.0", 10000),

@@ -45,7 +45,7 @@ def test_help_lists_every_command_with_its_whole_summary():
         "  info        What a .kmq holds: header, codec, J, palette.\n"
         "  montage     An image beside its reconstruction at each K.\n"
         "  palette     The palette of images or .kmq files; fit one for many.\n"
-        "  segment     Draw the clusters of an image or a .kmq.\n"
+        "  segment     Draw the clusters of images or .kmq files.\n"
         "  stats       Size tables in bits and bytes, J and PSNR, per K.\n")
 
 

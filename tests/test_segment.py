@@ -176,13 +176,13 @@ def test_write_masks_at_a_smaller_k_leaves_no_stale_masks(tmp_path, quantized):
     """A run at K = 4 then at K = 2 (-f) must leave masks that partition the image, not 4 of which 2 are old."""
     for i in range(quantized.k, quantized.k + 3):
         (tmp_path / f"crop-cluster-{i}.png").write_bytes(b"old")
-    (tmp_path / "crop-cluster-07.png").write_bytes(b"not ours")  # not a name kmq writes
+    (tmp_path / "crop-cluster-100000.png").write_bytes(b"not ours")  # no K reaches it: not a name kmq writes
     (tmp_path / "other-cluster-9.png").write_bytes(b"another stem")
     with pytest.raises(KmqError, match=rf"crop-cluster-{quantized.k}.png already exists"):
         segment.write_masks(quantized, tmp_path, "crop")
     segment.write_masks(quantized, tmp_path, "crop", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"crop-cluster-{i}.png" for i in range(quantized.k)] + ["crop-cluster-07.png", "other-cluster-9.png"])
+        [f"crop-cluster-{i}.png" for i in range(quantized.k)] + ["crop-cluster-100000.png", "other-cluster-9.png"])
 
 
 def test_a_palette_does_not_apply_to_a_kmq_input(tmp_path, quantized):

@@ -1,0 +1,199 @@
+"""kmq segment over a series: folders and several inputs through the bulk runner, and mask names that sort."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmq.cli import main
+
+# Three colours, far apart: mapped onto this palette, each pixel's label is its colour's index here.
+PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, prog_name="kmq")
+
+
+def mask_stack(folder, stem, names):
+    return np.stack([np.asarray(Image.open(folder / f"{stem}-cluster-{n}.png")) for n in names])
+
+
+@pytest.fixture
+def slides(tmp_path, monkeypatch):
+    """slides/a.png and slides/b.png: the palette's colours in other places and shares; stain.txt the palette."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slides").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(PALETTE[rng.integers(0, 3, (6, 8))]).save(tmp_path / "slides" / f"{name}.png")
+    (tmp_path / "stain.txt").write_text("".join(f"#{r:02x}{g:02x}{b:02x}\n" for r, g, b in PALETTE))
+    return tmp_path
+
+
+@pytest.fixture
+def colours16(tmp_path, monkeypatch):
+    """p.png: 16 distinct greys, so -k 16 gives 16 clusters."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray((np.arange(64).reshape(8, 8) // 4 * 16).astype(np.uint8)).save("p.png")
+    return tmp_path
+
+
+def test_a_folder_with_a_shared_palette_gives_masks_whose_index_is_the_same_colour_in_every_file(runner, slides):
+    result = run(runner, "segment", "slides", "--palette", "stain.txt", "--masks", "m", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == ["slides/a.png -> m: 3 masks, a-cluster-0.png .. a-cluster-2.png",
+                                              "slides/b.png -> m: 3 masks, b-cluster-0.png .. b-cluster-2.png"]
+    assert any(line.startswith("│ Files ") and "│ 2 of 2 " in line for line in result.stdout.splitlines())
+    for stem in ("a", "b"):
+        pixels = np.asarray(Image.open(slides / "slides" / f"{stem}.png"))
+        masks = mask_stack(slides / "m", stem, range(3))
+        for i, colour in enumerate(PALETTE):
+            np.testing.assert_array_equal(masks[i], np.all(pixels == colour, axis=2))
+
+
+def test_several_inputs_with_an_output_folder_write_one_picture_per_stem(runner, slides):
+    (slides / "c.png").write_bytes((slides / "slides" / "a.png").read_bytes())
+    result = run(runner, "segment", "slides/b.png", "c.png", "--palette", "stain.txt", "--style", "labels",
+                 "-o", "out", "-j", "1", "-q")
+    assert (result.exit_code, result.output) == (0, "")  # -o out, missing: made, as compress's bulk -o
+    assert sorted(p.name for p in (slides / "out").iterdir()) == ["b.png", "c.png"]
+    labels = np.asarray(Image.open(slides / "out" / "c.png"))
+    pixels = np.asarray(Image.open(slides / "c.png"))
+    np.testing.assert_array_equal(PALETTE[labels], pixels)
+    # --format names and writes every picture, as decompress's does
+    result = run(runner, "segment", "slides/", "--palette", "stain.txt", "-o", "tiffs/", "--format", "tif", "-q")
+    assert result.exit_code == 0
+    assert sorted(p.name for p in (slides / "tiffs").iterdir()) == ["a.tif", "b.tif"]
+    assert Image.open(slides / "tiffs" / "a.tif").format == "TIFF"
+
+
+def test_a_new_output_folder_named_like_a_file_is_a_usage_error(runner, slides):
+    result = run(runner, "segment", "slides", "-k", "2", "-o", "seen.png")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: -o seen.png names a file, but a bulk run writes one file per "
+                                              "input into a folder; end -o with a slash (seen.png/) if that is the "
+                                              "folder you want")
+
+
+def test_two_inputs_of_one_stem_do_not_overwrite_each_other(runner, slides):
+    (slides / "other").mkdir()
+    Image.fromarray(PALETTE[np.zeros((6, 8), int)]).save(slides / "other" / "a.png")
+    result = run(runner, "segment", "slides/a.png", "other/a.png", "-k", "2", "--masks", "m", "-o", "out/",
+                 "-j", "1")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: other/a.png: out/a.png is already the output of slides/a.png\n"
+    result = run(runner, "segment", "slides/a.png", "other/a.png", "-k", "2", "--masks", "m2", "-j", "1")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: other/a.png: m2/a-cluster-*.png are already the masks of slides/a.png\n"
+    # the first one's masks are written, and they are the first file's (mask 0 is not all white)
+    assert sorted(p.name for p in (slides / "m2").iterdir()) == ["a-cluster-0.png", "a-cluster-1.png"]
+    assert not np.all(np.asarray(Image.open(slides / "m2" / "a-cluster-0.png")))
+
+
+def test_a_bad_file_among_good_ones_fails_alone(runner, slides):
+    (slides / "slides" / "bad.png").write_bytes(b"not an image at all")
+    result = run(runner, "segment", "slides", "--palette", "stain.txt", "-o", "out/", "--masks", "m",
+                 "--summary", "json", "-j", "1")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: slides/bad.png: ")
+    assert len(result.stderr.splitlines()) == 1
+    summary = json.loads(result.stdout)
+    assert (summary["files"], summary["succeeded"], summary["failed"]) == (3, 2, 1)
+    assert [(r["input"], r["output"], r["ok"], r["k"]) for r in summary["results"]] == [
+        ("slides/a.png", "out/a.png", True, 3), ("slides/b.png", "out/b.png", True, 3),
+        ("slides/bad.png", "out/bad.png", False, None)]
+    assert sorted(p.name for p in (slides / "out").iterdir()) == ["a.png", "b.png"]
+    assert len(list((slides / "m").iterdir())) == 6
+
+
+def test_two_workers_write_the_same_files_as_one(runner, slides):
+    common = ["segment", "slides", "-k", "2", "--masks"]
+    assert run(runner, *common, "m1", "-o", "o1/", "-j", "1", "-q").exit_code == 0
+    assert run(runner, *common, "m2", "-o", "o2/", "-j", "2", "-q").exit_code == 0
+    for one, two in (("m1", "m2"), ("o1", "o2")):
+        names = sorted(p.name for p in (slides / one).iterdir())
+        assert names == sorted(p.name for p in (slides / two).iterdir()) and len(names) in (2, 4)
+        for name in names:
+            assert (slides / one / name).read_bytes() == (slides / two / name).read_bytes()
+
+
+def test_masks_are_zero_padded_to_the_digits_of_k_minus_1(runner, colours16):
+    result = run(runner, "segment", "p.png", "-k", "16", "--masks", "m")
+    assert result.output == "p.png -> m: 16 masks, p-cluster-00.png .. p-cluster-15.png\n"
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == [f"p-cluster-{i:02d}.png" for i in range(16)]
+    masks = mask_stack(colours16 / "m", "p", [f"{i:02d}" for i in range(16)])
+    assert (masks.sum(axis=0) == 1).all()  # they still partition the image
+    result = run(runner, "segment", "p.png", "-k", "10", "--masks", "m10")
+    assert result.output == "p.png -> m10: 10 masks, p-cluster-0.png .. p-cluster-9.png\n"
+
+
+@pytest.mark.parametrize("left, k", [("p-cluster-3.png", 16), ("p-cluster-07.png", 4)],
+                         ids=["old unpadded", "padded"])
+def test_masks_of_another_naming_or_k_count_as_existing_and_go_with_force(runner, colours16, left, k):
+    (colours16 / "m").mkdir()
+    (colours16 / "m" / left).write_bytes(b"old")
+    (colours16 / "m" / "p-cluster-x.png").write_bytes(b"not a mask")
+    result = run(runner, "segment", "p.png", "-k", k, "--masks", "m")
+    assert result.exit_code == 1
+    assert result.output == f"Error: m/{left} already exists (use -f to overwrite)\n"
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == sorted([left, "p-cluster-x.png"])
+    result = run(runner, "segment", "p.png", "-k", k, "--masks", "m", "-f", "-q")
+    assert result.exit_code == 0
+    width = len(str(k - 1))
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == sorted(
+        [f"p-cluster-{i:0{width}d}.png" for i in range(k)] + ["p-cluster-x.png"])
+
+
+def test_masks_of_an_older_unpadded_run_at_the_same_k_are_replaced(runner, colours16):
+    """K = 16 before padding wrote -cluster-0 .. -cluster-15: -cluster-0 .. -9 would be left beside -00 .. -09."""
+    (colours16 / "m").mkdir()
+    for i in range(16):
+        (colours16 / "m" / f"p-cluster-{i}.png").write_bytes(b"old")
+    result = run(runner, "segment", "p.png", "-k", "16", "--masks", "m")
+    assert result.output == "Error: m/p-cluster-10.png already exists (use -f to overwrite)\n"
+    assert run(runner, "segment", "p.png", "-k", "16", "--masks", "m", "-f").exit_code == 0
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == [f"p-cluster-{i:02d}.png" for i in range(16)]
+
+
+def test_a_bulk_run_refuses_existing_masks_of_any_k_before_the_work(runner, colours16):
+    assert run(runner, "segment", "p.png", "-k", "16", "--masks", "m", "-q").exit_code == 0
+    result = run(runner, "segment", "p.png", "-k", "3", "--masks", "m", "--summary", "json")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: p.png: m/p-cluster-00.png already exists (use -f to overwrite)\n"
+    result = run(runner, "segment", "p.png", "-k", "3", "--masks", "m/", "-f", "--summary", "table")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == "p.png -> m: 3 masks, p-cluster-0.png .. p-cluster-2.png"
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == [f"p-cluster-{i}.png" for i in range(3)]
+
+
+def test_one_input_keeps_its_lines_and_names_its_padded_masks(runner, colours16):
+    result = run(runner, "segment", "p.png", "-k", "12", "-o", "seen.png", "--masks", "m")
+    assert result.exit_code == 0
+    assert result.output == ("p.png -> seen.png: overlay, k=12, 8x8\n"
+                             "p.png -> m: 12 masks, p-cluster-00.png .. p-cluster-11.png\n")
+    result = run(runner, "segment", "p.png", "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: give -o OUT.png, --masks DIR, or both"
+    result = run(runner, "segment", "p.png", "p.png", "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: give -o DIR/, --masks DIR, or both"
+
+
+def test_a_picture_that_would_be_another_inputs_mask_fails_alone(runner, slides):
+    (slides / "a-cluster-1.png").write_bytes((slides / "slides" / "b.png").read_bytes())
+    result = run(runner, "segment", "slides/a.png", "a-cluster-1.png", "-k", "2", "-o", "out/", "--masks", "out",
+                 "-j", "1", "-q", "-f")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: a-cluster-1.png: out/a-cluster-1.png is one of the masks of slides/a.png\n"
+    assert sorted(p.name for p in (slides / "out").iterdir()) == ["a-cluster-0.png", "a-cluster-1.png", "a.png"]
+    assert np.asarray(Image.open(slides / "out" / "a-cluster-1.png")).dtype == bool  # the mask, not a picture
+
+
+def test_one_named_output_that_is_one_of_its_masks_is_refused_with_a_summary_too(runner, colours16):
+    result = run(runner, "segment", "p.png", "-k", "2", "-o", "m/p-cluster-1.png", "--masks", "m", "--summary",
+                 "json")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: -o m/p-cluster-1.png is one of the --masks files; "
+                                              "write it elsewhere")
+    assert not (colours16 / "m").exists()
