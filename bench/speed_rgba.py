@@ -24,11 +24,16 @@ def splice(text: str, section: list[str], targets: list[tuple[str, str, str, boo
     start = lines.index(section[0])
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
     lines[start:end] = section
+    last = None  # a target row new to the file goes after the RGBA row before it
     for t, m, how, ok in targets:
         row = f"| {t} | {m} | {how} | {speed.mark(ok)} |"
         at = [i for i, line in enumerate(lines) if line.startswith(f"| {t} |")]
         if at:
             lines[at[0]] = row
+            last = at[0]
+        elif last is not None:
+            last += 1
+            lines.insert(last, row)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
