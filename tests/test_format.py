@@ -184,7 +184,6 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"x":[1,{"y":Infinity}]}', "metadata is not strict JSON: Infinity is not a JSON number"),
     (b'{"x":-Infinity}', "metadata is not strict JSON: -Infinity is not a JSON number"),
     (b'{"x":1e999}', "metadata is not strict JSON: number 1e999 is out of the range of a double"),
-    (b'{"x":[1e-400]}', r"metadata is not strict JSON: number 1e-400 is too small for a double \(it would read as 0\)"),
     (b'{"seed":1,"seed":2}', 'metadata is not strict JSON: duplicate key "seed"'),
     (b'{"x":{"a":1,"a":1}}', 'metadata is not strict JSON: duplicate key "a"'),
     (b'{"distortion":-0.5}', r"metadata: distortion must be a finite number >= 0, got -0\.5"),
@@ -199,11 +198,8 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"max_iter":0}', "metadata: max_iter must be an integer >= 1, got 0"),
     (b'{"max_iter":5.0}', r"metadata: max_iter must be an integer >= 1, got 5\.0"),
     (b'{"tol":-1e-3}', r"metadata: tol must be a finite number >= 0, got -0\.001"),
-    # A defined key's object holds exactly its keys (target already held exactly one); sha256 is a SHA-256.
-    (b'{"palette_source":{"name":"a","sha256":"' + b"0" * 64 + b'","x":1}}', "metadata: palette_source must be"),
-    (b'{"palette_source":{"name":"a","sha256":"zz"}}', r'metadata: palette_source must be \{"name": a string, '
-                                                       r'"sha256": 64 lowercase hex digits\}, got '),
-    (b'{"palette_source":{"name":"a","sha256":"' + b"A" * 64 + b'"}}', "metadata: palette_source must be"),
+    (b'{"palette_source":{"name":"a"}}', r'metadata: palette_source must be \{"name": a string, "sha256": a '
+                                         r'string\}, got \{"name": "a"\}$'),
     (b'{"target":{"psnr":30,"x":1}}', "metadata: target must be"),
 ])
 def test_bad_metadata(meta, message):
@@ -215,6 +211,10 @@ def test_bad_metadata(meta, message):
     (b"{}", {}),
     (b'{"distortion":null,"seed":null}', {"distortion": None, "seed": None}),
     (b'{"distortion":0,"seed":18446744073709551616}', {"distortion": 0, "seed": 2**64}),
+    # A file that reads today always will (FORMAT.md), so these stay readable: other keys in palette_source, a
+    # hash kmq would not write, a number that rounds to 0.
+    (b'{"palette_source":{"name":"p.gpl","sha256":"ab","by":"x"},"x":1e-400}',
+     {"palette_source": {"name": "p.gpl", "sha256": "ab", "by": "x"}, "x": 0.0}),
     (b' {"distortion":1e308, "x":[null,true,"\\u00e9",-1.5e-300,{"y":{}}]} ', {"distortion": 1e308, "x": [
         None, True, "\u00e9", -1.5e-300, {"y": {}}]}),
 ])
@@ -266,11 +266,10 @@ def test_bad_values_of_the_newer_keys(meta, message):
 
 
 def test_the_newer_keys_read_back():
-    sha = "0123456789abcdef" * 4
-    meta = (b'{"dither":"fs","palette_source":{"name":"p.gpl","sha256":"' + sha.encode() + b'"},"rdo":2.5,'
+    meta = (b'{"dither":"fs","palette_source":{"name":"p.gpl","sha256":"ab"},"rdo":2.5,'
             b'"target":{"max_bytes":5000}}')
     img = KmqImage.from_bytes(with_metadata(meta))
-    assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": sha}, "rdo": 2.5,
+    assert img.metadata == {"dither": "fs", "palette_source": {"name": "p.gpl", "sha256": "ab"}, "rdo": 2.5,
                             "target": {"max_bytes": 5000}}
 
 
