@@ -12,8 +12,8 @@ Where fit would stop at the 5-bit level (k up to `EXACT_FIT_MAX`, that level fin
 histogram is made at 5 bits instead: the same sums, far fewer bins to count.
 `kmeans.fit_histogram` then runs fit's own steps on it, so up to `EXACT_FIT_MAX` the palette is the one
 the exact path finds whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over
-twice the bins), unless its 4-bit level has over `kmeans._THIN_FROM` bins: the restarts are then seeded
-and ranked on a stand-in, as RGB's are (`_thinned`). Above, the 6-bit level, its light bins merged
+twice the bins), unless k <= `STAND_IN_MAX` and its 4-bit level has over `kmeans._THIN_FROM` bins: the
+restarts are then seeded and ranked on a stand-in (`_stand_in`), as RGB's are (`kmeans._thinned`). Above, the 6-bit level, its light bins merged
 (`_light_merged`), ends in a few over-relaxed updates (J up to ~0.4 % above the whole level run to tol).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 or 8 per channel) is nearer
 that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
@@ -221,13 +221,13 @@ def coarse_bins(k: int) -> int:
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`): above `EXACT_FIT_MAX`
     with the light bins of its last level merged (`_light_merged`), up to `STAND_IN_MAX` with the restarts
-    seeded and ranked on a stand-in (`_thinned`)."""
+    seeded and ranked on a stand-in (`_stand_in`)."""
     ids, counts, sums = hist.ids, hist.counts, hist.sums
     if k > EXACT_FIT_MAX and hist.bits == BITS:
         ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k)
     return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
                                 max_iter=max_iter, tol=tol, last=kmeans._FINISH if k > EXACT_FIT_MAX else None,
-                                stand_in=_thinned if k <= STAND_IN_MAX else None)
+                                stand_in=_stand_in if k <= STAND_IN_MAX else None)
 
 
 # Above `EXACT_FIT_MAX` the 6-bit level that fit_histogram ends on in `kmeans._FINISH` over-relaxed updates
@@ -240,7 +240,7 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.
 # astronaut +0.17 %; 0.7e-6 grace_hopper +0.18 %; 4 more updates on the merged level did not win it back
 # (+0.21 % at 28): the merge, not the updates, costs that J.
 _LIGHT_SHARE = 1e-6
-# Up to this k, the restarts' stand-in (see `_thinned`). At K = 32 the file's J moved more than the mean
+# Up to this k, the restarts' stand-in (see `_stand_in`). At K = 32 the file's J moved more than the mean
 # over seeds: grace_hopper and a noisy photo under random alpha +0.33 and +0.36 % at seed 0, -0.04 and
 # +0.16 % over seeds 0-7 (fit 1.68 -> 1.09 s and 2.76 -> 1.63). At K = 64 (8 restarts) the noisy photo took
 # 44 s of fit over seeds 0-5 where the whole level took 34: near ties on the stand-in sent more runs up a
@@ -275,25 +275,6 @@ def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: 
             np.concatenate([sums[heavy], merged_sums])[order])
 
 
-def _thinned(level: kmeans._Points) -> kmeans._Points | None:
-    """The restarts' stand-in for a large 4-bit RGBA level, as `kmeans._thinned` is for RGB: over
-    `kmeans._THIN_FROM` bins, those under `_STAND_IN_SHARE` of the pixels merged by 3-bit cell; None where
-    it would keep over 3/4 of the bins. The chosen runs are still finished on every bin."""
-    if level.m <= kmeans._THIN_FROM:
-        return None
-    sparse = level.w < _STAND_IN_SHARE * level.w.sum()
-    ids = np.arange(level.m)
-    # A 4-bit bin's mean lies inside the bin, so its 3-bit cell is that of its mean, rounded down.
-    cell = np.minimum(level.x[sparse] // 32, 7).astype(np.intp)
-    ids[sparse] = level.m + ((cell[:, 0] << 9) | (cell[:, 1] << 6) | (cell[:, 2] << 3) | cell[:, 3])
-    inverse, _, w, wx = kmeans._histogram(ids, level.w, np.stack(level.wx, axis=1))
-    if w.shape[0] * 4 > level.m * 3:
-        return None
-    thin = kmeans._Points(wx / w[:, None], w, sums=wx)
-    thin.inverse = inverse
-    return thin
-
-
 # Random alpha spreads a photo over many more 4-bit bins (grace_hopper at 12 MP: 18 300, against coffee's
 # 9 800), and its 16 restarts were 0.45 s of CPU, most of the fit at K = 16. Its bins under this share of the
 # pixels (36 at 12 MP) merged: 10 600 points, fit 0.79 -> 0.46 s; J over seeds 0-7 against the whole level
@@ -302,6 +283,12 @@ def _thinned(level: kmeans._Points) -> kmeans._Points | None:
 # worse: grace_hopper +0.44 % in the mean, 7 seeds of 8 above; 2e-6 +0.17 %, 5e-6 +0.18 %; merging 4-bit
 # colours by 2-bit alpha rather than 3-bit cells +0.34 %.
 _STAND_IN_SHARE = 3e-6
+
+
+def _stand_in(level: kmeans._Points) -> kmeans._Points | None:
+    """The restarts' stand-in for a large 4-bit RGBA level, as RGB's (`kmeans._thinned`): over
+    `kmeans._THIN_FROM` bins, those under `_STAND_IN_SHARE` of the pixels merged by 3-bit cell."""
+    return kmeans._thinned(level, share=_STAND_IN_SHARE, bits=3, channels=4)
 
 
 class _Candidates:

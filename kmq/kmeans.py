@@ -2001,21 +2001,26 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     return [_hamerly(pts, cent[i], max_iter, tol_abs, labels[i]) for i in chosen]
 
 
-def _thinned(level: _Points) -> _Points | None:
-    """The restarts' stand-in for a large RGB histogram level (over `_THIN_FROM` bins): its bins holding
-    under `_THIN_SHARE` of the pixels merged by 4-bit cell (weighted mean, summed weight), the others kept;
-    ``inverse`` maps each bin of the level to its stand-in. None where it would keep over 3/4 of the bins.
+def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels: int = 3) -> _Points | None:
+    """The restarts' stand-in for a large histogram level of `channels` channels (over `_THIN_FROM` bins):
+    its bins holding under `share` (`_THIN_SHARE` if None) of the pixels merged by cell of `bits` bits per
+    channel (weighted mean, summed weight), the others kept; ``inverse`` maps each bin of the level to its
+    stand-in. None where it would keep over 3/4 of the bins. RGB's: 5-bit bins by 4-bit cell; coreset's RGBA
+    one: 4-bit bins by 3-bit cell.
 
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
     bins that light barely move either. The chosen runs are then finished on every bin."""
-    if level.m <= _THIN_FROM or level.x.shape[1] != 3:
+    if level.m <= _THIN_FROM or level.x.shape[1] != channels:
         return None
-    sparse = level.w < _THIN_SHARE * level.w.sum()
+    sparse = level.w < (_THIN_SHARE if share is None else share) * level.w.sum()
     ids = np.arange(level.m)
-    # A 5-bit bin's mean lies inside the bin, so its 4-bit cell is that of its mean, rounded down.
-    cell = np.minimum(level.x[sparse] // 16, 15).astype(np.intp)
-    ids[sparse] = level.m + ((cell[:, 0] << 8) | (cell[:, 1] << 4) | cell[:, 2])
+    # A bin's mean lies inside the bin, so its coarser cell is that of its mean, rounded down.
+    cell = np.minimum(level.x[sparse] // (256 >> bits), (1 << bits) - 1).astype(np.intp)
+    key = np.zeros(cell.shape[0], np.intp)
+    for c in range(channels):
+        key = (key << bits) | cell[:, c]
+    ids[sparse] = level.m + key
     inverse, _, w, wx = _histogram(ids, level.w, np.stack(level.wx, axis=1))
     if w.shape[0] * 4 > level.m * 3:
         return None

@@ -473,15 +473,15 @@ def test_rgba_restarts_are_seeded_and_ranked_on_the_4_bit_levels_light_bins_merg
     x = np.array([[4, 4, 4, 4], [3, 3, 3, 30], [12, 12, 12, 12], [200, 20, 20, 40], [100, 100, 100, 100],
                   [5, 9, 14, 0]], np.float64)
     w = np.array([100, 1, 3, 2, 50, 6], np.float64)
-    thin = coreset._thinned(km._Points(x, w))
+    thin = coreset._stand_in(km._Points(x, w))
     # The heavy bins first, in order; then the light ones by 3-bit cell: (0,0,0,0) holds 1, 2 and 5; (6,0,0,1) 3.
     assert thin.inverse.tolist() == [0, 2, 2, 3, 1, 2]
     assert thin.w.tolist() == [100, 50, 10, 2]
     merged = (np.array([3, 3, 3, 30]) * 1 + np.array([12, 12, 12, 12]) * 3 + np.array([5, 9, 14, 0]) * 6) / 10
     np.testing.assert_allclose(thin.x, [[4, 4, 4, 4], [100, 100, 100, 100], merged, [200, 20, 20, 40]], rtol=1e-15)
     # Not at or below _THIN_FROM bins, nor where fewer than a quarter of the bins go.
-    assert coreset._thinned(km._Points(x[:3], w[:3])) is None
-    assert coreset._thinned(km._Points(x, np.full(6, 10.0))) is None
+    assert coreset._stand_in(km._Points(x[:3], w[:3])) is None
+    assert coreset._stand_in(km._Points(x, np.full(6, 10.0))) is None
 
 
 def test_rgba_restarts_through_the_histogram_rank_on_the_stand_in_and_end_near(monkeypatch, histograms_only, photo):
