@@ -162,11 +162,12 @@ MAX_PSNR = 1000.0
 # Pixels up to which rdo's lzma file and the nearest labelling's are both made whole to keep the smaller
 # (_smaller).
 _JUDGED = 1 << 18
-RAW_RDO = "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx (or lzma)"
+# In the library's words (the command line says --rdo, --codec, --dither fs: kmq.cli's own).
+RAW_RDO = "every labelling costs the same bytes with codec='raw', so rdo cannot help; use codec='ctx' (or 'lzma')"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
-PALETTE_RDO = "--rdo refines the palette it fits; a given --palette is kept exactly, so they cannot be combined"
-DITHER_RDO = ("--dither fs cannot be combined with --rdo or a target: rdo moves labels into runs the codec "
-              "stores cheaply, dithering spreads them into noise, and each undoes the other")
+PALETTE_RDO = "rdo refines the palette it fits; a given palette is kept exactly, so rdo > 0 cannot be used with one"
+DITHER_RDO = ("dither='fs' cannot be combined with rdo > 0: rdo moves labels into runs the codec stores cheaply, "
+              "dithering spreads them into noise, and each undoes the other")
 
 
 def _check_rdo(rdo: float, codec: str) -> None:

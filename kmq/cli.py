@@ -410,14 +410,17 @@ def _refuse_folder(output: str | None) -> None:
 def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, codec: str | None,
                        dither: str = "none") -> None:
     if dither != "none" and (rdo or psnr is not None or max_bytes is not None):
-        raise click.UsageError(api.DITHER_RDO)
+        raise click.UsageError("--dither fs cannot be combined with --rdo or a target: rdo moves labels into runs "
+                               "the codec stores cheaply, dithering spreads them into noise, and each undoes the "
+                               "other")
     if psnr is not None and max_bytes is not None:
         raise click.UsageError("give --psnr or --max-bytes, not both")
     if rdo and (psnr is not None or max_bytes is not None):
         raise click.UsageError("--rdo cannot be combined with --psnr or --max-bytes: the target chooses the "
                                "rdo strength")
     if rdo and codec in (None, "raw"):
-        raise click.UsageError(api.RAW_RDO)
+        raise click.UsageError("every labelling costs the same bytes with raw, so --rdo cannot help; use --codec "
+                               "ctx (or lzma)")
 
 
 def _check_output(output: str, source: str, force: bool = False) -> None:

@@ -92,7 +92,7 @@ def test_bad_rdo_values(crop, bad):
 
 
 def test_raw_refuses_rdo(crop):
-    with pytest.raises(ValueError, match="every labelling costs the same bytes with raw"):
+    with pytest.raises(ValueError, match="every labelling costs the same bytes with codec='raw'"):
         kmq.compress(crop, 4, rdo=2)
 
 

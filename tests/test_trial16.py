@@ -22,3 +22,15 @@ def test_dir_shows_kmqs_names_not_its_typing_imports():
     names = dir(kmq)
     assert not {"Any", "TYPE_CHECKING", "annotations"} & set(names)
     assert set(kmq.__all__) <= set(names)
+
+
+def test_the_librarys_refusals_name_its_own_arguments():
+    # They named --rdo, --codec ctx and --dither fs, options a Python caller does not have.
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"^every labelling costs the same bytes with codec='raw', so rdo cannot "
+                                         r"help; use codec='ctx' \(or 'lzma'\)$"):
+        kmq.compress(pixels, 4, rdo=2)
+    with pytest.raises(ValueError, match=r"^dither='fs' cannot be combined with rdo > 0: "):
+        kmq.compress(pixels, 4, codec="ctx", rdo=2, dither="fs")
+    with pytest.raises(ValueError, match=r"^rdo refines the palette it fits; a given palette is kept exactly"):
+        kmq.compress(pixels, codec="ctx", rdo=2, palette=np.zeros((2, 3), np.uint8))
