@@ -125,7 +125,9 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     """Jobs drawing every image and .kmq among inputs: with output, the picture output/<stem>.<fmt's suffix>;
     with masks, the masks masks/<stem>-cluster-<i>.png (a file found in a folder keeps its relative folder
     under both, as in the module's folder rules). Without output, a Job's target is its masks' folder. Two
-    inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure."""
+    inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure; so does
+    an input whose picture, or any of its masks' names (written or removed as stale), is an input of the run
+    (the folder searched given as -o or --masks), even with overwrite: the run would destroy what it reads."""
     if masks is not None and os.path.exists(masks) and not os.path.isdir(masks):
         raise KmqError(f"cannot write masks into {masks}: it is a file, not a folder")
     suffix = suffix_for(fmt)
@@ -134,6 +136,9 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
                 kind="images or .kmq files")
+    inputs = _InputIndex(jobs)
+    if output is not None:
+        jobs = [inputs.picture_check(job) for job in jobs]
     if masks is None:
         return jobs
     planned: list[Job] = []
@@ -145,12 +150,45 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
         problem = job.problem if output is not None or job.problem == STDIN_ALONE else None
         if problem is None and prefix in claimed:
             problem = f"{prefix}-cluster-*.png are already the masks of {claimed[prefix]}"
+        if problem is None:
+            problem = inputs.masks_check(prefix)
         claimed.setdefault(prefix, job.source)
         planned.append(replace(job, target=job.target if output is not None else prefix.parent, masks=prefix,
                                problem=problem))
     if output is not None:
         planned = [_picture_not_a_mask(job, claimed) for job in planned]
     return planned
+
+
+class _InputIndex:
+    """The files a run reads, by real path, and those of them named like a mask, by (real folder, stem): an
+    output that is one of them would be replaced, or removed as a stale mask, while the run reads it."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.files: dict[str, Path] = {}
+        self.masks: dict[tuple[str, str], Path] = {}
+        for job in jobs:
+            if str(job.source) == STDIO:
+                continue
+            real = os.path.realpath(job.source)
+            self.files.setdefault(real, job.source)
+            stem = segment.mask_stem(job.source.name)
+            if stem is not None:
+                self.masks.setdefault((os.path.dirname(real), stem), job.source)
+
+    def picture_check(self, job: Job) -> Job:
+        """job, failing if its picture would replace an input of the run (-o the folder searched)."""
+        if job.problem != STDIN_ALONE and os.path.realpath(job.target) in self.files:
+            return replace(job, problem=f"{job.target} is an input of this run; choose another -o")
+        return job
+
+    def masks_check(self, prefix: Path) -> str | None:
+        """Why masks at prefix (FOLDER/STEM) must not be written: one of the names write_masks writes or
+        removes (any K, any naming) is an input of the run (--masks the folder searched)."""
+        found = self.masks.get((os.path.realpath(prefix.parent), prefix.name))
+        if found is None:
+            return None
+        return f"{prefix}-cluster-*.png would replace or remove the input {found}; choose another --masks"
 
 
 def _picture_not_a_mask(job: Job, masks: dict[Path, Path]) -> Job:

@@ -184,9 +184,19 @@ def existing_masks(folder: str | Path, stem: str) -> list[Path]:
     return _stale_masks(Path(folder), stem, 0)
 
 
+def mask_stem(name: str) -> str | None:
+    """The stem whose mask name is one of (at any K, padded or not), or None: "x-cluster-03.png" -> "x"."""
+    match = _ANY_MASK.fullmatch(name)
+    return None if match is None or int(match[2]) >= MAX_K else match[1]
+
+
 def _mask_name(stem: str) -> re.Pattern:
     """The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one)."""
     return re.compile(rf"{re.escape(stem)}-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png")
+
+
+# Any stem's mask name: the stem is what precedes the last "-cluster-", since the digits that follow it end the name.
+_ANY_MASK = re.compile(rf"(.*)-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png", re.DOTALL)
 
 
 def _mask_index(match: re.Match | None) -> int | None:

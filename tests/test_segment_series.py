@@ -197,3 +197,28 @@ def test_one_named_output_that_is_one_of_its_masks_is_refused_with_a_summary_too
     assert result.output.splitlines()[-1] == ("Error: -o m/p-cluster-1.png is one of the --masks files; "
                                               "write it elsewhere")
     assert not (colours16 / "m").exists()
+
+
+def test_pictures_written_into_the_folder_searched_never_replace_an_input(runner, slides):
+    Image.open(slides / "slides" / "a.png").save(slides / "slides" / "a.jpg")
+    before = {p.name: p.read_bytes() for p in (slides / "slides").iterdir()}
+    result = run(runner, "segment", "slides/", "-o", "slides/", "-k", "2", "-j", "1", "-f", "-q")
+    assert result.exit_code == 1
+    # a.jpg's picture would be slides/a.png, an input; each .png's picture would be itself
+    assert result.stderr.splitlines() == [f"Error: slides/{n}: slides/{p} is an input of this run; choose another -o"
+                                          for n, p in (("a.jpg", "a.png"), ("a.png", "a.png"), ("b.png", "b.png"))]
+    assert {p.name: p.read_bytes() for p in (slides / "slides").iterdir()} == before
+
+
+def test_masks_written_into_the_folder_searched_never_replace_or_remove_an_input(runner, colours16):
+    (colours16 / "e").mkdir()
+    (colours16 / "p.png").rename(colours16 / "e" / "x.png")
+    assert run(runner, "segment", "e/", "--masks", "e/", "-k", "12", "-q").exit_code == 0
+    old = {p.name: p.read_bytes() for p in (colours16 / "e").iterdir()}
+    assert len(old) == 13
+    result = run(runner, "segment", "e/", "--masks", "e/", "-k", "4", "-f", "-j", "1", "--summary", "json")
+    assert result.exit_code == 1
+    # x's masks at K = 4 would replace x-cluster-00 .. 03 and remove the 8 others as stale, all inputs here
+    assert result.stderr.splitlines()[0] == ("Error: e/x.png: e/x-cluster-*.png would replace or remove the input "
+                                             "e/x-cluster-00.png; choose another --masks")
+    assert {p.name: p.read_bytes() for p in (colours16 / "e").iterdir() if p.name in old} == old
