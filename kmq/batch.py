@@ -156,7 +156,11 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
         planned.append(replace(job, target=job.target if output is not None else prefix.parent, masks=prefix,
                                problem=problem))
     if output is not None:
-        planned = [_picture_not_a_mask(job, claimed) for job in planned]
+        # By (real folder, stem), so that each picture is looked up once: a run over thousands of files.
+        owners: dict[tuple[str, str], Path] = {}
+        for prefix, source in claimed.items():
+            owners.setdefault((os.path.realpath(prefix.parent), prefix.name), source)
+        planned = [_picture_not_a_mask(job, owners) for job in planned]
     return planned
 
 
@@ -191,13 +195,15 @@ class _InputIndex:
         return f"{prefix}-cluster-*.png would replace or remove the input {found}; choose another --masks"
 
 
-def _picture_not_a_mask(job: Job, masks: dict[Path, Path]) -> Job:
+def _picture_not_a_mask(job: Job, owners: dict[tuple[str, str], Path]) -> Job:
     """job, failing if its picture would be one of another input's masks (-o and --masks one folder, and an
-    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse."""
-    for prefix, source in masks.items():
-        if job.problem is None and segment.is_mask(job.target, prefix.parent, prefix.name):
-            return replace(job, problem=f"{job.target} is one of the masks of {source}")
-    return job
+    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse.
+    owners: the input whose masks each (real folder, stem) names."""
+    stem = segment.mask_stem(job.target.name)
+    if job.problem is not None or stem is None:
+        return job
+    source = owners.get((os.path.realpath(job.target.parent), stem))
+    return job if source is None else replace(job, problem=f"{job.target} is one of the masks of {source}")
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind: str | None = None) -> list[Job]:

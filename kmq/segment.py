@@ -190,6 +190,7 @@ def mask_stem(name: str) -> str | None:
     return None if match is None or int(match[2]) >= MAX_K else match[1]
 
 
+@functools.lru_cache(maxsize=1024)  # re's own cache (512 patterns) thrashes over a series of more stems
 def _mask_name(stem: str) -> re.Pattern:
     """The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one)."""
     return re.compile(rf"{re.escape(stem)}-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png")
