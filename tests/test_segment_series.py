@@ -247,3 +247,31 @@ def test_planning_a_series_looks_at_each_name_a_fixed_number_of_times(tmp_path, 
     jobs = batch.plan_segment([f"x{i}.png" for i in range(n)], "seen", "masks")
     assert [(str(j.target), str(j.masks), j.problem) for j in jobs[-2:]] == [
         ("seen/x1998.png", "masks/x1998", None), ("seen/x1999.png", "masks/x1999", None)]
+
+
+def test_a_picture_that_cannot_be_written_leaves_no_masks(runner, slides, monkeypatch):
+    from kmq import batch
+
+    (slides / "s" / "p1").mkdir(parents=True)
+    (slides / "slides" / "a.png").rename(slides / "s" / "p1" / "s.png")
+    (slides / "out6").mkdir()
+    (slides / "out6" / "p1").write_bytes(b"")  # where the picture's folder would be
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: s/p1/s.png: cannot create folder out6/p1: ")
+    assert not (slides / "m6").exists()
+    (slides / "out6" / "p1").unlink()
+    # a write that fails after the masks (a full disk) removes them
+    real = batch.write_atomic
+
+    def full(path, *args, **kwargs):  # the picture's write only: the masks' is segment's
+        raise batch.KmqError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(batch, "write_atomic", full)
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert result.stderr == "Error: s/p1/s.png: cannot write out6/p1/s.png: No space left on device\n"
+    assert list((slides / "m6" / "p1").iterdir()) == []
+    monkeypatch.setattr(batch, "write_atomic", real)
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+    assert sorted(p.name for p in (slides / "m6" / "p1").iterdir()) == ["s-cluster-0.png", "s-cluster-1.png"]
