@@ -980,6 +980,9 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
       kmq segment slides/ --palette stain.gpl -o seen/ --masks masks/ -j 2
     """
     bulk = _is_bulk(inputs, output, summary)
+    if masks_dir == STDIO:
+        # Many files cannot go to one stream; without this, one input would write into a folder named "-".
+        raise click.UsageError("--masks takes a folder, not -")
     if output is None and masks_dir is None:
         raise click.UsageError(f"give -o {'DIR/' if bulk else 'OUT.png'}, --masks DIR, or both")
     if (output is not None and masks_dir is not None and len(inputs) == 1

@@ -275,3 +275,11 @@ def test_a_picture_that_cannot_be_written_leaves_no_masks(runner, slides, monkey
     result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
     assert (result.exit_code, result.output) == (0, "")
     assert sorted(p.name for p in (slides / "m6" / "p1").iterdir()) == ["s-cluster-0.png", "s-cluster-1.png"]
+
+
+@pytest.mark.parametrize("inputs", [["p.png"], ["p.png", "p.png"]], ids=["one input", "several"])
+def test_masks_to_stdout_is_a_usage_error_naming_masks(runner, colours16, inputs):
+    result = run(runner, "segment", *inputs, "--masks", "-", "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --masks takes a folder, not -"
+    assert sorted(p.name for p in colours16.iterdir()) == ["p.png"]
