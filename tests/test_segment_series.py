@@ -283,3 +283,12 @@ def test_masks_to_stdout_is_a_usage_error_naming_masks(runner, colours16, inputs
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == "Error: --masks takes a folder, not -"
     assert sorted(p.name for p in colours16.iterdir()) == ["p.png"]
+
+
+@pytest.mark.parametrize("inputs", [["p.png"], ["p.png", "p.png"]], ids=["one input", "several"])
+@pytest.mark.parametrize("fmt", ["tif", "bogus"])
+def test_format_without_o_is_a_usage_error(runner, colours16, inputs, fmt):
+    result = run(runner, "segment", *inputs, "--masks", "m", "--format", fmt, "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --format applies to the pictures; give -o"
+    assert not (colours16 / "m").exists()
