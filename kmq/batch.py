@@ -399,10 +399,6 @@ class SegmentTask(_Task):
     masks: str | None = None
     overwrite: bool = False
 
-    def __call__(self, job: Job) -> Result:
-        # stdin, the only input when it is one, is read by segment.quantized itself (it takes a path).
-        return _attempt(job, self._checked)
-
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         prefix = self._prefix(job)
         if not self.overwrite and prefix is not None:
@@ -422,8 +418,9 @@ class SegmentTask(_Task):
         return Path(self.masks) / (STDIN_NAME if str(job.source) == STDIO else Path(job.source).stem)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img, base = segment.quantized(job.source, self.k, seed=self.seed, max_pixels=self.max_pixels,
-                                      palette=self.palette)
+        source = job.source if job.data is None else io.BytesIO(job.data)  # stdin, read by _Task.__call__
+        img, base = segment.quantized(source, self.k, seed=self.seed, max_pixels=self.max_pixels,
+                                      palette=self.palette, name=job.source)
         if self.picture and self.style == "labels":
             segment.check_label_map_format(job.target, self.fmt, img.k)
         prefix = self._prefix(job)

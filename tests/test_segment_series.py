@@ -292,3 +292,20 @@ def test_format_without_o_is_a_usage_error(runner, colours16, inputs, fmt):
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == "Error: --format applies to the pictures; give -o"
     assert not (colours16 / "m").exists()
+
+
+def test_stdin_in_a_bulk_run_reports_its_bytes(runner, colours16):
+    png = (colours16 / "p.png").read_bytes()
+    result = runner.invoke(main, ["segment", "-", "--masks", "m", "-k", "2", "--summary", "json"], input=png)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["bytes_before"], summary["results"][0]["bytes_before"]) == (len(png), len(png))
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == ["stdin-cluster-0.png", "stdin-cluster-1.png"]
+    # a .kmq too, told by its magic bytes; a -k that does not apply is named after stdin
+    assert run(runner, "compress", "p.png", "-k", "3", "-o", "p.kmq", "-q").exit_code == 0
+    kmq = (colours16 / "p.kmq").read_bytes()
+    result = runner.invoke(main, ["segment", "-", "-o", "out/", "-k", "2", "--summary", "json"], input=kmq)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "Warning: <stdin>: a .kmq keeps its own K (3); -k 2 does not apply\n"
+    assert json.loads(result.stdout)["bytes_before"] == len(kmq)
+    assert Image.open(colours16 / "out" / "stdin.png").size == (8, 8)
