@@ -336,7 +336,7 @@ class _Task:
 @dataclass(frozen=True)
 class CompressTask(_Task):
     """Compress one Job's image to its .kmq (options as kmq.compress). Picklable, for worker processes."""
-    k: int = 16
+    k: int | None = None  # None: kmq.compress's default (16), or none at all with a palette
     seed: int = 0
     max_iter: int = 300
     codec: str = "raw"
@@ -346,7 +346,7 @@ class CompressTask(_Task):
     rdo: float = 0.0
     psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
     max_bytes: int | None = None  # if k_given
-    k_given: bool = True
+    k_given: bool = True  # False: k is not used (k None is the same)
     dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
