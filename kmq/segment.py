@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .api import DEFAULT_K, compress, load
+from .api import compress, load
 from .errors import KmqError, exists, naming, warnings_about
 from .fileio import STDIO, reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
