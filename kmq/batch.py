@@ -20,6 +20,7 @@ Folder rules (documented in the README):
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
@@ -125,7 +126,9 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     """Jobs drawing every image and .kmq among inputs: with output, the picture output/<stem>.<fmt's suffix>;
     with masks, the masks masks/<stem>-cluster-<i>.png (a file found in a folder keeps its relative folder
     under both, as in the module's folder rules). Without output, a Job's target is its masks' folder. Two
-    inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure."""
+    inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure; so does
+    an input whose picture, or any of its masks' names (written or removed as stale), is an input of the run
+    (the folder searched given as -o or --masks), even with overwrite: the run would destroy what it reads."""
     if masks is not None and os.path.exists(masks) and not os.path.isdir(masks):
         raise KmqError(f"cannot write masks into {masks}: it is a file, not a folder")
     suffix = suffix_for(fmt)
@@ -134,6 +137,9 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
                 kind="images or .kmq files")
+    inputs = _InputIndex(jobs)
+    if output is not None:
+        jobs = [inputs.picture_check(job) for job in jobs]
     if masks is None:
         return jobs
     planned: list[Job] = []
@@ -145,21 +151,60 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
         problem = job.problem if output is not None or job.problem == STDIN_ALONE else None
         if problem is None and prefix in claimed:
             problem = f"{prefix}-cluster-*.png are already the masks of {claimed[prefix]}"
+        if problem is None:
+            problem = inputs.masks_check(prefix)
         claimed.setdefault(prefix, job.source)
         planned.append(replace(job, target=job.target if output is not None else prefix.parent, masks=prefix,
                                problem=problem))
     if output is not None:
-        planned = [_picture_not_a_mask(job, claimed) for job in planned]
+        # By (real folder, stem), so that each picture is looked up once: a run over thousands of files.
+        owners: dict[tuple[str, str], Path] = {}
+        for prefix, source in claimed.items():
+            owners.setdefault((os.path.realpath(prefix.parent), prefix.name), source)
+        planned = [_picture_not_a_mask(job, owners) for job in planned]
     return planned
 
 
-def _picture_not_a_mask(job: Job, masks: dict[Path, Path]) -> Job:
+class _InputIndex:
+    """The files a run reads, by real path, and those of them named like a mask, by (real folder, stem): an
+    output that is one of them would be replaced, or removed as a stale mask, while the run reads it."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.files: dict[str, Path] = {}
+        self.masks: dict[tuple[str, str], Path] = {}
+        for job in jobs:
+            if str(job.source) == STDIO:
+                continue
+            real = os.path.realpath(job.source)
+            self.files.setdefault(real, job.source)
+            stem = segment.mask_stem(job.source.name)
+            if stem is not None:
+                self.masks.setdefault((os.path.dirname(real), stem), job.source)
+
+    def picture_check(self, job: Job) -> Job:
+        """job, failing if its picture would replace an input of the run (-o the folder searched)."""
+        if job.problem != STDIN_ALONE and os.path.realpath(job.target) in self.files:
+            return replace(job, problem=f"{job.target} is an input of this run; choose another -o")
+        return job
+
+    def masks_check(self, prefix: Path) -> str | None:
+        """Why masks at prefix (FOLDER/STEM) must not be written: one of the names write_masks writes or
+        removes (any K, any naming) is an input of the run (--masks the folder searched)."""
+        found = self.masks.get((os.path.realpath(prefix.parent), prefix.name))
+        if found is None:
+            return None
+        return f"{prefix}-cluster-*.png would replace or remove the input {found}; choose another --masks"
+
+
+def _picture_not_a_mask(job: Job, owners: dict[tuple[str, str], Path]) -> Job:
     """job, failing if its picture would be one of another input's masks (-o and --masks one folder, and an
-    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse."""
-    for prefix, source in masks.items():
-        if job.problem is None and segment.is_mask(job.target, prefix.parent, prefix.name):
-            return replace(job, problem=f"{job.target} is one of the masks of {source}")
-    return job
+    input named like a mask: x-cluster-1.png beside x.png), which one of the two would replace or refuse.
+    owners: the input whose masks each (real folder, stem) names."""
+    stem = segment.mask_stem(job.target.name)
+    if job.problem is not None or stem is None:
+        return job
+    source = owners.get((os.path.realpath(job.target.parent), stem))
+    return job if source is None else replace(job, problem=f"{job.target} is one of the masks of {source}")
 
 
 def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind: str | None = None) -> list[Job]:
@@ -291,7 +336,7 @@ class _Task:
 @dataclass(frozen=True)
 class CompressTask(_Task):
     """Compress one Job's image to its .kmq (options as kmq.compress). Picklable, for worker processes."""
-    k: int = 16
+    k: int | None = None  # None: kmq.compress's default (16), or none at all with a palette
     seed: int = 0
     max_iter: int = 300
     codec: str = "raw"
@@ -301,7 +346,7 @@ class CompressTask(_Task):
     rdo: float = 0.0
     psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
     max_bytes: int | None = None  # if k_given
-    k_given: bool = True
+    k_given: bool = True  # False: k is not used (k None is the same)
     dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
@@ -354,10 +399,6 @@ class SegmentTask(_Task):
     masks: str | None = None
     overwrite: bool = False
 
-    def __call__(self, job: Job) -> Result:
-        # stdin, the only input when it is one, is read by segment.quantized itself (it takes a path).
-        return _attempt(job, self._checked)
-
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         prefix = self._prefix(job)
         if not self.overwrite and prefix is not None:
@@ -377,18 +418,27 @@ class SegmentTask(_Task):
         return Path(self.masks) / (STDIN_NAME if str(job.source) == STDIO else Path(job.source).stem)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
-        img, base = segment.quantized(job.source, self.k, seed=self.seed, max_pixels=self.max_pixels,
-                                      palette=self.palette)
+        source = job.source if job.data is None else io.BytesIO(job.data)  # stdin, read by _Task.__call__
+        img, base = segment.quantized(source, self.k, seed=self.seed, max_pixels=self.max_pixels,
+                                      palette=self.palette, name=job.source)
         if self.picture and self.style == "labels":
             segment.check_label_map_format(job.target, self.fmt, img.k)
         prefix = self._prefix(job)
+        if self.picture:
+            # Before the masks: a picture that cannot be written must not leave masks that a rerun stops on.
+            _make_folder(job.target.parent)
+            pixels = segment.render(img, base, self.style)
         written = [] if prefix is None else segment.write_masks(img, prefix.parent, prefix.name,
                                                                  overwrite=self.overwrite)
         if self.picture:
-            _make_folder(job.target.parent)
-            pixels = segment.render(img, base, self.style)
-            write_atomic(job.target, functools.partial(save_image, pixels, format=self.fmt, name=str(job.target)),
-                         overwrite=self.overwrite)
+            try:
+                write_atomic(job.target, functools.partial(save_image, pixels, format=self.fmt,
+                                                           name=str(job.target)), overwrite=self.overwrite)
+            except BaseException:
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
         size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)
         r = record(img, str(job.target), size)
         return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],

@@ -983,8 +983,14 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
       kmq segment slides/ --palette stain.gpl -o seen/ --masks masks/ -j 2
     """
     bulk = _is_bulk(inputs, output, summary)
+    if masks_dir == STDIO:
+        # Many files cannot go to one stream; without this, one input would write into a folder named "-".
+        raise click.UsageError("--masks takes a folder, not -")
     if output is None and masks_dir is None:
         raise click.UsageError(f"give -o {'DIR/' if bulk else 'OUT.png'}, --masks DIR, or both")
+    if fmt is not None and output is None:
+        # The masks are PNG whatever --format says: alone with them it would be silently ignored.
+        raise click.UsageError("--format applies to the pictures; give -o")
     if (output is not None and masks_dir is not None and len(inputs) == 1
             and segment.is_mask(output, masks_dir, _stem(inputs[0]))):
         # The masks are written first: the picture would then replace one, or be refused as existing.

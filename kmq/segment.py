@@ -6,21 +6,22 @@ draws text and converts colour spaces. The CLI writes what these functions retur
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .api import DEFAULT_K, compress, load
+from .api import compress, load
 from .errors import KmqError, exists, naming, warnings_about
-from .fileio import reason, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAX_K, KmqImage
-from .imageio import LOSSY_FORMATS, over_white, save_image
+from .fileio import STDIO, reason, write_atomic
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
+from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
 from .palettes import Palette
 from .stats import ignored_k, ignored_options, record
 
@@ -116,20 +117,37 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
         yield labels == i
 
 
-def quantized(source: str | Path, k: int | None = None, *, seed: int = 0,
-              max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None) -> tuple[KmqImage, np.ndarray]:
+def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int = 0,
+              max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None,
+              name: str | Path | None = None) -> tuple[KmqImage, np.ndarray]:
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
     are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
-    palette, does not apply: a KmqWarning says so. Warnings name the source."""
-    with warnings_about(source):
-        loaded, _ = load(source, max_pixels=max_pixels)
+    palette, does not apply: a KmqWarning says so. source: a path ("-" for stdin) or a binary file (stdin's
+    bytes, once a bulk run has read them); warnings and errors name it as name (by default the path, or
+    "<file>")."""
+    if name is None:
+        name = source if isinstance(source, (str, os.PathLike)) else "<file>"
+    with warnings_about(name):
+        loaded = _loaded(source, name, max_pixels)
         if isinstance(loaded, KmqImage):
-            ignored_k(source, loaded, [] if k is None else [k])
-            ignored_options(source, palette=palette is not None)
+            shown = "<stdin>" if str(name) == STDIO else name  # as warnings_about names it: said once
+            ignored_k(shown, loaded, [] if k is None else [k])
+            ignored_options(shown, palette=palette is not None)
             return loaded, loaded.decode()
-        with naming(source, KmqError):  # the palette's checks see pixels, not the file
+        with naming(name, KmqError):  # the palette's checks see pixels, not the file
             return compress(loaded, k, seed=seed, palette=palette), loaded
+
+
+def _loaded(source: str | Path | BinaryIO, name: str | Path, max_pixels: int) -> KmqImage | np.ndarray:
+    """As kmq.api.load, for a binary file too: a .kmq by its magic bytes, else an image."""
+    if isinstance(source, (str, os.PathLike)):
+        return load(source, max_pixels=max_pixels)[0]
+    data = source.read()
+    if data[:len(MAGIC)] == MAGIC:
+        with naming(name):
+            return KmqImage.from_bytes(data, max_pixels=max_pixels)
+    return load_image(io.BytesIO(data), max_pixels=max_pixels)
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -184,9 +202,20 @@ def existing_masks(folder: str | Path, stem: str) -> list[Path]:
     return _stale_masks(Path(folder), stem, 0)
 
 
+def mask_stem(name: str) -> str | None:
+    """The stem whose mask name is one of (at any K, padded or not), or None: "x-cluster-03.png" -> "x"."""
+    match = _ANY_MASK.fullmatch(name)
+    return None if match is None or int(match[2]) >= MAX_K else match[1]
+
+
+@functools.lru_cache(maxsize=1024)  # re's own cache (512 patterns) thrashes over a series of more stems
 def _mask_name(stem: str) -> re.Pattern:
     """The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one)."""
     return re.compile(rf"{re.escape(stem)}-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png")
+
+
+# Any stem's mask name: the stem is what precedes the last "-cluster-", since the digits that follow it end the name.
+_ANY_MASK = re.compile(rf"(.*)-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png", re.DOTALL)
 
 
 def _mask_index(match: re.Match | None) -> int | None:

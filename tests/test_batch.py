@@ -333,3 +333,15 @@ def test_a_bulk_run_never_writes_over_its_own_input_even_with_overwrite(tmp_path
     (result,) = batch.run(batch.plan_compress([tmp_path / "x.kmq"]), batch.CompressTask(k=3, overwrite=True), 1)
     assert result.error == f"{tmp_path / 'x.kmq'}: the input file itself; choose another output"  # named once
     assert (tmp_path / "x.kmq").read_bytes() == before
+
+
+def test_a_compress_task_with_only_a_palette_maps_every_file_onto_it(tmp_path):
+    """The library class's defaults: k=16 with a palette failed every file (k=16 cannot be used with one)."""
+    from kmq.palettes import as_palette
+
+    colours = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    Image.fromarray(colours[np.arange(12).reshape(3, 4) % 2] // 2 + 60).save(tmp_path / "a.png")
+    jobs = batch.plan_compress([tmp_path / "a.png"], tmp_path / "out")
+    (result,) = batch.run(jobs, batch.CompressTask(palette=as_palette(colours)), 1)
+    assert result.ok, result.error
+    np.testing.assert_array_equal(kmq.read(tmp_path / "out" / "a.kmq").palette, colours)

@@ -1,5 +1,6 @@
 """kmq segment over a series: folders and several inputs through the bulk runner, and mask names that sort."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -111,9 +112,10 @@ def test_two_workers_write_the_same_files_as_one(runner, slides):
     common = ["segment", "slides", "-k", "2", "--masks"]
     assert run(runner, *common, "m1", "-o", "o1/", "-j", "1", "-q").exit_code == 0
     assert run(runner, *common, "m2", "-o", "o2/", "-j", "2", "-q").exit_code == 0
+    expected = {"m": [f"{s}-cluster-{i}.png" for s in "ab" for i in range(2)], "o": ["a.png", "b.png"]}
     for one, two in (("m1", "m2"), ("o1", "o2")):
         names = sorted(p.name for p in (slides / one).iterdir())
-        assert names == sorted(p.name for p in (slides / two).iterdir()) and len(names) in (2, 4)
+        assert names == sorted(p.name for p in (slides / two).iterdir()) == expected[one[0]]
         for name in names:
             assert (slides / one / name).read_bytes() == (slides / two / name).read_bytes()
 
@@ -197,3 +199,114 @@ def test_one_named_output_that_is_one_of_its_masks_is_refused_with_a_summary_too
     assert result.output.splitlines()[-1] == ("Error: -o m/p-cluster-1.png is one of the --masks files; "
                                               "write it elsewhere")
     assert not (colours16 / "m").exists()
+
+
+def test_pictures_written_into_the_folder_searched_never_replace_an_input(runner, slides):
+    Image.open(slides / "slides" / "a.png").save(slides / "slides" / "a.jpg")
+    before = {p.name: p.read_bytes() for p in (slides / "slides").iterdir()}
+    result = run(runner, "segment", "slides/", "-o", "slides/", "-k", "2", "-j", "1", "-f", "-q")
+    assert result.exit_code == 1
+    # a.jpg's picture would be slides/a.png, an input; each .png's picture would be itself
+    assert result.stderr.splitlines() == [f"Error: slides/{n}: slides/{p} is an input of this run; choose another -o"
+                                          for n, p in (("a.jpg", "a.png"), ("a.png", "a.png"), ("b.png", "b.png"))]
+    assert {p.name: p.read_bytes() for p in (slides / "slides").iterdir()} == before
+
+
+def test_masks_written_into_the_folder_searched_never_replace_or_remove_an_input(runner, colours16):
+    (colours16 / "e").mkdir()
+    (colours16 / "p.png").rename(colours16 / "e" / "x.png")
+    assert run(runner, "segment", "e/", "--masks", "e/", "-k", "12", "-q").exit_code == 0
+    old = {p.name: p.read_bytes() for p in (colours16 / "e").iterdir()}
+    assert len(old) == 13
+    result = run(runner, "segment", "e/", "--masks", "e/", "-k", "4", "-f", "-j", "1", "--summary", "json")
+    assert result.exit_code == 1
+    # x's masks at K = 4 would replace x-cluster-00 .. 03 and remove the 8 others as stale, all inputs here
+    assert result.stderr.splitlines()[0] == ("Error: e/x.png: e/x-cluster-*.png would replace or remove the input "
+                                             "e/x-cluster-00.png; choose another --masks")
+    assert {p.name: p.read_bytes() for p in (colours16 / "e").iterdir() if p.name in old} == old
+
+
+def test_planning_a_series_looks_at_each_name_a_fixed_number_of_times(tmp_path, monkeypatch):
+    """-o and --masks both given: each picture was once checked against every input's masks (quadratic, and
+    a regex compiled per check past re's cache of 512: 530 names took 17 s)."""
+    from kmq import batch, segment
+
+    monkeypatch.chdir(tmp_path)
+    n = 2000
+    calls = {"n": 0}
+
+    def counted(f):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > 10 * n:
+                raise AssertionError("planning is not linear in the number of inputs")
+            return f(*args, **kwargs)
+        return wrapper
+
+    for module, name in ((segment, "is_mask"), (segment, "_mask_name"), (os.path, "realpath")):
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
+    jobs = batch.plan_segment([f"x{i}.png" for i in range(n)], "seen", "masks")
+    assert [(str(j.target), str(j.masks), j.problem) for j in jobs[-2:]] == [
+        ("seen/x1998.png", "masks/x1998", None), ("seen/x1999.png", "masks/x1999", None)]
+
+
+def test_a_picture_that_cannot_be_written_leaves_no_masks(runner, slides, monkeypatch):
+    from kmq import batch
+
+    (slides / "s" / "p1").mkdir(parents=True)
+    (slides / "slides" / "a.png").rename(slides / "s" / "p1" / "s.png")
+    (slides / "out6").mkdir()
+    (slides / "out6" / "p1").write_bytes(b"")  # where the picture's folder would be
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: s/p1/s.png: cannot create folder out6/p1: ")
+    assert not (slides / "m6").exists()
+    (slides / "out6" / "p1").unlink()
+    # a write that fails after the masks (a full disk) removes them
+    real = batch.write_atomic
+
+    def full(path, *args, **kwargs):  # the picture's write only: the masks' is segment's
+        raise batch.KmqError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(batch, "write_atomic", full)
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert result.stderr == "Error: s/p1/s.png: cannot write out6/p1/s.png: No space left on device\n"
+    assert list((slides / "m6" / "p1").iterdir()) == []
+    monkeypatch.setattr(batch, "write_atomic", real)
+    result = run(runner, "segment", "s", "-o", "out6/", "--masks", "m6/", "-k", "2", "-j", "1", "-q")
+    assert (result.exit_code, result.output) == (0, "")
+    assert sorted(p.name for p in (slides / "m6" / "p1").iterdir()) == ["s-cluster-0.png", "s-cluster-1.png"]
+
+
+@pytest.mark.parametrize("inputs", [["p.png"], ["p.png", "p.png"]], ids=["one input", "several"])
+def test_masks_to_stdout_is_a_usage_error_naming_masks(runner, colours16, inputs):
+    result = run(runner, "segment", *inputs, "--masks", "-", "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --masks takes a folder, not -"
+    assert sorted(p.name for p in colours16.iterdir()) == ["p.png"]
+
+
+@pytest.mark.parametrize("inputs", [["p.png"], ["p.png", "p.png"]], ids=["one input", "several"])
+@pytest.mark.parametrize("fmt", ["tif", "bogus"])
+def test_format_without_o_is_a_usage_error(runner, colours16, inputs, fmt):
+    result = run(runner, "segment", *inputs, "--masks", "m", "--format", fmt, "-k", "2")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --format applies to the pictures; give -o"
+    assert not (colours16 / "m").exists()
+
+
+def test_stdin_in_a_bulk_run_reports_its_bytes(runner, colours16):
+    png = (colours16 / "p.png").read_bytes()
+    result = runner.invoke(main, ["segment", "-", "--masks", "m", "-k", "2", "--summary", "json"], input=png)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["bytes_before"], summary["results"][0]["bytes_before"]) == (len(png), len(png))
+    assert sorted(p.name for p in (colours16 / "m").iterdir()) == ["stdin-cluster-0.png", "stdin-cluster-1.png"]
+    # a .kmq too, told by its magic bytes; a -k that does not apply is named after stdin
+    assert run(runner, "compress", "p.png", "-k", "3", "-o", "p.kmq", "-q").exit_code == 0
+    kmq = (colours16 / "p.kmq").read_bytes()
+    result = runner.invoke(main, ["segment", "-", "-o", "out/", "-k", "2", "--summary", "json"], input=kmq)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "Warning: <stdin>: a .kmq keeps its own K (3); -k 2 does not apply\n"
+    assert json.loads(result.stdout)["bytes_before"] == len(kmq)
+    assert Image.open(colours16 / "out" / "stdin.png").size == (8, 8)
