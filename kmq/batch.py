@@ -137,6 +137,8 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
                 kind="images or .kmq files")
+    if masks is not None:
+        jobs = _without_own_masks(jobs, inputs, root, Path(masks))
     inputs = _InputIndex(jobs)
     if output is not None:
         jobs = [inputs.picture_check(job) for job in jobs]
@@ -145,8 +147,7 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     planned: list[Job] = []
     claimed: dict[Path, Path] = {}
     for job in jobs:
-        relative = job.target.relative_to(root) if root is not None else Path(job.target.name)
-        prefix = Path(masks) / relative.with_suffix("")
+        prefix = _masks_prefix(job, root, Path(masks))
         # Without pictures, plan's clash of two targets is the masks' clash, said below in their words.
         problem = job.problem if output is not None or job.problem == STDIN_ALONE else None
         if problem is None and prefix in claimed:
@@ -163,6 +164,35 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
             owners.setdefault((os.path.realpath(prefix.parent), prefix.name), source)
         planned = [_picture_not_a_mask(job, owners) for job in planned]
     return planned
+
+
+def _masks_prefix(job: Job, root: str | Path | None, masks: Path) -> Path:
+    """FOLDER/STEM of job's masks: its target's place under root, moved under masks."""
+    relative = job.target.relative_to(root) if root is not None else Path(job.target.name)
+    return masks / relative.with_suffix("")
+
+
+def _without_own_masks(jobs: list[Job], given: Sequence[str | Path], root: str | Path | None,
+                       masks: Path) -> list[Job]:
+    """jobs less the files a folder search found that are masks this run writes or removes for another of
+    its inputs (--masks the folder searched, run again): drawing them would draw kmq's own masks, and their
+    input's job would then fail, its masks being inputs. Files named on the command line stay (and fail
+    their input's job, as any input the run would replace)."""
+    named = {os.path.realpath(g) for g in given if str(g) != STDIO and not os.path.isdir(g)}
+    own = {(os.path.realpath(p.parent), p.name) for p in (_masks_prefix(job, root, masks) for job in jobs)}
+    kept, skipped = [], 0
+    for job in jobs:
+        stem = None if str(job.source) == STDIO else segment.mask_stem(job.source.name)
+        real = None if stem is None else os.path.realpath(job.source)
+        if real is not None and real not in named and (os.path.dirname(real), stem) in own:
+            skipped += 1
+        else:
+            kept.append(job)
+    if skipped:
+        warnings.warn(f"{masks}: skipped {skipped} file{'s' if skipped > 1 else ''} found there that "
+                      f"{'are' if skipped > 1 else 'is'} this run's masks of another input", KmqWarning,
+                      stacklevel=4)
+    return kept
 
 
 class _InputIndex:
