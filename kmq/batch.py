@@ -20,7 +20,6 @@ Folder rules (documented in the README):
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import math
@@ -454,21 +453,15 @@ class SegmentTask(_Task):
         if self.picture and self.style == "labels":
             segment.check_label_map_format(job.target, self.fmt, img.k)
         prefix = self._prefix(job)
+        save = None
         if self.picture:
             # Before the masks: a picture that cannot be written must not leave masks that a rerun stops on.
             _make_folder(job.target.parent)
-            pixels = segment.render(img, base, self.style)
-        written = [] if prefix is None else segment.write_masks(img, prefix.parent, prefix.name,
-                                                                 overwrite=self.overwrite)
-        if self.picture:
-            try:
-                write_atomic(job.target, functools.partial(save_image, pixels, format=self.fmt,
-                                                           name=str(job.target)), overwrite=self.overwrite)
-            except BaseException:
-                for path in written:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                raise
+            save = functools.partial(write_atomic, job.target, functools.partial(
+                save_image, segment.render(img, base, self.style), format=self.fmt, name=str(job.target)),
+                overwrite=self.overwrite)
+        written = segment.write_with_masks(img, None if prefix is None else prefix.parent,
+                                           "" if prefix is None else prefix.name, save, overwrite=self.overwrite)
         size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)
         r = record(img, str(job.target), size)
         return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],

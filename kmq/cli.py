@@ -1017,11 +1017,10 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
         if output is not None and style == "labels":
             segment.check_label_map_format(output, fmt, img.k)
-        # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing.
-        masks = [] if masks_dir is None else segment.write_masks(img, masks_dir, _stem(input_path),
-                                                                  overwrite=force)
-        if output is not None:
-            _save(output, segment.render(img, base, style), force, fmt)
+        # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing; and a
+        # picture that cannot be written takes the masks just written with it.
+        save = None if output is None else lambda: _save(output, segment.render(img, base, style), force, fmt)
+        masks = segment.write_with_masks(img, masks_dir, _stem(input_path), save, overwrite=force)
     if quiet:
         return
     for line in _segmented_lines(input_path, output, style, (img.k, img.width, img.height), masks_dir,

@@ -5,6 +5,7 @@ draws text and converts colour spaces. The CLI writes what these functions retur
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
@@ -12,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -179,6 +180,23 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         except OSError as e:
             raise KmqError(f"cannot remove the stale mask {path}: {reason(e)}") from None
     return paths
+
+
+def write_with_masks(img: KmqImage, folder: str | Path | None, stem: str, save_picture: Callable[[], Any] | None,
+                     *, overwrite: bool = False) -> list[Path]:
+    """The masks (write_masks, if folder), then the picture (save_picture, if given); the masks just written
+    are removed when the picture cannot be written, so a failed run leaves none that a rerun would stop on.
+    Returns the masks' paths."""
+    written = [] if folder is None else write_masks(img, folder, stem, overwrite=overwrite)
+    if save_picture is not None:
+        try:
+            save_picture()
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+    return written
 
 
 def mask_names(stem: str, k: int) -> list[str]:

@@ -292,6 +292,19 @@ def test_a_picture_that_cannot_be_written_leaves_no_masks(runner, slides, monkey
     assert sorted(p.name for p in (slides / "m6" / "p1").iterdir()) == ["s-cluster-0.png", "s-cluster-1.png"]
 
 
+def test_one_input_whose_picture_cannot_be_written_leaves_no_masks(runner, colours16, monkeypatch):
+    # As a bulk run's (above): the masks were written first and stayed, and a rerun stopped on them.
+    from kmq import cli
+
+    def full(output, *args, **kwargs):
+        raise cli.KmqError(f"cannot write {output}: No space left on device")
+
+    monkeypatch.setattr(cli, "_save", full)
+    result = run(runner, "segment", "p.png", "-o", "seen.png", "--masks", "m", "-k", "2")
+    assert (result.exit_code, result.output) == (1, "Error: cannot write seen.png: No space left on device\n")
+    assert list((colours16 / "m").iterdir()) == []
+
+
 @pytest.mark.parametrize("inputs", [["p.png"], ["p.png", "p.png"]], ids=["one input", "several"])
 def test_masks_to_stdout_is_a_usage_error_naming_masks(runner, colours16, inputs):
     result = run(runner, "segment", *inputs, "--masks", "-", "-k", "2")
