@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import MAX_PIXELS_HINT, OVERWRITE_HINT, FormatError, KmqError, KmqWarning, about, warnings_about
+from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, warnings_about
 from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
@@ -711,10 +711,11 @@ def _error(e: KmqError | str) -> str:
 
 
 def _reworded(message: str) -> str:
-    """A library message in the command line's words: the library's hints at overwrite=True and max_pixels
-    are -f and --max-pixels here."""
-    return message.replace(OVERWRITE_HINT, "(use -f to overwrite)").replace(MAX_PIXELS_HINT,
-                                                                            "(raise it with --max-pixels)")
+    """A library message in the command line's words: its hints at overwrite=True, max_pixels and k are -f,
+    --max-pixels and -k here (errors.CLI_WORDS)."""
+    for library, cli in CLI_WORDS.items():
+        message = message.replace(library, cli)
+    return message
 
 
 def _cli_words(result: dict[str, Any]) -> dict[str, Any]:

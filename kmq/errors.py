@@ -32,6 +32,12 @@ class ChecksumError(FormatError):
 OVERWRITE_HINT = "(overwrite=True replaces it)"
 # How to allow a larger image, in the library's words (the command line says --max-pixels: cli._reworded).
 MAX_PIXELS_HINT = "(raise max_pixels to allow it)"
+# A target out of reach under the K it was capped at, and a montage too large: the same, in the library's words.
+K_CAP_HINT = ", the most k allows)"
+MONTAGE_HINT = "(fewer ks, or raise max_pixels)"
+# What the command line says in their place (cli._reworded).
+CLI_WORDS = {OVERWRITE_HINT: "(use -f to overwrite)", MAX_PIXELS_HINT: "(raise it with --max-pixels)",
+             K_CAP_HINT: ", the most -k allows)", MONTAGE_HINT: "(fewer -k, or raise --max-pixels)"}
 
 
 def exists(path: str | Path) -> KmqError:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import KmqError, exists, naming, warnings_about
+from .errors import MONTAGE_HINT, KmqError, exists, naming, warnings_about
 from .fileio import STDIO, reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
@@ -343,7 +343,7 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     columns, size = _layout(n, columns, w, h)
     if size[0] * size[1] > max_pixels:
         raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
-                       f"over the limit of {max_pixels} (fewer -k, or raise --max-pixels)")
+                       f"over the limit of {max_pixels} {MONTAGE_HINT}")
     quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
                  else _distinct_pictures(pixels, asked, seed, dither))
     columns, size = _layout(len(quantized) + 1, columns, w, h)

@@ -64,7 +64,7 @@ from . import bitpack, kmeans
 from .api import MAX_RDO, quantize_colors, quantized
 from . import rdo as rdo_module
 from .codecs import ctx
-from .errors import KmqError
+from .errors import K_CAP_HINT, KmqError
 from .format import KmqImage
 from .stats import psnr as psnr_of
 
@@ -374,7 +374,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     if hi > s.k_hi:
         best = s.psnr(s.j(s.k_hi))
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
-                       f"{', the most -k allows' if s.k_hi < len(s.distinct.colors) else ''})")
+                       f"{K_CAP_HINT if s.k_hi < len(s.distinct.colors) else ')'}")
     if s.codec == "raw" or lo == 0:
         pick = (hi, 0.0)
         if s.codec == "raw" and _raw_could_beat(s, s.lossless(), hi):

@@ -117,7 +117,7 @@ def test_montage_panels_fit_a_box_whatever_the_shape(height, width, panel):
 def test_a_montage_over_the_pixel_limit_is_refused_before_clustering(monkeypatch):
     monkeypatch.setattr(segment, "compress", lambda *a, **k: pytest.fail("clustered a refused montage"))
     with pytest.raises(KmqError, match=r"^a montage of 3 panels would be 774x373 = 288702 pixels, over the "
-                                       r"limit of 200000 \(fewer -k, or raise --max-pixels\)$"):
+                                       r"limit of 200000 \(fewer ks, or raise max_pixels\)$"):
         segment.montage(_noise(13, 11), [2, 3], max_pixels=200_000)
 
 

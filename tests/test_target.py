@@ -78,7 +78,7 @@ def test_impossible_psnr_says_the_best_reachable(crop):
     best = db(kmq.compress(crop, 4))
     with pytest.raises(kmq.KmqError) as e:
         kmq.compress_to(crop, psnr=60, k=4)
-    assert str(e.value) == f"PSNR 60 dB is out of reach: the best is {best:.2f} dB (K=4, the most -k allows)"
+    assert str(e.value) == f"PSNR 60 dB is out of reach: the best is {best:.2f} dB (K=4, the most k allows)"
 
 
 def test_impossible_size_says_the_smallest_possible(crop):

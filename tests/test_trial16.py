@@ -34,3 +34,22 @@ def test_the_librarys_refusals_name_its_own_arguments():
         kmq.compress(pixels, 4, codec="ctx", rdo=2, dither="fs")
     with pytest.raises(ValueError, match=r"^rdo refines the palette it fits; a given palette is kept exactly"):
         kmq.compress(pixels, codec="ctx", rdo=2, palette=np.zeros((2, 3), np.uint8))
+
+
+def test_the_k_hints_are_the_librarys_words_in_python_and_the_options_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from kmq import segment
+    from kmq.cli import main
+
+    pixels = np.random.default_rng(0).integers(0, 256, (13, 11, 3), dtype=np.uint8)
+    with pytest.raises(KmqError, match=r"over the limit of 2000 \(fewer ks, or raise max_pixels\)$"):
+        segment.montage(pixels, [2, 3], max_pixels=2000)
+    with pytest.raises(KmqError, match=r"\(K=2, the most k allows\)$"):
+        kmq.compress_to(pixels, psnr=70, k=2)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["montage", str(tmp_path / "a.png"), "-k", "2", "-k", "3", "-o",
+                                       str(tmp_path / "m.png"), "--max-pixels", "2000"])
+    assert result.exit_code == 1 and result.output.endswith("over the limit of 2000 (fewer -k, or raise --max-pixels)\n")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--psnr", "70", "-k", "2"])
+    assert result.exit_code == 1 and result.output.endswith("(K=2, the most -k allows)\n")
