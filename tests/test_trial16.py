@@ -50,6 +50,7 @@ def test_the_k_hints_are_the_librarys_words_in_python_and_the_options_on_the_com
     Image.fromarray(pixels).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["montage", str(tmp_path / "a.png"), "-k", "2", "-k", "3", "-o",
                                        str(tmp_path / "m.png"), "--max-pixels", "2000"])
-    assert result.exit_code == 1 and result.output.endswith("over the limit of 2000 (fewer -k, or raise --max-pixels)\n")
+    assert result.exit_code == 1
+    assert result.output.endswith("over the limit of 2000 (fewer -k, or raise --max-pixels)\n")
     result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--psnr", "70", "-k", "2"])
     assert result.exit_code == 1 and result.output.endswith("(K=2, the most -k allows)\n")
