@@ -13,8 +13,9 @@ histogram is made at 5 bits instead: the same sums, far fewer bins to count.
 `kmeans.fit_histogram` then runs fit's own steps on it, so up to `EXACT_FIT_MAX` the palette is the one
 the exact path finds whenever that one stops at 6 bits or before (its colours over `_POLISH_MAX` and over
 twice the bins), unless k <= `STAND_IN_MAX` and its 4-bit level has over `kmeans._THIN_FROM` bins: the
-restarts are then seeded and ranked on a stand-in (`_stand_in`), as RGB's are (`kmeans._thinned`). Above, the 6-bit level, its light bins merged
-(`_light_merged`), ends in a few over-relaxed updates (J up to ~0.4 % above the whole level run to tol).
+restarts are then seeded and ranked on a stand-in (`_stand_in`), as RGB's are (`kmeans._thinned`). Above,
+the 6-bit level, its light bins merged (`_light_merged`), ends in a few over-relaxed updates (J up to
+~0.4 % above the whole level run to tol).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 or 8 per channel) is nearer
 that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
 some value of their cell (2 to 8 for most at K = 256), and J comes from exact integer sums, so it is the
@@ -254,10 +255,7 @@ def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: 
     per 5-bit cell, each merged bin keyed by the least key of its parts (a key of that cell, and unique):
     the 5- and 4-bit levels fit_histogram makes of it are the same sums, so the same centroids reach this
     one. Unchanged where fit does not climb to it (a 5-bit level of `kmeans._FINE_ENOUGH` bins per centroid)."""
-    parent = np.zeros(ids.shape[0], dtype=np.intp)
-    for c in range(4):
-        parent <<= BITS - 1
-        parent |= (ids >> (BITS * (3 - c) + 1)) & ((1 << (BITS - 1)) - 1)
+    parent = kmeans._coarser_keys(ids, BITS, BITS - 1, 4)
     seen = np.zeros(1 << (4 * (BITS - 1)), dtype=bool)
     seen[parent] = True
     light = counts < below
@@ -436,10 +434,7 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
             judge(np.arange(s, min(s + step, n)), None)
     else:
         # Each cell's coarser cell: its key without the lowest bit of each channel, numbered by a table.
-        up = np.zeros(n, dtype=np.intp)
-        for c in range(4):
-            up <<= bits - 1
-            up |= ((ids >> (bits * (3 - c) + 1)) & ((1 << (bits - 1)) - 1))
+        up = kmeans._coarser_keys(ids, bits, bits - 1, 4)
         seen = np.zeros(1 << (4 * (bits - 1)), dtype=bool)
         seen[up] = True
         parents = np.flatnonzero(seen)

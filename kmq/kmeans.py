@@ -1731,20 +1731,25 @@ def _levels(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
     out = []
     bits = top
     for b in levels[::-1]:
-        while bits > b:  # one bit less per channel: re-pack the bin ids of the finer level
-            drop = bits - b
-            mask = (1 << bits) - 1
-            coarse = np.zeros(ids.shape[0], dtype=np.intp)
-            for c in range(channels):
-                coarse <<= b
-                coarse |= ((ids >> (bits * (channels - 1 - c))) & mask) >> drop
-            up, ids, w, wx = _histogram(coarse, w, wx)
+        while bits > b:  # re-pack the bin ids of the finer level
+            up, ids, w, wx = _histogram(_coarser_keys(ids, bits, b, channels), w, wx)
             inverse = up[inverse]
             bits = b
         pts = _Points(wx / w[:, None], w, sums=wx)
         pts.inverse = inverse
         out.append(pts)
     return out[::-1]
+
+
+def _coarser_keys(ids: np.ndarray, bits: int, to: int, channels: int) -> np.ndarray:
+    """Bin keys of `bits` bits per channel (channel 0 the most significant) as the keys of the bins of `to`
+    bits that hold them: each channel's value shifted right by bits - to."""
+    mask = (1 << bits) - 1
+    coarse = np.zeros(ids.shape[0], dtype=np.intp)
+    for c in range(channels):
+        coarse <<= to
+        coarse |= ((ids >> (bits * (channels - 1 - c))) & mask) >> (bits - to)
+    return coarse
 
 
 def _occupied(colors: np.ndarray, bits: int) -> int:
