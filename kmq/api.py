@@ -61,7 +61,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
     .txt, .hex, .json or .kmq, see kmq.palettes) or a kmq.palettes.Palette. Every pixel then gets its nearest
     entry (ties to the lower index), in the palette's order, all n entries kept (a k other than n is a
     ValueError; seed, max_iter and tol are not used); metadata holds "distortion" and "palette_source"
-    ({"name", "sha256"}). Grey, RGB and RGBA meet as kmq.palettes.layout says; an image with transparency needs a palette with alpha (KmqError).
+    ({"name", "sha256"}). Grey, RGB and RGBA meet as kmq.palettes.layout says; an image with transparency
+    needs a palette with alpha (KmqError).
 
     dither: "none", or "fs" for Floyd–Steinberg error diffusion onto the palette (metadata "dither": "fs";
     the distortion is then that of the dithered labels, higher than the nearest entries' but smoother to the

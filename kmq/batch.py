@@ -374,20 +374,17 @@ class CompressTask(_Task):
     palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)
     rdo: float = 0.0
     psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
-    max_bytes: int | None = None  # if k_given
-    k_given: bool = True  # False: k is not used (k None is the same)
+    max_bytes: int | None = None  # if given
     dither: str = "none"
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         source = job.source if job.data is None else io.BytesIO(job.data)
         if self.psnr is None and self.max_bytes is None:
-            img = compress(source, self.k if self.k_given else None, seed=self.seed, max_iter=self.max_iter,
-                           codec=self.codec, max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo,
-                           dither=self.dither)
+            img = compress(source, self.k, seed=self.seed, max_iter=self.max_iter, codec=self.codec,
+                           max_pixels=self.max_pixels, palette=self.palette, rdo=self.rdo, dither=self.dither)
         else:
-            img = compress_to(source, psnr=self.psnr, max_bytes=self.max_bytes,
-                              k=self.k if self.k_given else None, codec=self.codec, seed=self.seed,
-                              max_iter=self.max_iter, max_pixels=self.max_pixels)
+            img = compress_to(source, psnr=self.psnr, max_bytes=self.max_bytes, k=self.k, codec=self.codec,
+                              seed=self.seed, max_iter=self.max_iter, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         size = write(job.target, img, overwrite=self.overwrite)
         return size, record(img, str(job.target), size, choices=True)

@@ -286,9 +286,9 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     if _is_bulk(images, output, summary):
         from . import batch
 
-        task = batch.CompressTask(k=api.DEFAULT_K if k is None else k, seed=seed, max_iter=max_iter,
-                                  codec=codec, max_pixels=max_pixels, overwrite=force, palette=palette, rdo=rdo,
-                                  psnr=psnr, max_bytes=max_bytes, k_given=k is not None, dither=dither)
+        task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
+                                  overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
+                                  dither=dither)
         jobs = _bulk_plan(batch.plan_compress, images, output)
         _run_bulk(jobs, task, workers, summary or "table", quiet, partial(_compressed_line, rdo_asked=rdo))
         return

@@ -210,8 +210,7 @@ def is_mask(path: str | Path, folder: str | Path, stem: str) -> bool:
     """Whether path names one of the masks folder/<stem>-cluster-<i>.png, at any K, padded or in an older
     kmq's unpadded naming (write_masks writes or removes every one of them)."""
     path = Path(path)
-    return (_mask_index(_mask_name(stem).fullmatch(path.name)) is not None
-            and os.path.realpath(path.parent) == os.path.realpath(folder))
+    return mask_stem(path.name) == stem and os.path.realpath(path.parent) == os.path.realpath(folder)
 
 
 def existing_masks(folder: str | Path, stem: str) -> list[Path]:
@@ -222,26 +221,22 @@ def existing_masks(folder: str | Path, stem: str) -> list[Path]:
 
 def mask_stem(name: str) -> str | None:
     """The stem whose mask name is one of (at any K, padded or not), or None: "x-cluster-03.png" -> "x"."""
-    match = _ANY_MASK.fullmatch(name)
-    return None if match is None or int(match[2]) >= MAX_K else match[1]
+    parts = _mask_parts(name)
+    return None if parts is None else parts[0]
 
 
-@functools.lru_cache(maxsize=1024)  # re's own cache (512 patterns) thrashes over a series of more stems
-def _mask_name(stem: str) -> re.Pattern:
-    """The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one)."""
-    return re.compile(rf"{re.escape(stem)}-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png")
-
-
-# Any stem's mask name: the stem is what precedes the last "-cluster-", since the digits that follow it end the name.
+# The names write_masks gives or gave, <stem>-cluster-<i>.png, i in ASCII digits (a -٣.png is not one), for
+# any stem: it is what precedes the last "-cluster-", since the digits that follow it end the name.
 _ANY_MASK = re.compile(rf"(.*)-cluster-([0-9]{{1,{len(str(MAX_K - 1))}}})\.png", re.DOTALL)
 
 
-def _mask_index(match: re.Match | None) -> int | None:
-    """The label a mask name's match stands for, or None: an index no K reaches (-cluster-99999.png) is not
-    a name kmq writes, padded (K = 16: -cluster-03) or not (before padding: -cluster-3)."""
-    if match is None or int(match[1]) >= MAX_K:
+def _mask_parts(name: str) -> tuple[str, int] | None:
+    """(stem, label) of a mask's name, or None: an index no K reaches (-cluster-99999.png) is not a name kmq
+    writes, padded (K = 16: -cluster-03) or not (before padding: -cluster-3)."""
+    match = _ANY_MASK.fullmatch(name)
+    if match is None or int(match[2]) >= MAX_K:
         return None
-    return int(match[1])
+    return match[1], int(match[2])
 
 
 def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
@@ -249,12 +244,12 @@ def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
     then name."""
     if not folder.is_dir():
         return []
-    name, ours = _mask_name(stem), set(mask_names(stem, k)) if k else set()
+    ours = set(mask_names(stem, k)) if k else set()
     found = []
     for entry in os.scandir(folder):
-        index = _mask_index(name.fullmatch(entry.name))
-        if index is not None and entry.name not in ours:
-            found.append((index, entry.name))
+        parts = _mask_parts(entry.name)
+        if parts is not None and parts[0] == stem and entry.name not in ours:
+            found.append((parts[1], entry.name))
     return [folder / n for _, n in sorted(found)]
 
 

@@ -257,7 +257,7 @@ def test_planning_a_series_looks_at_each_name_a_fixed_number_of_times(tmp_path, 
             return f(*args, **kwargs)
         return wrapper
 
-    for module, name in ((segment, "is_mask"), (segment, "_mask_name"), (os.path, "realpath")):
+    for module, name in ((segment, "is_mask"), (segment, "_mask_parts"), (os.path, "realpath")):
         monkeypatch.setattr(module, name, counted(getattr(module, name)))
     jobs = batch.plan_segment([f"x{i}.png" for i in range(n)], "seen", "masks")
     assert [(str(j.target), str(j.masks), j.problem) for j in jobs[-2:]] == [
