@@ -166,6 +166,30 @@ def test_cli_a_target_that_chose_no_rdo_says_rdo_off(tmp_path):
                         rf"2 bits/label, packed/original bits 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
 
 
+@pytest.mark.parametrize("args, codec", [([], "ctx"), (["--codec", "raw"], "raw"), (["--codec", "lzma"], "lzma")])
+def test_cli_a_target_stores_ctx_unless_told(image, tmp_path, args, codec):
+    # A new user's --max-bytes got raw (the compress default), which fit this budget only at K = 1.
+    out = tmp_path / "t.kmq"
+    result = CliRunner().invoke(main, ["compress", str(image), "--max-bytes", "900", "-o", str(out), *args])
+    assert result.exit_code == 0, result.output
+    img = kmq.read(out)
+    assert (img.codec, img.metadata["target"]) == (codec, {"max_bytes": 900})
+
+
+def test_cli_a_bulk_target_stores_ctx_unless_told(tmp_path, crop):
+    Image.fromarray(crop).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "--psnr", "26", "-o",
+                                       str(tmp_path / "out") + "/", "-q"])
+    assert result.exit_code == 0, result.output
+    assert kmq.read(tmp_path / "out" / "a.kmq").codec == "ctx"
+
+
+def test_cli_plain_compress_still_stores_raw(image, tmp_path):
+    out = tmp_path / "p.kmq"
+    assert CliRunner().invoke(main, ["compress", str(image), "-k", "4", "-o", str(out)]).exit_code == 0
+    assert kmq.read(out).codec == "raw"
+
+
 def test_cli_impossible_target_is_an_error(image, crop):
     best = db(kmq.compress(crop, 2))
     result = CliRunner().invoke(main, ["compress", str(image), "--psnr", "70", "-k", "2"])
