@@ -80,7 +80,8 @@ class Job:
 @dataclass
 class Result:
     """What became of a Job. record: the stats record (kmq.stats.FIELDS) of the quantized image (for a
-    ReadTask, what its read returned), or None if it failed; error: "<input>: <reason>" when it failed; warnings: messages raised along the way."""
+    ReadTask, what its read returned), or None if it failed; error: "<input>: <reason>" when it failed;
+    warnings: messages raised along the way."""
     job: Job
     error: str | None = None
     bytes_after: int = 0

@@ -255,8 +255,8 @@ def _stale_masks(folder: Path, stem: str, k: int) -> list[Path]:
 
 # A label map is data: its format must give back every value. Both sets are allowlists, checked by writing
 # labels 0..255 (and 0..299 as 16-bit) through save_image and reading them back: any other format loses them
-# (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS hold icon sizes only) or cannot write grey at all. Above K = 256 the labels
-# are 16-bit grey, which only the second set stores exactly (GIF, WebP, BMP... reduce or refuse it).
+# (JPEG, AVIF, MPO, PDF are lossy; ICO and ICNS hold icon sizes only) or cannot write grey at all. Above K = 256
+# the labels are 16-bit grey, which only the second set stores exactly (GIF, WebP, BMP... reduce or refuse it).
 _EXACT_8_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM", "GIF", "WEBP", "BMP", "DIB", "TGA", "PCX",
                           "SGI", "DDS"})
 _EXACT_16_BIT = frozenset({"PNG", "TIFF", "PPM", "JPEG2000", "IM"})
@@ -450,7 +450,8 @@ def swatch(palette: np.ndarray, shares: np.ndarray | None = None, *, proportiona
     """The palette as a picture, in the palette's channels: (k, c) uint8 -> (H, W) or (H, W, c) uint8.
 
     Default: one SWATCH_CELL square per entry, SWATCH_COLUMNS to a row, white gutters (transparent for
-    RGBA); above 256 entries, a square grid of smaller cells about SWATCH_MAX px a side (3 px each at 65536). proportional: one PROPORTIONAL_SIZE bar, each entry as wide as its share of the pixels
+    RGBA); above 256 entries, a square grid of smaller cells about SWATCH_MAX px a side (3 px each at 65536).
+    proportional: one PROPORTIONAL_SIZE bar, each entry as wide as its share of the pixels
     ((k,) floats summing to 1), rounded so the widths add up exactly; an entry too rare for a pixel is not drawn.
     """
     k, c = palette.shape
