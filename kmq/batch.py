@@ -25,6 +25,7 @@ import io
 import math
 import os
 import signal
+import stat
 import threading
 import time
 import warnings
@@ -326,7 +327,22 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root, f) for f in sorted(files) if not f.startswith(".") and wanted(Path(f))]
-    return found
+    return [path for path in found if _regular(path)]
+
+
+def _regular(path: Path) -> bool:
+    """Whether a file found in a folder is one to read: a named pipe or a device there (os.walk lists them
+    with the files) would block the run forever, waiting for a writer. Named on the command line, they are
+    read (`kmq compress <(curl ...)`). A path that cannot be stat'ed is kept: its read says why."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return True
+    if stat.S_ISREG(mode):
+        return True
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    warnings.warn(f"{path}: skipped, {kind}, not a file", KmqWarning, stacklevel=4)
+    return False
 
 
 def _size(path: Path) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import stat
@@ -213,9 +214,10 @@ def is_pipe(path: str | Path) -> bool:
 
 
 def _write_special(path: Path, content: Content) -> None:
+    data = _rendered(content)
     try:
         with open(path, "wb") as f:
-            _fill(f, content)
+            f.write(data)
     except OSError as e:
         raise KmqError(f"cannot write {path}: {reason(e)}") from None
 
@@ -246,10 +248,22 @@ def _fill(f: BinaryIO, content: Content) -> None:
         content(f)
 
 
+def _rendered(content: Content) -> bytes | bytearray | memoryview:
+    """content as bytes, written in memory first where it goes to a pipe or a device: TIFF, PDF, JPEG 2000
+    and others seek back to fill in offsets, which a pipe refuses and /dev/null ignores (a broken file), and
+    a writer that fails half-way (PCX, IM) would leave half a file in the pipe."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return content
+    buffer = io.BytesIO()
+    content(buffer)
+    return buffer.getbuffer()
+
+
 def _write_stdout(content: Content) -> None:
     out = sys.stdout.buffer
+    data = _rendered(content)
     try:
-        _fill(out, content)
+        out.write(data)
         out.flush()
     except OSError as e:
         if e.errno == errno.EPIPE:

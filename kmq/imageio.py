@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import threading
 import warnings
 from contextlib import contextmanager
@@ -321,6 +322,7 @@ def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str =
 
     RGBA goes to a format without alpha as save_quantized says; name is the file the warning names.
     """
+    _check_sides(pixels.shape[1], pixels.shape[0], format.upper(), name)
     if pixels.ndim == 3 and pixels.shape[2] == 4 and format.upper() not in ALPHA_FORMATS:
         if format.upper() == "GIF":
             # As a palette image, GIF can keep alpha 0: possible when there are few enough colours.
@@ -367,6 +369,7 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     """
     k, channels = palette.shape
     fmt = format.upper()
+    _check_sides(labels.shape[1], labels.shape[0], fmt, name)
     if fmt == "GIF" and k > 256:
         warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256")
     if fmt == "GIF" and truecolor:
@@ -531,13 +534,29 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     if format.upper() == "QOI" and im.mode == "L":
         im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
     options.update(_icon_sizes(im, format.upper(), name))
+    _check_sides(*im.size, format.upper(), name)
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
         im.save(target, format=format, **options)
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, OverflowError, RuntimeError, struct.error) as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise  # a failed write, not a format problem: the caller reports it
         raise KmqError(f"{name}: cannot write {im.mode} pixels as {format}: {e}") from None
+
+
+# The largest side each format's writer takes (Pillow's, or its library's: libjpeg, libwebp, libavif); larger
+# ones fail deep inside, as an OverflowError, a struct.error or a bare "broken data stream", and libjpeg prints
+# a line of its own first. Measured with Pillow 13 on 1 x N and N x 1 images.
+_MAX_SIDES = {"JPEG": 65500, "MPO": 65500, "PDF": 65500, "GIF": 65535, "PCX": 65535, "TGA": 65535,
+              "SGI": 65535, "AVIF": 65536, "WEBP": WEBP_MAX_SIDE}
+
+
+def _check_sides(w: int, h: int, format: str, name: str) -> None:
+    """KmqError for a size format cannot hold; checked before anything is said about the pixels (a warning
+    that JPEG is lossy, then an error, reads as two problems)."""
+    most = _MAX_SIDES.get(format)
+    if most is not None and max(w, h) > most:
+        raise KmqError(f"{name}: {format} holds at most {most:,} pixels a side, not {w}x{h}; use e.g. PNG or TIFF")
 
 
 # Icon formats hold fixed sizes, and Pillow silently shrinks (ICO: 400x300 -> 256x192, even 100x100 -> 64x64)
