@@ -550,7 +550,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         while base + len(str(need)) > need:
             need += 1
         raise KmqError(f"no .kmq file of this image fits in {max_bytes:,} bytes: the smallest possible is "
-                       f"{need:,} bytes (K=1)")
+                       f"{need:,} bytes (K=1, the target recorded in it)")
     if s.codec == "raw":
         return _raw_bytes(s, max_bytes)
     # No file of K entries is smaller than its palette: K beyond the budget's room for one need not be fitted.
