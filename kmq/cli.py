@@ -647,7 +647,10 @@ def _stats_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
     suffixes = batch.image_suffixes() | {batch.KMQ_SUFFIX}
     jobs = batch.plan(inputs, None, wanted=lambda p: p.suffix.lower() in suffixes, rename=lambda p: p,
                       kind="images or .kmq files", once=False)
-    return tuple(str(job.source) for job in jobs)
+    # A file named on the command line keeps its spelling (./a.png, which Path shortens to a.png), as it does
+    # without a folder among the inputs: a script matches the file column against what it passed.
+    given = {Path(i): i for i in inputs if i != STDIO and not Path(i).is_dir()}
+    return tuple(given.get(job.source, str(job.source)) for job in jobs)
 
 
 def _db(value: float | None) -> str:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .api import compress, load
 from .errors import MONTAGE_HINT, KmqError, exists, naming, warnings_about
-from .fileio import STDIO, reason, write_atomic
+from .fileio import reason, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
 from .palettes import Palette
@@ -132,9 +132,8 @@ def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int 
     with warnings_about(name):
         loaded = _loaded(source, name, max_pixels)
         if isinstance(loaded, KmqImage):
-            shown = "<stdin>" if str(name) == STDIO else name  # as warnings_about names it: said once
-            ignored_k(shown, loaded, [] if k is None else [k])
-            ignored_options(shown, palette=palette is not None)
+            ignored_k(name, loaded, [] if k is None else [k])
+            ignored_options(name, palette=palette is not None, seed=seed)
             return loaded, loaded.decode()
         with naming(name, KmqError):  # the palette's checks see pixels, not the file
             return compress(loaded, k, seed=seed, palette=palette), loaded

@@ -13,7 +13,7 @@ from . import palettes
 from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import KmqError, KmqWarning, naming, warnings_about
+from .errors import KmqError, KmqWarning, about, naming, warnings_about
 from .fileio import read_bytes
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header
 from .imageio import png8_bytes, webp_lossless_bytes
@@ -33,19 +33,19 @@ def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
     if other:
         asked = ", ".join(f"-k {k}" for k in other)
         verb = "does" if len(other) == 1 else "do"
-        warnings.warn(f"{source}: a .kmq keeps its own K ({img.k}); {asked} {verb} not apply", KmqWarning,
+        warnings.warn(about(source, f"a .kmq keeps its own K ({img.k}); {asked} {verb} not apply"), KmqWarning,
                       stacklevel=3)
 
 
 def ignored_options(source: str | Path, *, palette: bool, rdo: float = 0.0, dither: str = "none",
-                    sweep: bool = False) -> None:
+                    sweep: bool = False, seed: int = 0) -> None:
     """Warn that options which make a new quantization do not apply to a .kmq, reported as stored."""
     asked = [o for o, on in (("--sweep", sweep), ("--palette", palette), (f"--rdo {rdo:g}", rdo > 0),
-                             (f"--dither {dither}", dither != "none")) if on]
+                             (f"--dither {dither}", dither != "none"), (f"--seed {seed}", seed != 0)) if on]
     if asked:
         verb = "does" if len(asked) == 1 else "do"
-        warnings.warn(f"{source}: a .kmq is used as stored; {', '.join(asked)} {verb} not apply", KmqWarning,
-                      stacklevel=3)
+        warnings.warn(about(source, f"a .kmq is used as stored; {', '.join(asked)} {verb} not apply"),
+                      KmqWarning, stacklevel=3)
 
 
 def psnr(distortion: float | None, channels: int) -> float | None:
@@ -124,7 +124,7 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
         ignored_k(source, loaded, ks)
-        ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep)
+        ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep, seed=seed)
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]

@@ -89,3 +89,27 @@ def test_a_named_pipe_in_a_folder_is_skipped_not_waited_on(tmp_path, command, pi
     assert done.returncode == 0, done.stderr
     for name in pipes:
         assert f"Warning: {folder / name}: skipped, a named pipe, not a file\n" in done.stderr.decode()
+
+
+def test_a_file_named_beside_a_folder_keeps_its_spelling_in_stats(tmp_path, monkeypatch):
+    # ./a.png became a.png once a folder was among the inputs; alone, it stayed ./a.png.
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(2).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save("a.png")
+    os.mkdir("more")
+    Image.fromarray(pixels).save("more/b.png")
+    result = CliRunner().invoke(main, ["stats", "./a.png", "more", "-k", "2", "--format", "tsv"])
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["file", "./a.png", "more/b.png"]
+
+
+def test_a_kmq_on_stdin_is_named_once_and_a_seed_it_ignores_is_said(tmp_path):
+    data = kmq.compress(np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8), 4).to_bytes()
+    (tmp_path / "a.kmq").write_bytes(data)
+    result = CliRunner().invoke(main, ["stats", "-", "-k", "2"], input=data)
+    assert result.stderr == "Warning: <stdin>: a .kmq keeps its own K (4); -k 2 does not apply\n"  # was "<stdin>: -: "
+    result = CliRunner().invoke(main, ["stats", str(tmp_path / "a.kmq"), "--seed", "3"])
+    assert result.stderr == f"Warning: {tmp_path / 'a.kmq'}: a .kmq is used as stored; --seed 3 does not apply\n"
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "a.kmq"), "--seed", "3", "-o",
+                                       str(tmp_path / "s.png"), "-q"])
+    assert result.stderr == f"Warning: {tmp_path / 'a.kmq'}: a .kmq is used as stored; --seed 3 does not apply\n"
