@@ -221,14 +221,15 @@ def coarse_bins(k: int) -> int:
 
 def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`): above `EXACT_FIT_MAX`
-    with the light bins of its last level merged (`_light_merged`) and, with one restart, warmed up by the 4-bit
-    level alone (`_TOP_UPDATES`); up to `STAND_IN_MAX` with the restarts seeded and ranked on a stand-in
-    (`_stand_in`)."""
+    with the light bins of its last level merged (`_light_merged`) and, with one restart and a large 5-bit
+    level, warmed up by the 4-bit level alone (`_TOP_UPDATES`); up to `STAND_IN_MAX` with the restarts seeded
+    and ranked on a stand-in (`_stand_in`)."""
     ids, counts, sums = hist.ids, hist.counts, hist.sums
     last, coarse = kmeans._FINISH if k > EXACT_FIT_MAX else None, None
     if k > EXACT_FIT_MAX and hist.bits == BITS:
         ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k)
-        if (kmeans._restarts(k) == 1 and _cells(hist.ids, BITS - 1) < kmeans._FINE_ENOUGH * k
+        fives = _cells(hist.ids, BITS - 1)
+        if (kmeans._restarts(k) == 1 and kmeans._FINE_ENOUGH * k <= 2 * fives < 2 * kmeans._FINE_ENOUGH * k
                 and _cells(hist.ids, 4) > 4 * k):
             last, coarse = (_TOP_UPDATES, kmeans._FINISH[1]), (4,)
     return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
@@ -244,15 +245,17 @@ def _cells(ids: np.ndarray, bits: int) -> int:
 
 
 # Where the 6-bit level ends the fit (its 5-bit one under `kmeans._FINE_ENOUGH` bins per centroid, so above
-# `EXACT_FIT_MAX`), the 5-bit level no longer warms it up: the 4-bit level's run goes straight to the 6-bit
-# one, which takes this many over-relaxed updates where it took `kmeans._FINISH`'s 20 after the 5-bit level.
-# Under random alpha the 5-bit level is large (12 MP grace_hopper: 175 000 bins, 12 updates, ~1 s of CPU of
-# the ~3.5 s fit at K = 256), and the 6-bit level's few extra updates cost less than it and win its J back.
-# 12 MP at K = 256, seeds 0-2, J against the 5-bit warm-up: grace_hopper, coffee, chelsea and a noisy photo
-# under random alpha, grace_hopper and coffee under a vignette, from -0.22 % to +0.06 % (18 files, 12 lower);
-# 20 updates: up to +0.12 %; 25: all but one lower, but ~0.3 s more. K = 500, seed 0: grace_hopper and coffee
-# under random alpha -0.09 %, +0.08 %. Not with several restarts (k under ~200), whose runs the 5-bit level
-# ranks: coffee under random alpha at K = 128 +0.19 %.
+# `EXACT_FIT_MAX`) and the 5-bit level has at least half that many, it no longer warms the 6-bit one up: the
+# 4-bit level's run goes straight to the 6-bit level, which takes this many over-relaxed updates where it
+# took `kmeans._FINISH`'s 20 after the 5-bit level. Under random alpha that level is large (12 MP
+# grace_hopper: 175 000 bins, 12 updates, ~1 s of CPU of the ~3.5 s fit at K = 256), and the 6-bit level's
+# two extra updates cost less. J against the 5-bit warm-up at K = 256, seeds 0-2: grace_hopper under random
+# alpha at 12 MP -0.05, -0.03, +0.02 %, at 6.75 MP +0.03 % (seed 0; K = 200 -0.08 %); a noisy 12 MP photo under
+# random alpha +0.06, +0.01, +0.02 %. With a smaller 5-bit level the warm-up is cheap and skipping it moved
+# J by more, either way: 12 MP photos under a vignette or random alpha (40 000 to 73 000 5-bit bins) -0.22
+# to +0.05 %, but grace_hopper at 6.75 MP under a vignette (67 000) +0.25 % (+0.22 % with 30 updates), coffee
+# at 2 MP under random alpha at K = 200 (48 000) +0.14 %. 20 updates: up to +0.12 %. Not with several
+# restarts (k under 200), whose runs the 5-bit level ranks: coffee under random alpha at K = 128 +0.19 %.
 _TOP_UPDATES = 22
 
 
