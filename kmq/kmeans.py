@@ -2427,7 +2427,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
 def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: int, k: int, *,
                   variance: np.ndarray, seed: int = 0, max_iter: int = 300, tol: float = 1e-4,
                   last: tuple[int, float] | None = None,
-                  stand_in: Callable[[_Points], _Points | None] | None = None) -> np.ndarray:
+                  stand_in: Callable[[_Points], _Points | None] | None = None,
+                  coarse: tuple[int, ...] | None = None) -> np.ndarray:
     """`fit` of an image given only its histogram at `bits` per channel: ids (B,) the occupied bins
     ascending (channel 0's bits most significant), counts (B,) their pixels, sums (B, C) the exact sums of
     their pixels' values; variance (C,) the pixels' per-channel variance (for tol).
@@ -2441,11 +2442,12 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
     over-relaxed updates (see `_hamerly`) after the coarser levels only warmed it up, as `fit` polishes
     the colours with one run: no longer the same centroids as `fit`.
     stand_in: makes the restarts' level's stand-in (see `_climb`), where `fit` has `_thinned`.
+    coarse: the bits of the levels below this one, where not fit's (4 and 5 for RGBA, 5 for RGB).
     """
     b, channels = sums.shape
     if k == 1:  # as fit: the mean, of exact integer sums
         return (sums.sum(axis=0).astype(np.float64) / float(counts.sum()))[None, :]
-    first = (_COARSE_BITS,) if channels < 4 else (4, _COARSE_BITS)
+    first = coarse or ((_COARSE_BITS,) if channels < 4 else (4, _COARSE_BITS))
     w = counts.astype(np.float64)
     wx = sums.astype(np.float64)
     levels = _levels(np.arange(b), ids, w, wx, bits, first)

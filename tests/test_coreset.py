@@ -351,6 +351,37 @@ def test_above_the_exact_fits_k_the_last_level_ends_in_a_few_updates(monkeypatch
     assert exact.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * exact.distortion
 
 
+def test_with_one_restart_the_6_bit_level_is_warmed_up_by_the_4_bit_one_alone(monkeypatch, histograms_only,
+                                                                             photo):
+    """Above EXACT_FIT_MAX (lowered here), with one restart and a 5-bit level too small to end the fit but at
+    least half that size, the 4-bit level's run goes straight to the 6-bit level, which takes `_TOP_UPDATES`
+    over-relaxed updates: no run on the 5-bit level. J within 0.5 % of the 5-bit warm-up's, labels still exact
+    nearest. With several restarts, or a smaller 5-bit level, that level still runs."""
+    monkeypatch.setattr(coreset, "EXACT_FIT_MAX", 8)
+    six = coreset.Histogram(clear_transparent(photo).reshape(-1, 4))  # as kmq reads them
+    fives, fours = coreset._cells(six.ids, 5), coreset._cells(six.ids, 4)
+    assert km._FINE_ENOUGH * 16 <= 2 * fives < 2 * km._FINE_ENOUGH * 16 and fours > 4 * 16
+    runs = []
+    real = km._hamerly
+    monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a:
+                        runs.append((pts.m, it, a[1] if len(a) > 1 else 1.0)) or real(pts, c, it, tol, *a))
+    several = kmq.compress(photo, k=16, seed=6)
+    assert km._restarts(16) > 1 and fives in [r[0] for r in runs] and runs[-1][1] == km._FINISH[0]
+    runs.clear()
+    monkeypatch.setattr(km, "_restarts", lambda k: 1)
+    img = kmq.compress(photo, k=16, seed=6)
+    assert [r[0] for r in runs[:-1]] == [fours] and runs[-1][1:] == (coreset._TOP_UPDATES, km._FINISH[1])
+    assert runs[-1][0] > fives
+    assert_nearest(img, photo)
+    monkeypatch.setattr(coreset, "_cells", lambda ids, bits: 0)  # as if the 4-bit level were too small
+    warmed = kmq.compress(photo, k=16, seed=6)
+    assert warmed.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * warmed.distortion
+    assert several.to_bytes() != img.to_bytes()
+    runs.clear()
+    monkeypatch.setattr(coreset, "_cells", lambda ids, bits: fives // 2 - 1 if bits == 5 else fours)
+    assert kmq.compress(photo, k=16, seed=6).to_bytes() == warmed.to_bytes() and fives in [r[0] for r in runs]
+
+
 def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_updates(monkeypatch,
                                                                                          histograms_only, photo):
     """Above `kmeans._FINISH_ABOVE` (lowered here) fit of RGBA over `_POLISH_MAX` colours (lowered too) ends
