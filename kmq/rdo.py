@@ -474,18 +474,24 @@ class Prepared:
     bounds: tuple[int, int] | None = None  # ctx payload bounds of base's labels, once _worse needs them
     # _ctx_bounds of the sample's labellings judged (by digest): runs at two strengths can end at the same
     judged: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    # warm: each run's calibration starts from the earlier runs' trials (a target's search: its runs at one K
+    # land 2-5x fewer trials apart), kept here per sweep count as (lambda, the sample's state as run)
+    warm: bool = False
+    trials: dict[int, list[tuple[float, _State]]] = field(default_factory=dict)
 
 
-def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray) -> Prepared:
+def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False) -> Prepared:
     """The state optimise starts from for (H, W, C) pixels (whose distinct colours are ``distinct``) and
-    ``palette``, to pass to each of its calls with those three (the same result as without it)."""
+    ``palette``, to pass to each of its calls with those three (the same result as without it, unless warm:
+    then each call's lambda is calibrated from the trials of the calls before it, in a trial or two where a
+    cold start takes four to six, and the result depends on those calls)."""
     colours = _Colours(distinct)
     plain = _start(pixels, colours, palette)
     sample = _sample(pixels)
     if sample is pixels:
-        return Prepared(palette, colours, plain, True, sample, plain)
+        return Prepared(palette, colours, plain, True, sample, plain, warm=warm)
     sampled = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
-    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette))
+    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm)
 
 
 def _copy(s: _State) -> _State:
@@ -516,6 +522,9 @@ def _calibrate(prepared: Prepared, ratio: float, sweeps: int) -> _Trial:
     target = j0 * ratio
     if target <= j0:  # a lossless sample, or --rdo 1e-15: 1 + 1e-17 is 1.0 in floating point
         return _Trial(lo, sample, base, kept)
+    known = prepared.trials.setdefault(sweeps, []) if prepared.warm else None
+    if known:
+        return _warm(prepared, ratio, sweeps, known)
     lam = j0 / len(base.pixels) * (ratio - 1) * 4 + 1.0
     last: tuple[float, float] | None = None  # (log lambda, log of the J it added) of the previous trial
     for trial in range(_TRIALS + _EXTRA):
@@ -525,6 +534,8 @@ def _calibrate(prepared: Prepared, ratio: float, sweeps: int) -> _Trial:
             lam = math.sqrt(lo * hi) if lo > 0 else hi / 4
         s = _copy(base)
         _run(s, lam, sweeps, sample=not prepared.whole)
+        if known is not None:
+            _remember(known, lam, s)
         j = float(s.total)
         if j > target:
             hi = lam
@@ -549,12 +560,92 @@ def _calibrate(prepared: Prepared, ratio: float, sweeps: int) -> _Trial:
         elif hi is not None:
             nxt = min(nxt, hi / 2)
         last, lam = point, nxt
+    return _outcome(prepared, ratio, lo, kept, over)
+
+
+def _outcome(prepared: Prepared, ratio: float, lo: float, kept: _State | None,
+             over: tuple[float, _State] | None) -> _Trial:
+    """_calibrate's choice between the least run over the budget (backed off to it) and the run kept under
+    it. States a warm Prepared keeps are copied first: optimise and the back-off write to what they get."""
+    sample, base = prepared.sample, prepared.base
+    j0 = float(base.total)
+    target = j0 * ratio
     if over is not None and over[1].total - j0 <= _OVER * (target - j0) and ratio <= 1 + _MANY_AT / 100:
-        _back_off(over[1], math.floor(target))
+        backed = _copy(over[1]) if prepared.warm else over[1]
+        _back_off(backed, math.floor(target))
         # (pixels moved to an entry the refinement made their nearest cannot go back: it may stay over)
-        if over[1].total <= math.floor(target):
-            return _Trial(over[0], sample, base, over[1])
+        if backed.total <= math.floor(target):
+            return _Trial(over[0], sample, base, backed)
+    if kept is not None and prepared.warm:
+        kept = _copy(kept)
     return _Trial(lo, sample, base, kept)
+
+
+# A warm calibration makes at most _TRIALS trials (those a cold one makes, without its extra ones), and stops
+# at a run under the budget that adds this share of the J allowed (a cold one lands at 0.87-0.99)
+_NEAR = 0.95
+_FLAT = 0.05  # nor past every run when the J added grows with lambda slower than this power
+_NEAR_OVER = 1.1  # or (where the back-off applies) over it that adds at most this multiple of it
+_REMEMBERED = 6  # states a warm Prepared keeps (the latest): at 12 MP each is 0.5-2 MB of the sample
+
+
+def _remember(known: list[tuple[float, _State]], lam: float, s: _State) -> None:
+    known.append((lam, s))
+    del known[:-_REMEMBERED]
+
+
+def _warm(prepared: Prepared, ratio: float, sweeps: int, known: list[tuple[float, _State]]) -> _Trial:
+    """_calibrate from the trials of earlier calls at the same sweep count: the run kept and the least run
+    over the budget are chosen among all trials, old and new, and each new trial is aimed (log-log, as a cold
+    calibration's) between the nearest known runs either side of the budget, or beyond the nearest two on
+    its one side; it stops at a run close enough (_NEAR, _NEAR_OVER)."""
+    base = prepared.base
+    j0 = float(base.total)
+    target = j0 * ratio
+    allowed = target - j0
+    backs = ratio <= 1 + _MANY_AT / 100
+    aim = math.log(allowed * _AIM)
+    for _ in range(_TRIALS):
+        under = sorted(((lam, s) for lam, s in known if s.total <= target), key=lambda p: p[0])
+        over = sorted(((lam, s) for lam, s in known if s.total > target), key=lambda p: p[0])
+        kept = max(under, key=lambda p: p[1].total) if under else None  # (J is not quite monotone in lambda)
+        least = min(over, key=lambda p: p[1].total) if over else None
+        if kept is not None and kept[1].total - j0 >= _NEAR * allowed:
+            break
+        if backs and least is not None and least[1].total - j0 <= _NEAR_OVER * allowed:
+            break
+        lo = kept[0] if kept else 0.0
+        hi = over[0][0] if over else None
+        if hi is not None and hi <= lo:
+            break  # J fell as lambda rose: no bracket to aim into
+        if hi is not None and lo > 0:
+            pair = [kept, over[0]]
+        elif hi is None:
+            pair = sorted(under, key=lambda p: p[1].total)[-2:]
+            pair.sort(key=lambda p: p[0])
+        else:
+            pair = over[:2]
+        pts = [(math.log(lam), math.log(max(s.total - j0, 1e-9 * j0))) for lam, s in pair]
+        if len(pts) == 2 and pts[0][1] != pts[1][1] and pts[0][0] != pts[1][0]:
+            (x0, y0), (x1, y1) = pts
+            if hi is None and (y1 - y0) / (x1 - x0) < _FLAT:
+                break  # topped out: a larger lambda merges regions without adding J (grey photo, K = 18: 1e5 to 1e9)
+            step = (aim - y1) * (x1 - x0) / (y1 - y0)
+            lam = pair[1][0] * math.exp(max(-3.0, min(3.0, step)))
+        else:
+            lam = pair[-1][0] * 4 if hi is None else pair[0][0] / 4
+        if hi is not None and lo > 0:
+            lam = math.sqrt(lo * hi) if hi <= lo * _INSIDE**2 else min(max(lam, lo * _INSIDE), hi / _INSIDE)
+        elif hi is not None:
+            lam = min(lam, hi / 2)
+        s = _copy(base)
+        _run(s, lam, sweeps, sample=not prepared.whole)
+        _remember(known, lam, s)
+    under = [(lam, s) for lam, s in known if s.total <= target]
+    over_ = [(lam, s) for lam, s in known if s.total > target]
+    kept = max(under, key=lambda p: p[1].total) if under else None
+    least = min(over_, key=lambda p: p[1].total) if over_ else None
+    return _outcome(prepared, ratio, kept[0] if kept else 0.0, kept[1] if kept else None, least)
 
 
 def _ctx_bytes(s: _State, palette: np.ndarray, labels: np.ndarray) -> int:
@@ -625,7 +716,8 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
     encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels, and
     of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
-    several calls with these three (a target's search: the same result, without the nearest labellings).
+    several calls with these three (the same result, without the nearest labellings; a target's search prepares
+    warm, which calibrates each call from the calls before it: prepare).
     margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
     payload must save on top where the image is its own sample (above, the payloads dwarf it)."""
     ratio = 1 + pct / 100

@@ -432,3 +432,35 @@ def test_a_prepared_state_shared_by_several_runs_gives_each_run_its_own_result(c
     np.testing.assert_array_equal(prepared.plain.labels, before)
     with pytest.raises(ValueError, match="another palette"):
         rdo.optimise(crop, distinct, palette[::-1].copy(), 2.0, prepared)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_warm_prepared_state_calibrates_each_run_from_the_trials_before_it(crop, small_sample, sampled,
+                                                                             monkeypatch):
+    # A target's search makes several rdo runs at one K: with prepare(warm=True) the first is calibrated as
+    # a cold one is (the same result, byte for byte), the next start from its trials and take fewer (a cold
+    # start takes 4), and each still lands within its own budget and near it.
+    if not sampled:
+        monkeypatch.setattr(rdo, "_SAMPLE", 1 << 17)  # the crop is its own sample
+    runs = []
+    original = rdo._run
+    monkeypatch.setattr(rdo, "_run", lambda s, lam, sweeps, sample=False: (runs.append(lam),
+                                                                          original(s, lam, sweeps, sample))[1])
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, j0 = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    warm = rdo.prepare(crop, distinct, palette, warm=True)
+    before = warm.plain.labels.copy()
+    first = rdo.optimise(crop, distinct, palette, 20.0, warm)
+    alone = rdo.optimise(crop, distinct, palette, 20.0)
+    np.testing.assert_array_equal(first[1], alone[1])
+    assert first[2] == alone[2]
+    for pct in (25.0, 30.0, 22.0):
+        runs.clear()
+        got = rdo.optimise(crop, distinct, palette, pct, warm)
+        calibration = len(runs) - (0 if not sampled else 1)  # (a sampled image's own run at the lambda found)
+        assert calibration < rdo._TRIALS
+        assert j0 < got[2] <= j0 * (1 + pct / 100)
+        cold = rdo.optimise(crop, distinct, palette, pct)
+        assert got[2] - j0 >= 0.8 * (cold[2] - j0)
+    np.testing.assert_array_equal(warm.plain.labels, before)
+    assert sum(len(v) for v in warm.trials.values()) <= rdo._REMEMBERED * 2
