@@ -58,17 +58,19 @@ more than its J: at K = 16, K-Means seeds 0-5 give plain ctx files 0.969x-1.000x
 the best of 4 seeds' palettes for rdo gave 0.854x seed 0's plain file, but that is a search over fits
 (4x the fit at 12 MP) that a plain compress could make as well, so not done here. Made cheap instead from the
 fit's own restarts (kmq.api._rdo, kmeans.fit's others): with --rdo and ctx the fit also finishes its 3 next
-best ranked restarts (at K = 64 all of its 4 after the pruning) and keeps those within 1 % of its J; choose
-weighs each palette's nearest labelling of the sample (ctx.payload_bounds) against the budget its J leaves
-(x (1 + 5 x its excess of J)), and rdo runs on the one found cheapest with the plain palette's budget (final
-J <= 1.02x the plain J, as before). On the samples at K = 16 and 64 0.8518 (0.865), the same as the best of
-all 8 finished restarts at K = 16 judged by their rdo files; the chosen palettes' J were 0.991x-1.0006x the
-plain one's (a lower J leaves more budget). 16 more restarts drawn after the fit's own, all climbing: 0.8486
-at 2-3x the fit's time (samples; a 12 MP noisy photo at K = 64 ran 23 s against 4), not kept. At 12 MP the
-noisy photo gains (0.768x plain, was 0.778x); the others' restarts end over 1 % apart in J or lose to the plain
-palette. The restarts' inertia after _RESTART_ITER updates does not foretell their final J (ranked 1.02-1.03x
-the best, they ended 0.999x-1.03x), and a sample's J strays from the image's (a 12 MP mosaic: 0.998x against
-1.013x), so choose takes the fit's final J where the image is larger than its sample.
+best ranked restarts and, where it makes 4-15 restarts (K = 64: 8), as many more drawn after its own (the
+fit's palette stays the same), and keeps the 2 of least J within 1 % of its own; choose weighs each palette's
+nearest labelling of the sample (ctx.payload_bounds) against the budget its J leaves (x (1 + 5 x its excess
+of J)), and rdo runs on the one found cheapest with the plain palette's budget (final J <= 1.02x the plain J,
+as before). Where the image is its own sample, the plain palette's rdo runs too and the smaller result is
+kept (choose's guess missed on the smooth gradient at K = 16 and the RGBA logo at K = 64). On the samples at K
+= 16 and 64 0.8476 (0.8650); the fit's restarts alone (none drawn for others) 0.8518, the same as the best of
+all 8 finished K = 16 restarts judged by their rdo files; 16 more restarts at every K, 8 climbing, 0.8486. The
+chosen palettes' J were 0.991x-1.0006x the plain one's (a lower J leaves more budget). At 12 MP (K = 16) the
+noisy photo gains (0.768x plain, was 0.778x); the other photos' restarts end over 1 % apart in J or lose to
+the plain palette. The restarts' inertia after _RESTART_ITER updates does not foretell their final J (ranked
+1.02-1.03x the best, they ended 0.999x-1.03x), and a sample's J strays from the image's (a 12 MP mosaic:
+0.998x against 1.013x), so choose takes the fit's final J where the image is larger than its sample.
 Where rdo takes the bytes from (astronaut, chelsea, ihc; coarse: the quarter of pixels coded from neighbours
 2+ pixels away; stage 1 / escapes as in kmq/codecs/ctx.py): at K = 16 the finest level's stage 1 falls to
 0.71-0.86x and its escapes to 0.68-0.75x, the coarse levels' (37-39 % of the payload) only to 0.88-0.97x; at
@@ -541,15 +543,15 @@ def choose(pixels: np.ndarray, distinct: kmeans.Distinct, candidates: list[tuple
 
 
 def fewer_bytes(a: Prepared, out_a: tuple, b: Prepared, out_b: tuple, margin: int) -> bool:
-    """Whether optimise's result out_a (run with a) costs fewer ctx payload bytes than out_b (with b), both of
-    an image that is its own sample and out_a not a's nearest labelling; margin: the bytes recording rdo,
-    which b's file spares when out_b is b's nearest labelling. From the bounds each run judged, encoded
-    only when they overlap."""
+    """Whether optimise's result out_a (run with a) costs fewer ctx file bytes than out_b (with b), both of
+    an image that is its own sample and out_a not a's nearest labelling: payload and palette (the digits
+    of J aside); margin: the bytes recording rdo, which b's file spares when out_b is b's nearest
+    labelling. From the bounds each run judged, encoded only when they overlap."""
     n = out_a[1].size
     ca = list(a.judged.values())[-1]
     nearest = out_b[2] == b.plain.total / n
     cb = b.bounds if nearest or not b.judged else list(b.judged.values())[-1]
-    extra = margin if nearest else 0
+    extra = (margin if nearest else 0) + out_a[0].size - out_b[0].size
     if ca[1] + extra < cb[0]:
         return True
     if ca[0] + extra > cb[1]:

@@ -476,14 +476,15 @@ def test_rdo_from_another_palette_keeps_the_first_palettes_budget():
     assert 170 not in again[0] and again[2] <= j * 1.02
 
 
-def test_fit_others_leave_the_fit_alone_and_stay_near_its_j(samples):
+@pytest.mark.parametrize("k", [16, 64])  # (64: 8 restarts of its own, and 8 more drawn for others)
+def test_fit_others_leave_the_fit_alone_and_stay_near_its_j(samples, k):
     with Image.open(samples / "chelsea.png") as im:
         pixels = np.asarray(im.convert("RGB"))
     distinct = kmeans.distinct(pixels.reshape(-1, 3))
     for colors, counts in ((distinct.colors, distinct.counts), (distinct.colors[::3], distinct.counts[::3])):
         others: list = []
-        fitted = kmeans.fit(colors, counts, 16, others=others)
-        np.testing.assert_array_equal(fitted, kmeans.fit(colors, counts, 16))
+        fitted = kmeans.fit(colors, counts, k, others=others)
+        np.testing.assert_array_equal(fitted, kmeans.fit(colors, counts, k))
         assert 1 <= len(others) <= kmeans._OTHERS_RUNS
         for centroids, excess in others:
             assert centroids.shape == fitted.shape and excess <= kmeans._OTHERS_J
@@ -503,3 +504,23 @@ def test_rdo_chooses_among_the_fits_restarts_for_fewer_bytes(samples, monkeypatc
     alone = kmq.compress(pixels, 16, codec="ctx", rdo=2)
     assert len(img.to_bytes()) < 0.98 * len(alone.to_bytes())
     assert kmq.compress(pixels, 16, codec="ctx").to_bytes() == plain.to_bytes()
+
+
+def test_an_image_its_own_sample_keeps_the_plain_palettes_rdo_unless_the_other_is_smaller(crop, monkeypatch):
+    from kmq import api
+    from kmq.codecs import ctx
+
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, j = api.quantize_colors(distinct.colors, distinct.counts, 8)
+    real = rdo.choose
+    monkeypatch.setattr(rdo, "choose", lambda *args: (1, real(*args)[1]))  # choose's guess, wrong or not
+    other = np.roll(palette, 1, axis=0)  # the same colours in another order: a file of the same size
+    got = api._rdo(crop, distinct, palette, j, 2.0, 0, None, [(other, 0.0)])
+    own = rdo.optimise(crop, distinct, palette, 2.0)
+
+    def size(out):
+        return len(ctx.encode(out[1].reshape(crop.shape[:2]), out[0])) + out[0].size
+    assert size(got) <= size(own) and got[2] <= j * 1.02
+    if size(got) == size(own):
+        np.testing.assert_array_equal(got[0], own[0])
+        np.testing.assert_array_equal(got[1], own[1])
