@@ -2437,7 +2437,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             others = None
     near, most = (_TIE_NEAR, _TIE_RUNS) if others is None else (1.0, _OTHERS_CLIMB)
     stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
-    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties)
+    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
         runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand)
