@@ -255,11 +255,16 @@ def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, dis
 
     if others:
         pick, bounds = rdo_module.choose(pixels, distinct, [(palette, 0.0), *others])
-        prepared = rdo_module.prepare(pixels, distinct, palette)
-        prepared.bounds = bounds[0]
+
+        def own() -> tuple[tuple[np.ndarray, np.ndarray, float], Any]:
+            ready = rdo_module.prepare(pixels, distinct, palette)
+            ready.bounds = bounds[0]
+            return rdo_module.optimise(pixels, distinct, palette, rdo, ready, margin), ready
+
         if pick:
             n = pixels.shape[0] * pixels.shape[1]
-            budget = math.floor(prepared.plain.total * (1 + rdo / 100))
+            # (the fit's J is an exact sum over n: rdo's own budget, floor(that sum x ratio))
+            budget = math.floor(round(distortion * n) * (1 + rdo / 100))
             alt = others[pick - 1][0]
             ready = rdo_module.prepare(pixels, distinct, alt)
             if ready.plain.total < budget:
@@ -273,8 +278,9 @@ def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, dis
                     # gradient at K = 16: rdo from a palette of 0.06 % lower J, fewer nearest label bytes,
                     # made 540 bytes against the plain palette's 528, spending none of the budget; the RGBA
                     # logo at K = 64 28,902 against 28,399, at J 1.02x either way).
-                    own = rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin)
-                    return out if rdo_module.fewer_bytes(ready, out, prepared, own, margin) else own
+                    mine, prepared = own()
+                    return out if rdo_module.fewer_bytes(ready, out, prepared, mine, margin) else mine
+        return own()[0]
     return rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin)
 
 
