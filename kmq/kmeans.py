@@ -1866,6 +1866,18 @@ _RESTART_ITER = 10
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
+# The restarts `fit` finishes besides its own when asked for others (rdo): the _OTHERS_CLIMB best ranked
+# climb, whatever their inertia when ranked (which did not foretell the final J: on the samples at K = 16 the
+# runs ranked 1.02-1.03x the best ended 0.999x-1.03x its J; the rdo files' best palettes were of runs ranked
+# 2nd to 4th), and the _OTHERS_RUNS of least J within a factor 1 + _OTHERS_J of the best's are kept; only where
+# the climb's points x k are at most _OTHERS_WORK (a 12 MP noisy photo at K = 64: 280 000 7-bit bins, 4 s a
+# climb). Where the fit makes 4-15 restarts, _OTHERS_MORE times as many more are drawn for others alone,
+# after its own (K = 64 on the samples: rdo files 0.973x-1.0x, chelsea 1.006x, against its restarts alone).
+_OTHERS_CLIMB = 4
+_OTHERS_RUNS = 2
+_OTHERS_J = 0.01
+_OTHERS_WORK = 1 << 23
+_OTHERS_MORE = 1
 # The restarts' stand-in (see `_thinned`): from this many bins on the restarts' level, its bins under this
 # share of the pixels merged. 12 MP JPEGs, K = 16: a noisy photo (16 781 bins) J +0.001 %, the saturated one
 # under noise (15 877) +0.01 %, a gradient under strong noise (12 987) the same J over six seeds. A gradient
@@ -2000,15 +2012,19 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
 
 
 def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int, tol_abs: float,
-               near: float = 0.0, most: int = 1, ranked: _Points | None = None
+               near: float = 0.0, most: int = 1, ranked: _Points | None = None, ties: list | None = None
                ) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """The runs of `_best_of_restarts`, each run to convergence as `_hamerly` returns it (centroids,
     inertia, labels): the best, then, up to `most` in all, those whose inertia after `_RESTART_ITER`
     updates is within a factor 1 + near of the best's, in that order.
     ranked: fewer points standing for pts (its ``inverse`` maps each of pts to one of them, see `_thinned`)
-    on which the restarts are seeded and ranked; the chosen runs are still finished on pts."""
+    on which the restarts are seeded and ranked; the chosen runs are still finished on pts.
+    ties: a list that receives how many of the runs returned (a prefix) are within `_TIE_NEAR` of the best
+    and among its `_TIE_RUNS` (the runs `_climb` chooses from when others ask for more, see `fit`)."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
         labels = np.empty(pts.m, dtype=np.intp)
+        if ties is not None:
+            ties.append(1)
         return [_hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)]
     on = pts if ranked is None else ranked
     seeds = _kmeanspp(on, k, rng, restarts)
@@ -2020,9 +2036,24 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     cent, j, labels = _split_runs(on, seeds, budget, tol_abs)
     order = np.argsort(j, kind="stable")  # a tie keeps the earlier run first
     chosen = [int(i) for i in order[:most] if j[i] <= j[order[0]] * (1 + near)]
+    if ties is not None:
+        ties.append(sum(1 for i in chosen[:_TIE_RUNS] if j[i] <= j[order[0]] * (1 + _TIE_NEAR)))
     if ranked is not None:  # each point of pts starts from the label of the one that stood for it
         labels = labels[:, ranked.inverse]
     return [_hamerly(pts, cent[i], max_iter, tol_abs, labels[i]) for i in chosen]
+
+
+def _more(restarts: int) -> int:
+    """Restarts drawn for others only, after the fit's own."""
+    return restarts * _OTHERS_MORE if 4 <= restarts < 16 else 0
+
+
+def _least(best: float, runs: list[tuple[np.ndarray, float, np.ndarray]]
+           ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """The _OTHERS_RUNS runs (centroids, inertia, labels) of least inertia within 1 + _OTHERS_J of best, in
+    that order (ties in the runs' order)."""
+    kept = [r for r in runs if r[1] <= best * (1 + _OTHERS_J)]
+    return sorted(kept, key=lambda r: r[1])[:_OTHERS_RUNS]
 
 
 def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels: int = 3) -> _Points | None:
@@ -2223,7 +2254,8 @@ def _large_k_level(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points:
 
 
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
-        tol: float = 1e-4, progress: Progress | None = None, clusters: np.ndarray | None = None) -> np.ndarray:
+        tol: float = 1e-4, progress: Progress | None = None, clusters: np.ndarray | None = None,
+        others: list | None = None) -> np.ndarray:
     """Weighted K-Means over distinct colours, which is K-Means over the pixels they stand for.
 
     colors: (M, C) uint8 distinct colours; counts: (M,) pixel count of each (the weights); M > k >= 1.
@@ -2258,6 +2290,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     clusters: an optional (M,) intp array that receives each colour's cluster at the end of the fit (its
     nearest centroid or close to it: a guess `nearest` can start from), where the fit has one (K-Means
     from restarts, on the colours or the histograms); elsewhere (k = 1, grey, large k) it is left as given.
+    others: a list that receives (centroids, J over the returned's J - 1, on the last level fitted) of up to
+    `_OTHERS_RUNS` more restarts, each finished as the one returned (which stays the same): local optima of
+    about the same J whose labels can cost the codec differently (rdo picks among them, see kmq.api._rdo).
+    Only where the fit makes restarts and their climb is cheap enough (`_OTHERS_WORK`); else left empty.
     """
     m = colors.shape[0]
     if k == 1:
@@ -2314,22 +2350,35 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # 7-bit level (284 000 bins) 7.7 -> 2.9 s of CPU, J +0.11 %; the astronaut 1.26 -> 0.83 s, J -0.18 %
         # (K = 128: 1.06 -> 0.98 s, J -0.27 %).
         last = _FINISH if pts is None and k > _FINISH_ABOVE else None
-        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last)
+        runs: list | None = None if others is None else []
+        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
             if not polish:
                 if clusters is not None:
                     clusters[:] = labels[prev.inverse]
+                if others is not None:
+                    others.extend((c, excess) for c, excess, _ in runs)
                 return start
             full_iter = min(max_iter, max(2, _FULL_WORK // m))
             relax = 1.0
             if _restarts(k) == 1:
                 full_iter, relax = min(full_iter, _RELAXED_ITER), _RELAX
-            centroids, _, labels = _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse], relax)
+            centroids, inertia, labels = _hamerly(pts, start, full_iter, tol_abs, labels[prev.inverse], relax)
+            if others is not None:
+                polished = [_hamerly(pts, c, full_iter, tol_abs, lab[prev.inverse], relax) for c, _, lab in runs]
+                others.extend((c, j / inertia - 1) for c, j, _ in polished)
     if climbed is None:
-        centroids, labels = _best_of_restarts(pts or _Points(colors, counts, colors), k, rng, _restarts(k),
-                                              max_iter, tol_abs)
+        on = pts or _Points(colors, counts, colors)
+        if others is None:
+            centroids, labels = _best_of_restarts(on, k, rng, _restarts(k), max_iter, tol_abs)
+        else:  # the same first run as _best_of_restarts
+            finished = _best_runs(on, k, rng, _restarts(k), max_iter, tol_abs, 1.0, _OTHERS_CLIMB)
+            if _more(_restarts(k)):
+                finished += _best_runs(on, k, rng, _more(_restarts(k)), max_iter, tol_abs, 1.0, _OTHERS_CLIMB)
+            centroids, inertia, labels = finished[0]
+            others.extend((c, j / inertia - 1) for c, j, _ in _least(inertia, finished[1:]))
     if clusters is not None:
         clusters[:] = labels
     return centroids
@@ -2367,7 +2416,7 @@ def _ready(level: _Points | _Pending) -> _Points:
 
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
-           stand_in: Callable[[_Points], _Points | None] | None = None
+           stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None
            ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
@@ -2386,6 +2435,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     last: (updates, relax) for the finest level when no polish follows (RGBA over `_POLISH_MAX` colours, see
     `fit`): it ends in that many over-relaxed updates, the levels below at `_FINISH_WARM_TOL` with one run.
     stand_in: makes the restarts' level's stand-in, or None (`_thinned` where not given).
+    others: a list that receives (centroids, J / the best's J - 1, labels) on the last level of the other runs worth
+    keeping (`_least`; see `fit`; none where climbing them would cost over `_OTHERS_WORK`); the run returned
+    stays the one returned without it.
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -2397,8 +2449,17 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # Restarts that tie on the coarse level can end apart by more than the coarse level shows (chelsea
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
     # scikit-learn's J), so near ties all climb and the finest level decides.
-    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, _TIE_NEAR, _TIE_RUNS,
-                      (stand_in or _thinned)(coarse) if restarts > 1 else None)
+    ties: list[int] = []
+    if others is not None:
+        top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
+        if (m if colours_follow else top) * k > _OTHERS_WORK:
+            others = None
+    near, most = (_TIE_NEAR, _TIE_RUNS) if others is None else (1.0, _OTHERS_CLIMB)
+    stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
+    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties)
+    more = _more(restarts) if others is not None else 0
+    if more:  # drawn after the fit's own restarts, which stay the same
+        runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand)
     # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
     # starts from the labels of the bin its points fell in one level up.
     finer_levels = [_ready(f) for f in itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:])]
@@ -2410,7 +2471,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
         colour_of.append(first)
     best = None
-    for start, inertia, labels in runs:
+    climbed = []
+    for run, (start, inertia, labels) in enumerate(runs):
         prev = coarse
         for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
             guess = labels[prev.inverse[first]]
@@ -2419,8 +2481,14 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             else:
                 start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
             prev = finer
-        if best is None or inertia < best[1]:  # a tie keeps the better-ranked run
-            best = (start, inertia, labels)
+        climbed.append((start, inertia, labels))
+        # a tie keeps the better-ranked run; the runs past the near ties only serve `others`
+        if run < ties[0] and (best is None or inertia < best[1]):
+            best = (start, inertia, labels, run)
+    if others is not None:
+        # (the bins' inertia differs from the colours' J by about the same within-bin sum for every run)
+        others.extend((c, j / best[1] - 1, lab) for c, j, lab in
+                      _least(best[1], [c for i, c in enumerate(climbed) if i != best[3]]))
     return best[0], best[2], prev
 
 

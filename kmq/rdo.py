@@ -56,7 +56,21 @@ budget: the fitted entries are balanced, each worth about 1.4 % of J. The palett
 more than its J: at K = 16, K-Means seeds 0-5 give plain ctx files 0.969x-1.000x (ihc) and 0.984x-1.004x
 (chelsea) of seed 0's at J within 0.3 %, and rdo keeps its own ratio (0.888-0.898, 0.823-0.840); picking
 the best of 4 seeds' palettes for rdo gave 0.854x seed 0's plain file, but that is a search over fits
-(4x the fit at 12 MP) that a plain compress could make as well, so not done here.
+(4x the fit at 12 MP) that a plain compress could make as well, so not done here. Made cheap instead from the
+fit's own restarts (kmq.api._rdo, kmeans.fit's others): with --rdo and ctx the fit also finishes its 3 next
+best ranked restarts and, where it makes 4-15 restarts (K = 64: 8), as many more drawn after its own (the
+fit's palette stays the same), and keeps the 2 of least J within 1 % of its own; choose weighs each palette's
+nearest labelling of the sample (ctx.payload_bounds) against the budget its J leaves (x (1 + 5 x its excess
+of J)), and rdo runs on the one found cheapest with the plain palette's budget (final J <= 1.02x the plain J,
+as before). Where the image is its own sample, the plain palette's rdo runs too and the smaller result is
+kept (choose's guess missed on the smooth gradient at K = 16 and the RGBA logo at K = 64). On the samples at K
+= 16 and 64 0.8476 (0.8650); the fit's restarts alone (none drawn for others) 0.8518, the same as the best of
+all 8 finished K = 16 restarts judged by their rdo files; 16 more restarts at every K, 8 climbing, 0.8486. The
+chosen palettes' J were 0.991x-1.0006x the plain one's (a lower J leaves more budget). At 12 MP (K = 16) the
+noisy photo gains (0.768x plain, was 0.778x); the other photos' restarts end over 1 % apart in J or lose to
+the plain palette. The restarts' inertia after _RESTART_ITER updates does not foretell their final J (ranked
+1.02-1.03x the best, they ended 0.999x-1.03x), and a sample's J strays from the image's (a 12 MP mosaic:
+0.998x against 1.013x), so choose takes the fit's final J where the image is larger than its sample.
 Where rdo takes the bytes from (astronaut, chelsea, ihc; coarse: the quarter of pixels coded from neighbours
 2+ pixels away; stage 1 / escapes as in kmq/codecs/ctx.py): at K = 16 the finest level's stage 1 falls to
 0.71-0.86x and its escapes to 0.68-0.75x, the coarse levels' (37-39 % of the payload) only to 0.88-0.97x; at
@@ -494,6 +508,65 @@ def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, 
     return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm)
 
 
+# Candidate palettes (choose) whose J is over this share above the first's are not judged: rdo buys about
+# _BYTES_PER_J times the share of J it spends in bytes (the samples: 3.6-6), so 1 % less budget costs ~5 %.
+_CHOICE_J = 0.01
+_BYTES_PER_J = 5.0
+
+
+def choose(pixels: np.ndarray, distinct: kmeans.Distinct, candidates: list[tuple[np.ndarray, float]]
+           ) -> tuple[int, tuple[int, int]]:
+    """Which of the candidates (palette, its J over the first's - 1 as the fit saw it; the first: the plain
+    file's, whose J sets the budget) rdo should start from: the one whose nearest labelling of the sample
+    costs the fewest ctx bytes (the middle of ctx.payload_bounds), each weighed by the J it leaves rdo to
+    spend: x (1 + _BYTES_PER_J x its J's excess). Where the image is its own sample its exact J counts;
+    else the fit's (a sample's J strays: a 12 MP mosaic's was 0.998x the first's where the image's is
+    1.013x). Ties keep the earlier. Returns the index and, per candidate, those bounds (None for one not
+    judged), which are Prepared.bounds of an rdo run from it (the same labelling: spares computing them)."""
+    sample = _sample(pixels)
+    height, width, channels = sample.shape
+    whole = sample is pixels
+    sampled = distinct if whole else kmeans.distinct(sample.reshape(-1, channels))
+    index = sampled.index()
+    counts = sampled.counts.astype(np.int64)
+    best, best_cost, first, bounds = 0, math.inf, 0, []
+    for i, (palette, excess) in enumerate(candidates):
+        near, sq = kmeans.nearest(sampled.colors, palette)
+        if whole:
+            total = int(sq.astype(np.int64) @ counts)
+            first = first or total
+            excess = (total - first) / max(first, 1)
+        if excess > _CHOICE_J:
+            bounds.append(None)
+            continue
+        compact, labels = _compact(palette, near[index])
+        low, high = ctx.payload_bounds(labels.reshape(height, width), compact)
+        bounds.append((low, high))
+        cost = (low + high) / 2 * (1 + _BYTES_PER_J * excess)
+        if cost < best_cost:
+            best, best_cost = i, cost
+    return best, bounds
+
+
+def fewer_bytes(a: Prepared, out_a: tuple, b: Prepared, out_b: tuple, margin: int) -> bool:
+    """Whether optimise's result out_a (run with a) costs fewer ctx file bytes than out_b (with b), both of
+    an image that is its own sample and out_a not a's nearest labelling: payload and palette (the digits
+    of J aside); margin: the bytes recording rdo, which b's file spares when out_b is b's nearest
+    labelling. From the bounds each run judged, encoded only when they overlap."""
+    n = out_a[1].size
+    ca = list(a.judged.values())[-1]
+    nearest = out_b[2] == b.plain.total / n
+    cb = b.bounds if nearest or not b.judged else list(b.judged.values())[-1]
+    extra = (margin if nearest else 0) + out_a[0].size - out_b[0].size
+    if ca[1] + extra < cb[0]:
+        return True
+    if ca[0] + extra > cb[1]:
+        return False
+    h, w = a.plain.height, a.plain.width
+    return (len(ctx.encode(out_a[1].reshape(h, w), out_a[0])) + extra
+            < len(ctx.encode(out_b[1].reshape(h, w), out_b[0])))
+
+
 def _copy(s: _State) -> _State:
     """A state to run on from one just started: a run writes only the labels and the counts in place (the
     rest it replaces), so a copy of those two spares a nearest-entry search (5-15 % of an rdo call)."""
@@ -706,7 +779,8 @@ def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float,
-             prepared: Prepared | None = None, margin: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+             prepared: Prepared | None = None, margin: int = 0, budget: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray, float]:
     """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
     ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
     int32, the exact J). Entries that end up unused or equal to another are dropped (k' <= k).
@@ -719,18 +793,24 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     several calls with these three (the same result, without the nearest labellings; a target's search prepares
     warm, which calibrates each call from the calls before it: prepare).
     margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
-    payload must save on top where the image is its own sample (above, the payloads dwarf it)."""
-    ratio = 1 + pct / 100
+    payload must save on top where the image is its own sample (above, the payloads dwarf it).
+    budget: the summed distortion allowed in place of (1 + pct/100) x the nearest labelling's (another
+    palette's budget: see choose), at least that sum; pct then only sets the sweeps."""
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
     if prepared is None:
         prepared = prepare(pixels, distinct, palette)
     elif prepared.palette is not palette and not np.array_equal(prepared.palette, palette):
         raise ValueError("rdo.optimise: prepared for another palette")
-    trial = _calibrate(prepared, ratio, sweeps)
-    whole = prepared.whole
     plain = prepared.plain
     j0 = plain.total
-    budget = math.floor(j0 * ratio)
+    if budget is None:
+        ratio = 1 + pct / 100
+        budget = math.floor(j0 * ratio)
+    else:
+        # the sample's J is aimed at the same share of its own (the calibration aims at 98 % of it)
+        ratio = budget / j0 if j0 else 1.0
+    trial = _calibrate(prepared, ratio, sweeps)
+    whole = prepared.whole
     # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
