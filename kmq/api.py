@@ -249,12 +249,12 @@ def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, dis
     """rdo.optimise of the palette, or of one of ``others`` (palettes of the fit's other restarts) that rdo.choose
     finds cheaper, within the same J budget: (1 + rdo/100) x this palette's J. Restarts of about the same J
     end in local optima whose labels cost ctx up to 4 % apart; rdo keeps its own share of that (the samples
-    at K = 16 and 64: 0.852x of plain ctx bytes where it was 0.865x). An other palette is dropped when its
+    at K = 16 and 64: 0.848x of plain ctx bytes where it was 0.865x). An other palette is dropped when its
     own J leaves no budget or rdo would keep its nearest labelling (that file would be no plain one)."""
     from . import rdo as rdo_module
 
     if others:
-        pick, bounds = rdo_module.choose(pixels, distinct, [(palette, 0.0), *others])
+        pick, bounds = rdo_module.choose(pixels, distinct, [(palette, 0.0), *others], rdo / 100)
 
         def own() -> tuple[tuple[np.ndarray, np.ndarray, float], Any]:
             ready = rdo_module.prepare(pixels, distinct, palette)
@@ -280,6 +280,9 @@ def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, dis
                     # logo at K = 64 28,902 against 28,399, at J 1.02x either way).
                     mine, prepared = own()
                     return out if rdo_module.fewer_bytes(ready, out, prepared, mine, margin) else mine
+            # The other palette's whole-image labelling is let go before the plain palette's is made: each holds
+            # the image's labels (48 MB at 12 MP), and nothing reads the first one again.
+            ready = out = None
         return own()[0]
     return rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin)
 
@@ -386,8 +389,8 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     The centroids are rounded to uint8 and merged where they coincide, and every distinct colour is
     labelled with its nearest palette entry, so J is that of the stored palette. what: the subject and verb
     of the warning when there are fewer colours than k ("the images have"). others: a list that receives
-    (palette (rounded, unsorted), J over this J - 1 as the fit saw it) of the fit's other finished restarts
-    (kmeans.fit's others).
+    (palette (rounded, not in share order), J over this J - 1 as the fit saw it) of the fit's other finished
+    restarts (kmeans.fit's others).
     """
     if len(colors) <= k:
         if len(colors) < k:

@@ -538,6 +538,7 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
         im.save(target, format=format, **options)
+    # OverflowError, struct.error: a size field too small (GIF, TGA, SGI); RuntimeError: libavif's refusals.
     except (KeyError, ValueError, OSError, OverflowError, RuntimeError, struct.error) as e:
         if isinstance(e, OSError) and e.errno is not None:
             raise  # a failed write, not a format problem: the caller reports it

@@ -514,15 +514,17 @@ _CHOICE_J = 0.01
 _BYTES_PER_J = 5.0
 
 
-def choose(pixels: np.ndarray, distinct: kmeans.Distinct, candidates: list[tuple[np.ndarray, float]]
-           ) -> tuple[int, tuple[int, int]]:
+def choose(pixels: np.ndarray, distinct: kmeans.Distinct, candidates: list[tuple[np.ndarray, float]],
+           share: float = math.inf) -> tuple[int, list[tuple[int, int] | None]]:
     """Which of the candidates (palette, its J over the first's - 1 as the fit saw it; the first: the plain
     file's, whose J sets the budget) rdo should start from: the one whose nearest labelling of the sample
     costs the fewest ctx bytes (the middle of ctx.payload_bounds), each weighed by the J it leaves rdo to
     spend: x (1 + _BYTES_PER_J x its J's excess). Where the image is its own sample its exact J counts;
     else the fit's (a sample's J strays: a 12 MP mosaic's was 0.998x the first's where the image's is
-    1.013x). Ties keep the earlier. Returns the index and, per candidate, those bounds (None for one not
-    judged), which are Prepared.bounds of an rdo run from it (the same labelling: spares computing them)."""
+    1.013x). share: the J rdo may add, over the first's (--rdo 0.2: 0.002); a candidate whose excess spends
+    all of it is not judged (it would leave rdo nothing). Ties keep the earlier. Returns the index and, per
+    candidate, those bounds (None for one not judged), which are Prepared.bounds of an rdo run from it (the
+    same labelling: spares computing them)."""
     sample = _sample(pixels)
     height, width, channels = sample.shape
     whole = sample is pixels
@@ -536,7 +538,7 @@ def choose(pixels: np.ndarray, distinct: kmeans.Distinct, candidates: list[tuple
             total = int(sq.astype(np.int64) @ counts)
             first = first or total
             excess = (total - first) / max(first, 1)
-        if excess > _CHOICE_J:
+        if excess > _CHOICE_J or excess >= share:
             bounds.append(None)
             continue
         compact, labels = _compact(palette, near[index])
@@ -659,7 +661,7 @@ def _outcome(prepared: Prepared, ratio: float, lo: float, kept: _State | None,
 _NEAR = 0.95
 _FLAT = 0.05  # nor past every run when the J added grows with lambda slower than this power
 _NEAR_OVER = 1.1  # or (where the back-off applies) over it that adds at most this multiple of it
-_REMEMBERED = 6  # states a warm Prepared keeps (the latest): at 12 MP each is 0.5-2 MB of the sample
+_REMEMBERED = 6  # states a warm Prepared keeps per sweep count (the latest): at 12 MP each 0.5-2 MB of the sample
 
 
 def _remember(known: list[tuple[float, _State]], lam: float, s: _State) -> None:

@@ -196,7 +196,8 @@ class _Search:
         return self.files[key]
 
     def _prepared(self, k: int) -> rdo_module.Prepared:
-        """rdo's starting state at k's palette, made once per K (a few kept: 12 MP costs ~40 MB a K)."""
+        """rdo's starting state at k's palette, made once per K (a few kept: 12 MP costs ~40 MB a K, and its
+        warm trials up to 2 x rdo._REMEMBERED sample states more)."""
         if k not in self.prepared:
             if len(self.prepared) >= _PREPARED:
                 del self.prepared[next(iter(self.prepared))]  # the K prepared longest ago

@@ -486,6 +486,10 @@ def test_choose_prefers_the_palette_whose_labels_cost_fewer_bytes():
     # A candidate whose J leaves rdo too little budget is not judged.
     worse = np.array([[100], [170], [230]], np.uint8)
     assert rdo.choose(pixels, distinct, [(first, 0.0), (worse, 0.0)])[0] == 0
+    # Nor one whose J spends all the rdo asked for (0.6 % over, --rdo 0.5): it was picked, then dropped after
+    # a whole-image labelling, and rdo ran from the plain palette anyway.
+    assert rdo.choose(pixels, distinct, [(first, 0.0), (other, 0.5)], 0.005)[0] == 0
+    assert rdo.choose(pixels, distinct, [(first, 0.0), (other, 0.5)], 0.02)[0] == 1
 
 
 def test_rdo_from_another_palette_keeps_the_first_palettes_budget():

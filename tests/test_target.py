@@ -84,8 +84,8 @@ def test_impossible_psnr_says_the_best_reachable(crop):
 def test_impossible_size_says_the_smallest_possible(crop):
     with pytest.raises(kmq.KmqError) as e:
         kmq.compress_to(crop, max_bytes=50)
-    m = re.fullmatch(r"no \.kmq file of this image fits in 50 bytes: the smallest possible is (\d+) bytes \(K=1, the target recorded in it\)",
-                     str(e.value))
+    m = re.fullmatch(r"no \.kmq file of this image fits in 50 bytes: the smallest possible is (\d+) bytes "
+                     r"\(K=1, the target recorded in it\)", str(e.value))
     assert m
     smallest = int(m.group(1))
     img = kmq.compress_to(crop, max_bytes=smallest)
@@ -194,7 +194,8 @@ def test_cli_impossible_target_is_an_error(image, crop):
     best = db(kmq.compress(crop, 2))
     result = CliRunner().invoke(main, ["compress", str(image), "--psnr", "70", "-k", "2"])
     assert result.exit_code == 1
-    assert result.output == f"Error: {image}: PSNR 70 dB is out of reach: the best is {best:.2f} dB (K=2, the most -k allows)\n"
+    assert result.output == (f"Error: {image}: PSNR 70 dB is out of reach: the best is {best:.2f} dB (K=2, the most "
+                             "-k allows)\n")
     assert not image.with_suffix(".kmq").exists()
 
 
