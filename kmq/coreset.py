@@ -227,8 +227,8 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.
     ids, counts, sums = hist.ids, hist.counts, hist.sums
     last, coarse = kmeans._FINISH if k > EXACT_FIT_MAX else None, None
     if k > EXACT_FIT_MAX and hist.bits == BITS:
-        ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k)
         fives = _cells(hist.ids, BITS - 1)
+        ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k, fives)
         if (kmeans._restarts(k) == 1 and kmeans._FINE_ENOUGH * k <= 2 * fives < 2 * kmeans._FINE_ENOUGH * k
                 and _cells(hist.ids, 4) > 4 * k):
             last, coarse = (_TOP_UPDATES, kmeans._FINISH[1]), (4,)
@@ -277,18 +277,17 @@ _LIGHT_SHARE = 1e-6
 STAND_IN_MAX = 16
 
 
-def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: int, k: int
+def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: int, k: int, fives: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 6-bit histogram (ids ascending, counts, sums) with its bins of fewer than `below` pixels merged
     per 5-bit cell, each merged bin keyed by the least key of its parts (a key of that cell, and unique):
     the 5- and 4-bit levels fit_histogram makes of it are the same sums, so the same centroids reach this
-    one. Unchanged where fit does not climb to it (a 5-bit level of `kmeans._FINE_ENOUGH` bins per centroid)."""
-    parent = kmeans._coarser_keys(ids, BITS, BITS - 1, 4)
-    seen = np.zeros(1 << (4 * (BITS - 1)), dtype=bool)
-    seen[parent] = True
+    one. Unchanged where fit does not climb to it (a 5-bit level, of `fives` cells, of `kmeans._FINE_ENOUGH`
+    bins per centroid)."""
     light = counts < below
-    if np.count_nonzero(seen) >= kmeans._FINE_ENOUGH * k or not light.any():
+    if fives >= kmeans._FINE_ENOUGH * k or not light.any():
         return ids, counts, sums
+    parent = kmeans._coarser_keys(ids, BITS, BITS - 1, 4)
     # Parts in key order: the first of each cell is its least key.
     _, first, group = np.unique(parent[light], return_index=True, return_inverse=True)
     # Integers below 2**53 summed as doubles: exact.
@@ -431,7 +430,7 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     count = np.ones(n, dtype=np.int32)
     found = []  # (cell, entry) of the cells with several candidates, each cell's together
 
-    def judge(sel: np.ndarray, cand: np.ndarray | None, found: list) -> None:
+    def judge(sel: np.ndarray, cand: np.ndarray | None, into: list) -> None:
         """Candidates of the cells ids[sel] among cand (W, len(sel)) entries ascending (every entry: None)."""
         first, last = ids[sel] >> half, ids[sel] & ((1 << half) - 1)
         if cand is None:
@@ -454,7 +453,7 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
         shared = np.flatnonzero(many > 1)
         if shared.size:
             b, r = np.nonzero(can[:, shared].T)
-            found.append((sel[shared[b]], r if cand is None else cand[r, shared[b]]))
+            into.append((sel[shared[b]], r if cand is None else cand[r, shared[b]]))
 
     if n <= _ALL_ENTRIES_CELLS or bits <= _ALL_ENTRIES_BITS:
         step = max(1, kmeans._BLOCK // k)

@@ -534,7 +534,6 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     if format.upper() == "QOI" and im.mode == "L":
         im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
     options.update(_icon_sizes(im, format.upper(), name))
-    _check_sides(*im.size, format.upper(), name)
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
         im.save(target, format=format, **options)

@@ -463,7 +463,8 @@ def test_light_bins_merge_by_5_bit_cell_keeping_the_coarser_levels(photo):
     below = 3
     light = six.counts < below
     assert 0 < light.sum() < six.bins
-    ids, counts, sums = coreset._light_merged(six.ids, six.counts, six.sums, below, 100)
+    fives = len(np.unique(parents(six.ids)))
+    ids, counts, sums = coreset._light_merged(six.ids, six.counts, six.sums, below, 100, fives)
     assert np.all(np.diff(ids) > 0) and np.isin(ids, six.ids).all()
     heavy = np.isin(ids, six.ids[~light])
     assert np.array_equal(ids[heavy], six.ids[~light]) and np.array_equal(counts[heavy], six.counts[~light])
@@ -478,8 +479,7 @@ def test_light_bins_merge_by_5_bit_cell_keeping_the_coarser_levels(photo):
         else:
             assert all(np.array_equal(a, b) for a, b in zip(got, merged))
     # Where the 5-bit level already has the bins fit needs for k, fit never climbs to this one: unchanged.
-    fives = len(np.unique(parents(six.ids)))
-    assert coreset._light_merged(six.ids, six.counts, six.sums, below, fives // km._FINE_ENOUGH)[0] is six.ids
+    assert coreset._light_merged(six.ids, six.counts, six.sums, below, fives // km._FINE_ENOUGH, fives)[0] is six.ids
 
 
 def test_above_the_exact_fits_k_the_last_level_is_fitted_with_its_light_bins_merged(monkeypatch, histograms_only,
