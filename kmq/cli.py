@@ -1220,13 +1220,15 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 
     Entries come in decreasing share of the pixels. Without -o, one line per entry: its hex code and its
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
-    so that label i means the same colour in every image.
+    so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json) as the
+    one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
 
     \b
     Example:
       kmq palette photo.png -k 8                        # hex codes and shares
       kmq palette photo.kmq -o swatch.png --proportional
       kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for the whole series
+      kmq palette stain.gpl -o stain.png                # a palette file's swatch
     """
     if proportional and (output is None or _is_palette_file(output)):
         printed = "the printed palette" if output is None else "a palette file"
@@ -1234,12 +1236,20 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     if STDIO in inputs and len(inputs) > 1:
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
+    if proportional and single and _is_palette_file(inputs[0]):
+        raise click.UsageError(f"{inputs[0]} is a palette file, which holds no shares: --proportional has no "
+                               f"bar to draw")
     with _reported():
         _refuse_terminal(output)
         if output is not None and output != STDIO:
             palettes.check_output(output)  # before the fit, which may take a while
             check_writable(output, overwrite=force)
-        if single:
+        if single and _is_palette_file(inputs[0]):
+            if output is not None:
+                check_distinct(output, inputs[0])
+            colors, share, about = _palette_file_shown(inputs[0], k, seed), None, _shown(inputs[0])
+            described = Path(inputs[0]).name
+        elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
             img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels)
@@ -1257,7 +1267,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
                            f"in decreasing share of the pixels")
     if output is None:
         for entry in palettes.entries(colors, share):
-            click.echo(f"{entry['hex']} {entry['share']:.4f}")
+            click.echo(entry["hex"] if share is None else f"{entry['hex']} {entry['share']:.4f}")
     elif not quiet:
         extra = f", J {fitted.distortion:.2f}" if not single else ""
         click.echo(f"{about} -> {_shown(output)}: {_plural(len(colors), 'colour')}{extra}"
@@ -1267,6 +1277,16 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 
 def _is_palette_file(output: str) -> bool:
     return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
+
+
+def _palette_file_shown(path: str, k: int | None, seed: int) -> Any:
+    """The colours of a palette file given as palette's one input, in its order: nothing to fit."""
+    asked = [o for o, on in ((f"-k {k}", k is not None), (f"--seed {seed}", seed != 0)) if on]
+    if asked:
+        verb = "does" if len(asked) == 1 else "do"
+        warnings.warn(f"{path}: a palette file is shown as it is; {', '.join(asked)} {verb} not apply",
+                      KmqWarning, stacklevel=2)
+    return palettes.read(path).colors
 
 
 def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, max_pixels: int,

@@ -478,3 +478,27 @@ def test_the_readmes_slide_series_example_is_what_kmq_prints(tmp_path, monkeypat
     result = run("palette", "slides/", "-k", "6", "-o", "stain.gpl", "-j", "1")
     assert result.exit_code == 0, result.output
     assert [shown[1], *shown[3:]] == [*result.output.splitlines(), *(tmp_path / "stain.gpl").read_text().splitlines()]
+
+
+def test_a_palette_file_as_the_one_input_is_shown_and_converted_in_its_order(tmp_path):
+    colors = np.array([[255, 0, 0], [0, 16, 255], [7, 7, 7]], np.uint8)
+    palettes.write(tmp_path / "p.gpl", colors)
+    result = run("palette", tmp_path / "p.gpl")
+    assert (result.exit_code, result.output) == (0, "#ff0000\n#0010ff\n#070707\n")  # no shares: none are known
+    result = run("palette", tmp_path / "p.gpl", "-o", tmp_path / "q.json")
+    assert result.output == f"{tmp_path / 'p.gpl'} -> {tmp_path / 'q.json'}: 3 colours\n"
+    np.testing.assert_array_equal(palettes.read(tmp_path / "q.json").colors, colors)
+    result = run("palette", tmp_path / "p.gpl", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and Image.open(tmp_path / "s.png").size[0] > 0
+
+
+def test_a_palette_file_as_input_warns_of_k_and_seed_and_refuses_proportional(tmp_path):
+    palettes.write(tmp_path / "p.hex", np.array([[1, 2, 3, 4]], np.uint8))
+    result = CliRunner().invoke(main, ["palette", str(tmp_path / "p.hex"), "-k", "3"])
+    assert (result.exit_code, result.stdout) == (0, "#01020304\n")
+    assert result.stderr == f"Warning: {tmp_path / 'p.hex'}: a palette file is shown as it is; -k 3 does not apply\n"
+    result = run("palette", tmp_path / "p.hex", "-o", tmp_path / "s.png", "--proportional")
+    assert result.exit_code == 2
+    assert result.output.endswith(f"Error: {tmp_path / 'p.hex'} is a palette file, which holds no shares: "
+                                  f"--proportional has no bar to draw\n")
+    assert not (tmp_path / "s.png").exists()
