@@ -25,7 +25,8 @@ from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, warnings_about
-from .fileio import STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, stdin, write_atomic
+from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
+                     stdin, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
 from .imageio import format_for, save_image, writable_format
 
@@ -61,6 +62,18 @@ class _Path(click.Path):
 
 
 PATH = _Path(allow_dash=True, readable=False)
+
+
+class _Output(_Path):
+    """An output path; /dev/stdout (/dev/fd/1, /proc/self/fd/1) is "-", so that the summary line goes to stderr
+    as it does for "-" rather than into the stream after the data."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        value = super().convert(value, param, ctx)
+        return STDIO if names_stdout(value) else value
+
+
+OUTPUT = _Output(allow_dash=True, readable=False)
 
 
 @contextmanager
@@ -245,7 +258,7 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, me
 @click.option("--max-bytes", type=ByteSize(),
               help="Write the best-PSNR file its search finds of at most SIZE bytes (200000, 200k, 1.5M, "
                    "64KiB): kmq chooses K (and the rdo).")
-@click.option("-o", "--output", type=PATH,
+@click.option("-o", "--output", type=OUTPUT,
               help="Output .kmq file (default: IMAGE with its suffix replaced by .kmq; '-' for stdout); "
                    "with several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -475,7 +488,7 @@ def _plural_bytes(n: int) -> str:
 @main.command(short_help="Decode .kmq files back to images.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=PATH)
-@click.option("-o", "--output", type=PATH,
+@click.option("-o", "--output", type=OUTPUT,
               help="Output image (default: FILE + .png; '-' for stdout). Its extension picks the format. "
                    "With several inputs or a folder, or ending in '/', the output folder (default: beside each input).")
 @click.option("--format", "fmt", metavar="NAME",
@@ -953,7 +966,7 @@ def _clustering_options(f):
 @main.command("segment", short_help="Draw the clusters of images or .kmq files.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...", type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=PATH,
+@click.option("-o", "--output", type=OUTPUT,
               help="Output image; its extension picks the format ('-' for PNG on stdout). With several inputs "
                    "or a folder, or ending in '/', the output folder: one DIR/<stem>.png per input (or the "
                    "--format's extension).")
@@ -1079,7 +1092,7 @@ def _segmented_lines(source: Any, output: Any, style: str, shape: tuple[int, int
 @click.argument("image", type=PATH)
 @click.option("-k", "ks", type=K_RANGE, multiple=True,
               help="A K to show; repeat it (default: 2, 3, 6 and 16, as the tutorial).")
-@click.option("-o", "--output", type=PATH, required=True,
+@click.option("-o", "--output", type=OUTPUT, required=True,
               help="Output image; its extension picks the format ('-' for PNG on stdout).")
 @click.option("--columns", type=click.IntRange(1), help="Panels per row (default: rows of at most four).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="K-Means random seed.")
@@ -1202,7 +1215,7 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
                 type=PATH)
 @_clustering_options
-@click.option("-o", "--output", type=PATH,
+@click.option("-o", "--output", type=OUTPUT,
               help="Write the palette here, in the format of its extension: .gpl (GIMP), .txt or .hex (one "
                    "#rrggbb a line), .json (as kmq info), or an image extension for a swatch. Without -o, "
                    "print text.")

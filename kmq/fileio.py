@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
 import stat
 import sys
@@ -79,6 +80,10 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
         return
     path = Path(path)
     check_writable(path, overwrite=overwrite)
+    fd = descriptor(path)
+    if fd is not None:
+        _write_descriptor(fd, path, content)
+        return
     if is_special(path):
         _write_special(path, content)
         return
@@ -196,8 +201,29 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+# Names of a descriptor this process already holds: what they lead to (a redirected stdout is a regular file)
+# is the shell's, to be written through the descriptor, never renamed over (that replaced /dev/stdout itself).
+_DESCRIPTOR = re.compile(r"/dev/(?:(stdin)|(stdout)|(stderr)|fd/(\d+))|/proc/self/fd/(\d+)")
+
+
+def descriptor(path: str | Path) -> int | None:
+    """The descriptor /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names (1, 2, N), else None."""
+    match = _DESCRIPTOR.fullmatch(os.path.abspath(path)) if str(path) != STDIO else None
+    if match is None:
+        return None
+    stdin, stdout, stderr, fd, proc = match.groups()
+    return 0 if stdin else 1 if stdout else 2 if stderr else int(fd or proc)
+
+
+def names_stdout(path: str | Path) -> bool:
+    """/dev/stdout, /dev/fd/1 or /proc/self/fd/1: the same stream as "-"."""
+    return descriptor(path) == 1
+
+
 def is_special(path: str | Path) -> bool:
     """A device or a FIFO (/dev/null, /dev/stdout, a named pipe): written in place, never renamed over."""
+    if descriptor(path) is not None:
+        return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -219,6 +245,20 @@ def _write_special(path: Path, content: Content) -> None:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
+        raise KmqError(f"cannot write {path}: {reason(e)}") from None
+
+
+def _write_descriptor(fd: int, path: Path, content: Content) -> None:
+    """Write through an open descriptor (a file the shell opened with > or >> stays as it opened it: reopening
+    /proc/self/fd/1 would truncate what >> appends to)."""
+    data = _rendered(content)
+    sys.stdout.flush()  # whatever kmq itself printed there goes first
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            raise  # as for "-": the reader went away
         raise KmqError(f"cannot write {path}: {reason(e)}") from None
 
 

@@ -1,11 +1,14 @@
 """Round 19's new-user findings, each test failing before its fix."""
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
 import kmq
-from kmq import api
+from kmq import api, fileio
 
 
 def test_a_writers_own_warning_names_the_file_written(tmp_path, monkeypatch):
@@ -20,3 +23,30 @@ def test_a_writers_own_warning_names_the_file_written(tmp_path, monkeypatch):
     with pytest.warns(DeprecationWarning) as caught:
         api.export(img, tmp_path / "x.png")
     assert [str(w.message) for w in caught] == [f"{tmp_path / 'x.png'}: IM image format is deprecated"]
+
+
+def test_dev_stdout_redirected_to_a_file_gets_the_data_as_for_a_dash(tmp_path, samples):
+    # Was "Error: /dev/stdout already exists" (it resolves to the shell's file); with -f, a temporary file was
+    # renamed over /dev/stdout itself.
+    out = tmp_path / "out.kmq"
+    with open(out, "wb") as f:
+        done = subprocess.run([sys.executable, "-m", "kmq", "compress", str(samples / "ihc-303x227.png"), "-k", "4",
+                               "-o", "/dev/stdout"], stdout=f, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().startswith(f"{samples / 'ihc-303x227.png'} -> -: k=4")  # summary on stderr, as "-"
+    assert out.read_bytes() == kmq.compress(samples / "ihc-303x227.png", k=4).to_bytes()
+
+
+def test_a_descriptor_path_is_written_through_the_descriptor(tmp_path):
+    # /dev/fd/N of a file opened for appending: appended to, not refused as existing, not truncated, not renamed over.
+    path = tmp_path / "log.bin"
+    path.write_bytes(b"before\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        fileio.write_atomic(f"/dev/fd/{fd}", b"after\n")
+        fileio.write_atomic(f"/proc/self/fd/{fd}", lambda f: f.write(b"more\n"))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"before\nafter\nmore\n"
+    assert [fileio.descriptor(p) for p in ("/dev/stdout", "/dev//fd/3", "/dev/stderr", "/tmp/x", "-")] == \
+        [1, 3, 2, None, None]
