@@ -1,4 +1,5 @@
 """Round 19's new-user findings, each test failing before its fix."""
+import io
 import os
 import subprocess
 import sys
@@ -50,3 +51,20 @@ def test_a_descriptor_path_is_written_through_the_descriptor(tmp_path):
     assert path.read_bytes() == b"before\nafter\nmore\n"
     assert [fileio.descriptor(p) for p in ("/dev/stdout", "/dev//fd/3", "/dev/stderr", "/tmp/x", "-")] == \
         [1, 3, 2, None, None]
+
+
+class _Endless(io.RawIOBase):
+    """An endless stream of zeros (as /dev/zero or `yes |`) that fails a test if asked for all of it."""
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        assert n is not None and n >= 0, "read to the end of an endless stream"
+        return b"\0" * n
+
+
+def test_info_reads_no_more_than_the_header_of_an_endless_stream(monkeypatch):
+    # `kmq info /dev/zero` grew without end: describe read the whole input before looking at the magic bytes.
+    monkeypatch.setattr(fileio, "stdin", lambda: _Endless())
+    with pytest.raises(kmq.FormatError, match=r"^<stdin>: not a \.kmq file: bad magic 00 00 00 00"):
+        kmq.stats.describe("-")
