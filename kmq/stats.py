@@ -104,8 +104,9 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     codec name, or "all" for every codec, re-encodes the labels and reports the size the file would have with
     it (one record per codec).
     reference: also give the bytes of the same pixels as PNG-8 and lossless WebP (see reference_sizes).
-    rdo: as kmq.compress's, for image inputs (the labels are optimised for ctx and every codec reports them;
-    with codec None or "raw", a ValueError, as kmq.compress's).
+    rdo: as kmq.compress's, for image inputs: each codec's records are the files compress writes with it and
+    rdo (labels weighed for that codec; raw's, with codec "all", the plain ones); with codec None or "raw", a
+    ValueError, as kmq.compress's.
     dither: as kmq.compress, for images (a .kmq file is reported as stored).
     sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order, each once, up to the first lossless one
     (J = 0): every larger K would give the same record again (an image with few colours); a k of ks past it
@@ -136,6 +137,9 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     else:
         if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing
             raise ValueError(RAW_RDO)
+        if rdo:
+            return _rdo_records(loaded, ks, name, chosen, seed=seed, reference=reference, rdo=rdo, dither=dither,
+                                sweep=sweep)
         quantized = _quantized(loaded, ks, seed=seed, rdo=rdo, dither=dither, sweep=sweep)
     # A quantization listed again (a repeated -k, a K past the lossless one) repeats its records, measured once.
     measured: dict[int, list[dict[str, Any]]] = {}
@@ -148,10 +152,28 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
     return [dict(r) for img in quantized for r in measured[id(img)]]
 
 
+def _rdo_records(image: np.ndarray, ks: Sequence[int], name: str, chosen: list[str], *, seed: int,
+                 reference: bool, rdo: float, dither: str, sweep: bool) -> list[dict[str, Any]]:
+    """An image's records under rdo: each codec's the file `compress --codec C --rdo` writes, since rdo weighs
+    labels by what they cost in that codec (lzma's records of ctx's labels were not any file compress makes);
+    raw, which rdo cannot serve, the plain one. Per K, in the codecs' order."""
+    per_codec = [_quantized(image, ks, seed=seed, rdo=0.0 if c == "raw" else rdo, dither=dither, sweep=sweep,
+                            codec=c) for c in chosen]
+    out, measured = [], {}
+    for row in zip(*per_codec):
+        for c, img in zip(chosen, row):
+            if id(img) not in measured:  # a K repeated, or past the lossless one: the same record again
+                sizes = reference_sizes(img) if reference else {}
+                measured[id(img)] = {**record(img, name, len(img.to_bytes())), **sizes}
+            out.append(dict(measured[id(img)]))
+    return out
+
+
 def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: str,
-               sweep: bool) -> list[KmqImage]:
+               sweep: bool, codec: str = "ctx") -> list[KmqImage]:
     """The image quantized at each K asked, in the order asked (DEFAULT_K if none), each K once however often
-    it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K."""
+    it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K. codec: the one rdo
+    weighs labels for (without rdo, raw: the records re-encode the labels)."""
     done: dict[int, KmqImage] = {}
     lossless: tuple[int, KmqImage] | None = None  # the first K found lossless, and its quantization
     beyond: list[int] = []  # the Ks asked past it, given its record
@@ -166,8 +188,7 @@ def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: 
             beyond.append(k)
             done[k] = lossless[1]
         if k not in done:
-            # The codec given to compress only lets rdo run (the records re-encode with the codecs asked for).
-            done[k] = compress(image, k, seed=seed, codec="ctx" if rdo else "raw", rdo=rdo, dither=dither)
+            done[k] = compress(image, k, seed=seed, codec=codec if rdo else "raw", rdo=rdo, dither=dither)
             if done[k].distortion == 0 and lossless is None:
                 lossless = k, done[k]
         quantized.append(done[k])
