@@ -158,7 +158,8 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     run before anything is written. Masks of the same stem that this K does not write (left by a run at a
     larger K, or named another way by an older kmq: -cluster-3 where K = 16 now writes -cluster-03) count as
     existing; with overwrite they are removed once the new ones are written, so the folder's masks always
-    partition the image. Returns the paths written, in label order.
+    partition the image. A failure (or Ctrl-C) part-way removes the masks written so far. Returns the paths
+    written, in label order.
     """
     folder = Path(folder)
     paths = [folder / name for name in mask_names(stem, img.k)]
@@ -171,8 +172,16 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise KmqError(f"cannot create folder {folder}: {reason(e)}") from None
-    for path, mask in zip(paths, masks(img.labels, img.k)):
-        write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
+    written: list[Path] = []
+    try:
+        for path, mask in zip(paths, masks(img.labels, img.k)):
+            write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
+            written.append(path)
+    except BaseException:
+        # A full disk or Ctrl-C half-way left the first masks, which a rerun then stopped on (already exists)
+        # and which partition nothing: the ones this run wrote go.
+        _remove(written)
+        raise
     for path in stale:
         try:
             path.unlink()
@@ -191,11 +200,15 @@ def write_with_masks(img: KmqImage, folder: str | Path | None, stem: str, save_p
         try:
             save_picture()
         except BaseException:
-            for path in written:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            _remove(written)
             raise
     return written
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def mask_names(stem: str, k: int) -> list[str]:

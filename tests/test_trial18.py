@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import kmq
-from kmq import api, fileio
+from kmq import api, fileio, segment
+from kmq.errors import KmqError
 
 
 def test_a_writers_own_warning_names_the_file_written(tmp_path, monkeypatch):
@@ -94,3 +95,22 @@ def test_ctx_rdo_is_never_a_larger_file_than_the_plain_one(k):
     plain = kmq.compress(pixels, k=k, codec="ctx").to_bytes()
     moved = kmq.compress(pixels, k=k, codec="ctx", rdo=2).to_bytes()
     assert len(moved) < len(plain) or moved == plain
+
+
+@pytest.mark.parametrize("stop", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_masks_stopped_part_way_leave_none_behind(tmp_path, monkeypatch, stop):
+    # A full disk (or Ctrl-C) at the third mask left the first two, which a rerun stopped on ("already exists").
+    img = kmq.compress(np.arange(24, dtype=np.uint8).reshape(4, 6), k=4)
+    real, calls = segment.write_atomic, []
+
+    def failing(path, content, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KmqError(f"cannot write {path}: no space left on device") if isinstance(stop, OSError) else stop
+        return real(path, content, **kwargs)
+    monkeypatch.setattr(segment, "write_atomic", failing)
+    with pytest.raises((KmqError, KeyboardInterrupt)):
+        segment.write_masks(img, tmp_path / "m", "x")
+    assert list((tmp_path / "m").iterdir()) == []
+    monkeypatch.setattr(segment, "write_atomic", real)
+    assert len(segment.write_masks(img, tmp_path / "m", "x")) == 4
