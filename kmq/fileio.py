@@ -115,7 +115,15 @@ def _check_folder(path: str | Path) -> None:
     if not stat.S_ISDIR(mode):
         raise KmqError(f"cannot write {path}: not a directory")  # as the write itself would say
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise KmqError(f"cannot write {path}: permission denied")
+        # access() says no for a read-only mount too, where the write itself (a bulk run's) says why
+        raise KmqError(f"cannot write {path}: {'read-only file system' if _read_only(parent) else 'permission denied'}")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:

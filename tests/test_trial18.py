@@ -114,3 +114,16 @@ def test_masks_stopped_part_way_leave_none_behind(tmp_path, monkeypatch, stop):
     assert list((tmp_path / "m").iterdir()) == []
     monkeypatch.setattr(segment, "write_atomic", real)
     assert len(segment.write_masks(img, tmp_path / "m", "x")) == 4
+
+
+def test_a_read_only_mount_is_named_as_such(tmp_path, monkeypatch):
+    # access() says no on a read-only mount as for a folder without permission: "permission denied" misled.
+    class Flags:
+        f_flag = os.ST_RDONLY
+    monkeypatch.setattr(fileio.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(fileio.os, "statvfs", lambda *a: Flags())
+    with pytest.raises(KmqError, match=r"^cannot write .*x\.kmq: read-only file system$"):
+        fileio.check_writable(tmp_path / "x.kmq")
+    Flags.f_flag = 0
+    with pytest.raises(KmqError, match=r"^cannot write .*x\.kmq: permission denied$"):
+        fileio.check_writable(tmp_path / "x.kmq")
