@@ -22,7 +22,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming, warn, warnings_about
+from .errors import KmqError, KmqWarning, naming, warn
 from .fileio import STDIO, open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
@@ -542,9 +542,8 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     img.validate()  # its fields may have been replaced or edited since it was made
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
     name = "<stdout>" if str(path) == STDIO else str(path)
-    with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
-        write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
-                                                    name=name), overwrite=overwrite)
+    write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
+                                                name=name), overwrite=overwrite)
     if format and str(path) != STDIO:
         warn_extension_mismatch(path, fmt)
     return fmt

@@ -539,7 +539,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
         _check_output(output, file, force)
         with told_if_image():
             img = api.read(file, max_pixels=max_pixels)
-        fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
+        with warnings_about("<stdout>" if output == STDIO else output):  # Pillow's own (IM is deprecated) name none
+            fmt = api.export(img, output, format=fmt, overwrite=force, truecolor=truecolor)
     if not quiet:
         size = {"width": img.width, "height": img.height}
         click.echo(_decompressed_line(file, output, size, fmt, time.perf_counter() - started),

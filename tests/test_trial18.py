@@ -7,25 +7,26 @@ import warnings
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 import kmq
 from kmq import api, fileio, segment
+from kmq.cli import main
 from kmq.errors import KmqError
 
 
 def test_a_writers_own_warning_names_the_file_written(tmp_path, monkeypatch):
-    # Pillow's "IM image format is deprecated" named no file: in a bulk decompress, no one could tell which.
-    img = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1)
+    # Pillow's "IM image format is deprecated" named no file (the library's callers name theirs: cli here).
+    kmq.write(tmp_path / "x.kmq", kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1))
     real = api.save_quantized
 
     def warning_save(*args, **kwargs):
         warnings.warn("IM image format is deprecated", DeprecationWarning)
         return real(*args, **kwargs)
     monkeypatch.setattr(api, "save_quantized", warning_save)
-    with pytest.warns(DeprecationWarning) as caught:
-        api.export(img, tmp_path / "x.png")
-    assert [str(w.message) for w in caught] == [f"{tmp_path / 'x.png'}: IM image format is deprecated"]
+    result = CliRunner().invoke(main, ["decompress", str(tmp_path / "x.kmq"), "-o", str(tmp_path / "x.png"), "-q"])
+    assert (result.exit_code, result.stderr) == (0, f"Warning: {tmp_path / 'x.png'}: IM image format is deprecated\n")
 
 
 def test_dev_stdout_redirected_to_a_file_gets_the_data_as_for_a_dash(tmp_path, samples):
