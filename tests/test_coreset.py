@@ -62,13 +62,16 @@ def test_histogram_of_a_few_pixels_by_hand():
 
 
 def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
-    """Low bits packed two to a double and summed run by run stay exact, whatever the runs and threads."""
+    """Low bits packed two to a double and summed over runs stay exact, whatever the runs, their spans
+    between unpackings and the threads."""
     flat = photo.reshape(-1, 4)
     keys = ((flat >> 2).astype(np.int64) << np.array([18, 12, 6, 0])).sum(axis=1)
     ids, index, counts = np.unique(keys, return_inverse=True, return_counts=True)
     sums = np.stack([np.bincount(index, weights=flat[:, c], minlength=len(ids)) for c in range(4)], 1)
-    for run, chunk, n in [(1 << 21, 1 << 16, 1), (5000, 777, 1), (5000, 777, 3)]:
+    for run, chunk, span, n in [(1 << 21, 1 << 16, 1 << 23, 1), (5000, 777, 1 << 23, 1), (5000, 777, 12000, 3),
+                                (5000, 777, 1, 1)]:
         monkeypatch.setattr(coreset, "_RUN", run)
+        monkeypatch.setattr(coreset, "_SPAN", span)
         monkeypatch.setattr(coreset, "_CHUNK", chunk)
         threads(n)
         h = coreset.Histogram(flat)
