@@ -35,6 +35,21 @@ _BLOCK = 1 << 21
 # Elements of the blocks of `_lloyd_runs`: each pass over a block then stays in the cache (2824 points x
 # 1024 centroids: 7 ms a pass instead of 12 in 16 MiB blocks).
 _CACHE_BLOCK = 1 << 17
+# numpy (2.x) fills its ufunc buffers of 8192 elements across rows when an operand is broadcast along rows
+# shorter than that, copying every element: a (16, 4000) array minus a (4000,) row cost ~9 instructions an
+# element instead of ~1. Where such steps are the bulk (`_short_buffers`) the buffers are this many elements,
+# which rows reach; element-wise steps and minima give the same values whatever the buffer.
+_ROW_BUFFER = 256
+
+
+def _short_buffers(f: Callable) -> Callable:
+    """f run with numpy's ufunc buffers at `_ROW_BUFFER` elements (for f's thread and call only)."""
+    @functools.wraps(f)
+    def wrapped(*args, **kwargs):
+        with np.errstate():  # restores the buffer size on the way out
+            np.setbufsize(_ROW_BUFFER)
+            return f(*args, **kwargs)
+    return wrapped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1205,6 +1220,7 @@ def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: 
 _PP_ALONG_MAX = 1 << 20
 
 
+@_short_buffers
 def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> np.ndarray:
     """Greedy weighted k-means++ (as scikit-learn): each new centroid is the best, by total weighted
     potential, of 2 + floor(ln k) candidates drawn with probability proportional to weight x D^2.
@@ -1252,6 +1268,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     return centroids
 
 
+@_short_buffers
 def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
                   labels: np.ndarray | None = None) -> np.ndarray:
     """`_kmeanspp` for one run, with the same draws, arithmetic and so the same centroids, in under half
@@ -1420,6 +1437,7 @@ def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, nsep
 
 
+@_short_buffers
 def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, rows: np.ndarray,
                    labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
                    lower: np.ndarray, slack: np.ndarray | None = None) -> None:
