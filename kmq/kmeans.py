@@ -35,6 +35,21 @@ _BLOCK = 1 << 21
 # Elements of the blocks of `_lloyd_runs`: each pass over a block then stays in the cache (2824 points x
 # 1024 centroids: 7 ms a pass instead of 12 in 16 MiB blocks).
 _CACHE_BLOCK = 1 << 17
+# numpy (2.x) fills its ufunc buffers of 8192 elements across rows when an operand is broadcast along rows
+# shorter than that, copying every element: a (16, 4000) array minus a (4000,) row cost ~9 instructions an
+# element instead of ~1. Where such steps are the bulk (`_short_buffers`) the buffers are this many elements,
+# which rows reach; element-wise steps and minima give the same values whatever the buffer.
+_ROW_BUFFER = 256
+
+
+def _short_buffers(f: Callable) -> Callable:
+    """f run with numpy's ufunc buffers at `_ROW_BUFFER` elements (for f's thread and call only)."""
+    @functools.wraps(f)
+    def wrapped(*args, **kwargs):
+        with np.errstate():  # restores the buffer size on the way out
+            np.setbufsize(_ROW_BUFFER)
+            return f(*args, **kwargs)
+    return wrapped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1205,6 +1220,7 @@ def _reseed_empty(centroids: np.ndarray, wsum: np.ndarray, x: np.ndarray, dist: 
 _PP_ALONG_MAX = 1 << 20
 
 
+@_short_buffers
 def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> np.ndarray:
     """Greedy weighted k-means++ (as scikit-learn): each new centroid is the best, by total weighted
     potential, of 2 + floor(ln k) candidates drawn with probability proportional to weight x D^2.
@@ -1252,6 +1268,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     return centroids
 
 
+@_short_buffers
 def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
                   labels: np.ndarray | None = None) -> np.ndarray:
     """`_kmeanspp` for one run, with the same draws, arithmetic and so the same centroids, in under half
@@ -1276,17 +1293,17 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
         labels[:] = 0
     for i in range(1, k):
         np.multiply(w, closest, out=wc)
-        np.cumsum(wc, out=pot)
+        np.add.accumulate(wc, out=pot)  # np.cumsum's sums, without its Python wrapper
         total = pot[-1]
         if total > 0.0:
-            cand = np.searchsorted(pot, rng.random(trials) * total, side="right")
+            cand = pot.searchsorted(rng.random(trials) * total, side="right")
             np.minimum(cand, m - 1, out=cand)
         else:  # every point already on a centroid (only with duplicate rows): take rows in order
             rng.random(trials)
             cand = np.full(trials, i % m)
         d = pts.dist2_to(x[cand], buf)
         np.minimum(d, closest, out=d)
-        best = int(np.argmin(np.einsum("tm,m->t", d, w)))  # first minimum: the earlier candidate
+        best = int(np.einsum("tm,m->t", d, w).argmin())  # first minimum: the earlier candidate
         centroids[i] = x[cand[best]]
         if labels is not None:
             np.less(d[best], closest, out=won)
@@ -1364,12 +1381,12 @@ def _sq_rows(pts: _Points, rows: np.ndarray, centroids: np.ndarray, to: np.ndarr
     """`_sq`(pts.x[rows], centroids[to]), the same bits, gathered a channel at a time from contiguous
     columns rather than as rows of C (about twice as fast on the few thousand points of a late update)."""
     xt = pts.xt
-    d = np.take(xt[0], rows)
-    d -= np.take(centroids[:, 0], to)
+    d = xt[0].take(rows)
+    d -= centroids[:, 0].take(to)
     d *= d
     for c in range(1, xt.shape[0]):
-        t = np.take(xt[c], rows)
-        t -= np.take(centroids[:, c], to)
+        t = xt[c].take(rows)
+        t -= centroids[:, c].take(to)
         t *= t
         d += t
     return d
@@ -1379,11 +1396,11 @@ def _sq_all(pts: _Points, centroids: np.ndarray, labels: np.ndarray) -> np.ndarr
     """`_sq`(pts.x, centroids[labels]), the same bits, a channel at a time from contiguous columns: the
     rows of x and a gather of (m, C) rows cost several times more (53 000 colours: ~1 ms against 0.2)."""
     xt = pts.xt
-    d = np.take(centroids[:, 0], labels)
+    d = centroids[:, 0].take(labels)
     d -= xt[0]
     d *= d
     for c in range(1, xt.shape[0]):
-        t = np.take(centroids[:, c], labels)
+        t = centroids[:, c].take(labels)
         t -= xt[c]
         t *= t
         d += t
@@ -1426,6 +1443,7 @@ def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, nsep
 
 
+@_short_buffers
 def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, rows: np.ndarray,
                    labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
                    lower: np.ndarray, slack: np.ndarray | None = None) -> None:
@@ -1455,48 +1473,68 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     # power of two (7 at k = 256), each a row of one (powers, points) table of flags, summed down.
     powers = np.ascontiguousarray(nsep[:, 2 << np.arange(max(0, (k - 1).bit_length() - 1))].T)
     # The flags summed as the uint8 they are stored as: summing bools into uint8 cast them through buffers.
-    doublings = np.add.reduce(np.less(np.take(powers, lab, axis=1), reach).view(np.uint8), axis=0, dtype=np.uint8)
+    doublings = np.add.reduce(np.less(powers.take(lab, axis=1), reach).view(np.uint8), axis=0, dtype=np.uint8)
     x = pts.x
     xt = pts.xt
-    cols = [np.ascontiguousarray(centroids[:, c]) for c in range(x.shape[1])]
+    channels = x.shape[1]
+    cols = [np.ascontiguousarray(centroids[:, c]) for c in range(channels)]
     lists = order.T  # (k, k): row j holds every centroid's j-th nearest
+    # Row j of near_cols[c]: channel c of every centroid's j-th nearest, made as far down as a width needs
+    # (`built` rows). A wide group of points then gathers its candidates' coordinates straight from these
+    # rows, with no (L, m) table of candidates in between (the same values): one gather of L x m in four
+    # fewer. Groups too small to pay for the rows they would add take the candidates' table instead.
+    near_cols = np.empty((channels, k, k))
+    built = 0
     by_width = np.argsort(doublings, kind="stable")  # the points of each width in ascending order
     cuts = np.flatnonzero(np.diff(doublings[by_width])) + 1
     for sel in np.split(by_width, cuts):
         L = min(2 << int(doublings[sel[0]]), k)
-        step = max(1, _BLOCK // (L * x.shape[1]))
+        rows_of = L <= built or channels * (L - built) * k <= L * sel.shape[0]
+        if rows_of and L > built:
+            for c in range(channels):
+                cols[c].take(lists[built:L], out=near_cols[c, built:L], mode="clip")
+            built = L
+        step = max(1, _BLOCK // (L * channels))
         for s0 in range(0, sel.shape[0], step):
             part = sel[s0:s0 + step]
             r = rows[part]
             lp = lab[part]
+            n = part.shape[0]
             # (L, m): candidate j of every point in row j, ascending separation from the point's own
             # centroid. Laid out this way each pass runs along the points, not along rows of L (L = 4: 2.6x
             # faster), and the first minimum down a column is still the earliest candidate.
-            cand = np.take(lists[:L], lp, axis=1)
-            d = np.take(cols[0], cand)
-            d -= np.take(xt[0], r)
-            d *= d
-            for c in range(1, x.shape[1]):
-                t = np.take(cols[c], cand)
-                t -= np.take(xt[c], r)
+            cand = None if rows_of else lists[:L].take(lp, axis=1, mode="clip")
+            for c in range(channels):
+                t = near_cols[c, :L].take(lp, axis=1, mode="clip") if rows_of else cols[c].take(cand, mode="clip")
+                t -= xt[c].take(r)
                 t *= t
-                d += t
-            n = part.shape[0]
-            at = np.argmin(d, axis=0)
-            at *= n
-            at += np.arange(n)  # flat index of each point's nearest in d and cand
-            upper[r] = np.sqrt(np.take(d, at))
-            labels[r] = np.take(cand, at)
-            np.put(d, at, np.inf)
-            at = np.argmin(d, axis=0)
-            at *= n
-            at += np.arange(n)
-            near[r] = np.sqrt(np.take(d, at))
-            runner[r] = np.take(cand, at)
-            np.put(d, at, np.inf)
+                if c:
+                    d += t
+                else:
+                    d = t
+
+            def nearest_left() -> tuple[np.ndarray, np.ndarray]:
+                """The flat index in d of each point's least distance left, and that candidate."""
+                row = d.argmin(axis=0)
+                at = row * n
+                at += np.arange(n)
+                if cand is not None:
+                    return at, cand.take(at)
+                row *= k
+                row += lp
+                return at, lists.take(row)
+
+            at, best = nearest_left()
+            upper[r] = np.sqrt(d.take(at))
+            labels[r] = best
+            d.put(at, np.inf)
+            at, best = nearest_left()
+            near[r] = np.sqrt(d.take(at))
+            runner[r] = best
+            d.put(at, np.inf)
             rest = np.sqrt(d.min(axis=0)) if L > 2 else np.full(n, np.inf)
             if L < k:
-                beyond = np.take(nsep[:, L], lp)
+                beyond = nsep[:, L].take(lp)
                 beyond -= u[part]
                 if slack is not None:
                     beyond -= slack[lp]
@@ -1570,7 +1608,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         centroids = new
         if float(delta @ delta) <= tol_abs:
             break
-        upper += np.take(delta, labels)
+        upper += delta.take(labels)
         if not grouped:
             far = int(np.argmax(delta))
             second = float(np.partition(delta, k - 2)[k - 2])
@@ -1578,7 +1616,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             np.fill_diagonal(sep, np.inf)
             half = 0.5 * sep.min(axis=1)
             lower -= np.where(labels == far, second, delta[far])
-            bound = np.maximum(np.take(half, labels), lower)
+            bound = np.maximum(half.take(labels), lower)
         else:
             # lower covers every centroid but a point's own and its runner-up. Those among the own
             # centroid's nearest neighbours moved at most their largest move; any other is at least its
@@ -1601,19 +1639,19 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             beyond = nsep[:, _NEIGHBOURS + 1] if slack is None else nsep[:, _NEIGHBOURS + 1] - slack
             # Half the separation to the nearest other centroid: among the listed neighbours, measured.
             half = 0.5 * np.minimum(np.sqrt(_sq(centroids[:, None, :], centroids[nb])).min(axis=1), beyond)
-            lower -= np.take(moved, labels)
-            np.minimum(lower, np.take(beyond, labels) - upper, out=lower)
-            near -= np.take(delta, runner)
-            bound = np.maximum(np.take(half, labels), np.minimum(near, lower))
+            lower -= moved.take(labels)
+            np.minimum(lower, beyond.take(labels) - upper, out=lower)
+            near -= delta.take(runner)
+            bound = np.maximum(half.take(labels), np.minimum(near, lower))
         cand = np.flatnonzero(upper > bound)
         if cand.size == 0:
             continue
-        u = np.sqrt(_sq_rows(pts, cand, centroids, np.take(labels, cand)))
+        u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
         upper[cand] = u
-        still = np.compress(u > np.take(bound, cand), cand)
+        still = cand.compress(u > bound.take(cand))
         if still.size == 0:
             continue
-        before = np.take(labels, still)
+        before = labels.take(still)
         if not grouped:
             lab, up, lo = _assign(pts, centroids, rows=still, second=True)
             labels[still] = lab
@@ -1624,21 +1662,21 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
             continue
         # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
         # two is the nearest (ties keep the centroid) and the other is the new runner-up.
-        ru = np.take(runner, still)
+        ru = runner.take(still)
         d2 = np.sqrt(_sq_rows(pts, still, centroids, ru))
-        up = np.take(upper, still)
-        settled = np.minimum(up, d2) <= np.take(lower, still)
+        up = upper.take(still)
+        settled = np.minimum(up, d2) <= lower.take(still)
         swap = settled & (d2 < up)
-        s_rows, s_ru = np.compress(swap, still), np.compress(swap, ru)
+        s_rows, s_ru = still.compress(swap), ru.compress(swap)
         runner[s_rows] = labels[s_rows]
         labels[s_rows] = s_ru
         upper[still] = np.where(swap, d2, up)
         near[still] = np.where(swap, up, d2)
-        rest = np.compress(~settled, still)
+        rest = still.compress(~settled)
         if rest.size:
             _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
         if sums is not None:
-            sums.move(still, before, np.take(labels, still))
+            sums.move(still, before, labels.take(still))
     if relax != 1.0:  # the labels' own means: J lower still
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         centroids = np.where(wsum[:, None] > 0, new, centroids)

@@ -501,6 +501,46 @@ def test_reassign_near_from_a_guess_is_exact(k: int, channels: int) -> None:
     assert got == pytest.approx(ref, rel=1e-9)
 
 
+def test_reassign_near_same_answer_from_rank_rows_as_from_candidates() -> None:
+    # Points searched all together gather their candidates' coordinates from the per-rank rows of the centroids
+    # (wide groups), one at a time from the table of candidates (groups of one point, too small to pay for the
+    # rows): labels, distances and bounds must be the same bits either way.
+    colors, counts = photo_like(7, 30000)
+    pts = km._Points(colors, counts, colors)
+    k = 96
+    cent = km._kmeanspp(pts, k, np.random.default_rng(0)) + np.random.default_rng(4).normal(0, 0.5, (k, 3))
+    order, nsep = km._by_separation(km._separations(cent))
+    guess = np.random.default_rng(2).integers(0, k, pts.m)
+
+    def search(rows: np.ndarray, out: list[np.ndarray]) -> None:
+        labels, upper, runner, near, lower = out
+        labels[rows] = guess[rows]
+        upper[rows] = np.sqrt(km._sq_rows(pts, rows, cent, guess[rows]))
+        km._reassign_near(pts, cent, order, nsep, rows, labels, upper, runner, near, lower)
+
+    def arrays() -> list[np.ndarray]:
+        return [np.zeros(pts.m, dtype=np.intp), np.zeros(pts.m), np.zeros(pts.m, dtype=np.intp), np.zeros(pts.m),
+                np.zeros(pts.m)]
+
+    together, alone = arrays(), arrays()
+    search(np.arange(pts.m), together)
+    for i in np.random.default_rng(5).choice(pts.m, 300, replace=False):
+        search(np.array([i]), alone)
+        for a, b in zip(together, alone):
+            assert a[i] == b[i]
+
+
+def test_short_buffers_sets_the_ufunc_buffer_for_the_call_only() -> None:
+    seen = []
+    before = np.getbufsize()
+    km._short_buffers(lambda: seen.append(np.getbufsize()))()
+    assert seen == [km._ROW_BUFFER] and np.getbufsize() == before
+    # and what runs under it computes the same values
+    rng = np.random.default_rng(0)
+    a, b = rng.random((16, 3000)), rng.random(3000)
+    np.testing.assert_array_equal(km._short_buffers(lambda: (a - b) ** 2)(), (a - b) ** 2)
+
+
 def test_by_separation_lists_each_centroid_by_rounded_separation_ties_by_index() -> None:
     # Hand-made: centroids 0 and 2 coincide, 1 and 3 are 1.0 and 1/256 from 0. Rounded down to 1/128 the
     # last is 0: it still lists after 0's own entry (keys 0, then at least 1), with the lower index first.
