@@ -411,12 +411,48 @@ def test_rdo_is_asked_for_j_from_how_its_runs_landed(runs, added, asked):
 @pytest.mark.parametrize("runs, expected", [
     # 2 % and 8 % straddle 1000 bytes (log 1100, log 950): the line in (log strength, log bytes) meets the goal
     ([(2.0, math.log(1100)), (8.0, math.log(950))], 2 * 4 ** (math.log(1100 / 990) / math.log(1100 / 950))),
-    # 8 % fell off a cliff to 500 bytes: the line would aim next to 2 % again; the middle in log strength
-    ([(2.0, math.log(1100)), (8.0, math.log(500))], 4.0),
+    # 8 % fell off a cliff to 500 bytes: the line would aim next to 2 %, within a run's step of it; a quarter
+    # of the way in log strength (the middle cost the trial's grey at 30 kB two runs more than the line)
+    ([(2.0, math.log(1100)), (8.0, math.log(500))], 2 * 4 ** 0.25),
+    # and once the line crept up on it (2 % then 2.2 %, both over), the middle
+    ([(2.0, math.log(1100)), (2.2, math.log(1090)), (8.0, math.log(500))], math.sqrt(2.2 * 8)),
+    # a run over the budget far below the nearest one over it is no creeping: the line, a quarter at least
+    ([(1.0, math.log(1500)), (2.0, math.log(1100)), (8.0, math.log(500))], 2 * 4 ** 0.25),
     ([(2.0, math.log(1100)), (8.0, math.log(1050))], 0.0),  # nothing under the budget: nothing between
 ])
 def test_rdo_between_two_runs_that_straddle_the_budget(runs, expected):
     assert target._between_runs(runs, 1000, math.log(990)) == pytest.approx(expected, abs=1e-3)
+
+
+class _Runs:
+    """A stand-in for a search's files: (K, rdo) -> (bytes, J), for _pick."""
+
+    def __init__(self, files: dict) -> None:
+        self.sizes = {key: (b, b) for key, (b, _) in files.items()}
+        self._j = {key: j for key, (_, j) in files.items()}
+
+    def estimate(self, k, rdo=0.0):
+        return self.sizes[(k, rdo)][0]
+
+    def file(self, k, rdo=0.0):
+        return type("F", (), {"distortion": self._j[(k, rdo)]})()
+
+
+def test_the_best_k_is_refined_first_when_its_runs_straddle_the_budget(monkeypatch):
+    # K = 30: +4 % over the budget, +28 % under it (the best, J 100); K = 60 is predicted far better (40)
+    # from K = 30's runs, K = 30 itself at 88: its runs between the two come first, at no fit nor sizing
+    runs = _Runs({(30, 0.0): (110000, 80.0), (30, 4.0): (97000, 82.0), (30, 28.0): (19300, 100.0)})
+    predicted = {30: 88.0, 60: 40.0, 42: 67.0}
+    monkeypatch.setattr(target, "_predict", lambda s, k, goal: predicted[k])
+    goal = math.log(40000) - target._INSIDE
+    assert target._pick(runs, {30, 42, 60}, (30, 28.0), 40000, goal) == (30, True)
+    # not when it is not predicted to beat the best (the predicted best K then)
+    predicted[30] = 99.0
+    assert target._pick(runs, {30, 42, 60}, (30, 28.0), 40000, goal) == (60, False)
+    # nor when no run at it is over the budget: nothing to go between
+    predicted[30] = 88.0
+    del runs.sizes[(30, 4.0)]
+    assert target._pick(runs, {30, 42, 60}, (30, 28.0), 40000, goal) == (60, False)
 
 
 def test_a_larger_budget_never_gives_a_worse_file(samples):
