@@ -551,7 +551,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         need = base + 1
         while base + len(str(need)) > need:
             need += 1
-        raise KmqError(f"no .kmq file of this image fits in {max_bytes:,} bytes: the smallest possible is "
+        raise KmqError(f"no .kmq file of this image fits in {max_bytes:,} byte{'s' if max_bytes > 1 else ''}: "
+                       f"the smallest possible is "
                        f"{need:,} bytes (K=1, the target recorded in it)")
     if s.codec == "raw":
         return _raw_bytes(s, max_bytes)

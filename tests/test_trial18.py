@@ -128,3 +128,8 @@ def test_a_read_only_mount_is_named_as_such(tmp_path, monkeypatch):
     Flags.f_flag = 0
     with pytest.raises(KmqError, match=r"^cannot write .*x\.kmq: permission denied$"):
         fileio.check_writable(tmp_path / "x.kmq")
+
+
+def test_a_one_byte_budget_says_byte():
+    with pytest.raises(KmqError, match=r"fits in 1 byte: the smallest possible is \d+ bytes"):  # was "1 bytes"
+        kmq.compress_to(np.zeros((3, 3, 3), np.uint8), max_bytes=1)
