@@ -23,7 +23,7 @@ from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
 from .errors import KmqError, KmqWarning, naming, warn
-from .fileio import STDIO, open_input, write_atomic
+from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
                       to_array, warn_extension_mismatch, writable_format)
@@ -311,7 +311,8 @@ def _smaller(moved: KmqImage, plain: KmqImage) -> bool:
     """Whether rdo's file is smaller than the nearest labelling's (or as small at a lower J). rdo judges its
     moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a 600x400
     gradient at K = 16 made 1,493 bytes against 1,461, at a higher J), and moves between tied entries may
-    cost ctx bytes too; ctx's own judgement is on a sample, from the restart rdo.choose picked. Up to _JUDGED pixels the whole
+    cost ctx bytes too; ctx's own judgement is on a sample,
+    from the restart rdo.choose picked. Up to _JUDGED pixels the whole
     files are compared; above, both payloads on a band of rows through the middle of the image of _JUDGED
     pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
     if moved.labels.size <= _JUDGED:
@@ -493,7 +494,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
 
 def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
     """Read and validate a .kmq file. Raises KmqError (FormatError for a malformed file)."""
-    with open_input(path) as f, naming(path):
+    with reading(path) as f, naming(path):
         return KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels), max_pixels=max_pixels)
 
 

@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from . import __version__, api, palettes, plot, segment, stats, stdout
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
-from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, warnings_about
+from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, plural_bytes, warnings_about
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
@@ -479,10 +479,6 @@ _RATIO = "Packed/original bits"
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _plural_bytes(n: int) -> str:
-    return "1 byte" if n == 1 else f"{n:,} bytes"
 
 
 @main.command(short_help="Decode .kmq files back to images.")
@@ -1192,8 +1188,8 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
             ("File", f"{d['file_bytes']:,} bytes, .kmq version {d['version']}"),
             ("Image", f"{d['width']} x {d['height']}, {d['mode']}"),
             ("K", f"{d['k']} ({_plural(d['bits_per_label'], 'bit')} per label)"),
-            ("Codec", f"{d['codec']}: payload {_plural_bytes(d['payload_bytes'])}, "
-                      f"metadata {_plural_bytes(d['meta_bytes'])}"),
+            ("Codec", f"{d['codec']}: payload {plural_bytes(d['payload_bytes'])}, "
+                      f"metadata {plural_bytes(d['meta_bytes'])}"),
             (_RATIO, f"{d['ratio']:.2f}"),
             ("Distortion J", "unknown" if d["distortion"] is None else f"{d['distortion']:.2f}"),
             ("PSNR", _db(d["psnr"])),
@@ -1261,24 +1257,24 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         if single and _is_palette_file(inputs[0]):
             if output is not None:
                 check_distinct(output, inputs[0])
-            colors, share, about = _palette_file_shown(inputs[0], k, seed), None, _shown(inputs[0])
-            described = Path(inputs[0]).name
+            colors, share = _palette_file_shown(inputs[0], k, seed, max_pixels), None
+            about = _shown(inputs[0])
+            comment = f"kmq {__version__}: {len(colors)} colours of {Path(inputs[0]).name}, in its order"
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
             img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
-            described = f"{Path(inputs[0]).name if inputs[0] != STDIO else 'stdin'}"
+            comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin", seed)
         else:
             fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
             colors, share = fitted.palette, fitted.shares
             about = f"{fitted.files} files ({fitted.pixels:,} pixels, {fitted.colours:,} colours)"
-            described = f"{fitted.files} files, {fitted.pixels:,} pixels, J {fitted.distortion:.2f}"
+            comment = _fitted_comment(len(colors), f"{fitted.files} files, {fitted.pixels:,} pixels, J "
+                                                   f"{fitted.distortion:.2f}", seed)
         if output is not None:
-            _write_palette(output, colors, share, proportional, force,
-                           f"kmq {__version__}: {len(colors)} colours of {described}, seed {seed}; "
-                           f"in decreasing share of the pixels")
+            _write_palette(output, colors, share, proportional, force, comment)
     if output is None:
         for entry in palettes.entries(colors, share):
             click.echo(entry["hex"] if share is None else f"{entry['hex']} {entry['share']:.4f}")
@@ -1293,14 +1289,18 @@ def _is_palette_file(output: str) -> bool:
     return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
 
 
-def _palette_file_shown(path: str, k: int | None, seed: int) -> Any:
+def _fitted_comment(k: int, described: str, seed: int) -> str:
+    return f"kmq {__version__}: {k} colours of {described}, seed {seed}; in decreasing share of the pixels"
+
+
+def _palette_file_shown(path: str, k: int | None, seed: int, max_pixels: int) -> Any:
     """The colours of a palette file given as palette's one input, in its order: nothing to fit."""
     asked = [o for o, on in ((f"-k {k}", k is not None), (f"--seed {seed}", seed != 0)) if on]
     if asked:
         verb = "does" if len(asked) == 1 else "do"
         warnings.warn(f"{path}: a palette file is shown as it is; {', '.join(asked)} {verb} not apply",
                       KmqWarning, stacklevel=2)
-    return palettes.read(path).colors
+    return palettes.read(path, max_pixels=max_pixels).colors
 
 
 def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, max_pixels: int,

@@ -66,7 +66,7 @@ _RUN = 1 << 17
 _INTO = "clip"
 # Each pixel's low 2 bits of two channels packed in one float64 weight, so that one bincount sums both:
 # a run of at most 2**24 pixels sums each to under 3 x 2**24 < 2**26, and 52 bits stay exact in a double.
-# (At 5 bits, low 3 bits: runs of 2**21 pixels, as there are at most 2**20 bins, sum to under 7 x 2**21.)
+# (At 5 bits, low 3 bits: at most 2**20 bins, so runs of at most `_SPAN` pixels sum to under 7 x 2**23.)
 _PACK = 26
 # Pixels whose packed sums `Histogram` adds up as doubles before unpacking them, or one run if longer: at
 # 5 bits they sum to under 7 x 2**23 < 2**26 too.
@@ -169,7 +169,7 @@ class Histogram:
             counts = np.zeros(b, dtype=np.int64)
             low = np.zeros((b, 4), dtype=np.int64)
             # Each pair's packed sums added up as doubles over runs (`_SPAN`) and unpacked once: unpacked run
-            # by run (passes over B for each 2**21 pixels) they cost as much as the bincounts at 6 bits.
+            # by run (passes over B for each run) they cost as much as the bincounts at 6 bits.
             packed = [np.zeros(b), np.zeros(b)]
             step = max(_RUN, b)
 

@@ -81,6 +81,11 @@ def naming(path: str | Path, kind: type[KmqError] = FormatError) -> Iterator[Non
         raise named from None
 
 
+def plural_bytes(n: int) -> str:
+    """"1 byte", "2,048 bytes": a size in a message."""
+    return "1 byte" if n == 1 else f"{n:,} bytes"
+
+
 def about(path: str | Path, message: str) -> str:
     """message prefixed with the file it is about, unless it already starts with that name and a colon."""
     name = "<stdin>" if str(path) == "-" else str(path)

@@ -47,13 +47,20 @@ def open_input(path: str | Path) -> Iterator[BinaryIO]:
         yield f
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The whole content of a file, or of stdin for "-". Raises KmqError with the path and the reason."""
+@contextmanager
+def reading(path: str | Path) -> Iterator[BinaryIO]:
+    """open_input, where an error while reading (EIO from a failing disk, /proc/self/mem) is a KmqError too."""
     with open_input(path) as f:
         try:
-            return f.read()
+            yield f
         except OSError as e:
             raise KmqError(f"{path}: {reason(e)}") from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The whole content of a file, or of stdin for "-". Raises KmqError with the path and the reason."""
+    with reading(path) as f:
+        return f.read()
 
 
 def check_distinct(output: str | Path, source: str | Path) -> None:
@@ -96,7 +103,13 @@ def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = 
     an existing file without overwrite, and (folder) a folder to write it in that is missing or takes no
     new files (a bulk run, which makes its folders, passes False). stdout and devices (/dev/null,
     /dev/full) pass: they are written in place, and a full one says so when written."""
-    if str(path) == STDIO or is_special(path):
+    if str(path) == STDIO:
+        return
+    fd = descriptor(path)
+    if fd is not None:
+        _check_descriptor(fd, path)
+        return
+    if is_special(path):
         return
     if Path(path).is_dir():
         raise KmqError(f"cannot write {path}: is a directory")
@@ -104,6 +117,14 @@ def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = 
         raise exists(path)
     if folder:
         _check_folder(path)
+
+
+def _check_descriptor(fd: int, path: str | Path) -> None:
+    """Refused before the work, not after it: a descriptor this process does not hold (/dev/fd/7 with no 7)."""
+    try:
+        os.fstat(fd)
+    except (OSError, OverflowError):
+        raise KmqError(f"cannot write {path}: bad file descriptor") from None
 
 
 def _check_folder(path: str | Path) -> None:
@@ -211,12 +232,16 @@ def _signals_held() -> Iterator[None]:
 
 # Names of a descriptor this process already holds: what they lead to (a redirected stdout is a regular file)
 # is the shell's, to be written through the descriptor, never renamed over (that replaced /dev/stdout itself).
-_DESCRIPTOR = re.compile(r"/dev/(?:(stdin)|(stdout)|(stderr)|fd/(\d+))|/proc/self/fd/(\d+)")
+_DESCRIPTOR = re.compile(r"/dev/(?:(stdin)|(stdout)|(stderr)|fd/([0-9]+))|/proc/self/fd/([0-9]+)")
 
 
 def descriptor(path: str | Path) -> int | None:
-    """The descriptor /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names (1, 2, N), else None."""
-    match = _DESCRIPTOR.fullmatch(os.path.abspath(path)) if str(path) != STDIO else None
+    """The descriptor /dev/stdin, /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names (0, 1, 2, N),
+    else None."""
+    try:
+        match = _DESCRIPTOR.fullmatch(os.path.abspath(path)) if str(path) != STDIO else None
+    except OSError:  # a relative path in a deleted working folder (getcwd fails): no descriptor's name
+        return None
     if match is None:
         return None
     stdin, stdout, stderr, fd, proc = match.groups()

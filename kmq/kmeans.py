@@ -1454,10 +1454,10 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
 
     A centroid i can only beat j for x if |c_i - c_j| < 2|x - c_j| (triangle inequality). Each centroid's
     others are sorted by separation (`_by_separation`: order, nsep), so a point needs only the first n of
-    its centroid's list (those within `_REACH` |x - c_j|, so that the bound on the rest stays above the
-    nearest for a while); points are bucketed by n rounded up to a power of two (at least 2) and each bucket
-    is one vectorised step. Any centroid past the first n is at least |c_i - c_j| - |x - c_j| away, which
-    bounds the rest from below.
+    its centroid's list (those within `_REACH` |x - c_j|, `_REACH_RGBA` with 4 channels, so that the bound on
+    the rest stays above the nearest for a while); points are bucketed by n rounded up to a power of two (at
+    least 2) and each bucket is one vectorised step. Any centroid past the first n is at least
+    |c_i - c_j| - |x - c_j| away, which bounds the rest from below.
     slack (k,): when order and nsep were sorted before the centroids last moved, centroid j's separations
     may since have shrunk by up to slack[j] (its own move plus the largest other's); each list is then
     read that much further out and the bound on the rest lowered by as much, so the answer stays exact.

@@ -158,8 +158,8 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     run before anything is written. Masks of the same stem that this K does not write (left by a run at a
     larger K, or named another way by an older kmq: -cluster-3 where K = 16 now writes -cluster-03) count as
     existing; with overwrite they are removed once the new ones are written, so the folder's masks always
-    partition the image. A failure (or Ctrl-C) part-way removes the masks written so far. Returns the paths
-    written, in label order.
+    partition the image. A failure (or Ctrl-C) while writing them removes the masks written so far and, with
+    overwrite, the stem's older masks once one of them was replaced. Returns the paths written, in label order.
     """
     folder = Path(folder)
     paths = [folder / name for name in mask_names(stem, img.k)]
@@ -179,8 +179,9 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
             written.append(path)
     except BaseException:
         # A full disk or Ctrl-C half-way left the first masks, which a rerun then stopped on (already exists)
-        # and which partition nothing: the ones this run wrote go.
-        _remove(written)
+        # and which partition nothing: the ones this run wrote go, and with overwrite the old ones of the stem
+        # too once any was replaced (old and new together would partition nothing either).
+        _remove(written + (paths[len(written):] + stale if overwrite and written else []))
         raise
     for path in stale:
         try:

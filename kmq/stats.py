@@ -14,7 +14,7 @@ from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqError, KmqWarning, about, naming, warnings_about
-from .fileio import open_input
+from .fileio import reading
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header, read_kmq
 from .imageio import png8_bytes, webp_lossless_bytes
 
@@ -226,7 +226,7 @@ def describe(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dic
 
     Raises FormatError for anything that is not a valid .kmq file.
     """
-    with open_input(source) as f, naming(source):
+    with reading(source) as f, naming(source):
         # Bounded by the header's declared sizes: reading everything first let /dev/zero or `yes |` fill memory.
         data = read_kmq(f, max_pixels=max_pixels)
         header = parse_header(data, max_pixels=max_pixels)

@@ -64,7 +64,7 @@ from . import bitpack, kmeans
 from .api import MAX_RDO, quantize_colors, quantized
 from . import rdo as rdo_module
 from .codecs import ctx
-from .errors import K_CAP_HINT, KmqError
+from .errors import K_CAP_HINT, KmqError, plural_bytes
 from .format import KmqImage
 from .stats import psnr as psnr_of
 
@@ -117,8 +117,9 @@ _LEFT_FAR = math.log(1 / 0.45)
 _UP_STEPS = 3  # larger K tried then, at most
 _UP_MAX = 8.0  # each at most this multiple of the best's K
 _UNDER = 0.98  # a larger K's second rdo strength: J up to this share of the best's
-_PLANE_STEPS = 3  # K tried by the search over (K, rdo), at most (at 4, only the trial's RGBA vignette in 3,500 bytes
-# of the bench's 15 budgets tried a fourth, K = 168: a fit and a run, 2 plain compresses, and the same file)
+# K tried by the search over (K, rdo), at most (at 4, only the trial's RGBA vignette in 3,500 bytes of the bench's
+# 15 budgets tried a fourth, K = 168: a fit and a run, 2 plain compresses, and the same file)
+_PLANE_STEPS = 3
 # its candidate K, as multiples of the best's: a fit's cost grows with K, so not beyond 2x (a noisy photo at
 # 30 kB: the fit of K = 717, 2.8 x 256, cost 5.7 plain compresses at 256 and lost)
 _PLANE_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0)
@@ -551,8 +552,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         need = base + 1
         while base + len(str(need)) > need:
             need += 1
-        raise KmqError(f"no .kmq file of this image fits in {max_bytes:,} byte{'s' if max_bytes > 1 else ''}: "
-                       f"the smallest possible is "
+        raise KmqError(f"no .kmq file of this image fits in {plural_bytes(max_bytes)}: the smallest possible is "
                        f"{need:,} bytes (K=1, the target recorded in it)")
     if s.codec == "raw":
         return _raw_bytes(s, max_bytes)

@@ -1,4 +1,4 @@
-"""Round 19's new-user findings, each test failing before its fix."""
+"""A new user's findings (the sixth trial) and a review's, each test failing before its fix."""
 import io
 import os
 import subprocess
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
-from kmq import api, fileio, segment
+from kmq import api, fileio, palettes, segment
 from kmq.cli import main
 from kmq.errors import KmqError
 
@@ -133,3 +133,62 @@ def test_a_read_only_mount_is_named_as_such(tmp_path, monkeypatch):
 def test_a_one_byte_budget_says_byte():
     with pytest.raises(KmqError, match=r"fits in 1 byte: the smallest possible is \d+ bytes"):  # was "1 bytes"
         kmq.compress_to(np.zeros((3, 3, 3), np.uint8), max_bytes=1)
+
+
+def test_masks_replaced_part_way_leave_no_mixed_set(tmp_path, monkeypatch):
+    # With -f, a failure at the third mask removed the two new ones and left the old 2..3: a set of nothing.
+    old = kmq.compress(np.arange(24, dtype=np.uint8).reshape(4, 6), k=4)
+    segment.write_masks(old, tmp_path, "x")
+    real, calls = segment.write_atomic, []
+
+    def failing(path, content, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KmqError(f"cannot write {path}: no space left on device")
+        return real(path, content, **kwargs)
+    monkeypatch.setattr(segment, "write_atomic", failing)
+    with pytest.raises(KmqError):
+        segment.write_masks(old, tmp_path, "x", overwrite=True)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(segment, "write_atomic", real)
+    segment.write_masks(old, tmp_path, "x")  # a failure at the first: nothing replaced, the old set stays whole
+    monkeypatch.setattr(segment, "write_atomic", lambda path, content, **kw: (_ for _ in ()).throw(
+        KmqError(f"cannot write {path}: no space left on device")))
+    with pytest.raises(KmqError):
+        segment.write_masks(old, tmp_path, "x", overwrite=True)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_a_palette_files_gpl_says_it_keeps_its_order(tmp_path):
+    # The comment said "seed 0; in decreasing share of the pixels" of a file converted as it is.
+    palettes.write(tmp_path / "p.txt", np.array([[1, 2, 3], [4, 5, 6]], np.uint8))
+    result = CliRunner().invoke(main, ["palette", str(tmp_path / "p.txt"), "-o", str(tmp_path / "p.gpl")])
+    assert result.exit_code == 0
+    assert (tmp_path / "p.gpl").read_text().splitlines()[3] == f"# kmq {kmq.__version__}: 2 colours of p.txt, in its order"
+
+
+def test_a_descriptor_not_held_is_refused_before_the_work(tmp_path):
+    # /dev/fd/7 with no 7 failed only after the compress; a huge N was a TypeError traceback.
+    for name in ("/dev/fd/99999999999999", "/dev/fd/987"):
+        with pytest.raises(KmqError, match=f"^cannot write {name}: bad file descriptor$"):
+            fileio.check_writable(name)
+    assert fileio.descriptor("/dev/fd/\u0661") is None  # an Arabic-Indic one is no descriptor 1
+
+
+def test_decompress_to_dev_stdout_is_a_dash(tmp_path):
+    kmq.write(tmp_path / "x.kmq", kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1))
+    result = CliRunner().invoke(main, ["decompress", str(tmp_path / "x.kmq"), "-o", "/dev/stdout"])
+    assert result.exit_code == 0 and result.stdout_bytes.startswith(b"\x89PNG")
+    assert result.stderr.startswith(f"{tmp_path / 'x.kmq'} -> -: 3x2 PNG")
+
+
+@pytest.mark.parametrize("reader", ["info", "decompress"])
+def test_an_error_while_reading_a_kmq_is_one_error_line(tmp_path, monkeypatch, reader):
+    # `kmq info /proc/self/mem` (EIO while reading) was an OSError traceback.
+    kmq.write(tmp_path / "x.kmq", kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1))
+
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(kmq.stats if reader == "info" else api, "read_kmq", failing)
+    with pytest.raises(KmqError, match=r"x\.kmq: input/output error$"):
+        kmq.stats.describe(tmp_path / "x.kmq") if reader == "info" else kmq.read(tmp_path / "x.kmq")
