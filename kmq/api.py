@@ -163,6 +163,10 @@ MAX_PSNR = 1000.0
 # Pixels up to which rdo's lzma file and the nearest labelling's are both made whole to keep the smaller
 # (_smaller).
 _JUDGED = 1 << 18
+# ... and rdo's ctx file (ctx judges its own moves, on a sample above 2 x 2^17 pixels, from the restart
+# rdo.choose picked): whole files up to this many pixels, none above. Two ctx encodes cost ~0.3 s of CPU per
+# 512k pixels: at 12 MP a band's 0.29 s took --rdo 2 from 1.91x to 2.12x a plain compress (the noisy photo).
+_CTX_JUDGED = 1 << 19
 # In the library's words (the command line says --rdo, --codec, --dither fs: kmq.cli's own).
 RAW_RDO = "every labelling costs the same bytes with codec='raw', so rdo cannot help; use codec='ctx' (or 'lzma')"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
@@ -210,14 +214,15 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             labels = flat.astype(np.uint16)
             meta["distortion"] = distortion
             kept = {key: v for key, v in meta.items() if key != "rdo"}
-            # A target's search weighs the plain file against this one itself, exactly. ctx too: rdo judges its
-            # own labelling against its start's nearest one, but its start may be another restart of the fit
-            # (rdo.choose), judged on a sample, and the file's J and rdo cost digits: a 600x500 blocky noise at
-            # K = 16 made 21,085 bytes against the plain 20,864, at a higher J.
-            if not extra:
+            # A target's search weighs the plain file against this one itself, exactly. ctx too (up to
+            # _CTX_JUDGED pixels): rdo judges its own labelling against its start's nearest one, but its start
+            # may be another restart of the fit (rdo.choose), judged on a sample, and the file's J and rdo cost
+            # digits: a 600x500 blocky noise at K = 16 made 21,085 bytes against the plain 20,864, at a higher J.
+            if not extra and (codec != "ctx" or labels.size <= _CTX_JUDGED):
                 near = distinct.spread(color_labels.astype(np.uint16)).reshape(height, width)
                 plain = KmqImage(nearest[0], near, {**kept, "distortion": nearest[1]}, codec)
-                if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain):
+                if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain,
+                                _CTX_JUDGED if codec == "ctx" else _JUDGED):
                     palette, labels, distortion = plain.palette, near, nearest[1]
                     meta["distortion"] = distortion
             if distortion == nearest[1] and np.array_equal(palette, nearest[0]):
@@ -307,15 +312,14 @@ def _fit_meta(distortion: float, seed: int, max_iter: int, tol: float) -> dict:
     return meta
 
 
-def _smaller(moved: KmqImage, plain: KmqImage) -> bool:
+def _smaller(moved: KmqImage, plain: KmqImage, whole: int = _JUDGED) -> bool:
     """Whether rdo's file is smaller than the nearest labelling's (or as small at a lower J). rdo judges its
     moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a 600x400
     gradient at K = 16 made 1,493 bytes against 1,461, at a higher J), and moves between tied entries may
-    cost ctx bytes too; ctx's own judgement is on a sample,
-    from the restart rdo.choose picked. Up to _JUDGED pixels the whole
-    files are compared; above, both payloads on a band of rows through the middle of the image of _JUDGED
-    pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
-    if moved.labels.size <= _JUDGED:
+    cost ctx bytes too; ctx's own judgement is on a sample, from the restart rdo.choose picked. Up to `whole`
+    pixels the whole files are compared; above, both payloads on a band of rows through the middle of the
+    image of _JUDGED pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
+    if moved.labels.size <= whole:
         ours, theirs = len(moved.to_bytes()), len(plain.to_bytes())
     else:
         band = max(1, _JUDGED // moved.width)
