@@ -1564,9 +1564,10 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     each point also keeps its runner-up centroid with its exact distance, and l covers only the others
     (as in Drake and Hamerly's adaptive bounds), so a point on the boundary with one neighbour is settled
     by one distance; l shrinks only by the largest move among its centroid's `_NEIGHBOURS` nearest
-    others (`_NEIGHBOURS_RGBA` with 4 channels), or becomes the separation to the next one beyond them minus u if that is less, so a few
-    centroids still moving late no longer lower every point's bound; and `_reassign_near` measures out
-    to `_REACH` u. Only points that a third centroid may win go through `_reassign_near`.
+    others (`_NEIGHBOURS_RGBA` with 4 channels), or becomes the separation to the next one beyond them
+    minus u if that is less, so a few centroids still moving late no longer lower every point's bound;
+    and `_reassign_near` measures out to `_REACH` u. Only points that a third centroid may win go through
+    `_reassign_near`.
 
     guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
     exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
