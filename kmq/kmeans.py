@@ -1345,6 +1345,13 @@ _REACH_RGBA = 2.0
 # A point's bound on the centroids but its own and the runner-up drops by the largest move among its
 # centroid's this many nearest others, not among all (see `_hamerly`).
 _NEIGHBOURS = 16
+# ... with 4 channels (RGBA), this many: there a point lies out as far from the centroids as in RGB, but
+# more of them lie within that distance (a centroid's 17th nearest closer than twice the distance of most
+# points to theirs), so the separation to the one beyond 16 neighbours, less u, failed the bound of points
+# that no centroid had come near (12 MP grace_hopper under random alpha at K = 256: of ~200 000 points of
+# 288 000 failing the bound each over-relaxed update, 72 000 by that separation; at 48, 5 000). The same
+# labels; that level's 22 updates 0.86 -> 0.64 s of CPU (32: 0.66, 64: 0.65, 96: 0.68).
+_NEIGHBOURS_RGBA = 48
 # `_hamerly` sorts the centroids' separations again once one has drifted this share of the points' median
 # distance to their centroid since the last sort: the lists are then read out to 2.5 u plus up to twice
 # that drift, so it must stay small next to u (measured against the nearest separation instead, a noisy
@@ -1557,9 +1564,10 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
     each point also keeps its runner-up centroid with its exact distance, and l covers only the others
     (as in Drake and Hamerly's adaptive bounds), so a point on the boundary with one neighbour is settled
     by one distance; l shrinks only by the largest move among its centroid's `_NEIGHBOURS` nearest
-    others, or becomes the separation to the next one beyond them minus u if that is less, so a few
-    centroids still moving late no longer lower every point's bound; and `_reassign_near` measures out
-    to `_REACH` u. Only points that a third centroid may win go through `_reassign_near`.
+    others (`_NEIGHBOURS_RGBA` with 4 channels), or becomes the separation to the next one beyond them
+    minus u if that is less, so a few centroids still moving late no longer lower every point's bound;
+    and `_reassign_near` measures out to `_REACH` u. Only points that a third centroid may win go through
+    `_reassign_near`.
 
     guess: labels close to the nearest (a coarser level's, mapped down). The first assignment is then
     exact but local: the distance to the guessed centroid bounds which others can be nearer (as in
@@ -1589,6 +1597,7 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         order, nsep = _by_separation(_separations(centroids))
         _reassign_near(pts, centroids, order, nsep, np.arange(pts.m), labels, upper, runner, near, lower)
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
+        neighbours = min(_NEIGHBOURS if x.shape[1] < 4 else _NEIGHBOURS_RGBA, k - 1)
         resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
     slack = None
     # On exact colours or histogram bins (integer weights, coordinates or sums) every sum by cluster is an
@@ -1634,9 +1643,12 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
                 slack = None
             else:
                 slack = drift + drift.max()
-            nb = order[:, 1:_NEIGHBOURS + 1]
+            nb = order[:, 1:neighbours + 1]
             moved = delta[nb].max(axis=1)
-            beyond = nsep[:, _NEIGHBOURS + 1] if slack is None else nsep[:, _NEIGHBOURS + 1] - slack
+            if neighbours + 1 < k:
+                beyond = nsep[:, neighbours + 1] if slack is None else nsep[:, neighbours + 1] - slack
+            else:  # every other centroid a neighbour
+                beyond = np.full(k, np.inf)
             # Half the separation to the nearest other centroid: among the listed neighbours, measured.
             half = 0.5 * np.minimum(np.sqrt(_sq(centroids[:, None, :], centroids[nb])).min(axis=1), beyond)
             lower -= moved.take(labels)

@@ -485,6 +485,20 @@ def test_light_bins_merge_by_5_bit_cell_keeping_the_coarser_levels(photo):
     assert coreset._light_merged(six.ids, six.counts, six.sums, below, fives // km._FINE_ENOUGH, fives)[0] is six.ids
 
 
+def test_light_bins_merged_by_hand():
+    # 6-bit bins (r, g, b, a): (0,0,0,0) and (1,1,1,1) light in 5-bit cell 0, (2,0,0,0) light alone in its
+    # cell, (0,0,0,1) heavy. Each merged bin takes its cell's least key and its place among the keys.
+    bins = ((0, 0, 0, 0), (0, 0, 0, 1), (1, 1, 1, 1), (2, 0, 0, 0))
+    key = [(r << 18) | (g << 12) | (b << 6) | a for r, g, b, a in bins]
+    counts = np.array([1, 5, 2, 1])
+    sums = np.array([[1, 2, 3, 4], [10, 10, 10, 10], [5, 6, 7, 8], [9, 9, 9, 9]])
+    ids, got_counts, got_sums = coreset._light_merged(np.array(key), counts, sums, 3, 1, 2)
+    assert ids.tolist() == [key[0], key[1], key[3]]
+    assert got_counts.tolist() == [3, 5, 1] and got_counts.dtype == np.int64
+    assert got_sums.tolist() == [[6, 8, 10, 12], [10, 10, 10, 10], [9, 9, 9, 9]] and got_sums.dtype == np.int64
+    assert counts.tolist() == [1, 5, 2, 1] and sums[0].tolist() == [1, 2, 3, 4]  # the caller's arrays kept
+
+
 def test_above_the_exact_fits_k_the_last_level_is_fitted_with_its_light_bins_merged(monkeypatch, histograms_only,
                                                                                     photo):
     monkeypatch.setattr(coreset, "EXACT_FIT_MAX", 8)

@@ -766,6 +766,32 @@ def test_hamerly_with_stale_separation_lists_equals_plain_lloyd(resort: float, m
     assert j_fast == pytest.approx(j_plain, rel=1e-6)
 
 
+@pytest.mark.parametrize("k, neighbours, resort", [(40, 48, 0.1), (160, 48, 0.1), (160, 4, 0.1), (160, 4, 1e9)])
+def test_rgba_over_relaxed_hamerly_equals_plain_over_relaxed_lloyd(k: int, neighbours: int, resort: float,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4 channels bound each point by its centroid's `_NEIGHBOURS_RGBA` nearest others: at k = 40 every
+    # other centroid (no separation beyond them), at 160 some (4: few, the separation beyond them often
+    # the bound), with lists sorted again now and then (0.1) or never (1e9). The labels after each
+    # over-relaxed update must be those of measuring every distance.
+    monkeypatch.setattr(km, "_RESORT", resort)
+    monkeypatch.setattr(km, "_NEIGHBOURS_RGBA", neighbours)
+    colors, counts = photo_like(5, 20000)
+    alpha = np.random.default_rng(2).integers(0, 256, (colors.shape[0], 1))
+    x = np.hstack([colors, alpha]).astype(np.float64)
+    pts = km._Points(x, counts, x.astype(np.uint8))
+    start = km._kmeanspp(pts, k, np.random.default_rng(0))
+    c = start
+    labels = km._assign(pts, c)[0]
+    for _ in range(8):
+        mean, wsum = km._weighted_means(pts, labels, k)
+        assert np.all(wsum > 0)
+        c = c + 1.9 * (mean - c)
+        labels = km._assign(pts, c)[0]
+    fast, _, fast_labels = km._hamerly(pts, start, 8, 0.0, relax=1.9)
+    assert np.array_equal(fast_labels, labels)
+    np.testing.assert_allclose(fast, km._weighted_means(pts, labels, k)[0], atol=1e-6)
+
+
 def plain_kmeanspp(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy weighted k-means++ written plainly (float64, one candidate at a time)."""
     trials = 2 + int(np.log(k))
