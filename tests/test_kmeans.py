@@ -992,3 +992,30 @@ def test_lloyd_runs_labels_are_argmin_of_float_distances():
     for r in range(5):
         d = km._float_dist2(pts.cols32, slice(0, pts.m), cent[r])
         assert np.array_equal(labels[r], np.argmin(d, axis=1))
+
+
+def test_light_merged_merges_light_bins_per_coarser_cell():
+    # 7-bit bins along channel 0: {0,1} and {2,3} (one 6-bit cell), {4,5} and {6,7} (the next one).
+    colors = np.zeros((8, 4), dtype=np.uint8)
+    colors[:, 0] = np.arange(8)
+    counts = np.array([1, 1, 1, 1, 5, 5, 1, 1])
+    pts = km._light_merged(colors, counts, 7, below=3, enough=4)
+    assert pts.m == 3
+    # the two light bins of the first cell become one point; the light one alone in the second stays itself
+    assert pts.x[pts.inverse, 0].tolist() == [1.5] * 4 + [4.5] * 2 + [6.5] * 2
+    assert pts.w[pts.inverse].tolist() == [4.0] * 4 + [10.0] * 2 + [2.0] * 2
+    assert pts.exact and np.array_equal(pts.wx[0][pts.inverse], [6.0] * 4 + [45.0] * 2 + [13.0] * 2)
+
+
+@pytest.mark.parametrize("below, enough", [(0, 4), (3, 5), (100, 4)])
+def test_light_merged_keeps_the_level_unmerged(below, enough):
+    # nothing light, a level under `enough` bins (not the finest), or one that would not halve the colours
+    colors = np.zeros((8, 4), dtype=np.uint8)
+    colors[:, 0] = np.arange(8)
+    counts = np.array([1, 1, 1, 1, 5, 5, 1, 1])
+    if below == 100:
+        colors, counts = colors[1::2], counts[1::2]
+    pts = km._light_merged(colors, counts, 7, below=below, enough=enough)
+    ref = km._coarse(colors, counts, 7)
+    assert np.array_equal(pts.x, ref.x) and np.array_equal(pts.w, ref.w)
+    assert np.array_equal(pts.inverse, ref.inverse)
