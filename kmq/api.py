@@ -317,8 +317,8 @@ def _smaller(moved: KmqImage, plain: KmqImage, whole: int | None = None) -> bool
     moves by ctx's payload (given the bytes recording "rdo" costs); lzma mostly agrees, not always (a 600x400
     gradient at K = 16 made 1,493 bytes against 1,461, at a higher J), and moves between tied entries may
     cost ctx bytes too; ctx's own judgement is on a sample, from the restart rdo.choose picked. Up to `whole`
-    (default _JUDGED) pixels the whole files are compared; above, both payloads on a band of rows through the middle of the
-    image of _JUDGED pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
+    (default _JUDGED) pixels the whole files are compared; above, both payloads on a band of rows through the
+    middle of the image of _JUDGED pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
     if moved.labels.size <= (_JUDGED if whole is None else whole):
         ours, theirs = len(moved.to_bytes()), len(plain.to_bytes())
     else:

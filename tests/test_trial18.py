@@ -164,7 +164,8 @@ def test_a_palette_files_gpl_says_it_keeps_its_order(tmp_path):
     palettes.write(tmp_path / "p.txt", np.array([[1, 2, 3], [4, 5, 6]], np.uint8))
     result = CliRunner().invoke(main, ["palette", str(tmp_path / "p.txt"), "-o", str(tmp_path / "p.gpl")])
     assert result.exit_code == 0
-    assert (tmp_path / "p.gpl").read_text().splitlines()[3] == f"# kmq {kmq.__version__}: 2 colours of p.txt, in its order"
+    comment = f"# kmq {kmq.__version__}: 2 colours of p.txt, in its order"
+    assert (tmp_path / "p.gpl").read_text().splitlines()[3] == comment
 
 
 def test_a_descriptor_not_held_is_refused_before_the_work(tmp_path):
