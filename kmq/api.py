@@ -192,6 +192,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     prepared: rdo.prepare for fit's palette, when several rdo strengths are tried at this k."""
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
+    judged: list[KmqImage] = []  # files weighed whole (_smaller): the one returned takes its payload from them
     # ctx rdo may start from another of the fit's restarts than the plain file's (rdo.choose)
     others: list | None = [] if rdo > 0 and codec == "ctx" and not extra and prepared is None else None
     if fit is None:
@@ -221,8 +222,8 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             if not extra and (codec != "ctx" or labels.size <= _CTX_JUDGED):
                 near = distinct.spread(color_labels.astype(np.uint16)).reshape(height, width)
                 plain = KmqImage(nearest[0], near, {**kept, "distortion": nearest[1]}, codec)
-                if not _smaller(KmqImage(palette, labels.reshape(height, width), meta, codec), plain,
-                                _CTX_JUDGED if codec == "ctx" else _JUDGED):
+                judged += [KmqImage(palette, labels.reshape(height, width), meta, codec), plain]
+                if not _smaller(*judged, _CTX_JUDGED if codec == "ctx" else _JUDGED):
                     palette, labels, distortion = plain.palette, near, nearest[1]
                     meta["distortion"] = distortion
             if distortion == nearest[1] and np.array_equal(palette, nearest[0]):
@@ -233,9 +234,10 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                 near = distinct.spread(color_labels.astype(np.uint16))
                 # A target's file records its rdo either way: the plain one as 0.
                 plain_meta = {**kept, "rdo": 0.0} if extra else kept
-                if np.array_equal(labels.ravel(), near) or not _smaller(
-                        KmqImage(palette, labels.reshape(height, width), meta, codec),
-                        KmqImage(palette, near.reshape(height, width), plain_meta, codec)):
+                moved = KmqImage(palette, labels.reshape(height, width), meta, codec)
+                plain = KmqImage(palette, near.reshape(height, width), plain_meta, codec)
+                judged += [moved, plain]
+                if np.array_equal(labels.ravel(), near) or not _smaller(moved, plain):
                     labels = near
                     if extra:
                         meta["rdo"] = 0.0
@@ -249,7 +251,9 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     if labels is None:
         labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
-    return KmqImage(palette, labels.reshape(height, width), meta, codec)
+    img = KmqImage(palette, labels.reshape(height, width), meta, codec)
+    img.keep_payload_of(*judged)
+    return img
 
 
 def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, distortion: float, rdo: float,
@@ -320,7 +324,9 @@ def _smaller(moved: KmqImage, plain: KmqImage, whole: int | None = None) -> bool
     (default _JUDGED) pixels the whole files are compared; above, both payloads on a band of rows through the
     middle of the image of _JUDGED pixels: lzma takes ~9 s of CPU for 12 MP of labels, ~0.2 s for the band."""
     if moved.labels.size <= (_JUDGED if whole is None else whole):
-        ours, theirs = len(moved.to_bytes()), len(plain.to_bytes())
+        # (each keeps its payload: the one returned is written without a second encode)
+        ours = moved.overhead() + len(moved.payload(keep=True))
+        theirs = plain.overhead() + len(plain.payload(keep=True))
     else:
         band = max(1, _JUDGED // moved.width)
         rows = slice((moved.height - band) // 2, (moved.height - band) // 2 + band)

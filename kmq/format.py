@@ -5,6 +5,7 @@ limit before anything is allocated, and every failure is a FormatError that says
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -84,6 +85,10 @@ class KmqImage:
     labels: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     codec: str = "raw"
+    # A payload kept by payload(keep=True), with what it was encoded from: (codec, palette bytes, blake2b of the
+    # labels, payload). api weighs an rdo file whole before returning it (a ctx encode of 512k pixels: ~0.15 s of
+    # CPU), and its writer would encode the same labels again.
+    _kept: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -153,6 +158,31 @@ class KmqImage:
         shape = (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
         return pixels.reshape(shape)
 
+    def payload(self, *, keep: bool = False) -> bytes:
+        """The labels encoded by the image's codec (the file's payload). keep: remember it, so that to_bytes
+        encodes again only if the labels, palette or codec change in the meantime (checked by a digest)."""
+        self.validate()
+        return self._payload(keep)
+
+    def _payload(self, keep: bool = False) -> bytes:
+        key = self._kept and self._payload_key()
+        if key and key == self._kept[:3]:
+            return self._kept[3]
+        payload = codecs.encode(codecs.codec_id(self.codec), self.labels, self.palette)
+        if keep:
+            self._kept = (*self._payload_key(), payload)
+        return payload
+
+    def keep_payload_of(self, *others: KmqImage) -> None:
+        """Keep the payload the first of ``others`` kept for this image's labels, palette and codec, if one did."""
+        kept = [other._kept for other in others if other._kept]
+        key = kept and self._payload_key()
+        self._kept = next((k for k in kept if k[:3] == key), self._kept)
+
+    def _payload_key(self) -> tuple:
+        labels = np.ascontiguousarray(self.labels)
+        return self.codec, self.palette.tobytes(), hashlib.blake2b(labels.data, digest_size=32).digest()
+
     def _meta(self) -> bytes:
         return json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
@@ -170,7 +200,7 @@ class KmqImage:
         if len(meta) > MAX_META:
             raise ValueError(f"metadata is {len(meta)} bytes, more than {MAX_META}")
         cid = codecs.codec_id(self.codec)
-        payload = codecs.encode(cid, self.labels, self.palette)
+        payload = self._payload()
         if len(payload) > max_payload(self.width, self.height):
             raise ValueError(f"codec {self.codec} made a {len(payload)}-byte payload for {self.width}x{self.height}"
                              f" pixels, more than the {max_payload(self.width, self.height)} a reader accepts")

@@ -299,3 +299,34 @@ def test_max_iter_must_be_a_whole_number(bad):
 
     with pytest.raises(ValueError, match="^max_iter must be an integer of at least 1, got "):
         kmq.compress(np.zeros((2, 3, 3), np.uint8), 1, max_iter=bad)
+
+
+def test_a_kept_payload_serves_only_the_labels_palette_and_codec_it_was_encoded_from():
+    labels = np.arange(48, dtype=np.uint16).reshape(6, 8) % 5
+    palette = np.arange(15, dtype=np.uint8).reshape(5, 3)
+
+    def kept() -> KmqImage:
+        img = KmqImage(palette.copy(), labels.copy(), {"seed": 0}, "ctx")
+        img.payload(keep=True)
+        return img
+
+    def fresh(img: KmqImage) -> bytes:
+        return KmqImage(img.palette.copy(), img.labels.copy(), dict(img.metadata), img.codec).to_bytes()
+
+    other = KmqImage(palette, labels.copy(), {"seed": 1}, "ctx")
+    other.keep_payload_of(kept())
+    assert other.to_bytes() == fresh(other)
+    # edited in place, given another palette or codec: encoded again, never the kept payload
+    img = kept()
+    img.labels[2, 3] = 4
+    assert img.to_bytes() == fresh(img)
+    img = kept()
+    img.palette = palette[::-1].copy()
+    assert img.to_bytes() == fresh(img)
+    img = kept()
+    img.codec = "lzma"
+    assert img.to_bytes() == fresh(img)
+    # a kept payload of other labels is not taken
+    third = KmqImage(palette, labels[::-1].copy(), {}, "ctx")
+    third.keep_payload_of(kept())
+    assert third.to_bytes() == fresh(third)

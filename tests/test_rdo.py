@@ -212,6 +212,21 @@ def test_rdo_with_lzma_is_judged_on_a_band_through_the_middle_of_a_large_image(m
     assert kmq.api._smaller(moved, plain)
 
 
+@pytest.mark.parametrize("codec", ["ctx", "lzma"])
+def test_an_rdo_file_weighed_whole_is_written_without_encoding_it_again(crop, codec, monkeypatch):
+    # api._smaller encodes rdo's file and the plain one to keep the smaller; writing the kept one encoded
+    # its labels a third time (a ctx encode of 512k pixels: ~0.15 s of CPU).
+    expected = kmq.compress(crop, 16, codec=codec, rdo=2).to_bytes()
+    calls = []
+    encode = kmq.codecs.encode
+    monkeypatch.setattr(kmq.codecs, "encode", lambda *a: calls.append(a) or encode(*a))
+    img = kmq.compress(crop, 16, codec=codec, rdo=2)
+    weighed = len(calls)
+    assert weighed >= 2
+    assert img.to_bytes() == expected
+    assert len(calls) == weighed
+
+
 def _plain_sweep(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float,
                  todo: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One sweep of the Potts ICM done plainly, as rdo's sweeps are defined: each parity class in turn, every
