@@ -101,6 +101,19 @@ class KmqImageFile(ImageFile.ImageFile):
                 self.fp.close()
             self.fp = None
 
+    def load(self) -> Any:
+        if self.tile and self.fp is None:
+            raise OSError(_named(self.filename, "a load() failed and closed the file: open it again"))
+        try:
+            return super().load()
+        except OSError:
+            # As Pillow does when its own decoders fail (a PNG's broken data): the file it opened is closed,
+            # where a plugin's raising decoder left it open until the image was collected (ResourceWarning).
+            if self._exclusive_fp and self.fp is not None:
+                self.fp.close()
+                self.fp = None
+            raise
+
     def load_read(self, read_bytes: int) -> bytes:
         # Never called (the decoder reads the file itself); its presence tells ImageFile.Parser that a .kmq
         # cannot be decoded chunk by chunk, so it keeps the bytes fed to it and opens them whole on close().
