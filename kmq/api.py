@@ -12,7 +12,7 @@ import stat
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -25,8 +25,8 @@ from .dither import floyd_steinberg
 from .errors import KmqError, KmqWarning, naming, warn
 from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
-from .imageio import (ImageSource, clear_transparent, drop_alpha, format_for, load_image, opaque, save_quantized,
-                      to_array, warn_extension_mismatch, writable_format)
+from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, load_image, opaque,
+                      save_quantized, to_array, warn_extension_mismatch, writable_format)
 
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
@@ -76,6 +76,7 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
     _check_common(seed, max_iter, codec, tol)
     _check_rdo(rdo, codec)
     _check_progress(progress)
+    check_max_pixels(max_pixels)
     if dither not in DITHERS:
         raise ValueError(f"unknown dither {dither!r}; choose from {', '.join(DITHERS)}")
     if dither != "none" and rdo > 0:
@@ -126,6 +127,7 @@ def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | 
         _check_k(k)
     _check_common(seed, max_iter, codec)
     _check_progress(progress)
+    check_max_pixels(max_pixels)
     from . import target
 
     pixels = _as_pixels(image, max_pixels)
@@ -141,7 +143,7 @@ def _check_k(k: int) -> None:
 
 def _check_progress(progress: Any) -> None:
     if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be callable or None, got {progress!r}")
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
 
 
 def _check_common(seed: int, max_iter: int, codec: str, tol: float = TOL) -> None:
@@ -502,10 +504,21 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
-def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
-    """Read and validate a .kmq file. Raises KmqError (FormatError for a malformed file)."""
-    with reading(path) as f, naming(path):
-        return KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels), max_pixels=max_pixels)
+def read(source: str | Path | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+    """Read and validate a .kmq file: a path ("-": stdin), the file's bytes, or a binary file object read from
+    its position, as kmq.compress takes an image. Raises KmqError (FormatError for a malformed file)."""
+    check_max_pixels(max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        with naming("<bytes>"):
+            return KmqImage.from_bytes(source, max_pixels=max_pixels)
+    if isinstance(source, (str, Path)):
+        with reading(source) as f, naming(source):
+            return KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels), max_pixels=max_pixels)
+    if not callable(getattr(source, "read", None)):
+        raise TypeError(f"read takes a path, a .kmq file's bytes or a binary file object, got "
+                        f"{type(source).__name__}")
+    with naming(getattr(source, "name", None) or "<stream>"):
+        return KmqImage.from_bytes(read_kmq(source, max_pixels=max_pixels), max_pixels=max_pixels)
 
 
 def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage | np.ndarray, int]:
@@ -516,6 +529,7 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     image", unless it starts as an image does (a PNG renamed): that is read as an image, with a KmqWarning.
     "-" reads stdin.
     """
+    check_max_pixels(max_pixels)
     with open_input(source) as f:
         head = f.read(len(MAGIC))
         if head == MAGIC or (str(source) != STDIO and Path(source).suffix.lower() == ".kmq"
@@ -529,7 +543,9 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
             return load_image(source, max_pixels=max_pixels), info.st_size
         # stdin and pipes (<(...), mkfifo) are read once: opened again, they hold what is left or nothing
         data = head + f.read()
-    return load_image(io.BytesIO(data), max_pixels=max_pixels), len(data)
+    named = io.BytesIO(data)
+    named.name = "<stdin>" if str(source) == STDIO else str(source)  # what load_image's messages call it
+    return load_image(named, max_pixels=max_pixels), len(data)
 
 
 def _misnamed(source: str | Path, head: bytes) -> bool:

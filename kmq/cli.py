@@ -813,7 +813,8 @@ def _as_table(records: list[dict[str, Any]]) -> str:
         return _text(_sizes_table(records), width)
     tables, first = [], 1
     for group in groups:
-        title = f"Sizes in bits ({first}-{first + len(group) - 1} of {len(records)})"
+        last = first + len(group) - 1
+        title = f"Sizes in bits ({first}{'' if last == first else f'-{last}'} of {len(records)})"
         tables.append(_text(_sizes_table(group, title), width))
         first += len(group)
     return "\n\n".join(tables)

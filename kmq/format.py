@@ -147,7 +147,9 @@ class KmqImage:
         return value if isinstance(value, int) else None
 
     def decode(self) -> np.ndarray:
-        """The reconstructed pixels: (height, width) uint8 for L, (height, width, channels) uint8 otherwise."""
+        """The reconstructed pixels: (height, width) uint8 for L, (height, width, channels) uint8 otherwise.
+        Raises ValueError as to_bytes does for fields edited into an invalid image (a label >= k)."""
+        self.validate()
         flat = self.labels.reshape(-1)
         pixels = np.empty((flat.size, self.channels), np.uint8)
         # In slices: indexing casts the labels to intp, and a whole image's worth (8 bytes a pixel) of that

@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import struct
+import sys
 import threading
 import warnings
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     (strides (4 width, 4, 1)), the layout it was decoded in, rather than a contiguous copy (see
     kmq.prefetch.map_pixels); for a caller that reads it with numpy only (kmq.compress's K-Means).
     """
+    check_max_pixels(max_pixels)
     name = _describe(source)
     if isinstance(source, bytes) or (not isinstance(source, (str, Path)) and not _seekable(source)):
         # As Pillow itself would read a pipe; here too so that an empty one can be told from a non-image.
@@ -616,7 +618,18 @@ def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
 def _describe(source: ImageSource) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
-    return getattr(source, "name", None) or "<stdin>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if source is getattr(sys.stdin, "buffer", None):
+        return "<stdin>"  # (its name, unless a harness has replaced it)
+    return getattr(source, "name", None) or "<stream>"
+
+
+def check_max_pixels(max_pixels: int) -> None:
+    """ValueError unless max_pixels is an integer >= 1: compared with an image's size deep in the reader,
+    'x' made a TypeError inside "cannot read image", and -1 an error about the image."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be an integer of at least 1, got {max_pixels!r}")
 
 
 @contextmanager

@@ -262,7 +262,7 @@ def test_large_k_with_few_colours_is_exact(samples):
 
 
 def test_bad_progress():
-    with pytest.raises(ValueError, match="progress must be callable"):
+    with pytest.raises(TypeError, match="progress must be callable"):
         kmq.compress(np.zeros((2, 2, 3), np.uint8), k=1, progress=3)
 
 

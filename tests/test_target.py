@@ -321,7 +321,7 @@ def test_progress_counts_each_fit_and_rdo_run_and_keeps_the_bytes(crop, counted)
     made = len(counted["fits"]) + len(counted["rdo"])
     assert calls == [(n, None) for n in range(1, made + 1)]
     assert img.to_bytes() == kmq.compress_to(crop, max_bytes=700, codec="ctx").to_bytes()
-    with pytest.raises(ValueError, match="progress must be callable or None, got 3"):
+    with pytest.raises(TypeError, match="progress must be callable or None, got 3"):
         kmq.compress_to(crop, psnr=30, progress=3)
 
 
