@@ -9,7 +9,6 @@ import json
 import math
 import os
 import stat
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,7 +21,7 @@ from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
-from .errors import KmqError, KmqWarning, naming, warn
+from .errors import KmqError, naming, warn
 from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, load_image, opaque,
@@ -347,7 +346,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k), coarse_bins=coreset.coarse_bins(k))
     if hist.ids is None:
         return None
-    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k, 3,
+    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k,
                        opaque=bool(flat[:, 3].max() == 255))[0]
     labels, count, err = coreset.label(flat, hist, palette)
     order, rank = _share_order(palette, count)
@@ -411,8 +410,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     if len(colors) <= k:
         if len(colors) < k:
             colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors):,} distinct colours"
-            warnings.warn(f"{what} only {colours}, fewer than k={k}: "
-                          f"using k={len(colors)}, lossless", KmqWarning, stacklevel=4)
+            warn(f"{what} only {colours}, fewer than k={k}: using k={len(colors)}, lossless")
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
         clusters = (np.full(len(colors), -1, dtype=np.intp) if kmeans.takes_guess(*colors.shape, k) else None)
@@ -420,9 +418,9 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
                                clusters=clusters, others=more)
         opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
-        palette, entry = _rounded(centroids, k, 4, opaque=opaque)
+        palette, entry = _rounded(centroids, k, opaque=opaque)
         if more:
-            others.extend((_rounded(c, k, 4, opaque=opaque, quiet=True)[0], excess) for c, excess in more)
+            others.extend((_rounded(c, k, opaque=opaque, quiet=True)[0], excess) for c, excess in more)
         # Each colour's cluster, as its palette entry, is a near guess of its nearest entry.
         guess = entry[clusters] if clusters is not None and clusters.min() >= 0 else None
         color_labels, sq_dist = kmeans.nearest(colors, palette, guess)
@@ -436,10 +434,10 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 OPAQUE_FROM = 253
 
 
-def _rounded(centroids: np.ndarray, k: int, stacklevel: int, *,
+def _rounded(centroids: np.ndarray, k: int, *,
              opaque: bool = False, quiet: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning at the
-    caller `stacklevel` frames up from the caller of this), sorted; and each centroid's entry in it.
+    """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning), sorted; and
+    each centroid's entry in it.
     opaque: the image has opaque (alpha 255) pixels, which an entry of alpha OPAQUE_FROM or more is then made.
     quiet: no warning (a palette only weighed, not stored)."""
     rounded = np.clip(np.rint(centroids), 0, 255)
@@ -452,8 +450,7 @@ def _rounded(centroids: np.ndarray, k: int, stacklevel: int, *,
     palette, entry = np.unique(rounded.astype(np.uint8), axis=0, return_inverse=True)
     if len(palette) < k and not quiet:
         merged = "1 centroid" if k - len(palette) == 1 else f"{k - len(palette)} centroids"
-        warnings.warn(f"{merged} rounded to the same colour as another: "
-                      f"using k={len(palette)}", KmqWarning, stacklevel=stacklevel + 1)
+        warn(f"{merged} rounded to the same colour as another: using k={len(palette)}")
     return palette, entry.reshape(-1)
 
 

@@ -10,7 +10,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class KmqError(Exception):
@@ -52,6 +52,12 @@ class KmqWarning(UserWarning):
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+def _pillows(frame: Any) -> bool:
+    """Whether a frame is Pillow's own: a kmq warning raised under it came through kmq's plugin (im.save(...,
+    k=8)), called from the user's line above it. (By module name: errors does not import Pillow.)"""
+    return frame.f_globals.get("__name__", "").startswith("PIL.")
+
+
 def warn(message: str, also: tuple[str, ...] = ()) -> None:
     """A KmqWarning at the first frame outside kmq (and outside the folders `also`: Pillow's, for its
     plugin): raised several frames deep (in a load, in a write's callback), a warning with a fixed
@@ -60,7 +66,7 @@ def warn(message: str, also: tuple[str, ...] = ()) -> None:
     process-wide is swapped (threads calling kmq keep their warnings)."""
     inside = (_PACKAGE, *also)
     frame, level = sys._getframe(1), 2
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(inside):
+    while frame.f_back is not None and (frame.f_code.co_filename.startswith(inside) or _pillows(frame)):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, KmqWarning, stacklevel=level)
 

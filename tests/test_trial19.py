@@ -79,3 +79,15 @@ def test_a_failed_load_closes_the_file_as_pillow_does(small, tmp_path):
         del im
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_warnings_through_pillows_save_name_the_users_line(tmp_path):
+    # They named kmq/pilplugin.py (a stacklevel counted for kmq.compress called directly).
+    two = np.zeros((4, 4, 3), np.uint8)
+    two[:2] = 200
+    with pytest.warns(kmq.KmqWarning, match="only 2 distinct colours") as caught:
+        Image.fromarray(two).save(tmp_path / "a.kmq", k=8)
+    assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(kmq.KmqWarning, match="only 2 distinct colours") as caught:
+        kmq.compress(two, 8)
+    assert [w.filename for w in caught] == [__file__]
