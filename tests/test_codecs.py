@@ -419,6 +419,13 @@ def test_ctx_pass_rows_number_every_pattern_equality_makes():
     assert cx.rows.dtype == np.uint16 and cx.rows.max() < ctx._PASS_ROWS
 
 
+def test_ctx_activity_is_half_the_bit_length_of_the_spread_at_most_7():
+    spread = np.arange(1 << 21, dtype=np.int32)  # up to 6 pairs of 4·255²
+    expected = [min(7, int(s).bit_length() // 2) for s in spread[:20000]] + [7] * (len(spread) - 20000)
+    assert ctx._at_least(spread, ctx._ACT_FROM).tolist() == expected
+    assert ctx._at_least(np.arange(9, dtype=np.uint8) * 4 // 8, [1, 2]).tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 2]
+
+
 def test_ctx_neighbours_of_nothing_is_an_error_not_garbage():
     with pytest.raises(ValueError, match="no labels"):
         ctx._shifted(np.empty((0, 0), np.uint16), 1, 1, [(0, 0)])

@@ -161,8 +161,8 @@ def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]
 def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, list[np.ndarray]]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns the 4 main labels as one (4, n) uint16 array and the E extra ones as (n,) uint16 arrays, in the
-    pass's raster order. Main
+    Returns the 4 main labels as one (4, n) uint16 array, in the pass's raster order, and the E extra ones as
+    (rows, columns) uint16 views of the pass's shape (compared in place: copies would cost more). Main
     neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
     an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
     away or from the previous edge pass (see docs/FORMAT.md).
@@ -195,7 +195,7 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, list[np.ndarr
     stacked = np.empty((4, r, c), np.uint16)  # copied once, into the array the coding reads as well
     for i in range(4):
         stacked[i] = main[i]
-    return stacked.reshape(4, -1), [a.reshape(-1) for a in extra]
+    return stacked.reshape(4, -1), extra
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -216,9 +216,18 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POW2, x, side="right")
 
 
-# activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), which is _N_ACT - 1 from 2^(2·_N_ACT - 3) on
-_ACT_CAP = 1 << (2 * _N_ACT - 3)
-_ACT_OF = np.minimum(_N_ACT - 1, _bit_length(np.arange(_ACT_CAP + 1)) // 2).astype(np.uint8)
+# activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), the number of these it reaches (bit_length(s) >= 2a
+# from s >= 2^(2a - 1) on)
+_ACT_FROM = [1 << (2 * a - 1) for a in range(1, _N_ACT)]
+
+
+def _at_least(x: np.ndarray, bounds: list[int]) -> np.ndarray:
+    """(n,) uint8: how many of ``bounds`` each x reaches, by comparisons: a gather from a table, or np.minimum
+    with a scalar (numpy's slow path), costs 5-10 times one comparison."""
+    out = np.zeros(x.shape, np.uint8)
+    for b in bounds:
+        out += x >= b
+    return out
 
 
 def _activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
@@ -235,7 +244,7 @@ def _activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
     else:
         for i, j in _PAIRS:
             spread += model.dist2(nb[i], nb[j])
-    return _ACT_OF[np.minimum(spread, _ACT_CAP)]
+    return _at_least(spread, _ACT_FROM)
 
 
 def _pick(nb: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -287,18 +296,20 @@ def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model"
     for b, (i, j) in enumerate(_PAIRS):
         pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
     # the rank-0 label, then how many extra neighbours hold it
+    shape = extra[0].shape if extra else n
     top = _pick(nb, _TOP_POS[pattern])
-    same = np.zeros(n, np.uint8)
+    same = np.zeros(shape, np.uint8)
     for e in extra:
-        same += e == top
+        same += e == top.reshape(shape)
     act = _activity(model, nb)
     # the rank-1 label (c0 again when R = 1): how many extra neighbours hold it, how far from c0's colour
     sec = _pick(nb, _SEC_POS[pattern])
-    same2 = np.zeros(n, np.uint8)
+    same2 = np.zeros(shape, np.uint8)
     for e in extra:
-        same2 += e == sec
+        same2 += e == sec.reshape(shape)
+    same, same2 = same.reshape(-1), same2.reshape(-1)
     n_extra = np.uint8(max(1, len(extra)))
-    rows = np.minimum(_N_SEC - 1, (same2 * np.uint8(4)) // n_extra).astype(np.uint16)
+    rows = _at_least((same2 * np.uint8(4)) // n_extra, list(range(1, _N_SEC))).astype(np.uint16)
     rows *= np.uint16(_N_DC)
     rows += model.apart(top, sec)
     rows *= np.uint16(_N_PAT)
