@@ -466,17 +466,18 @@ class _Model:
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
-            d = self.pal[:, None, :] - self.pal[None, :, :]
-            key = (d * d).sum(axis=2) * k + np.arange(k)[None, :]
+            dist = sum((col[:, None] - col[None, :]) ** 2 for col in self.pal_cols)  # (k, k): no (k, k, ch) sums
+            key = dist * k + np.arange(k)[None, :]
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
             self.pos_flat = self.pos.reshape(-1)
             # d2[(a << 8) | b]: squared distance of labels a and b, indexed by a uint16
             d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
-            d2[:k, :k] = (d * d).sum(axis=2)
+            d2[:k, :k] = dist
             self.d2 = d2.reshape(-1)
-            self.apart_of = np.minimum(_N_DC - 1, _bit_length(self.d2) // _DCS).astype(np.uint8)
+            # min(_N_DC - 1, bitlen(d) // _DCS): bitlen(d) >= _DCS·t from d >= 2^(_DCS·t - 1) on
+            self.apart_of = _at_least(self.d2, [1 << (_DCS * t - 1) for t in range(1, _N_DC)])
             self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -724,8 +725,9 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
 
     for kind, region, cx in _contexts(labels, model):
         truth = region.reshape(-1)
-        keys = cx.rows * np.uint16(_N_SYM) + _symbols(cx, truth)
-        at = np.flatnonzero(keys % np.uint16(_N_SYM) == _ESC)
+        sym = _symbols(cx, truth)
+        keys = cx.rows * np.uint16(_N_SYM) + sym
+        at = np.flatnonzero(sym == _ESC)
         todo.append((kind, keys, at))
         escaped.append((cx.pattern[at], cx.nb[:, at], cx.act[at], truth[at]))
         if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
