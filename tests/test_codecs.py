@@ -426,6 +426,17 @@ def test_ctx_activity_is_half_the_bit_length_of_the_spread_at_most_7():
     assert ctx._at_least(np.arange(9, dtype=np.uint8) * 4 // 8, [1, 2]).tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 2]
 
 
+@pytest.mark.parametrize("k", [2, 16])
+def test_ctx_activity_table_of_4_labels_is_the_6_distances_sum(k):
+    rng = np.random.default_rng(k)
+    model = ctx._Model(k, rng.integers(0, 256, (k, 3)).astype(np.uint8))
+    nb = rng.integers(0, k, (4, ctx._ACT_TABLE_MIN)).astype(np.uint16)
+    nb[:, :100] = nb[0, :100]  # all four equal: activity 0
+    got = ctx._activity(model, nb)
+    assert model.act_table is not None and got[:100].max() == 0
+    np.testing.assert_array_equal(got, ctx._spread_activity(model, nb))
+
+
 def test_ctx_neighbours_of_nothing_is_an_error_not_garbage():
     with pytest.raises(ValueError, match="no labels"):
         ctx._shifted(np.empty((0, 0), np.uint16), 1, 1, [(0, 0)])
