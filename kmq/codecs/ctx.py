@@ -83,7 +83,6 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _RANK_POS, _N_RANKS = _pattern_tables()
 _RANK_POS_U8 = _RANK_POS.astype(np.uint8)
-_TOP_POS, _SEC_POS = _RANK_POS_U8[:, 0].copy(), _RANK_POS_U8[:, 1].copy()  # the neighbour of rank 0, of rank 1
 # The patterns equality can produce (the 15 partitions of the 4 main neighbours), then _NO_NB: a pass numbers
 # its stage-1 rows by the pattern's place here, so they are few enough to count densely (see _Context.rows).
 _PATTERNS = np.array(sorted({sum(1 << b for b, (i, j) in enumerate(_PAIRS) if t[i] == t[j])
@@ -91,6 +90,8 @@ _PATTERNS = np.array(sorted({sum(1 << b for b, (i, j) in enumerate(_PAIRS) if t[
 _N_PAT = len(_PATTERNS)
 _PAT_INDEX = np.zeros(65, np.uint16)
 _PAT_INDEX[_PATTERNS] = np.arange(_N_PAT)
+# Of each pattern, in one byte (one gather a pixel, not three): the neighbour of rank 0, of rank 1, the index.
+_PAT_INFO = (_RANK_POS_U8[:, 0] | _RANK_POS_U8[:, 1] << 2 | _PAT_INDEX.astype(np.uint8) << 4).astype(np.uint8)
 _PASS_BASE_ROWS = _N_PAT * _N_FEAT * _N_ACT  # a pass's base rows, whose statistics are the full rows' prior
 _PASS_ROWS = _N_SEC * _N_DC * _PASS_BASE_ROWS  # a pass's stage-1 rows
 _PASS_KEYS = _PASS_ROWS * _N_SYM  # (row, symbol) pairs of a pass: 38 400, below 2^16
@@ -317,13 +318,14 @@ def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model"
         pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
     # the rank-0 label, then how many extra neighbours hold it
     shape = extra[0].shape if extra else n
-    top = _pick(nb, _TOP_POS[pattern])
+    info = _PAT_INFO[pattern]
+    top = _pick(nb, info & np.uint8(3))
     same = np.zeros(shape, np.uint8)
     for e in extra:
         same += e == top.reshape(shape)
     act = _activity(model, nb)
     # the rank-1 label (c0 again when R = 1): how many extra neighbours hold it, how far from c0's colour
-    sec = _pick(nb, _SEC_POS[pattern])
+    sec = _pick(nb, (info >> np.uint8(2)) & np.uint8(3))
     same2 = np.zeros(shape, np.uint8)
     for e in extra:
         same2 += e == sec.reshape(shape)
@@ -333,7 +335,7 @@ def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model"
     rows *= np.uint16(_N_DC)
     rows += model.apart(top, sec)
     rows *= np.uint16(_N_PAT)
-    rows += _PAT_INDEX[pattern]
+    rows += info >> np.uint8(4)
     rows *= np.uint16(_N_FEAT)
     rows += (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
     rows *= np.uint16(_N_ACT)
