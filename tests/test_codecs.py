@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import lzma
 
 import numpy as np
@@ -166,6 +167,20 @@ def test_rans_tables_sum_to_m_and_zero_weight_is_zero():
     assert (freq.sum(axis=1) == rans.M).all()
     assert freq[0, 1] == 0 and freq[0, 2] >= 1
     assert (cum[:, -1] == rans.M).all()
+
+
+@pytest.mark.parametrize("n_sym", [2, 5, 8])
+def test_rans_tables_of_many_rows_are_those_of_each_row(n_sym):
+    # Short alphabets are made column by column above _FEW_ROWS rows, whole-array below: the same numbers.
+    rng = np.random.default_rng(n_sym)
+    w = rng.integers(0, 1 << 36, (3 * rans._FEW_ROWS, n_sym)) >> rng.integers(0, 37, (3 * rans._FEW_ROWS, n_sym))
+    w[: 5] = [[0] * n_sym, [1] * n_sym, [7] + [0] * (n_sym - 1), [3, 3] + [0] * (n_sym - 2), [1 << 35] * n_sym]
+    freq, cum = rans.cdf_tables(w)
+    for a in range(0, len(w), 1000):
+        part = rans.cdf_tables(w[a:a + 1000])
+        np.testing.assert_array_equal(part[0], freq[a:a + 1000])
+        np.testing.assert_array_equal(part[1], cum[a:a + 1000])
+    assert freq[0].tolist() == [rans.M] + [0] * (n_sym - 1)
 
 
 @pytest.mark.parametrize("lanes", [1, 3, 16])
@@ -363,16 +378,63 @@ def test_ctx_the_cheapest_12mp_images_still_decode(k, runs):
 def test_ctx_stage1_weights_are_the_counts_plus_the_base_rows_prior():
     # docs/FORMAT.md, "Weights": 4096·N1[r1][σ] + 32·(1 + ⌊4096·P[σ] / Psum⌋),
     # P = B[r1 mod 10400] + 1 if possible.
+    # A pass numbers its rows as r1 with the kind left out and p as its place among the patterns that occur.
     model = ctx._Model(3, RED_BLUE[[0, 1, 0]] // np.array([[1, 1, 1], [1, 1, 1], [2, 2, 2]], np.uint8))
-    base_row = ((1 * 65 + 33) * 5 + 2) * 8 + 7  # a diagonal pass, p = 33: R = 2, so ranks 0, 1 and escape
-    r1 = (2 * 4 + 3) * 10400 + base_row
-    other = (1 * 4 + 0) * 10400 + base_row  # same base row
-    model.learn_rank(np.array([r1, r1, other, other, other], np.uint32), np.array([1, 4, 0, 0, 1]))
-    w = model.rank_weights().make(np.array([r1]))[0]
+    base_row = (int(ctx._PAT_INDEX[33]) * 5 + 2) * 8 + 7  # p = 33: R = 2, so ranks 0, 1 and escape
+    r1 = (2 * 4 + 3) * ctx._PASS_BASE_ROWS + base_row
+    other = (1 * 4 + 0) * ctx._PASS_BASE_ROWS + base_row  # same base row
+    model.learn_rank(1, *ctx._count(np.array([r1, r1, other, other, other]) * 5 + [1, 4, 0, 0, 1], ctx._PASS_KEYS))
+    model.learn_rank(3, *ctx._count(np.array([r1]) * 5, ctx._PASS_KEYS))  # another kind of pass: its own counts
+    w = model.rank_weights(1).make(np.array([r1]))[0]  # a diagonal pass
     p = [3, 3, 0, 0, 2]  # base counts + 1 where possible
     expected = [4096 * n + 32 * (1 + 4096 * pp // 8) if pp else 0 for n, pp in zip([0, 1, 0, 0, 1], p)]
     assert w.tolist() == expected
-    np.testing.assert_array_equal(model.rank_weights().make(None)[r1], w)
+    np.testing.assert_array_equal(model.rank_weights(1).make(None)[r1], w)
+
+
+@pytest.mark.parametrize("k", [2, 16, 300])
+def test_ctx_payload_bounds_count_the_information_of_the_encoders_symbols(k):
+    # payload_bounds sums each (row, symbol) pair's cost once per piece, times its count: the same total as
+    # the encoder's symbols one by one.
+    rng = np.random.default_rng(k)
+    labels = np.repeat(rng.integers(0, k, (70, 9)), 11, axis=1)[:, :97].astype(np.uint16)
+    labels[::7] = rng.integers(0, k, (10, 97))
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
+    stream, cost = ctx._Stream(), ctx._Cost()
+    ctx._encode_all(labels, palette, stream)
+    ctx._encode_all(labels, palette, cost)
+    freq = np.concatenate(stream.freqs).astype(np.int64)
+    assert len(freq) > labels.size
+    assert cost.short == (rans.M - freq).sum()
+    assert cost.bits == pytest.approx((rans.SCALE_BITS - np.log2(freq)).sum(), rel=1e-12)
+
+
+def test_ctx_pass_rows_number_every_pattern_equality_makes():
+    # 4 labels fall into one of the 15 partitions; with the first pixel's pattern, 16 row blocks of a pass.
+    patterns = {int(p) for p in ctx._PATTERNS}
+    assert len(patterns) == 16 and ctx._NO_NB in patterns and 63 in patterns and 0 in patterns
+    nb = np.array(list(itertools.product(range(4), repeat=4)), np.uint16).T
+    cx = ctx._context(1, nb, [nb[0], nb[3]], ctx._Model(4, np.arange(12, dtype=np.uint8).reshape(4, 3)))
+    assert set(cx.pattern.tolist()) == patterns - {ctx._NO_NB}
+    assert cx.rows.dtype == np.uint16 and cx.rows.max() < ctx._PASS_ROWS
+
+
+def test_ctx_activity_is_half_the_bit_length_of_the_spread_at_most_7():
+    spread = np.arange(1 << 21, dtype=np.int32)  # up to 6 pairs of 4·255²
+    expected = [min(7, int(s).bit_length() // 2) for s in spread[:20000]] + [7] * (len(spread) - 20000)
+    assert ctx._at_least(spread, ctx._ACT_FROM).tolist() == expected
+    assert ctx._at_least(np.arange(9, dtype=np.uint8) * 4 // 8, [1, 2]).tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("k", [2, 16])
+def test_ctx_activity_table_of_4_labels_is_the_6_distances_sum(k):
+    rng = np.random.default_rng(k)
+    model = ctx._Model(k, rng.integers(0, 256, (k, 3)).astype(np.uint8))
+    nb = rng.integers(0, k, (4, ctx._ACT_TABLE_MIN)).astype(np.uint16)
+    nb[:, :100] = nb[0, :100]  # all four equal: activity 0
+    got = ctx._activity(model, nb)
+    assert model.act_table is not None and got[:100].max() == 0
+    np.testing.assert_array_equal(got, ctx._spread_activity(model, nb))
 
 
 def test_ctx_neighbours_of_nothing_is_an_error_not_garbage():

@@ -19,7 +19,8 @@ A decoder first checks that the payload is long enough for the declared image at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from itertools import product
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -37,7 +38,6 @@ _N_ACT = 8  # colour spread classes of the main neighbours
 _N_SEC = 3  # how many extra neighbours hold the rank-1 label, scaled to 0..2
 _N_DC = 4  # how far apart the colours of the rank-0 and rank-1 labels are: bitlen(d) // _DCS, at most 3
 _DCS = 4
-_BASE_ROWS = _KINDS * 65 * _N_FEAT * _N_ACT  # the base context, whose statistics are the full one's prior
 _PRIOR_BITS = 12  # the base context's probabilities, in units of 2^-12
 _BETA = 32  # weight of the prior, in pixels
 _N_NEAR = 8  # escape rows: how near the reference the nearest candidate is, min(7, bitlen(its position))
@@ -46,7 +46,9 @@ _NN_MAX = 256  # up to this k, escapes are ranked by colour distance (k x k tabl
 # K = 256 to 384; a target's search does not cross it on its own accord.
 RANKED_K_MAX = _NN_MAX
 _SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
-_CHUNK = 1 << 12  # rows of a (chunk, k) distance array at once
+# entries of a (chunk, k) distance array made at once: 256 kB of float32, and a product OpenBLAS makes in one
+# thread (up to 2^18 multiply-adds; above, its threads spin for CPU time 10x the work's)
+_CHUNK = 1 << 16
 _CELL_SHIFT = {1: 0, 2: 3, 3: 5, 4: 6}  # per channel count: S >> shift gives the mean-colour cell
 
 
@@ -81,12 +83,23 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _RANK_POS, _N_RANKS = _pattern_tables()
 _RANK_POS_U8 = _RANK_POS.astype(np.uint8)
-_TOP_POS, _SEC_POS = _RANK_POS_U8[:, 0].copy(), _RANK_POS_U8[:, 1].copy()  # the neighbour of rank 0, of rank 1
-_ROW_RANKS = _N_RANKS[(np.arange(_BASE_ROWS) // (_N_FEAT * _N_ACT)) % 65]  # by base row
+# The patterns equality can produce (the 15 partitions of the 4 main neighbours), then _NO_NB: a pass numbers
+# its stage-1 rows by the pattern's place here, so they are few enough to count densely (see _Context.rows).
+_PATTERNS = np.array(sorted({sum(1 << b for b, (i, j) in enumerate(_PAIRS) if t[i] == t[j])
+                             for t in product(range(4), repeat=4)}) + [_NO_NB])
+_N_PAT = len(_PATTERNS)
+_PAT_INDEX = np.zeros(65, np.uint16)
+_PAT_INDEX[_PATTERNS] = np.arange(_N_PAT)
+# Of each pattern, in one byte (one gather a pixel, not three): the neighbour of rank 0, of rank 1, the index.
+_PAT_INFO = (_RANK_POS_U8[:, 0] | _RANK_POS_U8[:, 1] << 2 | _PAT_INDEX.astype(np.uint8) << 4).astype(np.uint8)
+_PASS_BASE_ROWS = _N_PAT * _N_FEAT * _N_ACT  # a pass's base rows, whose statistics are the full rows' prior
+_PASS_ROWS = _N_SEC * _N_DC * _PASS_BASE_ROWS  # a pass's stage-1 rows
+_PASS_KEYS = _PASS_ROWS * _N_SYM  # (row, symbol) pairs of a pass: 38 400, below 2^16
+_ROW_RANKS = _N_RANKS[_PATTERNS[np.arange(_PASS_BASE_ROWS) // (_N_FEAT * _N_ACT)]]  # by base row
 
 
 def _valid_rows(k: int) -> np.ndarray:
-    """(stage 1 rows, 5) bool: rank r is possible when r < R; escape when a label is left (R < k)."""
+    """(base rows, 5) bool: rank r is possible when r < R; escape when a label is left (R < k)."""
     valid = np.arange(_N_SYM)[None, :] < _ROW_RANKS[:, None]
     valid[:, _ESC] = _ROW_RANKS < k
     return valid
@@ -149,8 +162,8 @@ def _shifted(a: np.ndarray, rows: int, cols: int, offsets: list[tuple[int, int]]
 def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, list[np.ndarray]]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns the 4 main labels as one (4, n) uint16 array and the E extra ones as (n,) uint16 arrays, in the
-    pass's raster order. Main
+    Returns the 4 main labels as one (4, n) uint16 array, in the pass's raster order, and the E extra ones as
+    (rows, columns) uint16 views of the pass's shape (compared in place: copies would cost more). Main
     neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right; for
     an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
     away or from the previous edge pass (see docs/FORMAT.md).
@@ -183,7 +196,7 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, list[np.ndarr
     stacked = np.empty((4, r, c), np.uint16)  # copied once, into the array the coding reads as well
     for i in range(4):
         stacked[i] = main[i]
-    return stacked.reshape(4, -1), [a.reshape(-1) for a in extra]
+    return stacked.reshape(4, -1), extra
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -204,9 +217,24 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.searchsorted(_POW2, x, side="right")
 
 
-# activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), which is _N_ACT - 1 from 2^(2·_N_ACT - 3) on
-_ACT_CAP = 1 << (2 * _N_ACT - 3)
-_ACT_OF = np.minimum(_N_ACT - 1, _bit_length(np.arange(_ACT_CAP + 1)) // 2).astype(np.uint8)
+# activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), the number of these it reaches (bit_length(s) >= 2a
+# from s >= 2^(2a - 1) on)
+_ACT_FROM = [1 << (2 * a - 1) for a in range(1, _N_ACT)]
+
+
+def _at_least(x: np.ndarray, bounds: list[int]) -> np.ndarray:
+    """(n,) uint8: how many of ``bounds`` each x reaches, by comparisons: a gather from a table, or np.minimum
+    with a scalar (numpy's slow path), costs 5-10 times one comparison."""
+    out = np.zeros(x.shape, np.uint8)
+    for b in bounds:
+        out += x >= b
+    return out
+
+
+# Up to this k, 4 labels fit one uint16 (4 bits each): a pass of at least _ACT_TABLE_MIN pixels reads their
+# activity from a table of all 65 536 (made once, 1-2 ms) instead of gathering 6 distances a pixel.
+_ACT_TABLE_K = 16
+_ACT_TABLE_MIN = 1 << 16
 
 
 def _activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
@@ -215,18 +243,38 @@ def _activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
     ``spread`` = the sum over the 6 pairs of main neighbours of their colours' squared distance;
     activity = min(_N_ACT - 1, bit_length(spread) // 2), 0 when all four are equal.
     """
+    if model.k <= _ACT_TABLE_K and len(nb[0]) >= _ACT_TABLE_MIN:
+        if model.act_table is None:
+            every = np.arange(1 << 16, dtype=np.uint16)
+            model.act_table = _spread_activity(model, np.stack([every >> np.uint16(4 * (3 - i)) & np.uint16(15)
+                                                                for i in range(4)]))
+        index = nb[0] << np.uint16(12)
+        for i in (1, 2, 3):
+            index |= nb[i] << np.uint16(4 * (3 - i))
+        return model.act_table.take(index)
+    return _spread_activity(model, nb)
+
+
+def _spread_activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
+    """_activity from the 6 distances of each pixel."""
     spread = np.zeros(len(nb[0]), np.int32 if model.k <= _NN_MAX else np.int64)  # at most 6·4·255²
-    for i, j in _PAIRS:
-        spread += model.dist2(nb[i], nb[j])
-    return _ACT_OF[np.minimum(spread, _ACT_CAP)]
+    if model.k <= _NN_MAX:
+        high = [nb[i] << np.uint16(8) for i in range(3)]  # model.dist2's index, its shift made once
+        for i, j in _PAIRS:
+            spread += model.d2.take(high[i] | nb[j])
+    else:
+        for i, j in _PAIRS:
+            spread += model.dist2(nb[i], nb[j])
+    return _at_least(spread, _ACT_FROM)
 
 
 def _pick(nb: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """(n,) uint16: nb[which[i]][i], the label of the main neighbour ``which`` names (masked copies: three
-    times cheaper than one gather from the stacked neighbours by int64 index)."""
+    """(n,) uint16: nb[which[i]][i], the label of the main neighbour ``which`` names. By arithmetic, xor-ing in
+    nb[i] ^ nb[0] where which is i: 2 to 10 times cheaper than masked copies (whose cost grows as ``which``
+    varies) and than a gather from the stacked neighbours by int64 index."""
     out = nb[0].copy()
     for i in (1, 2, 3):
-        np.copyto(out, nb[i], where=which == i)
+        out ^= (nb[i] ^ nb[0]) * (which == i)
     return out
 
 
@@ -250,8 +298,10 @@ _POS_OF_SYM = _RANK_POS_U8.reshape(-1)
 class _Context:
     """What both sides know about the pixels of a pass before coding them; arrays of length n."""
     pattern: np.ndarray  # (n,) uint8 equality pattern of the main neighbours, 0..64
-    rows: np.ndarray  # (n,) uint32 stage-1 row: (second·_N_DC + apart)·_BASE_ROWS + base row, the base row
-    #                   ((kind·65 + pattern)·_N_FEAT + feature)·_N_ACT + act
+    # (n,) uint16 stage-1 row in the pass: (second·_N_DC + apart)·_PASS_BASE_ROWS + base row, the base row
+    # (_PAT_INDEX[pattern]·_N_FEAT + feature)·_N_ACT + act. docs/FORMAT.md's r1 and r0 with the pass's kind left
+    # out and the pattern numbered among those that occur: the same contexts, 16 times fewer rows.
+    rows: np.ndarray
     act: np.ndarray  # (n,) uint8 0.._N_ACT-1: colour spread of the main neighbours
     nb: np.ndarray  # (4, n) uint16 the main neighbours' labels
 
@@ -259,7 +309,7 @@ class _Context:
 def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model") -> _Context:
     if kind == 0:
         pattern = np.full(1, _NO_NB, np.uint8)
-        return _Context(pattern, (pattern.astype(np.uint32) * (_N_FEAT * _N_ACT)), np.zeros(1, np.uint8),
+        return _Context(pattern, _PAT_INDEX[pattern] * np.uint16(_N_FEAT * _N_ACT), np.zeros(1, np.uint8),
                         np.zeros((4, 1), np.uint16))
     n = len(nb[0])
     # small dtypes: at 12 MP every byte per pixel of these temporaries costs 12 MB and time
@@ -267,41 +317,34 @@ def _context(kind: int, nb: np.ndarray, extra: list[np.ndarray], model: "_Model"
     for b, (i, j) in enumerate(_PAIRS):
         pattern |= (nb[i] == nb[j]).view(np.uint8) << np.uint8(b)
     # the rank-0 label, then how many extra neighbours hold it
-    top = _pick(nb, _TOP_POS[pattern])
-    same = np.zeros(n, np.uint8)
+    shape = extra[0].shape if extra else n
+    info = _PAT_INFO[pattern]
+    top = _pick(nb, info & np.uint8(3))
+    same = np.zeros(shape, np.uint8)
     for e in extra:
-        same += e == top
+        same += e == top.reshape(shape)
     act = _activity(model, nb)
     # the rank-1 label (c0 again when R = 1): how many extra neighbours hold it, how far from c0's colour
-    sec = _pick(nb, _SEC_POS[pattern])
-    same2 = np.zeros(n, np.uint8)
+    sec = _pick(nb, (info >> np.uint8(2)) & np.uint8(3))
+    same2 = np.zeros(shape, np.uint8)
     for e in extra:
-        same2 += e == sec
+        same2 += e == sec.reshape(shape)
+    same, same2 = same.reshape(-1), same2.reshape(-1)
     n_extra = np.uint8(max(1, len(extra)))
-    rows = np.minimum(_N_SEC - 1, (same2 * np.uint8(4)) // n_extra).astype(np.uint32)
-    rows *= np.uint32(_N_DC)
+    rows = _at_least((same2 * np.uint8(4)) // n_extra, list(range(1, _N_SEC))).astype(np.uint16)
+    rows *= np.uint16(_N_DC)
     rows += model.apart(top, sec)
-    rows *= np.uint32(_KINDS * 65)
-    rows += pattern
-    rows += np.uint32(kind * 65)
-    rows *= np.uint32(_N_FEAT)
+    rows *= np.uint16(_N_PAT)
+    rows += info >> np.uint8(4)
+    rows *= np.uint16(_N_FEAT)
     rows += (same * np.uint8(_N_FEAT - 1)) // np.uint8(len(extra)) if extra else same
-    rows *= np.uint32(_N_ACT)
+    rows *= np.uint16(_N_ACT)
     rows += act
     return _Context(pattern, rows, act, nb)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Entropy coding sides: the same model code drives both
-
-
-class _Coder(Protocol):
-    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        """Code one batch: symbol i with probabilities proportional to row ``rows[i]`` of ``weights``.
-        Returns the symbols (given to the encoder, decoded)."""
-
-    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        """Code one batch: symbol i uniform over 0 .. sizes[i] - 1."""
 
 
 @dataclass
@@ -326,36 +369,21 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (*rans.cdf_tables(weights.make(ids)), remap[rows])
 
 
-@dataclass
-class _Pairs:
-    """The distinct (row, symbol) pairs of a batch of known stage-1 symbols, as keys row·_N_SYM + symbol
-    (sorted), with each symbol's index into them and how often each occurs: one sort (or count) serves both
-    the batch's tables and learning it."""
-    keys: np.ndarray
-    inverse: np.ndarray | None  # (n,) intp
-    counts: np.ndarray
+def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``keys`` (< size; sorted, intp) of a batch and how often each occurs: what learning it
+    needs, and the encoder's tables. A large batch counts every key instead of sorting."""
+    if 16 * len(keys) < size:
+        used, counts = np.unique(keys, return_counts=True)
+        return used.astype(np.intp), counts
+    counts = np.bincount(keys, minlength=size)
+    used = np.flatnonzero(counts)
+    return used, counts[used]
 
 
-def _pairs(key: np.ndarray, size: int, inverse: bool = True) -> _Pairs:
-    """The pairs of ``key`` (intp keys < size); inverse None unless asked for (learning reads the counts
-    only, and a sort that tracks where each key went costs more). A large batch counts every key instead."""
-    if 16 * len(key) < size:
-        if inverse:
-            return _Pairs(*np.unique(key, return_inverse=True, return_counts=True))
-        keys, counts = np.unique(key, return_counts=True)
-        return _Pairs(keys, None, counts)
-    counts = np.bincount(key, minlength=size)
-    keys = np.flatnonzero(counts)
-    if not inverse:
-        return _Pairs(keys, None, counts[keys])
-    remap = np.empty(size, np.intp)
-    remap[keys] = np.arange(len(keys))
-    return _Pairs(keys, remap[key], counts[keys])
-
-
-def _pair_tables(weights: _Weights, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(freq, cum) of each pair of ``keys`` (sorted row·_N_SYM + symbol), from the tables of its rows only."""
-    rows, syms = np.divmod(keys, _N_SYM)
+def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+    """(freq, cum) of each (row, symbol) pair of ``used`` (sorted keys row·n_sym + symbol), from the tables of
+    its rows only."""
+    rows, syms = np.divmod(used, n_sym)
     first = np.ones(len(rows), bool)
     first[1:] = rows[1:] != rows[:-1]
     at = np.cumsum(first) - 1
@@ -363,52 +391,61 @@ def _pair_tables(weights: _Weights, keys: np.ndarray) -> tuple[np.ndarray, np.nd
     return f[at, syms], c[at, syms]
 
 
-class _Encoder:
+class _Stream:
+    """The encoder's side: the (freq, cum) of every symbol, in coding order."""
+
     def __init__(self) -> None:
         self.freqs: list[np.ndarray] = []
         self.cums: list[np.ndarray] = []
 
-    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        assert sym is not None
-        if len(sym):
-            f, c, rows = _tables(weights, rows)
-            # uint32 (values <= M): at 12 MP these arrays are the encoder's largest
-            self.freqs.append(f.astype(np.uint32)[rows, sym])
-            self.cums.append(c.astype(np.uint32)[rows, sym])
-        return sym
-
-    def code_pairs(self, weights: "_Weights", pairs: _Pairs, used: np.ndarray) -> None:
-        """Code a batch of stage-1 symbols given as their pairs (the same stream as ``code``): pairs.inverse
-        indexes a larger set of pairs, of which ``used`` (sorted) are the batch's."""
-        f, c = _pair_tables(weights, pairs.keys)
-        size = len(used) and int(used[-1]) + 1
-        fs, cs = np.zeros(size, np.uint32), np.zeros(size, np.uint32)
+    def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
+              ) -> None:
+        """Code a batch of symbols given as keys row·n_sym + symbol, of which ``used`` are the distinct ones."""
+        f, c = _key_tables(weights, used, n_sym)
+        # uint32 (values <= M): at 12 MP these arrays are the encoder's largest
+        fs, cs = np.empty(used[-1] + 1, np.uint32), np.empty(used[-1] + 1, np.uint32)
         fs[used], cs[used] = f, c
-        self.freqs.append(fs[pairs.inverse])
-        self.cums.append(cs[pairs.inverse])
+        self.freqs.append(fs[keys])
+        self.cums.append(cs[keys])
 
-    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
-        assert sym is not None
-        if len(sym):
-            f, c = rans.uniform(sym, sizes)
-            self.freqs.append(f.astype(np.uint32))
-            self.cums.append(c.astype(np.uint32))
-        return sym
+    def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
+        self.freqs.append(freq.astype(np.uint32))
+        self.cums.append(cum.astype(np.uint32))
+
+
+class _Cost:
+    """payload_bounds' side: what the symbols cost, without listing them. ``bits`` = the sum of -log2(freq / M),
+    ``short`` = the sum of M - freq (see payload_bounds), over every symbol."""
+
+    def __init__(self) -> None:
+        self.bits = 0.0
+        self.short = 0
+
+    def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
+              ) -> None:
+        f, _ = _key_tables(weights, used, n_sym)
+        self.bits += float(np.dot(counts, rans.SCALE_BITS - np.log2(f)))
+        self.short += int(np.dot(counts, rans.M - f))
+
+    def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
+        self.bits += float((rans.SCALE_BITS - np.log2(freq)).sum())
+        self.short += int((rans.M - freq).sum())
 
 
 class _Decoder:
     def __init__(self, dec: rans.Decoder) -> None:
         self.dec = dec
 
-    def code(self, weights: "_Weights", rows: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+    def code(self, weights: _Weights, rows: np.ndarray) -> np.ndarray:
+        """Decode a batch: symbol i with probabilities proportional to row ``rows[i]`` of ``weights``."""
         if len(rows) == 0:
             return np.zeros(0, np.int64)
         f, c, rows = _tables(weights, rows)
         return self.dec.decode(rows, f, c)
 
-    def uniform(self, sizes: np.ndarray, sym: np.ndarray | None) -> np.ndarray:
+    def uniform(self, sizes: np.ndarray) -> np.ndarray:
+        """Decode a batch: symbol i uniform over 0 .. sizes[i] - 1."""
         return self.dec.decode_uniform(sizes)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The model
@@ -437,8 +474,9 @@ class _Model:
         self.k = k
         self.pal = palette.astype(np.int64)
         self.pal_cols = [np.ascontiguousarray(self.pal[:, c]) for c in range(self.pal.shape[1])]
-        self.rank = np.zeros((_N_SEC * _N_DC * _BASE_ROWS, _N_SYM), dtype=np.int64)
-        self.base = np.zeros((_BASE_ROWS, _N_SYM), dtype=np.int64)
+        # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
+        self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
+        self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
         self.base_valid = _valid_rows(k)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
         self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
@@ -450,36 +488,42 @@ class _Model:
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
-            d = self.pal[:, None, :] - self.pal[None, :, :]
-            key = (d * d).sum(axis=2) * k + np.arange(k)[None, :]
+            dist = sum((col[:, None] - col[None, :]) ** 2 for col in self.pal_cols)  # (k, k): no (k, k, ch) sums
+            key = dist * k + np.arange(k)[None, :]
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
             self.pos_flat = self.pos.reshape(-1)
             # d2[(a << 8) | b]: squared distance of labels a and b, indexed by a uint16
             d2 = np.zeros((_NN_MAX, _NN_MAX), np.int32)
-            d2[:k, :k] = (d * d).sum(axis=2)
+            d2[:k, :k] = dist
             self.d2 = d2.reshape(-1)
-            self.apart_of = np.minimum(_N_DC - 1, _bit_length(self.d2) // _DCS).astype(np.uint8)
+            # min(_N_DC - 1, bitlen(d) // _DCS): bitlen(d) >= _DCS·t from d >= 2^(_DCS·t - 1) on
+            self.apart_of = _at_least(self.d2, [1 << (_DCS * t - 1) for t in range(1, _N_DC)])
             self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
+        self.act_table: np.ndarray | None = None  # see _activity
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """How far apart the colours of labels a and b are: min(_N_DC - 1, bitlen(d(a, b)) // _DCS)."""
         if self.k <= _NN_MAX:
-            return self.apart_of[(a << np.uint16(8)) | b]
+            return self.apart_of.take((a << np.uint16(8)) | b)
         return np.minimum(_N_DC - 1, _bit_length(self.dist2(a, b)) // _DCS).astype(np.uint8)
 
     def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Squared colour distance of labels a and b (uint16 arrays of equal shape)."""
         if self.k <= _NN_MAX:
-            return self.d2[(a << np.uint16(8)) | b]
+            return self.d2.take((a << np.uint16(8)) | b)
         d = self.pal[a] - self.pal[b]
         return (d * d).sum(axis=1)
 
     # Stage 1: the rank among the neighbours' labels, or escape ---------------------------------------------
-    def rank_weights(self) -> _Weights:
-        """(contexts, 5) weights: the counts of the full context plus _BETA pixels' worth of the base
-        context's probabilities (its counts plus 1, in units of 2^-_PRIOR_BITS), 0 for impossible symbols."""
+    def rank_weights(self, kind: int) -> _Weights:
+        """(pass rows, 5) weights of a kind of pass: the counts of the full context plus _BETA pixels' worth of
+        the base context's probabilities (its counts plus 1, in units of 2^-_PRIOR_BITS), 0 for impossible
+        symbols."""
+        rank = self.rank[kind].reshape(_PASS_ROWS, _N_SYM)
+        base = self.base[kind].reshape(_PASS_BASE_ROWS, _N_SYM)
+
         def prior(base: np.ndarray, valid: np.ndarray) -> np.ndarray:
             w = (base + 1) * valid
             return (1 + (w << _PRIOR_BITS) // w.sum(axis=1, keepdims=True)) * valid * _BETA
@@ -487,19 +531,17 @@ class _Model:
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
                 valid = self.base_valid
-                return ((self.rank.reshape(-1, _BASE_ROWS, _N_SYM) << _PRIOR_BITS) * valid
-                        + prior(self.base, valid)).reshape(-1, _N_SYM)
-            b = ids % _BASE_ROWS
+                return ((rank.reshape(-1, _PASS_BASE_ROWS, _N_SYM) << _PRIOR_BITS) * valid
+                        + prior(base, valid)).reshape(-1, _N_SYM)
+            b = ids % _PASS_BASE_ROWS
             valid = self.base_valid[b]
-            return (self.rank[ids] << _PRIOR_BITS) * valid + prior(self.base[b], valid)
-        return _Weights(len(self.rank), make)
+            return (rank[ids] << _PRIOR_BITS) * valid + prior(base[b], valid)
+        return _Weights(_PASS_ROWS, make)
 
-    def learn_rank(self, rows: np.ndarray, sym: np.ndarray) -> None:
-        self.learn_pairs(_pairs(rows.astype(np.intp) * _N_SYM + sym, self.rank.size, inverse=False))
-
-    def learn_pairs(self, pairs: _Pairs) -> None:
-        self.rank.reshape(-1)[pairs.keys] += pairs.counts
-        np.add.at(self.base.reshape(-1), pairs.keys % self.base.size, pairs.counts)
+    def learn_rank(self, kind: int, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Count a piece's stage-1 symbols: ``counts`` of each of the distinct pass keys ``keys``."""
+        self.rank[kind, keys] += counts
+        np.add.at(self.base[kind], keys % self.base.shape[1], counts)
 
     # Stage 2: an escaped label, as its rank in colour distance from a reference label ---------------------
     def _reference(self, nb: np.ndarray) -> np.ndarray:
@@ -523,8 +565,10 @@ class _Model:
         ref = self.cells[cell]
         missing = cell[ref < 0]
         if len(missing):
-            # a few escapes (small images): only their cells; many: every cell at once, no sort
-            todo = np.unique(missing) if 8 * len(missing) < len(self.cells) else np.arange(len(self.cells))
+            # only the cells met (a photo meets a few thousand of 32 768), found without a sort
+            met = np.zeros(len(self.cells), bool)
+            met[missing] = True
+            todo = np.flatnonzero(met)
             self.cells[todo] = self._nearest_to_cells(shift, todo)
             ref = self.cells[cell]
         return ref
@@ -539,27 +583,27 @@ class _Model:
         pal_f = self.pal.astype(np.float32)
         sq16 = 16 * (self.pal * self.pal).sum(axis=1).astype(np.float32)
         out = np.empty(len(centre), np.int64)
-        for a in range(0, len(centre), _CHUNK):
+        rows = _CHUNK // len(pal_f)
+        for a in range(0, len(centre), rows):
             # |4p - C|^2 - |C|^2 = 16|p|^2 - 8 p.C: integers below 2^24, so float32 is exact
-            d = sq16[None, :] - 8 * (centre[a:a + _CHUNK].astype(np.float32) @ pal_f.T)
-            out[a:a + _CHUNK] = np.argmin(d, axis=1)
+            d = sq16[None, :] - 8 * (centre[a:a + rows].astype(np.float32) @ pal_f.T)
+            out[a:a + rows] = np.argmin(d, axis=1)
         return out
 
     def _positions(self, ref: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return labels if self.k > _NN_MAX else self.pos[ref, labels]
 
-    def code_escapes(self, coder: _Coder, kind: int, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray,
-                     value: np.ndarray | None) -> np.ndarray:
-        """Code the labels of escaped pixels, given their context (pattern, (4, m) main neighbours, activity);
-        returns them (given to the encoder, found by the decoder)."""
-        m = len(pattern)
-        if m == 0:
-            return np.zeros(0, np.int64)
+    def _escape_context(self, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What codes the labels of escaped pixels, given their context (pattern, (4, m) main neighbours,
+        activity): their reference entry, candidates R, the positions of the excluded candidates (4, m) in
+        the reference's order (sorted; k where there is none), and their escape row in the pass
+        (act·_N_NEAR + near)·5 + R."""
         ref = self._reference(nb)
         n_ranks = _N_RANKS[pattern]
         cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-        # positions of the excluded candidates in ref's order; k where there is no candidate (the rank-r
-        # column names some neighbour where r >= R, so it is looked up for every pixel and then replaced)
+        # the rank-r column names some neighbour where r >= R, so it is looked up for every pixel and then
+        # replaced
         if self.k <= _NN_MAX:
             at = ref * self.k
             excl = [np.where(r < n_ranks, self.pos_flat[at + cand[r]], self.k) for r in range(4)]
@@ -569,86 +613,150 @@ class _Model:
         else:
             excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
             excl.sort(axis=0)
-        rank = None
-        if value is not None:
-            p = self._positions(ref, value)
-            rank = p - (excl < p).sum(axis=0)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
         near = _NEAR_OF[excl[0]] if self.k <= _NN_MAX else 0
-        rows = (kind * _N_ACT + act.astype(np.int64)) * _N_NEAR + near
+        return ref, n_ranks, excl, (act.astype(np.int64) * _N_NEAR + near) * 5 + n_ranks
+
+    def escape_weights(self, kind: int) -> _Weights:
+        """(escape rows of the pass, buckets) weights of a kind of pass (docs/FORMAT.md, "Weights")."""
+        esc = self.esc[kind * _N_ACT * _N_NEAR:(kind + 1) * _N_ACT * _N_NEAR]
 
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
-                ids = np.arange(len(self.esc) * 5)
-            return (2 * self.esc[ids // 5] + 1) * self.esc_valid[ids % 5]
-        weights = _Weights(len(self.esc) * 5, make)
-        bucket = coder.code(weights, rows * 5 + n_ranks, None if rank is None else self.bucket_of[rank])
-        base = self.bucket_base[bucket]
-        size = np.minimum(self.bucket_size[bucket], self.k - n_ranks - base)
-        off = coder.uniform(size, None if rank is None else rank - base)
-        self.esc += np.bincount(rows * self.n_buckets + bucket, minlength=self.esc.size).reshape(self.esc.shape)
-        if value is not None:
-            return value
-        p = base + off
+                ids = np.arange(len(esc) * 5)
+            return (2 * esc[ids // 5] + 1) * self.esc_valid[ids % 5]
+        return _Weights(len(esc) * 5, make)
+
+    def learn_escapes(self, kind: int, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Count a piece's buckets: ``counts`` of each of the distinct keys (escape row·5 + R)·buckets + bucket."""
+        row = kind * _N_ACT * _N_NEAR + keys // (5 * self.n_buckets)
+        np.add.at(self.esc.reshape(-1), row * self.n_buckets + keys % self.n_buckets, counts)
+
+    def _offset_sizes(self, bucket: np.ndarray, n_ranks: np.ndarray) -> np.ndarray:
+        """How many offsets each bucket holds, its candidates left out."""
+        return np.minimum(self.bucket_size[bucket], self.k - n_ranks - self.bucket_base[bucket])
+
+    def escape_symbols(self, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray, value: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The encoder's stage 2 for escaped pixels of labels ``value``: their keys escape row·buckets + bucket,
+        and their offsets' (freq, cum)."""
+        if len(value) == 0:
+            return np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ref, n_ranks, excl, rows = self._escape_context(pattern, nb, act)
+        p = self._positions(ref, value)
+        rank = p - (excl < p).sum(axis=0)
+        bucket = self.bucket_of[rank]
+        return rows * self.n_buckets + bucket, *rans.uniform(rank - self.bucket_base[bucket],
+                                                             self._offset_sizes(bucket, n_ranks))
+
+    def decode_escapes(self, dec: _Decoder, kind: int, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray
+                       ) -> np.ndarray:
+        """Decode the labels of escaped pixels, given their context, and learn their buckets."""
+        if len(pattern) == 0:
+            return np.zeros(0, np.int64)
+        ref, n_ranks, excl, rows = self._escape_context(pattern, nb, act)
+        weights = self.escape_weights(kind)
+        bucket = dec.code(weights, rows)
+        p = self.bucket_base[bucket] + dec.uniform(self._offset_sizes(bucket, n_ranks))
+        self.learn_escapes(kind, *_count(rows * self.n_buckets + bucket, weights.rows * self.n_buckets))
         for r in range(4):  # skip over the excluded positions, lowest first
             p += excl[r] <= p
         return p if self.k > _NN_MAX else self.order[ref, p]
 
 
-def _code_pass(model: _Model, coder: _Coder, kind: int, cx: _Context, truth: np.ndarray | None
-               ) -> np.ndarray | None:
-    """Code the labels of one pass piece by piece: given to the encoder (returns None), or found by the
-    decoder (returns them, (n,) uint16)."""
+def _symbols(cx: _Context, truth: np.ndarray) -> np.ndarray:
+    """(n,) uint8 the stage-1 symbols of labels ``truth``."""
+    # which main neighbours hold the label, as a 4-bit mask; with the pattern it names the symbol
+    match = cx.pattern.astype(np.uint16) << np.uint16(4)
+    for i in range(4):
+        match |= (cx.nb[i] == truth).view(np.uint8) << np.uint8(i)
+    return _SYM_OF_MATCH[match]
+
+
+def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarray, at: np.ndarray,
+                 escapes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Code one pass piece by piece, as _decode_pass finds it: its stage-1 keys row·_N_SYM + symbol, its
+    escapes' places ``at`` and their escape_symbols. Every symbol is known, so a symbol's key is its whole
+    part of the coding: a piece counts its keys, makes the tables of those alone, and learns from the same
+    counts."""
+    esc_keys, off_f, off_c = escapes
+    weights, esc_weights = model.rank_weights(kind), model.escape_weights(kind)
+    esc_size = esc_weights.rows * model.n_buckets
+    pieces = _pieces(len(keys))
+    cut = np.searchsorted(at, [a for a, _ in pieces] + [len(keys)]).tolist()
+    for (a, b), ea, eb in zip(pieces, cut, cut[1:]):
+        used, counts = _count(keys[a:b], _PASS_KEYS)
+        side.keyed(weights, _N_SYM, keys[a:b], used, counts)
+        if eb > ea:
+            esc_used, esc_counts = _count(esc_keys[ea:eb], esc_size)
+            side.keyed(esc_weights, model.n_buckets, esc_keys[ea:eb], esc_used, esc_counts)
+            side.uniform(off_f[ea:eb], off_c[ea:eb])
+            model.learn_escapes(kind, esc_used, esc_counts)
+        model.learn_rank(kind, used, counts)
+
+
+def _decode_pass(model: _Model, dec: _Decoder, kind: int, cx: _Context) -> np.ndarray:
+    """Decode the labels of one pass piece by piece, (n,) uint16."""
     n = len(cx.pattern)
-    sym_all = None
-    if truth is not None:
-        # which main neighbours hold the label, as a 4-bit mask; with the pattern it names the symbol
-        match = np.zeros(n, np.uint16)
-        for i in range(4):
-            match |= (cx.nb[i] == truth).view(np.uint8) << np.uint8(i)
-        match |= cx.pattern.astype(np.uint16) << np.uint16(4)
-        sym_all = _SYM_OF_MATCH[match]
-    out = None if truth is not None else np.empty(n, np.uint16)
+    out = np.empty(n, np.uint16)
     flat_nb = cx.nb.reshape(-1)
-    # The encoder knows every symbol: the pass's distinct (row, symbol) pairs are found once (one count or
-    # sort of the pass, not one a piece), and a piece counts its pairs among them.
-    known = None if sym_all is None else _pairs(cx.rows.astype(np.intp) * _N_SYM + sym_all, model.rank.size)
+    weights = model.rank_weights(kind)
     for a, b in _pieces(n):
-        rows = cx.rows[a:b]
-        if known is None:
-            sym = coder.code(model.rank_weights(), rows, None)
-            pairs = _pairs(rows.astype(np.intp) * _N_SYM + sym, model.rank.size, inverse=False)
-        else:
-            sym = sym_all[a:b]
-            index = known.inverse[a:b]
-            counts = np.bincount(index, minlength=len(known.keys))
-            used = np.flatnonzero(counts)
-            pairs = _Pairs(known.keys[used], index, counts[used])
-            coder.code_pairs(model.rank_weights(), pairs, used)  # type: ignore[attr-defined]  (the encoder)
+        sym = dec.code(weights, cx.rows[a:b])
         at = np.flatnonzero(sym == _ESC) + a
-        escaped = model.code_escapes(coder, kind, cx.pattern[at], cx.nb[:, at], cx.act[at],
-                                     None if truth is None else truth[at].astype(np.int64))
-        if out is not None:
-            pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
-            out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
-            out[at] = escaped
-        model.learn_pairs(pairs)
+        escaped = model.decode_escapes(dec, kind, cx.pattern[at], cx.nb[:, at], cx.act[at])
+        pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
+        out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
+        out[at] = escaped
+        model.learn_rank(kind, *_count(cx.rows[a:b].astype(np.intp) * _N_SYM + sym, _PASS_KEYS))
     return out
 
 
-def _run(canvas: np.ndarray, coder: _Coder, palette: np.ndarray, encoding: bool) -> None:
-    """Visit every pass: code the labels of ``canvas`` (encoding), or fill ``canvas`` in (decoding)."""
+def _contexts(canvas: np.ndarray, model: _Model) -> Iterator[tuple[int, np.ndarray, _Context]]:
+    """Every pass's kind, region of ``canvas`` and context, in coding order; a decoder fills the region in
+    before asking for the next pass."""
     height, width = canvas.shape
-    model = _Model(len(palette), palette)
     for p in _passes(width, height):
         region = canvas[_region(p)]
         if region.size == 0:
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 0), np.uint16), [])
-        cx = _context(p.kind, nb, extra, model)
-        out = _code_pass(model, coder, p.kind, cx, region.reshape(-1) if encoding else None)
-        if out is not None:
-            region[...] = out.reshape(region.shape)
+        yield p.kind, region, _context(p.kind, nb, extra, model)
+
+
+# Passes are coded in batches of at least this many pixels, their escapes' stage 2 made at once: one round of
+# calls for the many small passes, while a large pass is coded as soon as it is known, its arrays still in the
+# cache (and memory is bounded).
+_BATCH_PIXELS = 1 << 14
+
+
+def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> None:
+    model = _Model(len(palette), palette)
+    todo: list[tuple[int, np.ndarray, np.ndarray]] = []  # passes' kinds, stage-1 keys and escapes' places
+    escaped: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # their escapes' contexts, labels
+
+    def code() -> None:
+        parts = [np.concatenate(part, axis=-1) for part in zip(*escaped)]
+        esc_keys, off_f, off_c = model.escape_symbols(*parts)
+        start = 0
+        for kind, keys, at in todo:
+            end = start + len(at)
+            _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]))
+            start = end
+        todo.clear()
+        escaped.clear()
+
+    for kind, region, cx in _contexts(labels, model):
+        truth = region.reshape(-1)
+        sym = _symbols(cx, truth)
+        keys = cx.rows * np.uint16(_N_SYM) + sym
+        at = np.flatnonzero(sym == _ESC)
+        todo.append((kind, keys, at))
+        escaped.append((cx.pattern[at], cx.nb[:, at], cx.act[at], truth[at]))
+        if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
+            code()
+    if todo:
+        code()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -689,8 +797,8 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     palette = _check_palette(palette)
     if len(palette) == 1:
         return b""
-    enc = _Encoder()
-    _run(labels, enc, palette, encoding=True)
+    enc = _Stream()
+    _encode_all(labels, palette, enc)
     lg = lanes_log2(labels.size)
     freq = np.concatenate(enc.freqs) if enc.freqs else np.zeros(0, np.uint32)
     cum = np.concatenate(enc.cums) if enc.cums else np.zeros(0, np.uint32)
@@ -707,22 +815,16 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     palette = _check_palette(palette)
     if len(palette) == 1:
         return 0, 0
-    freqs = _coded(labels, palette)
-    bits = float(sum(rans.SCALE_BITS * len(f) - np.log2(f).sum() for f in freqs))
+    cost = _Cost()
+    _encode_all(labels, palette, cost)
+    bits = cost.bits
     # log2(1 + r) <= r / ln 2 for the gain, and |log2(1 - r)| <= 1.004 r / ln 2 for the loss (r < 2^-8)
-    rounding = 1.004 / (256 * np.log(2)) * float(sum((rans.M - f.astype(np.int64)).sum() for f in freqs)) / rans.M
+    rounding = 1.004 / (256 * np.log(2)) * float(cost.short) / rans.M
     lanes = 1 << lanes_log2(labels.size)
     # 1 for the float sums' own error; the lane byte, the states, then the words
     low = 1 + (rans.STATE_BYTES - 2) * lanes + (bits - rounding) / 8 - 1
     high = 1 + rans.STATE_BYTES * lanes + (bits + rounding) / 8 + 1
     return max(0, int(np.ceil(low))), int(np.floor(high))
-
-
-def _coded(labels: np.ndarray, palette: np.ndarray) -> list[np.ndarray]:
-    """The frequencies of every symbol ``encode`` codes for these labels, in pieces."""
-    enc = _Encoder()
-    _run(labels, enc, palette, encoding=True)
-    return enc.freqs
 
 
 def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
@@ -751,6 +853,8 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
         raise FormatError(f"{_WHAT} of {len(data)} bytes is too short for {width * height} labels "
                           f"(at least {need} bytes with lg = {lg})")
     labels = np.zeros((height, width), dtype=np.uint16)
-    _run(labels, _Decoder(dec), palette, encoding=False)
+    model = _Model(k, palette)
+    for kind, region, cx in _contexts(labels, model):
+        region[...] = _decode_pass(model, _Decoder(dec), kind, cx).reshape(region.shape)
     dec.finish()
     return labels

@@ -28,6 +28,7 @@ _WORD_BITS = 16
 _U64 = np.uint64
 _BLOCK_SYMBOLS = 1 << 16  # symbols whose per-step values encode makes at once
 _COMPARE_MAX = 8  # alphabets up to this size are decoded by comparisons, larger ones by a binary search
+_FEW_ROWS = 2048  # tables of up to this many rows are made whole-array: column by column costs more calls
 
 
 def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +41,7 @@ def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     w = np.asarray(weights, dtype=np.int64)
     n_rows, n_sym = w.shape
-    if n_sym <= 8:
+    if n_sym <= 8 and n_rows > _FEW_ROWS:
         # Column by column: numpy's reductions along a short axis are slow on millions of rows.
         cols = [w[:, a] for a in range(n_sym)]
         n_valid = sum((col > 0).astype(np.int64) for col in cols)
@@ -57,7 +58,8 @@ def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         valid = w > 0
         n_valid = valid.sum(axis=1, keepdims=True)
         total = np.maximum(w.sum(axis=1, keepdims=True), 1)
-        freq = np.where(valid, 1 + (w * (M - n_valid)) // total, 0)
+        freq = (w * (M - n_valid)) // total
+        freq += valid  # a weight of 0 has 0 // total = 0 there, and keeps it
         best = np.argmax(w, axis=1)
         rest = M - freq.sum(axis=1)
     # Rounding down leaves a few units over; the likeliest symbol takes them, where they cost least.
