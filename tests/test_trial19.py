@@ -91,3 +91,11 @@ def test_warnings_through_pillows_save_name_the_users_line(tmp_path):
     with pytest.warns(kmq.KmqWarning, match="only 2 distinct colours") as caught:
         kmq.compress(two, 8)
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_a_ctx_payload_that_runs_out_of_words_is_called_truncated_or_corrupt(small):
+    # A bit flipped inside the word stream (under a CRC forged to match) was reported as "truncated".
+    img = kmq.compress(small, 8, codec="ctx")
+    payload = kmq.codecs.encode(kmq.codecs.codec_id("ctx"), img.labels, img.palette)
+    with pytest.raises(kmq.FormatError, match=r"truncated or corrupt: the rANS word stream ends after \d+ words"):
+        kmq.codecs.decode(kmq.codecs.codec_id("ctx"), payload[:-2], img.width, img.height, img.palette)

@@ -224,7 +224,8 @@ class Decoder:
             need = int(np.count_nonzero(low))
             if need:
                 if self.pos + need > len(words):
-                    raise FormatError(f"{self.what}: truncated: rANS word stream ends after "
+                    # (cut short, or a changed bit made the lanes ask for more words than were coded)
+                    raise FormatError(f"{self.what}: truncated or corrupt: the rANS word stream ends after "
                                       f"{len(words)} words, at symbol {self.index}")
                 x[low] = (x[low] << _WORD_BITS) | words[self.pos:self.pos + need]
                 self.pos += need
