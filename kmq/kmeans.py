@@ -1725,9 +1725,18 @@ def _bins_in_place(ids: np.ndarray) -> np.ndarray:
         for s in range(0, ids.shape[0], _INDEX_CHUNK):  # chunks: no second (n,) array
             ids[s:s + _INDEX_CHUNK] = np.take(rank, ids[s:s + _INDEX_CHUNK])
         return occupied
-    # sparse ids - a sort, memory bounded by the items
-    occupied, inverse = np.unique(ids, return_inverse=True)
-    ids[:] = inverse.reshape(-1)
+    # sparse ids - a sort, memory bounded by the items. A stable one (timsort, which the ascending runs of such
+    # keys suit): np.unique's quicksort took 2.6x as long (12 MP photo under a vignette, K = 256: the 792 000
+    # keys of its 7-bit level merged, 0.058 s -> 0.022).
+    order = np.argsort(ids, kind="stable")
+    ranked = ids[order]
+    new = np.empty(ranked.shape[0], dtype=bool)
+    new[:1] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=new[1:])
+    occupied = ranked[new]
+    rank = np.cumsum(new, dtype=np.intp)
+    rank -= 1
+    ids[order] = rank
     return occupied
 
 
