@@ -57,7 +57,8 @@ def test_histogram_of_a_few_pixels_by_hand():
     assert h.sums.tolist() == [[5, 4, 3, 6], [4, 0, 0, 255], [255, 255, 255, 255]]
     assert h.index.tolist() == [0, 0, 1, 2, 0]
     assert h.square_sums == [9 + 16 + 255 ** 2 + 4, 9 + 255 ** 2 + 1, 9 + 255 ** 2, 9 + 255 ** 2 * 2 + 9]
-    few = coreset.Histogram(px, min_bins=4)  # too few bins, seen in the sample (here every pixel): no counting
+    # Too few bins, seen in the sample (here every pixel), even at 7 bits (16 a 6-bit bin): no counting.
+    few = coreset.Histogram(px, min_bins=16 * 3 + 1)
     assert few.ids is None and few.bins is None
 
 
@@ -549,3 +550,133 @@ def test_rgba_restarts_through_the_histogram_rank_on_the_stand_in_and_end_near(m
     whole = kmq.compress(photo, k=16, seed=4)
     assert ranked[0][1] is None
     assert whole.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * whole.distortion
+
+
+def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_hand(monkeypatch):
+    # 6-bit bins (0,0,0,0): 0, 2, 3 in channel 0; (0,1,0,0): (0,4,0,0); (1,0,0,63): 4 and 5 under alpha 255.
+    px = np.array([[0, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0], [0, 4, 0, 0], [4, 0, 0, 255], [5, 1, 0, 255]],
+                  np.uint8)
+    monkeypatch.setattr(km, "_POLISH_MAX", 5)
+    h = coreset.Histogram(px, min_bins=4)  # 3 6-bit bins: too few, so the 7-bit ones are counted
+    assert h.bins == 3 and h.ids.tolist() == [0, 1 << 12, (1 << 18) | 63]
+    f = h.fine
+    # 7-bit bins by key: (0,0,0,0); (0,2,0,0), in 6-bit bin 1, before (1,0,0,0), in 6-bit bin 0; (2,0,0,127).
+    assert f.ids.tolist() == [0, 2 << 14, 1 << 21, (2 << 21) | 127] and f.six.tolist() == [0, 1, 0, 2]
+    assert f.counts.tolist() == [1, 1, 2, 2] and f.sums.tolist() == [[0] * 4, [0, 4, 0, 0], [5, 0, 0, 0],
+                                                                    [9, 1, 0, 510]]
+    # Each pixel's 7-bit bin, which `label` reads, numbered by 6-bit bin and then by bit 1 of each channel.
+    assert h.index.tolist() == [0, 1, 1, 2, 3, 3] and f.rank.tolist() == [0, 2, 1, 3]
+    assert f.colours == 6
+    # The 6-bit sums are the 7-bit ones added up.
+    assert h.counts.tolist() == [3, 1, 2] and h.sums.tolist() == [[5, 0, 0, 0], [0, 4, 0, 0], [9, 1, 0, 510]]
+    assert h.square_sums == coreset.Histogram(px).square_sums
+    palette = np.array([[1, 0, 0, 0], [3, 3, 0, 0], [5, 0, 0, 250]], np.uint8)
+    labels, count, err = coreset.label(px, h, palette)  # by 7-bit cell
+    ref, j = nearest_j(px, palette)
+    # 1 + 1 + 4 to entry 0, 9 + 1 to entry 1, 1 + 25 twice to entry 2
+    assert labels.tolist() == ref.tolist() == [0, 0, 0, 1, 2, 2] and count.tolist() == [3, 1, 2] and err == 68
+    monkeypatch.setattr(km, "_POLISH_MAX", 6)  # as many colours as fit polishes on: the distinct colours' way
+    assert coreset.Histogram(px, min_bins=4).ids is None
+    # A sample (here every pixel) of fewer colours than _FINE_SAMPLE x _POLISH_MAX: not even the 7-bit bins.
+    finer = []
+    monkeypatch.setattr(coreset.Histogram, "_finer", lambda *a: finer.append(1))
+    monkeypatch.setattr(km, "_POLISH_MAX", 5)
+    monkeypatch.setattr(coreset, "_FINE_SAMPLE", 7 / 5)
+    assert coreset.Histogram(px, min_bins=4).ids is None and finer == []
+    monkeypatch.setattr(coreset, "_FINE_SAMPLE", 6 / 5)
+    coreset.Histogram(px, min_bins=4)
+    assert finer == [1]
+
+
+@pytest.mark.parametrize("k", [3, 40, 300])
+def test_7_bit_candidates_from_the_6_bit_cells_are_those_from_every_entry(monkeypatch, photo, k):
+    flat = clear_transparent(photo).reshape(-1, 4)
+    palette = np.unique(flat[np.random.default_rng(k).choice(len(flat), k)], axis=0)
+    monkeypatch.setattr(km, "_POLISH_MAX", 1000)
+    h = coreset.Histogram(flat, min_bins=1 << 20)
+    f = h.fine
+    got = coreset._fine_cells(f.ids, f.six, coreset._cell_candidates(h.ids, coreset.BITS, palette), palette)
+    every = coreset._cell_candidates(f.ids, 7, palette)
+    assert np.array_equal(got.single, every.single) and np.array_equal(got.count, every.count)
+    assert candidate_sets(got) == candidate_sets(every) and (got.single >= 0).any() and (got.count > 1).any()
+
+
+@pytest.fixture
+def busy_photo(samples) -> np.ndarray:
+    """chelsea at a third of its size, upscaled 6x (smooth: 188 000 7-bit bins, 51 000 6-bit ones) under an
+    alpha vignette, bit 0 of every channel random: 540 000 pixels, 446 000 colours (over 2 per 7-bit bin)."""
+    rgb = Image.open(samples / "chelsea.png").convert("RGB")
+    rgb = rgb.resize((rgb.width // 3, rgb.height // 3), Image.Resampling.LANCZOS)
+    px = vignette(np.asarray(rgb.resize((rgb.width * 6, rgb.height * 6), Image.Resampling.BILINEAR)))
+    return px ^ np.random.default_rng(0).integers(0, 2, px.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("finish", [False, True])
+def test_too_few_6_bit_bins_fit_the_7_bit_histogram_to_the_same_file(monkeypatch, histograms_only, threads,
+                                                                     busy_photo, finish):
+    """Where the 6-bit histogram has too few bins for k, fit climbs to the 7-bit level: its 7-bit histogram
+    and the number of distinct colours (which decides the levels fit climbs) stand for the colours, for
+    the same file as through them, in any number of threads; above `kmeans._FINISH_ABOVE` (lowered) with
+    the 7-bit level's light bins merged and over-relaxed updates on it, as through the colours."""
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 10_000)  # 160 000 bins for k = 16: more than the 6-bit level's
+    if finish:
+        monkeypatch.setattr(km, "_FINISH_ABOVE", 8)
+        monkeypatch.setattr(km, "_LIGHT_SHARE", 3 / (busy_photo.shape[0] * busy_photo.shape[1]))
+    fits, merged = [], []
+    real_fit, real_merged = km.fit_fine, km._merged
+    monkeypatch.setattr(km, "fit_fine", lambda *a, **kw: fits.append(kw["colours"]) or real_fit(*a, **kw))
+    monkeypatch.setattr(km, "_merged", lambda inverse, ids, w, wx, bits, *a: merged.append((len(ids), bits)) or
+                        real_merged(inverse, ids, w, wx, bits, *a))
+    runs = []
+    real_hamerly = km._hamerly
+    monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a: runs.append((pts.m, it)) or
+                        real_hamerly(pts, c, it, tol, *a))
+    files = []
+    for n in (1, 3):
+        threads(n)
+        files.append(kmq.compress(busy_photo, k=16, seed=7))
+    img = files[0]
+    assert files[1].to_bytes() == img.to_bytes() and len(fits) == 2
+    flat = clear_transparent(busy_photo).reshape(-1, 4)
+    colours = len(km.distinct(flat).counts)
+    assert fits[0] == colours
+    sevens = merged[1][0]
+    assert [m[1] for m in merged[:2]] == [6, 7] and 2 * sevens <= colours
+    # The last run: on the 7-bit level, merged (fewer points) only above _FINISH_ABOVE.
+    assert (runs[-1][0] < sevens) == finish and (runs[-1][1] == km._FINISH[0]) == finish
+    assert_nearest(img, busy_photo)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(busy_photo, k=16, seed=7).to_bytes() == img.to_bytes()
+
+
+def test_a_7_bit_level_not_halving_the_colours_is_skipped_as_through_them(monkeypatch, histograms_only, photo):
+    """chelsea's 7-bit bins (100 000) are over half its 117 000 colours: fit, which compares the levels with the
+    colours, does not climb it, and neither does the histogram's fit, told their number."""
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 10_000)
+    fits = []
+    real = km.fit_fine
+    monkeypatch.setattr(km, "fit_fine", lambda ids, *a, **kw: fits.append((len(ids), kw["colours"])) or
+                        real(ids, *a, **kw))
+    img = kmq.compress(photo, k=16, seed=8)
+    colours = len(km.distinct(clear_transparent(photo).reshape(-1, 4)).counts)
+    assert len(fits) == 1 and 2 * fits[0][0] > fits[0][1] == colours
+    assert_nearest(img, photo)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(photo, k=16, seed=8).to_bytes() == img.to_bytes()
+
+
+def test_a_sample_short_of_6_bit_bins_takes_the_7_bit_histogram_not_the_6_bit_one(monkeypatch, histograms_only,
+                                                                                  photo):
+    """Every 16th pixel (_SAMPLE_BITS 13) shows fewer 6-bit bins than the 16 000 asked at k = 16, though the
+    image has 47 000: the 6-bit path is not taken on such a sample (as before), the 7-bit one is, which is
+    fit's own, so the file is the one through the distinct colours."""
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)
+    flat = clear_transparent(photo).reshape(-1, 4)
+    sample = flat[::len(flat) >> 13]
+    shown = len(np.unique(sum((sample[:, c] >> 2).astype(np.int64) << (6 * (3 - c)) for c in range(4))))
+    assert 16_000 // 16 <= shown < 16_000
+    h = coreset.Histogram(flat, min_bins=16_000)
+    assert h.bins == 46875 and h.fine is not None
+    img = kmq.compress(photo, k=16, seed=9)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(photo, k=16, seed=9).to_bytes() == img.to_bytes()
