@@ -342,8 +342,13 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = best_c[moves]
         _recount(s, best_c[moves], cur[moves])
         changed.append(idx[moves])
-    out = np.sort(np.concatenate(changed)) if changed else np.zeros(0, np.intp)
-    away[out] = True
+    # (each class's moves are sorted, the classes interleave: a mask orders them in one pass, where sorting
+    # them cost 5-10 % of a strong run at 1 MP)
+    mask = np.zeros(height * width, bool)
+    for idx in changed:
+        mask[idx] = True
+    out = np.flatnonzero(mask)
+    away |= mask
     s.moved = np.flatnonzero(away)
     return out
 
