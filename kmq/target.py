@@ -203,7 +203,8 @@ class _Search:
         if k not in self.prepared:
             if len(self.prepared) >= _PREPARED:
                 del self.prepared[next(iter(self.prepared))]  # the K prepared longest ago
-            self.prepared[k] = rdo_module.prepare(self.pixels, self.distinct, self.fitted[k][0], warm=True)
+            self.prepared[k] = rdo_module.prepare(self.pixels, self.distinct, self.fitted[k][0], warm=True,
+                                                  guess=self.fitted[k][1])
         return self.prepared[k]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
