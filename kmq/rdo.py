@@ -504,6 +504,9 @@ class Prepared:
     # land 2-5x fewer trials apart), kept here per sweep count as (lambda, the sample's state as run)
     warm: bool = False
     trials: dict[int, list[tuple[float, _State]]] = field(default_factory=dict)
+    # warm, where the image is its own sample: the ctx payload bounds of the labellings optimise returned, by
+    # returned_key (they are the file's: _in_file_order)
+    returned: dict[bytes, tuple[int, int]] = field(default_factory=dict)
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
@@ -511,7 +514,8 @@ def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, 
     """The state optimise starts from for (H, W, C) pixels (whose distinct colours are ``distinct``) and
     ``palette``, to pass to each of its calls with those three (the same result as without it, unless warm:
     then each call's lambda is calibrated from the trials of the calls before it, in a trial or two where a
-    cold start takes four to six, and the result depends on those calls). guess: an entry near each distinct
+    cold start takes four to six, and the result depends on those calls; where the image is its own sample,
+    its entries come in a file's order, by share, as its sizing judged them: _in_file_order). guess: an entry near each distinct
     colour (the fit's per-colour labels), which finds the nearest ones sooner (the same ones)."""
     colours = _Colours(distinct)
     plain = _start(pixels, colours, palette, guess)
@@ -753,7 +757,7 @@ def _ctx_bounds(s: _State, palette: np.ndarray, labels: np.ndarray) -> tuple[int
 _PLAIN: dict[bytes, tuple[int, int]] = {}
 
 
-def _worse(trial: _Trial, judged: _State, palette: np.ndarray, prepared: Prepared, margin: int = 0) -> bool:
+def _worse(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prepared: Prepared, margin: int = 0) -> bool:
     """Whether the labelling ``judged`` of the sample costs more ctx bytes than its nearest labelling (or as
     many at no lower J), margin bytes added to its own; from bounds first, and encoded only when the bounds
     overlap."""
@@ -843,10 +847,41 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
     judged = s if whole else trial.kept
+    if whole and prepared.warm:
+        judged = _in_file_order(s)
     if _worse(trial, judged, palette, prepared, margin if whole else 0):
         return _nearest(plain)
+    if isinstance(judged, _Labelling):
+        prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
+            digest(judged.palette, judged.labels)]
+        return judged.palette, judged.labels, s.total / judged.labels.size
     palette, labels = _compact(s.palette, s.labels, s.counts)
     return palette, labels, s.total / labels.size
+
+
+@dataclass
+class _Labelling:
+    """A state's labels as its file will hold them (what _worse reads of a _State)."""
+    palette: np.ndarray
+    labels: np.ndarray
+    total: int
+    height: int
+    width: int
+
+
+def _in_file_order(s: _State) -> _Labelling:
+    """s's labels with unused and equal entries dropped and the entries in a file's order (by share, ties by
+    colour: api._by_share): where the image is its own sample, a target's search sizes each file it makes,
+    and judged in that order rdo's sizing is the file's (Prepared.returned), 0.4 of a plain compress each."""
+    from .api import _share_order  # (api imports this module)
+    palette, labels = _compact(s.palette, s.labels, s.counts)
+    order, rank = _share_order(palette, np.bincount(labels.reshape(-1), minlength=len(palette)))
+    return _Labelling(palette[order], rank[labels], s.total, s.height, s.width)
+
+
+def returned_key(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    """The key of Prepared.returned for a file's palette and labels (a file holds its labels as uint16)."""
+    return digest(palette, labels.astype(np.uint16, copy=False))
 
 
 def _nearest(s: _State) -> tuple[np.ndarray, np.ndarray, float]:
