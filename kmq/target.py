@@ -203,7 +203,8 @@ class _Search:
         if k not in self.prepared:
             if len(self.prepared) >= _PREPARED:
                 del self.prepared[next(iter(self.prepared))]  # the K prepared longest ago
-            self.prepared[k] = rdo_module.prepare(self.pixels, self.distinct, self.fitted[k][0], warm=True)
+            self.prepared[k] = rdo_module.prepare(self.pixels, self.distinct, self.fitted[k][0], warm=True,
+                                                  guess=self.fitted[k][1])
         return self.prepared[k]
 
     def bounds(self, k: int, rdo: float = 0.0) -> tuple[int, int]:
@@ -215,7 +216,9 @@ class _Search:
             if self.codec == "ctx":
                 at = rdo_module.digest(img.palette, img.labels)
                 if at not in self.payloads:
-                    self.payloads[at] = ctx.payload_bounds(img.labels, img.palette)
+                    # an rdo run on an image that is its own sample sized its labels as the file holds them
+                    done = self.prepared[k].returned if rdo > 0 and k in self.prepared else {}
+                    self.payloads[at] = done.get(at) or ctx.payload_bounds(img.labels, img.palette)
                 low, high = self.payloads[at]
                 self.sizes[key] = (img.overhead() + low, img.overhead() + high)
             else:

@@ -1,4 +1,5 @@
 """--psnr / --max-bytes: kmq chooses K (and the rdo strength) to meet a target."""
+import hashlib
 import json
 import math
 import re
@@ -623,3 +624,35 @@ def test_past_the_last_rdo_file_at_a_k_its_own_runs_give_the_slope():
     assert target._slope_past([pts[0], pts[2], (math.log(1.1), pts[2][1])]) == target._RDO_SLOPE  # flat: no slope
     steep = [(0.0, 0.0), (math.log(1.01), 0.0), (math.log(1.02), -2.0)]
     assert target._slope_past(steep) == target._SLOPES[0]
+
+
+def test_a_byte_budget_sizes_each_rdo_file_of_an_image_that_is_its_own_sample_once(monkeypatch, samples):
+    # rdo judges its labelling by ctx's payload bounds where the image is its own sample; a target's search then
+    # sized the file again (the same pixels' colours, the entries in the file's order): now rdo judges it in
+    # that order, and the search takes its bounds (the same files: 0.3 of the sizings spared on the benches').
+    from kmq import rdo
+    from kmq.codecs import ctx
+    with Image.open(samples / "chelsea.png") as im:
+        pixels = np.asarray(im.convert("RGB"))[60:188, 120:312].copy()  # 128 x 192: its own sample
+    sized = []
+    bounds = ctx.payload_bounds
+
+    def counting(labels, palette):
+        sized.append(hashlib.sha256(np.asarray(palette)[labels].tobytes()).hexdigest())
+        return bounds(labels, palette)
+    monkeypatch.setattr(ctx, "payload_bounds", counting)
+    made = []
+    search = target._Search.__init__
+
+    def keeping(self, *args, **kwargs):
+        made.append(self)
+        search(self, *args, **kwargs)
+    monkeypatch.setattr(target._Search, "__init__", keeping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = kmq.compress_to(pixels, max_bytes=6000, codec="ctx")
+    assert len(img.to_bytes()) <= 6000
+    files = [f for (k, r), f in made[0].files.items() if r > 0 and f.metadata["rdo"] > 0]
+    assert len(files) >= 2
+    for f in files:
+        assert sized.count(hashlib.sha256(f.palette[f.labels].tobytes()).hexdigest()) == 1
