@@ -349,7 +349,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k,
                        opaque=bool(flat[:, 3].max() == 255))[0]
     labels, count, err = coreset.label(flat, hist, palette)
-    order, rank = _share_order(palette, count)
+    order, rank = kmeans.share_order(palette, count)
     coreset.renumber(labels, rank.astype(np.uint16))
     meta = _fit_meta(err / flat.shape[0], seed, max_iter, tol)
     return KmqImage(palette[order], labels.reshape(height, width), meta, codec)
@@ -459,17 +459,8 @@ def _by_share(palette: np.ndarray, color_labels: np.ndarray,
     """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
 
     color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel."""
-    order, rank = _share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
+    order, rank = kmeans.share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
     return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
-
-
-def _share_order(palette: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, rank): the entries by decreasing share (pixels), ties by colour, and each entry's place."""
-    # lexsort's last key is the primary one; palette columns break ties in colour order.
-    order = np.lexsort((*palette.T[::-1], -share))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return order, rank
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:

@@ -937,6 +937,16 @@ def takes_guess(m: int, channels: int, k: int) -> bool:
     return way in ("local", "cells")
 
 
+def share_order(palette: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank): the entries by decreasing share (pixels), ties by colour, and each entry's place: the
+    order of a file's palette (kmq.api, and rdo judging a labelling as its file holds it)."""
+    # lexsort's last key is the primary one; palette columns break ties in colour order.
+    order = np.lexsort((*palette.T[::-1], -share))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return order, rank
+
+
 def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """The exact nearest palette entry of each point.

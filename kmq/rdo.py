@@ -515,8 +515,9 @@ def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, 
     ``palette``, to pass to each of its calls with those three (the same result as without it, unless warm:
     then each call's lambda is calibrated from the trials of the calls before it, in a trial or two where a
     cold start takes four to six, and the result depends on those calls; where the image is its own sample,
-    its entries come in a file's order, by share, as its sizing judged them: _in_file_order). guess: an entry near each distinct
-    colour (the fit's per-colour labels), which finds the nearest ones sooner (the same ones)."""
+    its entries come in a file's order, by share, as its sizing judged them: _in_file_order). guess: an entry
+    near each distinct colour (the fit's per-colour labels), which finds the nearest ones sooner (the same
+    ones)."""
     colours = _Colours(distinct)
     plain = _start(pixels, colours, palette, guess)
     sample = _sample(pixels)
@@ -757,7 +758,8 @@ def _ctx_bounds(s: _State, palette: np.ndarray, labels: np.ndarray) -> tuple[int
 _PLAIN: dict[bytes, tuple[int, int]] = {}
 
 
-def _worse(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prepared: Prepared, margin: int = 0) -> bool:
+def _worse(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prepared: Prepared,
+           margin: int = 0) -> bool:
     """Whether the labelling ``judged`` of the sample costs more ctx bytes than its nearest labelling (or as
     many at no lower J), margin bytes added to its own; from bounds first, and encoded only when the bounds
     overlap."""
@@ -873,9 +875,8 @@ def _in_file_order(s: _State) -> _Labelling:
     """s's labels with unused and equal entries dropped and the entries in a file's order (by share, ties by
     colour: api._by_share): where the image is its own sample, a target's search sizes each file it makes,
     and judged in that order rdo's sizing is the file's (Prepared.returned), 0.4 of a plain compress each."""
-    from .api import _share_order  # (api imports this module)
     palette, labels = _compact(s.palette, s.labels, s.counts)
-    order, rank = _share_order(palette, np.bincount(labels.reshape(-1), minlength=len(palette)))
+    order, rank = kmeans.share_order(palette, np.bincount(labels.reshape(-1), minlength=len(palette)))
     return _Labelling(palette[order], rank[labels], s.total, s.height, s.width)
 
 

@@ -398,8 +398,8 @@ def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_
     monkeypatch.setattr(km, "_FINISH_ABOVE", 8)
     runs = []
     real = km._hamerly
-    monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a: runs.append((pts.m, it, a[1] if len(a) > 1 else 1.0))
-                        or real(pts, c, it, tol, *a))
+    monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a:
+                        runs.append((pts.m, it, a[1] if len(a) > 1 else 1.0)) or real(pts, c, it, tol, *a))
     img = kmq.compress(photo, k=16, seed=6)
     six = coreset.Histogram(clear_transparent(photo).reshape(-1, 4)).bins  # as kmq reads them
     # The last run is on the 6-bit level: km._FINISH's updates, over-relaxed.
