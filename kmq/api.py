@@ -25,7 +25,7 @@ from .errors import KmqError, naming, warn
 from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, load_image, opaque,
-                      save_quantized, to_array, warn_extension_mismatch, writable_format)
+                      save_quantized, source_name, to_array, warn_extension_mismatch, writable_format)
 
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
@@ -497,7 +497,7 @@ def read(source: str | Path | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX
     its position, as kmq.compress takes an image. Raises KmqError (FormatError for a malformed file)."""
     check_max_pixels(max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        with naming("<bytes>"):
+        with naming(source_name(source)):
             return KmqImage.from_bytes(source, max_pixels=max_pixels)
     if isinstance(source, (str, Path)):
         with reading(source) as f, naming(source):
@@ -505,7 +505,7 @@ def read(source: str | Path | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX
     if not callable(getattr(source, "read", None)):
         raise TypeError(f"read takes a path, a .kmq file's bytes or a binary file object, got "
                         f"{type(source).__name__}")
-    with naming(getattr(source, "name", None) or "<stream>"):
+    with naming(source_name(source)):
         return KmqImage.from_bytes(read_kmq(source, max_pixels=max_pixels), max_pixels=max_pixels)
 
 

@@ -44,7 +44,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     kmq.prefetch.map_pixels); for a caller that reads it with numpy only (kmq.compress's K-Means).
     """
     check_max_pixels(max_pixels)
-    name = _describe(source)
+    name = source_name(source)
     if isinstance(source, bytes) or (not isinstance(source, (str, Path)) and not _seekable(source)):
         # As Pillow itself would read a pipe; here too so that an empty one can be told from a non-image.
         source = io.BytesIO(source if isinstance(source, bytes) else source.read())
@@ -615,7 +615,8 @@ def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
         warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}")
 
 
-def _describe(source: ImageSource) -> str:
+def source_name(source: ImageSource) -> str:
+    """What messages call an input: its path, <bytes>, <stdin>, or a file object's name (else <stream>)."""
     if isinstance(source, (str, Path)):
         return str(source)
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -1498,8 +1498,8 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     lists = order.T  # (k, k): row j holds every centroid's j-th nearest
     # Row j of near_cols[c]: channel c of every centroid's j-th nearest, made as far down as a width needs
     # (`built` rows). A wide group of points then gathers its candidates' coordinates straight from these
-    # rows, with no (L, m) table of candidates in between (the same values): one gather of L x m in four
-    # fewer. Groups too small to pay for the rows they would add take the candidates' table instead.
+    # rows, with no (L, m) table of candidates in between (the same values): one gather of L x m fewer (C + 1
+    # -> C). Groups too small to pay for the rows they would add take the candidates' table instead.
     near_cols = np.empty((channels, k, k))
     built = 0
     by_width = np.argsort(doublings, kind="stable")  # the points of each width in ascending order
@@ -2352,7 +2352,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
-    (`_light_merged`). Above 500 000 colours and
+    (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates after the
     levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
@@ -2470,7 +2470,7 @@ def _rgba_levels(histogram: Callable[[int], tuple[np.ndarray, np.ndarray, np.nda
                  n: float) -> list[_Points]:
     """The levels `fit` climbs for RGBA of m colours over `_POLISH_MAX` (n pixels): 4 and 5 bits, then 6 and
     7 while the last has under `_FINE_ENOUGH` bins per centroid, from K = 65 each with its light bins merged
-    (`_light_merged`). histogram(bits): the histogram of the items (the colours, or bins standing for them)
+    (`_merged`). histogram(bits): the histogram of the items (the colours, or bins standing for them)
     at `bits` per channel as `_colour_histogram` returns it, its inverse its own (`_merged` takes it over)."""
     levels = _levels(*histogram(_COARSE_BITS), _COARSE_BITS, (4, _COARSE_BITS))
     below = _LIGHT_SHARE * n if k > _FINISH_ABOVE else 0.0
@@ -2481,18 +2481,13 @@ def _rgba_levels(histogram: Callable[[int], tuple[np.ndarray, np.ndarray, np.nda
     return levels
 
 
-def _light_merged(colors: np.ndarray, counts: np.ndarray, bits: int, below: float, enough: int) -> _Points:
-    """The histogram level of the colours at `bits` per channel (`_coarse`), its bins of under `below`
-    pixels merged per cell of bits - 1, unless it has under `enough` bins (then a level below the finest) or
-    does not halve the colours: `_climb` skips such a level, and merged it would climb it (2 MP photos under
-    a vignette or random alpha at K = 256: J -0.5 to -1 %, but 1.4x to 1.8x the CPU)."""
-    return _merged(*_colour_histogram(colors, counts, bits), bits, below, enough, colors.shape[0])
-
-
 def _merged(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray, bits: int, below: float,
             enough: int, m: int) -> _Points:
-    """`_light_merged` of a histogram of m colours (inverse, ids, w, wx as `_colour_histogram` gives them;
-    inverse is taken over)."""
+    """The histogram level of m colours at `bits` per channel (inverse, ids, w, wx as `_colour_histogram`
+    gives them; inverse is taken over), its bins of under `below` pixels merged per cell of bits - 1, unless
+    it has under `enough` bins (then a level below the finest) or does not halve the colours: `_climb` skips
+    such a level, and merged it would climb it (2 MP photos under a vignette or random alpha at K = 256: J
+    -0.5 to -1 %, but 1.4x to 1.8x the CPU)."""
     light = w < below
     if enough <= ids.shape[0] <= m // 2 and light.any():
         # Odd keys for the bins kept, even ones for the cells the light bins merge into: all distinct.

@@ -999,7 +999,7 @@ def test_light_merged_merges_light_bins_per_coarser_cell():
     colors = np.zeros((8, 4), dtype=np.uint8)
     colors[:, 0] = np.arange(8)
     counts = np.array([1, 1, 1, 1, 5, 5, 1, 1])
-    pts = km._light_merged(colors, counts, 7, below=3, enough=4)
+    pts = km._merged(*km._colour_histogram(colors, counts, 7), 7, below=3, enough=4, m=len(colors))
     assert pts.m == 3
     # the two light bins of the first cell become one point; the light one alone in the second stays itself
     assert pts.x[pts.inverse, 0].tolist() == [1.5] * 4 + [4.5] * 2 + [6.5] * 2
@@ -1015,7 +1015,7 @@ def test_light_merged_keeps_the_level_unmerged(below, enough):
     counts = np.array([1, 1, 1, 1, 5, 5, 1, 1])
     if below == 100:
         colors, counts = colors[1::2], counts[1::2]
-    pts = km._light_merged(colors, counts, 7, below=below, enough=enough)
+    pts = km._merged(*km._colour_histogram(colors, counts, 7), 7, below=below, enough=enough, m=len(colors))
     ref = km._coarse(colors, counts, 7)
     assert np.array_equal(pts.x, ref.x) and np.array_equal(pts.w, ref.w)
     assert np.array_equal(pts.inverse, ref.inverse)

@@ -510,9 +510,8 @@ class _Model:
         return np.minimum(_N_DC - 1, _bit_length(self.dist2(a, b)) // _DCS).astype(np.uint8)
 
     def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Squared colour distance of labels a and b (uint16 arrays of equal shape)."""
-        if self.k <= _NN_MAX:
-            return self.d2.take((a << np.uint16(8)) | b)
+        """Squared colour distance of labels a and b (uint16 arrays of equal shape), for k > _NN_MAX (up to
+        it, callers read the k x k table d2 themselves)."""
         d = self.pal[a] - self.pal[b]
         return (d * d).sum(axis=1)
 
