@@ -13,7 +13,9 @@ cost, the pixels updated together being those of one of the four (row, column) p
 of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
 boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
-nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+nearer) and, up to K = 32, less than (12 - gap / lambda) / 2 of it, gap being how much farther the colour's
+second nearest entry is than its nearest (a move would cost at least the gap for at most that much
+agreement). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
 its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
 itself up to 2 * _SAMPLE pixels) so that J lands at the budget (a sample's refinement only shifts the
 entries as the moves shift its means: see _refine). On the whole image the final J is then measured exactly
@@ -213,7 +215,12 @@ class _Colours:
         self.colors = distinct.colors
         self.counts = distinct.counts
         self.index = distinct.index()  # kept by distinct for large images: no copy made
-        self.spread = distinct.spread
+        self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
+
+    def spread(self, per_colour: np.ndarray) -> np.ndarray:
+        """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
+        intp indices: 12 MP 0.022 s against 0.028), else a gather (theirs would rank every pixel again)."""
+        return per_colour[self.index] if self._spread is None else self._spread(per_colour)
 
     def nearest(self, palette: np.ndarray, guess: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -275,7 +282,7 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray, guess: np
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
     near_c, dnear_c, gap_c = colours.nearest(palette, guess)
     padded = np.full((height + 2, width + 2), len(palette), _label_type(len(palette)))
-    padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
+    padded[1:-1, 1:-1] = colours.spread(near_c).reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
     s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
                counts, gap_c=gap_c)
@@ -287,7 +294,7 @@ def _settle(s: _State) -> None:
     """Add the pixels of the colours in s.pending that are not at their nearest entry to s.moved."""
     if s.pending is None:
         return
-    mask = s.pending[s.colours.index]
+    mask = s.colours.spread(s.pending)
     mask[s.moved] = True
     moved = np.flatnonzero(mask)
     s.moved = moved[s.current(moved) != s.near(moved)]
@@ -301,18 +308,20 @@ def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
 
 
 def _around(s: _State, changed: np.ndarray) -> np.ndarray:
-    """The pixels (flat) within one pixel, in all 8 directions, of the pixels ``changed`` (flat), sorted."""
+    """The pixels within one pixel, in all 8 directions, of the pixels ``changed`` (flat), as an (H, W) mask
+    (a view; a dense sweep reads it as it is, a sparse one finds its pixels)."""
     mask = np.zeros((s.height + 2, s.width + 2), bool)
     flat = mask.reshape(-1)
     at = _padded_at(s, changed)
     for di, dj in ((0, 0), *_OFFSETS):
         flat[at + di * (s.width + 2) + dj] = True
-    return np.flatnonzero(mask[1:-1, 1:-1])
+    return mask[1:-1, 1:-1]
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
-    """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
-    that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
+    """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
+    that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
+    changed."""
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
@@ -323,15 +332,14 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
     # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
     # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
-    dense = todo is None or len(todo) * _DENSE > height * width
+    dense = todo is None or np.count_nonzero(todo) * _DENSE > height * width
     movable = _movable(s, lam)
     if dense:
         phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
         away2 = away.reshape(height, width)
-        if todo is not None:
-            visit = np.zeros((height, width), bool)
-            visit.reshape(-1)[todo] = True
+        visit = todo
     else:
+        todo = np.flatnonzero(todo)
         row, col = np.divmod(todo, width)
         parity = (row & 1) * 2 + (col & 1)
     changed = []
@@ -355,7 +363,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             rows = at // shape[1]
             cols = at - rows * shape[1]
             idx = (2 * rows + a) * width + 2 * cols + b
-            pidx = _padded_at(s, idx)
+            pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
             cur, agree = flat[pidx], agree.reshape(-1)[at]
             nbs = [flat[pidx + off] for off in offsets]
         else:
@@ -390,15 +398,11 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
         _recount(s, to, cur[moves])
         changed.append(idx[moves])
-    # (each class's moves are sorted, the classes interleave: a mask orders them in one pass, where sorting
-    # them cost 5-10 % of a strong run at 1 MP)
-    mask = np.zeros(height * width, bool)
+    # (s.moved stays sorted through the mask; the moves themselves go to _around, which needs no order)
     for idx in changed:
-        mask[idx] = True
-    out = np.flatnonzero(mask)
-    away |= mask
+        away[idx] = True
     s.moved = np.flatnonzero(away)
-    return out
+    return np.concatenate(changed) if changed else np.zeros(0, np.intp)
 
 
 def _movable(s: _State, lam: float) -> np.ndarray | None:
@@ -473,8 +477,11 @@ def _refine(s: _State, sample: bool = False) -> None:
     _settle(s)
     colours = s.colours
     k, channels = s.palette.shape
-    moved = s.moved[s.current(s.moved) != s.near(s.moved)]
-    to, away = s.current(moved), s.near(moved)
+    # (each pixel's colour and label read once: at 12 MP a million pixels moved)
+    which, cur = colours.index[s.moved], s.current(s.moved)
+    keep = cur != s.near_c[which]
+    moved, to, which = s.moved[keep], cur[keep], which[keep]
+    away = s.near_c[which]
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
@@ -490,18 +497,22 @@ def _refine(s: _State, sample: bool = False) -> None:
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
         palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
-    _repalette(s, palette, moved)
+    _repalette(s, palette, moved, to, which)
 
 
-def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
+def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray, to: np.ndarray | None = None,
+               which: np.ndarray | None = None) -> None:
     """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) being the pixels not at
     their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
-    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour."""
+    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
+    to, which: the labels of the pixels moved and their colours (colours.index), if known."""
     colours = s.colours
+    to = s.current(moved) if to is None else to
+    which = colours.index[moved] if which is None else which
     per_colour = _dist(colours.colors, palette, s.near_c)
-    away = per_colour[colours.index[moved]].sum(dtype=np.int64)
+    away = per_colour[which].sum(dtype=np.int64)
     s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64) - away
-                  + _dist(s.pixels[moved], palette, s.current(moved)).sum(dtype=np.int64))
+                  + _dist(s.pixels[moved], palette, to).sum(dtype=np.int64))
     # (a refinement moves entries by a few levels: the old nearest entries guide the search, 1 MP noisy photo
     # at K = 256: 0.1 of 0.3 s per rdo run)
     near_c, s.dnear_c, s.gap_c = colours.nearest(palette, s.near_c)
@@ -509,7 +520,7 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
     # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
     s.pending = shifted if shifted.any() else None
     s.palette, s.near_c = palette, near_c
-    s.moved = moved[s.current(moved) != s.near(moved)]
+    s.moved = moved[to != near_c[which]]
 
 
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
@@ -961,8 +972,9 @@ def _back_off(s: _State, budget: int) -> None:
     _settle(s)
     pidx = _padded_at(s, s.moved)
     flat = s.padded.reshape(-1)
-    cur, near = flat[pidx], s.near(s.moved)
-    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear(s.moved)
+    which = s.colours.index[s.moved]
+    cur, near = flat[pidx], s.near_c[which]
+    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear_c[which]
     gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
     moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     gain = np.zeros(len(moved), np.int32)
