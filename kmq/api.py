@@ -458,11 +458,19 @@ def _by_share(palette: np.ndarray, color_labels: np.ndarray,
 
     color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel, and
     the labels come back as a file holds them, uint16 (gathered as such: at 12 MP the int64 gather and its
-    narrowing took 0.07-0.2 s of CPU, 0.02 s this way)."""
-    order, rank = kmeans.share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
+    narrowing took 0.07-0.2 s of CPU, 0.03 s this way)."""
     if counts is None:
+        # (counted a chunk at a time: bincount widens its input to intp, 96 MB at 12 MP, 0.023 s against 0.014)
+        share = np.zeros(len(palette), np.int64)
+        for start in range(0, len(color_labels), _COUNT_CHUNK):
+            share += np.bincount(color_labels[start:start + _COUNT_CHUNK], minlength=len(palette))
+        order, rank = kmeans.share_order(palette, share)
         return palette[order], np.take(rank.astype(np.uint16), color_labels)
+    order, rank = kmeans.share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
     return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
+
+
+_COUNT_CHUNK = 1 << 18
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:
