@@ -212,8 +212,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             # ctx's own judgement counts the bytes recording rdo costs (and 2 for J's digits); lzma's below.
             margin = 0 if extra or codec != "ctx" else len(json.dumps({"rdo": float(rdo)}, separators=",:")) + 1
             palette, flat, distortion = _rdo(pixels, distinct, palette, distortion, rdo, margin, prepared, others)
-            palette, flat = _by_share(palette, flat.reshape(-1), None)
-            labels = flat.astype(np.uint16)
+            palette, labels = _by_share(palette, flat.reshape(-1), None)
             meta["distortion"] = distortion
             kept = {key: v for key, v in meta.items() if key != "rdo"}
             # A target's search weighs the plain file against this one itself, exactly. ctx too (up to
@@ -246,8 +245,7 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
                         del meta["rdo"]
     if _dithers(dither, palette, distortion):
         flat = floyd_steinberg(pixels, palette)
-        palette, flat = _by_share(palette, flat.ravel(), None)
-        labels = flat.astype(np.uint16)
+        palette, labels = _by_share(palette, flat.ravel(), None)
         meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
     if labels is None:
         labels = distinct.spread(color_labels.astype(np.uint16))
@@ -458,9 +456,26 @@ def _by_share(palette: np.ndarray, color_labels: np.ndarray,
               counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Order palette entries by decreasing pixel count, ties by colour, and relabel to match.
 
-    color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel."""
+    color_labels: one label per distinct colour, each counts[i] pixels; counts None: one label per pixel, and
+    the labels come back as a file holds them, uint16 (gathered as such: at 12 MP the int64 gather and its
+    narrowing took 0.07-0.2 s of CPU, 0.03 s this way)."""
+    if counts is None:
+        # (a chunk at a time: bincount and take widen their indices to intp, 96 MB at 12 MP; counted 0.023 s
+        # against 0.014, relabelled 0.018 against 0.011)
+        share = np.zeros(len(palette), np.int64)
+        chunks = [slice(start, start + _CHUNK) for start in range(0, len(color_labels), _CHUNK)]
+        for part in chunks:
+            share += np.bincount(color_labels[part], minlength=len(palette))
+        order, rank = kmeans.share_order(palette, share)
+        rank, labels = rank.astype(np.uint16), np.empty(len(color_labels), np.uint16)
+        for part in chunks:
+            np.take(rank, color_labels[part], out=labels[part])
+        return palette[order], labels
     order, rank = kmeans.share_order(palette, np.bincount(color_labels, weights=counts, minlength=len(palette)))
     return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
+
+
+_CHUNK = 1 << 18  # per-pixel labels at a time (_by_share)
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:

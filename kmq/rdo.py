@@ -13,7 +13,9 @@ cost, the pixels updated together being those of one of the four (row, column) p
 of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
 boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
-nearer). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
+nearer) and, up to K = 32, less than (12 - gap / lambda) / 2 of it, gap being how much farther the colour's
+second nearest entry is than its nearest (a move would cost at least the gap for at most that much
+agreement). Each round of sweeps is followed by a palette refinement (every entry becomes the rounded mean of
 its pixels, which never raises J for fixed labels). lambda is found on a sample of the image (the image
 itself up to 2 * _SAMPLE pixels) so that J lands at the budget (a sample's refinement only shifts the
 entries as the moves shift its means: see _refine). On the whole image the final J is then measured exactly
@@ -160,6 +162,8 @@ class _State:
     total: int
     counts: np.ndarray
     pending: np.ndarray | None = None
+    gap_c: np.ndarray | None = None  # per colour, up to _GAPS_MAX_K entries: _gaps
+    movable: tuple | None = None  # (gap_c, lam, _movable's array) of the last sweep
 
     @property
     def labels(self) -> np.ndarray:
@@ -211,16 +215,60 @@ class _Colours:
         self.colors = distinct.colors
         self.counts = distinct.counts
         self.index = distinct.index()  # kept by distinct for large images: no copy made
+        self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
 
-    def nearest(self, palette: np.ndarray, guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest palette entry of each colour (as _label_type) and its squared distance, int32; guess:
-        an entry near each colour (its nearest before a refinement moved the entries, or its cluster in the
-        fit), which kmeans.nearest searches from (the same result, from fewer candidates)."""
+    def spread(self, per_colour: np.ndarray) -> np.ndarray:
+        """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
+        intp indices: 12 MP 0.022 s against 0.028), else a gather (theirs would rank every pixel again)."""
+        return per_colour[self.index] if self._spread is None else self._spread(per_colour)
+
+    def nearest(self, palette: np.ndarray, guess: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The nearest palette entry of each colour (as _label_type), its squared distance, int32, and up to
+        _GAPS_MAX_K entries the colour's gap (_gaps; else None); guess: an entry near each colour (its nearest
+        before a refinement moved the entries, or its cluster in the fit), which kmeans.nearest searches from
+        (the same result, from fewer candidates)."""
+        if len(palette) <= _GAPS_MAX_K:
+            return _gaps(self.colors, palette)
         if guess is not None and kmeans.takes_guess(len(self.colors), self.colors.shape[1], len(palette)):
             labels, sq = kmeans.nearest(self.colors, palette, guess.astype(np.intp))
         else:
             labels, sq = kmeans.nearest(self.colors, palette)
-        return labels.astype(_label_type(len(palette))), sq.astype(np.int32)
+        return labels.astype(_label_type(len(palette))), sq.astype(np.int32), None
+
+
+# Palettes up to this many entries find each colour's gap with its nearest entry (12 MP noisy photo, 1.5 M
+# colours, K = 16: 0.042 s where kmeans.nearest took 0.036; K = 32: 0.08 / 0.065), which spares the sweeps
+# most pixels at a label boundary (_movable).
+_GAPS_MAX_K = 32
+_GAPS_BLOCK = 1 << 15  # colours at a time: the running minima stay in the cache
+
+
+def _gaps(colors: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """kmeans.nearest of colors (M, C) uint8 (the same entries, ties to the lower index; as _label_type) with
+    the squared distances, int32, and each colour's gap: the squared distance to its second nearest entry
+    less that to its nearest (0 where two tie), int32."""
+    k = len(palette)
+    cols = [colors[:, ch].astype(np.int32) for ch in range(colors.shape[1])]
+    labels = np.zeros(len(colors), _label_type(k))
+    first = np.empty(len(colors), np.int32)
+    gap = np.empty(len(colors), np.int32)
+    for start in range(0, len(colors), _GAPS_BLOCK):
+        part = slice(start, min(start + _GAPS_BLOCK, len(colors)))
+        near, least = labels[part], first[part]
+        second = np.full(len(near), np.iinfo(np.int32).max, np.int32)
+        for e in range(k):
+            d = np.square(cols[0][part] - int(palette[e, 0]))
+            for ch in range(1, len(cols)):
+                d += np.square(cols[ch][part] - int(palette[e, ch]))
+            if e == 0:
+                least[:] = d
+                continue
+            np.minimum(second, np.maximum(least, d), out=second)
+            np.copyto(near, e, where=d < least)  # (strictly: a tie keeps the lower index)
+            np.minimum(least, d, out=least)
+        np.subtract(second, least, out=gap[part])
+    return labels, first, gap
 
 
 def _label_type(k: int) -> type:
@@ -233,12 +281,12 @@ def _start(pixels: np.ndarray, colours: _Colours, palette: np.ndarray, guess: np
     """The nearest-colour labelling (guess: as _Colours.nearest's)."""
     height, width, channels = pixels.shape
     flat = pixels.reshape(-1, channels)  # uint8: _dist widens what it gathers (12 MP: 144 MB not made)
-    near_c, dnear_c = colours.nearest(palette, guess)
+    near_c, dnear_c, gap_c = colours.nearest(palette, guess)
     padded = np.full((height + 2, width + 2), len(palette), _label_type(len(palette)))
-    padded[1:-1, 1:-1] = near_c[colours.index].reshape(height, width)
+    padded[1:-1, 1:-1] = colours.spread(near_c).reshape(height, width)
     counts = np.bincount(near_c, weights=colours.counts, minlength=len(palette)).astype(np.int64)
     s = _State(flat, height, width, palette, padded, colours, near_c, dnear_c, np.zeros(0, np.intp), 0,
-               counts)
+               counts, gap_c=gap_c)
     s.total = s.nearest_total()
     return s
 
@@ -247,7 +295,7 @@ def _settle(s: _State) -> None:
     """Add the pixels of the colours in s.pending that are not at their nearest entry to s.moved."""
     if s.pending is None:
         return
-    mask = s.pending[s.colours.index]
+    mask = s.colours.spread(s.pending)
     mask[s.moved] = True
     moved = np.flatnonzero(mask)
     s.moved = moved[s.current(moved) != s.near(moved)]
@@ -261,18 +309,20 @@ def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
 
 
 def _around(s: _State, changed: np.ndarray) -> np.ndarray:
-    """The pixels (flat) within one pixel, in all 8 directions, of the pixels ``changed`` (flat), sorted."""
+    """The pixels within one pixel, in all 8 directions, of the pixels ``changed`` (flat), as an (H, W) mask
+    (a view; a dense sweep reads it as it is, a sparse one finds its pixels)."""
     mask = np.zeros((s.height + 2, s.width + 2), bool)
     flat = mask.reshape(-1)
     at = _padded_at(s, changed)
     for di, dj in ((0, 0), *_OFFSETS):
         flat[at + di * (s.width + 2) + dj] = True
-    return np.flatnonzero(mask[1:-1, 1:-1])
+    return mask[1:-1, 1:-1]
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
-    """One pass over the four parity classes, visiting the pixels of ``todo`` (flat, sorted; all if None)
-    that could gain from a move; returns the pixels (flat, sorted) whose labels changed."""
+    """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
+    that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
+    changed."""
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
@@ -283,14 +333,14 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
     # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
     # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
-    dense = todo is None or len(todo) * _DENSE > height * width
+    dense = todo is None or np.count_nonzero(todo) * _DENSE > height * width
+    movable = _movable(s, lam)
     if dense:
         phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
         away2 = away.reshape(height, width)
-        if todo is not None:
-            visit = np.zeros((height, width), bool)
-            visit.reshape(-1)[todo] = True
+        visit = todo
     else:
+        todo = np.flatnonzero(todo)
         row, col = np.divmod(todo, width)
         parity = (row & 1) * 2 + (col & 1)
     changed = []
@@ -307,14 +357,14 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
             # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
             # with all of it). Pixels not in s.moved are at their nearest.
-            live = (agree < _HALF) | away2[a::2, b::2]
+            live = (agree < (_HALF if movable is None else movable[a::2, b::2])) | away2[a::2, b::2]
             if todo is not None:
                 live &= visit[a::2, b::2]
             at = np.flatnonzero(live)
             rows = at // shape[1]
             cols = at - rows * shape[1]
             idx = (2 * rows + a) * width + 2 * cols + b
-            pidx = _padded_at(s, idx)
+            pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
             cur, agree = flat[pidx], agree.reshape(-1)[at]
             nbs = [flat[pidx + off] for off in offsets]
         else:
@@ -329,7 +379,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             idx, pidx, cur = idx[moving], pidx[moving], cur[moving]
             nbs = [flat[pidx + off] for off in offsets]
             agree = _agreement(nbs, cur)
-            live = (agree < _HALF) | away[idx]
+            live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
             # (filtering costs a copy of every array: worth it only when it drops most pixels)
             if 2 * np.count_nonzero(live) < len(live):
                 idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
@@ -339,23 +389,38 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
         near = s.near(idx) if len(s.moved) else None
         best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, near, nbs, agree)
-        flat[pidx] = best_c
-        s.total += int(best_d.sum(dtype=np.int64) - dcur.sum(dtype=np.int64))
-        moves = best_c != cur
+        # (a pixel that stays keeps its distance: only the moves are written and summed)
+        moves = np.flatnonzero(best_c != cur)
+        to = best_c[moves]
+        flat[pidx[moves]] = to
+        s.total += int(best_d[moves].sum(dtype=np.int64) - dcur[moves].sum(dtype=np.int64))
         if dense:
             own = phases[(1 + a) % 2][(1 + b) % 2]
-            own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = best_c[moves]
-        _recount(s, best_c[moves], cur[moves])
+            own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
+        _recount(s, to, cur[moves])
         changed.append(idx[moves])
-    # (each class's moves are sorted, the classes interleave: a mask orders them in one pass, where sorting
-    # them cost 5-10 % of a strong run at 1 MP)
-    mask = np.zeros(height * width, bool)
+    # (s.moved stays sorted through the mask; the moves themselves go to _around, which needs no order)
     for idx in changed:
-        mask[idx] = True
-    out = np.flatnonzero(mask)
-    away |= mask
+        away[idx] = True
     s.moved = np.flatnonzero(away)
-    return out
+    return np.concatenate(changed) if changed else np.zeros(0, np.intp)
+
+
+def _movable(s: _State, lam: float) -> np.ndarray | None:
+    """Per pixel (H, W), the agreement (int8) below which the pixel, at its nearest entry, may move at lam
+    (None without s.gap_c): a move to any other label c costs at least its colour's gap in distance and
+    gains lam x (A(c) - A(cur)) <= lam x (12 - 2 A(cur)) (the neighbours holding c and cur are apart), so
+    it needs A(cur) < (12 - gap / lam) / 2. The gap is shrunk by 1 + lam / 10^4 first, far more than
+    _choose's float32 costs can round by (an ulp of 2^18 + 12 lam is 1/32 + 12 lam / 2^23): every pixel
+    that could move is visited, as before (12 MP noisy, K = 16, --rdo 2: 3.4 M pixels of the first sweep
+    at a boundary, 1.1 M of them movable, 0.8 M moved). Kept for the next sweep at the same lam."""
+    if s.gap_c is None or lam <= 0:
+        return None
+    if s.movable is None or s.movable[0] is not s.gap_c or s.movable[1] != lam:
+        slack = s.gap_c.astype(np.float64) - (1 + lam / 1e4)
+        per_colour = np.clip(np.ceil((2 * _HALF - slack / lam) / 2), 0, _HALF).astype(np.int8)
+        s.movable = (s.gap_c, lam, s.colours.spread(per_colour).reshape(s.height, s.width))
+    return s.movable[2]
 
 
 def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray | None,
@@ -413,8 +478,11 @@ def _refine(s: _State, sample: bool = False) -> None:
     _settle(s)
     colours = s.colours
     k, channels = s.palette.shape
-    moved = s.moved[s.current(s.moved) != s.near(s.moved)]
-    to, away = s.current(moved), s.near(moved)
+    # (each pixel's colour and label read once: at 12 MP a million pixels moved)
+    which, cur = colours.index[s.moved], s.current(s.moved)
+    keep = cur != s.near_c[which]
+    moved, to, which = s.moved[keep], cur[keep], which[keep]
+    away = s.near_c[which]
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
@@ -430,26 +498,30 @@ def _refine(s: _State, sample: bool = False) -> None:
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
         palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
-    _repalette(s, palette, moved)
+    _repalette(s, palette, moved, to, which)
 
 
-def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
+def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray, to: np.ndarray | None = None,
+               which: np.ndarray | None = None) -> None:
     """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) being the pixels not at
     their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
-    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour."""
+    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
+    to, which: the labels of the pixels moved and their colours (colours.index), if known."""
     colours = s.colours
+    to = s.current(moved) if to is None else to
+    which = colours.index[moved] if which is None else which
     per_colour = _dist(colours.colors, palette, s.near_c)
-    away = per_colour[colours.index[moved]].sum(dtype=np.int64)
+    away = per_colour[which].sum(dtype=np.int64)
     s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64) - away
-                  + _dist(s.pixels[moved], palette, s.current(moved)).sum(dtype=np.int64))
+                  + _dist(s.pixels[moved], palette, to).sum(dtype=np.int64))
     # (a refinement moves entries by a few levels: the old nearest entries guide the search, 1 MP noisy photo
     # at K = 256: 0.1 of 0.3 s per rdo run)
-    near_c, s.dnear_c = colours.nearest(palette, s.near_c)
+    near_c, s.dnear_c, s.gap_c = colours.nearest(palette, s.near_c)
     shifted = near_c != s.near_c
     # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
     s.pending = shifted if shifted.any() else None
     s.palette, s.near_c = palette, near_c
-    s.moved = moved[s.current(moved) != s.near(moved)]
+    s.moved = moved[to != near_c[which]]
 
 
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
@@ -901,8 +973,9 @@ def _back_off(s: _State, budget: int) -> None:
     _settle(s)
     pidx = _padded_at(s, s.moved)
     flat = s.padded.reshape(-1)
-    cur, near = flat[pidx], s.near(s.moved)
-    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear(s.moved)
+    which = s.colours.index[s.moved]
+    cur, near = flat[pidx], s.near_c[which]
+    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear_c[which]
     gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
     moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     gain = np.zeros(len(moved), np.int32)
@@ -922,7 +995,8 @@ def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
     least excess (all, if none does). Only as many of the least worth as may be needed are sorted (a
     12 MP back-off undoes a few % of a million moved pixels): those up to a threshold found by
     partition, whose count grows 4x until their delta covers the excess."""
-    m = max(1024, int(4 * len(worth) * excess / max(1, int(delta.sum(dtype=np.int64)))))
+    # (twice the share of the excess: 12 MP noisy needed 35 000 of the 124 000 sorted, 0.018 s; 4x took 0.030)
+    m = max(1024, int(2 * len(worth) * excess / max(1, int(delta.sum(dtype=np.int64)))))
     while True:
         if m >= len(worth):
             order = np.argsort(worth, kind="stable")
