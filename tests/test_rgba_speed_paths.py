@@ -310,3 +310,55 @@ def test_alpha_masks_write_again_the_bits_a_thread_lost(monkeypatch):
     masks = kmeans._alpha_masks(pos, rgbs)
     np.testing.assert_array_equal(masks, np.packbits(expected, bitorder="little").view("<u8"))
     assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Large K (from kmeans._LARGE_K): the split
+
+
+def weighted_points(kind: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(channels)
+    if kind == "lattice":  # few values a channel: many ties in value, in distance, and equal points
+        x = rng.integers(0, 6, (3000, channels)).astype(np.float64) * 40
+    elif kind == "bins":  # histogram means: fractions, weights of 1 to 50
+        counts = rng.integers(1, 50, 6000)
+        x = rng.integers(0, 256 * counts[:, None], (6000, channels)) / counts[:, None]
+        return x, counts.astype(np.float64)
+    else:  # a few tight clusters and far outliers
+        tight = [rng.normal(c, 3, (800, channels)) for c in (30, 120, 200)]
+        x = np.concatenate(tight + [rng.uniform(0, 255, (5, channels))])
+    return x, rng.integers(1, 9, x.shape[0]).astype(np.float64)
+
+
+# sha256 (first 16 digits) of `kmeans._split`'s centroids as it made them summing every box each round,
+# ordering the chosen boxes' points by lexsort and the 2-means steps' means over all the points (commit a1c6e6c).
+SPLIT_BEFORE = {
+    (3, 'lattice', 2): '9b95292e4e1e2b5f',
+    (3, 'lattice', 37): 'a11b0adf25950496',
+    (3, 'lattice', 300): 'bd4bbf9d6a374ac7',
+    (3, 'bins', 2): '7a90cfd7ff4c808c',
+    (3, 'bins', 37): '349bfb5bb447d771',
+    (3, 'bins', 300): 'c9c8ae9f0676f408',
+    (3, 'clusters', 2): 'dc4d83fef2372c00',
+    (3, 'clusters', 37): '85d100f99850f206',
+    (3, 'clusters', 300): 'fbb46d165da29cbd',
+    (4, 'lattice', 2): '591f64915c93017e',
+    (4, 'lattice', 37): 'c307bc6e97da4877',
+    (4, 'lattice', 300): '75cc548d3e14e2a6',
+    (4, 'bins', 2): 'ffbb8a8363dc45a9',
+    (4, 'bins', 37): '889da60446d2220b',
+    (4, 'bins', 300): '2bc33d8a542e8e13',
+    (4, 'clusters', 2): '1a504ae61732887e',
+    (4, 'clusters', 37): '42ad011a8475f2ce',
+    (4, 'clusters', 300): 'c408b1248b105ea8',
+}
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("kind", ["lattice", "bins", "clusters"])
+@pytest.mark.parametrize("k", [2, 37, 300])
+def test_split_gives_the_centroids_it_gave_summing_every_box_each_round(channels, kind, k):
+    import hashlib
+
+    x, w = weighted_points(kind, channels)
+    assert hashlib.sha256(km._split(x, w, k).tobytes()).hexdigest()[:16] == SPLIT_BEFORE[(channels, kind, k)]
