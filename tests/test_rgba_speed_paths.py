@@ -313,7 +313,7 @@ def test_alpha_masks_write_again_the_bits_a_thread_lost(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------
-# Large K (from kmeans._LARGE_K): the split
+# Large K (from kmeans._LARGE_K): the histogram path, and the split it shares with RGB
 
 
 def weighted_points(kind: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -362,3 +362,57 @@ def test_split_gives_the_centroids_it_gave_summing_every_box_each_round(channels
 
     x, w = weighted_points(kind, channels)
     assert hashlib.sha256(km._split(x, w, k).tobytes()).hexdigest()[:16] == SPLIT_BEFORE[(channels, kind, k)]
+
+
+@pytest.fixture
+def busy_rgba(samples) -> np.ndarray:
+    """chelsea under a vignette with bit 0 of every channel random: 135 000 pixels, far more colours than the
+    lowered _POLISH_MAX below, 47 000 6-bit bins."""
+    px = vignette(np.asarray(Image.open(samples / "chelsea.png").convert("RGB")))
+    return px ^ np.random.default_rng(0).integers(0, 2, px.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("case", ["7-bit", "6-bit", "6-bit, sample short"])
+def test_large_k_through_the_histogram_gives_the_file_through_the_distinct_colours(monkeypatch, busy_rgba, case):
+    """From kmeans._LARGE_K (lowered to 40) to coreset.LARGE_MAX, RGBA whose alpha varies is fitted on the level fit
+    takes (the 6-bit histogram where it has _FINE_ENOUGH bins per centroid, else the 7-bit one) made from the
+    pixels, and labelled by cell: the same file as through the distinct colours, progress reported alike."""
+    from kmq import coreset
+
+    monkeypatch.setattr(km, "_POLISH_MAX", 20000)
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 1000)
+    monkeypatch.setattr(km, "_LARGE_K", 40)
+    monkeypatch.setattr(coreset, "K_MAX", 39)
+    monkeypatch.setattr(coreset, "FROM", 1)
+    flat = clear_transparent(busy_rgba).reshape(-1, 4)
+    six = coreset.Histogram(flat).bins
+    k = six // 1000 + 3 if case == "7-bit" else six // 1000 - 3
+    if case == "6-bit, sample short":  # the sample shows too few 6-bit bins: the 7-bit histogram is made too
+        monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    assert (hist.fine is not None) == (case != "6-bit") and hist.ids is not None
+    levels = []
+    real = km.fit_large
+    monkeypatch.setattr(km, "fit_large", lambda counts, *a, **kw: levels.append(len(counts)) or real(counts, *a, **kw))
+    calls = []
+    img = kmq.compress(busy_rgba, k=k, progress=lambda done, total: calls.append((done, total)))
+    assert levels == [six if case != "7-bit" else len(hist.fine.counts)]
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    through = []
+    assert kmq.compress(busy_rgba, k=k, progress=lambda done, total: through.append((done, total))).to_bytes() == \
+        img.to_bytes()
+    assert calls == through and len(calls) >= 5
+    least = km.nearest(flat, img.palette)[1]
+    got = ((flat.astype(np.int64) - img.palette[img.labels.reshape(-1)].astype(np.int64)) ** 2).sum(axis=1)
+    assert np.array_equal(got, least) and img.distortion == least.sum() / len(least)
+
+
+def test_the_histogram_path_takes_k_up_to_its_small_k_bound_and_from_large_k_to_its_own(monkeypatch, busy_rgba):
+    from kmq import coreset
+
+    monkeypatch.setattr(km, "_LARGE_K", 40)
+    monkeypatch.setattr(coreset, "K_MAX", 30)
+    monkeypatch.setattr(coreset, "FROM", 1)
+    flat = busy_rgba.reshape(-1, 4)
+    taken = [k for k in (2, 30, 31, 39, 40, coreset.LARGE_MAX, coreset.LARGE_MAX + 1) if coreset.applies(flat, k)]
+    assert taken == [2, 30, 40, coreset.LARGE_MAX]
