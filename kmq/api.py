@@ -92,7 +92,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
     # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout.
     pixels = _as_pixels(image, max_pixels, padded=rdo == 0 and dither == "none")
     if rdo == 0 and dither == "none" and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):
-        done = _from_histogram(pixels, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec)
+        done = _from_histogram(pixels, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
+                               progress=progress)
         if done is not None:
             return done
     distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
@@ -336,7 +337,7 @@ def _smaller(moved: KmqImage, plain: KmqImage, whole: int | None = None) -> bool
 
 
 def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol: float,
-                    codec: str) -> KmqImage | None:
+                    codec: str, progress: kmeans.Progress | None = None) -> KmqImage | None:
     """compress of a large RGBA image whose alpha varies through its 6-bit histogram (kmq.coreset), or None
     when that histogram has too few bins for k (the distinct colours are then the way)."""
     height, width, channels = pixels.shape
@@ -344,7 +345,7 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k), coarse_bins=coreset.coarse_bins(k))
     if hist.ids is None:
         return None
-    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol), k,
+    palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress), k,
                        opaque=bool(flat[:, 3].max() == 255))[0]
     labels, count, err = coreset.label(flat, hist, palette)
     order, rank = kmeans.share_order(palette, count)

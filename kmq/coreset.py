@@ -23,6 +23,9 @@ its bit 0 its colour within that bin, which counts the distinct colours (fit com
 number). `kmeans.fit_fine` then climbs fit's own levels, the same palette as through the distinct colours
 at any k, and the pixels are labelled by 7-bit cell. That photo at K = 256, fresh processes: 2.2-2.5 s of
 CPU -> 1.7 (RGB 0.76), peak memory 544 MB -> 412 MB, the same file.
+From `kmeans._LARGE_K` to `LARGE_MAX` fit splits and runs k-d tree Lloyd on its 6-bit or 7-bit level; that
+level is made here too (`kmeans.fit_large`: the same centroids), and the pixels are labelled as below: the
+same file, without the distinct colours (12 MP photos under a vignette at K = 512: 3.5 to 4.5 M colours).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 or 8 per channel) is nearer
 that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
 some value of their cell (2 to 8 for most at K = 256), and J comes from exact integer sums, so it is the
@@ -53,6 +56,12 @@ FROM = 1 << 20
 # Up to this k (below kmeans._LARGE_K, where fit turns to a split and k-d trees). The pixels of bins not
 # labelled whole measure only the entries that can be nearest to some value of their bin's cell.
 K_MAX = kmeans._LARGE_K - 1
+# And from kmeans._LARGE_K up to this k (the cell searches' int32 sums hold entry indices of up to 12 bits):
+# fit's split and k-d tree Lloyd on the level it takes, made here from the pixels (`kmeans.fit_large`), the
+# same centroids; the pixels labelled by cell as below. The distinct colours cost more than the fit there:
+# 12 MP photos under a vignette at K = 512, their 3.5 to 4.5 M colours found and labelled by a k-d tree,
+# ~6 s of CPU (RGB's whole compress ~3 s).
+LARGE_MAX = 1 << 12
 # Up to this k the fit is `kmeans.fit`'s on the exact path, bit for bit. Above, with fewer restarts, its
 # Lloyd on the 6-bit level runs to tol (12 MP photo under a vignette at K = 256: 2.9 s of CPU, twice the
 # whole RGB compress), so that level ends with `kmeans._FINISH` over-relaxed updates instead, as fit's own
@@ -378,7 +387,7 @@ class Histogram:
 def applies(pixels: np.ndarray, k: int) -> bool:
     """Whether compress may take this path for (N, C) pixels at k (then only if `Histogram` finds the
     bins `min_bins` asks): RGBA from `FROM` pixels whose alpha varies, k up to `K_MAX`."""
-    return (pixels.shape[1] == 4 and pixels.shape[0] >= FROM and k <= K_MAX
+    return (pixels.shape[1] == 4 and pixels.shape[0] >= FROM and (k <= K_MAX or kmeans._LARGE_K <= k <= LARGE_MAX)
             and any(kmeans._alpha_varies(pixels[:, 3])))
 
 
@@ -394,12 +403,18 @@ def coarse_bins(k: int) -> int:
     return kmeans._FINE_ENOUGH * k if k <= EXACT_FIT_MAX else 0
 
 
-def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float) -> np.ndarray:
+def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
+        progress: kmeans.Progress | None = None) -> np.ndarray:
     """Centroids (k, 4) float64 of the image behind hist (see `kmeans.fit_histogram`): above `EXACT_FIT_MAX`
     with the light bins of its last level merged (`_light_merged`) and, with one restart and a large 5-bit
     level, warmed up by the 4-bit level alone (`_TOP_UPDATES`); up to `STAND_IN_MAX` with the restarts seeded
     and ranked on a stand-in (`_stand_in`). With a 7-bit histogram (`Histogram.fine`), `kmeans.fit_fine`:
-    fit's centroids."""
+    fit's centroids. From `kmeans._LARGE_K`, `kmeans.fit_large` on the 6-bit histogram where it has
+    `min_bins`, else on the 7-bit one: fit's centroids (progress as fit reports it)."""
+    if k >= kmeans._LARGE_K:
+        level = hist if hist.bins >= min_bins(k) else hist.fine
+        return kmeans.fit_large(level.counts, level.sums, k, variance=hist.variance(), max_iter=max_iter, tol=tol,
+                                progress=progress)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),

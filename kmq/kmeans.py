@@ -24,7 +24,7 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "fit_histogram", "nearest"]
+__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "fit_histogram", "fit_large", "nearest"]
 
 # progress(done, total): called now and then by long fits, e.g. to draw a bar; never required.
 Progress = Callable[[int, int], None]
@@ -2213,6 +2213,12 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
     (coffee at 640x427, K = 1024: J 7.40 against 9.20 cutting every box; greedy k-means++: 7.34). A round
     is a few sorts and bincounts over the points, so the ~1.7 log2(k) rounds cost a small fraction of
     exact k-means++ at large k. Deterministic: no randomness, stable sorts.
+    Only the boxes a round cut change, so only their points are summed again (in index order, as a
+    bincount over all the points sums each box's: the same bits), and the points of the chosen boxes are
+    ordered by box and value from each channel's one stable sort of all the points (the order of a lexsort
+    of theirs), no lexsort: the same centroids, bit for bit, in about half the CPU (K = 1024: 12 MP chelsea
+    under a vignette, its 797 000 7-bit RGBA bins, 4.7 -> 2.6 s; its 294 000 RGB colours 1.2 -> 0.7 s; the
+    12 MP astronaut's 200 000 7-bit RGB bins 0.94 -> 0.51 s).
     progress(round, rounds) after each round.
     Returns (k, C) float64 weighted means of the boxes (fewer boxes than k only if the points ran out;
     the missing centroids repeat the last one and Lloyd reseeds them).
@@ -2222,10 +2228,29 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
     nbox = 1
     rounds = _split_rounds(k)
     done = 0
+    cols = [np.ascontiguousarray(x[:, c]) for c in range(channels)]
+    # Each channel's points by value, ties by index: filtered to a round's boxes they keep that order.
+    index = np.int32 if m < 1 << 31 else np.intp
+    by_value = [np.argsort(col, kind="stable").astype(index) for col in cols]
+    wsum, sums, sq = np.zeros(0), np.zeros((0, channels)), np.zeros((0, channels))
+    inside = np.arange(m)  # the points of the boxes the last round changed, ascending (all at first)
     while nbox < k:
-        wsum = np.bincount(box, weights=w, minlength=nbox)
-        sums = np.stack([np.bincount(box, weights=w * x[:, c], minlength=nbox) for c in range(channels)], 1)
-        sq = np.stack([np.bincount(box, weights=w * x[:, c] ** 2, minlength=nbox) for c in range(channels)], 1)
+        # Their boxes' sums afresh; the other boxes' points are the same, so their sums too.
+        lab, wi = box[inside], w[inside]
+        changed = np.zeros(nbox, dtype=bool)
+        changed[lab] = True
+        fresh = np.bincount(lab, weights=wi, minlength=nbox)
+        wsum = np.where(changed, fresh, np.r_[wsum, np.zeros(nbox - wsum.shape[0])])
+        grow = np.zeros((nbox - sums.shape[0], channels))
+        sums, sq = np.r_[sums, grow], np.r_[sq, grow]
+        for c in range(channels):
+            xc = cols[c][inside]
+            wx = wi * xc
+            sums[:, c] = np.where(changed, np.bincount(lab, weights=wx, minlength=nbox), sums[:, c])
+            xc **= 2
+            xc *= wi  # w x^2, as w * x ** 2 rounds it
+            sq[:, c] = np.where(changed, np.bincount(lab, weights=xc, minlength=nbox), sq[:, c])
+        del lab, wi
         var = np.maximum(sq - sums ** 2 / wsum[:, None], 0.0)
         axis = np.argmax(var, axis=1)
         sse = var.sum(axis=1)
@@ -2233,15 +2258,21 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
         take = min(k - nbox, max(1, int(cand.size * _SPLIT_SHARE)))
         if cand.size > take:
             cand = np.sort(cand[np.argsort(-sse[cand], kind="stable")[:take]])
-        chosen = np.zeros(nbox, dtype=bool)
-        chosen[cand] = True
-        sel = np.flatnonzero(chosen[box])
+        # Each point's channel to cut along, or `channels` where its box is not chosen.
+        along = np.full(nbox, channels, dtype=np.uint8)
+        along[cand] = axis[cand]
+        at = np.take(along, box)
+        parts = [order[np.take(at, order) == c] for c, order in enumerate(by_value)]
+        sel = np.concatenate(parts)
         if sel.size == 0:
             break
-        v = x[sel, axis[box[sel]]]
-        order = np.lexsort((v, box[sel]))
-        sel, v = sel[order], v[order]
+        v = np.concatenate([np.take(cols[c], part) for c, part in enumerate(parts)])
+        del parts, at
+        # By box (a stable radix sort), each box's points by value then index: lexsort((v, box[sel])).
         b = box[sel]
+        order = np.argsort(b.astype(np.uint16) if nbox <= 1 << 16 else b, kind="stable")
+        sel, v, b = sel[order], v[order], b[order]
+        del order
         ws = w[sel]
         first = np.empty(sel.shape[0], dtype=bool)
         first[0] = True
@@ -2252,15 +2283,23 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
         cs = np.cumsum(ws * v)
         wl = cw - (cw - ws)[starts][seg]
         sl = cs - (cs - ws * v)[starts][seg]
+        del cw, cs
         wt, st = wsum[b], sums[b, axis[b]]
         wr, sr = wt - wl, st - sl
+        del wt, st
         with np.errstate(divide="ignore", invalid="ignore"):
             score = sl * sl / wl + sr * sr / wr  # maximal where the two halves' squared error is least
+        del wl, sl, wr, sr, ws
         # A cut must fall between two different values of the same box.
         valid = np.zeros(sel.shape[0], dtype=bool)
         valid[:-1] = (b[1:] == b[:-1]) & (v[1:] > v[:-1])
         score[~valid] = -np.inf
-        best = np.lexsort((-score, seg))[starts]  # per box, the first position of its best score
+        del valid
+        # Per box, the first position of its best score (what a lexsort by box and -score puts first).
+        top = np.maximum.reduceat(score, starts)
+        where = np.where(score == top[seg], np.arange(sel.shape[0]), sel.shape[0])
+        best = np.minimum.reduceat(where, starts)
+        del where, seg
         ok = np.isfinite(score[best])
         cut_box, cut_val = b[best[ok]], v[best[ok]]
         if cut_box.size == 0:
@@ -2271,17 +2310,40 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
         limit[cut_box] = cut_val
         moved = sel[v > limit[b]]
         box[moved] = new_id[box[moved]]
-        nbox += cut_box.size
+        del sel, v, b, moved, score
         # Then a few 2-means steps inside each cut box: the cut turns to the boundary that best separates
-        # the two halves in every channel (bisecting K-Means), not only along one channel.
-        cut = new_id[b] >= 0
-        sel, parent = sel[cut], b[cut]
+        # the two halves in every channel (bisecting K-Means), not only along one channel. Only the cut
+        # boxes' points, in index order: their sums are those of a bincount over all the points.
+        parent_of = np.full(nbox + cut_box.size, -1, dtype=np.intp)
+        parent_of[cut_box] = cut_box
+        parent_of[nbox:] = cut_box
+        nbox += cut_box.size
+        inside = np.flatnonzero(np.take(parent_of, box) >= 0)
+        parent = parent_of[box[inside]]
         child = new_id[parent]
-        xs = x[sel]
-        pts = _Points(x, w)
+        wi = w[inside]
+        xs = [cols[c][inside] for c in range(channels)]
+        wx = np.empty_like(wi)
         for _ in range(_BISECT_STEPS):
-            means, _ = _weighted_means(pts, box, nbox)
-            box[sel] = np.where(_sq(xs, means[child]) < _sq(xs, means[parent]), child, parent)
+            lab = box[inside]
+            weight = np.bincount(lab, weights=wi, minlength=nbox)
+            # As _sq of the points and their two boxes' means (_weighted_means), channel by channel.
+            to_child = to_parent = None
+            for c in range(channels):
+                np.multiply(wi, xs[c], out=wx)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.bincount(lab, weights=wx, minlength=nbox) / weight
+                dc = xs[c] - np.take(mean, child)
+                dc **= 2
+                dp = xs[c] - np.take(mean, parent)
+                dp **= 2
+                if to_child is None:
+                    to_child, to_parent = dc, dp
+                else:
+                    to_child += dc
+                    to_parent += dp
+            box[inside] = np.where(to_child < to_parent, child, parent)
+        del xs, wx, wi, parent, child
         done += 1
         if progress is not None:
             progress(min(done, rounds), rounds)
@@ -2313,6 +2375,25 @@ def _lloyd_tree(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: flo
                 progress(done + max_iter, done + max_iter)  # converged early: a bar built on total ends full
             break
     return centroids
+
+
+def _fit_large(level: _Points, k: int, max_iter: int, tol_abs: float, progress: Progress | None) -> np.ndarray:
+    """fit's centroids at k >= `_LARGE_K` on the points it chose: a split, then k-d tree Lloyd."""
+    iters, rounds = min(max_iter, _TREE_ITER), _split_rounds(k)
+    start = _split(level.x, level.w, k, None if progress is None else lambda done, _: progress(done, rounds + iters))
+    return _lloyd_tree(level, start, iters, tol_abs, progress, rounds)
+
+
+def fit_large(counts: np.ndarray, sums: np.ndarray, k: int, *, variance: np.ndarray, max_iter: int = 300,
+              tol: float = 1e-4, progress: Progress | None = None) -> np.ndarray:
+    """`fit` at k >= `_LARGE_K` of RGBA over `_POLISH_MAX` colours given only the histogram level it fits
+    there (`_large_k_level`: 6 bits where that has `_FINE_ENOUGH` bins per centroid, else 7), as counts (B,)
+    and exact sums (B, 4) of its bins in ascending key order; variance as in `fit_histogram`. The level's
+    points are the same sums, so the centroids are fit's, bit for bit. Requires B >= 4 k."""
+    w = counts.astype(np.float64)
+    # (the points' own copies of the sums only: a 12 MP photo's 7-bit level is 1.7 M bins, 55 MB a copy)
+    level = _Points(sums / w[:, None], w, sums=sums.astype(np.float64))
+    return _fit_large(level, k, max_iter, float(tol * variance.mean()), progress)
 
 
 def _large_k_level(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points:
@@ -2386,10 +2467,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         fine = pts if pts is not None else _large_k_level(colors, counts, k)
         if fine.m < 4 * k:  # too few bins to place k centroids well
             fine = _Points(colors, counts, colors)
-        iters, rounds = min(max_iter, _TREE_ITER), _split_rounds(k)
-        start = _split(fine.x, fine.w, k, None if progress is None else
-                       lambda done, _: progress(done, rounds + iters))
-        return _lloyd_tree(fine, start, iters, tol_abs, progress, rounds)
+        return _fit_large(fine, k, max_iter, tol_abs, progress)
     rng = np.random.default_rng(seed)
     climbed = None
     if m > _COARSE_ABOVE or m * k > _COARSE_WORK:

@@ -310,3 +310,109 @@ def test_alpha_masks_write_again_the_bits_a_thread_lost(monkeypatch):
     masks = kmeans._alpha_masks(pos, rgbs)
     np.testing.assert_array_equal(masks, np.packbits(expected, bitorder="little").view("<u8"))
     assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Large K (from kmeans._LARGE_K): the histogram path, and the split it shares with RGB
+
+
+def weighted_points(kind: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(channels)
+    if kind == "lattice":  # few values a channel: many ties in value, in distance, and equal points
+        x = rng.integers(0, 6, (3000, channels)).astype(np.float64) * 40
+    elif kind == "bins":  # histogram means: fractions, weights of 1 to 50
+        counts = rng.integers(1, 50, 6000)
+        x = rng.integers(0, 256 * counts[:, None], (6000, channels)) / counts[:, None]
+        return x, counts.astype(np.float64)
+    else:  # a few tight clusters and far outliers
+        tight = [rng.normal(c, 3, (800, channels)) for c in (30, 120, 200)]
+        x = np.concatenate(tight + [rng.uniform(0, 255, (5, channels))])
+    return x, rng.integers(1, 9, x.shape[0]).astype(np.float64)
+
+
+# sha256 (first 16 digits) of `kmeans._split`'s centroids as it made them summing every box each round,
+# ordering the chosen boxes' points by lexsort and the 2-means steps' means over all the points (commit a1c6e6c).
+SPLIT_BEFORE = {
+    (3, 'lattice', 2): '9b95292e4e1e2b5f',
+    (3, 'lattice', 37): 'a11b0adf25950496',
+    (3, 'lattice', 300): 'bd4bbf9d6a374ac7',
+    (3, 'bins', 2): '7a90cfd7ff4c808c',
+    (3, 'bins', 37): '349bfb5bb447d771',
+    (3, 'bins', 300): 'c9c8ae9f0676f408',
+    (3, 'clusters', 2): 'dc4d83fef2372c00',
+    (3, 'clusters', 37): '85d100f99850f206',
+    (3, 'clusters', 300): 'fbb46d165da29cbd',
+    (4, 'lattice', 2): '591f64915c93017e',
+    (4, 'lattice', 37): 'c307bc6e97da4877',
+    (4, 'lattice', 300): '75cc548d3e14e2a6',
+    (4, 'bins', 2): 'ffbb8a8363dc45a9',
+    (4, 'bins', 37): '889da60446d2220b',
+    (4, 'bins', 300): '2bc33d8a542e8e13',
+    (4, 'clusters', 2): '1a504ae61732887e',
+    (4, 'clusters', 37): '42ad011a8475f2ce',
+    (4, 'clusters', 300): 'c408b1248b105ea8',
+}
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("kind", ["lattice", "bins", "clusters"])
+@pytest.mark.parametrize("k", [2, 37, 300])
+def test_split_gives_the_centroids_it_gave_summing_every_box_each_round(channels, kind, k):
+    import hashlib
+
+    x, w = weighted_points(kind, channels)
+    assert hashlib.sha256(km._split(x, w, k).tobytes()).hexdigest()[:16] == SPLIT_BEFORE[(channels, kind, k)]
+
+
+@pytest.fixture
+def busy_rgba(samples) -> np.ndarray:
+    """chelsea under a vignette with bit 0 of every channel random: 135 000 pixels, far more colours than the
+    lowered _POLISH_MAX below, 47 000 6-bit bins."""
+    px = vignette(np.asarray(Image.open(samples / "chelsea.png").convert("RGB")))
+    return px ^ np.random.default_rng(0).integers(0, 2, px.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("case", ["7-bit", "6-bit", "6-bit, sample short"])
+def test_large_k_through_the_histogram_gives_the_file_through_the_distinct_colours(monkeypatch, busy_rgba, case):
+    """From kmeans._LARGE_K (lowered to 40) to coreset.LARGE_MAX, RGBA whose alpha varies is fitted on the level fit
+    takes (the 6-bit histogram where it has _FINE_ENOUGH bins per centroid, else the 7-bit one) made from the
+    pixels, and labelled by cell: the same file as through the distinct colours, progress reported alike."""
+    from kmq import coreset
+
+    monkeypatch.setattr(km, "_POLISH_MAX", 20000)
+    monkeypatch.setattr(km, "_FINE_ENOUGH", 1000)
+    monkeypatch.setattr(km, "_LARGE_K", 40)
+    monkeypatch.setattr(coreset, "K_MAX", 39)
+    monkeypatch.setattr(coreset, "FROM", 1)
+    flat = clear_transparent(busy_rgba).reshape(-1, 4)
+    six = coreset.Histogram(flat).bins
+    k = six // 1000 + 3 if case == "7-bit" else six // 1000 - 3
+    if case == "6-bit, sample short":  # the sample shows too few 6-bit bins: the 7-bit histogram is made too
+        monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    assert (hist.fine is not None) == (case != "6-bit") and hist.ids is not None
+    levels = []
+    real = km.fit_large
+    monkeypatch.setattr(km, "fit_large", lambda counts, *a, **kw: levels.append(len(counts)) or real(counts, *a, **kw))
+    calls = []
+    img = kmq.compress(busy_rgba, k=k, progress=lambda done, total: calls.append((done, total)))
+    assert levels == [six if case != "7-bit" else len(hist.fine.counts)]
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    through = []
+    assert kmq.compress(busy_rgba, k=k, progress=lambda done, total: through.append((done, total))).to_bytes() == \
+        img.to_bytes()
+    assert calls == through and len(calls) >= 5
+    least = km.nearest(flat, img.palette)[1]
+    got = ((flat.astype(np.int64) - img.palette[img.labels.reshape(-1)].astype(np.int64)) ** 2).sum(axis=1)
+    assert np.array_equal(got, least) and img.distortion == least.sum() / len(least)
+
+
+def test_the_histogram_path_takes_k_up_to_its_small_k_bound_and_from_large_k_to_its_own(monkeypatch, busy_rgba):
+    from kmq import coreset
+
+    monkeypatch.setattr(km, "_LARGE_K", 40)
+    monkeypatch.setattr(coreset, "K_MAX", 30)
+    monkeypatch.setattr(coreset, "FROM", 1)
+    flat = busy_rgba.reshape(-1, 4)
+    taken = [k for k in (2, 30, 31, 39, 40, coreset.LARGE_MAX, coreset.LARGE_MAX + 1) if coreset.applies(flat, k)]
+    assert taken == [2, 30, 40, coreset.LARGE_MAX]
