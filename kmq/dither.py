@@ -6,8 +6,9 @@ colour plus ⌊(7·left + 3·above-right + 5·above + 1·above-left) / 16⌋ of 
 truncating toward zero, as C's), clipped to 0..255 per channel; its label is the palette entry nearest that
 value, and its error is the value minus that entry.
 
-- RGB with K <= 256 goes through Pillow's quantizer (C, 0.3 s at 12 MP). Pillow matches each value through
-  its colour cache: the entry nearest the value with the two low bits of every channel cleared (ties to the
+- RGB with K <= 256 goes through Pillow's quantizer (C, 0.3 s at 12 MP), unless more than 0.1 % of the pixels
+  are exactly a palette colour that Pillow's colour cache draws as another entry (graphics: see
+  _cache_loses_colours). Pillow matches each value through its colour cache: the entry nearest the value with the two low bits of every channel cleared (ties to the
   lower index), and its last column receives the blue channel's error from the row above in every channel.
   So its labels differ slightly from the exact path's (on the sample photos its blurred error is 2-3 %
   higher); both are tested against their own definition.
@@ -30,6 +31,7 @@ from . import kmeans
 METHODS = ("none", "fs")
 
 PILLOW_MAX_K = 256
+_LOST_SHARE = 0.001  # pixels the colour cache would redraw (exact palette colours), at most, for Pillow's path
 _BLOCK = 1 << 22  # elements of one step's (points x candidates) distance array
 _MAX_CELLS = 1 << 12
 _CELLS_FROM_K = 256  # above this, a grid of cells beats comparing every entry
@@ -41,7 +43,7 @@ def floyd_steinberg(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     h, w, channels = pixels.shape
     if palette.shape[0] == 1:
         return np.zeros((h, w), np.uint16)
-    if channels == 3 and palette.shape[0] <= PILLOW_MAX_K:
+    if channels == 3 and palette.shape[0] <= PILLOW_MAX_K and not _cache_loses_colours(pixels, palette):
         return _pillow(pixels, palette)
     return wavefront(pixels, palette, Matcher(palette))
 
@@ -56,6 +58,22 @@ def distortion(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> f
         diff = flat[s:s + step].astype(np.int32) - palette[labels[s:s + step]]
         total += int(np.einsum("nc,nc->", diff, diff, dtype=np.int64))
     return total / flat.shape[0]
+
+
+def _cache_loses_colours(pixels: np.ndarray, palette: np.ndarray) -> bool:
+    """Whether Pillow's colour cache would redraw many pixels that are exactly a palette colour: an entry
+    whose own colour, bits cleared, is nearer another entry is drawn as that one even where nothing is
+    diffused, and its error then spreads over a flat area (a screenshot at K = 64: white text background
+    drawn #fbfcfd, J 26x no dithering's). Photos rarely hold an entry's exact colour; graphics do."""
+    cleared = (palette & 0xFC).astype(np.int64)
+    d2 = ((cleared[:, None, :] - palette[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
+    lost = np.flatnonzero(np.argmin(d2, axis=1) != np.arange(len(palette)))
+    if lost.size == 0:
+        return False
+    def key(c: np.ndarray) -> np.ndarray:
+        return (c[..., 0].astype(np.int32) << 16) | (c[..., 1].astype(np.int32) << 8) | c[..., 2]
+    hit = np.count_nonzero(np.isin(key(pixels), key(palette[lost])))
+    return hit > _LOST_SHARE * pixels.shape[0] * pixels.shape[1]
 
 
 def _pillow(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:

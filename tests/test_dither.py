@@ -229,3 +229,23 @@ def test_fine_grey_palettes_gain_too(samples):
     grey = kmq.api.load(samples / "camera.png")[0][100:228, 200:328]
     plain, fs = kmq.compress(grey, 64), kmq.compress(grey, 64, dither="fs")
     assert _blurred_mse(grey, fs.decode()) < _blurred_mse(grey, plain.decode())
+
+
+def test_exact_palette_colours_stay_exact_where_pillows_cache_would_redraw_them():
+    # White, bits cleared, is (252, 252, 252): nearer #fbfcfd (squared distance 2) than white (27), so Pillow's
+    # cache draws a white page #fbfcfd and diffuses the difference over it.
+    palette = np.array([[255, 255, 255], [251, 252, 253], [0, 0, 0]], np.uint8)
+    page = np.full((20, 30, 3), 255, np.uint8)
+    page[5:8, 3:25] = 0
+    assert (dither._pillow(page, palette)[page[..., 0] == 255] == 1).all()
+    assert dither._cache_loses_colours(page, palette)
+    labels = dither.floyd_steinberg(page, palette)
+    assert (labels == np.where(page[..., 0] == 255, 0, 2)).all()
+
+
+def test_pillows_path_kept_where_its_cache_keeps_every_colour_or_few_pixels_are_one():
+    palette = np.array([[255, 255, 255], [251, 252, 253], [0, 0, 0]], np.uint8)
+    photo = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)  # no pixel is white
+    assert not dither._cache_loses_colours(photo, palette)
+    spread = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 128, 255]], np.uint8)  # none lost
+    assert not dither._cache_loses_colours(np.full((4, 4, 3), 255, np.uint8), spread)
