@@ -82,3 +82,17 @@ def test_raw_byte_budget_takes_the_lossless_file_when_it_fits(few):
     img = kmq.compress_to(few, max_bytes=170, codec="raw")  # was K = 28, 169 bytes at 53.84 dB
     assert img.k == 39 and img.distortion == 0
     assert len(img.to_bytes()) <= 170
+
+
+@pytest.mark.parametrize("budget, k", [(152, 4), (157, 4), (158, 5), (163, 6)])
+def test_lzma_budget_reaches_k_whose_file_is_smaller_than_k1s_plus_its_palette(budget, k):
+    # Six colours in rows: with lzma K = 1's file is 150 bytes with the target recorded (its empty payload
+    # still costs lzma's overhead, its J a long record), K = 4's 152 (J 0.4), K = 6's 163 (lossless, J "0.0").
+    # K was capped from K = 1's size plus 3 bytes a palette entry: K = 1 at 152 to 155 bytes, K = 2 at 156.
+    rows = ([(147, 139, 128)] + [(149, 141, 130)] * 42 + [(154, 147, 136), (245, 244, 244)]
+            + [(250, 250, 250)] * 14 + [(252, 252, 252)])
+    px = np.repeat(np.array(rows, np.uint8)[:, None, :], 60, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = kmq.compress_to(px, max_bytes=budget, codec="lzma")
+    assert img.k == k and len(img.to_bytes()) <= budget
