@@ -70,9 +70,7 @@ def _cache_loses_colours(pixels: np.ndarray, palette: np.ndarray) -> bool:
     lost = np.flatnonzero(np.argmin(d2, axis=1) != np.arange(len(palette)))
     if lost.size == 0:
         return False
-    def key(c: np.ndarray) -> np.ndarray:
-        return (c[..., 0].astype(np.int32) << 16) | (c[..., 1].astype(np.int32) << 8) | c[..., 2]
-    hit = np.count_nonzero(np.isin(key(pixels), key(palette[lost])))
+    hit = np.count_nonzero(np.isin(kmeans._pack(pixels.reshape(-1, 3)), kmeans._pack(palette[lost])))
     return hit > _LOST_SHARE * pixels.shape[0] * pixels.shape[1]
 
 

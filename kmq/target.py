@@ -562,7 +562,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     # No file of K entries is smaller than its palette: K beyond the budget's room for one need not be fitted.
     # Counted from K = 1's file without its payload (lzma's is ~40 bytes even for no labels: a 60x60 graphic's
     # K = 1 file was 150 bytes, K = 4's 151) and with a lossless J's shorter record.
-    overhead = smallest - len(s.file(1).payload()) - _J_DIGITS
+    overhead = s.file(1).overhead() - _J_DIGITS
     k_cap = max(1, min(s.k_hi, (max_bytes - overhead) // s.channels + 1))
 
     def ok(k: int) -> bool:  # "meets" here means "does not fit": the curve grows with K
