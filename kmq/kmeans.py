@@ -271,14 +271,14 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
 
     def count(start: int, stop: int) -> np.ndarray:
         if inverse is not None:
-            # One bincount per `_COUNT_SPAN` pixels, not per chunk: each makes M counts, and at millions of
-            # colours (a 12 MP noisy gradient, 2.8 M) those fresh 22 MB arrays, zeroed and added, cost ~19 000
-            # page faults (0.06-0.24 s of system time) against ~2 000 (numpy's intp copy of the indices is
-            # mapped memory that takes huge pages).
+            # Each bincount makes M counts: at millions of colours (a 12 MP noisy gradient, 2.8 M) one per
+            # chunk made fresh 22 MB arrays, zeroed and added, ~19 000 page faults (0.06-0.24 s of system
+            # time); spans of 4 pixels per colour (from a chunk up to `_COUNT_SPAN`) ~2 000 (numpy's intp copy
+            # of a long span is mapped memory that takes huge pages). Few colours keep chunks (copies reused).
             index = inverse[start:stop].view(np.int32)
             source._rank_part(ranks, start, stop, index, packed=True)
-            spans = [index[s:s + _COUNT_SPAN] for s in range(0, index.shape[0], _COUNT_SPAN)]
-            return _summed(np.bincount(span, minlength=m) for span in spans)
+            step = min(_COUNT_SPAN, max(_CHUNK, 4 * m))
+            return _summed(np.bincount(index[s:s + step], minlength=m) for s in range(0, index.shape[0], step))
         counts = np.zeros(m, dtype=np.int64)
         # Above _ONE_PASS pixels the keys are packed again, a chunk at a time, whenever they are needed.
         chunk = np.empty(_CHUNK, dtype=np.int32)
