@@ -60,6 +60,7 @@ def test_threads_give_the_one_thread_colours_and_files(samples, threads, monkeyp
     monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)  # the table path, at this size
     monkeypatch.setattr(kmeans, "_SPLIT_FROM", 1)
     monkeypatch.setattr(kmeans, "_ONE_PASS", one_pass)
+    monkeypatch.setattr(kmeans, "_COUNT_SPAN", 1000)  # each part's colour indices counted in several spans
     flat = px.reshape(px.shape[0] * px.shape[1], -1)
     results = []
     for n in (1, 2, 3):
