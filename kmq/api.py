@@ -501,6 +501,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
     elif isinstance(image, (str, Path, bytes)) or hasattr(image, "read"):
+        _warn_if_misnamed(image)
         pixels = load_image(image, max_pixels=max_pixels, padded=padded)
     else:
         raise TypeError(f"an image is a path, a file object, bytes, a uint8 numpy array, a Pillow image or a "
@@ -550,6 +551,21 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     named = io.BytesIO(data)
     named.name = "<stdin>" if str(source) == STDIO else str(source)  # what load_image's messages call it
     return load_image(named, max_pixels=max_pixels), len(data)
+
+
+def _warn_if_misnamed(source: ImageSource) -> None:
+    """compress reads a .kmq as Pillow does (through kmq's plugin) and any other image by its content: an
+    image named *.kmq is warned about as every other command warns (load). Regular files only: a pipe's first
+    bytes cannot be read twice."""
+    if not isinstance(source, (str, Path)) or str(source) == STDIO or Path(source).suffix.lower() != ".kmq":
+        return
+    try:
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            return
+        with open(source, "rb") as f:
+            _misnamed(source, f.read(12))
+    except OSError:
+        return  # reading the image says why
 
 
 def _misnamed(source: str | Path, head: bytes) -> bool:

@@ -113,6 +113,16 @@ def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None
                 rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME, kind="images")
 
 
+def sparing(jobs: list[Job], read: str | Path | None, what: str) -> list[Job]:
+    """jobs, failing those whose output would replace ``read``, another file the run reads (``what``, e.g. the
+    --palette file: a .kmq whose palette every job maps onto), even with -f."""
+    if read is None or str(read) == STDIO:
+        return jobs
+    real = os.path.realpath(read)
+    return [replace(job, problem=f"{job.target} is {what} of this run; choose another -o")
+            if job.problem is None and os.path.realpath(job.target) == real else job for job in jobs]
+
+
 def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = None,
                     fmt: str = "PNG") -> list[Job]:
     """Jobs decoding every .kmq among inputs to an image named like the single-file default (x.kmq.png)."""
@@ -138,6 +148,8 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
                 kind="images or .kmq files")
+    if output is not None:
+        jobs = _without_own_pictures(jobs, inputs, Path(output))
     if masks is not None:
         jobs = _without_own_masks(jobs, inputs, root, Path(masks))
     inputs = _InputIndex(jobs)
@@ -171,6 +183,32 @@ def _masks_prefix(job: Job, root: str | Path | None, masks: Path) -> Path:
     """FOLDER/STEM of job's masks: its target's place under root, moved under masks."""
     relative = job.target.relative_to(root) if root is not None else Path(job.target.name)
     return masks / relative.with_suffix("")
+
+
+def _without_own_pictures(jobs: list[Job], given: Sequence[str | Path], output: Path) -> list[Job]:
+    """jobs less the files a folder search found in the output folder, when that lies inside the folder
+    searched, that are the picture of another of its inputs: a second `segment DIR/ -o DIR/seen/` drew the
+    first run's pictures again (into DIR/seen/seen/) and failed the inputs whose pictures they are. With -o the
+    folder searched itself, nothing is skipped: there a picture's name may be a photo of the user's."""
+    searched = [os.path.realpath(g) for g in given if str(g) != STDIO and os.path.isdir(g)]
+    out = os.path.realpath(output) if searched else ""
+    if not any(os.path.commonpath([out, folder]) == folder != out for folder in searched):
+        return jobs
+    named = {os.path.realpath(g) for g in given if str(g) != STDIO and not os.path.isdir(g)}
+    owner = {os.path.realpath(job.target): job.index for job in jobs if job.problem is None}
+    kept = [job for job in jobs if str(job.source) == STDIO or not _own_picture(job, out, named, owner)]
+    skipped = len(jobs) - len(kept)
+    if skipped:
+        warnings.warn(f"{output}: skipped {skipped} file{'s' if skipped > 1 else ''} found there that "
+                      f"{'are pictures' if skipped > 1 else 'is a picture'} this run draws of "
+                      f"{'other inputs' if skipped > 1 else 'another input'}", KmqWarning, stacklevel=4)
+    return kept
+
+
+def _own_picture(job: Job, out: str, named: set[str], owner: dict[str, int]) -> bool:
+    real = os.path.realpath(job.source)
+    return (real not in named and owner.get(real, job.index) != job.index
+            and os.path.commonpath([real, out]) == out)
 
 
 def _without_own_masks(jobs: list[Job], given: Sequence[str | Path], root: str | Path | None,

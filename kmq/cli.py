@@ -306,7 +306,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
                                   dither=dither)
-        jobs = _bulk_plan(batch.plan_compress, images, output)
+        jobs = batch.sparing(_bulk_plan(batch.plan_compress, images, output), palette_file, "the --palette file")
         _run_bulk(jobs, task, workers, summary or "table", quiet, partial(_compressed_line, rdo_asked=rdo))
         return
     (image,) = images
@@ -315,6 +315,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         _refuse_folder(output)
         output = output or (STDIO if image == STDIO else _beside(image, str(Path(image).with_suffix(".kmq"))))
         _check_output(output, image, force)
+        if palette_file is not None:
+            check_distinct(output, palette_file, "the --palette file")
         source = stdin() if image == STDIO else image
         if psnr is None and max_bytes is None:
             with _fit_progress(quiet) as progress, warnings_about(image):
@@ -1260,7 +1262,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
                 check_distinct(output, inputs[0])
             colors, share = _palette_file_shown(inputs[0], k, seed, max_pixels), None
             about = _shown(inputs[0])
-            comment = f"kmq {__version__}: {len(colors)} colours of {Path(inputs[0]).name}, in its order"
+            comment = f"kmq {__version__}: {_plural(len(colors), 'colour')} of {Path(inputs[0]).name}, in its order"
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
@@ -1291,7 +1293,7 @@ def _is_palette_file(output: str) -> bool:
 
 
 def _fitted_comment(k: int, described: str, seed: int) -> str:
-    return f"kmq {__version__}: {k} colours of {described}, seed {seed}; in decreasing share of the pixels"
+    return f"kmq {__version__}: {_plural(k, 'colour')} of {described}, seed {seed}; in decreasing share of the pixels"
 
 
 def _palette_file_shown(path: str, k: int | None, seed: int, max_pixels: int) -> Any:

@@ -63,8 +63,9 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
-def check_distinct(output: str | Path, source: str | Path) -> None:
-    """Refuse to write an output over its own input, even with -f: that would destroy the data being read."""
+def check_distinct(output: str | Path, source: str | Path, what: str = "the input file") -> None:
+    """Refuse to write an output over its own input (or another file the run reads: ``what`` it is), even
+    with -f: that would destroy the data being read."""
     if STDIO in (str(output), str(source)):
         return
     try:
@@ -72,7 +73,7 @@ def check_distinct(output: str | Path, source: str | Path) -> None:
     except OSError:
         return  # the output does not exist yet (or the input is missing: reading will say so)
     if same:
-        raise KmqError(f"{output}: the input file itself; choose another output")
+        raise KmqError(f"{output}: {what} itself; choose another output")
 
 
 def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False) -> None:
@@ -94,7 +95,7 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
     if is_special(path):
         _write_special(path, content)
         return
-    with _signals_unwind():
+    with signals_unwind():
         _write_via_temporary(path, content, overwrite)
 
 
@@ -181,11 +182,13 @@ ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def _signals_unwind() -> Iterator[None]:
+def signals_unwind() -> Iterator[None]:
     """While writing, a signal whose action is to end the process raises Terminated, so the temporary file is
     removed; then the signal is delivered again and ends the process as the sender meant.
 
     By default SIGTERM ends Python at once, skipping every cleanup and leaving the temporary file behind.
+    Around several writes that stand or fall together (segment's masks and picture), a signal between two of
+    them unwinds too. Nested, the outer one delivers the signal.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

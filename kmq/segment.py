@@ -20,7 +20,7 @@ from PIL import Image
 
 from .api import compress, load
 from .errors import MONTAGE_HINT, KmqError, exists, naming, warnings_about
-from .fileio import reason, write_atomic
+from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
 from .palettes import Palette
@@ -195,14 +195,18 @@ def write_with_masks(img: KmqImage, folder: str | Path | None, stem: str, save_p
                      *, overwrite: bool = False) -> list[Path]:
     """The masks (write_masks, if folder), then the picture (save_picture, if given); the masks just written
     are removed when the picture cannot be written, so a failed run leaves none that a rerun would stop on.
-    Returns the masks' paths."""
-    written = [] if folder is None else write_masks(img, folder, stem, overwrite=overwrite)
-    if save_picture is not None:
-        try:
-            save_picture()
-        except BaseException:
-            _remove(written)
-            raise
+    Returns the masks' paths.
+
+    A signal that would end the process at once (a bulk run's worker at Ctrl-C) unwinds the same way, wherever
+    it strikes: between two masks, or while the picture is drawn."""
+    with signals_unwind():
+        written = [] if folder is None else write_masks(img, folder, stem, overwrite=overwrite)
+        if save_picture is not None:
+            try:
+                save_picture()
+            except BaseException:
+                _remove(written)
+                raise
     return written
 
 

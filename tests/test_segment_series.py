@@ -337,3 +337,42 @@ def test_stdin_in_a_bulk_run_reports_its_bytes(runner, colours16):
     assert result.stderr == "Warning: <stdin>: a .kmq keeps its own K (3); -k 2 does not apply\n"
     assert json.loads(result.stdout)["bytes_before"] == len(kmq)
     assert Image.open(colours16 / "out" / "stdin.png").size == (8, 8)
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_palette_file_is_never_replaced_by_the_output_even_with_force(runner, slides, bulk):
+    # A new user's check: `compress sl/ --palette sl/s0.kmq -f` replaced the .kmq whose palette it mapped onto
+    # (and `-o stain.txt -f` the text palette itself).
+    assert run(runner, "compress", "slides/a.png", "-k", "3", "-q").exit_code == 0
+    before = (slides / "slides" / "a.kmq").read_bytes()
+    if bulk:
+        result = run(runner, "compress", "slides/", "--palette", "slides/a.kmq", "-f", "-j", "1", "-q")
+        assert result.stderr == ("Error: slides/a.png: slides/a.kmq is the --palette file of this run; choose "
+                                 "another -o\n")
+        assert (slides / "slides" / "b.kmq").exists()
+    else:
+        result = run(runner, "compress", "slides/a.png", "--palette", "slides/a.kmq", "-o", "slides/a.kmq", "-f")
+        assert result.stderr == "Error: slides/a.kmq: the --palette file itself; choose another output\n"
+    assert result.exit_code == 1
+    assert (slides / "slides" / "a.kmq").read_bytes() == before
+    text = (slides / "stain.txt").read_text()
+    result = run(runner, "compress", "slides/b.png", "--palette", "stain.txt", "-o", "stain.txt", "-f")
+    assert (result.exit_code, (slides / "stain.txt").read_text()) == (1, text)
+
+
+def test_a_second_run_into_an_output_folder_inside_the_folder_searched_skips_the_first_runs_pictures(runner,
+                                                                                                    slides):
+    # A new user's check: the second `segment slides/ -o slides/seen/` drew slides/seen/*.png again (into
+    # slides/seen/seen/) and failed both inputs, for an -o the first run had accepted.
+    assert run(runner, "segment", "slides/", "-k", "2", "-o", "slides/seen/", "-j", "1", "-q").exit_code == 0
+    first = {p.name: p.read_bytes() for p in (slides / "slides" / "seen").iterdir()}
+    result = run(runner, "segment", "slides/", "-k", "2", "-o", "slides/seen/", "-j", "1", "-q", "-f")
+    assert result.exit_code == 0
+    assert result.stderr == ("Warning: slides/seen: skipped 2 files found there that are pictures this run "
+                             "draws of other inputs\n")
+    assert sorted(p.name for p in (slides / "slides" / "seen").iterdir()) == ["a.png", "b.png"]
+    assert {p.name: p.read_bytes() for p in (slides / "slides" / "seen").iterdir()} == first
+    # A file there that is no input's picture is still an input.
+    (slides / "slides" / "seen" / "c.png").write_bytes(first["a.png"])
+    result = run(runner, "segment", "slides/", "-k", "2", "-o", "slides/seen/", "-j", "1", "-q", "-f")
+    assert result.exit_code == 0 and (slides / "slides" / "seen" / "seen" / "c.png").exists()

@@ -126,6 +126,37 @@ def test_a_signal_during_a_write_leaves_nothing(tmp_path, signals):
     assert list(tmp_path.iterdir()) == []
 
 
+_SLOW_PICTURE = """
+import signal, sys, time
+import numpy as np
+import kmq
+from kmq import segment
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a bulk run's worker: Ctrl-C ends the process
+img = kmq.KmqImage(np.array([[0, 0, 0], [255, 255, 255]], np.uint8), np.eye(4, dtype=np.uint16))
+def picture():
+    print("drawing", flush=True)  # the masks are written; the picture is still being drawn
+    for _ in range(300):
+        time.sleep(0.1)
+segment.write_with_masks(img, sys.argv[1], "x", picture)
+"""
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGTERM]])
+def test_a_signal_while_a_worker_draws_the_picture_removes_its_masks(tmp_path, signals):
+    # segment -j 2 stopped by Ctrl-C left each running file's masks without its picture: outside a write the
+    # worker's signals ended it at once, before the masks could be removed.
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_PICTURE, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_with_default_sigint)
+    assert child.stdout.readline() == b"drawing\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-cluster-0.png", "x-cluster-1.png"]
+    for sig in signals:
+        child.send_signal(sig)
+    # -SIGTERM too when, on a loaded machine, the cleanup ends before the second signal is even sent
+    assert child.wait(timeout=10) in [-sig for sig in signals]
+    assert child.stderr.read() == b""
+    assert list(tmp_path.iterdir()) == []
+
+
 # kmq once its imports are done (Ctrl-C during Python's start-up is Python's business): says "ready" first.
 _READY_KMQ = "import sys; from kmq.cli import main; print('ready', flush=True); main()"
 

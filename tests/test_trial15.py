@@ -217,6 +217,16 @@ def test_an_image_named_kmq_is_read_as_an_image_with_a_warning(runner, tmp_path,
     assert run(runner, "stats", tmp_path / "y.kmq").stderr.startswith(f"Error: {tmp_path / 'y.kmq'}: ")
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_compress_warns_of_an_image_named_kmq_as_the_other_commands_do(runner, tmp_path, png_bytes, bulk):
+    # A new user's check: segment, stats and palette warned; compress said nothing, alone or in bulk.
+    (tmp_path / "x.kmq").write_bytes(png_bytes)
+    out = [f"{tmp_path / 'out'}/"] if bulk else [tmp_path / "y.kmq"]
+    result = run(runner, "compress", tmp_path / "x.kmq", "-k", "2", "-o", *out, "-q", *(["-j", "1"] if bulk else []))
+    assert result.exit_code == 0
+    assert result.stderr == f"Warning: {tmp_path / 'x.kmq'}: named .kmq but a PNG image; read as an image\n"
+
+
 # Nit: a bulk decompress with --format jpg wrote x.kmq.jpeg (a single file got x.kmq.jpg, as typed).
 def test_a_bulk_decompress_names_its_outputs_as_the_format_was_typed(runner, tmp_path, png_bytes):
     (tmp_path / "in").mkdir()

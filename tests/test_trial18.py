@@ -166,6 +166,12 @@ def test_a_palette_files_gpl_says_it_keeps_its_order(tmp_path):
     assert result.exit_code == 0
     comment = f"# kmq {kmq.__version__}: 2 colours of p.txt, in its order"
     assert (tmp_path / "p.gpl").read_text().splitlines()[3] == comment
+    # ... and counts one colour as the summary line does ("1 colours" before)
+    palettes.write(tmp_path / "one.txt", np.array([[1, 2, 3]], np.uint8))
+    result = CliRunner().invoke(main, ["palette", str(tmp_path / "one.txt"), "-o", str(tmp_path / "one.gpl")])
+    assert result.exit_code == 0
+    comment = f"# kmq {kmq.__version__}: 1 colour of one.txt, in its order"
+    assert (tmp_path / "one.gpl").read_text().splitlines()[3] == comment
 
 
 def test_a_descriptor_not_held_is_refused_before_the_work(tmp_path):
