@@ -297,18 +297,22 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
     share = _lzma_share(s, _probe_k(s, psnr, max_bytes))
     if share >= _CTX_SURE:
         return _run(s, psnr, max_bytes)
-    plain = _run(s, psnr, max_bytes) if share >= _LZMA_SURE else None
+    plain, rank = None, None
+    if share >= _LZMA_SURE:
+        plain = _run(s, psnr, max_bytes)
+        rank = _rank(s, plain, psnr)
+        s.files, s.prepared = {}, {}  # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
     other = s.with_codec("lzma")
     try:
         img = _run(other, psnr, max_bytes)
     except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
         return plain or _run(s, psnr, max_bytes)
-    if plain is None:
-        return img
-    # the smaller file for a PSNR, the lesser J in a budget
-    mine = (other.exact(img), img.distortion) if psnr is not None else (img.distortion, other.exact(img))
-    theirs = (s.exact(plain), plain.distortion) if psnr is not None else (plain.distortion, s.exact(plain))
-    return img if mine < theirs else plain
+    return img if rank is None or _rank(other, img, psnr) < rank else plain
+
+
+def _rank(s: _Search, img: KmqImage, psnr: float | None) -> tuple[float, float]:
+    """What makes a file of s better, smaller first: for a PSNR its bytes, then J; in a budget J, then bytes."""
+    return (s.exact(img), img.distortion) if psnr is not None else (img.distortion, s.exact(img))
 
 
 def _run(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImage:
