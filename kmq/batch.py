@@ -423,7 +423,7 @@ class CompressTask(_Task):
     k: int | None = None  # None: kmq.compress's default (16), or none at all with a palette
     seed: int = 0
     max_iter: int = 300
-    codec: str = "raw"
+    codec: str | None = "raw"  # None with a target: each file's search chooses ctx or lzma
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
     palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)

@@ -266,7 +266,7 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, me
               help="Most Lloyd iterations.")
 @click.option("--codec", type=click.Choice(CODECS),
               help="How the labels are stored. Default: raw (the tutorial's bit-packed labels); with --psnr or "
-                   "--max-bytes, ctx (the smallest files).")
+                   "--max-bytes, ctx or lzma, chosen per image (lzma on text and screenshots, ctx on photos).")
 @_palette_option("-k", "--seed", "--max-iter", "--rdo", "--psnr", "--max-bytes")
 @_dither_option("--rdo", "--psnr", "--max-bytes")
 @_max_pixels_option
@@ -291,14 +291,17 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
       kmq compress a.png photos/ -k 16 -o out/ -j 4
       kmq compress slides/ --palette stain.gpl -o out/
       kmq compress photo.png -k 16 --codec ctx --rdo 2
-      kmq compress photo.png --psnr 32       # ctx unless --codec says otherwise
+      kmq compress photo.png --psnr 32       # ctx or lzma, unless --codec says
       kmq compress photo.png --max-bytes 50k
       kmq compress sky.png -k 16 --dither fs # gradients without bands
     """
     _check_rdo_options(rdo, psnr, max_bytes, codec, dither)
     # A target asks for the smallest file (or the best in a size), and raw packs every label in full: in 20 kB a
-    # 512x600 photo fits raw only at K = 1 (10.7 dB), ctx at K = 30 with rdo (29.8 dB).
-    codec = codec or ("raw" if psnr is None and max_bytes is None else "ctx")
+    # 512x600 photo fits raw only at K = 1 (10.7 dB), ctx at K = 30 with rdo (29.8 dB). None: its search picks
+    # ctx or lzma per image (a screenshot in 5,000 bytes: ctx 24.25 dB, lzma 45.13).
+    targeted = psnr is not None or max_bytes is not None
+    if not targeted:
+        codec = codec or "raw"
     palette = _given_palette(palette_file, max_pixels, "k", "seed", "max_iter", "rdo", "psnr", "max_bytes")
     if _is_bulk(images, output, summary):
         from . import batch
@@ -307,7 +310,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                                   overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
                                   dither=dither)
         jobs = batch.sparing(_bulk_plan(batch.plan_compress, images, output), palette_file, "the --palette file")
-        _run_bulk(jobs, task, workers, summary or "table", quiet, partial(_compressed_line, rdo_asked=rdo))
+        _run_bulk(jobs, task, workers, summary or "table", quiet,
+                  partial(_compressed_line, rdo_asked=rdo, targeted=targeted))
         return
     (image,) = images
     started = time.perf_counter()
@@ -337,7 +341,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                           KmqWarning, stacklevel=1)
     if not quiet:
         click.echo(_compressed_line(image, output, stats.record(img, output, size, choices=True), size,
-                                    time.perf_counter() - started, rdo_asked=rdo), err=output == STDIO)
+                                    time.perf_counter() - started, rdo_asked=rdo, targeted=targeted),
+                   err=output == STDIO)
 
 
 _QUICK = 1.0  # seconds: a target search that reports before this draws nothing (most take less)
@@ -456,7 +461,7 @@ def _refuse_terminal(output: str | None) -> None:
 
 
 def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], size: int, seconds: float,
-                     rdo_asked: float = 0.0) -> str:
+                     rdo_asked: float = 0.0, targeted: bool = False) -> str:
     psnr = _db(r["psnr"])
     # A target records the rdo it chose, 0 included: "rdo off" says it chose none (a "0%" read as a bug).
     # raw stores every labelling in the same bytes: a target's "rdo": 0 there says nothing. An --rdo whose
@@ -467,6 +472,8 @@ def _compressed_line(image: str | Path, output: str | Path, r: dict[str, Any], s
     else:
         chosen = "" if rdo is None or r["codec"] == "raw" else f", rdo {rdo:g}%" if rdo else ", rdo off"
     chosen += f", dither {r['dither']}" if r.get("dither") else ""
+    # a target's search chose the codec too (ctx or lzma when none was given)
+    chosen = f", codec {r['codec']}{chosen}" if targeted else chosen
     return (f"{_shown(image)} -> {_shown(output)}: k={r['k']}{chosen}, {_plural(r['bits_per_label'], 'bit')}/label, "
             f"{_RATIO.lower()} {r['ratio']:.2f}, {size:,} bytes, {psnr if psnr == 'lossless' else 'PSNR ' + psnr}, "
             f"{seconds:.2f} s")

@@ -51,6 +51,13 @@ not always the smallest plain file that does, nor the largest K that fits a budg
 are taken to grow with K.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
+With no codec given (search(codec=None)), the search picks ctx or lzma: ctx models photos, lzma the repeated
+glyphs of text and screenshots (0.13-0.7x ctx's bytes there). Photos (_flat: under _FLAT_SHARE of the pixels
+in the _FLAT_COLOURS commonest colours) get ctx's search untouched. Other images first run ctx's plain
+bracket (its fits and sizings kept for whichever search follows) and code the labels of its top both ways
+(_lzma_share, on bands of rows); lzma's search runs under _LZMA_SURE, ctx's from _CTX_SURE, both between,
+keeping the better file. lzma's search starts from ctx's fits (they do not depend on the codec), so its file
+is the one codec="lzma" gives.
 """
 from __future__ import annotations
 
@@ -63,7 +70,7 @@ import numpy as np
 from . import bitpack, kmeans
 from .api import MAX_RDO, quantize_colors, quantized
 from . import rdo as rdo_module
-from .codecs import ctx
+from .codecs import ctx, lzma_codec
 from .errors import K_CAP_HINT, KmqError, plural_bytes
 from .format import KmqImage
 from .stats import psnr as psnr_of
@@ -138,6 +145,17 @@ _CASCADE_RUNS = 7  # of which the steps before the search over (K, rdo) may make
 # rdo runs per K of the search over (K, rdo), at most (the last only between two that straddle the budget,
 # or beyond near misses)
 _PLANE_RUNS = 4
+# With no codec given, lzma alone is searched when it codes the plain labels of the bracket's top in under this
+# share of ctx's bytes (_lzma_share), ctx alone from the second, both between: there the share does not tell
+# (in 5,000 bytes an 800x500 graphic, 0.83, is 42.9 dB with ctx, 41.8 with lzma; a noisy gradient at 30 dB,
+# 0.88, is 97.8 kB with ctx, 89.7 with lzma; text at 30 dB, 0.88, 21.2 kB and 19.5)
+_LZMA_SURE = 0.8
+_CTX_SURE = 0.95
+_FLAT_COLOURS, _FLAT_SHARE = 16, 0.4  # and only on images whose 16 most common colours cover 40 % of them
+_SAMPLE_PIXELS = 1 << 17  # on at most about this many labels (both codings: ~0.07 s)
+_BAND = 32  # in bands of this many rows
+_BANDS = 4  # at least this many
+_SAMPLE_PART = 16  # or on larger images, this part of the pixels
 _PREPARED = 4  # Ks whose rdo starting state is kept (rdo.prepare): a search's rdo runs sit at a few Ks
 
 
@@ -146,10 +164,10 @@ class _Search:
     its payload codes (ctx) and encoded only where the bounds cannot decide."""
 
     def __init__(self, pixels: np.ndarray, k_max: int, codec: str, seed: int, max_iter: int,
-                 target: dict, progress: Progress | None = None) -> None:
+                 target: dict, progress: Progress | None = None, distinct: kmeans.Distinct | None = None) -> None:
         self.pixels = pixels
         self.channels = pixels.shape[2]
-        self.distinct = kmeans.distinct(pixels.reshape(-1, self.channels))
+        self.distinct = distinct or kmeans.distinct(pixels.reshape(-1, self.channels))
         # Above the number of distinct colours every K is lossless: no need to look there.
         self.k_hi = min(k_max, len(self.distinct.colors))
         self.codec, self.seed, self.max_iter, self.target = codec, seed, max_iter, target
@@ -162,6 +180,13 @@ class _Search:
         self.payloads: dict[bytes, tuple[int, int]] = {}
         self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
         self.runs, self.cap = 0, _RUNS_MAX  # the rdo runs made, and how many the search may make
+
+    def with_codec(self, codec: str) -> _Search:
+        """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
+        other = _Search(self.pixels, self.k_hi, codec, self.seed, self.max_iter, self.target, self.progress,
+                        self.distinct)
+        other.fitted, other.made = dict(self.fitted), self.made
+        return other
 
     def can_run(self) -> bool:
         """Whether the search may make another rdo run."""
@@ -250,21 +275,101 @@ class _Search:
         k = len(self.distinct.colors)
         return k if k <= min(self.k_hi, _LOSSLESS_K) else 0
 
+    def exact(self, img: KmqImage) -> int:
+        """The exact size of a file the search made."""
+        return self.size(*next(key for key, made in self.files.items() if made is img))
+
     def no_larger(self, a: tuple[int, float], b: tuple[int, float]) -> bool:
         """Whether file a is no larger than file b (keys (k, rdo))."""
         (a_low, a_high), (b_low, b_high) = self.bounds(*a), self.bounds(*b)
         return a_high <= b_low or (a_low <= b_high and self.size(*a) <= self.size(*b))
 
 
-def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str,
+def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str | None,
            seed: int, max_iter: int, progress: Progress | None = None) -> KmqImage:
-    """kmq.compress_to's work (arguments already checked)."""
+    """kmq.compress_to's work (arguments already checked); codec None: ctx, or on images with flat areas
+    (_flat) lzma or both, by how each codes the plain labels of the bracket's top (_lzma_share): lzma's search
+    under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept)."""
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
-    s = _Search(pixels, k_max, codec, seed, max_iter, target, progress)
+    s = _Search(pixels, k_max, codec or "ctx", seed, max_iter, target, progress)
+    if codec is not None or not _flat(s):
+        return _run(s, psnr, max_bytes)
+    share = _lzma_share(s, _probe_k(s, psnr, max_bytes))
+    if share >= _CTX_SURE:
+        return _run(s, psnr, max_bytes)
+    plain, rank = None, None
+    if share >= _LZMA_SURE:
+        plain = _run(s, psnr, max_bytes)
+        rank = _rank(s, plain, psnr)
+        s.files, s.prepared = {}, {}  # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
+    other = s.with_codec("lzma")
+    try:
+        img = _run(other, psnr, max_bytes)
+    except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
+        return plain or _run(s, psnr, max_bytes)
+    return img if rank is None or _rank(other, img, psnr) < rank else plain
+
+
+def _rank(s: _Search, img: KmqImage, psnr: float | None) -> tuple[float, float]:
+    """What makes a file of s better, smaller first: for a PSNR its bytes, then J; in a budget J, then bytes."""
+    return (s.exact(img), img.distortion) if psnr is not None else (img.distortion, s.exact(img))
+
+
+def _run(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImage:
     if psnr is not None:
         return _for_psnr(s, psnr)
     assert max_bytes is not None
     return _for_bytes(s, max_bytes)
+
+
+def _probe_k(s: _Search, psnr: float | None, max_bytes: int | None) -> int:
+    """The K where the codecs are compared: the top of the plain bracket ctx's search starts with (so its fits
+    and sizings are the search's own, made once), 0 when there is none (no file meets the target)."""
+    if psnr is not None:
+        lo, hi = _psnr_bracket(s, psnr)
+        return hi if hi <= s.k_hi else 0
+    assert max_bytes is not None
+    if s.size(1) > max_bytes:
+        return 0
+    k_cap = _k_cap(s, max_bytes)
+    lo, hi = _bytes_bracket(s, max_bytes, k_cap)
+    return hi if hi <= k_cap else max(lo, 1)
+
+
+def _flat(s: _Search) -> bool:
+    """Whether the image's _FLAT_COLOURS most common colours cover _FLAT_SHARE of it: text, screenshots and
+    graphics (0.6-1.0) have flat areas whose edges repeat exactly, photos (0.002-0.36, a grey one's 256
+    levels included) no repeats for lzma to find, and the test's codings would cost them 0.3-0.5 of a plain
+    compress for nothing (photos' shares in _lzma_share are 1.05-1.8 up to K = 256)."""
+    counts = s.distinct.counts
+    top = np.partition(counts, len(counts) - _FLAT_COLOURS)[-_FLAT_COLOURS:] if len(counts) > _FLAT_COLOURS else counts
+    return int(top.sum()) >= _FLAT_SHARE * int(counts.sum())
+
+
+def _lzma_share(s: _Search, k: int) -> float:
+    """lzma's bytes for k's plain labels over ctx's (on bands of rows of at most about _SAMPLE_PIXELS in all;
+    inf below K = 2): ctx models photos (smooth fields, noise), lzma finds repeats (the glyphs of text and
+    screenshots: 0.16-0.7; photos 0.95-1.8 at the bracket's top, noise up to K = 256 1.0-1.2)."""
+    if k < 2:
+        return math.inf
+    img = s.file(k)
+    labels = _bands(img.labels)
+    return len(lzma_codec.encode(labels, img.palette)) / ctx.payload_bounds(labels, img.palette)[0]
+
+
+def _bands(labels: np.ndarray) -> np.ndarray:
+    """labels, or on a large image bands of _BAND rows spread evenly down it (whole lines of text, whose
+    glyphs lzma finds again along the line), about _SAMPLE_PIXELS or a _SAMPLE_PART of the image in all, at
+    least _BANDS of them: a 4000x3000 screenshot's one band was its title bar, where ctx took 0.6x lzma's
+    bytes (ctx's search in 100 kB: 39.4 dB; lzma's, lossless in 30.5 kB). 20-row bands, 8 of them, took an
+    800x500 graphic's share from 0.83 to 0.77 (lzma: 1.1 dB under ctx)."""
+    height, width = labels.shape
+    band = min(height, _BAND)
+    count = max(_BANDS, max(_SAMPLE_PIXELS, height * width // _SAMPLE_PART) // (band * width))
+    if count * band >= height:
+        return labels
+    starts = np.linspace(0, height - band, count).round().astype(int)
+    return np.concatenate([labels[y:y + band] for y in starts])
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
@@ -369,14 +474,23 @@ def _towards(k: int, v: float, far: int, goal: float) -> int:
     return int(round(k / factor)) if far < k else int(round(k * factor))
 
 
+def _j_for(s: _Search, db: float) -> float:
+    return s.channels * 255**2 / 10 ** (db / 10)
+
+
+def _psnr_bracket(s: _Search, db: float) -> tuple[int, int]:
+    """_bracket's plain K for a PSNR: lo misses it, hi meets it."""
+    return _bracket(s.k_hi, lambda k: s.psnr(s.j(k)) >= db, s.j, _j_for(s, db), 16,
+                    coarse=_FINE if s.codec == "raw" else _COARSE)
+
+
 def _for_psnr(s: _Search, db: float) -> KmqImage:
-    j_goal = s.channels * 255**2 / 10 ** (db / 10)
+    j_goal = _j_for(s, db)
 
     def ok(k: int) -> bool:
         return s.psnr(s.j(k)) >= db
 
-    coarse = _FINE if s.codec == "raw" else _COARSE
-    lo, hi = _bracket(s.k_hi, ok, s.j, j_goal, 16, coarse=coarse)
+    lo, hi = _psnr_bracket(s, db)
     if hi > s.k_hi:
         best = s.psnr(s.j(s.k_hi))
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
@@ -559,16 +673,12 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
                        f"{need:,} bytes (K=1, the target recorded in it)")
     if s.codec == "raw":
         return _raw_bytes(s, max_bytes)
-    # No file of K entries is smaller than its palette: K beyond the budget's room for one need not be fitted.
-    # Counted from K = 1's file without its payload (lzma's is ~40 bytes even for no labels: a 60x60 graphic's
-    # K = 1 file was 150 bytes, K = 4's 151) and with a lossless J's shorter record.
-    overhead = s.file(1).overhead() - _J_DIGITS
-    k_cap = max(1, min(s.k_hi, (max_bytes - overhead) // s.channels + 1))
+    k_cap = _k_cap(s, max_bytes)
 
     def ok(k: int) -> bool:  # "meets" here means "does not fit": the curve grows with K
         return not s.fits(k, max_bytes)
 
-    lo, hi = _bracket(k_cap, ok, s.estimate, max_bytes, 16, coarse=_COARSE)
+    lo, hi = _bytes_bracket(s, max_bytes, k_cap)
     if hi > k_cap:  # every K allowed fits
         return s.file(max(lo, 1))
     s.cap = _CASCADE_RUNS
@@ -597,6 +707,19 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         last = min(k_cap, math.floor(_SCAN_SPAN * hi))
         _scan(s, _first_below(s, lo + 1, last, j_best), last, lambda k: s.j(k) < j_best, max_bytes)
     return s.file(*_best_fitting(s, max_bytes))
+
+
+def _k_cap(s: _Search, max_bytes: int) -> int:
+    """No file of K entries is smaller than its palette: K beyond the budget's room for one need not be fitted.
+    Counted from K = 1's file without its payload (lzma's is ~40 bytes even for no labels: a 60x60 graphic's
+    K = 1 file was 150 bytes, K = 4's 151) and with a lossless J's shorter record."""
+    overhead = s.file(1).overhead() - _J_DIGITS
+    return max(1, min(s.k_hi, (max_bytes - overhead) // s.channels + 1))
+
+
+def _bytes_bracket(s: _Search, max_bytes: int, k_cap: int) -> tuple[int, int]:
+    """_bracket's plain K for a byte budget: lo's file fits, hi's does not."""
+    return _bracket(k_cap, lambda k: not s.fits(k, max_bytes), s.estimate, max_bytes, 16, coarse=_COARSE)
 
 
 def _sized_over(s: _Search, k: int, limit: float) -> bool:

@@ -146,7 +146,7 @@ def test_cli_psnr(image, tmp_path):
     assert result.exit_code == 0, result.output
     img = kmq.read(out)
     chosen = f"rdo {img.metadata['rdo']:g}%" if img.metadata["rdo"] else "rdo off"
-    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, "
+    assert re.fullmatch(rf"{re.escape(str(image))} -> {re.escape(str(out))}: k={img.k}, codec ctx, "
                         rf"{chosen}, \d+ bits/label, packed/original bits \d\.\d\d, "
                         rf"{out.stat().st_size:,} bytes, PSNR \d+\.\d\d dB, \d+\.\d\d s\n", result.output)
     assert db(img) >= 27
@@ -163,7 +163,7 @@ def test_cli_a_target_that_chose_no_rdo_says_rdo_off(tmp_path):
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert kmq.read(out).metadata["rdo"] == 0
-    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'four.png'))} -> {re.escape(str(out))}: k=4, rdo off, "
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'four.png'))} -> {re.escape(str(out))}: k=4, codec ctx, rdo off, "
                         rf"2 bits/label, packed/original bits 0\.15, 124 bytes, lossless, \d+\.\d\d s\n", result.output)
 
 

@@ -1,0 +1,154 @@
+"""A target with no codec named: its search picks ctx or lzma per image (kmq.target._lzma_share)."""
+import hashlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+import kmq
+from conftest import SAMPLES
+from kmq import target
+from kmq.cli import main
+from kmq.stats import psnr as psnr_of
+
+
+def screenshot() -> np.ndarray:
+    """A 160x96 settings window: a title bar, six lines of text and check boxes (277 colours, anti-aliased)."""
+    im = Image.new("RGB", (160, 96), (246, 246, 246))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle((0, 0, 159, 11), fill=(40, 70, 140))
+    draw.text((3, 0), "kmq - Settings", fill=(255, 255, 255))
+    for i in range(6):
+        draw.text((4, 14 + 13 * i), f"Option {i}: compress tiles", fill=(30, 30, 30))
+        draw.rectangle((140, 16 + 13 * i, 150, 24 + 13 * i), outline=(90, 90, 90),
+                       fill=(200, 220, 255) if i % 2 else None)
+    return np.asarray(im)
+
+
+@pytest.fixture(scope="module")
+def shot() -> np.ndarray:
+    return screenshot()
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    with Image.open(SAMPLES / "chelsea.png") as im:
+        return np.asarray(im.convert("RGB"))[60:124, 150:214].copy()
+
+
+def db(img: kmq.KmqImage) -> float:
+    return psnr_of(img.distortion, img.channels)
+
+
+@pytest.mark.parametrize("spec", [{"max_bytes": 600}, {"max_bytes": 1200}])
+def test_a_screenshot_in_a_budget_gets_lzma_and_a_better_file(shot, spec):
+    # ctx: K = 2, 14.31 dB in 600 bytes, K = 4, 24.44 dB in 1,200; lzma K = 4 27.06 dB, K = 77 56.67 dB
+    chosen, ctx = kmq.compress_to(shot, **spec), kmq.compress_to(shot, codec="ctx", **spec)
+    assert chosen.codec == "lzma" and chosen.metadata["target"] == spec
+    assert len(chosen.to_bytes()) <= spec["max_bytes"]
+    assert db(chosen) > db(ctx) + 10
+    assert chosen.to_bytes() == kmq.compress_to(shot, codec="lzma", **spec).to_bytes()
+
+
+def test_a_screenshot_at_a_psnr_gets_lzma_and_a_smaller_file(shot):
+    # ctx 1,451 bytes, lzma 611 (K = 5 both)
+    chosen, ctx = kmq.compress_to(shot, psnr=30), kmq.compress_to(shot, psnr=30, codec="ctx")
+    assert chosen.codec == "lzma" and db(chosen) >= 30
+    assert len(chosen.to_bytes()) < 0.5 * len(ctx.to_bytes())
+
+
+@pytest.mark.parametrize("spec", [{"psnr": 30}, {"max_bytes": 1500}])
+def test_a_photo_keeps_ctx_and_its_bytes(photo, spec, monkeypatch):
+    # under 40 % of its pixels in its 16 commonest colours: ctx, without coding its labels both ways
+    original = target._lzma_share
+    monkeypatch.setattr(target, "_lzma_share", lambda *a: pytest.fail("a photo's labels coded both ways"))
+    chosen = kmq.compress_to(photo, **spec)
+    monkeypatch.setattr(target, "_lzma_share", original)
+    assert chosen.codec == "ctx"
+    assert chosen.to_bytes() == kmq.compress_to(photo, codec="ctx", **spec).to_bytes()
+
+
+@pytest.mark.parametrize("codec", ["ctx", "raw", "lzma"])
+def test_a_named_codec_is_searched_alone(shot, monkeypatch, codec):
+    def compared(*args):
+        raise AssertionError("a named codec is not compared")
+    monkeypatch.setattr(target, "_lzma_share", compared)
+    img = kmq.compress_to(shot, max_bytes=1200, codec=codec)
+    assert img.codec == codec
+
+
+def test_between_the_shares_both_codecs_are_searched_and_the_better_kept(shot, monkeypatch):
+    monkeypatch.setattr(target, "_lzma_share", lambda s, k: 0.9)
+    both = kmq.compress_to(shot, psnr=30)
+    assert both.to_bytes() == kmq.compress_to(shot, psnr=30, codec="lzma").to_bytes()
+    monkeypatch.setattr(target, "_lzma_share", lambda s, k: 0.9)
+    photo_like = np.repeat(np.repeat(shot[::4, ::4], 4, 0), 4, 1)
+    for spec in ({"psnr": 25}, {"max_bytes": 900}):
+        best = kmq.compress_to(photo_like, **spec)
+        ctx = kmq.compress_to(photo_like, codec="ctx", **spec)
+        lzma = kmq.compress_to(photo_like, codec="lzma", **spec)
+        if "psnr" in spec:
+            assert len(best.to_bytes()) == min(len(ctx.to_bytes()), len(lzma.to_bytes()))
+        else:
+            assert best.distortion == min(ctx.distortion, lzma.distortion)
+
+
+def test_a_budget_only_ctx_fits_falls_back_to_ctx(shot):
+    # lzma's K = 1 file is ~100 bytes more than ctx's: a budget between them fits ctx's only
+    smallest = len(kmq.compress_to(shot, max_bytes=10**6, k=1, codec="ctx").to_bytes())
+    img = kmq.compress_to(shot, max_bytes=smallest + 20)
+    assert img.codec == "ctx" and len(img.to_bytes()) <= smallest + 20
+
+
+def test_bands_sample_whole_rows_spread_down_the_image(monkeypatch):
+    labels = np.arange(400 * 10).reshape(400, 10)
+    assert np.array_equal(target._bands(labels[:3]), labels[:3])
+    monkeypatch.setattr(target, "_BAND", 8)
+    monkeypatch.setattr(target, "_SAMPLE_PIXELS", 5 * 8 * 10)
+    starts = [0, 98, 196, 294, 392]  # 5 bands of 8 rows from 0 to 392, evenly
+    assert np.array_equal(target._bands(labels), np.concatenate([labels[y:y + 8] for y in starts]))
+    # at least _BANDS of them: a wide image's one band was its title bar
+    monkeypatch.setattr(target, "_SAMPLE_PIXELS", 8 * 10)
+    assert np.array_equal(target._bands(labels), np.concatenate([labels[y:y + 8] for y in (0, 131, 261, 392)]))
+    # and a _SAMPLE_PART of a large image
+    monkeypatch.setattr(target, "_SAMPLE_PART", 4)
+    assert target._bands(labels).shape == (96, 10)  # 1,000 pixels: 12 bands of 80
+
+
+def test_cli_says_the_codec_a_target_chose(tmp_path, shot, photo):
+    Image.fromarray(shot).save(tmp_path / "shot.png")
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    for name, codec in (("shot", "lzma"), ("photo", "ctx")):
+        out = tmp_path / f"{name}.kmq"
+        result = CliRunner().invoke(main, ["compress", str(tmp_path / f"{name}.png"), "--psnr", "30", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert f": k={kmq.read(out).k}, codec {codec}, " in result.output
+        assert kmq.read(out).codec == codec
+    # without a target the line is as before: the codec is the one asked for (raw by default)
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "shot.png"), "-k", "4", "-f"])
+    assert result.exit_code == 0 and ": k=4, 2 bits/label, " in result.output
+
+
+def test_a_batch_chooses_per_file(tmp_path, shot, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(shot).save(folder / "shot.png")
+    Image.fromarray(photo).save(folder / "photo.png")
+    result = CliRunner().invoke(main, ["compress", str(folder), "--psnr", "30", "-o", str(tmp_path / "out"),
+                                       "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert kmq.read(tmp_path / "out" / "shot.kmq").codec == "lzma"
+    assert kmq.read(tmp_path / "out" / "photo.kmq").codec == "ctx"
+    assert hashlib.sha256((tmp_path / "out" / "photo.kmq").read_bytes()).digest() == hashlib.sha256(
+        kmq.compress_to(photo, psnr=30, codec="ctx").to_bytes()).digest()
+    assert "codec lzma" in result.output and "codec ctx" in result.output
+
+
+@pytest.mark.parametrize("big, flat", [(10, True), (9, False)])
+def test_flat_counts_the_share_of_the_16_commonest_colours(big, flat):
+    # one colour of `big` pixels, 15 of 2 and the rest single: the 16 commonest cover big + 30 of 100 pixels
+    counts = [big] + [2] * 15 + [1] * (100 - big - 30)
+    colours = np.repeat(np.arange(len(counts)), counts)
+    pixels = np.stack([colours % 256, colours // 256, np.zeros_like(colours)], -1).astype(np.uint8).reshape(10, 10, 3)
+    assert target._flat(target._Search(pixels, 100, "ctx", 0, 300, {})) is flat
