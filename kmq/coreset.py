@@ -413,11 +413,13 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     fit's centroids. From `kmeans._LARGE_K`, `kmeans.fit_large` on the 6-bit histogram where it has
     `min_bins`, else on the 7-bit one warmed up on the 6-bit one: fit's centroids (progress as fit reports it)."""
     if k >= kmeans._LARGE_K:
-        # The levels of `kmeans._large_k_levels`: the 7-bit one warmed up on the 6-bit one.
-        level, warm = (hist, None) if hist.bins >= min_bins(k) else (hist.fine, hist)
-        return kmeans.fit_large(level.counts, level.sums, k, variance=hist.variance(), max_iter=max_iter, tol=tol,
-                                progress=progress, warm=None if warm is None or warm.bins < kmeans._WARM_MIN * k
-                                else (warm.counts, warm.sums))
+        # The levels of `kmeans._large_k_levels`: each warmed up on the one a bit coarser.
+        if hist.bins >= min_bins(k):
+            level, warm = (hist.counts, hist.sums), _five(hist)
+        else:
+            level, warm = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums)
+        return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
+                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else warm)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
@@ -433,6 +435,15 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
                                 max_iter=max_iter, tol=tol, last=last,
                                 stand_in=_stand_in if k <= STAND_IN_MAX else None, coarse=coarse)
+
+
+def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """The 5-bit level of the 6-bit histogram: (counts, sums) of its cells, keys ascending."""
+    group, cells = kmeans._bins(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4))
+    # Integers below 2**53 summed as doubles: exact.
+    counts = np.bincount(group, weights=hist.counts, minlength=cells.shape[0]).astype(np.int64)
+    sums = np.stack([np.bincount(group, weights=hist.sums[:, c], minlength=cells.shape[0]) for c in range(4)], 1)
+    return counts, sums.astype(np.int64)
 
 
 def _cells(ids: np.ndarray, bits: int) -> int:
