@@ -23,9 +23,10 @@ its bit 0 its colour within that bin, which counts the distinct colours (fit com
 number). `kmeans.fit_fine` then climbs fit's own levels, the same palette as through the distinct colours
 at any k, and the pixels are labelled by 7-bit cell. That photo at K = 256, fresh processes: 2.2-2.5 s of
 CPU -> 1.7 (RGB 0.76), peak memory 544 MB -> 412 MB, the same file.
-From `kmeans._LARGE_K` to `LARGE_MAX` fit splits and runs k-d tree Lloyd on its 6-bit or 7-bit level; that
-level is made here too (`kmeans.fit_large`: the same centroids), and the pixels are labelled as below: the
-same file, without the distinct colours (12 MP photos under a vignette at K = 512: 3.5 to 4.5 M colours).
+From `kmeans._LARGE_K` to `LARGE_MAX` fit splits and runs k-d tree Lloyd on its 6-bit or 7-bit level (the
+7-bit one warmed up on the 6-bit one); those levels are made here too (`kmeans.fit_large`: the same
+centroids), and the pixels are labelled as below: the same file, without the distinct colours (12 MP photos
+under a vignette at K = 512: 3.5 to 4.5 M colours).
 The labels are exact: a whole bin takes an entry when every value of its cell (4 or 8 per channel) is nearer
 that entry than any other; the pixels of the other bins measure only the entries that can be nearest to
 some value of their cell (2 to 8 for most at K = 256), and J comes from exact integer sums, so it is the
@@ -410,11 +411,15 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     level, warmed up by the 4-bit level alone (`_TOP_UPDATES`); up to `STAND_IN_MAX` with the restarts seeded
     and ranked on a stand-in (`_stand_in`). With a 7-bit histogram (`Histogram.fine`), `kmeans.fit_fine`:
     fit's centroids. From `kmeans._LARGE_K`, `kmeans.fit_large` on the 6-bit histogram where it has
-    `min_bins`, else on the 7-bit one: fit's centroids (progress as fit reports it)."""
+    `min_bins`, else on the 7-bit one warmed up on the 6-bit one: fit's centroids (progress as fit reports it)."""
     if k >= kmeans._LARGE_K:
-        level = hist if hist.bins >= min_bins(k) else hist.fine
-        return kmeans.fit_large(level.counts, level.sums, k, variance=hist.variance(), max_iter=max_iter, tol=tol,
-                                progress=progress)
+        # The levels of `kmeans._large_k_levels`: each warmed up on the one a bit coarser.
+        if hist.bins >= min_bins(k):
+            level, warm = (hist.counts, hist.sums), _five(hist)
+        else:
+            level, warm = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums)
+        return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
+                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else warm)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
@@ -430,6 +435,15 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
                                 max_iter=max_iter, tol=tol, last=last,
                                 stand_in=_stand_in if k <= STAND_IN_MAX else None, coarse=coarse)
+
+
+def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """The 5-bit level of the 6-bit histogram: (counts, sums) of its cells, keys ascending."""
+    group, cells = kmeans._bins(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4))
+    # Integers below 2**53 summed as doubles: exact.
+    counts = np.bincount(group, weights=hist.counts, minlength=cells.shape[0]).astype(np.int64)
+    sums = np.stack([np.bincount(group, weights=hist.sums[:, c], minlength=cells.shape[0]) for c in range(4)], 1)
+    return counts, sums.astype(np.int64)
 
 
 def _cells(ids: np.ndarray, bits: int) -> int:
@@ -590,15 +604,18 @@ class _Cells:
 # K = 256: 1.17 M 6-bit bins in 136 000 5-bit cells, 13 000 4-bit ones).
 _ALL_ENTRIES_CELLS = 4096
 _ALL_ENTRIES_BITS = 3
-# Above every sum of a real entry's two halves (< 2**31 - 2, see `_cell_candidates`): the padding entry of a
-# candidate list, never nearest and never a candidate.
+# Above every sum of a real entry's two halves (< 2**30 - 1, see `_cell_candidates`), and its half above every
+# sum of its four channels: the padding entry of a candidate list, never nearest and never a candidate.
 _PAD = (1 << 30) - 1
 
 
-def _cell_tables(palette: np.ndarray, bits: int, shift: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per entry (and a padding row k of `_PAD`), the least and the greatest squared distance from it to each
-    cell of `bits` per channel, over the cell's first two channels and over its last two: (k + 1, 4**bits)
-    int32 each, the greatest shifted up by `shift` bits and carrying the entry's index in the first."""
+def _cell_tables(palette: np.ndarray, bits: int, shift: int, fields: int = 2
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per entry (and a padding row k of `_PAD` / (fields / 2), so that the fields' sums stay below 2**31),
+    the least and the greatest squared distance from it to each cell of `bits` per channel, over each of the
+    cell key's `fields` parts (2: the first two channels and the last two; 4: each channel): (k + 1,
+    2**(4 bits / fields)) int32 each, the greatest shifted up by `shift` bits and carrying the entry's index
+    in the first."""
     k = palette.shape[0]
     width = 1 << (8 - bits)
     lo = np.arange(1 << bits, dtype=np.int32)[None, :] * width
@@ -609,18 +626,25 @@ def _cell_tables(palette: np.ndarray, bits: int, shift: int) -> tuple[list[np.nd
         near.append(np.maximum(np.maximum(lo - e, e - hi), 0) ** 2)  # (K, 2**bits)
         far.append(np.maximum(e - lo, hi - e) ** 2)
     side = 1 << bits
+    per = 4 // fields
 
-    def pairs(t: list[np.ndarray], c: int) -> np.ndarray:  # channels c and c + 1 of a cell, and the padding
-        out = np.full((k + 1, side * side), _PAD, dtype=np.int32)
-        out[:k] = (t[c][:, :, None] + t[c + 1][:, None, :]).reshape(k, side * side)
+    def field(t: list[np.ndarray], c: int) -> np.ndarray:  # channels c to c + per - 1 of a cell, and the padding
+        out = np.full((k + 1, side ** per), _PAD // (fields // 2), dtype=np.int32)
+        out[:k] = t[c] if per == 1 else (t[c][:, :, None] + t[c + 1][:, None, :]).reshape(k, side * side)
         return out
 
-    least = [pairs(near, 0), pairs(near, 2)]
-    greatest = [pairs(far, 0), pairs(far, 2)]
+    least = [field(near, c) for c in range(0, 4, per)]
+    greatest = [field(far, c) for c in range(0, 4, per)]
     for g in greatest:
         g[:k] <<= shift
     greatest[0][:k] += np.arange(k, dtype=np.int32)[:, None]
     return least, greatest
+
+
+# `_cell_candidates` sums a cell's distances from tables per pair of channels up to this many entries x
+# cells of a pair (4 tables of 4 bytes each: 64 MB), from tables per channel above (two more gathers and
+# sums per cell and entry). A 12 MP photo under a vignette at K = 4096: 4 pair tables of 67 MB at 6 bits.
+_PAIR_TABLES_MAX = 1 << 22
 
 
 def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
@@ -630,8 +654,8 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     it and the least. An entry whose greatest is below every other entry's least is strictly the nearest
     for each of the cell's colours (no tie to break); otherwise the candidates are the entries whose least
     is at most the least greatest (any other is farther than that entry from every value of the cell). The
-    sums come from tables over a cell's first two channels and its last two (its key's halves), entries x
-    cells so that the reductions run across rows (numpy reduces short rows slowly); each greatest distance
+    sums come from tables over a cell's first two channels and its last two (its key's halves; per channel
+    above `_PAIR_TABLES_MAX`), entries x cells so that the reductions run across rows (numpy reduces short rows slowly); each greatest distance
     carries its entry's index in its low bits, so one minimum gives both the least greatest distance and
     its entry. Sums stay below 4 x 255^2 x 2**(shift) < 2**31 - 2 (k <= 2**12).
 
@@ -645,26 +669,30 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     n = ids.shape[0]
     shift = max(1, (k - 1).bit_length())
     mask = (1 << shift) - 1
-    least, greatest = _cell_tables(palette, bits, shift)
-    half = 2 * bits
+    fields = 2 if (k + 1) << (2 * bits) <= _PAIR_TABLES_MAX else 4
+    least, greatest = _cell_tables(palette, bits, shift, fields)
+    part_bits = 4 * bits // fields
     single = np.full(n, -1, dtype=np.int32)
     count = np.ones(n, dtype=np.int32)
     found = []  # (cell, entry) of the cells with several candidates, each cell's together
 
     def judge(sel: np.ndarray, cand: np.ndarray | None, into: list) -> None:
         """Candidates of the cells ids[sel] among cand (W, len(sel)) entries ascending (every entry: None)."""
-        first, last = ids[sel] >> half, ids[sel] & ((1 << half) - 1)
+        key = ids[sel]
+        parts = [(key >> (part_bits * (fields - 1 - f))) & ((1 << part_bits) - 1) for f in range(fields)]
         if cand is None:
-            g = np.take(greatest[0][:k], first, axis=1)
-            g += np.take(greatest[1][:k], last, axis=1)
-            d = np.take(least[0][:k], first, axis=1)
-            d += np.take(least[1][:k], last, axis=1)
+            g = np.take(greatest[0][:k], parts[0], axis=1)
+            d = np.take(least[0][:k], parts[0], axis=1)
+            for f in range(1, fields):
+                g += np.take(greatest[f][:k], parts[f], axis=1)
+                d += np.take(least[f][:k], parts[f], axis=1)
         else:
             at = cand * least[0].shape[1]
-            g = np.take(greatest[0], at + first)
-            g += np.take(greatest[1], at + last)
-            d = np.take(least[0], at + first)
-            d += np.take(least[1], at + last)
+            g = np.take(greatest[0], at + parts[0])
+            d = np.take(least[0], at + parts[0])
+            for f in range(1, fields):
+                g += np.take(greatest[f], at + parts[f])
+                d += np.take(least[f], at + parts[f])
         best = g.min(axis=0)
         # The entry's own least is at most its greatest: alone at or below it means every other is above.
         can = d <= (best >> shift)

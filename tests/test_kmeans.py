@@ -602,7 +602,7 @@ def test_nearest_tree_in_blocks_is_the_one_query_answer(monkeypatch) -> None:
     assert np.array_equal(dist, ref_dist) and np.array_equal(labels, ref_lab)
 
 
-@pytest.mark.parametrize("channels, fine_enough, bits", [(4, 8, [6]), (4, 10 ** 6, [6, 7]), (3, 8, [7])])
+@pytest.mark.parametrize("channels, fine_enough, bits", [(4, 8, [6, 5]), (4, 10 ** 6, [6, 7]), (3, 8, [7])])
 def test_large_k_over_many_colours_runs_on_6_bits_for_rgba_when_they_are_fine_enough(
         monkeypatch, channels: int, fine_enough: int, bits: list[int]) -> None:
     colors, counts = photo_like(5, 30000)

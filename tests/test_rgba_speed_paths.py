@@ -372,11 +372,9 @@ def busy_rgba(samples) -> np.ndarray:
     return px ^ np.random.default_rng(0).integers(0, 2, px.shape, dtype=np.uint8)
 
 
-@pytest.mark.parametrize("case", ["7-bit", "6-bit", "6-bit, sample short"])
-def test_large_k_through_the_histogram_gives_the_file_through_the_distinct_colours(monkeypatch, busy_rgba, case):
-    """From kmeans._LARGE_K (lowered to 40) to coreset.LARGE_MAX, RGBA whose alpha varies is fitted on the level fit
-    takes (the 6-bit histogram where it has _FINE_ENOUGH bins per centroid, else the 7-bit one) made from the
-    pixels, and labelled by cell: the same file as through the distinct colours, progress reported alike."""
+def large_k_on_the_histogram(monkeypatch, busy_rgba) -> tuple[np.ndarray, int]:
+    """busy_rgba's pixels (transparent ones cleared) and its 6-bit bins, with the histogram path taking k from
+    kmeans._LARGE_K lowered to 40 and _POLISH_MAX lowered below its colours."""
     from kmq import coreset
 
     monkeypatch.setattr(km, "_POLISH_MAX", 20000)
@@ -385,7 +383,17 @@ def test_large_k_through_the_histogram_gives_the_file_through_the_distinct_colou
     monkeypatch.setattr(coreset, "K_MAX", 39)
     monkeypatch.setattr(coreset, "FROM", 1)
     flat = clear_transparent(busy_rgba).reshape(-1, 4)
-    six = coreset.Histogram(flat).bins
+    return flat, coreset.Histogram(flat).bins
+
+
+@pytest.mark.parametrize("case", ["7-bit", "6-bit", "6-bit, sample short"])
+def test_large_k_through_the_histogram_gives_the_file_through_the_distinct_colours(monkeypatch, busy_rgba, case):
+    """From kmeans._LARGE_K (lowered to 40) to coreset.LARGE_MAX, RGBA whose alpha varies is fitted on the level fit
+    takes (the 6-bit histogram where it has _FINE_ENOUGH bins per centroid, else the 7-bit one) made from the
+    pixels, and labelled by cell: the same file as through the distinct colours, progress reported alike."""
+    from kmq import coreset
+
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
     k = six // 1000 + 3 if case == "7-bit" else six // 1000 - 3
     if case == "6-bit, sample short":  # the sample shows too few 6-bit bins: the 7-bit histogram is made too
         monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)
@@ -416,3 +424,61 @@ def test_the_histogram_path_takes_k_up_to_its_small_k_bound_and_from_large_k_to_
     flat = busy_rgba.reshape(-1, 4)
     taken = [k for k in (2, 30, 31, 39, 40, coreset.LARGE_MAX, coreset.LARGE_MAX + 1) if coreset.applies(flat, k)]
     assert taken == [2, 30, 40, coreset.LARGE_MAX]
+
+
+@pytest.mark.parametrize("kind", ["lattice", "bins", "clusters"])
+@pytest.mark.parametrize("k", [2, 37, 300])
+def test_bounded_lloyd_gives_the_tree_lloyd_centroids(kind, k):
+    """The 7-bit level's updates after the warm-up keep a point's centroid by Hamerly's bounds and query the
+    tree only for the others: the same labels, so the same centroids bit for bit, from a split's start (far
+    from converged, empty clusters reseeded on the lattice) and from a converged one."""
+    x, w = weighted_points(kind, 4)
+    pts = km._Points(x, w)
+    start = km._split(x, w, k)
+    for max_iter, tol in ((20, 0.0), (5, 1e-3)):
+        assert np.array_equal(km._lloyd_bounded(pts, start, max_iter, tol), km._lloyd_tree(pts, start, max_iter, tol))
+    warm = km._lloyd_tree(pts, start, 20, 0.0)
+    assert np.array_equal(km._lloyd_bounded(pts, warm, 20, 0.0), km._lloyd_tree(pts, warm, 20, 0.0))
+
+
+@pytest.mark.parametrize("bits", [3, 5, 6])
+@pytest.mark.parametrize("k", [2, 300, 4096])
+def test_cell_candidates_from_tables_per_channel_equal_those_per_pair(monkeypatch, bits, k):
+    """Above _PAIR_TABLES_MAX (K = 4096 at 6 bits: 4 pair tables of 67 MB) the cells' distances are summed from
+    tables per channel: the same integers, so the same candidates; entries clustered so that many cells
+    have several."""
+    from kmq import coreset
+
+    rng = np.random.default_rng(k + bits)
+    palette = rng.integers(0, 256, (k, 4)).astype(np.uint8)
+    palette[: k // 2] = rng.integers(100, 140, (k // 2, 4))
+    ids = np.unique(rng.integers(0, 1 << (4 * bits), 20000))
+    monkeypatch.setattr(coreset, "_PAIR_TABLES_MAX", 1 << 62)
+    pair = coreset._cell_candidates(ids, bits, palette)
+    monkeypatch.setattr(coreset, "_PAIR_TABLES_MAX", 0)
+    channel = coreset._cell_candidates(ids, bits, palette)
+    assert pair.entries.size > 0
+    for a, b in ((pair.single, channel.single), (pair.count, channel.count), (pair.bins, channel.bins),
+                 (pair.entries, channel.entries)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_large_k_on_the_7_bit_level_splits_the_6_bit_one_and_j_holds(monkeypatch, busy_rgba):
+    """Where the 6-bit level has under _FINE_ENOUGH bins per centroid (from kmeans._LARGE_K, lowered to 40), the
+    split and a first Lloyd run on it, then as many updates on the 7-bit level: the split sees the 6-bit bins,
+    not the 7-bit ones, progress ends full and never goes back, and J is within 1 % of the split on the 7-bit
+    level (here lower)."""
+    _, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    k = six // 1000 + 3
+    split_points = []
+    real = km._split
+    monkeypatch.setattr(km, "_split", lambda x, *a, **kw: split_points.append(len(x)) or real(x, *a, **kw))
+    calls = []
+    warmed = kmq.compress(busy_rgba, k=k, progress=lambda done, total: calls.append((done, total)))
+    assert split_points == [six]
+    assert calls[-1][0] == calls[-1][1] and all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
+    assert len({total for _, total in calls}) == 1
+    monkeypatch.setattr(km, "_WARM_MIN", 1 << 30)
+    cold = kmq.compress(busy_rgba, k=k)
+    assert split_points[-1] > six
+    assert warmed.distortion <= 1.01 * cold.distortion
