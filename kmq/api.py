@@ -169,6 +169,13 @@ _JUDGED = 1 << 18
 # rdo.choose picked): whole files up to this many pixels, none above. Two ctx encodes cost ~0.3 s of CPU per
 # 512k pixels: at 12 MP a band's 0.29 s took --rdo 2 from 1.91x to 2.12x a plain compress (the noisy photo).
 _CTX_JUDGED = 1 << 19
+# Pixels up to which a ctx rdo compress has the fit keep restarts for rdo.choose (kmq.api._rdo). --rdo 2 at
+# K = 16, files with them over files without: 0.27-1 MP photos 0.95x (coffee, chelsea), 0.99x, 1.0x, 1.0x,
+# 1.004x; above 2 MP, where choose judges them on a sample of under 6 % of the image, nothing gained: 2-4 MP
+# 1.0x, 1.0x, 1.021x; 12 MP (the five of bench/photos.py and three more) 0.985x (noisy), 1.013x (a saturated
+# flower), six 1.0x, while the fit cost +18-210 % of CPU (0.01-0.19 s; 12 MP detailed 0.09 s, a tenth of a
+# plain compress).
+_OTHERS_MAX = 1 << 21
 # In the library's words (the command line says --rdo, --codec, --dither fs: kmq.cli's own).
 RAW_RDO = "every labelling costs the same bytes with codec='raw', so rdo cannot help; use codec='ctx' (or 'lzma')"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
@@ -195,8 +202,9 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
     judged: list[KmqImage] = []  # files weighed whole (_smaller): the one returned takes its payload from them
-    # ctx rdo may start from another of the fit's restarts than the plain file's (rdo.choose)
-    others: list | None = [] if rdo > 0 and codec == "ctx" and not extra and prepared is None else None
+    # ctx rdo may start from another of the fit's restarts than the plain file's (rdo.choose), up to _OTHERS_MAX
+    others: list | None = ([] if rdo > 0 and codec == "ctx" and not extra and prepared is None
+                           and height * width <= _OTHERS_MAX else None)
     if fit is None:
         palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
                                                             max_iter=max_iter, tol=tol, what="the image has",

@@ -719,3 +719,22 @@ def test_optimise_ordered_is_the_files_order(crop, small_sample, pct, k):
     np.testing.assert_array_equal(nearest[0], want)
     np.testing.assert_array_equal(nearest[1], want_labels)
 
+
+def test_large_images_keep_no_restarts_for_rdo(crop, monkeypatch):
+    # Above _OTHERS_MAX pixels the fit keeps no restarts for rdo.choose (none asked for, none judged); up to
+    # it, a ctx rdo compress asks for them.
+    pixels = np.asarray(Image.fromarray(crop).resize((128, 128), Image.Resampling.BICUBIC))
+    asked, judged = [], []
+    fit, choose = kmeans.fit, rdo.choose
+
+    def spy(*args, others=None, **kwargs):
+        asked.append(others is not None)
+        return fit(*args, others=others, **kwargs)
+
+    monkeypatch.setattr(kmeans, "fit", spy)
+    monkeypatch.setattr(rdo, "choose", lambda *args: judged.append(1) or choose(*args))
+    kmq.compress(pixels, 8, codec="ctx", rdo=2.0)
+    assert asked == [True] and judged == [1]
+    monkeypatch.setattr(kmq.api, "_OTHERS_MAX", 128 * 128 - 1)
+    kmq.compress(pixels, 8, codec="ctx", rdo=2.0)
+    assert asked == [True, False] and judged == [1]
