@@ -70,7 +70,9 @@ kept (choose's guess missed on the smooth gradient at K = 16 and the RGBA logo a
 all 8 finished K = 16 restarts judged by their rdo files; 16 more restarts at every K, 8 climbing, 0.8486. The
 chosen palettes' J were 0.991x-1.0006x the plain one's (a lower J leaves more budget). At 12 MP (K = 16) the
 noisy photo gains (0.768x plain, was 0.778x); the other photos' restarts end over 1 % apart in J or lose to
-the plain palette. The restarts' inertia after _RESTART_ITER updates does not foretell their final J (ranked
+the plain palette (a saturated flower: 1.013x its file without them), so above 2 MP none are kept
+(kmq.api._OTHERS_MAX: the fit's +18-210 % of CPU bought nothing there). The restarts' inertia after
+_RESTART_ITER updates does not foretell their final J (ranked
 1.02-1.03x the best, they ended 0.999x-1.03x), and a sample's J strays from the image's (a 12 MP mosaic:
 0.998x against 1.013x), so choose takes the fit's final J where the image is larger than its sample.
 Where rdo takes the bytes from (astronaut, chelsea, ihc; coarse: the quarter of pixels coded from neighbours
