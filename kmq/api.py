@@ -175,6 +175,13 @@ _JUDGED = 1 << 18
 # rdo.choose picked): whole files up to this many pixels, none above. Two ctx encodes cost ~0.3 s of CPU per
 # 512k pixels: at 12 MP a band's 0.29 s took --rdo 2 from 1.91x to 2.12x a plain compress (the noisy photo).
 _CTX_JUDGED = 1 << 19
+# Pixels up to which a ctx rdo compress has the fit keep restarts for rdo.choose (kmq.api._rdo). --rdo 2 at
+# K = 16, files with them over files without: 0.27-1 MP photos 0.95x (coffee, chelsea), 0.99x, 1.0x, 1.0x,
+# 1.004x; above 2 MP, where choose judges them on a sample of under 6 % of the image, nothing gained: 2-4 MP
+# 1.0x, 1.0x, 1.021x; 12 MP (the five of bench/photos.py and three more) 0.985x (noisy), 1.013x (a saturated
+# flower), six 1.0x, while the fit cost +18-210 % of CPU (0.01-0.19 s; 12 MP detailed 0.09 s, a tenth of a
+# plain compress).
+_OTHERS_MAX = 1 << 21
 # In the library's words (the command line says --rdo, --codec, --dither fs: kmq.cli's own).
 RAW_RDO = "every labelling costs the same bytes with codec='raw', so rdo cannot help; use codec='ctx' (or 'lzma')"
 # rdo ends by moving palette entries to the mean of their pixels: a given palette must stay as it is.
@@ -201,8 +208,9 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
     judged: list[KmqImage] = []  # files weighed whole (_smaller): the one returned takes its payload from them
-    # ctx rdo may start from another of the fit's restarts than the plain file's (rdo.choose)
-    others: list | None = [] if rdo > 0 and codec == "ctx" and not extra and prepared is None else None
+    # ctx rdo may start from another of the fit's restarts than the plain file's (rdo.choose), up to _OTHERS_MAX
+    others: list | None = ([] if rdo > 0 and codec == "ctx" and not extra and prepared is None
+                           and height * width <= _OTHERS_MAX else None)
     if fit is None:
         palette, color_labels, distortion = quantize_colors(distinct.colors, distinct.counts, k, seed=seed,
                                                             max_iter=max_iter, tol=tol, what="the image has",
@@ -218,8 +226,10 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
             nearest = (palette, distortion)
             # ctx's own judgement counts the bytes recording rdo costs (and 2 for J's digits); lzma's below.
             margin = 0 if extra or codec != "ctx" else len(json.dumps({"rdo": float(rdo)}, separators=",:")) + 1
-            palette, flat, distortion = _rdo(pixels, distinct, palette, distortion, rdo, margin, prepared, others)
-            palette, labels = _by_share(palette, flat.reshape(-1), None)
+            palette, labels, distortion, ordered = _rdo(pixels, distinct, palette, distortion, rdo, margin, prepared,
+                                                        others, not extra)
+            if not ordered:
+                palette, labels = _by_share(palette, labels.reshape(-1), None)
             meta["distortion"] = distortion
             kept = {key: v for key, v in meta.items() if key != "rdo"}
             # A target's search weighs the plain file against this one itself, exactly. ctx too (up to
@@ -263,12 +273,15 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
 
 
 def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, distortion: float, rdo: float,
-         margin: int, prepared: Any, others: list | None) -> tuple[np.ndarray, np.ndarray, float]:
+         margin: int, prepared: Any, others: list | None, ordered: bool = False
+         ) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """rdo.optimise of the palette, or of one of ``others`` (palettes of the fit's other restarts) that rdo.choose
     finds cheaper, within the same J budget: (1 + rdo/100) x this palette's J. Restarts of about the same J
     end in local optima whose labels cost ctx up to 4 % apart; rdo keeps its own share of that (the samples
     at K = 16 and 64: 0.848x of plain ctx bytes where it was 0.865x). An other palette is dropped when its
-    own J leaves no budget or rdo would keep its nearest labelling (that file would be no plain one)."""
+    own J leaves no budget or rdo would keep its nearest labelling (that file would be no plain one).
+    Returns rdo.optimise's result and whether it comes as a file holds it (its ``ordered``: asked for where
+    no other palette is weighed and ``ordered``; a target's search leaves it to _by_share)."""
     from . import rdo as rdo_module
 
     if others:
@@ -290,19 +303,21 @@ def _rdo(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, dis
                 out = rdo_module.optimise(pixels, distinct, alt, rdo, ready, margin, budget)
                 if out[2] != ready.plain.total / n:
                     if not ready.whole:
-                        return out
+                        return (*out, False)
                     # choose's guess misses now and then: where the image is its own sample (up to 2^18
                     # pixels, where a second rdo run costs little), both results are weighed exactly (a smooth
                     # gradient at K = 16: rdo from a palette of 0.06 % lower J, fewer nearest label bytes,
                     # made 540 bytes against the plain palette's 528, spending none of the budget; the RGBA
                     # logo at K = 64 28,902 against 28,399, at J 1.02x either way).
                     mine, prepared = own()
-                    return out if rdo_module.fewer_bytes(ready, out, prepared, mine, margin) else mine
+                    return (*(out if rdo_module.fewer_bytes(ready, out, prepared, mine, margin) else mine), False)
             # The other palette's whole-image labelling is let go before the plain palette's is made: each holds
             # the image's labels (48 MB at 12 MP), and nothing reads the first one again.
             ready = out = None
-        return own()[0]
-    return rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin)
+        return (*own()[0], False)
+    if ordered:
+        return (*rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin, ordered=True), True)
+    return (*rdo_module.optimise(pixels, distinct, palette, rdo, prepared, margin), False)
 
 
 def _dithers(dither: str, palette: np.ndarray, distortion: float) -> bool:

@@ -70,7 +70,9 @@ kept (choose's guess missed on the smooth gradient at K = 16 and the RGBA logo a
 all 8 finished K = 16 restarts judged by their rdo files; 16 more restarts at every K, 8 climbing, 0.8486. The
 chosen palettes' J were 0.991x-1.0006x the plain one's (a lower J leaves more budget). At 12 MP (K = 16) the
 noisy photo gains (0.768x plain, was 0.778x); the other photos' restarts end over 1 % apart in J or lose to
-the plain palette. The restarts' inertia after _RESTART_ITER updates does not foretell their final J (ranked
+the plain palette (a saturated flower: 1.013x its file without them), so above 2 MP none are kept
+(kmq.api._OTHERS_MAX: the fit's +18-210 % of CPU bought nothing there). The restarts' inertia after
+_RESTART_ITER updates does not foretell their final J (ranked
 1.02-1.03x the best, they ended 0.999x-1.03x), and a sample's J strays from the image's (a 12 MP mosaic:
 0.998x against 1.013x), so choose takes the fit's final J where the image is larger than its sample.
 Where rdo takes the bytes from (astronaut, chelsea, ihc; coarse: the quarter of pixels coded from neighbours
@@ -308,21 +310,26 @@ def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
     s.counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
 
 
-def _around(s: _State, changed: np.ndarray) -> np.ndarray:
-    """The pixels within one pixel, in all 8 directions, of the pixels ``changed`` (flat), as an (H, W) mask
-    (a view; a dense sweep reads it as it is, a sparse one finds its pixels)."""
-    mask = np.zeros((s.height + 2, s.width + 2), bool)
-    flat = mask.reshape(-1)
+def _mark(s: _State, stamp: np.ndarray, changed: np.ndarray, step: int) -> None:
+    """Stamp (padded like the labels) the pixels within one pixel, in all 8 directions, of the pixels
+    ``changed`` (flat) with ``step``, the latest step at which they or a neighbour changed."""
+    flat = stamp.reshape(-1)
     at = _padded_at(s, changed)
     for di, dj in ((0, 0), *_OFFSETS):
-        flat[at + di * (s.width + 2) + dj] = True
-    return mask[1:-1, 1:-1]
+        flat[at + di * (s.width + 2) + dj] = step
 
 
-def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
+def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | None = None, step: int = 0,
+           before: np.ndarray | None = None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
     that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
-    changed."""
+    changed. stamp: _mark's, padded, int8, written here with step + 1 + the class for each class's moves;
+    with todo, the steps of the sweep before are step - 3 .. step, and ``before`` its todo (None: all). A
+    pixel that sweep visited (in its todo) whose neighbours have all kept their labels since (none stamped
+    after its own class's step there) would keep its label (it holds the least cost of the same candidates,
+    and a tie keeps the current label), so it is not visited again: the same labels, and at 12 MP (K = 16,
+    --rdo 2) a second sweep hands _choose 0.38-0.97x the pixels (noisy 1 006 000 -> 386 000, detailed 721 000
+    -> 356 000, china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000)."""
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
@@ -334,11 +341,18 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
     # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
     # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
     dense = todo is None or np.count_nonzero(todo) * _DENSE > height * width
+
+    def fresh(stamped: np.ndarray, visited: np.ndarray | None, cls: int) -> np.ndarray:
+        """Which pixels of class cls may gain from a visit, given their stamps and whether the sweep before
+        visited them (None: it visited all)."""
+        new = stamped > step - 3 + cls
+        return new if visited is None else new | ~visited
     movable = _movable(s, lam)
     if dense:
         phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
         away2 = away.reshape(height, width)
         visit = todo
+        stamps = None if stamp is None else stamp[1:-1, 1:-1]
     else:
         todo = np.flatnonzero(todo)
         row, col = np.divmod(todo, width)
@@ -360,6 +374,8 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             live = (agree < (_HALF if movable is None else movable[a::2, b::2])) | away2[a::2, b::2]
             if todo is not None:
                 live &= visit[a::2, b::2]
+                if stamps is not None:
+                    live &= fresh(stamps[a::2, b::2], None if before is None else before[a::2, b::2], cls)
             at = np.flatnonzero(live)
             rows = at // shape[1]
             cols = at - rows * shape[1]
@@ -370,6 +386,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
         else:
             idx = todo[parity == cls]
             pidx = _padded_at(s, idx)
+            if stamp is not None:
+                keep = fresh(stamp.reshape(-1)[pidx], None if before is None else before.reshape(-1)[idx], cls)
+                idx, pidx = idx[keep], pidx[keep]
             cur = flat[pidx]
             # Only pixels at a label boundary, or away from their nearest entry, can move (read before
             # the other 4 neighbours: at low rdo most of todo is neither).
@@ -399,7 +418,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None) -> np.ndarray:
             own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
         _recount(s, to, cur[moves])
         changed.append(idx[moves])
-    # (s.moved stays sorted through the mask; the moves themselves go to _around, which needs no order)
+        if stamp is not None:
+            _mark(s, stamp, changed[-1], step + 1 + cls)
+    # (s.moved stays sorted through the mask; the moves themselves go to _mark, which needs no order)
     for idx in changed:
         away[idx] = True
     s.moved = np.flatnonzero(away)
@@ -527,12 +548,15 @@ def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray, to: np.ndarray
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
     """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
     for _ in range(_ROUNDS):
-        todo = None
-        for _ in range(sweeps):
-            changed = _sweep(s, lam, todo)
-            if len(changed) == 0:
+        todo = before = None
+        # (a pixel can only gain from a move if a neighbour moved: _sweep)
+        stamp = np.zeros((s.height + 2, s.width + 2), np.int8) if sweeps > 1 else None
+        for sweep in range(sweeps):
+            step = 4 * sweep
+            changed = _sweep(s, lam, todo, stamp, step, before)
+            if len(changed) == 0 or sweep == sweeps - 1:
                 break
-            todo = _around(s, changed)  # a pixel can only gain from a move if a neighbour moved
+            todo, before = stamp[1:-1, 1:-1] > step, todo
         _refine(s, sample)
 
 
@@ -873,7 +897,7 @@ def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
 
 
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float,
-             prepared: Prepared | None = None, margin: int = 0, budget: int | None = None
+             prepared: Prepared | None = None, margin: int = 0, budget: int | None = None, ordered: bool = False
              ) -> tuple[np.ndarray, np.ndarray, float]:
     """Relabel (H, W, C) pixels for fewer label bytes at J <= (1 + pct/100) x the nearest-colour J of
     ``palette`` (whose distinct colours are ``distinct``); returns (palette (k', C) uint8, labels (H, W)
@@ -889,7 +913,10 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
     payload must save on top where the image is its own sample (above, the payloads dwarf it).
     budget: the summed distortion allowed in place of (1 + pct/100) x the nearest labelling's (another
-    palette's budget: see choose), at least that sum; pct then only sets the sweeps."""
+    palette's budget: see choose), at least that sum; pct then only sets the sweeps.
+    ordered: the result as a file holds it, as kmq.api._by_share orders it (entries by share, ties by colour;
+    the labels uint16, flat, contiguous): from the counts kept, where _by_share counts the labels again (12 MP:
+    0.011 s against 0.026)."""
     sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
     if prepared is None:
         prepared = prepare(pixels, distinct, palette)
@@ -908,7 +935,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
-        return _nearest(plain)
+        return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else _copy(plain)
     if not whole:
@@ -924,12 +951,13 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     if whole and prepared.warm:
         judged = _in_file_order(s)
     if _worse(trial, judged, palette, prepared, margin if whole else 0):
-        return _nearest(plain)
+        return _nearest(plain, ordered)
     if isinstance(judged, _Labelling):
         prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
             digest(judged.palette, judged.labels)]
-        return judged.palette, judged.labels, s.total / judged.labels.size
-    palette, labels = _compact(s.palette, s.labels, s.counts)
+        labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
+        return judged.palette, labels, s.total / labels.size
+    palette, labels = _result(s, ordered)
     return palette, labels, s.total / labels.size
 
 
@@ -957,10 +985,30 @@ def returned_key(palette: np.ndarray, labels: np.ndarray) -> bytes:
     return digest(palette, labels.astype(np.uint16, copy=False))
 
 
-def _nearest(s: _State) -> tuple[np.ndarray, np.ndarray, float]:
+def _nearest(s: _State, ordered: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """The nearest labelling of a state just started, as optimise returns it."""
-    palette, labels = _compact(s.palette, s.labels, s.counts)
+    palette, labels = _result(s, ordered)
     return palette, labels, s.total / labels.size
+
+
+def _result(s: _State, ordered: bool) -> tuple[np.ndarray, np.ndarray]:
+    """s's palette and labels as optimise returns them: _compact's, or (ordered) as a file holds them."""
+    if not ordered:
+        return _compact(s.palette, s.labels, s.counts)
+    used = s.counts > 0
+    kept, inverse = np.unique(s.palette[used], axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    # (distinct entries: share_order's order does not depend on the order they come in)
+    order, rank = kmeans.share_order(kept, np.bincount(inverse, weights=s.counts[used], minlength=len(kept)))
+    table = np.zeros(len(s.palette) + 1, np.uint16)
+    table[:-1][used] = rank[inverse]
+    labels = np.empty((s.height, s.width), np.uint16)
+    for start in range(0, s.height, _ROWS):  # (take widens its indices to intp: a band at a time)
+        np.take(table, s.labels[start:start + _ROWS], out=labels[start:start + _ROWS])
+    return kept[order], labels.reshape(-1)
+
+
+_ROWS = 64  # rows of labels relabelled at a time (_result)
 
 
 def _back_off(s: _State, budget: int) -> None:
@@ -995,8 +1043,9 @@ def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
     least excess (all, if none does). Only as many of the least worth as may be needed are sorted (a
     12 MP back-off undoes a few % of a million moved pixels): those up to a threshold found by
     partition, whose count grows 4x until their delta covers the excess."""
-    # (twice the share of the excess: 12 MP noisy needed 35 000 of the 124 000 sorted, 0.018 s; 4x took 0.030)
-    m = max(1024, int(2 * len(worth) * excess / max(1, int(delta.sum(dtype=np.int64)))))
+    # (the least worth are the largest moves: at 12 MP, K = 16, the five photos and three more needed 0.19x-0.59x
+    # the share of the excess; sorting 0.75x of it against 2x took 0.108 s against 0.211 for the eight)
+    m = max(1024, int(0.75 * len(worth) * excess / max(1, int(delta.sum(dtype=np.int64)))))
     while True:
         if m >= len(worth):
             order = np.argsort(worth, kind="stable")

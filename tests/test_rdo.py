@@ -279,13 +279,15 @@ def test_sweeps_skip_only_pixels_that_cannot_move(crop, lam, dense, monkeypatch)
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
     s = rdo._start(pixels, rdo._Colours(distinct), palette)
     want, todo, want_todo, moves = s.labels.copy(), None, None, 0
-    for _ in range(4):
-        changed = rdo._sweep(s, lam, todo)
+    stamp, before = np.zeros((pixels.shape[0] + 2, pixels.shape[1] + 2), np.int8), None
+    for sweep in range(4):
+        changed = rdo._sweep(s, lam, todo, stamp, 4 * sweep, before)
+        before = todo
         want, want_changed = _plain_sweep(want, pixels, palette, lam, want_todo)
         np.testing.assert_array_equal(s.labels, want)
         np.testing.assert_array_equal(np.sort(changed), np.flatnonzero(want_changed))
         moves += len(changed)
-        todo = rdo._around(s, changed)
+        todo = stamp[1:-1, 1:-1] > 4 * sweep
         grown = np.pad(want_changed, 1)
         want_todo = np.zeros(want.shape, bool)
         for di in (-1, 0, 1):
@@ -519,7 +521,7 @@ def test_rdo_from_another_palette_keeps_the_first_palettes_budget():
     other = np.array([[100], [175], [225]], np.uint8)
     near, sq = kmeans.nearest(distinct.colors, first)
     j = int(sq.astype(np.int64) @ distinct.counts) / pixels.size
-    palette, labels, got = api._rdo(pixels, distinct, first, j, 2.0, 0, None, [(other, 0.0)])
+    palette, labels, got, _ = api._rdo(pixels, distinct, first, j, 2.0, 0, None, [(other, 0.0)])
     assert 98 not in palette and 102 not in palette  # rdo ran from the other palette
     assert j < got <= j * 1.02
     decoded = palette[labels].reshape(pixels.shape).astype(np.int64)
@@ -606,12 +608,8 @@ def test_gaps_agree_with_kmeans_nearest(channels, k):
     np.testing.assert_array_equal(gap, d[:, 1] - d[:, 0] if len(palette) > 1 else np.iinfo(np.int32).max - d[:, 0])
 
 
-@pytest.mark.parametrize("lam", [3.0, 30.0, 300.0, 3000.0, 1e6])
-def test_sweeps_with_gaps_skip_pixels_and_move_the_same(crop, lam, monkeypatch):
-    # The gap held against lam (_movable) keeps pixels at a label boundary out of _choose only where no
-    # label could win: the same labels, J and moves as with every boundary pixel visited (no gaps).
-    distinct = kmeans.distinct(crop.reshape(-1, 3))
-    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+def _count_choose(monkeypatch) -> list:
+    """A list whose last entry counts the pixels handed to rdo._choose (append 0 to start a count)."""
     seen = []
     choose = rdo._choose
 
@@ -620,26 +618,63 @@ def test_sweeps_with_gaps_skip_pixels_and_move_the_same(crop, lam, monkeypatch):
         return choose(*args)
 
     monkeypatch.setattr(rdo, "_choose", counted)
-    runs = []
-    for gaps in (True, False):
+    return seen
+
+
+def _same_moves(crop, k, lam, sweeps, monkeypatch, runs) -> list:
+    """Runs of _sweeps on crop's nearest labelling at k, one per dict of runs (gaps: False drops _movable's
+    gaps; stamped: as _sweeps'), which must make the same moves, labels, J and counts; returns the pixels each
+    handed to rdo._choose and the moves of each sweep."""
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, k, seed=0, max_iter=300)
+    seen = _count_choose(monkeypatch)
+    made = []
+    for run in runs:
         s = rdo._start(crop, rdo._Colours(distinct), palette)
         assert s.gap_c is not None
-        if not gaps:
+        if not run.get("gaps", True):
             s.gap_c = None
         seen.append(0)
-        todo, changed = None, []
-        for _ in range(3):
-            changed.append(rdo._sweep(s, lam, todo))
-            todo = rdo._around(s, changed[-1])
-        runs.append((s.labels.copy(), s.total, changed))
-    (a, ja, ca), (b, jb, cb) = runs
-    np.testing.assert_array_equal(a, b)
-    assert ja == jb
-    for x, y in zip(ca, cb):
-        np.testing.assert_array_equal(x, y)
+        changed = _sweeps(s, lam, sweeps, run.get("stamped", True))
+        made.append((s.labels.copy(), s.total, s.counts.copy(), changed))
+    for labels, total, counts, changed in made[1:]:
+        np.testing.assert_array_equal(labels, made[0][0])
+        assert total == made[0][1]
+        np.testing.assert_array_equal(counts, made[0][2])
+        for x, y in zip(changed, made[0][3]):
+            np.testing.assert_array_equal(x, y)
+    return seen, made[0][3]
+
+
+def _sweeps(s, lam, n, stamped=True):
+    """n sweeps as rdo._run makes them (no refinement), each visiting the pixels around the last one's moves
+    (with stamped, only those of them that may gain); returns each sweep's moves."""
+    stamp = np.zeros((s.height + 2, s.width + 2), np.int8)
+    todo = before = None
+    changed = []
+    for sweep in range(n):
+        changed.append(rdo._sweep(s, lam, todo, stamp if stamped else None, 4 * sweep, before))
+        grown = stamp[1:-1, 1:-1] > 4 * sweep
+        if not stamped:
+            grown = np.zeros_like(grown)
+            padded = np.pad(grown, 1)
+            rows, cols = np.divmod(changed[-1], s.width)
+            for di in (-1, 0, 1):
+                for dj in (-1, 0, 1):
+                    padded[rows + 1 + di, cols + 1 + dj] = True
+            grown = padded[1:-1, 1:-1]
+        todo, before = grown, todo
+    return changed
+
+
+@pytest.mark.parametrize("lam", [3.0, 30.0, 300.0, 3000.0, 1e6])
+def test_sweeps_with_gaps_skip_pixels_and_move_the_same(crop, lam, monkeypatch):
+    # The gap held against lam (_movable) keeps pixels at a label boundary out of _choose only where no
+    # label could win: the same labels, J and moves as with every boundary pixel visited (no gaps).
+    seen, changed = _same_moves(crop, 16, lam, 3, monkeypatch, ({}, {"gaps": False}))
     assert seen[0] <= seen[1]
     if lam <= 300:  # (at 3000 every gap of this crop is below 12 lam: none is held)
-        assert seen[0] < seen[1] and sum(len(c) for c in ca) > 0
+        assert seen[0] < seen[1] and sum(len(c) for c in changed) > 0
 
 
 def test_by_share_gives_a_file_s_uint16_labels():
@@ -648,3 +683,58 @@ def test_by_share_gives_a_file_s_uint16_labels():
     np.testing.assert_array_equal(palette, [[9], [0], [5]])
     assert labels.dtype == np.uint16
     np.testing.assert_array_equal(labels, [0, 1, 0, 2, 1, 0])
+
+
+@pytest.mark.parametrize("dense", [1, 10**9])
+@pytest.mark.parametrize("lam", [30.0, 300.0, 3000.0])
+def test_sweeps_revisit_only_pixels_whose_neighbours_moved_since(crop, lam, dense, monkeypatch):
+    # A pixel visited by the sweep before whose neighbours have kept their labels since would keep its own
+    # (the least cost of the same candidates; a tie keeps it): the stamped sweeps leave it out and make the
+    # same moves, J and counts as sweeps visiting every pixel around the last sweep's moves, visiting fewer.
+    monkeypatch.setattr(rdo, "_DENSE", dense)
+    seen, changed = _same_moves(crop, 8, lam, 4, monkeypatch, ({}, {"stamped": False}))
+    assert seen[0] < seen[1] and sum(len(c) for c in changed[1:]) > 0
+
+
+@pytest.mark.parametrize("pct", [2.0, 30.0])
+@pytest.mark.parametrize("k", [4, 16])
+def test_optimise_ordered_is_the_files_order(crop, small_sample, pct, k):
+    # ordered: the palette and labels as api._by_share would make them of the same result (by share, ties by
+    # colour; uint16 labels), from the counts kept; the same J.
+    pixels = np.asarray(Image.fromarray(crop).resize((96, 80), Image.Resampling.BICUBIC))
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, k, seed=0, max_iter=300)
+    ready = rdo.prepare(pixels, distinct, palette)
+    assert not ready.whole
+    plain, labels, j = rdo.optimise(pixels, distinct, palette, pct, ready)
+    got, got_labels, got_j = rdo.optimise(pixels, distinct, palette, pct, ready, ordered=True)
+    want, want_labels = kmq.api._by_share(plain, labels.reshape(-1), None)
+    assert got_j == j and got_labels.dtype == np.uint16 and got_labels.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_labels, want_labels)
+    # its nearest labelling too (a palette of more entries than colours leaves some unused)
+    nearest = rdo._nearest(ready.plain, True)
+    plain, labels, _ = rdo._nearest(ready.plain)
+    want, want_labels = kmq.api._by_share(plain, labels.reshape(-1), None)
+    np.testing.assert_array_equal(nearest[0], want)
+    np.testing.assert_array_equal(nearest[1], want_labels)
+
+
+def test_large_images_keep_no_restarts_for_rdo(crop, monkeypatch):
+    # Above _OTHERS_MAX pixels the fit keeps no restarts for rdo.choose (none asked for, none judged); up to
+    # it, a ctx rdo compress asks for them.
+    pixels = np.asarray(Image.fromarray(crop).resize((128, 128), Image.Resampling.BICUBIC))
+    asked, judged = [], []
+    fit, choose = kmeans.fit, rdo.choose
+
+    def spy(*args, others=None, **kwargs):
+        asked.append(others is not None)
+        return fit(*args, others=others, **kwargs)
+
+    monkeypatch.setattr(kmeans, "fit", spy)
+    monkeypatch.setattr(rdo, "choose", lambda *args: judged.append(1) or choose(*args))
+    kmq.compress(pixels, 8, codec="ctx", rdo=2.0)
+    assert asked == [True] and judged == [1]
+    monkeypatch.setattr(kmq.api, "_OTHERS_MAX", 128 * 128 - 1)
+    kmq.compress(pixels, 8, codec="ctx", rdo=2.0)
+    assert asked == [True, False] and judged == [1]
