@@ -592,7 +592,8 @@ def report_samples(sample_rows: dict, have_pngquant: bool, targets: list) -> lis
                     pq_detail.append(f"{s} K={k}")
     gm = float(np.exp(np.mean(np.log(ratios))))
     out.append("")
-    targets.append(("Samples × K: geometric mean of kmq J / sklearn J ≤ 1.000", f"{gm:.4f}", f"{len(ratios)} lossy cases", gm <= 1.0))
+    targets.append(("Samples × K: geometric mean of kmq J / sklearn J ≤ 1.000", f"{gm:.4f}",
+                    f"{len(ratios)} lossy cases", gm <= 1.0))
     targets.append(("Samples × K: no case above 1.01x", f"worst {max(ratios):.4f}", "", max(ratios) <= 1.01))
     if have_pngquant:
         targets.append(("Faster than pngquant at lower J on every sample", "every case" if pq_ok else

@@ -98,7 +98,8 @@ def agreement() -> list[str]:
     lines = ["## The two targets against each other (ctx, small images)", "",
              "Budget: the bytes of the `--psnr` file, plus what recording the budget takes over recording the "
              "PSNR. The budget's file must be at least as good.", "",
-             "| image | PSNR target | --psnr file: K, rdo, bytes, PSNR | budget | --max-bytes file: K, rdo, bytes, PSNR "
+             "| image | PSNR target | --psnr file: K, rdo, bytes, PSNR | budget "
+             "| --max-bytes file: K, rdo, bytes, PSNR "
              "| dB over the --psnr file |", "|---|---:|---|---:|---|---:|"]
     worse, unordered, deltas = 0, 0, []
     for name, pixels in small_images():
@@ -147,7 +148,8 @@ def main() -> None:
              f"Reference: the best file that fits of K = {', '.join(map(str, GRID_K))} x rdo "
              f"{', '.join(f'{r:g}' for r in GRID_RDO)} %. Cost: CPU time of the search over one plain ctx "
              "compress at the K chosen.", "",
-             "| image | budget | K | rdo | bytes | PSNR | grid best (K, rdo) | grid PSNR | dB over grid | x plain compress |",
+             "| image | budget | K | rdo | bytes | PSNR | grid best (K, rdo) | grid PSNR | dB over grid "
+             "| x plain compress |",
              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     costs, gains = [], []
     with warnings.catch_warnings():

@@ -655,9 +655,9 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     for each of the cell's colours (no tie to break); otherwise the candidates are the entries whose least
     is at most the least greatest (any other is farther than that entry from every value of the cell). The
     sums come from tables over a cell's first two channels and its last two (its key's halves; per channel
-    above `_PAIR_TABLES_MAX`), entries x cells so that the reductions run across rows (numpy reduces short rows slowly); each greatest distance
-    carries its entry's index in its low bits, so one minimum gives both the least greatest distance and
-    its entry. Sums stay below 4 x 255^2 x 2**(shift) < 2**31 - 2 (k <= 2**12).
+    above `_PAIR_TABLES_MAX`), entries x cells so that the reductions run across rows (numpy reduces short
+    rows slowly); each greatest distance carries its entry's index in its low bits, so one minimum gives both
+    the least greatest distance and its entry. Sums stay below 4 x 255^2 x 2**(shift) < 2**31 - 2 (k <= 2**12).
 
     A cell inside a coarser cell has each entry's least at least the coarser one's and the least greatest
     at most the coarser one's, so its candidates, and every entry whose greatest ties the least, are among

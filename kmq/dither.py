@@ -8,10 +8,11 @@ value, and its error is the value minus that entry.
 
 - RGB with K <= 256 goes through Pillow's quantizer (C, 0.3 s at 12 MP), unless more than 0.1 % of the pixels
   are exactly a palette colour that Pillow's colour cache draws as another entry (graphics: see
-  _cache_loses_colours). Pillow matches each value through its colour cache: the entry nearest the value with the two low bits of every channel cleared (ties to the
-  lower index), and its last column receives the blue channel's error from the row above in every channel.
-  So its labels differ slightly from the exact path's (on the sample photos its blurred error is 2-3 %
-  higher); both are tested against their own definition.
+  _cache_loses_colours). Pillow matches each value through its colour cache: the entry nearest the value
+  with the two low bits of every channel cleared (ties to the lower index), and its last column receives the
+  blue channel's error from the row above in every channel. So its labels differ slightly from the exact
+  path's (on the sample photos its blurred error is 2-3 % higher); both are tested against their own
+  definition.
 - Everything else (L, RGBA, K > 256) runs a wavefront. Grey too: Pillow would copy L values as indices, and
   through RGB its cache's 4-level steps are as coarse as a 64-entry grey palette (dithering at K = 64 then
   came out worse than none). Pixel (y, x) depends only on pixels of steps t − 1 .. t − 3 where t = x + 2y,
