@@ -194,7 +194,7 @@ def _without_own_pictures(jobs: list[Job], given: Sequence[str | Path], output: 
     out = os.path.realpath(output) if searched else ""
     if not any(os.path.commonpath([out, folder]) == folder != out for folder in searched):
         return jobs
-    named = {os.path.realpath(g) for g in given if str(g) != STDIO and not os.path.isdir(g)}
+    named = _named_files(given)
     owner = {os.path.realpath(job.target): job.index for job in jobs if job.problem is None}
     kept = [job for job in jobs if str(job.source) == STDIO or not _own_picture(job, out, named, owner)]
     skipped = len(jobs) - len(kept)
@@ -203,6 +203,11 @@ def _without_own_pictures(jobs: list[Job], given: Sequence[str | Path], output: 
                       f"{'are pictures' if skipped > 1 else 'is a picture'} this run draws of "
                       f"{'other inputs' if skipped > 1 else 'another input'}", KmqWarning, stacklevel=4)
     return kept
+
+
+def _named_files(given: Sequence[str | Path]) -> set[str]:
+    """The real paths of the files named on the command line (not found in a folder): they stay inputs."""
+    return {os.path.realpath(g) for g in given if str(g) != STDIO and not os.path.isdir(g)}
 
 
 def _own_picture(job: Job, out: str, named: set[str], owner: dict[str, int]) -> bool:
@@ -217,7 +222,7 @@ def _without_own_masks(jobs: list[Job], given: Sequence[str | Path], root: str |
     its inputs (--masks the folder searched, run again): drawing them would draw kmq's own masks, and their
     input's job would then fail, its masks being inputs. Files named on the command line stay (and fail
     their input's job, as any input the run would replace)."""
-    named = {os.path.realpath(g) for g in given if str(g) != STDIO and not os.path.isdir(g)}
+    named = _named_files(given)
     own = {(os.path.realpath(p.parent), p.name) for p in (_masks_prefix(job, root, masks) for job in jobs)}
     kept, skipped = [], 0
     for job in jobs:

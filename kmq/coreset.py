@@ -439,11 +439,10 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
 
 def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
     """The 5-bit level of the 6-bit histogram: (counts, sums) of its cells, keys ascending."""
-    group, cells = kmeans._bins(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4))
+    _, _, counts, sums = kmeans._histogram(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4), hist.counts,
+                                           hist.sums)
     # Integers below 2**53 summed as doubles: exact.
-    counts = np.bincount(group, weights=hist.counts, minlength=cells.shape[0]).astype(np.int64)
-    sums = np.stack([np.bincount(group, weights=hist.sums[:, c], minlength=cells.shape[0]) for c in range(4)], 1)
-    return counts, sums.astype(np.int64)
+    return counts.astype(np.int64), sums.astype(np.int64)
 
 
 def _cells(ids: np.ndarray, bits: int) -> int:
