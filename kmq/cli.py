@@ -27,7 +27,7 @@ from .dither import METHODS as DITHERS
 from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, plural_bytes, warnings_about
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)
-from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image
+from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image, valid_unicode
 from .imageio import format_for, save_image, writable_format
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
@@ -680,26 +680,16 @@ def _db(value: float | None) -> str:
 
 def _plain(value: Any) -> str:
     """A value as scripts read it in tsv/csv: full precision, empty for unknown."""
-    return "" if value is None else _unicode(str(value))
-
-
-def _unicode(text: str) -> str:
-    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
-    surrogates) become the four characters \\xNN."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no file name decodes to
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "backslashreplace")
+    return "" if value is None else valid_unicode(str(value))
 
 
 def _jsonable(value: Any) -> Any:
-    """value ready for strict JSON: strings valid Unicode (_unicode); infinity and NaN, which JSON lacks, null
-    (a lossless file's psnr is null, recognisable by its distortion of 0)."""
+    """value ready for strict JSON: strings valid Unicode (format.valid_unicode); infinity and NaN, which JSON
+    lacks, null (a lossless file's psnr is null, recognisable by its distortion of 0)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, str):
-        return _unicode(value)
+        return valid_unicode(value)
     if isinstance(value, dict):
         return {_jsonable(key): _jsonable(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -723,7 +713,7 @@ def _tsv_field(value: Any) -> str:
 def _one_line(text: str) -> str:
     """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode, so that
     a record stays one line on stdout (human output goes further: _shown)."""
-    return _unicode(text.translate(_TSV_ESCAPES))
+    return valid_unicode(text.translate(_TSV_ESCAPES))
 
 
 # The control characters _one_line leaves: an escape sequence in a file name would drive the terminal

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import struct
 import zlib
@@ -39,6 +40,8 @@ _READ_CHUNK = 1 << 20
 _DECODE_CHUNK = 1 << 18
 
 _HEADER = struct.Struct("<4sBBBBIIIIQ")
+_VERSION_AT = len(MAGIC)
+MAX_META_DEPTH = 64  # docs/FORMAT.md: objects and arrays nest at most this deep in the metadata
 HEADER_SIZE = _HEADER.size  # 32
 CRC_SIZE = 4
 
@@ -353,12 +356,13 @@ def _parse_fields(data: bytes, max_pixels: int) -> Header:
         refused = FormatError("not a .kmq file: bad magic " + data[:len(MAGIC)].hex(" "))
         refused.image_format = image_format(data)  # for a hint of what takes it, without opening it again
         raise refused
+    # The version first: a later version's header need not be 32 bytes, so a short one is not "truncated".
+    if len(data) > _VERSION_AT and data[_VERSION_AT] != VERSION:
+        raise FormatError(f"unsupported .kmq version {data[_VERSION_AT]} (this kmq reads version {VERSION})")
     if len(data) < HEADER_SIZE:
         raise FormatError(f"truncated header: expected {HEADER_SIZE} bytes, got {len(data)}")
     _, *fields = _HEADER.unpack_from(data)
     header = Header(*fields)
-    if header.version != VERSION:
-        raise FormatError(f"unsupported .kmq version {header.version} (this kmq reads version {VERSION})")
     if header.channels not in CHANNELS:
         raise FormatError(f"header: channels is {header.channels}, must be 1, 3 or 4")
     codecs.codec_name(header.codec)  # "unknown codec N"
@@ -403,7 +407,11 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        metadata = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float,
+        text = raw.decode("utf-8")
+        depth = _nesting(text)
+        if depth > MAX_META_DEPTH:
+            raise FormatError(f"metadata nests {depth} levels deep (at most {MAX_META_DEPTH})")
+        metadata = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
                               parse_int=_int, object_pairs_hook=_unique_keys)
     except _NotStrict as e:
         raise FormatError(f"metadata is not strict JSON: {e}") from None
@@ -415,9 +423,6 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         raise FormatError(f"metadata is not valid JSON: {what} at character {e.pos}") from None
     except UnicodeDecodeError as e:
         raise FormatError(f"metadata is not UTF-8: byte 0x{raw[e.start]:02x} at {e.start} ({e.reason})") from None
-    except RecursionError:
-        # 64 KiB of "[" nests deeper than Python's json parser recurses.
-        raise FormatError("metadata is not valid JSON: nested too deeply") from None
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     problem = metadata_problem(metadata)
@@ -454,19 +459,50 @@ def metadata_problem(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def _not_json(value: Any, where: str = "") -> str | None:
+def _nesting(text: str) -> int:
+    """How deep the objects and arrays of a JSON text nest (the top-level object is 1), counted without
+    parsing it, so that a reader's limit does not depend on how deep its own call stack already is."""
+    brackets = _STRINGS.sub("", text).encode("ascii", "ignore")
+    steps = np.frombuffer(brackets, dtype=np.uint8)
+    steps = (np.isin(steps, _OPENERS).astype(np.int32) - np.isin(steps, _CLOSERS))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPENERS = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
+
+
+def valid_unicode(text: str) -> str:
+    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates, and strict JSON readers refuse) become the four characters \\xNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _not_json(value: Any, where: str = "", depth: int = 1) -> str | None:
     """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
     or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1)."""
+    if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
+        return f"{where.split('[', 1)[0]} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"key {_short(key)}{' in ' + where if where else ''} is not a string, as JSON keys are"
-            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key)
+            if valid_unicode(key) != key:
+                return f"key {_short(valid_unicode(key))}{' in ' + where if where else ''} is not valid Unicode"
+            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key, depth + 1)
             if problem:
                 return problem
         return None
     if isinstance(value, (list, tuple)):
-        return next(filter(None, (_not_json(item, f"{where}[{i}]") for i, item in enumerate(value))), None)
+        items = (_not_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        return next(filter(None, items), None)
+    if isinstance(value, str) and valid_unicode(value) != value:
+        return f"{where} is not valid Unicode (a lone surrogate): {_short(valid_unicode(value))}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where} is {value!r}, not a JSON number"
     if isinstance(value, int) and abs(value) >= 10 ** _INT_DIGITS:

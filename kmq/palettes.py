@@ -28,7 +28,7 @@ import numpy as np
 from . import kmeans
 from .errors import KmqError, KmqWarning, naming
 from .fileio import open_input, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq, valid_unicode
 
 TEXT_SUFFIXES = (".gpl", ".txt", ".hex", ".json")
 # No honest palette file comes near this (65,536 .json entries as `kmq info` writes them: ~6 MB); a larger
@@ -131,7 +131,7 @@ def _checked(colors: np.ndarray, path: str | Path) -> Palette:
                        else (f"{len(repeated):,} entries repeat", "them"))
         warnings.warn(f"{path}: {which} an earlier colour (first: entry {repeated[0]}); "
                       f"no pixel gets {them}", KmqWarning, stacklevel=3)
-    return Palette(colors, "<stdin>" if str(path) == "-" else Path(path).name)
+    return Palette(colors, "<stdin>" if str(path) == "-" else valid_unicode(Path(path).name))
 
 
 def _text(data: bytes) -> str:

@@ -104,6 +104,13 @@ def test_truncated_header(good, cut):
         KmqImage.from_bytes(good[:cut])
 
 
+@pytest.mark.parametrize("cut", [5, 20, 31, None])
+def test_another_version_is_named_before_the_header_is_complete(good, cut):
+    # A later version's header need not be 32 bytes: from byte 4 on, the version is what is reported.
+    with pytest.raises(FormatError, match=r"^unsupported \.kmq version 2 \(this kmq reads version 1\)$"):
+        KmqImage.from_bytes((good[:4] + b"\x02" + good[5:])[:cut])
+
+
 @pytest.mark.parametrize("missing", [1, 4, 5, 20, 40])
 def test_truncated_file(good, missing):
     with pytest.raises(FormatError, match=f"truncated file: expected {len(good)} bytes, got {len(good) - missing}"):
@@ -161,6 +168,14 @@ def test_nonzero_padding():
         KmqImage.from_bytes(bytes(data))
 
 
+def _nested(depth: int) -> list:
+    """An empty list inside depth - 1 others: depth levels of JSON arrays."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def with_metadata(meta: bytes) -> bytes:
     """A valid 1x1 grey file whose metadata is exactly `meta`."""
     body = struct.pack("<4sBBBBIIIIQ", b"\x89KMQ", 1, 1, 0, 0, 1, 1, 1, len(meta), 0) + b"\x00" + meta
@@ -201,6 +216,10 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"palette_source":{"name":"a"}}', r'metadata: palette_source must be \{"name": a string, "sha256": a '
                                          r'string\}, got \{"name": "a"\}$'),
     (b'{"target":{"psnr":30,"x":1}}', "metadata: target must be"),
+    # Depth is counted before parsing (FORMAT.md: at most 64), so every caller gets the same answer: the CLI's
+    # deeper call stack used to make Python's parser give up near 985 levels where the API read 990.
+    (b'{"x":' + b"[" * 64 + b"]" * 64 + b"}", r"metadata nests 65 levels deep \(at most 64\)$"),
+    (b'{"x":' + b"[" * 990 + b"]" * 990 + b"}", r"metadata nests 991 levels deep \(at most 64\)$"),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):
@@ -217,6 +236,12 @@ def test_bad_metadata(meta, message):
      {"palette_source": {"name": "p.gpl", "sha256": "ab", "by": "x"}, "x": 0.0}),
     (b' {"distortion":1e308, "x":[null,true,"\\u00e9",-1.5e-300,{"y":{}}]} ', {"distortion": 1e308, "x": [
         None, True, "\u00e9", -1.5e-300, {"y": {}}]}),
+    # 64 deep is allowed; brackets within strings (an escaped quote among them) are not nesting.
+    (b'{"x":' + b"[" * 63 + b"]" * 63 + b"}", {"x": _nested(63)}),
+    (b'{"x":"[[\\"{{","y":[]}', {"x": '[["{{', "y": []}),
+    # A lone surrogate is not Unicode: kmq no longer writes one, but files written before still read.
+    (b'{"palette_source":{"name":"bad\\udcffname.txt","sha256":"ab"}}',
+     {"palette_source": {"name": "bad\udcffname.txt", "sha256": "ab"}}),
 ])
 def test_valid_metadata(meta, expected):
     img = KmqImage.from_bytes(with_metadata(meta))
@@ -234,6 +259,9 @@ def test_valid_metadata(meta, expected):
     ({"a": {2: 3}}, r"^metadata: key 2 in a is not a string, as JSON keys are$"),
     ({"x": 10 ** 4300}, r"^metadata: x is an integer of more than 4,300 digits$"),
     ({"x": np.int64(3)}, r"^metadata: x is int64, not a JSON value$"),
+    ({"x": _nested(64)}, r"^metadata: x nests deeper than 64 levels$"),
+    ({"x": ["a", "b\udcff"]}, r'^metadata: x\[1\] is not valid Unicode \(a lone surrogate\): "b\\\\xff"$'),
+    ({"b\udcff": 1}, r'^metadata: key "b\\\\xff" is not valid Unicode$'),
 ])
 def test_kmq_never_writes_metadata_it_would_not_read(metadata, message):
     with pytest.raises(ValueError, match=message):

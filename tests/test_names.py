@@ -62,3 +62,15 @@ def test_a_bulk_summary_in_json_is_valid_utf8(runner, odd, tmp_path):
 
 def test_the_stats_table_shows_a_name_that_is_not_utf8(runner, odd):
     assert "bad\\xffname.png" in _utf8(run(runner, "stats", odd / f"{NOT_UTF8}.png", "-k", "2"))
+
+
+def test_a_palette_file_named_in_other_bytes_is_recorded_as_valid_unicode(runner, odd, tmp_path):
+    # The metadata is strict JSON for every reader: a lone surrogate (\udcff) is valid grammar but not
+    # Unicode, and strict parsers refuse it (docs/FORMAT.md), so the byte is written as \xff.
+    (odd / f"{NOT_UTF8}.txt").write_text("#ff0000\n#0000ff\n")
+    result = run(runner, "compress", odd / "tab\there\nnl\\x.png", "--palette", odd / f"{NOT_UTF8}.txt",
+                 "-o", tmp_path / "p.kmq")
+    assert result.exit_code == 0, result.output
+    data = (tmp_path / "p.kmq").read_bytes()
+    assert b"\\ud" not in data and b'"name":"bad\\\\xffname.txt"' in data
+    assert kmq.read(tmp_path / "p.kmq").metadata["palette_source"]["name"] == "bad\\xffname.txt"

@@ -379,7 +379,7 @@ def test_the_pixel_limit_applies_to_kmq_files(runner, kmq_file, tmp_path):
 
 
 @pytest.mark.parametrize("meta, message", [
-    (b"[" * 60000, "metadata is not valid JSON: nested too deeply"),
+    (b"[" * 60000, "metadata nests 60000 levels deep (at most 64)"),
     (b'{"distortion":' + b"9" * 400 + b"}", "metadata: distortion must be a finite number >= 0, got 99999"),
     (b'{"distortion":-1}', "metadata: distortion must be a finite number >= 0, got -1"),
     (b'{"distortion":true}', "metadata: distortion must be a finite number >= 0, got true"),
