@@ -385,15 +385,38 @@ def test_nothing_moved_on_the_sample_gives_the_nearest_labels_without_a_run_on_t
 @pytest.mark.parametrize("share, skewed", [(0.001, False), (0.01, True), (0.3, False), (1.0, False),
                                            (2.0, False)])
 def test_cheapest_is_the_prefix_of_the_stable_order_by_worth(share, skewed):
-    # Few distinct worths, so ties straddle every threshold; skewed: the least worth move the least J, so
-    # the partition's first count falls short and grows; 2.0: more than there is (all of them).
+    # Few distinct worths, so ties straddle every threshold; skewed: the least worth move the least J; 2.0:
+    # more than there is (all of them).
     rng = np.random.default_rng(4)
     worth = rng.integers(0, 40, 20000) / 8 - 1
     delta = np.where(worth < 1, 1, 100) if skewed else rng.integers(1, 100, 20000)
     excess = int(delta.sum() * share)
     order = np.argsort(worth, kind="stable")
     want = order[:int(np.searchsorted(np.cumsum(delta[order]), excess)) + 1]
-    np.testing.assert_array_equal(rdo._cheapest(worth, delta, excess), want)
+    np.testing.assert_array_equal(np.sort(rdo._cheapest(worth, delta, excess)), np.sort(want))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.2, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("spread", ["back_off", "wide"])
+def test_cheapest_finds_the_prefix_through_buckets(share, spread):
+    # As _back_off makes them: -1 (no agreement bought) or gain / delta, many tied, spanning ~20 octaves (a
+    # bucket of the float bits holds several distinct worths where the prefix ends); "wide": positive worths
+    # from 1e-30 to 1e30, more octaves than _BUCKETS allows at 2^12 buckets each.
+    rng = np.random.default_rng(7)
+    n = 50000
+    delta = rng.integers(1, 200000, n) // rng.integers(1, 5000, n) + 1
+    if spread == "back_off":
+        gain = rng.integers(-3, 13, n)
+        worth = np.where(gain > 0, gain / delta, -1.0)
+    else:
+        worth = 10.0 ** rng.uniform(-30, 30, n)
+        worth[rng.integers(0, n, 2000)] = 1.0  # a large tie
+    excess = max(1, int(delta.sum() * share))
+    order = np.argsort(worth, kind="stable")
+    want = order[:int(np.searchsorted(np.cumsum(delta[order]), excess)) + 1]
+    got = rdo._cheapest(worth, delta, excess)
+    assert len(np.unique(got)) == len(got)
+    np.testing.assert_array_equal(np.sort(got), np.sort(want))
 
 
 def test_calibration_that_overshoots_twice_still_spends_its_budget():
@@ -738,3 +761,40 @@ def test_large_images_keep_no_restarts_for_rdo(crop, monkeypatch):
     monkeypatch.setattr(kmq.api, "_OTHERS_MAX", 128 * 128 - 1)
     kmq.compress(pixels, 8, codec="ctx", rdo=2.0)
     assert asked == [True, False] and judged == [1]
+
+
+@pytest.mark.parametrize("k, shift", [(1, 3), (2, 0), (5, 1), (16, 2), (16, 40), (32, 6)])
+def test_renearest_after_a_refinement_is_a_full_search(k, shift):
+    # The entries moved by up to ``shift`` levels per channel, and (k > 2) entry 2 moved onto entry 1, so some
+    # colours tie between them (ties go to the lower index): only colours near a boundary are searched again,
+    # the rest keep their entry, with their exact distance to its new place.
+    rng = np.random.default_rng(10 * k + shift)
+    pixels = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
+    s = rdo._start(pixels, rdo._Colours(distinct), palette)
+    moved = np.clip(palette.astype(int) + rng.integers(-shift, shift + 1, palette.shape), 0, 255).astype(np.uint8)
+    if k > 2:
+        moved[2] = moved[1]
+    near, dnear, gap = rdo._renearest(s, moved, rdo._dist(distinct.colors, moved, s.near_c))
+    want_near, want_dnear, _ = rdo._gaps(distinct.colors, moved)
+    np.testing.assert_array_equal(near, want_near)
+    np.testing.assert_array_equal(dnear, want_dnear)
+    assert gap is None and near.dtype == want_near.dtype and dnear.dtype == np.int32
+
+
+@pytest.mark.parametrize("pct", [2.0, 30.0])
+def test_optimise_with_the_bounded_search_gives_the_full_searchs_labels(crop, small_sample, monkeypatch, pct):
+    # The same palette, labels and J as when every refinement searches every colour again (the image judged
+    # on a sample, as a 12 MP one is: the sample's refinement and the image's both use it), J within budget.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, j = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    got = rdo.optimise(crop, distinct, palette, pct)
+    calls = []
+    monkeypatch.setattr(rdo, "_renearest", lambda s, palette, per_colour: (
+        calls.append(1), s.colours.nearest(palette, s.near_c))[1])
+    want = rdo.optimise(crop, distinct, palette, pct)
+    assert calls
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert j < got[2] <= j * (1 + pct / 100)
