@@ -151,6 +151,10 @@ _PLANE_RUNS = 4
 # 0.88, is 97.8 kB with ctx, 89.7 with lzma; text at 30 dB, 0.88, 21.2 kB and 19.5)
 _LZMA_SURE = 0.8
 _CTX_SURE = 0.95
+# A photo's ctx file above K = 256 gets lzma's search too where lzma codes that K's plain labels in fewer bytes
+# than ctx: the searches' files then came out 0.89-1.00x ctx's (noisy gradients at 40-42 dB, shares 0.87-0.99);
+# china and flower crops at 42-46 dB had 1.03-1.07 and lzma's files were 1.06-1.18x.
+_HIGH_K_SHARE = 1.0
 _FLAT_COLOURS, _FLAT_SHARE = 16, 0.4  # and only on images whose 16 most common colours cover 40 % of them
 _SAMPLE_PIXELS = 1 << 17  # on at most about this many labels (both codings: ~0.07 s)
 _BAND = 32  # in bands of this many rows
@@ -292,22 +296,36 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
     under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept)."""
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
     s = _Search(pixels, k_max, codec or "ctx", seed, max_iter, target, progress)
-    if codec is not None or not _flat(s):
+    if codec is not None:
         return _run(s, psnr, max_bytes)
+    if not _flat(s):
+        img = _run(s, psnr, max_bytes)
+        # Above RANKED_K_MAX ctx's escapes cost far more, and a noisy photo at a high PSNR can land there: a
+        # 400x300 noisy gradient at 40 dB was K = 4,195 in 171,677 bytes, lzma's search K = 3,496 in 152,620.
+        if len(img.palette) <= ctx.RANKED_K_MAX or _lzma_share(s, len(img.palette)) >= _HIGH_K_SHARE:
+            return img
+        return _better_with_lzma(s, img, psnr, max_bytes)
     share = _lzma_share(s, _probe_k(s, psnr, max_bytes))
     if share >= _CTX_SURE:
         return _run(s, psnr, max_bytes)
-    plain, rank = None, None
     if share >= _LZMA_SURE:
-        plain = _run(s, psnr, max_bytes)
-        rank = _rank(s, plain, psnr)
-        s.files, s.prepared = {}, {}  # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
+        return _better_with_lzma(s, _run(s, psnr, max_bytes), psnr, max_bytes)
+    try:
+        return _run(s.with_codec("lzma"), psnr, max_bytes)
+    except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
+        return _run(s, psnr, max_bytes)
+
+
+def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:
+    """img (ctx's search's file) or lzma's search's, whichever _rank puts first."""
+    rank = _rank(s, img, psnr)
+    s.files, s.prepared = {}, {}  # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
     other = s.with_codec("lzma")
     try:
-        img = _run(other, psnr, max_bytes)
+        found = _run(other, psnr, max_bytes)
     except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
-        return plain or _run(s, psnr, max_bytes)
-    return img if rank is None or _rank(other, img, psnr) < rank else plain
+        return img
+    return found if _rank(other, found, psnr) < rank else img
 
 
 def _rank(s: _Search, img: KmqImage, psnr: float | None) -> tuple[float, float]:

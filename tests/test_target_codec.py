@@ -152,3 +152,22 @@ def test_flat_counts_the_share_of_the_16_commonest_colours(big, flat):
     colours = np.repeat(np.arange(len(counts)), counts)
     pixels = np.stack([colours % 256, colours // 256, np.zeros_like(colours)], -1).astype(np.uint8).reshape(10, 10, 3)
     assert target._flat(target._Search(pixels, 100, "ctx", 0, 300, {})) is flat
+
+
+def noisy_gradient(height: int = 96, width: int = 128) -> np.ndarray:
+    """Three ramps under Gaussian noise (sigma 8): a photo by the colour rule (no flat areas), whose high
+    PSNRs need K far above 256."""
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / (width - 1), y * 255 / (height - 1), (x + y) * 255 / (height + width - 2)], axis=-1)
+    noise = np.random.default_rng(0).normal(0, 8, base.shape)
+    return np.clip(base + noise, 0, 255).round().astype(np.uint8)
+
+
+def test_a_photo_whose_ctx_file_is_above_k_256_gets_lzma_where_it_is_smaller():
+    # ctx's search: K = 1,288 in 17,741 bytes; lzma's K = 1,289 in 17,348 (its plain labels at that K cost
+    # lzma under ctx's bytes, so both are searched and the smaller kept)
+    pixels = noisy_gradient()
+    chosen, ctx = kmq.compress_to(pixels, psnr=38), kmq.compress_to(pixels, psnr=38, codec="ctx")
+    assert len(ctx.palette) > 256 and chosen.codec == "lzma" and db(chosen) >= 38
+    assert len(chosen.to_bytes()) < len(ctx.to_bytes())
+    assert chosen.to_bytes() == kmq.compress_to(pixels, psnr=38, codec="lzma").to_bytes()
