@@ -441,6 +441,36 @@ def test_bounded_lloyd_gives_the_tree_lloyd_centroids(kind, k):
     assert np.array_equal(km._lloyd_bounded(pts, warm, 20, 0.0), km._lloyd_tree(pts, warm, 20, 0.0))
 
 
+def test_bounded_lloyd_keeps_points_a_far_centroid_never_neared(monkeypatch):
+    """One centroid's long move (250 -> ~200 per channel, onto its own 50 points) lowers the bounds of the
+    points of the 40 centroids far from it by their neighbours' moves, not by its own: after the first update
+    under a tenth of the 4000 others go back to the tree (Hamerly's global bound sent 3029), and the
+    centroids are still the tree Lloyd's."""
+    import scipy.spatial
+
+    queried = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    rng = np.random.default_rng(0)
+    near = rng.integers(40, 80, (4000, 4)).astype(np.float64)
+    far = rng.integers(190, 210, (50, 4)).astype(np.float64)
+    ones = np.ones(near.shape[0])
+    start = km._lloyd_tree(km._Points(near, ones), km._split(near, ones, 40), 50, 0.0)
+    start = np.concatenate([start, np.full((1, 4), 250.0)])
+    pts = km._Points(np.concatenate([near, far]), np.ones(4050))
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    got = km._lloyd_bounded(pts, start, 4, 0.0)
+    monkeypatch.undo()
+    # Calls: every point, the centroids, the points past their bounds, ...
+    assert queried[0] == 4050 and queried[1] == 41
+    assert queried[2] < 400
+    assert np.array_equal(got, km._lloyd_tree(pts, start, 4, 0.0))
+
+
 @pytest.mark.parametrize("bits", [3, 5, 6])
 @pytest.mark.parametrize("k", [2, 300, 4096])
 def test_cell_candidates_from_tables_per_channel_equal_those_per_pair(monkeypatch, bits, k):
