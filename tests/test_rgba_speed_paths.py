@@ -441,6 +441,72 @@ def test_bounded_lloyd_gives_the_tree_lloyd_centroids(kind, k):
     assert np.array_equal(km._lloyd_bounded(pts, warm, 20, 0.0), km._lloyd_tree(pts, warm, 20, 0.0))
 
 
+def test_bounded_lloyd_keeps_points_a_far_centroid_never_neared(monkeypatch):
+    """One centroid's long move (250 -> ~200 per channel, onto its own 50 points) lowers the bounds of the
+    points of the 40 centroids far from it by their neighbours' moves, not by its own: after the first update
+    under a tenth of the 4000 others go back to the tree (Hamerly's global bound sent 3029), and the
+    centroids are still the tree Lloyd's."""
+    import scipy.spatial
+
+    queried = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    rng = np.random.default_rng(0)
+    near = rng.integers(40, 80, (4000, 4)).astype(np.float64)
+    far = rng.integers(190, 210, (50, 4)).astype(np.float64)
+    ones = np.ones(near.shape[0])
+    start = km._lloyd_tree(km._Points(near, ones), km._split(near, ones, 40), 50, 0.0)
+    start = np.concatenate([start, np.full((1, 4), 250.0)])
+    pts = km._Points(np.concatenate([near, far]), np.ones(4050))
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    got = km._lloyd_bounded(pts, start, 4, 0.0)
+    monkeypatch.undo()
+    # Calls: every point, the centroids, the points past their bounds, ...
+    assert queried[0] == 4050 and queried[1] == 41
+    assert queried[2] < 400
+    assert np.array_equal(got, km._lloyd_tree(pts, start, 4, 0.0))
+
+
+def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
+    """Points within half of R_a of their centroid a (after the centroids moved) find their nearest among
+    a's 4 nearest centroids (a itself first): the one measuring every centroid finds, with its distance and a lower bound at most the
+    second's; a point halfway between two centroids (a tie) and those whose row lacks their own centroid go
+    back for the tree, after the rows given as rest."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(5)
+    centroids = rng.uniform(0, 255, (60, 4))
+    x = rng.uniform(0, 255, (3000, 4))
+    labels = cKDTree(centroids).query(x)[1]
+    centroids += rng.normal(0, 6, centroids.shape)  # an update: some points change centroid
+    gaps, around = cKDTree(centroids).query(centroids, k=5)
+    reach = gaps[:, 4]
+    # Tie: exactly between centroids 0 and its nearest neighbour, labelled 0.
+    x[0] = (centroids[0] + centroids[around[0, 1]]) / 2
+    labels[0] = 0
+    upper = np.sqrt(((x - centroids[labels]) ** 2).sum(axis=1))
+    rows = np.flatnonzero(2 * upper < reach[labels])
+    assert rows.size > 100 and rows[0] == 0
+    gone = labels[rows[rows > 0][0]]  # a centroid (not 0) whose own row loses it
+    around[gone, 0] = around[gone, 4]
+    lacking = rows[labels[rows] == gone]
+    labels_in, upper_in, lower = labels.copy(), upper.copy(), np.full(3000, -1.0)
+    back = km._nearest_around(x, centroids, around, reach, rows, labels_in, upper_in, lower, np.array([7, 9]))
+    assert back.tolist()[:2] == [7, 9] and sorted(back.tolist()[2:]) == [0, *lacking.tolist()]
+    done = np.setdiff1d(rows, [0, *lacking.tolist()])
+    d = np.sqrt(((x[done, None, :] - centroids[None]) ** 2).sum(axis=2))
+    assert np.array_equal(labels_in[done], d.argmin(axis=1)) and np.any(labels_in[done] != labels[done])
+    assert np.allclose(upper_in[done], d.min(axis=1))
+    second = np.sort(d, axis=1)[:, 1]
+    assert np.all(lower[done] <= second + 1e-9) and np.all(lower[done] > upper_in[done])
+    untouched = np.setdiff1d(np.arange(3000), done)
+    assert np.all(lower[untouched] == -1.0) and np.array_equal(labels_in[untouched], labels[untouched])
+
+
 @pytest.mark.parametrize("bits", [3, 5, 6])
 @pytest.mark.parametrize("k", [2, 300, 4096])
 def test_cell_candidates_from_tables_per_channel_equal_those_per_pair(monkeypatch, bits, k):
