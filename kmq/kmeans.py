@@ -2423,7 +2423,8 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     Hamerly's farthest move of all, where that bound is the greater). A point whose upper bound, then its
     exact distance, reaches the greater of the lower bound and half its centroid's distance to the nearest
     other centroid is measured against N_a where they must hold its nearest (`_nearest_around`), else
-    queries the tree again (its two nearest). Needs k >= 2."""
+    queries the tree again (its two nearest). Needs k >= 2. The labels equal `_lloyd_tree`'s where no point
+    is equidistant from two centroids (each breaks such a tie its own way)."""
     from scipy.spatial import cKDTree
 
     k = centroids.shape[0]

@@ -299,21 +299,27 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
     if codec is not None:
         return _run(s, psnr, max_bytes)
     if not _flat(s):
-        img = _run(s, psnr, max_bytes)
-        # Above RANKED_K_MAX ctx's escapes cost far more, and a noisy photo at a high PSNR can land there: a
-        # 400x300 noisy gradient at 40 dB was K = 4,195 in 171,677 bytes, lzma's search K = 3,496 in 152,620.
-        if len(img.palette) <= ctx.RANKED_K_MAX or _lzma_share(s, len(img.palette)) >= _HIGH_K_SHARE:
-            return img
-        return _better_with_lzma(s, img, psnr, max_bytes)
+        return _ctx_first(s, psnr, max_bytes)
     share = _lzma_share(s, _probe_k(s, psnr, max_bytes))
     if share >= _CTX_SURE:
-        return _run(s, psnr, max_bytes)
+        return _ctx_first(s, psnr, max_bytes)
     if share >= _LZMA_SURE:
         return _better_with_lzma(s, _run(s, psnr, max_bytes), psnr, max_bytes)
     try:
         return _run(s.with_codec("lzma"), psnr, max_bytes)
     except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
         return _run(s, psnr, max_bytes)
+
+
+def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImage:
+    """ctx's search's file, unless it lands above RANKED_K_MAX where lzma codes the plain labels of its K in
+    fewer bytes (_HIGH_K_SHARE): there ctx's escapes cost far more, and a noisy photo at a high PSNR can land
+    there (a 400x300 noisy gradient at 40 dB: K = 4,195 in 171,677 bytes; lzma's search K = 3,496 in 152,620),
+    so lzma's search runs too and the better file is kept."""
+    img = _run(s, psnr, max_bytes)
+    if len(img.palette) <= ctx.RANKED_K_MAX or _lzma_share(s, len(img.palette)) >= _HIGH_K_SHARE:
+        return img
+    return _better_with_lzma(s, img, psnr, max_bytes)
 
 
 def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:

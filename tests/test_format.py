@@ -220,6 +220,10 @@ def with_metadata(meta: bytes) -> bytes:
     # deeper call stack used to make Python's parser give up near 985 levels where the API read 990.
     (b'{"x":' + b"[" * 64 + b"]" * 64 + b"}", r"metadata nests 65 levels deep \(at most 64\)$"),
     (b'{"x":' + b"[" * 990 + b"]" * 990 + b"}", r"metadata nests 991 levels deep \(at most 64\)$"),
+    # An unclosed string's brackets are not nesting, and 64 KiB of escaped quotes in one is read in one pass
+    # (searched again from each quote, it took 12 s).
+    (b'{"x":"' + b"[" * 70, "metadata is not valid JSON: Unterminated string starting at character 5$"),
+    (b'{"x":"' + b'\\"' * 32764, "metadata is not valid JSON: Unterminated string starting at character 5$"),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):

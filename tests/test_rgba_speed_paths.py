@@ -473,9 +473,9 @@ def test_bounded_lloyd_keeps_points_a_far_centroid_never_neared(monkeypatch):
 
 def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
     """Points within half of R_a of their centroid a (after the centroids moved) find their nearest among
-    a's 4 nearest centroids (a itself first): the one measuring every centroid finds, with its distance and a lower bound at most the
-    second's; a point halfway between two centroids (a tie) and those whose row lacks their own centroid go
-    back for the tree, after the rows given as rest."""
+    a's 4 nearest centroids (a itself first): the one measuring every centroid finds, with its distance and
+    a lower bound at most the second's; a point halfway between two centroids (a tie) and those whose row
+    lacks their own centroid go back for the tree, after the rows given as rest."""
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(5)
