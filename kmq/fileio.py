@@ -206,9 +206,12 @@ def signals_unwind() -> Iterator[None]:
         yield
     except Terminated as e:
         if e.signum in caught:  # else an outer handler raised it and delivers it again itself
-            for sig in caught:
-                signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), e.signum)
+            # Held while the defaults return: a second signal arriving just then (the pool's SIGTERM after the
+            # group's SIGINT, on a loaded machine) waits, and the lower-numbered one pending ends the process.
+            with _signals_held():
+                for sig in caught:
+                    signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), e.signum)
         raise
     finally:
         for sig in caught:

@@ -126,6 +126,30 @@ def test_a_signal_during_a_write_leaves_nothing(tmp_path, signals):
     assert list(tmp_path.iterdir()) == []
 
 
+_LATE_SECOND = """
+import os, signal
+plain = signal.signal
+def late(sig, action):
+    # The pool's SIGTERM arriving just after the first signal's cleanup gave SIGTERM its default back.
+    old = plain(sig, action)
+    if sig == signal.SIGTERM and action is signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return old
+signal.signal = late
+""" + _SLOW_WRITE
+
+
+def test_a_second_signal_as_the_defaults_return_does_not_change_which_ends_the_process(tmp_path):
+    # (Seen once under load: a bulk run's worker ended by the pool's SIGTERM, not the terminal's SIGINT.)
+    child = subprocess.Popen([sys.executable, "-c", _LATE_SECOND, str(tmp_path / "out.kmq")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_with_default_sigint)
+    assert child.stdout.readline() == b"writing\n"
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=10) == -signal.SIGINT
+    assert child.stderr.read() == b""
+    assert list(tmp_path.iterdir()) == []
+
+
 _SLOW_PICTURE = """
 import signal, sys, time
 import numpy as np
