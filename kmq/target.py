@@ -53,7 +53,8 @@ K is capped where the palette alone would fill the byte budget. With raw the siz
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 With no codec given (search(codec=None)), the search picks ctx or lzma: ctx models photos, lzma the repeated
 glyphs of text and screenshots (0.13-0.7x ctx's bytes there). Photos (_flat: under _FLAT_SHARE of the pixels
-in the _FLAT_COLOURS commonest colours) get ctx's search untouched. Other images first run ctx's plain
+in the _FLAT_COLOURS commonest colours) get ctx's search untouched, unless its file lands above K = 256,
+where lzma may code the labels in fewer bytes (_ctx_first: both searched then). Other images first run ctx's plain
 bracket (its fits and sizings kept for whichever search follows) and code the labels of its top both ways
 (_lzma_share, on bands of rows); lzma's search runs under _LZMA_SURE, ctx's from _CTX_SURE, both between,
 keeping the better file. lzma's search starts from ctx's fits (they do not depend on the codec), so its file
@@ -293,7 +294,8 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
            seed: int, max_iter: int, progress: Progress | None = None) -> KmqImage:
     """kmq.compress_to's work (arguments already checked); codec None: ctx, or on images with flat areas
     (_flat) lzma or both, by how each codes the plain labels of the bracket's top (_lzma_share): lzma's search
-    under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept)."""
+    under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept); a ctx file above K = 256
+    also against lzma's where _ctx_first says."""
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
     s = _Search(pixels, k_max, codec or "ctx", seed, max_iter, target, progress)
     if codec is not None:
