@@ -220,7 +220,7 @@ class KmqImage:
     def from_bytes(cls, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
         """Parse and validate a whole .kmq file (bytes, or any bytes-like object: bytearray, memoryview, a
         uint8 array). Raises FormatError (ChecksumError for a CRC mismatch)."""
-        if not isinstance(data, bytes):
+        if not isinstance(data, (bytes, bytearray)):
             try:
                 data = memoryview(data).tobytes()
             except TypeError:
@@ -231,7 +231,7 @@ class KmqImage:
         palette = np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE)
         metadata = _parse_metadata(data[palette_end:palette_end + header.meta_len])
         payload_start = palette_end + header.meta_len
-        payload = data[payload_start:payload_start + header.payload_len]
+        payload = memoryview(data)[payload_start:payload_start + header.payload_len]  # not a copy of the file
         labels = codecs.decode(header.codec, payload, header.width, header.height,
                                palette.reshape(header.k, header.channels))
         _check_labels(labels, header)
@@ -257,23 +257,24 @@ def max_payload(width: int, height: int) -> int:
     return PAYLOAD_BYTES_PER_PIXEL * width * height + PAYLOAD_OVERHEAD
 
 
-def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes = b"") -> bytes:
+def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes = b"") -> bytearray:
     """The bytes of one .kmq file read from a binary stream, whose first bytes `head` were already read.
 
     Only the header is read before its declared sizes are checked against the pixel limit and, for a regular
     file, against the bytes on disk; the rest is read in chunks up to the declared size plus one byte, so a
     forged header, a huge file or an endless stream (/dev/zero, a pipe) costs no more memory than the image
-    the header may declare. The result still needs KmqImage.from_bytes (CRC, payload, labels).
+    the header may declare, held once (chunks joined at the end held it twice: a forged header before
+    /dev/zero peaked at 698 MB for its declared 338). The result still needs KmqImage.from_bytes (CRC,
+    payload, labels).
     """
-    head += _read_up_to(f, HEADER_SIZE - len(head))
-    header = _parse_fields(head, max_pixels)
+    data = _read_up_to(f, HEADER_SIZE - len(head), bytearray(head))
+    header = _parse_fields(data, max_pixels)
     on_disk = _remaining_on_disk(f)
     if on_disk is not None:
-        _check_size(header, len(head) + on_disk)
-    rest = _read_up_to(f, header.file_size - len(head) + 1)
-    if len(head) + len(rest) > header.file_size:
+        _check_size(header, len(data) + on_disk)
+    _read_up_to(f, header.file_size - len(data) + 1, data)
+    if len(data) > header.file_size:
         raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got more")
-    data = head + rest
     _check_size(header, len(data))
     return data
 
@@ -292,23 +293,24 @@ def read_front(f: BinaryIO, *,
     if on_disk is not None:
         _check_size(header, len(head) + on_disk)
     palette_len = header.k * header.channels
-    front = _read_up_to(f, palette_len + header.meta_len)
+    front = bytes(_read_up_to(f, palette_len + header.meta_len))  # (the palette a read-only view, as before)
     if len(front) < palette_len + header.meta_len:
         raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(head) + len(front)}")
     palette = np.frombuffer(front, np.uint8, palette_len).reshape(header.k, header.channels)
     return header, palette, _parse_metadata(front[palette_len:])
 
 
-def _read_up_to(f: BinaryIO, n: int) -> bytes:
+def _read_up_to(f: BinaryIO, n: int, into: bytearray | None = None) -> bytearray:
+    """Up to n more bytes of f, appended to into (or a new bytearray), which is returned."""
+    data = bytearray() if into is None else into
     # In chunks: read(n) with a huge n may reserve n bytes before the stream turns out to be short.
-    parts = []
     while n > 0:
         part = f.read(min(n, _READ_CHUNK))
         if not part:
             break
-        parts.append(part)
+        data += part
         n -= len(part)
-    return b"".join(parts)
+    return data
 
 
 def _remaining_on_disk(f: BinaryIO) -> int | None:
