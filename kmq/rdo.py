@@ -953,10 +953,10 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
     encodings cost a small share of a 12 MP compress), and where that keeps the nearest labelling, by a second
-    sample's of smaller tiles (_FINE_TILE). The labels may be a view (of the padded labels, and
-    of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
-    several calls with these three (the same result, without the nearest labellings; a target's search prepares
-    warm, which calibrates each call from the calls before it: prepare).
+    sample's of smaller tiles (_FINE_TILE; not where prepared is warm). The labels may be a view (of the
+    padded labels, and of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette),
+    made once for several calls with these three (the same result, without the nearest labellings; a target's
+    search prepares warm, which calibrates each call from the calls before it: prepare).
     margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
     payload must save on top where the image is its own sample (above, the payloads dwarf it).
     budget: the summed distortion allowed in place of (1 + pct/100) x the nearest labelling's (another
@@ -978,12 +978,14 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         # the sample's J is aimed at the same share of its own (the calibration aims at 98 % of it)
         ratio = budget / j0 if j0 else 1.0
     out = _relabel(prepared, ratio, sweeps, budget, margin if prepared.whole else 0, ordered)
-    if out is None and not prepared.whole and j0 > 0:
+    if out is None and not prepared.whole and not prepared.warm and j0 > 0:
         # The sample found nothing worth moving: its tiles may all lie inside flat areas (a 12 MP graphic of
         # flat shapes) that hold none of the image's edges. A sample of smaller tiles, spread wider, gets
         # another say, judged on its own pixels as the first was (only where the first kept the nearest
         # labelling: every other file stays the same). Its saving must pay for the sample's share of margin
-        # (a 1 MP graphic at K = 16: the same payload as the plain file's, and 9 bytes of "rdo" more).
+        # (a 1 MP graphic at K = 16: the same payload as the plain file's, and 9 bytes of "rdo" more). Not in a
+        # target's search (warm), whose files stay as they were (the 12 MP saturated at --psnr 30 made 41,727
+        # bytes with it against 41,637: its search weighs rdo strengths and K itself).
         if prepared.fine is None:
             prepared.fine = _prepare_sample(prepared, _sample(pixels, _FINE_TILE))
         share = prepared.fine.sample.size / pixels.size
