@@ -22,11 +22,7 @@ entries as the moves shift its means: see _refine). On the whole image the final
 and, when above the budget, the relabelled pixels that bought the least agreement per unit of distortion
 return to their nearest entry until it is not. Last, the result's ctx payload is compared with the nearest
 labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing (at once, when
-nothing moved on the sample). Before that, on a larger image, a second sample of smaller tiles (_FINE_TILE) is
-calibrated and judged the same way, its result kept where it saves bytes on its own sample: a flat graphic's
-64-pixel tiles can all miss its edges (bench/photos.py's 12 MP saturated at K = 16: the plain file at --rdo 2
-and 30; 0.84x / 0.82x of it from 32-pixel tiles). 32-pixel tiles for every image made other photos' files
-larger (12 MP noisy, K = 16, --rdo 30: +2.8 %), so the first sample stays as it was.
+nothing moved on the sample).
 Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
 nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
 per-pixel array would cost 48 MB and the time to fill it.
@@ -136,7 +132,6 @@ _MANY_AT, _MANY_SWEEPS = 5.0, 3  # and gains from a third sweep (about 2 % small
 _ROUNDS = 1  # rounds of sweeps + palette refinement
 _SAMPLE = 1 << 17  # pixels of the sample lambda is calibrated on
 _TILE = 64  # side of the sample's tiles
-_FINE_TILE = 32  # ... and of the second sample's, tried where the first finds nothing worth moving (optimise)
 _TRIALS = 4  # runs when calibrating lambda
 # Where J jumps with lambda (grey, flat graphics at large K), the secant can end with every trial far over
 # or far under the budget: up to _EXTRA more trials, halving the bracket in log lambda, while the best run
@@ -597,18 +592,16 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
         _refine(s, sample)
 
 
-def _sample(pixels: np.ndarray, tile: int | None = None) -> np.ndarray:
-    """The image itself when small, else a mosaic of tiles (of side tile, default _TILE) spread evenly over
-    it (about _SAMPLE pixels)."""
-    tile = tile or _TILE
+def _sample(pixels: np.ndarray) -> np.ndarray:
+    """The image itself when small, else a mosaic of tiles spread evenly over it (about _SAMPLE pixels)."""
     height, width = pixels.shape[:2]
-    if height * width <= 2 * _SAMPLE or height < tile or width < tile:
+    if height * width <= 2 * _SAMPLE or height < _TILE or width < _TILE:
         return pixels
-    n = max(1, _SAMPLE // (tile * tile))
+    n = max(1, _SAMPLE // (_TILE * _TILE))
     side = math.isqrt(n)
-    rows = np.linspace(0, height - tile, side).astype(int)
-    cols = np.linspace(0, width - tile, side).astype(int)
-    return np.concatenate([np.concatenate([pixels[r:r + tile, c:c + tile] for c in cols], axis=1)
+    rows = np.linspace(0, height - _TILE, side).astype(int)
+    cols = np.linspace(0, width - _TILE, side).astype(int)
+    return np.concatenate([np.concatenate([pixels[r:r + _TILE, c:c + _TILE] for c in cols], axis=1)
                            for r in rows], axis=0)
 
 
@@ -642,7 +635,6 @@ class Prepared:
     # warm, where the image is its own sample: the ctx payload bounds of the labellings optimise returned, by
     # returned_key (they are the file's: _in_file_order)
     returned: dict[bytes, tuple[int, int]] = field(default_factory=dict)
-    fine: Prepared | None = None  # the same on a sample of _FINE_TILE tiles, once optimise needs it
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
@@ -659,14 +651,8 @@ def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, 
     sample = _sample(pixels)
     if sample is pixels:
         return Prepared(palette, colours, plain, True, sample, plain, warm=warm)
-    return _prepare_sample(Prepared(palette, colours, plain, False, sample, plain, warm=warm), sample)
-
-
-def _prepare_sample(prepared: Prepared, sample: np.ndarray) -> Prepared:
-    """A Prepared of the same image and palette as ``prepared`` (larger than its sample), on ``sample``."""
     sampled = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
-    return Prepared(prepared.palette, prepared.colours, prepared.plain, False, sample,
-                    _start(sample, sampled, prepared.palette), warm=prepared.warm)
+    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm)
 
 
 # Candidate palettes (choose) whose J is over this share above the first's are not judged: rdo buys about
@@ -952,11 +938,10 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
     where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
-    encodings cost a small share of a 12 MP compress), and where that keeps the nearest labelling, by a second
-    sample's of smaller tiles (_FINE_TILE; not where prepared is warm). The labels may be a view (of the
-    padded labels, and of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette),
-    made once for several calls with these three (the same result, without the nearest labellings; a target's
-    search prepares warm, which calibrates each call from the calls before it: prepare).
+    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels, and
+    of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
+    several calls with these three (the same result, without the nearest labellings; a target's search prepares
+    warm, which calibrates each call from the calls before it: prepare).
     margin: bytes the file costs besides the payload when rdo moved labels (its "rdo" metadata), which the
     payload must save on top where the image is its own sample (above, the payloads dwarf it).
     budget: the summed distortion allowed in place of (1 + pct/100) x the nearest labelling's (another
@@ -977,34 +962,12 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     else:
         # the sample's J is aimed at the same share of its own (the calibration aims at 98 % of it)
         ratio = budget / j0 if j0 else 1.0
-    out = _relabel(prepared, ratio, sweeps, budget, margin if prepared.whole else 0, ordered)
-    if out is None and not prepared.whole and not prepared.warm and j0 > 0:
-        # The sample found nothing worth moving: its tiles may all lie inside flat areas (a 12 MP graphic of
-        # flat shapes) that hold none of the image's edges. A sample of smaller tiles, spread wider, gets
-        # another say, judged on its own pixels as the first was (only where the first kept the nearest
-        # labelling: every other file stays the same). Its saving must pay for the sample's share of margin
-        # (a 1 MP graphic at K = 16: the same payload as the plain file's, and 9 bytes of "rdo" more). Not in a
-        # target's search (warm), whose files stay as they were (the 12 MP saturated at --psnr 30 made 41,727
-        # bytes with it against 41,637: its search weighs rdo strengths and K itself).
-        if prepared.fine is None:
-            prepared.fine = _prepare_sample(prepared, _sample(pixels, _FINE_TILE))
-        share = prepared.fine.sample.size / pixels.size
-        out = _relabel(prepared.fine, ratio, sweeps, budget, math.ceil(margin * share), ordered)
-    return _nearest(plain, ordered) if out is None else out
-
-
-def _relabel(prepared: Prepared, ratio: float, sweeps: int, budget: int, margin: int, ordered: bool
-             ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """optimise's result from the lambda calibrated on prepared's sample, or None where the nearest labelling
-    is to be kept: where the labelling judged (the image's, or the sample's) saves no more than margin bytes."""
-    plain = prepared.plain
-    palette = prepared.palette
     trial = _calibrate(prepared, ratio, sweeps)
     whole = prepared.whole
     # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
-        return None
+        return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else _copy(plain)
     if not whole:
@@ -1019,8 +982,8 @@ def _relabel(prepared: Prepared, ratio: float, sweeps: int, budget: int, margin:
     judged = s if whole else trial.kept
     if whole and prepared.warm:
         judged = _in_file_order(s)
-    if _worse(trial, judged, palette, prepared, margin):
-        return None
+    if _worse(trial, judged, palette, prepared, margin if whole else 0):
+        return _nearest(plain, ordered)
     if isinstance(judged, _Labelling):
         prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
             digest(judged.palette, judged.labels)]

@@ -365,8 +365,7 @@ def test_nothing_moved_on_the_sample_gives_the_nearest_labels_without_a_run_on_t
                                                                                         monkeypatch):
     # The sample's 4 corner tiles are flat (J > 0: their colour is off the palette) and cannot gain from
     # a move; the middle could, but the sample judges the image's payload, and it would tie: the image is
-    # not swept at all. (The second sample, of smaller tiles, is made of the same corners here: optimise.)
-    monkeypatch.setattr(rdo, "_FINE_TILE", 16)
+    # not swept at all.
     rng = np.random.default_rng(5)
     pixels = np.full((64, 64, 3), 101, np.uint8)
     pixels[16:48, 16:48] = rng.integers(0, 256, (32, 32, 3))
@@ -799,28 +798,3 @@ def test_optimise_with_the_bounded_search_gives_the_full_searchs_labels(crop, sm
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert j < got[2] <= j * (1 + pct / 100)
-
-
-@pytest.mark.parametrize("pct", [2.0, 30.0])
-def test_a_sample_inside_flat_areas_gets_a_second_say_from_smaller_tiles(monkeypatch, pct):
-    # A graphic whose sample tiles (the 4 corners) are all flat white: that sample finds nothing to move, so
-    # the old code kept the nearest labelling (a 12 MP graphic of flat shapes at K = 16: the plain file). The
-    # sample of smaller tiles reaches the noisy shape in the middle and its edges; its run is kept, as it
-    # saves bytes there, within the J budget.
-    monkeypatch.setattr(rdo, "_SAMPLE", 1 << 10)
-    monkeypatch.setattr(rdo, "_TILE", 16)
-    monkeypatch.setattr(rdo, "_FINE_TILE", 8, raising=False)
-    rng = np.random.default_rng(0)
-    img = np.full((64, 64, 3), 255, np.uint8)
-    yy, xx = np.mgrid[0:32, 0:32]
-    inside = (yy - 16) ** 2 + (xx - 16) ** 2 + rng.normal(0, 40, (32, 32)) < 150
-    mid = np.where(inside[..., None], [200, 30, 30], [30, 30, 200]) + rng.normal(0, 25, (32, 32, 3))
-    img[16:48, 16:48] = np.clip(mid, 0, 255)
-    assert np.ptp(rdo._sample(img)) == 0
-    distinct = kmeans.distinct(img.reshape(-1, 3))
-    palette, _, _ = kmq.api.quantize_distinct(distinct, 4, seed=0)
-    plain = rdo.prepare(img, distinct, palette).plain
-    got_palette, labels, j = rdo.optimise(img, distinct, palette, pct)
-    assert plain.total < j * labels.size <= plain.total * (1 + pct / 100)
-    assert j * labels.size == rdo._dist(img.reshape(-1, 3), got_palette, labels.reshape(-1)).sum()
-    assert rdo._ctx_bytes(plain, got_palette, labels) < rdo._ctx_bytes(plain, plain.palette, plain.labels)
