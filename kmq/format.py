@@ -487,23 +487,24 @@ def valid_unicode(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _not_json(value: Any, where: str = "", depth: int = 1) -> str | None:
+def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str | None:
     """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
-    or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1)."""
+    or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1).
+    Too deep a value is named by its top-level key alone (top): its path would be 64 subscripts long."""
     if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
-        return f"{where.split('[', 1)[0]} nests deeper than {MAX_META_DEPTH} levels"
+        return f"{top} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"key {_short(key)}{' in ' + where if where else ''} is not a string, as JSON keys are"
             if valid_unicode(key) != key:
                 return f"key {_short(valid_unicode(key))}{' in ' + where if where else ''} is not valid Unicode"
-            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key, depth + 1)
+            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key, depth + 1, top or key)
             if problem:
                 return problem
         return None
     if isinstance(value, (list, tuple)):
-        items = (_not_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        items = (_not_json(item, f"{where}[{i}]", depth + 1, top) for i, item in enumerate(value))
         return next(filter(None, items), None)
     if isinstance(value, str) and valid_unicode(value) != value:
         return f"{where} is not valid Unicode (a lone surrogate): {_short(valid_unicode(value))}"
