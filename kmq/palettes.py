@@ -27,6 +27,7 @@ import numpy as np
 
 from . import kmeans
 from .errors import KmqError, KmqWarning, naming
+from .format import valid_unicode
 from .fileio import open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq, valid_unicode
 
@@ -326,7 +327,8 @@ def _gpl(rgb: np.ndarray, shares: np.ndarray | None, name: str, comment: str) ->
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    # valid Unicode: a name from a file name that is not UTF-8 holds lone surrogates, which do not encode
+    return " ".join(valid_unicode(text).split())
 
 
 # --- mapping pixels onto a palette -----------------------------------------------------------------------

@@ -185,6 +185,12 @@ def test_a_written_gpl_is_gimps_format(tmp_path):
                                 "202 112  64\t#ca7040 75.00%\n  0   5 255\t#0005ff 25.00%\n")
 
 
+def test_a_gpl_names_a_file_name_that_is_not_utf8(tmp_path):
+    path = tmp_path / "n.gpl"
+    palettes.write(path, np.array([[1, 2, 3]], np.uint8), name="st\udce9in", comment="from st\udce9in.png")
+    assert path.read_bytes() == b"GIMP Palette\nName: st\\xe9in\nColumns: 1\n# from st\\xe9in.png\n  1   2   3\t#010203\n"
+
+
 def test_a_kmq_gives_its_palette_whatever_its_name(tmp_path, rgb_small):
     img = kmq.compress(rgb_small, k=4)
     kmq.write(tmp_path / "x.bin", img)
