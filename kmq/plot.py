@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from .errors import KmqError, KmqWarning
 from .fileio import check_writable, write_atomic
+from .format import valid_unicode
 
 INSTALL = "pip install 'kmq[plot]'"
 FORMATS = ("png", "svg", "pdf")
@@ -62,13 +63,27 @@ def write_chart(records: list[dict[str, Any]], path: str | Path, *, overwrite: b
         warnings.warn(f"{file}: lossless at every K asked (or J unknown): no line on the chart", KmqWarning,
                       stacklevel=2)
     figure = _figure(placed, title)
-    write_atomic(path, lambda f: figure.savefig(f, format=fmt, metadata=_METADATA[fmt]), overwrite=overwrite)
+    write_atomic(path, lambda f: _save(figure, f, fmt), overwrite=overwrite)
     return len(placed)
 
 
 # No software version or date in the file: the same records give the same bytes.
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
              "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+
+
+def _save(figure: Any, f: Any, fmt: str) -> None:
+    import matplotlib  # (imported by _figure already)
+
+    # An SVG's element ids are random unless salted: the same records would give other bytes on each run.
+    with matplotlib.rc_context({"svg.hashsalt": "kmq"}):
+        figure.savefig(f, format=fmt, metadata=_METADATA[fmt])
+
+
+def _name(file: str) -> str:
+    """A file's name as chart text: valid Unicode (a name that is not UTF-8 holds lone surrogates, which the
+    renderer refuses) and its dollar signs literal (between two, matplotlib would read maths)."""
+    return valid_unicode(Path(file).name).replace("$", r"\$")
 
 
 def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
@@ -86,7 +101,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     colours = {name: f"C{i}" for i, name in enumerate([*codecs, *(name for _, name, _ in _REFERENCES)])}
     for n, file in enumerate(inputs):
         style = _LINE_STYLES[n % len(_LINE_STYLES)]
-        suffix = f" · {Path(file).name}" if len(inputs) > 1 else ""
+        suffix = f" · {_name(file)}" if len(inputs) > 1 else ""
         mine = [r for r in records if r["file"] == file]
         for codec in codecs:
             line = sorted((r for r in mine if r["codec"] == codec), key=lambda r: r["bits_per_pixel"])
@@ -113,7 +128,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bits per pixel (file)")
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title or ("Rate–distortion: " + (Path(inputs[0]).name if len(inputs) == 1 else
+    ax.set_title(title or ("Rate–distortion: " + (_name(inputs[0]) if len(inputs) == 1 else
                                                    f"{len(inputs)} inputs")) + " (K at the points)")
     ax.grid(True, which="both", linewidth=0.4, alpha=0.5)
     # A long legend (several inputs) goes beside the axes, where it hides no point.

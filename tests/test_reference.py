@@ -170,6 +170,21 @@ def test_plot_writes_a_png_chart_and_says_so(crop, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_plot_takes_any_file_name_and_an_svg_is_the_same_bytes_again(crop, tmp_path):
+    # a name that is not UTF-8, and dollar signs that matplotlib would read as maths ("\\bad" is no symbol)
+    odd = [tmp_path / "gr\udce9d.png", tmp_path / "a$\\bad$.png"]
+    for path in odd:
+        path.write_bytes(crop.read_bytes())
+    for files in ([odd[0]], [odd[1]], odd):
+        result = run("stats", *files, "-k", "2", "-k", "4", "--format", "tsv", "--plot", tmp_path / "rd.svg", "-f")
+        assert (result.exit_code, result.stderr) == (0, f"rate-distortion chart -> {tmp_path / 'rd.svg'}: "
+                                                        f"{2 * len(files)} points\n")
+    svg = (tmp_path / "rd.svg").read_text()
+    assert "gr\\xe9d.png" in svg and "a$\\bad$.png" in svg  # the names as written, not typeset
+    run("stats", *odd, "-k", "2", "-k", "4", "--plot", tmp_path / "again.svg")
+    assert (tmp_path / "again.svg").read_text() == svg
+
+
 def test_plot_never_clobbers_without_force(crop, tmp_path):
     out = tmp_path / "rd.png"
     out.write_bytes(b"mine")
