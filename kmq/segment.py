@@ -173,11 +173,17 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     except OSError as e:
         raise KmqError(f"cannot create folder {folder}: {reason(e)}") from None
     written: list[Path] = []
+    pending, before = None, None
     try:
         for path, mask in zip(paths, masks(img.labels, img.k)):
+            pending, before = path, _identity(path)
             write_atomic(path, functools.partial(save_image, mask, format="PNG"), overwrite=overwrite)
             written.append(path)
     except BaseException:
+        # A Ctrl-C can land after a mask's rename and before it is counted: it is this run's if it is there
+        # and is not the file that was there before.
+        if pending is not None and written[-1:] != [pending] and _identity(pending) not in (None, before):
+            written.append(pending)
         # A full disk or Ctrl-C half-way left the first masks, which a rerun then stopped on (already exists)
         # and which partition nothing: the ones this run wrote go, and with overwrite the old ones of the stem
         # too once any was replaced (old and new together would partition nothing either).
@@ -189,6 +195,14 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         except OSError as e:
             raise KmqError(f"cannot remove the stale mask {path}: {reason(e)}") from None
     return paths
+
+
+def encoded_picture(pixels: np.ndarray, fmt: str, name: str) -> bytes:
+    """The picture in fmt, encoded before any mask is written: a format's refusal (ICO over 256 pixels a side,
+    RGB as XBM) then comes before the masks, and -f has not yet replaced the old ones."""
+    out = io.BytesIO()
+    save_image(pixels, out, format=fmt, name=name)
+    return out.getvalue()
 
 
 def write_with_masks(img: KmqImage, folder: str | Path | None, stem: str, save_picture: Callable[[], Any] | None,
@@ -208,6 +222,15 @@ def write_with_masks(img: KmqImage, folder: str | Path | None, stem: str, save_p
                 _remove(written)
                 raise
     return written
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file path names (device, inode), or None if none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _remove(paths: list[Path]) -> None:

@@ -92,6 +92,29 @@ def test_write_masks_refuses_before_writing_anything(tmp_path, quantized):
     assert Image.open(tmp_path / "crop-cluster-2.png").mode == "1"
 
 
+@pytest.mark.parametrize("overwrite, stopped_after", [(False, 1), (False, 3), (True, 1), (True, 3)])
+def test_a_ctrl_c_just_after_a_mask_is_renamed_leaves_no_mask(tmp_path, quantized, monkeypatch, overwrite,
+                                                              stopped_after):
+    """The interrupt lands after write_atomic has put the mask in place, before the loop counts it."""
+    if overwrite:
+        for name in segment.mask_names("crop", quantized.k):
+            (tmp_path / name).write_bytes(b"old")
+    calls = []
+
+    def write_then_stop(path, *args, **kwargs):
+        real_write_atomic(path, *args, **kwargs)
+        calls.append(path)
+        if len(calls) == stopped_after:
+            raise KeyboardInterrupt
+
+    real_write_atomic = segment.write_atomic
+    monkeypatch.setattr(segment, "write_atomic", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        segment.write_masks(quantized, tmp_path, "crop", overwrite=overwrite)
+    # with overwrite, a replaced mask takes the old ones with it (old and new together partition nothing)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_kmq_input_is_told_by_its_magic_and_keeps_its_labels(tmp_path, quantized):
     disguised = tmp_path / "looks-like.png"
     kmq.write(disguised, quantized)
