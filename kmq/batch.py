@@ -43,7 +43,7 @@ from .errors import KmqError, KmqWarning, about, exists, naming
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
-from .imageio import KMQ_FORMAT, save_image, suffix_for
+from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
 from .stats import record
 
@@ -514,9 +514,8 @@ class SegmentTask(_Task):
         if self.picture:
             # Before the masks: a picture that cannot be written must not leave masks that a rerun stops on.
             _make_folder(job.target.parent)
-            save = functools.partial(write_atomic, job.target, functools.partial(
-                save_image, segment.render(img, base, self.style), format=self.fmt, name=str(job.target)),
-                overwrite=self.overwrite)
+            picture = segment.encoded_picture(segment.render(img, base, self.style), self.fmt, str(job.target))
+            save = functools.partial(write_atomic, job.target, picture, overwrite=self.overwrite)
         written = segment.write_with_masks(img, None if prefix is None else prefix.parent,
                                            "" if prefix is None else prefix.name, save, overwrite=self.overwrite)
         size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)

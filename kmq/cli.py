@@ -1035,9 +1035,14 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
         if output is not None and style == "labels":
             segment.check_label_map_format(output, fmt, img.k)
-        # Masks first: write_masks checks every name before writing any, so a refusal leaves nothing; and a
-        # picture that cannot be written takes the masks just written with it.
-        save = None if output is None else lambda: _save(output, segment.render(img, base, style), force, fmt)
+        # The picture is encoded first (a format's refusal then comes before -f replaces any mask), the masks
+        # written next (write_masks checks every name before writing any, so a refusal leaves nothing), and a
+        # picture that cannot be written (a full disk) takes the masks just written with it.
+        save = None
+        if output is not None:
+            picture = segment.encoded_picture(segment.render(img, base, style), fmt,
+                                              "<stdout>" if output == STDIO else output)
+            save = partial(write_atomic, output, picture, overwrite=force)
         masks = segment.write_with_masks(img, masks_dir, _stem(input_path), save, overwrite=force)
     if quiet:
         return

@@ -23,7 +23,7 @@ from . import prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import MAX_PIXELS_HINT, KmqError, warn
+from .errors import MAX_PIXELS_HINT, KmqError, warn, warnings_about
 from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -334,6 +334,7 @@ def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str =
                 palette = colours.view(np.uint8).reshape(-1, 4)
                 save_quantized(palette, labels.reshape(words.shape), target, format=format, name=name)
                 return
+        _holds_rgb(format, name)
         pixels = _flattened(pixels, format, name)
     warn_lossy(format.upper(), name)
     _save(Image.fromarray(pixels), target, format, name)
@@ -383,6 +384,7 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         if fmt == "GIF" and k <= 256:
             palette, labels, transparent = _gif_transparency(palette, labels, name)
         else:
+            _holds_rgb(format, name)
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3
     warn_lossy(fmt, name)
@@ -471,6 +473,12 @@ def webp_lossless_bytes(pixels: np.ndarray) -> bytes | None:
     return out.getvalue()
 
 
+def _holds_rgb(format: str, name: str) -> None:
+    """KmqError, as the write would give, when format takes no RGB pixels at all (XBM and MSP: 1-bit only),
+    found on a 1 x 1 image before compositing alpha warns about a file that is never written."""
+    _save(Image.new("RGB", (1, 1)), io.BytesIO(), format, name)
+
+
 def _flattened(rgba: np.ndarray, fmt: str, name: str) -> np.ndarray:
     """(..., 4) uint8 -> (..., 3) uint8 composited over white, with a warning if any alpha was below 255."""
     if (rgba[..., 3] < 255).any():
@@ -538,7 +546,8 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     options.update(_icon_sizes(im, format.upper(), name))
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
-        im.save(target, format=format, **options)
+        with warnings_about(name):  # Pillow's own warnings (IM is deprecated) name no file
+            im.save(target, format=format, **options)
     # OverflowError, struct.error: a size field too small (GIF, TGA, SGI); RuntimeError: libavif's refusals.
     except (KeyError, ValueError, OSError, OverflowError, RuntimeError, struct.error) as e:
         if isinstance(e, OSError) and e.errno is not None:

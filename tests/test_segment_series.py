@@ -296,10 +296,10 @@ def test_one_input_whose_picture_cannot_be_written_leaves_no_masks(runner, colou
     # As a bulk run's (above): the masks were written first and stayed, and a rerun stopped on them.
     from kmq import cli
 
-    def full(output, *args, **kwargs):
+    def full(output, *args, **kwargs):  # the picture's write only: the masks' is segment's
         raise cli.KmqError(f"cannot write {output}: No space left on device")
 
-    monkeypatch.setattr(cli, "_save", full)
+    monkeypatch.setattr(cli, "write_atomic", full)
     result = run(runner, "segment", "p.png", "-o", "seen.png", "--masks", "m", "-k", "2")
     assert (result.exit_code, result.output) == (1, "Error: cannot write seen.png: No space left on device\n")
     assert list((colours16 / "m").iterdir()) == []
