@@ -320,11 +320,13 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
             relative = Path(stdin_name)
         target = (out / rename(relative)) if out is not None else source.with_name(rename(relative).name)
         problem = None
+        there = str(source) == STDIO or os.path.exists(source)  # a missing one is reported as such, claiming nothing
         if str(source) == STDIO and len(pairs) > 1:
             problem = STDIN_ALONE
-        elif target in claimed:
+        elif there and target in claimed:
             problem = f"{target} is already the output of {claimed[target]}"
-        claimed.setdefault(target, source)
+        if there:
+            claimed.setdefault(target, source)
         jobs.append(Job(len(jobs), source, target, _size(source), problem))
     return jobs
 

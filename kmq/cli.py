@@ -1127,7 +1127,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         # The Ks the panels show: fewer colours than a K asked give that K's panel a smaller one.
         drawn = [str(p.record["k"]) for p in figure.panels if p.record is not None]
         shown = (f"K = {', '.join(drawn)}" if palette is None
-                 else f"K = {len(palette.colors)} ({palette.name})")
+                 else f"K = {len(palette.colors)} ({_shown(palette.name)})")
         click.echo(f"{_shown(image)} -> {_shown(output)}: original and {shown}, {width}x{height}", err=output == STDIO)
 
 

@@ -65,3 +65,22 @@ def test_no_warning_about_alpha_in_a_file_that_is_refused(tmp_path, ext, message
     result = run("decompress", tmp_path / "x.kmq", "-o", out)
     assert (result.exit_code, result.output) == (1, f"Error: {out}: {message}\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("order", [("a.jpg", "a.png"), ("a.png", "a.jpg")])
+def test_a_missing_input_does_not_take_the_output_name_of_a_real_one(tmp_path, monkeypatch, order):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.arange(24, dtype=np.uint8).reshape(4, 6)).save("a.png")  # a.jpg does not exist
+    result = run("compress", *order, "-k", "2", "-o", "out/", "-q")
+    assert (result.exit_code, result.stderr) == (1, "Error: a.jpg: no such file or directory\n")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.kmq"]
+
+
+def test_montage_escapes_the_palette_files_name(tmp_path):
+    Image.fromarray(np.arange(24, dtype=np.uint8).reshape(4, 6)).save(tmp_path / "a.png")
+    palette = tmp_path / "p\tq\u202e.txt"
+    palette.write_text("#000000\n#ffffff\n")
+    out = tmp_path / "m.png"
+    result = run("montage", tmp_path / "a.png", "--palette", palette, "-o", out)
+    assert result.exit_code == 0
+    assert result.output.startswith(f"{tmp_path / 'a.png'} -> {out}: original and K = 2 (p\\tq\\u202e.txt), ")
