@@ -540,7 +540,10 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
     # exact: libwebp would otherwise replace the colour under alpha 0, and the file would not hold the decoded
     # pixels (nor match stats --reference, which measures them with exact).
-    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True, "exact": True}}.get(format.upper(), {})
+    # PDF: no dates, and no title (Pillow takes it from the file's name: the temporary file's, different each run),
+    # so that the same pixels give the same bytes.
+    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True, "exact": True},
+               "PDF": {"title": None, "creationDate": None, "modDate": None}}.get(format.upper(), {})
     if format.upper() == "QOI" and im.mode == "L":
         im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
     options.update(_icon_sizes(im, format.upper(), name))

@@ -84,3 +84,11 @@ def test_montage_escapes_the_palette_files_name(tmp_path):
     result = run("montage", tmp_path / "a.png", "--palette", palette, "-o", out)
     assert result.exit_code == 0
     assert result.output.startswith(f"{tmp_path / 'a.png'} -> {out}: original and K = 2 (p\\tq\\u202e.txt), ")
+
+
+def test_a_pdf_is_the_same_bytes_on_every_run(tmp_path):
+    # it held the time of writing and, as its title, the name of the temporary file written first
+    kmq.write(tmp_path / "x.kmq", kmq.compress(np.arange(24, dtype=np.uint8).reshape(4, 6), k=2))
+    assert run("decompress", tmp_path / "x.kmq", "-o", tmp_path / "x.pdf", "-q").exit_code == 0
+    data = (tmp_path / "x.pdf").read_bytes()
+    assert data.startswith(b"%PDF") and not any(key in data for key in [b"/CreationDate", b"/ModDate", b"/Title"])
