@@ -154,6 +154,22 @@ def test_flat_counts_the_share_of_the_16_commonest_colours(big, flat):
     assert target._flat(target._Search(pixels, 100, "ctx", 0, 300, {})) is flat
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_gradient_along_one_axis_gets_lzma(axis):
+    # every row (or column) the same 128 colours, none common: the colour rule took it for a photo, and ctx's
+    # file at 35 dB was 529 bytes (columns: 549), lzma's 243 (241)
+    x = np.arange(128)
+    row = np.stack([x * 2, 255 - x * 2, (x * 3) % 256], -1).astype(np.uint8)[None].repeat(48, 0)
+    pixels = np.ascontiguousarray(row if axis == 0 else row.swapaxes(0, 1))
+    assert target._repeating(pixels) and target._flat(target._Search(pixels, 128, "ctx", 0, 300, {}))
+    chosen = kmq.compress_to(pixels, psnr=35)
+    assert chosen.codec == "lzma" and db(chosen) >= 35
+    assert len(chosen.to_bytes()) < 0.5 * len(kmq.compress_to(pixels, psnr=35, codec="ctx").to_bytes())
+    # half the rows repeating is enough, a photo's none are
+    assert target._repeating(np.repeat(np.arange(40, dtype=np.uint8).reshape(20, 2, 1), 3, axis=2).repeat(2, 0))
+    assert not target._repeating(noisy_gradient())
+
+
 def noisy_gradient(height: int = 96, width: int = 128) -> np.ndarray:
     """Three ramps under Gaussian noise (sigma 8): a photo by the colour rule (no flat areas), whose high
     PSNRs need K far above 256."""
