@@ -635,6 +635,10 @@ class Prepared:
     # warm, where the image is its own sample: the ctx payload bounds of the labellings optimise returned, by
     # returned_key (they are the file's: _in_file_order)
     returned: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    # warm, larger than its sample: the image's runs from plain at (lambda, sweeps), the latest _RUNS_KEPT (a
+    # target's search lands at one K's lambda again with another strength: the grey trial 1200x800 made 4 runs
+    # at one lambda, 0.08 s each; only the back-off to each budget differs)
+    runs: dict[tuple[float, int], _State] = field(default_factory=dict)
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
@@ -968,10 +972,11 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain, ordered)
+    if not whole and _worse(trial, trial.kept, palette, prepared):
+        # (judged on the sample alone: the image's run would not be read)
+        return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
-    s = trial.kept if whole else _copy(plain)
-    if not whole:
-        _run(s, trial.lam, sweeps)
+    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)
     if s.nearest_total() > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
         back = plain  # only its nearest entries (and the palette and gaps they are of) are read
@@ -979,18 +984,36 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         labels = s.labels.reshape(-1)
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
-    judged = s if whole else trial.kept
-    if whole and prepared.warm:
-        judged = _in_file_order(s)
-    if _worse(trial, judged, palette, prepared, margin if whole else 0):
-        return _nearest(plain, ordered)
-    if isinstance(judged, _Labelling):
-        prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
-            digest(judged.palette, judged.labels)]
-        labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
-        return judged.palette, labels, s.total / labels.size
+    if whole:
+        judged = _in_file_order(s) if prepared.warm else s
+        if _worse(trial, judged, palette, prepared, margin):
+            return _nearest(plain, ordered)
+        if isinstance(judged, _Labelling):
+            prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
+                digest(judged.palette, judged.labels)]
+            labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
+            return judged.palette, labels, s.total / labels.size
     palette, labels = _result(s, ordered)
     return palette, labels, s.total / labels.size
+
+
+def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
+    """A run on the whole image (larger than its sample) from its nearest labelling at lam, to be written to;
+    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else)."""
+    key = (lam, sweeps)
+    done = prepared.runs.get(key)
+    if done is None:
+        done = _copy(prepared.plain)
+        _run(done, lam, sweeps)
+        if not prepared.warm:
+            return done
+        prepared.runs[key] = done
+        while len(prepared.runs) > _RUNS_KEPT:
+            del prepared.runs[next(iter(prepared.runs))]
+    return _copy(done)
+
+
+_RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels)
 
 
 @dataclass

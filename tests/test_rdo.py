@@ -509,6 +509,34 @@ def test_a_warm_prepared_state_calibrates_each_run_from_the_trials_before_it(cro
     assert sum(len(v) for v in warm.trials.values()) <= rdo._REMEMBERED * 2
 
 
+def test_a_warm_prepared_state_keeps_the_images_runs_for_another_strength(crop, small_sample, monkeypatch):
+    # A target's search lands at one K's lambda again with another strength: the image's run from its
+    # nearest labelling is the same state, so a warm Prepared keeps the latest (rdo._RUNS_KEPT) and each call
+    # backs a copy off to its own budget: the same results, byte for byte, as without them, fewer runs.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    original = rdo._run
+    results, whole_runs = [], []
+    for kept in (rdo._RUNS_KEPT, 0):
+        monkeypatch.setattr(rdo, "_RUNS_KEPT", kept)
+        runs = []
+        monkeypatch.setattr(rdo, "_run", lambda s, lam, sweeps, sample=False: (
+            runs.append(s.height == crop.shape[0]), original(s, lam, sweeps, sample))[1])
+        warm = rdo.prepare(crop, distinct, palette, warm=True)
+        assert not warm.whole
+        before = warm.plain.labels.copy()
+        results.append([rdo.optimise(crop, distinct, palette, pct, warm) for pct in (3.0, 3.0, 3.2, 3.0, 2.9)])
+        np.testing.assert_array_equal(warm.plain.labels, before)
+        assert len(warm.runs) <= kept
+        whole_runs.append(sum(runs))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[2] == want[2]
+    assert len({r[2] for r in results[0]}) > 1  # (the strengths differ in what they keep)
+    assert whole_runs[0] < whole_runs[1]
+
+
 def _checker_and_noise() -> np.ndarray:
     """64x64 grey: 3/4 random levels 150..250, the last quarter a checkerboard of 98 and 102."""
     rng = np.random.default_rng(0)
