@@ -537,6 +537,34 @@ def test_a_warm_prepared_state_keeps_the_images_runs_for_another_strength(crop, 
     assert whole_runs[0] < whole_runs[1]
 
 
+@pytest.mark.parametrize("lam", [30.0, 3000.0])
+def test_a_run_keeps_one_mask_of_moved_pixels_over_its_sweeps(crop, lam):
+    # _run hands its sweeps one mask of the pixels away from their nearest entry and reads s.moved from it
+    # once: the same labels, J, counts and moved pixels as sweeps that each rebuild it from s.moved.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    run = rdo._start(crop, rdo._Colours(distinct), palette)
+    rdo._run(run, lam, 3)
+    each = rdo._start(crop, rdo._Colours(distinct), palette)
+    assert sum(len(c) for c in _sweeps(each, lam, 3)) > 0
+    rdo._refine(each)
+    np.testing.assert_array_equal(run.labels, each.labels)
+    np.testing.assert_array_equal(run.palette, each.palette)
+    np.testing.assert_array_equal(run.moved, each.moved)
+    np.testing.assert_array_equal(run.counts, each.counts)
+    assert run.total == each.total
+
+
+def test_digest_reads_the_arrays_as_their_bytes():
+    import hashlib
+    palette = np.arange(21, dtype=np.uint8).reshape(7, 3)
+    labels = (np.arange(600) % 7).astype(np.uint16).reshape(20, 30)
+    for p, lab in ((palette, labels), (palette[::-1], labels[:, ::2]), (palette, labels.T)):
+        want = hashlib.blake2b(bytes(str(p.shape), "ascii") + p.tobytes() + lab.tobytes()).digest()
+        assert rdo.digest(p, lab) == want
+    assert rdo.digest(palette, labels) != rdo.digest(palette, labels.astype(np.uint8))
+
+
 def _checker_and_noise() -> np.ndarray:
     """64x64 grey: 3/4 random levels 150..250, the last quarter a checkerboard of 98 and 102."""
     rng = np.random.default_rng(0)
