@@ -555,6 +555,33 @@ def test_a_run_keeps_one_mask_of_moved_pixels_over_its_sweeps(crop, lam):
     assert run.total == each.total
 
 
+@pytest.mark.parametrize("sample", [False, True])
+def test_runs_from_one_nearest_labelling_share_its_sums_and_refine_alike(crop, sample):
+    # Every run from one nearest labelling (a calibration's trials, a target's runs at one K) refines from
+    # the sums of its nearest entries' pixels: kept once, the same palettes, labels and J as each run alone.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    shared = rdo._start(crop, rdo._Colours(distinct), palette)
+    for lam in (30.0, 300.0, 3000.0):
+        run = rdo._copy(shared)
+        rdo._run(run, lam, 2, sample)
+        alone = rdo._start(crop, rdo._Colours(distinct), palette)
+        rdo._run(alone, lam, 2, sample)
+        np.testing.assert_array_equal(run.palette, alone.palette)
+        np.testing.assert_array_equal(run.labels, alone.labels)
+        assert run.total == alone.total
+    sums, had = shared.colours.nearest_sums(shared.near_c, 16, sample)
+    assert shared.colours.nearest_sums(shared.near_c, 16, sample)[0] is sums  # (kept)
+    weights = distinct.counts.astype(np.float64)
+    for ch in range(3):
+        np.testing.assert_array_equal(sums[ch], np.bincount(shared.near_c, weights=distinct.colors[:, ch] * weights,
+                                                            minlength=16))
+    if sample:
+        np.testing.assert_array_equal(had, np.bincount(shared.near_c, weights=weights, minlength=16))
+    other = shared.near_c.copy()
+    assert shared.colours.nearest_sums(other, 16, sample)[0] is not sums
+
+
 def test_digest_reads_the_arrays_as_their_bytes():
     import hashlib
     palette = np.arange(21, dtype=np.uint8).reshape(7, 3)
