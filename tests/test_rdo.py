@@ -582,6 +582,34 @@ def test_runs_from_one_nearest_labelling_share_its_sums_and_refine_alike(crop, s
     assert shared.colours.nearest_sums(other, 16, sample)[0] is not sums
 
 
+@pytest.mark.parametrize("k", [40, 300])
+@pytest.mark.parametrize("moved", [0, 1, 3])
+def test_a_refinement_above_the_gaps_searches_only_colours_its_entry_may_lose(k, moved, monkeypatch):
+    # Above _GAPS_MAX_K a refined palette's nearest entries come from each entry's separation from the
+    # others (less twice the farthest move): the colours well inside their entry keep it, the rest are
+    # searched. The same entries and distances as a search of every colour, ties and equal entries included.
+    monkeypatch.setattr(rdo, "_SEPARATED_PER_COLOUR", 64)
+    rng = np.random.default_rng(k + moved)
+    colors = np.unique(rng.integers(0, 256, (6000, 3), dtype=np.uint8), axis=0)
+    pixels = colors[rng.integers(0, len(colors), 90 * 80)].reshape(90, 80, 3)
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    palette[1] = palette[0]  # (two equal entries: no colour is sure of either)
+    palette[2] = palette[3] + [1, 0, 0]  # (a close pair)
+    s = rdo._start(pixels, rdo._Colours(distinct), palette)
+    assert s.gap_c is None
+    refined = np.clip(palette.astype(int) + rng.integers(-moved, moved + 1, palette.shape), 0, 255).astype(np.uint8)
+    searched = []
+    original = rdo._nearest_of
+    monkeypatch.setattr(rdo, "_nearest_of", lambda colors, *a: (searched.append(len(colors)), original(colors, *a))[1])
+    near, dnear, gap = rdo._renearest(s, refined, rdo._dist(distinct.colors, refined, s.near_c))
+    assert gap is None and 0 < searched[0] < len(distinct.colors)
+    want, want_d = kmeans.nearest(distinct.colors, refined)
+    np.testing.assert_array_equal(near, want)
+    np.testing.assert_array_equal(dnear, want_d)
+    assert near.dtype == s.near_c.dtype and dnear.dtype == np.int32
+
+
 def test_digest_reads_the_arrays_as_their_bytes():
     import hashlib
     palette = np.arange(21, dtype=np.uint8).reshape(7, 3)
