@@ -1130,13 +1130,14 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
         _run(done, lam, sweeps)
         if not prepared.warm:
             return done
+        done.movable = None  # (a per-pixel array only sweeps read: 12 MB at 12 MP)
         prepared.runs[key] = done
         while len(prepared.runs) > _RUNS_KEPT:
             del prepared.runs[next(iter(prepared.runs))]
     return _copy(done)
 
 
-_RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels)
+_RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels, 8 bytes each)
 
 
 @dataclass
