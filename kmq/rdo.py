@@ -187,6 +187,12 @@ class _State:
         return int(self.dnear_c.astype(np.int64) @ self.colours.counts.astype(np.int64, copy=False))
 
 
+def _pixels_at(s: _State, idx: np.ndarray) -> np.ndarray:
+    """The pixels idx (flat), (m, C): take along the rows copies 4x faster than s.pixels[idx] (12 MP, 0.9 M
+    pixels: 0.002 s against 0.009)."""
+    return np.take(s.pixels, idx, axis=0)
+
+
 def _padded_at(s: _State, idx: np.ndarray) -> np.ndarray:
     """Positions in the flat padded labels of the pixels idx (flat)."""
     return idx + 2 * (idx // s.width) + s.width + 3
@@ -219,6 +225,7 @@ class _Colours:
         self.index = distinct.index()  # kept by distinct for large images: no copy made
         self._weights: np.ndarray | None = None
         self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
+        self._sums: tuple | None = None  # nearest_sums' of the last nearest entries asked about
 
     @property
     def weights(self) -> np.ndarray:
@@ -227,6 +234,20 @@ class _Colours:
         if self._weights is None:
             self._weights = self.counts.astype(np.float64)
         return self._weights
+
+    def nearest_sums(self, near_c: np.ndarray, k: int, pixels: bool) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Per entry of a palette of k, the summed channels (float64, exact) of the pixels whose colour has it
+        nearest (near_c) and, if ``pixels``, how many they are. Kept for the last near_c (by identity: nearest
+        entries are replaced, never written to), which every run from one nearest labelling refines from (a
+        calibration's trials, a target's runs at one K: the noisy trial 1200x800 at K = 256, 640 000 colours,
+        0.01 s a run)."""
+        done = self._sums  # (read once: a bulk run's threads may share a state's colours)
+        if done is None or done[0] is not near_c or done[1] != k or (pixels and done[3] is None):
+            sums = [np.bincount(near_c, weights=self.colors[:, ch] * self.weights, minlength=k)
+                    for ch in range(self.colors.shape[1])]
+            had = np.bincount(near_c, weights=self.weights, minlength=k) if pixels else None
+            done = self._sums = (near_c, k, sums, had)
+        return done[2], done[3]
 
     def spread(self, per_colour: np.ndarray) -> np.ndarray:
         """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
@@ -241,11 +262,16 @@ class _Colours:
         (the same result, from fewer candidates)."""
         if len(palette) <= _GAPS_MAX_K:
             return _gaps(self.colors, palette)
-        if guess is not None and kmeans.takes_guess(len(self.colors), self.colors.shape[1], len(palette)):
-            labels, sq = kmeans.nearest(self.colors, palette, guess.astype(np.intp))
-        else:
-            labels, sq = kmeans.nearest(self.colors, palette)
-        return labels.astype(_label_type(len(palette))), sq.astype(np.int32), None
+        return (*_nearest_of(self.colors, palette, guess), None)
+
+
+def _nearest_of(colors: np.ndarray, palette: np.ndarray, guess: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """kmeans.nearest of colors (as _label_type; the distances int32), from the guess where it reads one."""
+    if guess is not None and kmeans.takes_guess(len(colors), colors.shape[1], len(palette)):
+        labels, sq = kmeans.nearest(colors, palette, guess.astype(np.intp))
+    else:
+        labels, sq = kmeans.nearest(colors, palette)
+    return labels.astype(_label_type(len(palette))), sq.astype(np.int32)
 
 
 # Palettes up to this many entries find each colour's gap with its nearest entry (12 MP noisy photo, 1.5 M
@@ -319,17 +345,27 @@ def _recount(s: _State, to: np.ndarray, away: np.ndarray) -> None:
     s.counts += np.bincount(to, minlength=k) - np.bincount(away, minlength=k)
 
 
-def _mark(s: _State, stamp: np.ndarray, changed: np.ndarray, step: int) -> None:
-    """Stamp (padded like the labels) the pixels within one pixel, in all 8 directions, of the pixels
-    ``changed`` (flat) with ``step``, the latest step at which they or a neighbour changed."""
+def _mark(s: _State, stamp: np.ndarray, at: np.ndarray, step: int) -> None:
+    """Stamp (padded like the labels) the pixels within one pixel, in all 8 directions, of the pixels at
+    ``at`` (flat positions in the padded labels) with ``step``, the latest step at which they or a
+    neighbour changed."""
     flat = stamp.reshape(-1)
-    at = _padded_at(s, changed)
-    for di, dj in ((0, 0), *_OFFSETS):
-        flat[at + di * (s.width + 2) + dj] = step
+    base, shifts = _based(at, s.width)
+    for off in (s.width + 3, *shifts):  # (the pixel itself: offset 0 less the low one)
+        flat[off:][base] = step
+
+
+def _based(pidx: np.ndarray, width: int) -> tuple[np.ndarray, list[int]]:
+    """pidx less the farthest back of the 8 neighbours' offsets, and those offsets (_OFFSETS) less it: the
+    neighbours at ``off`` of flat positions pidx are flat[off:][base], views where flat[pidx + off] would
+    make an index array for each (12 MP: 8 gathers 0.012 s where they took 0.015, 9 scatters 0.009 / 0.012)."""
+    offsets = [di * (width + 2) + dj for di, dj in _OFFSETS]
+    low = offsets[4]  # (-1, -1)
+    return pidx + low, [off - low for off in offsets]
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | None = None, step: int = 0,
-           before: np.ndarray | None = None) -> np.ndarray:
+           before: np.ndarray | None = None, away: np.ndarray | None = None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
     that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
     changed. stamp: _mark's, padded, int8, written here with step + 1 + the class for each class's moves;
@@ -338,13 +374,19 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
     after its own class's step there) would keep its label (it holds the least cost of the same candidates,
     and a tie keeps the current label), so it is not visited again: the same labels, and at 12 MP (K = 16,
     --rdo 2) a second sweep hands _choose 0.38-0.97x the pixels (noisy 1 006 000 -> 386 000, detailed 721 000
-    -> 356 000, china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000)."""
+    -> 356 000, china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000).
+    away: (H*W,) bool, the pixels that may be away from their nearest entry, kept by a caller that sweeps
+    again (_run): the moves are added to it and s.moved is left as it was, for the caller to set from it
+    once (12 MP: a pass over the mask, 0.014 s, and its rebuilding, 0.002, spared per sweep after the first)."""
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
     offsets = [di * (width + 2) + dj for di, dj in _OFFSETS]
-    away = np.zeros(height * width, bool)  # the pixels that may be away from their nearest entry
-    away[s.moved] = True
+    kept = away is not None
+    if not kept:
+        away = _away(s)
+    # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
+    moved_any = len(s.moved) > 0 or (kept and bool(away.any()))
     # When todo is much of the image, the pixels worth visiting are found on views of the whole labels
     # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
     # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
@@ -391,7 +433,8 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             idx = (2 * rows + a) * width + 2 * cols + b
             pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
             cur, agree = flat[pidx], agree.reshape(-1)[at]
-            nbs = [flat[pidx + off] for off in offsets]
+            base, shifts = _based(pidx, width)
+            nbs = [flat[off:][base] for off in shifts]
         else:
             idx = todo[parity == cls]
             pidx = _padded_at(s, idx)
@@ -405,7 +448,8 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             for off in offsets[:4]:
                 moving |= cur != flat[pidx + off]
             idx, pidx, cur = idx[moving], pidx[moving], cur[moving]
-            nbs = [flat[pidx + off] for off in offsets]
+            base, shifts = _based(pidx, width)
+            nbs = [flat[off:][base] for off in shifts]
             agree = _agreement(nbs, cur)
             live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
             # (filtering costs a copy of every array: worth it only when it drops most pixels)
@@ -414,25 +458,27 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 nbs = [nb[live] for nb in nbs]
         if len(idx) == 0:
             continue
-        # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
-        near = s.near(idx) if len(s.moved) else None
-        best_c, best_d, dcur = _choose(s.palette, lam, s.pixels[idx], cur, near, nbs, agree)
+        near = s.near(idx) if moved_any else None
+        px = _pixels_at(s, idx)
+        best_c, dcur = _choose(s.palette, lam, px, cur, near, nbs, agree)
         # (a pixel that stays keeps its distance: only the moves are written and summed)
         moves = np.flatnonzero(best_c != cur)
         to = best_c[moves]
         flat[pidx[moves]] = to
-        s.total += int(best_d[moves].sum(dtype=np.int64) - dcur[moves].sum(dtype=np.int64))
+        s.total += int(_dist(np.take(px, moves, axis=0), s.palette, to).sum(dtype=np.int64)
+                       - dcur[moves].sum(dtype=np.int64))
         if dense:
             own = phases[(1 + a) % 2][(1 + b) % 2]
             own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
         _recount(s, to, cur[moves])
         changed.append(idx[moves])
         if stamp is not None:
-            _mark(s, stamp, changed[-1], step + 1 + cls)
+            _mark(s, stamp, pidx[moves], step + 1 + cls)
     # (s.moved stays sorted through the mask; the moves themselves go to _mark, which needs no order)
     for idx in changed:
         away[idx] = True
-    s.moved = np.flatnonzero(away)
+    if not kept:
+        s.moved = np.flatnonzero(away)
     return np.concatenate(changed) if changed else np.zeros(0, np.intp)
 
 
@@ -454,30 +500,48 @@ def _movable(s: _State, lam: float) -> np.ndarray | None:
 
 
 def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray | None,
-            nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The lowest-cost label of each pixel px (m, C) among its current label cur (agreeing with ``agree``
     of the Potts weight), its nearest entry (None: cur is) and its 4 axial neighbours' labels (the first 4
-    of nbs; the sentinel k never); returns that label, its distance and the current label's distance.
-    Costs are float32 (distances below 2^18 are exact; a tie within rounding goes to the earlier
-    candidate, cur first)."""
+    of nbs; the sentinel k never); returns that label and the current label's distance (int32). Costs are
+    float32 (distances below 2^24 are exact, and so is each channel's square: the same costs as from the
+    int32 distances; a tie within rounding goes to the earlier candidate, cur first). The chosen labels'
+    distances are not returned: only the few moves' are read (12 MP china + noise, K = 16: 0.9 M pixels
+    chosen for, 5 int32 selects each where the moves' distances are one gather)."""
     k = len(palette)
     lam = np.float32(lam)
-    channels = _channels(px)
-    dcur = _dist(px, palette, cur, channels)
-    best, best_c, best_d = dcur.astype(np.float32), cur, dcur
+    # (a spare entry for the sentinel k, so neighbours' labels index the columns as they are: their
+    # distance there is never read)
+    columns = np.zeros((px.shape[1], k + 1), np.float32)
+    columns[:, :k] = palette.T
+    levels = [px[:, ch].astype(np.float32) for ch in range(px.shape[1])]
+    best = _fdist(columns, levels, cur)
+    dcur = best.astype(np.int32)
     best -= lam * agree
+    best_c = cur.copy()
     for c in ([] if near is None else [near]) + nbs[:4]:
-        edge = c is not near  # a neighbour's label can be the sentinel k: made impossible below
-        d = _dist(px, palette, np.minimum(c, k - 1) if edge else c, channels)
-        cost = d.astype(np.float32)
+        cost = _fdist(columns, levels, c)
         cost -= lam * _agreement(nbs, c)
-        if edge:
+        if c is not near:
             cost[c == k] = np.inf
         better = cost < best
-        np.copyto(best, cost, where=better)
-        best_c = np.where(better, c, best_c)
-        best_d = np.where(better, d, best_d)
-    return best_c, best_d, dcur
+        np.minimum(best, cost, out=best)  # (where not better the two are equal or best is less)
+        np.copyto(best_c, c, where=better)
+    return best_c, dcur
+
+
+def _fdist(columns: np.ndarray, levels: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """_dist as float32 (exact) from the palette's columns and the pixels' channels as float32."""
+    at = labels.astype(np.intp)  # (take casts its indices to intp: once for every channel)
+    d = np.take(columns[0], at)
+    d -= levels[0]
+    np.square(d, out=d)
+    for ch in range(1, len(levels)):
+        e = np.take(columns[ch], at)
+        e -= levels[ch]
+        np.square(e, out=e)
+        d += e
+    return d
 
 
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
@@ -516,34 +580,36 @@ def _refine(s: _State, sample: bool = False) -> None:
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
+    px = _pixels_at(s, moved)
+    near_sums, had = colours.nearest_sums(s.near_c, k, sample)
     if sample:
-        had = np.bincount(s.near_c, weights=colours.weights, minlength=k)[used]  # pixels nearest each entry
+        had = had[used]  # pixels nearest each entry
     for ch in range(channels):
-        sums = np.bincount(s.near_c, weights=colours.colors[:, ch] * colours.weights, minlength=k)
         if sample:
-            nearest = sums[used] / np.maximum(had, 1)
-        level = s.pixels[moved, ch]
-        sums += np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level, minlength=k)
+            nearest = near_sums[ch][used] / np.maximum(had, 1)
+        level = px[:, ch]
+        sums = near_sums[ch] + (np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level,
+                                                                                         minlength=k))
         mean = sums[used] / counts[used]
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
         palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
-    _repalette(s, palette, moved, to, which)
+    _repalette(s, palette, moved, to, which, px)
 
 
 def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray, to: np.ndarray | None = None,
-               which: np.ndarray | None = None) -> None:
+               which: np.ndarray | None = None, px: np.ndarray | None = None) -> None:
     """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) being the pixels not at
     their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
     date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
-    to, which: the labels of the pixels moved and their colours (colours.index), if known."""
+    to, which, px: the labels of the pixels moved, their colours (colours.index) and pixels, if known."""
     colours = s.colours
     to = s.current(moved) if to is None else to
     which = colours.index[moved] if which is None else which
     per_colour = _dist(colours.colors, palette, s.near_c)
     away = per_colour[which].sum(dtype=np.int64)
     s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64, copy=False) - away
-                  + _dist(s.pixels[moved], palette, to).sum(dtype=np.int64))
+                  + _dist(_pixels_at(s, moved) if px is None else px, palette, to).sum(dtype=np.int64))
     near_c, s.dnear_c, s.gap_c = _renearest(s, palette, per_colour)
     shifted = near_c != s.near_c
     # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
@@ -558,13 +624,28 @@ def _renearest(s: _State, palette: np.ndarray, per_colour: np.ndarray
     per_colour: each colour's distance to its old nearest entry in ``palette``. Where s.gap_c is known, a
     colour stays with its entry when that stays nearer than its old second nearest entry's distance less the
     farthest any entry moved, so only the others are searched (12 MP china + noise at --rdo 2, 1.5 M colours,
-    entries moved by up to 1.4: 6 % searched, 0.044 s -> 0.015). The gaps are then not kept (None): none is
-    read after a refinement (a sweep without them would visit every pixel at a boundary, the same moves)."""
+    entries moved by up to 1.4: 6 % searched, 0.044 s -> 0.015); without them (K > _GAPS_MAX_K, up to
+    _separated_max), when it stays nearer than half its separation from the other entries. The gaps are then
+    not kept (None): none is read after a refinement (a sweep without them would visit every pixel at a
+    boundary, the same moves)."""
     colours = s.colours
-    if s.gap_c is None or len(palette) != len(s.palette):
+    k = len(palette)
+    if k != len(s.palette) or (s.gap_c is None and not _GAPS_MAX_K < k <= _separated_max(len(colours.colors))):
         # (a refinement moves entries by a few levels: the old nearest entries guide the search, 1 MP noisy
         # photo at K = 256: 0.1 of 0.3 s per rdo run)
         return colours.nearest(palette, s.near_c)
+    if s.gap_c is None:
+        # Without gaps (K > _GAPS_MAX_K), a colour x stays with its entry e' (as moved) where |x - e'| is below
+        # half the least separation of e' from another entry f': |x - f'| >= |e' - f'| - |x - e'| > |x - e'|
+        # (strictly: no tie). Only the others are searched (the noisy trial 1200x800 at K = 256: 58 % of 640 000
+        # colours, 0.045 s -> 0.036; the RGBA vignette 600x400 at K = 740 and 1036: 53 % and 57 % of 109 000,
+        # 0.070 -> 0.043 and 0.073 -> 0.053).
+        reach = np.sqrt(_separation(palette))
+        unsure = np.flatnonzero(2 * np.sqrt(per_colour) + 1e-6 >= reach[s.near_c])
+        near_c, dnear_c = s.near_c.copy(), per_colour.copy()
+        if len(unsure):
+            near_c[unsure], dnear_c[unsure] = _nearest_of(colours.colors[unsure], palette, s.near_c[unsure])
+        return near_c, dnear_c, None
     shift = math.sqrt(int(np.square(palette.astype(np.int32) - s.palette.astype(np.int32)).sum(axis=1).max()))
     second = s.dnear_c.astype(np.float64)
     second += s.gap_c
@@ -577,19 +658,58 @@ def _renearest(s: _State, palette: np.ndarray, per_colour: np.ndarray
     return near_c, dnear_c, None
 
 
+# _renearest's bound costs K^2 distances (_separation: 0.005 s at K = 740, 0.02 at 1481) and spares a share of
+# the colours' search: used up to K^2 = _SEPARATED_PER_COLOUR x the colours (the RGBA vignette's 109 000 at
+# K = 1481: 0.080 s against 0.078), and K = _SEPARATED_MAX_K.
+_SEPARATED_PER_COLOUR = 16
+_SEPARATED_MAX_K = 2048
+_SEPARATION_ROWS = 256  # entries at a time (_separation)
+
+
+def _separated_max(colours: int) -> int:
+    """The largest K whose refinements _renearest bounds by separations, for this many distinct colours."""
+    return min(_SEPARATED_MAX_K, math.isqrt(_SEPARATED_PER_COLOUR * colours))
+
+
+def _separation(palette: np.ndarray) -> np.ndarray:
+    """Each entry's squared distance to the nearest other entry, float64 (inf for a single entry)."""
+    k = len(palette)
+    columns = [palette[:, ch].astype(np.int32) for ch in range(palette.shape[1])]
+    least = np.empty(k, np.float64)
+    for start in range(0, k, _SEPARATION_ROWS):
+        rows = slice(start, min(start + _SEPARATION_ROWS, k))
+        d = np.square(columns[0][rows, None] - columns[0][None, :])
+        for col in columns[1:]:
+            d += np.square(col[rows, None] - col[None, :])
+        d[np.arange(d.shape[0]), np.arange(rows.start, rows.stop)] = np.iinfo(np.int32).max  # (not itself)
+        least[rows] = d.min(axis=1)
+    least[least == np.iinfo(np.int32).max] = np.inf
+    return least
+
+
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
     """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
     for _ in range(_ROUNDS):
         todo = before = None
         # (a pixel can only gain from a move if a neighbour moved: _sweep)
         stamp = np.zeros((s.height + 2, s.width + 2), np.int8) if sweeps > 1 else None
+        _settle(s)
+        away = _away(s)
         for sweep in range(sweeps):
             step = 4 * sweep
-            changed = _sweep(s, lam, todo, stamp, step, before)
+            changed = _sweep(s, lam, todo, stamp, step, before, away)
             if len(changed) == 0 or sweep == sweeps - 1:
                 break
             todo, before = stamp[1:-1, 1:-1] > step, todo
+        s.moved = np.flatnonzero(away)  # (sorted, as the mask is)
         _refine(s, sample)
+
+
+def _away(s: _State) -> np.ndarray:
+    """s.moved as a (H*W,) mask."""
+    away = np.zeros(s.height * s.width, bool)
+    away[s.moved] = True
+    return away
 
 
 def _sample(pixels: np.ndarray) -> np.ndarray:
@@ -635,6 +755,10 @@ class Prepared:
     # warm, where the image is its own sample: the ctx payload bounds of the labellings optimise returned, by
     # returned_key (they are the file's: _in_file_order)
     returned: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    # warm, larger than its sample: the image's runs from plain at (lambda, sweeps), the latest _RUNS_KEPT (a
+    # target's search lands at one K's lambda again with another strength: the grey trial 1200x800 made 4 runs
+    # at one lambda, 0.08 s each; only the back-off to each budget differs)
+    runs: dict[tuple[float, int], _State] = field(default_factory=dict)
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
@@ -909,8 +1033,11 @@ def _worse(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prep
 
 def digest(palette: np.ndarray, labels: np.ndarray) -> bytes:
     """A digest of a palette and labels: what a payload codes."""
-    return hashlib.blake2b(bytes(str(palette.shape), "ascii") + palette.tobytes()
-                           + np.ascontiguousarray(labels).tobytes()).digest()
+    h = hashlib.blake2b(bytes(str(palette.shape), "ascii"))
+    # (the arrays' buffers are read in place: the same bytes, without the copy tobytes makes)
+    h.update(np.ascontiguousarray(palette))
+    h.update(np.ascontiguousarray(labels))
+    return h.digest()
 
 
 def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
@@ -968,10 +1095,11 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain, ordered)
+    if not whole and _worse(trial, trial.kept, palette, prepared):
+        # (judged on the sample alone: the image's run would not be read)
+        return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
-    s = trial.kept if whole else _copy(plain)
-    if not whole:
-        _run(s, trial.lam, sweeps)
+    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)
     if s.nearest_total() > budget:
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
         back = plain  # only its nearest entries (and the palette and gaps they are of) are read
@@ -979,18 +1107,37 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         labels = s.labels.reshape(-1)
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
-    judged = s if whole else trial.kept
-    if whole and prepared.warm:
-        judged = _in_file_order(s)
-    if _worse(trial, judged, palette, prepared, margin if whole else 0):
-        return _nearest(plain, ordered)
-    if isinstance(judged, _Labelling):
-        prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
-            digest(judged.palette, judged.labels)]
-        labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
-        return judged.palette, labels, s.total / labels.size
+    if whole:
+        judged = _in_file_order(s) if prepared.warm else s
+        if _worse(trial, judged, palette, prepared, margin):
+            return _nearest(plain, ordered)
+        if isinstance(judged, _Labelling):
+            prepared.returned[returned_key(judged.palette, judged.labels)] = prepared.judged[
+                digest(judged.palette, judged.labels)]
+            labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
+            return judged.palette, labels, s.total / labels.size
     palette, labels = _result(s, ordered)
     return palette, labels, s.total / labels.size
+
+
+def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
+    """A run on the whole image (larger than its sample) from its nearest labelling at lam, to be written to;
+    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else)."""
+    key = (lam, sweeps)
+    done = prepared.runs.get(key)
+    if done is None:
+        done = _copy(prepared.plain)
+        _run(done, lam, sweeps)
+        if not prepared.warm:
+            return done
+        done.movable = None  # (a per-pixel array only sweeps read: 12 MB at 12 MP)
+        prepared.runs[key] = done
+        while len(prepared.runs) > _RUNS_KEPT:
+            del prepared.runs[next(iter(prepared.runs))]
+    return _copy(done)
+
+
+_RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels, 8 bytes each)
 
 
 @dataclass
@@ -1055,7 +1202,7 @@ def _back_off(s: _State, budget: int) -> None:
     flat = s.padded.reshape(-1)
     which = s.colours.index[s.moved]
     cur, near = flat[pidx], s.near_c[which]
-    delta = _dist(s.pixels[s.moved], s.palette, cur) - s.dnear_c[which]
+    delta = _dist(_pixels_at(s, s.moved), s.palette, cur) - s.dnear_c[which]
     gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
     moved, pidx, cur, near, delta = s.moved[gone], pidx[gone], cur[gone], near[gone], delta[gone]
     nbs = [flat[pidx + di * (s.width + 2) + dj] for di, dj in _OFFSETS]

@@ -509,6 +509,117 @@ def test_a_warm_prepared_state_calibrates_each_run_from_the_trials_before_it(cro
     assert sum(len(v) for v in warm.trials.values()) <= rdo._REMEMBERED * 2
 
 
+def test_a_warm_prepared_state_keeps_the_images_runs_for_another_strength(crop, small_sample, monkeypatch):
+    # A target's search lands at one K's lambda again with another strength: the image's run from its
+    # nearest labelling is the same state, so a warm Prepared keeps the latest (rdo._RUNS_KEPT) and each call
+    # backs a copy off to its own budget: the same results, byte for byte, as without them, fewer runs.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    original = rdo._run
+    results, whole_runs = [], []
+    for kept in (rdo._RUNS_KEPT, 0):
+        monkeypatch.setattr(rdo, "_RUNS_KEPT", kept)
+        runs = []
+        monkeypatch.setattr(rdo, "_run", lambda s, lam, sweeps, sample=False: (
+            runs.append(s.height == crop.shape[0]), original(s, lam, sweeps, sample))[1])
+        warm = rdo.prepare(crop, distinct, palette, warm=True)
+        assert not warm.whole
+        before = warm.plain.labels.copy()
+        results.append([rdo.optimise(crop, distinct, palette, pct, warm) for pct in (3.0, 3.0, 3.2, 3.0, 2.9)])
+        np.testing.assert_array_equal(warm.plain.labels, before)
+        assert len(warm.runs) <= kept
+        whole_runs.append(sum(runs))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[2] == want[2]
+    assert len({r[2] for r in results[0]}) > 1  # (the strengths differ in what they keep)
+    assert whole_runs[0] < whole_runs[1]
+
+
+@pytest.mark.parametrize("lam", [30.0, 3000.0])
+def test_a_run_keeps_one_mask_of_moved_pixels_over_its_sweeps(crop, lam):
+    # _run hands its sweeps one mask of the pixels away from their nearest entry and reads s.moved from it
+    # once: the same labels, J, counts and moved pixels as sweeps that each rebuild it from s.moved.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    run = rdo._start(crop, rdo._Colours(distinct), palette)
+    rdo._run(run, lam, 3)
+    each = rdo._start(crop, rdo._Colours(distinct), palette)
+    assert sum(len(c) for c in _sweeps(each, lam, 3)) > 0
+    rdo._refine(each)
+    np.testing.assert_array_equal(run.labels, each.labels)
+    np.testing.assert_array_equal(run.palette, each.palette)
+    np.testing.assert_array_equal(run.moved, each.moved)
+    np.testing.assert_array_equal(run.counts, each.counts)
+    assert run.total == each.total
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_runs_from_one_nearest_labelling_share_its_sums_and_refine_alike(crop, sample):
+    # Every run from one nearest labelling (a calibration's trials, a target's runs at one K) refines from
+    # the sums of its nearest entries' pixels: kept once, the same palettes, labels and J as each run alone.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    shared = rdo._start(crop, rdo._Colours(distinct), palette)
+    for lam in (30.0, 300.0, 3000.0):
+        run = rdo._copy(shared)
+        rdo._run(run, lam, 2, sample)
+        alone = rdo._start(crop, rdo._Colours(distinct), palette)
+        rdo._run(alone, lam, 2, sample)
+        np.testing.assert_array_equal(run.palette, alone.palette)
+        np.testing.assert_array_equal(run.labels, alone.labels)
+        assert run.total == alone.total
+    sums, had = shared.colours.nearest_sums(shared.near_c, 16, sample)
+    assert shared.colours.nearest_sums(shared.near_c, 16, sample)[0] is sums  # (kept)
+    weights = distinct.counts.astype(np.float64)
+    for ch in range(3):
+        np.testing.assert_array_equal(sums[ch], np.bincount(shared.near_c, weights=distinct.colors[:, ch] * weights,
+                                                            minlength=16))
+    if sample:
+        np.testing.assert_array_equal(had, np.bincount(shared.near_c, weights=weights, minlength=16))
+    other = shared.near_c.copy()
+    assert shared.colours.nearest_sums(other, 16, sample)[0] is not sums
+
+
+@pytest.mark.parametrize("k", [40, 300])
+@pytest.mark.parametrize("moved", [0, 1, 3])
+def test_a_refinement_above_the_gaps_searches_only_colours_its_entry_may_lose(k, moved, monkeypatch):
+    # Above _GAPS_MAX_K a refined palette's nearest entries come from each entry's separation from the
+    # others (less twice the farthest move): the colours well inside their entry keep it, the rest are
+    # searched. The same entries and distances as a search of every colour, ties and equal entries included.
+    monkeypatch.setattr(rdo, "_SEPARATED_PER_COLOUR", 64)
+    rng = np.random.default_rng(k + moved)
+    colors = np.unique(rng.integers(0, 256, (6000, 3), dtype=np.uint8), axis=0)
+    pixels = colors[rng.integers(0, len(colors), 90 * 80)].reshape(90, 80, 3)
+    distinct = kmeans.distinct(pixels.reshape(-1, 3))
+    palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    palette[1] = palette[0]  # (two equal entries: no colour is sure of either)
+    palette[2] = palette[3] + [1, 0, 0]  # (a close pair)
+    s = rdo._start(pixels, rdo._Colours(distinct), palette)
+    assert s.gap_c is None
+    refined = np.clip(palette.astype(int) + rng.integers(-moved, moved + 1, palette.shape), 0, 255).astype(np.uint8)
+    searched = []
+    original = rdo._nearest_of
+    monkeypatch.setattr(rdo, "_nearest_of", lambda colors, *a: (searched.append(len(colors)), original(colors, *a))[1])
+    near, dnear, gap = rdo._renearest(s, refined, rdo._dist(distinct.colors, refined, s.near_c))
+    assert gap is None and 0 < searched[0] < len(distinct.colors)
+    want, want_d = kmeans.nearest(distinct.colors, refined)
+    np.testing.assert_array_equal(near, want)
+    np.testing.assert_array_equal(dnear, want_d)
+    assert near.dtype == s.near_c.dtype and dnear.dtype == np.int32
+
+
+def test_digest_reads_the_arrays_as_their_bytes():
+    import hashlib
+    palette = np.arange(21, dtype=np.uint8).reshape(7, 3)
+    labels = (np.arange(600) % 7).astype(np.uint16).reshape(20, 30)
+    for p, lab in ((palette, labels), (palette[::-1], labels[:, ::2]), (palette, labels.T)):
+        want = hashlib.blake2b(bytes(str(p.shape), "ascii") + p.tobytes() + lab.tobytes()).digest()
+        assert rdo.digest(p, lab) == want
+    assert rdo.digest(palette, labels) != rdo.digest(palette, labels.astype(np.uint8))
+
+
 def _checker_and_noise() -> np.ndarray:
     """64x64 grey: 3/4 random levels 150..250, the last quarter a checkerboard of 98 and 102."""
     rng = np.random.default_rng(0)
