@@ -196,10 +196,11 @@ class Fine:
     """The 7-bit histogram of an image whose 6-bit one has too few bins: ids (B,) its occupied 7-bit keys
     ascending, counts (B,) and sums (B, 4) int64 as `Histogram`'s, six (B,) each one's 6-bit bin (in
     `Histogram.ids`); rank (B,) the place here of each bin of `Histogram.index`, which numbers them by 6-bit
-    bin and then by bit 1 of each channel; colours, the image's number of distinct colours."""
+    bin and then by bit 1 of each channel; colours, the image's number of distinct colours (None: over
+    `kmeans._POLISH_MAX`, not counted; see `Histogram._finer`)."""
 
     def __init__(self, ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, six: np.ndarray, rank: np.ndarray,
-                 colours: int) -> None:
+                 colours: int | None) -> None:
         self.ids, self.counts, self.sums, self.six, self.rank = ids, counts, sums, six, rank
         self.colours = colours
 
@@ -295,7 +296,7 @@ class Histogram:
             return
         if not full:
             if sparse or colourful():
-                self._finer(pairs, ranks)
+                self._finer(pairs, ranks, min_bins < kmeans._FINE_ENOUGH * kmeans._LARGE_K)
             else:
                 self.ids = None
             return
@@ -311,11 +312,13 @@ class Histogram:
         for c in range(4):  # a pixel's value is its bin's bits, shifted up, + its own low ones
             self.sums[:, c] += (self.cell(c) << (8 - self.bits)) * self.counts
 
-    def _finer(self, pairs: np.ndarray, ranks: _BitRank) -> None:
+    def _finer(self, pairs: np.ndarray, ranks: _BitRank, counted: bool = True) -> None:
         """Where the 6-bit bins are too few: each pixel's 6-bit bin (`index`), the 7-bit histogram and the
         number of distinct colours (`fine`, see `Fine`), and the 6-bit counts and sums as the 7-bit ones
         merged. ids becomes None where `kmeans.fit_fine` cannot stand for fit (`_POLISH_MAX` colours or
-        fewer, or more flags than `_FINE_FLAGS` to count them)."""
+        fewer, or more flags than `_FINE_FLAGS` to count them). Not counted (fine.colours None) unless
+        counted or the 7-bit bins are `_POLISH_MAX` or fewer: fit from `kmeans._LARGE_K` on reads no more
+        than that there are more colours than that, which as many bins already say."""
         n = pairs.shape[0]
         keys = self.index.view(np.uint32)
         first, last = _fine_tables()
@@ -335,28 +338,32 @@ class Histogram:
         parallel.map_parts(mark, n)
         sevens = np.flatnonzero(seen)  # 16 x (6-bit bin) + its bit 1 of each channel, ascending
         b = sevens.shape[0]
-        if b << 4 > max(_FINE_FLAGS, 4 * n) or b << 4 <= kmeans._POLISH_MAX:
+        # (12 MP photos under random alpha at K = 1024: 2.5 M to over 3 M 7-bit bins, whose 40 to 50 M flags
+        # cost 0.3 s of CPU and 40 MB, and whose flag limit sent the astronaut to the distinct colours.)
+        counted = counted or b <= kmeans._POLISH_MAX
+        if counted and (b << 4 > max(_FINE_FLAGS, 4 * n) or b << 4 <= kmeans._POLISH_MAX):
             self.ids = None  # too many flags to count the colours, or too few colours for fit_fine
             return
         rank = kmeans._TableRank(seen)
         del seen
-        colours = np.zeros(b << 4, dtype=bool)
+        colours = np.zeros(b << 4 if counted else 0, dtype=bool)
 
         def number(s: int, e: int, out: np.ndarray) -> None:
             rank.rank(_seven(self.index[s:e], low[s:e]), out)
             self.index[s:e] = out  # the 7-bit bin from now on, which `label` reads
-            eight = out.astype(np.intp)
-            eight <<= 4
-            eight |= low[s:e] & 15
-            colours[eight] = True
+            if counted:
+                eight = out.astype(np.intp)
+                eight <<= 4
+                eight |= low[s:e] & 15
+                colours[eight] = True
 
         def weigh(p: int, s: int, e: int, out: np.ndarray) -> None:
             np.take(_ZERO_BITS[p], low[s:e].astype(np.intp), out=out, mode=_INTO)
 
         counts, sums = _count(n, b, number, weigh)
-        m = int(np.count_nonzero(colours))
+        m = int(np.count_nonzero(colours)) if counted else None
         del colours
-        if m <= kmeans._POLISH_MAX:
+        if counted and m <= kmeans._POLISH_MAX:
             self.ids = None
             return
         six = sevens >> 4

@@ -548,3 +548,23 @@ def test_large_k_on_the_7_bit_level_splits_the_6_bit_one_and_j_holds(monkeypatch
     cold = kmq.compress(busy_rgba, k=k)
     assert split_points[-1] > six
     assert warmed.distortion <= 1.01 * cold.distortion
+
+
+def test_large_k_uncounted_colours_lift_the_flag_limit_and_give_the_distinct_colours_file(monkeypatch, busy_rgba):
+    """From kmeans._LARGE_K (lowered to 40) fit reads no more of the colours' number than that it is over
+    _POLISH_MAX, which as many 7-bit bins already say: the histogram does not count them (fine.colours None),
+    so _FINE_FLAGS no longer sends the image to the distinct colours; below _LARGE_K it still does. The file
+    is the one through the distinct colours."""
+    from kmq import coreset
+
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    monkeypatch.setattr(coreset, "_FINE_FLAGS", 0)
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)  # (the sample sees few 6-bit bins: no shortcut via `sparse`)
+    k = six // 1000 + 3
+    small = coreset.Histogram(flat, min_bins=coreset.min_bins(39))
+    assert small.ids is None  # 16 x the 7-bit bins > 4 x the pixels: too many flags to count the colours
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    assert hist.ids is not None and hist.fine.colours is None and len(hist.fine.counts) > km._POLISH_MAX
+    img = kmq.compress(busy_rgba, k=k)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(busy_rgba, k=k).to_bytes() == img.to_bytes()
