@@ -568,3 +568,20 @@ def test_large_k_uncounted_colours_lift_the_flag_limit_and_give_the_distinct_col
     img = kmq.compress(busy_rgba, k=k)
     monkeypatch.setattr(coreset, "FROM", 1 << 62)
     assert kmq.compress(busy_rgba, k=k).to_bytes() == img.to_bytes()
+
+
+def test_fine_cells_a_block_of_rows_at_a_time_gives_the_same_candidates(monkeypatch, busy_rgba):
+    """The 7-bit cells' candidates measured a few rows at a time (memory), the same cells as all at once."""
+    from kmq import coreset
+
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(six // 1000 + 3))
+    palette = np.unique(flat[::97], axis=0)[:200]
+    parent = coreset._cell_candidates(hist.ids, hist.bits, palette)
+    whole = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    monkeypatch.setattr(coreset, "_FINE_ROWS", 1000)
+    blocks = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    assert whole.entries.size > 3000
+    for a, b in ((whole.single, blocks.single), (whole.count, blocks.count), (whole.bins, blocks.bins),
+                 (whole.entries, blocks.entries)):
+        np.testing.assert_array_equal(a, b)
