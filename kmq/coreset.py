@@ -422,11 +422,11 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     if k >= kmeans._LARGE_K:
         # The levels of `kmeans._large_k_levels`: each warmed up on the one a bit coarser.
         if hist.bins >= min_bins(k):
-            level, warm = (hist.counts, hist.sums), _five(hist)
+            level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
-            level, warm = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums)
+            level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
         return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
-                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else warm)
+                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else tuple(warm), parent=parent)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
@@ -444,12 +444,13 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
                                 stand_in=_stand_in if k <= STAND_IN_MAX else None, coarse=coarse)
 
 
-def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
-    """The 5-bit level of the 6-bit histogram: (counts, sums) of its cells, keys ascending."""
-    _, _, counts, sums = kmeans._histogram(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4), hist.counts,
-                                           hist.sums)
+def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 5-bit level of the 6-bit histogram: each 6-bit bin's cell there, and (counts, sums) of its cells,
+    keys ascending."""
+    cell, _, counts, sums = kmeans._histogram(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4), hist.counts,
+                                              hist.sums)
     # Integers below 2**53 summed as doubles: exact.
-    return counts.astype(np.int64), sums.astype(np.int64)
+    return cell, counts.astype(np.int64), sums.astype(np.int64)
 
 
 def _cells(ids: np.ndarray, bits: int) -> int:
