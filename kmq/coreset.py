@@ -115,20 +115,21 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
     over n pixels in threads. number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
     out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out (float64)."""
 
-    def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
         counts = np.zeros(b, dtype=np.int64)
-        low = np.zeros((b, 4), dtype=np.int64)
         # Each pair's packed sums added up as doubles over runs (`_SPAN`) and unpacked once: unpacked run
-        # by run (passes over B for each run) they cost as much as the bincounts at 6 bits.
+        # by run (passes over B for each run) they cost as much as the bincounts at 6 bits. The last span's
+        # are unpacked after the threads, into one array: a (B, 4) int64 per part was 80 MB each at 12 MP
+        # under random alpha (2.5 M 7-bit bins), with under `_SPAN` pixels a part never needed.
+        low = None
         packed = [np.zeros(b), np.zeros(b)]
         step = max(_RUN, b)
 
         def unpack() -> None:
-            for p in range(2):
-                whole = packed[p].astype(np.int64)
-                low[:, 2 * p] += whole >> _PACK
-                low[:, 2 * p + 1] += whole & ((1 << _PACK) - 1)
-                packed[p][:] = 0.0
+            nonlocal low
+            if low is None:
+                low = np.zeros((b, 4), dtype=np.int64)
+            _unpacked_into(low, packed)
 
         # The run's bins as intp, which np.bincount would otherwise make of them for each of its three
         # calls (12 MP: 0.02 s of CPU); one pair's weights at a time.
@@ -151,11 +152,29 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                     e = min(s + _CHUNK, re)
                     weigh(p, s, e, weights[s - r:e - r])
                 packed[p] += np.bincount(index, weights=weights[:re - r], minlength=b)
-        unpack()
-        return counts, low
+        return counts, low, packed
 
     parts = parallel.map_parts(count, n)
-    return functools.reduce(np.add, [p[0] for p in parts]), functools.reduce(np.add, [p[1] for p in parts])
+    counts, low, _ = parts[0]
+    if low is None:
+        low = np.zeros((b, 4), dtype=np.int64)
+    for i, (more, more_low, packed) in enumerate(parts):
+        if i:
+            counts += more
+            if more_low is not None:
+                low += more_low
+        _unpacked_into(low, packed)
+        parts[i] = None  # (its arrays freed as it is added)
+    return counts, low
+
+
+def _unpacked_into(low: np.ndarray, packed: list[np.ndarray]) -> None:
+    """low (B, 4) += the two pairs' packed sums (`_PACK`), which are then zeroed."""
+    for p in range(2):
+        whole = packed[p].astype(np.int64)
+        low[:, 2 * p] += whole >> _PACK
+        low[:, 2 * p + 1] += whole & ((1 << _PACK) - 1)
+        packed[p][:] = 0.0
 
 
 @functools.cache
@@ -373,6 +392,7 @@ class Histogram:
             ids <<= 7
             ids |= value
             sums[:, c] += (value << 1) * counts
+        del sevens, low
         # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
         starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
         self.counts = np.add.reduceat(counts, starts)
@@ -380,7 +400,12 @@ class Histogram:
         order = np.argsort(ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
         rank = np.empty(b, dtype=np.intp)
         rank[order] = np.arange(b)
-        self.fine = Fine(ids[order], counts[order], sums[order], six[order], rank, m)
+        # One array reordered at a time, each old one freed before the next copy (12 MP under random alpha:
+        # 2.5 M bins, 140 MB of copies at once).
+        ids = ids[order]
+        counts = counts[order]
+        sums = sums[order]
+        self.fine = Fine(ids, counts, sums, six[order], rank, m)
 
     def cell(self, c: int) -> np.ndarray:
         """(B,) int64: the `bits` bits of channel c of each bin."""
