@@ -115,20 +115,21 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
     over n pixels in threads. number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
     out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out (float64)."""
 
-    def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
         counts = np.zeros(b, dtype=np.int64)
-        low = np.zeros((b, 4), dtype=np.int64)
         # Each pair's packed sums added up as doubles over runs (`_SPAN`) and unpacked once: unpacked run
-        # by run (passes over B for each run) they cost as much as the bincounts at 6 bits.
+        # by run (passes over B for each run) they cost as much as the bincounts at 6 bits. The last span's
+        # are unpacked after the threads, into one array: a (B, 4) int64 per part was 80 MB each at 12 MP
+        # under random alpha (2.5 M 7-bit bins), with under `_SPAN` pixels a part never needed.
+        low = None
         packed = [np.zeros(b), np.zeros(b)]
         step = max(_RUN, b)
 
         def unpack() -> None:
-            for p in range(2):
-                whole = packed[p].astype(np.int64)
-                low[:, 2 * p] += whole >> _PACK
-                low[:, 2 * p + 1] += whole & ((1 << _PACK) - 1)
-                packed[p][:] = 0.0
+            nonlocal low
+            if low is None:
+                low = np.zeros((b, 4), dtype=np.int64)
+            _unpacked_into(low, packed)
 
         # The run's bins as intp, which np.bincount would otherwise make of them for each of its three
         # calls (12 MP: 0.02 s of CPU); one pair's weights at a time.
@@ -151,11 +152,29 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                     e = min(s + _CHUNK, re)
                     weigh(p, s, e, weights[s - r:e - r])
                 packed[p] += np.bincount(index, weights=weights[:re - r], minlength=b)
-        unpack()
-        return counts, low
+        return counts, low, packed
 
     parts = parallel.map_parts(count, n)
-    return functools.reduce(np.add, [p[0] for p in parts]), functools.reduce(np.add, [p[1] for p in parts])
+    counts, low, _ = parts[0]
+    if low is None:
+        low = np.zeros((b, 4), dtype=np.int64)
+    for i, (more, more_low, packed) in enumerate(parts):
+        if i:
+            counts += more
+            if more_low is not None:
+                low += more_low
+        _unpacked_into(low, packed)
+        parts[i] = None  # (its arrays freed as it is added)
+    return counts, low
+
+
+def _unpacked_into(low: np.ndarray, packed: list[np.ndarray]) -> None:
+    """low (B, 4) += the two pairs' packed sums (`_PACK`), which are then zeroed."""
+    for p in range(2):
+        whole = packed[p].astype(np.int64)
+        low[:, 2 * p] += whole >> _PACK
+        low[:, 2 * p + 1] += whole & ((1 << _PACK) - 1)
+        packed[p][:] = 0.0
 
 
 @functools.cache
@@ -196,10 +215,11 @@ class Fine:
     """The 7-bit histogram of an image whose 6-bit one has too few bins: ids (B,) its occupied 7-bit keys
     ascending, counts (B,) and sums (B, 4) int64 as `Histogram`'s, six (B,) each one's 6-bit bin (in
     `Histogram.ids`); rank (B,) the place here of each bin of `Histogram.index`, which numbers them by 6-bit
-    bin and then by bit 1 of each channel; colours, the image's number of distinct colours."""
+    bin and then by bit 1 of each channel; colours, the image's number of distinct colours (None: over
+    `kmeans._POLISH_MAX`, not counted; see `Histogram._finer`)."""
 
     def __init__(self, ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, six: np.ndarray, rank: np.ndarray,
-                 colours: int) -> None:
+                 colours: int | None) -> None:
         self.ids, self.counts, self.sums, self.six, self.rank = ids, counts, sums, six, rank
         self.colours = colours
 
@@ -295,7 +315,7 @@ class Histogram:
             return
         if not full:
             if sparse or colourful():
-                self._finer(pairs, ranks)
+                self._finer(pairs, ranks, min_bins < kmeans._FINE_ENOUGH * kmeans._LARGE_K)
             else:
                 self.ids = None
             return
@@ -311,11 +331,13 @@ class Histogram:
         for c in range(4):  # a pixel's value is its bin's bits, shifted up, + its own low ones
             self.sums[:, c] += (self.cell(c) << (8 - self.bits)) * self.counts
 
-    def _finer(self, pairs: np.ndarray, ranks: _BitRank) -> None:
+    def _finer(self, pairs: np.ndarray, ranks: _BitRank, counted: bool = True) -> None:
         """Where the 6-bit bins are too few: each pixel's 6-bit bin (`index`), the 7-bit histogram and the
         number of distinct colours (`fine`, see `Fine`), and the 6-bit counts and sums as the 7-bit ones
         merged. ids becomes None where `kmeans.fit_fine` cannot stand for fit (`_POLISH_MAX` colours or
-        fewer, or more flags than `_FINE_FLAGS` to count them)."""
+        fewer, or more flags than `_FINE_FLAGS` to count them). Not counted (fine.colours None) unless
+        counted or the 7-bit bins are `_POLISH_MAX` or fewer: fit from `kmeans._LARGE_K` on reads no more
+        than that there are more colours than that, which as many bins already say."""
         n = pairs.shape[0]
         keys = self.index.view(np.uint32)
         first, last = _fine_tables()
@@ -335,28 +357,32 @@ class Histogram:
         parallel.map_parts(mark, n)
         sevens = np.flatnonzero(seen)  # 16 x (6-bit bin) + its bit 1 of each channel, ascending
         b = sevens.shape[0]
-        if b << 4 > max(_FINE_FLAGS, 4 * n) or b << 4 <= kmeans._POLISH_MAX:
+        # (12 MP photos under random alpha at K = 1024: 2.5 M to over 3 M 7-bit bins, whose 40 to 50 M flags
+        # cost 0.3 s of CPU and 40 MB, and whose flag limit sent the astronaut to the distinct colours.)
+        counted = counted or b <= kmeans._POLISH_MAX
+        if counted and (b << 4 > max(_FINE_FLAGS, 4 * n) or b << 4 <= kmeans._POLISH_MAX):
             self.ids = None  # too many flags to count the colours, or too few colours for fit_fine
             return
         rank = kmeans._TableRank(seen)
         del seen
-        colours = np.zeros(b << 4, dtype=bool)
+        colours = np.zeros(b << 4 if counted else 0, dtype=bool)
 
         def number(s: int, e: int, out: np.ndarray) -> None:
             rank.rank(_seven(self.index[s:e], low[s:e]), out)
             self.index[s:e] = out  # the 7-bit bin from now on, which `label` reads
-            eight = out.astype(np.intp)
-            eight <<= 4
-            eight |= low[s:e] & 15
-            colours[eight] = True
+            if counted:
+                eight = out.astype(np.intp)
+                eight <<= 4
+                eight |= low[s:e] & 15
+                colours[eight] = True
 
         def weigh(p: int, s: int, e: int, out: np.ndarray) -> None:
             np.take(_ZERO_BITS[p], low[s:e].astype(np.intp), out=out, mode=_INTO)
 
         counts, sums = _count(n, b, number, weigh)
-        m = int(np.count_nonzero(colours))
+        m = int(np.count_nonzero(colours)) if counted else None
         del colours
-        if m <= kmeans._POLISH_MAX:
+        if counted and m <= kmeans._POLISH_MAX:
             self.ids = None
             return
         six = sevens >> 4
@@ -366,6 +392,7 @@ class Histogram:
             ids <<= 7
             ids |= value
             sums[:, c] += (value << 1) * counts
+        del sevens, low
         # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
         starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
         self.counts = np.add.reduceat(counts, starts)
@@ -373,7 +400,12 @@ class Histogram:
         order = np.argsort(ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
         rank = np.empty(b, dtype=np.intp)
         rank[order] = np.arange(b)
-        self.fine = Fine(ids[order], counts[order], sums[order], six[order], rank, m)
+        # One array reordered at a time, each old one freed before the next copy (12 MP under random alpha:
+        # 2.5 M bins, 140 MB of copies at once).
+        ids = ids[order]
+        counts = counts[order]
+        sums = sums[order]
+        self.fine = Fine(ids, counts, sums, six[order], rank, m)
 
     def cell(self, c: int) -> np.ndarray:
         """(B,) int64: the `bits` bits of channel c of each bin."""
@@ -415,11 +447,11 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     if k >= kmeans._LARGE_K:
         # The levels of `kmeans._large_k_levels`: each warmed up on the one a bit coarser.
         if hist.bins >= min_bins(k):
-            level, warm = (hist.counts, hist.sums), _five(hist)
+            level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
-            level, warm = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums)
+            level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
         return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
-                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else warm)
+                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else tuple(warm), parent=parent)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
@@ -437,12 +469,13 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
                                 stand_in=_stand_in if k <= STAND_IN_MAX else None, coarse=coarse)
 
 
-def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
-    """The 5-bit level of the 6-bit histogram: (counts, sums) of its cells, keys ascending."""
-    _, _, counts, sums = kmeans._histogram(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4), hist.counts,
-                                           hist.sums)
+def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 5-bit level of the 6-bit histogram: each 6-bit bin's cell there, and (counts, sums) of its cells,
+    keys ascending."""
+    cell, _, counts, sums = kmeans._histogram(kmeans._coarser_keys(hist.ids, BITS, BITS - 1, 4), hist.counts,
+                                              hist.sums)
     # Integers below 2**53 summed as doubles: exact.
-    return counts.astype(np.int64), sums.astype(np.int64)
+    return cell, counts.astype(np.int64), sums.astype(np.int64)
 
 
 def _cells(ids: np.ndarray, bits: int) -> int:
@@ -761,6 +794,10 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
     return _Cells(single, count, np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
 
 
+# Rows (a 7-bit cell and one of its 6-bit cell's candidates) that `_fine_cells` measures at once.
+_FINE_ROWS = 1 << 21
+
+
 def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.ndarray) -> _Cells:
     """`_cell_candidates` of the 7-bit cells ids (n,), in any order, from those of the 6-bit cells holding them
     (six (n,) their places in parent): each measures only its 6-bit cell's candidates, as there, but from
@@ -777,30 +814,40 @@ def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.nd
     starts = np.flatnonzero(np.r_[True, parent.bins[1:] != parent.bins[:-1]])
     first = np.zeros(parent.single.shape[0], dtype=np.intp)
     first[parent.bins[starts]] = starts
-    many = parent.count[six[todo]].astype(np.intp)
-    at = np.cumsum(many) - many  # each cell's first row
-    cell = np.repeat(todo, many)
-    entry = parent.entries[np.repeat(first[six[todo]] - at, many) + np.arange(cell.shape[0])]
     lo = np.arange(128, dtype=np.int32) * 2
     hi = lo + 1
-    least = np.zeros(cell.shape[0], dtype=np.int32)
-    greatest = np.zeros(cell.shape[0], dtype=np.int32)
-    ids_of, base = ids[cell], entry * 128
-    for c in range(4):
-        e = palette[:, c, None].astype(np.int32)
-        value = (ids_of >> (7 * (3 - c))) & 127
-        value += base
-        least += np.take(np.maximum(np.maximum(lo - e, e - hi), 0) ** 2, value)
-        greatest += np.take(np.maximum(e - lo, hi - e) ** 2, value)
-    greatest <<= shift
-    greatest += entry.astype(np.int32)  # ties to the lower entry, as `_cell_candidates`
-    best = np.minimum.reduceat(greatest, at)
-    can = least <= np.repeat(best >> shift, many)
-    fits = np.add.reduceat(can.astype(np.int32), at)
-    count[todo] = fits
-    single[todo] = np.where(fits == 1, best & ((1 << shift) - 1), -1)
-    can &= np.repeat(fits > 1, many)
-    return _Cells(single, count, cell[can], entry[can])
+    near = [np.maximum(np.maximum(lo - e, e - hi), 0) ** 2 for e in palette.T.astype(np.int32)[:, :, None]]
+    far = [np.maximum(e - lo, hi - e) ** 2 for e in palette.T.astype(np.int32)[:, :, None]]
+    # The cells a block of rows at a time: all at once, a 12 MP photo under random alpha at K = 1024 (3.7 M
+    # 7-bit cells, ~10 rows each) took ~450 MB of temporaries, the peak of its whole compress.
+    ends = np.cumsum(parent.count[six[todo]], dtype=np.intp)
+    bounds = np.searchsorted(ends, np.arange(_FINE_ROWS, ends[-1], _FINE_ROWS), side="right")
+    pairs = []
+    for sel in np.split(todo, bounds):
+        if not sel.size:
+            continue
+        many = parent.count[six[sel]].astype(np.intp)
+        at = np.cumsum(many) - many  # each cell's first row
+        cell = np.repeat(sel, many)
+        entry = parent.entries[np.repeat(first[six[sel]] - at, many) + np.arange(cell.shape[0])]
+        least = np.zeros(cell.shape[0], dtype=np.int32)
+        greatest = np.zeros(cell.shape[0], dtype=np.int32)
+        ids_of, base = ids[cell], entry * 128
+        for c in range(4):
+            value = (ids_of >> (7 * (3 - c))) & 127
+            value += base
+            least += np.take(near[c], value)
+            greatest += np.take(far[c], value)
+        greatest <<= shift
+        greatest += entry.astype(np.int32)  # ties to the lower entry, as `_cell_candidates`
+        best = np.minimum.reduceat(greatest, at)
+        can = least <= np.repeat(best >> shift, many)
+        fits = np.add.reduceat(can.astype(np.int32), at)
+        count[sel] = fits
+        single[sel] = np.where(fits == 1, best & ((1 << shift) - 1), -1)
+        can &= np.repeat(fits > 1, many)
+        pairs.append((cell[can], entry[can]))
+    return _Cells(single, count, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
 
 
 def _nearest_among(pixels: np.ndarray, index: np.ndarray, table: np.ndarray, row: np.ndarray,

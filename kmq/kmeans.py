@@ -2414,7 +2414,8 @@ _NEIGHBOURS_BOUND = 16
 
 
 def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
-                   progress: Progress | None = None, done: int = 0) -> np.ndarray:
+                   progress: Progress | None = None, done: int = 0, *, bounds: tuple | None = None,
+                   handover: bool = False) -> np.ndarray | tuple[np.ndarray, tuple]:
     """`_lloyd_tree`'s updates (the same labels: each point's nearest centroid) where most points keep their
     centroid, as after a warm-up: Hamerly's bounds, an upper one on each point's distance to its centroid
     and a lower one on its distance to any other, moved by how far the centroids moved: its own, and for
@@ -2424,12 +2425,15 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     exact distance, reaches the greater of the lower bound and half its centroid's distance to the nearest
     other centroid is measured against N_a where they must hold its nearest (`_nearest_around`), else
     queries the tree again (its two nearest). Needs k >= 2. The labels equal `_lloyd_tree`'s where no point
-    is equidistant from two centroids (each breaks such a tie its own way)."""
+    is equidistant from two centroids (each breaks such a tie its own way).
+    bounds: (labels, upper, lower) of the points for centroids, checked as after an update instead of a
+    query of every point (see `_fit_large`). handover: returns (centroids, such bounds for them) too."""
     from scipy.spatial import cKDTree
 
     k = centroids.shape[0]
     x = pts.x
-    labels, upper, lower = np.empty(pts.m, dtype=np.intp), np.empty(pts.m), np.empty(pts.m)
+    labels, upper, lower = (np.empty(pts.m, dtype=np.intp), np.empty(pts.m), np.empty(pts.m)) if bounds is None \
+        else bounds
     near = min(k - 1, _NEIGHBOURS_BOUND)
 
     def query(tree: cKDTree, rows: np.ndarray) -> None:
@@ -2440,7 +2444,46 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             dist, nearest = tree.query(x[at], k=2)
             labels[at], upper[at], lower[at] = nearest[:, 0], dist[:, 0], dist[:, 1]
 
-    query(cKDTree(centroids), np.arange(pts.m))
+    def loosen(moved: np.ndarray) -> tuple[cKDTree, np.ndarray, np.ndarray]:
+        """The bounds after the centroids moved by moved (k,); the new centroids' tree and neighbours."""
+        np.add(upper, np.take(moved, labels), out=upper)
+        tree = cKDTree(centroids)
+        gaps, around = tree.query(centroids, k=near + 1)
+        # (Its own move too: a centroid's twin at the same place may take column 0 in its stead.)
+        drift = np.take(moved, around).max(axis=1)
+        # Hamerly's own bound still where it is the greater: a point far from its centroid (near R_a) has
+        # little bound from R_a (1 MP photo under random alpha, K = 4096: 1.44 M -> 1.32 M tree queries over
+        # the two levels' 38 updates).
+        most = moved.max()
+        local = lower - np.take(drift, labels)
+        np.minimum(local, np.take(gaps[:, near], labels) - upper, out=local)
+        lower[:] -= most
+        np.maximum(lower, local, out=lower)
+        return tree, gaps, around
+
+    def settle(tree: cKDTree, gaps: np.ndarray, around: np.ndarray) -> None:
+        """Each point whose bounds no longer keep its centroid measured or queried again."""
+        bound = np.maximum(lower, np.take(gaps[:, 1] / 2, labels))
+        bound *= 1 - _BOUND_MARGIN
+        todo = np.flatnonzero(upper >= bound)
+        for s in range(0, todo.shape[0], _TREE_BLOCK):  # (blocks: 2.5 M points' gaps were 80 MB)
+            at = todo[s:s + _TREE_BLOCK]
+            gap = x[at] - centroids[labels[at]]
+            upper[at] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
+        todo = todo[upper[todo] >= bound[todo]]
+        # A point within half of R_a of its centroid a has its nearest among a's neighbours (any other is at
+        # least R_a - |x - a| > |x - a| away): measured there, not queried, unless its two nearest there
+        # nearly tie (the tree's choice is then taken).
+        inside = 2 * upper[todo] < np.take(gaps[:, near], labels[todo]) * (1 - _BOUND_MARGIN)
+        query(tree, _nearest_around(x, centroids, around, gaps[:, near], todo[inside], labels, upper, lower,
+                                    todo[~inside]))
+
+    if bounds is None:
+        query(cKDTree(centroids), np.arange(pts.m))
+    else:
+        tree = cKDTree(centroids)
+        settle(tree, *tree.query(centroids, k=near + 1))
+    moved = None
     for it in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
@@ -2457,35 +2500,13 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             break
         if it + 1 == max_iter:
             break
-        upper += np.take(moved, labels)
-        tree = cKDTree(centroids)
-        gaps, around = tree.query(centroids, k=near + 1)
-        # (Its own move too: a centroid's twin at the same place may take column 0 in its stead.)
-        drift = np.take(moved, around).max(axis=1)
-        # Hamerly's own bound still where it is the greater: a point far from its centroid (near R_a) has
-        # little bound from R_a (1 MP photo under random alpha, K = 4096: 1.44 M -> 1.32 M tree queries over
-        # the two levels' 38 updates).
-        most = moved.max()
-        local = lower - np.take(drift, labels)
-        np.minimum(local, np.take(gaps[:, near], labels) - upper, out=local)
-        lower -= most
-        np.maximum(lower, local, out=lower)
-        del local
-        bound = np.maximum(lower, np.take(gaps[:, 1] / 2, labels))
-        bound *= 1 - _BOUND_MARGIN
-        todo = np.flatnonzero(upper >= bound)
-        for s in range(0, todo.shape[0], _TREE_BLOCK):  # (blocks: 2.5 M points' gaps were 80 MB)
-            at = todo[s:s + _TREE_BLOCK]
-            gap = x[at] - centroids[labels[at]]
-            upper[at] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
-        todo = todo[upper[todo] >= bound[todo]]
-        # A point within half of R_a of its centroid a has its nearest among a's neighbours (any other is at
-        # least R_a - |x - a| > |x - a| away): measured there, not queried, unless its two nearest there
-        # nearly tie (the tree's choice is then taken).
-        inside = 2 * upper[todo] < np.take(gaps[:, near], labels[todo]) * (1 - _BOUND_MARGIN)
-        query(tree, _nearest_around(x, centroids, around, gaps[:, near], todo[inside], labels, upper, lower,
-                                    todo[~inside]))
-    return centroids
+        settle(*loosen(moved))
+        moved = None
+    if not handover:
+        return centroids
+    if moved is not None:
+        loosen(moved)
+    return centroids, (labels, upper, lower)
 
 
 def _nearest_around(x: np.ndarray, centroids: np.ndarray, around: np.ndarray, reach: np.ndarray,
@@ -2520,10 +2541,12 @@ def _nearest_around(x: np.ndarray, centroids: np.ndarray, around: np.ndarray, re
 
 
 def _fit_large(level: _Points | Callable[[], _Points], k: int, max_iter: int, tol_abs: float,
-               progress: Progress | None, warm: _Points | None = None) -> np.ndarray:
+               progress: Progress | None, warm: _Points | None = None, parent: np.ndarray | None = None
+               ) -> np.ndarray:
     """fit's centroids at k >= `_LARGE_K` on the points it chose: a split, then k-d tree Lloyd. With a warm
     level (`_large_k_levels`), the split and a first Lloyd run on it, then as many updates on level (or on
-    what level() makes, then), both bounded (`_lloyd_bounded`)."""
+    what level() makes, then), both bounded (`_lloyd_bounded`). parent (m,): each point of level's warm
+    point (the bin holding its bin), whose centroid and bounds it starts from instead of a query."""
     rounds = _split_rounds(k)
     iters, after = (min(max_iter, _TREE_ITER), 0) if warm is None else (min(max_iter, n) for n in _WARM_ITER)
     total = rounds + iters + after
@@ -2532,27 +2555,57 @@ def _fit_large(level: _Points | Callable[[], _Points], k: int, max_iter: int, to
         start = _split(level.x, level.w, k, report)
         return _lloyd_tree(level, start, iters, tol_abs, progress, rounds)
     # Bounded from the split on too (the same labels): even the first updates keep most points' centroids.
-    start = _lloyd_bounded(warm, _split(warm.x, warm.w, k, report), iters, tol_abs, report, rounds)
+    start = _lloyd_bounded(warm, _split(warm.x, warm.w, k, report), iters, tol_abs, report, rounds,
+                           handover=parent is not None)
+    bounds = None
+    if parent is not None:
+        start, (labels, _, lower) = start
+        above = warm.x
     del warm
     # The level's points only now, the warm level's gone (1.7 M 7-bit points: 120 MB).
-    return _lloyd_bounded(level() if callable(level) else level, start, after, tol_abs, progress, rounds + iters)
+    level = level() if callable(level) else level
+    if parent is not None:
+        # A point is within |x - its parent| of its parent, so that much nearer or farther from any centroid
+        # than it: its parent's centroid, the exact distance to it, and the parent's lower bound less that.
+        bounds = _inherited(level.x, start, above, parent, labels, lower)
+        del above, labels, lower
+    return _lloyd_bounded(level, start, after, tol_abs, progress, rounds + iters, bounds=bounds)
+
+
+def _inherited(x: np.ndarray, centroids: np.ndarray, above: np.ndarray, parent: np.ndarray, labels: np.ndarray,
+               lower: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bounds (labels, upper, lower) of points x (m, C) for centroids from those of their parents above
+    (each point's at parent (m,)): the parent's centroid, the exact distance to it (upper only grows it) and
+    the parent's lower bound less the point's distance from the parent."""
+    m = x.shape[0]
+    own, near, far = np.empty(m, dtype=np.intp), np.empty(m), np.empty(m)
+    for s in range(0, m, _TREE_BLOCK):
+        at = slice(s, min(s + _TREE_BLOCK, m))
+        up = parent[at]
+        own[at] = np.take(labels, up)
+        gap = x[at] - centroids[own[at]]
+        near[at] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
+        gap = x[at] - above[up]
+        far[at] = np.take(lower, up) - np.sqrt(np.einsum("mc,mc->m", gap, gap))
+    return own, near, far
 
 
 def fit_large(counts: np.ndarray, sums: np.ndarray, k: int, *, variance: np.ndarray, max_iter: int = 300,
               tol: float = 1e-4, progress: Progress | None = None,
-              warm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+              warm: tuple[np.ndarray, np.ndarray] | None = None, parent: np.ndarray | None = None) -> np.ndarray:
     """`fit` at k >= `_LARGE_K` of RGBA over `_POLISH_MAX` colours given only the histogram levels it fits
     there (`_large_k_levels`: 6 bits where that has `_FINE_ENOUGH` bins per centroid, else 7, warmed up on
     the level a bit coarser, given as warm), as counts (B,) and exact sums (B, 4) of their bins in ascending key order;
     variance as in `fit_histogram`. The levels' points are the same sums, so the centroids are fit's, bit for
-    bit. Requires B >= 4 k."""
+    bit. Requires B >= 4 k. parent (B,): each bin's place in warm, when given (see `_fit_large`)."""
     def points(counts: np.ndarray, sums: np.ndarray) -> _Points:
         w = counts.astype(np.float64)
         # (the points' own copies of the sums only: a 12 MP photo's 7-bit level is 1.7 M bins, 55 MB a copy)
         return _Points(sums / w[:, None], w, sums=sums.astype(np.float64))
 
     return _fit_large(points(counts, sums) if warm is None else lambda: points(counts, sums), k, max_iter,
-                      float(tol * variance.mean()), progress, None if warm is None else points(*warm))
+                      float(tol * variance.mean()), progress, None if warm is None else points(*warm),
+                      None if warm is None else parent)
 
 
 # From `_LARGE_K` on, RGBA whose 6-bit level has under `_FINE_ENOUGH` bins per centroid is fitted on its

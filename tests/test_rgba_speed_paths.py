@@ -548,3 +548,70 @@ def test_large_k_on_the_7_bit_level_splits_the_6_bit_one_and_j_holds(monkeypatch
     cold = kmq.compress(busy_rgba, k=k)
     assert split_points[-1] > six
     assert warmed.distortion <= 1.01 * cold.distortion
+
+
+def test_large_k_uncounted_colours_lift_the_flag_limit_and_give_the_distinct_colours_file(monkeypatch, busy_rgba):
+    """From kmeans._LARGE_K (lowered to 40) fit reads no more of the colours' number than that it is over
+    _POLISH_MAX, which as many 7-bit bins already say: the histogram does not count them (fine.colours None),
+    so _FINE_FLAGS no longer sends the image to the distinct colours; below _LARGE_K it still does. The file
+    is the one through the distinct colours."""
+    from kmq import coreset
+
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    monkeypatch.setattr(coreset, "_FINE_FLAGS", 0)
+    monkeypatch.setattr(coreset, "_SAMPLE_BITS", 13)  # (the sample sees few 6-bit bins: no shortcut via `sparse`)
+    k = six // 1000 + 3
+    small = coreset.Histogram(flat, min_bins=coreset.min_bins(39))
+    assert small.ids is None  # 16 x the 7-bit bins > 4 x the pixels: too many flags to count the colours
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    assert hist.ids is not None and hist.fine.colours is None and len(hist.fine.counts) > km._POLISH_MAX
+    img = kmq.compress(busy_rgba, k=k)
+    monkeypatch.setattr(coreset, "FROM", 1 << 62)
+    assert kmq.compress(busy_rgba, k=k).to_bytes() == img.to_bytes()
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_bounded_lloyd_from_the_parents_bounds_queries_fewer_and_gives_the_same_centroids(monkeypatch, kind):
+    """The finer level starts from its parent bins' centroids and bounds (each point's exact distance to its
+    parent's centroid, the parent's lower bound less its distance from the parent) instead of a tree query of
+    every point: the same centroids bit for bit as from the query, with fewer points queried."""
+    import scipy.spatial
+
+    queried = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    x, w = weighted_points(kind, 4)
+    # The parents: 4 x 4 x 4 x 4 boxes of the points, their weighted means.
+    box = np.floor(x / 16).astype(np.int64) @ (16 ** np.arange(4))
+    keys, parent = np.unique(box, return_inverse=True)
+    pw = np.bincount(parent, weights=w)
+    px = np.stack([np.bincount(parent, weights=w * x[:, c]) for c in range(4)], 1) / pw[:, None]
+    k = 60
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    with_parent = km._fit_large(km._Points(x, w), k, 300, 0.0, None, km._Points(px, pw), parent)
+    inherited = sum(queried)
+    queried.clear()
+    plain = km._fit_large(km._Points(x, w), k, 300, 0.0, None, km._Points(px, pw))
+    assert np.array_equal(with_parent, plain)
+    assert inherited < sum(queried) - x.shape[0] // 2
+
+
+def test_fine_cells_a_block_of_rows_at_a_time_gives_the_same_candidates(monkeypatch, busy_rgba):
+    """The 7-bit cells' candidates measured a few rows at a time (memory), the same cells as all at once."""
+    from kmq import coreset
+
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(six // 1000 + 3))
+    palette = np.unique(flat[::97], axis=0)[:200]
+    parent = coreset._cell_candidates(hist.ids, hist.bits, palette)
+    whole = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    monkeypatch.setattr(coreset, "_FINE_ROWS", 1000)
+    blocks = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    assert whole.entries.size > 3000
+    for a, b in ((whole.single, blocks.single), (whole.count, blocks.count), (whole.bins, blocks.bins),
+                 (whole.entries, blocks.entries)):
+        np.testing.assert_array_equal(a, b)
