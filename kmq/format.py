@@ -492,14 +492,15 @@ def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str
     or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1).
     Too deep a value is named by its top-level key alone (top): its path would be 64 subscripts long."""
     if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
-        return f"{top} nests deeper than {MAX_META_DEPTH} levels"
+        return f"{top or chr(34) * 2} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"key {_short(key)}{' in ' + where if where else ''} is not a string, as JSON keys are"
             if valid_unicode(key) != key:
                 return f"key {_short(valid_unicode(key))}{' in ' + where if where else ''} is not valid Unicode"
-            problem = _not_json(item, f"{where}[{_short(key)}]" if where else key, depth + 1, top or key)
+            path = f"{where}[{_short(key)}]" if where else key
+            problem = _not_json(item, path, depth + 1, key if depth == 1 else top)
             if problem:
                 return problem
         return None

@@ -27,7 +27,6 @@ import numpy as np
 
 from . import kmeans
 from .errors import KmqError, KmqWarning, naming
-from .format import valid_unicode
 from .fileio import open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq, valid_unicode
 

@@ -842,8 +842,9 @@ def fewer_bytes(a: Prepared, out_a: tuple, b: Prepared, out_b: tuple, margin: in
 
 def _copy(s: _State) -> _State:
     """A state to run on from one just started: a run writes only the labels and the counts in place (the
-    rest it replaces), so a copy of those two spares a nearest-entry search (5-15 % of an rdo call)."""
-    return replace(s, padded=s.padded.copy(), counts=s.counts.copy())
+    rest it replaces), so a copy of those two spares a nearest-entry search (5-15 % of an rdo call). The
+    palette is copied too: it may reach the caller, whose writes must not change a kept run."""
+    return replace(s, padded=s.padded.copy(), counts=s.counts.copy(), palette=s.palette.copy())
 
 
 def _calibrate(prepared: Prepared, ratio: float, sweeps: int) -> _Trial:

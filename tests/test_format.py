@@ -265,6 +265,7 @@ def test_valid_metadata(meta, expected):
     ({"x": np.int64(3)}, r"^metadata: x is int64, not a JSON value$"),
     ({"x": _nested(64)}, r"^metadata: x nests deeper than 64 levels$"),
     ({"a[0]": [_nested(63)]}, r"^metadata: a\[0\] nests deeper than 64 levels$"),
+    ({"": {"b": _nested(63)}}, r'^metadata: "" nests deeper than 64 levels$'),
     ({"x": ["a", "b\udcff"]}, r'^metadata: x\[1\] is not valid Unicode \(a lone surrogate\): "b\\\\xff"$'),
     ({"b\udcff": 1}, r'^metadata: key "b\\\\xff" is not valid Unicode$'),
 ])

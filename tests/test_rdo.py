@@ -537,6 +537,24 @@ def test_a_warm_prepared_state_keeps_the_images_runs_for_another_strength(crop, 
     assert whole_runs[0] < whole_runs[1]
 
 
+def test_a_callers_writes_to_what_optimise_gave_do_not_change_a_kept_run(crop, small_sample):
+    # the palette returned was the kept run's own array: zeroing it changed the next call's result
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    results = []
+    for write in (False, True):
+        warm = rdo.prepare(crop, distinct, palette, warm=True)
+        assert not warm.whole  # (runs on the whole image are kept)
+        first = rdo.optimise(crop, distinct, palette, 2.0, warm)
+        if write:
+            first[0][:] = 0
+            first[1][:] = 0
+        results.append(rdo.optimise(crop, distinct, palette, 2.0, warm))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    assert results[1][2] == results[0][2]
+
+
 @pytest.mark.parametrize("lam", [30.0, 3000.0])
 def test_a_run_keeps_one_mask_of_moved_pixels_over_its_sweeps(crop, lam):
     # _run hands its sweeps one mask of the pixels away from their nearest entry and reads s.moved from it
