@@ -414,6 +414,9 @@ class _Task:
         return _attempt(job, self._checked)
 
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
+        if str(job.source) != STDIO and not os.path.exists(job.source):
+            # before its output's checks: a missing input's output may be another input's, written meanwhile
+            raise KmqError(f"{job.source}: no such file or directory")
         check_distinct(job.target, job.source)
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
         check_writable(job.target, overwrite=self.overwrite, folder=False)  # its folder is made for it

@@ -71,7 +71,8 @@ def test_no_warning_about_alpha_in_a_file_that_is_refused(tmp_path, ext, message
 def test_a_missing_input_does_not_take_the_output_name_of_a_real_one(tmp_path, monkeypatch, order):
     monkeypatch.chdir(tmp_path)
     Image.fromarray(np.arange(24, dtype=np.uint8).reshape(4, 6)).save("a.png")  # a.jpg does not exist
-    result = run("compress", *order, "-k", "2", "-o", "out/", "-q")
+    # -j 1: a.png's file is written before a.jpg is tried (its output, out/a.kmq, then exists)
+    result = run("compress", *order, "-k", "2", "-o", "out/", "-q", "-j", "1")
     assert (result.exit_code, result.stderr) == (1, "Error: a.jpg: no such file or directory\n")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.kmq"]
 
