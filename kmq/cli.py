@@ -945,7 +945,8 @@ def _save(output: str, pixels: Any, force: bool, fmt: str | None = None) -> None
     """Write pixels as an image in fmt, or the format the output's extension picks (PNG on stdout)."""
     fmt = fmt or _format_of(output)
     name = "<stdout>" if output == STDIO else output
-    write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
+    with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
+        write_atomic(output, lambda f: save_image(pixels, f, format=fmt, name=name), overwrite=force)
 
 
 def _stem(path: str) -> str:
@@ -1040,8 +1041,9 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         # picture that cannot be written (a full disk) takes the masks just written with it.
         save = None
         if output is not None:
-            picture = segment.encoded_picture(segment.render(img, base, style), fmt,
-                                              "<stdout>" if output == STDIO else output)
+            name = "<stdout>" if output == STDIO else output
+            with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
+                picture = segment.encoded_picture(segment.render(img, base, style), fmt, name)
             save = partial(write_atomic, output, picture, overwrite=force)
         masks = segment.write_with_masks(img, masks_dir, _stem(input_path), save, overwrite=force)
     if quiet:

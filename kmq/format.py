@@ -487,12 +487,15 @@ def valid_unicode(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+_EMPTY_KEY = '""'  # how a message names the key "" (a top-level key is named without quotes)
+
+
 def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str | None:
     """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
     or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1).
     Too deep a value is named by its top-level key alone (top): its path would be 64 subscripts long."""
     if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
-        return f"{top or chr(34) * 2} nests deeper than {MAX_META_DEPTH} levels"
+        return f"{top or _EMPTY_KEY} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):

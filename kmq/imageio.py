@@ -23,7 +23,7 @@ from . import prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import MAX_PIXELS_HINT, KmqError, warn, warnings_about
+from .errors import MAX_PIXELS_HINT, KmqError, warn
 from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -549,8 +549,7 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     options.update(_icon_sizes(im, format.upper(), name))
     options.update({key: value for key, value in extra.items() if value is not None})
     try:
-        with warnings_about(name):  # Pillow's own warnings (IM is deprecated) name no file
-            im.save(target, format=format, **options)
+        im.save(target, format=format, **options)
     # OverflowError, struct.error: a size field too small (GIF, TGA, SGI); RuntimeError: libavif's refusals.
     except (KeyError, ValueError, OSError, OverflowError, RuntimeError, struct.error) as e:
         if isinstance(e, OSError) and e.errno is not None:

@@ -642,19 +642,17 @@ def _renearest(s: _State, palette: np.ndarray, per_colour: np.ndarray
         # 0.070 -> 0.043 and 0.073 -> 0.053).
         reach = np.sqrt(_separation(palette))
         unsure = np.flatnonzero(2 * np.sqrt(per_colour) + 1e-6 >= reach[s.near_c])
-        near_c, dnear_c = s.near_c.copy(), per_colour.copy()
-        if len(unsure):
-            near_c[unsure], dnear_c[unsure] = _nearest_of(colours.colors[unsure], palette, s.near_c[unsure])
-        return near_c, dnear_c, None
-    shift = math.sqrt(int(np.square(palette.astype(np.int32) - s.palette.astype(np.int32)).sum(axis=1).max()))
-    second = s.dnear_c.astype(np.float64)
-    second += s.gap_c
-    # (sqrt's rounding, ~1e-13 here, is far inside the margin; a tie, gap 0, is always searched again)
-    unsure = np.flatnonzero(np.sqrt(per_colour) + (shift + 1e-6) >= np.sqrt(second, out=second))
+    else:
+        shift = math.sqrt(int(np.square(palette.astype(np.int32) - s.palette.astype(np.int32)).sum(axis=1).max()))
+        second = s.dnear_c.astype(np.float64)
+        second += s.gap_c
+        # (sqrt's rounding, ~1e-13 here, is far inside the margin; a tie, gap 0, is always searched again)
+        unsure = np.flatnonzero(np.sqrt(per_colour) + (shift + 1e-6) >= np.sqrt(second, out=second))
     near_c, dnear_c = s.near_c.copy(), per_colour.copy()
     if len(unsure):
-        near, dnear, _ = _gaps(colours.colors[unsure], palette)
-        near_c[unsure], dnear_c[unsure] = near, dnear
+        colors = colours.colors[unsure]
+        near_c[unsure], dnear_c[unsure] = (_nearest_of(colors, palette, s.near_c[unsure]) if s.gap_c is None
+                                           else _gaps(colors, palette)[:2])
     return near_c, dnear_c, None
 
 
