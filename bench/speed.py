@@ -368,8 +368,8 @@ def bench_rgba(tmp: Path, log) -> list[dict]:
     plus uniform noise, the worst case for the histograms. Then other kinds, outside the target's series:
     graphics with anti-aliased alpha edges, and the photo under uniformly random alpha (nearly every pixel
     a colour of its own: the worst case for distinct colours). All at K = 16, then the 12 MP ones at K = 256
-    (`rgba_cases(256)`), a series of their own."""
-    return [row for k in (16, 256) for row in bench_rgba_at(tmp, log, k)]
+    and at K = 1024 (`rgba_cases`), a series each: from K = 512 RGBA fits on a finer histogram level than RGB."""
+    return [row for k in (16, 256, 1024) for row in bench_rgba_at(tmp, log, k)]
 
 
 # A second photo for the random alpha rows (matplotlib's, installed with the test extra): one photo's bins
@@ -379,7 +379,7 @@ GRACE = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_in
 
 
 def rgba_cases(k: int) -> list[tuple[str, str, int, int]]:
-    """(label, kind, width, height) of the RGBA rows at k: every size at K = 16, 12 MP at K = 256."""
+    """(label, kind, width, height) of the RGBA rows at k: every size at K = 16, 12 MP above."""
     cases = [("noise 200x200", "noise", 200, 200), ("coffee 640x427", "vignette", 640, 427),
              ("coffee 1632x1224", "vignette", 1632, 1224), ("coffee 4000x3000", "vignette", 4000, 3000),
              ("graphics 4000x3000, anti-aliased alpha", "graphics", 4000, 3000),
@@ -413,7 +413,8 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
         path = tmp / "rgba.png"
         Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
         row = {"case": label, "k": k, "series": kind in ("noise", "vignette") and k == 16,
-               "series256": kind == "vignette" and k == 256, "other": kind in ("graphics", "random", "grace")}
+               "series256": kind == "vignette" and k == 256, "series1024": k == 1024,
+               "other": kind in ("graphics", "random", "grace") and k < 1024}
         # The two modes take turns, so that both meet the same load on a shared machine; each keeps its
         # fastest run, and the least CPU time of its runs.
         for rep in range(RGBA_REPS):
@@ -610,7 +611,8 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
            f"process, best of {RGBA_REPS} (the two taking turns); the time is the compress call's wall time, "
            "the CPU ratio that of its CPU time (least of the runs: less disturbed by other jobs on a shared "
            "machine), memory the process's peak. The target's series is the vignette at every size at K = 16; "
-           "12 MP at K = 256, and other kinds (random alpha, anti-aliased graphics), are targets of their own.", "",
+           "12 MP at K = 256, other kinds (random alpha, anti-aliased graphics), and every 12 MP kind at K = 1024 "
+           "are targets of their own.", "",
            "| image | K | RGB time | RGBA time | time ratio | CPU ratio | RGB peak | RGBA peak | memory ratio | "
            "RGB J | RGBA J |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -622,7 +624,8 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
                    f"{b['j']:.2f} |")
     out.append("")
     for key, what in (("series", "at every size"), ("series256", "12 MP at K = 256"),
-                      ("other", "under random alpha (two photos) and anti-aliased graphics, K = 16 and 256")):
+                      ("other", "under random alpha (two photos) and anti-aliased graphics, K = 16 and 256"),
+                      ("series1024", "12 MP at K = 1024 (vignette, random alpha, graphics)")):
         series = [r for r in rows if r.get(key, key == "series")]
         if not series:
             continue
