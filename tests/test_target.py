@@ -249,10 +249,11 @@ def counted(monkeypatch):
 
 # psnr 30's bracket fits 6 K and its line search over K (the slack spent on rdo) at most _PSNR_RUNS more;
 # a byte budget's search over (K, rdo) adds at most 4 K, and the whole search makes at most _RUNS_MAX rdo runs.
-# On an image this small (32x32) the plain files past the bracket are sized too, at most _SCAN_MAX K.
+# On an image this small (32x32) the plain files past the bracket are sized too, at most _SCAN_MAX K, and
+# those of the _SCAN_BELOW K under it.
 @pytest.mark.parametrize("spec, fits, runs", [
-    ({"psnr": 30.0}, 6 + target._PSNR_RUNS + target._SCAN_MAX, target._PSNR_RUNS),
-    ({"max_bytes": 700}, 9 + 4 + target._SCAN_MAX, target._RUNS_MAX)])
+    ({"psnr": 30.0}, 6 + target._PSNR_RUNS + target._SCAN_MAX + target._SCAN_BELOW, target._PSNR_RUNS),
+    ({"max_bytes": 700}, 9 + 4 + target._SCAN_MAX + target._SCAN_BELOW, target._RUNS_MAX)])
 def test_a_search_fits_few_k_and_tries_few_rdo_strengths(crop, counted, spec, fits, runs):
     # The cost of a target is bounded by counting, not timing: each fit and rdo run costs about a plain
     # compress at its K, and each K is fitted once.

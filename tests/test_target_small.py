@@ -96,3 +96,21 @@ def test_lzma_budget_reaches_k_whose_file_is_smaller_than_k1s_plus_its_palette(b
         warnings.simplefilter("ignore")
         img = kmq.compress_to(px, max_bytes=budget, codec="lzma")
     assert img.k == k and len(img.to_bytes()) <= budget
+
+
+def _ihc_crop():
+    from conftest import SAMPLES
+    with Image.open(SAMPLES / "ihc.png") as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB"))[40:88, 60:108])
+
+
+def test_a_psnr_target_is_no_larger_than_a_plain_k_under_the_bracket():
+    # Above K = 64 a bracket ends within 1/64 of K, so a K inside it was never fitted: on this 48x48 crop at
+    # 40 dB the bracket was (109, 111) and the search returned K = 111 in 1,906 bytes, where K = 110 meets
+    # 40 dB (J 19.499 under 19.508) in 1,899
+    px = _ihc_crop()
+    img = kmq.compress_to(px, psnr=40, codec="ctx")
+    size, db = _plain(px, 110, "ctx", {"psnr": 40.0})
+    assert db >= 40
+    assert _db(img) >= 40
+    assert len(img.to_bytes()) <= size, (img.k, img.metadata["rdo"])
