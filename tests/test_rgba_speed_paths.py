@@ -665,11 +665,13 @@ def test_sample_keeps_every_heavy_point_and_light_ones_by_their_weight():
     assert km._sample(np.full(1000, 20.0), 2) is None  # every point heavy: it would keep them all
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_without_parents(monkeypatch, seed):
+@pytest.mark.parametrize("seed, side", [(0, 16), (1, 16), (0, 64)])
+def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_without_parents(monkeypatch, seed, side):
     """With a warm level and a weight-aware sample of the level's points (light bins drawn), the updates are
     `_SAMPLED_ITER`'s, all over-relaxed: on the warm level, on the sample, then on every point, from the parents'
-    bounds or from a query: the same centroids either way, those of a textbook over-relaxed Lloyd on each."""
+    bounds or from a query: the same centroids either way, those of a textbook over-relaxed Lloyd on each. Where
+    the warm level has a sample too (parent boxes of side 16; of side 64 they are heavy: none), its split and
+    first `_WARM_SAMPLED` updates run there."""
     import scipy.spatial
 
     sizes = []
@@ -684,14 +686,17 @@ def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_withou
     x = np.clip(np.concatenate([rng.normal(c, 8, (300, 4)) for c in centres]), 0, 255)
     w = rng.integers(1, 5, x.shape[0]).astype(np.float64)
     w[::5] *= 20  # heavy bins among light ones
-    box = np.floor(x / 16).astype(np.int64) @ (16 ** np.arange(4))
+    box = np.floor(x / side).astype(np.int64) @ ((256 // side) ** np.arange(4))
     _, parent = np.unique(box, return_inverse=True)
     pw = np.bincount(parent, weights=w)
     px = np.stack([np.bincount(parent, weights=w * x[:, c]) for c in range(4)], 1) / pw[:, None]
     k = 12
     monkeypatch.setattr(km, "_SAMPLED_ITER", (7, 5, 3))
+    monkeypatch.setattr(km, "_WARM_SAMPLED", 4)
     rows, light = km._sample(w, k)
+    ahead = km._sample(pw, k, km._WARM_NOISE, km._LIGHTS[:1])
     assert light == 16 and rows.shape[0] < 0.75 * x.shape[0]
+    assert (ahead is None) == (side == 64)
     monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
     calls = []
     with_parent = km._fit_large(km._Points(x, w), k, 300, 0.0, lambda done, total: calls.append((done, total)),
@@ -704,7 +709,12 @@ def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_withou
     assert calls[-1][0] == total and {t for _, t in calls} == {total}
     assert total == km._split_rounds(k) + 7 + 5 + 3
     monkeypatch.undo()
-    warm = textbook_lloyd(px, pw, km._split(px, pw, k), 7, km._RELAX)
+    if ahead is not None:
+        wr, wl = ahead
+        sx, sw = px[wr], np.maximum(pw[wr], wl)
+        warm = textbook_lloyd(px, pw, textbook_lloyd(sx, sw, km._split(sx, sw, k), 4, km._RELAX), 3, km._RELAX)
+    else:
+        warm = textbook_lloyd(px, pw, km._split(px, pw, k), 7, km._RELAX)
     sw = np.maximum(w[rows], light)
     mid = textbook_lloyd(x[rows], sw, warm, 5, km._RELAX)
     np.testing.assert_allclose(with_parent, textbook_lloyd(x, w, mid, 3, km._RELAX), rtol=0, atol=1e-9)
