@@ -2698,8 +2698,10 @@ _WARM_ITER = (_TREE_ITER, _TREE_ITER)
 # 4096, fit CPU in process against 20 + 20 plain updates: 1.5-2.1x less (astronaut under random alpha at
 # K = 1024 16.6 -> 9.6 s, chelsea under random alpha 11.5 -> 5.5 s), J -0.01 to -0.43 % in all 12. 16 light
 # at 1.1 MP (flower under random alpha, K = 1024: 1/16 of its pixels, 68 a centroid) cost J +0.65 %: the
-# light share is then the largest whose noise stays within `_SAMPLE_NOISE` (8 there, 4 at K = 1024:
-# -0.15 %; 16 on every 12 MP case above, chelsea under random alpha at K = 4096 the nearest to the bound).
+# light share is then the largest whose noise stays within `_SAMPLE_NOISE`. A bound of 0.004 still left
+# that flower (another random alpha) at K = 512 +0.197 % (light 8, noise 0.0029); at 0.0025 it takes 4 there
+# (-0.037 %), and every 1.1 MP flower case at K = 512 and 1024 is -0.04 to -0.15 %; at 12 MP the two under
+# random alpha at K = 4096 (noise 0.0034-0.0035 at 16) take 8: fit +0.5 s of ~7-9, J -0.17 and -0.28 % more.
 _SAMPLED_ITER = (12, 14, 2)
 # ... of which, where the warm level has a sample of its own (light 16, noise within `_WARM_NOISE`), this many
 # on that sample after a split of it, then the rest on the whole warm level. The split and the updates of the
@@ -2713,7 +2715,7 @@ _WARM_SAMPLED = 10
 _WARM_NOISE = 0.0015
 # Light shares tried, largest first, and the noise bound (`_sample`).
 _LIGHTS = (16.0, 8.0, 4.0)
-_SAMPLE_NOISE = 0.004
+_SAMPLE_NOISE = 0.0025
 _SAMPLE_SEED = 0
 # No sample where it keeps over this share of the points: too few to pay for itself.
 _SAMPLE_SHARE = 0.75
