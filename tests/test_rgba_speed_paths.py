@@ -615,3 +615,106 @@ def test_fine_cells_a_block_of_rows_at_a_time_gives_the_same_candidates(monkeypa
     for a, b in ((whole.single, blocks.single), (whole.count, blocks.count), (whole.bins, blocks.bins),
                  (whole.entries, blocks.entries)):
         np.testing.assert_array_equal(a, b)
+
+
+def textbook_lloyd(x: np.ndarray, w: np.ndarray, start: np.ndarray, updates: int, relax: float) -> np.ndarray:
+    """Weighted Lloyd measuring every centroid, each update but the last moved relax times the way to its mean."""
+    c = start.copy()
+    k = c.shape[0]
+    for it in range(updates):
+        lab = ((x[:, None, :] - c[None]) ** 2).sum(axis=2).argmin(axis=1)
+        wsum = np.bincount(lab, weights=w, minlength=k)
+        assert wsum.min() > 0
+        means = np.stack([np.bincount(lab, weights=w * x[:, j], minlength=k) for j in range(x.shape[1])], 1)
+        means /= wsum[:, None]
+        c = means if it + 1 == updates else c + relax * (means - c)
+    return c
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_bounded_lloyd_over_relaxed_is_the_textbook_over_relaxed_lloyd(kind):
+    """With relax, every update of the bounded Lloyd but the last moves each centroid relax times the way to its
+    cluster's mean (the bounds follow the longer moves), and the last ends on the means: the centroids of a plain
+    over-relaxed Lloyd that measures every centroid for every point."""
+    x, w = weighted_points(kind, 4)
+    start = km._lloyd_tree(km._Points(x, w), km._split(x, w, 24), 3, 0.0)
+    got = km._lloyd_bounded(km._Points(x, w), start, 6, 0.0, relax=1.9)
+    np.testing.assert_allclose(got, textbook_lloyd(x, w, start, 6, 1.9), rtol=0, atol=1e-9)
+    assert not np.allclose(got, textbook_lloyd(x, w, start, 6, 1.0), rtol=0, atol=1e-6)
+
+
+def test_sample_keeps_every_heavy_point_and_light_ones_by_their_weight():
+    """The weight-aware sample of a level's points: every point of `light` pixels or more, a lighter one with
+    probability w / light (so that, weighing light, its expected weight is its own), the same rows every time;
+    light the largest of `_LIGHTS` whose noise (light x k x the light points' pixels / all pixels^2) stays
+    within `_SAMPLE_NOISE`; none where none does."""
+    w = np.concatenate([np.full(40_000, 1.0), np.full(40_000, 4.0), np.full(1000, 16.0), np.full(1000, 90.0)])
+    n2 = w.sum() ** 2  # 306 000^2
+    assert 16 * 73 * 200_000 <= km._SAMPLE_NOISE * n2 < 16 * 74 * 200_000
+    rows, light = km._sample(w, 73)
+    assert light == 16 and np.array_equal(rows, km._sample(w, 73)[0]) and np.all(np.diff(rows) > 0)
+    kept = np.zeros(w.shape[0], dtype=bool)
+    kept[rows] = True
+    assert kept[80_000:].all()
+    for share, part in ((1 / 16, kept[:40_000]), (4 / 16, kept[40_000:80_000])):
+        assert abs(part.mean() - share) < 0.01
+    rows, light = km._sample(w, 74)  # 8 x 74 x 200 000 within the noise
+    assert light == 8 and np.all(np.isin(np.arange(80_000, 82_000), rows))
+    assert abs(np.isin(np.arange(40_000, 80_000), rows).mean() - 0.5) < 0.01
+    assert km._sample(w, 10_000) is None  # 4 x 10 000 x 40 000 over it: no sample
+    assert km._sample(np.full(1000, 20.0), 2) is None  # every point heavy: it would keep them all
+
+
+@pytest.mark.parametrize("seed, side", [(0, 16), (1, 16), (0, 64)])
+def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_without_parents(monkeypatch, seed, side):
+    """With a warm level and a weight-aware sample of the level's points (light bins drawn), the updates are
+    `_SAMPLED_ITER`'s, all over-relaxed: on the warm level, on the sample, then on every point, from the parents'
+    bounds or from a query: the same centroids either way, those of a textbook over-relaxed Lloyd on each. Where
+    the warm level has a sample too (parent boxes of side 16; of side 64 they are heavy: none), its split and
+    first `_WARM_SAMPLED` updates run there."""
+    import scipy.spatial
+
+    sizes = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            sizes.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(20, 235, (20, 4))
+    x = np.clip(np.concatenate([rng.normal(c, 8, (300, 4)) for c in centres]), 0, 255)
+    w = rng.integers(1, 5, x.shape[0]).astype(np.float64)
+    w[::5] *= 20  # heavy bins among light ones
+    box = np.floor(x / side).astype(np.int64) @ ((256 // side) ** np.arange(4))
+    _, parent = np.unique(box, return_inverse=True)
+    pw = np.bincount(parent, weights=w)
+    px = np.stack([np.bincount(parent, weights=w * x[:, c]) for c in range(4)], 1) / pw[:, None]
+    k = 12
+    monkeypatch.setattr(km, "_SAMPLED_ITER", (7, 5, 3))
+    monkeypatch.setattr(km, "_WARM_SAMPLED", 4)
+    rows, light = km._sample(w, k)
+    ahead = km._sample(pw, k, km._WARM_NOISE, km._LIGHTS[:1])
+    assert light == 16 and rows.shape[0] < 0.75 * x.shape[0]
+    assert (ahead is None) == (side == 64)
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    calls = []
+    with_parent = km._fit_large(km._Points(x, w), k, 300, 0.0, lambda done, total: calls.append((done, total)),
+                                km._Points(px, pw), parent)
+    parented = sizes[:]
+    plain = km._fit_large(km._Points(x, w), k, 300, 0.0, None, km._Points(px, pw))
+    assert np.array_equal(with_parent, plain)
+    assert x.shape[0] not in parented  # the level's points start from their parents' bounds, sampled or not
+    total = calls[-1][1]
+    assert calls[-1][0] == total and {t for _, t in calls} == {total}
+    assert total == km._split_rounds(k) + 7 + 5 + 3
+    monkeypatch.undo()
+    if ahead is not None:
+        wr, wl = ahead
+        sx, sw = px[wr], np.maximum(pw[wr], wl)
+        warm = textbook_lloyd(px, pw, textbook_lloyd(sx, sw, km._split(sx, sw, k), 4, km._RELAX), 3, km._RELAX)
+    else:
+        warm = textbook_lloyd(px, pw, km._split(px, pw, k), 7, km._RELAX)
+    sw = np.maximum(w[rows], light)
+    mid = textbook_lloyd(x[rows], sw, warm, 5, km._RELAX)
+    np.testing.assert_allclose(with_parent, textbook_lloyd(x, w, mid, 3, km._RELAX), rtol=0, atol=1e-9)
