@@ -114,3 +114,16 @@ def test_a_psnr_target_is_no_larger_than_a_plain_k_under_the_bracket():
     assert db >= 40
     assert _db(img) >= 40
     assert len(img.to_bytes()) <= size, (img.k, img.metadata["rdo"])
+
+
+def test_a_byte_budget_is_no_worse_than_a_plain_k_under_the_bracket():
+    # J does not always fall with K: on this 40x40 crop K = 74 fits 1,150 bytes at J 6.96 where K = 73 fits
+    # at 6.80; the search returned K = 72 at 6.90
+    from conftest import SAMPLES
+    with Image.open(SAMPLES / "chelsea.png") as im:
+        px = np.ascontiguousarray(np.asarray(im.convert("RGB"))[10:50, 300:340])
+    size, db = _plain(px, 73, "ctx", {"max_bytes": 1150})
+    assert size <= 1150
+    img = kmq.compress_to(px, max_bytes=1150, codec="ctx")
+    assert len(img.to_bytes()) <= 1150
+    assert _db(img) >= db, (img.k, img.metadata["rdo"])
