@@ -2428,8 +2428,10 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     is equidistant from two centroids (each breaks such a tie its own way).
     bounds: (labels, upper, lower) of the points for centroids, checked as after an update instead of a
     query of every point (see `_fit_large`). handover: returns (centroids, such bounds for them) too.
-    relax: every update but the last moves a centroid relax times the way to its cluster's mean, as
-    `_hamerly`'s (the bounds follow any move); the last one returns the means."""
+    relax: every update but the last of max_iter moves a centroid relax times the way to its cluster's mean,
+    as `_hamerly`'s (the bounds follow any move), but one that reseeds an empty cluster; the last returns the
+    means. Stopped early by tol_abs, the result is the last (over-relaxed) step: at the tolerances used its
+    shift is ~3.6x a plain step's, so it stops later, and J moves by nothing measurable."""
     from scipy.spatial import cKDTree
 
     k = centroids.shape[0]
@@ -2599,26 +2601,27 @@ def _fit_large(level: _Points | Callable[[], _Points], k: int, max_iter: int, to
     rows, light = sample
     before = start
     start, taken = _lloyd_bounded(_Points(level.x[rows], np.maximum(level.w[rows], light)), start, sampled,
-                                  tol_abs, report, rounds + iters, relax=_RELAX, handover=True,
+                                  tol_abs, report, rounds + iters, relax=relax, handover=True,
                                   bounds=None if bounds is None else tuple(b[rows] for b in bounds))
     if bounds is not None:
         _rejoined(bounds, rows, taken, np.sqrt(_sq(start, before)))
     del taken, before, rows, sample
     return _lloyd_bounded(level, start, after, tol_abs, progress, rounds + iters + sampled, bounds=bounds,
-                          relax=_RELAX)
+                          relax=relax)
 
 
-def _sample(w: np.ndarray, k: int, noise: float = 0.0, lights: tuple[float, ...] = ()
+def _sample(w: np.ndarray, k: int, noise: float | None = None, lights: tuple[float, ...] | None = None
             ) -> tuple[np.ndarray, float] | None:
     """A weight-aware sample of points of weights w (m,) (pixels per bin) for k centroids: (its rows, light),
     every point of light pixels or more, a lighter one with probability w / light (then weighing light, so
     that its expected weight is its own), drawn from a fixed seed. light is the largest of `_LIGHTS` whose
-    sampled weight per centroid stays within `_SAMPLE_NOISE` (a centroid's pixels by their share of the
-    light points' variance: light x k x their pixels / all pixels^2), or the largest of lights within noise.
+    sampled weight per centroid stays within `_SAMPLE_NOISE` (the relative variance of one centroid's sampled
+    weight, about light x k x the light points' pixels / all pixels^2), or the largest of lights within noise.
     None where none does, or where the sample would keep over `_SAMPLE_SHARE` of the points."""
     n = float(w.sum())
-    for light in lights or _LIGHTS:
-        if light * k * float(w[w < light].sum()) <= (noise or _SAMPLE_NOISE) * n * n:
+    noise = _SAMPLE_NOISE if noise is None else noise
+    for light in _LIGHTS if lights is None else lights:
+        if light * k * float(w[w < light].sum()) <= noise * n * n:
             break
     else:
         return None
@@ -2717,7 +2720,7 @@ _WARM_NOISE = 0.0015
 _LIGHTS = (16.0, 8.0, 4.0)
 _SAMPLE_NOISE = 0.0025
 _SAMPLE_SEED = 0
-# No sample where it keeps over this share of the points: too few to pay for itself.
+# No sample where it keeps over this share of the points: too few dropped to pay for itself.
 _SAMPLE_SHARE = 0.75
 
 

@@ -45,8 +45,8 @@ K with rdo was far better.
 A byte budget's search makes at most _RUNS_MAX rdo runs, _CASCADE_RUNS of them before the search over
 (K, rdo), so its cost is bounded by counting (same input, same files), not by time.
 On images of at most _SCAN_PIXELS pixels (a plain compress costs tens of milliseconds) the plain files of
-the _SCAN_BELOW K under the bracket that could be chosen are sized too (_scan_below: K inside a bracket 1/64
-wide were never fitted, and J does not always fall with K), and those of
+the _SCAN_BELOW K under the bracket's top (--psnr) or bottom (--max-bytes) that could be chosen are sized
+too (_scan_below: K inside a bracket 1/64 wide were never fitted, and J does not always fall with K), and those of
 the K past the bracket's top, up to _SCAN_MAX of them (_scan: from one K to the next a plain file moves by
 up to ~10 %; a 64x64 grey ramp with ctx is 384 bytes at K = 13, 352 at 14): the least K that meets a PSNR is
 not always the smallest plain file that does, nor the largest K that fits a budget the best. Above, files
