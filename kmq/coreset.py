@@ -89,6 +89,10 @@ _PACK = 26
 # Pixels whose packed sums `Histogram` adds up as doubles before unpacking them, or one run if longer: at
 # 5 bits they sum to under 7 x 2**23 < 2**26 too.
 _SPAN = 1 << 23
+# Up to these many pixels `_count` counts in int32 (its low sums are at most 7 a pixel) and `Fine` keeps its
+# sums in uint32 (at most 255 a pixel).
+_NARROW_COUNTS = int(np.iinfo(np.int32).max) // 7
+_NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
 _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
 
@@ -115,8 +119,13 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
     over n pixels in threads. number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
     out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out (float64)."""
 
+    # The counts and low sums (at most 7 a pixel, at 5 bits) in int32 while n pixels keep them so, int64
+    # only once the parts' packed sums are let go (12 MP under random alpha: 2.6 M 7-bit bins, 21 MB less
+    # at the Histogram's peak, in the threads' counts, and 42 MB less as the parts are added up).
+    narrow = np.int32 if n <= _NARROW_COUNTS else np.int64
+
     def count(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
-        counts = np.zeros(b, dtype=np.int64)
+        counts = np.zeros(b, dtype=narrow)
         # Each pair's packed sums added up as doubles over runs (`_SPAN`) and unpacked once: unpacked run
         # by run (passes over B for each run) they cost as much as the bincounts at 6 bits. The last span's
         # are unpacked after the threads, into one array: a (B, 4) int64 per part was 80 MB each at 12 MP
@@ -128,7 +137,7 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
         def unpack() -> None:
             nonlocal low
             if low is None:
-                low = np.zeros((b, 4), dtype=np.int64)
+                low = np.zeros((b, 4), dtype=narrow)
             _unpacked_into(low, packed)
 
         # The run's bins as intp, which np.bincount would otherwise make of them for each of its three
@@ -157,23 +166,24 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
     parts = parallel.map_parts(count, n)
     counts, low, _ = parts[0]
     if low is None:
-        low = np.zeros((b, 4), dtype=np.int64)
+        low = np.zeros((b, 4), dtype=narrow)
     for i, (more, more_low, packed) in enumerate(parts):
         if i:
             counts += more
             if more_low is not None:
                 low += more_low
         _unpacked_into(low, packed)
-        parts[i] = None  # (its arrays freed as it is added)
-    return counts, low
+        parts[i] = more = more_low = packed = None  # (its arrays freed as it is added)
+    return counts.astype(np.int64, copy=False), low.astype(np.int64, copy=False)
 
 
 def _unpacked_into(low: np.ndarray, packed: list[np.ndarray]) -> None:
     """low (B, 4) += the two pairs' packed sums (`_PACK`), which are then zeroed."""
     for p in range(2):
         whole = packed[p].astype(np.int64)
-        low[:, 2 * p] += whole >> _PACK
-        low[:, 2 * p + 1] += whole & ((1 << _PACK) - 1)
+        low[:, 2 * p] += (whole >> _PACK).astype(low.dtype, copy=False)
+        whole &= (1 << _PACK) - 1
+        low[:, 2 * p + 1] += whole.astype(low.dtype, copy=False)
         packed[p][:] = 0.0
 
 
@@ -213,10 +223,10 @@ def _seven(six: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 class Fine:
     """The 7-bit histogram of an image whose 6-bit one has too few bins: ids (B,) its occupied 7-bit keys
-    ascending, counts (B,) and sums (B, 4) int64 as `Histogram`'s, six (B,) each one's 6-bit bin (in
-    `Histogram.ids`); rank (B,) the place here of each bin of `Histogram.index`, which numbers them by 6-bit
-    bin and then by bit 1 of each channel; colours, the image's number of distinct colours (None: over
-    `kmeans._POLISH_MAX`, not counted; see `Histogram._finer`)."""
+    ascending, counts (B,) and sums (B, 4) as `Histogram`'s (but sums uint32 up to 2**32 / 255 pixels), six
+    (B,) int32 each one's 6-bit bin (in `Histogram.ids`); rank (B,) int32 the place here of each bin of
+    `Histogram.index`, which numbers them by 6-bit bin and then by bit 1 of each channel; colours, the
+    image's number of distinct colours (None: over `kmeans._POLISH_MAX`, not counted; see `Histogram._finer`)."""
 
     def __init__(self, ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, six: np.ndarray, rank: np.ndarray,
                  colours: int | None) -> None:
@@ -398,14 +408,16 @@ class Histogram:
         self.counts = np.add.reduceat(counts, starts)
         self.sums = np.add.reduceat(sums, starts, axis=0)
         order = np.argsort(ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
-        rank = np.empty(b, dtype=np.intp)
+        rank = np.empty(b, dtype=np.int32)  # (int32 here and in six: 21 MB less at 2.6 M bins)
         rank[order] = np.arange(b)
         # One array reordered at a time, each old one freed before the next copy (12 MP under random alpha:
         # 2.5 M bins, 140 MB of copies at once).
         ids = ids[order]
         counts = counts[order]
-        sums = sums[order]
-        self.fine = Fine(ids, counts, sums, six[order], rank, m)
+        # Exact in uint32 while a channel's sum over every pixel is: half the bytes (12 MP photo under random
+        # alpha: 2.6 M bins, 84 -> 42 MB held from here to the labels).
+        sums = (sums.astype(np.uint32) if n <= _NARROW_SUMS else sums)[order]
+        self.fine = Fine(ids, counts, sums, six[order].astype(np.int32), rank, m)
 
     def cell(self, c: int) -> np.ndarray:
         """(B,) int64: the `bits` bits of channel c of each bin."""
@@ -795,7 +807,8 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
 
 
 # Rows (a 7-bit cell and one of its 6-bit cell's candidates) that `_fine_cells` measures at once.
-_FINE_ROWS = 1 << 21
+# (2**21 rows: ~130 MB of temporaries, the peak of labelling a 12 MP photo under random alpha at K = 1024.)
+_FINE_ROWS = 1 << 19
 
 
 def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.ndarray) -> _Cells:
@@ -932,15 +945,22 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     pixels = np.ascontiguousarray(pixels)  # each pixel's 4 bytes are read as one word
     n = pixels.shape[0]
     cands = _bin_labels(hist, palette)
-    # The counts and sums of the bins of `index`
+    # The counts and sums of bins of `index`, looked up where they are (not a copy of the 7-bit ones in the
+    # order of `index`: 105 MB of a 12 MP photo's peak under random alpha).
     f = hist.fine
-    bin_counts, bin_sums = (hist.counts, hist.sums) if f is None else (f.counts[f.rank], f.sums[f.rank])
+    bin_counts, bin_sums = (hist.counts, hist.sums) if f is None else (f.counts, f.sums)
+
+    def at(bins: np.ndarray) -> np.ndarray:
+        return bins if f is None else np.take(f.rank, bins)
+
     per_bin = cands.per_bin
     whole = np.flatnonzero(per_bin != _LABEL_NONE)
     lab = per_bin[whole].astype(np.intp)
+    whole = at(whole)
     # Integers below 2**53 summed as doubles: exact.
     count = np.bincount(lab, weights=bin_counts[whole], minlength=k).astype(np.int64)
     sums = np.stack([np.bincount(lab, weights=bin_sums[whole, c], minlength=k) for c in range(4)], 1)
+    del whole, lab
     labels = np.empty(n, dtype=np.uint16)
     p = palette.astype(np.int32)
     norms = (p * p).sum(axis=1)
@@ -994,7 +1014,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
     # part of their excess comes from the bins' exact sums.
     two = np.flatnonzero(cands.klass == 0)
-    err = pairs.base(bin_counts[two], bin_sums[two], cands.row[two])
+    err = pairs.base(bin_counts[at(two)], bin_sums[at(two)], cands.row[two])
     pv = palette.astype(np.int64)
     # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
     err += (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())

@@ -1039,30 +1039,46 @@ def _along_dist2(cols: np.ndarray, centres: np.ndarray, out: np.ndarray | None =
     return d[0]
 
 
-class _Points:
-    """Weighted points to cluster: x (m, C) float64, w (m,) float64, and, when the points are exact uint8
-    colours, their columns for table look-up distances (else float32 columns, see `_float_dist2`).
-    sums: the exact weighted sums (m, C) the points are the means of (a histogram's bins, integers below
-    2**53): the sums by cluster then start from them rather than from w x, which rounds."""
+class _Means:
+    """The means (m, C) float64 of bins given their exact sums (m, C) and weights (m,), made a block of rows
+    at a time when read (x[rows], rows a slice or an index array): the values of sums / w[:, None]."""
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, u8: np.ndarray | None = None,
+    def __init__(self, sums: np.ndarray, w: np.ndarray) -> None:
+        self.sums, self.w, self.shape = sums, w, sums.shape
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        return self.sums[rows] / self.w[rows, None]
+
+
+class _Points:
+    """Weighted points to cluster: x (m, C) float64 (or `_Means`, read by rows only), w (m,) float64, and,
+    when the points are exact uint8 colours, their columns for table look-up distances (else float32
+    columns, see `_float_dist2`).
+    sums: the exact weighted sums (m, C) the points are the means of (a histogram's bins, integers below
+    2**53): the sums by cluster then start from them rather than from w x, which rounds. Given as integers,
+    its columns are weighed in place, not copied (bincount reads them as doubles, exactly): a 12 MP photo's
+    7-bit level under random alpha is 2.6 M bins, whose float copy was 84 MB at the fit's peak."""
+
+    def __init__(self, x: np.ndarray | _Means, w: np.ndarray, u8: np.ndarray | None = None,
                  sums: np.ndarray | None = None) -> None:
-        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.x = x if isinstance(x, _Means) else np.ascontiguousarray(x, dtype=np.float64)
         self.w = np.ascontiguousarray(w, dtype=np.float64)
         self.m = self.x.shape[0]
         self.cols = _columns(u8) if u8 is not None else None
         self.inverse: np.ndarray | None = None  # for a histogram: the bin of each colour
         # Integer weights and weighted sums: every sum by cluster is exact, in any order (see `_Sums`).
         self.exact = u8 is not None or sums is not None
-        self._wx: list[np.ndarray] | None = (None if sums is None else
-                                             [np.ascontiguousarray(sums[:, c]) for c in range(sums.shape[1])])
+        self._wx: list[np.ndarray] | None = (
+            None if sums is None else [sums[:, c] if sums.dtype.kind in "iu" else np.ascontiguousarray(sums[:, c])
+                                       for c in range(sums.shape[1])])
         self._cols32: list[np.ndarray] | None = None
         self._xt: np.ndarray | None = None
         self._lock = threading.Lock()
 
     @property
     def wx(self) -> list[np.ndarray]:
-        """Per channel, the contiguous (m,) weight x coordinate: every Lloyd update sums them by cluster."""
+        """Per channel, the (m,) weight x coordinate, contiguous float64 (or the integer sums' columns, see the
+        class): every Lloyd update sums them by cluster."""
         if self._wx is None:
             self._wx = [self.w * self.x[:, c] for c in range(self.x.shape[1])]
         return self._wx
@@ -2436,7 +2452,7 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
 
     k = centroids.shape[0]
     x = pts.x
-    labels, upper, lower = (np.empty(pts.m, dtype=np.intp), np.empty(pts.m), np.empty(pts.m)) if bounds is None \
+    labels, upper, lower = (np.empty(pts.m, dtype=np.int32), np.empty(pts.m), np.empty(pts.m)) if bounds is None \
         else bounds
     near = min(k - 1, _NEIGHBOURS_BOUND)
 
@@ -2448,9 +2464,10 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             dist, nearest = tree.query(x[at], k=2)
             labels[at], upper[at], lower[at] = nearest[:, 0], dist[:, 0], dist[:, 1]
 
+    # loosen and settle go a block of points at a time: over every point at once, their temporaries were
+    # 60 MB of a 12 MP photo's peak under random alpha (2.6 M 7-bit points).
     def loosen(moved: np.ndarray) -> tuple[cKDTree, np.ndarray, np.ndarray]:
         """The bounds after the centroids moved by moved (k,); the new centroids' tree and neighbours."""
-        np.add(upper, np.take(moved, labels), out=upper)
         tree = cKDTree(centroids)
         gaps, around = tree.query(centroids, k=near + 1)
         # (Its own move too: a centroid's twin at the same place may take column 0 in its stead.)
@@ -2458,23 +2475,31 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
         # Hamerly's own bound still where it is the greater: a point far from its centroid (near R_a) has
         # little bound from R_a (1 MP photo under random alpha, K = 4096: 1.44 M -> 1.32 M tree queries over
         # the two levels' 38 updates).
-        most = moved.max()
-        local = lower - np.take(drift, labels)
-        np.minimum(local, np.take(gaps[:, near], labels) - upper, out=local)
-        lower[:] -= most
-        np.maximum(lower, local, out=lower)
+        most, reach = moved.max(), gaps[:, near]
+        for s in range(0, pts.m, _TREE_BLOCK):
+            at = slice(s, s + _TREE_BLOCK)
+            own, up, low = labels[at], upper[at], lower[at]
+            up += np.take(moved, own)
+            local = low - np.take(drift, own)
+            np.minimum(local, np.take(reach, own) - up, out=local)
+            low -= most
+            np.maximum(low, local, out=low)
         return tree, gaps, around
 
     def settle(tree: cKDTree, gaps: np.ndarray, around: np.ndarray) -> None:
         """Each point whose bounds no longer keep its centroid measured or queried again."""
-        bound = np.maximum(lower, np.take(gaps[:, 1] / 2, labels))
-        bound *= 1 - _BOUND_MARGIN
-        todo = np.flatnonzero(upper >= bound)
-        for s in range(0, todo.shape[0], _TREE_BLOCK):  # (blocks: 2.5 M points' gaps were 80 MB)
-            at = todo[s:s + _TREE_BLOCK]
-            gap = x[at] - centroids[labels[at]]
-            upper[at] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
-        todo = todo[upper[todo] >= bound[todo]]
+        half = gaps[:, 1] / 2
+        found = []
+        for s in range(0, pts.m, _TREE_BLOCK):
+            at = slice(s, s + _TREE_BLOCK)
+            bound = np.maximum(lower[at], np.take(half, labels[at]))
+            bound *= 1 - _BOUND_MARGIN
+            mine = np.flatnonzero(upper[at] >= bound)
+            rows = mine + s
+            gap = x[rows] - centroids[labels[rows]]
+            upper[rows] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
+            found.append(rows[upper[rows] >= bound[mine]])
+        todo = np.concatenate(found)
         # A point within half of R_a of its centroid a has its nearest among a's neighbours (any other is at
         # least R_a - |x - a| > |x - a| away): measured there, not queried, unless its two nearest there
         # nearly tie (the tree's choice is then taken).
@@ -2491,7 +2516,9 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     for it in range(max_iter):
         new, wsum = _weighted_means(pts, labels, k)
         if np.any(wsum == 0):
-            _reseed_empty(new, wsum, x, cKDTree(centroids).query(x, k=1)[0] ** 2)
+            tree = cKDTree(centroids)
+            _reseed_empty(new, wsum, x, np.concatenate([tree.query(x[s:s + _TREE_BLOCK], k=1)[0] ** 2
+                                                        for s in range(0, pts.m, _TREE_BLOCK)]))
         elif relax != 1.0 and it + 1 < max_iter:
             new -= centroids
             new *= relax
@@ -2526,14 +2553,16 @@ def _nearest_around(x: np.ndarray, centroids: np.ndarray, around: np.ndarray, re
     the rows whose two nearest there are too near a tie to tell (or a not among them), for the tree."""
     unsure = [rest]
     cols = [np.ascontiguousarray(centroids[:, c]) for c in range(x.shape[1])]
-    for s in range(0, rows.shape[0], _TREE_BLOCK // around.shape[1]):
-        at = rows[s:s + _TREE_BLOCK // around.shape[1]]
+    step = max(1, _TREE_BLOCK // around.shape[1])
+    for s in range(0, rows.shape[0], step):
+        at = rows[s:s + step]
         own = labels[at]
         cand = np.take(around, own, axis=0)
         d = np.zeros(cand.shape)
+        xs = x[at]
         for c, col in enumerate(cols):
             diff = np.take(col, cand)
-            diff -= x[at, c, None]
+            diff -= xs[:, c, None]
             diff *= diff
             d += diff
         two = np.partition(d, 1, axis=1)[:, :2]
@@ -2648,7 +2677,7 @@ def _inherited(x: np.ndarray, centroids: np.ndarray, above: np.ndarray, parent: 
     (each point's at parent (m,)): the parent's centroid, the exact distance to it (upper only grows it) and
     the parent's lower bound less the point's distance from the parent."""
     m = x.shape[0]
-    own, near, far = np.empty(m, dtype=np.intp), np.empty(m), np.empty(m)
+    own, near, far = np.empty(m, dtype=np.int32), np.empty(m), np.empty(m)
     for s in range(0, m, _TREE_BLOCK):
         at = slice(s, min(s + _TREE_BLOCK, m))
         up = parent[at]
@@ -2668,12 +2697,13 @@ def fit_large(counts: np.ndarray, sums: np.ndarray, k: int, *, variance: np.ndar
     the level a bit coarser, given as warm), as counts (B,) and exact sums (B, 4) of their bins in ascending key order;
     variance as in `fit_histogram`. The levels' points are the same sums, so the centroids are fit's, bit for
     bit. Requires B >= 4 k. parent (B,): each bin's place in warm, when given (see `_fit_large`)."""
-    def points(counts: np.ndarray, sums: np.ndarray) -> _Points:
+    def points(counts: np.ndarray, sums: np.ndarray, later: bool = False) -> _Points:
         w = counts.astype(np.float64)
-        # (the points' own copies of the sums only: a 12 MP photo's 7-bit level is 1.7 M bins, 55 MB a copy)
-        return _Points(sums / w[:, None], w, sums=sums.astype(np.float64))
+        # The level fitted after a warm one is only read a block of rows at a time: its means are made
+        # from the sums when read (a 12 MP photo's 7-bit level under random alpha: 84 MB less at the peak).
+        return _Points(_Means(sums, w) if later else sums / w[:, None], w, sums=sums)
 
-    return _fit_large(points(counts, sums) if warm is None else lambda: points(counts, sums), k, max_iter,
+    return _fit_large(points(counts, sums) if warm is None else lambda: points(counts, sums, True), k, max_iter,
                       float(tol * variance.mean()), progress, None if warm is None else points(*warm),
                       None if warm is None else parent, counts)
 

@@ -552,7 +552,12 @@ def test_rgba_restarts_through_the_histogram_rank_on_the_stand_in_and_end_near(m
     assert whole.to_bytes() != img.to_bytes() and img.distortion <= 1.005 * whole.distortion
 
 
-def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_hand(monkeypatch):
+@pytest.mark.parametrize("narrow", [True, False])
+def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_hand(monkeypatch, narrow):
+    # Narrow: counted in int32, the 7-bit sums kept in uint32, as up to ~300 M pixels; else int64 throughout.
+    if not narrow:
+        monkeypatch.setattr(coreset, "_NARROW_COUNTS", 5)
+        monkeypatch.setattr(coreset, "_NARROW_SUMS", 5)
     # 6-bit bins (0,0,0,0): 0, 2, 3 in channel 0; (0,1,0,0): (0,4,0,0); (1,0,0,63): 4 and 5 under alpha 255.
     px = np.array([[0, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0], [0, 4, 0, 0], [4, 0, 0, 255], [5, 1, 0, 255]],
                   np.uint8)
@@ -566,6 +571,8 @@ def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_h
                                                                     [9, 1, 0, 510]]
     # Each pixel's 7-bit bin, which `label` reads, numbered by 6-bit bin and then by bit 1 of each channel.
     assert h.index.tolist() == [0, 1, 1, 2, 3, 3] and f.rank.tolist() == [0, 2, 1, 3]
+    assert f.sums.dtype == (np.uint32 if narrow else np.int64) and f.six.dtype == f.rank.dtype == np.int32
+    assert h.counts.dtype == h.sums.dtype == f.counts.dtype == np.int64
     assert f.colours == 6
     # The 6-bit sums are the 7-bit ones added up.
     assert h.counts.tolist() == [3, 1, 2] and h.sums.tolist() == [[5, 0, 0, 0], [0, 4, 0, 0], [9, 1, 0, 510]]

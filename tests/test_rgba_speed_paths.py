@@ -720,3 +720,29 @@ def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_withou
     sw = np.maximum(w[rows], light)
     mid = textbook_lloyd(x[rows], sw, warm, 5, km._RELAX)
     np.testing.assert_allclose(with_parent, textbook_lloyd(x, w, mid, 3, km._RELAX), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32])
+@pytest.mark.parametrize("k", [2, 37, 300])
+def test_bounded_lloyd_over_means_made_from_the_sums_in_blocks_gives_the_tree_lloyd_centroids(monkeypatch, dtype, k):
+    """The level fitted after a warm one keeps its integer sums, not its means (`_Means`), and its bounds are
+    loosened and settled a block of points at a time: blocks of 7 points here (offsets, a last short block,
+    empty clusters reseeded from distances made in blocks), the same centroids bit for bit as the tree
+    Lloyd's over the means made at once."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 50, 3000)
+    sums = rng.integers(0, 256 * counts[:, None], (3000, 4)).astype(dtype)
+    w = counts.astype(np.float64)
+    x = sums / w[:, None]
+    means = km._Means(sums, w)
+    rows = rng.permutation(3000)[:100]
+    assert np.array_equal(means[rows], x[rows]) and np.array_equal(means[5:17], x[5:17])
+    assert means.shape == x.shape
+    start = km._split(x, w, k)
+    want = km._lloyd_tree(km._Points(x, w), start, 12, 0.0)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 7)
+    pts = km._Points(means, w, sums=sums)
+    assert pts.x is means and all(np.shares_memory(c, sums) for c in pts.wx)  # no copies of the level
+    assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0), want)
+    assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0, relax=1.9),
+                          km._lloyd_bounded(km._Points(x, w, sums=sums), start, 12, 0.0, relax=1.9))
