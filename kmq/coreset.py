@@ -92,6 +92,10 @@ _SPAN = 1 << 23
 # Up to these many pixels `_count` counts in int32 (its low sums are at most 7 a pixel) and `Fine` keeps its
 # sums in uint32 (at most 255 a pixel).
 _NARROW_COUNTS = int(np.iinfo(np.int32).max) // 7
+# From this many bins `_count` counts in one thread: a thread's counts, packed sums and bincount are ~4
+# doubles a bin (a 12 MP photo under random alpha: 2.6 M 7-bit bins, 85 MB for a second thread, the peak
+# of its Histogram), for a pass of ~0.3 s of CPU.
+_SERIAL_BINS = 1 << 20
 _NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
 _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
@@ -163,7 +167,7 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                 packed[p] += np.bincount(index, weights=weights[:re - r], minlength=b)
         return counts, low, packed
 
-    parts = parallel.map_parts(count, n)
+    parts = [count(0, n)] if b >= _SERIAL_BINS else parallel.map_parts(count, n)
     counts, low, _ = parts[0]
     if low is None:
         low = np.zeros((b, 4), dtype=narrow)
@@ -416,8 +420,11 @@ class Histogram:
         counts = counts[order]
         # Exact in uint32 while a channel's sum over every pixel is: half the bytes (12 MP photo under random
         # alpha: 2.6 M bins, 84 -> 42 MB held from here to the labels).
-        sums = (sums.astype(np.uint32) if n <= _NARROW_SUMS else sums)[order]
-        self.fine = Fine(ids, counts, sums, six[order].astype(np.int32), rank, m)
+        if n <= _NARROW_SUMS:
+            sums = sums.astype(np.uint32)
+        sums = sums[order]
+        six = six.astype(np.int32)
+        self.fine = Fine(ids, counts, sums, six[order], rank, m)
 
     def cell(self, c: int) -> np.ndarray:
         """(B,) int64: the `bits` bits of channel c of each bin."""
@@ -859,7 +866,8 @@ def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.nd
         count[sel] = fits
         single[sel] = np.where(fits == 1, best & ((1 << shift) - 1), -1)
         can &= np.repeat(fits > 1, many)
-        pairs.append((cell[can], entry[can]))
+        # (int32: the pairs and their joining were 105 MB of a 12 MP photo's labelling under random alpha)
+        pairs.append((cell[can].astype(np.int32), entry[can].astype(np.int32)))
     return _Cells(single, count, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
 
 

@@ -64,13 +64,18 @@ def test_histogram_of_a_few_pixels_by_hand():
 
 def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
     """Low bits packed two to a double and summed over runs stay exact, whatever the runs, their spans
-    between unpackings and the threads."""
+    between unpackings and the threads, counted in one thread (from `_SERIAL_BINS` bins) or several, in
+    int32 (up to `_NARROW_COUNTS` pixels) or int64."""
     flat = photo.reshape(-1, 4)
     keys = ((flat >> 2).astype(np.int64) << np.array([18, 12, 6, 0])).sum(axis=1)
     ids, index, counts = np.unique(keys, return_inverse=True, return_counts=True)
     sums = np.stack([np.bincount(index, weights=flat[:, c], minlength=len(ids)) for c in range(4)], 1)
-    for run, chunk, span, n in [(1 << 21, 1 << 16, 1 << 23, 1), (5000, 777, 1 << 23, 1), (5000, 777, 12000, 3),
-                                (5000, 777, 1, 1)]:
+    for run, chunk, span, n, serial, narrow in [
+            (1 << 21, 1 << 16, 1 << 23, 1, 1 << 20, 1 << 28), (5000, 777, 1 << 23, 1, 1 << 20, 1 << 28),
+            (5000, 777, 12000, 3, 1 << 20, 1 << 28), (5000, 777, 12000, 3, 1, 1 << 28),
+            (5000, 777, 12000, 3, 1 << 20, 0), (5000, 777, 1, 1, 1 << 20, 1 << 28)]:
+        monkeypatch.setattr(coreset, "_SERIAL_BINS", serial)
+        monkeypatch.setattr(coreset, "_NARROW_COUNTS", narrow)
         monkeypatch.setattr(coreset, "_RUN", run)
         monkeypatch.setattr(coreset, "_SPAN", span)
         monkeypatch.setattr(coreset, "_CHUNK", chunk)
