@@ -42,6 +42,8 @@ runs at that K landed against what they were asked), until another K is predicte
 _PLANE_STEPS K. The cascade before it models
 bytes along K and along rdo apart, and left budgets a third unused or stopped below K = 256 where a larger
 K with rdo was far better.
+On images of at most _LEVEL_PIXELS, the search then walks K at one J as a PSNR search does (_level): the J the
+best file would reach at the budget, each K given rdo up to it, then the budget filled at the best K.
 A byte budget's search makes at most _RUNS_MAX rdo runs, _CASCADE_RUNS of them before the search over
 (K, rdo), so its cost is bounded by counting (same input, same files), not by time.
 On images of at most _SCAN_PIXELS pixels (a plain compress costs tens of milliseconds) the plain files of
@@ -756,6 +758,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _fill(s, max_bytes)
     s.cap = _RUNS_MAX
     _plane(s, max_bytes, k_cap)
+    if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
+        _level(s, max_bytes, k_cap)
     if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
@@ -834,6 +838,148 @@ def _fill(s: _Search, max_bytes: int) -> None:
             # middle, +19.9 %, 76 kB and +15.4 %, 88 kB, came before +12.77 %, 97.8 kB: a run fewer, the same file)
             pct = _between(s, k, max_bytes, math.log(max_bytes) - _INSIDE) or pct
         if not near < pct < rdo:
+            return
+        _try_rdo(s, k, pct)
+
+
+# The search at one J (_level), on images of at most this many pixels (a QVGA: a plain compress there costs 10 to
+# 40 ms, the step's runs 0.05 to 0.3 s in all). Not above: on the benches' 15 budgets (0.12 to 1.1 MP) it made the
+# search 1.1 to 2.0x dearer for +0.00 to +0.43 dB (grey camera 512x512 in 20 kB: 5.0 -> 10.2x a plain compress for
+# +0.43 dB; the trial's grey 1200x800 in 30 kB 9.8 -> 12.9x for nothing), past the bench's worst, 10.2x.
+_LEVEL_PIXELS = 320 * 240
+_LEVEL_STEP = 1.25  # its steps in K, as the PSNR search's down
+# rdo files of the K a PSNR search ends at add 36 to 67 % J (18 small images): a best file over 1.6x its K's plain
+# J sits at too large a K (coffee 157x101 in 1,160 bytes: K = 12 at 2.23x, the PSNR search's K = 10), one under
+# it at too small a K (chelsea 141x217 in 3,486 bytes: K = 15 at 1.42x, the PSNR search's 18)
+_LEVEL_RATIO = 1.6
+_LEVEL_PROBES = 3  # K tried at that J, at most (each a fit and an rdo run)
+_LEVEL_FILLS = 2  # rdo runs then filling the budget at the K found, at most
+_LEVEL_CLOSE = 0.01  # a fitting file this close to the budget (in log bytes) is not filled further
+# d log bytes / d log J of rdo's files at one K, near the budget (-0.4 to -0.9 on the small images' searches)
+_LEVEL_SLOPE = -0.6
+
+
+def _projected(s: _Search, key: tuple[int, float], goal: float, plain: bool = False) -> float:
+    """log J the file of key would reach at the goal (log bytes) by rdo's strength at its K (_LEVEL_SLOPE);
+    a plain file under it its own J, unless plain (then projected as if rdo could reach it)."""
+    j = math.log(s.file(*key).distortion)
+    y = math.log(s.estimate(*key))
+    if key[1] == 0 and y <= goal and not plain:
+        return j
+    return j + (goal - y) / _LEVEL_SLOPE
+
+
+def _level(s: _Search, max_bytes: int, k_cap: int) -> None:
+    """The PSNR search's walk, at the J the best file found would reach at the budget: K a step of _LEVEL_STEP
+    apart, each given rdo up to that J, compared by the J each would reach at the budget (_projected), while
+    they get better (at most _LEVEL_PROBES K); then the budget filled at the best K (_level_fill). From a best
+    within _FAR of the budget the walk starts at its K, upwards when its rdo added under _LEVEL_RATIO; else
+    (a plain best, or one far under the budget) at _PSNR_K x the least K whose plain J is under that J, down.
+
+    The cascade and the search over (K, rdo) compare K by models of bytes along K and along rdo, fitted on
+    files far from the budget, and tried K 1.4x apart; both missed the K a PSNR search finds (18 small images,
+    the budget the bytes of their --psnr file: 13 worse than it, by up to 1.43 dB; coffee 157x101 in 1,160
+    bytes: K = 12 with rdo 126 %, 25.29 dB, where the PSNR search's K = 10 with 47.5 % is 26.01). Files of
+    two K at one J tell which K is better without a model: the walk needs one run a K."""
+    goal = math.log(max_bytes) - _INSIDE
+    best = _best_fitting(s, max_bytes)
+    k_b, r_b = best
+    if s.file(*best).distortion <= 0 or s.j(k_b) <= 0 or _nothing_to_move(s):
+        return
+    j_goal = math.exp(_projected(s, best, goal, plain=True))
+    cur, cur_v = best, _projected(s, best, goal)
+    probes, topped = 0, False
+
+    def probe(k: int) -> bool:
+        """Try k at j_goal; whether its file is the best of the walk."""
+        nonlocal cur, cur_v, probes, topped
+        if topped or not 2 <= k <= min(k_cap, s.k_hi) or s.j(k) >= j_goal or s.j(k) <= 0 or not s.can_run():
+            return False
+        pct = min(MAX_RDO, _pct(j_goal / s.j(k)))
+        if pct <= 0 or (k, pct) in s.sizes:
+            return False
+        probes += 1
+        _try_rdo(s, k, pct)
+        # rdo that adds under half the J it is given has nothing to smooth at this J (gradients: +0.0 to 0.9 % of
+        # +20 to 90 % asked): no K of the walk would do better, and each costs a fit and a run
+        topped = s.file(k, pct).distortion - s.j(k) < _SHORT * (j_goal - s.j(k))
+        v = _projected(s, (k, pct), goal)
+        if v < cur_v:
+            cur, cur_v = (k, pct), v
+            return True
+        return False
+
+    if r_b > 0 and math.log(max_bytes) - math.log(s.estimate(*best)) < _FAR:
+        k0 = k_b
+        first = 1 if j_goal / s.j(k_b) < _LEVEL_RATIO else -1
+    else:
+        # (flat graphic 120x80 in 391 bytes: the best plain K = 5, 28.68 dB; K = 7 with rdo 47 % 29.86 dB)
+        k0 = _rdo_k(s, _least_k_below(s, j_goal), _PSNR_K, k_cap)
+        first = -1
+        if not probe(k0):
+            k0 = cur[0]
+    for direction in (first, -first):  # the other way only when the first step did not move
+        k, moved = k0, False
+        while probes < _LEVEL_PROBES:
+            nxt = round(k * _LEVEL_STEP) if direction > 0 else round(k / _LEVEL_STEP)
+            nxt = nxt if nxt != k else k + direction
+            if s.codec == "ctx" and k <= ctx.RANKED_K_MAX < nxt:
+                nxt = ctx.RANKED_K_MAX
+            if nxt == k or not probe(nxt):
+                break
+            k, moved = nxt, True
+        if moved or probes >= _LEVEL_PROBES:
+            break
+    _level_fill(s, cur[0], max_bytes)
+
+
+def _least_k_below(s: _Search, j: float) -> int:
+    """The least K whose plain J is predicted under j (the line through the fitted K either side)."""
+    known = sorted((kk, v[2]) for kk, v in s.fitted.items() if kk >= 1 and v[2] > 0)
+    above = [kk for kk, jj in known if jj >= j]
+    below = [kk for kk, jj in known if jj < j]
+    if not below:
+        return max(above) + 1
+    k1 = min(below)
+    lower = [kk for kk in above if kk < k1]
+    if not lower:
+        return k1
+    k0 = max(lower)
+    j0, j1 = s.j(k0), s.j(k1)
+    t = (math.log(j0) - math.log(j)) / (math.log(j0) - math.log(j1))
+    return max(k0 + 1, min(k1, math.ceil(math.exp(math.log(k0) + t * (math.log(k1) - math.log(k0))))))
+
+
+def _level_fill(s: _Search, k: int, max_bytes: int) -> None:
+    """Weaker rdo at k while its best fitting file leaves over _LEVEL_CLOSE of the budget (at most _LEVEL_FILLS
+    runs): the J between the nearest files over and under the budget (log J linear in log bytes), or without
+    one over it, by _LEVEL_SLOPE or the chord from the plain file, whichever asks the lower J. A file 2 % under
+    the budget is ~0.2 dB from it (grey camera 131x89 in 911 bytes: 893 bytes 29.88 dB, 907 bytes 30.04)."""
+    goal = math.log(max_bytes) - _INSIDE / 2
+    for _ in range(_LEVEL_FILLS):
+        if not s.can_run() or s.j(k) <= 0:
+            return
+        runs = [(math.log(s.file(k, r).distortion), math.log(s.estimate(k, r)), r) for kk, r in s.sizes
+                if kk == k and r > 0]
+        under = [p for p in runs if p[1] <= math.log(max_bytes)]
+        over = [p for p in runs if p[1] > math.log(max_bytes)]
+        if not under:
+            return
+        v1, y1, _ = max(under, key=lambda p: p[1])
+        if math.log(max_bytes) - y1 < _LEVEL_CLOSE:
+            return
+        v = v1 + (goal - y1) / _LEVEL_SLOPE
+        # the chord from the plain file: rdo's first bytes cost little J on flat graphics (flat 120x80: +58 %
+        # J for 11 % fewer bytes, where the slope's step asked +0.5 % more J)
+        y_plain = _plain_bytes(s, k)
+        if y_plain > goal > y1 and v1 > math.log(s.j(k)):
+            v = min(v, math.log(s.j(k)) + (goal - y_plain) / (y1 - y_plain) * (v1 - math.log(s.j(k))))
+        if over:
+            v0, y0, _ = min(over, key=lambda p: p[1])
+            if v0 < v1 and y0 != y1:
+                v = v0 + min(1.0, max(0.0, (goal - y0) / (y1 - y0))) * (v1 - v0)
+        pct = min(MAX_RDO, _pct(1 + _asked(s, k, math.exp(v) / s.j(k) - 1)))
+        if pct <= 0 or any(kk == k and abs(math.log(max(r, 1e-6) / pct)) < 0.01 for kk, r in s.sizes):
             return
         _try_rdo(s, k, pct)
 
@@ -1168,6 +1314,15 @@ def _ran_at(s: _Search, k: int) -> bool:
     return any(kk == k and r > 0 for kk, r in s.sizes)
 
 
+def _nothing_to_move(s: _Search) -> bool:
+    """Whether rdo moved nothing or saved under 1 % at every K it ran at, two or more: flat graphics, where it
+    has nothing to move at any K (450 bytes: K = 6, 3, then 4, each run 3 to 4 plain compresses at the K chosen,
+    2)."""
+    ran = {k for k, r in s.files if r > 0}
+    return len(ran) >= 2 and all(_barren(s, k) or all(s.file(k, r).distortion <= s.j(k) for kk, r in s.files
+                                                       if kk == k and r > 0) for k in ran)
+
+
 def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
     """A local search over (K, rdo) from the best file found: each step predicts, for K around the best's
     (and the best's own when it leaves room), the least J a file of that K reaches in the budget (_predict:
@@ -1180,12 +1335,7 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
     33.2 dB where K = 600 with rdo 10 % is 35.4 dB in 15 kB)."""
     goal = math.log(max_bytes) - _INSIDE
     tried: set[int] = set()
-    ran = {k for k, r in s.files if r > 0}
-    if len(ran) >= 2 and all(_barren(s, k) or all(s.file(k, r).distortion <= s.j(k) for kk, r in s.files
-                                                  if kk == k and r > 0) for k in ran):
-        # rdo moved nothing or saved under 1 % at every K it ran at, two or more: flat graphics, where it has
-        # nothing to move at any K (450 bytes: K = 6, 3, then 4, each run 3 to 4 plain compresses at the K
-        # chosen, 2)
+    if _nothing_to_move(s):
         return
     for _ in range(_PLANE_STEPS):
         if not s.can_run():

@@ -127,3 +127,39 @@ def test_a_byte_budget_is_no_worse_than_a_plain_k_under_the_bracket():
     img = kmq.compress_to(px, max_bytes=1150, codec="ctx")
     assert len(img.to_bytes()) <= 1150
     assert _db(img) >= db, (img.k, img.metadata["rdo"])
+
+
+def _flat_graphic():
+    """Shapes drawn at 4x and reduced (bench/targets.py's flat graphic): anti-aliased edges, a few dozen colours."""
+    from PIL import ImageDraw
+    big = Image.new("RGB", (480, 320), "white")
+    draw = ImageDraw.Draw(big)
+    draw.rectangle((40, 40, 200, 160), fill=(255, 0, 0))
+    draw.ellipse((250, 60, 440, 280), fill=(0, 0, 255))
+    draw.line((20, 300, 460, 200), fill=(0, 0, 0), width=9)
+    return np.asarray(big.resize((120, 80), Image.Resampling.LANCZOS))
+
+
+def test_a_byte_budget_reaches_the_k_and_rdo_a_psnr_target_finds():
+    # --psnr 30 gives K = 7 with rdo 38 % in 387 bytes (30.11 dB); in 391 bytes the search returned the plain
+    # K = 5 (359 bytes, 28.68 dB): its models of bytes along K and rdo never gave K = 7 enough rdo to fit
+    pixels = _flat_graphic()
+    img = kmq.compress_to(pixels, max_bytes=391, codec="ctx")
+    plain = {k: _plain(pixels, k, "ctx", {"max_bytes": 391}) for k in range(1, 9)}
+    best_plain = max(db for size, db in plain.values() if size <= 391)
+    assert plain[5][0] <= 391 < min(plain[6][0], plain[7][0], plain[8][0])  # K = 5 is the best plain K that fits
+    assert len(img.to_bytes()) <= 391
+    assert img.metadata["rdo"] > 0 and img.k > 5
+    assert _db(img) >= best_plain + 1.0, (img.k, img.metadata["rdo"], _db(img))
+
+
+def test_a_byte_budget_of_a_psnr_files_bytes_is_nearly_as_good():
+    # coffee at 157x101: --psnr 26 gives K = 10 with rdo 47.5 % in 1,155 bytes (26.01 dB); in 1,160 bytes the
+    # search returned K = 12 with rdo 126 % (25.29 dB)
+    from conftest import SAMPLES
+    with Image.open(SAMPLES / "coffee.png") as im:
+        pixels = np.asarray(im.convert("RGB").resize((157, 101), Image.Resampling.LANCZOS))
+    ref = kmq.compress_to(pixels, psnr=26, codec="ctx")
+    img = kmq.compress_to(pixels, max_bytes=1160, codec="ctx")
+    assert len(ref.to_bytes()) <= 1155 and len(img.to_bytes()) <= 1160
+    assert _db(img) >= _db(ref) - 0.1, (img.k, img.metadata["rdo"], _db(img), _db(ref))
