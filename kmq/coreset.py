@@ -92,11 +92,11 @@ _SPAN = 1 << 23
 # Up to these many pixels `_count` counts in int32 (its low sums are at most 7 a pixel) and `Fine` keeps its
 # sums in uint32 (at most 255 a pixel).
 _NARROW_COUNTS = int(np.iinfo(np.int32).max) // 7
+_NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
 # From this many bins `_count` counts in one thread: a thread's counts, packed sums and bincount are ~4
 # doubles a bin (a 12 MP photo under random alpha: 2.6 M 7-bit bins, 85 MB for a second thread, the peak
 # of its Histogram), for a pass of ~0.3 s of CPU.
 _SERIAL_BINS = 1 << 20
-_NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
 _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
 
@@ -958,13 +958,13 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     f = hist.fine
     bin_counts, bin_sums = (hist.counts, hist.sums) if f is None else (f.counts, f.sums)
 
-    def at(bins: np.ndarray) -> np.ndarray:
+    def placed(bins: np.ndarray) -> np.ndarray:  # bins of `index` -> their rows in bin_counts, bin_sums
         return bins if f is None else np.take(f.rank, bins)
 
     per_bin = cands.per_bin
     whole = np.flatnonzero(per_bin != _LABEL_NONE)
     lab = per_bin[whole].astype(np.intp)
-    whole = at(whole)
+    whole = placed(whole)
     # Integers below 2**53 summed as doubles: exact.
     count = np.bincount(lab, weights=bin_counts[whole], minlength=k).astype(np.int64)
     sums = np.stack([np.bincount(lab, weights=bin_sums[whole, c], minlength=k) for c in range(4)], 1)
@@ -1022,7 +1022,7 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
     # part of their excess comes from the bins' exact sums.
     two = np.flatnonzero(cands.klass == 0)
-    err = pairs.base(bin_counts[at(two)], bin_sums[at(two)], cands.row[two])
+    err = pairs.base(bin_counts[placed(two)], bin_sums[placed(two)], cands.row[two])
     pv = palette.astype(np.int64)
     # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
     err += (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())

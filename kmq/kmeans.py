@@ -1051,7 +1051,8 @@ class _Means:
 
 
 class _Points:
-    """Weighted points to cluster: x (m, C) float64 (or `_Means`, read by rows only), w (m,) float64, and,
+    """Weighted points to cluster: x (m, C) float64 (or `_Means`, with sums: read by rows only, so only by
+    `_lloyd_bounded`, not by the distance passes or the tree's whole queries), w (m,) float64, and,
     when the points are exact uint8 colours, their columns for table look-up distances (else float32
     columns, see `_float_dist2`).
     sums: the exact weighted sums (m, C) the points are the means of (a histogram's bins, integers below
@@ -1246,7 +1247,10 @@ class _Sums:
         k, n = self.k, rows.shape[0]
         v = np.empty(2 * n)
         for total, col in ((self.wsum, self.pts.w), *((self.sums[:, c], wx) for c, wx in enumerate(self.pts.wx))):
-            np.take(col, rows, out=v[:n])
+            if col.dtype == v.dtype:
+                np.take(col, rows, out=v[:n])
+            else:  # a histogram's integer sums, read in place (`_Points`): np.take's out would not cast
+                v[:n] = np.take(col, rows)
             np.negative(v[:n], out=v[n:])
             total += np.bincount(to, weights=v, minlength=k)
 

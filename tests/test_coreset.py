@@ -73,7 +73,9 @@ def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
     for run, chunk, span, n, serial, narrow in [
             (1 << 21, 1 << 16, 1 << 23, 1, 1 << 20, 1 << 28), (5000, 777, 1 << 23, 1, 1 << 20, 1 << 28),
             (5000, 777, 12000, 3, 1 << 20, 1 << 28), (5000, 777, 12000, 3, 1, 1 << 28),
-            (5000, 777, 12000, 3, 1 << 20, 0), (5000, 777, 1, 1, 1 << 20, 1 << 28)]:
+            (5000, 777, 12000, 3, 1 << 20, 0), (5000, 777, 1, 1, 1 << 20, 1 << 28),
+            # two parts of two runs each (runs of B pixels): a part's own low sums, unpacked, added up
+            (5000, 777, 1, 2, 1 << 20, 1 << 28), (5000, 777, 1, 2, 1 << 20, 0)]:
         monkeypatch.setattr(coreset, "_SERIAL_BINS", serial)
         monkeypatch.setattr(coreset, "_NARROW_COUNTS", narrow)
         monkeypatch.setattr(coreset, "_RUN", run)

@@ -722,9 +722,11 @@ def test_large_k_level_updates_a_sample_then_every_point_the_same_with_or_withou
     np.testing.assert_allclose(with_parent, textbook_lloyd(x, w, mid, 3, km._RELAX), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("empty", [False, True])
 @pytest.mark.parametrize("dtype", [np.int64, np.uint32])
 @pytest.mark.parametrize("k", [2, 37, 300])
-def test_bounded_lloyd_over_means_made_from_the_sums_in_blocks_gives_the_tree_lloyd_centroids(monkeypatch, dtype, k):
+def test_bounded_lloyd_over_means_made_from_the_sums_in_blocks_gives_the_tree_lloyd_centroids(monkeypatch, dtype, k,
+                                                                                              empty):
     """The level fitted after a warm one keeps its integer sums, not its means (`_Means`), and its bounds are
     loosened and settled a block of points at a time: blocks of 7 points here (offsets, a last short block,
     empty clusters reseeded from distances made in blocks), the same centroids bit for bit as the tree
@@ -739,6 +741,8 @@ def test_bounded_lloyd_over_means_made_from_the_sums_in_blocks_gives_the_tree_ll
     assert np.array_equal(means[rows], x[rows]) and np.array_equal(means[5:17], x[5:17])
     assert means.shape == x.shape
     start = km._split(x, w, k)
+    if empty:  # a centroid beyond every point: its cluster is empty at the first update, and reseeded
+        start[-1] = 1000.0
     want = km._lloyd_tree(km._Points(x, w), start, 12, 0.0)
     monkeypatch.setattr(km, "_TREE_BLOCK", 7)
     pts = km._Points(means, w, sums=sums)
@@ -746,3 +750,18 @@ def test_bounded_lloyd_over_means_made_from_the_sums_in_blocks_gives_the_tree_ll
     assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0), want)
     assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0, relax=1.9),
                           km._lloyd_bounded(km._Points(x, w, sums=sums), start, 12, 0.0, relax=1.9))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32])
+def test_points_given_integer_sums_follow_moves_as_given_float_ones(dtype):
+    """`_Points` reads a histogram's integer sums in place; the running sums by cluster (`_Sums`, the
+    Hamerly updates on exact points) gather them as doubles too, the same bits as from float sums."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 9, 3000)
+    sums = rng.integers(0, 256, (3000, 4)) * counts[:, None]
+    w = counts.astype(np.float64)
+    x = sums / w[:, None]
+    start = km._split(x, w, 40)
+    want = km._hamerly(km._Points(x, w, sums=sums.astype(np.float64)), start, 20, 0.0)
+    got = km._hamerly(km._Points(x, w, sums=sums.astype(dtype)), start, 20, 0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
