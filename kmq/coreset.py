@@ -93,9 +93,10 @@ _SPAN = 1 << 23
 # sums in uint32 (at most 255 a pixel).
 _NARROW_COUNTS = int(np.iinfo(np.int32).max) // 7
 _NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
-# From this many bins `_count` counts in one thread: a thread's counts, packed sums and bincount are ~4
-# doubles a bin (a 12 MP photo under random alpha: 2.6 M 7-bit bins, 85 MB for a second thread, the peak
-# of its Histogram), for a pass of ~0.3 s of CPU.
+# From this many 7-bit bins `Histogram._finer` counts them in one thread: a thread's counts, packed sums and
+# bincount are ~4 doubles a bin (a 12 MP photo under random alpha: 2.6 M 7-bit bins, 85 MB for a second
+# thread, the peak of its Histogram), for a pass of ~0.3 s of CPU. (The 6-bit counts stay in threads: their
+# bins are fewer, and the 7-bit level, where there is one, is made after them.)
 _SERIAL_BINS = 1 << 20
 _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
@@ -118,9 +119,10 @@ def _pair_tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
-           weigh: Callable[[int, int, int, np.ndarray], None]) -> tuple[np.ndarray, np.ndarray]:
+           weigh: Callable[[int, int, int, np.ndarray], None], serial: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
     """(counts (b,) int64, low (b, 4) int64): per bin, its pixels and the sums of their bits below the bin's,
-    over n pixels in threads. number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
+    over n pixels in threads (one where serial). number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
     out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out (float64)."""
 
     # The counts and low sums (at most 7 a pixel, at 5 bits) in int32 while n pixels keep them so, int64
@@ -167,7 +169,7 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                 packed[p] += np.bincount(index, weights=weights[:re - r], minlength=b)
         return counts, low, packed
 
-    parts = [count(0, n)] if b >= _SERIAL_BINS else parallel.map_parts(count, n)
+    parts = [count(0, n)] if serial else parallel.map_parts(count, n)
     counts, low, _ = parts[0]
     if low is None:
         low = np.zeros((b, 4), dtype=narrow)
@@ -393,7 +395,7 @@ class Histogram:
         def weigh(p: int, s: int, e: int, out: np.ndarray) -> None:
             np.take(_ZERO_BITS[p], low[s:e].astype(np.intp), out=out, mode=_INTO)
 
-        counts, sums = _count(n, b, number, weigh)
+        counts, sums = _count(n, b, number, weigh, serial=b >= _SERIAL_BINS)
         m = int(np.count_nonzero(colours)) if counted else None
         del colours
         if counted and m <= kmeans._POLISH_MAX:

@@ -64,19 +64,20 @@ def test_histogram_of_a_few_pixels_by_hand():
 
 def test_histogram_sums_over_many_runs_and_chunks(monkeypatch, threads, photo):
     """Low bits packed two to a double and summed over runs stay exact, whatever the runs, their spans
-    between unpackings and the threads, counted in one thread (from `_SERIAL_BINS` bins) or several, in
-    int32 (up to `_NARROW_COUNTS` pixels) or int64."""
+    between unpackings and the threads, counted in one thread (serial, as 7-bit bins from `_SERIAL_BINS`) or
+    several, in int32 (up to `_NARROW_COUNTS` pixels) or int64."""
     flat = photo.reshape(-1, 4)
     keys = ((flat >> 2).astype(np.int64) << np.array([18, 12, 6, 0])).sum(axis=1)
     ids, index, counts = np.unique(keys, return_inverse=True, return_counts=True)
     sums = np.stack([np.bincount(index, weights=flat[:, c], minlength=len(ids)) for c in range(4)], 1)
+    count = coreset._count
     for run, chunk, span, n, serial, narrow in [
-            (1 << 21, 1 << 16, 1 << 23, 1, 1 << 20, 1 << 28), (5000, 777, 1 << 23, 1, 1 << 20, 1 << 28),
-            (5000, 777, 12000, 3, 1 << 20, 1 << 28), (5000, 777, 12000, 3, 1, 1 << 28),
-            (5000, 777, 12000, 3, 1 << 20, 0), (5000, 777, 1, 1, 1 << 20, 1 << 28),
+            (1 << 21, 1 << 16, 1 << 23, 1, False, 1 << 28), (5000, 777, 1 << 23, 1, False, 1 << 28),
+            (5000, 777, 12000, 3, False, 1 << 28), (5000, 777, 12000, 3, True, 1 << 28),
+            (5000, 777, 12000, 3, False, 0), (5000, 777, 1, 1, False, 1 << 28),
             # two parts of two runs each (runs of B pixels): a part's own low sums, unpacked, added up
-            (5000, 777, 1, 2, 1 << 20, 1 << 28), (5000, 777, 1, 2, 1 << 20, 0)]:
-        monkeypatch.setattr(coreset, "_SERIAL_BINS", serial)
+            (5000, 777, 1, 2, False, 1 << 28), (5000, 777, 1, 2, False, 0)]:
+        monkeypatch.setattr(coreset, "_count", (lambda *a, **kw: count(*a, serial=True)) if serial else count)
         monkeypatch.setattr(coreset, "_NARROW_COUNTS", narrow)
         monkeypatch.setattr(coreset, "_RUN", run)
         monkeypatch.setattr(coreset, "_SPAN", span)
@@ -560,11 +561,15 @@ def test_rgba_restarts_through_the_histogram_rank_on_the_stand_in_and_end_near(m
 
 
 @pytest.mark.parametrize("narrow", [True, False])
-def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_hand(monkeypatch, narrow):
-    # Narrow: counted in int32, the 7-bit sums kept in uint32, as up to ~300 M pixels; else int64 throughout.
+def test_a_histogram_too_coarse_at_6_bits_counts_its_7_bit_bins_and_colours_by_hand(monkeypatch, threads, narrow):
+    # Narrow: counted in int32, the 7-bit sums kept in uint32, as up to ~300 M pixels; else int64 throughout,
+    # and the 7-bit bins counted in one thread (as from _SERIAL_BINS of them), the 6-bit ones in several.
     if not narrow:
         monkeypatch.setattr(coreset, "_NARROW_COUNTS", 5)
         monkeypatch.setattr(coreset, "_NARROW_SUMS", 5)
+        monkeypatch.setattr(coreset, "_SERIAL_BINS", 1)
+        monkeypatch.setattr(parallel, "MIN_PART", 1)
+        threads(2)
     # 6-bit bins (0,0,0,0): 0, 2, 3 in channel 0; (0,1,0,0): (0,4,0,0); (1,0,0,63): 4 and 5 under alpha 255.
     px = np.array([[0, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0], [0, 4, 0, 0], [4, 0, 0, 255], [5, 1, 0, 255]],
                   np.uint8)
