@@ -198,3 +198,23 @@ def test_a_ctx_file_above_k_256_gets_lzma_where_it_is_smaller(gradient_at_38, mo
     chosen = kmq.compress_to(pixels, psnr=38)
     assert len(ctx.palette) > 256 and chosen.codec == "lzma" and db(chosen) >= 38
     assert len(chosen.to_bytes()) < len(ctx.to_bytes())
+
+
+@pytest.mark.parametrize("spec", [{"max_bytes": 600}, {"max_bytes": 1200}, {"psnr": 30.0}])
+def test_no_labels_are_lzma_encoded_twice_by_a_search_and_its_write(shot, spec, monkeypatch):
+    # The file returned was sized (encoded) by the search: writing it takes the payload kept (the old code
+    # encoded it again: a 4000x3000 screenshot's 3 s), and an rdo file whose moves api undid is its K's
+    # plain labels, sized once (the old search encoded 3 labellings twice at 1,200 bytes, 1 at 600 and 30 dB).
+    from kmq.codecs import lzma_codec
+    encoded: list[bytes] = []
+    encode = lzma_codec.encode
+
+    def counted(labels, palette):
+        encoded.append(hashlib.sha256(np.ascontiguousarray(labels).tobytes() + palette.tobytes()).digest())
+        return encode(labels, palette)
+    monkeypatch.setattr(lzma_codec, "encode", counted)
+    img = kmq.compress_to(shot, codec="lzma", **spec)
+    data = img.to_bytes()
+    assert len(encoded) == len(set(encoded))
+    monkeypatch.setattr(lzma_codec, "encode", encode)
+    assert data == kmq.compress_to(shot, codec="lzma", **spec).to_bytes()
