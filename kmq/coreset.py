@@ -122,8 +122,9 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
            weigh: Callable[[int, int, int, np.ndarray], None], serial: bool = False
            ) -> tuple[np.ndarray, np.ndarray]:
     """(counts (b,) int64, low (b, 4) int64): per bin, its pixels and the sums of their bits below the bin's,
-    over n pixels in threads (one where serial). number(s, e, out) writes the bins of pixels s:e into out (intp); weigh(p, s, e,
-    out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out (float64)."""
+    over n pixels in threads (one where serial). number(s, e, out) writes the bins of pixels s:e into out
+    (intp); weigh(p, s, e, out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out
+    (float64)."""
 
     # The counts and low sums (at most 7 a pixel, at 5 bits) in int32 while n pixels keep them so, int64
     # only once the parts' packed sums are let go (12 MP under random alpha: 2.6 M 7-bit bins, 21 MB less
@@ -652,6 +653,10 @@ class _Cells:
         self.single, self.count, self.bins, self.entries = single, count, bins, entries
 
 
+# Candidate rows (cells x their coarser cell's candidates) `_cell_candidates` judges at once in each thread:
+# at kmeans._BLOCK (2**21) each thread's temporaries were ~50 MB, the peak of labelling a 12 MP photo under
+# random alpha at K = 4096.
+_CANDIDATE_BLOCK = 1 << 19
 # `_cell_candidates` measures every entry only for this many cells or fewer, or cells this coarse; finer ones
 # measure only the candidates of the cell one bit coarser that holds them (12 MP photo under a vignette at
 # K = 256: 1.17 M 6-bit bins in 136 000 5-bit cells, 13 000 4-bit ones).
@@ -755,7 +760,9 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
         shared = np.flatnonzero(many > 1)
         if shared.size:
             b, r = np.nonzero(can[:, shared].T)
-            into.append((sel[shared[b]], r if cand is None else cand[r, shared[b]]))
+            # (int32: intp pairs were 2x the memory, 12 MP under random alpha at K = 4096)
+            entries = r if cand is None else cand[r, shared[b]]
+            into.append((sel[shared[b]].astype(np.int32), entries.astype(np.int32)))
 
     if n <= _ALL_ENTRIES_CELLS or bits <= _ALL_ENTRIES_BITS:
         step = max(1, kmeans._BLOCK // k)
@@ -793,7 +800,7 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
                 inside = np.zeros(parents.shape[0], dtype=bool)
                 inside[owners[mine]] = True
                 cells = np.flatnonzero(np.take(inside, up))
-                step = max(1, kmeans._BLOCK // width)
+                step = max(1, _CANDIDATE_BLOCK // width)
 
                 def part(start: int, stop: int) -> list:
                     got: list = []

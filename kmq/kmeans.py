@@ -2640,9 +2640,10 @@ def _fit_large(level: _Points | Callable[[], _Points], k: int, max_iter: int, to
     drawn = _Points(level.x[rows], np.maximum(level.w[rows], light), keep_wx=False)
     start, taken = _lloyd_bounded(drawn, start, sampled, tol_abs, report, rounds + iters, relax=relax, handover=True,
                                   bounds=None if bounds is None else tuple(b[rows] for b in bounds))
+    del drawn  # (before the bounds are rejoined: the sample is the fit's peak then)
     if bounds is not None:
         _rejoined(bounds, rows, taken, np.sqrt(_sq(start, before)))
-    del taken, before, rows, sample, drawn
+    del taken, before, rows, sample
     return _lloyd_bounded(level, start, after, tol_abs, progress, rounds + iters + sampled, bounds=bounds,
                           relax=relax)
 
@@ -2674,7 +2675,9 @@ def _rejoined(bounds: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarra
     for the centroids after, the sample's rows taking the sample's own (taken), the others loosened by
     the moves (upper by its centroid's, lower by the farthest)."""
     labels, upper, lower = bounds
-    upper += np.take(moved, labels)
+    for s in range(0, labels.shape[0], _TREE_BLOCK):  # (no temporary of every point: 29 MB at 3.65 M of them)
+        at = slice(s, s + _TREE_BLOCK)
+        upper[at] += np.take(moved, labels[at])
     lower -= moved.max()
     labels[rows], upper[rows], lower[rows] = taken
 

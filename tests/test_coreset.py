@@ -134,6 +134,9 @@ def test_candidates_through_coarser_cells_are_those_from_every_entry(monkeypatch
     assert np.array_equal(coarse.single, every.single) and np.array_equal(coarse.count, every.count)
     assert candidate_sets(coarse) == candidate_sets(every)
     assert all(e == sorted(e) for e in candidate_sets(coarse).values())
+    monkeypatch.setattr(coreset, "_CANDIDATE_BLOCK", 100)  # blocks of a few cells: the same, in the same order
+    blocks = coreset._cell_candidates(h.ids, coreset.BITS, palette)
+    assert all(np.array_equal(getattr(blocks, a), getattr(coarse, a)) for a in ("single", "count", "bins", "entries"))
 
 
 def test_a_finer_cell_inherits_its_coarser_cells_one_entry_and_measures_only_its_candidates(monkeypatch):
