@@ -397,19 +397,24 @@ class Histogram:
             np.take(_ZERO_BITS[p], low[s:e].astype(np.intp), out=out, mode=_INTO)
 
         counts, sums = _count(n, b, number, weigh, serial=b >= _SERIAL_BINS)
+        del low
         m = int(np.count_nonzero(colours)) if counted else None
         del colours
         if counted and m <= kmeans._POLISH_MAX:
             self.ids = None
             return
+        # int32 from here (keys under 2**28): the keys' temporaries were the Histogram's peak at 3.65 M bins
+        sevens = sevens.astype(np.int32)
         six = sevens >> 4
         ids = np.zeros(b, dtype=np.int64)
         for c in range(4):
-            value = (self.cell(c)[six] << 1) | ((sevens >> (3 - c)) & 1)  # the bin's 7 bits of channel c
+            value = self.cell(c).astype(np.int32)[six]
+            value <<= 1
+            value |= (sevens >> (3 - c)) & 1  # the bin's 7 bits of channel c
             ids <<= 7
             ids |= value
             sums[:, c] += (value << 1) * counts
-        del sevens, low
+        del sevens
         # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
         starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
         self.counts = np.add.reduceat(counts, starts)
@@ -426,7 +431,6 @@ class Histogram:
         if n <= _NARROW_SUMS:
             sums = sums.astype(np.uint32)
         sums = sums[order]
-        six = six.astype(np.int32)
         self.fine = Fine(ids, counts, sums, six[order], rank, m)
 
     def cell(self, c: int) -> np.ndarray:
