@@ -1035,7 +1035,9 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
     # part of their excess comes from the bins' exact sums.
     two = np.flatnonzero(cands.klass == 0)
-    err = pairs.base(bin_counts[placed(two)], bin_sums[placed(two)], cands.row[two])
+    rows = placed(two)
+    err = pairs.base(bin_counts[rows], bin_sums[rows], cands.row[two])
+    del rows
     pv = palette.astype(np.int64)
     # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
     err += (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())

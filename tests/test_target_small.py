@@ -40,24 +40,25 @@ def test_a_psnr_target_is_no_larger_than_a_plain_k_past_the_bracket(ramp):
     assert len(img.to_bytes()) <= size, (img.k, img.metadata["rdo"])
 
 
+def _fits_and_beats_plain(pixels, k, max_bytes):
+    """Plain K = k fits max_bytes with ctx, and so does the budget's file, at a PSNR no lower."""
+    size, db = _plain(pixels, k, "ctx", {"max_bytes": max_bytes})
+    assert size <= max_bytes
+    img = kmq.compress_to(pixels, max_bytes=max_bytes, codec="ctx")
+    assert len(img.to_bytes()) <= max_bytes
+    assert _db(img) >= db, (img.k, img.metadata["rdo"])
+
+
 def test_a_byte_budget_is_no_worse_than_a_plain_k_past_the_bracket(ramp):
     # K = 9 fits 400 bytes and 10 to 13 do not, but 14 does: the search returned K = 9 at 29.87 dB
-    size, db = _plain(ramp, 14, "ctx", {"max_bytes": 400})
-    assert size <= 400
-    img = kmq.compress_to(ramp, max_bytes=400, codec="ctx")
-    assert len(img.to_bytes()) <= 400
-    assert _db(img) >= db, (img.k, img.metadata["rdo"])
+    _fits_and_beats_plain(ramp, 14, 400)
 
 
 def test_a_byte_budget_looks_past_plain_files_far_over_it():
     # the same ramp in 8 bits: K = 9 to 12 are 413 to 472 bytes, K = 14 398 (1.19x under K = 12's); the
     # search returned K = 8, 262 bytes at 28.84 dB
     ramp8 = np.linspace(0, 255, 4096).reshape(64, 64).astype(np.uint8)
-    size, db = _plain(ramp8, 14, "ctx", {"max_bytes": 400})
-    assert size <= 400
-    img = kmq.compress_to(ramp8, max_bytes=400, codec="ctx")
-    assert len(img.to_bytes()) <= 400
-    assert _db(img) >= db, (img.k, img.metadata["rdo"])
+    _fits_and_beats_plain(ramp8, 14, 400)
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +123,7 @@ def test_a_byte_budget_is_no_worse_than_a_plain_k_under_the_bracket():
     from conftest import SAMPLES
     with Image.open(SAMPLES / "chelsea.png") as im:
         px = np.ascontiguousarray(np.asarray(im.convert("RGB"))[10:50, 300:340])
-    size, db = _plain(px, 73, "ctx", {"max_bytes": 1150})
-    assert size <= 1150
-    img = kmq.compress_to(px, max_bytes=1150, codec="ctx")
-    assert len(img.to_bytes()) <= 1150
-    assert _db(img) >= db, (img.k, img.metadata["rdo"])
+    _fits_and_beats_plain(px, 73, 1150)
 
 
 def _flat_graphic():
