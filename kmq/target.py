@@ -187,9 +187,11 @@ class _Search:
         self.files: dict[tuple[int, float], KmqImage] = {}
         self.prepared: dict[int, rdo_module.Prepared] = {}  # per K: the nearest labellings its rdo runs start from
         self.sizes: dict[tuple[int, float], tuple[int, int]] = {}  # bounds (low, high); low == high: exact
-        # ctx payload bounds per labelling (rdo.digest): an rdo run that keeps the nearest labelling (its
-        # moves saved nothing) gives its K's plain labels again, and they cost 0.65-0.85 of an encoding
-        self.payloads: dict[bytes, tuple[int, int]] = {}
+        # ctx payload bounds per labelling, as [labels, bounds] by palette: an rdo run that keeps the nearest
+        # labelling (its moves saved nothing) gives its K's plain labels again, and they cost 0.65-0.85 of an
+        # encoding. The labels are compared with those of the same palette, not hashed: a hash of every file's
+        # labels (rdo.digest) cost 3 ms a file at 2.3 MP, 0.6 of a plain compress over a screenshot's search.
+        self.payloads: dict[bytes, list[list]] = {}
         self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
         self.runs, self.cap = 0, _RUNS_MAX  # the rdo runs made, and how many the search may make
 
@@ -251,12 +253,14 @@ class _Search:
         if key not in self.sizes:
             img = self.file(k, rdo)
             if self.codec == "ctx":
-                at = rdo_module.digest(img.palette, img.labels)
-                if at not in self.payloads:
+                entry = self._payload(img)
+                if entry is None:
                     # an rdo run on an image that is its own sample sized its labels as the file holds them
                     done = self.prepared[k].returned if rdo > 0 and k in self.prepared else {}
-                    self.payloads[at] = done.get(at) or ctx.payload_bounds(img.labels, img.palette)
-                low, high = self.payloads[at]
+                    found = done.get(rdo_module.digest(img.palette, img.labels)) if done else None
+                    entry = [img.labels, found or ctx.payload_bounds(img.labels, img.palette)]
+                    self._payloads(img).append(entry)
+                low, high = entry[1]
                 self.sizes[key] = (img.overhead() + low, img.overhead() + high)
             else:
                 self.size(k, rdo)
@@ -277,8 +281,20 @@ class _Search:
             low = len(img.to_bytes())  # (the whole file: what bench/rdo.py counts as a file encoded to be sized)
             self.sizes[key] = (low, low)
             if self.codec == "ctx":
-                self.payloads[rdo_module.digest(img.palette, img.labels)] = (low - img.overhead(),) * 2
+                entry = self._payload(img)
+                if entry is None:
+                    entry = [img.labels, None]
+                    self._payloads(img).append(entry)
+                entry[1] = (low - img.overhead(),) * 2
         return low
+
+    def _payloads(self, img: KmqImage) -> list[list]:
+        """The [labels, payload bounds] sized of img's palette."""
+        return self.payloads.setdefault(bytes(str(img.palette.shape), "ascii") + img.palette.tobytes(), [])
+
+    def _payload(self, img: KmqImage) -> list | None:
+        """The [labels, payload bounds] of img's palette and labels, if sized (None if not)."""
+        return next((entry for entry in self._payloads(img) if np.array_equal(entry[0], img.labels)), None)
 
     def _twin(self, k: int, img: KmqImage) -> KmqImage | None:
         """With lzma, a file of k sized exactly whose palette and labels are img's, so its payload too (an rdo
@@ -354,7 +370,8 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
 def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:
     """img (ctx's search's file) or lzma's search's, whichever _rank puts first."""
     rank = _rank(s, img, psnr)
-    s.files, s.prepared = {}, {}  # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
+    # their memory (12 MP: ~24 MB a file, ~40 MB an rdo start) is not needed now
+    s.files, s.prepared, s.payloads = {}, {}, {}
     other = s.with_codec("lzma")
     try:
         found = _run(other, psnr, max_bytes)

@@ -149,7 +149,11 @@ PINNED = [((33, 17), 3, 1, 0, 70, "59af8ad85e2edcce", (69, 72)),  # 1 lane, grey
           ((200, 330), 64, 3, 3, 37719, "0eb4a5cb5ab98554", (37642, 37791)),  # 8 lanes, last step short
           ((45, 61), 16, 4, 4, 1134, "6a72b32e56f980e7", (1130, 1138)),  # RGBA
           ((37, 29), 257, 3, 5, 812, "255f3ae4d705a4b0", (809, 814)),  # escapes ranked by label
-          ((130, 127), 256, 1, 6, 12015, "ba978535399201e2", (11994, 12035))]
+          ((130, 127), 256, 1, 6, 12015, "ba978535399201e2", (11994, 12035)),
+          # above K = 256 the neighbours' colour distances are summed channel by channel (round 27): as before
+          ((50, 70), 1036, 4, 7, 2906, "a89c8c82e164ed03", (2900, 2911)),
+          ((41, 39), 300, 1, 8, 1188, "16885aea24d6f0e0", (1186, 1192)),
+          ((60, 40), 4096, 3, 9, 2280, "c4acc46a5f6eec0f", (2275, 2283))]
 
 
 @pytest.mark.parametrize("size, k, channels, seed, n_bytes, digest, bounds", PINNED)

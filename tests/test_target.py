@@ -690,3 +690,45 @@ def test_a_fill_from_a_file_just_over_the_budget_starts_between_the_two(over, fi
     s = _Sized(files, 100_000)
     target._fill(s, 100_000)
     assert s.asked == [pytest.approx(first, abs=2e-3)]
+
+
+@pytest.fixture
+def beyond_sample(monkeypatch):
+    """A 128x96 crop of chelsea, larger than rdo's sample (made 4096 pixels here), as larger images are."""
+    from conftest import SAMPLES
+    from kmq import rdo
+    monkeypatch.setattr(rdo, "_SAMPLE", 1 << 12)
+    with Image.open(SAMPLES / "chelsea.png") as im:
+        return np.asarray(im.convert("RGB"))[60:156, 150:278].copy()
+
+
+def test_a_search_finds_payloads_sized_before_without_hashing_labels(beyond_sample, monkeypatch):
+    # A file whose palette and labels were sized before (an rdo run whose moves were undone is its K's plain
+    # file) takes their payload bounds again, found by comparing labels of the same palette: hashing every
+    # file's labels cost 3 ms a file at 2.3 MP. (rdo still hashes its sample's labellings, and an image that is
+    # its own sample's returned files.)
+    from kmq import rdo
+    hashed, sized = [], []
+    digest, bounds = rdo.digest, target.ctx.payload_bounds
+    monkeypatch.setattr(rdo, "digest", lambda palette, labels: hashed.append(labels.size) or digest(palette, labels))
+    monkeypatch.setattr(target.ctx, "payload_bounds", lambda labels, palette: sized.append(labels.size) or bounds(
+        labels, palette))
+    searched = []
+    original = target._Search.bounds
+
+    def counting(self, k, rdo=0.0):
+        if (k, rdo) not in self.sizes:
+            searched.append((k, rdo))
+        return original(self, k, rdo)
+    monkeypatch.setattr(target._Search, "bounds", counting)
+    img = kmq.compress_to(beyond_sample, codec="ctx", max_bytes=4000)
+    whole = beyond_sample.shape[0] * beyond_sample.shape[1]
+    assert len(img.to_bytes()) <= 4000 and whole not in hashed
+    # every file sized by bounds, and no labelling sized twice
+    assert 0 < sized.count(whole) <= len(searched)
+
+
+def test_payloads_found_again_give_the_file_sizing_every_file_gives(beyond_sample, monkeypatch):
+    found = kmq.compress_to(beyond_sample, codec="ctx", max_bytes=4000).to_bytes()
+    monkeypatch.setattr(target._Search, "_payload", lambda self, img: None)  # every file's payload sized anew
+    assert kmq.compress_to(beyond_sample, codec="ctx", max_bytes=4000).to_bytes() == found
