@@ -471,11 +471,11 @@ def test_bounded_lloyd_keeps_points_a_far_centroid_never_neared(monkeypatch):
     assert np.array_equal(got, km._lloyd_tree(pts, start, 4, 0.0))
 
 
-def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
+def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree(monkeypatch):
     """Points within half of R_a of their centroid a (after the centroids moved) find their nearest among
     a's 4 nearest centroids (a itself first): the one measuring every centroid finds, with its distance and
     a lower bound at most the second's; a point halfway between two centroids (a tie) and those whose row
-    lacks their own centroid go back for the tree, after the rows given as rest."""
+    lacks their own centroid go back for the tree (their places among the rows), in blocks of any size."""
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(5)
@@ -495,8 +495,13 @@ def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
     around[gone, 0] = around[gone, 4]
     lacking = rows[labels[rows] == gone]
     labels_in, upper_in, lower = labels.copy(), upper.copy(), np.full(3000, -1.0)
-    back = km._nearest_around(x, centroids, around, reach, rows, labels_in, upper_in, lower, np.array([7, 9]))
-    assert back.tolist()[:2] == [7, 9] and sorted(back.tolist()[2:]) == [0, *lacking.tolist()]
+    back = km._nearest_around(x[rows], rows, centroids, around, reach, labels_in, upper_in, lower)
+    assert rows[back].tolist() == [0, *lacking.tolist()]
+    for block in (1, 7, 64):
+        monkeypatch.setattr(km, "_AROUND_BLOCK", block)
+        again = labels.copy(), upper.copy(), np.full(3000, -1.0)
+        assert np.array_equal(km._nearest_around(x[rows], rows, centroids, around, reach, *again), back)
+        assert all(np.array_equal(a, b) for a, b in zip(again, (labels_in, upper_in, lower)))
     done = np.setdiff1d(rows, [0, *lacking.tolist()])
     d = np.sqrt(((x[done, None, :] - centroids[None]) ** 2).sum(axis=2))
     assert np.array_equal(labels_in[done], d.argmin(axis=1)) and np.any(labels_in[done] != labels[done])
@@ -505,6 +510,37 @@ def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
     assert np.all(lower[done] <= second + 1e-9) and np.all(lower[done] > upper_in[done])
     untouched = np.setdiff1d(np.arange(3000), done)
     assert np.all(lower[untouched] == -1.0) and np.array_equal(labels_in[untouched], labels[untouched])
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_bounded_lloyd_measures_far_points_among_wider_neighbours_not_the_tree(monkeypatch, kind):
+    """A point too far from its centroid for the 16 nearest it to hold its nearest is measured among the 32
+    nearest where they must (`_NEIGHBOURS_WIDE`): fewer tree queries, the same centroids bit for bit as with
+    the tree for all of them, over-relaxed or not."""
+    import scipy.spatial
+
+    queried = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            if k == 2:  # (not the centroids' own neighbours)
+                queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    x, w = weighted_points(kind, 4)
+    pts = km._Points(x, w)
+    start = km._split(x, w, 300)
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    for relax in (1.0, 1.9):
+        wide = km._lloyd_bounded(pts, start, 12, 0.0, relax=relax)
+        fewer = sum(queried)
+        queried.clear()
+        monkeypatch.setattr(km, "_NEIGHBOURS_WIDE", km._NEIGHBOURS_BOUND)
+        assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0, relax=relax), wide)
+        assert fewer < sum(queried) - x.shape[0] // 10
+        queried.clear()
+        monkeypatch.undo()
+        monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
 
 
 @pytest.mark.parametrize("bits", [3, 5, 6])
