@@ -517,30 +517,18 @@ def test_bounded_lloyd_measures_far_points_among_wider_neighbours_not_the_tree(m
     """A point too far from its centroid for the 16 nearest it to hold its nearest is measured among the 32
     nearest where they must (`_NEIGHBOURS_WIDE`): fewer tree queries, the same centroids bit for bit as with
     the tree for all of them, over-relaxed or not."""
-    import scipy.spatial
-
-    queried = []
-
-    class Counting(scipy.spatial.cKDTree):
-        def query(self, x, k=1, **kw):
-            if k == 2:  # (not the centroids' own neighbours)
-                queried.append(np.asarray(x).shape[0])
-            return super().query(x, k=k, **kw)
-
     x, w = weighted_points(kind, 4)
     pts = km._Points(x, w)
     start = km._split(x, w, 300)
-    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
     for relax in (1.0, 1.9):
+        queried = counted_points_queries(monkeypatch)
         wide = km._lloyd_bounded(pts, start, 12, 0.0, relax=relax)
         fewer = sum(queried)
         queried.clear()
         monkeypatch.setattr(km, "_NEIGHBOURS_WIDE", km._NEIGHBOURS_BOUND)
         assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0, relax=relax), wide)
         assert fewer < sum(queried) - x.shape[0] // 10
-        queried.clear()
         monkeypatch.undo()
-        monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
 
 
 @pytest.mark.parametrize("bits", [3, 5, 6])
@@ -634,6 +622,48 @@ def test_bounded_lloyd_from_the_parents_bounds_queries_fewer_and_gives_the_same_
     plain = km._fit_large(km._Points(x, w), k, 300, 0.0, None, km._Points(px, pw))
     assert np.array_equal(with_parent, plain)
     assert inherited < sum(queried) - x.shape[0] // 2
+
+
+def counted_points_queries(monkeypatch) -> list[int]:
+    """The points each tree query of two nearest asks for, from now on (not the centroids' own neighbours)."""
+    import scipy.spatial
+
+    queried: list[int] = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            if k == 2:
+                queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    return queried
+
+
+def boxed(x: np.ndarray, w: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each point's box of side^4 values and the boxes' weighted means and weights."""
+    _, parent = np.unique(np.floor(x / side).astype(np.int64) @ ((256 // side) ** np.arange(4)), return_inverse=True)
+    pw = np.bincount(parent, weights=w)
+    return parent, np.stack([np.bincount(parent, weights=w * x[:, c]) for c in range(4)], 1) / pw[:, None], pw
+
+
+@pytest.mark.parametrize("kind, sampled", [("bins", False), ("clusters", False), ("bins", True)])
+def test_warm_level_from_its_coarser_cells_bounds_queries_fewer_and_gives_the_same_centroids(monkeypatch, kind,
+                                                                                              sampled):
+    """The warm level starts from its coarser cells' centroids and bounds (a query of the cells, not of its
+    points; `top`), with or without its own sample: the same centroids bit for bit, fewer points queried."""
+    x, w = weighted_points(kind, 4)
+    parent, px, pw = boxed(x, w, 16)
+    up, ux, _ = boxed(px, pw, 32)
+    if sampled:  # the warm level's own sample and the level's (`_sample`), whatever their noise
+        monkeypatch.setattr(km, "_sample", lambda w, k, noise=None, lights=None: (np.arange(0, w.shape[0], 2), 2.0))
+    queried = counted_points_queries(monkeypatch)
+    plain = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent)
+    queries = sum(queried)
+    queried.clear()
+    from_top = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent, top=(ux, up))
+    assert np.array_equal(from_top, plain)
+    assert sum(queried) < queries
 
 
 def test_fine_cells_a_block_of_rows_at_a_time_gives_the_same_candidates(monkeypatch, busy_rgba):
