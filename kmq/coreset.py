@@ -477,8 +477,9 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
             level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
             level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
-            # The 6-bit level starts from its 5-bit cells' centroids and bounds (the same centroids).
-            top = _five(hist)
+            # The 6-bit level starts from its 5-bit cells' centroids and bounds (the same centroids), made only
+            # then and let go after (16 MB at 931 000 6-bit bins).
+            top = functools.partial(_five, hist)
         return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
                                 warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else tuple(warm), parent=parent,
                                 top=top)

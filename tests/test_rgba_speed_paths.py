@@ -661,7 +661,7 @@ def test_warm_level_from_its_coarser_cells_bounds_queries_fewer_and_gives_the_sa
     plain = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent)
     queries = sum(queried)
     queried.clear()
-    from_top = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent, top=(ux, up))
+    from_top = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up))
     assert np.array_equal(from_top, plain)
     assert sum(queried) < queries
 
@@ -831,3 +831,37 @@ def test_points_given_integer_sums_follow_moves_as_given_float_ones(dtype):
     want = km._hamerly(km._Points(x, w, sums=sums.astype(np.float64)), start, 20, 0.0)
     got = km._hamerly(km._Points(x, w, sums=sums.astype(dtype)), start, 20, 0.0)
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_exact_means_a_block_at_a_time_equal_the_whole_ones(monkeypatch, dtype):
+    """Integer weights and sums by cluster summed a block of points at a time (blocks that do not divide the
+    points): the same means and weights bit for bit as in one pass, empty clusters NaN as there."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 300, 5003)
+    sums = (rng.integers(0, 256, (5003, 4)) * counts[:, None]).astype(dtype)
+    w = counts.astype(np.float64)
+    pts = km._Points(km._Means(sums, w), w, sums=sums)
+    labels = rng.integers(0, 40, 5003).astype(np.int32)
+    labels[labels == 7] = 8  # an empty cluster
+    want = km._weighted_means(pts, labels, 41)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 97)
+    got = km._exact_means(pts, labels, 41)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want))
+    assert np.isnan(got[0][7]).all() and got[1][7] == 0
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_large_k_fit_in_small_blocks_gives_the_same_centroids(monkeypatch, kind):
+    """The bounded updates, the inherited bounds and the neighbours' measures a few points at a time (blocks
+    that do not divide the points): the same centroids as in the usual blocks."""
+    x, w = weighted_points(kind, 4)
+    parent, px, pw = boxed(x, w, 16)
+    up, ux, _ = boxed(px, pw, 32)
+    sums = np.rint(x * w[:, None]).astype(np.int64)  # integer sums, as a histogram's
+    pts = km._Points(km._Means(sums, w), w, sums=sums)
+    want = km._fit_large(pts, 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up))
+    monkeypatch.setattr(km, "_AROUND_BLOCK", 37)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 101)
+    assert np.array_equal(km._fit_large(pts, 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up)),
+                          want)
