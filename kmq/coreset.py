@@ -472,12 +472,17 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     `min_bins`, else on the 7-bit one warmed up on the 6-bit one: fit's centroids (progress as fit reports it)."""
     if k >= kmeans._LARGE_K:
         # The levels of `kmeans._large_k_levels`: each warmed up on the one a bit coarser.
+        top = None
         if hist.bins >= min_bins(k):
             level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
             level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
+            # The 6-bit level starts from its 5-bit cells' centroids and bounds (the same centroids), made only
+            # then and let go after (16 MB at 931 000 6-bit bins).
+            top = functools.partial(_five, hist)
         return kmeans.fit_large(*level, k, variance=hist.variance(), max_iter=max_iter, tol=tol, progress=progress,
-                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else tuple(warm), parent=parent)
+                                warm=None if warm[0].shape[0] < kmeans._WARM_MIN * k else tuple(warm), parent=parent,
+                                top=top)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),

@@ -471,11 +471,11 @@ def test_bounded_lloyd_keeps_points_a_far_centroid_never_neared(monkeypatch):
     assert np.array_equal(got, km._lloyd_tree(pts, start, 4, 0.0))
 
 
-def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
+def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree(monkeypatch):
     """Points within half of R_a of their centroid a (after the centroids moved) find their nearest among
     a's 4 nearest centroids (a itself first): the one measuring every centroid finds, with its distance and
     a lower bound at most the second's; a point halfway between two centroids (a tie) and those whose row
-    lacks their own centroid go back for the tree, after the rows given as rest."""
+    lacks their own centroid go back for the tree (their places among the rows), in blocks of any size."""
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(5)
@@ -495,8 +495,13 @@ def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
     around[gone, 0] = around[gone, 4]
     lacking = rows[labels[rows] == gone]
     labels_in, upper_in, lower = labels.copy(), upper.copy(), np.full(3000, -1.0)
-    back = km._nearest_around(x, centroids, around, reach, rows, labels_in, upper_in, lower, np.array([7, 9]))
-    assert back.tolist()[:2] == [7, 9] and sorted(back.tolist()[2:]) == [0, *lacking.tolist()]
+    back = km._nearest_around(x[rows], rows, centroids, around, reach, labels_in, upper_in, lower)
+    assert rows[back].tolist() == [0, *lacking.tolist()]
+    for block in (1, 7, 64):
+        monkeypatch.setattr(km, "_AROUND_BLOCK", block)
+        again = labels.copy(), upper.copy(), np.full(3000, -1.0)
+        assert np.array_equal(km._nearest_around(x[rows], rows, centroids, around, reach, *again), back)
+        assert all(np.array_equal(a, b) for a, b in zip(again, (labels_in, upper_in, lower)))
     done = np.setdiff1d(rows, [0, *lacking.tolist()])
     d = np.sqrt(((x[done, None, :] - centroids[None]) ** 2).sum(axis=2))
     assert np.array_equal(labels_in[done], d.argmin(axis=1)) and np.any(labels_in[done] != labels[done])
@@ -505,6 +510,25 @@ def test_nearest_around_matches_every_centroid_and_leaves_ties_to_the_tree():
     assert np.all(lower[done] <= second + 1e-9) and np.all(lower[done] > upper_in[done])
     untouched = np.setdiff1d(np.arange(3000), done)
     assert np.all(lower[untouched] == -1.0) and np.array_equal(labels_in[untouched], labels[untouched])
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_bounded_lloyd_measures_far_points_among_wider_neighbours_not_the_tree(monkeypatch, kind):
+    """A point too far from its centroid for the 16 nearest it to hold its nearest is measured among the 32
+    nearest where they must (`_NEIGHBOURS_WIDE`): fewer tree queries, the same centroids bit for bit as with
+    the tree for all of them, over-relaxed or not."""
+    x, w = weighted_points(kind, 4)
+    pts = km._Points(x, w)
+    start = km._split(x, w, 300)
+    for relax in (1.0, 1.9):
+        queried = counted_points_queries(monkeypatch)
+        wide = km._lloyd_bounded(pts, start, 12, 0.0, relax=relax)
+        fewer = sum(queried)
+        queried.clear()
+        monkeypatch.setattr(km, "_NEIGHBOURS_WIDE", km._NEIGHBOURS_BOUND)
+        assert np.array_equal(km._lloyd_bounded(pts, start, 12, 0.0, relax=relax), wide)
+        assert fewer < sum(queried) - x.shape[0] // 10
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("bits", [3, 5, 6])
@@ -598,6 +622,48 @@ def test_bounded_lloyd_from_the_parents_bounds_queries_fewer_and_gives_the_same_
     plain = km._fit_large(km._Points(x, w), k, 300, 0.0, None, km._Points(px, pw))
     assert np.array_equal(with_parent, plain)
     assert inherited < sum(queried) - x.shape[0] // 2
+
+
+def counted_points_queries(monkeypatch) -> list[int]:
+    """The points each tree query of two nearest asks for, from now on (not the centroids' own neighbours)."""
+    import scipy.spatial
+
+    queried: list[int] = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def query(self, x, k=1, **kw):
+            if k == 2:
+                queried.append(np.asarray(x).shape[0])
+            return super().query(x, k=k, **kw)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    return queried
+
+
+def boxed(x: np.ndarray, w: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each point's box of side^4 values and the boxes' weighted means and weights."""
+    _, parent = np.unique(np.floor(x / side).astype(np.int64) @ ((256 // side) ** np.arange(4)), return_inverse=True)
+    pw = np.bincount(parent, weights=w)
+    return parent, np.stack([np.bincount(parent, weights=w * x[:, c]) for c in range(4)], 1) / pw[:, None], pw
+
+
+@pytest.mark.parametrize("kind, sampled", [("bins", False), ("clusters", False), ("bins", True)])
+def test_warm_level_from_its_coarser_cells_bounds_queries_fewer_and_gives_the_same_centroids(monkeypatch, kind,
+                                                                                              sampled):
+    """The warm level starts from its coarser cells' centroids and bounds (a query of the cells, not of its
+    points; `top`), with or without its own sample: the same centroids bit for bit, fewer points queried."""
+    x, w = weighted_points(kind, 4)
+    parent, px, pw = boxed(x, w, 16)
+    up, ux, _ = boxed(px, pw, 32)
+    if sampled:  # the warm level's own sample and the level's (`_sample`), whatever their noise
+        monkeypatch.setattr(km, "_sample", lambda w, k, noise=None, lights=None: (np.arange(0, w.shape[0], 2), 2.0))
+    queried = counted_points_queries(monkeypatch)
+    plain = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent)
+    queries = sum(queried)
+    queried.clear()
+    from_top = km._fit_large(km._Points(x, w), 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up))
+    assert np.array_equal(from_top, plain)
+    assert sum(queried) < queries
 
 
 def test_fine_cells_a_block_of_rows_at_a_time_gives_the_same_candidates(monkeypatch, busy_rgba):
@@ -765,3 +831,37 @@ def test_points_given_integer_sums_follow_moves_as_given_float_ones(dtype):
     want = km._hamerly(km._Points(x, w, sums=sums.astype(np.float64)), start, 20, 0.0)
     got = km._hamerly(km._Points(x, w, sums=sums.astype(dtype)), start, 20, 0.0)
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_exact_means_a_block_at_a_time_equal_the_whole_ones(monkeypatch, dtype):
+    """Integer weights and sums by cluster summed a block of points at a time (blocks that do not divide the
+    points): the same means and weights bit for bit as in one pass, empty clusters NaN as there."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 300, 5003)
+    sums = (rng.integers(0, 256, (5003, 4)) * counts[:, None]).astype(dtype)
+    w = counts.astype(np.float64)
+    pts = km._Points(km._Means(sums, w), w, sums=sums)
+    labels = rng.integers(0, 40, 5003).astype(np.int32)
+    labels[labels == 7] = 8  # an empty cluster
+    want = km._weighted_means(pts, labels, 41)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 97)
+    got = km._exact_means(pts, labels, 41)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want))
+    assert np.isnan(got[0][7]).all() and got[1][7] == 0
+
+
+@pytest.mark.parametrize("kind", ["bins", "clusters"])
+def test_large_k_fit_in_small_blocks_gives_the_same_centroids(monkeypatch, kind):
+    """The bounded updates, the inherited bounds and the neighbours' measures a few points at a time (blocks
+    that do not divide the points): the same centroids as in the usual blocks."""
+    x, w = weighted_points(kind, 4)
+    parent, px, pw = boxed(x, w, 16)
+    up, ux, _ = boxed(px, pw, 32)
+    sums = np.rint(x * w[:, None]).astype(np.int64)  # integer sums, as a histogram's
+    pts = km._Points(km._Means(sums, w), w, sums=sums)
+    want = km._fit_large(pts, 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up))
+    monkeypatch.setattr(km, "_AROUND_BLOCK", 37)
+    monkeypatch.setattr(km, "_TREE_BLOCK", 101)
+    assert np.array_equal(km._fit_large(pts, 60, 300, 0.0, None, km._Points(px, pw), parent, top=lambda: (ux, up)),
+                          want)
