@@ -325,13 +325,18 @@ class Marks:
         n = height * width
         if n < _BINCOUNT_FROM or per_pixel != 4 or start * width != self._marked:
             return
-        if self._source is None:
-            pixels = np.frombuffer(memory, dtype=np.uint8).reshape(n, per_pixel)[:, :3]
-            self._source = Distinct(np.empty((0, 3), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
-                                    pixels=pixels)
-            self.seen = np.zeros(1 << 24, dtype=bool)
-            self.inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
-        _mark(self._source, self.seen, self.inverse, start * width, stop * width)
+        try:
+            if self._source is None:
+                pixels = np.frombuffer(memory, dtype=np.uint8).reshape(n, per_pixel)[:, :3]
+                self._source = Distinct(np.empty((0, 3), np.uint8), np.empty(0, np.int64),
+                                        np.empty(0, np.uint32), pixels=pixels)
+                self.seen = np.zeros(1 << 24, dtype=bool)
+                self.inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
+            _mark(self._source, self.seen, self.inverse, start * width, stop * width)
+        except MemoryError:  # a head start only: `distinct` makes its own pass, and says so if it must
+            self._source = self.seen = self.inverse = None
+            self._marked = -1  # no rows from now on
+            return
         self._marked = stop * width
 
     def take(self, pixels: np.ndarray) -> tuple[int, np.ndarray | None, np.ndarray | None]:

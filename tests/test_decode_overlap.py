@@ -196,3 +196,22 @@ def test_images_whose_rows_cannot_be_followed_are_decoded_as_before(tmp_path: Pa
     (_, _, _, rows), = prefetch._started.values()
     assert rows is None
     assert kmq.compress(str(path), k=8).to_bytes() == kmq.compress(load_image(str(path)), k=8).to_bytes()
+
+
+def test_marks_that_run_out_of_memory_leave_the_pass_to_distinct(small_tables: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rgbx = _rgbx(6, 7)
+    marks = kmeans.Marks()
+    marks(rgbx, rgbx.shape, 0, 2)
+    mark = kmeans._mark
+
+    def short(*args):  # noqa: ANN002, ANN202
+        raise MemoryError
+
+    monkeypatch.setattr(kmeans, "_mark", short)
+    marks(rgbx, rgbx.shape, 2, 4)
+    monkeypatch.setattr(kmeans, "_mark", mark)
+    marks(rgbx, rgbx.shape, 4, 6)
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    assert marks.take(pixels)[0] == 0
+    _same(kmeans.distinct(pixels, marks), kmeans.distinct(np.ascontiguousarray(pixels)))
