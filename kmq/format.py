@@ -5,7 +5,6 @@ limit before anything is allocated, and every failure is a FormatError that says
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -186,6 +185,8 @@ class KmqImage:
 
     def _payload_key(self) -> tuple:
         labels = np.ascontiguousarray(self.labels)
+        import hashlib  # only where payloads are kept (rdo, targets): OpenSSL's load kept out of start-up
+
         return self.codec, self.palette.tobytes(), hashlib.blake2b(labels.data, digest_size=32).digest()
 
     def _meta(self) -> bytes:
