@@ -89,14 +89,18 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
                              f"exactly as given: its size is K)")
         return _with_palette(image, given, codec, max_pixels, dither)
     k = DEFAULT_K if k is None else k
-    # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout.
-    pixels = _as_pixels(image, max_pixels, padded=rdo == 0 and dither == "none")
-    if rdo == 0 and dither == "none" and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):
+    # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout, and
+    # its distinct colours' first pass may run over its rows while it decodes (kmeans.Marks).
+    plain = rdo == 0 and dither == "none"
+    marks = kmeans.Marks() if plain else None
+    pixels = _as_pixels(image, max_pixels, padded=plain, on_rows=marks)
+    if plain and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):
         done = _from_histogram(pixels, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
                                progress=progress)
         if done is not None:
             return done
-    distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
+    distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]), marks)
+    del marks
     return quantized(pixels, distinct, int(k), seed=int(seed), max_iter=max_iter, tol=tol, codec=codec,
                      rdo=float(rdo), dither=dither, progress=progress)
 
@@ -501,9 +505,10 @@ def _by_share(palette: np.ndarray, color_labels: np.ndarray,
 _CHUNK = 1 << 18  # per-pixel labels at a time (_by_share)
 
 
-def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False) -> np.ndarray:
-    """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded: see
-    load_image)."""
+def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False,
+               on_rows: Any = None) -> np.ndarray:
+    """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded, on_rows:
+    see load_image)."""
     if isinstance(image, KmqImage):
         if image.width * image.height > max_pixels:
             raise KmqError(f"{image.width}x{image.height} pixels exceed the limit of {max_pixels}")
@@ -524,7 +529,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
     elif isinstance(image, (str, Path, bytes)) or hasattr(image, "read"):
         _warn_if_misnamed(image)
-        pixels = load_image(image, max_pixels=max_pixels, padded=padded)
+        pixels = load_image(image, max_pixels=max_pixels, padded=padded, on_rows=on_rows)
     else:
         raise TypeError(f"an image is a path, a file object, bytes, a uint8 numpy array, a Pillow image or a "
                         f"KmqImage; got {type(image).__name__}")

@@ -34,7 +34,8 @@ _TO_RGBA = {"RGBA", "LA", "La", "RGBa", "PA"}
 _TO_L = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
-def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, padded: bool = False) -> np.ndarray:
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, padded: bool = False,
+               on_rows: Any = None) -> np.ndarray:
     """Read an image file into (height, width) uint8 for grey or (height, width, 3|4) uint8 for RGB/RGBA.
 
     EXIF orientation is applied. A multi-frame image gives its first frame, with a KmqWarning.
@@ -42,6 +43,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     padded: a large RGB image (or RGBA opaque everywhere) may come as a view of three of every four bytes
     (strides (4 width, 4, 1)), the layout it was decoded in, rather than a contiguous copy (see
     kmq.prefetch.map_pixels); for a caller that reads it with numpy only (kmq.compress's K-Means).
+    on_rows: handed the rows as they decode, where the image is being decoded ahead (kmq.prefetch.take).
     """
     check_max_pixels(max_pixels)
     name = source_name(source)
@@ -52,7 +54,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
         # Pillow reads a named pipe (<(...), /dev/stdin) into memory too, but leaves the file it opened open
         source = io.BytesIO(read_bytes(source))
     try:
-        with _no_pillow_bomb_limit(), prefetch.take(source) or Image.open(source) as im:
+        with _no_pillow_bomb_limit(), prefetch.take(source, on_rows) or Image.open(source) as im:
             pixels = im.width * im.height
             if pixels > max_pixels:
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "

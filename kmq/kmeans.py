@@ -24,7 +24,7 @@ import numpy as np
 
 from . import parallel
 
-__all__ = ["Distinct", "distinct", "distinct_colors", "fit", "fit_histogram", "fit_large", "nearest"]
+__all__ = ["Distinct", "Marks", "distinct", "distinct_colors", "fit", "fit_histogram", "fit_large", "nearest"]
 
 # progress(done, total): called now and then by long fits, e.g. to draw a bar; never required.
 Progress = Callable[[int, int], None]
@@ -173,8 +173,11 @@ def _colors_of(values: np.ndarray, channels: int, alpha: int | None) -> np.ndarr
     return colors
 
 
-def distinct(pixels: np.ndarray) -> Distinct:
+def distinct(pixels: np.ndarray, marks: Marks | None = None) -> Distinct:
     """The distinct colours of (N, C) uint8 pixels, C in {1, 3, 4}, exactly (see `Distinct`).
+
+    marks: the first pass over these very pixels made as they were decoded (`Marks`), if any; the result is
+    the same with it or without.
 
     Keys below 2**24 (grey, RGB, RGBA with one alpha, which is keyed on RGB only) of a large image are
     found through tables over the key space (`_distinct_by_table`), in ascending order;
@@ -192,7 +195,7 @@ def distinct(pixels: np.ndarray) -> Distinct:
         shift = 8
     keyed = 8 * channels - shift
     if keyed <= 24 and n >= _BINCOUNT_FROM:
-        return _distinct_by_table(pixels, keyed, alpha, shift)
+        return _distinct_by_table(pixels, keyed, alpha, shift, marks if keyed == 24 and not shift else None)
     if keyed > 24:  # RGBA with varying alpha: no table spans 2**32 keys
         return _distinct_rgba(pixels)
     keys = _pack(pixels)
@@ -238,7 +241,8 @@ def _alpha_varies(alpha: np.ndarray):
         yield bool(np.any(alpha[s:s + _CHUNK] != alpha[0]))
 
 
-def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int) -> Distinct:
+def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift: int,
+                       marks: Marks | None = None) -> Distinct:
     """`distinct` for keys below 2**24 through a table over the key space rather than a sort.
 
     A flag per key marks the colours present (16 MB at 24 bits); its set flags are the colours in ascending
@@ -251,18 +255,14 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
     n, channels = pixels.shape
     source = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
                       pixels=pixels, shift=shift)
-    seen = np.zeros(1 << keyed, dtype=bool)
-    # Up to _ONE_PASS pixels, each pixel's key, then its colour index in the same place (M < 2**24).
-    inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
+    done, seen, inverse = (0, None, None) if marks is None else marks.take(pixels)
+    if not done:
+        seen = np.zeros(1 << keyed, dtype=bool)
+        # Up to _ONE_PASS pixels, each pixel's key, then its colour index in the same place (M < 2**24).
+        inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
 
-    def mark(start: int, stop: int) -> None:
-        for s in range(start, stop, _INDEX_CHUNK):
-            e = min(s + _INDEX_CHUNK, stop)
-            keys = source._packed(s, e, None if inverse is None else inverse[s:e])
-            # Stored through intp indices: 2.5x faster than through the uint32 keys (12 MP: 0.017 s, 0.04 s).
-            seen[keys.astype(np.intp)] = True
-
-    parallel.map_parts(mark, n)  # threads that set the same flag both write True: no race that matters
+    # threads that set the same flag both write True: no race that matters
+    parallel.map_parts(lambda start, stop: _mark(source, seen, inverse, done + start, done + stop), n - done)
     values = np.flatnonzero(seen).astype(np.uint32)
     ranks = _BitRank(seen)
     del seen
@@ -293,6 +293,64 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
     if inverse is None:
         return Distinct(colors, counts, values, pixels=pixels, shift=shift, rank=ranks)
     return _Indexed(colors, counts, values, inverse.view(np.int32))
+
+
+def _mark(source: Distinct, seen: np.ndarray, inverse: np.ndarray | None, start: int, stop: int) -> None:
+    """The first pass of `_distinct_by_table` over pixels start..stop of source: each one's key into inverse
+    (where kept) and the flag of its key set in seen."""
+    for s in range(start, stop, _INDEX_CHUNK):
+        e = min(s + _INDEX_CHUNK, stop)
+        keys = source._packed(s, e, None if inverse is None else inverse[s:e])
+        # Stored through intp indices: 2.5x faster than through the uint32 keys (12 MP: 0.017 s, 0.04 s).
+        seen[keys.astype(np.intp)] = True
+
+
+class Marks:
+    """`_distinct_by_table`'s first pass over an RGB image made a run of rows at a time as they are decoded
+    (the on_rows of kmq.prefetch.take), so that it overlaps the decode instead of following it: the same
+    keys and flags, which `distinct` then takes for the rows done, for these very pixels only (`done`).
+
+    A 12 MP PNG decodes in ~0.3 s, and kmq's imports end well before: the pass (~0.03 s of CPU, and the
+    first touch of its 64 MB) then runs on the core the imports leave idle."""
+
+    def __init__(self) -> None:
+        self.seen: np.ndarray | None = None
+        self.inverse: np.ndarray | None = None
+        self._source: Distinct | None = None
+        self._marked = 0  # pixels
+
+    def __call__(self, memory: object, shape: tuple[int, int, int], start: int, stop: int) -> None:
+        """Mark rows start..stop (the next ones) of the (height, width, 4) RGBX pixels in memory."""
+        height, width, per_pixel = shape
+        n = height * width
+        if n < _BINCOUNT_FROM or per_pixel != 4 or start * width != self._marked:
+            return
+        try:
+            if self._source is None:
+                pixels = np.frombuffer(memory, dtype=np.uint8).reshape(n, per_pixel)[:, :3]
+                self._source = Distinct(np.empty((0, 3), np.uint8), np.empty(0, np.int64),
+                                        np.empty(0, np.uint32), pixels=pixels)
+                self.seen = np.zeros(1 << 24, dtype=bool)
+                self.inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
+            _mark(self._source, self.seen, self.inverse, start * width, stop * width)
+        except MemoryError:  # a head start only: `distinct` makes its own pass, and says so if it must
+            self._source = self.seen = self.inverse = None
+            self._marked = -1  # no rows from now on
+            return
+        self._marked = stop * width
+
+    def take(self, pixels: np.ndarray) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+        """(how many of (N, 3) pixels are marked, the flags, the keys): (0, None, None) unless they are the very
+        pixels the marks were made from (the same memory in the same layout: the decoded image, which nothing
+        writes once decoded). The marks are handed over, not kept: `distinct` frees the flags once read."""
+        source, seen, inverse = self._source, self.seen, self.inverse
+        self._source = self.seen = self.inverse = None
+        if source is None:
+            return 0, None, None
+        marked = source._pixels
+        same = (pixels.__array_interface__["data"][0] == marked.__array_interface__["data"][0]
+                and pixels.shape == marked.shape and pixels.strides == marked.strides)
+        return (self._marked, seen, inverse) if same else (0, None, None)
 
 
 def _summed(arrays: Iterable[np.ndarray]) -> np.ndarray:
@@ -1865,17 +1923,28 @@ def _colour_histogram(colors: np.ndarray, counts: np.ndarray, bits: int) -> tupl
     if lead is not None:
         occupied = (lead[occupied >> bits] << bits) | (occupied & ((1 << bits) - 1))
     bins = occupied.shape[0]
-    weights = np.zeros(bins, dtype=np.float64)
-    sums = np.zeros((bins, channels), dtype=np.float64)
     step = max(_HIST_CHUNK, bins)  # each chunk's bincounts are `bins` long
-    for s in range(0, m, step):
-        part = inverse[s:s + step]
-        w = counts[s:s + step].astype(np.float64)
-        weights += np.bincount(part, weights=w, minlength=bins)
-        wx = np.empty_like(w)
-        for c in range(channels):
-            np.multiply(w, colors[s:s + step, c], out=wx)
-            sums[:, c] += np.bincount(part, weights=wx, minlength=bins)
+
+    def part(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        weights = np.zeros(bins, dtype=np.float64)
+        sums = np.zeros((bins, channels), dtype=np.float64)
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            w = counts[s:e].astype(np.float64)
+            weights += np.bincount(inverse[s:e], weights=w, minlength=bins)
+            wx = np.empty_like(w)
+            for c in range(channels):
+                np.multiply(w, colors[s:e, c], out=wx)
+                sums[:, c] += np.bincount(inverse[s:e], weights=wx, minlength=bins)
+        return weights, sums
+
+    # Parts of the colours in threads (a bincount per channel and one of the weights: from ~260 000 colours
+    # each). Their sums, of integers, are exact in any order: the same bits as in one part.
+    parted = parallel.map_parts(part, m, channels + 1)
+    weights, sums = parted[0]
+    for w, wx in parted[1:]:
+        weights += w
+        sums += wx
     return inverse, occupied, weights, sums
 
 
@@ -2235,6 +2304,16 @@ def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels
     thin = _Points(wx / w[:, None], w, sums=wx if level.exact else None)
     thin.inverse = inverse
     return thin
+
+
+# Colours from which `fit` finds their variance in a thread (starting one: ~0.1 ms).
+_VARIANCE_APART = 1 << 18
+
+
+def _now(fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """fn's result, made now, behind the call `parallel.later` would return."""
+    result = fn()
+    return lambda: result
 
 
 def _variance(colors: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -2952,8 +3031,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     # The colours as float points (40 bytes each for RGBA) only where they are clustered themselves: above
     # _POLISH_MAX the histograms do all the work (12 MP RGBA photo: 4.5 M colours, 0.2 GB spared).
     pts = _Points(colors, counts, colors) if m <= _POLISH_MAX else None
-    tol_abs = float(tol * _variance(colors, counts).mean())
+    # In a thread of its own for many colours, while the histograms are made (12 MP photos: 5-11 ms).
+    variance = (parallel.later if m >= _VARIANCE_APART else _now)(lambda: _variance(colors, counts))
     if k >= _LARGE_K:
+        tol_abs = float(tol * variance().mean())
         # Over a histogram (`_large_k_levels`) when the colours are many: an update queries every point.
         fine, warm = (pts, None) if pts is not None else _large_k_levels(colors, counts, k)
         if fine.m < 4 * k:  # too few bins to place k centroids well
@@ -2981,6 +3062,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             finest = _finest(colors, counts, k, levels[-1].m)
             if finest is not None:
                 levels.append(finest)
+        tol_abs = float(tol * variance().mean())
         # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
         polish = pts is not None and not (m > _POLISH_FINE_FROM and levels[-1].m >= _POLISH_FINE_BINS * k
                                           and levels[-1].m * 2 <= m)
@@ -3011,6 +3093,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                 polished = [_hamerly(pts, c, full_iter, tol_abs, lab[prev.inverse], relax) for c, _, lab in runs]
                 others.extend((c, j / inertia - 1) for c, j, _ in polished)
     if climbed is None:
+        tol_abs = float(tol * variance().mean())
         on = pts or _Points(colors, counts, colors)
         if others is None:
             centroids, labels = _best_of_restarts(on, k, rng, _restarts(k), max_iter, tol_abs)

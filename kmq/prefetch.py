@@ -4,7 +4,8 @@ Loading numpy, click and the library takes ~0.15 s of CPU, decoding a 12 MP PNG 
 the GIL while its decoders run; so the command's entry point (kmq/__main__.py) opens the one image the
 command line names, before importing anything else, and decodes it in a thread. kmq.imageio.load_image then
 takes that image instead of opening the file again. A PNG is inflated in one more thread, ahead of Pillow's
-decoder (`_Inflated`). It is a head start only: whenever the guess is wrong or
+decoder (`_Inflated`). While it waits for the decode, the caller of `take` may work on the rows already decoded
+(an RGB PNG or JPEG, see `_Rows`): kmq.compress counts their colours meanwhile. It is a head start only: whenever the guess is wrong or
 anything goes amiss (an error, a warning, a file changed meanwhile), load_image reads the file itself and
 reports as usual. No numpy here, nor anything else heavy.
 """
@@ -47,7 +48,12 @@ _MAP_FORMATS = {"PNG", "JPEG", "BMP", "PPM", "WEBP"}
 # the mapping would cost more than the page faults it spares.
 _MAP_FROM = 4 << 20
 
-_started: dict[str, tuple[tuple[int, ...], threading.Thread, list]] = {}
+# A JPEG is handed to its decoder in about this many reads, so that its rows come out in steps (`_Rows`)
+# rather than in one call: each read ends one decoder call, when the rows decoded so far are published.
+_JPEG_READS = 16
+_JPEG_READ_MIN = 1 << 16
+
+_started: dict[str, tuple[tuple[int, ...], threading.Thread, list, _Rows | None]] = {}
 
 
 def start(args: list[str]) -> None:
@@ -86,6 +92,10 @@ def start(args: list[str]) -> None:
     inflated = None
     if im.format == "PNG":
         inflated = im.load_read = _Inflated(im.load_read)  # an instance attribute: ImageFile.load calls it
+    try:
+        rows = _Rows.of(im, info.st_size)
+    except Exception:  # noqa: BLE001 - an EXIF Pillow cannot read, say: load_image reports it, if it must
+        rows = None
     box: list = []
 
     switch = sys.getswitchinterval()
@@ -103,6 +113,8 @@ def start(args: list[str]) -> None:
             f.close()
             if inflated is not None:
                 inflated.close()
+            if rows is not None:
+                rows.end()
             # The wrapper holds the image (a cycle): gone, the image's 48 MB (12 MP) are freed as soon as
             # load_image is done with it, not at some later garbage collection.
             im.__dict__.pop("load_read", None)
@@ -110,14 +122,21 @@ def start(args: list[str]) -> None:
     thread = threading.Thread(target=decode, daemon=True)
     sys.setswitchinterval(_SWITCH)
     thread.start()
-    _started[_key(path)] = (_identity(info), thread, box)
+    _started[_key(path)] = (_identity(info), thread, box, rows)
 
 
-def take(source: Any) -> Any:
-    """The image decoded for `source` (a path as given on the command line), loaded, or None."""
+def take(source: Any, on_rows: Callable[[Any, tuple[int, int, int], int, int], None] | None = None) -> Any:
+    """The image decoded for `source` (a path as given on the command line), loaded, or None.
+
+    on_rows(memory, (height, width, 4), start, stop): called in this thread while the image decodes, in
+    order, with each run of rows decoded since the last call (rows start..stop of the RGBX pixels in memory,
+    the image's own: never to be written), as the decode publishes its rows (`_Rows`), never once it has
+    ended; a failed decode returns None, and whatever on_rows made of the rows is moot."""
     if not isinstance(source, (str, Path)) or _key(source) not in _started:
         return None
-    identity, thread, box = _started.pop(_key(source))
+    identity, thread, box, rows = _started.pop(_key(source))
+    if on_rows is not None and rows is not None:
+        rows.follow(on_rows)
     thread.join()
     try:
         same = _identity(os.stat(source)) == identity
@@ -126,6 +145,92 @@ def take(source: Any) -> Any:
     if box and not same:
         box[0].close()
     return box[0] if box and same else None
+
+
+class _Rows:
+    """The rows of an RGB image decoded so far into memory of kmq's own (`map_pixels`), published between
+    the decoder's calls, so that `take` can hand them on while the rest decodes.
+
+    Pillow's decoders write whole rows in order, and an RGB pixel as RGBX with X = 255 into memory that
+    starts zeroed: the rows decoded are those up to the last whose last X is 255. Only between two decoder
+    calls (each read of data, see `_watched`) is that counted, in the decoding thread itself, and handed
+    over under a lock, so that every byte of those rows is there for the thread that reads them. Only a PNG
+    that is not interlaced (Adam7 fills rows in passes) and a JPEG (libjpeg: scanlines in order; a
+    progressive one's come at the end), upright (EXIF orientation 1: otherwise the image turns after its
+    decode, and its pixels are a copy)."""
+
+    def __init__(self, memory: Any, width: int, height: int) -> None:
+        self._view = memoryview(memory)
+        self.shape = (height, width, 4)
+        self._memory = memory
+        self._done = 0  # rows decoded
+        self._ended = False
+        self._changed = threading.Condition()
+
+    @classmethod
+    def of(cls, im: Any, size: int) -> _Rows | None:
+        mapped = getattr(im, "kmq_mapped", None)
+        if mapped is None or im.mode != "RGB" or im.format not in ("PNG", "JPEG") or im.info.get("interlace"):
+            return None
+        # A PNG's EXIF may follow its image data, which Pillow's getexif would then decode first, here: such
+        # a turned PNG is only a wasted head start (its pixels are not in this memory, which kmq checks).
+        if (im.format == "JPEG" or "exif" in im.info) and im.getexif().get(_ORIENTATION, 1) != 1:
+            return None
+        rows = cls(mapped[1], im.width, im.height)
+        im.load_read = rows._watched(getattr(im, "load_read"))
+        if im.format == "JPEG":
+            im.decodermaxblock = max(_JPEG_READ_MIN, min(_STEP, size // _JPEG_READS))
+        return rows
+
+    def _watched(self, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        def watched(read_bytes: int) -> bytes:
+            self._publish(self._decoded())
+            return read(read_bytes)
+
+        return watched
+
+    def _decoded(self) -> int:
+        """The rows whose last pixel's X is 255: a binary search, the rows being written in order."""
+        height, width, _ = self.shape
+        low, high = self._done, height
+        while low < high:
+            mid = (low + high) // 2
+            if self._view[(mid * width + width - 1) * 4 + 3] == 255:
+                low = mid + 1
+            else:
+                high = mid
+        return low
+
+    def _publish(self, done: int) -> None:
+        with self._changed:
+            if done > self._done:
+                self._done = done
+                self._changed.notify()
+
+    def end(self) -> None:
+        """The decode is over (however it ended): the rows it decoded, then no more."""
+        done = self._decoded()
+        self._view.release()  # no export of the memory left behind
+        with self._changed:
+            self._done = max(self._done, done)
+            self._ended = True
+            self._changed.notify()
+
+    def follow(self, on_rows: Callable[[Any, tuple[int, int, int], int, int], None]) -> None:
+        """on_rows for each run of rows decoded while the decode goes on (see `take`); the rows found once it
+        has ended are left to the caller, who has every core for them then."""
+        start = 0
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._done > start or self._ended)
+                stop, ended = self._done, self._ended
+            if ended:
+                return
+            on_rows(self._memory, self.shape, start, stop)
+            start = stop
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def map_pixels(im: Any) -> None:

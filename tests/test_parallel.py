@@ -107,3 +107,31 @@ def test_lloyd_runs_in_parts_give_the_one_pass_runs(threads, monkeypatch) -> Non
         assert len(parallel.parts(3000, 15)) == n
         results.append([a.tobytes() for a in kmeans._lloyd_runs(pts, starts, 20, 0.0)])
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("channels, bits", [(3, 5), (3, 6), (4, 5)])
+def test_a_histogram_made_in_parts_is_the_one_part_histogram(threads, channels: int, bits: int) -> None:
+    rng = np.random.default_rng(channels + bits)
+    keys = np.unique(rng.integers(0, 1 << (8 * channels), 9000, dtype=np.int64))
+    colors = kmeans._unpack(keys, channels)
+    counts = rng.integers(1, 2 ** 31 // 9000, keys.shape[0]).astype(np.int64)
+    threads(1)
+    one = kmeans._colour_histogram(colors, counts, bits)
+    threads(4)
+    assert len(parallel.parts(colors.shape[0], channels + 1)) == 4  # the parts the histogram is made in
+    for a, b in zip(kmeans._colour_histogram(colors, counts, bits), one):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_the_variance_found_in_a_thread_gives_the_same_fit(threads, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    colors = np.unique(rng.integers(0, 256, (30000, 3), dtype=np.uint8), axis=0)
+    counts = rng.integers(1, 50, colors.shape[0]).astype(np.int64)
+    threads(2)
+    monkeypatch.setattr(kmeans, "_VARIANCE_APART", 1 << 40)
+    here = kmeans.fit(colors, counts, 16)
+    monkeypatch.setattr(kmeans, "_VARIANCE_APART", 1)
+    started = []
+    later = parallel.later
+    monkeypatch.setattr(parallel, "later", lambda fn: started.append(fn) or later(fn))
+    assert np.array_equal(kmeans.fit(colors, counts, 16), here) and started

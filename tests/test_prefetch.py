@@ -65,7 +65,7 @@ def test_another_spelling_of_the_path_is_taken(photo: Path, monkeypatch: pytest.
 def test_the_switch_interval_comes_back_though_nobody_takes_the_image(photo: Path) -> None:
     before = sys.getswitchinterval()
     prefetch.start(["compress", str(photo)])
-    for _, thread, _ in prefetch._started.values():
+    for _, thread, _, _ in prefetch._started.values():
         thread.join()
     assert sys.getswitchinterval() == before
 
@@ -199,7 +199,7 @@ def test_bytes_after_the_zlib_stream_are_ignored_as_pillow_does(tmp_path: Path, 
     assert np.array_equal(np.asarray(Image.open(path)), pixels)
     threads = threading.active_count()
     prefetch.start(["compress", str(path)])
-    (_, decoding, _), = prefetch._started.values()
+    (_, decoding, _, _), = prefetch._started.values()
     decoding.join(timeout=30)
     assert not decoding.is_alive(), "the decode hangs"
     im = prefetch.take(str(path))
