@@ -77,6 +77,9 @@ def start(args: list[str]) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             im = Image.open(f, formats=_FORMATS)
+            # Read here, where a warning Pillow gives of a malformed EXIF (once: it then keeps the EXIF) is
+            # load_image's to say, as any other below; outside, it reached stderr as Pillow's own line.
+            followable = _Rows.followable(im)
         # Pillow refuses twice its MAX_IMAGE_PIXELS, kmq's default limit, and warns above it: with anything to
         # say, load_image says it. A grey or RGB colour key (tRNS) must be read against the undecoded layout
         # (kmq.imageio._key_of), before the load: such images are rare, and load_image reads them itself.
@@ -92,10 +95,7 @@ def start(args: list[str]) -> None:
     inflated = None
     if im.format == "PNG":
         inflated = im.load_read = _Inflated(im.load_read)  # an instance attribute: ImageFile.load calls it
-    try:
-        rows = _Rows.of(im, info.st_size)
-    except Exception:  # noqa: BLE001 - an EXIF Pillow cannot read, say: load_image reports it, if it must
-        rows = None
+    rows = _Rows.of(im, info.st_size) if followable else None
     box: list = []
 
     switch = sys.getswitchinterval()
@@ -167,14 +167,23 @@ class _Rows:
         self._ended = False
         self._changed = threading.Condition()
 
+    @staticmethod
+    def followable(im: Any) -> bool:
+        """Whether im, opened and not loaded, is of a kind whose rows `of` may follow (its EXIF read now)."""
+        if im.mode != "RGB" or im.format not in ("PNG", "JPEG") or im.info.get("interlace"):
+            return False
+        try:
+            # A PNG's EXIF may follow its image data, which Pillow's getexif would then decode first, here:
+            # such a turned PNG is only a wasted head start (its pixels are not in this memory, which kmq checks).
+            return not ((im.format == "JPEG" or "exif" in im.info) and im.getexif().get(_ORIENTATION, 1) != 1)
+        except Exception:  # noqa: BLE001 - an EXIF Pillow cannot read, say: load_image reports it, if it must
+            return False
+
     @classmethod
     def of(cls, im: Any, size: int) -> _Rows | None:
+        """The rows of im (`followable`), as `map_pixels` mapped its memory; None if it did not."""
         mapped = getattr(im, "kmq_mapped", None)
-        if mapped is None or im.mode != "RGB" or im.format not in ("PNG", "JPEG") or im.info.get("interlace"):
-            return None
-        # A PNG's EXIF may follow its image data, which Pillow's getexif would then decode first, here: such
-        # a turned PNG is only a wasted head start (its pixels are not in this memory, which kmq checks).
-        if (im.format == "JPEG" or "exif" in im.info) and im.getexif().get(_ORIENTATION, 1) != 1:
+        if mapped is None:
             return None
         rows = cls(mapped[1], im.width, im.height)
         im.load_read = rows._watched(getattr(im, "load_read"))

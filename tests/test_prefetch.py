@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -354,6 +355,21 @@ def test_an_image_turned_by_its_exif_orientation_is_read_from_pillow(tmp_path: P
     prefetch.start(["compress", str(path)])
     got = load_image(str(path), padded=True)
     assert got.shape == (3, 2, 3) and got[0, 1].tolist() == [255, 255, 255] and not _in_mapped_memory(got)
+
+
+def test_a_malformed_exif_is_left_to_load_image_to_report(tmp_path: Path, rgb_small: np.ndarray,
+                                                         map_all: None) -> None:
+    # An ImageDescription of 1000 bytes past the end of the EXIF; with a JFIF density, Pillow's open does not
+    # read the EXIF: whoever does first gets the warning (once), which must be load_image's, named by the CLI.
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 270, 2, 1000, 4096) + struct.pack("<I", 0)
+    path = tmp_path / "bad-exif.jpg"
+    Image.fromarray(rgb_small).save(path, dpi=(72, 72), exif=b"Exif\x00\x00" + tiff)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prefetch.start(["compress", str(path)])
+    assert caught == []
+    with pytest.warns(UserWarning, match="Tag data larger than file"):
+        load_image(str(path))
 
 
 def test_compress_of_an_image_in_its_rgbx_layout_writes_the_same_file(tmp_path: Path, map_all: None) -> None:
