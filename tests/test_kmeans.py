@@ -39,12 +39,12 @@ def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     """Run a test through every way of finding the colours: an argsort of the keys giving each pixel's
     colour index (small images, RGBA with varying alpha), and tables over the keys < 2**24 in chunks of 7
     pixels (large images; each pixel's colour index kept, or its key re-packed when needed as above
-    _ONE_PASS pixels), the kept indices counted in spans of 11."""
+    _ONE_PASS pixels), the indices ranked and counted 11 at a time."""
     if request.param == "bincount-repack":
         monkeypatch.setattr(km, "_ONE_PASS", 0)
     monkeypatch.setattr(km, "_BINCOUNT_FROM", 1 if request.param.startswith("bincount") else 1 << 62)
     monkeypatch.setattr(km, "_CHUNK", 7)
-    monkeypatch.setattr(km, "_COUNT_SPAN", 11)
+    monkeypatch.setattr(km, "_INDEX_CHUNK", 11)
     return request.param
 
 
