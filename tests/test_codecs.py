@@ -444,3 +444,88 @@ def test_ctx_activity_table_of_4_labels_is_the_6_distances_sum(k):
 def test_ctx_neighbours_of_nothing_is_an_error_not_garbage():
     with pytest.raises(ValueError, match="no labels"):
         ctx._shifted(np.empty((0, 0), np.uint16), 1, 1, [(0, 0)])
+
+
+def flat_blocks(height: int, width: int, k: int, seed: int = 0) -> np.ndarray:
+    """Labels like a screenshot's or rdo's: flat blocks of 9 pixels, a few scattered labels. uint16 < k."""
+    rng = np.random.default_rng(seed)
+    labels = np.kron(rng.integers(0, k, (height // 9 + 1, width // 9 + 1)), np.ones((9, 9), np.int64))
+    labels = labels[:height, :width]
+    odd = rng.random((height, width)) < 0.03
+    labels[odd] = rng.integers(0, k, int(odd.sum()))
+    return labels.astype(np.uint16)
+
+
+@pytest.mark.parametrize("k", [2, 7, 256, 257, 1000])
+def test_ctx_flat_pixels_keyed_from_a_table_code_what_their_full_contexts_would(k, monkeypatch):
+    # Where most of a pass's pixels have 4 main neighbours of one label, only the others get a full context;
+    # the same payload and bounds as with every pixel's full context.
+    labels, palette = flat_blocks(130, 211, k, seed=k), pal(k, seed=k)
+    modelled = []
+    context = ctx._context
+    monkeypatch.setattr(ctx, "_context", lambda kind, nb, *a: modelled.append(nb.shape[1]) or context(kind, nb, *a))
+    payload, bounds = ctx.encode(labels, palette), ctx.payload_bounds(labels, palette)
+    assert max(modelled) < labels.size // 8  # (the finest passes hold 65 x 105 pixels each)
+    monkeypatch.setattr(ctx, "_MIXED_MAX", -1.0)  # every pass fully modelled
+    ctx._RECORDS.clear()
+    modelled.clear()
+    assert ctx.encode(labels, palette) == payload and ctx.payload_bounds(labels, palette) == bounds
+    assert max(modelled) >= labels.size // 8
+    assert np.array_equal(ctx.decode(payload, 211, 130, palette), labels)
+
+
+def test_ctx_encode_after_payload_bounds_codes_the_symbols_it_counted(monkeypatch):
+    labels, palette = blobs(90, 70, 16), pal(16)
+    fresh = ctx.encode(labels, palette)
+    models = []
+    encode_all = ctx._encode_all
+    monkeypatch.setattr(ctx, "_encode_all", lambda *a: models.append(1) or encode_all(*a))
+    ctx.payload_bounds(labels, palette)
+    assert ctx.encode(labels.copy(), palette.copy()) == fresh and len(models) == 1  # not modelled again
+    # other labels or another palette are modelled, whatever was bounded last
+    changed = labels.copy()
+    changed[45, 35] = (changed[45, 35] + 1) % 16
+    other = pal(16, seed=1)
+    assert ctx.encode(changed, palette) != fresh and ctx.encode(labels, other) != fresh and len(models) == 3
+    # the labels bounded are compared as they were, not as their array is now
+    ctx.payload_bounds(changed, palette)
+    expected = ctx.encode(labels, palette)
+    changed[45, 35] = labels[45, 35]
+    assert ctx.encode(changed, palette) == expected == fresh
+    # a record larger than the memory allowed is not kept
+    monkeypatch.setattr(ctx, "_RECORD_BYTES", 2 * labels.size)
+    ctx._RECORDS.clear()
+    models.clear()
+    ctx.payload_bounds(labels, palette)
+    assert ctx.encode(labels, palette) == fresh and len(models) == 2
+
+
+@pytest.mark.parametrize("n", [1, 2400, 3000, 60000, 100000])
+def test_ctx_count_gives_each_distinct_key_and_its_count_however_counted(n):
+    rng = np.random.default_rng(n)
+    keys = rng.integers(0, ctx._PASS_KEYS, n).astype(np.uint16)
+    keys[: n // 2] = 1234  # a run, as a flat region's keys
+    want_used, want_counts = np.unique(keys, return_counts=True)
+    for runs in (False, True):
+        used, counts = ctx._count(keys, ctx._PASS_KEYS, runs)
+        assert used.dtype == np.intp and used.tolist() == want_used.tolist() and counts.tolist() == want_counts.tolist()
+
+
+@pytest.mark.parametrize("k", [2, 17, 64, 256])
+def test_ctx_activity_and_apart_read_small_tables_of_the_palettes_own_pairs(k):
+    # Spreads past the top activity bound (far colours: 6 pairs of up to 3·255² each) are clipped in a k x k
+    # uint16 table: the activity and the distance class are still those of the exact distances.
+    rng = np.random.default_rng(k)
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
+    palette[0], palette[-1] = 0, 255
+    model = ctx._Model(k, palette)
+    assert model.act_d2.nbytes <= 2 * max(k, 16) ** 2 and model.apart_of.nbytes <= max(k, 16) ** 2
+    nb = rng.integers(0, k, (4, 5000)).astype(np.uint8 if k <= 256 else np.uint16)
+    nb[:, :50] = [[0], [k - 1], [0], [k - 1]]
+    d2 = ((palette[:, None, :].astype(np.int64) - palette[None, :, :]) ** 2).sum(axis=2)
+    spread = sum(d2[nb[i], nb[j]] for i, j in ctx._PAIRS)
+    assert spread.max() > 65535
+    want = np.array([min(7, int(s).bit_length() // 2) for s in spread])
+    np.testing.assert_array_equal(ctx._spread_activity(model, nb), want)
+    apart = np.array([min(ctx._N_DC - 1, int(d).bit_length() // ctx._DCS) for d in d2[nb[0], nb[1]]])
+    np.testing.assert_array_equal(model.apart(nb[0], nb[1]), apart)
