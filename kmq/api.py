@@ -11,7 +11,7 @@ import os
 import stat
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 from PIL import Image
@@ -421,7 +421,8 @@ def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_i
 
 def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = MAX_ITER,
                     tol: float = TOL, what: str = "the image has", progress: kmeans.Progress | None = None,
-                    others: list | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                    others: list | None = None, stand_in: Callable | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """Distinct colours (M, C) uint8 with their pixel counts (M,) -> (palette (k', C) uint8 in decreasing
     share, each colour's label (M,), distortion J over the pixels), k' <= k.
 
@@ -429,7 +430,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     labelled with its nearest palette entry, so J is that of the stored palette. what: the subject and verb
     of the warning when there are fewer colours than k ("the images have"). others: a list that receives
     (palette (rounded, not in share order), J over this J - 1 as the fit saw it) of the fit's other finished
-    restarts (kmeans.fit's others).
+    restarts (kmeans.fit's others). stand_in: kmeans.fit's (the restarts' stand-in on a histogram level).
     """
     if len(colors) <= k:
         if len(colors) < k:
@@ -440,7 +441,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
         clusters = (np.full(len(colors), -1, dtype=np.intp) if kmeans.takes_guess(*colors.shape, k) else None)
         more: list | None = None if others is None else []
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
-                               clusters=clusters, others=more)
+                               clusters=clusters, others=more, stand_in=stand_in)
         opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
         palette, entry = _rounded(centroids, k, opaque=opaque)
         if more:

@@ -53,6 +53,11 @@ the K past the bracket's top, up to _SCAN_MAX of them (_scan: from one K to the 
 up to ~10 %; a 64x64 grey ramp with ctx is 384 bytes at K = 13, 352 at 14): the least K that meets a PSNR is
 not always the smallest plain file that does, nor the largest K that fits a budget the best. Above, files
 are taken to grow with K.
+Where kmeans.fit thins the restarts' histogram level (noisy photos: over 10,000 5-bit bins), the search's own
+fits are rough: their restarts seeded and ranked on that level merged by 3-bit cell (_ROUGH_BITS), 1.4-5.9x
+less CPU below K = 200 for J within a few %. Their files are valid, but not `kmq compress -k K`'s, so last the
+promise is checked against the real plain files (_checked_bytes, _checked_psnr): usually one real fit at the
+bracket's end and one sizing, more only where a real plain file could be the better one.
 K is capped where the palette alone would fill the byte budget. With raw the size depends on K only
 through ceil(log2 K) and the palette, so the byte budget is solved from that formula.
 With no codec given (search(codec=None)), the search picks ctx or lzma: ctx models photos, lzma the repeated
@@ -169,6 +174,20 @@ _BAND = 32  # in bands of this many rows
 _BANDS = 4  # at least this many
 _SAMPLE_PART = 16  # or on larger images, this part of the pixels
 _PREPARED = 4  # Ks whose rdo starting state is kept (rdo.prepare): a search's rdo runs sit at a few Ks
+# A search's own fits seed and rank K-Means' restarts on a stand-in of the restarts' histogram level with its
+# bins merged by cell of this many bits per channel (_rough_stand_in), where kmeans.fit would merge only the
+# lightest (a noisy photo's level: over 10,000 bins). Seeding and ranking 16 restarts there is most of a fit
+# below K = 200 (the trial's JPEG at K = 40: 0.55 s of 0.80); on 512 cells it is next to nothing. Noisy
+# 1200x800 photos, a JPEG of one, a noisy 384x256 gradient and noisy china/grace_hopper at K = 16 to 64: each
+# fit 1.4-6.2x less CPU (JPEG K = 40 0.84 -> 0.34 s), J 0.983x-1.026x the fit's. A fit whose restarts
+# ran on such a stand-in is "rough": its files are valid, but not `kmq compress -k K`'s, so the guarantee
+# against the plain files is checked on real fits at the end (_checked_bytes, _checked_psnr).
+_ROUGH_BITS = 3
+# ... above this K by cell of one bit more: from K = 72 the 3-bit stand-in's 512 cells at most seeded runs that
+# took longer to finish than the fit's own restarts (a noisy 512x600 portrait at K = 103: 1.09 s against 0.74;
+# 4-bit cells 0.52 s, J 1.004x; a noisy 1200x800 photo at K = 128: 0.42 s against 0.80)
+_ROUGH_FINE_FROM = 64
+_ROUGH = True  # (False: every fit kmeans.fit's own, as before)
 
 
 class _Search:
@@ -176,7 +195,8 @@ class _Search:
     its payload codes (ctx) and encoded only where the bounds cannot decide."""
 
     def __init__(self, pixels: np.ndarray, k_max: int, codec: str, seed: int, max_iter: int,
-                 target: dict, progress: Progress | None = None, distinct: kmeans.Distinct | None = None) -> None:
+                 target: dict, progress: Progress | None = None, distinct: kmeans.Distinct | None = None,
+                 rough: bool = True) -> None:
         self.pixels = pixels
         self.channels = pixels.shape[2]
         self.distinct = distinct or kmeans.distinct(pixels.reshape(-1, self.channels))
@@ -194,13 +214,49 @@ class _Search:
         self.payloads: dict[bytes, list[list]] = {}
         self.progress, self.made = progress, 0  # the fits and rdo runs made, reported to progress
         self.runs, self.cap = 0, _RUNS_MAX  # the rdo runs made, and how many the search may make
+        # Whether fits may be rough (_ROUGH_BITS; not with raw, whose sizes depend on K alone: a rough fit
+        # there only costs J), and the K whose fits are: their real fits are in _real's search
+        self.rough_ok, self.rough = rough and _ROUGH and codec != "raw", set[int]()
+        self._real: _Search | None = None
 
     def with_codec(self, codec: str) -> _Search:
         """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
         other = _Search(self.pixels, self.k_hi, codec, self.seed, self.max_iter, self.target, self.progress,
                         self.distinct)
-        other.fitted, other.made = dict(self.fitted), self.made
+        other.fitted, other.made, other.rough = dict(self.fitted), self.made, set(self.rough)
+        other.rough_ok = self.rough_ok and codec != "raw"
         return other
+
+    def real(self) -> _Search:
+        """The search of the same image and codec whose fits are kmeans.fit's own (those of `kmq compress -k
+        K`): this one's that are not rough, their plain files and sizes shared."""
+        if self._real is None:
+            self._real = _Search(self.pixels, self.k_hi, self.codec, self.seed, self.max_iter, self.target, None,
+                                 self.distinct, rough=False)
+            self._real.payloads, self._real._made = self.payloads, self._made  # (bounds of labels hold for any file)
+        r = self._real
+        for k, fit in self.fitted.items():  # (the search may have fitted more since the last call)
+            if k not in self.rough and k not in r.fitted:
+                r.fitted[k] = fit
+                if (k, 0.0) in self.files and (k, 0.0) in self.sizes:
+                    r.files[(k, 0.0)], r.sizes[(k, 0.0)] = self.files[(k, 0.0)], self.sizes[(k, 0.0)]
+        return r
+
+    def adopt(self, img: KmqImage) -> KmqImage:
+        """img, a plain file of the real search, made this search's file of its K (with its fit and size): the
+        file a search returns is one of its own (_rank sizes it by its key)."""
+        r = self.real()
+        k = next(key[0] for key, made in r.files.items() if made is img)
+        self.fitted[k], self.files[(k, 0.0)] = r.fitted[k], img
+        self.sizes.pop((k, 0.0), None)  # (the rough file's)
+        if (k, 0.0) in r.sizes:
+            self.sizes[(k, 0.0)] = r.sizes[(k, 0.0)]
+        self.rough.discard(k)
+        for key in [key for key in self.files if key[0] == k and key[1] > 0]:  # rdo files of the rough fit
+            del self.files[key]
+            self.sizes.pop(key, None)
+        self.prepared.pop(k, None)
+        return img
 
     def can_run(self) -> bool:
         """Whether the search may make another rdo run."""
@@ -213,10 +269,18 @@ class _Search:
 
     def j(self, k: int) -> float:
         if k not in self.fitted:
+            used: list[bool] = []
+
+            def stand_in(level: kmeans._Points) -> kmeans._Points | None:
+                thin = _rough_stand_in(level, k)
+                used.append(thin is not None)
+                return thin
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
                 self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
-                                               max_iter=self.max_iter)
+                                               max_iter=self.max_iter, stand_in=stand_in if self.rough_ok else None)
+            if any(used):  # (else kmeans.fit ran as without it: where _thinned keeps the level, so does this)
+                self.rough.add(k)
             self._made()
         return self.fitted[k][2]
 
@@ -575,6 +639,9 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         return s.psnr(s.j(k)) >= db
 
     lo, hi = _psnr_bracket(s, db)
+    if hi > s.k_hi and s.k_hi in s.rough and s.real().psnr(s.real().j(s.k_hi)) >= db:
+        s.adopt(s.real().file(s.k_hi))  # the real fit of the largest K meets it: the bracket again, from that
+        lo, hi = _psnr_bracket(s, db)
     if hi > s.k_hi:
         best = s.psnr(s.j(s.k_hi))
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
@@ -586,7 +653,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
             # at times the smaller (1x41 grey, 39 levels, at 60 dB: K = 37 180 bytes, lossless 168)
             if not s.no_larger(pick, (s.lossless(), 0.0)):
                 pick = (s.lossless(), 0.0)
-        return s.file(*_smallest_scanned(s, db, pick, hi))
+        return _checked_psnr(s, db, _smallest_scanned(s, db, pick, hi), lo, hi)
     cand = _rdo_for_psnr(s, db, j_goal, hi)
 
     def beaten(lo: int, hi: int) -> bool:  # no larger than a plain K that misses, so than every one that meets
@@ -595,7 +662,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
     lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
-        return s.file(*_smallest_scanned(s, db, cand, hi))
+        return _checked_psnr(s, db, _smallest_scanned(s, db, cand, hi), lo, hi)
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
     # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
     # colours: 172 bytes, K = 3 174).
@@ -603,7 +670,102 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     for k in (hi + 1, s.lossless()):
         if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
             best = (k, 0.0)
-    return s.file(*_smallest_scanned(s, db, best, hi))
+    return _checked_psnr(s, db, _smallest_scanned(s, db, best, hi), lo, hi)
+
+
+def _rough_stand_in(level: kmeans._Points, k: int) -> kmeans._Points | None:
+    """The stand-in a search's fit of k seeds and ranks its restarts on (_ROUGH_BITS): every bin of the level
+    merged by cell, as kmq.coreset's for RGBA; None (kmeans.fit's own run) where kmeans._thinned leaves the
+    level whole."""
+    bits = _ROUGH_BITS if k <= _ROUGH_FINE_FROM else _ROUGH_BITS + 1
+    return kmeans._thinned(level, share=1.0, bits=bits, channels=level.x.shape[1])
+
+
+def _down(lo: int) -> int:
+    """The K a bracket's lower end moves to when the real file there is on the wrong side: _COARSE down."""
+    return max(0, min(lo - 1, math.floor(lo / _COARSE)))
+
+
+def _up(hi: int, top: int) -> int:
+    """Likewise its upper end, up to top + 1 (no K)."""
+    return min(top + 1, max(hi + 1, math.ceil(hi * _COARSE)))
+
+
+def _checked_psnr(s: _Search, db: float, key: tuple[int, float], lo: int, hi: int) -> KmqImage:
+    """The file of key, or a real plain file that meets db in fewer bytes: with rough fits (s.rough) the
+    search's bracket (lo misses db, hi meets it) was found on them, and the promise is about the real ones.
+    The file is no larger than every real plain K that meets db where it is no larger than the real plain
+    file of a K that misses it (plain files growing with K, as the whole search assumes): the bracket's lo
+    (moved down while its real file meets db: then a candidate), usually at the cost of one fit and one
+    sizing. Else the real bracket is narrowed as the search's own is, and its top, the next K and the
+    lossless file are candidates as there."""
+    if not s.rough:
+        return s.file(*key)
+    r = s.real()
+    j_goal = _j_for(s, db)
+
+    def ok(k: int) -> bool:
+        return k >= 1 and r.psnr(r.j(k)) >= db
+
+    size = s.bounds(*key)
+
+    def beaten(lo: int, hi: int) -> bool:  # the file no larger than the real plain file of lo, which misses db
+        low, high = r.bounds(lo)
+        return size[1] <= low or (size[0] <= high and s.size(*key) <= r.size(lo))
+
+    while lo >= 1 and ok(lo):
+        lo, hi = _down(lo), lo
+    if lo >= 1 and not beaten(lo, hi):
+        while hi <= s.k_hi and not ok(hi):
+            lo, hi = hi, _up(hi, s.k_hi)
+        if hi <= s.k_hi:  # (else no real plain file meets db)
+            lo, hi = _narrow(lo, hi, ok, r.j, j_goal, beaten, up=False)
+            for k in (hi, hi + 1, r.lossless()):
+                if lo < k <= s.k_hi and ok(k):
+                    r.bounds(k)
+    return _adopted(s, key, s.size(*key), lambda k: r.size(k) if ok(k) else None)
+
+
+def _adopted(s: _Search, key: tuple[int, float], least: float, value: Callable[[int], float | None]) -> KmqImage:
+    """The file of key (whose value is least), or the real plain file sized (in s.real()) of the least value
+    under it (value(k): None where k's may not be chosen), made s's own (s.adopt). Only those whose fit is
+    not s's: s's own plain files were weighed by its search."""
+    r, found = s.real(), None
+    for k, _ in sorted(r.sizes):
+        v = value(k) if k in s.rough or k not in s.fitted else None
+        if v is not None and v < least:
+            least, found = v, k
+    return s.file(*key) if found is None else s.adopt(r.file(found))
+
+
+def _checked_bytes(s: _Search, max_bytes: int, k_cap: int, lo: int, hi: int, key: tuple[int, float]) -> KmqImage:
+    """The search's file (of key, which fits), or a real plain file that is better: with rough fits
+    (s.rough) the search's bracket (lo fits, hi does not) was found on them, and the promise is about the
+    real ones. The file is no worse than every real plain K that fits where its J is under the real J of a
+    K whose real plain file does not fit (J falling with K and files growing, as the whole search assumes):
+    the bracket's hi (moved up while its real file fits: then a candidate), usually at the cost of one fit
+    and one sizing. Else the real bracket is narrowed as the search's own is, and its lo is a candidate."""
+    if not s.rough:
+        return s.file(*key)
+    r = s.real()
+    j_best = s.file(*key).distortion
+
+    def ok(k: int) -> bool:  # (as the search's: the real plain file does not fit)
+        return k > k_cap or (k >= 1 and not r.fits(k, max_bytes))
+
+    def beaten(lo: int, hi: int) -> bool:
+        return hi <= k_cap and j_best < r.j(hi)
+
+    while hi <= k_cap and not ok(hi):
+        lo, hi = hi, _up(hi, k_cap)
+    if not beaten(lo, hi):
+        while lo >= 1 and ok(lo):
+            lo, hi = _down(lo), lo
+        lo = max(lo, 1)
+        if hi > k_cap:  # (no K found too large: k_cap, the largest allowed, is the best plain K if it fits)
+            lo, hi = (lo, k_cap) if ok(k_cap) else (k_cap, k_cap + 1)
+        lo, hi = _narrow(lo, hi, ok, r.estimate, max_bytes, beaten, up=True)
+    return _adopted(s, key, j_best, lambda k: None if ok(k) else r.j(k))
 
 
 def _small(s: _Search) -> bool:
@@ -777,7 +939,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 
     lo, hi = _bytes_bracket(s, max_bytes, k_cap)
     if hi > k_cap:  # every K allowed fits
-        return s.file(max(lo, 1))
+        return _checked_bytes(s, max_bytes, k_cap, lo, hi, (max(lo, 1), 0.0))
     s.cap = _CASCADE_RUNS
     cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
 
@@ -806,7 +968,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         j_best = s.file(*_best_fitting(s, max_bytes)).distortion
         last = min(k_cap, math.floor(_SCAN_SPAN * hi))
         _scan(s, _first_below(s, lo + 1, last, j_best), last, lambda k: s.j(k) < j_best, max_bytes)
-    return s.file(*_best_fitting(s, max_bytes))
+    return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 
 
 def _k_cap(s: _Search, max_bytes: int) -> int:
