@@ -209,6 +209,16 @@ def quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: in
     applied. fit: a (palette, per-colour labels, J) of quantize_colors already computed for this k (its labels
     are spread to the pixels only if neither rdo nor dithering replaces them); extra: more metadata;
     prepared: rdo.prepare for fit's palette, when several rdo strengths are tried at this k."""
+    if rdo > 0:  # rdo sizes labellings by their ctx bounds, and encodes the files it weighs whole (_smaller)
+        from .codecs.ctx import recording
+    with recording() if rdo > 0 else nullcontext():
+        return _quantized(pixels, distinct, k, seed=seed, max_iter=max_iter, tol=tol, codec=codec, rdo=rdo,
+                          fit=fit, extra=extra, dither=dither, progress=progress, prepared=prepared)
+
+
+def _quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: int, max_iter: int, tol: float,
+               codec: str, rdo: float, fit: tuple | None, extra: dict | None, dither: str,
+               progress: kmeans.Progress | None, prepared) -> KmqImage:
     height, width, channels = pixels.shape
     labels = None  # per pixel; made from color_labels only when neither rdo nor dithering replaces them
     judged: list[KmqImage] = []  # files weighed whole (_smaller): the one returned takes its payload from them

@@ -403,6 +403,13 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
     (_flat) lzma or both, by how each codes the plain labels of the bracket's top (_lzma_share): lzma's search
     under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept); a ctx file above K = 256
     also against lzma's where _ctx_first says."""
+    with ctx.recording():  # (many of the files it sizes by their bounds are then encoded)
+        return _search(pixels, psnr=psnr, max_bytes=max_bytes, k_max=k_max, codec=codec, seed=seed,
+                       max_iter=max_iter, progress=progress)
+
+
+def _search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str | None,
+            seed: int, max_iter: int, progress: Progress | None) -> KmqImage:
     target = {"psnr": psnr} if psnr is not None else {"max_bytes": max_bytes}
     s = _Search(pixels, k_max, codec or "ctx", seed, max_iter, target, progress)
     if codec is not None:

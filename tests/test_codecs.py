@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kmq
 from kmq import codecs
 from kmq.codecs import ctx, lzma_codec, rans
 from kmq.errors import FormatError
@@ -480,6 +481,15 @@ def test_ctx_encode_after_payload_bounds_codes_the_symbols_it_counted(monkeypatc
     models = []
     encode_all = ctx._encode_all
     monkeypatch.setattr(ctx, "_encode_all", lambda *a: models.append(1) or encode_all(*a))
+    ctx.payload_bounds(labels, palette)  # outside recording(): nothing kept
+    assert ctx.encode(labels, palette) == fresh and len(models) == 2 and not ctx._RECORDS
+    models.clear()
+    with ctx.recording():
+        _bounded_then_encoded(labels, palette, fresh, models, monkeypatch)
+    assert not ctx._RECORDS  # dropped with the outermost recording()
+
+
+def _bounded_then_encoded(labels, palette, fresh, models, monkeypatch):
     ctx.payload_bounds(labels, palette)
     assert ctx.encode(labels.copy(), palette.copy()) == fresh and len(models) == 1  # not modelled again
     # other labels or another palette are modelled, whatever was bounded last
@@ -500,6 +510,28 @@ def test_ctx_encode_after_payload_bounds_codes_the_symbols_it_counted(monkeypatc
     assert ctx.encode(labels, palette) == fresh and len(models) == 2
 
 
+def test_ctx_records_are_kept_only_while_a_target_searches():
+    # compress_to's search and rdo encode files they bounded; what they recorded is dropped when they return.
+    rng = np.random.default_rng(3)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), 6, 0), 6, 1)
+    recorded = []
+    bounds = ctx.payload_bounds
+
+    def spy(labels, palette):
+        result = bounds(labels, palette)
+        recorded.append(len(ctx._RECORDS))
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ctx, "payload_bounds", spy)
+        kmq.compress_to(image, max_bytes=600, codec="ctx")
+        assert max(recorded) > 0 and not ctx._RECORDS
+        recorded.clear()
+        kmq.compress(image, 8, codec="ctx", rdo=30)
+        assert max(recorded) > 0 and not ctx._RECORDS
+        recorded.clear()
+        ctx.payload_bounds(np.zeros((4, 4), np.uint16) + np.eye(4, dtype=np.uint16), np.zeros((2, 3), np.uint8))
+        assert recorded == [0]  # outside them, nothing is kept
 @pytest.mark.parametrize("n", [1, 2400, 3000, 60000, 100000])
 def test_ctx_count_gives_each_distinct_key_and_its_count_however_counted(n):
     rng = np.random.default_rng(n)

@@ -18,6 +18,7 @@ A decoder first checks that the payload is long enough for the declared image at
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from itertools import product
 from typing import Callable, Iterator
@@ -971,6 +972,23 @@ _RECORD_MAX = 1 << 22
 _RECORD_BYTES = 24 << 20
 _RECORDS_KEPT = 2
 _RECORDS: list[tuple[np.ndarray, np.ndarray, list[tuple]]] = []  # (palette, labels, _Cost.calls), newest last
+# Only inside `recording()` (a target's search): elsewhere a bounded labelling is seldom encoded next, and the
+# records, up to 2 x _RECORD_BYTES, would outlive the call in a long-running process.
+_RECORDING = 0
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    """payload_bounds keeps what it coded for `encode` while this is entered; the records are dropped when
+    the outermost one exits."""
+    global _RECORDING
+    _RECORDING += 1
+    try:
+        yield
+    finally:
+        _RECORDING -= 1
+        if not _RECORDING:
+            _RECORDS.clear()
 
 
 def _held(calls: list[tuple]) -> int:
@@ -1021,7 +1039,7 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     palette = _check_palette(palette)
     if len(palette) == 1:
         return 0, 0
-    cost = _Cost(record=labels.size <= _RECORD_MAX)
+    cost = _Cost(record=_RECORDING > 0 and labels.size <= _RECORD_MAX)
     _encode_all(labels, palette, cost)
     if cost.calls is not None and _held(cost.calls) + 2 * labels.size <= _RECORD_BYTES:
         _RECORDS.append((palette.copy(), labels.copy(), cost.calls))
