@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import lzma
+import threading
 
 import numpy as np
 import pytest
@@ -468,7 +469,6 @@ def test_ctx_flat_pixels_keyed_from_a_table_code_what_their_full_contexts_would(
     payload, bounds = ctx.encode(labels, palette), ctx.payload_bounds(labels, palette)
     assert max(modelled) < labels.size // 8  # (the finest passes hold 65 x 105 pixels each)
     monkeypatch.setattr(ctx, "_MIXED_MAX", -1.0)  # every pass fully modelled
-    ctx._RECORDS.clear()
     modelled.clear()
     assert ctx.encode(labels, palette) == payload and ctx.payload_bounds(labels, palette) == bounds
     assert max(modelled) >= labels.size // 8
@@ -482,11 +482,11 @@ def test_ctx_encode_after_payload_bounds_codes_the_symbols_it_counted(monkeypatc
     encode_all = ctx._encode_all
     monkeypatch.setattr(ctx, "_encode_all", lambda *a: models.append(1) or encode_all(*a))
     ctx.payload_bounds(labels, palette)  # outside recording(): nothing kept
-    assert ctx.encode(labels, palette) == fresh and len(models) == 2 and not ctx._RECORDS
+    assert ctx.encode(labels, palette) == fresh and len(models) == 2 and ctx._records() is None
     models.clear()
     with ctx.recording():
         _bounded_then_encoded(labels, palette, fresh, models, monkeypatch)
-    assert not ctx._RECORDS  # dropped with the outermost recording()
+    assert ctx._records() is None  # dropped with the outermost recording()
 
 
 def _bounded_then_encoded(labels, palette, fresh, models, monkeypatch):
@@ -504,7 +504,7 @@ def _bounded_then_encoded(labels, palette, fresh, models, monkeypatch):
     assert ctx.encode(changed, palette) == expected == fresh
     # a record larger than the memory allowed is not kept
     monkeypatch.setattr(ctx, "_RECORD_BYTES", 2 * labels.size)
-    ctx._RECORDS.clear()
+    ctx._records().clear()
     models.clear()
     ctx.payload_bounds(labels, palette)
     assert ctx.encode(labels, palette) == fresh and len(models) == 2
@@ -519,19 +519,48 @@ def test_ctx_records_are_kept_only_while_a_target_searches():
 
     def spy(labels, palette):
         result = bounds(labels, palette)
-        recorded.append(len(ctx._RECORDS))
+        recorded.append(len(ctx._records() or []))
         return result
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ctx, "payload_bounds", spy)
         kmq.compress_to(image, max_bytes=600, codec="ctx")
-        assert max(recorded) > 0 and not ctx._RECORDS
+        assert max(recorded) > 0 and ctx._records() is None
         recorded.clear()
         kmq.compress(image, 8, codec="ctx", rdo=30)
-        assert max(recorded) > 0 and not ctx._RECORDS
+        assert max(recorded) > 0 and ctx._records() is None
         recorded.clear()
         ctx.payload_bounds(np.zeros((4, 4), np.uint16) + np.eye(4, dtype=np.uint16), np.zeros((2, 3), np.uint8))
         assert recorded == [0]  # outside them, nothing is kept
+
+
+def test_ctx_records_belong_to_the_thread_that_records():
+    # A library user's threads, one searching (recording) and one not: the other thread neither keeps records
+    # nor replays the searching thread's, and the searching thread's depth is not disturbed by it.
+    labels, palette = blobs(40, 30, 8), pal(8)
+    fresh = ctx.encode(labels, palette)
+    bounded, checked, seen = threading.Event(), threading.Event(), {}
+
+    def search():
+        with ctx.recording():
+            ctx.payload_bounds(labels, palette)
+            bounded.set()
+            checked.wait(10)
+            seen["mine"] = ctx._recorded(labels, palette) is not None
+        seen["after"] = ctx._recorded(labels, palette) is not None
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    bounded.wait(10)
+    seen["other"] = ctx._recorded(labels, palette) is not None
+    ctx.payload_bounds(labels, palette)
+    seen["replayed"] = ctx._recorded(labels, palette) is not None
+    assert ctx.encode(labels, palette) == fresh
+    checked.set()
+    worker.join(10)
+    assert seen == {"other": False, "replayed": False, "mine": True, "after": False}
+
+
 @pytest.mark.parametrize("n", [1, 2400, 3000, 60000, 100000])
 def test_ctx_count_gives_each_distinct_key_and_its_count_however_counted(n):
     rng = np.random.default_rng(n)

@@ -19,6 +19,7 @@ A decoder first checks that the payload is long enough for the declared image at
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from itertools import product
 from typing import Callable, Iterator
@@ -971,24 +972,29 @@ def _check_palette(palette: np.ndarray) -> np.ndarray:
 _RECORD_MAX = 1 << 22
 _RECORD_BYTES = 24 << 20
 _RECORDS_KEPT = 2
-_RECORDS: list[tuple[np.ndarray, np.ndarray, list[tuple]]] = []  # (palette, labels, _Cost.calls), newest last
-# Only inside `recording()` (a target's search): elsewhere a bounded labelling is seldom encoded next, and the
-# records, up to 2 x _RECORD_BYTES, would outlive the call in a long-running process.
-_RECORDING = 0
+# Only inside `recording()` (a target's search, rdo): elsewhere a bounded labelling is seldom encoded next, and
+# the records, up to 2 x _RECORD_BYTES, would outlive the call in a long-running process. Per thread: threads
+# of a library user's own, each in its own search, neither share records nor miscount each other's depth.
+_local = threading.local()
+
+
+def _records() -> list[tuple[np.ndarray, np.ndarray, list[tuple]]] | None:
+    """This thread's records (palette, labels, _Cost.calls), newest last; None outside recording()."""
+    return getattr(_local, "records", None)
 
 
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
-    """payload_bounds keeps what it coded for `encode` while this is entered; the records are dropped when
-    the outermost one exits."""
-    global _RECORDING
-    _RECORDING += 1
+    """payload_bounds keeps what it coded for `encode` while this is entered (in this thread); the records are
+    dropped when the outermost one exits."""
+    outer = _records() is None
+    if outer:
+        _local.records = []
     try:
         yield
     finally:
-        _RECORDING -= 1
-        if not _RECORDING:
-            _RECORDS.clear()
+        if outer:
+            _local.records = None
 
 
 def _held(calls: list[tuple]) -> int:
@@ -1004,7 +1010,7 @@ def _held(calls: list[tuple]) -> int:
 
 def _recorded(labels: np.ndarray, palette: np.ndarray) -> list[tuple] | None:
     """The calls payload_bounds recorded for these labels and palette, if it kept them."""
-    for pal, lab, calls in reversed(list(_RECORDS)):  # (a copy: a bulk run's threads may append meanwhile)
+    for pal, lab, calls in reversed(_records() or []):
         if (pal.shape == palette.shape and lab.shape == labels.shape and np.array_equal(pal, palette)
                 and np.array_equal(lab, labels)):
             return calls
@@ -1039,11 +1045,12 @@ def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
     palette = _check_palette(palette)
     if len(palette) == 1:
         return 0, 0
-    cost = _Cost(record=_RECORDING > 0 and labels.size <= _RECORD_MAX)
+    records = _records()
+    cost = _Cost(record=records is not None and labels.size <= _RECORD_MAX)
     _encode_all(labels, palette, cost)
-    if cost.calls is not None and _held(cost.calls) + 2 * labels.size <= _RECORD_BYTES:
-        _RECORDS.append((palette.copy(), labels.copy(), cost.calls))
-        del _RECORDS[:-_RECORDS_KEPT]
+    if records is not None and cost.calls is not None and _held(cost.calls) + 2 * labels.size <= _RECORD_BYTES:
+        records.append((palette.copy(), labels.copy(), cost.calls))
+        del records[:-_RECORDS_KEPT]
     bits = cost.bits
     # log2(1 + r) <= r / ln 2 for the gain, and |log2(1 - r)| <= 1.004 r / ln 2 for the loss (r < 2^-8)
     rounding = 1.004 / (256 * np.log(2)) * float(cost.short) / rans.M
