@@ -1405,7 +1405,9 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     # the sums over the points below stay whole. About half of the seeding's time, in one thread before (12 MP
     # mosaic, 16 runs at K = 16 on 8 855 5-bit bins: 0.094-0.102 -> 0.062-0.068 s of wall time on a busy
     # machine, CPU 0.049 -> 0.051 s). Each pair costs several passes (a difference, a square and a sum per
-    # channel, the turn, the minimum): weighed as 4 items a channel, points split from ~1 400 up at K = 16.
+    # channel, the turn, the minimum), but two threads paid only from ~6 300 points (16 runs at K = 16, idle
+    # machine, wall: 3 500 points 17.6 ms in one, 23.4 in two; 6 300 even; 9 000 51.4 -> 46.6; a 256x256 noisy
+    # tile's 3 468 bins made its whole fit 7 % slower): weighed as 1.5 items a channel, split from ~7 300 up.
     def part(start: int, stop: int) -> None:
         rows = d[start:stop].reshape(stop - start, runs * trials)
         if buf is not None:  # float points: laid out along them, then turned (`_PP_ALONG_MAX`)
@@ -1430,7 +1432,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         # Every point already on a centroid (only with duplicate rows): that run takes rows in order.
         cand[total <= 0.0] = i % m
         chosen = x[cand.ravel()]
-        parallel.map_parts(part, m, 4 * runs * trials * x.shape[1])
+        parallel.map_parts(part, m, 3 * runs * trials * x.shape[1] // 2)
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
         closest = d[:, run_ix, best]

@@ -167,6 +167,19 @@ def test_the_set_flags_are_found_in_parts_in_order(threads) -> None:
             assert keys.dtype == np.uint32 and np.array_equal(keys, np.flatnonzero(seen))
 
 
+def _splits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of parts of each parallel.map_parts call from now on, as they are made."""
+    split: list[int] = []
+    real = parallel.map_parts
+
+    def counted(fn, n, cost=1):
+        split.append(len(parallel.parts(n, cost)))
+        return real(fn, n, cost)
+
+    monkeypatch.setattr(parallel, "map_parts", counted)
+    return split
+
+
 @pytest.mark.parametrize("exact", [True, False])  # uint8 colours (table look-ups) or float points (a histogram)
 def test_seeding_many_runs_in_parts_gives_the_one_thread_centroids(threads, monkeypatch, exact) -> None:
     """`kmeans._kmeanspp` with several runs measures the candidates against the points in parts, in threads:
@@ -176,14 +189,7 @@ def test_seeding_many_runs_in_parts_gives_the_one_thread_centroids(threads, monk
     w = rng.integers(1, 50, 3000).astype(np.float64)
     pts = (kmeans._Points(colors, w, colors) if exact
            else kmeans._Points(colors.astype(np.float64) + rng.random((3000, 3)), w))
-    split = []
-    real = parallel.map_parts
-
-    def counted(fn, n, cost=1):
-        split.append(len(parallel.parts(n, cost)))
-        return real(fn, n, cost)
-
-    monkeypatch.setattr(parallel, "map_parts", counted)
+    split = _splits(monkeypatch)
     seeded = []
     for n in (1, 2, 3):
         threads(n)
@@ -191,6 +197,19 @@ def test_seeding_many_runs_in_parts_gives_the_one_thread_centroids(threads, monk
         seeded.append(kmeans._kmeanspp(pts, 16, np.random.default_rng(2), runs=8).tobytes())
         assert max(split, default=1) == n  # the seeding's passes were split that many ways
     assert seeded[0] == seeded[1] == seeded[2]
+
+
+@pytest.mark.parametrize("points, ways", [(3500, 1), (9000, 2)])
+def test_seeding_splits_only_where_threads_pay(monkeypatch, points, ways) -> None:
+    """Two threads slowed the seeding of a few thousand points (16 runs at K = 16: 3 500 points 17.6 ms in one
+    thread, 23.4 ms in two; even at ~6 300; faster from ~9 000), so a small image's level is seeded in one."""
+    rng = np.random.default_rng(8)
+    colors = rng.integers(0, 256, (points, 3), dtype=np.uint8)
+    pts = kmeans._Points(colors, rng.integers(1, 50, points).astype(np.float64), colors)
+    split = _splits(monkeypatch)
+    monkeypatch.setattr(parallel, "_threads", 2)
+    kmeans._kmeanspp(pts, 16, np.random.default_rng(2), runs=16)
+    assert set(split) == {ways}
 
 
 @pytest.mark.parametrize("one_pass", [1 << 24, 0])  # colour index kept, or keys packed again when needed
