@@ -141,21 +141,28 @@ def photo_rgb() -> np.ndarray:
         return np.asarray(im.convert("RGB").resize((611, 877)))
 
 
+@pytest.fixture
+def followed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The runs of rows (start, stop) that kmeans.Marks is handed while an image decodes, in order."""
+    runs: list[tuple[int, int]] = []
+    mark = kmeans.Marks.__call__
+
+    def watched(self, memory, shape, start, stop):  # noqa: ANN001, ANN202
+        runs.append((start, stop))
+        mark(self, memory, shape, start, stop)
+
+    monkeypatch.setattr(kmeans.Marks, "__call__", watched)
+    return runs
+
+
 @pytest.mark.parametrize("ext, options", [("png", {"compress_level": 1}), ("jpg", {"quality": 90})])
 def test_compress_of_an_image_whose_rows_were_followed_writes_the_same_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_rgb: np.ndarray, ext: str, options: dict) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_rgb: np.ndarray, ext: str, options: dict,
+        followed: list[tuple[int, int]]) -> None:
     path = tmp_path / f"p.{ext}"
     Image.fromarray(photo_rgb).save(path, **options)
     monkeypatch.setattr(prefetch, "_MAP_FROM", 1)
     pixels = load_image(str(path))
-    followed: list[tuple[int, int]] = []
-    mark = kmeans.Marks.__call__
-
-    def watched(self, memory, shape, start, stop):  # noqa: ANN001, ANN202
-        followed.append((start, stop))
-        mark(self, memory, shape, start, stop)
-
-    monkeypatch.setattr(kmeans.Marks, "__call__", watched)
     # A slow decode in small steps: it dwells after each publishing of its rows, so that some are marked.
     monkeypatch.setattr(prefetch, "_PIECE", 1 << 15)
     monkeypatch.setattr(prefetch, "_JPEG_READ_MIN", 1 << 12)
