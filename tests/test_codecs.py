@@ -590,3 +590,53 @@ def test_ctx_activity_and_apart_read_small_tables_of_the_palettes_own_pairs(k):
     np.testing.assert_array_equal(ctx._spread_activity(model, nb), want)
     apart = np.array([min(ctx._N_DC - 1, int(d).bit_length() // ctx._DCS) for d in d2[nb[0], nb[1]]])
     np.testing.assert_array_equal(model.apart(nb[0], nb[1]), apart)
+
+
+def test_ctx_counts_a_small_batch_by_a_sort_of_its_own(monkeypatch):
+    # np.unique's own Python-level work was a tenth of a rdo sample's sizing (320 x 320, ~100 small pieces):
+    # a small batch (of int64 escape keys too) is sorted and counted here, the same keys and counts.
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, ctx._PASS_KEYS, n).astype(dtype) for n in (1, 7, 300) for dtype in (np.uint16, np.intp)]
+    want = [np.unique(keys, return_counts=True) for keys in batches]
+    monkeypatch.setattr(np, "unique", lambda *a, **kw: pytest.fail("np.unique called"))
+    for keys, (used_want, counts_want) in zip(batches, want):
+        used, counts = ctx._count(keys, ctx._PASS_KEYS)
+        assert used.dtype == np.intp and used.tolist() == used_want.tolist() and counts.tolist() == counts_want.tolist()
+    used, counts = ctx._count(np.zeros(0, np.intp), ctx._PASS_KEYS)
+    assert len(used) == len(counts) == 0
+
+
+@pytest.mark.parametrize("n_sym", [2, 5, 12])
+def test_rans_tables_without_cum_have_the_same_frequencies(n_sym):
+    # payload_bounds reads the frequencies alone: cdf_tables(cum=False) spares the cumulative sums, and rows
+    # summed as products with ones (small tables) give the same numbers as numpy's reductions.
+    rng = np.random.default_rng(n_sym)
+    w = rng.integers(0, 1 << 36, (300, n_sym)) >> rng.integers(0, 37, (300, n_sym))
+    w[:3] = [[0] * n_sym, [1] * n_sym, [5] + [0] * (n_sym - 1)]
+    freq, cum = rans.cdf_tables(w)
+    alone, none = rans.cdf_tables(w, cum=False)
+    assert none is None
+    np.testing.assert_array_equal(alone, freq)
+    valid = w > 0
+    total = np.maximum(w.sum(axis=1, keepdims=True), 1)
+    want = (w * (rans.M - valid.sum(axis=1, keepdims=True))) // total + valid
+    want[np.arange(len(w)), np.argmax(w, axis=1)] += rans.M - want.sum(axis=1)
+    np.testing.assert_array_equal(freq, want)
+    np.testing.assert_array_equal(cum[:, 1:], np.cumsum(want, axis=1))
+    assert (cum[:, 0] == 0).all()
+
+
+def test_ctx_pass_reads_its_main_and_extra_neighbours_from_one_padded_copy_of_a_grid():
+    # A pass's main neighbours in a grid are views of the padded copy its extra ones are read from (the edge
+    # is the nearest element however wide the padding): the same views as a copy of their own.
+    rng = np.random.default_rng(3)
+    grid = rng.integers(0, 9, (7, 5)).astype(np.uint8)
+    extra = ctx._Extras(6, 4)
+    main = extra.add(grid, [(-1, 0), (2, 1), (0, -1), (1, 2)], ((0, 0), (0, 1), (1, 0), (1, 1)))
+    for got, want in zip(main, ctx._shifted(grid, 6, 4, [(0, 0), (0, 1), (1, 0), (1, 1)])):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(extra.views, ctx._shifted(grid, 6, 4, [(-1, 0), (2, 1), (0, -1), (1, 2)])):
+        np.testing.assert_array_equal(got, want)
+    r, c = np.array([0, 5, 3]), np.array([0, 3, 1])
+    for got, view in zip(extra.at(r, c), extra.views):
+        np.testing.assert_array_equal(got, view[r, c])

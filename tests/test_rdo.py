@@ -1,4 +1,6 @@
 """--rdo: cheaper labels for a bounded rise of the distortion J."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -927,3 +929,28 @@ def test_optimise_with_the_bounded_search_gives_the_full_searchs_labels(crop, sm
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert j < got[2] <= j * (1 + pct / 100)
+
+
+def test_a_kept_run_is_ranked_once_for_the_back_offs_to_each_budget(crop, small_sample, monkeypatch):
+    # A target's search backs one kept run off to several budgets (the grey trial 1200x800 at K = 26: its 4
+    # calls there, one run): the copies of the run share one ranking of its moves (_ranked), made by the first
+    # back-off, and give the same results, byte for byte, as copies that each rank their own.
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    original, image_run = rdo._ranked, rdo._image_run
+    results, ranks = [], []
+    for shared in (True, False):
+        ranked = []
+        monkeypatch.setattr(rdo, "_ranked", lambda s: (ranked.append(s.height == crop.shape[0]), original(s))[1])
+        if not shared:
+            monkeypatch.setattr(rdo, "_image_run", lambda *a: replace(image_run(*a), ranking=None))
+        warm = rdo.prepare(crop, distinct, palette, warm=True)
+        assert not warm.whole
+        results.append([rdo.optimise(crop, distinct, palette, pct, warm) for pct in (5.0, 4.0, 3.0, 2.0)])
+        ranks.append(sum(ranked))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[2] == want[2]
+    assert len({r[2] for r in results[0]}) > 1
+    assert 0 < ranks[0] < ranks[1]

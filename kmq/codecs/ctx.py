@@ -98,6 +98,7 @@ _PASS_BASE_ROWS = _N_PAT * _N_FEAT * _N_ACT  # a pass's base rows, whose statist
 _PASS_ROWS = _N_SEC * _N_DC * _PASS_BASE_ROWS  # a pass's stage-1 rows
 _PASS_KEYS = _PASS_ROWS * _N_SYM  # (row, symbol) pairs of a pass: 38 400, below 2^16
 _ROW_RANKS = _N_RANKS[_PATTERNS[np.arange(_PASS_BASE_ROWS) // (_N_FEAT * _N_ACT)]]  # by base row
+_ONES = np.ones(_N_SYM, np.int64)  # a stage-1 row times it is the row's sum
 
 
 def _valid_rows(k: int) -> np.ndarray:
@@ -177,10 +178,16 @@ class _Extras:
         self.views: list[np.ndarray] = []
         self._groups: list[tuple[np.ndarray, list[tuple[int, int]]]] = []
 
-    def add(self, a: np.ndarray, offsets: list[tuple[int, int]]) -> None:
-        pad, starts = _padded(a, self.rows, self.cols, offsets)
-        self.views += [pad[r0:r0 + self.rows, c0:c0 + self.cols] for r0, c0 in starts]
-        self._groups.append((pad, starts))
+    def add(self, a: np.ndarray, offsets: list[tuple[int, int]], main: tuple[tuple[int, int], ...] = ()
+            ) -> list[np.ndarray]:
+        """Add the neighbours at ``offsets`` in ``a``; returns the views of the ``main`` offsets (the pass's main
+        neighbours in the same grid) from the same padded copy: its edge is the nearest element whatever the
+        padding's width, so one copy serves both (a copy of the grid a pass spared, 2 of 3 at a level)."""
+        pad, starts = _padded(a, self.rows, self.cols, offsets + list(main))
+        views = [pad[r0:r0 + self.rows, c0:c0 + self.cols] for r0, c0 in starts]
+        self.views += views[:len(offsets)]
+        self._groups.append((pad, starts[:len(offsets)]))
+        return views[len(offsets):]
 
     def at(self, r: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
         """(m,) the extra neighbours of the pixels at rows r, columns c of the pass, in ``views``' order: each a
@@ -209,17 +216,15 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, _Extras]:
     diag = canvas[h::s, h::s]
     extra = _Extras(r, c)
     if p.kind == 1:
-        main = _shifted(grid, r, c, [(0, 0), (0, 1), (1, 0), (1, 1)])
-        extra.add(grid, [(-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2)])
+        main = extra.add(grid, [(-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2)],
+                         ((0, 0), (0, 1), (1, 0), (1, 1)))
     elif p.kind == 2:
-        left, right = _shifted(grid, r, c, [(0, 0), (0, 1)])
         if diag.size:
-            up, down = _shifted(diag, r, c, [(-1, 0), (0, 0)])
-            extra.add(diag, [(-1, -1), (-1, 1), (0, -1), (0, 1)])
-        else:
+            up, down = extra.add(diag, [(-1, -1), (-1, 1), (0, -1), (0, 1)], ((-1, 0), (0, 0)))
+        left, right = extra.add(grid, [(-1, 0), (-1, 1), (1, 0), (1, 1)], ((0, 0), (0, 1)))
+        if not diag.size:
             up, down = left, right
         main = [left, right, up, down]
-        extra.add(grid, [(-1, 0), (-1, 1), (1, 0), (1, 1)])
     else:
         up, down = _shifted(grid, r, c, [(0, 0), (1, 0)])
         edge = canvas[0::s, h::s]
@@ -423,34 +428,46 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _count(keys: np.ndarray, size: int, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ``keys`` (< size; sorted, intp) of a batch and how often each occurs: what learning it
-    needs, and the encoder's tables. A small batch is sorted by np.unique, a large one counted per key, and
-    16-bit keys in between, or in runs of a few keys (``runs``: a pass of flat regions), sorted here: numpy
+    needs, and the encoder's tables. A small batch is sorted, a large one counted per key, and 16-bit keys in
+    between, or in runs of a few keys (``runs``: a pass of flat regions), sorted too: numpy
     sorts them in a few passes where bincount pays for a table of every key, and for each run of one key a
     chain of increments of one counter (a screenshot's stage 1 at K = 8: 4.6 ms an encode against 11)."""
-    if 16 * len(keys) < size:
-        used, counts = np.unique(keys, return_counts=True)
-        return used.astype(np.intp), counts
-    if keys.dtype.itemsize <= 2 and (len(keys) <= 2 * size or runs):
-        ordered = np.sort(keys)
+    if len(keys) and (16 * len(keys) < size or keys.dtype.itemsize <= 2 and (len(keys) <= 2 * size or runs)):
+        # (a small batch too: np.unique's own Python-level work was a tenth of a sample's sizing, 320 x 320)
+        ordered = keys.copy()
+        ordered.sort()  # (np.sort's own: a copy sorted in place)
         first = np.empty(len(ordered), bool)
         first[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        at = np.flatnonzero(first)
-        return ordered[at].astype(np.intp), np.diff(at, append=len(ordered))
+        at = first.nonzero()[0]  # (1-D: flatnonzero is nonzero of a ravel, in Python)
+        # (each count the gap to the next distinct key: np.diff with append= did 10 times the Python-level work)
+        counts = np.empty(len(at), np.intp)
+        np.subtract(at[1:], at[:-1], out=counts[:-1])
+        counts[-1] = len(ordered) - at[-1]
+        return ordered[at].astype(np.intp), counts
+    if not len(keys):
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     counts = np.bincount(keys, minlength=size)
-    used = np.flatnonzero(counts)
+    used = counts.nonzero()[0]
     return used, counts[used]
 
 
-def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int) -> tuple[np.ndarray, np.ndarray]:
+def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int, cum: bool = True
+                ) -> tuple[np.ndarray, np.ndarray | None]:
     """(freq, cum) of each (row, symbol) pair of ``used`` (sorted keys row·n_sym + symbol), from the tables of
-    its rows only."""
+    its rows only (cum None unless asked for: bounds read freq alone)."""
     rows, syms = np.divmod(used, n_sym)
-    first = np.ones(len(rows), bool)
-    first[1:] = rows[1:] != rows[:-1]
-    at = np.cumsum(first) - 1
-    f, c = rans.cdf_tables(weights.make(rows[first]))
-    return f[at, syms], c[at, syms]
+    first = np.empty(len(rows), bool)
+    first[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=first[1:])
+    at = first.cumsum()
+    # (flat positions, at counting from 1: one gather each instead of a 2-D fancy index)
+    at *= n_sym
+    at += syms - n_sym
+    f, c = rans.cdf_tables(weights.make(rows[first]), cum)
+    if not cum:
+        return f.reshape(-1).take(at), None
+    return f.reshape(-1).take(at), c[:, :n_sym].reshape(-1).take(at)
 
 
 class _Stream:
@@ -498,7 +515,7 @@ class _Cost:
 
     def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
               ) -> None:
-        f, c = _key_tables(weights, used, n_sym)
+        f, c = _key_tables(weights, used, n_sym, self.calls is not None)
         self.bits += float(np.dot(counts, rans.SCALE_BITS - np.log2(f)))
         self.short += int(np.dot(counts, rans.M - f))
         if self.calls is not None:
@@ -615,17 +632,24 @@ class _Model:
         base = self.base[kind].reshape(_PASS_BASE_ROWS, _N_SYM)
 
         def prior(base: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            """The prior, not yet masked by valid (make masks the sum once: the same integers, valid being 0/1)."""
             w = (base + 1) * valid
-            return (1 + (w << _PRIOR_BITS) // w.sum(axis=1, keepdims=True)) * valid * _BETA
+            # (the row sums as a product: see rans.cdf_tables)
+            return (1 + (w << _PRIOR_BITS) // (w @ _ONES)[..., None]) * _BETA
 
         def make(ids: np.ndarray | None) -> np.ndarray:
             if ids is None:
                 valid = self.base_valid
-                return ((rank.reshape(-1, _PASS_BASE_ROWS, _N_SYM) << _PRIOR_BITS) * valid
-                        + prior(base, valid)).reshape(-1, _N_SYM)
+                w = rank.reshape(-1, _PASS_BASE_ROWS, _N_SYM) << _PRIOR_BITS
+                w += prior(base, valid)
+                w *= valid
+                return w.reshape(-1, _N_SYM)
             b = ids % _PASS_BASE_ROWS
             valid = self.base_valid[b]
-            return (rank[ids] << _PRIOR_BITS) * valid + prior(base[b], valid)
+            w = rank[ids] << _PRIOR_BITS
+            w += prior(base[b], valid)
+            w *= valid
+            return w
         return _Weights(_PASS_ROWS, make)
 
     def learn_rank(self, kind: int, keys: np.ndarray, counts: np.ndarray) -> None:
@@ -813,10 +837,10 @@ def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, mod
     if kind == 0 or np.count_nonzero(mixed) > _MIXED_MAX * n:
         cx = _context(kind, nb, extra.views if extra else [], model)
         sym = _symbols(cx, truth)
-        at = np.flatnonzero(sym == _ESC)
+        at = (sym == _ESC).nonzero()[0]
         return (cx.rows * np.uint16(_N_SYM) + sym, at, (cx.pattern[at], cx.nb[:, at].astype(np.uint16), cx.act[at]),
                 False)
-    mixed = np.flatnonzero(mixed)
+    mixed = mixed.nonzero()[0]
     r = mixed // extra.cols  # (np.divmod took 4 times as long)
     c = mixed - r * extra.cols
     # the flat pixels' keys, for every pixel; the others' replaced below
@@ -834,7 +858,7 @@ def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, mod
     sym = _symbols(cx, truth[mixed])
     keys[mixed] = cx.rows * np.uint16(_N_SYM) + sym
     escape[mixed] = sym == _ESC
-    at = np.flatnonzero(escape)
+    at = escape.nonzero()[0]
     nb_at = nb.take(at, axis=1).astype(np.uint16)
     return keys, at, (_pattern(nb_at), nb_at, _activity(model, nb_at)), True
 

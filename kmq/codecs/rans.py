@@ -31,13 +31,13 @@ _COMPARE_MAX = 8  # alphabets up to this size are decoded by comparisons, larger
 _FEW_ROWS = 2048  # tables of up to this many rows are made whole-array: column by column costs more calls
 
 
-def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cdf_tables(weights: np.ndarray, cum: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Quantize non-negative integer ``weights`` (R, A) into rANS frequency rows summing to ``M``.
 
     Returns ``freq`` (R, A) int64 and ``cum`` (R, A + 1) int64 (``cum[:, 0] = 0``, ``cum[:, A] = M``). A symbol
     of weight 0 gets frequency 0 (it can never be coded); any other gets at least 1. Integer arithmetic only,
     so encoder and decoder agree bit for bit on any machine. Rows of all-zero weight give all of ``M`` to
-    symbol 0. Needs A <= M.
+    symbol 0. Needs A <= M. cum=False: ``cum`` is None (a payload's size bounds read the frequencies alone).
     """
     w = np.asarray(weights, dtype=np.int64)
     n_rows, n_sym = w.shape
@@ -55,18 +55,47 @@ def cdf_tables(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         freq = np.stack([np.where(col > 0, 1 + (col * (M - n_valid)) // total, 0) for col in cols], axis=1)
         rest = M - sum(freq[:, a] for a in range(n_sym))
     else:
+        # Row sums as products with a column of ones: numpy's reductions along a short axis cost 3-4 times as
+        # much on a piece's table of ~100 rows (integers: the same sums)
+        ones = _ones(n_sym)
         valid = w > 0
-        n_valid = valid.sum(axis=1, keepdims=True)
-        total = np.maximum(w.sum(axis=1, keepdims=True), 1)
-        freq = (w * (M - n_valid)) // total
+        spare = M - valid @ ones
+        total = np.maximum(w @ ones, 1)
+        freq = w * spare[:, None]
+        freq //= total[:, None]
         freq += valid  # a weight of 0 has 0 // total = 0 there, and keeps it
-        best = np.argmax(w, axis=1)
-        rest = M - freq.sum(axis=1)
+        best = w.argmax(axis=1)
+        rest = M - freq @ ones
     # Rounding down leaves a few units over; the likeliest symbol takes them, where they cost least.
     freq[np.arange(n_rows), best] += rest
-    cum = np.zeros((n_rows, n_sym + 1), dtype=np.int64)
-    np.cumsum(freq, axis=1, out=cum[:, 1:])
-    return freq, cum
+    if not cum:
+        return freq, None
+    cums = np.zeros((n_rows, n_sym + 1), dtype=np.int64)
+    if n_rows <= _FEW_ROWS:
+        cums[:, 1:] = freq @ _upper(n_sym)  # (a cumulative sum along the short axis cost as much again)
+    else:
+        np.cumsum(freq, axis=1, out=cums[:, 1:])
+    return freq, cums
+
+
+_ONES: dict[int, np.ndarray] = {}
+_UPPER: dict[int, np.ndarray] = {}
+
+
+def _ones(n: int) -> np.ndarray:
+    """(n,) int64 ones (made once per size)."""
+    got = _ONES.get(n)
+    if got is None:
+        got = _ONES[n] = np.ones(n, np.int64)
+    return got
+
+
+def _upper(n: int) -> np.ndarray:
+    """(n, n) int64, 1 on and above the diagonal: a row times it is the row's cumulative sum."""
+    got = _UPPER.get(n)
+    if got is None:
+        got = _UPPER[n] = np.triu(np.ones((n, n), np.int64))
+    return got
 
 
 def uniform(sym: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
