@@ -2299,23 +2299,7 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
         ties.append(sum(1 for i in chosen[:_TIE_RUNS] if j[i] <= j[order[0]] * (1 + _TIE_NEAR)))
     if ranked is not None:  # each point of pts starts from the label of the one that stood for it
         labels = labels[:, ranked.inverse]
-    return _each(lambda i: _hamerly(pts, cent[i], max_iter, tol_abs, labels[i]), chosen, pts.m * k)
-
-
-# Point-centroid pairs from which `_each` runs the runs it is given in threads of their own.
-_EACH_FROM = 1 << 16
-
-
-def _each(fn: Callable, runs: list, pairs: int) -> list:
-    """[fn(run) for run in runs], the runs after the first each in a thread of its own when they are several
-    and of `pairs` point-centroid pairs a pass (from `_EACH_FROM`): each run's Lloyd is its own, so the
-    results are those of one thread, bit for bit. The near-tied restarts that `_climb` finishes and climbs
-    (12 MP china at K = 16: two runs, 6 ms each on the 5-bit level and 11 ms on the 6-bit one, all in the
-    calling thread before) then take the two cores."""
-    if len(runs) < 2 or pairs < _EACH_FROM:
-        return [fn(run) for run in runs]
-    later = [parallel.later(functools.partial(fn, run)) for run in runs[1:]]
-    return [fn(runs[0]), *(wait() for wait in later)]
+    return [_hamerly(pts, cent[i], max_iter, tol_abs, labels[i]) for i in chosen]
 
 
 def _more(restarts: int) -> int:
@@ -3295,9 +3279,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for s in range(0, items, _CHUNK):  # some colour of each finer bin, without an (M,) arange
             first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
         colour_of.append(first)
-
-    def climb(run: tuple[np.ndarray, float, np.ndarray]) -> tuple[np.ndarray, float, np.ndarray]:
-        start, inertia, labels = run
+    best = None
+    climbed = []
+    for run, (start, inertia, labels) in enumerate(runs):
         prev = coarse
         for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
             guess = labels[prev.inverse[first]]
@@ -3306,12 +3290,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             else:
                 start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
             prev = finer
-        return start, inertia, labels
-
-    prev = finer_levels[-1] if finer_levels else coarse
-    climbed = _each(climb, runs, prev.m * k)
-    best = None
-    for run, (start, inertia, labels) in enumerate(climbed):
+        climbed.append((start, inertia, labels))
         # a tie keeps the better-ranked run; the runs past the near ties only serve `others`
         if run < ties[0] and (best is None or inertia < best[1]):
             best = (start, inertia, labels, run)
