@@ -295,8 +295,6 @@ class _Search:
     def file(self, k: int, rdo: float = 0.0) -> KmqImage:
         """The image at k with rdo, carrying the metadata it will be written with (not encoded here)."""
         key = (k, rdo)
-        if key not in self.files and rdo > 0 and (kept := self._dominated(k, rdo)) is not None:
-            self.files[key] = kept
         if key not in self.files:
             self.j(k)
             self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
@@ -306,20 +304,6 @@ class _Search:
                 self.runs += 1
                 self._made()
         return self.files[key]
-
-    def _dominated(self, k: int, rdo: float) -> KmqImage | None:
-        """A file of k made with a stronger rdo that added no more J than rdo allows, if any: rdo stopped
-        short of its bound there (it moves no label that saves too little), so a weaker bound it does not
-        reach would make the same moves; the run is spared and that file stands for rdo (it records its own
-        strength, whose bound its J keeps too). (A 1920x1200 screenshot in 40 kB: +3.977 % at K = 46 after
-        +3.997 % landed at +2.0 %, and +54.6 % at K = 35 after +91.0 % landed at +21.8 %, each the same file.)"""
-        if k not in self.fitted or self.fitted[k][2] <= 0:
-            return None
-        bound = self.fitted[k][2] * (1 + rdo / 100)
-        for (kk, r), img in self.files.items():
-            if kk == k and r > rdo and img.distortion <= bound:
-                return img
-        return None
 
     def _prepared(self, k: int) -> rdo_module.Prepared:
         """rdo's starting state at k's palette, made once per K (a few kept: 12 MP costs ~40 MB a K, and its
