@@ -502,8 +502,9 @@ class _Halves:
         row = self._search.found
         if self._rows is not None:
             self._rows.limit(row)  # before the lower half's first row can be written
-        self._thread = threading.Thread(target=self._decode, args=(pieces, row), daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._decode, args=(pieces, row), daemon=True)
+        thread.start()  # kept only once it runs: `join` of one never started raises, and the decode's end
+        self._thread = thread  # (`_Rows.end`, which `take` waits for) would never come
         return pieces
 
     def _decode(self, pieces: queue.Queue, row: int) -> None:

@@ -174,3 +174,22 @@ def test_compress_of_a_split_png_whose_rows_were_followed_writes_the_same_file(
     assert len(split_small) == 1 and 60 <= split_small[0] <= 90
     assert all(a < b for a, b in followed) and all(b == c for (_, b), (c, _) in zip(followed, followed[1:]))
     assert np.array_equal(load_image(str(path)), pixels)
+
+
+def test_a_lower_half_whose_thread_cannot_start_leaves_no_thread_to_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review (round 29): the thread was kept before it started, so where it could not start, the decode's
+    # clean-up raised in `join` before ending the rows, and `take` waited for them for ever.
+    import queue
+    import types
+
+    halves = object.__new__(prefetch._Halves)
+    halves._rows, halves._thread, halves._search = None, None, types.SimpleNamespace(found=40)
+
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(prefetch.threading, "Thread", Refused)
+    with pytest.raises(RuntimeError, match="can't start"):
+        halves.start(queue.Queue())
+    halves.join()
