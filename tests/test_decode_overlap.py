@@ -210,14 +210,16 @@ def test_marks_that_run_out_of_memory_leave_the_pass_to_distinct(small_tables: N
     rgbx = _rgbx(6, 7)
     marks = kmeans.Marks()
     marks(rgbx, rgbx.shape, 0, 2)
-    mark = kmeans._mark
+    mark, count = kmeans._mark, kmeans._count
 
     def short(*args):  # noqa: ANN002, ANN202
         raise MemoryError
 
-    monkeypatch.setattr(kmeans, "_mark", short)
+    monkeypatch.setattr(kmeans, "_mark", short)  # the flags' pass (above _ONE_PASS) and the counts'
+    monkeypatch.setattr(kmeans, "_count", short)
     marks(rgbx, rgbx.shape, 2, 4)
     monkeypatch.setattr(kmeans, "_mark", mark)
+    monkeypatch.setattr(kmeans, "_count", count)
     marks(rgbx, rgbx.shape, 4, 6)
     pixels = rgbx.reshape(-1, 4)[:, :3]
     assert marks.take(pixels)[0] == 0

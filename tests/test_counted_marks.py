@@ -1,0 +1,75 @@
+"""Marks that count the keys as the rows decode (kmeans._count), then `distinct` reading the colours and counts
+from that table (`_distinct_counted`) and spreading through it (`_Keyed`): the same colours, counts, indices,
+spread values and files as the pass after the decode, with no ranking of the pixels after it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kmq import kmeans
+
+
+@pytest.fixture
+def small_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)
+    monkeypatch.setattr(kmeans, "_INDEX_CHUNK", 37)
+
+
+def _rgbx(height: int, width: int, seed: int = 0, levels: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rgbx = np.full((height, width, 4), 255, np.uint8)
+    rgbx[:, :, :3] = rng.integers(0, levels, (height, width, 3)) * (255 // (levels - 1))
+    return rgbx
+
+
+def _marked(rgbx: np.ndarray, rows: int) -> kmeans.Marks:
+    marks = kmeans.Marks()
+    for start in range(0, rows, 3):
+        marks(rgbx, rgbx.shape, start, min(rows, start + 3))
+    return marks
+
+
+@pytest.mark.parametrize("rows", [1, 5, 11])  # some rows left to distinct, or none
+def test_counted_marks_give_the_colours_counts_and_indices_of_the_plain_pass(small_tables: None,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              rows: int) -> None:
+    rgbx = _rgbx(11, 13, seed=rows)
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    plain = kmeans.distinct(np.ascontiguousarray(pixels))
+    marks = _marked(rgbx, rows)
+    assert marks.seen.dtype == np.int32  # counts, not flags
+
+    def no_rank(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("the pixels ranked after the decode")
+
+    monkeypatch.setattr(kmeans._BitRank, "rank", no_rank)
+    counted = kmeans.distinct(pixels, marks)
+    assert isinstance(counted, kmeans._Keyed)
+    assert np.array_equal(counted.colors, plain.colors) and np.array_equal(counted.counts, plain.counts)
+    assert counted.counts.dtype == np.int64 and np.array_equal(counted._values, plain._values)
+    assert np.array_equal(counted.index(), plain.index())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64, np.bool_])
+def test_keyed_spread_is_each_pixels_colours_value_whatever_the_dtype(small_tables: None, dtype: type) -> None:
+    rgbx = _rgbx(9, 7, seed=3, levels=4)
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    plain = kmeans.distinct(np.ascontiguousarray(pixels))
+    counted = kmeans.distinct(pixels, _marked(rgbx, 9))
+    m = plain.colors.shape[0]
+    for per_colour in ((np.arange(m) * 7 % 5).astype(dtype), (np.arange(m)[::-1] % 3).astype(dtype)):
+        spread = counted.spread(per_colour)  # twice: the table written again over the last values
+        assert spread.dtype == per_colour.dtype
+        assert np.array_equal(spread, per_colour[plain.index()])
+
+
+def test_marks_above_one_pass_still_flag(small_tables: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kmeans, "_ONE_PASS", 0)  # no keys kept: no counts table, the flags and ranks as before
+    rgbx = _rgbx(6, 5)
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    marks = _marked(rgbx, 4)
+    assert marks.seen.dtype == np.bool_
+    d = kmeans.distinct(pixels, marks)
+    assert not isinstance(d, kmeans._Keyed)
+    plain = kmeans.distinct(np.ascontiguousarray(pixels))
+    assert np.array_equal(d.colors, plain.colors) and np.array_equal(d.counts, plain.counts)
