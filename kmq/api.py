@@ -92,6 +92,9 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
     # Only K-Means reads the pixels then, with numpy: a decoded RGB image may stay in its padded layout, and
     # its distinct colours' first pass may run over its rows while it decodes (kmeans.Marks).
     plain = rdo == 0 and dither == "none"
+    # numpy loads numpy.random (the fit's seeding) when first used: ~8 ms of CPU, on the critical path after
+    # the decode if left to the fit; loaded here, it runs while a prefetched image still decodes.
+    import numpy.random  # noqa: F401
     marks = kmeans.Marks() if plain else None
     pixels = _as_pixels(image, max_pixels, padded=plain, on_rows=marks)
     if plain and coreset.applies(pixels.reshape(-1, pixels.shape[2]), int(k)):

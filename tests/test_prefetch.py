@@ -454,3 +454,17 @@ def _write_gbr(path: Path, grey: np.ndarray) -> None:
     h, w = grey.shape
     name = b"kmq\0"
     path.write_bytes(struct.pack(">IIIII4sI", 28 + len(name), 2, w, h, 1, b"GIMP", 10) + name + grey.tobytes())
+
+
+def test_compress_loads_numpy_random_before_it_waits_for_the_image() -> None:
+    """numpy.random (the fit's seeding, ~8 ms to load) is loaded before compress waits for a prefetched image
+    to decode, not by the fit after it."""
+    code = ("import sys, numpy as np, kmq.api as api; assert 'numpy.random' not in sys.modules\n"
+            "take = api._as_pixels\n"
+            "def watched(*a, **k):\n"
+            "    print('numpy.random' in sys.modules)\n"
+            "    return take(*a, **k)\n"
+            "api._as_pixels = watched\n"
+            "api.compress(np.zeros((4, 4, 3), np.uint8), k=2)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "True\n"
