@@ -8,6 +8,7 @@ most 16 bits starting at any bit offset lies within 3 bytes, hence the 24-bit wi
 """
 from __future__ import annotations
 
+import sys
 from math import gcd
 
 import numpy as np
@@ -47,8 +48,12 @@ def pack(labels: np.ndarray, bits: int) -> bytes:
     if bits == 16:
         return labels.astype(">u2").tobytes()
     groups, group_bytes, per_group = _layout(count, bits)
+    if bits in (2, 4) and sys.byteorder == "little":
+        return _pack_in_words(labels, bits, groups, per_group)
     if 8 % bits == 0:
         return _pack_within_bytes(labels, bits, groups, per_group)
+    if bits < 8:
+        return _pack_groups(labels, bits, groups, group_bytes, per_group)
     columns = np.zeros(groups * per_group, np.uint32)
     columns[:count] = labels
     columns = columns.reshape(groups, per_group)
@@ -105,6 +110,63 @@ def _pack_within_bytes(labels: np.ndarray, bits: int, groups: int, per_group: in
     for j in range(1, per_group):
         out |= columns[:, j] << (8 - bits * (j + 1))
     return out.tobytes()
+
+
+# Groups (or bytes) packed at a time by `_pack_groups` and `_pack_in_words`: their temporaries stay in cache.
+_CHUNK = 1 << 15
+
+
+def _pack_in_words(labels: np.ndarray, bits: int, groups: int, per_group: int) -> bytes:
+    """2 and 4 bits (little-endian machines): a byte's per_group uint16 labels read as one native word
+    (uint64, uint32), label j at bit 16 j, each shifted to its place in the byte (8 - bits (j + 1)) and OR-ed;
+    the bits above the byte, where the other labels land, are cut off as it is stored. 12 MP at 4 bits:
+    0.0038 s of CPU, against 0.0086 s for whole uint8 columns (`_pack_within_bytes`)."""
+    words = np.ascontiguousarray(labels, dtype=np.uint16)
+    full = words.size // per_group
+    word = np.uint32 if per_group == 2 else np.uint64
+    words = words[:full * per_group].view(word)
+    out = np.empty(groups, np.uint8)
+    shifts = [16 * j - (8 - bits * (j + 1)) for j in range(per_group)]  # right shifts; the first one left
+    for s in range(0, full, _CHUNK):
+        w = words[s:s + _CHUNK]
+        byte = w << word(-shifts[0])
+        for shift in shifts[1:]:
+            byte |= w >> word(shift)
+        out[s:s + w.shape[0]] = byte  # the low byte (unsafe cast: the bits above it dropped)
+    if full < groups:  # the last byte's labels, padded with zero labels
+        out[full:] = np.frombuffer(_pack_within_bytes(labels[full * per_group:], bits, 1, per_group), np.uint8)
+    return out.tobytes()
+
+
+def _pack_groups(labels: np.ndarray, bits: int, groups: int, group_bytes: int, per_group: int) -> bytes:
+    """3, 5, 6 and 7 bits: a group's labels (at most 64 bits) OR-ed into one uint64 at their places, whose
+    low group_bytes bytes, big-endian, are the group's bytes; a chunk of groups at a time. 12 MP at 6 bits:
+    0.023 s of CPU, against 0.095 s with the 24-bit windows of each label (`pack`'s general way)."""
+    count = labels.size
+    group_bits = 8 * group_bytes
+    out = np.empty((groups, group_bytes), np.uint8)
+    full = count // per_group
+    acc = np.empty(_CHUNK, np.uint64)
+    column = np.empty(_CHUNK, np.uint64)
+
+    def fill(labels: np.ndarray, into: np.ndarray) -> None:
+        a, c = acc[:labels.shape[0]], column[:labels.shape[0]]
+        a[:] = labels[:, 0]
+        a <<= np.uint64(group_bits - bits)
+        for j in range(1, per_group):
+            c[:] = labels[:, j]
+            c <<= np.uint64(group_bits - bits * (j + 1))
+            a |= c
+        into[:] = a.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - group_bytes:]
+
+    for s in range(0, full, _CHUNK):
+        e = min(s + _CHUNK, full)
+        fill(labels[s * per_group:e * per_group].reshape(-1, per_group), out[s:e])
+    if full < groups:  # the last group, padded with zero labels (cut off below)
+        last = np.zeros((1, per_group), labels.dtype)
+        last[0, :count - full * per_group] = labels[full * per_group:]
+        fill(last, out[full:])
+    return out.tobytes()[:packed_size(count, bits)]
 
 
 def _unpack_within_bytes(data: np.ndarray, bits: int, per_group: int) -> np.ndarray:

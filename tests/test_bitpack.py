@@ -50,3 +50,20 @@ def test_unpack_reports_nonzero_padding():
 def test_unpack_rejects_wrong_length():
     with pytest.raises(ValueError, match="expected 2 bytes, got 1"):
         bitpack.unpack(b"\xa7", 3, 3)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("count", [1, 4, 23, 40, 41, 163])
+def test_packed_a_chunk_of_groups_at_a_time_as_label_by_label(bits: int, count: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Words of labels (2 and 4 bits) and uint64 groups (3, 5, 6, 7 bits), 5 at a time so that chunks, a last
+    # short chunk and a last group of fewer labels all occur; uint16 labels from an odd offset (unaligned
+    # words), int64 ones and a reversed view give the same bytes.
+    monkeypatch.setattr(bitpack, "_CHUNK", 5)
+    labels = np.random.default_rng(count * 17 + bits).integers(0, 1 << bits, count + 1)
+    stream = bitarray(endian="big")
+    for value in labels[1:].tolist():
+        stream.extend(int2ba(value, length=bits, endian="big"))
+    assert bitpack.pack(labels.astype(np.uint16)[1:], bits) == stream.tobytes()
+    assert bitpack.pack(labels[1:], bits) == stream.tobytes()
+    assert bitpack.pack(labels[::-1][:-1][::-1], bits) == stream.tobytes()
