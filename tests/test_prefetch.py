@@ -468,3 +468,26 @@ def test_compress_loads_numpy_random_before_it_waits_for_the_image() -> None:
             "api.compress(np.zeros((4, 4, 3), np.uint8), k=2)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "True\n"
+
+
+@pytest.mark.parametrize("suffix, plugin", [(".png", "PIL.PngImagePlugin"), (".jpg", "PIL.JpegImagePlugin"),
+                                            (".bmp", None)])
+def test_a_png_or_jpeg_is_opened_by_its_own_plugin_alone(tmp_path: Path, rgb_small: np.ndarray, suffix: str,
+                                                          plugin: str | None) -> None:
+    # Named .img: the signature decides, not the name. Other formats go through Image.open as before.
+    path = tmp_path / "p.img"
+    Image.fromarray(rgb_small).save(path, format={".png": "PNG", ".jpg": "JPEG", ".bmp": "BMP"}[suffix])
+    code = ("import sys; from kmq import prefetch; prefetch.start(['compress', sys.argv[1]]); "
+            "im = prefetch.take(sys.argv[1]); assert im is not None, 'no head start'; "
+            "print(im.format, sorted(m for m in sys.modules if m.endswith('ImagePlugin')))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    with Image.open(path) as im:
+        assert out.split()[0] == im.format
+    if plugin is not None:
+        assert out.split(" ", 1)[1].strip() == str([plugin])
+
+
+def test_a_png_above_pillows_pixel_limit_is_left_to_load_image(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # the photo is larger: Pillow's warning, load_image's
+    prefetch.start(["compress", str(photo)])
+    assert not prefetch._started
