@@ -987,13 +987,44 @@ def test_down_matches_argmin_and_runner_up_with_ties(k):
     least value, and the least of the others, as the reductions it replaced; ties made on purpose."""
     rng = np.random.default_rng(k)
     d = rng.integers(0, 6, (k, 500)).astype(np.float32)  # few values: many ties
-    lab, near, two = km._down(d, second=True)
+    lab, near, two = km._down(d.copy(), second=True)  # d itself is overwritten
     assert np.array_equal(lab, np.argmin(d, axis=0))
     assert np.array_equal(near, d.min(axis=0))
     rest = d.copy()
     rest[lab, np.arange(d.shape[1])] = np.inf
     assert np.array_equal(two, rest.min(axis=0))
     assert km._down(d, second=False)[2] is None
+    # Laid out turned (not C-contiguous), as a table look-up's distances are: the same answers.
+    turned = np.ascontiguousarray(d.T).T
+    lab2, near2, two2 = km._down(turned, second=True)
+    assert np.array_equal(lab2, lab) and np.array_equal(near2, near) and np.array_equal(two2, two)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16, 255, 256, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_least_is_min_and_argmin_down_the_columns(rows, dtype):
+    """`_first_least` (a minimum, flags and their weighed greatest, all along the rows) gives the least value
+    down each column and argmin's first row holding it, with many ties, from 256 rows on in uint16 weights,
+    on (L, n) and on (runs, L, n) as `_lloyd_runs` passes them."""
+    rng = np.random.default_rng(rows)
+    d = rng.integers(0, 4, (rows, 700)).astype(dtype)  # few values: many ties
+    least, row = km._first_least(d, km._FIRST_ROWS[rows])
+    assert row.dtype == np.intp and least.dtype == dtype
+    assert np.array_equal(row, np.argmin(d, axis=0))
+    assert np.array_equal(least, d.min(axis=0))
+    d3 = rng.integers(0, 4, (3, rows, 50)).astype(dtype)
+    least, row = km._first_least(d3, km._FIRST_ROWS[rows])
+    assert np.array_equal(row, np.argmin(d3, axis=1))
+    assert np.array_equal(least, d3.min(axis=1))
+
+
+def test_down_over_runs_matches_argmin():
+    """`_down` of (runs, K, n) distances, as `_lloyd_runs` calls it: each run's own argmin and minimum."""
+    d = np.random.default_rng(3).integers(0, 5, (4, 33, 200)).astype(np.float32)
+    lab, near, two = km._down(d, second=False)
+    assert two is None
+    assert np.array_equal(lab, np.argmin(d, axis=1))
+    assert np.array_equal(near, d.min(axis=1))
 
 
 def test_lloyd_runs_labels_are_argmin_of_float_distances():
