@@ -819,6 +819,37 @@ def test_one_run_kmeanspp_equals_a_plain_greedy_kmeanspp(level: str) -> None:
     np.testing.assert_array_equal(got, plain_kmeanspp(pts.x, pts.w, 40, np.random.default_rng(4)))
 
 
+def plain_batched_kmeanspp(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, runs: int) -> np.ndarray:
+    """`plain_kmeanspp` for several runs drawing as `_kmeanspp` does: the first centroids together, then at
+    each step one (runs, trials) block of draws, run by run."""
+    trials, m = 2 + int(np.log(k)), len(x)
+    cw = np.cumsum(w)
+    first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
+    chosen = [[x[f]] for f in first]
+    closest = [((x - x[f]) ** 2).sum(axis=1) for f in first]
+    for _ in range(1, k):
+        draws = rng.random((runs, trials))
+        for r in range(runs):
+            pot = np.cumsum(w * closest[r])
+            cand = np.minimum(np.searchsorted(pot, draws[r] * pot[-1], side="right"), m - 1)
+            options = [np.minimum(closest[r], ((x - x[c]) ** 2).sum(axis=1)) for c in cand]
+            best = int(np.argmin([w @ o for o in options]))
+            chosen[r].append(x[cand[best]])
+            closest[r] = options[best]
+    return np.array(chosen)
+
+
+@pytest.mark.parametrize("level", ["colours", "histogram"])
+def test_batched_kmeanspp_equals_plain_greedy_runs(level: str) -> None:
+    # Several runs advance together, each run's closest distances kept along the points (a histogram's
+    # float distances bounded by them before being turned, the colours' table distances after): each run
+    # must draw and choose as the plain algorithm does.
+    colors, counts = photo_like(9, 6000)
+    pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
+    got = km._kmeanspp(pts, 20, np.random.default_rng(6), 3)
+    np.testing.assert_array_equal(got, plain_batched_kmeanspp(pts.x, pts.w, 20, np.random.default_rng(6), 3))
+
+
 def test_occupied_counts_the_bins_of_a_histogram() -> None:
     # Hand-computed: at 7 bits, 0 and 1 share a bin, 2 does not; 255 is alone.
     colors = np.array([[0, 0, 0], [1, 1, 1], [2, 0, 0], [255, 255, 255]], dtype=np.uint8)
