@@ -1342,22 +1342,23 @@ _ALONG_BLOCK = 1 << 18
 
 def _down(d: np.ndarray, second: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Down the columns of d (..., K, n): each one's nearest row (the first of equals, as argmin), its value,
-    and with `second` the least of the others (the runner-up's, or the same value on a tie), in element-wise
-    passes along the rows, where numpy's reductions down columns were slow."""
-    near = d[..., 0, :].copy()
-    lab = np.zeros(near.shape, dtype=np.intp)
-    less = np.empty(near.shape, dtype=bool)
-    two = np.full(near.shape, np.inf, dtype=np.float32) if second else None
-    high = np.empty_like(near) if second else None
-    for j in range(1, d.shape[-2]):
-        row = d[..., j, :]
-        if two is not None:  # the second least so far: the least of the rows' values above the least
-            np.maximum(near, row, out=high)
-            np.minimum(two, high, out=two)
-        np.less(row, near, out=less)  # strictly less: a tie keeps the lower index
-        np.copyto(lab, j, where=less)
-        np.minimum(near, row, out=near)
-    return lab, near, two
+    and with `second` the least of the others (the runner-up's, or the same value on a tie), by reductions
+    along the rows (`_first_least`), where numpy's reductions down columns were slow. With `second`, d is
+    overwritten (the nearest's own entries)."""
+    near, lab = _first_least(d, _FIRST_ROWS[d.shape[-2]])
+    if not second:
+        return lab, near, None
+    # The others' least: the nearest's own entry out of the way. One K x n pass more, where the running
+    # second least of K element-wise steps took three per row.
+    if d.shape[-2] == 2:  # the other row's value (no index arrays of every point: K = 2 has 131 072 a block)
+        return lab, near, np.maximum.reduce(d, axis=-2)
+    if d.ndim == 2 and d.flags.c_contiguous:  # as `_assign` passes it: a flat put (put_along_axis: 5x the time)
+        at = lab * d.shape[1]
+        at += np.arange(d.shape[1])
+        d.put(at, np.inf)
+    else:
+        np.put_along_axis(d, lab[..., None, :], np.inf, axis=-2)
+    return lab, near, np.minimum.reduce(d, axis=-2)
 
 
 def _wsum(w: np.ndarray, v: np.ndarray) -> float:
@@ -1471,8 +1472,9 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     cw = np.cumsum(w)
     first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
     centroids[:, 0] = x[first]
-    # (m, runs) float32 like the distances: the minimum of float32 values needs no float64 copy of them.
-    closest = pts.dist2(slice(0, m), x[first])
+    # (runs, m) float32 like the distances (the minimum of float32 values needs no float64 copy of them),
+    # each run's along the points, as the potentials and the minimum below read them.
+    closest = np.ascontiguousarray(pts.dist2(slice(0, m), x[first]).T)
     run_ix = np.arange(runs)
     along = pts.cols is None and m * runs * trials <= _PP_ALONG_MAX
     buf = np.empty((x.shape[1], runs * trials, m), dtype=np.float32) if along else None
@@ -1489,15 +1491,21 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     def part(start: int, stop: int) -> None:
         rows = d[start:stop].reshape(stop - start, runs * trials)
         if buf is not None:  # float points: laid out along them, then turned (`_PP_ALONG_MAX`)
-            np.copyto(rows, _along_dist2(pts.cols32[:, start:stop], chosen, buf[:, :, start:stop]).T)
+            far = _along_dist2(pts.cols32[:, start:stop], chosen, buf[:, :, start:stop])
+            # Bounded by each run's closest so far while still along the points: the minimum's inner loop
+            # runs along them, where in (points, runs, trials) it ran over rows of `trials` (4 at K = 16) with
+            # the closest broadcast (16 runs at K = 16 on 8 223 bins: ~1 ms a step, now a fraction of it).
+            along = far.reshape(runs, trials, stop - start)  # a view: the rows split
+            np.minimum(along, closest[:, None, start:stop], out=along)
+            np.copyto(rows, far.T)
         else:
             rows[:] = pts.dist2(slice(start, stop), chosen)
-        np.minimum(d[start:stop], closest[start:stop, :, None], out=d[start:stop])
+            np.minimum(d[start:stop], closest.T[start:stop, :, None], out=d[start:stop])
 
     for i in range(1, k):
         # (runs, m): each run's cumulative sum runs along its row (the same additions in the same order as
         # down the columns of (m, runs), 3.5 ms with the shift below -> 1.3 at 16 runs on 9 779 points).
-        pot = np.multiply(closest.T, w)
+        pot = np.multiply(closest, w)
         np.cumsum(pot, axis=1, out=pot)
         total = pot[:, -1].copy()
         # One searchsorted for every run: run j's cumulative potential is shifted past runs 0..j-1.
@@ -1513,7 +1521,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         parallel.map_parts(part, m, 3 * runs * trials * x.shape[1] // 2)
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
-        closest = d[:, run_ix, best]
+        closest = np.ascontiguousarray(d[:, run_ix, best].T)
     return centroids
 
 
@@ -1699,6 +1707,34 @@ def _by_separation(sep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, nsep
 
 
+def _first_least(d: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Down the columns of d (..., L, n), no NaN: each one's least value and the first row holding it, as
+    d.min(axis=-2) and d.argmin(axis=-2). first: (L, 1) L - row, as `_FIRST_ROWS` keeps it.
+
+    numpy's argmin down the columns copies d turned and then calls its loop once per column of L (a group
+    of 14 000 points at L = 16: 0.53 ms); a minimum down them runs along the rows, and so do the flags of
+    the values equal to it, weighed by L - row, whose greatest is the first such row (0.13 ms). Element-wise
+    steps down the rows instead (`_down` before) cost three numpy calls per row: at K = 64, 16 runs of
+    `_lloyd_runs` on 512-point blocks, ~200 calls per block where these are 5."""
+    least = np.minimum.reduce(d, axis=-2)
+    flags = np.equal(d, least[..., None, :]).view(np.uint8)
+    row = np.maximum.reduce(np.multiply(flags, first), axis=-2).astype(np.intp)
+    np.subtract(first.shape[0], row, out=row)
+    return least, row
+
+
+class _FirstRows(dict):
+    """L -> (L, 1) array of L - row, the least unsigned type that holds L: `_first_least`'s weights."""
+
+    def __missing__(self, rows: int) -> np.ndarray:
+        first = np.arange(rows, 0, -1, dtype=np.uint8 if rows < 256 else np.uint16)[:, None]
+        self[rows] = first
+        return first
+
+
+_FIRST_ROWS = _FirstRows()
+
+
 @_short_buffers
 def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, rows: np.ndarray,
                    labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
@@ -1769,23 +1805,24 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
                 else:
                     d = t
 
-            def nearest_left() -> tuple[np.ndarray, np.ndarray]:
-                """The flat index in d of each point's least distance left, and that candidate."""
-                row = d.argmin(axis=0)
+            def nearest_left() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                """The flat index in d of each point's least distance left, that candidate and the distance."""
+                least, row = _first_least(d, first)
                 at = row * n
                 at += np.arange(n)
                 if cand is not None:
-                    return at, cand.take(at)
+                    return at, cand.take(at), least
                 row *= k
                 row += lp
-                return at, lists.take(row)
+                return at, lists.take(row), least
 
-            at, best = nearest_left()
-            upper[r] = np.sqrt(d.take(at))
+            first = _FIRST_ROWS[L]
+            at, best, least = nearest_left()
+            upper[r] = np.sqrt(least)
             labels[r] = best
             d.put(at, np.inf)
-            at, best = nearest_left()
-            near[r] = np.sqrt(d.take(at))
+            at, best, least = nearest_left()
+            near[r] = np.sqrt(least)
             runner[r] = best
             d.put(at, np.inf)
             rest = np.sqrt(d.min(axis=0)) if L > 2 else np.full(n, np.inf)
@@ -2304,7 +2341,8 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
         if live.size == 0:
             break
         assign(live)
-    inertia = np.array([_wsum(pts.w, _sq(pts.x, cent[i][labels[i]])) for i in range(runs)])
+    # `_sq_all`: the bits of _sq(pts.x, cent[i][labels[i]]) from contiguous columns, no (m, C) gather per run.
+    inertia = np.array([_wsum(pts.w, _sq_all(pts, cent[i], labels[i])) for i in range(runs)])
     return cent, inertia, labels
 
 

@@ -819,6 +819,37 @@ def test_one_run_kmeanspp_equals_a_plain_greedy_kmeanspp(level: str) -> None:
     np.testing.assert_array_equal(got, plain_kmeanspp(pts.x, pts.w, 40, np.random.default_rng(4)))
 
 
+def plain_batched_kmeanspp(x: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, runs: int) -> np.ndarray:
+    """`plain_kmeanspp` for several runs drawing as `_kmeanspp` does: the first centroids together, then at
+    each step one (runs, trials) block of draws, run by run."""
+    trials, m = 2 + int(np.log(k)), len(x)
+    cw = np.cumsum(w)
+    first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
+    chosen = [[x[f]] for f in first]
+    closest = [((x - x[f]) ** 2).sum(axis=1) for f in first]
+    for _ in range(1, k):
+        draws = rng.random((runs, trials))
+        for r in range(runs):
+            pot = np.cumsum(w * closest[r])
+            cand = np.minimum(np.searchsorted(pot, draws[r] * pot[-1], side="right"), m - 1)
+            options = [np.minimum(closest[r], ((x - x[c]) ** 2).sum(axis=1)) for c in cand]
+            best = int(np.argmin([w @ o for o in options]))
+            chosen[r].append(x[cand[best]])
+            closest[r] = options[best]
+    return np.array(chosen)
+
+
+@pytest.mark.parametrize("level", ["colours", "histogram"])
+def test_batched_kmeanspp_equals_plain_greedy_runs(level: str) -> None:
+    # Several runs advance together, each run's closest distances kept along the points (a histogram's
+    # float distances bounded by them before being turned, the colours' table distances after): each run
+    # must draw and choose as the plain algorithm does.
+    colors, counts = photo_like(9, 6000)
+    pts = km._Points(colors, counts, colors) if level == "colours" else km._coarse(colors, counts, 5)
+    got = km._kmeanspp(pts, 20, np.random.default_rng(6), 3)
+    np.testing.assert_array_equal(got, plain_batched_kmeanspp(pts.x, pts.w, 20, np.random.default_rng(6), 3))
+
+
 def test_occupied_counts_the_bins_of_a_histogram() -> None:
     # Hand-computed: at 7 bits, 0 and 1 share a bin, 2 does not; 255 is alone.
     colors = np.array([[0, 0, 0], [1, 1, 1], [2, 0, 0], [255, 255, 255]], dtype=np.uint8)
@@ -987,13 +1018,44 @@ def test_down_matches_argmin_and_runner_up_with_ties(k):
     least value, and the least of the others, as the reductions it replaced; ties made on purpose."""
     rng = np.random.default_rng(k)
     d = rng.integers(0, 6, (k, 500)).astype(np.float32)  # few values: many ties
-    lab, near, two = km._down(d, second=True)
+    lab, near, two = km._down(d.copy(), second=True)  # d itself is overwritten
     assert np.array_equal(lab, np.argmin(d, axis=0))
     assert np.array_equal(near, d.min(axis=0))
     rest = d.copy()
     rest[lab, np.arange(d.shape[1])] = np.inf
     assert np.array_equal(two, rest.min(axis=0))
     assert km._down(d, second=False)[2] is None
+    # Laid out turned (not C-contiguous), as a table look-up's distances are: the same answers.
+    turned = np.ascontiguousarray(d.T).T
+    lab2, near2, two2 = km._down(turned, second=True)
+    assert np.array_equal(lab2, lab) and np.array_equal(near2, near) and np.array_equal(two2, two)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16, 255, 256, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_least_is_min_and_argmin_down_the_columns(rows, dtype):
+    """`_first_least` (a minimum, flags and their weighed greatest, all along the rows) gives the least value
+    down each column and argmin's first row holding it, with many ties, from 256 rows on in uint16 weights,
+    on (L, n) and on (runs, L, n) as `_lloyd_runs` passes them."""
+    rng = np.random.default_rng(rows)
+    d = rng.integers(0, 4, (rows, 700)).astype(dtype)  # few values: many ties
+    least, row = km._first_least(d, km._FIRST_ROWS[rows])
+    assert row.dtype == np.intp and least.dtype == dtype
+    assert np.array_equal(row, np.argmin(d, axis=0))
+    assert np.array_equal(least, d.min(axis=0))
+    d3 = rng.integers(0, 4, (3, rows, 50)).astype(dtype)
+    least, row = km._first_least(d3, km._FIRST_ROWS[rows])
+    assert np.array_equal(row, np.argmin(d3, axis=1))
+    assert np.array_equal(least, d3.min(axis=1))
+
+
+def test_down_over_runs_matches_argmin():
+    """`_down` of (runs, K, n) distances, as `_lloyd_runs` calls it: each run's own argmin and minimum."""
+    d = np.random.default_rng(3).integers(0, 5, (4, 33, 200)).astype(np.float32)
+    lab, near, two = km._down(d, second=False)
+    assert two is None
+    assert np.array_equal(lab, np.argmin(d, axis=1))
+    assert np.array_equal(near, d.min(axis=1))
 
 
 def test_lloyd_runs_labels_are_argmin_of_float_distances():
