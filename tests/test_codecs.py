@@ -510,6 +510,28 @@ def _bounded_then_encoded(labels, palette, fresh, models, monkeypatch):
     assert ctx.encode(labels, palette) == fresh and len(models) == 2
 
 
+def test_ctx_records_of_large_images_are_kept_their_labels_in_bytes(monkeypatch):
+    # A target's search of a 3000x2250 image encodes labellings it sized (4 MP was the limit: each encoded
+    # file was modelled again, 0.22 s); up to K = 256 the record keeps the labels as the encoder read them, in
+    # bytes (a copy of its own), and the replay codes the same payload from one array, not one per piece.
+    labels, palette = flat_blocks(2300, 2000, 7), pal(7)
+    fresh = ctx.encode(labels, palette)
+    models, joined = [], []
+    encode_all = ctx._encode_all
+    monkeypatch.setattr(ctx, "_encode_all", lambda *a: models.append(1) or encode_all(*a))
+    replay = ctx._Stream.replay
+    monkeypatch.setattr(ctx._Stream, "replay", lambda self, calls: replay(self, calls) or joined.append(
+        len(self.freqs)))
+    with ctx.recording():
+        bounds = ctx.payload_bounds(labels, palette)
+        kept = ctx._records()[-1][1]
+        assert kept.dtype == np.uint8 and np.array_equal(kept, labels) and not np.shares_memory(kept, labels)
+        assert ctx.encode(labels, palette) == fresh and len(models) == 1 and joined == [1]
+        labels[0, 0] = (labels[0, 0] + 1) % 7  # the record is of the labels as they were
+        assert ctx.encode(labels, palette) != fresh and len(models) == 2
+    assert bounds[0] <= len(fresh) <= bounds[1]
+
+
 def test_ctx_records_are_kept_only_while_a_target_searches():
     # compress_to's search and rdo encode files they bounded; what they recorded is dropped when they return.
     rng = np.random.default_rng(3)
