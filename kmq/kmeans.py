@@ -2741,9 +2741,12 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             labels[at], upper[at], lower[at] = nearest[:, 0], dist[:, 0], dist[:, 1]
 
     # loosen and settle go a block of points at a time: over every point at once, their temporaries were
-    # 60 MB of a 12 MP photo's peak under random alpha (2.6 M 7-bit points).
-    def loosen(moved: np.ndarray) -> tuple[cKDTree, np.ndarray, np.ndarray]:
-        """The bounds after the centroids moved by moved (k,); the new centroids' tree and neighbours."""
+    # 60 MB of a 12 MP photo's peak under random alpha (2.6 M 7-bit points). settle loosens each block just
+    # before it checks it, while its bounds are in cache (two passes over every point's bounds before:
+    # ~0.2 s of the astronaut's fit under random alpha at 12 MP, K = 4096).
+    def loosen(moved: np.ndarray) -> tuple[cKDTree, np.ndarray, np.ndarray, Callable[[slice], None]]:
+        """The new centroids' tree and neighbours, and what loosens the bounds of a block of points after
+        the centroids moved by moved (k,)."""
         tree = cKDTree(centroids)
         gaps, around = tree.query(centroids, k=wide + 1)
         # (Its own move too: a centroid's twin at the same place may take column 0 in its stead.)
@@ -2752,23 +2755,32 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
         # little bound from R_a (1 MP photo under random alpha, K = 4096: 1.44 M -> 1.32 M tree queries over
         # the two levels' 38 updates).
         most, reach = moved.max(), gaps[:, near]
-        for s in range(0, pts.m, _AROUND_BLOCK):
-            at = slice(s, s + _AROUND_BLOCK)
-            own, up, low = labels[at], upper[at], lower[at]
+
+        def step(at: slice) -> None:
+            own, up, low = labels[at].astype(np.intp), upper[at], lower[at]
             up += np.take(moved, own)
             local = low - np.take(drift, own)
             np.minimum(local, np.take(reach, own) - up, out=local)
             low -= most
             np.maximum(low, local, out=low)
-        return tree, gaps, around
 
-    def settle(tree: cKDTree, gaps: np.ndarray, around: np.ndarray) -> None:
-        """Each point whose bounds no longer keep its centroid measured or queried again."""
+        return tree, gaps, around, step
+
+    def settle(tree: cKDTree, gaps: np.ndarray, around: np.ndarray, step: Callable[[slice], None] | None = None
+               ) -> None:
+        """Each point whose bounds no longer keep its centroid measured or queried again (step: loosens a
+        block's bounds first)."""
         half = gaps[:, 1] / 2
+        # The neighbourhoods' tables made once, not at each block (4096 centroids' 33 nearest: ~0.7 ms each,
+        # ~0.4 s over the astronaut's fit under random alpha at 12 MP, K = 4096).
+        hoods = [_Around(centroids, around[:, :width + 1], gaps[:, width])
+                 for width in ((near,) if wide == near else (near, wide))]
         # (Each point on its own: any order gives the same bounds. Blocks of `_AROUND_BLOCK` points: the points
         # read once are held to the tree's query, a few doubles each.)
         for s in range(0, pts.m, _AROUND_BLOCK):
             at = slice(s, s + _AROUND_BLOCK)
+            if step is not None:
+                step(at)
             bound = np.maximum(lower[at], np.take(half, labels[at]))
             bound *= 1 - _BOUND_MARGIN
             mine = np.flatnonzero(upper[at] >= bound)
@@ -2778,7 +2790,7 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             upper[rows] = np.sqrt(np.einsum("mc,mc->m", gap, gap))
             del gap
             keep = np.flatnonzero(upper[rows] >= bound[mine])
-            todo, xs = rows[keep], xs[keep]
+            todo, xs = rows[keep], np.take(xs, keep, axis=0)  # (np.take: see `_gathered`)
             # A point within half of R_a of its centroid a has its nearest among a's neighbours (any other is
             # at least R_a - |x - a| > |x - a| away): measured there, not queried, unless its two nearest
             # there nearly tie (the tree's choice is then taken). Those farther out try a's wider
@@ -2786,18 +2798,17 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
             twice, own = 2 * upper[todo], labels[todo]
             left = np.arange(todo.shape[0])
             queried = []
-            for width in (near,) if wide == near else (near, wide):
-                reach, nearby = gaps[:, width], around[:, :width + 1]
-                inside = twice[left] < np.take(reach, own[left]) * (1 - _BOUND_MARGIN)
+            for hood in hoods:
+                inside = twice[left] < np.take(hood.reach, own[left]) * (1 - _BOUND_MARGIN)
                 mine = left[inside]
                 left = left[~inside]
-                queried.append(mine[_nearest_around(xs[mine], todo[mine], centroids, nearby, reach, labels, upper,
-                                                    lower)])
+                back = _nearest_around(np.take(xs, mine, axis=0), todo[mine], hood, labels, upper, lower)
+                queried.append(mine[back])
                 if not left.size:
                     break
             queried.append(left)
             queried = np.concatenate(queried)
-            query(tree, todo[queried], xs[queried])
+            query(tree, todo[queried], np.take(xs, queried, axis=0))
 
     if bounds is None:
         query(cKDTree(centroids), np.arange(pts.m))
@@ -2832,35 +2843,52 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     if not handover:
         return centroids
     if moved is not None:
-        loosen(moved)
+        step = loosen(moved)[3]
+        for s in range(0, pts.m, _AROUND_BLOCK):
+            step(slice(s, s + _AROUND_BLOCK))
     return centroids, (labels, upper, lower)
 
 
-def _nearest_around(xs: np.ndarray, rows: np.ndarray, centroids: np.ndarray, around: np.ndarray,
-                    reach: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+class _Around:
+    """`_nearest_around`'s tables of k centroids (k, C) and each one's neighbours around (k, w) (itself among
+    them), reach (k,) the distance to the farthest: the neighbours' coordinates per column and channel
+    (float32), whether each centroid is among its own, and the greatest coordinate."""
+
+    def __init__(self, centroids: np.ndarray, around: np.ndarray, reach: np.ndarray) -> None:
+        self.k = around.shape[0]
+        self.reach = reach
+        self.columns = np.ascontiguousarray(around.T)
+        narrow = centroids.astype(np.float32)
+        # Each column's neighbours' coordinates, per channel: one gather a channel per point and column.
+        self.coords = [np.take(narrow[:, c], self.columns) for c in range(centroids.shape[1])]
+        # Whether each centroid is among its own neighbours (not so only where twins tie at distance 0).
+        self.kept = (self.columns == np.arange(self.k)).any(axis=0)
+        self.scale = float(np.abs(centroids).max())
+
+
+def _nearest_around(xs: np.ndarray, rows: np.ndarray, hood: _Around, labels: np.ndarray, upper: np.ndarray,
+                    lower: np.ndarray) -> np.ndarray:
     """For the points rows (xs, their coordinates), each nearer its centroid a (labels) than half of reach[a],
-    the distance to the farthest of a's neighbours around[a] (a among them): their nearest centroid there,
-    its distance (upper) and a lower bound on any other's (the second there, or reach[a] - |x - a| beyond).
-    Returns the places in rows of the points whose two nearest there are too near a tie to tell (or a not
-    among them), for the tree.
+    the distance to the farthest of a's neighbours around[a] (a among them; hood, see `_Around`): their
+    nearest centroid there, a bound at least its distance (upper) and a lower bound on any other's (the
+    second there, or reach[a] - |x - a| beyond). Returns the places in rows of the points whose two nearest there
+    are too near a tie to tell (or a not among them), for the tree.
     The neighbours are measured one column of around at a time, the nearest two kept by element-wise passes
     (a later one nearest only where strictly nearer: ties to the earlier column, as argmin), where a
     partition and an argmin over rows of 17 were slow (12 MP photo under random alpha, K = 4096: 8.7 M points
-    measured over its fit)."""
+    measured over its fit). The squared distances are float32 (`_f32_error`): a point whose two nearest
+    are nearer each other than their rounding could move them goes to the tree, so the labels are the
+    exact nearest as before, and the bounds are widened by that rounding."""
     unsure = []
-    k = around.shape[0]
-    columns = np.ascontiguousarray(around.T)
-    # Each column's neighbours' coordinates, per channel: one gather a channel per point and column.
-    coords = [np.take(centroids[:, c], columns) for c in range(xs.shape[1])]
-    # Whether each centroid is among its own neighbours (not so only where twins tie at distance 0).
-    kept = (columns == np.arange(k)).any(axis=0)
+    k, columns, coords, kept, reach = hood.k, hood.columns, hood.coords, hood.kept, hood.reach
+    scale = max(hood.scale, float(np.abs(xs).max()) if xs.size else 0.0)
     for s in range(0, rows.shape[0], _AROUND_BLOCK):
         at = rows[s:s + _AROUND_BLOCK]
-        own = labels[at]
-        xc = [np.ascontiguousarray(xs[s:s + _AROUND_BLOCK, c]) for c in range(xs.shape[1])]
+        own = labels[at].astype(np.intp)  # (np.take converts int32 indices at every call)
+        xc = [xs[s:s + _AROUND_BLOCK, c].astype(np.float32) for c in range(xs.shape[1])]
         first = second = None
         pick = np.zeros(at.shape[0], dtype=np.intp)  # the column of the nearest
-        farther = np.empty(at.shape[0])
+        farther = np.empty(at.shape[0], dtype=np.float32)
         nearer = np.empty(at.shape[0], dtype=bool)
         for j in range(columns.shape[0]):
             d = np.take(coords[0][j], own)
@@ -2872,7 +2900,7 @@ def _nearest_around(xs: np.ndarray, rows: np.ndarray, centroids: np.ndarray, aro
                 diff *= diff
                 d += diff
             if first is None:
-                first, second = d, np.full(d.shape[0], np.inf)
+                first, second = d, np.full(d.shape[0], np.inf, dtype=np.float32)
                 continue
             # The second nearest so far: the lesser of the old second and whichever of the old first and d
             # is the farther.
@@ -2881,18 +2909,39 @@ def _nearest_around(xs: np.ndarray, rows: np.ndarray, centroids: np.ndarray, aro
             np.less(d, first, out=nearer)
             np.copyto(pick, j, where=nearer)
             np.minimum(first, d, out=first)
-        sure = second - first > _BOUND_MARGIN * second
+        first, second = first.astype(np.float64), second.astype(np.float64)
+        far = _f32_error(second, scale, xs.shape[1])
+        # Apart by more than both distances' rounding (the second's is the greater): the nearest in float32
+        # is the exact nearest, by that margin.
+        sure = second - first > 2 * far + _BOUND_MARGIN * second
         sure &= np.take(kept, own)
         unsure.append(s + np.flatnonzero(~sure))
-        at, own, pick = at[sure], own[sure], pick[sure]
+        at, own, pick, first, second, far = at[sure], own[sure], pick[sure], first[sure], second[sure], far[sure]
         pick *= k
         pick += own
         beyond = np.take(reach, own) - upper[at]
         labels[at] = np.take(columns, pick)
-        upper[at] = np.sqrt(first[sure])
-        np.minimum(np.sqrt(second[sure]), beyond, out=beyond)
+        first += _f32_error(first, scale, xs.shape[1])
+        upper[at] = np.sqrt(first)
+        second -= far
+        np.maximum(second, 0.0, out=second)
+        np.minimum(np.sqrt(second), beyond, out=beyond)
         lower[at] = beyond
     return np.concatenate(unsure) if unsure else np.empty(0, np.intp)
+
+
+def _f32_error(d: np.ndarray, scale: float, channels: int) -> np.ndarray:
+    """A bound (twice the worst case) on how far `_nearest_around`'s float32 squared distance d (float64
+    here) of `channels` terms is from the exact one, the coordinates at most scale in magnitude: each
+    coordinate rounds by scale u (u = 2^-24), a difference by 2 scale u + u |diff| more, a square by its two
+    factors' errors times their sum, the products' sum by u a term; with sum |diff| <= sqrt(channels d)."""
+    u = 2.0 ** -24
+    e = 4.5 * scale * u + 1e-30  # a difference's error (2 scale u + u 2 scale, and their products)
+    out = np.sqrt(channels * d)
+    out *= 2.0 * e
+    out += channels * e * e + (channels + 2) * u * d
+    out *= 2.0
+    return out
 
 
 # Points `_nearest_around` measures at once: its temporaries are a few doubles a point.
