@@ -145,7 +145,7 @@ def start(args: list[str]) -> None:
 # A PNG's or JPEG's own plugin, by the file's first bytes: Image.open of a file object first imports Pillow's
 # five common plugins (preinit), ~5 ms of the decoding thread's start spent on the ones it will not use
 # (JpegImagePlugin alone loads subprocess: 3 ms).
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PngImagePlugin", "PngImageFile"), (b"\xff\xd8\xff", "JpegImagePlugin", "JpegImageFile"))
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PngImagePlugin", "PNG"), (b"\xff\xd8\xff", "JpegImagePlugin", "JPEG"))
 
 
 def _open(f: Any) -> Any:
@@ -156,10 +156,14 @@ def _open(f: Any) -> Any:
 
     head = f.read(16)
     f.seek(0)
+    bomb_check = getattr(Image, "_decompression_bomb_check", None)  # private: without it, Image.open
     for signature, module, kind in _SIGNATURES:
-        if head.startswith(signature):
-            im = getattr(importlib.import_module("PIL." + module), kind)(f)
-            Image._decompression_bomb_check(im.size)  # as Image.open does: an error, or a warning (caught)
+        if head.startswith(signature) and bomb_check is not None:
+            importlib.import_module("PIL." + module)
+            # The opener the plugin registers, as Image.open calls it: for a JPEG, jpeg_factory, which makes a
+            # multi-picture file (MPO) the image of its frames, or warns of a malformed one.
+            im = Image.OPEN[kind][0](f, "")
+            bomb_check(im.size)  # as Image.open does: an error, or a warning (caught)
             return im
     return Image.open(f, formats=_FORMATS)
 

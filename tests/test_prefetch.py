@@ -491,3 +491,14 @@ def test_a_png_above_pillows_pixel_limit_is_left_to_load_image(photo: Path, monk
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # the photo is larger: Pillow's warning, load_image's
     prefetch.start(["compress", str(photo)])
     assert not prefetch._started
+
+
+def test_a_multi_picture_jpeg_keeps_its_warning_with_a_head_start(tmp_path: Path, rgb_small: np.ndarray) -> None:
+    # A phone's MPO: JpegImagePlugin's opener makes it the image of its 2 frames, which the head start leaves
+    # to load_image to warn of (as Image.open did); the JPEG class alone saw 1 frame and said nothing.
+    path = tmp_path / "stereo.jpg"
+    Image.fromarray(rgb_small).save(path, format="MPO", save_all=True, append_images=[Image.fromarray(rgb_small)])
+    run = subprocess.run([sys.executable, "-m", "kmq", "compress", str(path), "-k", "2", "-o",
+                          str(tmp_path / "s.kmq")], capture_output=True, text=True)
+    assert run.returncode == 0
+    assert run.stderr == f"Warning: {path}: 2 frames; using the first\n"
