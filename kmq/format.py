@@ -190,6 +190,10 @@ class KmqImage:
         return self.codec, self.palette.tobytes(), hashlib.blake2b(labels.data, digest_size=32).digest()
 
     def _meta(self) -> bytes:
+        # No metadata is meta_len = 0 (FORMAT.md), not "{}": a file without any reads back as {} and must be
+        # written again as the same bytes (`kmq stats --codec all` re-encodes a file to report its sizes).
+        if not self.metadata:
+            return b""
         return json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
     def overhead(self) -> int:

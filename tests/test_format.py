@@ -81,6 +81,16 @@ def test_no_metadata_reads_as_unknown():
     assert back.distortion is None and back.seed is None
 
 
+def test_no_metadata_is_written_as_none_and_read_back_alike():
+    # meta_len = 0: a file without metadata, read and written again, is the same bytes (it was 2 bytes more,
+    # "{}", so `kmq stats --codec all` reported a raw size the file did not have).
+    img = KmqImage(np.zeros((1, 3), np.uint8), np.zeros((2, 2), np.uint16))
+    data = img.to_bytes()
+    assert struct.unpack_from("<I", data, 20) == (0,)
+    assert len(data) == HEADER_SIZE + 3 + 0 + 4 == img.overhead()
+    assert KmqImage.from_bytes(data).to_bytes() == data
+
+
 # ---- corrupted files -------------------------------------------------------------------------------------
 
 @pytest.fixture
