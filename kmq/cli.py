@@ -214,10 +214,12 @@ class ByteSize(click.ParamType):
             # 1e6 too, as scripts print sizes
             match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", str(value))
             unit = self._UNITS.get(match.group(2).lower()) if match else None
-            number = float(match.group(1)) if match else math.nan
-            if unit is None or not math.isfinite(number * unit):  # 1e308k overflows to inf
+            if unit is None or not math.isfinite(float(match.group(1)) * unit):  # 1e308k overflows to inf
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
+            from decimal import Decimal  # exact: a float kept 17 digits of 10**23 G (the target's metadata)
+
+            number = Decimal(match.group(1))
             if unit == 1 and number % 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
             size = math.floor(number * unit)
