@@ -3,6 +3,9 @@ from that table (`_distinct_counted`) and spreading through it (`_Keyed`): the s
 spread values and files as the pass after the decode, with no ranking of the pixels after it."""
 from __future__ import annotations
 
+import sys
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -73,3 +76,31 @@ def test_marks_above_one_pass_still_flag(small_tables: None, monkeypatch: pytest
     assert not isinstance(d, kmeans._Keyed)
     plain = kmeans.distinct(np.ascontiguousarray(pixels))
     assert np.array_equal(d.colors, plain.colors) and np.array_equal(d.counts, plain.counts)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint32, np.intp, np.int64])
+def test_unpack_gives_each_keys_channels_as_pack_made_them(channels: int, dtype: type) -> None:
+    rng = np.random.default_rng(channels)
+    colors = rng.integers(0, 256, (1000, channels)).astype(np.uint8)
+    colors[:2] = [[0] * channels, [255] * channels]
+    keys = kmeans._pack(colors).astype(dtype)
+    out = kmeans._unpack(keys, channels)
+    assert out.dtype == np.uint8 and out.shape == colors.shape and out.flags.c_contiguous
+    assert np.array_equal(out, colors)
+    assert kmeans._unpack(keys[:0], channels).shape == (0, channels)
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the keys' bytes are read as little-endian uint32")
+def test_unpack_makes_no_swapped_copy_of_rgb_keys() -> None:
+    # The colours' channels come from the keys' own bytes: memory for the (M, 3) colours only, where a
+    # byte-swapped copy of the keys first took 4 bytes a colour more (1.4 M colours at 12 MP: 6.9 -> 1.6 ms).
+    keys = kmeans._pack(np.random.default_rng(1).integers(0, 256, (200_000, 3)).astype(np.uint8))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        kmeans._unpack(keys, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3.5 * keys.shape[0]
