@@ -11,8 +11,8 @@ only where the bounds cannot decide a comparison, so every decision is exact.
 
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
-  - PSNR: the smallest file of a line search over K from 1.5 hi (down to hi in steps of 1.25x first, up
-    in steps of 1.5x when that fails and rdo did not top out there), each K's slack between its J and the
+  - PSNR: the smallest file of a line search over K from 1.5 hi (down to hi in steps of 1.25x while files
+    get smaller), each K's slack between its J and the
     target's spent on rdo (_rdo_for_psnr). It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
@@ -98,11 +98,11 @@ _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
 _PSNR_K = 1.5
-_PSNR_STEP = 1.5  # up in steps of this factor in K (when the first step down was not smaller), while files shrink
-_PSNR_DOWN = 1.25  # down first, where rdo lands unevenly (a JPEG crop at 26 dB: K = 8 with rdo 151 % was
-# 5.7 kB, 5 with 5 % 10.2 kB, 6 with 40 % 2.6 kB)
+# down in steps of this factor, where rdo lands unevenly (a JPEG crop at 26 dB: K = 8 with rdo 151 % was 5.7 kB,
+# 5 with 5 % 10.2 kB, 6 with 40 % 2.6 kB)
+_PSNR_DOWN = 1.25
 _PSNR_NEAR = 1.2  # but not to a K closer than this factor (where ctx's K = 256 cuts the step short)
-# a step of that search that made the file smaller by under this (log bytes) ends its direction: bytes against log K
+# a step of that search that made the file smaller by under this (log bytes) ends it: bytes against log K
 # flatten where they turn, and the next step lost on each of the 4 PSNR targets where one gained under 1 %
 # (astronaut at 32 dB: K = 68 -> 54 0.56 % smaller, 45 6.3 % larger; grace_hopper.jpg at 32 dB: 63 -> 94 0.01 %,
 # 141 5.4 % larger, a fit and a run of 0.55 s of CPU in a 3.2 s search)
@@ -117,7 +117,6 @@ _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
 _RDO_SHARE = 0.75
 _LANDED = 0.8  # an rdo file that adds less than this share of the J it was given landed short of it
 _SHORT = 0.5  # an rdo file that adds less than this share of the J it was given has topped out
-_PSNR_UNDER = 0.8  # --psnr: a first rdo file whose J is under this share of the target's J topped out there
 _CLOSE = 0.02  # a fitting rdo file this close to the budget (in log bytes) ends the search
 _RDO_DIGITS = 3  # the rdo strength chosen is recorded (and used) to this many decimals
 _LOSSLESS_K = 4096  # the lossless file is also sized when the image has at most this many colours
@@ -888,8 +887,7 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     Bytes against log K (the slack spent at each K) fall, then rise, and where they turn depends on the
     image (noisy600 at 22 dB: K = 3 with rdo 50 % is 3.9 kB, K = 4 with rdo 53 % 5.1 kB: rdo tops out, its
     file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi, first
-    down towards hi in steps of _PSNR_DOWN, then (if the first step down was not smaller) upwards in steps of
-    _PSNR_STEP, while files get smaller,
+    down towards hi in steps of _PSNR_DOWN while files get smaller,
     at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
     by exact sizes."""
     tried: list[tuple[int, float]] = []
@@ -911,29 +909,27 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     best_k, best = k0, at(k0)
     if not math.isfinite(best):
         return None
-    # A first rdo file whose J lands well under the target's (the whole J, not the share of the slack) has
-    # topped out there: a larger K would top out further from the target, so only smaller K are tried (smooth
-    # crop at 34 dB: K = 22 landed at 0.53 of the target's J; hi = 15 at 0.79 was 21 % smaller). Otherwise smaller
-    # K first, and larger ones only when the first smaller one is not smaller: larger K's gains are small
-    # (noisy600 at 26 dB: K = 18 2.7 % under K0 = 12) and their fits and runs dear, and on the benches' PSNR
-    # targets (7 images) a larger K never won while a smaller one won on 4 (noisy 384x256 at 30 dB: K = 850
-    # after 567 cost 2.4 s of the search's 8.5, 3.7 plain compresses at the K chosen, 454).
-    topped = s.file(*tried[0]).distortion < _PSNR_UNDER * j_goal
-    for direction in ((-1,) if topped else (-1, 1)):
-        k = best_k
-        while s.can_run():
-            nxt = _rdo_k(s, k, _PSNR_STEP, s.k_hi) if direction > 0 else max(hi, round(k / _PSNR_DOWN))
-            if abs(math.log(nxt / k)) < math.log(_PSNR_NEAR) or any(kk == nxt for kk, _ in tried):
-                break  # (a step cut short by ctx's K = 256 moves the bytes too little for its fit and run)
-            size = at(nxt)
-            if not size < best:
-                break
-            flat = math.log(best / size) < _PSNR_FLAT
-            best_k, best, k = nxt, size, nxt
-            if flat:
-                break  # the curve has turned: a further step gains less than this one did, for a fit and a run
-        if best_k != k0:
-            break  # moved down: up from k0 is not tried (one turn)
+    # Smaller K only, while files get smaller. Larger K were tried when the first smaller one was not smaller, and
+    # cost a fit, a run and a sizing (1.4-2.6 plain compresses at the K chosen, a fifth to two fifths of the
+    # search) for next to nothing: on the bench's 8 PSNR targets and 7 beyond it they ran on 6 (chelsea, coffee,
+    # shapes over a noisy sky, china 640x427, a noisy china crop: larger; grace_hopper.jpg 512x600 at 32 dB: K = 94
+    # 6 bytes, 0.02 %, under K0 = 63) and won on 1. An
+    # earlier bench's noisy600 at 26 dB found 2.7 % (K = 18 under K0 = 12), and a noisy 384x256 at 30 dB lost 2.4 s
+    # of an 8.5 s search at K = 850. (A first file whose J lands well under the target's has topped out there: only
+    # smaller K would do better anyway; smooth crop at 34 dB: K = 22 at 0.53 of the target's J, hi = 15 at 0.79 21 %
+    # smaller.)
+    k = best_k
+    while s.can_run():
+        nxt = max(hi, round(k / _PSNR_DOWN))
+        if abs(math.log(nxt / k)) < math.log(_PSNR_NEAR) or any(kk == nxt for kk, _ in tried):
+            break  # (a step cut short by ctx's K = 256 moves the bytes too little for its fit and run)
+        size = at(nxt)
+        if not size < best:
+            break
+        flat = math.log(best / size) < _PSNR_FLAT
+        best_k, best, k = nxt, size, nxt
+        if flat:
+            break  # the curve has turned: a further step gains less than this one did, for a fit and a run
     key = tried[0]
     for other in tried[1:]:
         if s.no_larger(other, key) and other != key:
