@@ -886,9 +886,8 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
 
     Bytes against log K (the slack spent at each K) fall, then rise, and where they turn depends on the
     image (noisy600 at 22 dB: K = 3 with rdo 50 % is 3.9 kB, K = 4 with rdo 53 % 5.1 kB: rdo tops out, its
-    file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi, first
-    down towards hi in steps of _PSNR_DOWN while files get smaller,
-    at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
+    file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi down
+    towards hi in steps of _PSNR_DOWN while files get smaller, at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
     by exact sizes."""
     tried: list[tuple[int, float]] = []
 
