@@ -206,8 +206,11 @@ def _dist(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray,
     """Squared distance of each pixel (m, C) integers 0..255 to palette[labels], int32; channels: the pixels'
     _channels, when made once for several calls."""
     d = np.zeros(labels.shape, np.int32)
+    # (take casts its indices to intp: once here, not once per channel; 1.2 M colours at K = 15, 3 channels:
+    # a refinement's distances of every colour 1.4x faster)
+    at = labels.astype(np.intp)
     for ch, level in enumerate(_channels(pixels) if channels is None else channels):
-        diff = np.take(palette[:, ch].astype(np.int16), labels)
+        diff = np.take(palette[:, ch].astype(np.int16), at)
         diff -= level
         d += np.square(diff, dtype=np.int32)
     return d
@@ -247,9 +250,10 @@ class _Colours:
         0.01 s a run)."""
         done = self._sums  # (read once: a bulk run's threads may share a state's colours)
         if done is None or done[0] is not near_c or done[1] != k or (pixels and done[3] is None):
-            sums = [np.bincount(near_c, weights=self.colors[:, ch] * self.weights, minlength=k)
+            at = near_c.astype(np.intp)  # (bincount casts its labels to intp on every call: once here)
+            sums = [np.bincount(at, weights=self.colors[:, ch] * self.weights, minlength=k)
                     for ch in range(self.colors.shape[1])]
-            had = np.bincount(near_c, weights=self.weights, minlength=k) if pixels else None
+            had = np.bincount(at, weights=self.weights, minlength=k) if pixels else None
             done = self._sums = (near_c, k, sums, had)
         return done[2], done[3]
 
@@ -517,9 +521,10 @@ def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, ne
     chosen for, 5 int32 selects each where the moves' distances are one gather)."""
     k = len(palette)
     lam = np.float32(lam)
-    # (a spare entry for the sentinel k, so neighbours' labels index the columns as they are: their
-    # distance there is never read)
-    columns = np.zeros((px.shape[1], k + 1), np.float32)
+    # (a spare entry for the sentinel k, so neighbours' labels index the columns as they are: an infinite
+    # colour, whose distance and cost are inf, never below best, where a mask set each inf (2 passes a
+    # candidate))
+    columns = np.full((px.shape[1], k + 1), np.inf, np.float32)
     columns[:, :k] = palette.T
     levels = [px[:, ch].astype(np.float32) for ch in range(px.shape[1])]
     best = _fdist(columns, levels, cur)
@@ -529,8 +534,6 @@ def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, ne
     for c in ([] if near is None else [near]) + nbs[:4]:
         cost = _fdist(columns, levels, c)
         cost -= lam * _agreement(nbs, c)
-        if c is not near:
-            cost[c == k] = np.inf
         better = cost < best
         np.minimum(best, cost, out=best)  # (where not better the two are equal or best is less)
         np.copyto(best_c, c, where=better)
@@ -591,12 +594,15 @@ def _refine(s: _State, sample: bool = False) -> None:
     near_sums, had = colours.nearest_sums(s.near_c, k, sample)
     if sample:
         had = had[used]  # pixels nearest each entry
+    # (bincount casts its labels to intp and its weights to float64 on every call: here once each, not once
+    # per channel and per bincount; the same sums, exact integers in float64)
+    to_i, away_i = to.astype(np.intp), away.astype(np.intp)
     for ch in range(channels):
         if sample:
             nearest = near_sums[ch][used] / np.maximum(had, 1)
-        level = px[:, ch]
-        sums = near_sums[ch] + (np.bincount(to, weights=level, minlength=k) - np.bincount(away, weights=level,
-                                                                                         minlength=k))
+        level = px[:, ch].astype(np.float64)
+        sums = near_sums[ch] + (np.bincount(to_i, weights=level, minlength=k) - np.bincount(away_i, weights=level,
+                                                                                           minlength=k))
         mean = sums[used] / counts[used]
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)

@@ -987,3 +987,88 @@ def test_a_kept_run_is_ranked_once_for_the_back_offs_to_each_budget(crop, small_
         assert got[2] == want[2]
     assert len({r[2] for r in results[0]}) > 1
     assert 0 < ranks[0] < ranks[1]
+
+
+def _brute_choose(palette, lam, px, cur, near, nbs, agree):
+    """_choose one pixel at a time: the least cost of cur, near and the axial neighbours' labels (never the
+    sentinel k), ties to the earlier candidate; float32 costs as _choose's."""
+    k = len(palette)
+    out = cur.copy()
+    for i in range(len(cur)):
+        def cost(c):
+            d = np.float32(sum((np.float32(palette[c, ch]) - np.float32(px[i, ch])) ** 2 for ch in range(px.shape[1])))
+            a = sum(w * (nb[i] == c) for w, nb in zip(rdo._WEIGHTS, nbs))
+            return np.float32(d - np.float32(lam) * np.float32(a))
+        best, best_c = cost(cur[i]), cur[i]
+        for c in ([] if near is None else [near[i]]) + [nb[i] for nb in nbs[:4]]:
+            if c == k:
+                continue
+            got = cost(c)
+            if got < best:
+                best, best_c = got, c
+        out[i] = best_c
+    return out
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("with_near", [False, True])
+def test_choose_never_takes_the_sentinel_and_costs_it_as_an_infinite_colour(channels, with_near, monkeypatch):
+    # The padding's sentinel k (a neighbour outside the image) is an infinite colour in _choose's columns, so
+    # its cost is inf without a mask written per candidate: the same choices as a pixel-by-pixel search that
+    # skips it, and the columns' spare entry is inf.
+    rng = np.random.default_rng(channels)
+    k, m = 6, 400
+    palette = rng.integers(0, 256, (k, channels)).astype(np.uint8)
+    px = rng.integers(0, 256, (m, channels)).astype(np.uint8)
+    cur = rng.integers(0, k, m).astype(np.uint8)
+    near = rng.integers(0, k, m).astype(np.uint8) if with_near else None
+    nbs = [rng.integers(0, k + 1, m).astype(np.uint8) for _ in range(8)]  # (k: the sentinel, 1 in 7)
+    agree = rdo._agreement(nbs, cur)
+    seen = []
+    fdist = rdo._fdist
+    monkeypatch.setattr(rdo, "_fdist", lambda columns, levels, labels: seen.append(columns) or fdist(columns, levels,
+                                                                                                    labels))
+    for lam in (0.0, 50.0, 5000.0):
+        best_c, dcur = rdo._choose(palette, lam, px, cur, near, nbs, agree)
+        np.testing.assert_array_equal(best_c, _brute_choose(palette, lam, px, cur, near, nbs, agree))
+        assert (best_c < k).all()
+        np.testing.assert_array_equal(dcur, rdo._dist(px, palette, cur))
+    assert all(np.isinf(columns[:, k]).all() for columns in seen)
+
+
+def test_distances_and_refinement_sums_read_intp_labels_once(crop, monkeypatch):
+    # take and bincount cast uint8 labels to intp (and bincount uint8 weights to float64) on every call: _dist
+    # casts its labels once for all channels, and a refinement its labels and each channel's levels once, not
+    # per channel and per bincount. The same palette, labels and J as before (test_runs_from_one_...).
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
+    s = rdo._start(crop, rdo._Colours(distinct), palette)
+    for _ in range(2):
+        rdo._sweep(s, 3000.0, None)
+    assert len(s.moved)
+    take, bincount = np.take, np.bincount
+    indices, counted = [], []
+
+    def spy_take(a, idx, *args, **kw):
+        indices.append(np.asarray(idx).dtype)
+        return take(a, idx, *args, **kw)
+
+    def spy_bincount(x, weights=None, minlength=0):
+        counted.append((np.asarray(x).dtype, None if weights is None else np.asarray(weights).dtype))
+        return bincount(x, weights=weights, minlength=minlength)
+    px, labels = rdo._pixels_at(s, s.moved), s.current(s.moved)
+    want = ((px.astype(np.int64) - s.palette[labels]) ** 2).sum(axis=1)
+    monkeypatch.setattr(np, "take", spy_take)
+    d = rdo._dist(px, s.palette, labels)
+    assert indices and all(t == np.intp for t in indices)
+    np.testing.assert_array_equal(d, want)
+    monkeypatch.setattr(np, "bincount", spy_bincount)
+    s.colours._sums = None
+    expect = rdo._copy(s)
+    rdo._refine(s)
+    assert counted and all(x == np.intp and w in (None, np.float64) for x, w in counted)
+    monkeypatch.undo()
+    expect.colours._sums = None
+    rdo._refine(expect)
+    np.testing.assert_array_equal(s.palette, expect.palette)
+    assert s.total == expect.total
