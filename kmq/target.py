@@ -887,8 +887,8 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     Bytes against log K (the slack spent at each K) fall, then rise, and where they turn depends on the
     image (noisy600 at 22 dB: K = 3 with rdo 50 % is 3.9 kB, K = 4 with rdo 53 % 5.1 kB: rdo tops out, its
     file 1 dB over the target; a photo at 30 dB turns at 2-3x hi): a line search from _PSNR_K x hi down
-    towards hi in steps of _PSNR_DOWN while files get smaller, at most _PSNR_RUNS rdo runs. Steps are compared by their files' estimates (bounds 0.5 % wide), the best
-    by exact sizes."""
+    towards hi in steps of _PSNR_DOWN while files get smaller, at most _PSNR_RUNS rdo runs. Steps are
+    compared by their files' estimates (bounds 0.5 % wide), the best by exact sizes."""
     tried: list[tuple[int, float]] = []
 
     def at(k: int) -> float:
@@ -912,11 +912,10 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     # cost a fit, a run and a sizing (1.4-2.6 plain compresses at the K chosen, a fifth to two fifths of the
     # search) for next to nothing: on the bench's 8 PSNR targets and 7 beyond it they ran on 6 (chelsea, coffee,
     # shapes over a noisy sky, china 640x427, a noisy china crop: larger; grace_hopper.jpg 512x600 at 32 dB: K = 94
-    # 6 bytes, 0.02 %, under K0 = 63) and won on 1. An
-    # earlier bench's noisy600 at 26 dB found 2.7 % (K = 18 under K0 = 12), and a noisy 384x256 at 30 dB lost 2.4 s
-    # of an 8.5 s search at K = 850. (A first file whose J lands well under the target's has topped out there: only
-    # smaller K would do better anyway; smooth crop at 34 dB: K = 22 at 0.53 of the target's J, hi = 15 at 0.79 21 %
-    # smaller.)
+    # 6 bytes, 0.02 %, under K0 = 63) and won on 1. An earlier bench's noisy600 at 26 dB found 2.7 % (K = 18
+    # under K0 = 12), and a noisy 384x256 at 30 dB lost 2.4 s of an 8.5 s search at K = 850. (A first file whose
+    # J lands well under the target's has topped out there: only smaller K would do better anyway; smooth crop
+    # at 34 dB: K = 22 at 0.53 of the target's J, hi = 15 at 0.79 21 % smaller.)
     k = best_k
     while s.can_run():
         nxt = max(hi, round(k / _PSNR_DOWN))
