@@ -5,9 +5,9 @@ the GIL while its decoders run; so the command's entry point (kmq/__main__.py) o
 command line names, before importing anything else, and decodes it in a thread. kmq.imageio.load_image then
 takes that image instead of opening the file again. A PNG is inflated in one more thread, ahead of Pillow's
 decoder (`_Inflated`). While it waits for the decode, the caller of `take` may work on the rows already decoded
-(an RGB PNG or JPEG, see `_Rows`): kmq.compress counts their colours meanwhile. It is a head start only: whenever the guess is wrong or
-anything goes amiss (an error, a warning, a file changed meanwhile), load_image reads the file itself and
-reports as usual. No numpy here, nor anything else heavy.
+(an RGB PNG or JPEG, see `_Rows`): kmq.compress counts their colours meanwhile. It is a head start only:
+whenever the guess is wrong or anything goes amiss (an error, a warning, a file changed meanwhile),
+load_image reads the file itself and reports as usual. No numpy here, nor anything else heavy.
 """
 from __future__ import annotations
 
