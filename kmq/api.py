@@ -468,26 +468,6 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     return palette, color_labels, distortion
 
 
-def polish_colors(colors: np.ndarray, counts: np.ndarray, palette: np.ndarray, updates: int
-                  ) -> tuple[np.ndarray, np.ndarray, float]:
-    """quantize_colors' result from a palette fitted elsewhere (e.g. on the colours merged into cells): that
-    many weighted Lloyd updates on the colours (an entry nearest none keeps its place), each rounded as a
-    stored palette is, then every colour labelled with its nearest entry, in share order, and J."""
-    centroids = palette.astype(np.float64)
-    opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
-    for _ in range(updates):
-        labels, _ = kmeans.nearest(colors, palette)
-        w = np.bincount(labels, counts, minlength=len(centroids))
-        for c in range(colors.shape[1]):
-            sums = np.bincount(labels, counts * colors[:, c], minlength=len(centroids))
-            centroids[:, c] = np.where(w > 0, sums / np.maximum(w, 1), centroids[:, c])
-        palette = _rounded(centroids, len(centroids), opaque=opaque, quiet=True)[0]
-        centroids = palette.astype(np.float64)
-    labels, sq_dist = kmeans.nearest(colors, palette)
-    palette, labels = _by_share(palette, labels, counts)
-    return palette, labels, int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
-
-
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
 OPAQUE_FROM = 253
 

@@ -78,7 +78,8 @@ from typing import Callable
 import numpy as np
 
 from . import bitpack, kmeans
-from .api import MAX_RDO, polish_colors, quantize_colors, quantized
+from .api import MAX_RDO, quantize_colors, quantized
+from .api import _by_share as api_by_share, _rounded as api_rounded
 from . import rdo as rdo_module
 from .codecs import ctx, lzma_codec
 from .errors import K_CAP_HINT, KmqError, plural_bytes
@@ -733,8 +734,21 @@ def _rough_on_cells(distinct: kmeans.Distinct, cells: tuple[np.ndarray, np.ndarr
                     seed: int, max_iter: int) -> tuple[np.ndarray, np.ndarray, float]:
     """A rough fit of k (quantize_colors' palette, per-colour labels and J, on the colours): fitted on the
     cells, then a few Lloyd updates on the colours, the palette rounded and ordered as quantize_colors'."""
+    colors, counts = distinct.colors, distinct.counts
     palette = quantize_colors(cells[0], cells[1], k, seed=seed, max_iter=max_iter)[0]
-    return polish_colors(distinct.colors, distinct.counts, palette, _ROUGH_LLOYD)
+    centroids = palette.astype(np.float64)
+    for _ in range(_ROUGH_LLOYD):
+        labels, _ = kmeans.nearest(colors, palette)
+        w = np.bincount(labels, counts, minlength=len(centroids))
+        for c in range(colors.shape[1]):
+            sums = np.bincount(labels, counts * colors[:, c], minlength=len(centroids))
+            centroids[:, c] = np.where(w > 0, sums / np.maximum(w, 1), centroids[:, c])
+        opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
+        palette = api_rounded(centroids, len(centroids), opaque=opaque, quiet=True)[0]
+        centroids = palette.astype(np.float64)
+    labels, sq_dist = kmeans.nearest(colors, palette)
+    palette, labels = api_by_share(palette, labels, counts)
+    return palette, labels, int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
 
 
 def _down(lo: int) -> int:
