@@ -79,7 +79,6 @@ import numpy as np
 
 from . import bitpack, kmeans
 from .api import MAX_RDO, quantize_colors, quantized
-from .api import _by_share as api_by_share, _rounded as api_rounded
 from . import rdo as rdo_module
 from .codecs import ctx, lzma_codec
 from .errors import K_CAP_HINT, KmqError, plural_bytes
@@ -280,15 +279,10 @@ class _Search:
                 thin = _rough_stand_in(level, k)
                 used.append(thin is not None)
                 return thin
-            cells = _rough_cells(self.distinct, k) if self.rough_ok else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
-                if cells is not None:
-                    self.fitted[k] = _rough_on_cells(self.distinct, cells, k, self.seed, self.max_iter)
-                    used.append(True)
-                else:
-                    self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
-                                                   max_iter=self.max_iter, stand_in=stand_in if self.rough_ok else None)
+                self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
+                                               max_iter=self.max_iter, stand_in=stand_in if self.rough_ok else None)
             if any(used):  # (else kmeans.fit ran as without it: where _thinned keeps the level, so does this)
                 self.rough.add(k)
             self._made()
@@ -696,59 +690,6 @@ def _rough_stand_in(level: kmeans._Points, k: int) -> kmeans._Points | None:
     level whole."""
     bits = _ROUGH_BITS if k <= _ROUGH_FINE_FROM else _ROUGH_BITS + 1
     return kmeans._thinned(level, share=1.0, bits=bits, channels=level.x.shape[1])
-
-
-# Where kmeans.fit runs its restarts on the distinct colours themselves (at most kmeans._COARSE_ABOVE of them and
-# colours x K at most kmeans._COARSE_WORK: a small image of many colours below K = 64), a search's fit from this
-# many colours is rough too: K-Means on the colours merged by 4-bit cell (_ROUGH_CELL_BITS, each cell its
-# weighted mean), then _ROUGH_LLOYD Lloyd updates on the colours. A 123x141 RGBA vignette of 16,360 colours
-# (2,112 cells): K = 16-64 0.05-0.12 s against 0.28-0.67 s (16 or 8 restarts over every colour), J 1.001x-1.015x;
-# its search in 3,000 bytes fitted 7 such K (16, 32, 45, 47, 48, 54, 60), 4.0 of its 5.2 s of CPU.
-_ROUGH_COLOURS = 8192
-_ROUGH_CELL_BITS = 4
-_ROUGH_LLOYD = 3
-
-
-def _rough_cells(distinct: kmeans.Distinct, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The colours merged by cell for a rough fit of k (see _ROUGH_COLOURS): (cell colours uint8, their
-    counts, each colour's cell), or None where kmeans.fit would not run on the colours themselves, they are
-    few, or the cells would not be under half of them."""
-    colors, counts = distinct.colors, distinct.counts
-    m, channels = colors.shape
-    if (channels == 1 or k < 2 or k >= kmeans._LARGE_K or not _ROUGH_COLOURS <= m <= kmeans._COARSE_ABOVE
-            or m * k > kmeans._COARSE_WORK):
-        return None
-    key = np.zeros(m, np.int64)
-    for c in range(channels):
-        key = (key << _ROUGH_CELL_BITS) | (colors[:, c] >> (8 - _ROUGH_CELL_BITS))
-    _, cell = np.unique(key, return_inverse=True)
-    w = np.bincount(cell, counts).astype(np.float64)
-    if w.shape[0] * 2 > m or w.shape[0] <= k:
-        return None
-    means = np.stack([np.bincount(cell, counts * colors[:, c]) for c in range(channels)], axis=1) / w[:, None]
-    # A cell's mean lies in the cell, so the rounded means are distinct: each cell one colour of its own.
-    return np.clip(np.rint(means), 0, 255).astype(np.uint8), w.astype(np.int64), cell
-
-
-def _rough_on_cells(distinct: kmeans.Distinct, cells: tuple[np.ndarray, np.ndarray, np.ndarray], k: int,
-                    seed: int, max_iter: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """A rough fit of k (quantize_colors' palette, per-colour labels and J, on the colours): fitted on the
-    cells, then a few Lloyd updates on the colours, the palette rounded and ordered as quantize_colors'."""
-    colors, counts = distinct.colors, distinct.counts
-    palette = quantize_colors(cells[0], cells[1], k, seed=seed, max_iter=max_iter)[0]
-    centroids = palette.astype(np.float64)
-    for _ in range(_ROUGH_LLOYD):
-        labels, _ = kmeans.nearest(colors, palette)
-        w = np.bincount(labels, counts, minlength=len(centroids))
-        for c in range(colors.shape[1]):
-            sums = np.bincount(labels, counts * colors[:, c], minlength=len(centroids))
-            centroids[:, c] = np.where(w > 0, sums / np.maximum(w, 1), centroids[:, c])
-        opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
-        palette = api_rounded(centroids, len(centroids), opaque=opaque, quiet=True)[0]
-        centroids = palette.astype(np.float64)
-    labels, sq_dist = kmeans.nearest(colors, palette)
-    palette, labels = api_by_share(palette, labels, counts)
-    return palette, labels, int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
 
 
 def _down(lo: int) -> int:

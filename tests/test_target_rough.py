@@ -25,20 +25,16 @@ def _noisy() -> np.ndarray:
 NOISY = _noisy()
 
 
-def plain_files_of(image: np.ndarray, k_max: int, codec: str = "raw") -> dict:
-    """The real plain file of every K up to k_max with codec: (image, payload bytes) by K."""
+@pytest.fixture(scope="module")
+def plain_files():
+    """The real plain file of every K up to K_MAX: (image, payload bytes) by K."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = {}
-        for k in range(1, k_max + 1):
-            img = kmq.compress(image, k, codec=codec)
+        for k in range(1, K_MAX + 1):
+            img = kmq.compress(NOISY, k)
             out[k] = (img, len(img.to_bytes()) - img.overhead())
         return out
-
-
-@pytest.fixture(scope="module")
-def plain_files():
-    return plain_files_of(NOISY, K_MAX)
 
 
 def _plain(plain_files, target_meta):
