@@ -840,3 +840,13 @@ def test_a_psnr_search_tries_no_larger_k_than_its_first(hi, sizes, ran, found):
     s = _PsnrRuns(sizes)
     key = target._rdo_for_psnr(s, 32.0, target._j_for(s, 32.0), hi)
     assert s.ran == ran and key[0] == found
+
+
+def test_a_plain_best_is_the_largest_k_that_fits_inside_a_bracket_ended_within_a_64th():
+    # Above K = 64 the bracket ends within 1/64 of K (here lo = 255 fits, hi = 257 does not) without fitting the K
+    # inside it; where no rdo file beats the plain lo, K = 256 fits too (the same 3,361 bytes) at a lower J.
+    img = _noisy_vignette(123, 141)
+    out = kmq.compress_to(img, max_bytes=3500, codec="ctx")
+    assert (out.k, out.metadata["rdo"], len(out.to_bytes())) == (256, 0.0, 3361)
+    plain = kmq.compress(img, 256, codec="ctx")
+    assert out.distortion == plain.distortion
