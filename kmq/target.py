@@ -33,7 +33,9 @@ smooth away most of the bytes for a few % of J), larger K are tried with rdo (_w
 is the best of every file the search sized that fits (or, for a PSNR, no larger than the plain top of
 the bracket, the next K and, for images of few colours, the lossless file; with raw too, as its J = 0
 takes fewer bytes in the metadata than a lossy J). Brackets end at neighbouring
-K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %).
+K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %), unless the best
+file is a plain one, an end of the bracket: then one of the K inside can be the better plain file, and the
+bracket is bisected to neighbours (_neighbours; not on rough fits, checked by _checked_bytes/_checked_psnr).
 Last, a byte budget's search goes over (K, rdo) from the best file found (_plane): a model of bytes and J in
 both, fitted on the files the search made (plain J and bytes along K, rdo's share of the plain bytes against
 the J it added at the nearest K where it ran), predicts the least J each K around the best's reaches in the
@@ -658,6 +660,8 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         raise KmqError(f"PSNR {db:g} dB is out of reach: the best is {best:.2f} dB (K={s.k_hi}"
                        f"{K_CAP_HINT if s.k_hi < len(s.distinct.colors) else ')'}")
     if s.codec == "raw" or lo == 0:
+        if lo >= 1 and not s.rough:
+            lo, hi = _neighbours(lo, hi, ok)
         pick = (hi, 0.0)
         if s.codec == "raw" and _raw_could_beat(s, s.lossless(), hi):
             # J = 0 is recorded in 3 bytes, a lossy J in up to 24: in hi's bit width the lossless file is
@@ -674,6 +678,8 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return _checked_psnr(s, db, _smallest_scanned(s, db, cand, hi), lo, hi)
+    if not s.rough:
+        lo, hi = _neighbours(lo, hi, ok)  # the least K that meets db has the smallest plain file
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
     # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
     # colours: 172 bytes, K = 3 174).
@@ -1000,18 +1006,21 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         last = min(k_cap, math.floor(_SCAN_SPAN * hi))
         _scan(s, _first_below(s, lo + 1, last, j_best), last, lambda k: s.j(k) < j_best, max_bytes)
     if not s.rough and _best_fitting(s, max_bytes) == (lo, 0.0):
-        _last_fitting(s, lo, hi, max_bytes)
+        # the largest K that fits has the least J (a noisy 123x141 RGBA image in 3,500 bytes: K = 255, 32.83 dB,
+        # where K = 256 is also 3,361 bytes, at 32.84)
+        _neighbours(lo, hi, ok)
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 
 
-def _last_fitting(s: _Search, lo: int, hi: int, max_bytes: int) -> None:
-    """Size the largest plain K from lo (fits) to hi (does not) that fits, by bisection: where the best file is
-    a plain one, the bracket's lo, the K inside a bracket ended within 1/64 (above K = 64) were never fitted, and
-    the largest that fits has the least J (a noisy 123x141 RGBA image in 3,500 bytes: K = 255, 32.83 dB, where
-    K = 256 is also 3,361 bytes, at 32.84). A few fits, only where rdo could not beat a plain file."""
+def _neighbours(lo: int, hi: int, ok: Callable[[int], bool]) -> tuple[int, int]:
+    """A bracket (ok(lo) false, ok(hi) true) narrowed to neighbours by bisection. Where the best file is a
+    plain one, an end of the bracket, the K inside a bracket ended within 1/64 (above K = 64: _FINE) were never
+    fitted, and one of them can be the better plain file: a few fits, only where rdo could not beat a plain
+    file."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if s.fits(mid, max_bytes) else (lo, mid)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return lo, hi
 
 
 def _k_cap(s: _Search, max_bytes: int) -> int:

@@ -850,3 +850,25 @@ def test_a_plain_best_is_the_largest_k_that_fits_inside_a_bracket_ended_within_a
     assert (out.k, out.metadata["rdo"], len(out.to_bytes())) == (256, 0.0, 3361)
     plain = kmq.compress(img, 256, codec="ctx")
     assert out.distortion == plain.distortion
+
+
+@pytest.mark.parametrize("codec, db, k, size", [("ctx", 38.0, 890, 8959), ("raw", 34.0, 340, 23065)])
+def test_a_plain_psnr_file_is_the_least_k_inside_a_bracket_ended_within_a_64th(codec, db, k, size):
+    # The bracket ended at 877 / 892 (ctx) and 335 / 341 (raw), within 1/64; K = 890 and 340 meet the target in
+    # fewer bytes than the top (8,971 and 23,075 bytes).
+    img = _noisy_vignette(160, 120)
+    out = kmq.compress_to(img, psnr=db, codec=codec)
+    assert (out.k, out.metadata["rdo"], len(out.to_bytes())) == (k, 0.0, size)
+    assert psnr_of(out.distortion, out.channels) >= db
+
+
+def test_neighbours_bisects_to_the_least_k_that_is_ok():
+    calls = []
+
+    def ok(k):
+        calls.append(k)
+        return k >= 203
+
+    assert target._neighbours(200, 208, ok) == (202, 203)
+    assert calls == [204, 202, 203]
+    assert target._neighbours(5, 6, ok) == (5, 6)
