@@ -103,7 +103,7 @@ _PSNR_K = 1.5
 # down in steps of this factor, where rdo lands unevenly (a JPEG crop at 26 dB: K = 8 with rdo 151 % was 5.7 kB,
 # 5 with 5 % 10.2 kB, 6 with 40 % 2.6 kB)
 _PSNR_DOWN = 1.25
-_PSNR_NEAR = 1.2  # but not to a K closer than this factor (where ctx's K = 256 cuts the step short)
+_PSNR_NEAR = 1.2  # but not to a K closer than this factor (where the bracket's top cuts the step short)
 # a step of that search that made the file smaller by under this (log bytes) ends it: bytes against log K
 # flatten where they turn, and the next step lost on each of the 4 PSNR targets where one gained under 1 %
 # (astronaut at 32 dB: K = 68 -> 54 0.56 % smaller, 45 6.3 % larger; grace_hopper.jpg at 32 dB: 63 -> 94 0.01 %,
@@ -926,7 +926,7 @@ def _rdo_for_psnr(s: _Search, db: float, j_goal: float, hi: int) -> tuple[int, f
     while s.can_run():
         nxt = max(hi, round(k / _PSNR_DOWN))
         if abs(math.log(nxt / k)) < math.log(_PSNR_NEAR) or any(kk == nxt for kk, _ in tried):
-            break  # (a step cut short by ctx's K = 256 moves the bytes too little for its fit and run)
+            break  # (a step cut short by the bracket's top moves the bytes too little for its fit and run)
         size = at(nxt)
         if not size < best:
             break
@@ -1008,7 +1008,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if not s.rough and _best_fitting(s, max_bytes) == (lo, 0.0):
         # the largest K that fits has the least J (a noisy 123x141 RGBA image in 3,500 bytes: K = 255, 32.83 dB,
         # where K = 256 is also 3,361 bytes, at 32.84)
-        _neighbours(lo, hi, ok)
+        lo, hi = _neighbours(lo, hi, ok)
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 
 
