@@ -20,6 +20,9 @@ FORMATS = ("png", "svg", "pdf")
 # The reference formats of `stats --reference`: record key, legend name, marker.
 _REFERENCES = (("png8_bytes", "PNG-8", "s"), ("webp_bytes", "WebP lossless", "^"))
 _LINE_STYLES = ("-", "--", "-.", ":")
+# With the line styles, what tells the inputs apart: 24 inputs get 24 different lines (the references' marks
+# are "s" and "^"). Past that a warning says the lines repeat.
+_MARKERS = ("o", "D", "v", "P", "X", "*")
 _BPP_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
@@ -99,19 +102,27 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     colours = {name: f"C{i}" for i, name in enumerate([*codecs, *(name for _, name, _ in _REFERENCES)])}
+    if len(inputs) > len(_LINE_STYLES) * len(_MARKERS):
+        warnings.warn(f"{len(inputs)} inputs on one chart: past {len(_LINE_STYLES) * len(_MARKERS)} their lines "
+                      "repeat (plot fewer at a time to tell them apart)", KmqWarning, stacklevel=3)
+    # One codec for several inputs: the inputs take the colours, which tell lines apart better than styles.
+    by_input = len(codecs) == 1 and len(inputs) > 1
+    spare = len(colours)  # the colours after the codecs' and the references'
     for n, file in enumerate(inputs):
         style = _LINE_STYLES[n % len(_LINE_STYLES)]
+        dot = _MARKERS[n // len(_LINE_STYLES) % len(_MARKERS)]
         suffix = f" · {_name(file)}" if len(inputs) > 1 else ""
         mine = [r for r in records if r["file"] == file]
         for codec in codecs:
             line = sorted((r for r in mine if r["codec"] == codec), key=lambda r: r["bits_per_pixel"])
             if not line:
                 continue
+            colour = f"C{(spare + n) % 10}" if by_input else colours[codec]
             xs, ys = [r["bits_per_pixel"] for r in line], [r["psnr"] for r in line]
-            ax.plot(xs, ys, style, marker="o", markersize=4, color=colours[codec], label=f"kmq {codec}{suffix}")
+            ax.plot(xs, ys, style, marker=dot, markersize=4, color=colour, label=f"kmq {codec}{suffix}")
             for r in line:
                 ax.annotate(str(r["k"]), (r["bits_per_pixel"], r["psnr"]), textcoords="offset points",
-                            xytext=(0, 5), ha="center", fontsize=7, color=colours[codec])
+                            xytext=(0, 5), ha="center", fontsize=7, color=colour)
         # One mark per distinct quantization: every codec's record of it carries the same reference sizes.
         by_k = {(r["k"], r["distortion"]): r for r in mine}
         for key, name, marker in _REFERENCES:

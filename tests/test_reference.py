@@ -218,6 +218,34 @@ def test_plot_refuses_bad_targets_and_lossless_records(tmp_path, crop):
                              f"rate-distortion chart -> {tmp_path / 'rd.png'}: 1 point\n")
 
 
+def _records(files, codecs=("ctx",)):
+    """Stats-like records of a made-up sweep: K = 2, 4, 8 of each file and codec."""
+    return [{"file": f, "codec": c, "k": k, "bits_per_pixel": 0.1 * k * (1 + i), "psnr": 20.0 + k + i,
+             "distortion": 100.0 / k, "width": 8, "height": 8}
+            for i, f in enumerate(files) for c in codecs for k in (2, 4, 8)]
+
+
+@pytest.mark.parametrize("codecs", [("ctx",), ("raw", "ctx")])
+def test_plot_draws_every_input_as_a_line_of_its_own(codecs):
+    # A new user's five photos with the old styles cycled by four: the first and the fifth drew the same line.
+    files = [f"photo{i}.png" for i in range(5)]
+    ax = plot._figure(_records(files, codecs), None).axes[0]
+    looks = {}
+    for line in ax.get_lines():
+        looks.setdefault(line.get_label().split(" · ")[1], set()).add(
+            (line.get_linestyle(), line.get_marker(), line.get_color()))
+    assert sorted(looks) == files and all(len(v) == len(codecs) for v in looks.values())
+    drawn = [look for v in looks.values() for look in v]
+    assert len(set(drawn)) == len(drawn)
+    if len(codecs) == 1:  # one codec: each input its own colour too
+        assert len({colour for _, _, colour in drawn}) == 5
+
+
+def test_plot_warns_when_inputs_are_too_many_to_tell_apart():
+    with pytest.warns(kmq.KmqWarning, match=r"^25 inputs on one chart: past 24 their lines repeat"):
+        plot._figure(_records([f"p{i}.png" for i in range(25)]), None)
+
+
 def test_plot_without_matplotlib_says_how_to_install_it(crop, tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
