@@ -1,5 +1,6 @@
 """Speed, memory and distortion of `kmq compress` against the tutorial's scikit-learn pipeline, Pillow's
-quantizers and pngquant; the pixel-scaling table; `kmq decompress` against a plain Pillow PNG save.
+quantizers, ImageMagick's and pngquant (those two when installed; kmeans-colors is a Rust crate, which this
+machine's registries do not reach); the pixel-scaling table; `kmq decompress` against a plain Pillow PNG save.
 
 Run from the repository root with the bench extra installed (`make bench`, or `.venv/bin/python
 bench/speed.py`). Prints Markdown and writes it to bench/results/speed.md.
@@ -25,6 +26,7 @@ tiles of 256x256 cut from the first five kinds made at 1024x768.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -244,12 +246,30 @@ def measure(name: str, image: Path, k: int, tmp: Path, original: np.ndarray, rep
         out = tmp / f"{name}.png"
         wall, mem, _ = best_of(reps, worker_cmd(name, image, k, out))
         return {"time": wall, "mem": mem, "j": distortion(original, decoded_output(out, channels))}
+    if name == "imagemagick":
+        # Its own quantizer (an adaptive colour tree), no dithering, written as a palette PNG.
+        out = tmp / "imagemagick.png"
+        wall, mem, _ = best_of(reps, [*imagemagick(), str(image), "+dither", "-colors", str(k), f"PNG8:{out}"])
+        return {"time": wall, "mem": mem, "j": distortion(original, decoded_output(out, channels))}
     if name == "pngquant":
         out = tmp / "pngquant.png"
         cmd = ["pngquant", "--speed", "4", "--nofs", str(k), "--force", "--output", str(out), str(image)]
         wall, mem, _ = best_of(reps, cmd)
         return {"time": wall, "mem": mem, "j": distortion(original, decoded_output(out, channels))}
     raise ValueError(name)
+
+
+@functools.cache
+def imagemagick() -> list[str] | None:
+    """ImageMagick's command (7's `magick`, 6's `convert`), or None: a `convert` that is not ImageMagick (some
+    machines ship a stand-in that only converts to PPM) does not count."""
+    if shutil.which("magick"):
+        return ["magick"]
+    if shutil.which("convert"):
+        version = subprocess.run(["convert", "-version"], capture_output=True, text=True)
+        if version.stdout.startswith("Version: ImageMagick"):
+            return ["convert"]
+    return None
 
 
 def make_image(tmp: Path, label: str, width: int, height: int, kind: str = "astronaut") -> Path:
@@ -546,8 +566,8 @@ def bench_samples(tmp: Path, log, have_pngquant: bool) -> dict[tuple[str, int, s
         path = ROOT / "samples" / f"{s}.png"
         px = load_pixels(path)
         for k in KS:
-            for name in ["kmq", "tutorial", "mediancut", "fastoctree", "pngquant"]:
-                if name == "pngquant" and not have_pngquant:
+            for name in ["kmq", "tutorial", "mediancut", "fastoctree", "imagemagick", "pngquant"]:
+                if (name == "pngquant" and not have_pngquant) or (name == "imagemagick" and not imagemagick()):
                     continue
                 log(f"{s} K={k}: {name}")
                 rows[(s, k, name)] = measure(name, path, k, tmp, px, 3 if name != "tutorial" else 1)
@@ -560,10 +580,11 @@ def report_samples(sample_rows: dict, have_pngquant: bool, targets: list) -> lis
     out.append("")
     out.append("J (and time) per sample and K. scikit-learn's J is measured like kmq's (palette rounded to "
                "uint8, every pixel relabelled to its nearest entry); its own figure (inertia / pixels, "
-               "float centroids) is in brackets. Pillow's and pngquant's J are of their output as "
-               "written (no dithering).")
+               "float centroids) is in brackets. Pillow's, ImageMagick's (`-colors K +dither`) and pngquant's J "
+               "are of their output as written (no dithering).")
     out.append("")
-    names = ["kmq", "tutorial", "mediancut", "fastoctree"] + (["pngquant"] if have_pngquant else [])
+    names = (["kmq", "tutorial", "mediancut", "fastoctree"] + (["imagemagick"] if imagemagick() else [])
+             + (["pngquant"] if have_pngquant else []))
     out.append("| sample | K | " + " | ".join(names) + " | kmq J / sklearn J |")
     out.append("|---|---:|" + "---:|" * len(names) + "---:|")
     ratios = []
@@ -688,8 +709,8 @@ def main() -> None:
                            for _ in range(3))
         head: dict[tuple[str, int], dict] = {}
         for name, k, reps in [("kmq", 16, 2), ("tutorial", 16, 2), ("mediancut", 16, 1),
-                              ("fastoctree", 16, 1), ("pngquant", 16, 1), ("kmq", 256, 1)]:
-            if name == "pngquant" and not have_pngquant:
+                              ("fastoctree", 16, 1), ("imagemagick", 16, 1), ("pngquant", 16, 1), ("kmq", 256, 1)]:
+            if (name == "pngquant" and not have_pngquant) or (name == "imagemagick" and not imagemagick()):
                 continue
             log(f"12 MP: {name} K={k}")
             head[(name, k)] = measure(name, big, k, tmp, big_px, reps)
