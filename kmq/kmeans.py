@@ -3229,11 +3229,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
 
     Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, as many restarts as pay
     at this k (`_restarts`: 16 up to K=32, falling as k^-1.5 to one from K=200) ranked after a few Lloyd
-    updates run together (`_lloyd_runs`), the best finished by
-    Lloyd. With many distinct colours (over 20 000, or over 2**20 colours x centroids) the restarts run on
-    a coarse histogram (each bin its colours' weighted mean): 5 bits per channel, or 6 or 7 where the
-    5-bit one has no more than 4 bins per centroid, as long as the level has at most half as many bins as
-    there are colours (RGB from 12 000 bins, as in a noisy photo: seeded and ranked on a stand-in with the
+    updates run together (`_lloyd_runs`), the best finished by Lloyd. With many distinct colours (over
+    20 000, RGBA 8 000, or over 2**20 colours x centroids) the restarts run on a coarse histogram (each bin
+    its colours' weighted mean): 5 bits per channel, or 6 or 7 where the 5-bit one has no more than 4 bins
+    per centroid, as long as the level has at most half as many bins as there are colours (RGB from 12 000 bins, as in a noisy photo: seeded and ranked on a stand-in with the
     light bins merged, see `_thinned`). That costs little and lands near the optimum; Lloyd then continues on
     the finer 6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
@@ -3284,7 +3283,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         return _fit_large(fine, k, max_iter, tol_abs, progress, warm)
     rng = np.random.default_rng(seed)
     climbed = None
-    if m > (_COARSE_ABOVE if colors.shape[1] < 4 else min(_COARSE_ABOVE, _COARSE_ABOVE_RGBA)) or m * k > _COARSE_WORK:
+    if m > (_COARSE_ABOVE if colors.shape[1] < 4 else _COARSE_ABOVE_RGBA) or m * k > _COARSE_WORK:
         # RGBA with varying alpha: a fourth channel multiplies the bins, so the restarts' level is a bit
         # coarser (2**16 cells) and Lloyd climbs one more level.
         first = (_COARSE_BITS,) if colors.shape[1] < 4 else (4, _COARSE_BITS)
