@@ -89,6 +89,11 @@ _PACK = 26
 # Pixels whose packed sums `Histogram` adds up as doubles before unpacking them, or one run if longer: at
 # 5 bits they sum to under 7 x 2**23 < 2**26 too.
 _SPAN = 1 << 23
+# The 7-bit pass's low sums are of bit 0 alone, at most 1 a pixel: its packed sums stay exact over runs of
+# this many pixels (under 2**26 each), so a 12 MP image's are unpacked once, after the pass, where at `_SPAN`
+# they were unpacked during it too, with the (B, 4) low sums (58 MB at 3.66 M bins) held beside the pass's
+# runs and packed sums.
+_FINE_SPAN = 1 << 25
 # Up to these many pixels `_count` counts in int32 (its low sums are at most 7 a pixel) and `Fine` keeps its
 # sums in uint32 (at most 255 a pixel).
 _NARROW_COUNTS = int(np.iinfo(np.int32).max) // 7
@@ -119,12 +124,13 @@ def _pair_tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
-           weigh: Callable[[int, int, int, np.ndarray], None], serial: bool = False
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(counts (b,) int64, low (b, 4) int64): per bin, its pixels and the sums of their bits below the bin's,
-    over n pixels in threads (one where serial). number(s, e, out) writes the bins of pixels s:e into out
+           weigh: Callable[[int, int, int, np.ndarray], None], serial: bool = False, widen: bool = True,
+           span: int = _SPAN) -> tuple[np.ndarray, np.ndarray]:
+    """(counts (b,) int64, low (b, 4) int64, or both int32 where not widen and n pixels allow): per bin, its
+    pixels and the sums of their bits below the bin's, over n pixels in threads (one where serial).
+    number(s, e, out) writes the bins of pixels s:e into out
     (intp); weigh(p, s, e, out) their low bits of channels 2p and 2p + 1, packed as `_PACK` says, into out
-    (float64)."""
+    (float64), whose packed sums stay exact over span pixels (`_SPAN`)."""
 
     # The counts and low sums (at most 7 a pixel, at 5 bits) in int32 while n pixels keep them so, int64
     # only once the parts' packed sums are let go (12 MP under random alpha: 2.6 M 7-bit bins, 21 MB less
@@ -154,7 +160,7 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
         summed = 0
         for r in range(start, stop, step):
             re = min(r + step, stop)
-            if summed and summed + re - r > _SPAN:
+            if summed and summed + re - r > span:
                 unpack()
                 summed = 0
             summed += re - r
@@ -181,6 +187,8 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                 low += more_low
         _unpacked_into(low, packed)
         parts[i] = more = more_low = packed = None  # (its arrays freed as it is added)
+    if not widen:
+        return counts, low
     return counts.astype(np.int64, copy=False), low.astype(np.int64, copy=False)
 
 
@@ -384,7 +392,9 @@ class Histogram:
                 seen[_seven(at[:e - s], low[s:e])] = True  # threads that set one flag both write True
 
         parallel.map_parts(mark, n)
-        sevens = np.flatnonzero(seen)  # 16 x (6-bit bin) + its bit 1 of each channel, ascending
+        # 16 x (6-bit bin) + its bit 1 of each channel, ascending; int32 (keys under 2**28), held through the
+        # counting pass: 15 MB less at the Histogram's peak.
+        sevens = np.flatnonzero(seen).astype(np.int32)
         b = sevens.shape[0]
         # (12 MP photos under random alpha at K = 1024: 2.5 M to over 3 M 7-bit bins, whose 40 to 50 M flags
         # cost 0.3 s of CPU and 40 MB, and whose flag limit sent the astronaut to the distinct colours.)
@@ -411,15 +421,19 @@ class Histogram:
         def weigh(p: int, s: int, e: int, out: np.ndarray) -> None:
             np.take(_ZERO_BITS[p], low[s:e].astype(np.intp), out=out, mode=_INTO)
 
-        counts, sums = _count(n, b, number, weigh, serial=b >= _SERIAL_BINS)
+        # Where the sums fit in uint32, the 7-bit ones are made there from the start: widened to int64 they were
+        # 117 MB more at 3.66 M bins, and a pass of conversions each way (the same sums).
+        narrow = n <= _NARROW_SUMS
+        counts, sums = _count(n, b, number, weigh, serial=b >= _SERIAL_BINS, widen=not narrow, span=_FINE_SPAN)
+        if narrow:  # (low sums and counts are non-negative int32 here)
+            counts, sums = counts.view(np.uint32), sums.view(np.uint32)
         del low
         m = int(np.count_nonzero(colours)) if counted else None
         del colours
         if counted and m <= kmeans._POLISH_MAX:
             self.ids = None
             return
-        # int32 from here (keys under 2**28): the keys' temporaries were the Histogram's peak at 3.65 M bins
-        sevens = sevens.astype(np.int32)
+        # (int32: the keys' temporaries were the Histogram's peak at 3.65 M bins)
         six = sevens >> 4
         ids = np.zeros(b, dtype=np.int32)  # (28 bits)
         for c in range(4):
@@ -428,27 +442,31 @@ class Histogram:
             value |= (sevens >> (3 - c)) & 1  # the bin's 7 bits of channel c
             ids <<= 7
             ids |= value
-            sums[:, c] += (value << 1) * counts
+            value <<= 1
+            sums[:, c] += value.astype(sums.dtype, copy=False) * counts  # (at most 255 a pixel: within uint32)
         del sevens
         # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
         starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
-        self.counts = np.add.reduceat(counts, starts)
-        self.sums = np.add.reduceat(sums, starts, axis=0)
-        if n <= _NARROW_SUMS:  # (as the 7-bit ones below: 15 MB less held at 931 000 6-bit bins)
-            self.sums = self.sums.astype(np.uint32)
+        self.counts = np.add.reduceat(counts, starts).astype(np.int64)
+        # A column at a time in the sums' own dtype (as the 7-bit ones below, uint32 where they fit: 15 MB less
+        # held at 931 000 6-bit bins): over the (B, 4) block numpy widened uint32 to uint64 in a 112 MB
+        # temporary at 3.66 M 7-bit bins, the Histogram's peak (0.36 s of CPU -> 0.07 alone).
+        self.sums = np.empty((starts.shape[0], 4), dtype=sums.dtype)
+        for c in range(4):
+            self.sums[:, c] = np.add.reduceat(sums[:, c], starts, dtype=sums.dtype)
         order = np.argsort(ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
         rank = np.empty(b, dtype=np.int32)  # (int32 here and in six: 21 MB less at 2.6 M bins)
-        rank[order] = np.arange(b)
+        rank[order] = np.arange(b, dtype=np.int32)  # (not intp: 15 MB less at the Histogram's peak)
         # One array reordered at a time, each old one freed before the next copy (12 MP under random alpha:
         # 2.5 M bins, 140 MB of copies at once).
         ids = ids[order]
         if n <= _NARROW_COUNTS:  # (int32 while the pixels are: 14 MB less held from here to the labels)
-            counts = counts.astype(np.int32)
+            counts = counts.astype(np.int32, copy=False) if counts.dtype != np.uint32 else counts.view(np.int32)
         counts = counts[order]
         # Exact in uint32 while a channel's sum over every pixel is: half the bytes (12 MP photo under random
         # alpha: 2.6 M bins, 84 -> 42 MB held from here to the labels).
         if n <= _NARROW_SUMS:
-            sums = sums.astype(np.uint32)
+            sums = sums.astype(np.uint32, copy=False)
         sums = sums[order]
         self.fine = Fine(ids, counts, sums, six[order], rank, m)
 
@@ -496,6 +514,16 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
             level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
             level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
+            below = int(_FINE_LIGHT_SHARE * hist.index.shape[0])
+            if below > 1:
+                merged, on = _fine_merged(hist, below)
+                # Not where the merge would cost the level its sample (`kmeans._sample`, over `_SAMPLE_SHARE` of
+                # the points kept), which the whole level has: fit_large would then run plain updates over every
+                # point (chelsea at 12 MP under a vignette, K = 1024: 748 597 -> 437 934 points, no sample, CPU
+                # +5 %). Nor under the 4 k points fit_large needs.
+                if merged[0].shape[0] >= 4 * k and (kmeans._sample(merged[0].astype(np.float64), k) is not None
+                                                    or kmeans._sample(level[0].astype(np.float64), k) is None):
+                    level, parent = merged, on
             # The 6-bit level starts from its 5-bit cells' centroids and bounds (the same centroids), made only
             # then and let go after (16 MB at 931 000 6-bit bins).
             top = functools.partial(_five, hist)
@@ -517,6 +545,28 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
     return kmeans.fit_histogram(ids, counts, sums, hist.bits, k, variance=hist.variance(), seed=seed,
                                 max_iter=max_iter, tol=tol, last=last,
                                 stand_in=_stand_in if k <= STAND_IN_MAX else None, coarse=coarse)
+
+
+def _fine_merged(hist: Histogram, below: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The 7-bit level (counts, sums) of hist with its bins of fewer than below pixels merged per 6-bit cell,
+    and each point's 6-bit bin (its place in `Histogram.counts`): the bins of at least below pixels in their
+    order, then the merged ones by 6-bit bin. A merged point lies in one 6-bit cell, so the warm 6-bit level
+    still holds it (`kmeans.fit_large`'s parent); the 6-bit level's sums, hence its centroids, are unchanged."""
+    f = hist.fine
+    heavy = np.flatnonzero(f.counts >= below)
+    six = f.six[heavy]
+    # What a 6-bit bin's light 7-bit bins hold is the bin less its heavy ones: passes over the heavy ones
+    # only. (Integers below 2**53 summed as doubles: exact.)
+    rest = hist.counts - np.bincount(six, weights=f.counts[heavy], minlength=hist.bins).astype(np.int64)
+    cells = np.flatnonzero(rest)
+    heavy_sums = f.sums[heavy]
+    sums = np.empty((heavy.shape[0] + cells.shape[0], 4), dtype=f.sums.dtype)
+    sums[:heavy.shape[0]] = heavy_sums
+    for c in range(4):
+        taken = np.bincount(six, weights=heavy_sums[:, c], minlength=hist.bins).astype(np.int64)
+        sums[heavy.shape[0]:, c] = (hist.sums[cells, c].astype(np.int64) - taken[cells])
+    counts = np.concatenate([f.counts[heavy], rest[cells].astype(f.counts.dtype)])
+    return (counts, sums), np.concatenate([six, cells.astype(six.dtype)])
 
 
 def _five(hist: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -560,6 +610,15 @@ _TOP_UPDATES = 22
 # astronaut +0.17 %; 0.7e-6 grace_hopper +0.18 %; 4 more updates on the merged level did not win it back
 # (+0.21 % at 28): the merge, not the updates, costs that J.
 _LIGHT_SHARE = 1e-6
+# From `kmeans._LARGE_K` on, the 7-bit level fit_large ends on has its bins of under this share of the pixels
+# (under 8 at 12 MP) merged per 6-bit cell (`_fine_merged`): under random alpha a 12 MP photo has 3.1-3.7 M
+# 7-bit bins of ~3.5 pixels each, and its last updates, over every point, cost in proportion to them. The
+# astronaut under random alpha: 3.66 M points -> 1.20 M (1.53 M under 4 pixels, 1.04 M under 16). 12 MP
+# photos (astronaut, chelsea, flower.jpg) under random alpha or a vignette at K = 512, 1024 and 4096, J
+# against the whole level: under random alpha +0.03 to +0.14 % (under 16 pixels: +0.10 to +0.22 %), under a
+# vignette -0.03 to +0.02 %. The labels are still each pixel's exact nearest, by 7-bit cell. Below ~2.9 MP
+# (under 2 pixels) nothing is merged.
+_FINE_LIGHT_SHARE = 7e-7
 # Up to this k, the restarts' stand-in (see `_stand_in`). At K = 32 the file's J moved more than the mean
 # over seeds: grace_hopper and a noisy photo under random alpha +0.33 and +0.36 % at seed 0, -0.04 and
 # +0.16 % over seeds 0-7 (fit 1.68 -> 1.09 s and 2.76 -> 1.63). At K = 64 (8 restarts) the noisy photo took

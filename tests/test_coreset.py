@@ -17,6 +17,7 @@ import kmq
 from kmq import api, coreset, parallel
 from kmq import kmeans as km
 from kmq.imageio import clear_transparent
+from test_rgba_speed_paths import busy_rgba, large_k_on_the_histogram  # noqa: F401 - busy_rgba is a fixture
 
 
 def vignette(rgb: np.ndarray) -> np.ndarray:
@@ -790,3 +791,96 @@ def test_7_bit_bins_are_ranked_by_bit_counts_not_a_table_per_flag(monkeypatch):
     assert made == [] and f is not None and f.ids.shape[0] == 256
     keys = sum((px[:, c].astype(np.int64) >> 1) << (7 * (3 - c)) for c in range(4))
     assert np.array_equal(f.ids[f.rank[h.index]], keys)  # each pixel's 7-bit bin
+
+
+def test_light_7_bit_bins_merged_per_6_bit_cell_by_hand(monkeypatch):
+    # Two 6-bit bins: bin 0 with 7-bit bins of 1 (light), 5 (heavy) and 2 (light) pixels, bin 1 with one of
+    # 1 pixel (light). Heavy bins stay in their order, then each 6-bit bin's light ones as one point.
+    fine = coreset.Fine(np.array([1, 2, 3, 4], dtype=np.int32), np.array([1, 5, 2, 1], dtype=np.int32),
+                        np.array([[1, 2, 3, 4], [10, 10, 10, 10], [5, 6, 7, 8], [9, 9, 9, 9]], dtype=np.uint32),
+                        np.array([0, 0, 0, 1], dtype=np.int32), np.arange(4, dtype=np.int32), None)
+    hist = coreset.Histogram.__new__(coreset.Histogram)
+    hist.fine, hist.bins = fine, 2
+    hist.counts = np.array([8, 1])
+    hist.sums = np.array([[16, 18, 20, 22], [9, 9, 9, 9]], dtype=np.uint32)
+    (counts, sums), parent = coreset._fine_merged(hist, 3)
+    assert counts.tolist() == [5, 3, 1] and counts.dtype == np.int32
+    assert sums.tolist() == [[10, 10, 10, 10], [6, 8, 10, 12], [9, 9, 9, 9]] and sums.dtype == np.uint32
+    assert parent.tolist() == [0, 0, 1]
+    assert fine.counts.tolist() == [1, 5, 2, 1]  # the histogram's own arrays kept for the labels
+
+
+def test_large_k_fits_the_7_bit_level_with_its_light_bins_merged_per_6_bit_cell(monkeypatch, busy_rgba):
+    """From kmeans._LARGE_K (lowered to 40) on the 7-bit level, its bins of under _FINE_LIGHT_SHARE of the
+    pixels are merged per 6-bit cell before the fit: fewer points, the same pixels and sums per 6-bit bin (so
+    each point's parent, the warm 6-bit bin, still holds it), labels still each pixel's nearest, J near the
+    whole level's."""
+    busy = busy_rgba
+    flat, six = large_k_on_the_histogram(monkeypatch, busy)
+    k = six // 1000 + 3
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    assert hist.fine is not None
+    monkeypatch.setattr(coreset, "_FINE_LIGHT_SHARE", 4.5 / flat.shape[0])  # bins of 1 to 3 pixels: light
+    given = []
+    real = km.fit_large
+    monkeypatch.setattr(km, "fit_large", lambda counts, sums, *a, **kw: given.append((counts, sums, kw["parent"]))
+                        or real(counts, sums, *a, **kw))
+    img = kmq.compress(busy, k=k)
+    counts, sums, parent = given[0]
+    light = hist.fine.counts < 4
+    assert len(counts) == (~light).sum() + len(np.unique(hist.fine.six[light])) < 0.75 * len(hist.fine.counts)
+    assert np.array_equal(np.bincount(parent, weights=counts), hist.counts)
+    for c in range(4):
+        assert np.array_equal(np.bincount(parent, weights=sums[:, c]), hist.sums[:, c])
+    assert_nearest(img, busy)
+    monkeypatch.setattr(coreset, "_FINE_LIGHT_SHARE", 0.0)
+    whole = kmq.compress(busy, k=k)
+    assert len(given[-1][0]) == len(hist.fine.counts) and img.distortion <= 1.01 * whole.distortion
+
+
+def test_7_bit_counts_and_sums_stay_narrow_and_unpack_once_after_the_pass(monkeypatch):
+    """Up to _NARROW_SUMS pixels the 7-bit pass's counts and sums are made in int32 / uint32 from the start (as
+    int64 they were 117 MB more at 3.66 M bins, with the 6-bit sums added up over the (B, 4) block in a uint64
+    one, the Histogram's peak), and its packed low sums (bit 0 alone) are unpacked once, after the pass, up to
+    _FINE_SPAN pixels: the same histogram as unpacked every _SPAN pixels."""
+    monkeypatch.setattr(km, "_POLISH_MAX", 5)
+    monkeypatch.setattr(coreset, "_SERIAL_BINS", 1)
+    monkeypatch.setattr(coreset, "_RUN", 64)
+    monkeypatch.setattr(coreset, "_SPAN", 512)
+    px = np.random.default_rng(2).integers(0, 8, (5000, 4)).astype(np.uint8)  # 16 6-bit bins, 256 7-bit ones
+    made, unpacks = [], []
+    count, unpack = coreset._count, coreset._unpacked_into
+    monkeypatch.setattr(coreset, "_count", lambda *a, **kw: made.append(count(*a, **kw)) or made[-1])
+    monkeypatch.setattr(coreset, "_unpacked_into", lambda *a: unpacks.append(1) or unpack(*a))
+    h = coreset.Histogram(px, min_bins=4 * 16)
+    assert h.fine.ids.shape[0] == 256 and len(made) == 1 and unpacks == [1]
+    assert made[0][0].dtype == made[0][1].dtype == np.int32
+    monkeypatch.setattr(coreset, "_FINE_SPAN", 512)
+    spanned = coreset.Histogram(px, min_bins=4 * 16)
+    assert len(unpacks) > 5
+    for a, b in ((h.fine.counts, spanned.fine.counts), (h.fine.sums, spanned.fine.sums), (h.counts, spanned.counts),
+                 (h.sums, spanned.sums)):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
+    assert h.sums.dtype == h.fine.sums.dtype == np.uint32 and h.counts.dtype == np.int64
+    row = h.fine.rank[h.index]  # each pixel's 7-bit bin
+    assert np.array_equal(h.fine.counts, np.bincount(row, minlength=256))
+    for c in range(4):
+        assert np.array_equal(h.fine.sums[:, c], np.bincount(row, weights=px[:, c], minlength=256))
+
+
+@pytest.mark.parametrize("sampled", ["both", "whole only", "neither"])
+def test_large_k_keeps_the_whole_7_bit_level_where_the_merge_would_lose_its_sample(monkeypatch, busy_rgba, sampled):
+    """The merged level is fitted unless it has no sample (`kmeans._sample`) where the whole level has one: fit_large
+    would then run plain updates over all of its points (chelsea at 12 MP under a vignette: CPU +5 %)."""
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    k = six // 1000 + 3
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    whole = len(hist.fine.counts)
+    monkeypatch.setattr(coreset, "_FINE_LIGHT_SHARE", 4.5 / flat.shape[0])
+    real = km._sample
+    drawn = {"both": lambda w: True, "whole only": lambda w: len(w) == whole, "neither": lambda w: False}[sampled]
+    monkeypatch.setattr(km, "_sample", lambda w, *a, **kw: real(w, *a, **kw) if drawn(w) else None)
+    given = []
+    monkeypatch.setattr(km, "fit_large", lambda counts, *a, **kw: given.append(len(counts)) or np.zeros((k, 4)))
+    coreset.fit(hist, k, seed=0, max_iter=300, tol=1e-4)
+    assert (given[0] == whole) == (sampled == "whole only") and given[0] <= whole
