@@ -1424,7 +1424,7 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
             slope = (y1 - y0) / (u1 - u0) if len(points) > 1 and u1 != u0 and y1 != y0 else _RDO_SLOPE
             nxt = math.exp(u1 + (goal - y1) / min(slope, -0.05))
             if y1 < goal and not short:
-                nxt = max(nxt, _STEP_DOWN * (img.distortion - j_k))  # (_STEP_DOWN)
+                nxt = max(nxt, _STEP_DOWN * (img.distortion - j_k))
             if not under and max(asked) < j_hi < j_k + nxt and points[-1][1] > math.log(max_bytes) + 2 * _CLOSE:
                 # Every file well over the budget and the line needs more than hi's J: only if rdo landed short of
                 # the J it was given, hi's J (where a file that fits beats every plain K); else no rdo file here
