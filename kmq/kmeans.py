@@ -3232,8 +3232,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     updates run together (`_lloyd_runs`), the best finished by Lloyd. With many distinct colours (over
     20 000, RGBA 8 000, or over 2**20 colours x centroids) the restarts run on a coarse histogram (each bin
     its colours' weighted mean): 5 bits per channel, or 6 or 7 where the 5-bit one has no more than 4 bins
-    per centroid, as long as the level has at most half as many bins as there are colours (RGB from 12 000 bins, as in a noisy photo: seeded and ranked on a stand-in with the
-    light bins merged, see `_thinned`). That costs little and lands near the optimum; Lloyd then continues on
+    per centroid, as long as the level has at most half as many bins as there are colours (RGB from 12 000
+    bins, as in a noisy photo: seeded and ranked on a stand-in with the light bins merged, see `_thinned`).
+    That costs little and lands near the optimum; Lloyd then continues on
     the finer 6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
     `_RELAXED_ITER` over-relaxed ones with momentum (see `_hamerly`), and none above 500 000 colours,

@@ -12,8 +12,7 @@ only where the bounds cannot decide a comparison, so every decision is exact.
 For ctx and lzma, rdo buys bytes far more cheaply than a smaller K does, so the best file is usually a
 larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi <= 1.25 lo) before it:
   - PSNR: the smallest file of a line search over K from 1.5 hi (down to hi in steps of 1.25x while files
-    get smaller), each K's slack between its J and the
-    target's spent on rdo (_rdo_for_psnr). It is no larger
+    get smaller), each K's slack between its J and the target's spent on rdo (_rdo_for_psnr). It is no larger
     than every plain K that meets the target when it is no larger than the plain file of lo (which
     misses it); otherwise lo is raised (probes aimed just below the target) until it is, or the bracket
     reaches neighbouring K and the smaller file is kept.
