@@ -17,8 +17,9 @@ from .format import valid_unicode
 
 INSTALL = "pip install 'kmq[plot]'"
 FORMATS = ("png", "svg", "pdf")
-# The reference formats of `stats --reference`: record key, legend name, marker.
-_REFERENCES = (("png8_bytes", "PNG-8", "s"), ("webp_bytes", "WebP lossless", "^"))
+# The reference formats of `stats --reference`: record key, legend name, marker, colour. Greys, outside the
+# colour cycle that codecs and inputs take, so that no line ever wears a reference's colour.
+_REFERENCES = (("png8_bytes", "PNG-8", "s", "0.15"), ("webp_bytes", "WebP lossless", "^", "0.55"))
 _LINE_STYLES = ("-", "--", "-.", ":")
 # With the line styles, what tells the inputs apart: 24 inputs get 24 different lines (the references' marks
 # are "s" and "^"). Past that a warning says the lines repeat.
@@ -101,13 +102,12 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     figure = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    colours = {name: f"C{i}" for i, name in enumerate([*codecs, *(name for _, name, _ in _REFERENCES)])}
+    colours = {codec: f"C{i % 10}" for i, codec in enumerate(codecs)}
     if len(inputs) > len(_LINE_STYLES) * len(_MARKERS):
         warnings.warn(f"{len(inputs)} inputs on one chart: past {len(_LINE_STYLES) * len(_MARKERS)} their lines "
                       "repeat (plot fewer at a time to tell them apart)", KmqWarning, stacklevel=3)
     # One codec for several inputs: the inputs take the colours, which tell lines apart better than styles.
     by_input = len(codecs) == 1 and len(inputs) > 1
-    spare = len(colours)  # the colours after the codecs' and the references'
     for n, file in enumerate(inputs):
         style = _LINE_STYLES[n % len(_LINE_STYLES)]
         dot = _MARKERS[n // len(_LINE_STYLES) % len(_MARKERS)]
@@ -117,7 +117,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
             line = sorted((r for r in mine if r["codec"] == codec), key=lambda r: r["bits_per_pixel"])
             if not line:
                 continue
-            colour = f"C{(spare + n) % 10}" if by_input else colours[codec]
+            colour = f"C{n % 10}" if by_input else colours[codec]
             xs, ys = [r["bits_per_pixel"] for r in line], [r["psnr"] for r in line]
             ax.plot(xs, ys, style, marker=dot, markersize=4, color=colour, label=f"kmq {codec}{suffix}")
             for r in line:
@@ -125,11 +125,11 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
                             xytext=(0, 5), ha="center", fontsize=7, color=colour)
         # One mark per distinct quantization: every codec's record of it carries the same reference sizes.
         by_k = {(r["k"], r["distortion"]): r for r in mine}
-        for key, name, marker in _REFERENCES:
+        for key, name, marker, grey in _REFERENCES:
             marks = sorted((r[key] * 8 / (r["width"] * r["height"]), r["psnr"]) for r in by_k.values()
                            if r.get(key) is not None)
             if marks:
-                ax.plot(*zip(*marks), style, marker=marker, markersize=5, linewidth=0.7, color=colours[name],
+                ax.plot(*zip(*marks), style, marker=marker, markersize=5, linewidth=0.7, color=grey,
                         markerfacecolor="none", label=f"{name} (same pixels){suffix}")
     # Log bits per pixel: halving the rate is the same step at K = 2 as at K = 256; ticks in plain numbers.
     ax.set_xscale("log")

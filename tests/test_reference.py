@@ -241,6 +241,18 @@ def test_plot_draws_every_input_as_a_line_of_its_own(codecs):
         assert len({colour for _, _, colour in drawn}) == 5
 
 
+@pytest.mark.parametrize("codecs", [("ctx",), ("raw", "lzma", "ctx")])
+def test_plot_never_draws_a_line_in_a_references_colour(codecs):
+    # Round 32's inputs took the colours after the references': the 9th and 10th input wore PNG-8's and WebP's.
+    records = [dict(r, png8_bytes=10 * r["k"], webp_bytes=9 * r["k"])
+               for r in _records([f"photo{i}.png" for i in range(10)], codecs)]
+    lines = plot._figure(records, None).axes[0].get_lines()
+    refs = {line.get_color() for line in lines if "(same pixels)" in line.get_label()}
+    kmq_lines = {line.get_color() for line in lines if line.get_label().startswith("kmq ")}
+    assert len(refs) == 2 and not refs & kmq_lines
+    assert len(kmq_lines) == (10 if len(codecs) == 1 else len(codecs))
+
+
 def test_plot_warns_when_inputs_are_too_many_to_tell_apart():
     with pytest.warns(kmq.KmqWarning, match=r"^25 inputs on one chart: past 24 their lines repeat"):
         plot._figure(_records([f"p{i}.png" for i in range(25)]), None)
