@@ -53,7 +53,7 @@ STDIN_NAME = "stdin"
 # The keys of `summarize`, and of each entry of its "results" (Result.as_dict), in order.
 SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr")
 RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after", "k", "ratio", "psnr",
-                 "seconds", "rdo")
+                 "seconds", "rdo", "codec")
 
 
 def image_suffixes() -> frozenset[str]:
@@ -96,14 +96,15 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         """Keys RESULT_FIELDS; k, ratio and psnr are None for a failure, psnr also for a lossless file; rdo is
-        the strength a compressed file used (--rdo, or a target's choice), else None."""
+        the strength a compressed file used (--rdo, or a target's choice), else None; codec the file's payload
+        codec (a target may choose it), None for a failure."""
         r = self.record or {}
         psnr = r.get("psnr")
         return {"input": str(self.job.source), "output": str(self.job.target), "ok": self.ok,
                 "error": self.error, "bytes_before": self.job.size, "bytes_after": self.bytes_after,
                 "k": r.get("k"), "ratio": r.get("ratio"),
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
-                "rdo": r.get("rdo")}
+                "rdo": r.get("rdo"), "codec": r.get("codec")}
 
 
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:

@@ -154,6 +154,7 @@ def test_decompress_task_writes_the_decoded_pixels(tmp_path, rgb_small):
     np.testing.assert_array_equal(pixels_of(tmp_path / "out" / "q.kmq.png"), img.decode())
     assert results[0].job.size == (tmp_path / "q.kmq").stat().st_size
     assert results[1].error == f"{tmp_path / 'missing.kmq'}: no such file or directory"
+    assert [(r.as_dict()["k"], r.as_dict()["codec"]) for r in results] == [(3, "raw"), (None, None)]
 
 
 def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
@@ -162,6 +163,7 @@ def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
     record = result.as_dict()
     assert list(record) == list(batch.RESULT_FIELDS)
     assert record["ok"] and record["psnr"] is None and record["k"] == 2 and record["rdo"] is None
+    assert record["codec"] == "raw"
     assert batch.summarize([result])["mean_psnr"] == float("inf")  # lossless, not unknown (json: null)
 
 
