@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import photos  # noqa: E402  (bench/photos.py, beside this script)
@@ -387,8 +387,9 @@ def bench_rgba(tmp: Path, log) -> list[dict]:
     """The same photo with a varying alpha (a radial vignette) and without, at each size, in fresh processes;
     plus uniform noise, the worst case for the histograms. Then other kinds, outside the target's series:
     graphics with anti-aliased alpha edges, and the photo under uniformly random alpha (nearly every pixel
-    a colour of its own: the worst case for distinct colours). All at K = 16, then the 12 MP ones at K = 256
-    and at K = 1024 (`rgba_cases`), a series each: from K = 512 RGBA fits on a finer histogram level than RGB."""
+    a colour of its own: the worst case for distinct colours), and a 0.5 MP photo under a soft alpha. All at
+    K = 16, then the 12 MP ones and the soft alpha at K = 256 and at K = 1024 (`rgba_cases`), a series each:
+    from K = 512 RGBA fits on a finer histogram level than RGB."""
     return [row for k in (16, 256, 1024) for row in bench_rgba_at(tmp, log, k)]
 
 
@@ -407,7 +408,10 @@ def rgba_cases(k: int) -> list[tuple[str, str, int, int]]:
              ("coffee 4000x3000, random alpha", "random", 4000, 3000)]
     if GRACE.exists():
         cases.append(("grace_hopper 4000x3000, random alpha", "grace", 4000, 3000))
-    return cases if k == 16 else [c for c in cases if c[2] == 4000]
+    # A new user's find (round 33): half a megapixel under a soft alpha of every level has ~3x the distinct
+    # colours of its RGB, under the size where RGBA turns to histograms; a series of its own at every K.
+    cases.append(("coffee 860x580, soft alpha", "soft", 860, 580))
+    return cases if k == 16 else [c for c in cases if c[2] == 4000 or c[1] == "soft"]
 
 
 def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
@@ -425,6 +429,10 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
                 rgb = np.asarray(photo.resize((w, h), Image.Resampling.LANCZOS))
             if kind in ("random", "grace"):
                 alpha = np.random.default_rng(1).integers(0, 256, (h, w), dtype=np.uint8)
+            elif kind == "soft":  # noise on a 16-pixel grid, upsampled and blurred: smooth, every level
+                grid = np.random.default_rng(2).integers(0, 256, (h // 16 + 1, w // 16 + 1), dtype=np.uint8)
+                alpha = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC)
+                                   .filter(ImageFilter.GaussianBlur(4)))
             else:
                 yy, xx = np.mgrid[0:h, 0:w]
                 r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
@@ -433,8 +441,8 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
         path = tmp / "rgba.png"
         Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
         row = {"case": label, "k": k, "series": kind in ("noise", "vignette") and k == 16,
-               "series256": kind == "vignette" and k == 256, "series1024": k == 1024,
-               "other": kind in ("graphics", "random", "grace") and k < 1024}
+               "series256": kind == "vignette" and k == 256, "series1024": k == 1024 and w == 4000,
+               "other": kind in ("graphics", "random", "grace") and k < 1024, "soft": kind == "soft"}
         # The two modes take turns, so that both meet the same load on a shared machine; each keeps its
         # fastest run, and the least CPU time of its runs.
         for rep in range(RGBA_REPS):
@@ -632,8 +640,9 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
            f"process, best of {RGBA_REPS} (the two taking turns); the time is the compress call's wall time, "
            "the CPU ratio that of its CPU time (least of the runs: less disturbed by other jobs on a shared "
            "machine), memory the process's peak. The target's series is the vignette at every size at K = 16; "
-           "12 MP at K = 256, other kinds (random alpha, anti-aliased graphics), and every 12 MP kind at K = 1024 "
-           "are targets of their own.", "",
+           "12 MP at K = 256, other kinds (random alpha, anti-aliased graphics), every 12 MP kind at K = 1024, "
+           "and a 0.5 MP photo under a soft alpha (every level) at K = 16, 256 and 1024 are targets of their own.",
+           "",
            "| image | K | RGB time | RGBA time | time ratio | CPU ratio | RGB peak | RGBA peak | memory ratio | "
            "RGB J | RGBA J |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -646,7 +655,8 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
     out.append("")
     for key, what in (("series", "at every size"), ("series256", "12 MP at K = 256"),
                       ("other", "under random alpha (two photos) and anti-aliased graphics, K = 16 and 256"),
-                      ("series1024", "12 MP at K = 1024 (vignette, random alpha, graphics)")):
+                      ("series1024", "12 MP at K = 1024 (vignette, random alpha, graphics)"),
+                      ("soft", "0.5 MP under a soft alpha, K = 16, 256, 1024")):
         series = [r for r in rows if r.get(key, key == "series")]
         if not series:
             continue
