@@ -104,3 +104,31 @@ def test_unpack_makes_no_swapped_copy_of_rgb_keys() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 3.5 * keys.shape[0]
+
+
+def test_marks_keep_no_key_per_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The counts' table only: each chunk's keys are packed into a buffer and dropped, and `_Keyed` packs them
+    # again from the pixels when it spreads (12 MP: a 48 MB array of fresh pages spared). The same colours,
+    # counts and spread values as the pass after the decode.
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)
+    rgbx = _rgbx(1000, 1200, seed=5, levels=40)
+    n = 1000 * 1200
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    marks = kmeans.Marks()
+    tracemalloc.start()
+    try:
+        for start in range(0, 900, 100):  # the last 100 rows left to distinct
+            marks(rgbx, rgbx.shape, start, start + 100)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    table = 4 << 24
+    assert marks.seen.dtype == np.int32 and marks.seen.nbytes == table
+    assert held < table + n and peak < table + 2 * n  # a key per pixel: 4n bytes more
+    counted = kmeans.distinct(pixels, marks)
+    plain = kmeans.distinct(np.ascontiguousarray(pixels))
+    assert isinstance(counted, kmeans._Keyed)
+    assert np.array_equal(counted.colors, plain.colors) and np.array_equal(counted.counts, plain.counts)
+    labels = (np.arange(plain.colors.shape[0]) % 251).astype(np.uint16)
+    assert np.array_equal(counted.spread(labels), labels[plain.index()])
+

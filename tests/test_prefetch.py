@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import platform
 import struct
 import subprocess
 import sys
@@ -502,3 +503,16 @@ def test_a_multi_picture_jpeg_keeps_its_warning_with_a_head_start(tmp_path: Path
                           str(tmp_path / "s.kmq")], capture_output=True, text=True)
     assert run.returncode == 0
     assert run.stderr == f"Warning: {path}: 2 frames; using the first\n"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and malloc_stats are glibc's")
+def test_the_command_allocates_from_one_arena_in_every_thread() -> None:
+    # The decoding threads' freed blocks (the compressed PNG, the inflated pieces) then serve the main
+    # thread's later arrays, instead of fresh pages: glibc would give each thread an arena of its own.
+    code = ("import ctypes, sys, threading\n"
+            "from kmq.__main__ import _keep_freed_memory\n"
+            "_keep_freed_memory()\n"
+            "t = threading.Thread(target=lambda: bytearray(300_000)); t.start(); t.join()\n"
+            "sys.stderr.flush(); ctypes.CDLL(None).malloc_stats()\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "Arena 0:" in err and "Arena 1:" not in err
