@@ -333,12 +333,13 @@ def _mark(source: Distinct, seen: np.ndarray, inverse: np.ndarray | None, start:
         seen[keys.astype(np.intp)] = True
 
 
-def _count(source: Distinct, counts: np.ndarray, start: int, stop: int) -> None:
+def _count(source: Distinct, counts: np.ndarray, start: int, stop: int,
+           fault_in: Callable[[np.ndarray], None] | None = None) -> None:
     """`Marks`' pass over pixels start..stop of source: 1 added to each one's key's count in counts ((2**24,)
     int32). The keys are packed a chunk at a time into a buffer that stays in cache, not kept: `_Keyed` packs
     them again from the pixels. 12 MP: a 48 MB array of fresh pages spared (0.01-0.1 s of system time, by
     how recently the machine had used that memory), the marks 0.080 -> 0.070 s of CPU, the spread 0.038 ->
-    0.050 s (in two threads)."""
+    0.050 s (in two threads). fault_in(keys), if given, is called with each chunk's keys first (`_FaultIn`)."""
     ones = np.ones(_INDEX_CHUNK, dtype=np.int32)
     keys = np.empty(_INDEX_CHUNK, dtype=np.uint32)
     stop = min(stop, source._pixels.shape[0])
@@ -347,6 +348,8 @@ def _count(source: Distinct, counts: np.ndarray, start: int, stop: int) -> None:
         # np.add.at with intp indices and an array of ones: its fast path (12 MP: 0.035 s, against 0.028 s
         # for setting flags; with a scalar 1 it takes 0.6 s). It holds the GIL: one thread at a time.
         packed = source._packed(s, e, keys[:e - s])
+        if fault_in is not None:
+            fault_in(packed)  # (the pages these keys reach, outside the GIL: `_FaultIn`)
         np.add.at(counts, packed.astype(np.intp), ones[:e - s])
 
 
@@ -407,6 +410,54 @@ class _Keyed(Distinct):
         return out
 
 
+# madvise's advice to fault a range in as if written (Linux 5.14 on; elsewhere an error, and nothing done).
+_MADV_POPULATE_WRITE = 23
+# Keys a span of the marks' table covers (2 MB of int32 counts, a huge page), and one key in this many of a
+# chunk's tells which spans it reaches (a span only its other keys reach is faulted in by np.add.at).
+_SPAN_KEYS = 1 << 19
+_SPAN_SAMPLE = 64
+
+
+class _FaultIn:
+    """Faults in the spans of a table that a chunk's keys are about to reach, each once, by madvise in a call
+    that does not hold the GIL (ctypes releases it), before np.add.at writes there.
+
+    np.add.at faults the 64 MB table's pages in as its keys first reach them, holding the GIL meanwhile:
+    the first 64 Ki keys of a 12 MP photo took 3-380 ms (2 MB pages zeroed; far slower where the virtual
+    machine's host had taken the memory back), while the decoding and inflating threads could not get the
+    GIL between their calls. The same faults here leave them running (a thread of GIL-free work beside it,
+    the table faulted in at once: its longest wait 304 ms -> 36 ms). Only the spans the keys reach: an image
+    of few colours touches few.
+    Where madvise cannot be called, or refuses, nothing is done: the writes fault the pages in as before."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self._table = table
+        self._left = np.ones(-(-table.shape[0] // _SPAN_KEYS), dtype=bool)  # spans not faulted in yet
+        try:
+            import ctypes
+            import mmap
+
+            self._page = mmap.PAGESIZE
+            self._madvise = ctypes.CDLL(None).madvise
+            self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        except Exception:  # noqa: BLE001 - no C library to ask (Windows)
+            self._left[:] = False
+
+    def __call__(self, keys: np.ndarray) -> None:
+        if not self._left.any():
+            return
+        reached = np.zeros_like(self._left)
+        reached[keys[::_SPAN_SAMPLE] // _SPAN_KEYS] = True
+        reached &= self._left
+        self._left &= ~reached
+        size, base, page = self._table.itemsize, self._table.ctypes.data, self._page
+        for span in np.flatnonzero(reached).tolist():
+            start = -(-(base + span * _SPAN_KEYS * size) // page) * page
+            stop = min(base + self._table.nbytes, base + (span + 1) * _SPAN_KEYS * size) // page * page
+            if stop > start:
+                self._madvise(start, stop - start, _MADV_POPULATE_WRITE)
+
+
 class Marks:
     """`_distinct_by_table`'s first pass over an RGB image made a run of rows at a time as they are decoded
     (the on_rows of kmq.prefetch.take), so that it overlaps the decode instead of following it, for these
@@ -419,6 +470,7 @@ class Marks:
 
     def __init__(self) -> None:
         self.seen: np.ndarray | None = None
+        self._fault_in: _FaultIn | None = None
         self._source: Distinct | None = None
         self._marked = 0  # pixels
 
@@ -433,14 +485,16 @@ class Marks:
                 pixels = np.frombuffer(memory, dtype=np.uint8).reshape(n, per_pixel)[:, :3]
                 self._source = Distinct(np.empty((0, 3), np.uint8), np.empty(0, np.int64),
                                         np.empty(0, np.uint32), pixels=pixels)
-                # The counts: int32 (n <= _ONE_PASS < 2**31); calloc'd, so their pages are faulted in here.
+                # The counts: int32 (n <= _ONE_PASS < 2**31); calloc'd, their pages faulted in as the keys reach
+                # them (`_FaultIn`).
                 self.seen = np.zeros(1 << 24, dtype=np.int32 if n <= _ONE_PASS else bool)
+                self._fault_in = _FaultIn(self.seen) if n <= _ONE_PASS else None
             if self.seen.dtype == np.bool_:
                 _mark(self._source, self.seen, None, start * width, stop * width)
             else:
-                _count(self._source, self.seen, start * width, stop * width)
+                _count(self._source, self.seen, start * width, stop * width, self._fault_in)
         except MemoryError:  # a head start only: `distinct` makes its own pass, and says so if it must
-            self._source = self.seen = None
+            self._source = self.seen = self._fault_in = None
             self._marked = -1  # no rows from now on
             return
         self._marked = stop * width
@@ -450,7 +504,7 @@ class Marks:
         layout: the decoded image, which nothing writes once decoded). The marks are handed over, not kept:
         `distinct` frees the flags once read, or keeps the counts' table for `_Keyed`."""
         source, seen = self._source, self.seen
-        self._source = self.seen = None
+        self._source = self.seen = self._fault_in = None
         if source is None:
             return 0, None
         marked = source._pixels

@@ -132,3 +132,43 @@ def test_marks_keep_no_key_per_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
     labels = (np.arange(plain.colors.shape[0]) % 251).astype(np.uint16)
     assert np.array_equal(counted.spread(labels), labels[plain.index()])
 
+
+def _resident(a: np.ndarray) -> float:
+    """The share of a's whole pages that are in memory (mincore)."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    start = -(-a.ctypes.data // page) * page
+    pages = (a.ctypes.data + a.nbytes - start) // page
+    vec = (ctypes.c_ubyte * pages)()
+    mincore = ctypes.CDLL(None, use_errno=True).mincore
+    mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    assert mincore(start, pages * page, vec) == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec) / pages
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_POPULATE_WRITE and mincore are Linux's")
+@pytest.mark.parametrize("levels, resident", [(256, (0.99, 1.0)), (2, (0.0, 0.2))])
+def test_the_marks_table_is_faulted_in_where_the_keys_reach_before_they_are_counted(
+        monkeypatch: pytest.MonkeyPatch, levels: int, resident: tuple[float, float]) -> None:
+    # The spans of the table a chunk's keys reach are faulted in by madvise, which leaves the GIL to the
+    # decoding threads, not by np.add.at (one call, holding the GIL through every fault: up to ~0.4 s on a
+    # machine short of memory); only those: colours in {0, 255}^3 reach 2 of its 32 spans of 2 MB.
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)
+    rgbx = _rgbx(400, 400, seed=levels, levels=levels)
+    marks = kmeans.Marks()
+    counted: list[float] = []
+    real = np.add.at
+
+    def add_at(counts, *args):  # noqa: ANN001, ANN002, ANN202
+        counted.append(_resident(counts))  # as the first chunk is counted
+        np.add.at = real
+        return real(counts, *args)
+
+    monkeypatch.setattr(np.add, "at", add_at, raising=False)
+    marks(rgbx, rgbx.shape, 0, 400)
+    assert marks.seen.dtype == np.int32 and resident[0] <= counted[0] <= resident[1]
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    counted_d, plain = kmeans.distinct(pixels, marks), kmeans.distinct(np.ascontiguousarray(pixels))
+    assert np.array_equal(counted_d.colors, plain.colors) and np.array_equal(counted_d.counts, plain.counts)
