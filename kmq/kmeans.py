@@ -262,9 +262,10 @@ def _distinct_by_table(pixels: np.ndarray, keyed: int, alpha: int | None, shift:
     n, channels = pixels.shape
     source = Distinct(np.empty((0, channels), np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32),
                       pixels=pixels, shift=shift)
-    done, seen, inverse = (0, None, None) if marks is None else marks.take(pixels)
+    done, seen = (0, None) if marks is None else marks.take(pixels)
     if done and seen.dtype == np.int32:  # the marks counted each key as the rows decoded (`Marks`)
-        return _distinct_counted(source, seen, inverse, done)
+        return _distinct_counted(source, seen, done)
+    inverse = None  # the marks flag the keys only above _ONE_PASS pixels
     if not done:
         seen = np.zeros(1 << keyed, dtype=bool)
         # Up to _ONE_PASS pixels, each pixel's key, then its colour index in the same place (M < 2**24).
@@ -332,28 +333,36 @@ def _mark(source: Distinct, seen: np.ndarray, inverse: np.ndarray | None, start:
         seen[keys.astype(np.intp)] = True
 
 
-def _count(source: Distinct, counts: np.ndarray, keys: np.ndarray, start: int, stop: int) -> None:
-    """`Marks`' pass over pixels start..stop of source where each pixel's key is kept: each one's key into
-    keys and 1 added to its key's count in counts ((2**24,) int32)."""
+def _count(source: Distinct, counts: np.ndarray, start: int, stop: int,
+           fault_in: Callable[[np.ndarray], None] | None = None) -> None:
+    """`Marks`' pass over pixels start..stop of source: 1 added to each one's key's count in counts ((2**24,)
+    int32). The keys are packed a chunk at a time into a buffer that stays in cache, not kept: `_Keyed` packs
+    them again from the pixels. 12 MP: a 48 MB array of fresh pages spared (0.01-0.1 s of system time, by
+    how recently the machine had used that memory), the marks 0.080 -> 0.070 s of CPU, the spread 0.038 ->
+    0.050 s (in two threads). fault_in(keys), if given, is called with each chunk's keys first (`_FaultIn`)."""
     ones = np.ones(_INDEX_CHUNK, dtype=np.int32)
+    keys = np.empty(_INDEX_CHUNK, dtype=np.uint32)
+    stop = min(stop, source._pixels.shape[0])
     for s in range(start, stop, _INDEX_CHUNK):
         e = min(s + _INDEX_CHUNK, stop)
         # np.add.at with intp indices and an array of ones: its fast path (12 MP: 0.035 s, against 0.028 s
         # for setting flags; with a scalar 1 it takes 0.6 s). It holds the GIL: one thread at a time.
-        packed = source._packed(s, e, keys[s:e])
-        np.add.at(counts, packed.astype(np.intp), ones[:packed.shape[0]])
+        packed = source._packed(s, e, keys[:e - s])
+        if fault_in is not None:
+            fault_in(packed)  # (the pages these keys reach, outside the GIL: `_FaultIn`)
+        np.add.at(counts, packed.astype(np.intp), ones[:e - s])
 
 
-def _distinct_counted(source: Distinct, counts: np.ndarray, keys: np.ndarray, done: int) -> _Keyed:
+def _distinct_counted(source: Distinct, counts: np.ndarray, done: int) -> _Keyed:
     """`_distinct_by_table` from `Marks` that counted the keys of source's first `done` pixels into counts
-    ((2**24,) int32) and kept every pixel's key (keys, (N,) uint32): the rest counted here, then the colours
-    are the keys counted, in ascending order, and their counts are read from the table.
+    ((2**24,) int32): the rest counted here, then the colours are the keys counted, in ascending order, and
+    their counts are read from the table.
 
     Where the marks only flag the keys, the colours' indices are ranked and counted after the decode, over
     every pixel (12 MP: ~0.1 s of CPU on both cores, ~0.06 s of wall time); the counts cost ~0.007 s more
     in the marks, which run beside the decode, and the table then spreads the labels (`_Keyed`)."""
-    n = keys.shape[0]
-    _count(source, counts, keys, done, n)  # the rows handed on once the decode had ended (few, mostly)
+    n = source._pixels.shape[0]
+    _count(source, counts, done, n)  # the rows handed on once the decode had ended (few, mostly)
 
     def present(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         part = counts[start:stop]
@@ -364,18 +373,17 @@ def _distinct_counted(source: Distinct, counts: np.ndarray, keys: np.ndarray, do
     found = parallel.map_parts(present, counts.shape[0])
     values = np.concatenate([v for v, _ in found])
     per_colour = np.concatenate([c for _, c in found]).astype(np.int64)
-    return _Keyed(_unpack(values, 3), per_colour, values, keys, counts)
+    return _Keyed(_unpack(values, 3), per_colour, values, source._pixels, counts)
 
 
 class _Keyed(Distinct):
-    """`Distinct` holding every pixel's key, (N,) uint32, and a table over the 2**24 keys (the marks' counts,
-    no longer needed as such): `spread` writes each colour's value at its key in the table, then gathers
-    each pixel's from it. The table's memory is reused: no fresh pages."""
+    """`Distinct` holding the (N, 3) RGB pixels and a table over the 2**24 keys (the marks' counts, no longer
+    needed as such): `spread` writes each colour's value at its key in the table, then gathers each pixel's
+    from it by its key, packed again a chunk at a time. The table's memory is reused: no fresh pages."""
 
-    def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, keys: np.ndarray,
+    def __init__(self, colors: np.ndarray, counts: np.ndarray, values: np.ndarray, pixels: np.ndarray,
                  table: np.ndarray) -> None:
-        super().__init__(colors, counts, values)
-        self._keys = keys
+        super().__init__(colors, counts, values, pixels=pixels)
         self._table = table
         self._lock = threading.Lock()  # one spread at a time writes the table
 
@@ -384,8 +392,7 @@ class _Keyed(Distinct):
 
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         per_color = np.asarray(per_color)
-        keys = self._keys
-        out = np.empty(keys.shape[0], dtype=per_color.dtype)
+        out = np.empty(self._pixels.shape[0], dtype=per_color.dtype)
         with self._lock:
             size = per_color.dtype.itemsize << 24
             table = (self._table.view(np.uint8)[:size].view(per_color.dtype) if size <= self._table.nbytes
@@ -393,27 +400,77 @@ class _Keyed(Distinct):
             table[self._values.astype(np.intp)] = per_color  # the other entries are read by no pixel
 
             def part(start: int, stop: int) -> None:
+                keys = np.empty(_INDEX_CHUNK, dtype=np.uint32)
                 for s in range(start, stop, _INDEX_CHUNK):
                     e = min(s + _INDEX_CHUNK, stop)
-                    np.take(table, keys[s:e], out=out[s:e], mode="clip")  # keys < 2**24: ~15 % faster
+                    # keys < 2**24: mode="clip" ~15 % faster
+                    np.take(table, self._packed(s, e, keys[:e - s]), out=out[s:e], mode="clip")
 
             parallel.map_parts(part, out.shape[0])
         return out
 
 
+# madvise's advice to fault a range in as if written (Linux 5.14 on; elsewhere an error, and nothing done).
+_MADV_POPULATE_WRITE = 23
+# Keys a span of the marks' table covers (2 MB of int32 counts, a huge page), and one key in this many of a
+# chunk's tells which spans it reaches (a span only its other keys reach is faulted in by np.add.at).
+_SPAN_KEYS = 1 << 19
+_SPAN_SAMPLE = 64
+
+
+class _FaultIn:
+    """Faults in the spans of a table that a chunk's keys are about to reach, each once, by madvise in a call
+    that does not hold the GIL (ctypes releases it), before np.add.at writes there.
+
+    np.add.at faults the 64 MB table's pages in as its keys first reach them, holding the GIL meanwhile:
+    the first 64 Ki keys of a 12 MP photo took 3-380 ms (2 MB pages zeroed; far slower where the virtual
+    machine's host had taken the memory back), while the decoding and inflating threads could not get the
+    GIL between their calls. The same faults here leave them running (a thread of GIL-free work beside it,
+    the table faulted in at once: its longest wait 304 ms -> 36 ms). Only the spans the keys reach: an image
+    of few colours touches few.
+    Where madvise cannot be called, or refuses, nothing is done: the writes fault the pages in as before."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self._table = table
+        self._left = np.ones(-(-table.shape[0] // _SPAN_KEYS), dtype=bool)  # spans not faulted in yet
+        try:
+            import ctypes
+            import mmap
+
+            self._page = mmap.PAGESIZE
+            self._madvise = ctypes.CDLL(None).madvise
+            self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        except Exception:  # noqa: BLE001 - no C library to ask (Windows)
+            self._left[:] = False
+
+    def __call__(self, keys: np.ndarray) -> None:
+        if not self._left.any():
+            return
+        reached = np.zeros_like(self._left)
+        reached[keys[::_SPAN_SAMPLE] // _SPAN_KEYS] = True
+        reached &= self._left
+        self._left &= ~reached
+        size, base, page = self._table.itemsize, self._table.ctypes.data, self._page
+        for span in np.flatnonzero(reached).tolist():
+            start = -(-(base + span * _SPAN_KEYS * size) // page) * page
+            stop = min(base + self._table.nbytes, base + (span + 1) * _SPAN_KEYS * size) // page * page
+            if stop > start:
+                self._madvise(start, stop - start, _MADV_POPULATE_WRITE)
+
+
 class Marks:
     """`_distinct_by_table`'s first pass over an RGB image made a run of rows at a time as they are decoded
     (the on_rows of kmq.prefetch.take), so that it overlaps the decode instead of following it, for these
-    very pixels only (`done`): up to _ONE_PASS pixels each pixel's key kept and the keys counted in a table
-    over the key space (`_count`), from which `distinct` then reads the colours and their counts at once
+    very pixels only (`done`): up to _ONE_PASS pixels the keys counted in a table over the key space
+    (`_count`), from which `distinct` then reads the colours and their counts at once
     (`_distinct_counted`); above, the same keys' flags as `distinct`'s own first pass.
 
     A 12 MP PNG decodes in ~0.3 s, and kmq's imports end well before: the pass (~0.045 s of CPU, and the
-    first touch of its 112 MB) then runs on the core the imports leave idle."""
+    first touch of its 64 MB) then runs on the core the imports leave idle."""
 
     def __init__(self) -> None:
         self.seen: np.ndarray | None = None
-        self.inverse: np.ndarray | None = None
+        self._fault_in: _FaultIn | None = None
         self._source: Distinct | None = None
         self._marked = 0  # pixels
 
@@ -428,32 +485,32 @@ class Marks:
                 pixels = np.frombuffer(memory, dtype=np.uint8).reshape(n, per_pixel)[:, :3]
                 self._source = Distinct(np.empty((0, 3), np.uint8), np.empty(0, np.int64),
                                         np.empty(0, np.uint32), pixels=pixels)
-                self.inverse = np.empty(n, dtype=np.uint32) if n <= _ONE_PASS else None
-                # The counts: int32 (n <= _ONE_PASS < 2**31); calloc'd, so their pages are faulted in here.
-                self.seen = np.zeros(1 << 24, dtype=bool if self.inverse is None else np.int32)
-            if self.inverse is None:
+                # The counts: int32 (n <= _ONE_PASS < 2**31); calloc'd, their pages faulted in as the keys reach
+                # them (`_FaultIn`).
+                self.seen = np.zeros(1 << 24, dtype=np.int32 if n <= _ONE_PASS else bool)
+                self._fault_in = _FaultIn(self.seen) if n <= _ONE_PASS else None
+            if self.seen.dtype == np.bool_:
                 _mark(self._source, self.seen, None, start * width, stop * width)
             else:
-                _count(self._source, self.seen, self.inverse, start * width, stop * width)
+                _count(self._source, self.seen, start * width, stop * width, self._fault_in)
         except MemoryError:  # a head start only: `distinct` makes its own pass, and says so if it must
-            self._source = self.seen = self.inverse = None
+            self._source = self.seen = self._fault_in = None
             self._marked = -1  # no rows from now on
             return
         self._marked = stop * width
 
-    def take(self, pixels: np.ndarray) -> tuple[int, np.ndarray | None, np.ndarray | None]:
-        """(how many of (N, 3) pixels are marked, the flags (bool) or the counts (int32), the keys or None):
-        (0, None, None) unless they are the very pixels the marks were made from (the same memory in the same
+    def take(self, pixels: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """(how many of (N, 3) pixels are marked, the flags (bool) or the counts (int32)): (0, None) unless they are the very pixels the marks were made from (the same memory in the same
         layout: the decoded image, which nothing writes once decoded). The marks are handed over, not kept:
         `distinct` frees the flags once read, or keeps the counts' table for `_Keyed`."""
-        source, seen, inverse = self._source, self.seen, self.inverse
-        self._source = self.seen = self.inverse = None
+        source, seen = self._source, self.seen
+        self._source = self.seen = self._fault_in = None
         if source is None:
-            return 0, None, None
+            return 0, None
         marked = source._pixels
         same = (pixels.__array_interface__["data"][0] == marked.__array_interface__["data"][0]
                 and pixels.shape == marked.shape and pixels.strides == marked.strides)
-        return (self._marked, seen, inverse) if same else (0, None, None)
+        return (self._marked, seen) if same else (0, None)
 
 
 def _summed(arrays: Iterable[np.ndarray]) -> np.ndarray:

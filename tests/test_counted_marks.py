@@ -104,3 +104,71 @@ def test_unpack_makes_no_swapped_copy_of_rgb_keys() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 3.5 * keys.shape[0]
+
+
+def test_marks_keep_no_key_per_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The counts' table only: each chunk's keys are packed into a buffer and dropped, and `_Keyed` packs them
+    # again from the pixels when it spreads (12 MP: a 48 MB array of fresh pages spared). The same colours,
+    # counts and spread values as the pass after the decode.
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)
+    rgbx = _rgbx(1000, 1200, seed=5, levels=40)
+    n = 1000 * 1200
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    marks = kmeans.Marks()
+    tracemalloc.start()
+    try:
+        for start in range(0, 900, 100):  # the last 100 rows left to distinct
+            marks(rgbx, rgbx.shape, start, start + 100)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    table = 4 << 24
+    assert marks.seen.dtype == np.int32 and marks.seen.nbytes == table
+    assert held < table + n and peak < table + 2 * n  # a key per pixel: 4n bytes more
+    counted = kmeans.distinct(pixels, marks)
+    plain = kmeans.distinct(np.ascontiguousarray(pixels))
+    assert isinstance(counted, kmeans._Keyed)
+    assert np.array_equal(counted.colors, plain.colors) and np.array_equal(counted.counts, plain.counts)
+    labels = (np.arange(plain.colors.shape[0]) % 251).astype(np.uint16)
+    assert np.array_equal(counted.spread(labels), labels[plain.index()])
+
+
+def _resident(a: np.ndarray) -> float:
+    """The share of a's whole pages that are in memory (mincore)."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    start = -(-a.ctypes.data // page) * page
+    pages = (a.ctypes.data + a.nbytes - start) // page
+    vec = (ctypes.c_ubyte * pages)()
+    mincore = ctypes.CDLL(None, use_errno=True).mincore
+    mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    assert mincore(start, pages * page, vec) == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec) / pages
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_POPULATE_WRITE and mincore are Linux's")
+@pytest.mark.parametrize("levels, resident", [(256, (0.99, 1.0)), (2, (0.0, 0.2))])
+def test_the_marks_table_is_faulted_in_where_the_keys_reach_before_they_are_counted(
+        monkeypatch: pytest.MonkeyPatch, levels: int, resident: tuple[float, float]) -> None:
+    # The spans of the table a chunk's keys reach are faulted in by madvise, which leaves the GIL to the
+    # decoding threads, not by np.add.at (one call, holding the GIL through every fault: up to ~0.4 s on a
+    # machine short of memory); only those: colours in {0, 255}^3 reach 2 of its 32 spans of 2 MB.
+    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1)
+    rgbx = _rgbx(400, 400, seed=levels, levels=levels)
+    marks = kmeans.Marks()
+    counted: list[float] = []
+    real = np.add.at
+
+    def add_at(counts, *args):  # noqa: ANN001, ANN002, ANN202
+        counted.append(_resident(counts))  # as the first chunk is counted
+        np.add.at = real
+        return real(counts, *args)
+
+    monkeypatch.setattr(np.add, "at", add_at, raising=False)
+    marks(rgbx, rgbx.shape, 0, 400)
+    assert marks.seen.dtype == np.int32 and resident[0] <= counted[0] <= resident[1]
+    pixels = rgbx.reshape(-1, 4)[:, :3]
+    counted_d, plain = kmeans.distinct(pixels, marks), kmeans.distinct(np.ascontiguousarray(pixels))
+    assert np.array_equal(counted_d.colors, plain.colors) and np.array_equal(counted_d.counts, plain.counts)

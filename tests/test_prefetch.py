@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import platform
 import struct
 import subprocess
 import sys
@@ -502,3 +503,38 @@ def test_a_multi_picture_jpeg_keeps_its_warning_with_a_head_start(tmp_path: Path
                           str(tmp_path / "s.kmq")], capture_output=True, text=True)
     assert run.returncode == 0
     assert run.stderr == f"Warning: {path}: 2 frames; using the first\n"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and malloc_stats are glibc's")
+def test_the_command_allocates_from_one_arena_in_every_thread() -> None:
+    # The decoding threads' freed blocks (the compressed PNG, the inflated pieces) then serve the main
+    # thread's later arrays, instead of fresh pages: glibc would give each thread an arena of its own.
+    code = ("import ctypes, sys, threading\n"
+            "from kmq.__main__ import _keep_freed_memory\n"
+            "_keep_freed_memory()\n"
+            "t = threading.Thread(target=lambda: bytearray(300_000)); t.start(); t.join()\n"
+            "sys.stderr.flush(); ctypes.CDLL(None).malloc_stats()\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "Arena 0:" in err and "Arena 1:" not in err
+
+
+def test_the_image_data_is_read_from_the_mapped_file_and_pillow_reads_on_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The IDAT chunks' data handed to the inflater as views of the mapped file, not read by Pillow one chunk
+    # at a time (~300 reads into 20 MB of fresh memory at 12 MP, before the inflater could start); Pillow's
+    # reader is left past them, so that it reads the chunks after the image data as usual (here a tEXt).
+    from PIL import PngImagePlugin
+
+    pixels = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    data = _rechunked_png(_png(pixels), 300)  # 20 IDAT chunks
+    end = data.rindex(b"IEND") - 4
+    path = tmp_path / "text_after.png"
+    path.write_bytes(data[:end] + _chunk(b"tEXt", b"note\x00after the image") + data[end:])
+    reads: list[int] = []
+    real = PngImagePlugin.PngImageFile.load_read
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load_read", lambda self, n: reads.append(n) or real(self, n))
+    prefetch.start(["compress", str(path)])
+    im = prefetch.take(str(path))
+    assert im is not None and np.array_equal(np.asarray(im), pixels)
+    assert len(reads) == 1  # once, past the last chunk: no more image data there
+    assert im.text == {"note": "after the image"}
