@@ -3358,8 +3358,13 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # table of 2**21 bins was a fifth of the fit at K=16 (smooth tiles of few hues still use it).
             # Nor is it built when its bins would be more than half the colours, so skipped: counting them
             # first costs 0.4 ms, building it ~5 ms (256x256 astronaut: 21 841 bins for 38 732 colours).
-            finest = _finest(colors, counts, k, levels[-1].m)
-            if finest is not None:
+            # RGBA of many colours (a 0.5 MP photo under a smooth alpha: a colour for nearly every pixel) ends
+            # on a level as fine for k as those after which RGB's polish is skipped (see `_ends_rgba`).
+            ends = _ends_rgba(levels, m, k) if colors.shape[1] == 4 else None
+            finest = None if ends else _finest(colors, counts, k, levels[-1].m)
+            if ends:
+                levels = ends
+            elif finest is not None:
                 levels.append(finest)
         tol_abs = float(tol * variance().mean())
         # Nor are the colours polished from _POLISH_FINE_FROM when the finest level climbed is fine enough for k.
@@ -3453,6 +3458,21 @@ def _merged(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
     pts = _Points(wx / w[:, None], w, sums=wx)
     pts.inverse = inverse
     return pts
+
+
+def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
+    """The levels `fit` climbs for m RGBA colours when it ends on one of its histogram `levels` (4 to 6
+    bits) with no 7-bit level and no polish, else None: from `_POLISH_FINE_FROM` colours where the finest
+    level that halves them has `_POLISH_FINE_BINS` bins per centroid, as the polish is skipped there.
+    Their 7-bit level (bins not counted beforehand for 4 channels) rarely halves them, and the polish ran
+    on every colour: flower.jpg at 860x580 under blurred-noise alpha, 427 000 colours, K = 16: the 7-bit
+    level's 279 000 bins built and skipped, then up to 46 updates on the colours; the whole compress 0.75 ->
+    0.48 s of CPU (RGB 0.19), J +0.005 %. On 8 RGBA photos of 0.27-0.5 MP at K = 16 and 32 (blurred noise,
+    vignettes, random alpha), J +0.00 to +0.17 %."""
+    if m <= _POLISH_FINE_FROM:
+        return None
+    halving = list(itertools.takewhile(lambda level: level.m * 2 <= m, levels))
+    return halving if halving and halving[-1].m >= _POLISH_FINE_BINS * k else None
 
 
 def _finest(colors: np.ndarray, counts: np.ndarray, k: int, six: int) -> _Points | _Pending | None:
