@@ -785,6 +785,9 @@ class Prepared:
     # target's search lands at one K's lambda again with another strength: the grey trial 1200x800 made 4 runs
     # at one lambda, 0.08 s each; only the back-off to each budget differs)
     runs: dict[tuple[float, int], _State] = field(default_factory=dict)
+    # the calibration sample_share made for a call of optimise still to come, by (ratio, sweeps): that call
+    # takes it instead of calibrating again (the same trials, so the same result)
+    pending: dict[tuple[float, int], _Trial] = field(default_factory=dict)
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
@@ -1043,19 +1046,25 @@ def _worse(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prep
     many at no lower J), margin bytes added to its own; from bounds first, and encoded only when the bounds
     overlap."""
     plain = trial.plain
-    b = prepared.bounds
-    if b is None:
-        b = prepared.bounds = _plain_bounds(trial, palette)
-    at = digest(judged.palette, judged.labels)
-    if at not in prepared.judged:
-        prepared.judged[at] = _ctx_bounds(judged, judged.palette, judged.labels)
-    a = prepared.judged[at]
+    a, b = _judge(trial, judged, palette, prepared)
     if a[1] + margin < b[0]:
         return False
     if a[0] + margin > b[1]:
         return True
     return (_ctx_bytes(judged, judged.palette, judged.labels) + margin, judged.total) >= (
         _ctx_bytes(plain, palette, plain.labels), plain.total)
+
+
+def _judge(trial: _Trial, judged: _State | _Labelling, palette: np.ndarray, prepared: Prepared
+           ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ctx payload bounds of the sample's labelling ``judged`` and of its nearest labelling (into ``palette``),
+    each sized once per Prepared (Prepared.judged, Prepared.bounds)."""
+    if prepared.bounds is None:
+        prepared.bounds = _plain_bounds(trial, palette)
+    at = digest(judged.palette, judged.labels)
+    if at not in prepared.judged:
+        prepared.judged[at] = _ctx_bounds(judged, judged.palette, judged.labels)
+    return prepared.judged[at], prepared.bounds
 
 
 def digest(palette: np.ndarray, labels: np.ndarray) -> bytes:
@@ -1116,7 +1125,8 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     else:
         # the sample's J is aimed at the same share of its own (the calibration aims at 98 % of it)
         ratio = budget / j0 if j0 else 1.0
-    trial = _calibrate(prepared, ratio, sweeps)
+    trial = prepared.pending.pop((ratio, sweeps), None) or _calibrate(prepared, ratio, sweeps)
+    prepared.pending.clear()
     whole = prepared.whole
     # With nothing moved on the sample, the sample's payloads tie and _worse would keep the nearest
     # labelling: spare the whole image's run.
@@ -1146,6 +1156,22 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
             return judged.palette, labels, s.total / labels.size
     palette, labels = _result(s, ordered)
     return palette, labels, s.total / labels.size
+
+
+def sample_share(prepared: Prepared, pct: float) -> float:
+    """What share of its nearest labelling's ctx payload the sample's labelling at pct costs (the middle of
+    the bounds): an estimate of optimise's payload share on the whole image, at the cost of its calibration
+    alone, which the next optimise(..., pct, prepared) takes over (Prepared.pending: the same result as
+    without this call). 1.0 where the sample moved nothing. Only for an image larger than its sample (on one
+    that is its own sample the run is the image's)."""
+    sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
+    ratio = 1 + pct / 100
+    trial = _calibrate(prepared, ratio, sweeps)
+    prepared.pending[(ratio, sweeps)] = trial
+    if trial.kept is None or len(trial.kept.moved) == 0:
+        return 1.0
+    a, b = _judge(trial, trial.kept, prepared.palette, prepared)
+    return sum(a) / max(1, sum(b))
 
 
 def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
