@@ -247,17 +247,55 @@ def _seven(six: np.ndarray, low: np.ndarray) -> np.ndarray:
 
 
 class Fine:
-    """The 7-bit histogram of an image whose 6-bit one has too few bins: ids (B,) int32 its occupied 7-bit keys
-    ascending, counts (B,) and sums (B, 4) as `Histogram`'s (but counts int32 up to `_NARROW_COUNTS` pixels and
-    sums uint32 up to 2**32 / 255), six
-    (B,) int32 each one's 6-bit bin (in `Histogram.ids`); rank (B,) int32 the place here of each bin of
-    `Histogram.index`, which numbers them by 6-bit bin and then by bit 1 of each channel; colours, the
-    image's number of distinct colours (None: over `kmeans._POLISH_MAX`, not counted; see `Histogram._finer`)."""
+    """The 7-bit histogram of an image whose 6-bit one has too few bins: ids (B,) int32 its occupied 7-bit keys,
+    counts (B,) as `Histogram`'s (but int32 up to `_NARROW_COUNTS` pixels), six (B,) int32 each one's 6-bit bin
+    (in `Histogram.ids`); colours, the image's number of distinct colours (None: over `kmeans._POLISH_MAX`, not
+    counted; see `Histogram._finer`). Its exact sums (`sums_at`, in dtype wide: uint32 up to 2**32 / 255 pixels,
+    else int64) are its bins' corners times their counts plus low (B, 4), the sums of their pixels' bit 0, in
+    the narrowest unsigned dtype their counts allow. The bins are in the order of `Histogram.index` (by 6-bit
+    bin, then by bit 1 of each channel), rank and sums None; or, once sorted (`sort`), ids ascending, rank (B,)
+    int32 the place here of each bin of `Histogram.index`, sums (B, 4) every bin's sums and low None."""
 
-    def __init__(self, ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, six: np.ndarray, rank: np.ndarray,
-                 colours: int | None) -> None:
-        self.ids, self.counts, self.sums, self.six, self.rank = ids, counts, sums, six, rank
-        self.colours = colours
+    def __init__(self, ids: np.ndarray, counts: np.ndarray, low: np.ndarray, six: np.ndarray, colours: int | None,
+                 wide: np.dtype) -> None:
+        self.ids, self.counts, self.low, self.six, self.colours, self.wide = ids, counts, low, six, colours, wide
+        self.rank: np.ndarray | None = None
+        self.sums: np.ndarray | None = None
+
+    def sums_at(self, rows: np.ndarray) -> np.ndarray:
+        """(m, 4) the exact sums of the bins rows (m,)."""
+        if self.sums is not None:
+            return self.sums[rows]
+        counts = np.take(self.counts, rows).astype(self.wide, copy=False)
+        ids = np.take(self.ids, rows)
+        out = np.take(self.low, rows, axis=0).astype(self.wide)
+        for c in range(4):
+            corner = (ids >> (7 * (3 - c))) & 127
+            corner <<= 1
+            out[:, c] += corner.astype(self.wide, copy=False) * counts  # (at most 255 a pixel: within wide)
+        return out
+
+    def sort(self) -> None:
+        """The bins in key order (ids ascending) with their sums, as `kmeans.fit_fine` and a fit on the whole
+        level read them, and rank set; once."""
+        if self.rank is not None:
+            return
+        b = self.ids.shape[0]
+        order = np.argsort(self.ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
+        rank = np.empty(b, dtype=np.int32)  # (int32 here and in six: 21 MB less at 2.6 M bins)
+        rank[order] = np.arange(b, dtype=np.int32)  # (not intp: 15 MB less at the Histogram's peak)
+        # One array made at a time, each old one freed before the next copy (12 MP under random alpha: 2.5 M
+        # bins, 140 MB of copies at once).
+        self.sums = self.sums_at(order)
+        self.low = None
+        self.ids = self.ids[order]
+        self.counts = self.counts[order]
+        self.six = self.six[order]
+        self.rank = rank
+
+    def placed(self, bins: np.ndarray) -> np.ndarray:
+        """Bins of `Histogram.index` -> their rows here."""
+        return bins if self.rank is None else np.take(self.rank, bins)
 
 
 class Histogram:
@@ -374,8 +412,12 @@ class Histogram:
         merged. ids becomes None where `kmeans.fit_fine` cannot stand for fit (`_POLISH_MAX` colours or
         fewer, or more flags than `_FINE_FLAGS` to count them). Not counted (fine.colours None) unless
         counted or the 7-bit bins are `_POLISH_MAX` or fewer: fit from `kmeans._LARGE_K` on reads no more
-        than that there are more colours than that, which as many bins already say."""
+        than that there are more colours than that, which as many bins already say. Sorted (`Fine.sort`) where
+        counted: from `kmeans._LARGE_K` on, `fit` and `label` read the bins in the order of `index`, sparing
+        that sort's copies (a 12 MP photo under random alpha: 3.65 M bins, its 58 MB of sums copied at the
+        Histogram's peak, and the rank held to the labels)."""
         n = pairs.shape[0]
+        ordered = counted
         keys = self.index.view(np.uint32)
         first, last = _fine_tables()
         low = np.empty(n, dtype=np.uint8)  # each pixel's bits 1 and 0 of every channel (`_fine_tables`)
@@ -435,6 +477,13 @@ class Histogram:
             return
         # (int32: the keys' temporaries were the Histogram's peak at 3.65 M bins)
         six = sevens >> 4
+        # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
+        starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
+        self.counts = np.add.reduceat(counts, starts).astype(np.int64)
+        # Exact in uint32 while a channel's sum over every pixel is: half the bytes (12 MP photo under random
+        # alpha: 2.6 M bins, 84 -> 42 MB held from here to the labels).
+        wide = np.dtype(np.uint32 if narrow else np.int64)
+        self.sums = np.empty((starts.shape[0], 4), dtype=wide)
         ids = np.zeros(b, dtype=np.int32)  # (28 bits)
         for c in range(4):
             value = self.cell(c).astype(np.int32)[six]
@@ -443,32 +492,25 @@ class Histogram:
             ids <<= 7
             ids |= value
             value <<= 1
-            sums[:, c] += value.astype(sums.dtype, copy=False) * counts  # (at most 255 a pixel: within uint32)
+            whole = value.astype(wide, copy=False) * counts  # (at most 255 a pixel: within uint32)
+            whole += sums[:, c]
+            # A column at a time in the sums' own dtype (uint32 where they fit: 15 MB less held at 931 000
+            # 6-bit bins): over the (B, 4) block numpy widened uint32 to uint64 in a 112 MB temporary at 3.66 M
+            # 7-bit bins, the Histogram's peak (0.36 s of CPU -> 0.07 alone).
+            self.sums[:, c] = np.add.reduceat(whole, starts, dtype=wide)
+            del whole
         del sevens
-        # Each 6-bit bin's 7-bit ones are together here: its sums are theirs added up.
-        starts = np.flatnonzero(np.r_[True, six[1:] != six[:-1]])
-        self.counts = np.add.reduceat(counts, starts).astype(np.int64)
-        # A column at a time in the sums' own dtype (as the 7-bit ones below, uint32 where they fit: 15 MB less
-        # held at 931 000 6-bit bins): over the (B, 4) block numpy widened uint32 to uint64 in a 112 MB
-        # temporary at 3.66 M 7-bit bins, the Histogram's peak (0.36 s of CPU -> 0.07 alone).
-        self.sums = np.empty((starts.shape[0], 4), dtype=sums.dtype)
-        for c in range(4):
-            self.sums[:, c] = np.add.reduceat(sums[:, c], starts, dtype=sums.dtype)
-        order = np.argsort(ids, kind="stable")  # (unique keys) runs of them ascending: 0.05 s -> 0.014 at 12 MP
-        rank = np.empty(b, dtype=np.int32)  # (int32 here and in six: 21 MB less at 2.6 M bins)
-        rank[order] = np.arange(b, dtype=np.int32)  # (not intp: 15 MB less at the Histogram's peak)
-        # One array reordered at a time, each old one freed before the next copy (12 MP under random alpha:
-        # 2.5 M bins, 140 MB of copies at once).
-        ids = ids[order]
         if n <= _NARROW_COUNTS:  # (int32 while the pixels are: 14 MB less held from here to the labels)
             counts = counts.astype(np.int32, copy=False) if counts.dtype != np.uint32 else counts.view(np.int32)
-        counts = counts[order]
-        # Exact in uint32 while a channel's sum over every pixel is: half the bytes (12 MP photo under random
-        # alpha: 2.6 M bins, 84 -> 42 MB held from here to the labels).
-        if n <= _NARROW_SUMS:
-            sums = sums.astype(np.uint32, copy=False)
-        sums = sums[order]
-        self.fine = Fine(ids, counts, sums, six[order], rank, m)
+        # The 7-bit bins' sums kept as those of their pixels' bit 0 (`Fine.low`), at most a count each, in the
+        # narrowest dtype their counts allow: 12 MP photos under random alpha, 3.1-3.7 M bins of at most 218 to
+        # 11 031 pixels, 44 or 29 MB of the 58 held from here to the labels.
+        top = int(counts.max())
+        low = sums.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32)
+        del sums
+        self.fine = Fine(ids, counts, low, six, m, wide)
+        if ordered:
+            self.fine.sort()
 
     def cell(self, c: int) -> np.ndarray:
         """(B,) int64: the `bits` bits of channel c of each bin."""
@@ -513,7 +555,7 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
         if hist.bins >= min_bins(k):
             level, (parent, *warm) = (hist.counts, hist.sums), _five(hist)
         else:
-            level, warm, parent = (hist.fine.counts, hist.fine.sums), (hist.counts, hist.sums), hist.fine.six
+            f, warm, level = hist.fine, (hist.counts, hist.sums), None
             below = int(_FINE_LIGHT_SHARE * hist.index.shape[0])
             if below > 1:
                 merged, on = _fine_merged(hist, below)
@@ -521,9 +563,16 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
                 # the points kept), which the whole level has: fit_large would then run plain updates over every
                 # point (chelsea at 12 MP under a vignette, K = 1024: 748 597 -> 437 934 points, no sample, CPU
                 # +5 %). Nor under the 4 k points fit_large needs.
-                if merged[0].shape[0] >= 4 * k and (kmeans._sample(merged[0].astype(np.float64), k) is not None
-                                                    or kmeans._sample(level[0].astype(np.float64), k) is None):
-                    level, parent = merged, on
+                if merged[0].shape[0] >= 4 * k:
+                    has = False  # whether the whole level has a sample that the merged one lacks
+                    if kmeans._sample(merged[0].astype(np.float64), k) is None:
+                        f.sort()  # (the whole level's sample is drawn in key order)
+                        has = kmeans._sample(f.counts.astype(np.float64), k) is not None
+                    if not has:
+                        level, parent = merged, on
+            if level is None:  # the whole level, in key order
+                f.sort()
+                level, parent = (f.counts, f.sums), f.six
             # The 6-bit level starts from its 5-bit cells' centroids and bounds (the same centroids), made only
             # then and let go after (16 MB at 931 000 6-bit bins).
             top = functools.partial(_five, hist)
@@ -532,6 +581,7 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
                                 top=top)
     if hist.fine is not None and k > 1:  # (k = 1: the mean, as below)
         f = hist.fine
+        f.sort()  # (a histogram made for k >= kmeans._LARGE_K is in the order of its index)
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
                                seed=seed, max_iter=max_iter, tol=tol)
     ids, counts, sums = hist.ids, hist.counts, hist.sums
@@ -554,13 +604,15 @@ def _fine_merged(hist: Histogram, below: int) -> tuple[tuple[np.ndarray, np.ndar
     still holds it (`kmeans.fit_large`'s parent); the 6-bit level's sums, hence its centroids, are unchanged."""
     f = hist.fine
     heavy = np.flatnonzero(f.counts >= below)
+    if f.rank is None:  # in key order, as the whole level's (few, in runs ascending)
+        heavy = heavy[np.argsort(f.ids[heavy], kind="stable")]
     six = f.six[heavy]
     # What a 6-bit bin's light 7-bit bins hold is the bin less its heavy ones: passes over the heavy ones
     # only. (Integers below 2**53 summed as doubles: exact.)
     rest = hist.counts - np.bincount(six, weights=f.counts[heavy], minlength=hist.bins).astype(np.int64)
     cells = np.flatnonzero(rest)
-    heavy_sums = f.sums[heavy]
-    sums = np.empty((heavy.shape[0] + cells.shape[0], 4), dtype=f.sums.dtype)
+    heavy_sums = f.sums_at(heavy)
+    sums = np.empty((heavy.shape[0] + cells.shape[0], 4), dtype=heavy_sums.dtype)
     sums[:heavy.shape[0]] = heavy_sums
     for c in range(4):
         taken = np.bincount(six, weights=heavy_sums[:, c], minlength=hist.bins).astype(np.int64)
@@ -706,21 +758,27 @@ def _bin_labels(hist: Histogram, palette: np.ndarray) -> _Candidates:
     if hist.fine is not None:
         cells = _fine_cells(hist.fine.ids, hist.fine.six, cells, palette)
     cands = _by_cell(cells)
-    if hist.fine is not None:  # in the order of `Histogram.index`
+    if hist.fine is not None and hist.fine.rank is not None:  # in the order of `Histogram.index`
         rank = hist.fine.rank
         cands.per_bin, cands.klass, cands.row = cands.per_bin[rank], cands.klass[rank], cands.row[rank]
     return cands
 
 
 def _by_cell(cells: _Cells) -> _Candidates:
-    """`_Candidates` of cells (bins) whose candidates `cells` holds."""
-    per_bin = np.where(cells.single >= 0, cells.single, _LABEL_NONE).astype(np.uint16)
+    """`_Candidates` of cells (bins) whose candidates `cells` holds, its arrays let go as they are read."""
+    # (-1, no single entry, wraps to _LABEL_NONE: no int32 temporary of every bin.) cells' own arrays are let
+    # go once read (12 MP photo under random alpha: 3.65 M 7-bit cells, 14.6 MB each, at the labels' peak).
+    per_bin = cells.single.astype(np.uint16)
+    n = per_bin.shape[0]
+    cells.single = None
     bins, entries = cells.bins, cells.entries.astype(np.uint16)
-    klass = np.full(cells.single.shape[0], len(_WIDTHS), dtype=np.uint8)
-    row = np.zeros(cells.single.shape[0], dtype=np.int32)
+    cells.entries = None
+    klass = np.full(n, len(_WIDTHS), dtype=np.uint8)
+    row = np.zeros(n, dtype=np.int32)
     starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if bins.size else np.empty(0, np.intp)
     owners = bins[starts]
     counts = cells.count[owners]
+    cells.count = cells.bins = bins = None
     tables = []
     for c, width in enumerate(_WIDTHS):
         mine = np.flatnonzero((counts <= width) & (counts > (_WIDTHS[c - 1] if c else 1)))
@@ -743,7 +801,7 @@ class _Cells:
 # Candidate rows (cells x their coarser cell's candidates) `_cell_candidates` judges at once in each thread:
 # at kmeans._BLOCK (2**21) each thread's temporaries were ~50 MB, the peak of labelling a 12 MP photo under
 # random alpha at K = 4096.
-_CANDIDATE_BLOCK = 1 << 19
+_CANDIDATE_BLOCK = 1 << 17
 # `_cell_candidates` measures every entry only for this many cells or fewer, or cells this coarse; finer ones
 # measure only the candidates of the cell one bit coarser that holds them (12 MP photo under a vignette at
 # K = 256: 1.17 M 6-bit bins in 136 000 5-bit cells, 13 000 4-bit ones).
@@ -952,7 +1010,25 @@ def _cell_candidates(ids: np.ndarray, bits: int, palette: np.ndarray) -> _Cells:
 
 # Rows (a 7-bit cell and one of its 6-bit cell's candidates) that `_fine_cells` measures at once.
 # (2**21 rows: ~130 MB of temporaries, the peak of labelling a 12 MP photo under random alpha at K = 1024.)
-_FINE_ROWS = 1 << 19
+_FINE_ROWS = 1 << 17
+
+
+# 7-bit cells `_fine_cells` cuts into blocks of rows at a time.
+_FINE_SPAN_CELLS = 1 << 20
+
+
+def _fine_blocks(single: np.ndarray, six: np.ndarray, count: np.ndarray):
+    """The 7-bit cells whose 6-bit cell (six, their places in count) has several candidates (single < 0),
+    ascending, in blocks of about `_FINE_ROWS` rows (a cell and one of its candidates)."""
+    for s in range(0, single.shape[0], _FINE_SPAN_CELLS):
+        todo = np.flatnonzero(single[s:s + _FINE_SPAN_CELLS] < 0)
+        if not todo.size:
+            continue
+        todo += s
+        ends = np.cumsum(np.take(count, np.take(six, todo)), dtype=np.intp)
+        for sel in np.split(todo, np.searchsorted(ends, np.arange(_FINE_ROWS, ends[-1], _FINE_ROWS), side="right")):
+            if sel.size:
+                yield sel
 
 
 def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.ndarray) -> _Cells:
@@ -964,9 +1040,6 @@ def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.nd
     shift = max(1, (k - 1).bit_length())
     single = np.take(parent.single, six)
     count = np.ones(n, dtype=np.int32)
-    todo = np.flatnonzero(single < 0)
-    if not todo.size:
-        return _Cells(single, count, np.empty(0, np.intp), np.empty(0, np.intp))
     # Each cell's rows: its 6-bit cell's candidates, ascending.
     starts = np.flatnonzero(np.r_[True, parent.bins[1:] != parent.bins[:-1]])
     first = np.zeros(parent.single.shape[0], dtype=np.intp)
@@ -976,13 +1049,11 @@ def _fine_cells(ids: np.ndarray, six: np.ndarray, parent: _Cells, palette: np.nd
     near = [np.maximum(np.maximum(lo - e, e - hi), 0) ** 2 for e in palette.T.astype(np.int32)[:, :, None]]
     far = [np.maximum(e - lo, hi - e) ** 2 for e in palette.T.astype(np.int32)[:, :, None]]
     # The cells a block of rows at a time: all at once, a 12 MP photo under random alpha at K = 1024 (3.7 M
-    # 7-bit cells, ~10 rows each) took ~450 MB of temporaries, the peak of its whole compress.
-    ends = np.cumsum(parent.count[six[todo]], dtype=np.intp)
-    bounds = np.searchsorted(ends, np.arange(_FINE_ROWS, ends[-1], _FINE_ROWS), side="right")
-    pairs = []
-    for sel in np.split(todo, bounds):
-        if not sel.size:
-            continue
+    # 7-bit cells, ~10 rows each) took ~450 MB of temporaries, the peak of its whole compress. The blocks are
+    # found a span of `_FINE_SPAN_CELLS` cells at a time: their intp indices and row ends over every cell were
+    # 58 MB at 3.65 M 7-bit cells, the labels' peak at K = 4096.
+    pairs = [(np.empty(0, np.int32), np.empty(0, np.int32))]
+    for sel in _fine_blocks(single, six, parent.count):
         many = parent.count[six[sel]].astype(np.intp)
         at = np.cumsum(many) - many  # each cell's first row
         cell = np.repeat(sel, many)
@@ -1054,9 +1125,17 @@ class _Pairs:
         pal = palette.astype(np.int32)
         self.first = np.ascontiguousarray(table[:, 0])
         self.second = np.ascontiguousarray(table[:, 1])
-        p, q = pal[self.first], pal[self.second]
-        self.gap = (q * q).sum(axis=1) - (p * p).sum(axis=1)  # (R,) int32: |q|^2 - |p|^2
-        self.twice = np.ascontiguousarray((2 * (q - p)).T)  # (4, R) int32
+        # Per entry, then gathered a channel at a time: the (R, 4) rows of both entries and their
+        # temporaries were ~60 MB at 800 000 two-candidate bins (12 MP photo under random alpha, K = 4096),
+        # the labels' peak.
+        norms = (pal * pal).sum(axis=1)
+        self.gap = np.take(norms, self.second)  # (R,) int32: |q|^2 - |p|^2
+        self.gap -= np.take(norms, self.first)
+        self.twice = np.empty((4, table.shape[0]), dtype=np.int32)  # 2 (q - p) per channel
+        for c in range(4):
+            np.take(pal[:, c], self.second, out=self.twice[c])
+            self.twice[c] -= np.take(pal[:, c], self.first)
+            self.twice[c] *= 2
         self.palette = palette
 
     def nearest(self, points: np.ndarray, index: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, int]:
@@ -1083,6 +1162,10 @@ class _Pairs:
         return int(((p * p).sum(axis=1) * counts).sum()) - 2 * int((p * sums).sum())
 
 
+# Bins `label` sums per entry at a time (those labelled whole, those of two candidates).
+_BIN_BLOCK = 1 << 18
+
+
 def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Each pixel's exact nearest palette entry (ties to the lower index, as `kmeans.nearest`).
 
@@ -1098,19 +1181,30 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # The counts and sums of bins of `index`, looked up where they are (not a copy of the 7-bit ones in the
     # order of `index`: 105 MB of a 12 MP photo's peak under random alpha).
     f = hist.fine
-    bin_counts, bin_sums = (hist.counts, hist.sums) if f is None else (f.counts, f.sums)
+    bin_counts = hist.counts if f is None else f.counts
 
-    def placed(bins: np.ndarray) -> np.ndarray:  # bins of `index` -> their rows in bin_counts, bin_sums
-        return bins if f is None else np.take(f.rank, bins)
+    def placed(bins: np.ndarray) -> np.ndarray:  # bins of `index` -> their rows in bin_counts, sums_at
+        return bins if f is None else f.placed(bins)
+
+    def sums_at(rows: np.ndarray) -> np.ndarray:  # the sums of those rows
+        return hist.sums[rows] if f is None else f.sums_at(rows)
 
     per_bin = cands.per_bin
-    whole = np.flatnonzero(per_bin != _LABEL_NONE)
-    lab = per_bin[whole].astype(np.intp)
-    whole = placed(whole)
-    # Integers below 2**53 summed as doubles: exact.
-    count = np.bincount(lab, weights=bin_counts[whole], minlength=k).astype(np.int64)
-    sums = np.stack([np.bincount(lab, weights=bin_sums[whole, c], minlength=k) for c in range(4)], 1)
-    del whole, lab
+    count = np.zeros(k, dtype=np.int64)
+    sums = np.zeros((k, 4), dtype=np.int64)
+    # A block of bins at a time: over every bin the indices and weights were ~80 MB of temporaries at 2.7 M
+    # 7-bit bins labelled whole (12 MP photo under random alpha, K = 4096), the labels' peak.
+    for s in range(0, per_bin.shape[0], _BIN_BLOCK):
+        whole = np.flatnonzero(per_bin[s:s + _BIN_BLOCK] != _LABEL_NONE)
+        whole += s
+        lab = np.take(per_bin, whole).astype(np.intp)
+        whole = placed(whole)
+        # Integers below 2**53 summed as doubles: exact.
+        count += np.bincount(lab, weights=np.take(bin_counts, whole), minlength=k).astype(np.int64)
+        of = sums_at(whole)
+        for c in range(4):
+            sums[:, c] += np.bincount(lab, weights=of[:, c], minlength=k).astype(np.int64)
+    del whole, lab, of
     labels = np.empty(n, dtype=np.uint16)
     p = palette.astype(np.int32)
     norms = (p * p).sum(axis=1)
@@ -1163,13 +1257,16 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     parts = parallel.map_parts(part, n)
     # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
     # part of their excess comes from the bins' exact sums.
-    two = np.flatnonzero(cands.klass == 0)
-    rows = placed(two)
-    err = pairs.base(bin_counts[rows], bin_sums[rows], cands.row[two])
-    del rows
+    err = 0
+    for s in range(0, cands.klass.shape[0], _BIN_BLOCK):
+        two = np.flatnonzero(cands.klass[s:s + _BIN_BLOCK] == 0)
+        two += s
+        rows = placed(two)
+        err += pairs.base(bin_counts[rows], sums_at(rows), cands.row[two])
+    del two, rows
     pv = palette.astype(np.int64)
     # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
-    err += (sum(hist.square_sums) - 2 * int((pv * sums.astype(np.int64)).sum())
+    err += (sum(hist.square_sums) - 2 * int((pv * sums).sum())
             + int((count * (pv * pv).sum(axis=1)).sum()) + sum(q[1] for q in parts))
     count += functools.reduce(np.add, [q[0] for q in parts])
     at = np.concatenate([q[2] for q in parts])

@@ -796,9 +796,11 @@ def test_7_bit_bins_are_ranked_by_bit_counts_not_a_table_per_flag(monkeypatch):
 def test_light_7_bit_bins_merged_per_6_bit_cell_by_hand(monkeypatch):
     # Two 6-bit bins: bin 0 with 7-bit bins of 1 (light), 5 (heavy) and 2 (light) pixels, bin 1 with one of
     # 1 pixel (light). Heavy bins stay in their order, then each 6-bit bin's light ones as one point.
-    fine = coreset.Fine(np.array([1, 2, 3, 4], dtype=np.int32), np.array([1, 5, 2, 1], dtype=np.int32),
-                        np.array([[1, 2, 3, 4], [10, 10, 10, 10], [5, 6, 7, 8], [9, 9, 9, 9]], dtype=np.uint32),
-                        np.array([0, 0, 0, 1], dtype=np.int32), np.arange(4, dtype=np.int32), None)
+    # (Sorted, its sums given whole.)
+    fine = coreset.Fine(np.array([1, 2, 3, 4], dtype=np.int32), np.array([1, 5, 2, 1], dtype=np.int32), None,
+                        np.array([0, 0, 0, 1], dtype=np.int32), None, np.dtype(np.uint32))
+    fine.sums = np.array([[1, 2, 3, 4], [10, 10, 10, 10], [5, 6, 7, 8], [9, 9, 9, 9]], dtype=np.uint32)
+    fine.rank = np.arange(4, dtype=np.int32)
     hist = coreset.Histogram.__new__(coreset.Histogram)
     hist.fine, hist.bins = fine, 2
     hist.counts = np.array([8, 1])
@@ -884,3 +886,130 @@ def test_large_k_keeps_the_whole_7_bit_level_where_the_merge_would_lose_its_samp
     monkeypatch.setattr(km, "fit_large", lambda counts, *a, **kw: given.append(len(counts)) or np.zeros((k, 4)))
     coreset.fit(hist, k, seed=0, max_iter=300, tol=1e-4)
     assert (given[0] == whole) == (sampled == "whole only") and given[0] <= whole
+
+
+def test_large_k_7_bit_histogram_stays_in_the_order_of_its_index_its_sums_as_bit_0_sums(monkeypatch, busy_rgba):
+    """From kmeans._LARGE_K (lowered to 40) the 7-bit histogram is not sorted by key (no rank, no copies of its
+    arrays at the Histogram's peak): `index` numbers its bins directly, and its sums are kept as those of
+    the pixels' bit 0 in the narrowest dtype its counts allow, the exact sums made from them where read
+    (`Fine.sums_at`). Sorted (`Fine.sort`), it is the histogram made below _LARGE_K."""
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    k = six // 1000 + 3
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    f = hist.fine
+    b = f.ids.shape[0]
+    assert f.rank is None and f.sums is None and b > 4 * k
+    top = int(f.counts.max())
+    assert f.low.dtype == (np.uint8 if top < 256 else np.uint16) and f.low.shape == (b, 4)
+    keys = sum((flat[:, c].astype(np.int64) >> 1) << (7 * (3 - c)) for c in range(4))
+    assert np.array_equal(f.ids[hist.index], keys)  # each pixel's 7-bit bin, no rank between
+    assert np.array_equal(np.bincount(hist.index, minlength=b), f.counts)
+    sums = f.sums_at(np.arange(b))
+    assert sums.dtype == np.uint32
+    for c in range(4):
+        assert np.array_equal(sums[:, c], np.bincount(hist.index, weights=flat[:, c], minlength=b))
+        assert np.array_equal(f.low[:, c], np.bincount(hist.index, weights=flat[:, c] & 1, minlength=b))
+    rows = np.array([b - 1, 0, b // 2])
+    assert np.array_equal(f.sums_at(rows), sums[rows])
+    monkeypatch.setattr(km, "_LARGE_K", k + 1)  # (the same bins asked for below _LARGE_K)
+    below = coreset.Histogram(flat, min_bins=coreset.min_bins(k)).fine
+    assert below.rank is not None and below.low is None
+    f.sort()
+    assert f.low is None and np.all(np.diff(f.ids) > 0)
+    for a, z in ((f.ids, below.ids), (f.counts, below.counts), (f.sums, below.sums), (f.six, below.six),
+                 (f.rank, below.rank)):
+        assert np.array_equal(a, z) and a.dtype == z.dtype
+    assert np.array_equal(f.sums_at(rows), f.sums[rows])
+
+
+def test_light_7_bit_bins_merged_per_6_bit_cell_from_the_index_order_by_hand():
+    """A 7-bit histogram in the order of its index (by 6-bit bin, then bit 1 of each channel), sums as bit 0's:
+    its heavy bins are fitted in key order, as the sorted histogram's, with their exact sums."""
+    # 6-bit bin 0 (0,0,0,0) holds 7-bit bins (0,0,0,0) and (1,0,0,0); 6-bit bin 1 (0,1,0,0) holds (0,2,0,0) and
+    # (0,2,0,1): in the index's order keys 0, 1 << 21, 2 << 14, 2 << 14 | 1, in key order 1 << 21 last.
+    ids = np.array([0, 1 << 21, 2 << 14, (2 << 14) | 1], dtype=np.int32)
+    low = np.array([[1, 0, 0, 1], [5, 2, 0, 3], [0, 4, 1, 0], [1, 1, 2, 2]], dtype=np.uint8)
+    fine = coreset.Fine(ids, np.array([1, 5, 4, 2], dtype=np.int32), low, np.array([0, 0, 1, 1], dtype=np.int32),
+                        None, np.dtype(np.uint32))
+    whole = [[1, 0, 0, 1], [15, 2, 0, 3], [0, 20, 1, 0], [1, 9, 2, 6]]  # bit 0's sums + 2 x 7 bits x count
+    assert fine.sums_at(np.arange(4)).tolist() == whole
+    hist = coreset.Histogram.__new__(coreset.Histogram)
+    hist.fine, hist.bins = fine, 2
+    hist.counts = np.array([6, 6])
+    hist.sums = np.array([[16, 2, 0, 4], [1, 29, 3, 6]], dtype=np.uint32)
+    (counts, sums), parent = coreset._fine_merged(hist, 3)
+    # Heavy: (0,2,0,0) then (1,0,0,0), by key; then each 6-bit bin's light rest.
+    assert counts.tolist() == [4, 5, 1, 2] and parent.tolist() == [1, 0, 0, 1]
+    assert sums.tolist() == [[0, 20, 1, 0], [15, 2, 0, 3], [1, 0, 0, 1], [1, 9, 2, 6]] and sums.dtype == np.uint32
+    fine.sort()
+    assert fine.ids.tolist() == [0, 2 << 14, (2 << 14) | 1, 1 << 21] and fine.rank.tolist() == [0, 3, 1, 2]
+    assert fine.sums.tolist() == [whole[0], whole[2], whole[3], whole[1]] and fine.six.tolist() == [0, 1, 1, 0]
+    (again, again_sums), again_parent = coreset._fine_merged(hist, 3)
+    assert again.tolist() == counts.tolist() and again_sums.tolist() == sums.tolist()
+    assert again_parent.tolist() == parent.tolist()
+
+
+@pytest.mark.parametrize("order", ["index", "sorted"])
+def test_labels_by_7_bit_cell_in_either_order_and_by_blocks_are_each_pixels_nearest(monkeypatch, busy_rgba, order):
+    """`label` over a large-k 7-bit histogram, in the order of its index or sorted, its cells' candidates
+    found a few cells at a time (`_FINE_SPAN_CELLS`) and its whole bins summed a few at a time
+    (`_BIN_BLOCK`): each pixel's nearest entry (ties low), counts and J exact, whatever the blocks."""
+    flat, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
+    k = six // 1000 + 3
+    hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k))
+    if order == "sorted":
+        hist.fine.sort()
+    palette = np.unique(flat[::53], axis=0)[:: max(1, len(np.unique(flat[::53], axis=0)) // 150)][:150]
+    ref, j = nearest_j(flat, palette)
+    labels, count, err = coreset.label(flat, hist, palette)
+    assert np.array_equal(labels, ref) and np.array_equal(count, np.bincount(ref, minlength=len(palette)))
+    assert err == round(j * len(flat))
+    parent = coreset._cell_candidates(hist.ids, hist.bits, palette)
+    cells = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    assert cells.entries.size > 1000
+    monkeypatch.setattr(coreset, "_FINE_SPAN_CELLS", 333)
+    monkeypatch.setattr(coreset, "_FINE_ROWS", 500)
+    monkeypatch.setattr(coreset, "_BIN_BLOCK", 77)
+    spans = coreset._fine_cells(hist.fine.ids, hist.fine.six, parent, palette)
+    for a, b in ((cells.single, spans.single), (cells.count, spans.count), (cells.bins, spans.bins),
+                 (cells.entries, spans.entries)):
+        np.testing.assert_array_equal(a, b)
+    again = coreset.label(flat, hist, palette)
+    assert np.array_equal(again[0], labels) and np.array_equal(again[1], count) and again[2] == err
+
+
+def test_candidates_by_bin_from_cells_that_are_let_go():
+    """`_by_cell`: a cell's one entry or _LABEL_NONE (-1 wrapped, no int32 temporary), its class and row, and
+    the cells' arrays let go as read (14.6 MB each at 3.65 M 7-bit cells, the labels' peak)."""
+    cells = coreset._Cells(np.array([3, -1, 0, -1], dtype=np.int32), np.array([1, 2, 1, 3], dtype=np.int32),
+                           np.array([1, 1, 3, 3, 3], dtype=np.int32), np.array([0, 2, 1, 4, 5], dtype=np.int32))
+    cands = coreset._by_cell(cells)
+    assert cands.per_bin.dtype == np.uint16 and cands.per_bin.tolist() == [3, coreset._LABEL_NONE, 0,
+                                                                            coreset._LABEL_NONE]
+    assert cands.klass.tolist() == [len(coreset._WIDTHS), 0, len(coreset._WIDTHS), 1]
+    assert cands.row.tolist() == [0, 0, 0, 0]
+    assert cands.tables[0].tolist() == [[0, 2]] and cands.tables[1].tolist() == [[1, 4, 5, 5]]
+    assert cells.single is None and cells.count is None and cells.bins is None and cells.entries is None
+
+
+def test_two_candidate_bins_bisectors_made_a_channel_at_a_time():
+    """`_Pairs`: |q|^2 - |p|^2 and 2 (q - p) of each two-candidate row, as from the rows of both entries, but
+    made from per-entry tables a channel at a time: the (R, 4) rows and their temporaries were ~60 MB at
+    800 000 rows (12 MP photo under random alpha, K = 4096), the labels' peak. tracemalloc: under the
+    arrays kept and one row of temporaries."""
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    palette = rng.integers(0, 256, (300, 4)).astype(np.uint8)
+    table = np.sort(rng.choice(300, (200_000, 2)), axis=1).astype(np.uint16)
+    tracemalloc.start()
+    try:
+        pairs = coreset._Pairs(table, palette)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    p, q = palette[table[:, 0]].astype(np.int64), palette[table[:, 1]].astype(np.int64)
+    assert np.array_equal(pairs.gap, (q * q).sum(axis=1) - (p * p).sum(axis=1))
+    assert np.array_equal(pairs.twice, (2 * (q - p)).T) and pairs.twice.dtype == np.int32
+    kept = pairs.gap.nbytes + pairs.twice.nbytes + pairs.first.nbytes + pairs.second.nbytes
+    assert peak < kept + 2 * pairs.gap.nbytes  # (before: 2 x (R, 4) int32 rows and their products, ~2 x kept)
