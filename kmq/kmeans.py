@@ -500,9 +500,10 @@ class Marks:
         self._marked = stop * width
 
     def take(self, pixels: np.ndarray) -> tuple[int, np.ndarray | None]:
-        """(how many of (N, 3) pixels are marked, the flags (bool) or the counts (int32)): (0, None) unless they are the very pixels the marks were made from (the same memory in the same
-        layout: the decoded image, which nothing writes once decoded). The marks are handed over, not kept:
-        `distinct` frees the flags once read, or keeps the counts' table for `_Keyed`."""
+        """(how many of (N, 3) pixels are marked, the flags (bool) or the counts (int32)): (0, None) unless
+        they are the very pixels the marks were made from (the same memory in the same layout: the decoded
+        image, which nothing writes once decoded). The marks are handed over, not kept: `distinct` frees the
+        flags once read, or keeps the counts' table for `_Keyed`."""
         source, seen = self._source, self.seen
         self._source = self.seen = self._fault_in = None
         if source is None:
@@ -3396,13 +3397,15 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # The colours' labels from their bins', and the levels let go before the polish holds its own
             # bounds for every colour (0.5 MP under a soft alpha: 427 000 colours, the levels ~80 MB).
             labels, guesses = labels[prev.inverse], [lab[prev.inverse] for _, _, lab in runs or ()]
-            del levels, prev
-            climbed = start  # (not None: the restarts below are skipped; the tuple held the finest level)
+            del levels, prev, climbed
             centroids, inertia, labels = _hamerly(pts, start, full_iter, tol_abs, labels, relax, momentum)
             if others is not None:
                 polished = [_hamerly(pts, c, full_iter, tol_abs, lab, relax, momentum)
                             for (c, _, _), lab in zip(runs, guesses)]
                 others.extend((c, j / inertia - 1) for c, j, _ in polished)
+            if clusters is not None:
+                clusters[:] = labels
+            return centroids
     if climbed is None:
         tol_abs = float(tol * variance().mean())
         on = pts or _Points(colors, counts, colors)

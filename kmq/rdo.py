@@ -1091,6 +1091,11 @@ def _plain_bounds(trial: _Trial, palette: np.ndarray) -> tuple[int, int]:
     return b
 
 
+def _sweeps(pct: float) -> int:
+    """The sweeps optimise makes at pct (sample_share's calibration must be keyed as optimise's)."""
+    return _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
+
+
 def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, pct: float,
              prepared: Prepared | None = None, margin: int = 0, budget: int | None = None, ordered: bool = False
              ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -1112,7 +1117,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     ordered: the result as a file holds it, as kmq.api._by_share orders it (entries by share, ties by colour;
     the labels uint16, flat, contiguous): from the counts kept, where _by_share counts the labels again (12 MP:
     0.011 s against 0.026)."""
-    sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
+    sweeps = _sweeps(pct)
     if prepared is None:
         prepared = prepare(pixels, distinct, palette)
     elif prepared.palette is not palette and not np.array_equal(prepared.palette, palette):
@@ -1164,7 +1169,7 @@ def sample_share(prepared: Prepared, pct: float) -> float:
     alone, which the next optimise(..., pct, prepared) takes over (Prepared.pending: the same result as
     without this call). 1.0 where the sample moved nothing. Only for an image larger than its sample (on one
     that is its own sample the run is the image's)."""
-    sweeps = _MANY_SWEEPS if pct > _MANY_AT else _SWEEPS
+    sweeps = _sweeps(pct)
     ratio = 1 + pct / 100
     trial = _calibrate(prepared, ratio, sweeps)
     prepared.pending[(ratio, sweeps)] = trial
