@@ -34,7 +34,9 @@ the bracket, the next K and, for images of few colours, the lossless file; with 
 takes fewer bytes in the metadata than a lossy J). Brackets end at neighbouring
 K below K = 64 and within 1/64 above (fits there cost seconds and move J by about 1 %), unless the best
 file is a plain one, an end of the bracket: then one of the K inside can be the better plain file, and the
-bracket is bisected to neighbours (_neighbours; not on rough fits, checked by _checked_bytes/_checked_psnr).
+bracket is bisected to neighbours (_neighbours; not on rough fits, checked by _checked_bytes/_checked_psnr); for a
+PSNR from K = 64, by probes at J's crossing (_closing). Near the lossless K (a PSNR whose J is under what merging half
+the colours adds: _zero), J goes as the colours - K, and the crossings are found in log(colours - K), not log K.
 Last, a byte budget's search goes over (K, rdo) from the best file found (_plane): a model of bytes and J in
 both, fitted on the files the search made (plain J and bytes along K, rdo's share of the plain bytes against
 the J it added at the nearest K where it ran), predicts the least J each K around the best's reaches in the
@@ -451,7 +453,13 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
     there (a 400x300 noisy gradient at 40 dB: K = 4,195 in 171,677 bytes; lzma's search K = 3,496 in 152,620),
     so lzma's search runs too and the better file is kept."""
     img = _run(s, psnr, max_bytes)
-    if len(img.palette) <= ctx.RANKED_K_MAX or _lzma_share(s, len(img.palette)) >= _HIGH_K_SHARE:
+    if len(img.palette) <= ctx.RANKED_K_MAX:
+        return img
+    # (at the K whose fit gave the file: its palette can be smaller, where rounded entries coincided, and a fit of
+    # that K costs what a plain compress does: a 400x250 RGBA photo at 60 dB, K = 63,103's file of 63,057 entries,
+    # 1 s for K = 63,057)
+    k = next((key[0] for key, made in s.files.items() if made is img), len(img.palette))
+    if _lzma_share(s, k) >= _HIGH_K_SHARE:
         return img
     return _better_with_lzma(s, img, psnr, max_bytes)
 
@@ -546,10 +554,11 @@ def _bands(labels: np.ndarray) -> np.ndarray:
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int, coarse: float = _FINE) -> tuple[int, int]:
+             start: int, coarse: float = _FINE, zero: tuple[int, float] | None = None) -> tuple[int, int]:
     """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
-    meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target."""
+    meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target;
+    zero the K where it is 0 (J of the lossless K) and a value standing in for it there, if any (_crossing)."""
     lo, hi = 0, k_hi + 1
     k = max(1, min(start, k_hi))
     prev: tuple[int, float] | None = None
@@ -569,25 +578,27 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
             k_next = min(k_hi, max(lo + 1, k_next))
         prev, k = (k, v), k_next
     if 1 <= lo and hi <= k_hi:
-        lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse)
+        lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse, zero=zero)
     return lo, hi
 
 
 def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-            enough: Callable[[int, int], bool], up: bool, coarse: float = _FINE) -> tuple[int, int]:
+            enough: Callable[[int, int], bool], up: bool, coarse: float = _FINE,
+            zero: tuple[int, float] | None = None) -> tuple[int, int]:
     """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse * lo < lo + 1), or until
     enough(lo, hi). The first probe goes where log value, interpolated linearly in log K, reaches the goal
     (rounded up or down: which end the caller would rather move). After an end moves, the next probe is the
     farthest K from it that would end the narrowing if it fell on the other side (when that is still on
     the far side of the crossing), else the crossing again; after two moves of the same end, the crossing
-    rounded towards the other; after three, the bracket's geometric middle."""
+    rounded towards the other; after three, the bracket's geometric middle (of zero - K near zero: _crossing)."""
     moved: list[bool] = []  # whether each probe moved hi
     for _ in range(_MAX_STEPS):
         if hi - lo <= 1 or (coarse > 1 and hi <= coarse * lo) or enough(lo, hi):
             break
-        x = _crossing(lo, hi, value, goal)
+        x = _crossing(lo, hi, value, goal, zero)
         if len(moved) >= 3 and moved[-1] == moved[-2] == moved[-3]:
-            k = round(math.sqrt(lo * hi))
+            k = (zero[0] + 1 - round(math.sqrt((zero[0] + 1 - lo) * (zero[0] + 1 - hi)))
+                 if _lossless_end(lo, hi, zero) else round(math.sqrt(lo * hi)))
         elif len(moved) >= 2 and moved[-1] == moved[-2]:
             k = math.floor(x) if moved[-1] else math.ceil(x)
         elif moved and moved[-1]:
@@ -615,9 +626,38 @@ def _near(x: float, factor: float, lo: int) -> int:
     return round(x * factor) if lo >= _FINE_FROM else (0 if factor < 1 else 1 << 62)
 
 
-def _crossing(lo: int, hi: int, value: Callable[[int], float], goal: float) -> float:
-    """Where between lo and hi log value, linear in log K, reaches the goal."""
+def _zero(s: _Search, j_goal: float) -> tuple[int, float] | None:
+    """_crossing's zero of J: the lossless K, with half the least J a merge of two colours adds (one pixel moved by
+    one level: 1 / pixels) standing in for its 0, when the search may choose it and the goal is near it: under
+    what merging half the colours at about twice that least J each adds (J x pixels under the colours). Not
+    otherwise: far from it J goes as a power of K (an 800x500 screenshot of 1,125 colours at 60 dB: K = 185,
+    J x pixels 78,000; aimed by zero - K, the bracket took 8 fits, not 4, and narrowing it by another path
+    ended on K = 222 with rdo, 35 bytes over the plain K = 185: with lzma, plain K = 184 was larger)."""
+    k, pixels = len(s.distinct.colors), int(s.distinct.counts.sum())
+    return (k, 0.5 / pixels) if k <= s.k_hi and j_goal * pixels < k else None
+
+
+def _lossless_end(lo: int, hi: int, zero: tuple[int, float] | None) -> bool:
+    """Whether a bracket of J is narrowed near zero, the lossless K (J = 0): its top is zero or in the upper
+    half below it. There J goes as zero - K (each merge of two colours adds about the same), not as a power
+    of K: a 256x300 photo of 35,209 colours at 80 dB is K = 35,061, J = 0.0019 (1.3e-5 at K = 35,208,
+    0.0013 at 35,109, 0.013 at 34,209, 0.64 at 15,209)."""
+    return zero is not None and hi <= zero[0] and 2 * hi >= zero[0]
+
+
+def _crossing(lo: int, hi: int, value: Callable[[int], float], goal: float,
+              zero: tuple[int, float] | None = None) -> float:
+    """Where between lo and hi log value, linear in log K, reaches the goal; near zero (_lossless_end), linear
+    in log(zero + 1 - K), zero's stand-in for its J of 0 (which has no logarithm). Probes aimed in log K went
+    to the geometric middle of lo and the lossless K, so neared it by halving zero - K: 21 fits for that
+    photo at 80 dB, each 0.25 s."""
     a, b = value(lo), value(hi)
+    if zero is not None and _lossless_end(lo, hi, zero) and a > 0 and goal > 0:
+        b = b if b > 0 else zero[1]
+        if a != b:
+            t = min(1.0, max(0.0, (math.log(goal) - math.log(a)) / (math.log(b) - math.log(a))))
+            u_lo, u_hi = math.log(zero[0] + 1 - lo), math.log(zero[0] + 1 - hi)
+            return zero[0] + 1 - math.exp(u_lo + t * (u_hi - u_lo))
     if a > 0 and b > 0 and goal > 0 and a != b:
         t = (math.log(goal) - math.log(a)) / (math.log(b) - math.log(a))
         return math.exp(math.log(lo) + min(1.0, max(0.0, t)) * (math.log(hi) - math.log(lo)))
@@ -654,7 +694,7 @@ def _j_for(s: _Search, db: float) -> float:
 def _psnr_bracket(s: _Search, db: float) -> tuple[int, int]:
     """_bracket's plain K for a PSNR: lo misses it, hi meets it."""
     return _bracket(s.k_hi, lambda k: s.psnr(s.j(k)) >= db, s.j, _j_for(s, db), 16,
-                    coarse=_FINE if s.codec == "raw" else _COARSE)
+                    coarse=_FINE if s.codec == "raw" else _COARSE, zero=_zero(s, _j_for(s, db)))
 
 
 def _for_psnr(s: _Search, db: float) -> KmqImage:
@@ -673,7 +713,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
                        f"{K_CAP_HINT if s.k_hi < len(s.distinct.colors) else ')'}")
     if s.codec == "raw" or lo == 0:
         if lo >= 1 and not s.rough:
-            lo, hi = _neighbours(lo, hi, ok)
+            lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, _zero(s, j_goal)))
         pick = (hi, 0.0)
         if s.codec == "raw" and _raw_could_beat(s, s.lossless(), hi):
             # J = 0 is recorded in 3 bytes, a lossy J in up to 24: in hi's bit width the lossless file is
@@ -687,11 +727,11 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         return cand is not None and s.no_larger(cand, (lo, 0.0))
 
     # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
-    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False)
+    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False, zero=_zero(s, j_goal))
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return _checked_psnr(s, db, _smallest_scanned(s, db, cand, hi), lo, hi)
     if not s.rough:
-        lo, hi = _neighbours(lo, hi, ok)  # the least K that meets db has the smallest plain file
+        lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, _zero(s, j_goal)))  # the least K meeting db: the smallest file
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
     # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
     # colours: 172 bytes, K = 3 174).
@@ -1024,14 +1064,37 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 
 
-def _neighbours(lo: int, hi: int, ok: Callable[[int], bool]) -> tuple[int, int]:
+def _neighbours(lo: int, hi: int, ok: Callable[[int], bool],
+                j: tuple[Callable[[int], float], float, tuple[int, float] | None] | None = None) -> tuple[int, int]:
     """A bracket (ok(lo) false, ok(hi) true) narrowed to neighbours by bisection. Where the best file is a
     plain one, an end of the bracket, the K inside a bracket ended within 1/64 (above K = 64: _FINE) were never
     fitted, and one of them can be the better plain file: a few fits, only where rdo could not beat a plain
-    file."""
+    file. j: (J, its goal, _zero) of a PSNR's bracket: from K = _FINE_FROM, or near the lossless K (_lossless_end),
+    the probes go where J reaches the goal (_closing), as smooth there as J is: a 1/64 bracket at K = 35,000 is
+    550 K wide, 10 fits bisected, each 0.25 s (a 400x250 RGBA photo at 60 dB, K = 63,000: 1 s each). The K
+    found is the same where ok grows with K: bisection ends whatever _narrow left."""
+    if j is not None and (lo >= _FINE_FROM or _lossless_end(lo, hi, j[2])):
+        lo, hi = _closing(lo, hi, ok, *j)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return lo, hi
+
+
+def _closing(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
+             zero: tuple[int, float] | None) -> tuple[int, int]:
+    """_neighbours' probes where J is smooth: each at the crossing (_crossing) rounded towards the end that did not
+    move last, past it by 2^(n-1) - 1 after n moves of the same end (the crossing of a convex J nears it from one
+    side: _narrow's geometric middle after three went from K = 63,102 back to 62,875). At most _MAX_STEPS."""
+    run, last = 0, None  # how many times in a row the end last moved (hi: True) did
+    for _ in range(_MAX_STEPS):
+        if hi - lo <= 1:
+            break
+        x, past = _crossing(lo, hi, value, goal, zero), (1 << max(0, run - 1)) - 1
+        k = min(hi - 1, max(lo + 1, math.ceil(x + past) if last is False else math.floor(x - past)))
+        met = ok(k)
+        run, last = run + 1 if met == last else 1, met
+        lo, hi = (lo, k) if met else (k, hi)
     return lo, hi
 
 
