@@ -977,6 +977,10 @@ _PAIRS_FROM = 1 << 18
 # gather and sum fewer than RGBA to save, gains up to K = 32 (12 MP photos: 0.057 s instead of 0.097 at
 # K = 32) but loses at 64 on some (0.22 s instead of 0.20), the table out of cache.
 _PAIRS_MAX_K = {3: 32, 4: 64}
+# ... but with a guess (a fit's clusters) above this K the entries near it are fewer to read: 0.47 MP under a soft
+# alpha, 467 000 RGBA colours at K = 64, 0.146 s of CPU by pairs, 0.050 from the guess (K = 48: 0.059, 0.052;
+# K = 32: 0.040, 0.049).
+_PAIRS_GUESS_K = {4: 32}
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
 
@@ -1155,11 +1159,12 @@ _DESCENT = 8
 _LOCAL_MAX = 1 << 18
 
 
-def _nearest_way(m: int, channels: int, k: int) -> str:
+def _nearest_way(m: int, channels: int, k: int, guess: bool = True) -> str:
+    """How `nearest` finds m points' entries among k, given a guess or not."""
     if channels > 1 and k >= _LARGE_K:
         return "tree"
     if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
-        return "pairs"
+        return "cells" if guess and k > _PAIRS_GUESS_K.get(channels, k) else "pairs"
     if channels == 1 or k <= 64 or m < 8 * k:
         return "brute"
     return "local" if channels == 3 and m <= _LOCAL_MAX else "cells"
@@ -1204,7 +1209,7 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
     m, channels = points.shape
     k = palette.shape[0]
-    way = _nearest_way(m, channels, k)
+    way = _nearest_way(m, channels, k, guess is not None)
     if way == "tree":
         return _nearest_tree(points, palette)
     if way == "pairs":
@@ -3277,6 +3282,23 @@ def _large_k_levels(colors: np.ndarray, counts: np.ndarray, k: int) -> tuple[_Po
     return _coarse(colors, counts, _REFINE_BITS[-1]), None
 
 
+# From `_LARGE_K` on, RGBA of `_POLISH_MAX` colours or fewer (a 0.3-0.5 MP photo under a soft alpha: a colour
+# for nearly every pixel, 3x its RGB's) is fitted on the colours themselves, warmed up on their 6-bit level
+# (each colour starting from its bin's centroid and bounds) where that has at most this share of them and
+# `_WARM_MIN` bins per centroid, as the 7-bit level of larger images is on theirs: the split and the first
+# updates on the bins. Coffee at 860x580 under a soft alpha (467 000 colours, 134 000 bins), K = 1024: the fit
+# 5.9 -> 1.9 s of CPU, J -0.05 %; 14 RGBA photos of 0.1-1 MP at K = 512 and 1024, J -0.04 % to -0.9 %.
+_WARM_COLOURS_SHARE = 0.75
+
+
+def _warm_colours(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points | None:
+    """The level that warms up `fit` of RGBA colours at k >= `_LARGE_K` (see `_WARM_COLOURS_SHARE`), or None."""
+    if colors.shape[1] < 4:
+        return None
+    six = _coarse(colors, counts, _REFINE_BITS[0])
+    return six if _WARM_MIN * k <= six.m <= _WARM_COLOURS_SHARE * colors.shape[0] else None
+
+
 def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 300,
         tol: float = 1e-4, progress: Progress | None = None, clusters: np.ndarray | None = None,
         others: list | None = None, stand_in: Callable[[_Points], _Points | None] | None = None) -> np.ndarray:
@@ -3299,7 +3321,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
-    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; above 500 000 colours the last
+    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours where its 6-bit
+    level halves them (with heavy colours apart: `_mixed`), that level is the last, ended in momentum
+    updates (`_MIXED_UPDATES`) with no polish; above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
     (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates after the
@@ -3309,7 +3333,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     An empty cluster takes the colour farthest from its centroid.
     Grey (C == 1, at most 256 distinct levels) is solved exactly instead: 1-D K-Means has a global optimum
     that dynamic programming finds, and the seed does not matter.
-    Large k (from 512, see `_LARGE_K`): the start is a bisecting split of the colours (`_split`), then at
+    Large k (from 512, see `_LARGE_K`): the start is a bisecting split of the colours (`_split`; RGBA's warmed
+    up on their 6-bit level, `_warm_colours`), then at
     most 20 Lloyd updates whose assignments are k-d tree queries (scipy, imported only then; RGBA's levels
     over-relaxed, mostly on a sample where one is light enough: `_fit_large`); the seed does not matter
     either. progress(done, total), if given, is called after each split round and update.
@@ -3336,16 +3361,22 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     if k >= _LARGE_K:
         tol_abs = float(tol * variance().mean())
         # Over a histogram (`_large_k_levels`) when the colours are many: an update queries every point.
-        fine, warm = (pts, None) if pts is not None else _large_k_levels(colors, counts, k)
+        if pts is None:
+            fine, warm = _large_k_levels(colors, counts, k)
+        else:
+            fine, warm = pts, _warm_colours(colors, counts, k)
         if fine.m < 4 * k:  # too few bins to place k centroids well
             fine, warm = _Points(colors, counts, colors), None
-        return _fit_large(fine, k, max_iter, tol_abs, progress, warm)
+        # The colours start from their own bin's centroid and bounds (`_inherited`), not a query each.
+        parent = warm.inverse if warm is not None and fine is pts else None
+        return _fit_large(fine, k, max_iter, tol_abs, progress, warm, parent=parent)
     rng = np.random.default_rng(seed)
     climbed = None
     if m > (_COARSE_ABOVE if colors.shape[1] < 4 else _COARSE_ABOVE_RGBA) or m * k > _COARSE_WORK:
         # RGBA with varying alpha: a fourth channel multiplies the bins, so the restarts' level is a bit
         # coarser (2**16 cells) and Lloyd climbs one more level.
         first = (_COARSE_BITS,) if colors.shape[1] < 4 else (4, _COARSE_BITS)
+        mixed = None
         if m > _POLISH_MAX and colors.shape[1] == 4:
             # Its 5-bit level has as many bins as an RGB photo's 6-bit one (12 MP: 42 000 and 23 000), so the
             # same rule stops there: finer levels, each made from the colours, only while the last is coarse
@@ -3362,6 +3393,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # RGBA of many colours (a 0.5 MP photo under a smooth alpha: a colour for nearly every pixel) ends
             # on a level as fine for k as those after which RGB's polish is skipped (see `_ends_rgba`).
             ends = _ends_rgba(levels, m, k) if colors.shape[1] == 4 else None
+            mixed = None if ends or colors.shape[1] < 4 else _mixed(levels[-1], colors, counts)
+            if mixed is not None:
+                ends = [*levels[:-1], mixed]
             finest = None if ends else _finest(colors, counts, k, levels[-1].m)
             if ends:
                 levels = ends
@@ -3378,6 +3412,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # 7-bit level (284 000 bins) 7.7 -> 2.9 s of CPU, J +0.11 %; the astronaut 1.26 -> 0.83 s, J -0.18 %
         # (K = 128: 1.06 -> 0.98 s, J -0.27 %).
         last = _FINISH if pts is None and k > _FINISH_ABOVE else None
+        if mixed is not None:  # (RGBA of many colours: the mixed level's finish stands for the polish)
+            polish, last = False, (_MIXED_UPDATES[1 if _restarts(k) == 1 else 0], _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in)
@@ -3482,6 +3518,46 @@ def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
     return halving if halving and halving[-1].m >= _POLISH_FINE_BINS * k else None
 
 
+# RGBA of more colours than this (and up to `_POLISH_MAX`) where `_ends_rgba` does not apply ends on its 6-bit
+# level with its colours of `_HEAVY` pixels or more apart (`_mixed`), in `_MIXED_UPDATES` momentum updates (as
+# the polish's, `_MOMENTUM`; with several restarts, one run), instead of a 7-bit level (rarely halving the
+# colours, so skipped after being built) and a polish on every colour. A 0.5 MP photo under a soft alpha has
+# a colour for nearly every pixel (coffee at 860x580: 467 000, its RGB 140 000), its 6-bit level 134 000 bins:
+# the polish re-measured 15-37 % of the 467 000 colours an update (0.5 s of 1.0 at K = 256; RGB's whole
+# compress 0.36 s). On 10 such photos (0.27-0.7 MP, soft, smooth and vignette alphas) at K = 64-511 the
+# 6-bit level alone ended up to +0.6 % (a vignette's near-opaque middle: heavy colours in straddling bins);
+# with heavy colours apart, J -0.8 % to +0.16 % against the polish (see docs/PERFORMANCE.md, round 34).
+_MIXED_FROM = _POLISH_FINE_FROM
+_HEAVY = 4
+_MIXED_UPDATES = (20, 12)
+
+
+def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray) -> _Points | None:
+    """The level `fit` ends on for RGBA of many colours, or None: the 6-bit level six with every colour of
+    `_HEAVY` pixels or more a point of its own (its bin keeps the rest), where that halves the colours."""
+    m = colors.shape[0]
+    if m <= _MIXED_FROM or six.m * 2 > m:
+        return None
+    heavy = np.flatnonzero(counts >= _HEAVY)
+    if (six.m + heavy.shape[0]) * 2 > m:
+        return None
+    bins = six.inverse.take(heavy)
+    hw = counts.take(heavy).astype(np.float64)
+    hx = colors.take(heavy, axis=0) * hw[:, None]
+    # The bins' exact integer sums less their heavy colours' (exact in float64 too).
+    w = six.w - np.bincount(bins, weights=hw, minlength=six.m)
+    sums = np.stack([wx - np.bincount(bins, weights=hx[:, c], minlength=six.m) for c, wx in enumerate(six.wx)],
+                    axis=1)
+    keep = w > 0  # a bin of heavy colours only is gone
+    place = np.cumsum(keep) - 1
+    kept = int(place[-1]) + 1
+    w, sums = np.concatenate((w[keep], hw)), np.concatenate((sums[keep], hx))
+    pts = _Points(sums / w[:, None], w, sums=sums)
+    pts.inverse = place.take(six.inverse)
+    pts.inverse[heavy] = np.arange(kept, kept + heavy.shape[0])
+    return pts
+
+
 def _finest(colors: np.ndarray, counts: np.ndarray, k: int, six: int) -> _Points | _Pending | None:
     """The 7-bit level of `fit` for M colours whose 6-bit level has `six` bins, or None (see there)."""
     m = colors.shape[0]
@@ -3530,8 +3606,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     warms up the next one, which moves the centroids by more than that level's tail of small moves would
     have (256x256 photo, K=256: the colours took 33 updates after a fully converged 6-bit level, 36 after
     one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`.
-    last: (updates, relax) for the finest level when no polish follows (RGBA over `_POLISH_MAX` colours, see
-    `fit`): it ends in that many over-relaxed updates, the levels below at `_FINISH_WARM_TOL` with one run.
+    last: (updates, relax[, momentum]) for the finest level when no polish follows (RGBA over `_POLISH_MAX`
+    colours, or its `_mixed` level, see `fit`): it ends in that many over-relaxed updates (with momentum, as
+    `_hamerly`'s), the levels below at `_FINISH_WARM_TOL` with one run.
     stand_in: makes the restarts' level's stand-in, or None (`_thinned` where not given).
     others: a list that receives (centroids, J / the best's J - 1, labels) on the last level of the other runs worth
     keeping (`_least`; see `fit`; none where climbing them would cost over `_OTHERS_WORK`); the run returned
@@ -3575,7 +3652,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
             guess = labels[prev.inverse[first]]
             if last is not None and i == len(finer_levels) - 1:
-                start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1])
+                start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
+                                                  last[2] if len(last) > 2 else None)
             else:
                 start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
             prev = finer

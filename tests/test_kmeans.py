@@ -929,9 +929,11 @@ def test_a_guess_is_asked_for_only_where_nearest_uses_it():
     assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
     assert not km.takes_guess(1 << 20, 3, 512)         # the k-d tree at large K
     assert not km.takes_guess(65_536, 1, 256)
-    # RGBA from K = 65 (its cells are coarse): the guess's neighbour lists; pairs of channels up to 64.
+    # RGBA from K = 65 (its cells are coarse): the guess's neighbour lists; pairs of channels up to 32, and up
+    # to 64 where no guess is made (round 34: from K = 33 the guess reads fewer entries than the pairs).
     assert km.takes_guess(65_536, 4, 256) and km.takes_guess(1 << 20, 4, 65)
-    assert not km.takes_guess(1 << 20, 4, 64) and not km.takes_guess(1_000, 4, 256)
+    assert km.takes_guess(1 << 20, 4, 64) and not km.takes_guess(1 << 20, 4, 32)
+    assert not km.takes_guess(65_536, 4, 64) and not km.takes_guess(1_000, 4, 256)
 
 
 def test_rgb_over_local_max_takes_a_guess_with_the_labels_of_the_cells(monkeypatch: pytest.MonkeyPatch) -> None:
