@@ -239,8 +239,9 @@ class _Search:
         # there only costs J), and the K whose fits are: their real fits are in _real's search
         self.rough_ok, self.rough = rough and _ROUGH and codec != "raw", set[int]()
         self._real: _Search | None = None
-        # the plain bracket of a byte budget another codec's search of the image ended with (_bytes_bracket): its
-        # ends are fitted, and this codec's bracket is usually next to it
+        # the plain bracket of a byte budget this search ended with (_bytes_bracket), and the one another codec's
+        # search of the image did, whose ends are fitted: this codec's bracket is usually next to it
+        self.bracket: tuple[int, ...] = ()
         self.hint: tuple[int, ...] = ()
 
     def with_codec(self, codec: str) -> _Search:
@@ -248,7 +249,7 @@ class _Search:
         other = _Search(self.pixels, self.k_hi, codec, self.seed, self.max_iter, self.target, self.progress,
                         self.distinct)
         other.fitted, other.made, other.rough = dict(self.fitted), self.made, set(self.rough)
-        other.hint = self.hint
+        other.hint = self.bracket
         other.rough_ok = self.rough_ok and codec != "raw"
         return other
 
@@ -1121,8 +1122,7 @@ def _bytes_bracket(s: _Search, max_bytes: int, k_cap: int) -> tuple[int, int]:
     """_bracket's plain K for a byte budget: lo's file fits, hi's does not."""
     lo, hi = _bracket(k_cap, lambda k: not s.fits(k, max_bytes), s.estimate, max_bytes, 16, coarse=_COARSE,
                       first=s.hint)
-    if not s.hint:
-        s.hint = (lo, hi)
+    s.bracket = (lo, hi)
     return lo, hi
 
 
