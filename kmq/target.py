@@ -100,6 +100,7 @@ _COARSE = 1.25  # the plain bracket's width (hi / lo) before rdo files are tried
 _FINE = 1 + 1 / 64
 _FINE_FROM = 64  # K from which that is wider than neighbours (and narrowing aims past the crossing: _near)
 _RDO_STEPS = 3  # rdo files tried under a byte budget, at most
+_NOTHING = 1e-2  # an lzma rdo run asked for at most this share of its K's plain J more moves next to nothing
 # Under a PSNR target, rdo is tried at this multiple of the bracket's top: the best multiple is 1.25 to 2
 # depending on the image (1.5 is within 3 % of the best on camera, chelsea and ihc at 30 to 40 dB; 2 was
 # up to 8 % larger on camera).
@@ -238,12 +239,17 @@ class _Search:
         # there only costs J), and the K whose fits are: their real fits are in _real's search
         self.rough_ok, self.rough = rough and _ROUGH and codec != "raw", set[int]()
         self._real: _Search | None = None
+        # the plain bracket of a byte budget this search ended with (_bytes_bracket), and the one another codec's
+        # search of the image did, whose ends are fitted: this codec's bracket is usually next to it
+        self.bracket: tuple[int, ...] = ()
+        self.hint: tuple[int, ...] = ()
 
     def with_codec(self, codec: str) -> _Search:
         """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
         other = _Search(self.pixels, self.k_hi, codec, self.seed, self.max_iter, self.target, self.progress,
                         self.distinct)
         other.fitted, other.made, other.rough = dict(self.fitted), self.made, set(self.rough)
+        other.hint = self.bracket
         other.rough_ok = self.rough_ok and codec != "raw"
         return other
 
@@ -554,13 +560,16 @@ def _bands(labels: np.ndarray) -> np.ndarray:
 
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
-             start: int, coarse: float = _FINE, zero: tuple[int, float] | None = None) -> tuple[int, int]:
+             start: int, coarse: float = _FINE, zero: tuple[int, float] | None = None,
+             first: tuple[int, ...] = ()) -> tuple[int, int]:
     """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
     meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target;
-    zero the K where it is 0 (J of the lossless K) and a value standing in for it there, if any (_crossing)."""
+    zero the K where it is 0 (J of the lossless K) and a value standing in for it there, if any (_crossing).
+    first: K probed before start (those inside the bracket as it stands), then on from the last as usual."""
     lo, hi = 0, k_hi + 1
-    k = max(1, min(start, k_hi))
+    queue = [k for k in first if 1 <= k <= k_hi]
+    k = queue.pop(0) if queue else max(1, min(start, k_hi))
     prev: tuple[int, float] | None = None
     for _ in range(_MAX_STEPS):
         if ok(k):
@@ -570,7 +579,10 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
         if hi - lo <= 1 or (1 <= lo and hi <= k_hi):
             break
         v = value(k)
-        if lo == 0:
+        queue = [q for q in queue if lo < q < hi]
+        if queue:
+            k_next = queue.pop(0)
+        elif lo == 0:
             k_next = _extrapolate(k, v, prev, goal) or _towards(k, v, 1, goal)
             k_next = max(1, min(hi - 1, k_next))
         else:
@@ -1108,7 +1120,10 @@ def _k_cap(s: _Search, max_bytes: int) -> int:
 
 def _bytes_bracket(s: _Search, max_bytes: int, k_cap: int) -> tuple[int, int]:
     """_bracket's plain K for a byte budget: lo's file fits, hi's does not."""
-    return _bracket(k_cap, lambda k: not s.fits(k, max_bytes), s.estimate, max_bytes, 16, coarse=_COARSE)
+    lo, hi = _bracket(k_cap, lambda k: not s.fits(k, max_bytes), s.estimate, max_bytes, 16, coarse=_COARSE,
+                      first=s.hint)
+    s.bracket = (lo, hi)
+    return lo, hi
 
 
 def _sized_over(s: _Search, k: int, limit: float) -> bool:
@@ -1437,7 +1452,13 @@ def _rdo_at(s: _Search, k: int, max_bytes: int, lo: int, hi: int, steps: int, sh
     points: list[tuple[float, float, float]] = []  # (log added J, log bytes, log J) of the files tried
     asked: list[float] = []  # the J each rdo run was given
     short = False  # whether the last rdo run landed short of the J it was given
-    added = max(aim - j_k, 1e-3 * j_k)
+    # An aim at or under k's plain J (the plain curve times share fits there) asks rdo for next to nothing. With
+    # lzma its file is k's plain one give or take a few bytes (an 800x500 screenshot in 6,000 B: K = 9 +0.1 % and
+    # +0.2 %, K = 6 +0.1 %, 0.5 % under the plain file at most): hi's J instead, where a file that fits beats
+    # every plain K. Not with ctx, whose rdo judges moves by ctx's own bits and a tiny J can cut a file by several
+    # % (the small RGBA photo: K = 48 +0.4 % -6.9 %; hi's J there cost a 600x400 vignette in 3,500 B 0.8 dB).
+    lzma = s.codec == "lzma" and aim <= j_k * (1 + _NOTHING)
+    added = j_hi - j_k if lzma else max(aim - j_k, 1e-3 * j_k)
     for step in range(steps + 1):
         if step == steps:
             # An rdo run may land well below the J it is given (its lambda is calibrated in a few trials), which
