@@ -25,6 +25,14 @@ def main() -> None:
     # decode the image meanwhile. kmq splits its own work between threads (kmq.parallel) and hands BLAS only
     # tiny products, so one BLAS thread loses nothing; a value set by the user stays.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # numpy asks for transparent huge pages for its large arrays (madvise), and where the kernel's THP defrag
+    # is "madvise" (its default) a fault on such memory compacts memory on the spot when free huge pages are
+    # few, as on any machine that has run a while: a 12 MP compress at K = 16 spent 0.6-1.5 s of system time
+    # (0.55 -> 1.0-1.9 s end to end, 2 runs in 3) for 0.7 s of user time; 12 MP RGBA under random alpha
+    # at K = 256 1.7-2.5 s (1.8 -> 3.0-3.8 s). With 4 KiB pages the faults are 2.5x as many and cost 0.15 s,
+    # every run; with huge pages to spare (just after compacting) the best runs were the same. The input's
+    # own buffer (kmq.prefetch) still asks for them: it is one mapping, made at the start.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     from . import prefetch
 
     prefetch.start(sys.argv[1:])

@@ -342,6 +342,22 @@ def test_a_program_that_runs_kmq_inside_its_own_process_goes_on_after_it() -> No
     assert out.splitlines() == [f"kmq, version {__version__}", "SystemExit 0"] * 2 + ["the host goes on"]
 
 
+@pytest.mark.parametrize("given", [None, "1"])
+def test_the_command_asks_numpy_for_no_huge_pages_unless_told(given: str | None) -> None:
+    """Compacting memory for a huge page at a fault cost a 12 MP compress up to 1.5 s of system time
+    (kmq/__main__.py); a value the user set stays, and numpy loads with it."""
+    code = ("import sys; sys.argv = ['kmq', '--version']\n"
+            "from kmq.__main__ import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "import os, numpy\n"
+            "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], numpy._core.multiarray._set_madvise_hugepage(True))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.splitlines()[-1] == ("0 False" if given is None else "1 True")
+
+
 def _in_mapped_memory(pixels: np.ndarray) -> bool:
     """Whether pixels view the memory kmq.prefetch.map_pixels decodes into (not a copy from Pillow)."""
     import mmap
