@@ -3392,8 +3392,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # first costs 0.4 ms, building it ~5 ms (256x256 astronaut: 21 841 bins for 38 732 colours).
             # RGBA of many colours (a 0.5 MP photo under a smooth alpha: a colour for nearly every pixel) ends
             # on a level as fine for k as those after which RGB's polish is skipped (see `_ends_rgba`).
-            ends = _ends_rgba(levels, m, k) if colors.shape[1] == 4 else None
-            mixed = None if ends or colors.shape[1] < 4 else _mixed(levels[-1], colors, counts)
+            rgba = colors.shape[1] == 4
+            ends = _ends_rgba(levels, m, k) if rgba else None
+            mixed = _mixed(levels[-1], colors, counts) if rgba and not ends else None
             if mixed is not None:
                 ends = [*levels[:-1], mixed]
             finest = None if ends else _finest(colors, counts, k, levels[-1].m)

@@ -711,6 +711,7 @@ def _psnr_bracket(s: _Search, db: float) -> tuple[int, int]:
 
 def _for_psnr(s: _Search, db: float) -> KmqImage:
     j_goal = _j_for(s, db)
+    zero = _zero(s, j_goal)
 
     def ok(k: int) -> bool:
         return s.psnr(s.j(k)) >= db
@@ -725,7 +726,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
                        f"{K_CAP_HINT if s.k_hi < len(s.distinct.colors) else ')'}")
     if s.codec == "raw" or lo == 0:
         if lo >= 1 and not s.rough:
-            lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, _zero(s, j_goal)))
+            lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, zero))
         pick = (hi, 0.0)
         if s.codec == "raw" and _raw_could_beat(s, s.lossless(), hi):
             # J = 0 is recorded in 3 bytes, a lossy J in up to 24: in hi's bit width the lossless file is
@@ -739,11 +740,11 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
         return cand is not None and s.no_larger(cand, (lo, 0.0))
 
     # Otherwise the bracket is narrowed, each probe aimed just below the target so that lo rises.
-    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False, zero=_zero(s, j_goal))
+    lo, hi = _narrow(lo, hi, ok, s.j, j_goal, beaten, up=False, zero=zero)
     if beaten(lo, hi) or (cand is not None and not s.no_larger((hi, 0.0), cand)):
         return _checked_psnr(s, db, _smallest_scanned(s, db, cand, hi), lo, hi)
     if not s.rough:
-        lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, _zero(s, j_goal)))  # the least K meeting db: the smallest file
+        lo, hi = _neighbours(lo, hi, ok, (s.j, j_goal, zero))  # the least K meeting db: the smallest file
     # Plain files grow with K only nearly: the next K's is at times a few bytes smaller (a 40x40 gradient
     # with lzma at 19.2 dB: 246 bytes at K = 7, 239 at 8), and so, for graphics, is the lossless one (5
     # colours: 172 bytes, K = 3 174).
