@@ -395,8 +395,9 @@ def bench_rgba(tmp: Path, log) -> list[dict]:
     graphics with anti-aliased alpha edges, and the photo under uniformly random alpha (nearly every pixel
     a colour of its own: the worst case for distinct colours), and a 0.5 MP photo under a soft alpha. All at
     K = 16, then the 12 MP ones and the soft alpha at K = 256 and at K = 1024 (`rgba_cases`), a series each:
-    from K = 512 RGBA fits on a finer histogram level than RGB."""
-    return [row for k in (16, 256, 1024) for row in bench_rgba_at(tmp, log, k)]
+    from K = 512 RGBA fits on a finer histogram level than RGB. At K = 64 and 256, a second photo at 0.5 MP
+    under finely blurred noise and under random alpha: where a new user found RGBA slowest against RGB."""
+    return [row for k in (16, 64, 256, 1024) for row in bench_rgba_at(tmp, log, k)]
 
 
 # A second photo for the random alpha rows (matplotlib's, installed with the test extra): one photo's bins
@@ -417,7 +418,13 @@ def rgba_cases(k: int) -> list[tuple[str, str, int, int]]:
     # A new user's find (round 33): half a megapixel under a soft alpha of every level has ~3x the distinct
     # colours of its RGB, under the size where RGBA turns to histograms; a series of its own at every K.
     cases.append(("coffee 860x580, soft alpha", "soft", 860, 580))
-    return cases if k == 16 else [c for c in cases if c[2] == 4000 or c[1] == "soft"]
+    # Round 34's audit (506 cells): the cells still over 2x were 0.25-4 MP photos of a colour per pixel,
+    # 14 of 25 at K = 64 (grace_hopper at 0.5 MP under noise blurred by 2 px the worst), 9 at K = 256.
+    mid = [("grace_hopper 860x580, fine noise alpha", "fine", 860, 580),
+           ("grace_hopper 860x580, random alpha", "grace", 860, 580)] if GRACE.exists() else []
+    if k == 64:
+        return [c for c in cases if c[1] == "soft"] + mid
+    return cases if k == 16 else [c for c in cases if c[2] == 4000 or c[1] == "soft"] + (mid if k == 256 else [])
 
 
 def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
@@ -431,7 +438,7 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
             if kind == "noise":
                 rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
             else:
-                photo = Image.open(GRACE).convert("RGB") if kind == "grace" else src
+                photo = Image.open(GRACE).convert("RGB") if kind in ("grace", "fine") else src
                 rgb = np.asarray(photo.resize((w, h), Image.Resampling.LANCZOS))
             if kind in ("random", "grace"):
                 alpha = np.random.default_rng(1).integers(0, 256, (h, w), dtype=np.uint8)
@@ -439,6 +446,11 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
                 grid = np.random.default_rng(2).integers(0, 256, (h // 16 + 1, w // 16 + 1), dtype=np.uint8)
                 alpha = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC)
                                    .filter(ImageFilter.GaussianBlur(4)))
+            elif kind == "fine":  # white noise blurred by 2 px, stretched to every level (the audit's "blob2")
+                noise = np.random.default_rng(3).integers(0, 256, (h, w), dtype=np.uint8)
+                b = np.asarray(Image.fromarray(noise).filter(ImageFilter.GaussianBlur(2)), dtype=np.float32)
+                lo, hi = np.percentile(b, [2, 98])
+                alpha = np.clip((b - lo) / max(hi - lo, 1) * 255, 0, 255).round().astype(np.uint8)
             else:
                 yy, xx = np.mgrid[0:h, 0:w]
                 r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
@@ -448,7 +460,8 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
         Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
         row = {"case": label, "k": k, "series": kind in ("noise", "vignette") and k == 16,
                "series256": kind == "vignette" and k == 256, "series1024": k == 1024 and w == 4000,
-               "other": kind in ("graphics", "random", "grace") and k < 1024, "soft": kind == "soft"}
+               "other": kind in ("graphics", "random", "grace") and k < 1024 and w != 860, "soft": kind == "soft",
+               "mid": w == 860 and k in (64, 256)}
         # The two modes take turns, so that both meet the same load on a shared machine; each keeps its
         # fastest run, and the least CPU time of its runs.
         for rep in range(RGBA_REPS):
@@ -647,7 +660,9 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
            "the CPU ratio that of its CPU time (least of the runs: less disturbed by other jobs on a shared "
            "machine), memory the process's peak. The target's series is the vignette at every size at K = 16; "
            "12 MP at K = 256, other kinds (random alpha, anti-aliased graphics), every 12 MP kind at K = 1024, "
-           "and a 0.5 MP photo under a soft alpha (every level) at K = 16, 256 and 1024 are targets of their own.",
+           "a 0.5 MP photo under a soft alpha (every level) at K = 16, 64, 256 and 1024, and 0.5 MP of a colour "
+           "per pixel at K = 64 and 256 (that photo, and a second one under finely blurred noise and under random "
+           "alpha) are targets of their own.",
            "",
            "| image | K | RGB time | RGBA time | time ratio | CPU ratio | RGB peak | RGBA peak | memory ratio | "
            "RGB J | RGBA J |",
@@ -662,7 +677,8 @@ def report_rgba(rows: list[dict], targets: list) -> list[str]:
     for key, what in (("series", "at every size"), ("series256", "12 MP at K = 256"),
                       ("other", "under random alpha (two photos) and anti-aliased graphics, K = 16 and 256"),
                       ("series1024", "12 MP at K = 1024 (vignette, random alpha, graphics)"),
-                      ("soft", "0.5 MP under a soft alpha, K = 16, 256, 1024")):
+                      ("soft", "0.5 MP under a soft alpha, K = 16, 64, 256, 1024"),
+                      ("mid", "0.5 MP of a colour per pixel (two photos, three alphas), K = 64 and 256")):
         series = [r for r in rows if r.get(key, key == "series")]
         if not series:
             continue
