@@ -347,14 +347,15 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
                    err=output == STDIO)
 
 
-_QUICK = 1.0  # seconds: a target search that reports before this draws nothing (most take less)
+_QUICK = 1.0  # seconds: a target search (or stats run) that reports before this draws nothing (most take less)
 
 
 @contextmanager
-def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0) -> Iterator[Any]:
-    """A progress callback for one long K-Means (or a target's search): on a terminal, a transient rich bar
-    on stderr that appears at the first report made `after` seconds or more in (short fits never report, so
-    they draw nothing; a total of None draws a count without an end); None when quiet or piped."""
+def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0, percent: bool = False) -> Iterator[Any]:
+    """A progress callback for one long K-Means (or a target's search, or a stats run): on a terminal, a
+    transient rich bar on stderr that appears at the first report made `after` seconds or more in (short fits
+    never report, so they draw nothing; a total of None draws a count without an end); None when quiet or
+    piped. percent: the bar shows a percentage, not done/total."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
@@ -366,9 +367,11 @@ def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0) -> Ite
             if time.perf_counter() - started < after:
                 return
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                       TimeElapsedColumn)
 
-            bar["p"] = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            count = TaskProgressColumn() if percent else MofNCompleteColumn()
+            bar["p"] = Progress(TextColumn(what), BarColumn(), count, TimeElapsedColumn(),
                                 console=Console(stderr=True), transient=True)
             bar["p"].start()
             bar["task"] = bar["p"].add_task("fit", total=total)
@@ -576,7 +579,7 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
               help="Also draw the records as a rate-distortion chart (PSNR against bits per pixel) into FILE "
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
-@click.option("-q", "--quiet", is_flag=True, help="No message about the --plot FILE (the records are printed).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no message about the --plot FILE (the records are printed).")
 @RDO_OPTION
 @_palette_option("-k", "--seed", "--sweep", "--rdo")
 @_dither_option("--rdo")
@@ -627,18 +630,9 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             for source in inputs:
                 check_distinct(plot_path, source)
             plot.check_target(plot_path, overwrite=force)
-        for source in inputs:
-            # One unreadable input among many costs its own records only, as in a bulk compress.
-            # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
-            try:
-                with _warned():
-                    records += stats.measure(source, ks, seed=seed, codec=codec, reference=reference,
-                                             max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither,
-                                             sweep=sweep)
-            except KmqError as e:
-                failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
-                if len(inputs) > 1:
-                    click.echo(f"Error: {_error(failed[-1])}", err=True)
+        with _fit_progress(quiet, "Measuring", after=_QUICK, percent=True) as report:
+            _measure_all(inputs, records, failed, report, ks=ks, seed=seed, codec=codec, reference=reference,
+                         max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither, sweep=sweep)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
         _print_records(records, fmt)
         if len(inputs) == 1 and failed:
@@ -651,6 +645,27 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             drawn = plot.write_chart(records, plot_path, overwrite=force)
     if plot_path is not None and not quiet:
         click.echo(f"rate-distortion chart -> {_shown(plot_path)}: {_plural(drawn, 'point')}", err=True)
+
+
+def _measure_all(inputs: tuple[str, ...], records: list[dict[str, Any]], failed: list[KmqError], report: Any,
+                 **options: Any) -> None:
+    """stats.measure over the inputs into records; each failed input's error into failed (and, among several,
+    its Error: line at once). report: _fit_progress's callable (or None), told the share of the whole run."""
+    for i, source in enumerate(inputs):
+        share = None if report is None else \
+            (lambda done, total, i=i: report(round(STEPS * (i + done / total) / len(inputs)), STEPS))
+        # One unreadable input among many costs its own records only, as in a bulk compress.
+        # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
+        try:
+            with _warned():
+                records += stats.measure(source, progress=share, **options)
+        except KmqError as e:
+            failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
+            if len(inputs) > 1:
+                click.echo(f"Error: {_error(failed[-1])}", err=True)
+
+
+STEPS = 1000  # a stats run's bar: per mille of the whole
 
 
 def _print_records(records: list[dict[str, Any]], fmt: str) -> None:

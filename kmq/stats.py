@@ -5,7 +5,7 @@ import math
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +25,31 @@ FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "origina
 
 # `kmq stats --sweep`: the Ks of a rate-distortion curve, powers of two from 2 to 256.
 SWEEP = tuple(2**b for b in range(1, 9))
+
+# measure's progress: callable(done, total), in these units per step (a fit, or a record's encodes).
+STEP = 1000
+
+
+class _Steps:
+    """measure's progress over its steps: each fit and each record one step; a long fit's own reports
+    (kmq.compress's progress) move within its step, so that a run of large K shows that it is working."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, max(total, 1), 0
+
+    def within(self) -> Callable[[int, int], None] | None:
+        """The progress callable for the step under way (None when nobody listens)."""
+        if self.progress is None:
+            return None
+        return lambda done, total: self._report(self.done * STEP + (STEP * done // total if total else 0))
+
+    def step(self) -> None:
+        self.done = min(self.done + 1, self.total)
+        self._report(self.done * STEP)
+
+    def _report(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress(min(done, self.total * STEP), self.total * STEP)
 
 
 def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
@@ -93,7 +118,7 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
 def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
             palette: Any = None, rdo: float = 0.0, dither: str = "none",
-            sweep: bool = False) -> list[dict[str, Any]]:
+            sweep: bool = False, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Stats records for one input, told apart by the file's first bytes, not its name.
 
     A .kmq file gives one record, as stored (ks and palette do not apply: a KmqWarning says so if ks differ
@@ -111,15 +136,21 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     sweep: also K = SWEEP (2, 4, ..., 256), all in ascending order, each once, up to the first lossless one
     (J = 0): every larger K would give the same record again (an image with few colours); a k of ks past it
     still gives its record.
+    progress: an optional callable(done, total), called as each fit and record is done (and now and then
+    within a long fit), e.g. to draw a bar; done reaches total at the end. It does not change the records.
     Warnings name the input.
     """
     with warnings_about(source):
-        return _measure(source, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
-                        palette=palette, rdo=rdo, dither=dither, sweep=sweep)
+        records = _measure(source, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
+                           palette=palette, rdo=rdo, dither=dither, sweep=sweep, progress=progress)
+    if progress is not None:
+        progress(1, 1)
+    return records
 
 
 def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | None, reference: bool,
-             max_pixels: int, palette: Any, rdo: float, dither: str, sweep: bool) -> list[dict[str, Any]]:
+             max_pixels: int, palette: Any, rdo: float, dither: str, sweep: bool,
+             progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
     loaded, size = load(source, max_pixels=max_pixels)
     name = str(source)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
@@ -129,18 +160,23 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
+        steps = _Steps(progress, 1)
     elif palette is not None:
         if rdo:  # as kmq.compress: rdo refines the palette it fits
             raise ValueError(PALETTE_RDO)
+        steps = _Steps(progress, 2)
         with naming(source, KmqError):  # the palette's checks see pixels, not the file
             quantized = [compress(loaded, palette=palette, dither=dither)]
+        steps.step()
     else:
         if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing
             raise ValueError(RAW_RDO)
+        fits = len(set(_order(ks, sweep))) * (len(chosen) if rdo else 1)
+        steps = _Steps(progress, 2 * fits)  # each fit, then its record(s)
         if rdo:
             return _rdo_records(loaded, ks, name, chosen, seed=seed, reference=reference, rdo=rdo, dither=dither,
-                                sweep=sweep)
-        quantized = _quantized(loaded, ks, seed=seed, rdo=rdo, dither=dither, sweep=sweep)
+                                sweep=sweep, steps=steps)
+        quantized = _quantized(loaded, ks, seed=seed, rdo=rdo, dither=dither, sweep=sweep, steps=steps)
     # A quantization listed again (a repeated -k, a K past the lossless one) repeats its records, measured once.
     measured: dict[int, list[dict[str, Any]]] = {}
     for img in quantized:
@@ -149,37 +185,44 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
             sizes = reference_sizes(img) if reference else {}
             encoded = [replace(img, codec=name_of_codec) for name_of_codec in chosen or ["raw"]]
             measured[id(img)] = [{**record(e, name, len(e.to_bytes())), **sizes} for e in encoded]
+            steps.step()
     return [dict(r) for img in quantized for r in measured[id(img)]]
 
 
 def _rdo_records(image: np.ndarray, ks: Sequence[int], name: str, chosen: list[str], *, seed: int,
-                 reference: bool, rdo: float, dither: str, sweep: bool) -> list[dict[str, Any]]:
+                 reference: bool, rdo: float, dither: str, sweep: bool, steps: _Steps) -> list[dict[str, Any]]:
     """An image's records under rdo: each codec's the file `compress --codec C --rdo` writes, since rdo weighs
     labels by what they cost in that codec (lzma's records of ctx's labels were not any file compress makes);
     raw, which rdo cannot serve, the plain one. Per K, in the codecs' order."""
     per_codec = [_quantized(image, ks, seed=seed, rdo=0.0 if c == "raw" else rdo, dither=dither, sweep=sweep,
-                            codec=c) for c in chosen]
+                            codec=c, steps=steps) for c in chosen]
     out, measured = [], {}
     for row in zip(*per_codec):
         for c, img in zip(chosen, row):
             if id(img) not in measured:  # a K repeated, or past the lossless one: the same record again
                 sizes = reference_sizes(img) if reference else {}
                 measured[id(img)] = {**record(img, name, len(img.to_bytes())), **sizes}
+                steps.step()
             out.append(dict(measured[id(img)]))
     return out
 
 
+def _order(ks: Sequence[int], sweep: bool) -> list[int]:
+    """The Ks to quantize at, in order: those asked, repeats too (DEFAULT_K if none), or with sweep the sorted
+    union of them and SWEEP."""
+    return sorted({*ks, *SWEEP}) if sweep else list(ks) or [DEFAULT_K]
+
+
 def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: str,
-               sweep: bool, codec: str = "ctx") -> list[KmqImage]:
+               sweep: bool, steps: _Steps, codec: str = "ctx") -> list[KmqImage]:
     """The image quantized at each K asked, in the order asked (DEFAULT_K if none), each K once however often
     it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K. codec: the one rdo
     weighs labels for (without rdo, raw: the records re-encode the labels)."""
     done: dict[int, KmqImage] = {}
     lossless: tuple[int, KmqImage] | None = None  # the first K found lossless, and its quantization
     beyond: list[int] = []  # the Ks asked past it, given its record
-    order = sorted({*ks, *SWEEP}) if sweep else list(ks) or [DEFAULT_K]
     quantized = []
-    for k in order:
+    for k in _order(ks, sweep):
         # Once a K is lossless, the image has at most that many colours (J = 0 only when every colour is an
         # entry), and every larger K would make the very same quantization: it is copied, not made again.
         if k not in done and lossless is not None and k >= lossless[1].k:
@@ -188,7 +231,9 @@ def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: 
             beyond.append(k)
             done[k] = lossless[1]
         if k not in done:
-            done[k] = compress(image, k, seed=seed, codec=codec if rdo else "raw", rdo=rdo, dither=dither)
+            done[k] = compress(image, k, seed=seed, codec=codec if rdo else "raw", rdo=rdo, dither=dither,
+                               progress=steps.within())
+            steps.step()
             if done[k].distortion == 0 and lossless is None:
                 lossless = k, done[k]
         quantized.append(done[k])

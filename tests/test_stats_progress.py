@@ -1,0 +1,90 @@
+"""`kmq stats` shows that a long run is working: stats.measure reports each fit and record (and a long fit's
+own steps), and the command draws them as one bar over all its inputs on a terminal."""
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmq
+from kmq import cli, stats
+from kmq.cli import main
+
+
+@pytest.fixture
+def crop(samples):
+    return np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))[:60, :80]
+
+
+def _fractions(calls):
+    return [d / t for d, t in calls]
+
+
+@pytest.mark.parametrize("ks, options, steps", [
+    ((4, 2, 4), {}, 4),                         # two fits, two records (the repeated K measured once)
+    ((4,), {"codec": "all", "reference": True}, 2),
+    ((3, 5), {"codec": "ctx", "rdo": 5.0}, 4),
+])
+def test_measure_reports_each_step_and_ends_at_its_total(tmp_path, crop, ks, options, steps):
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    calls = []
+    records = stats.measure(path, ks, progress=lambda done, total: calls.append((done, total)), **options)
+    assert records == stats.measure(path, ks, **options)
+    fractions = _fractions(calls)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # One report per step, then the closing one (done == total).
+    assert len(calls) == steps + 1 and calls[-2][0] == calls[-2][1]
+
+
+def test_a_long_fit_reports_within_its_step(tmp_path, crop):
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    calls = []
+    stats.measure(path, (1024,), progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) > 3  # the fit's own reports, then its record's and the end
+    assert _fractions(calls) == sorted(_fractions(calls))
+    assert 0 < calls[0][0] < stats.STEP  # inside the first of two steps
+
+
+def test_a_kmq_input_and_a_lossless_k_end_at_the_total(tmp_path, crop):
+    kmq_path = tmp_path / "crop.kmq"
+    kmq.write(kmq_path, kmq.compress(crop, 4))
+    for codec in (None, "all"):  # as stored (no step at all), or re-encoded by every codec (one step)
+        calls = []
+        stats.measure(kmq_path, codec=codec, progress=lambda done, total: calls.append((done, total)))
+        assert calls[-1] == (1, 1) and len(calls) == (1 if codec is None else 2)
+    few = np.zeros((8, 8, 3), np.uint8)
+    few[4:] = 200
+    png = tmp_path / "two.png"
+    Image.fromarray(few).save(png)
+    calls = []
+    with pytest.warns(kmq.KmqWarning):
+        stats.measure(png, (2, 4, 8), progress=lambda done, total: calls.append((done, total)))
+    assert _fractions(calls) == sorted(_fractions(calls)) and calls[-1] == (1, 1)
+
+
+def test_the_command_draws_one_bar_over_every_input(monkeypatch, tmp_path, crop):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(crop).save(tmp_path / name)
+    args = ["stats", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-k", "2", "-k", "8", "--format", "json"]
+    plain = CliRunner().invoke(main, args, prog_name="kmq")
+    seen = []
+
+    @contextmanager
+    def bar(quiet, what="K-Means", after=0.0, percent=False):
+        seen.append((what, percent))
+        yield None if quiet else (lambda done, total: seen.append((done, total)))
+
+    monkeypatch.setattr(cli, "_fit_progress", bar)
+    drawn = CliRunner().invoke(main, args, prog_name="kmq")
+    assert drawn.exit_code == plain.exit_code == 0 and drawn.output == plain.output
+    assert seen[0] == ("Measuring", True)
+    reports = seen[1:]
+    assert all(total == cli.STEPS for _, total in reports)
+    assert [d for d, _ in reports] == sorted(d for d, _ in reports) and reports[-1][0] == cli.STEPS
+    assert any(d == cli.STEPS // 2 for d, _ in reports)  # the first of the two inputs done: half the bar
+    seen.clear()
+    assert CliRunner().invoke(main, [*args, "-q"], prog_name="kmq").output == plain.output
+    assert seen == [("Measuring", True)]  # quiet: no reports
