@@ -1050,7 +1050,9 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
-        img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette)
+        with _fit_progress(quiet) as progress:
+            img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
+                                          progress=progress)
         if output is not None and style == "labels":
             segment.check_label_map_format(output, fmt, img.k)
         # The picture is encoded first (a format's refusal then comes before -f replaces any mask), the masks
@@ -1138,8 +1140,9 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         _refuse_terminal(output)
         check_distinct(output, image)
         check_writable(output, overwrite=force)  # before the clusterings
-        figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
-                                      palette=palette, dither=dither)
+        with _fit_progress(quiet, "Fitting", after=_QUICK, percent=True) as progress:
+            figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
+                                          palette=palette, dither=dither, progress=progress)
         _save(output, figure.pixels, force)
     if not quiet:
         height, width = figure.pixels.shape[:2]
@@ -1287,7 +1290,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
-            img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels)
+            with _fit_progress(quiet) as progress:
+                img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels, progress=progress)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin", seed)
         else:

@@ -24,7 +24,7 @@ from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
 from .palettes import Palette
-from .stats import ignored_k, ignored_options, record
+from .stats import Steps, ignored_k, ignored_options, record
 
 STYLES = ("overlay", "labels", "mean", "boundaries")
 OVERLAY_ALPHA = 0.3
@@ -119,14 +119,14 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
 
 
 def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int = 0,
-              max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None,
-              name: str | Path | None = None) -> tuple[KmqImage, np.ndarray]:
+              max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None, name: str | Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> tuple[KmqImage, np.ndarray]:
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
     are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
     palette, does not apply: a KmqWarning says so. source: a path ("-" for stdin) or a binary file (stdin's
     bytes, once a bulk run has read them); warnings and errors name it as name (by default the path, or
-    "<file>")."""
+    "<file>"). progress: as kmq.compress's."""
     if name is None:
         name = source if isinstance(source, (str, os.PathLike)) else "<file>"
     with warnings_about(name):
@@ -136,7 +136,7 @@ def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int 
             ignored_options(name, palette=palette is not None, seed=seed)
             return loaded, loaded.decode()
         with naming(name, KmqError):  # the palette's checks see pixels, not the file
-            return compress(loaded, k, seed=seed, palette=palette), loaded
+            return compress(loaded, k, seed=seed, palette=palette, progress=progress), loaded
 
 
 def _loaded(source: str | Path | BinaryIO, name: str | Path, max_pixels: int) -> KmqImage | np.ndarray:
@@ -359,7 +359,7 @@ class Montage:
 
 def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
-            dither: str = "none") -> Montage:
+            dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
     """The original beside its reconstruction at each K, every panel titled with K, the ratio and the PSNR.
 
     pixels: (h, w) or (h, w, 1|3|4) uint8. Panels are laid out in rows of at most four (five panels: 3 + 2)
@@ -370,6 +370,8 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     dither: as kmq.compress.
     Each picture is drawn once: a K repeated, or a K at or above the image's number of distinct colours
     (every such K gives the same lossless picture), has one panel, where its first K stands.
+    progress: an optional callable(done, total), called as each K is fitted (and now and then within a long
+    fit), last with done == total.
     """
     h, w = pixels.shape[:2]
     asked = list(dict.fromkeys(int(k) for k in ks))
@@ -380,7 +382,9 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
         raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                        f"over the limit of {max_pixels} {MONTAGE_HINT}")
     quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
-                 else _distinct_pictures(pixels, asked, seed, dither))
+                 else _distinct_pictures(pixels, asked, seed, dither, Steps(progress, len(asked))))
+    if progress is not None:
+        progress(1, 1)
     columns, size = _layout(len(quantized) + 1, columns, w, h)
     pw, ph = _panel_size(w, h)
     cw = max(pw, PANEL_MIN)
@@ -420,7 +424,8 @@ def _layout(n: int, columns: int | None, w: int, h: int) -> tuple[int, tuple[int
     return columns, (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
 
 
-def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str) -> list[KmqImage]:
+def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str,
+                       steps: Steps) -> list[KmqImage]:
     """compress(pixels) at each of the distinct ks, in their order, each picture once: the largest K first,
     so that an image with fewer colours than it is found lossless at once (one warning, naming that K), and
     every K at or above its number of colours shares that one picture instead of being fitted again."""
@@ -430,7 +435,8 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
         if lossless is not None and k >= lossless.k:
             made[k] = lossless
             continue
-        made[k] = compress(pixels, k, seed=seed, dither=dither)
+        made[k] = compress(pixels, k, seed=seed, dither=dither, progress=steps.within())
+        steps.step()
         if made[k].distortion == 0:
             lossless = made[k]
     return list({id(made[k]): made[k] for k in ks}.values())
@@ -438,7 +444,7 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
 
 def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
-                 dither: str = "none") -> Montage:
+                 dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
     """montage() of an image file. A .kmq file is refused: it holds one K and not the original. Warnings
     name the source."""
     with warnings_about(source):
@@ -447,7 +453,7 @@ def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, column
             raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
         with naming(source, KmqError):  # the palette's checks see pixels, not the file
             return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
-                           dither=dither)
+                           dither=dither, progress=progress)
 
 
 def _panel_size(w: int, h: int) -> tuple[int, int]:

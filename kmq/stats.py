@@ -26,13 +26,14 @@ FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "origina
 # `kmq stats --sweep`: the Ks of a rate-distortion curve, powers of two from 2 to 256.
 SWEEP = tuple(2**b for b in range(1, 9))
 
-# measure's progress: callable(done, total), in these units per step (a fit, or a record's encodes).
+# Steps' progress: callable(done, total), in these units per step (a fit, or a record's encodes).
 STEP = 1000
 
 
-class _Steps:
-    """measure's progress over its steps: each fit and each record one step; a long fit's own reports
-    (kmq.compress's progress) move within its step, so that a run of large K shows that it is working."""
+class Steps:
+    """A progress callable over a run of steps (measure's fits and records, a montage's fits): each step
+    STEP units; a long fit's own reports (kmq.compress's progress) move within its step, so that a run of
+    large K shows that it is working. progress None: nothing is reported."""
 
     def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
         self.progress, self.total, self.done = progress, max(total, 1), 0
@@ -160,11 +161,11 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
-        steps = _Steps(progress, 1)
+        steps = Steps(progress, 1)
     elif palette is not None:
         if rdo:  # as kmq.compress: rdo refines the palette it fits
             raise ValueError(PALETTE_RDO)
-        steps = _Steps(progress, 2)
+        steps = Steps(progress, 2)
         with naming(source, KmqError):  # the palette's checks see pixels, not the file
             quantized = [compress(loaded, palette=palette, dither=dither)]
         steps.step()
@@ -172,7 +173,7 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
         if rdo and codec in (None, "raw"):  # as kmq.compress: an image's raw records would show rdo for nothing
             raise ValueError(RAW_RDO)
         fits = len(set(_order(ks, sweep))) * (len(chosen) if rdo else 1)
-        steps = _Steps(progress, 2 * fits)  # each fit, then its record(s)
+        steps = Steps(progress, 2 * fits)  # each fit, then its record(s)
         if rdo:
             return _rdo_records(loaded, ks, name, chosen, seed=seed, reference=reference, rdo=rdo, dither=dither,
                                 sweep=sweep, steps=steps)
@@ -190,7 +191,7 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
 
 
 def _rdo_records(image: np.ndarray, ks: Sequence[int], name: str, chosen: list[str], *, seed: int,
-                 reference: bool, rdo: float, dither: str, sweep: bool, steps: _Steps) -> list[dict[str, Any]]:
+                 reference: bool, rdo: float, dither: str, sweep: bool, steps: Steps) -> list[dict[str, Any]]:
     """An image's records under rdo: each codec's the file `compress --codec C --rdo` writes, since rdo weighs
     labels by what they cost in that codec (lzma's records of ctx's labels were not any file compress makes);
     raw, which rdo cannot serve, the plain one. Per K, in the codecs' order."""
@@ -214,7 +215,7 @@ def _order(ks: Sequence[int], sweep: bool) -> list[int]:
 
 
 def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: str,
-               sweep: bool, steps: _Steps, codec: str = "ctx") -> list[KmqImage]:
+               sweep: bool, steps: Steps, codec: str = "ctx") -> list[KmqImage]:
     """The image quantized at each K asked, in the order asked (DEFAULT_K if none), each K once however often
     it is asked; with sweep, at the sorted union of ks and SWEEP up to the first lossless K. codec: the one rdo
     weighs labels for (without rdo, raw: the records re-encode the labels)."""

@@ -1,5 +1,6 @@
-"""`kmq stats` shows that a long run is working: stats.measure reports each fit and record (and a long fit's
-own steps), and the command draws them as one bar over all its inputs on a terminal."""
+"""Long runs show that they are working: stats.measure reports each fit and record (and a long fit's own
+steps), and `kmq stats` draws them as one bar over all its inputs on a terminal; a montage reports its fits;
+segment's and palette's one fit reports as compress's does."""
 from contextlib import contextmanager
 
 import numpy as np
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
-from kmq import cli, stats
+from kmq import cli, segment, stats
 from kmq.cli import main
 
 
@@ -88,3 +89,22 @@ def test_the_command_draws_one_bar_over_every_input(monkeypatch, tmp_path, crop)
     seen.clear()
     assert CliRunner().invoke(main, [*args, "-q"], prog_name="kmq").output == plain.output
     assert seen == [("Measuring", True)]  # quiet: no reports
+
+
+def test_a_montage_reports_each_fit_and_keeps_its_pixels(crop):
+    calls = []
+    drawn = segment.montage(crop, [1024, 2, 2, 8], progress=lambda done, total: calls.append((done, total)))
+    assert np.array_equal(drawn.pixels, segment.montage(crop, [1024, 2, 2, 8]).pixels)
+    assert _fractions(calls) == sorted(_fractions(calls)) and calls[-1] == (1, 1)
+    steps = sorted({d for d, t in calls[:-1] if d % stats.STEP == 0})
+    assert steps == [stats.STEP, 2 * stats.STEP, 3 * stats.STEP]  # three distinct Ks, the repeated one once
+    assert len(calls) > 4  # K = 1024's own reports within its step
+
+
+def test_segments_fit_passes_its_progress_on(tmp_path, crop):
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    calls = []
+    img, _ = segment.quantized(path, 1024, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert img.to_bytes() == segment.quantized(path, 1024)[0].to_bytes()
