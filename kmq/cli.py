@@ -324,20 +324,22 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         if palette_file is not None:
             check_distinct(output, palette_file, "the --palette file")
         source = stdin() if image == STDIO else image
-        if psnr is None and max_bytes is None:
-            with _fit_progress(quiet) as progress, warnings_about(image):
-                img = api.compress(source, k, seed=seed, max_iter=max_iter, codec=codec,
-                                   max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
-                                   progress=progress)
-        else:
-            with _fit_progress(quiet, "Target search: fits and rdo runs", after=_QUICK) as progress, \
-                    warnings_about(image):
-                try:
-                    img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec, seed=seed,
-                                          max_iter=max_iter, max_pixels=max_pixels, progress=progress)
-                except KmqError as e:  # "no file fits in N bytes" names no file, as a bulk run's errors do
-                    raise type(e)(about(image, str(e))) from None
-        size = api.write(output, img, overwrite=force)
+        # The bar (after 1 s) covers the file's writing too: lzma codes 12 MP labels in about 8 s.
+        with _fit_progress(quiet, "Target search: fits and rdo runs" if targeted else "Compressing",
+                           after=_QUICK, percent=not targeted) as progress:
+            with warnings_about(image):
+                if not targeted:
+                    img = api.compress(source, k, seed=seed, max_iter=max_iter, codec=codec,
+                                       max_pixels=max_pixels, rdo=rdo, palette=palette, dither=dither,
+                                       progress=progress)
+                else:
+                    try:
+                        img = api.compress_to(source, psnr=psnr, max_bytes=max_bytes, k=k, codec=codec,
+                                              seed=seed, max_iter=max_iter, max_pixels=max_pixels,
+                                              progress=progress)
+                    except KmqError as e:  # "no file fits in N bytes" names no file, as a bulk run's errors do
+                        raise type(e)(about(image, str(e))) from None
+            size = api.write(output, img, overwrite=force)
         if output != STDIO and _named_like_an_image(output):
             warnings.warn(f"{output}: a .kmq file named like an image; kmq decompress writes images",
                           KmqWarning, stacklevel=1)
@@ -352,36 +354,59 @@ _QUICK = 1.0  # seconds: a target search (or stats run) that reports before this
 
 @contextmanager
 def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0, percent: bool = False) -> Iterator[Any]:
-    """A progress callback for one long K-Means (or a target's search, or a stats run): on a terminal, a
-    transient rich bar on stderr that appears at the first report made `after` seconds or more in (short fits
-    never report, so they draw nothing; a total of None draws a count without an end); None when quiet or
-    piped. percent: the bar shows a percentage, not done/total."""
+    """A progress callback for a long K-Means (or a target's search, a stats run, a montage): on a terminal, a
+    transient rich bar on stderr. With after > 0 it appears `after` seconds in whether or not anything has
+    reported by then (a long step, such as lzma coding 12 MP, would otherwise leave the screen blank), a count
+    without an end until the first report; with after 0, at the first report (short fits never report, so
+    they draw nothing). None when quiet or piped. percent: the bar shows a percentage, not done/total."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    bar: dict[str, Any] = {}
+    import threading
+
+    lock = threading.Lock()
+    shown: dict[str, Any] = {"done": 0, "total": None, "closed": False}
     started = time.perf_counter()
 
+    def draw() -> None:  # with the lock held
+        if "bar" in shown or shown["closed"]:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn)
+
+        count = TaskProgressColumn() if percent else MofNCompleteColumn()
+        # stdout stays the process's own: a .kmq written to it (-o -) goes there byte for byte, under the bar.
+        shown["bar"] = Progress(TextColumn(what), BarColumn(), count, TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True, redirect_stdout=False)
+        shown["bar"].start()
+        shown["task"] = shown["bar"].add_task("fit", total=shown["total"], completed=shown["done"])
+
     def report(done: int, total: int | None) -> None:
-        if not bar:
-            if time.perf_counter() - started < after:
-                return
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                       TimeElapsedColumn)
+        with lock:
+            shown["done"], shown["total"] = done, total
+            if time.perf_counter() - started >= after:
+                draw()
+            if "bar" in shown:
+                shown["bar"].update(shown["task"], completed=done, total=total)
 
-            count = TaskProgressColumn() if percent else MofNCompleteColumn()
-            bar["p"] = Progress(TextColumn(what), BarColumn(), count, TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=True)
-            bar["p"].start()
-            bar["task"] = bar["p"].add_task("fit", total=total)
-        bar["p"].update(bar["task"], completed=done, total=total)
+    def on_time() -> None:
+        with lock:
+            draw()
 
+    timer = threading.Timer(after, on_time) if after > 0 else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         yield report
     finally:
-        if bar:
-            bar["p"].stop()
+        if timer is not None:
+            timer.cancel()
+        with lock:  # a timer firing now finds the bar closed, and draws nothing
+            shown["closed"] = True
+            if "bar" in shown:
+                shown["bar"].stop()
 
 
 def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> list[batch.Job]:
@@ -1050,7 +1075,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
-        with _fit_progress(quiet) as progress:
+        with _fit_progress(quiet, "K-Means", after=_QUICK, percent=True) as progress:
             img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
                                           progress=progress)
         if output is not None and style == "labels":
@@ -1290,7 +1315,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
-            with _fit_progress(quiet) as progress:
+            with _fit_progress(quiet, "K-Means", after=_QUICK, percent=True) as progress:
                 img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels, progress=progress)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin", seed)

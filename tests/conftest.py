@@ -32,6 +32,29 @@ def rgb_small() -> np.ndarray:
         return np.asarray(im.convert("RGB"))[100:113, 200:211].copy()
 
 
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def terminal() -> _Terminal:
+    """A terminal to put in place of sys.stderr, in the test's body (pytest restores its own capture between
+    set-up and the test): progress bars draw there."""
+    return _Terminal()
+
+
 @pytest.fixture
 def runner():
     from click.testing import CliRunner

@@ -1,6 +1,7 @@
 """Long runs show that they are working: stats.measure reports each fit and record (and a long fit's own
 steps), and `kmq stats` draws them as one bar over all its inputs on a terminal; a montage reports its fits;
 segment's and palette's one fit reports as compress's does."""
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -108,3 +109,17 @@ def test_segments_fit_passes_its_progress_on(tmp_path, crop):
     img, _ = segment.quantized(path, 1024, progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]
     assert img.to_bytes() == segment.quantized(path, 1024)[0].to_bytes()
+
+
+def test_a_bar_appears_after_its_delay_though_nothing_reports(monkeypatch, terminal):
+    # A long step that reports nothing (lzma coding 12 MP labels, ~8 s) still shows that it is working.
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    with cli._fit_progress(False, "Compressing", after=0.01, percent=True):
+        waited = time.perf_counter()
+        while "Compressing" not in "".join(terminal.text) and time.perf_counter() - waited < 30:
+            time.sleep(0.01)
+    assert "Compressing" in "".join(terminal.text)
+    terminal.text.clear()
+    with cli._fit_progress(False, "Compressing", after=60.0) as report:
+        report(1, 2)
+    assert terminal.text == []  # over before its delay: nothing drawn, and no timer left to draw later

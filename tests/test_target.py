@@ -330,26 +330,9 @@ def test_progress_counts_each_fit_and_rdo_run_and_keeps_the_bytes(crop, counted)
         kmq.compress_to(crop, psnr=30, progress=3)
 
 
-class _Terminal:
-    """A stderr that says it is a terminal, keeping what is written."""
-
-    def __init__(self):
-        self.text = []
-
-    def write(self, text):
-        self.text.append(text)
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 @pytest.mark.parametrize("after, drawn", [(0.0, True), (60.0, False)])
-def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeypatch, after, drawn):
+def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeypatch, terminal, after, drawn):
     from kmq import cli
-    terminal = _Terminal()
     monkeypatch.setattr(cli.sys, "stderr", terminal)
     with cli._fit_progress(False, "Target search", after=after) as report:
         report(1, None)
