@@ -65,8 +65,8 @@ K_MAX = kmeans._LARGE_K - 1
 LARGE_MAX = 1 << 12
 # Up to this k the fit is `kmeans.fit`'s on the exact path, bit for bit. Above, with fewer restarts, its
 # Lloyd on the 6-bit level runs to tol (12 MP photo under a vignette at K = 256: 2.9 s of CPU, twice the
-# whole RGB compress), so that level ends with `kmeans._FINISH` over-relaxed updates instead, as fit's own
-# finest level of RGBA without a polish does (the measurements are there).
+# whole RGB compress), so that level ends with `kmeans._FINISH_RGBA`'s few momentum updates instead, as fit's
+# own finest level of RGBA without a polish does (the measurements are there).
 EXACT_FIT_MAX = kmeans._FINISH_ABOVE
 # Pixels per chunk of the per-pixel passes: the temporaries stay in cache. At most 2**16 (`_SQUARES`).
 _CHUNK = 1 << 16
@@ -585,7 +585,7 @@ def fit(hist: Histogram, k: int, *, seed: int, max_iter: int, tol: float,
         return kmeans.fit_fine(f.ids, f.counts, f.sums, f.six, k, colours=f.colours, variance=hist.variance(),
                                seed=seed, max_iter=max_iter, tol=tol)
     ids, counts, sums = hist.ids, hist.counts, hist.sums
-    last, coarse = kmeans._FINISH if k > EXACT_FIT_MAX else None, None
+    last, coarse = kmeans._FINISH_RGBA if k > EXACT_FIT_MAX else None, None
     if k > EXACT_FIT_MAX and hist.bits == BITS:
         fives = _cells(hist.ids, BITS - 1)
         ids, counts, sums = _light_merged(ids, counts, sums, int(_LIGHT_SHARE * counts.sum()), k, fives)
@@ -652,7 +652,7 @@ def _cells(ids: np.ndarray, bits: int) -> int:
 _TOP_UPDATES = 22
 
 
-# Above `EXACT_FIT_MAX` the 6-bit level that fit_histogram ends on in `kmeans._FINISH` over-relaxed updates
+# Above `EXACT_FIT_MAX` the 6-bit level that fit_histogram ends on in `kmeans._FINISH_RGBA`'s updates
 # has its bins of under this share of the pixels (under 12 at 12 MP) merged per 5-bit cell. Under random
 # alpha most bins are light: a 12 MP photo's 526 000 bins, 380 000 of them under 12 pixels (9.6 % of the
 # pixels), become 216 000 points, and that level, three quarters of the CPU at K = 256 (3.9 s), costs under

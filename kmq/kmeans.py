@@ -2317,12 +2317,47 @@ _MOMENTUM = (3.0, 0.55)
 # 11 +0.61 %, 15 +0.44 %, 20 +0.15 %, 30 +0.06 %.
 _FINISH_ABOVE = 64
 _FINISH = (20, _RELAX)
+# RGBA's finest level instead ends in this many updates, the first over-relaxed and the rest with momentum (as
+# the polish's with one run, `_MOMENTUM`). Against `_FINISH`'s 20 over-relaxed ones, 1 MP photos under random
+# alpha, blurred noise, a vignette or a gradient at K = 100-300: J -0.07 % to +0.10 %, that level's CPU ~0.37 ->
+# ~0.25 s (flower.jpg under random alpha at K = 256: 245 000 merged 6-bit bins; the compress 0.90 -> 0.76 s in
+# process); 2 MP ones (kmq.coreset's 6-bit level) at K = 128-300 J +0.03 % to +0.11 %, the compress 1.20-1.71 ->
+# 0.91-1.20 s. 8 updates: J -0.23 % to +0.04 %, a third less saved. See docs/PERFORMANCE.md, round 35.
+_FINISH_RGBA = (6, _RELAX, _MOMENTUM)
+
+
+def _finish(channels: int) -> tuple:
+    """How the finest level ends where no polish follows above `_FINISH_ABOVE` (see `_climb`'s last)."""
+    return _FINISH_RGBA if channels == 4 else _FINISH
+
+
 # ... after levels run to this tolerance (times tol) with one run. The colours' `_WARM_TOL` left 1 MP of RGB
 # noise under a vignette at K = 256 (its 5-bit level last, warmed up by the 4-bit one alone) 0.67 % above the
 # levels run to tol; 10 +0.02 %, 30 +0.15 % (2 MP photos under a vignette, a gradient or random alpha: +0.04
 # to +0.34 % at 30, +0.15 to +0.36 % at 100, -0.03 to +0.54 % at 10; 2 MP under a vignette: 2.3 s of CPU at
 # 30, 2.3 at 100, 2.6 at 10, 3.2 at 1).
 _FINISH_WARM_TOL = 30.0
+# RGBA with several restarts (K under ~200) whose colours are over this many times the finest level climbed
+# (the 6-bit level not halving them, so the climb ended on the 5-bit one) are polished in at most
+# `_FAR_UPDATES` updates, the first over-relaxed and the rest with momentum (`_MOMENTUM`), instead of plain ones
+# to tol: from the 5-bit labels that polish took 30-58 updates over every colour (china at 0.5 MP under blurred
+# noise, K = 64: 354 000 colours from 71 000 bins, 56 updates, 0.64 s of a 1.1 s fit). On 18 RGBA photos of
+# 0.05-1 MP at K = 32-128, J -0.35 % to +0.05 % (see docs/PERFORMANCE.md, round 35); 8 updates up to +0.11 %.
+# Where the climb reached the 6-bit level (about twice fewer bins than colours) the plain polish takes a few
+# updates and stays: momentum's looser bounds re-measure more colours an update.
+_FAR_POLISH = 3
+_FAR_UPDATES = 10
+# Tolerance (times tol) of RGBA's histogram levels with several restarts from `_GROUPED_FROM` centroids that
+# only warm up what follows (`_climb`): each near-tied run climbs (two or three at K = 64-128), and a level run
+# to tol before a finer one or the colours' polish took 30-60 updates (grace_hopper at 0.5 MP under blurred
+# noise, K = 64: the 6-bit level 60 updates, 0.28 s, before a polish of 8 to tol). On 16 RGBA photos of
+# 0.05-1 MP at K = 32-128, J -0.02 % to +0.17 %, the fit up to 0.26 s less (1.09 -> 0.83 s there); 30: J up to
+# +0.22 %, less saved. Below 32 centroids (16 restarts) the finer levels then took longer (flower.jpg at 0.5 MP
+# under random alpha, K = 16: 0.37 -> 0.40 s), so not there. Where the last level ends the fit (no polish, no
+# `last`), the tied runs run it to this tol and only the best goes on to tol: china at 2 MP under blurred
+# noise, K = 64 (kmq.coreset, three runs on 116 000 5-bit bins, 47-63 updates each), the same file in 1.39 ->
+# 1.08 s of CPU in process.
+_TIES_WARM_TOL = 10.0
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
 _RESTART_ITER = 10
@@ -3323,11 +3358,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours where its 6-bit
     level halves them (with heavy colours apart: `_mixed`), that level is the last, ended in momentum
-    updates (`_MIXED_UPDATES`) with no polish; above 500 000 colours the last
+    updates (`_MIXED_UPDATES`) with no polish; where the climb ends far below the colours, the polish is a few
+    momentum updates (`_FAR_POLISH`); above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
     (`_merged`). Above 500 000 colours and
-    K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates after the
-    levels below run to a looser tol.
+    K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
+    `_FINISH_RGBA`, with momentum) after the levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
@@ -3412,9 +3448,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # on 2 MP photos and noise, see `_FINISH_WARM_TOL`). RGB too: 12 MP at K = 256, the noisy photo's
         # 7-bit level (284 000 bins) 7.7 -> 2.9 s of CPU, J +0.11 %; the astronaut 1.26 -> 0.83 s, J -0.18 %
         # (K = 128: 1.06 -> 0.98 s, J -0.27 %).
-        last = _FINISH if pts is None and k > _FINISH_ABOVE else None
+        last = _finish(colors.shape[1]) if pts is None and k > _FINISH_ABOVE else None
         if mixed is not None:  # (RGBA of many colours: the mixed level's finish stands for the polish)
-            polish, last = False, (_MIXED_UPDATES[1 if _restarts(k) == 1 else 0], _RELAX, _MOMENTUM)
+            polish, last = False, (_MIXED_UPDATES, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in)
@@ -3431,6 +3467,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             relax, momentum = 1.0, None
             if _restarts(k) == 1:
                 full_iter, relax, momentum = min(full_iter, _RELAXED_ITER), _RELAX, _MOMENTUM
+            elif colors.shape[1] == 4 and m > _FAR_POLISH * prev.m:
+                full_iter, relax, momentum = min(full_iter, _FAR_UPDATES), _RELAX, _MOMENTUM
             # The colours' labels from their bins', and the levels let go before the polish holds its own
             # bounds for every colour (0.5 MP under a soft alpha: 427 000 colours, the levels ~80 MB).
             labels, guesses = labels[prev.inverse], [lab[prev.inverse] for _, _, lab in runs or ()]
@@ -3528,9 +3566,11 @@ def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
 # compress 0.36 s). On 10 such photos (0.27-0.7 MP, soft, smooth and vignette alphas) at K = 64-511 the
 # 6-bit level alone ended up to +0.6 % (a vignette's near-opaque middle: heavy colours in straddling bins);
 # with heavy colours apart, J -0.8 % to +0.16 % against the polish (see docs/PERFORMANCE.md, round 34).
+# 12 updates with several restarts too, as with one (round 35: 20 -> 12 at K = 64-128, J +0.00 to +0.05 %,
+# 0.02-0.1 s less; 8 with one run up to +0.38 %).
 _MIXED_FROM = _POLISH_FINE_FROM
 _HEAVY = 4
-_MIXED_UPDATES = (20, 12)
+_MIXED_UPDATES = 12
 
 
 def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray) -> _Points | None:
@@ -3606,7 +3646,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     With one run (large k) and the colours' own Lloyd to follow (colours_follow), every histogram level only
     warms up the next one, which moves the centroids by more than that level's tail of small moves would
     have (256x256 photo, K=256: the colours took 33 updates after a fully converged 6-bit level, 36 after
-    one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`.
+    one stopped early), so those levels stop at a looser tolerance; the colours keep `tol`. So do RGBA's with
+    several restarts from `_GROUPED_FROM` centroids (`_TIES_WARM_TOL`); where the last level ends the fit
+    there, each tied run stops there at that tol too and only the best goes on to `tol`.
     last: (updates, relax[, momentum]) for the finest level when no polish follows (RGBA over `_POLISH_MAX`
     colours, or its `_mixed` level, see `fit`): it ends in that many over-relaxed updates (with momentum, as
     `_hamerly`'s), the levels below at `_FINISH_WARM_TOL` with one run.
@@ -3646,6 +3688,10 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for s in range(0, items, _CHUNK):  # some colour of each finer bin, without an (M,) arange
             first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
         colour_of.append(first)
+    loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
+    # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
+    decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
+              and finer_levels)
     best = None
     climbed = []
     for run, (start, inertia, labels) in enumerate(runs):
@@ -3655,6 +3701,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             if last is not None and i == len(finer_levels) - 1:
                 start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                                                   last[2] if len(last) > 2 else None)
+            elif loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
+                start, inertia, labels = _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)
             else:
                 start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
             prev = finer
@@ -3662,6 +3710,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         # a tie keeps the better-ranked run; the runs past the near ties only serve `others`
         if run < ties[0] and (best is None or inertia < best[1]):
             best = (start, inertia, labels, run)
+    if decide:
+        best = (*_hamerly(prev, best[0], max_iter, warm, best[2]), best[3])
     if others is not None:
         # (the bins' inertia differs from the colours' J by about the same within-bin sum for every run)
         others.extend((c, j / best[1] - 1, lab) for c, j, lab in
@@ -3704,7 +3754,7 @@ def fit_histogram(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, bits: i
             climbed = _climb(levels, math.inf, k, rng, max_iter, tol_abs, colours_follow=True, stand_in=stand_in)
             if climbed is not None:
                 start, labels, prev = climbed
-                return _hamerly(top, start, min(max_iter, last[0]), tol_abs, labels[prev.inverse], last[1])[0]
+                return _hamerly(top, start, min(max_iter, last[0]), tol_abs, labels[prev.inverse], *last[1:])[0]
         top.inverse = np.arange(b)
         levels.append(top)
     # Above K = 64 (last given) a level that does not halve the bins is skipped, as fit skips one that does
@@ -3748,7 +3798,7 @@ def fit_fine(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, six: np.ndar
 
     levels = _rgba_levels(histogram, colours, k, float(counts.sum()))
     rng = np.random.default_rng(seed)
-    last = _FINISH if k > _FINISH_ABOVE else None
+    last = _finish(4) if k > _FINISH_ABOVE else None
     climbed = _climb(levels, colours, k, rng, max_iter, float(tol * variance.mean()), last=last)
     assert climbed is not None  # some level has over 4 bins per centroid and halves the colours (16 a 7-bit bin)
     return climbed[0]

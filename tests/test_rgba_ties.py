@@ -1,0 +1,126 @@
+"""RGBA with varying alpha at K = 32-256 (round 35): the colours' polish far below them in momentum updates
+(`kmeans._FAR_POLISH`), the near-tied restarts' warm-up levels at a looser tol (`kmeans._TIES_WARM_TOL`) and a last
+level decided there, and RGBA's finest level ended with momentum (`kmeans._FINISH_RGBA`). RGB keeps its ways."""
+
+import numpy as np
+import pytest
+
+from kmq import kmeans
+
+from test_rgba_mid import _colours
+
+
+def _spy(monkeypatch) -> list[tuple]:
+    """Each `_hamerly` call's (points, max_iter, tol_abs, relax, momentum)."""
+    seen: list[tuple] = []
+    orig = kmeans._hamerly
+
+    def hamerly(pts, centroids, max_iter, tol_abs, guess=None, relax=1.0, momentum=None):
+        seen.append((pts.m, max_iter, tol_abs, relax, momentum))
+        return orig(pts, centroids, max_iter, tol_abs, guess, relax, momentum)
+
+    monkeypatch.setattr(kmeans, "_hamerly", hamerly)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def far():
+    """A climb that ends on the 5-bit level, over 3 times fewer bins than colours (the 6-bit one not halving)."""
+    colors, counts = _colours(40_000, sd=10)
+    levels = kmeans._pyramid(colors, counts, (4, 5, 6))
+    assert levels[1].m * 3 < colors.shape[0] < levels[2].m * 2
+    return colors, counts
+
+
+def _j(colors, counts, c) -> float:
+    x = colors.astype(np.float64)
+    return float((np.min(((x[:, None, :] - c[None]) ** 2).sum(2), axis=1) * counts).sum())
+
+
+def test_far_polish_in_momentum_updates(monkeypatch, far):
+    colors, counts = far
+    seen = _spy(monkeypatch)
+    c = kmeans.fit(colors, counts, 48, seed=0)
+    polish = [s for s in seen if s[0] == colors.shape[0]]
+    assert len(polish) == 1
+    _, updates, _, relax, momentum = polish[0]
+    assert momentum == kmeans._MOMENTUM and relax == kmeans._RELAX and updates <= kmeans._FAR_UPDATES
+    assert np.array_equal(c, kmeans.fit(colors, counts, 48, seed=0))
+    # J within a few tenths of a percent of the plain polish to tol (the old way)
+    monkeypatch.setattr(kmeans, "_FAR_POLISH", np.inf)
+    assert _j(colors, counts, c) <= 1.003 * _j(colors, counts, kmeans.fit(colors, counts, 48, seed=0))
+
+
+def test_rgb_polish_unchanged(monkeypatch, far):
+    colors, counts = far
+    rgb, inverse = np.unique(colors[:, :3], axis=0, return_inverse=True)
+    seen = _spy(monkeypatch)
+    kmeans.fit(rgb, np.bincount(inverse.ravel(), weights=counts).astype(np.int64), 48, seed=0)
+    assert all(s[4] is None and s[3] == 1.0 for s in seen)
+
+
+def test_tied_runs_warm_up_loosely(monkeypatch, far):
+    colors, counts = far
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)  # every chosen run climbs
+    seen = _spy(monkeypatch)
+    kmeans.fit(colors, counts, 48, seed=0, tol=1e-4)
+    five = kmeans._pyramid(colors, counts, (5,))[0].m
+    climbs = [s for s in seen if s[0] == five]
+    assert len(climbs) == kmeans._TIE_RUNS
+    loose = climbs[0][2]
+    assert all(s[2] == loose for s in climbs)
+    # (the restarts' level keeps the fit's tol)
+    assert loose == kmeans._TIES_WARM_TOL * min(s[2] for s in seen)
+    # below 32 centroids, and RGB, every level to tol
+    seen.clear()
+    kmeans.fit(colors, counts, 24, seed=0)
+    assert len({s[2] for s in seen if s[4] is None}) == 1
+
+
+def _histogram6(colors, counts):
+    """(ids, counts, sums) of the colours' 6-bit histogram, as kmq.coreset hands it to `fit_histogram`."""
+    cells = (colors >> 2).astype(np.int64)
+    keys = ((cells[:, 0] * 64 + cells[:, 1]) * 64 + cells[:, 2]) * 64 + cells[:, 3]
+    ids, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.ravel()
+    w = np.bincount(inverse, weights=counts).astype(np.int64)
+    sums = np.stack([np.bincount(inverse, weights=counts * colors[:, c]) for c in range(4)], 1).astype(np.int64)
+    return ids, w, sums
+
+
+def test_tied_runs_on_the_last_level_decided_loosely(monkeypatch):
+    colors, counts = _colours(60_000, sd=6)
+    ids, w, sums = _histogram6(colors, counts)
+    variance = np.full(4, 400.0)
+    tol_abs = 1e-4 * 400.0
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)
+    seen = _spy(monkeypatch)
+    c = kmeans.fit_histogram(ids, w, sums, 6, 40, variance=variance, seed=0)
+    top = [s for s in seen if s[0] == ids.shape[0]]
+    # each tied run to the loose tol, then the best of them on to tol
+    assert len(top) == kmeans._TIE_RUNS + 1
+    assert all(s[2] == tol_abs * kmeans._TIES_WARM_TOL for s in top[:-1]) and top[-1][2] == tol_abs
+    # J as near as every run climbed to tol (the old way)
+    x = sums / w[:, None]
+
+    def j(cent):
+        return float((np.min(((x[:, None, :] - cent[None]) ** 2).sum(2), axis=1) * w).sum())
+
+    monkeypatch.setattr(kmeans, "_TIES_WARM_TOL", 1.0)
+    assert j(c) <= 1.003 * j(kmeans.fit_histogram(ids, w, sums, 6, 40, variance=variance, seed=0))
+
+
+def test_rgba_finest_level_ends_with_momentum(monkeypatch):
+    colors, counts = _colours(600_000, sd=30)
+    assert colors.shape[0] > kmeans._POLISH_MAX
+    lasts: list = []
+    orig = kmeans._climb
+
+    def climb(*a, **kw):
+        lasts.append(kw.get("last"))
+        return orig(*a, **kw)
+
+    monkeypatch.setattr(kmeans, "_climb", climb)
+    kmeans.fit(colors, counts, 100, seed=0)
+    assert lasts == [kmeans._FINISH_RGBA] and len(kmeans._FINISH_RGBA) == 3
+    assert kmeans._FINISH_RGBA[0] < kmeans._FINISH[0]
