@@ -1086,9 +1086,11 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         j_best = s.file(*_best_fitting(s, max_bytes)).distortion
         last = min(k_cap, math.floor(_SCAN_SPAN * hi))
         _scan(s, _first_below(s, lo + 1, last, j_best), last, lambda k: s.j(k) < j_best, max_bytes)
-    if not s.rough and _best_fitting(s, max_bytes) == (lo, 0.0):
+    if not s.rough and s.file(*_best_fitting(s, max_bytes)).distortion >= s.j(hi):
         # the largest K that fits has the least J (a noisy 123x141 RGBA image in 3,500 bytes: K = 255, 32.83 dB,
-        # where K = 256 is also 3,361 bytes, at 32.84)
+        # where K = 256 is also 3,361 bytes, at 32.84); so where the best file is lo's, or any whose J a plain
+        # K inside the bracket may beat (not under hi's J): that image's K = 257 with rdo 0.67 %, J 135.24,
+        # where plain K = 256 fits at J 134.89 (round 35's fits; the bracket had ended at 254 / 257)
         lo, hi = _neighbours(lo, hi, ok)
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 

@@ -409,7 +409,7 @@ def test_with_one_restart_the_6_bit_level_is_warmed_up_by_the_4_bit_one_alone(mo
     monkeypatch.setattr(km, "_hamerly", lambda pts, c, it, tol, *a:
                         runs.append((pts.m, it, a[1] if len(a) > 1 else 1.0)) or real(pts, c, it, tol, *a))
     several = kmq.compress(photo, k=16, seed=6)
-    assert km._restarts(16) > 1 and fives in [r[0] for r in runs] and runs[-1][1] == km._FINISH[0]
+    assert km._restarts(16) > 1 and fives in [r[0] for r in runs] and runs[-1][1] == km._FINISH_RGBA[0]
     runs.clear()
     monkeypatch.setattr(km, "_restarts", lambda k: 1)
     img = kmq.compress(photo, k=16, seed=6)
@@ -442,7 +442,7 @@ def test_rgba_through_the_colours_without_a_polish_ends_its_last_level_in_a_few_
     img = kmq.compress(photo, k=16, seed=6)
     six = coreset.Histogram(clear_transparent(photo).reshape(-1, 4)).bins  # as kmq reads them
     # The last run is on the 6-bit level: km._FINISH's updates, over-relaxed.
-    assert runs[-1][0] == six and runs[-1][1] == km._FINISH[0] and runs[-1][2] == km._FINISH[1]
+    assert runs[-1][0] == six and runs[-1][1] == km._FINISH_RGBA[0] and runs[-1][2] == km._FINISH_RGBA[1]
     assert len(runs) > 1 and all(r[2] == 1.0 for r in runs[:-1])
     assert img.to_bytes() != before[16].to_bytes() and img.distortion <= 1.005 * before[16].distortion
     assert_nearest(img, photo)
@@ -716,7 +716,7 @@ def test_too_few_6_bit_bins_fit_the_7_bit_histogram_to_the_same_file(monkeypatch
     sevens = merged[1][0]
     assert [m[1] for m in merged[:2]] == [6, 7] and 2 * sevens <= colours
     # The last run: on the 7-bit level, merged (fewer points) only above _FINISH_ABOVE.
-    assert (runs[-1][0] < sevens) == finish and (runs[-1][1] == km._FINISH[0]) == finish
+    assert (runs[-1][0] < sevens) == finish and (runs[-1][1] == km._FINISH_RGBA[0]) == finish
     assert_nearest(img, busy_photo)
     monkeypatch.setattr(coreset, "FROM", 1 << 62)
     assert kmq.compress(busy_photo, k=16, seed=7).to_bytes() == img.to_bytes()
