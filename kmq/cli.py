@@ -87,8 +87,9 @@ def _reported() -> Iterator[None]:
 
 
 @contextmanager
-def _warned() -> Iterator[None]:
-    """Library warnings raised inside become `Warning: ...` lines on stderr when it ends, error or not."""
+def _warned(echo: Any = None) -> Iterator[None]:
+    """Library warnings raised inside become `Warning: ...` lines on stderr when it ends, error or not.
+    echo: what writes each line (a progress bar's, above it), click.echo to stderr by default."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Python's own about unclosed files (a Ctrl-C in the middle of an import, a file Pillow left open) is
@@ -99,7 +100,11 @@ def _warned() -> Iterator[None]:
         finally:
             # Once each: Pillow warns on every open of a deprecated format (IM: four lines for one compress).
             for message in dict.fromkeys(_shown(str(w.message)) for w in caught):
-                click.echo(f"Warning: {message}", err=True)
+                (echo or _to_stderr)(f"Warning: {message}")
+
+
+def _to_stderr(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _max_pixels_option(f):
@@ -352,61 +357,81 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
 _QUICK = 1.0  # seconds: a target search (or stats run) that reports before this draws nothing (most take less)
 
 
-@contextmanager
-def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0, percent: bool = False) -> Iterator[Any]:
-    """A progress callback for a long K-Means (or a target's search, a stats run, a montage): on a terminal, a
-    transient rich bar on stderr. With after > 0 it appears `after` seconds in whether or not anything has
-    reported by then (a long step, such as lzma coding 12 MP, would otherwise leave the screen blank), a count
-    without an end until the first report; with after 0, at the first report (short fits never report, so
-    they draw nothing). None when quiet or piped. percent: the bar shows a percentage, not done/total."""
-    if quiet or not sys.stderr.isatty():
-        yield None
-        return
-    import threading
+class _Bar:
+    """_fit_progress's callable(done, total): a transient rich bar on stderr, drawn from `after` seconds in
+    (by a timer, whether or not anything has reported) or at the first report when after is 0."""
 
-    lock = threading.Lock()
-    shown: dict[str, Any] = {"done": 0, "total": None, "closed": False}
-    started = time.perf_counter()
+    def __init__(self, what: str, after: float, percent: bool) -> None:
+        import threading
 
-    def draw() -> None:  # with the lock held
-        if "bar" in shown or shown["closed"]:
-            return
+        self.what, self.after, self.percent = what, after, percent
+        self.lock = threading.Lock()
+        self.done, self.total, self.closed = 0, None, False
+        self.bar: Any = None
+        self.started = time.perf_counter()
+        self.timer = threading.Timer(after, self._draw) if after > 0 else None
+        if self.timer is not None:
+            self.timer.daemon = True
+            self.timer.start()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None and time.perf_counter() - self.started >= self.after:
+            self._draw()
+        with self.lock:
+            self.done, self.total = done, total
+            if self.bar is not None:
+                self.bar.update(self.task, completed=done, total=total)
+
+    def echo(self, line: str) -> None:
+        """A line on stderr, above the bar while it is drawn (a plain write there would join the bar's line)."""
+        with self.lock:
+            if self.bar is not None:
+                self.bar.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+                return
+        _to_stderr(line)
+
+    def _draw(self) -> None:
+        # rich is imported with no lock held: an import waits on Python's import locks, and a Ctrl-C inside an
+        # import once left one of those taken, the timer waiting on it with this lock held and the command's
+        # thread waiting on this lock (a hang; the timer thread is a daemon, so it cannot hold the exit now).
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                    TimeElapsedColumn)
 
-        count = TaskProgressColumn() if percent else MofNCompleteColumn()
-        # stdout stays the process's own: a .kmq written to it (-o -) goes there byte for byte, under the bar.
-        shown["bar"] = Progress(TextColumn(what), BarColumn(), count, TimeElapsedColumn(),
+        with self.lock:
+            if self.bar is not None or self.closed:
+                return
+            count = TaskProgressColumn() if self.percent else MofNCompleteColumn()
+            # stdout stays the process's own: a .kmq written to it (-o -) goes there byte for byte.
+            self.bar = Progress(TextColumn(self.what), BarColumn(), count, TimeElapsedColumn(),
                                 console=Console(stderr=True), transient=True, redirect_stdout=False)
-        shown["bar"].start()
-        shown["task"] = shown["bar"].add_task("fit", total=shown["total"], completed=shown["done"])
+            self.bar.start()
+            self.task = self.bar.add_task("fit", total=self.total, completed=self.done)
 
-    def report(done: int, total: int | None) -> None:
-        with lock:
-            shown["done"], shown["total"] = done, total
-            if time.perf_counter() - started >= after:
-                draw()
-            if "bar" in shown:
-                shown["bar"].update(shown["task"], completed=done, total=total)
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        with self.lock:  # a timer firing now finds the bar closed, and draws nothing
+            self.closed = True
+            if self.bar is not None:
+                self.bar.stop()
 
-    def on_time() -> None:
-        with lock:
-            draw()
 
-    timer = threading.Timer(after, on_time) if after > 0 else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+@contextmanager
+def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0, percent: bool = False) -> Iterator[Any]:
+    """A progress callback for a long K-Means (or a target's search, a stats run, a montage): on a terminal, a
+    transient rich bar on stderr (`_Bar`). With after > 0 it appears `after` seconds in whether or not anything
+    has reported by then (a long step, such as lzma coding 12 MP, would otherwise leave the screen blank), a
+    count without an end until the first report; with after 0, at the first report (short fits never report,
+    so they draw nothing). None when quiet or piped. percent: the bar shows a percentage, not done/total."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    bar = _Bar(what, after, percent)
     try:
-        yield report
+        yield bar
     finally:
-        if timer is not None:
-            timer.cancel()
-        with lock:  # a timer firing now finds the bar closed, and draws nothing
-            shown["closed"] = True
-            if "bar" in shown:
-                shown["bar"].stop()
+        bar.close()
 
 
 def _bulk_plan(planner: Any, inputs: tuple[str, ...], output: str | None) -> list[batch.Job]:
@@ -675,19 +700,21 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
 def _measure_all(inputs: tuple[str, ...], records: list[dict[str, Any]], failed: list[KmqError], report: Any,
                  **options: Any) -> None:
     """stats.measure over the inputs into records; each failed input's error into failed (and, among several,
-    its Error: line at once). report: _fit_progress's callable (or None), told the share of the whole run."""
+    its Error: line at once). report: _fit_progress's callable (or None), told the share of the whole run;
+    warnings and errors are written above its bar."""
+    echo = _to_stderr if report is None else report.echo
     for i, source in enumerate(inputs):
         share = None if report is None else \
             (lambda done, total, i=i: report(round(STEPS * (i + done / total) / len(inputs)), STEPS))
         # One unreadable input among many costs its own records only, as in a bulk compress.
         # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
         try:
-            with _warned():
+            with _warned(echo):
                 records += stats.measure(source, progress=share, **options)
         except KmqError as e:
             failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
             if len(inputs) > 1:
-                click.echo(f"Error: {_error(failed[-1])}", err=True)
+                echo(f"Error: {_error(failed[-1])}")
 
 
 STEPS = 1000  # a stats run's bar: per mille of the whole

@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +33,25 @@ def rgb_small() -> np.ndarray:
         return np.asarray(im.convert("RGB"))[100:113, 200:211].copy()
 
 
-class _Terminal:
-    """A stderr that says it is a terminal, keeping what is written."""
+class _Terminal(io.TextIOWrapper):
+    """A stderr that says it is a terminal, keeping what is written; a real text stream over bytes, as the
+    process's own is (click writes to its .buffer, which rich's redirection of sys.stderr does not see)."""
 
     def __init__(self):
-        self.text = []
-
-    def write(self, text):
-        self.text.append(text)
-
-    def flush(self):
-        pass
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
 
     def isatty(self):
         return True
+
+    @property
+    def text(self) -> str:
+        self.flush()
+        return self.buffer.getvalue().decode()
+
+    def clear(self) -> None:
+        self.flush()
+        self.buffer.seek(0)
+        self.buffer.truncate()
 
 
 @pytest.fixture

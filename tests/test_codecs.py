@@ -662,3 +662,16 @@ def test_ctx_pass_reads_its_main_and_extra_neighbours_from_one_padded_copy_of_a_
     r, c = np.array([0, 5, 3]), np.array([0, 3, 1])
     for got, view in zip(extra.at(r, c), extra.views):
         np.testing.assert_array_equal(got, view[r, c])
+
+
+@pytest.mark.parametrize("piece", [7, 1000, 1 << 18])
+def test_lzma_fed_in_pieces_is_the_one_call_stream(monkeypatch, piece):
+    # Pieces let a Ctrl-C end a long encode between calls; the bytes must be those of one lzma.compress call.
+    labels = np.repeat(np.random.default_rng(3).integers(0, 300, (37, 41)), 3, axis=1)
+    monkeypatch.setattr(lzma_codec, "_PIECE", piece)
+    for k in (256, 300):  # one byte a label, and two
+        palette = np.zeros((k, 3), np.uint8)
+        data = (labels % k).astype(np.uint8 if k <= 256 else "<u2").tobytes()
+        filters = lzma_codec._filters(len(data), preset=9 | lzma.PRESET_EXTREME)
+        assert lzma_codec.encode(labels % k, palette) == lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
+        assert np.array_equal(lzma_codec.decode(lzma_codec.encode(labels % k, palette), 123, 37, palette), labels % k)

@@ -74,10 +74,17 @@ def test_the_command_draws_one_bar_over_every_input(monkeypatch, tmp_path, crop)
     plain = CliRunner().invoke(main, args, prog_name="kmq")
     seen = []
 
+    class Bar:
+        def __call__(self, done, total):
+            seen.append((done, total))
+
+        def echo(self, line):
+            seen.append(line)
+
     @contextmanager
     def bar(quiet, what="K-Means", after=0.0, percent=False):
         seen.append((what, percent))
-        yield None if quiet else (lambda done, total: seen.append((done, total)))
+        yield None if quiet else Bar()
 
     monkeypatch.setattr(cli, "_fit_progress", bar)
     drawn = CliRunner().invoke(main, args, prog_name="kmq")
@@ -116,10 +123,28 @@ def test_a_bar_appears_after_its_delay_though_nothing_reports(monkeypatch, termi
     monkeypatch.setattr(cli.sys, "stderr", terminal)
     with cli._fit_progress(False, "Compressing", after=0.01, percent=True):
         waited = time.perf_counter()
-        while "Compressing" not in "".join(terminal.text) and time.perf_counter() - waited < 30:
+        while "Compressing" not in terminal.text and time.perf_counter() - waited < 30:
             time.sleep(0.01)
-    assert "Compressing" in "".join(terminal.text)
-    terminal.text.clear()
+    assert "Compressing" in terminal.text
+    terminal.clear()
     with cli._fit_progress(False, "Compressing", after=60.0) as report:
         report(1, 2)
-    assert terminal.text == []  # over before its delay: nothing drawn, and no timer left to draw later
+    assert terminal.text == ""  # over before its delay: nothing drawn, and no timer left to draw later
+
+
+def test_warnings_and_errors_go_above_a_drawn_bar(monkeypatch, terminal, tmp_path):
+    # Written straight to stderr they joined the bar's line ("Measuring ━━╺━ 10% 0:00:00Warning: ...").
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    few = tmp_path / "few.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(few)
+    with cli._fit_progress(False, "Measuring", after=0.0, percent=True) as bar:
+        bar(1, 10)
+        records, failed = [], []
+        cli._measure_all((str(few), str(tmp_path / "missing.png")), records, failed, bar, ks=(4,))
+        bar(10, 10)
+    text = terminal.text
+    for line in ("Warning: ", "Error: "):
+        at = text.index(line)
+        # on a line of its own: after a newline, or after the bar's line is erased (ESC [2K)
+        assert at == 0 or text[:at].endswith(("\n", "\x1b[2K")), repr(text[max(0, at - 40):at + 10])
+    assert len(records) == 1 and len(failed) == 1

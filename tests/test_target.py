@@ -337,7 +337,7 @@ def test_a_long_search_draws_a_bar_on_a_terminal_and_a_short_one_nothing(monkeyp
     with cli._fit_progress(False, "Target search", after=after) as report:
         report(1, None)
         report(2, None)
-    assert ("Target search" in "".join(terminal.text)) == drawn
+    assert ("Target search" in terminal.text) == drawn
 
 
 @pytest.mark.parametrize("colours, codec, max_bytes", [(2, "ctx", 120), (2, "lzma", 150), (3, "ctx", None)])
