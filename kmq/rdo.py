@@ -141,6 +141,9 @@ _SHORT = 0.5
 _OVER = 2  # a run that added at most this many times the J allowed is backed off to the budget (_calibrate)
 _AIM = 0.98  # share of the J budget each trial aims at
 _INSIDE = 1.02  # a new trial's lambda stays this factor inside the bracket
+# Images of up to this many (distinct colours) x (K + 1) read their sweeps' distances from a table of them
+# (_Colours.table: 1 MB of float32, kept in the cache): a grey photo, graphics, a screenshot.
+_TABLE_MAX = 1 << 18
 _DENSE = 10  # a sweep finds its pixels on views of the whole labels when todo holds over 1 / _DENSE of them
 
 
@@ -233,6 +236,7 @@ class _Colours:
         self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
         self._sums: tuple | None = None  # nearest_sums' of the last nearest entries asked about
         self._renearest: tuple | None = None  # _renearest's inputs and result, the last asked about
+        self._table: tuple | None = None  # table's palette and result, the last asked about
 
     @property
     def weights(self) -> np.ndarray:
@@ -256,6 +260,29 @@ class _Colours:
             had = np.bincount(at, weights=self.weights, minlength=k) if pixels else None
             done = self._sums = (near_c, k, sums, had)
         return done[2], done[3]
+
+    def table(self, palette: np.ndarray) -> np.ndarray | None:
+        """Each colour's squared distance to each entry of ``palette`` and inf to the sentinel k (the padding),
+        float32 (exact), flat: colour c's row at c·(k + 1); None over _TABLE_MAX entries or the image's pixels
+        (a small image of many colours: its sweeps would not earn back a table made at each refinement). The
+        sweeps read their candidates' distances here (_TableDist). Kept for the last palette asked about: a
+        target's runs at one K start from the same palette, and each refinement makes a new one."""
+        k, n = len(palette), len(self.colors)
+        if n * (k + 1) > min(_TABLE_MAX, len(self.index)):
+            return None
+        key = (palette.shape, palette.tobytes())
+        done = self._table  # (read once: a bulk run's threads may share a state's colours)
+        if done is not None and done[0] == key:
+            return done[1]
+        table = np.full((n, k + 1), np.inf, np.float32)
+        pal = palette.astype(np.int32)
+        dist = np.zeros((n, k), np.int32)
+        for ch in range(palette.shape[1]):
+            dist += np.square(self.colors[:, ch, None].astype(np.int32) - pal[None, :, ch])
+        table[:, :k] = dist
+        table = table.reshape(-1)
+        self._table = (key, table)
+        return table
 
     def spread(self, per_colour: np.ndarray) -> np.ndarray:
         """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
@@ -310,7 +337,7 @@ def _gaps(colors: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarr
                 least[:] = d
                 continue
             np.minimum(second, np.maximum(least, d), out=second)
-            np.copyto(near, e, where=d < least)  # (strictly: a tie keeps the lower index)
+            _put(near, e, d < least)  # (strictly: a tie keeps the lower index)
             np.minimum(least, d, out=least)
         np.subtract(second, least, out=gap[part])
     return labels, first, gap
@@ -406,6 +433,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
         new = stamped > step - 3 + cls
         return new if visited is None else new | ~visited
     movable = _movable(s, lam)
+    table = s.colours.table(s.palette)
     if dense:
         phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
         away2 = away.reshape(height, width)
@@ -425,7 +453,9 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
             # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
             # with all of it). Pixels not in s.moved are at their nearest.
-            live = (agree < (_HALF if movable is None else movable[a::2, b::2])) | away2[a::2, b::2]
+            live = agree < (_HALF if movable is None else movable[a::2, b::2])
+            if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
+                live |= away2[a::2, b::2]
             if todo is not None:
                 live &= visit[a::2, b::2]
                 if stamps is not None:
@@ -469,15 +499,19 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 nbs = [nb[live] for nb in nbs]
         if len(idx) == 0:
             continue
-        near = s.near(idx) if moved_any else None
-        px = _pixels_at(s, idx)
-        best_c, dcur = _choose(s.palette, lam, px, cur, near, nbs, agree)
+        if table is not None:
+            which = s.colours.index[idx]
+            near = s.near_c[which] if moved_any else None
+            dist = _TableDist(table, which, len(s.palette) + 1)
+        else:
+            near = s.near(idx) if moved_any else None
+            dist = _PixelDist(s.palette, _pixels_at(s, idx))
+        best_c, dcur = _choose(dist, lam, cur, near, nbs, agree)
         # (a pixel that stays keeps its distance: only the moves are written and summed)
         moves = np.flatnonzero(best_c != cur)
         to = best_c[moves]
         flat[pidx[moves]] = to
-        s.total += int(_dist(np.take(px, moves, axis=0), s.palette, to).sum(dtype=np.int64)
-                       - dcur[moves].sum(dtype=np.int64))
+        s.total += dist.moved_sum(moves, to) - int(dcur[moves].sum(dtype=np.int64))
         if dense:
             own = phases[(1 + a) % 2][(1 + b) % 2]
             own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
@@ -510,48 +544,83 @@ def _movable(s: _State, lam: float) -> np.ndarray | None:
     return s.movable[2]
 
 
-def _choose(palette: np.ndarray, lam: float, px: np.ndarray, cur: np.ndarray, near: np.ndarray | None,
+def _choose(dist: _PixelDist | _TableDist, lam: float, cur: np.ndarray, near: np.ndarray | None,
             nbs: list[np.ndarray], agree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest-cost label of each pixel px (m, C) among its current label cur (agreeing with ``agree``
-    of the Potts weight), its nearest entry (None: cur is) and its 4 axial neighbours' labels (the first 4
-    of nbs; the sentinel k never); returns that label and the current label's distance (int32). Costs are
-    float32 (distances below 2^24 are exact, and so is each channel's square: the same costs as from the
-    int32 distances; a tie within rounding goes to the earlier candidate, cur first). The chosen labels'
-    distances are not returned: only the few moves' are read (12 MP china + noise, K = 16: 0.9 M pixels
-    chosen for, 5 int32 selects each where the moves' distances are one gather)."""
-    k = len(palette)
+    """The lowest-cost label of each pixel (``dist``: its distances to the entries) among its current label
+    cur (agreeing with ``agree`` of the Potts weight), its nearest entry (None: cur is) and its 4 axial
+    neighbours' labels (the first 4 of nbs; the sentinel k never); returns that label and the current
+    label's distance (int32). Costs are float32 (distances below 2^24 are exact, and so is each channel's
+    square: the same costs as from the int32 distances; a tie within rounding goes to the earlier candidate,
+    cur first). The chosen labels' distances are not returned: only the few moves' are read (12 MP china +
+    noise, K = 16: 0.9 M pixels chosen for, 5 int32 selects each where the moves' distances are one gather)."""
     lam = np.float32(lam)
-    # (a spare entry for the sentinel k, so neighbours' labels index the columns as they are: an infinite
-    # colour, whose distance and cost are inf, never below best, where a mask set each inf (2 passes a
-    # candidate))
-    columns = np.full((px.shape[1], k + 1), np.inf, np.float32)
-    columns[:, :k] = palette.T
-    levels = [px[:, ch].astype(np.float32) for ch in range(px.shape[1])]
-    best = _fdist(columns, levels, cur)
+    best = dist(cur)
     dcur = best.astype(np.int32)
     best -= lam * agree
     best_c = cur.copy()
     for c in ([] if near is None else [near]) + nbs[:4]:
-        cost = _fdist(columns, levels, c)
+        cost = dist(c)
         cost -= lam * _agreement(nbs, c)
         better = cost < best
         np.minimum(best, cost, out=best)  # (where not better the two are equal or best is less)
-        np.copyto(best_c, c, where=better)
+        _put(best_c, c, better)
     return best_c, dcur
 
 
-def _fdist(columns: np.ndarray, levels: list[np.ndarray], labels: np.ndarray) -> np.ndarray:
-    """_dist as float32 (exact) from the palette's columns and the pixels' channels as float32."""
-    at = labels.astype(np.intp)  # (take casts its indices to intp: once for every channel)
-    d = np.take(columns[0], at)
-    d -= levels[0]
-    np.square(d, out=d)
-    for ch in range(1, len(levels)):
-        e = np.take(columns[ch], at)
-        e -= levels[ch]
-        np.square(e, out=e)
-        d += e
-    return d
+def _put(dst: np.ndarray, src: np.ndarray | int, mask: np.ndarray) -> None:
+    """dst[mask] = src[mask] (or the integer src) in place, for unsigned integer dst: dst ^= (dst ^ src) x mask.
+    np.copyto(where=) and boolean indexing cost 10-20x as much (a sweep's 200 000 uint8 labels: 0.38 ms and
+    0.71 against 0.02)."""
+    diff = np.bitwise_xor(dst, src if isinstance(src, np.ndarray) else dst.dtype.type(src))
+    diff *= mask
+    dst ^= diff
+
+
+class _PixelDist:
+    """The squared distances (float32, exact) of pixels ``px`` (m, C) to entries of ``palette`` given per
+    pixel, from the palette's columns and the pixels' channels as float32. The columns have a spare entry for
+    the sentinel k, so neighbours' labels index them as they are: an infinite colour, whose distance and cost
+    are inf, never below best, where a mask set each inf (2 passes a candidate)."""
+
+    def __init__(self, palette: np.ndarray, px: np.ndarray) -> None:
+        self.palette, self.px = palette, px
+        self.columns = np.full((px.shape[1], len(palette) + 1), np.inf, np.float32)
+        self.columns[:, :-1] = palette.T
+        self.levels = [px[:, ch].astype(np.float32) for ch in range(px.shape[1])]
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        columns, levels = self.columns, self.levels
+        at = labels.astype(np.intp)  # (take casts its indices to intp: once for every channel)
+        d = np.take(columns[0], at)
+        d -= levels[0]
+        np.square(d, out=d)
+        for ch in range(1, len(levels)):
+            e = np.take(columns[ch], at)
+            e -= levels[ch]
+            np.square(e, out=e)
+            d += e
+        return d
+
+    def moved_sum(self, moves: np.ndarray, to: np.ndarray) -> int:
+        """The summed distances of the pixels ``moves`` (positions in px) to their entries ``to``."""
+        return int(_dist(np.take(self.px, moves, axis=0), self.palette, to).sum(dtype=np.int64))
+
+
+class _TableDist:
+    """_PixelDist's distances, read from _Colours.table (each distinct colour's distance to each entry) at
+    the pixels' colours ``which``: one gather a candidate where _PixelDist makes 4 (grey) to 12 (RGB) array
+    passes, and no pixels gathered. The same float32 values: exact integers either way."""
+
+    def __init__(self, table: np.ndarray, which: np.ndarray, width: int) -> None:
+        self.table = table
+        self.rows = np.multiply(which, width, dtype=np.intp)
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        return self.table.take(np.add(self.rows, labels, dtype=np.intp))
+
+    def moved_sum(self, moves: np.ndarray, to: np.ndarray) -> int:
+        # (float64 sums of integers below 2^53: exact)
+        return int(self.table.take(np.add(self.rows[moves], to, dtype=np.intp)).sum(dtype=np.float64))
 
 
 def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:

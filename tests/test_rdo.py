@@ -801,7 +801,7 @@ def _count_choose(monkeypatch) -> list:
     choose = rdo._choose
 
     def counted(*args):
-        seen[-1] += len(args[3])
+        seen[-1] += len(args[2])
         return choose(*args)
 
     monkeypatch.setattr(rdo, "_choose", counted)
@@ -1012,28 +1012,31 @@ def _brute_choose(palette, lam, px, cur, near, nbs, agree):
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("with_near", [False, True])
-def test_choose_never_takes_the_sentinel_and_costs_it_as_an_infinite_colour(channels, with_near, monkeypatch):
-    # The padding's sentinel k (a neighbour outside the image) is an infinite colour in _choose's columns, so
-    # its cost is inf without a mask written per candidate: the same choices as a pixel-by-pixel search that
-    # skips it, and the columns' spare entry is inf.
+def test_choose_never_takes_the_sentinel_and_costs_it_as_an_infinite_colour(channels, with_near):
+    # The padding's sentinel k (a neighbour outside the image) is an infinite colour in _choose's columns (and
+    # in the colours' table of distances), so its cost is inf without a mask written per candidate: the same
+    # choices as a pixel-by-pixel search that skips it, from the pixels or from the table alike.
     rng = np.random.default_rng(channels)
     k, m = 6, 400
     palette = rng.integers(0, 256, (k, channels)).astype(np.uint8)
-    px = rng.integers(0, 256, (m, channels)).astype(np.uint8)
+    px = rng.integers(0, 256, (40, channels)).astype(np.uint8)[rng.integers(0, 40, m)]  # (a table of 40 x 7)
     cur = rng.integers(0, k, m).astype(np.uint8)
     near = rng.integers(0, k, m).astype(np.uint8) if with_near else None
     nbs = [rng.integers(0, k + 1, m).astype(np.uint8) for _ in range(8)]  # (k: the sentinel, 1 in 7)
     agree = rdo._agreement(nbs, cur)
-    seen = []
-    fdist = rdo._fdist
-    monkeypatch.setattr(rdo, "_fdist", lambda columns, levels, labels: seen.append(columns) or fdist(columns, levels,
-                                                                                                    labels))
-    for lam in (0.0, 50.0, 5000.0):
-        best_c, dcur = rdo._choose(palette, lam, px, cur, near, nbs, agree)
-        np.testing.assert_array_equal(best_c, _brute_choose(palette, lam, px, cur, near, nbs, agree))
-        assert (best_c < k).all()
-        np.testing.assert_array_equal(dcur, rdo._dist(px, palette, cur))
-    assert all(np.isinf(columns[:, k]).all() for columns in seen)
+    pixels = rdo._PixelDist(palette, px)
+    assert np.isinf(pixels.columns[:, k]).all()
+    colours = rdo._Colours(kmeans.distinct(px))
+    table = colours.table(palette)
+    assert np.isinf(table.reshape(-1, k + 1)[:, k]).all()
+    for dist in (pixels, rdo._TableDist(table, colours.index, k + 1)):
+        for lam in (0.0, 50.0, 5000.0):
+            best_c, dcur = rdo._choose(dist, lam, cur, near, nbs, agree)
+            np.testing.assert_array_equal(best_c, _brute_choose(palette, lam, px, cur, near, nbs, agree))
+            assert (best_c < k).all()
+            np.testing.assert_array_equal(dcur, rdo._dist(px, palette, cur))
+            moves = np.flatnonzero(best_c != cur)
+            assert dist.moved_sum(moves, best_c[moves]) == rdo._dist(px[moves], palette, best_c[moves]).sum()
 
 
 def test_distances_and_refinement_sums_read_intp_labels_once(crop, monkeypatch):
@@ -1072,3 +1075,47 @@ def test_distances_and_refinement_sums_read_intp_labels_once(crop, monkeypatch):
     rdo._refine(expect)
     np.testing.assert_array_equal(s.palette, expect.palette)
     assert s.total == expect.total
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_put_is_a_masked_copy(dtype):
+    # _put writes src where mask holds, by xor and a product (np.copyto(where=) cost 10-20x as much): the same
+    # array as the masked copy, for an array src and for an integer one.
+    rng = np.random.default_rng(3)
+    dst = rng.integers(0, np.iinfo(dtype).max, 1000).astype(dtype)
+    src = rng.integers(0, np.iinfo(dtype).max, 1000).astype(dtype)
+    mask = rng.random(1000) < 0.3
+    for given in (src, 200):
+        want = dst.copy()
+        np.copyto(want, given, where=mask)
+        got = dst.copy()
+        rdo._put(got, given, mask)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+@pytest.mark.parametrize("pct", [2.0, 30.0])
+def test_sweeps_read_a_few_colours_distances_from_a_table_the_same(crop, small_sample, grey, pct, monkeypatch):
+    # Up to _TABLE_MAX colours x (K + 1) (a grey photo, a screenshot) the sweeps read each candidate's
+    # distance from the colours' table (one gather) instead of working it out from the pixels: the same
+    # float32 distances, so the same files (here with a sample and image runs, as a large image's).
+    pixels = crop[..., 0] if grey else crop // 32 * 32  # (8 levels a channel: at most 512 colours)
+    read = []
+    init = rdo._TableDist.__init__
+    monkeypatch.setattr(rdo._TableDist, "__init__", lambda self, *a: read.append(1) or init(self, *a))
+    with_table = kmq.compress(pixels, 12, codec="ctx", rdo=pct).to_bytes()
+    assert read
+    monkeypatch.setattr(rdo, "_TABLE_MAX", 0)
+    read.clear()
+    assert kmq.compress(pixels, 12, codec="ctx", rdo=pct).to_bytes() == with_table
+    assert not read
+
+
+def test_no_table_of_more_distances_than_pixels():
+    # A small image of many colours makes no table (its sweeps would not earn it back at each refinement).
+    rng = np.random.default_rng(4)
+    palette = rng.integers(0, 256, (8, 3)).astype(np.uint8)
+    few = rng.integers(0, 256, (20, 3)).astype(np.uint8)[rng.integers(0, 20, 500)]
+    assert rdo._Colours(kmeans.distinct(few)).table(palette) is not None
+    many = rng.integers(0, 256, (500, 3)).astype(np.uint8)
+    assert rdo._Colours(kmeans.distinct(many)).table(palette) is None
