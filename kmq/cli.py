@@ -629,7 +629,8 @@ def _decompressed_line(file: str | Path, output: str | Path, r: dict[str, Any], 
               help="Also draw the records as a rate-distortion chart (PSNR against bits per pixel) into FILE "
                    "(.png, .svg or .pdf). Needs matplotlib: pip install 'kmq[plot]'.")
 @click.option("-f", "--force", is_flag=True, help="Replace the --plot FILE if it exists.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no message about the --plot FILE (the records are printed).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar, no message about the --plot FILE (the records are printed).")
 @RDO_OPTION
 @_palette_option("-k", "--seed", "--sweep", "--rdo")
 @_dither_option("--rdo")
@@ -1102,21 +1103,22 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
-        with _fit_progress(quiet, "K-Means", after=_QUICK, percent=True) as progress:
+        # The bar (after 1 s) covers the drawing and the masks too: 1,024 of them take seconds to write.
+        with _fit_progress(quiet, "Segmenting", after=_QUICK, percent=True) as progress:
             img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
                                           progress=progress)
-        if output is not None and style == "labels":
-            segment.check_label_map_format(output, fmt, img.k)
-        # The picture is encoded first (a format's refusal then comes before -f replaces any mask), the masks
-        # written next (write_masks checks every name before writing any, so a refusal leaves nothing), and a
-        # picture that cannot be written (a full disk) takes the masks just written with it.
-        save = None
-        if output is not None:
-            name = "<stdout>" if output == STDIO else output
-            with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
-                picture = segment.encoded_picture(segment.render(img, base, style), fmt, name)
-            save = partial(write_atomic, output, picture, overwrite=force)
-        masks = segment.write_with_masks(img, masks_dir, _stem(input_path), save, overwrite=force)
+            if output is not None and style == "labels":
+                segment.check_label_map_format(output, fmt, img.k)
+            # The picture is encoded first (a format's refusal then comes before -f replaces any mask), the
+            # masks written next (write_masks checks every name before writing any, so a refusal leaves
+            # nothing), and a picture that cannot be written (a full disk) takes the masks just written with it.
+            save = None
+            if output is not None:
+                name = "<stdout>" if output == STDIO else output
+                with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
+                    picture = segment.encoded_picture(segment.render(img, base, style), fmt, name)
+                save = partial(write_atomic, output, picture, overwrite=force)
+            masks = segment.write_with_masks(img, masks_dir, _stem(input_path), save, overwrite=force)
     if quiet:
         return
     for line in _segmented_lines(input_path, output, style, (img.k, img.width, img.height), masks_dir,

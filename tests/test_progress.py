@@ -148,3 +148,23 @@ def test_warnings_and_errors_go_above_a_drawn_bar(monkeypatch, terminal, tmp_pat
         # on a line of its own: after a newline, or after the bar's line is erased (ESC [2K)
         assert at == 0 or text[:at].endswith(("\n", "\x1b[2K")), repr(text[max(0, at - 40):at + 10])
     assert len(records) == 1 and len(failed) == 1
+
+
+def test_segments_bar_covers_the_masks_written(monkeypatch, tmp_path, crop):
+    # 1,024 masks took 4.5 s to write after the bar had closed, the screen blank.
+    Image.fromarray(crop).save(tmp_path / "c.png")
+    inside = []
+
+    @contextmanager
+    def bar(quiet, what="K-Means", after=0.0, percent=False):
+        inside.append(what)
+        yield None
+        inside.append("closed")
+
+    real = segment.write_with_masks
+    monkeypatch.setattr(cli, "_fit_progress", bar)
+    monkeypatch.setattr(segment, "write_with_masks", lambda *a, **kw: inside.append("masks") or real(*a, **kw))
+    args = ["segment", str(tmp_path / "c.png"), "-k", "4", "--masks", str(tmp_path / "m"),
+            "-o", str(tmp_path / "s.png")]
+    assert CliRunner().invoke(main, args, prog_name="kmq").exit_code == 0
+    assert inside == ["Segmenting", "masks", "closed"]
