@@ -404,9 +404,12 @@ class _Bar:
             count = TaskProgressColumn() if self.percent else MofNCompleteColumn()
             # stdout stays the process's own: a .kmq written to it (-o -) goes there byte for byte.
             self.bar = Progress(TextColumn(self.what), BarColumn(), count, TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=True, redirect_stdout=False)
+                                console=Console(stderr=True), transient=True, redirect_stdout=False,
+                                get_time=time.perf_counter)
             self.bar.start()
-            self.task = self.bar.add_task("fit", total=self.total, completed=self.done)
+            self.task = self.bar.add_task("fit", total=self.total, completed=self.done, start=False)
+            # Its elapsed time from the work's start, as the summary line counts, not from the bar's first draw.
+            self.bar.tasks[-1].start_time = self.started
 
     def close(self) -> None:
         if self.timer is not None:
