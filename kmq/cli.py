@@ -331,7 +331,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         source = stdin() if image == STDIO else image
         # The bar (after 1 s) covers the file's writing too: lzma codes 12 MP labels in about 8 s.
         with _fit_progress(quiet, "Target search: fits and rdo runs" if targeted else "Compressing",
-                           after=_QUICK, percent=not targeted) as progress:
+                           percent=not targeted) as progress:
             with warnings_about(image):
                 if not targeted:
                     img = api.compress(source, k, seed=seed, max_iter=max_iter, codec=codec,
@@ -421,12 +421,12 @@ class _Bar:
 
 
 @contextmanager
-def _fit_progress(quiet: bool, what: str = "K-Means", after: float = 0.0, percent: bool = False) -> Iterator[Any]:
+def _fit_progress(quiet: bool, what: str, after: float = _QUICK, percent: bool = True) -> Iterator[Any]:
     """A progress callback for a long K-Means (or a target's search, a stats run, a montage): on a terminal, a
     transient rich bar on stderr (`_Bar`). With after > 0 it appears `after` seconds in whether or not anything
     has reported by then (a long step, such as lzma coding 12 MP, would otherwise leave the screen blank), a
-    count without an end until the first report; with after 0, at the first report (short fits never report,
-    so they draw nothing). None when quiet or piped. percent: the bar shows a percentage, not done/total."""
+    count without an end until the first report; with after 0, at the first report. None when quiet or piped.
+    percent: the bar shows a percentage, else done/total (a count, where the total is known only at the end)."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
@@ -684,7 +684,7 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
             for source in inputs:
                 check_distinct(plot_path, source)
             plot.check_target(plot_path, overwrite=force)
-        with _fit_progress(quiet, "Measuring", after=_QUICK, percent=True) as report:
+        with _fit_progress(quiet, "Measuring") as report:
             _measure_all(inputs, records, failed, report, ks=ks, seed=seed, codec=codec, reference=reference,
                          max_pixels=max_pixels, palette=palette, rdo=rdo, dither=dither, sweep=sweep)
         # The records first: they stand even when the chart cannot be drawn (every record lossless).
@@ -1107,7 +1107,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
         # The bar (after 1 s) covers the drawing and the masks too: 1,024 of them take seconds to write.
-        with _fit_progress(quiet, "Segmenting", after=_QUICK, percent=True) as progress:
+        with _fit_progress(quiet, "Segmenting") as progress:
             img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
                                           progress=progress)
             if output is not None and style == "labels":
@@ -1197,7 +1197,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         _refuse_terminal(output)
         check_distinct(output, image)
         check_writable(output, overwrite=force)  # before the clusterings
-        with _fit_progress(quiet, "Fitting", after=_QUICK, percent=True) as progress:
+        with _fit_progress(quiet, "Fitting") as progress:
             figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                           palette=palette, dither=dither, progress=progress)
         _save(output, figure.pixels, force)
@@ -1347,7 +1347,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
-            with _fit_progress(quiet, "K-Means", after=_QUICK, percent=True) as progress:
+            with _fit_progress(quiet, "K-Means") as progress:
                 img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels, progress=progress)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin", seed)

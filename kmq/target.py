@@ -473,7 +473,7 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
 def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:
     """img (ctx's search's file) or lzma's search's, whichever _first puts first."""
     key = next(key for key, made in s.files.items() if made is img)
-    if s.codec == "ctx" and ctx._recorded(img.labels, img.palette) is not None:
+    if s.codec == "ctx" and ctx.recorded(img.labels, img.palette):
         # what its bounds coded is still kept: encoded now, it is a replay (half an encoding); lzma's search's
         # sizings would drop that, and a file ctx's search chose is usually written
         s.size(*key)

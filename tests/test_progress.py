@@ -82,7 +82,7 @@ def test_the_command_draws_one_bar_over_every_input(monkeypatch, tmp_path, crop)
             seen.append(line)
 
     @contextmanager
-    def bar(quiet, what="K-Means", after=0.0, percent=False):
+    def bar(quiet, what, after=cli._QUICK, percent=True):  # (as _fit_progress's defaults)
         seen.append((what, percent))
         yield None if quiet else Bar()
 
@@ -156,7 +156,7 @@ def test_segments_bar_covers_the_masks_written(monkeypatch, tmp_path, crop):
     inside = []
 
     @contextmanager
-    def bar(quiet, what="K-Means", after=0.0, percent=False):
+    def bar(quiet, what, after=cli._QUICK, percent=True):  # (as _fit_progress's defaults)
         inside.append(what)
         yield None
         inside.append("closed")

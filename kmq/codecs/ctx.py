@@ -1048,6 +1048,12 @@ def _held(calls: list[tuple]) -> int:
     return sum(held.values())
 
 
+def recorded(labels: np.ndarray, palette: np.ndarray) -> bool:
+    """Whether payload_bounds kept what it coded for these labels and palette (in this thread, within
+    recording()): their `encode` is then a cheap replay."""
+    return _recorded(labels, palette) is not None
+
+
 def _recorded(labels: np.ndarray, palette: np.ndarray) -> list[tuple] | None:
     """The calls payload_bounds recorded for these labels and palette, if it kept them."""
     for pal, lab, calls in reversed(_records() or []):
