@@ -1175,7 +1175,8 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     The result is never a larger ctx payload than the nearest labelling, nor an equal one at no lower J:
     where it would be, the nearest labelling is returned. An image up to 2 * _SAMPLE pixels is its own
     sample, so there both payloads are compared exactly; a larger one is judged by its sample's (both
-    encodings cost a small share of a 12 MP compress). The labels may be a view (of the padded labels, and
+    encodings cost a small share of a 12 MP compress), but not with a warm ``prepared``: a target's search
+    weighs the whole files it makes itself. The labels may be a view (of the padded labels, and
     of ``prepared``'s: not to be written to). prepared: prepare(pixels, distinct, palette), made once for
     several calls with these three (the same result, without the nearest labellings; a target's search prepares
     warm, which calibrates each call from the calls before it: prepare).
@@ -1206,8 +1207,12 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     # labelling: spare the whole image's run.
     if trial.kept is None or (not whole and len(trial.kept.moved) == 0):
         return _nearest(plain, ordered)
-    if not whole and _worse(trial, trial.kept, palette, prepared):
-        # (judged on the sample alone: the image's run would not be read)
+    # (judged on the sample alone: the image's run would not be read). Not in a target's search (warm): it sizes
+    # every file it makes on the whole image and weighs it against the plain files itself, and the judgment
+    # is two sizings of the sample (0.03 s a K at 1 MP: the grey trial 1200x800 in 30 kB made them at K = 9,
+    # 37, 18 and 26, 0.13 s of its 1.4); in the searches of images larger than their sample it never kept the nearest
+    # labelling (bench/target_cases.py: 34 runs in 6 searches; 119 in 24 beyond them, lzma's included).
+    if not whole and not prepared.warm and _worse(trial, trial.kept, palette, prepared):
         return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)

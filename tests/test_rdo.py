@@ -1119,3 +1119,26 @@ def test_no_table_of_more_distances_than_pixels():
     assert rdo._Colours(kmeans.distinct(few)).table(palette) is not None
     many = rng.integers(0, 256, (500, 3)).astype(np.uint8)
     assert rdo._Colours(kmeans.distinct(many)).table(palette) is None
+
+
+def test_a_warm_run_on_an_image_larger_than_its_sample_is_not_judged_on_the_sample(crop, small_sample, monkeypatch):
+    # A target's search (warm) sizes every file it makes on the whole image: the sample's two ctx sizings
+    # (0.03 s a K at 1 MP) that judge a cold call's run are left to it. Where that judgment keeps the run, the
+    # same result, with no sizing at all.
+    from kmq.codecs import ctx
+    distinct = kmeans.distinct(crop.reshape(-1, 3))
+    palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
+    sized = []
+    original = ctx.payload_bounds
+    monkeypatch.setattr(ctx, "payload_bounds", lambda labels, pal: (sized.append(labels.size),
+                                                                   original(labels, pal))[1])
+    cold = rdo.optimise(crop, distinct, palette, 20.0)
+    assert sorted(sized) == [32 * 32, 32 * 32]  # (the sample's nearest labelling and its run)
+    warm = rdo.prepare(crop, distinct, palette, warm=True)
+    assert not warm.whole
+    del sized[:]
+    got = rdo.optimise(crop, distinct, palette, 20.0, warm)
+    assert sized == []
+    np.testing.assert_array_equal(got[0], cold[0])
+    np.testing.assert_array_equal(got[1], cold[1])
+    assert got[2] == cold[2] > rdo.prepare(crop, distinct, palette).plain.total / crop[..., 0].size
