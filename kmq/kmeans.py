@@ -3132,7 +3132,7 @@ def _fit_large(level: _Points | Callable[[], _Points], k: int, max_iter: int, to
         iters, sampled, after = (min(max_iter, n) for n in _SAMPLED_ITER)
         relax = _RELAX
         # The warm level's own sample, where it has one: the split and most of its updates run there.
-        ahead = _sample(warm.w, k, _WARM_NOISE, _LIGHTS[:1])
+        ahead = _warm_sample(warm.w, k)
     total = rounds + iters + sampled + after
     report = None if progress is None else lambda done, _: progress(done, total)
     if warm is None:
@@ -3202,6 +3202,13 @@ def _sample(w: np.ndarray, k: int, noise: float | None = None, lights: tuple[flo
     draw *= light
     rows = np.flatnonzero(draw < w)  # (w >= light: always)
     return None if rows.shape[0] > _SAMPLE_SHARE * w.shape[0] else (rows, light)
+
+
+def _warm_sample(w: np.ndarray, k: int) -> tuple[np.ndarray, float] | None:
+    """The warm level's sample (`_sample` within `_WARM_NOISE`) where it has one, a light under 16 only where it
+    keeps `_WARM_DRAWN` points a centroid."""
+    ahead = _sample(w, k, _WARM_NOISE)
+    return None if ahead is not None and ahead[1] < _LIGHTS[0] and ahead[0].shape[0] < _WARM_DRAWN * k else ahead
 
 
 def _rejoined(bounds: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray, taken: tuple,
@@ -3310,7 +3317,8 @@ _WARM_ITER = (_TREE_ITER, _TREE_ITER)
 # (-0.037 %), and every 1.1 MP flower case at K = 512 and 1024 is -0.04 to -0.15 %; at 12 MP the two under
 # random alpha at K = 4096 (noise 0.0034-0.0035 at 16) take 8: fit +0.5 s of ~7-9, J -0.17 and -0.28 % more.
 _SAMPLED_ITER = (12, 14, 2)
-# ... of which, where the warm level has a sample of its own (light 16, noise within `_WARM_NOISE`), this many
+# ... of which, where the warm level has a sample of its own (the largest of `_LIGHTS` whose noise is within
+# `_WARM_NOISE`), this many
 # on that sample after a split of it, then the rest on the whole warm level. The split and the updates of the
 # warm level cost in proportion to its points too (astronaut under random alpha at 12 MP: 931 000 6-bit bins,
 # a split of 2.8 s and 12 updates of 3.3 s of CPU; its sample 285 000). 12 MP, the 12 cases above, fit CPU
@@ -3318,8 +3326,15 @@ _SAMPLED_ITER = (12, 14, 2)
 # -> 2.80 s, under random alpha K = 1024 9.63 -> 5.48), J against the 20 + 20 plain updates still -0.58 to
 # +0.02 % (the astronaut under a vignette at K = 4096 +0.023 %). At 1.1 MP (flower under random alpha, K = 512:
 # warm noise 0.0031, the 12 MP cases 0.0012 or less) J went +0.32 %: no warm sample there.
+# Light 16 only had left 2-4 MP photos under random alpha at K = 1024 (china at 4 MP: 862 000 6-bit bins,
+# noise 0.0020 at 16, 0.0008 at 8) and 12 MP ones at K = 4096 (china, 1.44 M bins) to split and update every
+# bin: a split of 4.0 and 9.8 s of CPU, RGBA 2.5x and 4.5x RGB's. The lighter samples (light 8 keeps 0.30 of
+# china's 4 MP bins, 4 keeps 0.41 of the 12 MP ones) take the split and the first updates too, within the
+# same noise (round 36, see docs/PERFORMANCE.md), where they keep `_WARM_DRAWN` points a centroid: thinner
+# ones (~100 a centroid, 1 MP photos at K = 512) moved J by up to +0.51 %.
 _WARM_SAMPLED = 10
 _WARM_NOISE = 0.0015
+_WARM_DRAWN = 128
 # Light shares tried, largest first, and the noise bound (`_sample`).
 _LIGHTS = (16.0, 8.0, 4.0)
 _SAMPLE_NOISE = 0.0025
