@@ -601,8 +601,8 @@ def test_cell_candidates_from_tables_per_channel_equal_those_per_pair(monkeypatc
 
 def test_large_k_on_the_7_bit_level_splits_the_6_bit_one_and_j_holds(monkeypatch, busy_rgba):
     """Where the 6-bit level has under _FINE_ENOUGH bins per centroid (from kmeans._LARGE_K, lowered to 40), the
-    split and a first Lloyd run on it, then as many updates on the 7-bit level: the split sees the 6-bit bins,
-    not the 7-bit ones, progress ends full and never goes back, and J is within 1 % of the split on the 7-bit
+    split and a first Lloyd run on it, then as many updates on the 7-bit level: the split sees the 6-bit bins
+    (or the warm sample of them, kmeans._warm_sample), not the 7-bit ones, progress ends full and never goes back, and J is within 1 % of the split on the 7-bit
     level (here lower)."""
     _, six = large_k_on_the_histogram(monkeypatch, busy_rgba)
     k = six // 1000 + 3
@@ -611,7 +611,7 @@ def test_large_k_on_the_7_bit_level_splits_the_6_bit_one_and_j_holds(monkeypatch
     monkeypatch.setattr(km, "_split", lambda x, *a, **kw: split_points.append(len(x)) or real(x, *a, **kw))
     calls = []
     warmed = kmq.compress(busy_rgba, k=k, progress=lambda done, total: calls.append((done, total)))
-    assert split_points == [six]
+    assert len(split_points) == 1 and split_points[0] <= six
     assert calls[-1][0] == calls[-1][1] and all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
     assert len({total for _, total in calls}) == 1
     monkeypatch.setattr(km, "_WARM_MIN", 1 << 30)
