@@ -3420,7 +3420,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours where its 6-bit
     level halves them (with heavy colours apart: `_mixed`), that level is the last, ended in momentum
     updates (`_MIXED_UPDATES`) with no polish; where the climb ends far below the colours, the polish is a few
-    momentum updates (`_FAR_POLISH`); above 500 000 colours the last
+    momentum updates (`_FAR_POLISH`); with one run, the levels between the restarts' and the last in a few
+    momentum updates (`_WARM_RAMP`); above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
     (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
