@@ -1253,14 +1253,22 @@ def _float_dist2(cols: list[np.ndarray], rows: slice | np.ndarray, centres: np.n
 
 def _along_dist2(cols: np.ndarray, centres: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Squared distances (K, n) float32 from the centres to the points cols (C, n) float32: the values of
-    `_float_dist2`, transposed. out: a (C, K, n) float32 buffer, whose first row is returned."""
-    # All channels in one pass each, (C, K, n), then summed in channel order: the same float32 values as
-    # channel by channel, in 4 numpy calls instead of 8 (k-means++ makes one such call per centroid).
-    d = np.subtract(centres.T.astype(np.float32)[:, :, None], cols[:, None, :], out=out)
+    `_float_dist2`, transposed. out: a (2, K, n) float32 buffer (one row for one channel), whose first row is
+    returned."""
+    # Channel by channel into two (K, n) rows, each squared difference added as it is made: the same float32
+    # values, summed in channel order. Made all at once into (C, K, n) then summed, the passes ran over C
+    # times the memory, past the core's cache: `_lloyd_runs`' blocks (4 channels, 512 x 512 pairs) 0.79 ->
+    # 0.59 ms, a fifth of the restarts' CPU on RGBA's 4-bit level (10 767 bins at K = 64).
+    c32 = centres.T.astype(np.float32)[:, :, None]
+    if out is None:
+        out = np.empty((min(2, cols.shape[0]), centres.shape[0], cols.shape[1]), dtype=np.float32)
+    d = np.subtract(c32[0], cols[0], out=out[0])
     np.square(d, out=d)
-    for c in range(1, d.shape[0]):
-        d[0] += d[c]
-    return d[0]
+    for c in range(1, cols.shape[0]):
+        t = np.subtract(c32[c], cols[c], out=out[1])
+        np.square(t, out=t)
+        d += t
+    return d
 
 
 class _Means:
@@ -1348,8 +1356,8 @@ class _Points:
                  rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Squared distances (K, m) float32 from the few `centres` to every point (or to `rows`): the same
         values as `dist2`, laid out so that each pass runs along the points (K = 7 on 2 824 points: numpy's
-        outer loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (C, K, m) float32 buffer
-        for float points, whose first row is then returned."""
+        outer loops over rows of 7 took 280 us, along rows of 2 824 60 us). out: a (2, K, m) float32 buffer
+        for float points (`_along_dist2`'s), whose first row is then returned."""
         if self.cols is not None:  # table look-ups: as fast either way round
             return self.dist2(slice(0, self.m) if rows is None else rows, centres).T
         return _along_dist2(self.cols32 if rows is None else self.cols32[:, rows], centres, out)
@@ -1549,7 +1557,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     closest = np.ascontiguousarray(pts.dist2(slice(0, m), x[first]).T)
     run_ix = np.arange(runs)
     along = pts.cols is None and m * runs * trials <= _PP_ALONG_MAX
-    buf = np.empty((x.shape[1], runs * trials, m), dtype=np.float32) if along else None
+    buf = np.empty((min(2, x.shape[1]), runs * trials, m), dtype=np.float32) if along else None
     d = np.empty((m, runs, trials), dtype=np.float32)
 
     # Each point's distances to the candidates, and their minimum with its closest so far, are its own: the
@@ -1617,7 +1625,7 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
     won = np.empty(m, dtype=bool)
     # Float points (a histogram level): every step's distances in one reused buffer instead of fresh
     # arrays (256x256 photo, K=256: 18 ms instead of 23 ms).
-    buf = np.empty((x.shape[1], trials, m), dtype=np.float32) if pts.cols is None else None
+    buf = np.empty((min(2, x.shape[1]), trials, m), dtype=np.float32) if pts.cols is None else None
     if labels is not None:
         labels[:] = 0
     for i in range(1, k):
@@ -2227,6 +2235,20 @@ def _occupied(colors: np.ndarray, bits: int) -> int:
     return int(np.count_nonzero(seen))
 
 
+def _occupied_below(colors: np.ndarray, six: _Points) -> int:
+    """How many bins the histogram of the colours at one bit per channel finer than the level `six` has
+    (its ``inverse`` each colour's bin), from a flag per (bin, next bit of each channel): 16 a bin for RGBA,
+    where a flag per 7-bit cell (`_occupied`) would be 256 MB."""
+    bits = _REFINE_BITS[-1]
+    ids = six.inverse.copy()
+    for c in range(colors.shape[1]):
+        ids <<= 1
+        ids |= (colors[:, c] >> (8 - bits)) & 1
+    seen = np.zeros(six.m << colors.shape[1], dtype=bool)
+    seen[ids] = True
+    return int(np.count_nonzero(seen))
+
+
 def _coarse(colors: np.ndarray, counts: np.ndarray, bits: int) -> _Points:
     """The histogram of the colours with `bits` bits per channel (see `_pyramid`)."""
     return _pyramid(colors, counts, (bits,))[0]
@@ -2373,6 +2395,15 @@ _FAR_UPDATES = 10
 # noise, K = 64 (kmq.coreset, three runs on 116 000 5-bit bins, 47-63 updates each), the same file in 1.39 ->
 # 1.08 s of CPU in process.
 _TIES_WARM_TOL = 10.0
+# RGBA with one run (K from ~190 to `_LARGE_K`): `fit`'s levels between the restarts' (4 bits) and the last run
+# at most this many updates, the first over-relaxed and the rest with momentum (`_MOMENTUM`), instead of plain
+# ones to their loose tol: from the 4-bit level's 8 000-12 000 bins a 5-bit level of 45 000-66 000 took 15-32
+# plain updates (flower.jpg at 0.5 MP under blurred noise, K = 256: 32, 0.12 s of a 0.5 s fit). On 39 RGBA
+# photos of 0.25-1 MP at K = 256 (china, flower, grace_hopper under four alphas, the bench's three): J -0.10 %
+# on geometric mean (-0.54 % to +0.27 %); 14 of them at K = 200-511 and 0.05 MP ones -0.02 % (-0.28 % to
+# +0.16 %); the fit in process 0.71x-0.97x the CPU on five (see docs/PERFORMANCE.md, round 36). 8 updates:
+# J -0.17 %, no faster than the plain ones. Not kmq.coreset's levels (`fit_histogram`), not measured there.
+_WARM_RAMP = 5
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
 _RESTART_ITER = 10
@@ -2477,7 +2508,7 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
         # argmin over rows of k was slow (16 runs at K = 16 on the 9 779 4-bit bins of a 12 MP photo under
         # random alpha: 10 ms per pass instead of 15).
         def part(start: int, stop: int) -> None:  # points in parts, as in `_assign`: the same bits
-            buf = np.empty((channels, flat.shape[0], min(step, stop - start)), dtype=np.float32)
+            buf = np.empty((min(2, channels), flat.shape[0], min(step, stop - start)), dtype=np.float32)
             for s in range(start, stop, step):
                 e = min(s + step, stop)
                 d = _along_dist2(pts.cols32[:, s:e], flat, buf[:, :, :e - s]).reshape(r, k, e - s)
@@ -2510,7 +2541,7 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     return cent, inertia, labels
 
 
-# Point-centroid pairs of each block of `_lloyd_runs`'s passes (and a quarter of its buffer's floats).
+# Point-centroid pairs of each block of `_lloyd_runs`'s passes (and half of its buffer's floats).
 _RUNS_BLOCK = 1 << 18
 # Point-centroid pairs per pass from which `_split_runs` halves the runs between two threads, up to
 # _SPLIT_RUNS_TO MIN_PARTs (from there each half's passes are split between threads by points too). From
@@ -3404,7 +3435,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours where its 6-bit
     level halves them (with heavy colours apart: `_mixed`), that level is the last, ended in momentum
     updates (`_MIXED_UPDATES`) with no polish; where the climb ends far below the colours, the polish is a few
-    momentum updates (`_FAR_POLISH`); above 500 000 colours the last
+    momentum updates (`_FAR_POLISH`); with one run, the levels between the restarts' and the last in a few
+    momentum updates (`_WARM_RAMP`); above 500 000 colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
     (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
@@ -3478,7 +3510,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             mixed = _mixed(levels[-1], colors, counts) if rgba and not ends else None
             if mixed is not None:
                 ends = [*levels[:-1], mixed]
-            finest = None if ends else _finest(colors, counts, k, levels[-1].m)
+            finest = None if ends else _finest(colors, counts, k, levels[-1])
             if ends:
                 levels = ends
             elif finest is not None:
@@ -3498,7 +3530,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             polish, last = False, (_MIXED_UPDATES, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
-                         stand_in=stand_in)
+                         stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -3659,14 +3691,19 @@ def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray) -> _Points | No
     return pts
 
 
-def _finest(colors: np.ndarray, counts: np.ndarray, k: int, six: int) -> _Points | _Pending | None:
-    """The 7-bit level of `fit` for M colours whose 6-bit level has `six` bins, or None (see there)."""
+def _finest(colors: np.ndarray, counts: np.ndarray, k: int, six: _Points) -> _Points | _Pending | None:
+    """The 7-bit level of `fit` for M colours whose 6-bit level is `six`, or None (see there)."""
     m = colors.shape[0]
     if m > _POLISH_MAX:
-        return _coarse(colors, counts, _REFINE_BITS[-1]) if six < _FINE_ENOUGH * k else None
-    if six * 2 > m:
+        return _coarse(colors, counts, _REFINE_BITS[-1]) if six.m < _FINE_ENOUGH * k else None
+    if six.m * 2 > m:
         return None
     if colors.shape[1] > 3:
+        # Counted first, as RGB's are, but by 6-bit bin (`_occupied_below`): built, then skipped by `_climb` for
+        # not halving the colours, it was 0.03 s of a 0.8 s fit (grace_hopper at 0.5 MP under blurred noise,
+        # 306 000 colours: 232 000 7-bit bins).
+        if _occupied_below(colors, six) * 2 > m:
+            return None
         return _coarse(colors, counts, _REFINE_BITS[-1])
     bins = _occupied(colors, _REFINE_BITS[-1])
     if bins * 2 > m:
@@ -3691,8 +3728,8 @@ def _ready(level: _Points | _Pending) -> _Points:
 
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
-           stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None
-           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
+           ramp: int = 0) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3716,6 +3753,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     others: a list that receives (centroids, J / the best's J - 1, labels) on the last level of the other runs worth
     keeping (`_least`; see `fit`; none where climbing them would cost over `_OTHERS_WORK`); the run returned
     stays the one returned without it.
+    ramp: with one run, the levels between the restarts' and the last run at most this many updates, the first
+    over-relaxed and the rest with momentum (`_MOMENTUM`), to their tolerance (`fit`'s RGBA, `_WARM_RAMP`).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -3761,6 +3800,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             if last is not None and i == len(finer_levels) - 1:
                 start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                                                   last[2] if len(last) > 2 else None)
+            elif ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
+                start, inertia, labels = _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
             elif loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
                 start, inertia, labels = _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)
             else:
