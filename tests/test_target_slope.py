@@ -4,41 +4,16 @@ moves save the most, most of all on grey photos (400x300, K = 4: +0.2 % J -28 % 
 as a line, a smaller K with a little rdo looked no better than K = 8 at +206 %, and the budget's file was 1.5-1.8
 dB under the `--psnr` file of the same bytes (K = 7 at +60 %)."""
 import math
-import types
 import warnings
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import kmq
+from conftest import SAMPLES
 from kmq import target
 from kmq.stats import psnr
-
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-
-
-def _search() -> target._Search:
-    rng = np.random.default_rng(3)
-    y, x = np.mgrid[0:48, 0:64]
-    base = np.stack([x * 4, y * 5, 128 + 0 * x], -1)
-    pixels = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
-    s = target._Search(pixels, 256, "ctx", 0, 300, {"max_bytes": 1})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for k in (8, 10):
-            s.bounds(k)  # plain J and bytes of both K known
-    return s
-
-
-def _runs(s: target._Search, k: int, runs: list[tuple[float, float, float]]) -> None:
-    """Stand-in rdo files at k: (strength %, J over k's plain J, bytes over k's plain bytes) each."""
-    plain = s.estimate(k)
-    for pct, j_ratio, b_ratio in runs:
-        s.files[(k, pct)] = types.SimpleNamespace(distortion=s.j(k) * j_ratio)
-        size = round(plain * b_ratio)
-        s.sizes[(k, pct)] = (size, size)
+from test_target_saturated import _runs, _search  # a small image's search, and stand-in rdo files at a K
 
 
 def test_the_image_slope_is_the_typical_one_until_a_k_has_two_rdo_files():
