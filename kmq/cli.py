@@ -501,7 +501,9 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
         raise click.UsageError("--rdo cannot be combined with --psnr or --max-bytes: the target chooses the "
                                "rdo strength")
     if rdo and codec in (None, "raw"):
-        raise click.UsageError("every labelling costs the same bytes with raw, so --rdo cannot help; use --codec "
+        # (with no --codec the user never named raw: say it is the default)
+        raw = "raw, the default codec" if codec is None else "raw"
+        raise click.UsageError(f"every labelling costs the same bytes with {raw}, so --rdo cannot help; use --codec "
                                "ctx (or lzma)")
 
 

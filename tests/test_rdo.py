@@ -105,8 +105,8 @@ def test_raw_refuses_rdo(crop):
     (["--rdo", "1e308", "--codec", "ctx"], "Invalid value for '--rdo': 1e+308 is not in the range 0<=x<=1000.0."),
     (["--rdo", "nan", "--codec", "ctx"], "Invalid value for '--rdo': 'nan' is not a number"),
     (["--rdo", "nan"], "Invalid value for '--rdo': 'nan' is not a number"),
-    (["--rdo", "2"], "every labelling costs the same bytes with raw, so --rdo cannot help; use --codec ctx "
-                     "(or lzma)"),
+    (["--rdo", "2"], "every labelling costs the same bytes with raw, the default codec, so --rdo cannot help; "
+                     "use --codec ctx (or lzma)"),
     (["--rdo", "2", "--codec", "raw"], "every labelling costs the same bytes with raw, so --rdo cannot help; "
                                        "use --codec ctx (or lzma)"),
 ])
@@ -117,8 +117,8 @@ def test_cli_rdo_usage_errors(image, args, message):
 def test_cli_stats_refuses_rdo_with_raw(image):
     result = CliRunner().invoke(main, ["stats", str(image), "--rdo", "2"])
     assert result.exit_code == 2
-    assert result.output.endswith("Error: every labelling costs the same bytes with raw, so --rdo cannot help; "
-                                  "use --codec ctx (or lzma)\n")
+    assert result.output.endswith("Error: every labelling costs the same bytes with raw, the default codec, so "
+                                  "--rdo cannot help; use --codec ctx (or lzma)\n")
 
 
 def test_cli_compress_and_stats_with_rdo(image, tmp_path):
