@@ -119,6 +119,7 @@ _RDO_ROOM = 1.5  # and only when that is at least this multiple of the smallest 
 _RDO_K = 3  # under a byte budget, rdo is tried at this multiple of the largest plain K that fits
 _INSIDE = 0.015  # and aimed this much (in log bytes) inside it
 _RDO_SLOPE = -0.28  # typical d log bytes / d log (the J rdo adds) at a fixed K
+_RDO_SLOPE_GREY = -0.1  # ... and a grey photo's (_image_slope)
 # but from a file under the budget, a step along a line to weaker rdo asks at least this share of the J that file
 # added: rdo's bytes fall far faster with J on noise (slopes -0.5 to -1.1 there), and the line's steps of 4 to 50x
 # weaker landed 1.5 to 2.7x over the budget (china.jpg at 2.5 MP under noise in 200 kB, K = 15: +59.4 % gave
@@ -1722,7 +1723,7 @@ def _image_slope(s: _Search) -> float:
     -0.28 predicted a smaller K with rdo no better than K = 8 at +206 %; K = 7 at +60 % was 1.5 dB better."""
     curves = [_curve(s, k) for k in {kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and s.j(kk) > 0}]
     slopes = [_slope_past(pts) for pts in curves if len(pts) >= 3]
-    return float(np.median(slopes)) if slopes else _RDO_SLOPE
+    return float(np.median(slopes)) if slopes else (_RDO_SLOPE_GREY if s.channels == 1 else _RDO_SLOPE)
 
 
 def _slope_past(pts: list[tuple[float, float]]) -> float:

@@ -54,3 +54,21 @@ def test_a_budget_of_the_psnr_files_bytes_on_a_grey_photo_is_not_spent_on_heavy_
         img = kmq.compress_to(pixels, max_bytes=3888, codec="ctx")
     assert len(img.to_bytes()) <= 3888
     assert psnr(img.distortion, 1) > 26.5
+
+
+def test_a_grey_image_starts_from_a_flatter_slope():
+    # one rdo file tells nothing of the slope; a grey photo's is about -0.1 (see above), a colour photo's -0.28
+    s = target._Search(np.zeros((8, 8, 1), np.uint8) + np.arange(8, dtype=np.uint8)[:, None, None] * 30, 8, "ctx", 0,
+                       300, {"max_bytes": 1})
+    assert target._image_slope(s) == target._RDO_SLOPE_GREY == -0.1
+
+
+def test_a_grey_budget_with_one_rdo_file_tries_a_smaller_k_with_moderate_rdo():
+    # astronaut in grey, 400x300, at the bytes of its --psnr 29 file (K = 8, 5,266 bytes, 29.07 dB): with the
+    # colour photos' slope the one run (K = 12, rdo 255 %, 28.06 dB) predicted K = 8 over its J; now K = 8, 28.90 dB
+    pixels = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("L").crop((0, 0, 400, 300)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = kmq.compress_to(pixels, max_bytes=5266, codec="ctx")
+    assert len(img.to_bytes()) <= 5266
+    assert psnr(img.distortion, 1) > 28.5
