@@ -1718,9 +1718,10 @@ def _predict(s: _Search, k: int, goal: float) -> float:
 
 def _image_slope(s: _Search) -> float:
     """d log bytes / d log (the J rdo adds) of this image: the median over the Ks with two rdo files or more of
-    their last two files' slope (_slope_past), else _RDO_SLOPE. A grey photo's rdo saves most of what it can at
-    once and little more after (400x300, K = 4: +0.2 % J -28 % bytes, +24 % -50 %; a slope of -0.08), where
-    -0.28 predicted a smaller K with rdo no better than K = 8 at +206 %; K = 7 at +60 % was 1.5 dB better."""
+    their last two files' slope (_slope_past), else _RDO_SLOPE (a grey image's _RDO_SLOPE_GREY). A grey photo's
+    rdo saves most of what it can at once and little more after (400x300, K = 4: +0.2 % J -28 % bytes, +24 %
+    -50 %; a slope of -0.08), where -0.28 predicted a smaller K with rdo no better than K = 8 at +206 %; K = 7 at
+    +60 % was 1.5 dB better."""
     curves = [_curve(s, k) for k in {kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and s.j(kk) > 0}]
     slopes = [_slope_past(pts) for pts in curves if len(pts) >= 3]
     return float(np.median(slopes)) if slopes else (_RDO_SLOPE_GREY if s.channels == 1 else _RDO_SLOPE)
