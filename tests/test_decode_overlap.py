@@ -163,14 +163,18 @@ def test_compress_of_an_image_whose_rows_were_followed_writes_the_same_file(
     Image.fromarray(photo_rgb).save(path, **options)
     monkeypatch.setattr(prefetch, "_MAP_FROM", 1)
     pixels = load_image(str(path))
-    # A slow decode in small steps: it dwells after each publishing of its rows, so that some are marked.
+    # A slow decode in small steps: after each publishing of its rows it waits until the search has marked
+    # them (up to a few seconds, the first time while the search starts), so that several runs are marked
+    # however loaded the machine (a fixed 20 ms pause once left a single run on a busy one).
     monkeypatch.setattr(prefetch, "_PIECE", 1 << 15)
     monkeypatch.setattr(prefetch, "_JPEG_READ_MIN", 1 << 12)
     publish = prefetch._Rows._publish
 
     def slowly(self, done):  # noqa: ANN001, ANN202
         publish(self, done)
-        time.sleep(0.02)
+        deadline = time.monotonic() + (5.0 if not followed else 1.0)
+        while done and not (followed and followed[-1][1] >= done) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     monkeypatch.setattr(prefetch._Rows, "_publish", slowly)
     prefetch.start(["compress", str(path)])
