@@ -857,24 +857,29 @@ class Prepared:
     # the calibration sample_share made for a call of optimise still to come, by (ratio, sweeps): that call
     # takes it instead of calibrating again (the same trials, so the same result)
     pending: dict[tuple[float, int], _Trial] = field(default_factory=dict)
+    # whether a run's result is judged by ctx's bytes against the nearest labelling's (_worse): not in a warm
+    # search that codes its files with lzma, which sizes each file itself (ctx's bytes say nothing of lzma's)
+    judge: bool = True
 
 
 def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, warm: bool = False,
-            guess: np.ndarray | None = None) -> Prepared:
+            guess: np.ndarray | None = None, judge: bool = True) -> Prepared:
     """The state optimise starts from for (H, W, C) pixels (whose distinct colours are ``distinct``) and
     ``palette``, to pass to each of its calls with those three (the same result as without it, unless warm:
     then each call's lambda is calibrated from the trials of the calls before it, in a trial or two where a
     cold start takes four to six, and the result depends on those calls; where the image is its own sample,
     its entries come in a file's order, by share, as its sizing judged them: _in_file_order). guess: an entry
     near each distinct colour (the fit's per-colour labels), which finds the nearest ones sooner (the same
-    ones)."""
+    ones). judge=False (warm only): results not judged by ctx's bytes (Prepared.judge)."""
     colours = _Colours(distinct)
     plain = _start(pixels, colours, palette, guess)
     sample = _sample(pixels)
+    judge = judge or not warm
     if sample is pixels:
-        return Prepared(palette, colours, plain, True, sample, plain, warm=warm)
+        return Prepared(palette, colours, plain, True, sample, plain, warm=warm, judge=judge)
     sampled = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
-    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm)
+    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm,
+                    judge=judge)
 
 
 # Candidate palettes (choose) whose J is over this share above the first's are not judged: rdo buys about
@@ -1224,7 +1229,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
         labels = s.labels.reshape(-1)
         _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
     _back_off(s, budget)
-    if whole:
+    if whole and prepared.judge:
         judged = _in_file_order(s) if prepared.warm else s
         if _worse(trial, judged, palette, prepared, margin):
             return _nearest(plain, ordered)
