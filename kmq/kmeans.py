@@ -1984,6 +1984,45 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
 _HAMERLY_COST = 32
 
 
+def _failing(pts: _Points, centroids: np.ndarray, start: int, loose: np.ndarray, bound: np.ndarray,
+             labels: np.ndarray, upper: np.ndarray) -> np.ndarray | None:
+    """Of the points start.. whose upper bound is above their bound (loose), each re-measured to its centroid
+    (upper, in place): those still above it, or None."""
+    cand = np.flatnonzero(loose)
+    if cand.size == 0:
+        return None
+    bound = bound.take(cand)
+    cand += start
+    u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
+    upper[cand] = u
+    still = cand.compress(u > bound)
+    return still if still.size else None
+
+
+def _settle_few(pts: _Points, centroids: np.ndarray, start: int, stop: int, delta: np.ndarray, far: int,
+                second: float, half: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_settle` under `_GROUPED_FROM` centroids, where lower bounds every centroid but a point's own (it
+    shrinks by the largest move among the others: `second` for the points of the one that moved most, `far`)
+    and a point that fails its bounds measures all k (`_assign`)."""
+    at = slice(start, stop)
+    lab = labels[at]
+    up = upper[at]
+    up += delta.take(lab)
+    lo = lower[at]
+    lo -= np.where(lab == far, second, delta[far])
+    bound = np.maximum(half.take(lab), lo)
+    still = _failing(pts, centroids, start, up > bound, bound, labels, upper)
+    if still is None:
+        return None
+    before = labels.take(still)
+    lab, up, lo = _assign(pts, centroids, rows=still, second=True)
+    labels[still] = lab
+    upper[still] = np.sqrt(up)
+    lower[still] = np.sqrt(lo)
+    return still, before
+
+
 def _settle(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, slack: np.ndarray | None,
             start: int, stop: int, delta: np.ndarray, moved: np.ndarray, beyond: np.ndarray, half: np.ndarray,
             labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray, lower: np.ndarray
@@ -2005,15 +2044,8 @@ def _settle(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.nda
     nr = near[at]
     nr -= delta.take(runner[at])
     bound = np.maximum(half.take(lab), np.minimum(nr, lo))
-    cand = np.flatnonzero(up > bound)
-    if cand.size == 0:
-        return None
-    bound = bound.take(cand)
-    cand += start
-    u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
-    upper[cand] = u
-    still = cand.compress(u > bound)
-    if still.size == 0:
+    still = _failing(pts, centroids, start, up > bound, bound, labels, upper)
+    if still is None:
         return None
     before = labels.take(still)
     # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
@@ -2113,14 +2145,13 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         if float(delta @ delta) <= tol_abs:
             break
         if not grouped:
-            upper += delta.take(labels)
             far = int(np.argmax(delta))
             second = float(np.partition(delta, k - 2)[k - 2])
             sep = _separations(centroids)
             np.fill_diagonal(sep, np.inf)
             half = 0.5 * sep.min(axis=1)
-            lower -= np.where(labels == far, second, delta[far])
-            bound = np.maximum(half.take(labels), lower)
+            moves = parallel.map_parts(lambda s, e: _settle_few(pts, centroids, s, e, delta, far, second, half, labels,
+                                                                upper, lower), pts.m, _HAMERLY_COST)
         else:
             # lower covers every centroid but a point's own and its runner-up. Those among the own
             # centroid's nearest neighbours moved at most their largest move; any other is at least its
@@ -2146,30 +2177,14 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
                 beyond = np.full(k, np.inf)
             # Half the separation to the nearest other centroid: among the listed neighbours, measured.
             half = 0.5 * np.minimum(np.sqrt(_sq(centroids[:, None, :], centroids[nb])).min(axis=1), beyond)
-            # Every point's bounds and re-measure are its own: the points in parts (threads, each writing its
-            # own rows) give the bits of one pass; the sums follow the moves afterwards, in the points' order.
             moves = parallel.map_parts(lambda s, e: _settle(pts, centroids, order, nsep, slack, s, e, delta, moved,
                                                             beyond, half, labels, upper, runner, near, lower),
                                        pts.m, _HAMERLY_COST)
-            if sums is not None:
-                for still, before in filter(None, moves):
-                    sums.move(still, before, labels.take(still))
-            continue
-        cand = np.flatnonzero(upper > bound)
-        if cand.size == 0:
-            continue
-        u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
-        upper[cand] = u
-        still = cand.compress(u > bound.take(cand))
-        if still.size == 0:
-            continue
-        before = labels.take(still)
-        lab, up, lo = _assign(pts, centroids, rows=still, second=True)
-        labels[still] = lab
-        upper[still] = np.sqrt(up)
-        lower[still] = np.sqrt(lo)
+        # Every point's bounds and re-measure are its own: the points in parts (threads, each writing its own
+        # rows) give the bits of one pass; the sums follow the moves afterwards, in the points' order.
         if sums is not None:
-            sums.move(still, before, lab)
+            for still, before in filter(None, moves):
+                sums.move(still, before, labels.take(still))
     if relax != 1.0:  # the labels' own means: J lower still
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         centroids = np.where(wsum[:, None] > 0, new, centroids)

@@ -1,6 +1,6 @@
-"""Mid-size RGBA (round 37): `kmeans._hamerly`'s updates from `_GROUPED_FROM` centroids run over the points in
-parts (threads, `kmeans._settle`), and `kmeans._kmeanspp`'s restarts on a histogram level in groups of runs
-(`kmeans._kmeanspp_by_runs`), each with the bits of one thread."""
+"""Mid-size RGBA (round 37): `kmeans._hamerly`'s updates run over the points in parts (threads: `kmeans._settle`,
+`kmeans._settle_few` under `_GROUPED_FROM` centroids), and `kmeans._kmeanspp`'s restarts on a histogram level
+in groups of runs (`kmeans._kmeanspp_by_runs`), each with the bits of one thread."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,14 +12,13 @@ from test_parallel import threads  # noqa: F401 - a fixture: up to n parts of at
 
 @pytest.fixture
 def settled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """The (start, stop) of every `_settle` call."""
+    """The (start, stop) of every `_settle` and `_settle_few` call."""
     calls: list[tuple[int, int]] = []
-    orig = kmeans._settle
-
-    def spy(*args, **kwargs):
-        calls.append((args[5], args[6]))
-        return orig(*args, **kwargs)
-    monkeypatch.setattr(kmeans, "_settle", spy)
+    for name, at in (("_settle", 5), ("_settle_few", 2)):
+        def spy(*args, orig=getattr(kmeans, name), at=at, **kwargs):
+            calls.append((args[at], args[at + 1]))
+            return orig(*args, **kwargs)
+        monkeypatch.setattr(kmeans, name, spy)
     return calls
 
 
@@ -42,7 +41,7 @@ def _blobs(n: int, sd: float, channels: int, seed: int = 0) -> tuple[np.ndarray,
 
 
 @pytest.mark.parametrize("channels", [3, 4])
-@pytest.mark.parametrize("k", [32, 64, 130])
+@pytest.mark.parametrize("k", [12, 32, 64, 130])
 @pytest.mark.parametrize("relax, momentum", [(1.0, None), (kmeans._RELAX, None), (kmeans._RELAX, kmeans._MOMENTUM)])
 def test_hamerly_in_parts_keeps_the_bits_of_one_thread(threads, settled, channels: int, k: int, relax: float,
                                                        momentum) -> None:
@@ -61,7 +60,7 @@ def test_hamerly_in_parts_keeps_the_bits_of_one_thread(threads, settled, channel
         assert np.array_equal(got[0], one[0]) and got[1] == one[1] and np.array_equal(got[2], one[2])
 
 
-@pytest.mark.parametrize("k", [40, 64])
+@pytest.mark.parametrize("k", [16, 40, 64])
 def test_hamerly_in_parts_is_still_lloyd(threads, k: int) -> None:
     colors, counts = _blobs(6_000, 25, 4, seed=k)
     pts = kmeans._Points(colors, counts, colors)
@@ -74,10 +73,10 @@ def test_hamerly_in_parts_is_still_lloyd(threads, k: int) -> None:
     assert np.array_equal(labels, kmeans._assign(pts, cent)[0])
 
 
-@pytest.mark.parametrize("k", [48, 64, 256])
+@pytest.mark.parametrize("k", [16, 48, 64, 256])
 def test_rgba_fit_the_same_in_any_number_of_threads(threads, settled, k: int) -> None:
     # A colour nearly every pixel under a varying alpha: the histogram levels, then the colours' polish or the
-    # mixed level, every one of them in `_hamerly` from 32 centroids.
+    # mixed level, every one of them in `_hamerly`.
     colors, counts = _blobs(60_000, 20, 4, seed=5)
     fits = []
     for n in (1, 2):
