@@ -1558,6 +1558,11 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     run_ix = np.arange(runs)
     along = pts.cols is None and m * runs * trials <= _PP_ALONG_MAX
     buf = np.empty((min(2, x.shape[1]), runs * trials, m), dtype=np.float32) if along else None
+    cost = 3 * runs * trials * x.shape[1] // 2
+    groups = len(parallel.parts(runs, m * cost // runs))
+    if buf is not None and groups > 1 and runs % groups == 0:  # threads by runs where they split evenly
+        _kmeanspp_by_runs(pts, rng, centroids, closest, trials, buf, m * cost // runs)
+        return centroids
     d = np.empty((m, runs, trials), dtype=np.float32)
 
     # Each point's distances to the candidates, and their minimum with its closest so far, are its own: the
@@ -1598,11 +1603,67 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
         # Every point already on a centroid (only with duplicate rows): that run takes rows in order.
         cand[total <= 0.0] = i % m
         chosen = x[cand.ravel()]
-        parallel.map_parts(part, m, 3 * runs * trials * x.shape[1] // 2)
+        parallel.map_parts(part, m, cost)
         best = np.argmin(np.einsum("m,mrt->rt", w, d), axis=1)  # first minimum: the earlier candidate
         centroids[:, i] = x[cand[run_ix, best]]
         closest = np.ascontiguousarray(d[:, run_ix, best].T)
     return centroids
+
+
+def _kmeanspp_by_runs(pts: _Points, rng: np.random.Generator, centroids: np.ndarray, closest: np.ndarray,
+                      trials: int, buf: np.ndarray, cost: int) -> None:
+    """`_kmeanspp`'s steps from its second centroid on, for float points (`_PP_ALONG_MAX`), the runs in equal
+    groups (`parallel.map_parts` of the runs, each run's work `cost`, each group with rows of its own in every
+    array), filling centroids (runs, k, C) in place with the same values: the same draws, in the same order,
+    and each run's arithmetic as there.
+
+    By points, only the distances were in parts: each step's potentials, their cumulative sums, the sums by
+    candidate (einsum) and the gathers stayed in the calling thread, ~half of it (RGBA's 4-bit level at K = 64,
+    8 runs on 10 796 bins: 0.10 of 0.14 s of CPU). A run's cumulative sum and sums by candidate run along all the
+    points in order, whichever runs are beside it (numpy's einsum adds down its reduced axis one point after
+    another, for any slice of the runs), so they are the same bits by runs. The search of one draw is within its
+    run's row of the cumulative potentials shifted past the runs before it (`_kmeanspp`): a row's last value is
+    the next row's shift, as the cumulative sum of the totals makes it, and a draw never passes it, so the search
+    in a group's rows finds what it found in all of them, less the rows before the group."""
+    x, w, m = pts.x, pts.w, pts.m
+    runs, k = centroids.shape[:2]
+    pot = np.empty((runs, m))
+    total = np.empty(runs)
+    own_d = {r0: np.empty((m, r1 - r0, trials), dtype=np.float32) for r0, r1 in parallel.parts(runs, cost)}
+
+    @_short_buffers  # (in every thread: as the steps by points had them, `_kmeanspp`'s)
+    def potentials(r0: int, r1: int) -> None:
+        np.multiply(closest[r0:r1], w, out=pot[r0:r1])
+        np.cumsum(pot[r0:r1], axis=1, out=pot[r0:r1])
+        total[r0:r1] = pot[r0:r1, -1]
+
+    @_short_buffers
+    def step(r0: int, r1: int) -> None:
+        n = r1 - r0
+        seg = pot[r0:r1]
+        seg += base[r0:r1, None]
+        cand = np.searchsorted(seg.ravel(), draws[r0:r1].ravel(), side="right").reshape(n, trials)
+        cand -= (np.arange(n) * m)[:, None]
+        np.clip(cand, 0, m - 1, out=cand)
+        cand[total[r0:r1] <= 0.0] = i % m
+        far = _along_dist2(pts.cols32, x[cand.ravel()], buf[:, r0 * trials:r1 * trials])
+        along = far.reshape(n, trials, m)
+        np.minimum(along, closest[r0:r1, None, :], out=along)
+        rows = own_d[r0]  # (a group's own: rows of d shared by two threads shared their cache lines too)
+        np.copyto(rows, along.transpose(2, 0, 1))
+        best = np.argmin(np.einsum("m,mrt->rt", w, rows), axis=1)  # first minimum: the earlier candidate
+        own = np.arange(n)
+        centroids[r0:r1, i] = x[cand[own, best]]
+        closest[r0:r1] = along[own, best]
+        if i + 1 < k:
+            potentials(r0, r1)
+
+    # Each group in a thread of its own; the draws are made here, all runs' at once, between the steps.
+    parallel.map_parts(potentials, runs, cost)
+    for i in range(1, k):
+        base = np.concatenate([[0.0], np.cumsum(total)[:-1]])
+        draws = rng.random((runs, trials)) * total[:, None] + base[:, None]
+        parallel.map_parts(step, runs, cost)
 
 
 @_short_buffers
@@ -1915,6 +1976,96 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
             lower[r] = rest
 
 
+# Work of one point in an update of `_hamerly`'s bounds (~10 passes over it, and its share of the re-measures),
+# against `parallel.MIN_PART`: the points in two threads from 65 536 (see `_settle`). Those updates were in one
+# thread, the longest stretch of one there is in a mid-size RGBA fit: the colours' polish at K = 64 (grace_hopper
+# at 0.5 MP under blurred noise, 297 000 colours, 24 updates: 0.28 s of CPU in the calling thread, now 0.14 s of
+# the same 0.28), the mixed level at K = 256 (136 000 points: 0.29 -> 0.16 of 0.27-0.29 s).
+_HAMERLY_COST = 32
+
+
+def _failing(pts: _Points, centroids: np.ndarray, start: int, loose: np.ndarray, bound: np.ndarray,
+             labels: np.ndarray, upper: np.ndarray) -> np.ndarray | None:
+    """Of the points start.. whose upper bound is above their bound (loose), each re-measured to its centroid
+    (upper, in place): those still above it, or None."""
+    cand = np.flatnonzero(loose)
+    if cand.size == 0:
+        return None
+    bound = bound.take(cand)
+    cand += start
+    u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
+    upper[cand] = u
+    still = cand.compress(u > bound)
+    return still if still.size else None
+
+
+def _settle_few(pts: _Points, centroids: np.ndarray, start: int, stop: int, delta: np.ndarray, far: int,
+                second: float, half: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_settle` under `_GROUPED_FROM` centroids, where lower bounds every centroid but a point's own (it
+    shrinks by the largest move among the others: `second` for the points of the one that moved most, `far`)
+    and a point that fails its bounds measures all k (`_assign`)."""
+    at = slice(start, stop)
+    lab = labels[at]
+    up = upper[at]
+    up += delta.take(lab)
+    lo = lower[at]
+    lo -= np.where(lab == far, second, delta[far])
+    bound = np.maximum(half.take(lab), lo)
+    still = _failing(pts, centroids, start, up > bound, bound, labels, upper)
+    if still is None:
+        return None
+    before = labels.take(still)
+    lab, up, lo = _assign(pts, centroids, rows=still, second=True)
+    labels[still] = lab
+    upper[still] = np.sqrt(up)
+    lower[still] = np.sqrt(lo)
+    return still, before
+
+
+def _settle(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, slack: np.ndarray | None,
+            start: int, stop: int, delta: np.ndarray, moved: np.ndarray, beyond: np.ndarray, half: np.ndarray,
+            labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray, lower: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray] | None:
+    """One update of `_hamerly`'s grouped bounds (from `_GROUPED_FROM` centroids) for the points start..stop,
+    after the centroids moved by delta: their bounds loosened, the points that fail them re-measured and,
+    where a third centroid may win, reassigned (`_reassign_near`), in place. Returns (the points that were
+    re-measured against their runner-up, their labels before), for the sums, or None.
+
+    Each point's bounds, distances and label are its own (element-wise passes and gathers by its own
+    label), so parts of the points give the bits of one pass over all of them."""
+    at = slice(start, stop)
+    lab = labels[at]
+    up = upper[at]
+    up += delta.take(lab)
+    lo = lower[at]
+    lo -= moved.take(lab)
+    np.minimum(lo, beyond.take(lab) - up, out=lo)
+    nr = near[at]
+    nr -= delta.take(runner[at])
+    bound = np.maximum(half.take(lab), np.minimum(nr, lo))
+    still = _failing(pts, centroids, start, up > bound, bound, labels, upper)
+    if still is None:
+        return None
+    before = labels.take(still)
+    # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
+    # two is the nearest (ties keep the centroid) and the other is the new runner-up.
+    ru = runner.take(still)
+    d2 = np.sqrt(_sq_rows(pts, still, centroids, ru))
+    up = upper.take(still)
+    settled = np.minimum(up, d2) <= lower.take(still)
+    swap = settled & (d2 < up)
+    s_rows, s_ru = still.compress(swap), ru.compress(swap)
+    runner[s_rows] = labels[s_rows]
+    labels[s_rows] = s_ru
+    upper[still] = np.where(swap, d2, up)
+    near[still] = np.where(swap, up, d2)
+    rest = still.compress(~settled)
+    if rest.size:
+        _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
+    return still, before
+
+
 def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
              guess: np.ndarray | None = None, relax: float = 1.0, momentum: tuple[float, float] | None = None
              ) -> tuple[np.ndarray, float, np.ndarray]:
@@ -1964,7 +2115,9 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         runner = np.empty_like(labels)
         near = np.empty_like(upper)
         order, nsep = _by_separation(_separations(centroids))
-        _reassign_near(pts, centroids, order, nsep, np.arange(pts.m), labels, upper, runner, near, lower)
+        # (pts.xt made above, by `_sq_all`: not by both threads at once)
+        parallel.map_parts(lambda s, e: _reassign_near(pts, centroids, order, nsep, np.arange(s, e), labels, upper,
+                                                       runner, near, lower), pts.m, _HAMERLY_COST)
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
         neighbours = min(_NEIGHBOURS if x.shape[1] < 4 else _NEIGHBOURS_RGBA, k - 1)
         resort = _RESORT * float(np.median(upper[::_MEDIAN_STEP]))
@@ -1991,15 +2144,14 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         last, centroids = centroids, new
         if float(delta @ delta) <= tol_abs:
             break
-        upper += delta.take(labels)
         if not grouped:
             far = int(np.argmax(delta))
             second = float(np.partition(delta, k - 2)[k - 2])
             sep = _separations(centroids)
             np.fill_diagonal(sep, np.inf)
             half = 0.5 * sep.min(axis=1)
-            lower -= np.where(labels == far, second, delta[far])
-            bound = np.maximum(half.take(labels), lower)
+            moves = parallel.map_parts(lambda s, e: _settle_few(pts, centroids, s, e, delta, far, second, half, labels,
+                                                                upper, lower), pts.m, _HAMERLY_COST)
         else:
             # lower covers every centroid but a point's own and its runner-up. Those among the own
             # centroid's nearest neighbours moved at most their largest move; any other is at least its
@@ -2025,44 +2177,14 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
                 beyond = np.full(k, np.inf)
             # Half the separation to the nearest other centroid: among the listed neighbours, measured.
             half = 0.5 * np.minimum(np.sqrt(_sq(centroids[:, None, :], centroids[nb])).min(axis=1), beyond)
-            lower -= moved.take(labels)
-            np.minimum(lower, beyond.take(labels) - upper, out=lower)
-            near -= delta.take(runner)
-            bound = np.maximum(half.take(labels), np.minimum(near, lower))
-        cand = np.flatnonzero(upper > bound)
-        if cand.size == 0:
-            continue
-        u = np.sqrt(_sq_rows(pts, cand, centroids, labels.take(cand)))
-        upper[cand] = u
-        still = cand.compress(u > bound.take(cand))
-        if still.size == 0:
-            continue
-        before = labels.take(still)
-        if not grouped:
-            lab, up, lo = _assign(pts, centroids, rows=still, second=True)
-            labels[still] = lab
-            upper[still] = np.sqrt(up)
-            lower[still] = np.sqrt(lo)
-            if sums is not None:
-                sums.move(still, before, lab)
-            continue
-        # The runner-up measured: when it or the centroid is within the others' bound, the nearer of the
-        # two is the nearest (ties keep the centroid) and the other is the new runner-up.
-        ru = runner.take(still)
-        d2 = np.sqrt(_sq_rows(pts, still, centroids, ru))
-        up = upper.take(still)
-        settled = np.minimum(up, d2) <= lower.take(still)
-        swap = settled & (d2 < up)
-        s_rows, s_ru = still.compress(swap), ru.compress(swap)
-        runner[s_rows] = labels[s_rows]
-        labels[s_rows] = s_ru
-        upper[still] = np.where(swap, d2, up)
-        near[still] = np.where(swap, up, d2)
-        rest = still.compress(~settled)
-        if rest.size:
-            _reassign_near(pts, centroids, order, nsep, rest, labels, upper, runner, near, lower, slack)
+            moves = parallel.map_parts(lambda s, e: _settle(pts, centroids, order, nsep, slack, s, e, delta, moved,
+                                                            beyond, half, labels, upper, runner, near, lower),
+                                       pts.m, _HAMERLY_COST)
+        # Every point's bounds and re-measure are its own: the points in parts (threads, each writing its own
+        # rows) give the bits of one pass; the sums follow the moves afterwards, in the points' order.
         if sums is not None:
-            sums.move(still, before, labels.take(still))
+            for still, before in filter(None, moves):
+                sums.move(still, before, labels.take(still))
     if relax != 1.0:  # the labels' own means: J lower still
         new, wsum = sums.means() if sums is not None else _weighted_means(pts, labels, k)
         centroids = np.where(wsum[:, None] > 0, new, centroids)
