@@ -242,9 +242,9 @@ def counted(monkeypatch):
         seen["fits"].append(k)
         return fit(colors, counts, k, **kwargs)
 
-    def counting_optimise(pixels, distinct, palette, pct, prepared=None, margin=0):
+    def counting_optimise(pixels, distinct, palette, pct, prepared=None, margin=0, **kwargs):
         seen["rdo"].append(pct)
-        return optimise(pixels, distinct, palette, pct, prepared, margin)
+        return optimise(pixels, distinct, palette, pct, prepared, margin, **kwargs)
     monkeypatch.setattr(target, "quantize_colors", counting_fit)
     monkeypatch.setattr(rdo, "optimise", counting_optimise)
     return seen
@@ -527,9 +527,9 @@ def _rdo_ks(monkeypatch) -> list[int]:
     from kmq import rdo
     ks, optimise = [], rdo.optimise
 
-    def counting(pixels, distinct, palette, pct, prepared=None, margin=0):
+    def counting(pixels, distinct, palette, pct, prepared=None, margin=0, **kwargs):
         ks.append(len(palette))
-        return optimise(pixels, distinct, palette, pct, prepared, margin)
+        return optimise(pixels, distinct, palette, pct, prepared, margin, **kwargs)
     monkeypatch.setattr(rdo, "optimise", counting)
     return ks
 
@@ -588,9 +588,9 @@ def test_a_first_rdo_file_that_topped_out_far_under_the_budget_ends_the_runs_at_
     monkeypatch.setattr(target, "_ROUGH", False)
     ks, optimise = [], rdo.optimise
 
-    def counting(pixels, distinct, palette, pct, prepared=None, margin=0):
+    def counting(pixels, distinct, palette, pct, prepared=None, margin=0, **kwargs):
         ks.append(len(palette))
-        return optimise(pixels, distinct, palette, pct, prepared, margin)
+        return optimise(pixels, distinct, palette, pct, prepared, margin, **kwargs)
     monkeypatch.setattr(rdo, "optimise", counting)
     out = kmq.compress_to(img, max_bytes=9375, codec="ctx")
     assert len(out.to_bytes()) <= 9375 and db(out) > 32.3
