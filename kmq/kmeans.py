@@ -1348,8 +1348,11 @@ class _Points:
     @property
     def xt(self) -> np.ndarray:
         """(C, m) float64: per channel, the contiguous coordinates that `_reassign_near` gathers."""
-        if self._xt is None:
-            self._xt = np.ascontiguousarray(self.x.T)
+        # As cols32: under 32 centroids `_hamerly`'s parts ask for it first inside their threads (each built
+        # its own copy: the same values, C x m x 8 bytes more for a while).
+        with self._lock:
+            if self._xt is None:
+                self._xt = np.ascontiguousarray(self.x.T)
         return self._xt
 
     def dist2_to(self, centres: np.ndarray, out: np.ndarray | None = None,

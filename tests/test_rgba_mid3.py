@@ -113,3 +113,22 @@ def test_rgba_restarts_by_runs_the_same_fit(threads, grouped: list[int]) -> None
         threads(n)
         fits.append(kmeans.fit(colors, counts, 64, seed=3))
     assert grouped == [2] and np.array_equal(fits[0], fits[1])
+
+
+def test_points_transposed_once_when_the_parts_ask_for_it_first(threads, monkeypatch) -> None:  # noqa: F811
+    # Under `_GROUPED_FROM` centroids nothing builds `_Points.xt` before `_hamerly`'s parts (threads) ask for it
+    # in `_failing`: unlocked, both built a copy (a reviewer saw it in 30 of 30 runs at 200,000 points).
+    threads(2)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (20_000, 4))
+    pts = kmeans._Points(x, rng.integers(1, 9, x.shape[0]).astype(float))
+    built: list[int] = []
+    contiguous = np.ascontiguousarray
+
+    def counting(a, *args, **kwargs):
+        if not args and not kwargs and a.base is pts.x and a.shape == pts.x.T.shape:
+            built.append(1)  # (xt's copy: cols32 asks for float32)
+        return contiguous(a, *args, **kwargs)
+    monkeypatch.setattr(np, "ascontiguousarray", counting)
+    kmeans._hamerly(pts, x[rng.choice(x.shape[0], 16, replace=False)], 5, 0.0)
+    assert pts._xt is not None and len(built) == 1
