@@ -1980,11 +1980,13 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
 
 
 # Work of one point in an update of `_hamerly`'s bounds (~10 passes over it, and its share of the re-measures),
-# against `parallel.MIN_PART`: the points in two threads from 65 536 (see `_settle`). Those updates were in one
+# against `parallel.MIN_PART`: the points in two threads from 131 072 (see `_settle`). Those updates were in one
 # thread, the longest stretch of one there is in a mid-size RGBA fit: the colours' polish at K = 64 (grace_hopper
 # at 0.5 MP under blurred noise, 297 000 colours, 24 updates: 0.28 s of CPU in the calling thread, now 0.14 s of
-# the same 0.28), the mixed level at K = 256 (136 000 points: 0.29 -> 0.16 of 0.27-0.29 s).
-_HAMERLY_COST = 32
+# the same 0.28), the mixed level at K = 256 (136 000 points: 0.29 -> 0.16 of 0.27-0.29 s). Not from 65 536:
+# levels of 65 000-120 000 points lost more to the second thread than it saved (bench/rdo.py's RGBA 400x300 at
+# K = 64: 0.22 -> 0.27 s wall, CPU +30 %; its `--psnr 32` search 1.33 -> 1.51 s).
+_HAMERLY_COST = 16
 
 
 def _failing(pts: _Points, centroids: np.ndarray, start: int, loose: np.ndarray, bound: np.ndarray,
