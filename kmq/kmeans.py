@@ -2120,7 +2120,6 @@ def _hamerly(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
         runner = np.empty_like(labels)
         near = np.empty_like(upper)
         order, nsep = _by_separation(_separations(centroids))
-        # (pts.xt made above, by `_sq_all`: not by both threads at once)
         parallel.map_parts(lambda s, e: _reassign_near(pts, centroids, order, nsep, np.arange(s, e), labels, upper,
                                                        runner, near, lower), pts.m, _HAMERLY_COST)
         drift = np.zeros(k)  # each centroid's moves since order and nsep were sorted
