@@ -244,13 +244,16 @@ class _Search:
         # search of the image did, whose ends are fitted: this codec's bracket is usually next to it
         self.bracket: tuple[int, ...] = ()
         self.hint: tuple[int, ...] = ()
+        # lzma files of whole label maps coded outside the search (_lzma_share's, on an image of at most
+        # _SAMPLE_PIXELS): lzma's search, whose plain file of that K has those labels, takes their payload
+        self.coded: list[KmqImage] = []
 
     def with_codec(self, codec: str) -> _Search:
         """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
         other = _Search(self.pixels, self.k_hi, codec, self.seed, self.max_iter, self.target, self.progress,
                         self.distinct)
         other.fitted, other.made, other.rough = dict(self.fitted), self.made, set(self.rough)
-        other.hint = self.bracket
+        other.hint, other.coded = self.bracket, self.coded
         other.rough_ok = self.rough_ok and codec != "raw"
         return other
 
@@ -370,6 +373,8 @@ class _Search:
             twin = self._twin(k, img)
             if twin is not None:
                 img.keep_payload_of(twin)
+            elif self.codec == "lzma" and self.coded:
+                img.keep_payload_of(*self.coded)
             img.payload(keep=True)
             low = len(img.to_bytes())  # (the whole file: what bench/rdo.py counts as a file encoded to be sized)
             self.sizes[key] = (low, low)
@@ -560,7 +565,13 @@ def _lzma_share(s: _Search, k: int) -> float:
         return math.inf
     img = s.file(k)
     labels = _bands(img.labels)
-    return len(lzma_codec.encode(labels, img.palette)) / ctx.payload_bounds(labels, img.palette)[0]
+    if labels is img.labels:  # the whole image: its payload is lzma's plain file's at k, should its search size it
+        coded = KmqImage(img.palette, labels, codec="lzma")
+        s.coded.append(coded)
+        payload = coded.payload(keep=True)
+    else:
+        payload = lzma_codec.encode(labels, img.palette)
+    return len(payload) / ctx.payload_bounds(labels, img.palette)[0]
 
 
 def _bands(labels: np.ndarray) -> np.ndarray:
@@ -769,7 +780,8 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     # colours: 172 bytes, K = 3 174).
     best = (hi, 0.0)
     for k in (hi + 1, s.lossless()):
-        if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
+        if (hi < k <= s.k_hi and ok(k) and not (k == s.lossless() and _surely_larger(s, k, best))
+                and not s.no_larger(best, (k, 0.0))):
             best = (k, 0.0)
     return _checked_psnr(s, db, _smallest_scanned(s, db, best, hi), lo, hi)
 
@@ -1080,7 +1092,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _plane(s, max_bytes, k_cap)
     if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
         _level(s, max_bytes, k_cap)
-    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
+    if (s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes)
+            and not _surely_over(s, s.lossless(), max_bytes)):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
         # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
@@ -1156,6 +1169,29 @@ def _sized_over(s: _Search, k: int, limit: float) -> bool:
 
 
 _FAR_OVER = 2.0
+# An lzma payload (preset 9 | EXTREME) was at least this share of the same labels coded at preset 9
+# (lzma_codec.rough_size) on every label map measured (the least 0.73: a photo's K = 2 with rdo, long runs; a
+# screenshot's lossless file 0.94, a grey photo's ~1.0); preset 0, a tenth of preset 9's CPU, tells first whether
+# that is worth asking (it can miss a tiled pattern's repeats: 20x encode's bytes there, so it decides nothing)
+_LZMA_FLOOR = 0.5
+_LZMA_GUESS = 0.3  # (the least share of preset 0's, 0.41, on every label map measured but tiled patterns)
+
+
+def _surely_over(s: _Search, k: int, limit: float) -> bool:
+    """With lzma, whether k's plain file (not sized yet) is over limit bytes even at _LZMA_FLOOR of its rough
+    payload: then its size decides nothing, and its preset 9 | EXTREME encode is not made (an 800x500 screenshot's
+    lossless file, 1,462 colours, 27,640 bytes in a 9,000-byte budget: 0.27 s, 1.4 plain compresses)."""
+    if s.codec != "lzma" or (k, 0.0) in s.sizes:
+        return False
+    img = s.file(k)
+    return all(img.overhead() + share * lzma_codec.rough_size(img.labels, img.palette, preset) > limit
+               for preset, share in ((0, _LZMA_GUESS), (9, _LZMA_FLOOR)))
+
+
+def _surely_larger(s: _Search, k: int, key: tuple[int, float]) -> bool:
+    """With lzma, whether k's plain file is surely larger than the file of key (_surely_over its exact size; with
+    ctx, nothing is sized for this)."""
+    return s.codec == "lzma" and _surely_over(s, k, s.size(*key))
 
 
 def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
