@@ -2481,10 +2481,13 @@ _MOMENTUM = (3.0, 0.55)
 # Hamerly bounds are made, then ~6 ms each, J still falling 0.3-0.4 % an update after 5) and a momentum update
 # on the 5-bit level (3 500-6 800 bins) costs about half of one on the colours for more of J; k-means++'s
 # 7 candidates took 15-29 ms (~110 us a step on 6 800 bins), 3 about two thirds of that, J the same after the
-# climb. See docs/PERFORMANCE.md, round 38.
+# climb. On 27 such tiles (china.jpg, flower.jpg and the bench's noisy kind, 256x256) J's geometric mean
+# the same as before (worst tile +0.7 %) in ~0.7x the CPU; the 5-bit level's 4 updates against 6: J +0.03 %,
+# 5 % less CPU; 3 or 2 +0.1 %, +0.2 %; the colours 1 and the 6-bit level 6 or 7: the same J, no faster; 2
+# candidates J +0.06 %, 1 +0.5 %. See docs/PERFORMANCE.md, round 38.
 _NOISY_SHARE = 0.7
 _NOISY_MAX = 1 << 17
-_NOISY = (3, 6, 4, 2)
+_NOISY = (3, 4, 4, 2)
 # Above this k, the last histogram level without a polish on the colours (see `fit`, and
 # `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
 # 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
