@@ -1671,14 +1671,14 @@ def _kmeanspp_by_runs(pts: _Points, rng: np.random.Generator, centroids: np.ndar
 
 @_short_buffers
 def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
-                  labels: np.ndarray | None = None) -> np.ndarray:
+                  labels: np.ndarray | None = None, trials: int | None = None) -> np.ndarray:
     """`_kmeanspp` for one run, with the same draws, arithmetic and so the same centroids, in under half
     the time: the distances to the candidates are laid out along the points (`_Points.dist2_to`), and
     the one run's potentials need no shifting, so each step is ~12 numpy calls on contiguous rows.
     labels (m,), if given, receives each point's nearest centroid (the first of equals), which Lloyd can
-    start from instead of measuring all k again."""
+    start from instead of measuring all k again. trials: candidates per step (`_kmeanspp`'s where None)."""
     x, w, m = pts.x, pts.w, pts.m
-    trials = 2 + int(math.log(k))
+    trials = trials or 2 + int(math.log(k))
     centroids = np.empty((k, x.shape[1]), dtype=np.float64)
     cw = np.cumsum(w)
     first = min(int(np.searchsorted(cw, rng.random(1)[0] * cw[-1], side="right")), m - 1)
@@ -2472,6 +2472,22 @@ _RELAXED_ITER = 5
 # +0.15 %; (3.0, 0.55) -0.08 %, +0.08 %; (3.0, 0.62) -0.07 %, +0.16 %; (3.5, 0.55) -0.11 %, +0.11 % for 1.12x
 # the colours re-measured.
 _MOMENTUM = (3.0, 0.55)
+# RGB with one run whose colours are at least this share of its pixels, up to this many colours (a 256x256 photo
+# under noise: 46 000-63 000 colours), climbs in fewer updates: (k-means++'s candidates per step; the updates of
+# the restarts' level and of those up to the last one below the colours; the last one's; the colours' polish),
+# each level's first over-relaxed and the rest with momentum (`_MOMENTUM`), where greedy k-means++ drew 7
+# candidates (at K = 256) and each level ran plain Lloyd to its loose tol before 5 updates on the colours.
+# There the colours' updates are the dearest (a 256x256 noisy tile at K = 256: the first ~18 ms, as its
+# Hamerly bounds are made, then ~6 ms each, J still falling 0.3-0.4 % an update after 5) and a momentum update
+# on the 5-bit level (3 500-6 800 bins) costs about half of one on the colours for more of J; k-means++'s
+# 7 candidates took 15-29 ms (~110 us a step on 6 800 bins), 3 about two thirds of that, J the same after the
+# climb. On 27 such tiles (china.jpg, flower.jpg and the bench's noisy kind, 256x256) J's geometric mean
+# the same as before (worst tile +0.7 %) in ~0.7x the CPU; the 5-bit level's 4 updates against 6: J +0.03 %,
+# 5 % less CPU; 3 or 2 +0.1 %, +0.2 %; the colours 1 and the 6-bit level 6 or 7: the same J, no faster; 2
+# candidates J +0.06 %, 1 +0.5 %. See docs/PERFORMANCE.md, round 38.
+_NOISY_SHARE = 0.7
+_NOISY_MAX = 1 << 17
+_NOISY = (3, 4, 4, 2)
 # Above this k, the last histogram level without a polish on the colours (see `fit`, and
 # `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
 # 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
@@ -2708,20 +2724,25 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
 
 
 def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int, tol_abs: float,
-               near: float = 0.0, most: int = 1, ranked: _Points | None = None, ties: list | None = None
-               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+               near: float = 0.0, most: int = 1, ranked: _Points | None = None, ties: list | None = None,
+               quick: tuple[int, int] | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """The runs of `_best_of_restarts`, each run to convergence as `_hamerly` returns it (centroids,
     inertia, labels): the best, then, up to `most` in all, those whose inertia after `_RESTART_ITER`
     updates is within a factor 1 + near of the best's, in that order.
     ranked: fewer points standing for pts (its ``inverse`` maps each of pts to one of them, see `_thinned`)
     on which the restarts are seeded and ranked; the chosen runs are still finished on pts.
     ties: a list that receives how many of the runs returned (a prefix) are within `_TIE_NEAR` of the best
-    and among its `_TIE_RUNS` (the runs `_climb` chooses from when others ask for more, see `fit`)."""
+    and among its `_TIE_RUNS` (the runs `_climb` chooses from when others ask for more, see `fit`).
+    quick: with one run, (k-means++'s candidates per step, at most this many updates over-relaxed then with
+    momentum) instead of greedy k-means++'s and plain Lloyd to tol (see `_NOISY`)."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
         labels = np.empty(pts.m, dtype=np.intp)
         if ties is not None:
             ties.append(1)
-        return [_hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)]
+        if quick is None:
+            return [_hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)]
+        start = _kmeanspp_one(pts, k, rng, labels, quick[0])
+        return [_hamerly(pts, start, min(max_iter, quick[1]), tol_abs, labels, _RELAX, _MOMENTUM)]
     on = pts if ranked is None else ranked
     seeds = _kmeanspp(on, k, rng, restarts)
     budget = min(max_iter, _RESTART_ITER)
@@ -3578,7 +3599,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     That costs little and lands near the optimum; Lloyd then continues on
     the finer 6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
-    `_RELAXED_ITER` over-relaxed ones with momentum (see `_hamerly`), and none above 500 000 colours,
+    `_RELAXED_ITER` over-relaxed ones with momentum (see `_hamerly`); RGB where nearly every pixel is a
+    colour of its own, every level in a few such updates after a lighter k-means++, see `_NOISY`), and none
+    above 500 000 colours,
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
@@ -3679,8 +3702,11 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         if mixed is not None:  # (RGBA of many colours: the mixed level's finish stands for the polish)
             polish, last = False, (_MIXED_UPDATES, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
+        noisy = (polish and colors.shape[1] == 3 and _restarts(k) == 1 and m <= _NOISY_MAX
+                 and m >= _NOISY_SHARE * float(counts.sum()))
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
-                         stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0)
+                         stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
+                         quick=_NOISY[:3] if noisy else None)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -3693,7 +3719,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             full_iter = min(max_iter, max(2, _FULL_WORK // m))
             relax, momentum = 1.0, None
             if _restarts(k) == 1:
-                full_iter, relax, momentum = min(full_iter, _RELAXED_ITER), _RELAX, _MOMENTUM
+                full_iter = min(full_iter, _NOISY[3] if noisy else _RELAXED_ITER)
+                relax, momentum = _RELAX, _MOMENTUM
             elif colors.shape[1] == 4 and m > _FAR_POLISH * prev.m:
                 full_iter, relax, momentum = min(full_iter, _FAR_UPDATES), _RELAX, _MOMENTUM
             # The colours' labels from their bins', and the levels let go before the polish holds its own
@@ -3879,7 +3906,7 @@ def _ready(level: _Points | _Pending) -> _Points:
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
-           ramp: int = 0) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           ramp: int = 0, quick: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3905,6 +3932,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     stays the one returned without it.
     ramp: with one run, the levels between the restarts' and the last run at most this many updates, the first
     over-relaxed and the rest with momentum (`_MOMENTUM`), to their tolerance (`fit`'s RGBA, `_WARM_RAMP`).
+    quick: with one run, (k-means++'s candidates per step, the updates of the restarts' level and those up to the
+    last, the last level's updates), each level's first over-relaxed and the rest with momentum (`_NOISY`).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -3923,7 +3952,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             others = None
     near, most = (_TIE_NEAR, _TIE_RUNS) if others is None else (1.0, _OTHERS_CLIMB)
     stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
-    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties)
+    runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
+                      quick=quick[:2] if quick and restarts == 1 else None)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
         runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand)
@@ -3947,7 +3977,10 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         prev = coarse
         for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
             guess = labels[prev.inverse[first]]
-            if last is not None and i == len(finer_levels) - 1:
+            if quick and restarts == 1:
+                updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
+                start, inertia, labels = _hamerly(finer, start, min(max_iter, updates), warm, guess, _RELAX, _MOMENTUM)
+            elif last is not None and i == len(finer_levels) - 1:
                 start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                                                   last[2] if len(last) > 2 else None)
             elif ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
