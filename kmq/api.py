@@ -282,6 +282,8 @@ def _quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: i
         palette, labels = _by_share(palette, flat.ravel(), None)
         meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
     if labels is None:
+        if len(color_labels) >= _GIVE_BACK_FROM:
+            _give_back_freed()
         labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
     img = KmqImage(palette, labels.reshape(height, width), meta, codec)
@@ -455,6 +457,8 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
         more: list | None = None if others is None else []
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
                                clusters=clusters, others=more, stand_in=stand_in)
+        if len(colors) >= _GIVE_BACK_FROM:
+            _give_back_freed()
         opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
         palette, entry = _rounded(centroids, k, opaque=opaque)
         if more:
@@ -471,6 +475,25 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).
     distortion = int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
     return palette, color_labels, distortion
+
+
+# Distinct colours from which the memory freed by the fit (and by the labelling) is handed back to the system
+# before the next (M,) and per-pixel arrays are made (`_give_back_freed`).
+_GIVE_BACK_FROM = 1 << 21
+
+
+def _give_back_freed() -> None:
+    """Return the pages of the blocks malloc holds freed to the system (glibc's malloc_trim; elsewhere nothing).
+    `kmq compress` has malloc keep freed blocks of up to 32 MB for reuse (kmq.__main__), and a fit over
+    millions of colours frees ~200 MB of them in the middle of its heap, which no later array reuses: the
+    colours' nearest entries and the pixels' labels (96 MB at 48 MP) then came on top, a 48 MP noisy photo
+    (4.5 M colours) at K = 256 peaking at 570 or at 665 MB from run to run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except Exception:  # noqa: BLE001 - no C library to ask, or no malloc_trim in it (macOS, musl)
+        return
 
 
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
