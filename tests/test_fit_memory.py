@@ -46,6 +46,7 @@ def test_the_climb_holds_only_its_last_levels_inverse_and_as_int32(monkeypatch):
         return hamerly(pts, *args, **kwargs)
 
     monkeypatch.setattr(kmeans, "_hamerly", watched)
+    monkeypatch.setattr(kmeans, "_NARROW_FROM", 1000)  # (as from 2**21 colours)
     centroids = kmeans.fit(colors, counts, 16, seed=0)
     assert len(held) >= 2 and held[-1] == ["int32"]
     monkeypatch.setattr(kmeans, "_hamerly", hamerly)
