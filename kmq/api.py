@@ -282,7 +282,7 @@ def _quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: i
         palette, labels = _by_share(palette, flat.ravel(), None)
         meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
     if labels is None:
-        if len(color_labels) >= _GIVE_BACK_FROM:
+        if len(color_labels) >= _GIVE_BACK_FROM or height * width >= _GIVE_BACK_PIXELS:
             _give_back_freed()
         labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
@@ -480,6 +480,9 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
 # Distinct colours from which the memory freed by the fit (and by the labelling) is handed back to the system
 # before the next (M,) and per-pixel arrays are made (`_give_back_freed`).
 _GIVE_BACK_FROM = 1 << 21
+# ... and pixels from which it is handed back before their labels are spread, whatever the colours: the
+# labels and their encoding (bitpack at 10 bits: ~370 MB of temporaries at 48 MP) are fresh mappings on top.
+_GIVE_BACK_PIXELS = 1 << 25
 
 
 def _give_back_freed() -> None:
