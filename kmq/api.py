@@ -282,6 +282,8 @@ def _quantized(pixels: np.ndarray, distinct: kmeans.Distinct, k: int, *, seed: i
         palette, labels = _by_share(palette, flat.ravel(), None)
         meta.update(distortion=dither_distortion(pixels, palette, labels), dither="fs")
     if labels is None:
+        if len(color_labels) >= _GIVE_BACK_FROM or height * width >= _GIVE_BACK_PIXELS:
+            _give_back_freed()
         labels = distinct.spread(color_labels.astype(np.uint16))
     meta.update(extra or {})
     img = KmqImage(palette, labels.reshape(height, width), meta, codec)
@@ -449,21 +451,52 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
             warn(f"{what} only {colours}, fewer than k={k}: using k={len(colors)}, lossless")
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
     else:
-        clusters = (np.full(len(colors), -1, dtype=np.intp) if kmeans.takes_guess(*colors.shape, k) else None)
+        # int32, not intp: at 48 MP (4.5 M colours) each (M,) array held through the fit and the labelling is
+        # 18 MB less, and the guess below is made in its place rather than beside it.
+        clusters = (np.full(len(colors), -1, dtype=np.int32) if kmeans.takes_guess(*colors.shape, k) else None)
         more: list | None = None if others is None else []
         centroids = kmeans.fit(colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress,
                                clusters=clusters, others=more, stand_in=stand_in)
+        if len(colors) >= _GIVE_BACK_FROM:
+            _give_back_freed()
         opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
         palette, entry = _rounded(centroids, k, opaque=opaque)
         if more:
             others.extend((_rounded(c, k, opaque=opaque, quiet=True)[0], excess) for c, excess in more)
         # Each colour's cluster, as its palette entry, is a near guess of its nearest entry.
-        guess = entry[clusters] if clusters is not None and clusters.min() >= 0 else None
+        guess = None
+        if clusters is not None and clusters.min() >= 0:
+            guess, entry = clusters, entry.astype(np.int32)
+            for start in range(0, len(guess), _CHUNK):
+                guess[start:start + _CHUNK] = entry[guess[start:start + _CHUNK]]
+        del clusters
         color_labels, sq_dist = kmeans.nearest(colors, palette, guess)
     palette, color_labels = _by_share(palette, color_labels, counts)
     # Integer sums (exact; numpy hands float dot products to multi-threaded BLAS, a cost under -j N).
     distortion = int(np.dot(np.asarray(sq_dist).astype(np.int64), counts)) / int(counts.sum())
     return palette, color_labels, distortion
+
+
+# Distinct colours from which the memory freed by the fit (and by the labelling) is handed back to the system
+# before the next (M,) and per-pixel arrays are made (`_give_back_freed`).
+_GIVE_BACK_FROM = 1 << 21
+# ... and pixels from which it is handed back before their labels are spread, whatever the colours: the
+# labels and their encoding (bitpack at 10 bits: ~370 MB of temporaries at 48 MP) are fresh mappings on top.
+_GIVE_BACK_PIXELS = 1 << 25
+
+
+def _give_back_freed() -> None:
+    """Return the pages of the blocks malloc holds freed to the system (glibc's malloc_trim; elsewhere nothing).
+    `kmq compress` has malloc keep freed blocks of up to 32 MB for reuse (kmq.__main__), and a fit over
+    millions of colours frees ~200 MB of them in the middle of its heap, which no later array reuses: the
+    colours' nearest entries and the pixels' labels (96 MB at 48 MP) then came on top, a 48 MP noisy photo
+    (4.5 M colours) at K = 256 peaking at 570 or at 665 MB from run to run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except Exception:  # noqa: BLE001 - no C library to ask, or no malloc_trim in it (macOS, musl)
+        return
 
 
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.

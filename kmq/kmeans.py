@@ -1059,22 +1059,29 @@ class _Neighbours:
 
 def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray, block: int = _BLOCK
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest entry (ties to the lower index) of the int32 points `cols` given an entry `guess` of
-    each, near it: with u the point's distance to its guess g, an entry e with |e - g| > 2u is farther than
-    u from the point (|x - e| >= |e - g| - u), so farther than g; the rest, the first of g's list, are
-    measured. Each point reads its list out to the least power of two that covers 2u, and points of one
-    width go together; each distance carries its entry's index in the low bits, so one minimum finds the
-    nearest and breaks ties (squared distances < 2**18, indices < 2**9 here: int32).
+    """Exact nearest entry (ties to the lower index) of the points `cols` (integer columns, uint8 or int32)
+    given an entry `guess` of each, near it: with u the point's distance to its guess g, an entry e with
+    |e - g| > 2u is farther than u from the point (|x - e| >= |e - g| - u), so farther than g; the rest, the
+    first of g's list, are measured. Each point reads its list out to the least power of two that covers 2u,
+    and points of one width go together; each distance carries its entry's index in the low bits, so one
+    minimum finds the nearest and breaks ties (squared distances < 2**18, indices < 2**9 here: int32).
     Returns (labels (m,) intp, squared distances (m,) int64)."""
     m, k = guess.shape[0], nb.lists.shape[0]
     labels = np.empty(m, dtype=np.intp)
     dist = np.empty(m, dtype=np.int64)
 
     def part(start: int, stop: int) -> None:
+        # `_FROM_CHUNK` points at a time: each one's widths, their order and its int32 columns are ~40 bytes a
+        # point, which over a whole part (48 MP noisy photo, 4.5 M colours in two) were 180 MB at the peak.
+        for s in range(start, stop, _FROM_CHUNK):
+            chunk(s, min(s + _FROM_CHUNK, stop))
+
+    def chunk(start: int, stop: int) -> None:
         g = guess[start:stop]
+        xs = [col[start:stop].astype(np.int32) for col in cols]
         u2 = None
-        for col, pc in zip(cols, nb.cols):
-            t = pc[g] - col[start:stop]
+        for x, pc in zip(xs, nb.cols):
+            t = pc[g] - x
             t *= t
             u2 = t if u2 is None else u2 + t
         reach = u2 << 2
@@ -1094,8 +1101,8 @@ def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray, bl
                 r = rows[s:s + max(1, block // w)]
                 cand = np.take(nb.lists[:w], g[r], axis=1)  # (w, points): each pass along the points
                 key = None
-                for col, pc in zip(cols, nb.cols):
-                    t = pc[cand] - col[start + r]
+                for x, pc in zip(xs, nb.cols):
+                    t = pc[cand] - x[r]
                     t *= t
                     key = t if key is None else key + t
                 key <<= nb.bits
@@ -1106,6 +1113,10 @@ def _nearest_from(cols: list[np.ndarray], nb: _Neighbours, guess: np.ndarray, bl
 
     parallel.map_parts(part, m, 16)
     return labels, dist
+
+
+# Points at a time in each part of `_nearest_from`.
+_FROM_CHUNK = 1 << 18
 
 
 def _cells(cols: list[np.ndarray], bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1148,7 +1159,7 @@ def _nearest_local(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
         d = t if d is None else d + t
     guess = cand[np.argmin(d, axis=0), np.arange(guess.shape[0])]
     guess = _nearest_from(centre32, nb, guess)[0][fine]
-    return _nearest_from([c.astype(np.int32) for c in cols], nb, guess)
+    return _nearest_from(cols, nb, guess)
 
 
 # Entries among which `_nearest_local` moves each cell centre's first guess.
@@ -1195,7 +1206,7 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
             ) -> tuple[np.ndarray, np.ndarray]:
     """The exact nearest palette entry of each point.
 
-    points: (M, C) uint8; palette: (K, C) uint8; guess: optionally, an entry (M,) intp near each point
+    points: (M, C) uint8; palette: (K, C) uint8; guess: optionally, an entry (M,) (intp or int32) near each point
     (e.g. its cluster from `fit`, mapped to the palette), which saves finding one.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
     Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only the
@@ -1219,11 +1230,10 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     if way == "local":
         if guess is None:
             return _nearest_local(points, palette)
-        return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess)
+        return _nearest_from(_columns(points), _Neighbours(palette), guess)
     if guess is not None:  # in blocks that stay in the cache: a noisy image's points read most of their
         # lists (1 MP of RGBA noise under a vignette at K = 256: 90 MB more in 2**21).
-        return _nearest_from([c.astype(np.int32) for c in _columns(points)], _Neighbours(palette), guess,
-                             _CACHE_BLOCK)
+        return _nearest_from(_columns(points), _Neighbours(palette), guess, _CACHE_BLOCK)
     # Aim for ~4 entries per cell, with at most 16^C cells (the candidate table is cells x K).
     per_axis = int(min(16, max(2, round((k / 4.0) ** (1.0 / channels)))))
     return _nearest_cells(points, palette, per_axis)
@@ -2333,9 +2343,21 @@ def _levels(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
             inverse = up[inverse]
             bits = b
         pts = _Points(wx / w[:, None], w, sums=wx)
-        pts.inverse = inverse
+        pts.inverse = _held(inverse)
         out.append(pts)
     return out[::-1]
+
+
+def _held(inverse: np.ndarray) -> np.ndarray:
+    """A level's ``inverse`` as it keeps it: from `_NARROW_FROM` colours int32 (bins are fewer than 2**31),
+    half an intp array's bytes; a 48 MP noisy photo's 4.5 M colours hold one for each level climbed, 36 MB
+    apiece as intp."""
+    return inverse.astype(np.int32) if inverse.shape[0] >= _NARROW_FROM else inverse
+
+
+# Below this many colours the levels' inverses stay intp: numpy gathers and scatters through int32 indices
+# ~1.6x as slowly (1.37 M: 5.4 ms against 3.2 a pass), a 12 MP photo's fit at K = 16 +5-8 % of CPU for 5 MB.
+_NARROW_FROM = 1 << 21
 
 
 def _coarser_keys(ids: np.ndarray, bits: int, to: int, channels: int) -> np.ndarray:
@@ -2366,7 +2388,7 @@ def _occupied_below(colors: np.ndarray, six: _Points) -> int:
     (its ``inverse`` each colour's bin), from a flag per (bin, next bit of each channel): 16 a bin for RGBA,
     where a flag per 7-bit cell (`_occupied`) would be 256 MB."""
     bits = _REFINE_BITS[-1]
-    ids = six.inverse.copy()
+    ids = six.inverse.astype(np.intp)
     for c in range(colors.shape[1]):
         ids <<= 1
         ids |= (colors[:, c] >> (8 - bits)) & 1
@@ -3624,7 +3646,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     most 20 Lloyd updates whose assignments are k-d tree queries (scipy, imported only then; RGBA's levels
     over-relaxed, mostly on a sample where one is light enough: `_fit_large`); the seed does not matter
     either. progress(done, total), if given, is called after each split round and update.
-    clusters: an optional (M,) intp array that receives each colour's cluster at the end of the fit (its
+    clusters: an optional (M,) integer array (int32 will do) that receives each colour's cluster at the end of the fit (its
     nearest centroid or close to it: a guess `nearest` can start from), where the fit has one (K-Means
     from restarts, on the colours or the histograms); elsewhere (k = 1, grey, large k) it is left as given.
     others: a list that receives (centroids, J over the returned's J - 1, on the last level fitted) of up to
@@ -3706,13 +3728,14 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                  and m >= _NOISY_SHARE * float(counts.sum()))
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
-                         quick=_NOISY[:3] if noisy else None)
+                         quick=_NOISY[:3] if noisy else None, release=True)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
             if not polish:
-                if clusters is not None:
-                    clusters[:] = labels[prev.inverse]
+                if clusters is not None:  # (in parts: no (M,) intp array beside it)
+                    for s in range(0, clusters.shape[0], _CHUNK):
+                        clusters[s:s + _CHUNK] = labels[prev.inverse[s:s + _CHUNK]]
                 if others is not None:
                     others.extend((c, excess) for c, excess, _ in runs)
                 return start
@@ -3807,7 +3830,7 @@ def _merged(inverse: np.ndarray, ids: np.ndarray, w: np.ndarray, wx: np.ndarray,
         up, _, w, wx = _histogram(keys, w, wx)
         np.take(up, inverse, out=inverse)
     pts = _Points(wx / w[:, None], w, sums=wx)
-    pts.inverse = inverse
+    pts.inverse = _held(inverse)
     return pts
 
 
@@ -3863,8 +3886,9 @@ def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray) -> _Points | No
     kept = int(place[-1]) + 1
     w, sums = np.concatenate((w[keep], hw)), np.concatenate((sums[keep], hx))
     pts = _Points(sums / w[:, None], w, sums=sums)
-    pts.inverse = place.take(six.inverse)
-    pts.inverse[heavy] = np.arange(kept, kept + heavy.shape[0])
+    inverse = place.take(six.inverse)
+    inverse[heavy] = np.arange(kept, kept + heavy.shape[0])
+    pts.inverse = _held(inverse)
     return pts
 
 
@@ -3906,7 +3930,8 @@ def _ready(level: _Points | _Pending) -> _Points:
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
-           ramp: int = 0, quick: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False
+           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3934,6 +3959,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     over-relaxed and the rest with momentum (`_MOMENTUM`), to their tolerance (`fit`'s RGBA, `_WARM_RAMP`).
     quick: with one run, (k-means++'s candidates per step, the updates of the restarts' level and those up to the
     last, the last level's updates), each level's first over-relaxed and the rest with momentum (`_NOISY`).
+    release: the levels are the caller's own, read no more: each one's ``inverse`` but the returned level's is
+    let go once the climb has what it needs of it (`fit`).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -3967,6 +3994,14 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for s in range(0, items, _CHUNK):  # some colour of each finer bin, without an (M,) arange
             first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
         colour_of.append(first)
+    # Each finer level's bins' bins one level up: all the climb reads of the coarser levels' inverses, which
+    # are then let go (48 MP noisy photo: 4.5 M colours, 18 MB each) while the finest level is climbed.
+    chain = [coarse, *finer_levels]
+    ups = [chain[i].inverse[first] for i, first in enumerate(colour_of)]
+    if release:
+        for level in levels:
+            if isinstance(level, _Points) and level is not chain[-1]:
+                level.inverse = None
     loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
@@ -3975,8 +4010,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     climbed = []
     for run, (start, inertia, labels) in enumerate(runs):
         prev = coarse
-        for i, (finer, first) in enumerate(zip(finer_levels, colour_of)):
-            guess = labels[prev.inverse[first]]
+        for i, (finer, up) in enumerate(zip(finer_levels, ups)):
+            guess = labels[up]
             if quick and restarts == 1:
                 updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
                 start, inertia, labels = _hamerly(finer, start, min(max_iter, updates), warm, guess, _RELAX, _MOMENTUM)
