@@ -20,7 +20,9 @@ Large images are made by bench/photos.py from samples/ and synthetic content (as
 upscaled with a light gradient, "smooth"; coffee upscaled plus Gaussian noise, "noisy"; a full-saturation
 hue sweep with flat shapes and the logo, "saturated"; a mosaic of 1:1 crops of every sample, "detailed"; ihc
 upscaled with sensor-like noise and saved as a JPEG, "phone"); nothing big is committed. The bulk set is 48
-tiles of 256x256 cut from the first five kinds made at 1024x768.
+tiles of 256x256 cut from the first five kinds made at 1024x768. At 48 MP the scaling table runs K = 16;
+`bench_48mp` adds the peak memory at K = 256 and 1024 (the noisy kind, millions of colours, and it under random
+alpha).
 """
 
 from __future__ import annotations
@@ -478,6 +480,42 @@ def bench_rgba_at(tmp: Path, log, k: int) -> list[dict]:
     return rows
 
 
+def bench_48mp(tmp: Path, log, astronaut: Path, w: int = 8000, h: int = 6000) -> list[dict]:
+    """Peak memory of `kmq compress` at 48 MP past the scaling table's K = 16 (round 37's audit found 48 MP at
+    K = 256 over 600 MB on a noisy photo of 4.6 M colours): the astronaut at K = 256, the noisy kind (coffee
+    under noise, millions of colours) at K = 256 and 1024 (10-bit labels), and the noisy kind under random
+    alpha (RGBA, a colour for nearly every pixel) at K = 256. One run each (memory varies little)."""
+    noisy = make_image(tmp, "48 MP", w, h, "noisy")
+    rgba = tmp / f"noisy-random-alpha-{w}x{h}.png"
+    rgb = np.asarray(Image.open(noisy).convert("RGB"))
+    alpha = np.random.default_rng(1).integers(0, 256, (h, w), dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(rgba, compress_level=1)
+    del rgb, alpha
+    rows = []
+    for label, path, k in [("astronaut", astronaut, 256), ("noisy", noisy, 256), ("noisy", noisy, 1024),
+                           ("noisy, random alpha", rgba, 256)]:
+        log(f"48 MP {label}, K = {k}")
+        wall, mem, _ = best_of(1, [str(BIN / "kmq"), "compress", str(path), "-k", str(k), "-o",
+                                   str(tmp / "big48.kmq"), "-f", "-q"])
+        rows.append({"case": f"{label} {w}x{h}", "k": k, "time": wall, "mem": mem})
+    noisy.unlink()
+    rgba.unlink()
+    return rows
+
+
+def report_48mp(rows: list[dict], targets: list) -> list[str]:
+    out = ["## 48 MP past K = 16: peak memory", "",
+           "`kmq compress` in a fresh process, one run each: the process's peak resident set.", "",
+           "| image | K | time | peak memory |", "|---|---:|---:|---:|"]
+    out += [f"| {r['case']} | {r['k']} | {fmt_t(r['time'])} | {r['mem']:.0f} MB |" for r in rows]
+    out.append("")
+    worst = max(rows, key=lambda r: r["mem"])
+    targets.append(("48 MP peak memory ≤ 600 MB past K = 16 (RGB and RGBA, K = 256 and 1024)",
+                    f"worst {worst['mem']:.0f} MB ({worst['case']}, K = {worst['k']})", f"{len(rows)} runs",
+                    worst["mem"] <= 600))
+    return out
+
+
 def bench_large_k(tmp: Path, log) -> tuple[str, int, list[dict], dict]:
     """kmq compress of a 0.27 MP photo (coffee at 640x427) at growing K, end to end; and a few-colour image."""
     from kmq import kmeans
@@ -757,6 +795,7 @@ def main() -> None:
         inproc = json.loads(run_reaped(worker_cmd("inproc", small, 0, tmp / "x"))[2])
         rgba_rows = bench_rgba(tmp, log)
         large_src, large_colours, large_rows, few_row = bench_large_k(tmp, log)
+        big48_rows = bench_48mp(tmp, log, images["48 MP"])
 
         # ---------------------------------------------------------------- samples
         sample_rows = bench_samples(tmp, log, have_pngquant)
@@ -827,6 +866,7 @@ def main() -> None:
     lines.extend(report_bulk(bulk, inproc, have_pngquant, targets))
     lines.extend(report_rgba(rgba_rows, targets))
     lines.extend(report_large_k(large_src, large_colours, large_rows, few_row, targets))
+    lines.extend(report_48mp(big48_rows, targets))
     targets.append(("12 MP astronaut, K=16: kmq ≥ 20x faster than the tutorial", f"{speedup:.1f}x "
                     f"({fmt_t(kq['time'])} vs {fmt_t(tu['time'])})", "end to end", speedup >= 20))
     targets.append(("12 MP astronaut, K=16: goal 30x, i.e. under 2x the bare decode",
