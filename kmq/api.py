@@ -383,9 +383,19 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
     hist = coreset.Histogram(flat, min_bins=coreset.min_bins(k), coarse_bins=coreset.coarse_bins(k))
     if hist.ids is None:
         return None
+    # From _GIVE_BACK_PIXELS the freed heap is handed back between the phases (the counting's, the fit's and
+    # the bins' arrays, ~80-150 MB each at 48 MP): the labels (96 MB) are a fresh mapping that would come on
+    # top of it. The bins are let go before the labels are made (`coreset.label`), and hist (the pixels'
+    # index, where kept) before they are renumbered. (Not handed back after renumber: flower at 48 MP under
+    # random alpha, K = 1024, peaks in its 10-bit encoding at 674-765 MB either way.)
+    large = flat.shape[0] >= _GIVE_BACK_PIXELS
+    give_back = _give_back_freed if large else (lambda: None)
+    give_back()
     palette = _rounded(coreset.fit(hist, k, seed=seed, max_iter=max_iter, tol=tol, progress=progress), k,
                        opaque=bool(flat[:, 3].max() == 255))[0]
-    labels, count, err = coreset.label(flat, hist, palette)
+    give_back()
+    labels, count, err = coreset.label(flat, hist, palette, release=give_back if large else None)
+    del hist
     order, rank = kmeans.share_order(palette, count)
     coreset.renumber(labels, rank.astype(np.uint16))
     meta = _fit_meta(err / flat.shape[0], seed, max_iter, tol)

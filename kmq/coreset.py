@@ -103,6 +103,12 @@ _NARROW_SUMS = int(np.iinfo(np.uint32).max) // 255
 # thread, the peak of its Histogram), for a pass of ~0.3 s of CPU. (The 6-bit counts stay in threads: their
 # bins are fewer, and the 7-bit level, where there is one, is made after them.)
 _SERIAL_BINS = 1 << 20
+# ... and from this many pixels, whatever the bins: a 48 MP image's per-pixel arrays (pixels, index, labels
+# 480 MB) leave no room for a second thread's (`_count`).
+_SERIAL_PIXELS = 1 << 25
+# From this many pixels `Histogram` keeps no index of each pixel's 6-bit or 5-bit bin: `label` numbers
+# each chunk's pixels again (two look-ups and a rank a pixel, ~0.5 s of CPU at 48 MP).
+_INDEX_KEPT_BELOW = 1 << 25
 _LABEL_NONE = np.uint16(0xFFFF)  # a bin whose pixels are labelled one by one (k <= K_MAX here)
 
 
@@ -176,6 +182,9 @@ def _count(n: int, b: int, number: Callable[[int, int, np.ndarray], None],
                 packed[p] += np.bincount(index, weights=weights[:re - r], minlength=b)
         return counts, low, packed
 
+    # From `_SERIAL_PIXELS` one part: a thread's counts, packed and low sums and runs are ~9 doubles a bin
+    # (a 48 MP photo under random alpha: 1.4 M 6-bit bins, ~70 MB more at the Histogram's peak).
+    serial = serial or n >= _SERIAL_PIXELS
     parts = [count(0, n)] if serial else parallel.map_parts(count, n)
     counts, low, _ = parts[0]
     if low is None:
@@ -304,10 +313,10 @@ class Histogram:
 
     ids (B,) occupied keys ascending (channel 0's bits most significant); counts (B,) int64; sums (B, 4)
     int64, the exact sums of their pixels' values; square_sums (4,) Python ints, of the pixels' squared
-    values per channel; index (N,) int32, each pixel's bin. With fewer than min_bins 6-bit bins, the
-    7-bit histogram too (fine, see `_finer`; index then holds each pixel's 7-bit bin; sums uint32 up to
-    2**32 / 255 pixels), or ids is None and
-    the rest is not made (bins is None too when a sample of the pixels already shows too few, even for
+    values per channel; index (N,) int32, each pixel's bin, or None from `_INDEX_KEPT_BELOW` pixels where no
+    7-bit bins are made (number(s, e, out) then writes the bins of pixels s:e). With fewer than min_bins
+    6-bit bins, the 7-bit histogram too (fine, see `_finer`; index then holds each pixel's 7-bit bin; sums
+    uint32 up to 2**32 / 255 pixels), or ids is None and the rest is not made (bins is None too when a sample of the pixels already shows too few, even for
     7 bits); fine is None otherwise."""
 
     def __init__(self, pixels: np.ndarray, *, min_bins: int = 0, coarse_bins: int = 0) -> None:
@@ -315,8 +324,12 @@ class Histogram:
         pixels = np.ascontiguousarray(pixels)  # each pixel's 4 bytes are read as two 16-bit words
         n = pixels.shape[0]
         pairs = pixels.view(">u2").reshape(n, 2)
-        self.index = np.empty(n, dtype=np.int32)
-        keys = self.index.view(np.uint32)  # each pixel's key, then its bin in the same place
+        # Not kept from `_INDEX_KEPT_BELOW` pixels where the 6-bit or 5-bit bins serve (`number` then gives
+        # a chunk's bins): its 4 bytes a pixel (192 MB at 48 MP) were held through the fit and the labels.
+        kept = n < _INDEX_KEPT_BELOW
+        self.index: np.ndarray | None = np.empty(n, dtype=np.int32) if kept else None
+        self.number: Callable[[int, int, np.ndarray], None] | None = None
+        keys = self.index.view(np.uint32) if kept else None  # each pixel's key, then its bin in the same place
         # Every `step`-th pixel first (~2**19 of them, a few ms): when those already fill too few bins, so may
         # the image (graphics of a few colours under anti-aliased alpha), and the caller is told before the
         # passes over every pixel (12 MP: ~0.15 s). With enough, they are counted again in those passes.
@@ -361,9 +374,10 @@ class Histogram:
 
         def mark(start: int, stop: int) -> list[int]:
             squares = [0, 0, 0, 0]
+            own = None if kept else np.empty(min(_CHUNK, stop - start), dtype=np.uint32)
             for s in range(start, stop, _CHUNK):
                 e = min(s + _CHUNK, stop)
-                key = keys[s:e]
+                key = keys[s:e] if kept else own[:e - s]
                 for p, table in enumerate((first, last)):
                     pair = pairs[s:e, p].astype(np.intp)  # np.take would make this copy for each table
                     if p:
@@ -388,21 +402,40 @@ class Histogram:
         del seen
         if self.ids is None:  # too few bins for the caller: the counting pass is spared
             return
+        def key_of(s: int, e: int) -> np.ndarray:  # the keys of pixels s:e (uint32), as mark makes them
+            key = np.take(first, pairs[s:e, 0].astype(np.intp))
+            key |= np.take(last, pairs[s:e, 1].astype(np.intp))
+            return key
+
         if not full:
             if sparse or colourful():
+                if not kept:  # the 7-bit bins are numbered through every pixel's key (`_finer`)
+                    self.index = np.empty(n, dtype=np.int32)
+
+                    def fill(start: int, stop: int) -> None:
+                        for s in range(start, stop, _CHUNK):
+                            e = min(s + _CHUNK, stop)
+                            self.index[s:e] = key_of(s, e).view(np.int32)
+
+                    parallel.map_parts(fill, n)
                 self._finer(pairs, ranks, min_bins < kmeans._FINE_ENOUGH * kmeans._LARGE_K)
             else:
                 self.ids = None
             return
 
         def number(s: int, e: int, out: np.ndarray) -> None:
-            ranks.rank(keys[s:e], out)
-            self.index[s:e] = out
+            if kept:
+                ranks.rank(keys[s:e], out)
+                self.index[s:e] = out
+            else:
+                ranks.rank(key_of(s, e), out)
 
         def weigh(p: int, s: int, e: int, out: np.ndarray) -> None:
             np.take(low_bits, pairs[s:e, p], out=out, mode=_INTO)
 
         self.counts, self.sums = _count(n, self.bins, number, weigh)
+        if not kept:
+            self.number = number
         for c in range(4):  # a pixel's value is its bin's bits, shifted up, + its own low ones
             self.sums[:, c] += (self.cell(c) << (8 - self.bits)) * self.counts
 
@@ -701,11 +734,12 @@ def _light_merged(ids: np.ndarray, counts: np.ndarray, sums: np.ndarray, below: 
     np.minimum.at(first, group, np.arange(at.shape[0]))
     # Integers below 2**53 summed as doubles: exact.
     merged_counts = np.bincount(group, weights=counts[at], minlength=cells).astype(np.int64)
-    # The light bins' rows of sums gathered as 32-byte items (numpy's fancy indexing of short rows is slow),
-    # then as contiguous float64 columns, which np.bincount would otherwise make of each strided one.
-    rows = np.ascontiguousarray(sums).view(np.dtype((np.void, sums.itemsize * 4))).reshape(-1)
-    light_sums = np.ascontiguousarray(rows.take(at).view(sums.dtype).reshape(-1, 4).T, dtype=np.float64)
-    merged_sums = np.stack([np.bincount(group, weights=w, minlength=cells) for w in light_sums], 1).astype(np.int64)
+    # The light bins' sums gathered a column at a time (numpy's fancy indexing of short rows is slow): the
+    # (4, L) float64 columns and the rows gathered for them were 80 MB at 1.26 M light bins (48 MP photo
+    # under random alpha, K = 256), the fit's peak.
+    merged_sums = np.empty((cells, 4), dtype=np.int64)
+    for c in range(4):
+        merged_sums[:, c] = np.bincount(group, weights=np.take(sums[:, c], at).astype(np.float64), minlength=cells)
     keep = ~light
     keep[at[first]] = True
     kept = np.flatnonzero(keep)
@@ -1166,8 +1200,11 @@ class _Pairs:
 _BIN_BLOCK = 1 << 18
 
 
-def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Each pixel's exact nearest palette entry (ties to the lower index, as `kmeans.nearest`).
+def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray, release: Callable[[], None] | None = None
+          ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each pixel's exact nearest palette entry (ties to the lower index, as `kmeans.nearest`). Where release
+    is given, hist's bins (counts, sums, ids, fine) are let go once read and release is called (the caller's
+    way of handing freed memory back) before the labels are made: only hist's index is read after.
 
     Returns (labels (N,) uint16, pixels per entry (K,) int64, the sum over pixels of the squared distance
     to their entry, exact). For the bins labelled whole, their counts and sums per entry give that sum
@@ -1205,6 +1242,20 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
         for c in range(4):
             sums[:, c] += np.bincount(lab, weights=of[:, c], minlength=k).astype(np.int64)
     del whole, lab, of
+    pairs = _Pairs(cands.tables[0], palette)
+    # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
+    # part of their excess comes from the bins' exact sums. (Before the pixels' pass, so that with release
+    # the bins are let go before the labels are made: 66 MB of a 48 MP photo's 1.4 M 6-bit bins.)
+    err = 0
+    for s in range(0, cands.klass.shape[0], _BIN_BLOCK):
+        two = np.flatnonzero(cands.klass[s:s + _BIN_BLOCK] == 0)
+        two += s
+        rows = placed(two)
+        err += pairs.base(bin_counts[rows], sums_at(rows), cands.row[two])
+    del two, rows
+    if release is not None:
+        hist.counts = hist.sums = hist.ids = hist.fine = f = bin_counts = None
+        release()
     labels = np.empty(n, dtype=np.uint16)
     p = palette.astype(np.int32)
     norms = (p * p).sum(axis=1)
@@ -1213,17 +1264,18 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
     # Each pixel's 4 bytes as one word: a gather of the pixels of a chunk's unlabelled bins moves words, not
     # rows of 4 bytes (numpy's fancy indexing of short rows is slow).
     words = pixels.view(np.uint32).reshape(-1)
-    pairs = _Pairs(cands.tables[0], palette)
     columns = [np.ascontiguousarray(t.T) for t in cands.tables]  # each candidate's column, contiguous
+    number = hist.number if hist.index is None else None
 
     def part(start: int, stop: int) -> tuple[np.ndarray, int, np.ndarray]:
         counts = np.zeros(k, dtype=np.int64)
         excess = 0
         many = []  # pixels of bins with more candidates than the widest table: kmeans.nearest, at the end
 
-        def measure(at: np.ndarray) -> None:
+        def measure(at: np.ndarray, index: np.ndarray | None) -> None:
             nonlocal excess, counts
-            index = hist.index[at]
+            if index is None:
+                index = hist.index[at]
             klass = np.take(cands.klass, index)
             for c in np.flatnonzero(np.bincount(klass, minlength=widths + 1)).tolist():
                 mine = np.flatnonzero(klass == c)
@@ -1242,28 +1294,30 @@ def label(pixels: np.ndarray, hist: Histogram, palette: np.ndarray) -> tuple[np.
         # The pixels of the bins not labelled whole are measured once a chunk's worth of them has gathered
         # (12 MP photo under a vignette at K = 16: one in ten), not a few thousand at a time per chunk of
         # the image, where numpy's cost per call outweighed the work (label 0.19 s of CPU -> 0.16).
-        waiting, gathered = [], 0
+        # Where hist keeps no index (`Histogram.number`), each chunk's bins are numbered here, and those of
+        # its pixels left to measure kept beside them.
+        waiting, gathered, their = [], 0, []
+        own = None if number is None else np.empty(min(_CHUNK, stop - start), dtype=np.int32)
         for s in range(start, stop, _CHUNK):
             e = min(s + _CHUNK, stop)
-            np.take(per_bin, hist.index[s:e], out=labels[s:e], mode=_INTO)
-            rest = s + np.flatnonzero(labels[s:e] == _LABEL_NONE)
+            if number is None:
+                bins = hist.index[s:e]
+            else:
+                bins = own[:e - s]
+                number(s, e, bins)
+            np.take(per_bin, bins, out=labels[s:e], mode=_INTO)
+            rest = np.flatnonzero(labels[s:e] == _LABEL_NONE)
+            if number is not None:
+                their.append(bins[rest])
+            rest += s
             waiting.append(rest)
             gathered += rest.size
             if gathered >= _CHUNK or (e == stop and gathered):
-                measure(np.concatenate(waiting))
-                waiting, gathered = [], 0
+                measure(np.concatenate(waiting), np.concatenate(their) if their else None)
+                waiting, gathered, their = [], 0, []
         return counts, excess, np.concatenate(many) if many else np.empty(0, np.intp)
 
     parts = parallel.map_parts(part, n)
-    # The two-candidate bins measure their pixels from their first candidate (`_Pairs`): that entry's
-    # part of their excess comes from the bins' exact sums.
-    err = 0
-    for s in range(0, cands.klass.shape[0], _BIN_BLOCK):
-        two = np.flatnonzero(cands.klass[s:s + _BIN_BLOCK] == 0)
-        two += s
-        rows = placed(two)
-        err += pairs.base(bin_counts[rows], sums_at(rows), cands.row[two])
-    del two, rows
     pv = palette.astype(np.int64)
     # |x|^2 of every pixel: the others' excess is their squared distance less theirs.
     err += (sum(hist.square_sums) - 2 * int((pv * sums).sum())

@@ -1013,3 +1013,85 @@ def test_two_candidate_bins_bisectors_made_a_channel_at_a_time():
     assert np.array_equal(pairs.twice, (2 * (q - p)).T) and pairs.twice.dtype == np.int32
     kept = pairs.gap.nbytes + pairs.twice.nbytes + pairs.first.nbytes + pairs.second.nbytes
     assert peak < kept + 2 * pairs.gap.nbytes  # (before: 2 x (R, 4) int32 rows and their products, ~2 x kept)
+
+
+@pytest.mark.parametrize("fine", [False, True])
+def test_labels_letting_go_of_the_bins_are_the_same_and_the_bins_go_before_the_labels(monkeypatch, photo, fine):
+    """`label(release=...)` (a 48 MP image's path, api._from_histogram): the same labels, counts and exact J,
+    with the histogram's bins (6-bit, or 7-bit: `Histogram.fine`) let go and release called before the labels
+    are made, once; the pixels' bins (index) kept, the only part read after."""
+    flat = photo[::2, ::2].reshape(-1, 4)
+    palette = np.unique(flat[np.random.default_rng(5).choice(len(flat), 40)], axis=0)
+    if fine:
+        monkeypatch.setattr(km, "_POLISH_MAX", 2000)
+    make = (lambda: coreset.Histogram(flat, min_bins=10 ** 6)) if fine else (lambda: coreset.Histogram(flat))
+    kept = make()
+    assert (kept.fine is not None) == fine
+    labels, count, err = coreset.label(flat, kept, palette)
+    hist = make()
+    made, calls = np.empty, []
+
+    def empty(shape, *a, **kw):  # the (N,) labels made after release
+        if shape == flat.shape[0]:
+            calls.append("labels")
+        return made(shape, *a, **kw)
+
+    def release():
+        assert hist.counts is None and hist.sums is None and hist.ids is None and hist.fine is None
+        calls.append("release")
+
+    monkeypatch.setattr(np, "empty", empty)
+    again = coreset.label(flat, hist, palette, release=release)
+    monkeypatch.setattr(np, "empty", made)
+    assert calls == ["release", "labels"]
+    assert np.array_equal(again[0], labels) and np.array_equal(again[1], count) and again[2] == err
+    assert hist.index is not None and np.array_equal(again[0], nearest_j(flat, palette)[0])
+
+
+def test_from_serial_pixels_the_histogram_is_counted_in_one_part(monkeypatch, threads, photo):
+    """From `_SERIAL_PIXELS` pixels (48 MP: a second thread's counts and sums ~70 MB at the Histogram's peak)
+    `_count` counts in one part, whatever the threads: the same histogram."""
+    flat = photo.reshape(-1, 4)
+    threads(2)
+    split = coreset.Histogram(flat)
+    parts = []
+    map_parts = parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda f, n, *a, **kw: parts.append(f.__name__) or map_parts(f, n))
+    monkeypatch.setattr(coreset, "_SERIAL_PIXELS", flat.shape[0])
+    one = coreset.Histogram(flat)
+    assert "count" not in parts and "mark" in parts
+    for name in ("ids", "counts", "sums", "index"):
+        assert np.array_equal(getattr(one, name), getattr(split, name))
+    assert one.square_sums == split.square_sums
+    parts.clear()
+    monkeypatch.setattr(coreset, "_SERIAL_PIXELS", flat.shape[0] + 1)
+    coreset.Histogram(flat)
+    assert "count" in parts
+
+
+@pytest.mark.parametrize("k", [8, 40])
+def test_from_index_kept_below_the_pixels_bins_are_numbered_again_by_label(monkeypatch, threads, photo, k):
+    """From `_INDEX_KEPT_BELOW` pixels (48 MP: 192 MB held through the fit and the labels) `Histogram` keeps
+    no index where its 6-bit or 5-bit bins serve, and `label` numbers each chunk's bins again: the same
+    histogram, labels, counts and exact J. Where the 7-bit bins are counted the index is still made."""
+    flat = photo.reshape(-1, 4)
+    threads(2)
+    palette = np.unique(flat[np.random.default_rng(k).choice(len(flat), k)], axis=0)
+    coarse = 1000 if k == 8 else 0  # 5 bits at k = 8, 6 at k = 40
+    kept = coreset.Histogram(flat, coarse_bins=coarse)
+    monkeypatch.setattr(coreset, "_INDEX_KEPT_BELOW", flat.shape[0])
+    hist = coreset.Histogram(flat, coarse_bins=coarse)
+    assert hist.index is None and hist.number is not None and kept.number is None
+    assert hist.bits == kept.bits == (coreset.COARSE_BITS if k == 8 else coreset.BITS)
+    for name in ("ids", "counts", "sums"):
+        assert np.array_equal(getattr(hist, name), getattr(kept, name))
+    assert hist.square_sums == kept.square_sums
+    monkeypatch.setattr(coreset, "_CHUNK", 777)  # chunks whose pixels left to measure gather over several
+    labels, count, err = coreset.label(flat, hist, palette)
+    ref, j = nearest_j(flat, palette)
+    assert np.array_equal(labels, ref) and err / len(flat) == j
+    again = coreset.label(flat, kept, palette)
+    assert np.array_equal(again[0], labels) and np.array_equal(again[1], count) and again[2] == err
+    monkeypatch.setattr(km, "_POLISH_MAX", 2000)
+    fine = coreset.Histogram(flat, min_bins=10 ** 6)
+    assert fine.fine is not None and fine.index is not None and fine.number is None
