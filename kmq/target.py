@@ -780,8 +780,7 @@ def _for_psnr(s: _Search, db: float) -> KmqImage:
     # colours: 172 bytes, K = 3 174).
     best = (hi, 0.0)
     for k in (hi + 1, s.lossless()):
-        if (hi < k <= s.k_hi and ok(k) and not (k == s.lossless() and _surely_larger(s, k, best))
-                and not s.no_larger(best, (k, 0.0))):
+        if hi < k <= s.k_hi and ok(k) and not s.no_larger(best, (k, 0.0)):
             best = (k, 0.0)
     return _checked_psnr(s, db, _smallest_scanned(s, db, best, hi), lo, hi)
 
@@ -1092,8 +1091,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _plane(s, max_bytes, k_cap)
     if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
         _level(s, max_bytes, k_cap)
-    if (s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes)
-            and not _surely_over(s, s.lossless(), max_bytes)):
+    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
         # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
@@ -1169,29 +1167,6 @@ def _sized_over(s: _Search, k: int, limit: float) -> bool:
 
 
 _FAR_OVER = 2.0
-# An lzma payload (preset 9 | EXTREME) was at least this share of the same labels coded at preset 9
-# (lzma_codec.rough_size) on every label map measured (the least 0.73: a photo's K = 2 with rdo, long runs; a
-# screenshot's lossless file 0.94, a grey photo's ~1.0); preset 0, a tenth of preset 9's CPU, tells first whether
-# that is worth asking (it can miss a tiled pattern's repeats: 20x encode's bytes there, so it decides nothing)
-_LZMA_FLOOR = 0.5
-_LZMA_GUESS = 0.3  # (the least share of preset 0's, 0.41, on every label map measured but tiled patterns)
-
-
-def _surely_over(s: _Search, k: int, limit: float) -> bool:
-    """With lzma, whether k's plain file (not sized yet) is over limit bytes even at _LZMA_FLOOR of its rough
-    payload: then its size decides nothing, and its preset 9 | EXTREME encode is not made (an 800x500 screenshot's
-    lossless file, 1,462 colours, 27,640 bytes in a 9,000-byte budget: 0.27 s, 1.4 plain compresses)."""
-    if s.codec != "lzma" or (k, 0.0) in s.sizes:
-        return False
-    img = s.file(k)
-    return all(img.overhead() + share * lzma_codec.rough_size(img.labels, img.palette, preset) > limit
-               for preset, share in ((0, _LZMA_GUESS), (9, _LZMA_FLOOR)))
-
-
-def _surely_larger(s: _Search, k: int, key: tuple[int, float]) -> bool:
-    """With lzma, whether k's plain file is surely larger than the file of key (_surely_over its exact size; with
-    ctx, nothing is sized for this)."""
-    return s.codec == "lzma" and _surely_over(s, k, s.size(*key))
 
 
 def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:

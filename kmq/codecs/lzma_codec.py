@@ -63,16 +63,6 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
 _PIECE = 1 << 18  # bytes of labels per call: ~0.1 s of coding
 
 
-def rough_size(labels: np.ndarray, palette: np.ndarray, preset: int) -> int:
-    """The bytes of the labels coded as encode codes them but at a lower preset (the same dictionary): a rough
-    size, for a search to tell a file far over a limit without encoding it. encode's preset 9 | EXTREME takes
-    longest on screenshots' labels (an 800x500 one's 1,462 colours: 0.27 s; preset 9 63 ms, preset 0 10 ms).
-    encode's bytes were 0.73-1.03x preset 9's on every label map measured (its match finder, searched less
-    deep), but down to 0.05x preset 0's (a tiled pattern of two labels, whose repeats preset 0 does not find)."""
-    data = labels.astype(np.uint8 if len(palette) <= 256 else "<u2").tobytes()
-    return len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=_filters(len(data), preset=preset)))
-
-
 def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.ndarray:
     """Decompress a raw LZMA2 stream into a (height, width) uint16 label map; FormatError on any bad input."""
     k = len(palette)  # only the palette size matters to this codec
