@@ -4,6 +4,7 @@ These validate; kmq.kmeans computes.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -501,12 +502,21 @@ def _give_back_freed() -> None:
     millions of colours frees ~200 MB of them in the middle of its heap, which no later array reuses: the
     colours' nearest entries and the pixels' labels (96 MB at 48 MP) then came on top, a 48 MP noisy photo
     (4.5 M colours) at K = 256 peaking at 570 or at 665 MB from run to run."""
-    try:
-        import ctypes
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
-        ctypes.CDLL(None).malloc_trim(0)
-    except Exception:  # noqa: BLE001 - no C library to ask, or no malloc_trim in it (macOS, musl)
-        return
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once; None where the C library has none (macOS, musl) or cannot be
+    loaded (Windows: CDLL(None) is a TypeError)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
@@ -557,7 +567,7 @@ def _by_share(palette: np.ndarray, color_labels: np.ndarray,
     return palette[order], rank[color_labels].astype(color_labels.dtype, copy=False)
 
 
-_CHUNK = 1 << 18  # per-pixel labels at a time (_by_share)
+_CHUNK = 1 << 18  # labels at a time (_by_share's per-pixel ones; quantize_colors' guesses, made in place)
 
 
 def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, padded: bool = False,

@@ -316,8 +316,8 @@ class Histogram:
     values per channel; index (N,) int32, each pixel's bin, or None from `_INDEX_KEPT_BELOW` pixels where no
     7-bit bins are made (number(s, e, out) then writes the bins of pixels s:e). With fewer than min_bins
     6-bit bins, the 7-bit histogram too (fine, see `_finer`; index then holds each pixel's 7-bit bin; sums
-    uint32 up to 2**32 / 255 pixels), or ids is None and the rest is not made (bins is None too when a sample of the pixels already shows too few, even for
-    7 bits); fine is None otherwise."""
+    uint32 up to 2**32 / 255 pixels), or ids is None and the rest is not made (bins is None too when a sample
+    of the pixels already shows too few, even for 7 bits); fine is None otherwise."""
 
     def __init__(self, pixels: np.ndarray, *, min_bins: int = 0, coarse_bins: int = 0) -> None:
         self.fine: Fine | None = None

@@ -3646,9 +3646,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     most 20 Lloyd updates whose assignments are k-d tree queries (scipy, imported only then; RGBA's levels
     over-relaxed, mostly on a sample where one is light enough: `_fit_large`); the seed does not matter
     either. progress(done, total), if given, is called after each split round and update.
-    clusters: an optional (M,) integer array (int32 will do) that receives each colour's cluster at the end of the fit (its
-    nearest centroid or close to it: a guess `nearest` can start from), where the fit has one (K-Means
-    from restarts, on the colours or the histograms); elsewhere (k = 1, grey, large k) it is left as given.
+    clusters: an optional (M,) integer array (int32 will do) that receives each colour's cluster at the end of
+    the fit (its nearest centroid or close to it: a guess `nearest` can start from), where the fit has one
+    (K-Means from restarts, on the colours or the histograms); elsewhere (k = 1, grey, large k) it is left as
+    given.
     others: a list that receives (centroids, J over the returned's J - 1, on the last level fitted) of up to
     `_OTHERS_RUNS` more restarts, each finished as the one returned (which stays the same): local optima of
     about the same J whose labels can cost the codec differently (rdo picks among them, see kmq.api._rdo).
