@@ -1095,3 +1095,21 @@ def test_from_index_kept_below_the_pixels_bins_are_numbered_again_by_label(monke
     monkeypatch.setattr(km, "_POLISH_MAX", 2000)
     fine = coreset.Histogram(flat, min_bins=10 ** 6)
     assert fine.fine is not None and fine.index is not None and fine.number is None
+
+
+@pytest.mark.parametrize("k", [8, 16])
+def test_a_48_mp_images_path_writes_the_same_file(monkeypatch, histograms_only, photo, k):
+    """From 2**25 pixels `_from_histogram` takes every memory saving at once: no index (each chunk's bins
+    numbered again), one counting part, the freed heap handed back and the bins let go before the labels.
+    Each is tested alone above; together, on the photo as if it were that large: the same file."""
+    img = kmq.compress(photo, k=k, seed=4)
+    monkeypatch.setattr(coreset, "_INDEX_KEPT_BELOW", 1)
+    monkeypatch.setattr(coreset, "_SERIAL_PIXELS", 1)
+    monkeypatch.setattr(coreset, "_CHUNK", 777)
+    monkeypatch.setattr(api, "_GIVE_BACK_PIXELS", 1)
+    seen: list = []
+    label = coreset.label
+    monkeypatch.setattr(coreset, "label", lambda flat, hist, palette, release=None: seen.append(
+        (hist.index is None, release is not None)) or label(flat, hist, palette, release=release))
+    assert kmq.compress(photo, k=k, seed=4).to_bytes() == img.to_bytes()
+    assert seen == [(True, True)]
