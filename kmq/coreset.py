@@ -402,6 +402,7 @@ class Histogram:
         del seen
         if self.ids is None:  # too few bins for the caller: the counting pass is spared
             return
+
         def key_of(s: int, e: int) -> np.ndarray:  # the keys of pixels s:e (uint32), as mark makes them
             key = np.take(first, pairs[s:e, 0].astype(np.intp))
             key |= np.take(last, pairs[s:e, 1].astype(np.intp))

@@ -3989,16 +3989,16 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # starts from the labels of the bin its points fell in one level up.
     finer_levels = [_ready(f) for f in itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:])]
     items = coarse.inverse.shape[0]
-    colour_of = []
-    for finer in finer_levels:
-        first = np.empty(finer.m, dtype=np.intp)
-        for s in range(0, items, _CHUNK):  # some colour of each finer bin, without an (M,) arange
-            first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
-        colour_of.append(first)
-    # Each finer level's bins' bins one level up: all the climb reads of the coarser levels' inverses, which
-    # are then let go (48 MP noisy photo: 4.5 M colours, 18 MB each) while the finest level is climbed.
+    # Each finer level's bins' bins one level up, through some colour of each finer bin: all the climb reads
+    # of the coarser levels' inverses, which are then let go (48 MP noisy photo: 4.5 M colours, 18 MB each)
+    # while the finest level is climbed.
     chain = [coarse, *finer_levels]
-    ups = [chain[i].inverse[first] for i, first in enumerate(colour_of)]
+    ups = []
+    for up_level, finer in zip(chain, finer_levels):
+        first = np.empty(finer.m, dtype=np.intp)
+        for s in range(0, items, _CHUNK):  # (without an (M,) arange)
+            first[finer.inverse[s:s + _CHUNK]] = np.arange(s, min(s + _CHUNK, items))
+        ups.append(up_level.inverse[first])
     if release:
         for level in levels:
             if isinstance(level, _Points) and level is not chain[-1]:
