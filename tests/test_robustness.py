@@ -3,6 +3,7 @@
 Every failure must be one line `Error: ...` with exit code 1, leave no output and no temporary file behind.
 """
 import errno
+import io
 import os
 import signal
 import struct
@@ -534,3 +535,31 @@ def test_an_odd_image_gives_the_right_pixels(runner, tmp_path, name, make, warni
     # k=256 keeps every distinct colour of these small images: the file is lossless.
     np.testing.assert_array_equal(kmq.read(tmp_path / "out.kmq").decode(), expected)
     assert run(runner, "decompress", tmp_path / "out.kmq", "-q").exit_code == 0
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_pixels_written_a_band_of_rows_at_a_time(channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bands of 2 rows (7 pixels a band over 4 columns): whole bands and a last short one; the file decodes to
+    # palette[labels]. And no copy of the whole pixels beside Pillow's (numpy's arrays are traced, Pillow's not).
+    import tracemalloc
+
+    from kmq import imageio
+
+    rng = np.random.default_rng(channels)
+    palette = rng.integers(0, 256, (300, channels), dtype=np.uint8)
+    labels = rng.integers(0, 300, (5, 4)).astype(np.uint16)
+    monkeypatch.setattr(imageio, "_BAND_PIXELS", 7)
+    out = io.BytesIO()
+    imageio.save_quantized(palette, labels, out, format="PNG")
+    decoded = np.asarray(Image.open(io.BytesIO(out.getvalue())))
+    np.testing.assert_array_equal(decoded, palette[labels][:, :, 0] if channels == 1 else palette[labels])
+
+    monkeypatch.setattr(imageio, "_BAND_PIXELS", 1 << 14)
+    labels = (np.arange(1024)[:, None] // 8 + np.arange(1024)[None, :] // 8).astype(np.uint16)  # 1-4 MB of pixels
+    tracemalloc.start()
+    try:
+        imageio.save_quantized(palette, labels, io.BytesIO(), format="PNG")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < labels.size * channels / 4  # (the encoder's buffers: ~100 KB)
