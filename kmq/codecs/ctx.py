@@ -740,7 +740,7 @@ class _Model:
         if self.k <= _NN_MAX:
             at = ref * self.k
             # (each rank's candidate picked from the 4 neighbours in their own type, and its position read as
-            # uint16: take_along_axis with a (4, m) int64 index, then int64 positions, were 0.6 of this call)
+            # uint16: take_along_axis with a (4, m) int64 index, then int64 positions, were most of this call)
             excl = [np.where(r < n_ranks, self.pos_flat.take(at + _pick(nb, _RANK_POS_U8[:, r].take(pattern))),
                              np.uint16(self.k)) for r in range(4)]
             for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):  # sorted by a network of 5 exchanges
