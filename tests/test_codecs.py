@@ -583,15 +583,42 @@ def test_ctx_records_belong_to_the_thread_that_records():
     assert seen == {"other": False, "replayed": False, "mine": True, "after": False}
 
 
-@pytest.mark.parametrize("n", [1, 2400, 3000, 60000, 100000])
+@pytest.mark.parametrize("n", [1, 2400, 3000, 1 << 14, (1 << 14) + 1, 60000, 100000])  # (_SORT_MAX: both sides)
 def test_ctx_count_gives_each_distinct_key_and_its_count_however_counted(n):
     rng = np.random.default_rng(n)
     keys = rng.integers(0, ctx._PASS_KEYS, n).astype(np.uint16)
     keys[: n // 2] = 1234  # a run, as a flat region's keys
     want_used, want_counts = np.unique(keys, return_counts=True)
-    for runs in (False, True):
-        used, counts = ctx._count(keys, ctx._PASS_KEYS, runs)
+    for batch in (keys, keys.astype(np.intp)):  # a pass's 16-bit keys, and escapes' (or the decoder's) wider ones
+        used, counts = ctx._count(batch, ctx._PASS_KEYS)
         assert used.dtype == np.intp and used.tolist() == want_used.tolist() and counts.tolist() == want_counts.tolist()
+
+
+@pytest.mark.parametrize("k", [2, 5, 64, 256])
+def test_ctx_escape_context_excludes_the_candidates_a_plain_lookup_finds(k):
+    # _escape_context picks each rank's candidate from the 4 neighbours by arithmetic and reads its position in
+    # the reference's order as uint16: the same excluded positions (sorted, k where a rank is missing) as a
+    # gather by the pattern's rank table from the int64 positions, and the same escape rows.
+    rng = np.random.default_rng(k)
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
+    model = ctx._Model(k, palette)
+    m = 6000
+    pool = rng.integers(0, k, (4, m))  # each pixel's neighbours from 4 labels: every pattern occurs
+    nb = np.take_along_axis(pool, rng.integers(0, 4, (4, m)), axis=0).astype(np.uint16)
+    pattern = ctx._pattern(nb)
+    pattern[0] = ctx._NO_NB  # the first pixel's: no neighbours, no candidates
+    act = rng.integers(0, ctx._N_ACT, m).astype(np.uint8)
+    assert len(np.unique(pattern)) == (16 if k > 2 else 9)  # the 15 partitions of 4 neighbours (of 2 labels, 8), none
+    ref = model._reference(nb)
+    n_ranks = ctx._N_RANKS[pattern]
+    cand = np.take_along_axis(nb, ctx._RANK_POS[pattern].T, axis=0).astype(np.int64)
+    want = np.where(np.arange(4)[:, None] < n_ranks, model.pos[ref[None, :], cand], k)
+    want.sort(axis=0)
+    got_ref, got_ranks, excl, rows = model._escape_context(pattern, nb, act)
+    assert excl.dtype == np.uint16 and excl.tolist() == want.tolist()
+    assert got_ref.tolist() == ref.tolist() and got_ranks.tolist() == n_ranks.tolist()
+    near = np.minimum(ctx._N_NEAR - 1, ctx._bit_length(want[0]))
+    assert rows.tolist() == ((act.astype(np.int64) * ctx._N_NEAR + near) * 5 + n_ranks).tolist()
 
 
 @pytest.mark.parametrize("k", [2, 17, 64, 256])

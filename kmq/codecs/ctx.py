@@ -426,13 +426,18 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (*rans.cdf_tables(weights.make(ids)), remap[rows])
 
 
-def _count(keys: np.ndarray, size: int, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+# Up to this many 16-bit keys a batch is counted by a sort, above it by bincount: numpy's sort of a large piece's
+# keys (runs of one key or not) costs 5-10 times bincount's table (numpy 2.4: 262k keys of a screenshot's flat
+# pass 2.7 ms against 0.5; 66k keys 0.44 against 0.19), while a small piece's sort is cheaper than a table of
+# every key (2k-16k keys: equal or better).
+_SORT_MAX = 1 << 14
+
+
+def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ``keys`` (< size; sorted, intp) of a batch and how often each occurs: what learning it
-    needs, and the encoder's tables. A small batch is sorted, a large one counted per key, and 16-bit keys in
-    between, or in runs of a few keys (``runs``: a pass of flat regions), sorted too: numpy
-    sorts them in a few passes where bincount pays for a table of every key, and for each run of one key a
-    chain of increments of one counter (a screenshot's stage 1 at K = 8: 4.6 ms an encode against 11)."""
-    if len(keys) and (16 * len(keys) < size or keys.dtype.itemsize <= 2 and (len(keys) <= 2 * size or runs)):
+    needs, and the encoder's tables. A small batch is sorted, and 16-bit keys up to _SORT_MAX of them; the
+    others are counted per key."""
+    if len(keys) and (16 * len(keys) < size or keys.dtype.itemsize <= 2 and len(keys) <= _SORT_MAX):
         # (a small batch too: np.unique's own Python-level work was a tenth of a sample's sizing, 320 x 320)
         ordered = keys.copy()
         ordered.sort()  # (np.sort's own: a copy sorted in place)
@@ -604,7 +609,9 @@ class _Model:
             self.order = np.argsort(key, axis=1).astype(np.int64)
             self.pos = np.empty_like(self.order)
             np.put_along_axis(self.pos, self.order, np.arange(k)[None, :], axis=1)
-            self.pos_flat = self.pos.reshape(-1)
+            # (uint16, as the excluded positions read from it: k <= 256 and the sentinel k fit, a quarter of
+            # int64's table and arrays)
+            self.pos_flat = self.pos.reshape(-1).astype(np.uint16)
             # Tables of label pairs a, b at a·act_k + b: k x k (rows at least 16 long, for the table of every 4
             # labels of 4 bits: _activity), far smaller than 256 x 256 ones (K = 64: 8 kB, kept in the cache).
             self.act_k = max(k, 16)
@@ -684,12 +691,12 @@ class _Model:
             self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
         cell = np.zeros(m, np.int64)
         for col in self.pal_cols:
-            total = col[nb[0]]
+            total = col.take(nb[0])  # (take: about half the time of indexing by the uint16 labels)
             for i in (1, 2, 3):
-                total += col[nb[i]]
+                total += col.take(nb[i])
             cell *= levels
             cell += total >> shift
-        ref = self.cells[cell]
+        ref = self.cells.take(cell)
         missing = cell[ref < 0]
         if len(missing):
             # only the cells met (a photo meets a few thousand of 32 768), found without a sort
@@ -697,7 +704,7 @@ class _Model:
             met[missing] = True
             todo = np.flatnonzero(met)
             self.cells[todo] = self._nearest_to_cells(shift, todo)
-            ref = self.cells[cell]
+            ref = self.cells.take(cell)
         return ref
 
     def _nearest_to_cells(self, shift: int, cells: np.ndarray) -> np.ndarray:
@@ -728,16 +735,19 @@ class _Model:
         (act·_N_NEAR + near)·5 + R."""
         ref = self._reference(nb)
         n_ranks = _N_RANKS[pattern]
-        cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-        # the rank-r column names some neighbour where r >= R, so it is looked up for every pixel and then
+        # the rank-r candidate names some neighbour where r >= R, so it is looked up for every pixel and then
         # replaced
         if self.k <= _NN_MAX:
             at = ref * self.k
-            excl = [np.where(r < n_ranks, self.pos_flat[at + cand[r]], self.k) for r in range(4)]
+            # (each rank's candidate picked from the 4 neighbours in their own type, and its position read as
+            # uint16: take_along_axis with a (4, m) int64 index, then int64 positions, were most of this call)
+            excl = [np.where(r < n_ranks, self.pos_flat.take(at + _pick(nb, _RANK_POS_U8[:, r].take(pattern))),
+                             np.uint16(self.k)) for r in range(4)]
             for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):  # sorted by a network of 5 exchanges
                 excl[i], excl[j] = np.minimum(excl[i], excl[j]), np.maximum(excl[i], excl[j])
             excl = np.stack(excl)
         else:
+            cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
             excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
             excl.sort(axis=0)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
@@ -836,13 +846,13 @@ def _flat_keys(model: "_Model", n_extra: int) -> np.ndarray:
 
 
 def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, model: "_Model"
-               ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], bool]:
+               ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The encoder's stage 1 of a pass of labels ``truth``: its keys row·_N_SYM + symbol (n,) uint16, its
     escapes' places and their contexts (pattern, (4, m) main neighbours, activity). Where most of the pass's
     pixels have 4 main neighbours of one label (flat regions, rdo's smoothed labels: 0.8-0.9 of a screenshot's
     or a grey photo's after rdo), those are keyed from a table by how many extra neighbours hold that label and
     whether the pixel does (their pattern, activity and the rest are fixed), and the full context is made for
-    the others alone: the same keys. Last, whether it was so (the keys then come in long runs)."""
+    the others alone: the same keys."""
     n = len(truth)
     mixed = nb[0] != nb[1]
     mixed |= nb[0] != nb[2]
@@ -851,8 +861,7 @@ def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, mod
         cx = _context(kind, nb, extra.views if extra else [], model)
         sym = _symbols(cx, truth)
         at = (sym == _ESC).nonzero()[0]
-        return (cx.rows * np.uint16(_N_SYM) + sym, at, (cx.pattern[at], cx.nb[:, at].astype(np.uint16), cx.act[at]),
-                False)
+        return cx.rows * np.uint16(_N_SYM) + sym, at, (cx.pattern[at], cx.nb[:, at].astype(np.uint16), cx.act[at])
     mixed = mixed.nonzero()[0]
     r = mixed // extra.cols  # (np.divmod took 4 times as long)
     c = mixed - r * extra.cols
@@ -873,11 +882,11 @@ def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, mod
     escape[mixed] = sym == _ESC
     at = escape.nonzero()[0]
     nb_at = nb.take(at, axis=1).astype(np.uint16)
-    return keys, at, (_pattern(nb_at), nb_at, _activity(model, nb_at)), True
+    return keys, at, (_pattern(nb_at), nb_at, _activity(model, nb_at))
 
 
 def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarray, at: np.ndarray,
-                 escapes: tuple[np.ndarray, np.ndarray, np.ndarray], runs: bool = False) -> None:
+                 escapes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Code one pass piece by piece, as _decode_pass finds it: its stage-1 keys row·_N_SYM + symbol, its
     escapes' places ``at`` and their escape_symbols. Every symbol is known, so a symbol's key is its whole
     part of the coding: a piece counts its keys, makes the tables of those alone, and learns from the same
@@ -888,7 +897,7 @@ def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarr
     pieces = _pieces(len(keys))
     cut = np.searchsorted(at, [a for a, _ in pieces] + [len(keys)]).tolist()
     for (a, b), ea, eb in zip(pieces, cut, cut[1:]):
-        used, counts = _count(keys[a:b], _PASS_KEYS, runs)
+        used, counts = _count(keys[a:b], _PASS_KEYS)
         side.keyed(weights, _N_SYM, keys[a:b], used, counts)
         if eb > ea:
             esc_used, esc_counts = _count(esc_keys[ea:eb], esc_size)
@@ -936,17 +945,17 @@ _BATCH_PIXELS = 1 << 14
 def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> np.ndarray:
     """Model and code ``labels``; returns them as read (a copy in bytes up to K = 256, else ``labels``)."""
     model = _Model(len(palette), palette)
-    # passes' kinds, stage-1 keys, escapes' places and whether the keys come in runs (_pass_keys)
-    todo: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
+    # passes' kinds, stage-1 keys and escapes' places (_pass_keys)
+    todo: list[tuple[int, np.ndarray, np.ndarray]] = []
     escaped: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # their escapes' contexts, labels
 
     def code() -> None:
         parts = [np.concatenate(part, axis=-1) for part in zip(*escaped)]
         esc_keys, off_f, off_c = model.escape_symbols(*parts)
         start = 0
-        for kind, keys, at, runs in todo:
+        for kind, keys, at in todo:
             end = start + len(at)
-            _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]), runs)
+            _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]))
             start = end
         todo.clear()
         escaped.clear()
@@ -961,10 +970,10 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
             continue
         nb, extra = _neighbours(labels, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
         truth = region.reshape(-1)
-        keys, at, context, runs = _pass_keys(p.kind, nb, extra, truth, model)
-        todo.append((p.kind, keys, at, runs))
+        keys, at, context = _pass_keys(p.kind, nb, extra, truth, model)
+        todo.append((p.kind, keys, at))
         escaped.append((*context, truth[at]))
-        if sum(len(keys) for _, keys, _, _ in todo) >= _BATCH_PIXELS:
+        if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
             code()
     if todo:
         code()
