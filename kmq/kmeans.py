@@ -3627,11 +3627,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
-    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours where its 6-bit
-    level halves them (with heavy colours apart: `_mixed`), that level is the last, ended in momentum
-    updates (`_MIXED_UPDATES`) with no polish; where the climb ends far below the colours, the polish is a few
-    momentum updates (`_FAR_POLISH`); with one run, the levels between the restarts' and the last in a few
-    momentum updates (`_WARM_RAMP`); above 500 000 colours the last
+    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours (150 000 with
+    several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
+    last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
+    where the climb ends far below the colours, the polish is a few momentum updates (`_FAR_POLISH`); with one
+    run, the levels between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000
+    colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
     (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
