@@ -1112,8 +1112,9 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
 
 
-# A plain file is taken to be at most this much smaller than a smaller K's (ctx, K = 2 to 160 of 10 images of 96x64 to
-# 360x240: gradients, photo crops, grey, a screenshot, RGBA: at most 1.031x; a 64x64 grey ramp's 1.29 is _scan's),
+# A plain file is taken to be at most this much smaller than a smaller K's (ctx, K = 2 to 160 of 12 images of 96x64 to
+# 360x240: gradients, photo crops, grey, a chart, a screenshot, RGBA: at most 1.031x; a 64x64 grey ramp's 1.29 is
+# _scan's),
 _DIP = 1.05
 # and at most this many K past the bracket's top are fitted to look for one that fits (_past_top): where bytes are
 # flat in K a window 1.05x wide spans many (a 240x160 screenshot near 70 dB: K = 127 to 143 all within 1 %)
