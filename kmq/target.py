@@ -878,6 +878,7 @@ def _checked_bytes(s: _Search, max_bytes: int, k_cap: int, lo: int, hi: int, key
         if hi > k_cap:  # (no K found too large: k_cap, the largest allowed, is the best plain K if it fits)
             lo, hi = (lo, k_cap) if ok(k_cap) else (k_cap, k_cap + 1)
         lo, hi = _narrow(lo, hi, ok, r.estimate, max_bytes, beaten, up=True)
+    _past_top(r, max_bytes, k_cap, hi, lambda: j_best)
     return _adopted(s, key, j_best, lambda k: None if ok(k) else r.j(k))
 
 
@@ -1106,7 +1107,40 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         # K inside the bracket may beat (not under hi's J): that image's K = 257 with rdo 0.67 %, J 135.24,
         # where plain K = 256 fits at J 134.89 (round 35's fits; the bracket had ended at 254 / 257)
         lo, hi = _neighbours(lo, hi, ok)
+    if not s.rough:
+        _past_top(s, max_bytes, k_cap, hi, lambda: s.file(*_best_fitting(s, max_bytes)).distortion)
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
+
+
+# A plain file is taken to be at most this much smaller than a smaller K's (ctx, K = 2 to 160 of 12 images of 96x64 to
+# 360x240: gradients, photo crops, grey, a chart, a screenshot, RGBA: at most 1.031x; a 64x64 grey ramp's 1.29 is
+# _scan's),
+_DIP = 1.05
+# and at most this many K past the bracket's top are fitted to look for one that fits (_past_top): where bytes are
+# flat in K a window 1.05x wide spans many (a 240x160 screenshot near 70 dB: K = 127 to 143 all within 1 %)
+_PAST_FITS = 3
+
+
+def _past_top(s: _Search, max_bytes: int, k_cap: int, hi: int, j_best: Callable[[], float]) -> None:
+    """Size the plain files of the K just past hi (the least K found whose plain file does not fit) whose J is
+    under j_best() (the best file's): plain bytes do not always grow with K (a 360x240 gradient with ctx: K = 61
+    1,254 bytes, 62 1,244), so one of them can fit at a better J than the file's. From the least K whose J is
+    under the best's (fitted, else on the line through the fitted K either side: _least_k_below) up to a K whose
+    plain file is over _DIP x the budget, sized or on the polyline through the sized ones (none past it is
+    assumed to fit); at most _PAST_FITS K fitted here. Where the best file is an rdo file far under hi's J, the K
+    of a J under it lie where plain files are far over the budget: no fit."""
+    fits, k, top = 0, hi + 1, min(k_cap, s.k_hi)
+    while True:
+        k = max(k, _least_k_below(s, j_best()))
+        if k > top or _sized_over(s, k, _DIP * max_bytes) or _plain_bytes(s, k) > math.log(_DIP * max_bytes):
+            return
+        if k not in s.fitted:
+            if fits >= _PAST_FITS:
+                return
+            fits += 1
+        if s.j(k) < j_best():
+            s.bounds(k)
+        k += 1
 
 
 def _neighbours(lo: int, hi: int, ok: Callable[[int], bool],

@@ -856,3 +856,23 @@ def test_neighbours_bisects_to_the_least_k_that_is_ok():
     assert target._neighbours(200, 208, ok) == (202, 203)
     assert calls == [204, 202, 203]
     assert target._neighbours(5, 6, ok) == (5, 6)
+
+
+def test_a_byte_budget_is_no_worse_than_a_plain_k_past_the_first_that_does_not_fit():
+    # Plain bytes do not always grow with K: this gradient's plain ctx files with the budget recorded are 249
+    # bytes at K = 8 and 245 at K = 9, so in 248 bytes K = 9 fits (21.93 dB) past the least K that does not;
+    # the search stopped at K = 7 (20.59 dB).
+    y, x = np.mgrid[0:64, 0:96].astype(float)
+    grad = np.stack([255 * x / 96, 255 * y / 64, 128 + 60 * np.sin(x / 50 + y / 70)], -1).astype(np.uint8)
+    budget = 248
+    out = kmq.compress_to(grad, max_bytes=budget, codec="ctx", k=16)
+    assert len(out.to_bytes()) <= budget
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [kmq.compress(grad, k, codec="ctx") for k in range(1, 17)]
+    best = 0.0
+    for img in fits:
+        meta = {**img.metadata, "rdo": 0.0, "target": {"max_bytes": budget}}
+        if len(kmq.KmqImage(img.palette, img.labels, meta, "ctx").to_bytes()) <= budget:
+            best = max(best, psnr_of(img.distortion, img.channels))
+    assert psnr_of(out.distortion, out.channels) >= best > 21.5
