@@ -188,6 +188,17 @@ _CTX_SURE = 0.95
 # than ctx: the searches' files then came out 0.89-1.00x ctx's (noisy gradients at 40-42 dB, shares 0.87-0.99);
 # china and flower crops at 42-46 dB had 1.03-1.07 and lzma's files were 1.06-1.18x.
 _HIGH_K_SHARE = 1.0
+# A ctx file at K = 256 in a budget it leaves room in: K = 257's escapes cost far more (a noisy 400x300 gradient's
+# plain files 57,787 -> 93,598 bytes), so budgets up to 1.2-1.6x that file stop there, where lzma's bytes grow
+# smoothly with K. lzma's search runs too where lzma's plain file of that K (share x ctx's) would fit the budget:
+# on noisy gradients (sigma 6-12, 200x150 to 400x300, RGBA too) every budget there gave lzma +0.15 to +1.5 dB
+# (lzma K = 275-518), none over it did (20 budgets at 1.02-1.30x); china crops: 1.00x +0.19 dB, noisy 0.98x
+# nothing. Smooth photos (the astronaut, an RGBA vignette) gained at 1.05-1.14x too, with lzma's rdo at K over
+# 500; coffee, chelsea under noise and the noisy gradients did not there, so above 1 the share does not tell.
+_EDGE_FIT = 1.0
+# (and only where the budget is this multiple of ctx's file at least: photos' shares there were 1.08-1.40, so
+# nearer the file lzma's cannot fit, and the share's coding, 0.3-0.7 of a plain compress, is not paid)
+_EDGE_ROOM = 1.05
 _FLAT_COLOURS, _FLAT_SHARE = 16, 0.4  # and only on images whose 16 most common colours cover 40 % of them
 _REPEAT_SHARE = 0.5  # or where this share of the rows (or columns) repeat the one before exactly
 _REPEAT_PAIRS = 256  # judged on at most this many pairs of neighbouring rows (and columns), spread evenly
@@ -465,17 +476,30 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
     """ctx's search's file, unless it lands above RANKED_K_MAX where lzma codes the plain labels of its K in
     fewer bytes (_HIGH_K_SHARE): there ctx's escapes cost far more, and a noisy photo at a high PSNR can land
     there (a 400x300 noisy gradient at 40 dB: K = 4,195 in 171,677 bytes; lzma's search K = 3,496 in 152,620),
-    so lzma's search runs too and the better file is kept."""
+    so lzma's search runs too and the better file is kept. Likewise in a budget whose file stopped at K = 256
+    with room that lzma's plain file of its K would fit (_at_edge)."""
     img = _run(s, psnr, max_bytes)
-    if len(img.palette) <= ctx.RANKED_K_MAX:
-        return img
     # (at the K whose fit gave the file: its palette can be smaller, where rounded entries coincided, and a fit of
     # that K costs what a plain compress does: a 400x250 RGBA photo at 60 dB, K = 63,103's file of 63,057 entries,
     # 1 s for K = 63,057)
-    k = next((key[0] for key, made in s.files.items() if made is img), len(img.palette))
-    if _lzma_share(s, k) >= _HIGH_K_SHARE:
+    key = next((key for key, made in s.files.items() if made is img), (len(img.palette), 0.0))
+    if len(img.palette) <= ctx.RANKED_K_MAX:
+        return _better_with_lzma(s, img, psnr, max_bytes) if _at_edge(s, key, max_bytes) else img
+    if _lzma_share(s, key[0]) >= _HIGH_K_SHARE:
         return img
     return _better_with_lzma(s, img, psnr, max_bytes)
+
+
+def _at_edge(s: _Search, key: tuple[int, float], max_bytes: int | None) -> bool:
+    """Whether ctx's file of key stopped at ctx's edge in a byte budget (its K within _FINE under K = 256, more K
+    allowed) with room for lzma's plain file of that K, by _lzma_share (_EDGE_ROOM, _EDGE_FIT)."""
+    if max_bytes is None or key not in s.files or s.k_hi <= ctx.RANKED_K_MAX:
+        return False
+    if not ctx.RANKED_K_MAX / _FINE <= key[0] <= ctx.RANKED_K_MAX:
+        return False
+    if max_bytes < _EDGE_ROOM * s.bounds(*key)[1]:
+        return False
+    return _lzma_share(s, key[0]) * s.bounds(key[0])[0] <= _EDGE_FIT * max_bytes
 
 
 def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:

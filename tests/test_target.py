@@ -876,3 +876,18 @@ def test_a_byte_budget_is_no_worse_than_a_plain_k_past_the_first_that_does_not_f
         if len(kmq.KmqImage(img.palette, img.labels, meta, "ctx").to_bytes()) <= budget:
             best = max(best, psnr_of(img.distortion, img.channels))
     assert psnr_of(out.distortion, out.channels) >= best > 21.5
+
+
+def test_a_budget_whose_ctx_file_stops_at_k_256_with_room_gets_lzma_above_it():
+    # ctx's escapes make K = 257 far dearer than 256 (this noisy gradient's plain files: 10,161 bytes at K = 256,
+    # 1.4x that from 257 on), so in 15,241 bytes ctx's search stops at K = 256 (31.22 dB) with a third of the
+    # budget left. lzma's plain K = 256 file (1.40x ctx's) fits it, and lzma's search reaches K = 317 at 31.87 dB;
+    # the old code ran lzma only where ctx's file was above K = 256.
+    y, x = np.mgrid[0:120, 0:160]
+    base = np.stack([x * 255 / 159, y * 255 / 119, (x + y) * 255 / 278], axis=-1)
+    pixels = np.clip(base + np.random.default_rng(0).normal(0, 12, base.shape), 0, 255).round().astype(np.uint8)
+    ctx_file = kmq.compress_to(pixels, max_bytes=15_241, codec="ctx")
+    chosen = kmq.compress_to(pixels, max_bytes=15_241)
+    assert ctx_file.k == 256 and len(ctx_file.to_bytes()) < 0.7 * 15_241
+    assert chosen.codec == "lzma" and chosen.k > 256 and len(chosen.to_bytes()) <= 15_241
+    assert psnr_of(chosen.distortion, 3) > psnr_of(ctx_file.distortion, 3) + 0.5
