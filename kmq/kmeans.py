@@ -3866,7 +3866,7 @@ def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
 _MIXED_FROM = _POLISH_FINE_FROM
 _HEAVY = 4
 _MIXED_UPDATES = 12
-# With several restarts (K under ~190) from this many colours too, in `_MIXED_RUNS_UPDATES` updates: below
+# With several restarts (K <= 195) from this many colours too, in `_MIXED_RUNS_UPDATES` updates: below
 # `_MIXED_FROM` the climb went on to the 6-bit level run to tol, then a plain polish of every colour to tol,
 # 33 updates over 192 000 colours (grace_hopper at 0.25 MP under blurred noise, K = 64: 0.24 s of a 0.47 s
 # compress in process; RGB's twin 0.19 s in all). On 24 photos of 150 000-200 000 colours at K = 32-128 (0.2 and

@@ -865,10 +865,11 @@ def _checked_psnr(s: _Search, db: float, key: tuple[int, float], lo: int, hi: in
 def _adopted(s: _Search, key: tuple[int, float], least: float, value: Callable[[int], float | None]) -> KmqImage:
     """The file of key (whose value is least), or the real plain file sized (in s.real()) of the least value
     under it (value(k): None where k's may not be chosen), made s's own (s.adopt). Only those whose fit is
-    not s's: s's own plain files were weighed by its search."""
+    not s's, or whose plain file s did not size (_past_top sizes K past the real bracket that s may have
+    fitted, e.g. a bisection's middle, and never sized): s's own plain files were weighed by its search."""
     r, found = s.real(), None
     for k, _ in sorted(r.sizes):
-        v = value(k) if k in s.rough or k not in s.fitted else None
+        v = value(k) if k in s.rough or k not in s.fitted or (k, 0.0) not in s.sizes else None
         if v is not None and v < least:
             least, found = v, k
     return s.file(*key) if found is None else s.adopt(r.file(found))

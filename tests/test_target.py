@@ -891,3 +891,19 @@ def test_a_budget_whose_ctx_file_stops_at_k_256_with_room_gets_lzma_above_it():
     assert ctx_file.k == 256 and len(ctx_file.to_bytes()) < 0.7 * 15_241
     assert chosen.codec == "lzma" and chosen.k > 256 and len(chosen.to_bytes()) <= 15_241
     assert psnr_of(chosen.distortion, 3) > psnr_of(ctx_file.distortion, 3) + 0.5
+
+
+def test_a_real_plain_file_sized_after_the_search_is_weighed_though_the_search_fitted_its_k():
+    # _checked_bytes' look past the real bracket (_past_top) sizes plain K in the real search; one the rough
+    # search had fitted for real (not rough) but never sized was left out of _adopted's choice (the reviewer's).
+    y, x = np.mgrid[0:48, 0:64]
+    pixels = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    s = target._Search(pixels, 256, "ctx", 0, 300, {"max_bytes": 10**6})
+    s.j(3), s.j(5)
+    s.size(3)
+    assert not s.rough
+    r = s.real()
+    r.size(5)
+    assert r.j(5) < s.j(3)
+    assert target._adopted(s, (3, 0.0), s.j(3), r.j).k == 5
+    assert target._adopted(s, (5, 0.0), r.j(5), r.j).k == 5
