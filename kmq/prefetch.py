@@ -379,8 +379,8 @@ class _Inflated:
         if self._compressed is None:
             # Every IDAT chunk first, here: Pillow goes on reading the file (the chunks after them) once the
             # image is decoded, which may be before the last bytes of the stream (its checksum) are inflated.
-            chunks = _mapped_idat(self._read)
-            chunks += iter(lambda: self._read(_STEP), b"")  # all of them, where the file could not be mapped
+            chunks = _idat_read(self._read)
+            chunks += iter(lambda: self._read(_STEP), b"")  # all of them, where the file could not be read at once
             if self.halves is not None:
                 self._out = queue.Queue(_AHEAD_SPLIT)  # the upper half may wait while the inflater runs ahead
             threading.Thread(target=self._inflate, args=(chunks,), daemon=True).start()
@@ -607,26 +607,28 @@ class _SplitRow:
         return None
 
 
-def _mapped_idat(read: Callable[[int], bytes]) -> list:
+def _idat_read(read: Callable[[int], bytes]) -> list:
     """The data of a PNG's IDAT chunks from the one Pillow's load_read (`read`) is in, as views of the file
-    mapped into memory, and Pillow's reader moved past them as its own reads of the same chunks would have
-    moved it; [] (Pillow's reader untouched) where the file cannot be mapped or looks amiss.
+    read into memory at once, and Pillow's reader moved past them as its own reads of the same chunks would have
+    moved it; [] (Pillow's reader untouched) where the file cannot be read so or looks amiss.
 
     Through load_read, each chunk's data was a read of its own (~300 of 64 KiB at 12 MP), Python code that
     took the GIL from the imports in turn, into 20 MB of fresh memory, before the inflating thread could
     start: china12's took 72-116 ms from the first read to the inflater's start on a loaded machine (~15 ms
-    of CPU, mostly the copy and its page faults), mapped 2-8 ms. The inflater reads the file's pages where
-    they are. Pillow maps raw image files the same way (a file cut short while it is read then ends the
-    process by SIGBUS, as it would Pillow)."""
+    of CPU, mostly the copy and its page faults), mapped 2-8 ms. Read, not mapped: the file read at once
+    (os.pread, one call) costs about what mapping it did, and a file cut short or rewritten meanwhile (another
+    program saving it) is then a short read, which Pillow's own reads report; mapped, the inflating thread's
+    touch of a page past the new end ended the process by SIGBUS (seen in the test suite: a file rewritten
+    while its head start read it)."""
     im = getattr(read, "__self__", None)
     try:
         fp = im.fp
         left = im._PngImageFile__idat  # the bytes of the current chunk not read yet (private: without it, [])
         at = fp.tell()
-        mapped = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
-    except Exception:  # noqa: BLE001 - no file to map, or another Pillow: its own reads, as before
+        data = os.pread(fp.fileno(), os.fstat(fp.fileno()).st_size, 0)
+    except Exception:  # noqa: BLE001 - no file to read so, or another Pillow: its own reads, as before
         return []
-    size = len(mapped)
+    size = len(data)  # (short of the file's size where it was cut meanwhile: the chunks' walk then stops)
     spans = []
     while True:
         if not 0 <= left <= size - at:
@@ -637,7 +639,7 @@ def _mapped_idat(read: Callable[[int], bytes]) -> list:
         if at + 12 > size:
             return []
         # the chunk's CRC (not checked: Pillow's load_read skips it too), then the next one's length and type
-        length, kind = int.from_bytes(mapped[at + 4:at + 8], "big"), mapped[at + 8:at + 12]
+        length, kind = int.from_bytes(data[at + 4:at + 8], "big"), data[at + 8:at + 12]
         if kind != b"IDAT":
             break
         at += 12
@@ -646,7 +648,7 @@ def _mapped_idat(read: Callable[[int], bytes]) -> list:
     # after (keeping it for load_end) and says no more, as below; anything else is read its own way.
     fp.seek(at)
     im._PngImageFile__idat = 0
-    view = memoryview(mapped)
+    view = memoryview(data)
     return [view[start:stop] for start, stop in spans]
 
 
