@@ -1,11 +1,26 @@
 import io
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import pytest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+T = TypeVar("T")
+
 COMPRESS_USAGE = "Usage: kmq compress [OPTIONS] IMAGE...\nTry 'kmq compress --help' for help.\n\n"
+
+
+def traced_peak(fn: Callable[[], T]) -> tuple[T, int]:
+    """fn() and the peak of the memory Python and numpy allocated while it ran (tracemalloc; not Pillow's)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def assert_compress_usage_error(image: Path, args: list[str], message: str) -> None:

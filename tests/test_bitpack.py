@@ -4,6 +4,7 @@ import pytest
 from bitarray import bitarray
 from bitarray.util import int2ba
 
+from conftest import traced_peak
 from kmq import bitpack
 
 
@@ -74,15 +75,8 @@ def test_wide_labels_pack_without_whole_image_temporaries(bits: int) -> None:
     # 9 to 15 bits went through uint32 columns, windows and padded bytes of the whole image: 4.5-7.3x the
     # packed size at the peak (48 MP at K = 1024: ~370 MB on top of labels and result). A chunk at a time, the
     # peak is the result, its bytes and a chunk's buffers: 2.2-2.4x here.
-    import tracemalloc
-
     labels = np.random.default_rng(bits).integers(0, 1 << bits, 1 << 20).astype(np.uint16)
-    tracemalloc.start()
-    try:
-        packed = bitpack.pack(labels, bits)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    packed, peak = traced_peak(lambda: bitpack.pack(labels, bits))
     assert peak < 3 * len(packed)
 
 
@@ -112,14 +106,7 @@ def test_labels_unpack_without_whole_image_temporaries(bits: int) -> None:
     # A padded copy of the bytes and uint32 windows of the whole image came to 2.3-6x the labels' own size at
     # the peak (48 MP at 10 bits: ~300 MB on top of the bytes and labels); a chunk at a time, the labels and a
     # chunk's buffers: 1.2-1.4x (and half the CPU: 12 MP at 10 bits 0.04 s against 0.08).
-    import tracemalloc
-
     count = 1 << 20
     packed = bitpack.pack(np.random.default_rng(bits).integers(0, 1 << bits, count), bits)
-    tracemalloc.start()
-    try:
-        labels, _ = bitpack.unpack(packed, bits, count)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (labels, _), peak = traced_peak(lambda: bitpack.unpack(packed, bits, count))
     assert peak < 1.5 * labels.nbytes

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import traced_peak
 import kmq
 from kmq import KmqImage, KmqWarning, stats
 from kmq.imageio import load_image
@@ -268,17 +269,12 @@ def test_bad_progress():
 
 def test_rgba_with_varying_alpha_stays_small(samples):
     """A real alpha vignette over a photo: the 4-channel histogram must not allocate 2**28 bins (3 GB)."""
-    import tracemalloc
-
     rgb = np.asarray(Image.open(samples / "coffee.png").convert("RGB"))[:200, :200]
     yy, xx = np.mgrid[0:200, 0:200]
     alpha = np.clip(300 - np.hypot(yy - 100, xx - 100) * 3, 0, 255).astype(np.uint8)
     px = np.dstack([rgb, alpha])
     assert len(np.unique(px.reshape(-1, 4), axis=0)) > 20000  # the histogram path
-    tracemalloc.start()
-    img = kmq.compress(px, k=16)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    img, peak = traced_peak(lambda: kmq.compress(px, k=16))
     assert peak < 64 << 20
     assert img.palette.shape == (16, 4) and len(np.unique(img.palette[:, 3])) > 2
     assert img.distortion < kmq.compress(px, k=4).distortion

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import traced_peak
 import kmq
 from kmq import api, coreset, parallel
 from kmq import kmeans as km
@@ -758,20 +759,13 @@ def test_a_sample_short_of_6_bit_bins_takes_the_7_bit_histogram_not_the_6_bit_on
 def test_packed_low_sums_unpack_a_block_of_bins_at_a_time():
     """The two pairs' packed low sums (`_PACK`) added into low exactly and zeroed, a block of `_CHUNK` bins at a
     time: no temporary as long as the bins (a 12 MP photo's 3.65 M 7-bit bins made 29 MB ones, fresh pages)."""
-    import tracemalloc
-
     b = 16 * coreset._CHUNK + 5
     rng = np.random.default_rng(3)
     high, lowest = rng.integers(0, 1 << 25, (2, 2, b))
     packed = [high[p] * 2.0 ** coreset._PACK + lowest[p] for p in range(2)]
     low = rng.integers(0, 1000, (b, 4)).astype(np.int32)
     want = low.astype(np.int64) + np.stack([high[0], lowest[0], high[1], lowest[1]], 1)
-    tracemalloc.start()
-    try:
-        coreset._unpacked_into(low, packed)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: coreset._unpacked_into(low, packed))
     assert np.array_equal(low, want) and low.dtype == np.int32
     assert not packed[0].any() and not packed[1].any()
     assert peak < 2 * b  # (bytes: an int64 per bin would be 8 b)
@@ -997,17 +991,10 @@ def test_two_candidate_bins_bisectors_made_a_channel_at_a_time():
     made from per-entry tables a channel at a time: the (R, 4) rows and their temporaries were ~60 MB at
     800 000 rows (12 MP photo under random alpha, K = 4096), the labels' peak. tracemalloc: under the
     arrays kept and one row of temporaries."""
-    import tracemalloc
-
     rng = np.random.default_rng(4)
     palette = rng.integers(0, 256, (300, 4)).astype(np.uint8)
     table = np.sort(rng.choice(300, (200_000, 2)), axis=1).astype(np.uint16)
-    tracemalloc.start()
-    try:
-        pairs = coreset._Pairs(table, palette)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    pairs, peak = traced_peak(lambda: coreset._Pairs(table, palette))
     p, q = palette[table[:, 0]].astype(np.int64), palette[table[:, 1]].astype(np.int64)
     assert np.array_equal(pairs.gap, (q * q).sum(axis=1) - (p * p).sum(axis=1))
     assert np.array_equal(pairs.twice, (2 * (q - p)).T) and pairs.twice.dtype == np.int32

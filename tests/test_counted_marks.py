@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from conftest import traced_peak
 from kmq import kmeans
 
 
@@ -96,13 +97,7 @@ def test_unpack_makes_no_swapped_copy_of_rgb_keys() -> None:
     # The colours' channels come from the keys' own bytes: memory for the (M, 3) colours only, where a
     # byte-swapped copy of the keys first took 4 bytes a colour more (1.4 M colours at 12 MP: 6.9 -> 1.6 ms).
     keys = kmeans._pack(np.random.default_rng(1).integers(0, 256, (200_000, 3)).astype(np.uint8))
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        kmeans._unpack(keys, 3)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: kmeans._unpack(keys, 3))
     assert peak < 3.5 * keys.shape[0]
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import traced_peak
 from kmq import kmeans as km
 
 
@@ -655,17 +656,12 @@ def test_split_cuts_where_the_error_is() -> None:
 
 def test_histogram_of_sparse_bins_is_bounded_by_the_items() -> None:
     """7 bits of 4 channels are 2**28 bins: merging must not allocate by bin (RGBA with varying alpha)."""
-    import tracemalloc
-
     rng = np.random.default_rng(3)
     ids = rng.integers(0, 1 << 28, 5000)
     ids[:100] = ids[100:200]  # some shared bins
     w = rng.random(5000)
     wx = rng.random((5000, 4))
-    tracemalloc.start()
-    inverse, occupied, weights, sums = km._histogram(ids, w, wx)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    (inverse, occupied, weights, sums), peak = traced_peak(lambda: km._histogram(ids, w, wx))
     assert peak < 2 << 20
     ref, ref_inv = np.unique(ids, return_inverse=True)
     assert np.array_equal(occupied, ref) and np.array_equal(inverse, ref_inv)

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from conftest import traced_peak
 from imagefiles import pixels_of
 
 import kmq
@@ -541,8 +542,6 @@ def test_an_odd_image_gives_the_right_pixels(runner, tmp_path, name, make, warni
 def test_pixels_written_a_band_of_rows_at_a_time(channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # Bands of 2 rows (7 pixels a band over 4 columns): whole bands and a last short one; the file decodes to
     # palette[labels]. And no copy of the whole pixels beside Pillow's (numpy's arrays are traced, Pillow's not).
-    import tracemalloc
-
     from kmq import imageio
 
     rng = np.random.default_rng(channels)
@@ -556,10 +555,5 @@ def test_pixels_written_a_band_of_rows_at_a_time(channels: int, monkeypatch: pyt
 
     monkeypatch.setattr(imageio, "_BAND_PIXELS", 1 << 14)
     labels = (np.arange(1024)[:, None] // 8 + np.arange(1024)[None, :] // 8).astype(np.uint16)  # 1-4 MB of pixels
-    tracemalloc.start()
-    try:
-        imageio.save_quantized(palette, labels, io.BytesIO(), format="PNG")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: imageio.save_quantized(palette, labels, io.BytesIO(), format="PNG"))
     assert peak < labels.size * channels / 4  # (the encoder's buffers: ~100 KB)
