@@ -52,6 +52,8 @@ _SUB_BITS = 1  # an escape rank's bucket splits each octave into 2^_SUB_BITS
 # thread (up to 2^18 multiply-adds; above, its threads spin for CPU time 10x the work's)
 _CHUNK = 1 << 16
 _CELL_SHIFT = {1: 0, 2: 3, 3: 5, 4: 6}  # per channel count: S >> shift gives the mean-colour cell
+_SUM_BITS = 10  # a channel's sum over 4 neighbours (at most 1020) in a packed sum of colours (_Model.packed)
+_SUM_MASK = (1 << _SUM_BITS) - 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -431,6 +433,7 @@ def _tables(weights: _Weights, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # pass 2.7 ms against 0.5; 66k keys 0.44 against 0.19), while a small piece's sort is cheaper than a table of
 # every key (2k-16k keys: equal or better).
 _SORT_MAX = 1 << 14
+_RADIX_MIN = 1 << 10
 
 
 def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -440,7 +443,9 @@ def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     if len(keys) and (16 * len(keys) < size or keys.dtype.itemsize <= 2 and len(keys) <= _SORT_MAX):
         # (a small batch too: np.unique's own Python-level work was a tenth of a sample's sizing, 320 x 320)
         ordered = keys.copy()
-        ordered.sort()  # (np.sort's own: a copy sorted in place)
+        # (np.sort's own: a copy sorted in place; 16-bit keys from _RADIX_MIN on by numpy's radix sort, its stable
+        # kind for them: a piece's keys, runs of one key or not, 2-8 times cheaper than its quicksort)
+        ordered.sort(kind="stable" if keys.dtype.itemsize <= 2 and len(keys) >= _RADIX_MIN else None)
         first = np.empty(len(ordered), bool)
         first[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
@@ -623,6 +628,9 @@ class _Model:
             # min(_N_DC - 1, bitlen(d) // _DCS): bitlen(d) >= _DCS·t from d >= 2^(_DCS·t - 1) on
             self.apart_of = _at_least(pairs, [1 << (_DCS * t - 1) for t in range(1, _N_DC)])
             self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
+            # each entry's channels, the first highest, _SUM_BITS apart (at most 40 bits: see _reference)
+            self.packed = sum(col << np.int64(_SUM_BITS * (len(self.pal_cols) - 1 - c))
+                              for c, col in enumerate(self.pal_cols))
         self.flat_keys: dict[int, np.ndarray] = {}  # see _flat_keys
         self.act_table: np.ndarray | None = None  # see _activity
 
@@ -689,13 +697,17 @@ class _Model:
         levels = (1020 >> shift) + 1
         if self.cells is None:
             self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
-        cell = np.zeros(m, np.int64)
-        for col in self.pal_cols:
-            total = col.take(nb[0])  # (take: about half the time of indexing by the uint16 labels)
-            for i in (1, 2, 3):
-                total += col.take(nb[i])
+        # The channels' sums at once: each label's channels packed _SUM_BITS apart, whose 4 summed (at most 1020
+        # each) do not carry into the next (4 gathers, not 4 a channel; take: about half the time of indexing)
+        total = self.packed.take(nb[0])
+        for i in (1, 2, 3):
+            total += self.packed.take(nb[i])
+        cell = total >> np.int64(_SUM_BITS * (ch - 1) + shift)
+        for c in range(ch - 2, -1, -1):
             cell *= levels
-            cell += total >> shift
+            part = total >> np.int64(_SUM_BITS * c + shift)
+            part &= np.int64(_SUM_MASK >> shift)
+            cell += part
         ref = self.cells.take(cell)
         missing = cell[ref < 0]
         if len(missing):
@@ -735,18 +747,24 @@ class _Model:
         (act·_N_NEAR + near)·5 + R."""
         ref = self._reference(nb)
         n_ranks = _N_RANKS[pattern]
-        # the rank-r candidate names some neighbour where r >= R, so it is looked up for every pixel and then
-        # replaced
         if self.k <= _NN_MAX:
             at = ref * self.k
-            # (each rank's candidate picked from the 4 neighbours in their own type, and its position read as
-            # uint16: take_along_axis with a (4, m) int64 index, then int64 positions, were most of this call)
-            excl = [np.where(r < n_ranks, self.pos_flat.take(at + _pick(nb, _RANK_POS_U8[:, r].take(pattern))),
-                             np.uint16(self.k)) for r in range(4)]
-            for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):  # sorted by a network of 5 exchanges
-                excl[i], excl[j] = np.minimum(excl[i], excl[j]), np.maximum(excl[i], excl[j])
+            # The R candidates are the neighbours' distinct labels, whose positions in the reference's order are
+            # distinct: the 4 neighbours' positions (uint16) sorted, a repeat of the one before it made k, and
+            # sorted again (no rank's candidate picked by the pattern: 4 gathers and 2 networks, not 8 and 1).
+            k = np.uint16(self.k)
+            excl = [self.pos_flat.take(at + nb[i]) for i in range(4)]
+            _sort4(excl)
+            for i in (3, 2, 1):  # (last first: a repeat is compared with the position before it, not with k)
+                np.copyto(excl[i], k, where=excl[i] == excl[i - 1])
+            none = np.flatnonzero(n_ranks == 0)  # the first pixel: no neighbours, no candidates
+            for e in excl if len(none) else ():
+                e[none] = k
+            _sort4(excl)
             excl = np.stack(excl)
         else:
+            # (the rank-r candidate names some neighbour where r >= R, so it is looked up for every pixel and then
+            # replaced)
             cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
             excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
             excl.sort(axis=0)
@@ -799,6 +817,12 @@ class _Model:
         for r in range(4):  # skip over the excluded positions, lowest first
             p += excl[r] <= p
         return p if self.k > _NN_MAX else self.order[ref, p]
+
+
+def _sort4(a: list[np.ndarray]) -> None:
+    """Sort 4 arrays element-wise in place (the list's arrays replaced) by a network of 5 exchanges."""
+    for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):
+        a[i], a[j] = np.minimum(a[i], a[j]), np.maximum(a[i], a[j])
 
 
 def _symbols(cx: _Context, truth: np.ndarray) -> np.ndarray:
