@@ -621,6 +621,23 @@ def test_ctx_escape_context_excludes_the_candidates_a_plain_lookup_finds(k):
     assert rows.tolist() == ((act.astype(np.int64) * ctx._N_NEAR + near) * 5 + n_ranks).tolist()
 
 
+@pytest.mark.parametrize("k, channels", [(2, 1), (17, 3), (256, 4), (300, 3), (4096, 1)])
+def test_ctx_flat_keys_are_no_palettes_own(monkeypatch, k, channels):
+    # _flat_keys' table is kept for the process, made with the first model that asked: a flat pixel's keys (its 4
+    # main neighbours of one label) must be the same whatever the palette and k (far or equal colours, both sides
+    # of K = 256), as _context and _symbols make them for this model.
+    rng = np.random.default_rng(k)
+    for palette in (rng.integers(0, 256, (k, channels)), np.zeros((k, channels)), np.full((k, channels), 255)):
+        palette[:2] = [[0], [255]] if palette[0, 0] else palette[:2]
+        model = ctx._Model(k, palette.astype(np.uint8))
+        for n_extra in (0, 4, 8):
+            monkeypatch.setattr(ctx, "_FLAT_KEYS", {})
+            own = ctx._flat_keys(model, n_extra)
+            monkeypatch.setattr(ctx, "_FLAT_KEYS", {})
+            canonical = ctx._flat_keys(ctx._Model(2, np.zeros((2, 1), np.uint8)), n_extra)
+            assert own.tolist() == canonical.tolist()
+
+
 @pytest.mark.parametrize("k", [2, 17, 64, 256])
 def test_ctx_activity_and_apart_read_small_tables_of_the_palettes_own_pairs(k):
     # Spreads past the top activity bound (far colours: 6 pairs of up to 3·255² each) are clipped in a k x k

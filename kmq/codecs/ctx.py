@@ -631,7 +631,6 @@ class _Model:
             # each entry's channels, the first highest, _SUM_BITS apart (at most 40 bits: see _reference)
             self.packed = sum(col << np.int64(_SUM_BITS * (len(self.pal_cols) - 1 - c))
                               for c, col in enumerate(self.pal_cols))
-        self.flat_keys: dict[int, np.ndarray] = {}  # see _flat_keys
         self.act_table: np.ndarray | None = None  # see _activity
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -854,18 +853,23 @@ def _pattern(nb: np.ndarray) -> np.ndarray:
 _MIXED_MAX = 0.5
 
 
+_FLAT_KEYS: dict[int, np.ndarray] = {}  # _flat_keys' by n_extra
+
+
 def _flat_keys(model: "_Model", n_extra: int) -> np.ndarray:
     """(2 (n_extra + 1),) uint16: the stage-1 key of a pixel whose 4 main neighbours hold one label, at 2 e + x
     where e extra neighbours hold it too and x = 1 when the pixel's own label is another (an escape). Made by
-    _context and _symbols themselves, on pixels of labels 0 and 1, so the keys are theirs."""
-    keys = model.flat_keys.get(n_extra)
+    _context and _symbols themselves, on pixels of labels 0 and 1, so the keys are theirs. Kept for the process:
+    nothing in them is the palette's or k's (4 neighbours of one label: activity 0, the rank-1 label the rank-0
+    one, at distance 0), and a search sizes tens of labellings (~0.5 ms each, of a few tables)."""
+    keys = _FLAT_KEYS.get(n_extra)
     if keys is None:
         e = np.arange(n_extra + 1)
         nb = np.zeros((4, 2 * (n_extra + 1)), np.uint16)
         extra = [np.repeat(e <= j, 2).astype(np.uint16) for j in range(n_extra)]  # j < e: extra j holds label 0
         truth = np.tile(np.array([0, 1], np.uint16), n_extra + 1)
         cx = _context(1, nb, extra, model)
-        keys = model.flat_keys[n_extra] = cx.rows * np.uint16(_N_SYM) + _symbols(cx, truth)
+        keys = _FLAT_KEYS[n_extra] = cx.rows * np.uint16(_N_SYM) + _symbols(cx, truth)
     return keys
 
 
