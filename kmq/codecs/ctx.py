@@ -598,14 +598,15 @@ class _Model:
         # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
         self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
         self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
-        self.base_valid = _valid_rows(k)
+        # (int64 0/1, as esc_valid: a bool mask is cast again by each product it enters)
+        self.base_valid = _valid_rows(k).astype(np.int64)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
         self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
         base, size = _bucket_base_size(np.arange(self.n_buckets))
         self.bucket_base, self.bucket_size = base, size
         self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
-        self.esc_valid = base[None, :] < (k - np.arange(5))[:, None]
+        self.esc_valid = (base[None, :] < (k - np.arange(5))[:, None]).astype(np.int64)
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
@@ -672,9 +673,11 @@ class _Model:
                 w *= valid
                 return w.reshape(-1, _N_SYM)
             b = ids % _PASS_BASE_ROWS
-            valid = self.base_valid[b]
-            w = rank[ids] << _PRIOR_BITS
-            w += prior(base[b], valid)
+            # (rows gathered by take: a fancy index of a 2-D table's rows costs more)
+            valid = self.base_valid.take(b, axis=0)
+            w = rank.take(ids, axis=0)
+            w <<= _PRIOR_BITS
+            w += prior(base.take(b, axis=0), valid)
             w *= valid
             return w
         return _Weights(_PASS_ROWS, make)
