@@ -739,7 +739,8 @@ class _Model:
         return out
 
     def _positions(self, ref: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return labels if self.k > _NN_MAX else self.pos[ref, labels]
+        # (a gather from the flat table: a 2-D fancy index costs more)
+        return labels if self.k > _NN_MAX else self.pos.reshape(-1).take(ref * self.k + labels)
 
     def _escape_context(self, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -791,7 +792,7 @@ class _Model:
 
     def _offset_sizes(self, bucket: np.ndarray, n_ranks: np.ndarray) -> np.ndarray:
         """How many offsets each bucket holds, its candidates left out."""
-        return np.minimum(self.bucket_size[bucket], self.k - n_ranks - self.bucket_base[bucket])
+        return np.minimum(self.bucket_size.take(bucket), self.k - n_ranks - self.bucket_base.take(bucket))
 
     def escape_symbols(self, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray, value: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -802,8 +803,8 @@ class _Model:
         ref, n_ranks, excl, rows = self._escape_context(pattern, nb, act)
         p = self._positions(ref, value)
         rank = p - (excl < p).sum(axis=0)
-        bucket = self.bucket_of[rank]
-        return rows * self.n_buckets + bucket, *rans.uniform(rank - self.bucket_base[bucket],
+        bucket = self.bucket_of.take(rank)
+        return rows * self.n_buckets + bucket, *rans.uniform(rank - self.bucket_base.take(bucket),
                                                              self._offset_sizes(bucket, n_ranks))
 
     def decode_escapes(self, dec: _Decoder, kind: int, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray
