@@ -2575,6 +2575,7 @@ _RESTART_ITER = 10
 # finer levels, whose J picks one (see `_climb`).
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
+_EARLY_NEAR = 0.003
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # The restarts `fit` finishes besides its own when asked for others (rdo): the _OTHERS_CLIMB best ranked
 # climb, whatever their inertia when ranked (which did not foretell the final J: on the samples at K = 16 the
@@ -3983,7 +3984,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     coarse = _ready(levels[at])
     # Restarts that tie on the coarse level can end apart by more than the coarse level shows (chelsea
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
-    # scikit-learn's J), so near ties all climb and the finest level decides.
+    # scikit-learn's J), so near ties all climb and the finest level decides (RGBA's: among those still near
+    # one level below it, `_EARLY_NEAR`).
     ties: list[int] = []
     if others is not None:
         top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
@@ -4018,29 +4020,42 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
               and finer_levels)
-    best = None
+    def up(i: int, start: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """Lloyd on finer level i from the labels of the level below it."""
+        finer, guess = finer_levels[i], labels[ups[i]]
+        if quick and restarts == 1:
+            updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
+            return _hamerly(finer, start, min(max_iter, updates), warm, guess, _RELAX, _MOMENTUM)
+        if last is not None and i == len(finer_levels) - 1:
+            return _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
+                            last[2] if len(last) > 2 else None)
+        if ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
+            return _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
+        if loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
+            return _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)
+        return _hamerly(finer, start, max_iter, warm, guess)
+
+    # RGBA's near ties climb the last level, the dearest (a 6-bit level of ~200,000 bins, or the mixed one's
+    # finish), only while still within _EARLY_NEAR of the best one level below: of 20 fits with ties there
+    # (china, flower, grace_hopper at 0.15-4 MP under 3 alphas, K = 32-128), a run that far behind was never
+    # the best on the last level, while runs 0.03-0.28 % behind were in 6.
+    early = loose and others is None and ties[0] > 1 and len(finer_levels) > 1
+    stop = len(finer_levels) - 1 if early else len(finer_levels)
     climbed = []
-    for run, (start, inertia, labels) in enumerate(runs):
-        prev = coarse
-        for i, (finer, up) in enumerate(zip(finer_levels, ups)):
-            guess = labels[up]
-            if quick and restarts == 1:
-                updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
-                start, inertia, labels = _hamerly(finer, start, min(max_iter, updates), warm, guess, _RELAX, _MOMENTUM)
-            elif last is not None and i == len(finer_levels) - 1:
-                start, inertia, labels = _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
-                                                  last[2] if len(last) > 2 else None)
-            elif ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
-                start, inertia, labels = _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
-            elif loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
-                start, inertia, labels = _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)
-            else:
-                start, inertia, labels = _hamerly(finer, start, max_iter, warm, guess)
-            prev = finer
+    for start, inertia, labels in runs[:ties[0] if early else len(runs)]:
+        for i in range(stop):
+            start, inertia, labels = up(i, start, labels)
         climbed.append((start, inertia, labels))
-        # a tie keeps the better-ranked run; the runs past the near ties only serve `others`
-        if run < ties[0] and (best is None or inertia < best[1]):
+    if early:
+        least = min(inertia for _, inertia, _ in climbed)
+        climbed = [up(stop, start, labels) if inertia <= least * (1 + _EARLY_NEAR) else (start, math.inf, labels)
+                   for start, inertia, labels in climbed]
+    # a tie keeps the better-ranked run; the runs past the near ties only serve `others`
+    best = None
+    for run, (start, inertia, labels) in enumerate(climbed[:ties[0]]):
+        if best is None or inertia < best[1]:
             best = (start, inertia, labels, run)
+    prev = finer_levels[-1] if finer_levels else coarse
     if decide:
         best = (*_hamerly(prev, best[0], max_iter, warm, best[2]), best[3])
     if others is not None:

@@ -94,6 +94,7 @@ def test_tied_runs_on_the_last_level_decided_loosely(monkeypatch):
     variance = np.full(4, 400.0)
     tol_abs = 1e-4 * 400.0
     monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)
+    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf)  # every tie still near one level below (see the last test)
     seen = _spy(monkeypatch)
     c = kmeans.fit_histogram(ids, w, sums, 6, 40, variance=variance, seed=0)
     top = [s for s in seen if s[0] == ids.shape[0]]
@@ -124,3 +125,24 @@ def test_rgba_finest_level_ends_with_momentum(monkeypatch):
     kmeans.fit(colors, counts, 100, seed=0)
     assert lasts == [kmeans._FINISH_RGBA] and len(kmeans._FINISH_RGBA) == 3
     assert kmeans._FINISH_RGBA[0] < kmeans._FINISH[0]
+
+
+def test_a_tie_far_behind_one_level_below_the_last_does_not_climb_it(monkeypatch, samples) -> None:
+    """coffee.png under random alpha at K = 128: two near ties on the 4-bit level, one of them over
+    `_EARLY_NEAR` behind on the 5-bit level, the last but one. Only the other climbs the 6-bit level (the
+    last: mixed, ended in momentum updates, ~106,000 points), and the centroids are those of both climbing it."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(samples / "coffee.png").convert("RGB"))
+    alpha = np.random.default_rng(0).integers(1, 256, rgb.shape[:2], dtype=np.uint8)
+    colors, counts = np.unique(np.dstack([rgb, alpha]).reshape(-1, 4), axis=0, return_counts=True)
+    seen = _spy(monkeypatch)
+    got = kmeans.fit(colors, counts.astype(np.int64), 128)
+    sizes = sorted({m for m, *_ in seen})
+    climbs = [sum(1 for m, *_ in seen if m == size) for size in sizes]
+    assert climbs == [2, 2, 1]  # the 4-bit level's two ties, the 5-bit level's two, the last level's one
+    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf, raising=False)
+    seen.clear()
+    both = kmeans.fit(colors, counts.astype(np.int64), 128)
+    assert [sum(1 for m, *_ in seen if m == size) for size in sizes] == [2, 2, 2]
+    assert np.array_equal(got, both)
