@@ -2545,8 +2545,13 @@ _FINISH_WARM_TOL = 30.0
 # noise, K = 64: 354 000 colours from 71 000 bins, 56 updates, 0.64 s of a 1.1 s fit). On 18 RGBA photos of
 # 0.05-1 MP at K = 32-128, J -0.35 % to +0.05 % (see docs/PERFORMANCE.md, round 35); 8 updates up to +0.11 %.
 # Where the climb reached the 6-bit level (about twice fewer bins than colours) the plain polish takes a few
-# updates and stays: momentum's looser bounds re-measure more colours an update.
+# updates under `_FAR_POLISH_FROM` centroids and stays (K = 16: 7-11 updates, the momentum ones 1.05-1.18x its
+# CPU): momentum's looser bounds re-measure more colours an update. From there it took 15-59 (0.15-0.5 MP photos
+# under random or blurred alpha at K = 32-128: flower.jpg at 0.15 MP, K = 64, 59 updates over 140,773 colours from
+# 52,399 bins, 0.33 s of a 0.52 s compress), so every polish there is the momentum one: 17 of 189 fits of 63 such
+# images at K = 32, 64 and 128 changed, CPU 0.60-1.14x (flower 0.60x), J -0.30 % to +0.14 % (mean -0.05 %).
 _FAR_POLISH = 3
+_FAR_POLISH_FROM = 32
 _FAR_UPDATES = 10
 # Tolerance (times tol) of RGBA's histogram levels with several restarts from `_GROUPED_FROM` centroids that
 # only warm up what follows (`_climb`): each near-tied run climbs (two or three at K = 64-128), and a level run
@@ -3631,7 +3636,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours (150 000 with
     several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
     last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
-    where the climb ends far below the colours, the polish is a few momentum updates (`_FAR_POLISH`); with one
+    where the climb ends far below the colours or from 32 centroids, the polish is a few momentum updates
+    (`_FAR_POLISH`); with one
     run, the levels between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000
     colours the last
     level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
@@ -3748,7 +3754,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             if _restarts(k) == 1:
                 full_iter = min(full_iter, _NOISY[3] if noisy else _RELAXED_ITER)
                 relax, momentum = _RELAX, _MOMENTUM
-            elif colors.shape[1] == 4 and m > _FAR_POLISH * prev.m:
+            elif colors.shape[1] == 4 and (k >= _FAR_POLISH_FROM or m > _FAR_POLISH * prev.m):
                 full_iter, relax, momentum = min(full_iter, _FAR_UPDATES), _RELAX, _MOMENTUM
             # The colours' labels from their bins', and the levels let go before the polish holds its own
             # bounds for every colour (0.5 MP under a soft alpha: 427 000 colours, the levels ~80 MB).

@@ -48,6 +48,7 @@ def test_far_polish_in_momentum_updates(monkeypatch, far):
     assert np.array_equal(c, kmeans.fit(colors, counts, 48, seed=0))
     # J within a few tenths of a percent of the plain polish to tol (the old way)
     monkeypatch.setattr(kmeans, "_FAR_POLISH", np.inf)
+    monkeypatch.setattr(kmeans, "_FAR_POLISH_FROM", np.inf, raising=False)
     assert _j(colors, counts, c) <= 1.003 * _j(colors, counts, kmeans.fit(colors, counts, 48, seed=0))
 
 
@@ -146,3 +147,32 @@ def test_a_tie_far_behind_one_level_below_the_last_does_not_climb_it(monkeypatch
     both = kmeans.fit(colors, counts.astype(np.int64), 128)
     assert [sum(1 for m, *_ in seen if m == size) for size in sizes] == [2, 2, 2]
     assert np.array_equal(got, both)
+
+
+def _box(a: np.ndarray, r: int) -> np.ndarray:
+    """a averaged over (2r + 1)^2 boxes (edges clipped), by cumulative sums."""
+    p = np.pad(a, r, mode="edge").cumsum(0).cumsum(1)
+    p = np.pad(p, ((1, 0), (1, 0)))
+    n = 2 * r + 1
+    return (p[n:, n:] - p[:-n, n:] - p[n:, :-n] + p[:-n, :-n]) / n ** 2
+
+
+@pytest.mark.parametrize("k, far", [(16, False), (64, True)])
+def test_from_32_centroids_the_polish_after_the_6_bit_level_is_in_momentum_updates(monkeypatch, samples, k, far):
+    """chelsea.png under a blurred random alpha (127,000 colours) climbs to its 6-bit level (50,000 bins, under 3
+    times fewer): from `_FAR_POLISH_FROM` centroids its polish is the momentum one, at K = 16 still plain."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))
+    alpha = _box(np.random.default_rng(0).integers(1, 256, rgb.shape[:2]).astype(np.float64), 2)
+    alpha = np.rint(1 + 254 * (alpha - alpha.min()) / np.ptp(alpha)).astype(np.uint8)
+    colors, counts = np.unique(np.dstack([rgb, alpha]).reshape(-1, 4), axis=0, return_counts=True)
+    seen = _spy(monkeypatch)
+    kmeans.fit(colors, counts.astype(np.int64), k, seed=0)
+    *climb, polish = seen
+    assert polish[0] == colors.shape[0] and 2 * max(s[0] for s in climb) < colors.shape[0]
+    assert 3 * max(s[0] for s in climb) > colors.shape[0]  # not far below (`_FAR_POLISH`)
+    if far:
+        assert polish[1:] == (kmeans._FAR_UPDATES, polish[2], kmeans._RELAX, kmeans._MOMENTUM)
+    else:
+        assert polish[3:] == (1.0, None)
