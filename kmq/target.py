@@ -1117,7 +1117,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _plane(s, max_bytes, k_cap)
     if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
         _level(s, max_bytes, k_cap)
-    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
+    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _far_over(s) * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
         # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
@@ -1226,6 +1226,17 @@ def _sized_over(s: _Search, k: int, limit: float) -> bool:
 
 
 _FAR_OVER = 2.0
+# ... on images over _LEVEL_PIXELS, this: their plain files dip by a few % at most from a smaller K's (ctx, K = 8 to
+# 72: a 403x344 shaded relief 1.0 %, china.jpg 640x427 0.9 %, flower.jpg 400x300 2.4 %, a 960x600 screenshot
+# 3.7 %), where a 64x64 diagonal grey ramp's K = 26 is 1.55x smaller than its K = 23. A grey photo's lossless file
+# (256 levels) is many times the budget where K = 16's plain file is 1.3-2x it, and sizing it cost 0.5-0.7 plain
+# compresses at the K chosen (camera 512x512 in 20 kB: 127 kB; a 900x600 grey china.jpg in 50 kB: 273 kB).
+_FAR_OVER_LARGE = _DROP
+
+
+def _far_over(s: _Search) -> float:
+    """_sized_over's multiple of a byte budget past which the lossless file is not sized."""
+    return _FAR_OVER if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS else _FAR_OVER_LARGE
 
 
 def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:

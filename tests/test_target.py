@@ -551,6 +551,14 @@ def test_a_byte_budget_does_not_size_a_lossless_file_a_smaller_k_shows_far_over_
     assert len(np.unique(_camera())) not in counted["fits"]
 
 
+def test_a_byte_budget_on_a_large_image_does_not_size_a_lossless_file_a_smaller_k_shows_1_3x_over_it(counted):
+    # camera (262,144 pixels, over _LEVEL_PIXELS) at 20 kB: K = 16's plain file is 39.7 kB, under twice the budget,
+    # and the lossless one (256 grey levels) 127 kB; sizing it cost half a plain compress at the K chosen
+    img = kmq.compress_to(_camera(), max_bytes=20000, codec="ctx")
+    assert len(img.to_bytes()) <= 20000
+    assert len(np.unique(_camera())) not in counted["fits"]
+
+
 def test_a_byte_budget_spends_no_more_rdo_runs_where_rdo_moves_nothing_at_two_k(counted):
     # Flat shapes (bench/rdo.py's recipe for graphics, from a fresh generator: other shapes) in 450 bytes,
     # between K = 2's plain file and K = 3's: rdo kept the nearest labels at K = 6 and saved nothing at K = 3,
