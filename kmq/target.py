@@ -1117,7 +1117,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _plane(s, max_bytes, k_cap)
     if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
         _level(s, max_bytes, k_cap)
-    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _FAR_OVER * max_bytes):
+    if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _far_over(s) * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
         # plain files grow with K only over a doubling of K: a K past the bracket may fit where hi does not
@@ -1226,6 +1226,17 @@ def _sized_over(s: _Search, k: int, limit: float) -> bool:
 
 
 _FAR_OVER = 2.0
+# ... on images over _LEVEL_PIXELS, this: their plain files dip by a few % at most from a smaller K's (ctx, K = 8 to
+# 72: a 403x344 shaded relief 1.0 %, china.jpg 640x427 0.9 %, flower.jpg 400x300 2.4 %, a 960x600 screenshot
+# 3.7 %), where a 64x64 diagonal grey ramp's K = 26 is 1.55x smaller than its K = 23. A grey photo's lossless file
+# (256 levels) is many times the budget where K = 16's plain file is 1.3-2x it, and sizing it cost 0.5-0.7 plain
+# compresses at the K chosen (camera 512x512 in 20 kB: 127 kB; a 900x600 grey china.jpg in 50 kB: 273 kB).
+_FAR_OVER_LARGE = _DROP
+
+
+def _far_over(s: _Search) -> float:
+    """_sized_over's multiple of a byte budget past which the lossless file is not sized."""
+    return _FAR_OVER if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS else _FAR_OVER_LARGE
 
 
 def _best_fitting(s: _Search, max_bytes: int) -> tuple[int, float]:
@@ -1836,7 +1847,8 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
     plain J along K, plain bytes along K, rdo's share of the plain bytes from the nearest K where rdo ran),
     and tries the most promising K at the rdo predicted to fill the budget, then up to twice more from what
     those files showed (a fourth run between two that straddle the budget, or just beyond three near misses:
-    _between, _beyond). It stops when no K is predicted to beat the best by _GAIN. The cascade of steps before
+    _between, _beyond). It stops when no K is predicted to beat the best by _GAIN. A candidate just over a K where
+    rdo ran is tried at that K (_snapped). The cascade of steps before
     models bytes along K and along rdo separately and left budgets far from full (photo at 30 kB: 23.9 kB,
     29.0 dB where K = 128 with rdo 8 % is 29.2 kB, 29.9 dB) and did not cross K = 256 (vignette at 20 kB:
     33.2 dB where K = 600 with rdo 10 % is 35.4 dB in 15 kB)."""
@@ -1858,7 +1870,7 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
             # and the search walks up by doubling K (the trial's RGBA vignette in 3,500 bytes: K = 30, 60, 120, then
             # 84, 28.08 dB; by 1.4x it ended at K = 83, 28.06 dB, a run more)
             factors += (2.0,)
-        cands = {min(k_cap, max(2, round(k_b * f))) for f in factors}
+        cands = {_snapped(s, min(k_cap, max(2, round(k_b * f)))) for f in factors}
         if s.codec == "ctx" and k_b * min(factors) <= ctx.RANKED_K_MAX <= min(k_cap, k_b * max(factors)):
             # the last K before ctx's escapes cost far more: a factor's step past it misses it (a noisy
             # photo's JPEG at 30 kB: K = 188 at 30.9 dB, 256 with rdo 32 % 31.4)
@@ -1902,6 +1914,24 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
                                for kk in cands if kk != k and kk not in tried):
                 break  # another K is now predicted better than this one: the next step tries it
 
+
+
+# A candidate K of the search over (K, rdo) at most this factor over a K where rdo files were sized is tried at that K
+# (about a third of a step between its candidates, 1.4x): there its own runs aim the next, where the candidate
+# was predicted from that K's runs carried over, and costs a fit and a plain sizing more (the 1920x1200 screenshot
+# in 40 kB: K = 22, 1.05x K = 21's three runs, fitted, sized and given two runs that missed the budget as those had,
+# 0.3 s of 2.1; coffee 200x133 in 8,180 bytes: K = 106 over 98, now 36.45 dB where it had 36.24, three fits fewer).
+# Not to a K above: on 59 budgets that changed 4 files, two worse (the logo 250x250 in 4,106 bytes: K = 20 taken at
+# 22, 38.11 -> 38.07 dB; an 800x600 chart in 8,000 bytes 35.99 -> 35.82); to K under it, on those and 3 more where a
+# candidate was taken down, 3 files changed, each better (+0.001 to +0.48 dB), the other 3 kept theirs.
+_SNAP = 1.12
+
+
+def _snapped(s: _Search, k: int) -> int:
+    """k, or the largest K under it, within _SNAP and on its side of ctx's K = 256, where rdo files were sized."""
+    ran = [kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and kk < k <= _SNAP * kk
+           and (kk <= ctx.RANKED_K_MAX) == (k <= ctx.RANKED_K_MAX)]
+    return max(ran, default=k)
 
 
 # The first rdo run at a K the search over (K, rdo) tries from another K's runs is estimated from rdo's sample before
