@@ -1915,7 +1915,6 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
                 break  # another K is now predicted better than this one: the next step tries it
 
 
-
 # A candidate K of the search over (K, rdo) at most this factor over a K where rdo files were sized is tried at that K
 # (about a third of a step between its candidates, 1.4x): there its own runs aim the next, where the candidate
 # was predicted from that K's runs carried over, and costs a fit and a plain sizing more (the 1920x1200 screenshot
