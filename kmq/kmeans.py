@@ -2580,7 +2580,7 @@ _RESTART_ITER = 10
 # finer levels, whose J picks one (see `_climb`).
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
-_EARLY_NEAR = 0.003
+_EARLY_NEAR = 0.003  # see `_climb`
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # The restarts `fit` finishes besides its own when asked for others (rdo): the _OTHERS_CLIMB best ranked
 # climb, whatever their inertia when ranked (which did not foretell the final J: on the samples at K = 16 the
@@ -3636,12 +3636,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours (150 000 with
     several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
     last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
-    where the climb ends far below the colours or from 32 centroids, the polish is a few momentum updates
-    (`_FAR_POLISH`); with one
-    run, the levels between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000
-    colours the last
-    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
-    (`_merged`). Above 500 000 colours and
+    with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
+    centroids, the polish is a few momentum updates; with one run, the levels between the restarts' and the last
+    in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
+    centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
     `_FINISH_RGBA`, with momentum) after the levels below run to a looser tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
@@ -3991,7 +3989,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # Restarts that tie on the coarse level can end apart by more than the coarse level shows (chelsea
     # upscaled to 12 MP, K=16, seed 0: three runs within 0.06 % there ended 1.0171x, 1.0002x and 1.0004x
     # scikit-learn's J), so near ties all climb and the finest level decides (RGBA's: among those still near
-    # one level below it, `_EARLY_NEAR`).
+    # on the level before it, `_EARLY_NEAR`).
     ties: list[int] = []
     if others is not None:
         top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
@@ -4026,8 +4024,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
               and finer_levels)
+
     def up(i: int, start: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """Lloyd on finer level i from the labels of the level below it."""
+        """Lloyd on finer level i from the labels of the coarser level above it."""
         finer, guess = finer_levels[i], labels[ups[i]]
         if quick and restarts == 1:
             updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
@@ -4042,7 +4041,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         return _hamerly(finer, start, max_iter, warm, guess)
 
     # RGBA's near ties climb the last level, the dearest (a 6-bit level of ~200,000 bins, or the mixed one's
-    # finish), only while still within _EARLY_NEAR of the best one level below: of 20 fits with ties there
+    # finish), only while still within _EARLY_NEAR of the best on the level before it: of 20 fits with ties there
     # (china, flower, grace_hopper at 0.15-4 MP under 3 alphas, K = 32-128), a run that far behind was never
     # the best on the last level, while runs 0.03-0.28 % behind were in 6.
     early = loose and others is None and ties[0] > 1 and len(finer_levels) > 1

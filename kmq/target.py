@@ -1231,7 +1231,7 @@ _FAR_OVER = 2.0
 # 3.7 %), where a 64x64 diagonal grey ramp's K = 26 is 1.55x smaller than its K = 23. A grey photo's lossless file
 # (256 levels) is many times the budget where K = 16's plain file is 1.3-2x it, and sizing it cost 0.5-0.7 plain
 # compresses at the K chosen (camera 512x512 in 20 kB: 127 kB; a 900x600 grey china.jpg in 50 kB: 273 kB).
-_FAR_OVER_LARGE = _DROP
+_FAR_OVER_LARGE = 1.3
 
 
 def _far_over(s: _Search) -> float:
@@ -1848,8 +1848,8 @@ def _plane(s: _Search, max_bytes: int, k_cap: int) -> None:
     and tries the most promising K at the rdo predicted to fill the budget, then up to twice more from what
     those files showed (a fourth run between two that straddle the budget, or just beyond three near misses:
     _between, _beyond). It stops when no K is predicted to beat the best by _GAIN. A candidate just over a K where
-    rdo ran is tried at that K (_snapped). The cascade of steps before
-    models bytes along K and along rdo separately and left budgets far from full (photo at 30 kB: 23.9 kB,
+    rdo ran is tried at that K, or not at all where that K was tried already (_snapped). The cascade of steps
+    before models bytes along K and along rdo separately and left budgets far from full (photo at 30 kB: 23.9 kB,
     29.0 dB where K = 128 with rdo 8 % is 29.2 kB, 29.9 dB) and did not cross K = 256 (vignette at 20 kB:
     33.2 dB where K = 600 with rdo 10 % is 35.4 dB in 15 kB)."""
     goal = math.log(max_bytes) - _INSIDE
@@ -1927,7 +1927,8 @@ _SNAP = 1.12
 
 
 def _snapped(s: _Search, k: int) -> int:
-    """k, or the largest K under it, within _SNAP and on its side of ctx's K = 256, where rdo files were sized."""
+    """k, or the largest K under it within _SNAP where rdo files were sized, on k's side of K = 256 (ctx's
+    RANKED_K_MAX, whatever the codec: the models along K are fitted on each side apart)."""
     ran = [kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and kk < k <= _SNAP * kk
            and (kk <= ctx.RANKED_K_MAX) == (k <= ctx.RANKED_K_MAX)]
     return max(ran, default=k)

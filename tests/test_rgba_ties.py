@@ -40,16 +40,18 @@ def _j(colors, counts, c) -> float:
 def test_far_polish_in_momentum_updates(monkeypatch, far):
     colors, counts = far
     seen = _spy(monkeypatch)
-    c = kmeans.fit(colors, counts, 48, seed=0)
+    c = kmeans.fit(colors, counts, 24, seed=0)  # (under `_FAR_POLISH_FROM`: momentum for being far only)
     polish = [s for s in seen if s[0] == colors.shape[0]]
     assert len(polish) == 1
     _, updates, _, relax, momentum = polish[0]
     assert momentum == kmeans._MOMENTUM and relax == kmeans._RELAX and updates <= kmeans._FAR_UPDATES
-    assert np.array_equal(c, kmeans.fit(colors, counts, 48, seed=0))
+    assert np.array_equal(c, kmeans.fit(colors, counts, 24, seed=0))
     # J within a few tenths of a percent of the plain polish to tol (the old way)
     monkeypatch.setattr(kmeans, "_FAR_POLISH", np.inf)
-    monkeypatch.setattr(kmeans, "_FAR_POLISH_FROM", np.inf, raising=False)
-    assert _j(colors, counts, c) <= 1.003 * _j(colors, counts, kmeans.fit(colors, counts, 48, seed=0))
+    seen.clear()
+    plain = kmeans.fit(colors, counts, 24, seed=0)
+    assert [s[3:] for s in seen if s[0] == colors.shape[0]] == [(1.0, None)]
+    assert _j(colors, counts, c) <= 1.003 * _j(colors, counts, plain)
 
 
 def test_rgb_polish_unchanged(monkeypatch, far):
@@ -142,7 +144,7 @@ def test_a_tie_far_behind_one_level_below_the_last_does_not_climb_it(monkeypatch
     sizes = sorted({m for m, *_ in seen})
     climbs = [sum(1 for m, *_ in seen if m == size) for size in sizes]
     assert climbs == [2, 2, 1]  # the 4-bit level's two ties, the 5-bit level's two, the last level's one
-    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf, raising=False)
+    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf)
     seen.clear()
     both = kmeans.fit(colors, counts.astype(np.int64), 128)
     assert [sum(1 for m, *_ in seen if m == size) for size in sizes] == [2, 2, 2]
@@ -157,10 +159,10 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
     return (p[n:, n:] - p[:-n, n:] - p[n:, :-n] + p[:-n, :-n]) / n ** 2
 
 
-@pytest.mark.parametrize("k, far", [(16, False), (64, True)])
+@pytest.mark.parametrize("k, far", [(16, False), (31, False), (32, True), (64, True)])
 def test_from_32_centroids_the_polish_after_the_6_bit_level_is_in_momentum_updates(monkeypatch, samples, k, far):
     """chelsea.png under a blurred random alpha (127,000 colours) climbs to its 6-bit level (50,000 bins, under 3
-    times fewer): from `_FAR_POLISH_FROM` centroids its polish is the momentum one, at K = 16 still plain."""
+    times fewer): from `_FAR_POLISH_FROM` centroids its polish is the momentum one, under it still plain."""
     from PIL import Image
 
     rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))

@@ -444,7 +444,8 @@ def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         # (a small batch too: np.unique's own Python-level work was a tenth of a sample's sizing, 320 x 320)
         ordered = keys.copy()
         # (np.sort's own: a copy sorted in place; 16-bit keys from _RADIX_MIN on by numpy's radix sort, its stable
-        # kind for them: a piece's keys, runs of one key or not, 2-8 times cheaper than its quicksort)
+        # kind for them: a piece's keys, runs of one key or not, 1.1x cheaper than its quicksort at 1,024 keys,
+        # 1.8x at 4,096, 3.7x at 16,384 (numpy 2.4, idle machine); under 1,024 about 3x dearer)
         ordered.sort(kind="stable" if keys.dtype.itemsize <= 2 and len(keys) >= _RADIX_MIN else None)
         first = np.empty(len(ordered), bool)
         first[0] = True

@@ -39,7 +39,7 @@ def cdf_tables(weights: np.ndarray, cum: bool = True) -> tuple[np.ndarray, np.nd
     so encoder and decoder agree bit for bit on any machine. Rows of all-zero weight give all of ``M`` to
     symbol 0. Needs A <= M. cum=False: ``cum`` is None (a payload's size bounds read the frequencies alone).
     """
-    w = np.asarray(weights, dtype=np.int64)
+    w = np.ascontiguousarray(weights, dtype=np.int64)  # (C order: the units left over go in at flat positions)
     n_rows, n_sym = w.shape
     if n_sym <= 8 and n_rows > _FEW_ROWS:
         # Column by column: numpy's reductions along a short axis are slow on millions of rows.
