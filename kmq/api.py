@@ -12,12 +12,12 @@ import os
 import stat
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 import numpy as np
 from PIL import Image
 
-from . import codecs, coreset, kmeans, palettes
+from . import codecs, coreset, kmeans
 from .codecs import NAMES as CODECS
 from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
@@ -27,6 +27,10 @@ from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, load_image, opaque,
                       save_quantized, source_name, to_array, warn_extension_mismatch, writable_format)
+from .limits import MAX_PSNR, MAX_RDO
+
+if TYPE_CHECKING:  # kmq.palettes is imported where a palette is given: not by a plain compress
+    from . import palettes
 
 __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "load"]
 
@@ -84,6 +88,8 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
     if palette is not None:
         if rdo > 0:
             raise ValueError(PALETTE_RDO)
+        from . import palettes
+
         given = palettes.as_palette(palette, max_pixels=max_pixels)
         if k is not None and k != len(given.colors):
             raise ValueError(f"k={k} cannot be used with a palette of {len(given.colors)} entries (the palette is used "
@@ -172,10 +178,6 @@ def _check_common(seed: int, max_iter: int, codec: str, tol: float = TOL) -> Non
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
 
 
-# Bounds that keep the searches' integer arithmetic finite; far beyond any useful value (a target's rdo
-# rarely passes 300 %; 8-bit images top out near 140 dB short of lossless).
-MAX_RDO = 1000.0
-MAX_PSNR = 1000.0
 # Pixels up to which rdo's lzma file and the nearest labelling's are both made whole to keep the smaller
 # (_smaller).
 _JUDGED = 1 << 18
@@ -405,6 +407,8 @@ def _from_histogram(pixels: np.ndarray, k: int, *, seed: int, max_iter: int, tol
 
 def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: int,
                   dither: str = "none") -> KmqImage:
+    from . import palettes
+
     pixels = _as_pixels(image, max_pixels)
     height, width, channels = pixels.shape
     with naming(image, KmqError) if isinstance(image, (str, Path)) else nullcontext():

@@ -1,13 +1,11 @@
 """The `kmq` command. Each command parses its options, calls one library function and renders the result."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 import os
 import re
-import unicodedata
 import signal
 import sys
 import time
@@ -21,17 +19,18 @@ import click
 from PIL import Image
 from click.core import ParameterSource
 
-from . import __version__, api, palettes, plot, segment, stats, stdout
+# The library (numpy with it) is imported by the commands that use it, not here: `kmq --help`, `--version` and
+# a usage error end before any of it would be used (kmq.limits).
+from . import __version__, stdout
 from .codecs import NAMES as CODECS
-from .dither import METHODS as DITHERS
-from .errors import CLI_WORDS, FormatError, KmqError, KmqWarning, about, plural_bytes, warnings_about
+from .errors import (CLI_WORDS, FormatError, KmqError, KmqWarning, about, plural_bytes, valid_unicode,
+                     warnings_about)
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)
-from .format import DEFAULT_MAX_PIXELS, MAX_K, told_if_image, valid_unicode
-from .imageio import format_for, save_image, writable_format
+from .limits import DEFAULT_MAX_PIXELS, DITHERS, MAX_K, MAX_PSNR, MAX_RDO, STYLES
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
-    from . import batch
+    from . import batch, palettes
 
 class _K(click.IntRange):
     """-k: a whole number from 1 to MAX_K. Anything else says what a K is (click's own "not a valid integer
@@ -180,6 +179,8 @@ def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) ->
     """The --palette file read, or None; an option in excluded given on the command line is a usage error."""
     if palette_file is None:
         return None
+    from . import palettes
+
     ctx = click.get_current_context()
     for name in excluded:
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
@@ -248,7 +249,7 @@ class _Finite(click.FloatRange):
         return number
 
 
-RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, metavar="PCT",
+RDO_OPTION = click.option("--rdo", type=_Finite(0, MAX_RDO), default=0.0, metavar="PCT",
                           help="Let J rise by up to PCT % over the nearest-colour J where that makes the "
                                "labels cheaper (ctx, lzma). Default 0: off.")
 
@@ -260,7 +261,7 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, api.MAX_RDO), default=0.0, me
               help="Palette size (1 to 65536; default 16). With --psnr or --max-bytes: the largest K the search "
                    "may choose (default 65536).")
 @RDO_OPTION
-@click.option("--psnr", type=_Finite(0, api.MAX_PSNR, min_open=True), metavar="DB",
+@click.option("--psnr", type=_Finite(0, MAX_PSNR, min_open=True), metavar="DB",
               help="Write the smallest file whose PSNR is at least DB: kmq chooses K (and the rdo).")
 @click.option("--max-bytes", type=ByteSize(),
               help="Write the best-PSNR file its search finds of at most SIZE bytes (200000, 200k, 1.5M, "
@@ -302,6 +303,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
       kmq compress photo.png --max-bytes 50k
       kmq compress sky.png -k 16 --dither fs # gradients without bands
     """
+    from . import api, stats
+
     _check_rdo_options(rdo, psnr, max_bytes, codec, dither)
     # A target asks for the smallest file (or the best in a size), and raw packs every label in full: in 20 kB a
     # 512x600 photo fits raw only at K = 1 (10.7 dB), ctx at K = 30 with rdo (29.8 dB). None: its search picks
@@ -578,6 +581,10 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
       kmq decompress photo.kmq -o photo.webp
       kmq decompress out/ -o restored/ --summary json
     """
+    from . import api
+    from .format import told_if_image
+    from .imageio import format_for, writable_format
+
     if _is_bulk(files, output, summary):
         from . import batch
 
@@ -660,6 +667,8 @@ def stats_command(inputs: tuple[str, ...], ks: tuple[int, ...], sweep: bool, fmt
       kmq stats slides/*.png --palette stain.gpl
       kmq stats photo.png -k 64 --codec ctx --rdo 2
     """
+    from . import plot
+
     # The usage checks before a folder is walked (a big tree costs time), on the inputs as given.
     if plot_path == STDIO:
         raise click.UsageError("--plot needs a file name: stdout carries the records")
@@ -708,6 +717,8 @@ def _measure_all(inputs: tuple[str, ...], records: list[dict[str, Any]], failed:
     """stats.measure over the inputs into records; each failed input's error into failed (and, among several,
     its Error: line at once). report: _fit_progress's callable (or None), told the share of the whole run;
     warnings and errors are written above its bar."""
+    from . import stats
+
     echo = _to_stderr if report is None else report.echo
     for i, source in enumerate(inputs):
         share = None if report is None else \
@@ -828,18 +839,25 @@ _FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
 
 
 def _escaped_format(c: str) -> str:
+    import unicodedata
+
     if unicodedata.category(c) not in _FORMAT_CATEGORIES:
         return c
     return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:
+    from . import stats
+
     lines = ["\t".join(stats.FIELDS)]
     lines += ["\t".join(_tsv_field(r[key]) for key in stats.FIELDS) for r in records]
     return "\n".join(lines)
 
 
 def _as_csv(records: list[dict[str, Any]]) -> str:
+    import csv
+    from . import stats
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(stats.FIELDS)
@@ -1013,11 +1031,15 @@ def _summary_table(s: dict[str, Any]) -> str:
 # --- seeing the clusters ---------------------------------------------------------------------------------
 
 def _format_of(output: str) -> str:
+    from .imageio import format_for
+
     return "PNG" if output == STDIO else format_for(output)
 
 
 def _save(output: str, pixels: Any, force: bool, fmt: str | None = None) -> None:
     """Write pixels as an image in fmt, or the format the output's extension picks (PNG on stdout)."""
+    from .imageio import save_image
+
     fmt = fmt or _format_of(output)
     name = "<stdout>" if output == STDIO else output
     with warnings_about(name):  # Pillow's own (IM is deprecated) name no file
@@ -1046,7 +1068,7 @@ def _clustering_options(f):
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format of the pictures (e.g. PNG, WEBP, TIFF): for stdout, over -o's extension, or "
                    "for a bulk run's pictures (default PNG).")
-@click.option("--style", type=click.Choice(segment.STYLES), default="overlay", show_default=True,
+@click.option("--style", type=click.Choice(STYLES), default="overlay", show_default=True,
               help="overlay: cluster colours over the grey image; labels: pixel values are the labels; "
                    "mean: the reconstruction; boundaries: cluster edges over the image.")
 @click.option("--masks", "masks_dir", type=_Path(),
@@ -1076,6 +1098,9 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
       kmq segment slide1.png --palette stain.gpl --masks masks/   # mask i: the same colour in every slide
       kmq segment slides/ --palette stain.gpl -o seen/ --masks masks/ -j 2
     """
+    from . import segment
+    from .imageio import writable_format
+
     bulk = _is_bulk(inputs, output, summary)
     if masks_dir == STDIO:
         # Many files cannot go to one stream; without this, one input would write into a folder named "-".
@@ -1135,7 +1160,8 @@ def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str
                   style: str, masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
                   quiet: bool, workers: int | None, summary: str | None) -> None:
     """segment over several inputs or a folder: kmq.batch's runner, as compress's bulk run."""
-    from . import batch
+    from . import batch, segment
+    from .imageio import format_for, writable_format
 
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
@@ -1192,6 +1218,8 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
       kmq montage photo.png -k 2 -k 3 -k 6 -k 16 -o grid.png
       kmq montage slide1.png --palette stain.gpl -o check.png   # the original beside its shared palette
     """
+    from . import segment
+
     palette = _given_palette(palette_file, max_pixels, "ks", "seed")
     ks = ks or (2, 3, 6, 16)
     with _reported():
@@ -1230,6 +1258,9 @@ def info(file: str, fmt: str, max_pixels: int) -> None:
       kmq info photo.kmq
       kmq info photo.kmq --format json
     """
+    from . import stats
+    from .format import told_if_image
+
     with _reported():
         with told_if_image("kmq stats and kmq palette take images"):
             described = stats.describe(file, max_pixels=max_pixels)
@@ -1326,6 +1357,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
       kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for the whole series
       kmq palette stain.gpl -o stain.png                # a palette file's swatch
     """
+    from . import api, palettes, segment, stats
+
     if proportional and (output is None or _is_palette_file(output)):
         printed = "the printed palette" if output is None else "a palette file"
         raise click.UsageError(f"--proportional draws a swatch image (-o swatch.png); {printed} has no bar to draw")
@@ -1373,6 +1406,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 
 
 def _is_palette_file(output: str) -> bool:
+    from . import palettes
+
     return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
 
 
@@ -1382,6 +1417,8 @@ def _fitted_comment(k: int, described: str, seed: int) -> str:
 
 def _palette_file_shown(path: str, k: int | None, seed: int, max_pixels: int) -> Any:
     """The colours of a palette file given as palette's one input, in its order: nothing to fit."""
+    from . import palettes
+
     asked = [o for o, on in ((f"-k {k}", k is not None), (f"--seed {seed}", seed != 0)) if on]
     if asked:
         verb = "does" if len(asked) == 1 else "do"
@@ -1408,6 +1445,8 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
 
 
 def _write_palette(output: str, colors: Any, share: Any, proportional: bool, force: bool, comment: str) -> None:
+    from . import palettes, segment
+
     if _is_palette_file(output):
         palettes.write(output, colors, share, name=Path(output).stem, comment=comment, overwrite=force)
     else:

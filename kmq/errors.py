@@ -40,6 +40,16 @@ CLI_WORDS = {OVERWRITE_HINT: "(use -f to overwrite)", MAX_PIXELS_HINT: "(raise i
              K_CAP_HINT: ", the most -k allows)", MONTAGE_HINT: "(fewer -k, or raise --max-pixels)"}
 
 
+def valid_unicode(text: str) -> str:
+    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
+    surrogates, and strict JSON readers refuse) become the four characters \\xNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def exists(path: str | Path) -> KmqError:
     """The error for an output that exists when overwrite was not asked for."""
     return KmqError(f"{path} already exists {OVERWRITE_HINT}")

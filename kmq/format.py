@@ -20,16 +20,14 @@ import numpy as np
 
 from . import codecs
 from .bitpack import bits_for
-from .errors import MAX_PIXELS_HINT, ChecksumError, FormatError
+from .errors import MAX_PIXELS_HINT, ChecksumError, FormatError, valid_unicode
+from .limits import DEFAULT_MAX_PIXELS, MAX_K
 
 MAGIC = b"\x89KMQ"
 VERSION = 1
 CHANNELS = (1, 3, 4)
-MAX_K = 65536
 MAX_SIDE = 2**31 - 1
 MAX_META = 65535
-# Pillow refuses images over twice its MAX_IMAGE_PIXELS (2 x 89,478,485) as decompression bombs; so do we.
-DEFAULT_MAX_PIXELS = 178_956_970
 
 # No codec needs more than 4 bytes a pixel (twice the uncompressed 16-bit labels) plus a fixed overhead; the
 # bound lets a reader refuse a forged payload_len before reading it, even from a pipe that never ends.
@@ -480,16 +478,6 @@ def _nesting(text: str) -> int:
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 _OPENERS = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
-
-
-def valid_unicode(text: str) -> str:
-    """text as valid Unicode: the bytes of a file name that are not UTF-8 (which Python keeps as lone
-    surrogates, and strict JSON readers refuse) become the four characters \\xNN."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no file name decodes to
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 _EMPTY_KEY = '""'  # how a message names the key "" (a top-level key is named without quotes)

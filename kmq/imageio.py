@@ -5,6 +5,7 @@ the nearest of them here, once, so the rest of the package never sees a Pillow m
 """
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import stat
@@ -533,17 +534,16 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
 def suffix_for(fmt: str) -> str:
     """The extension to give a file written in Pillow format fmt: ".png" for "PNG", ".jpeg" for "JPEG", and
     the extension itself where fmt is one ("jpg" -> ".jpg", as the user typed it)."""
-    name = writable_format(fmt)
-    suffixes = [ext for ext, of in Image.registered_extensions().items() if of == name]
+    name = writable_format(fmt)  # which imported the plugin of name (or all of them)
+    suffixes = [ext for ext, of in Image.EXTENSION.items() if of == name]
     typed = "." + fmt.lower()
     return typed if typed in suffixes else suffixes[0]
 
 
 def writable_format(name: str) -> str:
     """The Pillow format name for a user's format name ("png" -> "PNG"); KmqError if Pillow cannot write it."""
-    Image.init()
     # An extension's name too ("jpg", "tif"), as -o x.jpg would take it.
-    fmt = Image.registered_extensions().get("." + name.lower(), name.upper())
+    fmt = _extension_format("." + name.lower()) or name.upper()
     if fmt == KMQ_FORMAT:
         raise KmqError(f"{name!r} is kmq's compressed format, not an image format to write; use e.g. PNG, WEBP, "
                        "GIF, JPEG, BMP or TIFF")
@@ -617,18 +617,36 @@ def format_for(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
     if not ext and is_special(path):
         return "PNG"  # /dev/stdout, /dev/full, a named pipe: as on stdout
-    registered = Image.registered_extensions()
     if not ext:
         raise KmqError(f"{path}: the name has no extension to choose the image format by; give it one, e.g. "
                        f"{SUGGESTED_EXTENSIONS}")
-    if registered.get(ext) == KMQ_FORMAT:
+    fmt = _extension_format(ext)
+    if fmt == KMQ_FORMAT:
         raise KmqError(f"{path}: .kmq is kmq's own compressed format (kmq compress writes it), not an image "
                        f"format; this writes images: use e.g. {SUGGESTED_EXTENSIONS}")
-    if ext not in registered:
+    if fmt is None:
         raise KmqError(f"{path}: unknown image extension {ext!r}; use e.g. {SUGGESTED_EXTENSIONS}")
-    if registered[ext] not in Image.SAVE:
-        raise KmqError(f"{path}: Pillow reads {registered[ext]} files but cannot write them; use e.g. .png")
-    return registered[ext]
+    if fmt not in Image.SAVE:
+        raise KmqError(f"{path}: Pillow reads {fmt} files but cannot write them; use e.g. .png")
+    return fmt
+
+
+def _extension_format(ext: str) -> str | None:
+    """Image.registered_extensions().get(ext), for ext in lower case, and with the plugin that registers it
+    imported. registered_extensions imports all ~45 of Pillow's plugins (Image.init: 15-25 ms, PdfParser's
+    regular expressions among them) to answer for one extension; for one of Pillow's own extensions, only
+    the plugin Pillow names for it is imported here, as Pillow's own im.save("x.png") does
+    (Image._EXTENSION_PLUGIN). The answer is the same, and that plugin registers the format's writer too
+    (tests/test_startup.py pins both for every extension there)."""
+    plugin = getattr(Image, "_EXTENSION_PLUGIN", {}).get(ext)  # private: without it, every plugin
+    if plugin is not None:
+        try:
+            importlib.import_module(f"PIL.{plugin}")
+        except ImportError:
+            plugin = None
+    if plugin is None or ext not in Image.EXTENSION:
+        return Image.registered_extensions().get(ext)
+    return Image.EXTENSION[ext]
 
 
 # The image extensions an error suggests: the formats most people write, all of which kmq writes exactly
@@ -640,7 +658,7 @@ def warn_extension_mismatch(path: str | Path, fmt: str) -> None:
     """A KmqWarning when an output's extension names an image format other than fmt, the format chosen for it
     (out.png written as WebP): said, not refused, since the format was asked for explicitly."""
     ext = Path(path).suffix.lower()
-    named = Image.registered_extensions().get(ext)
+    named = _extension_format(ext)
     if named is not None and named != fmt:
         warn(f"{path}: written as {fmt}, as asked, though its extension {ext} says {named}")
 

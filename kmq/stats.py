@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import palettes
 from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
@@ -264,6 +263,8 @@ def palette_entries(palette: np.ndarray, labels: np.ndarray) -> list[dict[str, A
     palette: (k, 1|3|4) uint8; labels: (h, w) integers < k. hex is "#rrggbb" ("#rrggbbaa" for RGBA); rgb is
     [r, g, b] (for grey, the level three times); share is the fraction of pixels, the shares summing to 1.
     """
+    from . import palettes  # not for compress's summary line, which loads this module
+
     return palettes.entries(palette, shares(labels, palette.shape[0]))
 
 
