@@ -202,6 +202,13 @@ _EDGE_ROOM = 1.05
 _FLAT_COLOURS, _FLAT_SHARE = 16, 0.4  # and only on images whose 16 most common colours cover 40 % of them
 _REPEAT_SHARE = 0.5  # or where this share of the rows (or columns) repeat the one before exactly
 _REPEAT_PAIRS = 256  # judged on at most this many pairs of neighbouring rows (and columns), spread evenly
+# or where neighbours across one axis differ this many times more than along the other (_stretched): banners
+# and strips (china.jpg squeezed to 5000x30: 26x; 5000x3: 227x; a 640x40 crop widened 6x: 16x) have long runs
+# along their rows and unrelated rows, and lzma's K = 16 labels there were 0.14-0.49x ctx's bytes; photos were
+# 1.0-1.2x, screenshots and charts up to 1.6x, a 16-bit grey gradient 2.2x; china under a horizontal motion blur
+# 3.1-6.5x, where lzma's labels were 0.92-1.04x ctx's: let in at 3x, its searches gave ctx's files again at up
+# to 2.2x the CPU (both codecs searched)
+_STRETCHED = 8.0
 _SAMPLE_PIXELS = 1 << 17  # on at most about this many labels (both codings: ~0.07 s)
 _BAND = 32  # in bands of this many rows
 _BANDS = 4  # at least this many
@@ -563,10 +570,11 @@ def _flat(s: _Search) -> bool:
     levels included) no repeats for lzma to find, and the test's codings would cost them 0.3-0.5 of a plain
     compress for nothing (photos' shares in _lzma_share are 1.05-1.8 up to K = 256). Or whether its rows
     (or columns) repeat (_repeating): a gradient along one axis has many colours, none common, and lzma
-    codes its labels in 0.2-0.6x ctx's bytes (512x300 at --psnr 35: ctx 1,775 bytes, lzma 362)."""
+    codes its labels in 0.2-0.6x ctx's bytes (512x300 at --psnr 35: ctx 1,775 bytes, lzma 362). Or whether it
+    is stretched along one axis (_stretched)."""
     counts = s.distinct.counts
     top = np.partition(counts, len(counts) - _FLAT_COLOURS)[-_FLAT_COLOURS:] if len(counts) > _FLAT_COLOURS else counts
-    return int(top.sum()) >= _FLAT_SHARE * int(counts.sum()) or _repeating(s.pixels)
+    return int(top.sum()) >= _FLAT_SHARE * int(counts.sum()) or _repeating(s.pixels) or _stretched(s.pixels)
 
 
 def _repeating(pixels: np.ndarray) -> bool:
@@ -579,6 +587,20 @@ def _repeating(pixels: np.ndarray) -> bool:
         at = np.unique(np.linspace(0, len(image) - 2, min(_REPEAT_PAIRS, len(image) - 1)).astype(np.intp))
         return float((image[at] == image[at + 1]).reshape(len(at), -1).all(axis=1).mean())
     return max(share(pixels), share(pixels.swapaxes(0, 1))) >= _REPEAT_SHARE
+
+
+def _stretched(pixels: np.ndarray) -> bool:
+    """Whether neighbouring pixels differ _STRETCHED times more on average across one axis than along the other
+    (on at most _REPEAT_PAIRS rows and pairs of rows, and likewise columns, spread evenly)."""
+    if min(pixels.shape[:2]) < 2:
+        return False
+
+    def along(image: np.ndarray) -> float:  # the mean step from a pixel to the next in its row
+        at = np.unique(np.linspace(0, len(image) - 1, min(_REPEAT_PAIRS, len(image))).astype(np.intp))
+        rows = image[at].astype(np.int16)
+        return float(np.abs(rows[:, 1:] - rows[:, :-1]).mean())
+    across, down = along(pixels), along(pixels.swapaxes(0, 1))
+    return max(across, down) > _STRETCHED * min(across, down)
 
 
 def _lzma_share(s: _Search, k: int) -> float:

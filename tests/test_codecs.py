@@ -214,6 +214,56 @@ def test_rans_roundtrip_in_uneven_batches(lanes):
     np.testing.assert_array_equal(got, sym)
 
 
+def _decoded(data: bytes, lanes: int, batches) -> tuple[list, object]:
+    """Each batch's symbols (("table", rows, freq, cum) or ("uniform", sizes)) and the decoder's end: its
+    state check, or the FormatError's message on the way."""
+    got: list = []
+    try:
+        dec = rans.Decoder(data, lanes)
+        for batch in batches:
+            got.append(dec.decode(*batch[1:]) if batch[0] == "table" else dec.decode_uniform(batch[1]))
+        dec.finish()
+    except FormatError as exc:
+        return got, str(exc)
+    return got, None
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 16, 33])
+def test_rans_scalar_and_vector_decodes_agree_on_good_cut_and_flipped_streams(monkeypatch, lanes):
+    # Few lanes decode on Python ints (_SCALAR_LANES), more by numpy steps: the same symbols, the same
+    # errors at the same symbol, whichever a stream gets; tables narrow (compared) and wide (searched), with
+    # symbols of frequency 0, and uniform symbols of sizes that do and do not divide M.
+    rng = np.random.default_rng(lanes)
+    narrow = rans.cdf_tables(rng.integers(0, 9, (6, 7)) * (rng.random((6, 7)) < 0.7) + np.eye(6, 7, dtype=np.int64))
+    wide = rans.cdf_tables(rng.integers(0, 99, (4, 40)) * (rng.random((4, 40)) < 0.5) + np.eye(4, 40, dtype=np.int64))
+    batches, freqs, cums = [], [], []
+    for n, (freq, cum) in [(300, narrow), (257, wide), (31, narrow)]:
+        rows = rng.integers(0, len(freq), n)
+        sym = np.array([rng.choice(freq.shape[1], p=freq[r] / rans.M) for r in rows])
+        batches.append(("table", rows, freq, cum))
+        freqs.append(freq[rows, sym]), cums.append(cum[rows, sym])
+    sizes = rng.choice([1, 2, 3, 7, 1000, 4097, rans.M], 200)
+    sym = rng.integers(0, sizes)
+    q = rans.M // sizes
+    extra = rans.M - sizes * q
+    batches.append(("uniform", sizes))
+    freqs.append(np.where(sym == 0, q + extra, q)), cums.append(np.where(sym == 0, 0, sym * q + extra))
+    data = rans.encode(np.concatenate(freqs), np.concatenate(cums), lanes)
+    streams = [data, data + b"\0\0", data[:-2], data[:len(data) // 2 // 2 * 2 + 1], data[:5 * lanes + 2]]
+    streams += [bytes(b ^ (1 << bit) if i == at else b for i, b in enumerate(data))
+                for at, bit in [(5 * lanes + 3, 2), (len(data) // 2, 7), (len(data) - 1, 0), (2, 5)]]
+    for stream in streams:
+        monkeypatch.setattr(rans, "_SCALAR_LANES", 1 << 20)
+        scalar = _decoded(stream, lanes, batches)
+        monkeypatch.setattr(rans, "_SCALAR_LANES", 0)
+        vector = _decoded(stream, lanes, batches)
+        assert scalar[1] == vector[1] and len(scalar[0]) == len(vector[0])
+        for a, b in zip(*(scalar[0], vector[0])):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype == np.int64
+    assert _decoded(data, lanes, batches)[1] is None
+
+
 def rans_reference(freq, cum, lanes: int) -> bytes:
     """docs/FORMAT.md's rANS encoder, one symbol at a time with Python integers."""
     x = [rans.LOW] * lanes

@@ -153,8 +153,10 @@ def test_a_batch_chooses_per_file(tmp_path, shot, photo):
 def test_flat_counts_the_share_of_the_16_commonest_colours(big, flat):
     # one colour of `big` pixels, 15 of 2 and the rest single: the 16 commonest cover big + 30 of 100 pixels
     counts = [big] + [2] * 15 + [1] * (100 - big - 30)
-    colours = np.repeat(np.arange(len(counts)), counts)
+    # (in no order: in order, rows of a ramp would differ 10x more down than along them: _stretched)
+    colours = np.random.default_rng(0).permutation(np.repeat(np.arange(len(counts)), counts))
     pixels = np.stack([colours % 256, colours // 256, np.zeros_like(colours)], -1).astype(np.uint8).reshape(10, 10, 3)
+    assert not target._stretched(pixels)
     assert target._flat(target._Search(pixels, 100, "ctx", 0, 300, {})) is flat
 
 
@@ -172,6 +174,20 @@ def test_a_gradient_along_one_axis_gets_lzma(axis):
     # half the rows repeating is enough, a photo's none are
     assert target._repeating(np.repeat(np.arange(40, dtype=np.uint8).reshape(20, 2, 1), 3, axis=2).repeat(2, 0))
     assert not target._repeating(noisy_gradient())
+
+
+def test_a_stretched_image_gets_lzma_and_a_better_file():
+    # 6 rows of 30 random colours widened 20x: long runs along each row, rows unrelated, no colour common and no
+    # row repeated, so the other rules took it for a photo; in 700 bytes ctx's search gave K = 4 at J ~5,200,
+    # lzma's K = 23 at ~1,350
+    small = np.random.default_rng(1).integers(0, 256, (6, 30, 3), dtype=np.uint8)
+    wide = np.asarray(Image.fromarray(small).resize((600, 6), Image.Resampling.BILINEAR))
+    assert target._stretched(wide) and target._stretched(wide.swapaxes(0, 1)) and not target._repeating(wide)
+    chosen = kmq.compress_to(wide, max_bytes=700)
+    assert chosen.codec == "lzma" and len(chosen.to_bytes()) <= 700
+    assert chosen.distortion < 0.5 * kmq.compress_to(wide, max_bytes=700, codec="ctx").distortion
+    # a photo's neighbours differ about as much either way, and a strip of one row has no pairs across
+    assert not target._stretched(noisy_gradient()) and not target._stretched(wide[:1])
 
 
 def noisy_gradient(height: int = 96, width: int = 128) -> np.ndarray:
