@@ -223,10 +223,11 @@ class ByteSize(click.ParamType):
             if unit is None or not math.isfinite(float(match.group(1)) * unit):  # 1e308k overflows to inf
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
-            from decimal import Decimal  # exact: a float kept 17 digits of 10**23 G (the target's metadata)
+            # exact: a float kept 17 digits of 10**23 G (the target's metadata), and a Decimal 28 (1e28 % 1 raised)
+            from fractions import Fraction
 
-            number = Decimal(match.group(1))
-            if unit == 1 and number % 1:
+            number = Fraction(match.group(1))
+            if unit == 1 and number.denominator != 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
             size = math.floor(number * unit)
         if size < 1:

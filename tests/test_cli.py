@@ -282,7 +282,12 @@ def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path
 
 
 @pytest.mark.parametrize("text, size", [("1.9", None), ("10000.5", None), ("0.5", None), ("10000.0", 10000),
-                                        ("1.5k", 1500), ("2.5KiB", 2560), ("200kB", 200_000), ("7B", 7)])
+                                        ("1.5k", 1500), ("2.5KiB", 2560), ("200kB", 200_000), ("7B", 7),
+                                        # (1e28 and up raised decimal's InvalidOperation: 28 digits; a 35-digit
+                                        # number of k was rounded to 28)
+                                        ("1e28", 10**28), ("10000000000000000000000000000", 10**28),
+                                        ("99999999999999999999999999999999999k", 10**38 - 1000),
+                                        ("1.00000000000000000000000000000000001e35", 10**35 + 1)])
 def test_max_bytes_takes_fractions_only_with_a_unit(text, size):
     """1.9 bytes was read as 1 (and 0.5 refused as "less than 1 byte"): a bare number counts whole bytes."""
     if size is None:
