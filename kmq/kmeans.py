@@ -2580,6 +2580,13 @@ _RESTART_ITER = 10
 # finer levels, whose J picks one (see `_climb`).
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
+# ... but at most this many of RGBA's (`fit` up to `_POLISH_MAX` colours, several restarts from `_GROUPED_FROM`
+# centroids): each climbs two or three levels and the third rarely won. Over china, flower and grace_hopper at
+# 0.15-0.5 MP under random, blurred-noise and vignette alphas at K = 32, 64 and 128, seeds 0-3 (432 fits, 97 with
+# ties, 16 with three): 4 fits changed, J -0.08 % to +0.17 % (mean +0.003 %), while the third's climb was up to
+# a tenth of the compress (grace_hopper at 0.2 MP under random alpha, K = 64: 175,000 colours, three ties within
+# 0.05 % climbed its 5-bit level, two its 6-bit one). See docs/PERFORMANCE.md, round 41.
+_TIE_RUNS_RGBA = 2
 _EARLY_NEAR = 0.003  # see `_climb`
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # The restarts `fit` finishes besides its own when asked for others (rdo): the _OTHERS_CLIMB best ranked
@@ -3736,7 +3743,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                  and m >= _NOISY_SHARE * float(counts.sum()))
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
-                         quick=_NOISY[:3] if noisy else None, release=True)
+                         quick=_NOISY[:3] if noisy else None, release=True,
+                         tie_runs=_TIE_RUNS_RGBA if pts is not None else _TIE_RUNS)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -3947,8 +3955,8 @@ def _ready(level: _Points | _Pending) -> _Points:
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
-           ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False
-           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False,
+           tie_runs: int = _TIE_RUNS) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3978,6 +3986,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     last, the last level's updates), each level's first over-relaxed and the rest with momentum (`_NOISY`).
     release: the levels are the caller's own, read no more: each one's ``inverse`` but the returned level's is
     let go once the climb has what it needs of it (`fit`).
+    tie_runs: at most this many near ties climb where RGBA's levels warm up loosely (`_TIE_RUNS_RGBA` from `fit`);
+    with others too, the run returned is the best of those.
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -3991,14 +4001,17 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # scikit-learn's J), so near ties all climb and the finest level decides (RGBA's: among those still near
     # on the level before it, `_EARLY_NEAR`).
     ties: list[int] = []
+    loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
+    tie_runs = tie_runs if loose else _TIE_RUNS
     if others is not None:
         top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
         if (m if colours_follow else top) * k > _OTHERS_WORK:
             others = None
-    near, most = (_TIE_NEAR, _TIE_RUNS) if others is None else (1.0, _OTHERS_CLIMB)
+    near, most = (_TIE_NEAR, tie_runs) if others is None else (1.0, _OTHERS_CLIMB)
     stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
                       quick=quick[:2] if quick and restarts == 1 else None)
+    ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
         runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand)
@@ -4020,7 +4033,6 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for level in levels:
             if isinstance(level, _Points) and level is not chain[-1]:
                 level.inverse = None
-    loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
               and finer_levels)

@@ -69,7 +69,7 @@ def test_tied_runs_warm_up_loosely(monkeypatch, far):
     kmeans.fit(colors, counts, 48, seed=0, tol=1e-4)
     five = kmeans._pyramid(colors, counts, (5,))[0].m
     climbs = [s for s in seen if s[0] == five]
-    assert len(climbs) == kmeans._TIE_RUNS
+    assert len(climbs) == kmeans._TIE_RUNS_RGBA
     loose = climbs[0][2]
     assert all(s[2] == loose for s in climbs)
     # (the restarts' level keeps the fit's tol)
@@ -78,6 +78,21 @@ def test_tied_runs_warm_up_loosely(monkeypatch, far):
     seen.clear()
     kmeans.fit(colors, counts, 24, seed=0)
     assert len({s[2] for s in seen if s[4] is None}) == 1
+
+
+def test_at_most_two_near_ties_climb(monkeypatch, far):
+    """RGBA's near ties in `fit` where its levels warm up loosely (K >= 32, several restarts): two climb, not three
+    (`_TIE_RUNS_RGBA`); kmq.coreset's (`fit_histogram`) and RGB's keep `_TIE_RUNS`. With others asked for, the
+    centroids returned are still those of the best of the two."""
+    colors, counts = far
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)  # every chosen run a near tie
+    seen = _spy(monkeypatch)
+    got = kmeans.fit(colors, counts, 48, seed=0)
+    sizes = sorted({m for m, *_ in seen})[:-1]  # the levels climbed (the colours' polish last)
+    assert [sum(1 for m, *_ in seen if m == size) for size in sizes] == [2, 2]
+    others: list = []
+    assert np.array_equal(got, kmeans.fit(colors, counts, 48, seed=0, others=others)) and others
+    assert kmeans._TIE_RUNS_RGBA == 2 < kmeans._TIE_RUNS
 
 
 def _histogram6(colors, counts):
