@@ -2572,6 +2572,11 @@ _TIES_WARM_TOL = 10.0
 # on geometric mean (-0.54 % to +0.27 %); 14 of them at K = 200-511 and 0.05 MP ones -0.02 % (-0.28 % to
 # +0.16 %); the fit in process 0.71x-0.97x the CPU on five (see docs/PERFORMANCE.md, round 36). 8 updates:
 # J -0.17 %, no faster than the plain ones. Not kmq.coreset's levels (`fit_histogram`), not measured there.
+# So do `fit`'s two near ties (`_TIE_RUNS_RGBA`), each one's levels below the last (the last decides between them):
+# the 5-bit level to its loose tol took 12-21 plain updates a tie (grace_hopper at 0.2 MP under random alpha, K =
+# 64: 38,698 bins). The 97 fits with ties of 432 (china, flower, grace_hopper at 0.15-0.5 MP under three alphas,
+# K = 32/64/128, seeds 0-3): 63 changed, J -0.55 % to +0.30 % (geometric mean -0.016 %); in process (least of 10,
+# load 7) grace_hopper at 0.2 MP under blurred noise 0.54 -> 0.37 s, at 0.25 MP under random alpha 0.65 -> 0.53 s.
 _WARM_RAMP = 5
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
@@ -3744,7 +3749,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
                          quick=_NOISY[:3] if noisy else None, release=True,
-                         tie_runs=_TIE_RUNS_RGBA if pts is not None else _TIE_RUNS)
+                         few_ties=pts is not None)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -3956,7 +3961,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
            ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False,
-           tie_runs: int = _TIE_RUNS) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           few_ties: bool = False) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3986,8 +3991,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     last, the last level's updates), each level's first over-relaxed and the rest with momentum (`_NOISY`).
     release: the levels are the caller's own, read no more: each one's ``inverse`` but the returned level's is
     let go once the climb has what it needs of it (`fit`).
-    tie_runs: at most this many near ties climb where RGBA's levels warm up loosely (`_TIE_RUNS_RGBA` from `fit`);
-    with others too, the run returned is the best of those.
+    few_ties: where RGBA's levels warm up loosely (`fit` up to `_POLISH_MAX` colours), at most `_TIE_RUNS_RGBA` near
+    ties climb (with others too, the run returned is the best of those), each one's levels below the last in `ramp`
+    updates as with one run.
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -4002,7 +4008,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # on the level before it, `_EARLY_NEAR`).
     ties: list[int] = []
     loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
-    tie_runs = tie_runs if loose else _TIE_RUNS
+    few_ties = few_ties and loose
+    tie_runs = _TIE_RUNS_RGBA if few_ties else _TIE_RUNS
     if others is not None:
         top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
         if (m if colours_follow else top) * k > _OTHERS_WORK:
@@ -4036,6 +4043,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
               and finer_levels)
+    several = few_ties and ties[0] > 1
 
     def up(i: int, start: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Lloyd on finer level i from the labels of the coarser level above it."""
@@ -4046,7 +4054,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if last is not None and i == len(finer_levels) - 1:
             return _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                             last[2] if len(last) > 2 else None)
-        if ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
+        if ramp and (restarts == 1 or several) and i < len(finer_levels) - 1:  # (RGBA: see `_WARM_RAMP`)
             return _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
         if loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
             return _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)

@@ -193,3 +193,30 @@ def test_from_32_centroids_the_polish_after_the_6_bit_level_is_in_momentum_updat
         assert polish[1:] == (kmeans._FAR_UPDATES, polish[2], kmeans._RELAX, kmeans._MOMENTUM)
     else:
         assert polish[3:] == (1.0, None)
+
+
+def test_near_ties_warm_up_the_levels_below_the_last_in_a_few_momentum_updates(monkeypatch, samples):
+    """chelsea.png under a blurred random alpha at K = 64 climbs 4 -> 5 -> 6 bits, then polishes its colours. Near
+    ties (two, `_TIE_RUNS_RGBA`) each warm up the 5-bit level in `_WARM_RAMP` momentum updates, as one run does,
+    instead of plain ones to the loose tol; the 6-bit level, which decides, and the polish as before. A single
+    run there (no ties) keeps its plain updates."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))
+    alpha = _box(np.random.default_rng(0).integers(1, 256, rgb.shape[:2]).astype(np.float64), 2)
+    alpha = np.rint(1 + 254 * (alpha - alpha.min()) / np.ptp(alpha)).astype(np.uint8)
+    colors, counts = np.unique(np.dstack([rgb, alpha]).reshape(-1, 4), axis=0, return_counts=True)
+    counts = counts.astype(np.int64)
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)  # every chosen run a near tie
+    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf)  # and each climbs the last level
+    seen = _spy(monkeypatch)
+    kmeans.fit(colors, counts, 64, seed=0)
+    four, five, six = kmeans._pyramid(colors, counts, (4, 5, 6))
+    middle = [s for s in seen if s[0] == five.m]
+    assert len(middle) == 2
+    assert all(s[1] == kmeans._WARM_RAMP and s[3:] == (kmeans._RELAX, kmeans._MOMENTUM) for s in middle)
+    assert [s[3:] for s in seen if s[0] == six.m] == [(1.0, None)] * 2
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 0.0)  # one run
+    seen.clear()
+    kmeans.fit(colors, counts, 64, seed=0)
+    assert [s[3:] for s in seen if s[0] == five.m] == [(1.0, None)]
