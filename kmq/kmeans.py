@@ -2588,7 +2588,7 @@ _TIE_RUNS = 3
 # ... but at most this many of RGBA's (`fit` up to `_POLISH_MAX` colours, several restarts from `_GROUPED_FROM`
 # centroids): each climbs two or three levels and the third rarely won. Over china, flower and grace_hopper at
 # 0.15-0.5 MP under random, blurred-noise and vignette alphas at K = 32, 64 and 128, seeds 0-3 (432 fits, 97 with
-# ties, 16 with three): 4 fits changed, J -0.08 % to +0.17 % (mean +0.003 %), while the third's climb was up to
+# ties, 16 with three): 4 fits changed, J -0.11 % to +0.16 % (mean +0.015 %), while the third's climb was up to
 # a tenth of the compress (grace_hopper at 0.2 MP under random alpha, K = 64: 175,000 colours, three ties within
 # 0.05 % climbed its 5-bit level, two its 6-bit one). See docs/PERFORMANCE.md, round 41.
 _TIE_RUNS_RGBA = 2
@@ -3649,8 +3649,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
     last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
-    centroids, the polish is a few momentum updates; with one run, the levels between the restarts' and the last
-    in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
+    centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
+    between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
     centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
     `_FINISH_RGBA`, with momentum) after the levels below run to a looser tol.
