@@ -2572,6 +2572,11 @@ _TIES_WARM_TOL = 10.0
 # on geometric mean (-0.54 % to +0.27 %); 14 of them at K = 200-511 and 0.05 MP ones -0.02 % (-0.28 % to
 # +0.16 %); the fit in process 0.71x-0.97x the CPU on five (see docs/PERFORMANCE.md, round 36). 8 updates:
 # J -0.17 %, no faster than the plain ones. Not kmq.coreset's levels (`fit_histogram`), not measured there.
+# So do `fit`'s two near ties (`_TIE_RUNS_RGBA`), each one's levels below the last (the last decides between them):
+# the 5-bit level to its loose tol took 12-21 plain updates a tie (grace_hopper at 0.2 MP under random alpha, K =
+# 64: 38,698 bins). The 97 fits with ties of 432 (china, flower, grace_hopper at 0.15-0.5 MP under three alphas,
+# K = 32/64/128, seeds 0-3): 63 changed, J -0.55 % to +0.30 % (geometric mean -0.016 %); in process (least of 10,
+# load 7) grace_hopper at 0.2 MP under blurred noise 0.54 -> 0.37 s, at 0.25 MP under random alpha 0.65 -> 0.53 s.
 _WARM_RAMP = 5
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
@@ -2580,6 +2585,13 @@ _RESTART_ITER = 10
 # finer levels, whose J picks one (see `_climb`).
 _TIE_NEAR = 0.002
 _TIE_RUNS = 3
+# ... but at most this many of RGBA's (`fit` up to `_POLISH_MAX` colours, several restarts from `_GROUPED_FROM`
+# centroids): each climbs two or three levels and the third rarely won. Over china, flower and grace_hopper at
+# 0.15-0.5 MP under random, blurred-noise and vignette alphas at K = 32, 64 and 128, seeds 0-3 (432 fits, 97 with
+# ties, 16 with three): 4 fits changed, J -0.11 % to +0.16 % (mean +0.015 %), while the third's climb was up to
+# a tenth of the compress (grace_hopper at 0.2 MP under random alpha, K = 64: 175,000 colours, three ties within
+# 0.05 % climbed its 5-bit level, two its 6-bit one). See docs/PERFORMANCE.md, round 41.
+_TIE_RUNS_RGBA = 2
 _EARLY_NEAR = 0.003  # see `_climb`
 _PRUNE_AFTER = 3  # the restarts' first cut (see `_best_of_restarts`)
 # The restarts `fit` finishes besides its own when asked for others (rdo): the _OTHERS_CLIMB best ranked
@@ -3637,8 +3649,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
     last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
-    centroids, the polish is a few momentum updates; with one run, the levels between the restarts' and the last
-    in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
+    centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
+    between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
     centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged (`_merged`). Above 500 000 colours and
     K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
     `_FINISH_RGBA`, with momentum) after the levels below run to a looser tol.
@@ -3736,7 +3748,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
                  and m >= _NOISY_SHARE * float(counts.sum()))
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
-                         quick=_NOISY[:3] if noisy else None, release=True)
+                         quick=_NOISY[:3] if noisy else None, release=True,
+                         few_ties=pts is not None)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -3947,8 +3960,8 @@ def _ready(level: _Points | _Pending) -> _Points:
 def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Generator, max_iter: int, tol_abs: float,
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
-           ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False
-           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False,
+           few_ties: bool = False) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -3978,6 +3991,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     last, the last level's updates), each level's first over-relaxed and the rest with momentum (`_NOISY`).
     release: the levels are the caller's own, read no more: each one's ``inverse`` but the returned level's is
     let go once the climb has what it needs of it (`fit`).
+    few_ties: where RGBA's levels warm up loosely (`fit` up to `_POLISH_MAX` colours), at most `_TIE_RUNS_RGBA` near
+    ties climb (with others too, the run returned is the best of those), each one's levels below the last in `ramp`
+    updates as with one run.
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -3991,14 +4007,18 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # scikit-learn's J), so near ties all climb and the finest level decides (RGBA's: among those still near
     # on the level before it, `_EARLY_NEAR`).
     ties: list[int] = []
+    loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
+    few_ties = few_ties and loose
+    tie_runs = _TIE_RUNS_RGBA if few_ties else _TIE_RUNS
     if others is not None:
         top = max([coarse.m, *(f.m for f in levels[at + 1:] if f.m * 2 <= m)])
         if (m if colours_follow else top) * k > _OTHERS_WORK:
             others = None
-    near, most = (_TIE_NEAR, _TIE_RUNS) if others is None else (1.0, _OTHERS_CLIMB)
+    near, most = (_TIE_NEAR, tie_runs) if others is None else (1.0, _OTHERS_CLIMB)
     stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
                       quick=quick[:2] if quick and restarts == 1 else None)
+    ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
         runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand)
@@ -4020,10 +4040,10 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         for level in levels:
             if isinstance(level, _Points) and level is not chain[-1]:
                 level.inverse = None
-    loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
     # Near ties on a last level run to tol: each run first to the loose tol, the best of them then on to tol.
     decide = (loose and not colours_follow and last is None and others is None and ties[0] > 1
               and finer_levels)
+    several = few_ties and ties[0] > 1
 
     def up(i: int, start: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Lloyd on finer level i from the labels of the coarser level above it."""
@@ -4034,7 +4054,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if last is not None and i == len(finer_levels) - 1:
             return _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                             last[2] if len(last) > 2 else None)
-        if ramp and restarts == 1 and i < len(finer_levels) - 1:  # (RGBA's one run: see `_WARM_RAMP`)
+        if ramp and (restarts == 1 or several) and i < len(finer_levels) - 1:  # (RGBA: see `_WARM_RAMP`)
             return _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
         if loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
             return _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)

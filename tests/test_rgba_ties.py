@@ -69,7 +69,7 @@ def test_tied_runs_warm_up_loosely(monkeypatch, far):
     kmeans.fit(colors, counts, 48, seed=0, tol=1e-4)
     five = kmeans._pyramid(colors, counts, (5,))[0].m
     climbs = [s for s in seen if s[0] == five]
-    assert len(climbs) == kmeans._TIE_RUNS
+    assert len(climbs) == kmeans._TIE_RUNS_RGBA
     loose = climbs[0][2]
     assert all(s[2] == loose for s in climbs)
     # (the restarts' level keeps the fit's tol)
@@ -78,6 +78,21 @@ def test_tied_runs_warm_up_loosely(monkeypatch, far):
     seen.clear()
     kmeans.fit(colors, counts, 24, seed=0)
     assert len({s[2] for s in seen if s[4] is None}) == 1
+
+
+def test_at_most_two_near_ties_climb(monkeypatch, far):
+    """RGBA's near ties in `fit` where its levels warm up loosely (K >= 32, several restarts): two climb, not three
+    (`_TIE_RUNS_RGBA`); kmq.coreset's (`fit_histogram`) and RGB's keep `_TIE_RUNS`. With others asked for, the
+    centroids returned are still those of the best of the two."""
+    colors, counts = far
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)  # every chosen run a near tie
+    seen = _spy(monkeypatch)
+    got = kmeans.fit(colors, counts, 48, seed=0)
+    sizes = sorted({m for m, *_ in seen})[:-1]  # the levels climbed (the colours' polish last)
+    assert [sum(1 for m, *_ in seen if m == size) for size in sizes] == [2, 2]
+    others: list = []
+    assert np.array_equal(got, kmeans.fit(colors, counts, 48, seed=0, others=others)) and others
+    assert kmeans._TIE_RUNS_RGBA == 2 < kmeans._TIE_RUNS
 
 
 def _histogram6(colors, counts):
@@ -178,3 +193,30 @@ def test_from_32_centroids_the_polish_after_the_6_bit_level_is_in_momentum_updat
         assert polish[1:] == (kmeans._FAR_UPDATES, polish[2], kmeans._RELAX, kmeans._MOMENTUM)
     else:
         assert polish[3:] == (1.0, None)
+
+
+def test_near_ties_warm_up_the_levels_below_the_last_in_a_few_momentum_updates(monkeypatch, samples):
+    """chelsea.png under a blurred random alpha at K = 64 climbs 4 -> 5 -> 6 bits, then polishes its colours. Near
+    ties (two, `_TIE_RUNS_RGBA`) each warm up the 5-bit level in `_WARM_RAMP` momentum updates, as one run does,
+    instead of plain ones to the loose tol; the 6-bit level, which decides, and the polish as before. A single
+    run there (no ties) keeps its plain updates."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))
+    alpha = _box(np.random.default_rng(0).integers(1, 256, rgb.shape[:2]).astype(np.float64), 2)
+    alpha = np.rint(1 + 254 * (alpha - alpha.min()) / np.ptp(alpha)).astype(np.uint8)
+    colors, counts = np.unique(np.dstack([rgb, alpha]).reshape(-1, 4), axis=0, return_counts=True)
+    counts = counts.astype(np.int64)
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)  # every chosen run a near tie
+    monkeypatch.setattr(kmeans, "_EARLY_NEAR", np.inf)  # and each climbs the last level
+    seen = _spy(monkeypatch)
+    kmeans.fit(colors, counts, 64, seed=0)
+    four, five, six = kmeans._pyramid(colors, counts, (4, 5, 6))
+    middle = [s for s in seen if s[0] == five.m]
+    assert len(middle) == 2
+    assert all(s[1] == kmeans._WARM_RAMP and s[3:] == (kmeans._RELAX, kmeans._MOMENTUM) for s in middle)
+    assert [s[3:] for s in seen if s[0] == six.m] == [(1.0, None)] * 2
+    monkeypatch.setattr(kmeans, "_TIE_NEAR", 0.0)  # one run
+    seen.clear()
+    kmeans.fit(colors, counts, 64, seed=0)
+    assert [s[3:] for s in seen if s[0] == five.m] == [(1.0, None)]
