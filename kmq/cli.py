@@ -205,6 +205,9 @@ def main() -> None:
     """
 
 
+_TINY_EXPONENT = 40  # a size's number under 1e-40 is under a byte in any unit (the largest, GiB, ~1e9)
+
+
 class ByteSize(click.ParamType):
     """A number of bytes: 200000, 200k or 200kB (k, M, G: powers of 1000), 64KiB (KiB, MiB, GiB: of 1024),
     fractions allowed with a unit (1.5M), rounded down to whole bytes, and exponents (1e6, 2.5e5); at least 1.
@@ -224,8 +227,16 @@ class ByteSize(click.ParamType):
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
                           f"or KiB/MiB/GiB (64KiB: 1024s)", param, ctx)
             # exact: a float kept 17 digits of 10**23 G (the target's metadata), and a Decimal 28 (1e28 % 1 raised)
+            from decimal import Decimal
             from fractions import Fraction
 
+            written = Decimal(match.group(1))
+            if written.is_zero() or written.adjusted() < -_TINY_EXPONENT:
+                # (under a byte whatever the unit; a Fraction of 1e-1000000000, or of 0e-1000000000, holds
+                # 10**1000000000: it took hours)
+                whole = unit != 1 or written.is_zero()
+                self.fail(f"{value!r} is " + ("less than 1 byte" if whole else "not a whole number of bytes"),
+                          param, ctx)
             number = Fraction(match.group(1))
             if unit == 1 and number.denominator != 1:
                 self.fail(f"{value!r} is not a whole number of bytes", param, ctx)
@@ -771,7 +782,7 @@ def _plain(value: Any) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """value ready for strict JSON: strings valid Unicode (format.valid_unicode); infinity and NaN, which JSON
+    """value ready for strict JSON: strings valid Unicode (errors.valid_unicode); infinity and NaN, which JSON
     lacks, null (a lossless file's psnr is null, recognisable by its distortion of 0)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -770,7 +770,8 @@ def _towards(k: int, v: float, far: int, goal: float) -> int:
     if v <= 0 or goal <= 0:
         return far
     # A doubling of K divides J by about 1.8 (and multiplies bytes by about 1.5): aim for the goal by that.
-    steps = abs(math.log(v / goal)) / math.log(1.6)
+    # (at most 2^64: a budget of 1e215 bytes overflowed the float; the caller keeps the jump within its K)
+    steps = min(64.0, abs(math.log(v / goal)) / math.log(1.6))
     factor = 2 ** max(0.5, steps)
     return int(round(k / factor)) if far < k else int(round(k * factor))
 

@@ -287,7 +287,9 @@ def test_a_directory_given_as_a_file_is_bad_input_not_bad_usage(runner, tmp_path
                                         # number of k was rounded to 28)
                                         ("1e28", 10**28), ("10000000000000000000000000000", 10**28),
                                         ("99999999999999999999999999999999999k", 10**38 - 1000),
-                                        ("1.00000000000000000000000000000000001e35", 10**35 + 1)])
+                                        ("1.00000000000000000000000000000000001e35", 10**35 + 1),
+                                        # (a Fraction of these would hold 10**1000000000)
+                                        ("1e-1000000000", None), ("-1e-1000000000", None)])
 def test_max_bytes_takes_fractions_only_with_a_unit(text, size):
     """1.9 bytes was read as 1 (and 0.5 refused as "less than 1 byte"): a bare number counts whole bytes."""
     if size is None:
@@ -295,6 +297,22 @@ def test_max_bytes_takes_fractions_only_with_a_unit(text, size):
             ByteSize().convert(text, None, None)
     else:
         assert ByteSize().convert(text, None, None) == size
+
+
+@pytest.mark.parametrize("text", ["1e-1000000000k", "0e-1000000000", "0e-1000000000G", "-0.0"])
+def test_max_bytes_under_a_byte_is_refused_at_once(text):
+    # (a Fraction of 1e-1000000000 or of 0e-1000000000 holds 10**1000000000: that took hours)
+    with pytest.raises(click.BadParameter, match=rf"'{re.escape(text)}' is less than 1 byte"):
+        ByteSize().convert(text, None, None)
+
+
+def test_a_budget_of_1e300_bytes_gets_the_best_file(tmp_path):
+    # (the search's first jump in K was 2 ** 1,500 for it: OverflowError, a traceback)
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tiny.png")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "tiny.png"), "--max-bytes", "1e300", "-q"])
+    assert (result.exit_code, result.output) == (0, "")
+    assert kmq.read(tmp_path / "tiny.kmq").distortion == 0
 
 
 def test_compress_to_an_image_name_warns(tmp_path, samples):
