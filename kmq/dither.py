@@ -28,8 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import kmeans
-
-METHODS = ("none", "fs")
+from .limits import DITHERS as METHODS  # (kmq --help shows them without loading numpy)
 
 PILLOW_MAX_K = 256
 _LOST_SHARE = 0.001  # pixels the colour cache would redraw (exact palette colours), at most, for Pillow's path

@@ -638,6 +638,8 @@ def _extension_format(ext: str) -> str | None:
     the plugin Pillow names for it is imported here, as Pillow's own im.save("x.png") does
     (Image._EXTENSION_PLUGIN). The answer is the same, and that plugin registers the format's writer too
     (tests/test_startup.py pins both for every extension there)."""
+    if not ext:
+        return None  # (no extension names no format: registered_extensions would load every plugin to say so)
     plugin = getattr(Image, "_EXTENSION_PLUGIN", {}).get(ext)  # private: without it, every plugin
     if plugin is not None:
         try:

@@ -303,7 +303,9 @@ class Decoder:
 
     def _scalar(self, n: int, find) -> np.ndarray:
         """_run's decode on Python ints (_SCALAR_LANES); ``find(i, slot)`` gives symbol i's (symbol, freq, cum).
-        The same symbols, states and words read, and the same error at the same symbol (its step's first)."""
+        The same symbols, states and words read, and the same error at the same symbol (its step's first);
+        after an error the states are not _run's (some of the step's lanes moved on): a decoder that raised is
+        not used again (ctx.decode passes the error on)."""
         out = [0] * n
         x, words, pos, index, lanes = self.x, self.words, self.pos, self.index, self.lanes
         step = index
