@@ -265,6 +265,8 @@ class _Search:
         # lzma files of whole label maps coded outside the search (_lzma_share's, on an image of at most
         # _SAMPLE_PIXELS): lzma's search, whose plain file of that K has those labels, takes their payload
         self.coded: list[KmqImage] = []
+        # lzma's search after ctx's file stopped at K = 256 (_at_edge): rdo is probed first (_useless_rdo)
+        self.edge = False
 
     def with_codec(self, codec: str) -> _Search:
         """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
@@ -491,7 +493,7 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
     # 1 s for K = 63,057)
     key = next((key for key, made in s.files.items() if made is img), (len(img.palette), 0.0))
     if len(img.palette) <= ctx.RANKED_K_MAX:
-        return _better_with_lzma(s, img, psnr, max_bytes) if _at_edge(s, key, max_bytes) else img
+        return _better_with_lzma(s, img, psnr, max_bytes, edge=True) if _at_edge(s, key, max_bytes) else img
     if _lzma_share(s, key[0]) >= _HIGH_K_SHARE:
         return img
     return _better_with_lzma(s, img, psnr, max_bytes)
@@ -509,8 +511,10 @@ def _at_edge(s: _Search, key: tuple[int, float], max_bytes: int | None) -> bool:
     return _lzma_share(s, key[0]) * s.bounds(key[0])[0] <= _EDGE_FIT * max_bytes
 
 
-def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None) -> KmqImage:
-    """img (ctx's search's file) or lzma's search's, whichever _first puts first."""
+def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None,
+                      edge: bool = False) -> KmqImage:
+    """img (ctx's search's file) or lzma's search's, whichever _first puts first. edge: ctx's file stopped at
+    K = 256 (_at_edge), and lzma's search may skip its steps past its plain bracket (_useless_rdo)."""
     key = next(key for key, made in s.files.items() if made is img)
     if s.codec == "ctx" and ctx.recorded(img.labels, img.palette):
         # what its bounds coded is still kept: encoded now, it is a replay (half an encoding); lzma's search's
@@ -520,6 +524,7 @@ def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: 
     # exact size be (_first)
     s.files, s.prepared, s.payloads = {key: img}, {}, {}
     other = s.with_codec("lzma")
+    other.edge = edge
     try:
         found = _run(other, psnr, max_bytes)
     except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
@@ -1122,7 +1127,8 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if hi > k_cap:  # every K allowed fits
         return _checked_bytes(s, max_bytes, k_cap, lo, hi, (max(lo, 1), 0.0))
     s.cap = _CASCADE_RUNS
-    cand = _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
+    lean = s.edge and _useless_rdo(s, max_bytes, lo)
+    cand = None if lean else _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
         return cand is not None and s.file(*cand).distortion < s.j(hi)
@@ -1137,9 +1143,11 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     _walk_up(s, max_bytes, k_cap)
     _fill(s, max_bytes)
     s.cap = _RUNS_MAX
-    _plane(s, max_bytes, k_cap)
+    # (lean: nor K whose fits are kmeans' large-K ones, each 4-10x a fit under it)
+    k_top = min(k_cap, kmeans._LARGE_K - 1) if lean else k_cap
+    _plane(s, max_bytes, k_top)
     if s.pixels.shape[0] * s.pixels.shape[1] <= _LEVEL_PIXELS:
-        _level(s, max_bytes, k_cap)
+        _level(s, max_bytes, k_top)
     if s.lossless() and s.lossless() <= k_cap and not _sized_over(s, s.lossless(), _far_over(s) * max_bytes):
         s.bounds(s.lossless())  # graphics: often smaller than lossy K that miss the budget
     if _small(s):
@@ -1158,6 +1166,25 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if not s.rough:
         _past_top(s, max_bytes, k_cap, hi, lambda: s.file(*_best_fitting(s, max_bytes)).distortion)
     return _checked_bytes(s, max_bytes, k_cap, lo, hi, _best_fitting(s, max_bytes))
+
+
+# lzma's search at ctx's K = 256 edge (_at_edge) first gives its plain bracket's lo rdo asking this much more J
+# (percent), and where the file saves under 1 - _EDGE_SHARE of lo's plain bytes, rdo is taken to buy no bytes at
+# any larger K either (_useless_rdo)
+_EDGE_PROBE = 25.0
+_EDGE_SHARE = 0.73
+
+
+def _useless_rdo(s: _Search, max_bytes: int, lo: int) -> bool:
+    """Whether rdo at lo (the largest plain K found to fit), asked for _EDGE_PROBE % more J, saves under 1 -
+    _EDGE_SHARE of lo's plain bytes. Then lzma's search at ctx's edge skips the steps that look past its plain
+    bracket with rdo (_rdo_in_bytes' K = 3 lo, _plane, _level): noise gives rdo nothing cheap to smooth, and
+    rdo does no more at a larger K. The file is then the bracket's, the top's with a little rdo, or a plain K
+    found by the checks after."""
+    if lo < 2 or s.j(lo) <= 0 or not s.can_run():
+        return False
+    _try_rdo(s, lo, _EDGE_PROBE)
+    return s.estimate(lo, _EDGE_PROBE) >= _EDGE_SHARE * s.estimate(lo)
 
 
 # A plain file is taken to be at most this much smaller than a smaller K's (ctx, K = 2 to 160 of 12 images of 96x64 to

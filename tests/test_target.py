@@ -912,6 +912,32 @@ def test_a_budget_whose_ctx_file_stops_at_k_256_with_room_gets_lzma_above_it():
     assert psnr_of(chosen.distortion, 3) > psnr_of(ctx_file.distortion, 3) + 0.5
 
 
+def test_lzma_search_at_ctx_edge_makes_no_large_k_fit_where_rdo_saves_little(monkeypatch):
+    # The same noisy gradient in 15,241 bytes: rdo at lzma's bracket lo, asked for 25 % more J, saves under 27 %
+    # of its plain bytes (_useless_rdo), so lzma's search skips rdo at 3 lo (K = 795, a large-K fit: 4-10x a fit
+    # under kmeans._LARGE_K) and looks no higher than that with rdo; the old code fitted K = 795 for two runs
+    # that did not fit. The file is the same: lzma K = 317, 31.87 dB.
+    y, x = np.mgrid[0:120, 0:160]
+    base = np.stack([x * 255 / 159, y * 255 / 119, (x + y) * 255 / 278], axis=-1)
+    pixels = np.clip(base + np.random.default_rng(0).normal(0, 12, base.shape), 0, 255).round().astype(np.uint8)
+    in_lzma, fitted = [False], []
+    better, fit = target._better_with_lzma, target.quantize_colors
+
+    def better_with_lzma(*args, **kwargs):
+        in_lzma[0] = True
+        return better(*args, **kwargs)
+
+    def quantize_colors(colors, counts, k, **kwargs):
+        if in_lzma[0]:
+            fitted.append(k)
+        return fit(colors, counts, k, **kwargs)
+    monkeypatch.setattr(target, "_better_with_lzma", better_with_lzma)
+    monkeypatch.setattr(target, "quantize_colors", quantize_colors)
+    chosen = kmq.compress_to(pixels, max_bytes=15_241)
+    assert chosen.codec == "lzma" and chosen.k == 317 and len(chosen.to_bytes()) <= 15_241
+    assert fitted and max(fitted) < kmeans._LARGE_K
+
+
 def test_a_real_plain_file_sized_after_the_search_is_weighed_though_the_search_fitted_its_k():
     # _checked_bytes' look past the real bracket (_past_top) sizes plain K in the real search; one the rough
     # search had fitted for real (not rough) but never sized was left out of _adopted's choice (the reviewer's).
