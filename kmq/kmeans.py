@@ -2576,7 +2576,8 @@ _TIES_WARM_TOL = 10.0
 # the 5-bit level to its loose tol took 12-21 plain updates a tie (grace_hopper at 0.2 MP under random alpha, K =
 # 64: 38,698 bins). The 97 fits with ties of 432 (china, flower, grace_hopper at 0.15-0.5 MP under three alphas,
 # K = 32/64/128, seeds 0-3): 63 changed, J -0.55 % to +0.30 % (geometric mean -0.016 %); in process (least of 10,
-# load 7) grace_hopper at 0.2 MP under blurred noise 0.54 -> 0.37 s, at 0.25 MP under random alpha 0.65 -> 0.53 s.
+# load 7; from the code before the two-ties cut, _TIE_RUNS_RGBA) grace_hopper at 0.2 MP under blurred noise 0.57 ->
+# 0.37 s, at 0.25 MP under random alpha 0.72 -> 0.53 s (0.54 -> 0.37 and 0.65 -> 0.53 from that cut's code).
 _WARM_RAMP = 5
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
@@ -3650,10 +3651,11 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
     centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
-    between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last level is the first with 1 000 bins per
-    centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged (`_merged`). Above 500 000 colours and
-    K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in `_FINISH` over-relaxed updates (RGBA's
-    `_FINISH_RGBA`, with momentum) after the levels below run to a looser tol.
+    between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last
+    level is the first with 1 000 bins per centroid or more (5, 6 or 7 bits), from K = 65 its light bins merged
+    (`_merged`). Above 500 000 colours and K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in
+    `_FINISH` over-relaxed updates (RGBA's `_FINISH_RGBA`, with momentum) after the levels below run to a looser
+    tol.
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
