@@ -23,7 +23,7 @@ from click.core import ParameterSource
 # a usage error end before any of it would be used (kmq.limits).
 from . import __version__, stdout
 from .codecs import NAMES as CODECS
-from .errors import (CLI_WORDS, FormatError, KmqError, KmqWarning, about, plural_bytes, valid_unicode,
+from .errors import (CLI_WORDS, KmqError, KmqWarning, about, plural_bytes, valid_unicode,
                      warnings_about)
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)

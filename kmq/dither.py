@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import kmeans
-from .limits import DITHERS as METHODS  # (kmq --help shows them without loading numpy)
+from .limits import DITHERS as METHODS  # noqa: F401  (kmq.api reads them here; kmq --help from limits, no numpy)
 
 PILLOW_MAX_K = 256
 _LOST_SHARE = 0.001  # pixels the colour cache would redraw (exact palette colours), at most, for Pillow's path

@@ -1127,7 +1127,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if hi > k_cap:  # every K allowed fits
         return _checked_bytes(s, max_bytes, k_cap, lo, hi, (max(lo, 1), 0.0))
     s.cap = _CASCADE_RUNS
-    lean = s.edge and _useless_rdo(s, max_bytes, lo)
+    lean = s.edge and _useless_rdo(s, lo)
     cand = None if lean else _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
@@ -1175,7 +1175,7 @@ _EDGE_PROBE = 25.0
 _EDGE_SHARE = 0.73
 
 
-def _useless_rdo(s: _Search, max_bytes: int, lo: int) -> bool:
+def _useless_rdo(s: _Search, lo: int) -> bool:
     """Whether rdo at lo (the largest plain K found to fit), asked for _EDGE_PROBE % more J, saves under 1 -
     _EDGE_SHARE of lo's plain bytes. Then lzma's search at ctx's edge skips the steps that look past its plain
     bracket with rdo at large K: _rdo_in_bytes' K = 3 lo is not tried, and _plane and _level get no K from
