@@ -22,8 +22,8 @@ from .api import compress, load
 from .errors import MONTAGE_HINT, KmqError, exists, naming, warnings_about
 from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
-from .limits import STYLES
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
+from .limits import STYLES
 from .palettes import Palette
 from .stats import Steps, ignored_k, ignored_options, record
 

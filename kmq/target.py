@@ -589,23 +589,27 @@ def _repeating(pixels: np.ndarray) -> bool:
     def share(image: np.ndarray) -> float:
         if len(image) < 2:
             return 0.0
-        at = np.unique(np.linspace(0, len(image) - 2, min(_REPEAT_PAIRS, len(image) - 1)).astype(np.intp))
+        at = _spread(len(image) - 1)
         return float((image[at] == image[at + 1]).reshape(len(at), -1).all(axis=1).mean())
     return max(share(pixels), share(pixels.swapaxes(0, 1))) >= _REPEAT_SHARE
 
 
 def _stretched(pixels: np.ndarray) -> bool:
     """Whether neighbouring pixels differ _STRETCHED times more on average across one axis than along the other
-    (on at most _REPEAT_PAIRS rows and pairs of rows, and likewise columns, spread evenly)."""
+    (steps along at most _REPEAT_PAIRS rows and as many columns, spread evenly: _spread)."""
     if min(pixels.shape[:2]) < 2:
         return False
 
     def along(image: np.ndarray) -> float:  # the mean step from a pixel to the next in its row
-        at = np.unique(np.linspace(0, len(image) - 1, min(_REPEAT_PAIRS, len(image))).astype(np.intp))
-        rows = image[at].astype(np.int16)
+        rows = image[_spread(len(image))].astype(np.int16)
         return float(np.abs(rows[:, 1:] - rows[:, :-1]).mean())
     across, down = along(pixels), along(pixels.swapaxes(0, 1))
     return max(across, down) > _STRETCHED * min(across, down)
+
+
+def _spread(n: int) -> np.ndarray:
+    """At most _REPEAT_PAIRS of the indices 0 .. n - 1, spread evenly (both ends in)."""
+    return np.unique(np.linspace(0, n - 1, min(_REPEAT_PAIRS, n)).astype(np.intp))
 
 
 def _lzma_share(s: _Search, k: int) -> float:
