@@ -25,8 +25,8 @@ from .dither import floyd_steinberg
 from .errors import KmqError, naming, warn
 from .fileio import STDIO, open_input, reading, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
-from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, load_image, opaque,
-                      save_quantized, source_name, to_array, warn_extension_mismatch, writable_format)
+from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, from_pillow, load_image,
+                      opaque, save_quantized, source_name, warn_extension_mismatch, writable_format)
 from .limits import MAX_PSNR, MAX_RDO
 
 if TYPE_CHECKING:  # kmq.palettes is imported where a palette is given: not by a plain compress
@@ -583,7 +583,7 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             raise KmqError(f"{image.width}x{image.height} pixels exceed the limit of {max_pixels}")
         image = image.decode()  # quantized again, as `kmq compress x.kmq` does
     if isinstance(image, Image.Image):
-        pixels = to_array(image)
+        pixels = from_pillow(image)
     elif isinstance(image, np.ndarray):
         pixels = image
         if pixels.dtype != np.uint8:

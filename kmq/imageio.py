@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from . import prefetch
+from . import icc, prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
@@ -67,6 +67,9 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             mapped = prefetch.pixels(im)
+            profile = icc.foreign(im.info)
+            if profile is not None:
+                return _in_srgb(im, name, key, profile)
             if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
                 return to_array(im, name, key=key)
             return _mapped_array(im, *mapped, padded=padded, name=name)
@@ -84,6 +87,42 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
+
+
+def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
+    """A Pillow image a program hands kmq, as to_array gives it, but read in sRGB where it carries another
+    colour profile (im.info["icc_profile"]), as load_image reads a file."""
+    profile = icc.foreign(im.info)
+    return to_array(im, name) if profile is None else _in_srgb(im, name, _UNREAD, profile)
+
+
+def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes) -> np.ndarray:
+    """The pixels of an image that carries a colour profile other than sRGB, converted to sRGB (kmq.icc), with
+    a warning; where Little CMS cannot convert them, as they are, with a warning that says so."""
+    what = icc.description(profile) or "unnamed"
+    try:
+        if im.mode == "CMYK":  # through its own profile, not Pillow's naive formula
+            pixels = to_array(icc.to_srgb(im, profile, "RGB"), name)
+        else:
+            pixels = _converted(to_array(im, name, key=key), profile)
+    except ValueError as e:
+        warn(f"{name}: its colour profile ({what}) cannot be applied ({e}); its values are read as sRGB")
+        return to_array(im, name, key=key)
+    warn(f"{name}: converted to sRGB from its colour profile ({what})")
+    return pixels
+
+
+def _converted(pixels: np.ndarray, profile: bytes) -> np.ndarray:
+    """kmq's pixels (L, RGB or RGBA) in the profile's space, in sRGB: alpha kept, the hidden colours cleared
+    again. A grey profile converts the grey of an RGBA made from grey and alpha (its channels are equal)."""
+    if pixels.ndim == 2:
+        return np.asarray(icc.to_srgb(Image.fromarray(pixels), profile, "L"))
+    grey = icc.space(profile) == "GRAY"
+    colour = np.ascontiguousarray(pixels[:, :, 0] if grey else pixels[:, :, :3])
+    out = pixels.copy()
+    new = np.asarray(icc.to_srgb(Image.fromarray(colour), profile, "L" if grey else "RGB"))
+    out[:, :, :3] = new[:, :, None] if grey else new
+    return clear_transparent(out) if out.shape[2] == 4 else out
 
 
 def _seekable(stream: BinaryIO) -> bool:

@@ -219,6 +219,12 @@ class _Rows:
         """Whether im, opened and not loaded, is of a kind whose rows `of` may follow (its EXIF read now)."""
         if im.mode != "RGB" or im.format not in ("PNG", "JPEG") or im.info.get("interlace"):
             return False
+        from . import icc
+
+        # Converted to sRGB once decoded (kmq.icc), into memory of their own: a count of these rows would be of
+        # other colours, and `distinct` would only drop it (kmeans.Marks.take).
+        if icc.foreign(im.info) is not None:
+            return False
         try:
             # A PNG's EXIF may follow its image data, which Pillow's getexif would then decode first, here:
             # such a turned PNG is only a wasted head start (its pixels are not in this memory, which kmq checks).
