@@ -1402,8 +1402,9 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
             colors, share = fitted.palette, fitted.shares
-            about = f"{fitted.files} files ({fitted.pixels:,} pixels, {fitted.colours:,} colours)"
-            comment = _fitted_comment(len(colors), f"{fitted.files} files, {fitted.pixels:,} pixels, J "
+            about = (f"{_plural(fitted.files, 'file')} ({fitted.pixels:,} pixels, {fitted.colours:,} "
+                     f"colour{'' if fitted.colours == 1 else 's'})")
+            comment = _fitted_comment(len(colors), f"{_plural(fitted.files, 'file')}, {fitted.pixels:,} pixels, J "
                                                    f"{fitted.distortion:.2f}", seed)
         if output is not None:
             _write_palette(output, colors, share, proportional, force, comment)

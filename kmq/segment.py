@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import MONTAGE_HINT, KmqError, exists, naming, warnings_about
+from .errors import MONTAGE_HINT, KmqError, exists, naming, warn, warnings_about
 from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
@@ -428,17 +428,24 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
                        steps: Steps) -> list[KmqImage]:
     """compress(pixels) at each of the distinct ks, in their order, each picture once: the largest K first,
     so that an image with fewer colours than it is found lossless at once (one warning, naming that K), and
-    every K at or above its number of colours shares that one picture instead of being fitted again."""
+    every K at or above its number of colours shares that one picture instead of being fitted again (a
+    second warning names those Ks, as `kmq stats` does)."""
     made: dict[int, KmqImage] = {}
-    lossless: KmqImage | None = None
+    lossless: tuple[int, KmqImage] | None = None
+    shared = []
     for k in sorted(ks, reverse=True):
-        if lossless is not None and k >= lossless.k:
-            made[k] = lossless
+        if lossless is not None and k >= lossless[1].k:
+            made[k] = lossless[1]
+            shared.append(k)
             continue
         made[k] = compress(pixels, k, seed=seed, dither=dither, progress=steps.within())
         steps.step()
         if made[k].distortion == 0:
-            lossless = made[k]
+            lossless = k, made[k]
+    if shared and lossless is not None:
+        asked = ", ".join(f"-k {k}" for k in sorted(shared))
+        warn(f"{asked} {'gives' if len(shared) == 1 else 'give'} the same lossless picture as -k {lossless[0]} "
+             f"(k={lossless[1].k}, every colour of the image)")
     return list({id(made[k]): made[k] for k in ks}.values())
 
 

@@ -356,3 +356,20 @@ def test_stats_reports_the_good_inputs_when_one_fails(runner, tmp_path, rgb_smal
     assert not (tmp_path / "rd.png").exists()
     result = run(runner, "stats", bad, "-k", "2")  # alone: just its error, as before
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {bad}: not an image Pillow can read\n")
+
+
+def test_montage_names_every_k_that_shares_the_lossless_picture(runner, tmp_path):
+    # stats said so for each K asked; montage named only the K it fitted (the largest).
+    Image.new("RGB", (50, 40), (10, 20, 30)).save(tmp_path / "one.png")
+    result = run(runner, "montage", tmp_path / "one.png", "-k", "2", "-k", "3", "-k", "8", "-o", tmp_path / "m.png")
+    one = tmp_path / "one.png"
+    assert result.stderr == (f"Warning: {one}: the image has only 1 distinct colour, fewer than k=8: using k=1, "
+                             f"lossless\nWarning: {one}: -k 2, -k 3 give the same lossless picture as -k 8 (k=1, "
+                             f"every colour of the image)\n")
+
+
+def test_a_palette_of_one_file_given_twice_says_1_file(runner, tmp_path):
+    Image.new("RGB", (5, 4), (10, 20, 30)).save(tmp_path / "one.png")
+    result = run(runner, "palette", tmp_path / "one.png", tmp_path / "one.png", "-k", "1", "-o", tmp_path / "p.gpl")
+    assert result.exit_code == 0
+    assert result.stdout == f"1 file (20 pixels, 1 colour) -> {tmp_path / 'p.gpl'}: 1 colour, J 0.00\n"
