@@ -436,15 +436,16 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
     for k in sorted(ks, reverse=True):
         if lossless is not None and k >= lossless[1].k:
             made[k] = lossless[1]
-            shared.append(k)
+            if k > lossless[1].k:  # asked for more colours than there are (a K of exactly them is no surprise)
+                shared.append(k)
             continue
         made[k] = compress(pixels, k, seed=seed, dither=dither, progress=steps.within())
         steps.step()
         if made[k].distortion == 0:
             lossless = k, made[k]
     if shared and lossless is not None:
-        asked = ", ".join(f"-k {k}" for k in sorted(shared))
-        warn(f"{asked} {'gives' if len(shared) == 1 else 'give'} the same lossless picture as -k {lossless[0]} "
+        asked = ", ".join(str(k) for k in sorted(shared))
+        warn(f"K = {asked} {'gives' if len(shared) == 1 else 'give'} the same lossless picture as K = {lossless[0]} "
              f"(k={lossless[1].k}, every colour of the image)")
     return list({id(made[k]): made[k] for k in ks}.values())
 

@@ -364,7 +364,7 @@ def test_montage_names_every_k_that_shares_the_lossless_picture(runner, tmp_path
     result = run(runner, "montage", tmp_path / "one.png", "-k", "2", "-k", "3", "-k", "8", "-o", tmp_path / "m.png")
     one = tmp_path / "one.png"
     assert result.stderr == (f"Warning: {one}: the image has only 1 distinct colour, fewer than k=8: using k=1, "
-                             f"lossless\nWarning: {one}: -k 2, -k 3 give the same lossless picture as -k 8 (k=1, "
+                             f"lossless\nWarning: {one}: K = 2, 3 give the same lossless picture as K = 8 (k=1, "
                              f"every colour of the image)\n")
 
 

@@ -139,22 +139,27 @@ def test_errors_escape_the_names_they_give(runner, tmp_path, monkeypatch):
 
 
 # 7. A montage shows each picture once: Ks repeated, or at or above the image's colours, coincide.
-@pytest.mark.parametrize("ks, shown, warned", [
-    ([], "1", 16), (["-k", "4", "-k", "4"], "1", 4), (["-k", "1", "-k", "3"], "1", 3)])
-def test_montage_of_a_one_colour_image_shows_k_1_once(runner, tmp_path, ks, shown, warned):
+@pytest.mark.parametrize("ks, shown, warned, shared", [
+    ([], "1", 16, "K = 2, 3, 6 give the same lossless picture as K = 16 (k=1, every colour of the image)"),
+    (["-k", "4", "-k", "4"], "1", 4, None), (["-k", "1", "-k", "3"], "1", 3, None)])
+def test_montage_of_a_one_colour_image_shows_k_1_once(runner, tmp_path, ks, shown, warned, shared):
     path = tmp_path / "one.png"
     Image.new("RGB", (5, 4), (9, 8, 7)).save(path)
     out = tmp_path / "m.png"
     result = run(runner, "montage", path, *ks, "-o", out)
     assert result.exit_code == 0
-    assert result.stderr == f"Warning: {path}: {FEW.format(k=warned)}\n"
+    assert result.stderr == f"Warning: {path}: {FEW.format(k=warned)}\n" + (f"Warning: {path}: {shared}\n" if shared
+                                                                              else "")
     assert result.stdout == f"{path} -> {out}: original and K = {shown}, 516x279\n"
 
 
 def test_montage_panels_in_the_order_asked_each_picture_once(rgb_small):
     colours = len(np.unique(rgb_small.reshape(-1, 3), axis=0))
-    with pytest.warns(kmq.KmqWarning, match=f"only {colours} distinct colours, fewer than k=300"):
+    with pytest.warns(kmq.KmqWarning) as caught:
         figure = segment.montage(rgb_small, [4, 2, 4, colours + 5, 2, colours, 300], seed=0)
+    assert [str(w.message) for w in caught] == [
+        f"the image has only {colours} distinct colours, fewer than k=300: using k={colours}, lossless",
+        f"K = {colours + 5} gives the same lossless picture as K = 300 (k={colours}, every colour of the image)"]
     assert [p.title for p in figure.panels] == ["original", "K = 4", "K = 2", f"K = {colours}"]
     lossless = figure.panels[-1].record
     assert (lossless["k"], lossless["distortion"]) == (colours, 0)
