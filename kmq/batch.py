@@ -307,7 +307,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
         raise KmqError(f"cannot create the folder {out}: {blocking} is a file")
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
-    empty: list[Path] = []
+    empty: list[str | Path] = []
     found = _found(inputs, wanted, empty)
     pairs = list(_unique(found) if once else found)
     if not pairs and kind is not None:
@@ -338,7 +338,7 @@ def single(source: str | Path, target: str | Path) -> list[Job]:
 
 
 def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool],
-           empty: list[Path]) -> Iterator[tuple[Path, Path]]:
+           empty: list[str | Path]) -> Iterator[tuple[Path, Path]]:
     """(file, its path relative to the folder it was found in, or its name) for each input; the folders
     holding no wanted file are appended to empty."""
     for given in inputs:
@@ -346,7 +346,7 @@ def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool],
         if str(given) != STDIO and path.is_dir():
             found = _files_in(path, wanted)
             if not found:
-                empty.append(path)
+                empty.append(given)  # as given ("photos/"), as the error for all-empty inputs names it
             yield from ((f, f.relative_to(path)) for f in found)
         else:
             yield path, Path(path.name)

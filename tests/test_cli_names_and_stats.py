@@ -285,3 +285,9 @@ def test_human_lines_escape_invisible_format_characters(tmp_path, char, shown):
     result = run("stats", tmp_path / f"a{char}b.png")
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path}/a{shown}b.png: no such file or directory\n"
+
+
+def test_an_empty_folder_is_named_as_given_as_the_error_names_it(six, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("stats", f"{tmp_path}/empty/", six, "-k", "2", "--format", "tsv")
+    assert result.stderr == f"Warning: {tmp_path}/empty/: no images or .kmq files in this folder\n"
