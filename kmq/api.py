@@ -10,6 +10,7 @@ import json
 import math
 import os
 import stat
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
@@ -41,17 +42,26 @@ TOL = 1e-4
 DEFAULT_K = 16  # K when none is given (with a palette, K is its size)
 
 
-def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None, *, seed: int = 0,
+def compress(image: np.ndarray | Image.Image | KmqImage | ImageSource, k: int | None = None, *, seed: int = 0,
              max_iter: int = MAX_ITER, tol: float = TOL, codec: str = "raw",
              max_pixels: int = DEFAULT_MAX_PIXELS, rdo: float = 0.0, palette: Any = None,
              dither: str = "none", progress: kmeans.Progress | None = None) -> KmqImage:
     """Quantize an image to at most k colours.
 
-    image: a (height, width) or (height, width, 1|3|4) uint8 array, a Pillow image, or a path / binary file /
-    bytes of an image file.
+    image: a (height, width) or (height, width, 1|3|4) uint8 array (never modified), a Pillow image (its
+    current frame), a KmqImage (its decoded pixels, quantized again), or an image file: a path (str or
+    os.PathLike; "-" reads stdin), its bytes, or a binary file object (read from its start). A file is read
+    upright (EXIF orientation) and in sRGB (a colour profile converted, with a KmqWarning).
     k: the palette's size (16 if None). Returns a KmqImage whose palette has k entries, or fewer (with a
     KmqWarning) when the image has fewer distinct colours than k; each label is the nearest palette entry;
     metadata holds "distortion" and "seed".
+    seed: K-Means' seed (np.random.default_rng(seed)): the same image, k and seed give the same bytes.
+    max_iter, tol: K-Means' limits (Lloyd updates; relative change of J that ends them); max_iter is
+    recorded in the metadata when not the default.
+    codec: "raw" (default; labels packed at ceil(log2 k) bits), "ctx" or "lzma" (see docs/CODECS.md).
+    max_pixels: larger images are refused (KmqError) before they are decoded.
+    Raises ValueError or TypeError for a bad argument, KmqError for an image that cannot be read or is over
+    max_pixels.
     rdo: a percentage (default 0, off). Labels (and then the palette) may move where that makes them cheaper
     for the codec (ctx or lzma; with raw every labelling costs the same, so rdo > 0 is a ValueError), for a
     distortion J at most (1 + rdo/100) times the nearest-colour J; metadata then also holds "rdo" (not when
@@ -115,12 +125,15 @@ def compress(image: np.ndarray | Image.Image | ImageSource, k: int | None = None
                      rdo=float(rdo), dither=dither, progress=progress)
 
 
-def compress_to(image: np.ndarray | Image.Image | ImageSource, *, psnr: float | None = None,
+def compress_to(image: np.ndarray | Image.Image | KmqImage | ImageSource, *, psnr: float | None = None,
                 max_bytes: int | None = None, k: int | None = None, codec: str | None = None, seed: int = 0,
                 max_iter: int = MAX_ITER, max_pixels: int = DEFAULT_MAX_PIXELS,
-                progress: Any = None) -> KmqImage:
+                progress: Callable[[int, int | None], None] | None = None) -> KmqImage:
     """Compress to a target instead of a K: exactly one of psnr (dB: the smallest file whose decoded PSNR is at
     least this) and max_bytes (the best-PSNR file of at most this many bytes).
+
+    image, seed, max_iter, max_pixels: as kmq.compress. Raises ValueError for no target or both, or a bad
+    value.
 
     kmq chooses K (1 .. k, default 65536) and, for ctx and lzma, the rdo strength; metadata records
     "target" ({"psnr": DB} or {"max_bytes": N}) and "rdo". KmqError when no file meets the target, saying
@@ -578,14 +591,17 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
                on_rows: Any = None) -> np.ndarray:
     """Any accepted image input -> (height, width, channels) uint8 with channels 1, 3 or 4 (padded, on_rows:
     see load_image)."""
+    image = _source(image, "an image")
     if isinstance(image, KmqImage):
         if image.width * image.height > max_pixels:
             raise KmqError(f"{image.width}x{image.height} pixels exceed the limit of {max_pixels}")
         image = image.decode()  # quantized again, as `kmq compress x.kmq` does
     if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise ValueError(f"the image is empty: {image.width}x{image.height}")
         pixels = from_pillow(image)
     elif isinstance(image, np.ndarray):
-        pixels = image
+        pixels = np.asarray(image)  # a subclass (np.matrix) indexes otherwise
         if pixels.dtype != np.uint8:
             raise ValueError(f"pixel arrays must be uint8, got {pixels.dtype}")
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
@@ -598,6 +614,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
     elif isinstance(image, (str, Path, bytes)) or hasattr(image, "read"):
         _warn_if_misnamed(image)
+        if str(image) == STDIO:
+            image = sys.stdin.buffer
         pixels = load_image(image, max_pixels=max_pixels, padded=padded, on_rows=on_rows)
     else:
         raise TypeError(f"an image is a path, a file object, bytes, a uint8 numpy array, a Pillow image or a "
@@ -605,10 +623,12 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
-def read(source: str | Path | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
+def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO, *,
+         max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
     """Read and validate a .kmq file: a path ("-": stdin), the file's bytes, or a binary file object read from
-    its position, as kmq.compress takes an image. Raises KmqError (FormatError for a malformed file)."""
+    its current position. Raises KmqError (FormatError for a malformed file)."""
     check_max_pixels(max_pixels)
+    source = _source(source, "a .kmq file")
     if isinstance(source, (bytes, bytearray, memoryview)):
         with naming(source_name(source)):
             return KmqImage.from_bytes(source, max_pixels=max_pixels)
@@ -682,25 +702,52 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     Refuses to replace an existing file unless overwrite is true (KmqError).
     """
     _check_image(img)
+    path = _target(path)
     img.validate()  # its fields may have been replaced or edited since it was made
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
     name = "<stdout>" if str(path) == STDIO else str(path)
+    if format and str(path) != STDIO:
+        warn_extension_mismatch(path, fmt)  # before the file: a filter set to "error" stops it unwritten
     write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
                                                 name=name), overwrite=overwrite)
-    if format and str(path) != STDIO:
-        warn_extension_mismatch(path, fmt)
     return fmt
 
 
 def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:
-    """Write img to path atomically (a temporary file, then a rename). Returns the bytes written.
+    """Write img to path atomically (a temporary file, then a rename; "-" writes to stdout). Returns the
+    bytes written (img.to_bytes() gives them without a file).
 
-    Refuses to replace an existing file unless overwrite is true (KmqError).
+    Raises KmqError for an existing file (unless overwrite is true) or a failed write, leaving no file;
+    ValueError for fields of img that no longer make a valid file; TypeError for a path that is not one.
     """
     _check_image(img)
+    path = _target(path)
     data = img.to_bytes()
     write_atomic(path, data, overwrite=overwrite)
     return len(data)
+
+
+def _source(source: Any, what: str) -> Any:
+    """A path-like source as a Path; a text-mode file refused with what to do (its str lines are no image)."""
+    if isinstance(source, os.PathLike) and not isinstance(source, Path):
+        return Path(os.fspath(source))  # e.g. py.path.local, which also has a read() of text
+    if isinstance(source, io.TextIOBase):
+        raise TypeError(f"{what} is read as bytes: open the file in binary mode ('rb'), or use sys.stdin.buffer")
+    if isinstance(source, str) and not source:
+        raise ValueError("the path is empty")
+    return source
+
+
+def _target(path: Any) -> str | Path:
+    """A path to write to (str or os.PathLike; "-" for stdout), as a str or Path."""
+    if isinstance(path, os.PathLike):
+        return Path(os.fspath(path))
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str or os.PathLike ('-' for stdout), got {type(path).__name__}; "
+                        f"img.to_bytes() gives a .kmq file's bytes")
+    if not path:
+        raise ValueError("the path is empty")
+    return path
 
 
 def _check_image(img: Any) -> None:

@@ -117,22 +117,27 @@ class KmqImage:
 
     @property
     def width(self) -> int:
+        """Pixels per row (the labels' second axis)."""
         return int(self.labels.shape[1])
 
     @property
     def height(self) -> int:
+        """Rows (the labels' first axis)."""
         return int(self.labels.shape[0])
 
     @property
     def channels(self) -> int:
+        """1 (grey), 3 (RGB) or 4 (RGBA): the palette's columns."""
         return int(self.palette.shape[1])
 
     @property
     def k(self) -> int:
+        """The palette's size (entries, 1..65536)."""
         return int(self.palette.shape[0])
 
     @property
     def bits_per_label(self) -> int:
+        """ceil(log2 k) (0 at k = 1): the bits a label takes in the raw codec."""
         return bits_for(self.k)
 
     @property
@@ -143,6 +148,7 @@ class KmqImage:
 
     @property
     def seed(self) -> int | None:
+        """The K-Means seed recorded at encode time, or None when the file records none."""
         value = self.metadata.get("seed")
         return value if isinstance(value, int) else None
 

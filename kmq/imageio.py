@@ -24,7 +24,7 @@ from . import icc, prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import MAX_PIXELS_HINT, KmqError, warn
+from .errors import MAX_PIXELS_HINT, KmqError, KmqWarning, warn
 from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -67,13 +67,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             mapped = prefetch.pixels(im)
-            profile = icc.foreign(im.info)
+            profile = _profile(im)
             if profile is not None:
                 return _in_srgb(im, name, key, profile)
             if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
                 return to_array(im, name, key=key)
             return _mapped_array(im, *mapped, padded=padded, name=name)
-    except KmqError:
+    except (KmqError, KmqWarning):  # a warning made an error by a filter is the caller's to catch as itself
         raise
     except UnidentifiedImageError:
         if _empty(source):  # most often a pipe or redirect that brought nothing: say so, not "not an image"
@@ -90,10 +90,23 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
 
 
 def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
-    """A Pillow image a program hands kmq, as to_array gives it, but read in sRGB where it carries another
-    colour profile (im.info["icc_profile"]), as load_image reads a file."""
-    profile = icc.foreign(im.info)
-    return to_array(im, name) if profile is None else _in_srgb(im, name, _UNREAD, profile)
+    """A Pillow image a program hands kmq, as load_image reads its file: upright (EXIF orientation applied)
+    and in sRGB where it carries another colour profile (im.info["icc_profile"]); its current frame."""
+    key = _key_of(im, name)  # before getexif, which loads a PNG
+    if im.getexif().get(_ORIENTATION, 1) != 1:  # a .kmq keeps no EXIF: turned now, or stored sideways
+        im = ImageOps.exif_transpose(im)
+    profile = _profile(im)
+    return to_array(im, name, key=key) if profile is None else _in_srgb(im, name, key, profile)
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+# Modes a colour profile describes the values of; Pillow's LAB, HSV and YCbCr are their own spaces, which
+# its convert() maps to RGB itself.
+_NOT_PROFILED = {"LAB", "HSV", "YCbCr"}
+
+
+def _profile(im: Image.Image) -> bytes | None:
+    return None if im.mode in _NOT_PROFILED else icc.foreign(im.info)
 
 
 def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes) -> np.ndarray:

@@ -74,7 +74,8 @@ class KmqImageFile(ImageFile.ImageFile):
             self._mode = "RGBA" if header.channels == 4 else "RGB"
         else:
             # As a PNG-8 opens (what `kmq decompress` writes): an RGB palette, the alpha of each entry in
-            # info["transparency"], which convert("RGBA") and PNG/GIF/WebP savers understand.
+            # info["transparency"], which convert("RGBA") and the PNG and WebP savers understand (Pillow's GIF
+            # saver takes one transparent index only: partial alpha needs convert("RGBA") first).
             self._mode = "P"
             self.palette = ImagePalette.raw("RGB", palette[:, :3].tobytes())
             if header.channels == 4:
