@@ -1702,9 +1702,18 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
     buf = np.empty((min(2, x.shape[1]), trials, m), dtype=np.float32) if pts.cols is None else None
     if labels is not None:
         labels[:] = 0
+    at = 0  # the first point whose closest changed in the last step: the sums before it stand
     for i in range(1, k):
-        np.multiply(w, closest, out=wc)
-        np.add.accumulate(wc, out=pot)  # np.cumsum's sums, without its Python wrapper
+        # np.cumsum's sums, without its Python wrapper, and from `at` only (started from the sum before it):
+        # the same sequential additions, and a dependent chain of them the dearest pass of a step on many
+        # points (a 256x256 tile of uniform noise, K = 256: 28 331 5-bit bins, 0.11 of 0.26 ms a step).
+        np.multiply(w[at:], closest[at:], out=wc[at:])
+        if at:
+            kept, wc[at - 1] = wc[at - 1], pot[at - 1]
+            np.add.accumulate(wc[at - 1:], out=pot[at - 1:])
+            wc[at - 1] = kept
+        else:
+            np.add.accumulate(wc, out=pot)
         total = pot[-1]
         if total > 0.0:
             cand = pot.searchsorted(rng.random(trials) * total, side="right")
@@ -1716,9 +1725,10 @@ def _kmeanspp_one(pts: _Points, k: int, rng: np.random.Generator,
         np.minimum(d, closest, out=d)
         best = int(np.einsum("tm,m->t", d, w).argmin())  # first minimum: the earlier candidate
         centroids[i] = x[cand[best]]
+        np.less(d[best], closest, out=won)
         if labels is not None:
-            np.less(d[best], closest, out=won)
             labels[won] = i
+        at = int(won.argmax())  # (0 where none came nearer: all summed again, the same sums)
         closest = d[best].copy()  # d may be the reused buffer
     return centroids
 
