@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -33,6 +34,26 @@ def test_a_compress_loads_no_other_command(tmp_path, samples):
     assert (tmp_path / "c.kmq").exists()
     assert "numpy" in loaded
     assert not loaded & {"kmq.segment", "kmq.plot", "kmq.palettes", "kmq.batch", "rich", "csv"}
+
+
+@pytest.mark.parametrize("k", ["16", "64", "256"])
+def test_a_compress_loads_no_masked_arrays(tmp_path, samples, k):
+    """np.median imported numpy.ma (~5 ms) for its NaN check: kmeans' own median needs none."""
+    loaded = _modules_after(_COMMAND, "compress", str(samples / "chelsea.png"), "-k", k, "--codec", "ctx", "-o",
+                            str(tmp_path / "c.kmq"))
+    assert "kmq.kmeans" in loaded and "numpy.ma" not in loaded
+
+
+def test_kmeans_median_is_numpys():
+    from kmq import kmeans
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for n in [*range(1, 40), 1000, 1001, 65_536]:
+            x = (rng.random(n) * rng.choice([1.0, 1e3, 1e7])).astype(dtype)
+            x = np.round(x) if n % 3 == 0 else x  # ties among the middle values
+            assert kmeans._median(x) == float(np.median(x))
+            assert kmeans._median(x[::3]) == float(np.median(x[::3]))  # as _hamerly calls it: a strided view
 
 
 def test_decompress_to_png_loads_one_of_pillows_plugins(tmp_path, samples):
