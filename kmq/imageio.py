@@ -69,7 +69,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             mapped = prefetch.pixels(im)
             profile = _profile(im)
             if profile is not None:
-                return _in_srgb(im, name, key, profile)
+                return _in_srgb(im, name, key, profile, own=True)
             if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
                 return to_array(im, name, key=key)
             return _mapped_array(im, *mapped, padded=padded, name=name)
@@ -109,15 +109,24 @@ def _profile(im: Image.Image) -> bytes | None:
     return None if im.mode in _NOT_PROFILED else icc.foreign(im.info)
 
 
-def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes) -> np.ndarray:
+def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes, own: bool = False) -> np.ndarray:
     """The pixels of an image that carries a colour profile other than sRGB, converted to sRGB (kmq.icc), with
-    a warning; where Little CMS cannot convert them, as they are, with a warning that says so."""
-    what = icc.description(profile) or "unnamed"
+    a warning; where Little CMS cannot convert them, or the profile is not of the image's kind (a grey profile
+    on a colour image: Pillow's convert("RGB") keeps the profile), as they are, with a warning that says so.
+    own: im is kmq's own (load_image's), which an RGB image may be converted in, without copies."""
+    what = icc.shown(profile)
+    grey = im.mode in _TO_L or im.mode in ("LA", "La")
+    kind = icc.space(profile)
     try:
         if im.mode == "CMYK":  # through its own profile, not Pillow's naive formula
             pixels = to_array(icc.to_srgb(im, profile, "RGB"), name)
+        elif (kind == "GRAY") != grey:
+            raise ValueError(f"{kind or 'no'} profile for a {'grey' if grey else 'colour'} image")
+        elif own and im.mode == "RGB" and key is None:
+            # 12 MP: 0.24-0.27 s and 113 MB to read it, against 0.45-0.57 s and 261 MB through numpy's copies
+            pixels = to_array(icc.to_srgb(im, profile, "RGB", in_place=True), name)
         else:
-            pixels = _converted(to_array(im, name, key=key), profile)
+            pixels = _converted(to_array(im, name, key=key), profile, grey)
     except ValueError as e:
         warn(f"{name}: its colour profile ({what}) cannot be applied ({e}); its values are read as sRGB")
         return to_array(im, name, key=key)
@@ -125,12 +134,11 @@ def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes) -> np.ndarray
     return pixels
 
 
-def _converted(pixels: np.ndarray, profile: bytes) -> np.ndarray:
+def _converted(pixels: np.ndarray, profile: bytes, grey: bool) -> np.ndarray:
     """kmq's pixels (L, RGB or RGBA) in the profile's space, in sRGB: alpha kept, the hidden colours cleared
-    again. A grey profile converts the grey of an RGBA made from grey and alpha (its channels are equal)."""
+    again. grey: of a grey image (an RGBA made from grey and alpha has equal channels: one is converted)."""
     if pixels.ndim == 2:
         return np.asarray(icc.to_srgb(Image.fromarray(pixels), profile, "L"))
-    grey = icc.space(profile) == "GRAY"
     colour = np.ascontiguousarray(pixels[:, :, 0] if grey else pixels[:, :, :3])
     out = pixels.copy()
     new = np.asarray(icc.to_srgb(Image.fromarray(colour), profile, "L" if grey else "RGB"))

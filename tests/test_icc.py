@@ -50,25 +50,73 @@ def _v2(description: str, space: bytes = b"RGB ") -> bytes:
     return bytes(header) + struct.pack(">I4sII", 1, b"desc", 144, len(tag)) + tag
 
 
-@pytest.mark.parametrize("text, srgb", [
-    ("sRGB IEC61966-2.1", True), ("sRGB2014", True), ("IEC 61966-2.1 Default RGB colour space - sRGB", True),
-    ("Artifex Software sRGB ICC Profile", True), ("Artifex Software sGray ICC Profile", True),
-    ("Adobe RGB (1998)", False), ("Display P3", False), ("e-sRGB", False), ("Artifex Software esRGB ICCProfile", False),
-    ("scRGB", False),
-])
-def test_whether_a_profile_is_srgb_is_read_from_its_description(text: str, srgb: bool) -> None:
+def _srgb() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _retoned(profile: bytes, gamma: float) -> bytes:
+    """The profile with every tone curve a plain gamma (a 'para' tag of function type 0, in the same bytes)."""
+    data = bytearray(profile)
+    for sig in (b"rTRC", b"gTRC", b"bTRC"):
+        off = _tags(profile)[sig][0]
+        assert data[off:off + 4] == b"para"
+        data[off + 8:off + 16] = struct.pack(">HHi", 0, 0, round(gamma * 65536))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("text", ["sRGB IEC61966-2.1", "Adobe RGB (1998)", "e-sRGB", "Display P3"])
+def test_a_v2_description_is_read(text: str) -> None:
     profile = _v2(text)
-    assert icc.description(profile) == text
-    assert icc.space(profile) == "RGB"
+    assert icc.description(profile) == text and icc.space(profile) == "RGB"
+    assert not icc.is_srgb(profile)  # a name alone says nothing of the values
+
+
+def test_a_v4_description_unreadable_bytes_and_a_long_name() -> None:
+    assert icc.description(_wide_profile()) == "Wide built-in"
+    assert icc.description(_srgb()) == "sRGB built-in"
+    assert icc.description(b"garbage" * 30) is None
+    assert icc.shown(b"garbage" * 30) == "unnamed"
+    assert icc.shown(_v2("x" * 500)) == "x" * 57 + "..."
+    empty = bytearray(_srgb())  # an 'mluc' of no records
+    off = _tags(_srgb())[b"desc"][0]
+    empty[off + 8:off + 12] = bytes(4)
+    assert icc.description(bytes(empty)) is None
+    assert icc.foreign({"icc_profile": b"garbage" * 30}) is not None  # not known to be sRGB: tried, see below
+    assert icc.foreign({}) is None and icc.foreign({"icc_profile": "not bytes"}) is None
+
+
+@pytest.mark.parametrize("profile, srgb", [
+    (_srgb(), True),
+    (_retoned(_srgb(), 2.2), True),  # sRGB's usual stand-in: within a level
+    (_srgb().replace("sRGB built-in".encode("utf-16-be"), "Mine built-in".encode("utf-16-be")), True),
+    (_retoned(_srgb(), 1.0), False),  # "linear sRGB": its values are light, not sRGB's
+    (_retoned(_srgb(), 1.8), False),
+    (_wide_profile(), False),
+])
+def test_whether_a_profile_is_srgb_is_read_from_what_it_does(profile: bytes, srgb: bool) -> None:
     assert icc.is_srgb(profile) is srgb
 
 
-def test_a_v4_description_and_unreadable_bytes() -> None:
-    assert icc.description(_wide_profile()) == "Wide built-in"
-    assert icc.description(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()) == "sRGB built-in"
-    assert icc.description(b"garbage" * 30) is None
-    assert icc.foreign({"icc_profile": b"garbage" * 30}) is not None  # not known to be sRGB: tried, see below
-    assert icc.foreign({}) is None
+def test_a_linear_srgb_profile_is_converted(tmp_path: Path) -> None:
+    raw = _colours()
+    linear = _retoned(_srgb(), 1.0)
+    Image.fromarray(raw).save(tmp_path / "lin.png", icc_profile=linear)
+    pixels, said = _read(tmp_path / "lin.png")
+    expected = np.asarray(ImageCms.profileToProfile(Image.fromarray(raw), ImageCms.ImageCmsProfile(io.BytesIO(linear)),
+                                                    ImageCms.createProfile("sRGB")))
+    assert np.array_equal(pixels, expected) and not np.array_equal(pixels, raw)
+    assert said == [f"{tmp_path / 'lin.png'}: converted to sRGB from its colour profile (sRGB built-in)"]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_a_grey_profile_on_a_colour_image_leaves_it_with_a_warning(tmp_path: Path, mode: str) -> None:
+    # Pillow's convert("RGB") keeps a grey scan's profile: red marks on it were read as grey.
+    im = Image.new("RGB", (8, 8), (255, 0, 0)).convert(mode)
+    im.save(tmp_path / "g.png", icc_profile=_v2("Grey scan", b"GRAY"))
+    pixels, said = _read(tmp_path / "g.png")
+    assert pixels[0, 0].tolist()[:3] == [255, 0, 0]
+    assert said == [f"{tmp_path / 'g.png'}: its colour profile (Grey scan) cannot be applied (GRAY profile for a "
+                    "colour image); its values are read as sRGB"]
 
 
 def _colours(h: int = 48, w: int = 64) -> np.ndarray:
@@ -123,11 +171,13 @@ def test_rgba_keeps_its_alpha_and_hidden_pixels_stay_cleared(tmp_path: Path) -> 
     assert np.array_equal(pixels[:, 1:, :3], rgb[:, 1:])
 
 
-def test_a_grey_image_with_an_rgb_profile_is_refused_by_little_cms_and_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["L", "LA"])
+def test_an_rgb_profile_on_a_grey_image_leaves_it_with_a_warning(tmp_path: Path, mode: str) -> None:
     raw = _colours()[:, :, 0]
-    Image.fromarray(raw).save(tmp_path / "g.png", icc_profile=_wide_profile())
+    Image.fromarray(raw).convert(mode).save(tmp_path / "g.png", icc_profile=_wide_profile())
     pixels, said = _read(tmp_path / "g.png")
-    assert np.array_equal(pixels, raw) and "cannot be applied" in said[0]
+    assert np.array_equal(pixels, raw)
+    assert said[0].endswith("cannot be applied (RGB profile for a grey image); its values are read as sRGB")
 
 
 _GHOSTSCRIPT = Path("/usr/share/color/icc/ghostscript")
