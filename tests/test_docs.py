@@ -23,8 +23,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_relative_links_reach_a_file_and_its_heading(doc):
-    text = doc.read_text()
-    for target, anchor in re.findall(r"\]\((?!https?:|mailto:|#)([^)#\s]+)(?:#([^)\s]+))?\)", text):
+    text = _prose(doc.read_text())
+    # inline links (a title after the target allowed) and reference definitions ("[ref]: target")
+    links = re.findall(r"\]\((?!https?:|mailto:|#)<?([^)#\s>]+)>?(?:#([^)\s\"]+))?(?:\s+\"[^\"]*\")?\)", text)
+    links += re.findall(r"^\s*\[[^\]]+\]:\s*(?!https?:|mailto:|#)<?([^#\s>]+)>?(?:#(\S+))?", text, flags=re.M)
+    for target, anchor in links:
         path = (doc.parent / target).resolve()
         assert path.exists(), f"{doc.name}: {target}"
         if anchor and path.suffix == ".md":
@@ -33,7 +36,12 @@ def test_relative_links_reach_a_file_and_its_heading(doc):
         assert anchor in _anchors(text), f"{doc.name}: #{anchor}"
 
 
+def _prose(markdown: str) -> str:
+    """The markdown without its fenced code blocks, whose `# ...` lines are no headings and links no links."""
+    return re.sub(r"^```.*?^```[^\n]*$", "", markdown, flags=re.M | re.S)
+
+
 def _anchors(markdown: str) -> set[str]:
     # GitHub's rule: lower case, punctuation but hyphens and spaces dropped, spaces to hyphens.
-    heads = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
+    heads = re.findall(r"^#+ (.+)$", _prose(markdown), flags=re.M)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
