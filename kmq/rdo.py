@@ -841,8 +841,10 @@ _PAIR_LAYOUTS = (_pair_layout(False), _pair_layout(True))
 # Images up to this many pixels make pair moves (in a plain --rdo compress: not in a target's search, prepare).
 # At 12 MP the pass costs more than rdo's whole share of a compress (bench/photos.py's detailed, K = 16:
 # 1.1-1.7 s of CPU on a loaded machine where the sweeps take 0.45 and a plain compress 0.8 idle), though it
-# buys most there (astronaut 0.826x plain bytes against 0.880x, smooth 0.762x against 0.798x). Below, the 34
-# --rdo 2 compresses of 0.1-1 MP photos of the module docstring took 28.6 s of CPU against 26.8 (load 6-9).
+# buys most there (astronaut 0.826x plain bytes against 0.880x, smooth 0.762x against 0.798x). Below it costs
+# a third of rdo's time: the 4 sample photos' --rdo 2 compresses at K = 16 and 64, best of 2 in process (the
+# fit's work mostly cached), alternating with the code without pairs, 8.0 / 9.1 s of CPU against 5.5 / 6.3
+# (load 6-9); the 34 first compresses of the module docstring's photos, fit included, 28.6 s against 26.8.
 _PAIRS_MAX = 1 << 21
 _PAIR_RING = 2 * sum(_WEIGHTS) - 2 * _WEIGHTS[0]  # the Potts weight of a pair's ring (20)
 _PAIR_INSIDE = _WEIGHTS[0]  # the weight between the pair's own two pixels
