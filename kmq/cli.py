@@ -565,6 +565,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _counted(n: int, word: str) -> str:
+    """_plural with thousands separators."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 @main.command(short_help="Decode .kmq files back to images.")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...",
                 type=PATH)
@@ -1402,9 +1407,9 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
             colors, share = fitted.palette, fitted.shares
-            about = (f"{_plural(fitted.files, 'file')} ({fitted.pixels:,} pixels, {fitted.colours:,} "
-                     f"colour{'' if fitted.colours == 1 else 's'})")
-            comment = _fitted_comment(len(colors), f"{_plural(fitted.files, 'file')}, {fitted.pixels:,} pixels, J "
+            files, pixels = _plural(fitted.files, "file"), _counted(fitted.pixels, "pixel")
+            about = f"{files} ({pixels}, {_counted(fitted.colours, 'colour')})"
+            comment = _fitted_comment(len(colors), f"{files}, {pixels}, J "
                                                    f"{fitted.distortion:.2f}", seed)
         if output is not None:
             _write_palette(output, colors, share, proportional, force, comment)

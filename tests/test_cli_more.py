@@ -373,3 +373,14 @@ def test_a_palette_of_one_file_given_twice_says_1_file(runner, tmp_path):
     result = run(runner, "palette", tmp_path / "one.png", tmp_path / "one.png", "-k", "1", "-o", tmp_path / "p.gpl")
     assert result.exit_code == 0
     assert result.stdout == f"1 file (20 pixels, 1 colour) -> {tmp_path / 'p.gpl'}: 1 colour, J 0.00\n"
+
+
+def test_a_palette_of_one_pixel_says_1_pixel(runner, tmp_path):
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "b.png")
+    result = run(runner, "palette", tmp_path / "a.png", tmp_path / "b.png", "-k", "1", "-o", tmp_path / "p.gpl")
+    assert result.stdout == f"2 files (2 pixels, 1 colour) -> {tmp_path / 'p.gpl'}: 1 colour, J 0.00\n"
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "c.png")
+    result = run(runner, "palette", tmp_path / "c.png", tmp_path / "c.png", "-k", "1", "-o", tmp_path / "q.gpl", "-f")
+    assert result.stdout.startswith("1 file (1 pixel, 1 colour) -> ")
+    assert "1 file, 1 pixel, J 0.00" in (tmp_path / "q.gpl").read_text()
