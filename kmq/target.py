@@ -1234,9 +1234,9 @@ def _neighbours(lo: int, hi: int, ok: Callable[[int], bool],
     fitted, and one of them can be the better plain file: a few fits, only where rdo could not beat a plain
     file. j: (J, its goal, _zero) of a PSNR's bracket, or (plain bytes, the budget, None) of a byte budget's: from
     K = _FINE_FROM, or near the lossless K (_lossless_end), the probes go where it reaches the goal (_closing), as
-    smooth there as J is: a 1/64 bracket at K = 35,000 is
-    550 K wide, 10 fits bisected, each 0.25 s (a 400x250 RGBA photo at 60 dB, K = 63,000: 1 s each). The K
-    found is the same where ok grows with K: bisection ends whatever _narrow left."""
+    smooth there as J is: a 1/64 bracket at K = 35,000 is 550 K wide, 10 fits bisected, each 0.25 s (a 400x250
+    RGBA photo at 60 dB, K = 63,000: 1 s each). The K found is the same where ok grows with K: bisection ends
+    whatever _narrow left."""
     if j is not None and (lo >= _FINE_FROM or _lossless_end(lo, hi, j[2])):
         lo, hi = _closing(lo, hi, ok, *j)
     while hi - lo > 1:
