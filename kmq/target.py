@@ -1166,9 +1166,9 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         # where K = 256 is also 3,361 bytes, at 32.84); so where the best file is lo's, or any whose J a plain
         # K inside the bracket may beat (not under hi's J): that image's K = 257 with rdo 0.67 %, J 135.24,
         # where plain K = 256 fits at J 134.89 (round 35's fits; the bracket had ended at 254 / 257)
-        # (aimed where the plain bytes reach the budget: from K = _FINE_FROM they are as smooth in K as J, and a fit
-        # there costs a plain compress; flower.jpg's JPEG at 480x320 in 100 kB, ctx: 2,945 / 2,969 closed in 1 fit,
-        # bisection's 5)
+        # (aimed where the plain bytes reach the budget on the line through the bracket's ends: over a 1/64 bracket
+        # ctx's are nearly straight, and a fit there costs a plain compress; flower.jpg's JPEG at 480x320 in 100 kB:
+        # ctx's 2,945 / 2,969 closed in 1 fit, bisection's 5, lzma's jittery 3,506 / 3,540 in 3, its 5)
         lo, hi = _neighbours(lo, hi, ok, (s.estimate, max_bytes, None))
     if not s.rough:
         _past_top(s, max_bytes, k_cap, hi, lambda: s.file(*_best_fitting(s, max_bytes)).distortion)
