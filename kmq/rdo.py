@@ -10,10 +10,8 @@ This module minimises, for a multiplier lambda,
 (a Potts model: w = 2 for the 4 axial neighbours, 1 for the 4 diagonal ones) by iterated conditional modes:
 each pixel takes whichever of its current label, its nearest label and its neighbours' labels has the lowest
 cost, the pixels updated together being those of one of the four (row, column) parity classes, so no two
-of them are neighbours and E never rises (up to _PAIRS_MAX pixels and outside a target's search, the sweeps
-are followed by a pass of pair moves: two neighbouring pixels take one label together, _pairs). Only
-pixels that can move are visited: those at a label boundary (or next to a pixel that just moved) and,
-among those at their nearest label, only the ones
+of them are neighbours and E never rises. Only pixels that can move are visited: those at a label
+boundary (or next to a pixel that just moved) and, among those at their nearest label, only the ones
 holding less than half the neighbour weight (any other label holds at most the other half, and is no
 nearer) and, up to K = 32, less than (12 - gap / lambda) / 2 of it, gap being how much farther the colour's
 second nearest entry is than its nearest (a move would cost at least the gap for at most that much
@@ -112,23 +110,6 @@ refinement is not the whole image's); noisy, against 1,384,356, 1,381,645 / 1,38
 three alone); and a compress cost 6.5 s / 8.1 s of CPU against 3.9 s (2.8x / 3.5x a plain one, over the 2x
 allowed). Not kept. The K = 64 fits of seeds 0-3 differ by up to 1 % in J (seed 0's budget is 2 %): a palette
 of lower J would leave rdo more to spend, but that is K-Means' job, for plain files as much.
-Round 42, on china.jpg-like photos (china, its JPEG q75 and a CMYK JPEG of it, 0.1-1 MP: --rdo 2 files
-0.86-0.93x plain where flower and grace_hopper give 0.68-0.89x): their nearest labellings hold 10-12 % (K =
-16) and 20-24 % (K = 64) isolated pixels (a label none of the 4 axial neighbours holds: an escape at ctx's
-finest level), flower, grace_hopper, astronaut and chelsea 1.3-6 % and 2.4-16 %, and rdo at 2 % removes a
-fifth of them (china 0.117 -> 0.091, 0.240 -> 0.202): texture whose pixels are far from every neighbour's
-colour. Pair moves (_pairs) took 13 photos not in samples/ (china, flower, grace_hopper at 0.1-1 MP,
-a JPEG q75, two grey, the CMYK JPEG) at K = 16 and 64 from 0.8466 to 0.8408 and the samples from 0.8476 to
-0.8453, every one of the 34 files smaller. Against that (china_0.1, gh_0.12, chelsea, ihc, the CMYK JPEG,
-0.8643 -> 0.8620 with pairs): a third sweep alone 0.8634; 2 x 2 blocks moved together after a third sweep,
-at even positions 0.8626, at all four phases 0.8617; pairs with a third sweep 0.8622; pairs visited only
-where neither pixel is away from its nearest entry 0.8630 (half the pass's time); on all 34, pairs with 2 x 2
-blocks and a third sweep 0.8396 / 0.8448 at 1.5x the pairs' CPU; pairs judged from the labels as the pass
-starts rather than per class 0.8417 / 0.8453. At 12 MP (bench/photos.py, K = 16) pairs gave astronaut 0.826x
-(0.880x without), smooth 0.762x (0.798x), detailed 0.791x (0.792x), noisy 0.778x (0.778x), but the pass cost
-1.1-1.7 s of CPU (detailed, load 7-12; its sweeps 0.45, a plain compress 0.8 idle): far over the 1.8x, so
-none above _PAIRS_MAX (the files there are as before). Nor in a target's search (prepare: warm), whose
-steps were tuned to runs without them (8 of its tests asserted the search's path or its files).
 """
 from __future__ import annotations
 
@@ -191,7 +172,6 @@ class _State:
     # [_ranked's tuple, or None until a back-off makes it], shared by the copies of a run a warm Prepared keeps
     # (_image_run): a search backs one run off to several budgets, each from the same ranking of its moves
     ranking: list | None = None
-    pairs: bool = True  # whether runs make pair moves (_run; _PAIRS_MAX), kept by copies
 
     @property
     def labels(self) -> np.ndarray:
@@ -803,8 +783,7 @@ def _separation(palette: np.ndarray) -> np.ndarray:
 
 
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
-    """Rounds of sweeps at lam and (s.pairs) a pass of pair moves (_pairs), each followed by a palette
-    refinement; sample: s is a sample's (_refine)."""
+    """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
     for _ in range(_ROUNDS):
         todo = before = None
         # (a pixel can only gain from a move if a neighbour moved: _sweep)
@@ -817,136 +796,8 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
             if len(changed) == 0 or sweep == sweeps - 1:
                 break
             todo, before = stamp[1:-1, 1:-1] > step, todo
-        if s.pairs:
-            _pairs(s, lam, away)
         s.moved = np.flatnonzero(away)  # (sorted, as the mask is)
         _refine(s, sample)
-
-
-def _pair_layout(vertical: bool) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
-    """The second pixel's offset from the first of a pair (side by side, or one above the other) and the
-    pair's ring: each pixel outside it that neighbours either one, as (row, column) from the first pixel and
-    the Potts weights it holds with the first and with the second (_WEIGHTS; 0: not its neighbour)."""
-    second = (1, 0) if vertical else (0, 1)
-    ring: dict[tuple[int, int], list[int]] = {}
-    for i, (y, x) in enumerate(((0, 0), second)):
-        for (dy, dx), w in zip(_OFFSETS, _WEIGHTS):
-            at = (y + dy, x + dx)
-            if at not in ((0, 0), second):
-                ring.setdefault(at, [0, 0])[i] = w
-    return second, [(dy, dx, wa, wb) for (dy, dx), (wa, wb) in sorted(ring.items())]
-
-
-_PAIR_LAYOUTS = (_pair_layout(False), _pair_layout(True))
-# Images up to this many pixels make pair moves (in a plain --rdo compress: not in a target's search, prepare).
-# At 12 MP the pass costs more than rdo's whole share of a compress (bench/photos.py's detailed, K = 16:
-# 1.1-1.7 s of CPU on a loaded machine where the sweeps take 0.45 and a plain compress 0.8 idle), though it
-# buys most there (astronaut 0.826x plain bytes against 0.880x, smooth 0.762x against 0.798x). Below it costs
-# a third of rdo's time: the 4 sample photos' --rdo 2 compresses at K = 16 and 64, best of 2 in process (the
-# fit's work mostly cached), alternating with the code without pairs, 8.0 / 9.1 s of CPU against 5.5 / 6.3
-# (load 6-9); the 34 first compresses of the module docstring's photos, fit included, 28.6 s against 26.8.
-_PAIRS_MAX = 1 << 21
-_PAIR_RING = 2 * sum(_WEIGHTS) - 2 * _WEIGHTS[0]  # the Potts weight of a pair's ring (20)
-_PAIR_INSIDE = _WEIGHTS[0]  # the weight between the pair's own two pixels
-
-
-def _pairs(s: _State, lam: float, away: np.ndarray) -> None:
-    """Move two neighbouring pixels (side by side or one above the other) to one label together where that
-    lowers E: a 2-pixel speck, or the end of a 2-pixel-wide line, holds its own label against any single
-    pixel's move (each pixel agrees with the other), and two pixels on either side of a boundary may each
-    gain too little alone to take a third label that joins them. The pairs of a class are 2 apart across
-    and 4 along (8 classes): no two are neighbours, so E never rises. The candidates are the pair's labels
-    and those of its ring's axial neighbours. Only pairs that may gain are visited (found on strided views
-    of the labels): holding one label, those whose ring agrees with it less than half its weight (any other
-    label gets at most the other half, and is no nearer); holding two, those whose agreement with their own
-    labels is below what a third label could bring (the ring's weight less the weight holding either label,
-    plus the pair's own); and any pair with a pixel away from its nearest entry. away: as _sweep's, the
-    moves added."""
-    height, width = s.height, s.width
-    stride = width + 2
-    away2 = away.reshape(height, width)
-    for vertical, ((sy, sx), ring) in enumerate(_PAIR_LAYOUTS):
-        step_y, step_x = (4, 2) if vertical else (2, 4)
-        for oy in range(step_y):
-            for ox in range(step_x):
-                rows, cols = range(oy, height - sy, step_y), range(ox, width - sx, step_x)
-                if not rows or not cols:
-                    continue
-
-                def view(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-                    """a (the image's shape, or padded: then from (1, 1)) at (dy, dx) from each pair's first
-                    pixel, as a strided view."""
-                    r, c = oy + dy + (a.shape[0] - height) // 2, ox + dx + (a.shape[1] - width) // 2
-                    return a[r:r + step_y * (len(rows) - 1) + 1:step_y, c:c + step_x * (len(cols) - 1) + 1:step_x]
-                first, second = view(s.padded, 0, 0), view(s.padded, sy, sx)
-                own = np.zeros(first.shape, np.int8)  # each pixel's agreement with its own label, the pair's aside
-                held = np.zeros(first.shape, np.int8)  # the ring's weight holding either label
-                for dy, dx, wa, wb in ring:
-                    nb = view(s.padded, dy, dx)
-                    is_a, is_b = (nb == first).view(np.int8), (nb == second).view(np.int8)
-                    if wa:
-                        own += wa * is_a
-                    if wb:
-                        own += wb * is_b
-                    held += (wa + wb) * (is_a | is_b)
-                live = np.where(first == second, 2 * held < _PAIR_RING, own < _PAIR_RING + _PAIR_INSIDE - held)
-                live |= view(away2, 0, 0)
-                live |= view(away2, sy, sx)
-                at = np.flatnonzero(live)
-                if len(at) == 0:
-                    continue
-                y = at // len(cols) * step_y + oy
-                x = at % len(cols) * step_x + ox
-                _pair_moves(s, lam, away, y * width + x, sy * width + sx, (y + 1) * stride + x + 1,
-                            sy * stride + sx, ring)
-
-
-def _pair_moves(s: _State, lam: float, away: np.ndarray, idx: np.ndarray, second: int, pidx: np.ndarray,
-                psecond: int, ring: list[tuple[int, int, int, int]]) -> None:
-    """_pairs' choice for the pairs whose first pixels are idx (flat; pidx in the padded labels), the second
-    ``second`` (``psecond``) further on, and its moves."""
-    flat = s.padded.reshape(-1)
-    stride = s.width + 2
-    idx_b = idx + second
-    cur_a, cur_b = flat[pidx], flat[pidx + psecond]
-    nbs = [(flat[pidx + dy * stride + dx], wa, wb) for dy, dx, wa, wb in ring]
-    table = s.colours.table(s.palette)
-    if table is not None:
-        dist_a = _TableDist(table, s.colours.index[idx], len(s.palette) + 1)
-        dist_b = _TableDist(table, s.colours.index[idx_b], len(s.palette) + 1)
-    else:
-        dist_a = _PixelDist(s.palette, _pixels_at(s, idx))
-        dist_b = _PixelDist(s.palette, _pixels_at(s, idx_b))
-    lam = np.float32(lam)
-    da, db = dist_a(cur_a), dist_b(cur_b)
-    agree = (cur_a == cur_b).view(np.int8) * np.int8(_PAIR_INSIDE)
-    for nb, wa, wb in nbs:
-        if wa:
-            agree += wa * (nb == cur_a).view(np.int8)
-        if wb:
-            agree += wb * (nb == cur_b).view(np.int8)
-    best = da + db
-    best -= lam * agree
-    best_c = np.full(len(idx), len(s.palette), cur_a.dtype)  # (the sentinel: no move)
-    for c in [cur_a, cur_b] + [nb for nb, wa, wb in nbs if max(wa, wb) == _WEIGHTS[0]]:
-        cost = dist_a(c)
-        cost += dist_b(c)
-        together = np.full(len(idx), _PAIR_INSIDE, np.int8)
-        for nb, wa, wb in nbs:
-            together += (wa + wb) * (nb == c).view(np.int8)
-        cost -= lam * together
-        better = cost < best
-        np.minimum(best, cost, out=best)
-        _put(best_c, c, better)
-    for cur, dist, d, at, pat in ((cur_a, dist_a, da, idx, pidx), (cur_b, dist_b, db, idx_b, pidx + psecond)):
-        moves = np.flatnonzero((best_c != len(s.palette)) & (best_c != cur))
-        if len(moves) == 0:
-            continue
-        to = best_c[moves]
-        flat[pat[moves]] = to
-        s.total += dist.moved_sum(moves, to) - int(d[moves].sum(dtype=np.int64))
-        _recount(s, to, cur[moves])
-        away[at[moves]] = True
 
 
 def _away(s: _State) -> np.ndarray:
@@ -1017,23 +868,18 @@ def prepare(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray, 
     ``palette``, to pass to each of its calls with those three (the same result as without it, unless warm:
     then each call's lambda is calibrated from the trials of the calls before it, in a trial or two where a
     cold start takes four to six, and the result depends on those calls; where the image is its own sample,
-    its entries come in a file's order, by share, as its sizing judged them: _in_file_order; and no run makes
-    pair moves, so the first call equals a cold one only where a cold one makes none: _PAIRS_MAX). guess: an
-    entry near each distinct colour (the fit's per-colour labels), which finds the nearest ones sooner (the
-    same ones). judge=False (warm only): results not judged by ctx's bytes (Prepared.judge)."""
+    its entries come in a file's order, by share, as its sizing judged them: _in_file_order). guess: an entry
+    near each distinct colour (the fit's per-colour labels), which finds the nearest ones sooner (the same
+    ones). judge=False (warm only): results not judged by ctx's bytes (Prepared.judge)."""
     colours = _Colours(distinct)
     plain = _start(pixels, colours, palette, guess)
     sample = _sample(pixels)
     judge = judge or not warm
-    # (the sample's runs stand for the image's: they make pair moves where the image's do). Not in a target's
-    # search (warm): its steps and their tests were tuned to runs without them, and it makes many runs
-    plain.pairs = not warm and plain.height * plain.width <= _PAIRS_MAX
     if sample is pixels:
         return Prepared(palette, colours, plain, True, sample, plain, warm=warm, judge=judge)
     sampled = _Colours(kmeans.distinct(sample.reshape(-1, sample.shape[2])))
-    base = _start(sample, sampled, palette)
-    base.pairs = plain.pairs
-    return Prepared(palette, colours, plain, False, sample, base, warm=warm, judge=judge)
+    return Prepared(palette, colours, plain, False, sample, _start(sample, sampled, palette), warm=warm,
+                    judge=judge)
 
 
 # Candidate palettes (choose) whose J is over this share above the first's are not judged: rdo buys about

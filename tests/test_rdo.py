@@ -485,7 +485,6 @@ def test_a_warm_prepared_state_calibrates_each_run_from_the_trials_before_it(cro
     # start takes 4), and each still lands within its own budget and near it.
     if not sampled:
         monkeypatch.setattr(rdo, "_SAMPLE", 1 << 17)  # the crop is its own sample
-    monkeypatch.setattr(rdo, "_PAIRS_MAX", 0)  # (a warm run makes no pair moves: cold ones alike here)
     runs = []
     original = rdo._run
     monkeypatch.setattr(rdo, "_run", lambda s, lam, sweeps, sample=False: (runs.append(lam),
@@ -565,7 +564,6 @@ def test_a_run_keeps_one_mask_of_moved_pixels_over_its_sweeps(crop, lam):
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 16, seed=0, max_iter=300)
     run = rdo._start(crop, rdo._Colours(distinct), palette)
-    run.pairs = False  # (the sweeps' mask alone: no pair moves after them)
     rdo._run(run, lam, 3)
     each = rdo._start(crop, rdo._Colours(distinct), palette)
     assert sum(len(c) for c in _sweeps(each, lam, 3)) > 0
@@ -970,7 +968,6 @@ def test_a_kept_run_is_ranked_once_for_the_back_offs_to_each_budget(crop, small_
     # A target's search backs one kept run off to several budgets (the grey trial 1200x800 at K = 26: its 4
     # calls there, one run): the copies of the run share one ranking of its moves (_ranked), made by the first
     # back-off, and give the same results, byte for byte, as copies that each rank their own.
-    monkeypatch.setattr(rdo, "_PAIRS_MAX", 0)  # (runs without pair moves: 4 budgets, one run backed off to each)
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
     original, image_run = rdo._ranked, rdo._image_run
@@ -1129,7 +1126,6 @@ def test_a_warm_run_on_an_image_larger_than_its_sample_is_not_judged_on_the_samp
     # (0.03 s a K at 1 MP) that judge a cold call's run are left to it. Where that judgment keeps the run, the
     # same result, with no sizing at all.
     from kmq.codecs import ctx
-    monkeypatch.setattr(rdo, "_PAIRS_MAX", 0)  # (a warm run makes no pair moves: the cold one alike here)
     distinct = kmeans.distinct(crop.reshape(-1, 3))
     palette, _, _ = kmq.api.quantize_distinct(distinct, 8, seed=0, max_iter=300)
     sized = []
@@ -1146,47 +1142,3 @@ def test_a_warm_run_on_an_image_larger_than_its_sample_is_not_judged_on_the_samp
     np.testing.assert_array_equal(got[0], cold[0])
     np.testing.assert_array_equal(got[1], cold[1])
     assert got[2] == cold[2] > rdo.prepare(crop, distinct, palette).plain.total / crop[..., 0].size
-
-
-@pytest.mark.parametrize("vertical", [False, True])
-def test_a_two_pixel_speck_that_no_single_move_clears_is_moved_as_a_pair(vertical):
-    # The speck's 52s are nearest 100 (2304 against 2704 to 0). One pixel taking 0 gains 10 - 2 = 8 of Potts
-    # weight for 400 more distortion (lam > 50), both together 20 + 2 - 2 = 20 for 800 (lam > 40): at lam 45
-    # only the pair's move lowers E.
-    pixels = np.zeros((7, 8, 1), np.uint8)
-    pixels[3, 3] = pixels[(4, 3) if vertical else (3, 4)] = 52
-    distinct = kmeans.distinct(pixels.reshape(-1, 1))
-    s = rdo._start(pixels, rdo._Colours(distinct), np.array([[0], [100]], np.uint8))
-    rdo._run(s, 45.0, 2)
-    np.testing.assert_array_equal(s.labels, 0)
-    # (then refined: entry 0 is the mean, 104 / 56 -> 2)
-    assert s.palette[0, 0] == 2 and s.total == 54 * 2**2 + 2 * 50**2
-    np.testing.assert_array_equal(s.counts, [56, 0])
-
-
-def _energy(labels: np.ndarray, pixels: np.ndarray, palette: np.ndarray, lam: float) -> float:
-    """The Potts E that rdo lowers: distortion less lam x the weight of agreeing neighbour pairs."""
-    d = ((pixels.astype(np.int64) - palette[labels].astype(np.int64)) ** 2).sum()
-    agree = 2 * ((labels[1:] == labels[:-1]).sum() + (labels[:, 1:] == labels[:, :-1]).sum())
-    agree += (labels[1:, 1:] == labels[:-1, :-1]).sum() + (labels[1:, :-1] == labels[:-1, 1:]).sum()
-    return float(d - lam * agree)
-
-
-@pytest.mark.parametrize("lam", [30.0, 300.0, 3000.0])
-def test_pair_moves_lower_e_and_keep_the_state_exact(crop, lam):
-    from kmq.api import quantize_distinct
-    pixels = crop[:37, :45]
-    distinct = kmeans.distinct(pixels.reshape(-1, 3))
-    palette, _, _ = quantize_distinct(distinct, 8, seed=0, max_iter=300)
-    s = rdo._start(pixels, rdo._Colours(distinct), palette)
-    away = rdo._away(s)
-    for sweep in range(2):
-        rdo._sweep(s, lam, None, None, 0, None, away)
-    before = s.labels.copy()
-    rdo._pairs(s, lam, away)
-    flat = s.labels.reshape(-1)
-    assert (flat != before.reshape(-1)).sum() > 0
-    assert _energy(s.labels, pixels, palette, lam) < _energy(before, pixels, palette, lam)
-    assert s.total == rdo._dist(pixels.reshape(-1, 3), palette, flat).sum()
-    np.testing.assert_array_equal(s.counts, np.bincount(flat, minlength=len(palette)))
-    assert set(np.flatnonzero(flat != s.near(np.arange(flat.size)))) <= set(np.flatnonzero(away))
