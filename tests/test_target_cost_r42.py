@@ -45,3 +45,16 @@ def test_a_budget_closes_its_plain_bracket_where_the_bytes_reach_it(monkeypatch)
         img = kmq.compress_to(_wavy(), max_bytes=14_481, codec="ctx")
     assert len(img.to_bytes()) <= 14_481 and img.k == 2071
     assert 1 <= len(fitted) <= 2
+
+
+def test_lzma_budgets_keep_bisection_where_its_plain_bytes_jitter():
+    # lzma's plain bytes for K = 779-783 here: 8,947 / 8,987 / 8,951 / 8,960 / 9,016: aimed by bytes, the bracket
+    # closed at K = 779 (J worse than plain K = 782's, which fits: the promise broken); bisection finds 782.
+    rng = np.random.default_rng(5)
+    image = (rng.integers(0, 256, (60, 80, 3)) // 8 * 8).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kmq.KmqWarning)
+        found = kmq.compress_to(image, max_bytes=9000, codec="lzma")
+        plain = kmq.compress(image, 782, codec="lzma")
+    assert len(plain.to_bytes()) <= 9000
+    assert found.distortion <= plain.distortion
