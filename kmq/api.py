@@ -10,7 +10,6 @@ import json
 import math
 import os
 import stat
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
@@ -24,7 +23,7 @@ from .dither import METHODS as DITHERS
 from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
 from .errors import KmqError, naming, warn
-from .fileio import STDIO, open_input, reading, write_atomic
+from .fileio import STDIO, check_writable, open_input, reading, stdin, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
 from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, from_pillow, load_image,
                       opaque, save_quantized, source_name, warn_extension_mismatch, writable_format)
@@ -599,6 +598,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
     if isinstance(image, Image.Image):
         if 0 in image.size:
             raise ValueError(f"the image is empty: {image.width}x{image.height}")
+        if image.width * image.height > max_pixels:
+            raise KmqError(f"{image.width}x{image.height} pixels exceed the limit of {max_pixels}")
         pixels = from_pillow(image)
     elif isinstance(image, np.ndarray):
         pixels = np.asarray(image)  # a subclass (np.matrix) indexes otherwise
@@ -612,10 +613,12 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
             raise KmqError(f"{pixels.shape[1]}x{pixels.shape[0]} pixels exceed the limit of {max_pixels}")
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = drop_alpha(pixels) if opaque(pixels) else clear_transparent(pixels)
-    elif isinstance(image, (str, Path, bytes)) or hasattr(image, "read"):
+    elif isinstance(image, (str, Path, bytes, bytearray, memoryview)) or hasattr(image, "read"):
         _warn_if_misnamed(image)
-        if str(image) == STDIO:
-            image = sys.stdin.buffer
+        if isinstance(image, (bytearray, memoryview)):
+            image = bytes(image)
+        elif isinstance(image, (str, Path)) and str(image) == STDIO:
+            image = stdin()
         pixels = load_image(image, max_pixels=max_pixels, padded=padded, on_rows=on_rows)
     else:
         raise TypeError(f"an image is a path, a file object, bytes, a uint8 numpy array, a Pillow image or a "
@@ -707,6 +710,7 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
     name = "<stdout>" if str(path) == STDIO else str(path)
     if format and str(path) != STDIO:
+        check_writable(path, overwrite=overwrite)  # a refusal first: no warning about a file that is not written
         warn_extension_mismatch(path, fmt)  # before the file: a filter set to "error" stops it unwritten
     write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
                                                 name=name), overwrite=overwrite)

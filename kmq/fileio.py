@@ -30,7 +30,7 @@ def stdin() -> BinaryIO:
     has no sys.stdin at all."""
     if sys.stdin is None:
         raise KmqError("cannot read stdin: not open")
-    return sys.stdin.buffer
+    return getattr(sys.stdin, "buffer", sys.stdin)  # a program's own binary stdin (io.BytesIO) has no buffer
 
 
 @contextmanager

@@ -65,7 +65,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             key = _key_of(im, name)  # while the undecoded layout is known
             prefetch.map_pixels(im)
             im.load()
-            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
+            _upright(im, name)
             mapped = prefetch.pixels(im)
             profile = _profile(im)
             if profile is not None:
@@ -93,13 +93,30 @@ def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
     """A Pillow image a program hands kmq, as load_image reads its file: upright (EXIF orientation applied)
     and in sRGB where it carries another colour profile (im.info["icc_profile"]); its current frame."""
     key = _key_of(im, name)  # before getexif, which loads a PNG
-    if im.getexif().get(_ORIENTATION, 1) != 1:  # a .kmq keeps no EXIF: turned now, or stored sideways
-        im = ImageOps.exif_transpose(im)
+    # A .kmq keeps no EXIF: turned now, or stored sideways. Only an image read from a file (format set): Pillow's
+    # rotate() and transpose() copy the EXIF, orientation and all, into an image that is already turned.
+    if im.format is not None and _turned(im, name):
+        im = ImageOps.exif_transpose(im)  # a turned copy: the caller's image stays as it was
     profile = _profile(im)
     return to_array(im, name, key=key) if profile is None else _in_srgb(im, name, key, profile)
 
 
 _ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _turned(im: Image.Image, name: str) -> bool:
+    """Whether im's EXIF orientation asks for a turn; an EXIF Pillow cannot read is upright, with a warning."""
+    try:
+        return im.getexif().get(_ORIENTATION, 1) != 1
+    except Exception as e:  # noqa: BLE001 - Pillow's EXIF parser fails in many ways on a damaged block
+        warn(f"{name}: its EXIF cannot be read ({e}); taken as upright")
+        return False
+
+
+def _upright(im: Image.Image, name: str) -> None:
+    """im (kmq's own) turned in place as its EXIF orientation says; an EXIF Pillow cannot read leaves it as it is."""
+    if _turned(im, name):
+        ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
 # Modes a colour profile describes the values of; Pillow's LAB, HSV and YCbCr are their own spaces, which
 # its convert() maps to RGB itself.
 _NOT_PROFILED = {"LAB", "HSV", "YCbCr"}
@@ -120,8 +137,14 @@ def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes, own: bool = F
     try:
         if im.mode == "CMYK":  # through its own profile, not Pillow's naive formula
             pixels = to_array(icc.to_srgb(im, profile, "RGB"), name)
-        elif (kind == "GRAY") != grey:
-            raise ValueError(f"{kind or 'no'} profile for a {'grey' if grey else 'colour'} image")
+        elif kind == "GRAY" and not grey:
+            # Pillow's convert("RGB") of a grey scan keeps its profile: channels all equal are still its grey
+            pixels = to_array(im, name, key=key)
+            if not _equal_channels(pixels):
+                raise ValueError("GRAY profile for a colour image")
+            pixels = _converted(pixels, profile, True)
+        elif kind != "GRAY" and grey:
+            raise ValueError(f"{kind or 'no'} profile for a grey image")
         elif own and im.mode == "RGB" and key is None:
             # 12 MP: 0.24-0.27 s and 113 MB to read it, against 0.45-0.57 s and 261 MB through numpy's copies
             pixels = to_array(icc.to_srgb(im, profile, "RGB", in_place=True), name)
@@ -132,6 +155,10 @@ def _in_srgb(im: Image.Image, name: str, key: Any, profile: bytes, own: bool = F
         return to_array(im, name, key=key)
     warn(f"{name}: converted to sRGB from its colour profile ({what})")
     return pixels
+
+
+def _equal_channels(pixels: np.ndarray) -> bool:
+    return pixels.ndim == 3 and all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2))
 
 
 def _converted(pixels: np.ndarray, profile: bytes, grey: bool) -> np.ndarray:

@@ -120,3 +120,85 @@ def test_type_hints_ship_with_the_package() -> None:
     root = Path(kmq.__file__).parent
     assert (root / "py.typed").exists()
     assert 'kmq = ["py.typed"]' in (root.parent / "pyproject.toml").read_text()
+
+
+# Round 42's review (h51r2) of the fixes above.
+def test_an_exif_pillow_cannot_read_is_taken_as_upright_with_a_warning(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "bad.png", exif=b"garbage!")
+    with pytest.warns(kmq.KmqWarning, match="its EXIF cannot be read"):
+        from_file = kmq.compress(tmp_path / "bad.png", 4)
+    with Image.open(tmp_path / "bad.png") as opened, pytest.warns(kmq.KmqWarning, match="its EXIF cannot be read"):
+        from_image = kmq.compress(opened, 4)
+    assert from_file == from_image == kmq.compress(pixels, 4)
+
+
+def test_an_image_a_program_turned_itself_is_not_turned_again(tmp_path: Path) -> None:
+    im = Image.fromarray(np.random.default_rng(1).integers(0, 256, (6, 10, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    with Image.open(tmp_path / "r.jpg") as opened:
+        turned = opened.transpose(Image.Transpose.ROTATE_270)  # Pillow copies the EXIF, orientation and all
+    img = kmq.compress(turned, 4)
+    assert (img.width, img.height) == turned.size == (6, 10)
+
+
+def test_a_grey_scan_converted_to_rgb_keeps_its_grey_profile(tmp_path: Path) -> None:
+    from test_icc import _retoned, _srgb
+
+    grey = _retoned(_srgb(), 1.8)  # an RGB profile would not do: a grey one, made of Little CMS's own pieces
+    # a GRAY profile: Little CMS's sRGB header and one of its curves as kTRC
+    import struct as _s
+
+    tags = {sig: (off, size) for sig, off, size in (_s.unpack_from(">4sII", grey, 132 + 12 * i)
+                                                    for i in range(_s.unpack_from(">I", grey, 128)[0]))}
+    off, size = tags[b"rTRC"]
+    wp_off, wp_size = tags[b"wtpt"]
+    body = grey[wp_off:wp_off + wp_size] + grey[off:off + size]
+    header = bytearray(grey[:128])
+    header[16:20] = b"GRAY"
+    header[12:16] = b"mntr"
+    table = _s.pack(">I4sII4sII", 2, b"wtpt", 128 + 4 + 24, wp_size, b"kTRC", 128 + 4 + 24 + wp_size, size)
+    profile = bytearray(bytes(header) + table + body)
+    profile[0:4] = _s.pack(">I", len(profile))
+    profile[84:100] = bytes(16)  # no profile ID
+    profile = bytes(profile)
+    scan = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1)))
+    scan.save(tmp_path / "g.png", icc_profile=profile)
+    scan.convert("RGB").save(tmp_path / "rgb.png", icc_profile=profile)
+    grey_read, _ = _read_warned(tmp_path / "g.png")
+    rgb_read, said = _read_warned(tmp_path / "rgb.png")
+    assert not np.array_equal(grey_read, np.asarray(scan))  # gamma 1.8 is not sRGB: converted
+    assert np.array_equal(rgb_read[:, :, 0], grey_read) and np.array_equal(rgb_read[:, :, 2], grey_read)
+    assert said[0].endswith("converted to sRGB from its colour profile (unnamed)")
+
+
+def _read_warned(path: Path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = kmq.imageio.load_image(path)
+    return pixels, [str(w.message) for w in caught]
+
+
+def test_a_dash_with_a_binary_stdin_and_with_none(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.BytesIO(photo.read_bytes()))
+    assert kmq.compress("-", 4) == kmq.compress(photo, 4)
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(kmq.KmqError, match="cannot read stdin: not open"):
+        kmq.compress("-", 4)
+
+
+def test_bytearray_and_a_pillow_image_over_max_pixels(photo: Path) -> None:
+    assert kmq.compress(bytearray(photo.read_bytes()), 4) == kmq.compress(photo, 4)
+    with pytest.raises(kmq.KmqError, match="10x10 pixels exceed the limit of 50"):
+        kmq.compress(Image.new("RGB", (10, 10)), 2, max_pixels=50)
+
+
+def test_export_refuses_an_existing_file_before_it_warns(tmp_path: Path) -> None:
+    img = kmq.compress(np.full((4, 4, 3), 7, np.uint8), 1)
+    (tmp_path / "x.jpg").write_bytes(b"mine")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(kmq.KmqError, match="exists"):
+        warnings.simplefilter("always")
+        kmq.export(img, tmp_path / "x.jpg", format="PNG")
+    assert caught == [] and (tmp_path / "x.jpg").read_bytes() == b"mine"
