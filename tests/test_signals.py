@@ -92,8 +92,13 @@ def test_a_signal_stops_a_parallel_bulk_run_at_once_and_cleanly(tmp_path, photos
     written = [p for p in out.rglob("*") if p.is_file()]
     assert [p.name for p in written if p.name.endswith(".tmp")] == []
     # The file system's clock lags the system's slightly, never leads it: an output begun after the signal
-    # cannot look older than it.
-    assert [p.name for p in written if p.stat().st_mtime_ns > signalled_ns] == []
+    # cannot look older than it. A job already running may still finish in the moment the parent takes to end
+    # its worker (milliseconds, more under load: clean-clone CI saw q01 so, once in a full run): jobs start in
+    # input order, one a worker, so an output begun after the signal would come after the ones done before it
+    # and the two running then.
+    done = sum(p.stat().st_mtime_ns <= signalled_ns for p in written)
+    late = sorted(int(p.name[1:3]) for p in written if p.stat().st_mtime_ns > signalled_ns)
+    assert all(i < done + 2 for i in late), (done, late)
     assert 1 <= len(written) < FILES
 
 
