@@ -23,7 +23,7 @@ from click.core import ParameterSource
 # a usage error end before any of it would be used (kmq.limits).
 from . import __version__, stdout
 from .codecs import NAMES as CODECS
-from .errors import (CLI_WORDS, KmqError, KmqWarning, about, plural_bytes, valid_unicode,
+from .errors import (CLI_WORDS, KmqError, KmqWarning, about, counted, plural_bytes, valid_unicode,
                      warnings_about)
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)
@@ -563,11 +563,6 @@ _RATIO = "Packed/original bits"
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _counted(n: int, word: str) -> str:
-    """_plural with thousands separators."""
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 @main.command(short_help="Decode .kmq files back to images.")
@@ -1407,8 +1402,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
             colors, share = fitted.palette, fitted.shares
-            files, pixels = _plural(fitted.files, "file"), _counted(fitted.pixels, "pixel")
-            about = f"{files} ({pixels}, {_counted(fitted.colours, 'colour')})"
+            files, pixels = _plural(fitted.files, "file"), counted(fitted.pixels, "pixel")
+            about = f"{files} ({pixels}, {counted(fitted.colours, 'colour')})"
             comment = _fitted_comment(len(colors), f"{files}, {pixels}, J "
                                                    f"{fitted.distortion:.2f}", seed)
         if output is not None:

@@ -97,9 +97,14 @@ def naming(path: str | Path, kind: type[KmqError] = FormatError) -> Iterator[Non
         raise named from None
 
 
+def counted(n: int, word: str) -> str:
+    """"1 pixel", "2,048 pixels": a count in a message, with thousands separators."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def plural_bytes(n: int) -> str:
     """"1 byte", "2,048 bytes": a size in a message."""
-    return "1 byte" if n == 1 else f"{n:,} bytes"
+    return counted(n, "byte")
 
 
 def about(path: str | Path, message: str) -> str:
