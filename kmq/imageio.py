@@ -478,6 +478,10 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3
     warn_lossy(fmt, name)
+    if channels == 1 and fmt == "PNG" and np.isin(palette, (0, 255)).all():
+        # Black and white as a 1-bit PNG: a 1-bit line drawing of 4,350 bytes came back as 5,856 in 8-bit grey.
+        _save(_pixel_image(palette, labels).convert("1", dither=Image.Dither.NONE), target, format, name)
+        return
     if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         _save(_pixel_image(palette, labels), target, format, name)
         return
@@ -536,8 +540,8 @@ WEBP_MAX_SIDE = 16383
 
 
 def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
-    """The image palette[labels] as a PNG-8 made with care (Pillow: the smaller of optimize=True and zlib level
-    6); None above k = 256, which no 8-bit PNG holds.
+    """The image palette[labels] as a PNG-8 made with care (Pillow: the smallest of optimize=True and zlib
+    levels 9 and 6); None above k = 256, which no 8-bit PNG holds.
 
     A palette image (RGBA: alpha per entry in tRNS), the smaller of its entries ordered by luminance (grey:
     by level) and in kmq's order by share: the same pixels either way, and neither order always wins (at
@@ -556,9 +560,10 @@ def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     return min((_png(im, **options) for im in candidates for options in _PNG8_SETTINGS), key=len)
 
 
-# Pillow's optimize=True is not always its smallest: at K = 16 zlib's level 6 on luminance-ordered indices is
-# up to 3 % smaller (ihc: 18,211 bytes against 18,709), and decompress writes that.
-_PNG8_SETTINGS = ({"optimize": True}, {"compress_level": 6})
+# Pillow's optimize=True is not always its smallest: zlib's level 9 (what decompress writes up to
+# PNG_BEST_PIXELS) gave 0-5 % fewer bytes than it on 20 images at K = 16-256 (chelsea at K = 16: 30,918 against
+# 32,606), and at K = 16 level 6 was up to 3 % smaller than optimize (ihc: 18,211 bytes against 18,709).
+_PNG8_SETTINGS = ({"optimize": True}, {"compress_level": 9}, {"compress_level": 6})
 
 
 def _png(im: Image.Image, **options: object) -> bytes:
@@ -639,16 +644,27 @@ def writable_format(name: str) -> str:
     return fmt
 
 
+# PNGs of up to this many pixels are written at zlib's level 9, larger ones at its (and Pillow's) default 6.
+# Level 9 searches longer for matches: 1-36 % fewer bytes on palette images (a 3000x600 banner at K = 64:
+# 26,904 bytes against 41,947; photos 0.3-3 %, screenshots and icons 3-11 %), for 1-10x level 6's time, which
+# up to 2 MP is at most ~0.2 s more a megapixel, but at 12 MP 1-2 s on top of a 0.4 s decompress.
+PNG_BEST_PIXELS = 1 << 21
+
+
+def png_level(pixels: int) -> int:
+    """The zlib level kmq writes a PNG of this many pixels at."""
+    return 9 if pixels <= PNG_BEST_PIXELS else 6
+
+
 def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the output", **extra: object) -> None:
     if format.upper() == KMQ_FORMAT:
         raise KmqError("KMQ is not an image format to decode to (kmq compress writes .kmq); use e.g. PNG")
-    # Level 6 is zlib's and Pillow's default balance; the benchmark compares against Pillow at the same level.
     # WebP would be lossy by default: decompressing must give the decoded pixels, not an approximation.
     # exact: libwebp would otherwise replace the colour under alpha 0, and the file would not hold the decoded
     # pixels (nor match stats --reference, which measures them with exact).
     # PDF: no dates, and no title (Pillow takes it from the file's name: the temporary file's, different each run),
     # so that the same pixels give the same bytes.
-    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True, "exact": True},
+    options = {"PNG": {"compress_level": png_level(im.width * im.height)}, "WEBP": {"lossless": True, "exact": True},
                "PDF": {"title": None, "creationDate": None, "modDate": None}}.get(format.upper(), {})
     if format.upper() == "QOI" and im.mode == "L":
         im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
