@@ -238,7 +238,7 @@ class KmqImage:
         check_crc(data)
         palette_end = HEADER_SIZE + header.k * header.channels
         palette = np.frombuffer(data, np.uint8, header.k * header.channels, HEADER_SIZE)
-        metadata = _parse_metadata(data[palette_end:palette_end + header.meta_len])
+        metadata = _parse_metadata(data[palette_end:palette_end + header.meta_len], palette_end)
         payload_start = palette_end + header.meta_len
         payload = memoryview(data)[payload_start:payload_start + header.payload_len]  # not a copy of the file
         labels = codecs.decode(header.codec, payload, header.width, header.height,
@@ -283,7 +283,7 @@ def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes =
         _check_size(header, len(data) + on_disk)
     _read_up_to(f, header.file_size - len(data) + 1, data)
     if len(data) > header.file_size:
-        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got more")
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got more {_parts(header)}")
     _check_size(header, len(data))
     return data
 
@@ -304,9 +304,10 @@ def read_front(f: BinaryIO, *,
     palette_len = header.k * header.channels
     front = bytes(_read_up_to(f, palette_len + header.meta_len))  # (the palette a read-only view, as before)
     if len(front) < palette_len + header.meta_len:
-        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(head) + len(front)}")
+        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(head) + len(front)} "
+                          f"{_parts(header)}")
     palette = np.frombuffer(front, np.uint8, palette_len).reshape(header.k, header.channels)
-    return header, palette, _parse_metadata(front[palette_len:])
+    return header, palette, _parse_metadata(front[palette_len:], HEADER_SIZE + palette_len)
 
 
 def _read_up_to(f: BinaryIO, n: int, into: bytearray | None = None) -> bytearray:
@@ -393,9 +394,16 @@ def _parse_fields(data: bytes, max_pixels: int) -> Header:
 
 def _check_size(header: Header, size: int) -> None:
     if size < header.file_size:
-        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {size}")
+        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {size} {_parts(header)}")
     if size > header.file_size:
-        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got {size}")
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got {size} {_parts(header)}")
+
+
+def _parts(header: Header) -> str:
+    """Where a file's expected size comes from: the header's fields, which a flipped byte in meta_len or
+    payload_len changes too (the checksum is checked only once the size is right)."""
+    return (f"(header {HEADER_SIZE} + palette {header.k * header.channels} + metadata {header.meta_len} + "
+            f"payload {header.payload_len} + checksum {CRC_SIZE})")
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -411,10 +419,10 @@ def check_crc(data: bytes) -> None:
         raise ChecksumError(f"checksum mismatch: stored 0x{stored:08X}, computed 0x{computed:08X}")
 
 
-def _parse_metadata(raw: bytes) -> dict[str, Any]:
+def _parse_metadata(raw: bytes, offset: int = 0) -> dict[str, Any]:
     """The metadata by the rules of docs/FORMAT.md: strict RFC 8259 JSON in UTF-8, a top-level object, and
     valid values for the keys kmq defines (distortion, seed, rdo, target, palette_source, dither); other keys
-    may hold any JSON value."""
+    may hold any JSON value. offset: where raw starts in the file, for the messages."""
     if not raw:
         return {}
     try:
@@ -431,9 +439,12 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         if raw.startswith(b"\xef\xbb\xbf"):
             raise FormatError("metadata is not UTF-8 JSON: it starts with a byte-order mark (ef bb bf)") from None
         what = e.msg.removesuffix(" at")  # "Invalid control character at"
-        raise FormatError(f"metadata is not valid JSON: {what} at character {e.pos}") from None
+        at = len(e.doc[:e.pos].encode("utf-8"))  # json counts characters; a hex dump shows bytes
+        raise FormatError(f"metadata is not valid JSON: {what} at byte {at} of the metadata "
+                          f"(file offset {offset + at})") from None
     except UnicodeDecodeError as e:
-        raise FormatError(f"metadata is not UTF-8: byte 0x{raw[e.start]:02x} at {e.start} ({e.reason})") from None
+        raise FormatError(f"metadata is not UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start} of the metadata "
+                          f"(file offset {offset + e.start}; {e.reason})") from None
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     problem = metadata_problem(metadata)
@@ -585,7 +596,8 @@ def _check_labels(labels: np.ndarray, header: Header) -> None:
     if header.k > int(labels.max()):
         return
     y, x = np.unravel_index(int(np.argmax(labels >= header.k)), labels.shape)
-    raise FormatError(f"label {int(labels[y, x])} at pixel ({x}, {y}) is out of range for k={header.k}")
+    raise FormatError(f"{codecs.codec_name(header.codec)} payload: label {int(labels[y, x])} at pixel ({x}, {y}) "
+                      f"is not < k = {header.k}")
 
 
 def palette_of(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

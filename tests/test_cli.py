@@ -97,7 +97,10 @@ def test_truncated_kmq(runner, image, tmp_path):
     (tmp_path / "c.kmq").write_bytes(data[:500])
     result = run(runner, "decompress", tmp_path / "c.kmq")
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path / 'c.kmq'}: truncated file: expected {len(data)} bytes, got 500\n"
+    h = kmq.format.parse_header(data)
+    assert result.output == (f"Error: {tmp_path / 'c.kmq'}: truncated file: expected {len(data)} bytes, got 500 "
+                             f"(header 32 + palette {h.k * h.channels} + metadata {h.meta_len} + "
+                             f"payload {h.payload_len} + checksum 4)\n")
 
 
 @pytest.mark.parametrize("command", ["compress", "decompress", "stats"])

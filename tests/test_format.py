@@ -152,6 +152,9 @@ def test_bit_flip_is_a_checksum_error(good, position):
     (8, "<I", 100000, r"image of 100000x7 = 700000 pixels exceeds the limit of 1000 pixels"),
     (24, "<Q", 2**63, r"header: payload_len is 9223372036854775808, must be 0 to 65816"),
     (24, "<Q", 65816, r"truncated file: expected \d+ bytes"),
+    # a damaged size field reads as truncation (sizes come before the checksum): the message shows whose size
+    (20, "<I", 3, r"trailing bytes: expected 119 bytes, got 143 \(header 32 \+ palette 45 \+ metadata 3 \+ "
+                  r"payload 35 \+ checksum 4\)$"),
     (8, "<I", 11, r"raw labels: expected 39 bytes for 11x7 at 4 bits, got 35"),
 ])
 def test_forged_header_fields(good, offset, fmt, value, message):
@@ -165,7 +168,7 @@ def test_label_out_of_range():
     data = bytearray(img.to_bytes())
     data[-5] = 0b00011100  # labels 0, 1, 3, 0: 3 is not < k = 3
     data[-4:] = struct.pack("<I", zlib.crc32(data[:-4]))
-    with pytest.raises(FormatError, match=r"label 3 at pixel \(2, 0\) is out of range for k=3"):
+    with pytest.raises(FormatError, match=r"^raw payload: label 3 at pixel \(2, 0\) is not < k = 3$"):
         KmqImage.from_bytes(bytes(data))
 
 
@@ -193,11 +196,15 @@ def with_metadata(meta: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("meta, message", [
-    (b'{"x":"\xff\xfe"}', r"metadata is not UTF-8: byte 0xff at 6 \(invalid start byte\)$"),
+    (b'{"x":"\xff\xfe"}', r"metadata is not UTF-8: byte 0xff at byte 6 of the metadata \(file offset 39; invalid "
+                          r"start byte\)$"),
     # json's own words for these name Python (utf-8-sig, sys.set_int_max_str_digits): kmq says what is wrong
     (b"\xef\xbb\xbf{}", r"metadata is not UTF-8 JSON: it starts with a byte-order mark \(ef bb bf\)$"),
-    (b'{"seed":0', "metadata is not valid JSON: Expecting ',' delimiter at character 9$"),
-    (b'{"x":"a\tb"}', "metadata is not valid JSON: Invalid control character at character 7$"),
+    (b'{"seed":0', r"metadata is not valid JSON: Expecting ',' delimiter at byte 9 of the metadata \(file offset 42\)$"),
+    (b'{"x":"a\tb"}', r"metadata is not valid JSON: Invalid control character at byte 7 of the metadata \(file "
+                     r"offset 40\)$"),
+    # bytes, as a hex dump shows them, not json's characters (6 here)
+    ('{"x":"é"'.encode(), r"metadata is not valid JSON: Expecting ',' delimiter at byte 9 of the metadata"),
     (b'{"seed":' + b"1" * 4301 + b"}",
      r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
     (b'{"x":-' + b"1" * 4301 + b"}", r"metadata is not strict JSON: an integer of 4,301 digits \(at most 4,300\)$"),
@@ -232,8 +239,8 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"x":' + b"[" * 990 + b"]" * 990 + b"}", r"metadata nests 991 levels deep \(at most 64\)$"),
     # An unclosed string's brackets are not nesting, and 64 KiB of escaped quotes in one is read in one pass
     # (searched again from each quote, it took 12 s).
-    (b'{"x":"' + b"[" * 70, "metadata is not valid JSON: Unterminated string starting at character 5$"),
-    (b'{"x":"' + b'\\"' * 32764, "metadata is not valid JSON: Unterminated string starting at character 5$"),
+    (b'{"x":"' + b"[" * 70, r"metadata is not valid JSON: Unterminated string starting at byte 5 of the metadata \(file offset 38\)$"),
+    (b'{"x":"' + b'\\"' * 32764, r"metadata is not valid JSON: Unterminated string starting at byte 5 of the metadata \(file offset 38\)$"),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):

@@ -360,7 +360,9 @@ def test_a_valid_header_then_an_endless_pipe(command, kmq_file):
     except BrokenPipeError:
         pass
     assert child.wait(timeout=30) == 1
-    expected = f"Error: <stdin>: trailing bytes: expected {len(good)} bytes, got more\n"
+    h = kmq.format.parse_header(good)
+    expected = (f"Error: <stdin>: trailing bytes: expected {len(good)} bytes, got more (header 32 + palette "
+                f"{h.k * h.channels} + metadata {h.meta_len} + payload {h.payload_len} + checksum 4)\n")
     assert (child.stdout.read(), child.stderr.read().decode()) == (b"", expected)
 
 
