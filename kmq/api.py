@@ -540,8 +540,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
 OPAQUE_FROM = 253
-# ... and, where no entry has alpha 0, the entry nearest (0, 0, 0, 0) (what pixels of alpha 0 are read as) among
-# those whose alpha rounds to this or less gets alpha 0: under 1 % seen.
+# ... and, where no entry has alpha 0, the entry nearest (0, 0, 0, 0) (what pixels of alpha 0 are read as, so the
+# one they take) gets alpha 0 if its alpha rounds to this or less: under 1 % seen.
 HIDDEN_TO = 2
 
 
@@ -550,8 +550,8 @@ def _rounded(centroids: np.ndarray, k: int, *, opaque: bool = False, hidden: boo
     """The palette of the centroids: rounded to uint8, coinciding ones merged (with a KmqWarning), sorted; and
     each centroid's entry in it.
     opaque: the image has opaque (alpha 255) pixels, which an entry of alpha OPAQUE_FROM or more is then made.
-    hidden: the image has pixels of alpha 0; where no entry has alpha 0, the one of alpha HIDDEN_TO or less
-    nearest (0, 0, 0, 0) is then given it.
+    hidden: the image has pixels of alpha 0; where no entry has alpha 0, the one nearest (0, 0, 0, 0) is then
+    given it if its alpha is HIDDEN_TO or less.
     quiet: no warning (a palette only weighed, not stored)."""
     rounded = np.clip(np.rint(centroids), 0, 255)
     # A transparent background's centroid takes in a few faint rim pixels and rounds to alpha 1 or 2 (icons at
@@ -560,9 +560,9 @@ def _rounded(centroids: np.ndarray, k: int, *, opaque: bool = False, hidden: boo
     # the faint rim entries of K = 256 files (J +9-49 %). Only its alpha is set, so J moves by a few units of
     # alpha squared for the rim pixels of that entry.
     if rounded.shape[1] == 4 and hidden and not (rounded[:, 3] == 0).any():
-        faint = np.flatnonzero(rounded[:, 3] <= HIDDEN_TO)
-        if len(faint):
-            rounded[faint[np.argmin((rounded[faint] ** 2).sum(axis=1))], 3] = 0
+        background = int(np.argmin((rounded ** 2).sum(axis=1)))
+        if rounded[background, 3] <= HIDDEN_TO:
+            rounded[background, 3] = 0
     # Only where there are opaque pixels for the rim to pull down: an image all of alpha 254 keeps its 254.
     if rounded.shape[1] == 4 and opaque:
         # An opaque region's centroid takes in a few rim pixels of lower alpha and rounds to 253 or 254: its

@@ -676,6 +676,11 @@ def _refine(s: _State, sample: bool = False) -> None:
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
         palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+    if channels == 4:
+        # Entries stored exactly opaque or exactly transparent (api._rounded) stay so: their pixels' mean gave
+        # 254 or alpha 1-3 again, and an icon's background under --rdo or a target decoded faintly visible.
+        exact = np.isin(s.palette[:, 3], (0, 255))
+        palette[exact, 3] = s.palette[exact, 3]
     _repalette(s, palette, moved, to, which, px)
 
 
