@@ -480,7 +480,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     warn_lossy(fmt, name)
     if channels == 1 and fmt == "PNG" and np.isin(palette, (0, 255)).all():
         # Black and white as a 1-bit PNG: a 1-bit line drawing of 4,350 bytes came back as 5,856 in 8-bit grey.
-        _save(_pixel_image(palette, labels).convert("1", dither=Image.Dither.NONE), target, format, name)
+        _save(_pixel_image(palette, labels).convert("1", dither=Image.Dither.NONE), target, format, name,
+              compress_level=png_level(labels.size))
         return
     if truecolor or channels == 1 or k > 256 or fmt not in _PALETTE_FORMATS:
         _save(_pixel_image(palette, labels), target, format, name)
@@ -491,7 +492,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     order, rank = _luminance_order(palette)
     if transparent is not None:
         transparent = int(rank[transparent])
-    _save(_palette_image(palette[order], rank[labels]), target, format, name, transparency=transparent)
+    _save(_palette_image(palette[order], rank[labels]), target, format, name, transparency=transparent,
+          compress_level=png_level(labels.size) if fmt == "PNG" else None)
 
 
 # Formats whose encoders change pixels (Pillow's AVIF too, even at quality 100 and 4:4:4: its YUV rounding).
@@ -644,15 +646,16 @@ def writable_format(name: str) -> str:
     return fmt
 
 
-# PNGs of up to this many pixels are written at zlib's level 9, larger ones at its (and Pillow's) default 6.
-# Level 9 searches longer for matches: 1-36 % fewer bytes on palette images (a 3000x600 banner at K = 64:
-# 26,904 bytes against 41,947; photos 0.3-3 %, screenshots and icons 3-11 %), for 1-10x level 6's time, which
-# up to 2 MP is at most ~0.2 s more a megapixel, but at 12 MP 1-2 s on top of a 0.4 s decompress.
+# Palette and 1-bit PNGs of up to this many pixels are written at zlib's level 9, others at its (and Pillow's)
+# default 6. On one byte a pixel or less, level 9 finds more matches: 1-36 % fewer bytes (a 3000x600 banner at
+# K = 64: 26,904 against 41,947; photos 0.3-4 %, screenshots and icons 3-11 %) for at most ~0.2 s more a
+# megapixel up to here (1-2 s at 12 MP, on top of a 0.4 s decompress). Truecolor and 8-bit grey PNGs stay at 6:
+# there level 9 cost 0.3-0.5 s a megapixel for 0.5-3.7 % (and segment's 1-bit masks, K of them, stay too).
 PNG_BEST_PIXELS = 1 << 21
 
 
 def png_level(pixels: int) -> int:
-    """The zlib level kmq writes a PNG of this many pixels at."""
+    """The zlib level kmq writes a palette or 1-bit PNG of this many pixels at."""
     return 9 if pixels <= PNG_BEST_PIXELS else 6
 
 
@@ -664,7 +667,8 @@ def _save(im: Image.Image, target: BinaryIO, format: str, name: str = "the outpu
     # pixels (nor match stats --reference, which measures them with exact).
     # PDF: no dates, and no title (Pillow takes it from the file's name: the temporary file's, different each run),
     # so that the same pixels give the same bytes.
-    options = {"PNG": {"compress_level": png_level(im.width * im.height)}, "WEBP": {"lossless": True, "exact": True},
+    # Level 6 is zlib's and Pillow's default balance (save_quantized asks for more where it pays).
+    options = {"PNG": {"compress_level": 6}, "WEBP": {"lossless": True, "exact": True},
                "PDF": {"title": None, "creationDate": None, "modDate": None}}.get(format.upper(), {})
     if format.upper() == "QOI" and im.mode == "L":
         im = im.convert("RGB")  # QOI has no grey mode; RGB holds the same levels exactly
