@@ -47,7 +47,8 @@ def decoded_image(img) -> Image.Image:
 
 def png8_bytes(img) -> int:
     """The same pixels as a PNG-8 made with care: kmq.imageio.png8_bytes, the `stats --reference` one
-    (luminance order, the smaller of Pillow's optimize=True and level 6; RGBA with tRNS). 0 above K = 256."""
+    (the smaller of two palette orders by Pillow's optimize=True and levels 9 and 6; RGBA with tRNS). 0 above
+    K = 256."""
     data = careful_png8(img.palette, img.labels)
     return 0 if data is None else len(data)
 

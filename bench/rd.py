@@ -4,8 +4,8 @@ For every image, each coder gives a curve of (bytes, PSNR) points over K = 8, 16
 - kmq ctx (plain): kmq.compress(..., codec="ctx"), PSNR from its recorded J;
 - kmq ctx --rdo 2 and the target mode (kmq.compress_to(psnr=...) aimed at each plain point's PSNR), when this
   build has them (they come from another branch; otherwise a row says so);
-- PNG-8 of kmq's plain pixels (kmq.imageio.png8_bytes: Pillow optimize=True, palette ordered by luminance;
-  grey: the smaller of that and 8-bit grey): the same PSNR as plain ctx;
+- PNG-8 of kmq's plain pixels (kmq.imageio.png8_bytes: the smallest of two palette orders by Pillow's
+  optimize=True and zlib levels 9 and 6; grey: or 8-bit grey): the same PSNR as plain ctx;
 - pngquant --nofs --speed 1 with K colours (when `pngquant` is on PATH), PSNR of its output against the input;
 - lossless WebP of kmq's plain pixels (kmq.imageio.webp_lossless_bytes, method 6): one column, plain ctx against
   it, says how much of the gain is ctx's model of the labels (WebP's palette mode is the strongest general

@@ -283,7 +283,7 @@ def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes =
         _check_size(header, len(data) + on_disk)
     _read_up_to(f, header.file_size - len(data) + 1, data)
     if len(data) > header.file_size:
-        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got more {_parts(header)}")
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes {_parts(header)}, got more")
     _check_size(header, len(data))
     return data
 
@@ -304,8 +304,8 @@ def read_front(f: BinaryIO, *,
     palette_len = header.k * header.channels
     front = bytes(_read_up_to(f, palette_len + header.meta_len))  # (the palette a read-only view, as before)
     if len(front) < palette_len + header.meta_len:
-        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {len(head) + len(front)} "
-                          f"{_parts(header)}")
+        raise FormatError(f"truncated file: expected {header.file_size} bytes {_parts(header)}, "
+                          f"got {len(head) + len(front)}")
     palette = np.frombuffer(front, np.uint8, palette_len).reshape(header.k, header.channels)
     return header, palette, _parse_metadata(front[palette_len:], HEADER_SIZE + palette_len)
 
@@ -394,9 +394,9 @@ def _parse_fields(data: bytes, max_pixels: int) -> Header:
 
 def _check_size(header: Header, size: int) -> None:
     if size < header.file_size:
-        raise FormatError(f"truncated file: expected {header.file_size} bytes, got {size} {_parts(header)}")
+        raise FormatError(f"truncated file: expected {header.file_size} bytes {_parts(header)}, got {size}")
     if size > header.file_size:
-        raise FormatError(f"trailing bytes: expected {header.file_size} bytes, got {size} {_parts(header)}")
+        raise FormatError(f"trailing bytes: expected {header.file_size} bytes {_parts(header)}, got {size}")
 
 
 def _parts(header: Header) -> str:

@@ -105,9 +105,9 @@ def record(img: KmqImage, file: str, file_bytes: int, *, choices: bool = False) 
 def reference_sizes(img: KmqImage) -> dict[str, int | None]:
     """The bytes of img's very pixels in the usual lossless formats: {"png8_bytes", "webp_bytes"}.
 
-    PNG-8: a palette PNG ordered by luminance (alpha in tRNS; grey: or 8-bit grey, whichever is smaller),
-    Pillow optimize=True; None above K = 256. WebP: lossless, method 6 with quality 100 (libwebp's most thorough),
-    exact; None above 16383 pixels a side.
+    PNG-8: a palette PNG (alpha in tRNS; grey: or 8-bit grey), the smallest of two palette orders by Pillow's
+    optimize=True and zlib levels 9 and 6; None above K = 256. WebP: lossless, method 6 with quality 100
+    (libwebp's most thorough), exact; None above 16383 pixels a side.
     Both decode to exactly img.decode() (kmq.imageio.png8_bytes, webp_lossless_bytes).
     """
     png = png8_bytes(img.palette, img.labels)

@@ -98,9 +98,9 @@ def test_truncated_kmq(runner, image, tmp_path):
     result = run(runner, "decompress", tmp_path / "c.kmq")
     assert result.exit_code == 1
     h = kmq.format.parse_header(data)
-    assert result.output == (f"Error: {tmp_path / 'c.kmq'}: truncated file: expected {len(data)} bytes, got 500 "
-                             f"(header 32 + palette {h.k * h.channels} + metadata {h.meta_len} + "
-                             f"payload {h.payload_len} + checksum 4)\n")
+    assert result.output == (f"Error: {tmp_path / 'c.kmq'}: truncated file: expected {len(data)} bytes (header 32 "
+                             f"+ palette {h.k * h.channels} + metadata {h.meta_len} + payload {h.payload_len} + "
+                             f"checksum 4), got 500\n")
 
 
 @pytest.mark.parametrize("command", ["compress", "decompress", "stats"])

@@ -123,12 +123,13 @@ def test_another_version_is_named_before_the_header_is_complete(good, cut):
 
 @pytest.mark.parametrize("missing", [1, 4, 5, 20, 40])
 def test_truncated_file(good, missing):
-    with pytest.raises(FormatError, match=f"truncated file: expected {len(good)} bytes, got {len(good) - missing}"):
+    message = rf"truncated file: expected {len(good)} bytes \(.*\), got {len(good) - missing}$"
+    with pytest.raises(FormatError, match=message):
         KmqImage.from_bytes(good[:-missing])
 
 
 def test_trailing_bytes(good):
-    with pytest.raises(FormatError, match=f"trailing bytes: expected {len(good)} bytes, got {len(good) + 3}"):
+    with pytest.raises(FormatError, match=rf"trailing bytes: expected {len(good)} bytes \(.*\), got {len(good) + 3}$"):
         KmqImage.from_bytes(good + b"abc")
 
 
@@ -153,8 +154,8 @@ def test_bit_flip_is_a_checksum_error(good, position):
     (24, "<Q", 2**63, r"header: payload_len is 9223372036854775808, must be 0 to 65816"),
     (24, "<Q", 65816, r"truncated file: expected \d+ bytes"),
     # a damaged size field reads as truncation (sizes come before the checksum): the message shows whose size
-    (20, "<I", 3, r"trailing bytes: expected 119 bytes, got 143 \(header 32 \+ palette 45 \+ metadata 3 \+ "
-                  r"payload 35 \+ checksum 4\)$"),
+    (20, "<I", 3, r"trailing bytes: expected 119 bytes \(header 32 \+ palette 45 \+ metadata 3 \+ payload 35 "
+                  r"\+ checksum 4\), got 143$"),
     (8, "<I", 11, r"raw labels: expected 39 bytes for 11x7 at 4 bits, got 35"),
 ])
 def test_forged_header_fields(good, offset, fmt, value, message):
@@ -195,12 +196,17 @@ def with_metadata(meta: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+_UNTERMINATED = (r"metadata is not valid JSON: Unterminated string starting at byte 5 of the metadata "
+                 r"\(file offset 38\)$")
+
+
 @pytest.mark.parametrize("meta, message", [
     (b'{"x":"\xff\xfe"}', r"metadata is not UTF-8: byte 0xff at byte 6 of the metadata \(file offset 39; invalid "
                           r"start byte\)$"),
     # json's own words for these name Python (utf-8-sig, sys.set_int_max_str_digits): kmq says what is wrong
     (b"\xef\xbb\xbf{}", r"metadata is not UTF-8 JSON: it starts with a byte-order mark \(ef bb bf\)$"),
-    (b'{"seed":0', r"metadata is not valid JSON: Expecting ',' delimiter at byte 9 of the metadata \(file offset 42\)$"),
+    (b'{"seed":0', r"metadata is not valid JSON: Expecting ',' delimiter at byte 9 of the metadata \(file offset "
+                   r"42\)$"),
     (b'{"x":"a\tb"}', r"metadata is not valid JSON: Invalid control character at byte 7 of the metadata \(file "
                      r"offset 40\)$"),
     # bytes, as a hex dump shows them, not json's characters (6 here)
@@ -239,8 +245,8 @@ def with_metadata(meta: bytes) -> bytes:
     (b'{"x":' + b"[" * 990 + b"]" * 990 + b"}", r"metadata nests 991 levels deep \(at most 64\)$"),
     # An unclosed string's brackets are not nesting, and 64 KiB of escaped quotes in one is read in one pass
     # (searched again from each quote, it took 12 s).
-    (b'{"x":"' + b"[" * 70, r"metadata is not valid JSON: Unterminated string starting at byte 5 of the metadata \(file offset 38\)$"),
-    (b'{"x":"' + b'\\"' * 32764, r"metadata is not valid JSON: Unterminated string starting at byte 5 of the metadata \(file offset 38\)$"),
+    (b'{"x":"' + b"[" * 70, _UNTERMINATED),
+    (b'{"x":"' + b'\\"' * 32764, _UNTERMINATED),
 ])
 def test_bad_metadata(meta, message):
     with pytest.raises(FormatError, match=f"^{message}"):

@@ -243,7 +243,7 @@ def test_a_truncated_kmq_palette(tmp_path, rgb_small):
     data = _kmq_bytes(rgb_small)
     path = tmp_path / "cut.kmq"
     path.write_bytes(data[:-5])
-    with pytest.raises(KmqError, match=rf"^{path}: truncated file: expected {len(data)} bytes, got {len(data) - 5}"):
+    with pytest.raises(KmqError, match=rf"^{path}: truncated file: expected {len(data)} bytes \(.*\), got {len(data) - 5}"):
         palettes.read(path)
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(KmqError, match=rf"^{path}: checksum mismatch"):

@@ -122,8 +122,8 @@ def good() -> bytes:
 
 @pytest.mark.parametrize("corrupt, message", [
     (lambda d: d[:20], "truncated header: expected 32 bytes, got 20"),
-    (lambda d: d[:-5], r"truncated file: expected \d+ bytes, got \d+"),
-    (lambda d: d + b"x", r"trailing bytes: expected \d+ bytes, got \d+"),
+    (lambda d: d[:-5], r"truncated file: expected \d+ bytes \(.*\), got \d+"),
+    (lambda d: d + b"x", r"trailing bytes: expected \d+ bytes \(.*\), got \d+"),
     (lambda d: fix_crc(d[:4] + b"\x02" + d[5:]), r"unsupported \.kmq version 2"),
     (lambda d: fix_crc(d.replace(b"1.5", b"NaN")), "metadata is not strict JSON"),
 ])
@@ -158,7 +158,7 @@ def test_verify_checks_size_and_crc_without_decoding(good):
 
 def test_truncated_stream_fails_on_load(good):
     im = Image.open(io.BytesIO(good[:-5]))  # not a regular file: its size is known only when read
-    with pytest.raises(OSError, match=rf"^truncated file: expected {len(good)} bytes, got {len(good) - 5}"):
+    with pytest.raises(OSError, match=rf"^truncated file: expected {len(good)} bytes \(.*\), got {len(good) - 5}"):
         im.load()
 
 

@@ -297,6 +297,13 @@ def _with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def _parts(good: bytes) -> str:
+    """Where a file's expected size comes from, as the size errors say it."""
+    h = kmq.format.parse_header(good)
+    return (f"(header 32 + palette {h.k * h.channels} + metadata {h.meta_len} + payload {h.payload_len} + "
+            f"checksum 4)")
+
+
 def _malformed(good: bytes) -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, the exact error message)."""
     flipped = bytearray(good)
@@ -307,8 +314,8 @@ def _malformed(good: bytes) -> dict[str, tuple[bytes, str]]:
         "empty": (b"", "not a .kmq file: empty file"),
         "random": (bytes(range(7, 107)), "not a .kmq file: bad magic 07 08 09 0a"),
         "magic+noise": (MAGIC + bytes(28), "unsupported .kmq version 0 (this kmq reads version 1)"),
-        "truncated": (good[:-9], f"truncated file: expected {len(good)} bytes, got {len(good) - 9}"),
-        "trailing": (good + b"junk", f"trailing bytes: expected {len(good)} bytes, got {len(good) + 4}"),
+        "truncated": (good[:-9], f"truncated file: expected {len(good)} bytes {_parts(good)}, got {len(good) - 9}"),
+        "trailing": (good + b"junk", f"trailing bytes: expected {len(good)} bytes {_parts(good)}, got {len(good) + 4}"),
         "bit flip": (bytes(flipped), "checksum mismatch: stored 0x"),
         "forged size": (_with_crc(bytes(forged)), "raw labels: expected 3407872 bytes for 1048576x13 at 2 bits"),
     }
@@ -360,9 +367,7 @@ def test_a_valid_header_then_an_endless_pipe(command, kmq_file):
     except BrokenPipeError:
         pass
     assert child.wait(timeout=30) == 1
-    h = kmq.format.parse_header(good)
-    expected = (f"Error: <stdin>: trailing bytes: expected {len(good)} bytes, got more (header 32 + palette "
-                f"{h.k * h.channels} + metadata {h.meta_len} + payload {h.payload_len} + checksum 4)\n")
+    expected = f"Error: <stdin>: trailing bytes: expected {len(good)} bytes {_parts(good)}, got more\n"
     assert (child.stdout.read(), child.stderr.read().decode()) == (b"", expected)
 
 

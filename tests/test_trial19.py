@@ -45,7 +45,7 @@ def test_read_takes_the_files_bytes_and_file_objects_as_compress_does(small, tmp
         from_file = kmq.read(f)
     for read in (kmq.read(data), kmq.read(bytearray(data)), kmq.read(io.BytesIO(data)), from_file):
         assert read == img
-    with pytest.raises(kmq.FormatError, match=r"^<bytes>: truncated file: expected \d+ bytes, got \d+"):
+    with pytest.raises(kmq.FormatError, match=r"^<bytes>: truncated file: expected \d+ bytes \(.*\), got \d+"):
         kmq.read(data[:-3])
     with pytest.raises(kmq.FormatError, match=r"^<stream>: truncated file"):
         kmq.read(io.BytesIO(data[:-3]))
