@@ -981,6 +981,15 @@ _PAIRS_MAX_K = {3: 32, 4: 64}
 # alpha, 467 000 RGBA colours at K = 64, 0.146 s of CPU by pairs, 0.050 from the guess (K = 48: 0.059, 0.052;
 # K = 32: 0.040, 0.049).
 _PAIRS_GUESS_K = {4: 32}
+# RGBA of `_FEW_FROM` colours up to `_PAIRS_FROM` at K <= 64 took the brute force, which reads all K entries of each
+# of 4 channels: from a fit's guess, above `_FEW_GUESS_K` entries, the entries near it are fewer to read, and up
+# to it the pairs' tables are (grace_hopper at 0.2 MP under random alpha, 175 000 colours, in process, CPU: K = 64
+# 42.9 -> 14.4 ms, K = 32 21.3 -> 13.2, K = 16 13.4 -> 7.8 by the pairs; 100 000 of them at K = 32 12.3 -> 6.9,
+# K = 16 6.2 -> 5.0). The same labels and distances every way. Below `_FEW_FROM` the guess still read fewer (10 000
+# at K = 64: 1.8 -> 0.8 ms; 50 000: 10.2 -> 3.7) but the pairs did not (50 000 at K = 16: 4.0 against 3.0), and a
+# few ms at most were left there.
+_FEW_GUESS_K = 16
+_FEW_FROM = 1 << 17
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
 
@@ -1176,6 +1185,11 @@ def _nearest_way(m: int, channels: int, k: int, guess: bool = True) -> str:
         return "tree"
     if channels in _PAIRS_MAX_K and k <= _PAIRS_MAX_K[channels] and m >= _PAIRS_FROM:
         return "cells" if guess and k > _PAIRS_GUESS_K.get(channels, k) else "pairs"
+    if channels == 4 and k <= _PAIRS_MAX_K[4] and m >= _FEW_FROM:  # (see `_FEW_GUESS_K`)
+        if k <= _FEW_GUESS_K:
+            return "pairs"
+        if guess:
+            return "cells"
     if channels == 1 or k <= 64 or m < 8 * k:
         return "brute"
     return "local" if channels == 3 and m <= _LOCAL_MAX else "cells"
