@@ -1431,6 +1431,10 @@ def _level(s: _Search, max_bytes: int, k_cap: int) -> None:
     else:
         # (flat graphic 120x80 in 391 bytes: the best plain K = 5, 28.68 dB; K = 7 with rdo 47 % 29.86 dB)
         k0 = _rdo_k(s, _least_k_below(s, j_goal), _PSNR_K, k_cap)
+        if s.codec == "ctx" and k_b <= ctx.RANKED_K_MAX:
+            # nor past ctx's edge from a best under it, as _rdo_k: the least K reaching j_goal can lie past it
+            # (a best plain K = 255 far under the budget), and escapes make those files hopeless (large-K fits)
+            k0 = min(k0, ctx.RANKED_K_MAX)
         first = -1
         if not probe(k0):
             k0 = cur[0]

@@ -1,6 +1,8 @@
-"""What lzma's search spends after ctx's file lands above K = 256 in a byte budget (issue 9, round 43): there every
-fit is a large-K one, and rdo at large K is probed first as at ctx's K = 256 edge (_useless_rdo, at
-_HIGH_LEAN_SHARE): where rdo saves little (noise), no K is fitted for rdo beyond the plain bracket."""
+"""What a byte budget's search spends past ctx's K = 256 edge (issue 9, round 43), where every fit is a large-K one
+(kmeans' large-K path: a plain compress there, 4-10x a fit under it). lzma's search after ctx's file lands above
+K = 256 probes rdo first, as at the edge (_useless_rdo, at _HIGH_LEAN_SHARE): where rdo saves little (noise), no K
+is fitted for rdo beyond the plain bracket. ctx's walk at one J (_level) does not cross K = 256 from a best under
+it."""
 import warnings
 
 import numpy as np
@@ -46,3 +48,32 @@ def test_the_probe_keeps_the_whole_search_where_rdo_saves_enough():
     # rdo at large K can be lzma's best file (flower.jpg 320x214 at q30 in 60 kB: K = 3,807 with rdo 10.4 %)
     assert target._EDGE_SHARE < 0.85 < target._HIGH_LEAN_SHARE
 
+
+
+def test_the_walk_at_one_j_stays_under_ctx_edge_from_a_best_under_it(monkeypatch):
+    # With ctx in 15,241 bytes (1.5x its plain K = 256 file) the best is plain K = 256, far under the budget: the J
+    # it would reach at the budget lies past K = 256, and _level walked K = 810, 648 and 1,012 (large-K fits whose
+    # ctx files, escapes ranked by label, cannot fit). As _rdo_k, it no longer crosses K = 256 from below; the same
+    # file, K = 256 plain in 10,200 bytes.
+    fitted: list[int] = []
+    depth = [0]
+    level, fit = target._level, target.quantize_colors
+
+    def entered(*args, **kwargs):
+        depth[0] += 1
+        try:
+            return level(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    def quantize_colors(colors, counts, k, **kwargs):
+        if depth[0]:
+            fitted.append(k)
+        return fit(colors, counts, k, **kwargs)
+    monkeypatch.setattr(target, "_level", entered)
+    monkeypatch.setattr(target, "quantize_colors", quantize_colors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chosen = kmq.compress_to(_noisy_gradient(), max_bytes=15_241, codec="ctx")
+    assert chosen.k == 256 and chosen.metadata["rdo"] == 0 and len(chosen.to_bytes()) == 10_200
+    assert all(k <= 256 for k in fitted)
