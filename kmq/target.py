@@ -265,8 +265,9 @@ class _Search:
         # lzma files of whole label maps coded outside the search (_lzma_share's, on an image of at most
         # _SAMPLE_PIXELS): lzma's search, whose plain file of that K has those labels, takes their payload
         self.coded: list[KmqImage] = []
-        # lzma's search after ctx's file stopped at K = 256 (_at_edge): rdo is probed first (_useless_rdo)
-        self.edge = False
+        # lzma's search after ctx's file stopped at K = 256 (_at_edge) or above it: rdo is probed first
+        # (_useless_rdo), and large-K rdo is skipped where its file keeps this share of the plain bytes (0: no probe)
+        self.lean_share = 0.0
 
     def with_codec(self, codec: str) -> _Search:
         """A search of the same image with another codec, from this one's fits (they do not depend on it)."""
@@ -493,10 +494,10 @@ def _ctx_first(s: _Search, psnr: float | None, max_bytes: int | None) -> KmqImag
     # 1 s for K = 63,057)
     key = next((key for key, made in s.files.items() if made is img), (len(img.palette), 0.0))
     if len(img.palette) <= ctx.RANKED_K_MAX:
-        return _better_with_lzma(s, img, psnr, max_bytes, edge=True) if _at_edge(s, key, max_bytes) else img
+        return _better_with_lzma(s, img, psnr, max_bytes, _EDGE_SHARE) if _at_edge(s, key, max_bytes) else img
     if _lzma_share(s, key[0]) >= _HIGH_K_SHARE:
         return img
-    return _better_with_lzma(s, img, psnr, max_bytes)
+    return _better_with_lzma(s, img, psnr, max_bytes, _HIGH_LEAN_SHARE if max_bytes is not None else 0.0)
 
 
 def _at_edge(s: _Search, key: tuple[int, float], max_bytes: int | None) -> bool:
@@ -512,9 +513,10 @@ def _at_edge(s: _Search, key: tuple[int, float], max_bytes: int | None) -> bool:
 
 
 def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: int | None,
-                      edge: bool = False) -> KmqImage:
-    """img (ctx's search's file) or lzma's search's, whichever _first puts first. edge: ctx's file stopped at
-    K = 256 (_at_edge), and lzma's search may skip its steps past its plain bracket (_useless_rdo)."""
+                      lean_share: float = 0.0) -> KmqImage:
+    """img (ctx's search's file) or lzma's search's, whichever _first puts first. lean_share: ctx's file stopped
+    at K = 256 (_at_edge) or above it in a byte budget, and lzma's search skips its large-K rdo where a probe keeps
+    this share of the plain bytes (_useless_rdo; 0: no probe)."""
     key = next(key for key, made in s.files.items() if made is img)
     if s.codec == "ctx" and ctx.recorded(img.labels, img.palette):
         # what its bounds coded is still kept: encoded now, it is a replay (half an encoding); lzma's search's
@@ -524,7 +526,7 @@ def _better_with_lzma(s: _Search, img: KmqImage, psnr: float | None, max_bytes: 
     # exact size be (_first)
     s.files, s.prepared, s.payloads = {key: img}, {}, {}
     other = s.with_codec("lzma")
-    other.edge = edge
+    other.lean_share = lean_share
     try:
         found = _run(other, psnr, max_bytes)
     except KmqError:  # lzma's K = 1 file is ~100 bytes more than ctx's: a budget may fit ctx's only
@@ -1131,7 +1133,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
     if hi > k_cap:  # every K allowed fits
         return _checked_bytes(s, max_bytes, k_cap, lo, hi, (max(lo, 1), 0.0))
     s.cap = _CASCADE_RUNS
-    lean = s.edge and _useless_rdo(s, lo)
+    lean = s.lean_share > 0 and _useless_rdo(s, lo)
     cand = None if lean else _rdo_in_bytes(s, max_bytes, lo, hi, k_cap)
 
     def beaten(lo: int, hi: int) -> bool:  # better than the smallest K that does not fit, so than every one that does
@@ -1182,20 +1184,28 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
 # (_useless_rdo)
 _EDGE_PROBE = 25.0
 _EDGE_SHARE = 0.73
+# ... and after a ctx file above K = 256 (_ctx_first), where lzma's bracket sits at K = 700-3,600 and every fit is a
+# large-K one (0.3-0.6 s, a plain compress there): noisy gradients' probes kept 0.96-0.98 of the plain bytes, and
+# their lzma files were plain; JPEGs of flower.jpg (q30) 0.84-0.85, where rdo at K ~ 3,800 won (320x214 in 60 kB:
+# lzma K = 3,807 with rdo 10.4 %, 47.08 dB; lean at 0.73 gave ctx's 47.05): there the share does not tell, and the
+# search stays whole
+_HIGH_LEAN_SHARE = 0.9
 
 
 def _useless_rdo(s: _Search, lo: int) -> bool:
     """Whether rdo at lo (the largest plain K found to fit), asked for _EDGE_PROBE % more J, saves under 1 -
-    _EDGE_SHARE of lo's plain bytes. Then lzma's search at ctx's edge skips the steps that look past its plain
-    bracket with rdo at large K: _rdo_in_bytes' K = 3 lo is not tried, and _plane and _level get no K from
-    kmeans' large-K path (512; they clamp their candidates to 511). Noise gives rdo nothing cheap to smooth, and
-    there a fit from K = 512 costs 4-10 of one under it. _walk_up, _fill, _plane and _level may still choose an
-    rdo file of K <= 511 (a 240x160 noisy gradient in 23,326 bytes: K = 386 with rdo 14.3 %, as before). The
-    probe is one of the search's rdo runs, and its file is sized like the others, so later steps see it."""
+    s.lean_share of lo's plain bytes (_EDGE_SHARE, or _HIGH_LEAN_SHARE above K = 256). Then lzma's search skips
+    the steps that look past its plain bracket with rdo at large K: _rdo_in_bytes' K = 3 lo is not tried, and
+    _plane and _level get no K from kmeans' large-K path (512; they clamp their candidates to 511; after a ctx
+    file above K = 256 the bracket is there already, and they try none). Noise gives rdo nothing cheap to
+    smooth, and there a fit from K = 512 costs 4-10 of one under it. _walk_up, _fill, _plane and _level may
+    still choose an rdo file of K <= 511 (a 240x160 noisy gradient in 23,326 bytes: K = 386 with rdo 14.3 %, as
+    before). The probe is one of the search's rdo runs, and its file is sized like the others, so later steps
+    see it."""
     if lo < 2 or s.j(lo) <= 0 or not s.can_run():
         return False
     _try_rdo(s, lo, _EDGE_PROBE)
-    return s.estimate(lo, _EDGE_PROBE) >= _EDGE_SHARE * s.estimate(lo)
+    return s.estimate(lo, _EDGE_PROBE) >= s.lean_share * s.estimate(lo)
 
 
 # A plain file is taken to be at most this much smaller than a smaller K's (ctx, K = 2 to 160 of 12 images of 96x64 to
@@ -1421,6 +1431,10 @@ def _level(s: _Search, max_bytes: int, k_cap: int) -> None:
     else:
         # (flat graphic 120x80 in 391 bytes: the best plain K = 5, 28.68 dB; K = 7 with rdo 47 % 29.86 dB)
         k0 = _rdo_k(s, _least_k_below(s, j_goal), _PSNR_K, k_cap)
+        if s.codec == "ctx" and k_b <= ctx.RANKED_K_MAX:
+            # nor past ctx's edge from a best under it, as _rdo_k: the least K reaching j_goal can lie past it
+            # (a best plain K = 255 far under the budget), and escapes make those files hopeless (large-K fits)
+            k0 = min(k0, ctx.RANKED_K_MAX)
         first = -1
         if not probe(k0):
             k0 = cur[0]
