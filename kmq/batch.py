@@ -39,7 +39,7 @@ from PIL import Image
 
 from . import parallel, segment
 from .api import compress, compress_to, export, read, write
-from .errors import KmqError, KmqWarning, about, exists, naming
+from .errors import KmqError, KmqWarning, about, exists, naming, out_of_memory
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
@@ -553,6 +553,8 @@ def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Res
             result.bytes_after, result.record = work(job)
         except KmqError as e:
             result.error = about(job.source, str(e))
+        except MemoryError as e:
+            result.error = about(job.source, out_of_memory(e))
         except Exception as e:  # a bug or an odd file must still not cost the user the rest of the batch
             result.error = about(job.source, f"unexpected {type(e).__name__}: {e}")
     result.warnings = list(dict.fromkeys(about(job.source, str(w.message)) for w in caught))  # once each, as cli's

@@ -23,7 +23,7 @@ from click.core import ParameterSource
 # a usage error end before any of it would be used (kmq.limits).
 from . import __version__, stdout
 from .codecs import NAMES as CODECS
-from .errors import (CLI_WORDS, KmqError, KmqWarning, about, counted, plural_bytes, valid_unicode,
+from .errors import (CLI_WORDS, KmqError, KmqWarning, about, counted, out_of_memory, plural_bytes, valid_unicode,
                      warnings_about)
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
                      stdin, write_atomic)
@@ -154,6 +154,9 @@ class _Main(click.Group):
         try:
             with stdout.watched():
                 return super().invoke(ctx)
+        except MemoryError as e:
+            # (a bulk run's workers say it per file; outputs were cleaned up on the way here, as for any error)
+            raise click.ClickException(out_of_memory(e)) from None
         except KeyboardInterrupt:
             # End as killed by SIGINT, as Python itself and SIGTERM do (status 130 in a shell), so a shell loop
             # or make running kmq stops too; click would print "Aborted!" and exit 1, which they take for a

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def out_of_memory(e: MemoryError) -> str:
+    """A MemoryError in words (numpy's says what it could not allocate; Python's own says nothing)."""
+    return f"out of memory ({e})" if str(e) else "out of memory"
+
+
 class KmqError(Exception):
     """Bad input, a failed read or write: anything the user can fix. Its message says what and where."""
 

@@ -73,8 +73,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
                 return to_array(im, name, key=key)
             return _mapped_array(im, *mapped, padded=padded, name=name)
-    except (KmqError, KmqWarning):  # a warning made an error by a filter is the caller's to catch as itself
-        raise
+    except (KmqError, KmqWarning, MemoryError):  # a warning made an error by a filter is the caller's to catch
+        raise  # as itself; memory is not the file's fault
     except UnidentifiedImageError:
         if _empty(source):  # most often a pipe or redirect that brought nothing: say so, not "not an image"
             raise KmqError(f"{name}: empty (0 bytes): no image to read") from None
