@@ -84,6 +84,12 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     except Image.DecompressionBombError as e:
         raise KmqError(f"{name}: {e} {MAX_PIXELS_HINT}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
+        if "MAX_TEXT_CHUNK" in str(e):  # Pillow's words name its internals, not the chunk
+            from PIL import PngImagePlugin
+
+            raise KmqError(f"{name}: cannot read image: a PNG text or colour profile chunk inflates to over "
+                           f"{PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MiB, Pillow's limit against decompression "
+                           f"bombs") from None
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None

@@ -61,3 +61,22 @@ def test_a_bulk_run_says_out_of_memory_for_the_file(photo, tmp_path, monkeypatch
     assert result.exit_code == 1
     assert f"Error: {photo}: out of memory (Unable to allocate 8.00 MiB)\n" in result.output
     assert not list(tmp_path.glob("out/*.kmq"))
+
+
+def test_a_png_chunk_over_pillows_limit_is_named(tmp_path):
+    """Pillow's words were 'Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK'."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = tmp_path / "z.png"
+    Image.new("RGB", (4, 4)).save(png)
+    data = png.read_bytes()
+    at = data.index(b"IDAT") - 4
+    png.write_bytes(data[:at] + chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"a" * (2 << 20))) + data[at:])
+    result = CliRunner().invoke(main, ["compress", str(png), "-k", "2", "-o", str(tmp_path / "z.kmq")])
+    assert (result.exit_code, result.output) == (1, f"Error: {png}: cannot read image: a PNG text or colour "
+                                                    f"profile chunk inflates to over 1 MiB, Pillow's limit "
+                                                    f"against decompression bombs\n")
