@@ -187,15 +187,28 @@ def _seekable(stream: BinaryIO) -> bool:
 
 
 def _empty(source: str | Path | BinaryIO) -> bool:
-    """Whether an image source Pillow could not identify holds no bytes at all: a regular file of size 0, or
-    a seekable stream with nothing in it."""
+    """Whether an image source Pillow could not identify holds no bytes at all: a regular file of size 0, a
+    seekable stream with nothing in it, or a device that gives nothing more (/dev/null; not /dev/zero or
+    /dev/urandom, which seek to 0 at their "end" and were called empty)."""
     try:
         if isinstance(source, (str, Path)):
             info = os.stat(source)
+            if stat.S_ISCHR(info.st_mode):
+                with open(source, "rb") as f:
+                    return _gives_nothing(f)
             return stat.S_ISREG(info.st_mode) and info.st_size == 0
-        return source.seek(0, io.SEEK_END) == 0
+        try:
+            device = stat.S_ISCHR(os.fstat(source.fileno()).st_mode)
+        except (AttributeError, OSError, ValueError):  # a stream of the program's own (io.BytesIO)
+            device = False
+        return _gives_nothing(source) if device else source.seek(0, io.SEEK_END) == 0
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def _gives_nothing(device: BinaryIO) -> bool:
+    """Whether a character device is at its end (never asked of a terminal, which would wait for a key)."""
+    return not os.isatty(device.fileno()) and device.read(1) == b""
 
 
 def _mapped_array(im: Image.Image, memory: object, per_pixel: int, *, padded: bool, name: str) -> np.ndarray:
