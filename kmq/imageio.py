@@ -13,7 +13,7 @@ import struct
 import sys
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
@@ -78,12 +78,14 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     except UnidentifiedImageError:
         if _empty(source):  # most often a pipe or redirect that brought nothing: say so, not "not an image"
             raise KmqError(f"{name}: empty (0 bytes): no image to read") from None
-        raise KmqError(f"{name}: not an image Pillow can read") from None
+        raise KmqError(f"{name}: {_kmq_problem(source, max_pixels) or 'not an image Pillow can read'}") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise KmqError(f"{name}: {reason(e)}") from None
     except Image.DecompressionBombError as e:
         raise KmqError(f"{name}: {e} {MAX_PIXELS_HINT}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
+        if isinstance(e.__cause__, KmqError):  # the .kmq plug-in's: its reader's words, the file named once
+            raise KmqError(f"{name}: {e.__cause__}") from None
         if "MAX_TEXT_CHUNK" in str(e):  # Pillow's words name its internals, not the chunk
             from PIL import PngImagePlugin
 
@@ -184,6 +186,25 @@ def _seekable(stream: BinaryIO) -> bool:
         return stream.seekable()
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def _kmq_problem(source: str | Path | BinaryIO, max_pixels: int) -> str | None:
+    """What is wrong with a source that starts as a .kmq does, in the .kmq reader's words: the plug-in refused
+    it (a truncated file), and Image.open then said only that no format could read it. None for anything else,
+    or a stream that cannot be read again."""
+    from .format import MAGIC, FormatError, KmqImage, read_kmq
+
+    try:
+        with (open(source, "rb") if isinstance(source, (str, Path)) else nullcontext(source)) as f:
+            f.seek(0)
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            KmqImage.from_bytes(read_kmq(f, max_pixels=max_pixels, head=MAGIC), max_pixels=max_pixels)
+    except FormatError as e:
+        return str(e)
+    except (AttributeError, OSError, ValueError, KmqError):
+        return None
+    return None
 
 
 def _empty(source: str | Path | BinaryIO) -> bool:
