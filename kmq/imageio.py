@@ -84,6 +84,8 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
     except Image.DecompressionBombError as e:
         raise KmqError(f"{name}: {e} {MAX_PIXELS_HINT}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:  # the system's, opening the file
+            raise KmqError(f"{name}: {reason(e)}") from None  # (a symlink loop; ENAMETOOLONG)
         if isinstance(e.__cause__, KmqError):  # the .kmq plug-in's: its reader's words, the file named once
             raise KmqError(f"{name}: {e.__cause__}") from None
         if "MAX_TEXT_CHUNK" in str(e):  # Pillow's words name its internals, not the chunk
