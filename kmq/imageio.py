@@ -117,10 +117,22 @@ _ORIENTATION = 0x0112  # the EXIF tag
 def _turned(im: Image.Image, name: str) -> bool:
     """Whether im's EXIF orientation asks for a turn; an EXIF Pillow cannot read is upright, with a warning."""
     try:
-        return im.getexif().get(_ORIENTATION, 1) != 1
+        # A damaged block past its first entries is a UserWarning of Pillow's, which came out in its own words
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            orientation = im.getexif().get(_ORIENTATION, 1)
     except Exception as e:  # noqa: BLE001 - Pillow's EXIF parser fails in many ways on a damaged block
-        warn(f"{name}: its EXIF cannot be read ({e}); taken as upright")
+        _unreadable_exif(name, e, upright=True)
         return False
+    if caught:
+        _unreadable_exif(name, caught[0].message, upright=orientation == 1)
+    return orientation != 1
+
+
+def _unreadable_exif(name: str, problem: object, upright: bool) -> None:
+    # (Pillow's words come with double and trailing spaces: "Corrupt EXIF data.  Expecting ... got 10. ")
+    words = " ".join(str(problem).split()) or type(problem).__name__
+    warn(f"{name}: its EXIF cannot be read" + (f" ({words}); taken as upright" if upright else f" in full ({words})"))
 
 
 def _upright(im: Image.Image, name: str) -> None:
