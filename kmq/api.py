@@ -539,7 +539,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 # An RGBA entry whose alpha rounds to this or more is stored opaque (255): under 1 % see-through.
-OPAQUE_FROM = 253
+OPAQUE_FROM = kmeans.OPAQUE_FROM
 # ... and, where no entry has alpha 0, the entry nearest (0, 0, 0, 0) (what pixels of alpha 0 are read as, so the
 # one they take) gets alpha 0 if its alpha rounds to this or less: under 1 % seen.
 HIDDEN_TO = 2

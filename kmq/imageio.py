@@ -709,7 +709,8 @@ PNG_BEST_PIXELS = 1 << 21
 
 
 def png_level(pixels: int) -> int:
-    """The zlib level kmq writes a palette or 1-bit PNG of this many pixels at."""
+    """The zlib level kmq writes a palette image's PNG of this many pixels at (save_quantized's, 1-bit ones
+    included; segment's masks stay at 6)."""
     return 9 if pixels <= PNG_BEST_PIXELS else 6
 
 

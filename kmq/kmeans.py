@@ -969,7 +969,8 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     return labels, sq
 
 
-# From this many RGB or RGBA points on (K <= 64), `_nearest_pairs` labels them. Its tables take 4 MB per
+# From this many RGB or RGBA points on (K <= 64), `_nearest_pairs` labels them (RGBA from `_FEW_FROM`: see
+# there). Its tables take 4 MB per
 # 16 entries, which stay in cache because distinct colours come in ascending order (the first table's rows
 # are read in turn); below this, or on points in random order up to ~2**20, the brute force is as fast.
 _PAIRS_FROM = 1 << 18
@@ -992,6 +993,10 @@ _FEW_GUESS_K = 16
 _FEW_FROM = 1 << 17
 # Points per block of `_nearest_pairs`: its (block, K) int32 sums stay in the cache while transposed.
 _PAIRS_BLOCK = 1 << 13
+
+# RGBA palette entries whose alpha rounds to this or more are stored opaque (255) where the image has opaque
+# pixels: under 1 % see-through (kmq.api._rounded; kmq.rdo keeps its refined entries so).
+OPAQUE_FROM = 253
 
 
 def _nearest_pairs(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1227,7 +1232,8 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead of
     6.7), more points the entries near the guess given, else those that can be nearest to some colour of their
     cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at
-    K <= 32 and RGBA points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`).
+    K <= 32 and RGBA points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`);
+    RGBA of 2^17-2^18 points at K = 17-64 start from a guess given (`_FEW_FROM`).
     Every way, and every guess, gives the same labels and distances.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)

@@ -637,8 +637,9 @@ def _agreement(nbs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
 
 def _refine(s: _State, sample: bool = False) -> None:
     """Every used palette entry becomes the rounded mean of its pixels (J cannot rise: the rounded mean is
-    the integer colour nearest the mean, and the old entry is an integer colour too); then the nearest
-    entries and the distortion are brought up to date.
+    the integer colour nearest the mean, and the old entry is an integer colour too), but for RGBA's alpha
+    rules (entries at alpha 0 and 255 stay there; 253-254 become 255 where the image has opaque pixels, which
+    can raise J a little); then the nearest entries and the distortion are brought up to date.
 
     On a sample of the image (``sample``), an entry moves instead by as much as the moves shifted the mean
     of its pixels (from the nearest labelling's to the labels'): the palette was fitted to the whole image,
@@ -678,9 +679,12 @@ def _refine(s: _State, sample: bool = False) -> None:
         palette[used, ch] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     if channels == 4:
         # Entries stored exactly opaque or exactly transparent (api._rounded) stay so: their pixels' mean gave
-        # 254 or alpha 1-3 again, and an icon's background under --rdo or a target decoded faintly visible.
+        # 254 or alpha 1-3 again, and an icon's background under --rdo or a target decoded faintly visible;
+        # and, as there, a refined entry of alpha 253-254 is made opaque where the image has opaque pixels.
         exact = np.isin(s.palette[:, 3], (0, 255))
         palette[exact, 3] = s.palette[exact, 3]
+        if s.colours.colors[:, 3].max() == 255:
+            palette[:, 3] = np.where(palette[:, 3] >= kmeans.OPAQUE_FROM, 255, palette[:, 3])
     _repalette(s, palette, moved, to, which, px)
 
 

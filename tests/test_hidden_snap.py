@@ -77,3 +77,22 @@ def test_rdo_keeps_opaque_entries_opaque(k):
     img = kmq.compress(_icon(64), k, codec="ctx", rdo=2)
     assert not np.isin(img.palette[:, 3], (253, 254)).any()
     assert np.count_nonzero(img.palette[:, 3] == 255) > k // 4
+
+
+def _soft_disc(seed=5):
+    """Smooth colours under a radial alpha that is 255 in the middle and fades out: rdo refined an entry of
+    alpha 252 to 253 here (K = 48, 68), which the plain palette's rule would have made 255."""
+    rng = np.random.default_rng(seed)
+    h, w = 107, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    alpha = np.clip(255 * (1.3 - r) * 1.5, 0, 255)
+    rgb = np.dstack([128 + 100 * np.sin(xx / 9), 128 + 100 * np.cos(yy / 7), 128 + 80 * np.sin((xx + yy) / 13)])
+    rgb = rgb + rng.normal(0, 6, (h, w, 3))
+    return np.clip(np.dstack([rgb, alpha]), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("k, rdo", [(48, 5), (68, 20)])
+def test_rdo_makes_its_refined_near_opaque_entries_opaque(k, rdo):
+    img = kmq.compress(_soft_disc(), k, codec="ctx", rdo=rdo)
+    assert not np.isin(img.palette[:, 3], (253, 254)).any()

@@ -43,12 +43,6 @@ def test_lzma_after_a_ctx_file_above_k_256_fits_no_k_for_rdo_where_rdo_saves_lit
     assert fitted and max(fitted) <= 1.05 * chosen.k
 
 
-def test_the_probe_keeps_the_whole_search_where_rdo_saves_enough():
-    # The threshold above K = 256 is stricter than at the edge: JPEGs kept 0.84-0.85 of the plain bytes, and there
-    # rdo at large K can be lzma's best file (flower.jpg 320x214 at q30 in 60 kB: K = 3,807 with rdo 10.4 %)
-    assert target._EDGE_SHARE < 0.85 < target._HIGH_LEAN_SHARE
-
-
 
 def test_the_walk_at_one_j_stays_under_ctx_edge_from_a_best_under_it(monkeypatch):
     # With ctx in 15,241 bytes (1.5x its plain K = 256 file) the best is plain K = 256, far under the budget: the J
