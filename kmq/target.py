@@ -1586,16 +1586,80 @@ def _rdo_in_bytes(s: _Search, max_bytes: int, lo: int, hi: int, k_cap: int) -> t
         return None
     best, runs, share = _rdo_at(s, k, max_bytes, lo, hi, _RDO_STEPS, _RDO_SHARE)
     k_mid = round(math.sqrt(k * hi))
+    goal = math.log(max_bytes) - _INSIDE
     # Only where the share of the plain bytes rdo reached at K_r would let a file fit below hi's J (it is no
     # help on a noisy grey photo: 1.1x the plain file of the same J at K = 21, grey 1200x900 at 200 kB).
     if (best is None or s.file(*best).distortion >= s.j(hi)) and runs < _RDO_STEPS and hi < k_mid < k \
-            and share is not None and _rdo_aim(s, hi, k, math.log(max_bytes) - _INSIDE, share) < s.j(hi):
+            and share is not None and _rdo_aim(s, hi, k, goal, share) < s.j(hi):
+        if s.codec == "ctx" and s.pixels.shape[0] * s.pixels.shape[1] > _LEVEL_PIXELS and _rdo_aim(
+                s, hi, k_mid, goal, min(share, _RDO_SHARE)) <= s.j(k_mid):
+            # The middle's aim asks next to no J (rdo's first run there +0.1 %): the line through hi and K_r says a
+            # plain K about k_mid would fit, where K_r's files at the J it reached missed. Walked down from K_r at
+            # that J instead, as a PSNR search (on smaller images _level does it later, from the best file found).
+            # Not where the middle's aim asks J: there its runs found the logo's K = 40 in 15 kB, 43.84 dB, and the
+            # walk's K = 50, 40 at K_r's J 43.56.
+            before = s.runs
+            walked = _walk_down(s, max_bytes, k, hi)
+            if walked is not None:
+                return walked
+            runs += s.runs - before
+            if runs >= _RDO_STEPS:
+                return best
         # Aimed as K_r was: rdo does more at a smaller K (logo cut out: 0.84 of the plain bytes at 63, about
         # 0.7 at 40), so its share at K_r would aim too strong an rdo there.
         again, _, _ = _rdo_at(s, k_mid, max_bytes, lo, hi, _RDO_STEPS - runs, min(share, _RDO_SHARE))
         if again is not None and (best is None or s.file(*again).distortion < s.file(*best).distortion):
             best = again
     return best
+
+
+# K_r's rdo files that all miss the budget are walked down from at one J as a PSNR search is (_walk_down), in steps of
+# _PSNR_DOWN, at most this many
+_WALK_DOWN_STEPS = 2
+
+
+def _walk_down(s: _Search, max_bytes: int, k_r: int, hi: int) -> tuple[int, float] | None:
+    """Where every rdo file at K_r missed the budget, the first file that fits of smaller K at the least J below hi's
+    that K_r's files reached, each K _PSNR_DOWN under the last (the PSNR search's walk), while the files get smaller;
+    None if none. At a fixed J, bytes against K fall then rise, and K_r = 3 lo can lie past the turn: there rdo's
+    bytes flatten at a J far under hi's (a 3000x600 text banner in 9,700 bytes: K_r = 198 at J 19.7 and 21.5 both
+    ~10.2 kB, and the geometric middle, K = 123, whose plain J is already 20.8, was given 0.1 % rdo; the search
+    ended at K = 73, 37.38 dB, where K = 163 with rdo 22.8 % is 9,672 bytes at 40.00)."""
+    j_hi = s.j(hi)
+    ran = [(s.file(k_r, r).distortion, s.estimate(k_r, r)) for kk, r in s.sizes if kk == k_r and r > 0]
+    ran = [(j, b) for j, b in ran if s.j(k_r) < j < j_hi]
+    if not ran:
+        return None
+    j_goal, last = min(ran)
+    k, key = k_r, None
+    for _ in range(_WALK_DOWN_STEPS):
+        nxt = round(k / _PSNR_DOWN)
+        if nxt <= hi or not s.can_run() or s.j(nxt) <= 0 or s.j(nxt) >= j_goal:
+            break
+        pct = min(MAX_RDO, _pct(j_goal / s.j(nxt)))
+        if pct <= 0:
+            break
+        _try_rdo(s, nxt, pct)
+        if s.fits(nxt, max_bytes, pct) and s.file(nxt, pct).distortion < j_hi:
+            return nxt, pct
+        size = s.estimate(nxt, pct)
+        if not size < last:
+            break
+        k, key, last = nxt, (nxt, pct), size
+    if key is None or not s.can_run():
+        return None
+    # The smallest file of the walk missed the budget: its K with the J that rdo's files near a budget take to
+    # shed the rest (_LEVEL_SLOPE), a little more where that stays under hi's J (the banner: K = 158 at J 19.74
+    # was ~1 % over 9,700 bytes)
+    j_w = s.file(*key).distortion
+    j_fit = min(j_hi, math.exp(math.log(j_w) + (math.log(max_bytes) - _INSIDE - math.log(last)) / _LEVEL_SLOPE))
+    pct = min(MAX_RDO, _pct(1 + _asked(s, k, j_fit / s.j(k) - 1)))
+    if pct <= key[1]:
+        return None
+    _try_rdo(s, k, pct)
+    if s.fits(k, max_bytes, pct) and s.file(k, pct).distortion < j_hi:
+        return k, pct
+    return None
 
 
 def _plain_slope(s: _Search, hi: int, k: int) -> float:
@@ -1825,7 +1889,20 @@ def _curve(s: _Search, k: int) -> list[tuple[float, float]]:
 def _nearest_ran(s: _Search, k: int) -> int | None:
     """The K nearest k (in log K) where rdo files were sized, None if none."""
     ks = {kk for (kk, r) in s.sizes if r > 0 and kk in s.fitted and s.j(kk) > 0}
+    # (with ctx, not another K whose rdo files all added next to no J: see _TINY; lzma's, an icon sheet's in 3,304
+    # bytes, went from 29.32 to 28.81 dB without them)
+    ks = {kk for kk in ks if kk == k or s.codec != "ctx" or any(
+        s.file(kk, r).distortion > (1 + _TINY) * s.j(kk) for k2, r in s.sizes if k2 == kk and r > 0)} or ks
     return min(ks, key=lambda kk: (abs(math.log(kk / k)), kk)) if ks else None
+
+
+# ctx's rdo files that add under this share of their K's plain J tell nothing of rdo's curve at other K: on gradients
+# and text (a 3000x600 banner) rdo's first moves, pixels nearly as close to a neighbour's entry, cut 8-10 % of the
+# bytes for 0.1-0.7 % of J, and its bytes then fall far more slowly; carried to another K (the bracket's top with a
+# little rdo, K = 73 at +0.34 %) _predict asked +0.1-0.2 % there, and each run at most twice the last (_ASK_MAX): the
+# search over (K, rdo) crept up from +0.12 % to +0.58 % at K = 102 and ended at 37.38 dB in 9,700 bytes, where
+# K = 163 with rdo 22.8 % is 9,672 bytes at 40.00
+_TINY = 0.01
 
 
 def _saturated(s: _Search, k: int) -> bool:
