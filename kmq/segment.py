@@ -168,6 +168,7 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         for path in paths + stale:
             if os.path.lexists(path):
                 raise exists(path)
+    new = _missing(folder)  # the folders this run makes, outermost first: a failed run takes them back
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -188,6 +189,11 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
         # and which partition nothing: the ones this run wrote go, and with overwrite the old ones of the stem
         # too once any was replaced (old and new together would partition nothing either).
         _remove(written + (paths[len(written):] + stale if overwrite and written else []))
+        for made in reversed(new):  # (a full disk or Ctrl-C left them behind, empty)
+            try:
+                made.rmdir()
+            except OSError:
+                break
         raise
     for path in stale:
         try:
@@ -231,6 +237,15 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _missing(folder: Path) -> list[Path]:
+    """folder and its parents that do not exist yet, outermost first."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
 
 
 def _remove(paths: list[Path]) -> None:

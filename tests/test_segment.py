@@ -1,4 +1,5 @@
 """Segmentation views, masks, the montage and swatches, checked by their pixels."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,27 @@ def test_a_ctrl_c_just_after_a_mask_is_renamed_leaves_no_mask(tmp_path, quantize
         segment.write_masks(quantized, tmp_path, "crop", overwrite=overwrite)
     # with overwrite, a replaced mask takes the old ones with it (old and new together partition nothing)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stopped_after", [0, 2])
+def test_a_failed_mask_run_takes_back_the_folders_it_made(tmp_path, quantized, monkeypatch, stopped_after):
+    """A full disk or Ctrl-C left the folders the run had made behind, empty (h52e); one that was there stays."""
+    import errno
+
+    calls = []
+
+    def write_then_fail(path, *args, **kwargs):
+        if len(calls) == stopped_after:
+            raise KmqError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+        real_write_atomic(path, *args, **kwargs)
+        calls.append(path)
+
+    real_write_atomic = segment.write_atomic
+    monkeypatch.setattr(segment, "write_atomic", write_then_fail)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KmqError, match="cannot write"):
+        segment.write_masks(quantized, tmp_path / "kept" / "new" / "masks", "crop")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
 
 
 def test_a_kmq_input_is_told_by_its_magic_and_keeps_its_labels(tmp_path, quantized):
