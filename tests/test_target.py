@@ -917,23 +917,11 @@ def test_lzma_search_at_ctx_edge_makes_no_large_k_fit_where_rdo_saves_little(mon
     # of its plain bytes (_useless_rdo), so lzma's search skips rdo at 3 lo (K = 795, a large-K fit: 4-10x a fit
     # under kmeans._LARGE_K) and looks no higher than that with rdo; the old code fitted K = 795 for two runs
     # that did not fit. The file is the same: lzma K = 317, 31.87 dB.
-    y, x = np.mgrid[0:120, 0:160]
-    base = np.stack([x * 255 / 159, y * 255 / 119, (x + y) * 255 / 278], axis=-1)
-    pixels = np.clip(base + np.random.default_rng(0).normal(0, 12, base.shape), 0, 255).round().astype(np.uint8)
-    in_lzma, fitted = [False], []
-    better, fit = target._better_with_lzma, target.quantize_colors
+    from test_target_cost_r42 import fits_inside
+    from test_target_cost_r43 import noisy_gradient
 
-    def better_with_lzma(*args, **kwargs):
-        in_lzma[0] = True
-        return better(*args, **kwargs)
-
-    def quantize_colors(colors, counts, k, **kwargs):
-        if in_lzma[0]:
-            fitted.append(k)
-        return fit(colors, counts, k, **kwargs)
-    monkeypatch.setattr(target, "_better_with_lzma", better_with_lzma)
-    monkeypatch.setattr(target, "quantize_colors", quantize_colors)
-    chosen = kmq.compress_to(pixels, max_bytes=15_241)
+    fitted = fits_inside(monkeypatch, "_better_with_lzma")  # lzma's search runs inside it
+    chosen = kmq.compress_to(noisy_gradient(), max_bytes=15_241)
     assert chosen.codec == "lzma" and chosen.k == 317 and len(chosen.to_bytes()) <= 15_241
     assert fitted and max(fitted) < kmeans._LARGE_K
 

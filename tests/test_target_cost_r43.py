@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 
 import kmq
-from kmq import target
+from test_target_cost_r42 import fits_inside
 
 
-def _noisy_gradient() -> np.ndarray:
+def noisy_gradient() -> np.ndarray:
     """test_target's 120x160 noisy gradient (sigma 12): 18,000-odd colours, lzma's labels cheaper than ctx's above
     K = 256."""
     y, x = np.mgrid[0:120, 0:160]
@@ -23,25 +23,12 @@ def test_lzma_after_a_ctx_file_above_k_256_fits_no_k_for_rdo_where_rdo_saves_lit
     # In 22,000 bytes ctx's search lands above K = 256 and lzma's runs too; its file is plain K = 863 (21,948 bytes).
     # Its probe at lo (K = 740, +25 % J asked) kept 0.96 of the plain bytes; the old code fitted K = 1,080, 1,210
     # (the search over (K, rdo)) and 2,220 (rdo at 3 lo), each a plain compress there, for rdo files that lost.
-    in_lzma, fitted = [False], []
-    better, fit = target._better_with_lzma, target.quantize_colors
-
-    def better_with_lzma(*args, **kwargs):
-        in_lzma[0] = True
-        return better(*args, **kwargs)
-
-    def quantize_colors(colors, counts, k, **kwargs):
-        if in_lzma[0]:
-            fitted.append(k)
-        return fit(colors, counts, k, **kwargs)
-    monkeypatch.setattr(target, "_better_with_lzma", better_with_lzma)
-    monkeypatch.setattr(target, "quantize_colors", quantize_colors)
+    fitted = fits_inside(monkeypatch, "_better_with_lzma")  # lzma's search runs inside it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        chosen = kmq.compress_to(_noisy_gradient(), max_bytes=22_000)
+        chosen = kmq.compress_to(noisy_gradient(), max_bytes=22_000)
     assert chosen.codec == "lzma" and chosen.k == 863 and len(chosen.to_bytes()) == 21_948
     assert fitted and max(fitted) <= 1.05 * chosen.k
-
 
 
 def test_the_walk_at_one_j_stays_under_ctx_edge_from_a_best_under_it(monkeypatch):
@@ -49,25 +36,9 @@ def test_the_walk_at_one_j_stays_under_ctx_edge_from_a_best_under_it(monkeypatch
     # it would reach at the budget lies past K = 256, and _level walked K = 810, 648 and 1,012 (large-K fits whose
     # ctx files, escapes ranked by label, cannot fit). As _rdo_k, it no longer crosses K = 256 from below; the same
     # file, K = 256 plain in 10,200 bytes.
-    fitted: list[int] = []
-    depth = [0]
-    level, fit = target._level, target.quantize_colors
-
-    def entered(*args, **kwargs):
-        depth[0] += 1
-        try:
-            return level(*args, **kwargs)
-        finally:
-            depth[0] -= 1
-
-    def quantize_colors(colors, counts, k, **kwargs):
-        if depth[0]:
-            fitted.append(k)
-        return fit(colors, counts, k, **kwargs)
-    monkeypatch.setattr(target, "_level", entered)
-    monkeypatch.setattr(target, "quantize_colors", quantize_colors)
+    fitted = fits_inside(monkeypatch, "_level")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        chosen = kmq.compress_to(_noisy_gradient(), max_bytes=15_241, codec="ctx")
+        chosen = kmq.compress_to(noisy_gradient(), max_bytes=15_241, codec="ctx")
     assert chosen.k == 256 and chosen.metadata["rdo"] == 0 and len(chosen.to_bytes()) == 10_200
     assert all(k <= 256 for k in fitted)
