@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
+import numpy as np
 from PIL import Image
 
 from . import parallel, segment
@@ -94,17 +95,18 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
-    def as_dict(self) -> dict[str, Any]:
-        """Keys RESULT_FIELDS; k, ratio and psnr are None for a failure, psnr also for a lossless file; rdo is
-        the strength a compressed file used (--rdo, or a target's choice), else None; codec the file's payload
-        codec (a target may choose it), None for a failure."""
+    def as_dict(self, extra: Sequence[str] = ()) -> dict[str, Any]:
+        """Keys RESULT_FIELDS, then extra (a task's EXTRA_FIELDS: None for a failure); k, ratio and psnr are
+        None for a failure, psnr also for a lossless file; rdo is the strength a compressed file used (--rdo,
+        or a target's choice), else None; codec the file's payload codec (a target may choose it), None for a
+        failure."""
         r = self.record or {}
         psnr = r.get("psnr")
         return {"input": str(self.job.source), "output": str(self.job.target), "ok": self.ok,
                 "error": self.error, "bytes_before": self.job.size, "bytes_after": self.bytes_after,
                 "k": r.get("k"), "ratio": r.get("ratio"),
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
-                "rdo": r.get("rdo"), "codec": r.get("codec")}
+                "rdo": r.get("rdo"), "codec": r.get("codec"), **{key: r.get(key) for key in extra}}
 
 
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:
@@ -134,21 +136,24 @@ def plan_decompress(inputs: Sequence[str | Path], output: str | Path | None = No
 
 
 def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None, masks: str | Path | None = None,
-                 fmt: str = "PNG") -> list[Job]:
+                 fmt: str = "PNG", *, clustered: bool = False) -> list[Job]:
     """Jobs drawing every image and .kmq among inputs: with output, the picture output/<stem>.<fmt's suffix>;
     with masks, the masks masks/<stem>-cluster-<i>.png (a file found in a folder keeps its relative folder
     under both, as in the module's folder rules). Without output, a Job's target is its masks' folder. Two
     inputs whose masks would share names (x.png and x.jpg) stay in the plan, the second as a failure; so does
     an input whose picture, or any of its masks' names (written or removed as stale), is an input of the run
-    (the folder searched given as -o or --masks), even with overwrite: the run would destroy what it reads."""
-    if masks is not None and os.path.exists(masks) and not os.path.isdir(masks):
+    (the folder searched given as -o or --masks), even with overwrite: the run would destroy what it reads.
+    A folder holding an image and a .kmq of one stem (what `kmq compress DIR` leaves) gives one of them: the
+    image if clustered (-k or --palette, which apply to images only), else the .kmq (its stored labels)."""
+    # By Path, which drops a trailing "/": os.path sees no "notadir/" where notadir is a file.
+    if masks is not None and Path(masks).exists() and not Path(masks).is_dir():
         raise KmqError(f"cannot write masks into {masks}: it is a file, not a folder")
     suffix = suffix_for(fmt)
     root = output if output is not None else masks
     suffixes = image_suffixes() | {KMQ_SUFFIX}
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
-                kind="images or .kmq files")
+                kind="images or .kmq files", pick=functools.partial(_one_per_stem, images=clustered))
     if output is not None:
         jobs = _without_own_pictures(jobs, inputs, Path(output))
     if masks is not None:
@@ -289,13 +294,14 @@ def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
          rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME, kind: str | None = None,
-         once: bool = True) -> list[Job]:
+         once: bool = True, pick: Callable[[list[str]], list[str]] | None = None) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
     module's folder rules); stdin ("-") is named stdin_name. Raises KmqError if output is "-" or exists
     and is not a folder, or, given the kind of file wanted ("images"), if the inputs are folders holding none
     (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning
     ("no <kind> in this folder"; without a kind, "no files to read").
-    once=False keeps every input, each file as often as it is met (for runs that only read, as kmq stats)."""
+    once=False keeps every input, each file as often as it is met (for runs that only read, as kmq stats).
+    pick: which of one folder's wanted file names (sorted) to take, where they are not independent."""
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
@@ -308,7 +314,7 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
     empty: list[str | Path] = []
-    found = _found(inputs, wanted, empty)
+    found = _found(inputs, wanted, empty, pick)
     pairs = list(_unique(found) if once else found)
     if not pairs and kind is not None:
         folders = ", ".join(dict.fromkeys(str(i) for i in inputs))
@@ -337,14 +343,14 @@ def single(source: str | Path, target: str | Path) -> list[Job]:
     return [Job(0, Path(source), Path(target), _size(Path(source)))]
 
 
-def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool],
-           empty: list[str | Path]) -> Iterator[tuple[Path, Path]]:
+def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], empty: list[str | Path],
+           pick: Callable[[list[str]], list[str]] | None = None) -> Iterator[tuple[Path, Path]]:
     """(file, its path relative to the folder it was found in, or its name) for each input; the folders
     holding no wanted file are appended to empty."""
     for given in inputs:
         path = Path(given)
         if str(given) != STDIO and path.is_dir():
-            found = _files_in(path, wanted)
+            found = _files_in(path, wanted, pick)
             if not found:
                 empty.append(given)  # as given ("photos/"), as the error for all-empty inputs names it
             yield from ((f, f.relative_to(path)) for f in found)
@@ -363,7 +369,8 @@ def _unique(pairs: Iterable[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
             yield source, relative
 
 
-def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
+def _files_in(folder: Path, wanted: Callable[[Path], bool],
+              pick: Callable[[list[str]], list[str]] | None = None) -> list[Path]:
     found: list[Path] = []
 
     def unreadable(e: OSError) -> None:
@@ -372,8 +379,17 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
     # followlinks=False: a link back up the tree would otherwise never end.
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root, f) for f in sorted(files) if not f.startswith(".") and wanted(Path(f))]
+        names = [f for f in sorted(files) if not f.startswith(".") and wanted(Path(f))]
+        found += [Path(root, f) for f in (pick(names) if pick else names)]
     return [path for path in found if _regular(path)]
+
+
+def _one_per_stem(names: list[str], images: bool) -> list[str]:
+    """A folder's names without the .kmq beside an image of its stem (images) or without that image."""
+    kmq_stems = {n[:-len(KMQ_SUFFIX)] for n in names if n.lower().endswith(KMQ_SUFFIX)}
+    image_stems = {os.path.splitext(n)[0] for n in names if not n.lower().endswith(KMQ_SUFFIX)}
+    both = kmq_stems & image_stems
+    return [n for n in names if os.path.splitext(n)[0] not in both or n.lower().endswith(KMQ_SUFFIX) != images]
 
 
 def _regular(path: Path) -> bool:
@@ -490,6 +506,8 @@ class SegmentTask(_Task):
     picture: bool = True
     masks: str | None = None
     overwrite: bool = False
+    # A series' measure (a stain's area in each slide): the pixels of each label, in label order.
+    EXTRA_FIELDS = ("counts",)
 
     def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
         prefix = self._prefix(job)
@@ -527,7 +545,8 @@ class SegmentTask(_Task):
         size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)
         r = record(img, str(job.target), size)
         return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],
-                      "masks_folder": None if prefix is None else str(prefix.parent)}
+                      "masks_folder": None if prefix is None else str(prefix.parent),
+                      "counts": np.bincount(img.labels.ravel(), minlength=img.k).tolist()}
 
 
 @dataclass(frozen=True)

@@ -990,7 +990,8 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
-        click.echo(_json({**summary, "results": [_cli_words(r.as_dict()) for r in results]}))
+        extra = getattr(task, "EXTRA_FIELDS", ())
+        click.echo(_json({**summary, "results": [_cli_words(r.as_dict(extra)) for r in results]}))
     elif not quiet:
         click.echo(_summary_table(summary))
     if summary["failed"]:
@@ -1145,7 +1146,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
                            or Path(output).parent.resolve() != Path(masks_dir).resolve())
             if style == "labels":
                 segment.check_label_map_format(output, fmt)
-        if masks_dir is not None and os.path.exists(masks_dir) and not os.path.isdir(masks_dir):
+        if masks_dir is not None and Path(masks_dir).exists() and not Path(masks_dir).is_dir():
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
         # The bar (after 1 s) covers the drawing and the masks too: 1,024 of them take seconds to write.
@@ -1187,7 +1188,9 @@ def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str
         fmt = writable_format(typed)
         if output is not None and style == "labels":
             segment.check_label_map_format(_shown(output), fmt)
-    jobs = _bulk_plan(lambda found, out: batch.plan_segment(found, out, masks_dir, typed), inputs, output)
+    clustered = k is not None or palette is not None
+    jobs = _bulk_plan(lambda found, out: batch.plan_segment(found, out, masks_dir, typed, clustered=clustered),
+                      inputs, output)
     task = batch.SegmentTask(k=k, seed=seed, max_pixels=max_pixels, palette=palette, style=style, fmt=fmt,
                              picture=output is not None, masks=masks_dir, overwrite=force)
     _run_bulk(jobs, task, workers, summary or "table", quiet, _segmented_line)
@@ -1400,7 +1403,9 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             with _fit_progress(quiet, "K-Means") as progress:
                 img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels, progress=progress)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
-            comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin", seed)
+            # img's own seed and order: a .kmq input keeps those it was written with (--palette: none, its order)
+            comment = _fitted_comment(len(colors), Path(inputs[0]).name if inputs[0] != STDIO else "stdin",
+                                      img.seed, bool((share[:-1] >= share[1:]).all()))
         else:
             fitted = _fit_shared(inputs, api.DEFAULT_K if k is None else k, seed, output, max_pixels, workers,
                                  quiet)
@@ -1427,8 +1432,10 @@ def _is_palette_file(output: str) -> bool:
     return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
 
 
-def _fitted_comment(k: int, described: str, seed: int) -> str:
-    return f"kmq {__version__}: {_plural(k, 'colour')} of {described}, seed {seed}; in decreasing share of the pixels"
+def _fitted_comment(k: int, described: str, seed: int | None, by_share: bool = True) -> str:
+    seeded = "" if seed is None else f", seed {seed}"
+    order = "in decreasing share of the pixels" if by_share else "in the file's order"
+    return f"kmq {__version__}: {_plural(k, 'colour')} of {described}{seeded}; {order}"
 
 
 def _palette_file_shown(path: str, k: int | None, seed: int, max_pixels: int) -> Any:

@@ -257,7 +257,9 @@ def _is_number(token: str) -> bool:
 
 
 def _quote(line: str) -> str:
-    return repr(line if len(line) <= 40 else line[:37] + "...")
+    # Quoted, not repr'd: the command line escapes a tab or a control character itself (as \t), and a repr's
+    # escape came out doubled there (\\t).
+    return "'" + (line if len(line) <= 40 else line[:37] + "...") + "'"
 
 
 # --- writing -------------------------------------------------------------------------------------------
