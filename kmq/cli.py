@@ -873,11 +873,19 @@ def _as_csv(records: list[dict[str, Any]]) -> str:
     import csv
     from . import stats
 
+    # Python's csv quotes a field for the characters of its line terminator, so "\n" alone left a bare "\r" in
+    # a name unquoted, and csv.reader split the record there. Written with "\r\n", each record's own ending is
+    # then made "\n" (inside quotes a "\r\n" stays as it is).
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(stats.FIELDS)
-    writer.writerows([_plain(r[key]) for key in stats.FIELDS] for r in records)
-    return out.getvalue()
+    writer = csv.writer(out, lineterminator="\r\n")
+    rows = [stats.FIELDS] + [[_plain(r[key]) for key in stats.FIELDS] for r in records]
+    lines = []
+    for row in rows:
+        writer.writerow(row)
+        lines.append(out.getvalue()[:-2] + "\n")
+        out.seek(0)
+        out.truncate()
+    return "".join(lines)
 
 
 # The tutorial's names for its table rows, then ours.
