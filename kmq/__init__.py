@@ -29,8 +29,9 @@ _LAZY = {"compress": "api", "compress_to": "api", "export": "api", "read": "api"
          "KmqImage": "format"}
 
 
-# Modules whose functions the docs name as kmq.<module>.<function> (docs/OUTPUT.md: kmq.stats.measure).
-_MODULES = {"stats"}
+# Modules whose functions the docs name as kmq.<module>.<function> (docs/OUTPUT.md: kmq.stats.measure; the
+# compress docstring and docs/CLI.md: kmq.palettes.read, kmq.segment.write_masks).
+_MODULES = {"stats", "palettes", "segment"}
 
 
 def __getattr__(name: str) -> Any:

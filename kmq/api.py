@@ -462,7 +462,7 @@ def quantize_distinct(distinct: kmeans.Distinct, k: int, *, seed: int = 0, max_i
 
 def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_iter: int = MAX_ITER,
                     tol: float = TOL, what: str = "the image has", progress: kmeans.Progress | None = None,
-                    others: list | None = None, stand_in: Callable | None = None
+                    others: list | None = None, stand_in: Callable | None = None, quiet: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """Distinct colours (M, C) uint8 with their pixel counts (M,) -> (palette (k', C) uint8 in decreasing
     share, each colour's label (M,), distortion J over the pixels), k' <= k.
@@ -472,9 +472,10 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
     of the warning when there are fewer colours than k ("the images have"). others: a list that receives
     (palette (rounded, not in share order), J over this J - 1 as the fit saw it) of the fit's other finished
     restarts (kmeans.fit's others). stand_in: kmeans.fit's (the restarts' stand-in on a histogram level).
+    quiet: no warning (a fit a search only weighs: fewer colours than k is expected there).
     """
     if len(colors) <= k:
-        if len(colors) < k:
+        if len(colors) < k and not quiet:
             colours = "1 distinct colour" if len(colors) == 1 else f"{len(colors):,} distinct colours"
             warn(f"{what} only {colours}, fewer than k={k}: using k={len(colors)}, lossless")
         palette, color_labels, sq_dist = colors, np.arange(len(colors)), np.zeros(len(colors))
@@ -489,7 +490,7 @@ def quantize_colors(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int
             _give_back_freed()
         opaque = colors.shape[1] == 4 and bool(colors[:, 3].max() == 255)
         hidden = colors.shape[1] == 4 and bool(colors[:, 3].min() == 0)
-        palette, entry = _rounded(centroids, k, opaque=opaque, hidden=hidden)
+        palette, entry = _rounded(centroids, k, opaque=opaque, hidden=hidden, quiet=quiet)
         if more:
             others.extend((_rounded(c, k, opaque=opaque, hidden=hidden, quiet=True)[0], excess)
                           for c, excess in more)
@@ -621,7 +622,8 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
     elif isinstance(image, np.ndarray):
         pixels = np.asarray(image)  # a subclass (np.matrix) indexes otherwise
         if pixels.dtype != np.uint8:
-            raise ValueError(f"pixel arrays must be uint8, got {pixels.dtype}")
+            hint = " (values 0..1: (a * 255).round().astype(np.uint8))" if pixels.dtype.kind == "f" else ""
+            raise ValueError(f"pixel arrays must be uint8, got {pixels.dtype}{hint}")
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
             raise ValueError(f"pixel arrays must be (h, w) or (h, w, 1|3|4), got {pixels.shape}")
         if 0 in pixels.shape[:2]:

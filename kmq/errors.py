@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +84,29 @@ def warn(message: str, also: tuple[str, ...] = ()) -> None:
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and (frame.f_code.co_filename.startswith(inside) or _pillows(frame)):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, KmqWarning, stacklevel=level)
+    names = getattr(_NAMES, "stack", None)
+    warnings.warn(about(names[-1], message) if names else message, KmqWarning, stacklevel=level)
+
+
+# The file each thread's kmq warnings are about (named_warnings). Thread-local: warnings.catch_warnings swaps
+# process-wide state, so around a whole compress in several threads it swallowed other threads' warnings and,
+# where two overlapped, left a filter and a recorder in place for good (a library user's trial).
+_NAMES = threading.local()
+# Held around the few short blocks the library still records warnings in (Pillow's own, in its words): kmq's
+# threads then never overlap two of them.
+WARNINGS_LOCK = threading.RLock()
+
+
+@contextmanager
+def named_warnings(path: str | Path) -> Iterator[None]:
+    """kmq's warnings inside (errors.warn) name the file they are about, in this thread alone: with several
+    inputs, "the image has only 2 distinct colours" must say which image."""
+    stack = _NAMES.__dict__.setdefault("stack", [])
+    stack.append(path)
+    try:
+        yield
+    finally:
+        stack.pop()
 
 
 @contextmanager
@@ -120,8 +143,9 @@ def about(path: str | Path, message: str) -> str:
 
 @contextmanager
 def warnings_about(path: str | Path) -> Iterator[None]:
-    """Warnings raised inside, raised again naming the file they are about: with several inputs, "the image
-    has only 2 distinct colours" must say which image."""
+    """Warnings raised inside, Pillow's too, raised again naming the file they are about. It swaps the
+    process's warning state (warnings.catch_warnings): for the command line, which owns its process; the
+    library names its own warnings with named_warnings."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:

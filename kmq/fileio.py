@@ -339,7 +339,9 @@ def _rendered(content: Content) -> bytes | bytearray | memoryview:
 
 
 def _write_stdout(content: Content) -> None:
-    out = sys.stdout.buffer
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # (a notebook's or redirect_stdout's text stream: a raw AttributeError came out)
+        raise TypeError("stdout is a text stream here, with no bytes to write to: give a path")
     data = _rendered(content)
     try:
         out.write(data)

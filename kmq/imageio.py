@@ -13,7 +13,7 @@ import struct
 import sys
 import threading
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
@@ -24,7 +24,7 @@ from . import icc, prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
-from .errors import MAX_PIXELS_HINT, KmqError, KmqWarning, warn
+from .errors import MAX_PIXELS_HINT, WARNINGS_LOCK, KmqError, KmqWarning, warn
 from .fileio import is_pipe, is_special, read_bytes, reason
 from .format import DEFAULT_MAX_PIXELS
 
@@ -55,7 +55,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
         # Pillow reads a named pipe (<(...), /dev/stdin) into memory too, but leaves the file it opened open
         source = io.BytesIO(read_bytes(source))
     try:
-        with _no_pillow_bomb_limit(), prefetch.take(source, on_rows) or Image.open(source) as im:
+        with prefetch.take(source, on_rows) or _opened(source, max_pixels) as im:
             pixels = im.width * im.height
             if pixels > max_pixels:
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
@@ -118,7 +118,7 @@ def _turned(im: Image.Image, name: str) -> bool:
     """Whether im's EXIF orientation asks for a turn; an EXIF Pillow cannot read is upright, with a warning."""
     try:
         # A damaged block past its first entries is a UserWarning of Pillow's, which came out in its own words
-        with warnings.catch_warnings(record=True) as caught:
+        with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             orientation = im.getexif().get(_ORIENTATION, 1)
     except Exception as e:  # noqa: BLE001 - Pillow's EXIF parser fails in many ways on a damaged block
@@ -845,15 +845,29 @@ def check_max_pixels(max_pixels: int) -> None:
         raise ValueError(f"max_pixels must be an integer of at least 1, got {max_pixels!r}")
 
 
-@contextmanager
-def _no_pillow_bomb_limit() -> Iterator[None]:
-    # We enforce our own max_pixels before decoding, so Pillow's fixed limit (and its warning) would only
-    # stop a user who raised ours on purpose.
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+# Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, checked by Image.open) is process-wide. kmq enforces
+# its own max_pixels before decoding; where that is above Pillow's, Pillow's would stop (or warn of) an image the
+# caller allowed, so it is set aside for the open alone (a header read, never the decode). Threads opening at
+# once count themselves, and the last one out puts back the limit found by the first: each putting back what it
+# saw left it off for good when two overlapped (a library user's trial, 4 threads).
+_BOMB_LOCK = threading.Lock()
+_bomb_aside: list[Any] = [0, None]  # opens under way with the limit set aside; the limit to put back
+
+
+def _opened(source: Any, max_pixels: int) -> Image.Image:
+    """Image.open(source), with Pillow's limit set aside where max_pixels is above it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or max_pixels <= limit:
+        return Image.open(source)
+    with _BOMB_LOCK:
+        if _bomb_aside[0] == 0:
+            _bomb_aside[1] = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _bomb_aside[0] += 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+        return Image.open(source)
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        with _BOMB_LOCK:
+            _bomb_aside[0] -= 1
+            if _bomb_aside[0] == 0:
+                Image.MAX_IMAGE_PIXELS = _bomb_aside[1]

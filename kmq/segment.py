@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .api import compress, load
-from .errors import MONTAGE_HINT, KmqError, exists, naming, warn, warnings_about
+from .errors import MONTAGE_HINT, KmqError, exists, named_warnings, naming, warn
 from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
@@ -129,7 +129,7 @@ def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int 
     "<file>"). progress: as kmq.compress's."""
     if name is None:
         name = source if isinstance(source, (str, os.PathLike)) else "<file>"
-    with warnings_about(name):
+    with named_warnings(name):
         loaded = _loaded(source, name, max_pixels)
         if isinstance(loaded, KmqImage):
             ignored_k(name, loaded, [] if k is None else [k])
@@ -470,7 +470,7 @@ def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, column
                  dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
     """montage() of an image file. A .kmq file is refused: it holds one K and not the original. Warnings
     name the source."""
-    with warnings_about(source):
+    with named_warnings(source):
         loaded, _ = load(source, max_pixels=max_pixels)
         if isinstance(loaded, KmqImage):
             raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")

@@ -12,7 +12,7 @@ import numpy as np
 from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
-from .errors import KmqError, KmqWarning, about, naming, warnings_about
+from .errors import KmqError, KmqWarning, about, named_warnings, naming, warn
 from .fileio import reading
 from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header, read_kmq
 from .imageio import png8_bytes, webp_lossless_bytes
@@ -140,7 +140,7 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     within a long fit), e.g. to draw a bar; done reaches total at the end. It does not change the records.
     Warnings name the input.
     """
-    with warnings_about(source):
+    with named_warnings(source):
         records = _measure(source, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
                            palette=palette, rdo=rdo, dither=dither, sweep=sweep, progress=progress)
     if progress is not None:
@@ -239,8 +239,8 @@ def _quantized(image: Any, ks: Sequence[int], *, seed: int, rdo: float, dither: 
         quantized.append(done[k])
     if beyond and lossless is not None:
         asked = ", ".join(f"-k {k}" for k in beyond)
-        warnings.warn(f"{asked} {'gives' if len(beyond) == 1 else 'give'} the same lossless record as -k "
-                      f"{lossless[0]} (k={lossless[1].k}, every colour of the image)", KmqWarning, stacklevel=4)
+        warn(f"{asked} {'gives' if len(beyond) == 1 else 'give'} the same lossless record as -k {lossless[0]} "
+             f"(k={lossless[1].k}, every colour of the image)")
     return quantized
 
 

@@ -78,7 +78,6 @@ is the one codec="lzma" gives.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -326,10 +325,11 @@ class _Search:
                 thin = _rough_stand_in(level, k)
                 used.append(thin is not None)
                 return thin
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # fewer colours than k is expected while searching
-                self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
-                                               max_iter=self.max_iter, stand_in=stand_in if self.rough_ok else None)
+            # quiet: fewer colours than k is expected while searching (and warnings.catch_warnings, which
+            # swaps process-wide state, left other threads without warnings)
+            self.fitted[k] = quantize_colors(self.distinct.colors, self.distinct.counts, k, seed=self.seed,
+                                             max_iter=self.max_iter, stand_in=stand_in if self.rough_ok else None,
+                                             quiet=True)
             if any(used):  # (else kmeans.fit ran as without it: where _thinned keeps the level, so does this)
                 self.rough.add(k)
             self._made()
