@@ -1158,7 +1158,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             # masks written next (write_masks checks every name before writing any, so a refusal leaves
             # nothing), and a picture that cannot be written (a full disk) takes the masks just written with it.
             save = None
-            view = None if output is None else segment.render(img, base, style)
+            view = None if output is None else segment.view_image(img, base, style)
             # The pixels are not needed once drawn: at 48 MP they were 144 MB beside the picture's encoding.
             del base
             if view is not None:

@@ -87,15 +87,18 @@ def overlay(labels: np.ndarray, base: np.ndarray, k: int, alpha: float = OVERLAY
 
     Like scikit-image's label2rgb(labels, image, alpha=0.3, bg_label=None): alpha * colour + (1 - alpha) * grey.
     """
-    colors = label_colors(k).astype(np.float32)
-    out = np.empty((*labels.shape, 3), np.uint8)
+    return _whole(_overlay_bands(labels, base, k, alpha), labels.shape)
+
+
+def _overlay_bands(labels: np.ndarray, base: np.ndarray, k: int,
+                   alpha: float = OVERLAY_ALPHA) -> Iterator[tuple[slice, np.ndarray]]:
     # By bands of whole rows: the whole image's float32 temporaries (and the labels cast to intp) took 1.6 GB
     # at 48 MP. Every pixel sees the same operations as in one pass (grey's product is taken row by row
     # either way), so the bytes are the same.
+    colors = label_colors(k).astype(np.float32)
     for rows in _bands(labels.shape):
         blended = alpha * colors[labels[rows]] + (1 - alpha) * grey(base[rows])[:, :, None]
-        out[rows] = np.rint(blended)
-    return out
+        yield rows, np.rint(blended).astype(np.uint8)
 
 
 def label_map(labels: np.ndarray, k: int) -> np.ndarray:
@@ -116,13 +119,26 @@ def edges(labels: np.ndarray) -> np.ndarray:
 
 def boundaries(labels: np.ndarray, base: np.ndarray, color: tuple[int, int, int] = BOUNDARY_COLOR) -> np.ndarray:
     """The cluster edges drawn in `color` over the image: -> (h, w, 3) uint8."""
-    out = opaque_rgb(base)
-    if np.shares_memory(out, base):  # RGB comes back as itself; grey and RGBA as new arrays, drawn on as they are
-        out = out.copy()
-    # By bands (each with the row below it, which decides its last row's edges): three whole-image bool
-    # arrays were 144 MB at 48 MP.
+    return _whole(_boundary_bands(labels, base, color), labels.shape)
+
+
+def _boundary_bands(labels: np.ndarray, base: np.ndarray,
+                    color: tuple[int, int, int] = BOUNDARY_COLOR) -> Iterator[tuple[slice, np.ndarray]]:
+    # By bands, each with the row below it, which decides its last row's edges: three whole-image bool arrays
+    # and a copy of the image were 288 MB at 48 MP.
     for rows in _bands(labels.shape):
-        out[rows][edges(labels[rows.start:rows.stop + 1])[:rows.stop - rows.start]] = color
+        band = opaque_rgb(base[rows])
+        if np.shares_memory(band, base):  # RGB comes back as itself: drawn on a copy
+            band = band.copy()
+        band[edges(labels[rows.start:rows.stop + 1])[:rows.stop - rows.start]] = color
+        yield rows, band
+
+
+def _whole(bands: Iterator[tuple[slice, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """(h, w, 3) uint8 made of the bands of rows a generator yields."""
+    out = np.empty((*shape[:2], 3), np.uint8)
+    for rows, band in bands:
+        out[rows] = band
     return out
 
 
@@ -227,7 +243,7 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
-def encoded_picture(pixels: np.ndarray, fmt: str, name: str) -> bytes:
+def encoded_picture(pixels: np.ndarray | Image.Image, fmt: str, name: str) -> bytes:
     """The picture in fmt, encoded before any mask is written: a format's refusal (ICO over 256 pixels a side,
     RGB as XBM) then comes before the masks, and -f has not yet replaced the old ones."""
     out = io.BytesIO()
@@ -351,6 +367,20 @@ def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> 
     if k is not None and k > 256 and fmt not in _EXACT_16_BIT:
         raise KmqError(f"{name}: the labels of K = {k} are 16-bit, which {fmt} cannot store exactly; "
                        "write the label map as PNG")
+
+
+def view_image(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray | Image.Image:
+    """render(img, base, style) as the picture to encode (kmq.imageio.save_image takes either): the overlay and
+    the boundaries are drawn band by band straight into a Pillow image, which the encoder then reads; as one
+    array beside Pillow's copy of it they were 144 MB more at 48 MP. The same pixels, so the same bytes."""
+    bands = {"overlay": lambda: _overlay_bands(img.labels, base, img.k),
+             "boundaries": lambda: _boundary_bands(img.labels, base)}.get(style)
+    if bands is None:
+        return render(img, base, style)
+    canvas = Image.new("RGB", (img.width, img.height))
+    for rows, band in bands():
+        canvas.paste(Image.fromarray(band), (0, rows.start))
+    return canvas
 
 
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
