@@ -463,11 +463,17 @@ def _float_grey(values: np.ndarray, name: str) -> np.ndarray:
     return np.rint((values - lo) * (255 / (hi - lo))).astype(np.uint8)
 
 
-def save_image(pixels: np.ndarray, target: BinaryIO, *, format: str, name: str = "the output") -> None:
+def save_image(pixels: np.ndarray | Image.Image, target: BinaryIO, *, format: str, name: str = "the output") -> None:
     """Write (h, w) or (h, w, 3|4) uint8 pixels to an open binary file in a format Pillow writes ("PNG", ...).
 
-    RGBA goes to a format without alpha as save_quantized says; name is the file the warning names.
+    RGBA goes to a format without alpha as save_quantized says; name is the file the warning names. pixels
+    may also be an RGB Pillow image (segment draws its largest views straight into one): written as is.
     """
+    if isinstance(pixels, Image.Image):
+        _check_sides(pixels.width, pixels.height, format.upper(), name)
+        warn_lossy(format.upper(), name)
+        _save(pixels, target, format, name)
+        return
     _check_sides(pixels.shape[1], pixels.shape[0], format.upper(), name)
     if pixels.ndim == 3 and pixels.shape[2] == 4 and format.upper() not in ALPHA_FORMATS:
         if format.upper() == "GIF":

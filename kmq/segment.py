@@ -70,7 +70,10 @@ def opaque_rgb(pixels: np.ndarray) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     if pixels.shape[2] == 3:
         return pixels
-    return over_white(pixels)
+    out = np.empty((*pixels.shape[:2], 3), np.uint8)
+    for rows in _bands(pixels.shape):  # over_white's float32 temporaries were ~40 bytes a pixel at once
+        out[rows] = over_white(pixels[rows])
+    return out
 
 
 def grey(pixels: np.ndarray) -> np.ndarray:
@@ -84,9 +87,18 @@ def overlay(labels: np.ndarray, base: np.ndarray, k: int, alpha: float = OVERLAY
 
     Like scikit-image's label2rgb(labels, image, alpha=0.3, bg_label=None): alpha * colour + (1 - alpha) * grey.
     """
+    return _whole(_overlay_bands(labels, base, k, alpha), labels.shape)
+
+
+def _overlay_bands(labels: np.ndarray, base: np.ndarray, k: int,
+                   alpha: float = OVERLAY_ALPHA) -> Iterator[tuple[slice, np.ndarray]]:
+    # By bands of whole rows: the whole image's float32 temporaries (and the labels cast to intp) took 1.6 GB
+    # at 48 MP. Every pixel sees the same operations as in one pass (grey's product is taken row by row
+    # either way), so the bytes are the same.
     colors = label_colors(k).astype(np.float32)
-    blended = alpha * colors[labels] + (1 - alpha) * grey(base)[:, :, None]
-    return np.rint(blended).astype(np.uint8)
+    for rows in _bands(labels.shape):
+        blended = alpha * colors[labels[rows]] + (1 - alpha) * grey(base[rows])[:, :, None]
+        yield rows, np.rint(blended).astype(np.uint8)
 
 
 def label_map(labels: np.ndarray, k: int) -> np.ndarray:
@@ -107,9 +119,37 @@ def edges(labels: np.ndarray) -> np.ndarray:
 
 def boundaries(labels: np.ndarray, base: np.ndarray, color: tuple[int, int, int] = BOUNDARY_COLOR) -> np.ndarray:
     """The cluster edges drawn in `color` over the image: -> (h, w, 3) uint8."""
-    out = opaque_rgb(base).copy()
-    out[edges(labels)] = color
+    return _whole(_boundary_bands(labels, base, color), labels.shape)
+
+
+def _boundary_bands(labels: np.ndarray, base: np.ndarray,
+                    color: tuple[int, int, int] = BOUNDARY_COLOR) -> Iterator[tuple[slice, np.ndarray]]:
+    # By bands, each with the row below it, which decides its last row's edges: three whole-image bool arrays
+    # and a copy of the image were 288 MB at 48 MP.
+    for rows in _bands(labels.shape):
+        band = opaque_rgb(base[rows])
+        if np.shares_memory(band, base):  # RGB comes back as itself: drawn on a copy
+            band = band.copy()
+        band[edges(labels[rows.start:rows.stop + 1])[:rows.stop - rows.start]] = color
+        yield rows, band
+
+
+def _whole(bands: Iterator[tuple[slice, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """(h, w, 3) uint8 made of the bands of rows a generator yields."""
+    out = np.empty((*shape[:2], 3), np.uint8)
+    for rows, band in bands:
+        out[rows] = band
     return out
+
+
+_BAND_PIXELS = 1 << 18  # a band's float32 temporaries stay a few MB, within the caches' reach
+
+
+def _bands(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices of whole rows covering an image of this shape, about _BAND_PIXELS each (at least one row)."""
+    step = max(1, _BAND_PIXELS // max(1, shape[1]))
+    for start in range(0, shape[0], step):
+        yield slice(start, min(start + step, shape[0]))
 
 
 def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
@@ -203,7 +243,7 @@ def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool
     return paths
 
 
-def encoded_picture(pixels: np.ndarray, fmt: str, name: str) -> bytes:
+def encoded_picture(pixels: np.ndarray | Image.Image, fmt: str, name: str) -> bytes:
     """The picture in fmt, encoded before any mask is written: a format's refusal (ICO over 256 pixels a side,
     RGB as XBM) then comes before the masks, and -f has not yet replaced the old ones."""
     out = io.BytesIO()
@@ -329,6 +369,20 @@ def check_label_map_format(name: str | Path, fmt: str, k: int | None = None) -> 
                        "write the label map as PNG")
 
 
+def view_image(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray | Image.Image:
+    """render(img, base, style) as the picture to encode (kmq.imageio.save_image takes either): the overlay and
+    the boundaries are drawn band by band straight into a Pillow image, which the encoder then reads; as one
+    array beside Pillow's copy of it they were 144 MB more at 48 MP. The same pixels, so the same bytes."""
+    bands = {"overlay": lambda: _overlay_bands(img.labels, base, img.k),
+             "boundaries": lambda: _boundary_bands(img.labels, base)}.get(style)
+    if bands is None:
+        return render(img, base, style)
+    canvas = Image.new("RGB", (img.width, img.height))
+    for rows, band in bands():
+        canvas.paste(Image.fromarray(band), (0, rows.start))
+    return canvas
+
+
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
     """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries."""
     if style == "overlay":
@@ -396,35 +450,49 @@ def montage(pixels: np.ndarray, ks: Sequence[int], *, seed: int = 0, columns: in
     if size[0] * size[1] > max_pixels:
         raise KmqError(f"a montage of {n} panels would be {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                        f"over the limit of {max_pixels} {MONTAGE_HINT}")
-    quantized = ([compress(pixels, palette=palette, dither=dither)] if palette is not None
-                 else _distinct_pictures(pixels, asked, seed, dither, Steps(progress, len(asked))))
-    if progress is not None:
-        progress(1, 1)
-    columns, size = _layout(len(quantized) + 1, columns, w, h)
     pw, ph = _panel_size(w, h)
-    cw = max(pw, PANEL_MIN)
-    images = [opaque_rgb(pixels)]
-    titles = [("original", f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}", None)]
-    for img in quantized:
+
+    def drawn(img: KmqImage) -> _Drawn:
         r = record(img, "", len(img.to_bytes()))
-        images.append(opaque_rgb(img.decode()))
+        rgb = opaque_rgb(img.decode())
+        del img  # its labels (96 MB at 48 MP) go before Pillow copies the picture to scale it
         psnr = "lossless" if r["psnr"] == math.inf else f"PSNR {r['psnr']:.2f} dB"
         name = "" if palette is None else f" ({palette.name})"
-        titles.append((f"K = {r['k']}{name}", f"ratio {r['ratio']:.3f}, {psnr}", r))
+        return _Drawn(_scaled(rgb, pw, ph), f"K = {r['k']}{name}", f"ratio {r['ratio']:.3f}, {psnr}", r)
+
+    # Each picture is scaled to its panel as soon as it is made, and only the panel kept: every K's labels
+    # and full-size picture at once took 1.35 GB at 48 MP.
+    pictures = [_Drawn(_scaled(opaque_rgb(pixels), pw, ph), "original",
+                       f"{w} x {h}, {_MODES[pixels.reshape(h, w, -1).shape[2]]}")]
+    pictures += ([drawn(compress(pixels, palette=palette, dither=dither))] if palette is not None
+                 else _distinct_pictures(pixels, asked, seed, dither, Steps(progress, len(asked)), drawn))
+    if progress is not None:
+        progress(1, 1)
+    columns, size = _layout(len(pictures), columns, w, h)
+    cw = max(pw, PANEL_MIN)
     from PIL import ImageDraw  # with its fonts, only where a montage is drawn: every command loads this module
 
     canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
     title_font, subtitle_font = _font(_TITLE_SIZE), _font(_SUBTITLE_SIZE)
     panels = []
-    for i, (image, (title, subtitle, r)) in enumerate(zip(images, titles)):
+    for i, picture in enumerate(pictures):
         x = _GAP + (i % columns) * (cw + _GAP)
         y = _GAP + (i // columns) * (_HEAD + ph + _GAP)
-        draw.text((x, y + 10), title, fill=_INK, font=title_font)
-        draw.text((x, y + 10 + _TITLE_SIZE + 6), subtitle, fill=_MUTED, font=subtitle_font)
-        canvas.paste(_scaled(image, pw, ph), (x, y + _HEAD))
-        panels.append(Panel(title, subtitle, (x, y + _HEAD, x + pw, y + _HEAD + ph), r))
+        draw.text((x, y + 10), picture.title, fill=_INK, font=title_font)
+        draw.text((x, y + 10 + _TITLE_SIZE + 6), picture.subtitle, fill=_MUTED, font=subtitle_font)
+        canvas.paste(picture.panel, (x, y + _HEAD))
+        panels.append(Panel(picture.title, picture.subtitle, (x, y + _HEAD, x + pw, y + _HEAD + ph), picture.record))
     return Montage(np.asarray(canvas), panels)
+
+
+@dataclass
+class _Drawn:
+    """One picture of a montage as its panel keeps it: scaled to the panel, titled, with its stats record."""
+    panel: Image.Image
+    title: str
+    subtitle: str
+    record: dict[str, Any] | None = None
 
 
 _MODES = {1: "grey", 3: "RGB", 4: "RGBA"}
@@ -439,29 +507,29 @@ def _layout(n: int, columns: int | None, w: int, h: int) -> tuple[int, tuple[int
     return columns, (_GAP + columns * (cw + _GAP), _GAP + rows * (_HEAD + ph + _GAP))
 
 
-def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str,
-                       steps: Steps) -> list[KmqImage]:
-    """compress(pixels) at each of the distinct ks, in their order, each picture once: the largest K first,
-    so that an image with fewer colours than it is found lossless at once (one warning, naming that K), and
-    every K at or above its number of colours shares that one picture instead of being fitted again (a
-    second warning names those Ks, as `kmq stats` does)."""
-    made: dict[int, KmqImage] = {}
-    lossless: tuple[int, KmqImage] | None = None
+def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str, steps: Steps,
+                       drawn: Callable[[KmqImage], _Drawn]) -> list[_Drawn]:
+    """drawn(compress(pixels)) at each of the distinct ks, in their order, each picture once: the largest K
+    first, so that an image with fewer colours than it is found lossless at once (one warning, naming that
+    K), and every K at or above its number of colours shares that one picture instead of being fitted again
+    (a second warning names those Ks, as `kmq stats` does). Only what drawn keeps of each fit is held."""
+    made: dict[int, _Drawn] = {}
+    lossless: tuple[int, int, _Drawn] | None = None  # (the K asked, the k found, its picture)
     shared = []
     for k in sorted(ks, reverse=True):
-        if lossless is not None and k >= lossless[1].k:
-            made[k] = lossless[1]
-            if k > lossless[1].k:  # asked for more colours than there are (a K of exactly them is no surprise)
+        if lossless is not None and k >= lossless[1]:
+            made[k] = lossless[2]
+            if k > lossless[1]:  # asked for more colours than there are (a K of exactly them is no surprise)
                 shared.append(k)
             continue
-        made[k] = compress(pixels, k, seed=seed, dither=dither, progress=steps.within())
+        made[k] = drawn(compress(pixels, k, seed=seed, dither=dither, progress=steps.within()))
         steps.step()
-        if made[k].distortion == 0:
-            lossless = k, made[k]
+        if made[k].record["distortion"] == 0:
+            lossless = k, made[k].record["k"], made[k]
     if shared and lossless is not None:
         asked = ", ".join(str(k) for k in sorted(shared))
         warn(f"K = {asked} {'gives' if len(shared) == 1 else 'give'} the same lossless picture as K = {lossless[0]} "
-             f"(k={lossless[1].k}, every colour of the image)")
+             f"(k={lossless[1]}, every colour of the image)")
     return list({id(made[k]): made[k] for k in ks}.values())
 
 
