@@ -535,10 +535,13 @@ class SegmentTask(_Task):
             segment.check_label_map_format(job.target, self.fmt, img.k)
         prefix = self._prefix(job)
         save = None
-        if self.picture:
+        view = segment.view_image(img, base, self.style) if self.picture else None
+        del base  # (as the single run: the pixels let go once drawn, the view once encoded)
+        if view is not None:
             # Before the masks: a picture that cannot be written must not leave masks that a rerun stops on.
             _make_folder(job.target.parent)
-            picture = segment.encoded_picture(segment.render(img, base, self.style), self.fmt, str(job.target))
+            picture = segment.encoded_picture(view, self.fmt, str(job.target))
+            del view
             save = functools.partial(write_atomic, job.target, picture, overwrite=self.overwrite)
         written = segment.write_with_masks(img, None if prefix is None else prefix.parent,
                                            "" if prefix is None else prefix.name, save, overwrite=self.overwrite)
