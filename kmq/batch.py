@@ -40,7 +40,7 @@ from PIL import Image
 
 from . import parallel, segment
 from .api import compress, compress_to, export, read, write
-from .errors import KmqError, KmqWarning, about, exists, naming, out_of_memory
+from .errors import KmqError, KmqWarning, about, counted, exists, naming, out_of_memory
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
                      ignore_signal, read_bytes, reason, write_atomic)
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
@@ -151,9 +151,17 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
     suffix = suffix_for(fmt)
     root = output if output is not None else masks
     suffixes = image_suffixes() | {KMQ_SUFFIX}
+    skipped: list[Path] = []
     jobs = plan(inputs, root, wanted=lambda p: p.suffix.lower() in suffixes,
                 rename=lambda p: p.with_suffix(suffix) if output is not None else p.with_suffix(""),
-                kind="images or .kmq files", pick=functools.partial(_one_per_stem, images=clustered))
+                kind="images or .kmq files", pick=functools.partial(_one_per_stem, images=clustered,
+                                                                     skipped=skipped))
+    if skipped:
+        what = counted(len(skipped), ".kmq file" if clustered else "image")
+        why = ("-k and --palette draw the images" if clustered else
+               "the .kmq is drawn, as stored; give -k or --palette to draw the images")
+        warnings.warn(f"skipped {what} beside {'an image' if clustered else 'a .kmq'} of the same stem (first: "
+                      f"{skipped[0]}): {why}", KmqWarning, stacklevel=2)
     if output is not None:
         jobs = _without_own_pictures(jobs, inputs, Path(output))
     if masks is not None:
@@ -294,14 +302,15 @@ def plan_read(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], kind
 
 def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Callable[[Path], bool],
          rename: Callable[[Path], Path], stdin_name: str = STDIN_NAME, kind: str | None = None,
-         once: bool = True, pick: Callable[[list[str]], list[str]] | None = None) -> list[Job]:
+         once: bool = True, pick: Callable[[str, list[str]], list[str]] | None = None) -> list[Job]:
     """Jobs for files as given and for the wanted files inside folders; outputs named by rename (see the
     module's folder rules); stdin ("-") is named stdin_name. Raises KmqError if output is "-" or exists
     and is not a folder, or, given the kind of file wanted ("images"), if the inputs are folders holding none
     (a run with nothing to do is a mistaken path, not a success); else an empty folder is a KmqWarning
     ("no <kind> in this folder"; without a kind, "no files to read").
     once=False keeps every input, each file as often as it is met (for runs that only read, as kmq stats).
-    pick: which of one folder's wanted file names (sorted) to take, where they are not independent."""
+    pick(folder, names): which of one folder's wanted file names (sorted) to take, where they are not
+    independent."""
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
@@ -344,7 +353,7 @@ def single(source: str | Path, target: str | Path) -> list[Job]:
 
 
 def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], empty: list[str | Path],
-           pick: Callable[[list[str]], list[str]] | None = None) -> Iterator[tuple[Path, Path]]:
+           pick: Callable[[str, list[str]], list[str]] | None = None) -> Iterator[tuple[Path, Path]]:
     """(file, its path relative to the folder it was found in, or its name) for each input; the folders
     holding no wanted file are appended to empty."""
     for given in inputs:
@@ -370,7 +379,7 @@ def _unique(pairs: Iterable[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
 
 
 def _files_in(folder: Path, wanted: Callable[[Path], bool],
-              pick: Callable[[list[str]], list[str]] | None = None) -> list[Path]:
+              pick: Callable[[str, list[str]], list[str]] | None = None) -> list[Path]:
     found: list[Path] = []
 
     def unreadable(e: OSError) -> None:
@@ -380,16 +389,20 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool],
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         names = [f for f in sorted(files) if not f.startswith(".") and wanted(Path(f))]
-        found += [Path(root, f) for f in (pick(names) if pick else names)]
+        found += [Path(root, f) for f in (pick(root, names) if pick else names)]
     return [path for path in found if _regular(path)]
 
 
-def _one_per_stem(names: list[str], images: bool) -> list[str]:
-    """A folder's names without the .kmq beside an image of its stem (images) or without that image."""
+def _one_per_stem(folder: str, names: list[str], images: bool, skipped: list[Path]) -> list[str]:
+    """A folder's names without the .kmq beside the one image of its stem (images) or without that image (the
+    names left out appended to skipped). A stem of two images (x.png, x.jpg) keeps them all: which of them
+    the .kmq was made of is unknown, and the clash of their outputs is reported as any other."""
     kmq_stems = {n[:-len(KMQ_SUFFIX)] for n in names if n.lower().endswith(KMQ_SUFFIX)}
-    image_stems = {os.path.splitext(n)[0] for n in names if not n.lower().endswith(KMQ_SUFFIX)}
-    both = kmq_stems & image_stems
-    return [n for n in names if os.path.splitext(n)[0] not in both or n.lower().endswith(KMQ_SUFFIX) != images]
+    image_stems = [os.path.splitext(n)[0] for n in names if not n.lower().endswith(KMQ_SUFFIX)]
+    pairs = {stem for stem in kmq_stems if image_stems.count(stem) == 1}
+    kept = [n for n in names if os.path.splitext(n)[0] not in pairs or n.lower().endswith(KMQ_SUFFIX) != images]
+    skipped += [Path(folder, n) for n in names if n not in kept]
+    return kept
 
 
 def _regular(path: Path) -> bool:

@@ -94,6 +94,9 @@ def _warned(echo: Any = None) -> Iterator[None]:
         # Python's own about unclosed files (a Ctrl-C in the middle of an import, a file Pillow left open) is
         # for developers, and ignored by default: not a Warning: line for the user.
         warnings.simplefilter("ignore", ResourceWarning)
+        # Pillow's of an image over its own limit (a --max-pixels at or under it leaves that limit in force):
+        # kmq refuses any image over --max-pixels in its own words.
+        warnings.filterwarnings("ignore", r".*Image size \(\d+ pixels\) exceeds limit")
         try:
             yield
         finally:
@@ -741,7 +744,7 @@ def _measure_all(inputs: tuple[str, ...], records: list[dict[str, Any]], failed:
         # One unreadable input among many costs its own records only, as in a bulk compress.
         # Each input's warnings as it is done, beside its Error: line if it fails, not all at the end.
         try:
-            with _warned(echo):
+            with _warned(echo), warnings_about(source):  # (Pillow's too: the library names only kmq's own)
                 records += stats.measure(source, progress=share, **options)
         except KmqError as e:
             failed.append(e if len(inputs) == 1 else KmqError(about(source, str(e))))
@@ -1158,7 +1161,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
         # The bar (after 1 s) covers the drawing and the masks too: 1,024 of them take seconds to write.
-        with _fit_progress(quiet, "Segmenting") as progress:
+        with _fit_progress(quiet, "Segmenting") as progress, warnings_about(input_path):
             img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
                                           progress=progress)
             if output is not None and style == "labels":
@@ -1257,7 +1260,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
         _refuse_terminal(output)
         check_distinct(output, image)
         check_writable(output, overwrite=force)  # before the clusterings
-        with _fit_progress(quiet, "Fitting") as progress:
+        with _fit_progress(quiet, "Fitting") as progress, warnings_about(image):
             figure = segment.montage_file(image, ks, seed=seed, columns=columns, max_pixels=max_pixels,
                                           palette=palette, dither=dither, progress=progress)
         _save(output, figure.pixels, force)
@@ -1412,7 +1415,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
-            with _fit_progress(quiet, "K-Means") as progress:
+            with _fit_progress(quiet, "K-Means") as progress, warnings_about(inputs[0]):
                 img, _ = segment.quantized(inputs[0], k, seed=seed, max_pixels=max_pixels, progress=progress)
             colors, share, about = img.palette, stats.shares(img.labels, img.k), _shown(inputs[0])
             # img's own seed and order: a .kmq input keeps those it was written with (--palette: none, its order)

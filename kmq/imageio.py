@@ -861,10 +861,22 @@ _bomb_aside: list[Any] = [0, None]  # opens under way with the limit set aside; 
 
 
 def _opened(source: Any, max_pixels: int) -> Image.Image:
-    """Image.open(source), with Pillow's limit set aside where max_pixels is above it."""
+    """Image.open(source), with Pillow's limit set aside where max_pixels is above it. Where it is not, an image
+    over twice Pillow's limit (so over max_pixels) is opened again with it set aside, for kmq's own check to
+    refuse in its words, as any image over max_pixels is."""
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is None or max_pixels <= limit:
+    if limit is None or max_pixels > limit:
+        return _opened_aside(source)
+    start = None if isinstance(source, (str, Path)) else source.tell()
+    try:
         return Image.open(source)
+    except Image.DecompressionBombError:
+        if start is not None:
+            source.seek(start)
+        return _opened_aside(source)
+
+
+def _opened_aside(source: Any) -> Image.Image:
     with _BOMB_LOCK:
         if _bomb_aside[0] == 0:
             _bomb_aside[1] = Image.MAX_IMAGE_PIXELS

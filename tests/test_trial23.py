@@ -105,3 +105,22 @@ def test_a_tab_in_a_bad_palette_line_is_escaped_once(runner, series):
     result = run(runner, "palette", "bad.gpl")
     assert (result.exit_code, result.output) == (1, "Error: bad.gpl: line 2: expected 'R G B name' (three "
                                                     "integers 0..255), got '205 128\\t#cd8044 9.86%'\n")
+
+
+def test_a_stem_of_two_images_keeps_both_and_the_kmq(runner, series):
+    """x.png, x.jpg and x.kmq: x.jpg, never compressed, was dropped without a word (h53r1). Only the one image
+    of a stem pairs with its .kmq; the files skipped are counted in one warning."""
+    Image.open("s/a.png").save("s/a.jpg", quality=95)
+    for stem in ("a", "b"):
+        assert run(runner, "compress", f"s/{stem}.png", "-k", "2", "-q").exit_code == 0
+    result = run(runner, "segment", "s", "-o", "seen", "-j", "1", "--summary", "json")
+    assert [r["input"] for r in json.loads(result.stdout)["results"]] == ["s/a.jpg", "s/a.kmq", "s/a.png",
+                                                                         "s/b.kmq"]
+    assert result.stderr.splitlines()[0] == ("Warning: skipped 1 image beside a .kmq of the same stem (first: "
+                                             "s/b.png): the .kmq is drawn, as stored; give -k or --palette to "
+                                             "draw the images")
+    result = run(runner, "segment", "s", "-k", "2", "-o", "seen2", "-j", "1", "--summary", "json")
+    assert [r["input"] for r in json.loads(result.stdout)["results"]] == ["s/a.jpg", "s/a.kmq", "s/a.png",
+                                                                         "s/b.png"]
+    assert result.stderr.splitlines()[0] == ("Warning: skipped 1 .kmq file beside an image of the same stem "
+                                             "(first: s/b.kmq): -k and --palette draw the images")

@@ -141,3 +141,45 @@ def test_the_modules_the_docs_name_are_attributes_of_kmq(module):
     code = f"import kmq; print(kmq.{module}.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == f"kmq.{module}\n"
+
+
+def test_the_command_line_names_pillows_warnings_of_each_file(runner, tmp_path, monkeypatch):
+    """Since the library names only its own warnings (per thread), Pillow's (a deprecated IM file) came out of
+    stats, segment, montage and palette without the file's name (h53r1)."""
+    from kmq.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Image.fromarray(pixels).save("a.im")
+    Image.fromarray(pixels).save("b.png")
+    for args in (["stats", "a.im", "b.png", "-k", "4", "--format", "tsv"], ["segment", "a.im", "-k", "2", "-o", "s.png"],
+                 ["montage", "a.im", "-k", "2", "-o", "m.png"], ["palette", "a.im", "-k", "2"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        said = [line for line in result.stderr.splitlines() if "IM image format is deprecated" in line]
+        assert said and all(line.startswith("Warning: a.im: IM image format") for line in said), (args, said)
+
+
+def _header_png(path, width, height):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_an_image_over_pillows_limit_is_refused_in_kmqs_words_under_a_lower_max_pixels(tmp_path):
+    """With max_pixels at or under Pillow's limit (which kmq then leaves in force), an image over twice that
+    limit got Pillow's message, with its limit, not kmq's (h53r1)."""
+    _header_png(tmp_path / "big.png", 20000, 10000)
+    with pytest.raises(kmq.KmqError, match=r"big.png: 20000x10000 = 200000000 pixels exceeds the limit of 1000 "
+                                           r"pixels \(raise max_pixels to allow it\)$"):
+        kmq.compress(tmp_path / "big.png", 2, max_pixels=1000)
+    with open(tmp_path / "big.png", "rb") as f:  # a file object is read again from where it was
+        with pytest.raises(kmq.KmqError, match="exceeds the limit of 1000 pixels"):
+            kmq.compress(f, 2, max_pixels=1000)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
