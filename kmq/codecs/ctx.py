@@ -191,6 +191,13 @@ class _Extras:
         self._groups.append((pad, starts[:len(offsets)]))
         return views[len(offsets):]
 
+    def stripe(self, r0: int, r1: int) -> "_Extras":
+        """The same neighbours of the pass's rows r0 .. r1 - 1 alone."""
+        out = _Extras(r1 - r0, self.cols)
+        out.views = [v[r0:r1] for v in self.views]
+        out._groups = [(pad, [(a + r0, b) for a, b in starts]) for pad, starts in self._groups]
+        return out
+
     def at(self, r: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
         """(m,) the extra neighbours of the pixels at rows r, columns c of the pass, in ``views``' order: each a
         gather from a view of its flat padded copy (a 2-D fancy index costs 4 times as much)."""
@@ -482,11 +489,17 @@ def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int, cum: bool = Tru
 
 
 class _Stream:
-    """The encoder's side: the (freq, cum) of every symbol, in coding order."""
+    """The encoder's side: the (freq, cum) of every symbol, in coding order, in 4 bytes a symbol (see
+    rans.encode_parts: ``less`` holds freq - 1 and ``cums`` cum, both uint16)."""
 
     def __init__(self) -> None:
-        self.freqs: list[np.ndarray] = []
+        self.less: list[np.ndarray] = []
         self.cums: list[np.ndarray] = []
+
+    @property
+    def freqs(self) -> list[np.ndarray]:
+        """The symbols' frequencies, part by part (uint32)."""
+        return [f.astype(np.uint32) + np.uint32(1) for f in self.less]
 
     def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
               ) -> None:
@@ -495,36 +508,43 @@ class _Stream:
 
     def put(self, keys: np.ndarray, used: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
         """Code a batch of keys, given the (freq, cum) of the distinct ones ``used``."""
-        # uint32 (values <= M): at 12 MP these arrays are the encoder's largest
-        fs, cs = np.empty(used[-1] + 1, np.uint32), np.empty(used[-1] + 1, np.uint32)
-        fs[used], cs[used] = f, c
-        self.freqs.append(fs[keys])
+        fs, cs = _compact_tables(used, f, c)
+        self.less.append(fs[keys])
         self.cums.append(cs[keys])
 
     def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
-        self.freqs.append(freq.astype(np.uint32))
-        self.cums.append(cum.astype(np.uint32))
+        less = np.subtract(freq, 1, dtype=np.int64).astype(np.uint16)
+        self.less.append(less)
+        self.cums.append(cum.astype(np.uint16))
 
     def replay(self, calls: list[tuple]) -> None:
         """Code what a _Cost recorded: the same symbols, without modelling them again, written into one
         array each (encode's concatenation of the pieces' arrays was most of a replay: 6.75 MP, 0.09 s of
         0.16; now 0.026 s)."""
         n = sum(len(f) if keys is None else len(keys) for keys, _, f, _ in calls)
-        freq, cum = np.empty(n, np.uint32), np.empty(n, np.uint32)
+        less, cum = np.empty(n, np.uint16), np.empty(n, np.uint16)
         at = 0
         for keys, used, f, c in calls:
             if keys is None:
-                freq[at:at + len(f)], cum[at:at + len(f)] = f, c
+                np.subtract(f, 1, out=less[at:at + len(f)], casting="unsafe")
+                cum[at:at + len(f)] = c
                 at += len(f)
                 continue
-            fs, cs = np.empty(used[-1] + 1, np.uint32), np.empty(used[-1] + 1, np.uint32)
-            fs[used], cs[used] = f, c
+            fs, cs = _compact_tables(used, f, c)
             # (mode clip: the keys are in range, and take with out= and mode raise codes into a buffer first)
-            fs.take(keys, out=freq[at:at + len(keys)], mode="clip")
+            fs.take(keys, out=less[at:at + len(keys)], mode="clip")
             cs.take(keys, out=cum[at:at + len(keys)], mode="clip")
             at += len(keys)
-        self.freqs.append(freq)
+        self.less.append(less)
         self.cums.append(cum)
+
+
+def _compact_tables(used: np.ndarray, f: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tables by key of the (freq - 1, cum) of the distinct keys ``used``, uint16 (see _Stream)."""
+    fs, cs = np.empty(used[-1] + 1, np.uint16), np.empty(used[-1] + 1, np.uint16)
+    fs[used] = f - 1
+    cs[used] = c
+    return fs, cs
 
 
 class _Cost:
@@ -973,6 +993,52 @@ def _contexts(canvas: np.ndarray, model: _Model) -> Iterator[tuple[int, np.ndarr
 # calls for the many small passes, while a large pass is coded as soon as it is known, its arrays still in the
 # cache (and memory is bounded).
 _BATCH_PIXELS = 1 << 14
+# A pass's context is made a stripe of rows at a time, of about this many pixels, and escapes' stage 2 in groups
+# of about this many: the same keys (a pixel's context is its own), while each temporary of the model stays a
+# stripe's size (a 48 MP image's last passes are 12 MP each: their whole-pass temporaries, some uint16 or int64,
+# made the encoder's peak).
+_STRIPE_PIXELS = 1 << 20
+
+
+def _pass_stripes(kind: int, nb: np.ndarray, extra: _Extras | None, truth: np.ndarray, model: "_Model"
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """_pass_keys of a pass, a stripe of rows at a time: each stripe's first pixel, keys, escapes' places in the
+    pass and their contexts."""
+    if extra is None or len(truth) <= _STRIPE_PIXELS:
+        yield 0, *_pass_keys(kind, nb, extra, truth, model)
+        return
+    rows = max(1, _STRIPE_PIXELS // extra.cols)
+    for r0 in range(0, extra.rows, rows):
+        r1 = min(extra.rows, r0 + rows)
+        a, b = r0 * extra.cols, r1 * extra.cols
+        keys, at, context = _pass_keys(kind, nb[:, a:b], extra.stripe(r0, r1), truth[a:b], model)
+        yield a, keys, at + a, context
+
+
+# (stage 2 takes ~90 bytes of temporaries an escape)
+_ESCAPE_GROUP = 1 << 18
+
+
+def _escape_groups(escaped: list[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...]]:
+    """The escapes' (pattern, (4, m) main neighbours, activity, labels), in order, in groups of about
+    _ESCAPE_GROUP: small passes' joined, a large pass's cut."""
+    group: list[tuple[np.ndarray, ...]] = []
+    size = 0
+    for entry in escaped:
+        m = len(entry[0])
+        for a in range(0, m, _ESCAPE_GROUP):
+            part = entry if m <= _ESCAPE_GROUP else tuple(x[..., a:a + _ESCAPE_GROUP] for x in entry)
+            group.append(part)
+            size += len(part[0])
+            if size >= _ESCAPE_GROUP:
+                yield _joined_escapes(group)
+                group, size = [], 0
+    if group:
+        yield _joined_escapes(group)
+
+
+def _joined_escapes(group: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    return group[0] if len(group) == 1 else tuple(np.concatenate(part, axis=-1) for part in zip(*group))
 
 
 def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> np.ndarray:
@@ -983,15 +1049,21 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
     escaped: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # their escapes' contexts, labels
 
     def code() -> None:
-        parts = [np.concatenate(part, axis=-1) for part in zip(*escaped)]
-        esc_keys, off_f, off_c = model.escape_symbols(*parts)
+        n_esc = sum(len(at) for _, _, at in todo)
+        # (4 bytes a key and a frequency: an escape's key is below the escape rows times the buckets)
+        esc_keys, off_f, off_c = np.empty(n_esc, np.int32), np.empty(n_esc, np.uint32), np.empty(n_esc, np.uint32)
+        start = 0
+        for group in _escape_groups(escaped):
+            end = start + len(group[0])
+            esc_keys[start:end], off_f[start:end], off_c[start:end] = model.escape_symbols(*group)
+            start = end
+        escaped.clear()
         start = 0
         for kind, keys, at in todo:
             end = start + len(at)
             _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]))
             start = end
         todo.clear()
-        escaped.clear()
 
     height, width = labels.shape
     if model.k <= 256:
@@ -1003,9 +1075,14 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
             continue
         nb, extra = _neighbours(labels, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
         truth = region.reshape(-1)
-        keys, at, context = _pass_keys(p.kind, nb, extra, truth, model)
-        todo.append((p.kind, keys, at))
-        escaped.append((*context, truth[at]))
+        keys = np.empty(len(truth), np.uint16)
+        places = []
+        for a, part, at, context in _pass_stripes(p.kind, nb, extra, truth, model):
+            keys[a:a + len(part)] = part
+            places.append(at)
+            escaped.append((*context, truth[at]))
+        del nb, extra
+        todo.append((p.kind, keys, places[0] if len(places) == 1 else np.concatenate(places)))
         if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
             code()
     if todo:
@@ -1118,14 +1195,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     else:
         _encode_all(labels, palette, enc)
     lg = lanes_log2(labels.size)
-    return bytes([lg]) + rans.encode(_joined(enc.freqs), _joined(enc.cums), 1 << lg)
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """The parts as one array: a single part as it is (np.concatenate would copy it)."""
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+    return bytes([lg]) + rans.encode_parts(enc.less, enc.cums, 1 << lg)
 
 
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
