@@ -961,32 +961,69 @@ def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarr
 
 
 def _decode_pass(model: _Model, dec: _Decoder, kind: int, cx: _Context) -> np.ndarray:
-    """Decode the labels of one pass piece by piece, (n,) uint16."""
+    """Decode the labels of one pass piece by piece, (n,) of the neighbours' type. A piece's stage-1 symbols and
+    labels are made _STRIPE_PIXELS at a time (the same tables: the model learns between pieces only), so that
+    a 12 MP pass's int64 temporaries are a stripe's, not a piece's of up to 6 MP."""
     n = len(cx.pattern)
-    out = np.empty(n, np.uint16)
+    out = np.empty(n, cx.nb.dtype)
     flat_nb = cx.nb.reshape(-1)
     weights = model.rank_weights(kind)
     for a, b in _pieces(n):
-        sym = dec.code(weights, cx.rows[a:b])
+        sym = np.empty(b - a, np.uint8)
+        for c0, c1 in _spans(a, b):
+            sym[c0 - a:c1 - a] = dec.code(weights, cx.rows[c0:c1])
         at = np.flatnonzero(sym == _ESC) + a
         escaped = model.decode_escapes(dec, kind, cx.pattern[at], cx.nb[:, at], cx.act[at])
-        pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
-        out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
+        for c0, c1 in _spans(a, b):
+            pos = _POS_OF_SYM[(cx.pattern[c0:c1].astype(np.intp) << 2) + np.minimum(sym[c0 - a:c1 - a], 3)]
+            out[c0:c1] = flat_nb[pos * np.intp(n) + np.arange(c0, c1)]
         out[at] = escaped
-        model.learn_rank(kind, *_count(cx.rows[a:b].astype(np.intp) * _N_SYM + sym, _PASS_KEYS))
+        # (keys below _PASS_KEYS < 2^16: uint16, counted as intp ones were)
+        keys = cx.rows[a:b] * np.uint16(_N_SYM)
+        keys += sym
+        model.learn_rank(kind, *_count(keys, _PASS_KEYS))
     return out
+
+
+def _spans(a: int, b: int) -> Iterator[tuple[int, int]]:
+    """a .. b in spans of _STRIPE_PIXELS."""
+    for c0 in range(a, b, _STRIPE_PIXELS):
+        yield c0, min(b, c0 + _STRIPE_PIXELS)
+
+
+def _stripes(extra: _Extras) -> Iterator[tuple[int, int]]:
+    """A pass's rows in stripes of about _STRIPE_PIXELS pixels, as (first row, end row)."""
+    rows = max(1, _STRIPE_PIXELS // extra.cols)
+    for r0 in range(0, extra.rows, rows):
+        yield r0, min(extra.rows, r0 + rows)
+
+
+def _pass_context(kind: int, nb: np.ndarray, extra: _Extras | None, model: _Model) -> _Context:
+    """_context of a pass, made a stripe of rows at a time (the same context: a pixel's is its own)."""
+    n = nb.shape[1]
+    if extra is None or n <= _STRIPE_PIXELS:
+        return _context(kind, nb, extra.views if extra else [], model)
+    pattern, rows, act = np.empty(n, np.uint8), np.empty(n, np.uint16), np.empty(n, np.uint8)
+    for r0, r1 in _stripes(extra):
+        a, b = r0 * extra.cols, r1 * extra.cols
+        cx = _context(kind, nb[:, a:b], extra.stripe(r0, r1).views, model)
+        pattern[a:b], rows[a:b], act[a:b] = cx.pattern, cx.rows, cx.act
+    return _Context(pattern, rows, act, nb)
 
 
 def _contexts(canvas: np.ndarray, model: _Model) -> Iterator[tuple[int, np.ndarray, _Context]]:
     """Every pass's kind, region of ``canvas`` and context, in coding order; a decoder fills the region in
-    before asking for the next pass."""
+    before asking for the next pass (and lets go of the context: the next pass's is made while it waits)."""
     height, width = canvas.shape
     for p in _passes(width, height):
         region = canvas[_region(p)]
         if region.size == 0:
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
-        yield p.kind, region, _context(p.kind, nb, extra.views if extra else [], model)
+        cx = _pass_context(p.kind, nb, extra, model)
+        del nb, extra
+        yield p.kind, region, cx
+        del cx
 
 
 # Passes are coded in batches of at least this many pixels, their escapes' stage 2 made at once: one round of
@@ -1007,9 +1044,7 @@ def _pass_stripes(kind: int, nb: np.ndarray, extra: _Extras | None, truth: np.nd
     if extra is None or len(truth) <= _STRIPE_PIXELS:
         yield 0, *_pass_keys(kind, nb, extra, truth, model)
         return
-    rows = max(1, _STRIPE_PIXELS // extra.cols)
-    for r0 in range(0, extra.rows, rows):
-        r1 = min(extra.rows, r0 + rows)
+    for r0, r1 in _stripes(extra):
         a, b = r0 * extra.cols, r1 * extra.cols
         keys, at, context = _pass_keys(kind, nb[:, a:b], extra.stripe(r0, r1), truth[a:b], model)
         yield a, keys, at + a, context
@@ -1250,9 +1285,11 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
     if len(data) < need:
         raise FormatError(f"{_WHAT} of {len(data)} bytes is too short for {width * height} labels "
                           f"(at least {need} bytes with lg = {lg})")
-    labels = np.zeros((height, width), dtype=np.uint16)
+    # up to K = 256 decoded in bytes, as the encoder reads them: half the neighbours' memory
+    labels = np.zeros((height, width), dtype=np.uint8 if k <= 256 else np.uint16)
     model = _Model(k, palette)
     for kind, region, cx in _contexts(labels, model):
         region[...] = _decode_pass(model, _Decoder(dec), kind, cx).reshape(region.shape)
+        del cx  # (before the next pass's is made)
     dec.finish()
-    return labels
+    return labels.astype(np.uint16, copy=False)
