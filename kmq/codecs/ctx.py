@@ -211,9 +211,26 @@ class _Extras:
 
 
 def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, _Extras]:
+    """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``:
+    the 4 main labels as one (4, n) array of the canvas's type, in the pass's raster order (see _main_extra)."""
+    main, extra = _main_extra(canvas, p)
+    return _stacked(main, 0, extra.rows), extra
+
+
+def _stacked(main: list[np.ndarray], r0: int, r1: int) -> np.ndarray:
+    """Rows r0 .. r1 - 1 of the 4 main neighbours' (rows, cols) views as one (4, n) array, copied once, into
+    the array the coding reads as well."""
+    rows, cols = r1 - r0, main[0].shape[1]
+    stacked = np.empty((4, rows, cols), main[0].dtype)
+    for i in range(4):
+        stacked[i] = main[i][r0:r1]
+    return stacked.reshape(4, -1)
+
+
+def _main_extra(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], _Extras]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns the 4 main labels as one (4, n) array of the canvas's type, in the pass's raster order, and the E
+    Returns the 4 main labels as (rows, cols) views of the canvas's type, and the E
     extra ones (_Extras: (rows, columns) views of the pass's shape, compared in place: copies would cost more).
     Main neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right;
     for an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
@@ -243,10 +260,7 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, _Extras]:
         else:
             left, right = up, down
         main = [up, down, left, right]
-    stacked = np.empty((4, r, c), canvas.dtype)  # copied once, into the array the coding reads as well
-    for i in range(4):
-        stacked[i] = main[i]
-    return stacked.reshape(4, -1), extra
+    return main, extra
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -489,17 +503,17 @@ def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int, cum: bool = Tru
 
 
 class _Stream:
-    """The encoder's side: the (freq, cum) of every symbol, in coding order, in 4 bytes a symbol (see
-    rans.encode_parts: ``less`` holds freq - 1 and ``cums`` cum, both uint16)."""
+    """The encoder's side: the (freq, cum) of every symbol, in coding order, as rans.encode_parts' parts: a batch
+    of keys with its tables of (freq - 1, cum) in uint16 (the keys are views of the pass's: 2 bytes a pixel), and
+    uniform symbols' (freq - 1, cum) themselves."""
 
     def __init__(self) -> None:
-        self.less: list[np.ndarray] = []
-        self.cums: list[np.ndarray] = []
+        self.parts: list[tuple[np.ndarray, ...]] = []
 
     @property
     def freqs(self) -> list[np.ndarray]:
         """The symbols' frequencies, part by part (uint32)."""
-        return [f.astype(np.uint32) + np.uint32(1) for f in self.less]
+        return [(p[1].take(p[0]) if len(p) == 3 else p[0]).astype(np.uint32) + np.uint32(1) for p in self.parts]
 
     def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
               ) -> None:
@@ -509,34 +523,21 @@ class _Stream:
     def put(self, keys: np.ndarray, used: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
         """Code a batch of keys, given the (freq, cum) of the distinct ones ``used``."""
         fs, cs = _compact_tables(used, f, c)
-        self.less.append(fs[keys])
-        self.cums.append(cs[keys])
+        # a batch smaller than its tables (a pass's first pieces: tables of up to 38 400 keys) kept as its symbols'
+        # (freq - 1, cum): a 48 MP image has ~1,000 batches, whose tables took 2/3 of a 1 MP image's stream
+        self.parts.append((fs.take(keys), cs.take(keys)) if len(keys) < len(fs) else (keys, fs, cs))
 
     def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
-        less = np.subtract(freq, 1, dtype=np.int64).astype(np.uint16)
-        self.less.append(less)
-        self.cums.append(cum.astype(np.uint16))
+        self.parts.append((np.subtract(freq, 1, dtype=np.int64).astype(np.uint16), cum.astype(np.uint16)))
 
     def replay(self, calls: list[tuple]) -> None:
-        """Code what a _Cost recorded: the same symbols, without modelling them again, written into one
-        array each (encode's concatenation of the pieces' arrays was most of a replay: 6.75 MP, 0.09 s of
-        0.16; now 0.026 s)."""
-        n = sum(len(f) if keys is None else len(keys) for keys, _, f, _ in calls)
-        less, cum = np.empty(n, np.uint16), np.empty(n, np.uint16)
-        at = 0
+        """Code what a _Cost recorded: the same symbols, without modelling them again (its keys are the parts'
+        keys, not copied)."""
         for keys, used, f, c in calls:
             if keys is None:
-                np.subtract(f, 1, out=less[at:at + len(f)], casting="unsafe")
-                cum[at:at + len(f)] = c
-                at += len(f)
-                continue
-            fs, cs = _compact_tables(used, f, c)
-            # (mode clip: the keys are in range, and take with out= and mode raise codes into a buffer first)
-            fs.take(keys, out=less[at:at + len(keys)], mode="clip")
-            cs.take(keys, out=cum[at:at + len(keys)], mode="clip")
-            at += len(keys)
-        self.less.append(less)
-        self.cums.append(cum)
+                self.uniform(f, c)
+            else:
+                self.put(keys, used, f, c)
 
 
 def _compact_tables(used: np.ndarray, f: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1037,16 +1038,20 @@ _BATCH_PIXELS = 1 << 14
 _STRIPE_PIXELS = 1 << 20
 
 
-def _pass_stripes(kind: int, nb: np.ndarray, extra: _Extras | None, truth: np.ndarray, model: "_Model"
+def _pass_stripes(canvas: np.ndarray, p: _Pass, truth: np.ndarray, model: "_Model"
                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """_pass_keys of a pass, a stripe of rows at a time: each stripe's first pixel, keys, escapes' places in the
-    pass and their contexts."""
-    if extra is None or len(truth) <= _STRIPE_PIXELS:
-        yield 0, *_pass_keys(kind, nb, extra, truth, model)
+    """_pass_keys of pass ``p``, a stripe of rows at a time (its main neighbours stacked a stripe at a time too):
+    each stripe's first pixel, keys, escapes' places in the pass and their contexts."""
+    if not p.kind:
+        yield 0, *_pass_keys(p.kind, np.zeros((4, 0), np.uint16), None, truth, model)
+        return
+    main, extra = _main_extra(canvas, p)
+    if len(truth) <= _STRIPE_PIXELS:
+        yield 0, *_pass_keys(p.kind, _stacked(main, 0, extra.rows), extra, truth, model)
         return
     for r0, r1 in _stripes(extra):
         a, b = r0 * extra.cols, r1 * extra.cols
-        keys, at, context = _pass_keys(kind, nb[:, a:b], extra.stripe(r0, r1), truth[a:b], model)
+        keys, at, context = _pass_keys(p.kind, _stacked(main, r0, r1), extra.stripe(r0, r1), truth[a:b], model)
         yield a, keys, at + a, context
 
 
@@ -1108,15 +1113,13 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
         region = labels[_region(p)]
         if region.size == 0:
             continue
-        nb, extra = _neighbours(labels, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
         truth = region.reshape(-1)
         keys = np.empty(len(truth), np.uint16)
         places = []
-        for a, part, at, context in _pass_stripes(p.kind, nb, extra, truth, model):
+        for a, part, at, context in _pass_stripes(labels, p, truth, model):
             keys[a:a + len(part)] = part
             places.append(at)
             escaped.append((*context, truth[at]))
-        del nb, extra
         todo.append((p.kind, keys, places[0] if len(places) == 1 else np.concatenate(places)))
         if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
             code()
@@ -1230,7 +1233,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     else:
         _encode_all(labels, palette, enc)
     lg = lanes_log2(labels.size)
-    return bytes([lg]) + rans.encode_parts(enc.less, enc.cums, 1 << lg)
+    return bytes([lg]) + rans.encode_parts(enc.parts, 1 << lg)
 
 
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:

@@ -129,22 +129,23 @@ def encode(freq: np.ndarray, cum: np.ndarray, lanes: int) -> bytes:
     the order the decoder reads them.
     """
     # converted to uint64 a block of steps at a time: no copy of the whole stream
-    return _encode(_Parts([np.asarray(freq)], [np.asarray(cum)], 0), lanes)
+    return _encode(_Parts([(np.asarray(freq), np.asarray(cum))], 0), lanes)
 
 
-def encode_parts(freqs: list[np.ndarray], cums: list[np.ndarray], lanes: int) -> bytes:
-    """``encode`` of the stream whose symbols are the parts' in order, each symbol's frequency given less one
-    (uint16: 1 .. M fit as 0 .. M - 1) and its cum (< M) in uint16: 4 bytes a symbol, and no whole-stream copy
-    (at 48 MP ctx's symbols took 8 bytes each, twice: the parts and their concatenation, 0.77 GB)."""
-    return _encode(_Parts(freqs, cums, 1), lanes)
+def encode_parts(parts: list[tuple[np.ndarray, ...]], lanes: int) -> bytes:
+    """``encode`` of the stream whose symbols are the parts' in order. A part is ``(less, cum)``: each symbol's
+    frequency less one (uint16: 1 .. M fit as 0 .. M - 1) and its cum (< M, uint16); or ``(keys, less, cum)``:
+    its symbols are keys into those tables. No whole-stream copy: at 48 MP ctx's symbols took 8 bytes each,
+    twice (the parts and their concatenation, 0.77 GB); as keys into a piece's tables, 2 bytes a pixel."""
+    return _encode(_Parts(parts, 1), lanes)
 
 
 class _Parts:
-    """A stream's (freq - less, cum) given as parts, read a block at a time as uint64."""
+    """A stream's (freq - less, cum) given as parts (see encode_parts), read a block at a time as uint64."""
 
-    def __init__(self, freqs: list[np.ndarray], cums: list[np.ndarray], less: int) -> None:
-        self.freqs, self.cums, self.less = freqs, cums, less
-        self.ends = np.cumsum([len(f) for f in freqs], dtype=np.int64).tolist()
+    def __init__(self, parts: list[tuple[np.ndarray, ...]], less: int) -> None:
+        self.parts, self.less = parts, less
+        self.ends = np.cumsum([len(part[0]) for part in parts], dtype=np.int64).tolist()
         self.n = self.ends[-1] if self.ends else 0
 
     def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,10 +156,16 @@ class _Parts:
         i = bisect_right(self.ends, start)
         at = start
         while at < stop and i < len(self.ends):
-            first = self.ends[i] - len(self.freqs[i])
+            part = self.parts[i]
+            first = self.ends[i] - len(part[0])
             end = min(stop, self.ends[i])
-            f[at - start:end - start] = self.freqs[i][at - first:end - first]
-            c[at - start:end - start] = self.cums[i][at - first:end - first]
+            if len(part) == 3:
+                keys = part[0][at - first:end - first]
+                f[at - start:end - start] = part[1].take(keys)
+                c[at - start:end - start] = part[2].take(keys)
+            else:
+                f[at - start:end - start] = part[0][at - first:end - first]
+                c[at - start:end - start] = part[1][at - first:end - first]
             at, i = end, i + 1
         if self.less:
             f[:at - start] += _U64(self.less)
