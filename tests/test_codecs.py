@@ -574,7 +574,8 @@ def _bounded_then_encoded(labels, palette, fresh, models, monkeypatch):
 def test_ctx_records_of_large_images_are_kept_their_labels_in_bytes(monkeypatch):
     # A target's search of a 3000x2250 image encodes labellings it sized (4 MP was the limit: each encoded
     # file was modelled again, 0.22 s); up to K = 256 the record keeps the labels as the encoder read them, in
-    # bytes (a copy of its own), and the replay codes the same payload from one array, not one per piece.
+    # bytes (a copy of its own), and the replay codes the same payload from the recorded keys themselves (no
+    # copy but of batches smaller than their tables).
     labels, palette = flat_blocks(2300, 2000, 7), pal(7)
     fresh = ctx.encode(labels, palette)
     models, joined = [], []
@@ -582,12 +583,13 @@ def test_ctx_records_of_large_images_are_kept_their_labels_in_bytes(monkeypatch)
     monkeypatch.setattr(ctx, "_encode_all", lambda *a: models.append(1) or encode_all(*a))
     replay = ctx._Stream.replay
     monkeypatch.setattr(ctx._Stream, "replay", lambda self, calls: replay(self, calls) or joined.append(
-        len(self.freqs)))
+        len(self.parts) == len(calls) and all(p[0] is c[0] or len(p[0]) < ctx._PASS_KEYS
+                                              for p, c in zip(self.parts, calls))))
     with ctx.recording():
         bounds = ctx.payload_bounds(labels, palette)
         kept = ctx._records()[-1][1]
         assert kept.dtype == np.uint8 and np.array_equal(kept, labels) and not np.shares_memory(kept, labels)
-        assert ctx.encode(labels, palette) == fresh and len(models) == 1 and joined == [1]
+        assert ctx.encode(labels, palette) == fresh and len(models) == 1 and joined == [True]
         labels[0, 0] = (labels[0, 0] + 1) % 7  # the record is of the labels as they were
         assert ctx.encode(labels, palette) != fresh and len(models) == 2
     assert bounds[0] <= len(fresh) <= bounds[1]

@@ -191,6 +191,13 @@ class _Extras:
         self._groups.append((pad, starts[:len(offsets)]))
         return views[len(offsets):]
 
+    def stripe(self, r0: int, r1: int) -> "_Extras":
+        """The same neighbours of the pass's rows r0 .. r1 - 1 alone."""
+        out = _Extras(r1 - r0, self.cols)
+        out.views = [v[r0:r1] for v in self.views]
+        out._groups = [(pad, [(a + r0, b) for a, b in starts]) for pad, starts in self._groups]
+        return out
+
     def at(self, r: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
         """(m,) the extra neighbours of the pixels at rows r, columns c of the pass, in ``views``' order: each a
         gather from a view of its flat padded copy (a 2-D fancy index costs 4 times as much)."""
@@ -204,9 +211,26 @@ class _Extras:
 
 
 def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, _Extras]:
+    """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``:
+    the 4 main labels as one (4, n) array of the canvas's type, in the pass's raster order (see _main_extra)."""
+    main, extra = _main_extra(canvas, p)
+    return _stacked(main, 0, extra.rows), extra
+
+
+def _stacked(main: list[np.ndarray], r0: int, r1: int) -> np.ndarray:
+    """Rows r0 .. r1 - 1 of the 4 main neighbours' (rows, cols) views as one (4, n) array, copied once, into
+    the array the coding reads as well."""
+    rows, cols = r1 - r0, main[0].shape[1]
+    stacked = np.empty((4, rows, cols), main[0].dtype)
+    for i in range(4):
+        stacked[i] = main[i][r0:r1]
+    return stacked.reshape(4, -1)
+
+
+def _main_extra(canvas: np.ndarray, p: _Pass) -> tuple[list[np.ndarray], _Extras]:
     """The 4 main and the extra neighbours of every pixel of pass ``p``, from the decoded part of ``canvas``.
 
-    Returns the 4 main labels as one (4, n) array of the canvas's type, in the pass's raster order, and the E
+    Returns the 4 main labels as (rows, cols) views of the canvas's type, and the E
     extra ones (_Extras: (rows, columns) views of the pass's shape, compared in place: copies would cost more).
     Main neighbours are at distance s/2: for a diagonal pass top-left, top-right, bottom-left, bottom-right;
     for an edge pass the two on the coarse grid, then the two from the previous pass. Extra ones are further
@@ -236,10 +260,7 @@ def _neighbours(canvas: np.ndarray, p: _Pass) -> tuple[np.ndarray, _Extras]:
         else:
             left, right = up, down
         main = [up, down, left, right]
-    stacked = np.empty((4, r, c), canvas.dtype)  # copied once, into the array the coding reads as well
-    for i in range(4):
-        stacked[i] = main[i]
-    return stacked.reshape(4, -1), extra
+    return main, extra
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -482,11 +503,17 @@ def _key_tables(weights: _Weights, used: np.ndarray, n_sym: int, cum: bool = Tru
 
 
 class _Stream:
-    """The encoder's side: the (freq, cum) of every symbol, in coding order."""
+    """The encoder's side: the (freq, cum) of every symbol, in coding order, as rans.encode_parts' parts: a batch
+    of keys with its tables of (freq - 1, cum) in uint16 (the keys are views of the pass's: 2 bytes a pixel), and
+    uniform symbols' (freq - 1, cum) themselves."""
 
     def __init__(self) -> None:
-        self.freqs: list[np.ndarray] = []
-        self.cums: list[np.ndarray] = []
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    @property
+    def freqs(self) -> list[np.ndarray]:
+        """The symbols' frequencies, part by part (uint32)."""
+        return [(p[1].take(p[0]) if len(p) == 3 else p[0]).astype(np.uint32) + np.uint32(1) for p in self.parts]
 
     def keyed(self, weights: _Weights, n_sym: int, keys: np.ndarray, used: np.ndarray, counts: np.ndarray
               ) -> None:
@@ -495,36 +522,30 @@ class _Stream:
 
     def put(self, keys: np.ndarray, used: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
         """Code a batch of keys, given the (freq, cum) of the distinct ones ``used``."""
-        # uint32 (values <= M): at 12 MP these arrays are the encoder's largest
-        fs, cs = np.empty(used[-1] + 1, np.uint32), np.empty(used[-1] + 1, np.uint32)
-        fs[used], cs[used] = f, c
-        self.freqs.append(fs[keys])
-        self.cums.append(cs[keys])
+        fs, cs = _compact_tables(used, f, c)
+        # a batch smaller than its tables (a pass's first pieces: tables of up to 38 400 keys) kept as its symbols'
+        # (freq - 1, cum): a 48 MP image has ~1,000 batches, whose tables took 2/3 of a 1 MP image's stream
+        self.parts.append((fs.take(keys), cs.take(keys)) if len(keys) < len(fs) else (keys, fs, cs))
 
     def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
-        self.freqs.append(freq.astype(np.uint32))
-        self.cums.append(cum.astype(np.uint32))
+        self.parts.append((np.subtract(freq, 1, dtype=np.int64).astype(np.uint16), cum.astype(np.uint16)))
 
     def replay(self, calls: list[tuple]) -> None:
-        """Code what a _Cost recorded: the same symbols, without modelling them again, written into one
-        array each (encode's concatenation of the pieces' arrays was most of a replay: 6.75 MP, 0.09 s of
-        0.16; now 0.026 s)."""
-        n = sum(len(f) if keys is None else len(keys) for keys, _, f, _ in calls)
-        freq, cum = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        at = 0
+        """Code what a _Cost recorded: the same symbols, without modelling them again (its keys are the parts'
+        keys, not copied)."""
         for keys, used, f, c in calls:
             if keys is None:
-                freq[at:at + len(f)], cum[at:at + len(f)] = f, c
-                at += len(f)
-                continue
-            fs, cs = np.empty(used[-1] + 1, np.uint32), np.empty(used[-1] + 1, np.uint32)
-            fs[used], cs[used] = f, c
-            # (mode clip: the keys are in range, and take with out= and mode raise codes into a buffer first)
-            fs.take(keys, out=freq[at:at + len(keys)], mode="clip")
-            cs.take(keys, out=cum[at:at + len(keys)], mode="clip")
-            at += len(keys)
-        self.freqs.append(freq)
-        self.cums.append(cum)
+                self.uniform(f, c)
+            else:
+                self.put(keys, used, f, c)
+
+
+def _compact_tables(used: np.ndarray, f: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tables by key of the (freq - 1, cum) of the distinct keys ``used``, uint16 (see _Stream)."""
+    fs, cs = np.empty(used[-1] + 1, np.uint16), np.empty(used[-1] + 1, np.uint16)
+    fs[used] = f - 1
+    cs[used] = c
+    return fs, cs
 
 
 class _Cost:
@@ -941,38 +962,123 @@ def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarr
 
 
 def _decode_pass(model: _Model, dec: _Decoder, kind: int, cx: _Context) -> np.ndarray:
-    """Decode the labels of one pass piece by piece, (n,) uint16."""
+    """Decode the labels of one pass piece by piece, (n,) of the neighbours' type. A piece's stage-1 symbols and
+    labels are made _STRIPE_PIXELS at a time (the same tables: the model learns between pieces only), so that
+    a 12 MP pass's int64 temporaries are a stripe's, not a piece's of up to 6 MP."""
     n = len(cx.pattern)
-    out = np.empty(n, np.uint16)
+    out = np.empty(n, cx.nb.dtype)
     flat_nb = cx.nb.reshape(-1)
     weights = model.rank_weights(kind)
     for a, b in _pieces(n):
-        sym = dec.code(weights, cx.rows[a:b])
+        sym = np.empty(b - a, np.uint8)
+        for c0, c1 in _spans(a, b):
+            sym[c0 - a:c1 - a] = dec.code(weights, cx.rows[c0:c1])
         at = np.flatnonzero(sym == _ESC) + a
         escaped = model.decode_escapes(dec, kind, cx.pattern[at], cx.nb[:, at], cx.act[at])
-        pos = _POS_OF_SYM[(cx.pattern[a:b].astype(np.intp) << 2) + np.minimum(sym, 3)]
-        out[a:b] = flat_nb[pos * np.intp(n) + np.arange(a, b)]
+        for c0, c1 in _spans(a, b):
+            pos = _POS_OF_SYM[(cx.pattern[c0:c1].astype(np.intp) << 2) + np.minimum(sym[c0 - a:c1 - a], 3)]
+            out[c0:c1] = flat_nb[pos * np.intp(n) + np.arange(c0, c1)]
         out[at] = escaped
-        model.learn_rank(kind, *_count(cx.rows[a:b].astype(np.intp) * _N_SYM + sym, _PASS_KEYS))
+        # (keys below _PASS_KEYS < 2^16: uint16, counted as intp ones were)
+        keys = cx.rows[a:b] * np.uint16(_N_SYM)
+        keys += sym
+        model.learn_rank(kind, *_count(keys, _PASS_KEYS))
     return out
+
+
+def _spans(a: int, b: int) -> Iterator[tuple[int, int]]:
+    """a .. b in spans of _STRIPE_PIXELS."""
+    for c0 in range(a, b, _STRIPE_PIXELS):
+        yield c0, min(b, c0 + _STRIPE_PIXELS)
+
+
+def _stripes(extra: _Extras) -> Iterator[tuple[int, int]]:
+    """A pass's rows in stripes of about _STRIPE_PIXELS pixels, as (first row, end row)."""
+    rows = max(1, _STRIPE_PIXELS // extra.cols)
+    for r0 in range(0, extra.rows, rows):
+        yield r0, min(extra.rows, r0 + rows)
+
+
+def _pass_context(kind: int, nb: np.ndarray, extra: _Extras | None, model: _Model) -> _Context:
+    """_context of a pass, made a stripe of rows at a time (the same context: a pixel's is its own)."""
+    n = nb.shape[1]
+    if extra is None or n <= _STRIPE_PIXELS:
+        return _context(kind, nb, extra.views if extra else [], model)
+    pattern, rows, act = np.empty(n, np.uint8), np.empty(n, np.uint16), np.empty(n, np.uint8)
+    for r0, r1 in _stripes(extra):
+        a, b = r0 * extra.cols, r1 * extra.cols
+        cx = _context(kind, nb[:, a:b], extra.stripe(r0, r1).views, model)
+        pattern[a:b], rows[a:b], act[a:b] = cx.pattern, cx.rows, cx.act
+    return _Context(pattern, rows, act, nb)
 
 
 def _contexts(canvas: np.ndarray, model: _Model) -> Iterator[tuple[int, np.ndarray, _Context]]:
     """Every pass's kind, region of ``canvas`` and context, in coding order; a decoder fills the region in
-    before asking for the next pass."""
+    before asking for the next pass (and lets go of the context: the next pass's is made while it waits)."""
     height, width = canvas.shape
     for p in _passes(width, height):
         region = canvas[_region(p)]
         if region.size == 0:
             continue
         nb, extra = _neighbours(canvas, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
-        yield p.kind, region, _context(p.kind, nb, extra.views if extra else [], model)
+        cx = _pass_context(p.kind, nb, extra, model)
+        del nb, extra
+        yield p.kind, region, cx
+        del cx
 
 
 # Passes are coded in batches of at least this many pixels, their escapes' stage 2 made at once: one round of
 # calls for the many small passes, while a large pass is coded as soon as it is known, its arrays still in the
 # cache (and memory is bounded).
 _BATCH_PIXELS = 1 << 14
+# A pass's context is made a stripe of rows at a time, of about this many pixels, and escapes' stage 2 in groups
+# of about this many: the same keys (a pixel's context is its own), while each temporary of the model stays a
+# stripe's size (a 48 MP image's last passes are 12 MP each: their whole-pass temporaries, some uint16 or int64,
+# made the encoder's peak).
+_STRIPE_PIXELS = 1 << 20
+
+
+def _pass_stripes(canvas: np.ndarray, p: _Pass, truth: np.ndarray, model: "_Model"
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """_pass_keys of pass ``p``, a stripe of rows at a time (its main neighbours stacked a stripe at a time too):
+    each stripe's first pixel, keys, escapes' places in the pass and their contexts."""
+    if not p.kind:
+        yield 0, *_pass_keys(p.kind, np.zeros((4, 0), np.uint16), None, truth, model)
+        return
+    main, extra = _main_extra(canvas, p)
+    if len(truth) <= _STRIPE_PIXELS:
+        yield 0, *_pass_keys(p.kind, _stacked(main, 0, extra.rows), extra, truth, model)
+        return
+    for r0, r1 in _stripes(extra):
+        a, b = r0 * extra.cols, r1 * extra.cols
+        keys, at, context = _pass_keys(p.kind, _stacked(main, r0, r1), extra.stripe(r0, r1), truth[a:b], model)
+        yield a, keys, at + a, context
+
+
+# (stage 2 takes ~90 bytes of temporaries an escape)
+_ESCAPE_GROUP = 1 << 18
+
+
+def _escape_groups(escaped: list[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...]]:
+    """The escapes' (pattern, (4, m) main neighbours, activity, labels), in order, in groups of about
+    _ESCAPE_GROUP: small passes' joined, a large pass's cut."""
+    group: list[tuple[np.ndarray, ...]] = []
+    size = 0
+    for entry in escaped:
+        m = len(entry[0])
+        for a in range(0, m, _ESCAPE_GROUP):
+            part = entry if m <= _ESCAPE_GROUP else tuple(x[..., a:a + _ESCAPE_GROUP] for x in entry)
+            group.append(part)
+            size += len(part[0])
+            if size >= _ESCAPE_GROUP:
+                yield _joined_escapes(group)
+                group, size = [], 0
+    if group:
+        yield _joined_escapes(group)
+
+
+def _joined_escapes(group: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    return group[0] if len(group) == 1 else tuple(np.concatenate(part, axis=-1) for part in zip(*group))
 
 
 def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> np.ndarray:
@@ -983,15 +1089,21 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
     escaped: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # their escapes' contexts, labels
 
     def code() -> None:
-        parts = [np.concatenate(part, axis=-1) for part in zip(*escaped)]
-        esc_keys, off_f, off_c = model.escape_symbols(*parts)
+        n_esc = sum(len(at) for _, _, at in todo)
+        # (4 bytes a key and a frequency: an escape's key is below the escape rows times the buckets)
+        esc_keys, off_f, off_c = np.empty(n_esc, np.int32), np.empty(n_esc, np.uint32), np.empty(n_esc, np.uint32)
+        start = 0
+        for group in _escape_groups(escaped):
+            end = start + len(group[0])
+            esc_keys[start:end], off_f[start:end], off_c[start:end] = model.escape_symbols(*group)
+            start = end
+        escaped.clear()
         start = 0
         for kind, keys, at in todo:
             end = start + len(at)
             _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]))
             start = end
         todo.clear()
-        escaped.clear()
 
     height, width = labels.shape
     if model.k <= 256:
@@ -1001,11 +1113,14 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
         region = labels[_region(p)]
         if region.size == 0:
             continue
-        nb, extra = _neighbours(labels, p) if p.kind else (np.zeros((4, 0), np.uint16), None)
         truth = region.reshape(-1)
-        keys, at, context = _pass_keys(p.kind, nb, extra, truth, model)
-        todo.append((p.kind, keys, at))
-        escaped.append((*context, truth[at]))
+        keys = np.empty(len(truth), np.uint16)
+        places = []
+        for a, part, at, context in _pass_stripes(labels, p, truth, model):
+            keys[a:a + len(part)] = part
+            places.append(at)
+            escaped.append((*context, truth[at]))
+        todo.append((p.kind, keys, places[0] if len(places) == 1 else np.concatenate(places)))
         if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
             code()
     if todo:
@@ -1118,14 +1233,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     else:
         _encode_all(labels, palette, enc)
     lg = lanes_log2(labels.size)
-    return bytes([lg]) + rans.encode(_joined(enc.freqs), _joined(enc.cums), 1 << lg)
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """The parts as one array: a single part as it is (np.concatenate would copy it)."""
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+    return bytes([lg]) + rans.encode_parts(enc.parts, 1 << lg)
 
 
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
@@ -1180,9 +1288,11 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
     if len(data) < need:
         raise FormatError(f"{_WHAT} of {len(data)} bytes is too short for {width * height} labels "
                           f"(at least {need} bytes with lg = {lg})")
-    labels = np.zeros((height, width), dtype=np.uint16)
+    # up to K = 256 decoded in bytes, as the encoder reads them: half the neighbours' memory
+    labels = np.zeros((height, width), dtype=np.uint8 if k <= 256 else np.uint16)
     model = _Model(k, palette)
     for kind, region, cx in _contexts(labels, model):
         region[...] = _decode_pass(model, _Decoder(dec), kind, cx).reshape(region.shape)
+        del cx  # (before the next pass's is made)
     dec.finish()
-    return labels
+    return labels.astype(np.uint16, copy=False)
