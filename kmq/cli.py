@@ -1161,9 +1161,10 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             # An output problem (exit 1), as README lists them, found before any work or file.
             raise KmqError(f"cannot write masks into {masks_dir}: it is a file, not a folder")
         # The bar (after 1 s) covers the drawing and the masks too: 1,024 of them take seconds to write.
-        with _fit_progress(quiet, "Segmenting") as progress, warnings_about(input_path):
-            img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
-                                          progress=progress)
+        with _fit_progress(quiet, "Segmenting") as progress:
+            with warnings_about(input_path):  # (the input's; the picture's are named below, by its name)
+                img, base = segment.quantized(input_path, k, seed=seed, max_pixels=max_pixels, palette=palette,
+                                              progress=progress)
             if output is not None and style == "labels":
                 segment.check_label_map_format(output, fmt, img.k)
             # The picture is encoded first (a format's refusal then comes before -f replaces any mask), the
