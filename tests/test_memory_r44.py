@@ -35,17 +35,20 @@ def test_ctx_stripes_of_any_size_give_the_same_payload_and_labels(monkeypatch, k
     assert ctx.payload_bounds(labels, palette)[0] <= len(whole) <= ctx.payload_bounds(labels, palette)[1]
 
 
-def test_ctx_payloads_spanning_several_stripes_are_the_files_of_before():
+def test_ctx_payloads_spanning_several_stripes_are_the_files_of_before(monkeypatch):
     # sha256 of payloads the code before stripes wrote (main at 293a157): a 4.4 MP map whose last passes (1.1 MP)
-    # are 2 stripes, and K = 300 (ranked by label, uint16 neighbours) in stripes of 2^16.
+    # are 2 stripes, and K = 300 (ranked by label, uint16 neighbours) in stripes of 2^16 (its largest pass,
+    # ~275,000 pixels, is under the default stripe: h53r2).
     labels = flat_blocks(2200, 2000, 16, seed=5)
     labels[1000:1400] = blobs(400, 2000, 16, seed=5)
     payload = ctx.encode(labels, pal(16))
     assert hashlib.sha256(payload).hexdigest() == "feb35a329da59deddeb81daef0041f36fb95eb1d743ca98ce782643f5e682c04"
     assert np.array_equal(ctx.decode(payload, 2000, 2200, pal(16)), labels)
+    tiny_stripes(monkeypatch, 1 << 16, 1 << 12)
     labels = blobs(1100, 1000, 300, seed=2)
-    assert hashlib.sha256(ctx.encode(labels, pal(300))).hexdigest() == (
-        "f0f3eeb5aca087d554bd0000bbd286ce1f32c4a44a59115c4dbf198f65540d6d")
+    payload = ctx.encode(labels, pal(300))
+    assert hashlib.sha256(payload).hexdigest() == "f0f3eeb5aca087d554bd0000bbd286ce1f32c4a44a59115c4dbf198f65540d6d"
+    assert np.array_equal(ctx.decode(payload, 1000, 1100, pal(300)), labels)
 
 
 def traced_peak(fn, *args) -> tuple[object, int]:
@@ -103,3 +106,12 @@ def test_lzma_reads_labels_in_place_and_writes_the_same_stream(k):
     wide[:, ::2] = labels
     assert lzma_codec.encode(wide[:, ::2], pal(k)) == want
     assert lzma_codec.encode(labels.astype(">u2"), pal(k)) == want
+
+
+def test_lzma_converts_the_labels_a_piece_at_a_time():
+    # A compressed image's labels are uint16 and the stream's bytes uint8 up to K = 256: converted whole, the
+    # copy was a byte a pixel at the peak (48 MB at 48 MP; h53r2), a piece's now.
+    labels = blobs(1024, 1024, 16)
+    _, peak = traced_peak(lzma_codec.encode, labels, pal(16))
+    _, in_place = traced_peak(lzma_codec.encode, labels.astype(np.uint8), pal(16))  # (liblzma's own: ~13 MB)
+    assert peak < in_place + 0.5 * labels.size

@@ -44,17 +44,20 @@ def _filters(n_bytes: int, preset: int | None = None) -> list[dict]:
 def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     """Compress a (height, width) uint16 label map with values < k into a raw LZMA2 stream."""
     k = len(palette)  # only the palette size matters to this codec
-    # read in place where the labels already are the stream's bytes (no copy; a second one, by tobytes, was
-    # 48 MB of a 48 MP image's peak)
-    data = np.ascontiguousarray(labels, dtype=np.uint8 if k <= 256 else np.dtype("<u2")).reshape(-1)
-    view = memoryview(data).cast("B")
-    filters = _filters(len(view), preset=9 | lzma.PRESET_EXTREME)
+    # Each piece converted to the stream's bytes as it is fed (no copy where the labels already are them): a
+    # whole converted copy was 48 MB of a 48 MP image's peak (its labels are uint16, the stream uint8).
+    flat = np.asarray(labels).reshape(-1)
+    dtype = np.dtype(np.uint8) if k <= 256 else np.dtype("<u2")
+    n_bytes = flat.size * dtype.itemsize
+    filters = _filters(n_bytes, preset=9 | lzma.PRESET_EXTREME)
     # The preset sets the match finder and effort; dict_size then overrides the preset's 64 MiB.
-    filters[0]["dict_size"] = dict_size(len(view))
+    filters[0]["dict_size"] = dict_size(n_bytes)
     # Fed in pieces, the same stream: Python runs its signal handlers between calls, so a Ctrl-C ends a 12 MP
     # encode (~8 s in one call, which nothing interrupts) within a piece's time.
     enc = lzma.LZMACompressor(format=lzma.FORMAT_RAW, filters=filters)
-    parts = [enc.compress(view[i:i + _PIECE]) for i in range(0, len(view), _PIECE)]
+    step = _PIECE // dtype.itemsize
+    parts = [enc.compress(memoryview(np.ascontiguousarray(flat[i:i + step], dtype)).cast("B"))
+             for i in range(0, flat.size, step)]
     return b"".join([*parts, enc.flush()])
 
 
