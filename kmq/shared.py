@@ -9,6 +9,7 @@ over the files stitched into one image, at the cost of reading them.
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import kmeans
 from .api import load, quantize_colors
-from .errors import KmqError, KmqWarning
+from .errors import KmqError, KmqWarning, counted
 from .format import DEFAULT_MAX_PIXELS, KmqImage
 from .palettes import convert
 
@@ -48,7 +49,23 @@ def plan(inputs: Sequence[str | Path]) -> list[Job]:
     # kind: folders holding nothing to pool are an error, as for stats, not a warning before one
     jobs = batch.plan_read(inputs, lambda p: p.suffix.lower() in suffixes, kind="images or .kmq files")
     _warn_copies(jobs)
+    _warn_masks(jobs)
     return jobs
+
+
+# What `kmq segment --masks` names its masks: <stem>-cluster-<i>.png.
+_MASK_NAME = re.compile(r".+-cluster-\d+\.png", re.IGNORECASE)
+
+
+def _warn_masks(jobs: list[Job]) -> None:
+    """A series' masks, written into the folder it was read from (segment d/ --masks d/m/), are pooled by a
+    later fit over d/ as images: black and white took 76 % of a 6-colour palette in a trial. Said once, not
+    skipped: the names are all there is to go by."""
+    masks = [Path(j.source) for j in jobs if _MASK_NAME.fullmatch(Path(j.source).name)]
+    if masks:
+        warnings.warn(f"{counted(len(masks), 'file')} pooled {'has' if len(masks) == 1 else 'have'} the names of kmq "
+                      f"segment's masks (<stem>-cluster-<i>.png; first: {masks[0]}): if they are masks, give the "
+                      f"images only", KmqWarning, stacklevel=3)
 
 
 def _warn_copies(jobs: list[Job]) -> None:

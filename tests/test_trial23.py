@@ -124,3 +124,15 @@ def test_a_stem_of_two_images_keeps_both_and_the_kmq(runner, series):
                                                                          "s/b.png"]
     assert result.stderr.splitlines()[0] == ("Warning: skipped 1 .kmq file beside an image of the same stem "
                                              "(first: s/b.kmq): -k and --palette draw the images")
+
+
+def test_a_fit_over_a_folder_holding_segments_masks_says_so(runner, series):
+    """`segment s --masks s/m` then `palette s`: the masks were pooled as images without a word (black and
+    white took 76 % of a 6-colour palette in the trial)."""
+    assert run(runner, "segment", "s", "--palette", "stain.txt", "--masks", "s/m", "-j", "1", "-q").exit_code == 0
+    result = run(runner, "palette", "s", "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["Warning: 6 files pooled have the names of kmq segment's masks "
+                                          "(<stem>-cluster-<i>.png; first: s/m/a-cluster-0.png): if they are "
+                                          "masks, give the images only"]
+    assert run(runner, "palette", "s/a.png", "s/b.png", "-k", "3").stderr == ""
