@@ -1480,7 +1480,14 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
             _say_problems(result, say)
             advance(result.job)
 
-        return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read)
+        def holds(colours: Any) -> None:  # (an RGBA input makes an RGBA palette: refused before the fit)
+            from . import palettes
+
+            if output is not None and _is_palette_file(output):
+                palettes.check_holds(output, colours.shape[1])
+
+        return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read,
+                          before_fit=holds)
 
 
 def _write_palette(output: str, colors: Any, share: Any, proportional: bool, force: bool, comment: str) -> None:

@@ -290,15 +290,19 @@ def write(path: str | Path, palette: np.ndarray, shares: np.ndarray | None = Non
         raise KmqError(f"{path}: a palette file is .gpl, .txt, .hex or .json")
     rgb = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
     if suffix == ".gpl":
-        if rgb.shape[1] == 4:
-            raise KmqError(f"{path}: a GIMP palette has no alpha and this palette is RGBA; write .txt, .hex or "
-                           f".json")
+        check_holds(path, rgb.shape[1])
         text = _gpl(rgb, shares, name, comment)
     elif suffix == ".json":
         text = json.dumps({"palette": entries(palette, shares)}, indent=2) + "\n"
     else:
         text = "".join(f"#{bytes(c).hex()}\n" for c in rgb.tolist())
     write_atomic(path, text.encode(), overwrite=overwrite)
+
+
+def check_holds(path: str | Path, channels: int) -> None:
+    """KmqError if the palette file path cannot hold entries of this many channels (a .gpl has no alpha)."""
+    if channels == 4 and Path(path).suffix.lower() == ".gpl":
+        raise KmqError(f"{path}: a GIMP palette has no alpha and this palette is RGBA; write .txt, .hex or .json")
 
 
 def entries(palette: np.ndarray, shares: np.ndarray | None = None) -> list[dict[str, Any]]:

@@ -137,13 +137,15 @@ def _merge(tables: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
 
 def fit(jobs: Sequence[Job], k: int, *, seed: int = 0, max_iter: int = 300, tol: float = 1e-4,
         max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
-        on_read: Callable[[Result], None] | None = None) -> SharedPalette:
+        on_read: Callable[[Result], None] | None = None,
+        before_fit: Callable[[np.ndarray], None] | None = None) -> SharedPalette:
     """K-Means (as kmq.compress: k-means++ from `seed`, entries in decreasing share) over all the pixels of
     the jobs' files, read on `workers` processes (None: one per core).
 
     on_read(result) is called as each file is read (for progress; its error and warnings are then the
     caller's to report, else they are raised and re-warned here). Any file that cannot be read fails the
-    whole fit: KmqError, and no palette.
+    whole fit: KmqError, and no palette. before_fit(colours) may refuse the pooled colours (a KmqError)
+    before the K-Means: an output that cannot hold them says so without waiting for the fit.
     """
     from . import batch
 
@@ -164,6 +166,8 @@ def fit(jobs: Sequence[Job], k: int, *, seed: int = 0, max_iter: int = 300, tol:
         first = "" if on_read is not None else f" ({failed[0]})"
         raise KmqError(f"{len(failed)} of {len(jobs)} inputs could not be read{first}; no palette written")
     colors, counts = pool.colours()
+    if before_fit is not None:
+        before_fit(colors)
     palette, color_labels, distortion = quantize_colors(colors, counts, k, seed=seed, max_iter=max_iter,
                                                         tol=tol, what="the images have")
     shares = np.bincount(color_labels, weights=counts, minlength=len(palette)) / counts.sum()

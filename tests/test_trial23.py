@@ -136,3 +136,20 @@ def test_a_fit_over_a_folder_holding_segments_masks_says_so(runner, series):
                                           "(<stem>-cluster-<i>.png; first: s/m/a-cluster-0.png): if they are "
                                           "masks, give the images only"]
     assert run(runner, "palette", "s/a.png", "s/b.png", "-k", "3").stderr == ""
+
+
+def test_an_rgba_series_into_a_gpl_is_refused_before_the_fit(runner, series, monkeypatch):
+    """One RGBA frame makes the shared palette RGBA, which a .gpl cannot hold: refused only after the whole fit."""
+    from kmq import shared
+
+    rgba = np.dstack([PALETTE[np.arange(12).reshape(3, 4) % 3], np.full((3, 4), 128, np.uint8)])
+    Image.fromarray(rgba).save("s/c.png")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before refusing")
+
+    monkeypatch.setattr(shared, "quantize_colors", no_fit)
+    result = run(runner, "palette", "s", "-k", "3", "-o", "p.gpl", "-j", "1")
+    assert (result.exit_code, result.stderr) == (1, "Error: p.gpl: a GIMP palette has no alpha and this palette is "
+                                                    "RGBA; write .txt, .hex or .json\n")
+    assert not (series / "p.gpl").exists()
