@@ -60,19 +60,20 @@ def traced_peak(fn, *args) -> tuple[object, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("k, decode_max", [(16, 12.5), (300, 22)])
+@pytest.mark.parametrize("k, decode_max", [(16, 17), (300, 26)])
 @pytest.mark.parametrize("make", [blobs, flat_blocks])
 def test_ctx_memory_is_the_streams_not_whole_pass_temporaries(monkeypatch, k, decode_max, make):
     # With stripes far smaller than the passes (as 2^20 pixels are to a 48 MP image's 12 MP passes), what the
-    # encoder holds is the labels in bytes and its symbols as keys (2 bytes a pixel): 8.2-14.0 bytes a pixel
-    # here, where whole-pass temporaries and (freq, cum) in 8 bytes, joined into a copy, took 20.5-37 (the
-    # decoder 15-30, now 6.6-16.9). Allocations are counted (tracemalloc), not timed.
-    tiny_stripes(monkeypatch, 1 << 14, 1 << 12)
-    labels, palette = make(1200, 1000, k, seed=3), pal(k)
+    # encoder holds is the labels in bytes and its symbols as keys (2 bytes a pixel) and the model's tables:
+    # 17.2-22.3 bytes a pixel on this 0.3 MP map, where whole-pass temporaries and (freq, cum) in 8 bytes,
+    # joined into a copy, took 30.1-44.5 (the decoder 19.5-33.8, now 11.5-20.5; at 1.2 MP, stripes 4x these,
+    # 8.2-14.0 against 20.5-37). Allocations are counted (tracemalloc), not timed.
+    tiny_stripes(monkeypatch, 1 << 12, 1 << 10)
+    labels, palette = make(600, 500, k, seed=3), pal(k)
     payload, encode_peak = traced_peak(ctx.encode, labels, palette)
-    decoded, decode_peak = traced_peak(ctx.decode, payload, 1000, 1200, palette)
+    decoded, decode_peak = traced_peak(ctx.decode, payload, 500, 600, palette)
     assert np.array_equal(decoded, labels)
-    assert encode_peak / labels.size < 17
+    assert encode_peak / labels.size < 25
     assert decode_peak / labels.size < decode_max
 
 
