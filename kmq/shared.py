@@ -54,7 +54,7 @@ def plan(inputs: Sequence[str | Path]) -> list[Job]:
 
 
 # What `kmq segment --masks` names its masks: <stem>-cluster-<i>.png.
-_MASK_NAME = re.compile(r".+-cluster-\d+\.png", re.IGNORECASE)
+_MASK_NAME = re.compile(r".+-cluster-\d+\.png")
 
 
 def _warn_masks(jobs: list[Job]) -> None:
@@ -63,9 +63,10 @@ def _warn_masks(jobs: list[Job]) -> None:
     skipped: the names are all there is to go by."""
     masks = [Path(j.source) for j in jobs if _MASK_NAME.fullmatch(Path(j.source).name)]
     if masks:
-        warnings.warn(f"{counted(len(masks), 'file')} pooled {'has' if len(masks) == 1 else 'have'} the names of kmq "
-                      f"segment's masks (<stem>-cluster-<i>.png; first: {masks[0]}): if they are masks, give the "
-                      f"images only", KmqWarning, stacklevel=3)
+        which = (f"1 file pooled has the name of a kmq segment mask ({masks[0]})" if len(masks) == 1 else
+                 f"{counted(len(masks), 'file')} pooled have the names of kmq segment's masks (first: {masks[0]})")
+        warnings.warn(f"{which}, <stem>-cluster-<i>.png: if they are masks, give the images only", KmqWarning,
+                      stacklevel=3)
 
 
 def _warn_copies(jobs: list[Job]) -> None:

@@ -132,10 +132,16 @@ def test_a_fit_over_a_folder_holding_segments_masks_says_so(runner, series):
     assert run(runner, "segment", "s", "--palette", "stain.txt", "--masks", "s/m", "-j", "1", "-q").exit_code == 0
     result = run(runner, "palette", "s", "-k", "3")
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines() == ["Warning: 6 files pooled have the names of kmq segment's masks "
-                                          "(<stem>-cluster-<i>.png; first: s/m/a-cluster-0.png): if they are "
-                                          "masks, give the images only"]
-    assert run(runner, "palette", "s/a.png", "s/b.png", "-k", "3").stderr == ""
+    assert result.stderr.splitlines() == ["Warning: 6 files pooled have the names of kmq segment's masks (first: "
+                                          "s/m/a-cluster-0.png), <stem>-cluster-<i>.png: if they are masks, give "
+                                          "the images only"]
+    (series / "s" / "m").rename(series / "m")
+    Image.open("s/a.png").save("s/Holiday-Cluster-2.PNG")  # segment writes lower case: not one of its masks
+    assert run(runner, "palette", "s", "-k", "3").stderr == ""
+    Image.open("s/a.png").save("s/x-cluster-1.png")
+    assert run(runner, "palette", "s", "-k", "3").stderr == (
+        "Warning: 1 file pooled has the name of a kmq segment mask (s/x-cluster-1.png), <stem>-cluster-<i>.png: if "
+        "they are masks, give the images only\n")
 
 
 def test_an_rgba_series_into_a_gpl_is_refused_before_the_fit(runner, series, monkeypatch):
