@@ -29,13 +29,13 @@ import stat
 import threading
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
-import numpy as np
 from PIL import Image
 
 from . import parallel, segment
@@ -46,7 +46,7 @@ from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
-from .stats import record
+from .stats import label_counts, record
 
 KMQ_SUFFIX = ".kmq"
 # What stdin ("-") is called when its output needs a name: stdin.kmq, stdin.kmq.png.
@@ -397,11 +397,17 @@ def _one_per_stem(folder: str, names: list[str], images: bool, skipped: list[Pat
     """A folder's names without the .kmq beside the one image of its stem (images) or without that image (the
     names left out appended to skipped). A stem of two images (x.png, x.jpg) keeps them all: which of them
     the .kmq was made of is unknown, and the clash of their outputs is reported as any other."""
-    kmq_stems = {n[:-len(KMQ_SUFFIX)] for n in names if n.lower().endswith(KMQ_SUFFIX)}
-    image_stems = [os.path.splitext(n)[0] for n in names if not n.lower().endswith(KMQ_SUFFIX)]
-    pairs = {stem for stem in kmq_stems if image_stems.count(stem) == 1}
-    kept = [n for n in names if os.path.splitext(n)[0] not in pairs or n.lower().endswith(KMQ_SUFFIX) != images]
-    skipped += [Path(folder, n) for n in names if n not in kept]
+    # (counted once, not with list.count or a search of the kept per name: a folder of 20,000 slides and their
+    # .kmq files would take minutes)
+    images_of = Counter(os.path.splitext(n)[0] for n in names if not n.lower().endswith(KMQ_SUFFIX))
+    pairs = {n[:-len(KMQ_SUFFIX)] for n in names if n.lower().endswith(KMQ_SUFFIX)
+             and images_of[n[:-len(KMQ_SUFFIX)]] == 1}
+    kept = []
+    for n in names:
+        if os.path.splitext(n)[0] in pairs and n.lower().endswith(KMQ_SUFFIX) == images:
+            skipped.append(Path(folder, n))
+        else:
+            kept.append(n)
     return kept
 
 
@@ -562,7 +568,7 @@ class SegmentTask(_Task):
         r = record(img, str(job.target), size)
         return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],
                       "masks_folder": None if prefix is None else str(prefix.parent),
-                      "counts": np.bincount(img.labels.ravel(), minlength=img.k).tolist()}
+                      "counts": label_counts(img.labels, img.k).tolist()}
 
 
 @dataclass(frozen=True)

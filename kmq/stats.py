@@ -252,9 +252,14 @@ PALETTE_FIELDS = ("index", "hex", "rgb", "share")
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
+def label_counts(labels: np.ndarray, k: int) -> np.ndarray:
+    """(k,) int64: the pixels (labels, any shape) carrying each label 0..k-1."""
+    return np.bincount(labels.ravel(), minlength=k)
+
+
 def shares(labels: np.ndarray, k: int) -> np.ndarray:
     """(k,) float64: the fraction of the pixels (labels, any shape) carrying each label 0..k-1; sums to 1."""
-    return np.bincount(labels.ravel(), minlength=k) / labels.size
+    return label_counts(labels, k) / labels.size
 
 
 def palette_entries(palette: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
