@@ -42,7 +42,7 @@ from . import parallel, segment
 from .api import compress, compress_to, export, read, write
 from .errors import KmqError, KmqWarning, about, counted, exists, naming, out_of_memory
 from .fileio import (ENDING_SIGNALS, STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable,
-                     ignore_signal, read_bytes, reason, write_atomic)
+                     ignore_signal, read_bytes, reason, write_atomic, written_before)
 from .format import DEFAULT_MAX_PIXELS, KmqImage, told_if_image
 from .imageio import KMQ_FORMAT, suffix_for
 from .palettes import Palette
@@ -52,9 +52,12 @@ KMQ_SUFFIX = ".kmq"
 # What stdin ("-") is called when its output needs a name: stdin.kmq, stdin.kmq.png.
 STDIN_NAME = "stdin"
 # The keys of `summarize`, and of each entry of its "results" (Result.as_dict), in order.
-SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr")
+SUMMARY_FIELDS = ("files", "succeeded", "failed", "bytes_before", "bytes_after", "mean_ratio", "mean_psnr",
+                  "skipped")
 RESULT_FIELDS = ("input", "output", "ok", "error", "bytes_before", "bytes_after", "k", "ratio", "psnr",
                  "seconds", "rdo", "codec")
+# After a task's EXTRA_FIELDS, which came first: keys are only ever added at the end.
+LATE_RESULT_FIELDS = ("skipped",)
 
 
 def image_suffixes() -> frozenset[str]:
@@ -90,13 +93,15 @@ class Result:
     record: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: bool = False  # --skip-existing found its output(s) there: nothing done, nothing failed
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def as_dict(self, extra: Sequence[str] = ()) -> dict[str, Any]:
-        """Keys RESULT_FIELDS, then extra (a task's EXTRA_FIELDS: None for a failure); k, ratio and psnr are
+        """Keys RESULT_FIELDS, extra (a task's EXTRA_FIELDS: None for a failure or a skip), then
+        LATE_RESULT_FIELDS; k, ratio and psnr are
         None for a failure, psnr also for a lossless file; rdo is the strength a compressed file used (--rdo,
         or a target's choice), else None; codec the file's payload codec (a target may choose it), None for a
         failure."""
@@ -106,7 +111,8 @@ class Result:
                 "error": self.error, "bytes_before": self.job.size, "bytes_after": self.bytes_after,
                 "k": r.get("k"), "ratio": r.get("ratio"),
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
-                "rdo": r.get("rdo"), "codec": r.get("codec"), **{key: r.get(key) for key in extra}}
+                "rdo": r.get("rdo"), "codec": r.get("codec"), **{key: r.get(key) for key in extra},
+                "skipped": self.skipped}
 
 
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:
@@ -435,9 +441,15 @@ def _size(path: Path) -> int:
         return 0
 
 
+class _Skip(Exception):
+    """Raised by a task's checks under --skip-existing: its outputs are there already (not a failure)."""
+
+
 class _Task:
-    """What every task does around its _work: refuse an existing output early, catch any failure."""
+    """What every task does around its _work: refuse (or, with skip_existing, skip) an existing output early,
+    catch any failure."""
     overwrite: bool
+    skip_existing: bool
 
     def __call__(self, job: Job) -> Result:
         # stdin is read whole first, so that its size is reported as a file's is, failure or not.
@@ -453,10 +465,15 @@ class _Task:
         if str(job.source) != STDIO and not os.path.exists(job.source):
             # before its output's checks: a missing input's output may be another input's, written meanwhile
             raise KmqError(f"{job.source}: no such file or directory")
+        self._check_outputs(job)
+        return self._work(job)
+
+    def _check_outputs(self, job: Job) -> None:
         check_distinct(job.target, job.source)
+        if self.skip_existing and written_before(job.target):
+            raise _Skip
         # write_atomic refuses too, but only after the work: a re-run over a finished folder should be quick.
         check_writable(job.target, overwrite=self.overwrite, folder=False)  # its folder is made for it
-        return self._work(job)
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
         """Convert job.source to job.target: (bytes written, the stats record)."""
@@ -472,6 +489,7 @@ class CompressTask(_Task):
     codec: str | None = "raw"  # None with a target: each file's search chooses ctx or lzma
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    skip_existing: bool = False  # leave an input whose output(s) exist alone
     palette: Palette | None = None  # a given palette instead of K-Means (k, seed, max_iter unused)
     rdo: float = 0.0
     psnr: float | None = None  # a target (kmq.compress_to) instead of k: k is then the largest K allowed,
@@ -497,6 +515,7 @@ class DecompressTask(_Task):
     fmt: str = "PNG"
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    skip_existing: bool = False  # leave an input whose output(s) exist alone
     truecolor: bool = False
 
     def _work(self, job: Job) -> tuple[int, dict[str, Any]]:
@@ -525,19 +544,23 @@ class SegmentTask(_Task):
     picture: bool = True
     masks: str | None = None
     overwrite: bool = False
+    skip_existing: bool = False  # leave an input whose output(s) exist alone
     # A series' measure (a stain's area in each slide): the pixels of each label, in label order.
     EXTRA_FIELDS = ("counts",)
 
-    def _checked(self, job: Job) -> tuple[int, dict[str, Any]]:
+    def _check_outputs(self, job: Job) -> None:
         prefix = self._prefix(job)
+        if self.picture:
+            check_distinct(job.target, job.source)
+        if self.skip_existing and segment_there(job.target if self.picture else None, prefix):
+            raise _Skip
         if not self.overwrite and prefix is not None:
             # Any mask of the stem, at any K, would stop write_masks: found now, before the clustering.
             found = segment.existing_masks(prefix.parent, prefix.name)
             if found:
                 raise exists(found[0])
         if self.picture:
-            return super()._checked(job)
-        return self._work(job)
+            check_writable(job.target, overwrite=self.overwrite, folder=False)
 
     def _prefix(self, job: Job) -> Path | None:
         if self.masks is None:
@@ -571,6 +594,14 @@ class SegmentTask(_Task):
                       "counts": label_counts(img.labels, img.k).tolist()}
 
 
+def segment_there(picture: str | Path | None, masks: Path | None) -> bool:
+    """Whether every output of a segment run is there (what --skip-existing leaves alone): the picture (None:
+    none asked) and a mask of the stem at any K at the masks' prefix FOLDER/STEM (None: none asked). With
+    one of two there, the run is not a finished one: it goes on, and is refused as existing without -f."""
+    return ((picture is None or written_before(picture))
+            and (masks is None or bool(segment.existing_masks(masks.parent, masks.name))))
+
+
 @dataclass(frozen=True)
 class ReadTask:
     """Read one Job's input with `read` (a module-level function or a partial of one, so it pickles) and write
@@ -592,6 +623,8 @@ def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Res
         warnings.simplefilter("always")
         try:
             result.bytes_after, result.record = work(job)
+        except _Skip:
+            result.skipped = True
         except KmqError as e:
             result.error = about(job.source, str(e))
         except MemoryError as e:
@@ -773,11 +806,12 @@ def summarize(results: Sequence[Result]) -> dict[str, Any]:
     PSNR, which is infinite when every file whose PSNR is known is lossless (json: null, as a lossless
     record's), not None, which a table shows as unknown. A mean over no files is None."""
     done = [r for r in results if r.ok and r.record is not None]
+    skipped = sum(r.skipped for r in results)
     ratios = [r.record["ratio"] for r in done]
     known = [r.record["psnr"] for r in done if r.record["psnr"] is not None]
     psnrs = [psnr for psnr in known if math.isfinite(psnr)]
     mean_psnr = sum(psnrs) / len(psnrs) if psnrs else math.inf if known else None
-    return {"files": len(results), "succeeded": len(done), "failed": len(results) - len(done),
+    return {"files": len(results), "succeeded": len(done), "failed": len(results) - len(done) - skipped,
             "bytes_before": sum(r.job.size for r in done), "bytes_after": sum(r.bytes_after for r in done),
             "mean_ratio": sum(ratios) / len(ratios) if ratios else None,
-            "mean_psnr": mean_psnr}
+            "mean_psnr": mean_psnr, "skipped": skipped}

@@ -140,6 +140,22 @@ def _bulk_options(*summary_names: str):
     return decorate
 
 
+def _skip_option(f):
+    return click.option("--skip-existing", "skip_existing", is_flag=True,
+                        help="Leave an input alone when its output is there already (segment: every output "
+                             "asked for): a re-run of a folder does only what is new. Not with -f.")(f)
+
+
+def _check_skip(skip_existing: bool, force: bool) -> None:
+    if skip_existing and force:
+        raise click.UsageError("give -f or --skip-existing, not both: one replaces existing outputs, the other "
+                               "keeps them")
+
+
+def _skipped_line(source: Any, target: Any) -> str:
+    return f"{_shown(source)} -> {_shown(target)}: skipped, it exists"
+
+
 def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -> bool:
     """Several inputs, a folder, an -o ending in "/" or a summary asked for: the bulk runner. Anything else
     keeps the single-file behaviour, messages and pipes exactly."""
@@ -297,12 +313,13 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, MAX_RDO), default=0.0, metava
 @_dither_option("--rdo", "--psnr", "--max-bytes")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
+@_skip_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
 def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | None, max_bytes: int | None,
              output: str | None, seed: int, max_iter: int, codec: str | None, palette_file: str | None,
              dither: str, max_pixels: int,
-             force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
+             force: bool, skip_existing: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Quantize each IMAGE to K colours and write a .kmq file.
 
     Several files or folders (searched recursively for images Pillow reads) are compressed in parallel,
@@ -324,6 +341,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     from . import api, stats
 
     _check_rdo_options(rdo, psnr, max_bytes, codec, dither)
+    _check_skip(skip_existing, force)
     # A target asks for the smallest file (or the best in a size), and raw packs every label in full: in 20 kB a
     # 512x600 photo fits raw only at K = 1 (10.7 dB), ctx at K = 30 with rdo (29.8 dB). None: its search picks
     # ctx or lzma per image (a screenshot in 5,000 bytes: ctx 24.25 dB, lzma 45.13).
@@ -336,7 +354,7 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
 
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
-                                  dither=dither)
+                                  dither=dither, skip_existing=skip_existing)
         jobs = batch.sparing(_bulk_plan(batch.plan_compress, images, output), palette_file, "the --palette file")
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   partial(_compressed_line, rdo_asked=rdo, targeted=targeted))
@@ -346,6 +364,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
     with _reported():
         _refuse_folder(output)
         output = output or (STDIO if image == STDIO else _beside(image, str(Path(image).with_suffix(".kmq"))))
+        if _skips(skip_existing, output, image, quiet):
+            return
         _check_output(output, image, force)
         if palette_file is not None:
             check_distinct(output, palette_file, "the --palette file")
@@ -528,6 +548,18 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
                                "ctx (or lzma)")
 
 
+def _skips(skip_existing: bool, output: str, source: str, quiet: bool) -> bool:
+    """--skip-existing in a single run: the output there already is said (unless -q) and left alone."""
+    from .fileio import written_before
+
+    if not skip_existing or not written_before(output):
+        return False
+    check_distinct(output, source)  # the input itself is not an output that was written before
+    if not quiet:
+        click.echo(_skipped_line(source, output))
+    return True
+
+
 def _check_output(output: str, source: str, force: bool = False) -> None:
     """What would refuse the output, checked before the work (a target's search can take seconds)."""
     _refuse_terminal(output)
@@ -584,10 +616,11 @@ def _plural(n: int, word: str) -> str:
                    "the same pixels in fewer bytes). Not for GIF, always a palette image.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
+@_skip_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--summary")
 def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, truecolor: bool, max_pixels: int,
-               force: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
+               force: bool, skip_existing: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Decode each .kmq FILE back to an image.
 
     Several files or folders (searched recursively for *.kmq) are decoded in parallel, as for compress;
@@ -603,6 +636,7 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
     from .format import told_if_image
     from .imageio import format_for, writable_format
 
+    _check_skip(skip_existing, force)
     if _is_bulk(files, output, summary):
         from . import batch
 
@@ -614,7 +648,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
             typed = fmt or "PNG"  # names the outputs as the user spelt it (--format jpg: x.kmq.jpg)
             fmt = writable_format(typed)
         jobs = _bulk_plan(lambda inputs, out: batch.plan_decompress(inputs, out, typed), files, output)
-        task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor)
+        task = batch.DecompressTask(fmt=fmt, max_pixels=max_pixels, overwrite=force, truecolor=truecolor,
+                                    skip_existing=skip_existing)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   lambda file, out, r, size, seconds: _decompressed_line(file, out, r, fmt, seconds))
         return
@@ -626,6 +661,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
             from .imageio import suffix_for
 
             output = STDIO if file == STDIO else _beside(file, file + suffix_for(fmt or "PNG"))
+        if _skips(skip_existing, output, file, quiet):
+            return
         _check_output(output, file, force)
         with told_if_image():
             img = api.read(file, max_pixels=max_pixels)
@@ -994,7 +1031,9 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
         for result in batch.run(jobs, task, workers):
             results.append(result)
             _say_problems(result, say)
-            if not result.error and not quiet and fmt == "table":
+            if result.skipped and not quiet and fmt == "table":
+                say(_skipped_line(result.job.source, result.job.target), False)
+            elif not result.error and not quiet and fmt == "table":
                 say(line(result.job.source, result.job.target, result.record, result.bytes_after,
                          result.seconds), False)
             advance(result.job)
@@ -1046,7 +1085,8 @@ def _summary_table(s: dict[str, Any]) -> str:
     from rich.table import Table
 
     table = Table(title="Summary", show_header=False)
-    failed = f" ({s['failed']} failed)" if s["failed"] else ""
+    others = [f"{s[key]} {key}" for key in ("failed", "skipped") if s[key]]
+    failed = f" ({', '.join(others)})" if others else ""
     for name, value in [("Files", f"{s['succeeded']} of {s['files']}{failed}"),
                         ("Bytes before", f"{s['bytes_before']:,}"), ("Bytes after", f"{s['bytes_after']:,}"),
                         (f"Mean {_RATIO.lower()}", "unknown" if s["mean_ratio"] is None else f"{s['mean_ratio']:.2f}"),
@@ -1104,11 +1144,12 @@ def _clustering_options(f):
 @_palette_option("-k", "--seed")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
+@_skip_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--summary")
 def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,
                     style: str, masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
-                    quiet: bool, workers: int | None, summary: str | None) -> None:
+                    skip_existing: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """Show the clusters of each INPUT: an image (clustered at K first) or a .kmq file (its stored labels).
 
     The labels style is an 8-bit PNG (16-bit above K = 256) whose pixel values are the labels; the masks
@@ -1129,6 +1170,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     from .imageio import writable_format
 
     bulk = _is_bulk(inputs, output, summary)
+    _check_skip(skip_existing, force)
     if masks_dir == STDIO:
         # Many files cannot go to one stream; without this, one input would write into a folder named "-".
         raise click.UsageError("--masks takes a folder, not -")
@@ -1142,12 +1184,14 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         # The masks are written first: the picture would then replace one, or be refused as existing.
         raise click.UsageError(f"-o {_shown(output)} is one of the --masks files; write it elsewhere")
     if bulk:
-        _segment_bulk(inputs, k, seed, output, fmt, style, masks_dir, palette_file, max_pixels, force, quiet,
-                      workers, summary)
+        _segment_bulk(inputs, k, seed, output, fmt, style, masks_dir, palette_file, max_pixels, force,
+                      skip_existing, quiet, workers, summary)
         return
     (input_path,) = inputs
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
+        if skip_existing and _segment_skips(input_path, output, masks_dir, quiet):
+            return
         fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)
         if output is not None:
             _refuse_terminal(output)
@@ -1188,9 +1232,23 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         click.echo(line, err=output == STDIO)
 
 
+def _segment_skips(input_path: str, output: str | None, masks_dir: str | None, quiet: bool) -> bool:
+    """--skip-existing in a single segment run: every output asked for there already is said and left alone."""
+    from .batch import segment_there
+
+    masks = None if masks_dir is None else Path(masks_dir) / _stem(input_path)
+    if not segment_there(output, masks):
+        return False
+    if output is not None:
+        check_distinct(output, input_path)
+    if not quiet:
+        click.echo(_skipped_line(input_path, output if output is not None else masks_dir))
+    return True
+
+
 def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,
                   style: str, masks_dir: str | None, palette_file: str | None, max_pixels: int, force: bool,
-                  quiet: bool, workers: int | None, summary: str | None) -> None:
+                  skip_existing: bool, quiet: bool, workers: int | None, summary: str | None) -> None:
     """segment over several inputs or a folder: kmq.batch's runner, as compress's bulk run."""
     from . import batch, segment
     from .imageio import format_for, writable_format
@@ -1208,7 +1266,8 @@ def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str
     jobs = _bulk_plan(lambda found, out: batch.plan_segment(found, out, masks_dir, typed, clustered=clustered),
                       inputs, output)
     task = batch.SegmentTask(k=k, seed=seed, max_pixels=max_pixels, palette=palette, style=style, fmt=fmt,
-                             picture=output is not None, masks=masks_dir, overwrite=force)
+                             picture=output is not None, masks=masks_dir, overwrite=force,
+                             skip_existing=skip_existing)
     _run_bulk(jobs, task, workers, summary or "table", quiet, _segmented_line)
 
 

@@ -120,6 +120,14 @@ def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = 
         _check_folder(path)
 
 
+def written_before(path: str | Path) -> bool:
+    """Whether path names an output a run would refuse as existing (what --skip-existing leaves alone): not
+    stdout, a descriptor or a device, which are written in place, nor a folder, which is refused as one."""
+    if str(path) == STDIO or descriptor(path) is not None or is_special(path) or Path(path).is_dir():
+        return False
+    return os.path.lexists(path)
+
+
 def _check_descriptor(fd: int, path: str | Path) -> None:
     """Refused before the work, not after it: a descriptor this process does not hold (/dev/fd/7 with no 7)."""
     try:

@@ -161,7 +161,7 @@ def test_result_as_dict_and_a_lossless_file_in_the_summary(tmp_path):
     Image.fromarray(np.array([[0, 255]], np.uint8)).save(tmp_path / "two.png")
     (result,) = batch.run(batch.plan_compress([tmp_path / "two.png"]), batch.CompressTask(k=2), 1)
     record = result.as_dict()
-    assert list(record) == list(batch.RESULT_FIELDS)
+    assert list(record) == [*batch.RESULT_FIELDS, *batch.LATE_RESULT_FIELDS]
     assert record["ok"] and record["psnr"] is None and record["k"] == 2 and record["rdo"] is None
     assert record["codec"] == "raw"
     assert batch.summarize([result])["mean_psnr"] == float("inf")  # lossless, not unknown (json: null)

@@ -213,7 +213,7 @@ def test_bulk_summary_json(runner, tmp_path, folder):
     summary = json.loads(result.stdout)
     assert list(summary) == [*batch.SUMMARY_FIELDS, "results"]
     assert (summary["files"], summary["succeeded"], summary["failed"]) == (3, 2, 1)
-    assert [list(r) for r in summary["results"]] == [list(batch.RESULT_FIELDS)] * 3
+    assert [list(r) for r in summary["results"]] == [[*batch.RESULT_FIELDS, *batch.LATE_RESULT_FIELDS]] * 3
     assert [(r["output"], r["ok"], r["error"]) for r in summary["results"]] == [
         (str(tmp_path / "o" / "a.kmq"), True, None), (str(tmp_path / "o" / "b.kmq"), True, None),
         (str(tmp_path / "o" / "a.kmq"), False, clash)]
