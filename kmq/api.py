@@ -714,7 +714,7 @@ def _misnamed(source: str | Path, head: bytes) -> bool:
     return fmt is not None
 
 
-def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwrite: bool = False,
+def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = None, overwrite: bool = False,
            truecolor: bool = False) -> str:
     """Write img's pixels as an image file, atomically ("-" for stdout). Returns the Pillow format used.
 
@@ -722,10 +722,20 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     extension names another format, a KmqWarning says so (the file is written as format). With K <= 256 a
     PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
+    path may also be a binary file object (io.BytesIO, a file opened "wb"): the image, in format or PNG, is
+    encoded whole first, then written to it in one call at its position (nothing written on a failure).
     """
     _check_image(img)
-    path = _target(path)
+    writer = _writer(path)
     img.validate()  # its fields may have been replaced or edited since it was made
+    if writer is not None:
+        fmt = writable_format(format) if format else "PNG"
+        encoded = io.BytesIO()
+        save_quantized(img.palette, img.labels, encoded, format=fmt, truecolor=truecolor,
+                       name=str(getattr(writer, "name", "the file object")))
+        writer.write(encoded.getbuffer())
+        return fmt
+    path = _target(path)
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
     name = "<stdout>" if str(path) == STDIO else str(path)
     if format and str(path) != STDIO:
@@ -736,14 +746,20 @@ def export(img: KmqImage, path: str | Path, *, format: str | None = None, overwr
     return fmt
 
 
-def write(path: str | Path, img: KmqImage, *, overwrite: bool = False) -> int:
+def write(path: str | Path | BinaryIO, img: KmqImage, *, overwrite: bool = False) -> int:
     """Write img to path atomically (a temporary file, then a rename; "-" writes to stdout). Returns the
-    bytes written (img.to_bytes() gives them without a file).
+    bytes written (img.to_bytes() gives them without a file). path may also be a binary file object: the
+    file's bytes are written to it in one call, at its position.
 
     Raises KmqError for an existing file (unless overwrite is true) or a failed write, leaving no file;
     ValueError for fields of img that no longer make a valid file; TypeError for a path that is not one.
     """
     _check_image(img)
+    writer = _writer(path)
+    if writer is not None:
+        data = img.to_bytes()
+        writer.write(data)
+        return len(data)
     path = _target(path)
     data = img.to_bytes()
     write_atomic(path, data, overwrite=overwrite)
@@ -761,13 +777,23 @@ def _source(source: Any, what: str) -> Any:
     return source
 
 
+def _writer(path: Any) -> BinaryIO | None:
+    """path if it is a file object to write to (not a path), refusing a text-mode one; else None."""
+    if isinstance(path, (str, bytes, os.PathLike)) or not callable(getattr(path, "write", None)):
+        return None
+    if isinstance(path, io.TextIOBase):
+        raise TypeError("the file object is written as bytes: open it in binary mode ('wb'), or use "
+                        "sys.stdout.buffer")
+    return path
+
+
 def _target(path: Any) -> str | Path:
     """A path to write to (str or os.PathLike; "-" for stdout), as a str or Path."""
     if isinstance(path, os.PathLike):
         return Path(os.fspath(path))
     if not isinstance(path, str):
-        raise TypeError(f"path must be a str or os.PathLike ('-' for stdout), got {type(path).__name__}; "
-                        f"img.to_bytes() gives a .kmq file's bytes")
+        raise TypeError(f"path must be a str, an os.PathLike ('-' for stdout) or a binary file object, got "
+                        f"{type(path).__name__}; img.to_bytes() gives a .kmq file's bytes")
     if not path:
         raise ValueError("the path is empty")
     return path

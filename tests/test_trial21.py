@@ -72,8 +72,9 @@ def test_text_mode_files_are_refused_with_what_to_do(photo: Path, tmp_path: Path
     (lambda: kmq.compress(Image.new("RGB", (0, 3))), ValueError, "the image is empty: 0x3"),
     (lambda: kmq.compress(""), ValueError, "the path is empty"),
     (lambda: kmq.read(""), ValueError, "the path is empty"),
-    (lambda: kmq.write(io.BytesIO(), kmq.compress(np.zeros((2, 2), np.uint8), 1)), TypeError,
-     r"path must be a str or os.PathLike \('-' for stdout\), got BytesIO; img.to_bytes\(\) gives"),
+    (lambda: kmq.write(3, kmq.compress(np.zeros((2, 2), np.uint8), 1)), TypeError,
+     r"path must be a str, an os.PathLike \('-' for stdout\) or a binary file object, got int; "
+     r"img.to_bytes\(\) gives"),
     (lambda: kmq.export(kmq.compress(np.zeros((2, 2), np.uint8), 1), b"x.png"), TypeError, "got bytes"),
 ])
 def test_bad_arguments_say_what_is_wrong(call, error, message) -> None:
