@@ -198,7 +198,8 @@ class KmqImage:
         # written again as the same bytes (`kmq stats --codec all` re-encodes a file to report its sizes).
         if not self.metadata:
             return b""
-        return json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                          default=_scalar).encode()
 
     def overhead(self) -> int:
         """The file's bytes besides the payload (header, palette, metadata, checksum), without encoding it."""
@@ -500,10 +501,25 @@ _CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
 _EMPTY_KEY = '""'  # how a message names the key "" (a top-level key is named without quotes)
 
 
+def _scalar(value: Any) -> Any:
+    """numpy's number and bool scalars as the Python values they hold (json.dumps's default=): a count or a
+    mean computed with numpy is as good a metadata value as a float, which np.float64 already is."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        held = value.item()
+        if isinstance(held, (int, float)):  # (a longdouble's item() can stay a numpy scalar)
+            return held
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
 def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str | None:
     """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
     or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1).
     Too deep a value is named by its top-level key alone (top): its path would be 64 subscripts long."""
+    if isinstance(value, np.generic):
+        try:
+            value = _scalar(value)
+        except TypeError:
+            pass  # named below
     if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
         return f"{top or _EMPTY_KEY} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):
