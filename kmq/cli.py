@@ -225,6 +225,8 @@ def main() -> None:
       kmq stats photo.png -k 2 -k 16    # the size tables
       kmq montage photo.png -o grid.png # what K does, at a glance
     """
+    with _warned():
+        from . import parallel  # noqa: F401 - its KMQ_THREADS warning said once, as a Warning: line
 
 
 _TINY_EXPONENT = 40  # a size's number under 1e-40 is under a byte in any unit (the largest, GiB, ~1e9)

@@ -17,8 +17,28 @@ T = TypeVar("T")
 MIN_PART = 1 << 20
 # Past a few cores these passes are bound by memory bandwidth, not by arithmetic.
 _MAX_THREADS = 4
-_threads = max(1, min(_MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+# A program that runs kmq in its own pool of threads or processes caps kmq's threads (as OMP_NUM_THREADS
+# does numpy's BLAS): KMQ_THREADS=1 keeps each call on its caller's thread.
+THREADS_VARIABLE = "KMQ_THREADS"
+
+
+def _default_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, min(_MAX_THREADS, cores))
+    asked = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not asked:
+        return threads
+    if not (asked.isascii() and asked.isdigit()) or int(asked) < 1:  # no sign, no "1e3", no "٣"
+        import warnings
+        from .errors import KmqWarning
+
+        warnings.warn(f"{THREADS_VARIABLE}={asked!r} is not a whole number from 1: using {threads} threads",
+                      KmqWarning, stacklevel=2)
+        return threads
+    return min(threads, int(asked))
+
+
+_threads = _default_threads()
 
 
 def serial() -> None:

@@ -1,12 +1,15 @@
 """kmq.parallel: work split between threads gives exactly the one-thread results."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import kmq
 from kmq import kmeans, parallel
+from conftest import SAMPLES
 
 
 @pytest.fixture
@@ -233,3 +236,29 @@ def test_the_table_path_counts_the_colours_in_place(threads, monkeypatch, one_pa
             d = kmeans.distinct(flat)
         assert d.counts.dtype == np.int64
         assert np.array_equal(d.colors, colors) and np.array_equal(d.counts, counts)
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), (" 1 ", 1), ("", None), ("99", None)])
+def test_kmq_threads_caps_the_threads(monkeypatch, value, expected):
+    monkeypatch.setenv("KMQ_THREADS", value)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    assert parallel._default_threads() == (3 if expected is None else expected)  # never above the cores
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "1e3", "\u0663"])
+def test_a_bad_kmq_threads_warns_and_keeps_the_default(monkeypatch, value):
+    monkeypatch.setenv("KMQ_THREADS", value)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    with pytest.warns(kmq.KmqWarning, match=f"KMQ_THREADS={value!r} is not a whole number from 1: using 4"):
+        assert parallel._default_threads() == 4
+
+
+def test_the_command_says_a_bad_kmq_threads_once_in_its_words(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KMQ_THREADS": "two"}
+    done = subprocess.run([sys.executable, "-m", "kmq", "info", str(SAMPLES / "chelsea.png")], env=env,
+                          capture_output=True, text=True)
+    assert done.stderr.startswith("Warning: KMQ_THREADS='two' is not a whole number from 1: using ")
+    assert done.stderr.count("KMQ_THREADS") == 1
