@@ -527,7 +527,9 @@ class DecompressTask(_Task):
                     img = KmqImage.from_bytes(job.data, max_pixels=self.max_pixels)
         _make_folder(job.target.parent)
         export(img, job.target, format=self.fmt, overwrite=self.overwrite, truecolor=self.truecolor)
-        return _size(job.target), record(img, str(job.source), _size(job.source) if job.data is None else job.size)
+        # (choices: the summary's rdo is the file's, as docs/CLI.md says; it was null for any file)
+        size = _size(job.source) if job.data is None else job.size
+        return _size(job.target), record(img, str(job.source), size, choices=True)
 
 
 @dataclass(frozen=True)
@@ -588,7 +590,7 @@ class SegmentTask(_Task):
         written = segment.write_with_masks(img, None if prefix is None else prefix.parent,
                                            "" if prefix is None else prefix.name, save, overwrite=self.overwrite)
         size = sum(_size(p) for p in written) + (_size(job.target) if self.picture else 0)
-        r = record(img, str(job.target), size)
+        r = record(img, str(job.target), size, choices=True)  # a .kmq's own rdo, as decompress's
         return size, {**r, "style": self.style if self.picture else None, "masks": [p.name for p in written],
                       "masks_folder": None if prefix is None else str(prefix.parent),
                       "counts": label_counts(img.labels, img.k).tolist()}

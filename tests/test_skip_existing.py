@@ -150,3 +150,4 @@ def test_summarize_counts_skips_neither_as_succeeded_nor_failed(tmp_path):
     s = batch.summarize([batch.Result(job, skipped=True), batch.Result(job, error="a.png: bad")])
     assert (s["files"], s["succeeded"], s["failed"], s["skipped"]) == (2, 0, 1, 1)
     assert tuple(s) == batch.SUMMARY_FIELDS
+
