@@ -2,7 +2,10 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
+
+import kmq
 
 from test_cli import run, runner  # noqa: F401 - runner is a fixture
 from test_skip_existing import frames  # noqa: F401 - a fixture
@@ -31,3 +34,38 @@ def kmq_file_rdo(path):
     import kmq
 
     return kmq.read(path).metadata.get("rdo")
+
+
+def _logo(size: int) -> np.ndarray:
+    """A disc and a triangle over a soft drop shadow, drawn at 4x and shrunk: an icon's anti-aliased edge."""
+    from PIL import ImageDraw, ImageFilter
+
+    big = size * 4
+    shadow = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    ImageDraw.Draw(shadow).ellipse((big * .12, big * .16, big * .9, big * .94), fill=(0, 0, 0, 110))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(big * 0.03))
+    front = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(front)
+    draw.ellipse((big * .08, big * .08, big * .86, big * .86), fill=(30, 120, 220, 255))
+    draw.polygon([(big * .3, big * .25), (big * .7, big * .47), (big * .3, big * .7)], fill=(255, 255, 255, 255))
+    pixels = np.array(Image.alpha_composite(shadow, front).resize((size, size), Image.LANCZOS))
+    pixels[pixels[..., 3] == 0] = 0
+    return pixels
+
+
+@pytest.mark.parametrize("k, rdo", [(256, 2), (256, 100), (64, 20), (64, 100)])
+def test_rdo_keeps_a_transparent_background_transparent(k, rdo):
+    # (round 45's web trial: --rdo gave transparent pixels a neighbour's label of alpha 1-19 along an icon's
+    # shadow, and hid shadow pixels of alpha up to 16 where the plain file hid those of alpha 3 at most)
+    src = _logo(64)
+    img = kmq.compress(src, k, codec="ctx", rdo=rdo)
+    plain = kmq.compress(src, k, codec="ctx")
+    assert img.metadata.get("rdo") == rdo  # rdo did move labels
+    alpha, plain_alpha = img.decode()[..., 3], plain.decode()[..., 3]
+    assert np.count_nonzero((src[..., 3] == 0) & (alpha != 0)) == 0
+    vanished = src[..., 3][(src[..., 3] > 0) & (alpha == 0)]
+    if k == 256:  # as the nearest labels: none
+        assert np.array_equal(alpha == 0, plain_alpha == 0)
+    else:  # rdo may start from another restart of the fit, which hides other faint pixels
+        assert vanished.max(initial=0) <= 5
+    assert img.distortion <= plain.distortion * (1 + rdo / 100) + 1e-9
