@@ -562,9 +562,15 @@ LOSSY_FORMATS = frozenset({"JPEG", "MPO", "AVIF", "PDF"})
 
 def _luminance_order(palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(order, rank): the palette's entries by ascending luminance (grey: level), ties kept in index order;
-    rank[i] is entry i's position in that order (uint8: for palette images, k <= 256)."""
+    RGBA's entries with alpha under 255 first (by luminance too), so that a PNG's tRNS, which holds the
+    alpha of entries 0..n-1 and makes the rest opaque, stops at the last of them (_palette_image): a
+    wordmark's 3,020-byte PNG-8 was 2,807 with the trailing 255s dropped, icons 3-9 % smaller with the
+    see-through entries first (round 45's web trial). rank[i] is entry i's position in that order (uint8:
+    for palette images, k <= 256)."""
     k, channels = palette.shape
     luma = palette[:, 0] if channels == 1 else palette[:, :3].astype(np.float64) @ (0.299, 0.587, 0.114)
+    if channels == 4:
+        luma = luma + 256.0 * (palette[:, 3] == 255)  # (luminance is under 256)
     order = np.argsort(luma, kind="stable")
     rank = np.empty(k, np.uint8)
     rank[order] = np.arange(k)
@@ -590,10 +596,16 @@ def _pixel_image(palette: np.ndarray, labels: np.ndarray) -> Image.Image:
 
 
 def _palette_image(palette: np.ndarray, labels: np.ndarray) -> Image.Image:
-    """A Pillow "P" image of palette (k <= 256, 3|4 channels; alpha per entry) and labels (h, w)."""
+    """A Pillow "P" image of palette (k <= 256, 3|4 channels; alpha per entry) and labels (h, w). RGBA: the
+    alpha up to the last entry under 255 (its info["transparency"], a PNG's tRNS; Pillow writes one entry
+    per colour of an RGBA palette, 255s at the end included)."""
     height, width = labels.shape
     im = Image.frombytes("P", (width, height), labels.astype(np.uint8).tobytes())
-    im.putpalette(palette.tobytes(), "RGBA" if palette.shape[1] == 4 else "RGB")
+    im.putpalette(palette[:, :3].tobytes(), "RGB")
+    if palette.shape[1] == 4:
+        seen = np.flatnonzero(palette[:, 3] != 255)
+        if len(seen):
+            im.info["transparency"] = palette[:seen[-1] + 1, 3].tobytes()
     return im
 
 
