@@ -378,8 +378,9 @@ class _Search:
                     # an rdo run on an image that is its own sample sized its labels as the file holds them
                     done = self.prepared[k].returned if rdo > 0 and k in self.prepared else {}
                     found = done.get(rdo_module.digest(img.palette, img.labels)) if done else None
-                    entry = [img.labels, found or ctx.payload_bounds(img.labels, img.palette)]
-                    self._payloads(img).append(entry)
+                    entry = [img.labels, found, None] if found else self._bounded(img)
+                    if found:
+                        self._payloads(img).append(entry)
                 low, high = entry[1]
                 self.sizes[key] = (img.overhead() + low, img.overhead() + high)
             else:
@@ -405,13 +406,27 @@ class _Search:
             if self.codec == "ctx":
                 entry = self._payload(img)
                 if entry is None:
-                    entry = [img.labels, None]
+                    entry = [img.labels, None, None]
                     self._payloads(img).append(entry)
                 entry[1] = (low - img.overhead(),) * 2
         return low
 
+    def _bounded(self, img: KmqImage) -> list:
+        """img's entry [labels, payload bounds, ctx.payload_bounds' own], those bounds computed once per labelling:
+        a plain file sized to its bytes keeps them for _lzma_share, which weighs lzma's coding of those same labels
+        against ctx's bounds (a second ctx sizing of the file: 0.5-0.9 of a plain compress at ctx's K = 256 edge)."""
+        entry = self._payload(img)
+        if entry is None:
+            entry = [img.labels, None, None]
+            self._payloads(img).append(entry)
+        if entry[2] is None:
+            entry[2] = ctx.payload_bounds(img.labels, img.palette)
+        if entry[1] is None:
+            entry[1] = entry[2]
+        return entry
+
     def _payloads(self, img: KmqImage) -> list[list]:
-        """The [labels, payload bounds] sized of img's palette."""
+        """The [labels, payload bounds, ctx.payload_bounds' (None: not computed)] sized of img's palette."""
         return self.payloads.setdefault(bytes(str(img.palette.shape), "ascii") + img.palette.tobytes(), [])
 
     def _payload(self, img: KmqImage) -> list | None:
@@ -631,6 +646,8 @@ def _lzma_share(s: _Search, k: int) -> float:
         coded = KmqImage(img.palette, labels, codec="lzma")
         s.coded.append(coded)
         payload = coded.payload(keep=True)
+        if s.codec == "ctx":  # (ctx's bounds of the same labels, as its search sized them)
+            return len(payload) / s._bounded(img)[2][0]
     else:
         payload = lzma_codec.encode(labels, img.palette)
     return len(payload) / ctx.payload_bounds(labels, img.palette)[0]
