@@ -3,7 +3,9 @@
 A baseline: general-purpose and well understood, but blind to the 2-D structure of a label map. The stream is
 a *raw* LZMA2 stream (no .xz container, so no ~60 bytes of headers and checks the .kmq CRC already covers)
 whose dictionary size both sides derive from the image size, so a forged payload cannot make the decoder
-reserve more memory than the labels themselves need.
+reserve more memory than the labels themselves need. The encoder may use a smaller dictionary than the
+decoder configures (_ENCODER_DICT): a stream's matches then reach less far back, which any decoder with at
+least that dictionary reads.
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from ..errors import FormatError
 #: Largest dictionary used (the one of ``xz -9``); an image's labels rarely need more.
 _MAX_DICT = 64 << 20
 _MIN_DICT = 4096
+#: Largest dictionary the encoder uses. liblzma's bt4 match finder (preset 9e) takes ~11.5 bytes per byte of
+#: dictionary: 673 MiB at 64 MiB, all but the whole of a 48 MP encode's 600 MB (691-713 MB measured), and
+#: 369 MiB at 32 MiB. Only payloads of more than 32 MiB of labels (over 33 MP up to K = 256, 16 MP above)
+#: change; decoders still configure dict_size(), so files written with 64 MiB read as before.
+_ENCODER_DICT = 32 << 20
 
 
 def label_bytes(k: int) -> int:
@@ -51,7 +58,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     n_bytes = flat.size * dtype.itemsize
     filters = _filters(n_bytes, preset=9 | lzma.PRESET_EXTREME)
     # The preset sets the match finder and effort; dict_size then overrides the preset's 64 MiB.
-    filters[0]["dict_size"] = dict_size(n_bytes)
+    filters[0]["dict_size"] = min(dict_size(n_bytes), _ENCODER_DICT)
     # Fed in pieces, the same stream: Python runs its signal handlers between calls, so a Ctrl-C ends a 12 MP
     # encode (~8 s in one call, which nothing interrupts) within a piece's time.
     enc = lzma.LZMACompressor(format=lzma.FORMAT_RAW, filters=filters)
