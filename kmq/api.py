@@ -722,18 +722,21 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
     extension names another format, a KmqWarning says so (the file is written as format). With K <= 256 a
     PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
     Refuses to replace an existing file unless overwrite is true (KmqError).
-    path may also be a binary file object (io.BytesIO, a file opened "wb"): the image, in format or PNG, is
-    encoded whole first, then written to it in one call at its position (nothing written on a failure).
+    path may also be a binary file object (io.BytesIO, a file opened "wb"): the image, in format, else the
+    one its name's extension names (an open file's), else PNG, is encoded whole first, then written to it at
+    its position (nothing written on a failure).
     """
     _check_image(img)
     writer = _writer(path)
     img.validate()  # its fields may have been replaced or edited since it was made
     if writer is not None:
-        fmt = writable_format(format) if format else "PNG"
+        name = getattr(writer, "name", None)
+        named = isinstance(name, str) and Path(name).suffix != ""
+        fmt = writable_format(format) if format else format_for(name) if named else "PNG"
         encoded = io.BytesIO()
         save_quantized(img.palette, img.labels, encoded, format=fmt, truecolor=truecolor,
-                       name=str(getattr(writer, "name", "the file object")))
-        writer.write(encoded.getbuffer())
+                       name=name if isinstance(name, str) else "the file object")
+        _write_all(writer, encoded.getbuffer())
         return fmt
     path = _target(path)
     fmt = writable_format(format) if format else ("PNG" if str(path) == STDIO else format_for(path))
@@ -758,7 +761,7 @@ def write(path: str | Path | BinaryIO, img: KmqImage, *, overwrite: bool = False
     writer = _writer(path)
     if writer is not None:
         data = img.to_bytes()
-        writer.write(data)
+        _write_all(writer, data)
         return len(data)
     path = _target(path)
     data = img.to_bytes()
@@ -785,6 +788,18 @@ def _writer(path: Any) -> BinaryIO | None:
         raise TypeError("the file object is written as bytes: open it in binary mode ('wb'), or use "
                         "sys.stdout.buffer")
     return path
+
+
+def _write_all(writer: BinaryIO, data: Any) -> None:
+    """Every byte of data: a raw (unbuffered) file object may take fewer than it is given per call."""
+    view = memoryview(data)
+    while len(view):
+        done = writer.write(view)
+        if done is None or done >= len(view):  # (None: a buffered or custom writer that says nothing)
+            return
+        if done <= 0:  # (a non-blocking raw object that is full: the loop would never end)
+            raise OSError(f"the file object took {done} of {len(view)} bytes left to write")
+        view = view[done:]
 
 
 def _target(path: Any) -> str | Path:

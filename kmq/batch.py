@@ -112,7 +112,7 @@ class Result:
                 "k": r.get("k"), "ratio": r.get("ratio"),
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
                 "rdo": r.get("rdo"), "codec": r.get("codec"), **{key: r.get(key) for key in extra},
-                "skipped": self.skipped}
+                **dict(zip(LATE_RESULT_FIELDS, [self.skipped]))}
 
 
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:
@@ -122,10 +122,11 @@ def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None
                 rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME, kind="images")
 
 
-def sparing(jobs: list[Job], read: str | Path | None, what: str) -> list[Job]:
+def sparing(jobs: list[Job], read: str | Path | None, what: str, skip_existing: bool = False) -> list[Job]:
     """jobs, failing those whose output would replace ``read``, another file the run reads (``what``, e.g. the
-    --palette file: a .kmq whose palette every job maps onto), even with -f."""
-    if read is None or str(read) == STDIO:
+    --palette file: a .kmq whose palette every job maps onto), even with -f; with skip_existing they are left
+    for the task to skip (a series re-run whose palette is one of its own .kmq files)."""
+    if read is None or str(read) == STDIO or skip_existing:
         return jobs
     real = os.path.realpath(read)
     return [replace(job, problem=f"{job.target} is {what} of this run; choose another -o")
@@ -166,7 +167,7 @@ def plan_segment(inputs: Sequence[str | Path], output: str | Path | None = None,
         what = counted(len(skipped), ".kmq file" if clustered else "image")
         why = ("-k and --palette draw the images" if clustered else
                "the .kmq is drawn, as stored; give -k or --palette to draw the images")
-        warnings.warn(f"skipped {what} beside {'an image' if clustered else 'a .kmq'} of the same stem (first: "
+        warnings.warn(f"left out {what} beside {'an image' if clustered else 'a .kmq'} of the same stem (first: "
                       f"{skipped[0]}): {why}", KmqWarning, stacklevel=2)
     if output is not None:
         jobs = _without_own_pictures(jobs, inputs, Path(output))
@@ -219,7 +220,7 @@ def _without_own_pictures(jobs: list[Job], given: Sequence[str | Path], output: 
     kept = [job for job in jobs if str(job.source) == STDIO or not _own_picture(job, out, named, owner)]
     skipped = len(jobs) - len(kept)
     if skipped:
-        warnings.warn(f"{output}: skipped {skipped} file{'s' if skipped > 1 else ''} found there that "
+        warnings.warn(f"{output}: left out {skipped} file{'s' if skipped > 1 else ''} found there that "
                       f"{'are pictures' if skipped > 1 else 'is a picture'} this run draws of "
                       f"{'other inputs' if skipped > 1 else 'another input'}", KmqWarning, stacklevel=4)
     return kept
@@ -253,7 +254,7 @@ def _without_own_masks(jobs: list[Job], given: Sequence[str | Path], root: str |
         else:
             kept.append(job)
     if skipped:
-        warnings.warn(f"{masks}: skipped {skipped} file{'s' if skipped > 1 else ''} found there that "
+        warnings.warn(f"{masks}: left out {skipped} file{'s' if skipped > 1 else ''} found there that "
                       f"{'are' if skipped > 1 else 'is'} this run's masks of another input", KmqWarning,
                       stacklevel=4)
     return kept

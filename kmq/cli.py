@@ -152,8 +152,8 @@ def _check_skip(skip_existing: bool, force: bool) -> None:
                                "keeps them")
 
 
-def _skipped_line(source: Any, target: Any) -> str:
-    return f"{_shown(source)} -> {_shown(target)}: skipped, it exists"
+def _skipped_line(source: Any, target: Any, what: str = "it exists") -> str:
+    return f"{_shown(source)} -> {_shown(target)}: skipped, {what}"
 
 
 def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -> bool:
@@ -357,7 +357,8 @@ def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | N
         task = batch.CompressTask(k=k, seed=seed, max_iter=max_iter, codec=codec, max_pixels=max_pixels,
                                   overwrite=force, palette=palette, rdo=rdo, psnr=psnr, max_bytes=max_bytes,
                                   dither=dither, skip_existing=skip_existing)
-        jobs = batch.sparing(_bulk_plan(batch.plan_compress, images, output), palette_file, "the --palette file")
+        jobs = batch.sparing(_bulk_plan(batch.plan_compress, images, output), palette_file, "the --palette file",
+                             skip_existing)
         _run_bulk(jobs, task, workers, summary or "table", quiet,
                   partial(_compressed_line, rdo_asked=rdo, targeted=targeted))
         return
@@ -551,15 +552,31 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
 
 
 def _skips(skip_existing: bool, output: str, source: str, quiet: bool) -> bool:
-    """--skip-existing in a single run: the output there already is said (unless -q) and left alone."""
+    """--skip-existing in a single run: the output there already is said (unless -q) and left alone, as a
+    bulk run's is (a missing input is still an error; stdin is read to its end, as there, so that what
+    feeds it does not end on a broken pipe)."""
     from .fileio import written_before
 
     if not skip_existing or not written_before(output):
         return False
+    _check_input(source)
     check_distinct(output, source)  # the input itself is not an output that was written before
+    _drain(source)
     if not quiet:
         click.echo(_skipped_line(source, output))
     return True
+
+
+def _check_input(source: str) -> None:
+    if source != STDIO and not os.path.exists(source):
+        raise KmqError(f"{source}: no such file or directory")  # (as the bulk run says, skipping or not)
+
+
+def _drain(source: str) -> None:
+    if source == STDIO:
+        from .fileio import read_bytes
+
+        read_bytes(STDIO)
 
 
 def _check_output(output: str, source: str, force: bool = False) -> None:
@@ -1241,10 +1258,13 @@ def _segment_skips(input_path: str, output: str | None, masks_dir: str | None, q
     masks = None if masks_dir is None else Path(masks_dir) / _stem(input_path)
     if not segment_there(output, masks):
         return False
+    _check_input(input_path)
     if output is not None:
         check_distinct(output, input_path)
+    _drain(input_path)
     if not quiet:
-        click.echo(_skipped_line(input_path, output if output is not None else masks_dir))
+        click.echo(_skipped_line(input_path, masks_dir, "its masks exist") if output is None
+                   else _skipped_line(input_path, output))
     return True
 
 

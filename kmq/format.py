@@ -456,7 +456,9 @@ def _parse_metadata(raw: bytes, offset: int = 0) -> dict[str, Any]:
 
 def metadata_problem(metadata: dict[str, Any]) -> str | None:
     """What is wrong with the values of the keys kmq defines (docs/FORMAT.md's table), or None. null means
-    unknown, as an absent key."""
+    unknown, as an absent key. numpy's number scalars count as the numbers they hold, as in the file."""
+    metadata = {key: _plain(metadata.get(key)) for key in
+                ("distortion", "seed", "max_iter", "tol", "rdo", "target", "palette_source", "dither")}
     distortion, seed = metadata.get("distortion"), metadata.get("seed")
     if distortion is not None and not _is_distortion(distortion):
         return f"distortion must be a finite number >= 0, got {_short(distortion)}"
@@ -509,6 +511,16 @@ def _scalar(value: Any) -> Any:
         if isinstance(held, (int, float)):  # (a longdouble's item() can stay a numpy scalar)
             return held
     raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """value with numpy number scalars as Python's, also the values of a dict in it (target's number)."""
+    if isinstance(value, dict) and depth == 0:
+        return {key: _plain(item, 1) for key, item in value.items()}
+    try:
+        return _scalar(value) if isinstance(value, np.generic) else value
+    except TypeError:
+        return value
 
 
 def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str | None:

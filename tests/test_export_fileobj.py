@@ -68,3 +68,33 @@ def test_a_failure_while_encoding_leaves_the_object_as_it_was(img, monkeypatch):
     with pytest.raises(OSError, match="disk gone"):
         kmq.export(img, out)
     assert out.getvalue() == b""
+
+
+def test_an_open_file_s_extension_names_the_format(img, tmp_path):
+    # (h54r1: open("x.jpg", "wb") got PNG bytes, where a path's extension picks the format)
+    with open(tmp_path / "x.gif", "wb") as f:
+        assert kmq.export(img, f) == "GIF"
+    assert (tmp_path / "x.gif").read_bytes()[:4] == b"GIF8"
+
+
+class _Trickle(io.RawIOBase):
+    """A raw file object that takes at most 10 bytes a call, as an unbuffered pipe or socket may."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.data += bytes(b[:10])
+        return min(10, len(b))
+
+
+def test_a_raw_object_that_takes_a_few_bytes_a_call_gets_them_all(img):
+    out = _Trickle()
+    assert kmq.write(out, img) == len(img.to_bytes()) and bytes(out.data) == img.to_bytes()
+    out = _Trickle()
+    kmq.export(img, out)
+    with Image.open(io.BytesIO(bytes(out.data))) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), img.decode())

@@ -35,3 +35,15 @@ def test_what_json_cannot_hold_is_still_refused(img, value, message):
     img.metadata["x"] = value
     with pytest.raises(ValueError, match=f"metadata: {message}"):
         img.to_bytes()
+
+
+def test_kmq_s_own_keys_take_them_too(img):
+    # (h54r1: seed = np.int64(3) was refused as "seed must be an integer >= 0, got np.int64(3)")
+    img.metadata.update(seed=np.int64(3), max_iter=np.uint16(50), tol=np.float32(0.5), rdo=np.float32(2.0),
+                        distortion=np.float64(0.5), target={"max_bytes": np.int64(5000)})
+    back = kmq.read(io.BytesIO(img.to_bytes())).metadata
+    assert back == {"seed": 3, "max_iter": 50, "tol": 0.5, "rdo": 2.0, "distortion": 0.5,
+                    "target": {"max_bytes": 5000}}
+    img.metadata["seed"] = np.float64(1.5)
+    with pytest.raises(ValueError, match=r"metadata: seed must be an integer >= 0, got 1\.5"):
+        img.to_bytes()

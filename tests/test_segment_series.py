@@ -223,7 +223,7 @@ def test_masks_written_into_the_folder_searched_never_replace_or_remove_an_input
     result = run(runner, "segment", "e/", "--masks", "e/", "-k", "4", "-j", "1")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "Warning: e: skipped 12 files found there that are this run's masks of another input",
+        "Warning: e: left out 12 files found there that are this run's masks of another input",
         "Error: e/x.png: e/x-cluster-00.png already exists (use -f to overwrite)"]
     assert {p.name: p.read_bytes() for p in (colours16 / "e").iterdir()} == old
     result = run(runner, "segment", "e/", "--masks", "e/", "-k", "4", "-f", "-j", "1", "-q")
@@ -368,7 +368,7 @@ def test_a_second_run_into_an_output_folder_inside_the_folder_searched_skips_the
     first = {p.name: p.read_bytes() for p in (slides / "slides" / "seen").iterdir()}
     result = run(runner, "segment", "slides/", "-k", "2", "-o", "slides/seen/", "-j", "1", "-q", "-f")
     assert result.exit_code == 0
-    assert result.stderr == ("Warning: slides/seen: skipped 2 files found there that are pictures this run "
+    assert result.stderr == ("Warning: slides/seen: left out 2 files found there that are pictures this run "
                              "draws of other inputs\n")
     assert sorted(p.name for p in (slides / "slides" / "seen").iterdir()) == ["a.png", "b.png"]
     assert {p.name: p.read_bytes() for p in (slides / "slides" / "seen").iterdir()} == first

@@ -94,8 +94,10 @@ def test_a_single_file_whose_output_is_there_is_left_alone(runner, frames):
     assert result.output == f"{frames / 'f0.kmq'} -> {frames / 'f0.kmq.png'}: skipped, it exists\n"
 
 
-def test_stdout_and_devices_are_never_skipped(runner, frames):
+def test_stdout_and_devices_are_never_skipped(runner, frames, tmp_path, monkeypatch):
     image = frames / "f0.png"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(b"a file named -")  # (h54r1: without it, this could not fail)
     result = run(runner, "compress", image, "-k", "4", "-o", "-", "--skip-existing")
     assert result.exit_code == 0 and result.stdout_bytes.startswith(b"\x89KMQ")
     result = run(runner, "compress", image, "-k", "4", "-o", os.devnull, "--skip-existing")
@@ -139,7 +141,7 @@ def test_segment_single_run_skips_when_its_picture_and_masks_are_there(runner, f
     result = run(runner, "segment", image, "-k", "3", "-o", picture, "--masks", masks, "--skip-existing")
     assert (result.exit_code, result.output) == (0, f"{image} -> {picture}: skipped, it exists\n")
     result = run(runner, "segment", image, "-k", "3", "--masks", masks, "--skip-existing")
-    assert (result.exit_code, result.output) == (0, f"{image} -> {masks}: skipped, it exists\n")
+    assert (result.exit_code, result.output) == (0, f"{image} -> {masks}: skipped, its masks exist\n")
     picture.unlink()
     result = run(runner, "segment", image, "-k", "3", "-o", picture, "--masks", masks, "--skip-existing")
     assert result.exit_code == 1 and "already exists" in result.output
@@ -151,3 +153,45 @@ def test_summarize_counts_skips_neither_as_succeeded_nor_failed(tmp_path):
     assert (s["files"], s["succeeded"], s["failed"], s["skipped"]) == (2, 0, 1, 1)
     assert tuple(s) == batch.SUMMARY_FIELDS
 
+
+
+def test_a_missing_input_is_an_error_in_single_runs_too(runner, frames, tmp_path):
+    # (h54r1: a single run said "skipped, it exists" for an input that was not there; a bulk run, an error)
+    (tmp_path / "gone.kmq").write_bytes(b"x")
+    for command in (["compress", tmp_path / "gone.png", "-o", tmp_path / "gone.kmq"],
+                    ["decompress", tmp_path / "nothere.kmq", "-o", tmp_path / "gone.kmq"]):
+        result = run(runner, *command, "--skip-existing")
+        assert result.exit_code == 1 and "skipped" not in result.output and "no such file" in result.output
+
+
+def test_stdin_is_read_before_its_skip(frames, tmp_path):
+    # (h54r1: a skipped single run left its stdin unread, so `cat big | kmq ...` ended on a broken pipe)
+    import subprocess
+    import sys
+
+    (tmp_path / "out.kmq").write_bytes(b"x")
+    process = subprocess.Popen([sys.executable, "-m", "kmq", "compress", "-", "-o", str(tmp_path / "out.kmq"),
+                                "--skip-existing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process.stdin.write(b"\0" * (8 << 20))  # far past a pipe's buffer: BrokenPipeError if never read
+    process.stdin.close()
+    assert process.wait() == 0 and process.stdout.read().endswith(b"skipped, it exists\n")
+
+
+def test_a_series_whose_palette_is_one_of_its_own_files_reruns(runner, frames, tmp_path):
+    # (h54r1: ser/f0.kmq as --palette, beside its image, failed f0.png as "the --palette file of this run"
+    # on every re-run, where --skip-existing is meant for just that)
+    assert run(runner, "compress", frames / "f0.png", "-k", "4", "-q").exit_code == 0
+    result = run(runner, "compress", frames, "--palette", frames / "f0.kmq", "--skip-existing", "-j", "1",
+                 "--summary", "json")
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout)
+    assert (s["succeeded"], s["skipped"], s["failed"]) == (2, 1, 0)
+    result = run(runner, "compress", frames, "--palette", frames / "f0.kmq", "-f", "-j", "1", "-q")
+    assert result.exit_code == 1 and "is the --palette file of this run" in result.output  # as before
+
+
+def test_segment_with_masks_only_says_its_masks_exist(runner, frames, tmp_path):
+    image, masks = frames / "f0.png", tmp_path / "masks"
+    assert run(runner, "segment", image, "-k", "3", "--masks", masks, "-q").exit_code == 0
+    result = run(runner, "segment", image, "-k", "3", "--masks", masks, "--skip-existing")
+    assert result.output == f"{image} -> {masks}: skipped, its masks exist\n"

@@ -116,13 +116,13 @@ def test_a_stem_of_two_images_keeps_both_and_the_kmq(runner, series):
     result = run(runner, "segment", "s", "-o", "seen", "-j", "1", "--summary", "json")
     assert [r["input"] for r in json.loads(result.stdout)["results"]] == ["s/a.jpg", "s/a.kmq", "s/a.png",
                                                                          "s/b.kmq"]
-    assert result.stderr.splitlines()[0] == ("Warning: skipped 1 image beside a .kmq of the same stem (first: "
+    assert result.stderr.splitlines()[0] == ("Warning: left out 1 image beside a .kmq of the same stem (first: "
                                              "s/b.png): the .kmq is drawn, as stored; give -k or --palette to "
                                              "draw the images")
     result = run(runner, "segment", "s", "-k", "2", "-o", "seen2", "-j", "1", "--summary", "json")
     assert [r["input"] for r in json.loads(result.stdout)["results"]] == ["s/a.jpg", "s/a.kmq", "s/a.png",
                                                                          "s/b.png"]
-    assert result.stderr.splitlines()[0] == ("Warning: skipped 1 .kmq file beside an image of the same stem "
+    assert result.stderr.splitlines()[0] == ("Warning: left out 1 .kmq file beside an image of the same stem "
                                              "(first: s/b.kmq): -k and --palette draw the images")
 
 
