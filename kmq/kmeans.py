@@ -2269,9 +2269,12 @@ def _bins_in_place(ids: np.ndarray) -> np.ndarray:
         seen = np.zeros(top, dtype=bool)
         seen[ids] = True
         occupied = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.int32)
         del seen
-        rank -= 1
+        # Ranks written only where a bin is occupied, the only entries read: a cumulative sum over the whole
+        # table touched every page of it (RGBA at 0.3 MP, 252 000 colours: its 6-bit ids span 1.35 M, its
+        # 5-bit ones 2**20, ~7 ms each, for 120 000 and 49 000 bins).
+        rank = np.empty(top, dtype=np.int32)
+        rank[occupied] = np.arange(occupied.shape[0], dtype=np.int32)
         for s in range(0, ids.shape[0], _INDEX_CHUNK):  # chunks: no second (n,) array
             ids[s:s + _INDEX_CHUNK] = np.take(rank, ids[s:s + _INDEX_CHUNK])
         return occupied
