@@ -41,3 +41,23 @@ def test_bins_rank_no_cumulative_sum_over_the_table(monkeypatch):
     assert not [n for n in summed if n >= ids.size], summed
     want, want_inverse = np.unique(ids, return_inverse=True)
     assert np.array_equal(occupied, want) and np.array_equal(inverse, want_inverse)
+
+
+def test_lloyd_runs_passes_in_cache_sized_blocks(monkeypatch):
+    """Each of `_lloyd_runs`' distance passes covers at most 2**16 point-centroid pairs (old code: 2**18)."""
+    colors, counts, _ = kmeans.distinct_colors(_rgba(120, 160).reshape(-1, 4))
+    level = kmeans._pyramid(colors, counts, (4,))[0]
+    starts = kmeans._kmeanspp(level, 16, np.random.default_rng(0), 16)
+    pairs: list[int] = []
+    orig = kmeans._along_dist2
+
+    def spy(cols, centres, out=None):
+        pairs.append(cols.shape[1] * centres.shape[0])
+        return orig(cols, centres, out)
+
+    monkeypatch.setattr(kmeans, "_along_dist2", spy)
+    got = kmeans._lloyd_runs(level, starts, 3, 0.0)
+    monkeypatch.undo()
+    assert level.m * 256 > 1 << 18 and pairs and max(pairs) <= 1 << 16
+    want = kmeans._lloyd_runs(level, starts, 3, 0.0)  # (the block changes no bit)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
