@@ -1919,6 +1919,18 @@ class _FirstRows(dict):
 _FIRST_ROWS = _FirstRows()
 
 
+# Candidate-point pairs per block of `_reassign_near` (for 4 channels, 32 768 points of 4 candidates): its (L, n)
+# float64 rows stay in the core's share of the cache. At `_BLOCK` (2**21) each of them was 4 MB with 4 channels:
+# the momentum updates of RGBA's mixed level and polish (95 000-354 000 points, K = 64-256) 1-7 % less CPU in
+# `_hamerly` at 2**17 (RGB's polish 0-5 %), the same labels and bounds.
+_NEAR_BLOCK = _CACHE_BLOCK
+# The fewest candidates `_reassign_near` lists for a point with 4 channels. Two (its centroid and the nearest
+# other) rarely settle a point there, and they leave the bound on the rest at the separation beyond less u;
+# four make it the third nearest measured, which the next updates fail less: those momentum updates 4 % less
+# CPU on geometric mean over 7 cells (-10 % to +3 %), the same labels. RGB: no gain, left at two.
+_LEAST_WIDTH_RGBA = 4
+
+
 @_short_buffers
 def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep: np.ndarray, rows: np.ndarray,
                    labels: np.ndarray, upper: np.ndarray, runner: np.ndarray, near: np.ndarray,
@@ -1932,8 +1944,8 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     others are sorted by separation (`_by_separation`: order, nsep), so a point needs only the first n of
     its centroid's list (those within `_REACH` |x - c_j|, `_REACH_RGBA` with 4 channels, so that the bound on
     the rest stays above the nearest for a while); points are bucketed by n rounded up to a power of two (at
-    least 2) and each bucket is one vectorised step. Any centroid past the first n is at least
-    |c_i - c_j| - |x - c_j| away, which bounds the rest from below.
+    least 2, `_LEAST_WIDTH_RGBA` with 4 channels) and each bucket is one vectorised step. Any centroid past the
+    first n is at least |c_i - c_j| - |x - c_j| away, which bounds the rest from below.
     slack (k,): when order and nsep were sorted before the centroids last moved, centroid j's separations
     may since have shrunk by up to slack[j] (its own move plus the largest other's); each list is then
     read that much further out and the bound on the rest lowered by as much, so the answer stays exact.
@@ -1950,6 +1962,8 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
     powers = np.ascontiguousarray(nsep[:, 2 << np.arange(max(0, (k - 1).bit_length() - 1))].T)
     # The flags summed as the uint8 they are stored as: summing bools into uint8 cast them through buffers.
     doublings = np.add.reduce(np.less(powers.take(lab, axis=1), reach).view(np.uint8), axis=0, dtype=np.uint8)
+    if pts.x.shape[1] > 3:
+        np.maximum(doublings, _LEAST_WIDTH_RGBA.bit_length() - 2, out=doublings)
     x = pts.x
     xt = pts.xt
     channels = x.shape[1]
@@ -1970,7 +1984,7 @@ def _reassign_near(pts: _Points, centroids: np.ndarray, order: np.ndarray, nsep:
             for c in range(channels):
                 cols[c].take(lists[built:L], out=near_cols[c, built:L], mode="clip")
             built = L
-        step = max(1, _BLOCK // (L * channels))
+        step = max(1, _NEAR_BLOCK // (L * channels))
         for s0 in range(0, sel.shape[0], step):
             part = sel[s0:s0 + step]
             r = rows[part]
@@ -2269,9 +2283,12 @@ def _bins_in_place(ids: np.ndarray) -> np.ndarray:
         seen = np.zeros(top, dtype=bool)
         seen[ids] = True
         occupied = np.flatnonzero(seen)
-        rank = np.cumsum(seen, dtype=np.int32)
         del seen
-        rank -= 1
+        # Ranks written only where a bin is occupied, the only entries read: a cumulative sum over the whole
+        # table touched every page of it (RGBA at 0.3 MP, 252 000 colours: its 6-bit ids span 1.35 M, its
+        # 5-bit ones 2**20, ~7 ms each, for 120 000 and 49 000 bins).
+        rank = np.empty(top, dtype=np.int32)
+        rank[occupied] = np.arange(occupied.shape[0], dtype=np.int32)
         for s in range(0, ids.shape[0], _INDEX_CHUNK):  # chunks: no second (n,) array
             ids[s:s + _INDEX_CHUNK] = np.take(rank, ids[s:s + _INDEX_CHUNK])
         return occupied
@@ -2764,8 +2781,11 @@ def _lloyd_runs(pts: _Points, starts: np.ndarray, max_iter: int, tol_abs: float
     return cent, inertia, labels
 
 
-# Point-centroid pairs of each block of `_lloyd_runs`'s passes (and half of its buffer's floats).
-_RUNS_BLOCK = 1 << 18
+# Point-centroid pairs of each block of `_lloyd_runs`'s passes (and half of its buffer's floats). At 2**18 the
+# buffer's two rows were 2 MB, the core's whole share of the cache, and each channel's three passes and `_down`'s
+# went out to it: 16 runs at K = 16 and 8 at K = 64 on RGBA's 4-bit bins (3 400-11 300) and RGB's 5-bit ones,
+# 3 updates, 15-21 % less CPU at 2**16 (2**17 12-17 %, 2**15 0-14 %), the same bits.
+_RUNS_BLOCK = 1 << 16
 # Point-centroid pairs per pass from which `_split_runs` halves the runs between two threads, up to
 # _SPLIT_RUNS_TO MIN_PARTs (from there each half's passes are split between threads by points too). From
 # twice MIN_PART every pass was split by points instead, which left each update's sums (a bincount per
