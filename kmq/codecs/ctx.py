@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 from dataclasses import dataclass
 from itertools import product
 from typing import Callable, Iterator
@@ -479,7 +480,10 @@ def _count(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         return ordered[at].astype(np.intp), counts
     if not len(keys):
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    counts = np.bincount(keys, minlength=size)
+    # in spans: bincount casts its keys to intp, 8 bytes each (48 MB for a 48 MP image's last piece of 6 MP)
+    counts = np.bincount(keys[:_STRIPE_PIXELS], minlength=size)
+    for a in range(_STRIPE_PIXELS, len(keys), _STRIPE_PIXELS):
+        counts += np.bincount(keys[a:a + _STRIPE_PIXELS], minlength=size)
     used = counts.nonzero()[0]
     return used, counts[used]
 
@@ -527,8 +531,9 @@ class _Stream:
         # (freq - 1, cum): a 48 MP image has ~1,000 batches, whose tables took 2/3 of a 1 MP image's stream
         self.parts.append((fs.take(keys), cs.take(keys)) if len(keys) < len(fs) else (keys, fs, cs))
 
-    def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
-        self.parts.append((np.subtract(freq, 1, dtype=np.int64).astype(np.uint16), cum.astype(np.uint16)))
+    def uniform(self, less: np.ndarray, cum: np.ndarray) -> None:
+        """Code uniform symbols given as their (freq - 1, cum), uint16 (kept as they are: views of the pass's)."""
+        self.parts.append((less, cum))
 
     def replay(self, calls: list[tuple]) -> None:
         """Code what a _Cost recorded: the same symbols, without modelling them again (its keys are the parts'
@@ -567,11 +572,13 @@ class _Cost:
             # (an escape's key, intp, kept in 4 bytes: below the escape rows times the buckets)
             self.calls.append((keys if keys.dtype.itemsize <= 4 else keys.astype(np.int32), used, f, c))
 
-    def uniform(self, freq: np.ndarray, cum: np.ndarray) -> None:
+    def uniform(self, less: np.ndarray, cum: np.ndarray) -> None:
+        freq = less.astype(np.int64)  # (int64, as the sums were always made: the same bounds to the last bit)
+        freq += 1
         self.bits += float((rans.SCALE_BITS - np.log2(freq)).sum())
         self.short += int((rans.M - freq).sum())
         if self.calls is not None:
-            self.calls.append((None, None, freq.astype(np.uint32), cum.astype(np.uint32)))  # (as _Stream's)
+            self.calls.append((None, None, less, cum))  # (as _Stream's)
 
 
 class _Decoder:
@@ -829,19 +836,39 @@ class _Model:
         return rows * self.n_buckets + bucket, *rans.uniform(rank - self.bucket_base.take(bucket),
                                                              self._offset_sizes(bucket, n_ranks))
 
-    def decode_escapes(self, dec: _Decoder, kind: int, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray
-                       ) -> np.ndarray:
-        """Decode the labels of escaped pixels, given their context, and learn their buckets."""
-        if len(pattern) == 0:
-            return np.zeros(0, np.int64)
-        ref, n_ranks, excl, rows = self._escape_context(pattern, nb, act)
+    def decode_escapes(self, dec: _Decoder, kind: int, cx: _Context, sym: np.ndarray, a: int, out: np.ndarray
+                       ) -> None:
+        """Decode the labels of a piece's escaped pixels into ``out`` and learn their buckets, given the context
+        ``cx`` of the pass and the piece's stage-1 symbols ``sym`` (of its pixels from ``a`` on).
+
+        In spans of _ESCAPE_GROUP pixels: the buckets of them all (the stream's order), then their offsets,
+        keeping between the two what each escape's offset and label need (its bucket, excluded positions and
+        reference: 10 bytes an escape, where the piece's whole stage 2 at once took ~100, 0.2 GB for a 6 MP
+        piece of a noisy 48 MP photo). The same symbols: a row's table is the same whatever others are made."""
         weights = self.escape_weights(kind)
-        bucket = dec.code(weights, rows)
-        p = self.bucket_base[bucket] + dec.uniform(self._offset_sizes(bucket, n_ranks))
-        self.learn_escapes(kind, *_count(rows * self.n_buckets + bucket, weights.rows * self.n_buckets))
-        for r in range(4):  # skip over the excluded positions, lowest first
-            p += excl[r] <= p
-        return p if self.k > _NN_MAX else self.order[ref, p]
+        counts = np.zeros(weights.rows * self.n_buckets, np.intp)
+        spans, held = [], []
+        for c0 in range(a, a + len(sym), _ESCAPE_GROUP):
+            at = np.flatnonzero(sym[c0 - a:c0 - a + _ESCAPE_GROUP] == _ESC)
+            if not len(at):
+                continue
+            at += c0
+            ref, _, excl, rows = self._escape_context(cx.pattern[at], cx.nb[:, at], cx.act[at])
+            bucket = dec.code(weights, rows)
+            rows *= self.n_buckets
+            rows += bucket
+            counts += np.bincount(rows, minlength=len(counts))
+            spans.append(at)
+            held.append((bucket.astype(np.uint8), excl.astype(np.uint16 if self.k < 65536 else np.uint32),
+                         ref.astype(np.uint8) if self.k <= _NN_MAX else None))
+            del ref, excl, rows, bucket, at
+        for at, (bucket, excl, ref) in zip(spans, held):
+            p = self.bucket_base[bucket] + dec.uniform(self._offset_sizes(bucket, _N_RANKS[cx.pattern[at]]))
+            for r in range(4):  # skip over the excluded positions, lowest first
+                p += excl[r] <= p
+            out[at] = p if self.k > _NN_MAX else self.order[ref, p]
+        used = counts.nonzero()[0]
+        self.learn_escapes(kind, used, counts[used])
 
 
 def _sort4(a: list[np.ndarray]) -> None:
@@ -939,24 +966,23 @@ def _pass_keys(kind: int, nb: np.ndarray, extra: _Extras, truth: np.ndarray, mod
     return keys, at, (_pattern(nb_at), nb_at, _activity(model, nb_at))
 
 
-def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarray, at: np.ndarray,
-                 escapes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Code one pass piece by piece, as _decode_pass finds it: its stage-1 keys row·_N_SYM + symbol, its
-    escapes' places ``at`` and their escape_symbols. Every symbol is known, so a symbol's key is its whole
-    part of the coding: a piece counts its keys, makes the tables of those alone, and learns from the same
-    counts."""
-    esc_keys, off_f, off_c = escapes
+def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarray, cut: list[int],
+                 escapes: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Code one pass piece by piece, as _decode_pass finds it: its stage-1 keys row·_N_SYM + symbol, how many of
+    its escapes come before each piece (and in all: ``cut``) and ``escapes(n)``, the next n escapes'
+    _escape_symbols. Every symbol is known,
+    so a symbol's key is its whole part of the coding: a piece counts its keys, makes the tables of those
+    alone, and learns from the same counts."""
     weights, esc_weights = model.rank_weights(kind), model.escape_weights(kind)
     esc_size = esc_weights.rows * model.n_buckets
-    pieces = _pieces(len(keys))
-    cut = np.searchsorted(at, [a for a, _ in pieces] + [len(keys)]).tolist()
-    for (a, b), ea, eb in zip(pieces, cut, cut[1:]):
+    for (a, b), ea, eb in zip(_pieces(len(keys)), cut, cut[1:]):
         used, counts = _count(keys[a:b], _PASS_KEYS)
         side.keyed(weights, _N_SYM, keys[a:b], used, counts)
         if eb > ea:
-            esc_used, esc_counts = _count(esc_keys[ea:eb], esc_size)
-            side.keyed(esc_weights, model.n_buckets, esc_keys[ea:eb], esc_used, esc_counts)
-            side.uniform(off_f[ea:eb], off_c[ea:eb])
+            esc_keys, less, cum = escapes(eb - ea)
+            esc_used, esc_counts = _count(esc_keys, esc_size)
+            side.keyed(esc_weights, model.n_buckets, esc_keys, esc_used, esc_counts)
+            side.uniform(less, cum)
             model.learn_escapes(kind, esc_used, esc_counts)
         model.learn_rank(kind, used, counts)
 
@@ -973,12 +999,10 @@ def _decode_pass(model: _Model, dec: _Decoder, kind: int, cx: _Context) -> np.nd
         sym = np.empty(b - a, np.uint8)
         for c0, c1 in _spans(a, b):
             sym[c0 - a:c1 - a] = dec.code(weights, cx.rows[c0:c1])
-        at = np.flatnonzero(sym == _ESC) + a
-        escaped = model.decode_escapes(dec, kind, cx.pattern[at], cx.nb[:, at], cx.act[at])
         for c0, c1 in _spans(a, b):
             pos = _POS_OF_SYM[(cx.pattern[c0:c1].astype(np.intp) << 2) + np.minimum(sym[c0 - a:c1 - a], 3)]
             out[c0:c1] = flat_nb[pos * np.intp(n) + np.arange(c0, c1)]
-        out[at] = escaped
+        model.decode_escapes(dec, kind, cx, sym, a, out)  # (over the escapes' labels just written)
         # (keys below _PASS_KEYS < 2^16: uint16, counted as intp ones were)
         keys = cx.rows[a:b] * np.uint16(_N_SYM)
         keys += sym
@@ -1035,7 +1059,7 @@ _BATCH_PIXELS = 1 << 14
 # of about this many: the same keys (a pixel's context is its own), while each temporary of the model stays a
 # stripe's size (a 48 MP image's last passes are 12 MP each: their whole-pass temporaries, some uint16 or int64,
 # made the encoder's peak).
-_STRIPE_PIXELS = 1 << 20
+_STRIPE_PIXELS = 1 << 18
 
 
 def _pass_stripes(canvas: np.ndarray, p: _Pass, truth: np.ndarray, model: "_Model"
@@ -1056,7 +1080,7 @@ def _pass_stripes(canvas: np.ndarray, p: _Pass, truth: np.ndarray, model: "_Mode
 
 
 # (stage 2 takes ~90 bytes of temporaries an escape)
-_ESCAPE_GROUP = 1 << 18
+_ESCAPE_GROUP = 1 << 16
 
 
 def _escape_groups(escaped: list[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...]]:
@@ -1081,28 +1105,46 @@ def _joined_escapes(group: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ..
     return group[0] if len(group) == 1 else tuple(np.concatenate(part, axis=-1) for part in zip(*group))
 
 
+def _escape_symbols(model: _Model, group: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """escape_symbols of a group of escapes as the stream keeps them: keys, freq - 1 and cum, uint16 each (a key
+    is below the 320 escape rows times at most 32 buckets, K = 65536)."""
+    keys, freq, cum = model.escape_symbols(*group)
+    freq -= 1
+    return keys.astype(np.uint16), freq.astype(np.uint16), cum.astype(np.uint16)
+
+
 def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> np.ndarray:
     """Model and code ``labels``; returns them as read (a copy in bytes up to K = 256, else ``labels``)."""
     model = _Model(len(palette), palette)
-    # passes' kinds, stage-1 keys and escapes' places (_pass_keys)
-    todo: list[tuple[int, np.ndarray, np.ndarray]] = []
-    escaped: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # their escapes' contexts, labels
+    # passes' kinds, stage-1 keys and how many of their escapes come before each piece (_encode_pass)
+    todo: list[tuple[int, np.ndarray, list[int]]] = []
+    # Escapes' contexts and labels, whose stage 2 is made as soon as a group's worth is known (6 bytes an escape,
+    # where a batch's contexts, places and symbols held ~36: a noisy photo's 48 MP at K = 256, 4.3 million
+    # escapes in each of its last passes, peaked at 0.70 GB), and the symbols made, in coding order.
+    pending: list[tuple[np.ndarray, ...]] = []
+    made: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
+
+    def make() -> None:
+        made.extend(_escape_symbols(model, group) for group in _escape_groups(pending))
+        pending.clear()
+
+    def taken(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next n escapes' symbols of ``made``, joined for a piece of a pass, letting go of the groups used up
+        (the batch's joined at once were its symbols twice: 61 MB more for a 48 MP photo's last pass at K = 4096)."""
+        parts = []
+        while n:
+            group = made.popleft()
+            if len(group[0]) > n:
+                made.appendleft(tuple(x[n:] for x in group))
+                group = tuple(x[:n] for x in group)
+            parts.append(group)
+            n -= len(group[0])
+        return _joined_escapes(parts)
 
     def code() -> None:
-        n_esc = sum(len(at) for _, _, at in todo)
-        # (4 bytes a key and a frequency: an escape's key is below the escape rows times the buckets)
-        esc_keys, off_f, off_c = np.empty(n_esc, np.int32), np.empty(n_esc, np.uint32), np.empty(n_esc, np.uint32)
-        start = 0
-        for group in _escape_groups(escaped):
-            end = start + len(group[0])
-            esc_keys[start:end], off_f[start:end], off_c[start:end] = model.escape_symbols(*group)
-            start = end
-        escaped.clear()
-        start = 0
-        for kind, keys, at in todo:
-            end = start + len(at)
-            _encode_pass(model, side, kind, keys, at, (esc_keys[start:end], off_f[start:end], off_c[start:end]))
-            start = end
+        make()
+        for kind, keys, cut in todo:
+            _encode_pass(model, side, kind, keys, cut, taken)
         todo.clear()
 
     height, width = labels.shape
@@ -1115,12 +1157,15 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
             continue
         truth = region.reshape(-1)
         keys = np.empty(len(truth), np.uint16)
-        places = []
+        starts = [a for a, _ in _pieces(len(truth))] + [len(truth)]
+        cut = np.zeros(len(starts), np.int64)
         for a, part, at, context in _pass_stripes(labels, p, truth, model):
             keys[a:a + len(part)] = part
-            places.append(at)
-            escaped.append((*context, truth[at]))
-        todo.append((p.kind, keys, places[0] if len(places) == 1 else np.concatenate(places)))
+            cut += np.searchsorted(at, starts)
+            pending.append((*context, truth[at]))
+            if sum(len(entry[0]) for entry in pending) >= _ESCAPE_GROUP:
+                make()
+        todo.append((p.kind, keys, cut.tolist()))
         if sum(len(keys) for _, keys, _ in todo) >= _BATCH_PIXELS:
             code()
     if todo:
@@ -1233,7 +1278,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     else:
         _encode_all(labels, palette, enc)
     lg = lanes_log2(labels.size)
-    return bytes([lg]) + rans.encode_parts(enc.parts, 1 << lg)
+    return rans.encode_parts(enc.parts, 1 << lg, head=bytes([lg]), free=True)
 
 
 def payload_bounds(labels: np.ndarray, palette: np.ndarray) -> tuple[int, int]:
@@ -1273,7 +1318,10 @@ def decode(payload: bytes, width: int, height: int, palette: np.ndarray) -> np.n
         if len(payload):
             raise FormatError(f"{_WHAT}: k = 1 needs an empty payload, got {len(payload)} bytes")
         return np.zeros((height, width), dtype=np.uint16)
-    data = memoryview(bytes(payload))
+    try:
+        data = memoryview(payload).cast("B")  # (read in place: a copy was the payload's size again)
+    except TypeError:  # (not a contiguous buffer)
+        data = memoryview(bytes(payload))
     if len(data) < 1:
         raise FormatError(f"{_WHAT}: empty, expected at least the lane-count byte")
     lg = data[0]
