@@ -1919,7 +1919,7 @@ class _FirstRows(dict):
 _FIRST_ROWS = _FirstRows()
 
 
-# Candidate-point pairs per block of `_reassign_near` (for 4 channels, 32 768 points of 4 candidates): its (L, n)
+# Candidate-point-channel values per block of `_reassign_near` (4 channels: 8,192 points of 4 candidates): its (L, n)
 # float64 rows stay in the core's share of the cache. At `_BLOCK` (2**21) each of them was 4 MB with 4 channels:
 # the momentum updates of RGBA's mixed level and polish (95 000-354 000 points, K = 64-256) 1-7 % less CPU in
 # `_hamerly` at 2**17 (RGB's polish 0-5 %), the same labels and bounds.

@@ -430,7 +430,7 @@ class _Search:
         return self.payloads.setdefault(bytes(str(img.palette.shape), "ascii") + img.palette.tobytes(), [])
 
     def _payload(self, img: KmqImage) -> list | None:
-        """The [labels, payload bounds] of img's palette and labels, if sized (None if not)."""
+        """The [labels, payload bounds, ctx.payload_bounds' own] of img's palette and labels, if sized (None if not)."""
         return next((entry for entry in self._payloads(img) if np.array_equal(entry[0], img.labels)), None)
 
     def _twin(self, k: int, img: KmqImage) -> KmqImage | None:
