@@ -535,6 +535,10 @@ class _Stream:
         """Code uniform symbols given as their (freq - 1, cum), uint16 (kept as they are: views of the pass's)."""
         self.parts.append((less, cum))
 
+    def uniform_keyed(self, keys: np.ndarray, less: np.ndarray, cum: np.ndarray) -> None:
+        """Code uniform symbols given as keys into tables of their (freq - 1, cum) (the keys kept as they are)."""
+        self.parts.append((keys, less, cum))
+
     def replay(self, calls: list[tuple]) -> None:
         """Code what a _Cost recorded: the same symbols, without modelling them again (its keys are the parts'
         keys, not copied)."""
@@ -579,6 +583,9 @@ class _Cost:
         self.short += int((rans.M - freq).sum())
         if self.calls is not None:
             self.calls.append((None, None, less, cum))  # (as _Stream's)
+
+    def uniform_keyed(self, keys: np.ndarray, less: np.ndarray, cum: np.ndarray) -> None:
+        self.uniform(less.take(keys), cum.take(keys))
 
 
 class _Decoder:
@@ -636,6 +643,7 @@ class _Model:
         self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = (base[None, :] < (k - np.arange(5))[:, None]).astype(np.int64)
+        self.offset_less, self.offset_cum = self._offset_tables()
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
@@ -823,16 +831,34 @@ class _Model:
         """How many offsets each bucket holds, its candidates left out."""
         return np.minimum(self.bucket_size.take(bucket), self.k - n_ranks - self.bucket_base.take(bucket))
 
+    def _offset_tables(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """The uniform offsets' (freq - 1, cum), uint16, by key R·k + rank (R candidates, rank below k - R), when
+        the 5·k keys fit in uint16 (k <= 13107): the stream keeps an escape's offset as its key, 2 bytes, not
+        as its (freq - 1, cum), 4 (48 MP at K = 4096: ~30 million escapes)."""
+        if 5 * self.k > 1 << 16:
+            return None, None
+        rank = np.arange(self.k)
+        bucket = self.bucket_of
+        offset = rank - self.bucket_base.take(bucket)
+        # (a rank at or past k - R never occurs: its size, 0 or less, is made 1 so the table can be filled)
+        sizes = [np.maximum(self._offset_sizes(bucket, r), 1) for r in range(5)]
+        freq, cum = rans.uniform(np.tile(offset, 5), np.concatenate(sizes))
+        freq -= 1
+        return freq.astype(np.uint16), cum.astype(np.uint16)
+
     def escape_symbols(self, pattern: np.ndarray, nb: np.ndarray, act: np.ndarray, value: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       ) -> tuple[np.ndarray, ...]:
         """The encoder's stage 2 for escaped pixels of labels ``value``: their keys escape row·buckets + bucket,
-        and their offsets' (freq, cum)."""
+        and their offsets' keys R·k + rank into the offset tables (_offset_tables), or without those tables
+        their offsets' (freq, cum)."""
         if len(value) == 0:
-            return np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return np.zeros(0, np.intp), *[np.zeros(0, np.int64)] * (1 if self.offset_less is not None else 2)
         ref, n_ranks, excl, rows = self._escape_context(pattern, nb, act)
         p = self._positions(ref, value)
         rank = p - (excl < p).sum(axis=0)
         bucket = self.bucket_of.take(rank)
+        if self.offset_less is not None:
+            return rows * self.n_buckets + bucket, n_ranks * self.k + rank
         return rows * self.n_buckets + bucket, *rans.uniform(rank - self.bucket_base.take(bucket),
                                                              self._offset_sizes(bucket, n_ranks))
 
@@ -979,10 +1005,13 @@ def _encode_pass(model: _Model, side: _Stream | _Cost, kind: int, keys: np.ndarr
         used, counts = _count(keys[a:b], _PASS_KEYS)
         side.keyed(weights, _N_SYM, keys[a:b], used, counts)
         if eb > ea:
-            esc_keys, less, cum = escapes(eb - ea)
+            esc_keys, *offsets = escapes(eb - ea)
             esc_used, esc_counts = _count(esc_keys, esc_size)
             side.keyed(esc_weights, model.n_buckets, esc_keys, esc_used, esc_counts)
-            side.uniform(less, cum)
+            if len(offsets) == 1:
+                side.uniform_keyed(offsets[0], model.offset_less, model.offset_cum)
+            else:
+                side.uniform(*offsets)
             model.learn_escapes(kind, esc_used, esc_counts)
         model.learn_rank(kind, used, counts)
 
@@ -1105,12 +1134,14 @@ def _joined_escapes(group: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ..
     return group[0] if len(group) == 1 else tuple(np.concatenate(part, axis=-1) for part in zip(*group))
 
 
-def _escape_symbols(model: _Model, group: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """escape_symbols of a group of escapes as the stream keeps them: keys, freq - 1 and cum, uint16 each (a key
-    is below the 320 escape rows times at most 32 buckets, K = 65536)."""
-    keys, freq, cum = model.escape_symbols(*group)
-    freq -= 1
-    return keys.astype(np.uint16), freq.astype(np.uint16), cum.astype(np.uint16)
+def _escape_symbols(model: _Model, group: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """escape_symbols of a group of escapes as the stream keeps them, uint16 each (a key is below the 320 escape
+    rows times at most 32 buckets, K = 65536): keys and the offsets' keys into the model's offset tables, or,
+    without those tables, keys, the offsets' freq - 1 and cum."""
+    keys, *offsets = model.escape_symbols(*group)
+    if len(offsets) == 2:
+        offsets[0] -= 1
+    return keys.astype(np.uint16), *(x.astype(np.uint16) for x in offsets)
 
 
 def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) -> np.ndarray:
@@ -1118,9 +1149,9 @@ def _encode_all(labels: np.ndarray, palette: np.ndarray, side: _Stream | _Cost) 
     model = _Model(len(palette), palette)
     # passes' kinds, stage-1 keys and how many of their escapes come before each piece (_encode_pass)
     todo: list[tuple[int, np.ndarray, list[int]]] = []
-    # Escapes' contexts and labels, whose stage 2 is made as soon as a group's worth is known (6 bytes an escape,
-    # where a batch's contexts, places and symbols held ~36: a noisy photo's 48 MP at K = 256, 4.3 million
-    # escapes in each of its last passes, peaked at 0.70 GB), and the symbols made, in coding order.
+    # Escapes' contexts and labels, whose stage 2 is made as soon as a group's worth is known (4 bytes an escape,
+    # 6 above K = 13107, where a batch's contexts, places and symbols held ~36: a noisy photo's 48 MP at K = 256,
+    # 4.3 million escapes in each of its last passes, peaked at 0.70 GB), and the symbols made, in coding order.
     pending: list[tuple[np.ndarray, ...]] = []
     made: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
 
