@@ -752,7 +752,7 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
 def write(path: str | Path | BinaryIO, img: KmqImage, *, overwrite: bool = False) -> int:
     """Write img to path atomically (a temporary file, then a rename; "-" writes to stdout). Returns the
     bytes written (img.to_bytes() gives them without a file). path may also be a binary file object: the
-    file's bytes are written to it in one call, at its position.
+    file's bytes are written to it at its position.
 
     Raises KmqError for an existing file (unless overwrite is true) or a failed write, leaving no file;
     ValueError for fields of img that no longer make a valid file; TypeError for a path that is not one.

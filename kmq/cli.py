@@ -551,32 +551,24 @@ def _check_rdo_options(rdo: float, psnr: float | None, max_bytes: int | None, co
                                "ctx (or lzma)")
 
 
-def _skips(skip_existing: bool, output: str, source: str, quiet: bool) -> bool:
-    """--skip-existing in a single run: the output there already is said (unless -q) and left alone, as a
-    bulk run's is (a missing input is still an error; stdin is read to its end, as there, so that what
-    feeds it does not end on a broken pipe)."""
-    from .fileio import written_before
+def _skips(skip_existing: bool, output: str | None, source: str, quiet: bool, *, there: bool | None = None,
+           shown: str | None = None, what: str = "it exists") -> bool:
+    """--skip-existing in a single run: the output there already (``there``: every output, segment's) is said
+    (unless -q; as ``shown``, ``what``) and left alone, as a bulk run's is (a missing input is still an error;
+    stdin is read to its end, as there, so that what feeds it does not end on a broken pipe)."""
+    from .fileio import read_bytes, written_before
 
-    if not skip_existing or not written_before(output):
+    if not skip_existing or not (written_before(output) if there is None else there):
         return False
-    _check_input(source)
-    check_distinct(output, source)  # the input itself is not an output that was written before
-    _drain(source)
-    if not quiet:
-        click.echo(_skipped_line(source, output))
-    return True
-
-
-def _check_input(source: str) -> None:
     if source != STDIO and not os.path.exists(source):
         raise KmqError(f"{source}: no such file or directory")  # (as the bulk run says, skipping or not)
-
-
-def _drain(source: str) -> None:
+    if output is not None:
+        check_distinct(output, source)  # the input itself is not an output that was written before
     if source == STDIO:
-        from .fileio import read_bytes
-
         read_bytes(STDIO)
+    if not quiet:
+        click.echo(_skipped_line(source, shown or output, what))
+    return True
 
 
 def _check_output(output: str, source: str, force: bool = False) -> None:
@@ -1209,7 +1201,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     (input_path,) = inputs
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
-        if skip_existing and _segment_skips(input_path, output, masks_dir, quiet):
+        if _segment_skips(skip_existing, input_path, output, masks_dir, quiet):
             return
         fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)
         if output is not None:
@@ -1251,21 +1243,16 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         click.echo(line, err=output == STDIO)
 
 
-def _segment_skips(input_path: str, output: str | None, masks_dir: str | None, quiet: bool) -> bool:
-    """--skip-existing in a single segment run: every output asked for there already is said and left alone."""
+def _segment_skips(skip_existing: bool, input_path: str, output: str | None, masks_dir: str | None,
+                   quiet: bool) -> bool:
+    """--skip-existing in a single segment run: left alone when every output asked for is there."""
+    if not skip_existing:
+        return False
     from .batch import segment_there
 
     masks = None if masks_dir is None else Path(masks_dir) / _stem(input_path)
-    if not segment_there(output, masks):
-        return False
-    _check_input(input_path)
-    if output is not None:
-        check_distinct(output, input_path)
-    _drain(input_path)
-    if not quiet:
-        click.echo(_skipped_line(input_path, masks_dir, "its masks exist") if output is None
-                   else _skipped_line(input_path, output))
-    return True
+    shown, what = (output, "it exists") if output is not None else (masks_dir, "its masks exist")
+    return _skips(True, output, input_path, quiet, there=segment_there(output, masks), shown=shown, what=what)
 
 
 def _segment_bulk(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,

@@ -513,25 +513,24 @@ def _scalar(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """value with numpy number scalars as Python's, also the values of a dict in it (target's number)."""
-    if isinstance(value, dict) and depth == 0:
-        return {key: _plain(item, 1) for key, item in value.items()}
+def _held(value: Any) -> Any:
+    """value, or the Python value a numpy number or bool scalar holds (other numpy scalars as they are)."""
     try:
         return _scalar(value) if isinstance(value, np.generic) else value
     except TypeError:
         return value
 
 
+def _plain(value: Any) -> Any:
+    """_held of value, or of each value of a dict (target's number)."""
+    return {key: _held(item) for key, item in value.items()} if isinstance(value, dict) else _held(value)
+
+
 def _not_json(value: Any, where: str = "", depth: int = 1, top: str = "") -> str | None:
     """What keeps value from being written as the strict JSON a reader takes, naming where it is (x['y'][0]),
     or None (json.dumps would say "'<' not supported between instances of 'int' and 'str'" for a key 1).
     Too deep a value is named by its top-level key alone (top): its path would be 64 subscripts long."""
-    if isinstance(value, np.generic):
-        try:
-            value = _scalar(value)
-        except TypeError:
-            pass  # named below
+    value = _held(value)  # (a numpy scalar that holds no JSON value is named below)
     if isinstance(value, (dict, list, tuple)) and depth > MAX_META_DEPTH:
         return f"{top or _EMPTY_KEY} nests deeper than {MAX_META_DEPTH} levels"
     if isinstance(value, dict):

@@ -416,6 +416,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
+    hidden = _hidden(s.palette)  # (the palette moves between sweeps, not within one)
     kept = away is not None
     if not kept:
         away = _away(s)
@@ -506,7 +507,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
         else:
             near = s.near(idx) if moved_any else None
             dist = _PixelDist(s.palette, _pixels_at(s, idx))
-        best_c, dcur = _choose(dist, lam, cur, near, nbs, agree, _hidden(s.palette))
+        best_c, dcur = _choose(dist, lam, cur, near, nbs, agree, hidden)
         # (a pixel that stays keeps its distance: only the moves are written and summed)
         moves = np.flatnonzero(best_c != cur)
         to = best_c[moves]
@@ -560,7 +561,8 @@ def _choose(dist: _PixelDist | _TableDist, lam: float, cur: np.ndarray, near: np
     neighbours' labels (the first 4 of nbs; the sentinel k never); returns that label and the current
     label's distance (int32). hidden (_hidden): a neighbour's label is taken only on the same side of
     alpha 0 as cur: a few units of J bought an icon's transparent background labels of alpha 1-19 along
-    its shadow (visible in a browser), or made an edge pixel vanish; the nearest entry is always a candidate. Costs are float32 (distances below 2^24 are exact, and so is each channel's
+    its shadow (visible in a browser), or made an edge pixel vanish; the nearest entry is always a candidate.
+    Costs are float32 (distances below 2^24 are exact, and so is each channel's
     square: the same costs as from the int32 distances; a tie within rounding goes to the earlier candidate,
     cur first). The chosen labels' distances are not returned: only the few moves' are read (12 MP china +
     noise, K = 16: 0.9 M pixels chosen for, 5 int32 selects each where the moves' distances are one gather)."""
