@@ -672,6 +672,8 @@ def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, true
             from .imageio import suffix_for
 
             output = STDIO if file == STDIO else _beside(file, file + suffix_for(fmt or "PNG"))
+        # A name kmq cannot write is a mistake to say, not an output written before.
+        _ = writable_format(fmt) if fmt else _format_of(output)
         if _skips(skip_existing, output, file, quiet):
             return
         _check_output(output, file, force)
@@ -1201,9 +1203,10 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     (input_path,) = inputs
     palette = _given_palette(palette_file, max_pixels, "k", "seed")
     with _reported():
+        # (the format first: a name kmq cannot write is a mistake to say, not an output written before)
+        fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)
         if _segment_skips(skip_existing, input_path, output, masks_dir, quiet):
             return
-        fmt = None if output is None else writable_format(fmt) if fmt else _format_of(output)
         if output is not None:
             _refuse_terminal(output)
             check_distinct(output, input_path)

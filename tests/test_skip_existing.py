@@ -158,8 +158,9 @@ def test_summarize_counts_skips_neither_as_succeeded_nor_failed(tmp_path):
 def test_a_missing_input_is_an_error_in_single_runs_too(runner, frames, tmp_path):
     # (h54r1: a single run said "skipped, it exists" for an input that was not there; a bulk run, an error)
     (tmp_path / "gone.kmq").write_bytes(b"x")
-    for command in (["compress", tmp_path / "gone.png", "-o", tmp_path / "gone.kmq"],
-                    ["decompress", tmp_path / "nothere.kmq", "-o", tmp_path / "gone.kmq"]):
+    (tmp_path / "gone.png").write_bytes(b"x")
+    for command in (["compress", tmp_path / "nothere.png", "-o", tmp_path / "gone.kmq"],
+                    ["decompress", tmp_path / "nothere.kmq", "-o", tmp_path / "gone.png"]):
         result = run(runner, *command, "--skip-existing")
         assert result.exit_code == 1 and "skipped" not in result.output and "no such file" in result.output
 
@@ -195,3 +196,19 @@ def test_segment_with_masks_only_says_its_masks_exist(runner, frames, tmp_path):
     assert run(runner, "segment", image, "-k", "3", "--masks", masks, "-q").exit_code == 0
     result = run(runner, "segment", image, "-k", "3", "--masks", masks, "--skip-existing")
     assert result.output == f"{image} -> {masks}: skipped, its masks exist\n"
+
+
+@pytest.mark.parametrize("command", ["decompress", "segment"])
+def test_a_name_kmq_cannot_write_is_an_error_not_a_skip(runner, frames, tmp_path, command):
+    # No kmq run wrote out.xyz: an existing one is the user's file under a mistyped name (round 46).
+    source = frames / "f0.png"
+    if command == "decompress":
+        run(runner, "compress", source, "-k", "4", "-o", tmp_path / "f0.kmq", "-q")
+        source = tmp_path / "f0.kmq"
+    (tmp_path / "out.xyz").write_bytes(b"mine")
+    extra = ["-k", "4"] if command == "segment" else []
+    result = run(runner, command, source, *extra, "-o", tmp_path / "out.xyz", "--skip-existing")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'out.xyz'}: unknown image extension '.xyz'; use e.g. .png, "
+                             ".webp, .gif, .tiff, .bmp or .jpg\n")
+    assert (tmp_path / "out.xyz").read_bytes() == b"mine"
