@@ -32,7 +32,8 @@ def _default_threads() -> int:
         import warnings
         from .errors import KmqWarning
 
-        warnings.warn(f"{THREADS_VARIABLE}={asked!r} is not a whole number from 1: using {threads} threads",
+        # (not "using N threads": under -j each worker runs one, whatever the default)
+        warnings.warn(f"{THREADS_VARIABLE}={asked!r} is not a whole number from 1: ignored, as if unset",
                       KmqWarning, stacklevel=2)
         return threads
     return min(threads, int(asked))
