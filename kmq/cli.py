@@ -142,8 +142,9 @@ def _bulk_options(*summary_names: str):
 
 def _skip_option(f):
     return click.option("--skip-existing", "skip_existing", is_flag=True,
-                        help="Leave an input alone when its output is there already (segment: every output "
-                             "asked for): a re-run of a folder does only what is new. Not with -f.")(f)
+                        help="Leave an input alone when its output is there already (segment: its picture and, "
+                             "with --masks, any mask of its name): a re-run of a folder does only what is new. "
+                             "Not with -f.")(f)
 
 
 def _check_skip(skip_existing: bool, force: bool) -> None:
