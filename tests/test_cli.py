@@ -232,8 +232,8 @@ def test_pipes(runner, image):
     assert png.exit_code == 0 and png.stdout_bytes.startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("channels, k, ext, mode", [(3, 16, "png", "P"), (4, 5, "png", "P"), (1, 8, "png", "L"),
-                                                    (3, 300, "png", "RGB"), (3, 16, "gif", "P"),
+@pytest.mark.parametrize("channels, k, ext, mode", [(3, 16, "png", "P"), (4, 5, "png", "P"), (1, 8, "png", "P"),
+                                                    (1, 40, "png", "L"), (3, 300, "png", "RGB"), (3, 16, "gif", "P"),
                                                     (3, 16, "bmp", "RGB")])
 def test_decompress_writes_a_palette_image_when_it_can(runner, tmp_path, channels, k, ext, mode):
     rng = np.random.default_rng(channels)

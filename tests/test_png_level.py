@@ -44,6 +44,7 @@ def test_a_small_palette_png_is_written_at_level_9():
 def test_truecolor_and_grey_pngs_stay_at_level_6():
     palette, labels = _banded(301, 97, 16)
     assert _written(palette, labels, truecolor=True) == _pillow(palette, labels, 6, truecolor=True)
+    palette, labels = _banded(301, 97, imageio.GREY_PALETTE_UP_TO + 1)  # (up to 32 levels: a palette image)
     grey = palette[:, :1]
     out = io.BytesIO()
     Image.fromarray(grey[labels][:, :, 0]).save(out, format="PNG", compress_level=6)
@@ -89,10 +90,34 @@ def test_black_and_white_is_written_as_a_1_bit_png(tmp_path):
     assert (tmp_path / "ink.png").stat().st_size < len(eight_bit.getvalue())
 
 
-@pytest.mark.parametrize("levels", [(0, 254), (1, 255), (0, 128, 255)])
-def test_other_grey_levels_stay_8_bit_grey(levels):
+@pytest.mark.parametrize("levels", [(0, 254), (1, 255), (0, 128, 255), tuple(range(0, 256, 8))])
+def test_other_grey_of_up_to_32_levels_is_a_grey_palette_png_read_back_as_grey(levels):
+    # (round 46's peer trial: china grey at K = 16 was 25,646 bytes in 8-bit grey, 18,265 as pngquant's PNG-8)
     palette = np.array(levels, np.uint8)[:, None]
     labels = (np.arange(12 * 9).reshape(9, 12) % len(levels)).astype(np.uint16)
+    data = _written(palette, labels)
+    with Image.open(io.BytesIO(data)) as png:
+        assert png.mode == "P" and png.info.get("transparency") is None
+        entries = np.asarray(png.getpalette()).reshape(-1, 3)
+        assert (entries == entries[:, :1]).all()
+        np.testing.assert_array_equal(np.asarray(png.convert("L")), palette[labels][:, :, 0])
+    back = imageio.load_image(data)
+    assert back.shape == (9, 12)  # one channel: kmq reads a palette image of grey entries as grey
+    np.testing.assert_array_equal(back, palette[labels][:, :, 0])
+
+
+def test_grey_of_33_levels_and_more_stays_8_bit_grey():
+    palette = np.arange(0, 256, 7, dtype=np.uint8)[:33, None]  # 33 levels
+    labels = (np.arange(12 * 9).reshape(9, 12) % 33).astype(np.uint16)
     with Image.open(io.BytesIO(_written(palette, labels))) as png:
         assert png.mode == "L"
         np.testing.assert_array_equal(np.asarray(png), palette[labels][:, :, 0])
+
+
+def test_a_palette_image_with_one_coloured_entry_stays_colour():
+    im = Image.new("P", (3, 1))
+    im.putpalette([0, 0, 0, 9, 9, 9, 200, 10, 10])
+    im.putdata([0, 1, 1])  # the coloured entry is not used: the palette still says colour
+    out = io.BytesIO()
+    im.save(out, format="PNG")
+    assert imageio.load_image(out.getvalue()).shape == (1, 3, 3)
