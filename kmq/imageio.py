@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from . import icc, prefetch
+from . import icc, png8, prefetch
 # `import kmq` registers .kmq with Pillow (kmq/pilplugin.py) so other programs read it; kmq's own image
 # outputs leave it out: "decoding" to .kmq would quantize the pixels again, at a K nobody chose.
 from . import KMQ_FORMAT
@@ -594,7 +594,13 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     order, rank = _luminance_order(palette)
     if transparent is not None:
         transparent = int(rank[transparent])
-    _save(_palette_image(palette[order], rank[labels]), target, format, name, transparency=transparent,
+    im = _palette_image(palette[order], rank[labels])
+    if fmt == "PNG" and png8.bits_for(k) < 8 and labels.size <= PNG_BEST_PIXELS:
+        # Pillow's filtered rows or unfiltered ones, whichever is smaller (see kmq.png8): two encodes of
+        # packed indices, a few milliseconds a megapixel; above PNG_BEST_PIXELS Pillow's alone.
+        target.write(min(_png(im, compress_level=9), png8.unfiltered(im, 9), key=len))
+        return
+    _save(im, target, format, name, transparency=transparent,
           compress_level=png_level(labels.size) if fmt == "PNG" else None)
 
 
@@ -663,12 +669,13 @@ WEBP_MAX_SIDE = 16383
 
 def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     """The image palette[labels] as a PNG-8 made with care (Pillow: the smallest of optimize=True and zlib
-    levels 9 and 6); None above k = 256, which no 8-bit PNG holds.
+    levels 9 and 6; under 8 bits an index, also kmq.png8's unfiltered rows at level 9); None above k = 256,
+    which no 8-bit PNG holds.
 
     A palette image (RGBA: alpha per entry in tRNS), the smaller of its entries ordered by luminance (grey:
     by level) and in kmq's order by share: the same pixels either way, and neither order always wins (at
     K = 16 luminance is 8-13 % smaller on the sample photos, 11 % smaller to 6 % larger on other images).
-    Grey: also an 8-bit grey PNG, which wins from about K = 128 (PNG filters the levels, never palette
+    Grey: also an 8-bit grey PNG, which wins from about K = 64-128 (Pillow filters 8-bit levels, never 8-bit
     indices).
     """
     k, channels = palette.shape
@@ -677,9 +684,12 @@ def png8_bytes(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     order, rank = _luminance_order(palette)
     rgb = np.repeat(palette, 3, axis=1) if channels == 1 else palette
     candidates = [_palette_image(rgb[order], rank[labels]), _palette_image(rgb, labels)]
+    made = [_png(im, **options) for im in candidates for options in _PNG8_SETTINGS]
+    if png8.bits_for(k) < 8:  # (at 8 bits Pillow's rows are unfiltered already)
+        made += [png8.unfiltered(im, 9) for im in candidates]
     if channels == 1:
-        candidates.append(Image.fromarray(palette[labels][:, :, 0]))
-    return min((_png(im, **options) for im in candidates for options in _PNG8_SETTINGS), key=len)
+        made += [_png(Image.fromarray(palette[labels][:, :, 0]), **options) for options in _PNG8_SETTINGS]
+    return min(made, key=len)
 
 
 # Pillow's optimize=True is not always its smallest: zlib's level 9 (what decompress writes up to
