@@ -790,28 +790,27 @@ class _Model:
         the reference's order (sorted; k where there is none), and their escape row in the pass
         (act·_N_NEAR + near)·5 + R."""
         ref = self._reference(nb)
-        n_ranks = _N_RANKS[pattern]
+        n_ranks = _N_RANKS.take(pattern)
+        # The R candidates are the neighbours' distinct labels, whose positions in the reference's order (up to
+        # _NN_MAX; above, the labels themselves) are distinct: the 4 neighbours' positions sorted, a repeat of the
+        # one before it made k, and sorted again (no rank's candidate picked by the pattern: 4 gathers and 2
+        # networks, not 8 and 1; above _NN_MAX a gather along the stacked axis and a sort of each pixel's 4 were
+        # 0.8 of the escapes' stage 2 at K = 1107).
         if self.k <= _NN_MAX:
             at = ref * self.k
-            # The R candidates are the neighbours' distinct labels, whose positions in the reference's order are
-            # distinct: the 4 neighbours' positions (uint16) sorted, a repeat of the one before it made k, and
-            # sorted again (no rank's candidate picked by the pattern: 4 gathers and 2 networks, not 8 and 1).
             k = np.uint16(self.k)
             excl = [self.pos_flat.take(at + nb[i]) for i in range(4)]
-            _sort4(excl)
-            for i in (3, 2, 1):  # (last first: a repeat is compared with the position before it, not with k)
-                np.copyto(excl[i], k, where=excl[i] == excl[i - 1])
-            none = np.flatnonzero(n_ranks == 0)  # the first pixel: no neighbours, no candidates
-            for e in excl if len(none) else ():
-                e[none] = k
-            _sort4(excl)
-            excl = np.stack(excl)
         else:
-            # (the rank-r candidate names some neighbour where r >= R, so it is looked up for every pixel and then
-            # replaced)
-            cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-            excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
-            excl.sort(axis=0)
+            k = np.int32(self.k)  # (int32: the k of 65536 does not fit uint16)
+            excl = [nb[i].astype(np.int32) for i in range(4)]
+        _sort4(excl)
+        for i in (3, 2, 1):  # (last first: a repeat is compared with the position before it, not with k)
+            np.copyto(excl[i], k, where=excl[i] == excl[i - 1])
+        none = np.flatnonzero(n_ranks == 0)  # the first pixel: no neighbours, no candidates
+        for e in excl if len(none) else ():
+            e[none] = k
+        _sort4(excl)
+        excl = np.stack(excl)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
         near = _NEAR_OF[excl[0]] if self.k <= _NN_MAX else 0
         return ref, n_ranks, excl, (act.astype(np.int64) * _N_NEAR + near) * 5 + n_ranks
