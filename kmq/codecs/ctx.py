@@ -627,27 +627,30 @@ def _bucket_base_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top << shift, np.int64(1) << shift
 
 
-class _Model:
-    """Adaptive statistics; encoder and decoder call the same methods in the same order."""
+# A target's search sizes tens of labellings, most of a few palettes (a K's plain file and its rdo runs), and a
+# small image's sizing was up to 0.4 of its palette's tables (K = 256: 1.9 ms of 5.0 at 8 x 8; K = 65536: 2.6 of
+# 6.3): those of the latest palettes are kept for the process. Nothing in them changes once made but the cells met
+# and the activity table, made as needed, the same whichever model makes them.
+_TABLES_KEPT = 4
+_TABLES: dict[tuple, "_PaletteTables"] = {}
+
+
+class _PaletteTables:
+    """What a _Model reads of its palette alone (see _Model for each)."""
 
     def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
         self.pal = palette.astype(np.int64)
         self.pal_cols = [np.ascontiguousarray(self.pal[:, c]) for c in range(self.pal.shape[1])]
         self.cols32 = [col.astype(np.int32) for col in self.pal_cols]
-        # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
-        self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
-        self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
         # (int64 0/1, as esc_valid: a bool mask is cast again by each product it enters)
         self.base_valid = _valid_rows(k).astype(np.int64)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
-        self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
         base, size = _bucket_base_size(np.arange(self.n_buckets))
         self.bucket_base, self.bucket_size = base, size
         self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = (base[None, :] < (k - np.arange(5))[:, None]).astype(np.int64)
-        self.offset_less, self.offset_cum = self._offset_tables()
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
@@ -668,11 +671,39 @@ class _Model:
             # d2 clipped at the last activity bound (see _spread_activity): 6 of them sum in a uint16
             self.act_d2 = np.minimum(pairs, _ACT_FROM[-1]).astype(np.uint16)
             self.apart_of = _at_least(pairs, _APART_FROM)
-            self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
             # each entry's channels, the first highest, _SUM_BITS apart (at most 40 bits: see _reference)
             self.packed = sum(col << np.int64(_SUM_BITS * (len(self.pal_cols) - 1 - c))
                               for c, col in enumerate(self.pal_cols))
-        self.act_table: np.ndarray | None = None  # see _activity
+        # made as needed: see _Model.cells, _Model.act_table
+        self.shared: dict[str, np.ndarray | None] = {"cells": None, "act_table": None}
+
+
+def _shared(name: str, doc: str) -> property:
+    """A _Model attribute kept in its palette's tables (_PaletteTables.shared): made as needed, by whichever model."""
+    return property(lambda self: self.tables.shared[name], lambda self, value: self.tables.shared.update({name: value}),
+                    doc=doc)
+
+
+class _Model:
+    """Adaptive statistics; encoder and decoder call the same methods in the same order."""
+
+    def __init__(self, k: int, palette: np.ndarray) -> None:
+        key = palette.shape, palette.tobytes()
+        tables = _TABLES.get(key)
+        if tables is None:
+            tables = _TABLES[key] = _PaletteTables(k, palette)
+            for old in list(_TABLES)[:-_TABLES_KEPT]:
+                _TABLES.pop(old, None)  # (pop: another thread may have dropped it)
+        self.tables = tables
+        self.__dict__.update({name: value for name, value in vars(tables).items() if name != "shared"})
+        # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
+        self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
+        self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
+        self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
+        self.offset_less, self.offset_cum = self._offset_tables()
+
+    cells = _shared("cells", "Reference entry of each mean-colour cell (-1: not yet met): see _reference.")
+    act_table = _shared("act_table", "The activity of every 4 labels of 4 bits: see _activity.")
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """How far apart the colours of labels a and b are: min(_N_DC - 1, bitlen(d(a, b)) // _DCS)."""
