@@ -285,6 +285,9 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
 # activity of a spread s: min(_N_ACT - 1, bit_length(s) // 2), the number of these it reaches (bit_length(s) >= 2a
 # from s >= 2^(2a - 1) on)
 _ACT_FROM = [1 << (2 * a - 1) for a in range(1, _N_ACT)]
+# how far apart two colours are, min(_N_DC - 1, bitlen(d) // _DCS), the number of these d reaches (bitlen(d) >= _DCS·t
+# from d >= 2^(_DCS·t - 1) on)
+_APART_FROM = [1 << (_DCS * t - 1) for t in range(1, _N_DC)]
 
 
 def _at_least(x: np.ndarray, bounds: list[int]) -> np.ndarray:
@@ -332,10 +335,11 @@ def _spread_activity(model: "_Model", nb: np.ndarray) -> np.ndarray:
         for i, j in _PAIRS[1:]:
             spread += model.act_d2.take(high[i] + nb[j])
         return _at_least(spread, _ACT_FROM)
-    spread = np.zeros(len(nb[0]), np.int64)  # at most 6·4·255²
     # each neighbour's channels gathered once, not once per pair (12 gathers of a channel, not 24)
     colours = [model.colours(nb[i]) for i in range(4)]
-    for i, j in _PAIRS:
+    # int32 (at most 6·4·255²), begun by the first pair's: an int64 sum from zeros cost a sixth more (K = 1107)
+    spread = _sq_dist(colours[0], colours[1])
+    for i, j in _PAIRS[1:]:
         spread += _sq_dist(colours[i], colours[j])
     return _at_least(spread, _ACT_FROM)
 
@@ -623,27 +627,30 @@ def _bucket_base_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top << shift, np.int64(1) << shift
 
 
-class _Model:
-    """Adaptive statistics; encoder and decoder call the same methods in the same order."""
+# A target's search sizes tens of labellings, most of a few palettes (a K's plain file and its rdo runs), and a
+# small image's sizing was up to 0.4 of its palette's tables (K = 256: 1.9 ms of 5.0 at 8 x 8; K = 65536: 2.6 of
+# 6.3): those of the latest palettes are kept for the process. Nothing in them changes once made but the cells met
+# and the activity table, made as needed, the same whichever model makes them.
+_TABLES_KEPT = 4
+_TABLES: dict[tuple, "_PaletteTables"] = {}
+
+
+class _PaletteTables:
+    """What a _Model reads of its palette alone (see _Model for each)."""
 
     def __init__(self, k: int, palette: np.ndarray) -> None:
         self.k = k
         self.pal = palette.astype(np.int64)
         self.pal_cols = [np.ascontiguousarray(self.pal[:, c]) for c in range(self.pal.shape[1])]
         self.cols32 = [col.astype(np.int32) for col in self.pal_cols]
-        # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
-        self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
-        self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
         # (int64 0/1, as esc_valid: a bool mask is cast again by each product it enters)
         self.base_valid = _valid_rows(k).astype(np.int64)
         self.n_buckets = int(_bucket(np.array([k - 1]))[0]) + 1
-        self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
         base, size = _bucket_base_size(np.arange(self.n_buckets))
         self.bucket_base, self.bucket_size = base, size
         self.bucket_of = _bucket(np.arange(k))  # the bucket of each escape rank (ranks are below k)
         # bucket b is possible when its first rank exists: rank < k - R (R candidates are excluded)
         self.esc_valid = (base[None, :] < (k - np.arange(5))[:, None]).astype(np.int64)
-        self.offset_less, self.offset_cum = self._offset_tables()
         if k <= _NN_MAX:
             # order[r] = the labels by increasing colour distance from label r (ties: lower label first);
             # pos[r, l] = where label l is in order[r].
@@ -663,19 +670,47 @@ class _Model:
             pairs = d2.reshape(-1)
             # d2 clipped at the last activity bound (see _spread_activity): 6 of them sum in a uint16
             self.act_d2 = np.minimum(pairs, _ACT_FROM[-1]).astype(np.uint16)
-            # min(_N_DC - 1, bitlen(d) // _DCS): bitlen(d) >= _DCS·t from d >= 2^(_DCS·t - 1) on
-            self.apart_of = _at_least(pairs, [1 << (_DCS * t - 1) for t in range(1, _N_DC)])
-            self.cells: np.ndarray | None = None  # reference entry of each mean-colour cell (-1: not yet met)
+            self.apart_of = _at_least(pairs, _APART_FROM)
             # each entry's channels, the first highest, _SUM_BITS apart (at most 40 bits: see _reference)
             self.packed = sum(col << np.int64(_SUM_BITS * (len(self.pal_cols) - 1 - c))
                               for c, col in enumerate(self.pal_cols))
-        self.act_table: np.ndarray | None = None  # see _activity
+        # made as needed: see _Model.cells, _Model.act_table
+        self.shared: dict[str, np.ndarray | None] = {"cells": None, "act_table": None}
+
+
+def _shared(name: str, doc: str) -> property:
+    """A _Model attribute kept in its palette's tables (_PaletteTables.shared): made as needed, by whichever model."""
+    return property(lambda self: self.tables.shared[name], lambda self, value: self.tables.shared.update({name: value}),
+                    doc=doc)
+
+
+class _Model:
+    """Adaptive statistics; encoder and decoder call the same methods in the same order."""
+
+    def __init__(self, k: int, palette: np.ndarray) -> None:
+        key = palette.shape, palette.tobytes()
+        tables = _TABLES.get(key)
+        if tables is None:
+            tables = _TABLES[key] = _PaletteTables(k, palette)
+            for old in list(_TABLES)[:-_TABLES_KEPT]:
+                _TABLES.pop(old, None)  # (pop: another thread may have dropped it)
+        self.tables = tables
+        self.__dict__.update({name: value for name, value in vars(tables).items() if name != "shared"})
+        # N1 and B (docs/FORMAT.md) of each kind of pass, by key row·_N_SYM + symbol of the pass's rows
+        self.rank = np.zeros((_KINDS, _PASS_KEYS), dtype=np.int64)
+        self.base = np.zeros((_KINDS, _PASS_BASE_ROWS * _N_SYM), dtype=np.int64)
+        self.esc = np.zeros((_KINDS * _N_ACT * _N_NEAR, self.n_buckets), dtype=np.int64)
+        self.offset_less, self.offset_cum = self._offset_tables()
+
+    cells = _shared("cells", "Reference entry of each mean-colour cell (-1: not yet met): see _reference.")
+    act_table = _shared("act_table", "The activity of every 4 labels of 4 bits: see _activity.")
 
     def apart(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """How far apart the colours of labels a and b are: min(_N_DC - 1, bitlen(d(a, b)) // _DCS)."""
         if self.k <= _NN_MAX:
             return self.apart_of.take(a * np.uint16(self.act_k) + b)
-        return np.minimum(_N_DC - 1, _bit_length(self.dist2(a, b)) // _DCS).astype(np.uint8)
+        # (by comparisons: _bit_length's binary search was 2/3 of this, 1.6 ms of a 135k-pixel pass at K = 1107)
+        return _at_least(self.dist2(a, b), _APART_FROM)
 
     def dist2(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Squared colour distance of labels a and b (uint16 arrays of equal shape), for k > _NN_MAX (up to
@@ -786,28 +821,27 @@ class _Model:
         the reference's order (sorted; k where there is none), and their escape row in the pass
         (act·_N_NEAR + near)·5 + R."""
         ref = self._reference(nb)
-        n_ranks = _N_RANKS[pattern]
+        n_ranks = _N_RANKS.take(pattern)
+        # The R candidates are the neighbours' distinct labels, whose positions in the reference's order (up to
+        # _NN_MAX; above, the labels themselves) are distinct: the 4 neighbours' positions sorted, a repeat of the
+        # one before it made k, and sorted again (no rank's candidate picked by the pattern: 4 gathers and 2
+        # networks, not 8 and 1; above _NN_MAX a gather along the stacked axis and a sort of each pixel's 4 were
+        # 0.8 of the escapes' stage 2 at K = 1107).
         if self.k <= _NN_MAX:
             at = ref * self.k
-            # The R candidates are the neighbours' distinct labels, whose positions in the reference's order are
-            # distinct: the 4 neighbours' positions (uint16) sorted, a repeat of the one before it made k, and
-            # sorted again (no rank's candidate picked by the pattern: 4 gathers and 2 networks, not 8 and 1).
             k = np.uint16(self.k)
             excl = [self.pos_flat.take(at + nb[i]) for i in range(4)]
-            _sort4(excl)
-            for i in (3, 2, 1):  # (last first: a repeat is compared with the position before it, not with k)
-                np.copyto(excl[i], k, where=excl[i] == excl[i - 1])
-            none = np.flatnonzero(n_ranks == 0)  # the first pixel: no neighbours, no candidates
-            for e in excl if len(none) else ():
-                e[none] = k
-            _sort4(excl)
-            excl = np.stack(excl)
         else:
-            # (the rank-r candidate names some neighbour where r >= R, so it is looked up for every pixel and then
-            # replaced)
-            cand = np.take_along_axis(nb, _RANK_POS[pattern].T, axis=0)
-            excl = np.where(np.arange(4)[:, None] < n_ranks, cand.astype(np.int64), self.k)
-            excl.sort(axis=0)
+            k = np.int32(self.k)  # (int32: the k of 65536 does not fit uint16)
+            excl = [nb[i].astype(np.int32) for i in range(4)]
+        _sort4(excl)
+        for i in (3, 2, 1):  # (last first: a repeat is compared with the position before it, not with k)
+            np.copyto(excl[i], k, where=excl[i] == excl[i - 1])
+        none = np.flatnonzero(n_ranks == 0)  # the first pixel: no neighbours, no candidates
+        for e in excl if len(none) else ():
+            e[none] = k
+        _sort4(excl)
+        excl = np.stack(excl)
         # how near the reference the nearest candidate is: its bit length of pos (k when there is none)
         near = _NEAR_OF[excl[0]] if self.k <= _NN_MAX else 0
         return ref, n_ranks, excl, (act.astype(np.int64) * _N_NEAR + near) * 5 + n_ranks
