@@ -676,14 +676,11 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
     meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target;
     zero the K where it is 0 (J of the lossless K) and a value standing in for it there, if any (_crossing).
     first: K probed before start (those inside the bracket as it stands), then on from the last as usual. edge:
-    _narrow's; a probe from a lo under it to a K of kmeans' large-K path (dearer) goes to edge and edge + 1 first,
-    and on to that K, as it would have, where both were under the goal (a noisy 200x150 gradient in 23,050 bytes:
-    ctx's K = 553 after 240, a fit 5x one of 256 or 257, where 256 then 257 close it)."""
+    _narrow's."""
     lo, hi = 0, k_hi + 1
     queue = [k for k in first if 1 <= k <= k_hi]
     k = queue.pop(0) if queue else max(1, min(start, k_hi))
     prev: tuple[int, float] | None = None
-    edged = False  # whether k is edge or edge + 1, probed before the K queued
     for _ in range(_MAX_STEPS):
         if ok(k):
             hi = k
@@ -701,11 +698,7 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
         else:
             k_next = _extrapolate(k, v, prev, goal) or _towards(lo, value(lo), lo * 4, goal)
             k_next = min(k_hi, max(lo + 1, k_next))
-            if edge and lo < edge and k_next >= kmeans._LARGE_K:
-                queue, k_next = [edge + 1, k_next], edge
-        if not edged:  # (the line to the goal goes on from the K before the edge's probes)
-            prev = (k, v)
-        edged, k = bool(edge) and k_next in (edge, edge + 1) and bool(queue), k_next
+        prev, k = (k, v), k_next
     if 1 <= lo and hi <= k_hi:
         lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse, zero=zero, edge=edge)
     return lo, hi
@@ -721,18 +714,18 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
     the far side of the crossing), else the crossing again; after two moves of the same end, the crossing
     rounded towards the other; after three, the bracket's geometric middle (of zero - K near zero: _crossing).
     edge: a K past which the value jumps (ctx's plain bytes from K = 257: _edge), 0 if none. A bracket across it
-    is probed at edge, then (if that became its bottom) at edge + 1, before any crossing: one interpolated over the
-    jump lands on neither side of it (a noisy 200x150 gradient in 23,050 bytes, ctx's 240 / 553: 387, 330, 304,
-    270, 266, 262, 259, 249, 257, 254, where 256 then 257 close it). (edge first: a bottom of edge + 1 would take
-    ctx's rdo past the edge, _rdo_k.)"""
+    whose crossing lies under _EDGE_NEAR x edge is probed at edge, then (if that became its bottom) at edge + 1,
+    before any crossing: one interpolated over the jump lands on neither side of it (a noisy 200x150 gradient in
+    23,050 bytes, ctx's 240 / 553: 387, 330, 304, 270, 266, 262, 259, 249, 257, 254, where 256 then 257 close it).
+    (edge first: a bottom of edge + 1 would take ctx's rdo past the edge, _rdo_k.)"""
     moved: list[bool] = []  # whether each probe moved hi
     for _ in range(_MAX_STEPS):
         if hi - lo <= 1 or (coarse > 1 and hi <= coarse * lo) or enough(lo, hi):
             break
         x = _crossing(lo, hi, value, goal, zero)
-        if edge and lo < edge < hi:
+        if edge and lo < edge < hi and x < _EDGE_NEAR * edge:
             k = edge
-        elif edge and lo == edge < hi - 1:
+        elif edge and lo == edge < hi - 1 and x < _EDGE_NEAR * edge:
             k = edge + 1
         elif len(moved) >= 3 and moved[-1] == moved[-2] == moved[-3]:
             k = (zero[0] + 1 - round(math.sqrt((zero[0] + 1 - lo) * (zero[0] + 1 - hi)))
@@ -754,6 +747,12 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
         else:
             lo = k
     return lo, hi
+
+
+# _narrow's edge probes only where the crossing is under this multiple of the edge: a photo's bracket across it far
+# from the answer (chelsea 180x120 as a JPEG at q30 in 26,000 bytes: 225 / 1,800, K = 1,714 chosen) spent two fits
+# there, whose sizes moved the search's models (its file +0.03 dB; probing them before the bracket's top, -0.30)
+_EDGE_NEAR = 2.0
 
 
 def _near(x: float, factor: float, lo: int) -> int:
