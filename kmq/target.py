@@ -23,8 +23,9 @@ larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi 
     that topped out leaves most of it (_LEFT_FAR: the walk up below takes a larger K instead). It
     beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
     the bracket reaches neighbours and the better file is kept.
-With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above). An rdo run that adds
-less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
+With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above: the plain bytes jump from
+K = 256 to 257, so a byte budget's bracket across them is probed at 256 and 257 before any crossing). An rdo run
+that adds less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
 rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
 the plain bytes rdo reached at K_r says a file could fit below hi's J there).
 When the best file found still lands far under the byte budget (rdo topped out: on noise its labels
