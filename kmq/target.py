@@ -23,8 +23,9 @@ larger K with a strong rdo, and the plain bracket is only narrowed coarsely (hi 
     that topped out leaves most of it (_LEFT_FAR: the walk up below takes a larger K instead). It
     beats every plain K that fits when its J is below that of hi; otherwise hi is lowered until it does, or
     the bracket reaches neighbours and the better file is kept.
-With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above). An rdo run that adds
-less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
+With ctx, rdo's K does not pass K = 256 from below it (escapes cost far more above: the plain bytes jump from
+K = 256 to 257, so a byte budget's bracket across them is probed at 256 and 257 before any crossing). An rdo run
+that adds less than half the J it was given has topped out: asking for more is not tried. Under a byte budget, when no
 rdo file at K_r beats hi's J, the rdo runs left go to the geometric middle of hi and K_r (if the share of
 the plain bytes rdo reached at K_r says a file could fit below hi's J there).
 When the best file found still lands far under the byte budget (rdo topped out: on noise its labels
@@ -670,12 +671,13 @@ def _bands(labels: np.ndarray) -> np.ndarray:
 
 def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
              start: int, coarse: float = _FINE, zero: tuple[int, float] | None = None,
-             first: tuple[int, ...] = ()) -> tuple[int, int]:
+             first: tuple[int, ...] = (), edge: int = 0) -> tuple[int, int]:
     """(lo, hi) with ok(lo) false and ok(hi) true, ok growing with K, narrowed to neighbours, or to
     hi <= coarse * lo (or as far as _MAX_STEPS probes get). lo = 0 means no K fails; hi = k_hi + 1 that none
     meets. value(k) is the curve whose logarithm is interpolated (J or bytes), goal its value at the target;
     zero the K where it is 0 (J of the lossless K) and a value standing in for it there, if any (_crossing).
-    first: K probed before start (those inside the bracket as it stands), then on from the last as usual."""
+    first: K probed before start (those inside the bracket as it stands), then on from the last as usual. edge:
+    _narrow's."""
     lo, hi = 0, k_hi + 1
     queue = [k for k in first if 1 <= k <= k_hi]
     k = queue.pop(0) if queue else max(1, min(start, k_hi))
@@ -699,25 +701,34 @@ def _bracket(k_hi: int, ok: Callable[[int], bool], value: Callable[[int], float]
             k_next = min(k_hi, max(lo + 1, k_next))
         prev, k = (k, v), k_next
     if 1 <= lo and hi <= k_hi:
-        lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse, zero=zero)
+        lo, hi = _narrow(lo, hi, ok, value, goal, lambda a, b: False, up=True, coarse=coarse, zero=zero, edge=edge)
     return lo, hi
 
 
 def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], float], goal: float,
             enough: Callable[[int, int], bool], up: bool, coarse: float = _FINE,
-            zero: tuple[int, float] | None = None) -> tuple[int, int]:
+            zero: tuple[int, float] | None = None, edge: int = 0) -> tuple[int, int]:
     """Narrow a bracket (lo >= 1) to hi <= coarse * lo (neighbours when coarse * lo < lo + 1), or until
     enough(lo, hi). The first probe goes where log value, interpolated linearly in log K, reaches the goal
     (rounded up or down: which end the caller would rather move). After an end moves, the next probe is the
     farthest K from it that would end the narrowing if it fell on the other side (when that is still on
     the far side of the crossing), else the crossing again; after two moves of the same end, the crossing
-    rounded towards the other; after three, the bracket's geometric middle (of zero - K near zero: _crossing)."""
+    rounded towards the other; after three, the bracket's geometric middle (of zero - K near zero: _crossing).
+    edge: a K past which the value jumps (ctx's plain bytes from K = 257: _edge), 0 if none. A bracket across it
+    whose crossing lies under _EDGE_NEAR x edge is probed at edge, then (if that became its bottom) at edge + 1,
+    before any crossing: one interpolated over the jump lands on neither side of it (a noisy 200x150 gradient in
+    23,050 bytes, ctx's 240 / 553: 387, 330, 304, 270, 266, 262, 259, 249, 257, 254, where 256 then 257 close it).
+    (edge first: a bottom of edge + 1 would take ctx's rdo past the edge, _rdo_k.)"""
     moved: list[bool] = []  # whether each probe moved hi
     for _ in range(_MAX_STEPS):
         if hi - lo <= 1 or (coarse > 1 and hi <= coarse * lo) or enough(lo, hi):
             break
         x = _crossing(lo, hi, value, goal, zero)
-        if len(moved) >= 3 and moved[-1] == moved[-2] == moved[-3]:
+        if edge and lo < edge < hi and x < _EDGE_NEAR * edge:
+            k = edge
+        elif edge and lo == edge < hi - 1 and x < _EDGE_NEAR * edge:
+            k = edge + 1
+        elif len(moved) >= 3 and moved[-1] == moved[-2] == moved[-3]:
             k = (zero[0] + 1 - round(math.sqrt((zero[0] + 1 - lo) * (zero[0] + 1 - hi)))
                  if _lossless_end(lo, hi, zero) else round(math.sqrt(lo * hi)))
         elif len(moved) >= 2 and moved[-1] == moved[-2]:
@@ -737,6 +748,12 @@ def _narrow(lo: int, hi: int, ok: Callable[[int], bool], value: Callable[[int], 
         else:
             lo = k
     return lo, hi
+
+
+# _narrow's edge probes only where the crossing is under this multiple of the edge: a photo's bracket across it far
+# from the answer (chelsea 180x120 as a JPEG at q30 in 26,000 bytes: 225 / 1,800, K = 1,714 chosen) spent two fits
+# there, whose sizes moved the search's models (its file +0.03 dB; probing them before the bracket's top, -0.30)
+_EDGE_NEAR = 2.0
 
 
 def _near(x: float, factor: float, lo: int) -> int:
@@ -958,7 +975,7 @@ def _checked_bytes(s: _Search, max_bytes: int, k_cap: int, lo: int, hi: int, key
         lo = max(lo, 1)
         if hi > k_cap:  # (no K found too large: k_cap, the largest allowed, is the best plain K if it fits)
             lo, hi = (lo, k_cap) if ok(k_cap) else (k_cap, k_cap + 1)
-        lo, hi = _narrow(lo, hi, ok, r.estimate, max_bytes, beaten, up=True)
+        lo, hi = _narrow(lo, hi, ok, r.estimate, max_bytes, beaten, up=True, edge=_edge(r))
     _past_top(r, max_bytes, k_cap, hi, lambda: j_best)
     return _adopted(s, key, j_best, lambda k: None if ok(k) else r.j(k))
 
@@ -1162,7 +1179,7 @@ def _for_bytes(s: _Search, max_bytes: int) -> KmqImage:
         return cand is not None and s.file(*cand).distortion < s.j(hi)
 
     # Otherwise the bracket is narrowed, each probe aimed just above the budget so that hi falls.
-    lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True)
+    lo, hi = _narrow(max(lo, 1), hi, ok, s.estimate, max_bytes, beaten, up=True, edge=_edge(s))
     # (Not at a lossless hi: rdo has no J to spend there.)
     if _best_fitting(s, max_bytes)[1] == 0 and s.j(hi) > 0:
         # No rdo file beat the plain lo: the bracket's own top with a little rdo usually fits at a J between
@@ -1317,9 +1334,15 @@ def _k_cap(s: _Search, max_bytes: int) -> int:
 def _bytes_bracket(s: _Search, max_bytes: int, k_cap: int) -> tuple[int, int]:
     """_bracket's plain K for a byte budget: lo's file fits, hi's does not."""
     lo, hi = _bracket(k_cap, lambda k: not s.fits(k, max_bytes), s.estimate, max_bytes, 16, coarse=_COARSE,
-                      first=s.hint)
+                      first=s.hint, edge=_edge(s))
     s.bracket = (lo, hi)
     return lo, hi
+
+
+def _edge(s: _Search) -> int:
+    """The K past which a byte budget's plain bytes jump (_narrow's edge): ctx's RANKED_K_MAX, where escapes start
+    to cost far more (a noisy 200x150 gradient: 15,346 bytes at K = 256, over 23,050 at 257); 0 for other codecs."""
+    return ctx.RANKED_K_MAX if s.codec == "ctx" else 0
 
 
 def _sized_over(s: _Search, k: int, limit: float) -> bool:
