@@ -369,8 +369,13 @@ def _settle(s: _State) -> None:
         return
     mask = s.colours.spread(s.pending)
     mask[s.moved] = True
-    moved = np.flatnonzero(mask)
-    s.moved = moved[s.current(moved) != s.near(moved)]
+    # (in place, a _CHUNK of the image at a time: at 12 MP and --rdo 28, 5 M pixels' positions and gathers held
+    # 100 MB at once)
+    for at in _chunk_slices(len(mask)):
+        idx = np.flatnonzero(mask[at])
+        idx += at.start
+        mask[idx] = s.current(idx) != s.near(idx)
+    s.moved = _positions(mask)
     s.pending = None
 
 
@@ -400,7 +405,7 @@ def _based(pidx: np.ndarray, width: int) -> tuple[np.ndarray, list[int]]:
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | None = None, step: int = 0,
-           before: np.ndarray | None = None, away: np.ndarray | None = None) -> np.ndarray:
+           before: np.ndarray | None = None, away: np.ndarray | None = None) -> np.ndarray | int:
     """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
     that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
     changed. stamp: _mark's, padded, int8, written here with step + 1 + the class for each class's moves;
@@ -412,7 +417,8 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
     -> 356 000, china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000).
     away: (H*W,) bool, the pixels that may be away from their nearest entry, kept by a caller that sweeps
     again (_run): the moves are added to it and s.moved is left as it was, for the caller to set from it
-    once (12 MP: a pass over the mask, 0.014 s, and its rebuilding, 0.002, spared per sweep after the first)."""
+    once (12 MP: a pass over the mask, 0.014 s, and its rebuilding, 0.002, spared per sweep after the first),
+    and only how many moved is returned (the mask holds them: 12 MP at --rdo 28 moves 5 M, 40 MB as a list)."""
     _settle(s)
     height, width = s.height, s.width
     flat = s.padded.reshape(-1)
@@ -440,91 +446,111 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
         away2 = away.reshape(height, width)
         visit = todo
         stamps = None if stamp is None else stamp[1:-1, 1:-1]
-    changed = []
+    changed: list[np.ndarray] = []
+    count = 0
     for cls in range(4):
         a, b = divmod(cls, 2)
+        # The class's pixels are taken a band of rows (dense) or _CHUNK of todo's at a time: no two of them are
+        # neighbours, so a piece's moves change nothing another piece of the class reads (12 MP at --rdo 28:
+        # a class's 3 M pixels held 290 MB of indices, gathers and costs at once).
         if dense:
             shape = ((height - a + 1) // 2, (width - b + 1) // 2)
+            band = max(1, _CHUNK // max(1, shape[1]))
+            pieces = [(r0, min(r0 + band, shape[0])) for r0 in range(0, shape[0], band)]
+        else:
+            pieces = _chunks(np.flatnonzero(todo[a::2, b::2]))
+        for piece in pieces:
+            if dense:
+                r0, r1 = piece
 
-            def part(di: int, dj: int) -> np.ndarray:
-                """The labels at (di, dj) from each pixel of the class, as a view of a polyphase part."""
-                r, c = 1 + a + di, 1 + b + dj
-                return phases[r % 2][c % 2][r // 2:r // 2 + shape[0], c // 2:c // 2 + shape[1]]
-            agree = _agreement([part(di, dj) for di, dj in _OFFSETS], part(0, 0))
-            # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
-            # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
-            # with all of it). Pixels not in s.moved are at their nearest.
-            live = agree < (_HALF if movable is None else movable[a::2, b::2])
-            if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
-                live |= away2[a::2, b::2]
-            if todo is not None:
-                live &= visit[a::2, b::2]
-                if stamps is not None:
-                    live &= fresh(stamps[a::2, b::2], None if before is None else before[a::2, b::2], cls)
-            at = np.flatnonzero(live)
-            rows = at // shape[1]
-            cols = at - rows * shape[1]
-            idx = (2 * rows + a) * width + 2 * cols + b
-            pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
-            cur, agree = flat[pidx], agree.reshape(-1)[at]
-            base, shifts = _based(pidx, width)
-            nbs = [flat[off:][base] for off in shifts]
-        else:
-            # The class's pixels of todo, found on its view (every other row and column): ascending, as they
-            # would be picked from all of todo's by parity, without dividing every one of todo's positions by
-            # the width and comparing its parity four times (a 1920x1200 screenshot's search: 1.1 M in all)
-            at = np.flatnonzero(todo[a::2, b::2])
-            cols_c = (width - b + 1) // 2
-            rows = at // cols_c
-            idx = at - rows * cols_c  # (its column in the class)
-            idx *= 2
-            idx += rows * (2 * width) + (a * width + b)
-            pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
+                def part(di: int, dj: int) -> np.ndarray:
+                    """The labels at (di, dj) from each pixel of the band, as a view of a polyphase part."""
+                    r, c = 1 + a + di, 1 + b + dj
+                    return phases[r % 2][c % 2][r // 2 + r0:r // 2 + r1, c // 2:c // 2 + shape[1]]
+
+                def of(mask: np.ndarray) -> np.ndarray:
+                    """mask's pixels of the class in the band."""
+                    return mask[a::2, b::2][r0:r1]
+                agree = _agreement([part(di, dj) for di, dj in _OFFSETS], part(0, 0))
+                # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
+                # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
+                # with all of it). Pixels not in s.moved are at their nearest.
+                live = agree < (_HALF if movable is None else of(movable))
+                if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
+                    live |= of(away2)
+                if todo is not None:
+                    live &= of(visit)
+                    if stamps is not None:
+                        live &= fresh(of(stamps), None if before is None else of(before), cls)
+                at = np.flatnonzero(live)
+                rows = at // shape[1]
+                cols = at - rows * shape[1]
+                agree = agree.reshape(-1)[at]
+                rows += r0
+                idx = (2 * rows + a) * width + 2 * cols + b
+                pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
+                cur = flat[pidx]
+                base, shifts = _based(pidx, width)
+                nbs = [flat[off:][base] for off in shifts]
+            else:
+                # The class's pixels of todo, found on its view (every other row and column): ascending, as they
+                # would be picked from all of todo's by parity, without dividing every one of todo's positions by
+                # the width and comparing its parity four times (a 1920x1200 screenshot's search: 1.1 M in all)
+                at = piece
+                cols_c = (width - b + 1) // 2
+                rows = at // cols_c
+                idx = at - rows * cols_c  # (its column in the class)
+                idx *= 2
+                idx += rows * (2 * width) + (a * width + b)
+                pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
+                if stamp is not None:
+                    keep = fresh(stamp.reshape(-1)[pidx], None if before is None else before.reshape(-1)[idx], cls)
+                    idx, pidx = idx[keep], pidx[keep]
+                cur = flat[pidx]
+                # Only pixels at a label boundary, or away from their nearest entry, can move (read before
+                # the other 4 neighbours: at low rdo most of todo is neither).
+                moving = away[idx]
+                base, shifts = _based(pidx, width)
+                for off in shifts[:4]:  # (views, as below: no index array made per neighbour)
+                    moving |= cur != flat[off:][base]
+                idx, pidx, cur, base = idx[moving], pidx[moving], cur[moving], base[moving]
+                nbs = [flat[off:][base] for off in shifts]
+                agree = _agreement(nbs, cur)
+                live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
+                # (filtering costs a copy of every array: worth it only when it drops most pixels)
+                if 2 * np.count_nonzero(live) < len(live):
+                    idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
+                    nbs = [nb[live] for nb in nbs]
+            if len(idx) == 0:
+                continue
+            if table is not None:
+                which = s.colours.index[idx]
+                near = s.near_c[which] if moved_any else None
+                dist = _TableDist(table, which, len(s.palette) + 1)
+            else:
+                near = s.near(idx) if moved_any else None
+                dist = _PixelDist(s.palette, _pixels_at(s, idx))
+            best_c, dcur = _choose(dist, lam, cur, near, nbs, agree, hidden)
+            # (a pixel that stays keeps its distance: only the moves are written and summed)
+            moves = np.flatnonzero(best_c != cur)
+            to = best_c[moves]
+            flat[pidx[moves]] = to
+            s.total += dist.moved_sum(moves, to) - int(dcur[moves].sum(dtype=np.int64))
+            if dense:
+                own = phases[(1 + a) % 2][(1 + b) % 2]
+                own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
+            _recount(s, to, cur[moves])
+            # (the class's moves are never read in this sweep's away: it is read only at the class's own pixels,
+            # a piece's own; s.moved stays sorted through the mask, and _mark needs no order)
+            away[idx[moves]] = True
+            count += len(moves)
+            if not kept:
+                changed.append(idx[moves])
             if stamp is not None:
-                keep = fresh(stamp.reshape(-1)[pidx], None if before is None else before.reshape(-1)[idx], cls)
-                idx, pidx = idx[keep], pidx[keep]
-            cur = flat[pidx]
-            # Only pixels at a label boundary, or away from their nearest entry, can move (read before
-            # the other 4 neighbours: at low rdo most of todo is neither).
-            moving = away[idx]
-            base, shifts = _based(pidx, width)
-            for off in shifts[:4]:  # (views, as below: no index array made per neighbour)
-                moving |= cur != flat[off:][base]
-            idx, pidx, cur, base = idx[moving], pidx[moving], cur[moving], base[moving]
-            nbs = [flat[off:][base] for off in shifts]
-            agree = _agreement(nbs, cur)
-            live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
-            # (filtering costs a copy of every array: worth it only when it drops most pixels)
-            if 2 * np.count_nonzero(live) < len(live):
-                idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
-                nbs = [nb[live] for nb in nbs]
-        if len(idx) == 0:
-            continue
-        if table is not None:
-            which = s.colours.index[idx]
-            near = s.near_c[which] if moved_any else None
-            dist = _TableDist(table, which, len(s.palette) + 1)
-        else:
-            near = s.near(idx) if moved_any else None
-            dist = _PixelDist(s.palette, _pixels_at(s, idx))
-        best_c, dcur = _choose(dist, lam, cur, near, nbs, agree, hidden)
-        # (a pixel that stays keeps its distance: only the moves are written and summed)
-        moves = np.flatnonzero(best_c != cur)
-        to = best_c[moves]
-        flat[pidx[moves]] = to
-        s.total += dist.moved_sum(moves, to) - int(dcur[moves].sum(dtype=np.int64))
-        if dense:
-            own = phases[(1 + a) % 2][(1 + b) % 2]
-            own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
-        _recount(s, to, cur[moves])
-        changed.append(idx[moves])
-        if stamp is not None:
-            _mark(s, stamp, pidx[moves], step + 1 + cls)
-    # (s.moved stays sorted through the mask; the moves themselves go to _mark, which needs no order)
-    for idx in changed:
-        away[idx] = True
-    if not kept:
-        s.moved = np.flatnonzero(away)
+                _mark(s, stamp, pidx[moves], step + 1 + cls)
+    if kept:
+        return count
+    s.moved = _positions(away)
     return np.concatenate(changed) if changed else np.zeros(0, np.intp)
 
 
@@ -668,27 +694,29 @@ def _refine(s: _State, sample: bool = False) -> None:
     _settle(s)
     colours = s.colours
     k, channels = s.palette.shape
-    # (each pixel's colour and label read once: at 12 MP a million pixels moved)
-    which, cur = colours.index[s.moved], s.current(s.moved)
-    keep = cur != s.near_c[which]
-    moved, to, which = s.moved[keep], cur[keep], which[keep]
-    away = s.near_c[which]
     counts = s.counts.astype(np.float64)
     palette = s.palette.copy()
     used = counts > 0
-    px = _pixels_at(s, moved)
     near_sums, had = colours.nearest_sums(s.near_c, k, sample)
     if sample:
         had = had[used]  # pixels nearest each entry
-    # (bincount casts its labels to intp and its weights to float64 on every call: here once each, not once
-    # per channel and per bincount; the same sums, exact integers in float64)
-    to_i, away_i = to.astype(np.intp), away.astype(np.intp)
+    # What the moves took from their nearest entries' sums and gave to their labels', a chunk of s.moved at a
+    # time (integers in float64: exact, so the same sums in any order; whole, at 12 MP and --rdo 28, 5 M moved
+    # pixels held 350 MB of gathers and casts at once).
+    shift = np.zeros((channels, k))
+    for part in _chunks(s.moved):
+        off, to, which = _off_nearest(s, part)
+        px = _pixels_at(s, part[off])
+        # (bincount casts its labels to intp and its weights to float64 on every call: here once each)
+        to_i, away_i = to.astype(np.intp), s.near_c[which].astype(np.intp)
+        for ch in range(channels):
+            level = px[:, ch].astype(np.float64)
+            shift[ch] += np.bincount(to_i, weights=level, minlength=k) - np.bincount(away_i, weights=level,
+                                                                                     minlength=k)
     for ch in range(channels):
         if sample:
             nearest = near_sums[ch][used] / np.maximum(had, 1)
-        level = px[:, ch].astype(np.float64)
-        sums = near_sums[ch] + (np.bincount(to_i, weights=level, minlength=k) - np.bincount(away_i, weights=level,
-                                                                                           minlength=k))
+        sums = near_sums[ch] + shift[ch]
         mean = sums[used] / counts[used]
         if sample:
             mean = np.where(had > 0, palette[used, ch] + mean - nearest, mean)
@@ -701,28 +729,70 @@ def _refine(s: _State, sample: bool = False) -> None:
         palette[exact, 3] = s.palette[exact, 3]
         if s.colours.colors[:, 3].max() == 255:
             palette[:, 3] = np.where(palette[:, 3] >= kmeans.OPAQUE_FROM, 255, palette[:, 3])
-    _repalette(s, palette, moved, to, which, px)
+    _repalette(s, palette, s.moved)
 
 
-def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray, to: np.ndarray | None = None,
-               which: np.ndarray | None = None, px: np.ndarray | None = None) -> None:
-    """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) being the pixels not at
-    their colour's nearest entry (s.near_c): bring the nearest entries, the distortion and s.moved up to
-    date. Pixels that did not move sit at their colour's old nearest entry: one distance per colour.
-    to, which, px: the labels of the pixels moved, their colours (colours.index) and pixels, if known."""
+def _repalette(s: _State, palette: np.ndarray, moved: np.ndarray) -> None:
+    """Give s the palette ``palette`` for the same labels, ``moved`` (flat, sorted) holding every pixel not at
+    its colour's nearest entry (s.near_c; others too, which are skipped): bring the nearest entries, the
+    distortion and s.moved up to date. Pixels that did not move sit at their colour's old nearest entry: one
+    distance per colour. The moved pixels are read a chunk at a time (_chunks)."""
     colours = s.colours
-    to = s.current(moved) if to is None else to
-    which = colours.index[moved] if which is None else which
     per_colour = _dist(colours.colors, palette, s.near_c)
-    away = per_colour[which].sum(dtype=np.int64)
-    s.total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64, copy=False) - away
-                  + _dist(_pixels_at(s, moved) if px is None else px, palette, to).sum(dtype=np.int64))
-    near_c, s.dnear_c, s.gap_c = _renearest(s, palette, per_colour)
+    near_c, dnear_c, gap_c = _renearest(s, palette, per_colour)
+    total = int(per_colour.astype(np.int64) @ colours.counts.astype(np.int64, copy=False))
+    keep = np.zeros(len(moved), bool)
+    for at in _chunk_slices(len(moved)):
+        part = moved[at]
+        off, to, which = _off_nearest(s, part)
+        total += int(_dist(_pixels_at(s, part[off]), palette, to).sum(dtype=np.int64)
+                     - per_colour[which].sum(dtype=np.int64))
+        off[off] = to != near_c[which]
+        keep[at] = off
+    s.total = total
     shifted = near_c != s.near_c
     # Pixels of colours whose nearest entry changed may now sit away from it, moved or not.
     s.pending = shifted if shifted.any() else None
-    s.palette, s.near_c = palette, near_c
-    s.moved = moved[to != near_c[which]]
+    s.palette, s.near_c, s.dnear_c, s.gap_c = palette, near_c, dnear_c, gap_c
+    s.moved = moved[keep]
+
+
+_CHUNK = 1 << 18  # pixels at a time in the passes over moved or visited pixels (_chunks): 12 MP, --rdo 28 moves 5 M
+
+
+def _chunk_slices(n: int) -> list[slice]:
+    """Slices of _CHUNK of range(n), in order."""
+    return [slice(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
+
+
+def _chunks(idx: np.ndarray) -> list[np.ndarray]:
+    """idx in consecutive views of up to _CHUNK."""
+    return [idx[at] for at in _chunk_slices(len(idx))]
+
+
+def _positions(mask: np.ndarray) -> np.ndarray:
+    """np.flatnonzero(mask), as int32 where every padded position fits (_padded_at), filled a _CHUNK of mask at
+    a time: what a state keeps as s.moved (12 MP at --rdo 28: 5 M pixels, 20 MB where intp held 40)."""
+    n = mask.size
+    if 3 * n + 6 >= 1 << 31:  # (the padded labels' size is at most that, whatever the shape)
+        return np.flatnonzero(mask)
+    flat = mask.reshape(-1)
+    out = np.empty(np.count_nonzero(flat), np.int32)
+    end = 0
+    for at in _chunk_slices(n):
+        idx = np.flatnonzero(flat[at])
+        idx += at.start
+        out[end:end + len(idx)] = idx
+        end += len(idx)
+    return out
+
+
+def _off_nearest(s: _State, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of the pixels idx (flat) are not at their colour's nearest entry (a mask), and their labels and
+    colours."""
+    which, cur = s.colours.index[idx], s.current(idx)
+    off = cur != s.near_c[which]
+    return off, cur[off], which[off]
 
 
 def _renearest(s: _State, palette: np.ndarray, per_colour: np.ndarray
@@ -818,10 +888,10 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
         for sweep in range(sweeps):
             step = 4 * sweep
             changed = _sweep(s, lam, todo, stamp, step, before, away)
-            if len(changed) == 0 or sweep == sweeps - 1:
+            if changed == 0 or sweep == sweeps - 1:
                 break
             todo, before = stamp[1:-1, 1:-1] > step, todo
-        s.moved = np.flatnonzero(away)  # (sorted, as the mask is)
+        s.moved = _positions(away)  # (sorted, as the mask is)
         _refine(s, sample)
 
 
@@ -1369,11 +1439,15 @@ def _back_off(s: _State, budget: int) -> None:
         ranked = _ranked(s)
         if shared is not None:
             shared[0] = ranked
-    gone, pidx, cur, near, delta, worth = ranked
+    gone, delta, worth = ranked
     undo = _cheapest(worth, delta, excess)
+    # (the labels and nearest entries of the pixels undone, read again: the ranking's copies sat the run's labels)
+    back = s.moved[gone[undo]]
+    pidx = _padded_at(s, back)
     flat = s.padded.reshape(-1)
-    flat[pidx[undo]] = near[undo]
-    _recount(s, near[undo], cur[undo])
+    cur, near = flat[pidx], s.near(back)
+    flat[pidx] = near
+    _recount(s, near, cur)
     s.total -= int(delta[undo].sum(dtype=np.int64))
     s.moved = np.delete(s.moved, gone[undo])
     s.ranking = None  # (this state's moves are no longer the run's)
@@ -1381,23 +1455,38 @@ def _back_off(s: _State, budget: int) -> None:
 
 def _ranked(s: _State) -> tuple[np.ndarray, ...]:
     """_back_off's ranking of the pixels s moved away from their nearest entry at a cost in distortion: their
-    places in s.moved, flat padded positions, labels, nearest entries, added distortion and worth (agreement
-    bought per unit of distortion, -1 for none). Read only, so the copies of one run share it."""
+    places in s.moved (int32 up to 2^31 of them), added distortion and worth (agreement bought per unit of
+    distortion, -1 for none). Read only, so the copies of one run share it. Made a chunk of s.moved at a time
+    (_chunks), and only these three kept: at 12 MP and --rdo 28, 5 M moved pixels held 350 MB at once and
+    kept 160."""
     _settle(s)
-    pidx = _padded_at(s, s.moved)
     flat = s.padded.reshape(-1)
-    which = s.colours.index[s.moved]
-    cur, near = flat[pidx], s.near_c[which]
-    delta = _dist(_pixels_at(s, s.moved), s.palette, cur) - s.dnear_c[which]
-    gone = np.flatnonzero(delta > 0)  # (positions in s.moved)
-    pidx, cur, near, delta = pidx[gone], cur[gone], near[gone], delta[gone]
-    # (views of the labels from the farthest-back neighbour, as _sweep reads them: no index array per offset)
-    base, shifts = _based(pidx, s.width)
-    nbs = [flat[off:][base] for off in shifts]
-    gain = _agreement(nbs, cur).astype(np.int32)
-    gain -= _agreement(nbs, near)
-    worth = np.where(gain > 0, gain / np.maximum(delta, 1), -1.0)
-    return gone, pidx, cur, near, delta, worth
+    n = len(s.moved)
+    # (filled a chunk at a time and returned as views of their first ``end``: pieces joined at the end would
+    # hold twice as much at once)
+    gone = np.empty(n, np.int32 if n < 1 << 31 else np.intp)
+    delta = np.empty(n, np.int32)
+    worth = np.empty(n)
+    end = 0
+    for at in _chunk_slices(n):
+        moved = s.moved[at]
+        pidx = _padded_at(s, moved)
+        which = s.colours.index[moved]
+        cur = flat[pidx]
+        d = _dist(_pixels_at(s, moved), s.palette, cur) - s.dnear_c[which]
+        g = np.flatnonzero(d > 0)
+        pidx, cur, near, d = pidx[g], cur[g], s.near_c[which[g]], d[g]
+        # (views of the labels from the farthest-back neighbour, as _sweep reads them: no index array per offset)
+        base, shifts = _based(pidx, s.width)
+        nbs = [flat[off:][base] for off in shifts]
+        gain = _agreement(nbs, cur).astype(np.int32)
+        gain -= _agreement(nbs, near)
+        part = slice(end, end + len(g))
+        gone[part] = g + at.start
+        delta[part] = d
+        worth[part] = np.where(gain > 0, gain / np.maximum(d, 1), -1.0)
+        end = part.stop
+    return gone[:end], delta[:end], worth[:end]
 
 
 def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
@@ -1415,13 +1504,25 @@ def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
         return _prefix(np.flatnonzero(low), worth, delta, excess)
     high = np.flatnonzero(~low)
     # (a positive float's bits, read as an integer, grow with it; 2^12 buckets per octave)
-    keys = worth[high].view(np.int64) >> 40
-    keys -= keys.min()
-    span = int(keys.max())
-    if span >= _BUCKETS:
-        keys >>= (span // _BUCKETS).bit_length()
-    # (float sums of integers below 2^53: exact)
-    b = int(np.searchsorted(np.cumsum(np.bincount(keys, weights=delta[high])), excess - spent))
+    # (as int32, a _CHUNK at a time, from the least and most worth's bits: the keys of every move at once as
+    # int64 were 16 bytes a move)
+    first, span = (int(np.array([f(worth, where=~low, initial=i)]).view(np.int64)[0]) >> 40
+                   for f, i in ((np.min, np.inf), (np.max, 0.0)))
+    span -= first
+    shift = (span // _BUCKETS).bit_length() if span >= _BUCKETS else 0
+    span >>= shift
+    keys = np.empty(len(high), np.int32)
+    for at in _chunk_slices(len(high)):
+        part = worth[high[at]].view(np.int64) >> 40
+        part -= first
+        part >>= shift
+        keys[at] = part
+    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time: delta's float64
+    # weights for all of high at once were 12 bytes a move)
+    sums = np.zeros(span + 1)
+    for at in _chunk_slices(len(high)):
+        sums += np.bincount(keys[at], weights=delta[high[at]], minlength=span + 1)
+    b = int(np.searchsorted(np.cumsum(sums), excess - spent))
     below = high[keys < b]
     spent += int(delta[below].sum(dtype=np.int64))
     return np.concatenate([np.flatnonzero(low), below, _prefix(high[keys == b], worth, delta, excess - spent)])
