@@ -624,8 +624,8 @@ def _plural(n: int, word: str) -> str:
 @click.option("--format", "fmt", metavar="NAME",
               help="Image format when writing to stdout or overriding the extension (e.g. PNG, WEBP, BMP).")
 @click.option("--truecolor", is_flag=True,
-              help="Write RGB(A) pixels even when K <= 256 (by default PNG gets a palette image: "
-                   "the same pixels in fewer bytes). Not for GIF, always a palette image.")
+              help="Write RGB(A) pixels (grey: 8-bit levels) even when K <= 256 (by default PNG gets a "
+                   "palette image: the same pixels in fewer bytes). Not for GIF, always a palette image.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
 @_skip_option

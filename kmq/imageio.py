@@ -276,7 +276,8 @@ def to_array(im: Image.Image, name: str = "the image", *, key: Any = _UNREAD) ->
     only while the image is not loaded yet)."""
     mode = im.mode
     if mode == "P":
-        if "transparency" not in im.info and _grey_palette(im):
+        # (not with a colour profile: PNG's is RGB for a palette image, and applied to RGB pixels)
+        if "transparency" not in im.info and "icc_profile" not in im.info and _grey_palette(im):
             return _asarray(im.convert("L"))  # (exact: Pillow's luminance weights sum to 1 in fixed point)
         mode = "PA" if "transparency" in im.info else "RGB"
     if mode in _KEYED:
@@ -453,7 +454,7 @@ def _grey(im: Image.Image, name: str) -> np.ndarray:
             warn(f"{name}: 32-bit grey values span {lo}..{hi}: scaled from that range to 0..255")
             wide = values.astype(np.int64)
             return (((wide - lo) * 255 + (hi - lo) // 2) // (hi - lo)).astype(np.uint8)
-    _warn_if_dim(name, lo, hi)
+    _warn_if_dim(name, values, lo, hi)
     return _looked_up(_SIXTEEN_TO_EIGHT, values)
 
 
@@ -461,6 +462,17 @@ def _grey(im: Image.Image, name: str) -> np.ndarray:
 # the sum took 930 MB (a lab trial's 16-bit TIFF, round 46).
 _SIXTEEN_TO_EIGHT = ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 _LOOKUP_SPAN = 1 << 20
+
+
+def _distinct_count(values: np.ndarray, lo: int) -> int:
+    """How many distinct values (from lo, within 16 bits) an array holds, a span at a time (bincount widens
+    its input to intp)."""
+    flat = values.reshape(-1)
+    seen = np.zeros(65536 - lo, bool)
+    for start in range(0, flat.size, _LOOKUP_SPAN):
+        part = flat[start:start + _LOOKUP_SPAN]
+        seen |= np.bincount(part - np.asarray(lo, part.dtype), minlength=len(seen)).astype(bool)[:len(seen)]
+    return int(np.count_nonzero(seen))
 
 
 def _looked_up(table: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -473,13 +485,14 @@ def _looked_up(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _warn_if_dim(name: str, lo: int, hi: int) -> None:
+def _warn_if_dim(name: str, values: np.ndarray, lo: int, hi: int) -> None:
     """A warning when 16-bit values kept in a narrow range (a 12-bit camera's 0..4095, a dim microscope
     image's 72..629) come out as a few 8-bit levels: kmq reads 16-bit as the whole 0..65535 range, and the
-    detail would otherwise vanish without a word (round 46's lab trial: 547 values became 3 levels, "lossless")."""
+    detail would otherwise vanish without a word (round 46's lab trial: 547 values became 3 levels, "lossless").
+    Not where the values are no more than the levels (a mask of 0 and 4095 loses nothing)."""
     low, high = int(_SIXTEEN_TO_EIGHT[lo]), int(_SIXTEEN_TO_EIGHT[hi])
     levels = high - low + 1
-    if levels < 64 and hi - lo + 1 > 4 * levels:
+    if levels < 64 and hi - lo + 1 > 4 * levels and _distinct_count(values, lo) > levels:
         warn(f"{name}: its 16-bit values span {lo}..{hi} of 0..65535, 8-bit levels {low}..{high} ({levels} of "
              f"256): stretch its range first if that detail matters")
 
@@ -596,12 +609,39 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         transparent = int(rank[transparent])
     im = _palette_image(palette[order], rank[labels])
     if fmt == "PNG" and png8.bits_for(k) < 8 and labels.size <= PNG_BEST_PIXELS:
-        # Pillow's filtered rows or unfiltered ones, whichever is smaller (see kmq.png8): two encodes of
-        # packed indices, a few milliseconds a megapixel; above PNG_BEST_PIXELS Pillow's alone.
-        target.write(min(_png(im, compress_level=9), png8.unfiltered(im, 9), key=len))
+        target.write(_smaller_png(im))
         return
     _save(im, target, format, name, transparency=transparent,
           compress_level=png_level(labels.size) if fmt == "PNG" else None)
+
+
+# A palette PNG of 1-4-bit indices is written both ways (Pillow's filtered rows, kmq.png8's unfiltered ones) up
+# to this many pixels; above, bands of its rows (about this many pixels) choose the way the whole is written:
+# zlib's level 9 took 0.08-0.41 s of CPU a way at 2 MP, where the second file was as often the larger (h55r1).
+PNG_BOTH_UP_TO = 1 << 18
+
+
+def _smaller_png(im: Image.Image) -> bytes:
+    """The smaller of Pillow's PNG of a "P" image and png8's unfiltered one, at zlib level 9 (see kmq.png8)."""
+    if im.width * im.height <= PNG_BOTH_UP_TO:
+        return min(_png(im, compress_level=9), png8.unfiltered(im, 9), key=len)
+    sample = _row_bands(im, PNG_BOTH_UP_TO)
+    if len(png8.unfiltered(sample, 9)) < len(_png(sample, compress_level=9)):
+        return png8.unfiltered(im, 9)
+    return _png(im, compress_level=9)
+
+
+def _row_bands(im: Image.Image, pixels: int, bands: int = 8) -> Image.Image:
+    """About `pixels` of a "P" image's pixels as `bands` bands of whole rows spread over its height, with its
+    palette and transparency: a stand-in for how its rows compress."""
+    rows = max(1, pixels // (im.width * bands))
+    starts = np.linspace(0, im.height - rows, bands).astype(int)
+    indices = np.asarray(im)
+    picked = np.concatenate([indices[s:s + rows] for s in np.unique(starts)])
+    sample = Image.frombytes("P", (im.width, len(picked)), np.ascontiguousarray(picked).tobytes())
+    sample.putpalette(im.getpalette())
+    sample.info.update({key: im.info[key] for key in ("transparency",) if key in im.info})
+    return sample
 
 
 # Grey of up to 32 levels as a palette PNG: 1-4-bit indices up to 16 and, unfiltered, fewer bytes than

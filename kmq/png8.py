@@ -2,7 +2,7 @@
 
 Pillow filters each row of a palette PNG whose indices it packs under 8 bits (Sub, Up or Paeth, chosen by the
 sum of the filtered bytes), though a filter predicts packed indices badly: on drawn graphics, logos and
-screenshots at K = 4-16 the unfiltered rows took 0.74-0.93x its bytes (a 10-colour graphic 3,131 against 4,250;
+screenshots at K = 4-16 the unfiltered rows took 0.74-0.93x its bytes (a 10-colour graphic 3,135 against 4,250;
 pngquant, which never filters a palette image, wrote 3,047), on photos 0.91-1.16x (round 46's peer trial and
 21 images of samples/ and beyond). Neither always wins, so imageio keeps the smaller. At 8 bits Pillow writes
 its rows unfiltered already, byte for byte what this would.

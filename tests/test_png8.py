@@ -68,7 +68,15 @@ def _written_and_both(palette, labels):
     return out.getvalue(), filtered.getvalue(), png8.unfiltered(im, 9)
 
 
-def test_decompress_keeps_the_unfiltered_png_where_it_is_smaller():
+@pytest.fixture(params=["both", "bands"])
+def ways(request, monkeypatch):
+    """Both PNGs made (small images), or bands of rows choosing the way (above imageio.PNG_BOTH_UP_TO)."""
+    if request.param == "bands":
+        monkeypatch.setattr(imageio, "PNG_BOTH_UP_TO", 2000)
+    return request.param
+
+
+def test_decompress_keeps_the_unfiltered_png_where_it_is_smaller(ways):
     # Flat drawn shapes of 10 colours: Pillow's filtered 4-bit rows are larger than unfiltered ones.
     labels = (np.add.outer(np.arange(120) // 12, np.arange(200) // 20) % 10).astype(np.uint16)
     palette = np.random.default_rng(1).integers(0, 256, (10, 3)).astype(np.uint8)
@@ -78,10 +86,19 @@ def test_decompress_keeps_the_unfiltered_png_where_it_is_smaller():
     np.testing.assert_array_equal(imageio.load_image(written), palette[labels])
 
 
-def test_and_pillows_where_that_is_smaller():
+def test_and_pillows_where_that_is_smaller(ways):
     # A smooth diagonal ramp of 16 levels: Up and Paeth predict its packed rows.
     labels = (np.add.outer(np.arange(64), np.arange(64)) // 8 % 16).astype(np.uint16)
     palette = np.stack([np.arange(16) * 16] * 3, axis=1).astype(np.uint8)
     palette[:, 0] += 1  # (colour, not grey: the RGB path)
     written, filtered, unfiltered = _written_and_both(palette, labels)
     assert written == filtered and len(written) < len(unfiltered)
+
+
+def test_the_bands_are_whole_rows_spread_over_the_image_with_its_palette():
+    indices = np.arange(40 * 10).reshape(40, 10) % 7
+    im = _image(indices, np.arange(21, dtype=np.uint8), alpha=[5, 6])
+    sample = imageio._row_bands(im, 80, bands=4)  # 2 rows a band
+    assert sample.size == (10, 8) and sample.getpalette()[:21] == list(range(21))
+    assert sample.info["transparency"] == bytes([5, 6])
+    np.testing.assert_array_equal(np.asarray(sample), indices[[0, 1, 12, 13, 25, 26, 38, 39]])

@@ -2,6 +2,7 @@
 truecolor and 8-bit grey (a 3000x600 banner at K = 64 was 41,947 bytes at level 6, 1.56x the 26,904 of `stats
 --reference`'s PNG-8 of the same pixels; level 9 on truecolor cost 0.3-0.5 s a megapixel for under 4 %)."""
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -121,3 +122,16 @@ def test_a_palette_image_with_one_coloured_entry_stays_colour():
     out = io.BytesIO()
     im.save(out, format="PNG")
     assert imageio.load_image(out.getvalue()).shape == (1, 3, 3)
+
+
+def test_a_grey_palette_png_with_a_colour_profile_is_read_through_it_as_colour(tmp_path):
+    # (h55r1: read as grey, its RGB profile could not be applied to one channel, and the levels were off by 9)
+    from PIL import ImageCms
+
+    im = Image.frombytes("P", (4, 1), bytes([0, 1, 2, 3]))
+    im.putpalette(bytes(np.repeat(np.array([10, 90, 170, 250], np.uint8), 3)), "RGB")
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(tmp_path / "g.png", icc_profile=profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an sRGB profile: nothing to convert, nothing to say
+        assert imageio.load_image(tmp_path / "g.png").shape == (1, 4, 3)
