@@ -75,8 +75,12 @@ def test_screenshot_with_a_photo_at_k_256_is_near_plain_lloyd_on_its_colours() -
 
 
 def test_photos_keep_the_histograms() -> None:
-    """No colour of a photo holds 1/8 of its pixels: the histogram climb stays (their J and CPU unchanged)."""
+    """No colour of a photo holds 1/8 of its pixels, and a letterboxed one's black band is one colour with no inks or
+    text edges beside it: the histogram climb stays (their J and CPU unchanged)."""
     rng = np.random.default_rng(3)
     px = np.clip(np.rint(rng.normal(128, 40, (60_000, 3))), 0, 255).astype(np.uint8)
     colors, counts = np.unique(px, axis=0, return_counts=True)
     assert not km._flat_ground(colors, counts, 256)
+    boxed = np.concatenate([px, np.zeros((15_000, 3), np.uint8)])
+    colors, counts = np.unique(boxed, axis=0, return_counts=True)
+    assert counts.max() >= km._FLAT_SHARE * counts.sum() and not km._flat_ground(colors, counts, 256)
