@@ -111,3 +111,26 @@ def test_palette_tables_are_shared_and_the_counts_are_not(monkeypatch):
     for seed in range(ctx._TABLES_KEPT + 2):  # only the latest palettes are kept
         ctx._Model(8, np.random.default_rng(seed).integers(0, 256, (8, 1)).astype(np.uint8))
     assert len(ctx._TABLES) == ctx._TABLES_KEPT
+
+
+def test_a_model_reads_its_palettes_cells_once_a_call(monkeypatch):
+    # (h55r2: a model of the same palette in another thread could store a fresh table of cells between this
+    # model's fill and its read-back, which then read -1 and coded wrong contexts: a file that did not decode)
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (64, 3), dtype=np.uint8)
+    labels = rng.integers(0, 64, (40, 40)).astype(np.uint8)
+    ctx._TABLES.clear()
+    serial = ctx.encode(labels, palette)
+    ctx._TABLES.clear()
+    real = ctx._Model.cells
+
+    def replaced_after_each_read(self):
+        cells = real.fget(self)
+        if cells is not None:  # what another thread's model of this palette could do at any moment
+            real.fset(self, np.full_like(cells, -1))
+        return cells
+
+    monkeypatch.setattr(ctx._Model, "cells", property(replaced_after_each_read, real.fset))
+    assert ctx.encode(labels, palette) == serial
+    monkeypatch.undo()
+    ctx._TABLES.clear()

@@ -633,6 +633,7 @@ def _bucket_base_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # and the activity table, made as needed, the same whichever model makes them.
 _TABLES_KEPT = 4
 _TABLES: dict[tuple, "_PaletteTables"] = {}
+_TABLES_LOCK = threading.Lock()
 
 
 class _PaletteTables:
@@ -769,8 +770,14 @@ class _Model:
         ch = self.pal.shape[1]
         shift = _CELL_SHIFT[ch]
         levels = (1020 >> shift) + 1
-        if self.cells is None:
-            self.cells = np.full(levels ** ch, -1, np.int64)  # filled in as cells are met
+        # Read once: models of one palette in other threads share the table (h55r2: one storing a fresh table
+        # between this call's fill and its read-back coded wrong contexts); made once, under the lock.
+        cells = self.cells
+        if cells is None:
+            with _TABLES_LOCK:
+                cells = self.tables.shared["cells"]
+                if cells is None:
+                    cells = self.tables.shared["cells"] = np.full(levels ** ch, -1, np.int64)  # filled as met
         # The channels' sums at once: each label's channels packed _SUM_BITS apart, whose 4 summed (at most 1020
         # each) do not carry into the next (4 gathers, not 4 a channel; take: about half the time of indexing)
         total = self.packed.take(nb[0])
@@ -782,15 +789,16 @@ class _Model:
             part = total >> np.int64(_SUM_BITS * c + shift)
             part &= np.int64(_SUM_MASK >> shift)
             cell += part
-        ref = self.cells.take(cell)
+        ref = cells.take(cell)
         missing = cell[ref < 0]
         if len(missing):
-            # only the cells met (a photo meets a few thousand of 32 768), found without a sort
-            met = np.zeros(len(self.cells), bool)
+            # only the cells met (a photo meets a few thousand of 32 768), found without a sort; another thread
+            # may fill some of them too, with the same entries
+            met = np.zeros(len(cells), bool)
             met[missing] = True
             todo = np.flatnonzero(met)
-            self.cells[todo] = self._nearest_to_cells(shift, todo)
-            ref = self.cells.take(cell)
+            cells[todo] = self._nearest_to_cells(shift, todo)
+            ref = cells.take(cell)
         return ref
 
     def _nearest_to_cells(self, shift: int, cells: np.ndarray) -> np.ndarray:
