@@ -2676,6 +2676,14 @@ _THIN_FROM = 12000
 # 9 434-bin gradient above stays below it.
 _THIN_FROM_RGB = 10000
 _THIN_SHARE = 1e-5
+# ... and below _THIN_PIXELS / _THIN_SHARE pixels (0.4 MP), where that share is under a few pixels and so merged
+# nothing, RGB's (`fit`'s own) merges the bins of under _THIN_PIXELS pixels from _THIN_FROM_SMALL bins: a 256x256
+# tile under noise has 8 000-28 000 5-bit bins of a few pixels each, and seeding and ranking 8-16 restarts on
+# them was most of its fit (uniform noise at K = 64: 0.87 s of k-means++ on 28 349 bins of a 1.3 s fit). On 18
+# noisy tiles (sigma 8-15, high ISO, uniform; 3 seeds, K = 16 and 64) J's geometric mean -0.02 % / +0.02 %,
+# the worst tile's mean +0.28 % / +0.39 %; CPU 0.69x / 0.76x in all (see docs/PERFORMANCE.md, round 46).
+_THIN_PIXELS = 4
+_THIN_FROM_SMALL = 2000
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -2885,9 +2893,14 @@ def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
     bins that light barely move either. The chosen runs are then finished on every bin."""
-    if level.m <= (_THIN_FROM_RGB if channels == 3 else _THIN_FROM) or level.x.shape[1] != channels:
+    total = float(level.w.sum())
+    small = share is None and channels == 3 and _THIN_PIXELS > _THIN_SHARE * total
+    if level.m <= (_THIN_FROM_SMALL if small else _THIN_FROM_RGB if channels == 3 else _THIN_FROM) \
+            or level.x.shape[1] != channels:
         return None
-    sparse = level.w < (_THIN_SHARE if share is None else share) * level.w.sum()
+    if share is None:
+        share = max(_THIN_SHARE, _THIN_PIXELS / total)
+    sparse = level.w < share * total
     ids = np.arange(level.m)
     # A bin's mean lies inside the bin, so its coarser cell is that of its mean, rounded down.
     cell = np.minimum(level.x[sparse] // (256 >> bits), (1 << bits) - 1).astype(np.intp)
@@ -4077,7 +4090,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if (m if colours_follow else top) * k > _OTHERS_WORK:
             others = None
     near, most = (_TIE_NEAR, tie_runs) if others is None else (1.0, _OTHERS_CLIMB)
-    stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
+    # (a caller's stand-in that keeps the level whole leaves it to `_thinned`, as without one)
+    stand = ((stand_in and stand_in(coarse)) or _thinned(coarse)) if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
                       quick=quick[:2] if quick and restarts == 1 else None)
     ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)
