@@ -56,3 +56,25 @@ def test_a_noisy_tiles_restarts_rank_on_the_stand_in_and_a_callers_none_leaves_i
     assert np.array_equal(first, km.fit(colors, counts, 16, seed=3))  # the same seed, the same centroids
     # A stand-in maker that keeps the level whole (target's rough one below 10 000 bins) gives fit's own run.
     assert np.array_equal(first, km.fit(colors, counts, 16, seed=3, stand_in=lambda level: None))
+
+
+def test_a_dark_tiles_restarts_rank_on_6_bit_bins_where_5_bit_ones_are_too_few_for_k():
+    # 128x128 of levels 0..39: ~14 500 colours in 125 5-bit bins, under 4 a centroid at K = 64 (ranked there,
+    # K = 64's restarts on dark tiles ended 2-4 % above one run on the colours); its 1 000 6-bit bins rank them.
+    px = np.random.default_rng(7).integers(0, 40, (128 * 128, 3), dtype=np.uint8)
+    d = km.distinct(px)
+    assert km._RANKED_ABOVE < d.colors.shape[0] <= km._COARSE_ABOVE
+    bins = km._ranked_on_bins(d.colors, d.counts, 64)
+    assert bins is not None and bins.m > 4 * 64  # (old code: the 125 5-bit bins)
+    assert bins.m == len(np.unique(d.colors // 4, axis=0))
+    # Where the 5-bit bins are enough for k, they still rank.
+    assert km._ranked_on_bins(d.colors, d.counts, 16).m == len(np.unique(d.colors // 8, axis=0))
+
+
+def test_5_bit_bins_up_to_half_the_colours_rank_the_restarts():
+    # ~12 000 6-bit colours filling the 4 096 5-bit bins: over a quarter of the colours (old code: restarts on
+    # every colour, 8 of them at K = 64, 0.4 s on a masked photo tile), under half.
+    px = (np.random.default_rng(8).integers(0, 32, (128 * 128, 3)) * 4).astype(np.uint8)
+    d = km.distinct(px)
+    bins = km._ranked_on_bins(d.colors, d.counts, 64)
+    assert bins is not None and 4 * bins.m > d.colors.shape[0] >= 2 * bins.m
