@@ -2500,8 +2500,8 @@ def _kmeans_1d(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
 _COARSE_ABOVE = 20000
 _COARSE_WORK = 1 << 20
 # RGB from this many colours up to the above (K = 16-128 there: several restarts): the restarts are seeded and
-# ranked on the colours' 5-bit histogram, 3x as many, and the best 4 finished on the colours, the lowest J
-# kept (`_ranked_on_bins`). Seeding and ranking 8-16 runs on every colour took 3-6x the histogram
+# ranked on the colours' 5-bit histogram, 3x as many (2x since round 46, below), and the best 4 finished on the
+# colours, the lowest J kept (`_ranked_on_bins`). Seeding and ranking 8-16 runs on every colour took 3-6x the histogram
 # path's CPU (256x256 tiles of 10 000-20 000 colours, K = 16: 0.15-0.27 s against 0.04-0.05 s just above
 # 20 000), but the histogram path there is J +0.19 % (K = 16) and +0.34 % (K = 64) on geometric mean (27 tiles
 # x 4 seeds). Here, on 34 (K = 16) and 24 (K = 64) tiles of 8 000-20 000 colours, 4 seeds: J -0.18 % and
@@ -2711,7 +2711,8 @@ _FINE_ENOUGH = 1000
 
 
 def _ranked_on_bins(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points | None:
-    """The 5-bit histogram on which `fit`'s restarts on the colours are seeded and ranked (see
+    """The 5-bit histogram (6-bit where the 5-bit one has at most 4 bins a centroid) on which `fit`'s restarts
+    on the colours are seeded and ranked (see
     `_RANKED_ABOVE`), or None: RGB of over 8 000 colours where the histogram path is not taken (at most
     `_COARSE_ABOVE` colours and `_COARSE_WORK` colours x K; not where it was and found no level), with
     more than one restart, and only where its bins are at most 1 / `_RANKED_SHARE` of the colours."""
@@ -2898,7 +2899,8 @@ def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels
     its bins holding under `share` (`_THIN_SHARE` if None) of the pixels merged by cell of `bits` bits per
     channel (weighted mean, summed weight), the others kept; ``inverse`` maps each bin of the level to its
     stand-in. None where it would keep over 3/4 of the bins. RGB's: 5-bit bins by 4-bit cell; coreset's RGBA
-    one: 4-bit bins by 3-bit cell.
+    one: 4-bit bins by 3-bit cell. `fit`'s own (share None) below 0.4 MP: bins of under `_THIN_PIXELS` pixels,
+    from `_THIN_FROM_SMALL` bins.
 
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
@@ -3713,8 +3715,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
 
     Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, as many restarts as pay
     at this k (`_restarts`: 16 up to K=32, falling as k^-1.5 to one from K=200) ranked after a few Lloyd
-    updates run together (`_lloyd_runs`), the best finished by Lloyd (RGB of 8 000-20 000 colours: 3x as
-    many seeded and ranked on their 5-bit histogram, the best few finished, see `_RANKED_ABOVE`). With many
+    updates run together (`_lloyd_runs`), the best finished by Lloyd (RGB of 8 000-20 000 colours: 2x as
+    many seeded and ranked on their 5-bit histogram, 6-bit where that has 4 bins a centroid or fewer, the
+    best few finished, see `_RANKED_ABOVE`). With many
     distinct colours (over
     20 000, RGBA 8 000, or over 2**20 colours x centroids) the restarts run on a coarse histogram (each bin
     its colours' weighted mean): 5 bits per channel, or 6 or 7 where the 5-bit one has no more than 4 bins
