@@ -789,7 +789,8 @@ def test_a_weaker_rdo_gets_its_own_run_after_a_stronger_one_stopped_short_of_it(
     # Review (round 29): a stronger run at K that added less J than a weaker strength allows is not the weaker
     # one's file: rdo's moves depend on its bound. A noisy 200x150 chelsea crop in 2,622 bytes (K <= 48): K = 6
     # at +39.547 % is its own run (2,584 bytes, 21.90 dB); stood in for by the +46.049 % file, the search went on
-    # to 2,269 bytes at 21.66 dB.
+    # to 2,269 bytes at 21.66 dB. Round 46's fits of small images (h55c): +39.547 -> +39.322 % (2,584 -> 2,590 bytes,
+    # 21.8967 -> 21.9077 dB); stood in for by a stronger run's file, the search ends at 2,231 bytes, 21.65 dB.
     from conftest import SAMPLES
     rng = np.random.default_rng(5)
     with Image.open(SAMPLES / "chelsea.png") as im:
@@ -797,8 +798,8 @@ def test_a_weaker_rdo_gets_its_own_run_after_a_stronger_one_stopped_short_of_it(
     rng.normal(0, 6, (150, 200, 3))  # (the reviewer's stream: a gradient's noise first)
     noisy = np.clip(crop + rng.normal(0, 18, crop.shape), 0, 255).astype(np.uint8)
     img = kmq.compress_to(noisy, max_bytes=2622, codec="ctx", k=48)
-    assert (img.k, img.metadata["rdo"], len(img.to_bytes())) == (6, 39.547, 2584)
-    assert db(img) > 21.89  # (21.8967)
+    assert (img.k, img.metadata["rdo"], len(img.to_bytes())) == (6, 39.322, 2590)
+    assert db(img) > 21.9  # (21.9077)
 
 
 class _PsnrRuns:
