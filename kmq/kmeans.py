@@ -2500,8 +2500,8 @@ def _kmeans_1d(values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
 _COARSE_ABOVE = 20000
 _COARSE_WORK = 1 << 20
 # RGB from this many colours up to the above (K = 16-128 there: several restarts): the restarts are seeded and
-# ranked on the colours' 5-bit histogram, 3x as many, and the best 4 finished on the colours, the lowest J
-# kept (`_ranked_on_bins`). Seeding and ranking 8-16 runs on every colour took 3-6x the histogram
+# ranked on the colours' 5-bit histogram, 3x as many (2x since round 46, below), and the best 4 finished on the
+# colours, the lowest J kept (`_ranked_on_bins`). Seeding and ranking 8-16 runs on every colour took 3-6x the histogram
 # path's CPU (256x256 tiles of 10 000-20 000 colours, K = 16: 0.15-0.27 s against 0.04-0.05 s just above
 # 20 000), but the histogram path there is J +0.19 % (K = 16) and +0.34 % (K = 64) on geometric mean (27 tiles
 # x 4 seeds). Here, on 34 (K = 16) and 24 (K = 64) tiles of 8 000-20 000 colours, 4 seeds: J -0.18 % and
@@ -2510,9 +2510,13 @@ _COARSE_WORK = 1 << 20
 # ranked, and the least of a superset can only be lower). Below 8 000 colours (6-bit photos: ~4 colours a
 # 5-bit bin) the 5-bit ranking lost up to +1.3 % on a tile's mean, and where the bins are over a quarter of
 # the colours (`_RANKED_SHARE`: textured 6-bit photos) 3x the restarts on them cost more than the colours'.
+# Round 46: 2x the restarts and bins up to half the colours (6-bit masked 256x256 photo tiles: 4 094 bins of
+# 16 120 colours had their 8 restarts at K = 64 on every colour, 0.4-0.6 s); where the 5-bit bins are 4 or fewer
+# a centroid (dark tiles: 117-183 bins at K = 64) the 6-bit ones rank. On 7 tiles of 9 700-16 100 colours (dark,
+# masked; 3 seeds, K = 16 and 64): J -0.2 % / -1.5 % on geometric mean, worst fit +0.3 %, CPU ~0.75x.
 _RANKED_ABOVE = 8000
-_RANKED_SHARE = 4
-_RANKED_MORE = 3
+_RANKED_SHARE = 2
+_RANKED_MORE = 2
 _RANKED_FINISH = 4
 # RGBA with varying alpha from this many colours: a small image under a vignette has nearly a colour a pixel
 # (123x141, 16 360 colours, 9 819 in RGB), and below K = 64 its 8-16 restarts ran on every colour (K = 16:
@@ -2567,6 +2571,10 @@ _MOMENTUM = (3.0, 0.55)
 _NOISY_SHARE = 0.7
 _NOISY_MAX = 1 << 17
 _NOISY = (3, 4, 4, 2)
+# ... and with several restarts (K under ~200) the colours' polish is at most this many updates, the first
+# over-relaxed and the rest with momentum, instead of plain ones to tol: on 18 noisy 256x256 tiles (3 seeds)
+# J -0.10 % at K = 16 and 64 on geometric mean, no slower (china under noise at K = 64: 51-55 ms, plain 53 ms).
+_NOISY_POLISH = 8
 # Above this k, the last histogram level without a polish on the colours (see `fit`, and
 # `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
 # 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
@@ -2676,6 +2684,14 @@ _THIN_FROM = 12000
 # 9 434-bin gradient above stays below it.
 _THIN_FROM_RGB = 10000
 _THIN_SHARE = 1e-5
+# ... and below _THIN_PIXELS / _THIN_SHARE pixels (0.4 MP), where that share is under a few pixels and so merged
+# nothing, RGB's (`fit`'s own) merges the bins of under _THIN_PIXELS pixels from _THIN_FROM_SMALL bins: a 256x256
+# tile under noise has 8 000-28 000 5-bit bins of a few pixels each, and seeding and ranking 8-16 restarts on
+# them was most of its fit (uniform noise at K = 64: 0.87 s of k-means++ on 28 349 bins of a 1.3 s fit). On 18
+# noisy tiles (sigma 8-15, high ISO, uniform; 3 seeds, K = 16 and 64) J's geometric mean -0.02 % / +0.02 %,
+# the worst tile's mean +0.28 % / +0.39 %; CPU 0.69x / 0.76x in all (see docs/PERFORMANCE.md, round 46).
+_THIN_PIXELS = 4
+_THIN_FROM_SMALL = 2000
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -2695,7 +2711,8 @@ _FINE_ENOUGH = 1000
 
 
 def _ranked_on_bins(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points | None:
-    """The 5-bit histogram on which `fit`'s restarts on the colours are seeded and ranked (see
+    """The 5-bit histogram (6-bit where the 5-bit one has at most 4 bins a centroid) on which `fit`'s restarts
+    on the colours are seeded and ranked (see
     `_RANKED_ABOVE`), or None: RGB of over 8 000 colours where the histogram path is not taken (at most
     `_COARSE_ABOVE` colours and `_COARSE_WORK` colours x K; not where it was and found no level), with
     more than one restart, and only where its bins are at most 1 / `_RANKED_SHARE` of the colours."""
@@ -2704,6 +2721,8 @@ def _ranked_on_bins(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points |
             and _restarts(k) > 1):
         return None
     bins = _pyramid(colors, counts, (_COARSE_BITS,))[0]
+    if bins.m <= 4 * k:  # (a dark tile: 117-183 5-bit bins; K = 64's restarts ranked there ended 2-4 % higher)
+        bins = _pyramid(colors, counts, (_COARSE_BITS + 1,))[0]
     return bins if bins.m * _RANKED_SHARE <= m else None
 
 
@@ -2880,14 +2899,20 @@ def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels
     its bins holding under `share` (`_THIN_SHARE` if None) of the pixels merged by cell of `bits` bits per
     channel (weighted mean, summed weight), the others kept; ``inverse`` maps each bin of the level to its
     stand-in. None where it would keep over 3/4 of the bins. RGB's: 5-bit bins by 4-bit cell; coreset's RGBA
-    one: 4-bit bins by 3-bit cell.
+    one: 4-bit bins by 3-bit cell. `fit`'s own (share None) below 0.4 MP: bins of under `_THIN_PIXELS` pixels,
+    from `_THIN_FROM_SMALL` bins.
 
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
     bins that light barely move either. The chosen runs are then finished on every bin."""
-    if level.m <= (_THIN_FROM_RGB if channels == 3 else _THIN_FROM) or level.x.shape[1] != channels:
+    total = float(level.w.sum())
+    small = share is None and channels == 3 and _THIN_PIXELS > _THIN_SHARE * total
+    if level.m <= (_THIN_FROM_SMALL if small else _THIN_FROM_RGB if channels == 3 else _THIN_FROM) \
+            or level.x.shape[1] != channels:
         return None
-    sparse = level.w < (_THIN_SHARE if share is None else share) * level.w.sum()
+    if share is None:
+        share = max(_THIN_SHARE, _THIN_PIXELS / total)
+    sparse = level.w < share * total
     ids = np.arange(level.m)
     # A bin's mean lies inside the bin, so its coarser cell is that of its mean, rounded down.
     cell = np.minimum(level.x[sparse] // (256 >> bits), (1 << bits) - 1).astype(np.intp)
@@ -3721,8 +3746,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
 
     Start: greedy k-means++ (as scikit-learn) from ``np.random.default_rng(seed)``, as many restarts as pay
     at this k (`_restarts`: 16 up to K=32, falling as k^-1.5 to one from K=200) ranked after a few Lloyd
-    updates run together (`_lloyd_runs`), the best finished by Lloyd (RGB of 8 000-20 000 colours: 3x as
-    many seeded and ranked on their 5-bit histogram, the best few finished, see `_RANKED_ABOVE`). With many
+    updates run together (`_lloyd_runs`), the best finished by Lloyd (RGB of 8 000-20 000 colours: 2x as
+    many seeded and ranked on their 5-bit histogram, 6-bit where that has 4 bins a centroid or fewer, the
+    best few finished, see `_RANKED_ABOVE`). With many
     distinct colours (over
     20 000, RGBA 8 000, or over 2**20 colours x centroids) the restarts run on a coarse histogram (each bin
     its colours' weighted mean): 5 bits per channel, or 6 or 7 where the 5-bit one has no more than 4 bins
@@ -3840,11 +3866,10 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             updates = _MIXED_UPDATES if m > _MIXED_FROM else _MIXED_RUNS_UPDATES
             polish, last = False, (updates, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
-        noisy = (polish and colors.shape[1] == 3 and _restarts(k) == 1 and m <= _NOISY_MAX
-                 and m >= _NOISY_SHARE * float(counts.sum()))
+        noisy = (polish and colors.shape[1] == 3 and m <= _NOISY_MAX and m >= _NOISY_SHARE * float(counts.sum()))
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
-                         quick=_NOISY[:3] if noisy else None, release=True,
+                         quick=_NOISY[:3] if noisy and _restarts(k) == 1 else None, release=True,
                          few_ties=pts is not None)
         if climbed is not None:
             start, labels, prev = climbed
@@ -3861,6 +3886,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             if _restarts(k) == 1:
                 full_iter = min(full_iter, _NOISY[3] if noisy else _RELAXED_ITER)
                 relax, momentum = _RELAX, _MOMENTUM
+            elif noisy:
+                full_iter, relax, momentum = min(full_iter, _NOISY_POLISH), _RELAX, _MOMENTUM
             elif colors.shape[1] == 4 and (k >= _FAR_POLISH_FROM or m > _FAR_POLISH * prev.m):
                 full_iter, relax, momentum = min(full_iter, _FAR_UPDATES), _RELAX, _MOMENTUM
             # The colours' labels from their bins', and the levels let go before the polish holds its own
@@ -4111,7 +4138,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if (m if colours_follow else top) * k > _OTHERS_WORK:
             others = None
     near, most = (_TIE_NEAR, tie_runs) if others is None else (1.0, _OTHERS_CLIMB)
-    stand = (stand_in or _thinned)(coarse) if restarts > 1 else None
+    # (a caller's stand-in that keeps the level whole leaves it to `_thinned`, as without one)
+    stand = ((stand_in and stand_in(coarse)) or _thinned(coarse)) if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
                       quick=quick[:2] if quick and restarts == 1 else None)
     ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)

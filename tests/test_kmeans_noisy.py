@@ -52,16 +52,19 @@ def test_a_noisy_tile_climbs_in_few_updates(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_repeated_colours_and_several_runs_keep_their_climb(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same colours each twice the pixels (half a colour a pixel) climb as before: plain levels to tol,
-    # `_RELAXED_ITER` updates on the colours, greedy k-means++; and K = 64 (several runs) is untouched.
+    # `_RELAXED_ITER` updates on the colours, greedy k-means++.
     colors, counts = noisy_tile()
     calls, seeds = recorded(monkeypatch)
     km.fit(colors, counts * 2, 256, seed=0)
     assert seeds == [None]
     assert [c[1:] for c in calls[:-1]] == [(300, 1.0, None)] * 2
     assert calls[-1] == (len(colors), km._RELAXED_ITER, km._RELAX, km._MOMENTUM)
+    # K = 64 (several runs): its levels as before, plain to tol; since round 46 the colours' polish is
+    # `_NOISY_POLISH` updates over-relaxed then with momentum, not plain ones to tol.
     calls.clear()
     km.fit(colors, counts, 64, seed=0)
-    assert all(c[2:] == (1.0, None) for c in calls)
+    assert all(c[2:] == (1.0, None) for c in calls[:-1])
+    assert calls[-1] == (len(colors), km._NOISY_POLISH, km._RELAX, km._MOMENTUM)
 
 
 def test_noisy_tile_is_deterministic_and_j_holds() -> None:

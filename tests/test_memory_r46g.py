@@ -48,17 +48,18 @@ def sha(img: kmq.KmqImage) -> str:
     return hashlib.sha256(img.to_bytes()).hexdigest()[:16]
 
 
-# Made by the code before this round (with the small sample): the files must stay byte for byte.
+# Made by the code before this round (with the small sample): the files must stay byte for byte. (Three re-made
+# with h55c's K-Means of small images, a new draw, and rdo.py as it was before the chunking (475022d^).)
 PINNED = {
-    ("photo", 16, 2.0): "614b459dce71a5de",
-    ("photo", 64, 28.0): "794a5a230d6b67cd",
+    ("photo", 16, 2.0): "265a2cc940decf45",
+    ("photo", 64, 28.0): "fe7a94fbe876e77a",
     ("photo", 256, 100.0): "c7dad1a93ebe6f89",
     ("grey", 16, 28.0): "266beb9f432e230b",
     ("rgba", 32, 28.0): "dc6712662c6a1983",
     ("graphics", 8, 2.0): "c21104cac0065384",
 }
 PINNED_TARGETS = {
-    ("photo", "psnr", 33.0): "28ec91292d9af558",
+    ("photo", "psnr", 33.0): "b81764d78669fa1d",
     ("rgba", "max_bytes", 9000): "c1ca3dbdf73f923d",
 }
 

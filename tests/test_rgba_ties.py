@@ -58,8 +58,11 @@ def test_rgb_polish_unchanged(monkeypatch, far):
     colors, counts = far
     rgb, inverse = np.unique(colors[:, :3], axis=0, return_inverse=True)
     seen = _spy(monkeypatch)
-    kmeans.fit(rgb, np.bincount(inverse.ravel(), weights=counts).astype(np.int64), 48, seed=0)
-    assert all(s[4] is None and s[3] == 1.0 for s in seen)
+    rgb_counts = np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
+    kmeans.fit(rgb, rgb_counts, 48, seed=0)
+    # (a colour for nearly every pixel: since round 46 the colours' polish is `_NOISY_POLISH` momentum updates)
+    noisy = len(rgb) >= kmeans._NOISY_SHARE * rgb_counts.sum()
+    assert all(s[4] is None and s[3] == 1.0 for s in (seen[:-1] if noisy else seen))
 
 
 def test_tied_runs_warm_up_loosely(monkeypatch, far):

@@ -619,12 +619,15 @@ def test_the_search_over_k_and_rdo_leaves_a_k_once_another_is_predicted_better(c
 def test_the_search_over_k_and_rdo_takes_a_candidate_just_over_a_k_where_rdo_ran_at_that_k(counted, samples):
     # coffee reduced to 200x133 in 8,180 bytes: the search over (K, rdo) from K = 74 (rdo 10.7 %, 36.24 dB) had
     # fitted K = 106, 1.08x K = 98 where rdo had run; tried at 98, its own runs aim there, three fits fewer, and
-    # the file is K = 98 with rdo 36.3 %, 36.45 dB
+    # the file is K = 98 with rdo 36.3 %, 36.45 dB. Round 46's fits of small images (h55c) take that budget another
+    # way (K = 82 with rdo 17.8 %, 36.34 dB; no candidate near a K where rdo ran). In 8,800 bytes the candidate
+    # K = 126, 1.11x K = 114 where rdo ran, is tried at 114: 12 fits, K = 114 with rdo 37.5 %, 36.88 dB; fitted at 126
+    # (_snapped undone) 15 fits and K = 110 with rdo 34.8 %, 36.79 dB.
     with Image.open(samples / "coffee.png") as im:
         img = np.asarray(im.convert("RGB").resize((im.width // 3, im.height // 3), Image.Resampling.LANCZOS))
-    out = kmq.compress_to(img, max_bytes=8180, codec="ctx")
-    assert len(out.to_bytes()) <= 8180 and db(out) > 36.4
-    assert 106 not in counted["fits"] and len(counted["fits"]) <= 10
+    out = kmq.compress_to(img, max_bytes=8800, codec="ctx")
+    assert len(out.to_bytes()) <= 8800 and db(out) > 36.85
+    assert 126 not in counted["fits"] and len(counted["fits"]) <= 12
 
 
 def test_past_the_last_rdo_file_at_a_k_its_own_runs_give_the_slope():
@@ -789,7 +792,8 @@ def test_a_weaker_rdo_gets_its_own_run_after_a_stronger_one_stopped_short_of_it(
     # Review (round 29): a stronger run at K that added less J than a weaker strength allows is not the weaker
     # one's file: rdo's moves depend on its bound. A noisy 200x150 chelsea crop in 2,622 bytes (K <= 48): K = 6
     # at +39.547 % is its own run (2,584 bytes, 21.90 dB); stood in for by the +46.049 % file, the search went on
-    # to 2,269 bytes at 21.66 dB.
+    # to 2,269 bytes at 21.66 dB. Round 46's fits of small images (h55c): +39.547 -> +39.322 % (2,584 -> 2,590 bytes,
+    # 21.8967 -> 21.9077 dB); stood in for by a stronger run's file, the search ends at 2,231 bytes, 21.65 dB.
     from conftest import SAMPLES
     rng = np.random.default_rng(5)
     with Image.open(SAMPLES / "chelsea.png") as im:
@@ -797,8 +801,8 @@ def test_a_weaker_rdo_gets_its_own_run_after_a_stronger_one_stopped_short_of_it(
     rng.normal(0, 6, (150, 200, 3))  # (the reviewer's stream: a gradient's noise first)
     noisy = np.clip(crop + rng.normal(0, 18, crop.shape), 0, 255).astype(np.uint8)
     img = kmq.compress_to(noisy, max_bytes=2622, codec="ctx", k=48)
-    assert (img.k, img.metadata["rdo"], len(img.to_bytes())) == (6, 39.547, 2584)
-    assert db(img) > 21.89  # (21.8967)
+    assert (img.k, img.metadata["rdo"], len(img.to_bytes())) == (6, 39.322, 2590)
+    assert db(img) > 21.9  # (21.9077)
 
 
 class _PsnrRuns:

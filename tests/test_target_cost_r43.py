@@ -23,11 +23,13 @@ def test_lzma_after_a_ctx_file_above_k_256_fits_no_k_for_rdo_where_rdo_saves_lit
     # In 22,000 bytes ctx's search lands above K = 256 and lzma's runs too; its file is plain K = 863 (21,948 bytes).
     # Its probe at lo (K = 740, +25 % J asked) kept 0.96 of the plain bytes; the old code fitted K = 1,080, 1,210
     # (the search over (K, rdo)) and 2,220 (rdo at 3 lo), each a plain compress there, for rdo files that lost.
+    # Round 46's fits of small images (h55c): plain K = 863 -> 866 (21,948 -> 21,960 bytes, 35.049 -> 35.056 dB);
+    # lzma's fits reach K = 890 (without _useless_rdo 1,078, 1,207, 1,263 and 2,226).
     fitted = fits_inside(monkeypatch, "_better_with_lzma")  # lzma's search runs inside it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         chosen = kmq.compress_to(noisy_gradient(), max_bytes=22_000)
-    assert chosen.codec == "lzma" and chosen.k == 863 and len(chosen.to_bytes()) == 21_948
+    assert chosen.codec == "lzma" and chosen.k == 866 and len(chosen.to_bytes()) == 21_960
     assert fitted and max(fitted) <= 1.05 * chosen.k
 
 

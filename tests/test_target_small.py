@@ -154,11 +154,13 @@ def test_a_byte_budget_of_a_psnr_files_bytes_is_nearly_as_good():
     # coffee at 157x101: --psnr 26 gave K = 10 with rdo 47.5 % in 1,155 bytes (26.01 dB); in 1,160 bytes the
     # search returned K = 12 with rdo 126 % (25.29 dB). Since round 35's fits of 8,000-20,000 colours (this
     # image has 11,869) the --psnr file is 1,170 bytes (K = 10, rdo 47.6 %), and the budget 5 bytes over it.
+    # Round 46's fits of small images (h55c) make it 1,170 -> 1,164 bytes (K = 10, rdo 47.6 %, 26.01 dB); in 1,169
+    # bytes K = 10 with rdo 49.6 %, 25.96 dB (was 25.98 in 1,175); without _level K = 12, rdo 122 %, 25.40 dB.
     from conftest import SAMPLES
     with Image.open(SAMPLES / "coffee.png") as im:
         pixels = np.asarray(im.convert("RGB").resize((157, 101), Image.Resampling.LANCZOS))
     ref = kmq.compress_to(pixels, psnr=26, codec="ctx")
     budget = len(ref.to_bytes()) + 5
     img = kmq.compress_to(pixels, max_bytes=budget, codec="ctx")
-    assert len(ref.to_bytes()) == 1170 and len(img.to_bytes()) <= budget
+    assert len(ref.to_bytes()) == 1164 and len(img.to_bytes()) <= budget
     assert _db(img) >= _db(ref) - 0.1, (img.k, img.metadata["rdo"], _db(img), _db(ref))
