@@ -3715,7 +3715,7 @@ def _warm_colours(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points | N
 # 30-74 %, the others 14-32 %; the samples' heaviest colour 0.1-11 %; a letterboxed or white-framed photo 16-20 %,
 # but the others 0.1-1.7 %: there the colours' restarts were 3-8x the CPU for J -1.2 % to +0.8 %) as long as the restarts' work there (colours x K x restarts) is at most
 # `_FLAT_WORK`: that screenshot 2.206 -> 1.735 (scikit-learn 1.721), 0.06 -> 0.14 s of CPU; at K = 128 3.915 ->
-# 3.551 (1.09x -> 0.99x), 0.07 -> 0.28 s. Not with over `_FLAT_RESTARTS` restarts (K < 114), where the 5-bit bins
+# 3.551 (1.09x -> 0.99x), 0.07 -> 0.28 s. Not with over `_FLAT_RESTARTS` restarts (K < 112), where the 5-bit bins
 # are more per centroid and the climb gets near (that screenshot at K = 100: 1.03x), while the colours' restarts
 # cost most (four screenshots with a photo at K = 100: J +0.71 % to -2.9 % for 4-10x the CPU; at K = 16 +0.01 %, 7x).
 _FLAT_SHARE = 0.125
@@ -3773,8 +3773,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     (`_merged`). Above 500 000 colours and K = 64 (`_FINISH_ABOVE`), RGB or RGBA, the finest level ends in
     `_FINISH` over-relaxed updates (RGBA's `_FINISH_RGBA`, with momentum) after the levels below run to a looser
     tol.
-    RGB where one colour holds an eighth of the pixels or more (a screenshot's background) climbs no histogram from
-    K = 114 while the restarts on the colours cost at most `_FLAT_WORK` (see `_flat_ground`).
+    RGB where one colour holds an eighth of the pixels or more (a screenshot's background) and other heavy colours
+    a sixteenth (its inks) climbs no histogram from K = 112 while the restarts on the colours cost at most
+    `_FLAT_WORK` (see `_flat_ground`).
     tol is relative, as in scikit-learn: Lloyd stops once the sum over centroids of the squared shift
     (0..255 units squared) is at most ``tol`` times the mean per-channel weighted variance of the colours.
     An empty cluster takes the colour farthest from its centroid.
