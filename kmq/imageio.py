@@ -623,9 +623,9 @@ PNG_BOTH_UP_TO = 1 << 18
 
 def _smaller_png(im: Image.Image) -> bytes:
     """The smaller of Pillow's PNG of a "P" image and png8's unfiltered one, at zlib level 9 (see kmq.png8)."""
-    if im.width * im.height <= PNG_BOTH_UP_TO:
+    sample = None if im.width * im.height <= PNG_BOTH_UP_TO else _row_bands(im, PNG_BOTH_UP_TO)
+    if sample is None or 2 * sample.height > im.height:  # (few rows: the bands would be most of the image)
         return min(_png(im, compress_level=9), png8.unfiltered(im, 9), key=len)
-    sample = _row_bands(im, PNG_BOTH_UP_TO)
     if len(png8.unfiltered(sample, 9)) < len(_png(sample, compress_level=9)):
         return png8.unfiltered(im, 9)
     return _png(im, compress_level=9)

@@ -102,3 +102,14 @@ def test_the_bands_are_whole_rows_spread_over_the_image_with_its_palette():
     assert sample.size == (10, 8) and sample.getpalette()[:21] == list(range(21))
     assert sample.info["transparency"] == bytes([5, 6])
     np.testing.assert_array_equal(np.asarray(sample), indices[[0, 1, 12, 13, 25, 26, 38, 39]])
+
+
+def test_an_image_of_few_rows_is_written_both_ways_not_sampled(monkeypatch):
+    # (h55r2: 2 rows of 2^20 made bands of the whole image, then the file: three encodes where both ways are two)
+    monkeypatch.setattr(imageio, "PNG_BOTH_UP_TO", 100)
+    made = []
+    monkeypatch.setattr(png8, "unfiltered", lambda im, level, real=png8.unfiltered: made.append(im.size) or
+                        real(im, level))
+    labels = (np.arange(2 * 500).reshape(2, 500) // 3 % 5).astype(np.uint16)
+    imageio.save_quantized(np.arange(15, dtype=np.uint8).reshape(5, 3), labels, io.BytesIO(), format="PNG")
+    assert made == [(500, 2)]
