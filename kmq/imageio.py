@@ -638,9 +638,10 @@ def _row_bands(im: Image.Image, pixels: int, bands: int = 8) -> Image.Image:
     starts = np.linspace(0, im.height - rows, bands).astype(int)
     indices = np.asarray(im)
     picked = np.concatenate([indices[s:s + rows] for s in np.unique(starts)])
-    sample = Image.frombytes("P", (im.width, len(picked)), np.ascontiguousarray(picked).tobytes())
+    sample = Image.frombytes("P", (im.width, len(picked)), picked.tobytes())
     sample.putpalette(im.getpalette())
-    sample.info.update({key: im.info[key] for key in ("transparency",) if key in im.info})
+    if "transparency" in im.info:
+        sample.info["transparency"] = im.info["transparency"]
     return sample
 
 
