@@ -63,16 +63,21 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             if getattr(im, "n_frames", 1) > 1:
                 warn(f"{name}: {im.n_frames} frames; using the first")
             key = _key_of(im, name)  # while the undecoded layout is known
+            wide = _sixteen_bit_colour(im)
             prefetch.map_pixels(im)
             im.load()
             _upright(im, name)
             mapped = prefetch.pixels(im)
             profile = _profile(im)
             if profile is not None:
-                return _in_srgb(im, name, key, profile, own=True)
-            if mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
-                return to_array(im, name, key=key)
-            return _mapped_array(im, *mapped, padded=padded, name=name)
+                array = _in_srgb(im, name, key, profile, own=True)
+            elif mapped is None or im.info.get("transparency") is not None:  # a colour key: see _colour_keyed
+                array = to_array(im, name, key=key)
+            else:
+                array = _mapped_array(im, *mapped, padded=padded, name=name)
+            if wide:
+                _warn_if_cut(name, array)
+            return array
     except (KmqError, KmqWarning, MemoryError):  # a warning made an error by a filter is the caller's to catch
         raise  # as itself; memory is not the file's fault
     except UnidentifiedImageError:
@@ -103,12 +108,16 @@ def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
     """A Pillow image a program hands kmq, as load_image reads its file: upright (EXIF orientation applied)
     and in sRGB where it carries another colour profile (im.info["icc_profile"]); its current frame."""
     key = _key_of(im, name)  # before getexif, which loads a PNG
+    wide = _sixteen_bit_colour(im)
     # A .kmq keeps no EXIF: turned now, or stored sideways. Only an image read from a file (format set): Pillow's
     # rotate() and transpose() copy the EXIF, orientation and all, into an image that is already turned.
     if im.format is not None and _turned(im, name):
         im = ImageOps.exif_transpose(im)  # a turned copy: the caller's image stays as it was
     profile = _profile(im)
-    return to_array(im, name, key=key) if profile is None else _in_srgb(im, name, key, profile)
+    array = to_array(im, name, key=key) if profile is None else _in_srgb(im, name, key, profile)
+    if wide:
+        _warn_if_cut(name, array)
+    return array
 
 
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -495,6 +504,29 @@ def _warn_if_dim(name: str, values: np.ndarray, lo: int, hi: int) -> None:
     if levels < 64 and hi - lo + 1 > 4 * levels and _distinct_count(values, lo) > levels:
         warn(f"{name}: its 16-bit values span {lo}..{hi} of 0..65535, 8-bit levels {low}..{high} ({levels} of "
              f"256): stretch its range first if that detail matters")
+
+
+def _sixteen_bit_colour(im: Image.Image) -> bool:
+    """Whether Pillow will decode im from 16-bit colour samples (RGB, RGBA, grey with alpha), which it cuts to
+    their high bytes; known only before im.load, from the undecoded layout."""
+    if not im.tile or im.mode not in ("RGB", "RGBA"):
+        return False
+    args = im.tile[0].args
+    rawmode = args if isinstance(args, str) else (args[0] if args else "")
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def _warn_if_cut(name: str, pixels: np.ndarray) -> None:
+    """16-bit colour reaches kmq as Pillow's high bytes, so a narrow range (a 12-bit camera's 0..4095, a dim
+    image) is a few 8-bit levels: said as for 16-bit grey (round 46's lab trial found these cut without a word).
+    The 16-bit values are gone by then, so the sign is a narrow span of 8-bit levels every one of which is
+    used (a cut continuum), not a few values far apart (a mask of 0 and 4095: 0 and 15)."""
+    colour = pixels if pixels.ndim == 2 else pixels[..., : 1 if pixels.shape[2] == 2 else 3]
+    low, high = int(colour.min()), int(colour.max())
+    levels = high - low + 1
+    if 2 < levels < 64 and _distinct_count(colour, low) == levels:
+        warn(f"{name}: its 16-bit samples are read by their high bytes (as Pillow decodes 16-bit colour), "
+             f"8-bit levels {low}..{high} ({levels} of 256): stretch its range first if that detail matters")
 
 
 def _float_grey(values: np.ndarray, name: str) -> np.ndarray:

@@ -93,8 +93,10 @@ def start(args: list[str]) -> None:
             followable = _Rows.followable(im)
         # Pillow refuses twice its MAX_IMAGE_PIXELS, kmq's default limit, and warns above it: with anything to
         # say, load_image says it. A grey or RGB colour key (tRNS) must be read against the undecoded layout
-        # (kmq.imageio._key_of), before the load: such images are rare, and load_image reads them itself.
-        if caught or getattr(im, "n_frames", 1) != 1 or (im.mode != "P" and "transparency" in im.info):
+        # (kmq.imageio._key_of), before the load: such images are rare, and load_image reads them itself; so
+        # are 16-bit colour ones, whose depth (for kmq.imageio._warn_if_cut) only the undecoded layout tells.
+        if (caught or getattr(im, "n_frames", 1) != 1 or (im.mode != "P" and "transparency" in im.info)
+                or _sixteen_bit(im)):
             im.close()
             f.close()
             return
@@ -166,6 +168,13 @@ def _open(f: Any) -> Any:
             bomb_check(im.size)  # as Image.open does: an error, or a warning (caught)
             return im
     return Image.open(f, formats=_FORMATS)
+
+
+def _sixteen_bit(im: Any) -> bool:
+    if im.mode not in ("RGB", "RGBA") or not im.tile:  # (16-bit grey, mode I;16, is read whole: no need)
+        return False
+    args = im.tile[0].args
+    return ";16" in str(args if isinstance(args, str) else (args[0] if args else ""))
 
 
 def take(source: Any, on_rows: Callable[[Any, tuple[int, int, int], int, int], None] | None = None) -> Any:

@@ -79,3 +79,70 @@ def test_the_distinct_count_covers_every_span(monkeypatch):
     monkeypatch.setattr(imageio, "_LOOKUP_SPAN", 5)
     values = np.array([[70, 71, 70, 90, 91, 90, 70], [71, 72, 73, 70, 70, 70, 99]], np.uint16)
     assert imageio._distinct_count(values, 70) == 7  # 70-73, 90, 91, 99
+
+
+# 16-bit colour (RGB, RGBA, grey with alpha): Pillow decodes it to the high byte of each sample, so kmq sees
+# only 8 bits; a narrow range was cut to a few levels without a word (round 47).
+def _png16(path, samples, colour_type):
+    """A 16-bit PNG as the spec lays it out (Pillow cannot write 16-bit colour): filter 0 on every row."""
+    import struct
+    import zlib
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in samples)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type,
+                                                                        0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def _dim_colour(channels):
+    ramp = np.linspace(72, 629, 48).astype(np.uint16).reshape(6, 8)  # 8-bit high bytes 0, 1, 2
+    planes = [ramp, ramp[::-1], ramp.T.reshape(6, 8)][:channels]
+    return np.stack(planes, axis=2)
+
+
+_CUT = (r"{}: its 16-bit samples are read by their high bytes \(as Pillow decodes 16-bit colour\), 8-bit levels "
+        r"0\.\.2 \(3 of 256\): stretch its range first if that detail matters$")
+
+
+@pytest.mark.parametrize("colour_type, channels", [(2, 3), (6, 4), (4, 2)])
+def test_a_narrow_16_bit_colour_range_says_how_few_levels_reach_kmq(tmp_path, colour_type, channels):
+    samples = _dim_colour(min(channels, 3))
+    if channels in (2, 4):  # grey or RGB with an opaque alpha
+        samples = np.concatenate([samples[..., :channels - 1], np.full((6, 8, 1), 65535, np.uint16)], axis=2)
+    path = _png16(tmp_path / "dim.png", samples, colour_type)
+    with pytest.warns(kmq.KmqWarning, match=_CUT.format(r"dim\.png")):
+        pixels = imageio.load_image(path)
+    assert sorted(set(pixels.ravel())) == [0, 1, 2]
+    with Image.open(path) as im, pytest.warns(kmq.KmqWarning, match=_CUT.format("a program's")):
+        imageio.from_pillow(im, "a program's")
+
+
+def test_16_bit_colour_that_uses_its_range_or_is_a_mask_says_nothing(tmp_path):
+    ramp = (np.arange(48, dtype=np.uint32).reshape(6, 8) * 1365).astype(np.uint16)  # 0..64155: 48 levels of 256
+    mask = np.where(np.eye(6, 8, dtype=bool), 4095, 0).astype(np.uint16)  # 8-bit 0 and 15, nothing between
+    for name, plane in (("ramp", ramp), ("mask", mask)):
+        path = _png16(tmp_path / f"{name}.png", np.stack([plane] * 3, axis=2), 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            imageio.load_image(path)
+
+
+def test_the_command_line_says_it_too_though_it_decodes_ahead(tmp_path):
+    # kmq's command decodes the named image in a thread as it starts (kmq.prefetch), after which the 16-bit
+    # layout is gone: such a file is left for load_image to read.
+    import subprocess
+    import sys
+
+    path = _png16(tmp_path / "dim.png", _dim_colour(3), 2)
+    run = subprocess.run([sys.executable, "-m", "kmq", "compress", str(path), "-k", "2", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        f"Warning: {path}: its 16-bit samples are read by their high bytes (as Pillow decodes 16-bit colour), "
+        "8-bit levels 0..2 (3 of 256): stretch its range first if that detail matters"]
