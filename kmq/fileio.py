@@ -102,8 +102,10 @@ def write_atomic(path: str | Path, content: Content, *, overwrite: bool = False)
 def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = True) -> None:
     """What write_atomic refuses before writing, for a caller who must know before long work: a folder, or
     an existing file without overwrite, and (folder) a folder to write it in that is missing or takes no
-    new files (a bulk run, which makes its folders, passes False). stdout and devices (/dev/null,
-    /dev/full) pass: they are written in place, and a full one says so when written."""
+    new files; a bulk run, which makes its folders, passes False: then the nearest folder that exists must
+    take new ones (a read-only one failed each file only at its write, after its work: round 47's archive
+    trial). stdout and devices (/dev/null, /dev/full) pass: they are written in place, and a full one says
+    so when written."""
     if str(path) == STDIO:
         return
     fd = descriptor(path)
@@ -118,6 +120,8 @@ def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = 
         raise exists(path)
     if folder:
         _check_folder(path)
+    else:
+        _check_makeable(path)
 
 
 def written_before(path: str | Path) -> bool:
@@ -144,9 +148,24 @@ def _check_folder(path: str | Path) -> None:
         raise KmqError(f"cannot write {path}: {reason(e)}") from None
     if not stat.S_ISDIR(mode):
         raise KmqError(f"cannot write {path}: not a directory")  # as the write itself would say
-    if not os.access(parent, os.W_OK | os.X_OK):
+    _check_takes_entries(parent, path)
+
+
+def _check_takes_entries(folder: Path, path: str | Path) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
         # access() says no for a read-only mount too, where the write itself (a bulk run's) says why
-        raise KmqError(f"cannot write {path}: {'read-only file system' if _read_only(parent) else 'permission denied'}")
+        raise KmqError(f"cannot write {path}: {'read-only file system' if _read_only(folder) else 'permission denied'}")
+
+
+def _check_makeable(path: str | Path) -> None:
+    """The nearest folder above path that exists takes new entries (path's folder, or the one its missing
+    folders would be made in). Anything else there (a file in the way, a folder not searchable) is left
+    to the write to say, as before."""
+    parent = Path(path).parent
+    while not os.path.exists(parent) and parent != parent.parent:  # (os.path's: False for a folder it cannot see)
+        parent = parent.parent
+    if os.path.isdir(parent):
+        _check_takes_entries(parent, path)
 
 
 def _read_only(folder: Path) -> bool:

@@ -61,7 +61,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
                 raise KmqError(f"{name}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
                                f"{max_pixels} pixels {MAX_PIXELS_HINT}")
             if getattr(im, "n_frames", 1) > 1:
-                warn(f"{name}: {im.n_frames} frames; using the first")
+                warn(_frames_warning(im, name))
             key = _key_of(im, name)  # while the undecoded layout is known
             wide = _sixteen_bit_colour(im)
             prefetch.map_pixels(im)
@@ -102,6 +102,15 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
         raise KmqError(f"{name}: cannot read image: {e}") from None
     except Exception as e:  # noqa: BLE001 - a malformed file trips Pillow's decoders in many ways
         raise KmqError(f"{name}: cannot read image: {type(e).__name__}: {e}") from None
+
+
+def _frames_warning(im: Image.Image, name: str) -> str:
+    # A phone's JPEG often holds a second image (a preview, a depth or gain map: Pillow opens it as MPO), which
+    # "2 frames" made sound like an animation cut short (round 47's archive trial): its first is the photo.
+    if im.format == "MPO":
+        return (f"{name}: a JPEG of {im.n_frames} images (MPO: a camera's preview or depth map, or a stereo "
+                "pair); using the first, the main image")
+    return f"{name}: {im.n_frames} frames; using the first"
 
 
 def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
@@ -509,7 +518,7 @@ def _warn_if_dim(name: str, values: np.ndarray, lo: int, hi: int) -> None:
 def _sixteen_bit_colour(im: Image.Image) -> bool:
     """Whether Pillow will decode im from 16-bit colour samples (RGB, RGBA, grey with alpha), which it cuts to
     their high bytes; known only before im.load, from the undecoded layout."""
-    if not im.tile or im.mode not in ("RGB", "RGBA"):
+    if not getattr(im, "tile", None) or im.mode not in ("RGB", "RGBA"):  # (a plain Image, made by a program)
         return False
     args = im.tile[0].args
     rawmode = args if isinstance(args, str) else (args[0] if args else "")

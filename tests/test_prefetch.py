@@ -518,7 +518,8 @@ def test_a_multi_picture_jpeg_keeps_its_warning_with_a_head_start(tmp_path: Path
     run = subprocess.run([sys.executable, "-m", "kmq", "compress", str(path), "-k", "2", "-o",
                           str(tmp_path / "s.kmq")], capture_output=True, text=True)
     assert run.returncode == 0
-    assert run.stderr == f"Warning: {path}: 2 frames; using the first\n"
+    assert run.stderr == (f"Warning: {path}: a JPEG of 2 images (MPO: a camera's preview or depth map, or a "
+                          "stereo pair); using the first, the main image\n")
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and malloc_stats are glibc's")

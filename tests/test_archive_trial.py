@@ -1,0 +1,84 @@
+"""Round 47's archive trial (a photographer's folders): what a bulk run checks before its work."""
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kmq import batch, fileio
+from kmq.cli import main
+
+
+@pytest.fixture
+def two_photos(tmp_path):
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["folder-to-make", "folder-there"])
+def test_a_bulk_run_into_a_read_only_folder_fails_each_file_before_its_work(two_photos, monkeypatch, made):
+    # Each file was fitted (a --psnr search: seconds each at 54 MP) and only then refused at its write. A
+    # read-only mount is simulated: as root, access() says yes to anything else.
+    locked = two_photos / "ro"
+    locked.mkdir()
+    out = locked / "sub" if not made else locked
+    real_access = os.access
+
+    class Flags:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(fileio.os, "access", lambda p, mode: str(p) != str(locked) and real_access(p, mode))
+    monkeypatch.setattr(fileio.os, "statvfs", lambda p: Flags())
+
+    def no_work(self, job):
+        raise AssertionError(f"{job.source} was worked on")
+
+    monkeypatch.setattr(batch.CompressTask, "_work", no_work)
+    result = CliRunner().invoke(main, ["compress", str(two_photos / "a.png"), str(two_photos / "b.png"), "-k", "4",
+                                       "-o", f"{out}/", "-j", "1", "-q"])
+    assert result.exit_code == 1
+    assert sorted(result.output.splitlines()) == [
+        f"Error: {two_photos / n}.png: cannot write {out / n}.kmq: read-only file system" for n in "ab"]
+
+
+def test_a_bulk_run_names_a_symlink_loop_as_one_and_a_dangling_link_as_missing(two_photos):
+    # Both were "no such file or directory" in a bulk run; the same loop alone said "too many levels ...".
+    (two_photos / "loop1.png").symlink_to("loop2.png")
+    (two_photos / "loop2.png").symlink_to("loop1.png")
+    (two_photos / "gone.png").symlink_to("nowhere.png")
+    result = CliRunner().invoke(main, ["compress", str(two_photos / "loop1.png"), str(two_photos / "gone.png"),
+                                       str(two_photos / "a.png"), "-k", "4", "-o", str(two_photos / "out") + "/",
+                                       "-j", "1", "-q"])
+    assert result.exit_code == 1
+    assert sorted(result.output.splitlines()) == [
+        f"Error: {two_photos / 'gone.png'}: no such file or directory",
+        f"Error: {two_photos / 'loop1.png'}: too many levels of symbolic links"]
+    assert (two_photos / "out" / "a.kmq").exists()
+
+
+def test_a_phone_jpeg_with_a_preview_says_what_the_second_image_is(tmp_path):
+    # Pillow opens a JPEG holding more images (MPO) with n_frames 2: "2 frames; using the first" read like an
+    # animation cut short, where the first is the photo.
+    import kmq
+    from kmq import imageio
+
+    photo = Image.fromarray(np.random.default_rng(4).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    photo.save(tmp_path / "p.jpg", format="MPO", save_all=True, append_images=[photo.resize((8, 6))])
+    with pytest.warns(kmq.KmqWarning, match=r"p\.jpg: a JPEG of 2 images \(MPO: a camera's preview or depth map, "
+                                            r"or a stereo pair\); using the first, the main image$"):
+        assert imageio.load_image(tmp_path / "p.jpg").shape == (24, 32, 3)
+
+
+def test_a_folder_run_says_which_files_it_left_out_by_type(two_photos):
+    # A phone's .HEIC and a camera's raw files were left out of a folder's run without a word ("Files 2 of 2").
+    for name in ("IMG_1.HEIC", "IMG_2.heic", "IMG_3.CR2", "notes", "a.kmq", ".hidden.heic"):
+        (two_photos / name).write_bytes(b"x")
+    result = CliRunner().invoke(main, ["compress", str(two_photos), "-k", "4", "-o", str(two_photos / "out"),
+                                       "-j", "1", "--summary", "json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"Warning: {two_photos}: left out 3 image files of types Pillow cannot read (.heic 2, .cr2 1)")
+    assert sorted(p.name for p in (two_photos / "out").iterdir()) == ["a.kmq", "b.kmq"]
