@@ -720,7 +720,9 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
 
     format: a Pillow format name; by default the one path's extension names (PNG for stdout). Given, and the
     extension names another format, a KmqWarning says so (the file is written as format). With K <= 256 a
-    PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor.
+    PNG or GIF is written as a palette image (the same pixels, about half the bytes) unless truecolor: its
+    entries by luminance (fewer bytes), or, for an image made on a given palette (metadata "palette_source"),
+    in that palette's order, every entry kept: index i is entry i of the user's palette file.
     Refuses to replace an existing file unless overwrite is true (KmqError).
     path may also be a binary file object (io.BytesIO, a file opened "wb"): the image, in format, else the
     one its name's extension names (an open file's), else PNG, is encoded whole first, then written to it at
@@ -735,7 +737,7 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
         fmt = writable_format(format) if format else format_for(name) if named else "PNG"
         encoded = io.BytesIO()
         save_quantized(img.palette, img.labels, encoded, format=fmt, truecolor=truecolor,
-                       name=name if isinstance(name, str) else "the file object")
+                       name=name if isinstance(name, str) else "the file object", in_order=_given(img))
         _write_all(writer, encoded.getbuffer())
         return fmt
     path = _target(path)
@@ -745,8 +747,14 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
         check_writable(path, overwrite=overwrite)  # a refusal first: no warning about a file that is not written
         warn_extension_mismatch(path, fmt)  # before the file: a filter set to "error" stops it unwritten
     write_atomic(path, lambda f: save_quantized(img.palette, img.labels, f, format=fmt, truecolor=truecolor,
-                                                name=name), overwrite=overwrite)
+                                                name=name, in_order=_given(img)), overwrite=overwrite)
     return fmt
+
+
+def _given(img: KmqImage) -> bool:
+    # A game's engine or a palette-swap shader reads a palette PNG's indices: made on the user's palette, they
+    # are its entries' (round 47's game-developer trial found them sorted by luminance, a given order lost).
+    return "palette_source" in img.metadata
 
 
 def write(path: str | Path | BinaryIO, img: KmqImage, *, overwrite: bool = False) -> int:

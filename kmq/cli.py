@@ -1451,7 +1451,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     """The palette of INPUT (an image, clustered at K, or a .kmq file), or one palette fitted over several
     inputs (images, .kmq files, folders): K-Means over all their pixels together.
 
-    Entries come in decreasing share of the pixels. Without -o, one line per entry: its hex code and its
+    Entries come in decreasing share of the pixels (a .kmq's in its stored order: by share, or one made
+    with --palette in that palette's order). Without -o, one line per entry: its hex code and its
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
     so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json) as the
     one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.

@@ -601,7 +601,7 @@ ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "TGA", "AVIF", "JPEG2000", "IC
 
 
 def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *, format: str,
-                   truecolor: bool = False, name: str = "the output") -> None:
+                   truecolor: bool = False, name: str = "the output", in_order: bool = False) -> None:
     """Write the image palette[labels] to an open binary file in a Pillow format.
 
     palette (k, 1|3|4) uint8, labels (h, w) integers < k. With k <= 256, RGB or RGBA, and a format that
@@ -612,6 +612,7 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     in a format without it (not in ALPHA_FORMATS): the colours are composited over white, and a KmqWarning
     naming `name` says so when that changes any; GIF (always a palette image when k <= 256) makes the
     palette entries with alpha 0 its transparent colour and composites the others.
+    in_order: a palette image's entries in palette's order (else by luminance, which packs smaller).
     """
     k, channels = palette.shape
     fmt = format.upper()
@@ -645,7 +646,7 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     # Entries by luminance: neighbouring pixels then tend to have nearby indices, which PNG's filters and
     # deflate store in 8-13 % fewer bytes at K = 16 on the sample photos than kmq's order by share (other
     # images: 11 % fewer to 6 % more; trying both would double the encode).
-    order, rank = _luminance_order(palette)
+    order, rank = (np.arange(k), np.arange(k, dtype=np.uint8)) if in_order else _luminance_order(palette)
     if transparent is not None:
         transparent = int(rank[transparent])
     im = _palette_image(palette[order], rank[labels])
@@ -653,7 +654,8 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
         target.write(_smaller_png(im))
         return
     _save(im, target, format, name, transparency=transparent,
-          compress_level=png_level(labels.size) if fmt == "PNG" else None)
+          compress_level=png_level(labels.size) if fmt == "PNG" else None,
+          optimize=False if in_order and fmt == "GIF" else None)  # (Pillow's GIF drops unused entries)
 
 
 # A palette PNG of 1-4-bit indices is written both ways (Pillow's filtered rows, kmq.png8's unfiltered ones) up

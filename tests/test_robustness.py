@@ -214,7 +214,7 @@ def test_an_output_that_is_a_folder(runner, kmq_file, tmp_path):
 
 
 def test_a_failed_write_leaves_no_output(runner, kmq_file, tmp_path, monkeypatch):
-    def broken(palette, labels, target, *, format, truecolor, name):
+    def broken(palette, labels, target, *, format, truecolor, name, in_order):
         target.write(b"\x89PNG half")
         raise kmq.KmqError("disk on fire")
 

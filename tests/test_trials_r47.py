@@ -1,4 +1,5 @@
-"""Round 47's archive trial (a photographer's folders): what a bulk run checks before its work."""
+"""Round 47's new-user trials: a photographer's archive (what a bulk run checks before its work, what it says
+it leaves out) and a game developer's palette images."""
 import os
 
 import numpy as np
@@ -82,3 +83,33 @@ def test_a_folder_run_says_which_files_it_left_out_by_type(two_photos):
     assert result.stderr.splitlines()[0] == (
         f"Warning: {two_photos}: left out 3 image files of types Pillow cannot read (.heic 2, .cr2 1)")
     assert sorted(p.name for p in (two_photos / "out").iterdir()) == ["a.kmq", "b.kmq"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_an_image_made_on_a_given_palette_decompresses_in_that_palettes_order(tmp_path, suffix):
+    # Round 47's game-developer trial: index i of the PNG-8 / GIF was not entry i of the palette file (entries by
+    # luminance), which breaks an engine's fixed palette; the unused entry (green) is kept too.
+    indices = np.tile(np.array([[0, 2, 3, 4]], np.uint8), (4, 4))
+    sprite = Image.fromarray(indices, "P")
+    sprite.putpalette([255, 255, 255, 0, 255, 0, 0, 0, 0, 255, 0, 0, 0, 0, 255])
+    sprite.save(tmp_path / "s.png")
+    (tmp_path / "set.hex").write_text("#ffffff\n#00ff00\n#000000\n#ff0000\n#0000ff\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(tmp_path / "s.png"), "--palette", str(tmp_path / "set.hex"),
+                                "-o", str(tmp_path / "s.kmq"), "-q"]).exit_code == 0
+    assert runner.invoke(main, ["decompress", str(tmp_path / "s.kmq"), "-o", str(tmp_path / f"out{suffix}"),
+                                "-q"]).exit_code == 0
+    with Image.open(tmp_path / f"out{suffix}") as out:
+        assert out.mode == "P"
+        assert out.getpalette()[:15] == [255, 255, 255, 0, 255, 0, 0, 0, 0, 255, 0, 0, 0, 0, 255]
+        np.testing.assert_array_equal(np.asarray(out), indices)
+
+
+def test_a_fitted_palette_image_is_still_ordered_by_luminance(tmp_path):
+    pixels = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 0, 255]]], np.uint8).repeat(3, axis=0)
+    Image.fromarray(pixels).save(tmp_path / "f.png")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(tmp_path / "f.png"), "-k", "4", "-q"]).exit_code == 0
+    assert runner.invoke(main, ["decompress", str(tmp_path / "f.kmq"), "-q"]).exit_code == 0
+    with Image.open(tmp_path / "f.kmq.png") as out:
+        assert out.getpalette()[:12] == [0, 0, 0, 0, 0, 255, 255, 0, 0, 255, 255, 255]
