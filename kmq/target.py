@@ -48,7 +48,8 @@ bytes along K and along rdo apart, and left budgets a third unused or stopped be
 K with rdo was far better.
 On images larger than rdo's sample, the first rdo run at a K the search over (K, rdo) tries from another K's runs
 is estimated from the sample first (_hopeless: the sample's share of the plain payload, from the calibration the
-run then takes over) and not made when far over the budget.
+run then takes over) and not made when far over the budget; so is the walk up's middle strength at a K (past
+_HOPELESS_UP: its stronger strength is run at once).
 On images of at most _LEVEL_PIXELS, the search then walks K at one J as a PSNR search does (_level): the J the
 best file would reach at the budget, each K given rdo up to it, then the budget filled at the best K.
 A byte budget's search makes at most _RUNS_MAX rdo runs, _CASCADE_RUNS of them before the search over
@@ -1583,8 +1584,9 @@ def _walk_up(s: _Search, max_bytes: int, k_cap: int) -> None:
     away) leaves files a fraction of the plain ones (a noisy 1200x800 photo at K = 12: 3.2 kB at +3 % J where
     the plain file is 34 kB), so a K several times larger fits with rdo. Each step's K is from the room left
     (bytes growing with K as the plain files' do, at least as K^0.15; at most _UP_MAX x, with ctx not across K
-    = 256 from below), given rdo up to the geometric middle of its plain J and the best's J, then, if that
-    file is over the budget, up to just under the best's J; a K over the budget at both caps the next steps,
+    = 256 from below), given rdo up to the geometric middle of its plain J and the best's J (not where rdo's sample
+    puts that file past _HOPELESS_UP x the budget), then, if that file is over the budget (or was not made), up to
+    just under the best's J; a K over the budget at both caps the next steps,
     which go to the geometric middle. At most _UP_STEPS K."""
     ceiling = k_cap + 1  # the least K found too large
     # Not strict, which includes strict: a file that used the little J it was given but added under _TOPPED
