@@ -126,25 +126,34 @@ _UNREAD_IMAGES = frozenset((".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", "
 def plan_compress(inputs: Sequence[str | Path], output: str | Path | None = None) -> list[Job]:
     """Jobs compressing every image among inputs (files, and folders searched recursively) to .kmq."""
     suffixes = image_suffixes()
-    passed: Counter[str] = Counter()
+    passed: list[Path] = []
 
-    def wanted(name: Path) -> bool:
-        suffix = name.suffix.lower()
+    def wanted(path: Path) -> bool:
+        suffix = path.suffix.lower()
         if suffix in _UNREAD_IMAGES and suffix not in suffixes:
-            passed[suffix] += 1
+            passed.append(path)
         return suffix in suffixes
 
-    jobs = plan(inputs, output, wanted=wanted, rename=lambda p: p.with_suffix(KMQ_SUFFIX), stdin_name=STDIN_NAME,
-                kind="images")
-    if passed:
-        # A phone's .heic or a camera's raw files left out of an archive without a word looked like a finished
-        # run (round 47's archive trial: "Files 1 of 1" in a folder of 5).
-        kinds = ", ".join(f"{suffix} {n}" for suffix, n in passed.most_common(5))
-        more = ", ..." if len(passed) > 5 else ""
-        folders = ", ".join(dict.fromkeys(str(i) for i in inputs if str(i) != STDIO and Path(i).is_dir()))
-        warnings.warn(f"{folders}: left out {counted(sum(passed.values()), 'image file')} of types Pillow cannot "
-                      f"read ({kinds}{more})", KmqWarning, stacklevel=2)
-    return jobs
+    try:
+        return plan(inputs, output, wanted=wanted, rename=lambda p: p.with_suffix(KMQ_SUFFIX),
+                    stdin_name=STDIN_NAME, kind="images")
+    finally:  # (a folder of nothing else is "no images found": said before that error too)
+        if passed:
+            _left_out(passed)
+
+
+def _left_out(passed: list[Path]) -> None:
+    # A phone's .heic or a camera's raw files left out of an archive without a word looked like a finished
+    # run (round 47's archive trial: "Files 1 of 1" in a folder of 5).
+    if len(passed) == 1:
+        message = f"{passed[0]}: left out, Pillow cannot read {passed[0].suffix.lower()} images here"
+    else:
+        kinds = Counter(path.suffix.lower() for path in passed)
+        more = ", ..." if len(kinds) > 5 else ""
+        message = (f"left out {len(passed)} image files of types Pillow cannot read "
+                   f"({', '.join(f'{suffix} {n}' for suffix, n in kinds.most_common(5))}{more}), the first "
+                   f"{passed[0]}")
+    warnings.warn(message, KmqWarning, stacklevel=3)
 
 
 def sparing(jobs: list[Job], read: str | Path | None, what: str, skip_existing: bool = False) -> list[Job]:
@@ -346,11 +355,13 @@ def plan(inputs: Sequence[str | Path], output: str | Path | None, *, wanted: Cal
     if output is not None and str(output) == STDIO:
         raise KmqError(STDOUT_NOT_BULK)
     out = Path(output) if output is not None else None
-    if out is not None and out.exists() and not out.is_dir():
+    # (os.path's tests, not Path's, throughout: they say False for what cannot be looked at, a folder without
+    # search permission, where Path's raised a traceback; the write or the read then says why)
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
         raise KmqError(f"{out} is not a folder; with several inputs, a folder or -o ending in /, -o names a folder")
     # Found now, not once per input after its work: a file where the output folder would need a folder.
-    blocking = next((p for p in out.parents if p.exists()), None) if out is not None else None
-    if blocking is not None and not blocking.is_dir():
+    blocking = next((p for p in out.parents if os.path.exists(p)), None) if out is not None else None
+    if blocking is not None and not os.path.isdir(blocking):
         raise KmqError(f"cannot create the folder {out}: {blocking} is a file")
     jobs: list[Job] = []
     claimed: dict[Path, Path] = {}
@@ -390,7 +401,7 @@ def _found(inputs: Sequence[str | Path], wanted: Callable[[Path], bool], empty: 
     holding no wanted file are appended to empty."""
     for given in inputs:
         path = Path(given)
-        if str(given) != STDIO and path.is_dir():
+        if str(given) != STDIO and os.path.isdir(path):
             found = _files_in(path, wanted, pick)
             if not found:
                 empty.append(given)  # as given ("photos/"), as the error for all-empty inputs names it
@@ -420,7 +431,7 @@ def _files_in(folder: Path, wanted: Callable[[Path], bool],
     # followlinks=False: a link back up the tree would otherwise never end.
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        names = [f for f in sorted(files) if not f.startswith(".") and wanted(Path(f))]
+        names = [f for f in sorted(files) if not f.startswith(".") and wanted(Path(root, f))]
         found += [Path(root, f) for f in (pick(root, names) if pick else names)]
     return [path for path in found if _regular(path)]
 

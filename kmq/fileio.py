@@ -114,7 +114,7 @@ def check_writable(path: str | Path, *, overwrite: bool = False, folder: bool = 
         return
     if is_special(path):
         return
-    if Path(path).is_dir():
+    if os.path.isdir(path):  # (not Path's: it raised where the folder above cannot be searched)
         raise KmqError(f"cannot write {path}: is a directory")
     if not overwrite and os.path.lexists(path):
         raise exists(path)

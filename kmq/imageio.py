@@ -63,7 +63,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, pad
             if getattr(im, "n_frames", 1) > 1:
                 warn(_frames_warning(im, name))
             key = _key_of(im, name)  # while the undecoded layout is known
-            wide = _sixteen_bit_colour(im)
+            wide = prefetch.sixteen_bit_colour(im)
             prefetch.map_pixels(im)
             im.load()
             _upright(im, name)
@@ -117,7 +117,7 @@ def from_pillow(im: Image.Image, name: str = "the image") -> np.ndarray:
     """A Pillow image a program hands kmq, as load_image reads its file: upright (EXIF orientation applied)
     and in sRGB where it carries another colour profile (im.info["icc_profile"]); its current frame."""
     key = _key_of(im, name)  # before getexif, which loads a PNG
-    wide = _sixteen_bit_colour(im)
+    wide = prefetch.sixteen_bit_colour(im)
     # A .kmq keeps no EXIF: turned now, or stored sideways. Only an image read from a file (format set): Pillow's
     # rotate() and transpose() copy the EXIF, orientation and all, into an image that is already turned.
     if im.format is not None and _turned(im, name):
@@ -515,26 +515,17 @@ def _warn_if_dim(name: str, values: np.ndarray, lo: int, hi: int) -> None:
              f"256): stretch its range first if that detail matters")
 
 
-def _sixteen_bit_colour(im: Image.Image) -> bool:
-    """Whether Pillow will decode im from 16-bit colour samples (RGB, RGBA, grey with alpha), which it cuts to
-    their high bytes; known only before im.load, from the undecoded layout."""
-    if not getattr(im, "tile", None) or im.mode not in ("RGB", "RGBA"):  # (a plain Image, made by a program)
-        return False
-    args = im.tile[0].args
-    rawmode = args if isinstance(args, str) else (args[0] if args else "")
-    return isinstance(rawmode, str) and ";16" in rawmode
-
-
 def _warn_if_cut(name: str, pixels: np.ndarray) -> None:
-    """16-bit colour reaches kmq as Pillow's high bytes, so a narrow range (a 12-bit camera's 0..4095, a dim
+    """16-bit colour reaches kmq cut to 8 bits by Pillow, so a narrow range (a 12-bit camera's 0..4095, a dim
     image) is a few 8-bit levels: said as for 16-bit grey (round 46's lab trial found these cut without a word).
     The 16-bit values are gone by then, so the sign is a narrow span of 8-bit levels every one of which is
-    used (a cut continuum), not a few values far apart (a mask of 0 and 4095: 0 and 15)."""
+    used (a cut continuum), not a few values far apart (a mask of 0 and 4095: 0 and 15). (An 8-bit image
+    stored as 16-bit in a narrow range warns too, though nothing was cut; gapped values say nothing.)"""
     colour = pixels if pixels.ndim == 2 else pixels[..., : 1 if pixels.shape[2] == 2 else 3]
     low, high = int(colour.min()), int(colour.max())
     levels = high - low + 1
-    if 2 < levels < 64 and _distinct_count(colour, low) == levels:
-        warn(f"{name}: its 16-bit samples are read by their high bytes (as Pillow decodes 16-bit colour), "
+    if 1 < levels < 64 and _distinct_count(colour, low) == levels:
+        warn(f"{name}: its 16-bit samples reach kmq cut to 8 bits (as Pillow decodes 16-bit colour), "
              f"8-bit levels {low}..{high} ({levels} of 256): stretch its range first if that detail matters")
 
 
@@ -632,12 +623,12 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
             palette = _flattened(palette[None], fmt, name)[0]
         channels = 3
     warn_lossy(fmt, name)
-    if channels == 1 and fmt == "PNG" and np.isin(palette, (0, 255)).all():
+    if channels == 1 and fmt == "PNG" and np.isin(palette, (0, 255)).all() and not in_order:
         # Black and white as a 1-bit PNG: a 1-bit line drawing of 4,350 bytes came back as 5,856 in 8-bit grey.
         _save(_pixel_image(palette, labels).convert("1", dither=Image.Dither.NONE), target, format, name,
               compress_level=png_level(labels.size))
         return
-    if truecolor or (channels == 1 and not (fmt == "PNG" and k <= GREY_PALETTE_UP_TO)) or k > 256 \
+    if truecolor or (channels == 1 and not (in_order or fmt == "PNG" and k <= GREY_PALETTE_UP_TO)) or k > 256 \
             or fmt not in _PALETTE_FORMATS:
         _save(_pixel_image(palette, labels), target, format, name)
         return

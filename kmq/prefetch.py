@@ -96,7 +96,7 @@ def start(args: list[str]) -> None:
         # (kmq.imageio._key_of), before the load: such images are rare, and load_image reads them itself; so
         # are 16-bit colour ones, whose depth (for kmq.imageio._warn_if_cut) only the undecoded layout tells.
         if (caught or getattr(im, "n_frames", 1) != 1 or (im.mode != "P" and "transparency" in im.info)
-                or _sixteen_bit(im)):
+                or sixteen_bit_colour(im)):
             im.close()
             f.close()
             return
@@ -170,10 +170,16 @@ def _open(f: Any) -> Any:
     return Image.open(f, formats=_FORMATS)
 
 
-def _sixteen_bit(im: Any) -> bool:
-    if im.mode not in ("RGB", "RGBA") or not im.tile:  # (16-bit grey, mode I;16, is read whole: no need)
+def sixteen_bit_colour(im: Any) -> bool:
+    """Whether Pillow will decode im from 16-bit colour samples (RGB, RGBA, grey with alpha), which it cuts to
+    8 bits (PNG and TIFF: their high bytes; PPM: scaled by its maxval); known only before im.load, from the
+    undecoded layout (kmq.imageio._warn_if_cut). 16-bit grey (mode I;16) is read whole: not here."""
+    tile = getattr(im, "tile", None)  # (a plain Image, made by a program, has none)
+    if not tile or im.mode not in ("RGB", "RGBA"):
         return False
-    args = im.tile[0].args
+    args = tile[0].args
+    if tile[0].codec_name == "ppm":  # args (rawmode, maxval)
+        return isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
     return ";16" in str(args if isinstance(args, str) else (args[0] if args else ""))
 
 

@@ -106,7 +106,7 @@ def _dim_colour(channels):
     return np.stack(planes, axis=2)
 
 
-_CUT = (r"{}: its 16-bit samples are read by their high bytes \(as Pillow decodes 16-bit colour\), 8-bit levels "
+_CUT = (r"{}: its 16-bit samples reach kmq cut to 8 bits \(as Pillow decodes 16-bit colour\), 8-bit levels "
         r"0\.\.2 \(3 of 256\): stretch its range first if that detail matters$")
 
 
@@ -144,5 +144,22 @@ def test_the_command_line_says_it_too_though_it_decodes_ahead(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stderr.splitlines() == [
-        f"Warning: {path}: its 16-bit samples are read by their high bytes (as Pillow decodes 16-bit colour), "
+        f"Warning: {path}: its 16-bit samples reach kmq cut to 8 bits (as Pillow decodes 16-bit colour), "
         "8-bit levels 0..2 (3 of 256): stretch its range first if that detail matters"]
+
+
+def test_a_dim_16_bit_ppm_says_so_too(tmp_path):
+    # (h56r1) Pillow's ppm decoder scales by maxval: its tile says (rawmode, 65535), no ";16" to see.
+    samples = _dim_colour(3)
+    path = tmp_path / "dim.ppm"
+    path.write_bytes(b"P6\n8 6\n65535\n" + samples.astype(">u2").tobytes())
+    with pytest.warns(kmq.KmqWarning, match=_CUT.format(r"dim\.ppm")):
+        assert sorted(set(imageio.load_image(path).ravel())) == [0, 1, 2]
+
+
+def test_two_levels_of_a_cut_ramp_say_so(tmp_path):
+    # (h56r1) 0..511 became levels 0 and 1, then "lossless", with no word: the rule wanted 3 levels or more.
+    ramp = np.linspace(0, 511, 48).astype(np.uint16).reshape(6, 8)
+    path = _png16(tmp_path / "two.png", np.stack([ramp] * 3, axis=2), 2)
+    with pytest.warns(kmq.KmqWarning, match=r"8-bit levels 0\.\.1 \(2 of 256\)"):
+        imageio.load_image(path)

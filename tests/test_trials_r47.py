@@ -81,7 +81,8 @@ def test_a_folder_run_says_which_files_it_left_out_by_type(two_photos):
                                        "-j", "1", "--summary", "json"])
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0] == (
-        f"Warning: {two_photos}: left out 3 image files of types Pillow cannot read (.heic 2, .cr2 1)")
+        f"Warning: left out 3 image files of types Pillow cannot read (.heic 2, .cr2 1), the first "
+        f"{two_photos / 'IMG_1.HEIC'}")
     assert sorted(p.name for p in (two_photos / "out").iterdir()) == ["a.kmq", "b.kmq"]
 
 
@@ -113,3 +114,55 @@ def test_a_fitted_palette_image_is_still_ordered_by_luminance(tmp_path):
     assert runner.invoke(main, ["decompress", str(tmp_path / "f.kmq"), "-q"]).exit_code == 0
     with Image.open(tmp_path / "f.kmq.png") as out:
         assert out.getpalette()[:12] == [0, 0, 0, 0, 0, 255, 255, 0, 0, 255, 255, 255]
+
+
+def test_a_folder_that_cannot_be_searched_is_one_error_line_not_a_traceback(two_photos, monkeypatch):
+    # (h56r1) As a user who may not search a folder: Path.is_dir and Path.exists raised PermissionError from
+    # the plan (a traceback), and an output folder of that kind was "unexpected PermissionError". As root
+    # nothing is denied, so stat is, for what lies inside "locked".
+    import errno
+
+    locked = two_photos / "locked"
+    locked.mkdir()
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path).startswith(str(locked) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    result = CliRunner().invoke(main, ["compress", str(locked / "a.png"), str(two_photos / "b.png"), "-k", "4",
+                                       "-o", str(two_photos / "out") + "/", "-j", "1", "-q"])
+    assert (result.exit_code, result.output) == (1, f"Error: {locked / 'a.png'}: permission denied\n")
+    assert (two_photos / "out" / "b.kmq").exists()
+
+
+def test_only_unreadable_images_in_a_folder_are_named_before_the_error(two_photos):
+    # (h56r1) a folder of nothing but .heic files got only "no images found": the warning came after the plan.
+    phone = two_photos / "phone"
+    phone.mkdir()
+    (phone / "IMG_1.HEIC").write_bytes(b"x")
+    result = CliRunner().invoke(main, ["compress", str(phone), "-k", "4", "-o", str(two_photos / "out") + "/"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Warning: {phone / 'IMG_1.HEIC'}: left out, Pillow cannot read .heic images here",
+        f"Error: {phone}: no images found (searched recursively; names starting with . are skipped)"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+@pytest.mark.parametrize("levels", [[255, 0], [255, 0, 128, 64], list(range(250, 10, -6))])
+def test_a_grey_given_palette_keeps_its_order_too(tmp_path, suffix, levels):
+    # (h56r1) grey: black and white went to a 1-bit PNG (label 0, white, stored as 1), 40 levels to 8-bit grey
+    # with no palette, and GIF ordered the levels itself.
+    import kmq
+
+    labels = np.arange(len(levels) * 3, dtype=np.uint8).reshape(3, -1) % len(levels)
+    grey = np.array(levels, np.uint8)[labels]
+    (tmp_path / "grey.hex").write_text("".join(f"#{v:02x}{v:02x}{v:02x}\n" for v in levels))
+    img = kmq.compress(grey, palette=str(tmp_path / "grey.hex"))
+    kmq.export(img, tmp_path / f"out{suffix}")
+    with Image.open(tmp_path / f"out{suffix}") as out:
+        assert out.mode == "P"
+        np.testing.assert_array_equal(np.asarray(out), labels)
+        assert out.getpalette()[: 3 * len(levels)] == [v for v in levels for _ in range(3)]
