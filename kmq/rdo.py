@@ -1317,7 +1317,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     # The sample's run at the lambda found is the image's own when the image is its sample.
     s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)
     _within(s, plain, palette, budget)
-    if not whole and not prepared.warm:
+    if not whole and not prepared.warm and plain.height * plain.width <= _TOP_UP_MAX and pct <= _MANY_AT:
         _top_up(s, plain, palette, budget, trial.lam, sweeps)
     if whole and prepared.judge:
         judged = _in_file_order(s) if prepared.warm else s
@@ -1349,9 +1349,13 @@ def _within(s: _State, plain: _State, palette: np.ndarray, budget: int) -> None:
 # at K = 16 51 %): where its run spent under _SPENT of the J allowed, a second run from it at lambda x (J allowed
 # / J added) spends the rest, and the back-off keeps the moves worth most. Not where that raise would be over
 # _RAISE_MAX: there J has topped out (a smooth gradient 700x600 added 0.1 % of the J allowed; x4, a
-# second run only reshuffled its ties, 909 bytes against 904, and a 12 MP gradient's cost +25 %).
+# second run only reshuffled its ties, 909 bytes against 904, and a 12 MP gradient's cost +25 %). Nor above
+# _TOP_UP_MAX pixels: the 12 MP astronaut at K = 16 (51 % spent) gained 0.880x -> 0.853x of the plain bytes, but
+# its --rdo 2 compress rose from 1.7-1.8x to 2.1-2.4x a plain one's CPU, over the 2x allowed. Only for weak rdo,
+# whose back-off judges moves well (_outcome).
 _SPENT = 0.97
 _RAISE_MAX = 4.0
+_TOP_UP_MAX = 1 << 21
 
 
 def _top_up(s: _State, plain: _State, palette: np.ndarray, budget: int, lam: float, sweeps: int) -> None:
