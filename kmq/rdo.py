@@ -20,9 +20,10 @@ its pixels, which never raises J for fixed labels). lambda is found on a sample 
 itself up to 2 * _SAMPLE pixels) so that J lands at the budget (a sample's refinement only shifts the
 entries as the moves shift its means: see _refine). On the whole image the final J is then measured exactly
 and, when above the budget, the relabelled pixels that bought the least agreement per unit of distortion
-return to their nearest entry until it is not. Last, the result's ctx payload is compared with the nearest
-labelling's (on the sample) and the nearest labelling is returned when rdo saved nothing (at once, when
-nothing moved on the sample).
+return to their nearest entry until it is not; when well under it (an image larger than its sample), a
+second run at a lambda raised by the J left spends the rest (_top_up). Last, the result's ctx payload is
+compared with the nearest labelling's (on the sample) and the nearest labelling is returned when rdo saved
+nothing (at once, when nothing moved on the sample).
 Everything is array work over whole parity classes, and nothing is kept per pixel but the labels (the
 nearest entries per distinct colour, the moved pixels as a list, J as a running total): at 12 MP each
 per-pixel array would cost 48 MB and the time to fill it.
