@@ -1,5 +1,6 @@
 """Round 47's game-developer trial: `--dither fs` on RGBA keeps alpha 0 and alpha 255 where they are, and a GIF
 of an RGBA file at K > 256 keeps its transparent background."""
+import io
 import warnings
 
 import numpy as np
@@ -102,3 +103,52 @@ def test_dithered_icons_keep_their_background_and_their_opaque_pixels(seed, k):
     # ... and the shadow still dithers: some of its pixels take another entry than their nearest.
     shadow = ~clear & ~solid
     assert (fs.decode()[shadow] != plain.decode()[shadow]).any()
+
+
+# --- GIF at K > 256 -----------------------------------------------------------------------------------------
+
+def _cut_out(colours: int = 400) -> np.ndarray:
+    """The trial's cut-out: a 20x20 square of random opaque colours on a 40x40 alpha-0 background."""
+    rng = np.random.default_rng(3)
+    a = np.zeros((40, 40, 4), np.uint8)
+    a[10:30, 10:30, :3] = rng.integers(0, 256, (20, 20, 3))
+    a[10:30, 10:30, 3] = 255
+    assert len(np.unique(a.reshape(-1, 4), axis=0)) == colours + 1
+    return a
+
+
+def _gif(img: kmq.KmqImage) -> tuple[Image.Image, list[str]]:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        kmq.export(img, buf, format="GIF")
+    return Image.open(io.BytesIO(buf.getvalue())), [str(w.message) for w in seen]
+
+
+def test_gif_above_256_colours_keeps_the_transparent_background():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = kmq.compress(_cut_out(), 512)
+    assert img.k == 401
+    gif, said = _gif(img)
+    rgba = np.asarray(gif.convert("RGBA"))
+    assert said == ["the file object: GIF holds at most 256 colours: Pillow reduces these 401 colours to 255 and "
+                    "its transparent colour"]
+    assert gif.info["transparency"] is not None
+    assert (rgba[..., 3] == 0).sum() == 1200
+    assert (rgba[10:30, 10:30, 3] == 255).all()
+    assert len(gif.getcolors()) <= 256
+
+
+def test_gif_above_256_colours_without_alpha_0_is_composited_as_at_256():
+    # Partial alpha only: no transparent colour to keep, so 256 colours over white and K <= 256's warning.
+    src = _cut_out()
+    src[..., 3] = 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = kmq.compress(src, 512)
+    gif, said = _gif(img)
+    assert "transparency" not in gif.info
+    assert said[0].endswith("Pillow reduces these 401 colours to 256")
+    assert said[1].startswith("the file object: GIF keeps only alpha 0 (as its transparent colour): partial alpha")
+    assert len(gif.getcolors()) <= 256
