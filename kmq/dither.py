@@ -18,6 +18,12 @@ value, and its error is the value minus that entry.
   came out worse than none). Pixel (y, x) depends only on pixels of steps t − 1 .. t − 3 where t = x + 2y,
   so all the pixels of one step are diffused at once by numpy, with an exact nearest-entry search per step
   (ties to the lower index). No per-pixel Python loop.
+
+RGBA bends the rule at alpha's ends (`alpha`): a pixel of alpha 0 takes no error and passes none on (its
+label is its undithered nearest entry), and an opaque pixel takes no alpha error. Plain FS carried a soft
+shadow's alpha error onto the transparent background and into the opaque interior: on six icons at
+K = 8..256, 26 of 36 files showed background pixels up to alpha 21 and 17 had opaque pixels down to 132
+(pngquant: at most 5, never below 217).
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def floyd_steinberg(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
         return np.zeros((h, w), np.uint16)
     if channels == 3 and palette.shape[0] <= PILLOW_MAX_K and not _cache_loses_colours(pixels, palette):
         return _pillow(pixels, palette)
-    return wavefront(pixels, palette, Matcher(palette))
+    return wavefront(pixels, palette, Matcher(palette), alpha=channels == 4)
 
 
 def distortion(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> float:
@@ -85,9 +91,10 @@ def _pillow(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def wavefront(pixels: np.ndarray, palette: np.ndarray, match: Callable[[np.ndarray], np.ndarray], *,
-              values: np.ndarray | None = None) -> np.ndarray:
+              values: np.ndarray | None = None, alpha: bool = False) -> np.ndarray:
     """Floyd–Steinberg by anti-diagonals t = x + 2y; match((n, C) int32 values in 0..255) -> (n,) labels.
     values: an optional (h·w, C) array that receives every pixel's value (its colour plus diffused error).
+    alpha: RGBA's rule at alpha 0 and 255 (see the module).
 
     err_t[y + 1] holds the error of pixel (y, t − 2y), zero where that pixel does not exist (and in row 0,
     which stands for y = −1), so the four neighbours of step t are slices of the last three steps.
@@ -108,7 +115,13 @@ def wavefront(pixels: np.ndarray, palette: np.ndarray, match: Callable[[np.ndarr
         acc += 15 & (acc >> 31)  # then >> 4 divides by 16 truncating toward zero, as C does
         acc >>= 4
         index = row_start[lo:hi + 1] + t
-        acc += flat[index]
+        px = flat[index]
+        if alpha:
+            # Products, not masked writes: the same arithmetic on every pixel of the step, no gathers.
+            seen = px[:, 3] != 0
+            acc *= seen[:, None]
+            acc[:, 3] *= px[:, 3] != 255
+        acc += px
         np.clip(acc, 0, 255, out=acc)
         lab = match(acc)
         labels[index] = lab
@@ -116,6 +129,8 @@ def wavefront(pixels: np.ndarray, palette: np.ndarray, match: Callable[[np.ndarr
             values[index] = acc
         cur[:] = 0
         cur[lo + 1:hi + 2] = acc - pal[lab]
+        if alpha:
+            cur[lo + 1:hi + 2] *= seen[:, None]
     return labels.reshape(h, w)
 
 

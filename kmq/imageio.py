@@ -601,23 +601,28 @@ def save_quantized(palette: np.ndarray, labels: np.ndarray, target: BinaryIO, *,
     (which GIF ignores, with a KmqWarning: it is always a palette image);
     otherwise the pixels themselves are written. Either way the decoded pixels are the same, except for alpha
     in a format without it (not in ALPHA_FORMATS): the colours are composited over white, and a KmqWarning
-    naming `name` says so when that changes any; GIF (always a palette image when k <= 256) makes the
-    palette entries with alpha 0 its transparent colour and composites the others.
+    naming `name` says so when that changes any; GIF (always a palette image) makes the palette entries
+    with alpha 0 its transparent colour and composites the others, and above 256 entries has the visible
+    colours reduced to 255 beside it (256 without one).
     in_order: a palette image's entries in palette's order (else by luminance, which packs smaller).
     """
     k, channels = palette.shape
     fmt = format.upper()
     _check_sides(labels.shape[1], labels.shape[0], fmt, name)
     if fmt == "GIF" and k > 256:
-        warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to 256")
+        kept = "255 and its transparent colour" if channels == 4 and (palette[:, 3] == 0).any() else "256"
+        warn(f"{name}: GIF holds at most 256 colours: Pillow reduces these {k} colours to {kept}")
     if fmt == "GIF" and truecolor:
         # Pillow would requantize RGB pixels for GIF itself: written as the palette image they are instead.
         warn(f"{name}: --truecolor does not apply to GIF, which is always a palette image")
         truecolor = False
     transparent = None
     if channels == 4 and fmt not in ALPHA_FORMATS:
-        if fmt == "GIF" and k <= 256:
+        if fmt == "GIF":
             palette, labels, transparent = _gif_transparency(palette, labels, name)
+            if k > 256:
+                palette, labels, transparent = _gif_reduced(palette, labels, transparent)
+                k = len(palette)
         else:
             _holds_rgb(format, name)
             palette = _flattened(palette[None], fmt, name)[0]
@@ -828,6 +833,27 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
     remap = np.arange(len(palette))
     remap[clear] = clear[0]
     return over_white(palette), remap[labels], int(clear[0])
+
+
+def _gif_reduced(palette: np.ndarray, labels: np.ndarray,
+                 transparent: int | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """_gif_transparency's (k > 256, 3) palette and labels -> at most 256 entries: the visible pixels' colours
+    reduced by Pillow's median cut (as Pillow reduces RGB for GIF) to 256, or to 255 beside the transparent
+    entry, which comes last. Left to Pillow, the RGBA pixels were composited over white first: a cut-out's
+    background came back opaque white, where at K <= 256 it is GIF's transparent colour."""
+    visible = labels != transparent if transparent is not None else np.ones(labels.shape, bool)
+    if not visible.any():  # (a KmqImage made by hand whose pixels are all transparent)
+        return palette[[transparent]], np.zeros(labels.shape, np.uint16), 0
+    room = 256 if transparent is None else 255
+    # One row of the visible pixels alone: the background's colour would take an entry of its own.
+    row = Image.fromarray(np.ascontiguousarray(palette[labels[visible]][None]), "RGB").quantize(room)
+    reduced = np.asarray(row.getpalette("RGB"), np.uint8).reshape(-1, 3)
+    reduced = reduced[:int(np.asarray(row).max()) + 1]
+    out = np.full(labels.shape, len(reduced), np.uint16)
+    out[visible] = np.asarray(row)[0]
+    if transparent is None:
+        return reduced, out, None
+    return np.vstack([reduced, palette[transparent][None]]), out, len(reduced)
 
 
 def suffix_for(fmt: str) -> str:
