@@ -179,10 +179,10 @@ class _State:
 
     def near(self, idx: np.ndarray) -> np.ndarray:
         """The nearest entry of the pixels idx (flat)."""
-        return self.near_c[self.colours.index[idx]]
+        return self.near_c[self.colours.at(idx)]
 
     def dnear(self, idx: np.ndarray) -> np.ndarray:
-        return self.dnear_c[self.colours.index[idx]]
+        return self.dnear_c[self.colours.at(idx)]
 
     def current(self, idx: np.ndarray) -> np.ndarray:
         """The labels of the pixels idx (flat)."""
@@ -226,12 +226,16 @@ def _channels(pixels: np.ndarray) -> list[np.ndarray]:
 
 class _Colours:
     """An image's distinct colours (with their pixel counts) and, per pixel, the index of its colour (found
-    once: the nearest entry of every pixel is then one gather per palette)."""
+    once: the nearest entry of every pixel is then one gather per palette). Above kmeans._ONE_PASS pixels,
+    where the distinct colours keep no index, none is made: the pixels' colours are ranked where they are read
+    (at): 48 MP, 192 MB not held through the run, at about 1 s of CPU more at --rdo 28."""
 
     def __init__(self, distinct: kmeans.Distinct) -> None:
         self.colors = distinct.colors
         self.counts = distinct.counts
-        self.index = distinct.index()  # kept by distinct for large images: no copy made
+        self.size = int(distinct.counts.sum())  # pixels
+        self._distinct = distinct
+        self.index = None if distinct.ranked else distinct.index()  # kept by _Indexed: no copy made
         self._weights: np.ndarray | None = None
         self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
         self._sums: tuple | None = None  # nearest_sums' of the last nearest entries asked about
@@ -268,7 +272,7 @@ class _Colours:
         sweeps read their candidates' distances here (_TableDist). Kept for the last palette asked about: a
         target's runs at one K start from the same palette, and each refinement makes a new one."""
         k, n = len(palette), len(self.colors)
-        if n * (k + 1) > min(_TABLE_MAX, len(self.index)):
+        if n * (k + 1) > min(_TABLE_MAX, self.size):
             return None
         key = (palette.shape, palette.tobytes())
         done = self._table  # (read once: a bulk run's threads may share a state's colours)
@@ -287,7 +291,13 @@ class _Colours:
     def spread(self, per_colour: np.ndarray) -> np.ndarray:
         """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
         intp indices: 12 MP 0.022 s against 0.028), else a gather (theirs would rank every pixel again)."""
+        if self.index is None:
+            return self._distinct.spread(per_colour)
         return per_colour[self.index] if self._spread is None else self._spread(per_colour)
+
+    def at(self, idx: np.ndarray) -> np.ndarray:
+        """The colour index of the pixels idx (flat)."""
+        return self._distinct.index_at(idx) if self.index is None else self.index[idx]
 
     def nearest(self, palette: np.ndarray, guess: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -524,7 +534,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             if len(idx) == 0:
                 continue
             if table is not None:
-                which = s.colours.index[idx]
+                which = s.colours.at(idx)
                 near = s.near_c[which] if moved_any else None
                 dist = _TableDist(table, which, len(s.palette) + 1)
             else:
@@ -790,7 +800,7 @@ def _positions(mask: np.ndarray) -> np.ndarray:
 def _off_nearest(s: _State, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which of the pixels idx (flat) are not at their colour's nearest entry (a mask), and their labels and
     colours."""
-    which, cur = s.colours.index[idx], s.current(idx)
+    which, cur = s.colours.at(idx), s.current(idx)
     off = cur != s.near_c[which]
     return off, cur[off], which[off]
 
@@ -893,6 +903,16 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
             todo, before = stamp[1:-1, 1:-1] > step, todo
         s.moved = _positions(away)  # (sorted, as the mask is)
         _refine(s, sample)
+
+
+def _off_positions(s: _State) -> np.ndarray:
+    """The pixels (flat, ascending) whose labels are not their colour's nearest entry s.near_c, a _CHUNK of the
+    image at a time (without the nearest labelling's own labels: _image_run's take)."""
+    found = [np.zeros(0, np.intp)]
+    for at in _chunk_slices(s.height * s.width):
+        idx = np.arange(at.start, at.stop)
+        found.append(idx[s.current(idx) != s.near(idx)])
+    return np.concatenate(found)
 
 
 def _away(s: _State) -> np.ndarray:
@@ -1288,6 +1308,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     the labels uint16, flat, contiguous): from the counts kept, where _by_share counts the labels again (12 MP:
     0.011 s against 0.026)."""
     sweeps = _sweeps(pct)
+    single = prepared is None  # (the image's run may then take the nearest labelling's labels: _image_run)
     if prepared is None:
         prepared = prepare(pixels, distinct, palette)
     elif prepared.palette is not palette and not np.array_equal(prepared.palette, palette):
@@ -1315,14 +1336,14 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     if not whole and not prepared.warm and _worse(trial, trial.kept, palette, prepared):
         return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
-    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)
+    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps, single)
     if s.nearest_total() > budget:
         s.ranking = None  # (its moves are not the run's below)
         # The refined palette's own nearest labelling is over budget: go back to the first palette.
-        back = plain  # only its nearest entries (and the palette and gaps they are of) are read
+        back = plain  # only its nearest entries (and the palette and gaps they are of) are read: its labels may
+        # be the run's (_image_run's take); the pixels away from them are those off their colour's entry in back
         s.palette, s.near_c, s.dnear_c, s.gap_c = back.palette, back.near_c, back.dnear_c, back.gap_c
-        labels = s.labels.reshape(-1)
-        _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
+        _repalette(s, palette, _off_positions(s))
     _back_off(s, budget)
     if whole and prepared.judge:
         judged = _in_file_order(s) if prepared.warm else s
@@ -1353,13 +1374,16 @@ def sample_share(prepared: Prepared, pct: float) -> float:
     return sum(a) / max(1, sum(b))
 
 
-def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
+def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) -> _State:
     """A run on the whole image (larger than its sample) from its nearest labelling at lam, to be written to;
-    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else)."""
+    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else). take
+    (a Prepared made for one call, not warm): the run writes to the nearest labelling's own labels, which are
+    read no more but through its nearest entries (48 MP at K = 256: a 96 MB copy not made)."""
     key = (lam, sweeps)
     done = prepared.runs.get(key)
     if done is None:
-        done = _copy(prepared.plain)
+        plain = prepared.plain
+        done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
         _run(done, lam, sweeps)
         if not prepared.warm:
             return done
@@ -1439,8 +1463,8 @@ def _back_off(s: _State, budget: int) -> None:
         ranked = _ranked(s)
         if shared is not None:
             shared[0] = ranked
-    gone, delta, worth = ranked
-    undo = _cheapest(worth, delta, excess)
+    gone, delta, gain = ranked
+    undo = _cheapest(_Worth(gain, delta), delta, excess)
     # (the labels and nearest entries of the pixels undone, read again: the ranking's copies sat the run's labels)
     back = s.moved[gone[undo]]
     pidx = _padded_at(s, back)
@@ -1455,10 +1479,10 @@ def _back_off(s: _State, budget: int) -> None:
 
 def _ranked(s: _State) -> tuple[np.ndarray, ...]:
     """_back_off's ranking of the pixels s moved away from their nearest entry at a cost in distortion: their
-    places in s.moved (int32 up to 2^31 of them), added distortion and worth (agreement bought per unit of
-    distortion, -1 for none). Read only, so the copies of one run share it. Made a chunk of s.moved at a time
-    (_chunks), and only these three kept: at 12 MP and --rdo 28, 5 M moved pixels held 350 MB at once and
-    kept 160."""
+    places in s.moved (int32 up to 2^31 of them), added distortion (int32) and agreement gained (int8; the
+    worth, agreement bought per unit of distortion, is made from the two where read: _Worth). Read only, so
+    the copies of one run share it. Made a chunk of s.moved at a time (_chunks), and only these three kept:
+    at 12 MP and --rdo 28, 5 M moved pixels held 350 MB at once and kept 80 (with a float64 worth, 160)."""
     _settle(s)
     flat = s.padded.reshape(-1)
     n = len(s.moved)
@@ -1466,12 +1490,12 @@ def _ranked(s: _State) -> tuple[np.ndarray, ...]:
     # hold twice as much at once)
     gone = np.empty(n, np.int32 if n < 1 << 31 else np.intp)
     delta = np.empty(n, np.int32)
-    worth = np.empty(n)
+    gains = np.empty(n, np.int8)  # (the agreement of 8 neighbours, -12..12)
     end = 0
     for at in _chunk_slices(n):
         moved = s.moved[at]
         pidx = _padded_at(s, moved)
-        which = s.colours.index[moved]
+        which = s.colours.at(moved)
         cur = flat[pidx]
         d = _dist(_pixels_at(s, moved), s.palette, cur) - s.dnear_c[which]
         g = np.flatnonzero(d > 0)
@@ -1484,48 +1508,76 @@ def _ranked(s: _State) -> tuple[np.ndarray, ...]:
         part = slice(end, end + len(g))
         gone[part] = g + at.start
         delta[part] = d
-        worth[part] = np.where(gain > 0, gain / np.maximum(d, 1), -1.0)
+        gains[part] = gain
         end = part.stop
-    return gone[:end], delta[:end], worth[:end]
+    return gone[:end], delta[:end], gains[:end]
 
 
-def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
+class _Worth:
+    """The worth of _ranked's moves, agreement gained per unit of distortion added (-1 where none is gained),
+    float64, made for the positions asked about (an index array or slice) from the gains and deltas: 9 bytes
+    a move kept where the worth itself was 8 more (48 MP at --rdo 28: 20 M moves)."""
+
+    def __init__(self, gain: np.ndarray, delta: np.ndarray) -> None:
+        self.gain, self.delta = gain, delta
+
+    def __len__(self) -> int:
+        return len(self.gain)
+
+    def __getitem__(self, at: np.ndarray | slice) -> np.ndarray:
+        gain = self.gain[at].astype(np.int32)
+        return np.where(gain > 0, gain / np.maximum(self.delta[at], 1), -1.0)
+
+
+def _cheapest(worth: np.ndarray | _Worth, delta: np.ndarray, excess: int) -> np.ndarray:
     """The positions of the shortest prefix, in order of worth (ties by position), whose delta (> 0) sums to
     at least excess (> 0; all, if none does), in no particular order. Nothing is sorted but the few of the worth
     where the prefix ends: the positive worths are counted into buckets by the top bits of their floats
     (ordered as the numbers), delta summed per bucket finds the bucket holding the end, and only that one is
     sorted (12 MP china + noise, K = 16: 0.77 M moved, 0.18 M undone, 0.009 s where a partition and a stable
-    sort of the least 0.3 M took 0.042)."""
+    sort of the least 0.3 M took 0.042). worth is read a _CHUNK at a time (a _Worth makes it so), and beside the
+    result only a flag and a bucket key (int32, -1 for the others) are held a move: at 48 MP and --rdo 28 the
+    positive worths' positions (intp) and keys were 12 bytes a move, the flags of the others 2."""
     if int(delta.sum(dtype=np.int64)) < excess:
         return np.arange(len(worth))
-    low = worth <= 0  # (-1 in _back_off: moves that bought no agreement)
-    spent = int(delta[low].sum(dtype=np.int64))
+    n = len(worth)
+    low = np.empty(n, bool)  # (-1 in _back_off: moves that bought no agreement)
+    spent = 0
+    least, most = np.inf, 0.0
+    for at in _chunk_slices(n):
+        w = worth[at]
+        part = low[at]
+        np.less_equal(w, 0, out=part)
+        spent += int(delta[at].sum(dtype=np.int64, where=part))
+        if not part.all():
+            least = min(least, float(np.min(w, where=~part, initial=np.inf)))
+            most = max(most, float(np.max(w, where=~part, initial=0.0)))
     if spent >= excess:
         return _prefix(np.flatnonzero(low), worth, delta, excess)
-    high = np.flatnonzero(~low)
     # (a positive float's bits, read as an integer, grow with it; 2^12 buckets per octave)
-    # (as int32, a _CHUNK at a time, from the least and most worth's bits: the keys of every move at once as
-    # int64 were 16 bytes a move)
-    first, span = (int(np.array([f(worth, where=~low, initial=i)]).view(np.int64)[0]) >> 40
-                   for f, i in ((np.min, np.inf), (np.max, 0.0)))
+    first, span = (int(np.array([v]).view(np.int64)[0]) >> 40 for v in (least, most))
     span -= first
     shift = (span // _BUCKETS).bit_length() if span >= _BUCKETS else 0
     span >>= shift
-    keys = np.empty(len(high), np.int32)
-    for at in _chunk_slices(len(high)):
-        part = worth[high[at]].view(np.int64) >> 40
+    keys = np.empty(n, np.int32)
+    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time)
+    sums = np.zeros(span + 1)
+    for at in _chunk_slices(n):
+        part = worth[at].view(np.int64) >> 40
         part -= first
         part >>= shift
+        high = ~low[at]
+        part[~high] = -1
         keys[at] = part
-    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time: delta's float64
-    # weights for all of high at once were 12 bytes a move)
-    sums = np.zeros(span + 1)
-    for at in _chunk_slices(len(high)):
-        sums += np.bincount(keys[at], weights=delta[high[at]], minlength=span + 1)
+        sums += np.bincount(part[high], weights=delta[at][high], minlength=span + 1)
     b = int(np.searchsorted(np.cumsum(sums), excess - spent))
-    below = high[keys < b]
+    inside = keys >= 0
+    inside &= keys < b
+    below = np.flatnonzero(inside)
+    del inside
     spent += int(delta[below].sum(dtype=np.int64))
-    return np.concatenate([np.flatnonzero(low), below, _prefix(high[keys == b], worth, delta, excess - spent)])
+    return np.concatenate([np.flatnonzero(low), below, _prefix(np.flatnonzero(keys == b), worth, delta,
+                                                              excess - spent)])
 
 
 _BUCKETS = 1 << 18  # at most this many buckets (_cheapest): _back_off's worths span ~22 octaves, 90 000
