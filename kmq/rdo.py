@@ -168,7 +168,7 @@ class _State:
     counts: np.ndarray
     pending: np.ndarray | None = None
     gap_c: np.ndarray | None = None  # per colour, up to _GAPS_MAX_K entries: _gaps
-    movable: tuple | None = None  # (gap_c, lam, _movable's array) of the last sweep
+    movable: tuple | None = None  # (gap_c, lam, _movable's per-colour array) of the last sweep
     # [_ranked's tuple, or None until a back-off makes it], shared by the copies of a run a warm Prepared keeps
     # (_image_run): a search backs one run off to several budgets, each from the same ranking of its moves
     ranking: list | None = None
@@ -485,7 +485,12 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
                 # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
                 # with all of it). Pixels not in s.moved are at their nearest.
-                live = agree < (_HALF if movable is None else of(movable))
+                live = agree < _HALF
+                if movable is not None:  # (looked up only under half the weight: movable is at most _HALF)
+                    at = np.flatnonzero(live)
+                    rows = at // shape[1]
+                    idx = (2 * (rows + r0) + a) * width + 2 * (at - rows * shape[1]) + b
+                    live.reshape(-1)[at] = agree.reshape(-1)[at] < movable[s.colours.at(idx)]
                 if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
                     live |= of(away2)
                 if todo is not None:
@@ -526,7 +531,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 idx, pidx, cur, base = idx[moving], pidx[moving], cur[moving], base[moving]
                 nbs = [flat[off:][base] for off in shifts]
                 agree = _agreement(nbs, cur)
-                live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
+                live = (agree < (_HALF if movable is None else movable[s.colours.at(idx)])) | away[idx]
                 # (filtering costs a copy of every array: worth it only when it drops most pixels)
                 if 2 * np.count_nonzero(live) < len(live):
                     idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
@@ -565,19 +570,20 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
 
 
 def _movable(s: _State, lam: float) -> np.ndarray | None:
-    """Per pixel (H, W), the agreement (int8) below which the pixel, at its nearest entry, may move at lam
+    """Per colour, the agreement (int8) below which a pixel of it, at its nearest entry, may move at lam
     (None without s.gap_c): a move to any other label c costs at least its colour's gap in distance and
     gains lam x (A(c) - A(cur)) <= lam x (12 - 2 A(cur)) (the neighbours holding c and cur are apart), so
     it needs A(cur) < (12 - gap / lam) / 2. The gap is shrunk by 1 + lam / 10^4 first, far more than
     _choose's float32 costs can round by (an ulp of 2^18 + 12 lam is 1/32 + 12 lam / 2^23): every pixel
     that could move is visited, as before (12 MP noisy, K = 16, --rdo 2: 3.4 M pixels of the first sweep
-    at a boundary, 1.1 M of them movable, 0.8 M moved). Kept for the next sweep at the same lam."""
+    at a boundary, 1.1 M of them movable, 0.8 M moved). Kept for the next sweep at the same lam; read at the
+    pixels' colours where a sweep asks (spread to the pixels, it held 1 byte a pixel: 48 MB at 48 MP)."""
     if s.gap_c is None or lam <= 0:
         return None
     if s.movable is None or s.movable[0] is not s.gap_c or s.movable[1] != lam:
         slack = s.gap_c.astype(np.float64) - (1 + lam / 1e4)
         per_colour = np.clip(np.ceil((2 * _HALF - slack / lam) / 2), 0, _HALF).astype(np.int8)
-        s.movable = (s.gap_c, lam, s.colours.spread(per_colour).reshape(s.height, s.width))
+        s.movable = (s.gap_c, lam, per_colour)
     return s.movable[2]
 
 
@@ -902,6 +908,8 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
                 break
             todo, before = stamp[1:-1, 1:-1] > step, todo
         s.moved = _positions(away)  # (sorted, as the mask is)
+        # (the sweeps' masks let go before the refinement's passes: 4 bytes a pixel, 192 MB at 48 MP)
+        del stamp, todo, before, away
         _refine(s, sample)
 
 
@@ -1387,7 +1395,7 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
         _run(done, lam, sweeps)
         if not prepared.warm:
             return done
-        done.movable = None  # (a per-pixel array only sweeps read: 12 MB at 12 MP)
+        done.movable = None  # (only sweeps read it)
         # (settled once here, not in each copy's back-off: a pass over the image, 0.005 s at 2.3 MP)
         _settle(done)
         done.ranking = [None]
