@@ -1471,35 +1471,34 @@ def _back_off(s: _State, budget: int) -> None:
         ranked = _ranked(s)
         if shared is not None:
             shared[0] = ranked
-    gone, delta, gain = ranked
+    delta, gain = ranked
     undo = _cheapest(_Worth(gain, delta), delta, excess)
+    # (moves at no cost, delta 0, are not ranked: _cheapest's prefix has the same moves of cost with or without them)
+    undo = undo[delta[undo] > 0]
     # (the labels and nearest entries of the pixels undone, read again: the ranking's copies sat the run's labels)
-    back = s.moved[gone[undo]]
+    back = s.moved[undo]
     pidx = _padded_at(s, back)
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near(back)
     flat[pidx] = near
     _recount(s, near, cur)
     s.total -= int(delta[undo].sum(dtype=np.int64))
-    s.moved = np.delete(s.moved, gone[undo])
+    s.moved = np.delete(s.moved, undo)
     s.ranking = None  # (this state's moves are no longer the run's)
 
 
 def _ranked(s: _State) -> tuple[np.ndarray, ...]:
-    """_back_off's ranking of the pixels s moved away from their nearest entry at a cost in distortion: their
-    places in s.moved (int32 up to 2^31 of them), added distortion (int32) and agreement gained (int8; the
-    worth, agreement bought per unit of distortion, is made from the two where read: _Worth). Read only, so
-    the copies of one run share it. Made a chunk of s.moved at a time (_chunks), and only these three kept:
-    at 12 MP and --rdo 28, 5 M moved pixels held 350 MB at once and kept 80 (with a float64 worth, 160)."""
+    """_back_off's ranking of the pixels in s.moved: the distortion each added by moving away from its nearest
+    entry (int32; 0 where it added none, which are not ranked) and the agreement it gained (int8; the worth,
+    agreement bought per unit of distortion, is made from the two where read: _Worth). Read only, so the
+    copies of one run share it. Made a chunk of s.moved at a time (_chunks), and only these two kept: at 12 MP
+    and --rdo 28, 5 M moved pixels held 350 MB at once and kept 80 with their places in s.moved and a float64
+    worth, 25 now."""
     _settle(s)
     flat = s.padded.reshape(-1)
     n = len(s.moved)
-    # (filled a chunk at a time and returned as views of their first ``end``: pieces joined at the end would
-    # hold twice as much at once)
-    gone = np.empty(n, np.int32 if n < 1 << 31 else np.intp)
-    delta = np.empty(n, np.int32)
-    gains = np.empty(n, np.int8)  # (the agreement of 8 neighbours, -12..12)
-    end = 0
+    delta = np.zeros(n, np.int32)
+    gains = np.zeros(n, np.int8)  # (the agreement of 8 neighbours, -12..12)
     for at in _chunk_slices(n):
         moved = s.moved[at]
         pidx = _padded_at(s, moved)
@@ -1513,12 +1512,10 @@ def _ranked(s: _State) -> tuple[np.ndarray, ...]:
         nbs = [flat[off:][base] for off in shifts]
         gain = _agreement(nbs, cur).astype(np.int32)
         gain -= _agreement(nbs, near)
-        part = slice(end, end + len(g))
-        gone[part] = g + at.start
-        delta[part] = d
-        gains[part] = gain
-        end = part.stop
-    return gone[:end], delta[:end], gains[:end]
+        g += at.start
+        delta[g] = d
+        gains[g] = gain
+    return delta, gains
 
 
 class _Worth:
@@ -1544,8 +1541,8 @@ def _cheapest(worth: np.ndarray | _Worth, delta: np.ndarray, excess: int) -> np.
     (ordered as the numbers), delta summed per bucket finds the bucket holding the end, and only that one is
     sorted (12 MP china + noise, K = 16: 0.77 M moved, 0.18 M undone, 0.009 s where a partition and a stable
     sort of the least 0.3 M took 0.042). worth is read a _CHUNK at a time (a _Worth makes it so), and beside the
-    result only a flag and a bucket key (int32, -1 for the others) are held a move: at 48 MP and --rdo 28 the
-    positive worths' positions (intp) and keys were 12 bytes a move, the flags of the others 2."""
+    result only a flag is held a move: at 48 MP and --rdo 28 the positive worths' positions (intp) and bucket
+    keys were 12 bytes a move, the flags of the others 2."""
     if int(delta.sum(dtype=np.int64)) < excess:
         return np.arange(len(worth))
     n = len(worth)
@@ -1567,25 +1564,29 @@ def _cheapest(worth: np.ndarray | _Worth, delta: np.ndarray, excess: int) -> np.
     span -= first
     shift = (span // _BUCKETS).bit_length() if span >= _BUCKETS else 0
     span >>= shift
-    keys = np.empty(n, np.int32)
-    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time)
-    sums = np.zeros(span + 1)
-    for at in _chunk_slices(n):
+
+    def keys(at: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The bucket of each move in ``at`` (int64) and which of them are positive."""
         part = worth[at].view(np.int64) >> 40
         part -= first
         part >>= shift
-        high = ~low[at]
-        part[~high] = -1
-        keys[at] = part
+        return part, ~low[at]
+
+    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time)
+    sums = np.zeros(span + 1)
+    for at in _chunk_slices(n):
+        part, high = keys(at)
         sums += np.bincount(part[high], weights=delta[at][high], minlength=span + 1)
     b = int(np.searchsorted(np.cumsum(sums), excess - spent))
-    inside = keys >= 0
-    inside &= keys < b
-    below = np.flatnonzero(inside)
-    del inside
+    # (the keys made again, not kept: 4 bytes a move)
+    below, edge = [np.zeros(0, np.intp)], [np.zeros(0, np.intp)]
+    for at in _chunk_slices(n):
+        part, high = keys(at)
+        below.append(np.flatnonzero(high & (part < b)) + at.start)
+        edge.append(np.flatnonzero(high & (part == b)) + at.start)
+    below = np.concatenate(below)
     spent += int(delta[below].sum(dtype=np.int64))
-    return np.concatenate([np.flatnonzero(low), below, _prefix(np.flatnonzero(keys == b), worth, delta,
-                                                              excess - spent)])
+    return np.concatenate([np.flatnonzero(low), below, _prefix(np.concatenate(edge), worth, delta, excess - spent)])
 
 
 _BUCKETS = 1 << 18  # at most this many buckets (_cheapest): _back_off's worths span ~22 octaves, 90 000
