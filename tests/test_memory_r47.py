@@ -3,7 +3,7 @@ colours keep no per-pixel index, and rdo made one anyway (4 bytes a pixel); now 
 pixels it reads (Distinct.index_at). A single-use run takes the nearest labelling's labels instead of a copy,
 the sweeps' masks are let go before the refinement, _movable stays per colour, and the back-off keeps 5 bytes
 a moved pixel (its added distortion and agreement gained) where it kept 16 and _cheapest 12 more. At 48 MP:
---rdo 28, K = 256, 1.42 GB -> see docs/PERFORMANCE.md; --rdo 2, K = 16, 773 -> 491 MB."""
+--rdo 28, K = 256, 1.42 GB -> 748 MB; --rdo 2, K = 16, 767-773 -> 491-504 MB (max RSS)."""
 from __future__ import annotations
 
 import hashlib
