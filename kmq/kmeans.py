@@ -144,6 +144,26 @@ class Distinct:
         """(N,) int32: the index of each pixel's colour (shared where it is kept: read it, never write it)."""
         return self.spread(np.arange(self.colors.shape[0], dtype=np.int32))
 
+    @property
+    def ranked(self) -> bool:
+        """Whether the pixels' colour indices are ranked from their keys whenever read (no index kept)."""
+        return self._rank is not None
+
+    def index_at(self, idx: np.ndarray) -> np.ndarray:
+        """index()[idx] for flat pixel positions idx, int32: ranked from the pixels' keys, `_INDEX_CHUNK` at a
+        time, where no index is kept (rdo reads the colours of the pixels it visits so, without an (N,) index:
+        48 MP, 192 MB not held)."""
+        if self._rank is None:
+            return self.index()[idx]
+        out = np.empty(idx.shape[0], dtype=np.int32)
+        for s in range(0, idx.shape[0], _INDEX_CHUNK):
+            part = out[s:s + _INDEX_CHUNK]
+            keys = _pack(np.take(self._pixels, idx[s:s + _INDEX_CHUNK], axis=0))
+            if self._shift:
+                keys >>= self._shift
+            self._rank.rank(keys, part)
+        return out
+
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         """(M,) array -> (N,) array whose entry i is per_color[colour of pixel i]."""
         assert self._rank is not None
@@ -534,6 +554,9 @@ class _Indexed(Distinct):
 
     def index(self) -> np.ndarray:
         return self._index if self._index.dtype == np.int32 else super().index()
+
+    def index_at(self, idx: np.ndarray) -> np.ndarray:
+        return self._index[idx]
 
     def spread(self, per_color: np.ndarray) -> np.ndarray:
         # np.take over intp indices made a chunk at a time: ~2x faster than fancy indexing with the int32

@@ -169,7 +169,7 @@ class _State:
     counts: np.ndarray
     pending: np.ndarray | None = None
     gap_c: np.ndarray | None = None  # per colour, up to _GAPS_MAX_K entries: _gaps
-    movable: tuple | None = None  # (gap_c, lam, _movable's array) of the last sweep
+    movable: tuple | None = None  # (gap_c, lam, _movable's per-colour array) of the last sweep
     # [_ranked's tuple, or None until a back-off makes it], shared by the copies of a run a warm Prepared keeps
     # (_image_run): a search backs one run off to several budgets, each from the same ranking of its moves
     ranking: list | None = None
@@ -180,10 +180,10 @@ class _State:
 
     def near(self, idx: np.ndarray) -> np.ndarray:
         """The nearest entry of the pixels idx (flat)."""
-        return self.near_c[self.colours.index[idx]]
+        return self.near_c[self.colours.at(idx)]
 
     def dnear(self, idx: np.ndarray) -> np.ndarray:
-        return self.dnear_c[self.colours.index[idx]]
+        return self.dnear_c[self.colours.at(idx)]
 
     def current(self, idx: np.ndarray) -> np.ndarray:
         """The labels of the pixels idx (flat)."""
@@ -227,12 +227,17 @@ def _channels(pixels: np.ndarray) -> list[np.ndarray]:
 
 class _Colours:
     """An image's distinct colours (with their pixel counts) and, per pixel, the index of its colour (found
-    once: the nearest entry of every pixel is then one gather per palette)."""
+    once: the nearest entry of every pixel is then one gather per palette). Above kmeans._ONE_PASS pixels,
+    where the distinct colours keep no index, none is made: the pixels' colours are ranked where they are read
+    (at): 48 MP, 192 MB not held through the run, for 2-3 s of CPU more at --rdo 28, K = 256 (+7-10 %; --rdo 2
+    at K = 16 the same)."""
 
     def __init__(self, distinct: kmeans.Distinct) -> None:
         self.colors = distinct.colors
         self.counts = distinct.counts
-        self.index = distinct.index()  # kept by distinct for large images: no copy made
+        self.size = int(distinct.counts.sum())  # pixels
+        self._distinct = distinct
+        self.index = None if distinct.ranked else distinct.index()  # kept by _Indexed: no copy made
         self._weights: np.ndarray | None = None
         self._spread = distinct.spread if isinstance(distinct, kmeans._Indexed) else None
         self._sums: tuple | None = None  # nearest_sums' of the last nearest entries asked about
@@ -269,7 +274,7 @@ class _Colours:
         sweeps read their candidates' distances here (_TableDist). Kept for the last palette asked about: a
         target's runs at one K start from the same palette, and each refinement makes a new one."""
         k, n = len(palette), len(self.colors)
-        if n * (k + 1) > min(_TABLE_MAX, len(self.index)):
+        if n * (k + 1) > min(_TABLE_MAX, self.size):
             return None
         key = (palette.shape, palette.tobytes())
         done = self._table  # (read once: a bulk run's threads may share a state's colours)
@@ -288,7 +293,13 @@ class _Colours:
     def spread(self, per_colour: np.ndarray) -> np.ndarray:
         """per_colour[index]: through the distinct colours' own spread where it reads this index (chunks of
         intp indices: 12 MP 0.022 s against 0.028), else a gather (theirs would rank every pixel again)."""
+        if self.index is None:
+            return self._distinct.spread(per_colour)
         return per_colour[self.index] if self._spread is None else self._spread(per_colour)
+
+    def at(self, idx: np.ndarray) -> np.ndarray:
+        """The colour index of the pixels idx (flat)."""
+        return self._distinct.index_at(idx) if self.index is None else self.index[idx]
 
     def nearest(self, palette: np.ndarray, guess: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -476,7 +487,12 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
                 # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
                 # with all of it). Pixels not in s.moved are at their nearest.
-                live = agree < (_HALF if movable is None else of(movable))
+                live = agree < _HALF
+                if movable is not None:  # (looked up only under half the weight: movable is at most _HALF)
+                    at = np.flatnonzero(live)
+                    rows = at // shape[1]
+                    idx = (2 * (rows + r0) + a) * width + 2 * (at - rows * shape[1]) + b
+                    live.reshape(-1)[at] = agree.reshape(-1)[at] < movable[s.colours.at(idx)]
                 if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
                     live |= of(away2)
                 if todo is not None:
@@ -517,7 +533,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
                 idx, pidx, cur, base = idx[moving], pidx[moving], cur[moving], base[moving]
                 nbs = [flat[off:][base] for off in shifts]
                 agree = _agreement(nbs, cur)
-                live = (agree < (_HALF if movable is None else movable.reshape(-1)[idx])) | away[idx]
+                live = (agree < (_HALF if movable is None else movable[s.colours.at(idx)])) | away[idx]
                 # (filtering costs a copy of every array: worth it only when it drops most pixels)
                 if 2 * np.count_nonzero(live) < len(live):
                     idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
@@ -525,7 +541,7 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             if len(idx) == 0:
                 continue
             if table is not None:
-                which = s.colours.index[idx]
+                which = s.colours.at(idx)
                 near = s.near_c[which] if moved_any else None
                 dist = _TableDist(table, which, len(s.palette) + 1)
             else:
@@ -556,19 +572,20 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
 
 
 def _movable(s: _State, lam: float) -> np.ndarray | None:
-    """Per pixel (H, W), the agreement (int8) below which the pixel, at its nearest entry, may move at lam
+    """Per colour, the agreement (int8) below which a pixel of it, at its nearest entry, may move at lam
     (None without s.gap_c): a move to any other label c costs at least its colour's gap in distance and
     gains lam x (A(c) - A(cur)) <= lam x (12 - 2 A(cur)) (the neighbours holding c and cur are apart), so
     it needs A(cur) < (12 - gap / lam) / 2. The gap is shrunk by 1 + lam / 10^4 first, far more than
     _choose's float32 costs can round by (an ulp of 2^18 + 12 lam is 1/32 + 12 lam / 2^23): every pixel
     that could move is visited, as before (12 MP noisy, K = 16, --rdo 2: 3.4 M pixels of the first sweep
-    at a boundary, 1.1 M of them movable, 0.8 M moved). Kept for the next sweep at the same lam."""
+    at a boundary, 1.1 M of them movable, 0.8 M moved). Kept for the next sweep at the same lam; read at the
+    pixels' colours where a sweep asks (spread to the pixels, it held 1 byte a pixel: 48 MB at 48 MP)."""
     if s.gap_c is None or lam <= 0:
         return None
     if s.movable is None or s.movable[0] is not s.gap_c or s.movable[1] != lam:
         slack = s.gap_c.astype(np.float64) - (1 + lam / 1e4)
         per_colour = np.clip(np.ceil((2 * _HALF - slack / lam) / 2), 0, _HALF).astype(np.int8)
-        s.movable = (s.gap_c, lam, s.colours.spread(per_colour).reshape(s.height, s.width))
+        s.movable = (s.gap_c, lam, per_colour)
     return s.movable[2]
 
 
@@ -791,7 +808,7 @@ def _positions(mask: np.ndarray) -> np.ndarray:
 def _off_nearest(s: _State, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which of the pixels idx (flat) are not at their colour's nearest entry (a mask), and their labels and
     colours."""
-    which, cur = s.colours.index[idx], s.current(idx)
+    which, cur = s.colours.at(idx), s.current(idx)
     off = cur != s.near_c[which]
     return off, cur[off], which[off]
 
@@ -893,7 +910,19 @@ def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
                 break
             todo, before = stamp[1:-1, 1:-1] > step, todo
         s.moved = _positions(away)  # (sorted, as the mask is)
+        # (the sweeps' masks let go before the refinement's passes: 4 bytes a pixel, 192 MB at 48 MP)
+        del stamp, todo, before, away
         _refine(s, sample)
+
+
+def _off_positions(s: _State) -> np.ndarray:
+    """The pixels (flat, ascending) whose labels are not their colour's nearest entry s.near_c, a _CHUNK of the
+    image at a time (without the nearest labelling's own labels: _image_run's take)."""
+    found = [np.zeros(0, np.intp)]
+    for at in _chunk_slices(s.height * s.width):
+        idx = np.arange(at.start, at.stop)
+        found.append(idx[s.current(idx) != s.near(idx)])
+    return np.concatenate(found)
 
 
 def _away(s: _State) -> np.ndarray:
@@ -1289,6 +1318,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     the labels uint16, flat, contiguous): from the counts kept, where _by_share counts the labels again (12 MP:
     0.011 s against 0.026)."""
     sweeps = _sweeps(pct)
+    single = prepared is None  # (the image's run may then take the nearest labelling's labels: _image_run)
     if prepared is None:
         prepared = prepare(pixels, distinct, palette)
     elif prepared.palette is not palette and not np.array_equal(prepared.palette, palette):
@@ -1316,7 +1346,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
     if not whole and not prepared.warm and _worse(trial, trial.kept, palette, prepared):
         return _nearest(plain, ordered)
     # The sample's run at the lambda found is the image's own when the image is its sample.
-    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps)
+    s = trial.kept if whole else _image_run(prepared, trial.lam, sweeps, single)
     _within(s, plain, palette, budget)
     if not whole and not prepared.warm and plain.height * plain.width <= _TOP_UP_MAX and pct <= _MANY_AT:
         _top_up(s, plain, palette, budget, trial.lam, sweeps)
@@ -1338,10 +1368,10 @@ def _within(s: _State, plain: _State, palette: np.ndarray, budget: int) -> None:
     labelling is over it, then _back_off."""
     if s.nearest_total() > budget:
         s.ranking = None  # (its moves are not the run's below)
-        back = plain  # only its nearest entries (and the palette and gaps they are of) are read
+        back = plain  # only its nearest entries (and the palette and gaps they are of) are read: its labels may
+        # be the run's (_image_run's take); the pixels away from them are those off their colour's entry in back
         s.palette, s.near_c, s.dnear_c, s.gap_c = back.palette, back.near_c, back.dnear_c, back.gap_c
-        labels = s.labels.reshape(-1)
-        _repalette(s, palette, np.flatnonzero(labels != back.labels.reshape(-1)))
+        _repalette(s, palette, _off_positions(s))
     _back_off(s, budget)
 
 
@@ -1386,17 +1416,20 @@ def sample_share(prepared: Prepared, pct: float) -> float:
     return sum(a) / max(1, sum(b))
 
 
-def _image_run(prepared: Prepared, lam: float, sweeps: int) -> _State:
+def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) -> _State:
     """A run on the whole image (larger than its sample) from its nearest labelling at lam, to be written to;
-    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else)."""
+    a warm Prepared keeps the latest runs (the same state each time: a run depends on nothing else). take
+    (a Prepared made for one call, not warm): the run writes to the nearest labelling's own labels, which are
+    read no more but through its nearest entries (48 MP at K = 256: a 96 MB copy not made)."""
     key = (lam, sweeps)
     done = prepared.runs.get(key)
     if done is None:
-        done = _copy(prepared.plain)
+        plain = prepared.plain
+        done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
         _run(done, lam, sweeps)
         if not prepared.warm:
             return done
-        done.movable = None  # (a per-pixel array only sweeps read: 12 MB at 12 MP)
+        done.movable = None  # (only sweeps read it)
         # (settled once here, not in each copy's back-off: a pass over the image, 0.005 s at 2.3 MP)
         _settle(done)
         done.ranking = [None]
@@ -1472,39 +1505,38 @@ def _back_off(s: _State, budget: int) -> None:
         ranked = _ranked(s)
         if shared is not None:
             shared[0] = ranked
-    gone, delta, worth = ranked
-    undo = _cheapest(worth, delta, excess)
+    delta, gain = ranked
+    undo = _cheapest(_Worth(gain, delta), delta, excess)
+    # (moves at no cost, delta 0, are not ranked: _cheapest's prefix has the same moves of cost with or without them)
+    undo = undo[delta[undo] > 0]
     # (the labels and nearest entries of the pixels undone, read again: the ranking's copies sat the run's labels)
-    back = s.moved[gone[undo]]
+    back = s.moved[undo]
     pidx = _padded_at(s, back)
     flat = s.padded.reshape(-1)
     cur, near = flat[pidx], s.near(back)
     flat[pidx] = near
     _recount(s, near, cur)
     s.total -= int(delta[undo].sum(dtype=np.int64))
-    s.moved = np.delete(s.moved, gone[undo])
+    s.moved = np.delete(s.moved, undo)
     s.ranking = None  # (this state's moves are no longer the run's)
 
 
 def _ranked(s: _State) -> tuple[np.ndarray, ...]:
-    """_back_off's ranking of the pixels s moved away from their nearest entry at a cost in distortion: their
-    places in s.moved (int32 up to 2^31 of them), added distortion and worth (agreement bought per unit of
-    distortion, -1 for none). Read only, so the copies of one run share it. Made a chunk of s.moved at a time
-    (_chunks), and only these three kept: at 12 MP and --rdo 28, 5 M moved pixels held 350 MB at once and
-    kept 160."""
+    """_back_off's ranking of the pixels in s.moved: the distortion each added by moving away from its nearest
+    entry (int32; 0 where it added none, which are not ranked) and the agreement it gained (int8; the worth,
+    agreement bought per unit of distortion, is made from the two where read: _Worth). Read only, so the
+    copies of one run share it. Made a chunk of s.moved at a time (_chunks), and only these two kept: at 12 MP
+    and --rdo 28, 5 M moved pixels held 350 MB at once and kept 80 with their places in s.moved and a float64
+    worth, 25 now."""
     _settle(s)
     flat = s.padded.reshape(-1)
     n = len(s.moved)
-    # (filled a chunk at a time and returned as views of their first ``end``: pieces joined at the end would
-    # hold twice as much at once)
-    gone = np.empty(n, np.int32 if n < 1 << 31 else np.intp)
-    delta = np.empty(n, np.int32)
-    worth = np.empty(n)
-    end = 0
+    delta = np.zeros(n, np.int32)
+    gains = np.zeros(n, np.int8)  # (the agreement of 8 neighbours, -12..12)
     for at in _chunk_slices(n):
         moved = s.moved[at]
         pidx = _padded_at(s, moved)
-        which = s.colours.index[moved]
+        which = s.colours.at(moved)
         cur = flat[pidx]
         d = _dist(_pixels_at(s, moved), s.palette, cur) - s.dnear_c[which]
         g = np.flatnonzero(d > 0)
@@ -1514,51 +1546,81 @@ def _ranked(s: _State) -> tuple[np.ndarray, ...]:
         nbs = [flat[off:][base] for off in shifts]
         gain = _agreement(nbs, cur).astype(np.int32)
         gain -= _agreement(nbs, near)
-        part = slice(end, end + len(g))
-        gone[part] = g + at.start
-        delta[part] = d
-        worth[part] = np.where(gain > 0, gain / np.maximum(d, 1), -1.0)
-        end = part.stop
-    return gone[:end], delta[:end], worth[:end]
+        g += at.start
+        delta[g] = d
+        gains[g] = gain
+    return delta, gains
 
 
-def _cheapest(worth: np.ndarray, delta: np.ndarray, excess: int) -> np.ndarray:
+class _Worth:
+    """The worth of _ranked's moves, agreement gained per unit of distortion added (-1 where none is gained),
+    float64, made for the positions asked about (an index array or slice) from the gains and deltas: 5 bytes
+    a move kept, where the worth and the moves' places were 12 more."""
+
+    def __init__(self, gain: np.ndarray, delta: np.ndarray) -> None:
+        self.gain, self.delta = gain, delta
+
+    def __len__(self) -> int:
+        return len(self.gain)
+
+    def __getitem__(self, at: np.ndarray | slice) -> np.ndarray:
+        gain = self.gain[at].astype(np.int32)
+        return np.where(gain > 0, gain / np.maximum(self.delta[at], 1), -1.0)
+
+
+def _cheapest(worth: np.ndarray | _Worth, delta: np.ndarray, excess: int) -> np.ndarray:
     """The positions of the shortest prefix, in order of worth (ties by position), whose delta (> 0) sums to
     at least excess (> 0; all, if none does), in no particular order. Nothing is sorted but the few of the worth
     where the prefix ends: the positive worths are counted into buckets by the top bits of their floats
     (ordered as the numbers), delta summed per bucket finds the bucket holding the end, and only that one is
     sorted (12 MP china + noise, K = 16: 0.77 M moved, 0.18 M undone, 0.009 s where a partition and a stable
-    sort of the least 0.3 M took 0.042)."""
+    sort of the least 0.3 M took 0.042). worth is read a _CHUNK at a time (a _Worth makes it so), and beside the
+    result only a flag is held a move: at 48 MP and --rdo 28 the positive worths' positions (intp) and bucket
+    keys were 12 bytes a move, the flags of the others 2."""
     if int(delta.sum(dtype=np.int64)) < excess:
         return np.arange(len(worth))
-    low = worth <= 0  # (-1 in _back_off: moves that bought no agreement)
-    spent = int(delta[low].sum(dtype=np.int64))
+    n = len(worth)
+    low = np.empty(n, bool)  # (-1 in _back_off: moves that bought no agreement)
+    spent = 0
+    least, most = np.inf, 0.0
+    for at in _chunk_slices(n):
+        w = worth[at]
+        part = low[at]
+        np.less_equal(w, 0, out=part)
+        spent += int(delta[at].sum(dtype=np.int64, where=part))
+        if not part.all():
+            least = min(least, float(np.min(w, where=~part, initial=np.inf)))
+            most = max(most, float(np.max(w, where=~part, initial=0.0)))
     if spent >= excess:
         return _prefix(np.flatnonzero(low), worth, delta, excess)
-    high = np.flatnonzero(~low)
     # (a positive float's bits, read as an integer, grow with it; 2^12 buckets per octave)
-    # (as int32, a _CHUNK at a time, from the least and most worth's bits: the keys of every move at once as
-    # int64 were 16 bytes a move)
-    first, span = (int(np.array([f(worth, where=~low, initial=i)]).view(np.int64)[0]) >> 40
-                   for f, i in ((np.min, np.inf), (np.max, 0.0)))
+    first, span = (int(np.array([v]).view(np.int64)[0]) >> 40 for v in (least, most))
     span -= first
     shift = (span // _BUCKETS).bit_length() if span >= _BUCKETS else 0
     span >>= shift
-    keys = np.empty(len(high), np.int32)
-    for at in _chunk_slices(len(high)):
-        part = worth[high[at]].view(np.int64) >> 40
+
+    def keys(at: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The bucket of each move in ``at`` (int64) and which of them are positive."""
+        part = worth[at].view(np.int64) >> 40
         part -= first
         part >>= shift
-        keys[at] = part
-    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time: delta's float64
-    # weights for all of high at once were 12 bytes a move)
+        return part, ~low[at]
+
+    # (float sums of integers below 2^53: exact in any order, so summed a _CHUNK at a time)
     sums = np.zeros(span + 1)
-    for at in _chunk_slices(len(high)):
-        sums += np.bincount(keys[at], weights=delta[high[at]], minlength=span + 1)
+    for at in _chunk_slices(n):
+        part, high = keys(at)
+        sums += np.bincount(part[high], weights=delta[at][high], minlength=span + 1)
     b = int(np.searchsorted(np.cumsum(sums), excess - spent))
-    below = high[keys < b]
+    # (the keys made again, not kept: 4 bytes a move)
+    below, edge = [np.zeros(0, np.intp)], [np.zeros(0, np.intp)]
+    for at in _chunk_slices(n):
+        part, high = keys(at)
+        below.append(np.flatnonzero(high & (part < b)) + at.start)
+        edge.append(np.flatnonzero(high & (part == b)) + at.start)
+    below = np.concatenate(below)
     spent += int(delta[below].sum(dtype=np.int64))
-    return np.concatenate([np.flatnonzero(low), below, _prefix(high[keys == b], worth, delta, excess - spent)])
+    return np.concatenate([np.flatnonzero(low), below, _prefix(np.concatenate(edge), worth, delta, excess - spent)])
 
 
 _BUCKETS = 1 << 18  # at most this many buckets (_cheapest): _back_off's worths span ~22 octaves, 90 000
