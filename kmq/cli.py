@@ -194,8 +194,8 @@ class _Main(click.Group):
 def _palette_option(*conflicts: str):
     """--palette, its help naming the command's own options that it excludes (as _given_palette refuses)."""
     return click.option("--palette", "palette_file", type=_Path(dir_okay=False),
-                        help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
-                             "of K-Means: K is its size, its order is kept." + _not_with(conflicts))
+                        help="Map every pixel onto this palette (.gpl, .txt, .hex, .json, .pal, .act, a .kmq's or a "
+                             "palette image's: PNG-8, GIF) instead of K-Means: K is its size, its order is kept." + _not_with(conflicts))
 
 
 def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
@@ -1437,8 +1437,8 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 @_clustering_options
 @click.option("-o", "--output", type=OUTPUT,
               help="Write the palette here, in the format of its extension: .gpl (GIMP), .txt or .hex (one "
-                   "#rrggbb a line), .json (as kmq info), or an image extension for a swatch. Without -o, "
-                   "print text.")
+                   "#rrggbb a line), .json (as kmq info), .pal (JASC), .act (Photoshop), or an image extension "
+                   "for a swatch. Without -o, print text.")
 @click.option("--proportional", is_flag=True,
               help="Swatch: one bar, each colour as wide as its share of the pixels.")
 @_max_pixels_option
@@ -1454,8 +1454,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     Entries come in decreasing share of the pixels (a .kmq's in its stored order: by share, or one made
     with --palette in that palette's order). Without -o, one line per entry: its hex code and its
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
-    so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json) as the
-    one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
+    so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json, .pal,
+    .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
 
     \b
     Example:
