@@ -1041,16 +1041,19 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     from . import batch
 
     results: list[batch.Result] = []
+    held: list[tuple[batch.Job, str]] = []
     with _progress(jobs, quiet) as (say, advance):
         for result in batch.run(jobs, task, workers):
             results.append(result)
-            _say_problems(result, say)
+            _say_problems(result, say, held)
             if result.skipped and not quiet and fmt == "table":
                 say(_skipped_line(result.job.source, result.job.target), False)
             elif not result.error and not quiet and fmt == "table":
                 say(line(result.job.source, result.job.target, result.record, result.bytes_after,
                          result.seconds), False)
             advance(result.job)
+        for warning in batch.fewer_colours_lines(held, len(jobs)):
+            say(f"Warning: {_shown(warning)}", True)
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
@@ -1062,10 +1065,16 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
         click.get_current_context().exit(1)
 
 
-def _say_problems(result: batch.Result, say: Any) -> None:
-    """A bulk run's file's warnings and error, each one line on stderr."""
+def _say_problems(result: batch.Result, say: Any, held: list | None = None) -> None:
+    """A bulk run's file's warnings and error, each one line on stderr; into held, if given, those that
+    batch.fewer_colours_lines says once for the run."""
+    from . import batch
+
     for warning in result.warnings:
-        say(f"Warning: {_shown(warning)}", True)
+        if held is not None and batch.fewer_colours(warning):
+            held.append((result.job, warning))
+        else:
+            say(f"Warning: {_shown(warning)}", True)
     if result.error:
         say(f"Error: {_error(result.error)}", True)
 
@@ -1518,7 +1527,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 def _is_palette_file(output: str) -> bool:
     from . import palettes
 
-    return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
+    return output != STDIO and Path(output).suffix.lower() in palettes.FILE_SUFFIXES
 
 
 def _fitted_comment(k: int, described: str, seed: int | None, by_share: bool = True) -> str:
@@ -1557,7 +1566,7 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
             from . import palettes
 
             if output is not None and _is_palette_file(output):
-                palettes.check_holds(output, colours.shape[1])
+                palettes.check_holds(output, colours.shape[1], min(k, len(colours)))
 
         return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read,
                           before_fit=holds)
