@@ -24,6 +24,7 @@ import functools
 import io
 import math
 import os
+import re
 import signal
 import stat
 import threading
@@ -113,6 +114,35 @@ class Result:
                 "psnr": None if psnr is None or math.isinf(psnr) else psnr, "seconds": self.seconds,
                 "rdo": r.get("rdo"), "codec": r.get("codec"), **{key: r.get(key) for key in extra},
                 **dict(zip(LATE_RESULT_FIELDS, [self.skipped]))}
+
+
+# api's warning that an image has fewer distinct colours than k (so it is stored exactly, at a smaller K): normal
+# for pixel art, where round 47's game-developer trial saw 64 of them over 154 sprites drown the run's other
+# lines; a bulk run says them in one line (fewer_colours_lines).
+_FEWER_COLOURS = re.compile(r": the image has only ([\d,]+) distinct colours?, fewer than k=(\d+): using k=[\d,]+, "
+                            r"lossless$")
+
+
+def fewer_colours(warning: str) -> tuple[int, int] | None:
+    """(the image's distinct colours, the k asked) if warning says the image has fewer colours than k."""
+    match = _FEWER_COLOURS.search(warning)
+    return None if match is None else (int(match.group(1).replace(",", "")), int(match.group(2)))
+
+
+def fewer_colours_lines(held: list[tuple[Job, str]], files: int) -> list[str]:
+    """The warnings held back by fewer_colours ((job, warning) each), said once per k: one file's as it was,
+    several as one line counting them and naming the first in input order."""
+    by_k: dict[int, list[tuple[Job, str, int]]] = {}
+    for job, warning in sorted(held, key=lambda h: h[0].index):
+        colours, k = fewer_colours(warning)  # type: ignore[misc]
+        by_k.setdefault(k, []).append((job, warning, colours))
+    lines = []
+    for k, group in by_k.items():
+        job, warning, colours = group[0]
+        lines.append(warning if len(group) == 1 else
+                     f"{len(group):,} of {files:,} files have fewer distinct colours than k={k}: each stored "
+                     f"exactly, with its own smaller K (first: {job.source}, {counted(colours, 'colour')})")
+    return lines
 
 
 # Images a folder of photos or art often holds that this Pillow may not read (HEIF without a plug-in, camera

@@ -194,8 +194,8 @@ class _Main(click.Group):
 def _palette_option(*conflicts: str):
     """--palette, its help naming the command's own options that it excludes (as _given_palette refuses)."""
     return click.option("--palette", "palette_file", type=_Path(dir_okay=False),
-                        help="Map every pixel onto this palette (.gpl, .txt, .hex, .json or a .kmq's) instead "
-                             "of K-Means: K is its size, its order is kept." + _not_with(conflicts))
+                        help="Map every pixel onto this palette (.gpl, .txt, .hex, .json, .pal, .act, a .kmq's or a "
+                             "palette image's: PNG-8, GIF) instead of K-Means: K is its size, its order is kept." + _not_with(conflicts))
 
 
 def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
@@ -1041,16 +1041,19 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
     from . import batch
 
     results: list[batch.Result] = []
+    held: list[tuple[batch.Job, str]] = []
     with _progress(jobs, quiet) as (say, advance):
         for result in batch.run(jobs, task, workers):
             results.append(result)
-            _say_problems(result, say)
+            _say_problems(result, say, held)
             if result.skipped and not quiet and fmt == "table":
                 say(_skipped_line(result.job.source, result.job.target), False)
             elif not result.error and not quiet and fmt == "table":
                 say(line(result.job.source, result.job.target, result.record, result.bytes_after,
                          result.seconds), False)
             advance(result.job)
+        for warning in batch.fewer_colours_lines(held, len(jobs)):
+            say(f"Warning: {_shown(warning)}", True)
     results.sort(key=lambda r: r.job.index)
     summary = batch.summarize(results)
     if fmt == "json":
@@ -1062,10 +1065,16 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
         click.get_current_context().exit(1)
 
 
-def _say_problems(result: batch.Result, say: Any) -> None:
-    """A bulk run's file's warnings and error, each one line on stderr."""
+def _say_problems(result: batch.Result, say: Any, held: list | None = None) -> None:
+    """A bulk run's file's warnings and error, each one line on stderr; into held, if given, those that
+    batch.fewer_colours_lines says once for the run."""
+    from . import batch
+
     for warning in result.warnings:
-        say(f"Warning: {_shown(warning)}", True)
+        if held is not None and batch.fewer_colours(warning):
+            held.append((result.job, warning))
+        else:
+            say(f"Warning: {_shown(warning)}", True)
     if result.error:
         say(f"Error: {_error(result.error)}", True)
 
@@ -1437,8 +1446,8 @@ def _info_tables(d: dict[str, Any]) -> list[Any]:
 @_clustering_options
 @click.option("-o", "--output", type=OUTPUT,
               help="Write the palette here, in the format of its extension: .gpl (GIMP), .txt or .hex (one "
-                   "#rrggbb a line), .json (as kmq info), or an image extension for a swatch. Without -o, "
-                   "print text.")
+                   "#rrggbb a line), .json (as kmq info), .pal (JASC), .act (Photoshop), or an image extension "
+                   "for a swatch. Without -o, print text.")
 @click.option("--proportional", is_flag=True,
               help="Swatch: one bar, each colour as wide as its share of the pixels.")
 @_max_pixels_option
@@ -1454,8 +1463,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     Entries come in decreasing share of the pixels (a .kmq's in its stored order: by share, or one made
     with --palette in that palette's order). Without -o, one line per entry: its hex code and its
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
-    so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json) as the
-    one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
+    so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json, .pal,
+    .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
 
     \b
     Example:
@@ -1518,7 +1527,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
 def _is_palette_file(output: str) -> bool:
     from . import palettes
 
-    return output != STDIO and Path(output).suffix.lower() in palettes.TEXT_SUFFIXES
+    return output != STDIO and Path(output).suffix.lower() in palettes.FILE_SUFFIXES
 
 
 def _fitted_comment(k: int, described: str, seed: int | None, by_share: bool = True) -> str:
@@ -1557,7 +1566,7 @@ def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, 
             from . import palettes
 
             if output is not None and _is_palette_file(output):
-                palettes.check_holds(output, colours.shape[1])
+                palettes.check_holds(output, colours.shape[1], min(k, len(colours)))
 
         return shared.fit(jobs, k, seed=seed, max_pixels=max_pixels, workers=workers, on_read=on_read,
                           before_fit=holds)

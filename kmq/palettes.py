@@ -10,12 +10,22 @@ Formats, chosen by the file's extension (a .kmq file by its magic bytes, whateve
 - `.json`: the `palette` list of `kmq info --format json` (the whole object or the list; each entry's `hex`,
   or its `rgb` and `alpha`; given both, they must agree), or a list of `#rrggbb[aa]` strings or of
   `[r, g, b(, a)]` lists.
+- `.pal`: a JASC palette (Paint Shop Pro, Aseprite, many game tools): the lines `JASC-PAL`, `0100` and the
+  number of colours, then one `R G B` line per colour (a fourth number, alpha, makes the palette RGBA); or a
+  Microsoft RIFF palette (`RIFF....PAL `, its `data` chunk's entries), the other file named .pal.
+- `.act`: a Photoshop colour table: 256 RGB triples (768 bytes), optionally followed by the number of colours
+  in use and the index of the transparent one (two big-endian uint16, 0xffff for none), which becomes alpha 0.
+- A palette image (mode P: a PNG-8, GIF, 8-bit BMP...): its palette's entries in order, every one it declares,
+  used or not (index i stays entry i, as an engine's master palette needs); a GIF's colour table, whose size
+  is a power of two, is cut after the last entry its first frame's pixels use. Transparency (PNG's tRNS, a
+  GIF's transparent index) becomes alpha.
 - `.kmq`: its palette (read without decoding the labels; the checksum is still verified).
 
 Reading trusts nothing: every failure is a KmqError naming the file and the line (or entry) at fault.
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 import warnings
@@ -26,16 +36,22 @@ from typing import Any
 import numpy as np
 
 from . import kmeans
-from .errors import KmqError, KmqWarning, naming
+from .errors import MAX_PIXELS_HINT, KmqError, KmqWarning, counted, naming
 from .fileio import open_input, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, palette_of, read_kmq, valid_unicode
 
 TEXT_SUFFIXES = (".gpl", ".txt", ".hex", ".json")
+# Files that are palettes by their extension; any other file may still be a palette image (mode P).
+FILE_SUFFIXES = TEXT_SUFFIXES + (".pal", ".act")
+FORMATS = ".gpl, .txt, .hex, .json, .pal, .act"
 # No honest palette file comes near this (65,536 .json entries as `kmq info` writes them: ~6 MB); a larger
 # input is refused before it is parsed, so /dev/zero or a huge file costs no memory.
 MAX_FILE_BYTES = 64 << 20
 GPL_HEADER = "GIMP Palette"
 GPL_COLUMNS = 16
+JASC_HEADER = ("JASC-PAL", "0100")
+ACT_COLOURS = 256
+ACT_NONE = 0xFFFF  # an .act's transparent index when no entry is transparent
 
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 
@@ -87,29 +103,34 @@ def read(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Palette:
     suffix = Path(path).suffix.lower()
     if suffix == ".kmq":
         raise KmqError(f"{path}: not a .kmq file: bad magic {head.hex(' ') or '(empty file)'}")
-    if suffix not in TEXT_SUFFIXES:
-        raise KmqError(f"{path}: not a palette file: give a .gpl, .txt, .hex, .json or .kmq file")
     if len(data) > MAX_FILE_BYTES:
         raise KmqError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, too large for a palette file")
     try:
-        colors = parse(data, suffix)
+        colors = parse(data, suffix) if suffix in FILE_SUFFIXES else _image_palette(data, max_pixels)
+        if not len(colors):
+            raise _Bad("no colours in the file")
     except _Bad as e:
         raise KmqError(f"{path}: {e}") from None
     return _checked(colors, path)
 
 
 def parse(data: bytes, suffix: str) -> np.ndarray:
-    """The colours of a text palette file's bytes, suffix one of TEXT_SUFFIXES: (n, 3|4) uint8.
+    """The colours of a palette file's bytes, suffix one of FILE_SUFFIXES: (n, 3|4) uint8.
 
     Raises _Bad (a KmqError) saying what is wrong and where, without the file's name.
     """
-    text = _text(data)
-    if suffix == ".gpl":
-        rows = _parse_gpl(text)
+    if suffix == ".act":
+        rows = _parse_act(data)
+    elif suffix == ".pal" and data[:4] == b"RIFF":
+        rows = _parse_riff(data)
+    elif suffix == ".pal":
+        rows = _parse_jasc(_text(data))
+    elif suffix == ".gpl":
+        rows = _parse_gpl(_text(data))
     elif suffix == ".json":
-        rows = _parse_json(text)
+        rows = _parse_json(_text(data))
     else:
-        rows = _parse_hex(text)
+        rows = _parse_hex(_text(data))
     if not rows:
         raise _Bad("no colours in the file")
     width = max(len(r) for r in rows)
@@ -184,6 +205,108 @@ def _parse_hex(text: str) -> list[list[int]]:
         rows.append(list(bytes.fromhex(match.group(1))))
         _limit(rows, f"line {n}")
     return rows
+
+
+def _parse_jasc(text: str) -> list[list[int]]:
+    lines = text.splitlines()
+    for n, expected in enumerate(JASC_HEADER, 1):
+        got = lines[n - 1].strip() if len(lines) >= n else ""
+        if got != expected:
+            what = "not a JASC palette: the first line must be" if n == 1 else "expected the version"
+            raise _Bad(f"line {n}: {what} '{expected}', got {_quote(got)}")
+    said = lines[2].strip() if len(lines) > 2 else ""
+    if not re.fullmatch(r"\d{1,9}", said):
+        raise _Bad(f"line 3: expected the number of colours, got {_quote(said)}")
+    rows = []
+    for n, line in _lines("\n".join(lines[3:])):
+        n += 3
+        fields = line.split()
+        if len(fields) not in (3, 4) or not all(re.fullmatch(r"\d{1,9}", v) for v in fields):
+            raise _Bad(f"line {n}: expected 3 numbers 0..255 (a 4th: alpha), got {_quote(line)}")
+        rows.append([_byte(int(v), n) for v in fields])
+        _limit(rows, f"line {n}")
+    if len(rows) != int(said):
+        # A count that disagrees most often means a file cut short: refused rather than guessed at.
+        raise _Bad(f"line 3: says {counted(int(said), 'colour')}, the file has {len(rows):,}")
+    return rows
+
+
+def _parse_act(data: bytes) -> list[list[int]]:
+    table = 3 * ACT_COLOURS
+    if len(data) not in (table, table + 4):
+        raise _Bad(f"{counted(len(data), 'byte')}: a Photoshop colour table (.act) is {table} bytes, or "
+                   f"{table + 4} with its number of colours and transparent index")
+    rows = np.frombuffer(data, np.uint8, table).reshape(ACT_COLOURS, 3).tolist()
+    if len(data) == table:
+        return rows
+    count, clear = int.from_bytes(data[table:table + 2], "big"), int.from_bytes(data[table + 2:], "big")
+    if not 1 <= count <= ACT_COLOURS:
+        raise _Bad(f"byte {table}: says {count:,} colours; an .act holds 1 to {ACT_COLOURS}")
+    rows = rows[:count]
+    if clear != ACT_NONE:
+        if clear >= count:
+            raise _Bad(f"byte {table + 2}: its transparent index {clear:,} is not one of its {count} colours")
+        rows = [r + [0 if i == clear else 255] for i, r in enumerate(rows)]
+    return rows
+
+
+def _parse_riff(data: bytes) -> list[list[int]]:
+    """A Microsoft RIFF palette: "RIFF" size "PAL " then chunks; "data" holds version (0x0300), the number of
+    entries (little-endian uint16) and 4 bytes (R, G, B, flags) per entry."""
+    if data[8:12] != b"PAL ":
+        raise _Bad(f"a RIFF file of type {data[8:12]!r}, not a palette ('PAL ')")
+    at = 12
+    while at + 8 <= len(data):
+        kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if kind == b"data":
+            body = data[at + 8:at + 8 + size]
+            count = int.from_bytes(body[2:4], "little") if len(body) >= 4 else 0
+            if len(body) < 4 + 4 * count:
+                raise _Bad(f"byte {at}: its data chunk says {counted(count, 'colour')} but holds "
+                           f"{max(len(body) - 4, 0) // 4:,}: truncated")
+            rows = np.frombuffer(body, np.uint8, 4 * count, 4).reshape(count, 4)[:, :3].tolist()
+            _limit(rows, f"byte {at}")
+            return rows
+        at += 8 + size + (size & 1)  # chunks are padded to an even size
+    raise _Bad("a RIFF palette without a 'data' chunk")
+
+
+def _image_palette(data: bytes, max_pixels: int) -> list[list[int]] | np.ndarray:
+    """The palette of a palette image (mode P), in its order, every entry it declares (a GIF's cut after the
+    last one its pixels use: its table's size is only a power of two); transparency as alpha."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode != "P":
+                raise _Bad(f"an image of mode {im.mode}, not a palette image (mode P: a PNG-8 or GIF); give one, "
+                           f"or a {FORMATS} or .kmq file")
+            if im.width * im.height > max_pixels:
+                raise _Bad(f"{im.width}x{im.height} = {im.width * im.height} pixels exceeds the limit of "
+                           f"{max_pixels} pixels {MAX_PIXELS_HINT}")
+            mode = "RGBA" if im.palette is not None and im.palette.mode == "RGBA" else "RGB"
+            colors = np.array(im.getpalette(mode) or [], np.uint8).reshape(-1, len(mode))
+            clear = im.info.get("transparency")
+            if im.format == "GIF":
+                im.load()
+                used = int(np.asarray(im).max(initial=0))
+                colors = colors[:max(used, -1 if clear is None else int(clear)) + 1]
+    except _Bad:
+        raise
+    except UnidentifiedImageError:
+        raise _Bad(f"not a palette file: give a {FORMATS} or .kmq file, or a palette image (PNG-8, GIF)") from None
+    except Image.DecompressionBombError as e:
+        raise _Bad(f"{e} {MAX_PIXELS_HINT}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed image trips Pillow in many ways
+        raise _Bad(f"cannot read image: {type(e).__name__}: {e}") from None
+    if isinstance(clear, bytes):  # PNG's tRNS: an alpha per entry, the entries after it opaque
+        alpha = np.full(len(colors), 255, np.uint8)
+        alpha[:len(clear)] = np.frombuffer(clear, np.uint8)[:len(colors)]
+        colors = np.concatenate([colors[:, :3], alpha[:, None]], axis=1)
+    elif isinstance(clear, int) and clear < len(colors):
+        colors = np.concatenate([colors[:, :3], np.full((len(colors), 1), 255, np.uint8)], axis=1)
+        colors[clear, 3] = 0
+    return colors
 
 
 def _parse_json(text: str) -> list[list[int]]:
@@ -269,40 +392,72 @@ def check_output(path: str | Path) -> None:
     (a swatch), the message listing both."""
     from .imageio import SUGGESTED_EXTENSIONS, format_for
 
-    if Path(path).suffix.lower() in TEXT_SUFFIXES:
+    if Path(path).suffix.lower() in FILE_SUFFIXES:
         return
     try:
         format_for(path)
     except KmqError:
         ext = Path(path).suffix
         what = f"{ext!r} names neither a palette file nor an image kmq writes" if ext else "no extension"
-        raise KmqError(f"{path}: {what}; write .gpl (GIMP), .txt, .hex or .json for a palette file, or "
+        raise KmqError(f"{path}: {what}; write .gpl (GIMP), .txt, .hex, .json, .pal (JASC) or .act (Photoshop) "
+                       f"for a palette file, or "
                        f"e.g. {SUGGESTED_EXTENSIONS} for a swatch") from None
 
 
 def write(path: str | Path, palette: np.ndarray, shares: np.ndarray | None = None, *, name: str = "kmq",
           comment: str = "", overwrite: bool = False) -> None:
     """Write palette ((k, 1|3|4) uint8, in order) to path, atomically, in the format of its extension
-    (TEXT_SUFFIXES). shares ((k,), summing to 1) go into .gpl entry names and .json entries. A grey palette is
-    written as R = G = B; an RGBA one cannot be a .gpl (KmqError)."""
+    (FILE_SUFFIXES). shares ((k,), summing to 1) go into .gpl entry names and .json entries. A grey palette is
+    written as R = G = B; an RGBA one cannot be a .gpl, nor an .act unless its one transparent entry is its only
+    alpha (KmqError)."""
     suffix = Path(path).suffix.lower()
-    if suffix not in TEXT_SUFFIXES:
-        raise KmqError(f"{path}: a palette file is .gpl, .txt, .hex or .json")
+    if suffix not in FILE_SUFFIXES:
+        raise KmqError(f"{path}: a palette file is .gpl, .txt, .hex, .json, .pal or .act")
     rgb = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
+    check_holds(path, rgb.shape[1], len(rgb))
     if suffix == ".gpl":
-        check_holds(path, rgb.shape[1])
-        text = _gpl(rgb, shares, name, comment)
+        content: str | bytes = _gpl(rgb, shares, name, comment)
     elif suffix == ".json":
-        text = json.dumps({"palette": entries(palette, shares)}, indent=2) + "\n"
+        content = json.dumps({"palette": entries(palette, shares)}, indent=2) + "\n"
+    elif suffix == ".pal":
+        # CRLF as Paint Shop Pro wrote it; every reader seen (Aseprite, GIMP, engines' loaders) takes it
+        content = "\r\n".join([*JASC_HEADER, str(len(rgb)), *(" ".join(map(str, c)) for c in rgb.tolist())]) + "\r\n"
+    elif suffix == ".act":
+        content = _act(path, rgb)
     else:
-        text = "".join(f"#{bytes(c).hex()}\n" for c in rgb.tolist())
-    write_atomic(path, text.encode(), overwrite=overwrite)
+        content = "".join(f"#{bytes(c).hex()}\n" for c in rgb.tolist())
+    write_atomic(path, content.encode() if isinstance(content, str) else content, overwrite=overwrite)
 
 
-def check_holds(path: str | Path, channels: int) -> None:
-    """KmqError if the palette file path cannot hold entries of this many channels (a .gpl has no alpha)."""
-    if channels == 4 and Path(path).suffix.lower() == ".gpl":
-        raise KmqError(f"{path}: a GIMP palette has no alpha and this palette is RGBA; write .txt, .hex or .json")
+def check_holds(path: str | Path, channels: int, k: int | None = None) -> None:
+    """KmqError if the palette file path cannot hold k entries of this many channels (a .gpl has no alpha, an
+    .act at most 256 entries)."""
+    suffix = Path(path).suffix.lower()
+    if channels == 4 and suffix == ".gpl":
+        raise KmqError(f"{path}: a GIMP palette has no alpha and this palette is RGBA; write .txt, .hex, .json "
+                       f"or .pal")
+    if k is not None and k > ACT_COLOURS and suffix == ".act":
+        raise KmqError(f"{path}: a Photoshop colour table holds at most {ACT_COLOURS} colours, and this palette has "
+                       f"{k:,}; write .gpl, .txt, .hex, .json or .pal")
+
+
+def _act(path: str | Path, rgb: np.ndarray) -> bytes:
+    """768 bytes of RGB, then (unless all 256 entries are opaque colours) the number in use and the
+    transparent index, as Photoshop writes them."""
+    clear = ACT_NONE
+    if rgb.shape[1] == 4:
+        alpha = rgb[:, 3]
+        seen = np.flatnonzero(alpha != 255)
+        if len(seen) > 1 or (len(seen) == 1 and alpha[seen[0]] != 0):
+            raise KmqError(f"{path}: a Photoshop colour table's only alpha is one fully transparent entry, and "
+                           f"this palette has {len(seen):,} {'entry' if len(seen) == 1 else 'entries'} with alpha below 255 (first: "
+                           f"entry {seen[0]}, alpha {alpha[seen[0]]}); write .txt, .hex, .json or .pal")
+        clear = int(seen[0]) if len(seen) else ACT_NONE
+    table = np.zeros((ACT_COLOURS, 3), np.uint8)
+    table[:len(rgb)] = rgb[:, :3]
+    if len(rgb) == ACT_COLOURS and clear == ACT_NONE:
+        return table.tobytes()
+    return table.tobytes() + len(rgb).to_bytes(2, "big") + clear.to_bytes(2, "big")
 
 
 def entries(palette: np.ndarray, shares: np.ndarray | None = None) -> list[dict[str, Any]]:

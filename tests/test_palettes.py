@@ -221,7 +221,8 @@ def _kmq_bytes(rgb_small):
     ("k.json", b'{"colours": []}', "expected a list of colours, or an object whose 'palette' is one"),
     ("v.json", b'[[1, 2, 300]]', "entry 0: 300 is not a colour value (0..255)"),
     ("t.json", b'["#010203", true]', "entry 1: expected '#rrggbb', '#rrggbbaa', [r, g, b(, a)] or an object"),
-    ("s.png", b"\x89PNG\r\n\x1a\n", "not a palette file: give a .gpl, .txt, .hex, .json or .kmq file"),
+    ("s.png", b"\x89PNG\r\n\x1a\n", "not a palette file: give a .gpl, .txt, .hex, .json, .pal, .act or .kmq file, "
+                                    "or a palette image (PNG-8, GIF)"),
     ("j.kmq", b"junk", "not a .kmq file: bad magic 6a 75 6e 6b"),
 ])
 def test_bad_palette_files_name_the_file_and_the_line(tmp_path, name, content, message):

@@ -188,9 +188,10 @@ IMAGES = ".png, .webp, .gif, .tiff, .bmp or .jpg"
     ("montage", "noext", f"{{out}}: the name has no extension to choose the image format by; give it one, e.g. "
                          f"{IMAGES}"),
     ("palette", "p.xyz", "{out}: '.xyz' names neither a palette file nor an image kmq writes; write .gpl (GIMP), "
-                         f".txt, .hex or .json for a palette file, or e.g. {IMAGES} for a swatch"),
-    ("palette", "p", "{out}: no extension; write .gpl (GIMP), .txt, .hex or .json for a palette file, or e.g. "
-                     f"{IMAGES} for a swatch")])
+                         f".txt, .hex, .json, .pal (JASC) or .act (Photoshop) for a palette file, or e.g. {IMAGES} "
+                         "for a swatch"),
+    ("palette", "p", "{out}: no extension; write .gpl (GIMP), .txt, .hex, .json, .pal (JASC) or .act (Photoshop) "
+                     f"for a palette file, or e.g. {IMAGES} for a swatch")])
 def test_output_names_without_a_format_say_which_ones_work(runner, tmp_path, png, kmq_file, command, name,
                                                            message):
     out = tmp_path / "out" / name

@@ -157,5 +157,5 @@ def test_an_rgba_series_into_a_gpl_is_refused_before_the_fit(runner, series, mon
     monkeypatch.setattr(shared, "quantize_colors", no_fit)
     result = run(runner, "palette", "s", "-k", "3", "-o", "p.gpl", "-j", "1")
     assert (result.exit_code, result.stderr) == (1, "Error: p.gpl: a GIMP palette has no alpha and this palette is "
-                                                    "RGBA; write .txt, .hex or .json\n")
+                                                    "RGBA; write .txt, .hex, .json or .pal\n")
     assert not (series / "p.gpl").exists()
