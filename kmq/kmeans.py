@@ -1207,6 +1207,15 @@ _DESCENT = 8
 _LOCAL_MAX = 1 << 18
 
 
+# RGB up to _LOCAL_MAX points takes the brute force only up to this K (and every K for fewer than 8 per entry):
+# above it a fit's guess (its clusters) reads fewer entries (`_nearest_local`). 256x256 tiles, in process, CPU of
+# `nearest` from the fit's clusters: china.jpg under noise (61 399 colours) K = 64 18.3 -> 7.6 ms, K = 32 11.8 ->
+# 6.4, K = 24 8.0 -> 5.5, K = 16 5.8 -> 4.6; the bench's astronaut (36 447) K = 64 10.8 -> 3.3; a dark crop (10 949)
+# K = 32 0.87 -> 0.73, K = 24 0.73 -> 0.89, K = 8 0.27 -> 0.58. The same labels and distances either way. Without
+# a guess, and above _LOCAL_MAX points (cells; neither measured), the brute force still takes K <= 64.
+_BRUTE_MAX_K = 24
+
+
 def _nearest_way(m: int, channels: int, k: int, guess: bool = True) -> str:
     """How `nearest` finds m points' entries among k, given a guess or not."""
     if channels > 1 and k >= _LARGE_K:
@@ -1218,7 +1227,7 @@ def _nearest_way(m: int, channels: int, k: int, guess: bool = True) -> str:
             return "pairs"
         if guess:
             return "cells"
-    if channels == 1 or k <= 64 or m < 8 * k:
+    if channels == 1 or k <= (_BRUTE_MAX_K if guess and channels == 3 and m <= _LOCAL_MAX else 64) or m < 8 * k:
         return "brute"
     return "local" if channels == 3 and m <= _LOCAL_MAX else "cells"
 
@@ -1251,12 +1260,13 @@ def nearest(points: np.ndarray, palette: np.ndarray, guess: np.ndarray | None = 
     points: (M, C) uint8; palette: (K, C) uint8; guess: optionally, an entry (M,) (intp or int32) near each point
     (e.g. its cluster from `fit`, mapped to the palette), which saves finding one.
     Returns (labels (M,) intp, squared distances (M,) int64); ties go to the lower palette index.
-    Memory is bounded by chunking over the points; from K = 65, up to `_LOCAL_MAX` RGB points measure only the
-    entries near a guess (`_nearest_local`, or the one given: 256x256 photo at K = 256, 3.6 ms instead of
-    6.7), more points the entries near the guess given, else those that can be nearest to some colour of their
-    cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d tree finds them. Many RGB points at
-    K <= 32 and RGBA points at K <= 64 read two channels at a time from tables of pairs (`_nearest_pairs`);
-    RGBA of 2^17-2^18 points at K = 17-64 start from a guess given (`_FEW_FROM`).
+    Memory is bounded by chunking over the points; from K = 65 (given a guess, from `_BRUTE_MAX_K` + 1), up to
+    `_LOCAL_MAX` RGB points measure only the entries near a guess (`_nearest_local`, or the one given: 256x256
+    photo at K = 256, 3.6 ms instead of 6.7), more points the entries near the guess given, else those that can
+    be nearest to some colour of their cell of the colour cube (`_nearest_cells`), and from `_LARGE_K` a k-d
+    tree finds them. Many RGB points at K <= 32 and RGBA points at K <= 64 read two channels at a time from
+    tables of pairs (`_nearest_pairs`); RGBA of 2^17-2^18 points at K = 17-64 start from a guess given
+    (`_FEW_FROM`).
     Every way, and every guess, gives the same labels and distances.
     """
     points = np.ascontiguousarray(points, dtype=np.uint8)
