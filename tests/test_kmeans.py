@@ -922,11 +922,14 @@ def test_near_tied_restarts_all_climb_and_the_finest_level_decides(monkeypatch: 
 
 
 def test_a_guess_is_asked_for_only_where_nearest_uses_it():
-    # RGB, 64 < K < 512, at least 8 colours an entry: the local search up to 2^18 colours, the guess's
-    # neighbour lists above; elsewhere the guess would be an (M,) array made for nothing.
+    # RGB, 64 < K < 512 (from K = 25 up to 2^18 colours, round 47), at least 8 colours an entry: the local search
+    # up to 2^18 colours, the guess's neighbour lists above; elsewhere the guess would be an (M,) array made for
+    # nothing.
     assert km.takes_guess(65_536, 3, 256) and km.takes_guess(1 << 18, 3, 65)
     assert km.takes_guess((1 << 18) + 1, 3, 256) and km.takes_guess(12_000_000, 3, 65)
-    assert not km.takes_guess(65_536, 3, 64)          # brute force at small K
+    assert km.takes_guess(65_536, 3, 64) and km.takes_guess(200_000, 3, 25)
+    assert not km.takes_guess(65_536, 3, 24)          # brute force at small K
+    assert not km.takes_guess((1 << 18) + 1, 3, 64)
     assert not km.takes_guess(1_000, 3, 256)           # too few colours an entry
     assert not km.takes_guess(1 << 20, 3, 512)         # the k-d tree at large K
     assert not km.takes_guess(65_536, 1, 256)
