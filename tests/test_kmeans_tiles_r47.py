@@ -6,7 +6,7 @@ here: speed is measured by bench/speed.py.
 from __future__ import annotations
 
 import numpy as np
-import kmq
+
 from kmq import kmeans as km
 
 
