@@ -123,6 +123,11 @@ def parse(data: bytes, suffix: str) -> np.ndarray:
         rows = _parse_act(data)
     elif suffix == ".pal" and data[:4] == b"RIFF":
         rows = _parse_riff(data)
+    elif suffix == ".pal" and len(data) == 768 and not data.startswith(JASC_HEADER[0].encode()):
+        # DOS, Quake and Build-engine games keep 256 raw RGB triples as .pal (some in 6-bit VGA levels):
+        # "not UTF-8 text" said nothing of that (h56r2)
+        raise _Bad("not a JASC or RIFF palette: 768 bytes, perhaps a game's 256 raw RGB triples; if its levels "
+                   "are 0..255, rename it .act, which holds exactly that")
     elif suffix == ".pal":
         rows = _parse_jasc(_text(data))
     elif suffix == ".gpl":
@@ -253,8 +258,11 @@ def _parse_act(data: bytes) -> list[list[int]]:
 def _parse_riff(data: bytes) -> list[list[int]]:
     """A Microsoft RIFF palette: "RIFF" size "PAL " then chunks; "data" holds version (0x0300), the number of
     entries (little-endian uint16) and 4 bytes (R, G, B, flags) per entry."""
+    if len(data) < 12:
+        raise _Bad(f"a RIFF file of {counted(len(data), 'byte')}, too short for its header (12 bytes)")
     if data[8:12] != b"PAL ":
-        raise _Bad(f"a RIFF file of type {data[8:12]!r}, not a palette ('PAL ')")
+        kind = data[8:12].decode("latin-1").encode("unicode_escape").decode("ascii")
+        raise _Bad(f"a RIFF file of type '{kind}', not a palette ('PAL ')")
     at = 12
     while at + 8 <= len(data):
         kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
@@ -290,7 +298,9 @@ def _image_palette(data: bytes, max_pixels: int) -> list[list[int]] | np.ndarray
             if im.format == "GIF":
                 im.load()
                 used = int(np.asarray(im).max(initial=0))
-                colors = colors[:max(used, -1 if clear is None else int(clear)) + 1]
+                # (a transparent index past the table, which Pillow writes for an unused one, cuts nothing)
+                kept = -1 if clear is None or int(clear) >= len(colors) else int(clear)
+                colors = colors[:max(used, kept) + 1]
     except _Bad:
         raise
     except UnidentifiedImageError:

@@ -138,7 +138,10 @@ def test_a_palette_images_transparency_is_alpha(tmp_path, name):
     ("c.pal", b"JASC-PAL\n0100\n16\n1 2 3\n4 5 6\n", "line 3: says 16 colours, the file has 2"),
     ("z.pal", b"JASC-PAL\n0100\n0\n", "no colours in the file"),
     ("b.pal", b"JASC-PAL\n0100\n1\n\xff\n", "line 4: not UTF-8 text (byte 0xff)"),
-    ("w.pal", b"RIFFxxxxWAVEdata", "a RIFF file of type b'WAVE', not a palette ('PAL ')"),
+    ("w.pal", b"RIFFxxxxWAVEdata", "a RIFF file of type 'WAVE', not a palette ('PAL ')"),
+    ("short.pal", b"RIFFxx", "a RIFF file of 6 bytes, too short for its header (12 bytes)"),
+    ("raw.pal", bytes(range(256)) * 3, "not a JASC or RIFF palette: 768 bytes, perhaps a game's 256 raw RGB "
+                                        "triples; if its levels are 0..255, rename it .act, which holds exactly that"),
     ("t.pal", b"RIFF\x10\x00\x00\x00PAL data\x0c\x00\x00\x00\x00\x03\x09\x00", "byte 12: its data chunk says 9 "
                                                                             "colours but holds 0: truncated"),
     ("s.act", bytes(767), "767 bytes: a Photoshop colour table (.act) is 768 bytes, or 772 with its number of "
@@ -224,3 +227,14 @@ def test_palette_refuses_an_act_for_more_than_256_colours_before_writing(tmp_pat
     assert result.exit_code == 1
     assert "p.act: a Photoshop colour table holds at most 256 colours, and this palette has 300" in result.stderr
     assert not (tmp_path / "p.act").exists()
+
+
+def test_a_gif_whose_transparent_index_is_past_its_table_keeps_only_the_used_entries(tmp_path):
+    # (h56r2) Pillow writes an unused transparent index past a GIF's table; it cut nothing, but it kept the
+    # table's padding entry (K = 4 for 3 colours).
+    im = Image.fromarray(np.array([[0, 1, 2]], np.uint8), "P")
+    im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])
+    im.save(tmp_path / "p.gif", transparency=5)
+    with Image.open(tmp_path / "p.gif") as check:
+        assert check.info.get("transparency") == 5 and len(check.getpalette()) // 3 >= 4
+    assert palettes.read(tmp_path / "p.gif").colors.tolist() == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
