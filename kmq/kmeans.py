@@ -2901,8 +2901,8 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     ties: a list that receives how many of the runs returned (a prefix) are within `_TIE_NEAR` of the best
     and among its `_TIE_RUNS` (the runs `_climb` chooses from when others ask for more, see `fit`).
     quick: with one run, (k-means++'s candidates per step, at most this many updates over-relaxed then with
-    momentum) instead of greedy k-means++'s and plain Lloyd to tol (see `_NOISY`); there ranked, if given, is
-    what k-means++ seeds on (see `_NOISY`).
+    momentum) instead of greedy k-means++'s and plain Lloyd to tol (see `_NOISY`); k-means++ then seeds on ranked,
+    if given.
     brisk: with several runs, each chosen one finished in at most this many updates over-relaxed then with
     momentum instead of plain Lloyd to tol (`_NOISY_LEVELS`)."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
