@@ -29,9 +29,10 @@ def test_few_rgba_colours_take_the_fits_guess_above_16_entries(k):
     (42.9 ms at K = 64 against 14.4 from the guess): now the fit's clusters are asked for and read."""
     assert km._nearest_way(175_000, 4, k, guess=True) == "cells"
     assert km.takes_guess(175_000, 4, k)
-    # without a guess (none made), the brute force as before; RGB and too few colours unchanged
+    # without a guess (none made), the brute force as before; too few colours unchanged, RGB its own way (above
+    # `_BRUTE_MAX_K` the entries near the guess since round 47)
     assert km._nearest_way(175_000, 4, k, guess=False) == "brute"
-    assert km._nearest_way(175_000, 3, k, guess=True) == "brute"
+    assert km._nearest_way(175_000, 3, k, guess=True) == ("brute" if k <= km._BRUTE_MAX_K else "local")
     assert km._nearest_way(km._FEW_FROM - 1, 4, k, guess=True) == "brute"
 
 
