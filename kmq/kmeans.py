@@ -2604,10 +2604,23 @@ _MOMENTUM = (3.0, 0.55)
 _NOISY_SHARE = 0.7
 _NOISY_MAX = 1 << 17
 _NOISY = (3, 4, 4, 2)
+# Since round 47 that k-means++ seeds on the restarts' stand-in (`_thinned`: the 5-bit bins of under
+# `_THIN_PIXELS` pixels merged by 4-bit cell) instead of every 5-bit bin, each bin starting from its stand-in's
+# nearest seed: at K = 256 its 256 steps on uniform noise's 28 414 bins were ~60 ms of a ~0.14 s fit (8 733 on
+# the stand-in); photo tiles under noise have 4 000-9 000 bins, a third fewer on it. On the 12 noisy tiles
+# (seeds 0-2) J -0.08 % on geometric mean, CPU 0.95x (uniform noise 0.71x). See docs/PERFORMANCE.md, round 47.
 # ... and with several restarts (K under ~200) the colours' polish is at most this many updates, the first
 # over-relaxed and the rest with momentum, instead of plain ones to tol: on 18 noisy 256x256 tiles (3 seeds)
 # J -0.10 % at K = 16 and 64 on geometric mean, no slower (china under noise at K = 64: 51-55 ms, plain 53 ms).
 _NOISY_POLISH = 8
+# ... and their chosen runs (the best and its near ties, `_TIE_RUNS`) climb in as few: at most this many updates
+# on the restarts' level and on each finer one, the first over-relaxed and the rest with momentum, where each ran
+# plain Lloyd to tol (a 256x256 tile of china.jpg under noise sigma 16 at K = 64: three runs of 10-30 updates on
+# its 8 624 5-bit bins and 27-50 on its 29 897 6-bit ones, 0.23 of a 0.46 s fit). On 12 noisy tiles (china,
+# flower, grace_hopper under sigma 4 / 8 / 16, uniform noise 0-255 and 0-63, the bench's noisy; seeds 0-2): J
+# -0.18 % at K = 64 and -0.02 % at K = 16 on geometric mean (worst tile +0.02 % / +0.00 %), CPU ~0.8x / 0.9x; 12
+# updates each -0.25 % at K = 64 for less saved. See docs/PERFORMANCE.md, round 47.
+_NOISY_LEVELS = (8, 8)
 # Above this k, the last histogram level without a polish on the colours (see `fit`, and
 # `fit_histogram`'s `last`) runs this many updates over-relaxed this much after the coarser ones warmed it up.
 # 11 as the polish left 2 MP under random alpha at K = 256 (1 100 bins per centroid) 0.66 % above the levels
@@ -2878,7 +2891,8 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
 
 def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int, tol_abs: float,
                near: float = 0.0, most: int = 1, ranked: _Points | None = None, ties: list | None = None,
-               quick: tuple[int, int] | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
+               quick: tuple[int, int] | None = None, brisk: int | None = None
+               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """The runs of `_best_of_restarts`, each run to convergence as `_hamerly` returns it (centroids,
     inertia, labels): the best, then, up to `most` in all, those whose inertia after `_RESTART_ITER`
     updates is within a factor 1 + near of the best's, in that order.
@@ -2887,14 +2901,22 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     ties: a list that receives how many of the runs returned (a prefix) are within `_TIE_NEAR` of the best
     and among its `_TIE_RUNS` (the runs `_climb` chooses from when others ask for more, see `fit`).
     quick: with one run, (k-means++'s candidates per step, at most this many updates over-relaxed then with
-    momentum) instead of greedy k-means++'s and plain Lloyd to tol (see `_NOISY`)."""
+    momentum) instead of greedy k-means++'s and plain Lloyd to tol (see `_NOISY`); k-means++ then seeds on ranked,
+    if given.
+    brisk: with several runs, each chosen one finished in at most this many updates over-relaxed then with
+    momentum instead of plain Lloyd to tol (`_NOISY_LEVELS`)."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
         labels = np.empty(pts.m, dtype=np.intp)
         if ties is not None:
             ties.append(1)
         if quick is None:
             return [_hamerly(pts, _kmeanspp_one(pts, k, rng, labels), max_iter, tol_abs, labels)]
-        start = _kmeanspp_one(pts, k, rng, labels, quick[0])
+        if ranked is None:
+            start = _kmeanspp_one(pts, k, rng, labels, quick[0])
+        else:  # each point of pts starts from the nearest seed of the one that stood for it
+            seeded = np.empty(ranked.m, dtype=np.intp)
+            start = _kmeanspp_one(ranked, k, rng, seeded, quick[0])
+            labels = seeded[ranked.inverse]
         return [_hamerly(pts, start, min(max_iter, quick[1]), tol_abs, labels, _RELAX, _MOMENTUM)]
     on = pts if ranked is None else ranked
     seeds = _kmeanspp(on, k, rng, restarts)
@@ -2910,6 +2932,8 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
         ties.append(sum(1 for i in chosen[:_TIE_RUNS] if j[i] <= j[order[0]] * (1 + _TIE_NEAR)))
     if ranked is not None:  # each point of pts starts from the label of the one that stood for it
         labels = labels[:, ranked.inverse]
+    if brisk is not None:
+        return [_hamerly(pts, cent[i], min(max_iter, brisk), tol_abs, labels[i], _RELAX, _MOMENTUM) for i in chosen]
     return [_hamerly(pts, cent[i], max_iter, tol_abs, labels[i]) for i in chosen]
 
 
@@ -3791,8 +3815,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     the finer 6- and 7-bit histograms and finally on the colours themselves, with Hamerly's bounds, at most
     `max_iter` updates per level (on the colours, also at most ~2e7 / M, or with one run (K >= 196)
     `_RELAXED_ITER` over-relaxed ones with momentum (see `_hamerly`); RGB where nearly every pixel is a
-    colour of its own, every level in a few such updates after a lighter k-means++, see `_NOISY`), and none
-    above 500 000 colours,
+    colour of its own, every level in a few such updates after a lighter k-means++ on a stand-in, see
+    `_NOISY`; with several restarts each chosen run's levels in a few such updates, see `_NOISY_LEVELS`), and
+    none above 500 000 colours,
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
@@ -3904,7 +3929,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
                          quick=_NOISY[:3] if noisy and _restarts(k) == 1 else None, release=True,
-                         few_ties=pts is not None)
+                         few_ties=pts is not None, brisk=_NOISY_LEVELS if noisy else None)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -4118,7 +4143,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
            ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False,
-           few_ties: bool = False) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           few_ties: bool = False, brisk: tuple[int, int] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -4151,6 +4177,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     few_ties: where RGBA's levels warm up loosely (`fit` up to `_POLISH_MAX` colours), at most `_TIE_RUNS_RGBA` near
     ties climb (with others too, the run returned is the best of those), each one's levels below the last in `ramp`
     updates as with one run.
+    brisk: with several restarts, (the updates of each chosen run on the restarts' level, those on each finer
+    level), each level's first over-relaxed and the rest with momentum, instead of plain Lloyd to tol
+    (`_NOISY_LEVELS`).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -4173,9 +4202,12 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
             others = None
     near, most = (_TIE_NEAR, tie_runs) if others is None else (1.0, _OTHERS_CLIMB)
     # (a caller's stand-in that keeps the level whole leaves it to `_thinned`, as without one)
-    stand = ((stand_in and stand_in(coarse)) or _thinned(coarse)) if restarts > 1 else None
+    # (one quick run seeds on fit's own stand-in, a caller's or not: a search's fit of K stays fit's own there)
+    stand = (((stand_in and stand_in(coarse)) or _thinned(coarse)) if restarts > 1 else
+             _thinned(coarse) if quick else None)
+    brisk = brisk if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
-                      quick=quick[:2] if quick and restarts == 1 else None)
+                      quick=quick[:2] if quick and restarts == 1 else None, brisk=brisk and brisk[0])
     ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
@@ -4209,6 +4241,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if quick and restarts == 1:
             updates = quick[2] if i == len(finer_levels) - 1 else quick[1]
             return _hamerly(finer, start, min(max_iter, updates), warm, guess, _RELAX, _MOMENTUM)
+        if brisk:
+            return _hamerly(finer, start, min(max_iter, brisk[1]), warm, guess, _RELAX, _MOMENTUM)
         if last is not None and i == len(finer_levels) - 1:
             return _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                             last[2] if len(last) > 2 else None)

@@ -59,11 +59,11 @@ def test_repeated_colours_and_several_runs_keep_their_climb(monkeypatch: pytest.
     assert seeds == [None]
     assert [c[1:] for c in calls[:-1]] == [(300, 1.0, None)] * 2
     assert calls[-1] == (len(colors), km._RELAXED_ITER, km._RELAX, km._MOMENTUM)
-    # K = 64 (several runs): its levels as before, plain to tol; since round 46 the colours' polish is
-    # `_NOISY_POLISH` updates over-relaxed then with momentum, not plain ones to tol.
+    # K = 64 (several runs): since round 46 the colours' polish is `_NOISY_POLISH` updates over-relaxed then
+    # with momentum, not plain ones to tol; since round 47 each chosen run's levels too (`_NOISY_LEVELS`).
     calls.clear()
     km.fit(colors, counts, 64, seed=0)
-    assert all(c[2:] == (1.0, None) for c in calls[:-1])
+    assert all(c[1] <= max(km._NOISY_LEVELS) and c[2:] == (km._RELAX, km._MOMENTUM) for c in calls[:-1])
     assert calls[-1] == (len(colors), km._NOISY_POLISH, km._RELAX, km._MOMENTUM)
 
 

@@ -55,7 +55,7 @@ def sha(img: kmq.KmqImage) -> str:
 PINNED = {
     ("photo", 16, 2.0): "87a69a92e66c2900",
     ("photo", 64, 28.0): "fe7a94fbe876e77a",
-    ("photo", 256, 100.0): "c7dad1a93ebe6f89",
+    ("photo", 256, 100.0): "b326151800ea558a",  # round 47's stand-in seeding (h56d): both chunk sizes
     ("grey", 16, 28.0): "266beb9f432e230b",
     ("rgba", 32, 28.0): "dc6712662c6a1983",
     ("graphics", 8, 2.0): "c21104cac0065384",

@@ -37,10 +37,10 @@ def test_the_walk_at_one_j_stays_under_ctx_edge_from_a_best_under_it(monkeypatch
     # With ctx in 15,241 bytes (1.5x its plain K = 256 file) the best is plain K = 256, far under the budget: the J
     # it would reach at the budget lies past K = 256, and _level walked K = 810, 648 and 1,012 (large-K fits whose
     # ctx files, escapes ranked by label, cannot fit). As _rdo_k, it no longer crosses K = 256 from below; the same
-    # file, K = 256 plain in 10,200 bytes.
+    # file, K = 256 plain in 10,200 bytes (10,226 since round 47's stand-in seeding of one-run fits, h56d).
     fitted = fits_inside(monkeypatch, "_level")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         chosen = kmq.compress_to(noisy_gradient(), max_bytes=15_241, codec="ctx")
-    assert chosen.k == 256 and chosen.metadata["rdo"] == 0 and len(chosen.to_bytes()) == 10_200
+    assert chosen.k == 256 and chosen.metadata["rdo"] == 0 and len(chosen.to_bytes()) == 10_226
     assert all(k <= 256 for k in fitted)

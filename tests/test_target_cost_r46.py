@@ -55,11 +55,11 @@ def test_a_bracket_from_under_the_edge_to_a_large_k_closes_at_the_edge(monkeypat
     # A noisy 150x200 gradient in 23,050 bytes with ctx: K = 240 fits, 553 does not; narrowed by log bytes over the
     # jump, the bracket took 387, 330, 304, 270, 266, 262, 259, 249, 257, 254 (17 fits in all), where K = 256 fits
     # and 257 does not. (_past_top then looks at 258.) (With h55c's K-Means of small images the bracket's ends are
-    # 239 and 549, the same file.)
+    # 239 and 549, the same file; with h56d's one-run seeding on the stand-in, round 47, 240 and 549, the same file.)
     fitted = fitted_by_search(monkeypatch)
     img = compress_to(noisy_gradient(150, 200, 12), max_bytes=23_050, codec="ctx")
     assert (img.codec, img.k, img.metadata["rdo"], len(img.to_bytes())) == ("ctx", 256, 0.0, 15_346)
-    assert {256, 257} <= set(k for k in fitted if 239 < k < 549) <= {256, 257, 258}, fitted
+    assert {256, 257} <= set(k for k in fitted if 240 < k < 549) <= {256, 257, 258}, fitted
     assert len(fitted) <= 8, fitted
 
 
