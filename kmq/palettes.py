@@ -459,8 +459,9 @@ def _act(path: str | Path, rgb: np.ndarray) -> bytes:
         alpha = rgb[:, 3]
         seen = np.flatnonzero(alpha != 255)
         if len(seen) > 1 or (len(seen) == 1 and alpha[seen[0]] != 0):
+            entries = "entry" if len(seen) == 1 else "entries"
             raise KmqError(f"{path}: a Photoshop colour table's only alpha is one fully transparent entry, and "
-                           f"this palette has {len(seen):,} {'entry' if len(seen) == 1 else 'entries'} with alpha below 255 (first: "
+                           f"this palette has {len(seen):,} {entries} with alpha below 255 (first: "
                            f"entry {seen[0]}, alpha {alpha[seen[0]]}); write .txt, .hex, .json or .pal")
         clear = int(seen[0]) if len(seen) else ACT_NONE
     table = np.zeros((ACT_COLOURS, 3), np.uint8)
