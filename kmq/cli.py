@@ -195,7 +195,8 @@ def _palette_option(*conflicts: str):
     """--palette, its help naming the command's own options that it excludes (as _given_palette refuses)."""
     return click.option("--palette", "palette_file", type=_Path(dir_okay=False),
                         help="Map every pixel onto this palette (.gpl, .txt, .hex, .json, .pal, .act, a .kmq's or a "
-                             "palette image's: PNG-8, GIF) instead of K-Means: K is its size, its order is kept." + _not_with(conflicts))
+                             "palette image's: PNG-8, GIF) instead of K-Means: K is its size, its order is kept."
+                             + _not_with(conflicts))
 
 
 def _given_palette(palette_file: str | None, max_pixels: int, *excluded: str) -> palettes.Palette | None:
@@ -1464,7 +1465,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     with --palette in that palette's order). Without -o, one line per entry: its hex code and its
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
     so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json, .pal,
-    .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no shares.
+    .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no
+    shares.
 
     \b
     Example:

@@ -224,6 +224,28 @@ def _kmq_bytes(rgb_small):
     ("s.png", b"\x89PNG\r\n\x1a\n", "not a palette file: give a .gpl, .txt, .hex, .json, .pal, .act or .kmq file, "
                                     "or a palette image (PNG-8, GIF)"),
     ("j.kmq", b"junk", "not a .kmq file: bad magic 6a 75 6e 6b"),
+    # round 47: JASC and RIFF .pal, Photoshop .act, palette images
+    ("h.pal", b"JASC\n0100\n1\n0 0 0\n", "line 1: not a JASC palette: the first line must be 'JASC-PAL', got 'JASC'"),
+    ("v.pal", b"JASC-PAL\n0101\n1\n0 0 0\n", "line 2: expected the version '0100', got '0101'"),
+    ("n.pal", b"JASC-PAL\n0100\nmany\n", "line 3: expected the number of colours, got 'many'"),
+    ("e.pal", b"JASC-PAL\n0100\n", "line 3: expected the number of colours, got ''"),
+    ("f.pal", b"JASC-PAL\n0100\n2\n1 2 3\n4 5\n", "line 5: expected 3 numbers 0..255 (a 4th: alpha), got '4 5'"),
+    ("r.pal", b"JASC-PAL\n0100\n1\n1 2 256\n", "line 4: 256 is not a colour value (0..255)"),
+    ("c.pal", b"JASC-PAL\n0100\n16\n1 2 3\n4 5 6\n", "line 3: says 16 colours, the file has 2"),
+    ("z.pal", b"JASC-PAL\n0100\n0\n", "no colours in the file"),
+    ("b.pal", b"JASC-PAL\n0100\n1\n\xff\n", "line 4: not UTF-8 text (byte 0xff)"),
+    ("w.pal", b"RIFFxxxxWAVEdata", "a RIFF file of type 'WAVE', not a palette ('PAL ')"),
+    ("short.pal", b"RIFFxx", "a RIFF file of 6 bytes, too short for its header (12 bytes)"),
+    ("raw.pal", bytes(range(256)) * 3, "not a JASC or RIFF palette: 768 bytes, perhaps a game's 256 raw RGB "
+                                        "triples; if its levels are 0..255, rename it .act, which holds exactly that"),
+    ("t.pal", b"RIFF\x10\x00\x00\x00PAL data\x0c\x00\x00\x00\x00\x03\x09\x00", "byte 12: its data chunk says 9 "
+                                                                            "colours but holds 0: truncated"),
+    ("s.act", bytes(767), "767 bytes: a Photoshop colour table (.act) is 768 bytes, or 772 with its number of "
+                          "colours and transparent index"),
+    ("c.act", bytes(768) + bytes([1, 1, 0xFF, 0xFF]), "byte 768: says 257 colours; an .act holds 1 to 256"),
+    ("t.act", bytes(768) + bytes([0, 4, 0, 4]), "byte 770: its transparent index 4 is not one of its 4 colours"),
+    ("x.bin", b"junk", "not a palette file: give a .gpl, .txt, .hex, .json, .pal, .act or .kmq file, or a palette "
+                       "image (PNG-8, GIF)"),
 ])
 def test_bad_palette_files_name_the_file_and_the_line(tmp_path, name, content, message):
     path = tmp_path / name
