@@ -1466,7 +1466,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
     so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json, .pal,
     .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no
-    shares.
+    shares. A palette image (PNG-8, GIF) as the one INPUT without -k gives its own palette, every entry in
+    its order, with each entry's share of its pixels (-k K clusters its pixels instead).
 
     \b
     Example:
@@ -1497,6 +1498,11 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
             colors, share = _palette_file_shown(inputs[0], k, seed, max_pixels), None
             about = _shown(inputs[0])
             comment = f"kmq {__version__}: {_plural(len(colors), 'colour')} of {Path(inputs[0]).name}, in its order"
+        elif single and (declared := _declared_palette(inputs[0], k, seed, max_pixels)) is not None:
+            if output is not None:
+                check_distinct(output, inputs[0])
+            (colors, share), about = declared, _shown(inputs[0])
+            comment = _fitted_comment(len(colors), Path(inputs[0]).name, None, False)
         elif single:
             if output is not None:
                 check_distinct(output, inputs[0])
@@ -1548,6 +1554,22 @@ def _palette_file_shown(path: str, k: int | None, seed: int, max_pixels: int) ->
         warnings.warn(f"{path}: a palette file is shown as it is; {', '.join(asked)} {verb} not apply",
                       KmqWarning, stacklevel=2)
     return palettes.read(path, max_pixels=max_pixels).colors
+
+
+def _declared_palette(path: str, k: int | None, seed: int, max_pixels: int) -> Any:
+    """(colours, shares) of a palette image (PNG-8, GIF) given without -k as palette's one input: the palette
+    it declares, in its order (as --palette reads it), each entry's share of its pixels; None for any other
+    input (clustered). A game's master palette of 32 colours had come back as 16 clustered ones, by share."""
+    from . import palettes
+
+    if k is not None or path == STDIO or Path(path).suffix.lower() == ".kmq":
+        return None
+    with warnings_about(path):
+        declared = palettes.image_shares(path, max_pixels=max_pixels)
+        if declared is not None and seed != 0:
+            warnings.warn(f"{path}: a palette image's own palette is shown as it is; --seed {seed} does not apply "
+                          f"(-k K clusters its pixels instead)", KmqWarning, stacklevel=2)
+    return declared
 
 
 def _fit_shared(inputs: tuple[str, ...], k: int, seed: int, output: str | None, max_pixels: int,

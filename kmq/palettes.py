@@ -29,6 +29,8 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,33 +284,52 @@ def _parse_riff(data: bytes) -> list[list[int]]:
 def _image_palette(data: bytes, max_pixels: int) -> list[list[int]] | np.ndarray:
     """The palette of a palette image (mode P), in its order, every entry it declares (a GIF's cut after the
     last one its pixels use: its table's size is only a power of two); transparency as alpha."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
+    with _image_read():
         with Image.open(io.BytesIO(data)) as im:
             if im.mode != "P":
                 raise _Bad(f"an image of mode {im.mode}, not a palette image (mode P: a PNG-8 or GIF); give one, "
                            f"or a {FORMATS} or .kmq file")
-            if im.width * im.height > max_pixels:
-                raise _Bad(f"{im.width}x{im.height} = {im.width * im.height} pixels exceeds the limit of "
-                           f"{max_pixels} pixels {MAX_PIXELS_HINT}")
-            mode = "RGBA" if im.palette is not None and im.palette.mode == "RGBA" else "RGB"
-            colors = np.array(im.getpalette(mode) or [], np.uint8).reshape(-1, len(mode))
-            clear = im.info.get("transparency")
-            if im.format == "GIF":
-                im.load()
-                used = int(np.asarray(im).max(initial=0))
-                # (a transparent index past the table, which Pillow writes for an unused one, cuts nothing)
-                kept = -1 if clear is None or int(clear) >= len(colors) else int(clear)
-                colors = colors[:max(used, kept) + 1]
-    except _Bad:
-        raise
-    except UnidentifiedImageError:
-        raise _Bad(f"not a palette file: give a {FORMATS} or .kmq file, or a palette image (PNG-8, GIF)") from None
-    except Image.DecompressionBombError as e:
-        raise _Bad(f"{e} {MAX_PIXELS_HINT}") from None
-    except Exception as e:  # noqa: BLE001 - a malformed image trips Pillow in many ways
-        raise _Bad(f"cannot read image: {type(e).__name__}: {e}") from None
+            return _declared(im, max_pixels)
+
+
+def image_shares(path: str | Path, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray] | None:
+    """A palette image's own palette (as read() gives it: every entry, in order) and each entry's share of its
+    (first frame's) pixels, or None where path is no palette image (another image, or not one Pillow reads:
+    the caller reads it as an image and says what is wrong). Raises KmqError naming path."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode != "P":
+                return None
+    except Exception:  # noqa: BLE001 - not an image Pillow identifies: the caller's own read says why
+        return None
+    try:
+        with _image_read(), Image.open(path) as im:
+            colors = np.asarray(_declared(im, max_pixels), np.uint8)
+            counts = np.bincount(np.asarray(im).ravel(), minlength=len(colors))[:len(colors)]
+    except _Bad as e:
+        raise KmqError(f"{path}: {e}") from None
+    return colors, counts / max(1, im.width * im.height)
+
+
+def _declared(im: Any, max_pixels: int) -> list[list[int]] | np.ndarray:
+    """An open palette image's entries as _image_palette says; raises _Bad."""
+    if im.width * im.height > max_pixels:
+        raise _Bad(f"{im.width}x{im.height} = {im.width * im.height} pixels exceeds the limit of "
+                   f"{max_pixels} pixels {MAX_PIXELS_HINT}")
+    mode = "RGBA" if im.palette is not None and im.palette.mode == "RGBA" else "RGB"
+    colors = np.array(im.getpalette(mode) or [], np.uint8).reshape(-1, len(mode))
+    clear = im.info.get("transparency")
+    if im.format == "GIF":
+        im.load()
+        used = int(np.asarray(im).max(initial=0))
+        # (a transparent index past the table, which Pillow writes for an unused one, cuts nothing)
+        kept = -1 if clear is None or int(clear) >= len(colors) else int(clear)
+        colors = colors[:max(used, kept) + 1]
     if isinstance(clear, bytes):  # PNG's tRNS: an alpha per entry, the entries after it opaque
         alpha = np.full(len(colors), 255, np.uint8)
         alpha[:len(clear)] = np.frombuffer(clear, np.uint8)[:len(colors)]
@@ -317,6 +338,23 @@ def _image_palette(data: bytes, max_pixels: int) -> list[list[int]] | np.ndarray
         colors = np.concatenate([colors[:, :3], np.full((len(colors), 1), 255, np.uint8)], axis=1)
         colors[clear, 3] = 0
     return colors
+
+
+@contextmanager
+def _image_read() -> Iterator[None]:
+    """Pillow's failures on a palette image as _Bad."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        yield
+    except _Bad:
+        raise
+    except UnidentifiedImageError:
+        raise _Bad(f"not a palette file: give a {FORMATS} or .kmq file, or a palette image (PNG-8, GIF)") from None
+    except Image.DecompressionBombError as e:
+        raise _Bad(f"{e} {MAX_PIXELS_HINT}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed image trips Pillow in many ways
+        raise _Bad(f"cannot read image: {type(e).__name__}: {e}") from None
 
 
 def _parse_json(text: str) -> list[list[int]]:
