@@ -828,11 +828,15 @@ def _gif_transparency(palette: np.ndarray, labels: np.ndarray,
         warn(f"{name}: GIF keeps only alpha 0 (as its transparent colour): partial alpha ({partial} "
              f"of {len(palette)} colours) composited over white (PNG or WebP keep alpha)")
     clear = np.flatnonzero(alpha == 0)
+    rgb = over_white(palette)
     if len(clear) == 0:
-        return over_white(palette), labels, None
+        return rgb, labels, None
+    # The transparent entry keeps its own colour, as in a PNG's palette: a game's palette keyed on magenta
+    # (#ff00ff00) had come back white in the GIF, black in the PNG of the same file.
+    rgb[clear] = palette[clear, :3]
     remap = np.arange(len(palette))
     remap[clear] = clear[0]
-    return over_white(palette), remap[labels], int(clear[0])
+    return rgb, remap[labels], int(clear[0])
 
 
 def _gif_reduced(palette: np.ndarray, labels: np.ndarray,

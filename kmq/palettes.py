@@ -562,9 +562,21 @@ def apply(pixels: np.ndarray, palette: np.ndarray, *,
     colors, counts = distinct.colors, distinct.counts
     target = layout(colors, palette, source=source)
     colors, stored = convert(colors, target), convert(palette, target)
-    color_labels, sq_dist = kmeans.nearest(colors, stored)
+    color_labels, sq_dist = kmeans.nearest(colors, as_seen(stored))
     distortion = int(np.dot(sq_dist.astype(np.int64), counts)) / int(counts.sum())  # exact, and no BLAS
     return stored, distinct.spread(color_labels.astype(np.uint16)), distortion
+
+
+def as_seen(palette: np.ndarray) -> np.ndarray:
+    """An RGBA palette with every entry of alpha 0 as (0, 0, 0, 0), the colour kmq reads under alpha 0 (the
+    palette itself if none changes): what a pixel is measured against. A palette keyed on magenta
+    (#ff00ff00) had sent a cut-out's transparent background to an opaque near-black entry, nearer in RGBA,
+    and had counted the hidden magenta in J (PSNR 4.35 dB for a file that was exact)."""
+    if palette.shape[1] != 4 or not (hidden := palette[:, 3] == 0).any() or not palette[hidden, :3].any():
+        return palette
+    seen = palette.copy()
+    seen[hidden] = 0
+    return seen
 
 
 # The table path packs a colour's label (< 2^14) and squared distance (< 3 x 255^2 < 2^18) in one uint32.

@@ -1,7 +1,8 @@
-"""`kmq palette` of a palette image (PNG-8, GIF) without -k: the palette it declares, in its order, with shares.
+"""Given palettes as a game's art uses them (round 47's game developer's trial, left then):
 
-Round 47's game developer gave a 32-colour master palette image and got 16 clustered colours by share: index i
-was no longer entry i. -k K still clusters its pixels.
+- `kmq palette` of a palette image (PNG-8, GIF) without -k: the palette it declares, in its order, with
+  shares (a 32-colour master palette had come back as 16 clustered colours by share); -k K still clusters;
+- a transparent entry keyed on a colour (#ff00ff00): measured as kmq reads alpha 0, and kept in a GIF.
 """
 from __future__ import annotations
 
@@ -99,3 +100,50 @@ def test_other_palette_formats(tmp_path, suffix):
     lines = result.output.splitlines()
     shares = sorted(float(line.split()[1]) for line in lines)
     assert shares[-2:] == [0.3333, 0.6667] and sum(shares) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("k_extra", [0, 300])  # a GIF of up to 256 entries, and one reduced from more
+def test_a_gif_keeps_the_transparent_entrys_own_colour(tmp_path, k_extra):
+    """GIF's transparent index had carried white (the entry composited over white): a palette keyed on
+    magenta came back magenta in the PNG and white in the GIF."""
+    colours = ["#ff00ff00", "#ff0000", "#00ff00"] + [f"#{i:06x}" for i in range(1, 1 + k_extra)]
+    (tmp_path / "key.hex").write_text("\n".join(colours) + "\n")
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[2:6, 2:6] = (255, 0, 0, 255)
+    rgba[0, 0] = (0, 255, 0, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "sp.png")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(tmp_path / "sp.png"), "--palette", str(tmp_path / "key.hex"),
+                                "-o", str(tmp_path / "sp.kmq"), "-q"]).exit_code == 0
+    assert runner.invoke(main, ["decompress", str(tmp_path / "sp.kmq"), "-o", str(tmp_path / "sp.gif"),
+                                "-q"]).exit_code == 0
+    with Image.open(tmp_path / "sp.gif") as gif:
+        clear = gif.info["transparency"]
+        assert gif.getpalette()[3 * clear:3 * clear + 3] == [255, 0, 255]
+        back = np.asarray(gif.convert("RGBA"))
+    shown = rgba[..., 3] == 255
+    assert (back[..., 3] == 0).sum() == 64 - 17 and (back[shown, :3] == rgba[shown, :3]).all()
+
+
+@pytest.mark.parametrize("dither", ["none", "fs"])
+def test_a_transparent_entry_is_measured_as_kmq_reads_alpha_0(dither):
+    """A palette keyed on magenta (#ff00ff00) beside a near-black: the cut-out's background (alpha 0, read as
+    (0, 0, 0, 0)) went to the opaque near-black, nearer in RGBA, and J counted the hidden magenta."""
+    import kmq
+
+    palette = np.array([(255, 0, 255, 0), (255, 0, 0, 255), (0, 0, 1, 255)], np.uint8)
+    rgba = np.zeros((6, 7, 4), np.uint8)
+    rgba[1:4, 2:5] = (255, 0, 0, 255)
+    img = kmq.compress(rgba, palette=palette, dither=dither)
+    np.testing.assert_array_equal(img.palette, palette)  # the given entries as they are, magenta kept
+    np.testing.assert_array_equal(img.labels, np.where(rgba[..., 3] == 0, 0, 1))
+    assert img.metadata["distortion"] == 0
+
+
+def test_a_hidden_colour_changes_nothing_else():
+    from kmq import palettes
+
+    opaque = np.array([(1, 2, 3, 255), (4, 5, 6, 0)], np.uint8)
+    np.testing.assert_array_equal(palettes.as_seen(opaque[:1]), opaque[:1])
+    np.testing.assert_array_equal(palettes.as_seen(opaque), [(1, 2, 3, 255), (0, 0, 0, 0)])
+    np.testing.assert_array_equal(opaque[1], (4, 5, 6, 0))  # not changed in place
