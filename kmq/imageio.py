@@ -335,7 +335,8 @@ def _key_of(im: Image.Image, name: str) -> int | tuple | None:
     key = im.info.get("transparency")
     if key is None or im.mode not in _KEYED or im.format != "PNG" or not im.tile:
         return key
-    rawmode = im.tile[0].args if isinstance(im.tile[0].args, str) else im.tile[0].args[0]
+    args = im.tile[0][3]  # (Pillow 10's tiles are plain tuples, without Pillow 11's .args)
+    rawmode = args if isinstance(args, str) else args[0]
     if rawmode in ("L;2", "L;4") and isinstance(key, int):
         return key * (85 if rawmode == "L;2" else 17)
     if rawmode.startswith("RGB;16") and isinstance(key, tuple):

@@ -177,8 +177,8 @@ def sixteen_bit_colour(im: Any) -> bool:
     tile = getattr(im, "tile", None)  # (a plain Image, made by a program, has none)
     if not tile or im.mode not in ("RGB", "RGBA"):
         return False
-    args = tile[0].args
-    if tile[0].codec_name == "ppm":  # args (rawmode, maxval)
+    codec, args = tile[0][0], tile[0][3]  # (Pillow 10's tiles are plain tuples, without Pillow 11's names)
+    if codec == "ppm":  # args (rawmode, maxval)
         return isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
     return ";16" in str(args if isinstance(args, str) else (args[0] if args else ""))
 
