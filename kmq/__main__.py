@@ -9,6 +9,7 @@ def run() -> None:
     """`main`, then, when the command succeeded, the end of the process at once (see `_end_now`). Only
     here, where kmq owns the process, does malloc keep freed memory (`_keep_freed_memory`)."""
     _keep_freed_memory()
+    _terminable()
     try:
         main()
     except SystemExit as e:
@@ -71,6 +72,20 @@ def _keep_freed_memory() -> None:
     mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
     mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
     mallopt(-8, _ARENA_MAX)  # M_ARENA_MAX: before any thread has made its own
+
+
+def _terminable() -> None:
+    """As PID 1 (a container without an init, where `docker stop` sends SIGTERM) the kernel ignores a signal
+    whose action is the default: SIGTERM then had no effect until the SIGKILL 10 s later, the one signal that
+    can leave a temporary file behind. There it unwinds as during a write and ends the process (kmq.fileio)."""
+    import os
+
+    if os.getpid() == 1:
+        import signal
+
+        from .fileio import raise_terminated
+
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def _end_now() -> None:

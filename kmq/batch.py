@@ -734,16 +734,21 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
             yield Result(job, error=about(job.source, job.problem))
         else:
             todo.append(job)
-    workers = min(workers or os.cpu_count() or 1, len(todo))
-    if workers <= 1:
-        for job in todo:
-            yield task(job)
-        return
-    for _ in range(_POOL_TRIES):
-        todo = yield from _pooled(todo, task, workers)
+    workers = min(workers or parallel.cores(), len(todo))
+    try:
+        if workers > 1:
+            for _ in range(_POOL_TRIES):
+                todo = yield from _pooled(todo, task, workers)
+            for job in todo:
+                for lost in (yield from _pooled([job], task, 1)):
+                    yield Result(lost, error=about(lost.source, _DIED))
+            return
+    except _NoWorkers as e:
+        todo = e.jobs
+        warnings.warn(f"cannot start worker processes ({e}): the files run one at a time in this process",
+                      KmqWarning, stacklevel=2)
     for job in todo:
-        for lost in (yield from _pooled([job], task, 1)):
-            yield Result(lost, error=about(lost.source, _DIED))
+        yield task(job)
 
 
 # Pools that a dead worker may break before the jobs left run one pool each (a job that kills its worker,
@@ -755,7 +760,10 @@ _DIED = "worker failed: its process ended abruptly (out of memory? killed?)"
 def _pooled(jobs: list[Job], task: Callable[[Job], Result], workers: int) -> Generator[Result, None, list[Job]]:
     """Yield task(job) for the jobs from a pool of `workers` processes; return (as the generator's value) the
     jobs a dead worker's broken pool left unfinished, in their order."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_ignored_signals(),))
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_ignored_signals(),))
+    except OSError as e:
+        raise _NoWorkers(reason(e), jobs) from None
     lost: list[Job] = []
     try:
         with _WorkersEndFirst(pool) as signals:
@@ -777,6 +785,15 @@ def _pooled(jobs: list[Job], task: Callable[[Job], Result], workers: int) -> Gen
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return sorted(lost, key=lambda job: job.index)
+
+
+class _NoWorkers(Exception):
+    """No pool of processes could be made (multiprocessing's locks need a writable /dev/shm, which sandboxes
+    and serverless hosts may not give): a bulk run had ended in a traceback there; it now runs in-process."""
+
+    def __init__(self, why: str, jobs: list[Job]) -> None:
+        super().__init__(why)
+        self.jobs = jobs
 
 
 # Signals that end a bulk run: the parent ends its workers first (see _WorkersEndFirst).

@@ -25,8 +25,8 @@ from . import __version__, stdout
 from .codecs import NAMES as CODECS
 from .errors import (CLI_WORDS, KmqError, KmqWarning, about, counted, out_of_memory, plural_bytes, valid_unicode,
                      warnings_about)
-from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, check_distinct, check_writable, is_special, names_stdout,
-                     stdin, write_atomic)
+from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, Terminated, check_distinct, check_writable, end_by,
+                     is_special, names_stdout, stdin, write_atomic)
 from .limits import DEFAULT_MAX_PIXELS, DITHERS, MAX_K, MAX_PSNR, MAX_RDO, STYLES
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
@@ -177,17 +177,17 @@ class _Main(click.Group):
         except MemoryError as e:
             # (a bulk run's workers say it per file; outputs were cleaned up on the way here, as for any error)
             raise click.ClickException(out_of_memory(e)) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as e:
             # End as killed by SIGINT, as Python itself and SIGTERM do (status 130 in a shell), so a shell loop
             # or make running kmq stops too; click would print "Aborted!" and exit 1, which they take for a
-            # handled interrupt. Every output was already cleaned up on the way here.
+            # handled interrupt. Every output was already cleaned up on the way here. (Terminated reaches here
+            # only where the signal's own delivery did not end the process: PID 1.)
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
                 except (OSError, ValueError, AttributeError):
                     pass
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
+            end_by(e.signum if isinstance(e, Terminated) else signal.SIGINT)
             raise
 
 
@@ -1043,8 +1043,8 @@ def _run_bulk(jobs: list[batch.Job], task: Any, workers: int | None, fmt: str, q
 
     results: list[batch.Result] = []
     held: list[tuple[batch.Job, str]] = []
-    with _progress(jobs, quiet) as (say, advance):
-        for result in batch.run(jobs, task, workers):
+    with _progress(jobs, quiet) as (say, advance), _warned(lambda line: say(line, True)):
+        for result in batch.run(jobs, task, workers):  # (its own warning: no worker processes could start)
             results.append(result)
             _say_problems(result, say, held)
             if result.skipped and not quiet and fmt == "table":

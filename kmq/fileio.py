@@ -184,7 +184,7 @@ def _write_via_temporary(path: Path, content: Content, overwrite: bool) -> None:
             _fill(f, content)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, _mode_for(path, overwrite))
         _publish(tmp, path, overwrite)
     except OSError as e:
         _remove(tmp)
@@ -243,6 +243,22 @@ def signals_unwind() -> Iterator[None]:
     finally:
         for sig in caught:
             signal.signal(sig, signal.SIG_DFL)
+
+
+def end_by(signum: int) -> None:
+    """End the process as killed by signum (status 128 + signum in a shell), so a shell loop or make running
+    kmq stops too. As PID 1 (a container started without an init) the kernel drops a signal whose action is
+    the default: the process then exits with that status itself (it had run on after SIGTERM, and said
+    "Aborted!" with status 1 after Ctrl-C)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM's handler where its default action would not end the process (PID 1): unwinds as a signal during
+    a write does (Terminated), then the command line ends by it (end_by)."""
+    raise Terminated(signum)
 
 
 def ignore_signal(signum: int, frame: object) -> None:
@@ -326,6 +342,21 @@ def _write_descriptor(fd: int, path: Path, content: Content) -> None:
         if e.errno == errno.EPIPE:
             raise  # as for "-": the reader went away
         raise KmqError(f"cannot write {path}: {reason(e)}") from None
+
+
+def _mode_for(path: Path, overwrite: bool) -> int:
+    """A new file's permissions as open() would give them; a replaced regular file's own, as cp and sed -i
+    keep them (a private 0600 file had become 0644 on a re-run with -f). A replaced link is replaced, its
+    target untouched, so a link's target lends nothing."""
+    if overwrite:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            pass
+        else:
+            if stat.S_ISREG(st.st_mode):
+                return stat.S_IMODE(st.st_mode) & 0o777  # (no set-id bits on a file kmq writes)
+    return 0o666 & ~_umask()
 
 
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:

@@ -1,0 +1,153 @@
+"""What an ops engineer deploying kmq met (round 48's packager trial): Pillow 10's tiles, a bulk run without
+/dev/shm, the CPU affinity, SIGTERM / SIGINT as PID 1, and -f keeping a replaced file's permissions."""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kmq import __main__ as entry
+from kmq import batch, fileio, imageio, parallel, prefetch
+from kmq.cli import main
+
+
+def _as_pillow_10(im: Image.Image) -> Image.Image:
+    """Pillow 10 gives im.tile as plain tuples (decoder, extents, offset, args), without Pillow 11's names."""
+    im.tile = [tuple(t) for t in im.tile]
+    return im
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_grey_key_is_scaled_with_pillow_10s_tiles(tmp_path):
+    # A 2-bit grey PNG keyed on level 1 (tRNS): Pillow decodes the samples scaled to 0..255 (85), the key stays 1.
+    rows = b"\x00" + bytes([0b00011011])  # one row of levels 0, 1, 2, 3 (filter 0)
+    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 1, 2, 0, 0, 0, 0))
+           + _chunk(b"tRNS", struct.pack(">H", 1)) + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))
+    (tmp_path / "g.png").write_bytes(png)
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.tile[0][3] == "L;2"
+        assert imageio._key_of(_as_pillow_10(im), "g.png") == 85
+
+
+def test_sixteen_bit_colour_is_seen_with_pillow_10s_tiles(tmp_path):
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "c.png")
+    rgb16 = (np.arange(18, dtype=">u2").reshape(2, 3, 3) * 3000).tobytes()
+    Image.frombytes("RGB", (3, 2), rgb16, "raw", "RGB;16B").save(tmp_path / "c.ppm")  # 8-bit: maxval 255
+    with Image.open(tmp_path / "c.png") as im:
+        assert not prefetch.sixteen_bit_colour(_as_pillow_10(im))
+    (tmp_path / "w.ppm").write_bytes(b"P6 3 2 65535\n" + rgb16)
+    with Image.open(tmp_path / "w.ppm") as im:
+        assert prefetch.sixteen_bit_colour(_as_pillow_10(im))
+
+
+def _two_images(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.arange(60, dtype=np.uint8).reshape(4, 5, 3) * (i + 1)).save(folder / f"{i}.png")
+    return folder
+
+
+class _NoShm:
+    def __init__(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+
+def test_a_bulk_run_without_worker_processes_runs_in_process(tmp_path, monkeypatch):
+    """Without a writable /dev/shm multiprocessing can make no lock: the bulk run had ended in a traceback."""
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", _NoShm)
+    result = CliRunner().invoke(main, ["compress", str(_two_images(tmp_path)), "-k", "2", "-o",
+                                       str(tmp_path / "out") + "/", "-j", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("Warning: cannot start worker processes (read-only file system): the files run one "
+                             "at a time in this process\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.kmq", "1.kmq"]
+
+
+def test_the_default_workers_are_the_cores_this_process_may_use(tmp_path, monkeypatch):
+    """`taskset -c 0` on two cores had started two workers (os.cpu_count counts the machine's cores)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", _NoShm)  # a pool would warn
+    assert parallel.cores() == 1
+    result = CliRunner().invoke(main, ["compress", str(_two_images(tmp_path)), "-k", "2", "-o",
+                                       str(tmp_path / "out") + "/", "-q"])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755])
+def test_force_keeps_the_replaced_files_permissions(tmp_path, mode):
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "a.kmq"
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", str(tmp_path / "a.png"), "-o", str(out), "-q"]).exit_code == 0
+    out.chmod(mode)
+    assert runner.invoke(main, ["compress", str(tmp_path / "a.png"), "-k", "1", "-o", str(out), "-f",
+                                "-q"]).exit_code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+
+
+def test_force_over_a_link_replaces_the_link_not_its_target(tmp_path):
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "target.kmq").write_bytes(b"mine")
+    (tmp_path / "target.kmq").chmod(0o600)
+    (tmp_path / "link.kmq").symlink_to("target.kmq")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "link.kmq"),
+                                       "-f", "-q"])
+    assert result.exit_code == 0
+    assert not (tmp_path / "link.kmq").is_symlink() and (tmp_path / "target.kmq").read_bytes() == b"mine"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "link.kmq").stat().st_mode) == 0o666 & ~umask
+
+
+class _Exited(Exception):
+    pass
+
+
+def test_a_signal_the_kernel_drops_still_ends_the_process(monkeypatch):
+    """As PID 1 a signal at its default action is dropped: kmq exits with the signal's status itself."""
+    exits = []
+    monkeypatch.setattr(fileio.os, "kill", lambda pid, sig: None)  # (what PID 1 sees: nothing happens)
+
+    def exit_(status):
+        exits.append(status)
+        raise _Exited
+
+    monkeypatch.setattr(fileio.os, "_exit", exit_)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(_Exited):
+            fileio.end_by(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exits == [143]
+
+
+def test_as_pid_1_sigterm_unwinds(monkeypatch):
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    try:
+        entry._terminable()
+        assert signal.getsignal(signal.SIGTERM) is fileio.raise_terminated
+        with pytest.raises(fileio.Terminated) as e:
+            fileio.raise_terminated(signal.SIGTERM, None)
+        assert e.value.signum == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_not_pid_1_sigterm_keeps_its_default(monkeypatch):
+    previous = signal.getsignal(signal.SIGTERM)
+    entry._terminable()
+    assert signal.getsignal(signal.SIGTERM) is previous
