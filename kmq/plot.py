@@ -91,6 +91,11 @@ def _name(file: str) -> str:
 
 
 def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
+    import logging
+
+    # Where HOME is read-only matplotlib logs two lines about its config and cache folders (it then uses a
+    # temporary one, and draws the same chart): not in kmq's `Warning:` form, and nothing for the user to do.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

@@ -151,3 +151,17 @@ def test_not_pid_1_sigterm_keeps_its_default(monkeypatch):
     previous = signal.getsignal(signal.SIGTERM)
     entry._terminable()
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_chart_without_a_writable_home_says_nothing(tmp_path):
+    """matplotlib logged two lines about its config and cache folders where HOME cannot hold them."""
+    import subprocess
+    import sys
+
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(tmp_path / "a.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MPL", "XDG_"))}
+    env.update(HOME="/dev/null", PYTHONPATH=str(Path(__file__).parent.parent))
+    done = subprocess.run([sys.executable, "-m", "kmq", "stats", str(tmp_path / "a.png"), "-k", "2", "-k", "4",
+                           "--plot", str(tmp_path / "rd.png"), "-q"], env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "rd.png").stat().st_size > 0
