@@ -165,3 +165,17 @@ def test_a_chart_without_a_writable_home_says_nothing(tmp_path):
                            "--plot", str(tmp_path / "rd.png"), "-q"], env=env, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, "")
     assert (tmp_path / "rd.png").stat().st_size > 0
+
+
+def test_a_payload_over_the_readers_bound_is_one_error_line(tmp_path, monkeypatch):
+    """Never seen with ctx (16 bits a label at worst against 32), not proved impossible: it had been a
+    ValueError traceback from the write."""
+    from kmq import format as kmq_format
+
+    monkeypatch.setattr(kmq_format, "max_payload", lambda width, height: 1)
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-k", "4", "--codec", "ctx", "-o",
+                                       str(tmp_path / "a.kmq")])
+    assert result.exit_code == 1 and not (tmp_path / "a.kmq").exists()
+    assert result.output.startswith("Error: ") and result.output.endswith(
+        "more than the 1 a reader accepts: write it with --codec raw, which always fits\n")
