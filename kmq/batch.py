@@ -694,6 +694,7 @@ def _attempt(job: Job, work: Callable[[Job], tuple[int, dict[str, Any]]]) -> Res
     result = Result(job)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # (kmq's own limit rules)
         try:
             result.bytes_after, result.record = work(job)
         except _Skip:

@@ -1032,20 +1032,23 @@ def check_max_pixels(max_pixels: int) -> None:
 
 
 # Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, checked by Image.open) is process-wide. kmq enforces
-# its own max_pixels before decoding; where that is above Pillow's, Pillow's would stop (or warn of) an image the
-# caller allowed, so it is set aside for the open alone (a header read, never the decode). Threads opening at
-# once count themselves, and the last one out puts back the limit found by the first: each putting back what it
-# saw left it off for good when two overlapped (a library user's trial, 4 threads).
+# its own max_pixels before decoding; where that is above where Pillow refuses (twice its limit), Pillow's would
+# stop an image the caller allowed, so it is set aside for the open alone (a header read, never the decode).
+# Threads opening at once count themselves, and the last one out puts back the limit found by the first: each
+# putting back what it saw left it off for good when two overlapped (a library user's trial, 4 threads). Not
+# for kmq's default (twice Pillow's limit), nor under it: set aside for every open, the limit was off for other
+# threads' own Pillow opens 2 % of the time in a server (round 48's trial); Pillow's warning of an image
+# between its limit and twice it then reaches a library caller (the command line leaves it out).
 _BOMB_LOCK = threading.Lock()
 _bomb_aside: list[Any] = [0, None]  # opens under way with the limit set aside; the limit to put back
 
 
 def _opened(source: Any, max_pixels: int) -> Image.Image:
-    """Image.open(source), with Pillow's limit set aside where max_pixels is above it. Where it is not, an image
-    over twice Pillow's limit (so over max_pixels) is opened again with it set aside, for kmq's own check to
-    refuse in its words, as any image over max_pixels is."""
+    """Image.open(source), with Pillow's limit set aside where max_pixels is above twice it (where Pillow
+    refuses). Where it is not, an image Pillow refuses (so over max_pixels) is opened again with it set aside,
+    for kmq's own check to refuse in its words, as any image over max_pixels is."""
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is None or max_pixels > limit:
+    if limit is None or max_pixels > 2 * limit:
         return _opened_aside(source)
     start = None if isinstance(source, (str, Path)) else source.tell()
     try:

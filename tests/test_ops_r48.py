@@ -179,3 +179,4 @@ def test_a_payload_over_the_readers_bound_is_one_error_line(tmp_path, monkeypatc
     assert result.exit_code == 1 and not (tmp_path / "a.kmq").exists()
     assert result.output.startswith("Error: ") and result.output.endswith(
         "more than the 1 a reader accepts: write it with --codec raw, which always fits\n")
+
