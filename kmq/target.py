@@ -434,6 +434,12 @@ class _Search:
                 for made in self.files.values():
                     if isinstance(made, _Parked):
                         made.park()
+                # and the image runs other Ks' Prepared keep, each the labels and moved pixels of a run (~90 MB at
+                # 24 MP, K = 153), made again from the nearest labelling if asked for (the same state: rdo's
+                # _image_run); a search's runs that meet one again sit at one K
+                for kk, ready in self.prepared.items():
+                    if kk != k:
+                        ready.runs.clear()
             img = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
                             codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target},
                             prepared=self._prepared(k) if rdo > 0 and self.fitted[k][2] > 0 else None)
