@@ -215,6 +215,12 @@ _BAND = 32  # in bands of this many rows
 _BANDS = 4  # at least this many
 _SAMPLE_PART = 16  # or on larger images, this part of the pixels
 _PREPARED = 4  # Ks whose rdo starting state is kept (rdo.prepare): a search's rdo runs sit at a few Ks
+# From this many pixels on, the files a search holds keep their labels parked (_Parked) but for the file in the
+# making: a plain file's are made again from its fit where read (a spread: 0.1-0.2 s at 24 MP), an rdo file's
+# are kept as uint8 up to K = 256. Each file held its uint16 labels to the end of the search, 48 MB at 24 MP:
+# 8-9 files, 366-412 MB of a --max-bytes 3M search's 1.08 GB peak. Below, a file costs too little to matter
+# (4 MP: 8 MB) and is read again as it is (bench/targets.py's images: each spread would be a share of a search).
+_PARK_PIXELS = 1 << 22
 # A search's own fits seed and rank K-Means' restarts on a stand-in of the restarts' histogram level with its
 # bins merged by cell of this many bits per channel (_rough_stand_in), where kmeans.fit would merge only the
 # lightest (a noisy photo's level: over 10,000 bins). Seeding and ranking 16 restarts there is most of a fit
@@ -229,6 +235,81 @@ _ROUGH_BITS = 3
 # 4-bit cells 0.52 s, J 1.004x; a noisy 1200x800 photo at K = 128: 0.42 s against 0.80)
 _ROUGH_FINE_FROM = 64
 _ROUGH = True  # (False: every fit kmeans.fit's own, as before)
+
+
+class _Parked(KmqImage):
+    """A file a search holds whose labels it may drop (park) and makes again where they are read: from its fit's
+    per-colour labels (a plain file: "from") or from a uint8 copy (an rdo file up to K = 256). Only the search
+    sees one: search() returns a KmqImage (_unparked)."""
+
+    def park(self) -> None:
+        held = self.__dict__
+        if held["labels"] is None or (held["from"] is None and self.k > 256):
+            return
+        if held["from"] is None and held["packed"] is None:
+            held["packed"] = held["labels"].astype(np.uint8)
+        held["labels"] = None
+
+    @property  # type: ignore[override]
+    def labels(self) -> np.ndarray:
+        held = self.__dict__
+        if held["labels"] is None:
+            made = held["packed"] if held["from"] is None else held["distinct"].spread(held["from"].astype(np.uint16))
+            held["labels"] = made.astype(np.uint16, copy=False).reshape(held["shape"])
+        return held["labels"]
+
+    @labels.setter
+    def labels(self, value: np.ndarray) -> None:
+        self.__dict__["labels"] = value
+
+    @property
+    def height(self) -> int:
+        return int(self.__dict__["shape"][0])
+
+    @property
+    def width(self) -> int:
+        return int(self.__dict__["shape"][1])
+
+    def same(self, labels: np.ndarray) -> bool:
+        """Whether labels are this file's: a spread sample of them first (made again only where it matches)."""
+        held = self.__dict__
+        if held["labels"] is None and not np.array_equal(held["sample"], labels.reshape(-1)[::_SAMPLE_STEP]):
+            return False
+        return np.array_equal(self.labels, labels)
+
+
+_SAMPLE_STEP = 4099  # (a prime: not a multiple of a row)
+
+
+def _parkable(img: KmqImage, distinct: kmeans.Distinct, from_fit: np.ndarray | None) -> KmqImage:
+    """img, made a _Parked whose labels are distinct.spread(from_fit) (None: an rdo file's own)."""
+    img.__class__ = _Parked
+    img.__dict__.update({"from": from_fit, "distinct": distinct, "packed": None, "shape": img.labels.shape,
+                         "sample": img.labels.reshape(-1)[::_SAMPLE_STEP].copy()})
+    return img
+
+
+def _unparked(img: KmqImage) -> KmqImage:
+    """The file a search returns, a KmqImage with its labels (the same object)."""
+    if isinstance(img, _Parked):
+        labels = img.labels
+        for key in ("from", "distinct", "packed", "shape", "sample"):
+            del img.__dict__[key]
+        img.__class__ = KmqImage
+        img.labels = labels
+    return img
+
+
+def _same_labels(held: np.ndarray | KmqImage, labels: np.ndarray) -> bool:
+    """Whether a payload entry's labels (an array, or a file's) are these."""
+    if isinstance(held, _Parked):
+        return held.same(labels)
+    return np.array_equal(held.labels if isinstance(held, KmqImage) else held, labels)
+
+
+def _labels_ref(img: KmqImage) -> np.ndarray | KmqImage:
+    """What a payload entry holds of img's labels: img itself where it parks them (an entry would keep them)."""
+    return img if isinstance(img, _Parked) else img.labels
 
 
 class _Search:
@@ -348,9 +429,22 @@ class _Search:
         key = (k, rdo)
         if key not in self.files:
             self.j(k)
-            self.files[key] = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
-                                        codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target},
-                                        prepared=self._prepared(k) if rdo > 0 and self.fitted[k][2] > 0 else None)
+            park = self.pixels.shape[0] * self.pixels.shape[1] >= _PARK_PIXELS
+            if park:  # (before the run: its peak is the search's)
+                for made in self.files.values():
+                    if isinstance(made, _Parked):
+                        made.park()
+                # and the image runs other Ks' Prepared keep, each the labels and moved pixels of a run (~90 MB at
+                # 24 MP, K = 153), made again from the nearest labelling if asked for (the same state: rdo's
+                # _image_run); a search's runs that meet one again sit at one K
+                for kk, ready in self.prepared.items():
+                    if kk != k:
+                        ready.runs.clear()
+            img = quantized(self.pixels, self.distinct, k, seed=self.seed, max_iter=self.max_iter,
+                            codec=self.codec, rdo=rdo, fit=self.fitted[k], extra={"target": self.target},
+                            prepared=self._prepared(k) if rdo > 0 and self.fitted[k][2] > 0 else None)
+            # (a plain file's labels are its fit's spread: api's, the same uint16 array)
+            self.files[key] = _parkable(img, self.distinct, self.fitted[k][1] if rdo == 0 else None) if park else img
             if rdo > 0:
                 self.runs += 1
                 self._made()
@@ -380,7 +474,7 @@ class _Search:
                     # an rdo run on an image that is its own sample sized its labels as the file holds them
                     done = self.prepared[k].returned if rdo > 0 and k in self.prepared else {}
                     found = done.get(rdo_module.digest(img.palette, img.labels)) if done else None
-                    entry = [img.labels, found, None] if found else self._bounded(img)
+                    entry = [_labels_ref(img), found, None] if found else self._bounded(img)
                     if found:
                         self._payloads(img).append(entry)
                 low, high = entry[1]
@@ -408,7 +502,7 @@ class _Search:
             if self.codec == "ctx":
                 entry = self._payload(img)
                 if entry is None:
-                    entry = [img.labels, None, None]
+                    entry = [_labels_ref(img), None, None]
                     self._payloads(img).append(entry)
                 entry[1] = (low - img.overhead(),) * 2
         return low
@@ -419,7 +513,7 @@ class _Search:
         against ctx's bounds (a second ctx sizing of the file: 0.5-0.9 of a plain compress at ctx's K = 256 edge)."""
         entry = self._payload(img)
         if entry is None:
-            entry = [img.labels, None, None]
+            entry = [_labels_ref(img), None, None]
             self._payloads(img).append(entry)
         if entry[2] is None:
             entry[2] = ctx.payload_bounds(img.labels, img.palette)
@@ -433,7 +527,7 @@ class _Search:
 
     def _payload(self, img: KmqImage) -> list | None:
         """The [labels, payload bounds, ctx.payload_bounds' own] of img's palette and labels, if sized (None if not)."""
-        return next((entry for entry in self._payloads(img) if np.array_equal(entry[0], img.labels)), None)
+        return next((entry for entry in self._payloads(img) if _same_labels(entry[0], img.labels)), None)
 
     def _twin(self, k: int, img: KmqImage) -> KmqImage | None:
         """With lzma, a file of k sized exactly whose palette and labels are img's, so its payload too (an rdo
@@ -445,7 +539,7 @@ class _Search:
         for (kk, rdo), (low, high) in self.sizes.items():
             other = self.files.get((kk, rdo))
             if (kk == k and low == high and other is not None and np.array_equal(other.palette, img.palette)
-                    and np.array_equal(other.labels, img.labels)):
+                    and _same_labels(other, img.labels)):
                 return other
         return None
 
@@ -479,8 +573,8 @@ def search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_m
     under _LZMA_SURE, ctx's from _CTX_SURE, both between (the better file kept); a ctx file above K = 256
     also against lzma's where _ctx_first says."""
     with ctx.recording():  # (many of the files it sizes by their bounds are then encoded)
-        return _search(pixels, psnr=psnr, max_bytes=max_bytes, k_max=k_max, codec=codec, seed=seed,
-                       max_iter=max_iter, progress=progress)
+        return _unparked(_search(pixels, psnr=psnr, max_bytes=max_bytes, k_max=k_max, codec=codec, seed=seed,
+                       max_iter=max_iter, progress=progress))
 
 
 def _search(pixels: np.ndarray, *, psnr: float | None, max_bytes: int | None, k_max: int, codec: str | None,
