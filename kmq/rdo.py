@@ -895,9 +895,9 @@ def _separation(palette: np.ndarray) -> np.ndarray:
     return least
 
 
-def _run(s: _State, lam: float, sweeps: int, sample: bool = False) -> None:
+def _run(s: _State, lam: float, sweeps: int, sample: bool = False, rounds: int = _ROUNDS) -> None:
     """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
-    for _ in range(_ROUNDS):
+    for _ in range(rounds):
         todo = before = None
         # (a pixel can only gain from a move if a neighbour moved: _sweep)
         stamp = np.zeros((s.height + 2, s.width + 2), np.int8) if sweeps > 1 else None
@@ -1426,7 +1426,7 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
     if done is None:
         plain = prepared.plain
         done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
-        _run(done, lam, sweeps)
+        _run(done, lam, sweeps, rounds=_image_rounds(prepared, sweeps))
         if not prepared.warm:
             return done
         done.movable = None  # (only sweeps read it)
@@ -1437,6 +1437,26 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
         while len(prepared.runs) > _RUNS_KEPT:
             del prepared.runs[next(iter(prepared.runs))]
     return _copy(done)
+
+
+# The image's run (of an image larger than its sample) makes _IMAGE_ROUNDS rounds up to _TOP_UP_MAX pixels: its
+# refinement moves the entries to the means of the labels, which the sample's refinement only estimates (_refine),
+# and a second round's sweeps at the same lambda take the moves the moved entries made cheap; the back-off then
+# keeps the best within the budget. Round 48, --rdo 2 at K = 16 and 64 (0.27-0.31 MP photos, their audit
+# variants and three more): 0.8448 -> 0.8421x the plain ctx bytes over 18 files, flower 0.729 -> 0.722 at
+# K = 64, the dark china 0.824 -> 0.817 and a saturated flower 0.680 -> 0.671 at K = 16 (worst +0.1 %: china,
+# a smooth photo and a screenshot at K = 64); 3 rounds 0.1 % more for a third more of the run. Not in a
+# target's warm search (its pins and costs), not for strong rdo (unmeasured), not above 2 MP: a 12 MP sample's
+# refinement gained nothing there and a round costs a sweep of the whole image (the 2x CPU allowed).
+_IMAGE_ROUNDS = 2
+
+
+def _image_rounds(prepared: Prepared, sweeps: int) -> int:
+    """The rounds of the image's run (_IMAGE_ROUNDS's comment)."""
+    plain = prepared.plain
+    if prepared.warm or sweeps != _SWEEPS or plain.height * plain.width > _TOP_UP_MAX:
+        return _ROUNDS
+    return _IMAGE_ROUNDS
 
 
 _RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels, 8 bytes each)
