@@ -2738,6 +2738,17 @@ _THIN_SHARE = 1e-5
 # the worst tile's mean +0.28 % / +0.39 %; CPU 0.69x / 0.76x in all (see docs/PERFORMANCE.md, round 46).
 _THIN_PIXELS = 4
 _THIN_FROM_SMALL = 2000
+# RGBA's own (`fit` of up to `_POLISH_MAX` colours, `_rgba_stand_in`): its 4-bit level's bins of under this many
+# pixels merged by 3-bit cell, from _THIN_FROM_SMALL bins. At 0.2-0.5 MP under random or blurred-noise alpha the
+# 4-bit level has 6 000-12 000 bins of 4 channels against RGB's 3 000-5 000 5-bit ones of 3, and 8-16 restarts
+# seeded and ranked on them were 0.11-0.29 s, RGB's 0.05-0.09 (grace_hopper at 0.2 MP under random alpha, K = 64:
+# 9 088 bins -> 4 183). china.jpg, flower.jpg and grace_hopper.jpg at 0.2 and 0.5 MP under random, blurred-noise and
+# vignette alphas at K = 16 and 64 (36 cells): J -0.04 % on average (-0.91 to +0.86 %: another draw of the
+# restarts, as another seed), CPU 0.80x; bins of under 4 pixels 0.92x, under 16 J up to +1.4 %. Up to K = 16
+# (16 restarts) only, as coreset's (`STAND_IN_MAX`): at K = 64 (8 restarts) grace_hopper at 0.3 MP under blurred
+# noise ended +1.4 %.
+_THIN_PIXELS_RGBA = 8
+_STAND_IN_MAX_RGBA = 16
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -2950,21 +2961,24 @@ def _least(best: float, runs: list[tuple[np.ndarray, float, np.ndarray]]
     return sorted(kept, key=lambda r: r[1])[:_OTHERS_RUNS]
 
 
-def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels: int = 3) -> _Points | None:
+def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels: int = 3,
+             fewest: int | None = None) -> _Points | None:
     """The restarts' stand-in for a large histogram level of `channels` channels (over `_THIN_FROM_RGB` bins
     for RGB, `_THIN_FROM` for RGBA):
     its bins holding under `share` (`_THIN_SHARE` if None) of the pixels merged by cell of `bits` bits per
     channel (weighted mean, summed weight), the others kept; ``inverse`` maps each bin of the level to its
     stand-in. None where it would keep over 3/4 of the bins. RGB's: 5-bit bins by 4-bit cell; coreset's RGBA
     one: 4-bit bins by 3-bit cell. `fit`'s own (share None) below 0.4 MP: bins of under `_THIN_PIXELS` pixels,
-    from `_THIN_FROM_SMALL` bins.
+    from `_THIN_FROM_SMALL` bins. fewest: the bins from which it merges, where not those.
 
     A noisy photo spreads over many sparse bins (12 MP JPEG: 16 781 5-bit bins, 8 847 of them with 1.8 %
     of the pixels between them); seeding and ranking 16 restarts costs in proportion to the bins, while
     bins that light barely move either. The chosen runs are then finished on every bin."""
     total = float(level.w.sum())
     small = share is None and channels == 3 and _THIN_PIXELS > _THIN_SHARE * total
-    if level.m <= (_THIN_FROM_SMALL if small else _THIN_FROM_RGB if channels == 3 else _THIN_FROM) \
+    if fewest is None:
+        fewest = _THIN_FROM_SMALL if small else _THIN_FROM_RGB if channels == 3 else _THIN_FROM
+    if level.m <= fewest \
             or level.x.shape[1] != channels:
         return None
     if share is None:
@@ -2983,6 +2997,11 @@ def _thinned(level: _Points, share: float | None = None, bits: int = 4, channels
     thin = _Points(wx / w[:, None], w, sums=wx if level.exact else None)
     thin.inverse = inverse
     return thin
+
+
+def _rgba_stand_in(level: _Points) -> _Points | None:
+    """`fit`'s restarts' stand-in for RGBA's 4-bit level (see `_THIN_PIXELS_RGBA`)."""
+    return _thinned(level, _THIN_PIXELS_RGBA / float(level.w.sum()), bits=3, channels=4, fewest=_THIN_FROM_SMALL)
 
 
 # Colours from which `fit` finds their variance in a thread (starting one: ~0.1 ms).
@@ -3821,9 +3840,9 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
-    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 200 000 colours (150 000 with
-    several restarts) where its 6-bit level halves them (with heavy colours apart: `_mixed`), that level is the
-    last, ended in momentum updates (`_MIXED_UPDATES`, below 200 000 `_MIXED_RUNS_UPDATES`) with no polish;
+    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 150 000 colours where its 6-bit
+    level (with heavy colours apart: `_mixed`) keeps at most 2/3 of them, that level is the last, ended in
+    momentum updates (`_MIXED_UPDATES`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
     centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
     between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last
@@ -3902,7 +3921,7 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             # on a level as fine for k as those after which RGB's polish is skipped (see `_ends_rgba`).
             rgba = colors.shape[1] == 4
             ends = _ends_rgba(levels, m, k) if rgba else None
-            mixed = _mixed(levels[-1], colors, counts, _restarts(k) > 1) if rgba and not ends else None
+            mixed = _mixed(levels[-1], colors, counts) if rgba and not ends else None
             if mixed is not None:
                 ends = [*levels[:-1], mixed]
             finest = None if ends else _finest(colors, counts, k, levels[-1])
@@ -3922,11 +3941,15 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
         # (K = 128: 1.06 -> 0.98 s, J -0.27 %).
         last = _finish(colors.shape[1]) if pts is None and k > _FINISH_ABOVE else None
         if mixed is not None:  # (RGBA of many colours: the mixed level's finish stands for the polish)
-            updates = _MIXED_UPDATES if m > _MIXED_FROM else _MIXED_RUNS_UPDATES
+            updates = _MIXED_UPDATES if _restarts(k) > 1 else _MIXED_UPDATES_ONE
             polish, last = False, (updates, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
+        if stand_in is None and pts is not None and colors.shape[1] == 4 and k <= _STAND_IN_MAX_RGBA:
+            stand_in = _rgba_stand_in
         noisy = (polish and colors.shape[1] == 3 and m <= _NOISY_MAX and m >= _NOISY_SHARE * float(counts.sum()))
-        climbed = _climb(levels, m, k, rng, max_iter, tol_abs, colours_follow=polish, last=last, others=runs,
+        # (every level climbed: the mixed one may keep up to 2/3 of the colours, see `_MIXED_SHARE`)
+        climbed = _climb(levels, math.inf if mixed is not None else m, k, rng, max_iter, tol_abs,
+                         colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
                          quick=_NOISY[:3] if noisy and _restarts(k) == 1 else None, release=True,
                          few_ties=pts is not None, brisk=_NOISY_LEVELS if noisy else None)
@@ -4063,28 +4086,34 @@ def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
 # with heavy colours apart, J -0.8 % to +0.16 % against the polish (see docs/PERFORMANCE.md, round 34).
 # 12 updates with several restarts too, as with one (round 35: 20 -> 12 at K = 64-128, J +0.00 to +0.05 %,
 # 0.02-0.1 s less; 8 with one run up to +0.38 %).
-_MIXED_FROM = _POLISH_FINE_FROM
+# Round 39 took it down to 150 000 colours with several restarts (below, the climb went on to the 6-bit level run
+# to tol, then a plain polish of every colour to tol: 33 updates over 192 000 colours, grace_hopper at 0.25 MP under
+# blurred noise, K = 64, 0.24 s of a 0.47 s compress; RGB's twin 0.19 s in all), there in 30 updates; round 48
+# there in 12 and with one run too (K >= 196: 5 updates over up to 200 000 colours, 0.17 s of a 0.45 s compress
+# at 0.2 MP under random alpha, K = 256), and where the level keeps up to 2/3 of the colours (`_MIXED_SHARE`).
+# The 27 cells of china.jpg, flower.jpg and grace_hopper.jpg at 0.2 MP under random, blurred-noise and vignette
+# alphas at K = 16/64/256: J +0.07 % on average, worst +0.55 % (grace_hopper random, K = 256), CPU 0.85x.
+_MIXED_FROM = 150_000
 _HEAVY = 4
 _MIXED_UPDATES = 12
-# With several restarts (K <= 195) from this many colours too, in `_MIXED_RUNS_UPDATES` updates: below
-# `_MIXED_FROM` the climb went on to the 6-bit level run to tol, then a plain polish of every colour to tol,
-# 33 updates over 192 000 colours (grace_hopper at 0.25 MP under blurred noise, K = 64: 0.24 s of a 0.47 s
-# compress in process; RGB's twin 0.19 s in all). On 24 photos of 150 000-200 000 colours at K = 32-128 (0.2 and
-# 0.25 MP under random, blurred-noise and vignette alphas) 12 updates were J +0.08 % (up to +0.65 %), 20 +0.02 %,
-# 30 -0.01 % on geometric mean (worst +0.24 %) in 0.82x the CPU. Not with one run (K >= 196): not measured there.
-_MIXED_FROM_RUNS = 150_000
-_MIXED_RUNS_UPDATES = 30
+# The mixed level stands in for the colours where it has at most 1/_MIXED_SHARE of them (a 0.2 MP photo under
+# random alpha: 175 000 colours, its 6-bit level 87 000 bins and 700 colours of 4 pixels or more, just over half).
+_MIXED_SHARE = 1.5
+# ... and with one run (K >= 196), where the level replaces a polish of 5 updates over every colour, in this many
+# (round 48: the 27 cells above at 0.2-0.5 MP, K = 256, against 12: 5 J +0.38 % on average (up to +0.81 %), 8
+# +0.15 % (up to +0.38 %), CPU 0.75x / 0.87x).
+_MIXED_UPDATES_ONE = 8
 
 
-def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray, several: bool = False) -> _Points | None:
+def _mixed(six: _Points, colors: np.ndarray, counts: np.ndarray) -> _Points | None:
     """The level `fit` ends on for RGBA of many colours, or None: the 6-bit level six with every colour of
-    `_HEAVY` pixels or more a point of its own (its bin keeps the rest), where that halves the colours.
-    several: the fit makes several restarts (from `_MIXED_FROM_RUNS` colours, not `_MIXED_FROM`)."""
+    `_HEAVY` pixels or more a point of its own (its bin keeps the rest), where that leaves at most
+    1/`_MIXED_SHARE` of the colours."""
     m = colors.shape[0]
-    if m <= (_MIXED_FROM_RUNS if several else _MIXED_FROM) or six.m * 2 > m:
+    if m <= _MIXED_FROM or six.m * _MIXED_SHARE > m:
         return None
     heavy = np.flatnonzero(counts >= _HEAVY)
-    if (six.m + heavy.shape[0]) * 2 > m:
+    if (six.m + heavy.shape[0]) * _MIXED_SHARE > m:
         return None
     bins = six.inverse.take(heavy)
     hw = counts.take(heavy).astype(np.float64)

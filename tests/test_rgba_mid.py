@@ -157,7 +157,8 @@ def test_mid_k_ends_on_the_mixed_level_with_no_polish(monkeypatch, heavy):
         assert c.shape == (k, 4) and clusters.min() >= 0
         assert max(m for m, *_ in finishes) * 2 <= colors.shape[0]  # nothing on the colours themselves
         m, updates, relax, momentum = finishes[-1]
-        finish = kmeans._MIXED_UPDATES, kmeans._RELAX, kmeans._MOMENTUM
+        # (one run, K = 256: `_MIXED_UPDATES_ONE` since round 48)
+        finish = kmeans._MIXED_UPDATES if k == 64 else kmeans._MIXED_UPDATES_ONE, kmeans._RELAX, kmeans._MOMENTUM
         assert (updates, relax, momentum) == finish and m > kmeans._pyramid(colors, counts, (6,))[0].m
     monkeypatch.setattr(kmeans, "_hamerly", orig)
     np.testing.assert_array_equal(c, kmeans.fit(colors, counts, 256, seed=0))  # deterministic
