@@ -18,11 +18,12 @@ import functools
 import itertools
 import math
 import threading
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from . import parallel
+from .errors import KmqError
 
 __all__ = ["Distinct", "Marks", "distinct", "distinct_colors", "fit", "fit_histogram", "fit_large", "nearest"]
 
@@ -965,7 +966,7 @@ def _nearest_tree(points: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, 
     whose candidates are all equally near (a dense palette: six entries at distance 1) may have more tied
     entries beyond them, so they ask again for four times as many, until no tie is cut off.
     """
-    from scipy.spatial import cKDTree
+    cKDTree = _kd_tree()
 
     k = palette.shape[0]
     tree = cKDTree(palette.astype(np.float64))
@@ -3208,12 +3209,23 @@ def _split(x: np.ndarray, w: np.ndarray, k: int, progress: Progress | None = Non
     return centroids
 
 
+def _kd_tree() -> Any:
+    """scipy's cKDTree, imported only where large K needs it; without scipy (a declared dependency a packager
+    may leave out, as pyproject's comment says it serves K >= 512 only) a KmqError saying so, not a traceback."""
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        raise KmqError("K-Means at this K needs scipy (its k-d tree), which is not installed: pip install scipy") \
+            from None
+    return cKDTree
+
+
 def _lloyd_tree(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: float,
                 progress: Progress | None = None, done: int = 0) -> np.ndarray:
     """Weighted Lloyd for large k, each assignment a k-d tree query (scipy's cKDTree: measured on a 0.27 MP
     photo, 0.3 s for K = 4096 and 0.6 s for K = 65536, where the numpy cell search takes 2.2 s and 65 s).
     Stops when the summed squared centroid shift is <= tol_abs or after max_iter updates."""
-    from scipy.spatial import cKDTree
+    cKDTree = _kd_tree()
 
     k = centroids.shape[0]
     for it in range(max_iter):
@@ -3267,7 +3279,7 @@ def _lloyd_bounded(pts: _Points, centroids: np.ndarray, max_iter: int, tol_abs: 
     as `_hamerly`'s (the bounds follow any move), but one that reseeds an empty cluster; the last returns the
     means. Stopped early by tol_abs, the result is the last (over-relaxed) step: at the tolerances used its
     shift is ~3.6x a plain step's, so it stops later, and J moves by nothing measurable."""
-    from scipy.spatial import cKDTree
+    cKDTree = _kd_tree()
 
     k = centroids.shape[0]
     x = pts.x
@@ -3634,7 +3646,7 @@ def _from_top(x: np.ndarray, centroids: np.ndarray, above: np.ndarray, parent: n
     from a query of the tree (each one's two nearest centroids): where the parents are a few times fewer
     than the points, cheaper than querying every point (12 MP photo under random alpha, K = 4096: 931 000
     6-bit points, 137 000 5-bit ones, a query ~1 us each), and most points keep their parent's centroid."""
-    from scipy.spatial import cKDTree
+    cKDTree = _kd_tree()
 
     tree = cKDTree(centroids)
     m = above.shape[0]

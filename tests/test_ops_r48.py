@@ -180,3 +180,18 @@ def test_a_payload_over_the_readers_bound_is_one_error_line(tmp_path, monkeypatc
     assert result.output.startswith("Error: ") and result.output.endswith(
         "more than the 1 a reader accepts: write it with --codec raw, which always fits\n")
 
+
+
+def test_large_k_without_scipy_is_one_error_line(tmp_path, monkeypatch):
+    """scipy serves K >= 512 only (pyproject says so): a packager who left it out met a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.spatial", None)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "n.png")
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "n.png"), "-k", "1024", "-o",
+                                       str(tmp_path / "n.kmq")])
+    assert result.exit_code == 1 and not (tmp_path / "n.kmq").exists()
+    assert result.output == ("Error: K-Means at this K needs scipy (its k-d tree), which is not installed: "
+                             "pip install scipy\n")
