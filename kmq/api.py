@@ -73,9 +73,9 @@ def compress(image: np.ndarray | Image.Image | KmqImage | ImageSource, k: int | 
     palette: a given palette instead of K-Means: an (n, 1|3|4) uint8 array, a palette file's path (.gpl,
     .txt, .hex, .json, .pal, .act, .kmq or a palette image, see kmq.palettes) or a kmq.palettes.Palette.
     Every pixel then gets its nearest entry (ties to the lower index), in the palette's order, all n entries
-    kept (a k other than n is a ValueError; seed, max_iter and tol are not used); metadata holds "distortion" and "palette_source"
-    ({"name", "sha256"}). Grey, RGB and RGBA meet as kmq.palettes.layout says; an image with transparency
-    needs a palette with alpha (KmqError).
+    kept (a k other than n is a ValueError; seed, max_iter and tol are not used); metadata holds "distortion"
+    and "palette_source" ({"name", "sha256"}). Grey, RGB and RGBA meet as kmq.palettes.layout says; an image
+    with transparency needs a palette with alpha (KmqError).
 
     dither: "none", or "fs" for Floyd–Steinberg error diffusion onto the palette (metadata "dither": "fs";
     the distortion is then that of the dithered labels, higher than the nearest entries' but smoother to the

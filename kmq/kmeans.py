@@ -3801,11 +3801,12 @@ def _warm_colours(colors: np.ndarray, counts: np.ndarray, k: int) -> _Points | N
 # holds `_FLAT_SHARE` of the pixels or more and the other colours of `_FLAT_STEP` of the pixels or more (the inks and
 # their edges' steps) hold `_FLAT_STEPS` between them is fitted on the colours themselves (screenshots: one colour
 # 30-74 %, the others 14-32 %; the samples' heaviest colour 0.1-11 %; a letterboxed or white-framed photo 16-20 %,
-# but the others 0.1-1.7 %: there the colours' restarts were 3-8x the CPU for J -1.2 % to +0.8 %) as long as the restarts' work there (colours x K x restarts) is at most
-# `_FLAT_WORK`: that screenshot 2.206 -> 1.735 (scikit-learn 1.721), 0.06 -> 0.14 s of CPU; at K = 128 3.915 ->
-# 3.551 (1.09x -> 0.99x), 0.07 -> 0.28 s. Not with over `_FLAT_RESTARTS` restarts (K < 112), where the 5-bit bins
-# are more per centroid and the climb gets near (that screenshot at K = 100: 1.03x), while the colours' restarts
-# cost most (four screenshots with a photo at K = 100: J +0.71 % to -2.9 % for 4-10x the CPU; at K = 16 +0.01 %, 7x).
+# but the others 0.1-1.7 %: there the colours' restarts were 3-8x the CPU for J -1.2 % to +0.8 %) as long as
+# the restarts' work there (colours x K x restarts) is at most `_FLAT_WORK`: that screenshot 2.206 -> 1.735
+# (scikit-learn 1.721), 0.06 -> 0.14 s of CPU; at K = 128 3.915 -> 3.551 (1.09x -> 0.99x), 0.07 -> 0.28 s. Not
+# with over `_FLAT_RESTARTS` restarts (K < 112), where the 5-bit bins are more per centroid and the climb gets
+# near (that screenshot at K = 100: 1.03x), while the colours' restarts cost most (four screenshots with a photo
+# at K = 100: J +0.71 % to -2.9 % for 4-10x the CPU; at K = 16 +0.01 %, 7x).
 _FLAT_SHARE = 0.125
 _FLAT_STEP = 1 / 1024
 _FLAT_STEPS = 1 / 16
