@@ -16,6 +16,13 @@ def run() -> None:
         if e.code in (0, None):
             _end_now()
         raise
+    except BaseException as e:
+        # As PID 1, SIGTERM during the imports, before click's handling (kmq.cli), had been a traceback.
+        from .fileio import Terminated, end_by
+
+        if isinstance(e, Terminated):
+            end_by(e.signum)
+        raise
 
 
 def main() -> None:

@@ -765,6 +765,8 @@ def _pooled(jobs: list[Job], task: Callable[[Job], Result], workers: int) -> Gen
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_ignored_signals(),))
     except OSError as e:
         raise _NoWorkers(reason(e), jobs) from None
+    except (NotImplementedError, ImportError) as e:  # (a platform without working named semaphores)
+        raise _NoWorkers(str(e) or type(e).__name__, jobs) from None
     lost: list[Job] = []
     try:
         with _WorkersEndFirst(pool) as signals:

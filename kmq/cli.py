@@ -1466,8 +1466,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     share (the shares sum to 1). Give the palette file to compress, stats, segment or montage --palette
     so that label i means the same colour in every image. A palette file (.gpl, .txt, .hex, .json, .pal,
     .act) as the one INPUT is shown or converted as it is, in its order: hex codes only, since it holds no
-    shares. A palette image (PNG-8, GIF) as the one INPUT without -k gives its own palette, every entry in
-    its order, with each entry's share of its pixels (-k K clusters its pixels instead).
+    shares. A palette image file (PNG-8, GIF, 8-bit BMP) as the one INPUT without -k gives its own palette,
+    every entry in its order, with each entry's share of its pixels (-k K, or stdin, clusters its pixels).
 
     \b
     Example:
@@ -1562,7 +1562,8 @@ def _declared_palette(path: str, k: int | None, seed: int, max_pixels: int) -> A
     input (clustered). A game's master palette of 32 colours had come back as 16 clustered ones, by share."""
     from . import palettes
 
-    if k is not None or path == STDIO or Path(path).suffix.lower() == ".kmq":
+    # (a pipe or FIFO, stdin too, is read once: by the image's own read, clustered as before)
+    if k is not None or path == STDIO or is_special(path) or Path(path).suffix.lower() == ".kmq":
         return None
     with warnings_about(path):
         declared = palettes.image_shares(path, max_pixels=max_pixels)

@@ -195,3 +195,45 @@ def test_large_k_without_scipy_is_one_error_line(tmp_path, monkeypatch):
     assert result.exit_code == 1 and not (tmp_path / "n.kmq").exists()
     assert result.output == ("Error: K-Means at this K needs scipy (its k-d tree), which is not installed: "
                              "pip install scipy\n")
+
+
+def test_sigterm_as_pid_1_before_the_command_starts_ends_by_it(monkeypatch):
+    """SIGTERM to PID 1 during the imports (before click's handling) had been a traceback with status 1."""
+    ended = []
+
+    def main_():
+        raise fileio.Terminated(signal.SIGTERM)
+
+    def end_by(signum):
+        ended.append(signum)
+        raise _Exited
+
+    monkeypatch.setattr(entry, "main", main_)
+    monkeypatch.setattr(fileio, "end_by", end_by)
+    with pytest.raises(_Exited):
+        entry.run()
+    assert ended == [signal.SIGTERM]
+
+
+def test_a_palette_image_through_a_pipe_is_clustered_as_before(tmp_path):
+    """`kmq palette <(cat m.png)`: the pipe is read once, by the image's own read (checking its mode first had
+    used it up: 'empty (0 bytes)'). In a process of its own, with a timeout: a pipe read twice may wait."""
+    import subprocess
+    import sys
+    import threading
+
+    from test_palettes_r48 import _palette_png
+
+    data = Path(_palette_png(tmp_path / "m.png")).read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "kmq", "palette", str(fifo)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "#0000ff 0.6667\n#ff0000 0.3333\n"), done.stderr
