@@ -3869,9 +3869,12 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     where the 7-bit histogram is as good; there the 7-bit level itself is skipped when the 6-bit one has
     1 000 bins per centroid or more, see `_FINE_ENOUGH`; nor from 200 000 colours where the finest level
     has 3 000 bins per centroid, see `_POLISH_FINE_FROM`).
-    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up; from 150 000 colours where its 6-bit
-    level (with heavy colours apart: `_mixed`) keeps at most 2/3 of them, that level is the last, ended in
-    momentum updates (`_MIXED_UPDATES`) with no polish;
+    RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up (at K <= 16, where the 4-bit level has
+    over 2 000 bins, from about 8 000 colours, the restarts seeded and ranked on its stand-in, `_thinned`; at
+    K = 17-64 up to `_POLISH_MAX` colours seeded on every bin, run on the stand-in, the best `_RERANK_RGBA`
+    ranked on every bin); from 150 000 colours where its 6-bit level (with heavy colours apart: `_mixed`) keeps
+    at most 2/3 of them, that level is the last, ended in momentum updates (`_MIXED_UPDATES`, one run's
+    `_MIXED_UPDATES_ONE`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
     centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
     between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last
