@@ -167,7 +167,15 @@ def quantized(source: Source, k: int | None = None, *, seed: int = 0,
     palette, does not apply: a KmqWarning says so. source: a path ("-" for stdin), the file's bytes, or a
     binary file object read from its current position (stdin's bytes, once a bulk run has read them);
     warnings and errors name it as name (by default the path, or "<bytes>", a file object's name, else
-    "<stream>", as kmq.compress names them). progress: as kmq.compress's."""
+    "<stream>", as kmq.compress names them). progress: as kmq.compress's.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> data = kmq.compress(np.array([[0, 255], [255, 0]], np.uint8), k=2).to_bytes()
+        >>> img, base = kmq.segment.quantized(io.BytesIO(data))  # or a path, or an image file's bytes
+        >>> img.k, base.shape
+        (2, (2, 2))
+    """
     if name is None:
         name = input_name(source)
     with named_warnings(name):
@@ -374,7 +382,18 @@ def view_image(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray | Imag
 
 
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
-    """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries."""
+    """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> pixels = np.array([[0, 255], [255, 0]], np.uint8)
+        >>> img = kmq.compress(pixels, k=2)
+        >>> kmq.segment.render(img, pixels, "labels")
+        array([[0, 1],
+               [1, 0]], dtype=uint8)
+        >>> kmq.segment.render(img, pixels, "overlay").shape
+        (2, 2, 3)
+    """
     if style == "overlay":
         return overlay(img.labels, base, img.k)
     if style == "labels":

@@ -136,6 +136,13 @@ def record(img: KmqImage, file: str, file_bytes: int, *, choices: bool = False) 
 
     The reference sizes (png8_bytes, webp_bytes) are None: measure(reference=True) fills them in.
     choices: also the keys "rdo" and "dither" (the metadata's, or None), for the compress summary lines.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> img = kmq.compress(np.zeros((4, 4, 3), np.uint8), k=1)
+        >>> r = kmq.stats.record(img, "black.kmq", len(img.to_bytes()))
+        >>> r["file"], r["bits_per_label"], r["ratio"], r["psnr"]  # one colour: no label bits, only the palette's
+        ('black.kmq', 0, 0.0625, inf)
     """
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
@@ -191,6 +198,14 @@ def measure(source: Source, ks: Sequence[int] = (), *, seed: int = 0, codec: str
     source: a path ("-": stdin), the file's bytes (bytearray, memoryview) or a binary file object read from its
     current position, as kmq.read reads one; "file", warnings and errors name it as kmq.compress does: the
     path, or "<bytes>", a file object's name, else "<stream>". A text-mode file is a TypeError.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> from PIL import Image
+        >>> png = io.BytesIO()
+        >>> Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(png, "PNG")  # 64 levels of grey
+        >>> [(r["file"], r["k"], r["bits_per_label"]) for r in kmq.stats.measure(png.getvalue(), [2, 4])]
+        [('<bytes>', 2, 1), ('<bytes>', 4, 2)]
     """
     name = input_name(source)
     with named_warnings(name):

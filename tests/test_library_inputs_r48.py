@@ -1,6 +1,9 @@
 """kmq.stats and kmq.segment take what kmq.compress and kmq.read take (round 48's backend trial: bytes and file
-objects were refused with "embedded null byte", a TypeError or an AttributeError)."""
+objects were refused with "embedded null byte", a TypeError or an AttributeError), and the public docstrings'
+examples run."""
 import contextlib
+import doctest
+import importlib
 import io
 import warnings
 
@@ -162,3 +165,25 @@ def test_an_endless_stream_after_a_kmq_is_read_no_further_than_its_header_says(i
     with pytest.raises(kmq.FormatError, match=r"^<stream>: trailing bytes"):
         stats.measure(stream)
     assert stream.given <= len(inputs["kmq"]) + 1
+
+
+# The public functions and methods whose help() shows an example that runs.
+EXAMPLES = ["kmq.api.compress_to", "kmq.api.read", "kmq.api.write", "kmq.api.export", "kmq.format.KmqImage",
+            "kmq.format.KmqImage.from_bytes", "kmq.format.KmqImage.to_bytes", "kmq.format.KmqImage.decode",
+            "kmq.stats.measure", "kmq.stats.record", "kmq.segment.quantized", "kmq.segment.render"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_docstring_shows_an_example_that_runs(name):
+    module, _, attribute = name.partition(".")[2].partition(".")
+    obj = importlib.import_module(f"kmq.{module}")
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    assert "\n    Example:\n" in obj.__doc__ or "\n        Example:\n" in obj.__doc__, name
+    (test,) = doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
+    assert len(test.examples) >= 2
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an example must not warn
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
