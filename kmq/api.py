@@ -146,6 +146,13 @@ def compress_to(image: np.ndarray | Image.Image | KmqImage | ImageSource, *, psn
 
     progress: an optional callable(done, total), called after each K-Means fit and rdo run of the search
     (total None: the search decides as it goes how many it needs), e.g. to show that a long search lives.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> ramp = np.repeat(np.arange(0, 256, 4, dtype=np.uint8)[None], 8, axis=0)  # 64 levels of grey
+        >>> img = kmq.compress_to(ramp, psnr=30)  # the smallest file whose PSNR is at least 30 dB
+        >>> img.metadata["target"], img.k < 64
+        ({'psnr': 30.0}, True)
     """
     if (psnr is None) == (max_bytes is None):
         raise ValueError("give exactly one target: psnr or max_bytes")
@@ -648,7 +655,14 @@ def _as_pixels(image: np.ndarray | Image.Image | ImageSource, max_pixels: int, p
 def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO, *,
          max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
     """Read and validate a .kmq file: a path ("-": stdin), the file's bytes, or a binary file object read from
-    its current position. Raises KmqError (FormatError for a malformed file)."""
+    its current position. Raises KmqError (FormatError for a malformed file).
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> data = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1).to_bytes()
+        >>> kmq.read(data).k, kmq.read(io.BytesIO(data)).width  # or kmq.read("photo.kmq")
+        (1, 3)
+    """
     check_max_pixels(max_pixels)
     source = _source(source, "a .kmq file")
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -727,6 +741,13 @@ def export(img: KmqImage, path: str | Path | BinaryIO, *, format: str | None = N
     path may also be a binary file object (io.BytesIO, a file opened "wb"): the image, in format, else the
     one its name's extension names (an open file's), else PNG, is encoded whole first, then written to it at
     its position (nothing written on a failure).
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> img = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1)
+        >>> buffer = io.BytesIO()  # or a path: kmq.export(img, "photo.kmq.png")
+        >>> kmq.export(img, buffer), buffer.getvalue()[1:4]
+        ('PNG', b'PNG')
     """
     _check_image(img)
     writer = _writer(path)
@@ -764,6 +785,13 @@ def write(path: str | Path | BinaryIO, img: KmqImage, *, overwrite: bool = False
 
     Raises KmqError for an existing file (unless overwrite is true) or a failed write, leaving no file;
     ValueError for fields of img that no longer make a valid file; TypeError for a path that is not one.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> img = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1)
+        >>> buffer = io.BytesIO()  # or a path: kmq.write("photo.kmq", img)
+        >>> kmq.write(buffer, img) == len(buffer.getvalue()) == len(img.to_bytes())
+        True
     """
     _check_image(img)
     writer = _writer(path)

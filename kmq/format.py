@@ -80,6 +80,14 @@ class KmqImage:
     labels: (height, width) uint16, every value < k.
     metadata: JSON-serialisable dict; kmq records "distortion" (J) and "seed".
     codec: payload codec used by to_bytes ("raw" by default, see kmq.codecs.NAMES).
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> img = kmq.KmqImage(np.array([[0, 0, 0], [255, 255, 255]], np.uint8), np.array([[0, 1], [1, 0]]))
+        >>> img.k, img.width, img.height, img.labels.dtype
+        (2, 2, 2, dtype('uint16'))
+        >>> img.decode()[0, 1]  # pixel (row 0, column 1): palette entry 1
+        array([255, 255, 255], dtype=uint8)
     """
     palette: np.ndarray
     labels: np.ndarray
@@ -154,7 +162,15 @@ class KmqImage:
 
     def decode(self) -> np.ndarray:
         """The reconstructed pixels: (height, width) uint8 for L, (height, width, channels) uint8 otherwise.
-        Raises ValueError as to_bytes does for fields edited into an invalid image (a label >= k)."""
+        Raises ValueError as to_bytes does for fields edited into an invalid image (a label >= k).
+
+        Example:
+            >>> import numpy as np, kmq
+            >>> grey = kmq.compress(np.array([[0, 255], [255, 0]], np.uint8), k=2)
+            >>> grey.decode()  # two colours at k=2: lossless
+            array([[  0, 255],
+                   [255,   0]], dtype=uint8)
+        """
         self.validate()
         flat = self.labels.reshape(-1)
         pixels = np.empty((flat.size, self.channels), np.uint8)
@@ -207,7 +223,14 @@ class KmqImage:
 
     def to_bytes(self) -> bytes:
         """The whole .kmq file. Raises ValueError (TypeError) for fields that no longer make a valid image,
-        KmqError for a payload over what a reader accepts (max_payload)."""
+        KmqError for a payload over what a reader accepts (max_payload).
+
+        Example:
+            >>> import numpy as np, kmq
+            >>> data = kmq.compress(np.zeros((2, 3), np.uint8), k=1).to_bytes()
+            >>> data[1:4], kmq.read(data).to_bytes() == data  # (data[0] is 0x89, as in a PNG's signature)
+            (b'KMQ', True)
+        """
         self.validate()
         problem = _not_json(self.metadata) or metadata_problem(self.metadata)
         if problem:  # a file kmq writes must be one kmq reads
@@ -233,7 +256,14 @@ class KmqImage:
     @classmethod
     def from_bytes(cls, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> KmqImage:
         """Parse and validate a whole .kmq file (bytes, or any bytes-like object: bytearray, memoryview, a
-        uint8 array). Raises FormatError (ChecksumError for a CRC mismatch)."""
+        uint8 array). Raises FormatError (ChecksumError for a CRC mismatch).
+
+        Example:
+            >>> import numpy as np, kmq
+            >>> img = kmq.compress(np.zeros((2, 3), np.uint8), k=1)
+            >>> kmq.KmqImage.from_bytes(img.to_bytes()) == img
+            True
+        """
         if not isinstance(data, (bytes, bytearray)):
             try:
                 data = memoryview(data).tobytes()

@@ -13,19 +13,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .api import compress, load
+from .api import compress
 from .errors import MONTAGE_HINT, KmqError, exists, named_warnings, naming, warn
 from .fileio import reason, signals_unwind, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage
-from .imageio import LOSSY_FORMATS, load_image, over_white, save_image
+from .format import DEFAULT_MAX_PIXELS, MAX_K, KmqImage
+from .imageio import LOSSY_FORMATS, over_white, save_image
 from .limits import STYLES
 from .palettes import Palette
-from .stats import Steps, ignored_k, ignored_options, record
+from .stats import Source, Steps, ignored_k, ignored_options, input_name, read_input, record
 
 OVERLAY_ALPHA = 0.3
 BOUNDARY_COLOR = (255, 255, 0)
@@ -158,36 +158,34 @@ def masks(labels: np.ndarray, k: int) -> Iterator[np.ndarray]:
         yield labels == i
 
 
-def quantized(source: str | Path | BinaryIO, k: int | None = None, *, seed: int = 0,
+def quantized(source: Source, k: int | None = None, *, seed: int = 0,
               max_pixels: int = DEFAULT_MAX_PIXELS, palette: Any = None, name: str | Path | None = None,
               progress: Callable[[int, int], None] | None = None) -> tuple[KmqImage, np.ndarray]:
     """(the quantized image, the pixels to draw under it) for an image file (clustered here, at k, 16 if None,
     or mapped onto palette when one is given, see kmq.compress) or a .kmq file (its stored labels; the pixels
     are then its reconstruction). Told apart by the magic bytes. A k given for a .kmq of another K, or a
-    palette, does not apply: a KmqWarning says so. source: a path ("-" for stdin) or a binary file (stdin's
-    bytes, once a bulk run has read them); warnings and errors name it as name (by default the path, or
-    "<file>"). progress: as kmq.compress's."""
+    palette, does not apply: a KmqWarning says so. source: a path ("-" for stdin), the file's bytes, or a
+    binary file object read from its current position (stdin's bytes, once a bulk run has read them);
+    warnings and errors name it as name (by default the path, or "<bytes>", a file object's name, else
+    "<stream>", as kmq.compress names them). progress: as kmq.compress's.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> data = kmq.compress(np.array([[0, 255], [255, 0]], np.uint8), k=2).to_bytes()
+        >>> img, base = kmq.segment.quantized(io.BytesIO(data))  # or a path, or an image file's bytes
+        >>> img.k, base.shape
+        (2, (2, 2))
+    """
     if name is None:
-        name = source if isinstance(source, (str, os.PathLike)) else "<file>"
+        name = input_name(source)
     with named_warnings(name):
-        loaded = _loaded(source, name, max_pixels)
+        loaded, _ = read_input(source, str(name), max_pixels=max_pixels)
         if isinstance(loaded, KmqImage):
             ignored_k(name, loaded, [] if k is None else [k])
             ignored_options(name, palette=palette is not None, seed=seed)
             return loaded, loaded.decode()
         with naming(name, KmqError):  # the palette's checks see pixels, not the file
             return compress(loaded, k, seed=seed, palette=palette, progress=progress), loaded
-
-
-def _loaded(source: str | Path | BinaryIO, name: str | Path, max_pixels: int) -> KmqImage | np.ndarray:
-    """As kmq.api.load, for a binary file too: a .kmq by its magic bytes, else an image."""
-    if isinstance(source, (str, os.PathLike)):
-        return load(source, max_pixels=max_pixels)[0]
-    data = source.read()
-    if data[:len(MAGIC)] == MAGIC:
-        with naming(name):
-            return KmqImage.from_bytes(data, max_pixels=max_pixels)
-    return load_image(io.BytesIO(data), max_pixels=max_pixels)
 
 
 def write_masks(img: KmqImage, folder: str | Path, stem: str, *, overwrite: bool = False) -> list[Path]:
@@ -384,7 +382,18 @@ def view_image(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray | Imag
 
 
 def render(img: KmqImage, base: np.ndarray, style: str) -> np.ndarray:
-    """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries."""
+    """A segmentation view of img (see STYLES); base is the image drawn under overlay and boundaries.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> pixels = np.array([[0, 255], [255, 0]], np.uint8)
+        >>> img = kmq.compress(pixels, k=2)
+        >>> kmq.segment.render(img, pixels, "labels")
+        array([[0, 1],
+               [1, 0]], dtype=uint8)
+        >>> kmq.segment.render(img, pixels, "overlay").shape
+        (2, 2, 3)
+    """
     if style == "overlay":
         return overlay(img.labels, base, img.k)
     if style == "labels":
@@ -533,16 +542,17 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
     return list({id(made[k]): made[k] for k in ks}.values())
 
 
-def montage_file(source: str | Path, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
+def montage_file(source: Source, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
                  dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
-    """montage() of an image file. A .kmq file is refused: it holds one K and not the original. Warnings
-    name the source."""
-    with named_warnings(source):
-        loaded, _ = load(source, max_pixels=max_pixels)
+    """montage() of an image file: a path, its bytes or a binary file object (see kmq.stats.read_input). A
+    .kmq file is refused: it holds one K and not the original. Warnings name the source (kmq.stats.input_name)."""
+    name = input_name(source)
+    with named_warnings(name):
+        loaded, _ = read_input(source, name, max_pixels=max_pixels)
         if isinstance(loaded, KmqImage):
-            raise KmqError(f"{source}: a .kmq file holds one K and not the original; give montage the image")
-        with naming(source, KmqError):  # the palette's checks see pixels, not the file
+            raise KmqError(f"{name}: a .kmq file holds one K and not the original; give montage the image")
+        with naming(name, KmqError):  # the palette's checks see pixels, not the file
             return montage(loaded, ks, seed=seed, columns=columns, max_pixels=max_pixels, palette=palette,
                            dither=dither, progress=progress)
 

@@ -1,21 +1,27 @@
 """The size tables of the tutorial, for images and .kmq files, as plain records scripts can rely on."""
 from __future__ import annotations
 
+import io
 import math
+import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence, Union
 
 import numpy as np
 
-from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, compress, load
+from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, _source, compress, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqError, KmqWarning, about, named_warnings, naming, warn
 from .fileio import reading
-from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header, read_kmq
-from .imageio import png8_bytes, webp_lossless_bytes
+from .format import DEFAULT_MAX_PIXELS, MAGIC, KmqImage, parse_header, read_kmq
+from .imageio import check_max_pixels, load_image, png8_bytes, source_name, webp_lossless_bytes
+
+# What measure, describe and kmq.segment read: what kmq.compress (but its arrays and images) and kmq.read take.
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
@@ -52,6 +58,50 @@ class Steps:
             self.progress(min(done, self.total * STEP), self.total * STEP)
 
 
+def input_name(source: Source) -> str:
+    """What records, warnings and errors call an input: its path, as kmq.compress names the others ("<bytes>",
+    "<stdin>", a file object's name, else "<stream>")."""
+    return str(source) if isinstance(source, os.PathLike) else source_name(source)
+
+
+def contents(source: Source, what: str = "an image") -> bytes | BinaryIO:
+    """A source that is no path as kmq.read takes it: bytes (a bytearray or memoryview copied, as kmq.compress
+    does), parsed whole, or a binary file object, read from its position. A text-mode file is a TypeError in
+    kmq.compress's words for `what` (kmq.read's: "a .kmq file")."""
+    source = _source(source, what)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, io.BytesIO):
+        # In memory already: parsed whole, as bytes are, so a .kmq's trailing bytes are counted ("got 68", not
+        # "got more") as before for a bulk run's stdin, which kmq.batch hands over as one.
+        return source.read()
+    if callable(getattr(source, "read", None)):
+        return source
+    raise TypeError(f"{what} is a path, bytes or a binary file object; got {type(source).__name__}")
+
+
+def read_input(source: Source, name: str, *,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage | np.ndarray, int]:
+    """kmq.api.load (either kind of input, told apart by its first bytes; its size in bytes) for every source
+    kmq.compress and kmq.read take: a path ("-": stdin), bytes, a bytearray, a memoryview or a binary file
+    object, read from its current position as kmq.read reads one. A .kmq's errors name it `name`; an image's
+    are load_image's, naming the source as kmq.compress does."""
+    if isinstance(source, (str, os.PathLike)):
+        return load(source, max_pixels=max_pixels)
+    check_max_pixels(max_pixels)
+    data = contents(source)
+    head = data[:len(MAGIC)] if isinstance(data, bytes) else data.read(len(MAGIC))
+    if head == MAGIC:
+        with naming(name):
+            # A stream bounded by the header's declared sizes, as a path is: an endless one cannot fill memory.
+            data = data if isinstance(data, bytes) else read_kmq(data, max_pixels=max_pixels, head=head)
+            return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
+    whole = data if isinstance(data, bytes) else head + data.read()
+    named = io.BytesIO(whole)
+    named.name = source_name(source)  # what load_image's messages call it
+    return load_image(named, max_pixels=max_pixels), len(whole)
+
+
 def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
     """Warn that Ks asked for a .kmq input do not apply, when they differ from the K it holds."""
     other = list(dict.fromkeys(k for k in ks if k != img.k))
@@ -86,6 +136,13 @@ def record(img: KmqImage, file: str, file_bytes: int, *, choices: bool = False) 
 
     The reference sizes (png8_bytes, webp_bytes) are None: measure(reference=True) fills them in.
     choices: also the keys "rdo" and "dither" (the metadata's, or None), for the compress summary lines.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> img = kmq.compress(np.zeros((4, 4, 3), np.uint8), k=1)
+        >>> r = kmq.stats.record(img, "black.kmq", len(img.to_bytes()))
+        >>> r["file"], r["bits_per_label"], r["ratio"], r["psnr"]  # one colour: no label bits, only the palette's
+        ('black.kmq', 0, 0.0625, inf)
     """
     original_bits = img.width * img.height * img.channels * 8
     labels_bits = img.width * img.height * img.bits_per_label
@@ -115,7 +172,7 @@ def reference_sizes(img: KmqImage) -> dict[str, int | None]:
     return {"png8_bytes": None if png is None else len(png), "webp_bytes": None if webp is None else len(webp)}
 
 
-def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
+def measure(source: Source, ks: Sequence[int] = (), *, seed: int = 0, codec: str | None = None,
             reference: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
             palette: Any = None, rdo: float = 0.0, dither: str = "none",
             sweep: bool = False, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -138,25 +195,35 @@ def measure(source: str | Path, ks: Sequence[int] = (), *, seed: int = 0, codec:
     still gives its record.
     progress: an optional callable(done, total), called as each fit and record is done (and now and then
     within a long fit), e.g. to draw a bar; done reaches total at the end. It does not change the records.
-    Warnings name the input.
+    source: a path ("-": stdin), the file's bytes (bytearray, memoryview) or a binary file object read from its
+    current position, as kmq.read reads one; "file", warnings and errors name it as kmq.compress does: the
+    path, or "<bytes>", a file object's name, else "<stream>". A text-mode file is a TypeError.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> from PIL import Image
+        >>> png = io.BytesIO()
+        >>> Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(png, "PNG")  # 64 levels of grey
+        >>> [(r["file"], r["k"], r["bits_per_label"]) for r in kmq.stats.measure(png.getvalue(), [2, 4])]
+        [('<bytes>', 2, 1), ('<bytes>', 4, 2)]
     """
-    with named_warnings(source):
-        records = _measure(source, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
+    name = input_name(source)
+    with named_warnings(name):
+        records = _measure(source, name, ks, seed=seed, codec=codec, reference=reference, max_pixels=max_pixels,
                            palette=palette, rdo=rdo, dither=dither, sweep=sweep, progress=progress)
     if progress is not None:
         progress(1, 1)
     return records
 
 
-def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | None, reference: bool,
+def _measure(source: Source, name: str, ks: Sequence[int], *, seed: int, codec: str | None, reference: bool,
              max_pixels: int, palette: Any, rdo: float, dither: str, sweep: bool,
              progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
-    loaded, size = load(source, max_pixels=max_pixels)
-    name = str(source)
+    loaded, size = read_input(source, name, max_pixels=max_pixels)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
-        ignored_k(source, loaded, ks)
-        ignored_options(source, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep, seed=seed)
+        ignored_k(name, loaded, ks)
+        ignored_options(name, palette=palette is not None, rdo=rdo, dither=dither, sweep=sweep, seed=seed)
         if not chosen:
             return [{**record(loaded, name, size), **(reference_sizes(loaded) if reference else {})}]
         quantized = [loaded]
@@ -165,7 +232,7 @@ def _measure(source: str | Path, ks: Sequence[int], *, seed: int, codec: str | N
         if rdo:  # as kmq.compress: rdo refines the palette it fits
             raise ValueError(PALETTE_RDO)
         steps = Steps(progress, 2)
-        with naming(source, KmqError):  # the palette's checks see pixels, not the file
+        with naming(name, KmqError):  # the palette's checks see pixels, not the file
             quantized = [compress(loaded, palette=palette, dither=dither)]
         steps.step()
     else:
@@ -282,19 +349,24 @@ def palette_entries(palette: np.ndarray, labels: np.ndarray) -> list[dict[str, A
     return palettes.entries(palette, shares(labels, palette.shape[0]))
 
 
-def describe(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+def describe(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
     """Everything a .kmq file says about itself (keys INFO_FIELDS): header, codec, metadata and palette.
 
+    source: as kmq.read's, a path ("-": stdin), the file's bytes or a binary file object read from its current
+    position; "file" is the path, or "<bytes>", a file object's name, else "<stream>".
     Raises FormatError for anything that is not a valid .kmq file.
     """
-    with reading(source) as f, naming(source):
+    check_max_pixels(max_pixels)
+    name = input_name(source)
+    path = isinstance(source, (str, os.PathLike))
+    with reading(source) if path else nullcontext(contents(source, "a .kmq file")) as f, naming(name):
         # Bounded by the header's declared sizes: reading everything first let /dev/zero or `yes |` fill memory.
-        data = read_kmq(f, max_pixels=max_pixels)
+        data = f if isinstance(f, bytes) else read_kmq(f, max_pixels=max_pixels)
         header = parse_header(data, max_pixels=max_pixels)
         img = KmqImage.from_bytes(data, max_pixels=max_pixels)
-    r = record(img, str(source), len(data))
+    r = record(img, name, len(data))
     return {
-        "file": str(source), "file_bytes": len(data), "version": header.version, "width": img.width,
+        "file": name, "file_bytes": len(data), "version": header.version, "width": img.width,
         "height": img.height, "channels": img.channels, "mode": MODES[img.channels],
         "codec": codec_name(header.codec), "k": img.k, "bits_per_label": img.bits_per_label,
         "meta_bytes": header.meta_len, "payload_bytes": header.payload_len, "ratio": r["ratio"],
