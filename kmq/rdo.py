@@ -1429,7 +1429,7 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
             # let go before the run, not after it: the runs it would push out are not alive beside it (the same
             # runs kept once it is in)
             kept = _runs_kept(plain)
-            while len(prepared.runs) >= kept:
+            while prepared.runs and len(prepared.runs) >= kept:
                 del prepared.runs[next(iter(prepared.runs))]
         done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
         _run(done, lam, sweeps, rounds=_image_rounds(prepared, sweeps))
@@ -1439,7 +1439,8 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
         # (settled once here, not in each copy's back-off: a pass over the image, 0.005 s at 2.3 MP)
         _settle(done)
         done.ranking = [None]
-        prepared.runs[key] = done
+        if kept:  # (_RUNS_KEPT = 0: none)
+            prepared.runs[key] = done
     return _copy(done)
 
 
