@@ -1425,6 +1425,12 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
     done = prepared.runs.get(key)
     if done is None:
         plain = prepared.plain
+        if prepared.warm:
+            # let go before the run, not after it: the runs it would push out are not alive beside it (the same
+            # runs kept once it is in)
+            kept = _runs_kept(plain)
+            while prepared.runs and len(prepared.runs) >= kept:
+                del prepared.runs[next(iter(prepared.runs))]
         done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
         _run(done, lam, sweeps, rounds=_image_rounds(prepared, sweeps))
         if not prepared.warm:
@@ -1433,9 +1439,8 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
         # (settled once here, not in each copy's back-off: a pass over the image, 0.005 s at 2.3 MP)
         _settle(done)
         done.ranking = [None]
-        prepared.runs[key] = done
-        while len(prepared.runs) > _RUNS_KEPT:
-            del prepared.runs[next(iter(prepared.runs))]
+        if kept:  # (_RUNS_KEPT = 0: none)
+            prepared.runs[key] = done
     return _copy(done)
 
 
@@ -1460,6 +1465,14 @@ def _image_rounds(prepared: Prepared, sweeps: int) -> int:
 
 
 _RUNS_KEPT = 2  # (12 MP: each holds the image's labels, 12 MB at K <= 255, and its moved pixels, 8 bytes each)
+# From this many pixels a warm Prepared keeps one run: at 24 MP a run with its ranking is ~90 MB, and a search's
+# peak is inside a run beside its K's kept runs (issue 10); a run asked for again after another is made again
+# (the same state)
+_ONE_RUN_AT = 1 << 22
+
+
+def _runs_kept(plain: _State) -> int:
+    return 1 if plain.height * plain.width >= _ONE_RUN_AT else _RUNS_KEPT
 
 
 @dataclass
