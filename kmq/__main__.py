@@ -41,6 +41,7 @@ def main() -> None:
     # every run; with huge pages to spare (just after compacting) the best runs were the same. The input's
     # own buffer (kmq.prefetch) still asks for them: it is one mapping, made at the start.
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    _hold_stdout()
     from . import prefetch
 
     prefetch.start(sys.argv[1:])
@@ -79,6 +80,22 @@ def _keep_freed_memory() -> None:
     mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
     mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
     mallopt(-8, _ARENA_MAX)  # M_ARENA_MAX: before any thread has made its own
+
+
+def _hold_stdout() -> None:
+    """A stdout closed at the start (`>&-`) leaves descriptor 1 free, and the input file the prefetch opens
+    first would take it: kmq.stdout, which points descriptor 1 at /dev/null, then did so under the decode, and
+    the command ended with status 120 and a traceback now and then (a clean-clone CI run of round 48). /dev/null
+    read-only takes it here first, as kmq.stdout would: writing to it fails (EBADF), as to a closed stdout."""
+    import os
+
+    try:
+        os.fstat(1)
+    except OSError:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
 
 
 def _terminable() -> None:

@@ -237,3 +237,18 @@ def test_a_palette_image_through_a_pipe_is_clustered_as_before(tmp_path):
     done = subprocess.run([sys.executable, "-m", "kmq", "palette", str(fifo)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stdout) == (0, "#0000ff 0.6667\n#ff0000 0.3333\n"), done.stderr
+
+
+def test_a_closed_stdout_is_held_before_the_input_is_opened(tmp_path):
+    """With stdout closed, the prefetch's open of the input took descriptor 1, which kmq.stdout then pointed at
+    /dev/null under the decode: status 120 and a traceback now and then (round 48's CI)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from kmq.__main__ import _hold_stdout; _hold_stdout(); "
+            "fd = os.open(sys.argv[1], os.O_RDONLY); sys.stderr.write(str(fd))")
+    (tmp_path / "x").write_bytes(b"x")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x")], env=env, capture_output=False,
+                          stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=60)
+    assert done.returncode == 0 and done.stderr != "1", done.stderr
