@@ -740,9 +740,12 @@ def run(jobs: Iterable[Job], task: Callable[[Job], Result], workers: int | None 
         if workers > 1:
             for _ in range(_POOL_TRIES):
                 todo = yield from _pooled(todo, task, workers)
-            for job in todo:
-                for lost in (yield from _pooled([job], task, 1)):
-                    yield Result(lost, error=about(lost.source, _DIED))
+            for n, job in enumerate(todo):
+                try:
+                    for lost in (yield from _pooled([job], task, 1)):
+                        yield Result(lost, error=about(lost.source, _DIED))
+                except _NoWorkers as e:
+                    raise _NoWorkers(str(e), todo[n:]) from None  # (this job and every one after it)
             return
     except _NoWorkers as e:
         todo = e.jobs

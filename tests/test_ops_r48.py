@@ -252,3 +252,23 @@ def test_a_closed_stdout_is_held_before_the_input_is_opened(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x")], env=env, capture_output=False,
                           stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=60)
     assert done.returncode == 0 and done.stderr != "1", done.stderr
+
+
+def test_no_worker_processes_after_a_pool_broke_loses_no_file(monkeypatch):
+    """Pools that fail to start after a broken one: the jobs left still run, in-process, every one."""
+    jobs = [batch.Job(i, Path(f"{i}.png"), Path(f"{i}.kmq"), 1) for i in range(4)]
+    made = []
+
+    def pooled(jobs_, task, workers):
+        made.append(len(jobs_))
+        if len(made) <= 2:  # two pools broken: every job lost, then each job in a pool of its own
+            return list(jobs_)
+        if len(made) == 3:
+            yield task(jobs_[0])
+            return []
+        raise batch._NoWorkers("no /dev/shm", jobs_)  # the second job's own pool cannot start
+
+    monkeypatch.setattr(batch, "_pooled", pooled)
+    with pytest.warns(Warning, match="cannot start worker processes"):
+        done = [r.job.index for r in batch.run(jobs, lambda job: batch.Result(job), 2)]
+    assert sorted(done) == [0, 1, 2, 3]
