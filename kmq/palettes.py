@@ -302,18 +302,19 @@ def image_shares(path: str | Path, *,
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            if im.mode != "P":
-                return None
+        im = Image.open(path)
     except Exception:  # noqa: BLE001 - not an image Pillow identifies: the caller's own read says why
         return None
-    try:
-        with _image_read(), Image.open(path) as im:
-            colors = np.asarray(_declared(im, max_pixels), np.uint8)
-            counts = np.bincount(np.asarray(im).ravel(), minlength=len(colors))[:len(colors)]
-    except _Bad as e:
-        raise KmqError(f"{path}: {e}") from None
-    return colors, counts / max(1, im.width * im.height)
+    with im:  # (opened once: its header read once)
+        if im.mode != "P":
+            return None
+        try:
+            with _image_read():
+                colors = np.asarray(_declared(im, max_pixels), np.uint8)
+                counts = np.bincount(np.asarray(im).ravel(), minlength=len(colors))[:len(colors)]
+        except _Bad as e:
+            raise KmqError(f"{path}: {e}") from None
+        return colors, counts / max(1, im.width * im.height)
 
 
 def _declared(im: Any, max_pixels: int) -> list[list[int]] | np.ndarray:
