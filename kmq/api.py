@@ -12,7 +12,7 @@ import os
 import stat
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Union
 
 import numpy as np
 from PIL import Image
@@ -39,6 +39,9 @@ __all__ = ["compress", "compress_to", "read", "write", "export", "quantize", "lo
 MAX_ITER = 300
 TOL = 1e-4
 DEFAULT_K = 16  # K when none is given (with a palette, K is its size)
+
+# What load() reads, and kmq.stats and kmq.segment with it: what compress (but its arrays and images) and read take.
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 
 def compress(image: np.ndarray | Image.Image | KmqImage | ImageSource, k: int | None = None, *, seed: int = 0,
@@ -678,14 +681,19 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO, 
         return KmqImage.from_bytes(read_kmq(source, max_pixels=max_pixels), max_pixels=max_pixels)
 
 
-def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage | np.ndarray, int]:
+def load(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+         name: str | None = None) -> tuple[KmqImage | np.ndarray, int]:
     """Either kind of input, told apart by its first bytes (not its name), and its size in bytes.
 
     A .kmq file gives a validated KmqImage; any other file is read as an image: (h, w) or (h, w, 3|4) uint8.
-    A file named *.kmq is held to be one, so a damaged one is reported as such (FormatError), not as "not an
-    image", unless it starts as an image does (a PNG renamed): that is read as an image, with a KmqWarning.
-    "-" reads stdin.
+    The source is anything kmq.compress and kmq.read take but arrays and images: a path ("-": stdin), bytes, a
+    bytearray, a memoryview or a binary file object, read from its current position. A file named *.kmq is held
+    to be one, so a damaged one is reported as such (FormatError), not as "not an image", unless it starts as an
+    image does (a PNG renamed): that is read as an image, with a KmqWarning. A .kmq that is no path is named
+    `name` in its errors (default input_name(source)); an image's errors are load_image's.
     """
+    if not isinstance(source, (str, os.PathLike)):
+        return _load_unnamed(source, input_name(source) if name is None else name, max_pixels)
     check_max_pixels(max_pixels)
     with open_input(source) as f:
         head = f.read(len(MAGIC))
@@ -703,6 +711,46 @@ def load(source: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[K
     named = io.BytesIO(data)
     named.name = "<stdin>" if str(source) == STDIO else str(source)  # what load_image's messages call it
     return load_image(named, max_pixels=max_pixels), len(data)
+
+
+
+def _load_unnamed(source: bytes | bytearray | memoryview | BinaryIO, name: str,
+                  max_pixels: int) -> tuple[KmqImage | np.ndarray, int]:
+    """load() of a source that is no path: bytes or a binary file object."""
+    check_max_pixels(max_pixels)
+    data = contents(source)
+    head = data[:len(MAGIC)] if isinstance(data, bytes) else data.read(len(MAGIC))
+    if head == MAGIC:
+        with naming(name):
+            # A stream bounded by the header's declared sizes, as a path is: an endless one cannot fill memory.
+            data = data if isinstance(data, bytes) else read_kmq(data, max_pixels=max_pixels, head=head)
+            return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
+    whole = data if isinstance(data, bytes) else head + data.read()
+    named = io.BytesIO(whole)
+    named.name = source_name(source)  # what load_image's messages call it
+    return load_image(named, max_pixels=max_pixels), len(whole)
+
+
+def input_name(source: Source) -> str:
+    """What records, warnings and errors call an input: its path, as kmq.compress names the others ("<bytes>",
+    "<stdin>", a file object's name, else "<stream>")."""
+    return str(source) if isinstance(source, os.PathLike) else source_name(source)
+
+
+def contents(source: Source, what: str = "an image") -> bytes | BinaryIO:
+    """A source that is no path as kmq.read takes it: bytes (a bytearray or memoryview copied, as kmq.compress
+    does), parsed whole, or a binary file object, read from its position. A text-mode file is a TypeError in
+    kmq.compress's words for `what` (kmq.read's: "a .kmq file")."""
+    source = _source(source, what)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, io.BytesIO):
+        # In memory already: parsed whole, as bytes are, so a .kmq's trailing bytes are counted ("got 68", not
+        # "got more") as before for a bulk run's stdin, which kmq.batch hands over as one.
+        return source.read()
+    if callable(getattr(source, "read", None)):
+        return source
+    raise TypeError(f"{what} is a path, bytes or a binary file object; got {type(source).__name__}")
 
 
 def _warn_if_misnamed(source: ImageSource) -> None:

@@ -18,14 +18,14 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .api import compress
+from .api import Source, compress, input_name, load
 from .errors import MONTAGE_HINT, KmqError, exists, named_warnings, naming, warn
 from .fileio import reason, signals_unwind, write_atomic
 from .format import DEFAULT_MAX_PIXELS, MAX_K, KmqImage
 from .imageio import LOSSY_FORMATS, over_white, save_image
 from .limits import STYLES
 from .palettes import Palette
-from .stats import Source, Steps, ignored_k, ignored_options, input_name, read_input, record
+from .stats import Steps, ignored_k, ignored_options, record
 
 OVERLAY_ALPHA = 0.3
 BOUNDARY_COLOR = (255, 255, 0)
@@ -179,7 +179,7 @@ def quantized(source: Source, k: int | None = None, *, seed: int = 0,
     if name is None:
         name = input_name(source)
     with named_warnings(name):
-        loaded, _ = read_input(source, str(name), max_pixels=max_pixels)
+        loaded, _ = load(source, max_pixels=max_pixels, name=str(name))
         if isinstance(loaded, KmqImage):
             ignored_k(name, loaded, [] if k is None else [k])
             ignored_options(name, palette=palette is not None, seed=seed)
@@ -545,11 +545,11 @@ def _distinct_pictures(pixels: np.ndarray, ks: list[int], seed: int, dither: str
 def montage_file(source: Source, ks: Sequence[int], *, seed: int = 0, columns: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
                  dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
-    """montage() of an image file: a path, its bytes or a binary file object (see kmq.stats.read_input). A
-    .kmq file is refused: it holds one K and not the original. Warnings name the source (kmq.stats.input_name)."""
+    """montage() of an image file: a path, its bytes or a binary file object (see kmq.api.load). A
+    .kmq file is refused: it holds one K and not the original. Warnings name the source (kmq.api.input_name)."""
     name = input_name(source)
     with named_warnings(name):
-        loaded, _ = read_input(source, name, max_pixels=max_pixels)
+        loaded, _ = load(source, max_pixels=max_pixels, name=name)
         if isinstance(loaded, KmqImage):
             raise KmqError(f"{name}: a .kmq file holds one K and not the original; give montage the image")
         with naming(name, KmqError):  # the palette's checks see pixels, not the file

@@ -1,27 +1,23 @@
 """The size tables of the tutorial, for images and .kmq files, as plain records scripts can rely on."""
 from __future__ import annotations
 
-import io
 import math
 import os
 import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, _source, compress, load
+from .api import DEFAULT_K, PALETTE_RDO, RAW_RDO, Source, compress, contents, input_name, load
 from .codecs import NAMES as CODECS
 from .codecs import codec_name
 from .errors import KmqError, KmqWarning, about, named_warnings, naming, warn
 from .fileio import reading
-from .format import DEFAULT_MAX_PIXELS, MAGIC, KmqImage, parse_header, read_kmq
-from .imageio import check_max_pixels, load_image, png8_bytes, source_name, webp_lossless_bytes
-
-# What measure, describe and kmq.segment read: what kmq.compress (but its arrays and images) and kmq.read take.
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+from .format import DEFAULT_MAX_PIXELS, KmqImage, parse_header, read_kmq
+from .imageio import check_max_pixels, png8_bytes, webp_lossless_bytes
 
 # The record keys, in order. Scripts parse these: never rename or reorder them; new keys go at the end.
 FIELDS = ("file", "width", "height", "channels", "k", "bits_per_label", "original_bits", "labels_bits",
@@ -56,50 +52,6 @@ class Steps:
     def _report(self, done: int) -> None:
         if self.progress is not None:
             self.progress(min(done, self.total * STEP), self.total * STEP)
-
-
-def input_name(source: Source) -> str:
-    """What records, warnings and errors call an input: its path, as kmq.compress names the others ("<bytes>",
-    "<stdin>", a file object's name, else "<stream>")."""
-    return str(source) if isinstance(source, os.PathLike) else source_name(source)
-
-
-def contents(source: Source, what: str = "an image") -> bytes | BinaryIO:
-    """A source that is no path as kmq.read takes it: bytes (a bytearray or memoryview copied, as kmq.compress
-    does), parsed whole, or a binary file object, read from its position. A text-mode file is a TypeError in
-    kmq.compress's words for `what` (kmq.read's: "a .kmq file")."""
-    source = _source(source, what)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    if isinstance(source, io.BytesIO):
-        # In memory already: parsed whole, as bytes are, so a .kmq's trailing bytes are counted ("got 68", not
-        # "got more") as before for a bulk run's stdin, which kmq.batch hands over as one.
-        return source.read()
-    if callable(getattr(source, "read", None)):
-        return source
-    raise TypeError(f"{what} is a path, bytes or a binary file object; got {type(source).__name__}")
-
-
-def read_input(source: Source, name: str, *,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[KmqImage | np.ndarray, int]:
-    """kmq.api.load (either kind of input, told apart by its first bytes; its size in bytes) for every source
-    kmq.compress and kmq.read take: a path ("-": stdin), bytes, a bytearray, a memoryview or a binary file
-    object, read from its current position as kmq.read reads one. A .kmq's errors name it `name`; an image's
-    are load_image's, naming the source as kmq.compress does."""
-    if isinstance(source, (str, os.PathLike)):
-        return load(source, max_pixels=max_pixels)
-    check_max_pixels(max_pixels)
-    data = contents(source)
-    head = data[:len(MAGIC)] if isinstance(data, bytes) else data.read(len(MAGIC))
-    if head == MAGIC:
-        with naming(name):
-            # A stream bounded by the header's declared sizes, as a path is: an endless one cannot fill memory.
-            data = data if isinstance(data, bytes) else read_kmq(data, max_pixels=max_pixels, head=head)
-            return KmqImage.from_bytes(data, max_pixels=max_pixels), len(data)
-    whole = data if isinstance(data, bytes) else head + data.read()
-    named = io.BytesIO(whole)
-    named.name = source_name(source)  # what load_image's messages call it
-    return load_image(named, max_pixels=max_pixels), len(whole)
 
 
 def ignored_k(source: str | Path, img: KmqImage, ks: Sequence[int]) -> None:
@@ -219,7 +171,7 @@ def measure(source: Source, ks: Sequence[int] = (), *, seed: int = 0, codec: str
 def _measure(source: Source, name: str, ks: Sequence[int], *, seed: int, codec: str | None, reference: bool,
              max_pixels: int, palette: Any, rdo: float, dither: str, sweep: bool,
              progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
-    loaded, size = read_input(source, name, max_pixels=max_pixels)
+    loaded, size = load(source, max_pixels=max_pixels, name=name)
     chosen = list(CODECS) if codec == "all" else [codec] if codec else []
     if isinstance(loaded, KmqImage):
         ignored_k(name, loaded, ks)
