@@ -166,6 +166,7 @@ def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -
 
 class _Main(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        _tolerant(sys.stdout)
         # One guard for every command: a full, closed or vanished stdout is one clean error (or a quiet end).
         with stdout.guarded():
             return super().main(*args, **kwargs)
@@ -189,6 +190,19 @@ class _Main(click.Group):
                     pass
             end_by(e.signum if isinstance(e, Terminated) else signal.SIGINT)
             raise
+
+
+def _tolerant(stream: Any) -> None:
+    """A stdout whose encoding is not UTF (LANG=de_DE.ISO-8859-1, a Windows code page) writes what it cannot
+    encode as \\uXXXX, as stderr always does, instead of ending the command with a traceback after its files
+    were written (a name in another script, --help's dash). Tables choose ASCII borders for it (_text)."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding or not callable(getattr(stream, "reconfigure", None)):
+        return
+    import codecs
+
+    if not codecs.lookup(encoding).name.startswith("utf"):
+        stream.reconfigure(errors="backslashreplace")
 
 
 def _palette_option(*conflicts: str):
@@ -520,8 +534,8 @@ def _check_bulk_output(output: str | None) -> None:
     if output is None or output.endswith(("/", os.sep)) or Path(output).exists():
         return
     if Path(output).suffix.lower() == ".kmq" or _named_like_an_image(output):
-        raise click.UsageError(f"-o {output} names a file, but a bulk run writes one file per input into a "
-                               f"folder; end -o with a slash ({output}/) if that is the folder you want")
+        raise click.UsageError(f"-o {_shown(output)} names a file, but a bulk run writes one file per input into "
+                               f"a folder; end -o with a slash ({_shown(output)}/) if that is the folder you want")
 
 
 def _names_a_file(inputs: tuple[str, ...], output: str | None) -> bool:
@@ -906,12 +920,15 @@ def _shown(text: str | Path) -> str:
 
 # Invisible characters that reorder (U+202E) or break (U+2028) the rest of a line: shown as \uXXXX.
 _FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+# But the zero-width joiner and non-joiner, which are letters' business: they join an emoji sequence (👩‍💻) and
+# shape Persian and Indic words, where a name shown with \u200d in it is not the name its owner typed.
+_JOINERS = frozenset("\u200c\u200d")
 
 
 def _escaped_format(c: str) -> str:
     import unicodedata
 
-    if unicodedata.category(c) not in _FORMAT_CATEGORIES:
+    if c in _JOINERS or unicodedata.category(c) not in _FORMAT_CATEGORIES:
         return c
     return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
@@ -995,10 +1012,11 @@ def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") ->
     from rich.text import Text
 
     table = Table(title=title)
-    table.add_column("Metric")
+    # (folded, not cut short: two long names cut to the same first characters could not be told apart)
+    table.add_column("Metric", overflow="fold")
     for r in records:
         # Text, not a str: rich would read a name's "[...]" as markup and drop it.
-        table.add_column(Text(f"{r['title']}\nK={r['k']}"), justify="right")
+        table.add_column(Text(f"{r['title']}\nK={r['k']}"), justify="right", overflow="fold")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     for name, key in _REFERENCE_ROWS:
@@ -1023,13 +1041,29 @@ def _natural_width(renderable: Any) -> int:
     return Console(width=100_000).measure(renderable).maximum
 
 
-def _text(renderable: Any, width: int = 80) -> str:
-    """A rich renderable as plain text (no colour, no terminal codes), the same wherever it is printed."""
+def _text(renderable: Any, width: int | None = None) -> str:
+    """A rich renderable as plain text (no colour, no terminal codes) for stdout: as wide as the terminal (80
+    when stdout is none), its borders ASCII where stdout's encoding has no box-drawing characters."""
+    import shutil
+
     from rich.console import Console
 
-    out = io.StringIO()
+    out = _Encoded(getattr(sys.stdout, "encoding", None) or "utf-8")
+    width = shutil.get_terminal_size((80, 24)).columns if width is None else width
     Console(file=out, width=width, force_terminal=False, color_system=None).print(renderable)
     return out.getvalue().rstrip("\n")
+
+
+class _Encoded(io.StringIO):
+    """Text bound for a stream of this encoding: rich draws its tables in ASCII for one that is not UTF."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # (StringIO's own is None, which rich takes for UTF-8)
+        return self._encoding
 
 
 _RENDER = {"table": _as_table, "tsv": _as_tsv, "csv": _as_csv, "json": _json}
@@ -1187,7 +1221,7 @@ def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     Example:
       kmq segment photo.png -k 3 -o clusters.png
       kmq segment photo.kmq --style labels -o labels.png --masks masks/
-      kmq segment slide1.png --palette stain.gpl --masks masks/   # mask i: the same colour in every slide
+      kmq segment s1.png --palette stain.gpl --masks m/  # mask i: colour i in all
       kmq segment slides/ --palette stain.gpl -o seen/ --masks masks/ -j 2
     """
     from . import segment
@@ -1332,7 +1366,7 @@ def montage(image: str, ks: tuple[int, ...], output: str, columns: int | None, s
     \b
     Example:
       kmq montage photo.png -k 2 -k 3 -k 6 -k 16 -o grid.png
-      kmq montage slide1.png --palette stain.gpl -o check.png   # the original beside its shared palette
+      kmq montage s1.png --palette stain.gpl -o check.png  # the shared palette
     """
     from . import segment
 
@@ -1473,7 +1507,7 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
     Example:
       kmq palette photo.png -k 8                        # hex codes and shares
       kmq palette photo.kmq -o swatch.png --proportional
-      kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for the whole series
+      kmq palette slides/ -k 6 -o stain.gpl -j 2        # one palette for a series
       kmq palette stain.gpl -o stain.png                # a palette file's swatch
     """
     from . import api, palettes, segment, stats
@@ -1485,8 +1519,8 @@ def palette_command(inputs: tuple[str, ...], k: int | None, seed: int, output: s
         raise click.UsageError(STDIN_ALONE)
     single = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     if proportional and single and _is_palette_file(inputs[0]):
-        raise click.UsageError(f"{inputs[0]} is a palette file, which holds no shares: --proportional has no "
-                               f"bar to draw")
+        raise click.UsageError(f"{_shown(inputs[0])} is a palette file, which holds no shares: --proportional "
+                               f"has no bar to draw")
     with _reported():
         _refuse_terminal(output)
         if output is not None and output != STDIO:

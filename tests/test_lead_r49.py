@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -33,3 +34,86 @@ def test_load_names_an_unnamed_kmq_in_its_errors():
     assert api.load(data)[0].k == 1
     with pytest.raises(kmq.FormatError, match="^upload: "):
         api.load(data[:-3], name="upload")
+
+
+# --- names, encodings and widths on the command line (the round's trial of non-ASCII users) ----------------
+
+from click.testing import CliRunner  # noqa: E402
+
+from kmq.cli import _shown, main  # noqa: E402
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    return tmp_path, pixels
+
+
+def _save(folder, name, pixels):
+    path = folder / name
+    Image.fromarray(pixels).save(path, "PNG")
+    return path
+
+
+def test_a_latin1_stdout_gets_escapes_not_a_traceback(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    _save(folder, "猫.png", pixels)
+    result = CliRunner(charset="latin-1").invoke(main, ["compress", "猫.png", "-k", "2"], prog_name="kmq")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("\\u732b.png -> \\u732b.kmq: k=2")
+    assert (folder / "猫.kmq").exists()
+
+
+def test_a_latin1_stdout_gets_ascii_borders(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    (folder / "in").mkdir()
+    _save(folder / "in", "café.png", pixels)
+    result = CliRunner(charset="latin-1").invoke(main, ["compress", "in", "-k", "2", "-o", "out/"],
+                                                 prog_name="kmq")
+    assert result.exit_code == 0, result.output
+    assert "café.png -> out/café.kmq" in result.stdout
+    assert "+---" in result.stdout and "─" not in result.stdout and "━" not in result.stdout
+    help_text = CliRunner(charset="latin-1").invoke(main, ["compress", "--help"], prog_name="kmq")
+    assert help_text.exit_code == 0 and "Floyd\\u2013Steinberg" in help_text.stdout
+
+
+def test_a_long_name_is_folded_in_the_stats_table_not_cut(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    names = [f"vacation_2026_12_07_beach_sunset_panorama_{x}.png" for x in "ab"]
+    for name in names:
+        _save(folder, name, pixels)
+    result = CliRunner().invoke(main, ["stats", *names, "-k", "2"], env={"COLUMNS": "40"}, prog_name="kmq")
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    # each name's pieces, read down its column, give the whole name
+    cells = ["".join(re.split("[|┃│]", line)[2].strip() for line in table.splitlines()[2:6])
+             for table in result.stdout.split("\n\n")]
+    assert [c.removesuffix("K=2") for c in cells] == names
+
+
+def test_joiners_are_shown_as_typed_and_bidi_controls_escaped():
+    assert _shown("👩\u200d💻 work.png") == "👩\u200d💻 work.png"
+    assert _shown("\u0645\u06cc\u200c\u062e.png") == "\u0645\u06cc\u200c\u062e.png"
+    assert _shown("rtl\u202eoverride.png") == "rtl\\u202eoverride.png"
+    assert _shown("zw\u200bsp.png") == "zw\\u200bsp.png"
+
+
+def test_usage_errors_show_names_on_one_line(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    _save(folder, "a.png", pixels)
+    _save(folder, "b.png", pixels)
+    result = CliRunner().invoke(main, ["compress", "a.png", "b.png", "-o", "out\n\x1b[31mx.kmq"], prog_name="kmq")
+    assert result.exit_code == 2
+    line = [x for x in result.stderr.splitlines() if x.startswith("Error:")]
+    assert line == ["Error: -o out\\n\\x1b[31mx.kmq names a file, but a bulk run writes one file per input into "
+                    "a folder; end -o with a slash (out\\n\\x1b[31mx.kmq/) if that is the folder you want"]
+    (folder / "pal\nette.gpl").write_text("GIMP Palette\n0 0 0\n")
+    result = CliRunner().invoke(main, ["palette", "pal\nette.gpl", "--proportional", "-o", "s.png"],
+                                prog_name="kmq")
+    assert result.exit_code == 2
+    assert "Error: pal\\nette.gpl is a palette file" in result.stderr
