@@ -28,6 +28,8 @@ from .errors import (CLI_WORDS, KmqError, KmqWarning, about, counted, out_of_mem
 from .fileio import (STDIN_ALONE, STDIO, STDOUT_NOT_BULK, Terminated, check_distinct, check_writable, end_by,
                      is_special, names_stdout, stdin, write_atomic)
 from .limits import DEFAULT_MAX_PIXELS, DITHERS, MAX_K, MAX_PSNR, MAX_RDO, STYLES
+from .names import one_line as _one_line
+from .names import shown as _shown
 
 if TYPE_CHECKING:  # kmq.batch (process pools) is imported only by the bulk runs that use it
     from . import batch, palettes
@@ -260,8 +262,8 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            # 1e6 too, as scripts print sizes
-            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", str(value))
+            # 1e6 too, as scripts print sizes; "200 kB" too, but not "1\nk"
+            match = re.fullmatch(r"\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?) *([A-Za-z]*)\s*", str(value))
             unit = self._UNITS.get(match.group(2).lower()) if match else None
             if unit is None or not math.isfinite(float(match.group(1)) * unit):  # 1e308k overflows to inf
                 self.fail(f"{value!r} is not a size: use bytes (200000), k/M/G (200k, 1.5M: 1000s) "
@@ -871,24 +873,8 @@ def _json(value: Any) -> str:
     return json.dumps(_jsonable(value), indent=2)
 
 
-# In TSV the backslash escapes (as in PostgreSQL's COPY text format): a field never holds a raw tab or line
-# break, so `cut -f` and line-based tools see every record whole.
-_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _tsv_field(value: Any) -> str:
     return "" if value is None else _one_line(str(value))
-
-
-def _one_line(text: str) -> str:
-    """text escaped as a TSV field (a file name with a tab or a line break in it) and valid Unicode, so that
-    a record stays one line on stdout (human output goes further: _shown)."""
-    return valid_unicode(text.translate(_TSV_ESCAPES))
-
-
-# The control characters _one_line leaves: an escape sequence in a file name would drive the terminal
-# (colours, cursor moves, a cleared screen) from a line that only reports on the file.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _error(e: KmqError | str) -> str:
@@ -907,30 +893,6 @@ def _reworded(message: str) -> str:
 def _cli_words(result: dict[str, Any]) -> dict[str, Any]:
     """A bulk run's result for --summary json, its error as the Error: line on stderr says it."""
     return {**result, "error": _reworded(result["error"])} if result["error"] else result
-
-
-def _shown(text: str | Path) -> str:
-    """text as human output shows it (file names in the line after each file, tables, Warning: and Error:
-    lines): one line as _one_line escapes it, other control characters as \\xNN, invisible format characters
-    and line or paragraph separators (Unicode Cf, Zl, Zp) as \\uXXXX, so no name can garble, reorder or
-    restyle a line. Records for scripts (tsv, csv, json) keep their own documented escapes."""
-    shown = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _one_line(str(text)))
-    return "".join(_escaped_format(c) for c in shown) if not shown.isascii() else shown
-
-
-# Invisible characters that reorder (U+202E) or break (U+2028) the rest of a line: shown as \uXXXX.
-_FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
-# But the zero-width joiner and non-joiner, which are letters' business: they join an emoji sequence (👩‍💻) and
-# shape Persian and Indic words, where a name shown with \u200d in it is not the name its owner typed.
-_JOINERS = frozenset("\u200c\u200d")
-
-
-def _escaped_format(c: str) -> str:
-    import unicodedata
-
-    if c in _JOINERS or unicodedata.category(c) not in _FORMAT_CATEGORIES:
-        return c
-    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
 
 def _as_tsv(records: list[dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from .errors import KmqError, KmqWarning
 from .fileio import check_writable, write_atomic
-from .format import valid_unicode
+from .names import shown
 
 INSTALL = "pip install 'kmq[plot]'"
 FORMATS = ("png", "svg", "pdf")
@@ -62,8 +62,8 @@ def write_chart(records: list[dict[str, Any]], path: str | Path, *, overwrite: b
     placed = points(records)
     if not placed:
         raise KmqError("nothing to plot: every record is lossless (PSNR inf)")
-    shown = {r["file"] for r in placed}
-    for file in dict.fromkeys(r["file"] for r in records if r["file"] not in shown):
+    drawn = {r["file"] for r in placed}
+    for file in dict.fromkeys(r["file"] for r in records if r["file"] not in drawn):
         warnings.warn(f"{file}: lossless at every K asked (or J unknown): no line on the chart", KmqWarning,
                       stacklevel=2)
     figure = _figure(placed, title)
@@ -80,14 +80,24 @@ def _save(figure: Any, f: Any, fmt: str) -> None:
     import matplotlib  # (imported by _figure already)
 
     # An SVG's element ids are random unless salted: the same records would give other bytes on each run.
-    with matplotlib.rc_context({"svg.hashsalt": "kmq"}):
+    with matplotlib.rc_context({"svg.hashsalt": "kmq"}), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         figure.savefig(f, format=fmt, metadata=_METADATA[fmt])
+    # matplotlib warns once per character its font lacks (a CJK name: one line per ideograph): said once here.
+    missing = [w for w in caught if str(w.message).startswith("Glyph ")]
+    for w in caught:
+        if w not in missing:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        warnings.warn(f"the chart's font has no glyph for {len(missing)} character(s) of its names: drawn as "
+                      f"boxes", KmqWarning, stacklevel=4)
 
 
 def _name(file: str) -> str:
-    """A file's name as chart text: valid Unicode (a name that is not UTF-8 holds lone surrogates, which the
-    renderer refuses) and its dollar signs literal (between two, matplotlib would read maths)."""
-    return valid_unicode(Path(file).name).replace("$", r"\$")
+    """A file's name as chart text: as the command line shows it (one line, valid Unicode: a name that is not
+    UTF-8 holds lone surrogates, which the renderer refuses; no U+202E drawing the rest reversed), its dollar
+    signs literal (between two, matplotlib would read maths)."""
+    return shown(Path(file).name).replace("$", r"\$")
 
 
 def _figure(records: list[dict[str, Any]], title: str | None) -> Any:

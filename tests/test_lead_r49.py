@@ -40,7 +40,8 @@ def test_load_names_an_unnamed_kmq_in_its_errors():
 
 from click.testing import CliRunner  # noqa: E402
 
-from kmq.cli import _shown, main  # noqa: E402
+from kmq.cli import main  # noqa: E402
+from kmq.names import shown as _shown  # noqa: E402
 
 
 @pytest.fixture()
@@ -117,3 +118,30 @@ def test_usage_errors_show_names_on_one_line(photo, monkeypatch):
                                 prog_name="kmq")
     assert result.exit_code == 2
     assert "Error: pal\\nette.gpl is a palette file" in result.stderr
+
+
+def test_a_size_is_one_line(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    _save(folder, "a.png", pixels)
+    result = CliRunner().invoke(main, ["compress", "a.png", "--codec", "ctx", "--max-bytes", "1\nk"],
+                                prog_name="kmq")
+    assert result.exit_code == 2 and "is not a size" in result.stderr
+    assert not (folder / "a.kmq").exists()
+    result = CliRunner().invoke(main, ["compress", "a.png", "--codec", "ctx", "--max-bytes", "1 k"],
+                                prog_name="kmq")
+    assert result.exit_code == 0, result.output
+
+
+def test_chart_names_are_shown_as_lines_are_and_missing_glyphs_said_once(tmp_path, recwarn):
+    pytest.importorskip("matplotlib")
+    from kmq import plot, stats
+
+    data = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)).save(data, "PNG")
+    assert plot._name("rtl\u202eoverride\n.png") == "rtl\\u202eoverride\\n.png"
+    records = [{**r, "file": name} for name in ("猫の写真.png", "b.png")
+               for r in stats.measure(data.getvalue(), [2, 4])]
+    plot.write_chart(records, tmp_path / "c.png")
+    glyphs = [str(w.message) for w in recwarn if "glyph" in str(w.message).lower()]
+    assert glyphs == ["the chart's font has no glyph for 4 character(s) of its names: drawn as boxes"]
