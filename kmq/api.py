@@ -58,8 +58,9 @@ def compress(image: np.ndarray | Image.Image | KmqImage | ImageSource, k: int | 
     KmqWarning) when the image has fewer distinct colours than k; each label is the nearest palette entry;
     metadata holds "distortion" and "seed".
     seed: K-Means' seed (np.random.default_rng(seed)): the same image, k and seed give the same bytes.
-    max_iter, tol: K-Means' limits (Lloyd updates; relative change of J that ends them); max_iter is
-    recorded in the metadata when not the default.
+    max_iter, tol: K-Means' limits: the most Lloyd updates, and the end once the centroids' summed squared
+    shift in an update is at most tol times the pixels' mean per-channel variance (scikit-learn's tol); each
+    is recorded in the metadata when not the default.
     codec: "raw" (default; labels packed at ceil(log2 k) bits), "ctx" or "lzma" (see docs/CODECS.md).
     max_pixels: larger images are refused (KmqError) before they are decoded.
     Raises ValueError or TypeError for a bad argument, KmqError for an image that cannot be read or is over

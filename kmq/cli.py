@@ -142,11 +142,11 @@ def _bulk_options(*summary_names: str):
     return decorate
 
 
-def _skip_option(f):
+def _skip_option(outputs: str = "its output is"):
+    """--skip-existing, its help naming the command's own outputs."""
     return click.option("--skip-existing", "skip_existing", is_flag=True,
-                        help="Leave an input alone when its output is there already (segment: its picture and, "
-                             "with --masks, any mask of its name): a re-run of a folder does only what is new. "
-                             "Not with -f.")(f)
+                        help=f"Leave an input alone when {outputs} there already: a re-run of a folder does only "
+                             f"what is new. Not with -f.")
 
 
 def _check_skip(skip_existing: bool, force: bool) -> None:
@@ -333,7 +333,7 @@ RDO_OPTION = click.option("--rdo", type=_Finite(0, MAX_RDO), default=0.0, metava
 @_dither_option("--rdo", "--psnr", "--max-bytes")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
-@_skip_option
+@_skip_option()
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--format", "--summary")
 def compress(images: tuple[str, ...], k: int | None, rdo: float, psnr: float | None, max_bytes: int | None,
@@ -645,7 +645,7 @@ def _plural(n: int, word: str) -> str:
                    "palette image: the same pixels in fewer bytes). Not for GIF, always a palette image.")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
-@_skip_option
+@_skip_option()
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--summary")
 def decompress(files: tuple[str, ...], output: str | None, fmt: str | None, truecolor: bool, max_pixels: int,
@@ -1164,7 +1164,7 @@ def _clustering_options(f):
 @_palette_option("-k", "--seed")
 @_max_pixels_option
 @click.option("-f", "--force", is_flag=True, help="Replace outputs that exist.")
-@_skip_option
+@_skip_option("its picture and, with --masks, a mask of its name are")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but warnings and errors.")
 @_bulk_options("--summary")
 def segment_command(inputs: tuple[str, ...], k: int | None, seed: int, output: str | None, fmt: str | None,

@@ -546,7 +546,17 @@ def montage_file(source: Source, ks: Sequence[int], *, seed: int = 0, columns: i
                  max_pixels: int = DEFAULT_MAX_PIXELS, palette: Palette | None = None,
                  dither: str = "none", progress: Callable[[int, int], None] | None = None) -> Montage:
     """montage() of an image file: a path, its bytes or a binary file object (see kmq.api.load). A
-    .kmq file is refused: it holds one K and not the original. Warnings name the source (kmq.api.input_name)."""
+    .kmq file is refused: it holds one K and not the original. Warnings name the source (kmq.api.input_name).
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> from PIL import Image
+        >>> png = io.BytesIO()
+        >>> Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(png, "PNG")  # or "photo.png"
+        >>> m = kmq.segment.montage_file(png.getvalue(), [2, 4])
+        >>> [p.title for p in m.panels], m.pixels.dtype
+        (['original', 'K = 2', 'K = 4'], dtype('uint8'))
+    """
     name = input_name(source)
     with named_warnings(name):
         loaded, _ = load(source, max_pixels=max_pixels, name=name)

@@ -307,6 +307,13 @@ def describe(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[st
     source: as kmq.read's, a path ("-": stdin), the file's bytes or a binary file object read from its current
     position; "file" is the path, or "<bytes>", a file object's name, else "<stream>".
     Raises FormatError for anything that is not a valid .kmq file.
+
+    Example:
+        >>> import numpy as np, kmq
+        >>> data = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1).to_bytes()  # or kmq.stats.describe("a.kmq")
+        >>> d = kmq.stats.describe(data)
+        >>> d["file"], d["width"], d["height"], d["k"], d["codec"], d["palette"][0]["hex"]
+        ('<bytes>', 3, 2, 1, 'raw', '#000000')
     """
     check_max_pixels(max_pixels)
     name = input_name(source)
