@@ -482,6 +482,12 @@ class _Bar:
                 self.bar.stop()
 
 
+def _bars_drawn(stream: Any) -> bool:
+    """Whether a progress bar can be drawn on stream: a terminal that can move its cursor (TERM=dumb, as Emacs'
+    shell sets, cannot: rich then draws nothing but left a blank line at the end)."""
+    return stream.isatty() and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+
+
 @contextmanager
 def _fit_progress(quiet: bool, what: str, after: float = _QUICK, percent: bool = True) -> Iterator[Any]:
     """A progress callback for a long K-Means (or a target's search, a stats run, a montage): on a terminal, a
@@ -489,7 +495,7 @@ def _fit_progress(quiet: bool, what: str, after: float = _QUICK, percent: bool =
     has reported by then (a long step, such as lzma coding 12 MP, would otherwise leave the screen blank), a
     count without an end until the first report; with after 0, at the first report. None when quiet or piped.
     percent: the bar shows a percentage, else done/total (a count, where the total is known only at the end)."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or not _bars_drawn(sys.stderr):
         yield None
         return
     bar = _Bar(what, after, percent)
@@ -1080,7 +1086,7 @@ def _say_problems(result: batch.Result, say: Any, held: list | None = None) -> N
 def _progress(jobs: list[batch.Job], quiet: bool) -> Iterator[tuple[Any, Any]]:
     """(say(text, to_stderr), advance(job)): on a terminal a rich bar on stderr (files, bytes, ETA) with the
     lines printed above it; piped or with -q, plain lines and no bar."""
-    if quiet or not (sys.stdout.isatty() and sys.stderr.isatty()):
+    if quiet or not (sys.stdout.isatty() and _bars_drawn(sys.stderr)):
         yield (lambda text, err: click.echo(text, err=err)), (lambda job: None)
         return
     from rich.console import Console

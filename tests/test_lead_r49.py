@@ -145,3 +145,19 @@ def test_chart_names_are_shown_as_lines_are_and_missing_glyphs_said_once(tmp_pat
     plot.write_chart(records, tmp_path / "c.png")
     glyphs = [str(w.message) for w in recwarn if "glyph" in str(w.message).lower()]
     assert glyphs == ["the chart's font has no glyph for 4 character(s) of its names: drawn as boxes"]
+
+
+@pytest.mark.parametrize("term, drawn", [("dumb", False), ("unknown", False), ("xterm-256color", True)])
+def test_no_bar_on_a_terminal_that_cannot_move_its_cursor(monkeypatch, term, drawn):
+    import sys
+
+    from kmq import cli
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Tty())
+    monkeypatch.setenv("TERM", term)
+    with cli._fit_progress(False, "fit", after=0) as bar:
+        assert (bar is not None) == drawn
