@@ -24,7 +24,7 @@ from .dither import distortion as dither_distortion
 from .dither import floyd_steinberg
 from .errors import KmqError, naming, warn
 from .fileio import STDIO, check_writable, open_input, reading, stdin, write_atomic
-from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq
+from .format import DEFAULT_MAX_PIXELS, MAGIC, MAX_K, KmqImage, image_format, read_kmq, read_up_to
 from .imageio import (ImageSource, check_max_pixels, clear_transparent, drop_alpha, format_for, from_pillow, load_image,
                       opaque, save_quantized, source_name, warn_extension_mismatch, writable_format)
 from .limits import MAX_PSNR, MAX_RDO
@@ -692,6 +692,17 @@ def load(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     to be one, so a damaged one is reported as such (FormatError), not as "not an image", unless it starts as an
     image does (a PNG renamed): that is read as an image, with a KmqWarning. A .kmq that is no path is named
     `name` in its errors (default input_name(source)); an image's errors are load_image's.
+
+    Example:
+        >>> import io, numpy as np, kmq
+        >>> from PIL import Image
+        >>> png = io.BytesIO()
+        >>> Image.fromarray(np.zeros((2, 3), np.uint8)).save(png, "PNG")
+        >>> pixels, size = kmq.api.load(png.getvalue())  # or kmq.api.load("photo.png")
+        >>> pixels.shape, size
+        ((2, 3), 68)
+        >>> kmq.api.load(kmq.compress(pixels, k=1).to_bytes())[0].k  # a .kmq: its KmqImage
+        1
     """
     if not isinstance(source, (str, os.PathLike)):
         return _load_unnamed(source, input_name(source) if name is None else name, max_pixels)
@@ -714,13 +725,13 @@ def load(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     return load_image(named, max_pixels=max_pixels), len(data)
 
 
-
 def _load_unnamed(source: bytes | bytearray | memoryview | BinaryIO, name: str,
                   max_pixels: int) -> tuple[KmqImage | np.ndarray, int]:
     """load() of a source that is no path: bytes or a binary file object."""
     check_max_pixels(max_pixels)
     data = contents(source)
-    head = data[:len(MAGIC)] if isinstance(data, bytes) else data.read(len(MAGIC))
+    # (a raw pipe's read(4) may return fewer: a .kmq whose first bytes came late was read as an image)
+    head = data[:len(MAGIC)] if isinstance(data, bytes) else bytes(read_up_to(data, len(MAGIC)))
     if head == MAGIC:
         with naming(name):
             # A stream bounded by the header's declared sizes, as a path is: an endless one cannot fill memory.

@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
 from PIL import Image
@@ -168,10 +168,13 @@ def _is_bulk(inputs: tuple[str, ...], output: str | None, summary: str | None) -
 
 class _Main(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        _tolerant(sys.stdout)
-        # One guard for every command: a full, closed or vanished stdout is one clean error (or a quiet end).
-        with stdout.guarded():
-            return super().main(*args, **kwargs)
+        restore = _tolerant(sys.stdout)
+        try:
+            # One guard for every command: a full, closed or vanished stdout is one clean error (or a quiet end).
+            with stdout.guarded():
+                return super().main(*args, **kwargs)
+        finally:
+            restore()  # (a program running kmq in its own process keeps its stdout as it was)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -194,17 +197,26 @@ class _Main(click.Group):
             raise
 
 
-def _tolerant(stream: Any) -> None:
+def _tolerant(stream: Any) -> Callable[[], None]:
     """A stdout whose encoding is not UTF (LANG=de_DE.ISO-8859-1, a Windows code page) writes what it cannot
     encode as \\uXXXX, as stderr always does, instead of ending the command with a traceback after its files
-    were written (a name in another script, --help's dash). Tables choose ASCII borders for it (_text)."""
-    encoding = getattr(stream, "encoding", None)
-    if not encoding or not callable(getattr(stream, "reconfigure", None)):
-        return
+    were written (a name in another script, --help's dash). Tables choose ASCII borders for it (_text).
+    Returns what puts the stream's own handling back."""
+    errors = getattr(stream, "errors", None)
+    if _encoding(stream).startswith("utf") or not callable(getattr(stream, "reconfigure", None)):
+        return lambda: None
+    stream.reconfigure(errors="backslashreplace")
+    return lambda: stream.reconfigure(errors=errors)
+
+
+def _encoding(stream: Any) -> str:
+    """The stream's encoding by its codec's own name (cp65001 is utf-8); utf-8 where it has none or an unknown one."""
     import codecs
 
-    if not codecs.lookup(encoding).name.startswith("utf"):
-        stream.reconfigure(errors="backslashreplace")
+    try:
+        return codecs.lookup(getattr(stream, "encoding", None) or "utf-8").name
+    except LookupError:
+        return "utf-8"
 
 
 def _palette_option(*conflicts: str):
@@ -833,7 +845,9 @@ def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
     # A script parses json, tsv and csv even when every input failed: [] or the header line, not nothing.
     # Through fileio, as every byte stream to stdout (kmq.stdout makes a failure there one clean error).
     if records or fmt != "table":
-        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode())
+        # Scripts' formats are UTF-8 wherever they go; the table, for people, in their terminal's encoding.
+        encoding = ("utf-8", "strict") if fmt != "table" else (_encoding(sys.stdout), "backslashreplace")
+        write_atomic(STDIO, (_RENDER[fmt](records) + ("" if fmt == "csv" else "\n")).encode(*encoding))
 
 
 def _stats_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
@@ -983,8 +997,9 @@ def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") ->
     # (folded, not cut short: two long names cut to the same first characters could not be told apart)
     table.add_column("Metric", overflow="fold")
     for r in records:
-        # Text, not a str: rich would read a name's "[...]" as markup and drop it.
-        table.add_column(Text(f"{r['title']}\nK={r['k']}"), justify="right", overflow="fold")
+        # Text, not a str: rich would read a name's "[...]" as markup and drop it. The name folds, a number
+        # is cut with an ellipsis (folded, 165074 over 4 reads as two numbers).
+        table.add_column(Text(f"{r['title']}\nK={r['k']}", overflow="fold"), justify="right")
     for name, cell in _TABLE_ROWS:
         table.add_row(name, *(cell(r) for r in records))
     for name, key in _REFERENCE_ROWS:
@@ -1016,7 +1031,7 @@ def _text(renderable: Any, width: int | None = None) -> str:
 
     from rich.console import Console
 
-    out = _Encoded(getattr(sys.stdout, "encoding", None) or "utf-8")
+    out = _Encoded(_encoding(sys.stdout))
     width = shutil.get_terminal_size((80, 24)).columns if width is None else width
     Console(file=out, width=width, force_terminal=False, color_system=None).print(renderable)
     return out.getvalue().rstrip("\n")

@@ -311,12 +311,12 @@ def read_kmq(f: BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS, head: bytes =
     /dev/zero peaked at 698 MB for its declared 338). The result still needs KmqImage.from_bytes (CRC,
     payload, labels).
     """
-    data = _read_up_to(f, HEADER_SIZE - len(head), bytearray(head))
+    data = read_up_to(f, HEADER_SIZE - len(head), bytearray(head))
     header = _parse_fields(data, max_pixels)
     on_disk = _remaining_on_disk(f)
     if on_disk is not None:
         _check_size(header, len(data) + on_disk)
-    _read_up_to(f, header.file_size - len(data) + 1, data)
+    read_up_to(f, header.file_size - len(data) + 1, data)
     if len(data) > header.file_size:
         raise FormatError(f"trailing bytes: expected {header.file_size} bytes {_parts(header)}, got more")
     _check_size(header, len(data))
@@ -331,13 +331,13 @@ def read_front(f: BinaryIO, *,
     read_kmq (against the bytes on disk for a regular file), at most 32 + 65536·4 + 65535 bytes are read, and
     the payload and CRC are left for KmqImage.from_bytes. max_pixels None: no pixel limit (the caller's own).
     """
-    head = _read_up_to(f, HEADER_SIZE)
+    head = read_up_to(f, HEADER_SIZE)
     header = _parse_fields(head, MAX_SIDE * MAX_SIDE if max_pixels is None else max_pixels)
     on_disk = _remaining_on_disk(f)
     if on_disk is not None:
         _check_size(header, len(head) + on_disk)
     palette_len = header.k * header.channels
-    front = bytes(_read_up_to(f, palette_len + header.meta_len))  # (the palette a read-only view, as before)
+    front = bytes(read_up_to(f, palette_len + header.meta_len))  # (the palette a read-only view, as before)
     if len(front) < palette_len + header.meta_len:
         raise FormatError(f"truncated file: expected {header.file_size} bytes {_parts(header)}, "
                           f"got {len(head) + len(front)}")
@@ -345,7 +345,7 @@ def read_front(f: BinaryIO, *,
     return header, palette, _parse_metadata(front[palette_len:], HEADER_SIZE + palette_len)
 
 
-def _read_up_to(f: BinaryIO, n: int, into: bytearray | None = None) -> bytearray:
+def read_up_to(f: BinaryIO, n: int, into: bytearray | None = None) -> bytearray:
     """Up to n more bytes of f, appended to into (or a new bytearray), which is returned."""
     data = bytearray() if into is None else into
     # In chunks: read(n) with a huge n may reserve n bytes before the stream turns out to be short.

@@ -17,9 +17,10 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # Invisible characters that reorder (U+202E) or break (U+2028) the rest of a line: shown as \uXXXX.
 _FORMAT_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
-# But the zero-width joiner and non-joiner, which are letters' business: they join an emoji sequence (👩‍💻) and
-# shape Persian and Indic words, where a name shown with \u200d in it is not the name its owner typed.
-_JOINERS = frozenset("\u200c\u200d")
+# But the zero-width joiner and non-joiner between two characters beyond ASCII, which are letters' business
+# there: they join an emoji sequence (👩‍💻) and shape Persian and Indic words, where a name shown with \u200d in
+# it is not the name its owner typed. Elsewhere (a\u200db.png) they would only hide that two names differ.
+_JOINED = re.compile("(?<=[^\x00-\x7f])[\u200c\u200d](?=[^\x00-\x7f])")
 
 
 def one_line(text: str) -> str:
@@ -34,12 +35,18 @@ def shown(text: str | Path) -> str:
     format characters and line or paragraph separators (Unicode Cf, Zl, Zp) as \\uXXXX, so no name can
     garble, reorder or restyle a line. Records for scripts (tsv, csv, json) keep their own documented escapes."""
     text = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", one_line(str(text)))
-    return "".join(_escaped_format(c) for c in text) if not text.isascii() else text
+    if text.isascii():
+        return text
+    joined = {m.start() for m in _JOINED.finditer(text)}
+    return "".join(c if i in joined else _escaped_format(c) for i, c in enumerate(text))
+
+
+def escaped(c: str) -> str:
+    """A character as \\uXXXX (\\UXXXXXXXX above U+FFFF)."""
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
 
 
 def _escaped_format(c: str) -> str:
     import unicodedata
 
-    if c in _JOINERS or unicodedata.category(c) not in _FORMAT_CATEGORIES:
-        return c
-    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+    return escaped(c) if unicodedata.category(c) in _FORMAT_CATEGORIES else c

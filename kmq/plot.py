@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from .errors import KmqError, KmqWarning
 from .fileio import check_writable, write_atomic
-from .names import shown
+from .names import escaped, shown
 
 INSTALL = "pip install 'kmq[plot]'"
 FORMATS = ("png", "svg", "pdf")
@@ -66,7 +66,10 @@ def write_chart(records: list[dict[str, Any]], path: str | Path, *, overwrite: b
     for file in dict.fromkeys(r["file"] for r in records if r["file"] not in drawn):
         warnings.warn(f"{file}: lossless at every K asked (or J unknown): no line on the chart", KmqWarning,
                       stacklevel=2)
-    figure = _figure(placed, title)
+    figure, lacking = _figure(placed, title)
+    if lacking:
+        warnings.warn(f"the chart's font has no glyph for {len(lacking)} character(s) of its names: written as "
+                      f"{', '.join(escaped(c) for c in sorted(lacking))}", KmqWarning, stacklevel=2)
     write_atomic(path, lambda f: _save(figure, f, fmt), overwrite=overwrite)
     return len(placed)
 
@@ -80,27 +83,30 @@ def _save(figure: Any, f: Any, fmt: str) -> None:
     import matplotlib  # (imported by _figure already)
 
     # An SVG's element ids are random unless salted: the same records would give other bytes on each run.
-    with matplotlib.rc_context({"svg.hashsalt": "kmq"}), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with matplotlib.rc_context({"svg.hashsalt": "kmq"}):
         figure.savefig(f, format=fmt, metadata=_METADATA[fmt])
-    # matplotlib warns once per character its font lacks (a CJK name: one line per ideograph): said once here.
-    missing = [w for w in caught if str(w.message).startswith("Glyph ")]
-    for w in caught:
-        if w not in missing:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if missing:
-        warnings.warn(f"the chart's font has no glyph for {len(missing)} character(s) of its names: drawn as "
-                      f"boxes", KmqWarning, stacklevel=4)
 
 
-def _name(file: str) -> str:
-    """A file's name as chart text: as the command line shows it (one line, valid Unicode: a name that is not
-    UTF-8 holds lone surrogates, which the renderer refuses; no U+202E drawing the rest reversed), its dollar
-    signs literal (between two, matplotlib would read maths)."""
-    return shown(Path(file).name).replace("$", r"\$")
+def _names(files: list[str]) -> tuple[dict[str, str], set[str]]:
+    """Each file's name as chart text, and the characters of them the chart's font lacks.
+
+    As the command line shows a name (one line, valid Unicode: a name that is not UTF-8 holds lone surrogates,
+    which the renderer refuses; no U+202E drawing the rest reversed), its dollar signs literal (between two,
+    matplotlib would read maths), and a character the font has no glyph for written \\uXXXX: matplotlib would
+    draw a box, which tells no name from another, and warn once per character and drawing (a CJK name as SVG:
+    a dozen lines)."""
+    from matplotlib import font_manager
+
+    # The first font of the default family only: a fallback list set by the user (rcParams) is not searched.
+    font = font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+    names = {file: shown(Path(file).name).replace("$", r"\$") for file in files}
+    lacking = {c for name in names.values() for c in name if not c.isascii() and font.get_char_index(ord(c)) == 0}
+    if lacking:
+        names = {file: "".join(escaped(c) if c in lacking else c for c in name) for file, name in names.items()}
+    return names, lacking
 
 
-def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
+def _figure(records: list[dict[str, Any]], title: str | None) -> tuple[Any, set[str]]:
     import logging
 
     # Where HOME is read-only matplotlib logs two lines about its config and cache folders (it then uses a
@@ -113,6 +119,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     except ImportError:
         raise KmqError(f"plotting needs matplotlib: {INSTALL}") from None
     inputs = list(dict.fromkeys(r["file"] for r in records))
+    names, lacking = _names(inputs)
     codecs = list(dict.fromkeys(r["codec"] for r in records))
     figure = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -126,7 +133,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     for n, file in enumerate(inputs):
         style = _LINE_STYLES[n % len(_LINE_STYLES)]
         dot = _MARKERS[n // len(_LINE_STYLES) % len(_MARKERS)]
-        suffix = f" · {_name(file)}" if len(inputs) > 1 else ""
+        suffix = f" · {names[file]}" if len(inputs) > 1 else ""
         mine = [r for r in records if r["file"] == file]
         for codec in codecs:
             line = sorted((r for r in mine if r["codec"] == codec), key=lambda r: r["bits_per_pixel"])
@@ -154,7 +161,7 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bits per pixel (file)")
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title or ("Rate–distortion: " + (_name(inputs[0]) if len(inputs) == 1 else
+    ax.set_title(title or ("Rate–distortion: " + (names[inputs[0]] if len(inputs) == 1 else
                                                    f"{len(inputs)} inputs")) + " (K at the points)")
     ax.grid(True, which="both", linewidth=0.4, alpha=0.5)
     # A long legend (several inputs) goes beside the axes, where it hides no point.
@@ -163,4 +170,4 @@ def _figure(records: list[dict[str, Any]], title: str | None) -> Any:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     else:
         ax.legend(fontsize=8, loc="lower right")
-    return figure
+    return figure, lacking

@@ -29,6 +29,28 @@ def test_load_reads_bytes_and_streams_as_it_reads_a_path(png, wrap):
     assert np.array_equal(api.load(path)[0], loaded)
 
 
+def test_load_waits_for_a_slow_pipe_s_first_bytes():
+    import os
+    import threading
+    import time
+
+    data = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1).to_bytes()
+    r, w = os.pipe()
+
+    def write():
+        os.write(w, data[:2])
+        time.sleep(0.2)  # (sequencing, not timing: the reader must not decide on 2 bytes)
+        os.write(w, data[2:])
+        os.close(w)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(r, "rb", buffering=0) as f:
+        loaded, size = api.load(f)
+    writer.join()
+    assert isinstance(loaded, kmq.KmqImage) and size == len(data)
+
+
 def test_load_names_an_unnamed_kmq_in_its_errors():
     data = kmq.compress(np.zeros((2, 3, 3), np.uint8), k=1).to_bytes()
     assert api.load(data)[0].k == 1
@@ -101,6 +123,8 @@ def test_joiners_are_shown_as_typed_and_bidi_controls_escaped():
     assert _shown("\u0645\u06cc\u200c\u062e.png") == "\u0645\u06cc\u200c\u062e.png"
     assert _shown("rtl\u202eoverride.png") == "rtl\\u202eoverride.png"
     assert _shown("zw\u200bsp.png") == "zw\\u200bsp.png"
+    # between ASCII letters a joiner would only hide that two names differ
+    assert _shown("a\u200db.png") == "a\\u200db.png" and _shown("\u200d.png") == "\\u200d.png"
 
 
 def test_usage_errors_show_names_on_one_line(photo, monkeypatch):
@@ -133,18 +157,23 @@ def test_a_size_is_one_line(photo, monkeypatch):
     assert result.exit_code == 0, result.output
 
 
-def test_chart_names_are_shown_as_lines_are_and_missing_glyphs_said_once(tmp_path, recwarn):
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_chart_names_are_shown_as_lines_are_and_missing_glyphs_said_once(tmp_path, recwarn, suffix):
     pytest.importorskip("matplotlib")
     from kmq import plot, stats
 
     data = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)).save(data, "PNG")
-    assert plot._name("rtl\u202eoverride\n.png") == "rtl\\u202eoverride\\n.png"
-    records = [{**r, "file": name} for name in ("猫の写真.png", "b.png")
+    names, lacking = plot._names(["rtl\u202eoverride\n.png", "猫猫の.png", "café.png"])
+    assert list(names.values()) == ["rtl\\u202eoverride\\n.png", "\\u732b\\u732b\\u306e.png", "café.png"]
+    assert lacking == {"猫", "の"}
+    records = [{**r, "file": name} for name in ("猫猫の.png", "b.png")
                for r in stats.measure(data.getvalue(), [2, 4])]
-    plot.write_chart(records, tmp_path / "c.png")
-    glyphs = [str(w.message) for w in recwarn if "glyph" in str(w.message).lower()]
-    assert glyphs == ["the chart's font has no glyph for 4 character(s) of its names: drawn as boxes"]
+    plot.write_chart(records, tmp_path / f"c.{suffix}")
+    said = [(str(w.message), w.filename) for w in recwarn]
+    assert said == [("the chart's font has no glyph for 2 character(s) of its names: written as \\u306e, "
+                     "\\u732b", __file__)]
+
 
 
 @pytest.mark.parametrize("term, drawn", [("dumb", False), ("unknown", False), ("xterm-256color", True)])
@@ -161,3 +190,29 @@ def test_no_bar_on_a_terminal_that_cannot_move_its_cursor(monkeypatch, term, dra
     monkeypatch.setenv("TERM", term)
     with cli._fit_progress(False, "fit", after=0) as bar:
         assert (bar is not None) == drawn
+
+
+def test_the_stats_table_is_in_the_terminal_s_encoding_and_scripts_formats_in_utf8(photo, monkeypatch):
+    folder, pixels = photo
+    monkeypatch.chdir(folder)
+    _save(folder, "café.png", pixels)
+    runner = CliRunner(charset="latin-1")
+    table = runner.invoke(main, ["stats", "café.png", "-k", "2"], prog_name="kmq")
+    assert table.exit_code == 0 and "café.png" in table.stdout and "+---" in table.stdout
+    tsv = runner.invoke(main, ["stats", "café.png", "-k", "2", "--format", "tsv"], prog_name="kmq")
+    assert "café.png".encode() in tsv.stdout_bytes
+
+
+def test_a_stream_is_given_back_as_it_was():
+    from kmq.cli import _tolerant
+
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    restore = _tolerant(stream)
+    assert stream.errors == "backslashreplace"
+    restore()
+    assert stream.errors == "strict"
+
+    class Odd(io.StringIO):
+        encoding = "no-such-codec"
+
+    _tolerant(Odd())()  # an encoding Python does not know: taken as UTF-8, left alone

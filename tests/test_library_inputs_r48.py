@@ -168,7 +168,7 @@ def test_an_endless_stream_after_a_kmq_is_read_no_further_than_its_header_says(i
 
 
 # The public functions and methods whose help() shows an example that runs.
-EXAMPLES = ["kmq.api.compress_to", "kmq.api.read", "kmq.api.write", "kmq.api.export", "kmq.format.KmqImage",
+EXAMPLES = ["kmq.api.compress_to", "kmq.api.read", "kmq.api.load", "kmq.api.write", "kmq.api.export", "kmq.format.KmqImage",
             "kmq.format.KmqImage.from_bytes", "kmq.format.KmqImage.to_bytes", "kmq.format.KmqImage.decode",
             "kmq.stats.measure", "kmq.stats.record", "kmq.stats.describe", "kmq.segment.quantized",
             "kmq.segment.render", "kmq.segment.montage_file"]

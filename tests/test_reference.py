@@ -230,7 +230,7 @@ def _records(files, codecs=("ctx",)):
 def test_plot_draws_every_input_as_a_line_of_its_own(codecs):
     # A new user's five photos with the old styles cycled by four: the first and the fifth drew the same line.
     files = [f"photo{i}.png" for i in range(5)]
-    ax = plot._figure(_records(files, codecs), None).axes[0]
+    ax = plot._figure(_records(files, codecs), None)[0].axes[0]
     looks = {}
     for line in ax.get_lines():
         looks.setdefault(line.get_label().split(" · ")[1], set()).add(
@@ -247,7 +247,7 @@ def test_plot_never_draws_a_line_in_a_references_colour(codecs):
     # Round 32's inputs took the colours after the references': the 9th and 10th input wore PNG-8's and WebP's.
     records = [dict(r, png8_bytes=10 * r["k"], webp_bytes=9 * r["k"])
                for r in _records([f"photo{i}.png" for i in range(10)], codecs)]
-    lines = plot._figure(records, None).axes[0].get_lines()
+    lines = plot._figure(records, None)[0].axes[0].get_lines()
     refs = {line.get_color() for line in lines if "(same pixels)" in line.get_label()}
     kmq_lines = {line.get_color() for line in lines if line.get_label().startswith("kmq ")}
     assert len(refs) == 2 and not refs & kmq_lines
