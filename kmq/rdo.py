@@ -416,127 +416,176 @@ def _based(pidx: np.ndarray, width: int) -> tuple[np.ndarray, list[int]]:
     return pidx + low, [off - low for off in offsets]
 
 
+# Bits of a run's per-pixel flags (_run): one byte a pixel where the three masks were three (48 MP: 96 MB fewer)
+_AWAY = 1  # the pixel may be away from its nearest entry (a sweep moved it, or it was in s.moved)
+_TODO = 2  # the sweep visits it (a neighbour or itself changed in the sweep before)
+_BEFORE = 4  # the sweep before visited it
+
+
+class _Phases:
+    """The padded labels of a run's sweeps as their four polyphase parts (every other row and column), which
+    stand in for them while the sweeps run (48 MP at K = 256: 96 MB of uint16 labels not held beside them): a
+    parity class's neighbours at one offset all lie in one part, whose rows are contiguous (the comparisons on
+    views of them are 2-3x faster than on views of the padded labels with a step of 2)."""
+
+    def __init__(self, padded: np.ndarray) -> None:
+        self.shape, self.dtype = padded.shape, padded.dtype
+        self.parts = [[np.ascontiguousarray(padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
+
+    def padded(self) -> np.ndarray:
+        """The padded labels again."""
+        padded = np.empty(self.shape, self.dtype)
+        for p in (0, 1):
+            for q in (0, 1):
+                padded[p::2, q::2] = self.parts[p][q]
+        return padded
+
+    def view(self, a: int, b: int, di: int, dj: int, r0: int, r1: int, cols: int) -> np.ndarray:
+        """The labels at (di, dj) from the pixels of class (a, b) in its rows r0..r1 (cols of them a row)."""
+        r, c = 1 + a + di, 1 + b + dj
+        return self.parts[r % 2][c % 2][r // 2 + r0:r // 2 + r1, c // 2:c // 2 + cols]
+
+    def spots(self, a: int, b: int) -> list[tuple[np.ndarray, int, int]]:
+        """For class (a, b), the pixel itself and its neighbours at _OFFSETS: (the flat part, its offset from
+        row * its width + column in the class's grid, which of the two part widths it is)."""
+        out = []
+        for di, dj in ((0, 0), *_OFFSETS):
+            r, c = 1 + a + di, 1 + b + dj
+            part = self.parts[r % 2][c % 2]
+            out.append((part.reshape(-1), (r // 2) * part.shape[1] + c // 2, c % 2))
+        return out
+
+    def width(self, q: int) -> int:
+        return self.parts[0][q].shape[1]
+
+
 def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | None = None, step: int = 0,
            before: np.ndarray | None = None, away: np.ndarray | None = None) -> np.ndarray | int:
     """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
     that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
-    changed. stamp: _mark's, padded, int8, written here with step + 1 + the class for each class's moves;
-    with todo, the steps of the sweep before are step - 3 .. step, and ``before`` its todo (None: all). A
-    pixel that sweep visited (in its todo) whose neighbours have all kept their labels since (none stamped
-    after its own class's step there) would keep its label (it holds the least cost of the same candidates,
-    and a tie keeps the current label), so it is not visited again: the same labels, and at 12 MP (K = 16,
-    --rdo 2) a second sweep hands _choose 0.38-0.97x the pixels (noisy 1 006 000 -> 386 000, detailed 721 000
-    -> 356 000, china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000).
-    away: (H*W,) bool, the pixels that may be away from their nearest entry, kept by a caller that sweeps
-    again (_run): the moves are added to it and s.moved is left as it was, for the caller to set from it
-    once (12 MP: a pass over the mask, 0.014 s, and its rebuilding, 0.002, spared per sweep after the first),
-    and only how many moved is returned (the mask holds them: 12 MP at --rdo 28 moves 5 M, 40 MB as a list)."""
+    changed. stamp, step and before: as _sweep_on's; away: (H*W,) bool, the pixels that may be away from
+    their nearest entry, kept by a caller that sweeps again: the moves are added to it and s.moved is left as
+    it was, and only how many moved is returned. (_run sweeps on its own flags and phases: _sweep_on.)"""
     _settle(s)
-    height, width = s.height, s.width
-    flat = s.padded.reshape(-1)
-    hidden = _hidden(s.palette)  # (the palette moves between sweeps, not within one)
     kept = away is not None
-    if not kept:
-        away = _away(s)
-    # Before any pixel moved, every pixel is at its nearest entry: that candidate is its own label.
-    moved_any = len(s.moved) > 0 or (kept and bool(away.any()))
-    # When todo is much of the image, the pixels worth visiting are found on views of the whole labels
-    # (those outside todo masked out): far cheaper than gathering todo's neighbours by index. The views are
-    # of the four polyphase parts of the padded labels (every other row and column), kept up to date below:
-    # their rows are contiguous, which makes the comparisons 2-3x faster than on views with a step of 2.
-    dense = todo is None or np.count_nonzero(todo) * _DENSE > height * width
+    flags = (away if kept else _away(s)).astype(np.uint8)
+    moved_any = len(s.moved) > 0 or bool(flags.any())
+    for mask, bit in ((todo, _TODO), (before, _BEFORE)):
+        if mask is not None:
+            flags[mask.reshape(-1)] |= bit
+    phases = _Phases(s.padded)
+    changed: list[np.ndarray] = []
+    count = _sweep_on(s, phases, lam, flags, todo is not None, stamp, step, before is not None, moved_any,
+                      None if kept else changed)
+    s.padded = phases.padded()
+    if kept:
+        np.bitwise_and(flags, _AWAY, out=away.view(np.uint8))
+        return count
+    s.moved = _positions(flags, _AWAY)
+    return np.concatenate(changed) if changed else np.zeros(0, np.intp)
 
-    def fresh(stamped: np.ndarray, visited: np.ndarray | None, cls: int) -> np.ndarray:
-        """Which pixels of class cls may gain from a visit, given their stamps and whether the sweep before
-        visited them (None: it visited all)."""
+
+def _sweep_on(s: _State, phases: _Phases, lam: float, flags: np.ndarray, todo: bool, stamp: np.ndarray | None,
+              step: int, before: bool, moved_any: bool, changed: list | None = None) -> int:
+    """One pass over the four parity classes on the labels ``phases`` (s.padded is not read), visiting the
+    pixels flagged _TODO (all if not ``todo``) that could gain from a move; returns how many moved, each
+    flagged _AWAY in ``flags`` ((H*W,) uint8; s.moved is not read, but for the nearest entries, nor set) and,
+    if ``changed`` is a list, added to it (flat, sorted within each parity class). stamp: _mark's, padded,
+    int8, written here with step + 1 + the class for each class's moves; with todo, the steps of the sweep
+    before are step - 3 .. step, and _BEFORE flags its todo (if ``before``; else it visited all). A pixel
+    that sweep visited whose neighbours have all kept their labels since (none stamped after its own class's
+    step there) would keep its label (it holds the least cost of the same candidates, and a tie keeps the
+    current label), so it is not visited again: the same labels, and at 12 MP (K = 16, --rdo 2) a second
+    sweep hands _choose 0.38-0.97x the pixels (noisy 1 006 000 -> 386 000, detailed 721 000 -> 356 000,
+    china + noise 857 000 -> 587 000, astronaut 88 000 -> 86 000). moved_any: whether any pixel may be away
+    from its nearest entry (else every pixel is: that candidate is its own label)."""
+    height, width = s.height, s.width
+    hidden = _hidden(s.palette)  # (the palette moves between sweeps, not within one)
+    flags2 = flags.reshape(height, width)
+    # When todo is much of the image, the pixels worth visiting are found on views of the whole labels
+    # (those outside todo masked out): far cheaper than gathering todo's neighbours by index.
+    dense = not todo or _flagged(flags, _TODO) * _DENSE > height * width
+
+    def fresh(stamped: np.ndarray, f: np.ndarray, cls: int) -> np.ndarray:
+        """Which pixels of class cls may gain from a visit, given their stamps and flags."""
         new = stamped > step - 3 + cls
-        return new if visited is None else new | ~visited
+        return new | ((f & _BEFORE) == 0) if before else new
     movable = _movable(s, lam)
     table = s.colours.table(s.palette)
-    if dense:
-        phases = [[np.ascontiguousarray(s.padded[p::2, q::2]) for q in (0, 1)] for p in (0, 1)]
-        away2 = away.reshape(height, width)
-        visit = todo
-        stamps = None if stamp is None else stamp[1:-1, 1:-1]
-    changed: list[np.ndarray] = []
+    stamps = None if stamp is None else stamp[1:-1, 1:-1]
     count = 0
     for cls in range(4):
         a, b = divmod(cls, 2)
+        spots = phases.spots(a, b)
+        own, own_off, own_q = spots[0]
         # The class's pixels are taken a band of rows (dense) or _CHUNK of todo's at a time: no two of them are
         # neighbours, so a piece's moves change nothing another piece of the class reads (12 MP at --rdo 28:
         # a class's 3 M pixels held 290 MB of indices, gathers and costs at once).
+        shape = ((height - a + 1) // 2, (width - b + 1) // 2)
         if dense:
-            shape = ((height - a + 1) // 2, (width - b + 1) // 2)
             band = max(1, _CHUNK // max(1, shape[1]))
             pieces = [(r0, min(r0 + band, shape[0])) for r0 in range(0, shape[0], band)]
         else:
-            pieces = _chunks(np.flatnonzero(todo[a::2, b::2]))
+            pieces = _chunks(np.flatnonzero(np.bitwise_and(flags2[a::2, b::2], _TODO)))
         for piece in pieces:
             if dense:
                 r0, r1 = piece
-
-                def part(di: int, dj: int) -> np.ndarray:
-                    """The labels at (di, dj) from each pixel of the band, as a view of a polyphase part."""
-                    r, c = 1 + a + di, 1 + b + dj
-                    return phases[r % 2][c % 2][r // 2 + r0:r // 2 + r1, c // 2:c // 2 + shape[1]]
-
-                def of(mask: np.ndarray) -> np.ndarray:
-                    """mask's pixels of the class in the band."""
-                    return mask[a::2, b::2][r0:r1]
-                agree = _agreement([part(di, dj) for di, dj in _OFFSETS], part(0, 0))
+                f = flags2[a::2, b::2][r0:r1]  # (the class's flags in the band)
+                agree = _agreement([phases.view(a, b, di, dj, r0, r1, shape[1]) for di, dj in _OFFSETS],
+                                   phases.view(a, b, 0, 0, r0, r1, shape[1]))
                 # A pixel at its nearest label that agrees with half the weight or more keeps it: any other
                 # label agrees with at most the other half and is no nearer (and a pixel inside a region agrees
-                # with all of it). Pixels not in s.moved are at their nearest.
+                # with all of it). Pixels not flagged _AWAY are at their nearest.
                 live = agree < _HALF
                 if movable is not None:  # (looked up only under half the weight: movable is at most _HALF)
                     at = np.flatnonzero(live)
                     rows = at // shape[1]
                     idx = (2 * (rows + r0) + a) * width + 2 * (at - rows * shape[1]) + b
                     live.reshape(-1)[at] = agree.reshape(-1)[at] < movable[s.colours.at(idx)]
-                if moved_any:  # (else away is all False: a run's first sweep spares a strided pass a class)
-                    live |= of(away2)
-                if todo is not None:
-                    live &= of(visit)
+                if moved_any:  # (else none is flagged: a run's first sweep spares a strided pass a class)
+                    live |= np.bitwise_and(f, _AWAY).view(bool)
+                if todo:
+                    live &= np.bitwise_and(f, _TODO) != 0
                     if stamps is not None:
-                        live &= fresh(of(stamps), None if before is None else of(before), cls)
+                        live &= fresh(stamps[a::2, b::2][r0:r1], f, cls)
                 at = np.flatnonzero(live)
                 rows = at // shape[1]
                 cols = at - rows * shape[1]
                 agree = agree.reshape(-1)[at]
                 rows += r0
                 idx = (2 * rows + a) * width + 2 * cols + b
-                pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
-                cur = flat[pidx]
-                base, shifts = _based(pidx, width)
-                nbs = [flat[off:][base] for off in shifts]
+                bases = [rows * phases.width(q) + cols for q in (0, 1)]
+                cur = own[own_off:][bases[own_q]]
+                nbs = [part[off:][bases[q]] for part, off, q in spots[1:]]
             else:
                 # The class's pixels of todo, found on its view (every other row and column): ascending, as they
                 # would be picked from all of todo's by parity, without dividing every one of todo's positions by
                 # the width and comparing its parity four times (a 1920x1200 screenshot's search: 1.1 M in all)
-                at = piece
-                cols_c = (width - b + 1) // 2
-                rows = at // cols_c
-                idx = at - rows * cols_c  # (its column in the class)
-                idx *= 2
+                rows = piece // shape[1]
+                cols = piece - rows * shape[1]
+                idx = cols * 2
                 idx += rows * (2 * width) + (a * width + b)
-                pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
                 if stamp is not None:
-                    keep = fresh(stamp.reshape(-1)[pidx], None if before is None else before.reshape(-1)[idx], cls)
-                    idx, pidx = idx[keep], pidx[keep]
-                cur = flat[pidx]
+                    pidx = idx + 4 * rows + 2 * a + width + 3  # (_padded_at without its division)
+                    keep = fresh(stamp.reshape(-1)[pidx], flags[idx], cls)
+                    idx, rows, cols = idx[keep], rows[keep], cols[keep]
+                bases = [rows * phases.width(q) + cols for q in (0, 1)]
+                cur = own[own_off:][bases[own_q]]
                 # Only pixels at a label boundary, or away from their nearest entry, can move (read before
                 # the other 4 neighbours: at low rdo most of todo is neither).
-                moving = away[idx]
-                base, shifts = _based(pidx, width)
-                for off in shifts[:4]:  # (views, as below: no index array made per neighbour)
-                    moving |= cur != flat[off:][base]
-                idx, pidx, cur, base = idx[moving], pidx[moving], cur[moving], base[moving]
-                nbs = [flat[off:][base] for off in shifts]
+                away = np.bitwise_and(flags[idx], _AWAY).view(bool)
+                moving = away.copy()
+                for part, off, q in spots[1:5]:  # (views, as below: no index array made per neighbour)
+                    moving |= cur != part[off:][bases[q]]
+                idx, rows, cols, cur, away = idx[moving], rows[moving], cols[moving], cur[moving], away[moving]
+                bases = [base[moving] for base in bases]
+                nbs = [part[off:][bases[q]] for part, off, q in spots[1:]]
                 agree = _agreement(nbs, cur)
-                live = (agree < (_HALF if movable is None else movable[s.colours.at(idx)])) | away[idx]
+                live = (agree < (_HALF if movable is None else movable[s.colours.at(idx)])) | away
                 # (filtering costs a copy of every array: worth it only when it drops most pixels)
                 if 2 * np.count_nonzero(live) < len(live):
-                    idx, pidx, cur, agree = idx[live], pidx[live], cur[live], agree[live]
+                    idx, rows, cols, cur, agree = idx[live], rows[live], cols[live], cur[live], agree[live]
+                    bases = [base[live] for base in bases]
                     nbs = [nb[live] for nb in nbs]
             if len(idx) == 0:
                 continue
@@ -551,24 +600,24 @@ def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | N
             # (a pixel that stays keeps its distance: only the moves are written and summed)
             moves = np.flatnonzero(best_c != cur)
             to = best_c[moves]
-            flat[pidx[moves]] = to
+            own[own_off:][bases[own_q][moves]] = to
             s.total += dist.moved_sum(moves, to) - int(dcur[moves].sum(dtype=np.int64))
-            if dense:
-                own = phases[(1 + a) % 2][(1 + b) % 2]
-                own[(1 + a) // 2 + rows[moves], (1 + b) // 2 + cols[moves]] = to
             _recount(s, to, cur[moves])
-            # (the class's moves are never read in this sweep's away: it is read only at the class's own pixels,
-            # a piece's own; s.moved stays sorted through the mask, and _mark needs no order)
-            away[idx[moves]] = True
+            # (the class's moves are never read in this sweep's _AWAY flags: they are read only at the class's
+            # own pixels, a piece's own; _mark needs no order)
+            moved = idx[moves]
+            flags[moved] |= _AWAY
             count += len(moves)
-            if not kept:
-                changed.append(idx[moves])
+            if changed is not None:
+                changed.append(moved)
             if stamp is not None:
-                _mark(s, stamp, pidx[moves], step + 1 + cls)
-    if kept:
-        return count
-    s.moved = _positions(away)
-    return np.concatenate(changed) if changed else np.zeros(0, np.intp)
+                _mark(s, stamp, _padded_at(s, moved), step + 1 + cls)
+    return count
+
+
+def _flagged(flags: np.ndarray, bit: int) -> int:
+    """How many of flags have ``bit``, a _CHUNK at a time (no mask the size of the image)."""
+    return sum(np.count_nonzero(np.bitwise_and(flags[at], bit)) for at in _chunk_slices(len(flags)))
 
 
 def _movable(s: _State, lam: float) -> np.ndarray | None:
@@ -788,17 +837,17 @@ def _chunks(idx: np.ndarray) -> list[np.ndarray]:
     return [idx[at] for at in _chunk_slices(len(idx))]
 
 
-def _positions(mask: np.ndarray) -> np.ndarray:
-    """np.flatnonzero(mask), as int32 where every padded position fits (_padded_at), filled a _CHUNK of mask at
-    a time: what a state keeps as s.moved (12 MP at --rdo 28: 5 M pixels, 20 MB where intp held 40)."""
+def _positions(mask: np.ndarray, bit: int | None = None) -> np.ndarray:
+    """np.flatnonzero(mask) (of mask & bit, with a bit of _run's flags), as int32 where every padded position
+    fits (_padded_at), filled a _CHUNK of mask at a time: what a state keeps as s.moved (12 MP at --rdo 28: 5 M
+    pixels, 20 MB where intp held 40)."""
     n = mask.size
-    if 3 * n + 6 >= 1 << 31:  # (the padded labels' size is at most that, whatever the shape)
-        return np.flatnonzero(mask)
     flat = mask.reshape(-1)
-    out = np.empty(np.count_nonzero(flat), np.int32)
+    big = 3 * n + 6 >= 1 << 31  # (the padded labels' size is at most that, whatever the shape)
+    out = np.empty(np.count_nonzero(flat) if bit is None else _flagged(flat, bit), np.intp if big else np.int32)
     end = 0
     for at in _chunk_slices(n):
-        idx = np.flatnonzero(flat[at])
+        idx = np.flatnonzero(flat[at] if bit is None else np.bitwise_and(flat[at], bit))
         idx += at.start
         out[end:end + len(idx)] = idx
         end += len(idx)
@@ -896,23 +945,48 @@ def _separation(palette: np.ndarray) -> np.ndarray:
 
 
 def _run(s: _State, lam: float, sweeps: int, sample: bool = False, rounds: int = _ROUNDS) -> None:
-    """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine)."""
+    """Rounds of sweeps at lam, each followed by a palette refinement; sample: s is a sample's (_refine). The
+    sweeps run on the labels' polyphase parts, s.padded let go meanwhile (_Phases), and keep their masks as
+    the bits of one byte a pixel (_AWAY, _TODO, _BEFORE): 48 MP at K = 256 held 96 MB of padded labels and
+    144 of masks more (--rdo 28: 748 MB at the peak)."""
     for _ in range(rounds):
-        todo = before = None
-        # (a pixel can only gain from a move if a neighbour moved: _sweep)
-        stamp = np.zeros((s.height + 2, s.width + 2), np.int8) if sweeps > 1 else None
         _settle(s)
-        away = _away(s)
+        phases = _Phases(s.padded)
+        s.padded = None  # (made again from the phases after the sweeps)
+        moved_any = len(s.moved) > 0
+        flags = _away(s).view(np.uint8)  # (True is 1: _AWAY)
+        # (a pixel can only gain from a move if a neighbour moved: _sweep_on)
+        stamp = np.zeros((s.height + 2, s.width + 2), np.int8) if sweeps > 1 else None
         for sweep in range(sweeps):
             step = 4 * sweep
-            changed = _sweep(s, lam, todo, stamp, step, before, away)
+            changed = _sweep_on(s, phases, lam, flags, sweep > 0, stamp, step, sweep > 1, moved_any)
             if changed == 0 or sweep == sweeps - 1:
                 break
-            todo, before = stamp[1:-1, 1:-1] > step, todo
-        s.moved = _positions(away)  # (sorted, as the mask is)
-        # (the sweeps' masks let go before the refinement's passes: 4 bytes a pixel, 192 MB at 48 MP)
-        del stamp, todo, before, away
+            moved_any = True
+            _next_todo(flags, stamp, step, s.width)
+        s.moved = _positions(flags, _AWAY)  # (sorted, as the mask is)
+        # (the sweeps' masks let go before the labels are made again and the refinement's passes)
+        del stamp, flags
+        s.padded = phases.padded()
+        del phases
         _refine(s, sample)
+
+
+def _next_todo(flags: np.ndarray, stamp: np.ndarray, step: int, width: int) -> None:
+    """After the sweep at step: each pixel's _BEFORE becomes its _TODO, and _TODO whether it was stamped in that
+    sweep, a band of rows at a time (no mask the size of the image)."""
+    rows = flags.reshape(-1, width)
+    inner = stamp[1:-1, 1:-1]
+    band = max(1, _CHUNK // max(1, width))
+    for r0 in range(0, len(rows), band):
+        f = rows[r0:r0 + band]
+        was = np.bitwise_and(f, _TODO)
+        was <<= 1  # (_TODO -> _BEFORE)
+        f &= _AWAY
+        f |= was
+        new = np.greater(inner[r0:r0 + band], step).view(np.uint8)
+        new <<= 1  # (-> _TODO)
+        f |= new
 
 
 def _off_positions(s: _State) -> np.ndarray:
@@ -1359,7 +1433,7 @@ def optimise(pixels: np.ndarray, distinct: kmeans.Distinct, palette: np.ndarray,
                 digest(judged.palette, judged.labels)]
             labels = judged.labels.astype(np.uint16).reshape(-1) if ordered else judged.labels
             return judged.palette, labels, s.total / labels.size
-    palette, labels = _result(s, ordered)
+    palette, labels = _result(s, ordered, spend=s is not plain)
     return palette, labels, s.total / labels.size
 
 
@@ -1432,7 +1506,11 @@ def _image_run(prepared: Prepared, lam: float, sweeps: int, take: bool = False) 
             while prepared.runs and len(prepared.runs) >= kept:
                 del prepared.runs[next(iter(prepared.runs))]
         done = replace(plain, counts=plain.counts.copy(), palette=plain.palette.copy()) if take else _copy(plain)
+        if take:  # (the run lets go of its labels during its sweeps: none else may hold them: _run)
+            plain.padded = None
         _run(done, lam, sweeps, rounds=_image_rounds(prepared, sweeps))
+        if take:
+            plain.padded = done.padded
         if not prepared.warm:
             return done
         done.movable = None  # (only sweeps read it)
@@ -1505,8 +1583,10 @@ def _nearest(s: _State, ordered: bool = False) -> tuple[np.ndarray, np.ndarray, 
     return palette, labels, s.total / labels.size
 
 
-def _result(s: _State, ordered: bool) -> tuple[np.ndarray, np.ndarray]:
-    """s's palette and labels as optimise returns them: _compact's, or (ordered) as a file holds them."""
+def _result(s: _State, ordered: bool, spend: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """s's palette and labels as optimise returns them: _compact's, or (ordered) as a file holds them. spend: s
+    is read no more, and where its labels are uint16 (K >= 256) the file's are made in their place (48 MP: 96 MB
+    not held twice); s.padded is then let go."""
     if not ordered:
         return _compact(s.palette, s.labels, s.counts)
     used = s.counts > 0
@@ -1516,6 +1596,14 @@ def _result(s: _State, ordered: bool) -> tuple[np.ndarray, np.ndarray]:
     order, rank = kmeans.share_order(kept, np.bincount(inverse, weights=s.counts[used], minlength=len(kept)))
     table = np.zeros(len(s.palette) + 1, np.uint16)
     table[:-1][used] = rank[inverse]
+    if spend and s.padded.dtype == np.uint16:
+        # (a band's labels are written where the bands before it were read: image row r at r x W, where the
+        # padded labels hold it from (r + 1) x (W + 2))
+        labels = s.padded.reshape(-1)[:s.height * s.width].reshape(s.height, s.width)
+        for start in range(0, s.height, _ROWS):
+            labels[start:start + _ROWS] = np.take(table, s.labels[start:start + _ROWS])
+        s.padded = None
+        return kept[order], labels.reshape(-1)
     labels = np.empty((s.height, s.width), np.uint16)
     for start in range(0, s.height, _ROWS):  # (take widens its indices to intp: a band at a time)
         np.take(table, s.labels[start:start + _ROWS], out=labels[start:start + _ROWS])
@@ -1542,6 +1630,9 @@ def _back_off(s: _State, budget: int) -> None:
     undo = _cheapest(_Worth(gain, delta), delta, excess)
     # (moves at no cost, delta 0, are not ranked: _cheapest's prefix has the same moves of cost with or without them)
     undo = undo[delta[undo] > 0]
+    s.total -= int(delta[undo].sum(dtype=np.int64))
+    # (a ranking not shared lets go here, not at the return: 5 bytes a move beside s.moved's copy below)
+    del ranked, delta, gain
     # (the labels and nearest entries of the pixels undone, read again: the ranking's copies sat the run's labels)
     back = s.moved[undo]
     pidx = _padded_at(s, back)
@@ -1549,7 +1640,7 @@ def _back_off(s: _State, budget: int) -> None:
     cur, near = flat[pidx], s.near(back)
     flat[pidx] = near
     _recount(s, near, cur)
-    s.total -= int(delta[undo].sum(dtype=np.int64))
+    del back, pidx, cur, near
     s.moved = np.delete(s.moved, undo)
     s.ranking = None  # (this state's moves are no longer the run's)
 
