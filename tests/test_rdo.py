@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmq
+import kmq.api  # noqa: F401 - loaded on first use, not by `import kmq`: this file reads kmq.api.*
 from conftest import assert_compress_usage_error
 from kmq import kmeans, rdo
 from kmq.cli import main
