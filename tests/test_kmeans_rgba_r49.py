@@ -8,6 +8,7 @@ import inspect
 import numpy as np
 import pytest
 from test_kmeans_rgba_r48 import _j, _photo
+from test_rgba_mid2 import _calls
 
 from kmq import kmeans
 
@@ -39,19 +40,6 @@ def _seedings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
     return seen
 
 
-def _hamerly_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, float, bool]]:
-    """(points, max_iter, relax, momentum given) of every `kmeans._hamerly` call from now on."""
-    seen: list[tuple[int, int, float, bool]] = []
-    orig = kmeans._hamerly
-
-    def spy(pts, centroids, max_iter, tol_abs, guess=None, relax=1.0, momentum=None):
-        seen.append((pts.m, max_iter, relax, momentum is not None))
-        return orig(pts, centroids, max_iter, tol_abs, guess, relax, momentum)
-
-    monkeypatch.setattr(kmeans, "_hamerly", spy)
-    return seen
-
-
 def test_k64_seeds_with_fewer_candidates_a_step_and_rgb_keeps_its_own(monkeypatch) -> None:
     """RGBA at K = 64: 8 seedings on every 4-bit bin, `_PP_TRIALS_RGBA` (3) candidates a step (before: 2 + ln 64 =
     6). K = 16 and RGB keep 2 + ln k."""
@@ -78,11 +66,11 @@ def test_k16_near_ties_ramp_the_middle_level_and_only_the_near_climb_the_last(mo
     assert 4 * 16 < four.m and 2 * six.m < colors.shape[0]
     monkeypatch.setattr(kmeans, "_TIE_NEAR", 1.0)
     monkeypatch.setattr(kmeans, "_EARLY_NEAR", 0.0)
-    seen = _hamerly_calls(monkeypatch)
+    seen = _calls(monkeypatch)
     kmeans.fit(colors, counts, 16, seed=0)
     middle = [s for s in seen if s[0] == five.m]
     assert len(middle) == kmeans._TIE_RUNS
-    assert all(s[1:] == (kmeans._WARM_RAMP, kmeans._RELAX, True) for s in middle)
+    assert all(s[1:] == (kmeans._WARM_RAMP, kmeans._RELAX, kmeans._MOMENTUM) for s in middle)
     assert len([s for s in seen if s[0] == six.m]) == 1
 
 
