@@ -1603,9 +1603,11 @@ _PP_ALONG_MAX = 1 << 20
 
 
 @_short_buffers
-def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> np.ndarray:
+def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1, trials: int | None = None
+              ) -> np.ndarray:
     """Greedy weighted k-means++ (as scikit-learn): each new centroid is the best, by total weighted
-    potential, of 2 + floor(ln k) candidates drawn with probability proportional to weight x D^2.
+    potential, of 2 + floor(ln k) candidates (or `trials`, with several runs) drawn with probability
+    proportional to weight x D^2.
 
     `runs` independent seedings advance together, one vectorised step per centroid for all of them, so
     that many restarts cost little more Python overhead than one. Returns (k, C) float64 for runs == 1,
@@ -1614,7 +1616,7 @@ def _kmeanspp(pts: _Points, k: int, rng: np.random.Generator, runs: int = 1) -> 
     if runs == 1:
         return _kmeanspp_one(pts, k, rng)
     x, w, m = pts.x, pts.w, pts.m
-    trials = 2 + int(math.log(k))
+    trials = trials or 2 + int(math.log(k))
     centroids = np.empty((runs, k, x.shape[1]), dtype=np.float64)
     cw = np.cumsum(w)
     first = np.minimum(np.searchsorted(cw, rng.random(runs) * cw[-1], side="right"), m - 1)
@@ -2690,6 +2692,11 @@ _TIES_WARM_TOL = 10.0
 # K = 32/64/128, seeds 0-3): 63 changed, J -0.55 % to +0.30 % (geometric mean -0.016 %); in process (least of 10,
 # load 7; from the code before the two-ties cut, _TIE_RUNS_RGBA) grace_hopper at 0.2 MP under blurred noise 0.57 ->
 # 0.37 s, at 0.25 MP under random alpha 0.72 -> 0.53 s (0.54 -> 0.37 and 0.65 -> 0.53 from that cut's code).
+# Round 49: with one near tie too, and at K <= 16 (the RGBA fit of up to _POLISH_MAX colours, `fit`), where such
+# a level ran plain updates to tol (grace_hopper at 0.3 MP under blurred noise, K = 64: 21 updates over 44 007
+# 5-bit bins, 66 ms of a 0.69 s compress; RGB's twin 0.26 s in all); and there near ties climb the last level only
+# while within `_EARLY_NEAR` of the best on the level before, as from `_GROUPED_FROM` (grace_hopper 0.2 MP under
+# random alpha, K = 16: the second tie's 5-bit level to tol and its mixed level were 68 ms of a 0.30 s compress).
 _WARM_RAMP = 5
 # Tolerance (times tol) of the histogram levels that only warm up the next level, with one run (see fit).
 _WARM_TOL = 100.0
@@ -2760,6 +2767,12 @@ _STAND_IN_MAX_RGBA = 16
 _RERANKED_MAX_RGBA = 64
 _RERANK_RGBA = 3
 _RERANK_ITER = 2
+# k-means++'s candidates per step for those restarts (RGBA up to _POLISH_MAX colours at K = 17-64, seeded on every
+# 4-bit bin; 2 + ln k is 6 at K = 64). Seeding 8 runs on every bin at K = 64 was the dearest stage of those fits
+# (grace_hopper at 0.3 MP under random alpha: 10 282 bins of 4 channels, 0.21 s of a 0.74 s compress; RGB's twin
+# seeds on a stand-in of 3 921 bins of 3, 0.06 s); the best of 8 restarts hedges what a greedier step would (see
+# docs/PERFORMANCE.md, round 49). K <= 16 (seeded on the stand-in) keeps 2 + ln k: 3 there made its fits no faster.
+_PP_TRIALS_RGBA = 3
 # Above this many distinct colours the polish on the colours themselves is skipped: the 7-bit histogram
 # is already within a unit of them (12 MP photo: J +0.01 % at K=16, +0.5 % at K=256) and the polish's
 # first exact assignment alone would cost ~0.2 s at K=16 and ~3 s at K=256.
@@ -2913,8 +2926,8 @@ def _best_of_restarts(pts: _Points, k: int, rng: np.random.Generator, restarts: 
 
 def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, max_iter: int, tol_abs: float,
                near: float = 0.0, most: int = 1, ranked: _Points | None = None, ties: list | None = None,
-               quick: tuple[int, int] | None = None, brisk: int | None = None, rerank: int = 0
-               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+               quick: tuple[int, int] | None = None, brisk: int | None = None, rerank: int = 0,
+               trials: int | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """The runs of `_best_of_restarts`, each run to convergence as `_hamerly` returns it (centroids,
     inertia, labels): the best, then, up to `most` in all, those whose inertia after `_RESTART_ITER`
     updates is within a factor 1 + near of the best's, in that order.
@@ -2928,7 +2941,8 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
     brisk: with several runs, each chosen one finished in at most this many updates over-relaxed then with
     momentum instead of plain Lloyd to tol (`_NOISY_LEVELS`).
     rerank: k-means++ seeds on pts, and with ranked the best this many on it go on for `_RERANK_ITER` updates
-    on pts, which ranks them (RGBA's K = 64, see `_RERANK_RGBA`)."""
+    on pts, which ranks them (RGBA's K = 64, see `_RERANK_RGBA`).
+    trials: k-means++'s candidates per step of the several runs (`_kmeanspp`'s own where None)."""
     if restarts == 1:  # nothing to rank; Lloyd starts from the seeding's own nearest centroids
         labels = np.empty(pts.m, dtype=np.intp)
         if ties is not None:
@@ -2943,7 +2957,7 @@ def _best_runs(pts: _Points, k: int, rng: np.random.Generator, restarts: int, ma
             labels = seeded[ranked.inverse]
         return [_hamerly(pts, start, min(max_iter, quick[1]), tol_abs, labels, _RELAX, _MOMENTUM)]
     on = pts if ranked is None else ranked
-    seeds = _kmeanspp(pts if rerank else on, k, rng, restarts)
+    seeds = _kmeanspp(pts if rerank else on, k, rng, restarts, trials)
     budget = min(max_iter, _RESTART_ITER)
     if restarts >= 4 and budget > _PRUNE_AFTER:
         early, j, _ = _split_runs(on, seeds, _PRUNE_AFTER, tol_abs)
@@ -3872,7 +3886,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     RGBA with varying alpha: restarts on 4 bits, Lloyd from 5 bits up (at K <= 16, where the 4-bit level has
     over 2 000 bins, from about 8 000 colours, the restarts seeded and ranked on its stand-in, `_thinned`; at
     K = 17-64 up to `_POLISH_MAX` colours seeded on every bin, run on the stand-in, the best `_RERANK_RGBA`
-    ranked on every bin); from 150 000 colours where its 6-bit level (with heavy colours apart: `_mixed`) keeps
+    ranked on every bin, seeded with `_PP_TRIALS_RGBA` candidates a step; every level between the restarts' and the
+    last in `_WARM_RAMP` momentum updates); from 150 000 colours where its 6-bit level (with heavy colours apart: `_mixed`) keeps
     at most 2/3 of them, that level is the last, ended in momentum updates (`_MIXED_UPDATES`, one run's
     `_MIXED_UPDATES_ONE`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
@@ -3976,16 +3991,18 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
             updates = _MIXED_UPDATES if _restarts(k) > 1 else _MIXED_UPDATES_ONE
             polish, last = False, (updates, _RELAX, _MOMENTUM)
         runs: list | None = None if others is None else []
-        rerank = 0
+        rerank, trials = 0, None
         if stand_in is None and pts is not None and colors.shape[1] == 4 and k <= _RERANKED_MAX_RGBA:
             stand_in, rerank = _rgba_stand_in, (0 if k <= _STAND_IN_MAX_RGBA else _RERANK_RGBA)
+            trials = _PP_TRIALS_RGBA if k > _STAND_IN_MAX_RGBA else None
         noisy = (polish and colors.shape[1] == 3 and m <= _NOISY_MAX and m >= _NOISY_SHARE * float(counts.sum()))
         # (every level climbed: the mixed one may keep up to 2/3 of the colours, see `_MIXED_SHARE`)
         climbed = _climb(levels, math.inf if mixed is not None else m, k, rng, max_iter, tol_abs,
                          colours_follow=polish, last=last, others=runs,
                          stand_in=stand_in, ramp=_WARM_RAMP if colors.shape[1] == 4 else 0,
                          quick=_NOISY[:3] if noisy and _restarts(k) == 1 else None, release=True,
-                         few_ties=pts is not None, brisk=_NOISY_LEVELS if noisy else None, rerank=rerank)
+                         few_ties=pts is not None, brisk=_NOISY_LEVELS if noisy else None, rerank=rerank,
+                         trials=trials)
         if climbed is not None:
             start, labels, prev = climbed
             # The colours themselves only polish what the histograms found: a bounded amount of work.
@@ -4128,7 +4145,9 @@ def _ends_rgba(levels: list[_Points], m: int, k: int) -> list[_Points] | None:
 # alphas at K = 16/64/256: J +0.07 % on average, worst +0.55 % (grace_hopper random, K = 256), CPU 0.85x.
 _MIXED_FROM = 150_000
 _HEAVY = 4
-_MIXED_UPDATES = 12
+# Round 49: 8 with several restarts too (K <= 128; 12 momentum updates over ~110 000 points, 15 000-38 000 of
+# them re-measured in each, were 0.18 s of a 0.69 s compress at K = 64, grace_hopper at 0.3 MP under blurred noise).
+_MIXED_UPDATES = 8
 # The mixed level stands in for the colours where it has at most 1/_MIXED_SHARE of them (a 0.2 MP photo under
 # random alpha: 175 000 colours, its 6-bit level 87 000 bins and 700 colours of 4 pixels or more, just over half).
 _MIXED_SHARE = 1.5
@@ -4205,8 +4224,8 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
            colours_follow: bool = False, last: tuple[int, float] | None = None,
            stand_in: Callable[[_Points], _Points | None] | None = None, others: list | None = None,
            ramp: int = 0, quick: tuple[int, int, int] | None = None, release: bool = False,
-           few_ties: bool = False, brisk: tuple[int, int] | None = None, rerank: int = 0
-           ) -> tuple[np.ndarray, np.ndarray, _Points] | None:
+           few_ties: bool = False, brisk: tuple[int, int] | None = None, rerank: int = 0,
+           trials: int | None = None) -> tuple[np.ndarray, np.ndarray, _Points] | None:
     """K-Means up the histogram `levels` (coarse to fine; each level's ``inverse`` maps the same items to
     its bins) of m colours: restarts on one level, then Lloyd on each finer one from the labels of the
     level above. Returns (centroids, the last level's labels, that level), or None when no level is both
@@ -4243,6 +4262,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     level), each level's first over-relaxed and the rest with momentum, instead of plain Lloyd to tol
     (`_NOISY_LEVELS`).
     rerank: with a stand-in, its best this many runs re-ranked on the restarts' level (see `_best_runs`).
+    trials: k-means++'s candidates per step of the restarts (see `_best_runs`).
     """
     restarts = _restarts(k)
     warm = tol_abs * (_LEVEL_TOL if restarts > 1 else _WARM_TOL if colours_follow else
@@ -4257,6 +4277,9 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # on the level before it, `_EARLY_NEAR`).
     ties: list[int] = []
     loose = restarts > 1 and k >= _GROUPED_FROM and coarse.x.shape[1] == 4
+    # RGBA up to _POLISH_MAX colours (`fit`): every level between the restarts' and the last ramped, and near ties
+    # climb the last only while near on the one before (see `_WARM_RAMP`).
+    every = few_ties and ramp > 0 and coarse.x.shape[1] == 4
     few_ties = few_ties and loose
     tie_runs = _TIE_RUNS_RGBA if few_ties else _TIE_RUNS
     if others is not None:
@@ -4270,11 +4293,13 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
              _thinned(coarse) if quick else None)
     brisk = brisk if restarts > 1 else None
     runs = _best_runs(coarse, k, rng, restarts, max_iter, warm, near, most, stand, ties=ties,
-                      quick=quick[:2] if quick and restarts == 1 else None, brisk=brisk and brisk[0], rerank=rerank)
+                      quick=quick[:2] if quick and restarts == 1 else None, brisk=brisk and brisk[0], rerank=rerank,
+                      trials=trials)
     ties[0] = min(ties[0], tie_runs)  # (with others, as many runs as without them decide)
     more = _more(restarts) if others is not None else 0
     if more:  # drawn after the fit's own restarts, which stay the same
-        runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand, rerank=rerank)
+        runs += _best_runs(coarse, k, rng, more, max_iter, warm, 1.0, _OTHERS_CLIMB, stand, rerank=rerank,
+                           trials=trials)
     # Finer histograms in between: Lloyd's long tail of small moves is paid on fewer points. Each level
     # starts from the labels of the bin its points fell in one level up.
     finer_levels = [_ready(f) for f in itertools.takewhile(lambda f: f.m * 2 <= m, levels[at + 1:])]
@@ -4309,7 +4334,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
         if last is not None and i == len(finer_levels) - 1:
             return _hamerly(finer, start, min(max_iter, last[0]), tol_abs, guess, last[1],
                             last[2] if len(last) > 2 else None)
-        if ramp and (restarts == 1 or several) and i < len(finer_levels) - 1:  # (RGBA: see `_WARM_RAMP`)
+        if ramp and (restarts == 1 or several or every) and i < len(finer_levels) - 1:  # (RGBA: `_WARM_RAMP`)
             return _hamerly(finer, start, min(max_iter, ramp), warm, guess, _RELAX, _MOMENTUM)
         if loose and (colours_follow or decide or i < len(finer_levels) - 1):  # (RGBA: warms up what follows)
             return _hamerly(finer, start, max_iter, tol_abs * _TIES_WARM_TOL, guess)
@@ -4319,7 +4344,7 @@ def _climb(levels: list[_Points | _Pending], m: float, k: int, rng: np.random.Ge
     # finish), only while still within _EARLY_NEAR of the best on the level before it: of 20 fits with ties there
     # (china, flower, grace_hopper at 0.15-4 MP under 3 alphas, K = 32-128), a run that far behind was never
     # the best on the last level, while runs 0.03-0.28 % behind were in 6.
-    early = loose and others is None and ties[0] > 1 and len(finer_levels) > 1
+    early = (loose or every) and others is None and ties[0] > 1 and len(finer_levels) > 1
     stop = len(finer_levels) - 1 if early else len(finer_levels)
     climbed = []
     for start, inertia, labels in runs[:ties[0] if early else len(runs)]:

@@ -53,13 +53,14 @@ def sha(img: kmq.KmqImage) -> str:
 # photo at --rdo 2 re-made with round 47's top-up (rdo._top_up: 2,084 bytes at J 1.0200x, was 2,136 at 1.0169x;
 # with rdo._TOP_UP_MAX = 0 it is 265a2cc940decf45 again, at both chunk sizes). The photo and the graphics at --rdo
 # 2 re-made with round 48's two rounds of the image's run (rdo._IMAGE_ROUNDS: 2,082 bytes, was 2,084; 1,860, was
-# 1,863; with _IMAGE_ROUNDS = 1 they are 87a69a92e66c2900 and c21104cac0065384 again, at both chunk sizes).)
+# 1,863; with _IMAGE_ROUNDS = 1 they are 87a69a92e66c2900 and c21104cac0065384 again, at both chunk sizes). The
+# RGBA one at K = 32 re-made with round 49's RGBA schedule: 3 k-means++ candidates a step at K = 17-64.)
 PINNED = {
     ("photo", 16, 2.0): "7891dd4b0a460423",
     ("photo", 64, 28.0): "fe7a94fbe876e77a",
     ("photo", 256, 100.0): "b326151800ea558a",  # round 47's stand-in seeding (h56d): both chunk sizes
     ("grey", 16, 28.0): "266beb9f432e230b",
-    ("rgba", 32, 28.0): "dc6712662c6a1983",
+    ("rgba", 32, 28.0): "6e62a9f08df9ed47",  # round 49 (h58d), at both chunk sizes: was dc6712662c6a1983
     ("graphics", 8, 2.0): "633d902140efc49a",
 }
 PINNED_TARGETS = {

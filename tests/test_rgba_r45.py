@@ -93,10 +93,11 @@ def test_reassign_near_rgba_widths_and_blocks(monkeypatch):
 
 # The files (sha256 and J at seed 0): round 44's main (6e6ad44); at K = 16 since round 48, whose restarts there are
 # seeded and ranked on a stand-in (`kmeans._rgba_stand_in`; J 1511.395667 before); at K = 64 since round 48 h57i,
-# whose restarts there run on it and its best 3 are re-ranked on every bin (J 563.982533 before).
+# whose restarts there run on it and its best 3 are re-ranked on every bin (J 563.982533 before); at K = 64 since
+# round 49 h58d, whose seeding there draws 3 candidates a step (`kmeans._PP_TRIALS_RGBA`; J 565.132267 before).
 _FILES = {
     16: ("b704631cb602fdce26f17d374d310cc40d63d04640f9f6221b7e9faeefc9392f", 1505.2923),
-    64: ("1dc71b2ee0b9160d7738d7f70c5ceb0dede72e20509a64832c01db31b69423f0", 565.132267),
+    64: ("38c8aa02ed035776dc953cb9f40a594cd809e654b0d3f1e35e267fc55c167d94", 565.863633),
 }
 
 

@@ -204,7 +204,7 @@ def test_near_ties_warm_up_the_levels_below_the_last_in_a_few_momentum_updates(m
     """chelsea.png under a blurred random alpha at K = 64 climbs 4 -> 5 -> 6 bits, then polishes its colours. Near
     ties (two, `_TIE_RUNS_RGBA`) each warm up the 5-bit level in `_WARM_RAMP` momentum updates, as one run does,
     instead of plain ones to the loose tol; the 6-bit level, which decides, and the polish as before. A single
-    run there (no ties) keeps its plain updates."""
+    run there (no ties) warms it up so too since round 49 (it kept its plain updates)."""
     from PIL import Image
 
     rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))
@@ -224,4 +224,4 @@ def test_near_ties_warm_up_the_levels_below_the_last_in_a_few_momentum_updates(m
     monkeypatch.setattr(kmeans, "_TIE_NEAR", 0.0)  # one run
     seen.clear()
     kmeans.fit(colors, counts, 64, seed=0)
-    assert [s[3:] for s in seen if s[0] == five.m] == [(1.0, None)]
+    assert [(s[1], *s[3:]) for s in seen if s[0] == five.m] == [(kmeans._WARM_RAMP, kmeans._RELAX, kmeans._MOMENTUM)]
