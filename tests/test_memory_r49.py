@@ -5,15 +5,14 @@ visited as three bits of one byte a pixel (rdo._AWAY, _TODO, _BEFORE) where they
 --rdo 28, K = 256 (uint16 labels): two copies of the labels and four masks were 336 MB of the 748 MB peak."""
 from __future__ import annotations
 
-import hashlib
 import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from kmq import kmeans, rdo
-from kmq.api import quantize_colors
+from kmq import rdo
+from test_memory_r47 import digest, fitted, large  # noqa: F401 - large: rdo and the colours as at 48 MP
 
 
 @pytest.fixture
@@ -24,27 +23,6 @@ def photo(samples) -> np.ndarray:
     rng = np.random.default_rng(49)
     return np.clip(np.kron(crop, np.ones((2, 2, 1), np.uint8)).astype(np.int16)
                    + rng.integers(-6, 7, (288, 300, 3)), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture
-def large(monkeypatch):
-    """rdo and the distinct colours as at 48 MP: a small sample (the image is run whole after its
-    calibration) and the colours ranked where read (no index kept)."""
-    monkeypatch.setattr(rdo, "_SAMPLE", 1 << 12)
-    monkeypatch.setattr(rdo, "_TILE", 16)
-    monkeypatch.setattr(kmeans, "_BINCOUNT_FROM", 1 << 10)
-    monkeypatch.setattr(kmeans, "_ONE_PASS", 1 << 10)
-
-
-def fitted(pixels: np.ndarray, k: int) -> tuple[kmeans.Distinct, np.ndarray]:
-    distinct = kmeans.distinct(pixels.reshape(-1, pixels.shape[2]))
-    return distinct, quantize_colors(distinct.colors, distinct.counts, k, seed=0, max_iter=300)[0]
-
-
-def digest(out: tuple) -> str:
-    palette, labels, j = out
-    return hashlib.sha256(palette.tobytes() + np.ascontiguousarray(labels, np.uint16).tobytes()
-                          + repr(j).encode()).hexdigest()[:16]
 
 
 def test_a_runs_sweeps_hold_the_labels_once_and_one_byte_of_masks_a_pixel(photo, large, monkeypatch):
@@ -128,11 +106,9 @@ PINNED = {
 
 
 @pytest.mark.parametrize("k, pct, kind", list(PINNED))
-def test_rdo_makes_the_same_labels(photo, monkeypatch, k, pct, kind):
+def test_rdo_makes_the_same_labels(photo, request, k, pct, kind):
     if kind == "large":
-        for module, name, value in ((rdo, "_SAMPLE", 1 << 12), (rdo, "_TILE", 16), (kmeans, "_BINCOUNT_FROM", 1 << 10),
-                                    (kmeans, "_ONE_PASS", 1 << 10)):
-            monkeypatch.setattr(module, name, value)
+        request.getfixturevalue("large")
     pixels = {"large": photo, "whole": photo[:120, :150], "column": np.ascontiguousarray(photo[:, 100:101])}[kind]
     distinct, palette = fitted(pixels, k)
     assert digest(rdo.optimise(pixels, distinct, palette, pct)) == PINNED[k, pct, kind]
