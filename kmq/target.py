@@ -2168,7 +2168,8 @@ def _stuck(s: _Search, k: int, idle: bool = True) -> bool:
 
 def _idle(s: _Search, k: int, r: float) -> bool:
     """Whether the rdo run of k at r was given at least _IDLE_ASK of k's plain J and added under _IDLE_GOT of what
-    it was given (photos' runs add most of it; a noisy grey photo's that topped out, K = 9 +442 %, 12 %)."""
+    it was given (photos' runs add most of it; a noisy grey photo's that topped out, K = 9 +442 %, added 12 %: idle,
+    but its search's runs at other K were not, and _nothing_to_move needs every K stuck)."""
     return r / 100 >= _IDLE_ASK and s.file(k, r).distortion - s.j(k) < _IDLE_GOT * r / 100 * s.j(k)
 
 
