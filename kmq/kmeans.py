@@ -3888,8 +3888,8 @@ def fit(colors: np.ndarray, counts: np.ndarray, k: int, *, seed: int = 0, max_it
     K = 17-64 up to `_POLISH_MAX` colours seeded on every bin, run on the stand-in, the best `_RERANK_RGBA`
     ranked on every bin, seeded with `_PP_TRIALS_RGBA` candidates a step; every level between the restarts'
     and the last in `_WARM_RAMP` momentum updates); from 150 000 colours where its 6-bit level (with heavy
-    colours apart: `_mixed`) keeps at most 2/3 of them, that level is the last, ended in momentum updates (`_MIXED_UPDATES`, one run's
-    `_MIXED_UPDATES_ONE`) with no polish;
+    colours apart: `_mixed`) keeps at most 2/3 of them, that level is the last, ended in momentum updates
+    (`_MIXED_UPDATES`, one run's `_MIXED_UPDATES_ONE`) with no polish;
     with several restarts where the climb ends far below the colours (`_FAR_POLISH`) or from `_FAR_POLISH_FROM`
     centroids, the polish is a few momentum updates; with one run (or two near ties, `_TIE_RUNS_RGBA`), the levels
     between the restarts' and the last in a few momentum updates (`_WARM_RAMP`); above 500 000 colours the last
