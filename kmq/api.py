@@ -442,8 +442,9 @@ def _with_palette(image: Any, given: palettes.Palette, codec: str, max_pixels: i
     if _dithers(dither, palette, distortion):
         # Onto the palette as stored, in its layout and order: a given palette is never re-sorted.
         pixels = palettes.convert(pixels.reshape(-1, channels), palette.shape[1]).reshape(height, width, -1)
-        labels = floyd_steinberg(pixels, palettes.as_seen(palette))
-        meta.update(distortion=dither_distortion(pixels, palettes.as_seen(palette), labels), dither="fs")
+        seen = palettes.as_seen(palette)
+        labels = floyd_steinberg(pixels, seen)
+        meta.update(distortion=dither_distortion(pixels, seen, labels), dither="fs")
     return KmqImage(palette, labels.reshape(height, width), meta, codec)
 
 

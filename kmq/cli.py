@@ -994,7 +994,7 @@ def _sizes_table(records: list[dict[str, Any]], title: str = "Sizes in bits") ->
     from rich.text import Text
 
     table = Table(title=title)
-    # (folded, not cut short: two long names cut to the same first characters could not be told apart)
+    # (row names folded at a narrow width, not cut: three rows had read "Compr…")
     table.add_column("Metric", overflow="fold")
     for r in records:
         # Text, not a str: rich would read a name's "[...]" as markup and drop it. The name folds, a number

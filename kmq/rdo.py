@@ -460,27 +460,21 @@ class _Phases:
 
 
 def _sweep(s: _State, lam: float, todo: np.ndarray | None, stamp: np.ndarray | None = None, step: int = 0,
-           before: np.ndarray | None = None, away: np.ndarray | None = None) -> np.ndarray | int:
+           before: np.ndarray | None = None) -> np.ndarray:
     """One pass over the four parity classes, visiting the pixels of ``todo`` ((H, W) mask; all if None)
-    that could gain from a move; returns the pixels (flat; sorted within each parity class) whose labels
-    changed. stamp, step and before: as _sweep_on's; away: (H*W,) bool, the pixels that may be away from
-    their nearest entry, kept by a caller that sweeps again: the moves are added to it and s.moved is left as
-    it was, and only how many moved is returned. (_run sweeps on its own flags and phases: _sweep_on.)"""
+    that could gain from a move, s.moved updated; returns the pixels (flat; sorted within each parity class)
+    whose labels changed. stamp, step and before (the sweep before's todo): as _sweep_on's. (A sweep on its
+    own, with masks: _run sweeps on its own flags and phases, _sweep_on, and the tests check this against a
+    plain one.)"""
     _settle(s)
-    kept = away is not None
-    flags = (away if kept else _away(s)).astype(np.uint8)
-    moved_any = len(s.moved) > 0 or bool(flags.any())
+    flags = _away(s).view(np.uint8)  # (True is 1: _AWAY)
     for mask, bit in ((todo, _TODO), (before, _BEFORE)):
         if mask is not None:
             flags[mask.reshape(-1)] |= bit
     phases = _Phases(s.padded)
     changed: list[np.ndarray] = []
-    count = _sweep_on(s, phases, lam, flags, todo is not None, stamp, step, before is not None, moved_any,
-                      None if kept else changed)
+    _sweep_on(s, phases, lam, flags, todo is not None, stamp, step, before is not None, len(s.moved) > 0, changed)
     s.padded = phases.padded()
-    if kept:
-        np.bitwise_and(flags, _AWAY, out=away.view(np.uint8))
-        return count
     s.moved = _positions(flags, _AWAY)
     return np.concatenate(changed) if changed else np.zeros(0, np.intp)
 
